@@ -1,0 +1,1 @@
+//! uvs control plane
