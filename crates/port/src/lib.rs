@@ -63,7 +63,8 @@ pub trait Port {
 /// real path in end-to-end tests.
 pub struct MemPort {
     name: String,
-    slots: Vec<Box<[u8; FRAME_CAPACITY]>>,
+    /// All frame buffers, `FRAME_CAPACITY` bytes each, like a UMEM.
+    umem: Vec<u8>,
     free_slots: Vec<u32>,
     rx: std::collections::VecDeque<Frame>,
     tx: Vec<Frame>,
@@ -82,7 +83,7 @@ impl MemPort {
     pub fn new(name: &str, slots: usize) -> Self {
         Self {
             name: name.to_string(),
-            slots: (0..slots).map(|_| Box::new([0u8; FRAME_CAPACITY])).collect(),
+            umem: vec![0; slots * FRAME_CAPACITY],
             free_slots: (0..slots as u32).rev().collect(),
             rx: std::collections::VecDeque::with_capacity(slots),
             tx: Vec::with_capacity(slots),
@@ -120,7 +121,7 @@ impl MemPort {
         let frames = std::mem::take(&mut self.tx);
         let out = frames
             .iter()
-            .map(|f| self.slots[f.addr as usize][..f.len as usize].to_vec())
+            .map(|f| self.slot(f.addr)[..f.len as usize].to_vec())
             .collect();
         for f in frames {
             self.free_slots.push(f.addr as u32);
@@ -133,12 +134,22 @@ impl MemPort {
         self.free_slots.len()
     }
 
+    fn slot(&self, addr: u64) -> &[u8] {
+        let at = addr as usize * FRAME_CAPACITY;
+        &self.umem[at..at + FRAME_CAPACITY]
+    }
+
+    fn slot_mut(&mut self, addr: u64) -> &mut [u8] {
+        let at = addr as usize * FRAME_CAPACITY;
+        &mut self.umem[at..at + FRAME_CAPACITY]
+    }
+
     fn fill_slot(&mut self, data: &[u8]) -> Option<Frame> {
         if data.len() > FRAME_CAPACITY {
             return None;
         }
         let slot = self.free_slots.pop()?;
-        self.slots[slot as usize][..data.len()].copy_from_slice(data);
+        self.slot_mut(u64::from(slot))[..data.len()].copy_from_slice(data);
         Some(Frame {
             addr: u64::from(slot),
             len: data.len() as u32,
@@ -156,7 +167,8 @@ impl Port for MemPort {
                 };
                 let t = &replay.templates[replay.next];
                 replay.next = (replay.next + 1) % replay.templates.len();
-                self.slots[slot as usize][..t.len()].copy_from_slice(t);
+                let at = slot as usize * FRAME_CAPACITY;
+                self.umem[at..at + t.len()].copy_from_slice(t);
                 out[n] = Frame {
                     addr: u64::from(slot),
                     len: t.len() as u32,
@@ -179,7 +191,7 @@ impl Port for MemPort {
     }
 
     fn buf_mut(&mut self, frame: &Frame) -> &mut [u8] {
-        &mut self.slots[frame.addr as usize][..]
+        self.slot_mut(frame.addr)
     }
 
     fn tx_burst(&mut self, frames: &[Frame]) -> usize {
