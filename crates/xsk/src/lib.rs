@@ -1,1 +1,35 @@
-//! placeholder
+#![allow(unsafe_code)]
+//! AF_XDP ports and the XDP program that feeds them.
+//!
+//! - [`XskPort`]: one AF_XDP socket on (interface, queue) with its own UMEM,
+//!   implementing [`uvs_port::Port`] (xsk-rs rings, batch-oriented, no
+//!   allocation per burst).
+//! - [`XdpProgram`]: the uvs XDP program (`bpf/uvs_xdp.c`, compiled by
+//!   build.rs and embedded) loaded with libbpf and attached by a BPF link. It
+//!   redirects to the socket only what the balancer owns and passes the rest
+//!   to the kernel, so the host stays reachable (DESIGN.md "Slow path").
+//!
+//! Typical use, per interface:
+//! ```no_run
+//! use uvs_xsk::{XdpMode, XdpProgram, XskConfig, XskPort};
+//! let prog = XdpProgram::attach("eth1", XdpMode::Auto)?;
+//! prog.add_owned("198.18.100.1".parse().unwrap())?;
+//! let port = XskPort::open("eth1", 0, &XskConfig::default())?;
+//! prog.register_socket(0, port.fd())?;
+//! # Ok::<(), uvs_xsk::XskError>(())
+//! ```
+//!
+//! This is the only crate of the workspace that allows `unsafe`: ring and
+//! UMEM access through xsk-rs and the libbpf/syscall FFI. Every unsafe block
+//! says why it is sound.
+
+mod error;
+mod port;
+mod program;
+mod sys;
+
+pub use error::XskError;
+pub use port::{XskConfig, XskPort, XskPortStats, ZeroCopy};
+pub use program::{XdpCounters, XdpMode, XdpProgram};
+pub use sys::is_root;
+pub use xsk_rs::socket::XdpStatistics;

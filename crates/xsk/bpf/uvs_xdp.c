@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// uvs XDP program: steer to the AF_XDP socket only what the balancer owns and
+// give everything else back to the kernel (XDP_PASS), so that ssh, ping to the
+// host, the kernel's own health checks to real servers and neighbour
+// discovery keep working while uvs runs (DESIGN.md "Slow path"). The socket
+// for a frame is the one registered at `xsks[rx_queue_index]`; when none is
+// registered `bpf_redirect_map` falls back to XDP_PASS, so VIP traffic reaches
+// the kernel if the balancer is gone.
+//
+// One loaded object (own maps) per interface: the XSKMAP is indexed by queue
+// and two interfaces both have queue 0.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define ETH_P_8021Q_BE bpf_htons(0x8100)
+#define ETH_P_8021AD_BE bpf_htons(0x88A8)
+#define ETH_P_IP_BE bpf_htons(0x0800)
+#define ETH_P_IPV6_BE bpf_htons(0x86DD)
+#define ETH_P_ARP_BE bpf_htons(0x0806)
+
+#define IPPROTO_ICMPV6_NR 58
+#define ICMPV6_ROUTER_SOLICIT 133
+#define ICMPV6_REDIRECT 137
+#define ICMPV6_NEIGH_SOLICIT 135
+#define ICMPV6_NEIGH_ADVERT 136
+
+// Counter slots of `stats`; the loader reads them by these indices.
+#define STAT_REDIRECTED 0 // handed to the AF_XDP socket
+#define STAT_PASSED 1     // not ours: given to the kernel
+#define STAT_UNCLAIMED 2  // ours, but no socket on this queue: kernel got it
+#define STAT_COUNT 4
+
+// `settings[0]` bits.
+#define SETTING_REDIRECT_ALL 1 // baseline mode (xsk_l2fwd): every frame to the socket
+
+struct in6_key {
+	__u8 b[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+// VIPs and uvs's own local/FullNAT addresses.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} owned4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct in6_key);
+	__type(value, __u8);
+} owned6 SEC(".maps");
+
+// Real servers: their packets to non-host addresses are replies of NATed flows.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} reals4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct in6_key);
+	__type(value, __u8);
+} reals6 SEC(".maps");
+
+// The kernel's own addresses on this box (filled by uvsd).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} host4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct in6_key);
+	__type(value, __u8);
+} host6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} settings SEC(".maps");
+
+static __always_inline void count(__u32 slot)
+{
+	__u64 *c = bpf_map_lookup_elem(&stats, &slot);
+	if (c)
+		*c += 1;
+}
+
+static __always_inline int pass(void)
+{
+	count(STAT_PASSED);
+	return XDP_PASS;
+}
+
+static __always_inline int to_socket(struct xdp_md *ctx)
+{
+	long act = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	count(act == XDP_REDIRECT ? STAT_REDIRECTED : STAT_UNCLAIMED);
+	return (int)act;
+}
+
+static __always_inline int in4(void *map, __u32 addr)
+{
+	return bpf_map_lookup_elem(map, &addr) != 0;
+}
+
+static __always_inline int in6(void *map, const void *addr)
+{
+	struct in6_key k;
+	__builtin_memcpy(&k, addr, sizeof(k));
+	return bpf_map_lookup_elem(map, &k) != 0;
+}
+
+// 224.0.0.0/4 and the limited broadcast belong to the kernel even when a real
+// server sends them (VRRP, DHCP, mDNS).
+static __always_inline int multicast4(__u32 be_addr)
+{
+	__u32 a = bpf_ntohl(be_addr);
+	return (a >> 28) == 0xe || a == 0xffffffff;
+}
+
+static __always_inline int ipv4(struct xdp_md *ctx, void *l3, void *end)
+{
+	__u8 *ip = l3;
+	if ((void *)(ip + 20) > end)
+		return pass();
+	if ((ip[0] >> 4) != 4)
+		return pass();
+	__u32 src, dst;
+	__builtin_memcpy(&src, ip + 12, 4);
+	__builtin_memcpy(&dst, ip + 16, 4);
+	if (in4(&owned4, dst))
+		return to_socket(ctx);
+	if (in4(&reals4, src) && !in4(&host4, dst) && !multicast4(dst))
+		return to_socket(ctx);
+	return pass();
+}
+
+static __always_inline int ipv6(struct xdp_md *ctx, void *l3, void *end)
+{
+	__u8 *ip = l3;
+	if ((void *)(ip + 40) > end)
+		return pass();
+	if ((ip[0] >> 4) != 6)
+		return pass();
+	__u8 *src = ip + 8;
+	__u8 *dst = ip + 24;
+	// Neighbour discovery (RFC 4861) carries no extension headers in
+	// practice; the next header is ICMPv6 directly.
+	if (ip[6] == IPPROTO_ICMPV6_NR) {
+		__u8 *icmp = ip + 40;
+		if ((void *)(icmp + 1) > end)
+			return pass();
+		__u8 type = icmp[0];
+		if (type == ICMPV6_NEIGH_SOLICIT || type == ICMPV6_NEIGH_ADVERT) {
+			// type(1) code(1) checksum(2) flags/reserved(4) target(16)
+			if ((void *)(icmp + 24) > end)
+				return pass();
+			if (in6(&owned6, icmp + 8))
+				return to_socket(ctx);
+			if (type == ICMPV6_NEIGH_ADVERT && in6(&owned6, dst))
+				return to_socket(ctx);
+			return pass();
+		}
+		// RS, RA, redirect: the kernel's business. Also NUD probes are
+		// unicast NS, handled above by target.
+		if (type >= ICMPV6_ROUTER_SOLICIT && type <= ICMPV6_REDIRECT)
+			return pass();
+	}
+	if (in6(&owned6, dst))
+		return to_socket(ctx);
+	// fe80::/10 link-local and ff00::/8 multicast stay with the kernel: a
+	// real server's neighbour traffic must never be stolen (FIELD-NOTES).
+	int link_local = dst[0] == 0xfe && (dst[1] & 0xc0) == 0x80;
+	int multicast = dst[0] == 0xff;
+	if (!link_local && !multicast && in6(&reals6, src) && !in6(&host6, dst))
+		return to_socket(ctx);
+	return pass();
+}
+
+// ARP over Ethernet/IPv4 (RFC 826): the balancer answers for what it owns.
+static __always_inline int arp(struct xdp_md *ctx, void *l3, void *end)
+{
+	__u8 *a = l3;
+	if ((void *)(a + 28) > end)
+		return pass();
+	// htype 1, ptype 0x0800, hlen 6, plen 4
+	if (a[0] != 0 || a[1] != 1 || a[2] != 0x08 || a[3] != 0 || a[4] != 6 || a[5] != 4)
+		return pass();
+	__u32 target;
+	__builtin_memcpy(&target, a + 24, 4);
+	if (in4(&owned4, target))
+		return to_socket(ctx);
+	return pass();
+}
+
+SEC("xdp")
+int uvs_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return pass();
+
+	__u32 zero = 0;
+	__u32 *flags = bpf_map_lookup_elem(&settings, &zero);
+	if (flags && (*flags & SETTING_REDIRECT_ALL))
+		return to_socket(ctx);
+
+	__u16 proto = eth->h_proto;
+	__u8 *cur = (__u8 *)(eth + 1);
+	// Up to two tags: 802.1Q, or 802.1ad outer + 802.1Q inner (QinQ).
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (proto != ETH_P_8021Q_BE && proto != ETH_P_8021AD_BE)
+			break;
+		if ((void *)(cur + 4) > end)
+			return pass();
+		__builtin_memcpy(&proto, cur + 2, 2);
+		cur += 4;
+	}
+
+	if (proto == ETH_P_IP_BE)
+		return ipv4(ctx, cur, end);
+	if (proto == ETH_P_IPV6_BE)
+		return ipv6(ctx, cur, end);
+	if (proto == ETH_P_ARP_BE)
+		return arp(ctx, cur, end);
+	return pass();
+}
+
+// No GPL-only helper is used, so the crate's own licence is accepted.
+char LICENSE[] SEC("license") = "Apache-2.0";

@@ -1,0 +1,38 @@
+//! Compiles the XDP program (bpf/uvs_xdp.c) with clang into OUT_DIR; the
+//! crate embeds the object with `include_bytes!`, so the binary carries its
+//! own program and nothing is read from disk at run time.
+
+use std::{env, path::PathBuf, process::Command};
+
+fn main() {
+    let src = "bpf/uvs_xdp.c";
+    println!("cargo:rerun-if-changed={src}");
+    println!("cargo:rerun-if-env-changed=CLANG");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("uvs_xdp.o");
+    let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
+    // The multiarch include dir provides <asm/types.h> (FIELD-NOTES).
+    let status = Command::new(&clang)
+        .args([
+            "-O2",
+            "-g",
+            "-Wall",
+            "-Werror",
+            "-target",
+            "bpf",
+            "-I/usr/include/x86_64-linux-gnu",
+            "-c",
+            src,
+            "-o",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run `{clang}` to build the XDP program ({e}): install clang and libbpf-dev"
+            )
+        });
+    assert!(
+        status.success(),
+        "`{clang}` failed to compile {src} (see the messages above)"
+    );
+}

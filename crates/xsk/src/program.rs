@@ -1,0 +1,489 @@
+//! The XDP program loader: loads `bpf/uvs_xdp.c` (compiled by build.rs and
+//! embedded) with libbpf, attaches it with a BPF link, and edits its maps.
+//!
+//! A BPF link (`bpf_link_create(prog, ifindex, BPF_XDP)`) rather than a
+//! netlink attach: the link detaches itself when its last fd closes, which
+//! the kernel does even when the process is SIGKILLed, so a crash never
+//! leaves the interface black-holing VIP traffic into a dead socket
+//! (FIELD-NOTES "Custom XDP program from Rust"). Each attach loads its own
+//! object, so each interface has its own maps: the XSKMAP is indexed by
+//! `rx_queue_index` and two interfaces both have a queue 0.
+
+use std::{
+    ffi::CString,
+    io,
+    net::IpAddr,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    ptr::NonNull,
+};
+
+use libbpf_sys as bpf;
+
+use crate::{error::libbpf_error, sys, XskError};
+
+/// The ELF object built from `bpf/uvs_xdp.c`, 8-byte aligned for libelf.
+#[repr(C, align(8))]
+struct Aligned<T: ?Sized>(T);
+static PROGRAM_ELF: &Aligned<[u8]> =
+    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/uvs_xdp.o")));
+
+/// Where the program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic with a logged warning
+    /// when the driver refuses it.
+    Auto,
+    /// Driver mode only (XDP_FLAGS_DRV_MODE): fastest; veth needs peer MTU ≤ 3506.
+    Native,
+    /// Generic mode (XDP_FLAGS_SKB_MODE): works on any device, after the
+    /// kernel has built an skb. Disable TSO/GSO on veth peers (FIELD-NOTES).
+    Generic,
+}
+
+/// Packet counters of the program, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpCounters {
+    /// Frames handed to the AF_XDP socket.
+    pub redirected: u64,
+    /// Frames the balancer does not own, given to the kernel.
+    pub passed: u64,
+    /// Frames the balancer owns that found no socket on their queue and went
+    /// to the kernel (the XDP_PASS fallback).
+    pub unclaimed: u64,
+}
+
+// Slots of the `stats` map; keep in step with STAT_* in uvs_xdp.c.
+const STAT_REDIRECTED: u32 = 0;
+const STAT_PASSED: u32 = 1;
+const STAT_UNCLAIMED: u32 = 2;
+// `settings[0]` bit; SETTING_REDIRECT_ALL in uvs_xdp.c.
+const SETTING_REDIRECT_ALL: u32 = 1;
+/// `max_entries` of the XSKMAP.
+const XSKMAP_SLOTS: u32 = 64;
+
+/// A loaded (not necessarily attached) copy of the program and its maps.
+pub(crate) struct LoadedObject {
+    obj: NonNull<bpf::bpf_object>,
+    prog_fd: RawFd,
+    xsks: RawFd,
+    owned4: RawFd,
+    owned6: RawFd,
+    reals4: RawFd,
+    reals6: RawFd,
+    host4: RawFd,
+    host6: RawFd,
+    stats: RawFd,
+    settings: RawFd,
+    ncpus: usize,
+    label: String,
+}
+
+// SAFETY: the object pointer is only dereferenced by libbpf in `load` and in
+// `Drop`, both with exclusive access; every other method is a `bpf()` syscall
+// on an fd, which the kernel serialises. Moving it between threads or sharing
+// it is therefore sound.
+unsafe impl Send for LoadedObject {}
+// SAFETY: see `Send`: `&self` methods only issue syscalls on fds.
+unsafe impl Sync for LoadedObject {}
+
+impl LoadedObject {
+    /// Opens and loads the embedded object; `label` names it in errors.
+    pub(crate) fn load(label: &str) -> Result<Self, XskError> {
+        sys::raise_memlock();
+        let name = CString::new("uvs_xdp").expect("literal has no NUL");
+        let opts = bpf::bpf_object_open_opts {
+            sz: std::mem::size_of::<bpf::bpf_object_open_opts>() as _,
+            object_name: name.as_ptr(),
+            ..Default::default()
+        };
+        // SAFETY: the buffer is a 'static ELF image and `opts` (with `name`)
+        // outlives the call; libbpf copies what it keeps.
+        let raw = unsafe {
+            bpf::bpf_object__open_mem(
+                PROGRAM_ELF.0.as_ptr().cast(),
+                PROGRAM_ELF.0.len() as _,
+                &opts,
+            )
+        };
+        let obj =
+            NonNull::new(raw).ok_or_else(|| XskError::ProgramLoad(io::Error::last_os_error()))?;
+        let mut this = LoadedObject {
+            obj,
+            prog_fd: -1,
+            xsks: -1,
+            owned4: -1,
+            owned6: -1,
+            reals4: -1,
+            reals6: -1,
+            host4: -1,
+            host6: -1,
+            stats: -1,
+            settings: -1,
+            ncpus: 0,
+            label: label.to_string(),
+        };
+        // SAFETY: `obj` came from a successful open and is not shared yet.
+        let ret = unsafe { bpf::bpf_object__load(this.obj.as_ptr()) };
+        if ret != 0 {
+            let e = libbpf_error(ret.into());
+            return Err(match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => XskError::Permission {
+                    op: "load the XDP program",
+                },
+                _ => XskError::ProgramLoad(e),
+            });
+        }
+        let prog_name = CString::new("uvs_xdp").expect("literal has no NUL");
+        // SAFETY: `obj` is loaded; the name is a valid C string.
+        let prog =
+            unsafe { bpf::bpf_object__find_program_by_name(this.obj.as_ptr(), prog_name.as_ptr()) };
+        if prog.is_null() {
+            return Err(XskError::ProgramLoad(io::Error::other(
+                "program uvs_xdp missing from the object",
+            )));
+        }
+        // SAFETY: `prog` belongs to the loaded object.
+        this.prog_fd = unsafe { bpf::bpf_program__fd(prog) };
+        this.xsks = this.map_fd("xsks")?;
+        this.owned4 = this.map_fd("owned4")?;
+        this.owned6 = this.map_fd("owned6")?;
+        this.reals4 = this.map_fd("reals4")?;
+        this.reals6 = this.map_fd("reals6")?;
+        this.host4 = this.map_fd("host4")?;
+        this.host6 = this.map_fd("host6")?;
+        this.stats = this.map_fd("stats")?;
+        this.settings = this.map_fd("settings")?;
+        // SAFETY: no preconditions; reads /sys/devices/system/cpu/possible.
+        let ncpus = unsafe { bpf::libbpf_num_possible_cpus() };
+        if ncpus <= 0 {
+            return Err(XskError::ProgramLoad(libbpf_error(ncpus.into())));
+        }
+        this.ncpus = ncpus as usize;
+        Ok(this)
+    }
+
+    fn map_fd(&self, name: &str) -> Result<RawFd, XskError> {
+        let c = CString::new(name).expect("map names have no NUL");
+        // SAFETY: `obj` is loaded; the name is a valid C string.
+        let fd = unsafe { bpf::bpf_object__find_map_fd_by_name(self.obj.as_ptr(), c.as_ptr()) };
+        if fd < 0 {
+            return Err(XskError::ProgramLoad(io::Error::other(format!(
+                "map {name} missing from the object"
+            ))));
+        }
+        Ok(fd)
+    }
+
+    fn update<K, V>(
+        &self,
+        fd: RawFd,
+        key: &K,
+        value: &V,
+        op: &'static str,
+    ) -> Result<(), XskError> {
+        // SAFETY: key and value point at live values of the map's key and
+        // value sizes (the callers pass the types declared in uvs_xdp.c).
+        let ret = unsafe {
+            bpf::bpf_map_update_elem(
+                fd,
+                (key as *const K).cast(),
+                (value as *const V).cast(),
+                bpf::BPF_ANY.into(),
+            )
+        };
+        if ret != 0 {
+            return Err(XskError::os(op, &self.label, libbpf_error(ret.into())));
+        }
+        Ok(())
+    }
+
+    /// Deletes `key`; a missing key is not an error (removal is idempotent).
+    fn delete<K>(&self, fd: RawFd, key: &K, op: &'static str) -> Result<(), XskError> {
+        // SAFETY: key points at a live value of the map's key size.
+        let ret = unsafe { bpf::bpf_map_delete_elem(fd, (key as *const K).cast()) };
+        if ret != 0 {
+            let e = libbpf_error(ret.into());
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                return Err(XskError::os(op, &self.label, e));
+            }
+        }
+        Ok(())
+    }
+
+    fn set_addr(
+        &self,
+        fds: (RawFd, RawFd),
+        addr: IpAddr,
+        present: bool,
+        op: &'static str,
+    ) -> Result<(), XskError> {
+        // Keys are the address bytes in network order, as they sit in the
+        // packet, so the program compares them without byte swapping.
+        match (addr, present) {
+            (IpAddr::V4(a), true) => self.update(fds.0, &a.octets(), &1u8, op),
+            (IpAddr::V6(a), true) => self.update(fds.1, &a.octets(), &1u8, op),
+            (IpAddr::V4(a), false) => self.delete(fds.0, &a.octets(), op),
+            (IpAddr::V6(a), false) => self.delete(fds.1, &a.octets(), op),
+        }
+    }
+
+    fn counters(&self) -> Result<XdpCounters, XskError> {
+        let read = |slot: u32| -> Result<u64, XskError> {
+            // Per-CPU values come back as one 8-byte slot per possible CPU.
+            let mut values = vec![0u64; self.ncpus];
+            // SAFETY: `values` has room for ncpus u64 values, the per-CPU
+            // layout of a u64 PERCPU_ARRAY lookup.
+            let ret = unsafe {
+                bpf::bpf_map_lookup_elem(
+                    self.stats,
+                    (&slot as *const u32).cast(),
+                    values.as_mut_ptr().cast(),
+                )
+            };
+            if ret != 0 {
+                return Err(XskError::os(
+                    "read XDP counters",
+                    &self.label,
+                    libbpf_error(ret.into()),
+                ));
+            }
+            Ok(values.iter().sum())
+        };
+        Ok(XdpCounters {
+            redirected: read(STAT_REDIRECTED)?,
+            passed: read(STAT_PASSED)?,
+            unclaimed: read(STAT_UNCLAIMED)?,
+        })
+    }
+
+    /// Runs the program once on `frame` with BPF_PROG_TEST_RUN and returns
+    /// the XDP action. For tests of the classification rules.
+    #[cfg(test)]
+    pub(crate) fn test_run(&self, frame: &[u8]) -> io::Result<u32> {
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut opts = bpf::bpf_test_run_opts {
+            sz: std::mem::size_of::<bpf::bpf_test_run_opts>() as _,
+            data_in: frame.as_ptr().cast(),
+            data_size_in: frame.len() as u32,
+            data_out: out.as_mut_ptr().cast(),
+            data_size_out: out.len() as u32,
+            repeat: 1,
+            ..Default::default()
+        };
+        // SAFETY: `opts` points at buffers that outlive the call, sized as stated.
+        let ret = unsafe { bpf::bpf_prog_test_run_opts(self.prog_fd, &mut opts) };
+        if ret != 0 {
+            return Err(libbpf_error(ret.into()));
+        }
+        Ok(opts.retval)
+    }
+}
+
+impl Drop for LoadedObject {
+    fn drop(&mut self) {
+        // SAFETY: `obj` came from bpf_object__open_mem and is closed once; this
+        // closes the program and map fds, which nothing uses after drop.
+        unsafe { bpf::bpf_object__close(self.obj.as_ptr()) };
+    }
+}
+
+/// The uvs XDP program attached to one interface.
+///
+/// Steers to the AF_XDP socket of the receiving queue: ARP for owned IPv4
+/// addresses; IPv4/IPv6 to owned addresses; packets from real servers to
+/// anything but the host's own addresses (replies of NATed flows); IPv6
+/// neighbour solicitations/advertisements about owned addresses. Everything
+/// else, including other NDP and IPv6 link-local/multicast, passes to the
+/// kernel. Detaches on drop (and on process death: it is a BPF link).
+pub struct XdpProgram {
+    // Declared before `object` so the link is closed (detached) first.
+    link: OwnedFd,
+    object: LoadedObject,
+    ifname: String,
+    ifindex: u32,
+    mode: XdpMode,
+}
+
+impl XdpProgram {
+    /// Loads a fresh copy of the program and attaches it to `ifname` in the
+    /// calling thread's network namespace. `mode()` reports the mode it got.
+    pub fn attach(ifname: &str, mode: XdpMode) -> Result<Self, XskError> {
+        let ifindex = sys::ifindex(ifname)?;
+        let object = LoadedObject::load(ifname)?;
+        let (link, got) = match mode {
+            XdpMode::Native => (
+                link_create(&object, ifname, ifindex, XdpMode::Native)?,
+                XdpMode::Native,
+            ),
+            XdpMode::Generic => (
+                link_create(&object, ifname, ifindex, XdpMode::Generic)?,
+                XdpMode::Generic,
+            ),
+            XdpMode::Auto => match link_create(&object, ifname, ifindex, XdpMode::Native) {
+                Ok(link) => (link, XdpMode::Native),
+                Err(e @ (XskError::ProgramBusy { .. } | XskError::Permission { .. })) => {
+                    return Err(e)
+                }
+                Err(e) => {
+                    log::warn!("{ifname}: native XDP refused ({e}); falling back to generic mode");
+                    (
+                        link_create(&object, ifname, ifindex, XdpMode::Generic)?,
+                        XdpMode::Generic,
+                    )
+                }
+            },
+        };
+        log::info!("{ifname}: uvs XDP program attached in {got:?} mode");
+        Ok(Self {
+            link,
+            object,
+            ifname: ifname.to_string(),
+            ifindex,
+            mode: got,
+        })
+    }
+
+    /// The mode the program actually runs in (`Native` or `Generic`).
+    pub fn mode(&self) -> XdpMode {
+        self.mode
+    }
+
+    /// The interface the program is attached to.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Its index (in the namespace it was attached in).
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The fd of the BPF link (for diagnostics; closing it detaches).
+    pub fn link_fd(&self) -> RawFd {
+        self.link.as_raw_fd()
+    }
+
+    /// Claims a VIP or one of uvs's own local/FullNAT addresses: traffic to
+    /// it (and ARP / NDP about it) goes to the socket.
+    pub fn add_owned(&self, addr: IpAddr) -> Result<(), XskError> {
+        let o = &self.object;
+        o.set_addr((o.owned4, o.owned6), addr, true, "add an owned address")
+    }
+
+    /// Gives an owned address back to the kernel.
+    pub fn remove_owned(&self, addr: IpAddr) -> Result<(), XskError> {
+        let o = &self.object;
+        o.set_addr((o.owned4, o.owned6), addr, false, "remove an owned address")
+    }
+
+    /// Declares a real server: its packets to non-host addresses are
+    /// replies of balanced flows and go to the socket.
+    pub fn add_real(&self, addr: IpAddr) -> Result<(), XskError> {
+        let o = &self.object;
+        o.set_addr((o.reals4, o.reals6), addr, true, "add a real server")
+    }
+
+    /// Forgets a real server.
+    pub fn remove_real(&self, addr: IpAddr) -> Result<(), XskError> {
+        let o = &self.object;
+        o.set_addr((o.reals4, o.reals6), addr, false, "remove a real server")
+    }
+
+    /// Declares one of the kernel's own addresses on this box: real-server
+    /// traffic to it (health-check replies, ssh) stays with the kernel.
+    pub fn add_host(&self, addr: IpAddr) -> Result<(), XskError> {
+        let o = &self.object;
+        o.set_addr((o.host4, o.host6), addr, true, "add a host address")
+    }
+
+    /// Forgets a host address.
+    pub fn remove_host(&self, addr: IpAddr) -> Result<(), XskError> {
+        let o = &self.object;
+        o.set_addr((o.host4, o.host6), addr, false, "remove a host address")
+    }
+
+    /// Puts an AF_XDP socket's fd into the XSKMAP at `queue`, so frames the
+    /// program claims on that receive queue reach it.
+    pub fn register_socket(&self, queue: u32, fd: RawFd) -> Result<(), XskError> {
+        if queue >= XSKMAP_SLOTS {
+            return Err(XskError::QueueBeyondMap(queue));
+        }
+        let fd = fd as u32;
+        self.object
+            .update(self.object.xsks, &queue, &fd, "register the AF_XDP socket")
+    }
+
+    /// Empties the XSKMAP slot of `queue`: claimed frames fall back to the kernel.
+    pub fn unregister_socket(&self, queue: u32) -> Result<(), XskError> {
+        if queue >= XSKMAP_SLOTS {
+            return Err(XskError::QueueBeyondMap(queue));
+        }
+        self.object
+            .delete(self.object.xsks, &queue, "unregister the AF_XDP socket")
+    }
+
+    /// Baseline mode: every frame goes to the socket (the l2fwd ceiling).
+    /// Never for the balancer itself: the host would become unreachable.
+    pub fn set_redirect_all(&self, on: bool) -> Result<(), XskError> {
+        let flags: u32 = if on { SETTING_REDIRECT_ALL } else { 0 };
+        self.object
+            .update(self.object.settings, &0u32, &flags, "set redirect-all")
+    }
+
+    /// `(redirected, passed)`: frames handed to the socket and frames given
+    /// to the kernel (including owned frames no socket was registered for).
+    pub fn stats(&self) -> Result<(u64, u64), XskError> {
+        let c = self.counters()?;
+        Ok((c.redirected, c.passed + c.unclaimed))
+    }
+
+    /// All counters, with owned-but-unclaimed frames apart.
+    pub fn counters(&self) -> Result<XdpCounters, XskError> {
+        self.object.counters()
+    }
+}
+
+fn link_create(
+    object: &LoadedObject,
+    ifname: &str,
+    ifindex: u32,
+    mode: XdpMode,
+) -> Result<OwnedFd, XskError> {
+    let flags = match mode {
+        XdpMode::Generic => bpf::XDP_FLAGS_SKB_MODE,
+        _ => bpf::XDP_FLAGS_DRV_MODE,
+    };
+    // SAFETY: all-zero is the documented "no options" value of this struct.
+    let mut opts: bpf::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<bpf::bpf_link_create_opts>() as _;
+    opts.flags = flags;
+    // SAFETY: the program fd is live (owned by `object`) and `opts` outlives
+    // the call.
+    let ret = unsafe { bpf::bpf_link_create(object.prog_fd, ifindex as i32, bpf::BPF_XDP, &opts) };
+    if ret < 0 {
+        let e = libbpf_error(ret.into());
+        return Err(match e.raw_os_error() {
+            Some(libc::EBUSY) | Some(libc::EEXIST) => XskError::ProgramBusy {
+                ifname: ifname.to_string(),
+            },
+            Some(libc::ERANGE) => XskError::MtuTooLarge {
+                ifname: ifname.to_string(),
+            },
+            _ => XskError::os(
+                if mode == XdpMode::Generic {
+                    "attach XDP in generic mode"
+                } else {
+                    "attach XDP in native mode"
+                },
+                ifname,
+                e,
+            ),
+        });
+    }
+    // SAFETY: a non-negative return is a fresh fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
+#[cfg(test)]
+#[path = "program_tests.rs"]
+mod tests;

@@ -1,0 +1,338 @@
+//! Table-driven tests of the XDP program's rules, run in the kernel with
+//! BPF_PROG_TEST_RUN on literal frames (Katran-style fixtures). No interface
+//! is involved: with no socket registered every claimed frame takes the
+//! XDP_PASS fallback and is counted as `unclaimed`, which is how a test tells
+//! "the balancer's" from "the kernel's". Needs root (loading BPF).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::*;
+
+const XDP_PASS: u32 = 2;
+
+const VIP4: [u8; 4] = [198, 18, 100, 1];
+const REAL4: [u8; 4] = [198, 18, 1, 11];
+const HOST4: [u8; 4] = [198, 18, 1, 1];
+const CLIENT4: [u8; 4] = [198, 18, 0, 2];
+
+fn v6(s: &str) -> [u8; 16] {
+    s.parse::<Ipv6Addr>().unwrap().octets()
+}
+
+fn eth(tags: &[u16], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+    for (i, tpid) in tags.iter().enumerate() {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&(100 + i as u16).to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn ipv4(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    // UDP, checksums irrelevant to the program.
+    let mut p = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 8, 0, 0]);
+    p
+}
+
+fn arp(target: [u8; 4]) -> Vec<u8> {
+    let mut p = vec![0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 2];
+    p.extend_from_slice(&CLIENT4);
+    p.extend_from_slice(&[0; 6]);
+    p.extend_from_slice(&target);
+    p
+}
+
+fn ipv6(src: [u8; 16], dst: [u8; 16], next: u8, l4: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[next, 255]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(l4);
+    p
+}
+
+/// ICMPv6 with a 16-byte target after the 4 reserved bytes (NS/NA layout).
+fn icmp6(kind: u8, target: [u8; 16]) -> Vec<u8> {
+    let mut p = vec![kind, 0, 0, 0, 0, 0, 0, 0];
+    p.extend_from_slice(&target);
+    p
+}
+
+fn loaded() -> Option<LoadedObject> {
+    if !sys::is_root() {
+        eprintln!("skipped: loading BPF needs root (CI runs as root)");
+        return None;
+    }
+    let o = LoadedObject::load("test").expect("program loads");
+    let set = |fds: (RawFd, RawFd), a: IpAddr| o.set_addr(fds, a, true, "test").unwrap();
+    set((o.owned4, o.owned6), IpAddr::V4(Ipv4Addr::from(VIP4)));
+    set((o.reals4, o.reals6), IpAddr::V4(Ipv4Addr::from(REAL4)));
+    set((o.host4, o.host6), IpAddr::V4(Ipv4Addr::from(HOST4)));
+    set(
+        (o.owned4, o.owned6),
+        IpAddr::V6(Ipv6Addr::from(v6("2001:2:0:100::1"))),
+    );
+    set(
+        (o.reals4, o.reals6),
+        IpAddr::V6(Ipv6Addr::from(v6("2001:2:0:1::11"))),
+    );
+    set(
+        (o.host4, o.host6),
+        IpAddr::V6(Ipv6Addr::from(v6("2001:2:0:1::1"))),
+    );
+    Some(o)
+}
+
+/// True when the program claimed the frame for the balancer.
+fn claimed(o: &LoadedObject, frame: &[u8]) -> bool {
+    let before = o.counters().unwrap();
+    let act = o.test_run(frame).expect("test run");
+    // No socket is registered, so even a claimed frame falls back to PASS.
+    assert_eq!(act, XDP_PASS);
+    let after = o.counters().unwrap();
+    let took = after.unclaimed - before.unclaimed;
+    let passed = after.passed - before.passed;
+    assert_eq!(took + passed, 1, "exactly one counter per frame");
+    assert_eq!(after.redirected, before.redirected);
+    took == 1
+}
+
+#[test]
+fn ipv4_and_arp_rules() {
+    let Some(o) = loaded() else { return };
+    let ip = 0x0800;
+    let cases: &[(&str, Vec<u8>, bool)] = &[
+        ("to VIP", eth(&[], ip, &ipv4(CLIENT4, VIP4)), true),
+        (
+            "to VIP, 802.1Q",
+            eth(&[0x8100], ip, &ipv4(CLIENT4, VIP4)),
+            true,
+        ),
+        (
+            "to VIP, QinQ",
+            eth(&[0x88a8, 0x8100], ip, &ipv4(CLIENT4, VIP4)),
+            true,
+        ),
+        (
+            "to VIP, three tags",
+            eth(&[0x8100, 0x8100, 0x8100], ip, &ipv4(CLIENT4, VIP4)),
+            false,
+        ),
+        ("to host", eth(&[], ip, &ipv4(CLIENT4, HOST4)), false),
+        (
+            "real to client (NAT reply)",
+            eth(&[], ip, &ipv4(REAL4, CLIENT4)),
+            true,
+        ),
+        (
+            "real to client, 802.1Q",
+            eth(&[0x8100], ip, &ipv4(REAL4, CLIENT4)),
+            true,
+        ),
+        (
+            "real to host (health check)",
+            eth(&[], ip, &ipv4(REAL4, HOST4)),
+            false,
+        ),
+        (
+            "real to multicast (VRRP)",
+            eth(&[], ip, &ipv4(REAL4, [224, 0, 0, 18])),
+            false,
+        ),
+        (
+            "real to broadcast",
+            eth(&[], ip, &ipv4(REAL4, [255; 4])),
+            false,
+        ),
+        (
+            "client to client",
+            eth(&[], ip, &ipv4(CLIENT4, [198, 18, 0, 3])),
+            false,
+        ),
+        (
+            "truncated IPv4",
+            eth(&[], ip, &ipv4(CLIENT4, VIP4)[..16]),
+            false,
+        ),
+        (
+            "IPv4 ethertype, version 6",
+            eth(&[], ip, &{
+                let mut p = ipv4(CLIENT4, VIP4);
+                p[0] = 0x65;
+                p
+            }),
+            false,
+        ),
+        ("ARP for VIP", eth(&[], 0x0806, &arp(VIP4)), true),
+        (
+            "ARP for VIP, 802.1Q",
+            eth(&[0x8100], 0x0806, &arp(VIP4)),
+            true,
+        ),
+        ("ARP for host", eth(&[], 0x0806, &arp(HOST4)), false),
+        ("truncated ARP", eth(&[], 0x0806, &arp(VIP4)[..20]), false),
+        ("LLDP", eth(&[], 0x88cc, &[0; 46]), false),
+        ("bare Ethernet header", eth(&[], ip, &[]), false),
+    ];
+    for (name, frame, want) in cases {
+        assert_eq!(claimed(&o, frame), *want, "{name}");
+    }
+}
+
+#[test]
+fn ipv6_and_ndp_rules() {
+    let Some(o) = loaded() else { return };
+    let vip = v6("2001:2:0:100::1");
+    let real = v6("2001:2:0:1::11");
+    let host = v6("2001:2:0:1::1");
+    let client = v6("2001:2::2");
+    let udp = [0x30, 0x39, 0, 53, 0, 8, 0, 0];
+    let e6 = |p: Vec<u8>| eth(&[], 0x86dd, &p);
+    let cases: &[(&str, Vec<u8>, bool)] = &[
+        ("UDP to VIP", e6(ipv6(client, vip, 17, &udp)), true),
+        (
+            "UDP to VIP, QinQ",
+            eth(&[0x88a8, 0x8100], 0x86dd, &ipv6(client, vip, 17, &udp)),
+            true,
+        ),
+        (
+            "echo to VIP",
+            e6(ipv6(client, vip, 58, &[128, 0, 0, 0, 0, 1, 0, 1])),
+            true,
+        ),
+        ("UDP to host", e6(ipv6(client, host, 17, &udp)), false),
+        (
+            "real to client (NAT reply)",
+            e6(ipv6(real, client, 17, &udp)),
+            true,
+        ),
+        ("real to host", e6(ipv6(real, host, 17, &udp)), false),
+        (
+            "real to link-local",
+            e6(ipv6(real, v6("fe80::1"), 17, &udp)),
+            false,
+        ),
+        (
+            "real to multicast",
+            e6(ipv6(real, v6("ff02::1"), 17, &udp)),
+            false,
+        ),
+        (
+            "NS for VIP (multicast)",
+            e6(ipv6(client, v6("ff02::1:ff00:1"), 58, &icmp6(135, vip))),
+            true,
+        ),
+        (
+            "NS for VIP (unicast NUD)",
+            e6(ipv6(real, vip, 58, &icmp6(135, vip))),
+            true,
+        ),
+        (
+            "NS for host from real",
+            e6(ipv6(real, v6("ff02::1:ff00:1"), 58, &icmp6(135, host))),
+            false,
+        ),
+        (
+            "NS for host, unicast from real",
+            e6(ipv6(real, host, 58, &icmp6(135, host))),
+            false,
+        ),
+        (
+            "NS for a client from real",
+            e6(ipv6(real, client, 58, &icmp6(135, client))),
+            false,
+        ),
+        (
+            "NA to VIP",
+            e6(ipv6(real, vip, 58, &icmp6(136, real))),
+            true,
+        ),
+        (
+            "NA about VIP (DAD clash)",
+            e6(ipv6(client, v6("ff02::1"), 58, &icmp6(136, vip))),
+            true,
+        ),
+        (
+            "NA from real to client",
+            e6(ipv6(real, client, 58, &icmp6(136, real))),
+            false,
+        ),
+        (
+            "RS from real",
+            e6(ipv6(real, v6("ff02::2"), 58, &[133, 0, 0, 0, 0, 0, 0, 0])),
+            false,
+        ),
+        (
+            "RA from real",
+            e6(ipv6(real, client, 58, &[134; 16])),
+            false,
+        ),
+        (
+            "redirect from real",
+            e6(ipv6(real, client, 58, &icmp6(137, client))),
+            false,
+        ),
+        (
+            "truncated NS for VIP",
+            e6(ipv6(client, vip, 58, &icmp6(135, vip)[..12])),
+            false,
+        ),
+        (
+            "truncated IPv6",
+            eth(&[], 0x86dd, &ipv6(client, vip, 17, &udp)[..30]),
+            false,
+        ),
+    ];
+    for (name, frame, want) in cases {
+        assert_eq!(claimed(&o, frame), *want, "{name}");
+    }
+}
+
+#[test]
+fn removal_and_redirect_all() {
+    let Some(o) = loaded() else { return };
+    let to_vip = eth(&[], 0x0800, &ipv4(CLIENT4, VIP4));
+    let to_host = eth(&[], 0x0800, &ipv4(CLIENT4, HOST4));
+    assert!(claimed(&o, &to_vip));
+    o.set_addr(
+        (o.owned4, o.owned6),
+        IpAddr::V4(Ipv4Addr::from(VIP4)),
+        false,
+        "t",
+    )
+    .unwrap();
+    assert!(!claimed(&o, &to_vip));
+    // Removing twice is not an error.
+    o.set_addr(
+        (o.owned4, o.owned6),
+        IpAddr::V4(Ipv4Addr::from(VIP4)),
+        false,
+        "t",
+    )
+    .unwrap();
+
+    o.update(o.settings, &0u32, &SETTING_REDIRECT_ALL, "t")
+        .unwrap();
+    assert!(claimed(&o, &to_host));
+    assert!(claimed(&o, &eth(&[], 0x88cc, &[0; 46])));
+    o.update(o.settings, &0u32, &0u32, "t").unwrap();
+    assert!(!claimed(&o, &to_host));
+}
+
+#[test]
+fn attach_to_a_missing_interface_names_it() {
+    let e = XdpProgram::attach("uvs-missing0", XdpMode::Auto)
+        .err()
+        .expect("no such interface");
+    assert!(
+        e.to_string()
+            .starts_with("no such interface 'uvs-missing0'"),
+        "{e}"
+    );
+}
