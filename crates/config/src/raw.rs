@@ -1,0 +1,270 @@
+//! The document as written: the YAML schema, field for field.
+//!
+//! Every field is optional here and every enum or address is a string, so that serde only
+//! rejects what is structurally wrong (unknown fields, a list where a number belongs) and
+//! `validate` can word everything else with the field's position and a suggested fix.
+//! The same structs serialise back (`to_yaml`), skipping fields left at `None`.
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interfaces: Option<Vec<RawInterface>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<RawWorkers>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conn_table: Option<RawConnTable>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<RawTimeouts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expire_nodest_conn: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<RawAdmin>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<RawMetrics>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<RawService>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInterface {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queues: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xdp_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zero_copy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub networks: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<RawRoute>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorkers {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cores: Option<Vec<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConnTable {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_established: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_syn_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_syn_recv: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_fin_wait: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_time_wait: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_close: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_close_wait: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_last_ack: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp: Option<u64>,
+}
+
+impl RawTimeouts {
+    /// `(field name, value)` for every field, in schema order.
+    pub fn fields(&self) -> [(&'static str, Option<u64>); 11] {
+        [
+            ("tcp_established", self.tcp_established),
+            ("tcp_syn_sent", self.tcp_syn_sent),
+            ("tcp_syn_recv", self.tcp_syn_recv),
+            ("tcp_fin_wait", self.tcp_fin_wait),
+            ("tcp_time_wait", self.tcp_time_wait),
+            ("tcp_close", self.tcp_close),
+            ("tcp_close_wait", self.tcp_close_wait),
+            ("tcp_last_ack", self.tcp_last_ack),
+            ("udp", self.udp),
+            ("icmp", self.icmp),
+            ("sctp", self.sctp),
+        ]
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawService {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler_flags: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mh_table_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<RawPersistence>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_packet: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fullnat_pool: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<RawTimeouts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<RawSorryServer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<RawHealthCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub real_servers: Option<Vec<RawRealServer>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPersistence {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netmask: Option<Netmask>,
+}
+
+/// `netmask:` is a dotted IPv4 mask (`255.255.255.0`) or, for IPv6, a prefix length (`64`),
+/// as with ipvsadm `-M`. Kept as text and checked against the VIP's family in `validate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Netmask {
+    Length(u64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for Netmask {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Netmask, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Netmask;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a dotted IPv4 netmask or an IPv6 prefix length")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Netmask, E> {
+                Ok(Netmask::Length(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Netmask, E> {
+                Ok(Netmask::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Netmask {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Netmask::Length(n) => s.serialize_u64(*n),
+            Netmask::Text(t) => s.serialize_str(t),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSorryServer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealthCheck {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rise: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fall: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRealServer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upper_threshold: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lower_threshold: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
+}

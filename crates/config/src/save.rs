@@ -1,0 +1,182 @@
+//! Validated [`Config`] → YAML (`uvsadm save`).
+//!
+//! The output follows the input schema and leaves out what equals its default (a real server's
+//! port when it is the service port, a service's timeouts when they are the global ones, …),
+//! so a saved file reads like one written by hand. Loading it gives back an equal `Config`.
+
+use crate::model::{
+    Config, Forwarding, HealthCheck, HealthCheckKind, Interface, RealServer, Service, Timeouts,
+    Tunnel, XdpMode, ZeroCopy,
+};
+use crate::net::{ipv4_mask, max_len};
+use crate::raw::{
+    Netmask, RawAdmin, RawConfig, RawConnTable, RawHealthCheck, RawInterface, RawMetrics,
+    RawPersistence, RawRealServer, RawRoute, RawService, RawSorryServer, RawTimeouts, RawWorkers,
+};
+use std::time::Duration;
+
+/// The configuration as YAML; `load_str(&to_yaml(c), _) == Ok(c)`.
+pub fn to_yaml(config: &Config) -> String {
+    let raw = RawConfig {
+        interfaces: Some(config.interfaces.iter().map(interface).collect()),
+        workers: Some(RawWorkers {
+            count: Some(config.workers.count as u64),
+            cores: config
+                .workers
+                .cores
+                .as_ref()
+                .map(|c| c.iter().map(|&c| c as u64).collect()),
+        }),
+        conn_table: Some(RawConnTable {
+            capacity: Some(u64::from(config.conn_table.capacity)),
+        }),
+        timeouts: timeouts(&config.timeouts, &Timeouts::default()),
+        expire_nodest_conn: Some(config.expire_nodest_conn),
+        admin: Some(RawAdmin {
+            socket: Some(config.admin.socket.to_string_lossy().into_owned()),
+            group: config.admin.group.clone(),
+        }),
+        metrics: config.metrics.listen.map(|l| RawMetrics {
+            listen: Some(l.to_string()),
+        }),
+        services: Some(
+            config
+                .services
+                .iter()
+                .map(|s| service(s, &config.timeouts))
+                .collect(),
+        ),
+    };
+    // Serialising plain structs of strings, numbers and lists cannot fail.
+    yaml_serde::to_string(&raw).expect("RawConfig serialises")
+}
+
+fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
+    (!v.is_empty()).then_some(v)
+}
+
+fn interface(i: &Interface) -> RawInterface {
+    RawInterface {
+        name: Some(i.name.clone()),
+        queues: (i.queues != 1).then_some(u64::from(i.queues)),
+        xdp_mode: (i.xdp_mode != XdpMode::Auto).then(|| i.xdp_mode.name().to_string()),
+        zero_copy: (i.zero_copy != ZeroCopy::Auto).then(|| i.zero_copy.name().to_string()),
+        local: non_empty(i.local.iter().map(|a| a.to_string()).collect()),
+        networks: non_empty(i.networks.iter().map(|n| n.to_string()).collect()),
+        routes: non_empty(
+            i.routes
+                .iter()
+                .map(|r| RawRoute {
+                    prefix: Some(r.prefix.to_string()),
+                    via: Some(r.via.to_string()),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Only the fields that differ from `base`; `None` if none do.
+fn timeouts(t: &Timeouts, base: &Timeouts) -> Option<RawTimeouts> {
+    let d = |v: u32, b: u32| (v != b).then_some(u64::from(v));
+    let raw = RawTimeouts {
+        tcp_established: d(t.tcp_established, base.tcp_established),
+        tcp_syn_sent: d(t.tcp_syn_sent, base.tcp_syn_sent),
+        tcp_syn_recv: d(t.tcp_syn_recv, base.tcp_syn_recv),
+        tcp_fin_wait: d(t.tcp_fin_wait, base.tcp_fin_wait),
+        tcp_time_wait: d(t.tcp_time_wait, base.tcp_time_wait),
+        tcp_close: d(t.tcp_close, base.tcp_close),
+        tcp_close_wait: d(t.tcp_close_wait, base.tcp_close_wait),
+        tcp_last_ack: d(t.tcp_last_ack, base.tcp_last_ack),
+        udp: d(t.udp, base.udp),
+        icmp: d(t.icmp, base.icmp),
+        sctp: d(t.sctp, base.sctp),
+    };
+    (raw != RawTimeouts::default()).then_some(raw)
+}
+
+fn service(s: &Service, global: &Timeouts) -> RawService {
+    RawService {
+        name: (s.name != s.key().to_string()).then(|| s.name.clone()),
+        vip: Some(s.vip.to_string()),
+        protocol: Some(s.protocol.name().to_string()),
+        port: Some(u64::from(s.port)),
+        scheduler: Some(s.scheduler.name().to_string()),
+        scheduler_flags: non_empty(
+            s.scheduler_flags
+                .iter()
+                .map(|f| f.name().to_string())
+                .collect(),
+        ),
+        mh_table_size: s.mh_table_size.map(u64::from),
+        forwarding: Some(s.forwarding.name().to_string()),
+        persistence: s.persistence.map(|p| RawPersistence {
+            timeout: Some(u64::from(p.timeout)),
+            netmask: (p.prefix_len != max_len(s.vip)).then(|| {
+                if s.vip.is_ipv4() {
+                    Netmask::Text(ipv4_mask(p.prefix_len).to_string())
+                } else {
+                    Netmask::Length(u64::from(p.prefix_len))
+                }
+            }),
+        }),
+        one_packet: s.one_packet.then_some(true),
+        fullnat_pool: non_empty(s.fullnat_pool.iter().map(|a| a.to_string()).collect()),
+        timeouts: timeouts(&s.timeouts, global),
+        sorry_server: s.sorry_server.map(|ss| RawSorryServer {
+            address: Some(ss.address.to_string()),
+            port: Some(u64::from(ss.port)),
+        }),
+        health_check: s.health_check.as_ref().map(health_check),
+        real_servers: non_empty(
+            s.real_servers
+                .iter()
+                .map(|r| real(r, s.port, s.forwarding))
+                .collect(),
+        ),
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_millis() as f64 / 1000.0
+}
+
+fn health_check(h: &HealthCheck) -> RawHealthCheck {
+    let mut raw = RawHealthCheck {
+        kind: Some(h.kind.type_name().to_string()),
+        interval: Some(secs(h.interval)),
+        timeout: Some(secs(h.timeout)),
+        rise: Some(u64::from(h.rise)),
+        fall: Some(u64::from(h.fall)),
+        port: h.port.map(u64::from),
+        ..RawHealthCheck::default()
+    };
+    match &h.kind {
+        HealthCheckKind::Tcp => {}
+        HealthCheckKind::Http {
+            path,
+            expect_status,
+            expect_body,
+        } => {
+            raw.path = Some(path.clone());
+            raw.expect_status = Some(u64::from(*expect_status));
+            raw.expect_body = expect_body.clone();
+        }
+        HealthCheckKind::Command { command } => raw.command = Some(command.clone()),
+    }
+    raw
+}
+
+fn real(r: &RealServer, service_port: u16, service_fwd: Forwarding) -> RawRealServer {
+    RawRealServer {
+        address: Some(r.address.to_string()),
+        port: (r.port != service_port).then_some(u64::from(r.port)),
+        weight: (r.weight != 1).then_some(u64::from(r.weight)),
+        forwarding: (r.forwarding != service_fwd).then(|| r.forwarding.name().to_string()),
+        upper_threshold: (r.upper_threshold != 0).then_some(u64::from(r.upper_threshold)),
+        lower_threshold: (r.lower_threshold != 0).then_some(u64::from(r.lower_threshold)),
+        tunnel: r
+            .tunnel
+            .filter(|&t| t != Tunnel::Ipip)
+            .map(|t| t.name().to_string()),
+    }
+}

@@ -1,0 +1,184 @@
+//! Health check settings: types, timings and per-type fields.
+
+use super::{Ctx, Result};
+use crate::marks::join;
+use crate::model::{HealthCheck, HealthCheckKind};
+use crate::raw::RawHealthCheck;
+use std::time::Duration;
+
+/// Health check defaults (milliseconds, counts).
+pub(crate) const HC_INTERVAL_MS: u64 = 2000;
+pub(crate) const HC_TIMEOUT_MS: u64 = 1000;
+pub(crate) const HC_RISE: u32 = 2;
+pub(crate) const HC_FALL: u32 = 3;
+pub(crate) const HC_PATH: &str = "/";
+pub(crate) const HC_STATUS: u16 = 200;
+/// Longest health check interval: one hour.
+const MAX_HC_INTERVAL_MS: u64 = 3_600_000;
+/// Seconds (float) → whole milliseconds, so values survive a save/load round trip exactly.
+fn millis(cx: &Ctx<'_>, path: &str, secs: f64, what: &str) -> Result<u64> {
+    let ms = (secs * 1000.0).round();
+    if !secs.is_finite() || ms < 1.0 || ms > MAX_HC_INTERVAL_MS as f64 {
+        return Err(cx
+            .err(
+                path,
+                format!("{what} {secs} s is out of range 0.001..=3600"),
+            )
+            .with_hint(Some("durations are in seconds".into())));
+    }
+    Ok(ms as u64)
+}
+
+pub(super) fn health_check(
+    cx: &Ctx<'_>,
+    base: &str,
+    r: RawHealthCheck,
+    service_port: u16,
+) -> Result<HealthCheck> {
+    let p = |f: &str| join(base, f);
+    let kind_name = match &r.kind {
+        Some(t) => cx
+            .name(
+                &p("type"),
+                t,
+                "health check type",
+                &["tcp", "http", "command"],
+                |s| ["tcp", "http", "command"].contains(&s).then_some(()),
+            )
+            .map(|()| t.as_str())?,
+        None => {
+            return Err(cx
+                .err(&p("type"), "the health check has no `type`")
+                .with_hint(Some("add `type: tcp`, `http` or `command`".into())))
+        }
+    };
+    // Fields that belong to one type only are errors elsewhere, so a typo'd type is not
+    // silently ignored.
+    let only = |present: bool, field: &str, owner: &str| -> Result<()> {
+        if present && kind_name != owner {
+            return Err(cx
+                .err_key(
+                    &p(field),
+                    format!("`{field}` applies only to {owner} checks, this one is {kind_name}"),
+                )
+                .with_hint(Some(format!("remove it, or set `type: {owner}`"))));
+        }
+        Ok(())
+    };
+    only(r.path.is_some(), "path", "http")?;
+    only(r.expect_status.is_some(), "expect_status", "http")?;
+    only(r.expect_body.is_some(), "expect_body", "http")?;
+    only(r.command.is_some(), "command", "command")?;
+    let kind = match kind_name {
+        "tcp" => HealthCheckKind::Tcp,
+        "http" => {
+            let path = r.path.unwrap_or_else(|| HC_PATH.to_string());
+            if !path.starts_with('/')
+                || path.contains(|c: char| c.is_whitespace() || c.is_control())
+            {
+                return Err(cx
+                    .err(&p("path"), format!("'{path}' is not an HTTP request path"))
+                    .with_hint(Some(
+                        "it starts with '/' and has no spaces, like /healthz".into(),
+                    )));
+            }
+            let expect_status = match r.expect_status {
+                Some(s) => cx.range(&p("expect_status"), s, 100, 599, "HTTP status")? as u16,
+                None => HC_STATUS,
+            };
+            HealthCheckKind::Http {
+                path,
+                expect_status,
+                expect_body: r.expect_body,
+            }
+        }
+        _ => {
+            let command = r.command.unwrap_or_default();
+            if command.trim().is_empty() {
+                return Err(cx
+                    .err(&p("command"), "a command health check needs a `command`")
+                    .with_hint(Some("for example \"/usr/bin/check %a %p\"".into())));
+            }
+            check_placeholders(cx, &p("command"), &command)?;
+            HealthCheckKind::Command { command }
+        }
+    };
+    let interval = millis(
+        cx,
+        &p("interval"),
+        r.interval.unwrap_or(HC_INTERVAL_MS as f64 / 1000.0),
+        "interval",
+    )?;
+    let timeout = millis(
+        cx,
+        &p("timeout"),
+        r.timeout.unwrap_or(HC_TIMEOUT_MS as f64 / 1000.0),
+        "timeout",
+    )?;
+    if timeout > interval {
+        return Err(cx
+            .err(
+                &p("timeout"),
+                format!(
+                    "timeout {} s is longer than the interval {} s",
+                    timeout as f64 / 1000.0,
+                    interval as f64 / 1000.0
+                ),
+            )
+            .with_hint(Some(
+                "a check must finish before the next one starts".into(),
+            )));
+    }
+    let rise = cx.range(
+        &p("rise"),
+        r.rise.unwrap_or(u64::from(HC_RISE)),
+        1,
+        1000,
+        "rise",
+    )? as u32;
+    let fall = cx.range(
+        &p("fall"),
+        r.fall.unwrap_or(u64::from(HC_FALL)),
+        1,
+        1000,
+        "fall",
+    )? as u32;
+    let port = match r.port {
+        Some(v) => Some(cx.range(&p("port"), v, 1, 65535, "port")? as u16),
+        None => None,
+    };
+    if port.is_none() && service_port == 0 && kind_name != "command" {
+        return Err(cx
+            .err_key(base, "the service covers every port (port 0), so the check cannot use the real server's port")
+            .with_hint(Some("set `health_check.port`".into())));
+    }
+    Ok(HealthCheck {
+        kind,
+        interval: Duration::from_millis(interval),
+        timeout: Duration::from_millis(timeout),
+        rise,
+        fall,
+        port,
+    })
+}
+
+/// `%a` address, `%p` port, `%%` a literal percent sign; anything else is a typo.
+fn check_placeholders(cx: &Ctx<'_>, path: &str, command: &str) -> Result<()> {
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        if c == '%' {
+            match chars.next() {
+                Some('a' | 'p' | '%') => {}
+                other => {
+                    let seen = other.map_or(String::from("%"), |o| format!("%{o}"));
+                    return Err(cx
+                        .err(path, format!("unknown placeholder '{seen}' in the command"))
+                        .with_hint(Some(
+                            "use %a for the address, %p for the port, %% for '%'".into(),
+                        )));
+                }
+            }
+        }
+    }
+    Ok(())
+}

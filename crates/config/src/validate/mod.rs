@@ -1,0 +1,462 @@
+//! Raw document → validated [`Config`], with every mistake located and explained.
+//!
+//! Checks run in document order and stop at the first mistake, so the error a user sees is the
+//! earliest one in their file.
+
+mod health;
+mod real;
+mod service;
+
+use crate::error::{suggest, ConfigError};
+use crate::marks::{join, MarkTree};
+use crate::model::{
+    Admin, Config, ConnTable, Interface, Metrics, Route, Timeouts, Workers, XdpMode, ZeroCopy,
+    DEFAULT_ADMIN_SOCKET,
+};
+use crate::net::{IpPrefix, PrefixError};
+use crate::raw::{RawConfig, RawInterface, RawTimeouts};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+pub(crate) type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Connection table capacity limit: 2^28 entries.
+pub(crate) const MAX_CONN_TABLE: u64 = 1 << 28;
+/// Longest timeout IPVS accepts: `INT_MAX / HZ` seconds with HZ = 1000
+/// (`ip_vs_set_timeout()` in `ip_vs_ctl.c`).
+pub(crate) const MAX_TIMEOUT: u64 = i32::MAX as u64 / 1000;
+/// Linux `IFNAMSIZ` is 16 including the terminating NUL.
+pub(crate) const MAX_IFNAME: usize = 15;
+/// Queues per interface; one AF_XDP socket and UMEM region each.
+pub(crate) const MAX_QUEUES: u64 = 1024;
+
+/// Where errors point: the file name and the positions of its nodes.
+pub(crate) struct Ctx<'a> {
+    pub file: &'a str,
+    pub tree: &'a MarkTree,
+}
+
+impl Ctx<'_> {
+    /// An error at the value of `path` (or its nearest ancestor present in the file).
+    pub fn err(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        let pos = self.tree.value(path);
+        ConfigError {
+            file: self.file.to_string(),
+            line: pos.line,
+            column: pos.column,
+            path: path.to_string(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// An error at the key of `path`, for problems with a field's presence rather than value.
+    pub fn err_key(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        let pos = self.tree.key(path);
+        ConfigError {
+            line: pos.line,
+            column: pos.column,
+            ..self.err(path, message)
+        }
+    }
+
+    /// Line of the node at `path`, for "already defined at line N" messages.
+    pub fn line_of(&self, path: &str) -> usize {
+        self.tree.value(path).line
+    }
+
+    pub fn addr(&self, path: &str, text: &str) -> Result<IpAddr> {
+        if let Ok(ip) = text.parse() {
+            return Ok(ip);
+        }
+        let hint = if let Some((a, _)) = text.split_once('/') {
+            a.parse::<IpAddr>()
+                .is_ok()
+                .then(|| format!("a single address has no '/length': write {a}"))
+        } else if let Ok(sa) = text.parse::<SocketAddr>() {
+            Some(format!(
+                "write the address alone ({}) and the port in its own `port` field",
+                sa.ip()
+            ))
+        } else {
+            text.strip_prefix('[')
+                .and_then(|t| t.strip_suffix(']'))
+                .filter(|t| t.parse::<IpAddr>().is_ok())
+                .map(|t| format!("drop the brackets: \"{t}\""))
+        };
+        Err(self
+            .err(path, format!("'{text}' is not an IPv4 or IPv6 address"))
+            .with_hint(hint))
+    }
+
+    pub fn prefix(&self, path: &str, text: &str) -> Result<IpPrefix> {
+        text.parse::<IpPrefix>().map_err(|e| {
+            let hint = match &e {
+                PrefixError::HostBits { network } => Some(format!("did you mean {network}?")),
+                PrefixError::MissingLength => Some(match text.parse::<IpAddr>() {
+                    Ok(ip) if ip.is_ipv4() => format!("a single host is {text}/32"),
+                    Ok(_) => format!("a single host is {text}/128"),
+                    Err(_) => "write it as 198.18.0.0/24 or 2001:2::/64".to_string(),
+                }),
+                _ => None,
+            };
+            self.err(path, format!("'{text}' is not a valid prefix: {e}"))
+                .with_hint(hint)
+        })
+    }
+
+    /// One of a fixed set of names, with a did-you-mean hint.
+    pub fn name<T>(
+        &self,
+        path: &str,
+        text: &str,
+        what: &str,
+        names: &[&str],
+        from_name: fn(&str) -> Option<T>,
+    ) -> Result<T> {
+        from_name(text).ok_or_else(|| {
+            self.err(path, format!("unknown {what} '{text}'"))
+                .with_hint(Some(suggest(text, names)))
+        })
+    }
+
+    /// `value` within `lo..=hi`.
+    pub fn range(&self, path: &str, value: u64, lo: u64, hi: u64, what: &str) -> Result<u64> {
+        if (lo..=hi).contains(&value) {
+            Ok(value)
+        } else {
+            Err(self.err(path, format!("{what} {value} is out of range {lo}..={hi}")))
+        }
+    }
+
+    pub fn port(&self, path: &str, value: u64) -> Result<u16> {
+        Ok(self.range(path, value, 0, 65535, "port")? as u16)
+    }
+
+    /// Global or per-service timeouts: every field present must be 1..=MAX_TIMEOUT; absent ones
+    /// come from `base`.
+    pub fn timeouts(&self, path: &str, raw: &RawTimeouts, base: &Timeouts) -> Result<Timeouts> {
+        for (field, value) in raw.fields() {
+            if let Some(v) = value {
+                let p = join(path, field);
+                self.range(&p, v, 1, MAX_TIMEOUT, "timeout")
+                    .map_err(|e| e.with_hint(Some("timeouts are in seconds".into())))?;
+            }
+        }
+        let pick = |v: Option<u64>, d: u32| v.map_or(d, |v| v as u32);
+        Ok(Timeouts {
+            tcp_established: pick(raw.tcp_established, base.tcp_established),
+            tcp_syn_sent: pick(raw.tcp_syn_sent, base.tcp_syn_sent),
+            tcp_syn_recv: pick(raw.tcp_syn_recv, base.tcp_syn_recv),
+            tcp_fin_wait: pick(raw.tcp_fin_wait, base.tcp_fin_wait),
+            tcp_time_wait: pick(raw.tcp_time_wait, base.tcp_time_wait),
+            tcp_close: pick(raw.tcp_close, base.tcp_close),
+            tcp_close_wait: pick(raw.tcp_close_wait, base.tcp_close_wait),
+            tcp_last_ack: pick(raw.tcp_last_ack, base.tcp_last_ack),
+            udp: pick(raw.udp, base.udp),
+            icmp: pick(raw.icmp, base.icmp),
+            sctp: pick(raw.sctp, base.sctp),
+        })
+    }
+}
+
+pub(crate) fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+impl ConfigError {
+    pub(crate) fn with_hint(mut self, hint: Option<String>) -> ConfigError {
+        self.hint = hint;
+        self
+    }
+}
+
+/// Validates a deserialised document.
+pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
+    let interfaces = interfaces(cx, raw.interfaces.unwrap_or_default())?;
+    let max_queues = interfaces.iter().map(|i| i.queues).max().unwrap_or(1);
+    let workers = workers(cx, raw.workers.unwrap_or_default(), max_queues)?;
+    let capacity = raw
+        .conn_table
+        .unwrap_or_default()
+        .capacity
+        .unwrap_or(1 << 20);
+    let capacity = cx.range(
+        "conn_table.capacity",
+        capacity,
+        1,
+        MAX_CONN_TABLE,
+        "capacity",
+    )? as u32;
+    let timeouts = cx.timeouts(
+        "timeouts",
+        &raw.timeouts.unwrap_or_default(),
+        &Timeouts::default(),
+    )?;
+    let admin = admin(cx, raw.admin.unwrap_or_default())?;
+    let metrics = match raw.metrics.unwrap_or_default().listen {
+        None => Metrics { listen: None },
+        Some(text) => Metrics {
+            listen: Some(text.parse().map_err(|_| {
+                cx.err("metrics.listen", format!("'{text}' is not an address:port"))
+                    .with_hint(Some(
+                        "write 127.0.0.1:9100 or [::1]:9100 (IPv6 in brackets)".into(),
+                    ))
+            })?),
+        },
+    };
+    let services = service::services(cx, raw.services.unwrap_or_default(), &interfaces, &timeouts)?;
+    Ok(Config {
+        interfaces,
+        workers,
+        conn_table: ConnTable { capacity },
+        timeouts,
+        expire_nodest_conn: raw.expire_nodest_conn.unwrap_or(false),
+        admin,
+        metrics,
+        services,
+    })
+}
+
+fn interfaces(cx: &Ctx<'_>, raw: Vec<RawInterface>) -> Result<Vec<Interface>> {
+    if raw.is_empty() {
+        return Err(cx
+            .err_key("interfaces", "at least one interface is needed")
+            .with_hint(Some(
+                "add `interfaces: [{ name: eth0, networks: [198.18.0.0/24] }]`".into(),
+            )));
+    }
+    let mut out: Vec<Interface> = Vec::with_capacity(raw.len());
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut locals: HashMap<IpAddr, String> = HashMap::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let base = format!("interfaces[{i}]");
+        let iface = interface(cx, &base, r)?;
+        let name_path = join(&base, "name");
+        if let Some(first) = names.insert(iface.name.clone(), name_path.clone()) {
+            return Err(cx.err(
+                &name_path,
+                format!(
+                    "interface '{}' is already listed at line {}",
+                    iface.name,
+                    cx.line_of(&first)
+                ),
+            ));
+        }
+        for (j, ip) in iface.local.iter().enumerate() {
+            let p = format!("{base}.local[{j}]");
+            if let Some(first) = locals.insert(*ip, p.clone()) {
+                return Err(cx.err(
+                    &p,
+                    format!(
+                        "local address {ip} is already listed at line {}",
+                        cx.line_of(&first)
+                    ),
+                ));
+            }
+        }
+        out.push(iface);
+    }
+    Ok(out)
+}
+
+/// A Linux interface name as `dev_valid_name()` accepts it.
+fn ifname(cx: &Ctx<'_>, path: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(cx.err(path, "the interface name is empty"));
+    }
+    if name.len() > MAX_IFNAME {
+        return Err(cx
+            .err(
+                path,
+                format!(
+                    "interface name '{name}' is {} bytes long; Linux allows at most {MAX_IFNAME}",
+                    name.len()
+                ),
+            )
+            .with_hint(Some("IFNAMSIZ is 16 including the terminating NUL".into())));
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Err(cx.err(
+            path,
+            format!(
+                "'{name}' is not a valid Linux interface name (no '/', ':', spaces, '.' or '..')"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn interface(cx: &Ctx<'_>, base: &str, r: RawInterface) -> Result<Interface> {
+    let name_path = join(base, "name");
+    let name = r.name.ok_or_else(|| {
+        cx.err(&name_path, "the interface has no `name`")
+            .with_hint(Some("add `name: <Linux interface name>`".into()))
+    })?;
+    ifname(cx, &name_path, &name)?;
+    let queues = cx.range(
+        &join(base, "queues"),
+        r.queues.unwrap_or(1),
+        1,
+        MAX_QUEUES,
+        "queue count",
+    )? as u32;
+    let xdp_mode = match &r.xdp_mode {
+        None => XdpMode::Auto,
+        Some(t) => cx.name(
+            &join(base, "xdp_mode"),
+            t,
+            "xdp_mode",
+            XdpMode::NAMES,
+            XdpMode::from_name,
+        )?,
+    };
+    let zero_copy = match &r.zero_copy {
+        None => ZeroCopy::Auto,
+        Some(t) => cx.name(
+            &join(base, "zero_copy"),
+            t,
+            "zero_copy setting",
+            ZeroCopy::NAMES,
+            ZeroCopy::from_name,
+        )?,
+    };
+    let mut networks: Vec<IpPrefix> = Vec::new();
+    for (j, text) in r.networks.unwrap_or_default().iter().enumerate() {
+        let p = format!("{base}.networks[{j}]");
+        let net = cx.prefix(&p, text)?;
+        if networks.contains(&net) {
+            return Err(cx.err(&p, format!("network {net} is listed twice")));
+        }
+        networks.push(net);
+    }
+    let on_link = |ip: IpAddr| networks.iter().any(|n| n.contains(ip));
+    let mut local = Vec::new();
+    for (j, text) in r.local.unwrap_or_default().iter().enumerate() {
+        let p = format!("{base}.local[{j}]");
+        let ip = cx.addr(&p, text)?;
+        if !on_link(ip) {
+            return Err(cx
+                .err(
+                    &p,
+                    format!("local address {ip} is not inside any of this interface's networks"),
+                )
+                .with_hint(Some(
+                    "uvs answers ARP/NDP for it on this link: add its prefix to `networks`".into(),
+                )));
+        }
+        local.push(ip);
+    }
+    let mut routes = Vec::new();
+    for (j, route) in r.routes.unwrap_or_default().into_iter().enumerate() {
+        let p = format!("{base}.routes[{j}]");
+        let prefix_path = join(&p, "prefix");
+        let via_path = join(&p, "via");
+        let prefix = match &route.prefix {
+            Some(t) => cx.prefix(&prefix_path, t)?,
+            None => return Err(cx.err(&prefix_path, "the route has no `prefix`")),
+        };
+        let via = match &route.via {
+            Some(t) => cx.addr(&via_path, t)?,
+            None => return Err(cx.err(&via_path, "the route has no `via` next hop")),
+        };
+        if via.is_ipv4() != prefix.is_ipv4() {
+            return Err(cx.err(
+                &via_path,
+                format!("next hop {via} is not of the same address family as {prefix}"),
+            ));
+        }
+        if !on_link(via) {
+            return Err(cx
+                .err(
+                    &via_path,
+                    format!("next hop {via} is not inside any of this interface's networks"),
+                )
+                .with_hint(Some(
+                    "a next hop must be directly reachable: add its prefix to `networks`".into(),
+                )));
+        }
+        routes.push(Route { prefix, via });
+    }
+    Ok(Interface {
+        name,
+        queues,
+        xdp_mode,
+        zero_copy,
+        local,
+        networks,
+        routes,
+    })
+}
+
+fn workers(cx: &Ctx<'_>, raw: crate::raw::RawWorkers, max_queues: u32) -> Result<Workers> {
+    let count = match raw.count {
+        None => u64::from(max_queues),
+        Some(c) => cx.range("workers.count", c, 1, 1024, "worker count")?,
+    } as usize;
+    let cores = match raw.cores {
+        None => None,
+        Some(cores) => {
+            if cores.len() < count {
+                return Err(cx
+                    .err(
+                        "workers.cores",
+                        format!("{} cores listed for {count} workers", cores.len()),
+                    )
+                    .with_hint(Some(
+                        "list one core per worker, or drop `cores` for no pinning".into(),
+                    )));
+            }
+            let mut seen: Vec<usize> = Vec::with_capacity(cores.len());
+            for (i, &c) in cores.iter().enumerate() {
+                let c = usize::try_from(c).unwrap_or(usize::MAX);
+                if seen.contains(&c) {
+                    return Err(cx
+                        .err(
+                            &format!("workers.cores[{i}]"),
+                            format!("core {c} is listed twice"),
+                        )
+                        .with_hint(Some(
+                            "two pinned poll-mode workers on one core starve each other".into(),
+                        )));
+                }
+                seen.push(c);
+            }
+            Some(seen)
+        }
+    };
+    Ok(Workers { count, cores })
+}
+
+fn admin(cx: &Ctx<'_>, raw: crate::raw::RawAdmin) -> Result<Admin> {
+    let socket = raw
+        .socket
+        .unwrap_or_else(|| DEFAULT_ADMIN_SOCKET.to_string());
+    if !socket.starts_with('/') {
+        return Err(cx
+            .err(
+                "admin.socket",
+                format!("admin socket path '{socket}' is not absolute"),
+            )
+            .with_hint(Some(format!("for example {DEFAULT_ADMIN_SOCKET}"))));
+    }
+    if let Some(g) = &raw.group {
+        if g.is_empty() || g.contains(|c: char| c == ':' || c.is_whitespace()) {
+            return Err(cx.err("admin.group", format!("'{g}' is not a valid group name")));
+        }
+    }
+    Ok(Admin {
+        socket: PathBuf::from(socket),
+        group: raw.group,
+    })
+}

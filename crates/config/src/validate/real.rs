@@ -1,0 +1,166 @@
+//! Real servers: addresses, ports, forwarding, weights and thresholds.
+
+use super::{family, Ctx, Result};
+use crate::marks::join;
+use crate::model::{Forwarding, Interface, RealServer, ServiceKey, Tunnel};
+use crate::raw::RawRealServer;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+pub(super) fn reals(
+    cx: &Ctx<'_>,
+    base: &str,
+    raw: Vec<RawRealServer>,
+    svc: ServiceKey,
+    default_fwd: Forwarding,
+    interfaces: &[Interface],
+) -> Result<Vec<RealServer>> {
+    let mut out: Vec<RealServer> = Vec::with_capacity(raw.len());
+    let mut seen: HashMap<SocketAddr, String> = HashMap::new();
+    for (j, r) in raw.into_iter().enumerate() {
+        let rbase = format!("{base}.real_servers[{j}]");
+        let p = |f: &str| join(&rbase, f);
+        let address = match &r.address {
+            Some(t) => cx.addr(&p("address"), t)?,
+            None => return Err(cx.err(&p("address"), "the real server has no `address`")),
+        };
+        let forwarding = match &r.forwarding {
+            Some(t) => cx.name(
+                &p("forwarding"),
+                t,
+                "forwarding method",
+                Forwarding::NAMES,
+                Forwarding::from_name,
+            )?,
+            None => default_fwd,
+        };
+        // IPVS allows mixed families only for tunnelling (IPv4-in-IPv6 and IPv6-in-IPv4).
+        if address.is_ipv4() != svc.vip.is_ipv4() && forwarding != Forwarding::Tun {
+            return Err(cx
+                .err(&p("address"), format!("real server {address} is {}, the VIP {} is {}", family(address), svc.vip, family(svc.vip)))
+                .with_hint(Some(format!("{forwarding} cannot translate between families; only tun can carry one inside the other"))));
+        }
+        if address == svc.vip {
+            return Err(cx.err(
+                &p("address"),
+                format!("real server {address} is the VIP itself"),
+            ));
+        }
+        let port = match r.port {
+            Some(v) => cx.port(&p("port"), v)?,
+            None => svc.port,
+        };
+        if svc.port == 0 && port != 0 {
+            return Err(cx
+                .err(
+                    &p("port"),
+                    format!("real server port {port} on a port-0 service"),
+                )
+                .with_hint(Some(
+                    "a port-0 service keeps each packet's port: omit `port` or set 0".into(),
+                )));
+        }
+        if matches!(forwarding, Forwarding::Dr | Forwarding::Tun) && port != svc.port {
+            return Err(cx
+                .err(
+                    &p("port"),
+                    format!(
+                        "{forwarding} forwarding cannot change the port ({} → {port})",
+                        svc.port
+                    ),
+                )
+                .with_hint(Some(
+                    "omit `port`, or use nat or fullnat to map ports".into(),
+                )));
+        }
+        if svc.port != 0 && port == 0 {
+            return Err(cx
+                .err(&p("port"), "real server port 0 on a service with a port")
+                .with_hint(Some("omit `port` to use the service port".into())));
+        }
+        if forwarding == Forwarding::Dr
+            && !interfaces
+                .iter()
+                .any(|i| i.networks.iter().any(|n| n.contains(address)))
+        {
+            return Err(cx
+                .err(&p("address"), format!("dr real server {address} is not inside any interface's networks"))
+                .with_hint(Some("direct routing rewrites only the MAC address, so the server must be on a directly attached network: add it to `networks`, or use tun".into())));
+        }
+        let weight = cx.range(&p("weight"), r.weight.unwrap_or(1), 0, 65535, "weight")? as u16;
+        let upper = cx.range(
+            &p("upper_threshold"),
+            r.upper_threshold.unwrap_or(0),
+            0,
+            u64::from(u32::MAX),
+            "upper_threshold",
+        )? as u32;
+        let lower = cx.range(
+            &p("lower_threshold"),
+            r.lower_threshold.unwrap_or(0),
+            0,
+            u64::from(u32::MAX),
+            "lower_threshold",
+        )? as u32;
+        if lower > 0 && upper == 0 {
+            return Err(cx
+                .err(&p("lower_threshold"), "lower_threshold without upper_threshold")
+                .with_hint(Some("the lower threshold re-enables a server stopped by the upper one: set `upper_threshold`".into())));
+        }
+        if upper > 0 && lower > upper {
+            return Err(cx
+                .err(
+                    &p("lower_threshold"),
+                    format!("lower_threshold {lower} is above upper_threshold {upper}"),
+                )
+                .with_hint(Some("lower ≤ upper (ipvsadm -y ≤ -x)".into())));
+        }
+        let tunnel = match (&r.tunnel, forwarding) {
+            (None, Forwarding::Tun) => Some(Tunnel::Ipip),
+            (None, _) => None,
+            (Some(t), Forwarding::Tun) if t == "gue" => {
+                return Err(cx
+                    .err(&p("tunnel"), "tunnel 'gue' is not supported yet")
+                    .with_hint(Some("use `tunnel: ipip`".into())))
+            }
+            (Some(t), Forwarding::Tun) => {
+                Some(cx.name(&p("tunnel"), t, "tunnel", Tunnel::NAMES, Tunnel::from_name)?)
+            }
+            (Some(_), other) => {
+                return Err(cx
+                    .err_key(
+                        &p("tunnel"),
+                        format!(
+                        "`tunnel` applies only to tun forwarding, this real server uses {other}"
+                    ),
+                    )
+                    .with_hint(Some("remove it, or set `forwarding: tun`".into())))
+            }
+        };
+        let rs = RealServer {
+            address,
+            port,
+            weight,
+            forwarding,
+            upper_threshold: upper,
+            lower_threshold: lower,
+            tunnel,
+        };
+        if let Some(first) = seen.insert(rs.key(), rbase.clone()) {
+            return Err(cx
+                .err(
+                    &p("address"),
+                    format!(
+                        "real server {} is already listed at line {}",
+                        rs.key(),
+                        cx.line_of(&first)
+                    ),
+                )
+                .with_hint(Some(
+                    "a real server is identified by (address, port) within a service".into(),
+                )));
+        }
+        out.push(rs);
+    }
+    Ok(out)
+}

@@ -1,0 +1,420 @@
+//! Virtual services: identity, scheduler, persistence, FullNAT pool, sorry server.
+
+use super::health::health_check;
+use super::real::reals;
+use super::{family, Ctx, Result, MAX_TIMEOUT};
+use crate::marks::join;
+use crate::model::{
+    Forwarding, Interface, Persistence, Protocol, Scheduler, SchedulerFlag, Service, ServiceKey,
+    SorryServer, Timeouts,
+};
+use crate::net::{ipv4_mask_len, max_len};
+use crate::raw::{Netmask, RawPersistence, RawService};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// ipvsadm's default scheduler.
+pub(crate) const DEFAULT_SCHEDULER: Scheduler = Scheduler::WeightedLeastConnection;
+/// ipvsadm's default forwarding method: "-g, --gatewaying ... This is the default" (ipvsadm(8)).
+pub(crate) const DEFAULT_FORWARDING: Forwarding = Forwarding::Dr;
+/// ipvsadm's default persistence timeout (`-p` without a value).
+pub(crate) const DEFAULT_PERSISTENCE: u32 = 300;
+/// Largest Maglev table accepted: 2^24 entries per service is already 64 MiB of u32 indices.
+pub(crate) const MAX_MH_TABLE: u64 = 1 << 24;
+
+pub(super) fn services(
+    cx: &Ctx<'_>,
+    raw: Vec<RawService>,
+    interfaces: &[Interface],
+    global: &Timeouts,
+) -> Result<Vec<Service>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut keys: HashMap<ServiceKey, String> = HashMap::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let base = format!("services[{i}]");
+        let svc = service(cx, &base, r, interfaces, global)?;
+        if let Some(first) = keys.insert(svc.key(), base.clone()) {
+            return Err(cx
+                .err(
+                    &join(&base, "vip"),
+                    format!(
+                        "service {} is already defined at line {} ({first})",
+                        svc.key(),
+                        cx.line_of(&first)
+                    ),
+                )
+                .with_hint(Some(
+                    "a service is identified by (vip, protocol, port): merge the two".into(),
+                )));
+        }
+        let name_path = join(&base, "name");
+        if let Some(first) = names.insert(svc.name.clone(), name_path.clone()) {
+            return Err(cx.err(
+                &name_path,
+                format!(
+                    "service name '{}' is already used at line {}",
+                    svc.name,
+                    cx.line_of(&first)
+                ),
+            ));
+        }
+        out.push(svc);
+    }
+    Ok(out)
+}
+
+fn service(
+    cx: &Ctx<'_>,
+    base: &str,
+    r: RawService,
+    interfaces: &[Interface],
+    global: &Timeouts,
+) -> Result<Service> {
+    let p = |f: &str| join(base, f);
+    let vip = match &r.vip {
+        Some(t) => cx.addr(&p("vip"), t)?,
+        None => return Err(cx.err(&p("vip"), "the service has no `vip`")),
+    };
+    let protocol = match &r.protocol {
+        Some(t) => cx.name(
+            &p("protocol"),
+            t,
+            "protocol",
+            Protocol::NAMES,
+            Protocol::from_name,
+        )?,
+        None => {
+            return Err(cx
+                .err(&p("protocol"), "the service has no `protocol`")
+                .with_hint(Some("add `protocol: tcp`, `udp` or `sctp`".into())))
+        }
+    };
+    let port = match r.port {
+        Some(v) => cx.port(&p("port"), v)?,
+        None => {
+            return Err(cx
+                .err(&p("port"), "the service has no `port`")
+                .with_hint(Some(
+                    "add `port: <n>` (0 = every port, with persistence)".into(),
+                )))
+        }
+    };
+    let key = ServiceKey {
+        vip,
+        protocol,
+        port,
+    };
+    let name = match r.name {
+        Some(n) if n.trim().is_empty() => {
+            return Err(cx.err(&p("name"), "the service name is empty"))
+        }
+        Some(n) => n,
+        None => key.to_string(),
+    };
+    let scheduler = match &r.scheduler {
+        Some(t) => cx.name(
+            &p("scheduler"),
+            t,
+            "scheduler",
+            Scheduler::NAMES,
+            Scheduler::from_name,
+        )?,
+        None => DEFAULT_SCHEDULER,
+    };
+    let mut scheduler_flags = Vec::new();
+    for (j, t) in r.scheduler_flags.iter().flatten().enumerate() {
+        let fp = format!("{base}.scheduler_flags[{j}]");
+        let flag = cx.name(
+            &fp,
+            t,
+            "scheduler flag",
+            SchedulerFlag::NAMES,
+            SchedulerFlag::from_name,
+        )?;
+        if flag.scheduler() != scheduler {
+            return Err(cx
+                .err(
+                    &fp,
+                    format!(
+                        "flag '{flag}' applies only to the {} scheduler, not {scheduler}",
+                        flag.scheduler()
+                    ),
+                )
+                .with_hint(Some(format!(
+                    "remove it, or set `scheduler: {}`",
+                    flag.scheduler()
+                ))));
+        }
+        if scheduler_flags.contains(&flag) {
+            return Err(cx.err(&fp, format!("flag '{flag}' is listed twice")));
+        }
+        scheduler_flags.push(flag);
+    }
+    // A set: kept in one order so equal configurations compare equal.
+    scheduler_flags.sort();
+    let mh_table_size = match r.mh_table_size {
+        None => None,
+        Some(m) => {
+            let mp = p("mh_table_size");
+            if scheduler != Scheduler::MaglevHashing {
+                return Err(cx
+                    .err(
+                        &mp,
+                        format!("mh_table_size applies only to the mh scheduler, not {scheduler}"),
+                    )
+                    .with_hint(Some("remove it, or set `scheduler: mh`".into())));
+            }
+            let m = cx.range(&mp, m, 1, MAX_MH_TABLE, "mh_table_size")?;
+            if !is_prime(m) {
+                return Err(cx
+                    .err(&mp, format!("mh_table_size {m} is not prime"))
+                    .with_hint(Some(format!(
+                        "Maglev needs a prime table size; the next prime is {}",
+                        next_prime(m)
+                    ))));
+            }
+            Some(m as u32)
+        }
+    };
+
+    let forwarding = match &r.forwarding {
+        Some(t) => cx.name(
+            &p("forwarding"),
+            t,
+            "forwarding method",
+            Forwarding::NAMES,
+            Forwarding::from_name,
+        )?,
+        None => DEFAULT_FORWARDING,
+    };
+    let persistence = match r.persistence {
+        Some(rp) => Some(persistence(cx, &p("persistence"), rp, vip)?),
+        None => None,
+    };
+    if port == 0 && persistence.is_none() {
+        return Err(cx
+            .err(&p("port"), "port 0 (every port) needs persistence")
+            .with_hint(Some(
+                "add `persistence: { timeout: 300 }`, as ipvsadm requires for port 0".into(),
+            )));
+    }
+    let one_packet = r.one_packet.unwrap_or(false);
+    if one_packet && protocol != Protocol::Udp {
+        return Err(cx
+            .err(
+                &p("one_packet"),
+                format!("one_packet scheduling applies only to udp, this service is {protocol}"),
+            )
+            .with_hint(Some("remove `one_packet`".into())));
+    }
+    let timeouts = match &r.timeouts {
+        Some(t) => cx.timeouts(&p("timeouts"), t, global)?,
+        None => *global,
+    };
+    let sorry_server = match r.sorry_server {
+        None => None,
+        Some(s) => {
+            let sp = p("sorry_server");
+            let address = match &s.address {
+                Some(t) => cx.addr(&join(&sp, "address"), t)?,
+                None => {
+                    return Err(cx.err(&join(&sp, "address"), "the sorry server has no `address`"))
+                }
+            };
+            if address.is_ipv4() != vip.is_ipv4() {
+                return Err(cx.err(
+                    &join(&sp, "address"),
+                    format!(
+                        "sorry server {address} is {}, the VIP {vip} is {}",
+                        family(address),
+                        family(vip)
+                    ),
+                ));
+            }
+            let sport = match s.port {
+                Some(v) => cx.port(&join(&sp, "port"), v)?,
+                None => port,
+            };
+            Some(SorryServer {
+                address,
+                port: sport,
+            })
+        }
+    };
+    let health_check = match r.health_check {
+        Some(h) => Some(health_check(cx, &p("health_check"), h, port)?),
+        None => None,
+    };
+    let real_servers = reals(
+        cx,
+        base,
+        r.real_servers.unwrap_or_default(),
+        key,
+        forwarding,
+        interfaces,
+    )?;
+    if let Some(m) = mh_table_size {
+        if (m as usize) < real_servers.len() {
+            return Err(cx.err(
+                &p("mh_table_size"),
+                format!(
+                    "mh_table_size {m} is smaller than the {} real servers",
+                    real_servers.len()
+                ),
+            ));
+        }
+    }
+
+    // FullNAT's source pool: needed by any fullnat real server, of that server's family.
+    let mut fullnat_pool = Vec::new();
+    for (j, t) in r.fullnat_pool.iter().flatten().enumerate() {
+        let fp = format!("{base}.fullnat_pool[{j}]");
+        let ip = cx.addr(&fp, t)?;
+        if fullnat_pool.contains(&ip) {
+            return Err(cx.err(&fp, format!("{ip} is listed twice")));
+        }
+        fullnat_pool.push(ip);
+    }
+    for (j, rs) in real_servers.iter().enumerate() {
+        if rs.forwarding != Forwarding::FullNat {
+            continue;
+        }
+        let rp = format!("{base}.real_servers[{j}]");
+        if fullnat_pool.is_empty() {
+            return Err(cx
+                .err_key(&p("fullnat_pool"), format!("real server {} uses fullnat but the service has no fullnat_pool", rs.address))
+                .with_hint(Some(format!(
+                    "add `fullnat_pool: [<local {} address>]`: FullNAT rewrites the client's source to one of them",
+                    family(rs.address)
+                ))));
+        }
+        if let Some(bad) = fullnat_pool
+            .iter()
+            .position(|a| a.is_ipv4() != rs.address.is_ipv4())
+        {
+            return Err(cx.err(
+                &format!("{base}.fullnat_pool[{bad}]"),
+                format!(
+                    "fullnat pool address {} is {}, real server {} ({rp}) is {}",
+                    fullnat_pool[bad],
+                    family(fullnat_pool[bad]),
+                    rs.address,
+                    family(rs.address)
+                ),
+            ));
+        }
+    }
+
+    Ok(Service {
+        name,
+        vip,
+        protocol,
+        port,
+        scheduler,
+        scheduler_flags,
+        mh_table_size,
+        forwarding,
+        persistence,
+        one_packet,
+        fullnat_pool,
+        timeouts,
+        sorry_server,
+        health_check,
+        real_servers,
+    })
+}
+
+fn persistence(cx: &Ctx<'_>, base: &str, r: RawPersistence, vip: IpAddr) -> Result<Persistence> {
+    let timeout = match r.timeout {
+        Some(t) => cx.range(
+            &join(base, "timeout"),
+            t,
+            1,
+            MAX_TIMEOUT,
+            "persistence timeout",
+        )? as u32,
+        None => DEFAULT_PERSISTENCE,
+    };
+    let mp = join(base, "netmask");
+    let prefix_len = match (r.netmask, vip) {
+        (None, vip) => max_len(vip),
+        (Some(Netmask::Text(t)), IpAddr::V4(_)) => {
+            let len = t.parse::<Ipv4Addr>().ok().and_then(ipv4_mask_len);
+            len.ok_or_else(|| {
+                cx.err(&mp, format!("'{t}' is not a contiguous IPv4 netmask"))
+                    .with_hint(Some("for example 255.255.255.0".into()))
+            })?
+        }
+        (Some(Netmask::Length(n)), IpAddr::V4(_)) => {
+            let hint = (n <= 32).then(|| {
+                format!(
+                    "IPv4 takes a dotted netmask, as ipvsadm -M: write {}",
+                    crate::net::ipv4_mask(n as u8)
+                )
+            });
+            return Err(cx
+                .err(&mp, format!("netmask {n} for an IPv4 VIP"))
+                .with_hint(hint.or(Some("write a dotted netmask like 255.255.255.0".into()))));
+        }
+        (Some(Netmask::Length(n)), IpAddr::V6(_)) => {
+            cx.range(&mp, n, 0, 128, "IPv6 prefix length")? as u8
+        }
+        (Some(Netmask::Text(t)), IpAddr::V6(_)) => match t.parse::<u64>() {
+            Ok(n) => cx.range(&mp, n, 0, 128, "IPv6 prefix length")? as u8,
+            Err(_) => {
+                return Err(cx
+                    .err(&mp, format!("'{t}' is not an IPv6 prefix length"))
+                    .with_hint(Some(
+                        "IPv6 takes a prefix length, as ipvsadm -M: `netmask: 64`".into(),
+                    )))
+            }
+        },
+    };
+    if prefix_len == 0 {
+        return Err(cx
+            .err(&mp, "a zero netmask puts every client on one real server")
+            .with_hint(Some("use the fo scheduler for active/backup".into())));
+    }
+    Ok(Persistence {
+        timeout,
+        prefix_len,
+    })
+}
+
+pub(crate) fn is_prime(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2;
+    while d * d <= n {
+        if n.is_multiple_of(d) {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
+fn next_prime(mut n: u64) -> u64 {
+    while !is_prime(n) {
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn primes() {
+        let small: Vec<u64> = (0..30).filter(|&n| is_prime(n)).collect();
+        assert_eq!(small, [2, 3, 5, 7, 11, 13, 17, 19, 23, 29]);
+        assert!(is_prime(65537));
+        assert!(is_prime(65521));
+        assert!(!is_prime(65536));
+        assert_eq!(next_prime(65536), 65537);
+        assert_eq!(next_prime(1), 2);
+    }
+}
