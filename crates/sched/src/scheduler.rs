@@ -1,0 +1,328 @@
+//! The per-service scheduler snapshot workers share.
+//!
+//! Control builds a [`Scheduler`] from configuration (expensive parts such as the Maglev
+//! table are computed here, off the packet path) and publishes it behind an `Arc`; every
+//! worker calls [`Scheduler::pick`] with `&self`. The little mutable state some algorithms
+//! need (rr/wrr cursors, twos random state, lblc/lblcr tables) lives inside as atomics, so
+//! `pick` takes no lock and allocates nothing.
+
+use std::sync::atomic::AtomicU64;
+
+use crate::config::{SchedConfig, SchedulerKind};
+use crate::error::SchedError;
+use crate::flow::FlowHashKey;
+use crate::hashing::{DhTable, ShTable};
+use crate::locality::{LblcTable, LblcrTable};
+use crate::maglev::{is_prime, MaglevTable};
+use crate::padded::CachePadded;
+use crate::select;
+use crate::server::{ServerLive, ServerSpec, MAX_SERVERS};
+use crate::wrr::WrrCycle;
+
+/// Largest accepted Maglev table (entries are 2 bytes: 32 MiB).
+pub const MAX_MH_TABLE_SIZE: u32 = 1 << 24;
+
+#[derive(Debug)]
+enum Algo {
+    Rr(CachePadded<AtomicU64>),
+    Wrr(WrrCycle),
+    Lc,
+    Wlc,
+    Sed,
+    Nq,
+    Lblc(LblcTable),
+    Lblcr(LblcrTable),
+    Dh(DhTable),
+    Sh(ShTable),
+    Mh(MaglevTable),
+    Fo,
+    Ovf,
+    Twos(CachePadded<AtomicU64>),
+    Fastest,
+    Load,
+}
+
+/// An immutable scheduling snapshot for one virtual service: `Send + Sync`, shared by all
+/// workers.
+#[derive(Debug)]
+pub struct Scheduler {
+    config: SchedConfig,
+    weights: Box<[u32]>,
+    algo: Algo,
+}
+
+impl Scheduler {
+    /// Builds the scheduler for `servers` (their order is the IPVS destination-list order,
+    /// which rr/wrr/lc… tie-breaks and dh/sh tables follow). Fails with a message naming
+    /// the setting to change.
+    pub fn build(cfg: &SchedConfig, servers: &[ServerSpec]) -> Result<Scheduler, SchedError> {
+        if servers.len() > MAX_SERVERS {
+            return Err(SchedError::TooManyServers {
+                count: servers.len(),
+            });
+        }
+        if !cfg.kind.takes_hash_flags() {
+            let flag = match (cfg.flags.fallback, cfg.flags.port) {
+                (true, _) => Some("fallback"),
+                (_, true) => Some("port"),
+                _ => None,
+            };
+            if let Some(flag) = flag {
+                return Err(SchedError::FlagNotApplicable {
+                    flag,
+                    scheduler: cfg.kind.name(),
+                });
+            }
+        }
+        let weights: Box<[u32]> = servers.iter().map(|s| s.weight).collect();
+        let locality_slots = || {
+            let n = cfg.locality_slots;
+            if n.is_power_of_two() && n <= 1 << 24 {
+                Ok(n)
+            } else {
+                Err(SchedError::LocalitySlots(n))
+            }
+        };
+        let algo = match cfg.kind {
+            SchedulerKind::Rr => Algo::Rr(CachePadded::new(AtomicU64::new(0))),
+            SchedulerKind::Wrr => Algo::Wrr(WrrCycle::new(&weights)),
+            SchedulerKind::Lc => Algo::Lc,
+            SchedulerKind::Wlc => Algo::Wlc,
+            SchedulerKind::Sed => Algo::Sed,
+            SchedulerKind::Nq => Algo::Nq,
+            SchedulerKind::Lblc => {
+                Algo::Lblc(LblcTable::new(locality_slots()?, cfg.locality_expiration_s))
+            }
+            SchedulerKind::Lblcr => Algo::Lblcr(LblcrTable::new(
+                locality_slots()?,
+                cfg.locality_expiration_s,
+            )),
+            SchedulerKind::Dh => Algo::Dh(DhTable::build(servers.len())),
+            SchedulerKind::Sh => Algo::Sh(ShTable::build(&weights)),
+            SchedulerKind::Mh => {
+                let m = cfg.mh_table_size;
+                if !is_prime(m) || m > MAX_MH_TABLE_SIZE {
+                    return Err(SchedError::MaglevSizeNotPrime(m));
+                }
+                if m as usize <= servers.len() {
+                    return Err(SchedError::MaglevTableTooSmall {
+                        size: m,
+                        servers: servers.len(),
+                    });
+                }
+                let keys: Vec<u64> = servers.iter().map(|s| s.key).collect();
+                Algo::Mh(MaglevTable::build(&keys, &weights, m))
+            }
+            SchedulerKind::Fo => Algo::Fo,
+            SchedulerKind::Ovf => Algo::Ovf,
+            SchedulerKind::Twos => Algo::Twos(CachePadded::new(AtomicU64::new(
+                0x853c_49e6_748f_ea9b ^ servers.len() as u64,
+            ))),
+            SchedulerKind::Fastest => Algo::Fastest,
+            SchedulerKind::Load => Algo::Load,
+        };
+        Ok(Scheduler {
+            config: *cfg,
+            weights,
+            algo,
+        })
+    }
+
+    /// Chooses a server for a new flow: an index into the `servers` given to
+    /// [`Scheduler::build`], or `None` when no server may take it (the dataplane counts
+    /// that and may use a sorry server).
+    ///
+    /// `live` is the per-server live state in the same order; if it is shorter than the
+    /// server list nothing is picked. `now_s` is a coarse clock in seconds (any origin,
+    /// wrapping) used only by lblc/lblcr expiry; pass the burst's timestamp.
+    ///
+    /// A returned server is always available (weight > 0, health up, not overloaded) at
+    /// the moment its state was read. Lock-free and allocation-free for every kind.
+    #[inline]
+    pub fn pick(&self, key: &FlowHashKey, live: &[ServerLive], now_s: u32) -> Option<usize> {
+        let w = &*self.weights;
+        if live.len() < w.len() {
+            return None;
+        }
+        let live = &live[..w.len()];
+        let available = |i: usize| live[i].available(w[i]);
+        match &self.algo {
+            Algo::Rr(cursor) => select::rr(cursor, w, live),
+            Algo::Wrr(cycle) => cycle.pick(available),
+            Algo::Lc => select::lc(w, live),
+            Algo::Wlc => select::wlc(w, live),
+            Algo::Sed => select::sed(w, live),
+            Algo::Nq => select::nq(w, live),
+            Algo::Lblc(t) => t.pick(&key.dst, now_s, w, live),
+            Algo::Lblcr(t) => t.pick(&key.dst, now_s, w, live),
+            Algo::Dh(t) => t.lookup(&key.dst, available),
+            Algo::Sh(t) => t.lookup(
+                &key.src,
+                self.hash_port(key),
+                self.config.flags.fallback,
+                available,
+            ),
+            Algo::Mh(t) => t.lookup(
+                &key.src,
+                self.hash_port(key),
+                self.config.flags.fallback,
+                available,
+            ),
+            Algo::Fo => select::fo(w, live),
+            Algo::Ovf => select::ovf(w, live),
+            Algo::Twos(rng) => select::twos(rng, w, live),
+            Algo::Fastest => select::fastest(w, live),
+            Algo::Load => select::load(w, live),
+        }
+    }
+
+    #[inline]
+    fn hash_port(&self, key: &FlowHashKey) -> u16 {
+        if self.config.flags.port {
+            key.sport
+        } else {
+            0
+        }
+    }
+
+    /// The configuration this snapshot was built from.
+    pub fn config(&self) -> &SchedConfig {
+        &self.config
+    }
+
+    /// Which algorithm this is.
+    pub fn kind(&self) -> SchedulerKind {
+        self.config.kind
+    }
+
+    /// Number of servers the snapshot was built for.
+    pub fn server_count(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// The Maglev lookup table (entry → server index) for `mh`; `None` for other kinds.
+    /// Empty when no server has a positive weight.
+    pub fn maglev_table(&self) -> Option<&[u16]> {
+        match &self.algo {
+            Algo::Mh(t) => Some(t.entries()),
+            _ => None,
+        }
+    }
+
+    /// For `wrr`: the server at each position of one full cycle (Σ weight/gcd entries),
+    /// ignoring availability — for tests and `uvsadm` display. `None` for other kinds or
+    /// cycles longer than `limit`.
+    pub fn wrr_cycle(&self, limit: usize) -> Option<Vec<usize>> {
+        match &self.algo {
+            Algo::Wrr(c) if c.cycle_len() <= limit as u64 => {
+                Some((0..c.cycle_len()).map(|p| c.at(p)).collect())
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SchedFlags;
+
+    fn servers(weights: &[u32]) -> Vec<ServerSpec> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| ServerSpec::new(w, 1000 + i as u64))
+            .collect()
+    }
+
+    #[test]
+    fn scheduler_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Scheduler>();
+    }
+
+    #[test]
+    fn every_kind_builds_and_picks_only_available() {
+        let specs = servers(&[3, 0, 2, 5]);
+        let live: Vec<ServerLive> = (0..4).map(|_| ServerLive::new()).collect();
+        live[3]
+            .health_up
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        for &kind in SchedulerKind::ALL {
+            let mut cfg = SchedConfig::new(kind);
+            cfg.mh_table_size = 251;
+            cfg.locality_slots = 64;
+            if kind.takes_hash_flags() {
+                cfg.flags.fallback = true;
+            }
+            let s = Scheduler::build(&cfg, &specs).unwrap();
+            for i in 0..64u8 {
+                let key = FlowHashKey {
+                    src: [i; 16],
+                    dst: [i.wrapping_mul(7); 16],
+                    sport: u16::from(i),
+                    ..FlowHashKey::default()
+                };
+                match s.pick(&key, &live, 0) {
+                    Some(p) => assert!(p == 0 || p == 2, "{kind} picked {p}"),
+                    // dh has no fallback: a bucket of a quiesced/down server gives none.
+                    None => assert_eq!(kind, SchedulerKind::Dh, "{kind} gave None"),
+                }
+            }
+            assert_eq!(s.pick(&FlowHashKey::default(), &live[..2], 0), None);
+            let empty = Scheduler::build(&cfg, &[]).unwrap();
+            assert_eq!(empty.pick(&FlowHashKey::default(), &[], 0), None, "{kind}");
+        }
+    }
+
+    #[test]
+    fn build_rejects_bad_settings() {
+        let specs = servers(&[1, 1, 1]);
+        let mut cfg = SchedConfig::new(SchedulerKind::Mh);
+        cfg.mh_table_size = 65_535;
+        assert_eq!(
+            Scheduler::build(&cfg, &specs).unwrap_err(),
+            SchedError::MaglevSizeNotPrime(65_535)
+        );
+        cfg.mh_table_size = 3;
+        assert!(matches!(
+            Scheduler::build(&cfg, &specs),
+            Err(SchedError::MaglevTableTooSmall {
+                size: 3,
+                servers: 3
+            })
+        ));
+        let cfg = SchedConfig::new(SchedulerKind::Rr).with_flags(SchedFlags {
+            fallback: false,
+            port: true,
+        });
+        let err = Scheduler::build(&cfg, &specs).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "scheduler flag \"port\" applies only to sh and mh, not rr"
+        );
+        let mut cfg = SchedConfig::new(SchedulerKind::Lblc);
+        cfg.locality_slots = 1000;
+        assert_eq!(
+            Scheduler::build(&cfg, &specs).unwrap_err(),
+            SchedError::LocalitySlots(1000)
+        );
+        let too_many = vec![ServerSpec::new(1, 0); MAX_SERVERS + 1];
+        assert!(matches!(
+            Scheduler::build(&SchedConfig::new(SchedulerKind::Rr), &too_many),
+            Err(SchedError::TooManyServers { .. })
+        ));
+    }
+
+    #[test]
+    fn only_mh_exposes_a_maglev_table() {
+        let specs = servers(&[1, 1]);
+        let mh = Scheduler::build(&SchedConfig::new(SchedulerKind::Mh), &specs).unwrap();
+        assert_eq!(mh.maglev_table().map(<[u16]>::len), Some(65_537));
+        let rr = Scheduler::build(&SchedConfig::new(SchedulerKind::Rr), &specs).unwrap();
+        assert!(rr.maglev_table().is_none());
+        let wrr =
+            Scheduler::build(&SchedConfig::new(SchedulerKind::Wrr), &servers(&[4, 3, 2])).unwrap();
+        assert_eq!(wrr.wrr_cycle(100).unwrap(), [0, 0, 1, 0, 1, 2, 0, 1, 2]);
+    }
+}

@@ -1,0 +1,369 @@
+//! Schedulers that choose by scanning live counters: rr, lc, wlc, sed, nq, fo, ovf, twos,
+//! fastest, load. Each is a transcription of its IPVS function (list order, strict
+//! comparisons, so ties go to the earliest server) written over `ServerLive` atomics.
+//!
+//! Weighted comparisons are cross-multiplied in `u128` (`a/wa < b/wb ⇔ a·wb < b·wa`, as
+//! IPVS does in `__s64`), so no division and no overflow for any `u32` weight.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::flow::mix64;
+use crate::server::ServerLive;
+
+#[inline]
+fn wide(x: u64) -> u128 {
+    u128::from(x)
+}
+
+/// IPVS rr: the next available server after the last one picked. The shared cursor moves
+/// past skipped servers too, so a down server's turn is not handed twice to its successor.
+#[inline]
+pub(crate) fn rr(cursor: &AtomicU64, weights: &[u32], live: &[ServerLive]) -> Option<usize> {
+    let n = weights.len() as u64;
+    if n == 0 {
+        return None;
+    }
+    let start = cursor.fetch_add(1, Relaxed);
+    for d in 0..n {
+        let i = ((start + d) % n) as usize;
+        if live[i].available(weights[i]) {
+            if d != 0 {
+                cursor.fetch_add(d, Relaxed);
+            }
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// IPVS lc: least `active*256 + inactive`, weights ignored (except 0 = quiesced).
+#[inline]
+pub(crate) fn lc(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
+    let mut best: Option<(usize, u64)> = None;
+    for (i, l) in live.iter().enumerate() {
+        if !l.available(weights[i]) {
+            continue;
+        }
+        let oh = l.conn_overhead();
+        if best.is_none_or(|(_, b)| oh < b) {
+            best = Some((i, oh));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Shared shape of wlc and sed: the first available server, replaced by any later one
+/// with `loh·dw > doh·lw` (strictly less overhead per weight).
+#[inline]
+fn weighted_least(
+    weights: &[u32],
+    live: &[ServerLive],
+    overhead: impl Fn(&ServerLive) -> u64,
+) -> Option<usize> {
+    let mut best: Option<(usize, u64)> = None;
+    for (i, l) in live.iter().enumerate() {
+        let w = weights[i];
+        if !l.available(w) {
+            continue;
+        }
+        let doh = overhead(l);
+        match best {
+            None => best = Some((i, doh)),
+            Some((b, loh)) => {
+                if wide(loh) * u128::from(w) > wide(doh) * u128::from(weights[b]) {
+                    best = Some((i, doh));
+                }
+            }
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// IPVS wlc: least `(active*256 + inactive) / weight`.
+#[inline]
+pub(crate) fn wlc(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
+    weighted_least(weights, live, ServerLive::conn_overhead)
+}
+
+#[inline]
+fn sed_overhead(l: &ServerLive) -> u64 {
+    u64::from(l.active.load(Relaxed)) + 1
+}
+
+/// IPVS sed: least `(active + 1) / weight` (shortest expected delay).
+#[inline]
+pub(crate) fn sed(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
+    weighted_least(weights, live, sed_overhead)
+}
+
+/// IPVS nq: the first idle (active == 0) available server, else sed.
+#[inline]
+pub(crate) fn nq(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
+    let mut best: Option<(usize, u64)> = None;
+    for (i, l) in live.iter().enumerate() {
+        let w = weights[i];
+        if !l.available(w) {
+            continue;
+        }
+        if l.active.load(Relaxed) == 0 {
+            return Some(i);
+        }
+        let doh = sed_overhead(l);
+        if best
+            .is_none_or(|(b, loh)| wide(loh) * u128::from(w) > wide(doh) * u128::from(weights[b]))
+        {
+            best = Some((i, doh));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// IPVS fo: the available server with the highest weight (first of equals).
+#[inline]
+pub(crate) fn fo(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
+    let mut best: Option<(usize, u32)> = None;
+    for (i, l) in live.iter().enumerate() {
+        let w = weights[i];
+        if l.available(w) && best.is_none_or(|(_, hw)| w > hw) {
+            best = Some((i, w));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// IPVS ovf: the highest-weight available server whose active connections do not exceed
+/// its weight. IPVS skips a server when `activeconns > weight`, so `active == weight` is
+/// still eligible (the issue text said `active < weight`; the kernel source wins).
+#[inline]
+pub(crate) fn ovf(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
+    let mut best: Option<(usize, u32)> = None;
+    for (i, l) in live.iter().enumerate() {
+        let w = weights[i];
+        if !l.available(w) || l.active.load(Relaxed) > w {
+            continue;
+        }
+        if best.is_none_or(|(_, hw)| w > hw) {
+            best = Some((i, w));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Lock-free random source: a shared SplitMix64 sequence (one `fetch_add`, then a mix).
+#[inline]
+pub(crate) fn next_random(state: &AtomicU64) -> u64 {
+    mix64(state.fetch_add(0x9e37_79b9_7f4a_7c15, Relaxed))
+}
+
+/// IPVS twos: two servers drawn at random with probability proportional to weight; the
+/// one with less `overhead/weight` wins (`weight2·overhead1 > weight1·overhead2` → second).
+/// IPVS draws from `[0, total]` with `<= 0` tests, slightly favouring the first server;
+/// here each draw is exactly weight-proportional.
+#[inline]
+pub(crate) fn twos(rng: &AtomicU64, weights: &[u32], live: &[ServerLive]) -> Option<usize> {
+    let total: u64 = live
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| l.available(weights[*i]))
+        .map(|(i, _)| u64::from(weights[i]))
+        .sum();
+    if total == 0 {
+        return None;
+    }
+    let r = next_random(rng);
+    // Multiply-shift maps a 32-bit draw onto [0, total) (total < 2^48 for ≤ 65535 servers).
+    let r1 = ((r >> 32) * total) >> 32;
+    let r2 = ((r & 0xffff_ffff) * total) >> 32;
+    let (mut c1, mut c2) = (None, None);
+    let mut acc = 0u64;
+    for (i, l) in live.iter().enumerate() {
+        let w = weights[i];
+        if !l.available(w) {
+            continue;
+        }
+        acc += u64::from(w);
+        if c1.is_none() && r1 < acc {
+            c1 = Some(i);
+        }
+        if c2.is_none() && r2 < acc {
+            c2 = Some(i);
+        }
+        if c1.is_some() && c2.is_some() {
+            break;
+        }
+    }
+    let (a, b) = (c1?, c2?);
+    let (oa, ob) = (live[a].conn_overhead(), live[b].conn_overhead());
+    if u128::from(weights[b]) * wide(oa) > u128::from(weights[a]) * wide(ob) {
+        Some(b)
+    } else {
+        Some(a)
+    }
+}
+
+/// Fastest response: least `rtt_us · (active + 1) / weight`. A server with no measurement
+/// yet (rtt 0) is scored with the smallest measured RTT, so it is tried without being
+/// flooded; with no measurements at all this is sed.
+#[inline]
+pub(crate) fn fastest(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
+    let min_rtt = live
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| l.available(weights[*i]))
+        .map(|(_, l)| l.rtt_us.load(Relaxed))
+        .filter(|&r| r > 0)
+        .min()
+        .unwrap_or(1);
+    let mut best: Option<(usize, u64)> = None;
+    for (i, l) in live.iter().enumerate() {
+        let w = weights[i];
+        if !l.available(w) {
+            continue;
+        }
+        let rtt = match l.rtt_us.load(Relaxed) {
+            0 => min_rtt,
+            r => r,
+        };
+        let score = u64::from(rtt) * (u64::from(l.active.load(Relaxed)) + 1);
+        if best
+            .is_none_or(|(b, bs)| wide(score) * u128::from(weights[b]) < wide(bs) * u128::from(w))
+        {
+            best = Some((i, score));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Highest load an agent may report; larger values are clamped.
+pub const MAX_AGENT_LOAD: u32 = 1000;
+
+/// Load-informed: least `load / weight` from agent reports (0..=1000); equal ratios go to
+/// the server with less `active*256 + inactive` (lc), then to the earliest.
+#[inline]
+pub(crate) fn load(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
+    let mut best: Option<(usize, u64, u64)> = None;
+    for (i, l) in live.iter().enumerate() {
+        let w = weights[i];
+        if !l.available(w) {
+            continue;
+        }
+        let ld = u64::from(l.load.load(Relaxed).min(MAX_AGENT_LOAD));
+        let oh = l.conn_overhead();
+        let better = match best {
+            None => true,
+            Some((b, bl, boh)) => {
+                let (lhs, rhs) = (ld * u64::from(weights[b]), bl * u64::from(w));
+                lhs < rhs || (lhs == rhs && oh < boh)
+            }
+        };
+        if better {
+            best = Some((i, ld, oh));
+        }
+    }
+    best.map(|(i, _, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(conns: &[(u32, u32)]) -> Vec<ServerLive> {
+        conns
+            .iter()
+            .map(|&(a, i)| ServerLive::with_conns(a, i))
+            .collect()
+    }
+
+    #[test]
+    fn rr_cycles_and_skips_without_doubling() {
+        let c = AtomicU64::new(0);
+        let l = live(&[(0, 0); 4]);
+        let w = [1, 1, 1, 1];
+        let got: Vec<_> = (0..8).map(|_| rr(&c, &w, &l).unwrap()).collect();
+        assert_eq!(got, [0, 1, 2, 3, 0, 1, 2, 3]);
+        l[1].health_up.store(false, Relaxed);
+        let got: Vec<_> = (0..6).map(|_| rr(&c, &w, &l).unwrap()).collect();
+        assert_eq!(got, [0, 2, 3, 0, 2, 3]);
+        assert_eq!(rr(&c, &[0, 0], &live(&[(0, 0); 2])), None);
+    }
+
+    #[test]
+    fn lc_uses_overhead_and_first_of_equals() {
+        // 1 active (256) beats 300 inactive.
+        assert_eq!(lc(&[1, 1], &live(&[(0, 300), (1, 0)])), Some(1));
+        assert_eq!(lc(&[1, 1, 1], &live(&[(2, 0), (1, 5), (1, 5)])), Some(1));
+        assert_eq!(lc(&[0, 1], &live(&[(0, 0), (9, 9)])), Some(1));
+    }
+
+    #[test]
+    fn wlc_sed_nq_small_cases() {
+        // wlc: 512/2 = 256 vs 300/1.
+        assert_eq!(wlc(&[1, 2], &live(&[(0, 300), (2, 0)])), Some(1));
+        // sed: (0+1)/1 = 1 vs (1+1)/3 = 0.67 → the loaded but heavier server.
+        assert_eq!(sed(&[1, 3], &live(&[(0, 0), (1, 0)])), Some(1));
+        // nq: the idle server wins regardless.
+        assert_eq!(nq(&[1, 3], &live(&[(0, 0), (1, 0)])), Some(0));
+        assert_eq!(nq(&[1, 3], &live(&[(1, 0), (1, 0)])), Some(1));
+    }
+
+    #[test]
+    fn fo_and_ovf() {
+        let l = live(&[(0, 0), (5, 0), (3, 0)]);
+        assert_eq!(fo(&[1, 5, 5], &l), Some(1));
+        // ovf: server 1 has active 5 == weight 5 → still eligible (IPVS uses `>`).
+        assert_eq!(ovf(&[1, 5, 4], &l), Some(1));
+        l[1].active.store(6, Relaxed);
+        assert_eq!(ovf(&[1, 5, 4], &l), Some(2));
+        l[2].active.store(5, Relaxed);
+        assert_eq!(ovf(&[1, 5, 4], &l), Some(0));
+        l[0].active.store(2, Relaxed);
+        assert_eq!(ovf(&[1, 5, 4], &l), None);
+    }
+
+    #[test]
+    fn twos_never_picks_unavailable_and_prefers_lighter() {
+        let rng = AtomicU64::new(1);
+        let l = live(&[(100, 0), (0, 0), (50, 0)]);
+        l[1].overloaded.store(true, Relaxed);
+        let mut picks = [0usize; 3];
+        for _ in 0..1000 {
+            picks[twos(&rng, &[1, 1, 1], &l).unwrap()] += 1;
+        }
+        assert_eq!(picks[1], 0);
+        // Server 0 wins only when both draws hit it: ~1/4.
+        assert!(picks[0] > 150 && picks[0] < 350, "{picks:?}");
+        assert_eq!(twos(&rng, &[0, 0], &live(&[(0, 0); 2])), None);
+    }
+
+    #[test]
+    fn fastest_weighs_rtt_by_queue_and_weight() {
+        let l = live(&[(0, 0), (0, 0), (3, 0)]);
+        l[0].rtt_us.store(1000, Relaxed);
+        l[1].rtt_us.store(400, Relaxed);
+        l[2].rtt_us.store(100, Relaxed);
+        // scores: 1000, 400, 100*4=400 → tie between 1 and 2 → first.
+        assert_eq!(fastest(&[1, 1, 1], &l), Some(1));
+        // Weight 2 on server 2 halves its score.
+        assert_eq!(fastest(&[1, 1, 2], &l), Some(2));
+        // Unmeasured server scored at the best measured RTT (100): 100*1 wins.
+        let m = live(&[(0, 0), (0, 0)]);
+        m[0].rtt_us.store(100, Relaxed);
+        m[0].active.store(1, Relaxed);
+        assert_eq!(fastest(&[1, 1], &m), Some(1));
+    }
+
+    #[test]
+    fn load_ratio_then_lc_tie_break() {
+        let l = live(&[(5, 0), (1, 0), (0, 0)]);
+        l[0].load.store(100, Relaxed);
+        l[1].load.store(200, Relaxed);
+        l[2].load.store(5000, Relaxed); // clamped to 1000
+        assert_eq!(
+            load(&[1, 2, 1], &l),
+            Some(1),
+            "100/1 vs 200/2 tie → fewer conns"
+        );
+        assert_eq!(load(&[1, 1, 1], &l), Some(0));
+        assert_eq!(load(&[1, 1, 100], &l), Some(2), "1000/100 = 10");
+    }
+}
