@@ -1,1 +1,207 @@
-//! placeholder
+//! uvs connection table: shared by all workers, lock-free, bounded, both directions indexed.
+//!
+//! A NIC's RSS sends a flow's two directions to different queues, so every worker must find
+//! every connection: the table is one shared structure (`Arc<ConnTable>`), built only from
+//! atomics (`#![deny(unsafe_code)]` holds). Lookups take no lock, make no syscall and store
+//! nothing; inserts, updates and reclaims are CAS loops. See `family.rs` for the protocol.
+//!
+//! # Shape
+//! - **Entries**: fixed-size slots of `AtomicU64` words, one slab per address family
+//!   (IPv4 5 words = 40 B, IPv6 11 words = 88 B), each guarded by its own `ctl` word
+//!   (generation ‖ state ‖ deadline) that acts as a seqlock for the key words.
+//! - **Index**: each tuple (original *and* reply) hashes (keyed, random seed) to two
+//!   64-byte buckets of 8 lanes; a lookup reads at most those two cache lines plus the
+//!   entry. Index sized at ~70 % lane occupancy for a full table.
+//! - **Memory per connection**, index included: **IPv4 ≈ 58.3 B** (40 B entry + 2 lanes at
+//!   ~70 % occupancy ≈ 18.3 B), **IPv6 ≈ 106.3 B**. IPVS's `struct ip_vs_conn` is 128+ B
+//!   plus two hash-list links. [`ConnTable::bytes_per_entry`] reports the exact figure.
+//!
+//! # Time
+//! `now` and deadlines are **ticks of u32 milliseconds** of a monotonic clock, compared in
+//! wrapping arithmetic (so the clock may wrap; deadlines must be < 2^31 ms ahead). The
+//! dataplane reads the clock once per burst. `update` skips its write when neither state nor
+//! deadline changed, so a caller that rounds `now` (e.g. to 64 ms) turns most per-packet
+//! updates into a load.
+//!
+//! # Expiry
+//! An entry past its deadline is absent to `lookup` at once; nothing on the packet path
+//! scans. The control thread calls [`ConnTable::expire_step`] regularly with a slot budget;
+//! it sweeps a cursor through the slabs, reclaims expired slots, and reports each reclaimed
+//! connection to its callback so the caller can decrement the real server's active/inactive
+//! counters (exactly once per connection: either `remove` returned true for it or the
+//! callback saw it). An insert that meets an expired entry with its tuple retires it so a late
+//! `update` cannot revive it; `expire_step` still reclaims and reports it.
+//!
+//! # When the table is full
+//! IPVS, under memory pressure (`drop_entry` / `ip_vs_random_dropentry`), walks random hash
+//! buckets and drops connections in early or idle states (SYN_RECV, or established ones
+//! without traffic) to make room — established flows can lose their state. uvs refuses the
+//! *new* flow instead: [`ConnTable::insert`] returns [`InsertError::Full`], the caller drops
+//! the packet and counts it, and every existing entry stays until it expires. Capacity is
+//! fixed at construction (from the YAML config).
+
+#![deny(unsafe_code)]
+
+mod family;
+mod flow;
+mod index;
+mod layout;
+pub mod ports;
+pub mod record;
+pub mod tcp;
+pub mod timeouts;
+
+use std::hash::{BuildHasher, Hasher};
+
+pub use flow::{Addr, Conn, ConnId, Dir, FlowKey, Hit, InsertError, STATE_RESERVED_MIN};
+pub use ports::{LocalAddr, PortAllocator, PortPools};
+pub use record::{ConnRecord, RecordError, RECORD_LEN};
+pub use timeouts::{Proto, Timeouts};
+
+use family::FamilyTable;
+
+/// The shared connection table. `Send + Sync`; share it with `Arc`.
+pub struct ConnTable {
+    v4: FamilyTable,
+    v6: FamilyTable,
+}
+
+impl ConnTable {
+    /// A table for `capacity` IPv4 and `capacity` IPv6 connections.
+    pub fn new(capacity: usize) -> Self {
+        Self::with_capacities(capacity, capacity)
+    }
+
+    /// A table with separate capacities for IPv4 and IPv6 connections (each family has its
+    /// own slab; 0 disables a family).
+    pub fn with_capacities(v4: usize, v6: usize) -> Self {
+        let seed = random_seed();
+        ConnTable {
+            v4: FamilyTable::new(false, v4, seed),
+            v6: FamilyTable::new(true, v6, seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15),
+        }
+    }
+
+    #[inline]
+    fn family(&self, v6: bool) -> &FamilyTable {
+        if v6 {
+            &self.v6
+        } else {
+            &self.v4
+        }
+    }
+
+    /// The live connection whose original or reply tuple is `key`, unless it is past its
+    /// deadline at `now` (ms ticks). Reads at most two index cache lines and one entry.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, now: u32) -> Option<Hit> {
+        self.family(key.v6).lookup(key, now)
+    }
+
+    /// Stores a new connection expiring at `deadline`; `now` decides whether a same-tuple
+    /// entry found on the way has already expired (then it is retired, not a conflict).
+    ///
+    /// When two workers insert the same new flow at once, one wins and the other gets
+    /// [`InsertError::Exists`] with the winner's id (fetch it with [`ConnTable::get`]).
+    pub fn insert(&self, conn: &Conn, now: u32, deadline: u32) -> Result<ConnId, InsertError> {
+        if conn.orig.v6 != conn.reply.v6
+            || conn.orig.proto != conn.reply.proto
+            || !conn.orig.is_canonical()
+            || !conn.reply.is_canonical()
+            || conn.state >= STATE_RESERVED_MIN
+        {
+            return Err(InsertError::Invalid);
+        }
+        self.family(conn.orig.v6).insert(conn, now, deadline)
+    }
+
+    /// Sets state and deadline of `id`; false if `id` no longer names a live connection (it
+    /// was removed, reclaimed, or retired by a newer insert of its tuple) or `state` is
+    /// reserved. Writes nothing when both are unchanged.
+    #[inline]
+    pub fn update(&self, id: ConnId, state: u8, deadline: u32) -> bool {
+        state < STATE_RESERVED_MIN && self.family(id.is_v6()).update(id, state, deadline)
+    }
+
+    /// The connection `id` names and its deadline, if it is still stored (expired entries
+    /// not yet reclaimed included).
+    pub fn get(&self, id: ConnId) -> Option<(Conn, u32)> {
+        self.family(id.is_v6()).get(id)
+    }
+
+    /// Removes `id` now; true if this call removed it (the caller does its accounting; the
+    /// `expire_step` callback will not see it).
+    pub fn remove(&self, id: ConnId) -> bool {
+        self.family(id.is_v6()).remove(id)
+    }
+
+    /// Examines the next `budget` slots of each family's slab (a cursor wraps around) and
+    /// reclaims those expired at `now`, calling `on_reclaim` with each reclaimed connection
+    /// (its `state` is the last one it had). Returns how many it reclaimed. Meant for the
+    /// control thread; cost is O(budget), independent of table size.
+    pub fn expire_step(&self, now: u32, budget: usize, mut on_reclaim: impl FnMut(&Conn)) -> usize {
+        self.v4.expire_step(now, budget, &mut on_reclaim)
+            + self.v6.expire_step(now, budget, &mut on_reclaim)
+    }
+
+    /// Visits every stored connection (expired but unreclaimed ones included) with its id and
+    /// deadline: for `uvsadm -c` listings and sync. Entries inserted or removed during the
+    /// walk may or may not be visited.
+    pub fn for_each(&self, mut f: impl FnMut(ConnId, &Conn, u32)) {
+        self.v4.for_each(&mut f);
+        self.v6.for_each(&mut f);
+    }
+
+    /// Stored connections (both families).
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total capacity (both families).
+    pub fn capacity(&self) -> usize {
+        self.v4.capacity() + self.v6.capacity()
+    }
+
+    /// Capacity of one family.
+    pub fn capacity_of(&self, v6: bool) -> usize {
+        self.family(v6).capacity()
+    }
+
+    /// Bytes of entry plus index memory per connection slot of a family.
+    pub fn bytes_per_entry(&self, v6: bool) -> f64 {
+        let f = self.family(v6);
+        if f.capacity() == 0 {
+            return 0.0;
+        }
+        f.bytes() as f64 / f.capacity() as f64
+    }
+
+    /// Size of one entry of a family, index excluded (40 for IPv4, 88 for IPv6).
+    pub fn entry_bytes(&self, v6: bool) -> usize {
+        self.family(v6).entry_bytes()
+    }
+
+    /// Total bytes held by entries and indexes.
+    pub fn memory_bytes(&self) -> usize {
+        self.v4.bytes() + self.v6.bytes()
+    }
+
+    /// Occupied index lanes of a family (2 per stored connection once inserts settle).
+    pub fn index_lanes_used(&self, v6: bool) -> usize {
+        self.family(v6).index_lanes_used()
+    }
+}
+
+/// A per-table hash seed from the std library's per-process random keys.
+fn random_seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x5eed);
+    h.finish() | 1
+}
+
+#[cfg(test)]
+mod tests;

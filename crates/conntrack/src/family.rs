@@ -1,0 +1,475 @@
+//! One family's storage: a slab of fixed-size entries, a lock-free free list, and the tuple
+//! index. `ConnTable` holds one for IPv4 and one for IPv6.
+//!
+//! # Concurrency protocol
+//! - **Readers** (lookup, get, for_each) copy an entry between two loads of its `ctl` word and
+//!   keep the copy only if the generation did not move (a seqlock; the key words change only
+//!   while the generation is odd). No stores, no retries unless a slot is recycled under them.
+//! - **Insert** pops a slot from the free list (a Treiber stack whose head carries a 32-bit
+//!   ABA counter; the next link lives in the free entry's `meta` word), writes the entry as
+//!   *pending*, places its original lane, rescans that tuple's buckets, then does the same for
+//!   the reply tuple, then commits (pending → the caller's state). Place and rescan are
+//!   `SeqCst`, so of two inserters of one tuple at least one sees the other (Dekker): a
+//!   committed rival means `Exists`/`Clash`; a pending rival means both may back off, withdraw
+//!   and retry, so at most one ever commits a tuple.
+//! - **Update** is one CAS on `ctl` that names the generation: it cannot touch a recycled slot.
+//! - **Reclaim** (remove, expire) CASes `ctl` to the next odd generation — exactly one caller
+//!   wins — then clears both lanes and only then pushes the slot, so a lane never outlives its
+//!   entry into the next occupant.
+
+use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+
+use crate::flow::{Conn, ConnId, Dir, Hit, InsertError};
+use crate::index::{lane_dir, lane_slot, lane_value, Index, Pos};
+use crate::layout::{
+    ctl_dead, ctl_deadline, ctl_gen, ctl_live, ctl_pack, ctl_state, decode_conn, encode_conn,
+    encode_key, expired, hash_key, key_matches, EncKey, CTL, CTL_DEAD, GEN_MASK, MAX_WORDS, META,
+    STATE_PENDING,
+};
+
+/// Attempts before an insert that keeps meeting a pending twin gives up with `Contended`.
+const MAX_ATTEMPTS: u32 = 64;
+
+pub(crate) struct FamilyTable {
+    v6: bool,
+    /// Address words per tuple (1 or 4).
+    aw: usize,
+    /// Words per entry.
+    stride: usize,
+    cap: usize,
+    words: Box<[AtomicU64]>,
+    /// `aba counter (32) ‖ slot+1 (32)`, 0 in the low half = empty.
+    free_head: AtomicU64,
+    index: Index,
+    seed: u64,
+    live: AtomicUsize,
+    cursor: AtomicUsize,
+}
+
+enum Rescan {
+    Clear,
+    /// A committed live entry holds the tuple (as its `Dir` tuple).
+    Taken(ConnId, Dir),
+    /// Another insert of the tuple is in flight.
+    Racing,
+}
+
+impl FamilyTable {
+    pub(crate) fn new(v6: bool, cap: usize, seed: u64) -> Self {
+        assert!(cap < u32::MAX as usize, "capacity must fit in 32 bits");
+        let aw = crate::layout::addr_words(v6);
+        let stride = 3 + 2 * aw;
+        let words: Box<[AtomicU64]> = (0..cap * stride)
+            .map(|i| {
+                let slot = i / stride;
+                match i % stride {
+                    // generation 1: odd = free
+                    CTL => AtomicU64::new(ctl_pack(1, 0, 0)),
+                    // free-list link: slot+1 of the next free slot, 0 ends the list
+                    META if slot + 1 < cap => AtomicU64::new(slot as u64 + 2),
+                    _ => AtomicU64::new(0),
+                }
+            })
+            .collect();
+        FamilyTable {
+            v6,
+            aw,
+            stride,
+            cap,
+            words,
+            free_head: AtomicU64::new(if cap > 0 { 1 } else { 0 }),
+            index: Index::new(cap.saturating_mul(2)),
+            seed,
+            live: AtomicUsize::new(0),
+            cursor: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+    /// Bytes of entries plus index.
+    pub(crate) fn bytes(&self) -> usize {
+        self.words.len() * 8 + self.index.bytes()
+    }
+    pub(crate) fn entry_bytes(&self) -> usize {
+        self.stride * 8
+    }
+    pub(crate) fn index_lanes_used(&self) -> usize {
+        self.index.occupied()
+    }
+
+    #[inline]
+    fn entry(&self, slot: usize) -> &[AtomicU64] {
+        &self.words[slot * self.stride..(slot + 1) * self.stride]
+    }
+
+    #[inline]
+    fn pos(&self, k: &EncKey) -> Pos {
+        self.index.pos(hash_key(self.seed, self.aw, k))
+    }
+
+    /// A consistent copy of a live entry (`w[0]` = its latest `ctl`), or None if the slot
+    /// is free or being torn down.
+    #[inline]
+    fn read(&self, slot: usize) -> Option<[u64; MAX_WORDS]> {
+        let e = self.entry(slot);
+        loop {
+            let c1 = e[CTL].load(Ordering::Acquire);
+            if !ctl_live(c1) {
+                return None;
+            }
+            let mut w = [0u64; MAX_WORDS];
+            for (dst, src) in w[1..self.stride].iter_mut().zip(&e[1..]) {
+                *dst = src.load(Ordering::Relaxed);
+            }
+            fence(Ordering::Acquire);
+            let c2 = e[CTL].load(Ordering::Relaxed);
+            if ctl_gen(c2) == ctl_gen(c1) {
+                w[CTL] = c2;
+                return Some(w);
+            }
+            if !ctl_live(c2) {
+                return None;
+            }
+        }
+    }
+
+    fn pop(&self) -> Option<usize> {
+        let mut h = self.free_head.load(Ordering::Acquire);
+        loop {
+            let idx = (h & 0xffff_ffff) as usize;
+            if idx == 0 {
+                return None;
+            }
+            let slot = idx - 1;
+            // May read a link the slot's next owner already overwrote; the counter in the
+            // head then makes the CAS fail.
+            let next = self.entry(slot)[META].load(Ordering::Relaxed) & 0xffff_ffff;
+            let new = (((h >> 32).wrapping_add(1)) << 32) | next;
+            match self
+                .free_head
+                .compare_exchange_weak(h, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(slot),
+                Err(x) => h = x,
+            }
+        }
+    }
+
+    fn push(&self, slot: usize) {
+        let link = &self.entry(slot)[META];
+        let mut h = self.free_head.load(Ordering::Relaxed);
+        loop {
+            link.store(h & 0xffff_ffff, Ordering::Relaxed);
+            let new = (((h >> 32).wrapping_add(1)) << 32) | (slot as u64 + 1);
+            match self
+                .free_head
+                .compare_exchange_weak(h, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(x) => h = x,
+            }
+        }
+    }
+
+    #[inline]
+    fn hit(&self, slot: usize, dir: Dir, w: &[u64; MAX_WORDS]) -> Hit {
+        Hit {
+            id: ConnId::new(self.v6, slot as u32, ctl_gen(w[CTL])),
+            dir,
+            conn: decode_conn(&w[..self.stride], self.aw),
+            deadline: ctl_deadline(w[CTL]),
+        }
+    }
+
+    #[inline]
+    fn find(&self, k: &EncKey, pos: &Pos, now: u32) -> Option<Hit> {
+        self.index.probe(pos, Ordering::Acquire, |v| {
+            let slot = lane_slot(v);
+            let dir = lane_dir(v);
+            let w = self.read(slot)?;
+            let c = w[CTL];
+            if ctl_dead(c) || ctl_state(c) == STATE_PENDING || expired(ctl_deadline(c), now) {
+                return None;
+            }
+            if !key_matches(&w, self.aw, dir, k) {
+                return None;
+            }
+            Some(self.hit(slot, dir, &w))
+        })
+    }
+
+    #[inline]
+    pub(crate) fn lookup(&self, key: &crate::FlowKey, now: u32) -> Option<Hit> {
+        let k = encode_key(key);
+        self.find(&k, &self.pos(&k), now)
+    }
+
+    /// Looks at every other lane for `k` after ours was placed; retires expired holders.
+    fn rescan(&self, k: &EncKey, pos: &Pos, me: usize, now: u32) -> Rescan {
+        let mut racing = false;
+        let taken = self.index.probe(pos, Ordering::SeqCst, |v| {
+            let slot = lane_slot(v);
+            if slot == me {
+                return None;
+            }
+            let dir = lane_dir(v);
+            let ctl = &self.entry(slot)[CTL];
+            loop {
+                let w = self.read(slot)?;
+                if !key_matches(&w, self.aw, dir, k) {
+                    return None;
+                }
+                let c = w[CTL];
+                if ctl_dead(c) {
+                    return None;
+                }
+                if ctl_state(c) == STATE_PENDING {
+                    racing = true;
+                    return None;
+                }
+                if expired(ctl_deadline(c), now) {
+                    // Retire it so a late update cannot bring it back beside us; expire_step
+                    // still reclaims and reports it.
+                    if ctl
+                        .compare_exchange(c, c | CTL_DEAD, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        return None;
+                    }
+                    continue;
+                }
+                return Some((ConnId::new(self.v6, slot as u32, ctl_gen(c)), dir));
+            }
+        });
+        match taken {
+            Some((id, dir)) => Rescan::Taken(id, dir),
+            None if racing => Rescan::Racing,
+            None => Rescan::Clear,
+        }
+    }
+
+    /// Undoes an unfinished insert: lanes first, then the slot.
+    fn withdraw(&self, slot: usize, gen: u32, lanes: &[(Pos, u64)]) {
+        for (p, v) in lanes {
+            self.index.remove(p, *v);
+        }
+        self.entry(slot)[CTL].store(ctl_pack(gen.wrapping_add(1), 0, 0), Ordering::Release);
+        self.push(slot);
+    }
+
+    pub(crate) fn insert(&self, c: &Conn, now: u32, deadline: u32) -> Result<ConnId, InsertError> {
+        let ko = encode_key(&c.orig);
+        let kr = encode_key(&c.reply);
+        let po = self.pos(&ko);
+        let pr = self.pos(&kr);
+        let body = encode_conn(c, self.aw);
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt);
+            }
+            if let Some(h) = self.find(&ko, &po, now) {
+                return Err(match h.dir {
+                    Dir::Original => InsertError::Exists(h.id),
+                    Dir::Reply => InsertError::Clash(h.id),
+                });
+            }
+            if let Some(h) = self.find(&kr, &pr, now) {
+                return Err(InsertError::Clash(h.id));
+            }
+            let slot = self.pop().ok_or(InsertError::Full)?;
+            let e = self.entry(slot);
+            let gen = ctl_gen(e[CTL].load(Ordering::Relaxed)).wrapping_add(1) & GEN_MASK;
+            // Pairs with the reader's acquire fence: a reader that sees any word below also
+            // sees the odd generation that freed the slot.
+            fence(Ordering::Release);
+            for (dst, src) in e[1..].iter().zip(&body[1..self.stride]) {
+                dst.store(*src, Ordering::Relaxed);
+            }
+            e[CTL].store(ctl_pack(gen, STATE_PENDING, deadline), Ordering::Release);
+
+            let vo = lane_value(po.tag, Dir::Original, slot);
+            if !self.index.place(&po, vo) {
+                self.withdraw(slot, gen, &[]);
+                return Err(InsertError::Overflow);
+            }
+            match self.rescan(&ko, &po, slot, now) {
+                Rescan::Clear => {}
+                Rescan::Taken(id, dir) => {
+                    self.withdraw(slot, gen, &[(po, vo)]);
+                    return Err(match dir {
+                        Dir::Original => InsertError::Exists(id),
+                        Dir::Reply => InsertError::Clash(id),
+                    });
+                }
+                Rescan::Racing => {
+                    self.withdraw(slot, gen, &[(po, vo)]);
+                    continue;
+                }
+            }
+            let vr = lane_value(pr.tag, Dir::Reply, slot);
+            if !self.index.place(&pr, vr) {
+                self.withdraw(slot, gen, &[(po, vo)]);
+                return Err(InsertError::Overflow);
+            }
+            match self.rescan(&kr, &pr, slot, now) {
+                Rescan::Clear => {}
+                Rescan::Taken(id, _) => {
+                    self.withdraw(slot, gen, &[(po, vo), (pr, vr)]);
+                    return Err(InsertError::Clash(id));
+                }
+                Rescan::Racing => {
+                    self.withdraw(slot, gen, &[(po, vo), (pr, vr)]);
+                    continue;
+                }
+            }
+            // Nobody else writes a pending ctl (update/remove need an id we have not handed
+            // out; expire and retire skip pending entries).
+            e[CTL].store(ctl_pack(gen, c.state, deadline), Ordering::Release);
+            self.live.fetch_add(1, Ordering::Relaxed);
+            return Ok(ConnId::new(self.v6, slot as u32, gen));
+        }
+        Err(InsertError::Contended)
+    }
+
+    pub(crate) fn update(&self, id: ConnId, state: u8, deadline: u32) -> bool {
+        let Some(e) = self
+            .words
+            .get(id.slot() * self.stride..(id.slot() + 1) * self.stride)
+        else {
+            return false;
+        };
+        let new = ctl_pack(id.gen(), state, deadline);
+        let mut c = e[CTL].load(Ordering::Acquire);
+        loop {
+            if ctl_gen(c) != id.gen() || ctl_dead(c) || ctl_state(c) == STATE_PENDING {
+                return false;
+            }
+            if c == new {
+                return true;
+            }
+            match e[CTL].compare_exchange_weak(c, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(x) => c = x,
+            }
+        }
+    }
+
+    pub(crate) fn get(&self, id: ConnId) -> Option<(Conn, u32)> {
+        if id.slot() >= self.cap {
+            return None;
+        }
+        let w = self.read(id.slot())?;
+        let c = w[CTL];
+        if ctl_gen(c) != id.gen() || ctl_dead(c) || ctl_state(c) == STATE_PENDING {
+            return None;
+        }
+        Some((decode_conn(&w[..self.stride], self.aw), ctl_deadline(c)))
+    }
+
+    /// Takes the slot from the state `observed`; on success clears its lanes, frees it and
+    /// returns what it held.
+    fn retire(&self, slot: usize, observed: u64) -> Option<Conn> {
+        let e = self.entry(slot);
+        let free = ctl_pack(ctl_gen(observed).wrapping_add(1), 0, 0);
+        e[CTL]
+            .compare_exchange(observed, free, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        // The slot is ours: its words cannot change until we push it.
+        let mut w = [0u64; MAX_WORDS];
+        for (dst, src) in w[1..self.stride].iter_mut().zip(&e[1..]) {
+            *dst = src.load(Ordering::Relaxed);
+        }
+        w[CTL] = observed;
+        let conn = decode_conn(&w[..self.stride], self.aw);
+        let ko = encode_key(&conn.orig);
+        let kr = encode_key(&conn.reply);
+        let po = self.pos(&ko);
+        let pr = self.pos(&kr);
+        self.index
+            .remove(&po, lane_value(po.tag, Dir::Original, slot));
+        self.index.remove(&pr, lane_value(pr.tag, Dir::Reply, slot));
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        self.push(slot);
+        Some(conn)
+    }
+
+    pub(crate) fn remove(&self, id: ConnId) -> bool {
+        if id.slot() >= self.cap {
+            return false;
+        }
+        let ctl = &self.entry(id.slot())[CTL];
+        loop {
+            let c = ctl.load(Ordering::Acquire);
+            if ctl_gen(c) != id.gen() || ctl_dead(c) || ctl_state(c) == STATE_PENDING {
+                return false;
+            }
+            if self.retire(id.slot(), c).is_some() {
+                return true;
+            }
+        }
+    }
+
+    pub(crate) fn expire_step(
+        &self,
+        now: u32,
+        budget: usize,
+        on_reclaim: &mut impl FnMut(&Conn),
+    ) -> usize {
+        if self.cap == 0 {
+            return 0;
+        }
+        let n = budget.min(self.cap);
+        let start = self.cursor.load(Ordering::Relaxed) % self.cap;
+        self.cursor.store((start + n) % self.cap, Ordering::Relaxed);
+        let mut reclaimed = 0;
+        for i in 0..n {
+            let slot = (start + i) % self.cap;
+            let c = self.entry(slot)[CTL].load(Ordering::Acquire);
+            if !ctl_live(c) || ctl_state(c) == STATE_PENDING {
+                continue;
+            }
+            if ctl_dead(c) || expired(ctl_deadline(c), now) {
+                if let Some(conn) = self.retire(slot, c) {
+                    on_reclaim(&conn);
+                    reclaimed += 1;
+                }
+            }
+        }
+        reclaimed
+    }
+
+    pub(crate) fn for_each(&self, f: &mut impl FnMut(ConnId, &Conn, u32)) {
+        for slot in 0..self.cap {
+            if let Some(w) = self.read(slot) {
+                let c = w[CTL];
+                if ctl_dead(c) || ctl_state(c) == STATE_PENDING {
+                    continue;
+                }
+                let conn = decode_conn(&w[..self.stride], self.aw);
+                f(
+                    ConnId::new(self.v6, slot as u32, ctl_gen(c)),
+                    &conn,
+                    ctl_deadline(c),
+                );
+            }
+        }
+    }
+}
+
+/// Lets a twin insert finish before retrying: spin first, then give up the CPU (workers may
+/// share cores with other threads on small machines).
+#[cold]
+fn backoff(attempt: u32) {
+    if attempt < 4 {
+        for _ in 0..(16u32 << attempt) {
+            std::hint::spin_loop();
+        }
+    } else {
+        std::thread::yield_now();
+    }
+}

@@ -1,0 +1,202 @@
+//! The tuple index: two-choice buckets of 8 lanes, one cache line each.
+//!
+//! A tuple hashes to two buckets; a lookup reads at most those 16 lanes (a miss costs two
+//! cache lines, never a chain walk). A lane is one `AtomicU64`:
+//! `tag (31) ‖ dir (1) ‖ slot+1 (32)`, 0 = empty. The tag is 31 more bits of the tuple's hash,
+//! so a lane that is not ours is rejected without touching the entry.
+//!
+//! Lanes are written only by CAS (0 → value on place, value → 0 on removal). Since nothing
+//! probes past an empty lane, removal needs no tombstones. Place and the rescan that follows
+//! it are `SeqCst` so two inserters of the same tuple cannot both miss each other (see
+//! `family.rs`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::flow::Dir;
+use crate::layout::tag_of;
+
+pub(crate) const LANES: usize = 8;
+
+#[repr(align(64))]
+#[derive(Default)]
+struct Bucket([AtomicU64; LANES]);
+
+/// Where a tuple lives in the index.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pos {
+    pub b: [usize; 2],
+    pub tag: u32,
+}
+
+/// Lane value for `slot` holding a tuple with `tag` in direction `dir`.
+#[inline]
+pub(crate) fn lane_value(tag: u32, dir: Dir, slot: usize) -> u64 {
+    ((tag as u64) << 33) | (((dir == Dir::Reply) as u64) << 32) | (slot as u64 + 1)
+}
+#[inline]
+pub(crate) fn lane_tag(v: u64) -> u32 {
+    (v >> 33) as u32
+}
+#[inline]
+pub(crate) fn lane_dir(v: u64) -> Dir {
+    if (v >> 32) & 1 == 1 {
+        Dir::Reply
+    } else {
+        Dir::Original
+    }
+}
+#[inline]
+pub(crate) fn lane_slot(v: u64) -> usize {
+    (v & 0xffff_ffff) as usize - 1
+}
+
+pub(crate) struct Index {
+    buckets: Box<[Bucket]>,
+}
+
+impl Index {
+    /// An index with room for `keys` tuples at ~70 % lane occupancy when full; see
+    /// `ConnTable` docs for the measured refusal rate.
+    pub(crate) fn new(keys: usize) -> Self {
+        let lanes = keys.saturating_mul(10).div_ceil(7);
+        let n = lanes.div_ceil(LANES).max(2);
+        assert!(n <= u32::MAX as usize, "index too large");
+        Index {
+            buckets: (0..n).map(|_| Bucket::default()).collect(),
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.buckets.len() * std::mem::size_of::<Bucket>()
+    }
+
+    /// Both bucket numbers and the tag for a 64-bit tuple hash (multiply-shift range
+    /// reduction, so the bucket count need not be a power of two).
+    #[inline]
+    pub(crate) fn pos(&self, h: u64) -> Pos {
+        let n = self.buckets.len() as u64;
+        let b0 = (((h & 0xffff_ffff) * n) >> 32) as usize;
+        let mut b1 = (((h >> 32) * n) >> 32) as usize;
+        if b1 == b0 {
+            b1 = if b0 + 1 == n as usize { 0 } else { b0 + 1 };
+        }
+        Pos {
+            b: [b0, b1],
+            tag: tag_of(h),
+        }
+    }
+
+    /// Calls `f(lane value)` for every lane of `pos` whose tag matches, stopping when `f`
+    /// returns `Some`.
+    #[inline]
+    pub(crate) fn probe<R>(
+        &self,
+        pos: &Pos,
+        order: Ordering,
+        mut f: impl FnMut(u64) -> Option<R>,
+    ) -> Option<R> {
+        for &b in &pos.b {
+            for lane in &self.buckets[b].0 {
+                let v = lane.load(order);
+                if v != 0 && lane_tag(v) == pos.tag {
+                    if let Some(r) = f(v) {
+                        return Some(r);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Stores `value` in an empty lane of the emptier bucket of `pos`; false if both are full.
+    pub(crate) fn place(&self, pos: &Pos, value: u64) -> bool {
+        let used = |b: usize| {
+            self.buckets[b]
+                .0
+                .iter()
+                .filter(|l| l.load(Ordering::Relaxed) != 0)
+                .count()
+        };
+        let order = if used(pos.b[1]) < used(pos.b[0]) {
+            [pos.b[1], pos.b[0]]
+        } else {
+            pos.b
+        };
+        for b in order {
+            for lane in &self.buckets[b].0 {
+                if lane.load(Ordering::Relaxed) == 0
+                    && lane
+                        .compare_exchange(0, value, Ordering::SeqCst, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Clears the lane holding exactly `value`; false if none does.
+    pub(crate) fn remove(&self, pos: &Pos, value: u64) -> bool {
+        for &b in &pos.b {
+            for lane in &self.buckets[b].0 {
+                if lane.load(Ordering::Relaxed) == value
+                    && lane
+                        .compare_exchange(value, 0, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Occupied lanes (for tests and the bench).
+    pub(crate) fn occupied(&self) -> usize {
+        self.buckets
+            .iter()
+            .flat_map(|b| b.0.iter())
+            .filter(|l| l.load(Ordering::Relaxed) != 0)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_fields() {
+        let v = lane_value(0x7fff_ffff, Dir::Reply, 41);
+        assert_eq!(lane_tag(v), 0x7fff_ffff);
+        assert_eq!(lane_dir(v), Dir::Reply);
+        assert_eq!(lane_slot(v), 41);
+        let v = lane_value(0, Dir::Original, 0);
+        assert_ne!(v, 0);
+        assert_eq!(lane_dir(v), Dir::Original);
+        assert_eq!(lane_slot(v), 0);
+    }
+
+    #[test]
+    fn place_probe_remove() {
+        let ix = Index::new(16);
+        let pos = ix.pos(0x1234_5678_9abc_def0);
+        assert_ne!(pos.b[0], pos.b[1]);
+        // two full buckets of one tag, then refusal
+        for s in 0..2 * LANES {
+            assert!(ix.place(&pos, lane_value(pos.tag, Dir::Original, s)));
+        }
+        assert!(!ix.place(&pos, lane_value(pos.tag, Dir::Original, 99)));
+        let mut seen = 0;
+        ix.probe::<()>(&pos, Ordering::Acquire, |_| {
+            seen += 1;
+            None
+        });
+        assert_eq!(seen, 2 * LANES);
+        assert!(ix.remove(&pos, lane_value(pos.tag, Dir::Original, 3)));
+        assert!(!ix.remove(&pos, lane_value(pos.tag, Dir::Original, 3)));
+        assert_eq!(ix.occupied(), 2 * LANES - 1);
+        assert!(ix.place(&pos, lane_value(pos.tag, Dir::Reply, 99)));
+    }
+}

@@ -1,0 +1,269 @@
+//! How a connection is laid out in 64-bit words, and the key hash.
+//!
+//! An entry is `3 + 2·A` words, `A` = address words per tuple (1 for IPv4: src‖dst as two
+//! u32; 4 for IPv6):
+//!
+//! | word | contents |
+//! |---|---|
+//! | 0 `ctl`  | generation (23) ‖ dead (1) ‖ state (8) ‖ deadline (32) |
+//! | 1 `meta` | proto (8) ‖ flags (8) ‖ method (8) ‖ 0 (8) ‖ service (16) ‖ real (16) |
+//! | 2..2+A | original tuple addresses |
+//! | 2+A..2+2A | reply tuple addresses |
+//! | 2+2A | original sport ‖ dport ‖ reply sport ‖ dport |
+//!
+//! IPv4: 5 words = 40 bytes. IPv6: 11 words = 88 bytes.
+//!
+//! `ctl` is the per-slot seqlock and more: an odd generation means the slot is free (or being
+//! torn down), an even one that it holds a connection. Key words change only while the
+//! generation is odd; state and deadline live in `ctl` itself so that `update` is one CAS that
+//! also proves the slot still holds the same connection.
+
+use crate::flow::{Conn, Dir, FlowKey};
+
+pub(crate) const CTL: usize = 0;
+pub(crate) const META: usize = 1;
+pub(crate) const MAX_WORDS: usize = 11;
+
+/// State value of an entry whose insert has not finished: invisible to lookups, but counted by
+/// concurrent inserts of the same tuple.
+pub(crate) const STATE_PENDING: u8 = 0xFE;
+/// `ctl` bit of an expired entry that an insert of the same tuple has retired, so a late
+/// `update` cannot revive it next to its successor; only `expire_step` reclaims it (and
+/// reports it, with its last state intact).
+pub(crate) const CTL_DEAD: u64 = 1 << 40;
+
+pub(crate) const GEN_MASK: u32 = 0x007f_ffff;
+
+#[inline]
+pub(crate) fn ctl_pack(gen: u32, state: u8, deadline: u32) -> u64 {
+    (((gen & GEN_MASK) as u64) << 41) | ((state as u64) << 32) | deadline as u64
+}
+#[inline]
+pub(crate) fn ctl_gen(ctl: u64) -> u32 {
+    (ctl >> 41) as u32
+}
+#[inline]
+pub(crate) fn ctl_dead(ctl: u64) -> bool {
+    ctl & CTL_DEAD != 0
+}
+#[inline]
+pub(crate) fn ctl_state(ctl: u64) -> u8 {
+    (ctl >> 32) as u8
+}
+#[inline]
+pub(crate) fn ctl_deadline(ctl: u64) -> u32 {
+    ctl as u32
+}
+#[inline]
+pub(crate) fn ctl_live(ctl: u64) -> bool {
+    ctl_gen(ctl) & 1 == 0
+}
+
+/// True once `now` has reached `deadline`, comparing in wrapping tick arithmetic so a u32
+/// millisecond clock can wrap (valid while deadlines are less than 2^31 ticks ahead).
+#[inline]
+pub(crate) fn expired(deadline: u32, now: u32) -> bool {
+    (now.wrapping_sub(deadline) as i32) >= 0
+}
+
+/// A tuple in table form: address words, the two ports as one u32, protocol.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct EncKey {
+    pub addr: [u64; 4],
+    pub ports: u32,
+    pub proto: u8,
+}
+
+/// Address words per tuple for a family.
+#[inline]
+pub(crate) fn addr_words(v6: bool) -> usize {
+    if v6 {
+        4
+    } else {
+        1
+    }
+}
+
+#[inline]
+pub(crate) fn encode_key(k: &FlowKey) -> EncKey {
+    let mut addr = [0u64; 4];
+    if k.v6 {
+        addr[0] = u64::from_be_bytes(k.src[0..8].try_into().unwrap_or_default());
+        addr[1] = u64::from_be_bytes(k.src[8..16].try_into().unwrap_or_default());
+        addr[2] = u64::from_be_bytes(k.dst[0..8].try_into().unwrap_or_default());
+        addr[3] = u64::from_be_bytes(k.dst[8..16].try_into().unwrap_or_default());
+    } else {
+        let s = u32::from_be_bytes([k.src[0], k.src[1], k.src[2], k.src[3]]);
+        let d = u32::from_be_bytes([k.dst[0], k.dst[1], k.dst[2], k.dst[3]]);
+        addr[0] = ((s as u64) << 32) | d as u64;
+    }
+    EncKey {
+        addr,
+        ports: ((k.sport as u32) << 16) | k.dport as u32,
+        proto: k.proto,
+    }
+}
+
+fn decode_key(aw: usize, addr: &[u64], ports: u32, proto: u8) -> FlowKey {
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    if aw == 4 {
+        src[0..8].copy_from_slice(&addr[0].to_be_bytes());
+        src[8..16].copy_from_slice(&addr[1].to_be_bytes());
+        dst[0..8].copy_from_slice(&addr[2].to_be_bytes());
+        dst[8..16].copy_from_slice(&addr[3].to_be_bytes());
+    } else {
+        src[0..4].copy_from_slice(&((addr[0] >> 32) as u32).to_be_bytes());
+        dst[0..4].copy_from_slice(&(addr[0] as u32).to_be_bytes());
+    }
+    FlowKey {
+        proto,
+        v6: aw == 4,
+        src,
+        dst,
+        sport: (ports >> 16) as u16,
+        dport: ports as u16,
+    }
+}
+
+/// Words 1.. of an entry (everything but `ctl`) for a connection.
+pub(crate) fn encode_conn(c: &Conn, aw: usize) -> [u64; MAX_WORDS] {
+    let mut w = [0u64; MAX_WORDS];
+    let o = encode_key(&c.orig);
+    let r = encode_key(&c.reply);
+    w[META] = ((c.orig.proto as u64) << 56)
+        | ((c.flags as u64) << 48)
+        | ((c.method as u64) << 40)
+        | ((c.service as u64) << 16)
+        | c.real as u64;
+    w[2..2 + aw].copy_from_slice(&o.addr[..aw]);
+    w[2 + aw..2 + 2 * aw].copy_from_slice(&r.addr[..aw]);
+    w[2 + 2 * aw] = ((o.ports as u64) << 32) | r.ports as u64;
+    w
+}
+
+/// The connection held in `w` (a consistent copy of an entry), with the state from `ctl`.
+pub(crate) fn decode_conn(w: &[u64], aw: usize) -> Conn {
+    let meta = w[META];
+    let proto = (meta >> 56) as u8;
+    let ports = w[2 + 2 * aw];
+    Conn {
+        orig: decode_key(aw, &w[2..2 + aw], (ports >> 32) as u32, proto),
+        reply: decode_key(aw, &w[2 + aw..2 + 2 * aw], ports as u32, proto),
+        service: (meta >> 16) as u16,
+        real: meta as u16,
+        method: (meta >> 40) as u8,
+        state: ctl_state(w[CTL]),
+        flags: (meta >> 48) as u8,
+    }
+}
+
+/// Does the entry copy `w` hold `k` as its `dir` tuple?
+#[inline]
+pub(crate) fn key_matches(w: &[u64], aw: usize, dir: Dir, k: &EncKey) -> bool {
+    if (w[META] >> 56) as u8 != k.proto {
+        return false;
+    }
+    let ports = w[2 + 2 * aw];
+    let (base, p) = match dir {
+        Dir::Original => (2, (ports >> 32) as u32),
+        Dir::Reply => (2 + aw, ports as u32),
+    };
+    p == k.ports && w[base..base + aw] == k.addr[..aw]
+}
+
+/// 64×64→128 multiply folded to 64 bits (the wyhash/foldhash mixing step).
+#[inline]
+fn mum(a: u64, b: u64) -> u64 {
+    let p = (a as u128) * (b as u128);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+const P0: u64 = 0xa076_1d64_78bd_642f;
+const P1: u64 = 0xe703_7ed1_a0b4_28db;
+const P2: u64 = 0x8ebc_6af0_9c88_c6e3;
+const P3: u64 = 0x5899_65cc_7537_4cc3;
+
+/// Keyed hash of a tuple. The seed is random per table so clients cannot aim many flows at
+/// one bucket pair (hash flooding would turn into `Overflow` refusals).
+#[inline]
+pub(crate) fn hash_key(seed: u64, aw: usize, k: &EncKey) -> u64 {
+    let mut h = mum(seed ^ (((k.proto as u64) << 32) | k.ports as u64), P0);
+    for &a in &k.addr[..aw] {
+        h = mum(h ^ a, P1);
+    }
+    mum(h ^ seed.rotate_left(29), P2)
+}
+
+/// Second, independent-looking hash bits for the index tag.
+#[inline]
+pub(crate) fn tag_of(h: u64) -> u32 {
+    (mum(h, P3) as u32) & 0x7fff_ffff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn4() -> Conn {
+        Conn {
+            orig: FlowKey::v4(6, [198, 18, 0, 2], 40000, [198, 18, 100, 1], 80),
+            reply: FlowKey::v4(6, [198, 18, 1, 11], 8080, [198, 18, 0, 2], 40000),
+            service: 3,
+            real: 65535,
+            method: 2,
+            state: 0,
+            flags: 0xA5,
+        }
+    }
+
+    #[test]
+    fn v4_roundtrip_and_match() {
+        let c = conn4();
+        let mut w = encode_conn(&c, 1);
+        w[CTL] = ctl_pack(2, 0, 1234);
+        assert_eq!(decode_conn(&w[..5], 1), c);
+        assert!(key_matches(&w, 1, Dir::Original, &encode_key(&c.orig)));
+        assert!(key_matches(&w, 1, Dir::Reply, &encode_key(&c.reply)));
+        assert!(!key_matches(&w, 1, Dir::Reply, &encode_key(&c.orig)));
+        let mut other = c.orig;
+        other.proto = 17;
+        assert!(!key_matches(&w, 1, Dir::Original, &encode_key(&other)));
+    }
+
+    #[test]
+    fn v6_roundtrip() {
+        let mut c = conn4();
+        let a = |x: u8| {
+            let mut b = [0u8; 16];
+            b[0] = 0x20;
+            b[1] = 0x01;
+            b[3] = 2;
+            b[15] = x;
+            b
+        };
+        c.orig = FlowKey::v6(17, a(2), 5353, a(100), 53);
+        c.reply = FlowKey::v6(17, a(11), 53, a(2), 5353);
+        let mut w = encode_conn(&c, 4);
+        w[CTL] = ctl_pack(4, 0, 0);
+        assert_eq!(decode_conn(&w, 4), c);
+        assert!(key_matches(&w, 4, Dir::Reply, &encode_key(&c.reply)));
+    }
+
+    #[test]
+    fn ctl_fields_and_wrapping_expiry() {
+        let c = ctl_pack(0x002b_cdef, 7, 0xdead_beef);
+        assert_eq!(ctl_gen(c), 0x002b_cdef);
+        assert!(!ctl_dead(c));
+        assert!(ctl_dead(c | CTL_DEAD));
+        assert_eq!(ctl_gen(c | CTL_DEAD), 0x002b_cdef);
+        assert_eq!(ctl_state(c), 7);
+        assert_eq!(ctl_deadline(c), 0xdead_beef);
+        assert!(!ctl_live(c));
+        assert!(expired(10, 10));
+        assert!(!expired(11, 10));
+        // deadline just past the wrap, now just before it: still alive
+        assert!(!expired(5, u32::MAX - 5));
+        assert!(expired(u32::MAX - 5, 5));
+    }
+}

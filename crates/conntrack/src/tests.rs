@@ -1,0 +1,334 @@
+//! Unit tests of `ConnTable` on literal flows.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::*;
+use crate::tcp::TcpState;
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+/// A NAT connection: client 198.18.0.2:`cport` → VIP 198.18.100.1:80, real 198.18.1.`real`:8080.
+fn nat(cport: u16, real: u8) -> Conn {
+    Conn {
+        orig: FlowKey::v4(TCP, [198, 18, 0, 2], cport, [198, 18, 100, 1], 80),
+        reply: FlowKey::v4(TCP, [198, 18, 1, real], 8080, [198, 18, 0, 2], cport),
+        service: 1,
+        real: real as u16,
+        method: 0,
+        state: TcpState::SynRecv as u8,
+        flags: 0,
+    }
+}
+
+fn v6addr(last: u16) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..6].copy_from_slice(&[0x20, 0x01, 0x00, 0x02, 0x00, 0x00]);
+    a[14..].copy_from_slice(&last.to_be_bytes());
+    a
+}
+
+fn fullnat6(cport: u16, lport: u16) -> Conn {
+    Conn {
+        orig: FlowKey::v6(UDP, v6addr(2), cport, v6addr(0x100), 53),
+        reply: FlowKey::v6(UDP, v6addr(0x11), 53, v6addr(0x200), lport),
+        service: 2,
+        real: 7,
+        method: 3,
+        state: 0,
+        flags: 1,
+    }
+}
+
+#[test]
+fn insert_then_lookup_both_directions() {
+    let t = ConnTable::new(64);
+    let c = nat(40000, 11);
+    let id = t.insert(&c, 0, 1000).unwrap();
+    let h = t.lookup(&c.orig, 10).unwrap();
+    assert_eq!(
+        (h.id, h.dir, h.conn, h.deadline),
+        (id, Dir::Original, c, 1000)
+    );
+    let h = t.lookup(&c.reply, 10).unwrap();
+    assert_eq!((h.id, h.dir, h.conn), (id, Dir::Reply, c));
+    // the reversed tuples are different flows
+    assert!(t.lookup(&c.orig.reversed(), 10).is_none());
+    assert!(t.lookup(&c.reply.reversed(), 10).is_none());
+    let mut other_proto = c.orig;
+    other_proto.proto = UDP;
+    assert!(t.lookup(&other_proto, 10).is_none());
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.index_lanes_used(false), 2);
+}
+
+#[test]
+fn ipv6_fullnat_lookup() {
+    let t = ConnTable::with_capacities(4, 4);
+    let c = fullnat6(5353, 30001);
+    let id = t.insert(&c, 0, 500).unwrap();
+    assert!(id.is_v6());
+    assert_eq!(t.lookup(&c.orig, 0).unwrap().conn, c);
+    let h = t.lookup(&c.reply, 0).unwrap();
+    assert_eq!((h.id, h.dir), (id, Dir::Reply));
+    assert_eq!(t.get(id), Some((c, 500)));
+    assert_eq!(t.entry_bytes(true), 88);
+    assert_eq!(t.entry_bytes(false), 40);
+}
+
+#[test]
+fn full_table_refuses_and_keeps_existing() {
+    let t = ConnTable::with_capacities(8, 0);
+    let ids: Vec<_> = (0..8)
+        .map(|i| t.insert(&nat(1000 + i, 11), 0, 100).unwrap())
+        .collect();
+    assert_eq!(t.insert(&nat(2000, 11), 0, 100), Err(InsertError::Full));
+    assert_eq!(t.insert(&fullnat6(1, 1), 0, 100), Err(InsertError::Full));
+    for (i, id) in ids.iter().enumerate() {
+        let c = nat(1000 + i as u16, 11);
+        assert_eq!(t.lookup(&c.orig, 50).unwrap().id, *id);
+        assert_eq!(t.lookup(&c.reply, 50).unwrap().id, *id);
+    }
+    // a freed slot takes the next flow
+    assert!(t.remove(ids[3]));
+    assert!(t.insert(&nat(2000, 11), 0, 100).is_ok());
+    assert_eq!(t.len(), 8);
+}
+
+#[test]
+fn duplicate_and_clashing_tuples() {
+    let t = ConnTable::new(16);
+    let c = nat(40000, 11);
+    let id = t.insert(&c, 0, 100).unwrap();
+    assert_eq!(t.insert(&c, 0, 100), Err(InsertError::Exists(id)));
+    // same client flow scheduled to another real: still the same original tuple
+    assert_eq!(
+        t.insert(&nat(40000, 12), 0, 100),
+        Err(InsertError::Exists(id))
+    );
+    // another service whose reply would look the same (same real:port → client:port)
+    let mut twin = c;
+    twin.orig.dst = Addr::v4([198, 18, 100, 2]).0;
+    assert_eq!(t.insert(&twin, 0, 100), Err(InsertError::Clash(id)));
+    // a conn whose original tuple is c's reply tuple
+    let mut odd = nat(1, 13);
+    odd.orig = c.reply;
+    assert_eq!(t.insert(&odd, 0, 100), Err(InsertError::Clash(id)));
+    assert_eq!(t.len(), 1);
+    assert_eq!(
+        t.index_lanes_used(false),
+        2,
+        "refused inserts leave no lanes"
+    );
+}
+
+#[test]
+fn malformed_connections_are_refused() {
+    let t = ConnTable::new(4);
+    let mut c = nat(1, 11);
+    c.reply.proto = UDP;
+    assert_eq!(t.insert(&c, 0, 1), Err(InsertError::Invalid));
+    let mut c = nat(1, 11);
+    c.orig.src[7] = 1;
+    assert_eq!(t.insert(&c, 0, 1), Err(InsertError::Invalid));
+    let mut c = nat(1, 11);
+    c.reply = fullnat6(1, 1).reply;
+    assert_eq!(t.insert(&c, 0, 1), Err(InsertError::Invalid));
+    let mut c = nat(1, 11);
+    c.state = STATE_RESERVED_MIN;
+    assert_eq!(t.insert(&c, 0, 1), Err(InsertError::Invalid));
+    assert!(t.is_empty());
+}
+
+#[test]
+fn deadline_hides_entry_and_update_extends_it() {
+    let t = ConnTable::new(4);
+    let c = nat(40000, 11);
+    let id = t.insert(&c, 0, 100).unwrap();
+    assert!(t.lookup(&c.orig, 99).is_some());
+    assert!(t.lookup(&c.orig, 100).is_none(), "absent at its deadline");
+    assert!(t.lookup(&c.reply, 5000).is_none());
+    // still stored until reclaimed; an update revives it
+    assert!(t.update(id, TcpState::Established as u8, 900_100));
+    let h = t.lookup(&c.reply, 5000).unwrap();
+    assert_eq!(h.conn.state, TcpState::Established as u8);
+    assert_eq!(h.deadline, 900_100);
+    assert!(
+        t.update(id, TcpState::Established as u8, 900_100),
+        "no-op update"
+    );
+    assert!(!t.update(id, STATE_RESERVED_MIN, 1));
+}
+
+#[test]
+fn deadlines_wrap_with_the_clock() {
+    let t = ConnTable::new(4);
+    let c = nat(40000, 11);
+    let now = u32::MAX - 10;
+    t.insert(&c, now, now.wrapping_add(100)).unwrap();
+    assert!(t.lookup(&c.orig, now).is_some());
+    assert!(
+        t.lookup(&c.orig, 50).is_some(),
+        "after the wrap, before the deadline"
+    );
+    assert!(t.lookup(&c.orig, 89).is_none());
+}
+
+#[test]
+fn expire_step_reclaims_with_callback_and_cursor() {
+    let t = ConnTable::with_capacities(16, 4);
+    for i in 0..10u16 {
+        // even ports expire at 100, odd ones at 10_000
+        let dl = if i % 2 == 0 { 100 } else { 10_000 };
+        t.insert(&nat(3000 + i, 11), 0, dl).unwrap();
+    }
+    t.insert(&fullnat6(9, 9), 0, 150).unwrap();
+    let mut seen = Vec::new();
+    // nothing due yet
+    assert_eq!(t.expire_step(99, 100, |c| seen.push(*c)), 0);
+    // small budgets: the cursor walks on
+    let mut total = 0;
+    for _ in 0..4 {
+        total += t.expire_step(200, 4, |c| seen.push(*c));
+    }
+    assert_eq!(total, 6);
+    assert_eq!(seen.len(), 6);
+    assert!(seen.iter().any(|c| c.orig.v6));
+    for c in seen.iter().filter(|c| !c.orig.v6) {
+        assert_eq!(c.orig.sport % 2, 0);
+        assert_eq!(c.state, TcpState::SynRecv as u8);
+        assert!(t.lookup(&c.orig, 0).is_none(), "reclaimed entry is gone");
+        assert!(t.lookup(&c.reply, 0).is_none());
+    }
+    assert_eq!(t.len(), 5);
+    assert_eq!(t.index_lanes_used(false), 10);
+    assert_eq!(t.index_lanes_used(true), 0);
+    // all 16 + 4 slots have been visited; another full sweep finds nothing
+    assert_eq!(t.expire_step(200, 100, |_| panic!("nothing due")), 0);
+}
+
+#[test]
+fn remove_is_exactly_once_and_ids_do_not_leak_into_reused_slots() {
+    let t = ConnTable::with_capacities(1, 0);
+    let a = nat(1, 11);
+    let id = t.insert(&a, 0, 100).unwrap();
+    assert!(t.remove(id));
+    assert!(!t.remove(id));
+    assert!(t.get(id).is_none());
+    let b = nat(2, 12);
+    let id2 = t.insert(&b, 0, 100).unwrap();
+    assert_ne!(id, id2, "same slot, new generation");
+    assert!(
+        !t.update(id, 5, 5),
+        "stale id cannot touch the new occupant"
+    );
+    assert!(!t.remove(id));
+    assert_eq!(t.lookup(&b.orig, 0).unwrap().conn.state, b.state);
+    assert_eq!(t.expire_step(1000, 10, |_| {}), 1);
+    assert_eq!(t.expire_step(1000, 10, |_| panic!("reported twice")), 0);
+}
+
+#[test]
+fn insert_over_expired_twin_retires_it() {
+    let t = ConnTable::new(8);
+    let old = nat(40000, 11);
+    let old_id = t.insert(&old, 0, 100).unwrap();
+    t.update(old_id, TcpState::Established as u8, 100);
+    let new = nat(40000, 12);
+    let new_id = t.insert(&new, 150, 1000).unwrap();
+    assert_ne!(old_id, new_id);
+    // the late update from a worker that still held the old id fails
+    assert!(!t.update(old_id, TcpState::Established as u8, 100_000));
+    assert!(!t.remove(old_id), "a retired entry is left to expire_step");
+    assert_eq!(t.lookup(&new.orig, 200).unwrap().id, new_id);
+    assert_eq!(t.lookup(&new.reply, 200).unwrap().id, new_id);
+    assert!(t.lookup(&old.reply, 200).is_none());
+    let mut seen = Vec::new();
+    assert_eq!(t.expire_step(200, 100, |c| seen.push(*c)), 1);
+    assert_eq!(seen[0].real, 11);
+    assert_eq!(
+        seen[0].state,
+        TcpState::Established as u8,
+        "last state kept for accounting"
+    );
+    assert_eq!(t.lookup(&new.orig, 200).unwrap().id, new_id);
+}
+
+#[test]
+fn for_each_lists_everything_stored() {
+    let t = ConnTable::new(8);
+    let a = t.insert(&nat(1, 11), 0, 10).unwrap();
+    let b = t.insert(&fullnat6(2, 2), 0, 20).unwrap();
+    let mut got = Vec::new();
+    t.for_each(|id, c, dl| got.push((id, c.real, dl)));
+    got.sort();
+    let mut want = vec![(a, 11, 10), (b, 7, 20)];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(t.capacity(), 16);
+    assert_eq!(t.capacity_of(true), 8);
+}
+
+#[test]
+fn one_thread_inserts_another_finds_the_reply() {
+    let t = Arc::new(ConnTable::new(256));
+    let ready = Arc::new(AtomicBool::new(false));
+    let c = nat(45000, 13);
+    let reader = {
+        let (t, ready) = (t.clone(), ready.clone());
+        std::thread::spawn(move || {
+            while !ready.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            t.lookup(&c.reply, 1)
+        })
+    };
+    let id = t.insert(&c, 0, 60_000).unwrap();
+    ready.store(true, Ordering::Release);
+    let h = reader
+        .join()
+        .unwrap()
+        .expect("reply direction visible to another thread");
+    assert_eq!((h.id, h.dir, h.conn), (id, Dir::Reply, c));
+}
+
+#[test]
+fn index_overflow_is_rare_when_full() {
+    // Fill several tables to capacity with pseudo-random flows; the two-choice index must
+    // refuse (Overflow) almost never before the slab is full.
+    let mut overflows = 0;
+    let cap = 20_000;
+    for round in 0..3u32 {
+        let t = ConnTable::with_capacities(cap, 0);
+        let mut x = 0x1234_5678u32 ^ round.wrapping_mul(0x9e37_79b9);
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let mut stored = 0;
+        while stored < cap {
+            let (a, b) = (next(), next());
+            let c = Conn {
+                orig: FlowKey::v4(TCP, a.to_be_bytes(), b as u16, [198, 18, 100, 1], 80),
+                reply: FlowKey::v4(TCP, [198, 18, 1, 11], 8080, a.to_be_bytes(), b as u16),
+                ..Default::default()
+            };
+            match t.insert(&c, 0, 1) {
+                Ok(_) => stored += 1,
+                Err(InsertError::Overflow) => overflows += 1,
+                Err(InsertError::Exists(_)) | Err(InsertError::Clash(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(t.insert(&nat(1, 1), 0, 1), Err(InsertError::Full));
+        let bpe = t.bytes_per_entry(false);
+        assert!(bpe <= 64.0, "{bpe} bytes per IPv4 entry");
+    }
+    assert!(
+        overflows <= 3,
+        "{overflows} overflow refusals filling 3×{cap}"
+    );
+}

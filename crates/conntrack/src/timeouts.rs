@@ -1,0 +1,156 @@
+//! Protocols the table knows and their per-state timeouts.
+//!
+//! Units: the table's tick, which this crate fixes as **milliseconds** of a monotonic clock
+//! truncated to u32 (it wraps after ~49.7 days; deadlines compare in wrapping arithmetic, so
+//! any timeout below 2^31 ms ≈ 24.8 days works across the wrap).
+
+use crate::tcp::{TcpState, TCP_STATES};
+
+/// Milliseconds per second, for readability of the defaults.
+const S: u32 = 1000;
+
+/// The protocol classes that have their own state machine and timeouts. SCTP has a place
+/// here and one timeout until its state machine lands (IPVS `ip_vs_proto_sctp.c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Sctp,
+    /// ICMP and ICMPv6 (echo flows keyed by identifier).
+    Icmp,
+    Other,
+}
+
+impl Proto {
+    pub fn from_ip_proto(p: u8) -> Self {
+        match p {
+            6 => Proto::Tcp,
+            17 => Proto::Udp,
+            132 => Proto::Sctp,
+            1 | 58 => Proto::Icmp,
+            _ => Proto::Other,
+        }
+    }
+
+    /// Does a connection in `state` count towards its real server's *active* connections?
+    /// IPVS: TCP only while ESTABLISHED; UDP/ICMP/other always (they have a single state).
+    pub fn counts_active(self, state: u8) -> bool {
+        match self {
+            Proto::Tcp => state == TcpState::Established as u8,
+            _ => true,
+        }
+    }
+}
+
+/// Per-state timeouts in ticks (ms). One per virtual service: the caller picks the service's
+/// `Timeouts`, computes `now + for_state(..)` and passes that deadline to the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Indexed by [`TcpState`] as u8.
+    pub tcp: [u32; TCP_STATES],
+    pub udp: u32,
+    /// Single SCTP timeout until SCTP states are implemented (IPVS's ESTABLISHED value).
+    pub sctp: u32,
+    pub icmp: u32,
+    /// Any other protocol (uvs choice; IPVS only balances TCP/UDP/SCTP/AH/ESP).
+    pub other: u32,
+}
+
+impl Default for Timeouts {
+    /// IPVS's defaults: `tcp_timeouts[]` in `ip_vs_proto_tcp.c`, `udp_timeouts[]` (5 min) in
+    /// `ip_vs_proto_udp.c`, SCTP ESTABLISHED 15 min. ICMP 60 s is uvs's value for echo flows
+    /// (mainline IPVS keeps no ICMP connections of its own).
+    fn default() -> Self {
+        let mut tcp = [0u32; TCP_STATES];
+        tcp[TcpState::None as usize] = 2 * S;
+        tcp[TcpState::Established as usize] = 15 * 60 * S;
+        tcp[TcpState::SynSent as usize] = 2 * 60 * S;
+        tcp[TcpState::SynRecv as usize] = 60 * S;
+        tcp[TcpState::FinWait as usize] = 2 * 60 * S;
+        tcp[TcpState::TimeWait as usize] = 2 * 60 * S;
+        tcp[TcpState::Close as usize] = 10 * S;
+        tcp[TcpState::CloseWait as usize] = 60 * S;
+        tcp[TcpState::LastAck as usize] = 30 * S;
+        tcp[TcpState::Listen as usize] = 2 * 60 * S;
+        tcp[TcpState::SynAck as usize] = 2 * 60 * S;
+        Timeouts {
+            tcp,
+            udp: 5 * 60 * S,
+            sctp: 15 * 60 * S,
+            icmp: 60 * S,
+            other: 5 * 60 * S,
+        }
+    }
+}
+
+impl Timeouts {
+    /// Timeout for a connection of IP protocol `proto` in `state`. An unknown TCP state
+    /// byte gets the NONE timeout (2 s), as IPVS's `tcp_timeouts[IP_VS_TCP_S_LAST]`.
+    pub fn for_state(&self, proto: u8, state: u8) -> u32 {
+        match Proto::from_ip_proto(proto) {
+            Proto::Tcp => self
+                .tcp
+                .get(state as usize)
+                .copied()
+                .unwrap_or(self.tcp[TcpState::None as usize]),
+            Proto::Udp => self.udp,
+            Proto::Sctp => self.sctp,
+            Proto::Icmp => self.icmp,
+            Proto::Other => self.other,
+        }
+    }
+
+    /// The deadline for a connection touched at `now`.
+    pub fn deadline(&self, proto: u8, state: u8, now: u32) -> u32 {
+        now.wrapping_add(self.for_state(proto, state))
+    }
+
+    /// ipvsadm `--set tcp tcpfin udp` (seconds), which sets ESTABLISHED, FIN_WAIT and UDP.
+    pub fn set_ipvsadm(&mut self, tcp_s: u32, tcpfin_s: u32, udp_s: u32) {
+        self.tcp[TcpState::Established as usize] = tcp_s.saturating_mul(S);
+        self.tcp[TcpState::FinWait as usize] = tcpfin_s.saturating_mul(S);
+        self.udp = udp_s.saturating_mul(S);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipvs_defaults() {
+        let t = Timeouts::default();
+        assert_eq!(t.for_state(6, TcpState::Established as u8), 900_000);
+        assert_eq!(t.for_state(6, TcpState::SynSent as u8), 120_000);
+        assert_eq!(t.for_state(6, TcpState::SynRecv as u8), 60_000);
+        assert_eq!(t.for_state(6, TcpState::FinWait as u8), 120_000);
+        assert_eq!(t.for_state(6, TcpState::TimeWait as u8), 120_000);
+        assert_eq!(t.for_state(6, TcpState::Close as u8), 10_000);
+        assert_eq!(t.for_state(6, TcpState::CloseWait as u8), 60_000);
+        assert_eq!(t.for_state(6, TcpState::LastAck as u8), 30_000);
+        assert_eq!(t.for_state(6, TcpState::Listen as u8), 120_000);
+        assert_eq!(t.for_state(6, TcpState::SynAck as u8), 120_000);
+        assert_eq!(t.for_state(6, 200), 2_000);
+        assert_eq!(t.for_state(17, 0), 300_000);
+        assert_eq!(t.for_state(1, 0), 60_000);
+        assert_eq!(t.for_state(58, 0), 60_000);
+        assert_eq!(t.deadline(17, 0, u32::MAX), 300_000 - 1);
+    }
+
+    #[test]
+    fn overrides_per_service() {
+        let mut t = Timeouts::default();
+        t.set_ipvsadm(60, 30, 10);
+        assert_eq!(t.for_state(6, TcpState::Established as u8), 60_000);
+        assert_eq!(t.for_state(6, TcpState::FinWait as u8), 30_000);
+        assert_eq!(t.for_state(17, 0), 10_000);
+        assert_eq!(t.for_state(6, TcpState::Close as u8), 10_000);
+    }
+
+    #[test]
+    fn active_accounting() {
+        assert!(Proto::Tcp.counts_active(TcpState::Established as u8));
+        assert!(!Proto::Tcp.counts_active(TcpState::TimeWait as u8));
+        assert!(Proto::from_ip_proto(17).counts_active(0));
+    }
+}
