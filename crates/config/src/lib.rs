@@ -111,14 +111,25 @@ pub fn load_str(src: &str, file_name: &str) -> Result<Config, ConfigError> {
 /// split out, and unknown fields and duplicate keys point at the key itself.
 fn serde_error(e: &yaml_serde::Error, file_name: &str) -> ConfigError {
     let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-    let mut text = e.to_string();
-    for suffix in [
-        format!(" at line {line} column {column}"),
-        format!(", line {line} column {column}"),
+    let mut text = e
+        .to_string()
+        .replace(&format!(" at line {line} column {column}"), "");
+    // Serde names Rust types; say what the YAML should hold instead.
+    for (rust, yaml) in [
+        ("expected u64", "expected a whole number ≥ 0"),
+        ("expected f64", "expected a number"),
+        ("expected a string", "expected a single value"),
     ] {
-        if let Some(t) = text.strip_suffix(&suffix) {
-            text = t.to_string();
-        }
+        text = text.replace(rust, yaml);
+    }
+    if let Some(i) = text.find("expected struct Raw") {
+        text.truncate(i);
+        text.push_str("expected a mapping of settings");
+    }
+    // libyaml's own messages ("did not find expected ',' or ']', while parsing a flow
+    // sequence at line 3 column 12") have no field path.
+    if text.contains(", while ") {
+        text = format!("YAML syntax error: {text}");
     }
     let (mut path, mut message) = match text.split_once(": ") {
         Some((p, m)) if !p.contains(char::is_whitespace) && !p.is_empty() => {

@@ -223,7 +223,6 @@ impl MarkTree {
     }
 
     /// Whether a node exists at exactly this path.
-    #[cfg(test)]
     pub(crate) fn has(&self, path: &str) -> bool {
         self.values.contains_key(path)
     }

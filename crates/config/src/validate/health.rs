@@ -149,7 +149,11 @@ pub(super) fn health_check(
     };
     if port.is_none() && service_port == 0 && kind_name != "command" {
         return Err(cx
-            .err_key(base, "the service covers every port (port 0), so the check cannot use the real server's port")
+            .err_key(
+                base,
+                "the service covers every port (port 0), \
+                 so the check cannot use the real server's port",
+            )
             .with_hint(Some("set `health_check.port`".into())));
     }
     Ok(HealthCheck {

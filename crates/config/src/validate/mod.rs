@@ -61,6 +61,16 @@ impl Ctx<'_> {
         }
     }
 
+    /// An error about `path` located at another node, `at` (the one the user should edit).
+    pub fn err_at(&self, at: &str, path: &str, message: impl Into<String>) -> ConfigError {
+        let pos = self.tree.value(at);
+        ConfigError {
+            line: pos.line,
+            column: pos.column,
+            ..self.err(path, message)
+        }
+    }
+
     /// Line of the node at `path`, for "already defined at line N" messages.
     pub fn line_of(&self, path: &str) -> usize {
         self.tree.value(path).line
@@ -226,7 +236,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
 fn interfaces(cx: &Ctx<'_>, raw: Vec<RawInterface>) -> Result<Vec<Interface>> {
     if raw.is_empty() {
         return Err(cx
-            .err_key("interfaces", "at least one interface is needed")
+            .err("interfaces", "at least one interface is needed")
             .with_hint(Some(
                 "add `interfaces: [{ name: eth0, networks: [198.18.0.0/24] }]`".into(),
             )));

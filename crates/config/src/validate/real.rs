@@ -36,9 +36,17 @@ pub(super) fn reals(
         };
         // IPVS allows mixed families only for tunnelling (IPv4-in-IPv6 and IPv6-in-IPv4).
         if address.is_ipv4() != svc.vip.is_ipv4() && forwarding != Forwarding::Tun {
-            return Err(cx
-                .err(&p("address"), format!("real server {address} is {}, the VIP {} is {}", family(address), svc.vip, family(svc.vip)))
-                .with_hint(Some(format!("{forwarding} cannot translate between families; only tun can carry one inside the other"))));
+            let message = format!(
+                "real server {address} is {}, the VIP {} is {}",
+                family(address),
+                svc.vip,
+                family(svc.vip)
+            );
+            let hint = format!(
+                "{forwarding} cannot translate between families; \
+                 only tun can carry one inside the other"
+            );
+            return Err(cx.err(&p("address"), message).with_hint(Some(hint)));
         }
         if address == svc.vip {
             return Err(cx.err(
@@ -83,9 +91,11 @@ pub(super) fn reals(
                 .iter()
                 .any(|i| i.networks.iter().any(|n| n.contains(address)))
         {
-            return Err(cx
-                .err(&p("address"), format!("dr real server {address} is not inside any interface's networks"))
-                .with_hint(Some("direct routing rewrites only the MAC address, so the server must be on a directly attached network: add it to `networks`, or use tun".into())));
+            let message =
+                format!("dr real server {address} is not inside any interface's networks");
+            let hint = "direct routing rewrites only the MAC address, so the server must be on \
+                        a directly attached network: add it to `networks`, or use tun";
+            return Err(cx.err(&p("address"), message).with_hint(Some(hint.into())));
         }
         let weight = cx.range(&p("weight"), r.weight.unwrap_or(1), 0, 65535, "weight")? as u16;
         let upper = cx.range(
@@ -104,8 +114,15 @@ pub(super) fn reals(
         )? as u32;
         if lower > 0 && upper == 0 {
             return Err(cx
-                .err(&p("lower_threshold"), "lower_threshold without upper_threshold")
-                .with_hint(Some("the lower threshold re-enables a server stopped by the upper one: set `upper_threshold`".into())));
+                .err(
+                    &p("lower_threshold"),
+                    "lower_threshold without upper_threshold",
+                )
+                .with_hint(Some(
+                    "the lower threshold re-enables a server stopped by the upper one: \
+                     set `upper_threshold`"
+                        .into(),
+                )));
         }
         if upper > 0 && lower > upper {
             return Err(cx

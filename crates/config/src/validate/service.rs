@@ -282,12 +282,24 @@ fn service(
         }
         let rp = format!("{base}.real_servers[{j}]");
         if fullnat_pool.is_empty() {
+            // Point at whichever `forwarding: fullnat` the user wrote.
+            let fwd = if cx.tree.has(&join(&rp, "forwarding")) {
+                join(&rp, "forwarding")
+            } else {
+                p("forwarding")
+            };
+            let message = format!(
+                "real server {} uses fullnat but the service has no fullnat_pool",
+                rs.address
+            );
+            let hint = format!(
+                "add `fullnat_pool: [<{} address owned by uvs>]`: \
+                 FullNAT rewrites the client's source to one of them",
+                family(rs.address)
+            );
             return Err(cx
-                .err_key(&p("fullnat_pool"), format!("real server {} uses fullnat but the service has no fullnat_pool", rs.address))
-                .with_hint(Some(format!(
-                    "add `fullnat_pool: [<local {} address>]`: FullNAT rewrites the client's source to one of them",
-                    family(rs.address)
-                ))));
+                .err_at(&fwd, &p("fullnat_pool"), message)
+                .with_hint(Some(hint)));
         }
         if let Some(bad) = fullnat_pool
             .iter()

@@ -1,0 +1,362 @@
+//! Defaults, resolved values, and the save/load round trip.
+
+use proptest::prelude::*;
+use std::time::Duration;
+use uvs_config::{
+    diff, load_str, to_yaml, Config, Forwarding, HealthCheckKind, Protocol, Scheduler,
+    SchedulerFlag, Timeouts, Tunnel, XdpMode, ZeroCopy,
+};
+
+const IFACE: &str = "\
+interfaces:
+  - name: uvs-lb0
+    networks: [198.18.1.0/24, \"2001:2:0:1::/64\"]
+";
+
+fn load(src: &str) -> Config {
+    load_str(src, "t.yaml").unwrap_or_else(|e| panic!("{e}\n{src}"))
+}
+
+#[test]
+fn defaults_follow_ipvs_and_the_brief() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         real_servers: [{{ address: 198.18.1.11 }}]\n"
+    ));
+    let i = &c.interfaces[0];
+    assert_eq!(
+        (i.queues, i.xdp_mode, i.zero_copy),
+        (1, XdpMode::Auto, ZeroCopy::Auto)
+    );
+    assert!(i.local.is_empty() && i.routes.is_empty());
+    assert_eq!(c.workers.count, 1);
+    assert_eq!(c.workers.cores, None);
+    assert_eq!(c.conn_table.capacity, 1 << 20);
+    assert_eq!(c.timeouts, Timeouts::default());
+    assert_eq!(c.timeouts.tcp_established, 900);
+    assert_eq!(c.timeouts.udp, 300);
+    assert!(!c.expire_nodest_conn);
+    assert_eq!(c.admin.socket.to_str(), Some("/run/uvs/uvsadm.sock"));
+    assert_eq!(c.admin.group, None);
+    assert_eq!(c.metrics.listen, None);
+    let s = &c.services[0];
+    assert_eq!(s.name, "tcp/198.18.100.1:80");
+    assert_eq!(
+        s.scheduler,
+        Scheduler::WeightedLeastConnection,
+        "ipvsadm's default"
+    );
+    assert_eq!(s.forwarding, Forwarding::Dr, "ipvsadm's default (-g)");
+    assert!(s.scheduler_flags.is_empty() && s.mh_table_size.is_none());
+    assert!(s.persistence.is_none() && s.sorry_server.is_none() && s.health_check.is_none());
+    assert!(!s.one_packet && s.fullnat_pool.is_empty());
+    assert_eq!(s.timeouts, c.timeouts);
+    let r = &s.real_servers[0];
+    assert_eq!((r.port, r.weight, r.forwarding), (80, 1, Forwarding::Dr));
+    assert_eq!(
+        (r.upper_threshold, r.lower_threshold, r.tunnel),
+        (0, 0, None)
+    );
+}
+
+#[test]
+fn ipv6_default_name_uses_brackets() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: \"2001:2:0:100::1\"\n    protocol: udp\n    port: 53\n"
+    ));
+    assert_eq!(c.services[0].name, "udp/[2001:2:0:100::1]:53");
+}
+
+#[test]
+fn workers_default_to_the_largest_queue_count() {
+    let c = load(
+        "interfaces:\n  - { name: a, queues: 2 }\n  - { name: b, queues: 4 }\n  - { name: c }\n",
+    );
+    assert_eq!(c.workers.count, 4);
+}
+
+#[test]
+fn service_timeouts_override_the_global_ones_field_by_field() {
+    let c = load(&format!(
+        "{IFACE}timeouts: {{ udp: 100, tcp_close: 5 }}\nservices:\n  - vip: 198.18.100.1\n    \
+         protocol: udp\n    port: 53\n    timeouts: {{ udp: 20 }}\n"
+    ));
+    assert_eq!(c.timeouts.udp, 100);
+    let t = c.services[0].timeouts;
+    assert_eq!((t.udp, t.tcp_close, t.icmp), (20, 5, 60));
+}
+
+#[test]
+fn persistence_netmasks_become_prefix_lengths() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         persistence: {{ netmask: 255.255.240.0 }}\n  - vip: \"2001:2::1\"\n    protocol: tcp\n    \
+         port: 80\n    persistence: {{ netmask: 56, timeout: 60 }}\n  - vip: 198.18.100.2\n    \
+         protocol: tcp\n    port: 0\n    persistence: {{}}\n"
+    ));
+    let p: Vec<_> = c.services.iter().map(|s| s.persistence.unwrap()).collect();
+    assert_eq!((p[0].timeout, p[0].prefix_len), (300, 20));
+    assert_eq!((p[1].timeout, p[1].prefix_len), (60, 56));
+    assert_eq!((p[2].timeout, p[2].prefix_len), (300, 32));
+}
+
+#[test]
+fn tunnels_default_to_ipip_and_may_cross_families() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         forwarding: tun\n    real_servers:\n      - address: 198.18.1.11\n      \
+         - address: \"2001:2:0:1::11\"\n"
+    ));
+    let reals = &c.services[0].real_servers;
+    assert!(reals.iter().all(|r| r.tunnel == Some(Tunnel::Ipip)));
+    assert!(reals[1].address.is_ipv6());
+}
+
+#[test]
+fn health_check_defaults() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         health_check: {{ type: http, interval: 0.25, timeout: 0.1 }}\n"
+    ));
+    let h = c.services[0].health_check.as_ref().unwrap();
+    assert_eq!(
+        h.kind,
+        HealthCheckKind::Http {
+            path: "/".into(),
+            expect_status: 200,
+            expect_body: None
+        }
+    );
+    assert_eq!(h.interval, Duration::from_millis(250));
+    assert_eq!(h.timeout, Duration::from_millis(100));
+    assert_eq!((h.rise, h.fall, h.port), (2, 3, None));
+}
+
+#[test]
+fn scheduler_flags_are_a_sorted_set() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         scheduler: mh\n    scheduler_flags: [mh-port, mh-fallback]\n"
+    ));
+    assert_eq!(
+        c.services[0].scheduler_flags,
+        [SchedulerFlag::MhFallback, SchedulerFlag::MhPort]
+    );
+}
+
+#[test]
+fn every_scheduler_name_is_accepted() {
+    for name in Scheduler::NAMES {
+        let c = load(&format!(
+            "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+             scheduler: {name}\n"
+        ));
+        assert_eq!(c.services[0].scheduler.name(), *name);
+    }
+    assert_eq!(Scheduler::NAMES.len(), 16);
+}
+
+#[test]
+fn config_serialises_to_json_for_tools() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         health_check: {{ type: tcp, interval: 1.5 }}\n"
+    ));
+    let v = serde_json::to_value(&c).unwrap();
+    let s = &v["services"][0];
+    assert_eq!(s["protocol"], "tcp");
+    assert_eq!(s["scheduler"], "wlc");
+    assert_eq!(s["vip"], "198.18.100.1");
+    assert_eq!(s["health_check"]["interval"], 1.5);
+    assert_eq!(s["health_check"]["kind"]["type"], "tcp");
+    assert_eq!(v["interfaces"][0]["networks"][0], "198.18.1.0/24");
+}
+
+// ---- round trip over generated configurations ----
+
+/// One generated service, valid by construction; `i` makes its VIP unique.
+fn service_yaml() -> impl Strategy<Value = (bool, String)> {
+    let sched = prop_oneof![
+        Just(("rr", "")),
+        Just(("wlc", "")),
+        Just(("sh", "    scheduler_flags: [sh-port, sh-fallback]\n")),
+        Just((
+            "mh",
+            "    scheduler_flags: [mh-port]\n    mh_table_size: 251\n"
+        )),
+        Just(("mh", "")),
+        Just(("twos", "")),
+        Just(("fastest", "")),
+    ];
+    let fwd = prop_oneof![Just("nat"), Just("dr"), Just("tun"), Just("fullnat")];
+    let proto = prop_oneof![Just("tcp"), Just("udp"), Just("sctp")];
+    let real = (
+        0u8..4,
+        prop::option::of(0u32..70_000),
+        prop::option::of(0u16..100),
+        any::<bool>(),
+    );
+    (
+        any::<bool>(),
+        sched,
+        fwd,
+        proto,
+        prop_oneof![Just(0u16), 1u16..65535],
+        prop::option::of((1u32..10_000, 1u8..=32)),
+        prop::option::of(1u32..5_000),
+        prop::option::of((0u8..3, 1u32..20_000, 0u32..4_000)),
+        prop::collection::vec(real, 0..5),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(v6, (sched, flags), fwd, proto, port, persist, timeout, hc, reals, named)| {
+                let mut y = String::new();
+                let vip = if v6 { "\"2001:2:0:100::{I}\"" } else { "198.18.100.{I}" };
+                if named {
+                    y += "  - name: svc-{I}\n";
+                    y += &format!("    vip: {vip}\n");
+                } else {
+                    y += &format!("  - vip: {vip}\n");
+                }
+                y += &format!("    protocol: {proto}\n    port: {port}\n");
+                y += &format!("    scheduler: {sched}\n{flags}    forwarding: {fwd}\n");
+                if port == 0 || persist.is_some() {
+                    let (t, len) = persist.unwrap_or((300, 32));
+                    let mask = if v6 {
+                        format!("{}", u32::from(len) * 4)
+                    } else {
+                        std::net::Ipv4Addr::from(u32::MAX << (32 - u32::from(len))).to_string()
+                    };
+                    y += &format!("    persistence: {{ timeout: {t}, netmask: {mask} }}\n");
+                }
+                if proto == "udp" && port % 2 == 1 {
+                    y += "    one_packet: true\n";
+                }
+                if fwd == "fullnat" {
+                    y += if v6 {
+                        "    fullnat_pool: [\"2001:2:0:1::100\"]\n"
+                    } else {
+                        "    fullnat_pool: [198.18.1.100, 198.18.1.101]\n"
+                    };
+                }
+                if let Some(t) = timeout {
+                    y += &format!("    timeouts: {{ tcp_established: {t}, udp: {} }}\n", t / 2 + 1);
+                }
+                if let Some((kind, interval_ms, timeout_ms)) = hc {
+                    let timeout_ms = timeout_ms.min(interval_ms);
+                    let kind = ["tcp", "http", "command"][usize::from(kind)];
+                    y += &format!(
+                        "    health_check:\n      type: {kind}\n      interval: {}\n      timeout: {}\n      port: 9000\n",
+                        f64::from(interval_ms) / 1000.0,
+                        f64::from(timeout_ms.max(1)) / 1000.0
+                    );
+                    match kind {
+                        "http" => y += "      path: /health\n      expect_body: ok\n",
+                        "command" => y += "      command: \"/bin/check %a %p\"\n",
+                        _ => {}
+                    }
+                }
+                if !reals.is_empty() {
+                    y += "    real_servers:\n";
+                }
+                for (n, (host, weight, upper, rport)) in reals.iter().enumerate() {
+                    let addr = if v6 {
+                        format!("\"2001:2:0:1::{}\"", 10 + n)
+                    } else {
+                        format!("198.18.1.{}", 10 + n)
+                    };
+                    y += &format!("      - address: {addr}\n");
+                    if *rport && port != 0 && (fwd == "nat" || fwd == "fullnat") {
+                        y += &format!("        port: {}\n", 8000 + u32::from(*host));
+                    }
+                    if let Some(w) = weight {
+                        y += &format!("        weight: {}\n", w % 65536);
+                    }
+                    if let Some(u) = upper {
+                        y += &format!(
+                            "        upper_threshold: {}\n        lower_threshold: {}\n",
+                            u + 1,
+                            u / 2
+                        );
+                    }
+                }
+                (v6, y)
+            },
+        )
+}
+
+fn config_yaml() -> impl Strategy<Value = String> {
+    (
+        1u32..4,
+        prop::option::of(0usize..3),
+        prop_oneof![Just("auto"), Just("native"), Just("generic")],
+        any::<bool>(),
+        prop::collection::vec(service_yaml(), 0..5),
+    )
+        .prop_map(|(queues, pinned, mode, expire, services)| {
+            let mut y = format!(
+                "interfaces:\n  - name: uvs-lb0\n    queues: {queues}\n    xdp_mode: {mode}\n    \
+                 zero_copy: off\n    local: [198.18.1.3, \"2001:2:0:1::3\"]\n    networks: \
+                 [198.18.1.0/24, \"2001:2:0:1::/64\"]\n    routes:\n      - {{ prefix: 0.0.0.0/0, \
+                 via: 198.18.1.254 }}\n"
+            );
+            if let Some(extra) = pinned {
+                let cores: Vec<String> = (0..queues as usize + extra)
+                    .map(|c| c.to_string())
+                    .collect();
+                y += &format!(
+                    "workers:\n  count: {queues}\n  cores: [{}]\n",
+                    cores.join(", ")
+                );
+            }
+            y += &format!("expire_nodest_conn: {expire}\ntimeouts: {{ icmp: 30 }}\nservices:\n");
+            for (i, (_, s)) in services.iter().enumerate() {
+                y += &s.replace("{I}", &(i + 1).to_string());
+            }
+            y
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// load → to_yaml → load gives an equal Config, an empty diff, and a stable text.
+    #[test]
+    fn save_then_load_is_identity(src in config_yaml()) {
+        let c = load_str(&src, "gen.yaml").map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;
+        let saved = to_yaml(&c);
+        let again = load_str(&saved, "saved.yaml").map_err(|e| TestCaseError::fail(format!("{e}\n{saved}")))?;
+        prop_assert_eq!(&again, &c);
+        prop_assert!(diff(&c, &again).is_empty());
+        prop_assert_eq!(to_yaml(&again), saved);
+    }
+
+    /// Loading never panics, whatever the bytes: it returns a Config or a located error.
+    #[test]
+    fn arbitrary_text_never_panics(src in "[ -~\n]{0,200}") {
+        if let Err(e) = load_str(&src, "x.yaml") {
+            prop_assert!(e.line >= 1 && e.column >= 1, "{}", e);
+        }
+    }
+
+    /// Mutating one character of a valid file never panics either.
+    #[test]
+    fn mutated_examples_never_panic(pos in 0usize..2000, byte in 32u8..127) {
+        let src = include_str!("../../../configs/demo.yaml");
+        let mut bytes = src.as_bytes().to_vec();
+        let i = pos % bytes.len();
+        bytes[i] = byte;
+        if let Ok(s) = String::from_utf8(bytes) {
+            if let Err(e) = load_str(&s, "demo.yaml") {
+                prop_assert!(e.line >= 1 && e.column >= 1, "{}", e);
+            }
+        }
+    }
+}
+
+#[test]
+fn protocol_names() {
+    assert_eq!(Protocol::NAMES, ["tcp", "udp", "sctp"]);
+    assert_eq!(Protocol::from_name("sctp"), Some(Protocol::Sctp));
+    assert_eq!(Protocol::from_name("TCP"), None);
+}
