@@ -1,1 +1,94 @@
-//! placeholder
+//! Packet layer of uvs: zero-copy views over frame bytes, fast-path classification and
+//! in-place rewrites with incremental checksums.
+//!
+//! Views follow smoltcp's `src/wire`: `Packet<T: AsRef<[u8]>>` with `new_checked`/`check_len`,
+//! `#[inline]` getters, setters for `T: AsMut<[u8]>`, field offsets in a private `mod field`.
+//! Fields are read at byte offsets in network order, never by casting a struct over the
+//! buffer. **After `check_len` succeeds no accessor of that view panics**; the fast-path
+//! functions ([`classify`], the `set_*` rewrites, [`parse_icmp_embedded`], [`encap_ipip`])
+//! never panic on any input at all, which the proptests and the `fuzz/` target exercise.
+//!
+//! The fast path is [`classify`] → [`Parsed`] → rewrites such as [`set_dst_addr`]; the slow
+//! path builds whole frames with the `Repr` types and [`build`].
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod bytes;
+
+pub mod arp;
+pub mod build;
+pub mod checksum;
+pub mod embedded;
+pub mod encap;
+mod error;
+pub mod ethernet;
+pub mod icmpv4;
+pub mod icmpv6;
+pub mod ipv4;
+pub mod ipv6;
+pub mod ipv6_ext;
+pub mod parse;
+pub mod rewrite;
+pub mod sctp;
+pub mod tcp;
+pub mod udp;
+
+pub use arp::{ArpPacket, ArpRepr};
+pub use embedded::{
+    parse_icmp_embedded, set_embedded_dst_addr, set_embedded_dst_port, set_embedded_src_addr,
+    set_embedded_src_port, Embedded,
+};
+pub use encap::{decap_ipip, encap_ipip, EncapError};
+pub use error::ParseError;
+pub use ethernet::{EthernetFrame, EthernetRepr};
+pub use icmpv4::{Icmpv4Packet, Icmpv4Repr};
+pub use icmpv6::{Icmpv6Packet, Icmpv6Repr};
+pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use ipv6::{Ipv6Packet, Ipv6Repr};
+pub use parse::{classify, parse_frame, verify_l4_checksum, Classified, Frag, Parsed, L3};
+pub use rewrite::{
+    can_rewrite_ports, decrement_ttl, set_dst_addr, set_dst_port, set_macs, set_src_addr,
+    set_src_port,
+};
+pub use sctp::SctpPacket;
+pub use tcp::TcpPacket;
+pub use udp::{UdpPacket, UdpRepr};
+
+/// IP protocol / IPv6 next-header numbers (IANA "Assigned Internet Protocol Numbers").
+pub mod ip_proto {
+    /// IPv6 hop-by-hop options.
+    pub const HOPOPTS: u8 = 0;
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// IPv4 encapsulation (IP-in-IP, RFC 2003).
+    pub const IPIP: u8 = 4;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// IPv6 encapsulation (RFC 2473 / RFC 4213).
+    pub const IPV6: u8 = 41;
+    /// IPv6 routing header.
+    pub const ROUTING: u8 = 43;
+    /// IPv6 fragment header.
+    pub const FRAGMENT: u8 = 44;
+    /// Encapsulating security payload (not walkable).
+    pub const ESP: u8 = 50;
+    /// Authentication header.
+    pub const AH: u8 = 51;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+    /// No next header.
+    pub const NONE: u8 = 59;
+    /// IPv6 destination options.
+    pub const DSTOPTS: u8 = 60;
+    /// SCTP.
+    pub const SCTP: u8 = 132;
+    /// Mobility header (RFC 6275).
+    pub const MOBILITY: u8 = 135;
+    /// Host identity protocol (RFC 7401).
+    pub const HIP: u8 = 139;
+    /// Shim6 (RFC 5533).
+    pub const SHIM6: u8 = 140;
+}

@@ -1,0 +1,188 @@
+//! The Internet checksum (RFC 1071), pseudo-headers (RFC 768/793 for IPv4, RFC 8200 §8.1 for
+//! IPv6) and incremental update (RFC 1624).
+//!
+//! Partial sums are carried unfolded in a `u32`/`u64` so that several pieces (pseudo-header,
+//! header, payload) can be added before the final fold and complement.
+
+/// Ones'-complement sum of `data` as big-endian 16-bit words, a trailing odd byte padded with
+/// zero (RFC 1071 §4.1). Unfolded; fold with [`fold`].
+#[inline]
+pub fn data_sum(data: &[u8]) -> u64 {
+    let mut acc: u64 = 0;
+    // Sum 32-bit big-endian words: the ones'-complement sum is byte-order independent in the
+    // sense of RFC 1071 §2(B) and folding a sum of 32-bit words yields the same 16-bit result.
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    let rest = chunks.remainder();
+    let mut i = 0;
+    while i + 1 < rest.len() {
+        acc += u64::from(u16::from_be_bytes([rest[i], rest[i + 1]]));
+        i += 2;
+    }
+    if i < rest.len() {
+        acc += u64::from(rest[i]) << 8;
+    }
+    acc
+}
+
+/// Folds an unfolded sum to 16 bits with end-around carry (not complemented).
+#[inline]
+pub fn fold(mut sum: u64) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The checksum field value for `data`: the complement of its folded sum.
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(data_sum(data))
+}
+
+/// True when `data`, checksum field included, sums to 0xFFFF (ones'-complement zero).
+#[inline]
+pub fn verify(data: &[u8]) -> bool {
+    fold(data_sum(data)) == 0xffff
+}
+
+/// Unfolded sum of the IPv4 pseudo-header (RFC 793 §3.1, RFC 768): addresses, zero, protocol,
+/// and the L4 length.
+#[inline]
+pub fn pseudo_header_v4(src: &[u8; 4], dst: &[u8; 4], protocol: u8, l4_len: u16) -> u64 {
+    data_sum(src) + data_sum(dst) + u64::from(protocol) + u64::from(l4_len)
+}
+
+/// Unfolded sum of the IPv6 pseudo-header (RFC 8200 §8.1): addresses, 32-bit upper-layer
+/// length, three zero bytes, next header (the final one, not an extension header).
+#[inline]
+pub fn pseudo_header_v6(src: &[u8; 16], dst: &[u8; 16], next_header: u8, l4_len: u32) -> u64 {
+    data_sum(src)
+        + data_sum(dst)
+        + u64::from(next_header)
+        + u64::from(l4_len >> 16)
+        + u64::from(l4_len & 0xffff)
+}
+
+/// RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')` for one 16-bit word `old` replaced by `new`.
+///
+/// Eqn. 3 rather than eqn. 2 (`HC - ~m - m'`) because it never turns a correct checksum into
+/// the -0 form 0x0000 unless the data really sums to +0 (RFC 1624 §3).
+#[inline]
+pub fn update16(csum: u16, old: u16, new: u16) -> u16 {
+    let sum = u64::from(!csum) + u64::from(!old) + u64::from(new);
+    !fold(sum)
+}
+
+/// RFC 1624 update for a 32-bit field (an IPv4 address, an SCTP-less port pair, ...).
+#[inline]
+pub fn update32(csum: u16, old: u32, new: u32) -> u16 {
+    let sum = u64::from(!csum)
+        + u64::from(!(old >> 16) & 0xffff)
+        + u64::from(!old & 0xffff)
+        + u64::from(new >> 16)
+        + u64::from(new & 0xffff);
+    !fold(sum)
+}
+
+/// RFC 1624 update for a 4-byte address.
+#[inline]
+pub fn update_addr4(csum: u16, old: &[u8; 4], new: &[u8; 4]) -> u16 {
+    update32(csum, u32::from_be_bytes(*old), u32::from_be_bytes(*new))
+}
+
+/// RFC 1624 update for a 16-byte address.
+#[inline]
+pub fn update_addr16(csum: u16, old: &[u8; 16], new: &[u8; 16]) -> u16 {
+    let mut sum = u64::from(!csum);
+    for i in 0..8 {
+        let o = u16::from_be_bytes([old[2 * i], old[2 * i + 1]]);
+        let n = u16::from_be_bytes([new[2 * i], new[2 * i + 1]]);
+        sum += u64::from(!o) + u64::from(n);
+    }
+    !fold(sum)
+}
+
+/// RFC 1624 update for any even-length field at an even offset (addresses of either family).
+/// Odd trailing bytes are ignored, so callers pass 4- or 16-byte slices.
+#[inline]
+pub fn update_bytes(csum: u16, old: &[u8], new: &[u8]) -> u16 {
+    let mut sum = u64::from(!csum);
+    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
+        sum += u64::from(!u16::from_be_bytes([o[0], o[1]]))
+            + u64::from(u16::from_be_bytes([n[0], n[1]]));
+    }
+    !fold(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 1071 §3 worked example: bytes 00 01 f2 03 f4 f5 f6 f7 sum to ddf2.
+    #[test]
+    fn rfc1071_example() {
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(data_sum(&data)), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(fold(data_sum(&[0xab])), 0xab00);
+        assert_eq!(fold(data_sum(&[0x12, 0x34, 0x56])), 0x1234 + 0x5600);
+    }
+
+    /// A well-known IPv4 header (Wikipedia "IPv4 header checksum" example) checksums to b861.
+    #[test]
+    fn ipv4_header_example() {
+        let mut h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(checksum(&h), 0xb861);
+        h[10] = 0xb8;
+        h[11] = 0x61;
+        assert!(verify(&h));
+    }
+
+    /// RFC 1624 §4 example: HC = 0xDD2F, m = 0x5555 -> m' = 0x3285 gives HC' = 0x0000.
+    #[test]
+    fn rfc1624_example() {
+        assert_eq!(update16(0xdd2f, 0x5555, 0x3285), 0x0000);
+    }
+
+    #[test]
+    fn incremental_matches_full_recompute() {
+        let mut data: Vec<u8> = (0..64u8)
+            .map(|i| i.wrapping_mul(37).wrapping_add(11))
+            .collect();
+        let before = checksum(&data);
+        let old = [data[12], data[13], data[14], data[15]];
+        let new = [198, 18, 0, 7];
+        data[12..16].copy_from_slice(&new);
+        let expect = checksum(&data);
+        assert_eq!(update_addr4(before, &old, &new), expect);
+        assert_eq!(update_bytes(before, &old, &new), expect);
+        assert_eq!(
+            update32(before, u32::from_be_bytes(old), u32::from_be_bytes(new)),
+            expect
+        );
+        let old16: [u8; 16] = data[20..36].try_into().unwrap();
+        let new16 = [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
+        data[20..36].copy_from_slice(&new16);
+        assert_eq!(update_addr16(expect, &old16, &new16), checksum(&data));
+    }
+
+    #[test]
+    fn pseudo_headers_sum_their_fields() {
+        let v4 = pseudo_header_v4(&[1, 2, 3, 4], &[5, 6, 7, 8], 17, 100);
+        assert_eq!(fold(v4), 0x0102 + 0x0304 + 0x0506 + 0x0708 + 17 + 100);
+        let mut a = [0u8; 16];
+        a[15] = 1;
+        let v6 = pseudo_header_v6(&a, &a, 6, 0x0001_0002);
+        assert_eq!(fold(v6), 2 + 6 + 1 + 2);
+    }
+}

@@ -1,0 +1,504 @@
+//! Fast-path classification: Ethernet (+VLAN/QinQ) → IPv4/IPv6 (+extension headers) → the
+//! L4 fields a connection lookup needs, in one pass with no allocation.
+//!
+//! What is checked: every length field against the frame, the IPv4 header checksum (cheap,
+//! and RFC 1122 §3.2.1.2 says discard), TCP data offset, UDP length, the SCTP chunk chain
+//! (length < 4 and overrun, which would otherwise loop or read past the packet). What is not:
+//! L4 checksums, which cost a pass over the payload; [`verify_l4_checksum`] does that on
+//! demand.
+//!
+//! Frames are limited to 64 KiB of frame offsets (`u16` fields of [`Parsed`]); an IP packet
+//! that ends past offset 65535 is refused as a bad length.
+
+use crate::bytes::get16;
+use crate::checksum;
+use crate::ethernet::{ethertype, parse_l2};
+use crate::icmpv6;
+use crate::ip_proto;
+use crate::ipv6_ext;
+use crate::sctp::{self, SctpPacket};
+use crate::tcp::TcpPacket;
+use crate::udp::{self, UdpPacket};
+use crate::{ArpPacket, Ipv4Packet, Ipv6Packet, ParseError};
+
+/// Network-layer family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum L3 {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl L3 {
+    /// Ethertype of this family.
+    #[inline]
+    pub fn ethertype(self) -> u16 {
+        match self {
+            L3::V4 => ethertype::IPV4,
+            L3::V6 => ethertype::IPV6,
+        }
+    }
+
+    /// Length of the fixed IP header of this family.
+    #[inline]
+    pub fn header_len(self) -> usize {
+        match self {
+            L3::V4 => crate::ipv4::HEADER_LEN,
+            L3::V6 => crate::ipv6::HEADER_LEN,
+        }
+    }
+
+    /// Bytes of an address of this family (4 or 16).
+    #[inline]
+    pub fn addr_len(self) -> usize {
+        match self {
+            L3::V4 => 4,
+            L3::V6 => 16,
+        }
+    }
+}
+
+/// Fragmentation state of a packet; the identifier is widened to `u32` for IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Frag {
+    /// Not a fragment (including IPv6 atomic fragments, offset 0 and M clear, which RFC 6946
+    /// says to process in isolation).
+    None,
+    /// First fragment (offset 0, more fragments): carries the L4 header.
+    First {
+        /// Identification.
+        id: u32,
+    },
+    /// Any later fragment: no L4 header, `l4_off` points at fragment data.
+    Later {
+        /// Identification.
+        id: u32,
+    },
+}
+
+/// What the fast path knows about an IP frame after [`classify`]. Offsets are from the frame
+/// start. Addresses of IPv4 packets sit in the first 4 bytes, the rest zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed {
+    /// Family.
+    pub l3: L3,
+    /// VLAN id of the outermost tag.
+    pub vlan: Option<u16>,
+    /// Start of the IP header.
+    pub l3_off: u16,
+    /// Start of the L4 header (after IPv6 extension headers), or of the fragment data of a
+    /// later fragment.
+    pub l4_off: u16,
+    /// Final protocol / next header (6, 17, 132, 1, 58, 4, 41, ...).
+    pub l4_proto: u8,
+    /// Source address.
+    pub src: [u8; 16],
+    /// Destination address.
+    pub dst: [u8; 16],
+    /// Source port; 0 unless TCP/UDP/SCTP with its header present.
+    pub sport: u16,
+    /// Destination port; 0 unless TCP/UDP/SCTP with its header present.
+    pub dport: u16,
+    /// TCP flags byte; 0 unless TCP.
+    pub tcp_flags: u8,
+    /// Fragmentation state.
+    pub frag: Frag,
+    /// Bytes of the IP packet (IPv6: 40 + payload length, extension headers included).
+    pub ip_total_len: u16,
+    /// Type of the first SCTP chunk; 0 unless SCTP.
+    pub sctp_first_chunk: u8,
+    /// SCTP verification tag; 0 unless SCTP.
+    pub sctp_vtag: u32,
+    /// ICMP/ICMPv6 type; 0 unless ICMP (check `l4_proto`: 0 is also echo reply).
+    pub icmp_type: u8,
+    /// ICMP/ICMPv6 code; 0 unless ICMP.
+    pub icmp_code: u8,
+}
+
+impl Parsed {
+    /// End of the IP packet in the frame (start of any Ethernet padding).
+    #[inline]
+    pub fn l3_end(&self) -> usize {
+        usize::from(self.l3_off) + usize::from(self.ip_total_len)
+    }
+
+    /// Bytes from the L4 header to the end of the IP packet (the upper-layer length of the
+    /// pseudo-header for unfragmented packets).
+    #[inline]
+    pub fn l4_len(&self) -> usize {
+        self.l3_end().saturating_sub(usize::from(self.l4_off))
+    }
+
+    /// True when this frame carries the L4 header (not a later fragment).
+    #[inline]
+    pub fn has_l4_header(&self) -> bool {
+        !matches!(self.frag, Frag::Later { .. })
+    }
+
+    /// True for any fragment.
+    #[inline]
+    pub fn is_fragment(&self) -> bool {
+        !matches!(self.frag, Frag::None)
+    }
+
+    /// The IPv4 source address (first 4 bytes of `src`).
+    #[inline]
+    pub fn src_v4(&self) -> [u8; 4] {
+        [self.src[0], self.src[1], self.src[2], self.src[3]]
+    }
+
+    /// The IPv4 destination address (first 4 bytes of `dst`).
+    #[inline]
+    pub fn dst_v4(&self) -> [u8; 4] {
+        [self.dst[0], self.dst[1], self.dst[2], self.dst[3]]
+    }
+
+    /// True when the protocol has ports the balancer schedules on.
+    #[inline]
+    pub fn has_ports(&self) -> bool {
+        matches!(
+            self.l4_proto,
+            ip_proto::TCP | ip_proto::UDP | ip_proto::SCTP
+        )
+    }
+}
+
+/// Outcome of [`classify`] for a well-formed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classified {
+    /// IPv4 or IPv6.
+    Ip(Parsed),
+    /// ARP, with at least the 28 bytes of an Ethernet/IPv4 ARP packet at `l3_off`.
+    Arp {
+        /// Start of the ARP packet.
+        l3_off: u16,
+    },
+    /// Any other ethertype (after VLAN tags): the balancer passes it to the kernel.
+    Other(u16),
+}
+
+/// Classifies a frame: walks L2, validates L3 and L4 headers and extracts the flow fields.
+/// Never panics.
+#[inline]
+pub fn classify(frame: &[u8]) -> Result<Classified, ParseError> {
+    let l2 = parse_l2(frame)?;
+    match l2.ethertype {
+        ethertype::IPV4 => parse_ipv4(frame, l2.l3_off, l2.vlan).map(Classified::Ip),
+        ethertype::IPV6 => parse_ipv6(frame, l2.l3_off, l2.vlan).map(Classified::Ip),
+        ethertype::ARP => {
+            ArpPacket::new_checked(&frame[l2.l3_off..])?;
+            Ok(Classified::Arp {
+                l3_off: l2.l3_off as u16,
+            })
+        }
+        other => Ok(Classified::Other(other)),
+    }
+}
+
+/// [`classify`] for callers that only want IP: ARP and other ethertypes are
+/// `Err(UnsupportedEtherType)`.
+#[inline]
+pub fn parse_frame(frame: &[u8]) -> Result<Parsed, ParseError> {
+    match classify(frame)? {
+        Classified::Ip(p) => Ok(p),
+        Classified::Arp { .. } | Classified::Other(_) => Err(ParseError::UnsupportedEtherType),
+    }
+}
+
+fn blank(l3: L3, vlan: Option<u16>, l3_off: usize) -> Parsed {
+    Parsed {
+        l3,
+        vlan,
+        l3_off: l3_off as u16,
+        l4_off: 0,
+        l4_proto: 0,
+        src: [0; 16],
+        dst: [0; 16],
+        sport: 0,
+        dport: 0,
+        tcp_flags: 0,
+        frag: Frag::None,
+        ip_total_len: 0,
+        sctp_first_chunk: 0,
+        sctp_vtag: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+    }
+}
+
+fn parse_ipv4(frame: &[u8], l3_off: usize, vlan: Option<u16>) -> Result<Parsed, ParseError> {
+    let ip = &frame[l3_off..];
+    if ip.len() < crate::ipv4::HEADER_LEN {
+        return Err(ParseError::TruncatedIpv4);
+    }
+    let pkt = Ipv4Packet::new_unchecked(ip);
+    if pkt.version() != 4 {
+        return Err(ParseError::BadIpVersion);
+    }
+    pkt.check_len()?;
+    if !pkt.verify_checksum() {
+        return Err(ParseError::BadIpv4Checksum);
+    }
+    let total = usize::from(pkt.total_len());
+    let end = l3_off + total;
+    if end > usize::from(u16::MAX) {
+        return Err(ParseError::BadIpv4TotalLength);
+    }
+    let id = u32::from(pkt.ident());
+    let frag = if pkt.frag_offset() != 0 {
+        Frag::Later { id }
+    } else if pkt.more_frags() {
+        Frag::First { id }
+    } else {
+        Frag::None
+    };
+    let l4_off = l3_off + pkt.header_len();
+    let mut p = blank(L3::V4, vlan, l3_off);
+    p.l4_off = l4_off as u16;
+    p.l4_proto = pkt.protocol();
+    p.src[..4].copy_from_slice(&pkt.src_addr());
+    p.dst[..4].copy_from_slice(&pkt.dst_addr());
+    p.frag = frag;
+    p.ip_total_len = total as u16;
+    parse_l4(&mut p, &frame[l4_off..end])?;
+    Ok(p)
+}
+
+fn parse_ipv6(frame: &[u8], l3_off: usize, vlan: Option<u16>) -> Result<Parsed, ParseError> {
+    let ip = &frame[l3_off..];
+    if ip.len() < crate::ipv6::HEADER_LEN {
+        return Err(ParseError::TruncatedIpv6);
+    }
+    let pkt = Ipv6Packet::new_unchecked(ip);
+    if pkt.version() != 6 {
+        return Err(ParseError::BadIpVersion);
+    }
+    pkt.check_len()?;
+    let total = crate::ipv6::HEADER_LEN + usize::from(pkt.payload_len());
+    let end = l3_off + total;
+    if end > usize::from(u16::MAX) {
+        return Err(ParseError::BadIpv6PayloadLength);
+    }
+    let chain = ipv6_ext::walk(pkt.next_header(), pkt.payload())?;
+    let frag = match chain.fragment {
+        Some(f) if f.offset != 0 => Frag::Later { id: f.ident },
+        Some(f) if f.more => Frag::First { id: f.ident },
+        _ => Frag::None,
+    };
+    let l4_off = l3_off + crate::ipv6::HEADER_LEN + chain.l4_off;
+    let mut p = blank(L3::V6, vlan, l3_off);
+    p.l4_off = l4_off as u16;
+    p.l4_proto = chain.l4_proto;
+    p.src = pkt.src_addr();
+    p.dst = pkt.dst_addr();
+    p.frag = frag;
+    p.ip_total_len = total as u16;
+    parse_l4(&mut p, &frame[l4_off..end])?;
+    Ok(p)
+}
+
+/// Fills the L4 fields from `l4` (the bytes from the L4 header to the end of the IP packet).
+/// A first fragment holds only part of the datagram, so lengths that describe the whole
+/// datagram (UDP length, the SCTP chunk chain) are not checked against it.
+#[inline]
+fn parse_l4(p: &mut Parsed, l4: &[u8]) -> Result<(), ParseError> {
+    let whole = match p.frag {
+        Frag::Later { .. } => return Ok(()),
+        Frag::First { .. } => false,
+        Frag::None => true,
+    };
+    match (p.l4_proto, p.l3) {
+        (ip_proto::TCP, _) => {
+            let t = TcpPacket::new_checked(l4)?;
+            p.sport = t.src_port();
+            p.dport = t.dst_port();
+            p.tcp_flags = t.flags();
+        }
+        (ip_proto::UDP, _) => {
+            let u = UdpPacket::new_unchecked(l4);
+            if whole {
+                u.check_len()?;
+            } else if l4.len() < udp::HEADER_LEN {
+                return Err(ParseError::TruncatedUdp);
+            }
+            p.sport = u.src_port();
+            p.dport = u.dst_port();
+        }
+        (ip_proto::SCTP, _) => {
+            let s = SctpPacket::new_checked(l4)?;
+            if whole {
+                s.validate_chunks()?;
+            }
+            p.sport = s.src_port();
+            p.dport = s.dst_port();
+            p.sctp_vtag = s.verification_tag();
+            p.sctp_first_chunk = s.first_chunk_type();
+        }
+        (ip_proto::ICMP, L3::V4) => {
+            if l4.len() < crate::icmpv4::HEADER_LEN {
+                return Err(ParseError::TruncatedIcmp);
+            }
+            p.icmp_type = l4[0];
+            p.icmp_code = l4[1];
+        }
+        (ip_proto::ICMPV6, L3::V6) => {
+            if l4.len() < icmpv6::HEADER_LEN {
+                return Err(ParseError::TruncatedIcmpv6);
+            }
+            p.icmp_type = l4[0];
+            p.icmp_code = l4[1];
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The unfolded pseudo-header sum for `p`'s addresses, protocol and `l4_len`.
+#[inline]
+pub(crate) fn pseudo_header(p: &Parsed, l4_len: usize) -> u64 {
+    match p.l3 {
+        L3::V4 => checksum::pseudo_header_v4(&p.src_v4(), &p.dst_v4(), p.l4_proto, l4_len as u16),
+        L3::V6 => checksum::pseudo_header_v6(&p.src, &p.dst, p.l4_proto, l4_len as u32),
+    }
+}
+
+/// Verifies the L4 checksum of an unfragmented packet: TCP, UDP, ICMPv6 with their
+/// pseudo-header, ICMPv4 without, SCTP's CRC32c. Returns `true` when there is nothing this
+/// function can check: fragments (the checksum covers the reassembled datagram), protocols
+/// without a checksum, and UDP over IPv4 with checksum 0 (RFC 768 "no checksum"). UDP over
+/// IPv6 with checksum 0 is `false` (RFC 8200 §8.1). Never panics, whatever `p` says.
+pub fn verify_l4_checksum(frame: &[u8], p: &Parsed) -> bool {
+    if p.is_fragment() {
+        return true;
+    }
+    let Some(l4) = frame.get(usize::from(p.l4_off)..p.l3_end()) else {
+        return false;
+    };
+    match (p.l4_proto, p.l3) {
+        (ip_proto::TCP, _) | (ip_proto::ICMPV6, L3::V6) => {
+            checksum::fold(pseudo_header(p, l4.len()) + checksum::data_sum(l4)) == 0xffff
+        }
+        (ip_proto::UDP, _) => {
+            let (Some(csum), Some(len)) = (get16(l4, udp::CHECKSUM_OFFSET), get16(l4, 4)) else {
+                return false;
+            };
+            if csum == 0 {
+                return p.l3 == L3::V4;
+            }
+            let Some(dgram) = l4.get(..usize::from(len)) else {
+                return false;
+            };
+            checksum::fold(pseudo_header(p, dgram.len()) + checksum::data_sum(dgram)) == 0xffff
+        }
+        (ip_proto::ICMP, L3::V4) => checksum::verify(l4),
+        (ip_proto::SCTP, _) => {
+            l4.len() >= sctp::HEADER_LEN && SctpPacket::new_unchecked(l4).verify_checksum()
+        }
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ethernet + IPv4 (198.18.0.2 → 198.18.100.1) + TCP SYN 40000 → 80, checksums valid
+    /// (built by hand; IP checksum 0x6d1f... verified by `classify` itself).
+    fn v4_tcp() -> Vec<u8> {
+        let mut f = vec![
+            2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00, // Ethernet
+            0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 2, 198, 18, 100,
+            1, // IPv4
+            0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0,
+            0, // TCP
+            0, 0, 0, 0, 0, 0, // Ethernet padding to 60 bytes
+        ];
+        crate::Ipv4Packet::new_unchecked(&mut f[14..34]).fill_checksum();
+        let pseudo = checksum::pseudo_header_v4(&[198, 18, 0, 2], &[198, 18, 100, 1], 6, 20);
+        TcpPacket::new_unchecked(&mut f[34..54]).fill_checksum(pseudo);
+        f
+    }
+
+    #[test]
+    fn classify_v4_tcp() {
+        let f = v4_tcp();
+        let Classified::Ip(p) = classify(&f).unwrap() else {
+            panic!("not IP")
+        };
+        assert_eq!(p.l3, L3::V4);
+        assert_eq!((p.l3_off, p.l4_off, p.l4_proto), (14, 34, 6));
+        assert_eq!(p.src_v4(), [198, 18, 0, 2]);
+        assert_eq!(&p.src[4..], &[0; 12]);
+        assert_eq!(
+            (p.sport, p.dport, p.tcp_flags),
+            (40000, 80, crate::tcp::flags::SYN)
+        );
+        assert_eq!(p.ip_total_len, 40);
+        assert_eq!(p.l3_end(), 54);
+        assert_eq!(p.frag, Frag::None);
+        assert!(verify_l4_checksum(&f, &p));
+        let mut bad = f.clone();
+        bad[50] ^= 1;
+        assert!(!verify_l4_checksum(&bad, &p));
+        assert_eq!(parse_frame(&f), Ok(p));
+    }
+
+    #[test]
+    fn classify_rejects_bad_ipv4() {
+        let f = v4_tcp();
+        let mut bad = f.clone();
+        bad[24] ^= 1;
+        assert_eq!(classify(&bad), Err(ParseError::BadIpv4Checksum));
+        let mut bad = f.clone();
+        bad[14] = 0x65;
+        assert_eq!(classify(&bad), Err(ParseError::BadIpVersion));
+        let mut bad = f.clone();
+        bad[14] = 0x44;
+        assert_eq!(classify(&bad), Err(ParseError::BadIhl));
+        let mut bad = f.clone();
+        bad[46] = 0x40;
+        crate::Ipv4Packet::new_unchecked(&mut bad[14..34]).fill_checksum();
+        assert_eq!(classify(&bad), Err(ParseError::BadTcpDataOffset));
+    }
+
+    #[test]
+    fn later_fragment_has_no_ports() {
+        let mut f = v4_tcp();
+        f[20] = 0x00;
+        f[21] = 0x03; // offset 24 bytes
+        crate::Ipv4Packet::new_unchecked(&mut f[14..34]).fill_checksum();
+        let p = parse_frame(&f).unwrap();
+        assert_eq!(p.frag, Frag::Later { id: 1 });
+        assert_eq!((p.sport, p.dport, p.tcp_flags), (0, 0, 0));
+        assert_eq!(p.l4_off, 34);
+        assert!(!p.has_l4_header());
+        assert!(verify_l4_checksum(&f, &p));
+    }
+
+    #[test]
+    fn arp_and_other_ethertypes() {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 2, 0x08, 0x06]);
+        f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&[0; 20]);
+        assert_eq!(classify(&f), Ok(Classified::Arp { l3_off: 14 }));
+        assert_eq!(parse_frame(&f), Err(ParseError::UnsupportedEtherType));
+        assert_eq!(classify(&f[..41]), Err(ParseError::TruncatedArp));
+        f[12] = 0x88;
+        f[13] = 0xcc;
+        assert_eq!(classify(&f), Ok(Classified::Other(0x88cc)));
+    }
+
+    #[test]
+    fn verify_survives_a_foreign_parsed() {
+        let f = v4_tcp();
+        let mut p = parse_frame(&f).unwrap();
+        p.ip_total_len = 60000;
+        assert!(!verify_l4_checksum(&f, &p));
+        p.l4_proto = ip_proto::UDP;
+        p.ip_total_len = 40;
+        p.l4_off = 52;
+        assert!(!verify_l4_checksum(&f, &p));
+    }
+}

@@ -1,0 +1,335 @@
+//! In-place rewrites for NAT, FullNAT, DR and forwarding, every checksum updated incrementally
+//! (RFC 1624) rather than recomputed, so the cost does not grow with the payload.
+//!
+//! Rules, after IPVS (`ip_vs_proto_{tcp,udp,sctp}.c`, `ip_vs_nat_xmit`):
+//! - an address change touches the IPv4 header checksum and the L4 checksum that covers the
+//!   pseudo-header: TCP, UDP, ICMPv6 (ICMPv4 has no pseudo-header, SCTP's CRC32c does not
+//!   cover the IP header);
+//! - UDP with checksum 0 stays 0 (RFC 768: not computed); an updated UDP checksum that comes
+//!   out as 0 is written as 0xFFFF;
+//! - a port change updates the TCP/UDP checksum, and recomputes SCTP's CRC32c over the packet
+//!   (a CRC has no cheap incremental form without knowing the distance to the end);
+//! - a later fragment has no L4 header: only the IP header is touched. A first fragment's L4
+//!   checksum covers the whole datagram, but a ones'-complement sum updates the same way, so it
+//!   is updated. SCTP's CRC cannot be fixed from one fragment: see [`can_rewrite_ports`].
+//!
+//! All functions are total: given a `Parsed` that does not describe the frame they write
+//! nothing out of bounds and never panic (they may then write garbage within the frame).
+
+use crate::bytes::{get16, get8, put16};
+use crate::checksum;
+use crate::ip_proto;
+use crate::parse::{Frag, Parsed, L3};
+use crate::sctp::{self, SctpPacket};
+use crate::{icmpv6, ipv4, ipv6, tcp, udp};
+
+/// Offset of the L4 checksum that covers the pseudo-header, and whether it follows UDP's
+/// zero rules.
+#[inline]
+fn pseudo_csum_field(p: &Parsed) -> Option<(usize, bool)> {
+    let l4 = usize::from(p.l4_off);
+    match (p.l4_proto, p.l3) {
+        (ip_proto::TCP, _) => Some((l4 + tcp::CHECKSUM_OFFSET, false)),
+        (ip_proto::UDP, _) => Some((l4 + udp::CHECKSUM_OFFSET, true)),
+        (ip_proto::ICMPV6, L3::V6) => Some((l4 + icmpv6::CHECKSUM_OFFSET, false)),
+        _ => None,
+    }
+}
+
+/// Applies a change of the bytes `old` → `new` to the checksum at `off`. With `udp_rules`, a
+/// zero checksum is left alone and a zero result is written as 0xFFFF.
+#[inline]
+pub(crate) fn adjust_csum(frame: &mut [u8], off: usize, old: &[u8], new: &[u8], udp_rules: bool) {
+    let Some(c) = get16(frame, off) else { return };
+    if udp_rules && c == 0 {
+        return;
+    }
+    let mut n = checksum::update_bytes(c, old, new);
+    if udp_rules && n == 0 {
+        n = 0xffff;
+    }
+    put16(frame, off, n);
+}
+
+#[inline]
+fn set_addr(frame: &mut [u8], p: &mut Parsed, addr: &[u8; 16], src: bool) {
+    let l3 = usize::from(p.l3_off);
+    let (field, len) = match (p.l3, src) {
+        (L3::V4, true) => (l3 + ipv4::SRC_OFFSET, 4),
+        (L3::V4, false) => (l3 + ipv4::DST_OFFSET, 4),
+        (L3::V6, true) => (l3 + ipv6::SRC_OFFSET, 16),
+        (L3::V6, false) => (l3 + ipv6::DST_OFFSET, 16),
+    };
+    let Some(slot) = frame.get_mut(field..field + len) else {
+        return;
+    };
+    // The old value is taken from the frame, not from `p`, so the checksums stay consistent
+    // with what is actually in the packet.
+    let mut old = [0u8; 16];
+    old[..len].copy_from_slice(slot);
+    slot.copy_from_slice(&addr[..len]);
+    let new = &addr[..len];
+    if p.l3 == L3::V4 {
+        adjust_csum(frame, l3 + ipv4::CHECKSUM_OFFSET, &old[..len], new, false);
+    }
+    if p.has_l4_header() {
+        if let Some((off, udp_rules)) = pseudo_csum_field(p) {
+            adjust_csum(frame, off, &old[..len], new, udp_rules);
+        }
+    }
+    let dst = if src { &mut p.src } else { &mut p.dst };
+    *dst = [0; 16];
+    dst[..len].copy_from_slice(new);
+}
+
+/// Rewrites the source address (IPv4: first 4 bytes of `addr`), updating the IPv4 header
+/// checksum and the pseudo-header-covering L4 checksum, and `p.src`.
+#[inline]
+pub fn set_src_addr(frame: &mut [u8], p: &mut Parsed, addr: &[u8; 16]) {
+    set_addr(frame, p, addr, true);
+}
+
+/// Rewrites the destination address; see [`set_src_addr`].
+#[inline]
+pub fn set_dst_addr(frame: &mut [u8], p: &mut Parsed, addr: &[u8; 16]) {
+    set_addr(frame, p, addr, false);
+}
+
+/// True when port rewrites of this packet leave valid checksums: it carries the L4 header of
+/// a port-carrying protocol, and is not an SCTP fragment (whose CRC32c covers bytes this frame
+/// does not hold).
+#[inline]
+pub fn can_rewrite_ports(p: &Parsed) -> bool {
+    match p.frag {
+        Frag::Later { .. } => false,
+        Frag::First { .. } => matches!(p.l4_proto, ip_proto::TCP | ip_proto::UDP),
+        Frag::None => p.has_ports(),
+    }
+}
+
+#[inline]
+fn set_port(frame: &mut [u8], p: &mut Parsed, port: u16, src: bool) {
+    if !p.has_l4_header() || !p.has_ports() {
+        return;
+    }
+    let l4 = usize::from(p.l4_off);
+    let field = if src { l4 } else { l4 + 2 };
+    let Some(old) = get16(frame, field) else {
+        return;
+    };
+    put16(frame, field, port);
+    match p.l4_proto {
+        ip_proto::TCP => adjust_csum(
+            frame,
+            l4 + tcp::CHECKSUM_OFFSET,
+            &old.to_be_bytes(),
+            &port.to_be_bytes(),
+            false,
+        ),
+        ip_proto::UDP => adjust_csum(
+            frame,
+            l4 + udp::CHECKSUM_OFFSET,
+            &old.to_be_bytes(),
+            &port.to_be_bytes(),
+            true,
+        ),
+        _ => {
+            if p.frag == Frag::None {
+                if let Some(pkt) = frame.get_mut(l4..p.l3_end()) {
+                    if pkt.len() >= sctp::HEADER_LEN {
+                        SctpPacket::new_unchecked(pkt).fill_checksum();
+                    }
+                }
+            }
+        }
+    }
+    if src {
+        p.sport = port;
+    } else {
+        p.dport = port;
+    }
+}
+
+/// Rewrites the TCP/UDP/SCTP source port: TCP/UDP checksum updated incrementally, SCTP CRC32c
+/// recomputed (left stale for an SCTP first fragment, see [`can_rewrite_ports`]). No-op for
+/// other protocols and later fragments.
+#[inline]
+pub fn set_src_port(frame: &mut [u8], p: &mut Parsed, port: u16) {
+    set_port(frame, p, port, true);
+}
+
+/// Rewrites the destination port; see [`set_src_port`].
+#[inline]
+pub fn set_dst_port(frame: &mut [u8], p: &mut Parsed, port: u16) {
+    set_port(frame, p, port, false);
+}
+
+/// Sets the Ethernet source and destination MACs (DR forwarding, next-hop resolution).
+/// No-op on a frame shorter than the two addresses.
+#[inline]
+pub fn set_macs(frame: &mut [u8], src: [u8; 6], dst: [u8; 6]) {
+    if let Some(h) = frame.get_mut(..12) {
+        h[..6].copy_from_slice(&dst);
+        h[6..].copy_from_slice(&src);
+    }
+}
+
+/// Decrements the IPv4 TTL (header checksum updated incrementally) or the IPv6 hop limit.
+/// Returns `false`, leaving the packet untouched, when the result would be 0: a router must
+/// then drop it and send time exceeded (RFC 1812 §5.3.1, RFC 8200 §3).
+#[inline]
+pub fn decrement_ttl(frame: &mut [u8], p: &Parsed) -> bool {
+    let l3 = usize::from(p.l3_off);
+    match p.l3 {
+        L3::V4 => {
+            let off = l3 + ipv4::TTL_OFFSET;
+            let (Some(ttl), Some(proto)) = (get8(frame, off), get8(frame, off + 1)) else {
+                return false;
+            };
+            if ttl <= 1 {
+                return false;
+            }
+            frame[off] = ttl - 1;
+            // TTL is the high byte of the word it shares with the protocol.
+            let old = u16::from_be_bytes([ttl, proto]);
+            let new = u16::from_be_bytes([ttl - 1, proto]);
+            if let Some(c) = get16(frame, l3 + ipv4::CHECKSUM_OFFSET) {
+                put16(
+                    frame,
+                    l3 + ipv4::CHECKSUM_OFFSET,
+                    checksum::update16(c, old, new),
+                );
+            }
+            true
+        }
+        L3::V6 => {
+            let off = l3 + ipv6::HOP_LIMIT_OFFSET;
+            match frame.get_mut(off) {
+                Some(h) if *h > 1 => {
+                    *h -= 1;
+                    true
+                }
+                _ => false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_frame;
+    use crate::UdpPacket;
+
+    fn v4_udp(csum: bool) -> Vec<u8> {
+        let mut f = vec![
+            2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00, // Ethernet
+            0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 2, 198, 18, 100,
+            1, // IPv4
+            0x30, 0x39, 0, 53, 0, 12, 0, 0, 1, 2, 3, 4, // UDP + 4 bytes
+        ];
+        crate::Ipv4Packet::new_unchecked(&mut f[14..34]).fill_checksum();
+        if csum {
+            let pseudo = checksum::pseudo_header_v4(&[198, 18, 0, 2], &[198, 18, 100, 1], 17, 12);
+            UdpPacket::new_unchecked(&mut f[34..]).fill_checksum(pseudo);
+        }
+        f
+    }
+
+    #[test]
+    fn udp_zero_checksum_stays_zero() {
+        let mut f = v4_udp(false);
+        let mut p = parse_frame(&f).unwrap();
+        set_dst_addr(
+            &mut f,
+            &mut p,
+            &[198, 18, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
+        set_dst_port(&mut f, &mut p, 5353);
+        assert_eq!(&f[40..42], &[0, 0]);
+        assert_eq!(p.dst_v4(), [198, 18, 1, 11]);
+        assert_eq!(p.dport, 5353);
+        let q = parse_frame(&f).unwrap();
+        assert_eq!(q, p);
+    }
+
+    #[test]
+    fn udp_checksum_updates_and_matches_full_recompute() {
+        let mut f = v4_udp(true);
+        let mut p = parse_frame(&f).unwrap();
+        set_src_addr(
+            &mut f,
+            &mut p,
+            &[198, 18, 7, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
+        set_src_port(&mut f, &mut p, 1);
+        assert!(crate::verify_l4_checksum(&f, &p));
+        let mut g = f.clone();
+        let pseudo = checksum::pseudo_header_v4(&[198, 18, 7, 7], &[198, 18, 100, 1], 17, 12);
+        UdpPacket::new_unchecked(&mut g[34..]).fill_checksum(pseudo);
+        assert_eq!(f, g);
+    }
+
+    #[test]
+    fn ttl_decrement() {
+        let mut f = v4_udp(true);
+        let p = parse_frame(&f).unwrap();
+        assert!(decrement_ttl(&mut f, &p));
+        assert_eq!(f[22], 63);
+        assert!(parse_frame(&f).is_ok());
+        f[22] = 1;
+        crate::Ipv4Packet::new_unchecked(&mut f[14..34]).fill_checksum();
+        let before = f.clone();
+        assert!(!decrement_ttl(&mut f, &p));
+        assert_eq!(f, before);
+    }
+
+    #[test]
+    fn macs() {
+        let mut f = v4_udp(false);
+        set_macs(&mut f, [1; 6], [2; 6]);
+        assert_eq!(&f[..12], &[2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1]);
+        let mut short = [0u8; 11];
+        set_macs(&mut short, [1; 6], [2; 6]);
+        assert_eq!(short, [0; 11]);
+    }
+
+    #[test]
+    fn foreign_parsed_never_panics() {
+        let f0 = v4_udp(true);
+        let mut p = parse_frame(&f0).unwrap();
+        for off in [0u16, 30, 40, 60, u16::MAX] {
+            let mut f = f0.clone();
+            p.l3_off = off;
+            p.l4_off = off;
+            p.l3 = if off % 2 == 0 { L3::V6 } else { L3::V4 };
+            set_src_addr(&mut f, &mut p, &[9; 16]);
+            set_dst_port(&mut f, &mut p, 9);
+            decrement_ttl(&mut f, &p);
+        }
+        p.l4_proto = ip_proto::SCTP;
+        p.frag = Frag::None;
+        p.l4_off = 34;
+        p.l3_off = 14;
+        p.ip_total_len = u16::MAX;
+        let mut f = f0.clone();
+        set_src_port(&mut f, &mut p, 1);
+    }
+
+    #[test]
+    fn can_rewrite_ports_rules() {
+        let f = v4_udp(true);
+        let mut p = parse_frame(&f).unwrap();
+        assert!(can_rewrite_ports(&p));
+        p.frag = Frag::First { id: 1 };
+        assert!(can_rewrite_ports(&p));
+        p.l4_proto = ip_proto::SCTP;
+        assert!(!can_rewrite_ports(&p));
+        p.frag = Frag::Later { id: 1 };
+        p.l4_proto = ip_proto::TCP;
+        assert!(!can_rewrite_ports(&p));
+        p.frag = Frag::None;
+        p.l4_proto = ip_proto::ICMP;
+        assert!(!can_rewrite_ports(&p));
+    }
+}
