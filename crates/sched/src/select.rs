@@ -171,9 +171,9 @@ pub(crate) fn twos(rng: &AtomicU64, weights: &[u32], live: &[ServerLive]) -> Opt
         return None;
     }
     let r = next_random(rng);
-    // Multiply-shift maps a 32-bit draw onto [0, total) (total < 2^48 for ≤ 65535 servers).
-    let r1 = ((r >> 32) * total) >> 32;
-    let r2 = ((r & 0xffff_ffff) * total) >> 32;
+    // Multiply-shift maps a 32-bit draw onto [0, total); u128 because total may exceed 2^32.
+    let draw = |bits: u64| ((u128::from(bits) * u128::from(total)) >> 32) as u64;
+    let (r1, r2) = (draw(r >> 32), draw(r & 0xffff_ffff));
     let (mut c1, mut c2) = (None, None);
     let mut acc = 0u64;
     for (i, l) in live.iter().enumerate() {
