@@ -10,8 +10,10 @@
 //!   *pending*, places its original lane, rescans that tuple's buckets, then does the same for
 //!   the reply tuple, then commits (pending → the caller's state). Place and rescan are
 //!   `SeqCst`, so of two inserters of one tuple at least one sees the other (Dekker): a
-//!   committed rival means `Exists`/`Clash`; a pending rival means both may back off, withdraw
-//!   and retry, so at most one ever commits a tuple.
+//!   committed rival means `Exists`/`Clash`; of two pending rivals the one in the lower slot
+//!   waits for the other to settle and the higher withdraws, waits and retries — so at most
+//!   one ever commits a tuple. Waiting happens only between inserts of the *same* new tuple
+//!   (a rare race); lookups never wait.
 //! - **Update** is one CAS on `ctl` that names the generation: it cannot touch a recycled slot.
 //! - **Reclaim** (remove, expire) CASes `ctl` to the next odd generation — exactly one caller
 //!   wins — then clears both lanes and only then pushes the slot, so a lane never outlives its
@@ -27,8 +29,10 @@ use crate::layout::{
     STATE_PENDING,
 };
 
-/// Attempts before an insert that keeps meeting a pending twin gives up with `Contended`.
+/// Attempts before an insert that keeps yielding to pending twins gives up with `Contended`.
 const MAX_ATTEMPTS: u32 = 64;
+/// Yields while waiting for one pending rival before declaring it stuck.
+const MAX_WAIT_YIELDS: u32 = 1 << 20;
 
 pub(crate) struct FamilyTable {
     v6: bool,
@@ -50,8 +54,18 @@ enum Rescan {
     Clear,
     /// A committed live entry holds the tuple (as its `Dir` tuple).
     Taken(ConnId, Dir),
-    /// Another insert of the tuple is in flight.
-    Racing,
+    /// Another insert of the tuple is in flight in this slot (and generation).
+    Racing(usize, u32),
+}
+
+/// How an insert stands on one tuple after placing its lane.
+enum Claim {
+    Won,
+    Taken(ConnId, Dir),
+    /// A pending rival in a lower slot has precedence: withdraw, wait for it, retry.
+    Yield(usize, u32),
+    /// A pending rival never finished (its thread stalled for very long).
+    Stuck,
 }
 
 impl FamilyTable {
@@ -211,7 +225,7 @@ impl FamilyTable {
 
     /// Looks at every other lane for `k` after ours was placed; retires expired holders.
     fn rescan(&self, k: &EncKey, pos: &Pos, me: usize, now: u32) -> Rescan {
-        let mut racing = false;
+        let mut racing = None;
         let taken = self.index.probe(pos, Ordering::SeqCst, |v| {
             let slot = lane_slot(v);
             if slot == me {
@@ -229,7 +243,7 @@ impl FamilyTable {
                     return None;
                 }
                 if ctl_state(c) == STATE_PENDING {
-                    racing = true;
+                    racing = racing.or(Some((slot, ctl_gen(c))));
                     return None;
                 }
                 if expired(ctl_deadline(c), now) {
@@ -246,11 +260,50 @@ impl FamilyTable {
                 return Some((ConnId::new(self.v6, slot as u32, ctl_gen(c)), dir));
             }
         });
-        match taken {
-            Some((id, dir)) => Rescan::Taken(id, dir),
-            None if racing => Rescan::Racing,
-            None => Rescan::Clear,
+        match (taken, racing) {
+            (Some((id, dir)), _) => Rescan::Taken(id, dir),
+            (None, Some((slot, gen))) => Rescan::Racing(slot, gen),
+            (None, None) => Rescan::Clear,
         }
+    }
+
+    /// Resolves our claim on tuple `k` against other inserts of it. Of two pending inserts
+    /// the one in the lower slot keeps its lane and waits; the higher withdraws. Waits only
+    /// go from lower to higher slots, so they cannot form a cycle, and the Dekker rescan
+    /// guarantees that a rival which did not see us is seen by us.
+    fn settle(&self, k: &EncKey, pos: &Pos, me: usize, now: u32) -> Claim {
+        loop {
+            match self.rescan(k, pos, me, now) {
+                Rescan::Clear => return Claim::Won,
+                Rescan::Taken(id, dir) => return Claim::Taken(id, dir),
+                Rescan::Racing(rival, gen) if me < rival => {
+                    if !self.wait_pending(rival, gen) {
+                        return Claim::Stuck;
+                    }
+                }
+                Rescan::Racing(rival, gen) => return Claim::Yield(rival, gen),
+            }
+        }
+    }
+
+    /// Waits until the insert in `slot` generation `gen` has committed or withdrawn.
+    #[cold]
+    fn wait_pending(&self, slot: usize, gen: u32) -> bool {
+        let ctl = &self.entry(slot)[CTL];
+        for i in 0..MAX_WAIT_YIELDS {
+            let c = ctl.load(Ordering::Acquire);
+            if ctl_gen(c) != gen || ctl_state(c) != STATE_PENDING {
+                return true;
+            }
+            backoff(i);
+        }
+        false
+    }
+
+    /// Does `id` (still) hold `k` as its `dir` tuple?
+    fn holds(&self, id: ConnId, dir: Dir, k: &EncKey) -> bool {
+        self.read(id.slot())
+            .is_some_and(|w| ctl_gen(w[CTL]) == id.gen() && key_matches(&w, self.aw, dir, k))
     }
 
     /// Undoes an unfinished insert: lanes first, then the slot.
@@ -268,10 +321,7 @@ impl FamilyTable {
         let po = self.pos(&ko);
         let pr = self.pos(&kr);
         let body = encode_conn(c, self.aw);
-        for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 {
-                backoff(attempt);
-            }
+        for _ in 0..MAX_ATTEMPTS {
             if let Some(h) = self.find(&ko, &po, now) {
                 return Err(match h.dir {
                     Dir::Original => InsertError::Exists(h.id),
@@ -279,7 +329,12 @@ impl FamilyTable {
                 });
             }
             if let Some(h) = self.find(&kr, &pr, now) {
-                return Err(InsertError::Clash(h.id));
+                // A twin committed between the two finds is the same flow, not a clash.
+                return Err(if h.dir == Dir::Reply && h.conn.orig == c.orig {
+                    InsertError::Exists(h.id)
+                } else {
+                    InsertError::Clash(h.id)
+                });
             }
             let slot = self.pop().ok_or(InsertError::Full)?;
             let e = self.entry(slot);
@@ -297,18 +352,25 @@ impl FamilyTable {
                 self.withdraw(slot, gen, &[]);
                 return Err(InsertError::Overflow);
             }
-            match self.rescan(&ko, &po, slot, now) {
-                Rescan::Clear => {}
-                Rescan::Taken(id, dir) => {
+            match self.settle(&ko, &po, slot, now) {
+                Claim::Won => {}
+                Claim::Taken(id, dir) => {
                     self.withdraw(slot, gen, &[(po, vo)]);
                     return Err(match dir {
                         Dir::Original => InsertError::Exists(id),
                         Dir::Reply => InsertError::Clash(id),
                     });
                 }
-                Rescan::Racing => {
+                Claim::Yield(rival, rgen) => {
                     self.withdraw(slot, gen, &[(po, vo)]);
-                    continue;
+                    if self.wait_pending(rival, rgen) {
+                        continue;
+                    }
+                    return Err(InsertError::Contended);
+                }
+                Claim::Stuck => {
+                    self.withdraw(slot, gen, &[(po, vo)]);
+                    return Err(InsertError::Contended);
                 }
             }
             let vr = lane_value(pr.tag, Dir::Reply, slot);
@@ -316,15 +378,27 @@ impl FamilyTable {
                 self.withdraw(slot, gen, &[(po, vo)]);
                 return Err(InsertError::Overflow);
             }
-            match self.rescan(&kr, &pr, slot, now) {
-                Rescan::Clear => {}
-                Rescan::Taken(id, _) => {
+            match self.settle(&kr, &pr, slot, now) {
+                Claim::Won => {}
+                Claim::Taken(id, dir) => {
                     self.withdraw(slot, gen, &[(po, vo), (pr, vr)]);
-                    return Err(InsertError::Clash(id));
+                    let twin = dir == Dir::Reply && self.holds(id, Dir::Original, &ko);
+                    return Err(if twin {
+                        InsertError::Exists(id)
+                    } else {
+                        InsertError::Clash(id)
+                    });
                 }
-                Rescan::Racing => {
+                Claim::Yield(rival, rgen) => {
                     self.withdraw(slot, gen, &[(po, vo), (pr, vr)]);
-                    continue;
+                    if self.wait_pending(rival, rgen) {
+                        continue;
+                    }
+                    return Err(InsertError::Contended);
+                }
+                Claim::Stuck => {
+                    self.withdraw(slot, gen, &[(po, vo), (pr, vr)]);
+                    return Err(InsertError::Contended);
                 }
             }
             // Nobody else writes a pending ctl (update/remove need an id we have not handed
@@ -461,12 +535,12 @@ impl FamilyTable {
     }
 }
 
-/// Lets a twin insert finish before retrying: spin first, then give up the CPU (workers may
-/// share cores with other threads on small machines).
-#[cold]
+/// Lets a twin insert finish: spin first, then give up the CPU (its thread may share our
+/// core on small machines).
+#[inline]
 fn backoff(attempt: u32) {
-    if attempt < 4 {
-        for _ in 0..(16u32 << attempt) {
+    if attempt < 6 {
+        for _ in 0..(8u32 << attempt) {
             std::hint::spin_loop();
         }
     } else {
