@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use uvs_conntrack::{Conn, ConnTable, Dir, FlowKey, InsertError};
 
@@ -30,7 +30,7 @@ fn key_sum(k: &FlowKey) -> u16 {
 /// Flow `i`: IPv4 for even, IPv6 for odd; NAT-like reply; checksums in service/real.
 fn flow(i: u32) -> Conn {
     let cport = 1024 + (i % 50_000) as u16;
-    let (orig, reply) = if i % 2 == 0 {
+    let (orig, reply) = if i.is_multiple_of(2) {
         let c = (0xC612_0000u32 | (i >> 1)).to_be_bytes();
         (
             FlowKey::v4(6, c, cport, [198, 18, 100, 1], 80),
