@@ -5,7 +5,7 @@ use std::fmt;
 
 /// A configuration mistake, located in the source file.
 ///
-/// `line` and `column` are 1-based, in characters, and point at the offending YAML node (the value
+/// `line` and `column` are 1-based, in characters (0 when the file could not be read), and point at the offending YAML node (the value
 /// for a bad value, the key for an unknown field, the enclosing mapping for a missing field).
 /// `path` is the field path in the document, like `services[1].scheduler`; it is empty for
 /// problems with the document as a whole.
@@ -22,7 +22,12 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     /// `uvs.yaml:12:16: services[1].scheduler: unknown scheduler 'rrr' — did you mean 'rr'?`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if self.line == 0 {
+            // Not about a position in the file (it could not be read at all).
+            write!(f, "{}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        }
         if !self.path.is_empty() {
             write!(f, "{}: ", self.path)?;
         }

@@ -84,18 +84,9 @@ pub fn load_str(src: &str, file_name: &str) -> Result<Config, ConfigError> {
         )));
     }
     let raw: raw::RawConfig = yaml_serde::from_str(src).map_err(|e| serde_error(&e, file_name))?;
-    let tree = match tree {
-        Ok(t) => t,
-        // yaml_serde (libyaml, YAML 1.1) accepted what saphyr (YAML 1.2) rejects: report it.
-        Err(e) => {
-            return Err(at(
-                e.marker().line(),
-                e.marker().col() + 1,
-                "",
-                format!("YAML syntax: {}", e.info()),
-            ))
-        }
-    };
+    // If saphyr (YAML 1.2) rejects what libyaml (YAML 1.1) accepted, the file is still a valid
+    // configuration; only the positions of semantic errors degrade to the top of the file.
+    let tree = tree.unwrap_or_default();
     validate::validate(
         &Ctx {
             file: file_name,
@@ -146,7 +137,14 @@ fn serde_error(e: &yaml_serde::Error, file_name: &str) -> ConfigError {
                 .step_by(2)
                 .filter(|s| !s.is_empty())
                 .collect();
-            hint = Some(error::suggest(field, &candidates));
+            hint = Some(if field == "<<" {
+                // yaml_serde applies merge keys only to untyped values, not to structs.
+                "merge keys are not supported: anchor a whole value instead \
+                 (`real_servers: &pool [...]`, then `real_servers: *pool`)"
+                    .to_string()
+            } else {
+                error::suggest(field, &candidates)
+            });
             path = marks::join(&path, field);
             message = format!("unknown field '{field}'");
         }

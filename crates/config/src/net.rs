@@ -48,7 +48,9 @@ impl IpPrefix {
         self.addr
     }
 
-    pub fn prefix_len(&self) -> u8 {
+    /// The prefix length in bits. (No `is_empty`: a /0 prefix is the default route, not empty.)
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> u8 {
         self.len
     }
 
