@@ -9,6 +9,33 @@
 //!
 //! Availability everywhere is IPVS's: weight > 0 (0 = quiesced), health up, and not
 //! overloaded by the connection thresholds.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::net::{IpAddr, Ipv4Addr};
+//! use uvs_sched::{FlowHashKey, SchedConfig, SchedFlags, Scheduler, SchedulerKind, ServerLive, ServerSpec};
+//!
+//! // Control: three real servers, Maglev with fallback, published as a shared snapshot.
+//! let servers = [ServerSpec::new(1, 0xa1), ServerSpec::new(1, 0xa2), ServerSpec::new(2, 0xa3)];
+//! let cfg = SchedConfig::new(SchedulerKind::Mh).with_flags(SchedFlags { fallback: true, port: false });
+//! let sched = Arc::new(Scheduler::build(&cfg, &servers)?);
+//! let live: Arc<[ServerLive]> = (0..3).map(|_| ServerLive::new()).collect();
+//!
+//! // A worker: pick for a new flow, then count the connection (IPVS ip_vs_bind_dest).
+//! let key = FlowHashKey::new(
+//!     IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+//!     IpAddr::V4(Ipv4Addr::new(198, 18, 100, 1)),
+//!     40000, 80, 6,
+//! );
+//! let i = sched.pick(&key, &live, 0).expect("a server is up");
+//! live[i].bind_conn(&servers[i], false);
+//!
+//! // Health goes down: with fallback the flow is rehashed to another server.
+//! live[i].health_up.store(false, std::sync::atomic::Ordering::Relaxed);
+//! let j = sched.pick(&key, &live, 0).unwrap();
+//! assert_ne!(i, j);
+//! # Ok::<(), uvs_sched::SchedError>(())
+//! ```
 
 #![deny(unsafe_code)]
 

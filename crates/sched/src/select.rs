@@ -174,13 +174,14 @@ pub(crate) fn twos(rng: &AtomicU64, weights: &[u32], live: &[ServerLive]) -> Opt
     // Multiply-shift maps a 32-bit draw onto [0, total); u128 because total may exceed 2^32.
     let draw = |bits: u64| ((u128::from(bits) * u128::from(total)) >> 32) as u64;
     let (r1, r2) = (draw(r >> 32), draw(r & 0xffff_ffff));
-    let (mut c1, mut c2) = (None, None);
+    let (mut c1, mut c2, mut last) = (None, None, None);
     let mut acc = 0u64;
     for (i, l) in live.iter().enumerate() {
         let w = weights[i];
         if !l.available(w) {
             continue;
         }
+        last = Some(i);
         acc += u64::from(w);
         if c1.is_none() && r1 < acc {
             c1 = Some(i);
@@ -192,7 +193,9 @@ pub(crate) fn twos(rng: &AtomicU64, weights: &[u32], live: &[ServerLive]) -> Opt
             break;
         }
     }
-    let (a, b) = (c1?, c2?);
+    // Servers may go down between the two passes, leaving a draw past the end: the last
+    // server still available takes it.
+    let (a, b) = (c1.or(last)?, c2.or(last)?);
     let (oa, ob) = (live[a].conn_overhead(), live[b].conn_overhead());
     if u128::from(weights[b]) * wide(oa) > u128::from(weights[a]) * wide(ob) {
         Some(b)
