@@ -1,1 +1,20 @@
-//! placeholder
+//! The uvs dataplane: poll-mode workers, the per-packet pipeline, the tables control
+//! publishes, neighbour resolution and the slow path. Ports (AF_XDP, in-memory) come in
+//! through `uvs_port::Port`; the pipeline never knows which it has.
+#![deny(unsafe_code)]
+
+pub mod counters;
+pub mod lab;
+pub mod neigh;
+pub mod pipeline;
+pub mod slowpath;
+pub mod tables;
+pub mod verdict;
+pub mod worker;
+
+pub use tables::{
+    IfaceRt, IpKey, Method, RealSpec, Route, ServiceKey, ServiceSpec, Tables, TablesBuilder,
+    TablesSpec,
+};
+pub use verdict::{DropReason, Verdict};
+pub use worker::{Shared, Worker, BURST};

@@ -1,0 +1,147 @@
+//! Per-worker counters: written by one worker with `Relaxed` stores, cache-line padded so
+//! workers never share a line, summed by control (Firecracker `SharedIncMetric`, Katran's
+//! per-CPU stats).
+
+use crossbeam::utils::CachePadded;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::verdict::DropReason;
+
+/// A counter only its worker writes. `add` is a load and a store, not a locked RMW.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+    /// Zeroes the counter (ipvsadm -Z). A racing `add` by the worker may survive.
+    pub fn reset(&self) {
+        self.0.store(0, Relaxed);
+    }
+}
+
+/// One worker's dataplane counters.
+#[derive(Debug)]
+pub struct WorkerCounters {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
+    pub slow_path: Counter,
+    pub new_conns: Counter,
+    pub bursts: Counter,
+    /// Bursts that received nothing: with `bursts`, the worker's idle share.
+    pub empty_polls: Counter,
+    pub drops: Box<[Counter]>,
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        Self {
+            rx_packets: Counter::default(),
+            rx_bytes: Counter::default(),
+            tx_packets: Counter::default(),
+            tx_bytes: Counter::default(),
+            slow_path: Counter::default(),
+            new_conns: Counter::default(),
+            bursts: Counter::default(),
+            empty_polls: Counter::default(),
+            drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),
+        }
+    }
+}
+
+impl WorkerCounters {
+    #[inline]
+    pub fn drop(&self, reason: DropReason) {
+        self.drops[reason.index()].add(1);
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()].get()
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().map(Counter::get).sum()
+    }
+}
+
+/// Counters for all workers, indexed by worker id.
+pub type AllCounters = Box<[CachePadded<WorkerCounters>]>;
+
+pub fn new_counters(workers: usize) -> AllCounters {
+    (0..workers)
+        .map(|_| CachePadded::new(WorkerCounters::default()))
+        .collect()
+}
+
+/// Per-worker traffic counters of one service or real server.
+#[derive(Default, Debug)]
+pub struct TrafficStats {
+    pub conns: Counter,
+    pub packets_in: Counter,
+    pub packets_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+}
+
+/// `TrafficStats` for every worker; each worker writes only its own slot.
+#[derive(Debug)]
+pub struct PerWorkerStats(Box<[CachePadded<TrafficStats>]>);
+
+/// Sums over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficTotals {
+    pub conns: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl PerWorkerStats {
+    pub fn new(workers: usize) -> Self {
+        Self(
+            (0..workers.max(1))
+                .map(|_| CachePadded::default())
+                .collect(),
+        )
+    }
+
+    #[inline]
+    pub fn worker(&self, id: usize) -> &TrafficStats {
+        &self.0[id % self.0.len()]
+    }
+
+    pub fn reset(&self) {
+        for s in self.0.iter() {
+            for c in [
+                &s.conns,
+                &s.packets_in,
+                &s.packets_out,
+                &s.bytes_in,
+                &s.bytes_out,
+            ] {
+                c.reset();
+            }
+        }
+    }
+
+    pub fn totals(&self) -> TrafficTotals {
+        let mut t = TrafficTotals::default();
+        for s in self.0.iter() {
+            t.conns += s.conns.get();
+            t.packets_in += s.packets_in.get();
+            t.packets_out += s.packets_out.get();
+            t.bytes_in += s.bytes_in.get();
+            t.bytes_out += s.bytes_out.get();
+        }
+        t
+    }
+}

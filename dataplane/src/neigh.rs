@@ -1,0 +1,280 @@
+//! Neighbour resolution: IP → MAC for next hops and real servers.
+//!
+//! The table is an immutable map behind an `ArcSwap`: workers load it once per burst and
+//! read it without locks; the rare update (an ARP reply, an NDP advertisement) copies the
+//! map and swaps it. Frames waiting for a resolution sit in a small per-worker queue
+//! ([`Pending`]) instead of being dropped; requests are retransmitted once a second and
+//! the frames dropped (counted) after three unanswered tries, as the kernel's NUD does.
+
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+
+use crate::tables::{FastMap, IpKey};
+
+/// A resolved neighbour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub mac: [u8; 6],
+    /// Second (on the dataplane clock) it was last confirmed.
+    pub confirmed: u32,
+}
+
+/// Seconds after which an entry is stale: still used, but re-confirmed by a new request.
+pub const STALE_AFTER_S: u32 = 60;
+/// Seconds between requests for an unresolved neighbour.
+pub const RETRY_EVERY_S: u32 = 1;
+/// Requests before queued frames are dropped.
+pub const MAX_TRIES: u8 = 3;
+
+pub type NeighMap = FastMap<IpKey, Neighbour>;
+
+#[derive(Default)]
+pub struct NeighTable {
+    map: ArcSwap<NeighMap>,
+}
+
+impl NeighTable {
+    /// The current map: load once per burst.
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<NeighMap>> {
+        self.map.load()
+    }
+
+    /// Records `ip` at `mac`. Copies the map only when something changed (or the entry's
+    /// confirmation is older than a second), so a stream of replies costs little.
+    pub fn learn(&self, ip: IpKey, mac: [u8; 6], now: u32) {
+        let cur = self.map.load();
+        if let Some(n) = cur.get(&ip) {
+            if n.mac == mac && now.saturating_sub(n.confirmed) < 1 {
+                return;
+            }
+        }
+        self.map.rcu(|m| {
+            let mut m = NeighMap::clone(m);
+            m.insert(
+                ip,
+                Neighbour {
+                    mac,
+                    confirmed: now,
+                },
+            );
+            m
+        });
+    }
+
+    /// Forgets everything (tests, interface changes).
+    pub fn clear(&self) {
+        self.map.store(Arc::new(NeighMap::default()));
+    }
+
+    pub fn snapshot(&self) -> Vec<(IpKey, Neighbour)> {
+        let m = self.map.load();
+        let mut v: Vec<_> = m.iter().map(|(k, n)| (*k, *n)).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+}
+
+/// A frame held until its next hop resolves.
+struct Held {
+    port: u8,
+    next_hop: IpKey,
+    since: u32,
+    len: u16,
+    data: Box<[u8]>,
+}
+
+/// Per-worker queue of frames awaiting resolution, with the request schedule of each
+/// next hop. Capacity is fixed at start; nothing is allocated while it runs.
+pub struct Pending {
+    held: Vec<Held>,
+    used: usize,
+    /// Next hops with an outstanding request: (next hop, port, last request second, tries).
+    asking: Vec<(IpKey, u8, u32, u8)>,
+}
+
+/// What the worker must do after a `Pending` step.
+pub enum PendingAction<'a> {
+    /// Send a request for `next_hop` out of `port`.
+    Request { port: u8, next_hop: IpKey },
+    /// Transmit this frame (its destination MAC filled in) on `port`.
+    Send { port: u8, frame: &'a [u8] },
+    /// Frames dropped because the neighbour never answered.
+    Dropped(u64),
+}
+
+pub const PENDING_FRAMES: usize = 256;
+
+impl Default for Pending {
+    fn default() -> Self {
+        Self::new(PENDING_FRAMES)
+    }
+}
+
+impl Pending {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            held: (0..capacity)
+                .map(|_| Held {
+                    port: 0,
+                    next_hop: IpKey {
+                        v6: false,
+                        addr: [0; 16],
+                    },
+                    since: 0,
+                    len: 0,
+                    data: vec![0; uvs_port::FRAME_CAPACITY].into_boxed_slice(),
+                })
+                .collect(),
+            used: 0,
+            asking: Vec::with_capacity(capacity),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.used == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.used
+    }
+
+    /// Holds a copy of `frame`. Returns `Some(request)` when a request should go out now
+    /// (first frame for this next hop), `Err(())` when the queue is full.
+    #[allow(clippy::result_unit_err)]
+    pub fn hold(&mut self, frame: &[u8], port: u8, next_hop: IpKey, now: u32) -> Result<bool, ()> {
+        if self.used == self.held.len() || frame.len() > uvs_port::FRAME_CAPACITY {
+            return Err(());
+        }
+        let h = &mut self.held[self.used];
+        h.port = port;
+        h.next_hop = next_hop;
+        h.since = now;
+        h.len = frame.len() as u16;
+        h.data[..frame.len()].copy_from_slice(frame);
+        self.used += 1;
+        if self.asking.iter().any(|a| a.0 == next_hop) {
+            return Ok(false);
+        }
+        self.asking.push((next_hop, port, now, 1));
+        Ok(true)
+    }
+
+    /// Releases frames whose neighbour is now known, re-requests on schedule and drops
+    /// frames of neighbours that never answered. `act` performs each action.
+    pub fn step(&mut self, neigh: &NeighMap, now: u32, mut act: impl FnMut(PendingAction<'_>)) {
+        if self.used == 0 {
+            return;
+        }
+        let mut dead: Vec<IpKey> = Vec::new();
+        let mut i = 0;
+        while i < self.asking.len() {
+            let (hop, port, last, tries) = self.asking[i];
+            if neigh.contains_key(&hop) {
+                self.asking.swap_remove(i);
+                continue;
+            }
+            if now.saturating_sub(last) >= RETRY_EVERY_S {
+                if tries >= MAX_TRIES {
+                    dead.push(hop);
+                    self.asking.swap_remove(i);
+                    continue;
+                }
+                self.asking[i] = (hop, port, now, tries + 1);
+                act(PendingAction::Request {
+                    port,
+                    next_hop: hop,
+                });
+            }
+            i += 1;
+        }
+        let mut dropped = 0;
+        let mut j = 0;
+        while j < self.used {
+            let hop = self.held[j].next_hop;
+            let release = if let Some(n) = neigh.get(&hop) {
+                let h = &mut self.held[j];
+                h.data[..6].copy_from_slice(&n.mac);
+                act(PendingAction::Send {
+                    port: h.port,
+                    frame: &h.data[..usize::from(h.len)],
+                });
+                true
+            } else if dead.contains(&hop) || !self.asking.iter().any(|a| a.0 == hop) {
+                dropped += 1;
+                true
+            } else {
+                false
+            };
+            if release {
+                self.used -= 1;
+                self.held.swap(j, self.used);
+            } else {
+                j += 1;
+            }
+        }
+        if dropped > 0 {
+            act(PendingAction::Dropped(dropped));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpKey {
+        let mut addr = [0; 16];
+        addr[..4].copy_from_slice(&[198, 18, 1, last]);
+        IpKey { v6: false, addr }
+    }
+
+    #[test]
+    fn held_frames_leave_when_resolved() {
+        let t = NeighTable::default();
+        let mut p = Pending::new(4);
+        assert_eq!(p.hold(&[0u8; 60], 1, ip(11), 10), Ok(true));
+        assert_eq!(p.hold(&[1u8; 60], 1, ip(11), 10), Ok(false));
+        t.learn(ip(11), [2, 0, 0, 0, 0, 11], 10);
+        let mut sent = Vec::new();
+        p.step(&t.load(), 10, |a| {
+            if let PendingAction::Send { port, frame } = a {
+                sent.push((port, frame[..6].to_vec(), frame[6]));
+            }
+        });
+        assert_eq!(sent.len(), 2);
+        assert!(sent.iter().all(|s| s.1 == vec![2, 0, 0, 0, 0, 11]));
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn unanswered_neighbours_drop_after_retries() {
+        let t = NeighTable::default();
+        let mut p = Pending::new(2);
+        assert_eq!(p.hold(&[0u8; 60], 0, ip(12), 0), Ok(true));
+        assert_eq!(p.hold(&[0u8; 60], 0, ip(12), 0), Ok(false));
+        assert_eq!(p.hold(&[0u8; 60], 0, ip(12), 0), Err(()));
+        let (mut requests, mut dropped) = (0, 0);
+        for now in 0..10 {
+            p.step(&t.load(), now, |a| match a {
+                PendingAction::Request { .. } => requests += 1,
+                PendingAction::Dropped(n) => dropped += n,
+                PendingAction::Send { .. } => panic!("nothing resolved"),
+            });
+        }
+        assert_eq!(requests, 2, "the first request went out at hold time");
+        assert_eq!(dropped, 2);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn learn_skips_identical_updates() {
+        let t = NeighTable::default();
+        t.learn(ip(1), [1; 6], 5);
+        let a = t.load().clone();
+        t.learn(ip(1), [1; 6], 5);
+        assert!(Arc::ptr_eq(&a, &t.load()));
+        t.learn(ip(1), [2; 6], 5);
+        assert_eq!(t.load().get(&ip(1)).unwrap().mac, [2; 6]);
+    }
+}

@@ -1,0 +1,127 @@
+//! What a pipeline stage decides about a frame, and why frames are dropped.
+//!
+//! Every drop has a reason, and every reason is a counter (Katran's per-reason stats):
+//! `DropReason::index` maps 1:1 onto the worker's drop counters.
+
+use uvs_wire::ParseError;
+
+/// The outcome of processing one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit the (rewritten) frame on this port index.
+    Forward(u8),
+    /// Hold the frame until the next hop's link-layer address is known, then
+    /// transmit it on `port`.
+    AwaitNeighbour {
+        port: u8,
+        next_hop: [u8; 16],
+        v6: bool,
+    },
+    /// Hand the frame to the slow path (ARP, NDP, ICMP echo for our addresses).
+    SlowPath,
+    /// Drop and count.
+    Drop(DropReason),
+}
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $name:ident => $label:literal,)*) => {
+        /// Why a frame was dropped. Parse failures carry the parser's own reason.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum DropReason {
+            /// The frame failed to parse.
+            Parse(ParseError),
+            $($(#[$doc])* $name,)*
+        }
+
+        const LOCAL_NAMES: &[&str] = &[$($label,)*];
+
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+        #[repr(usize)]
+        enum LocalIndex { $($name,)* }
+
+        impl DropReason {
+            /// Number of distinct reasons (the length of a drop-counter array).
+            pub const COUNT: usize = ParseError::COUNT + LOCAL_NAMES.len();
+
+            /// Dense index for counter arrays.
+            #[inline]
+            pub fn index(self) -> usize {
+                match self {
+                    DropReason::Parse(e) => e.index(),
+                    $(DropReason::$name => ParseError::COUNT + LocalIndex::$name as usize,)*
+                }
+            }
+
+            /// The counter's name, as shown by `uvsadm` and the metrics endpoint.
+            pub fn name_of(index: usize) -> &'static str {
+                if index < ParseError::COUNT {
+                    ParseError::ALL[index].name()
+                } else {
+                    LOCAL_NAMES.get(index - ParseError::COUNT).copied().unwrap_or("unknown")
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Not an IPv4/IPv6/ARP frame.
+    UnsupportedEtherType => "unsupported_ethertype",
+    /// Addressed to neither a virtual service nor a tracked flow.
+    NoService => "no_service",
+    /// A TCP segment without SYN for a flow we do not track (IPVS schedules only on SYN).
+    NotSyn => "tcp_not_syn",
+    /// The scheduler found no usable real server and there is no sorry server.
+    NoRealServer => "no_real_server",
+    /// The connection table is full; new flows are refused, established ones keep going.
+    TableFull => "conn_table_full",
+    /// FullNAT: no local address/port left in the pool.
+    NoLocalPort => "fullnat_no_port",
+    /// No route to the next hop.
+    NoRoute => "no_route",
+    /// The TTL / hop limit ran out.
+    TtlExceeded => "ttl_exceeded",
+    /// The encapsulated packet would exceed the egress MTU (an ICMP error was sent).
+    TooBig => "too_big",
+    /// The neighbour could not be resolved or its queue was full.
+    NeighbourUnresolved => "neighbour_unresolved",
+    /// The egress port had no free transmit buffer.
+    TxFull => "tx_full",
+    /// An ICMP error about a flow we do not track.
+    IcmpNoFlow => "icmp_no_flow",
+    /// A non-first fragment whose first fragment was not seen.
+    FragmentNoFlow => "fragment_no_flow",
+    /// A packet the slow path does not answer.
+    SlowPathIgnored => "slow_path_ignored",
+    /// The L4 checksum was wrong (verified before an incremental update would hide it).
+    BadChecksum => "bad_l4_checksum",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_are_dense_and_named() {
+        let mut seen = [false; DropReason::COUNT];
+        for e in ParseError::ALL {
+            seen[DropReason::Parse(*e).index()] = true;
+        }
+        for r in [
+            DropReason::UnsupportedEtherType,
+            DropReason::NoService,
+            DropReason::BadChecksum,
+        ] {
+            assert!(!seen[r.index()]);
+            seen[r.index()] = true;
+        }
+        assert_eq!(
+            DropReason::name_of(DropReason::NoService.index()),
+            "no_service"
+        );
+        assert_eq!(
+            DropReason::name_of(DropReason::BadChecksum.index()),
+            "bad_l4_checksum"
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! A poll-mode worker: owns one queue's port on every interface, runs bursts to
+//! completion, and never waits for control.
+//!
+//! Per burst: load the tables snapshot and the neighbour map once, receive up to
+//! [`BURST`] frames per port into a stack array, run the pipeline on each, transmit the
+//! frames that leave by the port they came in on as one batch, copy the others to their
+//! egress port, hand ARP/NDP/echo to the slow path, then flush every port once.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use uvs_conntrack::ConnTable;
+use uvs_port::{Frame, Port, FRAME_CAPACITY};
+
+use crate::counters::{new_counters, AllCounters};
+use crate::neigh::{NeighTable, Pending, PendingAction};
+use crate::pipeline::{process, Ctx};
+use crate::slowpath;
+use crate::tables::{IpKey, Tables};
+use crate::verdict::{DropReason, Verdict};
+
+/// Frames per receive burst (DPDK's and DPVS's usual 32).
+pub const BURST: usize = 32;
+
+/// Seconds since the dataplane started, the unit of connection deadlines.
+#[derive(Debug)]
+pub struct Clock {
+    start: Instant,
+    /// Added to the real clock; tests move time forward with it.
+    offset: AtomicU64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+            offset: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Clock {
+    #[inline]
+    pub fn now_s(&self) -> u32 {
+        (self.start.elapsed().as_secs() + self.offset.load(Ordering::Relaxed)) as u32
+    }
+
+    /// Connection-table ticks: milliseconds, wrapping at 2^32 (the table compares
+    /// deadlines with wrapping arithmetic).
+    #[inline]
+    pub fn now_ticks(&self) -> u32 {
+        (self.start.elapsed().as_millis() as u64 + self.offset.load(Ordering::Relaxed) * 1000)
+            as u32
+    }
+
+    /// Moves the clock forward (tests and simulations).
+    pub fn advance(&self, secs: u64) {
+        self.offset.fetch_add(secs, Ordering::Relaxed);
+    }
+}
+
+/// State shared by all workers and control.
+pub struct Shared {
+    pub tables: ArcSwap<Tables>,
+    pub conns: ConnTable,
+    pub neigh: NeighTable,
+    pub counters: AllCounters,
+    pub clock: Clock,
+    pub expire_nodest_conn: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(tables: Tables, conn_capacity: usize, workers: usize) -> Self {
+        Self {
+            tables: ArcSwap::from_pointee(tables),
+            conns: ConnTable::new(conn_capacity),
+            neigh: NeighTable::default(),
+            counters: new_counters(workers),
+            clock: Clock::default(),
+            expire_nodest_conn: AtomicBool::new(false),
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.counters.len()
+    }
+
+    /// Zeroes every service's and real server's traffic counters (ipvsadm -Z).
+    pub fn zero_traffic_counters(&self) {
+        let tables = self.tables.load();
+        for s in tables.services.iter().flatten() {
+            s.stats.reset();
+            for r in s.reals.iter().flatten() {
+                r.stats.reset();
+            }
+        }
+    }
+}
+
+/// One worker and its ports (index = interface index in the tables).
+pub struct Worker<P: Port> {
+    pub id: usize,
+    pub ports: Vec<P>,
+    shared: Arc<Shared>,
+    pending: Pending,
+    fullnat_cursor: u32,
+    scratch: Box<[u8]>,
+}
+
+fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    debug_assert_ne!(a, b);
+    if a < b {
+        let (x, y) = v.split_at_mut(b);
+        (&mut x[a], &mut y[0])
+    } else {
+        let (x, y) = v.split_at_mut(a);
+        (&mut y[0], &mut x[b])
+    }
+}
+
+impl<P: Port> Worker<P> {
+    pub fn new(id: usize, ports: Vec<P>, shared: Arc<Shared>) -> Self {
+        assert!(
+            ports.len() <= usize::from(u8::MAX),
+            "at most 255 ports per worker"
+        );
+        Self {
+            id,
+            ports,
+            shared,
+            pending: Pending::default(),
+            fullnat_cursor: 0,
+            scratch: vec![0; FRAME_CAPACITY].into_boxed_slice(),
+        }
+    }
+
+    /// Runs bursts until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            if self.poll() == 0 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// One burst on every port. Returns the frames received.
+    pub fn poll(&mut self) -> usize {
+        let shared = &*self.shared;
+        let tables = shared.tables.load();
+        let neigh = shared.neigh.load();
+        let now = shared.clock.now_s();
+        let ticks = shared.clock.now_ticks();
+        let counters = &shared.counters[self.id];
+        let mut ctx = Ctx {
+            worker: self.id,
+            workers: shared.workers(),
+            now: ticks,
+            now_s: now,
+            conns: &shared.conns,
+            counters,
+            expire_nodest_conn: shared.expire_nodest_conn.load(Ordering::Relaxed),
+            fullnat_cursor: &mut self.fullnat_cursor,
+        };
+        let mut total = 0;
+        let mut rx = [Frame::default(); BURST];
+        let mut tx = [Frame::default(); BURST];
+        let mut done = [Frame::default(); BURST];
+        for pi in 0..self.ports.len() {
+            let n = self.ports[pi].rx_burst(&mut rx);
+            total += n;
+            let (mut ntx, mut ndone) = (0, 0);
+            for f in &rx[..n] {
+                counters.rx_packets.add(1);
+                counters.rx_bytes.add(u64::from(f.len));
+                let buf = self.ports[pi].buf_mut(f);
+                let mut len = (f.len as usize).min(buf.len());
+                let verdict = process(&mut ctx, &tables, &neigh, buf, &mut len, pi as u8);
+                match verdict {
+                    Verdict::Forward(q) if usize::from(q) == pi => {
+                        tx[ntx] = Frame {
+                            addr: f.addr,
+                            len: len as u32,
+                        };
+                        ntx += 1;
+                    }
+                    Verdict::Forward(q) if usize::from(q) < self.ports.len() => {
+                        let (src, dst) = pair_mut(&mut self.ports, pi, usize::from(q));
+                        if dst.tx_copy(&src.buf_mut(f)[..len]) {
+                            counters.tx_packets.add(1);
+                            counters.tx_bytes.add(len as u64);
+                        } else {
+                            counters.drop(DropReason::TxFull);
+                        }
+                        done[ndone] = *f;
+                        ndone += 1;
+                    }
+                    Verdict::Forward(_) => {
+                        counters.drop(DropReason::NoRoute);
+                        done[ndone] = *f;
+                        ndone += 1;
+                    }
+                    Verdict::AwaitNeighbour { port, next_hop, v6 } => {
+                        let hop = IpKey { v6, addr: next_hop };
+                        let frame = &self.ports[pi].buf_mut(f)[..len];
+                        match self.pending.hold(frame, port, hop, now) {
+                            Ok(true) => send_request(
+                                &tables,
+                                &mut self.ports,
+                                &mut self.scratch,
+                                port,
+                                &hop,
+                            ),
+                            Ok(false) => {}
+                            Err(()) => counters.drop(DropReason::NeighbourUnresolved),
+                        }
+                        done[ndone] = *f;
+                        ndone += 1;
+                    }
+                    Verdict::SlowPath => {
+                        counters.slow_path.add(1);
+                        let frame = &self.ports[pi].buf_mut(f)[..len];
+                        match slowpath::handle(
+                            frame,
+                            pi as u8,
+                            &tables,
+                            &shared.neigh,
+                            now,
+                            &mut self.scratch,
+                        ) {
+                            Ok(0) => {}
+                            Ok(reply) => {
+                                if self.ports[pi].tx_copy(&self.scratch[..reply]) {
+                                    counters.tx_packets.add(1);
+                                    counters.tx_bytes.add(reply as u64);
+                                } else {
+                                    counters.drop(DropReason::TxFull);
+                                }
+                            }
+                            Err(r) => counters.drop(r),
+                        }
+                        done[ndone] = *f;
+                        ndone += 1;
+                    }
+                    Verdict::Drop(r) => {
+                        counters.drop(r);
+                        done[ndone] = *f;
+                        ndone += 1;
+                    }
+                }
+            }
+            if ntx > 0 {
+                let sent = self.ports[pi].tx_burst(&tx[..ntx]);
+                let bytes: u64 = tx[..sent].iter().map(|f| u64::from(f.len)).sum();
+                counters.tx_packets.add(sent as u64);
+                counters.tx_bytes.add(bytes);
+                if sent < ntx {
+                    for _ in sent..ntx {
+                        counters.drop(DropReason::TxFull);
+                    }
+                    self.ports[pi].free(&tx[sent..ntx]);
+                }
+            }
+            if ndone > 0 {
+                self.ports[pi].free(&done[..ndone]);
+            }
+        }
+        if !self.pending.is_empty() {
+            let ports = &mut self.ports;
+            let scratch = &mut self.scratch;
+            self.pending.step(&neigh, now, |a| match a {
+                PendingAction::Request { port, next_hop } => {
+                    send_request(&tables, ports, scratch, port, &next_hop)
+                }
+                PendingAction::Send { port, frame } => {
+                    if let Some(p) = ports.get_mut(usize::from(port)) {
+                        if p.tx_copy(frame) {
+                            counters.tx_packets.add(1);
+                            counters.tx_bytes.add(frame.len() as u64);
+                        } else {
+                            counters.drop(DropReason::TxFull);
+                        }
+                    }
+                }
+                PendingAction::Dropped(n) => {
+                    counters.drops[DropReason::NeighbourUnresolved.index()].add(n);
+                }
+            });
+        }
+        for p in self.ports.iter_mut() {
+            p.flush();
+        }
+        counters.bursts.add(1);
+        if total == 0 {
+            counters.empty_polls.add(1);
+        }
+        total
+    }
+}
+
+fn send_request<P: Port>(
+    tables: &Tables,
+    ports: &mut [P],
+    scratch: &mut [u8],
+    port: u8,
+    hop: &IpKey,
+) {
+    let Some(iface) = tables.ifaces.get(usize::from(port)) else {
+        return;
+    };
+    let n = slowpath::build_request(iface, hop, scratch);
+    if n > 0 {
+        if let Some(p) = ports.get_mut(usize::from(port)) {
+            let _ = p.tx_copy(&scratch[..n]);
+        }
+    }
+}
