@@ -269,6 +269,8 @@ impl<P: Port> Worker<P> {
         if !self.pending.is_empty() {
             let ports = &mut self.ports;
             let scratch = &mut self.scratch;
+            // Fresh map: this burst's slow path may just have learned the neighbour.
+            let neigh = shared.neigh.load();
             self.pending.step(&neigh, now, |a| match a {
                 PendingAction::Request { port, next_hop } => {
                     send_request(&tables, ports, scratch, port, &next_hop)

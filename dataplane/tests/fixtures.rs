@@ -1,0 +1,563 @@
+//! Table-driven pipeline fixtures: a frame in, the frame(s) out and the counters, through
+//! a real `Worker` over in-memory ports laid out like the test network (port 0 = client
+//! side, port 1 = real servers). Every emitted frame is re-parsed by etherparse, which
+//! recomputes every checksum (an independent check of our incremental updates).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use uvs_dataplane::lab::{self, ipk};
+use uvs_dataplane::tables::Persistence;
+use uvs_dataplane::{DropReason, Method, Shared, TablesBuilder, TablesSpec, Worker};
+use uvs_port::MemPort;
+use uvs_sched::SchedulerKind;
+use uvs_testkit::{self as tk, check_frame, Seen};
+
+fn a(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+struct Lab {
+    shared: Arc<Shared>,
+    w: Worker<MemPort>,
+}
+
+impl Lab {
+    fn with_spec(spec: TablesSpec, capacity: usize) -> Lab {
+        let tables = TablesBuilder::build(&spec, None).unwrap();
+        let shared = Arc::new(Shared::new(tables, capacity, 1));
+        lab::learn_neighbours(&shared.neigh, 0);
+        let ports = vec![MemPort::new("client", 256), MemPort::new("server", 256)];
+        let w = Worker::new(0, ports, shared.clone());
+        Lab { shared, w }
+    }
+
+    fn new(method: Method) -> Lab {
+        Self::with_spec(lab::spec(method, SchedulerKind::Rr, 1), 4096)
+    }
+
+    /// Sends `frame` in on `port`, runs one burst, returns what left on each port.
+    fn send(&mut self, port: usize, frame: &[u8]) -> [Vec<Vec<u8>>; 2] {
+        assert!(self.w.ports[port].push_rx(frame));
+        self.w.poll();
+        [self.w.ports[0].take_tx(), self.w.ports[1].take_tx()]
+    }
+
+    fn drops(&self, r: DropReason) -> u64 {
+        self.shared.counters[0].dropped(r)
+    }
+}
+
+fn vip(v6: bool) -> IpAddr {
+    a(if v6 { lab::VIP6 } else { lab::VIP4 })
+}
+fn client(v6: bool) -> IpAddr {
+    a(if v6 { lab::CLIENT6 } else { lab::CLIENT4 })
+}
+fn real(n: u8, v6: bool) -> IpAddr {
+    lab::real(n, v6).to_ip()
+}
+fn pool(v6: bool) -> IpAddr {
+    a(if v6 { lab::POOL6 } else { lab::POOL4 })
+}
+
+fn first_packet(v6: bool, tcp: bool, sport: u16) -> Vec<u8> {
+    if tcp {
+        tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(v6),
+            sport,
+            vip(v6),
+            80,
+            tk::SYN,
+            b"",
+        )
+    } else {
+        tk::udp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(v6),
+            sport,
+            vip(v6),
+            53,
+            b"query",
+        )
+    }
+}
+
+fn only(out: &[Vec<u8>]) -> Seen {
+    assert_eq!(
+        out.len(),
+        1,
+        "expected exactly one frame, got {}",
+        out.len()
+    );
+    check_frame(&out[0])
+        .unwrap_or_else(|e| panic!("emitted frame fails the independent check: {e}"))
+}
+
+/// NAT and FullNAT, both families, both protocols, both directions.
+#[test]
+fn nat_and_fullnat_rewrite_both_directions() {
+    for method in [Method::Nat, Method::FullNat] {
+        for v6 in [false, true] {
+            for tcp in [true, false] {
+                let case = format!("{method:?} v6={v6} tcp={tcp}");
+                let mut lab = Lab::new(method);
+                let port = if tcp { 80 } else { 53 };
+                let [to_client, to_servers] = lab.send(0, &first_packet(v6, tcp, 40000));
+                assert!(to_client.is_empty(), "{case}");
+                let out = only(&to_servers);
+                assert_eq!(
+                    out.dst,
+                    real(1, v6),
+                    "{case}: rr starts at the first real server"
+                );
+                assert_eq!(out.dport, port, "{case}");
+                assert_eq!(out.dst_mac, lab::real_mac(1), "{case}");
+                assert_eq!(out.src_mac, lab::LB1_MAC, "{case}");
+                assert_eq!(out.ttl, 63, "{case}: NAT forwarding decrements the TTL");
+                let (reply_dst, reply_dport) = if method == Method::FullNat {
+                    assert_eq!(out.src, pool(v6), "{case}: FullNAT sources from the pool");
+                    assert_ne!(out.sport, 40000);
+                    (out.src, out.sport)
+                } else {
+                    assert_eq!(out.src, client(v6), "{case}");
+                    assert_eq!(out.sport, 40000, "{case}");
+                    (client(v6), 40000)
+                };
+                // The real server answers.
+                let reply = if tcp {
+                    tk::tcp(
+                        lab::real_mac(1),
+                        lab::LB1_MAC,
+                        real(1, v6),
+                        80,
+                        reply_dst,
+                        reply_dport,
+                        tk::SYN_ACK,
+                        b"",
+                    )
+                } else {
+                    tk::udp(
+                        lab::real_mac(1),
+                        lab::LB1_MAC,
+                        real(1, v6),
+                        53,
+                        reply_dst,
+                        reply_dport,
+                        b"answer",
+                    )
+                };
+                let [to_client, to_servers] = lab.send(1, &reply);
+                assert!(to_servers.is_empty(), "{case}");
+                let back = only(&to_client);
+                assert_eq!(
+                    (back.src, back.sport),
+                    (vip(v6), port),
+                    "{case}: reply comes from the VIP"
+                );
+                assert_eq!((back.dst, back.dport), (client(v6), 40000), "{case}");
+                assert_eq!(back.dst_mac, lab::CLIENT_MAC, "{case}");
+                assert_eq!(back.src_mac, lab::LB0_MAC, "{case}");
+                if !tcp {
+                    assert_eq!(back.payload, b"answer");
+                }
+                assert_eq!(lab.shared.counters[0].total_drops(), 0, "{case}");
+            }
+        }
+    }
+}
+
+#[test]
+fn direct_routing_changes_only_macs() {
+    for v6 in [false, true] {
+        let mut lab = Lab::new(Method::Dr);
+        let input = first_packet(v6, true, 40001);
+        let [_, to_servers] = lab.send(0, &input);
+        assert_eq!(to_servers.len(), 1);
+        let out = &to_servers[0];
+        assert_eq!(&out[..6], &lab::real_mac(1));
+        assert_eq!(&out[6..12], &lab::LB1_MAC);
+        assert_eq!(
+            &out[12..],
+            &input[12..],
+            "DR leaves the IP packet untouched"
+        );
+    }
+}
+
+#[test]
+fn tunnel_encapsulates_to_the_real_server() {
+    for v6 in [false, true] {
+        let mut lab = Lab::new(Method::Tun);
+        let input = first_packet(v6, true, 40002);
+        let [_, to_servers] = lab.send(0, &input);
+        assert_eq!(to_servers.len(), 1);
+        let out = &to_servers[0];
+        let sliced = etherparse::SlicedPacket::from_ethernet(out).unwrap();
+        let outer_hdr = if v6 { 40 } else { 20 };
+        assert_eq!(out.len(), input.len() + outer_hdr);
+        // The inner packet is exactly the client's.
+        assert_eq!(&out[14 + outer_hdr..], &input[14..]);
+        match sliced.net {
+            Some(etherparse::NetSlice::Ipv4(h)) => {
+                assert!(!v6);
+                assert_eq!(h.header().protocol().0, 4);
+                assert_eq!(IpAddr::V4(h.header().destination_addr()), real(1, false));
+                assert_eq!(IpAddr::V4(h.header().source_addr()), a("198.18.1.3"));
+                let hdr = h.header().to_header();
+                assert_eq!(hdr.calc_header_checksum(), hdr.header_checksum);
+            }
+            Some(etherparse::NetSlice::Ipv6(h)) => {
+                assert!(v6);
+                assert_eq!(h.header().next_header().0, 41);
+                assert_eq!(IpAddr::V6(h.header().destination_addr()), real(1, true));
+            }
+            _ => panic!("no outer IP header"),
+        }
+    }
+}
+
+#[test]
+fn round_robin_spreads_new_flows_and_flows_stick() {
+    let mut lab = Lab::new(Method::Nat);
+    let mut seen = Vec::new();
+    for i in 0..6 {
+        let [_, out] = lab.send(0, &first_packet(false, true, 41000 + i));
+        seen.push(only(&out).dst);
+    }
+    let want: Vec<IpAddr> = [1, 2, 3, 1, 2, 3].iter().map(|n| real(*n, false)).collect();
+    assert_eq!(seen, want);
+    // A later segment of the first flow goes to the same server.
+    let ack = tk::tcp(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        client(false),
+        41000,
+        vip(false),
+        80,
+        tk::ACK,
+        b"GET /",
+    );
+    let [_, out] = lab.send(0, &ack);
+    let o = only(&out);
+    assert_eq!(o.dst, real(1, false));
+    assert_eq!(o.payload, b"GET /");
+}
+
+#[test]
+fn tcp_without_syn_for_an_unknown_flow_is_dropped() {
+    let mut lab = Lab::new(Method::Nat);
+    let ack = tk::tcp(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        client(false),
+        42000,
+        vip(false),
+        80,
+        tk::ACK,
+        b"",
+    );
+    let [a, b] = lab.send(0, &ack);
+    assert!(a.is_empty() && b.is_empty());
+    assert_eq!(lab.drops(DropReason::NotSyn), 1);
+}
+
+#[test]
+fn traffic_to_no_service_is_dropped_and_counted() {
+    let mut lab = Lab::new(Method::Nat);
+    let f = tk::tcp(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        client(false),
+        42000,
+        vip(false),
+        8080,
+        tk::SYN,
+        b"",
+    );
+    let [a, b] = lab.send(0, &f);
+    assert!(a.is_empty() && b.is_empty());
+    assert_eq!(lab.drops(DropReason::NoService), 1);
+}
+
+/// Every prefix of valid frames: dropped with a parse counter, never a panic, never sent.
+#[test]
+fn truncated_frames_are_dropped_at_every_boundary() {
+    let mut lab = Lab::new(Method::Nat);
+    for v6 in [false, true] {
+        for tcp in [true, false] {
+            let f = first_packet(v6, tcp, 43000);
+            for len in 0..f.len() {
+                let before = lab.shared.counters[0].total_drops();
+                let [a, b] = lab.send(0, &f[..len]);
+                assert!(
+                    a.is_empty() && b.is_empty(),
+                    "prefix {len} of {} was forwarded",
+                    f.len()
+                );
+                assert_eq!(
+                    lab.shared.counters[0].total_drops(),
+                    before + 1,
+                    "prefix {len} not counted"
+                );
+            }
+        }
+    }
+    assert_eq!(lab.shared.counters[0].new_conns.get(), 0);
+}
+
+#[test]
+fn malformed_headers_are_dropped_with_their_reason() {
+    let mut lab = Lab::new(Method::Nat);
+    let good = first_packet(false, true, 44000);
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut bad_ihl = good.clone();
+    bad_ihl[14] = 0x44; // IHL 4 < 5
+    cases.push(("ihl", bad_ihl));
+    let mut bad_len = good.clone();
+    bad_len[16] = 0xff; // total length beyond the frame
+    cases.push(("total length", bad_len));
+    let mut bad_version = good.clone();
+    bad_version[14] = 0x75;
+    cases.push(("version", bad_version));
+    let mut bad_csum = good.clone();
+    bad_csum[24] ^= 0xff;
+    cases.push(("ipv4 header checksum", bad_csum));
+    let mut bad_doff = good.clone();
+    bad_doff[14 + 20 + 12] = 0x20; // TCP data offset 2 words
+    cases.push(("tcp data offset", bad_doff));
+    // IPv6 with an extension-header chain that never ends within the frame.
+    let mut v6 = first_packet(true, false, 44001);
+    v6[14 + 6] = 60; // next header: destination options
+    cases.push(("ipv6 ext chain", v6));
+    for (name, frame) in cases {
+        let before = lab.shared.counters[0].total_drops();
+        let [x, y] = lab.send(0, &frame);
+        assert!(x.is_empty() && y.is_empty(), "{name}: forwarded");
+        assert_eq!(
+            lab.shared.counters[0].total_drops(),
+            before + 1,
+            "{name}: not counted"
+        );
+    }
+}
+
+#[test]
+fn unresolved_real_server_is_asked_for_and_the_frame_waits() {
+    let mut lab = Lab::new(Method::Nat);
+    lab.shared.neigh.clear();
+    lab.shared
+        .neigh
+        .learn(ipk(lab::CLIENT4), lab::CLIENT_MAC, 0);
+    let [_, to_servers] = lab.send(0, &first_packet(false, true, 45000));
+    assert_eq!(to_servers.len(), 1, "an ARP request goes out instead");
+    assert_eq!(lab.w.ports[1].free_slot_count(), 256);
+    let arp = &to_servers[0];
+    assert_eq!(&arp[12..14], &[0x08, 0x06]);
+    assert_eq!(&arp[..6], &[0xff; 6]);
+    assert_eq!(
+        &arp[14 + 14..14 + 18],
+        &[198, 18, 1, 3],
+        "asked from uvs's local address"
+    );
+    assert_eq!(&arp[14 + 24..14 + 28], &[198, 18, 1, 11]);
+    // The real server answers the ARP request; the held SYN leaves.
+    let mut reply = vec![0u8; 60];
+    reply[..6].copy_from_slice(&lab::LB1_MAC);
+    reply[6..12].copy_from_slice(&lab::real_mac(1));
+    reply[12..14].copy_from_slice(&[0x08, 0x06]);
+    reply[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+    reply[22..28].copy_from_slice(&lab::real_mac(1));
+    reply[28..32].copy_from_slice(&[198, 18, 1, 11]);
+    reply[32..38].copy_from_slice(&lab::LB1_MAC);
+    reply[38..42].copy_from_slice(&[198, 18, 1, 3]);
+    let [_, to_servers] = lab.send(1, &reply);
+    let out = only(&to_servers);
+    assert_eq!(out.dst_mac, lab::real_mac(1));
+    assert_eq!(out.dst, real(1, false));
+}
+
+#[test]
+fn slow_path_answers_arp_and_echo_for_the_vip() {
+    let mut lab = Lab::new(Method::Nat);
+    let mut req = vec![0u8; 60];
+    req[..6].copy_from_slice(&[0xff; 6]);
+    req[6..12].copy_from_slice(&lab::CLIENT_MAC);
+    req[12..14].copy_from_slice(&[0x08, 0x06]);
+    req[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    req[22..28].copy_from_slice(&lab::CLIENT_MAC);
+    req[28..32].copy_from_slice(&[198, 18, 0, 2]);
+    req[38..42].copy_from_slice(&[198, 18, 100, 1]);
+    let [to_client, _] = lab.send(0, &req);
+    assert_eq!(to_client.len(), 1);
+    let r = &to_client[0];
+    assert_eq!(&r[..6], &lab::CLIENT_MAC);
+    assert_eq!(&r[20..22], &[0, 2], "an ARP reply");
+    assert_eq!(&r[22..28], &lab::LB0_MAC);
+    assert_eq!(&r[28..32], &[198, 18, 100, 1]);
+
+    for v6 in [false, true] {
+        let b = etherparse::PacketBuilder::ethernet2(lab::CLIENT_MAC, lab::LB0_MAC);
+        let b = match (client(v6), vip(v6)) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => b.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => b.ipv6(s.octets(), d.octets(), 64),
+            _ => unreachable!(),
+        };
+        let mut ping = Vec::new();
+        if v6 {
+            b.icmpv6_echo_request(7, 1)
+                .write(&mut ping, b"ping")
+                .unwrap();
+        } else {
+            b.icmpv4_echo_request(7, 1)
+                .write(&mut ping, b"ping")
+                .unwrap();
+        }
+        let [to_client, _] = lab.send(0, &ping);
+        assert_eq!(to_client.len(), 1, "v6={v6}");
+        let s = etherparse::SlicedPacket::from_ethernet(&to_client[0]).unwrap();
+        match s.transport {
+            Some(etherparse::TransportSlice::Icmpv4(i)) => {
+                assert!(matches!(
+                    i.icmp_type(),
+                    etherparse::Icmpv4Type::EchoReply(_)
+                ));
+                assert_eq!(
+                    i.header().checksum,
+                    i.icmp_type().calc_checksum(i.payload())
+                );
+            }
+            Some(etherparse::TransportSlice::Icmpv6(i)) => {
+                assert!(matches!(
+                    i.icmp_type(),
+                    etherparse::Icmpv6Type::EchoReply(_)
+                ));
+                let Some(etherparse::NetSlice::Ipv6(h)) = s.net else {
+                    panic!()
+                };
+                let want = i
+                    .icmp_type()
+                    .calc_checksum(h.header().source(), h.header().destination(), i.payload())
+                    .unwrap();
+                assert_eq!(i.checksum(), want);
+            }
+            other => panic!("v6={v6}: not an echo reply: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn persistence_keeps_a_client_on_its_real_server() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    for s in &mut spec.services {
+        s.persistence = Some(Persistence {
+            timeout_s: 300,
+            prefix_len: 32,
+        });
+    }
+    let mut lab = Lab::with_spec(spec, 4096);
+    let mut dsts = Vec::new();
+    for i in 0..5 {
+        let [_, out] = lab.send(0, &first_packet(false, true, 46000 + i));
+        dsts.push(only(&out).dst);
+    }
+    assert!(dsts.iter().all(|d| *d == dsts[0]), "{dsts:?}");
+}
+
+#[test]
+fn quiesced_server_finishes_its_flows_and_gets_no_new_ones() {
+    let mut lab = Lab::new(Method::Nat);
+    let [_, out] = lab.send(0, &first_packet(false, true, 47000));
+    assert_eq!(only(&out).dst, real(1, false));
+    // Weight 0 for real server 1, published as a new snapshot.
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    for s in &mut spec.services {
+        s.reals[0].weight = 0;
+    }
+    let prev = lab.shared.tables.load_full();
+    lab.shared
+        .tables
+        .store(Arc::new(TablesBuilder::build(&spec, Some(&prev)).unwrap()));
+    for i in 1..7 {
+        let [_, out] = lab.send(0, &first_packet(false, true, 47000 + i));
+        assert_ne!(
+            only(&out).dst,
+            real(1, false),
+            "new flow {i} went to the quiesced server"
+        );
+    }
+    let ack = tk::tcp(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        client(false),
+        47000,
+        vip(false),
+        80,
+        tk::ACK,
+        b"more",
+    );
+    let [_, out] = lab.send(0, &ack);
+    assert_eq!(
+        only(&out).dst,
+        real(1, false),
+        "the existing flow keeps its server"
+    );
+}
+
+#[test]
+fn full_table_refuses_new_flows_and_keeps_established_ones() {
+    let mut lab = Lab::with_spec(lab::spec(Method::Nat, SchedulerKind::Rr, 1), 8);
+    let mut accepted = Vec::new();
+    for i in 0..32u16 {
+        let [_, out] = lab.send(0, &first_packet(false, false, 48000 + i));
+        if !out.is_empty() {
+            accepted.push(48000 + i);
+        }
+    }
+    assert!(!accepted.is_empty());
+    assert!(accepted.len() < 32, "a table of 8 cannot take 32 flows");
+    assert!(lab.drops(DropReason::TableFull) > 0);
+    for port in accepted {
+        let [_, out] = lab.send(0, &first_packet(false, false, port));
+        assert_eq!(out.len(), 1, "established flow {port} must keep working");
+    }
+}
+
+/// The reply direction processed by another worker finds the connection.
+#[test]
+fn reply_on_another_worker_finds_the_connection() {
+    let spec = lab::spec(Method::Nat, SchedulerKind::Rr, 2);
+    let tables = TablesBuilder::build(&spec, None).unwrap();
+    let shared = Arc::new(Shared::new(tables, 1024, 2));
+    lab::learn_neighbours(&shared.neigh, 0);
+    let mk = |id| {
+        Worker::new(
+            id,
+            vec![MemPort::new("c", 64), MemPort::new("s", 64)],
+            shared.clone(),
+        )
+    };
+    let (mut w0, mut w1) = (mk(0), mk(1));
+    let syn = first_packet(false, true, 49000);
+    assert!(w0.ports[0].push_rx(&syn));
+    w0.poll();
+    assert_eq!(w0.ports[1].take_tx().len(), 1);
+    let reply = tk::tcp(
+        lab::real_mac(1),
+        lab::LB1_MAC,
+        real(1, false),
+        80,
+        client(false),
+        49000,
+        tk::SYN_ACK,
+        b"",
+    );
+    assert!(w1.ports[1].push_rx(&reply));
+    w1.poll();
+    let out = w1.ports[0].take_tx();
+    assert_eq!(only(&out).src, vip(false));
+    assert_eq!(shared.counters[1].total_drops(), 0);
+}
