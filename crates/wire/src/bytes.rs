@@ -32,7 +32,8 @@ pub(crate) fn get8(b: &[u8], off: usize) -> Option<u8> {
 
 #[inline]
 pub(crate) fn get16(b: &[u8], off: usize) -> Option<u16> {
-    b.get(off..off.checked_add(2)?).map(|s| u16::from_be_bytes([s[0], s[1]]))
+    b.get(off..off.checked_add(2)?)
+        .map(|s| u16::from_be_bytes([s[0], s[1]]))
 }
 
 /// Writes `v` at `off` if the two bytes exist; reports whether it wrote.
