@@ -94,22 +94,38 @@ fn sysfs_queue_count(ifname: &str) -> Option<u32> {
     (n > 0).then_some(n)
 }
 
-/// Lifts RLIMIT_MEMLOCK to infinity: UMEM pages and (on older kernels) BPF
-/// maps are charged to it, and a 16 MiB UMEM fails with ENOBUFS under the
-/// default limit (FIELD-NOTES). Failure is not fatal: with CAP_IPC_LOCK or a
-/// high enough limit the registration still succeeds.
+/// Lifts RLIMIT_MEMLOCK as far as allowed: UMEM pages are charged to it
+/// (unless the process has CAP_IPC_LOCK), and a 16 MiB UMEM fails with
+/// ENOBUFS under the usual 8 MiB limit (FIELD-NOTES). Infinity needs
+/// CAP_SYS_RESOURCE; without it the soft limit is raised to the hard one.
+/// Failure is not fatal: registration may still succeed, and if it does not
+/// the caller reports [`XskError::Memlock`] with the fix.
 pub(crate) fn raise_memlock() {
-    let lim = libc::rlimit {
+    let inf = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
-    // SAFETY: `lim` is a valid rlimit read by the kernel during the call.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
-        log::warn!(
-            "could not raise RLIMIT_MEMLOCK: {}; UMEM registration may fail",
-            io::Error::last_os_error()
-        );
+    // SAFETY: `inf` is a valid rlimit read by the kernel during the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &inf) } == 0 {
+        return;
     }
+    let mut cur = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `cur` is a valid rlimit the kernel writes during the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut cur) } != 0 {
+        return;
+    }
+    if cur.rlim_cur < cur.rlim_max {
+        cur.rlim_cur = cur.rlim_max;
+        // SAFETY: as above; raising the soft limit to the hard one is always allowed.
+        unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &cur) };
+    }
+    log::debug!(
+        "RLIMIT_MEMLOCK stays at {} bytes (no CAP_SYS_RESOURCE); fine with CAP_IPC_LOCK",
+        cur.rlim_max
+    );
 }
 
 /// `XDP_MAX_TX_SKB_BUDGET` (SOL_XDP optname 9): how many descriptors one

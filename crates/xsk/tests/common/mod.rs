@@ -146,3 +146,45 @@ impl Drop for TestNet {
         }
     }
 }
+
+/// Capability numbers (linux/capability.h).
+pub const CAP_NET_ADMIN: u32 = 12;
+pub const CAP_NET_RAW: u32 = 13;
+pub const CAP_IPC_LOCK: u32 = 14;
+pub const CAP_SYS_ADMIN: u32 = 21;
+pub const CAP_SYS_RESOURCE: u32 = 24;
+pub const CAP_PERFMON: u32 = 38;
+pub const CAP_BPF: u32 = 39;
+
+/// Removes `caps` from the calling thread's effective set (capset(2) acts
+/// per thread), to see how the crate reports a missing privilege.
+#[allow(unsafe_code)]
+pub fn drop_effective_caps(caps: &[u32]) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut hdr = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: header and a two-element data array, as capget(2) v3 requires.
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) };
+    assert_eq!(r, 0, "capget: {}", std::io::Error::last_os_error());
+    for &c in caps {
+        data[(c / 32) as usize].effective &= !(1 << (c % 32));
+    }
+    // SAFETY: as above; pid 0 is the calling thread.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) };
+    assert_eq!(r, 0, "capset: {}", std::io::Error::last_os_error());
+}
