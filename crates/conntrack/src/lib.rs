@@ -35,9 +35,10 @@
 //! `update` cannot revive it; `expire_step` still reclaims and reports it.
 //!
 //! # When the table is full
-//! IPVS, under memory pressure (`drop_entry` / `ip_vs_random_dropentry`), walks random hash
-//! buckets and drops connections in early or idle states (SYN_RECV, or established ones
-//! without traffic) to make room — established flows can lose their state. uvs refuses the
+//! IPVS has no hard limit; when memory runs low and the `drop_entry` defense is on,
+//! `ip_vs_random_dropentry` walks random hash buckets and drops connections: any in
+//! SYN_RECV/SYNACK, and — at a sampled rate (`todrop_entry`) — ESTABLISHED TCP and UDP
+//! entries that have lived over 60 s. Established flows can thus lose their state at random. uvs refuses the
 //! *new* flow instead: [`ConnTable::insert`] returns [`InsertError::Full`], the caller drops
 //! the packet and counts it, and every existing entry stays until it expires. Capacity is
 //! fixed at construction (from the YAML config).

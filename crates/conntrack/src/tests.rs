@@ -1,7 +1,7 @@
 //! Unit tests of `ConnTable` on literal flows.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 
 use super::*;
 use crate::tcp::TcpState;
@@ -331,4 +331,38 @@ fn index_overflow_is_rare_when_full() {
         overflows <= 3,
         "{overflows} overflow refusals filling 3×{cap}"
     );
+}
+
+#[test]
+fn racing_inserts_of_one_new_flow_have_one_winner() {
+    let t = Arc::new(ConnTable::new(64));
+    for round in 0..200u16 {
+        let c = nat(10_000 + round, 11);
+        let start = Arc::new(Barrier::new(4));
+        let results: Vec<_> = (0..4)
+            .map(|_| {
+                let (t, start) = (t.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    t.insert(&c, 0, 1_000)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        let winners: Vec<_> = results.iter().filter_map(|r| r.ok()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        for r in &results {
+            match r {
+                Ok(_) => {}
+                Err(InsertError::Exists(id)) => assert_eq!(*id, winners[0]),
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+        }
+        assert_eq!(t.lookup(&c.reply, 0).unwrap().id, winners[0]);
+        assert!(t.remove(winners[0]));
+    }
+    assert!(t.is_empty());
+    assert_eq!(t.index_lanes_used(false), 0);
 }
