@@ -79,6 +79,8 @@ impl Default for XskConfig {
 pub struct XskPortStats {
     /// Frames received.
     pub rx: u64,
+    /// Frames longer than `FRAME_CAPACITY` (jumbo MTU), dropped on receipt.
+    pub rx_oversize: u64,
     /// Frames handed to the TX ring (tx_burst + tx_copy).
     pub tx: u64,
     /// Transmissions the kernel completed.
@@ -435,17 +437,27 @@ impl Port for XskPort {
             }
             return 0;
         }
-        for (slot, d) in out.iter_mut().zip(&self.scratch[..n]) {
+        let mut kept = 0;
+        for i in 0..n {
+            let d = self.scratch[i];
             let idx = d.addr() >> CHUNK_SHIFT;
-            self.table[idx] = *d;
+            self.table[idx] = d;
+            let len = d.lengths().data();
+            if len > FRAME_CAPACITY {
+                // Only with an MTU above ~2000: `buf_mut` could not cover it.
+                self.stats.rx_oversize += 1;
+                self.release(idx);
+                continue;
+            }
             self.owner[idx] = Owner::Caller;
-            *slot = Frame {
+            out[kept] = Frame {
                 addr: d.addr() as u64,
-                len: d.lengths().data() as u32,
+                len: len as u32,
             };
+            kept += 1;
         }
-        self.stats.rx += n as u64;
-        n
+        self.stats.rx += kept as u64;
+        kept
     }
 
     fn buf_mut(&mut self, frame: &Frame) -> &mut [u8] {
