@@ -1,0 +1,779 @@
+//! Active health checks of real servers, as keepalived's checkers do them: `TCP_CHECK`,
+//! `HTTP_GET` and `MISC_CHECK`, with keepalived's rise/fall hysteresis.
+//!
+//! - [`HealthState`] is the sans-IO hysteresis: a server that is up goes down after `fall`
+//!   consecutive failed checks, a server that is down comes up after `rise` consecutive
+//!   successes. Like keepalived without `alpha`, every server **starts up**: a restarted
+//!   balancer keeps sending traffic to servers that were fine, instead of blackholing a whole
+//!   service for `rise * interval` while the first checks run.
+//! - [`check_tcp`], [`check_http`] and [`check_command`] each run one blocking check bounded by
+//!   the check's timeout. They are ordinary kernel sockets and processes on the balancer host;
+//!   the XDP program passes replies addressed to the host's own addresses to the kernel.
+//! - [`HealthMonitor`] runs one thread per target (a few hundred at most on one balancer), each
+//!   checking every `interval` and calling `on_change` when the hysteresis flips. Stopping
+//!   interrupts a check in progress: connects poll in short slices, reads use short timeouts and
+//!   a command is killed, so [`HealthMonitor::stop`] returns within about 100 ms.
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::socket::{
+    connect, getsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+    SockaddrIn6,
+};
+use nix::unistd::Pid;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use uvs_config::{Config, HealthCheck, HealthCheckKind, ServiceKey};
+
+/// keepalived's rise/fall hysteresis for one real server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthState {
+    /// Consecutive successes that bring a down server up (at least 1).
+    pub rise: u32,
+    /// Consecutive failures that bring an up server down (at least 1).
+    pub fall: u32,
+    pub up: bool,
+    /// Consecutive successes so far (reset by a failure).
+    pub successes: u32,
+    /// Consecutive failures so far (reset by a success).
+    pub failures: u32,
+}
+
+impl HealthState {
+    /// A server that starts up (keepalived's default without `alpha`).
+    pub fn new(rise: u32, fall: u32) -> HealthState {
+        HealthState::starting(rise, fall, true)
+    }
+
+    /// A server that starts in the given state, e.g. the state it had before a reload.
+    /// `rise` and `fall` of 0 are taken as 1: one check always counts.
+    pub fn starting(rise: u32, fall: u32, up: bool) -> HealthState {
+        HealthState {
+            rise: rise.max(1),
+            fall: fall.max(1),
+            up,
+            successes: 0,
+            failures: 0,
+        }
+    }
+
+    /// Records one check result; returns the new state when it flips.
+    pub fn record(&mut self, ok: bool) -> Option<bool> {
+        if ok {
+            self.failures = 0;
+            self.successes = self.successes.saturating_add(1);
+            if !self.up && self.successes >= self.rise.max(1) {
+                self.up = true;
+                return Some(true);
+            }
+        } else {
+            self.successes = 0;
+            self.failures = self.failures.saturating_add(1);
+            if self.up && self.failures >= self.fall.max(1) {
+                self.up = false;
+                return Some(false);
+            }
+        }
+        None
+    }
+}
+
+/// One real server of one service, and how to check it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthTarget {
+    pub service: ServiceKey,
+    /// The real server as the configuration names it (address, port).
+    pub real: SocketAddr,
+    pub check: HealthCheck,
+}
+
+impl HealthTarget {
+    /// Where the check connects: the real server's address, on the check's own port if it
+    /// names one, else the real server's port.
+    pub fn check_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.real.ip(), self.check.port.unwrap_or(self.real.port()))
+    }
+}
+
+/// Every (service, real server) pair of `config` whose service has a health check.
+pub fn targets(config: &Config) -> Vec<HealthTarget> {
+    let mut out = Vec::new();
+    for s in &config.services {
+        if let Some(check) = &s.health_check {
+            for r in &s.real_servers {
+                out.push(HealthTarget {
+                    service: s.key(),
+                    real: r.key(),
+                    check: check.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// How long a blocking step may sleep before looking at the stop flag again.
+const STOP_SLICE: Duration = Duration::from_millis(50);
+/// Largest HTTP response read while looking for the expected body text.
+const MAX_HTTP_RESPONSE: usize = 1 << 20;
+
+/// Why a check was abandoned instead of failing: the monitor is stopping.
+const STOPPED: &str = "stopped";
+
+/// Runs one check of `check` against the real server `real` (the check's port, if set,
+/// replaces the real server's), bounded by the check's timeout. `Err` says why it failed.
+pub fn run_check(check: &HealthCheck, real: SocketAddr) -> Result<(), String> {
+    run_check_until(check, real, &AtomicBool::new(false))
+}
+
+fn run_check_until(check: &HealthCheck, real: SocketAddr, stop: &AtomicBool) -> Result<(), String> {
+    let addr = SocketAddr::new(real.ip(), check.port.unwrap_or(real.port()));
+    match &check.kind {
+        HealthCheckKind::Tcp => tcp_until(addr, check.timeout, stop),
+        HealthCheckKind::Http {
+            path,
+            expect_status,
+            expect_body,
+        } => http_until(
+            addr,
+            path,
+            *expect_status,
+            expect_body.as_deref(),
+            check.timeout,
+            stop,
+        ),
+        HealthCheckKind::Command { command } => command_until(command, addr, check.timeout, stop),
+    }
+}
+
+/// `TCP_CHECK`: the three-way handshake completes within `timeout`.
+pub fn check_tcp(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    tcp_until(addr, timeout, &AtomicBool::new(false))
+}
+
+fn tcp_until(addr: SocketAddr, timeout: Duration, stop: &AtomicBool) -> Result<(), String> {
+    connect_until(addr, Instant::now() + timeout, timeout, stop).map(drop)
+}
+
+/// A non-blocking connect polled in [`STOP_SLICE`] steps, so that stopping the monitor does
+/// not wait for a black-holed SYN to time out.
+fn connect_until(
+    addr: SocketAddr,
+    deadline: Instant,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<TcpStream, String> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("cannot create a socket: {}", e.desc()))?;
+    let started = match addr {
+        SocketAddr::V4(a) => connect(fd.as_raw_fd(), &SockaddrIn::from(a)),
+        SocketAddr::V6(a) => connect(fd.as_raw_fd(), &SockaddrIn6::from(a)),
+    };
+    match started {
+        Ok(()) => {}
+        Err(Errno::EINPROGRESS) => loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(STOPPED.into());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(format!("connect to {addr} timed out after {timeout:?}"));
+            }
+            let slice = (deadline - now).min(STOP_SLICE);
+            // Rounded up so a sub-millisecond remainder still waits instead of spinning.
+            let ms = u16::try_from(slice.as_millis() + 1).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => break,
+                Err(e) => return Err(format!("connect to {addr}: {}", e.desc())),
+            }
+        },
+        Err(e) => return Err(format!("connect to {addr}: {}", e.desc())),
+    }
+    match getsockopt(&fd, sockopt::SocketError) {
+        Ok(0) => {}
+        Ok(code) => {
+            return Err(format!(
+                "connect to {addr}: {}",
+                Errno::from_raw(code).desc()
+            ))
+        }
+        Err(e) => return Err(format!("connect to {addr}: {}", e.desc())),
+    }
+    let stream = TcpStream::from(fd);
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    Ok(stream)
+}
+
+/// `HTTP_GET`: `GET path` over HTTP/1.1 with `Connection: close` answers `expect_status`, and
+/// its body contains `expect_body` when given; all within `timeout`.
+///
+/// The Host header is the checked address (with the port unless it is 80), as keepalived sends
+/// when no `virtualhost` is set.
+pub fn check_http(
+    addr: SocketAddr,
+    path: &str,
+    expect_status: u16,
+    expect_body: Option<&str>,
+    timeout: Duration,
+) -> Result<(), String> {
+    http_until(
+        addr,
+        path,
+        expect_status,
+        expect_body,
+        timeout,
+        &AtomicBool::new(false),
+    )
+}
+
+fn http_until(
+    addr: SocketAddr,
+    path: &str,
+    expect_status: u16,
+    expect_body: Option<&str>,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = connect_until(addr, deadline, timeout, stop)?;
+    let host = match (addr, addr.port()) {
+        (SocketAddr::V4(a), 80) => a.ip().to_string(),
+        (SocketAddr::V6(a), 80) => format!("[{}]", a.ip()),
+        (a, _) => a.to_string(),
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: uvs-health-check\r\n\
+         Accept: */*\r\nConnection: close\r\n\r\n"
+    );
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    stream
+        .set_write_timeout(Some(remaining.max(Duration::from_millis(1))))
+        .and_then(|()| stream.write_all(request.as_bytes()))
+        .map_err(|e| format!("sending the request to {addr}: {e}"))?;
+
+    let mut response = HttpResponse::default();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(verdict) = response.verdict(expect_status, expect_body, false) {
+            return verdict;
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Err(STOPPED.into());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(format!("no complete answer from {addr} within {timeout:?}"));
+        }
+        let slice = (deadline - now).min(STOP_SLICE);
+        stream
+            .set_read_timeout(Some(slice))
+            .map_err(|e| format!("reading from {addr}: {e}"))?;
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                return response
+                    .verdict(expect_status, expect_body, true)
+                    .unwrap_or_else(|| Err("connection closed without an HTTP response".into()))
+            }
+            Ok(n) => {
+                if response.raw.len() + n > MAX_HTTP_RESPONSE {
+                    return Err(format!(
+                        "response larger than {MAX_HTTP_RESPONSE} bytes without the expected body"
+                    ));
+                }
+                response.raw.extend_from_slice(&buf[..n]);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(format!("reading from {addr}: {e}")),
+        }
+    }
+}
+
+/// An HTTP response being received; decides as early as the bytes allow.
+#[derive(Default)]
+struct HttpResponse {
+    raw: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// `Some` once the outcome is known; `eof` says the server closed the connection.
+    fn verdict(
+        &self,
+        expect_status: u16,
+        expect_body: Option<&str>,
+        eof: bool,
+    ) -> Option<Result<(), String>> {
+        let Some(head_end) = find(&self.raw, b"\r\n\r\n") else {
+            return eof.then(|| Err("connection closed before the end of the headers".into()));
+        };
+        let head = String::from_utf8_lossy(&self.raw[..head_end]);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let status = match parse_status_line(status_line) {
+            Some(s) => s,
+            None => return Some(Err(format!("not an HTTP status line: {status_line:?}"))),
+        };
+        if status != expect_status {
+            return Some(Err(format!("status {status}, expected {expect_status}")));
+        }
+        let Some(want) = expect_body else {
+            return Some(Ok(()));
+        };
+        let body = &self.raw[head_end + 4..];
+        let mut content_length = None;
+        let mut chunked = false;
+        for line in lines {
+            if let Some((name, value)) = line.split_once(':') {
+                let value = value.trim();
+                if name.eq_ignore_ascii_case("content-length") {
+                    content_length = value.parse::<usize>().ok();
+                } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = value.to_ascii_lowercase().contains("chunked");
+                }
+            }
+        }
+        // Chunk headers cannot fake the text, so a match in the raw bytes is a match.
+        if find(body, want.as_bytes()).is_some() {
+            return Some(Ok(()));
+        }
+        let complete = eof || (!chunked && content_length.is_some_and(|n| body.len() >= n));
+        if !complete {
+            return None;
+        }
+        // The text may straddle a chunk boundary: look again in the decoded body.
+        if chunked && find(&dechunk(body), want.as_bytes()).is_some() {
+            return Some(Ok(()));
+        }
+        Some(Err(format!("body does not contain {want:?}")))
+    }
+}
+
+/// `HTTP/1.1 200 OK` → 200.
+fn parse_status_line(line: &str) -> Option<u16> {
+    let rest = line.strip_prefix("HTTP/")?;
+    let mut parts = rest.splitn(3, ' ');
+    let _version = parts.next()?;
+    let code = parts.next()?;
+    if code.len() != 3 {
+        return None;
+    }
+    code.parse().ok()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Decodes a chunked body (RFC 9112 §7.1), as far as it is complete.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = find(body, b"\r\n") {
+        let size_text = String::from_utf8_lossy(&body[..line_end]);
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size_text, 16) else {
+            break;
+        };
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        let end = (start + size).min(body.len());
+        out.extend_from_slice(&body[start..end]);
+        if end + 2 > body.len() {
+            break;
+        }
+        body = &body[end + 2..];
+    }
+    out
+}
+
+/// `MISC_CHECK`: `sh -c command` with `%a` replaced by the address, `%p` by the port and `%%`
+/// by `%` exits 0 within `timeout`. On timeout the command's whole process group is killed
+/// (keepalived kills the script's group too), so a pipeline does not outlive its check.
+pub fn check_command(command: &str, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    command_until(command, addr, timeout, &AtomicBool::new(false))
+}
+
+/// `%a` → address (IPv6 without brackets), `%p` → port, `%%` → `%`; any other `%` is kept.
+pub fn substitute(command: &str, addr: SocketAddr) -> String {
+    let mut out = String::with_capacity(command.len() + 16);
+    let mut chars = command.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some('a') => out.push_str(&addr.ip().to_string()),
+            Some('p') => out.push_str(&addr.port().to_string()),
+            Some('%') => out.push('%'),
+            _ => {
+                out.push('%');
+                continue;
+            }
+        }
+        chars.next();
+    }
+    out
+}
+
+fn command_until(
+    command: &str,
+    addr: SocketAddr,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let line = substitute(command, addr);
+    let deadline = Instant::now() + timeout;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group, so a timeout can kill everything it started.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run sh -c {line:?}: {e}"))?;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return match (status.code(), status.signal()) {
+                    (Some(0), _) => Ok(()),
+                    (Some(code), _) => Err(format!("{line:?} exited with status {code}")),
+                    (None, Some(sig)) => Err(format!("{line:?} was killed by signal {sig}")),
+                    (None, None) => Err(format!("{line:?} ended abnormally")),
+                };
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("waiting for {line:?}: {e}")),
+        }
+        let stopping = stop.load(Ordering::Relaxed);
+        if stopping || Instant::now() >= deadline {
+            // The group id is the child's pid (process_group(0)); the pid is still ours to
+            // signal because the child has not been reaped.
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(if stopping {
+                STOPPED.into()
+            } else {
+                format!("{line:?} did not finish within {timeout:?}: killed")
+            });
+        }
+        std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Called from a checker thread when a target's state flips: `(target, now_up)`.
+pub type OnChange = Arc<dyn Fn(&HealthTarget, bool) + Send + Sync>;
+
+/// Checker threads, one per target. Dropping the monitor stops them (as [`HealthMonitor::stop`]).
+pub struct HealthMonitor {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+struct Shared {
+    targets: Vec<HealthTarget>,
+    up: Vec<AtomicBool>,
+    stop: StopSignal,
+}
+
+/// A stop flag that sleeping threads wake up for at once.
+struct StopSignal {
+    flag: AtomicBool,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl StopSignal {
+    fn raise(&self) {
+        // Taken so a thread between its flag check and its wait cannot miss the notification.
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.flag.store(true, Ordering::Relaxed);
+        self.cv.notify_all();
+    }
+
+    /// Sleeps until `until`; true if the monitor is stopping.
+    fn sleep_until(&self, until: Instant) -> bool {
+        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.flag.load(Ordering::Relaxed) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            guard = match self.cv.wait_timeout(guard, until - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+}
+
+impl HealthMonitor {
+    /// Starts checking every target, each assumed up until `fall` checks fail.
+    pub fn start(targets: Vec<HealthTarget>, on_change: OnChange) -> HealthMonitor {
+        HealthMonitor::start_with(targets.into_iter().map(|t| (t, true)).collect(), on_change)
+    }
+
+    /// Starts checking every target from a known state (to carry states across a reload).
+    pub fn start_with(targets: Vec<(HealthTarget, bool)>, on_change: OnChange) -> HealthMonitor {
+        let up = targets.iter().map(|(_, u)| AtomicBool::new(*u)).collect();
+        let shared = Arc::new(Shared {
+            targets: targets.into_iter().map(|(t, _)| t).collect(),
+            up,
+            stop: StopSignal {
+                flag: AtomicBool::new(false),
+                lock: Mutex::new(()),
+                cv: Condvar::new(),
+            },
+        });
+        let mut threads = Vec::with_capacity(shared.targets.len());
+        for i in 0..shared.targets.len() {
+            let sh = Arc::clone(&shared);
+            let cb = Arc::clone(&on_change);
+            let name = format!("uvs-hc-{i}");
+            match std::thread::Builder::new()
+                .name(name)
+                .spawn(move || checker(&sh, i, &*cb))
+            {
+                Ok(h) => threads.push(h),
+                Err(e) => log::error!(
+                    "cannot start the health checker of {} {}: {e}; it stays {}",
+                    shared.targets[i].service,
+                    shared.targets[i].real,
+                    if shared.up[i].load(Ordering::Relaxed) {
+                        "up"
+                    } else {
+                        "down"
+                    }
+                ),
+            }
+        }
+        HealthMonitor { shared, threads }
+    }
+
+    /// Every target with its current state (true = up).
+    pub fn current(&self) -> Vec<(HealthTarget, bool)> {
+        self.shared
+            .targets
+            .iter()
+            .zip(&self.shared.up)
+            .map(|(t, u)| (t.clone(), u.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Stops every checker (interrupting checks in progress) and waits for them.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.shared.stop.raise();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for HealthMonitor {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn checker(shared: &Shared, i: usize, on_change: &(dyn Fn(&HealthTarget, bool) + Send + Sync)) {
+    let target = &shared.targets[i];
+    let check = &target.check;
+    let mut state =
+        HealthState::starting(check.rise, check.fall, shared.up[i].load(Ordering::Relaxed));
+    let interval = check.interval.max(Duration::from_millis(1));
+    // The first check runs at once; later ones every `interval` from the previous start.
+    let mut next = Instant::now();
+    loop {
+        if shared.stop.sleep_until(next) {
+            return;
+        }
+        next += interval;
+        let result = run_check_until(check, target.real, &shared.stop.flag);
+        if shared.stop.flag.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(why) = &result {
+            log::debug!("health check of {} {}: {why}", target.service, target.real);
+        }
+        if let Some(up) = state.record(result.is_ok()) {
+            shared.up[i].store(up, Ordering::Relaxed);
+            match &result {
+                Ok(()) => log::info!("{} {} is up", target.service, target.real),
+                Err(why) => log::warn!("{} {} is down: {why}", target.service, target.real),
+            }
+            on_change(target, up);
+        }
+        // A check that overran its interval starts the next one at once, without a burst.
+        let now = Instant::now();
+        if next < now {
+            next = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hysteresis_table() {
+        // (rise, fall, start up, results, expected flips in order, final state)
+        type Case = (u32, u32, bool, &'static str, &'static [bool], bool);
+        let cases: &[Case] = &[
+            (2, 3, true, "", &[], true),
+            (2, 3, true, "xx", &[], true),
+            (2, 3, true, "xxx", &[false], false),
+            (2, 3, true, "xxoxx", &[], true),
+            (2, 3, true, "xxxo", &[false], false),
+            (2, 3, true, "xxxoo", &[false, true], true),
+            (2, 3, true, "xxxoxoo", &[false, true], true),
+            (2, 3, true, "xxxxxxxx", &[false], false),
+            (1, 1, true, "xoxo", &[false, true, false, true], true),
+            (3, 1, false, "oooo", &[true], true),
+            (3, 1, false, "ooxoo", &[], false),
+            (0, 0, true, "x", &[false], false),
+            (2, 2, false, "ooxxoo", &[true, false, true], true),
+        ];
+        for &(rise, fall, up, seq, flips, end) in cases {
+            let mut s = HealthState::starting(rise, fall, up);
+            let got: Vec<bool> = seq.chars().filter_map(|c| s.record(c == 'o')).collect();
+            assert_eq!(got, flips, "rise {rise} fall {fall} start {up} seq {seq}");
+            assert_eq!(s.up, end, "rise {rise} fall {fall} start {up} seq {seq}");
+        }
+    }
+
+    #[test]
+    fn counters_reset_on_the_other_result() {
+        let mut s = HealthState::new(2, 3);
+        s.record(false);
+        s.record(false);
+        assert_eq!((s.failures, s.successes), (2, 0));
+        s.record(true);
+        assert_eq!((s.failures, s.successes), (0, 1));
+        assert!(
+            HealthState::new(2, 3).up,
+            "servers start up, as keepalived without alpha"
+        );
+    }
+
+    #[test]
+    fn substitution() {
+        let v4: SocketAddr = "198.18.1.11:8080".parse().unwrap();
+        let v6: SocketAddr = "[2001:2:0:1::11]:80".parse().unwrap();
+        assert_eq!(
+            substitute("check %a %p", v4),
+            "check 198.18.1.11 8080".to_string()
+        );
+        assert_eq!(substitute("x %a:%p", v6), "x 2001:2:0:1::11:80");
+        assert_eq!(substitute("100%% %q %", v4), "100% %q %");
+        assert_eq!(substitute("%%a", v4), "%a");
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(parse_status_line("HTTP/1.1 200 OK"), Some(200));
+        assert_eq!(
+            parse_status_line("HTTP/1.0 503 Service Unavailable"),
+            Some(503)
+        );
+        assert_eq!(parse_status_line("HTTP/1.1 204"), Some(204));
+        assert_eq!(parse_status_line("SSH-2.0-OpenSSH"), None);
+        assert_eq!(parse_status_line("HTTP/1.1 20 OK"), None);
+    }
+
+    #[test]
+    fn response_verdicts() {
+        let r = |raw: &str| HttpResponse {
+            raw: raw.as_bytes().to_vec(),
+        };
+        // Headers incomplete: wait, unless the server closed.
+        assert_eq!(r("HTTP/1.1 200 OK\r\n").verdict(200, None, false), None);
+        assert!(r("HTTP/1.1 200 OK\r\n")
+            .verdict(200, None, true)
+            .unwrap()
+            .is_err());
+        assert_eq!(
+            r("HTTP/1.1 200 OK\r\n\r\n").verdict(200, None, false),
+            Some(Ok(()))
+        );
+        assert!(r("HTTP/1.1 500 Oops\r\n\r\n")
+            .verdict(200, None, false)
+            .unwrap()
+            .is_err());
+        // Body: found early, incomplete, complete by length, complete by close.
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+        assert_eq!(
+            r(&format!("{head}..ok")).verdict(200, Some("ok"), false),
+            Some(Ok(()))
+        );
+        assert_eq!(
+            r(&format!("{head}...")).verdict(200, Some("ok"), false),
+            None
+        );
+        assert!(r(&format!("{head}0123456789"))
+            .verdict(200, Some("ok"), false)
+            .unwrap()
+            .is_err());
+        assert!(r("HTTP/1.0 200 OK\r\n\r\nnope")
+            .verdict(200, Some("ok"), true)
+            .unwrap()
+            .is_err());
+        // Chunked, with the text split across two chunks.
+        let chunked =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabo\r\n2\r\nk!\r\n0\r\n\r\n";
+        assert_eq!(r(chunked).verdict(200, Some("ok"), false), None);
+        assert_eq!(r(chunked).verdict(200, Some("ok"), true), Some(Ok(())));
+    }
+
+    #[test]
+    fn dechunking() {
+        assert_eq!(dechunk(b"3\r\nabc\r\n1;x=y\r\nd\r\n0\r\n\r\n"), b"abcd");
+        assert_eq!(dechunk(b"a\r\n0123"), b"0123");
+        assert_eq!(dechunk(b"zz\r\n"), b"");
+    }
+}

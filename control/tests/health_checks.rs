@@ -1,0 +1,308 @@
+//! Health checks against local listeners on 127.0.0.1, commands, and the monitor's timing.
+
+use nix::sys::socket::{
+    bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn,
+};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use uvs_config::{HealthCheck, HealthCheckKind, Protocol, ServiceKey};
+use uvs_control::health::{
+    check_command, check_http, check_tcp, run_check, HealthMonitor, HealthTarget,
+};
+
+const SHORT: Duration = Duration::from_millis(300);
+
+/// A port nothing listens on: bound, then released.
+fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A listener whose accept queue is full and never drained: further SYNs are dropped, so a
+/// connect hangs as towards a black-holed server.
+fn black_hole() -> (OwnedFd, SocketAddr, TcpStream) {
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new([127, 0, 0, 1].into(), 0)),
+    )
+    .unwrap();
+    listen(&fd, Backlog::new(0).unwrap()).unwrap();
+    let addr = nix::sys::socket::getsockname::<SockaddrIn>(fd.as_raw_fd()).unwrap();
+    let addr = SocketAddr::V4(SocketAddrV4::new(addr.ip(), addr.port()));
+    // Backlog 0 still queues one connection: take that slot.
+    let filler = TcpStream::connect(addr).unwrap();
+    (fd, addr, filler)
+}
+
+/// Serves `responses` one connection each, in order, reading the request head first.
+/// `None` closes the connection without answering.
+fn http_server(responses: Vec<Option<&'static str>>) -> (SocketAddr, JoinHandle<Vec<String>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        let mut requests = Vec::new();
+        for resp in responses {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            requests.push(String::from_utf8_lossy(&head).into_owned());
+            if let Some(r) = resp {
+                let _ = s.write_all(r.as_bytes());
+            }
+        }
+        requests
+    });
+    (addr, h)
+}
+
+#[test]
+fn tcp_check_up_refused_and_timeout() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    check_tcp(l.local_addr().unwrap(), SHORT).unwrap();
+
+    let err = check_tcp(closed_port(), SHORT).unwrap_err();
+    assert!(err.contains("refused"), "{err}");
+
+    let (_l, addr, _filler) = black_hole();
+    let t = Instant::now();
+    let err = check_tcp(addr, Duration::from_millis(200)).unwrap_err();
+    let took = t.elapsed();
+    assert!(err.contains("timed out"), "{err}");
+    assert!(
+        took >= Duration::from_millis(190) && took < Duration::from_millis(800),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn http_check_status_body_and_request() {
+    let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let (addr, server) = http_server(vec![
+        Some(ok),
+        Some(ok),
+        Some("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"),
+        Some("HTTP/1.0 200 OK\r\n\r\nnot it"),
+        None,
+    ]);
+    check_http(addr, "/healthz", 200, None, SHORT).unwrap();
+    check_http(addr, "/", 200, Some("ok"), SHORT).unwrap();
+    let err = check_http(addr, "/", 200, None, SHORT).unwrap_err();
+    assert!(err.contains("status 500"), "{err}");
+    let err = check_http(addr, "/", 200, Some("ok"), SHORT).unwrap_err();
+    assert!(err.contains("body does not contain"), "{err}");
+    let err = check_http(addr, "/", 200, None, SHORT).unwrap_err();
+    assert!(err.contains("closed"), "{err}");
+
+    let requests = server.join().unwrap();
+    let first = &requests[0];
+    assert!(first.starts_with("GET /healthz HTTP/1.1\r\n"), "{first}");
+    assert!(
+        first.contains(&format!("\r\nHost: {addr}\r\n")),
+        "Host names the checked address and port: {first}"
+    );
+    assert!(first.contains("\r\nConnection: close\r\n"), "{first}");
+}
+
+#[test]
+fn http_check_times_out_on_a_silent_server() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    // Accepted (by the kernel) but never answered.
+    let t = Instant::now();
+    let err = check_http(addr, "/", 200, None, Duration::from_millis(200)).unwrap_err();
+    assert!(err.contains("within"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        t.elapsed()
+    );
+    drop(l);
+}
+
+#[test]
+fn command_check_exit_status_substitution_and_timeout() {
+    let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    check_command("true", addr, SHORT).unwrap();
+    let err = check_command("false", addr, SHORT).unwrap_err();
+    assert!(err.contains("status 1"), "{err}");
+    check_command("test %a = 127.0.0.1 && test %p = 8080", addr, SHORT).unwrap();
+    assert!(check_command("test %p = 80", addr, SHORT).is_err());
+
+    let t = Instant::now();
+    let err = check_command("sleep 5", addr, Duration::from_millis(200)).unwrap_err();
+    assert!(err.contains("killed"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // The whole group goes: a pipeline's processes do not outlive the check.
+    let t = Instant::now();
+    let err = check_command("sleep 5 | sleep 5; true", addr, Duration::from_millis(100));
+    assert!(err.is_err());
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}
+
+fn tcp_target(real: SocketAddr, interval_ms: u64, timeout_ms: u64) -> HealthTarget {
+    HealthTarget {
+        service: ServiceKey {
+            vip: "198.18.100.1".parse().unwrap(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        },
+        real,
+        check: HealthCheck {
+            kind: HealthCheckKind::Tcp,
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_millis(timeout_ms),
+            rise: 2,
+            fall: 3,
+            port: None,
+        },
+    }
+}
+
+#[test]
+fn run_check_uses_the_check_port() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut t = tcp_target(closed_port(), 100, 300);
+    assert!(run_check(&t.check, t.real).is_err());
+    t.check.port = Some(l.local_addr().unwrap().port());
+    run_check(&t.check, t.real).unwrap();
+    assert_eq!(t.check_addr().port(), l.local_addr().unwrap().port());
+}
+
+/// Accepts and drops connections until stopped, then closes the listener.
+fn accepting(addr: SocketAddr) -> (Arc<AtomicBool>, JoinHandle<()>) {
+    let l = TcpListener::bind(addr).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    let h = std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    (stop, h)
+}
+
+#[test]
+fn monitor_reports_down_then_up() {
+    let addr = closed_port();
+    let (stop_server, server) = accepting(addr);
+    let (tx, rx) = mpsc::channel();
+    let target = tcp_target(addr, 100, 100);
+    let monitor = HealthMonitor::start(
+        vec![target.clone()],
+        Arc::new(move |t: &HealthTarget, up: bool| {
+            let _ = tx.send((t.real, up, Instant::now()));
+        }),
+    );
+    // Up from the start, and no flip while the server answers.
+    assert!(rx.recv_timeout(Duration::from_millis(350)).is_err());
+    assert_eq!(monitor.current(), vec![(target.clone(), true)]);
+
+    // The server goes away: down within interval * fall + timeout (plus scheduling slack).
+    stop_server.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    let gone = Instant::now();
+    let (real, up, at) = rx.recv_timeout(Duration::from_secs(2)).expect("down");
+    assert_eq!((real, up), (addr, false));
+    let bound = Duration::from_millis(100 * 3 + 100);
+    assert!(
+        at - gone <= bound + Duration::from_millis(250),
+        "{:?}",
+        at - gone
+    );
+    assert_eq!(monitor.current(), vec![(target.clone(), false)]);
+
+    // Back: up after `rise` successes.
+    let (stop_server, server) = accepting(addr);
+    let back = Instant::now();
+    let (real, up, at) = rx.recv_timeout(Duration::from_secs(2)).expect("up");
+    assert_eq!((real, up), (addr, true));
+    assert!(
+        at - back <= Duration::from_millis(100 * 2 + 350),
+        "{:?}",
+        at - back
+    );
+    assert_eq!(monitor.current(), vec![(target, true)]);
+    monitor.stop();
+    stop_server.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+}
+
+#[test]
+fn stop_interrupts_checks_in_progress() {
+    let (_l, hole, _filler) = black_hole();
+    let mut slow_tcp = tcp_target(hole, 10_000, 5_000);
+    slow_tcp.check.fall = 1;
+    let mut slow_cmd = tcp_target("127.0.0.1:1".parse().unwrap(), 10_000, 5_000);
+    slow_cmd.check.kind = HealthCheckKind::Command {
+        command: "sleep 5".into(),
+    };
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut slow_http = tcp_target(silent.local_addr().unwrap(), 10_000, 5_000);
+    slow_http.check.kind = HealthCheckKind::Http {
+        path: "/".into(),
+        expect_status: 200,
+        expect_body: None,
+    };
+    let flips = Arc::new(AtomicBool::new(false));
+    let f = Arc::clone(&flips);
+    let monitor = HealthMonitor::start(
+        vec![slow_tcp, slow_cmd, slow_http],
+        Arc::new(move |_: &HealthTarget, _| f.store(true, Ordering::Relaxed)),
+    );
+    std::thread::sleep(Duration::from_millis(150));
+    let t = Instant::now();
+    monitor.stop();
+    assert!(
+        t.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        !flips.load(Ordering::Relaxed),
+        "an interrupted check is not a failure"
+    );
+}
+
+#[test]
+fn dropping_the_monitor_stops_it() {
+    let (tx, rx) = mpsc::channel::<bool>();
+    let target = tcp_target(closed_port(), 20, 20);
+    let monitor = HealthMonitor::start_with(
+        vec![(target, false)],
+        Arc::new(move |_: &HealthTarget, up| {
+            let _ = tx.send(up);
+        }),
+    );
+    assert!(!monitor.current()[0].1, "started down as asked");
+    let t = Instant::now();
+    drop(monitor);
+    assert!(t.elapsed() < Duration::from_millis(200));
+    // The sender went with the threads: the channel is closed, nothing flipped.
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(50)),
+        Err(mpsc::RecvTimeoutError::Disconnected)
+    ));
+}
