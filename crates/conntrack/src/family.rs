@@ -223,6 +223,30 @@ impl FamilyTable {
         self.find(&k, &self.pos(&k), now)
     }
 
+    /// First half of a burst lookup: the key's encoding and index position, with its two
+    /// buckets touched so their cache misses overlap with the other keys' ones.
+    #[inline]
+    pub(crate) fn prepare(&self, key: &crate::FlowKey) -> (EncKey, Pos, u64) {
+        let k = encode_key(key);
+        let pos = self.pos(&k);
+        let touch = self.index.touch(&pos);
+        (k, pos, touch)
+    }
+
+    /// Touches the entry of the first lane whose tag matches (the likely hit).
+    #[inline]
+    pub(crate) fn touch_entry(&self, pos: &Pos) -> u64 {
+        self.index
+            .probe(pos, Ordering::Relaxed, |v| Some(lane_slot(v)))
+            .map_or(0, |slot| self.entry(slot)[CTL].load(Ordering::Relaxed))
+    }
+
+    /// Second half of a burst lookup.
+    #[inline]
+    pub(crate) fn finish(&self, k: &EncKey, pos: &Pos, now: u32) -> Option<Hit> {
+        self.find(k, pos, now)
+    }
+
     /// Looks at every other lane for `k` after ours was placed; retires expired holders.
     fn rescan(&self, k: &EncKey, pos: &Pos, me: usize, now: u32) -> Rescan {
         let mut racing = None;

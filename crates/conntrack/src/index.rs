@@ -22,7 +22,7 @@ pub(crate) const LANES: usize = 8;
 struct Bucket([AtomicU64; LANES]);
 
 /// Where a tuple lives in the index.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Pos {
     pub b: [usize; 2],
     pub tag: u32,
@@ -106,6 +106,13 @@ impl Index {
             }
         }
         None
+    }
+
+    /// Loads the first lane of both buckets (a prefetch that needs no `unsafe`).
+    #[inline]
+    pub(crate) fn touch(&self, pos: &Pos) -> u64 {
+        self.buckets[pos.b[0]].0[0].load(Ordering::Relaxed)
+            ^ self.buckets[pos.b[1]].0[0].load(Ordering::Relaxed)
     }
 
     /// Stores `value` in an empty lane of the emptier bucket of `pos`; false if both are full.

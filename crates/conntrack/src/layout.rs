@@ -67,7 +67,7 @@ pub(crate) fn expired(deadline: u32, now: u32) -> bool {
 }
 
 /// A tuple in table form: address words, the two ports as one u32, protocol.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub(crate) struct EncKey {
     pub addr: [u64; 4],
     pub ports: u32,

@@ -366,3 +366,33 @@ fn racing_inserts_of_one_new_flow_have_one_winner() {
     assert!(t.is_empty());
     assert_eq!(t.index_lanes_used(false), 0);
 }
+
+#[test]
+fn lookup_burst_matches_single_lookups() {
+    let t = ConnTable::new(128);
+    let mut keys = Vec::new();
+    for i in 0..40u16 {
+        let c4 = nat(20_000 + i, 11);
+        let c6 = fullnat6(i, 30_000 + i);
+        if i % 3 != 0 {
+            t.insert(&c4, 0, 100).unwrap();
+            t.insert(&c6, 0, if i % 5 == 0 { 5 } else { 100 }).unwrap();
+        }
+        keys.extend([c4.orig, c6.reply, c4.reply, c6.orig]);
+    }
+    let mut out = vec![None; keys.len() + 3];
+    let sentinel = t.lookup(&keys[5], 10);
+    assert!(sentinel.is_some());
+    out[keys.len()..].fill(sentinel);
+    t.lookup_burst(&keys, 10, &mut out);
+    for (k, o) in keys.iter().zip(&out) {
+        assert_eq!(*o, t.lookup(k, 10));
+    }
+    assert!(
+        out[keys.len()..].iter().all(|o| *o == sentinel),
+        "extra slots untouched"
+    );
+    let hits = out[..keys.len()].iter().filter(|o| o.is_some()).count();
+    // 26 stored flows × 4 keys, minus 2 keys each for the 5 IPv6 ones already expired
+    assert_eq!(hits, 26 * 4 - 5 * 2);
+}
