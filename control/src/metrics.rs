@@ -1,0 +1,500 @@
+//! Prometheus metrics: the [`Snapshot`] in the text exposition format 0.0.4, and a tiny
+//! HTTP/1.1 endpoint serving it at `GET /metrics`.
+//!
+//! Names follow Prometheus conventions: counters end in `_total`, every family has its `# HELP`
+//! and `# TYPE` lines and its samples together. Services are labelled by name, protocol, VIP
+//! and port; real servers add `real="address:port"` (IPv6 in brackets), so a series survives a
+//! reload as long as the service and server do (as IPVS keys them).
+
+use crate::snapshot::{RealSnapshot, ServiceSnapshot, Snapshot};
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Content type of the text format, version 0.0.4.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders every metric of `s`.
+pub fn render(s: &Snapshot) -> String {
+    let mut e = Exposition::default();
+    let version = [("version", s.version.clone())];
+    e.family("uvs_info", "uvs build information.", Kind::Gauge)
+        .sample(&version, 1u64);
+    e.family(
+        "uvs_tables_generation",
+        "Tables generation: increments on every reload or admin change.",
+        Kind::Gauge,
+    )
+    .sample(&[], s.generation);
+    e.family(
+        "uvs_conn_table_entries",
+        "Connections in the connection table.",
+        Kind::Gauge,
+    )
+    .sample(&[], s.conn_count as u64);
+    e.family(
+        "uvs_conn_table_capacity",
+        "Capacity of the connection table.",
+        Kind::Gauge,
+    )
+    .sample(&[], s.conn_capacity as u64);
+
+    let svc_labels: Vec<Labels> = s.services.iter().map(service_labels).collect();
+    let services = || s.services.iter().zip(&svc_labels);
+    type SvcValue = fn(&ServiceSnapshot) -> u64;
+    let service_families: [(&str, &str, Kind, SvcValue); 7] = [
+        (
+            "uvs_service_connections_total",
+            "Connections scheduled by the virtual service.",
+            Kind::Counter,
+            |v| v.traffic.conns,
+        ),
+        (
+            "uvs_service_packets_in_total",
+            "Packets from clients to the virtual service.",
+            Kind::Counter,
+            |v| v.traffic.packets_in,
+        ),
+        (
+            "uvs_service_packets_out_total",
+            "Packets from real servers back to clients.",
+            Kind::Counter,
+            |v| v.traffic.packets_out,
+        ),
+        (
+            "uvs_service_bytes_in_total",
+            "Bytes from clients to the virtual service.",
+            Kind::Counter,
+            |v| v.traffic.bytes_in,
+        ),
+        (
+            "uvs_service_bytes_out_total",
+            "Bytes from real servers back to clients.",
+            Kind::Counter,
+            |v| v.traffic.bytes_out,
+        ),
+        (
+            "uvs_service_active_connections",
+            "Active (established) connections over the service's real servers.",
+            Kind::Gauge,
+            |v| v.reals.iter().map(|r| u64::from(r.active)).sum(),
+        ),
+        (
+            "uvs_service_inactive_connections",
+            "Inactive connections over the service's real servers.",
+            Kind::Gauge,
+            |v| v.reals.iter().map(|r| u64::from(r.inactive)).sum(),
+        ),
+    ];
+    for (name, help, kind, value) in service_families {
+        let mut f = e.family(name, help, kind);
+        for (svc, labels) in services() {
+            f.sample(labels, value(svc));
+        }
+    }
+
+    let real_labels: Vec<(Labels, &RealSnapshot)> = services()
+        .flat_map(|(svc, labels)| svc.reals.iter().map(move |r| (real_labels(labels, r), r)))
+        .collect();
+    type RealValue = fn(&RealSnapshot) -> u64;
+    let real_families: [(&str, &str, Kind, RealValue); 10] = [
+        (
+            "uvs_real_connections_total",
+            "Connections scheduled to the real server.",
+            Kind::Counter,
+            |r| r.traffic.conns,
+        ),
+        (
+            "uvs_real_packets_in_total",
+            "Packets forwarded to the real server.",
+            Kind::Counter,
+            |r| r.traffic.packets_in,
+        ),
+        (
+            "uvs_real_packets_out_total",
+            "Packets from the real server back to clients.",
+            Kind::Counter,
+            |r| r.traffic.packets_out,
+        ),
+        (
+            "uvs_real_bytes_in_total",
+            "Bytes forwarded to the real server.",
+            Kind::Counter,
+            |r| r.traffic.bytes_in,
+        ),
+        (
+            "uvs_real_bytes_out_total",
+            "Bytes from the real server back to clients.",
+            Kind::Counter,
+            |r| r.traffic.bytes_out,
+        ),
+        (
+            "uvs_real_active_connections",
+            "Active (established) connections of the real server (IPVS ActiveConn).",
+            Kind::Gauge,
+            |r| u64::from(r.active),
+        ),
+        (
+            "uvs_real_inactive_connections",
+            "Inactive connections of the real server (IPVS InActConn).",
+            Kind::Gauge,
+            |r| u64::from(r.inactive),
+        ),
+        (
+            "uvs_real_up",
+            "1 if the real server passes its health check (or has none), else 0.",
+            Kind::Gauge,
+            |r| u64::from(r.health_up),
+        ),
+        (
+            "uvs_real_weight",
+            "Configured weight of the real server (0 = quiesced).",
+            Kind::Gauge,
+            |r| u64::from(r.weight),
+        ),
+        (
+            "uvs_real_overloaded",
+            "1 while the real server is above its upper connection threshold, else 0.",
+            Kind::Gauge,
+            |r| u64::from(r.overloaded),
+        ),
+    ];
+    for (name, help, kind, value) in real_families {
+        let mut f = e.family(name, help, kind);
+        for (labels, r) in &real_labels {
+            f.sample(labels, value(r));
+        }
+    }
+
+    let mut f = e.family(
+        "uvs_drops_total",
+        "Packets dropped by the dataplane, by reason.",
+        Kind::Counter,
+    );
+    for (reason, n) in &s.drops {
+        f.sample(&[("reason", reason.clone())], *n);
+    }
+
+    let worker_labels: Vec<Labels> = s
+        .workers
+        .iter()
+        .map(|w| {
+            let core = w.core.map_or_else(|| "none".to_string(), |c| c.to_string());
+            vec![("worker", w.id.to_string()), ("core", core)]
+        })
+        .collect();
+    type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
+    let worker_families: [(&str, &str, WorkerValue); 6] = [
+        (
+            "uvs_worker_rx_packets_total",
+            "Packets received by the worker.",
+            |w| w.rx_packets,
+        ),
+        (
+            "uvs_worker_tx_packets_total",
+            "Packets transmitted by the worker.",
+            |w| w.tx_packets,
+        ),
+        (
+            "uvs_worker_rx_bytes_total",
+            "Bytes received by the worker.",
+            |w| w.rx_bytes,
+        ),
+        (
+            "uvs_worker_tx_bytes_total",
+            "Bytes transmitted by the worker.",
+            |w| w.tx_bytes,
+        ),
+        (
+            "uvs_worker_slow_path_total",
+            "Packets the worker handed to the slow path (ARP, NDP, ICMP, ...).",
+            |w| w.slow_path,
+        ),
+        (
+            "uvs_worker_new_connections_total",
+            "Connections the worker scheduled.",
+            |w| w.new_conns,
+        ),
+    ];
+    for (name, help, value) in worker_families {
+        let mut f = e.family(name, help, Kind::Counter);
+        for (w, labels) in s.workers.iter().zip(&worker_labels) {
+            f.sample(labels, value(w));
+        }
+    }
+    let mut f = e.family(
+        "uvs_worker_busy_ratio",
+        "Share of the worker's polls that found packets (0..1): its load.",
+        Kind::Gauge,
+    );
+    for (w, labels) in s.workers.iter().zip(&worker_labels) {
+        f.sample(labels, w.busy_ratio);
+    }
+    e.out
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+fn service_labels(s: &ServiceSnapshot) -> Labels {
+    vec![
+        ("service", s.name.clone()),
+        ("protocol", s.protocol.clone()),
+        ("vip", s.vip.to_string()),
+        ("port", s.port.to_string()),
+    ]
+}
+
+fn real_labels(service: &Labels, r: &RealSnapshot) -> Labels {
+    let mut l = service.clone();
+    l.push(("real", SocketAddr::new(r.address, r.port).to_string()));
+    l.push(("forward", r.forward.clone()));
+    l
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+#[derive(Default)]
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    /// Starts a family: its HELP and TYPE lines. Samples follow until the next family.
+    fn family(&mut self, name: &'static str, help: &str, kind: Kind) -> Family<'_> {
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        Family {
+            out: &mut self.out,
+            name,
+        }
+    }
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+    name: &'static str,
+}
+
+impl Family<'_> {
+    fn sample(&mut self, labels: &[(&'static str, String)], value: impl Value) -> &mut Self {
+        self.out.push_str(self.name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
+            }
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        value.write(self.out);
+        self.out.push('\n');
+        self
+    }
+}
+
+trait Value {
+    fn write(self, out: &mut String);
+}
+
+impl Value for u64 {
+    fn write(self, out: &mut String) {
+        let _ = write!(out, "{self}");
+    }
+}
+
+impl Value for f64 {
+    /// Go's `ParseFloat` spellings for the non-finite values, as the format requires.
+    fn write(self, out: &mut String) {
+        if self.is_nan() {
+            out.push_str("NaN");
+        } else if self.is_infinite() {
+            out.push_str(if self > 0.0 { "+Inf" } else { "-Inf" });
+        } else {
+            let _ = write!(out, "{self}");
+        }
+    }
+}
+
+/// Label values escape backslash, double quote and line feed.
+pub fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// HELP text escapes backslash and line feed.
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// What the endpoint renders on each scrape.
+pub type SnapshotSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;
+
+/// Binds `listen` and serves `GET /metrics` until `stop` is set (see [`serve_listener`]).
+pub fn serve(
+    listen: SocketAddr,
+    source: SnapshotSource,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    let listener = TcpListener::bind(listen).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen for metrics on {listen}: {e}"),
+        )
+    })?;
+    serve_listener(listener, source, stop)
+}
+
+/// Serves `GET /metrics` (and `HEAD`) on a bound listener until `stop` is set; other paths get
+/// 404, other methods 405. Scrapes are answered one at a time on one thread, each bounded by
+/// short socket timeouts, so a stuck client delays the next scrape by at most a few seconds.
+pub fn serve_listener(
+    listener: TcpListener,
+    source: SnapshotSource,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("uvs-metrics".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, peer)) => {
+                        if let Err(e) = answer(stream, &source) {
+                            log::debug!("metrics request from {peer}: {e}");
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(25));
+                    }
+                    Err(e) => {
+                        log::warn!("metrics endpoint: accept failed: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }
+        })
+}
+
+/// Longest request head accepted.
+const MAX_HEAD: usize = 8192;
+/// Time a client has to send its request, and to take the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn answer(mut stream: TcpStream, source: &SnapshotSource) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let started = Instant::now();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        if head.len() > MAX_HEAD || started.elapsed() > CLIENT_TIMEOUT {
+            return respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "",
+                false,
+            );
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let line = head.lines().next().unwrap_or("");
+    let mut parts = line.split_whitespace();
+    let (method, target) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v)) if v.starts_with("HTTP/1.") => (m, t),
+        _ => return respond(&mut stream, "400 Bad Request", "bad request\n", false),
+    };
+    let path = target.split('?').next().unwrap_or("");
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
+        return respond(
+            &mut stream,
+            "405 Method Not Allowed",
+            "only GET /metrics\n",
+            false,
+        );
+    }
+    if path != "/metrics" {
+        return respond(
+            &mut stream,
+            "404 Not Found",
+            "not found: metrics are at /metrics\n",
+            head_only,
+        );
+    }
+    let body = render(&source());
+    respond(&mut stream, "200 OK", &body, head_only)
+}
+
+fn respond(stream: &mut TcpStream, status: &str, body: &str, head_only: bool) -> io::Result<()> {
+    let content_type = if status.starts_with("200") {
+        CONTENT_TYPE
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let mut allow = "";
+    if status.starts_with("405") {
+        allow = "Allow: GET, HEAD\r\n";
+    }
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    if !head_only {
+        stream.write_all(body.as_bytes())?;
+    }
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_escaping() {
+        assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+        assert_eq!(escape_label("plain"), "plain");
+        assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
+    }
+
+    #[test]
+    fn float_spellings() {
+        let mut s = String::new();
+        for v in [0.25, 1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            v.write(&mut s);
+            s.push(' ');
+        }
+        assert_eq!(s, "0.25 1 NaN +Inf -Inf ");
+    }
+}

@@ -1,0 +1,283 @@
+//! The Prometheus exposition of a sample snapshot, and the HTTP endpoint.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uvs_control::metrics::{render, serve_listener, CONTENT_TYPE};
+use uvs_control::snapshot::{
+    Rates, RealSnapshot, ServiceSnapshot, Snapshot, Traffic, WorkerSnapshot,
+};
+
+fn real(addr: &str, port: u16, weight: u32, up: bool, overloaded: bool) -> RealSnapshot {
+    RealSnapshot {
+        address: addr.parse().unwrap(),
+        port,
+        forward: "Masq".into(),
+        weight,
+        active: 2,
+        inactive: 1,
+        health_up: up,
+        overloaded,
+        upper_threshold: 0,
+        lower_threshold: 0,
+        traffic: Traffic {
+            conns: 10,
+            packets_in: 100,
+            packets_out: 90,
+            bytes_in: 6400,
+            bytes_out: 128_000,
+        },
+        rates: Rates::default(),
+    }
+}
+
+fn sample() -> Snapshot {
+    Snapshot {
+        version: "0.1.0".into(),
+        conn_capacity: 65536,
+        conn_count: 6,
+        services: vec![
+            ServiceSnapshot {
+                name: "web4".into(),
+                protocol: "TCP".into(),
+                vip: "198.18.100.1".parse().unwrap(),
+                port: 80,
+                scheduler: "rr".into(),
+                flags: String::new(),
+                persistent: None,
+                one_packet: false,
+                reals: vec![
+                    real("198.18.1.11", 80, 1, true, false),
+                    real("198.18.1.12", 80, 0, false, true),
+                ],
+                traffic: Traffic {
+                    conns: 20,
+                    packets_in: 200,
+                    packets_out: 180,
+                    bytes_in: 12800,
+                    bytes_out: 256_000,
+                },
+                rates: Rates::default(),
+            },
+            ServiceSnapshot {
+                name: "we\"b\\6\n".into(),
+                protocol: "TCP".into(),
+                vip: "2001:2:0:100::1".parse().unwrap(),
+                port: 443,
+                scheduler: "mh".into(),
+                flags: "mh-fallback".into(),
+                persistent: None,
+                one_packet: false,
+                reals: vec![real("2001:2:0:1::11", 8443, 3, true, false)],
+                traffic: Traffic::default(),
+                rates: Rates::default(),
+            },
+        ],
+        workers: vec![
+            WorkerSnapshot {
+                id: 0,
+                core: Some(1),
+                rx_packets: 1000,
+                tx_packets: 990,
+                rx_bytes: 64000,
+                tx_bytes: 63360,
+                slow_path: 4,
+                new_conns: 30,
+                busy_ratio: 0.25,
+            },
+            WorkerSnapshot {
+                id: 1,
+                core: None,
+                busy_ratio: 0.0,
+                ..WorkerSnapshot::default()
+            },
+        ],
+        drops: vec![("no_service".into(), 5), ("bad_checksum".into(), 2)],
+        generation: 7,
+    }
+}
+
+#[test]
+fn sample_lines() {
+    let text = render(&sample());
+    let lines: HashSet<&str> = text.lines().collect();
+    let web4 = r#"service="web4",protocol="TCP",vip="198.18.100.1",port="80""#;
+    let expected = [
+        "# HELP uvs_info uvs build information.".to_string(),
+        "# TYPE uvs_info gauge".into(),
+        r#"uvs_info{version="0.1.0"} 1"#.into(),
+        "uvs_tables_generation 7".into(),
+        "uvs_conn_table_entries 6".into(),
+        "uvs_conn_table_capacity 65536".into(),
+        "# TYPE uvs_service_connections_total counter".into(),
+        format!("uvs_service_connections_total{{{web4}}} 20"),
+        format!("uvs_service_packets_in_total{{{web4}}} 200"),
+        format!("uvs_service_packets_out_total{{{web4}}} 180"),
+        format!("uvs_service_bytes_in_total{{{web4}}} 12800"),
+        format!("uvs_service_bytes_out_total{{{web4}}} 256000"),
+        format!("uvs_service_active_connections{{{web4}}} 4"),
+        format!("uvs_service_inactive_connections{{{web4}}} 2"),
+        "# TYPE uvs_real_active_connections gauge".into(),
+        format!(r#"uvs_real_up{{{web4},real="198.18.1.11:80",forward="Masq"}} 1"#),
+        format!(r#"uvs_real_up{{{web4},real="198.18.1.12:80",forward="Masq"}} 0"#),
+        format!(r#"uvs_real_weight{{{web4},real="198.18.1.12:80",forward="Masq"}} 0"#),
+        format!(r#"uvs_real_overloaded{{{web4},real="198.18.1.12:80",forward="Masq"}} 1"#),
+        format!(r#"uvs_real_active_connections{{{web4},real="198.18.1.11:80",forward="Masq"}} 2"#),
+        format!(r#"uvs_real_inactive_connections{{{web4},real="198.18.1.11:80",forward="Masq"}} 1"#),
+        format!(r#"uvs_real_connections_total{{{web4},real="198.18.1.11:80",forward="Masq"}} 10"#),
+        format!(r#"uvs_real_bytes_out_total{{{web4},real="198.18.1.11:80",forward="Masq"}} 128000"#),
+        // Escaped label values; IPv6 reals in brackets.
+        r#"uvs_real_weight{service="we\"b\\6\n",protocol="TCP",vip="2001:2:0:100::1",port="443",real="[2001:2:0:1::11]:8443",forward="Masq"} 3"#.into(),
+        "# TYPE uvs_drops_total counter".into(),
+        r#"uvs_drops_total{reason="no_service"} 5"#.into(),
+        r#"uvs_drops_total{reason="bad_checksum"} 2"#.into(),
+        r#"uvs_worker_rx_packets_total{worker="0",core="1"} 1000"#.into(),
+        r#"uvs_worker_tx_packets_total{worker="0",core="1"} 990"#.into(),
+        r#"uvs_worker_rx_bytes_total{worker="0",core="1"} 64000"#.into(),
+        r#"uvs_worker_slow_path_total{worker="0",core="1"} 4"#.into(),
+        r#"uvs_worker_new_connections_total{worker="0",core="1"} 30"#.into(),
+        r#"uvs_worker_busy_ratio{worker="0",core="1"} 0.25"#.into(),
+        r#"uvs_worker_busy_ratio{worker="1",core="none"} 0"#.into(),
+    ];
+    for e in &expected {
+        assert!(
+            lines.contains(e.as_str()),
+            "missing line:\n{e}\n--- in ---\n{text}"
+        );
+    }
+}
+
+/// Every family: HELP then TYPE, then only its own samples; no family twice; every sample
+/// line is `name{labels} value` with a parseable value.
+#[test]
+fn exposition_is_well_formed() {
+    let text = render(&sample());
+    assert!(text.ends_with('\n'));
+    let mut seen = HashSet::new();
+    let mut current: Option<String> = None;
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap().to_string();
+            assert!(seen.insert(name.clone()), "family {name} appears twice");
+            let ty = lines.next().expect("TYPE after HELP");
+            let kind = ty
+                .strip_prefix(&format!("# TYPE {name} "))
+                .unwrap_or_else(|| panic!("TYPE of {name}: {ty}"));
+            assert!(kind == "counter" || kind == "gauge", "{ty}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "counter {name}");
+            }
+            current = Some(name);
+            continue;
+        }
+        assert!(!line.starts_with('#'), "stray comment {line}");
+        let family = current.as_deref().expect("sample before any family");
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let name = series.split('{').next().unwrap();
+        assert_eq!(name, family, "sample outside its family: {line}");
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+            assert!(!labels.contains('\n'));
+        }
+        assert!(
+            value.parse::<f64>().is_ok() || ["NaN", "+Inf", "-Inf"].contains(&value),
+            "{line}"
+        );
+    }
+    assert!(seen.len() >= 25, "{} families", seen.len());
+}
+
+#[test]
+fn empty_snapshot_still_renders_every_family() {
+    let text = render(&Snapshot::default());
+    assert!(text.contains("# TYPE uvs_drops_total counter\n"));
+    assert!(text.contains("# TYPE uvs_real_up gauge\n"));
+    assert!(text.contains("uvs_conn_table_capacity 0\n"));
+}
+
+fn get(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn endpoint_serves_metrics_and_stops() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&scrapes);
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = serve_listener(
+        listener,
+        Arc::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            sample()
+        }),
+        Arc::clone(&stop),
+    )
+    .unwrap();
+
+    let resp = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("Content-Type: {CONTENT_TYPE}")),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("Content-Length: {}", body.len())),
+        "{head}"
+    );
+    assert_eq!(body, render(&sample()));
+
+    let resp = get(addr, "GET /metrics?x=1 HTTP/1.0\r\n\r\n");
+    assert!(
+        resp.starts_with("HTTP/1.1 200 OK"),
+        "query strings are ignored"
+    );
+    let resp = get(addr, "HEAD /metrics HTTP/1.1\r\n\r\n");
+    assert!(
+        resp.starts_with("HTTP/1.1 200 OK") && resp.ends_with("\r\n\r\n"),
+        "{resp}"
+    );
+    let resp = get(addr, "GET / HTTP/1.1\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 404 Not Found"), "{resp}");
+    let resp = get(addr, "POST /metrics HTTP/1.1\r\n\r\n");
+    assert!(
+        resp.starts_with("HTTP/1.1 405 Method Not Allowed"),
+        "{resp}"
+    );
+    assert!(resp.contains("Allow: GET, HEAD"), "{resp}");
+    let resp = get(addr, "garbage\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 400 Bad Request"), "{resp}");
+    assert_eq!(scrapes.load(Ordering::Relaxed), 3, "only /metrics renders");
+
+    let t = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+    assert!(t.elapsed() < Duration::from_millis(200));
+    assert!(TcpStream::connect(addr).is_err(), "listener closed");
+}
+
+#[test]
+fn serve_reports_a_busy_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = uvs_control::metrics::serve(
+        taken.local_addr().unwrap(),
+        Arc::new(Snapshot::default),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot listen for metrics on"),
+        "{err}"
+    );
+}
