@@ -105,6 +105,27 @@ pub fn update_addr16(csum: u16, old: &[u8; 16], new: &[u8; 16]) -> u16 {
     !fold(sum)
 }
 
+/// The RFC 1624 difference term `~m + m'` for a field changing from `old` to `new`, summed
+/// over its 16-bit words; apply it to every checksum covering the field with [`apply_delta`].
+/// Computing it once serves the IPv4 header and the L4 checksum of an address rewrite.
+#[inline(always)]
+pub fn delta<const N: usize>(old: &[u8; N], new: &[u8; N]) -> u64 {
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i + 1 < N {
+        sum += u64::from(!u16::from_be_bytes([old[i], old[i + 1]]))
+            + u64::from(u16::from_be_bytes([new[i], new[i + 1]]));
+        i += 2;
+    }
+    sum
+}
+
+/// Applies a [`delta`] to a checksum: `HC' = ~(~HC + delta)` (RFC 1624 eqn. 3).
+#[inline(always)]
+pub fn apply_delta(csum: u16, delta: u64) -> u16 {
+    !fold(u64::from(!csum) + delta)
+}
+
 /// RFC 1624 update for any even-length field at an even offset (addresses of either family).
 /// Odd trailing bytes are ignored, so callers pass 4- or 16-byte slices.
 #[inline]
@@ -174,6 +195,7 @@ mod tests {
         let new16 = [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
         data[20..36].copy_from_slice(&new16);
         assert_eq!(update_addr16(expect, &old16, &new16), checksum(&data));
+        assert_eq!(apply_delta(expect, delta(&old16, &new16)), checksum(&data));
     }
 
     #[test]

@@ -206,27 +206,27 @@ pub fn parse_frame(frame: &[u8]) -> Result<Parsed, ParseError> {
     }
 }
 
-fn blank(l3: L3, vlan: Option<u16>, l3_off: usize) -> Parsed {
-    Parsed {
-        l3,
-        vlan,
-        l3_off: l3_off as u16,
-        l4_off: 0,
-        l4_proto: 0,
-        src: [0; 16],
-        dst: [0; 16],
-        sport: 0,
-        dport: 0,
-        tcp_flags: 0,
-        frag: Frag::None,
-        ip_total_len: 0,
-        sctp_first_chunk: 0,
-        sctp_vtag: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-    }
+/// L4 fields gathered before `Parsed` is assembled in one struct literal: building it field
+/// by field through `&mut` made the compiler spill and reload it with overlapping stores
+/// (store-forwarding stalls that doubled the cost of `classify`).
+#[derive(Clone, Copy, Default)]
+struct L4Fields {
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+    sctp_first_chunk: u8,
+    sctp_vtag: u32,
+    icmp_type: u8,
+    icmp_code: u8,
 }
 
+/// An IPv4 address widened to the 16-byte `Parsed` form in registers.
+#[inline(always)]
+pub(crate) fn widen_v4(a: [u8; 4]) -> [u8; 16] {
+    (u128::from(u32::from_be_bytes(a)) << 96).to_be_bytes()
+}
+
+#[inline(always)]
 fn parse_ipv4(frame: &[u8], l3_off: usize, vlan: Option<u16>) -> Result<Parsed, ParseError> {
     let ip = &frame[l3_off..];
     if ip.len() < crate::ipv4::HEADER_LEN {
@@ -254,17 +254,29 @@ fn parse_ipv4(frame: &[u8], l3_off: usize, vlan: Option<u16>) -> Result<Parsed, 
         Frag::None
     };
     let l4_off = l3_off + pkt.header_len();
-    let mut p = blank(L3::V4, vlan, l3_off);
-    p.l4_off = l4_off as u16;
-    p.l4_proto = pkt.protocol();
-    p.src[..4].copy_from_slice(&pkt.src_addr());
-    p.dst[..4].copy_from_slice(&pkt.dst_addr());
-    p.frag = frag;
-    p.ip_total_len = total as u16;
-    parse_l4(&mut p, &frame[l4_off..end])?;
-    Ok(p)
+    let l4_proto = pkt.protocol();
+    let l4 = parse_l4(L3::V4, l4_proto, frag, &frame[l4_off..end])?;
+    Ok(Parsed {
+        l3: L3::V4,
+        vlan,
+        l3_off: l3_off as u16,
+        l4_off: l4_off as u16,
+        l4_proto,
+        src: widen_v4(pkt.src_addr()),
+        dst: widen_v4(pkt.dst_addr()),
+        sport: l4.sport,
+        dport: l4.dport,
+        tcp_flags: l4.tcp_flags,
+        frag,
+        ip_total_len: total as u16,
+        sctp_first_chunk: l4.sctp_first_chunk,
+        sctp_vtag: l4.sctp_vtag,
+        icmp_type: l4.icmp_type,
+        icmp_code: l4.icmp_code,
+    })
 }
 
+#[inline(always)]
 fn parse_ipv6(frame: &[u8], l3_off: usize, vlan: Option<u16>) -> Result<Parsed, ParseError> {
     let ip = &frame[l3_off..];
     if ip.len() < crate::ipv6::HEADER_LEN {
@@ -287,33 +299,44 @@ fn parse_ipv6(frame: &[u8], l3_off: usize, vlan: Option<u16>) -> Result<Parsed, 
         _ => Frag::None,
     };
     let l4_off = l3_off + crate::ipv6::HEADER_LEN + chain.l4_off;
-    let mut p = blank(L3::V6, vlan, l3_off);
-    p.l4_off = l4_off as u16;
-    p.l4_proto = chain.l4_proto;
-    p.src = pkt.src_addr();
-    p.dst = pkt.dst_addr();
-    p.frag = frag;
-    p.ip_total_len = total as u16;
-    parse_l4(&mut p, &frame[l4_off..end])?;
-    Ok(p)
+    let l4 = parse_l4(L3::V6, chain.l4_proto, frag, &frame[l4_off..end])?;
+    Ok(Parsed {
+        l3: L3::V6,
+        vlan,
+        l3_off: l3_off as u16,
+        l4_off: l4_off as u16,
+        l4_proto: chain.l4_proto,
+        src: pkt.src_addr(),
+        dst: pkt.dst_addr(),
+        sport: l4.sport,
+        dport: l4.dport,
+        tcp_flags: l4.tcp_flags,
+        frag,
+        ip_total_len: total as u16,
+        sctp_first_chunk: l4.sctp_first_chunk,
+        sctp_vtag: l4.sctp_vtag,
+        icmp_type: l4.icmp_type,
+        icmp_code: l4.icmp_code,
+    })
 }
 
-/// Fills the L4 fields from `l4` (the bytes from the L4 header to the end of the IP packet).
+/// Reads the L4 fields from `l4` (the bytes from the L4 header to the end of the IP packet).
 /// A first fragment holds only part of the datagram, so lengths that describe the whole
 /// datagram (UDP length, the SCTP chunk chain) are not checked against it.
-#[inline]
-fn parse_l4(p: &mut Parsed, l4: &[u8]) -> Result<(), ParseError> {
-    let whole = match p.frag {
-        Frag::Later { .. } => return Ok(()),
+#[inline(always)]
+fn parse_l4(l3: L3, proto: u8, frag: Frag, l4: &[u8]) -> Result<L4Fields, ParseError> {
+    let whole = match frag {
+        Frag::Later { .. } => return Ok(L4Fields::default()),
         Frag::First { .. } => false,
         Frag::None => true,
     };
-    match (p.l4_proto, p.l3) {
+    let mut f = L4Fields::default();
+    match (proto, l3) {
         (ip_proto::TCP, _) => {
             let t = TcpPacket::new_checked(l4)?;
-            p.sport = t.src_port();
-            p.dport = t.dst_port();
-            p.tcp_flags = t.flags();
+            f.sport = t.src_port();
+            f.dport = t.dst_port();
+            f.tcp_flags = t.flags();
         }
         (ip_proto::UDP, _) => {
             let u = UdpPacket::new_unchecked(l4);
@@ -322,36 +345,43 @@ fn parse_l4(p: &mut Parsed, l4: &[u8]) -> Result<(), ParseError> {
             } else if l4.len() < udp::HEADER_LEN {
                 return Err(ParseError::TruncatedUdp);
             }
-            p.sport = u.src_port();
-            p.dport = u.dst_port();
+            f.sport = u.src_port();
+            f.dport = u.dst_port();
         }
-        (ip_proto::SCTP, _) => {
-            let s = SctpPacket::new_checked(l4)?;
-            if whole {
-                s.validate_chunks()?;
-            }
-            p.sport = s.src_port();
-            p.dport = s.dst_port();
-            p.sctp_vtag = s.verification_tag();
-            p.sctp_first_chunk = s.first_chunk_type();
-        }
+        (ip_proto::SCTP, _) => f = parse_sctp(l4, whole)?,
         (ip_proto::ICMP, L3::V4) => {
             if l4.len() < crate::icmpv4::HEADER_LEN {
                 return Err(ParseError::TruncatedIcmp);
             }
-            p.icmp_type = l4[0];
-            p.icmp_code = l4[1];
+            f.icmp_type = l4[0];
+            f.icmp_code = l4[1];
         }
         (ip_proto::ICMPV6, L3::V6) => {
             if l4.len() < icmpv6::HEADER_LEN {
                 return Err(ParseError::TruncatedIcmpv6);
             }
-            p.icmp_type = l4[0];
-            p.icmp_code = l4[1];
+            f.icmp_type = l4[0];
+            f.icmp_code = l4[1];
         }
         _ => {}
     }
-    Ok(())
+    Ok(f)
+}
+
+/// SCTP is rarer than TCP/UDP and walks its chunks: kept out of line.
+#[inline(never)]
+fn parse_sctp(l4: &[u8], whole: bool) -> Result<L4Fields, ParseError> {
+    let s = SctpPacket::new_checked(l4)?;
+    if whole {
+        s.validate_chunks()?;
+    }
+    Ok(L4Fields {
+        sport: s.src_port(),
+        dport: s.dst_port(),
+        sctp_vtag: s.verification_tag(),
+        sctp_first_chunk: s.first_chunk_type(),
+        ..L4Fields::default()
+    })
 }
 
 /// The unfolded pseudo-header sum for `p`'s addresses, protocol and `l4_len`.
