@@ -69,6 +69,8 @@ pub struct MemPort {
     rx: std::collections::VecDeque<Frame>,
     tx: Vec<Frame>,
     replay: Option<Replay>,
+    /// Transmitted frames are released at once instead of collected.
+    sink: bool,
     /// Frames refused by `tx_copy` or `push_rx` because no slot was free.
     pub exhausted: u64,
 }
@@ -88,6 +90,7 @@ impl MemPort {
             rx: std::collections::VecDeque::with_capacity(slots),
             tx: Vec::with_capacity(slots),
             replay: None,
+            sink: false,
             exhausted: 0,
         }
     }
@@ -99,6 +102,15 @@ impl MemPort {
         assert!(!templates.is_empty(), "replay needs at least one template");
         let mut port = Self::new(name, slots);
         port.replay = Some(Replay { templates, next: 0 });
+        port.sink = true;
+        port
+    }
+
+    /// Sink mode: receives nothing, releases transmitted frames at once (the far side of
+    /// a benchmark, where what leaves is counted, not kept).
+    pub fn sink(name: &str, slots: usize) -> Self {
+        let mut port = Self::new(name, slots);
+        port.sink = true;
         port
     }
 
@@ -195,7 +207,7 @@ impl Port for MemPort {
     }
 
     fn tx_burst(&mut self, frames: &[Frame]) -> usize {
-        if self.replay.is_some() {
+        if self.sink {
             self.free_slots.extend(frames.iter().map(|f| f.addr as u32));
         } else {
             self.tx.extend_from_slice(frames);
@@ -254,6 +266,17 @@ mod tests {
         assert!(!p.tx_copy(&[3]));
         assert_eq!(p.exhausted, 2);
         assert!(!p.push_rx(&vec![0; FRAME_CAPACITY + 1]));
+    }
+
+    #[test]
+    fn sink_releases_what_it_sends() {
+        let mut p = MemPort::sink("sink", 2);
+        for _ in 0..10 {
+            assert!(p.tx_copy(&[1, 2, 3]));
+        }
+        assert!(p.take_tx().is_empty());
+        let mut burst = [Frame::default(); 4];
+        assert_eq!(p.rx_burst(&mut burst), 0);
     }
 
     #[test]

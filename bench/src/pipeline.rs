@@ -1,0 +1,342 @@
+//! `uvs-bench pipeline`: the in-memory pipeline on one core.
+//!
+//! Each scenario runs a real `Worker` over two in-memory ports (client side and server
+//! side, as on the test network) fed by `MemPort::replay`, which copies each template
+//! frame into a buffer as a NIC's DMA would. The baseline runs over the same ports and
+//! templates and touches the same bytes a NAT rewrite touches (MACs, destination address,
+//! both checksums) and forwards to the same egress port, with no parsing, lookup or
+//! scheduling: the ratio shows what the pipeline itself costs.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use uvs_dataplane::lab;
+use uvs_dataplane::{Method, Shared, TablesBuilder, Worker, BURST};
+use uvs_port::{Frame, MemPort, Port};
+use uvs_sched::SchedulerKind;
+use uvs_testkit as tk;
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Packets of flows that already have connection entries.
+    Established,
+    /// Every packet opens a new flow (scheduling + insert).
+    NewFlows,
+    /// No pipeline: touch the bytes a NAT rewrite touches and forward.
+    Baseline,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Scenario {
+    pub kind: Kind,
+    pub method: String,
+    pub family: &'static str,
+    pub protocol: &'static str,
+    pub flows: usize,
+    pub frame_len: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    pub scenario: Scenario,
+    pub packets: u64,
+    pub seconds: f64,
+    pub ns_per_packet: f64,
+    pub mpps: f64,
+    /// Frames the pipeline forwarded (must equal `packets` for a valid run).
+    pub forwarded: u64,
+    pub drops: u64,
+    /// Connection-table memory per entry, where a table was used.
+    pub bytes_per_conn: Option<f64>,
+}
+
+pub struct Options {
+    pub flows: Vec<usize>,
+    pub seconds: f64,
+    pub methods: Vec<Method>,
+    pub families: Vec<bool>,
+    pub protocols: Vec<u8>,
+    pub new_flows: usize,
+}
+
+fn client_addr(i: usize, v6: bool) -> (IpAddr, u16) {
+    // Up to 200 client addresses × 60 000 ports on the client-side network.
+    let host = 10 + (i / 60_000) as u8;
+    let port = 1024 + (i % 60_000) as u16;
+    let ip: IpAddr = if v6 {
+        format!("2001:2::{:x}", u16::from(host) + 0x100)
+            .parse()
+            .expect("v6")
+    } else {
+        format!("198.18.0.{host}").parse().expect("v4")
+    };
+    (ip, port)
+}
+
+fn frame_for(i: usize, v6: bool, proto: u8, flags: tk::Flags) -> Vec<u8> {
+    let (src, sport) = client_addr(i, v6);
+    let vip: IpAddr = if v6 { lab::VIP6 } else { lab::VIP4 }.parse().expect("vip");
+    if proto == 6 {
+        tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            src,
+            sport,
+            vip,
+            80,
+            flags,
+            b"",
+        )
+    } else {
+        tk::udp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            src,
+            sport,
+            vip,
+            53,
+            b"0123456789",
+        )
+    }
+}
+
+fn setup(method: Method, v6: bool, capacity: usize) -> Arc<Shared> {
+    let spec = lab::spec(method, SchedulerKind::Rr, 1);
+    let tables = TablesBuilder::build(&spec, None).expect("lab tables");
+    let shared = Arc::new(Shared::new(tables, capacity, 1));
+    lab::learn_neighbours(&shared.neigh, 0);
+    // Clients beyond the lab's one: every benchmark client is on the client network.
+    for i in (0..12_000_000).step_by(60_000) {
+        let (ip, _) = client_addr(i, v6);
+        shared
+            .neigh
+            .learn(uvs_dataplane::IpKey::from_ip(ip), lab::CLIENT_MAC, 0);
+    }
+    shared
+}
+
+fn worker(shared: &Arc<Shared>, templates: Vec<Vec<u8>>) -> Worker<MemPort> {
+    let slots = 4 * BURST + 64;
+    let client = MemPort::replay("mem-client", slots, templates);
+    let server = MemPort::sink("mem-server", slots);
+    Worker::new(0, vec![client, server], shared.clone())
+}
+
+fn measure(mut step: impl FnMut() -> usize, seconds: f64, max_packets: Option<u64>) -> (u64, f64) {
+    let budget = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut packets = 0u64;
+    loop {
+        for _ in 0..64 {
+            packets += step() as u64;
+            if max_packets.is_some_and(|m| packets >= m) {
+                return (packets, start.elapsed().as_secs_f64());
+            }
+        }
+        if start.elapsed() >= budget {
+            return (packets, start.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Forwarded and dropped frames so far (the measured phase subtracts its start).
+fn tallies(shared: &Shared) -> (u64, u64) {
+    let c = &shared.counters[0];
+    (c.tx_packets.get(), c.total_drops())
+}
+
+fn outcome(
+    scenario: Scenario,
+    packets: u64,
+    secs: f64,
+    shared: Option<(&Shared, (u64, u64))>,
+) -> Outcome {
+    let v6 = scenario.family == "ipv6";
+    let (forwarded, drops) = shared.map_or((packets, 0), |(s, start)| {
+        let now = tallies(s);
+        (now.0 - start.0, now.1 - start.1)
+    });
+    Outcome {
+        scenario,
+        packets,
+        seconds: secs,
+        ns_per_packet: secs * 1e9 / packets.max(1) as f64,
+        mpps: packets as f64 / secs / 1e6,
+        forwarded,
+        drops,
+        bytes_per_conn: shared.map(|(s, _)| s.conns.bytes_per_entry(v6)),
+    }
+}
+
+fn proto_name(p: u8) -> &'static str {
+    if p == 6 {
+        "tcp"
+    } else {
+        "udp"
+    }
+}
+
+fn family_name(v6: bool) -> &'static str {
+    if v6 {
+        "ipv6"
+    } else {
+        "ipv4"
+    }
+}
+
+/// Established flows: open `flows` connections, then replay one packet per flow round
+/// robin for the time budget.
+pub fn established(method: Method, v6: bool, proto: u8, flows: usize, seconds: f64) -> Outcome {
+    let shared = setup(method, v6, flows + flows / 2 + 1024);
+    let syns: Vec<Vec<u8>> = (0..flows)
+        .map(|i| frame_for(i, v6, proto, tk::SYN))
+        .collect();
+    let mut w = worker(&shared, syns);
+    let mut opened = 0;
+    while opened < flows {
+        opened += w.poll();
+    }
+    // The table now holds `flows` connections; count from here.
+    let new_conns = shared.counters[0].new_conns.get();
+    if new_conns as usize != flows {
+        let c = &shared.counters[0];
+        let why: Vec<_> = (0..uvs_dataplane::DropReason::COUNT)
+            .filter(|i| c.drops[*i].get() > 0)
+            .map(|i| (uvs_dataplane::DropReason::name_of(i), c.drops[i].get()))
+            .collect();
+        panic!("only {new_conns} of {flows} SYNs opened a connection; drops: {why:?}");
+    }
+    let packets: Vec<Vec<u8>> = (0..flows)
+        .map(|i| frame_for(i, v6, proto, tk::ACK))
+        .collect();
+    let frame_len = packets[0].len();
+    let start = tallies(&shared);
+    let mut w = worker(&shared, packets);
+    let (n, secs) = measure(|| w.poll(), seconds, None);
+    outcome(
+        Scenario {
+            kind: Kind::Established,
+            method: format!("{method:?}").to_lowercase(),
+            family: family_name(v6),
+            protocol: proto_name(proto),
+            flows,
+            frame_len,
+        },
+        n,
+        secs,
+        Some((&shared, start)),
+    )
+}
+
+/// New flows: `count` distinct SYNs (or UDP first packets), each processed once.
+pub fn new_flows(method: Method, v6: bool, proto: u8, count: usize) -> Outcome {
+    let shared = setup(method, v6, count + count / 2 + 1024);
+    let frames: Vec<Vec<u8>> = (0..count)
+        .map(|i| frame_for(i, v6, proto, tk::SYN))
+        .collect();
+    let frame_len = frames[0].len();
+    let start = tallies(&shared);
+    let mut w = worker(&shared, frames);
+    let (n, secs) = measure(|| w.poll(), 3600.0, Some(count as u64));
+    outcome(
+        Scenario {
+            kind: Kind::NewFlows,
+            method: format!("{method:?}").to_lowercase(),
+            family: family_name(v6),
+            protocol: proto_name(proto),
+            flows: count,
+            frame_len,
+        },
+        n,
+        secs,
+        Some((&shared, start)),
+    )
+}
+
+/// The baseline over the same ports: per frame, rewrite the destination MACs and address
+/// and patch both checksums with constant deltas, then copy to the server-side port.
+pub fn baseline(v6: bool, proto: u8, flows: usize, seconds: f64) -> Outcome {
+    let packets: Vec<Vec<u8>> = (0..flows)
+        .map(|i| frame_for(i, v6, proto, tk::ACK))
+        .collect();
+    let frame_len = packets[0].len();
+    let slots = 4 * BURST + 64;
+    let mut client = MemPort::replay("mem-client", slots, packets);
+    let mut server = MemPort::sink("mem-server", slots);
+    let real = lab::real(1, v6).addr;
+    let (dst_off, l4_csum) = if v6 {
+        (14 + 24, 14 + 40 + if proto == 6 { 16 } else { 6 })
+    } else {
+        (14 + 16, 14 + 20 + if proto == 6 { 16 } else { 6 })
+    };
+    let alen = if v6 { 16 } else { 4 };
+    let mut rx = [Frame::default(); BURST];
+    let mut forwarded = 0u64;
+    let (n, secs) = measure(
+        || {
+            let n = client.rx_burst(&mut rx);
+            for f in &rx[..n] {
+                let buf = client.buf_mut(f);
+                buf[..6].copy_from_slice(&lab::real_mac(1));
+                buf[6..12].copy_from_slice(&lab::LB1_MAC);
+                buf[dst_off..dst_off + alen].copy_from_slice(&real[..alen]);
+                let c = u16::from_be_bytes([buf[l4_csum], buf[l4_csum + 1]]).wrapping_add(1);
+                buf[l4_csum..l4_csum + 2].copy_from_slice(&c.to_be_bytes());
+                if !v6 {
+                    let c = u16::from_be_bytes([buf[24], buf[25]]).wrapping_add(1);
+                    buf[24..26].copy_from_slice(&c.to_be_bytes());
+                }
+                if server.tx_copy(&buf[..f.len as usize]) {
+                    forwarded += 1;
+                }
+            }
+            client.free(&rx[..n]);
+            server.flush();
+            n
+        },
+        seconds,
+        None,
+    );
+    let mut o = outcome(
+        Scenario {
+            kind: Kind::Baseline,
+            method: "none".into(),
+            family: family_name(v6),
+            protocol: proto_name(proto),
+            flows,
+            frame_len,
+        },
+        n,
+        secs,
+        None,
+    );
+    o.forwarded = forwarded;
+    o
+}
+
+pub fn run(opts: &Options, mut progress: impl FnMut(&Outcome)) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for &v6 in &opts.families {
+        for &proto in &opts.protocols {
+            for &flows in &opts.flows {
+                let o = baseline(v6, proto, flows, opts.seconds);
+                progress(&o);
+                out.push(o);
+                for &m in &opts.methods {
+                    let o = established(m, v6, proto, flows, opts.seconds);
+                    progress(&o);
+                    out.push(o);
+                }
+            }
+            for &m in &opts.methods {
+                let o = new_flows(m, v6, proto, opts.new_flows);
+                progress(&o);
+                out.push(o);
+            }
+        }
+    }
+    out
+}
