@@ -442,3 +442,62 @@ fn checker_detects_a_stale_ip_checksum() {
     f[22] ^= 0x01;
     assert_checksums(&f);
 }
+
+/// A first fragment's L4 checksum covers the whole datagram, but the incremental update only
+/// needs the changed words: rewriting the first fragment must give the same checksum field as
+/// rewriting the unfragmented packet. Later fragments are left alone except the IP header.
+#[test]
+fn first_fragment_checksum_update_matches_whole_packet() {
+    for udp in [false, true] {
+        let (src, dst) = addrs(false);
+        let l4 = if udp {
+            L4::Udp {
+                sport: 1000,
+                dport: 53,
+            }
+        } else {
+            L4::Tcp {
+                sport: 1000,
+                dport: 80,
+                syn: false,
+            }
+        };
+        let mut whole = frame(false, Vlan::None, l4, &src, &dst, &[0x5a; 64]);
+        // First fragment: the L4 header plus 24 payload bytes, MF set.
+        let hl = if udp { 8 } else { 20 };
+        let mut first = whole[..34 + hl + 24].to_vec();
+        first[16..18].copy_from_slice(&((20 + hl + 24) as u16).to_be_bytes());
+        first[20] |= 0x20;
+        first[20] &= !0x40;
+        uvs_wire::Ipv4Packet::new_unchecked(&mut first[14..34]).fill_checksum();
+        let mut pw = parse_frame(&whole).unwrap();
+        let mut pf = parse_frame(&first).unwrap();
+        assert_eq!(pf.frag, Frag::First { id: pw_id(&whole) });
+        assert!(uvs_wire::can_rewrite_ports(&pf));
+        let new = common::v4(1, 1, 11);
+        for (f, p) in [(&mut whole, &mut pw), (&mut first, &mut pf)] {
+            set_dst_addr(f, p, &new);
+            set_dst_port(f, p, 8080);
+        }
+        let ck = if udp { 34 + 6 } else { 34 + 16 };
+        assert_eq!(&first[ck..ck + 2], &whole[ck..ck + 2]);
+        assert_checksums(&whole);
+        assert!(parse_frame(&first).is_ok());
+        // A later fragment: only the IPv4 header changes.
+        let mut later = whole.clone();
+        later[20] = 0x00;
+        later[21] = 0x03;
+        uvs_wire::Ipv4Packet::new_unchecked(&mut later[14..34]).fill_checksum();
+        let mut pl = parse_frame(&later).unwrap();
+        assert!(!uvs_wire::can_rewrite_ports(&pl));
+        let before = later[34..].to_vec();
+        set_src_addr(&mut later, &mut pl, &common::v4(1, 3, 3));
+        set_src_port(&mut later, &mut pl, 9);
+        assert_eq!(&later[34..], &before[..]);
+        assert_eq!(parse_frame(&later).unwrap(), pl);
+    }
+}
+
+fn pw_id(f: &[u8]) -> u32 {
+    u32::from(u16::from_be_bytes([f[18], f[19]]))
+}
