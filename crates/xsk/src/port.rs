@@ -41,8 +41,6 @@ const CHUNK_SIZE: usize = 4096;
 const CHUNK_SHIFT: u32 = CHUNK_SIZE.trailing_zeros();
 /// Most descriptors moved through a ring in one call.
 const BATCH: usize = 256;
-/// The fill ring is topped up once this many RX frames are idle.
-const REFILL_MIN: usize = 32;
 
 /// Whether the socket binds in zero-copy mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +127,9 @@ pub struct XskPort {
     scratch: Vec<FrameDesc>,
     /// `tx_copy` frames waiting to enter the TX ring at the next batch.
     staged: Vec<FrameDesc>,
+    /// Frames in the TX or completion ring (produced, not yet reclaimed):
+    /// when zero, `flush` touches no ring.
+    tx_outstanding: usize,
     stats: XskPortStats,
 }
 
@@ -262,6 +263,7 @@ impl XskPort {
             rx_frames,
             scratch: vec![FrameDesc::default(); BATCH],
             staged: Vec::with_capacity(BATCH),
+            tx_outstanding: 0,
             stats: XskPortStats::default(),
         };
         // Pools pop from the end; both start full.
@@ -326,7 +328,7 @@ impl XskPort {
         if idle == 0 {
             return;
         }
-        let n = (self.fill.nb_free(idle as u32) as usize).min(idle);
+        let n = (self.fill.nb_free(idle.min(BATCH) as u32) as usize).min(idle);
         if n == 0 {
             return;
         }
@@ -360,6 +362,7 @@ impl XskPort {
         // all-or-nothing produce takes them all.
         let done = unsafe { self.tx.produce(&self.staged) };
         debug_assert_eq!(done, self.staged.len());
+        self.tx_outstanding += done;
         self.staged.clear();
     }
 
@@ -367,6 +370,9 @@ impl XskPort {
     /// descriptors per `sendto`, so kick until the ring drains (bounded);
     /// zero-copy drivers consume asynchronously and need one kick at most.
     fn kick(&mut self) {
+        if self.tx_outstanding == 0 {
+            return;
+        }
         let mut kicks = 0;
         loop {
             let pending = self.ring_size - self.tx.nb_free_exact() as usize;
@@ -396,7 +402,7 @@ impl XskPort {
 
     /// Takes completed transmissions back into their pools.
     fn reclaim(&mut self) {
-        loop {
+        while self.tx_outstanding > 0 {
             // SAFETY: completion descriptors name frames whose transmission
             // the kernel has finished; they are ours again.
             let n = unsafe { self.comp.consume(&mut self.scratch) };
@@ -408,6 +414,7 @@ impl XskPort {
                 }
             }
             self.stats.tx_completed += n as u64;
+            self.tx_outstanding = self.tx_outstanding.saturating_sub(n);
             if n < self.scratch.len() {
                 break;
             }
@@ -423,13 +430,19 @@ impl XskPort {
 
 impl Port for XskPort {
     fn rx_burst(&mut self, out: &mut [Frame]) -> usize {
-        if self.rx_pool.len() >= REFILL_MIN {
-            self.refill();
-        }
         let want = out.len().min(BATCH);
         // SAFETY: RX descriptors name frames the kernel has finished writing;
         // from here they belong to the caller until given back.
         let n = unsafe { self.rx.consume(&mut self.scratch[..want]) };
+        // Top the fill ring up right after taking frames out, not at the
+        // next call: the caller may take a while with this burst, and the
+        // kernel keeps receiving meanwhile (a window test lost frames to an
+        // empty fill ring otherwise). The kernel publishes its fill consumer
+        // index after the RX descriptors (`xsk_flush`), so a top-up right
+        // after a receive may see fewer free slots than there are: hence
+        // also on empty polls. `refill` reads the shared index only when its
+        // cached view shows fewer than a batch of free slots.
+        self.refill();
         if n == 0 {
             if self.fill.needs_wakeup() {
                 // A zero-copy driver waits for a poll once the fill ring ran dry.
@@ -523,6 +536,7 @@ impl Port for XskPort {
             // `n ≤ room` slots are free, so all are taken.
             let done = unsafe { self.tx.produce(&self.scratch[..n]) };
             debug_assert_eq!(done, n);
+            self.tx_outstanding += done;
             self.stats.tx += n as u64;
             queued += take;
             if take < chunk.len() {
@@ -584,9 +598,6 @@ impl Port for XskPort {
         self.publish_staged();
         self.kick();
         self.reclaim();
-        if self.rx_pool.len() >= REFILL_MIN {
-            self.refill();
-        }
     }
 
     fn name(&self) -> &str {
