@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod counters;
+pub mod frag;
 pub mod lab;
 pub mod neigh;
 pub mod pipeline;

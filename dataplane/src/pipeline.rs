@@ -52,6 +52,8 @@ pub struct Ctx<'a> {
     pub expire_nodest_conn: bool,
     /// FullNAT: next local port to try, per worker.
     pub fullnat_cursor: &'a mut u32,
+    /// Which connection each recent fragmented datagram belongs to.
+    pub frags: &'a mut crate::frag::FragTable,
 }
 
 #[inline]
@@ -91,28 +93,172 @@ pub fn process(
     let v6 = p.l3 == L3::V6;
     match p.l4_proto {
         PROTO_TCP | PROTO_UDP | PROTO_SCTP => {}
-        PROTO_ICMP | PROTO_ICMPV6 => return icmp(tables, &p, v6),
+        PROTO_ICMP | PROTO_ICMPV6 => return icmp(ctx, tables, neigh, buf, len, &mut p, v6),
         _ => return Verdict::Drop(DropReason::NoService),
     }
-    if let Frag::Later { .. } = p.frag {
-        return Verdict::Drop(DropReason::FragmentNoFlow);
+    if let Frag::Later { id } = p.frag {
+        return later_fragment(ctx, tables, neigh, buf, len, &mut p, id);
     }
     let key = flow_key(&p);
     if let Some(hit) = ctx.conns.lookup(&key, ctx.now) {
+        if let Frag::First { id } = p.frag {
+            ctx.frags.remember(&p, id, &hit, ctx.now_s);
+        }
         return established(ctx, tables, neigh, buf, len, &mut p, &hit);
     }
     new_flow(ctx, tables, neigh, buf, len, &mut p, &key, in_port)
 }
 
-/// ICMP to an owned address goes to the slow path (echo, NDP); errors about flows are
-/// translated by the ICMP stage (see `icmp_error`).
+/// A non-first fragment carries no ports: it follows the connection its first fragment
+/// found (remembered by fragment id), as Maglev does; IPVS needs the kernel to reassemble.
 #[cold]
-fn icmp(tables: &Tables, p: &Parsed, v6: bool) -> Verdict {
+fn later_fragment(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    id: u32,
+) -> Verdict {
+    match ctx.frags.find(p, id, ctx.now_s) {
+        Some(hit) => established(ctx, tables, neigh, buf, len, p, &hit),
+        None => Verdict::Drop(DropReason::FragmentNoFlow),
+    }
+}
+
+/// ICMP: errors about a tracked flow are translated with it (outer and quoted headers,
+/// as IPVS's ip_vs_in_icmp / ip_vs_out_icmp); echo and NDP for owned addresses go to the
+/// slow path.
+#[cold]
+fn icmp(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    v6: bool,
+) -> Verdict {
+    let is_error = if v6 {
+        p.icmp_type < 128
+    } else {
+        matches!(p.icmp_type, 3 | 4 | 11 | 12)
+    };
+    if is_error {
+        return icmp_error(ctx, tables, neigh, buf, len, p, v6);
+    }
     if tables.owns(&ip(v6, p.dst)) || (v6 && p.dst[0] == 0xff) {
         Verdict::SlowPath
     } else {
         Verdict::Drop(DropReason::IcmpNoFlow)
     }
+}
+
+/// An ICMP error quoting a packet of a tracked flow. The quoted packet is one that left
+/// here (or the client) towards the error's sender, so its reversed tuple is one of the
+/// connection's tuples: the original one (the error came from the client side about a
+/// reply: send it on to the real server) or the reply one (the error came from the server
+/// side about a forwarded packet: send it back to the client).
+#[cold]
+fn icmp_error(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    v6: bool,
+) -> Verdict {
+    let Ok(mut e) = uvs_wire::parse_icmp_embedded(&buf[..*len], p) else {
+        return Verdict::Drop(DropReason::IcmpNoFlow);
+    };
+    let key = FlowKey {
+        proto: e.l4_proto,
+        v6,
+        src: e.dst,
+        dst: e.src,
+        sport: e.dport,
+        dport: e.sport,
+    };
+    let Some(hit) = ctx.conns.lookup(&key, ctx.now) else {
+        return Verdict::Drop(DropReason::IcmpNoFlow);
+    };
+    let c = hit.conn;
+    let Some(svc) = tables.service(c.service) else {
+        return Verdict::Drop(DropReason::IcmpNoFlow);
+    };
+    let method = Method::from_u8(c.method);
+    let frame = &mut buf[..];
+    if !uvs_wire::decrement_ttl(frame, p) {
+        return Verdict::Drop(DropReason::TtlExceeded);
+    }
+    match hit.dir {
+        Dir::Original => {
+            // Quoted: VIP:vport → client:cport (our reply). The real server sent it as
+            // real:rport → client (or → local:lport with FullNAT).
+            if matches!(method, Method::Nat | Method::FullNat) {
+                uvs_wire::set_embedded_src_addr(frame, &mut e, &c.reply.src);
+                uvs_wire::set_embedded_src_port(frame, &mut e, c.reply.sport);
+                uvs_wire::set_dst_addr(frame, p, &c.reply.src);
+                if method == Method::FullNat {
+                    uvs_wire::set_embedded_dst_addr(frame, &mut e, &c.reply.dst);
+                    uvs_wire::set_embedded_dst_port(frame, &mut e, c.reply.dport);
+                    uvs_wire::set_src_addr(frame, p, &c.reply.dst);
+                }
+            }
+            let real = svc.real(c.real).filter(|r| r.addr.addr == c.reply.src);
+            forward_icmp_to_real(tables, neigh, buf, len, p, real, &c, method)
+        }
+        Dir::Reply => {
+            if !matches!(method, Method::Nat | Method::FullNat) {
+                return Verdict::Drop(DropReason::IcmpNoFlow);
+            }
+            // Quoted: client:cport (or local:lport) → real:rport, as we forwarded it. The
+            // client sent client:cport → VIP:vport; the error appears to come from the VIP.
+            uvs_wire::set_embedded_dst_addr(frame, &mut e, &c.orig.dst);
+            uvs_wire::set_embedded_dst_port(frame, &mut e, c.orig.dport);
+            uvs_wire::set_src_addr(frame, p, &c.orig.dst);
+            if method == Method::FullNat {
+                uvs_wire::set_embedded_src_addr(frame, &mut e, &c.orig.src);
+                uvs_wire::set_embedded_src_port(frame, &mut e, c.orig.sport);
+                uvs_wire::set_dst_addr(frame, p, &c.orig.src);
+            }
+            let client = ip(c.orig.v6, c.orig.src);
+            let _ = ctx;
+            match tables.route(&client) {
+                Some((port, hop)) => l2_out(tables, neigh, buf, port, hop),
+                None => Verdict::Drop(DropReason::NoRoute),
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_icmp_to_real(
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    real: Option<&RealRt>,
+    c: &Conn,
+    method: Method,
+) -> Verdict {
+    let real_addr = ip(c.reply.v6, c.reply.src);
+    let (egress, hop) = match real {
+        Some(r) => (r.egress, r.next_hop),
+        None => match tables.route(&real_addr) {
+            Some(x) => x,
+            None => return Verdict::Drop(DropReason::NoRoute),
+        },
+    };
+    if method == Method::Tun {
+        if let Err(v) = encapsulate(tables, buf, len, p, egress, &real_addr) {
+            return v;
+        }
+    }
+    l2_out(tables, neigh, buf, egress, hop)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -186,6 +332,15 @@ fn new_flow(
             return Verdict::Drop(DropReason::TableFull);
         }
         Err(_) => return Verdict::Drop(DropReason::TableFull),
+    }
+    if let (Frag::First { id }, Ok(conn_id)) = (p.frag, inserted) {
+        let hit = Hit {
+            id: conn_id,
+            dir: Dir::Original,
+            conn,
+            deadline,
+        };
+        ctx.frags.remember(p, id, &hit, ctx.now_s);
     }
     forward_original(ctx, tables, neigh, buf, len, p, svc, Some(real), &conn)
 }
@@ -466,7 +621,13 @@ fn encapsulate(
     .ok_or(Verdict::Drop(DropReason::NoRoute))?;
     let hdr = if real.v6 { 40 } else { 20 };
     if usize::from(p.ip_total_len) + hdr > usize::from(iface.mtu) {
-        return Err(Verdict::Drop(DropReason::TooBig));
+        return Err(too_big(
+            tables,
+            buf,
+            len,
+            p,
+            iface.mtu.saturating_sub(hdr as u16),
+        ));
     }
     let outer = if real.v6 { L3::V6 } else { L3::V4 };
     let n = uvs_wire::encap_ipip(
@@ -482,6 +643,44 @@ fn encapsulate(
     .map_err(|_| Verdict::Drop(DropReason::TooBig))?;
     *len = n;
     Ok(())
+}
+
+/// The packet does not fit the tunnel: tell the sender the path MTU (ICMP fragmentation
+/// needed, RFC 1191 / ICMPv6 packet too big, RFC 8201) instead of dropping it silently.
+/// IPv4 packets without DF are not fragmented here: they are dropped and counted.
+#[cold]
+fn too_big(tables: &Tables, buf: &mut [u8], len: &mut usize, p: &Parsed, mtu: u16) -> Verdict {
+    let mut out = [0u8; 1400];
+    let dont_frag = p.l3 == L3::V6
+        || buf
+            .get(usize::from(p.l3_off) + 6)
+            .is_some_and(|b| b & 0x40 != 0);
+    if !dont_frag {
+        return Verdict::Drop(DropReason::TooBig);
+    }
+    // Reply from the VIP the client was talking to, out of the port it came in on.
+    let Some((port, _)) = tables.route(&ip(p.l3 == L3::V6, p.src)) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    let frame = &buf[..*len];
+    let built = if p.l3 == L3::V6 {
+        uvs_wire::build::icmpv6_packet_too_big(frame, p, &p.dst, u32::from(mtu.max(1280)), &mut out)
+    } else {
+        let mut vip = [0u8; 4];
+        vip.copy_from_slice(&p.dst[..4]);
+        uvs_wire::build::icmpv4_frag_needed(frame, p, vip, mtu.max(68), &mut out)
+    };
+    match built {
+        Ok(n) if n <= buf.len() => {
+            buf[..n].copy_from_slice(&out[..n]);
+            *len = n;
+            if let Some(iface) = tables.ifaces.get(usize::from(port)) {
+                buf[6..12].copy_from_slice(&iface.mac);
+            }
+            Verdict::Forward(port)
+        }
+        _ => Verdict::Drop(DropReason::TooBig),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

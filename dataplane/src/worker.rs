@@ -106,6 +106,7 @@ pub struct Worker<P: Port> {
     shared: Arc<Shared>,
     pending: Pending,
     fullnat_cursor: u32,
+    frags: crate::frag::FragTable,
     scratch: Box<[u8]>,
 }
 
@@ -132,6 +133,7 @@ impl<P: Port> Worker<P> {
             shared,
             pending: Pending::default(),
             fullnat_cursor: 0,
+            frags: crate::frag::FragTable::default(),
             scratch: vec![0; FRAME_CAPACITY].into_boxed_slice(),
         }
     }
@@ -162,6 +164,7 @@ impl<P: Port> Worker<P> {
             counters,
             expire_nodest_conn: shared.expire_nodest_conn.load(Ordering::Relaxed),
             fullnat_cursor: &mut self.fullnat_cursor,
+            frags: &mut self.frags,
         };
         let mut total = 0;
         let mut rx = [Frame::default(); BURST];

@@ -561,3 +561,254 @@ fn reply_on_another_worker_finds_the_connection() {
     assert_eq!(only(&out).src, vip(false));
     assert_eq!(shared.counters[1].total_drops(), 0);
 }
+
+#[test]
+fn later_fragments_follow_their_first_fragment() {
+    let mut lab = Lab::new(Method::Nat);
+    let whole = tk::udp(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        client(false),
+        50000,
+        vip(false),
+        53,
+        &[7u8; 200],
+    );
+    let (first, second) = tk::fragment_v4(&whole, 64, 0x4242);
+    let [_, out] = lab.send(0, &first);
+    assert_eq!(out.len(), 1);
+    let [_, out2] = lab.send(0, &second);
+    assert_eq!(out2.len(), 1, "the later fragment follows the flow");
+    // Both fragments went to the same real server, rewritten; their reassembly checks out.
+    let dst_of = |f: &[u8]| IpAddr::from(<[u8; 4]>::try_from(&f[30..34]).unwrap());
+    assert_eq!(dst_of(&out[0]), real(1, false));
+    assert_eq!(dst_of(&out2[0]), real(1, false));
+    let mut reassembled = out[0][..14 + 20].to_vec();
+    reassembled.extend_from_slice(&out[0][34..]);
+    reassembled.extend_from_slice(&out2[0][34..]);
+    let total = (reassembled.len() - 14) as u16;
+    reassembled[16..18].copy_from_slice(&total.to_be_bytes());
+    reassembled[20..22].copy_from_slice(&[0, 0]);
+    reassembled[24..26].copy_from_slice(&[0, 0]);
+    let mut sum = 0u32;
+    for w in reassembled[14..34].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    reassembled[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let seen = check_frame(&reassembled).expect("reassembled datagram has valid checksums");
+    assert_eq!(seen.payload, vec![7u8; 200]);
+    // A later fragment of an unknown datagram is dropped and counted.
+    let (_, orphan) = tk::fragment_v4(&whole, 64, 0x5555);
+    let [a, b] = lab.send(0, &orphan);
+    assert!(a.is_empty() && b.is_empty());
+    assert_eq!(lab.drops(DropReason::FragmentNoFlow), 1);
+}
+
+fn icmp_unreachable(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    quoted: &[u8],
+) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac);
+    let mut out = Vec::new();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => b
+            .ipv4(s.octets(), d.octets(), 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port,
+            ))
+            .write(&mut out, &quoted[14..])
+            .unwrap(),
+        (IpAddr::V6(s), IpAddr::V6(d)) => b
+            .ipv6(s.octets(), d.octets(), 64)
+            .icmpv6(etherparse::Icmpv6Type::DestinationUnreachable(
+                etherparse::icmpv6::DestUnreachableCode::Port,
+            ))
+            .write(&mut out, &quoted[14..])
+            .unwrap(),
+        _ => unreachable!(),
+    }
+    out
+}
+
+/// ICMP errors about a tracked flow are translated with it, in both directions.
+#[test]
+fn icmp_errors_follow_their_flow() {
+    for method in [Method::Nat, Method::FullNat] {
+        for v6 in [false, true] {
+            let case = format!("{method:?} v6={v6}");
+            let mut lab = Lab::new(method);
+            let [_, fwd] = lab.send(0, &first_packet(v6, false, 51000));
+            let forwarded = fwd[0].clone();
+            // The real server's port is closed: it answers with port unreachable quoting
+            // the datagram as it received it.
+            let seen = only(&fwd);
+            let err = icmp_unreachable(
+                lab::real_mac(1),
+                lab::LB1_MAC,
+                real(1, v6),
+                seen.src,
+                &forwarded,
+            );
+            let [to_client, _] = lab.send(1, &err);
+            assert_eq!(to_client.len(), 1, "{case}: the error reaches the client");
+            let s = etherparse::SlicedPacket::from_ethernet(&to_client[0]).unwrap();
+            let (src, dst, payload, csum_ok) = match (&s.net, &s.transport) {
+                (
+                    Some(etherparse::NetSlice::Ipv4(h)),
+                    Some(etherparse::TransportSlice::Icmpv4(i)),
+                ) => (
+                    IpAddr::V4(h.header().source_addr()),
+                    IpAddr::V4(h.header().destination_addr()),
+                    i.payload().to_vec(),
+                    i.header().checksum == i.icmp_type().calc_checksum(i.payload()),
+                ),
+                (
+                    Some(etherparse::NetSlice::Ipv6(h)),
+                    Some(etherparse::TransportSlice::Icmpv6(i)),
+                ) => (
+                    IpAddr::V6(h.header().source_addr()),
+                    IpAddr::V6(h.header().destination_addr()),
+                    i.payload().to_vec(),
+                    i.checksum()
+                        == i.icmp_type()
+                            .calc_checksum(
+                                h.header().source(),
+                                h.header().destination(),
+                                i.payload(),
+                            )
+                            .unwrap(),
+                ),
+                other => panic!("{case}: not an ICMP error: {other:?}"),
+            };
+            assert!(csum_ok, "{case}: outer ICMP checksum");
+            assert_eq!(
+                src,
+                vip(v6),
+                "{case}: the error appears to come from the VIP"
+            );
+            assert_eq!(dst, client(v6), "{case}");
+            // The quoted datagram is the one the client sent: client:51000 → VIP:53.
+            let q = etherparse::SlicedPacket::from_ip(&payload).unwrap();
+            let (qs, qd) = match q.net {
+                Some(etherparse::NetSlice::Ipv4(h)) => {
+                    let hdr = h.header().to_header();
+                    assert_eq!(
+                        hdr.calc_header_checksum(),
+                        hdr.header_checksum,
+                        "{case}: quoted IPv4 checksum"
+                    );
+                    (
+                        IpAddr::V4(h.header().source_addr()),
+                        IpAddr::V4(h.header().destination_addr()),
+                    )
+                }
+                Some(etherparse::NetSlice::Ipv6(h)) => (
+                    IpAddr::V6(h.header().source_addr()),
+                    IpAddr::V6(h.header().destination_addr()),
+                ),
+                _ => panic!(),
+            };
+            assert_eq!((qs, qd), (client(v6), vip(v6)), "{case}: quoted addresses");
+            let Some(etherparse::TransportSlice::Udp(u)) = q.transport else {
+                panic!("{case}")
+            };
+            assert_eq!(
+                (u.source_port(), u.destination_port()),
+                (51000, 53),
+                "{case}: quoted ports"
+            );
+
+            // The other way: the client's side reports an error about a reply we sent.
+            let reply = if method == Method::FullNat {
+                tk::udp(
+                    lab::real_mac(1),
+                    lab::LB1_MAC,
+                    real(1, v6),
+                    53,
+                    seen.src,
+                    seen.sport,
+                    b"r",
+                )
+            } else {
+                tk::udp(
+                    lab::real_mac(1),
+                    lab::LB1_MAC,
+                    real(1, v6),
+                    53,
+                    client(v6),
+                    51000,
+                    b"r",
+                )
+            };
+            let [back, _] = lab.send(1, &reply);
+            let err =
+                icmp_unreachable(lab::CLIENT_MAC, lab::LB0_MAC, client(v6), vip(v6), &back[0]);
+            let [_, to_real] = lab.send(0, &err);
+            assert_eq!(
+                to_real.len(),
+                1,
+                "{case}: the error reaches the real server"
+            );
+            let s = etherparse::SlicedPacket::from_ethernet(&to_real[0]).unwrap();
+            let dst = match &s.net {
+                Some(etherparse::NetSlice::Ipv4(h)) => IpAddr::V4(h.header().destination_addr()),
+                Some(etherparse::NetSlice::Ipv6(h)) => IpAddr::V6(h.header().destination_addr()),
+                _ => panic!(),
+            };
+            assert_eq!(dst, real(1, v6), "{case}");
+        }
+    }
+}
+
+#[test]
+fn tunnel_too_big_answers_the_client_with_the_path_mtu() {
+    for v6 in [false, true] {
+        let mut lab = Lab::new(Method::Tun);
+        // A full-size datagram cannot take 20/40 more bytes on a 1500-byte link.
+        let big = tk::udp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(v6),
+            52000,
+            vip(v6),
+            53,
+            &vec![1u8; 1460],
+        );
+        let mut big = big;
+        if !v6 {
+            big[20] |= 0x40; // DF
+            big[24..26].copy_from_slice(&[0, 0]);
+            let mut sum = 0u32;
+            for w in big[14..34].chunks(2) {
+                sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+            }
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            big[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        }
+        let [to_client, to_servers] = lab.send(0, &big);
+        assert!(to_servers.is_empty(), "v6={v6}: nothing oversized is sent");
+        assert_eq!(to_client.len(), 1, "v6={v6}: an ICMP error goes back");
+        let s = etherparse::SlicedPacket::from_ethernet(&to_client[0]).unwrap();
+        match s.transport {
+            Some(etherparse::TransportSlice::Icmpv4(i)) => match i.icmp_type() {
+                etherparse::Icmpv4Type::DestinationUnreachable(
+                    etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu },
+                ) => assert_eq!(next_hop_mtu, 1480),
+                t => panic!("{t:?}"),
+            },
+            Some(etherparse::TransportSlice::Icmpv6(i)) => match i.icmp_type() {
+                etherparse::Icmpv6Type::PacketTooBig { mtu } => assert_eq!(mtu, 1460),
+                t => panic!("{t:?}"),
+            },
+            other => panic!("v6={v6}: {other:?}"),
+        }
+    }
+}

@@ -232,6 +232,45 @@ pub fn truncated(frame: &[u8], len: usize) -> Vec<u8> {
     frame[..len.min(frame.len())].to_vec()
 }
 
+/// Splits an IPv4 frame (no options, no VLAN) into two fragments: the first carries
+/// `first_len` bytes of the IP payload (a multiple of 8), the second the rest. Header
+/// checksums are recomputed; the L4 checksum stays the whole datagram's.
+pub fn fragment_v4(frame: &[u8], first_len: usize, id: u16) -> (Vec<u8>, Vec<u8>) {
+    assert_eq!(first_len % 8, 0);
+    let ip = &frame[14..];
+    let hl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let payload = &ip[hl..total];
+    let mk = |part: &[u8], offset: usize, more: bool| {
+        let mut f = frame[..14 + hl].to_vec();
+        f.extend_from_slice(part);
+        let h = &mut f[14..14 + hl];
+        h[2..4].copy_from_slice(&((hl + part.len()) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        let flags_off = ((offset / 8) as u16) | if more { 0x2000 } else { 0 };
+        h[6..8].copy_from_slice(&flags_off.to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let c = ipv4_header_checksum(h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    (
+        mk(&payload[..first_len], 0, true),
+        mk(&payload[first_len..], first_len, false),
+    )
+}
+
+fn ipv4_header_checksum(h: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for w in h.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
