@@ -1,1 +1,84 @@
-fn main() {}
+//! `uvsadm [--socket PATH] <ipvsadm arguments>`: sends the command to uvsd over its admin
+//! socket and prints the answer. The line is parsed here first, so mistakes and `-h` need no
+//! daemon; `top` redraws a frame from uvsd every second until Ctrl-C.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+use uvs_control::admin::{parse, request, usage, version, AdminCommand, DEFAULT_SOCKET};
+
+fn main() {
+    std::process::exit(run(std::env::args().skip(1).collect()));
+}
+
+fn run(mut args: Vec<String>) -> i32 {
+    let mut socket = std::env::var_os("UVSADM_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    match args.first().map(String::as_str) {
+        Some("--socket") => {
+            if args.len() < 2 {
+                eprintln!("uvsadm: --socket needs a path");
+                return 1;
+            }
+            socket = PathBuf::from(args.remove(1));
+            args.remove(0);
+        }
+        Some(a) if a.starts_with("--socket=") => {
+            socket = PathBuf::from(&a["--socket=".len()..]);
+            args.remove(0);
+        }
+        _ => {}
+    }
+    let cmd = match parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("uvsadm: {e}");
+            return 1;
+        }
+    };
+    match cmd {
+        AdminCommand::Help => {
+            print!("{}", usage());
+            0
+        }
+        AdminCommand::Version => {
+            print!("{}", version());
+            0
+        }
+        AdminCommand::Top { once: false } => top(&socket),
+        _ => match request(&socket, &args) {
+            Ok(out) => {
+                print!("{out}");
+                0
+            }
+            Err(e) => {
+                eprintln!("uvsadm: {e}");
+                1
+            }
+        },
+    }
+}
+
+/// Redraws uvsd's `top` frame every second (cursor home + clear screen) until interrupted.
+fn top(socket: &std::path::Path) -> i32 {
+    let argv = vec!["top".to_string(), "--once".to_string()];
+    loop {
+        match request(socket, &argv) {
+            Ok(frame) => {
+                let mut out = std::io::stdout().lock();
+                if write!(out, "\x1b[H\x1b[2J{frame}")
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
+                    return 0; // stdout closed (e.g. piped into head)
+                }
+            }
+            Err(e) => {
+                eprintln!("uvsadm: {e}");
+                return 1;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}

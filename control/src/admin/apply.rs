@@ -1,0 +1,208 @@
+//! Edit commands applied to a [`Config`]: the result is validated exactly as a YAML file is,
+//! so a rejected command changes nothing and says why.
+
+use super::parse::{AdminCommand, RealArgs, ServiceArgs};
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use uvs_config::{Config, Forwarding, RealServer, Scheduler, Service, ServiceKey, Tunnel};
+
+/// `TCP 198.18.100.1:80`, `UDP [2001:2::1]:53`: a service as ipvsadm lists it.
+pub fn service_text(k: &ServiceKey) -> String {
+    format!(
+        "{} {}",
+        k.protocol.name().to_ascii_uppercase(),
+        SocketAddr::new(k.vip, k.port)
+    )
+}
+
+/// The configuration `cmd` produces from `cfg`, validated by `uvs_config::load_str` (through
+/// `to_yaml`, the same path as a file). Only edit commands (`-A -E -D -a -e -d -C`) apply;
+/// the error names the service or server and the fix, in ipvsadm's words where it has some.
+pub fn apply(cmd: &AdminCommand, cfg: &Config) -> Result<Config, String> {
+    let mut new = cfg.clone();
+    match cmd {
+        AdminCommand::AddService(a) => {
+            if find(&new, &a.key).is_some() {
+                return Err(format!(
+                    "service {} already exists: change it with -E",
+                    service_text(&a.key)
+                ));
+            }
+            new.services.push(new_service(a, cfg));
+        }
+        AdminCommand::EditService(a) => {
+            let i = service_index(&new, &a.key)?;
+            edit_service(&mut new.services[i], a);
+        }
+        AdminCommand::DeleteService(key) => {
+            let i = service_index(&new, key)?;
+            new.services.remove(i);
+        }
+        AdminCommand::AddReal(r) => {
+            let i = service_index(&new, &r.service)?;
+            let svc = &mut new.services[i];
+            let key = SocketAddr::new(r.address, r.port);
+            if svc.real_servers.iter().any(|x| x.key() == key) {
+                return Err(format!(
+                    "destination {key} already exists in service {}: change it with -e",
+                    service_text(&r.service)
+                ));
+            }
+            let real = real_server(r, svc.forwarding, None);
+            svc.real_servers.push(real);
+        }
+        AdminCommand::EditReal(r) => {
+            let i = service_index(&new, &r.service)?;
+            let svc = &mut new.services[i];
+            let j = real_index(svc, r.address, r.port)?;
+            let old_tunnel = svc.real_servers[j].tunnel;
+            svc.real_servers[j] = real_server(r, svc.forwarding, old_tunnel);
+        }
+        AdminCommand::DeleteReal { service, real } => {
+            let i = service_index(&new, service)?;
+            let svc = &mut new.services[i];
+            let j = real_index(svc, real.0, real.1)?;
+            svc.real_servers.remove(j);
+        }
+        AdminCommand::Clear => new.services.clear(),
+        other => {
+            return Err(format!(
+                "{other:?} does not change the configuration (internal: not an edit command)"
+            ))
+        }
+    }
+    validate(&new)
+}
+
+fn find(cfg: &Config, key: &ServiceKey) -> Option<usize> {
+    cfg.services.iter().position(|s| s.key() == *key)
+}
+
+fn service_index(cfg: &Config, key: &ServiceKey) -> Result<usize, String> {
+    find(cfg, key).ok_or_else(|| {
+        format!(
+            "no such service {}: `uvsadm -L -n` lists the services",
+            service_text(key)
+        )
+    })
+}
+
+fn real_index(svc: &Service, address: IpAddr, port: u16) -> Result<usize, String> {
+    let key = SocketAddr::new(address, port);
+    svc.real_servers
+        .iter()
+        .position(|r| r.key() == key)
+        .ok_or_else(|| {
+            format!(
+                "no such destination {key} in service {}: `uvsadm -L -n -t {}` lists its servers",
+                service_text(&svc.key()),
+                SocketAddr::new(svc.vip, svc.port)
+            )
+        })
+}
+
+/// `-A`: what ipvsadm would create; settings ipvsadm has no flag for take the YAML defaults
+/// (no health check, the global timeouts, direct routing as the servers' default method).
+fn new_service(a: &ServiceArgs, cfg: &Config) -> Service {
+    Service {
+        name: a.key.to_string(),
+        vip: a.key.vip,
+        protocol: a.key.protocol,
+        port: a.key.port,
+        scheduler: a.scheduler,
+        scheduler_flags: a.flags.clone(),
+        mh_table_size: None,
+        forwarding: Forwarding::Dr,
+        persistence: a.persistence,
+        one_packet: a.one_packet,
+        fullnat_pool: a.fullnat_pool.clone().unwrap_or_default(),
+        timeouts: cfg.timeouts,
+        sorry_server: None,
+        health_check: None,
+        real_servers: Vec::new(),
+    }
+}
+
+/// `-E`: replaces what ipvsadm's -E sets (scheduler, flags, persistence, one-packet) and keeps
+/// what only the YAML can say (name, health check, timeouts, sorry server, real servers, and
+/// the FullNAT pool unless `--fullnat-pool` is given).
+fn edit_service(svc: &mut Service, a: &ServiceArgs) {
+    svc.scheduler = a.scheduler;
+    svc.scheduler_flags = a.flags.clone();
+    if a.scheduler != Scheduler::MaglevHashing {
+        svc.mh_table_size = None;
+    }
+    svc.persistence = a.persistence;
+    svc.one_packet = a.one_packet;
+    if let Some(pool) = &a.fullnat_pool {
+        svc.fullnat_pool = pool.clone();
+    }
+}
+
+fn real_server(r: &RealArgs, default_fwd: Forwarding, old_tunnel: Option<Tunnel>) -> RealServer {
+    let forwarding = r.forwarding.unwrap_or(default_fwd);
+    RealServer {
+        address: r.address,
+        port: r.port,
+        weight: r.weight,
+        forwarding,
+        upper_threshold: r.upper_threshold,
+        lower_threshold: r.lower_threshold,
+        tunnel: (forwarding == Forwarding::Tun).then(|| old_tunnel.unwrap_or(Tunnel::Ipip)),
+    }
+}
+
+/// Round trip through YAML: the edited configuration must pass every check a file does.
+fn validate(new: &Config) -> Result<Config, String> {
+    uvs_config::load_str(&uvs_config::to_yaml(new), "<admin>").map_err(|e| {
+        let mut msg = format!("rejected, nothing changed: {}", located(&e.path, new));
+        if !msg.ends_with(' ') {
+            msg.push_str(": ");
+        }
+        msg.push_str(&e.message);
+        if let Some(h) = &e.hint {
+            let _ = write!(msg, " — {h}");
+        }
+        // The hints speak YAML; say the uvsadm spelling too where there is one.
+        if e.path.ends_with("fullnat_pool") || e.message.contains("fullnat_pool") {
+            msg.push_str(" (uvsadm: -E -t VIP:PORT ... --fullnat-pool ADDR[,ADDR...])");
+        }
+        msg
+    })
+}
+
+/// `services[1].real_servers[0].port` → `service TCP 198.18.100.1:80, real server
+/// 198.18.1.11:80, port`: the YAML path of the generated file means nothing to an uvsadm user.
+fn located(path: &str, cfg: &Config) -> String {
+    let Some(rest) = path.strip_prefix("services[") else {
+        return path.to_string();
+    };
+    let Some((index, rest)) = rest.split_once(']') else {
+        return path.to_string();
+    };
+    let Some(svc) = index
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| cfg.services.get(i))
+    else {
+        return path.to_string();
+    };
+    let mut out = format!("service {}", service_text(&svc.key()));
+    let mut rest = rest.strip_prefix('.').unwrap_or(rest);
+    if let Some(r) = rest.strip_prefix("real_servers[") {
+        if let Some((j, after)) = r.split_once(']') {
+            if let Some(real) = j
+                .parse::<usize>()
+                .ok()
+                .and_then(|j| svc.real_servers.get(j))
+            {
+                let _ = write!(out, ", real server {}", real.key());
+                rest = after.strip_prefix('.').unwrap_or(after);
+            }
+        }
+    }
+    if !rest.is_empty() {
+        let _ = write!(out, ", {rest}");
+    }
+    out
+}

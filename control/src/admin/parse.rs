@@ -1,0 +1,930 @@
+//! ipvsadm's command line, parsed without I/O into an [`AdminCommand`].
+//!
+//! Follows ipvsadm(8) and its popt table: short options cluster (`-Ln`, `-w3`), long options
+//! take `--opt value` or `--opt=value`, `-p` takes an optional timeout, one command per line,
+//! and each command accepts only its own options (ipvsadm's `commands_v_options` table). Service
+//! and server addresses are numeric (`198.18.100.1:80`, `[2001:2::1]:80`): uvs never waits on
+//! DNS. uvs additions: `--sctp-service`, `-b` for scheduler flags, `--fullnat` and
+//! `--fullnat-pool`, the `fastest` and `load` schedulers, `save` (YAML) and `top`.
+
+use std::net::{IpAddr, Ipv4Addr};
+use uvs_config::{Forwarding, Persistence, Protocol, Scheduler, SchedulerFlag, ServiceKey};
+
+/// One uvsadm invocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminCommand {
+    /// `-L`/`-l`: the table, the connections (`-c`) or one service (`-t`).
+    List(ListOptions),
+    /// `-A`: a new virtual service.
+    AddService(ServiceArgs),
+    /// `-E`: replaces a service's scheduler, flags, persistence and one-packet setting (as
+    /// ipvsadm does: what is not given returns to its default).
+    EditService(ServiceArgs),
+    /// `-D`.
+    DeleteService(ServiceKey),
+    /// `-a`: a new real server.
+    AddReal(RealArgs),
+    /// `-e`: replaces a real server's forwarding, weight and thresholds.
+    EditReal(RealArgs),
+    /// `-d`.
+    DeleteReal {
+        service: ServiceKey,
+        real: (IpAddr, u16),
+    },
+    /// `-C`: removes every virtual service.
+    Clear,
+    /// `-Z`: zeroes every counter.
+    Zero,
+    /// `save`: the running configuration as YAML.
+    Save,
+    /// `-S`: the running table as ipvsadm rules, one uvsadm command line each.
+    SaveRules,
+    /// `top`: a screenful of rates, health and load; `--once` prints one frame and exits.
+    Top { once: bool },
+    /// `-h`.
+    Help,
+    /// `-v`.
+    Version,
+}
+
+/// What `-L` shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// `-n`: numeric ports (addresses are always numeric).
+    pub numeric: bool,
+    /// `--stats`: cumulative counters.
+    pub stats: bool,
+    /// `--rate`: per-second rates.
+    pub rate: bool,
+    /// `--thresholds`: upper/lower connection thresholds.
+    pub thresholds: bool,
+    /// `--exact`: numbers without K/M/G rounding.
+    pub exact: bool,
+    /// `--nosort`: configuration order instead of ipvsadm's sort.
+    pub nosort: bool,
+    /// `-c`: the connection table.
+    pub connections: bool,
+    /// `-t|-u|--sctp-service`: this service only.
+    pub service: Option<ServiceKey>,
+}
+
+/// The options of `-A` and `-E`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceArgs {
+    pub key: ServiceKey,
+    /// `-s`; ipvsadm's default `wlc`.
+    pub scheduler: Scheduler,
+    /// `-b`, sorted (a set).
+    pub flags: Vec<SchedulerFlag>,
+    /// `-p [timeout]` and `-M netmask`.
+    pub persistence: Option<Persistence>,
+    /// `-o`.
+    pub one_packet: bool,
+    /// `--fullnat-pool ADDR,...`; `None` keeps the pool an edited service has.
+    pub fullnat_pool: Option<Vec<IpAddr>>,
+}
+
+/// The options of `-a` and `-e`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealArgs {
+    pub service: ServiceKey,
+    pub address: IpAddr,
+    /// The service port when `-r` gives none.
+    pub port: u16,
+    /// `-g`, `-i`, `-m` or `--fullnat`; `None` = the service's default forwarding method.
+    pub forwarding: Option<Forwarding>,
+    /// `-w`, default 1.
+    pub weight: u16,
+    /// `-x`, default 0 (no limit).
+    pub upper_threshold: u32,
+    /// `-y`, default 0.
+    pub lower_threshold: u32,
+}
+
+/// ipvsadm's `MAX_TIMEOUT` for `-p`: 31 days.
+const MAX_PERSISTENCE: u32 = 86400 * 31;
+/// ipvsadm's default `-p` timeout.
+const DEFAULT_PERSISTENCE: u32 = 300;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cmd {
+    List,
+    AddService,
+    EditService,
+    DeleteService,
+    AddReal,
+    EditReal,
+    DeleteReal,
+    Clear,
+    Zero,
+    Save,
+    SaveRules,
+    Top,
+    Help,
+    Version,
+}
+
+impl Cmd {
+    /// As ipvsadm names the command in its messages, with the flag.
+    fn name(self) -> &'static str {
+        match self {
+            Cmd::List => "-L (list)",
+            Cmd::AddService => "-A (add-service)",
+            Cmd::EditService => "-E (edit-service)",
+            Cmd::DeleteService => "-D (delete-service)",
+            Cmd::AddReal => "-a (add-server)",
+            Cmd::EditReal => "-e (edit-server)",
+            Cmd::DeleteReal => "-d (delete-server)",
+            Cmd::Clear => "-C (clear)",
+            Cmd::Zero => "-Z (zero)",
+            Cmd::Save => "save",
+            Cmd::SaveRules => "-S (save)",
+            Cmd::Top => "top",
+            Cmd::Help => "-h (help)",
+            Cmd::Version => "-v (version)",
+        }
+    }
+}
+
+/// The options, as ipvsadm's `optnames`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opt {
+    Numeric,
+    Connection,
+    Service,
+    Scheduler,
+    SchedFlags,
+    Persistent,
+    Netmask,
+    Real,
+    Forward,
+    Weight,
+    UThreshold,
+    LThreshold,
+    Stats,
+    Rate,
+    Thresholds,
+    NoSort,
+    Exact,
+    OnePacket,
+    FullnatPool,
+    Once,
+}
+
+impl Opt {
+    fn name(self) -> &'static str {
+        match self {
+            Opt::Numeric => "-n (numeric)",
+            Opt::Connection => "-c (connection)",
+            Opt::Service => "-t/-u/--sctp-service (service-address)",
+            Opt::Scheduler => "-s (scheduler)",
+            Opt::SchedFlags => "-b (sched-flags)",
+            Opt::Persistent => "-p (persistent)",
+            Opt::Netmask => "-M (netmask)",
+            Opt::Real => "-r (real-server)",
+            Opt::Forward => "-g/-i/-m/--fullnat (forwarding-method)",
+            Opt::Weight => "-w (weight)",
+            Opt::UThreshold => "-x (u-threshold)",
+            Opt::LThreshold => "-y (l-threshold)",
+            Opt::Stats => "--stats",
+            Opt::Rate => "--rate",
+            Opt::Thresholds => "--thresholds",
+            Opt::NoSort => "--nosort",
+            Opt::Exact => "--exact",
+            Opt::OnePacket => "-o (ops)",
+            Opt::FullnatPool => "--fullnat-pool",
+            Opt::Once => "--once",
+        }
+    }
+
+    /// Options each command accepts (ipvsadm's `commands_v_options`, plus uvs's own).
+    fn allowed(self, cmd: Cmd) -> bool {
+        use Opt::*;
+        match cmd {
+            Cmd::List => matches!(
+                self,
+                Numeric | Connection | Service | Stats | Rate | Thresholds | NoSort | Exact
+            ),
+            Cmd::AddService | Cmd::EditService => matches!(
+                self,
+                Service | Scheduler | SchedFlags | Persistent | Netmask | OnePacket | FullnatPool
+            ),
+            Cmd::DeleteService => self == Service,
+            Cmd::AddReal | Cmd::EditReal => {
+                matches!(
+                    self,
+                    Service | Real | Forward | Weight | UThreshold | LThreshold
+                )
+            }
+            Cmd::DeleteReal => matches!(self, Service | Real),
+            Cmd::Save | Cmd::SaveRules => self == Numeric,
+            Cmd::Top => self == Once,
+            Cmd::Clear | Cmd::Zero | Cmd::Help | Cmd::Version => false,
+        }
+    }
+}
+
+/// Everything the options said, before the command decides what it means.
+#[derive(Default)]
+struct Seen {
+    cmd: Option<(Cmd, String)>,
+    opts: Vec<(Opt, String)>,
+    service: Option<(Protocol, IpAddr, u16)>,
+    scheduler: Option<Scheduler>,
+    flags: Vec<String>,
+    persistent: Option<u32>,
+    netmask: Option<String>,
+    real: Option<(IpAddr, Option<u16>)>,
+    forward: Option<Forwarding>,
+    weight: Option<u16>,
+    upper: Option<u32>,
+    lower: Option<u32>,
+    pool: Option<Vec<IpAddr>>,
+    list: ListOptions,
+    once: bool,
+}
+
+impl Seen {
+    fn command(&mut self, cmd: Cmd, spelled: &str) -> Result<(), String> {
+        if let Some((_, first)) = &self.cmd {
+            return Err(format!(
+                "multiple commands specified ({first} and {spelled}): give one per invocation"
+            ));
+        }
+        self.cmd = Some((cmd, spelled.to_string()));
+        Ok(())
+    }
+
+    fn option(&mut self, opt: Opt, spelled: &str) -> Result<(), String> {
+        if self.opts.iter().any(|(o, _)| *o == opt) {
+            return Err(format!(
+                "multiple {} options specified: give it once",
+                opt.name()
+            ));
+        }
+        self.opts.push((opt, spelled.to_string()));
+        Ok(())
+    }
+
+    fn has(&self, opt: Opt) -> bool {
+        self.opts.iter().any(|(o, _)| *o == opt)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arity {
+    None,
+    Required,
+    /// `-p`: takes the next word if it does not look like an option.
+    Optional,
+}
+
+/// Short options: letter → arity.
+fn short_arity(c: char) -> Option<Arity> {
+    Some(match c {
+        'A' | 'E' | 'D' | 'C' | 'L' | 'l' | 'Z' | 'a' | 'e' | 'd' | 'S' | 'R' | 'h' | 'v' | 'm'
+        | 'i' | 'g' | 'n' | 'c' | 'o' | 'X' | '6' => Arity::None,
+        't' | 'u' | 'f' | 's' | 'b' | 'M' | 'r' | 'w' | 'x' | 'y' => Arity::Required,
+        'p' => Arity::Optional,
+        _ => return None,
+    })
+}
+
+/// Long option → its short equivalent (or a pseudo letter for long-only ones) and arity.
+fn long_option(name: &str) -> Option<(&'static str, Arity)> {
+    Some(match name {
+        "add-service" => ("A", Arity::None),
+        "edit-service" => ("E", Arity::None),
+        "delete-service" => ("D", Arity::None),
+        "clear" => ("C", Arity::None),
+        "list" => ("L", Arity::None),
+        "zero" => ("Z", Arity::None),
+        "add-server" => ("a", Arity::None),
+        "edit-server" => ("e", Arity::None),
+        "delete-server" => ("d", Arity::None),
+        "save" => ("S", Arity::None),
+        "restore" => ("R", Arity::None),
+        "help" => ("h", Arity::None),
+        "version" => ("v", Arity::None),
+        "tcp-service" => ("t", Arity::Required),
+        "udp-service" => ("u", Arity::Required),
+        "sctp-service" => ("sctp-service", Arity::Required),
+        "fwmark-service" => ("f", Arity::Required),
+        "scheduler" => ("s", Arity::Required),
+        "sched-flags" => ("b", Arity::Required),
+        "persistent" => ("p", Arity::Optional),
+        "netmask" => ("M", Arity::Required),
+        "real-server" => ("r", Arity::Required),
+        "masquerading" => ("m", Arity::None),
+        "ipip" => ("i", Arity::None),
+        "gatewaying" => ("g", Arity::None),
+        "fullnat" => ("fullnat", Arity::None),
+        "fullnat-pool" => ("fullnat-pool", Arity::Required),
+        "weight" => ("w", Arity::Required),
+        "u-threshold" => ("x", Arity::Required),
+        "l-threshold" => ("y", Arity::Required),
+        "numeric" => ("n", Arity::None),
+        "connection" => ("c", Arity::None),
+        "stats" => ("stats", Arity::None),
+        "rate" => ("rate", Arity::None),
+        "thresholds" => ("thresholds", Arity::None),
+        "exact" => ("X", Arity::None),
+        "nosort" => ("nosort", Arity::None),
+        "sort" => ("sort", Arity::None),
+        "ops" => ("o", Arity::None),
+        "once" => ("once", Arity::None),
+        "ipv6" => ("6", Arity::None),
+        "set" => ("set", Arity::None),
+        "start-daemon" => ("start-daemon", Arity::Required),
+        "stop-daemon" => ("stop-daemon", Arity::Required),
+        "timeout" => ("timeout", Arity::None),
+        "daemon" => ("daemon", Arity::None),
+        "persistent-conn" => ("persistent-conn", Arity::None),
+        "pe" => ("pe", Arity::Required),
+        _ => return None,
+    })
+}
+
+/// Splits argv into (option key, how it was spelled, value) triples, and bare words.
+fn tokenize(argv: &[String]) -> Result<Vec<(String, String, Option<String>)>, String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let takes_next = |i: usize, arity: Arity| -> bool {
+        match arity {
+            Arity::None => false,
+            Arity::Required => true,
+            Arity::Optional => argv.get(i + 1).is_some_and(|n| !n.starts_with('-')),
+        }
+    };
+    while i < argv.len() {
+        let arg = &argv[i];
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            let Some((key, arity)) = long_option(name) else {
+                return Err(format!("unknown option '--{name}': see uvsadm -h"));
+            };
+            let spelled = format!("--{name}");
+            let value = match (inline, arity) {
+                (Some(_), Arity::None) => {
+                    return Err(format!("{spelled} takes no value"));
+                }
+                (Some(v), _) => Some(v),
+                (None, a) if takes_next(i, a) => {
+                    i += 1;
+                    Some(argv.get(i).cloned().ok_or_else(|| missing(&spelled))?)
+                }
+                (None, _) => None,
+            };
+            out.push((key.to_string(), spelled, value));
+        } else if arg.len() > 1 && arg.starts_with('-') {
+            // A cluster of short options (`-Ln`); a value-taking one ends it and takes the
+            // rest of the word (`-w3`) or the next word.
+            let letters: Vec<char> = arg[1..].chars().collect();
+            let mut j = 0;
+            while j < letters.len() {
+                let c = letters[j];
+                let Some(arity) = short_arity(c) else {
+                    return Err(format!(
+                        "unknown option '-{c}'{}: see uvsadm -h",
+                        if letters.len() > 1 {
+                            format!(" in '{arg}'")
+                        } else {
+                            String::new()
+                        }
+                    ));
+                };
+                let spelled = format!("-{c}");
+                if arity == Arity::None {
+                    out.push((c.to_string(), spelled, None));
+                    j += 1;
+                    continue;
+                }
+                let rest: String = letters[j + 1..].iter().collect();
+                let value = if !rest.is_empty() {
+                    Some(rest)
+                } else if takes_next(i, arity) {
+                    i += 1;
+                    Some(argv.get(i).cloned().ok_or_else(|| missing(&spelled))?)
+                } else {
+                    None
+                };
+                out.push((c.to_string(), spelled, value));
+                break;
+            }
+        } else {
+            out.push((String::new(), arg.clone(), None));
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+fn missing(spelled: &str) -> String {
+    format!("{spelled} needs a value: see uvsadm -h")
+}
+
+/// Parses one ipvsadm-style command line (without the program name). An empty line lists the
+/// table, as bare `ipvsadm` does.
+pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
+    if argv.is_empty() {
+        return Ok(AdminCommand::List(ListOptions::default()));
+    }
+    let mut s = Seen::default();
+    for (key, spelled, value) in tokenize(argv)? {
+        let v = || value.clone().unwrap_or_default();
+        match key.as_str() {
+            "" => match spelled.as_str() {
+                "save" => s.command(Cmd::Save, "save")?,
+                "top" => s.command(Cmd::Top, "top")?,
+                "list" => s.command(Cmd::List, "list")?,
+                "help" => s.command(Cmd::Help, "help")?,
+                w => {
+                    return Err(format!(
+                        "unexpected argument '{w}'{}",
+                        if w.contains(':') || w.parse::<IpAddr>().is_ok() {
+                            ": addresses follow -t, -u, --sctp-service or -r"
+                        } else {
+                            ": see uvsadm -h"
+                        }
+                    ))
+                }
+            },
+            "A" => s.command(Cmd::AddService, &spelled)?,
+            "E" => s.command(Cmd::EditService, &spelled)?,
+            "D" => s.command(Cmd::DeleteService, &spelled)?,
+            "C" => s.command(Cmd::Clear, &spelled)?,
+            "L" | "l" => s.command(Cmd::List, &spelled)?,
+            "Z" => s.command(Cmd::Zero, &spelled)?,
+            "a" => s.command(Cmd::AddReal, &spelled)?,
+            "e" => s.command(Cmd::EditReal, &spelled)?,
+            "d" => s.command(Cmd::DeleteReal, &spelled)?,
+            "S" => s.command(Cmd::SaveRules, &spelled)?,
+            "h" => s.command(Cmd::Help, &spelled)?,
+            "v" => s.command(Cmd::Version, &spelled)?,
+            "t" | "u" | "sctp-service" => {
+                s.option(Opt::Service, &spelled)?;
+                let protocol = match key.as_str() {
+                    "t" => Protocol::Tcp,
+                    "u" => Protocol::Udp,
+                    _ => Protocol::Sctp,
+                };
+                let (vip, port) = endpoint(&v(), "virtual service")?;
+                s.service = Some((protocol, vip, port.unwrap_or(0)));
+            }
+            "s" => {
+                s.option(Opt::Scheduler, &spelled)?;
+                let name = v();
+                s.scheduler = Some(Scheduler::from_name(&name).ok_or_else(|| {
+                    format!(
+                        "unknown scheduler '{name}' after -s: one of {}",
+                        Scheduler::NAMES.join(", ")
+                    )
+                })?);
+            }
+            "b" => {
+                s.option(Opt::SchedFlags, &spelled)?;
+                s.flags = v()
+                    .split(',')
+                    .map(|f| f.trim().to_string())
+                    .filter(|f| !f.is_empty())
+                    .collect();
+            }
+            "p" => {
+                s.option(Opt::Persistent, &spelled)?;
+                s.persistent = Some(match &value {
+                    None => DEFAULT_PERSISTENCE,
+                    Some(t) => number(
+                        t,
+                        1,
+                        u64::from(MAX_PERSISTENCE),
+                        "-p (persistence timeout in seconds)",
+                    )? as u32,
+                });
+            }
+            "M" => {
+                s.option(Opt::Netmask, &spelled)?;
+                s.netmask = Some(v());
+            }
+            "r" => {
+                s.option(Opt::Real, &spelled)?;
+                s.real = Some(endpoint(&v(), "real server")?);
+            }
+            "g" | "i" | "m" | "fullnat" => {
+                s.option(Opt::Forward, &spelled)?;
+                s.forward = Some(match key.as_str() {
+                    "g" => Forwarding::Dr,
+                    "i" => Forwarding::Tun,
+                    "m" => Forwarding::Nat,
+                    _ => Forwarding::FullNat,
+                });
+            }
+            "w" => {
+                s.option(Opt::Weight, &spelled)?;
+                s.weight = Some(number(&v(), 0, 65535, "-w (weight)")? as u16);
+            }
+            "x" => {
+                s.option(Opt::UThreshold, &spelled)?;
+                s.upper = Some(number(&v(), 0, i32::MAX as u64, "-x (upper threshold)")? as u32);
+            }
+            "y" => {
+                s.option(Opt::LThreshold, &spelled)?;
+                s.lower = Some(number(&v(), 0, i32::MAX as u64, "-y (lower threshold)")? as u32);
+            }
+            "fullnat-pool" => {
+                s.option(Opt::FullnatPool, &spelled)?;
+                let mut pool = Vec::new();
+                for a in v().split(',').map(str::trim).filter(|a| !a.is_empty()) {
+                    pool.push(a.parse::<IpAddr>().map_err(|_| {
+                        format!("--fullnat-pool: '{a}' is not an IP address (give ADDR,ADDR,...)")
+                    })?);
+                }
+                if pool.is_empty() {
+                    return Err("--fullnat-pool needs at least one address".into());
+                }
+                s.pool = Some(pool);
+            }
+            "n" => {
+                s.option(Opt::Numeric, &spelled)?;
+                s.list.numeric = true;
+            }
+            "c" => {
+                s.option(Opt::Connection, &spelled)?;
+                s.list.connections = true;
+            }
+            "stats" => {
+                s.option(Opt::Stats, &spelled)?;
+                s.list.stats = true;
+            }
+            "rate" => {
+                s.option(Opt::Rate, &spelled)?;
+                s.list.rate = true;
+            }
+            "thresholds" => {
+                s.option(Opt::Thresholds, &spelled)?;
+                s.list.thresholds = true;
+            }
+            "X" => {
+                s.option(Opt::Exact, &spelled)?;
+                s.list.exact = true;
+            }
+            "nosort" => {
+                s.option(Opt::NoSort, &spelled)?;
+                s.list.nosort = true;
+            }
+            // Sorting is the default; ipvsadm keeps --sort as a no-op too.
+            "sort" => {}
+            "o" => {
+                s.option(Opt::OnePacket, &spelled)?;
+            }
+            "once" => {
+                s.option(Opt::Once, &spelled)?;
+                s.once = true;
+            }
+            other => return Err(unsupported(other, &spelled)),
+        }
+    }
+    build(s)
+}
+
+/// ipvsadm features uvs does not have, each with what to do instead.
+fn unsupported(key: &str, spelled: &str) -> String {
+    let why = match key {
+        "f" | "6" => {
+            "firewall-mark services need netfilter marks, which uvs does not see; \
+                      define the service by address and port"
+        }
+        "R" => {
+            "restore is not supported: put the services in the YAML file and reload uvsd, \
+                or feed the lines of `uvsadm -S` to uvsadm one at a time"
+        }
+        "set" => "timeouts are set in the YAML file (`timeouts:`), per protocol state",
+        "start-daemon" | "stop-daemon" => {
+            "connection sync is configured in the YAML file, not started by uvsadm"
+        }
+        "timeout" => "timeouts are in the YAML file (`uvsadm save` shows them)",
+        "daemon" | "persistent-conn" | "pe" => "not supported by uvs",
+        _ => "not supported by uvs",
+    };
+    format!("{spelled}: {why}")
+}
+
+fn number(text: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "illegal {what} '{text}': give a whole number in {min}..={max}"
+        )),
+    }
+}
+
+/// `198.18.100.1:80`, `198.18.100.1`, `[2001:2::1]:80`, `2001:2::1` → (address, port).
+fn endpoint(text: &str, what: &str) -> Result<(IpAddr, Option<u16>), String> {
+    let bad = || {
+        format!(
+            "illegal {what} address '{text}': give ADDRESS[:PORT], e.g. 198.18.100.1:80 or \
+             [2001:2::1]:80 (numeric only: uvsadm does not resolve names)"
+        )
+    };
+    if let Some(rest) = text.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']').ok_or_else(bad)?;
+        let ip: std::net::Ipv6Addr = addr.parse().map_err(|_| bad())?;
+        let port = match after {
+            "" => None,
+            p => Some(port(p.strip_prefix(':').ok_or_else(bad)?, text)?),
+        };
+        return Ok((IpAddr::V6(ip), port));
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    let (addr, p) = text.rsplit_once(':').ok_or_else(bad)?;
+    let ip: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    Ok((IpAddr::V4(ip), Some(port(p, text)?)))
+}
+
+fn port(p: &str, whole: &str) -> Result<u16, String> {
+    p.parse::<u16>().map_err(|_| {
+        format!("illegal port '{p}' in '{whole}': give a number 0..=65535 (service names are not looked up)")
+    })
+}
+
+/// Turns the collected options into a command, checking they belong to it.
+fn build(s: Seen) -> Result<AdminCommand, String> {
+    let Some((cmd, _)) = s.cmd else {
+        return Err(
+            "no command given: -L lists, -A/-E/-D edit services, -a/-e/-d real servers \
+             (see uvsadm -h)"
+                .into(),
+        );
+    };
+    match cmd {
+        Cmd::Help => return Ok(AdminCommand::Help),
+        Cmd::Version => return Ok(AdminCommand::Version),
+        _ => {}
+    }
+    for (opt, spelled) in &s.opts {
+        if !opt.allowed(cmd) {
+            return Err(format!(
+                "illegal option {spelled} with {}{}",
+                cmd.name(),
+                match (opt, cmd) {
+                    (Opt::Weight | Opt::Forward | Opt::UThreshold | Opt::LThreshold, _) =>
+                        ": it belongs to -a/-e (real servers)",
+                    (Opt::Scheduler | Opt::Persistent | Opt::Netmask | Opt::SchedFlags, _) =>
+                        ": it belongs to -A/-E (services)",
+                    (Opt::Service, Cmd::Zero) => ": uvs zeroes all counters at once, run -Z alone",
+                    _ => "",
+                }
+            ));
+        }
+    }
+    let service = |what: &str| -> Result<ServiceKey, String> {
+        let (protocol, vip, port) = s.service.ok_or_else(|| {
+            format!(
+                "{what} needs a service: add -t VIP:PORT, -u VIP:PORT or --sctp-service VIP:PORT"
+            )
+        })?;
+        Ok(ServiceKey {
+            vip,
+            protocol,
+            port,
+        })
+    };
+    let real = |key: &ServiceKey, what: &str| -> Result<(IpAddr, u16), String> {
+        let (addr, port) = s
+            .real
+            .ok_or_else(|| format!("{what} needs a real server: add -r ADDRESS[:PORT]"))?;
+        Ok((addr, port.unwrap_or(key.port)))
+    };
+    Ok(match cmd {
+        Cmd::List => {
+            let l = &s.list;
+            if l.connections && (l.stats || l.rate || l.thresholds || s.service.is_some()) {
+                return Err(
+                    "options conflict in the list command: -c lists connections, without \
+                     --stats, --rate, --thresholds or a service"
+                        .into(),
+                );
+            }
+            let mut list = s.list.clone();
+            list.service = s.service.map(|(protocol, vip, port)| ServiceKey {
+                vip,
+                protocol,
+                port,
+            });
+            AdminCommand::List(list)
+        }
+        Cmd::AddService | Cmd::EditService => {
+            let key = service(cmd.name())?;
+            let scheduler = s.scheduler.unwrap_or(Scheduler::WeightedLeastConnection);
+            let flags = sched_flags(&s.flags, scheduler)?;
+            if s.netmask.is_some() && s.persistent.is_none() {
+                return Err("-M sets the persistence granularity: it needs -p [timeout]".into());
+            }
+            let persistence = match s.persistent {
+                None => None,
+                Some(timeout) => Some(Persistence {
+                    timeout,
+                    prefix_len: match &s.netmask {
+                        None => max_prefix(key.vip),
+                        Some(m) => netmask(m, key.vip)?,
+                    },
+                }),
+            };
+            if key.port == 0 && persistence.is_none() {
+                return Err(
+                    "zero port specified for a non-persistent service: a port-0 service \
+                     needs -p"
+                        .into(),
+                );
+            }
+            let one_packet = s.has(Opt::OnePacket);
+            if one_packet && key.protocol != Protocol::Udp {
+                return Err("one-packet scheduling (-o) is only for UDP services (-u)".into());
+            }
+            let args = ServiceArgs {
+                key,
+                scheduler,
+                flags,
+                persistence,
+                one_packet,
+                fullnat_pool: s.pool.clone(),
+            };
+            if cmd == Cmd::AddService {
+                AdminCommand::AddService(args)
+            } else {
+                AdminCommand::EditService(args)
+            }
+        }
+        Cmd::DeleteService => AdminCommand::DeleteService(service(cmd.name())?),
+        Cmd::AddReal | Cmd::EditReal => {
+            let key = service(cmd.name())?;
+            let (address, port) = real(&key, cmd.name())?;
+            let args = RealArgs {
+                service: key,
+                address,
+                port,
+                forwarding: s.forward,
+                weight: s.weight.unwrap_or(1),
+                upper_threshold: s.upper.unwrap_or(0),
+                lower_threshold: s.lower.unwrap_or(0),
+            };
+            if cmd == Cmd::AddReal {
+                AdminCommand::AddReal(args)
+            } else {
+                AdminCommand::EditReal(args)
+            }
+        }
+        Cmd::DeleteReal => {
+            let key = service(cmd.name())?;
+            let real = real(&key, cmd.name())?;
+            AdminCommand::DeleteReal { service: key, real }
+        }
+        Cmd::Clear => AdminCommand::Clear,
+        Cmd::Zero => AdminCommand::Zero,
+        Cmd::Save => AdminCommand::Save,
+        Cmd::SaveRules => AdminCommand::SaveRules,
+        Cmd::Top => AdminCommand::Top { once: s.once },
+        Cmd::Help => AdminCommand::Help,
+        Cmd::Version => AdminCommand::Version,
+    })
+}
+
+/// `-b` names: uvs's (`sh-fallback`, …) or ipvsadm's generic `flag-1`/`flag-2`, which mean
+/// fallback and port for whichever of sh and mh is the scheduler.
+fn sched_flags(names: &[String], scheduler: Scheduler) -> Result<Vec<SchedulerFlag>, String> {
+    let mut out = Vec::new();
+    for name in names {
+        let flag = match (name.as_str(), scheduler) {
+            ("flag-1", Scheduler::SourceHashing) => SchedulerFlag::ShFallback,
+            ("flag-2", Scheduler::SourceHashing) => SchedulerFlag::ShPort,
+            ("flag-1", Scheduler::MaglevHashing) => SchedulerFlag::MhFallback,
+            ("flag-2", Scheduler::MaglevHashing) => SchedulerFlag::MhPort,
+            (n, _) => SchedulerFlag::from_name(n).ok_or_else(|| {
+                format!(
+                    "unknown scheduler flag '{n}' after -b: one of {}",
+                    SchedulerFlag::NAMES.join(", ")
+                )
+            })?,
+        };
+        if flag.scheduler() != scheduler {
+            return Err(format!(
+                "scheduler flag '{flag}' applies only to the {} scheduler, this service uses \
+                 {scheduler}: add -s {}",
+                flag.scheduler(),
+                flag.scheduler()
+            ));
+        }
+        if !out.contains(&flag) {
+            out.push(flag);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn max_prefix(ip: IpAddr) -> u8 {
+    if ip.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+/// `-M`: a dotted IPv4 mask (`255.255.255.0`) or a prefix length (`24`, `/24`, and for IPv6
+/// services only a length, as ipvsadm).
+fn netmask(text: &str, vip: IpAddr) -> Result<u8, String> {
+    let max = max_prefix(vip);
+    let bad = || {
+        if vip.is_ipv4() {
+            format!(
+                "illegal persistence netmask '{text}' after -M: give a mask like \
+                 255.255.255.0 or a prefix length 1..=32"
+            )
+        } else {
+            format!(
+                "illegal IPv6 persistence netmask '{text}' after -M: give a prefix length 1..=128"
+            )
+        }
+    };
+    let len_text = text.strip_prefix('/').unwrap_or(text);
+    if let Ok(len) = len_text.parse::<u8>() {
+        if (1..=max).contains(&len) {
+            return Ok(len);
+        }
+        return Err(bad());
+    }
+    if vip.is_ipv4() {
+        if let Ok(mask) = text.parse::<Ipv4Addr>() {
+            let bits = u32::from(mask);
+            let len = bits.leading_ones();
+            if len > 0 && bits.checked_shl(len).unwrap_or(0) == 0 {
+                return Ok(len as u8);
+            }
+        }
+    }
+    Err(bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn clusters_and_inline_values() {
+        let t = tokenize(&argv("-Ln -w3 --weight=4 -p -s rr")).unwrap();
+        let keys: Vec<(&str, Option<&str>)> = t
+            .iter()
+            .map(|(k, _, v)| (k.as_str(), v.as_deref()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("L", None),
+                ("n", None),
+                ("w", Some("3")),
+                ("w", Some("4")),
+                ("p", None),
+                ("s", Some("rr")),
+            ]
+        );
+    }
+
+    #[test]
+    fn endpoints() {
+        let v4: IpAddr = "198.18.100.1".parse().unwrap();
+        let v6: IpAddr = "2001:2::1".parse().unwrap();
+        assert_eq!(endpoint("198.18.100.1:80", "x"), Ok((v4, Some(80))));
+        assert_eq!(endpoint("198.18.100.1", "x"), Ok((v4, None)));
+        assert_eq!(endpoint("[2001:2::1]:443", "x"), Ok((v6, Some(443))));
+        assert_eq!(endpoint("[2001:2::1]", "x"), Ok((v6, None)));
+        assert_eq!(endpoint("2001:2::1", "x"), Ok((v6, None)));
+        assert!(endpoint("host.example:80", "x").is_err());
+        assert!(endpoint("198.18.100.1:http", "x")
+            .unwrap_err()
+            .contains("illegal port 'http'"));
+        assert!(endpoint("[2001:2::1]80", "x").is_err());
+        assert!(endpoint("198.18.100.1:70000", "x").is_err());
+    }
+
+    #[test]
+    fn netmasks() {
+        let v4: IpAddr = "198.18.100.1".parse().unwrap();
+        let v6: IpAddr = "2001:2::1".parse().unwrap();
+        assert_eq!(netmask("255.255.255.0", v4), Ok(24));
+        assert_eq!(netmask("255.255.255.255", v4), Ok(32));
+        assert_eq!(netmask("/16", v4), Ok(16));
+        assert!(netmask("255.0.255.0", v4).is_err());
+        assert!(netmask("0.0.0.0", v4).is_err());
+        assert!(netmask("33", v4).is_err());
+        assert_eq!(netmask("64", v6), Ok(64));
+        assert!(netmask("255.255.255.0", v6).is_err());
+    }
+}

@@ -1,0 +1,272 @@
+//! Edit commands on a configuration: each accepted edit does exactly what it says, and a
+//! rejected one leaves the configuration equal and says why.
+
+use std::net::{IpAddr, SocketAddr};
+use uvs_config::{Config, Forwarding, Persistence, Scheduler, SchedulerFlag, Tunnel};
+use uvs_control::admin::{apply, format_rules, parse};
+
+const YAML: &str = r#"
+interfaces:
+  - name: uvs-lb0
+    local: [198.18.0.3, "2001:2::3"]
+    networks: [198.18.0.0/24, "2001:2::/64"]
+  - name: uvs-lb1
+    local: [198.18.1.3, "2001:2:0:1::3"]
+    networks: [198.18.1.0/24, "2001:2:0:1::/64"]
+services:
+  - name: web4
+    vip: 198.18.100.1
+    protocol: tcp
+    port: 80
+    scheduler: mh
+    mh_table_size: 65537
+    forwarding: nat
+    persistence: { timeout: 600 }
+    health_check: { type: tcp, interval: 2, timeout: 1 }
+    real_servers:
+      - address: 198.18.1.11
+      - address: 198.18.1.12
+        weight: 2
+  - name: dns6
+    vip: "2001:2:0:100::1"
+    protocol: udp
+    port: 53
+    scheduler: rr
+    forwarding: nat
+    real_servers:
+      - address: "2001:2:0:1::11"
+"#;
+
+fn config() -> Config {
+    uvs_config::load_str(YAML, "test.yaml").unwrap()
+}
+
+fn run(cfg: &Config, line: &str) -> Result<Config, String> {
+    let argv: Vec<String> = line.split_whitespace().map(String::from).collect();
+    apply(&parse(&argv)?, cfg)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn add_edit_delete_service() {
+    let cfg = config();
+    let new = run(
+        &cfg,
+        "-A -t 198.18.100.2:443 -s sh -b sh-port -p 120 -M 255.255.255.0",
+    )
+    .unwrap();
+    assert_eq!(new.services.len(), 3);
+    let s = &new.services[2];
+    assert_eq!(s.vip, ip("198.18.100.2"));
+    assert_eq!(s.port, 443);
+    assert_eq!(s.name, "tcp/198.18.100.2:443");
+    assert_eq!(s.scheduler, Scheduler::SourceHashing);
+    assert_eq!(s.scheduler_flags, vec![SchedulerFlag::ShPort]);
+    assert_eq!(
+        s.persistence,
+        Some(Persistence {
+            timeout: 120,
+            prefix_len: 24
+        })
+    );
+    assert_eq!(s.forwarding, Forwarding::Dr, "ipvsadm's default method");
+    assert!(s.real_servers.is_empty() && s.health_check.is_none());
+    assert_eq!(new.services[..2], cfg.services[..], "others untouched");
+
+    // -E replaces what ipvsadm sets and keeps what only the YAML has.
+    let edited = run(&cfg, "-E -t 198.18.100.1:80 -s wrr").unwrap();
+    let (old, s) = (&cfg.services[0], &edited.services[0]);
+    assert_eq!(s.scheduler, Scheduler::WeightedRoundRobin);
+    assert_eq!(
+        s.persistence, None,
+        "not given: back to none, as ipvsadm -E"
+    );
+    assert_eq!(s.mh_table_size, None, "only for mh");
+    assert_eq!(s.name, old.name);
+    assert_eq!(s.health_check, old.health_check);
+    assert_eq!(s.real_servers, old.real_servers);
+    assert_eq!(s.forwarding, old.forwarding);
+
+    let deleted = run(&cfg, "-D -u [2001:2:0:100::1]:53").unwrap();
+    assert_eq!(deleted.services, cfg.services[..1]);
+
+    let cleared = run(&cfg, "-C").unwrap();
+    assert!(cleared.services.is_empty());
+    assert_eq!(cleared.interfaces, cfg.interfaces);
+}
+
+#[test]
+fn add_edit_delete_real_server() {
+    let cfg = config();
+    let new = run(
+        &cfg,
+        "-a -t 198.18.100.1:80 -r 198.18.1.13 -w 5 -x 100 -y 10",
+    )
+    .unwrap();
+    let r = new.services[0].real_servers[2];
+    assert_eq!(r.key(), "198.18.1.13:80".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        (r.weight, r.upper_threshold, r.lower_threshold),
+        (5, 100, 10)
+    );
+    assert_eq!(
+        r.forwarding,
+        Forwarding::Nat,
+        "the service's default method"
+    );
+
+    let new = run(&cfg, "-a -t 198.18.100.1:80 -r 198.18.1.13:8080 -m").unwrap();
+    assert_eq!(new.services[0].real_servers[2].port, 8080);
+
+    let new = run(&cfg, "-a -t 198.18.100.1:80 -r 198.18.1.13 -i").unwrap();
+    let r = new.services[0].real_servers[2];
+    assert_eq!(
+        (r.forwarding, r.tunnel),
+        (Forwarding::Tun, Some(Tunnel::Ipip))
+    );
+
+    // Drain: -e sets weight 0 and keeps the server.
+    let new = run(&cfg, "-e -t 198.18.100.1:80 -r 198.18.1.12 -w 0").unwrap();
+    let r = new.services[0].real_servers[1];
+    assert_eq!((r.weight, r.forwarding), (0, Forwarding::Nat));
+    assert_eq!(
+        new.services[0].real_servers[0],
+        cfg.services[0].real_servers[0]
+    );
+
+    let new = run(&cfg, "-d -t 198.18.100.1:80 -r 198.18.1.11:80").unwrap();
+    assert_eq!(
+        new.services[0].real_servers,
+        cfg.services[0].real_servers[1..]
+    );
+
+    let new = run(&cfg, "-a -u [2001:2:0:100::1]:53 -r [2001:2:0:1::12]").unwrap();
+    assert_eq!(
+        new.services[1].real_servers[1].address,
+        ip("2001:2:0:1::12")
+    );
+}
+
+#[test]
+fn fullnat_with_a_pool() {
+    let cfg = config();
+    let new = run(
+        &cfg,
+        "-E -t 198.18.100.1:80 -s rr --fullnat-pool 198.18.1.3",
+    )
+    .unwrap();
+    let new = run(&new, "-a -t 198.18.100.1:80 -r 198.18.1.13:8080 --fullnat").unwrap();
+    let s = &new.services[0];
+    assert_eq!(s.fullnat_pool, vec![ip("198.18.1.3")]);
+    assert_eq!(s.real_servers[2].forwarding, Forwarding::FullNat);
+    // -E without --fullnat-pool keeps the pool.
+    let again = run(&new, "-E -t 198.18.100.1:80 -s wlc").unwrap();
+    assert_eq!(again.services[0].fullnat_pool, vec![ip("198.18.1.3")]);
+}
+
+#[test]
+fn rejected_commands_change_nothing_and_say_why() {
+    let cfg = config();
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "-A -t 198.18.100.1:80",
+            &["service TCP 198.18.100.1:80 already exists", "-E"],
+        ),
+        (
+            "-E -t 198.18.100.9:80",
+            &["no such service TCP 198.18.100.9:80"],
+        ),
+        (
+            "-D -t 198.18.100.1:81",
+            &["no such service TCP 198.18.100.1:81"],
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.11",
+            &["198.18.1.11:80 already exists", "-e"],
+        ),
+        (
+            "-a -t 198.18.100.9:80 -r 198.18.1.11",
+            &["no such service TCP 198.18.100.9:80"],
+        ),
+        (
+            "-e -t 198.18.100.1:80 -r 198.18.1.99",
+            &["no such destination 198.18.1.99:80", "TCP 198.18.100.1:80"],
+        ),
+        (
+            "-d -t 198.18.100.1:80 -r 198.18.1.11:81",
+            &["no such destination 198.18.1.11:81"],
+        ),
+        // Validation of the whole configuration: located by service and server, not YAML path.
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.13 --fullnat",
+            &[
+                "rejected, nothing changed",
+                "service TCP 198.18.100.1:80",
+                "fullnat_pool",
+            ],
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r [2001:2:0:1::12] -m",
+            &["rejected", "real server [2001:2:0:1::12]:80", "IPv6"],
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.13:8080 -g",
+            &["rejected", "dr forwarding cannot change the port"],
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.13 -x 10 -y 20",
+            &["rejected", "lower_threshold 20 is above upper_threshold 10"],
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.100.1",
+            &["rejected", "is the VIP itself"],
+        ),
+    ];
+    for (line, words) in cases {
+        let err = match run(&cfg, line) {
+            Ok(_) => panic!("{line:?} was accepted"),
+            Err(e) => e,
+        };
+        for w in *words {
+            assert!(err.contains(w), "{line:?}: {err:?} lacks {w:?}");
+        }
+    }
+    assert_eq!(cfg, config(), "apply never touches its input");
+}
+
+#[test]
+fn non_edit_commands_are_refused() {
+    let cfg = config();
+    for line in ["-L -n", "-Z", "save", "top"] {
+        assert!(run(&cfg, line).is_err(), "{line}");
+    }
+}
+
+#[test]
+fn rules_replay_to_the_same_services() {
+    let cfg = config();
+    let rules = format_rules(&cfg);
+    assert_eq!(
+        rules,
+        "-A -t 198.18.100.1:80 -s mh -p 600\n\
+         -a -t 198.18.100.1:80 -r 198.18.1.11:80 -m -w 1\n\
+         -a -t 198.18.100.1:80 -r 198.18.1.12:80 -m -w 2\n\
+         -A -u [2001:2:0:100::1]:53 -s rr\n\
+         -a -u [2001:2:0:100::1]:53 -r [2001:2:0:1::11]:53 -m -w 1\n"
+    );
+    let mut replayed = run(&cfg, "-C").unwrap();
+    for line in rules.lines() {
+        replayed = run(&replayed, line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+    // What ipvsadm rules cannot carry (names, health checks, Maglev table size, the default
+    // method) differs; scheduling and servers are the same.
+    for (a, b) in replayed.services.iter().zip(&cfg.services) {
+        assert_eq!(a.key(), b.key());
+        assert_eq!(a.scheduler, b.scheduler);
+        assert_eq!(a.persistence, b.persistence);
+        assert_eq!(a.real_servers, b.real_servers);
+    }
+}

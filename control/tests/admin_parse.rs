@@ -1,0 +1,396 @@
+//! ipvsadm command lines: a table of good ones with the command they mean, and bad ones with
+//! the words their error must contain (the bad flag and the fix).
+
+use std::net::IpAddr;
+use uvs_config::{Forwarding, Persistence, Protocol, Scheduler, SchedulerFlag, ServiceKey};
+use uvs_control::admin::{parse, AdminCommand, ListOptions, RealArgs, ServiceArgs};
+
+fn argv(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn key(protocol: Protocol, vip: &str, port: u16) -> ServiceKey {
+    ServiceKey {
+        vip: ip(vip),
+        protocol,
+        port,
+    }
+}
+
+fn web() -> ServiceKey {
+    key(Protocol::Tcp, "198.18.100.1", 80)
+}
+
+fn svc(key: ServiceKey) -> ServiceArgs {
+    ServiceArgs {
+        key,
+        scheduler: Scheduler::WeightedLeastConnection,
+        flags: vec![],
+        persistence: None,
+        one_packet: false,
+        fullnat_pool: None,
+    }
+}
+
+fn real(service: ServiceKey, address: &str, port: u16) -> RealArgs {
+    RealArgs {
+        service,
+        address: ip(address),
+        port,
+        forwarding: None,
+        weight: 1,
+        upper_threshold: 0,
+        lower_threshold: 0,
+    }
+}
+
+fn list() -> ListOptions {
+    ListOptions::default()
+}
+
+#[test]
+fn good_command_lines() {
+    let v6 = key(Protocol::Tcp, "2001:2:0:100::1", 80);
+    let cases: Vec<(&str, AdminCommand)> = vec![
+        ("", AdminCommand::List(list())),
+        ("-L", AdminCommand::List(list())),
+        ("-l", AdminCommand::List(list())),
+        (
+            "--list --numeric",
+            AdminCommand::List(ListOptions {
+                numeric: true,
+                ..list()
+            }),
+        ),
+        (
+            "-Ln",
+            AdminCommand::List(ListOptions {
+                numeric: true,
+                ..list()
+            }),
+        ),
+        (
+            "-L -n --stats",
+            AdminCommand::List(ListOptions {
+                numeric: true,
+                stats: true,
+                ..list()
+            }),
+        ),
+        (
+            "-Ln --rate --exact",
+            AdminCommand::List(ListOptions {
+                numeric: true,
+                rate: true,
+                exact: true,
+                ..list()
+            }),
+        ),
+        (
+            "-Lnc",
+            AdminCommand::List(ListOptions {
+                numeric: true,
+                connections: true,
+                ..list()
+            }),
+        ),
+        (
+            "-L --thresholds --nosort --sort",
+            AdminCommand::List(ListOptions {
+                thresholds: true,
+                nosort: true,
+                ..list()
+            }),
+        ),
+        (
+            "-L -n -t 198.18.100.1:80",
+            AdminCommand::List(ListOptions {
+                numeric: true,
+                service: Some(web()),
+                ..list()
+            }),
+        ),
+        (
+            "-L --sctp-service=[2001:2::1]:5000",
+            AdminCommand::List(ListOptions {
+                service: Some(key(Protocol::Sctp, "2001:2::1", 5000)),
+                ..list()
+            }),
+        ),
+        (
+            "-A -t 198.18.100.1:80",
+            AdminCommand::AddService(svc(web())),
+        ),
+        (
+            "--add-service --tcp-service 198.18.100.1:80 --scheduler rr",
+            AdminCommand::AddService(ServiceArgs {
+                scheduler: Scheduler::RoundRobin,
+                ..svc(web())
+            }),
+        ),
+        (
+            "-A -t [2001:2:0:100::1]:80 -s fastest",
+            AdminCommand::AddService(ServiceArgs {
+                scheduler: Scheduler::Fastest,
+                ..svc(v6)
+            }),
+        ),
+        (
+            "-A -t 198.18.100.1:80 -s load",
+            AdminCommand::AddService(ServiceArgs {
+                scheduler: Scheduler::Load,
+                ..svc(web())
+            }),
+        ),
+        (
+            "-A -t 198.18.100.1:80 -s sh -b sh-port,sh-fallback",
+            AdminCommand::AddService(ServiceArgs {
+                scheduler: Scheduler::SourceHashing,
+                flags: vec![SchedulerFlag::ShFallback, SchedulerFlag::ShPort],
+                ..svc(web())
+            }),
+        ),
+        (
+            "-A -t 198.18.100.1:80 -b flag-1 -s mh",
+            AdminCommand::AddService(ServiceArgs {
+                scheduler: Scheduler::MaglevHashing,
+                flags: vec![SchedulerFlag::MhFallback],
+                ..svc(web())
+            }),
+        ),
+        (
+            "-A -t 198.18.100.1:80 -p",
+            AdminCommand::AddService(ServiceArgs {
+                persistence: Some(Persistence {
+                    timeout: 300,
+                    prefix_len: 32,
+                }),
+                ..svc(web())
+            }),
+        ),
+        (
+            "-A -t 198.18.100.1:80 -p 600 -M 255.255.255.0",
+            AdminCommand::AddService(ServiceArgs {
+                persistence: Some(Persistence {
+                    timeout: 600,
+                    prefix_len: 24,
+                }),
+                ..svc(web())
+            }),
+        ),
+        (
+            "-A -t [2001:2:0:100::1]:80 -p 60 -M 64",
+            AdminCommand::AddService(ServiceArgs {
+                persistence: Some(Persistence {
+                    timeout: 60,
+                    prefix_len: 64,
+                }),
+                ..svc(v6)
+            }),
+        ),
+        (
+            "-A -t 198.18.100.1 -p",
+            AdminCommand::AddService(ServiceArgs {
+                persistence: Some(Persistence {
+                    timeout: 300,
+                    prefix_len: 32,
+                }),
+                ..svc(key(Protocol::Tcp, "198.18.100.1", 0))
+            }),
+        ),
+        (
+            "-A -u 198.18.100.1:53 -s rr -o",
+            AdminCommand::AddService(ServiceArgs {
+                scheduler: Scheduler::RoundRobin,
+                one_packet: true,
+                ..svc(key(Protocol::Udp, "198.18.100.1", 53))
+            }),
+        ),
+        (
+            "-A -t 198.18.100.1:80 --fullnat-pool 198.18.1.3,198.18.1.4",
+            AdminCommand::AddService(ServiceArgs {
+                fullnat_pool: Some(vec![ip("198.18.1.3"), ip("198.18.1.4")]),
+                ..svc(web())
+            }),
+        ),
+        (
+            "-E -t 198.18.100.1:80 -s wrr",
+            AdminCommand::EditService(ServiceArgs {
+                scheduler: Scheduler::WeightedRoundRobin,
+                ..svc(web())
+            }),
+        ),
+        ("-D -t 198.18.100.1:80", AdminCommand::DeleteService(web())),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.11",
+            AdminCommand::AddReal(real(web(), "198.18.1.11", 80)),
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.11:8080 -m -w 3",
+            AdminCommand::AddReal(RealArgs {
+                forwarding: Some(Forwarding::Nat),
+                weight: 3,
+                ..real(web(), "198.18.1.11", 8080)
+            }),
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.11 -g -w0",
+            AdminCommand::AddReal(RealArgs {
+                forwarding: Some(Forwarding::Dr),
+                weight: 0,
+                ..real(web(), "198.18.1.11", 80)
+            }),
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.11 -i -x 100 -y 50",
+            AdminCommand::AddReal(RealArgs {
+                forwarding: Some(Forwarding::Tun),
+                upper_threshold: 100,
+                lower_threshold: 50,
+                ..real(web(), "198.18.1.11", 80)
+            }),
+        ),
+        (
+            "-a -t [2001:2:0:100::1]:80 -r [2001:2:0:1::11]:8080 --fullnat",
+            AdminCommand::AddReal(RealArgs {
+                forwarding: Some(Forwarding::FullNat),
+                ..real(v6, "2001:2:0:1::11", 8080)
+            }),
+        ),
+        (
+            "-e -t 198.18.100.1:80 -r 198.18.1.11:80 -w 5",
+            AdminCommand::EditReal(RealArgs {
+                weight: 5,
+                ..real(web(), "198.18.1.11", 80)
+            }),
+        ),
+        (
+            "-d -t 198.18.100.1:80 -r 198.18.1.11",
+            AdminCommand::DeleteReal {
+                service: web(),
+                real: (ip("198.18.1.11"), 80),
+            },
+        ),
+        ("-C", AdminCommand::Clear),
+        ("--clear", AdminCommand::Clear),
+        ("-Z", AdminCommand::Zero),
+        ("save", AdminCommand::Save),
+        ("-S -n", AdminCommand::SaveRules),
+        ("top", AdminCommand::Top { once: false }),
+        ("top --once", AdminCommand::Top { once: true }),
+        ("-h", AdminCommand::Help),
+        ("--help", AdminCommand::Help),
+        ("-v", AdminCommand::Version),
+    ];
+    for (line, want) in cases {
+        assert_eq!(parse(&argv(line)), Ok(want), "argv: {line:?}");
+    }
+}
+
+#[test]
+fn bad_command_lines() {
+    // (argv, words the error must contain)
+    let cases: &[(&str, &[&str])] = &[
+        ("-n", &["no command", "-L"]),
+        ("-L -A", &["multiple commands", "-L", "-A"]),
+        ("-Q", &["unknown option '-Q'"]),
+        ("-LQ", &["unknown option '-Q'", "-LQ"]),
+        ("--frobnicate", &["unknown option '--frobnicate'"]),
+        ("-A", &["needs a service", "-t VIP:PORT"]),
+        ("-A -t", &["-t needs a value"]),
+        (
+            "-A -t 198.18.100.1:80 -s rrr",
+            &["unknown scheduler 'rrr'", "wlc"],
+        ),
+        (
+            "-A -t host.example:80",
+            &["illegal virtual service address", "numeric"],
+        ),
+        ("-A -t 198.18.100.1:http", &["illegal port 'http'"]),
+        (
+            "-A -t 198.18.100.1:80 -w 3",
+            &["illegal option -w", "-a/-e"],
+        ),
+        ("-A -t 198.18.100.1:80 -m", &["illegal option -m", "-a/-e"]),
+        (
+            "-A -t 198.18.100.1:80 -t 198.18.100.2:80",
+            &["multiple", "service-address"],
+        ),
+        ("-A -t 198.18.100.1:0", &["zero port", "-p"]),
+        ("-A -t 198.18.100.1:80 -o", &["one-packet", "UDP"]),
+        (
+            "-A -t 198.18.100.1:80 -M 255.255.255.0",
+            &["-M", "needs -p"],
+        ),
+        (
+            "-A -t 198.18.100.1:80 -p 60 -M 255.0.255.0",
+            &["illegal persistence netmask"],
+        ),
+        ("-A -t 198.18.100.1:80 -p 0", &["illegal -p", "1..="]),
+        (
+            "-A -t 198.18.100.1:80 -b sh-port",
+            &["sh-port", "sh scheduler", "-s sh"],
+        ),
+        (
+            "-A -t 198.18.100.1:80 -s sh -b sh-bogus",
+            &["unknown scheduler flag 'sh-bogus'"],
+        ),
+        (
+            "-A -t 198.18.100.1:80 --fullnat-pool 198.18.1.x",
+            &["--fullnat-pool", "198.18.1.x"],
+        ),
+        ("-a -t 198.18.100.1:80", &["needs a real server", "-r"]),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.11 -w 70000",
+            &["illegal -w (weight) '70000'", "0..=65535"],
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.11 -m -g",
+            &["multiple", "forwarding-method"],
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.11 -s rr",
+            &["illegal option -s", "-A/-E"],
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.11 --weight",
+            &["--weight needs a value"],
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.11 --masquerading=yes",
+            &["--masquerading takes no value"],
+        ),
+        (
+            "-d -t 198.18.100.1:80 -r 198.18.1.11 -w 1",
+            &["illegal option -w"],
+        ),
+        ("-D -t 198.18.100.1:80 -s rr", &["illegal option -s", "-D"]),
+        ("-L -c --stats", &["conflict", "-c"]),
+        ("-L -c -t 198.18.100.1:80", &["conflict"]),
+        ("-L -s rr", &["illegal option -s", "-L"]),
+        (
+            "-Z -t 198.18.100.1:80",
+            &["zeroes all counters", "-Z alone"],
+        ),
+        ("-C -n", &["illegal option -n", "-C"]),
+        ("-L 198.18.100.1:80", &["unexpected argument", "-t"]),
+        ("-f 1", &["-f", "firewall-mark"]),
+        ("-R", &["-R", "restore", "YAML"]),
+        ("--set 900 120 300", &["--set", "YAML"]),
+        ("--start-daemon master", &["--start-daemon", "YAML"]),
+        ("top -n", &["illegal option -n", "top"]),
+    ];
+    for (line, words) in cases {
+        let err = match parse(&argv(line)) {
+            Ok(cmd) => panic!("argv {line:?} was accepted as {cmd:?}"),
+            Err(e) => e,
+        };
+        for w in *words {
+            assert!(err.contains(w), "argv {line:?}: error {err:?} lacks {w:?}");
+        }
+    }
+}

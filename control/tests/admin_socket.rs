@@ -1,0 +1,406 @@
+//! The admin socket end to end with a fake backend in a temporary directory: requests and
+//! answers, file mode and group, stale and live sockets, stopping, and the uvsadm binary.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use uvs_config::Config;
+use uvs_control::admin::{format_list, handler, request, serve, AdminBackend};
+use uvs_control::snapshot::{
+    ConnSnapshot, Rates, RealSnapshot, ServiceSnapshot, Snapshot, Traffic,
+};
+
+const YAML: &str = r#"
+interfaces:
+  - name: uvs-lb0
+    local: [198.18.0.3]
+    networks: [198.18.0.0/24]
+  - name: uvs-lb1
+    local: [198.18.1.3]
+    networks: [198.18.1.0/24]
+services:
+  - name: web4
+    vip: 198.18.100.1
+    protocol: tcp
+    port: 80
+    scheduler: rr
+    forwarding: nat
+    real_servers:
+      - address: 198.18.1.11
+"#;
+
+/// Holds a configuration and renders a snapshot from it, as the daemon would.
+struct FakeBackend {
+    config: Mutex<Config>,
+    zeroed: AtomicUsize,
+}
+
+impl AdminBackend for FakeBackend {
+    fn snapshot(&self) -> Snapshot {
+        let cfg = self.config.lock().unwrap();
+        Snapshot {
+            version: "0.1.0".into(),
+            conn_capacity: cfg.conn_table.capacity as usize,
+            conn_count: 1,
+            services: cfg
+                .services
+                .iter()
+                .map(|s| ServiceSnapshot {
+                    name: s.name.clone(),
+                    protocol: s.protocol.name().to_ascii_uppercase(),
+                    vip: s.vip,
+                    port: s.port,
+                    scheduler: s.scheduler.name().into(),
+                    flags: String::new(),
+                    persistent: None,
+                    one_packet: false,
+                    reals: s
+                        .real_servers
+                        .iter()
+                        .map(|r| RealSnapshot {
+                            address: r.address,
+                            port: r.port,
+                            forward: "Masq".into(),
+                            weight: u32::from(r.weight),
+                            active: 1,
+                            inactive: 0,
+                            health_up: true,
+                            overloaded: false,
+                            upper_threshold: r.upper_threshold,
+                            lower_threshold: r.lower_threshold,
+                            traffic: Traffic::default(),
+                            rates: Rates::default(),
+                        })
+                        .collect(),
+                    traffic: Traffic::default(),
+                    rates: Rates::default(),
+                })
+                .collect(),
+            workers: vec![],
+            drops: vec![],
+            generation: 1,
+        }
+    }
+
+    fn config(&self) -> Config {
+        self.config.lock().unwrap().clone()
+    }
+
+    fn apply_config(&self, new: Config) -> Result<(), String> {
+        *self.config.lock().unwrap() = new;
+        Ok(())
+    }
+
+    fn zero_counters(&self) {
+        self.zeroed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn connections(&self) -> Vec<ConnSnapshot> {
+        vec![ConnSnapshot {
+            protocol: "TCP".into(),
+            expires_s: 61,
+            state: "ESTABLISHED".into(),
+            client: ("198.18.0.2".parse().unwrap(), 40000),
+            virtual_: ("198.18.100.1".parse().unwrap(), 80),
+            real: ("198.18.1.11".parse().unwrap(), 80),
+            local: None,
+        }]
+    }
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("uvs-admin-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Running {
+    backend: Arc<FakeBackend>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(path: &Path, group: Option<&str>) -> Running {
+        let backend = Arc::new(FakeBackend {
+            config: Mutex::new(uvs_config::load_str(YAML, "test.yaml").unwrap()),
+            zeroed: AtomicUsize::new(0),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = serve(
+            path,
+            group,
+            handler(backend.clone() as Arc<dyn AdminBackend>),
+            Arc::clone(&stop),
+        )
+        .unwrap();
+        Running {
+            backend,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn stop(&mut self) -> Duration {
+        let t = Instant::now();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+        t.elapsed()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn args(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+#[test]
+fn round_trip() {
+    let dir = TempDir::new("roundtrip");
+    // The parent directory is created if missing.
+    let path = dir.0.join("run/uvsadm.sock");
+    let mut daemon = Running::start(&path, None);
+
+    let listing = request(&path, &args("-L -n")).unwrap();
+    assert_eq!(
+        listing,
+        format_list(&daemon.backend.snapshot(), true, false, false)
+    );
+    assert!(
+        listing.contains("  -> 198.18.1.11:80               Masq    1      1          0         ")
+    );
+
+    assert_eq!(
+        request(&path, &args("-a -t 198.18.100.1:80 -r 198.18.1.12 -w 3")),
+        Ok(String::new())
+    );
+    let cfg = daemon.backend.config();
+    assert_eq!(cfg.services[0].real_servers.len(), 2);
+    assert_eq!(cfg.services[0].real_servers[1].weight, 3);
+
+    let err = request(&path, &args("-A -t 198.18.100.1:80")).unwrap_err();
+    assert!(err.contains("already exists"), "{err}");
+    let err = request(&path, &args("-L --bogus")).unwrap_err();
+    assert!(err.contains("unknown option '--bogus'"), "{err}");
+    assert_eq!(
+        daemon.backend.config(),
+        cfg,
+        "rejected edits change nothing"
+    );
+
+    assert_eq!(request(&path, &args("-Z")), Ok(String::new()));
+    assert_eq!(daemon.backend.zeroed.load(Ordering::Relaxed), 1);
+
+    let conns = request(&path, &args("-L -n -c")).unwrap();
+    assert!(
+        conns.contains("TCP 01:01  ESTABLISHED 198.18.0.2:40000"),
+        "{conns}"
+    );
+
+    let yaml = request(&path, &args("save")).unwrap();
+    assert_eq!(uvs_config::load_str(&yaml, "saved.yaml").unwrap(), cfg);
+
+    let frame = request(&path, &args("top --once")).unwrap();
+    assert!(frame.starts_with("uvs 0.1.0"), "{frame}");
+
+    assert!(daemon.stop() < Duration::from_millis(200));
+    assert!(!path.exists(), "the socket file goes with the server");
+    let err = request(&path, &args("-L")).unwrap_err();
+    assert!(err.contains("cannot reach uvsd at"), "{err}");
+    assert!(err.contains("is it running?"), "{err}");
+}
+
+#[test]
+fn bad_request_lines_get_an_answer() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = TempDir::new("badline");
+    let path = dir.0.join("uvsadm.sock");
+    let _daemon = Running::start(&path, None);
+    let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    s.write_all(b"{\"argv\": 3}\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["output"].as_str().unwrap().contains("bad request"),
+        "{line}"
+    );
+}
+
+#[test]
+fn socket_mode_and_group() {
+    let dir = TempDir::new("mode");
+    let path = dir.0.join("uvsadm.sock");
+    {
+        let _daemon = Running::start(&path, None);
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    // Our own group, by number: 0660 and that group.
+    let probe = dir.0.join("probe");
+    std::fs::write(&probe, b"").unwrap();
+    let gid = std::fs::metadata(&probe).unwrap().gid();
+    {
+        let _daemon = Running::start(&path, Some(&gid.to_string()));
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert_eq!(meta.gid(), gid);
+        request(&path, &args("-L")).unwrap();
+    }
+    let err = serve(
+        &path,
+        Some("no-such-group-uvs"),
+        Arc::new(|_: &[String]| Ok(String::new())),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("unknown group 'no-such-group-uvs'"),
+        "{err}"
+    );
+    assert!(!path.exists(), "nothing is created for an unknown group");
+}
+
+#[test]
+fn stale_live_and_foreign_files() {
+    let dir = TempDir::new("stale");
+    let path = dir.0.join("uvsadm.sock");
+
+    // Stale: a socket file nobody accepts on is replaced.
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let err = request(&path, &args("-L")).unwrap_err();
+    assert!(err.contains("connection refused"), "{err}");
+    let mut daemon = Running::start(&path, None);
+    request(&path, &args("-L")).unwrap();
+
+    // Live: a second server refuses to steal it.
+    let err = serve(
+        &path,
+        None,
+        Arc::new(|_: &[String]| Ok(String::new())),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("already serving"), "{err}");
+    request(&path, &args("-L")).unwrap();
+    daemon.stop();
+
+    // Not a socket: left alone.
+    std::fs::write(&path, b"precious").unwrap();
+    let err = serve(
+        &path,
+        None,
+        Arc::new(|_: &[String]| Ok(String::new())),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("is not a socket"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+}
+
+#[test]
+fn uvsadm_binary() {
+    let dir = TempDir::new("binary");
+    let path = dir.0.join("uvsadm.sock");
+    let daemon = Running::start(&path, None);
+    let uvsadm = env!("CARGO_BIN_EXE_uvsadm");
+
+    let out = Command::new(uvsadm)
+        .args(["--socket", path.to_str().unwrap(), "-Ln"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format_list(&daemon.backend.snapshot(), true, false, false)
+    );
+
+    let out = Command::new(uvsadm)
+        .env("UVSADM_SOCKET", &path)
+        .args(["top", "--once"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("uvs 0.1.0"));
+
+    let out = Command::new(uvsadm)
+        .env("UVSADM_SOCKET", &path)
+        .args(["-a", "-t", "198.18.100.1:80", "-r", "198.18.1.11"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("uvsadm: destination 198.18.1.11:80 already exists"),
+        "{err}"
+    );
+
+    // Parse errors and help need no daemon.
+    let nowhere = dir.0.join("absent.sock");
+    let out = Command::new(uvsadm)
+        .args([
+            "--socket",
+            nowhere.to_str().unwrap(),
+            "-A",
+            "-t",
+            "198.18.100.1:80",
+            "-w",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("illegal option -w"));
+    let out = Command::new(uvsadm)
+        .args(["--socket", nowhere.to_str().unwrap(), "-h"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("--add-service     -A"));
+    let out = Command::new(uvsadm)
+        .args([&format!("--socket={}", nowhere.display()), "-L"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!(
+            "cannot reach uvsd at {}: is it running?",
+            nowhere.display()
+        )),
+        "{err}"
+    );
+}
