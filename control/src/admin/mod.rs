@@ -14,6 +14,7 @@
 //! the running configuration only; `uvsadm save` prints it for the YAML file.
 
 mod apply;
+mod argv;
 mod list;
 mod parse;
 mod socket;
