@@ -99,6 +99,7 @@ fn main() -> anyhow::Result<()> {
     let mut burst = [Frame::default(); 256];
     let (mut forwarded, mut dropped) = (0u64, 0u64);
     let mut started: Option<Instant> = None;
+    let mut last = Instant::now();
     let end = Instant::now() + Duration::from_secs(args.seconds);
     let mut polls = 0u32;
     loop {
@@ -114,8 +115,11 @@ fn main() -> anyhow::Result<()> {
             }
             continue;
         }
-        // The rate counts from the first packet, not from start-up.
-        started.get_or_insert_with(Instant::now);
+        // The rate spans first to last packet, not start-up or the idle
+        // tail after the generator stopped.
+        let now = Instant::now();
+        started.get_or_insert(now);
+        last = now;
         for f in &burst[..n] {
             let b = port.buf_mut(f);
             let mut dst = [0u8; 6];
@@ -144,7 +148,7 @@ fn main() -> anyhow::Result<()> {
         }
         port.flush();
     }
-    let secs = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+    let secs = started.map_or(0.0, |s| last.duration_since(s).as_secs_f64());
     let mpps = if secs > 0.0 {
         forwarded as f64 / secs / 1e6
     } else {
