@@ -1,1 +1,32 @@
-//! uvs control plane
+//! uvs control plane: the `uvsd` daemon (configuration, tables publication, health checks,
+//! metrics, admin socket) and the `uvsadm` client.
+#![deny(unsafe_code)]
+
+pub mod admin;
+pub mod daemon;
+pub mod health;
+pub mod metrics;
+pub mod services;
+pub mod snapshot;
+pub mod spec;
+pub mod status;
+
+use std::path::Path;
+
+/// `uvsd --check-config`: parses and validates the file and builds the dataplane tables
+/// from it (without reading interfaces), so a file that passes will load.
+pub fn check_config(path: &Path) -> Result<String, String> {
+    let cfg = uvs_config::load_file(path).map_err(|e| e.to_string())?;
+    let spec = spec::tables_spec(&cfg, None);
+    uvs_dataplane::TablesBuilder::build(&spec, None)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let reals: usize = cfg.services.iter().map(|s| s.real_servers.len()).sum();
+    Ok(format!(
+        "{}: configuration OK: {} interface(s), {} worker(s), {} service(s), {} real server(s)",
+        path.display(),
+        cfg.interfaces.len(),
+        cfg.workers.count.max(1),
+        cfg.services.len(),
+        reals
+    ))
+}

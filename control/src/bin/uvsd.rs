@@ -1,1 +1,70 @@
-fn main() {}
+//! uvsd: the uvs daemon. `uvsd --config FILE` runs the dataplane on the interfaces and
+//! cores the YAML names; `uvsd --check-config FILE` validates without touching the network.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "uvsd",
+    version,
+    about = "uvs: a userspace Linux Virtual Server"
+)]
+struct Args {
+    /// Run with this configuration.
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        conflicts_with = "check_config"
+    )]
+    config: Option<PathBuf>,
+    /// Validate this configuration and exit (no network, no privileges needed).
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+    /// Admin socket path (overrides admin.socket in the YAML).
+    #[arg(long, value_name = "PATH")]
+    admin_socket: Option<PathBuf>,
+    /// Stop by itself after this many seconds (demos, tests).
+    #[arg(long, value_name = "SECONDS")]
+    run_for: Option<f64>,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let args = Args::parse();
+    if let Some(path) = args.check_config {
+        return match uvs_control::check_config(&path) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let Some(path) = args.config else {
+        eprintln!(
+            "uvsd: give --config FILE to run, or --check-config FILE to validate (see --help)"
+        );
+        return ExitCode::from(2);
+    };
+    let opts = uvs_control::daemon::Options {
+        admin_socket: args.admin_socket,
+        run_for: args.run_for.map(Duration::from_secs_f64),
+    };
+    match uvs_control::daemon::run(&path, opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uvsd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! The uvsd daemon: turns a configuration into running workers and keeps them fed.
+//!
+//! Startup order matters: the tables and the XDP programs' address maps are ready before
+//! any socket is registered, so the first redirected frame already finds its service.
+//! Each worker opens its own AF_XDP socket per interface inside its pinned thread and
+//! registers it; then the control loop runs: connection expiry (and the live counters it
+//! releases), reload on SIGHUP or file change, health events, rates, admin and metrics.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{anyhow, bail, Context, Result};
+use uvs_config::Config;
+use uvs_dataplane::pipeline::conn_flags;
+use uvs_dataplane::tables::Tables;
+use uvs_dataplane::{Shared, TablesBuilder, Worker};
+use uvs_xsk::{XdpMode, XdpProgram, XskConfig, XskPort};
+
+use crate::spec::{self, LinkInfo};
+
+/// The running configuration and what was built from it.
+pub struct Running {
+    pub config: Config,
+}
+
+/// Everything the control thread, the admin socket and the metrics endpoint share.
+pub struct Core {
+    pub shared: Arc<Shared>,
+    pub running: Mutex<Running>,
+    pub links: Vec<LinkInfo>,
+    pub programs: Vec<XdpProgram>,
+    pub config_path: PathBuf,
+    pub cores: Vec<Option<usize>>,
+    pub rates: Mutex<crate::status::RateSampler>,
+    /// Addresses currently in the XDP maps, to diff on reload.
+    maps: Mutex<MapState>,
+}
+
+#[derive(Default, Clone, PartialEq, Eq)]
+struct MapState {
+    owned: BTreeSet<IpAddr>,
+    reals: BTreeSet<IpAddr>,
+}
+
+fn map_state(cfg: &Config) -> MapState {
+    let mut m = MapState::default();
+    for i in &cfg.interfaces {
+        m.owned.extend(i.local.iter().copied());
+    }
+    for s in &cfg.services {
+        m.owned.insert(s.vip);
+        m.owned.extend(s.fullnat_pool.iter().copied());
+        m.reals.extend(s.real_servers.iter().map(|r| r.address));
+        if let Some(o) = s.sorry_server {
+            m.reals.insert(o.address);
+        }
+    }
+    m
+}
+
+/// The kernel's own addresses in this namespace (the XDP program leaves traffic to them
+/// alone even when it comes from a real server: health checks, ssh, ping).
+fn host_addresses() -> Result<Vec<IpAddr>> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "addr", "show"])
+        .output()
+        .context("running `ip -j addr show` (iproute2) to learn the host's addresses")?;
+    if !out.status.success() {
+        bail!(
+            "`ip -j addr show` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing `ip -j addr show`")?;
+    let mut addrs = Vec::new();
+    for link in v.as_array().into_iter().flatten() {
+        for a in link["addr_info"].as_array().into_iter().flatten() {
+            if let Some(ip) = a["local"].as_str().and_then(|s| s.parse().ok()) {
+                addrs.push(ip);
+            }
+        }
+    }
+    Ok(addrs)
+}
+
+impl Core {
+    fn sync_maps(&self, cfg: &Config) -> Result<()> {
+        let want = map_state(cfg);
+        let mut have = self.maps.lock().expect("map state lock");
+        for p in &self.programs {
+            for a in want.owned.difference(&have.owned) {
+                p.add_owned(*a)?;
+            }
+            for a in have.owned.difference(&want.owned) {
+                p.remove_owned(*a)?;
+            }
+            for a in want.reals.difference(&have.reals) {
+                p.add_real(*a)?;
+            }
+            for a in have.reals.difference(&want.reals) {
+                p.remove_real(*a)?;
+            }
+        }
+        *have = want;
+        Ok(())
+    }
+
+    /// Validates, builds and publishes `new`. Interfaces, workers and the table size are
+    /// fixed for the daemon's life: a change there is refused (restart to apply it).
+    pub fn apply_config(&self, new: Config) -> Result<(), String> {
+        let mut running = self.running.lock().expect("running lock");
+        let d = uvs_config::diff(&running.config, &new);
+        if d.global_changed {
+            return Err(
+                "interfaces, workers or the connection table size changed: these need a restart of uvsd"
+                    .into(),
+            );
+        }
+        let spec = spec::tables_spec(&new, Some(&self.links));
+        let current = self.shared.tables.load_full();
+        let tables = TablesBuilder::build(&spec, Some(&current)).map_err(|e| e.to_string())?;
+        self.sync_maps(&new)
+            .map_err(|e| format!("updating the XDP maps: {e}"))?;
+        self.shared.tables.store(Arc::new(tables));
+        self.shared
+            .expire_nodest_conn
+            .store(new.expire_nodest_conn, Ordering::Relaxed);
+        if new.expire_nodest_conn {
+            self.expire_nodest();
+        }
+        running.config = new;
+        Ok(())
+    }
+
+    /// IPVS expire_nodest_conn: drop the connections whose real server is gone.
+    fn expire_nodest(&self) {
+        let tables = self.shared.tables.load();
+        let mut gone = Vec::new();
+        self.shared.conns.for_each(|id, c, _| {
+            if c.flags & conn_flags::TEMPLATE != 0 {
+                return;
+            }
+            let alive = tables
+                .service(c.service)
+                .and_then(|s| s.real(c.real))
+                .is_some_and(|r| r.addr.addr == c.reply.src);
+            if !alive {
+                gone.push((id, *c));
+            }
+        });
+        for (id, c) in gone {
+            if self.shared.conns.remove(id) {
+                release_conn(&tables, &c);
+            }
+        }
+    }
+
+    /// One round of connection expiry; reclaimed entries release their live counters.
+    pub fn expire(&self, budget: usize) -> usize {
+        let tables = self.shared.tables.load();
+        let now = self.shared.clock.now_s();
+        self.shared
+            .conns
+            .expire_step(now, budget, |c| release_conn(&tables, c))
+    }
+
+    /// Applies a health verdict to a real server's live state.
+    pub fn set_health(&self, key: uvs_dataplane::ServiceKey, real: std::net::SocketAddr, up: bool) {
+        let tables = self.shared.tables.load();
+        for svc in tables.services.iter().flatten() {
+            if svc.key != key {
+                continue;
+            }
+            for (slot, r) in svc.reals.iter().enumerate() {
+                if let Some(r) = r {
+                    if r.addr.to_ip() == real.ip() && r.port == real.port() {
+                        svc.live[slot].health_up.store(up, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Gives a reclaimed connection's place on its real server back.
+fn release_conn(tables: &Tables, c: &uvs_conntrack::Conn) {
+    if c.flags & conn_flags::TEMPLATE != 0 {
+        return;
+    }
+    let Some(svc) = tables.service(c.service) else {
+        return;
+    };
+    let slot = usize::from(c.real);
+    let Some(Some(r)) = svc.reals.get(slot) else {
+        return;
+    };
+    if r.addr.addr != c.reply.src {
+        return;
+    }
+    // Counters moved between inactive and active exactly when TCP crossed ESTABLISHED.
+    let was_active = c.orig.proto == uvs_dataplane::pipeline::PROTO_TCP
+        && uvs_conntrack::tcp::TcpState::from_u8(c.state).is_some_and(|s| s.is_active());
+    svc.live[slot].unbind_conn(&svc.specs[slot], was_active);
+}
+
+/// Command-line overrides.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub admin_socket: Option<PathBuf>,
+    /// Stop after this long (demos and tests).
+    pub run_for: Option<Duration>,
+}
+
+fn check_privileges() -> Result<()> {
+    if !uvs_xsk::is_root() {
+        bail!(
+            "uvsd needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_IPC_LOCK) to attach XDP programs and open AF_XDP sockets: run it with sudo"
+        );
+    }
+    Ok(())
+}
+
+fn xdp_mode(m: uvs_config::XdpMode) -> XdpMode {
+    match m {
+        uvs_config::XdpMode::Auto => XdpMode::Auto,
+        uvs_config::XdpMode::Native => XdpMode::Native,
+        uvs_config::XdpMode::Generic => XdpMode::Generic,
+    }
+}
+
+fn zero_copy(z: uvs_config::ZeroCopy) -> uvs_xsk::ZeroCopy {
+    match z {
+        uvs_config::ZeroCopy::Auto => uvs_xsk::ZeroCopy::Auto,
+        uvs_config::ZeroCopy::On => uvs_xsk::ZeroCopy::On,
+        uvs_config::ZeroCopy::Off => uvs_xsk::ZeroCopy::Off,
+    }
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Runs uvsd until SIGINT/SIGTERM (or `run_for`).
+pub fn run(config_path: &Path, opts: Options) -> Result<()> {
+    let config = uvs_config::load_file(config_path).map_err(|e| anyhow!("{e}"))?;
+    check_privileges()?;
+
+    let mut links = Vec::new();
+    for i in &config.interfaces {
+        let l = spec::link_info(&i.name).map_err(|e| anyhow!(e))?;
+        links.push(l);
+    }
+    let spec = spec::tables_spec(&config, Some(&links));
+    let tables = TablesBuilder::build(&spec, None).map_err(|e| anyhow!("{e}"))?;
+    let workers = config.workers.count.max(1);
+    for i in &config.interfaces {
+        if (i.queues as usize) < workers {
+            bail!(
+                "interface '{}' has queues: {} but workers: {workers} — each worker needs its own queue on every interface",
+                i.name,
+                i.queues
+            );
+        }
+        let have = std::fs::read_dir(format!("/sys/class/net/{}/queues", i.name))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                    .count()
+            })
+            .unwrap_or(1);
+        if have < workers {
+            bail!(
+                "interface '{}' has {have} receive queue(s) but {workers} workers were asked for: lower workers.count or add queues (ethtool -L {} combined {workers})",
+                i.name,
+                i.name
+            );
+        }
+    }
+    let shared = Arc::new(Shared::new(
+        tables,
+        config.conn_table.capacity as usize,
+        workers,
+    ));
+    shared
+        .expire_nodest_conn
+        .store(config.expire_nodest_conn, Ordering::Relaxed);
+
+    let mut programs = Vec::new();
+    for i in &config.interfaces {
+        let p = XdpProgram::attach(&i.name, xdp_mode(i.xdp_mode)).map_err(|e| anyhow!("{e}"))?;
+        programs.push(p);
+    }
+    let host = host_addresses()?;
+    for p in &programs {
+        for a in &host {
+            p.add_host(*a).map_err(|e| anyhow!("{e}"))?;
+        }
+    }
+    let cores: Vec<Option<usize>> = (0..workers)
+        .map(|w| {
+            config
+                .workers
+                .cores
+                .as_ref()
+                .and_then(|c| c.get(w).copied())
+        })
+        .collect();
+    let core = Arc::new(Core {
+        shared: shared.clone(),
+        running: Mutex::new(Running {
+            config: config.clone(),
+        }),
+        links,
+        programs,
+        config_path: config_path.to_path_buf(),
+        cores: cores.clone(),
+        rates: Mutex::new(crate::status::RateSampler::default()),
+        maps: Mutex::new(MapState::default()),
+    });
+    core.sync_maps(&config)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = start_workers(&core, &config, &stop)?;
+    log::info!(
+        "uvsd running: {} interface(s) [{}], {} worker(s), {} service(s), connection table {}",
+        config.interfaces.len(),
+        core.programs
+            .iter()
+            .map(|p| format!("{} {:?}", p.ifname(), p.mode()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        workers,
+        config.services.len(),
+        config.conn_table.capacity
+    );
+
+    let result = control_loop(&core, &opts, &stop);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    log::info!("uvsd stopped");
+    result
+}
+
+fn start_workers(
+    core: &Arc<Core>,
+    config: &Config,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<JoinHandle<()>>> {
+    let workers = config.workers.count.max(1);
+    let mut handles = Vec::new();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
+    for w in 0..workers {
+        let core = core.clone();
+        let stop = stop.clone();
+        let ready = ready_tx.clone();
+        let ifaces: Vec<(String, uvs_xsk::ZeroCopy)> = config
+            .interfaces
+            .iter()
+            .map(|i| (i.name.clone(), zero_copy(i.zero_copy)))
+            .collect();
+        let pin = core.cores[w];
+        let h = std::thread::Builder::new()
+            .name(format!("uvs-worker-{w}"))
+            .spawn(move || {
+                if let Some(c) = pin {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+                        log::warn!("worker {w}: could not pin to core {c}");
+                    }
+                }
+                let mut ports = Vec::new();
+                for (i, (name, zc)) in ifaces.iter().enumerate() {
+                    let cfg = XskConfig {
+                        zero_copy: *zc,
+                        ..XskConfig::default()
+                    };
+                    match XskPort::open(name, w as u32, &cfg) {
+                        Ok(p) => {
+                            if let Err(e) = core.programs[i].register_socket(w as u32, p.fd()) {
+                                let _ = ready.send(Err(e.to_string()));
+                                return;
+                            }
+                            log::info!(
+                                "worker {w}: {name} queue {w} ({})",
+                                if p.is_zero_copy() {
+                                    "zero-copy"
+                                } else {
+                                    "copy mode"
+                                }
+                            );
+                            ports.push(p);
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e.to_string()));
+                            return;
+                        }
+                    }
+                }
+                let _ = ready.send(Ok(w));
+                let mut worker = Worker::new(w, ports, core.shared.clone());
+                worker.run(&stop);
+                for (i, _) in ifaces.iter().enumerate() {
+                    let _ = core.programs[i].unregister_socket(w as u32);
+                }
+            })
+            .context("spawning a worker thread")?;
+        handles.push(h);
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                stop.store(true, Ordering::Relaxed);
+                for h in handles {
+                    let _ = h.join();
+                }
+                bail!("{e}");
+            }
+            Err(_) => {
+                stop.store(true, Ordering::Relaxed);
+                bail!("a worker did not start within 10 s");
+            }
+        }
+    }
+    Ok(handles)
+}
+
+fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Result<()> {
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+
+    let services = crate::services::Services::start(core, opts, stop)?;
+    let started = Instant::now();
+    let mut last_mtime = mtime(&core.config_path);
+    let mut last_rate = Instant::now();
+    while !term.load(Ordering::Relaxed) {
+        if opts.run_for.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        // Expiry: enough per round to visit the whole table about every 10 s.
+        let budget = (core.shared.conns.capacity() / 100).max(1024);
+        core.expire(budget);
+        if last_rate.elapsed() >= Duration::from_secs(1) {
+            last_rate = Instant::now();
+            core.rates.lock().expect("rates lock").sample(&core.shared);
+        }
+        let changed = mtime(&core.config_path);
+        let reload = hup.swap(false, Ordering::Relaxed) || changed != last_mtime;
+        if reload {
+            last_mtime = changed;
+            reload_file(core, &services);
+        }
+    }
+    services.stop();
+    Ok(())
+}
+
+/// Reloads the configuration file; a bad one is logged and the running one keeps serving.
+pub fn reload_file(core: &Arc<Core>, services: &crate::services::Services) {
+    match uvs_config::load_file(&core.config_path) {
+        Err(e) => log::error!("reload rejected, still serving the previous configuration: {e}"),
+        Ok(new) => match core.apply_config(new) {
+            Ok(()) => {
+                log::info!("configuration reloaded from {}", core.config_path.display());
+                services.config_changed(core);
+            }
+            Err(e) => log::error!("reload rejected, still serving the previous configuration: {e}"),
+        },
+    }
+}

@@ -1,0 +1,153 @@
+//! The daemon's side services: health checks, the admin socket and the metrics endpoint,
+//! started after the workers and restarted (health) when the configuration changes.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use uvs_config::Config;
+
+use crate::admin::{self, AdminBackend};
+use crate::daemon::{Core, Options};
+use crate::health::{HealthMonitor, HealthTarget};
+use crate::snapshot::{ConnSnapshot, Snapshot};
+use crate::spec::service_key;
+use crate::status;
+
+pub struct Services {
+    health: Mutex<Option<HealthMonitor>>,
+    stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+/// The admin socket's view of the daemon.
+struct Backend(Arc<Core>);
+
+pub fn snapshot(core: &Core) -> Snapshot {
+    let cfg = core.running.lock().expect("running lock").config.clone();
+    let rates = core.rates.lock().expect("rates lock");
+    status::snapshot(&core.shared, &rates, &core.cores, |key| {
+        cfg.services
+            .iter()
+            .find(|s| service_key(s.vip, s.protocol, s.port) == *key)
+            .map(|s| {
+                s.scheduler_flags
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    })
+}
+
+impl AdminBackend for Backend {
+    fn snapshot(&self) -> Snapshot {
+        snapshot(&self.0)
+    }
+    fn config(&self) -> Config {
+        self.0.running.lock().expect("running lock").config.clone()
+    }
+    fn apply_config(&self, new: Config) -> Result<(), String> {
+        self.0.apply_config(new)
+    }
+    fn zero_counters(&self) {
+        self.0.shared.zero_traffic_counters();
+    }
+    fn connections(&self) -> Vec<ConnSnapshot> {
+        status::connections(&self.0.shared)
+    }
+}
+
+/// Starts health checks for the running configuration; targets that were already being
+/// checked keep their state (a reload does not bring a down server back).
+fn start_health(core: &Arc<Core>, previous: &[(HealthTarget, bool)]) -> HealthMonitor {
+    let cfg = core.running.lock().expect("running lock").config.clone();
+    let c = core.clone();
+    let on_change = Arc::new(move |t: &HealthTarget, up: bool| {
+        log::info!(
+            "health: {} real server {} is {}",
+            t.service,
+            t.real,
+            if up { "UP" } else { "DOWN" }
+        );
+        c.set_health(
+            service_key(t.service.vip, t.service.protocol, t.service.port),
+            t.real,
+            up,
+        );
+    });
+    let targets = crate::health::targets(&cfg)
+        .into_iter()
+        .map(|t| {
+            let up = previous
+                .iter()
+                .find(|(p, _)| p.service == t.service && p.real == t.real)
+                .is_none_or(|(_, up)| *up);
+            (t, up)
+        })
+        .collect::<Vec<_>>();
+    // A target that starts down must be down in the dataplane too.
+    for (t, up) in &targets {
+        if !up {
+            core.set_health(
+                service_key(t.service.vip, t.service.protocol, t.service.port),
+                t.real,
+                false,
+            );
+        }
+    }
+    HealthMonitor::start_with(targets, on_change)
+}
+
+impl Services {
+    pub fn start(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Result<Services> {
+        let cfg = core.running.lock().expect("running lock").config.clone();
+        let mut threads = Vec::new();
+        let socket = opts
+            .admin_socket
+            .clone()
+            .unwrap_or_else(|| cfg.admin.socket.clone());
+        if let Some(dir) = socket.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let handler = admin::handler(Arc::new(Backend(core.clone())));
+        threads.push(
+            admin::serve(&socket, cfg.admin.group.as_deref(), handler, stop.clone())
+                .with_context(|| format!("admin socket {}", socket.display()))?,
+        );
+        if let Some(listen) = cfg.metrics.listen {
+            let c = core.clone();
+            threads.push(crate::metrics::serve(
+                listen,
+                Arc::new(move || snapshot(&c)),
+                stop.clone(),
+            )?);
+        }
+        Ok(Services {
+            health: Mutex::new(Some(start_health(core, &[]))),
+            stop: stop.clone(),
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Restarts the health checks for the new configuration.
+    pub fn config_changed(&self, core: &Arc<Core>) {
+        let mut h = self.health.lock().expect("health lock");
+        let previous = h.as_ref().map(|m| m.current()).unwrap_or_default();
+        if let Some(old) = h.take() {
+            old.stop();
+        }
+        *h = Some(start_health(core, &previous));
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.health.lock().expect("health lock").take() {
+            h.stop();
+        }
+        for t in self.threads.lock().expect("threads lock").drain(..) {
+            let _ = t.join();
+        }
+    }
+}

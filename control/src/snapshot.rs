@@ -1,0 +1,107 @@
+//! A plain-data picture of the running balancer, taken by the daemon from its tables and
+//! counters, and rendered by `uvsadm -L`, `uvsadm top` and the metrics endpoint. Nothing
+//! here touches the dataplane: the daemon fills it, the renderers only read it.
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Traffic counters (sums over workers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// Connections scheduled (IPVS "Conns").
+    pub conns: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Per-second rates over the last sampling interval (ipvsadm `--rate`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    pub cps: f64,
+    pub inpps: f64,
+    pub outpps: f64,
+    pub inbps: f64,
+    pub outbps: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RealSnapshot {
+    pub address: IpAddr,
+    pub port: u16,
+    /// "Masq", "Route", "Tunnel" or "FullNat" (ipvsadm's Forward column).
+    pub forward: String,
+    pub weight: u32,
+    pub active: u32,
+    pub inactive: u32,
+    pub health_up: bool,
+    pub overloaded: bool,
+    pub upper_threshold: u32,
+    pub lower_threshold: u32,
+    pub traffic: Traffic,
+    pub rates: Rates,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSnapshot {
+    pub name: String,
+    /// "TCP", "UDP" or "SCTP".
+    pub protocol: String,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub scheduler: String,
+    /// Scheduler flags as ipvsadm prints them (e.g. "sh-fallback,sh-port"), empty if none.
+    pub flags: String,
+    /// Persistence timeout in seconds, and netmask/prefix length.
+    pub persistent: Option<(u32, u8)>,
+    pub one_packet: bool,
+    pub reals: Vec<RealSnapshot>,
+    pub traffic: Traffic,
+    pub rates: Rates,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSnapshot {
+    pub id: usize,
+    pub core: Option<usize>,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub slow_path: u64,
+    pub new_conns: u64,
+    /// Share of polls that found work (0..=1): the worker's load.
+    pub busy_ratio: f64,
+}
+
+/// One connection-table entry (`uvsadm -c`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnSnapshot {
+    /// "TCP", "UDP", "SCTP".
+    pub protocol: String,
+    /// Seconds until it expires.
+    pub expires_s: u32,
+    /// State name as ipvsadm prints it (ESTABLISHED, SYN_RECV, ... ; UDP for UDP).
+    pub state: String,
+    pub client: (IpAddr, u16),
+    pub virtual_: (IpAddr, u16),
+    pub real: (IpAddr, u16),
+    /// FullNAT local address, when the method is FullNAT.
+    pub local: Option<(IpAddr, u16)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// uvs version string for the "IP Virtual Server version" header line.
+    pub version: String,
+    /// Connection table capacity (ipvsadm prints "size=4096").
+    pub conn_capacity: usize,
+    pub conn_count: usize,
+    pub services: Vec<ServiceSnapshot>,
+    pub workers: Vec<WorkerSnapshot>,
+    /// Drop counters by reason name (sums over workers), only non-zero ones.
+    pub drops: Vec<(String, u64)>,
+    /// Tables generation (increments on every reload / admin change).
+    pub generation: u64,
+}

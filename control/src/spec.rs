@@ -1,0 +1,203 @@
+//! From the validated configuration to what the dataplane is built from: interfaces (with
+//! the MAC and MTU the system reports), routes, and services with their real servers.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use uvs_config::{Config, Forwarding, Protocol, SchedulerFlag};
+use uvs_conntrack::Timeouts;
+use uvs_dataplane::tables::{Persistence, RealSpec, ServiceKey, ServiceSpec, TablesSpec};
+use uvs_dataplane::{IfaceRt, IpKey, Method, Route};
+use uvs_sched::{SchedConfig, SchedFlags, SchedulerKind};
+
+/// An interface as the system reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub mac: [u8; 6],
+    pub mtu: u16,
+}
+
+/// Reads MAC and MTU from sysfs. The error is one sentence with the fix.
+pub fn link_info(ifname: &str) -> Result<LinkInfo, String> {
+    let base = Path::new("/sys/class/net").join(ifname);
+    if !base.exists() {
+        return Err(format!(
+            "no such interface '{ifname}' (in this network namespace); `ip link show` lists the ones there are"
+        ));
+    }
+    let read = |f: &str| {
+        std::fs::read_to_string(base.join(f))
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("cannot read {}/{f}: {e}", base.display()))
+    };
+    let mac_s = read("address")?;
+    let mut mac = [0u8; 6];
+    let parts: Vec<_> = mac_s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(format!(
+            "interface '{ifname}' has no Ethernet address ({mac_s})"
+        ));
+    }
+    for (m, p) in mac.iter_mut().zip(parts) {
+        *m = u8::from_str_radix(p, 16)
+            .map_err(|_| format!("interface '{ifname}': bad MAC {mac_s}"))?;
+    }
+    let mtu = read("mtu")?
+        .parse::<u32>()
+        .map_err(|_| format!("interface '{ifname}': unreadable MTU"))?;
+    Ok(LinkInfo {
+        mac,
+        mtu: mtu.min(u32::from(u16::MAX)) as u16,
+    })
+}
+
+fn method(f: Forwarding) -> Method {
+    match f {
+        Forwarding::Nat => Method::Nat,
+        Forwarding::Dr => Method::Dr,
+        Forwarding::Tun => Method::Tun,
+        Forwarding::FullNat => Method::FullNat,
+    }
+}
+
+pub fn proto_number(p: Protocol) -> u8 {
+    match p {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+        Protocol::Sctp => 132,
+    }
+}
+
+pub fn service_key(vip: IpAddr, protocol: Protocol, port: u16) -> ServiceKey {
+    ServiceKey {
+        vip: IpKey::from_ip(vip),
+        proto: proto_number(protocol),
+        port,
+    }
+}
+
+/// The YAML's seconds as the connection table's millisecond ticks.
+pub fn timeouts(t: &uvs_config::Timeouts) -> Timeouts {
+    use uvs_conntrack::tcp::TcpState as S;
+    let ms = |s: u32| s.saturating_mul(1000);
+    let mut out = Timeouts::default();
+    for (state, secs) in [
+        (S::Established, t.tcp_established),
+        (S::SynSent, t.tcp_syn_sent),
+        (S::SynRecv, t.tcp_syn_recv),
+        (S::FinWait, t.tcp_fin_wait),
+        (S::TimeWait, t.tcp_time_wait),
+        (S::Close, t.tcp_close),
+        (S::CloseWait, t.tcp_close_wait),
+        (S::LastAck, t.tcp_last_ack),
+    ] {
+        out.tcp[state as usize] = ms(secs);
+    }
+    out.udp = ms(t.udp);
+    out.icmp = ms(t.icmp);
+    out.sctp = ms(t.sctp);
+    out
+}
+
+/// Builds the dataplane's spec. `links` gives MAC/MTU per interface (same order as the
+/// config's); `None` (for `--check-config`) uses placeholders.
+pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
+    let mut ifaces = Vec::new();
+    let mut routes = Vec::new();
+    for (i, ifc) in cfg.interfaces.iter().enumerate() {
+        let link = links.and_then(|l| l.get(i)).copied().unwrap_or(LinkInfo {
+            mac: [0; 6],
+            mtu: 1500,
+        });
+        let local4 = ifc.local.iter().find_map(|a| match a {
+            IpAddr::V4(v) => Some(v.octets()),
+            _ => None,
+        });
+        let local6 = ifc.local.iter().find_map(|a| match a {
+            IpAddr::V6(v) => Some(v.octets()),
+            _ => None,
+        });
+        ifaces.push(IfaceRt {
+            name: ifc.name.clone(),
+            mac: link.mac,
+            mtu: link.mtu,
+            local4,
+            local6,
+        });
+        for n in &ifc.networks {
+            routes.push(Route {
+                prefix: IpKey::from_ip(n.addr()),
+                len: n.len(),
+                port: i as u8,
+                via: None,
+            });
+        }
+        for r in &ifc.routes {
+            routes.push(Route {
+                prefix: IpKey::from_ip(r.prefix.addr()),
+                len: r.prefix.len(),
+                port: i as u8,
+                via: Some(IpKey::from_ip(r.via)),
+            });
+        }
+    }
+    let services =
+        cfg.services
+            .iter()
+            .map(|s| {
+                let kind = SchedulerKind::from_name(s.scheduler.name())
+                    .expect("config and sched list the same scheduler names");
+                let flags = SchedFlags {
+                    fallback: s.scheduler_flags.iter().any(|f| {
+                        matches!(f, SchedulerFlag::ShFallback | SchedulerFlag::MhFallback)
+                    }),
+                    port: s
+                        .scheduler_flags
+                        .iter()
+                        .any(|f| matches!(f, SchedulerFlag::ShPort | SchedulerFlag::MhPort)),
+                };
+                let mut sched = SchedConfig::new(kind).with_flags(flags);
+                if let Some(m) = s.mh_table_size {
+                    sched.mh_table_size = m;
+                }
+                ServiceSpec {
+                    key: service_key(s.vip, s.protocol, s.port),
+                    name: s.name.clone(),
+                    sched,
+                    reals: s
+                        .real_servers
+                        .iter()
+                        .map(|r| RealSpec {
+                            addr: IpKey::from_ip(r.address),
+                            port: r.port,
+                            method: method(r.forwarding),
+                            weight: u32::from(r.weight),
+                            upper_threshold: r.upper_threshold,
+                            lower_threshold: r.lower_threshold,
+                        })
+                        .collect(),
+                    persistence: s.persistence.map(|p| Persistence {
+                        timeout_s: p.timeout,
+                        prefix_len: p.prefix_len,
+                    }),
+                    one_packet: s.one_packet,
+                    timeouts: timeouts(&s.timeouts),
+                    fullnat_pool: s.fullnat_pool.iter().map(|a| IpKey::from_ip(*a)).collect(),
+                    sorry: s.sorry_server.map(|o| RealSpec {
+                        addr: IpKey::from_ip(o.address),
+                        port: o.port,
+                        method: method(s.forwarding),
+                        weight: 1,
+                        upper_threshold: 0,
+                        lower_threshold: 0,
+                    }),
+                }
+            })
+            .collect();
+    TablesSpec {
+        ifaces,
+        routes,
+        services,
+        workers: cfg.workers.count.max(1),
+    }
+}

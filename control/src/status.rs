@@ -1,0 +1,236 @@
+//! Builds the plain-data [`Snapshot`] from the live tables and counters, and samples
+//! rates once a second (ipvsadm `--rate` is an average over the last estimator period).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use uvs_conntrack::tcp::TcpState;
+use uvs_dataplane::counters::TrafficTotals;
+use uvs_dataplane::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+use uvs_dataplane::{DropReason, Method, Shared};
+
+use crate::snapshot::{
+    ConnSnapshot, Rates, RealSnapshot, ServiceSnapshot, Snapshot, Traffic, WorkerSnapshot,
+};
+
+fn traffic(t: TrafficTotals) -> Traffic {
+    Traffic {
+        conns: t.conns,
+        packets_in: t.packets_in,
+        packets_out: t.packets_out,
+        bytes_in: t.bytes_in,
+        bytes_out: t.bytes_out,
+    }
+}
+
+pub fn proto_name(p: u8) -> &'static str {
+    match p {
+        PROTO_TCP => "TCP",
+        PROTO_UDP => "UDP",
+        PROTO_SCTP => "SCTP",
+        _ => "IP",
+    }
+}
+
+/// Keys rates by service (and real server) identity, which survives reloads.
+type RateKey = (IpAddr, u8, u16, Option<(IpAddr, u16)>);
+
+/// Remembers the previous totals to turn them into per-second rates.
+#[derive(Default)]
+pub struct RateSampler {
+    last: Option<Instant>,
+    prev: HashMap<RateKey, Traffic>,
+    rates: HashMap<RateKey, Rates>,
+    prev_workers: Vec<(u64, u64)>,
+    busy: Vec<f64>,
+}
+
+impl RateSampler {
+    pub fn sample(&mut self, shared: &Shared) {
+        let now = Instant::now();
+        let dt = self
+            .last
+            .map_or(0.0, |l| now.duration_since(l).as_secs_f64());
+        self.last = Some(now);
+        let tables = shared.tables.load();
+        let mut next = HashMap::new();
+        let mut put = |key: RateKey,
+                       t: Traffic,
+                       prev: &HashMap<RateKey, Traffic>,
+                       rates: &mut HashMap<RateKey, Rates>| {
+            if dt > 0.0 {
+                if let Some(p) = prev.get(&key) {
+                    let d = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
+                    rates.insert(
+                        key,
+                        Rates {
+                            cps: d(t.conns, p.conns),
+                            inpps: d(t.packets_in, p.packets_in),
+                            outpps: d(t.packets_out, p.packets_out),
+                            inbps: d(t.bytes_in, p.bytes_in) * 8.0,
+                            outbps: d(t.bytes_out, p.bytes_out) * 8.0,
+                        },
+                    );
+                }
+            }
+            next.insert(key, t);
+        };
+        for s in tables.services.iter().flatten() {
+            let base = (s.key.vip.to_ip(), s.key.proto, s.key.port);
+            put(
+                (base.0, base.1, base.2, None),
+                traffic(s.stats.totals()),
+                &self.prev,
+                &mut self.rates,
+            );
+            for r in s.reals.iter().flatten() {
+                put(
+                    (base.0, base.1, base.2, Some((r.addr.to_ip(), r.port))),
+                    traffic(r.stats.totals()),
+                    &self.prev,
+                    &mut self.rates,
+                );
+            }
+        }
+        self.prev = next;
+        let now_w: Vec<(u64, u64)> = shared
+            .counters
+            .iter()
+            .map(|c| (c.bursts.get(), c.empty_polls.get()))
+            .collect();
+        self.busy = now_w
+            .iter()
+            .enumerate()
+            .map(|(i, (b, e))| {
+                let (pb, pe) = self.prev_workers.get(i).copied().unwrap_or((0, 0));
+                let polls = b.saturating_sub(pb);
+                if polls == 0 {
+                    0.0
+                } else {
+                    1.0 - e.saturating_sub(pe) as f64 / polls as f64
+                }
+            })
+            .collect();
+        self.prev_workers = now_w;
+    }
+
+    fn rate(&self, key: &RateKey) -> Rates {
+        self.rates.get(key).copied().unwrap_or_default()
+    }
+}
+
+/// The picture `uvsadm` and the metrics endpoint render.
+pub fn snapshot(
+    shared: &Shared,
+    rates: &RateSampler,
+    cores: &[Option<usize>],
+    flags_of: impl Fn(&uvs_dataplane::ServiceKey) -> String,
+) -> Snapshot {
+    let tables = shared.tables.load();
+    let mut services = Vec::new();
+    for s in tables.services.iter().flatten() {
+        let base = (s.key.vip.to_ip(), s.key.proto, s.key.port);
+        let mut reals = Vec::new();
+        for (slot, r) in s.reals.iter().enumerate() {
+            let Some(r) = r else { continue };
+            let live = &s.live[slot];
+            let spec = &s.specs[slot];
+            reals.push(RealSnapshot {
+                address: r.addr.to_ip(),
+                port: r.port,
+                forward: r.method.ipvsadm_name().to_string(),
+                weight: r.weight,
+                active: live.active.load(Relaxed),
+                inactive: live.inactive.load(Relaxed),
+                health_up: live.health_up.load(Relaxed),
+                overloaded: live.overloaded.load(Relaxed),
+                upper_threshold: spec.upper_threshold,
+                lower_threshold: spec.lower_threshold,
+                traffic: traffic(r.stats.totals()),
+                rates: rates.rate(&(base.0, base.1, base.2, Some((r.addr.to_ip(), r.port)))),
+            });
+        }
+        services.push(ServiceSnapshot {
+            name: s.name.clone(),
+            protocol: proto_name(s.key.proto).to_string(),
+            vip: s.key.vip.to_ip(),
+            port: s.key.port,
+            scheduler: s.sched_name.to_string(),
+            flags: flags_of(&s.key),
+            persistent: s.persistence.map(|p| (p.timeout_s, p.prefix_len)),
+            one_packet: s.one_packet,
+            reals,
+            traffic: traffic(s.stats.totals()),
+            rates: rates.rate(&(base.0, base.1, base.2, None)),
+        });
+    }
+    services.sort_by(|a, b| {
+        (a.protocol.clone(), a.vip, a.port).cmp(&(b.protocol.clone(), b.vip, b.port))
+    });
+    let workers = shared
+        .counters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| WorkerSnapshot {
+            id: i,
+            core: cores.get(i).copied().flatten(),
+            rx_packets: c.rx_packets.get(),
+            tx_packets: c.tx_packets.get(),
+            rx_bytes: c.rx_bytes.get(),
+            tx_bytes: c.tx_bytes.get(),
+            slow_path: c.slow_path.get(),
+            new_conns: c.new_conns.get(),
+            busy_ratio: rates.busy.get(i).copied().unwrap_or(0.0),
+        })
+        .collect();
+    let mut drops = Vec::new();
+    for i in 0..DropReason::COUNT {
+        let n: u64 = shared.counters.iter().map(|c| c.drops[i].get()).sum();
+        if n > 0 {
+            drops.push((DropReason::name_of(i).to_string(), n));
+        }
+    }
+    Snapshot {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        conn_capacity: shared.conns.capacity(),
+        conn_count: shared.conns.len(),
+        services,
+        workers,
+        drops,
+        generation: tables.generation,
+    }
+}
+
+/// Every tracked connection (`uvsadm -c`), persistence templates excluded.
+pub fn connections(shared: &Shared) -> Vec<ConnSnapshot> {
+    let now = shared.clock.now_s();
+    let mut out = Vec::new();
+    let ip = |v6: bool, a: [u8; 16]| uvs_dataplane::IpKey { v6, addr: a }.to_ip();
+    shared.conns.for_each(|_, c, deadline| {
+        if c.flags & conn_flags::TEMPLATE != 0 {
+            return;
+        }
+        let state = match c.orig.proto {
+            PROTO_TCP => TcpState::from_u8(c.state)
+                .map_or("NONE", |s| s.name())
+                .to_string(),
+            PROTO_UDP => "UDP".to_string(),
+            PROTO_SCTP => "SCTP".to_string(),
+            _ => "NONE".to_string(),
+        };
+        let fullnat = Method::from_u8(c.method) == Method::FullNat;
+        out.push(ConnSnapshot {
+            protocol: proto_name(c.orig.proto).to_string(),
+            expires_s: deadline.saturating_sub(now),
+            state,
+            client: (ip(c.orig.v6, c.orig.src), c.orig.sport),
+            virtual_: (ip(c.orig.v6, c.orig.dst), c.orig.dport),
+            real: (ip(c.reply.v6, c.reply.src), c.reply.sport),
+            local: fullnat.then(|| (ip(c.reply.v6, c.reply.dst), c.reply.dport)),
+        });
+    });
+    out.sort_by(|a, b| (a.client, a.virtual_).cmp(&(b.client, b.virtual_)));
+    out
+}

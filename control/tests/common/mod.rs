@@ -1,0 +1,191 @@
+//! End-to-end test support: a test network from scripts/testbed.sh (torn down on drop,
+//! also when the test fails) and uvsd running in its balancer namespace.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Skips (returns true) with a clear reason when not root.
+pub fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("skipping {test}: needs root (network namespaces, veth, XDP and AF_XDP); CI runs it as root");
+    true
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub struct Testbed {
+    pub tag: String,
+    pub state: PathBuf,
+    uvsd: Option<Child>,
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    out
+}
+
+impl Testbed {
+    /// Brings up a testbed; `tag` must be unique among concurrently running tests.
+    pub fn up(tag: &str, mode: &str) -> Testbed {
+        let out =
+            run(Command::new(repo().join("scripts/testbed.sh")).args(["up", tag, "--mode", mode]));
+        let tb = Testbed {
+            tag: tag.to_string(),
+            state: PathBuf::from(format!("/run/uvs-testbed/{tag}")),
+            uvsd: None,
+        };
+        assert!(
+            out.status.success(),
+            "testbed up failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tb
+    }
+
+    pub fn ns(&self, role: &str) -> String {
+        format!("uvs-{}-{role}", self.tag)
+    }
+
+    /// Runs a command in a namespace of the testbed.
+    pub fn exec(&self, role: &str, args: &[&str]) -> Output {
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.ns(role)])
+            .args(args))
+    }
+
+    pub fn sh(&self, role: &str, script: &str) -> Output {
+        self.exec(role, &["bash", "-c", script])
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.state.join("uvsadm.sock")
+    }
+
+    /// Starts uvsd with `config` (a YAML text), waits for its admin socket.
+    pub fn start_uvsd(&mut self, config: &str) {
+        let cfg = self.state.join("uvs.yaml");
+        std::fs::write(&cfg, config).unwrap();
+        let log = std::fs::File::create(self.state.join("uvsd.log")).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns("lb"),
+                env!("CARGO_BIN_EXE_uvsd"),
+                "--config",
+            ])
+            .arg(&cfg)
+            .arg("--admin-socket")
+            .arg(self.socket())
+            .args(["--run-for", "600"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawning uvsd");
+        self.uvsd = Some(child);
+        let start = Instant::now();
+        while !self.socket().exists() {
+            if let Some(st) = self.uvsd.as_mut().unwrap().try_wait().unwrap() {
+                panic!("uvsd exited ({st}) at startup:\n{}", self.uvsd_log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "uvsd did not come up:\n{}",
+                self.uvsd_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn uvsd_pid(&self) -> u32 {
+        self.uvsd.as_ref().expect("uvsd running").id()
+    }
+
+    pub fn uvsd_log(&self) -> String {
+        std::fs::read_to_string(self.state.join("uvsd.log")).unwrap_or_default()
+    }
+
+    /// Sends a signal to uvsd (by its PID) and waits for it to exit.
+    pub fn stop_uvsd(&mut self, signal: &str) -> Option<std::process::ExitStatus> {
+        let mut child = self.uvsd.take()?;
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn uvsadm(&self, args: &[&str]) -> Output {
+        let sock = self.socket();
+        let mut a: Vec<&str> = vec![
+            env!("CARGO_BIN_EXE_uvsadm"),
+            "--socket",
+            sock.to_str().unwrap(),
+        ];
+        a.extend_from_slice(args);
+        self.exec("lb", &a)
+    }
+
+    /// `n` HTTP GETs from the client to `url`; returns each answer's first word ("rs1"...)
+    /// or "failed".
+    pub fn curl_many(&self, url: &str, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let o = self.exec("client", &["curl", "-s", "-g", "--max-time", "3", url]);
+                let body = String::from_utf8_lossy(&o.stdout).to_string();
+                if o.status.success() {
+                    body.split_whitespace()
+                        .next()
+                        .unwrap_or("empty")
+                        .to_string()
+                } else {
+                    "failed".to_string()
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        self.stop_uvsd("TERM");
+        let _ = Command::new(repo().join("scripts/testbed.sh"))
+            .args(["down", &self.tag])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The demo configuration with `forwarding` replaced (and extra text appended to every
+/// service when needed).
+pub fn demo_config() -> String {
+    std::fs::read_to_string(repo().join("configs/demo.yaml")).unwrap()
+}

@@ -1,0 +1,143 @@
+//! End to end on the test network (as root): curl through the VIP to nginx real servers
+//! over IPv4 and IPv6 with NAT, UDP through the VIP, checksums checked on a capture of the
+//! server side, the host reachable while uvsd runs, and traffic passing again after uvsd
+//! is killed with SIGKILL (its XDP program goes with it).
+
+mod common;
+use common::*;
+use std::collections::BTreeMap;
+
+fn tally(answers: &[String]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for a in answers {
+        *m.entry(a.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn nat_balances_http_and_udp_over_ipv4_and_ipv6() {
+    if skip_unless_root("nat_balances_http_and_udp_over_ipv4_and_ipv6") {
+        return;
+    }
+    let mut tb = Testbed::up("e2enat", "nat");
+    // Capture what reaches real server 1, to check the checksums uvs wrote.
+    let pcap = tb.state.join("rs1.pcap");
+    let cap = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &tb.ns("rs1"),
+            "tcpdump",
+            "-i",
+            "uvs-r0",
+            "-U",
+            "-n",
+            "-w",
+        ])
+        .arg(&pcap)
+        .args(["-c", "400", "tcp port 80 or udp port 53"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tcpdump (install tcpdump)");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    tb.start_uvsd(&demo_config());
+
+    let v4 = tb.curl_many("http://198.18.100.1/", 12);
+    let v6 = tb.curl_many("http://[2001:2:0:100::1]/", 12);
+    for (fam, answers) in [("IPv4", &v4), ("IPv6", &v6)] {
+        let t = tally(answers);
+        assert!(
+            !t.contains_key("failed"),
+            "{fam}: some requests failed: {t:?}\n{}",
+            tb.uvsd_log()
+        );
+        assert_eq!(
+            t.len(),
+            3,
+            "{fam}: all three real servers must answer: {t:?}"
+        );
+        assert!(
+            t.values().all(|n| *n == 4),
+            "{fam}: round robin gives 4 each: {t:?}"
+        );
+    }
+
+    // UDP through the VIP, both families.
+    let udp = tb.sh(
+        "client",
+        r#"for vip in 198.18.100.1 2001:2:0:100::1; do for i in 1 2 3; do
+             python3 -c "
+import socket,sys
+v=sys.argv[1]; s=socket.socket(socket.AF_INET6 if ':' in v else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2); s.sendto(b'q', (v, 53)); print(s.recvfrom(100)[0].split()[0].decode())" $vip; done; done"#,
+    );
+    let udp_out = String::from_utf8_lossy(&udp.stdout);
+    let names: Vec<&str> = udp_out.lines().collect();
+    assert_eq!(
+        names.len(),
+        6,
+        "UDP answers: {udp_out} {}",
+        String::from_utf8_lossy(&udp.stderr)
+    );
+    for fam in names.chunks(3) {
+        let mut f = fam.to_vec();
+        f.sort();
+        assert_eq!(f, ["rs1", "rs2", "rs3"], "UDP is spread too");
+    }
+
+    // The balancer's own address is the kernel's: reachable while uvsd runs.
+    let ping = tb.exec("client", &["ping", "-c", "2", "-W", "1", "198.18.0.1"]);
+    assert!(ping.status.success(), "host unreachable while uvsd runs");
+    // The VIP answers ping through uvs's slow path.
+    let ping = tb.exec("client", &["ping", "-c", "1", "-W", "2", "198.18.100.1"]);
+    assert!(ping.status.success(), "VIP does not answer ping");
+
+    // uvsadm shows the services and the connections counted.
+    let list = tb.uvsadm(&["-L", "-n", "--stats"]);
+    let list_s = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "uvsadm: {}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(list_s.contains("198.18.100.1:80"), "{list_s}");
+
+    // Every TCP/UDP segment uvs sent to rs1 has valid checksums.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &cap.id().to_string()])
+        .status();
+    let mut cap = cap;
+    let _ = cap.wait();
+    let dump = std::process::Command::new("tcpdump")
+        .args(["-r"])
+        .arg(&pcap)
+        .args(["-n", "-vv"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&dump.stdout);
+    let checked = text.matches("(correct)").count();
+    assert!(
+        checked > 10,
+        "too few checksums verified in the capture:\n{text}"
+    );
+    assert!(
+        !text.contains("incorrect") && !text.contains("bad udp cksum"),
+        "bad checksums on the wire:\n{text}"
+    );
+
+    // SIGKILL: the BPF link goes with the process; the host passes traffic again.
+    tb.stop_uvsd("KILL");
+    let link = tb.exec("lb", &["ip", "link", "show", "uvs-lb0"]);
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "XDP program left attached after SIGKILL"
+    );
+    let ping = tb.exec("client", &["ping", "-c", "2", "-W", "1", "198.18.0.1"]);
+    assert!(
+        ping.status.success(),
+        "host unreachable after uvsd was killed"
+    );
+}
