@@ -25,11 +25,13 @@
 
 mod error;
 mod port;
+mod port_config;
 mod program;
 mod sys;
 
 pub use error::XskError;
-pub use port::{XskConfig, XskPort, XskPortStats, ZeroCopy};
+pub use port::XskPort;
+pub use port_config::{XskConfig, XskPortStats, ZeroCopy};
 pub use program::{XdpCounters, XdpMode, XdpProgram};
 pub use sys::is_root;
 pub use xsk_rs::socket::XdpStatistics;

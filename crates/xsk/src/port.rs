@@ -34,63 +34,16 @@ use xsk_rs::{
     CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem,
 };
 
-use crate::{sys, XskError};
+use crate::{
+    port_config::{bind_error, source_io},
+    sys, XskConfig, XskError, XskPortStats, ZeroCopy,
+};
 
 /// UMEM chunk size (a power of two, as aligned UMEMs require).
 const CHUNK_SIZE: usize = 4096;
 const CHUNK_SHIFT: u32 = CHUNK_SIZE.trailing_zeros();
 /// Most descriptors moved through a ring in one call.
 const BATCH: usize = 256;
-
-/// Whether the socket binds in zero-copy mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ZeroCopy {
-    /// Zero-copy where the driver supports it, copy mode otherwise (veth).
-    Auto,
-    /// Zero-copy or fail.
-    On,
-    /// Copy mode always.
-    Off,
-}
-
-/// How to open an [`XskPort`].
-#[derive(Clone, Debug)]
-pub struct XskConfig {
-    /// Descriptors in each of the RX, TX, fill and completion rings
-    /// (a power of two, 64..=16384).
-    pub ring_size: u32,
-    /// Zero-copy policy.
-    pub zero_copy: ZeroCopy,
-}
-
-impl Default for XskConfig {
-    fn default() -> Self {
-        Self {
-            ring_size: 2048,
-            zero_copy: ZeroCopy::Auto,
-        }
-    }
-}
-
-/// Port counters (this socket only; see also [`XskPort::kernel_stats`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct XskPortStats {
-    /// Frames received.
-    pub rx: u64,
-    /// Frames longer than `FRAME_CAPACITY` (jumbo MTU), dropped on receipt.
-    pub rx_oversize: u64,
-    /// Frames handed to the TX ring (tx_burst + tx_copy).
-    pub tx: u64,
-    /// Transmissions the kernel completed.
-    pub tx_completed: u64,
-    /// `tx_copy` refusals: no free TX frame, no ring slot, or too long.
-    pub tx_copy_refused: u64,
-    /// `sendto` kicks issued.
-    pub kicks: u64,
-    /// Frames given back that this port had not handed out (double free,
-    /// forged address): ignored.
-    pub misuse: u64,
-}
 
 /// Where a frame is; one byte per chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,7 +186,7 @@ impl XskPort {
         }
         let Some((zero_copy, tx, rx, fill, comp)) = opened else {
             let (zc, io) = last.expect("at least one attempt");
-            return Err(bind_error(ifname, queue, count, zc, io));
+            return Err(bind_error(ifname, queue, count, zc, bytes, io));
         };
 
         let fd = rx.fd().as_raw_fd();
@@ -602,48 +555,5 @@ impl Port for XskPort {
 
     fn name(&self) -> &str {
         &self.name
-    }
-}
-
-/// The OS error inside an xsk-rs error (they keep it as `source`).
-fn source_io(e: &dyn std::error::Error) -> std::io::Error {
-    match e.source().and_then(|s| s.downcast_ref::<std::io::Error>()) {
-        Some(io) => match io.raw_os_error() {
-            Some(code) => std::io::Error::from_raw_os_error(code),
-            None => std::io::Error::other(io.to_string()),
-        },
-        None => std::io::Error::other(e.to_string()),
-    }
-}
-
-/// Maps a failed `xsk_socket__create` to the error that names the fix.
-fn bind_error(
-    ifname: &str,
-    queue: u32,
-    count: Option<u32>,
-    zero_copy: bool,
-    io: std::io::Error,
-) -> XskError {
-    let ifname_s = ifname.to_string();
-    match io.raw_os_error() {
-        Some(libc::EBUSY) => XskError::QueueBusy {
-            ifname: ifname_s,
-            queue,
-        },
-        Some(libc::ENODEV) => XskError::NoSuchInterface(ifname_s),
-        Some(libc::ENOBUFS) | Some(libc::ENOMEM) => XskError::Memlock {
-            bytes: 0,
-            source: io,
-        },
-        Some(libc::EOPNOTSUPP) if zero_copy => XskError::ZeroCopyUnsupported {
-            ifname: ifname_s,
-            source: io,
-        },
-        Some(libc::EINVAL) if count.is_some_and(|c| queue >= c) => XskError::QueueOutOfRange {
-            ifname: ifname_s,
-            queue,
-            count: count.unwrap_or(0),
-        },
-        _ => XskError::os("bind the AF_XDP socket", ifname, io),
     }
 }
