@@ -43,6 +43,9 @@ enum Cmd {
         /// Distinct new flows for the new-flow scenarios.
         #[arg(long, default_value_t = 1_000_000)]
         new_flows: usize,
+        /// Skip the baseline scenarios (profiling the pipeline alone).
+        #[arg(long)]
+        no_baseline: bool,
         /// Write every figure and its settings here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -69,6 +72,7 @@ fn main() -> Result<()> {
             families,
             protocols,
             new_flows,
+            no_baseline,
             json,
         } => {
             let opts = pipeline::Options {
@@ -95,6 +99,7 @@ fn main() -> Result<()> {
                     })
                     .collect::<Result<_>>()?,
                 new_flows,
+                baseline: !no_baseline,
             };
             println!(
                 "{:<12} {:<8} {:<5} {:<4} {:>9} {:>8} {:>8} {:>10} {:>8}",

@@ -60,6 +60,7 @@ pub struct Options {
     pub families: Vec<bool>,
     pub protocols: Vec<u8>,
     pub new_flows: usize,
+    pub baseline: bool,
 }
 
 fn client_addr(i: usize, v6: bool) -> (IpAddr, u16) {
@@ -322,9 +323,11 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&Outcome)) -> Vec<Outcome> {
     for &v6 in &opts.families {
         for &proto in &opts.protocols {
             for &flows in &opts.flows {
-                let o = baseline(v6, proto, flows, opts.seconds);
-                progress(&o);
-                out.push(o);
+                if opts.baseline {
+                    let o = baseline(v6, proto, flows, opts.seconds);
+                    progress(&o);
+                    out.push(o);
+                }
                 for &m in &opts.methods {
                     let o = established(m, v6, proto, flows, opts.seconds);
                     progress(&o);
