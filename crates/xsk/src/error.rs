@@ -77,7 +77,7 @@ pub enum XskError {
     QueueBeyondMap(u32),
 
     /// The kernel verifier or libbpf refused the embedded program.
-    #[error("the XDP program failed to load ({0}); libbpf printed the verifier log above")]
+    #[error("the XDP program failed to load ({0}); the verifier's log is logged at warn level (target `libbpf`)")]
     ProgramLoad(io::Error),
 
     /// Any other OS error, with the operation and interface.

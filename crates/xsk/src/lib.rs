@@ -24,6 +24,7 @@
 //! says why it is sound.
 
 mod error;
+mod libbpf_log;
 mod port;
 mod port_config;
 mod program;

@@ -89,6 +89,7 @@ unsafe impl Sync for LoadedObject {}
 impl LoadedObject {
     /// Opens and loads the embedded object; `label` names it in errors.
     pub(crate) fn load(label: &str) -> Result<Self, XskError> {
+        crate::libbpf_log::route_to_log();
         sys::raise_memlock();
         let name = CString::new("uvs_xdp").expect("literal has no NUL");
         let opts = bpf::bpf_object_open_opts {
