@@ -102,7 +102,7 @@ http {
     listen 80 default_server;
     listen [::]:80 default_server;
     location = /big { alias $dir/big; }
-    location / { return 200 "rs$i \$server_addr\n"; }
+    location / { return 200 "rs$i \$server_addr \$remote_addr\n"; }
   }
 }
 EOF

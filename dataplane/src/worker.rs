@@ -139,10 +139,22 @@ impl<P: Port> Worker<P> {
     }
 
     /// Runs bursts until `stop` is set.
+    ///
+    /// Poll-mode: the worker never sleeps on a syscall. After a run of empty polls it
+    /// yields its core between polls, so on a shared machine other threads (control, a
+    /// co-located generator) still run, at no latency cost when it has the core to itself.
     pub fn run(&mut self, stop: &AtomicBool) {
+        let mut idle = 0u32;
         while !stop.load(Ordering::Relaxed) {
             if self.poll() == 0 {
-                std::hint::spin_loop();
+                idle = idle.saturating_add(1);
+                if idle > 256 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            } else {
+                idle = 0;
             }
         }
     }

@@ -153,6 +153,20 @@ impl Testbed {
         self.exec("lb", &a)
     }
 
+    /// `n` HTTP GETs from the client to `url`; the whole bodies ("failed" for a failure).
+    pub fn curl_bodies(&self, url: &str, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let o = self.exec("client", &["curl", "-s", "-g", "--max-time", "3", url]);
+                if o.status.success() {
+                    String::from_utf8_lossy(&o.stdout).trim().to_string()
+                } else {
+                    "failed".to_string()
+                }
+            })
+            .collect()
+    }
+
     /// `n` HTTP GETs from the client to `url`; returns each answer's first word ("rs1"...)
     /// or "failed".
     pub fn curl_many(&self, url: &str, n: usize) -> Vec<String> {
