@@ -34,12 +34,10 @@ const MAX_ATTEMPTS: u32 = 64;
 /// Yields while waiting for one pending rival before declaring it stuck.
 const MAX_WAIT_YIELDS: u32 = 1 << 20;
 
-pub(crate) struct FamilyTable {
-    v6: bool,
-    /// Address words per tuple (1 or 4).
-    aw: usize,
-    /// Words per entry.
-    stride: usize,
+/// `AW` is the number of address words per tuple (1 for IPv4, 4 for IPv6): a constant, so
+/// the entry copy, key comparison and decode on the lookup path compile to straight-line
+/// word loads and compares.
+pub(crate) struct FamilyTable<const AW: usize> {
     cap: usize,
     words: Box<[AtomicU64]>,
     /// `aba counter (32) ‖ slot+1 (32)`, 0 in the low half = empty.
@@ -68,11 +66,15 @@ enum Claim {
     Stuck,
 }
 
-impl FamilyTable {
-    pub(crate) fn new(v6: bool, cap: usize, seed: u64) -> Self {
+impl<const AW: usize> FamilyTable<AW> {
+    /// Words per entry.
+    const STRIDE: usize = 3 + 2 * AW;
+    const V6: bool = AW == 4;
+
+    pub(crate) fn new(cap: usize, seed: u64) -> Self {
+        assert!(AW == 1 || AW == 4, "1 (IPv4) or 4 (IPv6) address words");
         assert!(cap < u32::MAX as usize, "capacity must fit in 32 bits");
-        let aw = crate::layout::addr_words(v6);
-        let stride = 3 + 2 * aw;
+        let stride = Self::STRIDE;
         let words: Box<[AtomicU64]> = (0..cap * stride)
             .map(|i| {
                 let slot = i / stride;
@@ -86,9 +88,6 @@ impl FamilyTable {
             })
             .collect();
         FamilyTable {
-            v6,
-            aw,
-            stride,
             cap,
             words,
             free_head: AtomicU64::new(if cap > 0 { 1 } else { 0 }),
@@ -110,7 +109,7 @@ impl FamilyTable {
         self.words.len() * 8 + self.index.bytes()
     }
     pub(crate) fn entry_bytes(&self) -> usize {
-        self.stride * 8
+        Self::STRIDE * 8
     }
     pub(crate) fn index_lanes_used(&self) -> usize {
         self.index.occupied()
@@ -118,12 +117,12 @@ impl FamilyTable {
 
     #[inline]
     fn entry(&self, slot: usize) -> &[AtomicU64] {
-        &self.words[slot * self.stride..(slot + 1) * self.stride]
+        &self.words[slot * Self::STRIDE..(slot + 1) * Self::STRIDE]
     }
 
     #[inline]
     fn pos(&self, k: &EncKey) -> Pos {
-        self.index.pos(hash_key(self.seed, self.aw, k))
+        self.index.pos(hash_key::<AW>(self.seed, k))
     }
 
     /// A consistent copy of a live entry (`w[0]` = its latest `ctl`), or None if the slot
@@ -137,7 +136,7 @@ impl FamilyTable {
                 return None;
             }
             let mut w = [0u64; MAX_WORDS];
-            for (dst, src) in w[1..self.stride].iter_mut().zip(&e[1..]) {
+            for (dst, src) in w[1..Self::STRIDE].iter_mut().zip(&e[1..]) {
                 *dst = src.load(Ordering::Relaxed);
             }
             fence(Ordering::Acquire);
@@ -193,9 +192,9 @@ impl FamilyTable {
     #[inline]
     fn hit(&self, slot: usize, dir: Dir, w: &[u64; MAX_WORDS]) -> Hit {
         Hit {
-            id: ConnId::new(self.v6, slot as u32, ctl_gen(w[CTL])),
+            id: ConnId::new(Self::V6, slot as u32, ctl_gen(w[CTL])),
             dir,
-            conn: decode_conn(&w[..self.stride], self.aw),
+            conn: decode_conn::<AW>(&w),
             deadline: ctl_deadline(w[CTL]),
         }
     }
@@ -210,7 +209,7 @@ impl FamilyTable {
             if ctl_dead(c) || ctl_state(c) == STATE_PENDING || expired(ctl_deadline(c), now) {
                 return None;
             }
-            if !key_matches(&w, self.aw, dir, k) {
+            if !key_matches::<AW>(&w, dir, k) {
                 return None;
             }
             Some(self.hit(slot, dir, &w))
@@ -259,7 +258,7 @@ impl FamilyTable {
             let ctl = &self.entry(slot)[CTL];
             loop {
                 let w = self.read(slot)?;
-                if !key_matches(&w, self.aw, dir, k) {
+                if !key_matches::<AW>(&w, dir, k) {
                     return None;
                 }
                 let c = w[CTL];
@@ -281,7 +280,7 @@ impl FamilyTable {
                     }
                     continue;
                 }
-                return Some((ConnId::new(self.v6, slot as u32, ctl_gen(c)), dir));
+                return Some((ConnId::new(Self::V6, slot as u32, ctl_gen(c)), dir));
             }
         });
         match (taken, racing) {
@@ -327,7 +326,7 @@ impl FamilyTable {
     /// Does `id` (still) hold `k` as its `dir` tuple?
     fn holds(&self, id: ConnId, dir: Dir, k: &EncKey) -> bool {
         self.read(id.slot())
-            .is_some_and(|w| ctl_gen(w[CTL]) == id.gen() && key_matches(&w, self.aw, dir, k))
+            .is_some_and(|w| ctl_gen(w[CTL]) == id.gen() && key_matches::<AW>(&w, dir, k))
     }
 
     /// Undoes an unfinished insert: lanes first, then the slot.
@@ -344,7 +343,7 @@ impl FamilyTable {
         let kr = encode_key(&c.reply);
         let po = self.pos(&ko);
         let pr = self.pos(&kr);
-        let body = encode_conn(c, self.aw);
+        let body = encode_conn::<AW>(c);
         for _ in 0..MAX_ATTEMPTS {
             if let Some(h) = self.find(&ko, &po, now) {
                 return Err(match h.dir {
@@ -366,7 +365,7 @@ impl FamilyTable {
             // Pairs with the reader's acquire fence: a reader that sees any word below also
             // sees the odd generation that freed the slot.
             fence(Ordering::Release);
-            for (dst, src) in e[1..].iter().zip(&body[1..self.stride]) {
+            for (dst, src) in e[1..].iter().zip(&body[1..Self::STRIDE]) {
                 dst.store(*src, Ordering::Relaxed);
             }
             e[CTL].store(ctl_pack(gen, STATE_PENDING, deadline), Ordering::Release);
@@ -429,7 +428,7 @@ impl FamilyTable {
             // out; expire and retire skip pending entries).
             e[CTL].store(ctl_pack(gen, c.state, deadline), Ordering::Release);
             self.live.fetch_add(1, Ordering::Relaxed);
-            return Ok(ConnId::new(self.v6, slot as u32, gen));
+            return Ok(ConnId::new(Self::V6, slot as u32, gen));
         }
         Err(InsertError::Contended)
     }
@@ -437,7 +436,7 @@ impl FamilyTable {
     pub(crate) fn update(&self, id: ConnId, state: u8, deadline: u32) -> bool {
         let Some(e) = self
             .words
-            .get(id.slot() * self.stride..(id.slot() + 1) * self.stride)
+            .get(id.slot() * Self::STRIDE..(id.slot() + 1) * Self::STRIDE)
         else {
             return false;
         };
@@ -466,7 +465,7 @@ impl FamilyTable {
         if ctl_gen(c) != id.gen() || ctl_dead(c) || ctl_state(c) == STATE_PENDING {
             return None;
         }
-        Some((decode_conn(&w[..self.stride], self.aw), ctl_deadline(c)))
+        Some((decode_conn::<AW>(&w), ctl_deadline(c)))
     }
 
     /// Takes the slot from the state `observed`; on success clears its lanes, frees it and
@@ -479,11 +478,11 @@ impl FamilyTable {
             .ok()?;
         // The slot is ours: its words cannot change until we push it.
         let mut w = [0u64; MAX_WORDS];
-        for (dst, src) in w[1..self.stride].iter_mut().zip(&e[1..]) {
+        for (dst, src) in w[1..Self::STRIDE].iter_mut().zip(&e[1..]) {
             *dst = src.load(Ordering::Relaxed);
         }
         w[CTL] = observed;
-        let conn = decode_conn(&w[..self.stride], self.aw);
+        let conn = decode_conn::<AW>(&w);
         let ko = encode_key(&conn.orig);
         let kr = encode_key(&conn.reply);
         let po = self.pos(&ko);
@@ -548,9 +547,9 @@ impl FamilyTable {
                 if ctl_dead(c) || ctl_state(c) == STATE_PENDING {
                     continue;
                 }
-                let conn = decode_conn(&w[..self.stride], self.aw);
+                let conn = decode_conn::<AW>(&w);
                 f(
-                    ConnId::new(self.v6, slot as u32, ctl_gen(c)),
+                    ConnId::new(Self::V6, slot as u32, ctl_gen(c)),
                     &conn,
                     ctl_deadline(c),
                 );

@@ -74,16 +74,6 @@ pub(crate) struct EncKey {
     pub proto: u8,
 }
 
-/// Address words per tuple for a family.
-#[inline]
-pub(crate) fn addr_words(v6: bool) -> usize {
-    if v6 {
-        4
-    } else {
-        1
-    }
-}
-
 #[inline]
 pub(crate) fn encode_key(k: &FlowKey) -> EncKey {
     let mut addr = [0u64; 4];
@@ -104,10 +94,11 @@ pub(crate) fn encode_key(k: &FlowKey) -> EncKey {
     }
 }
 
-fn decode_key(aw: usize, addr: &[u64], ports: u32, proto: u8) -> FlowKey {
+#[inline]
+fn decode_key<const AW: usize>(addr: &[u64], ports: u32, proto: u8) -> FlowKey {
     let mut src = [0u8; 16];
     let mut dst = [0u8; 16];
-    if aw == 4 {
+    if AW == 4 {
         src[0..8].copy_from_slice(&addr[0].to_be_bytes());
         src[8..16].copy_from_slice(&addr[1].to_be_bytes());
         dst[0..8].copy_from_slice(&addr[2].to_be_bytes());
@@ -118,7 +109,7 @@ fn decode_key(aw: usize, addr: &[u64], ports: u32, proto: u8) -> FlowKey {
     }
     FlowKey {
         proto,
-        v6: aw == 4,
+        v6: AW == 4,
         src,
         dst,
         sport: (ports >> 16) as u16,
@@ -126,8 +117,9 @@ fn decode_key(aw: usize, addr: &[u64], ports: u32, proto: u8) -> FlowKey {
     }
 }
 
-/// Words 1.. of an entry (everything but `ctl`) for a connection.
-pub(crate) fn encode_conn(c: &Conn, aw: usize) -> [u64; MAX_WORDS] {
+/// Words 1.. of an entry (everything but `ctl`) for a connection with `AW` address words per
+/// tuple.
+pub(crate) fn encode_conn<const AW: usize>(c: &Conn) -> [u64; MAX_WORDS] {
     let mut w = [0u64; MAX_WORDS];
     let o = encode_key(&c.orig);
     let r = encode_key(&c.reply);
@@ -136,20 +128,21 @@ pub(crate) fn encode_conn(c: &Conn, aw: usize) -> [u64; MAX_WORDS] {
         | ((c.method as u64) << 40)
         | ((c.service as u64) << 16)
         | c.real as u64;
-    w[2..2 + aw].copy_from_slice(&o.addr[..aw]);
-    w[2 + aw..2 + 2 * aw].copy_from_slice(&r.addr[..aw]);
-    w[2 + 2 * aw] = ((o.ports as u64) << 32) | r.ports as u64;
+    w[2..2 + AW].copy_from_slice(&o.addr[..AW]);
+    w[2 + AW..2 + 2 * AW].copy_from_slice(&r.addr[..AW]);
+    w[2 + 2 * AW] = ((o.ports as u64) << 32) | r.ports as u64;
     w
 }
 
 /// The connection held in `w` (a consistent copy of an entry), with the state from `ctl`.
-pub(crate) fn decode_conn(w: &[u64], aw: usize) -> Conn {
+#[inline]
+pub(crate) fn decode_conn<const AW: usize>(w: &[u64; MAX_WORDS]) -> Conn {
     let meta = w[META];
     let proto = (meta >> 56) as u8;
-    let ports = w[2 + 2 * aw];
+    let ports = w[2 + 2 * AW];
     Conn {
-        orig: decode_key(aw, &w[2..2 + aw], (ports >> 32) as u32, proto),
-        reply: decode_key(aw, &w[2 + aw..2 + 2 * aw], ports as u32, proto),
+        orig: decode_key::<AW>(&w[2..2 + AW], (ports >> 32) as u32, proto),
+        reply: decode_key::<AW>(&w[2 + AW..2 + 2 * AW], ports as u32, proto),
         service: (meta >> 16) as u16,
         real: meta as u16,
         method: (meta >> 40) as u8,
@@ -158,18 +151,20 @@ pub(crate) fn decode_conn(w: &[u64], aw: usize) -> Conn {
     }
 }
 
-/// Does the entry copy `w` hold `k` as its `dir` tuple?
+/// Does the entry copy `w` hold `k` as its `dir` tuple? Word compares combined without
+/// short-circuit (no `memcmp`, one branch for the caller).
 #[inline]
-pub(crate) fn key_matches(w: &[u64], aw: usize, dir: Dir, k: &EncKey) -> bool {
-    if (w[META] >> 56) as u8 != k.proto {
-        return false;
-    }
-    let ports = w[2 + 2 * aw];
+pub(crate) fn key_matches<const AW: usize>(w: &[u64; MAX_WORDS], dir: Dir, k: &EncKey) -> bool {
+    let ports = w[2 + 2 * AW];
     let (base, p) = match dir {
         Dir::Original => (2, (ports >> 32) as u32),
-        Dir::Reply => (2 + aw, ports as u32),
+        Dir::Reply => (2 + AW, ports as u32),
     };
-    p == k.ports && w[base..base + aw] == k.addr[..aw]
+    let mut same = ((w[META] >> 56) as u8 == k.proto) & (p == k.ports);
+    for i in 0..AW {
+        same &= w[base + i] == k.addr[i];
+    }
+    same
 }
 
 /// 64×64→128 multiply folded to 64 bits (the wyhash/foldhash mixing step).
@@ -187,9 +182,9 @@ const P3: u64 = 0x5899_65cc_7537_4cc3;
 /// Keyed hash of a tuple. The seed is random per table so clients cannot aim many flows at
 /// one bucket pair (hash flooding would turn into `Overflow` refusals).
 #[inline]
-pub(crate) fn hash_key(seed: u64, aw: usize, k: &EncKey) -> u64 {
+pub(crate) fn hash_key<const AW: usize>(seed: u64, k: &EncKey) -> u64 {
     let mut h = mum(seed ^ (((k.proto as u64) << 32) | k.ports as u64), P0);
-    for &a in &k.addr[..aw] {
+    for &a in &k.addr[..AW] {
         h = mum(h ^ a, P1);
     }
     mum(h ^ seed.rotate_left(29), P2)
@@ -220,15 +215,15 @@ mod tests {
     #[test]
     fn v4_roundtrip_and_match() {
         let c = conn4();
-        let mut w = encode_conn(&c, 1);
+        let mut w = encode_conn::<1>(&c);
         w[CTL] = ctl_pack(2, 0, 1234);
-        assert_eq!(decode_conn(&w[..5], 1), c);
-        assert!(key_matches(&w, 1, Dir::Original, &encode_key(&c.orig)));
-        assert!(key_matches(&w, 1, Dir::Reply, &encode_key(&c.reply)));
-        assert!(!key_matches(&w, 1, Dir::Reply, &encode_key(&c.orig)));
+        assert_eq!(decode_conn::<1>(&w), c);
+        assert!(key_matches::<1>(&w, Dir::Original, &encode_key(&c.orig)));
+        assert!(key_matches::<1>(&w, Dir::Reply, &encode_key(&c.reply)));
+        assert!(!key_matches::<1>(&w, Dir::Reply, &encode_key(&c.orig)));
         let mut other = c.orig;
         other.proto = 17;
-        assert!(!key_matches(&w, 1, Dir::Original, &encode_key(&other)));
+        assert!(!key_matches::<1>(&w, Dir::Original, &encode_key(&other)));
     }
 
     #[test]
@@ -244,10 +239,10 @@ mod tests {
         };
         c.orig = FlowKey::v6(17, a(2), 5353, a(100), 53);
         c.reply = FlowKey::v6(17, a(11), 53, a(2), 5353);
-        let mut w = encode_conn(&c, 4);
+        let mut w = encode_conn::<4>(&c);
         w[CTL] = ctl_pack(4, 0, 0);
-        assert_eq!(decode_conn(&w, 4), c);
-        assert!(key_matches(&w, 4, Dir::Reply, &encode_key(&c.reply)));
+        assert_eq!(decode_conn::<4>(&w), c);
+        assert!(key_matches::<4>(&w, Dir::Reply, &encode_key(&c.reply)));
     }
 
     #[test]

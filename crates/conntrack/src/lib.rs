@@ -73,8 +73,22 @@ use family::FamilyTable;
 
 /// The shared connection table. `Send + Sync`; share it with `Arc`.
 pub struct ConnTable {
-    v4: FamilyTable,
-    v6: FamilyTable,
+    v4: FamilyTable<1>,
+    v6: FamilyTable<4>,
+}
+
+/// Runs `$e` with `$f` bound to the IPv6 or the IPv4 storage (two types: their address width
+/// is a constant, so each family's code is specialised).
+macro_rules! on_family {
+    ($self:expr, $v6:expr, |$f:ident| $e:expr) => {
+        if $v6 {
+            let $f = &$self.v6;
+            $e
+        } else {
+            let $f = &$self.v4;
+            $e
+        }
+    };
 }
 
 impl ConnTable {
@@ -88,17 +102,8 @@ impl ConnTable {
     pub fn with_capacities(v4: usize, v6: usize) -> Self {
         let seed = random_seed();
         ConnTable {
-            v4: FamilyTable::new(false, v4, seed),
-            v6: FamilyTable::new(true, v6, seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15),
-        }
-    }
-
-    #[inline]
-    fn family(&self, v6: bool) -> &FamilyTable {
-        if v6 {
-            &self.v6
-        } else {
-            &self.v4
+            v4: FamilyTable::new(v4, seed),
+            v6: FamilyTable::new(v6, seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15),
         }
     }
 
@@ -106,7 +111,7 @@ impl ConnTable {
     /// deadline at `now` (ms ticks). Reads at most two index cache lines and one entry.
     #[inline]
     pub fn lookup(&self, key: &FlowKey, now: u32) -> Option<Hit> {
-        self.family(key.v6).lookup(key, now)
+        on_family!(self, key.v6, |f| f.lookup(key, now))
     }
 
     /// [`lookup`](Self::lookup) for a burst of keys, `out[i]` for `keys[i]` (extra `out`
@@ -119,16 +124,16 @@ impl ConnTable {
             let mut prep = [(layout::EncKey::default(), index::Pos::default()); CHUNK];
             let mut touch = 0u64;
             for (p, k) in prep.iter_mut().zip(keys) {
-                let (e, pos, t) = self.family(k.v6).prepare(k);
+                let (e, pos, t) = on_family!(self, k.v6, |f| f.prepare(k));
                 *p = (e, pos);
                 touch ^= t;
             }
             for ((_, pos), k) in prep.iter().zip(keys) {
-                touch ^= self.family(k.v6).touch_entry(pos);
+                touch ^= on_family!(self, k.v6, |f| f.touch_entry(pos));
             }
             std::hint::black_box(touch);
             for (((e, pos), k), o) in prep.iter().zip(keys).zip(out.iter_mut()) {
-                *o = self.family(k.v6).finish(e, pos, now);
+                *o = on_family!(self, k.v6, |f| f.finish(e, pos, now));
             }
         }
     }
@@ -147,7 +152,7 @@ impl ConnTable {
         {
             return Err(InsertError::Invalid);
         }
-        self.family(conn.orig.v6).insert(conn, now, deadline)
+        on_family!(self, conn.orig.v6, |f| f.insert(conn, now, deadline))
     }
 
     /// Sets state and deadline of `id`; false if `id` no longer names a live connection (it
@@ -155,19 +160,20 @@ impl ConnTable {
     /// reserved. Writes nothing when both are unchanged.
     #[inline]
     pub fn update(&self, id: ConnId, state: u8, deadline: u32) -> bool {
-        state < STATE_RESERVED_MIN && self.family(id.is_v6()).update(id, state, deadline)
+        state < STATE_RESERVED_MIN
+            && on_family!(self, id.is_v6(), |f| f.update(id, state, deadline))
     }
 
     /// The connection `id` names and its deadline, if it is still stored (expired entries
     /// not yet reclaimed included).
     pub fn get(&self, id: ConnId) -> Option<(Conn, u32)> {
-        self.family(id.is_v6()).get(id)
+        on_family!(self, id.is_v6(), |f| f.get(id))
     }
 
     /// Removes `id` now; true if this call removed it (the caller does its accounting; the
     /// `expire_step` callback will not see it).
     pub fn remove(&self, id: ConnId) -> bool {
-        self.family(id.is_v6()).remove(id)
+        on_family!(self, id.is_v6(), |f| f.remove(id))
     }
 
     /// Examines the next `budget` slots of each family's slab (a cursor wraps around) and
@@ -203,21 +209,21 @@ impl ConnTable {
 
     /// Capacity of one family.
     pub fn capacity_of(&self, v6: bool) -> usize {
-        self.family(v6).capacity()
+        on_family!(self, v6, |f| f.capacity())
     }
 
     /// Bytes of entry plus index memory per connection slot of a family.
     pub fn bytes_per_entry(&self, v6: bool) -> f64 {
-        let f = self.family(v6);
-        if f.capacity() == 0 {
+        let (bytes, cap) = on_family!(self, v6, |f| (f.bytes(), f.capacity()));
+        if cap == 0 {
             return 0.0;
         }
-        f.bytes() as f64 / f.capacity() as f64
+        bytes as f64 / cap as f64
     }
 
     /// Size of one entry of a family, index excluded (40 for IPv4, 88 for IPv6).
     pub fn entry_bytes(&self, v6: bool) -> usize {
-        self.family(v6).entry_bytes()
+        on_family!(self, v6, |f| f.entry_bytes())
     }
 
     /// Total bytes held by entries and indexes.
@@ -227,7 +233,7 @@ impl ConnTable {
 
     /// Occupied index lanes of a family (2 per stored connection once inserts settle).
     pub fn index_lanes_used(&self, v6: bool) -> usize {
-        self.family(v6).index_lanes_used()
+        on_family!(self, v6, |f| f.index_lanes_used())
     }
 }
 
