@@ -45,6 +45,9 @@ pub struct Core {
 struct MapState {
     owned: BTreeSet<IpAddr>,
     reals: BTreeSet<IpAddr>,
+    /// Real servers gone from the configuration whose connections still run: their replies
+    /// must keep reaching uvs until the last one ends (unless expire_nodest_conn).
+    lingering: BTreeSet<IpAddr>,
 }
 
 fn map_state(cfg: &Config) -> MapState {
@@ -91,8 +94,13 @@ fn host_addresses() -> Result<Vec<IpAddr>> {
 
 impl Core {
     fn sync_maps(&self, cfg: &Config) -> Result<()> {
-        let want = map_state(cfg);
+        let mut want = map_state(cfg);
         let mut have = self.maps.lock().expect("map state lock");
+        let previous: BTreeSet<IpAddr> = have.reals.union(&have.lingering).copied().collect();
+        if !cfg.expire_nodest_conn {
+            want.lingering = previous.difference(&want.reals).copied().collect();
+        }
+        let want_reals: BTreeSet<IpAddr> = want.reals.union(&want.lingering).copied().collect();
         for p in &self.programs {
             for a in want.owned.difference(&have.owned) {
                 p.add_owned(*a)?;
@@ -100,15 +108,47 @@ impl Core {
             for a in have.owned.difference(&want.owned) {
                 p.remove_owned(*a)?;
             }
-            for a in want.reals.difference(&have.reals) {
+            for a in want_reals.difference(&previous) {
                 p.add_real(*a)?;
             }
-            for a in have.reals.difference(&want.reals) {
+            for a in previous.difference(&want_reals) {
                 p.remove_real(*a)?;
             }
         }
         *have = want;
         Ok(())
+    }
+
+    /// Lets go of removed real servers whose last connection has ended.
+    fn release_lingering(&self) {
+        let mut have = self.maps.lock().expect("map state lock");
+        if have.lingering.is_empty() {
+            return;
+        }
+        let mut busy = BTreeSet::new();
+        self.shared.conns.for_each(|_, c, _| {
+            if c.flags & conn_flags::TEMPLATE == 0 {
+                busy.insert(
+                    uvs_dataplane::IpKey {
+                        v6: c.reply.v6,
+                        addr: c.reply.src,
+                    }
+                    .to_ip(),
+                );
+            }
+        });
+        let done: Vec<IpAddr> = have.lingering.difference(&busy).copied().collect();
+        for a in done {
+            if !have.reals.contains(&a) {
+                for p in &self.programs {
+                    if let Err(e) = p.remove_real(a) {
+                        log::warn!("removing {a} from the XDP map: {e}");
+                    }
+                }
+                log::info!("removed real server {a} has no connections left");
+            }
+            have.lingering.remove(&a);
+        }
     }
 
     /// Validates, builds and publishes `new`. Interfaces, workers and the table size are
@@ -455,6 +495,7 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
         if last_rate.elapsed() >= Duration::from_secs(1) {
             last_rate = Instant::now();
             core.rates.lock().expect("rates lock").sample(&core.shared);
+            core.release_lingering();
         }
         let changed = mtime(&core.config_path);
         let reload = hup.swap(false, Ordering::Relaxed) || changed != last_mtime;
