@@ -1,0 +1,309 @@
+//! Established flows: state tracking and the per-method rewrites in both directions.
+
+use uvs_conntrack::{tcp, Conn, Dir, Hit};
+use uvs_wire::{Parsed, L3};
+
+use super::*;
+use crate::neigh::NeighMap;
+use crate::tables::{IpKey, Method, RealRt, ServiceRt, Tables, SORRY_SLOT};
+use crate::verdict::{DropReason, Verdict};
+
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn established(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    hit: &Hit,
+) -> Verdict {
+    let conn = &hit.conn;
+    let Some(svc) = tables.service(conn.service) else {
+        return orphan(ctx, hit);
+    };
+    // The real server may be gone (removed by a reload) or its slot may hold another one
+    // now: the connection still carries its own addresses, so it keeps flowing unless
+    // expire_nodest_conn says to drop it (IPVS keeps forwarding to a removed dest too).
+    let real = svc
+        .real(conn.real)
+        .filter(|r| r.addr.addr == conn.reply.src);
+    if real.is_none() && ctx.expire_nodest_conn {
+        return orphan(ctx, hit);
+    }
+    track_state(ctx, svc, p, hit, real.is_some());
+    match hit.dir {
+        Dir::Original => forward_original(ctx, tables, neigh, buf, len, p, svc, real, conn),
+        Dir::Reply => forward_reply(ctx, tables, neigh, buf, len, p, svc, real, conn),
+    }
+}
+
+/// A connection whose virtual service is gone, or whose real server is gone while
+/// expire_nodest_conn is set: dropped, and with expire_nodest_conn its entry too.
+#[cold]
+pub(crate) fn orphan(ctx: &mut Ctx<'_>, hit: &Hit) -> Verdict {
+    if ctx.expire_nodest_conn {
+        ctx.conns.remove(hit.id);
+    }
+    Verdict::Drop(DropReason::NoRealServer)
+}
+
+/// TCP state machine and deadline refresh. The entry is written only when the state
+/// changes or at least a second has passed since the last refresh, so a busy flow costs
+/// the shared cache line about one write per second, not one per packet.
+#[inline]
+pub(crate) fn track_state(
+    ctx: &mut Ctx<'_>,
+    svc: &ServiceRt,
+    p: &Parsed,
+    hit: &Hit,
+    counted: bool,
+) {
+    let conn = &hit.conn;
+    let state = if p.l4_proto == PROTO_TCP {
+        let no_output = matches!(Method::from_u8(conn.method), Method::Dr | Method::Tun);
+        let old = tcp::TcpState::from_u8(conn.state).unwrap_or(tcp::TcpState::None);
+        let new = tcp::transition(
+            old,
+            tcp::PacketDir::for_packet(hit.dir, no_output),
+            p.tcp_flags,
+        );
+        if new != old && counted && conn.real != SORRY_SLOT {
+            let (was, is) = (old.is_active(), new.is_active());
+            if was != is {
+                svc.live[usize::from(conn.real)].conn_state_changed(is);
+            }
+        }
+        new as u8
+    } else {
+        conn.state
+    };
+    let timeout = svc.timeouts.for_state(p.l4_proto, state);
+    let left = hit.deadline.wrapping_sub(ctx.now);
+    if state != conn.state || left.saturating_add(1000) < timeout {
+        ctx.conns
+            .update(hit.id, state, ctx.now.wrapping_add(timeout));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn forward_original(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    svc: &ServiceRt,
+    real: Option<&RealRt>,
+    conn: &Conn,
+) -> Verdict {
+    let bytes = *len as u64;
+    let method = Method::from_u8(conn.method);
+    let real_addr = ip(conn.reply.v6, conn.reply.src);
+    let (egress, hop) = match real {
+        Some(r) => (r.egress, r.next_hop),
+        None => match tables.route(&real_addr) {
+            Some(x) => x,
+            None => return Verdict::Drop(DropReason::NoRoute),
+        },
+    };
+    match method {
+        Method::Nat | Method::FullNat => {
+            if !uvs_wire::decrement_ttl(buf, p) {
+                return Verdict::Drop(DropReason::TtlExceeded);
+            }
+            uvs_wire::set_dst_addr(buf, p, &conn.reply.src);
+            if p.dport != conn.reply.sport {
+                uvs_wire::set_dst_port(buf, p, conn.reply.sport);
+            }
+            if method == Method::FullNat {
+                uvs_wire::set_src_addr(buf, p, &conn.reply.dst);
+                uvs_wire::set_src_port(buf, p, conn.reply.dport);
+            }
+        }
+        // DR: the real server holds the VIP; only the destination MAC changes (below).
+        Method::Dr => {}
+        Method::Tun => {
+            if let Err(v) = encapsulate(tables, buf, len, p, egress, &real_addr) {
+                return v;
+            }
+        }
+    }
+    let w = ctx.worker;
+    svc.stats.worker(w).packets_in.add(1);
+    svc.stats.worker(w).bytes_in.add(bytes);
+    if let Some(r) = real {
+        r.stats.worker(w).packets_in.add(1);
+        r.stats.worker(w).bytes_in.add(bytes);
+    }
+    l2_out(tables, neigh, buf, egress, hop)
+}
+
+/// TUN: IP-in-IP (RFC 2003) or IPv6-in-IPv6 (RFC 2473) from the egress interface's local
+/// address to the real server. A packet that would exceed the egress MTU is not sent.
+#[cold]
+pub(crate) fn encapsulate(
+    tables: &Tables,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &Parsed,
+    egress: u8,
+    real: &IpKey,
+) -> Result<(), Verdict> {
+    let iface = tables
+        .ifaces
+        .get(usize::from(egress))
+        .ok_or(Verdict::Drop(DropReason::NoRoute))?;
+    let outer_src = if real.v6 {
+        iface.local6
+    } else {
+        iface.local4.map(|a| {
+            let mut x = [0; 16];
+            x[..4].copy_from_slice(&a);
+            x
+        })
+    }
+    .ok_or(Verdict::Drop(DropReason::NoRoute))?;
+    let hdr = if real.v6 { 40 } else { 20 };
+    if usize::from(p.ip_total_len) + hdr > usize::from(iface.mtu) {
+        return Err(too_big(
+            tables,
+            buf,
+            len,
+            p,
+            iface.mtu.saturating_sub(hdr as u16),
+        ));
+    }
+    let outer = if real.v6 { L3::V6 } else { L3::V4 };
+    let n = uvs_wire::encap_ipip(
+        buf,
+        *len,
+        usize::from(p.l3_off),
+        &outer_src,
+        &real.addr,
+        p.l3,
+        outer,
+        64,
+    )
+    .map_err(|_| Verdict::Drop(DropReason::TooBig))?;
+    *len = n;
+    Ok(())
+}
+
+/// The packet does not fit the tunnel: tell the sender the path MTU (ICMP fragmentation
+/// needed, RFC 1191 / ICMPv6 packet too big, RFC 8201) instead of dropping it silently.
+/// IPv4 packets without DF are not fragmented here: they are dropped and counted.
+#[cold]
+pub(crate) fn too_big(
+    tables: &Tables,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &Parsed,
+    mtu: u16,
+) -> Verdict {
+    let mut out = [0u8; 1400];
+    let dont_frag = p.l3 == L3::V6
+        || buf
+            .get(usize::from(p.l3_off) + 6)
+            .is_some_and(|b| b & 0x40 != 0);
+    if !dont_frag {
+        return Verdict::Drop(DropReason::TooBig);
+    }
+    // Reply from the VIP the client was talking to, out of the port it came in on.
+    let Some((port, _)) = tables.route(&ip(p.l3 == L3::V6, p.src)) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    let frame = &buf[..*len];
+    let built = if p.l3 == L3::V6 {
+        uvs_wire::build::icmpv6_packet_too_big(frame, p, &p.dst, u32::from(mtu.max(1280)), &mut out)
+    } else {
+        let mut vip = [0u8; 4];
+        vip.copy_from_slice(&p.dst[..4]);
+        uvs_wire::build::icmpv4_frag_needed(frame, p, vip, mtu.max(68), &mut out)
+    };
+    match built {
+        Ok(n) if n <= buf.len() => {
+            buf[..n].copy_from_slice(&out[..n]);
+            *len = n;
+            if let Some(iface) = tables.ifaces.get(usize::from(port)) {
+                buf[6..12].copy_from_slice(&iface.mac);
+            }
+            Verdict::Forward(port)
+        }
+        _ => Verdict::Drop(DropReason::TooBig),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn forward_reply(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    svc: &ServiceRt,
+    real: Option<&RealRt>,
+    conn: &Conn,
+) -> Verdict {
+    let bytes = *len as u64;
+    let method = Method::from_u8(conn.method);
+    if !matches!(method, Method::Nat | Method::FullNat) {
+        // DR/TUN replies go straight from the real server to the client.
+        return Verdict::Drop(DropReason::NoService);
+    }
+    if !uvs_wire::decrement_ttl(buf, p) {
+        return Verdict::Drop(DropReason::TtlExceeded);
+    }
+    uvs_wire::set_src_addr(buf, p, &conn.orig.dst);
+    if p.sport != conn.orig.dport {
+        uvs_wire::set_src_port(buf, p, conn.orig.dport);
+    }
+    if method == Method::FullNat {
+        uvs_wire::set_dst_addr(buf, p, &conn.orig.src);
+        uvs_wire::set_dst_port(buf, p, conn.orig.sport);
+    }
+    let w = ctx.worker;
+    svc.stats.worker(w).packets_out.add(1);
+    svc.stats.worker(w).bytes_out.add(bytes);
+    if let Some(r) = real {
+        r.stats.worker(w).packets_out.add(1);
+        r.stats.worker(w).bytes_out.add(bytes);
+    }
+    let client = ip(conn.orig.v6, conn.orig.src);
+    let Some((port, hop)) = tables.route(&client) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    l2_out(tables, neigh, buf, port, hop)
+}
+
+/// Fills in the MACs for the egress port and next hop, or asks the worker to hold the
+/// frame until the neighbour is resolved.
+#[inline]
+pub(crate) fn l2_out(
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    port: u8,
+    hop: IpKey,
+) -> Verdict {
+    let Some(iface) = tables.ifaces.get(usize::from(port)) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    buf[6..12].copy_from_slice(&iface.mac);
+    match neigh.get(&hop) {
+        Some(n) => {
+            buf[..6].copy_from_slice(&n.mac);
+            Verdict::Forward(port)
+        }
+        None => Verdict::AwaitNeighbour {
+            port,
+            next_hop: hop.addr,
+            v6: hop.v6,
+        },
+    }
+}

@@ -1,0 +1,143 @@
+//! ICMP: echo to the slow path, errors translated with the flow they quote.
+
+use uvs_conntrack::{Conn, Dir, FlowKey};
+use uvs_wire::Parsed;
+
+use super::*;
+use crate::neigh::NeighMap;
+use crate::tables::{Method, RealRt, Tables};
+use crate::verdict::{DropReason, Verdict};
+
+/// ICMP: errors about a tracked flow are translated with it (outer and quoted headers,
+/// as IPVS's ip_vs_in_icmp / ip_vs_out_icmp); echo and NDP for owned addresses go to the
+/// slow path.
+#[cold]
+pub(crate) fn icmp(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    v6: bool,
+) -> Verdict {
+    let is_error = if v6 {
+        p.icmp_type < 128
+    } else {
+        matches!(p.icmp_type, 3 | 4 | 11 | 12)
+    };
+    if is_error {
+        return icmp_error(ctx, tables, neigh, buf, len, p, v6);
+    }
+    if tables.owns(&ip(v6, p.dst)) || (v6 && p.dst[0] == 0xff) {
+        Verdict::SlowPath
+    } else {
+        Verdict::Drop(DropReason::IcmpNoFlow)
+    }
+}
+
+/// An ICMP error quoting a packet of a tracked flow. The quoted packet is one that left
+/// here (or the client) towards the error's sender, so its reversed tuple is one of the
+/// connection's tuples: the original one (the error came from the client side about a
+/// reply: send it on to the real server) or the reply one (the error came from the server
+/// side about a forwarded packet: send it back to the client).
+#[cold]
+pub(crate) fn icmp_error(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    v6: bool,
+) -> Verdict {
+    let Ok(mut e) = uvs_wire::parse_icmp_embedded(&buf[..*len], p) else {
+        return Verdict::Drop(DropReason::IcmpNoFlow);
+    };
+    let key = FlowKey {
+        proto: e.l4_proto,
+        v6,
+        src: e.dst,
+        dst: e.src,
+        sport: e.dport,
+        dport: e.sport,
+    };
+    let Some(hit) = ctx.conns.lookup(&key, ctx.now) else {
+        return Verdict::Drop(DropReason::IcmpNoFlow);
+    };
+    let c = hit.conn;
+    let Some(svc) = tables.service(c.service) else {
+        return Verdict::Drop(DropReason::IcmpNoFlow);
+    };
+    let method = Method::from_u8(c.method);
+    let frame = &mut buf[..];
+    if !uvs_wire::decrement_ttl(frame, p) {
+        return Verdict::Drop(DropReason::TtlExceeded);
+    }
+    match hit.dir {
+        Dir::Original => {
+            // Quoted: VIP:vport → client:cport (our reply). The real server sent it as
+            // real:rport → client (or → local:lport with FullNAT).
+            if matches!(method, Method::Nat | Method::FullNat) {
+                uvs_wire::set_embedded_src_addr(frame, &mut e, &c.reply.src);
+                uvs_wire::set_embedded_src_port(frame, &mut e, c.reply.sport);
+                uvs_wire::set_dst_addr(frame, p, &c.reply.src);
+                if method == Method::FullNat {
+                    uvs_wire::set_embedded_dst_addr(frame, &mut e, &c.reply.dst);
+                    uvs_wire::set_embedded_dst_port(frame, &mut e, c.reply.dport);
+                    uvs_wire::set_src_addr(frame, p, &c.reply.dst);
+                }
+            }
+            let real = svc.real(c.real).filter(|r| r.addr.addr == c.reply.src);
+            forward_icmp_to_real(tables, neigh, buf, len, p, real, &c, method)
+        }
+        Dir::Reply => {
+            if !matches!(method, Method::Nat | Method::FullNat) {
+                return Verdict::Drop(DropReason::IcmpNoFlow);
+            }
+            // Quoted: client:cport (or local:lport) → real:rport, as we forwarded it. The
+            // client sent client:cport → VIP:vport; the error appears to come from the VIP.
+            uvs_wire::set_embedded_dst_addr(frame, &mut e, &c.orig.dst);
+            uvs_wire::set_embedded_dst_port(frame, &mut e, c.orig.dport);
+            uvs_wire::set_src_addr(frame, p, &c.orig.dst);
+            if method == Method::FullNat {
+                uvs_wire::set_embedded_src_addr(frame, &mut e, &c.orig.src);
+                uvs_wire::set_embedded_src_port(frame, &mut e, c.orig.sport);
+                uvs_wire::set_dst_addr(frame, p, &c.orig.src);
+            }
+            let client = ip(c.orig.v6, c.orig.src);
+            let _ = ctx;
+            match tables.route(&client) {
+                Some((port, hop)) => l2_out(tables, neigh, buf, port, hop),
+                None => Verdict::Drop(DropReason::NoRoute),
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_icmp_to_real(
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    real: Option<&RealRt>,
+    c: &Conn,
+    method: Method,
+) -> Verdict {
+    let real_addr = ip(c.reply.v6, c.reply.src);
+    let (egress, hop) = match real {
+        Some(r) => (r.egress, r.next_hop),
+        None => match tables.route(&real_addr) {
+            Some(x) => x,
+            None => return Verdict::Drop(DropReason::NoRoute),
+        },
+    };
+    if method == Method::Tun {
+        if let Err(v) = encapsulate(tables, buf, len, p, egress, &real_addr) {
+            return v;
+        }
+    }
+    l2_out(tables, neigh, buf, egress, hop)
+}

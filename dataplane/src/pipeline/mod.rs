@@ -1,0 +1,135 @@
+//! The per-packet path: parse → classify → connection lookup → schedule (new flow) →
+//! rewrite → verdict. Run to completion on one frame at a time inside a worker's burst;
+//! no allocation, no locks, no syscalls.
+//!
+//! Checksums: addresses and ports are rewritten with RFC 1624 incremental updates, which
+//! carry a wrong checksum through as wrong — the end host drops it, exactly as if the
+//! balancer were not there (a transparent middlebox must not launder a corrupt segment).
+//! The L4 checksum is therefore not verified on the fast path (Katran does not either).
+
+use uvs_conntrack::{ConnTable, FlowKey};
+use uvs_wire::{Classified, Frag, Parsed, L3};
+
+use crate::counters::WorkerCounters;
+use crate::neigh::NeighMap;
+use crate::tables::{IpKey, Tables};
+use crate::verdict::{DropReason, Verdict};
+
+mod forward;
+mod icmp;
+mod newflow;
+
+pub(crate) use forward::*;
+pub(crate) use icmp::*;
+pub(crate) use newflow::*;
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+pub const PROTO_SCTP: u8 = 132;
+/// Protocol number marking persistence templates in the connection table; never the final
+/// protocol of a real packet (0 is IPv6 hop-by-hop, always followed by another header).
+pub(crate) const PROTO_TEMPLATE: u8 = 0;
+
+pub(crate) const TCP_SYN: u8 = 0x02;
+pub(crate) const TCP_ACK: u8 = 0x10;
+pub(crate) const TCP_FIN: u8 = 0x01;
+pub(crate) const TCP_RST: u8 = 0x04;
+
+/// Connection flags stored in `Conn::flags`.
+pub mod conn_flags {
+    /// The connection counts as active on its real server (TCP ESTABLISHED).
+    pub const ACTIVE: u8 = 0x01;
+    /// A persistence template, not a flow.
+    pub const TEMPLATE: u8 = 0x02;
+}
+
+/// What the pipeline needs from its worker.
+pub struct Ctx<'a> {
+    pub worker: usize,
+    pub workers: usize,
+    /// Connection-table ticks (milliseconds, wrapping) on the dataplane clock.
+    pub now: u32,
+    /// Seconds on the dataplane clock (schedulers' coarse clock).
+    pub now_s: u32,
+    pub conns: &'a ConnTable,
+    pub counters: &'a WorkerCounters,
+    /// Drop connections whose service or real server was removed (IPVS expire_nodest_conn).
+    pub expire_nodest_conn: bool,
+    /// FullNAT: next local port to try, per worker.
+    pub fullnat_cursor: &'a mut u32,
+    /// Which connection each recent fragmented datagram belongs to.
+    pub frags: &'a mut crate::frag::FragTable,
+}
+
+#[inline]
+pub(crate) fn flow_key(p: &Parsed) -> FlowKey {
+    FlowKey {
+        proto: p.l4_proto,
+        v6: p.l3 == L3::V6,
+        src: p.src,
+        dst: p.dst,
+        sport: p.sport,
+        dport: p.dport,
+    }
+}
+
+#[inline]
+pub(crate) fn ip(v6: bool, addr: [u8; 16]) -> IpKey {
+    IpKey { v6, addr }
+}
+
+/// Processes one frame in `buf[..*len]`, rewriting it in place (and possibly growing it,
+/// for encapsulation, up to `buf.len()`).
+#[inline]
+pub fn process(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    in_port: u8,
+) -> Verdict {
+    let mut p = match uvs_wire::classify(&buf[..*len]) {
+        Ok(Classified::Ip(p)) => p,
+        Ok(Classified::Arp { .. }) => return Verdict::SlowPath,
+        Ok(Classified::Other(_)) => return Verdict::Drop(DropReason::UnsupportedEtherType),
+        Err(e) => return Verdict::Drop(DropReason::Parse(e)),
+    };
+    let v6 = p.l3 == L3::V6;
+    match p.l4_proto {
+        PROTO_TCP | PROTO_UDP | PROTO_SCTP => {}
+        PROTO_ICMP | PROTO_ICMPV6 => return icmp(ctx, tables, neigh, buf, len, &mut p, v6),
+        _ => return Verdict::Drop(DropReason::NoService),
+    }
+    if let Frag::Later { id } = p.frag {
+        return later_fragment(ctx, tables, neigh, buf, len, &mut p, id);
+    }
+    let key = flow_key(&p);
+    if let Some(hit) = ctx.conns.lookup(&key, ctx.now) {
+        if let Frag::First { id } = p.frag {
+            ctx.frags.remember(&p, id, &hit, ctx.now_s);
+        }
+        return established(ctx, tables, neigh, buf, len, &mut p, &hit);
+    }
+    new_flow(ctx, tables, neigh, buf, len, &mut p, &key, in_port)
+}
+
+/// A non-first fragment carries no ports: it follows the connection its first fragment
+/// found (remembered by fragment id), as Maglev does; IPVS needs the kernel to reassemble.
+#[cold]
+pub(crate) fn later_fragment(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    id: u32,
+) -> Verdict {
+    match ctx.frags.find(p, id, ctx.now_s) {
+        Some(hit) => established(ctx, tables, neigh, buf, len, p, &hit),
+        None => Verdict::Drop(DropReason::FragmentNoFlow),
+    }
+}

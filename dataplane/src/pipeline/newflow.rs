@@ -1,0 +1,215 @@
+//! A new flow: service, persistence, scheduler, connection entry (FullNAT ports).
+
+use uvs_conntrack::{tcp, Conn, Dir, FlowKey, Hit, InsertError};
+use uvs_sched::FlowHashKey;
+use uvs_wire::{Frag, Parsed};
+
+use super::*;
+use crate::neigh::NeighMap;
+use crate::tables::{Method, ServiceRt, Tables, SORRY_SLOT};
+use crate::verdict::{DropReason, Verdict};
+
+#[allow(clippy::too_many_arguments)]
+#[cold]
+pub(crate) fn new_flow(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    key: &FlowKey,
+    in_port: u8,
+) -> Verdict {
+    let _ = in_port;
+    let v6 = key.v6;
+    let Some(svc) = tables.service_for(ip(v6, p.dst), p.l4_proto, p.dport) else {
+        return Verdict::Drop(DropReason::NoService);
+    };
+    // IPVS schedules TCP only on a SYN (sloppy_tcp off): a stray ACK for a flow we do not
+    // know must not pin a real server.
+    if p.l4_proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN {
+        return Verdict::Drop(DropReason::NotSyn);
+    }
+    let Some(slot) = choose_real(ctx, svc, p, v6) else {
+        return Verdict::Drop(DropReason::NoRealServer);
+    };
+    let real = svc.real(slot).expect("slot chosen from this snapshot");
+
+    let real_port = if real.port == 0 { p.dport } else { real.port };
+    let (state, timeout) = initial_state(svc, p);
+    let mut conn = Conn {
+        orig: *key,
+        reply: FlowKey {
+            proto: key.proto,
+            v6,
+            src: real.addr.addr,
+            dst: key.src,
+            sport: real_port,
+            dport: key.sport,
+        },
+        service: svc.id,
+        real: slot,
+        method: real.method as u8,
+        state,
+        flags: 0,
+    };
+    let deadline = ctx.now.wrapping_add(timeout);
+    let inserted = if real.method == Method::FullNat {
+        match insert_fullnat(ctx, svc, &mut conn, deadline) {
+            Some(r) => r,
+            None => return Verdict::Drop(DropReason::NoLocalPort),
+        }
+    } else {
+        ctx.conns.insert(&conn, ctx.now, deadline)
+    };
+    match inserted {
+        Ok(_) => {
+            if slot != SORRY_SLOT {
+                svc.live[usize::from(slot)].bind_conn(&svc.specs[usize::from(slot)], false);
+            }
+            svc.stats.worker(ctx.worker).conns.add(1);
+            real.stats.worker(ctx.worker).conns.add(1);
+            ctx.counters.new_conns.add(1);
+        }
+        Err(InsertError::Exists(_)) => {
+            // Another worker created this flow a moment ago: use its entry.
+            if let Some(hit) = ctx.conns.lookup(key, ctx.now) {
+                return established(ctx, tables, neigh, buf, len, p, &hit);
+            }
+            return Verdict::Drop(DropReason::TableFull);
+        }
+        Err(_) => return Verdict::Drop(DropReason::TableFull),
+    }
+    if let (Frag::First { id }, Ok(conn_id)) = (p.frag, inserted) {
+        let hit = Hit {
+            id: conn_id,
+            dir: Dir::Original,
+            conn,
+            deadline,
+        };
+        ctx.frags.remember(p, id, &hit, ctx.now_s);
+    }
+    forward_original(ctx, tables, neigh, buf, len, p, svc, Some(real), &conn)
+}
+
+/// FullNAT: pick a local address from the pool and a port this worker owns (ports are
+/// partitioned by worker, so workers never race for one); the table's own uniqueness of
+/// the reply tuple detects a port still in use, as Linux NAT probes conntrack. `None`:
+/// no free port after a bounded number of tries.
+pub(crate) fn insert_fullnat(
+    ctx: &mut Ctx<'_>,
+    svc: &ServiceRt,
+    conn: &mut Conn,
+    deadline: u32,
+) -> Option<Result<uvs_conntrack::ConnId, InsertError>> {
+    if svc.fullnat_pool.is_empty() {
+        return None;
+    }
+    const FIRST: u32 = 1024;
+    let span = (65536 - FIRST) / ctx.workers as u32;
+    for _ in 0..64 {
+        let n = *ctx.fullnat_cursor;
+        *ctx.fullnat_cursor = n.wrapping_add(1);
+        let laddr = svc.fullnat_pool[(n as usize / span as usize) % svc.fullnat_pool.len()];
+        let port = FIRST + (n % span) * ctx.workers as u32 + ctx.worker as u32;
+        if port > 65535 {
+            continue;
+        }
+        conn.reply.dst = laddr.addr;
+        conn.reply.dport = port as u16;
+        match ctx.conns.insert(conn, ctx.now, deadline) {
+            // The reply tuple (this local port) belongs to a live connection: next port.
+            Err(InsertError::Clash(_)) => continue,
+            other => return Some(other),
+        }
+    }
+    None
+}
+
+pub(crate) fn initial_state(svc: &ServiceRt, p: &Parsed) -> (u8, u32) {
+    let state = if p.l4_proto == PROTO_TCP {
+        tcp::transition(tcp::TcpState::None, tcp::PacketDir::Input, p.tcp_flags) as u8
+    } else {
+        0
+    };
+    (state, svc.timeouts.for_state(p.l4_proto, state))
+}
+
+/// Persistence, then the scheduler, then the sorry server.
+pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bool) -> Option<u16> {
+    let template = svc.persistence.map(|pers| {
+        let mut client = p.src;
+        mask_prefix(
+            &mut client,
+            if v6 {
+                pers.prefix_len
+            } else {
+                pers.prefix_len.min(32)
+            },
+            v6,
+        );
+        let key = FlowKey {
+            proto: PROTO_TEMPLATE,
+            v6,
+            src: client,
+            dst: p.dst,
+            sport: 0,
+            // Port-0 services persist across every port, as ipvsadm -p with port 0 does.
+            dport: svc.key.port,
+        };
+        (key, pers.timeout_s.saturating_mul(1000))
+    });
+    if let Some((key, timeout)) = template {
+        if let Some(hit) = ctx.conns.lookup(&key, ctx.now) {
+            let slot = hit.conn.real;
+            if svc.real(slot).is_some()
+                && (slot == SORRY_SLOT
+                    || svc.live[usize::from(slot)].available(svc.specs[usize::from(slot)].weight))
+            {
+                ctx.conns
+                    .update(hit.id, hit.conn.state, ctx.now.wrapping_add(timeout));
+                return Some(slot);
+            }
+            ctx.conns.remove(hit.id);
+        }
+    }
+    let hk = FlowHashKey {
+        src: p.src,
+        dst: p.dst,
+        sport: p.sport,
+        dport: p.dport,
+        proto: p.l4_proto,
+    };
+    let slot = match svc.sched.pick(&hk, &svc.live, ctx.now_s) {
+        Some(i) => i as u16,
+        None if svc.sorry.is_some() => SORRY_SLOT,
+        None => return None,
+    };
+    if let Some((key, timeout)) = template {
+        let mut reply = key;
+        std::mem::swap(&mut reply.src, &mut reply.dst);
+        reply.sport = 1;
+        let t = Conn {
+            orig: key,
+            reply,
+            service: svc.id,
+            real: slot,
+            method: 0,
+            state: 0,
+            flags: conn_flags::TEMPLATE,
+        };
+        // A full table only costs persistence for this client, not the flow.
+        let _ = ctx.conns.insert(&t, ctx.now, ctx.now.wrapping_add(timeout));
+    }
+    Some(slot)
+}
+
+pub(crate) fn mask_prefix(addr: &mut [u8; 16], len: u8, v6: bool) {
+    let bits = if v6 { 128 } else { 32 };
+    let len = usize::from(len.min(bits));
+    for (i, b) in addr.iter_mut().enumerate().take(bits as usize / 8) {
+        let keep = len.saturating_sub(i * 8).min(8);
+        *b &= if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+    }
+}
