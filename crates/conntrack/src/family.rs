@@ -194,25 +194,24 @@ impl<const AW: usize> FamilyTable<AW> {
         Hit {
             id: ConnId::new(Self::V6, slot as u32, ctl_gen(w[CTL])),
             dir,
-            conn: decode_conn::<AW>(&w),
+            conn: decode_conn::<AW>(w),
             deadline: ctl_deadline(w[CTL]),
         }
     }
 
     #[inline]
     fn find(&self, k: &EncKey, pos: &Pos, now: u32) -> Option<Hit> {
-        self.index.probe(pos, Ordering::Acquire, |v| {
+        self.index.find(pos, |v| {
             let slot = lane_slot(v);
             let dir = lane_dir(v);
             let w = self.read(slot)?;
             let c = w[CTL];
-            if ctl_dead(c) || ctl_state(c) == STATE_PENDING || expired(ctl_deadline(c), now) {
-                return None;
-            }
-            if !key_matches::<AW>(&w, dir, k) {
-                return None;
-            }
-            Some(self.hit(slot, dir, &w))
+            // One branch for all four conditions: a tag match is almost always the hit.
+            let usable = key_matches::<AW>(&w, dir, k)
+                & !ctl_dead(c)
+                & (ctl_state(c) != STATE_PENDING)
+                & !expired(ctl_deadline(c), now);
+            usable.then(|| self.hit(slot, dir, &w))
         })
     }
 
