@@ -271,7 +271,7 @@ mod tests {
         assert_eq!(ix.find(&pos, |v| Some(lane_slot(v))), Some(seen[0]));
         // an empty lane never matches: tags are never 0
         let empty = Index::new(16);
-        assert_eq!(empty.find(&empty.pos(7), |v| Some(v)), None);
+        assert_eq!(empty.find(&empty.pos(7), Some), None);
         assert!((0..10_000u64).all(|h| crate::layout::tag_of(h.wrapping_mul(0x9e37_79b9)) != 0));
     }
 }
