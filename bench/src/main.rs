@@ -7,7 +7,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use uvs_dataplane::Method;
 
+mod http;
 mod pipeline;
+mod schedsim;
+mod testbed;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +53,21 @@ enum Cmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// 64-byte UDP through uvsd on the veth test network with an RFC 2544-style search,
+    /// beside AF_XDP l2fwd, kernel forwarding and nftables DNAT in the same run (root).
+    Testbed(testbed::cli::TestbedArgs),
+    /// HTTP through the VIP with wrk (keep-alive and connection-per-request) for uvs,
+    /// nftables DNAT, HAProxy (TCP mode) and one real server directly (root).
+    Http(http::HttpArgs),
+    /// Discrete-event simulation of a cluster driving uvs's schedulers: mean and p99
+    /// response time per scheduler per situation (pure CPU).
+    Schedulers(schedsim::SchedArgs),
+    /// (internal) AF_XDP UDP generator run by `testbed` inside the client namespace.
+    #[command(hide = true)]
+    XskGen(testbed::cli::GenArgs),
+    /// (internal) AF_XDP l2fwd run by `testbed` inside the balancer namespace.
+    #[command(hide = true)]
+    XskL2fwd(testbed::cli::L2fwdArgs),
 }
 
 fn parse_method(s: &str) -> Result<Method> {
@@ -65,6 +83,11 @@ fn parse_method(s: &str) -> Result<Method> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Testbed(a) => testbed::cli::testbed_main(a)?,
+        Cmd::Http(a) => http::http_main(a)?,
+        Cmd::Schedulers(a) => schedsim::sched_main(a)?,
+        Cmd::XskGen(a) => testbed::cli::gen_main(a)?,
+        Cmd::XskL2fwd(a) => testbed::cli::l2fwd_main(a)?,
         Cmd::Pipeline {
             flows,
             seconds,

@@ -1,0 +1,492 @@
+//! `uvs-bench http`: wrk from the client namespace through the VIP to the nginx real
+//! servers, keep-alive and connection-per-request (`Connection: close`), for uvs (NAT, and
+//! DR / FullNAT on their own testbed modes), nftables DNAT, HAProxy in TCP mode, and
+//! straight to one real server through the balancer namespace's kernel routing.
+//!
+//! Every run is bounded (`--seconds`, wrk's own timer, and a hard limit on the process).
+//! Latency percentiles come from a wrk `done()` hook (16 points per run, for CDFs).
+
+pub mod wrk;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
+
+use crate::testbed::net::{self, Spawned, Testbed};
+use crate::testbed::{start_uvsd, KernelPeer, REALS, VIP};
+use wrk::WrkResult;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpSubject {
+    UvsNat,
+    UvsDr,
+    UvsFullnat,
+    Nft,
+    Haproxy,
+    Direct,
+}
+
+impl HttpSubject {
+    const ALL: [HttpSubject; 6] = [
+        HttpSubject::Direct,
+        HttpSubject::Nft,
+        HttpSubject::Haproxy,
+        HttpSubject::UvsNat,
+        HttpSubject::UvsDr,
+        HttpSubject::UvsFullnat,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            HttpSubject::UvsNat => "uvs-nat",
+            HttpSubject::UvsDr => "uvs-dr",
+            HttpSubject::UvsFullnat => "uvs-fullnat",
+            HttpSubject::Nft => "nft",
+            HttpSubject::Haproxy => "haproxy",
+            HttpSubject::Direct => "direct",
+        }
+    }
+
+    fn parse(s: &str) -> Result<HttpSubject> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown subject '{s}' (uvs-nat, uvs-dr, uvs-fullnat, nft, haproxy, direct)"
+                )
+            })
+    }
+
+    /// The testbed mode the subject needs.
+    fn mode(&self) -> &'static str {
+        match self {
+            HttpSubject::UvsDr => "dr",
+            HttpSubject::UvsFullnat => "fullnat",
+            _ => "nat",
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            HttpSubject::Direct => format!("http://{}/", REALS[0]),
+            _ => format!("http://{VIP}/"),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct HttpArgs {
+    /// The uvsd binary (default: the one beside uvs-bench).
+    #[arg(long)]
+    pub uvsd: Option<PathBuf>,
+    #[arg(long)]
+    pub testbed_script: Option<PathBuf>,
+    /// Testbed tag (≤ 8 characters).
+    #[arg(long, default_value = "bhttp")]
+    pub tag: String,
+    /// Subjects (direct, nft, haproxy, uvs-nat, uvs-dr, uvs-fullnat).
+    #[arg(long, value_delimiter = ',', default_values_t = HttpSubject::ALL.iter().map(|s| s.name().to_string()).collect::<Vec<_>>())]
+    pub subjects: Vec<String>,
+    /// Seconds per wrk run.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// wrk connections.
+    #[arg(long, default_value_t = 50)]
+    pub connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: u32,
+    /// Skip the connection-per-request runs.
+    #[arg(long)]
+    pub keepalive_only: bool,
+    /// Core uvsd's worker is pinned to.
+    #[arg(long, default_value_t = 1)]
+    pub dut_core: usize,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HttpRun {
+    pub subject: HttpSubject,
+    /// "keepalive" or "close".
+    pub connection: &'static str,
+    pub url: String,
+    pub result: Option<WrkResult>,
+    pub error: Option<String>,
+}
+
+/// The uvsd configuration for HTTP through the VIP with `forwarding`.
+pub fn uvsd_http_config(forwarding: &str, core: usize) -> String {
+    let reals: String = REALS
+        .iter()
+        .map(|r| format!("      - address: {r}\n"))
+        .collect();
+    let (local1, pool) = if forwarding == "fullnat" {
+        (
+            "[198.18.1.3, 198.18.1.100]",
+            "    fullnat_pool: [198.18.1.100]\n",
+        )
+    } else {
+        ("[198.18.1.3]", "")
+    };
+    format!(
+        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: 1\n    local: {local1}\n    networks: [198.18.1.0/24]\nworkers:\n  count: 1\n  cores: [{core}]\nconn_table:\n  capacity: 1048576\nservices:\n  - name: bench-web\n    vip: {VIP}\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}    real_servers:\n{reals}"
+    )
+}
+
+fn haproxy_config(state: &std::path::Path) -> String {
+    let servers: String = REALS
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("  server rs{} {r}:80\n", i + 1))
+        .collect();
+    format!(
+        "global\n  maxconn 8000\n  pidfile {}/bench-haproxy.pid\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind {VIP}:80\n  default_backend be\nbackend be\n  balance roundrobin\n{servers}",
+        state.display()
+    )
+}
+
+/// The subject's setup; dropping it undoes it (stops uvsd/HAProxy by PID, removes rules).
+enum Setup<'a> {
+    Process(Spawned, Option<&'a Testbed>),
+    Kernel(#[allow(dead_code)] KernelPeer<'a>),
+}
+
+impl Drop for Setup<'_> {
+    fn drop(&mut self) {
+        if let Setup::Process(p, Some(tb)) = self {
+            // HAProxy held the VIP on the balancer's loopback.
+            p.stop();
+            let _ = tb.run(
+                "lb",
+                &["ip", "addr", "del", &format!("{VIP}/32"), "dev", "lo"],
+            );
+        }
+    }
+}
+
+fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>> {
+    let uvsd = || {
+        a.uvsd
+            .clone()
+            .or_else(|| net::sibling_binary("uvsd"))
+            .unwrap_or_else(|| PathBuf::from("uvsd"))
+    };
+    let limit = a.seconds * 2.0 + 60.0;
+    Ok(match s {
+        HttpSubject::UvsNat => Setup::Process(
+            start_uvsd(tb, &uvsd(), &uvsd_http_config("nat", a.dut_core), limit)?,
+            None,
+        ),
+        HttpSubject::UvsDr => Setup::Process(
+            start_uvsd(tb, &uvsd(), &uvsd_http_config("dr", a.dut_core), limit)?,
+            None,
+        ),
+        HttpSubject::UvsFullnat => Setup::Process(
+            start_uvsd(tb, &uvsd(), &uvsd_http_config("fullnat", a.dut_core), limit)?,
+            None,
+        ),
+        HttpSubject::Nft => Setup::Kernel(KernelPeer::set_up(tb, Some(("tcp", 80)), None)?),
+        HttpSubject::Direct => Setup::Kernel(KernelPeer::set_up(tb, None, None)?),
+        HttpSubject::Haproxy => {
+            if std::process::Command::new("haproxy")
+                .arg("-v")
+                .output()
+                .is_err()
+            {
+                bail!("haproxy is not installed (apt-get install haproxy)");
+            }
+            let cfg = tb.state.join("bench-haproxy.cfg");
+            std::fs::write(&cfg, haproxy_config(&tb.state))?;
+            tb.run(
+                "lb",
+                &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"],
+            )?;
+            let log = std::fs::File::create(tb.state.join("bench-haproxy.log"))?;
+            let child = tb
+                .command("lb", &["haproxy", "-db", "-f"])
+                .arg(&cfg)
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .context("starting haproxy")?;
+            Setup::Process(Spawned::new("haproxy", child), Some(tb))
+        }
+    })
+}
+
+/// Waits until one request through the subject succeeds (uvsd resolves neighbours,
+/// HAProxy binds), at most 10 s.
+fn wait_ready(tb: &Testbed, url: &str) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if tb
+            .run(
+                "client",
+                &["curl", "-sf", "--max-time", "1", "-o", "/dev/null", url],
+            )
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("{url} does not answer from the client namespace");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn run_wrk(tb: &Testbed, a: &HttpArgs, url: &str, close: bool) -> Result<WrkResult> {
+    let script = tb.state.join("bench-wrk.lua");
+    std::fs::write(&script, wrk::lua_script())?;
+    let mut cmd = tb.command("client", &["wrk"]);
+    cmd.args(["-t", &a.threads.to_string()])
+        .args(["-c", &a.connections.to_string()])
+        .args(["-d", &format!("{}s", a.seconds.ceil() as u64)])
+        .args(["--timeout", "2s", "--latency", "-s"])
+        .arg(&script);
+    if close {
+        cmd.args(["-H", "Connection: close"]);
+    }
+    cmd.arg(url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = Spawned::new(
+        "wrk",
+        cmd.spawn().context("starting wrk (apt-get install wrk)")?,
+    )
+    .wait_output(Duration::from_secs_f64(a.seconds + 20.0))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    wrk::parse(&text).with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+pub fn http_main(a: HttpArgs) -> Result<()> {
+    let subjects: Vec<HttpSubject> = a
+        .subjects
+        .iter()
+        .map(|s| HttpSubject::parse(s))
+        .collect::<Result<_>>()?;
+    let script = a
+        .testbed_script
+        .clone()
+        .unwrap_or_else(net::default_testbed_script);
+    let mut runs = Vec::new();
+    for mode in ["nat", "dr", "fullnat"] {
+        let group: Vec<HttpSubject> = subjects
+            .iter()
+            .copied()
+            .filter(|s| s.mode() == mode)
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        eprintln!("http: test network in {mode} mode (tag {})", a.tag);
+        let tb = Testbed::up(&script, &a.tag, mode)?;
+        // Connection-per-request reuses client ports quickly.
+        tb.run(
+            "client",
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_local_port_range=1024 65535",
+                "net.ipv4.tcp_tw_reuse=1",
+            ],
+        )?;
+        for s in group {
+            let conns: &[bool] = if a.keepalive_only {
+                &[false]
+            } else {
+                &[false, true]
+            };
+            let setup = set_up(&tb, s, &a).and_then(|st| wait_ready(&tb, &s.url()).map(|_| st));
+            let setup = match setup {
+                Ok(st) => st,
+                Err(e) => {
+                    eprintln!("http: {} failed to set up: {e:#}", s.name());
+                    for &close in conns {
+                        runs.push(HttpRun {
+                            subject: s,
+                            connection: if close { "close" } else { "keepalive" },
+                            url: s.url(),
+                            result: None,
+                            error: Some(format!("{e:#}")),
+                        });
+                    }
+                    continue;
+                }
+            };
+            for &close in conns {
+                let connection = if close { "close" } else { "keepalive" };
+                eprintln!("  {:<12} {connection:<9} wrk {} s ...", s.name(), a.seconds);
+                let r = run_wrk(&tb, &a, &s.url(), close);
+                match &r {
+                    Ok(w) => eprintln!(
+                        "  {:<12} {connection:<9} {:>9.0} req/s  p50 {:>7.0} us  p99 {:>7.0} us  errors {}",
+                        s.name(),
+                        w.requests_per_s,
+                        w.pct(50.0).unwrap_or(0.0),
+                        w.pct(99.0).unwrap_or(0.0),
+                        w.errors()
+                    ),
+                    Err(e) => eprintln!("  {:<12} {connection:<9} failed: {e:#}", s.name()),
+                }
+                let (result, error) = match r {
+                    Ok(w) => (Some(w), None),
+                    Err(e) => (None, Some(format!("{e:#}"))),
+                };
+                runs.push(HttpRun {
+                    subject: s,
+                    connection,
+                    url: s.url(),
+                    result,
+                    error,
+                });
+            }
+            drop(setup);
+        }
+    }
+    print_summary(&runs);
+    if let Some(path) = &a.json {
+        let doc = serde_json::json!({
+            "benchmark": "http",
+            "settings": {
+                "seconds": a.seconds,
+                "connections": a.connections,
+                "threads": a.threads,
+                "wrk_timeout_s": 2,
+                "uvsd_worker_core": a.dut_core,
+                "haproxy": "TCP mode, roundrobin, maxconn 8000, default threads",
+                "nft": "dnat to numgen inc mod 3 map (kube-proxy style)",
+                "direct": "to 198.18.1.11 through the balancer namespace's kernel routing",
+                "client_sysctls": "ip_local_port_range 1024-65535, tcp_tw_reuse 1",
+            },
+            "results": &runs,
+            "ratios": ratios(&runs),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if runs.iter().all(|r| r.result.is_none()) {
+        bail!("no HTTP run produced a figure");
+    }
+    Ok(())
+}
+
+fn find<'a>(runs: &'a [HttpRun], s: HttpSubject, conn: &str) -> Option<&'a WrkResult> {
+    runs.iter()
+        .find(|r| r.subject == s && r.connection == conn)
+        .and_then(|r| r.result.as_ref())
+}
+
+/// uvs-nat's requests/s over each peer's, and p99 latency ratios, per connection mode.
+pub fn ratios(runs: &[HttpRun]) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for conn in ["keepalive", "close"] {
+        let Some(u) = find(runs, HttpSubject::UvsNat, conn) else {
+            continue;
+        };
+        for peer in [HttpSubject::Nft, HttpSubject::Haproxy, HttpSubject::Direct] {
+            if let Some(p) = find(runs, peer, conn) {
+                out.insert(
+                    format!("uvs_nat_vs_{}_{conn}", peer.name()),
+                    serde_json::json!({
+                        "rps": u.requests_per_s / p.requests_per_s.max(1e-9),
+                        "p99": u.pct(99.0).zip(p.pct(99.0)).map(|(a, b)| a / b.max(1e-9)),
+                    }),
+                );
+            }
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+fn print_summary(runs: &[HttpRun]) {
+    println!(
+        "{:<12} {:<9} {:>10} {:>9} {:>9} {:>9} {:>8}",
+        "subject", "conn", "req/s", "p50 us", "p99 us", "p99.9 us", "errors"
+    );
+    for r in runs {
+        match &r.result {
+            Some(w) => println!(
+                "{:<12} {:<9} {:>10.0} {:>9.0} {:>9.0} {:>9.0} {:>8}",
+                r.subject.name(),
+                r.connection,
+                w.requests_per_s,
+                w.pct(50.0).unwrap_or(0.0),
+                w.pct(99.0).unwrap_or(0.0),
+                w.pct(99.9).unwrap_or(0.0),
+                w.errors()
+            ),
+            None => println!(
+                "{:<12} {:<9} failed: {}",
+                r.subject.name(),
+                r.connection,
+                r.error.as_deref().unwrap_or("")
+            ),
+        }
+    }
+    for conn in ["keepalive", "close"] {
+        if let Some(u) = find(runs, HttpSubject::UvsNat, conn) {
+            for peer in [HttpSubject::Nft, HttpSubject::Haproxy] {
+                if let Some(p) = find(runs, peer, conn) {
+                    println!(
+                        "uvs-nat / {:<8} {conn:<9} rps {:.2}x  p99 {:.2}x",
+                        peer.name(),
+                        u.requests_per_s / p.requests_per_s.max(1e-9),
+                        u.pct(99.0).unwrap_or(0.0) / p.pct(99.0).unwrap_or(1.0).max(1e-9)
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uvsd_configs_parse() {
+        for f in ["nat", "dr", "fullnat"] {
+            let text = uvsd_http_config(f, 1);
+            let cfg = uvs_config::load_str(&text, "bench.yaml");
+            assert!(cfg.is_ok(), "{f}:\n{text}\n{:?}", cfg.err());
+        }
+    }
+
+    #[test]
+    fn haproxy_config_respects_the_fd_limit() {
+        let c = haproxy_config(std::path::Path::new("/run/x"));
+        assert!(c.contains("maxconn 8000") && c.contains("mode tcp"));
+        assert_eq!(c.matches("server rs").count(), 3);
+    }
+
+    #[test]
+    fn ratios_compare_uvs_with_each_peer() {
+        let run = |s, rps, p99| HttpRun {
+            subject: s,
+            connection: "keepalive",
+            url: String::new(),
+            result: Some(WrkResult {
+                requests_per_s: rps,
+                percentiles: vec![(99.0, p99)],
+                ..Default::default()
+            }),
+            error: None,
+        };
+        let v = ratios(&[
+            run(HttpSubject::UvsNat, 150.0, 500.0),
+            run(HttpSubject::Haproxy, 100.0, 1000.0),
+        ]);
+        assert_eq!(v["uvs_nat_vs_haproxy_keepalive"]["rps"], 1.5);
+        assert_eq!(v["uvs_nat_vs_haproxy_keepalive"]["p99"], 0.5);
+        assert!(v.get("uvs_nat_vs_nft_keepalive").is_none());
+    }
+}

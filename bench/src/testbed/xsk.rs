@@ -1,0 +1,264 @@
+//! The AF_XDP tools the testbed runs inside its namespaces (as hidden subcommands of
+//! uvs-bench, started with `ip netns exec`): a paced UDP generator and the l2fwd ceiling.
+//!
+//! Both follow crates/xsk/examples (the XDP program in redirect-all mode, `tx_copy` for
+//! frames that leave by another interface) and print one JSON line when done.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use etherparse::PacketBuilder;
+use serde::{Deserialize, Serialize};
+use uvs_port::{Frame, Port};
+use uvs_xsk::{XdpMode, XdpProgram, XskConfig, XskPort};
+
+/// What the generator sends.
+#[derive(Clone, Debug)]
+pub struct GenSpec {
+    pub dev: String,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src_ip: Ipv4Addr,
+    /// Destinations, used in turn by the flows.
+    pub dst_ips: Vec<Ipv4Addr>,
+    pub dst_port: u16,
+    /// Distinct flows (source ports 1024..1024+flows).
+    pub flows: usize,
+    /// Frame length without FCS (60 = a 64-byte frame on the wire).
+    pub frame_len: usize,
+    /// Offered packets per second; 0 = as fast as the socket takes them.
+    pub rate_pps: f64,
+    pub seconds: f64,
+    pub core: Option<usize>,
+}
+
+/// The generator's account of one trial.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GenResult {
+    pub sent: u64,
+    pub seconds: f64,
+    /// Times the TX ring had no room (the offered rate was the socket's limit).
+    pub tx_full: u64,
+}
+
+/// One UDP/IPv4 frame per flow with correct checksums (AF_XDP frames carry no partial
+/// checksum flag, so receivers verify them in software).
+pub fn templates(s: &GenSpec) -> Result<Vec<Vec<u8>>> {
+    if !(60..=1514).contains(&s.frame_len) {
+        bail!("frame length {} outside 60..=1514", s.frame_len);
+    }
+    if s.dst_ips.is_empty() || s.flows == 0 || s.flows > 60_000 {
+        bail!("need 1..=60000 flows and at least one destination");
+    }
+    (0..s.flows)
+        .map(|i| {
+            let dst = s.dst_ips[i % s.dst_ips.len()];
+            let b = PacketBuilder::ethernet2(s.src_mac, s.dst_mac)
+                .ipv4(s.src_ip.octets(), dst.octets(), 64)
+                .udp(1024 + i as u16, s.dst_port);
+            let payload = vec![0u8; s.frame_len - 42];
+            let mut f = Vec::with_capacity(s.frame_len);
+            b.write(&mut f, &payload)?;
+            Ok(f)
+        })
+        .collect()
+}
+
+fn pin(core: Option<usize>) {
+    if let Some(c) = core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+            eprintln!("warning: could not pin to core {c}");
+        }
+    }
+}
+
+/// Sends for `seconds` at `rate_pps` (token bucket checked before every batch of ≤ 32,
+/// the copy-mode `sendto` quantum), draining and freeing anything that comes back.
+pub fn generate(s: &GenSpec) -> Result<GenResult> {
+    let frames = templates(s)?;
+    pin(s.core);
+    let prog = XdpProgram::attach(&s.dev, XdpMode::Auto)
+        .with_context(|| format!("attaching XDP to {}", s.dev))?;
+    prog.set_redirect_all(true)?;
+    let mut port = XskPort::open(&s.dev, 0, &XskConfig::default())?;
+    prog.register_socket(0, port.fd())?;
+
+    let mut burst = [Frame::default(); 64];
+    let (mut sent, mut tx_full) = (0u64, 0u64);
+    let mut next = 0usize;
+    let start = Instant::now();
+    let dur = Duration::from_secs_f64(s.seconds);
+    loop {
+        let el = start.elapsed();
+        if el >= dur {
+            break;
+        }
+        let allowed = if s.rate_pps > 0.0 {
+            ((s.rate_pps * el.as_secs_f64()) as u64).saturating_sub(sent)
+        } else {
+            u64::MAX
+        };
+        let n = allowed.min(32);
+        for _ in 0..n {
+            if !port.tx_copy(&frames[next]) {
+                tx_full += 1;
+                break;
+            }
+            next = (next + 1) % frames.len();
+            sent += 1;
+        }
+        port.flush();
+        let r = port.rx_burst(&mut burst);
+        port.free(&burst[..r]);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    // Let the TX ring drain so every counted frame has left.
+    let drain = Instant::now() + Duration::from_millis(100);
+    while Instant::now() < drain {
+        port.flush();
+        let r = port.rx_burst(&mut burst);
+        port.free(&burst[..r]);
+    }
+    Ok(GenResult {
+        sent: sent.saturating_sub(port.stats().tx.saturating_sub(port.stats().tx_completed)),
+        seconds,
+        tx_full,
+    })
+}
+
+/// What the l2fwd ceiling forwards.
+#[derive(Clone, Debug)]
+pub struct L2fwdSpec {
+    pub rx_dev: String,
+    pub tx_dev: String,
+    pub src_mac: [u8; 6],
+    /// Destination MACs used in turn (the real servers behind the switch).
+    pub dst_macs: Vec<[u8; 6]>,
+    pub seconds: f64,
+    pub core: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct L2fwdResult {
+    pub forwarded: u64,
+    pub dropped: u64,
+}
+
+/// Receives on `rx_dev`, rewrites both MACs and sends a copy out of `tx_dev`: the same
+/// two-armed frame path uvsd uses, with no parsing, lookup or scheduling — the ceiling.
+/// Creates `ready` once the sockets are bound and rewrites `out` with running totals
+/// every second (the harness ends it with SIGTERM).
+pub fn l2fwd(s: &L2fwdSpec, ready: Option<&Path>, out: Option<&Path>) -> Result<L2fwdResult> {
+    if s.dst_macs.is_empty() {
+        bail!("l2fwd needs at least one destination MAC");
+    }
+    pin(s.core);
+    let prog = XdpProgram::attach(&s.rx_dev, XdpMode::Auto)
+        .with_context(|| format!("attaching XDP to {}", s.rx_dev))?;
+    prog.set_redirect_all(true)?;
+    let mut rx = XskPort::open(&s.rx_dev, 0, &XskConfig::default())?;
+    prog.register_socket(0, rx.fd())?;
+    let mut tx = XskPort::open(&s.tx_dev, 0, &XskConfig::default())?;
+    if let Some(p) = ready {
+        std::fs::write(p, "ready\n")?;
+    }
+    let write_totals = |r: &L2fwdResult| -> Result<()> {
+        if let Some(p) = out {
+            std::fs::write(p, serde_json::to_string(r)?)?;
+        }
+        Ok(())
+    };
+    let mut next_report = Instant::now() + Duration::from_secs(1);
+
+    let mut burst = [Frame::default(); 64];
+    let (mut forwarded, mut dropped) = (0u64, 0u64);
+    let mut k = 0usize;
+    let end = Instant::now() + Duration::from_secs_f64(s.seconds);
+    let mut polls = 0u32;
+    loop {
+        polls = polls.wrapping_add(1);
+        if polls.is_multiple_of(1024) {
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            if now >= next_report {
+                next_report = now + Duration::from_secs(1);
+                write_totals(&L2fwdResult { forwarded, dropped })?;
+            }
+        }
+        let n = rx.rx_burst(&mut burst);
+        if n == 0 {
+            rx.flush();
+            tx.flush();
+            continue;
+        }
+        for f in &burst[..n] {
+            let b = rx.buf_mut(f);
+            b[..6].copy_from_slice(&s.dst_macs[k]);
+            b[6..12].copy_from_slice(&s.src_mac);
+            k = (k + 1) % s.dst_macs.len();
+            if tx.tx_copy(&b[..f.len as usize]) {
+                forwarded += 1;
+            } else {
+                dropped += 1;
+            }
+        }
+        rx.free(&burst[..n]);
+        tx.flush();
+        rx.flush();
+    }
+    let r = L2fwdResult { forwarded, dropped };
+    write_totals(&r)?;
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> GenSpec {
+        GenSpec {
+            dev: "x".into(),
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src_ip: Ipv4Addr::new(198, 18, 0, 2),
+            dst_ips: vec![Ipv4Addr::new(198, 18, 100, 1)],
+            dst_port: 9,
+            flows: 4,
+            frame_len: 60,
+            rate_pps: 0.0,
+            seconds: 0.1,
+            core: None,
+        }
+    }
+
+    #[test]
+    fn templates_are_valid_64_byte_udp_frames_one_per_flow() {
+        let t = templates(&spec()).unwrap();
+        assert_eq!(t.len(), 4);
+        for (i, f) in t.iter().enumerate() {
+            assert_eq!(f.len(), 60);
+            let p = etherparse::SlicedPacket::from_ethernet(f).unwrap();
+            match p.transport {
+                Some(etherparse::TransportSlice::Udp(u)) => {
+                    assert_eq!(u.source_port(), 1024 + i as u16);
+                    assert_eq!(u.destination_port(), 9);
+                }
+                _ => panic!("not UDP"),
+            }
+        }
+    }
+
+    #[test]
+    fn templates_reject_bad_sizes() {
+        let mut s = spec();
+        s.frame_len = 59;
+        assert!(templates(&s).is_err());
+        s.frame_len = 60;
+        s.flows = 0;
+        assert!(templates(&s).is_err());
+    }
+}
