@@ -210,21 +210,44 @@ impl Core {
             .expire_step(now, budget, |c| release_conn(&tables, c))
     }
 
-    /// Applies a health verdict to a real server's live state.
-    pub fn set_health(&self, key: uvs_dataplane::ServiceKey, real: std::net::SocketAddr, up: bool) {
+    /// Runs `f` on the live state of a real server of a service.
+    fn with_live(
+        &self,
+        key: uvs_dataplane::ServiceKey,
+        real: std::net::SocketAddr,
+        f: impl Fn(&uvs_sched::ServerLive),
+    ) {
         let tables = self.shared.tables.load();
-        for svc in tables.services.iter().flatten() {
-            if svc.key != key {
-                continue;
-            }
+        for svc in tables.services.iter().flatten().filter(|s| s.key == key) {
             for (slot, r) in svc.reals.iter().enumerate() {
-                if let Some(r) = r {
-                    if r.addr.to_ip() == real.ip() && r.port == real.port() {
-                        svc.live[slot].health_up.store(up, Ordering::Relaxed);
-                    }
+                if r.as_ref()
+                    .is_some_and(|r| r.addr.to_ip() == real.ip() && r.port == real.port())
+                {
+                    f(&svc.live[slot]);
                 }
             }
         }
+    }
+
+    /// Applies a health verdict to a real server's live state.
+    pub fn set_health(&self, key: uvs_dataplane::ServiceKey, real: std::net::SocketAddr, up: bool) {
+        self.with_live(key, real, |l| l.health_up.store(up, Ordering::Relaxed));
+    }
+
+    /// Feeds measured response time (`fastest`) and reported load (`load`) to the schedulers.
+    pub fn set_feedback(
+        &self,
+        key: uvs_dataplane::ServiceKey,
+        real: std::net::SocketAddr,
+        rtt_us: u32,
+        load: Option<u32>,
+    ) {
+        self.with_live(key, real, |l| {
+            l.rtt_us.store(rtt_us, Ordering::Relaxed);
+            if let Some(load) = load {
+                l.load.store(load, Ordering::Relaxed);
+            }
+        });
     }
 }
 
@@ -496,6 +519,7 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
             last_rate = Instant::now();
             core.rates.lock().expect("rates lock").sample(&core.shared);
             core.release_lingering();
+            services.feed_schedulers(core);
         }
         let changed = mtime(&core.config_path);
         let reload = hup.swap(false, Ordering::Relaxed) || changed != last_mtime;

@@ -27,7 +27,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -131,13 +131,18 @@ const STOPPED: &str = "stopped";
 /// Runs one check of `check` against the real server `real` (the check's port, if set,
 /// replaces the real server's), bounded by the check's timeout. `Err` says why it failed.
 pub fn run_check(check: &HealthCheck, real: SocketAddr) -> Result<(), String> {
-    run_check_until(check, real, &AtomicBool::new(false))
+    run_check_until(check, real, &AtomicBool::new(false)).map(|_| ())
 }
 
-fn run_check_until(check: &HealthCheck, real: SocketAddr, stop: &AtomicBool) -> Result<(), String> {
+/// Runs one check; on success, the load a `command` check printed (see [`command_until`]).
+fn run_check_until(
+    check: &HealthCheck,
+    real: SocketAddr,
+    stop: &AtomicBool,
+) -> Result<Option<u32>, String> {
     let addr = SocketAddr::new(real.ip(), check.port.unwrap_or(real.port()));
     match &check.kind {
-        HealthCheckKind::Tcp => tcp_until(addr, check.timeout, stop),
+        HealthCheckKind::Tcp => tcp_until(addr, check.timeout, stop).map(|_| None),
         HealthCheckKind::Http {
             path,
             expect_status,
@@ -149,7 +154,8 @@ fn run_check_until(check: &HealthCheck, real: SocketAddr, stop: &AtomicBool) -> 
             expect_body.as_deref(),
             check.timeout,
             stop,
-        ),
+        )
+        .map(|_| None),
         HealthCheckKind::Command { command } => command_until(command, addr, check.timeout, stop),
     }
 }
@@ -421,7 +427,7 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 /// by `%` exits 0 within `timeout`. On timeout the command's whole process group is killed
 /// (keepalived kills the script's group too), so a pipeline does not outlive its check.
 pub fn check_command(command: &str, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    command_until(command, addr, timeout, &AtomicBool::new(false))
+    command_until(command, addr, timeout, &AtomicBool::new(false)).map(|_| ())
 }
 
 /// `%a` → address (IPv6 without brackets), `%p` → port, `%%` → `%`; any other `%` is kept.
@@ -447,19 +453,24 @@ pub fn substitute(command: &str, addr: SocketAddr) -> String {
     out
 }
 
+/// Runs a MISC_CHECK command. Load feedback for the `load` scheduler: when a successful
+/// command prints a number on its first line, that is the real server's load (0 idle ..
+/// 1000 saturated), as an agent on the real server would report it (e.g. `ssh %a cat
+/// /run/load` or a curl of an agent endpoint). Output is read after the command exits,
+/// so it should stay short (a pipe's 64 KiB).
 fn command_until(
     command: &str,
     addr: SocketAddr,
     timeout: Duration,
     stop: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<Option<u32>, String> {
     let line = substitute(command, addr);
     let deadline = Instant::now() + timeout;
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(&line)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         // Its own process group, so a timeout can kill everything it started.
         .process_group(0)
@@ -470,7 +481,16 @@ fn command_until(
         match child.try_wait() {
             Ok(Some(status)) => {
                 return match (status.code(), status.signal()) {
-                    (Some(0), _) => Ok(()),
+                    (Some(0), _) => {
+                        let mut out = String::new();
+                        if let Some(mut so) = child.stdout.take() {
+                            let _ = std::io::Read::read_to_string(&mut so, &mut out);
+                        }
+                        Ok(out
+                            .lines()
+                            .next()
+                            .and_then(|l| l.trim().parse::<u32>().ok()))
+                    }
                     (Some(code), _) => Err(format!("{line:?} exited with status {code}")),
                     (None, Some(sig)) => Err(format!("{line:?} was killed by signal {sig}")),
                     (None, None) => Err(format!("{line:?} ended abnormally")),
@@ -511,6 +531,11 @@ pub struct HealthMonitor {
 struct Shared {
     targets: Vec<HealthTarget>,
     up: Vec<AtomicBool>,
+    /// Smoothed duration of successful checks in microseconds (0 = none yet): the
+    /// response time the `fastest` scheduler compares.
+    rtt_us: Vec<AtomicU32>,
+    /// Last load a command check reported (`u32::MAX` = none).
+    load: Vec<AtomicU32>,
     stop: StopSignal,
 }
 
@@ -557,9 +582,13 @@ impl HealthMonitor {
     /// Starts checking every target from a known state (to carry states across a reload).
     pub fn start_with(targets: Vec<(HealthTarget, bool)>, on_change: OnChange) -> HealthMonitor {
         let up = targets.iter().map(|(_, u)| AtomicBool::new(*u)).collect();
+        let rtt_us = targets.iter().map(|_| AtomicU32::new(0)).collect();
+        let load = targets.iter().map(|_| AtomicU32::new(u32::MAX)).collect();
         let shared = Arc::new(Shared {
             targets: targets.into_iter().map(|(t, _)| t).collect(),
             up,
+            rtt_us,
+            load,
             stop: StopSignal {
                 flag: AtomicBool::new(false),
                 lock: Mutex::new(()),
@@ -601,6 +630,24 @@ impl HealthMonitor {
             .collect()
     }
 
+    /// Feedback for the schedulers that use it: each target's smoothed check duration in
+    /// microseconds (`fastest`) and the last load its command check reported (`load`).
+    pub fn feedback(&self) -> Vec<(HealthTarget, u32, Option<u32>)> {
+        self.shared
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let load = self.shared.load[i].load(Ordering::Relaxed);
+                (
+                    t.clone(),
+                    self.shared.rtt_us[i].load(Ordering::Relaxed),
+                    (load != u32::MAX).then_some(load),
+                )
+            })
+            .collect()
+    }
+
     /// Stops every checker (interrupting checks in progress) and waits for them.
     pub fn stop(mut self) {
         self.halt();
@@ -633,10 +680,28 @@ fn checker(shared: &Shared, i: usize, on_change: &(dyn Fn(&HealthTarget, bool) +
             return;
         }
         next += interval;
+        let started = Instant::now();
         let result = run_check_until(check, target.real, &shared.stop.flag);
         if shared.stop.flag.load(Ordering::Relaxed) {
             return;
         }
+        if let Ok(load) = &result {
+            // RFC 6298's SRTT smoothing (1/8 of each new sample).
+            let sample = u32::try_from(started.elapsed().as_micros())
+                .unwrap_or(u32::MAX)
+                .max(1);
+            let old = shared.rtt_us[i].load(Ordering::Relaxed);
+            let srtt = if old == 0 {
+                sample
+            } else {
+                old - old / 8 + sample / 8
+            };
+            shared.rtt_us[i].store(srtt, Ordering::Relaxed);
+            if let Some(l) = load {
+                shared.load[i].store(*l, Ordering::Relaxed);
+            }
+        }
+        let result = result.map(|_| ());
         if let Err(why) = &result {
             log::debug!("health check of {} {}: {why}", target.service, target.real);
         }

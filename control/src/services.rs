@@ -131,6 +131,23 @@ impl Services {
         })
     }
 
+    /// Copies the health checks' response times and reported loads into the live server
+    /// state the `fastest` and `load` schedulers read.
+    pub fn feed_schedulers(&self, core: &Core) {
+        let h = self.health.lock().expect("health lock");
+        let Some(m) = h.as_ref() else { return };
+        for (t, rtt, load) in m.feedback() {
+            if rtt > 0 || load.is_some() {
+                core.set_feedback(
+                    service_key(t.service.vip, t.service.protocol, t.service.port),
+                    t.real,
+                    rtt,
+                    load,
+                );
+            }
+        }
+    }
+
     /// Restarts the health checks for the new configuration.
     pub fn config_changed(&self, core: &Arc<Core>) {
         let mut h = self.health.lock().expect("health lock");

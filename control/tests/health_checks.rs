@@ -306,3 +306,28 @@ fn dropping_the_monitor_stops_it() {
         Err(mpsc::RecvTimeoutError::Disconnected)
     ));
 }
+
+/// A command check that prints a number reports it as the server's load (for the `load`
+/// scheduler); every successful check feeds a smoothed response time (for `fastest`).
+#[test]
+fn monitor_feeds_response_time_and_reported_load() {
+    let mut t = tcp_target("198.18.1.11:80".parse().unwrap(), 50, 500);
+    t.check.kind = HealthCheckKind::Command {
+        command: "sleep 0.01; echo 250".into(),
+    };
+    let m = HealthMonitor::start(vec![t], Arc::new(|_: &HealthTarget, _| {}));
+    let start = Instant::now();
+    loop {
+        let fb = m.feedback();
+        let (_, rtt, load) = &fb[0];
+        if *load == Some(250) && *rtt >= 10_000 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no feedback: {fb:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    m.stop();
+}
