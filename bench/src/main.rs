@@ -9,6 +9,7 @@ use uvs_dataplane::Method;
 
 mod http;
 mod pipeline;
+mod report;
 mod schedsim;
 mod testbed;
 
@@ -62,6 +63,8 @@ enum Cmd {
     /// Discrete-event simulation of a cluster driving uvs's schedulers: mean and p99
     /// response time per scheduler per situation (pure CPU).
     Schedulers(schedsim::SchedArgs),
+    /// A Markdown report with SVG plots from the JSON files of the other subcommands.
+    Report(report::ReportArgs),
     /// (internal) AF_XDP UDP generator run by `testbed` inside the client namespace.
     #[command(hide = true)]
     XskGen(testbed::cli::GenArgs),
@@ -86,6 +89,7 @@ fn main() -> Result<()> {
         Cmd::Testbed(a) => testbed::cli::testbed_main(a)?,
         Cmd::Http(a) => http::http_main(a)?,
         Cmd::Schedulers(a) => schedsim::sched_main(a)?,
+        Cmd::Report(a) => report::report_main(a)?,
         Cmd::XskGen(a) => testbed::cli::gen_main(a)?,
         Cmd::XskL2fwd(a) => testbed::cli::l2fwd_main(a)?,
         Cmd::Pipeline {

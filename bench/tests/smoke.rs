@@ -1,0 +1,187 @@
+//! Smoke tests of the uvs-bench binary: small and quick. The testbed one needs root
+//! (namespaces, XDP, AF_XDP) and says so when it skips.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_uvs-bench"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("uvs-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn schedulers_tiny_run_writes_every_figure() {
+    let d = scratch("sched");
+    let json = d.join("s.json");
+    let out = bench()
+        .args([
+            "schedulers",
+            "--requests",
+            "3000",
+            "--situations",
+            "hetero-exp,slowdown",
+        ])
+        .args(["--schedulers", "rr,wlc,fastest", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = read_json(&json);
+    assert_eq!(v["benchmark"], "schedulers");
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6);
+    for r in results {
+        assert_eq!(r["completed"], 3000, "{r}");
+        assert!(r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap());
+    }
+    assert!(v["best_p99"]["hetero-exp"].is_string());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn report_from_tiny_json_files() {
+    let d = scratch("report");
+    let tb = d.join("testbed.json");
+    std::fs::write(
+        &tb,
+        r#"{"benchmark":"testbed","settings":{"trial_seconds":1},
+            "results":[{"subject":"uvs","throughput":{"zero_loss_pps":500000,"max_delivered_pps":600000,"max_offered_pps":900000,"generator_bound":false}},
+                       {"subject":"l2fwd","throughput":{"zero_loss_pps":550000,"max_delivered_pps":700000,"max_offered_pps":900000,"generator_bound":false}}],
+            "ratios":{"uvs_vs_l2fwd":{"zero_loss":0.91,"max_delivered":0.86}}}"#,
+    )
+    .unwrap();
+    let http = d.join("http.json");
+    std::fs::write(
+        &http,
+        r#"{"benchmark":"http","settings":{},
+            "results":[{"subject":"uvs-nat","connection":"keepalive","result":{"requests_per_s":100000,"percentiles":[[50,300],[99,900],[99.9,2000]]}},
+                       {"subject":"haproxy","connection":"keepalive","result":{"requests_per_s":60000,"percentiles":[[50,700],[99,2000],[99.9,4000]]}}],
+            "ratios":{"uvs_nat_vs_haproxy_keepalive":{"rps":1.67,"p99":0.45}}}"#,
+    )
+    .unwrap();
+    let pipe = d.join("pipeline.json");
+    std::fs::write(
+        &pipe,
+        r#"{"benchmark":"pipeline","settings":{},
+            "results":[{"scenario":{"kind":"established","method":"nat","family":"ipv4","protocol":"tcp","flows":1000},"mpps":10.0,"ns_per_packet":100.0},
+                       {"scenario":{"kind":"established","method":"nat","family":"ipv4","protocol":"tcp","flows":1000000},"mpps":5.0,"ns_per_packet":200.0}]}"#,
+    )
+    .unwrap();
+    let out_dir = d.join("out");
+    let out = bench()
+        .arg("report")
+        .args([&tb, &http, &pipe])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    for needle in [
+        "testbed-throughput.svg",
+        "http-rps.svg",
+        "http-cdf-keepalive.svg",
+        "pipeline-table-size.svg",
+        "| uvs / l2fwd | 0.91 | 0.86 |",
+    ] {
+        assert!(md.contains(needle), "{needle} missing from:\n{md}");
+    }
+    for svg in [
+        "testbed-throughput.svg",
+        "http-rps.svg",
+        "pipeline-table-size.svg",
+    ] {
+        let s = std::fs::read_to_string(out_dir.join(svg)).unwrap();
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
+    }
+    // A file that is not one of ours is refused with its name.
+    let bad = d.join("bad.json");
+    std::fs::write(&bad, r#"{"benchmark":"other"}"#).unwrap();
+    let out = bench()
+        .arg("report")
+        .arg(&bad)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.json"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn testbed_smoke_as_root() {
+    if !is_root() {
+        eprintln!("skipping testbed_smoke_as_root: needs root (network namespaces, veth, XDP, AF_XDP); CI runs it as root");
+        return;
+    }
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_uvs-bench"));
+    let uvsd = exe.parent().unwrap().join("uvsd");
+    let mut subjects = vec!["l2fwd", "kernel"];
+    if uvsd.is_file() {
+        subjects.insert(0, "uvs");
+    } else {
+        eprintln!(
+            "testbed_smoke_as_root: {} not built (cargo build -p uvs-control); measuring the peers only",
+            uvsd.display()
+        );
+    }
+    let d = scratch("testbed");
+    let json = d.join("t.json");
+    let out = bench()
+        .args([
+            "testbed",
+            "--tag",
+            "bsmoke",
+            "--trial-seconds",
+            "0.2",
+            "--steps",
+            "1",
+        ])
+        .args(["--subjects", &subjects.join(",")])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v = read_json(&json);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), subjects.len());
+    for r in results {
+        let t = &r["throughput"];
+        assert!(
+            t["max_delivered_pps"].as_f64().unwrap_or(0.0) > 1000.0,
+            "{} delivered nothing: {r}\n{stderr}",
+            r["subject"]
+        );
+    }
+    // The network is gone afterwards.
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ns.stdout).contains("uvs-bsmoke-"));
+    let _ = std::fs::remove_dir_all(&d);
+}
