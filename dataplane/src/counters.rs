@@ -114,9 +114,12 @@ impl PerWorkerStats {
         )
     }
 
+    /// The slot of worker `id` (the snapshot is built for the running worker count; an
+    /// out-of-range id shares the last slot rather than panicking).
     #[inline]
     pub fn worker(&self, id: usize) -> &TrafficStats {
-        &self.0[id % self.0.len()]
+        let last = self.0.len() - 1;
+        &self.0[id.min(last)]
     }
 
     pub fn reset(&self) {

@@ -8,6 +8,7 @@ pub mod frag;
 pub mod lab;
 pub mod neigh;
 pub mod pipeline;
+pub mod sctp;
 pub mod slowpath;
 pub mod tables;
 pub mod verdict;

@@ -95,6 +95,17 @@ drop_reasons! {
     SlowPathIgnored => "slow_path_ignored",
     /// The L4 checksum was wrong (verified before an incremental update would hide it).
     BadChecksum => "bad_l4_checksum",
+    /// SCTP: the CRC32c does not match the packet (RFC 9260 §6.8); never forwarded.
+    SctpBadCrc => "sctp_bad_crc32c",
+    /// SCTP: the verification tag is not the association's (RFC 9260 §8.5).
+    SctpBadVtag => "sctp_bad_vtag",
+    /// SCTP: no association and not an INIT (IPVS schedules only on INIT).
+    SctpNotInit => "sctp_not_init",
+    /// SCTP: an INIT/INIT-ACK without its fixed part, with initiate tag 0, or bundled with
+    /// other chunks (RFC 9260 §3.3.2, §6.10).
+    SctpMalformed => "sctp_malformed",
+    /// SCTP: a fragment (the CRC32c covers the whole packet; no reassembly here).
+    SctpFragment => "sctp_fragment",
 }
 
 #[cfg(test)]

@@ -812,3 +812,52 @@ fn tunnel_too_big_answers_the_client_with_the_path_mtu() {
         }
     }
 }
+
+#[test]
+fn sorry_server_takes_over_when_no_real_server_is_usable() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Wlc, 1);
+    for s in &mut spec.services {
+        for r in &mut s.reals {
+            r.weight = 0;
+        }
+    }
+    let mut no_sorry = Lab::with_spec(spec.clone(), 1024);
+    let [x, y] = no_sorry.send(0, &first_packet(false, true, 53000));
+    assert!(x.is_empty() && y.is_empty());
+    assert_eq!(no_sorry.drops(DropReason::NoRealServer), 1);
+
+    for s in &mut spec.services {
+        s.sorry = Some(uvs_dataplane::RealSpec {
+            addr: ipk(if s.key.vip.v6 {
+                "2001:2:0:1::99"
+            } else {
+                "198.18.1.99"
+            }),
+            port: 8080,
+            method: Method::Nat,
+            weight: 1,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        });
+    }
+    let mut lab = Lab::with_spec(spec, 1024);
+    lab.shared
+        .neigh
+        .learn(ipk("198.18.1.99"), lab::real_mac(9), 0);
+    let [_, out] = lab.send(0, &first_packet(false, true, 53001));
+    let o = only(&out);
+    assert_eq!((o.dst, o.dport), (a("198.18.1.99"), 8080));
+    // Its replies are translated back like any real server's.
+    let reply = tk::tcp(
+        lab::real_mac(9),
+        lab::LB1_MAC,
+        a("198.18.1.99"),
+        8080,
+        client(false),
+        53001,
+        tk::SYN_ACK,
+        b"",
+    );
+    let [back, _] = lab.send(1, &reply);
+    assert_eq!((only(&back).src, only(&back).sport), (vip(false), 80));
+}

@@ -60,6 +60,9 @@ pub(crate) fn track_state(
     hit: &Hit,
     counted: bool,
 ) {
+    if p.l4_proto == PROTO_SCTP {
+        return crate::sctp::track_state(ctx, svc, p, hit);
+    }
     let conn = &hit.conn;
     let state = if p.l4_proto == PROTO_TCP {
         let no_output = matches!(Method::from_u8(conn.method), Method::Dr | Method::Tun);

@@ -99,7 +99,8 @@ pub fn process(
     };
     let v6 = p.l3 == L3::V6;
     match p.l4_proto {
-        PROTO_TCP | PROTO_UDP | PROTO_SCTP => {}
+        PROTO_TCP | PROTO_UDP => {}
+        PROTO_SCTP => return crate::sctp::process(ctx, tables, neigh, buf, len, &mut p, in_port),
         PROTO_ICMP | PROTO_ICMPV6 => return icmp(ctx, tables, neigh, buf, len, &mut p, v6),
         _ => return Verdict::Drop(DropReason::NoService),
     }

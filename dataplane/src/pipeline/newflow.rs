@@ -90,6 +90,11 @@ pub(crate) fn new_flow(
         };
         ctx.frags.remember(p, id, &hit, ctx.now_s);
     }
+    if p.l4_proto == PROTO_SCTP {
+        if let Err(v) = crate::sctp::on_new_association(ctx, buf, len, p, &conn, deadline) {
+            return v;
+        }
+    }
     forward_original(ctx, tables, neigh, buf, len, p, svc, Some(real), &conn)
 }
 
@@ -128,6 +133,9 @@ pub(crate) fn insert_fullnat(
 }
 
 pub(crate) fn initial_state(svc: &ServiceRt, p: &Parsed) -> (u8, u32) {
+    if p.l4_proto == PROTO_SCTP {
+        return crate::sctp::initial_state(svc);
+    }
     let state = if p.l4_proto == PROTO_TCP {
         tcp::transition(tcp::TcpState::None, tcp::PacketDir::Input, p.tcp_flags) as u8
     } else {

@@ -1,0 +1,323 @@
+//! SCTP load balancing: association tracking with IPVS's state machine, verification-tag
+//! checks, multi-homed clients, CRC32c verification, and NAT/FullNAT handling of the
+//! address parameters in INIT / INIT-ACK.
+//!
+//! # Per packet ([`process`])
+//! 1. Fragments are dropped (`sctp_fragment`): the CRC32c covers the whole packet and
+//!    cannot be checked or fixed from one fragment (IPVS has the kernel reassemble; SCTP
+//!    itself fragments at the chunk level and does path-MTU discovery, RFC 9260 §6.9).
+//! 2. The CRC32c is verified (`sctp_bad_crc32c`): a corrupt packet is never forwarded,
+//!    even through an address-only rewrite that would not touch the checksum.
+//! 3. The chunks are summarised ([`chunks::summarize`]): event, T bit, initiate tag.
+//! 4. The 5-tuple finds the association's connection entry; its verification tag is
+//!    checked against the tag records ([`tags`]) with RFC 9260 §8.5.1's rules (INIT
+//!    carries 0; ABORT / SHUTDOWN COMPLETE with the T bit carry the sender's own tag;
+//!    COOKIE ECHO during the handshake is authenticated by its cookie, so its tag is
+//!    learned rather than checked). INIT and INIT-ACK teach the tags.
+//! 5. No entry: only an INIT opens an association (IPVS `sctp_conn_schedule`); anything
+//!    else is first looked up as another path of a known association (multi-homing, by
+//!    VIP + ports + tag), else dropped as `sctp_not_init`.
+//! 6. The generic established/new-flow code forwards it (NAT, DR, TUN, FullNAT, both
+//!    families); its state hook calls [`track_state`].
+//!
+//! # Address parameters under NAT and FullNAT
+//! IPVS and Linux NAT leave INIT / INIT-ACK alone, which leaks the real servers' addresses
+//! to clients (who then try to reach them directly) and, with FullNAT, the clients'
+//! addresses to real servers that have no route back. The IETF SCTP NAT work
+//! (draft-ietf-tsvwg-natsupp §4, "an SCTP endpoint behind a NAT must not list its
+//! addresses") asks endpoints behind the NAT to send no address list; the real servers
+//! are unmodified, so the balancer enforces it for them:
+//! - INIT-ACK (and a server's INIT) lose every IPv4 / IPv6 / host-name parameter: the client
+//!   knows the server only as the VIP (RFC 9260 §5.1.2: without address parameters the
+//!   source address is the peer's only address).
+//! - A client's INIT under FullNAT loses them too (the real server sees only the local
+//!   address). Under NAT it keeps the client's addresses of the service's family, so the
+//!   real server accepts the client's other paths, and loses the other family's, which no
+//!   NAT entry can translate.
+//! - DR / TUN: nothing is rewritten (replies bypass the balancer).
+//!
+//! Chunk bytes change, so the CRC32c is recomputed; IP length and IPv4 checksum follow.
+//!
+//! # Multi-homing
+//! A client packet from an address the 5-tuple lookup does not know finds its association by
+//! (VIP, ports, verification tag) and is forwarded with that association's entry to the
+//! same real server (NAT keeps the new source address, which the server knows from the INIT;
+//! FullNAT maps it to the association's local address and port). Under NAT a real server
+//! answering on another of the client's addresses is found the same way by (real server,
+//! ports, tag). No extra connection entry is made per path: such packets cost three lookups
+//! instead of one. FullNAT replies always go to the client's first address.
+//!
+//! # Not done yet
+//! Per-service timeouts other than ESTABLISHED; active/inactive accounting of SCTP
+//! associations on the real server (control's release path counts only TCP as active);
+//! ASCONF (RFC 5061) chunks pass untranslated.
+
+pub mod chunks;
+pub mod state;
+pub mod tags;
+
+use uvs_conntrack::{Conn, Dir, Hit};
+use uvs_wire::sctp::{chunk_type, SctpPacket, CHUNK_HEADER_LEN, HEADER_LEN};
+use uvs_wire::Parsed;
+
+use crate::neigh::NeighMap;
+use crate::pipeline::{established, flow_key, new_flow, Ctx, PROTO_SCTP};
+use crate::tables::{Method, ServiceRt, Tables};
+use crate::verdict::{DropReason, Verdict};
+
+pub use chunks::{ChunkSummary, Strip};
+pub use state::{SctpDir, SctpEvent, SctpState};
+use tags::Side;
+
+/// IPVS's ESTABLISHED timeout, for a packet whose service is gone.
+const DEFAULT_ESTABLISHED_MS: u32 = 15 * 60 * 1000;
+
+/// The SCTP stage: everything after classification for protocol 132.
+#[inline(never)]
+pub fn process(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    in_port: u8,
+) -> Verdict {
+    if p.is_fragment() {
+        return Verdict::Drop(DropReason::SctpFragment);
+    }
+    let Some(pkt) = buf.get(usize::from(p.l4_off)..p.l3_end()) else {
+        return Verdict::Drop(DropReason::SctpMalformed);
+    };
+    if pkt.len() < HEADER_LEN + CHUNK_HEADER_LEN {
+        return Verdict::Drop(DropReason::SctpMalformed);
+    }
+    if !SctpPacket::new_unchecked(pkt).verify_checksum() {
+        return Verdict::Drop(DropReason::SctpBadCrc);
+    }
+    let chunks = match chunks::summarize(pkt) {
+        Ok(c) => c,
+        Err(r) => return Verdict::Drop(r),
+    };
+    // The state hook reads the event from here (see `track_state`).
+    p.sctp_first_chunk = chunks.event_chunk;
+    let key = flow_key(p);
+    if let Some(hit) = ctx.conns.lookup(&key, ctx.now) {
+        return association(ctx, tables, neigh, buf, len, p, &chunks, hit, hit.conn);
+    }
+    if chunks.first == chunk_type::INIT {
+        // RFC 9260 §8.5.1 A: a packet carrying INIT has verification tag 0.
+        if p.sctp_vtag != 0 {
+            return Verdict::Drop(DropReason::SctpBadVtag);
+        }
+        return new_flow(ctx, tables, neigh, buf, len, p, &key, in_port);
+    }
+    other_path(ctx, tables, neigh, buf, len, p, &chunks)
+}
+
+/// A packet of a known association (`hit`, whose entry is `own`: the entry the tag
+/// records name, i.e. the association's first path).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn association(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    chunks: &ChunkSummary,
+    hit: Hit,
+    own: Conn,
+) -> Verdict {
+    let svc = tables.service(own.service);
+    if let Err(r) = verify_tag(ctx, svc.map(|s| &**s), p, chunks, &own, hit.dir) {
+        return Verdict::Drop(r);
+    }
+    if matches!(chunks.first, chunk_type::INIT | chunk_type::INIT_ACK) {
+        strip_for_method(buf, len, p, &own, hit.dir);
+    }
+    established(ctx, tables, neigh, buf, len, p, &hit)
+}
+
+/// Checks the packet's verification tag against the association and learns the tags the
+/// handshake announces (RFC 9260 §5.1, §8.5.1).
+fn verify_tag(
+    ctx: &Ctx<'_>,
+    svc: Option<&ServiceRt>,
+    p: &Parsed,
+    chunks: &ChunkSummary,
+    conn: &Conn,
+    dir: Dir,
+) -> Result<(), DropReason> {
+    let (own, other) = match dir {
+        Dir::Original => (Side::ToServer, Side::ToClient),
+        Dir::Reply => (Side::ToClient, Side::ToServer),
+    };
+    let est = svc.map_or(DEFAULT_ESTABLISHED_MS, |s| s.timeouts.sctp);
+    let old = SctpState::from_u8(conn.state);
+    let next = state::transition(old, sctp_dir(dir, conn.method), chunks.event);
+    let timeout = state::timeout_ms(next, est);
+    let deadline = ctx.now.wrapping_add(timeout);
+    let vtag = p.sctp_vtag;
+    match chunks.first {
+        // A: INIT carries tag 0; its initiate tag is what the peer must put on packets
+        // towards the INIT's sender.
+        chunk_type::INIT => {
+            if vtag != 0 {
+                return Err(DropReason::SctpBadVtag);
+            }
+            tags::learn(ctx, conn, other, chunks.initiate_tag, deadline)
+        }
+        chunk_type::INIT_ACK => {
+            if !tags::check(ctx, conn, own, vtag, timeout) {
+                return Err(DropReason::SctpBadVtag);
+            }
+            tags::learn(ctx, conn, other, chunks.initiate_tag, deadline)
+        }
+        _ if chunks.reflected_tag => {
+            // B, C: the T bit says the tag is the sender's own.
+            if tags::check(ctx, conn, other, vtag, timeout) {
+                Ok(())
+            } else {
+                Err(DropReason::SctpBadVtag)
+            }
+        }
+        _ if tags::check(ctx, conn, own, vtag, timeout) => Ok(()),
+        // D: COOKIE ECHO is verified by its cookie (RFC 9260 §5.2.4), not by the tag. During
+        // the handshake its tag is the one the client took from the INIT-ACK it accepted —
+        // the only one for DR/TUN, whose INIT-ACK bypasses the balancer.
+        chunk_type::COOKIE_ECHO if old.is_handshake() => {
+            tags::learn(ctx, conn, own, vtag, deadline)
+        }
+        _ => Err(DropReason::SctpBadVtag),
+    }
+}
+
+/// IPVS's direction for the transition table: INPUT_ONLY when replies bypass the balancer.
+#[inline]
+fn sctp_dir(dir: Dir, method: u8) -> SctpDir {
+    match (dir, Method::from_u8(method)) {
+        (Dir::Reply, _) => SctpDir::Output,
+        (Dir::Original, Method::Dr | Method::Tun) => SctpDir::InputOnly,
+        (Dir::Original, _) => SctpDir::Input,
+    }
+}
+
+/// Removes the address parameters NAT/FullNAT cannot carry from an INIT / INIT-ACK (see
+/// the module docs for the policy). Returns the bytes removed.
+fn strip_for_method(
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    conn: &Conn,
+    dir: Dir,
+) -> usize {
+    let how = match (Method::from_u8(conn.method), dir) {
+        (Method::Dr | Method::Tun, _) => return 0,
+        (_, Dir::Reply) | (Method::FullNat, Dir::Original) => Strip::All,
+        (_, Dir::Original) => Strip::OtherFamily,
+    };
+    chunks::strip_addresses(buf, len, p, how)
+}
+
+/// A packet with no connection entry that is not an INIT: another path of a multi-homed
+/// association, or out of the blue.
+#[cold]
+fn other_path(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    chunks: &ChunkSummary,
+) -> Verdict {
+    let v6 = p.l3 == uvs_wire::L3::V6;
+    // A client's other address, towards the VIP.
+    let to_server = tags::to_server_key(v6, p.dst, p.dport, p.sport, p.sctp_vtag);
+    // A real server's packet (NAT) towards another of the client's addresses.
+    let to_client = tags::to_client_key(v6, p.src, p.sport, p.dport, p.sctp_vtag);
+    for (key, dir) in [(to_server, Dir::Original), (to_client, Dir::Reply)] {
+        let Some(rec) = ctx.conns.lookup(&key, ctx.now) else {
+            continue;
+        };
+        let Some(hit) = ctx.conns.lookup(&tags::primary_key(&rec.conn), ctx.now) else {
+            continue;
+        };
+        if hit.dir != dir || !tags::belongs(&rec.conn, &hit.conn) {
+            continue;
+        }
+        let own = hit.conn;
+        // Forward with the association's entry, but towards the address this packet
+        // really uses on the client side (the reply route follows `orig.src`).
+        let mut path = hit;
+        if dir == Dir::Reply {
+            path.conn.orig.src = p.dst;
+        }
+        return association(ctx, tables, neigh, buf, len, p, chunks, path, own);
+    }
+    let svc = tables.service_for(crate::pipeline::ip(v6, p.dst), PROTO_SCTP, p.dport);
+    Verdict::Drop(if svc.is_some() {
+        DropReason::SctpNotInit
+    } else {
+        DropReason::NoService
+    })
+}
+
+/// Initial state and timeout of a new association (its first packet is an INIT from the
+/// client: IPVS INPUT / INPUT_ONLY both go NONE → INIT1).
+pub fn initial_state(svc: &ServiceRt) -> (u8, u32) {
+    let s = SctpState::Init1;
+    (s as u8, state::timeout_ms(s, svc.timeouts.sctp))
+}
+
+/// New-flow hook, after the connection entry is stored and before the INIT is forwarded:
+/// remembers the INIT's initiate tag (the tag the real server must use) and applies the
+/// address-parameter policy. On failure the INIT is dropped; the client's retransmission
+/// finds the entry and tries again.
+pub fn on_new_association(
+    ctx: &Ctx<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    conn: &Conn,
+    deadline: u32,
+) -> Result<(), Verdict> {
+    let l4 = usize::from(p.l4_off);
+    let tag = buf
+        .get(l4 + HEADER_LEN + CHUNK_HEADER_LEN..l4 + HEADER_LEN + CHUNK_HEADER_LEN + 4)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    tags::learn(ctx, conn, Side::ToClient, tag, deadline).map_err(Verdict::Drop)?;
+    strip_for_method(buf, len, p, conn, Dir::Original);
+    Ok(())
+}
+
+/// State hook of the established path: IPVS's transition for the packet's event
+/// (`Parsed::sctp_first_chunk`, which [`process`] set to the event's chunk type) and the
+/// new state's timeout. Like TCP, the entry is written only when the state changes or
+/// the deadline has moved by a second.
+#[inline]
+pub fn track_state(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, hit: &Hit) {
+    let conn = &hit.conn;
+    let old = SctpState::from_u8(conn.state);
+    let event = SctpEvent::of_chunk(p.sctp_first_chunk);
+    let new = state::transition(old, sctp_dir(hit.dir, conn.method), event);
+    let timeout = state::timeout_ms(new, svc.timeouts.sctp);
+    let left = hit.deadline.wrapping_sub(ctx.now);
+    if new != old || left.saturating_add(1000) < timeout || left > timeout.saturating_add(1000) {
+        ctx.conns
+            .update(hit.id, new as u8, ctx.now.wrapping_add(timeout));
+    }
+}
+
+/// The state name of a stored SCTP state byte, as `ipvsadm -Lnc` shows it.
+pub fn state_name(state: u8) -> &'static str {
+    SctpState::from_u8(state).name()
+}
+
+/// True for tag records (entries control must not count, list or release; they also carry
+/// `conn_flags::TEMPLATE`).
+pub fn is_tag_record(c: &Conn) -> bool {
+    c.flags & tags::TAG_RECORD != 0
+}

@@ -1,0 +1,218 @@
+//! Verification tags, kept as *tag records* in the shared connection table.
+//!
+//! # Why records in the connection table
+//! A `Conn` has no room for two 32-bit tags, the table is another engineer's (no new
+//! fields), and both directions of an association arrive on different workers, so the tags
+//! must live somewhere every worker reads without a lock. The table already is that place:
+//! lock-free, bounded, with deadlines and expiry. Each learned tag becomes one extra entry
+//! whose *keys* carry the tag, so "is this tag valid" is one lookup and multi-homing
+//! ("which association does a packet from an unknown address belong to") is the same
+//! lookup. Tag changes (a restart, several INIT-ACKs) simply add records; stale ones expire.
+//!
+//! # Record layout
+//! A record is a `Conn` with a synthetic protocol number (251/252: never a protocol the
+//! pipeline looks up, it drops everything but TCP/UDP/SCTP/ICMP first) and the flags
+//! `TEMPLATE | TAG_RECORD`, so control's accounting, listings and `expire_nodest_conn`
+//! skip it as they skip persistence templates.
+//!
+//! | record | `orig` key (looked up)                              | `reply` key (payload)                 |
+//! |--------|-----------------------------------------------------|---------------------------------------|
+//! | to-server (252) | VIP, tag, client port → VIP port           | first client address, tag, ports      |
+//! | to-client (251) | real server, tag, real port → port it sees | first client address, tag, ports      |
+//!
+//! The to-server tag is the one packets *towards the real server* carry (the INIT-ACK's
+//! initiate tag); the to-client tag is the INIT's initiate tag (RFC 9260 §5.1). A client
+//! packet is valid when the to-server record of its (VIP, ports, tag) exists and names the
+//! association's first client address; a real server's packet likewise with the to-client
+//! record. A packet from another address of the client (path failover) misses the 5-tuple
+//! lookup but finds the to-server record, whose payload names the association's first
+//! address and so its connection entry and real server.
+//!
+//! Cost: one extra lookup per packet and two extra entries per association. Records take
+//! the association's current timeout whenever they are checked (written at most about once
+//! a second, like connection entries).
+
+use uvs_conntrack::{Conn, FlowKey, InsertError};
+
+use crate::pipeline::{conn_flags, Ctx};
+use crate::verdict::DropReason;
+
+/// Protocol number of to-server tag records (IANA "experimentation", never on our path).
+pub const PROTO_TAG_TO_SERVER: u8 = 252;
+/// Protocol number of to-client tag records.
+pub const PROTO_TAG_TO_CLIENT: u8 = 251;
+/// `Conn::flags` bit of a tag record (set together with `conn_flags::TEMPLATE`).
+pub const TAG_RECORD: u8 = 0x40;
+
+/// Which direction's tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Carried by packets towards the real server (client → VIP).
+    ToServer,
+    /// Carried by packets towards the client (real server → client).
+    ToClient,
+}
+
+#[inline]
+fn tag_addr(tag: u32) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..4].copy_from_slice(&tag.to_be_bytes());
+    a
+}
+
+/// The key a client packet to `vip:vport` from port `cport` with `tag` looks up, whatever
+/// its source address.
+#[inline]
+pub fn to_server_key(v6: bool, vip: [u8; 16], vport: u16, cport: u16, tag: u32) -> FlowKey {
+    FlowKey {
+        proto: PROTO_TAG_TO_SERVER,
+        v6,
+        src: vip,
+        dst: tag_addr(tag),
+        sport: cport,
+        dport: vport,
+    }
+}
+
+/// The key a real server's packet from `real:rport` to port `dport` with `tag` looks up,
+/// whatever its destination address.
+#[inline]
+pub fn to_client_key(v6: bool, real: [u8; 16], rport: u16, dport: u16, tag: u32) -> FlowKey {
+    FlowKey {
+        proto: PROTO_TAG_TO_CLIENT,
+        v6,
+        src: real,
+        dst: tag_addr(tag),
+        sport: rport,
+        dport,
+    }
+}
+
+/// The record key of `side` for the association of `conn`.
+#[inline]
+pub fn key_for(conn: &Conn, side: Side, tag: u32) -> FlowKey {
+    match side {
+        Side::ToServer => to_server_key(
+            conn.orig.v6,
+            conn.orig.dst,
+            conn.orig.dport,
+            conn.orig.sport,
+            tag,
+        ),
+        Side::ToClient => to_client_key(
+            conn.reply.v6,
+            conn.reply.src,
+            conn.reply.sport,
+            conn.reply.dport,
+            tag,
+        ),
+    }
+}
+
+/// The record for `conn`'s `side` tag.
+pub fn record(conn: &Conn, side: Side, tag: u32) -> Conn {
+    let orig = key_for(conn, side, tag);
+    Conn {
+        orig,
+        reply: FlowKey {
+            proto: orig.proto,
+            v6: orig.v6,
+            src: conn.orig.src,
+            dst: tag_addr(tag),
+            sport: conn.orig.sport,
+            dport: conn.orig.dport,
+        },
+        service: conn.service,
+        real: conn.real,
+        method: conn.method,
+        state: 0,
+        flags: conn_flags::TEMPLATE | TAG_RECORD,
+    }
+}
+
+/// Does `rec` (a record's stored value) belong to the association of `conn`?
+#[inline]
+pub fn belongs(rec: &Conn, conn: &Conn) -> bool {
+    rec.flags & TAG_RECORD != 0
+        && rec.reply.src == conn.orig.src
+        && rec.reply.sport == conn.orig.sport
+        && rec.reply.dport == conn.orig.dport
+        && rec.service == conn.service
+}
+
+/// Remembers `tag` for `side` until `deadline`. An existing record for the same tag and
+/// association is fine (a retransmitted INIT / INIT-ACK).
+pub fn learn(
+    ctx: &Ctx<'_>,
+    conn: &Conn,
+    side: Side,
+    tag: u32,
+    deadline: u32,
+) -> Result<(), DropReason> {
+    let rec = record(conn, side, tag);
+    match ctx.conns.insert(&rec, ctx.now, deadline) {
+        Ok(_) => Ok(()),
+        Err(InsertError::Exists(id)) => match ctx.conns.get(id) {
+            Some((have, _)) if belongs(&have, conn) => {
+                ctx.conns.update(id, 0, deadline);
+                Ok(())
+            }
+            // Another association already uses this (VIP, ports, tag): the tag cannot tell
+            // them apart, so this packet is refused rather than mixed up.
+            _ => Err(DropReason::SctpBadVtag),
+        },
+        Err(InsertError::Clash(_)) => Err(DropReason::SctpBadVtag),
+        Err(_) => Err(DropReason::TableFull),
+    }
+}
+
+/// Is `tag` the association's `side` tag? Refreshes the record to expire with the
+/// association (`timeout` ms from now), writing only when that moves its deadline by
+/// more than a second.
+#[inline]
+pub fn check(ctx: &Ctx<'_>, conn: &Conn, side: Side, tag: u32, timeout: u32) -> bool {
+    let Some(hit) = ctx.conns.lookup(&key_for(conn, side, tag), ctx.now) else {
+        return false;
+    };
+    if !belongs(&hit.conn, conn) {
+        return false;
+    }
+    refresh(ctx, &hit, timeout);
+    true
+}
+
+/// Moves a record's deadline to `now + timeout` when it is more than a second off.
+#[inline]
+pub fn refresh(ctx: &Ctx<'_>, rec: &uvs_conntrack::Hit, timeout: u32) {
+    let left = rec.deadline.wrapping_sub(ctx.now);
+    if left.abs_diff(timeout) > 1000 {
+        ctx.conns.update(rec.id, 0, ctx.now.wrapping_add(timeout));
+    }
+}
+
+/// The connection key of the association a record belongs to, seen from `side`: the
+/// original tuple (first client address → VIP) for a to-server record, the reply tuple
+/// (real server → first client address) for a to-client record. For FullNAT the latter
+/// names the client, not the local address, so it finds nothing: a FullNAT real server
+/// only ever talks to the local address.
+pub fn primary_key(rec: &Conn) -> FlowKey {
+    let o = &rec.orig;
+    match o.proto {
+        PROTO_TAG_TO_SERVER => FlowKey {
+            proto: crate::pipeline::PROTO_SCTP,
+            v6: o.v6,
+            src: rec.reply.src,
+            dst: o.src,
+            sport: o.sport,
+            dport: o.dport,
+        },
+        _ => FlowKey {
+            proto: crate::pipeline::PROTO_SCTP,
+            v6: o.v6,
+            src: o.src,
+            dst: rec.reply.src,
+            sport: o.sport,
+            dport: o.dport,
+        },
+    }
+}
