@@ -92,12 +92,12 @@ pub fn summarize(sctp: &[u8]) -> Result<ChunkSummary, DropReason> {
             s.reflected_tag = flags & FLAG_T != 0;
         }
         chunk_type::ABORT => s.reflected_tag = flags & FLAG_T != 0,
-        chunk_type::COOKIE_ECHO | chunk_type::COOKIE_ACK => {
-            if sctp.get(next) == Some(&chunk_type::ABORT) {
-                s.event = SctpEvent::Abort;
-                s.event_chunk = chunk_type::ABORT;
-                s.reflected_tag = sctp.get(next + 1).is_some_and(|f| f & FLAG_T != 0);
-            }
+        chunk_type::COOKIE_ECHO | chunk_type::COOKIE_ACK
+            if sctp.get(next) == Some(&chunk_type::ABORT) =>
+        {
+            s.event = SctpEvent::Abort;
+            s.event_chunk = chunk_type::ABORT;
+            s.reflected_tag = sctp.get(next + 1).is_some_and(|f| f & FLAG_T != 0);
         }
         _ => {}
     }
@@ -199,7 +199,7 @@ mod tests {
         b.extend_from_slice(&[kind, flags]);
         b.extend_from_slice(&((4 + value.len()) as u16).to_be_bytes());
         b.extend_from_slice(value);
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
         SctpPacket::new_unchecked(&mut b[..]).fill_checksum();
