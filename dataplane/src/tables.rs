@@ -224,6 +224,9 @@ pub struct Tables {
     index: FastMap<ServiceKey, u16>,
     /// Addresses the slow path answers ARP/NDP/echo for: VIPs, local addresses, FullNAT pools.
     owned: FastMap<IpKey, ()>,
+    /// One-packet-scheduling services by (real server address, port, protocol): their
+    /// replies have no connection entry and are translated by this map alone.
+    ops_reverse: FastMap<(IpKey, u16, u8), u16>,
     routes: Vec<Route>,
 }
 
@@ -247,6 +250,21 @@ impl Tables {
     #[inline]
     pub fn service(&self, id: u16) -> Option<&Arc<ServiceRt>> {
         self.services.get(usize::from(id))?.as_ref()
+    }
+
+    /// The one-packet-scheduling service a reply from `real:port` belongs to.
+    #[inline]
+    pub fn ops_service_of_reply(
+        &self,
+        real: IpKey,
+        port: u16,
+        proto: u8,
+    ) -> Option<&Arc<ServiceRt>> {
+        if self.ops_reverse.is_empty() {
+            return None;
+        }
+        let id = self.ops_reverse.get(&(real, port, proto))?;
+        self.service(*id)
     }
 
     #[inline]
@@ -314,6 +332,8 @@ pub enum TablesError {
     Scheduler(String, String),
     #[error("service {service}: no route to real server {real}")]
     NoRoute { service: String, real: String },
+    #[error("service {0}: one-packet scheduling cannot be combined with FullNAT (a reply would carry no trace of its client)")]
+    OnePacketFullNat(String),
     #[error("too many services (max {max})")]
     TooManyServices { max: usize },
     #[error("service {service}: too many real servers (max {max})")]
@@ -342,6 +362,7 @@ impl TablesBuilder {
         let mut services: Vec<Option<Arc<ServiceRt>>> = Vec::new();
         let mut index = FastMap::default();
         let mut owned = FastMap::default();
+        let mut ops_reverse = FastMap::default();
         for iface in &spec.ifaces {
             if let Some(a) = iface.local4 {
                 owned.insert(IpKey::from_ip(std::net::IpAddr::from(a)), ());
@@ -394,6 +415,17 @@ impl TablesBuilder {
                 }
             };
             let svc = Self::build_service(s, id, old.map(|a| a.as_ref()), workers, &route_of)?;
+            if s.one_packet {
+                for r in &s.reals {
+                    if r.method == Method::FullNat {
+                        return Err(TablesError::OnePacketFullNat(s.name.clone()));
+                    }
+                    let port = if r.port == 0 { s.key.port } else { r.port };
+                    // A real server answering for two one-packet services on one port is
+                    // ambiguous without state: the first service listed wins.
+                    ops_reverse.entry((r.addr, port, s.key.proto)).or_insert(id);
+                }
+            }
             owned.insert(s.key.vip, ());
             for a in &s.fullnat_pool {
                 owned.insert(*a, ());
@@ -411,6 +443,7 @@ impl TablesBuilder {
             services,
             index,
             owned,
+            ops_reverse,
             routes,
         })
     }

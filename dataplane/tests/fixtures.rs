@@ -861,3 +861,47 @@ fn sorry_server_takes_over_when_no_real_server_is_usable() {
     let [back, _] = lab.send(1, &reply);
     assert_eq!((only(&back).src, only(&back).sport), (vip(false), 80));
 }
+
+/// One-packet scheduling (ipvsadm -o): each datagram is scheduled on its own, leaves no
+/// entry, and replies are still translated back to the VIP.
+#[test]
+fn one_packet_scheduling_schedules_every_datagram() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    for s in &mut spec.services {
+        s.one_packet = s.key.proto == 17;
+    }
+    let mut lab = Lab::with_spec(spec, 1024);
+    let mut dsts = Vec::new();
+    for _ in 0..3 {
+        let [_, out] = lab.send(0, &first_packet(false, false, 54000));
+        dsts.push(only(&out).dst);
+    }
+    assert_eq!(
+        dsts,
+        vec![real(1, false), real(2, false), real(3, false)],
+        "same client port, three servers"
+    );
+    assert_eq!(lab.shared.conns.len(), 0, "no connection entries");
+    let reply = tk::udp(
+        lab::real_mac(2),
+        lab::LB1_MAC,
+        real(2, false),
+        53,
+        client(false),
+        54000,
+        b"a",
+    );
+    let [back, _] = lab.send(1, &reply);
+    let b = only(&back);
+    assert_eq!(
+        (b.src, b.sport, b.dst, b.dport),
+        (vip(false), 53, client(false), 54000)
+    );
+
+    let mut spec = lab::spec(Method::FullNat, SchedulerKind::Rr, 1);
+    spec.services[1].one_packet = true;
+    assert!(
+        TablesBuilder::build(&spec, None).is_err(),
+        "one-packet + FullNAT is refused"
+    );
+}

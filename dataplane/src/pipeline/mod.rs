@@ -114,6 +114,11 @@ pub fn process(
         }
         return established(ctx, tables, neigh, buf, len, &mut p, &hit);
     }
+    if p.l4_proto == PROTO_UDP {
+        if let Some(v) = ops_reply(ctx, tables, neigh, buf, len, &mut p) {
+            return v;
+        }
+    }
     new_flow(ctx, tables, neigh, buf, len, &mut p, &key, in_port)
 }
 

@@ -2,7 +2,7 @@
 
 use uvs_conntrack::{tcp, Conn, Dir, FlowKey, Hit, InsertError};
 use uvs_sched::FlowHashKey;
-use uvs_wire::{Frag, Parsed};
+use uvs_wire::{Frag, Parsed, L3};
 
 use super::*;
 use crate::neigh::NeighMap;
@@ -55,6 +55,13 @@ pub(crate) fn new_flow(
         flags: 0,
     };
     let deadline = ctx.now.wrapping_add(timeout);
+    if svc.one_packet && p.l4_proto == PROTO_UDP {
+        // One-packet scheduling (ipvsadm -o): every datagram is scheduled on its own and
+        // leaves no connection entry; replies are translated statelessly (ops_reply).
+        svc.stats.worker(ctx.worker).conns.add(1);
+        real.stats.worker(ctx.worker).conns.add(1);
+        return forward_original(ctx, tables, neigh, buf, len, p, svc, Some(real), &conn);
+    }
     let inserted = if real.method == Method::FullNat {
         match insert_fullnat(ctx, svc, &mut conn, deadline) {
             Some(r) => r,
@@ -220,4 +227,55 @@ pub(crate) fn mask_prefix(addr: &mut [u8; 16], len: u8, v6: bool) {
         let keep = len.saturating_sub(i * 8).min(8);
         *b &= if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
     }
+}
+
+/// A reply from a real server of a one-packet-scheduling service: no connection entry
+/// exists, so the source is put back to the VIP and service port by the service alone.
+#[cold]
+pub(crate) fn ops_reply(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+) -> Option<Verdict> {
+    let v6 = p.l3 == L3::V6;
+    let svc = tables.ops_service_of_reply(ip(v6, p.src), p.sport, p.l4_proto)?;
+    let (slot, real) = svc.reals.iter().enumerate().find_map(|(i, r)| {
+        r.as_ref()
+            .filter(|r| r.addr.addr == p.src)
+            .map(|r| (i as u16, r))
+    })?;
+    let conn = Conn {
+        orig: FlowKey {
+            proto: p.l4_proto,
+            v6,
+            src: p.dst,
+            dst: svc.key.vip.addr,
+            sport: p.dport,
+            dport: if svc.key.port == 0 {
+                p.sport
+            } else {
+                svc.key.port
+            },
+        },
+        reply: flow_key(p),
+        service: svc.id,
+        real: slot,
+        method: Method::Nat as u8,
+        state: 0,
+        flags: 0,
+    };
+    Some(forward_reply(
+        ctx,
+        tables,
+        neigh,
+        buf,
+        len,
+        p,
+        svc,
+        Some(real),
+        &conn,
+    ))
 }
