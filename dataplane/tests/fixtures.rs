@@ -905,3 +905,47 @@ fn one_packet_scheduling_schedules_every_datagram() {
         "one-packet + FullNAT is refused"
     );
 }
+
+/// Large tables are looked up a burst at a time; the verdicts are the same.
+#[test]
+fn burst_lookups_give_the_same_verdicts() {
+    let mut lab = Lab::with_spec(
+        lab::spec(Method::Nat, SchedulerKind::Rr, 1),
+        uvs_dataplane::worker::BATCH_LOOKUP_MIN_CAPACITY,
+    );
+    for i in 0..8 {
+        assert!(lab.w.ports[0].push_rx(&first_packet(false, true, 55000 + i)));
+    }
+    assert!(
+        lab.w.ports[0].push_rx(&[0u8; 20]),
+        "a runt in the same burst"
+    );
+    lab.w.poll();
+    let first: Vec<IpAddr> = lab.w.ports[1]
+        .take_tx()
+        .iter()
+        .map(|f| check_frame(f).unwrap().dst)
+        .collect();
+    assert_eq!(first.len(), 8);
+    assert_eq!(lab.shared.counters[0].total_drops(), 1);
+    for i in 0..8 {
+        let ack = tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(false),
+            55000 + i,
+            vip(false),
+            80,
+            tk::ACK,
+            b"x",
+        );
+        assert!(lab.w.ports[0].push_rx(&ack));
+    }
+    lab.w.poll();
+    let again: Vec<IpAddr> = lab.w.ports[1]
+        .take_tx()
+        .iter()
+        .map(|f| check_frame(f).unwrap().dst)
+        .collect();
+    assert_eq!(first, again, "every flow keeps its real server");
+}

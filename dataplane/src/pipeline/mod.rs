@@ -7,7 +7,7 @@
 //! balancer were not there (a transparent middlebox must not launder a corrupt segment).
 //! The L4 checksum is therefore not verified on the fast path (Katran does not either).
 
-use uvs_conntrack::{ConnTable, FlowKey};
+use uvs_conntrack::{ConnTable, FlowKey, Hit};
 use uvs_wire::{Classified, Frag, Parsed, L3};
 
 use crate::counters::WorkerCounters;
@@ -91,12 +91,47 @@ pub fn process(
     len: &mut usize,
     in_port: u8,
 ) -> Verdict {
-    let mut p = match uvs_wire::classify(&buf[..*len]) {
-        Ok(Classified::Ip(p)) => p,
-        Ok(Classified::Arp { .. }) => return Verdict::SlowPath,
-        Ok(Classified::Other(_)) => return Verdict::Drop(DropReason::UnsupportedEtherType),
-        Err(e) => return Verdict::Drop(DropReason::Parse(e)),
-    };
+    match prepare(&buf[..*len]) {
+        Ok(p) => process_parsed(ctx, tables, neigh, buf, len, in_port, p, None),
+        Err(v) => v,
+    }
+}
+
+/// Stage 1: parse and classify. `Err` carries a verdict already decided by the parse.
+#[inline]
+pub fn prepare(frame: &[u8]) -> Result<Parsed, Verdict> {
+    match uvs_wire::classify(frame) {
+        Ok(Classified::Ip(p)) => Ok(p),
+        Ok(Classified::Arp { .. }) => Err(Verdict::SlowPath),
+        Ok(Classified::Other(_)) => Err(Verdict::Drop(DropReason::UnsupportedEtherType)),
+        Err(e) => Err(Verdict::Drop(DropReason::Parse(e))),
+    }
+}
+
+/// The connection-table key of a prepared frame whose processing starts with a lookup
+/// (TCP and UDP with ports), so a worker can look up a whole burst at once.
+#[inline]
+pub fn lookup_key(p: &Parsed) -> Option<FlowKey> {
+    match (p.l4_proto, p.frag) {
+        (PROTO_TCP | PROTO_UDP, Frag::None | Frag::First { .. }) => Some(flow_key(p)),
+        _ => None,
+    }
+}
+
+/// Stage 2: everything after the parse. `looked_up` is the connection lookup already
+/// done for this frame's [`lookup_key`] (burst lookups), or `None` to look it up here.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn process_parsed(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    in_port: u8,
+    mut p: Parsed,
+    looked_up: Option<Option<Hit>>,
+) -> Verdict {
     let v6 = p.l3 == L3::V6;
     match p.l4_proto {
         PROTO_TCP | PROTO_UDP => {}
@@ -108,7 +143,11 @@ pub fn process(
         return later_fragment(ctx, tables, neigh, buf, len, &mut p, id);
     }
     let key = flow_key(&p);
-    if let Some(hit) = ctx.conns.lookup(&key, ctx.now) {
+    let found = match looked_up {
+        Some(h) => h,
+        None => ctx.conns.lookup(&key, ctx.now),
+    };
+    if let Some(hit) = found {
         if let Frag::First { id } = p.frag {
             ctx.frags.remember(&p, id, &hit, ctx.now_s);
         }
