@@ -90,6 +90,44 @@ pub(crate) fn track_state(
     }
 }
 
+/// Egress port and next hop towards a connection's real server: cached in the snapshot
+/// for a configured server, routed for one a reload removed (its flows keep going).
+#[inline]
+pub(crate) fn real_egress(
+    tables: &Tables,
+    real: Option<&RealRt>,
+    addr: &IpKey,
+) -> Option<(u8, IpKey)> {
+    match real {
+        Some(r) => Some((r.egress, r.next_hop)),
+        None => tables.route(addr),
+    }
+}
+
+/// Counts a packet on its service and real server: `inbound` is client → server.
+#[inline]
+pub(crate) fn account(
+    worker: usize,
+    svc: &ServiceRt,
+    real: Option<&RealRt>,
+    bytes: u64,
+    inbound: bool,
+) {
+    let count = |s: &crate::counters::TrafficStats| {
+        if inbound {
+            s.packets_in.add(1);
+            s.bytes_in.add(bytes);
+        } else {
+            s.packets_out.add(1);
+            s.bytes_out.add(bytes);
+        }
+    };
+    count(svc.stats.worker(worker));
+    if let Some(r) = real {
+        count(r.stats.worker(worker));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn forward_original(
@@ -106,12 +144,8 @@ pub(crate) fn forward_original(
     let bytes = *len as u64;
     let method = Method::from_u8(conn.method);
     let real_addr = ip(conn.reply.v6, conn.reply.src);
-    let (egress, hop) = match real {
-        Some(r) => (r.egress, r.next_hop),
-        None => match tables.route(&real_addr) {
-            Some(x) => x,
-            None => return Verdict::Drop(DropReason::NoRoute),
-        },
+    let Some((egress, hop)) = real_egress(tables, real, &real_addr) else {
+        return Verdict::Drop(DropReason::NoRoute);
     };
     match method {
         Method::Nat | Method::FullNat => {
@@ -135,13 +169,7 @@ pub(crate) fn forward_original(
             }
         }
     }
-    let w = ctx.worker;
-    svc.stats.worker(w).packets_in.add(1);
-    svc.stats.worker(w).bytes_in.add(bytes);
-    if let Some(r) = real {
-        r.stats.worker(w).packets_in.add(1);
-        r.stats.worker(w).bytes_in.add(bytes);
-    }
+    account(ctx.worker, svc, real, bytes, true);
     l2_out(tables, neigh, buf, egress, hop)
 }
 
@@ -270,13 +298,7 @@ pub(crate) fn forward_reply(
         uvs_wire::set_dst_addr(buf, p, &conn.orig.src);
         uvs_wire::set_dst_port(buf, p, conn.orig.sport);
     }
-    let w = ctx.worker;
-    svc.stats.worker(w).packets_out.add(1);
-    svc.stats.worker(w).bytes_out.add(bytes);
-    if let Some(r) = real {
-        r.stats.worker(w).packets_out.add(1);
-        r.stats.worker(w).bytes_out.add(bytes);
-    }
+    account(ctx.worker, svc, real, bytes, false);
     let client = ip(conn.orig.v6, conn.orig.src);
     let Some((port, hop)) = tables.route(&client) else {
         return Verdict::Drop(DropReason::NoRoute);

@@ -127,12 +127,8 @@ pub(crate) fn forward_icmp_to_real(
     method: Method,
 ) -> Verdict {
     let real_addr = ip(c.reply.v6, c.reply.src);
-    let (egress, hop) = match real {
-        Some(r) => (r.egress, r.next_hop),
-        None => match tables.route(&real_addr) {
-            Some(x) => x,
-            None => return Verdict::Drop(DropReason::NoRoute),
-        },
+    let Some((egress, hop)) = real_egress(tables, real, &real_addr) else {
+        return Verdict::Drop(DropReason::NoRoute);
     };
     if method == Method::Tun {
         if let Err(v) = encapsulate(tables, buf, len, p, egress, &real_addr) {
