@@ -13,7 +13,7 @@
 # configs/demo.yaml fits any of them; namespace names carry a tag so several testbeds can
 # exist at once: uvs-<tag>-client, uvs-<tag>-lb, uvs-<tag>-sw, uvs-<tag>-rs1..3.
 #
-# Usage: scripts/testbed.sh up|down|status [TAG] [--mode nat|dr|tun|fullnat]
+# Usage: scripts/testbed.sh up|down|status [TAG] [--mode nat|dr|tun|fullnat] [--queues N]
 #   up      (idempotent: tears down a leftover testbed of the same tag first)
 #   down    kills every process in the namespaces (by PID) and deletes them
 # Real servers run nginx answering "rsN <address>" on TCP 80 and a UDP responder on 53.
@@ -25,10 +25,12 @@ set -Eeuo pipefail
 cmd=${1:-}
 tag=${2:-demo}
 mode=nat
+queues=1
 shift $(( $# >= 2 ? 2 : $# )) || true
 while [ $# -gt 0 ]; do
   case $1 in
     --mode) mode=$2; shift 2 ;;
+    --queues) queues=$2; shift 2 ;;
     *) echo "testbed: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -74,8 +76,10 @@ new_ns() {
 
 # veth pair with both ends created inside namespaces; tx checksum offload off so frames
 # carry full checksums (FIELD-NOTES: partial checksums break incremental NAT updates).
-veth() { # ns_a dev_a ns_b dev_b
-  ip -n "$1" link add "$2" type veth peer name "$4" netns "$3"
+veth() { # ns_a dev_a ns_b dev_b [queues]
+  local q=${5:-1}
+  ip -n "$1" link add "$2" numtxqueues "$q" numrxqueues "$q" type veth \
+    peer name "$4" netns "$3" numtxqueues "$q" numrxqueues "$q"
   nsx "$1" ethtool -K "$2" tx off >/dev/null 2>&1 || true
   nsx "$3" ethtool -K "$4" tx off >/dev/null 2>&1 || true
   ip -n "$1" link set "$2" up
@@ -120,7 +124,9 @@ up() {
   for ns in $(all_ns); do new_ns "$ns"; done
 
   # client
-  veth "$ns_client" uvs-c0 "$ns_lb" uvs-lb0
+  # The balancer's links get --queues queues each (one per uvsd worker); a veth delivers a
+  # frame to the receive queue matching the sender's transmit queue, picked by flow hash.
+  veth "$ns_client" uvs-c0 "$ns_lb" uvs-lb0 "$queues"
   ip -n "$ns_client" addr add 198.18.0.2/24 dev uvs-c0
   ip -n "$ns_client" addr add 2001:2::2/64 dev uvs-c0 nodad
   ip -n "$ns_client" route add default via 198.18.0.1
@@ -130,7 +136,7 @@ up() {
   # VIPs and its local addresses (198.18.0.3, 198.18.1.3, ...) through the XDP program.
   ip -n "$ns_lb" addr add 198.18.0.1/24 dev uvs-lb0
   ip -n "$ns_lb" addr add 2001:2::1/64 dev uvs-lb0 nodad
-  veth "$ns_lb" uvs-lb1 "$ns_sw" uvs-sw0
+  veth "$ns_lb" uvs-lb1 "$ns_sw" uvs-sw0 "$queues"
   ip -n "$ns_lb" addr add 198.18.1.1/24 dev uvs-lb1
   ip -n "$ns_lb" addr add 2001:2:0:1::1/64 dev uvs-lb1 nodad
   nsx "$ns_lb" sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0
@@ -199,5 +205,5 @@ case $cmd in
     up ;;
   down) down; echo "testbed $tag down" ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status [TAG] [--mode nat|dr|tun|fullnat]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status [TAG] [--mode nat|dr|tun|fullnat] [--queues N]" >&2; exit 2 ;;
 esac

@@ -141,3 +141,49 @@ s.settimeout(2); s.sendto(b'q', (v, 53)); print(s.recvfrom(100)[0].split()[0].de
         "host unreachable after uvsd was killed"
     );
 }
+
+/// Two workers on two-queue links: flows land on either worker, and a reply that arrives
+/// on the other worker's queue still finds its connection (the shared table).
+#[test]
+fn two_workers_share_the_connection_table() {
+    if skip_unless_root("two_workers_share_the_connection_table") {
+        return;
+    }
+    let mut tb = Testbed::up_with("e2emq", "nat", 2);
+    let cfg = demo_config()
+        .replace("    queues: 1\n", "    queues: 2\n")
+        .replace("workers:\n  count: 1\n", "workers:\n  count: 2\n");
+    assert!(cfg.contains("count: 2"), "demo.yaml layout changed");
+    tb.start_uvsd(&cfg);
+    let answers = tb.curl_many("http://198.18.100.1/", 24);
+    assert!(
+        !answers.iter().any(|a| a == "failed"),
+        "{answers:?}\n{}",
+        tb.uvsd_log()
+    );
+    let metrics = tb.exec(
+        "lb",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:9100/metrics",
+        ],
+    );
+    let text = String::from_utf8_lossy(&metrics.stdout).to_string();
+    for w in ["0", "1"] {
+        let rx: u64 = text
+            .lines()
+            .find(|l| l.starts_with(&format!("uvs_worker_rx_packets_total{{worker=\"{w}\"")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(rx > 0, "worker {w} received nothing:\n{text}");
+    }
+    let drops: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("uvs_drops_total") && !l.ends_with(" 0"))
+        .collect();
+    assert!(drops.is_empty(), "drops: {drops:?}");
+}

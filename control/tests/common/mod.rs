@@ -44,8 +44,14 @@ fn run(cmd: &mut Command) -> Output {
 impl Testbed {
     /// Brings up a testbed; `tag` must be unique among concurrently running tests.
     pub fn up(tag: &str, mode: &str) -> Testbed {
-        let out =
-            run(Command::new(repo().join("scripts/testbed.sh")).args(["up", tag, "--mode", mode]));
+        Self::up_with(tag, mode, 1)
+    }
+
+    /// A testbed whose balancer links have `queues` queues each.
+    pub fn up_with(tag: &str, mode: &str, queues: usize) -> Testbed {
+        let q = queues.to_string();
+        let out = run(Command::new(repo().join("scripts/testbed.sh"))
+            .args(["up", tag, "--mode", mode, "--queues", &q]));
         let tb = Testbed {
             tag: tag.to_string(),
             state: PathBuf::from(format!("/run/uvs-testbed/{tag}")),
