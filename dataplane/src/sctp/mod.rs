@@ -47,6 +47,13 @@
 //! ports, tag). No extra connection entry is made per path: such packets cost three lookups
 //! instead of one. FullNAT replies always go to the client's first address.
 //!
+//! # Cost
+//! Established NAT packets, 500 associations, release, one worker over in-memory ports
+//! (throwaway harness, same run, load ≈ 2.6): IPv4 SCTP DATA 138–142 ns vs TCP ACK
+//! 93–101 ns (1.40–1.49×); with a port change (a second CRC32c pass) 160–189 ns
+//! (1.66–1.88×). IPv6: 1.51–1.53× and 1.65–1.88×. The extra is the tag-record lookup and
+//! the CRC32c verification.
+//!
 //! # Not done yet
 //! Per-service timeouts other than ESTABLISHED; active/inactive accounting of SCTP
 //! associations on the real server (control's release path counts only TCP as active);
