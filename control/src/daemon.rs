@@ -204,7 +204,8 @@ impl Core {
     /// One round of connection expiry; reclaimed entries release their live counters.
     pub fn expire(&self, budget: usize) -> usize {
         let tables = self.shared.tables.load();
-        let now = self.shared.clock.now_s();
+        // Deadlines are connection-table ticks (milliseconds), not seconds.
+        let now = self.shared.clock.now_ticks();
         self.shared
             .conns
             .expire_step(now, budget, |c| release_conn(&tables, c))
@@ -266,7 +267,8 @@ fn release_conn(tables: &Tables, c: &uvs_conntrack::Conn) {
     if r.addr.addr != c.reply.src {
         return;
     }
-    // Counters moved between inactive and active exactly when TCP crossed ESTABLISHED.
+    // Counters moved between inactive and active exactly when the state crossed
+    // ESTABLISHED (TCP; SCTP associations are counted inactive, see dataplane::sctp).
     let was_active = c.orig.proto == uvs_dataplane::pipeline::PROTO_TCP
         && uvs_conntrack::tcp::TcpState::from_u8(c.state).is_some_and(|s| s.is_active());
     svc.live[slot].unbind_conn(&svc.specs[slot], was_active);

@@ -205,7 +205,7 @@ pub fn snapshot(
 
 /// Every tracked connection (`uvsadm -c`), persistence templates excluded.
 pub fn connections(shared: &Shared) -> Vec<ConnSnapshot> {
-    let now = shared.clock.now_s();
+    let now = shared.clock.now_ticks();
     let mut out = Vec::new();
     let ip = |v6: bool, a: [u8; 16]| uvs_dataplane::IpKey { v6, addr: a }.to_ip();
     shared.conns.for_each(|_, c, deadline| {
@@ -217,13 +217,14 @@ pub fn connections(shared: &Shared) -> Vec<ConnSnapshot> {
                 .map_or("NONE", |s| s.name())
                 .to_string(),
             PROTO_UDP => "UDP".to_string(),
-            PROTO_SCTP => "SCTP".to_string(),
+            PROTO_SCTP => uvs_dataplane::sctp::state_name(c.state).to_string(),
             _ => "NONE".to_string(),
         };
         let fullnat = Method::from_u8(c.method) == Method::FullNat;
         out.push(ConnSnapshot {
             protocol: proto_name(c.orig.proto).to_string(),
-            expires_s: deadline.saturating_sub(now),
+            // Deadlines are millisecond ticks that wrap; what is left is a wrapping difference.
+            expires_s: deadline.wrapping_sub(now).min(i32::MAX as u32) / 1000,
             state,
             client: (ip(c.orig.v6, c.orig.src), c.orig.sport),
             virtual_: (ip(c.orig.v6, c.orig.dst), c.orig.dport),
@@ -231,6 +232,6 @@ pub fn connections(shared: &Shared) -> Vec<ConnSnapshot> {
             local: fullnat.then(|| (ip(c.reply.v6, c.reply.dst), c.reply.dport)),
         });
     });
-    out.sort_by(|a, b| (a.client, a.virtual_).cmp(&(b.client, b.virtual_)));
+    out.sort_by_key(|a| (a.client, a.virtual_));
     out
 }
