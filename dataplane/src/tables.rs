@@ -55,6 +55,19 @@ pub struct IpKey {
 }
 
 impl IpKey {
+    /// Whether `addr` is this address, compared as two 8-byte words: the connection table
+    /// writes addresses in 8-byte pieces, and a 16-byte load of them would stall on store
+    /// forwarding (measured: 7.5% of the established path).
+    #[inline]
+    pub fn same_addr(&self, addr: &[u8; 16]) -> bool {
+        let w = |a: &[u8; 16], i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&a[i..i + 8]);
+            u64::from_ne_bytes(b)
+        };
+        w(&self.addr, 0) == w(addr, 0) && w(&self.addr, 8) == w(addr, 8)
+    }
+
     pub fn from_ip(ip: std::net::IpAddr) -> Self {
         match ip {
             std::net::IpAddr::V4(a) => {

@@ -28,7 +28,7 @@ pub(crate) fn established(
     // expire_nodest_conn says to drop it (IPVS keeps forwarding to a removed dest too).
     let real = svc
         .real(conn.real)
-        .filter(|r| r.addr.addr == conn.reply.src);
+        .filter(|r| r.addr.same_addr(&conn.reply.src));
     if real.is_none() && ctx.expire_nodest_conn {
         return orphan(ctx, hit);
     }

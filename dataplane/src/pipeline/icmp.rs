@@ -88,7 +88,7 @@ pub(crate) fn icmp_error(
                     uvs_wire::set_src_addr(frame, p, &c.reply.dst);
                 }
             }
-            let real = svc.real(c.real).filter(|r| r.addr.addr == c.reply.src);
+            let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
             forward_icmp_to_real(tables, neigh, buf, len, p, real, &c, method)
         }
         Dir::Reply => {
