@@ -104,8 +104,25 @@ fn frame_for(i: usize, v6: bool, proto: u8, flags: tk::Flags) -> Vec<u8> {
     }
 }
 
+/// FullNAT local addresses in the benchmark's pools: each (local address, real server)
+/// pair has about 64 000 ports, so a million flows over three servers need several.
+const FULLNAT_POOL: u8 = 16;
+
 fn setup(method: Method, v6: bool, capacity: usize) -> Arc<Shared> {
-    let spec = lab::spec(method, SchedulerKind::Rr, 1);
+    let mut spec = lab::spec(method, SchedulerKind::Rr, 1);
+    if method == Method::FullNat {
+        for s in &mut spec.services {
+            s.fullnat_pool = (0..FULLNAT_POOL)
+                .map(|i| {
+                    lab::ipk(&if s.key.vip.v6 {
+                        format!("2001:2:0:1::{:x}", 0x100 + u16::from(i))
+                    } else {
+                        format!("198.18.1.{}", 100 + i)
+                    })
+                })
+                .collect();
+        }
+    }
     let tables = TablesBuilder::build(&spec, None).expect("lab tables");
     let shared = Arc::new(Shared::new(tables, capacity, 1));
     lab::learn_neighbours(&shared.neigh, 0);
