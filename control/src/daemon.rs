@@ -450,7 +450,6 @@ fn start_workers(
                     let cfg = XskConfig {
                         zero_copy: *zc,
                         ring_size: RING_SIZE,
-                        ..XskConfig::default()
                     };
                     match XskPort::open(name, w as u32, &cfg) {
                         Ok(p) => {
