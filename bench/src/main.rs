@@ -47,6 +47,10 @@ enum Cmd {
         /// Distinct new flows for the new-flow scenarios.
         #[arg(long, default_value_t = 1_000_000)]
         new_flows: usize,
+        /// Worker counts for the scaling scenarios (e.g. 1,2,4): established flows (the
+        /// largest --flows) on that many pinned threads sharing one table.
+        #[arg(long, value_delimiter = ',')]
+        workers: Vec<usize>,
         /// Skip the baseline scenarios (profiling the pipeline alone).
         #[arg(long)]
         no_baseline: bool,
@@ -100,6 +104,7 @@ fn main() -> Result<()> {
             protocols,
             new_flows,
             no_baseline,
+            workers,
             json,
         } => {
             let opts = pipeline::Options {
@@ -127,6 +132,7 @@ fn main() -> Result<()> {
                     .collect::<Result<_>>()?,
                 new_flows,
                 baseline: !no_baseline,
+                workers,
             };
             println!(
                 "{:<12} {:<8} {:<5} {:<4} {:>9} {:>8} {:>8} {:>10} {:>8}",
@@ -144,7 +150,11 @@ fn main() -> Result<()> {
                 };
                 println!(
                     "{:<12} {:<8} {:<5} {:<4} {:>9} {:>8.1} {:>8.2} {:>10} {:>8}",
-                    format!("{:?}", o.scenario.kind).to_lowercase(),
+                    if o.scenario.kind == pipeline::Kind::Scaling {
+                        format!("scaling x{}", o.scenario.workers)
+                    } else {
+                        format!("{:?}", o.scenario.kind).to_lowercase()
+                    },
                     o.scenario.method,
                     o.scenario.family,
                     o.scenario.protocol,
@@ -168,7 +178,7 @@ fn main() -> Result<()> {
                     "settings": {
                         "seconds": seconds,
                         "new_flows": new_flows,
-                        "workers": 1,
+                        "workers": "1 (scaling rows: see each row's workers)",
                         "port": "in-memory replay (one copy per frame in, one per frame out)",
                     },
                     "results": results,

@@ -27,6 +27,8 @@ pub enum Kind {
     NewFlows,
     /// No pipeline: touch the bytes a NAT rewrite touches and forward.
     Baseline,
+    /// Established flows on several workers at once, sharing one connection table.
+    Scaling,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -37,6 +39,8 @@ pub struct Scenario {
     pub protocol: &'static str,
     pub flows: usize,
     pub frame_len: usize,
+    /// Worker threads (one per core where the machine has enough).
+    pub workers: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -61,6 +65,8 @@ pub struct Options {
     pub protocols: Vec<u8>,
     pub new_flows: usize,
     pub baseline: bool,
+    /// Worker counts for the scaling scenarios (empty: none).
+    pub workers: Vec<usize>,
 }
 
 fn client_addr(i: usize, v6: bool) -> (IpAddr, u16) {
@@ -109,7 +115,11 @@ fn frame_for(i: usize, v6: bool, proto: u8, flags: tk::Flags) -> Vec<u8> {
 const FULLNAT_POOL: u8 = 16;
 
 fn setup(method: Method, v6: bool, capacity: usize) -> Arc<Shared> {
-    let mut spec = lab::spec(method, SchedulerKind::Rr, 1);
+    setup_workers(method, v6, capacity, 1)
+}
+
+fn setup_workers(method: Method, v6: bool, capacity: usize, workers: usize) -> Arc<Shared> {
+    let mut spec = lab::spec(method, SchedulerKind::Rr, workers);
     if method == Method::FullNat {
         for s in &mut spec.services {
             s.fullnat_pool = (0..FULLNAT_POOL)
@@ -124,7 +134,7 @@ fn setup(method: Method, v6: bool, capacity: usize) -> Arc<Shared> {
         }
     }
     let tables = TablesBuilder::build(&spec, None).expect("lab tables");
-    let shared = Arc::new(Shared::new(tables, capacity, 1));
+    let shared = Arc::new(Shared::new(tables, capacity, workers));
     lab::learn_neighbours(&shared.neigh, 0);
     // Clients beyond the lab's one: every benchmark client is on the client network.
     for i in (0..12_000_000).step_by(60_000) {
@@ -137,10 +147,91 @@ fn setup(method: Method, v6: bool, capacity: usize) -> Arc<Shared> {
 }
 
 fn worker(shared: &Arc<Shared>, templates: Vec<Vec<u8>>) -> Worker<MemPort> {
+    worker_n(shared, templates, 0)
+}
+
+fn worker_n(shared: &Arc<Shared>, templates: Vec<Vec<u8>>, id: usize) -> Worker<MemPort> {
     let slots = 4 * BURST + 64;
     let client = MemPort::replay("mem-client", slots, templates);
     let server = MemPort::sink("mem-server", slots);
-    Worker::new(0, vec![client, server], shared.clone())
+    Worker::new(id, vec![client, server], shared.clone())
+}
+
+/// Established flows on `workers` threads at once (worker i replays the flows i, i + n,
+/// …, pinned to core i when the machine has one), all sharing one connection table and
+/// one set of live counters: the workers-vs-Mpps curve of the in-memory pipeline.
+pub fn scaling(
+    method: Method,
+    v6: bool,
+    proto: u8,
+    flows: usize,
+    seconds: f64,
+    workers: usize,
+) -> Outcome {
+    let shared = setup_workers(method, v6, flows + flows / 2 + 1024, workers);
+    let syns: Vec<Vec<u8>> = (0..flows)
+        .map(|i| frame_for(i, v6, proto, tk::SYN))
+        .collect();
+    let mut w = worker(&shared, syns);
+    let mut opened = 0;
+    while opened < flows {
+        opened += w.poll();
+    }
+    drop(w);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let start = std::sync::Barrier::new(workers);
+    let results: Vec<(u64, f64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|id| {
+                let shared = &shared;
+                let start = &start;
+                let core = cores.get(id).copied();
+                scope.spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    let mine: Vec<Vec<u8>> = (id..flows)
+                        .step_by(workers)
+                        .map(|i| frame_for(i, v6, proto, tk::ACK))
+                        .collect();
+                    let mut w = worker_n(shared, mine, id);
+                    start.wait();
+                    measure(|| w.poll(), seconds, None)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker thread"))
+            .collect()
+    });
+    let packets: u64 = results.iter().map(|r| r.0).sum();
+    let secs = results.iter().map(|r| r.1).fold(0.0, f64::max);
+    let forwarded: u64 = shared
+        .counters
+        .iter()
+        .map(|c| c.tx_packets.get())
+        .sum::<u64>()
+        - flows as u64;
+    let drops: u64 = shared.counters.iter().map(|c| c.total_drops()).sum();
+    Outcome {
+        scenario: Scenario {
+            kind: Kind::Scaling,
+            method: format!("{method:?}").to_lowercase(),
+            family: family_name(v6),
+            protocol: proto_name(proto),
+            flows,
+            frame_len: frame_for(0, v6, proto, tk::ACK).len(),
+            workers,
+        },
+        packets,
+        seconds: secs,
+        ns_per_packet: secs * 1e9 * workers as f64 / packets.max(1) as f64,
+        mpps: packets as f64 / secs / 1e6,
+        forwarded,
+        drops,
+        bytes_per_conn: Some(shared.conns.bytes_per_entry(v6)),
+    }
 }
 
 fn measure(mut step: impl FnMut() -> usize, seconds: f64, max_packets: Option<u64>) -> (u64, f64) {
@@ -242,6 +333,7 @@ pub fn established(method: Method, v6: bool, proto: u8, flows: usize, seconds: f
             protocol: proto_name(proto),
             flows,
             frame_len,
+            workers: 1,
         },
         n,
         secs,
@@ -267,6 +359,7 @@ pub fn new_flows(method: Method, v6: bool, proto: u8, count: usize) -> Outcome {
             protocol: proto_name(proto),
             flows: count,
             frame_len,
+            workers: 1,
         },
         n,
         secs,
@@ -326,6 +419,7 @@ pub fn baseline(v6: bool, proto: u8, flows: usize, seconds: f64) -> Outcome {
             protocol: proto_name(proto),
             flows,
             frame_len,
+            workers: 1,
         },
         n,
         secs,
@@ -355,6 +449,14 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&Outcome)) -> Vec<Outcome> {
                 let o = new_flows(m, v6, proto, opts.new_flows);
                 progress(&o);
                 out.push(o);
+            }
+            for &m in &opts.methods {
+                for &w in &opts.workers {
+                    let flows = opts.flows.iter().copied().max().unwrap_or(1000);
+                    let o = scaling(m, v6, proto, flows, opts.seconds, w);
+                    progress(&o);
+                    out.push(o);
+                }
             }
         }
     }

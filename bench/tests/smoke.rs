@@ -185,3 +185,46 @@ fn testbed_smoke_as_root() {
     assert!(!String::from_utf8_lossy(&ns.stdout).contains("uvs-bsmoke-"));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn pipeline_tiny_run_with_scaling_rows() {
+    let d = scratch("pipe");
+    let json = d.join("p.json");
+    let out = bench()
+        .args([
+            "pipeline",
+            "--flows",
+            "500",
+            "--seconds",
+            "0.1",
+            "--new-flows",
+            "500",
+        ])
+        .args(["--methods", "nat,fullnat", "--workers", "1,2", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = read_json(&json);
+    assert_eq!(v["benchmark"], "pipeline");
+    let rows = v["results"].as_array().unwrap();
+    // baseline + 2 established + 2 new-flow + 2 methods × 2 worker counts
+    assert_eq!(rows.len(), 9, "{v}");
+    for r in rows {
+        assert!(r["mpps"].as_f64().unwrap() > 0.0, "{r}");
+        if r["scenario"]["kind"] != "baseline" {
+            assert_eq!(r["drops"], 0, "nothing dropped: {r}");
+        }
+    }
+    let scaling: Vec<_> = rows
+        .iter()
+        .filter(|r| r["scenario"]["kind"] == "scaling")
+        .collect();
+    assert_eq!(scaling.len(), 4);
+    assert!(scaling.iter().any(|r| r["scenario"]["workers"] == 2));
+    let _ = std::fs::remove_dir_all(&d);
+}
