@@ -949,3 +949,33 @@ fn burst_lookups_give_the_same_verdicts() {
         .collect();
     assert_eq!(first, again, "every flow keeps its real server");
 }
+
+#[test]
+fn ipv6_later_fragments_follow_their_first_fragment() {
+    for method in [Method::Nat, Method::Tun] {
+        let mut lab = Lab::new(method);
+        let whole = tk::udp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(true),
+            50100,
+            vip(true),
+            53,
+            &[9u8; 200],
+        );
+        let (first, second) = tk::fragment_v6(&whole, 64, 0x0102_0304);
+        let [_, out] = lab.send(0, &first);
+        assert_eq!(out.len(), 1, "{method:?}: first fragment forwarded");
+        let [_, out2] = lab.send(0, &second);
+        assert_eq!(
+            out2.len(),
+            1,
+            "{method:?}: the later fragment follows the flow"
+        );
+        // Both went to the same real server (outer destination for TUN, destination for NAT).
+        let dst = |f: &[u8]| IpAddr::from(<[u8; 16]>::try_from(&f[14 + 24..14 + 40]).unwrap());
+        assert_eq!(dst(&out[0]), real(1, true), "{method:?}");
+        assert_eq!(dst(&out2[0]), real(1, true), "{method:?}");
+        assert_eq!(lab.shared.counters[0].total_drops(), 0, "{method:?}");
+    }
+}

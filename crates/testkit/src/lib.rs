@@ -260,6 +260,31 @@ pub fn fragment_v4(frame: &[u8], first_len: usize, id: u16) -> (Vec<u8>, Vec<u8>
     )
 }
 
+/// Splits an IPv6 frame (no extension headers, no VLAN) into two fragments with a
+/// Fragment header (RFC 8200 §4.5): the first carries `first_len` bytes (a multiple of 8)
+/// of the original payload, the second the rest.
+pub fn fragment_v6(frame: &[u8], first_len: usize, id: u32) -> (Vec<u8>, Vec<u8>) {
+    assert_eq!(first_len % 8, 0);
+    let next = frame[14 + 6];
+    let payload = &frame[14 + 40..];
+    let mk = |part: &[u8], offset: usize, more: bool| {
+        let mut f = frame[..14 + 40].to_vec();
+        f[14 + 6] = 44;
+        let len = (8 + part.len()) as u16;
+        f[14 + 4..14 + 6].copy_from_slice(&len.to_be_bytes());
+        let off = ((offset / 8) as u16) << 3 | u16::from(more);
+        f.extend_from_slice(&[next, 0]);
+        f.extend_from_slice(&off.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(part);
+        f
+    };
+    (
+        mk(&payload[..first_len], 0, true),
+        mk(&payload[first_len..], first_len, false),
+    )
+}
+
 fn ipv4_header_checksum(h: &[u8]) -> u16 {
     let mut sum = 0u32;
     for w in h.chunks(2) {
