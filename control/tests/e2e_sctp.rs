@@ -3,7 +3,8 @@
 //! SCTP needed) in the client namespace, through uvsd's VIPs over IPv4 and IPv6, for NAT
 //! and FullNAT. Each association must echo its line, the client must see only the VIP as
 //! the server's address (uvs strips the real servers' addresses from INIT-ACK), and the
-//! associations must spread over the three real servers.
+//! associations must spread over the three real servers. A bulk transfer (usrsctp's tsctp,
+//! 20 000 × 1 400 bytes, IPv4) must complete through the VIP too.
 //!
 //! DR and TUN are covered by the dataplane fixtures only: usrsctp's example server binds
 //! the wildcard and answers the INIT from its interface address (198.18.1.11), not from
@@ -18,6 +19,7 @@ use common::*;
 
 const CLIENT: &str = "/usr/lib/usrsctp/client";
 const ECHO_SERVER: &str = "/usr/lib/usrsctp/echo_server";
+const TSCTP: &str = "/usr/lib/usrsctp/tsctp";
 
 fn config_for(method: &str) -> String {
     let mut services = String::new();
@@ -52,6 +54,17 @@ fn config_for(method: &str) -> String {
         for r in reals {
             services.push_str(&format!("      - address: {r}\n"));
         }
+    }
+    // A bulk-transfer service for usrsctp's tsctp (IPv4 only, as tsctp is).
+    services.push_str(&format!(
+        "\n  - name: bulk4\n    vip: 198.18.100.1\n    protocol: sctp\n    port: 5001\n    scheduler: rr\n    forwarding: {method}\n"
+    ));
+    if method == "fullnat" {
+        services.push_str("    fullnat_pool: [198.18.1.100]\n");
+    }
+    services.push_str("    real_servers:\n");
+    for r in ["198.18.1.11", "198.18.1.12", "198.18.1.13"] {
+        services.push_str(&format!("      - address: {r}\n"));
     }
     // The demo's TCP/UDP services stay, with the same method, as in e2e_methods.
     let mut cfg = demo_config().replace("forwarding: nat", &format!("forwarding: {method}"));
@@ -132,13 +145,56 @@ fn check_method(method: &str) {
                 );
             }
         }
-        let conns = sctp_conns(&tb, vip_shown);
+        let conns = sctp_conns(&tb, &format!("{vip_shown}:7 "));
         assert_eq!(
             conns,
             vec![1, 1, 1],
             "{method} {fam}: three associations, one per real server (rr)"
         );
     }
+    // Throughput: 20 000 messages of 1 400 bytes through the VIP with tsctp (the first
+    // association of the bulk service goes to rs1).
+    for (i, rs) in ["rs1", "rs2", "rs3"].iter().enumerate() {
+        let o = tb.sh(
+            rs,
+            &format!(
+                "nohup {TSCTP} -E 0 -p 5001 -L 198.18.1.1{} >/dev/null 2>&1 & echo started",
+                i + 1
+            ),
+        );
+        assert!(o.status.success(), "starting tsctp in {rs}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = tb.sh(
+        "client",
+        &format!("timeout 30 {TSCTP} -E 0 -L 198.18.0.2 -n 20000 -l 1400 -p 5001 198.18.100.1 2>&1 | grep -av '^\\[S' | tail -n 5"),
+    );
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains("Throughput was"),
+        "{method}: tsctp did not finish:\n{out}"
+    );
+    let stats = String::from_utf8_lossy(&tb.uvsadm(&["-L", "-n", "--stats"]).stdout).to_string();
+    let bulk = stats
+        .lines()
+        .find(|l| l.starts_with("SCTP") && l.contains(":5001"))
+        .unwrap_or_else(|| panic!("no bulk service in\n{stats}"));
+    let in_pkts: u64 = bulk
+        .split_whitespace()
+        .nth(3)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        in_pkts >= 20_000,
+        "{method}: only {in_pkts} packets of the transfer went through uvs:\n{stats}"
+    );
+    eprintln!(
+        "{method}: {}",
+        out.lines()
+            .find(|l| l.contains("Throughput"))
+            .unwrap_or_default()
+    );
+
     let drops = tb.uvsadm(&["top", "--once"]);
     let text = String::from_utf8_lossy(&drops.stdout);
     for bad in ["sctp_bad_crc32c", "sctp_bad_vtag", "sctp_malformed"] {
