@@ -5,6 +5,8 @@
 //! of what the dataplane emits.
 #![deny(unsafe_code)]
 
+pub mod sctp;
+
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use std::net::IpAddr;
 
