@@ -41,7 +41,7 @@ enum Cmd {
         /// Families (ipv4, ipv6).
         #[arg(long, value_delimiter = ',', default_values_t = ["ipv4".to_string()])]
         families: Vec<String>,
-        /// Protocols (tcp, udp).
+        /// Protocols (tcp, udp, sctp; SCTP scenarios run with NAT and DR/TUN only).
         #[arg(long, value_delimiter = ',', default_values_t = ["tcp".to_string()])]
         protocols: Vec<String>,
         /// Distinct new flows for the new-flow scenarios.
@@ -127,7 +127,8 @@ fn main() -> Result<()> {
                     .map(|p| match p.as_str() {
                         "tcp" => Ok(6),
                         "udp" => Ok(17),
-                        _ => bail!("unknown protocol '{p}' (tcp, udp)"),
+                        "sctp" => Ok(132),
+                        _ => bail!("unknown protocol '{p}' (tcp, udp, sctp)"),
                     })
                     .collect::<Result<_>>()?,
                 new_flows,

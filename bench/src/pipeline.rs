@@ -83,9 +83,130 @@ fn client_addr(i: usize, v6: bool) -> (IpAddr, u16) {
     (ip, port)
 }
 
+/// SCTP: the port of the benchmark's SCTP service and each flow's verification tags.
+const SCTP_PORT: u16 = 7;
+
+fn sctp_tags(i: usize) -> (u32, u32) {
+    (0x1000_0000 | i as u32, 0x2000_0000 | i as u32)
+}
+
+/// An SCTP packet of flow `i` from the client: INIT for a SYN, DATA (with the tag the
+/// server chose) otherwise.
+fn sctp_from_client(i: usize, v6: bool, first: bool) -> Vec<u8> {
+    use tk::sctp;
+    let (src, sport) = client_addr(i, v6);
+    let vip: IpAddr = if v6 { lab::VIP6 } else { lab::VIP4 }.parse().expect("vip");
+    let (client_tag, server_tag) = sctp_tags(i);
+    let (vtag, chunk) = if first {
+        (0, sctp::init_chunk(sctp::INIT, client_tag, &[]))
+    } else {
+        (server_tag, sctp::data_chunk(b"01234567"))
+    };
+    sctp::frame(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        src,
+        sport,
+        vip,
+        SCTP_PORT,
+        vtag,
+        &[chunk],
+    )
+}
+
+/// Opens `flows` SCTP associations through the worker: INIT, INIT-ACK from the real
+/// server rr picked, COOKIE-ECHO, COOKIE-ACK (NAT: the real server answers the client).
+fn open_sctp(shared: &Arc<Shared>, v6: bool, flows: usize) {
+    use tk::sctp;
+    let mut w = Worker::new(
+        0,
+        vec![
+            MemPort::new("client", 4 * BURST),
+            MemPort::new("server", 4 * BURST),
+        ],
+        shared.clone(),
+    );
+    let run = |w: &mut Worker<MemPort>, port: usize, frames: Vec<Vec<u8>>| {
+        for f in frames {
+            assert!(w.ports[port].push_rx(&f), "in-memory port full");
+        }
+        while w.poll() > 0 {}
+        let _ = (w.ports[0].take_tx(), w.ports[1].take_tx());
+    };
+    let vip: IpAddr = if v6 { lab::VIP6 } else { lab::VIP4 }.parse().expect("vip");
+    let reply = |i: usize, chunk: Vec<u8>| {
+        let (client, cport) = client_addr(i, v6);
+        let n = (i % 3) as u8 + 1;
+        let (client_tag, _) = sctp_tags(i);
+        sctp::frame(
+            lab::real_mac(n),
+            lab::LB1_MAC,
+            lab::real(n, v6).to_ip(),
+            SCTP_PORT,
+            client,
+            cport,
+            client_tag,
+            &[chunk],
+        )
+    };
+    for start in (0..flows).step_by(BURST) {
+        let ids = start..(start + BURST).min(flows);
+        run(
+            &mut w,
+            0,
+            ids.clone().map(|i| sctp_from_client(i, v6, true)).collect(),
+        );
+        run(
+            &mut w,
+            1,
+            ids.clone()
+                .map(|i| {
+                    reply(
+                        i,
+                        sctp::init_chunk(
+                            sctp::INIT_ACK,
+                            sctp_tags(i).1,
+                            &[sctp::param(7, b"c00k1e")],
+                        ),
+                    )
+                })
+                .collect(),
+        );
+        run(
+            &mut w,
+            0,
+            ids.clone()
+                .map(|i| {
+                    let (src, sport) = client_addr(i, v6);
+                    let chunk = sctp::chunk(sctp::COOKIE_ECHO, 0, b"c00k1e");
+                    sctp::frame(
+                        lab::CLIENT_MAC,
+                        lab::LB0_MAC,
+                        src,
+                        sport,
+                        vip,
+                        SCTP_PORT,
+                        sctp_tags(i).1,
+                        &[chunk],
+                    )
+                })
+                .collect(),
+        );
+        run(
+            &mut w,
+            1,
+            ids.map(|i| reply(i, sctp::chunk(sctp::COOKIE_ACK, 0, &[])))
+                .collect(),
+        );
+    }
+}
+
 fn frame_for(i: usize, v6: bool, proto: u8, flags: tk::Flags) -> Vec<u8> {
     let (src, sport) = client_addr(i, v6);
     let vip: IpAddr = if v6 { lab::VIP6 } else { lab::VIP4 }.parse().expect("vip");
+    if proto == 132 {
+        return sctp_from_client(i, v6, flags.syn);
+    }
     if proto == 6 {
         tk::tcp(
             lab::CLIENT_MAC,
@@ -120,6 +241,23 @@ fn setup(method: Method, v6: bool, capacity: usize) -> Arc<Shared> {
 
 fn setup_workers(method: Method, v6: bool, capacity: usize, workers: usize) -> Arc<Shared> {
     let mut spec = lab::spec(method, SchedulerKind::Rr, workers);
+    // SCTP services beside the lab's TCP ones, on the same VIPs and real servers.
+    let sctp: Vec<_> = spec
+        .services
+        .iter()
+        .filter(|s| s.key.proto == 6)
+        .map(|s| {
+            let mut x = s.clone();
+            x.key.proto = 132;
+            x.key.port = SCTP_PORT;
+            x.name = format!("sctp/{}:{SCTP_PORT}", x.key.vip.to_ip());
+            for r in &mut x.reals {
+                r.port = SCTP_PORT;
+            }
+            x
+        })
+        .collect();
+    spec.services.extend(sctp);
     if method == Method::FullNat {
         for s in &mut spec.services {
             s.fullnat_pool = (0..FULLNAT_POOL)
@@ -157,6 +295,22 @@ fn worker_n(shared: &Arc<Shared>, templates: Vec<Vec<u8>>, id: usize) -> Worker<
     Worker::new(id, vec![client, server], shared.clone())
 }
 
+/// Opens `flows` flows (TCP: a SYN each; UDP: a first datagram; SCTP: a handshake).
+fn open_flows(shared: &Arc<Shared>, v6: bool, proto: u8, flows: usize) {
+    if proto == 132 {
+        open_sctp(shared, v6, flows);
+        return;
+    }
+    let syns: Vec<Vec<u8>> = (0..flows)
+        .map(|i| frame_for(i, v6, proto, tk::SYN))
+        .collect();
+    let mut w = worker(shared, syns);
+    let mut opened = 0;
+    while opened < flows {
+        opened += w.poll();
+    }
+}
+
 /// Established flows on `workers` threads at once (worker i replays the flows i, i + n,
 /// …, pinned to core i when the machine has one), all sharing one connection table and
 /// one set of live counters: the workers-vs-Mpps curve of the in-memory pipeline.
@@ -168,16 +322,8 @@ pub fn scaling(
     seconds: f64,
     workers: usize,
 ) -> Outcome {
-    let shared = setup_workers(method, v6, flows + flows / 2 + 1024, workers);
-    let syns: Vec<Vec<u8>> = (0..flows)
-        .map(|i| frame_for(i, v6, proto, tk::SYN))
-        .collect();
-    let mut w = worker(&shared, syns);
-    let mut opened = 0;
-    while opened < flows {
-        opened += w.poll();
-    }
-    drop(w);
+    let shared = setup_workers(method, v6, 3 * flows + 1024, workers);
+    open_flows(&shared, v6, proto, flows);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let start = std::sync::Barrier::new(workers);
     let results: Vec<(u64, f64)> = std::thread::scope(|scope| {
@@ -281,10 +427,10 @@ fn outcome(
 }
 
 fn proto_name(p: u8) -> &'static str {
-    if p == 6 {
-        "tcp"
-    } else {
-        "udp"
+    match p {
+        6 => "tcp",
+        132 => "sctp",
+        _ => "udp",
     }
 }
 
@@ -299,15 +445,9 @@ fn family_name(v6: bool) -> &'static str {
 /// Established flows: open `flows` connections, then replay one packet per flow round
 /// robin for the time budget.
 pub fn established(method: Method, v6: bool, proto: u8, flows: usize, seconds: f64) -> Outcome {
-    let shared = setup(method, v6, flows + flows / 2 + 1024);
-    let syns: Vec<Vec<u8>> = (0..flows)
-        .map(|i| frame_for(i, v6, proto, tk::SYN))
-        .collect();
-    let mut w = worker(&shared, syns);
-    let mut opened = 0;
-    while opened < flows {
-        opened += w.poll();
-    }
+    // SCTP associations take three entries each (the flow and its two tag records).
+    let shared = setup(method, v6, 3 * flows + 1024);
+    open_flows(&shared, v6, proto, flows);
     // The table now holds `flows` connections; count from here.
     let new_conns = shared.counters[0].new_conns.get();
     if new_conns as usize != flows {
@@ -343,7 +483,7 @@ pub fn established(method: Method, v6: bool, proto: u8, flows: usize, seconds: f
 
 /// New flows: `count` distinct SYNs (or UDP first packets), each processed once.
 pub fn new_flows(method: Method, v6: bool, proto: u8, count: usize) -> Outcome {
-    let shared = setup(method, v6, count + count / 2 + 1024);
+    let shared = setup(method, v6, 3 * count + 1024);
     let frames: Vec<Vec<u8>> = (0..count)
         .map(|i| frame_for(i, v6, proto, tk::SYN))
         .collect();

@@ -228,3 +228,45 @@ fn pipeline_tiny_run_with_scaling_rows() {
     assert!(scaling.iter().any(|r| r["scenario"]["workers"] == 2));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn pipeline_sctp_associations_open_and_forward() {
+    let d = scratch("pipe-sctp");
+    let json = d.join("p.json");
+    let out = bench()
+        .args([
+            "pipeline",
+            "--flows",
+            "300",
+            "--seconds",
+            "0.1",
+            "--new-flows",
+            "300",
+        ])
+        .args([
+            "--methods",
+            "nat",
+            "--protocols",
+            "sctp",
+            "--families",
+            "ipv4,ipv6",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = read_json(&json);
+    for r in v["results"].as_array().unwrap() {
+        assert_eq!(r["scenario"]["protocol"], "sctp", "{r}");
+        if r["scenario"]["kind"] != "baseline" {
+            assert_eq!(r["drops"], 0, "every SCTP packet forwarded: {r}");
+            assert_eq!(r["forwarded"], r["packets"], "{r}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
