@@ -232,14 +232,12 @@ impl<P: Port> Worker<P> {
                     match prepared[i] {
                         Ok(p) => {
                             let looked_up = key_of[i].map(|k| hits[k]);
-                            process_parsed(
-                                &mut ctx, &tables, &neigh, buf, &mut len, pi as u8, p, looked_up,
-                            )
+                            process_parsed(&mut ctx, &tables, &neigh, buf, &mut len, p, looked_up)
                         }
                         Err(v) => v,
                     }
                 } else {
-                    process(&mut ctx, &tables, &neigh, buf, &mut len, pi as u8)
+                    process(&mut ctx, &tables, &neigh, buf, &mut len)
                 };
                 match verdict {
                     Verdict::Forward(q) if usize::from(q) == pi => {

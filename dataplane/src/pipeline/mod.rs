@@ -89,10 +89,9 @@ pub fn process(
     neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
-    in_port: u8,
 ) -> Verdict {
     match prepare(&buf[..*len]) {
-        Ok(p) => process_parsed(ctx, tables, neigh, buf, len, in_port, p, None),
+        Ok(p) => process_parsed(ctx, tables, neigh, buf, len, p, None),
         Err(v) => v,
     }
 }
@@ -128,14 +127,13 @@ pub fn process_parsed(
     neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
-    in_port: u8,
     mut p: Parsed,
     looked_up: Option<Option<Hit>>,
 ) -> Verdict {
     let v6 = p.l3 == L3::V6;
     match p.l4_proto {
         PROTO_TCP | PROTO_UDP => {}
-        PROTO_SCTP => return crate::sctp::process(ctx, tables, neigh, buf, len, &mut p, in_port),
+        PROTO_SCTP => return crate::sctp::process(ctx, tables, neigh, buf, len, &mut p),
         PROTO_ICMP | PROTO_ICMPV6 => return icmp(ctx, tables, neigh, buf, len, &mut p, v6),
         _ => return Verdict::Drop(DropReason::NoService),
     }
@@ -158,7 +156,7 @@ pub fn process_parsed(
             return v;
         }
     }
-    new_flow(ctx, tables, neigh, buf, len, &mut p, &key, in_port)
+    new_flow(ctx, tables, neigh, buf, len, &mut p, &key)
 }
 
 /// A non-first fragment carries no ports: it follows the connection its first fragment

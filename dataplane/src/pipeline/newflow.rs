@@ -19,9 +19,7 @@ pub(crate) fn new_flow(
     len: &mut usize,
     p: &mut Parsed,
     key: &FlowKey,
-    in_port: u8,
 ) -> Verdict {
-    let _ = in_port;
     let v6 = key.v6;
     let Some(svc) = tables.service_for(ip(v6, p.dst), p.l4_proto, p.dport) else {
         return Verdict::Drop(DropReason::NoService);

@@ -88,7 +88,6 @@ pub fn process(
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
-    in_port: u8,
 ) -> Verdict {
     if p.is_fragment() {
         return Verdict::Drop(DropReason::SctpFragment);
@@ -117,7 +116,7 @@ pub fn process(
         if p.sctp_vtag != 0 {
             return Verdict::Drop(DropReason::SctpBadVtag);
         }
-        return new_flow(ctx, tables, neigh, buf, len, p, &key, in_port);
+        return new_flow(ctx, tables, neigh, buf, len, p, &key);
     }
     other_path(ctx, tables, neigh, buf, len, p, &chunks)
 }
