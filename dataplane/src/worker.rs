@@ -115,7 +115,17 @@ pub struct Worker<P: Port> {
     frags: crate::frag::FragTable,
     /// Look each burst's flows up together (large tables, where lookups miss the cache).
     batch_lookups: bool,
+    /// The burst-lookup stage's arrays, allocated once rather than set up every poll.
+    burst: Box<BurstScratch>,
     scratch: Box<[u8]>,
+}
+
+/// A burst's parse results and connection lookups (burst-lookup mode).
+struct BurstScratch {
+    prepared: [Result<uvs_wire::Parsed, Verdict>; BURST],
+    key_of: [Option<usize>; BURST],
+    keys: [uvs_conntrack::FlowKey; BURST],
+    hits: [Option<uvs_conntrack::Hit>; BURST],
 }
 
 fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
@@ -144,6 +154,12 @@ impl<P: Port> Worker<P> {
             fullnat_cursor: 0,
             frags: crate::frag::FragTable::default(),
             batch_lookups,
+            burst: Box::new(BurstScratch {
+                prepared: [Err(Verdict::SlowPath); BURST],
+                key_of: [None; BURST],
+                keys: [uvs_conntrack::FlowKey::default(); BURST],
+                hits: [None; BURST],
+            }),
             scratch: vec![0; FRAME_CAPACITY].into_boxed_slice(),
         }
     }
@@ -190,11 +206,12 @@ impl<P: Port> Worker<P> {
         };
         let mut total = 0;
         let batch = self.batch_lookups;
-        let mut prepared: [Result<uvs_wire::Parsed, Verdict>; BURST] =
-            [Err(Verdict::SlowPath); BURST];
-        let mut key_of: [Option<usize>; BURST] = [None; BURST];
-        let mut keys = [uvs_conntrack::FlowKey::default(); BURST];
-        let mut hits: [Option<uvs_conntrack::Hit>; BURST] = [None; BURST];
+        let BurstScratch {
+            prepared,
+            key_of,
+            keys,
+            hits,
+        } = &mut *self.burst;
         let mut rx = [Frame::default(); BURST];
         let mut tx = [Frame::default(); BURST];
         let mut done = [Frame::default(); BURST];
