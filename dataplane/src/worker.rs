@@ -240,9 +240,11 @@ impl<P: Port> Worker<P> {
                     .lookup_burst(&keys[..nkeys], ticks, &mut hits[..nkeys]);
             }
             let (mut ntx, mut ndone) = (0, 0);
+            if n > 0 {
+                counters.rx_packets.add(n as u64);
+                counters.rx_bytes.add(rx[..n].iter().map(|f| u64::from(f.len)).sum());
+            }
             for (i, f) in rx[..n].iter().enumerate() {
-                counters.rx_packets.add(1);
-                counters.rx_bytes.add(u64::from(f.len));
                 let buf = self.ports[pi].buf_mut(f);
                 let mut len = (f.len as usize).min(buf.len());
                 let verdict = if batch && n > 1 {
