@@ -274,11 +274,6 @@ fn release_conn(tables: &Tables, c: &uvs_conntrack::Conn) {
     svc.live[slot].unbind_conn(&svc.specs[slot], was_active);
 }
 
-/// Descriptors per AF_XDP ring. 4096 rides out the few-millisecond stalls a shared core
-/// brings (veth runs the receivers' kernel work on the sending worker's core): measured
-/// on the test network, 2048 lost 0.3–0.4% at 400–600 kpps where 4096 lost nothing.
-const RING_SIZE: u32 = 4096;
-
 /// Command-line overrides.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -431,10 +426,10 @@ fn start_workers(
         let core = core.clone();
         let stop = stop.clone();
         let ready = ready_tx.clone();
-        let ifaces: Vec<(String, uvs_xsk::ZeroCopy)> = config
+        let ifaces: Vec<(String, uvs_xsk::ZeroCopy, u32)> = config
             .interfaces
             .iter()
-            .map(|i| (i.name.clone(), zero_copy(i.zero_copy)))
+            .map(|i| (i.name.clone(), zero_copy(i.zero_copy), i.ring_size))
             .collect();
         let pin = core.cores[w];
         let h = std::thread::Builder::new()
@@ -446,10 +441,10 @@ fn start_workers(
                     }
                 }
                 let mut ports = Vec::new();
-                for (i, (name, zc)) in ifaces.iter().enumerate() {
+                for (i, (name, zc, ring)) in ifaces.iter().enumerate() {
                     let cfg = XskConfig {
                         zero_copy: *zc,
-                        ring_size: RING_SIZE,
+                        ring_size: *ring,
                     };
                     match XskPort::open(name, w as u32, &cfg) {
                         Ok(p) => {

@@ -175,6 +175,8 @@ pub struct Interface {
     pub queues: u32,
     pub xdp_mode: XdpMode,
     pub zero_copy: ZeroCopy,
+    /// Descriptors in each AF_XDP ring (power of two, 64..=16384; default 4096).
+    pub ring_size: u32,
     /// Addresses uvs owns on this link (it answers ARP/NDP for them; the kernel does not
     /// have them). Each lies inside one of `networks`.
     pub local: Vec<IpAddr>,

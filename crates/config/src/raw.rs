@@ -42,6 +42,8 @@ pub(crate) struct RawInterface {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zero_copy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub local: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub networks: Option<Vec<String>>,

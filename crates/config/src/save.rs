@@ -61,6 +61,8 @@ fn interface(i: &Interface) -> RawInterface {
         queues: (i.queues != 1).then_some(u64::from(i.queues)),
         xdp_mode: (i.xdp_mode != XdpMode::Auto).then(|| i.xdp_mode.name().to_string()),
         zero_copy: (i.zero_copy != ZeroCopy::Auto).then(|| i.zero_copy.name().to_string()),
+        ring_size: (u64::from(i.ring_size) != crate::validate::DEFAULT_RING_SIZE)
+            .then_some(u64::from(i.ring_size)),
         local: non_empty(i.local.iter().map(|a| a.to_string()).collect()),
         networks: non_empty(i.networks.iter().map(|n| n.to_string()).collect()),
         routes: non_empty(

@@ -63,6 +63,22 @@ fn global_errors() {
         )
         .whole(),
         case(
+            "interfaces:\n  - name: uvs-lb0\n    ring_size: 3000\n",
+            "ring_size: |3000",
+            "interfaces[0].ring_size",
+            "ring size 3000 is not a power of two",
+            Some("use 4096"),
+        )
+        .whole(),
+        case(
+            "interfaces:\n  - name: uvs-lb0\n    ring_size: 32\n",
+            "ring_size: |32",
+            "interfaces[0].ring_size",
+            "ring size 32 is out of range 64..=16384",
+            None,
+        )
+        .whole(),
+        case(
             "interfaces:\n  - name: uvs-lb0\n    xdp_mode: nativ\n",
             "nativ",
             "interfaces[0].xdp_mode",
