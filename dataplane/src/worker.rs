@@ -242,7 +242,9 @@ impl<P: Port> Worker<P> {
             let (mut ntx, mut ndone) = (0, 0);
             if n > 0 {
                 counters.rx_packets.add(n as u64);
-                counters.rx_bytes.add(rx[..n].iter().map(|f| u64::from(f.len)).sum());
+                counters
+                    .rx_bytes
+                    .add(rx[..n].iter().map(|f| u64::from(f.len)).sum());
             }
             for (i, f) in rx[..n].iter().enumerate() {
                 let buf = self.ports[pi].buf_mut(f);
