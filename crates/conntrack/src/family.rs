@@ -75,18 +75,16 @@ impl<const AW: usize> FamilyTable<AW> {
         assert!(AW == 1 || AW == 4, "1 (IPv4) or 4 (IPv6) address words");
         assert!(cap < u32::MAX as usize, "capacity must fit in 32 bits");
         let stride = Self::STRIDE;
-        let words: Box<[AtomicU64]> = (0..cap * stride)
-            .map(|i| {
-                let slot = i / stride;
-                match i % stride {
-                    // generation 1: odd = free
-                    CTL => AtomicU64::new(ctl_pack(1, 0, 0)),
-                    // free-list link: slot+1 of the next free slot, 0 ends the list
-                    META if slot + 1 < cap => AtomicU64::new(slot as u64 + 2),
-                    _ => AtomicU64::new(0),
-                }
-            })
-            .collect();
+        let words: Box<[AtomicU64]> = crate::hugepage::boxed(cap * stride, |i| {
+            let slot = i / stride;
+            match i % stride {
+                // generation 1: odd = free
+                CTL => AtomicU64::new(ctl_pack(1, 0, 0)),
+                // free-list link: slot+1 of the next free slot, 0 ends the list
+                META if slot + 1 < cap => AtomicU64::new(slot as u64 + 2),
+                _ => AtomicU64::new(0),
+            }
+        });
         FamilyTable {
             cap,
             words,

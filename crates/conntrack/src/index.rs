@@ -62,7 +62,7 @@ impl Index {
         let n = lanes.div_ceil(LANES).max(2);
         assert!(n <= u32::MAX as usize, "index too large");
         let index = Index {
-            buckets: (0..n).map(|_| Bucket::default()).collect(),
+            buckets: crate::hugepage::boxed(n, |_| Bucket::default()),
         };
         // The allocator hands out zeroed pages lazily; touch every page now so the packet
         // path never takes a page fault on its first insert into a fresh part of the

@@ -2,7 +2,8 @@
 //!
 //! A NIC's RSS sends a flow's two directions to different queues, so every worker must find
 //! every connection: the table is one shared structure (`Arc<ConnTable>`), built only from
-//! atomics (`#![deny(unsafe_code)]` holds). Lookups take no lock, make no syscall and store
+//! atomics (`#![deny(unsafe_code)]` holds everywhere but `hugepage.rs`, which asks for
+//! transparent huge pages with one advisory `madvise`). Lookups take no lock, make no syscall and store
 //! nothing; inserts, updates and reclaims are CAS loops. See `family.rs` for the protocol.
 //!
 //! # Shape
@@ -61,6 +62,7 @@
 
 mod family;
 mod flow;
+mod hugepage;
 mod index;
 mod layout;
 pub mod ports;
