@@ -8,7 +8,7 @@ use uvs_config::{Config, Forwarding, Protocol, SchedulerFlag};
 use uvs_conntrack::Timeouts;
 use uvs_dataplane::tables::{Persistence, RealSpec, ServiceKey, ServiceSpec, TablesSpec};
 use uvs_dataplane::{IfaceRt, IpKey, Method, Route};
-use uvs_sched::{SchedConfig, SchedFlags, SchedulerKind};
+use uvs_sched::{SchedConfig, SchedFlags, SchedulerKind, SitePrefix};
 
 /// An interface as the system reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +160,18 @@ pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
                 if let Some(m) = s.mh_table_size {
                     sched.mh_table_size = m;
                 }
+                // geo: site ids are indices into the service's `sites` (validation caps
+                // their number well below u16::MAX), the same ids real servers carry.
+                sched.sites = s
+                    .sites
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(id, site)| {
+                        site.clients
+                            .iter()
+                            .map(move |c| SitePrefix::new(c.addr(), c.len(), id as u16))
+                    })
+                    .collect();
                 ServiceSpec {
                     key: service_key(s.vip, s.protocol, s.port),
                     name: s.name.clone(),
@@ -174,6 +186,7 @@ pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
                             weight: u32::from(r.weight),
                             upper_threshold: r.upper_threshold,
                             lower_threshold: r.lower_threshold,
+                            site: r.site.unwrap_or(0),
                         })
                         .collect(),
                     persistence: s.persistence.map(|p| Persistence {
@@ -190,6 +203,7 @@ pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
                         weight: 1,
                         upper_threshold: 0,
                         lower_threshold: 0,
+                        site: 0,
                     }),
                 }
             })
@@ -199,5 +213,28 @@ pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
         routes,
         services,
         workers: cfg.workers.count.max(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uvs_dataplane::TablesBuilder;
+
+    /// configs/geo.yaml: each site's prefixes carry the site's index, the same id its real
+    /// servers get, and the tables build (the remote site is routed).
+    #[test]
+    fn geo_sites_become_scheduler_prefixes_and_real_site_ids() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/geo.yaml");
+        let cfg = uvs_config::load_file(std::path::Path::new(path)).unwrap();
+        let spec = tables_spec(&cfg, None);
+        let web = &spec.services[0];
+        assert_eq!(web.sched.kind, SchedulerKind::Geo);
+        let ids: Vec<u16> = web.sched.sites.iter().map(|p| p.site()).collect();
+        assert_eq!(ids, [0, 0, 1, 1, 2]);
+        let reals: Vec<u16> = web.reals.iter().map(|r| r.site).collect();
+        assert_eq!(reals, [0, 0, 1, 1, 2]);
+        assert_eq!(web.reals[2].method, Method::Tun);
+        TablesBuilder::build(&spec, None).unwrap();
     }
 }

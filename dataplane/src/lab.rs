@@ -85,6 +85,7 @@ pub fn spec(method: Method, sched: SchedulerKind, workers: usize) -> TablesSpec 
                         weight: 1,
                         upper_threshold: 0,
                         lower_threshold: 0,
+                        site: 0,
                     })
                     .collect(),
                 persistence: None,

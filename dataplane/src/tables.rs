@@ -313,6 +313,9 @@ pub struct RealSpec {
     pub weight: u32,
     pub upper_threshold: u32,
     pub lower_threshold: u32,
+    /// geo scheduler: the site id (index of the service's site) clients are mapped to;
+    /// 0 for every other scheduler.
+    pub site: u16,
 }
 
 /// What control says about a virtual service.
@@ -545,6 +548,7 @@ impl TablesBuilder {
                 upper_threshold: r.upper_threshold,
                 lower_threshold: r.lower_threshold,
                 key: real_hash_key(&r.addr, r.port),
+                site: r.site,
             };
         }
         let sched = Scheduler::build(&s.sched, &specs)

@@ -838,6 +838,7 @@ fn sorry_server_takes_over_when_no_real_server_is_usable() {
             weight: 1,
             upper_threshold: 0,
             lower_threshold: 0,
+            site: 0,
         });
     }
     let mut lab = Lab::with_spec(spec, 1024);

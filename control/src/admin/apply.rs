@@ -55,8 +55,12 @@ pub fn apply(cmd: &AdminCommand, cfg: &Config) -> Result<Config, String> {
             let i = service_index(&new, &r.service)?;
             let svc = &mut new.services[i];
             let j = real_index(svc, r.address, r.port)?;
-            let old_tunnel = svc.real_servers[j].tunnel;
-            svc.real_servers[j] = real_server(r, svc.forwarding, old_tunnel);
+            let old = svc.real_servers[j];
+            // ipvsadm has no flag for a geo site: -e keeps the one the YAML gave.
+            svc.real_servers[j] = RealServer {
+                site: old.site,
+                ..real_server(r, svc.forwarding, old.tunnel)
+            };
         }
         AdminCommand::DeleteReal { service, real } => {
             let i = service_index(&new, service)?;
@@ -119,6 +123,7 @@ fn new_service(a: &ServiceArgs, cfg: &Config) -> Service {
         timeouts: cfg.timeouts,
         sorry_server: None,
         health_check: None,
+        sites: Vec::new(),
         real_servers: Vec::new(),
     }
 }
@@ -149,6 +154,7 @@ fn real_server(r: &RealArgs, default_fwd: Forwarding, old_tunnel: Option<Tunnel>
         upper_threshold: r.upper_threshold,
         lower_threshold: r.lower_threshold,
         tunnel: (forwarding == Forwarding::Tun).then(|| old_tunnel.unwrap_or(Tunnel::Ipip)),
+        site: None,
     }
 }
 

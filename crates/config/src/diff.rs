@@ -44,7 +44,8 @@ pub struct ServiceChange {
     pub removed_reals: Vec<RealServer>,
     /// In `new` order.
     pub changed_reals: Vec<RealServerChange>,
-    /// The scheduler, its flags or the Maglev table size changed: rebuild scheduler state.
+    /// The scheduler, its flags, the Maglev table size or the geo sites changed: rebuild
+    /// scheduler state.
     pub scheduler_changed: bool,
     pub persistence_changed: bool,
     pub health_check_changed: bool,
@@ -142,7 +143,8 @@ fn service_change(old: &Service, new: &Service) -> Option<ServiceChange> {
     }
     let scheduler_changed = old.scheduler != new.scheduler
         || old.scheduler_flags != new.scheduler_flags
-        || old.mh_table_size != new.mh_table_size;
+        || old.mh_table_size != new.mh_table_size
+        || old.sites != new.sites;
     let persistence_changed = old.persistence != new.persistence;
     let health_check_changed = old.health_check != new.health_check;
     let settings_changed = old.name != new.name

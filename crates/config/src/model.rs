@@ -101,6 +101,8 @@ named_enum! {
         Fastest = "fastest",
         /// Load reported by agents on the real servers.
         Load = "load",
+        /// Geographic: the client's prefix names a site; that site's servers first.
+        Geo = "geo",
     }
 }
 
@@ -321,7 +323,19 @@ pub struct Service {
     pub sorry_server: Option<SorryServer>,
     /// `None` = real servers are always considered up.
     pub health_check: Option<HealthCheck>,
+    /// Client prefixes per site, for the `geo` scheduler; non-empty exactly when the
+    /// scheduler is `geo`. Names are unique and no prefix is listed twice.
+    pub sites: Vec<Site>,
     pub real_servers: Vec<RealServer>,
+}
+
+/// A site of the `geo` scheduler: clients whose address falls in one of `clients` (longest
+/// prefix wins across all sites) are sent to the real servers of this site first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Site {
+    pub name: String,
+    /// Of the VIP's family. May be empty: a site that only takes spill-over.
+    pub clients: Vec<IpPrefix>,
 }
 
 impl Service {
@@ -367,6 +381,9 @@ pub struct RealServer {
     pub lower_threshold: u32,
     /// `Some` exactly when `forwarding` is `Tun`.
     pub tunnel: Option<Tunnel>,
+    /// Index into the service's `sites`; `Some` exactly when the scheduler is `geo`.
+    /// (An index keeps `RealServer` `Copy`; `to_yaml` writes the site's name.)
+    pub site: Option<u16>,
 }
 
 impl RealServer {

@@ -170,7 +170,18 @@ pub(crate) struct RawService {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<RawHealthCheck>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub sites: Option<Vec<RawSite>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub real_servers: Option<Vec<RawRealServer>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSite {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -269,4 +280,6 @@ pub(crate) struct RawRealServer {
     pub lower_threshold: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
 }

@@ -5,13 +5,14 @@
 //! so a saved file reads like one written by hand. Loading it gives back an equal `Config`.
 
 use crate::model::{
-    Config, Forwarding, HealthCheck, HealthCheckKind, Interface, RealServer, Service, Timeouts,
-    Tunnel, XdpMode, ZeroCopy,
+    Config, HealthCheck, HealthCheckKind, Interface, RealServer, Service, Timeouts, Tunnel,
+    XdpMode, ZeroCopy,
 };
 use crate::net::{ipv4_mask, max_len};
 use crate::raw::{
     Netmask, RawAdmin, RawConfig, RawConnTable, RawHealthCheck, RawInterface, RawMetrics,
-    RawPersistence, RawRealServer, RawRoute, RawService, RawSorryServer, RawTimeouts, RawWorkers,
+    RawPersistence, RawRealServer, RawRoute, RawService, RawSite, RawSorryServer, RawTimeouts,
+    RawWorkers,
 };
 use std::time::Duration;
 
@@ -129,12 +130,16 @@ fn service(s: &Service, global: &Timeouts) -> RawService {
             port: Some(u64::from(ss.port)),
         }),
         health_check: s.health_check.as_ref().map(health_check),
-        real_servers: non_empty(
-            s.real_servers
+        sites: non_empty(
+            s.sites
                 .iter()
-                .map(|r| real(r, s.port, s.forwarding))
+                .map(|site| RawSite {
+                    name: Some(site.name.clone()),
+                    clients: non_empty(site.clients.iter().map(|c| c.to_string()).collect()),
+                })
                 .collect(),
         ),
+        real_servers: non_empty(s.real_servers.iter().map(|r| real(r, s)).collect()),
     }
 }
 
@@ -168,7 +173,8 @@ fn health_check(h: &HealthCheck) -> RawHealthCheck {
     raw
 }
 
-fn real(r: &RealServer, service_port: u16, service_fwd: Forwarding) -> RawRealServer {
+fn real(r: &RealServer, s: &Service) -> RawRealServer {
+    let (service_port, service_fwd) = (s.port, s.forwarding);
     RawRealServer {
         address: Some(r.address.to_string()),
         port: (r.port != service_port).then_some(u64::from(r.port)),
@@ -180,5 +186,9 @@ fn real(r: &RealServer, service_port: u16, service_fwd: Forwarding) -> RawRealSe
             .tunnel
             .filter(|&t| t != Tunnel::Ipip)
             .map(|t| t.name().to_string()),
+        site: r
+            .site
+            .and_then(|i| s.sites.get(usize::from(i)))
+            .map(|site| site.name.clone()),
     }
 }

@@ -147,13 +147,19 @@ fn scheduler_flags_are_a_sorted_set() {
 #[test]
 fn every_scheduler_name_is_accepted() {
     for name in Scheduler::NAMES {
+        // geo is the one that needs more than its name: a site table.
+        let sites = if *name == "geo" {
+            "    sites: [{ name: here }]\n"
+        } else {
+            ""
+        };
         let c = load(&format!(
             "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
-             scheduler: {name}\n"
+             scheduler: {name}\n{sites}"
         ));
         assert_eq!(c.services[0].scheduler.name(), *name);
     }
-    assert_eq!(Scheduler::NAMES.len(), 16);
+    assert_eq!(Scheduler::NAMES.len(), 17);
 }
 
 #[test]
@@ -359,4 +365,54 @@ fn protocol_names() {
     assert_eq!(Protocol::NAMES, ["tcp", "udp", "sctp"]);
     assert_eq!(Protocol::from_name("sctp"), Some(Protocol::Sctp));
     assert_eq!(Protocol::from_name("TCP"), None);
+}
+
+#[test]
+fn geo_sites_resolve_to_indices_and_save_back_as_names() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         scheduler: geo\n    forwarding: tun\n    sites:\n      - name: east\n        \
+         clients: [198.18.0.0/25, 198.18.64.0/18]\n      - name: west\n      \
+         - name: spare\n        clients: [198.18.0.128/25]\n    real_servers:\n      \
+         - {{ address: 198.18.1.11, site: spare }}\n      - {{ address: 198.18.1.12, site: east }}\n"
+    ));
+    let s = &c.services[0];
+    assert_eq!(s.scheduler, Scheduler::Geo);
+    let names: Vec<&str> = s.sites.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names, ["east", "west", "spare"]);
+    assert_eq!(s.sites[0].clients.len(), 2);
+    assert!(
+        s.sites[1].clients.is_empty(),
+        "a site may take spill-over only"
+    );
+    assert_eq!(s.sites[2].clients[0].to_string(), "198.18.0.128/25");
+    let sites: Vec<Option<u16>> = s.real_servers.iter().map(|r| r.site).collect();
+    assert_eq!(sites, [Some(2), Some(0)]);
+    let yaml = uvs_config::to_yaml(&c);
+    assert!(yaml.contains("site: spare"), "{yaml}");
+    assert_eq!(uvs_config::load_str(&yaml, "saved.yaml").unwrap(), c);
+    // Other schedulers carry no sites.
+    let plain = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         real_servers: [{{ address: 198.18.1.11, forwarding: nat }}]\n"
+    ));
+    assert!(plain.services[0].sites.is_empty());
+    assert_eq!(plain.services[0].real_servers[0].site, None);
+}
+
+#[test]
+fn changing_sites_is_a_scheduler_change() {
+    let text = |clients: &str| {
+        format!(
+            "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+             scheduler: geo\n    sites: [{{ name: a, clients: [{clients}] }}]\n    \
+             real_servers: [{{ address: 198.18.1.11, forwarding: nat, site: a }}]\n"
+        )
+    };
+    let old = load(&text("198.18.0.0/24"));
+    let new = load(&text("198.18.0.0/25"));
+    let d = uvs_config::diff(&old, &new);
+    assert_eq!(d.changed_services.len(), 1);
+    assert!(d.changed_services[0].scheduler_changed);
+    assert!(uvs_config::diff(&old, &old).is_empty());
 }

@@ -7,6 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::SchedError;
+use crate::geo::SitePrefix;
 
 /// Which scheduling algorithm a virtual service uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,6 +46,10 @@ pub enum SchedulerKind {
     Fastest,
     /// Load-informed: lowest agent-reported load/weight, least-connection tie-break.
     Load,
+    /// Geographic (the LVS TODO's "client prefix → site"): wlc among the servers of the
+    /// client's site, spilling over to wlc among all servers when that site has none
+    /// available.
+    Geo,
 }
 
 impl SchedulerKind {
@@ -66,6 +71,7 @@ impl SchedulerKind {
         SchedulerKind::Twos,
         SchedulerKind::Fastest,
         SchedulerKind::Load,
+        SchedulerKind::Geo,
     ];
 
     /// The scheduler's name as `ipvsadm -s` spells it.
@@ -87,6 +93,7 @@ impl SchedulerKind {
             SchedulerKind::Twos => "twos",
             SchedulerKind::Fastest => "fastest",
             SchedulerKind::Load => "load",
+            SchedulerKind::Geo => "geo",
         }
     }
 
@@ -139,7 +146,7 @@ pub const DEFAULT_LOCALITY_SLOTS: u32 = 16_384;
 pub const DEFAULT_LOCALITY_EXPIRATION_S: u32 = 24 * 60 * 60;
 
 /// Everything needed to build a [`crate::Scheduler`] besides the server list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SchedConfig {
     pub kind: SchedulerKind,
     pub flags: SchedFlags,
@@ -152,6 +159,9 @@ pub struct SchedConfig {
     /// server set unchanged this long sheds its most loaded member (IPVS
     /// `lblcr_expiration`). Seconds.
     pub locality_expiration_s: u32,
+    /// geo only: client prefix → site id, in any order (the build sorts them longest
+    /// first). Servers name their site in [`crate::ServerSpec::site`].
+    pub sites: Vec<SitePrefix>,
 }
 
 impl SchedConfig {
@@ -163,6 +173,7 @@ impl SchedConfig {
             mh_table_size: DEFAULT_MH_TABLE_SIZE,
             locality_slots: DEFAULT_LOCALITY_SLOTS,
             locality_expiration_s: DEFAULT_LOCALITY_EXPIRATION_S,
+            sites: Vec::new(),
         }
     }
 
@@ -186,7 +197,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_are_unique() {
-        assert_eq!(SchedulerKind::ALL.len(), 16);
+        assert_eq!(SchedulerKind::ALL.len(), 17);
         for k in SchedulerKind::ALL {
             assert_eq!(SchedulerKind::from_name(k.name()), Some(*k));
             assert_eq!(k.to_string().parse::<SchedulerKind>().unwrap(), *k);

@@ -7,7 +7,7 @@ use crate::server::MAX_SERVERS;
 /// Why control could not build a scheduler snapshot.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum SchedError {
-    #[error("unknown scheduler \"{0}\"; expected one of rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf, twos, fastest, load")]
+    #[error("unknown scheduler \"{0}\"; expected one of rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf, twos, fastest, load, geo")]
     UnknownScheduler(String),
     #[error("{count} real servers is more than a scheduler supports ({MAX_SERVERS})")]
     TooManyServers { count: usize },
@@ -22,4 +22,6 @@ pub enum SchedError {
         flag: &'static str,
         scheduler: &'static str,
     },
+    #[error("client sites apply only to the geo scheduler, not {0}")]
+    SitesNotApplicable(&'static str),
 }

@@ -1,5 +1,6 @@
 //! uvs schedulers: every IPVS scheduling algorithm (rr, wrr, lc, wlc, sed, nq, lblc, lblcr,
-//! dh, sh, mh, fo, ovf, twos) plus `fastest` (response time) and `load` (agent feedback).
+//! dh, sh, mh, fo, ovf, twos) plus `fastest` (response time), `load` (agent feedback) and
+//! `geo` (client prefix → site).
 //!
 //! Pure code — no packets, no I/O. Control builds an immutable [`Scheduler`] per virtual
 //! service with [`Scheduler::build`]; workers call [`Scheduler::pick`] concurrently through
@@ -42,6 +43,7 @@
 mod config;
 mod error;
 mod flow;
+mod geo;
 mod hashing;
 mod locality;
 mod maglev;
@@ -57,6 +59,7 @@ pub use config::{
 };
 pub use error::SchedError;
 pub use flow::FlowHashKey;
+pub use geo::SitePrefix;
 pub use locality::LBLCR_SET_CAPACITY;
 pub use maglev::is_prime;
 pub use scheduler::{Scheduler, MAX_MH_TABLE_SIZE};

@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicU64;
 use crate::config::{SchedConfig, SchedulerKind};
 use crate::error::SchedError;
 use crate::flow::FlowHashKey;
+use crate::geo::GeoTable;
 use crate::hashing::{DhTable, ShTable};
 use crate::locality::{LblcTable, LblcrTable};
 use crate::maglev::{is_prime, MaglevTable};
@@ -40,6 +41,7 @@ enum Algo {
     Twos(CachePadded<AtomicU64>),
     Fastest,
     Load,
+    Geo(GeoTable),
 }
 
 /// An immutable scheduling snapshot for one virtual service: `Send + Sync`, shared by all
@@ -73,6 +75,9 @@ impl Scheduler {
                     scheduler: cfg.kind.name(),
                 });
             }
+        }
+        if cfg.kind != SchedulerKind::Geo && !cfg.sites.is_empty() {
+            return Err(SchedError::SitesNotApplicable(cfg.kind.name()));
         }
         let weights: Box<[u32]> = servers.iter().map(|s| s.weight).collect();
         let locality_slots = || {
@@ -120,9 +125,13 @@ impl Scheduler {
             ))),
             SchedulerKind::Fastest => Algo::Fastest,
             SchedulerKind::Load => Algo::Load,
+            SchedulerKind::Geo => Algo::Geo(GeoTable::new(
+                &cfg.sites,
+                servers.iter().map(|s| s.site).collect(),
+            )),
         };
         Ok(Scheduler {
-            config: *cfg,
+            config: cfg.clone(),
             weights,
             algo,
         })
@@ -173,6 +182,7 @@ impl Scheduler {
             Algo::Twos(rng) => select::twos(rng, w, live),
             Algo::Fastest => select::fastest(w, live),
             Algo::Load => select::load(w, live),
+            Algo::Geo(t) => t.pick(&key.src, w, live),
         }
     }
 

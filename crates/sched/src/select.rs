@@ -59,11 +59,12 @@ fn weighted_least(
     weights: &[u32],
     live: &[ServerLive],
     overhead: impl Fn(&ServerLive) -> u64,
+    keep: impl Fn(usize) -> bool,
 ) -> Option<usize> {
     let mut best: Option<(usize, u64)> = None;
     for (i, l) in live.iter().enumerate() {
         let w = weights[i];
-        if !l.available(w) {
+        if !keep(i) || !l.available(w) {
             continue;
         }
         let doh = overhead(l);
@@ -82,7 +83,17 @@ fn weighted_least(
 /// IPVS wlc: least `(active*256 + inactive) / weight`.
 #[inline]
 pub(crate) fn wlc(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
-    weighted_least(weights, live, ServerLive::conn_overhead)
+    weighted_least(weights, live, ServerLive::conn_overhead, |_| true)
+}
+
+/// wlc restricted to the servers `keep` accepts (geo: one site's servers).
+#[inline]
+pub(crate) fn wlc_where(
+    weights: &[u32],
+    live: &[ServerLive],
+    keep: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    weighted_least(weights, live, ServerLive::conn_overhead, keep)
 }
 
 #[inline]
@@ -93,7 +104,7 @@ fn sed_overhead(l: &ServerLive) -> u64 {
 /// IPVS sed: least `(active + 1) / weight` (shortest expected delay).
 #[inline]
 pub(crate) fn sed(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
-    weighted_least(weights, live, sed_overhead)
+    weighted_least(weights, live, sed_overhead, |_| true)
 }
 
 /// IPVS nq: the first idle (active == 0) available server, else sed.

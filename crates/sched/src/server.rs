@@ -20,16 +20,20 @@ pub struct ServerSpec {
     /// Stable identity used for hashing (e.g. a hash of addr:port), so that every node and
     /// every rebuild places this server at the same Maglev permutation.
     pub key: u64,
+    /// geo: the site this server is in (an id the scheduler's site prefixes map clients
+    /// to); ignored by every other scheduler.
+    pub site: u16,
 }
 
 impl ServerSpec {
-    /// A server with `weight` and `key`, no thresholds.
+    /// A server with `weight` and `key`, no thresholds, site 0.
     pub fn new(weight: u32, key: u64) -> Self {
         ServerSpec {
             weight,
             upper_threshold: 0,
             lower_threshold: 0,
             key,
+            site: 0,
         }
     }
 
@@ -182,6 +186,7 @@ mod tests {
             upper_threshold: u,
             lower_threshold: l,
             key: 0,
+            site: 0,
         }
     }
 

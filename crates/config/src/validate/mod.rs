@@ -6,6 +6,7 @@
 mod health;
 mod real;
 mod service;
+mod site;
 
 use crate::error::{suggest, ConfigError};
 use crate::marks::{join, MarkTree};

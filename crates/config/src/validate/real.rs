@@ -1,8 +1,9 @@
 //! Real servers: addresses, ports, forwarding, weights and thresholds.
 
+use super::site::real_site;
 use super::{family, Ctx, Result};
 use crate::marks::join;
-use crate::model::{Forwarding, Interface, RealServer, ServiceKey, Tunnel};
+use crate::model::{Forwarding, Interface, RealServer, Scheduler, ServiceKey, Site, Tunnel};
 use crate::raw::RawRealServer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ pub(super) fn reals(
     svc: ServiceKey,
     default_fwd: Forwarding,
     interfaces: &[Interface],
+    (scheduler, sites): (Scheduler, &[Site]),
 ) -> Result<Vec<RealServer>> {
     let mut out: Vec<RealServer> = Vec::with_capacity(raw.len());
     let mut seen: HashMap<SocketAddr, String> = HashMap::new();
@@ -154,6 +156,7 @@ pub(super) fn reals(
                     .with_hint(Some("remove it, or set `forwarding: tun`".into())))
             }
         };
+        let site = real_site(cx, &rbase, r.site.as_deref(), scheduler, sites)?;
         let rs = RealServer {
             address,
             port,
@@ -162,6 +165,7 @@ pub(super) fn reals(
             upper_threshold: upper,
             lower_threshold: lower,
             tunnel,
+            site,
         };
         if let Some(first) = seen.insert(rs.key(), rbase.clone()) {
             return Err(cx

@@ -2,6 +2,7 @@
 
 use super::health::health_check;
 use super::real::reals;
+use super::site::sites;
 use super::{family, Ctx, Result, MAX_TIMEOUT};
 use crate::marks::join;
 use crate::model::{
@@ -246,6 +247,7 @@ fn service(
         Some(h) => Some(health_check(cx, &p("health_check"), h, port)?),
         None => None,
     };
+    let sites = sites(cx, base, r.sites, scheduler, vip)?;
     let real_servers = reals(
         cx,
         base,
@@ -253,6 +255,7 @@ fn service(
         key,
         forwarding,
         interfaces,
+        (scheduler, &sites),
     )?;
     if let Some(m) = mh_table_size {
         if (m as usize) < real_servers.len() {
@@ -333,6 +336,7 @@ fn service(
         timeouts,
         sorry_server,
         health_check,
+        sites,
         real_servers,
     })
 }

@@ -424,3 +424,104 @@ fn health_check_errors() {
         check(&c);
     }
 }
+
+/// A geo service head: `{SVC}` with `scheduler: geo`, then the given lines.
+const GEO: &str =
+    "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    scheduler: geo\n";
+
+#[test]
+fn geo_errors() {
+    let geo = |rest: &str| format!("{GEO}{rest}");
+    let rs = "    real_servers:\n      - address: 198.18.1.11\n        forwarding: nat\n";
+    let cases = [
+        (
+            geo(rs),
+            "|geo",
+            "services[0].scheduler",
+            "the geo scheduler needs `sites`",
+            Some("add `sites:"),
+        ),
+        (
+            geo("    sites: []\n"),
+            "|geo",
+            "services[0].scheduler",
+            "the geo scheduler needs `sites`",
+            None,
+        ),
+        (
+            format!("{SVC}    scheduler: wlc\n    sites: [{{ name: a }}]\n"),
+            "|sites:",
+            "services[0].sites",
+            "`sites` applies only to the geo scheduler, not wlc",
+            Some("set `scheduler: geo`"),
+        ),
+        (
+            format!("{SVC}    real_servers:\n      - address: 198.18.1.11\n        forwarding: nat\n        site: a\n"),
+            "|site: a",
+            "services[0].real_servers[0].site",
+            "`site` applies only to the geo scheduler, not wlc",
+            Some("remove it"),
+        ),
+        (
+            geo("    sites: [{ name: a }]\n    real_servers:\n      - address: 198.18.1.11\n        forwarding: nat\n"),
+            "address: |198.18.1.11",
+            "services[0].real_servers[0].site",
+            "the geo scheduler needs every real server to name its `site`",
+            Some("the service's sites are: a"),
+        ),
+        (
+            geo("    sites: [{ name: a }, { name: b }]\n    real_servers:\n      - address: 198.18.1.11\n        forwarding: nat\n        site: c\n"),
+            "site: |c",
+            "services[0].real_servers[0].site",
+            "unknown site 'c'",
+            Some("the service's sites are: a, b"),
+        ),
+        (
+            geo("    sites:\n      - name: a\n      - name: a\n"),
+            "- name: a\n      - name: |a",
+            "services[0].sites[1].name",
+            "site name 'a' is already used at line 11",
+            None,
+        ),
+        (
+            geo("    sites:\n      - clients: [198.18.0.0/24]\n"),
+            "- |clients",
+            "services[0].sites[0].name",
+            "the site has no `name`",
+            None,
+        ),
+        (
+            geo("    sites:\n      - name: a\n        clients: [198.18.0.1/24]\n"),
+            "198.18.0.1/24",
+            "services[0].sites[0].clients[0]",
+            "'198.18.0.1/24' is not a valid prefix",
+            Some("did you mean 198.18.0.0/24?"),
+        ),
+        (
+            geo("    sites:\n      - name: a\n        clients: [\"2001:2::/64\"]\n"),
+            "\"2001:2::/64\"",
+            "services[0].sites[0].clients[0]",
+            "client prefix 2001:2::/64 is IPv6, the VIP 198.18.100.1 is IPv4",
+            Some("would never match"),
+        ),
+        (
+            geo("    sites:\n      - name: a\n        clients: [198.18.0.0/24]\n      - name: b\n        clients: [198.18.0.0/25, 198.18.0.0/24]\n"),
+            "198.18.0.0/25, |198.18.0.0/24",
+            "services[0].sites[1].clients[1]",
+            "client prefix 198.18.0.0/24 is already listed at line 12 (site 'a')",
+            Some("a longer prefix"),
+        ),
+    ];
+    for (yaml, at, path, message, hint) in cases {
+        let c = Case {
+            yaml: Box::leak(yaml.into_boxed_str()),
+            whole: false,
+            at,
+            nth: 0,
+            path,
+            message,
+            hint,
+        };
+        check(&c);
+    }
+}
