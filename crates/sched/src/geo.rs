@@ -16,11 +16,12 @@ use crate::server::ServerLive;
 /// One client prefix of a site. Addresses are held as 128-bit IPv6 or IPv4-mapped IPv6
 /// (`::ffff:a.b.c.d/96+len`), the encoding of [`crate::FlowHashKey::new`].
 ///
-/// The dataplane fills [`crate::FlowHashKey::src`] from its own address layout instead:
-/// an IPv4 address in the first 4 bytes, then zeros. Both forms are recognised as IPv4.
-/// The second is ambiguous with an IPv6 address whose low 96 bits are zero, which is why
-/// an IPv6 prefix also accepts it; this never mixes families in practice because a
-/// service's prefixes are all of its VIP's family (the configuration checks that).
+/// The zero-padded form (an IPv4 address in the first 4 bytes, then zeros — how the
+/// dataplane stores addresses in its own tables) is recognised as IPv4 too, for callers
+/// that pass addresses as stored. It is ambiguous with an IPv6 address whose low 96 bits
+/// are zero, which is why an IPv6 prefix also accepts it; this never mixes families in
+/// practice because a service's prefixes are all of its VIP's family (the configuration
+/// checks that). The dataplane itself passes the mapped form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SitePrefix {
     net: u128,

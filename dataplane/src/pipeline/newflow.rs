@@ -187,9 +187,21 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
             ctx.conns.remove(hit.id);
         }
     }
+    // The schedulers' key holds IPv4 as ::ffff:a.b.c.d (FlowHashKey's documented form).
+    let hashed = |a: [u8; 16]| {
+        if v6 {
+            a
+        } else {
+            let mut m = [0u8; 16];
+            m[10] = 0xff;
+            m[11] = 0xff;
+            m[12..].copy_from_slice(&a[..4]);
+            m
+        }
+    };
     let hk = FlowHashKey {
-        src: p.src,
-        dst: p.dst,
+        src: hashed(p.src),
+        dst: hashed(p.dst),
         sport: p.sport,
         dport: p.dport,
         proto: p.l4_proto,
