@@ -152,6 +152,16 @@ pub struct Route {
     pub via: Option<IpKey>,
 }
 
+/// The first (longest, as the routes are sorted) route matching `dst`: its port and
+/// next hop (the destination itself when directly connected).
+#[inline]
+fn lookup_route(routes: &[Route], dst: &IpKey) -> Option<(u8, IpKey)> {
+    routes
+        .iter()
+        .find(|r| r.matches(dst))
+        .map(|r| (r.port, r.via.unwrap_or(*dst)))
+}
+
 impl Route {
     #[inline]
     fn matches(&self, dst: &IpKey) -> bool {
@@ -293,10 +303,7 @@ impl Tables {
     /// Longest-prefix match: egress port and next hop for `dst`.
     #[inline]
     pub fn route(&self, dst: &IpKey) -> Option<(u8, IpKey)> {
-        self.routes
-            .iter()
-            .find(|r| r.matches(dst))
-            .map(|r| (r.port, r.via.unwrap_or(*dst)))
+        lookup_route(&self.routes, dst)
     }
 
     pub fn service_count(&self) -> usize {
@@ -368,12 +375,7 @@ impl TablesBuilder {
         let mut routes = spec.routes.clone();
         // Longest prefix first; stable so the operator's order breaks ties.
         routes.sort_by_key(|r| std::cmp::Reverse(r.len));
-        let route_of = |dst: &IpKey| -> Option<(u8, IpKey)> {
-            routes
-                .iter()
-                .find(|r| r.matches(dst))
-                .map(|r| (r.port, r.via.unwrap_or(*dst)))
-        };
+        let route_of = |dst: &IpKey| lookup_route(&routes, dst);
 
         let mut services: Vec<Option<Arc<ServiceRt>>> = Vec::new();
         let mut index = FastMap::default();

@@ -50,15 +50,25 @@ impl Default for Clock {
 impl Clock {
     #[inline]
     pub fn now_s(&self) -> u32 {
-        (self.start.elapsed().as_secs() + self.offset.load(Ordering::Relaxed)) as u32
+        self.now().0
+    }
+
+    /// Seconds and table ticks from one reading of the clock (once per burst).
+    #[inline]
+    pub fn now(&self) -> (u32, u32) {
+        let e = self.start.elapsed();
+        let off = self.offset.load(Ordering::Relaxed);
+        (
+            (e.as_secs() + off) as u32,
+            (e.as_millis() as u64 + off * 1000) as u32,
+        )
     }
 
     /// Connection-table ticks: milliseconds, wrapping at 2^32 (the table compares
     /// deadlines with wrapping arithmetic).
     #[inline]
     pub fn now_ticks(&self) -> u32 {
-        (self.start.elapsed().as_millis() as u64 + self.offset.load(Ordering::Relaxed) * 1000)
-            as u32
+        self.now().1
     }
 
     /// Moves the clock forward (tests and simulations).
@@ -190,8 +200,7 @@ impl<P: Port> Worker<P> {
         let shared = &*self.shared;
         let tables = shared.tables.load();
         let neigh = shared.neigh.load();
-        let now = shared.clock.now_s();
-        let ticks = shared.clock.now_ticks();
+        let (now, ticks) = shared.clock.now();
         let counters = &shared.counters[self.id];
         let mut ctx = Ctx {
             worker: self.id,
