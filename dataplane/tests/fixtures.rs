@@ -590,14 +590,8 @@ fn later_fragments_follow_their_first_fragment() {
     reassembled[16..18].copy_from_slice(&total.to_be_bytes());
     reassembled[20..22].copy_from_slice(&[0, 0]);
     reassembled[24..26].copy_from_slice(&[0, 0]);
-    let mut sum = 0u32;
-    for w in reassembled[14..34].chunks(2) {
-        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    reassembled[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let c = tk::ipv4_header_checksum(&reassembled[14..34]);
+    reassembled[24..26].copy_from_slice(&c.to_be_bytes());
     let seen = check_frame(&reassembled).expect("reassembled datagram has valid checksums");
     assert_eq!(seen.payload, vec![7u8; 200]);
     // A later fragment of an unknown datagram is dropped and counted.
@@ -784,14 +778,8 @@ fn tunnel_too_big_answers_the_client_with_the_path_mtu() {
         if !v6 {
             big[20] |= 0x40; // DF
             big[24..26].copy_from_slice(&[0, 0]);
-            let mut sum = 0u32;
-            for w in big[14..34].chunks(2) {
-                sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-            }
-            while sum > 0xffff {
-                sum = (sum & 0xffff) + (sum >> 16);
-            }
-            big[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            let c = tk::ipv4_header_checksum(&big[14..34]);
+            big[24..26].copy_from_slice(&c.to_be_bytes());
         }
         let [to_client, to_servers] = lab.send(0, &big);
         assert!(to_servers.is_empty(), "v6={v6}: nothing oversized is sent");

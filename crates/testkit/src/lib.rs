@@ -234,6 +234,18 @@ pub fn truncated(frame: &[u8], len: usize) -> Vec<u8> {
     frame[..len.min(frame.len())].to_vec()
 }
 
+/// The IPv4 header checksum of `h` (its checksum field as it is).
+pub fn ipv4_header_checksum(h: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for w in h.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 /// Splits an IPv4 frame (no options, no VLAN) into two fragments: the first carries
 /// `first_len` bytes of the IP payload (a multiple of 8), the second the rest. Header
 /// checksums are recomputed; the L4 checksum stays the whole datagram's.
@@ -285,17 +297,6 @@ pub fn fragment_v6(frame: &[u8], first_len: usize, id: u32) -> (Vec<u8>, Vec<u8>
         mk(&payload[..first_len], 0, true),
         mk(&payload[first_len..], first_len, false),
     )
-}
-
-fn ipv4_header_checksum(h: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for w in h.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 #[cfg(test)]

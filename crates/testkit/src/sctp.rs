@@ -119,7 +119,7 @@ pub fn frame(
             h.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 132, 0, 0]);
             h.extend_from_slice(&s.octets());
             h.extend_from_slice(&d.octets());
-            let c = ip_checksum(&h);
+            let c = crate::ipv4_header_checksum(&h);
             h[10..12].copy_from_slice(&c.to_be_bytes());
             f.extend_from_slice(&h);
         }
@@ -135,16 +135,4 @@ pub fn frame(
     }
     f.extend_from_slice(&sctp);
     f
-}
-
-/// The IPv4 header checksum of `h` (its checksum field as it is).
-pub fn ip_checksum(h: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for w in h.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
