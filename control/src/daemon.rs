@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
 use uvs_config::Config;
+use uvs_dataplane::lifecycle;
 use uvs_dataplane::pipeline::conn_flags;
-use uvs_dataplane::tables::Tables;
 use uvs_dataplane::{Shared, TablesBuilder, Worker};
 use uvs_xsk::{XdpMode, XdpProgram, XskConfig, XskPort};
 
@@ -168,9 +168,7 @@ impl Core {
         self.sync_maps(&new)
             .map_err(|e| format!("updating the XDP maps: {e}"))?;
         self.shared.tables.store(Arc::new(tables));
-        self.shared
-            .expire_nodest_conn
-            .store(new.expire_nodest_conn, Ordering::Relaxed);
+        self.shared.settings.store(lifecycle_settings(&new));
         if new.expire_nodest_conn {
             self.expire_nodest();
         }
@@ -178,37 +176,37 @@ impl Core {
         Ok(())
     }
 
-    /// IPVS expire_nodest_conn: drop the connections whose real server is gone.
-    fn expire_nodest(&self) {
+    /// IPVS expire_nodest_conn: drop the connections whose real server is gone or down.
+    fn expire_nodest(&self) -> usize {
         let tables = self.shared.tables.load();
         let mut gone = Vec::new();
         self.shared.conns.for_each(|id, c, _| {
-            if c.flags & conn_flags::TEMPLATE != 0 {
-                return;
-            }
-            let alive = tables
-                .service(c.service)
-                .and_then(|s| s.real(c.real))
-                .is_some_and(|r| r.addr.addr == c.reply.src);
-            if !alive {
+            if lifecycle::is_flow(c) && !lifecycle::conn_alive(&tables, c) {
                 gone.push((id, *c));
             }
         });
+        let mut n = 0;
         for (id, c) in gone {
             if self.shared.conns.remove(id) {
-                release_conn(&tables, &c);
+                lifecycle::unbind(&tables, &c);
+                n += 1;
             }
         }
+        n
     }
 
     /// One round of connection expiry; reclaimed entries release their live counters.
+    /// With `drop_entry` and a table at least 7/8 full, half-open connections go too.
     pub fn expire(&self, budget: usize) -> usize {
         let tables = self.shared.tables.load();
         // Deadlines are connection-table ticks (milliseconds), not seconds.
         let now = self.shared.clock.now_ticks();
-        self.shared
-            .conns
-            .expire_step(now, budget, |c| release_conn(&tables, c))
+        let conns = &self.shared.conns;
+        let mut n = conns.expire_step(now, budget, |c| lifecycle::unbind(&tables, c));
+        if self.shared.settings.load().drop_entry {
+            n += lifecycle::drop_half_open(conns, &tables);
+        }
+        n
     }
 
     /// Runs `f` on the live state of a real server of a service.
@@ -231,8 +229,14 @@ impl Core {
     }
 
     /// Applies a health verdict to a real server's live state.
+    /// A server that went down loses its connections at once under expire_nodest_conn
+    /// (IPVS, where keepalived removes a failed server, does the same).
     pub fn set_health(&self, key: uvs_dataplane::ServiceKey, real: std::net::SocketAddr, up: bool) {
         self.with_live(key, real, |l| l.health_up.store(up, Ordering::Relaxed));
+        if !up && self.shared.settings.load().expire_nodest_conn {
+            let n = self.expire_nodest();
+            log::info!("{real} is down: expired {n} of its connections (expire_nodest_conn)");
+        }
     }
 
     /// Feeds measured response time (`fastest`) and reported load (`load`) to the schedulers.
@@ -252,26 +256,14 @@ impl Core {
     }
 }
 
-/// Gives a reclaimed connection's place on its real server back.
-fn release_conn(tables: &Tables, c: &uvs_conntrack::Conn) {
-    if c.flags & conn_flags::TEMPLATE != 0 {
-        return;
+/// The connection-lifecycle sysctls of a configuration, as the workers read them.
+fn lifecycle_settings(c: &Config) -> lifecycle::Settings {
+    lifecycle::Settings {
+        conn_reuse_mode: c.conn_reuse_mode,
+        expire_nodest_conn: c.expire_nodest_conn,
+        expire_quiescent_template: c.expire_quiescent_template,
+        drop_entry: c.drop_entry,
     }
-    let Some(svc) = tables.service(c.service) else {
-        return;
-    };
-    let slot = usize::from(c.real);
-    let Some(Some(r)) = svc.reals.get(slot) else {
-        return;
-    };
-    if r.addr.addr != c.reply.src {
-        return;
-    }
-    // Counters moved between inactive and active exactly when the state crossed
-    // ESTABLISHED (TCP; SCTP associations are counted inactive, see dataplane::sctp).
-    let was_active = c.orig.proto == uvs_dataplane::pipeline::PROTO_TCP
-        && uvs_conntrack::tcp::TcpState::from_u8(c.state).is_some_and(|s| s.is_active());
-    svc.live[slot].unbind_conn(&svc.specs[slot], was_active);
 }
 
 /// Command-line overrides.
@@ -352,9 +344,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         config.conn_table.capacity as usize,
         workers,
     ));
-    shared
-        .expire_nodest_conn
-        .store(config.expire_nodest_conn, Ordering::Relaxed);
+    shared.settings.store(lifecycle_settings(&config));
 
     let mut programs = Vec::new();
     for i in &config.interfaces {

@@ -35,6 +35,9 @@ pub struct WorkerCounters {
     pub tx_bytes: Counter,
     pub slow_path: Counter,
     pub new_conns: Counter,
+    /// New connections that found an old entry of their tuple (closing, or its real server
+    /// removed or down) and were scheduled afresh (IPVS conn_reuse_mode).
+    pub reused_conns: Counter,
     pub bursts: Counter,
     /// Bursts that received nothing: with `bursts`, the worker's idle share.
     pub empty_polls: Counter,
@@ -50,6 +53,7 @@ impl Default for WorkerCounters {
             tx_bytes: Counter::default(),
             slow_path: Counter::default(),
             new_conns: Counter::default(),
+            reused_conns: Counter::default(),
             bursts: Counter::default(),
             empty_polls: Counter::default(),
             drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),

@@ -6,6 +6,7 @@
 pub mod counters;
 pub mod frag;
 pub mod lab;
+pub mod lifecycle;
 pub mod neigh;
 pub mod pipeline;
 pub mod sctp;

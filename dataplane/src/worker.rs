@@ -84,7 +84,8 @@ pub struct Shared {
     pub neigh: NeighTable,
     pub counters: AllCounters,
     pub clock: Clock,
-    pub expire_nodest_conn: AtomicBool,
+    /// IPVS's connection-lifecycle sysctls (conn_reuse_mode, expire_nodest_conn, …).
+    pub settings: crate::lifecycle::SharedSettings,
 }
 
 impl Shared {
@@ -95,7 +96,7 @@ impl Shared {
             neigh: NeighTable::default(),
             counters: new_counters(workers),
             clock: Clock::default(),
-            expire_nodest_conn: AtomicBool::new(false),
+            settings: Default::default(),
         }
     }
 
@@ -209,7 +210,7 @@ impl<P: Port> Worker<P> {
             now_s: now,
             conns: &shared.conns,
             counters,
-            expire_nodest_conn: shared.expire_nodest_conn.load(Ordering::Relaxed),
+            settings: shared.settings.load(),
             fullnat_cursor: &mut self.fullnat_cursor,
             frags: &mut self.frags,
         };

@@ -24,8 +24,9 @@ pub struct ConfigDiff {
     /// Global timeouts changed (applies to new connections; services without their own
     /// overrides change with them, and appear in `changed_services`).
     pub timeouts_changed: bool,
-    /// `expire_nodest_conn` changed.
-    pub expire_nodest_conn_changed: bool,
+    /// A connection-lifecycle setting changed (`expire_nodest_conn`, `conn_reuse_mode`,
+    /// `expire_quiescent_template`, `drop_entry`: IPVS's sysctls).
+    pub sysctls_changed: bool,
     /// The admin socket or its group changed.
     pub admin_changed: bool,
     /// The metrics endpoint changed.
@@ -81,7 +82,7 @@ impl ConfigDiff {
             && self.changed_services.is_empty()
             && !self.global_changed
             && !self.timeouts_changed
-            && !self.expire_nodest_conn_changed
+            && !self.sysctls_changed
             && !self.admin_changed
             && !self.metrics_changed
     }
@@ -98,7 +99,10 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
             || old.workers != new.workers
             || old.conn_table != new.conn_table,
         timeouts_changed: old.timeouts != new.timeouts,
-        expire_nodest_conn_changed: old.expire_nodest_conn != new.expire_nodest_conn,
+        sysctls_changed: old.expire_nodest_conn != new.expire_nodest_conn
+            || old.conn_reuse_mode != new.conn_reuse_mode
+            || old.expire_quiescent_template != new.expire_quiescent_template
+            || old.drop_entry != new.drop_entry,
         admin_changed: old.admin != new.admin,
         metrics_changed: old.metrics != new.metrics,
         ..ConfigDiff::default()
@@ -188,7 +192,10 @@ impl fmt::Display for ConfigDiff {
         }
         for (changed, what) in [
             (self.timeouts_changed, "timeouts"),
-            (self.expire_nodest_conn_changed, "expire_nodest_conn"),
+            (
+                self.sysctls_changed,
+                "connection lifecycle (expire_nodest_conn, conn_reuse_mode, …)",
+            ),
             (self.admin_changed, "admin"),
             (self.metrics_changed, "metrics"),
         ] {

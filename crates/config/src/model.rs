@@ -163,6 +163,17 @@ pub struct Config {
     /// IPVS sysctl `expire_nodest_conn`: when a real server is removed, drop its connections
     /// (true) or let them finish (false).
     pub expire_nodest_conn: bool,
+    /// IPVS sysctl `conn_reuse_mode`: bit 0 — a SYN (SCTP INIT) that finds its tuple's
+    /// entry in TIME_WAIT or CLOSE (SCTP CLOSED) expires it and is scheduled afresh; bit 1 —
+    /// so does one finding a DR/TUN entry in FIN_WAIT. 0 turns reuse off. Default 1.
+    pub conn_reuse_mode: u8,
+    /// IPVS sysctl `expire_quiescent_template`: a persistence template pointing at a real
+    /// server of weight 0 is dropped (true) or still honoured (false, the default).
+    pub expire_quiescent_template: bool,
+    /// IPVS's `drop_entry` defence: when the table is at least 7/8 full, connections that
+    /// never completed their handshake (TCP SYN_RECV) are dropped to make room. Default
+    /// true, because uvs's table has a fixed capacity (IPVS's grows until memory runs out).
+    pub drop_entry: bool,
     pub admin: Admin,
     pub metrics: Metrics,
     pub services: Vec<Service>,

@@ -23,6 +23,12 @@ pub(crate) struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expire_nodest_conn: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub conn_reuse_mode: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expire_quiescent_template: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_entry: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<RawAdmin>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<RawMetrics>,

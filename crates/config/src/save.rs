@@ -33,6 +33,9 @@ pub fn to_yaml(config: &Config) -> String {
         }),
         timeouts: timeouts(&config.timeouts, &Timeouts::default()),
         expire_nodest_conn: Some(config.expire_nodest_conn),
+        conn_reuse_mode: Some(u64::from(config.conn_reuse_mode)),
+        expire_quiescent_template: Some(config.expire_quiescent_template),
+        drop_entry: Some(config.drop_entry),
         admin: Some(RawAdmin {
             socket: Some(config.admin.socket.to_string_lossy().into_owned()),
             group: config.admin.group.clone(),

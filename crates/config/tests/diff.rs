@@ -206,7 +206,7 @@ fn live_global_changes_are_not_restarts() {
         &load(BASE),
         &load(&format!("{BASE}expire_nodest_conn: true\n")),
     );
-    assert!(d.expire_nodest_conn_changed && !d.global_changed);
+    assert!(d.sysctls_changed && !d.global_changed);
     let d = diff(
         &load(BASE),
         &load(&format!("{BASE}metrics: {{ listen: 127.0.0.1:9100 }}\n")),

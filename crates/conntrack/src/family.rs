@@ -453,6 +453,42 @@ impl<const AW: usize> FamilyTable<AW> {
         }
     }
 
+    /// Moves `id` from state `from` to `to` with a new deadline, only if its state is still
+    /// `from`. `Ok(())` when this call made the move (or `from == to` and it is live);
+    /// `Err(Some(state))` when another writer changed the state first; `Err(None)` when the
+    /// entry is gone.
+    pub(crate) fn transition(
+        &self,
+        id: ConnId,
+        from: u8,
+        to: u8,
+        deadline: u32,
+    ) -> Result<(), Option<u8>> {
+        let Some(e) = self
+            .words
+            .get(id.slot() * Self::STRIDE..(id.slot() + 1) * Self::STRIDE)
+        else {
+            return Err(None);
+        };
+        let new = ctl_pack(id.gen(), to, deadline);
+        let mut c = e[CTL].load(Ordering::Acquire);
+        loop {
+            if ctl_gen(c) != id.gen() || ctl_dead(c) || ctl_state(c) == STATE_PENDING {
+                return Err(None);
+            }
+            if ctl_state(c) != from {
+                return Err(Some(ctl_state(c)));
+            }
+            if c == new {
+                return Ok(());
+            }
+            match e[CTL].compare_exchange_weak(c, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(x) => c = x,
+            }
+        }
+    }
+
     pub(crate) fn get(&self, id: ConnId) -> Option<(Conn, u32)> {
         if id.slot() >= self.cap {
             return None;

@@ -182,6 +182,25 @@ impl ConnTable {
             && on_family!(self, id.is_v6(), |f| f.update(id, state, deadline))
     }
 
+    /// Compare-and-set of a connection's state: moves `id` from `from` to `to` (deadline
+    /// `deadline`) only if its state is still `from`, so that of two workers applying a
+    /// transition to the same connection from a stale view exactly one succeeds — the one
+    /// that may move the real server's active/inactive counters. `Err(Some(s))`: the state
+    /// is now `s` (re-derive the transition from it); `Err(None)`: the entry is gone.
+    #[inline]
+    pub fn transition(
+        &self,
+        id: ConnId,
+        from: u8,
+        to: u8,
+        deadline: u32,
+    ) -> Result<(), Option<u8>> {
+        if to >= STATE_RESERVED_MIN {
+            return Err(None);
+        }
+        on_family!(self, id.is_v6(), |f| f.transition(id, from, to, deadline))
+    }
+
     /// The connection `id` names and its deadline, if it is still stored (expired entries
     /// not yet reclaimed included).
     pub fn get(&self, id: ConnId) -> Option<(Conn, u32)> {
@@ -209,6 +228,16 @@ impl ConnTable {
     pub fn for_each(&self, mut f: impl FnMut(ConnId, &Conn, u32)) {
         self.v4.for_each(&mut f);
         self.v6.for_each(&mut f);
+    }
+
+    /// Visits the stored connections of one family, as [`for_each`](Self::for_each) does.
+    pub fn for_each_of(&self, v6: bool, mut f: impl FnMut(ConnId, &Conn, u32)) {
+        on_family!(self, v6, |fam| fam.for_each(&mut f))
+    }
+
+    /// Stored connections of one family.
+    pub fn len_of(&self, v6: bool) -> usize {
+        on_family!(self, v6, |f| f.len())
     }
 
     /// Stored connections (both families).

@@ -4,8 +4,9 @@ use uvs_conntrack::{tcp, Conn, Dir, Hit};
 use uvs_wire::{Parsed, L3};
 
 use super::*;
+use crate::lifecycle;
 use crate::neigh::NeighMap;
-use crate::tables::{IpKey, Method, RealRt, ServiceRt, Tables, SORRY_SLOT};
+use crate::tables::{IpKey, Method, RealRt, ServiceRt, Tables};
 use crate::verdict::{DropReason, Verdict};
 
 #[allow(clippy::too_many_arguments)]
@@ -21,72 +22,89 @@ pub(crate) fn established(
 ) -> Verdict {
     let conn = &hit.conn;
     let Some(svc) = tables.service(conn.service) else {
-        return orphan(ctx, hit);
+        return orphan(ctx, tables, hit);
     };
-    // The real server may be gone (removed by a reload) or its slot may hold another one
-    // now: the connection still carries its own addresses, so it keeps flowing unless
-    // expire_nodest_conn says to drop it (IPVS keeps forwarding to a removed dest too).
+    if hit.dir == Dir::Original
+        && lifecycle::opens_connection(p.l4_proto, p.tcp_flags, p.sctp_first_chunk)
+        && lifecycle::reschedules(&ctx.settings, svc, conn)
+    {
+        return reuse(ctx, tables, neigh, buf, len, p, hit);
+    }
+    // The real server may be gone (removed by a reload), down, or its slot may hold
+    // another one now: the connection still carries its own addresses, so it keeps
+    // flowing unless expire_nodest_conn says to drop it (IPVS keeps forwarding to a
+    // removed dest too).
+    if ctx.settings.expire_nodest_conn && !lifecycle::dest_alive(svc, conn) {
+        return orphan(ctx, tables, hit);
+    }
     let real = svc
         .real(conn.real)
         .filter(|r| r.addr.same_addr(&conn.reply.src));
-    if real.is_none() && ctx.expire_nodest_conn {
-        return orphan(ctx, hit);
-    }
-    track_state(ctx, svc, p, hit, real.is_some());
+    track_state(ctx, svc, p, hit);
     match hit.dir {
         Dir::Original => forward_original(ctx, tables, neigh, buf, len, p, svc, real, conn),
         Dir::Reply => forward_reply(ctx, tables, neigh, buf, len, p, svc, real, conn),
     }
 }
 
-/// A connection whose virtual service is gone, or whose real server is gone while
-/// expire_nodest_conn is set: dropped, and with expire_nodest_conn its entry too.
+/// A connection whose virtual service is gone, or whose real server is gone or down while
+/// expire_nodest_conn is set: dropped, and with expire_nodest_conn its entry too (the
+/// client's next attempt is scheduled afresh).
 #[cold]
-pub(crate) fn orphan(ctx: &mut Ctx<'_>, hit: &Hit) -> Verdict {
-    if ctx.expire_nodest_conn {
-        ctx.conns.remove(hit.id);
+pub(crate) fn orphan(ctx: &mut Ctx<'_>, tables: &Tables, hit: &Hit) -> Verdict {
+    if ctx.settings.expire_nodest_conn && ctx.conns.remove(hit.id) {
+        lifecycle::unbind(tables, &hit.conn);
     }
     Verdict::Drop(DropReason::NoRealServer)
 }
 
-/// TCP state machine and deadline refresh. The entry is written only when the state
-/// changes or at least a second has passed since the last refresh, so a busy flow costs
-/// the shared cache line about one write per second, not one per packet.
-#[inline]
-pub(crate) fn track_state(
+/// A new connection's first packet found an old entry of its tuple that must not carry it
+/// (closing, or its real server removed or down): the old entry goes, the packet is
+/// scheduled as a new flow.
+#[cold]
+pub(crate) fn reuse(
     ctx: &mut Ctx<'_>,
-    svc: &ServiceRt,
-    p: &Parsed,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
     hit: &Hit,
-    counted: bool,
-) {
+) -> Verdict {
+    if ctx.conns.remove(hit.id) {
+        lifecycle::unbind(tables, &hit.conn);
+        ctx.counters.reused_conns.add(1);
+    }
+    let key = flow_key(p);
+    new_flow(ctx, tables, neigh, buf, len, p, &key)
+}
+
+/// Protocol state machine and deadline refresh, through [`lifecycle::transition`]: the
+/// entry is written only when the state changes or its deadline moved by more than a
+/// second (a busy flow costs the shared cache line about one write a second). A real
+/// server's retransmitted SYN-ACK does not extend a half-open (SYN_RECV) entry: only the
+/// client proves a connection alive, so spoofed SYNs age out on time.
+#[inline]
+pub(crate) fn track_state(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, hit: &Hit) {
     if p.l4_proto == PROTO_SCTP {
         return crate::sctp::track_state(ctx, svc, p, hit);
     }
-    let conn = &hit.conn;
-    let state = if p.l4_proto == PROTO_TCP {
-        let no_output = matches!(Method::from_u8(conn.method), Method::Dr | Method::Tun);
-        let old = tcp::TcpState::from_u8(conn.state).unwrap_or(tcp::TcpState::None);
-        let new = tcp::transition(
-            old,
-            tcp::PacketDir::for_packet(hit.dir, no_output),
-            p.tcp_flags,
-        );
-        if new != old && counted && conn.real != SORRY_SLOT {
-            let (was, is) = (old.is_active(), new.is_active());
-            if was != is {
-                svc.live[usize::from(conn.real)].conn_state_changed(is);
-            }
-        }
-        new as u8
+    let proto = p.l4_proto;
+    let timeouts = &svc.timeouts;
+    let timeout = |s: u8| timeouts.for_state(proto, s);
+    if proto == PROTO_TCP {
+        let no_output = matches!(Method::from_u8(hit.conn.method), Method::Dr | Method::Tun);
+        let pdir = tcp::PacketDir::for_packet(hit.dir, no_output);
+        let flags = p.tcp_flags;
+        let next = |s: u8| {
+            let old = tcp::TcpState::from_u8(s).unwrap_or(tcp::TcpState::None);
+            tcp::transition(old, pdir, flags) as u8
+        };
+        let from_server = hit.dir == Dir::Reply;
+        let refresh = |old: u8, _new: u8| !(from_server && old == tcp::TcpState::SynRecv as u8);
+        lifecycle::transition(ctx.conns, svc, hit, ctx.now, next, timeout, refresh);
     } else {
-        conn.state
-    };
-    let timeout = svc.timeouts.for_state(p.l4_proto, state);
-    let left = hit.deadline.wrapping_sub(ctx.now);
-    if state != conn.state || left.saturating_add(1000) < timeout {
-        ctx.conns
-            .update(hit.id, state, ctx.now.wrapping_add(timeout));
+        lifecycle::transition(ctx.conns, svc, hit, ctx.now, |s| s, timeout, |_, _| true);
     }
 }
 

@@ -55,8 +55,8 @@ pub struct Ctx<'a> {
     pub now_s: u32,
     pub conns: &'a ConnTable,
     pub counters: &'a WorkerCounters,
-    /// Drop connections whose service or real server was removed (IPVS expire_nodest_conn).
-    pub expire_nodest_conn: bool,
+    /// IPVS's connection-lifecycle sysctls for this burst.
+    pub settings: crate::lifecycle::Settings,
     /// FullNAT: next local port to try, per worker.
     pub fullnat_cursor: &'a mut u32,
     /// Which connection each recent fragmented datagram belongs to.

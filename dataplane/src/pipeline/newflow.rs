@@ -70,9 +70,7 @@ pub(crate) fn new_flow(
     };
     match inserted {
         Ok(_) => {
-            if slot != SORRY_SLOT {
-                svc.live[usize::from(slot)].bind_conn(&svc.specs[usize::from(slot)], false);
-            }
+            crate::lifecycle::bind(svc, slot, conn.state, p.l4_proto);
             svc.stats.worker(ctx.worker).conns.add(1);
             real.stats.worker(ctx.worker).conns.add(1);
             ctx.counters.new_conns.add(1);
@@ -162,23 +160,14 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
             },
             v6,
         );
-        let key = FlowKey {
-            proto: PROTO_TEMPLATE,
-            v6,
-            src: client,
-            dst: p.dst,
-            sport: 0,
-            // Port-0 services persist across every port, as ipvsadm -p with port 0 does.
-            dport: svc.key.port,
-        };
+        let key = template_key(svc, client, p.dst, v6);
         (key, pers.timeout_s.saturating_mul(1000))
     });
     if let Some((key, timeout)) = template {
         if let Some(hit) = ctx.conns.lookup(&key, ctx.now) {
             let slot = hit.conn.real;
-            if svc.real(slot).is_some()
-                && (slot == SORRY_SLOT
-                    || svc.live[usize::from(slot)].available(svc.specs[usize::from(slot)].weight))
+            if hit.conn.service == svc.id
+                && crate::lifecycle::template_usable(&ctx.settings, svc, slot)
             {
                 ctx.conns
                     .update(hit.id, hit.conn.state, ctx.now.wrapping_add(timeout));
@@ -212,12 +201,9 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
         None => return None,
     };
     if let Some((key, timeout)) = template {
-        let mut reply = key;
-        std::mem::swap(&mut reply.src, &mut reply.dst);
-        reply.sport = 1;
         let t = Conn {
             orig: key,
-            reply,
+            reply: key.reversed(),
             service: svc.id,
             real: slot,
             method: 0,
@@ -228,6 +214,22 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
         let _ = ctx.conns.insert(&t, ctx.now, ctx.now.wrapping_add(timeout));
     }
     Some(slot)
+}
+
+/// The connection-table key of a persistence template: the client (masked to the
+/// persistence netmask), the VIP, the service's port (0 for a port-0 service, which
+/// persists across every port, as ipvsadm -p with port 0 does) and, in the source-port
+/// field, the service's protocol — so a TCP and a UDP service on one VIP:port keep
+/// separate templates, as IPVS's templates carry their protocol.
+pub(crate) fn template_key(svc: &ServiceRt, client: [u8; 16], vip: [u8; 16], v6: bool) -> FlowKey {
+    FlowKey {
+        proto: PROTO_TEMPLATE,
+        v6,
+        src: client,
+        dst: vip,
+        sport: u16::from(svc.key.proto),
+        dport: svc.key.port,
+    }
 }
 
 pub(crate) fn mask_prefix(addr: &mut [u8; 16], len: u8, v6: bool) {

@@ -301,20 +301,22 @@ pub fn on_new_association(
 
 /// State hook of the established path: IPVS's transition for the packet's event
 /// (`Parsed::sctp_first_chunk`, which [`process`] set to the event's chunk type) and the
-/// new state's timeout. Like TCP, the entry is written only when the state changes or
-/// the deadline has moved by a second.
+/// new state's timeout, written through [`crate::lifecycle::transition`] (compare-and-set;
+/// an association counts active on its real server while ESTABLISHED, as IPVS counts it).
 #[inline]
 pub fn track_state(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, hit: &Hit) {
-    let conn = &hit.conn;
-    let old = SctpState::from_u8(conn.state);
     let event = SctpEvent::of_chunk(p.sctp_first_chunk);
-    let new = state::transition(old, sctp_dir(hit.dir, conn.method), event);
-    let timeout = state::timeout_ms(new, svc.timeouts.sctp);
-    let left = hit.deadline.wrapping_sub(ctx.now);
-    if new != old || left.saturating_add(1000) < timeout || left > timeout.saturating_add(1000) {
-        ctx.conns
-            .update(hit.id, new as u8, ctx.now.wrapping_add(timeout));
-    }
+    let dir = sctp_dir(hit.dir, hit.conn.method);
+    let established = svc.timeouts.sctp;
+    crate::lifecycle::transition(
+        ctx.conns,
+        svc,
+        hit,
+        ctx.now,
+        |s| state::transition(SctpState::from_u8(s), dir, event) as u8,
+        |s| state::timeout_ms(SctpState::from_u8(s), established),
+        |_, _| true,
+    );
 }
 
 /// The state name of a stored SCTP state byte, as `ipvsadm -Lnc` shows it.

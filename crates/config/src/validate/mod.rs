@@ -212,6 +212,13 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         &raw.timeouts.unwrap_or_default(),
         &Timeouts::default(),
     )?;
+    let conn_reuse_mode = cx.range(
+        "conn_reuse_mode",
+        raw.conn_reuse_mode.unwrap_or(1),
+        0,
+        3,
+        "conn_reuse_mode",
+    )? as u8;
     let admin = admin(cx, raw.admin.unwrap_or_default())?;
     let metrics = match raw.metrics.unwrap_or_default().listen {
         None => Metrics { listen: None },
@@ -231,6 +238,9 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         conn_table: ConnTable { capacity },
         timeouts,
         expire_nodest_conn: raw.expire_nodest_conn.unwrap_or(false),
+        conn_reuse_mode,
+        expire_quiescent_template: raw.expire_quiescent_template.unwrap_or(false),
+        drop_entry: raw.drop_entry.unwrap_or(true),
         admin,
         metrics,
         services,

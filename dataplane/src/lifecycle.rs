@@ -1,0 +1,322 @@
+//! The life of a connection on its real server, in one place for the workers and the
+//! control thread (IPVS spreads these rules over `ip_vs_bind_dest`, `ip_vs_unbind_dest`,
+//! `set_tcp_state`, `ip_vs_in`'s `conn_reuse_mode` check and `ip_vs_random_dropentry`).
+//!
+//! - **Bind**: a new flow counts as *inactive* on its real server ([`bind`]).
+//! - **State**: a flow is *active* while its protocol state is ESTABLISHED (TCP and SCTP,
+//!   as IPVS counts them); every state write goes through [`transition`], a compare-and-set
+//!   on the entry's state, so of two workers moving the same flow from a stale view exactly
+//!   one moves the counters. A write that does not check the state could undo another
+//!   worker's transition and leave the counters and the entry disagreeing for good.
+//! - **Unbind**: whoever takes an entry out of the table — `ConnTable::remove` returning
+//!   true, or the expiry callback — calls [`unbind`] exactly once, with the entry's last
+//!   state.
+//! - **Reuse** ([`reschedules`]): a new connection's first packet (TCP SYN, SCTP INIT) that
+//!   finds an old entry of its tuple is scheduled afresh when that entry is closing
+//!   (`conn_reuse_mode`) or its real server can take no traffic (removed or failed its
+//!   health check) — so a client that reuses a port never follows a dead entry.
+//! - **Alive** ([`dest_alive`]): a connection's real server is still configured at the
+//!   same address and its health check passes; with `expire_nodest_conn` the others'
+//!   entries are dropped.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+
+use uvs_conntrack::{tcp::TcpState, Conn, Hit};
+
+use crate::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, TCP_ACK, TCP_SYN};
+use crate::sctp::SctpState;
+use crate::tables::{Method, ServiceRt, Tables, SORRY_SLOT};
+
+/// IPVS's connection-lifecycle sysctls, as one worker sees them for one burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// `conn_reuse_mode`: bit 0 reschedules a SYN on a TIME_WAIT/CLOSE entry, bit 1 also on
+    /// a FIN_WAIT entry of a DR/TUN connection.
+    pub conn_reuse_mode: u8,
+    /// `expire_nodest_conn`: drop connections whose real server is removed or down.
+    pub expire_nodest_conn: bool,
+    /// `expire_quiescent_template`: persistence templates of weight-0 servers are dropped.
+    pub expire_quiescent_template: bool,
+    /// `drop_entry`: half-open connections are dropped when the table is nearly full.
+    pub drop_entry: bool,
+}
+
+impl Default for Settings {
+    /// IPVS's defaults, except `drop_entry` (see `uvs_config::Config::drop_entry`).
+    fn default() -> Self {
+        Settings {
+            conn_reuse_mode: 1,
+            expire_nodest_conn: false,
+            expire_quiescent_template: false,
+            drop_entry: true,
+        }
+    }
+}
+
+/// The settings as control publishes them and workers read them once per burst.
+#[derive(Debug)]
+pub struct SharedSettings {
+    conn_reuse_mode: AtomicU8,
+    expire_nodest_conn: AtomicBool,
+    expire_quiescent_template: AtomicBool,
+    drop_entry: AtomicBool,
+}
+
+impl Default for SharedSettings {
+    fn default() -> Self {
+        let s = SharedSettings {
+            conn_reuse_mode: AtomicU8::new(0),
+            expire_nodest_conn: AtomicBool::new(false),
+            expire_quiescent_template: AtomicBool::new(false),
+            drop_entry: AtomicBool::new(false),
+        };
+        s.store(Settings::default());
+        s
+    }
+}
+
+impl SharedSettings {
+    pub fn load(&self) -> Settings {
+        Settings {
+            conn_reuse_mode: self.conn_reuse_mode.load(Relaxed),
+            expire_nodest_conn: self.expire_nodest_conn.load(Relaxed),
+            expire_quiescent_template: self.expire_quiescent_template.load(Relaxed),
+            drop_entry: self.drop_entry.load(Relaxed),
+        }
+    }
+
+    pub fn store(&self, s: Settings) {
+        self.conn_reuse_mode.store(s.conn_reuse_mode, Relaxed);
+        self.expire_nodest_conn.store(s.expire_nodest_conn, Relaxed);
+        self.expire_quiescent_template
+            .store(s.expire_quiescent_template, Relaxed);
+        self.drop_entry.store(s.drop_entry, Relaxed);
+    }
+}
+
+/// Whether a flow of protocol `proto` in `state` counts as active on its real server:
+/// TCP and SCTP while ESTABLISHED; everything else (UDP, ICMP) is inactive, as ipvsadm
+/// shows UDP flows under InActConn.
+#[inline]
+pub fn is_active(proto: u8, state: u8) -> bool {
+    match proto {
+        PROTO_TCP => state == TcpState::Established as u8,
+        PROTO_SCTP => state == SctpState::Established as u8,
+        _ => false,
+    }
+}
+
+/// True for table entries that are not flows (persistence templates, SCTP tag records):
+/// they are never bound to a real server's counters.
+#[inline]
+pub fn is_flow(c: &Conn) -> bool {
+    c.flags & conn_flags::TEMPLATE == 0
+}
+
+/// Counts a new flow on its real server (`ip_vs_bind_dest`): inactive until its state
+/// reaches ESTABLISHED. The sorry server is not counted.
+#[inline]
+pub fn bind(svc: &ServiceRt, slot: u16, state: u8, proto: u8) {
+    if slot == SORRY_SLOT {
+        return;
+    }
+    let i = usize::from(slot);
+    if let (Some(live), Some(spec)) = (svc.live.get(i), svc.specs.get(i)) {
+        live.bind_conn(spec, is_active(proto, state));
+    }
+}
+
+/// Gives a departing flow's place on its real server back (`ip_vs_unbind_dest`). Call
+/// exactly once per flow, by whoever removed it from the table. A flow whose slot now
+/// holds another server (a reload replaced it) is not counted against the newcomer; the
+/// counters of a removed server went with it.
+pub fn unbind(tables: &Tables, c: &Conn) {
+    if !is_flow(c) || c.real == SORRY_SLOT {
+        return;
+    }
+    let Some(svc) = tables.service(c.service) else {
+        return;
+    };
+    let slot = usize::from(c.real);
+    let Some(Some(r)) = svc.reals.get(slot) else {
+        return;
+    };
+    if r.addr.addr != c.reply.src {
+        return;
+    }
+    svc.live[slot].unbind_conn(&svc.specs[slot], is_active(c.orig.proto, c.state));
+}
+
+/// Whether a flow's real server may still carry it: configured at the same address and
+/// passing its health check (IPVS's `IP_VS_DEST_F_AVAILABLE`; keepalived removes a failed
+/// server, uvs keeps it configured but marks it down). The sorry server always may.
+pub fn dest_alive(svc: &ServiceRt, c: &Conn) -> bool {
+    match svc.real(c.real) {
+        Some(r) if r.addr.addr == c.reply.src => {
+            c.real == SORRY_SLOT || svc.live[usize::from(c.real)].health_up.load(Relaxed)
+        }
+        _ => false,
+    }
+}
+
+/// [`dest_alive`] for a connection of the snapshot `tables`: false when its service is gone.
+pub fn conn_alive(tables: &Tables, c: &Conn) -> bool {
+    tables.service(c.service).is_some_and(|s| dest_alive(s, c))
+}
+
+/// The first packet of a new connection: a TCP SYN without ACK or an SCTP INIT
+/// (`is_new_conn`).
+#[inline]
+pub fn opens_connection(proto: u8, tcp_flags: u8, sctp_first_chunk: u8) -> bool {
+    match proto {
+        PROTO_TCP => tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
+        PROTO_SCTP => sctp_first_chunk == uvs_wire::sctp::chunk_type::INIT,
+        _ => false,
+    }
+}
+
+/// Whether a new connection's first packet that found the entry `c` (client → VIP
+/// direction) must expire it and be scheduled afresh, as IPVS's `ip_vs_in` decides with
+/// `conn_reuse_mode` and `expire_nodest_conn`, plus one rule of uvs's: a new connection
+/// never follows an entry whose real server is removed or down, whatever the settings
+/// (the client has given up the old connection; sending its SYN to a dead server only
+/// costs it a retransmission timeout).
+pub fn reschedules(settings: &Settings, svc: &ServiceRt, c: &Conn) -> bool {
+    if !dest_alive(svc, c) {
+        return true;
+    }
+    if settings.conn_reuse_mode == 0 {
+        return false;
+    }
+    if settings.expire_nodest_conn
+        && c.real != SORRY_SLOT
+        && svc
+            .specs
+            .get(usize::from(c.real))
+            .is_some_and(|s| s.weight == 0)
+    {
+        return true;
+    }
+    match c.orig.proto {
+        PROTO_TCP => {
+            let s = TcpState::from_u8(c.state);
+            matches!(s, Some(TcpState::TimeWait | TcpState::Close))
+                || (settings.conn_reuse_mode & 2 != 0
+                    && s == Some(TcpState::FinWait)
+                    && matches!(Method::from_u8(c.method), Method::Dr | Method::Tun))
+        }
+        PROTO_SCTP => SctpState::from_u8(c.state) == SctpState::Closed,
+        _ => false,
+    }
+}
+
+/// Whether a persistence template's real server may still take this client's new flows
+/// (`ip_vs_check_template`): configured, passing its health check, not overloaded, and —
+/// with `expire_quiescent_template` — of non-zero weight. A quiesced server keeps its
+/// persistent clients by default: that is what quiescing is for.
+pub fn template_usable(settings: &Settings, svc: &ServiceRt, slot: u16) -> bool {
+    if slot == SORRY_SLOT {
+        return svc.sorry.is_some();
+    }
+    let i = usize::from(slot);
+    let (Some(Some(_)), Some(live), Some(spec)) =
+        (svc.reals.get(i), svc.live.get(i), svc.specs.get(i))
+    else {
+        return false;
+    };
+    live.health_up.load(Relaxed)
+        && !live.overloaded.load(Relaxed)
+        && (spec.weight > 0 || !settings.expire_quiescent_template)
+}
+
+/// How many times a transition is re-derived after losing a race before giving up (each
+/// retry means another worker moved the same flow in between; a flow has few states).
+const TRANSITION_RETRIES: usize = 4;
+
+/// Applies a state change to `hit`'s flow: `next` maps the current state to the new one,
+/// `timeout` a state to its timeout (ms), `refresh` says whether an unchanged state still
+/// extends the deadline. The write is a compare-and-set on the state the change was
+/// derived from; on a lost race the change is derived again from the state that won.
+/// The real server's active/inactive counters move only with a successful write that
+/// crosses ESTABLISHED.
+#[inline]
+pub fn transition(
+    conns: &uvs_conntrack::ConnTable,
+    svc: &ServiceRt,
+    hit: &Hit,
+    now: u32,
+    next: impl Fn(u8) -> u8,
+    timeout: impl Fn(u8) -> u32,
+    refresh: impl Fn(u8, u8) -> bool,
+) {
+    let c = &hit.conn;
+    let mut old = c.state;
+    let mut left = hit.deadline.wrapping_sub(now);
+    for _ in 0..TRANSITION_RETRIES {
+        let new = next(old);
+        let t = timeout(new);
+        // Unchanged state: rewrite the deadline only when it moved by more than a second,
+        // so a busy flow costs its shared cache line about one write a second.
+        if new == old
+            && (!refresh(old, new)
+                || (left.saturating_add(1000) >= t && left <= t.saturating_add(1000)))
+        {
+            return;
+        }
+        match conns.transition(hit.id, old, new, now.wrapping_add(t)) {
+            Ok(()) => {
+                let (was, is) = (is_active(c.orig.proto, old), is_active(c.orig.proto, new));
+                // Only a flow still counted on the server in its slot moves counters (a
+                // reload may have put another server there).
+                let counted = c.real != SORRY_SLOT
+                    && svc.real(c.real).is_some_and(|r| r.addr.addr == c.reply.src);
+                if was != is && counted {
+                    svc.live[usize::from(c.real)].conn_state_changed(is);
+                }
+                return;
+            }
+            Err(Some(now_state)) => {
+                old = now_state;
+                // The winner just wrote a fresh deadline.
+                left = t;
+            }
+            Err(None) => return,
+        }
+    }
+}
+
+/// IPVS's `drop_entry` defence for a bounded table: in each address family whose table is
+/// at least 7/8 full, drops the TCP connections that never completed their handshake
+/// (SYN_RECV, SYNACK) — what a SYN flood leaves behind — and releases their counters, so
+/// legitimate clients find room as soon as a flood ends instead of when its entries time
+/// out. Established connections are never dropped (IPVS drops old ones at random; uvs
+/// keeps them). Returns how many went. For the control thread: it walks the whole family,
+/// and only when the family is that full.
+pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables) -> usize {
+    let mut n = 0;
+    for v6 in [false, true] {
+        let cap = conns.capacity_of(v6);
+        if cap == 0 || conns.len_of(v6) < cap - cap / 8 {
+            continue;
+        }
+        let mut half_open = Vec::new();
+        conns.for_each_of(v6, |id, c, _| {
+            if is_flow(c)
+                && c.orig.proto == PROTO_TCP
+                && matches!(
+                    TcpState::from_u8(c.state),
+                    Some(TcpState::SynRecv | TcpState::SynAck)
+                )
+            {
+                half_open.push((id, *c));
+            }
+        });
+        for (id, c) in half_open {
+            if conns.remove(id) {
+                unbind(tables, &c);
+                n += 1;
+            }
+        }
+    }
+    n
+}

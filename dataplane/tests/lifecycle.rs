@@ -1,0 +1,436 @@
+//! Connection lifecycle through a real `Worker` over in-memory ports: a new connection
+//! that reuses a client port never follows an entry to a closing or dead real server
+//! (IPVS conn_reuse_mode / expire_nodest_conn), active/inactive counters stay exact when
+//! a burst holds several packets of one flow, half-open entries are neither extended by
+//! the server's retransmits nor kept when the table is nearly full (drop_entry), and
+//! persistence templates are per service (protocol included), per netmask and per port 0.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use uvs_dataplane::lab::{self, ipk};
+use uvs_dataplane::lifecycle::{self, Settings};
+use uvs_dataplane::tables::Persistence;
+use uvs_dataplane::{DropReason, Method, ServiceKey, Shared, TablesBuilder, TablesSpec, Worker};
+use uvs_port::MemPort;
+use uvs_sched::SchedulerKind;
+use uvs_testkit::{self as tk, check_frame, Flags};
+
+fn a(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+struct Lab {
+    shared: Arc<Shared>,
+    w: Worker<MemPort>,
+}
+
+impl Lab {
+    fn with_spec(spec: TablesSpec, capacity: usize) -> Lab {
+        let tables = TablesBuilder::build(&spec, None).unwrap();
+        let shared = Arc::new(Shared::new(tables, capacity, 1));
+        lab::learn_neighbours(&shared.neigh, 0);
+        let ports = vec![MemPort::new("client", 256), MemPort::new("server", 256)];
+        let w = Worker::new(0, ports, shared.clone());
+        Lab { shared, w }
+    }
+
+    fn nat(capacity: usize) -> Lab {
+        Self::with_spec(lab::spec(Method::Nat, SchedulerKind::Rr, 1), capacity)
+    }
+
+    /// Pushes every frame (port, bytes), then runs one burst; returns what left port 1.
+    fn burst(&mut self, frames: &[(usize, Vec<u8>)]) -> Vec<Vec<u8>> {
+        for (port, f) in frames {
+            assert!(self.w.ports[*port].push_rx(f));
+        }
+        self.w.poll();
+        self.w.ports[0].take_tx();
+        self.w.ports[1].take_tx()
+    }
+
+    /// The client's TCP segment `flags` from `sport`; returns the real server it reached.
+    fn client(&mut self, sport: u16, flags: Flags) -> Option<IpAddr> {
+        let out = self.burst(&[(0, client_tcp(sport, flags, b""))]);
+        out.first().map(|f| check_frame(f).unwrap().dst)
+    }
+
+    /// Real server `n`'s TCP segment to the client's `sport`.
+    fn server(&mut self, n: u8, sport: u16, flags: Flags) {
+        self.burst(&[(1, server_tcp(n, sport, flags))]);
+    }
+
+    /// (active, inactive) of real server `n` of the IPv4 TCP service.
+    fn counts(&self, n: u8) -> (u32, u32) {
+        let t = self.shared.tables.load();
+        let svc = t
+            .services
+            .iter()
+            .flatten()
+            .find(|s| s.key.proto == 6 && !s.key.vip.v6)
+            .unwrap();
+        let l = &svc.live[usize::from(n - 1)];
+        (l.active.load(Relaxed), l.inactive.load(Relaxed))
+    }
+
+    fn set_health(&self, n: u8, up: bool) {
+        let t = self.shared.tables.load();
+        for svc in t.services.iter().flatten() {
+            svc.live[usize::from(n - 1)].health_up.store(up, Relaxed);
+        }
+    }
+
+    fn settings(&self, f: impl FnOnce(&mut Settings)) {
+        let mut s = self.shared.settings.load();
+        f(&mut s);
+        self.shared.settings.store(s);
+    }
+
+    /// Expires everything: the clock jumps an hour, control's sweep releases counters.
+    fn expire_all(&self) {
+        self.shared.clock.advance(3600);
+        let t = self.shared.tables.load();
+        let now = self.shared.clock.now_ticks();
+        self.shared
+            .conns
+            .expire_step(now, 1 << 20, |c| lifecycle::unbind(&t, c));
+    }
+}
+
+fn client_tcp(sport: u16, flags: Flags, payload: &[u8]) -> Vec<u8> {
+    tk::tcp(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        a(lab::CLIENT4),
+        sport,
+        a(lab::VIP4),
+        80,
+        flags,
+        payload,
+    )
+}
+
+fn server_tcp(n: u8, sport: u16, flags: Flags) -> Vec<u8> {
+    tk::tcp(
+        lab::real_mac(n),
+        lab::LB1_MAC,
+        lab::real(n, false).to_ip(),
+        80,
+        a(lab::CLIENT4),
+        sport,
+        flags,
+        b"",
+    )
+}
+
+fn real(n: u8) -> Option<IpAddr> {
+    Some(lab::real(n, false).to_ip())
+}
+
+/// One whole connection through NAT from `sport` to real server `n`, ending in TIME_WAIT
+/// (client closes first).
+fn connect_and_close(lab: &mut Lab, sport: u16, n: u8) {
+    assert_eq!(lab.client(sport, tk::SYN), real(n));
+    lab.server(n, sport, tk::SYN_ACK);
+    lab.client(sport, tk::ACK);
+    lab.client(sport, tk::FIN_ACK);
+    lab.server(n, sport, tk::FIN_ACK);
+    lab.client(sport, tk::ACK);
+}
+
+#[test]
+fn syn_on_a_time_wait_entry_is_scheduled_afresh() {
+    let mut lab = Lab::nat(4096);
+    connect_and_close(&mut lab, 40000, 1);
+    assert_eq!(lab.counts(1), (0, 1), "the closed connection is inactive");
+    // The same client port again: rr's next server, not the old entry's.
+    assert_eq!(lab.client(40000, tk::SYN), real(2));
+    assert_eq!(lab.counts(1), (0, 0), "the old entry was released");
+    assert_eq!(lab.counts(2), (0, 1));
+    assert_eq!(lab.shared.counters[0].reused_conns.get(), 1);
+}
+
+#[test]
+fn conn_reuse_mode_0_lets_a_syn_follow_the_time_wait_entry() {
+    let mut lab = Lab::nat(4096);
+    lab.settings(|s| s.conn_reuse_mode = 0);
+    connect_and_close(&mut lab, 40000, 1);
+    assert_eq!(lab.client(40000, tk::SYN), real(1));
+    assert_eq!(lab.shared.counters[0].reused_conns.get(), 0);
+}
+
+#[test]
+fn syn_never_follows_an_entry_to_a_down_server() {
+    for reuse_mode in [0, 1] {
+        let mut lab = Lab::nat(4096);
+        lab.settings(|s| s.conn_reuse_mode = reuse_mode);
+        assert_eq!(lab.client(40000, tk::SYN), real(1));
+        lab.server(1, 40000, tk::SYN_ACK);
+        lab.client(40000, tk::ACK);
+        assert_eq!(lab.counts(1), (1, 0));
+        lab.set_health(1, false);
+        // The client gave up and reconnects from the same port.
+        assert_eq!(lab.client(40000, tk::SYN), real(2), "mode {reuse_mode}");
+        assert_eq!(lab.counts(1), (0, 0), "mode {reuse_mode}");
+    }
+}
+
+#[test]
+fn expire_nodest_conn_drops_packets_of_a_down_servers_connections() {
+    let mut lab = Lab::nat(4096);
+    assert_eq!(lab.client(40000, tk::SYN), real(1));
+    lab.server(1, 40000, tk::SYN_ACK);
+    lab.client(40000, tk::ACK);
+    lab.set_health(1, false);
+    // Without expire_nodest_conn an established flow keeps its (down) server.
+    assert_eq!(lab.client(40000, tk::ACK), real(1));
+    lab.settings(|s| s.expire_nodest_conn = true);
+    assert_eq!(lab.client(40000, tk::ACK), None);
+    assert_eq!(lab.shared.counters[0].dropped(DropReason::NoRealServer), 1);
+    assert_eq!(lab.shared.conns.len(), 0, "the entry went with the packet");
+    assert_eq!(lab.counts(1), (0, 0));
+}
+
+/// With a table large enough for burst lookups, every packet of a burst was looked up
+/// before the first was processed: three segments of one handshake in one burst all saw
+/// SYN_RECV. The flow must become active once, not three times.
+#[test]
+fn a_burst_of_one_flow_moves_the_counters_once() {
+    let mut lab = Lab::nat(1 << 16);
+    lab.set_health(2, false);
+    lab.set_health(3, false);
+    // Two connections to server 1: both inactive.
+    assert_eq!(lab.client(40001, tk::SYN), real(1));
+    assert_eq!(lab.client(40002, tk::SYN), real(1));
+    lab.server(1, 40001, tk::SYN_ACK);
+    assert_eq!(lab.counts(1), (0, 2));
+    let out = lab.burst(&[
+        (0, client_tcp(40001, tk::ACK, b"")),
+        (0, client_tcp(40001, tk::ACK, b"GET / HTTP/1.1\r\n\r\n")),
+        (0, client_tcp(40001, tk::ACK, b"more")),
+    ]);
+    assert_eq!(out.len(), 3);
+    assert_eq!(lab.counts(1), (1, 1), "one established, one half-open");
+    // Both close; when the table drains the counters are back at zero.
+    lab.burst(&[
+        (0, client_tcp(40001, tk::RST, b"")),
+        (0, client_tcp(40001, tk::RST, b"")),
+        (0, client_tcp(40002, tk::RST, b"")),
+    ]);
+    assert_eq!(lab.counts(1), (0, 2));
+    lab.expire_all();
+    assert_eq!(lab.shared.conns.len(), 0);
+    assert_eq!(lab.counts(1), (0, 0));
+}
+
+#[test]
+fn server_retransmits_do_not_extend_a_half_open_entry() {
+    let mut lab = Lab::nat(4096);
+    assert_eq!(lab.client(40000, tk::SYN), real(1));
+    let first = deadline(&lab.shared);
+    lab.shared.clock.advance(30);
+    lab.server(1, 40000, tk::SYN_ACK);
+    assert_eq!(
+        deadline(&lab.shared),
+        first,
+        "a SYN-ACK retransmit left the deadline alone"
+    );
+    // The client's ACK completes the handshake and does refresh it.
+    lab.client(40000, tk::ACK);
+    assert_ne!(deadline(&lab.shared), first);
+}
+
+/// The deadline of the table's only entry.
+fn deadline(shared: &Shared) -> u32 {
+    let mut d = 0;
+    shared.conns.for_each(|_, _, x| d = x);
+    d
+}
+
+#[test]
+fn drop_entry_makes_room_after_a_syn_flood() {
+    let mut lab = Lab::nat(64);
+    // One established connection that must survive.
+    assert_eq!(lab.client(1000, tk::SYN), real(1));
+    lab.server(1, 1000, tk::SYN_ACK);
+    lab.client(1000, tk::ACK);
+    // Spoofed SYNs fill the table.
+    for sport in 2000..2100 {
+        lab.client(sport, tk::SYN);
+    }
+    assert_eq!(lab.shared.conns.len_of(false), 64);
+    assert!(lab.shared.counters[0].dropped(DropReason::TableFull) > 0);
+    assert_eq!(lab.client(3000, tk::SYN), None, "the table is full");
+    let t = lab.shared.tables.load();
+    let dropped = lifecycle::drop_half_open(&lab.shared.conns, &t);
+    assert_eq!(dropped, 63, "every half-open entry went");
+    assert!(
+        lab.client(3000, tk::SYN).is_some(),
+        "a new client is served"
+    );
+    assert_eq!(
+        lab.client(1000, tk::ACK),
+        real(1),
+        "the established flow kept its server"
+    );
+    let total: u32 = (1..=3).map(|n| lab.counts(n).0 + lab.counts(n).1).sum();
+    assert_eq!(
+        total, 2,
+        "counters match the table: one established, one new"
+    );
+}
+
+#[test]
+fn drop_entry_leaves_a_table_below_seven_eighths_alone() {
+    let mut lab = Lab::nat(64);
+    for sport in 2000..2050 {
+        lab.client(sport, tk::SYN);
+    }
+    let t = lab.shared.tables.load();
+    assert_eq!(lifecycle::drop_half_open(&lab.shared.conns, &t), 0);
+    assert_eq!(lab.shared.conns.len(), 50);
+}
+
+fn persistent(spec: &mut TablesSpec, prefix_len: u8) {
+    for s in &mut spec.services {
+        s.persistence = Some(Persistence {
+            timeout_s: 300,
+            prefix_len,
+        });
+    }
+}
+
+/// A TCP and a UDP service on one VIP:port keep separate templates: a client's UDP flow
+/// is scheduled by the UDP service, not sent to the TCP template's slot.
+#[test]
+fn persistence_templates_are_per_protocol() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    spec.services.retain(|s| !s.key.vip.v6);
+    for s in &mut spec.services {
+        s.key.port = 80;
+        for r in &mut s.reals {
+            r.port = 80;
+        }
+    }
+    persistent(&mut spec, 32);
+    let mut lab = Lab::with_spec(spec, 4096);
+    // Another client's datagram moves the UDP service's rr on to server 2.
+    let other = tk::udp(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        a("198.18.0.77"),
+        5000,
+        a(lab::VIP4),
+        80,
+        b"x",
+    );
+    let out = lab.burst(&[(0, other)]);
+    assert_eq!(check_frame(&out[0]).unwrap().dst, real(1).unwrap());
+    assert_eq!(lab.client(40000, tk::SYN), real(1), "TCP: its own rr");
+    let udp = tk::udp(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        a(lab::CLIENT4),
+        40000,
+        a(lab::VIP4),
+        80,
+        b"q",
+    );
+    let out = lab.burst(&[(0, udp)]);
+    assert_eq!(
+        check_frame(&out[0]).unwrap().dst,
+        real(2).unwrap(),
+        "UDP: scheduled by the UDP service"
+    );
+}
+
+/// Persistence netmask /24: two clients of one /24 share a server; one outside it does not
+/// (rr moves on).
+#[test]
+fn persistence_netmask_groups_clients() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    persistent(&mut spec, 24);
+    let mut lab = Lab::with_spec(spec, 4096);
+    let syn_from = |src: &str, sport: u16| {
+        tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            a(src),
+            sport,
+            a(lab::VIP4),
+            80,
+            tk::SYN,
+            b"",
+        )
+    };
+    let dst = |lab: &mut Lab, src: &str, sport: u16| {
+        let out = lab.burst(&[(0, syn_from(src, sport))]);
+        check_frame(&out[0]).unwrap().dst
+    };
+    let first = dst(&mut lab, "198.18.0.2", 1000);
+    assert_eq!(dst(&mut lab, "198.18.0.77", 1001), first);
+    assert_eq!(dst(&mut lab, "198.18.0.2", 1002), first);
+    assert_ne!(dst(&mut lab, "198.19.0.2", 1003), first);
+}
+
+/// A port-0 service with persistence: a client's connections to different ports go to
+/// one real server (ipvsadm -p on port 0, e.g. FTP control and data).
+#[test]
+fn port_zero_persistence_spans_ports() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    spec.services.retain(|s| s.key.proto == 6 && !s.key.vip.v6);
+    spec.services[0].key = ServiceKey {
+        vip: ipk(lab::VIP4),
+        proto: 6,
+        port: 0,
+    };
+    for r in &mut spec.services[0].reals {
+        r.port = 0;
+    }
+    persistent(&mut spec, 32);
+    let mut lab = Lab::with_spec(spec, 4096);
+    let mut seen = Vec::new();
+    for (sport, dport) in [(1000, 21), (1001, 20), (1002, 443), (1003, 8080)] {
+        let f = tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            a(lab::CLIENT4),
+            sport,
+            a(lab::VIP4),
+            dport,
+            tk::SYN,
+            b"",
+        );
+        let out = lab.burst(&[(0, f)]);
+        let s = check_frame(&out[0]).unwrap();
+        assert_eq!(s.dport, dport, "port 0: the destination port is kept");
+        seen.push(s.dst);
+    }
+    assert!(seen.iter().all(|d| *d == seen[0]), "{seen:?}");
+}
+
+/// A quiesced (weight 0) server keeps its persistent clients unless
+/// expire_quiescent_template says otherwise.
+#[test]
+fn quiesced_server_keeps_templates_unless_expire_quiescent_template() {
+    for expire in [false, true] {
+        let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+        persistent(&mut spec, 32);
+        let mut lab = Lab::with_spec(spec.clone(), 4096);
+        lab.settings(|s| s.expire_quiescent_template = expire);
+        assert_eq!(lab.client(1000, tk::SYN), real(1));
+        for s in &mut spec.services {
+            s.reals[0].weight = 0;
+        }
+        let current = lab.shared.tables.load_full();
+        let t = TablesBuilder::build(&spec, Some(&current)).unwrap();
+        lab.shared.tables.store(Arc::new(t));
+        let got = lab.client(1001, tk::SYN);
+        if expire {
+            assert_ne!(got, real(1), "template dropped, rescheduled");
+        } else {
+            assert_eq!(got, real(1), "template honoured while quiesced");
+        }
+    }
+}
