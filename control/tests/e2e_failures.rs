@@ -1,0 +1,296 @@
+//! End to end (as root), failures handled as IPVS handles them, with clients that reuse
+//! their source ports (wrk with `Connection: close` over a 256-port range, as a busy NATed
+//! client does): a real server whose nginx stops, and one a reload removes, get no new
+//! connection once detected — 0 failed requests — even though the clients' ports still
+//! have TIME_WAIT entries pointing at them; ActiveConn/InActConn return to 0 when the
+//! table drains; a SYN flood that fills the table leaves legitimate clients served within
+//! 2 s of its end.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+/// The demo configuration with fast health checks, short closing timeouts (so the table
+/// drains within the test) and `capacity` connections.
+fn config(capacity: u32) -> String {
+    demo_config()
+        .replace(
+            "      interval: 2\n      timeout: 1\n",
+            "      interval: 0.5\n      timeout: 0.4\n",
+        )
+        .replace(
+            "      rise: 2\n      fall: 3\n",
+            "      rise: 2\n      fall: 2\n",
+        )
+        .replace(
+            "conn_table:\n  capacity: 65536\n",
+            &format!(
+                "conn_table:\n  capacity: {capacity}\n\ntimeouts:\n  tcp_fin_wait: 3\n  tcp_time_wait: 3\n  tcp_close: 3\n  tcp_close_wait: 3\n  tcp_last_ack: 3\n  tcp_syn_recv: 30\n"
+            ),
+        )
+}
+
+/// wrk from the client, one connection per request, for `secs` seconds; returns its
+/// report. The client's ports are limited to 256 (TIME_WAIT ports reused, `tcp_tw_reuse`) so every
+/// port is reused many times.
+fn wrk_close(tb: &Testbed, secs: u32) -> String {
+    let out = tb.sh(
+        "client",
+        &format!(
+            "sysctl -qw net.ipv4.ip_local_port_range='40000 40255' net.ipv4.tcp_tw_reuse=1 && \
+             timeout {} wrk -t1 -c16 -d{secs}s -H 'Connection: close' http://198.18.100.1/",
+            secs + 10
+        ),
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// (requests, errors) from a wrk report: socket errors and non-2xx answers.
+fn wrk_counts(report: &str) -> (u64, u64) {
+    let num = |s: &str| s.trim().trim_end_matches(',').parse::<u64>().unwrap_or(0);
+    let requests = report
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(num)
+        .unwrap_or(0);
+    let mut errors = 0;
+    for l in report.lines() {
+        if let Some(rest) = l.trim().strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            errors += rest
+                .split(',')
+                .filter_map(|p| p.split_whitespace().nth(1))
+                .map(num)
+                .sum::<u64>();
+        }
+        if let Some(rest) = l.trim().strip_prefix("Non-2xx or 3xx responses:") {
+            errors += num(rest);
+        }
+    }
+    (requests, errors)
+}
+
+/// Counts, in real server `rs`'s namespace, TCP SYNs from the client (health checks come
+/// from the balancer's addresses and are not counted).
+fn count_client_syns(tb: &Testbed, rs: &str) {
+    let out = tb.sh(
+        rs,
+        "nft add table inet uvstest && \
+         nft add chain inet uvstest input '{ type filter hook input priority 0; }' && \
+         nft add rule inet uvstest input ip saddr 198.18.0.2 tcp flags syn / syn,ack counter",
+    );
+    assert!(
+        out.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Client SYNs counted so far by [`count_client_syns`].
+fn client_syns(tb: &Testbed, rs: &str) -> u64 {
+    let out = tb.exec(rs, &["nft", "list", "chain", "inet", "uvstest", "input"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("nft counter: {text}"))
+}
+
+fn real_up(tb: &Testbed, real: &str) -> Option<bool> {
+    let out = tb.exec(
+        "lb",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:9100/metrics",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find(|l| {
+            l.starts_with("uvs_real_up{")
+                && l.contains("service=\"web4\"")
+                && l.contains(&format!("real=\"{real}\""))
+        })
+        .map(|l| l.ends_with(" 1"))
+}
+
+/// (ActiveConn, InActConn) summed over web4's real servers, from `uvsadm -L -n`.
+fn web4_conns(tb: &Testbed) -> (u64, u64, String) {
+    let list = String::from_utf8_lossy(&tb.uvsadm(&["-L", "-n"]).stdout).to_string();
+    let mut in_web4 = false;
+    let (mut act, mut inact) = (0, 0);
+    for l in list.lines() {
+        if l.starts_with("TCP") || l.starts_with("UDP") || l.starts_with("SCTP") {
+            in_web4 = l.starts_with("TCP  198.18.100.1:80");
+            continue;
+        }
+        if in_web4 && l.trim_start().starts_with("->") {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // -> addr:port Forward Weight ActiveConn InActConn
+            if f.len() >= 6 {
+                act += f[4].parse::<u64>().unwrap_or(0);
+                inact += f[5].parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    (act, inact, list)
+}
+
+#[test]
+fn port_reuse_never_reaches_a_dead_or_removed_server() {
+    if skip_unless_root("port_reuse_never_reaches_a_dead_or_removed_server") {
+        return;
+    }
+    let mut tb = Testbed::up("e2efail", "nat");
+    let cfg = config(65536);
+    tb.start_uvsd(&cfg);
+
+    // Warm up: every client port gets entries on every real server.
+    let report = wrk_close(&tb, 3);
+    let (n, errors) = wrk_counts(&report);
+    assert!(n > 100, "wrk ran: {report}");
+    assert_eq!(errors, 0, "no errors before any failure:\n{report}");
+
+    // rs2's nginx stops; once the health check says so, no request may fail.
+    let conf = tb.state.join("rs2/nginx.conf");
+    let stop = tb.exec(
+        "rs2",
+        &["nginx", "-c", conf.to_str().unwrap(), "-s", "stop"],
+    );
+    assert!(stop.status.success());
+    let t0 = Instant::now();
+    while real_up(&tb, "198.18.1.12:80") != Some(false) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "rs2 not detected down:\n{}",
+            tb.uvsd_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = wrk_close(&tb, 4);
+    let (n, errors) = wrk_counts(&report);
+    assert!(n > 100, "wrk ran: {report}");
+    assert_eq!(
+        errors, 0,
+        "requests failed after rs2 was detected down:\n{report}"
+    );
+
+    // A reload removes rs3: no new connection reaches it, nothing fails.
+    let new_cfg = cfg.replace("      - address: 198.18.1.13\n", "");
+    std::fs::write(tb.state.join("uvs.yaml"), &new_cfg).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &tb.uvsd_pid().to_string()])
+        .status();
+    let t1 = Instant::now();
+    while !tb.uvsd_log().contains("configuration reloaded") {
+        assert!(t1.elapsed() < Duration::from_secs(5), "{}", tb.uvsd_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    count_client_syns(&tb, "rs3");
+    let report = wrk_close(&tb, 4);
+    let (n, errors) = wrk_counts(&report);
+    assert!(n > 100, "wrk ran: {report}");
+    assert_eq!(errors, 0, "requests failed after the reload:\n{report}");
+    let reached = client_syns(&tb, "rs3");
+    assert_eq!(
+        reached, 0,
+        "{reached} new connections' SYNs reached the removed rs3 ({n} requests)"
+    );
+
+    // When the table drains, every real server's counters are back at 0.
+    let t2 = Instant::now();
+    loop {
+        let (act, inact, list) = web4_conns(&tb);
+        if act == 0 && inact == 0 {
+            break;
+        }
+        assert!(
+            t2.elapsed() < Duration::from_secs(20),
+            "ActiveConn/InActConn did not return to 0 after the table drained:\n{list}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_syn_flood_does_not_lock_clients_out_after_it_ends() {
+    if skip_unless_root("a_syn_flood_does_not_lock_clients_out_after_it_ends") {
+        return;
+    }
+    let mut tb = Testbed::up("e2eflood", "nat");
+    tb.start_uvsd(&config(2048));
+    assert!(
+        !tb.curl_many("http://198.18.100.1/", 2)
+            .iter()
+            .any(|a| a == "failed"),
+        "served before the flood"
+    );
+    // 198.18.0.200 is on the client's link but nobody holds it: the real servers'
+    // SYN-ACKs are never answered and their retransmits keep coming.
+    let flood = tb.exec(
+        "client",
+        &[
+            "timeout",
+            "20",
+            "python3",
+            common::repo()
+                .join("scripts/syn_flood.py")
+                .to_str()
+                .unwrap(),
+            "198.18.0.200",
+            "198.18.100.1",
+            "80",
+            "20000",
+            "10",
+        ],
+    );
+    assert!(
+        flood.status.success(),
+        "flood: {}",
+        String::from_utf8_lossy(&flood.stderr)
+    );
+    let full = tb.exec(
+        "lb",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:9100/metrics",
+        ],
+    );
+    let metrics = String::from_utf8_lossy(&full.stdout).to_string();
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("uvs_drops_total{") && l.contains("table_full"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        refused > 0.0,
+        "the flood filled the table (table_full drops):\n{metrics}"
+    );
+    // Within 2 s of the flood's end a legitimate client is served.
+    let t0 = Instant::now();
+    let mut answers = Vec::new();
+    while t0.elapsed() < Duration::from_secs(2) {
+        let o = tb.exec(
+            "client",
+            &["curl", "-s", "--max-time", "0.5", "http://198.18.100.1/"],
+        );
+        if o.status.success() {
+            answers.push(String::from_utf8_lossy(&o.stdout).to_string());
+            break;
+        }
+    }
+    assert!(
+        !answers.is_empty(),
+        "no client served within 2 s of the flood's end:\n{}",
+        tb.uvsd_log()
+    );
+}
