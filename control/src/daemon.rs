@@ -422,6 +422,7 @@ fn start_workers(
             .map(|i| (i.name.clone(), zero_copy(i.zero_copy), i.ring_size))
             .collect();
         let pin = core.cores[w];
+        let busy_poll = config.workers.busy_poll;
         let h = std::thread::Builder::new()
             .name(format!("uvs-worker-{w}"))
             .spawn(move || {
@@ -460,6 +461,7 @@ fn start_workers(
                 }
                 let _ = ready.send(Ok(w));
                 let mut worker = Worker::new(w, ports, core.shared.clone());
+                worker.busy_poll = busy_poll;
                 worker.run(&stop);
                 for (i, _) in ifaces.iter().enumerate() {
                     let _ = core.programs[i].unregister_socket(w as u32);

@@ -41,6 +41,8 @@ pub struct WorkerCounters {
     pub bursts: Counter,
     /// Bursts that received nothing: with `bursts`, the worker's idle share.
     pub empty_polls: Counter,
+    /// Times the worker went to sleep in poll(2) while idle (adaptive polling).
+    pub sleeps: Counter,
     pub drops: Box<[Counter]>,
 }
 
@@ -56,6 +58,7 @@ impl Default for WorkerCounters {
             reused_conns: Counter::default(),
             bursts: Counter::default(),
             empty_polls: Counter::default(),
+            sleeps: Counter::default(),
             drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),
         }
     }

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use uvs_conntrack::ConnTable;
@@ -77,6 +77,14 @@ impl Clock {
     }
 }
 
+/// How long a worker polls without receiving anything before it sleeps (adaptive polling):
+/// long enough that a steady flow never sleeps between bursts, short enough that an idle
+/// worker costs little.
+pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(200);
+
+/// The longest an idle worker sleeps before it looks at its pending frames and the stop flag.
+pub const SLEEP_MAX_MS: u16 = 50;
+
 /// State shared by all workers and control.
 pub struct Shared {
     pub tables: ArcSwap<Tables>,
@@ -126,6 +134,8 @@ pub struct Worker<P: Port> {
     frags: crate::frag::FragTable,
     /// Look each burst's flows up together (large tables, where lookups miss the cache).
     batch_lookups: bool,
+    /// Never sleep while idle (see [`Worker::run`]).
+    pub busy_poll: bool,
     /// The burst-lookup stage's arrays, allocated once rather than set up every poll.
     burst: Box<BurstScratch>,
     scratch: Box<[u8]>,
@@ -165,6 +175,7 @@ impl<P: Port> Worker<P> {
             fullnat_cursor: 0,
             frags: crate::frag::FragTable::default(),
             batch_lookups,
+            busy_poll: false,
             burst: Box::new(BurstScratch {
                 prepared: [Err(Verdict::SlowPath); BURST],
                 key_of: [None; BURST],
@@ -177,23 +188,50 @@ impl<P: Port> Worker<P> {
 
     /// Runs bursts until `stop` is set.
     ///
-    /// Poll-mode: the worker never sleeps on a syscall. After a run of empty polls it
-    /// yields its core between polls, so on a shared machine other threads (control, a
-    /// co-located generator) still run, at no latency cost when it has the core to itself.
+    /// Adaptive polling: while traffic flows the worker polls its rings without a syscall.
+    /// After [`SPIN_BEFORE_SLEEP`] without a frame it sleeps in `poll(2)` on its ports'
+    /// sockets until one is readable (or [`SLEEP_MAX_MS`] passes, so frames waiting for a
+    /// neighbour and the stop flag are still looked at), so an idle uvsd costs almost no
+    /// CPU. With `busy_poll` (or ports that cannot be waited on) it never sleeps; it
+    /// yields its core between empty polls so other threads on a shared machine still run.
     pub fn run(&mut self, stop: &AtomicBool) {
         let mut idle = 0u32;
+        let mut idle_since = Instant::now();
+        let can_sleep = !self.busy_poll && self.ports.iter().all(|p| p.wait_fd().is_some());
         while !stop.load(Ordering::Relaxed) {
-            if self.poll() == 0 {
-                idle = idle.saturating_add(1);
-                if idle > 256 {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            } else {
+            if self.poll() > 0 {
                 idle = 0;
+                continue;
+            }
+            idle = idle.saturating_add(1);
+            if idle == 1 {
+                idle_since = Instant::now();
+            }
+            if idle <= 256 {
+                std::hint::spin_loop();
+            } else if can_sleep && idle_since.elapsed() >= SPIN_BEFORE_SLEEP {
+                self.sleep_until_readable();
+                idle = 0;
+            } else {
+                std::thread::yield_now();
             }
         }
+    }
+
+    /// Sleeps until one of the ports has frames to receive, or [`SLEEP_MAX_MS`]. The cold
+    /// path: its small allocation happens once per sleep, never per burst.
+    #[cold]
+    fn sleep_until_readable(&mut self) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut set: Vec<PollFd<'_>> = self
+            .ports
+            .iter()
+            .filter_map(|p| p.wait_fd())
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
+        self.shared.counters[self.id].sleeps.add(1);
+        // EINTR (a signal) just ends the sleep early.
+        let _ = poll(&mut set, PollTimeout::from(SLEEP_MAX_MS));
     }
 
     /// One burst on every port. Returns the frames received.

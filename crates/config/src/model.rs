@@ -214,6 +214,10 @@ pub struct Workers {
     /// CPU cores to pin worker `i` to `cores[i]`; `None` = no pinning. Distinct, at least
     /// `count` long.
     pub cores: Option<Vec<usize>>,
+    /// Never sleep: an idle worker keeps polling its rings (lowest wake-up latency, one
+    /// whole core per worker). Default false: after a short spin an idle worker sleeps in
+    /// `poll(2)` on its AF_XDP sockets until a frame arrives.
+    pub busy_poll: bool,
 }
 
 /// Connection table sizing.

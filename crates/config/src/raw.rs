@@ -73,6 +73,8 @@ pub(crate) struct RawWorkers {
     pub count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cores: Option<Vec<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busy_poll: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

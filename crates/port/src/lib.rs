@@ -54,6 +54,13 @@ pub trait Port {
 
     /// A short name for logs and counters (interface and queue).
     fn name(&self) -> &str;
+
+    /// A file descriptor that polls readable when frames wait to be received, for a worker
+    /// that sleeps while idle; `None` when the port cannot be waited on (the in-memory
+    /// port), which keeps its worker polling.
+    fn wait_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// An in-memory port: frames are injected by a test or benchmark and

@@ -236,6 +236,13 @@ impl XskPort {
         self.fd
     }
 
+    /// The socket fd as a borrow tied to this port.
+    fn borrowed_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: `fd` is the AF_XDP socket `self.rx` owns; it stays open for as long as
+        // `self` lives, which bounds the borrow.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) }
+    }
+
     /// True when bound in zero-copy mode.
     pub fn is_zero_copy(&self) -> bool {
         self.zero_copy
@@ -555,5 +562,11 @@ impl Port for XskPort {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The socket polls readable (POLLIN) when its RX ring holds descriptors; in copy mode
+    /// the kernel fills the ring on the sender's CPU and wakes the sleeper.
+    fn wait_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(self.borrowed_fd())
     }
 }

@@ -479,7 +479,11 @@ fn workers(cx: &Ctx<'_>, raw: crate::raw::RawWorkers, max_queues: u32) -> Result
             Some(seen)
         }
     };
-    Ok(Workers { count, cores })
+    Ok(Workers {
+        count,
+        cores,
+        busy_poll: raw.busy_poll.unwrap_or(false),
+    })
 }
 
 fn admin(cx: &Ctx<'_>, raw: crate::raw::RawAdmin) -> Result<Admin> {

@@ -1,0 +1,92 @@
+//! End to end (as root): adaptive polling. An idle uvsd sleeps on its AF_XDP sockets and
+//! uses at most 2 % of a core; the first request after the idle period wakes it and is
+//! served. The same with `busy_poll: true` shows what polling costs (reported, not
+//! asserted: timings are for the benchmark, not for tests).
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+/// CPU seconds (user + system) `pid` has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("uvsd stat");
+    // Fields after the command name (which is in parentheses): utime is the 14th field
+    // overall, stime the 15th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
+/// Share of one core uvsd used over `over`.
+fn idle_share(tb: &Testbed, over: Duration) -> f64 {
+    let pid = tb.uvsd_pid();
+    let (c0, t0) = (cpu_seconds(pid), Instant::now());
+    std::thread::sleep(over);
+    (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64()
+}
+
+/// Seconds the first request after an idle period takes (curl's time_total).
+fn first_request(tb: &Testbed) -> f64 {
+    let o = tb.exec(
+        "client",
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{time_total}",
+            "--max-time",
+            "3",
+            "http://198.18.100.1/",
+        ],
+    );
+    assert!(o.status.success(), "request after idle failed");
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn an_idle_uvsd_sleeps_and_wakes_for_traffic() {
+    if skip_unless_root("an_idle_uvsd_sleeps_and_wakes_for_traffic") {
+        return;
+    }
+    let mut tb = Testbed::up("e2eidle", "nat");
+    // No health checks: their own traffic would wake the workers.
+    let cfg = demo_config()
+        .replace(
+            "    health_check:\n      type: http\n      interval: 2\n      timeout: 1\n      rise: 2\n      fall: 3\n      path: /\n      expect_status: 200\n",
+            "",
+        )
+        .replace(
+            "    health_check:\n      type: http\n      interval: 2\n      timeout: 1\n      path: /\n      expect_status: 200\n",
+            "",
+        );
+    assert!(!cfg.contains("health_check"), "{cfg}");
+    tb.start_uvsd(&cfg);
+    assert_eq!(tb.curl_many("http://198.18.100.1/", 3).len(), 3);
+    std::thread::sleep(Duration::from_millis(500));
+    let adaptive = idle_share(&tb, Duration::from_secs(3));
+    let wake = first_request(&tb);
+    assert!(
+        adaptive <= 0.02,
+        "an idle uvsd used {:.1} % of a core",
+        adaptive * 100.0
+    );
+    tb.stop_uvsd("TERM");
+
+    tb.start_uvsd(&cfg.replace("  count: 1\n", "  count: 1\n  busy_poll: true\n"));
+    assert_eq!(tb.curl_many("http://198.18.100.1/", 3).len(), 3);
+    std::thread::sleep(Duration::from_millis(500));
+    let busy = idle_share(&tb, Duration::from_secs(3));
+    let busy_first = first_request(&tb);
+    eprintln!(
+        "idle uvsd: adaptive {:.2} % of a core, first request after idle {:.0} us; \
+         busy_poll {:.0} % of a core, first request {:.0} us",
+        adaptive * 100.0,
+        wake * 1e6,
+        busy * 100.0,
+        busy_first * 1e6
+    );
+}
