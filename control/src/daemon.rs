@@ -48,7 +48,14 @@ struct MapState {
     /// Real servers gone from the configuration whose connections still run: their replies
     /// must keep reaching uvs until the last one ends (unless expire_nodest_conn).
     lingering: BTreeSet<IpAddr>,
+    /// (real server, protocol, port) of every service: the XDP program sends a real
+    /// server's packets to uvs only from these (port 0: any), the rest to the kernel.
+    ports: BTreeSet<RealPort>,
+    /// Service ports of lingering real servers, kept until the address goes.
+    lingering_ports: BTreeSet<RealPort>,
 }
+
+type RealPort = (IpAddr, u8, u16);
 
 fn map_state(cfg: &Config) -> MapState {
     let mut m = MapState::default();
@@ -59,8 +66,12 @@ fn map_state(cfg: &Config) -> MapState {
         m.owned.insert(s.vip);
         m.owned.extend(s.fullnat_pool.iter().copied());
         m.reals.extend(s.real_servers.iter().map(|r| r.address));
+        let proto = spec::proto_number(s.protocol);
+        m.ports
+            .extend(s.real_servers.iter().map(|r| (r.address, proto, r.port)));
         if let Some(o) = s.sorry_server {
             m.reals.insert(o.address);
+            m.ports.insert((o.address, proto, o.port));
         }
     }
     m
@@ -101,6 +112,15 @@ impl Core {
             want.lingering = previous.difference(&want.reals).copied().collect();
         }
         let want_reals: BTreeSet<IpAddr> = want.reals.union(&want.lingering).copied().collect();
+        let prev_ports: BTreeSet<RealPort> =
+            have.ports.union(&have.lingering_ports).copied().collect();
+        want.lingering_ports = prev_ports
+            .iter()
+            .filter(|p| want.lingering.contains(&p.0) && !want.ports.contains(p))
+            .copied()
+            .collect();
+        let want_ports: BTreeSet<RealPort> =
+            want.ports.union(&want.lingering_ports).copied().collect();
         for p in &self.programs {
             for a in want.owned.difference(&have.owned) {
                 p.add_owned(*a)?;
@@ -113,6 +133,12 @@ impl Core {
             }
             for a in previous.difference(&want_reals) {
                 p.remove_real(*a)?;
+            }
+            for &(a, proto, port) in want_ports.difference(&prev_ports) {
+                p.add_real_port(a, proto, port)?;
+            }
+            for &(a, proto, port) in prev_ports.difference(&want_ports) {
+                p.remove_real_port(a, proto, port)?;
             }
         }
         *have = want;
@@ -139,10 +165,24 @@ impl Core {
         });
         let done: Vec<IpAddr> = have.lingering.difference(&busy).copied().collect();
         for a in done {
+            let ports: Vec<RealPort> = have
+                .lingering_ports
+                .iter()
+                .filter(|p| p.0 == a)
+                .copied()
+                .collect();
+            for rp in &ports {
+                have.lingering_ports.remove(rp);
+            }
             if !have.reals.contains(&a) {
                 for p in &self.programs {
                     if let Err(e) = p.remove_real(a) {
                         log::warn!("removing {a} from the XDP map: {e}");
+                    }
+                    for &(a, proto, port) in &ports {
+                        if let Err(e) = p.remove_real_port(a, proto, port) {
+                            log::warn!("removing {a} port {port} from the XDP map: {e}");
+                        }
                     }
                 }
                 log::info!("removed real server {a} has no connections left");

@@ -24,6 +24,10 @@
 #define ETH_P_ARP_BE bpf_htons(0x0806)
 
 #define IPPROTO_ICMPV6_NR 58
+#define IPPROTO_ICMP_NR 1
+#define IPPROTO_TCP_NR 6
+#define IPPROTO_UDP_NR 17
+#define IPPROTO_SCTP_NR 132
 #define ICMPV6_ROUTER_SOLICIT 133
 #define ICMPV6_REDIRECT 137
 #define ICMPV6_NEIGH_SOLICIT 135
@@ -64,7 +68,10 @@ struct {
 	__type(value, __u8);
 } owned6 SEC(".maps");
 
-// Real servers: their packets to non-host addresses are replies of NATed flows.
+// Real servers: their packets to non-host addresses from a service port (see
+// `real_ports`) are replies of NATed flows; their own traffic (DNS lookups,
+// updates) from other ports goes to the kernel, which routes it as IPVS's
+// director does.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -93,6 +100,22 @@ struct {
 	__type(key, struct in6_key);
 	__type(value, __u8);
 } host6 SEC(".maps");
+
+// (real server, protocol, port) of every service a real server serves; port 0
+// for a port-0 (all ports) service. IPv4 addresses fill the first 4 bytes.
+struct real_port_key {
+	__u8 addr[16];
+	__u16 port; // network order, as in the packet
+	__u8 proto;
+	__u8 v6;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct real_port_key);
+	__type(value, __u8);
+} real_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -140,6 +163,53 @@ static __always_inline int in6(void *map, const void *addr)
 	return bpf_map_lookup_elem(map, &k) != 0;
 }
 
+// Is (addr, proto, sport) a service a real server serves (or a port-0 one)?
+static __always_inline int real_port(const __u8 *addr, int len, __u8 proto, __u16 sport, __u8 v6)
+{
+	struct real_port_key k = {};
+	if (len == 4)
+		__builtin_memcpy(k.addr, addr, 4);
+	else
+		__builtin_memcpy(k.addr, addr, 16);
+	k.proto = proto;
+	k.v6 = v6;
+	k.port = sport;
+	if (bpf_map_lookup_elem(&real_ports, &k))
+		return 1;
+	k.port = 0;
+	return bpf_map_lookup_elem(&real_ports, &k) != 0;
+}
+
+// A real server's packet towards a non-host address: a reply of a balanced
+// flow (from a service port), an ICMP error about one (uvs translates it), or
+// a later fragment (uvs follows fragments) goes to the socket; anything else
+// is the server's own traffic, which the kernel routes.
+static __always_inline int from_real(struct xdp_md *ctx, const __u8 *src, int alen, __u8 proto,
+				     __u8 *l4, void *end, __u8 v6)
+{
+	if (proto == IPPROTO_TCP_NR || proto == IPPROTO_UDP_NR || proto == IPPROTO_SCTP_NR) {
+		if ((void *)(l4 + 2) > end)
+			return pass();
+		__u16 sport;
+		__builtin_memcpy(&sport, l4, 2);
+		if (real_port(src, alen, proto, sport, v6))
+			return to_socket(ctx);
+		return pass();
+	}
+	if (proto == IPPROTO_ICMP_NR || proto == IPPROTO_ICMPV6_NR) {
+		if ((void *)(l4 + 1) > end)
+			return pass();
+		__u8 type = l4[0];
+		// ICMP: unreachable 3, time exceeded 11, parameter problem 12.
+		// ICMPv6: unreachable 1, too big 2, time exceeded 3, parameter problem 4.
+		int error = proto == IPPROTO_ICMP_NR ? (type == 3 || type == 11 || type == 12)
+						    : (type >= 1 && type <= 4);
+		return error ? to_socket(ctx) : pass();
+	}
+	// IPv6 extension headers: uvs walks them.
+	return v6 ? to_socket(ctx) : pass();
+}
+
 // 224.0.0.0/4 and the limited broadcast belong to the kernel even when a real
 // server sends them (VRRP, DHCP, mDNS).
 static __always_inline int multicast4(__u32 be_addr)
@@ -160,8 +230,16 @@ static __always_inline int ipv4(struct xdp_md *ctx, void *l3, void *end)
 	__builtin_memcpy(&dst, ip + 16, 4);
 	if (in4(&owned4, dst))
 		return to_socket(ctx);
-	if (in4(&reals4, src) && !in4(&host4, dst) && !multicast4(dst))
-		return to_socket(ctx);
+	if (in4(&reals4, src) && !in4(&host4, dst) && !multicast4(dst)) {
+		__u16 frag;
+		__builtin_memcpy(&frag, ip + 6, 2);
+		if (bpf_ntohs(frag) & 0x1fff)
+			return to_socket(ctx);
+		__u32 ihl = (ip[0] & 0xf) * 4;
+		if (ihl < 20)
+			return pass();
+		return from_real(ctx, ip + 12, 4, ip[9], ip + ihl, end, 0);
+	}
 	return pass();
 }
 
@@ -203,7 +281,7 @@ static __always_inline int ipv6(struct xdp_md *ctx, void *l3, void *end)
 	int link_local = dst[0] == 0xfe && (dst[1] & 0xc0) == 0x80;
 	int multicast = dst[0] == 0xff;
 	if (!link_local && !multicast && in6(&reals6, src) && !in6(&host6, dst))
-		return to_socket(ctx);
+		return from_real(ctx, src, 16, ip[6], ip + 40, end, 1);
 	return pass();
 }
 

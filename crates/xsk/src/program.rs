@@ -70,6 +70,7 @@ pub(crate) struct LoadedObject {
     owned6: RawFd,
     reals4: RawFd,
     reals6: RawFd,
+    real_ports: RawFd,
     host4: RawFd,
     host6: RawFd,
     stats: RawFd,
@@ -116,6 +117,7 @@ impl LoadedObject {
             owned6: -1,
             reals4: -1,
             reals6: -1,
+            real_ports: -1,
             host4: -1,
             host6: -1,
             stats: -1,
@@ -150,6 +152,7 @@ impl LoadedObject {
         this.owned6 = this.map_fd("owned6")?;
         this.reals4 = this.map_fd("reals4")?;
         this.reals6 = this.map_fd("reals6")?;
+        this.real_ports = this.map_fd("real_ports")?;
         this.host4 = this.map_fd("host4")?;
         this.host6 = this.map_fd("host6")?;
         this.stats = this.map_fd("stats")?;
@@ -225,6 +228,37 @@ impl LoadedObject {
             (IpAddr::V6(a), true) => self.update(fds.1, &a.octets(), &1u8, op),
             (IpAddr::V4(a), false) => self.delete(fds.0, &a.octets(), op),
             (IpAddr::V6(a), false) => self.delete(fds.1, &a.octets(), op),
+        }
+    }
+
+    /// Adds or removes a `real_ports` entry (the program's `struct real_port_key`).
+    fn set_real_port(
+        &self,
+        addr: IpAddr,
+        proto: u8,
+        port: u16,
+        present: bool,
+    ) -> Result<(), XskError> {
+        // addr[16], port (network order), proto, v6: 20 bytes, no padding.
+        let mut key = [0u8; 20];
+        match addr {
+            IpAddr::V4(a) => key[..4].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => {
+                key[..16].copy_from_slice(&a.octets());
+                key[19] = 1;
+            }
+        }
+        key[16..18].copy_from_slice(&port.to_be_bytes());
+        key[18] = proto;
+        if present {
+            self.update(
+                self.real_ports,
+                &key,
+                &1u8,
+                "add a real server's service port",
+            )
+        } else {
+            self.delete(self.real_ports, &key, "remove a real server's service port")
         }
     }
 
@@ -388,6 +422,18 @@ impl XdpProgram {
     pub fn remove_real(&self, addr: IpAddr) -> Result<(), XskError> {
         let o = &self.object;
         o.set_addr((o.reals4, o.reals6), addr, false, "remove a real server")
+    }
+
+    /// Declares a service a real server serves: its packets from `port` (0: any port, for
+    /// a port-0 service) of protocol `proto` are replies of balanced flows. Packets from
+    /// other ports are the server's own traffic and go to the kernel.
+    pub fn add_real_port(&self, addr: IpAddr, proto: u8, port: u16) -> Result<(), XskError> {
+        self.object.set_real_port(addr, proto, port, true)
+    }
+
+    /// Forgets a service port of a real server.
+    pub fn remove_real_port(&self, addr: IpAddr, proto: u8, port: u16) -> Result<(), XskError> {
+        self.object.set_real_port(addr, proto, port, false)
     }
 
     /// Declares one of the kernel's own addresses on this box: real-server

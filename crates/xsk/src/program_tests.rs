@@ -31,11 +31,29 @@ fn eth(tags: &[u16], ethertype: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 fn ipv4(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
-    // UDP, checksums irrelevant to the program.
-    let mut p = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    // UDP from port 53 (the lab's real servers' service port) to 12345.
+    ipv4_l4(src, dst, 17, &[0, 53, 0x30, 0x39, 0, 8, 0, 0])
+}
+
+/// IPv4 with protocol `proto` and L4 bytes `l4`; checksums irrelevant to the program.
+fn ipv4_l4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut p = vec![
+        0x45,
+        0,
+        0,
+        20 + l4.len() as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        proto,
+        0,
+        0,
+    ];
     p.extend_from_slice(&src);
     p.extend_from_slice(&dst);
-    p.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 8, 0, 0]);
+    p.extend_from_slice(l4);
     p
 }
 
@@ -86,6 +104,18 @@ fn loaded() -> Option<LoadedObject> {
         (o.host4, o.host6),
         IpAddr::V6(Ipv6Addr::from(v6("2001:2:0:1::1"))),
     );
+    // The real servers serve UDP 53; the IPv4 one also a port-0 TCP service.
+    o.set_real_port(IpAddr::V4(Ipv4Addr::from(REAL4)), 17, 53, true)
+        .unwrap();
+    o.set_real_port(IpAddr::V4(Ipv4Addr::from(REAL4)), 6, 0, true)
+        .unwrap();
+    o.set_real_port(
+        IpAddr::V6(Ipv6Addr::from(v6("2001:2:0:1::11"))),
+        17,
+        53,
+        true,
+    )
+    .unwrap();
     Some(o)
 }
 
@@ -134,6 +164,57 @@ fn ipv4_and_arp_rules() {
             "real to client, 802.1Q",
             eth(&[0x8100], ip, &ipv4(REAL4, CLIENT4)),
             true,
+        ),
+        (
+            "real's own DNS lookup (UDP from an ephemeral port)",
+            eth(
+                &[],
+                ip,
+                &ipv4_l4(REAL4, [198, 19, 5, 5], 17, &[0xa0, 0, 0, 53, 0, 8, 0, 0]),
+            ),
+            false,
+        ),
+        (
+            "real's TCP from any port (port-0 service)",
+            eth(
+                &[],
+                ip,
+                &ipv4_l4(REAL4, CLIENT4, 6, &[0xa0, 0, 0x30, 0x39, 0, 0, 0, 0]),
+            ),
+            true,
+        ),
+        (
+            "real's ICMP port unreachable (about a flow)",
+            eth(
+                &[],
+                ip,
+                &ipv4_l4(REAL4, CLIENT4, 1, &[3, 3, 0, 0, 0, 0, 0, 0]),
+            ),
+            true,
+        ),
+        (
+            "real's own ping",
+            eth(
+                &[],
+                ip,
+                &ipv4_l4(REAL4, [198, 19, 5, 5], 1, &[8, 0, 0, 0, 0, 1, 0, 1]),
+            ),
+            false,
+        ),
+        (
+            "later fragment from real",
+            eth(&[], ip, &{
+                let mut p = ipv4(REAL4, CLIENT4);
+                p[6] = 0;
+                p[7] = 0x10;
+                p
+            }),
+            true,
+        ),
+        (
+            "truncated L4 from real",
+            eth(&[], ip, &ipv4_l4(REAL4, CLIENT4, 17, &[0])),
+            false,
         ),
         (
             "real to host (health check)",
@@ -192,7 +273,7 @@ fn ipv6_and_ndp_rules() {
     let real = v6("2001:2:0:1::11");
     let host = v6("2001:2:0:1::1");
     let client = v6("2001:2::2");
-    let udp = [0x30, 0x39, 0, 53, 0, 8, 0, 0];
+    let udp = [0, 53, 0x30, 0x39, 0, 8, 0, 0];
     let e6 = |p: Vec<u8>| eth(&[], 0x86dd, &p);
     let cases: &[(&str, Vec<u8>, bool)] = &[
         ("UDP to VIP", e6(ipv6(client, vip, 17, &udp)), true),
@@ -213,6 +294,21 @@ fn ipv6_and_ndp_rules() {
             true,
         ),
         ("real to host", e6(ipv6(real, host, 17, &udp)), false),
+        (
+            "real's own traffic from another port",
+            e6(ipv6(real, client, 17, &[0xa0, 0, 0, 53, 0, 8, 0, 0])),
+            false,
+        ),
+        (
+            "real's packet too big (about a flow)",
+            e6(ipv6(real, client, 58, &[2, 0, 0, 0, 0, 0, 5, 0])),
+            true,
+        ),
+        (
+            "real's own echo request",
+            e6(ipv6(real, client, 58, &[128, 0, 0, 0, 0, 1, 0, 1])),
+            false,
+        ),
         (
             "real to link-local",
             e6(ipv6(real, v6("fe80::1"), 17, &udp)),
