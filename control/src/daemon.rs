@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use uvs_config::Config;
@@ -39,6 +39,11 @@ pub struct Core {
     pub rates: Mutex<crate::status::RateSampler>,
     /// Addresses currently in the XDP maps, to diff on reload.
     maps: Mutex<MapState>,
+    /// Bumped by every configuration applied (reload or uvsadm edit): the control loop
+    /// restarts the health checks when it moves, so a server added by uvsadm is checked.
+    generation: std::sync::atomic::AtomicU64,
+    /// uvsadm edits applied since the file was last loaded (a reload discards them).
+    runtime_edits: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default, Clone, PartialEq, Eq)]
@@ -213,6 +218,15 @@ impl Core {
             self.expire_nodest();
         }
         running.config = new;
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Applies a uvsadm edit: as a reload, and remembered so that a later reload of the
+    /// file, which does not contain it, says that it discards it.
+    pub fn apply_admin_edit(&self, new: Config) -> Result<(), String> {
+        self.apply_config(new)?;
+        self.runtime_edits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -339,10 +353,6 @@ fn zero_copy(z: uvs_config::ZeroCopy) -> uvs_xsk::ZeroCopy {
     }
 }
 
-fn mtime(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
-}
-
 /// Runs uvsd until SIGINT/SIGTERM (or `run_for`).
 pub fn run(config_path: &Path, opts: Options) -> Result<()> {
     let config = uvs_config::load_file(config_path).map_err(|e| anyhow!("{e}"))?;
@@ -417,6 +427,8 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         cores: cores.clone(),
         rates: Mutex::new(crate::status::RateSampler::default()),
         maps: Mutex::new(MapState::default()),
+        generation: Default::default(),
+        runtime_edits: Default::default(),
     });
     core.sync_maps(&config)?;
 
@@ -539,7 +551,8 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
 
     let services = crate::services::Services::start(core, opts, stop)?;
     let started = Instant::now();
-    let mut last_mtime = mtime(&core.config_path);
+    let mut watch = crate::filewatch::FileWatch::new(crate::filewatch::stamp(&core.config_path));
+    let mut applied_generation = core.generation.load(Ordering::Relaxed);
     let mut last_rate = Instant::now();
     while !term.load(Ordering::Relaxed) {
         if opts.run_for.is_some_and(|d| started.elapsed() >= d) {
@@ -555,11 +568,19 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
             core.release_lingering();
             services.feed_schedulers(core);
         }
-        let changed = mtime(&core.config_path);
-        let reload = hup.swap(false, Ordering::Relaxed) || changed != last_mtime;
-        if reload {
-            last_mtime = changed;
-            reload_file(core, &services);
+        let now_stamp = crate::filewatch::stamp(&core.config_path);
+        if hup.swap(false, Ordering::Relaxed) {
+            watch.loaded(now_stamp);
+            reload_file(core);
+        } else if watch.observe(now_stamp, Instant::now()) {
+            reload_file(core);
+        }
+        // Any new configuration (a reload, a uvsadm edit) restarts the health checks on
+        // its real servers.
+        let generation = core.generation.load(Ordering::Relaxed);
+        if generation != applied_generation {
+            applied_generation = generation;
+            services.config_changed(core);
         }
     }
     services.stop();
@@ -567,13 +588,22 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
 }
 
 /// Reloads the configuration file; a bad one is logged and the running one keeps serving.
-pub fn reload_file(core: &Arc<Core>, services: &crate::services::Services) {
+/// The file replaces the running configuration whole, as keepalived's reload does: uvsadm
+/// edits made since it was loaded are discarded, with a warning that says so.
+pub fn reload_file(core: &Arc<Core>) {
     match uvs_config::load_file(&core.config_path) {
         Err(e) => log::error!("reload rejected, still serving the previous configuration: {e}"),
         Ok(new) => match core.apply_config(new) {
             Ok(()) => {
+                let edits = core.runtime_edits.swap(0, Ordering::Relaxed);
+                if edits > 0 {
+                    log::warn!(
+                        "the reload discarded {edits} runtime edit(s) made with uvsadm since {} was loaded; `uvsadm save > {}` before a reload keeps them",
+                        core.config_path.display(),
+                        core.config_path.display()
+                    );
+                }
                 log::info!("configuration reloaded from {}", core.config_path.display());
-                services.config_changed(core);
             }
             Err(e) => log::error!("reload rejected, still serving the previous configuration: {e}"),
         },

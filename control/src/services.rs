@@ -49,7 +49,7 @@ impl AdminBackend for Backend {
         self.0.running.lock().expect("running lock").config.clone()
     }
     fn apply_config(&self, new: Config) -> Result<(), String> {
-        self.0.apply_config(new)
+        self.0.apply_admin_edit(new)
     }
     fn zero_counters(&self) {
         self.0.shared.zero_traffic_counters();

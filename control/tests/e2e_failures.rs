@@ -353,3 +353,50 @@ fn a_nat_real_servers_own_traffic_is_routed_by_the_kernel() {
         "the VIP still works: {via_vip:?}"
     );
 }
+
+/// A real server added at runtime with `uvsadm -a` is health-checked like the file's: one
+/// that does not answer (nothing listens at 198.18.1.14) is taken out before requests
+/// fail. A later reload of the file discards the edit and says so in the log.
+#[test]
+fn a_server_added_with_uvsadm_is_health_checked() {
+    if skip_unless_root("a_server_added_with_uvsadm_is_health_checked") {
+        return;
+    }
+    let mut tb = Testbed::up("e2eadd", "nat");
+    tb.start_uvsd(&config(65536));
+    let add = tb.uvsadm(&["-a", "-t", "198.18.100.1:80", "-r", "198.18.1.14:80", "-m"]);
+    assert!(
+        add.status.success(),
+        "uvsadm -a: {}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let t0 = Instant::now();
+    while real_up(&tb, "198.18.1.14:80") != Some(false) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the added server was never found down (not health-checked?):\n{}",
+            tb.uvsd_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let answers = tb.curl_many("http://198.18.100.1/", 8);
+    assert!(
+        !answers.iter().any(|a| a == "failed"),
+        "requests went to the dead added server: {answers:?}"
+    );
+    // The file does not have the edit: a reload drops it, with a warning.
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &tb.uvsd_pid().to_string()])
+        .status();
+    let t1 = Instant::now();
+    while !tb.uvsd_log().contains("discarded 1 runtime edit") {
+        assert!(
+            t1.elapsed() < Duration::from_secs(5),
+            "no warning about the discarded edit:\n{}",
+            tb.uvsd_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let list = String::from_utf8_lossy(&tb.uvsadm(&["-L", "-n"]).stdout).to_string();
+    assert!(!list.contains("198.18.1.14"), "{list}");
+}
