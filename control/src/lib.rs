@@ -11,6 +11,7 @@ pub mod services;
 pub mod snapshot;
 pub mod spec;
 pub mod status;
+pub mod sync;
 
 use std::path::Path;
 

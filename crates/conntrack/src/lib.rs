@@ -66,7 +66,6 @@ mod hugepage;
 mod index;
 mod layout;
 pub mod ports;
-pub mod record;
 pub mod tcp;
 pub mod timeouts;
 
@@ -74,7 +73,6 @@ use std::hash::{BuildHasher, Hasher};
 
 pub use flow::{Addr, Conn, ConnId, Dir, FlowKey, Hit, InsertError, STATE_RESERVED_MIN};
 pub use ports::{LocalAddr, PortAllocator, PortPools};
-pub use record::{ConnRecord, RecordError, RECORD_LEN};
 pub use timeouts::{Proto, Timeouts};
 
 use family::FamilyTable;
