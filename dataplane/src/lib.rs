@@ -11,6 +11,7 @@ pub mod neigh;
 pub mod pipeline;
 pub mod sctp;
 pub mod slowpath;
+pub mod sync_tap;
 pub mod tables;
 pub mod verdict;
 pub mod worker;

@@ -94,6 +94,8 @@ pub struct Shared {
     pub clock: Clock,
     /// IPVS's connection-lifecycle sysctls (conn_reuse_mode, expire_nodest_conn, …).
     pub settings: crate::lifecycle::SharedSettings,
+    /// New connections and state changes for the sync daemon.
+    pub sync: crate::sync_tap::SyncTap,
 }
 
 impl Shared {
@@ -105,6 +107,7 @@ impl Shared {
             counters: new_counters(workers),
             clock: Clock::default(),
             settings: Default::default(),
+            sync: crate::sync_tap::SyncTap::new(workers),
         }
     }
 
@@ -249,6 +252,7 @@ impl<P: Port> Worker<P> {
             conns: &shared.conns,
             counters,
             settings: shared.settings.load(),
+            sync: &shared.sync,
             fullnat_cursor: &mut self.fullnat_cursor,
             frags: &mut self.frags,
         };

@@ -57,6 +57,8 @@ pub struct Ctx<'a> {
     pub counters: &'a WorkerCounters,
     /// IPVS's connection-lifecycle sysctls for this burst.
     pub settings: crate::lifecycle::Settings,
+    /// Tells the sync daemon about new connections and state changes.
+    pub sync: &'a crate::sync_tap::SyncTap,
     /// FullNAT: next local port to try, per worker.
     pub fullnat_cursor: &'a mut u32,
     /// Which connection each recent fragmented datagram belongs to.
