@@ -6,6 +6,7 @@ pub mod admin;
 pub mod daemon;
 pub mod filewatch;
 pub mod health;
+pub mod man;
 pub mod metrics;
 pub mod services;
 pub mod snapshot;

@@ -15,6 +15,7 @@
 
 mod apply;
 mod argv;
+pub mod keepalived;
 mod list;
 mod parse;
 mod socket;
@@ -115,6 +116,8 @@ pub fn usage() -> String {
   uvsadm -S [-n]
   uvsadm save
   uvsadm top [--once]
+  uvsadm import-keepalived [--interface NAME] [--network PREFIX]...
+              [--local ADDRESS]... [--route PREFIX,VIA]... FILE
   uvsadm -h
 
 Commands:
@@ -132,6 +135,8 @@ Either long or short options are allowed.
   --list            -L|-l     list the table
   --zero            -Z        zero counters of all services
   top                         live rates, health and worker load (Ctrl-C quits)
+  import-keepalived           print keepalived.conf's virtual servers as uvs YAML
+                              (no daemon needed; errors name file:line:column)
   --help            -h        display this help message
 
 Options:
@@ -165,6 +170,12 @@ Options:
   --nosort                            disable sorting output of service/server entries
   --numeric      -n                   numeric output of ports (addresses are always numeric)
   --once                              top: print one frame and exit
+  --interface    NAME                 import-keepalived: the interface uvs serves on
+                                      (default: the vrrp_instance's)
+  --network      PREFIX               import-keepalived: a network on that interface
+                                      (DR real servers must be inside one)
+  --local        ADDRESS              import-keepalived: an address uvs owns there
+  --route        PREFIX,VIA           import-keepalived: a route beyond those networks
 ",
     );
     u

@@ -1,10 +1,12 @@
 //! `uvsadm [--socket PATH] <ipvsadm arguments>`: sends the command to uvsd over its admin
 //! socket and prints the answer. The line is parsed here first, so mistakes and `-h` need no
-//! daemon; `top` redraws a frame from uvsd every second until Ctrl-C.
+//! daemon; `top` redraws a frame from uvsd every second until Ctrl-C. `import-keepalived`
+//! runs here alone: it reads a file and prints YAML, without a daemon.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
+use uvs_control::admin::keepalived::{import, import_args, Diag};
 use uvs_control::admin::{parse, request, usage, version, AdminCommand, DEFAULT_SOCKET};
 
 fn main() {
@@ -29,6 +31,9 @@ fn run(mut args: Vec<String>) -> i32 {
             args.remove(0);
         }
         _ => {}
+    }
+    if args.first().map(String::as_str) == Some("import-keepalived") {
+        return import_keepalived(&args[1..]);
     }
     let cmd = match parse(&args) {
         Ok(c) => c,
@@ -58,6 +63,49 @@ fn run(mut args: Vec<String>) -> i32 {
             }
         },
     }
+}
+
+/// Prints the translation on stdout and notes on stderr; on an error, only the error.
+fn import_keepalived(args: &[String]) -> i32 {
+    let (opts, path) = match import_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("uvsadm: import-keepalived: {e}");
+            return 1;
+        }
+    };
+    let file = path.display().to_string();
+    let src = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("uvsadm: {file}: cannot read the file: {e}");
+            return 1;
+        }
+    };
+    match import(&src, &file, &opts) {
+        Ok(done) => {
+            for n in &done.notes {
+                eprintln!("{}", note(n));
+            }
+            print!("{}", done.yaml);
+            0
+        }
+        Err(e) => {
+            if e.file.is_empty() {
+                eprintln!("uvsadm: import-keepalived: {e}");
+            } else {
+                eprintln!("{e}");
+            }
+            1
+        }
+    }
+}
+
+/// `file:line:column: note: message`.
+fn note(d: &Diag) -> String {
+    let mut n = d.clone();
+    n.message = format!("note: {}", d.message);
+    n.to_string()
 }
 
 /// Redraws uvsd's `top` frame every second (cursor home + clear screen) until interrupted.

@@ -1,11 +1,13 @@
 //! uvsd: the uvs daemon. `uvsd --config FILE` runs the dataplane on the interfaces and
-//! cores the YAML names; `uvsd --check-config FILE` validates without touching the network.
+//! cores the YAML names; `uvsd --check-config FILE` validates without touching the network;
+//! `uvsd --man DIR` (hidden) writes the manual pages, generated from this command line,
+//! uvsadm's usage and configs/reference.yaml.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +33,9 @@ struct Args {
     /// Stop by itself after this many seconds (demos, tests).
     #[arg(long, value_name = "SECONDS")]
     run_for: Option<f64>,
+    /// Write the manual pages (man8/uvsd.8, man8/uvsadm.8, man5/uvs.yaml.5) under DIR.
+    #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
+    man: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -38,6 +43,20 @@ fn main() -> ExitCode {
         .format_timestamp_millis()
         .init();
     let args = Args::parse();
+    if let Some(dir) = args.man {
+        return match uvs_control::man::write_pages(&dir, Args::command()) {
+            Ok(paths) => {
+                for p in paths {
+                    println!("{}", p.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("uvsd: writing manual pages under {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(path) = args.check_config {
         return match uvs_control::check_config(&path) {
             Ok(summary) => {

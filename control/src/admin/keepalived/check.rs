@@ -1,0 +1,540 @@
+//! keepalived's health checkers (`TCP_CHECK`, `HTTP_GET`, `MISC_CHECK`) → one uvs
+//! `health_check`, with keepalived's defaults and inheritance (virtual server → real server →
+//! checker) resolved first.
+//!
+//! What keepalived does and uvs does the same way: a check every `delay_loop`, bounded by
+//! `connect_timeout` (`misc_timeout` for commands); a server that is up goes down after the
+//! first failure plus `retry` failed retries, so `fall = retry + 1`; a server that is down
+//! comes back on its first success, so `rise = 1`; servers start up unless `alpha` is set.
+
+use super::command::command_line;
+use super::lex::{Pos, Stmt, Word};
+use super::values::{bool_arg, one_arg, timer_ms, uint, Cx, Result};
+use std::net::IpAddr;
+
+/// keepalived's `delay_loop` default (`KEEPALIVED_DEFAULT_DELAY`): 60 s.
+pub const DEFAULT_DELAY_LOOP_MS: u64 = 60_000;
+/// keepalived's `connect_timeout` default: 5 s.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// keepalived's HTTP `status_code` default when none is given: 200-299.
+const DEFAULT_STATUS: u16 = 200;
+
+/// Settings a virtual server or real server hands down to its checkers, each with where it
+/// was written.
+#[derive(Clone, Debug, Default)]
+pub struct Inherited {
+    pub connect_timeout: Option<(u64, Pos)>,
+    pub retry: Option<(u64, Pos)>,
+    pub delay_loop: Option<(u64, Pos)>,
+    pub alpha: Option<(bool, Pos)>,
+    pub virtualhost: Option<Pos>,
+}
+
+impl Inherited {
+    /// Handles one of the inheritable keywords; `false` if `stmt` is not one of them.
+    pub fn keyword(&mut self, cx: &mut Cx<'_>, stmt: &Stmt) -> Result<bool> {
+        let pos = stmt.pos();
+        match stmt.keyword() {
+            "connect_timeout" => {
+                let ms = timer_ms(cx, one_arg(cx, stmt, "SECONDS")?, "connect_timeout")?;
+                self.connect_timeout = Some((ms, pos));
+            }
+            "retry" | "nb_get_retry" => {
+                let n = uint(
+                    cx,
+                    one_arg(cx, stmt, "COUNT")?,
+                    0,
+                    u64::from(u32::MAX),
+                    "retry",
+                )?;
+                self.retry = Some((n, pos));
+            }
+            "delay_loop" => {
+                let ms = timer_ms(cx, one_arg(cx, stmt, "SECONDS")?, "delay_loop")?;
+                self.delay_loop = Some((ms, pos));
+            }
+            "alpha" => self.alpha = Some((bool_arg(cx, stmt)?, pos)),
+            "virtualhost" => {
+                one_arg(cx, stmt, "NAME")?;
+                self.virtualhost = Some(pos);
+            }
+            "delay_before_retry" => {
+                one_arg(cx, stmt, "SECONDS")?;
+                cx.note(
+                    pos,
+                    "delay_before_retry is not translated: uvs repeats a failed check at the \
+                     check interval (delay_loop), so a server goes down after `fall` failed \
+                     checks one interval apart",
+                );
+            }
+            "warmup" => {
+                one_arg(cx, stmt, "SECONDS")?;
+                cx.note(
+                    pos,
+                    "warmup is not translated: uvs starts each server's checks when it loads \
+                     the configuration",
+                );
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// What a check does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Tcp,
+    Http {
+        path: String,
+        expect_status: u16,
+        expect_body: Option<String>,
+    },
+    /// The command line for `sh -c`, with the real server's address as `%a`.
+    Command(String),
+}
+
+/// Which port a check connects to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    /// The real server's own port (uvs's default).
+    Real,
+    Fixed(u16),
+}
+
+/// One real server's check, resolved; a service's real servers must all have equal ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub kind: Kind,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub fall: u64,
+    pub port: Port,
+    /// The checker keyword, for messages and the YAML's positions.
+    pub pos: Pos,
+}
+
+impl Check {
+    /// How `self` differs from `other`, in keepalived's terms; `None` if it does not.
+    pub fn difference(&self, other: &Check) -> Option<String> {
+        let secs = |ms: u64| format!("{} s", ms as f64 / 1000.0);
+        let kind_name = |k: &Kind| match k {
+            Kind::Tcp => "TCP_CHECK",
+            Kind::Http { .. } => "HTTP_GET",
+            Kind::Command(_) => "MISC_CHECK",
+        };
+        if std::mem::discriminant(&self.kind) != std::mem::discriminant(&other.kind) {
+            return Some(format!(
+                "{} here, {} there",
+                kind_name(&self.kind),
+                kind_name(&other.kind)
+            ));
+        }
+        if self.kind != other.kind {
+            return Some(match (&self.kind, &other.kind) {
+                (Kind::Command(a), Kind::Command(b)) => {
+                    format!("misc_path runs \"{a}\" here, \"{b}\" there (%a = the real server)")
+                }
+                _ => "the url (path, status_code or regex) differs".to_string(),
+            });
+        }
+        if self.interval_ms != other.interval_ms {
+            return Some(format!(
+                "delay_loop {} here, {} there",
+                secs(self.interval_ms),
+                secs(other.interval_ms)
+            ));
+        }
+        if self.timeout_ms != other.timeout_ms {
+            return Some(format!(
+                "the timeout is {} here, {} there",
+                secs(self.timeout_ms),
+                secs(other.timeout_ms)
+            ));
+        }
+        if self.fall != other.fall {
+            return Some(format!(
+                "retry {} here, {} there",
+                self.fall - 1,
+                other.fall - 1
+            ));
+        }
+        if self.port != other.port {
+            let p = |p: Port| match p {
+                Port::Real => "the real server's port".to_string(),
+                Port::Fixed(n) => format!("port {n}"),
+            };
+            return Some(format!(
+                "it connects to {} here, {} there",
+                p(self.port),
+                p(other.port)
+            ));
+        }
+        None
+    }
+}
+
+const OTHER_CHECKERS: &[&str] = &[
+    "SMTP_CHECK",
+    "DNS_CHECK",
+    "BFD_CHECK",
+    "UDP_CHECK",
+    "PING_CHECK",
+    "FILE_CHECK",
+];
+
+/// Whether `keyword` names a keepalived checker.
+pub fn is_checker(keyword: &str) -> bool {
+    matches!(keyword, "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK")
+        || OTHER_CHECKERS.contains(&keyword)
+}
+
+/// The real server a checker belongs to.
+pub struct Target<'a> {
+    pub address: IpAddr,
+    /// As written in the file, for finding it in a command line.
+    pub address_text: &'a str,
+    /// The real server's port (the service port if the file gives none).
+    pub port: u16,
+}
+
+/// Translates one checker block of a real server.
+pub fn checker(
+    cx: &mut Cx<'_>,
+    stmt: &Stmt,
+    inherited: &Inherited,
+    target: &Target<'_>,
+) -> Result<Check> {
+    let pos = stmt.pos();
+    let kw = stmt.keyword();
+    match kw {
+        "SSL_GET" => {
+            return cx.err(
+                pos,
+                "SSL_GET cannot be translated: uvs has no HTTPS health check (its http check \
+                 speaks plain HTTP); use TCP_CHECK on the TLS port, or MISC_CHECK with a \
+                 command such as \"curl -fsk https://%a/\"",
+            )
+        }
+        k if OTHER_CHECKERS.contains(&k) => {
+            return cx.err(
+                pos,
+                format!(
+                    "{k} cannot be translated: uvs checks with TCP connects (TCP_CHECK), HTTP \
+                     GETs (HTTP_GET) and commands (MISC_CHECK)"
+                ),
+            )
+        }
+        _ => {}
+    }
+    if !stmt.args().is_empty() {
+        return cx.err(
+            stmt.args()[0].pos,
+            format!("{kw} takes no value, only a block"),
+        );
+    }
+    let Some(body) = &stmt.block else {
+        return cx.err(pos, format!("{kw} needs a {{ ... }} block"));
+    };
+    let mut s = inherited.clone();
+    // The checker's own virtualhost counts too; an inherited one matters only to HTTP_GET.
+    let mut connect_port = None;
+    let mut url: Option<&Stmt> = None;
+    let mut misc_path: Option<(String, Pos)> = None;
+    let mut misc_timeout: Option<(u64, Pos)> = None;
+    let mut seen: Vec<(&str, Pos)> = Vec::new();
+    for st in body {
+        let k = st.keyword();
+        if k != "url" {
+            if let Some((_, first)) = seen.iter().find(|(name, _)| *name == k) {
+                return cx.err(
+                    st.pos(),
+                    format!("{k} is given twice in {kw} (first at line {})", first.line),
+                );
+            }
+            seen.push((k, st.pos()));
+        }
+        if st.block.is_some() && k != "url" {
+            return cx.err(st.pos(), format!("{k} does not take a block"));
+        }
+        let http = kw == "HTTP_GET";
+        let misc = kw == "MISC_CHECK";
+        match k {
+            "connect_ip" if !misc => {
+                let w = one_arg(cx, st, "ADDRESS")?;
+                if w.text.parse::<IpAddr>().ok() != Some(target.address) {
+                    return cx.err(
+                        w.pos,
+                        format!(
+                            "connect_ip {} cannot be translated: uvs checks the real server's \
+                             own address ({})",
+                            w.text, target.address
+                        ),
+                    );
+                }
+            }
+            "connect_port" if !misc => {
+                let w = one_arg(cx, st, "PORT")?;
+                connect_port = Some(uint(cx, w, 1, 65535, "connect_port")? as u16);
+            }
+            "bindto" | "bind_port" | "bind_if" | "fwmark" if !misc => {
+                return cx.err(
+                    st.pos(),
+                    format!(
+                        "{k} cannot be translated: uvs's checks leave from the balancer's own \
+                         address, as the kernel routes them, unmarked"
+                    ),
+                )
+            }
+            "connect_timeout" if misc => {
+                one_arg(cx, st, "SECONDS")?;
+                cx.note(
+                    st.pos(),
+                    "connect_timeout does not apply to MISC_CHECK (misc_timeout does); ignored",
+                );
+            }
+            "log_all_failures" => {
+                bool_arg(cx, st)?;
+                cx.note(
+                    st.pos(),
+                    "log_all_failures is not translated (logging only)",
+                );
+            }
+            "url" if http => {
+                if let Some(first) = url {
+                    return cx.err(
+                        st.pos(),
+                        format!(
+                            "a second url (the first is at line {}): uvs's http check requests \
+                             one path; keep one url, or check the others with a MISC_CHECK",
+                            first.pos().line
+                        ),
+                    );
+                }
+                url = Some(st);
+            }
+            "http_protocol" if http => {
+                let w = one_arg(cx, st, "1.0|1.0C|1.1")?;
+                if !matches!(w.text.as_str(), "1.0" | "1.0C" | "1.1") {
+                    return cx.err(
+                        w.pos,
+                        format!("unknown http_protocol '{}': 1.0, 1.0C or 1.1", w.text),
+                    );
+                }
+                if w.text != "1.1" {
+                    cx.note(
+                        w.pos,
+                        "uvs's http check sends HTTP/1.1 requests with `Connection: close`, \
+                         whatever http_protocol says",
+                    );
+                }
+            }
+            "fast_recovery" if http => {
+                // keepalived's own default behaviour with one url and rise 1 is the same.
+                bool_arg(cx, st)?;
+            }
+            "enable_sni" | "sni_name" | "tls_compliant" if http => {
+                return cx.err(st.pos(), format!("{k} applies to SSL_GET only; remove it"))
+            }
+            "misc_path" if misc => {
+                if st.args().is_empty() {
+                    return cx.err(st.pos(), "misc_path needs the command to run");
+                }
+                misc_path = Some((command_line(st.args(), target), st.pos()));
+            }
+            "misc_timeout" if misc => {
+                let ms = timer_ms(cx, one_arg(cx, st, "SECONDS")?, "misc_timeout")?;
+                misc_timeout = Some((ms, st.pos()));
+            }
+            "misc_dynamic" if misc => {
+                return cx.err(
+                    st.pos(),
+                    "misc_dynamic cannot be translated: uvs does not set weights from exit \
+                     codes; a command check that prints a number (0 idle .. 1000 saturated) \
+                     reports load to the `load` scheduler instead. Remove misc_dynamic",
+                )
+            }
+            "user" if misc => {
+                return cx.err(
+                    st.pos(),
+                    "user cannot be translated: uvs runs check commands as the user uvsd runs \
+                     as; remove it, or make the command switch users itself",
+                )
+            }
+            _ => {
+                if !s.keyword(cx, st)? {
+                    return cx.err(st.pos(), format!("unknown keyword '{k}' in {kw}"));
+                }
+            }
+        }
+    }
+    if let Some((true, at)) = s.alpha {
+        return cx.err(
+            at,
+            "alpha cannot be translated: uvs starts every real server up, as keepalived \
+             without alpha does, and takes it down after `fall` failed checks; remove alpha",
+        );
+    }
+    let interval_ms = s.delay_loop.map_or(DEFAULT_DELAY_LOOP_MS, |(ms, _)| ms);
+    let (kind, timeout) = match kw {
+        "TCP_CHECK" => (Kind::Tcp, s.connect_timeout),
+        "HTTP_GET" => {
+            if let Some(at) = s.virtualhost {
+                return cx.err(
+                    at,
+                    "virtualhost cannot be translated: uvs's http check sends the real \
+                     server's address as the Host header",
+                );
+            }
+            let Some(url) = url else {
+                return cx.err(pos, "HTTP_GET has no url { path ... } to request");
+            };
+            (http_url(cx, url)?, s.connect_timeout)
+        }
+        _ => {
+            let Some((command, _)) = misc_path else {
+                return cx.err(pos, "MISC_CHECK has no misc_path");
+            };
+            // keepalived waits `delay_loop` for a script without misc_timeout.
+            (
+                Kind::Command(command),
+                misc_timeout.or(Some((interval_ms, s.delay_loop.map_or(pos, |(_, p)| p)))),
+            )
+        }
+    };
+    let timeout_ms = timeout.map_or(DEFAULT_CONNECT_TIMEOUT_MS, |(ms, _)| ms);
+    if timeout_ms > interval_ms {
+        let at = timeout
+            .map(|(_, p)| p)
+            .or(s.delay_loop.map(|(_, p)| p))
+            .unwrap_or(pos);
+        return cx.err(
+            at,
+            format!(
+                "the check's timeout ({} s) is longer than its delay_loop ({} s): uvs starts a \
+                 check only after the previous one finished within the interval; lower \
+                 connect_timeout/misc_timeout or raise delay_loop",
+                timeout_ms as f64 / 1000.0,
+                interval_ms as f64 / 1000.0
+            ),
+        );
+    }
+    // keepalived's retry defaults: 0 for MISC_CHECK, 1 for the others.
+    let retry = s
+        .retry
+        .map_or(if kw == "MISC_CHECK" { 0 } else { 1 }, |(n, _)| n);
+    let port = match connect_port {
+        Some(p) if p != target.port => Port::Fixed(p),
+        _ => Port::Real,
+    };
+    Ok(Check {
+        kind,
+        interval_ms,
+        timeout_ms,
+        fall: retry + 1,
+        port,
+        pos,
+    })
+}
+
+fn http_url(cx: &mut Cx<'_>, url: &Stmt) -> Result<Kind> {
+    if !url.args().is_empty() {
+        return cx.err(url.args()[0].pos, "url takes no value, only a block");
+    }
+    let Some(body) = &url.block else {
+        return cx.err(url.pos(), "url needs a { path ... } block");
+    };
+    let mut path = None;
+    let mut status = None;
+    let mut body_text = None;
+    for st in body {
+        let k = st.keyword();
+        match k {
+            "path" => path = Some(one_arg(cx, st, "PATH")?.text.clone()),
+            "status_code" => {
+                let [w] = st.args() else {
+                    let at = st.args().get(1).map_or(st.pos(), |w| w.pos);
+                    return cx.err(
+                        at,
+                        "uvs's http check expects one status code: write one, e.g. \
+                         status_code 200",
+                    );
+                };
+                let code = match w.text.split_once('-') {
+                    Some((a, b)) if a == b => a,
+                    Some(_) => {
+                        return cx.err(
+                            w.pos,
+                            format!(
+                                "status_code {} is a range: uvs's http check expects one \
+                                 status code",
+                                w.text
+                            ),
+                        )
+                    }
+                    None => &w.text,
+                };
+                let word = Word {
+                    text: code.to_string(),
+                    pos: w.pos,
+                };
+                status = Some(uint(cx, &word, 100, 599, "status_code")? as u16);
+            }
+            "digest" => {
+                return cx.err(
+                    st.pos(),
+                    "digest cannot be translated: uvs's http check compares the status and \
+                     looks for a text in the body (regex with a plain text), not an MD5 of it",
+                )
+            }
+            "regex" => {
+                let w = one_arg(cx, st, "TEXT")?;
+                if w.text.chars().any(|c| "\\^$.|?*+()[]{}".contains(c)) {
+                    return cx.err(
+                        w.pos,
+                        "this regex cannot be translated: uvs's http check looks for a plain \
+                         text in the body (no regular expressions)",
+                    );
+                }
+                body_text = Some(w.text.clone());
+            }
+            "virtualhost" => {
+                return cx.err(
+                    st.pos(),
+                    "virtualhost cannot be translated: uvs's http check sends the real \
+                     server's address as the Host header",
+                )
+            }
+            "regex_no_match" | "regex_options" | "regex_stack" | "regex_min_offset"
+            | "regex_max_offset" => {
+                return cx.err(
+                    st.pos(),
+                    format!("{k} cannot be translated: uvs's http check has no regexes"),
+                )
+            }
+            "tls_compliant" => {
+                return cx.err(st.pos(), "tls_compliant applies to SSL_GET only; remove it")
+            }
+            _ => return cx.err(st.pos(), format!("unknown keyword '{k}' in url")),
+        }
+    }
+    let Some(path) = path else {
+        return cx.err(url.pos(), "url has no path");
+    };
+    let expect_status = match status {
+        Some(s) => s,
+        None => {
+            cx.note(
+                url.pos(),
+                "no status_code: keepalived accepts any 2xx status, uvs's http check expects \
+                 exactly 200 (add status_code to choose another)",
+            );
+            DEFAULT_STATUS
+        }
+    };
+    Ok(Kind::Http {
+        path,
+        expect_status,
+        expect_body: body_text,
+    })
+}

@@ -1,0 +1,563 @@
+//! keepalived's LVS configuration (`virtual_server` and `real_server` blocks, and
+//! `lvs_timeouts` from `global_defs`) → the services of a uvs configuration.
+//!
+//! Semantics are keepalived's, as its parser and keepalived.conf(5) define them: forwarding
+//! defaults to NAT, the scheduler to wlc, `persistence_timeout` without a value (or a
+//! `persistence_granularity` alone) to 360 s, a real server's settings to its virtual
+//! server's. What uvs cannot do the same way is an error at the keyword that asks for it;
+//! what only changes timing or logging is translated as closely as it can be and noted.
+
+use super::check::{Check, Inherited};
+use super::lex::{Pos, Stmt, Word};
+use super::real::{one_check, real_server, Real};
+use super::values::{addr, bool_arg, forwarding, one_arg, port, uint, Cx, Once, Result};
+use super::Diag;
+use std::net::IpAddr;
+use uvs_config::{Forwarding, Protocol, Scheduler, SchedulerFlag};
+
+/// keepalived's `IPVS_SVC_PERSISTENT_TIMEOUT`: 6 minutes.
+const DEFAULT_PERSISTENCE_S: u64 = 360;
+/// keepalived's `LVS_MAX_TIMEOUT`: 31 days.
+const MAX_PERSISTENCE_S: u64 = 86400 * 31;
+
+/// A translated virtual server.
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub pos: Pos,
+    /// `virtual_server 198.18.100.1 80`, for the YAML's comment.
+    pub header: String,
+    pub name: Option<(String, Pos)>,
+    pub vip: IpAddr,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub scheduler: (Scheduler, Option<Pos>),
+    pub flags: Vec<(SchedulerFlag, Pos)>,
+    pub forwarding: Forwarding,
+    /// Timeout, the granularity as uvs writes it (dotted mask or prefix length), position.
+    pub persistence: Option<(u64, Option<String>, Pos)>,
+    pub one_packet: Option<Pos>,
+    pub sorry: Option<(IpAddr, Option<u16>, Pos)>,
+    pub check: Option<Check>,
+    pub reals: Vec<Real>,
+}
+
+/// The translated file.
+#[derive(Debug, Default)]
+pub struct Translation {
+    pub services: Vec<Service>,
+    /// From `global_defs { lvs_timeouts ... }`: (uvs field, seconds), and where.
+    pub timeouts: Option<(Vec<(&'static str, u64)>, Pos)>,
+    /// `interface` of each vrrp_instance.
+    pub vrrp_interfaces: Vec<(String, Pos)>,
+}
+
+/// Top-level blocks that configure something other than LVS (VRRP, addresses, routes,
+/// process settings); they have no uvs counterpart and are skipped with a note.
+const NOT_LVS: &[&str] = &[
+    "vrrp_sync_group",
+    "vrrp_script",
+    "vrrp_track_process",
+    "vrrp_track_file",
+    "track_file",
+    "static_ipaddress",
+    "static_routes",
+    "static_rules",
+    "static_track_group",
+    "linkbeat_interfaces",
+    "interface_up_down_delays",
+    "garp_group",
+    "bfd_instance",
+    "SSL",
+    "net_namespace",
+    "net_namespace_ipvs",
+    "namespace_with_ipsets",
+    "instance",
+    "use_pid_dir",
+    "linkbeat_use_polling",
+    "child_wait_time",
+];
+
+pub fn translate(cx: &mut Cx<'_>, top: &[Stmt]) -> Result<Translation> {
+    let mut t = Translation::default();
+    for stmt in top {
+        let k = stmt.keyword();
+        match k {
+            "virtual_server" => {
+                if let Some(s) = virtual_server(cx, stmt)? {
+                    let same =
+                        |o: &&Service| (o.vip, o.protocol, o.port) == (s.vip, s.protocol, s.port);
+                    if let Some(first) = t.services.iter().find(same) {
+                        return cx.err(
+                            s.pos,
+                            format!(
+                                "{} {} is already defined at line {}: uvs has one service per \
+                                 (address, protocol, port); merge the two",
+                                s.header,
+                                s.protocol.name().to_uppercase(),
+                                first.pos.line
+                            ),
+                        );
+                    }
+                    if let Some((n, at)) = &s.name {
+                        let named = |o: &&Service| o.name.as_ref().is_some_and(|(m, _)| m == n);
+                        if let Some(first) = t.services.iter().find(named) {
+                            return cx.err(
+                                *at,
+                                format!(
+                                    "snmp_name {n} is already used at line {} (uvs names \
+                                     services by it, and names are unique)",
+                                    first.pos.line
+                                ),
+                            );
+                        }
+                    }
+                    t.services.push(s);
+                }
+            }
+            "virtual_server_group" => {
+                return cx.err(
+                    stmt.pos(),
+                    "virtual_server_group cannot be translated: write one virtual_server per \
+                     address and port (uvs services are (address, protocol, port))",
+                )
+            }
+            "global_defs" => global_defs(cx, stmt, &mut t)?,
+            "vrrp_instance" => {
+                for st in stmt.block.iter().flatten() {
+                    if st.keyword() == "interface" {
+                        if let Some(w) = st.args().first() {
+                            t.vrrp_interfaces.push((w.text.clone(), w.pos));
+                        }
+                    }
+                }
+                cx.note(
+                    stmt.pos(),
+                    "vrrp_instance is not translated: uvs does not run VRRP (keep another \
+                     tool, or keepalived with only its vrrp_instance blocks, for the VIPs' \
+                     failover)",
+                );
+            }
+            k if NOT_LVS.contains(&k) => {
+                cx.note(
+                    stmt.pos(),
+                    format!("{k} is not part of the LVS configuration; not translated"),
+                );
+            }
+            _ => {
+                return cx.err(
+                    stmt.pos(),
+                    format!("unknown top-level keyword '{k}' (expected virtual_server)"),
+                )
+            }
+        }
+    }
+    Ok(t)
+}
+
+fn global_defs(cx: &mut Cx<'_>, stmt: &Stmt, t: &mut Translation) -> Result<()> {
+    let mut others = None;
+    for st in stmt.block.iter().flatten() {
+        match st.keyword() {
+            "lvs_timeouts" => {
+                // ipvsadm --set: tcp = established, tcpfin = after a FIN, udp.
+                let args = st.args();
+                if args.is_empty() || args.len() % 2 != 0 {
+                    return cx.err(
+                        st.pos(),
+                        "lvs_timeouts needs [tcp SECS] [tcpfin SECS] [udp SECS]",
+                    );
+                }
+                let mut fields = Vec::new();
+                for pair in args.chunks(2) {
+                    let field = match pair[0].text.as_str() {
+                        "tcp" => "tcp_established",
+                        "tcpfin" => "tcp_fin_wait",
+                        "udp" => "udp",
+                        other => {
+                            return cx.err(
+                                pair[0].pos,
+                                format!("unknown lvs_timeouts field '{other}': tcp, tcpfin or udp"),
+                            )
+                        }
+                    };
+                    let secs = uint(cx, &pair[1], 1, u64::from(u32::MAX), "timeout")?;
+                    fields.push((field, secs));
+                }
+                t.timeouts = Some((fields, st.pos()));
+            }
+            "lvs_sync_daemon" => cx.note(
+                st.pos(),
+                "lvs_sync_daemon is not translated: uvs does not synchronise connections \
+                 between balancers",
+            ),
+            _ => others = others.or(Some(st.pos())),
+        }
+    }
+    if let Some(pos) = others {
+        cx.note(
+            pos,
+            "global_defs: only lvs_timeouts is translated; the rest (mail, VRRP, process \
+             settings) has no uvs counterpart",
+        );
+    }
+    Ok(())
+}
+
+/// One `virtual_server`; `None` if keepalived itself would ignore it (no real servers).
+fn virtual_server(cx: &mut Cx<'_>, stmt: &Stmt) -> Result<Option<Service>> {
+    let args = stmt.args();
+    let header: String = stmt
+        .words
+        .iter()
+        .map(|w| w.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match args.first().map(|w| w.text.as_str()) {
+        None => return cx.err(stmt.pos(), "virtual_server needs an address and port"),
+        Some("fwmark") => {
+            return cx.err(
+                args[0].pos,
+                "virtual_server fwmark cannot be translated: uvs has no firewall-mark \
+                 services (it does not see netfilter marks); write one virtual_server per \
+                 address and port",
+            )
+        }
+        Some("group") => {
+            return cx.err(
+                args[0].pos,
+                "virtual_server group cannot be translated: write one virtual_server per \
+                 address and port",
+            )
+        }
+        _ => {}
+    }
+    let vip = addr(cx, &args[0])?;
+    let vport = match args.get(1) {
+        Some(w) => port(cx, w)?,
+        None => 0,
+    };
+    if let Some(extra) = args.get(2) {
+        return cx.err(extra.pos, "virtual_server takes an address and a port only");
+    }
+    let Some(body) = &stmt.block else {
+        return cx.err(stmt.pos(), "virtual_server needs a { ... } block");
+    };
+    let mut once = Once::new("virtual_server");
+    let mut inherited = Inherited::default();
+    let mut name = None;
+    let mut protocol = None;
+    let mut scheduler = None;
+    let mut flag_words: Vec<&Word> = Vec::new();
+    let mut fwd = None;
+    let mut ptimeout: Option<(u64, Pos)> = None;
+    let mut granularity: Option<&Word> = None;
+    let mut one_packet = None;
+    let mut sorry = None;
+    let mut sorry_fwd = None;
+    let mut real_stmts = Vec::new();
+    for st in body {
+        let k = st.keyword();
+        if k != "real_server" {
+            once.check(cx, st)?;
+            if st.block.is_some() {
+                return cx.err(st.pos(), format!("{k} does not take a block"));
+            }
+        }
+        match k {
+            "real_server" => real_stmts.push(st),
+            "lb_algo" | "lvs_sched" => {
+                let w = one_arg(cx, st, "SCHEDULER")?;
+                let s = Scheduler::from_name(&w.text).ok_or_else(|| Diag {
+                    file: cx.file.to_string(),
+                    pos: Some(w.pos),
+                    message: format!(
+                        "unknown scheduler '{}': one of {}",
+                        w.text,
+                        Scheduler::NAMES.join(", ")
+                    ),
+                })?;
+                scheduler = Some((s, w.pos));
+            }
+            "lb_kind" | "lvs_method" => fwd = Some((forwarding(cx, st)?, st.pos())),
+            "protocol" => {
+                let w = one_arg(cx, st, "TCP|UDP|SCTP")?;
+                protocol = Some(match w.text.to_ascii_uppercase().as_str() {
+                    "TCP" => Protocol::Tcp,
+                    "UDP" => Protocol::Udp,
+                    "SCTP" => Protocol::Sctp,
+                    _ => {
+                        return cx.err(
+                            w.pos,
+                            format!("unknown protocol '{}': TCP, UDP or SCTP", w.text),
+                        )
+                    }
+                });
+            }
+            "persistence_timeout" => {
+                let secs = match st.args() {
+                    [] => DEFAULT_PERSISTENCE_S,
+                    [w] => uint(cx, w, 0, MAX_PERSISTENCE_S, "persistence_timeout")?,
+                    [_, extra, ..] => {
+                        return cx.err(extra.pos, "persistence_timeout takes one value")
+                    }
+                };
+                ptimeout = Some((secs, st.pos()));
+            }
+            "persistence_granularity" => granularity = Some(one_arg(cx, st, "NETMASK")?),
+            "persistence_engine" => {
+                return cx.err(
+                    st.pos(),
+                    "persistence_engine cannot be translated: uvs has no persistence engines \
+                     (such as sip); persistence is by client address",
+                )
+            }
+            "ops" => one_packet = Some(st.pos()),
+            "flag-1" | "flag-2" | "flag-3" | "sh-port" | "sh-fallback" | "mh-port"
+            | "mh-fallback" => flag_words.push(&st.words[0]),
+            "hashed" => {
+                return cx.err(
+                    st.pos(),
+                    "hashed cannot be translated: it is not an IPVS scheduler flag uvs knows",
+                )
+            }
+            "ha_suspend" => cx.note(
+                st.pos(),
+                "ha_suspend is not translated: uvs checks real servers whether or not the VIP \
+                 is configured on this host",
+            ),
+            "smtp_alert" => {
+                if bool_arg(cx, st)? {
+                    return cx.err(
+                        st.pos(),
+                        "smtp_alert cannot be translated: uvs sends no mail (health changes \
+                         show in uvsadm -L and the metrics); remove it or write smtp_alert off",
+                    );
+                }
+            }
+            "snmp_name" => {
+                let w = one_arg(cx, st, "NAME")?;
+                name = Some((w.text.clone(), w.pos));
+            }
+            "omega" => cx.note(
+                st.pos(),
+                "omega is not translated: uvs runs no notify scripts, at shutdown or otherwise",
+            ),
+            "quorum" => {
+                let w = one_arg(cx, st, "WEIGHT")?;
+                if uint(cx, w, 1, u64::from(u32::MAX), "quorum")? > 1 {
+                    return cx.err(
+                        w.pos,
+                        format!(
+                            "quorum {} cannot be translated: uvs turns to the sorry server only \
+                             when no real server is usable (keepalived's default quorum 1)",
+                            w.text
+                        ),
+                    );
+                }
+            }
+            "hysteresis" => {
+                let w = one_arg(cx, st, "WEIGHT")?;
+                if uint(cx, w, 0, u64::from(u32::MAX), "hysteresis")? != 0 {
+                    return cx.err(
+                        w.pos,
+                        "hysteresis cannot be translated: uvs has no quorum to dampen",
+                    );
+                }
+            }
+            "quorum_up" | "quorum_down" => {
+                return cx.err(
+                    st.pos(),
+                    format!(
+                        "{k} cannot be translated: uvs runs no notify scripts (watch \
+                         uvs_real_server health in the metrics instead)"
+                    ),
+                )
+            }
+            "ip_family" => {
+                let w = one_arg(cx, st, "inet|inet6")?;
+                let v6 = match w.text.as_str() {
+                    "inet" => false,
+                    "inet6" => true,
+                    _ => {
+                        return cx.err(
+                            w.pos,
+                            format!("unknown ip_family '{}': inet or inet6", w.text),
+                        )
+                    }
+                };
+                if v6 != vip.is_ipv6() {
+                    return cx.err(
+                        w.pos,
+                        format!("ip_family {} does not match the address {vip}", w.text),
+                    );
+                }
+            }
+            "weight" => {
+                return cx.err(
+                    st.pos(),
+                    "a virtual_server weight cannot be translated (it weighs virtual server \
+                     groups, which uvs does not have)",
+                )
+            }
+            "sorry_server" => {
+                let a = st.args();
+                let Some(aw) = a.first() else {
+                    return cx.err(st.pos(), "sorry_server needs an address [and port]");
+                };
+                let sp = match a.get(1) {
+                    Some(w) => Some(port(cx, w)?),
+                    None => None,
+                };
+                if let Some(extra) = a.get(2) {
+                    return cx.err(extra.pos, "sorry_server takes an address and a port only");
+                }
+                sorry = Some((addr(cx, aw)?, sp, st.pos()));
+            }
+            "sorry_server_inhibit" => cx.note(
+                st.pos(),
+                "sorry_server_inhibit is not translated: uvs sends new connections to the \
+                 sorry server only while no real server is usable",
+            ),
+            "sorry_server_lvs_method" => sorry_fwd = Some((forwarding(cx, st)?, st.pos())),
+            "inhibit_on_failure" => cx.note(
+                st.pos(),
+                "inhibit_on_failure needs no translation: a real server uvs finds down keeps \
+                 its connections and gets no new ones",
+            ),
+            "nat_mask" => cx.note(
+                st.pos(),
+                "nat_mask is not translated: current keepalived does not know it either",
+            ),
+            _ => {
+                if !inherited.keyword(cx, st)? {
+                    return cx.err(st.pos(), format!("unknown keyword '{k}' in virtual_server"));
+                }
+            }
+        }
+    }
+    let Some(protocol) = protocol else {
+        return cx.err(
+            stmt.pos(),
+            "virtual_server has no protocol: current keepalived then uses UDP (and says so), \
+             older versions TCP; write protocol TCP, UDP or SCTP",
+        );
+    };
+    // keepalived's default forwarding method is NAT (uvs's, like ipvsadm's, is DR).
+    let forwarding = fwd.map_or(Forwarding::Nat, |(f, _)| f);
+    if let Some((f, at)) = sorry_fwd {
+        if f != forwarding {
+            return cx.err(
+                at,
+                format!(
+                    "sorry_server_lvs_method {} cannot be translated: uvs forwards to the sorry \
+                     server with the service's method ({forwarding})",
+                    f.name().to_uppercase()
+                ),
+            );
+        }
+    }
+    let scheduler = scheduler.map_or((Scheduler::WeightedLeastConnection, None), |(s, p)| {
+        (s, Some(p))
+    });
+    let flags = flags(cx, &flag_words, scheduler.0)?;
+    let mut persistence = match (ptimeout, granularity) {
+        (Some((0, _)), None) => None,
+        (Some((0, at)), Some(_)) => {
+            return cx.err(at, "persistence_timeout 0 with a persistence_granularity")
+        }
+        (Some((t, at)), g) => Some((t, g, at)),
+        (None, Some(g)) => Some((DEFAULT_PERSISTENCE_S, Some(g), g.pos)),
+        (None, None) => None,
+    }
+    .map(|(t, g, at)| -> Result<_> {
+        let mask = match g {
+            None => None,
+            Some(w) if vip.is_ipv4() => Some(w.text.clone()),
+            Some(w) => Some(uint(cx, w, 1, 128, "IPv6 persistence_granularity")?.to_string()),
+        };
+        Ok((t, mask, at))
+    })
+    .transpose()?;
+    if vport == 0 && persistence.is_none() {
+        cx.note(
+            stmt.pos(),
+            "a virtual_server without a port is persistent: keepalived turns persistence on \
+             (360 s), and so does the translation",
+        );
+        persistence = Some((DEFAULT_PERSISTENCE_S, None, stmt.pos()));
+    }
+    let mut reals = Vec::new();
+    let mut checks: Vec<(Option<Check>, Pos, IpAddr)> = Vec::new();
+    for st in real_stmts {
+        let (real, check) = real_server(cx, st, &inherited, forwarding, vport)?;
+        let key = |r: &Real| (r.address, r.port.map_or(vport, |(p, _)| p));
+        if let Some(first) = reals.iter().find(|r: &&Real| key(r) == key(&real)) {
+            return cx.err(
+                real.pos,
+                format!(
+                    "real_server {} port {} is already listed at line {} (keepalived drops \
+                     the second one); remove one",
+                    real.address,
+                    key(&real).1,
+                    first.pos.line
+                ),
+            );
+        }
+        checks.push((check, real.pos, real.address));
+        reals.push(real);
+    }
+    if reals.is_empty() {
+        cx.note(
+            stmt.pos(),
+            format!(
+                "{header} has no real servers: keepalived ignores it, and so does the translation"
+            ),
+        );
+        return Ok(None);
+    }
+    let check = one_check(cx, &checks)?;
+    Ok(Some(Service {
+        pos: stmt.pos(),
+        header,
+        name,
+        vip,
+        protocol,
+        port: vport,
+        scheduler,
+        flags,
+        forwarding,
+        persistence,
+        one_packet,
+        sorry,
+        check,
+        reals,
+    }))
+}
+
+/// keepalived's scheduler flag keywords → uvs's flags for the chosen scheduler.
+fn flags(cx: &Cx<'_>, words: &[&Word], scheduler: Scheduler) -> Result<Vec<(SchedulerFlag, Pos)>> {
+    let mut out: Vec<(SchedulerFlag, Pos)> = Vec::new();
+    for w in words {
+        let flag = match (w.text.as_str(), scheduler) {
+            ("flag-1", Scheduler::SourceHashing) => Some(SchedulerFlag::ShFallback),
+            ("flag-2", Scheduler::SourceHashing) => Some(SchedulerFlag::ShPort),
+            ("flag-1", Scheduler::MaglevHashing) => Some(SchedulerFlag::MhFallback),
+            ("flag-2", Scheduler::MaglevHashing) => Some(SchedulerFlag::MhPort),
+            (name, _) => SchedulerFlag::from_name(name).filter(|f| f.scheduler() == scheduler),
+        };
+        let Some(flag) = flag else {
+            return cx.err(
+                w.pos,
+                format!(
+                    "{} means nothing to the {scheduler} scheduler in uvs (sh-* and flag-1/2 \
+                     apply to sh, mh-* and flag-1/2 to mh; flag-3 to none)",
+                    w.text
+                ),
+            );
+        };
+        if !out.iter().any(|(f, _)| *f == flag) {
+            out.push((flag, w.pos));
+        }
+    }
+    Ok(out)
+}

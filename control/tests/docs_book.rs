@@ -1,0 +1,230 @@
+//! The operator's guide in docs/ (an mdBook) stays whole without mdbook installed: every
+//! chapter is in SUMMARY.md, every link is relative and resolves (anchors included, with
+//! mdBook's heading ids), every `{{#include}}` names a file, and every drop counter of the
+//! dataplane is explained in the troubleshooting chapter.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use uvs_dataplane::DropReason;
+
+fn docs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs")
+}
+
+fn src() -> PathBuf {
+    docs().join("src")
+}
+
+fn chapters() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(src())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The text outside fenced code blocks and inline code spans.
+fn prose(md: &str) -> String {
+    let mut out = String::new();
+    let mut fenced = false;
+    for line in md.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            out.push('\n');
+            continue;
+        }
+        if fenced {
+            out.push('\n');
+            continue;
+        }
+        // Drop `code spans` (a link target never contains a backtick).
+        let mut in_code = false;
+        for c in line.chars() {
+            if c == '`' {
+                in_code = !in_code;
+            } else if !in_code {
+                out.push(c);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `(line, target)` of every inline link `[text](target)` outside code.
+fn links(md: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (n, line) in prose(md).lines().enumerate() {
+        let mut rest = line;
+        while let Some(i) = rest.find("](") {
+            let after = &rest[i + 2..];
+            let Some(end) = after.find(')') else { break };
+            out.push((n + 1, after[..end].to_string()));
+            rest = &after[end..];
+        }
+    }
+    out
+}
+
+/// mdBook's heading id: lowercase; letters, digits, `_` and `-` kept; whitespace → `-`.
+fn heading_id(text: &str) -> String {
+    text.chars()
+        .filter_map(|c| {
+            if c.is_alphanumeric() || c == '_' || c == '-' {
+                Some(c.to_ascii_lowercase())
+            } else if c.is_whitespace() {
+                Some('-')
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn anchors(md: &str) -> BTreeSet<String> {
+    let mut fenced = false;
+    let mut out = BTreeSet::new();
+    for line in md.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        }
+        if fenced {
+            continue;
+        }
+        if let Some(h) = line.strip_prefix('#') {
+            let text = h.trim_start_matches('#').trim();
+            // The rendered text: code spans and link syntax gone.
+            let plain: String = text.chars().filter(|&c| c != '`').collect();
+            out.insert(heading_id(&plain));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_book_is_configured() {
+    let toml = fs::read_to_string(docs().join("book.toml")).unwrap();
+    assert!(toml.contains("[book]"));
+    assert!(toml.contains("src = \"src\""));
+    assert!(src().join("SUMMARY.md").is_file());
+}
+
+#[test]
+fn every_chapter_is_in_the_summary_and_every_summary_entry_exists() {
+    let summary = fs::read_to_string(src().join("SUMMARY.md")).unwrap();
+    let listed: BTreeSet<String> = links(&summary).into_iter().map(|(_, t)| t).collect();
+    for t in &listed {
+        assert!(
+            src().join(t).is_file(),
+            "SUMMARY.md lists {t}, which does not exist"
+        );
+    }
+    let chapters = chapters();
+    assert!(chapters.len() >= 9, "chapters: {chapters:?}");
+    for c in chapters {
+        let name = c.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "SUMMARY.md" {
+            continue;
+        }
+        assert!(listed.contains(&name), "{name} is not in SUMMARY.md");
+    }
+}
+
+#[test]
+fn every_link_is_relative_and_resolves() {
+    let mut checked = 0;
+    for c in chapters() {
+        let md = fs::read_to_string(&c).unwrap();
+        let name = c.file_name().unwrap().to_string_lossy().into_owned();
+        for (line, target) in links(&md) {
+            let at = format!("{name}:{line}: link '{target}'");
+            assert!(
+                !target.contains("://")
+                    && !target.starts_with("mailto:")
+                    && !target.starts_with('/'),
+                "{at}: the guide links only within the repository, by relative paths"
+            );
+            let (path, anchor) = match target.split_once('#') {
+                Some((p, a)) => (p, Some(a)),
+                None => (target.as_str(), None),
+            };
+            let file = if path.is_empty() {
+                c.clone()
+            } else {
+                c.parent().unwrap().join(path)
+            };
+            assert!(file.exists(), "{at}: {} does not exist", file.display());
+            if let Some(a) = anchor {
+                assert!(
+                    file.extension().is_some_and(|e| e == "md"),
+                    "{at}: an anchor into a file that is not a chapter"
+                );
+                let ids = anchors(&fs::read_to_string(&file).unwrap());
+                assert!(
+                    ids.contains(a),
+                    "{at}: no heading with id '{a}' (ids: {ids:?})"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 10,
+        "only {checked} links found: is the link parser broken?"
+    );
+}
+
+#[test]
+fn every_include_names_a_file() {
+    let mut checked = 0;
+    for c in chapters() {
+        let md = fs::read_to_string(&c).unwrap();
+        let mut rest = md.as_str();
+        while let Some(i) = rest.find("{{#include ") {
+            let after = &rest[i + "{{#include ".len()..];
+            let end = after.find("}}").expect("an unclosed {{#include");
+            let target = after[..end].trim();
+            // `path:anchor` and `path:lines` select a part of the file.
+            let path = target.split(':').next().unwrap();
+            let file = c.parent().unwrap().join(path);
+            assert!(
+                file.is_file(),
+                "{}: {{{{#include {target}}}}}: {} does not exist",
+                c.display(),
+                file.display()
+            );
+            checked += 1;
+            rest = &after[end..];
+        }
+    }
+    assert!(checked >= 4, "only {checked} includes found");
+}
+
+#[test]
+fn every_drop_counter_is_explained() {
+    let chapter = fs::read_to_string(src().join("troubleshooting.md")).unwrap();
+    for i in 0..DropReason::COUNT {
+        let name = DropReason::name_of(i);
+        // A table row of its own: `| `name` | what it means | ...`.
+        let row = format!("| `{name}` |");
+        assert!(
+            chapter.lines().any(|l| l.starts_with(&row)),
+            "troubleshooting.md does not explain the drop counter {name}"
+        );
+    }
+    // Both kinds of counters are there: the dataplane's own and the parser's.
+    assert!(DropReason::name_of(0) != DropReason::name_of(DropReason::COUNT - 1));
+}
+
+#[test]
+fn heading_ids_follow_mdbook() {
+    assert_eq!(heading_id("Forwarding methods"), "forwarding-methods");
+    assert_eq!(
+        heading_id("NAT (forwarding: nat, ipvsadm -m)"),
+        "nat-forwarding-nat-ipvsadm--m"
+    );
+    assert_eq!(heading_id("What uvs does not do"), "what-uvs-does-not-do");
+}
