@@ -313,7 +313,10 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 
 /// Runs uvsd until SIGINT/SIGTERM (or `run_for`).
 pub fn run(config_path: &Path, opts: Options) -> Result<()> {
-    let config = uvs_config::load_file(config_path).map_err(|e| anyhow!("{e}"))?;
+    // The host's addresses first: a VIP, local or pool address the kernel holds (or a real
+    // server that is this host) is refused at its line and column like any other mistake.
+    let host = host_addresses()?;
+    let config = uvs_config::load_file_for_host(config_path, &host).map_err(|e| anyhow!("{e}"))?;
     check_privileges()?;
 
     let mut links = Vec::new();
@@ -361,7 +364,6 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         let p = XdpProgram::attach(&i.name, xdp_mode(i.xdp_mode)).map_err(|e| anyhow!("{e}"))?;
         programs.push(p);
     }
-    let host = host_addresses()?;
     for p in &programs {
         for a in &host {
             p.add_host(*a).map_err(|e| anyhow!("{e}"))?;
@@ -536,7 +538,15 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
 
 /// Reloads the configuration file; a bad one is logged and the running one keeps serving.
 pub fn reload_file(core: &Arc<Core>, services: &crate::services::Services) {
-    match uvs_config::load_file(&core.config_path) {
+    // Read again: the host's addresses may have changed since the start.
+    let host = match host_addresses() {
+        Ok(h) => h,
+        Err(e) => {
+            log::error!("reload rejected, still serving the previous configuration: {e:#}");
+            return;
+        }
+    };
+    match uvs_config::load_file_for_host(&core.config_path, &host) {
         Err(e) => log::error!("reload rejected, still serving the previous configuration: {e}"),
         Ok(new) => match core.apply_config(new) {
             Ok(()) => {

@@ -30,7 +30,7 @@ const CORPUS: &[(&str, bool, &str)] = &[
     (
         "alias-bomb.yaml",
         false,
-        "tests/hostile/alias-bomb.yaml:8:9: aliases expand the document to more than \
+        "tests/hostile/alias-bomb.yaml:8:20: aliases expand the document to more than \
          4194304 nodes — each alias copies its anchor's whole value",
     ),
     (
@@ -42,7 +42,7 @@ const CORPUS: &[(&str, bool, &str)] = &[
     (
         "not-utf8-column.yaml",
         false,
-        "tests/hostile/not-utf8-column.yaml:2:27: the file is not UTF-8 (byte 0xe9) \
+        "tests/hostile/not-utf8-column.yaml:2:28: the file is not UTF-8 (byte 0xe9) \
          — save it as UTF-8",
     ),
     (
@@ -252,7 +252,10 @@ fn every_hostile_file_is_refused_with_its_exact_message() {
     on_disk.sort();
     let mut listed: Vec<String> = CORPUS.iter().map(|(f, ..)| f.to_string()).collect();
     listed.sort();
-    assert_eq!(on_disk, listed, "every file in tests/hostile has one expected error");
+    assert_eq!(
+        on_disk, listed,
+        "every file in tests/hostile has one expected error"
+    );
     let mut failures = Vec::new();
     for &(file, with_host, want) in CORPUS {
         let (err, took) = refuse(&dir.join(file), with_host);
@@ -307,8 +310,10 @@ fn nesting_100_000_deep_is_refused_at_once() {
     let flow = format!("interfaces: {}{}\n", "[".repeat(n), "]".repeat(n));
     let block = format!("interfaces:\n{}x\n", "- ".repeat(n));
     let mapping = format!("interfaces: {}b{}\n", "{a: ".repeat(n), "}".repeat(n));
+    // Saphyr's scanner reads flow collections ahead, up to 255 levels, before its parser
+    // hands over the 33rd: the long flow runs are refused where that read-ahead stops.
     for (name, text, at) in [
-        ("flow.yaml", &flow, "1:44"),
+        ("flow.yaml", &flow, "1:268"),
         ("block.yaml", &block, "2:63"),
         ("mapping.yaml", &mapping, "1:137"),
     ] {
@@ -326,7 +331,11 @@ fn nesting_100_000_deep_is_refused_at_once() {
         let t = Instant::now();
         let err = load_str(text, name).unwrap_err();
         assert_eq!(format!("{}:{}", err.line, err.column), at);
-        assert!(t.elapsed() < QUICK, "load_str {name} took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < QUICK,
+            "load_str {name} took {:?}",
+            t.elapsed()
+        );
     }
 }
 
