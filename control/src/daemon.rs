@@ -355,7 +355,10 @@ fn zero_copy(z: uvs_config::ZeroCopy) -> uvs_xsk::ZeroCopy {
 
 /// Runs uvsd until SIGINT/SIGTERM (or `run_for`).
 pub fn run(config_path: &Path, opts: Options) -> Result<()> {
-    let config = uvs_config::load_file(config_path).map_err(|e| anyhow!("{e}"))?;
+    // The host's addresses first: a VIP, local or pool address the kernel holds (or a real
+    // server that is this host) is refused at its line and column like any other mistake.
+    let host = host_addresses()?;
+    let config = uvs_config::load_file_for_host(config_path, &host).map_err(|e| anyhow!("{e}"))?;
     check_privileges()?;
 
     let mut links = Vec::new();
@@ -401,7 +404,6 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         let p = XdpProgram::attach(&i.name, xdp_mode(i.xdp_mode)).map_err(|e| anyhow!("{e}"))?;
         programs.push(p);
     }
-    let host = host_addresses()?;
     for p in &programs {
         for a in &host {
             p.add_host(*a).map_err(|e| anyhow!("{e}"))?;
@@ -591,7 +593,15 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
 /// The file replaces the running configuration whole, as keepalived's reload does: uvsadm
 /// edits made since it was loaded are discarded, with a warning that says so.
 pub fn reload_file(core: &Arc<Core>) {
-    match uvs_config::load_file(&core.config_path) {
+    // Read again: the host's addresses may have changed since the start.
+    let host = match host_addresses() {
+        Ok(h) => h,
+        Err(e) => {
+            log::error!("reload rejected, still serving the previous configuration: {e:#}");
+            return;
+        }
+    };
+    match uvs_config::load_file_for_host(&core.config_path, &host) {
         Err(e) => log::error!("reload rejected, still serving the previous configuration: {e}"),
         Ok(new) => match core.apply_config(new) {
             Ok(()) => {

@@ -198,6 +198,27 @@ fn operator_view_quiesce_reload_health() {
     );
     let still = tb.curl_many("http://198.18.100.1/", 4);
     assert!(!still.iter().any(|a| a == "failed"), "{still:?}");
+
+    // 3b. So is one whose VIP the balancer's kernel holds (198.18.0.1 on uvs-lb0): only the
+    //     running host can tell, and the error still names the file, line and column.
+    let path = tb.state.join("uvs.yaml");
+    let host_vip = new_cfg.replacen("vip: 198.18.100.1", "vip: 198.18.0.1", 1);
+    assert_ne!(host_vip, new_cfg);
+    std::fs::write(&path, &host_vip).unwrap();
+    let _ = Command::new("kill")
+        .args(["-HUP", &tb.uvsd_pid().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = &host_vip[..host_vip.find("vip: 198.18.0.1").unwrap()];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 6;
+    let want = format!(
+        "{}:{line}:{column}: services[0].vip: VIP 198.18.0.1 is an address this host holds",
+        path.display()
+    );
+    assert!(tb.uvsd_log().contains(&want), "{want}\n{}", tb.uvsd_log());
+    let still = tb.curl_many("http://198.18.100.1/", 4);
+    assert!(!still.iter().any(|a| a == "failed"), "{still:?}");
     std::fs::write(tb.state.join("uvs.yaml"), &new_cfg).unwrap();
 
     // 4. nginx stops on rs2: out within interval × fall + timeout; back after it restarts.

@@ -1,6 +1,7 @@
 //! IP prefixes (`198.18.0.0/24`, `2001:2::/64`) and netmask helpers.
 
 use serde::{Serialize, Serializer};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -109,6 +110,54 @@ pub fn ipv4_mask_len(mask: Ipv4Addr) -> Option<u8> {
 /// The dotted IPv4 netmask of a prefix length (24 → `255.255.255.0`).
 pub fn ipv4_mask(len: u8) -> Ipv4Addr {
     Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0))
+}
+
+/// Prefixes, each with a value, that answer "which of you contain this address" with one hash
+/// look-up per prefix length in use (at most 33 or 129), however many prefixes there are.
+#[derive(Debug, Clone)]
+pub(crate) struct PrefixMap<T> {
+    map: HashMap<IpPrefix, T>,
+    /// (IPv6?, length) of the prefixes present, longest first within a family.
+    lens: BTreeSet<(bool, std::cmp::Reverse<u8>)>,
+}
+
+impl<T> Default for PrefixMap<T> {
+    fn default() -> Self {
+        PrefixMap {
+            map: HashMap::new(),
+            lens: BTreeSet::new(),
+        }
+    }
+}
+
+impl<T> PrefixMap<T> {
+    /// Adds `p` unless present; `false` if it was (the first value stays).
+    pub fn insert(&mut self, p: IpPrefix, value: T) -> bool {
+        if self.map.contains_key(&p) {
+            return false;
+        }
+        self.lens.insert((!p.is_ipv4(), std::cmp::Reverse(p.len)));
+        self.map.insert(p, value);
+        true
+    }
+
+    /// The prefixes containing `ip`, longest first.
+    pub fn covering(&self, ip: IpAddr) -> impl Iterator<Item = (IpPrefix, &T)> + '_ {
+        let v6 = ip.is_ipv6();
+        self.lens
+            .range((v6, std::cmp::Reverse(u8::MAX))..=(v6, std::cmp::Reverse(0)))
+            .filter_map(move |&(_, std::cmp::Reverse(len))| {
+                let p = IpPrefix {
+                    addr: mask_addr(ip, len),
+                    len,
+                };
+                self.map.get(&p).map(|v| (p, v))
+            })
+    }
+
+    pub fn contains_addr(&self, ip: IpAddr) -> bool {
+        self.covering(ip).next().is_some()
+    }
 }
 
 impl FromStr for IpPrefix {
@@ -226,5 +275,31 @@ mod tests {
         assert!(IpPrefix::new("198.18.0.0".parse().unwrap(), 16).is_some());
         assert!(IpPrefix::new("198.18.0.1".parse().unwrap(), 16).is_none());
         assert!(IpPrefix::new("198.18.0.0".parse().unwrap(), 33).is_none());
+    }
+
+    #[test]
+    fn prefix_map_finds_covering_prefixes_longest_first() {
+        let mut m = PrefixMap::default();
+        for (p, v) in [
+            ("198.18.0.0/16", 1),
+            ("198.18.1.0/24", 2),
+            ("2001:2::/48", 3),
+            ("0.0.0.0/0", 4),
+        ] {
+            assert!(m.insert(p.parse().unwrap(), v));
+        }
+        assert!(!m.insert("198.18.1.0/24".parse().unwrap(), 9));
+        let found: Vec<i32> = m
+            .covering("198.18.1.7".parse().unwrap())
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(found, [2, 1, 4]);
+        let found: Vec<i32> = m
+            .covering("198.19.0.1".parse().unwrap())
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(found, [4]);
+        assert!(m.contains_addr("2001:2:0:9::1".parse().unwrap()));
+        assert!(!m.contains_addr("2001:3::1".parse().unwrap()));
     }
 }

@@ -235,7 +235,8 @@ fn service_yaml() -> impl Strategy<Value = (bool, String)> {
                     };
                     y += &format!("    persistence: {{ timeout: {t}, netmask: {mask} }}\n");
                 }
-                if proto == "udp" && port % 2 == 1 {
+                // The dataplane refuses one-packet scheduling through FullNAT.
+                if proto == "udp" && port % 2 == 1 && fwd != "fullnat" {
                     y += "    one_packet: true\n";
                 }
                 if fwd == "fullnat" {

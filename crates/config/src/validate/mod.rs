@@ -14,9 +14,9 @@ use crate::model::{
     Admin, Config, ConnTable, Interface, Metrics, Route, Timeouts, Workers, XdpMode, ZeroCopy,
     DEFAULT_ADMIN_SOCKET,
 };
-use crate::net::{IpPrefix, PrefixError};
+use crate::net::{IpPrefix, PrefixError, PrefixMap};
 use crate::raw::{RawConfig, RawInterface, RawTimeouts};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -35,10 +35,95 @@ pub(crate) const MAX_QUEUES: u64 = 1024;
 /// during short stalls at 400-600 kpps on veth, 4096 not).
 pub(crate) const DEFAULT_RING_SIZE: u64 = 4096;
 
-/// Where errors point: the file name and the positions of its nodes.
+/// Where errors point: the file name and the positions of its nodes; and the addresses the
+/// host holds, when the caller knows them (uvsd does; `--check-config` and tests need not).
 pub(crate) struct Ctx<'a> {
     pub file: &'a str,
     pub tree: &'a MarkTree,
+    pub host: &'a [IpAddr],
+}
+
+/// What an address is used for, which decides what it may not be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Vip,
+    Local,
+    Pool,
+    Real,
+    Sorry,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Vip => "VIP",
+            Role::Local => "local address",
+            Role::Pool => "fullnat pool address",
+            Role::Real => "real server",
+            Role::Sorry => "sorry server",
+        }
+    }
+
+    /// Real and sorry servers are other machines uvs forwards to; the rest uvs owns.
+    fn is_server(self) -> bool {
+        matches!(self, Role::Real | Role::Sorry)
+    }
+}
+
+/// The interfaces, for the checks services make against them.
+pub(crate) struct Links {
+    /// The on-link networks and where each is listed.
+    networks: PrefixMap<String>,
+    routes: PrefixMap<()>,
+    /// Every local address and the path where it is listed.
+    locals: HashMap<IpAddr, String>,
+}
+
+impl Links {
+    pub fn new(interfaces: &[Interface]) -> Links {
+        let mut links = Links {
+            networks: PrefixMap::default(),
+            routes: PrefixMap::default(),
+            locals: HashMap::new(),
+        };
+        for (i, ifc) in interfaces.iter().enumerate() {
+            for (j, n) in ifc.networks.iter().enumerate() {
+                links
+                    .networks
+                    .insert(*n, format!("interfaces[{i}].networks[{j}]"));
+            }
+            for r in &ifc.routes {
+                links.routes.insert(r.prefix, ());
+            }
+            for (j, ip) in ifc.local.iter().enumerate() {
+                links
+                    .locals
+                    .entry(*ip)
+                    .or_insert_with(|| format!("interfaces[{i}].local[{j}]"));
+            }
+        }
+        links
+    }
+
+    /// Inside one of the interfaces' networks.
+    pub fn on_link(&self, ip: IpAddr) -> bool {
+        self.networks.contains_addr(ip)
+    }
+
+    /// On a link or through a route: what the dataplane needs to send to `ip`.
+    pub fn routed(&self, ip: IpAddr) -> bool {
+        self.on_link(ip) || self.routes.contains_addr(ip)
+    }
+
+    /// The network (and its path) whose directed broadcast address `ip` is. /31 and /32 have
+    /// none (RFC 3021).
+    fn broadcast_of(&self, ip: IpAddr) -> Option<(IpPrefix, &str)> {
+        let IpAddr::V4(v4) = ip else { return None };
+        self.networks.covering(ip).find_map(|(n, at)| {
+            let host_bits = u32::MAX.checked_shr(u32::from(n.len())).unwrap_or(0);
+            (n.len() <= 30 && u32::from(v4) & host_bits == host_bits).then_some((n, at.as_str()))
+        })
+    }
 }
 
 impl Ctx<'_> {
@@ -73,6 +158,83 @@ impl Ctx<'_> {
             column: pos.column,
             ..self.err(path, message)
         }
+    }
+
+    /// Refuses `ip` where it cannot serve as `role`: an address that is not one host's
+    /// (unspecified, loopback, multicast, broadcast), one uvs owns already (a local address,
+    /// for VIPs and servers), or one the host holds.
+    pub fn check_address(&self, links: &Links, path: &str, role: Role, ip: IpAddr) -> Result<()> {
+        let what = role.name();
+        let v4 = |ip: IpAddr| matches!(ip, IpAddr::V4(a) if a.is_broadcast());
+        let kind = if ip.is_unspecified() {
+            Some((
+                "the unspecified address",
+                "0.0.0.0 and :: mean \"no address\": write a real one",
+            ))
+        } else if ip.is_loopback() {
+            Some((
+                "a loopback address",
+                "loopback addresses never leave this host",
+            ))
+        } else if ip.is_multicast() {
+            Some(("a multicast address", "uvs balances unicast traffic only"))
+        } else if v4(ip) {
+            Some(("the broadcast address", BROADCAST_HINT))
+        } else {
+            None
+        };
+        if let Some((kind, hint)) = kind {
+            return Err(self
+                .err(path, format!("{what} {ip} is {kind}"))
+                .with_hint(Some(hint.into())));
+        }
+        if let Some((net, at)) = links.broadcast_of(ip) {
+            return Err(self
+                .err(
+                    path,
+                    format!(
+                        "{what} {ip} is the broadcast address of {net} ({at}, line {})",
+                        self.line_of(at)
+                    ),
+                )
+                .with_hint(Some(BROADCAST_HINT.into())));
+        }
+        if matches!(role, Role::Vip | Role::Real | Role::Sorry) {
+            if let Some(at) = links.locals.get(&ip) {
+                return Err(self.also(path, role, ip, at));
+            }
+        }
+        if self.host.contains(&ip) {
+            let hint = if role.is_server() {
+                "uvs forwards to other machines; a service on this host cannot be a real server"
+            } else {
+                "uvs would take the host's own traffic to it: choose an address the host does not use"
+            };
+            return Err(self
+                .err(path, format!("{what} {ip} is an address this host holds"))
+                .with_hint(Some(hint.into())));
+        }
+        Ok(())
+    }
+
+    /// `ip`, used as `role` at `path`, is also the address uvs owns at `other`.
+    pub fn also(&self, path: &str, role: Role, ip: IpAddr, other: &str) -> ConfigError {
+        let hint = match role {
+            Role::Vip => "give the service an address of its own",
+            Role::Pool => {
+                "the pool is the source address towards real servers: give it addresses of its own"
+            }
+            _ => "uvs owns this address; a real server is another machine",
+        };
+        self.err(
+            path,
+            format!(
+                "{} {ip} is also {other} (line {})",
+                role.name(),
+                self.line_of(other)
+            ),
+        )
+        .with_hint(Some(hint.into()))
     }
 
     /// Line of the node at `path`, for "already defined at line N" messages.
@@ -175,6 +337,8 @@ impl Ctx<'_> {
     }
 }
 
+const BROADCAST_HINT: &str = "a broadcast reaches every host on the link";
+
 pub(crate) fn family(ip: IpAddr) -> &'static str {
     if ip.is_ipv4() {
         "IPv4"
@@ -193,6 +357,17 @@ impl ConfigError {
 /// Validates a deserialised document.
 pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
     let interfaces = interfaces(cx, raw.interfaces.unwrap_or_default())?;
+    let links = Links::new(&interfaces);
+    for (i, ifc) in interfaces.iter().enumerate() {
+        for (j, ip) in ifc.local.iter().enumerate() {
+            cx.check_address(
+                &links,
+                &format!("interfaces[{i}].local[{j}]"),
+                Role::Local,
+                *ip,
+            )?;
+        }
+    }
     let max_queues = interfaces.iter().map(|i| i.queues).max().unwrap_or(1);
     let workers = workers(cx, raw.workers.unwrap_or_default(), max_queues)?;
     let capacity = raw
@@ -231,7 +406,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
             })?),
         },
     };
-    let services = service::services(cx, raw.services.unwrap_or_default(), &interfaces, &timeouts)?;
+    let services = service::services(cx, raw.services.unwrap_or_default(), &links, &timeouts)?;
     Ok(Config {
         interfaces,
         workers,
@@ -258,6 +433,7 @@ fn interfaces(cx: &Ctx<'_>, raw: Vec<RawInterface>) -> Result<Vec<Interface>> {
     let mut out: Vec<Interface> = Vec::with_capacity(raw.len());
     let mut names: HashMap<String, String> = HashMap::new();
     let mut locals: HashMap<IpAddr, String> = HashMap::new();
+    let mut networks = Networks::default();
     for (i, r) in raw.into_iter().enumerate() {
         let base = format!("interfaces[{i}]");
         let iface = interface(cx, &base, r)?;
@@ -284,9 +460,61 @@ fn interfaces(cx: &Ctx<'_>, raw: Vec<RawInterface>) -> Result<Vec<Interface>> {
                 ));
             }
         }
+        for (j, net) in iface.networks.iter().enumerate() {
+            networks.add(cx, *net, format!("{base}.networks[{j}]"))?;
+        }
         out.push(iface);
     }
     Ok(out)
+}
+
+/// The on-link networks seen so far, disjoint, by family and first address. Two prefixes
+/// overlap exactly when one contains the other, so a new one can only overlap its
+/// predecessor (by first address) or the first one after its own start: O(log n) each.
+#[derive(Default)]
+struct Networks(BTreeMap<(bool, u128), (u128, IpPrefix, String)>);
+
+impl Networks {
+    fn add(&mut self, cx: &Ctx<'_>, net: IpPrefix, path: String) -> Result<()> {
+        let (first, last) = span(net);
+        let v6 = !net.is_ipv4();
+        let before = self.0.range(..=(v6, first)).next_back();
+        let after = self.0.range((v6, first)..).next();
+        for (&(fam, start), (end, other, at)) in before.into_iter().chain(after) {
+            if fam == v6 && start <= last && first <= *end {
+                return Err(cx
+                    .err(
+                        &path,
+                        format!(
+                            "network {net} overlaps {other} ({at}, line {})",
+                            cx.line_of(at)
+                        ),
+                    )
+                    .with_hint(Some(
+                        "an on-link network belongs to one interface, once: reach others \
+                         through `routes`"
+                            .into(),
+                    )));
+            }
+        }
+        self.0.insert((v6, first), (last, net, path));
+        Ok(())
+    }
+}
+
+/// First and last address of a prefix, as numbers.
+fn span(net: IpPrefix) -> (u128, u128) {
+    let (addr, bits) = match net.addr() {
+        IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+        IpAddr::V6(a) => (u128::from(a), 128),
+    };
+    let host = u32::from(bits - net.len());
+    let mask = if host == 128 {
+        u128::MAX
+    } else {
+        (1u128 << host) - 1
+    };
+    (addr, addr | mask)
 }
 
 /// A Linux interface name as `dev_valid_name()` accepts it.
@@ -375,15 +603,16 @@ fn interface(cx: &Ctx<'_>, base: &str, r: RawInterface) -> Result<Interface> {
             ))));
     }
     let mut networks: Vec<IpPrefix> = Vec::new();
+    let mut on_link_nets = PrefixMap::default();
     for (j, text) in r.networks.unwrap_or_default().iter().enumerate() {
         let p = format!("{base}.networks[{j}]");
         let net = cx.prefix(&p, text)?;
-        if networks.contains(&net) {
+        if !on_link_nets.insert(net, ()) {
             return Err(cx.err(&p, format!("network {net} is listed twice")));
         }
         networks.push(net);
     }
-    let on_link = |ip: IpAddr| networks.iter().any(|n| n.contains(ip));
+    let on_link = |ip: IpAddr| on_link_nets.contains_addr(ip);
     let mut local = Vec::new();
     for (j, text) in r.local.unwrap_or_default().iter().enumerate() {
         let p = format!("{base}.local[{j}]");
@@ -462,9 +691,10 @@ fn workers(cx: &Ctx<'_>, raw: crate::raw::RawWorkers, max_queues: u32) -> Result
                     )));
             }
             let mut seen: Vec<usize> = Vec::with_capacity(cores.len());
+            let mut listed = std::collections::HashSet::new();
             for (i, &c) in cores.iter().enumerate() {
                 let c = usize::try_from(c).unwrap_or(usize::MAX);
-                if seen.contains(&c) {
+                if !listed.insert(c) {
                     return Err(cx
                         .err(
                             &format!("workers.cores[{i}]"),

@@ -1,12 +1,16 @@
 //! Real servers: addresses, ports, forwarding, weights and thresholds.
 
+use super::service::no_route;
 use super::site::real_site;
-use super::{family, Ctx, Result};
+use super::{family, Ctx, Links, Result, Role};
 use crate::marks::join;
-use crate::model::{Forwarding, Interface, RealServer, Scheduler, ServiceKey, Site, Tunnel};
+use crate::model::{Forwarding, RealServer, Scheduler, ServiceKey, Site, Tunnel};
 use crate::raw::RawRealServer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+
+/// Real servers per service: the dataplane sizes each service's live-counter array once.
+pub(crate) const MAX_REALS: usize = 1024;
 
 pub(super) fn reals(
     cx: &Ctx<'_>,
@@ -14,9 +18,19 @@ pub(super) fn reals(
     raw: Vec<RawRealServer>,
     svc: ServiceKey,
     default_fwd: Forwarding,
-    interfaces: &[Interface],
+    links: &Links,
     (scheduler, sites): (Scheduler, &[Site]),
 ) -> Result<Vec<RealServer>> {
+    if raw.len() > MAX_REALS {
+        return Err(cx
+            .err(
+                &format!("{base}.real_servers[{MAX_REALS}]"),
+                format!("more than {MAX_REALS} real servers in one service"),
+            )
+            .with_hint(Some(format!(
+                "uvs keeps live counters for at most {MAX_REALS} real servers per service"
+            ))));
+    }
     let mut out: Vec<RealServer> = Vec::with_capacity(raw.len());
     let mut seen: HashMap<SocketAddr, String> = HashMap::new();
     for (j, r) in raw.into_iter().enumerate() {
@@ -56,6 +70,7 @@ pub(super) fn reals(
                 format!("real server {address} is the VIP itself"),
             ));
         }
+        cx.check_address(links, &p("address"), Role::Real, address)?;
         let port = match r.port {
             Some(v) => cx.port(&p("port"), v)?,
             None => svc.port,
@@ -88,16 +103,15 @@ pub(super) fn reals(
                 .err(&p("port"), "real server port 0 on a service with a port")
                 .with_hint(Some("omit `port` to use the service port".into())));
         }
-        if forwarding == Forwarding::Dr
-            && !interfaces
-                .iter()
-                .any(|i| i.networks.iter().any(|n| n.contains(address)))
-        {
+        if forwarding == Forwarding::Dr && !links.on_link(address) {
             let message =
                 format!("dr real server {address} is not inside any interface's networks");
             let hint = "direct routing rewrites only the MAC address, so the server must be on \
                         a directly attached network: add it to `networks`, or use tun";
             return Err(cx.err(&p("address"), message).with_hint(Some(hint.into())));
+        }
+        if !links.routed(address) {
+            return Err(no_route(cx, &p("address"), "real server", address));
         }
         let weight = cx.range(&p("weight"), r.weight.unwrap_or(1), 0, 65535, "weight")? as u16;
         let upper = cx.range(

@@ -3,15 +3,15 @@
 use super::health::health_check;
 use super::real::reals;
 use super::site::sites;
-use super::{family, Ctx, Result, MAX_TIMEOUT};
+use super::{family, Ctx, Links, Result, Role, MAX_TIMEOUT};
 use crate::marks::join;
 use crate::model::{
-    Forwarding, Interface, Persistence, Protocol, Scheduler, SchedulerFlag, Service, ServiceKey,
-    SorryServer, Timeouts,
+    Forwarding, Persistence, Protocol, Scheduler, SchedulerFlag, Service, ServiceKey, SorryServer,
+    Timeouts,
 };
 use crate::net::{ipv4_mask_len, max_len};
 use crate::raw::{Netmask, RawPersistence, RawService};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// ipvsadm's default scheduler.
@@ -22,11 +22,13 @@ pub(crate) const DEFAULT_FORWARDING: Forwarding = Forwarding::Dr;
 pub(crate) const DEFAULT_PERSISTENCE: u32 = 300;
 /// Largest Maglev table accepted: 2^24 entries per service is already 64 MiB of u32 indices.
 pub(crate) const MAX_MH_TABLE: u64 = 1 << 24;
+/// Maglev table size when the YAML does not say (the scheduler's default).
+const DEFAULT_MH_TABLE: u64 = 65537;
 
 pub(super) fn services(
     cx: &Ctx<'_>,
     raw: Vec<RawService>,
-    interfaces: &[Interface],
+    links: &Links,
     global: &Timeouts,
 ) -> Result<Vec<Service>> {
     let mut out = Vec::with_capacity(raw.len());
@@ -34,7 +36,7 @@ pub(super) fn services(
     let mut names: HashMap<String, String> = HashMap::new();
     for (i, r) in raw.into_iter().enumerate() {
         let base = format!("services[{i}]");
-        let svc = service(cx, &base, r, interfaces, global)?;
+        let svc = service(cx, &base, r, links, global)?;
         if let Some(first) = keys.insert(svc.key(), base.clone()) {
             return Err(cx
                 .err(
@@ -62,14 +64,54 @@ pub(super) fn services(
         }
         out.push(svc);
     }
+    owned_by_another(cx, &out)?;
     Ok(out)
+}
+
+/// Addresses one service uses that another owns: a real or sorry server that is a VIP or a
+/// FullNAT pool address, a pool address that is a VIP. (Within one service these are checked
+/// as it is read.)
+fn owned_by_another(cx: &Ctx<'_>, services: &[Service]) -> Result<()> {
+    let mut vips: HashMap<IpAddr, String> = HashMap::new();
+    let mut pools: HashMap<IpAddr, String> = HashMap::new();
+    for (i, s) in services.iter().enumerate() {
+        vips.entry(s.vip)
+            .or_insert_with(|| format!("services[{i}].vip"));
+        for (j, a) in s.fullnat_pool.iter().enumerate() {
+            pools
+                .entry(*a)
+                .or_insert_with(|| format!("services[{i}].fullnat_pool[{j}]"));
+        }
+    }
+    let owner = |ip: &IpAddr| vips.get(ip).or_else(|| pools.get(ip));
+    for (i, s) in services.iter().enumerate() {
+        for (j, r) in s.real_servers.iter().enumerate() {
+            if let Some(at) = owner(&r.address) {
+                let p = format!("services[{i}].real_servers[{j}].address");
+                return Err(cx.also(&p, Role::Real, r.address, at));
+            }
+        }
+        if let Some(o) = &s.sorry_server {
+            if let Some(at) = owner(&o.address) {
+                let p = format!("services[{i}].sorry_server.address");
+                return Err(cx.also(&p, Role::Sorry, o.address, at));
+            }
+        }
+        for (j, a) in s.fullnat_pool.iter().enumerate() {
+            if let Some(at) = vips.get(a) {
+                let p = format!("services[{i}].fullnat_pool[{j}]");
+                return Err(cx.also(&p, Role::Pool, *a, at));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn service(
     cx: &Ctx<'_>,
     base: &str,
     r: RawService,
-    interfaces: &[Interface],
+    links: &Links,
     global: &Timeouts,
 ) -> Result<Service> {
     let p = |f: &str| join(base, f);
@@ -77,6 +119,7 @@ fn service(
         Some(t) => cx.addr(&p("vip"), t)?,
         None => return Err(cx.err(&p("vip"), "the service has no `vip`")),
     };
+    cx.check_address(links, &p("vip"), Role::Vip, vip)?;
     let protocol = match &r.protocol {
         Some(t) => cx.name(
             &p("protocol"),
@@ -223,6 +266,11 @@ fn service(
                     return Err(cx.err(&join(&sp, "address"), "the sorry server has no `address`"))
                 }
             };
+            let ap = join(&sp, "address");
+            cx.check_address(links, &ap, Role::Sorry, address)?;
+            if !links.routed(address) {
+                return Err(no_route(cx, &ap, "sorry server", address));
+            }
             if address.is_ipv4() != vip.is_ipv4() {
                 return Err(cx.err(
                     &join(&sp, "address"),
@@ -254,28 +302,66 @@ fn service(
         r.real_servers.unwrap_or_default(),
         key,
         forwarding,
-        interfaces,
+        links,
         (scheduler, &sites),
     )?;
     if let Some(m) = mh_table_size {
-        if (m as usize) < real_servers.len() {
-            return Err(cx.err(
-                &p("mh_table_size"),
-                format!(
-                    "mh_table_size {m} is smaller than the {} real servers",
-                    real_servers.len()
-                ),
-            ));
+        if (m as usize) <= real_servers.len() {
+            return Err(cx
+                .err(
+                    &p("mh_table_size"),
+                    format!(
+                        "mh_table_size {m} is not larger than the {} real servers",
+                        real_servers.len()
+                    ),
+                )
+                .with_hint(Some(format!(
+                    "Maglev needs a prime table size above the number of real servers; \
+                     {DEFAULT_MH_TABLE} is the default"
+                ))));
+        }
+    }
+    if one_packet {
+        if let Some(rs) = real_servers
+            .iter()
+            .find(|rs| rs.forwarding == Forwarding::FullNat)
+        {
+            return Err(cx
+                .err(
+                    &p("one_packet"),
+                    format!(
+                        "one_packet scheduling cannot be combined with fullnat (real server {})",
+                        rs.address
+                    ),
+                )
+                .with_hint(Some(
+                    "a reply would carry no trace of its client: use nat, or drop one_packet"
+                        .into(),
+                )));
         }
     }
 
     // FullNAT's source pool: needed by any fullnat real server, of that server's family.
     let mut fullnat_pool = Vec::new();
+    let mut listed = HashSet::new();
     for (j, t) in r.fullnat_pool.iter().flatten().enumerate() {
         let fp = format!("{base}.fullnat_pool[{j}]");
         let ip = cx.addr(&fp, t)?;
-        if fullnat_pool.contains(&ip) {
+        if !listed.insert(ip) {
             return Err(cx.err(&fp, format!("{ip} is listed twice")));
+        }
+        cx.check_address(links, &fp, Role::Pool, ip)?;
+        if !links.on_link(ip) {
+            return Err(cx
+                .err(
+                    &fp,
+                    format!("fullnat pool address {ip} is not inside any interface's networks"),
+                )
+                .with_hint(Some(
+                    "real servers reply to it, so uvs answers ARP/NDP for it on a link: \
+                     add its prefix to an interface's `networks`"
+                        .into(),
+                )));
         }
         fullnat_pool.push(ip);
     }
@@ -339,6 +425,20 @@ fn service(
         sites,
         real_servers,
     })
+}
+
+/// The dataplane sends to a server through the longest matching network or route; without
+/// one it could not build its tables.
+pub(super) fn no_route(cx: &Ctx<'_>, path: &str, what: &str, ip: IpAddr) -> crate::ConfigError {
+    let default = if ip.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
+    cx.err(
+        path,
+        format!("no route to {what} {ip}: no interface network or route contains it"),
+    )
+    .with_hint(Some(format!(
+        "add its prefix to an interface's `networks`, or a route through a next hop \
+         (`routes: [{{ prefix: {default}, via: <gateway> }}]`)"
+    )))
 }
 
 fn persistence(cx: &Ctx<'_>, base: &str, r: RawPersistence, vip: IpAddr) -> Result<Persistence> {

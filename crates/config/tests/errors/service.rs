@@ -125,7 +125,7 @@ fn service_errors() {
             "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    scheduler: mh\n    mh_table_size: 2\n    real_servers: [{address: 198.18.1.1}, {address: 198.18.1.2}, {address: 198.18.1.3}]\n",
             "mh_table_size: |2",
             "services[0].mh_table_size",
-            "smaller than the 3 real servers",
+            "mh_table_size 2 is not larger than the 3 real servers",
             None,
         ),
         case(
