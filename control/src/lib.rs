@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod daemon;
+mod gate;
 pub mod health;
 pub mod metrics;
 pub mod services;
