@@ -34,6 +34,8 @@ const STOP_CHECK: Duration = Duration::from_millis(50);
 /// How long accepting pauses after an error such as running out of file descriptors
 /// (the listener stays readable, so retrying at once would spin).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Least time between two warnings about failing accepts.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Connections accepted per wake-up, so reading the waiting ones is never starved.
 const ACCEPT_BATCH: usize = 64;
 
@@ -179,6 +181,7 @@ pub(crate) fn run<L: Listener, P: Protocol>(
 
     let mut waiting: Vec<Waiting<L::Stream>> = Vec::new();
     let mut accept_paused_until: Option<Instant> = None;
+    let mut last_accept_warning: Option<Instant> = None;
     let dispatch = |w: Waiting<L::Stream>, ending: Ending| {
         if let Err(TrySendError::Full((stream, _, _))) = tx.try_send((w.stream, w.request, ending))
         {
@@ -261,7 +264,11 @@ pub(crate) fn run<L: Listener, P: Protocol>(
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::warn!("{name}: accept failed: {e}");
+                    // Such as EMFILE, which lasts: say it once in a while, not every pause.
+                    if last_accept_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                        log::warn!("{name}: accept failed: {e}");
+                        last_accept_warning = Some(Instant::now());
+                    }
                     accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                     break;
                 }
