@@ -15,7 +15,7 @@ requests=${REQUESTS:-30}
 
 echo "== building uvs (release)"
 cargo build --release --quiet -p uvs-control
-bin=target/release
+bin=$(scripts/target-dir.sh)/release
 
 uvsd_pid=
 cleanup() {

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod daemon;
 pub mod filewatch;
+mod gate;
 pub mod health;
 pub mod man;
 pub mod metrics;

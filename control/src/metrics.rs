@@ -6,14 +6,15 @@
 //! and port; real servers add `real="address:port"` (IPv6 in brackets), so a series survives a
 //! reload as long as the service and server do (as IPVS keys them).
 
+use crate::gate::{self, Ending, Limits, Refusal};
 use crate::snapshot::{RealSnapshot, ServiceSnapshot, Snapshot};
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Content type of the text format, version 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -32,13 +33,14 @@ pub fn render(s: &Snapshot) -> String {
     .sample(&[], s.generation);
     e.family(
         "uvs_conn_table_entries",
-        "Connections in the connection table.",
+        "Entries in the connection table, IPv4 and IPv6 together.",
         Kind::Gauge,
     )
     .sample(&[], s.conn_count as u64);
     e.family(
         "uvs_conn_table_capacity",
-        "Capacity of the connection table.",
+        "Configured capacity of the connection table (conn_table.capacity): IPv4 and IPv6 \
+         each have a table this size.",
         Kind::Gauge,
     )
     .sample(&[], s.conn_capacity as u64);
@@ -352,6 +354,24 @@ fn escape_help(v: &str) -> String {
 /// What the endpoint renders on each scrape.
 pub type SnapshotSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 
+/// Time a client has, from connecting, to send its whole request head.
+pub const REQUEST_TIME: Duration = Duration::from_secs(2);
+/// Clients connected and still sending their request, at most.
+pub const MAX_WAITING: usize = 64;
+/// Longest request head accepted.
+const MAX_HEAD: usize = 8192;
+/// Most header lines accepted (a Prometheus scrape sends about five).
+const MAX_HEADERS: usize = 64;
+
+const LIMITS: Limits = Limits {
+    max_waiting: MAX_WAITING,
+    request_time: REQUEST_TIME,
+    max_request: MAX_HEAD,
+    workers: 2,
+    queue: 16,
+    answer_time: Duration::from_secs(5),
+};
+
 /// Binds `listen` and serves `GET /metrics` until `stop` is set (see [`serve_listener`]).
 pub fn serve(
     listen: SocketAddr,
@@ -368,112 +388,117 @@ pub fn serve(
 }
 
 /// Serves `GET /metrics` (and `HEAD`) on a bound listener until `stop` is set; other paths get
-/// 404, other methods 405. Scrapes are answered one at a time on one thread, each bounded by
-/// short socket timeouts, so a stuck client delays the next scrape by at most a few seconds.
+/// 404, other methods 405, unparseable requests 400.
+///
+/// Served through `crate::gate`: a client has [`REQUEST_TIME`] to send its request head
+/// (else 408), at most [`MAX_WAITING`] may be mid-request (one more and the longest-waiting
+/// gets 503), and two threads render and write answers, so idle or slow clients never delay
+/// a scrape. One request per connection (`Connection: close`), as Prometheus expects.
 pub fn serve_listener(
     listener: TcpListener,
     source: SnapshotSource,
     stop: Arc<AtomicBool>,
 ) -> io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
+    let protocol = Arc::new(Http { source });
     std::thread::Builder::new()
         .name("uvs-metrics".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, peer)) => {
-                        if let Err(e) = answer(stream, &source) {
-                            log::debug!("metrics request from {peer}: {e}");
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(25));
-                    }
-                    Err(e) => {
-                        log::warn!("metrics endpoint: accept failed: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
-        })
+        .spawn(move || gate::run("uvs-metrics", listener, LIMITS, protocol, &stop))
 }
 
-/// Longest request head accepted.
-const MAX_HEAD: usize = 8192;
-/// Time a client has to send its request, and to take the answer.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// HTTP/1.x, one request per connection, for `/metrics`.
+struct Http {
+    source: SnapshotSource,
+}
 
-fn answer(mut stream: TcpStream, source: &SnapshotSource) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let started = Instant::now();
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-        if head.len() > MAX_HEAD || started.elapsed() > CLIENT_TIMEOUT {
-            return respond(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                "",
-                false,
+impl gate::Protocol for Http {
+    fn complete(&self, request: &[u8]) -> bool {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        // An error is final too: it gets its answer at once.
+        !matches!(
+            httparse::Request::new(&mut headers).parse(request),
+            Ok(httparse::Status::Partial)
+        )
+    }
+
+    fn answer(&self, request: &[u8], ending: Ending) -> Vec<u8> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(request) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) if ending == Ending::TooLong => {
+                return response("431 Request Header Fields Too Large", "", false)
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return response("431 Request Header Fields Too Large", "", false)
+            }
+            Ok(httparse::Status::Partial) | Err(_) => {
+                return response("400 Bad Request", "bad request\n", false)
+            }
+        }
+        let method = req.method.unwrap_or_default();
+        let path = req.path.unwrap_or_default();
+        let path = path.split('?').next().unwrap_or_default();
+        let head_only = method == "HEAD";
+        if method != "GET" && !head_only {
+            return response("405 Method Not Allowed", "only GET /metrics\n", false);
+        }
+        if path != "/metrics" {
+            return response(
+                "404 Not Found",
+                "not found: metrics are at /metrics\n",
+                head_only,
             );
         }
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
+        response("200 OK", &render(&(self.source)()), head_only)
+    }
+
+    fn refusal(&self, why: Refusal) -> Vec<u8> {
+        match why {
+            Refusal::Slow => response(
+                "408 Request Timeout",
+                &format!("request not complete within {} s\n", REQUEST_TIME.as_secs()),
+                false,
+            ),
+            Refusal::Crowded => response(
+                "503 Service Unavailable",
+                &format!(
+                    "too many clients ({MAX_WAITING}) connected without sending a request; this \
+                     one had waited longest\n"
+                ),
+                false,
+            ),
+            Refusal::Busy => response(
+                "503 Service Unavailable",
+                "too many scrapes at once; try again\n",
+                false,
+            ),
         }
-        head.extend_from_slice(&buf[..n]);
     }
-    let head = String::from_utf8_lossy(&head);
-    let line = head.lines().next().unwrap_or("");
-    let mut parts = line.split_whitespace();
-    let (method, target) = match (parts.next(), parts.next(), parts.next()) {
-        (Some(m), Some(t), Some(v)) if v.starts_with("HTTP/1.") => (m, t),
-        _ => return respond(&mut stream, "400 Bad Request", "bad request\n", false),
-    };
-    let path = target.split('?').next().unwrap_or("");
-    let head_only = method == "HEAD";
-    if method != "GET" && !head_only {
-        return respond(
-            &mut stream,
-            "405 Method Not Allowed",
-            "only GET /metrics\n",
-            false,
-        );
-    }
-    if path != "/metrics" {
-        return respond(
-            &mut stream,
-            "404 Not Found",
-            "not found: metrics are at /metrics\n",
-            head_only,
-        );
-    }
-    let body = render(&source());
-    respond(&mut stream, "200 OK", &body, head_only)
 }
 
-fn respond(stream: &mut TcpStream, status: &str, body: &str, head_only: bool) -> io::Result<()> {
+fn response(status: &str, body: &str, head_only: bool) -> Vec<u8> {
     let content_type = if status.starts_with("200") {
         CONTENT_TYPE
     } else {
         "text/plain; charset=utf-8"
     };
-    let mut allow = "";
+    let mut extra = "";
     if status.starts_with("405") {
-        allow = "Allow: GET, HEAD\r\n";
+        extra = "Allow: GET, HEAD\r\n";
+    } else if status.starts_with("503") {
+        extra = "Retry-After: 1\r\n";
     }
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}\
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}\
          Connection: close\r\n\r\n",
         body.len()
-    );
-    stream.write_all(head.as_bytes())?;
+    )
+    .into_bytes();
     if !head_only {
-        stream.write_all(body.as_bytes())?;
+        out.extend_from_slice(body.as_bytes());
     }
-    stream.flush()
+    out
 }
 
 #[cfg(test)]

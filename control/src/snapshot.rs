@@ -95,8 +95,10 @@ pub struct ConnSnapshot {
 pub struct Snapshot {
     /// uvs version string for the "IP Virtual Server version" header line.
     pub version: String,
-    /// Connection table capacity (ipvsadm prints "size=4096").
+    /// Connection table capacity, `conn_table.capacity`: what each address family holds
+    /// (ipvsadm prints "size=4096").
     pub conn_capacity: usize,
+    /// Stored connections, both families (persistence templates included).
     pub conn_count: usize,
     pub services: Vec<ServiceSnapshot>,
     pub workers: Vec<WorkerSnapshot>,

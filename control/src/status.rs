@@ -194,7 +194,12 @@ pub fn snapshot(
     }
     Snapshot {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        conn_capacity: shared.conns.capacity(),
+        // `conn_table.capacity`: each address family has a table that size (the sum of
+        // both would be a number of IPv4 flows the table cannot hold).
+        conn_capacity: shared
+            .conns
+            .capacity_of(false)
+            .max(shared.conns.capacity_of(true)),
         conn_count: shared.conns.len(),
         services,
         workers,
@@ -234,4 +239,21 @@ pub fn connections(shared: &Shared) -> Vec<ConnSnapshot> {
     });
     out.sort_by_key(|a| (a.client, a.virtual_));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uvs_dataplane::tables::{TablesBuilder, TablesSpec};
+
+    /// `conn_table.capacity` sizes each address family's table; the snapshot (and so
+    /// `uvsadm -L`'s size=, `top` and `uvs_conn_table_capacity`) reports that number, not
+    /// the sum of both families.
+    #[test]
+    fn capacity_is_the_configured_one() {
+        let tables = TablesBuilder::build(&TablesSpec::default(), None).unwrap();
+        let shared = Shared::new(tables, 1000, 1);
+        let s = snapshot(&shared, &RateSampler::default(), &[None], |_| String::new());
+        assert_eq!(s.conn_capacity, 1000);
+    }
 }

@@ -270,3 +270,51 @@ fn rules_replay_to_the_same_services() {
         assert_eq!(a.real_servers, b.real_servers);
     }
 }
+
+/// The largest `n` in `1..=hi` for which `ok(n)` holds, given that it holds for 1 and, once
+/// it fails, fails for every larger value.
+fn largest_accepted(hi: u64, ok: impl Fn(u64) -> bool) -> u64 {
+    assert!(ok(1));
+    let (mut good, mut bad) = (1u64, hi + 1);
+    while bad - good > 1 {
+        let mid = good + (bad - good) / 2;
+        if ok(mid) {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    good
+}
+
+/// `uvsadm -p` and the YAML `persistence.timeout` follow one rule: the largest timeout the
+/// command line takes is the largest a configuration file takes, so an edit that parses is
+/// never refused later by validation (and the other way round).
+#[test]
+fn persistence_timeout_limit_is_one_rule() {
+    let cfg = config();
+    let line = |n: u64| format!("-A -t 198.18.100.2:443 -p {n}");
+    let parse_ok = |n: u64| {
+        let argv: Vec<String> = line(n).split_whitespace().map(String::from).collect();
+        parse(&argv).is_ok()
+    };
+    let yaml_ok = |n: u64| {
+        let yaml = YAML.replace(
+            "persistence: { timeout: 600 }",
+            &format!("persistence: {{ timeout: {n} }}"),
+        );
+        uvs_config::load_str(&yaml, "test.yaml").is_ok()
+    };
+    let hi = 1_000_000_000;
+    let uvsadm = largest_accepted(hi, parse_ok);
+    let yaml = largest_accepted(hi, yaml_ok);
+    assert_eq!(
+        uvsadm, yaml,
+        "uvsadm -p takes up to {uvsadm} s, the YAML up to {yaml} s"
+    );
+    // The largest one is applied; one more is refused by the parser, naming the range.
+    let new = run(&cfg, &line(uvsadm)).unwrap();
+    assert_eq!(new.services[2].persistence.unwrap().timeout as u64, uvsadm);
+    let err = run(&cfg, &line(uvsadm + 1)).unwrap_err();
+    assert!(err.contains(&format!("1..={uvsadm}")), "{err}");
+}

@@ -404,3 +404,181 @@ fn uvsadm_binary() {
         "{err}"
     );
 }
+
+/// Runs `f` on another thread and gives up waiting after `limit` (the thread is left behind:
+/// on the old one-client-at-a-time server it would block for minutes).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+/// A client that sends its request one byte at a time, `gap` apart, and then waits for an
+/// answer; returns what it read and when the server closed the connection.
+fn drip(path: PathBuf, gap: Duration) -> (String, Duration) {
+    use std::io::{Read, Write};
+    let t = Instant::now();
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+    let mut got = Vec::new();
+    for b in b"{\"argv\":[\"-L\",\"-n\"]}\n".iter().cycle().take(10_000) {
+        if s.write_all(&[*b]).is_err() {
+            break;
+        }
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        std::thread::sleep(gap);
+    }
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let _ = s.read_to_end(&mut got);
+    (String::from_utf8_lossy(&got).into_owned(), t.elapsed())
+}
+
+/// Idle clients and a client dripping its request byte by byte can no longer hold the admin
+/// socket: a real request is answered at once, the dripping client is cut off once its time
+/// to send a whole request is up, and idle ones are told why they are closed.
+#[test]
+fn idle_and_slow_clients_do_not_block_requests() {
+    let dir = TempDir::new("dos");
+    let path = dir.0.join("uvsadm.sock");
+    let daemon = Running::start(&path, None);
+
+    let idle: Vec<_> = (0..500)
+        .map(|_| std::os::unix::net::UnixStream::connect(&path).unwrap())
+        .collect();
+    let dripping = {
+        let path = path.clone();
+        std::thread::spawn(move || drip(path, Duration::from_millis(250)))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+
+    let t = Instant::now();
+    let p = path.clone();
+    let answer = within(Duration::from_secs(3), move || request(&p, &args("-L -n")))
+        .expect("uvsadm -L -n not answered within 3 s with 500 idle clients connected");
+    assert_eq!(
+        answer.unwrap(),
+        format_list(&daemon.backend.snapshot(), true, false, false)
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    // An edit too, while they are all still connected.
+    let p = path.clone();
+    let edit = within(Duration::from_secs(3), move || {
+        request(&p, &args("-a -t 198.18.100.1:80 -r 198.18.1.12"))
+    })
+    .expect("edit not answered within 3 s");
+    assert_eq!(edit, Ok(String::new()));
+
+    // The dripping client never completes a line in time: it is cut off after the request
+    // deadline with a message saying so, not served for ever.
+    let (said, took) = dripping.join().unwrap();
+    assert!(
+        took < Duration::from_secs(5),
+        "dripping client held for {took:?}"
+    );
+    assert!(said.contains("\"ok\":false"), "{said}");
+    assert!(said.contains("within"), "{said}");
+
+    // Every idle client is closed (with a reason) within the deadline.
+    use std::io::Read;
+    let t = Instant::now();
+    for mut s in idle {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).expect("idle client closed");
+        assert!(got.is_empty() || got.contains("\"ok\":false"), "{got}");
+    }
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+}
+
+/// When more clients wait to send their request than the server keeps, the longest-waiting
+/// one is refused with a clear answer at once (not after its deadline), and requests still
+/// get through.
+#[test]
+fn too_many_waiting_clients_are_refused_clearly() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("limit");
+    let path = dir.0.join("uvsadm.sock");
+    let _daemon = Running::start(&path, None);
+    let first = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let t = Instant::now();
+    let _others: Vec<_> = (0..300)
+        .map(|_| std::os::unix::net::UnixStream::connect(&path).unwrap())
+        .collect();
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(&first).read_line(&mut line).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["output"]
+            .as_str()
+            .unwrap()
+            .contains("too many admin clients"),
+        "{line}"
+    );
+    request(&path, &args("-L -n")).unwrap();
+}
+
+/// Requests from many clients at once are all answered, and concurrent edits never lose one
+/// another (each is a read-modify-write of the configuration).
+#[test]
+fn concurrent_edits_all_apply() {
+    let dir = TempDir::new("concurrent");
+    let path = dir.0.join("uvsadm.sock");
+    let daemon = Running::start(&path, None);
+    let threads: Vec<_> = (20..52)
+        .map(|i| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                request(
+                    &path,
+                    &args(&format!("-a -t 198.18.100.1:80 -r 198.18.1.{i}")),
+                )
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), Ok(String::new()));
+    }
+    assert_eq!(daemon.backend.config().services[0].real_servers.len(), 33);
+}
+
+/// `uvsadm ... | head`: a reader that goes away is no error.
+#[test]
+fn uvsadm_quiet_on_a_closed_pipe() {
+    let dir = TempDir::new("pipe");
+    let path = dir.0.join("uvsadm.sock");
+    let _daemon = Running::start(&path, None);
+    let uvsadm = env!("CARGO_BIN_EXE_uvsadm");
+    for argv in [vec!["-h"], vec!["-L", "-n"], vec!["save"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(uvsadm)
+            .arg("--socket")
+            .arg(&path)
+            .args(&argv)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{argv:?}: {out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

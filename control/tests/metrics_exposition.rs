@@ -281,3 +281,134 @@ fn serve_reports_a_busy_address() {
         "{err}"
     );
 }
+
+/// An endpoint on a loopback port serving `sample()`; stops when dropped.
+struct Endpoint {
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Endpoint {
+    fn start() -> Endpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        serve_listener(listener, Arc::new(sample), Arc::clone(&stop)).unwrap();
+        Endpoint { addr, stop }
+    }
+}
+
+impl Drop for Endpoint {
+    /// Stops the server without waiting for it (a failing test must not hang on it).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `GET /metrics` on a new connection, given at most `limit`; the response, or why not.
+fn scrape_within(addr: std::net::SocketAddr, limit: Duration) -> Result<String, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = (|| -> std::io::Result<String> {
+            let mut s = TcpStream::connect(addr)?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
+}
+
+/// Idle connections do not delay a scrape (the one-at-a-time server took 2 s for each).
+#[test]
+fn idle_connections_do_not_delay_a_scrape() {
+    let ep = Endpoint::start();
+    let _idle: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(ep.addr).unwrap())
+        .collect();
+    let t = Instant::now();
+    let resp = scrape_within(ep.addr, Duration::from_secs(2)).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    assert!(resp.ends_with(&render(&sample())));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+/// A client sending its request a byte at a time is cut off when its time is up (408), and
+/// scrapes meanwhile are answered at once.
+#[test]
+fn slow_request_is_cut_off() {
+    let ep = Endpoint::start();
+    let addr = ep.addr;
+    let slow = std::thread::spawn(move || {
+        let t = Instant::now();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        let mut got = Vec::new();
+        for b in b"GET /metrics HTTP/1.1\r\nX-Pad: "
+            .iter()
+            .chain([b'a'; 2000].iter())
+        {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            let mut buf = [0u8; 1024];
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let _ = s.read_to_end(&mut got);
+        (String::from_utf8_lossy(&got).into_owned(), t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let resp = scrape_within(addr, Duration::from_secs(2)).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    let (said, took) = slow.join().unwrap();
+    assert!(
+        said.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{said}"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "slow client held for {took:?}"
+    );
+}
+
+/// More clients waiting to send a request than the endpoint keeps: the longest-waiting one
+/// gets a 503 at once, and scrapes still get through.
+#[test]
+fn too_many_waiting_clients_get_503() {
+    let ep = Endpoint::start();
+    let mut first = TcpStream::connect(ep.addr).unwrap();
+    let t = Instant::now();
+    // 100: more than the endpoint keeps waiting, fewer than the listen backlog (so this
+    // loop cannot block in connect whatever the server does).
+    let _others: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(ep.addr).unwrap())
+        .collect();
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = String::new();
+    first.read_to_string(&mut got).unwrap();
+    assert!(
+        got.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{got}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let resp = scrape_within(ep.addr, Duration::from_secs(2)).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+}

@@ -102,11 +102,6 @@ pub struct RealArgs {
     pub lower_threshold: u32,
 }
 
-/// ipvsadm's `MAX_TIMEOUT` for `-p`: 31 days.
-const MAX_PERSISTENCE: u32 = 86400 * 31;
-/// ipvsadm's default `-p` timeout.
-const DEFAULT_PERSISTENCE: u32 = 300;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Cmd {
     List,
@@ -340,12 +335,14 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
             }
             "p" => {
                 s.option(Opt::Persistent, &spelled)?;
+                // The YAML's rule, so an edit that parses also validates. (ipvsadm takes up
+                // to 31 days; uvs's deadlines stop at about 24.8.)
                 s.persistent = Some(match &value {
-                    None => DEFAULT_PERSISTENCE,
+                    None => uvs_config::DEFAULT_PERSISTENCE,
                     Some(t) => number(
                         t,
                         1,
-                        u64::from(MAX_PERSISTENCE),
+                        uvs_config::MAX_TIMEOUT,
                         "-p (persistence timeout in seconds)",
                     )? as u32,
                 });

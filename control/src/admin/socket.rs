@@ -6,14 +6,21 @@
 //! is needed): 0600 for root only, or 0660 with the file's group set to `admin.group`. The file
 //! is bound under a temporary name, given its mode and group, then renamed into place, so
 //! there is no moment when it is reachable with looser permissions.
+//!
+//! Clients are served through `crate::gate`: many may be connected at once, each has
+//! [`REQUEST_TIME`] to send its whole line, and at most [`MAX_WAITING`] may be mid-request
+//! (one more and the longest-waiting is refused), so idle or dripping clients cannot block
+//! `uvsadm`. Commands still run one at a time, so two edits never interleave their
+//! read-modify-write of the configuration.
 
+use crate::gate::{self, Ending, Limits, Refusal};
 use serde::{Deserialize, Serialize};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -34,18 +41,33 @@ pub struct AdminResponse {
 pub type AdminHandler = Arc<dyn Fn(&[String]) -> Result<String, String> + Send + Sync>;
 
 /// Longest request line accepted (an argv is a few hundred bytes).
-const MAX_REQUEST: u64 = 64 * 1024;
-/// Time a client has to send its request line and take the answer.
+const MAX_REQUEST: usize = 64 * 1024;
+/// Time a client has, from connecting, to send its whole request line.
+pub const REQUEST_TIME: Duration = Duration::from_secs(2);
+/// Clients connected and still sending their request, at most.
+pub const MAX_WAITING: usize = 64;
+/// Time a client has to take its answer; also how long `request` takes to send its line.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time `request` waits for uvsd's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+const LIMITS: Limits = Limits {
+    max_waiting: MAX_WAITING,
+    request_time: REQUEST_TIME,
+    max_request: MAX_REQUEST,
+    // Commands run one at a time; the second worker writes one answer while the next
+    // command runs.
+    workers: 2,
+    // Whole requests are cheap to hold; scripts may run dozens of uvsadm at once.
+    queue: 128,
+    answer_time: CLIENT_TIMEOUT,
+};
 
 /// Serves the admin socket at `path` until `stop` is set, then removes the file.
 ///
 /// A stale socket file (nothing accepting) is replaced; a live one is an error, since another
 /// uvsd is using it. The mode is 0600, or 0660 with the group `group` (a name from
-/// /etc/group, or a number). Clients are served one at a time, so two edits never interleave
-/// their read-modify-write of the configuration.
+/// /etc/group, or a number).
 pub fn serve(
     path: &Path,
     group: Option<&str>,
@@ -87,8 +109,7 @@ pub fn serve(
                 )
             })?;
         }
-        std::fs::rename(&tmp, path)?;
-        listener.set_nonblocking(true)
+        std::fs::rename(&tmp, path)
     })();
     if let Err(e) = prepared {
         let _ = std::fs::remove_file(&tmp);
@@ -99,30 +120,94 @@ pub fn serve(
     }
     let inode = std::fs::metadata(path).map(|m| m.ino()).ok();
     let path = path.to_path_buf();
+    let protocol = Arc::new(AdminProtocol {
+        handler,
+        one_at_a_time: Mutex::new(()),
+    });
     std::thread::Builder::new()
         .name("uvs-admin".into())
         .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Err(e) = answer(stream, &handler) {
-                            log::debug!("admin client: {e}");
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(e) => {
-                        log::warn!("admin socket: accept failed: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
+            gate::run("uvs-admin", listener, LIMITS, protocol, &stop);
             // Remove the file only if it is still ours (a newer uvsd may have replaced it).
             if std::fs::metadata(&path).map(|m| m.ino()).ok() == inode {
                 let _ = std::fs::remove_file(&path);
             }
         })
+}
+
+/// One JSON line in, one out.
+struct AdminProtocol {
+    handler: AdminHandler,
+    /// Held while a command runs.
+    one_at_a_time: Mutex<()>,
+}
+
+impl gate::Protocol for AdminProtocol {
+    fn complete(&self, request: &[u8]) -> bool {
+        request.contains(&b'\n')
+    }
+
+    fn answer(&self, request: &[u8], ending: Ending) -> Vec<u8> {
+        let line = request.split(|&b| b == b'\n').next().unwrap_or_default();
+        let response = if ending == Ending::TooLong {
+            AdminResponse {
+                ok: false,
+                output: format!("bad request: longer than {MAX_REQUEST} bytes"),
+            }
+        } else {
+            match serde_json::from_slice::<AdminRequest>(line) {
+                Err(e) => AdminResponse {
+                    ok: false,
+                    output: format!("bad request (expected {{\"argv\": [...]}}): {e}"),
+                },
+                Ok(req) => {
+                    let _turn = self
+                        .one_at_a_time
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        (self.handler)(&req.argv)
+                    }));
+                    match run {
+                        Ok(Ok(output)) => AdminResponse { ok: true, output },
+                        Ok(Err(output)) => AdminResponse { ok: false, output },
+                        Err(_) => AdminResponse {
+                            ok: false,
+                            output: "internal error in uvsd while running the command (see its \
+                                     log)"
+                                .into(),
+                        },
+                    }
+                }
+            }
+        };
+        response_line(&response)
+    }
+
+    fn refusal(&self, why: Refusal) -> Vec<u8> {
+        let output = match why {
+            Refusal::Slow => format!(
+                "uvsd closed the admin connection: no complete request within {} s",
+                REQUEST_TIME.as_secs()
+            ),
+            Refusal::Crowded => format!(
+                "uvsd is busy: too many admin clients ({MAX_WAITING}) were connected without \
+                 sending a request, and this one had waited longest; try again"
+            ),
+            Refusal::Busy => {
+                "uvsd is busy: too many admin requests are queued; try again".to_string()
+            }
+        };
+        response_line(&AdminResponse { ok: false, output })
+    }
+}
+
+fn response_line(r: &AdminResponse) -> Vec<u8> {
+    let mut text = serde_json::to_vec(r).unwrap_or_else(|_| {
+        br#"{"ok":false,"output":"internal error: unprintable answer"}"#.to_vec()
+    });
+    text.push(b'\n');
+    text
 }
 
 fn with_context(e: io::Error, what: String) -> io::Error {
@@ -167,34 +252,6 @@ fn clear_stale(path: &Path) -> io::Result<()> {
     }
     std::fs::remove_file(path)
         .map_err(|e| with_context(e, format!("cannot remove the stale {}", path.display())))
-}
-
-fn answer(stream: UnixStream, handler: &AdminHandler) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let mut line = String::new();
-    BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
-    let response = match serde_json::from_str::<AdminRequest>(line.trim_end()) {
-        Err(e) => AdminResponse {
-            ok: false,
-            output: format!("bad request (expected {{\"argv\": [...]}}): {e}"),
-        },
-        Ok(req) => {
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&req.argv)));
-            match run {
-                Ok(Ok(output)) => AdminResponse { ok: true, output },
-                Ok(Err(output)) => AdminResponse { ok: false, output },
-                Err(_) => AdminResponse {
-                    ok: false,
-                    output: "internal error in uvsd while running the command (see its log)".into(),
-                },
-            }
-        }
-    };
-    let mut text = serde_json::to_string(&response).map_err(io::Error::other)?;
-    text.push('\n');
-    (&stream).write_all(text.as_bytes())
 }
 
 /// Sends one command to uvsd and returns its output; errors say what to do.

@@ -1,7 +1,8 @@
 //! `uvsadm [--socket PATH] <ipvsadm arguments>`: sends the command to uvsd over its admin
 //! socket and prints the answer. The line is parsed here first, so mistakes and `-h` need no
 //! daemon; `top` redraws a frame from uvsd every second until Ctrl-C. `import-keepalived`
-//! runs here alone: it reads a file and prints YAML, without a daemon.
+//! runs here alone: it reads a file and prints YAML, without a daemon. A reader that goes
+//! away (`uvsadm -L | head`) ends uvsadm quietly, as it would a C tool.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -43,20 +44,11 @@ fn run(mut args: Vec<String>) -> i32 {
         }
     };
     match cmd {
-        AdminCommand::Help => {
-            print!("{}", usage());
-            0
-        }
-        AdminCommand::Version => {
-            print!("{}", version());
-            0
-        }
+        AdminCommand::Help => emit(&usage()),
+        AdminCommand::Version => emit(&version()),
         AdminCommand::Top { once: false } => top(&socket),
         _ => match request(&socket, &args) {
-            Ok(out) => {
-                print!("{out}");
-                0
-            }
+            Ok(out) => emit(&out),
             Err(e) => {
                 eprintln!("uvsadm: {e}");
                 1
@@ -87,8 +79,7 @@ fn import_keepalived(args: &[String]) -> i32 {
             for n in &done.notes {
                 eprintln!("{}", note(n));
             }
-            print!("{}", done.yaml);
-            0
+            emit(&done.yaml)
         }
         Err(e) => {
             if e.file.is_empty() {
@@ -96,6 +87,20 @@ fn import_keepalived(args: &[String]) -> i32 {
             } else {
                 eprintln!("{e}");
             }
+            1
+        }
+    }
+}
+
+/// Writes `text` to stdout: 0, or 1 with a message if stdout fails for another reason than
+/// its reader having gone away.
+fn emit(text: &str) -> i32 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("uvsadm: writing the output: {e}");
             1
         }
     }

@@ -28,6 +28,7 @@ pub use model::{
 };
 pub use net::{IpPrefix, PrefixError};
 pub use save::to_yaml;
+pub use validate::{DEFAULT_PERSISTENCE, MAX_TIMEOUT};
 
 use marks::{MarkTree, TreeError};
 use std::io::Read;

@@ -8,6 +8,8 @@ mod real;
 mod service;
 mod site;
 
+pub use service::DEFAULT_PERSISTENCE;
+
 use crate::error::{suggest, ConfigError};
 use crate::marks::{join, MarkTree};
 use crate::model::{
@@ -24,9 +26,11 @@ pub(crate) type Result<T> = std::result::Result<T, ConfigError>;
 
 /// Connection table capacity limit: 2^28 entries.
 pub(crate) const MAX_CONN_TABLE: u64 = 1 << 28;
-/// Longest timeout IPVS accepts: `INT_MAX / HZ` seconds with HZ = 1000
-/// (`ip_vs_set_timeout()` in `ip_vs_ctl.c`).
-pub(crate) const MAX_TIMEOUT: u64 = i32::MAX as u64 / 1000;
+/// Longest timeout in seconds, for the per-state timeouts and persistence (YAML and
+/// `uvsadm -p` alike): IPVS's `INT_MAX / HZ` with HZ = 1000 (`ip_vs_set_timeout()` in
+/// `ip_vs_ctl.c`), and what the connection table's wrapping millisecond deadlines allow
+/// (less than 2^31 ms ahead).
+pub const MAX_TIMEOUT: u64 = i32::MAX as u64 / 1000;
 /// Linux `IFNAMSIZ` is 16 including the terminating NUL.
 pub(crate) const MAX_IFNAME: usize = 15;
 /// Queues per interface; one AF_XDP socket and UMEM region each.

@@ -19,7 +19,7 @@ pub(crate) const DEFAULT_SCHEDULER: Scheduler = Scheduler::WeightedLeastConnecti
 /// ipvsadm's default forwarding method: "-g, --gatewaying ... This is the default" (ipvsadm(8)).
 pub(crate) const DEFAULT_FORWARDING: Forwarding = Forwarding::Dr;
 /// ipvsadm's default persistence timeout (`-p` without a value).
-pub(crate) const DEFAULT_PERSISTENCE: u32 = 300;
+pub const DEFAULT_PERSISTENCE: u32 = 300;
 /// Largest Maglev table accepted: 2^24 entries per service is already 64 MiB of u32 indices.
 pub(crate) const MAX_MH_TABLE: u64 = 1 << 24;
 /// Maglev table size when the YAML does not say (the scheduler's default).
