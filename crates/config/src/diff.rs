@@ -31,6 +31,8 @@ pub struct ConfigDiff {
     pub admin_changed: bool,
     /// The metrics endpoint changed.
     pub metrics_changed: bool,
+    /// The connection-sync section changed (the sync daemon restarts).
+    pub sync_changed: bool,
 }
 
 /// One service present in both configurations.
@@ -85,6 +87,7 @@ impl ConfigDiff {
             && !self.sysctls_changed
             && !self.admin_changed
             && !self.metrics_changed
+            && !self.sync_changed
     }
 }
 
@@ -105,6 +108,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
             || old.drop_entry != new.drop_entry,
         admin_changed: old.admin != new.admin,
         metrics_changed: old.metrics != new.metrics,
+        sync_changed: old.sync != new.sync,
         ..ConfigDiff::default()
     };
     for s in &old.services {
@@ -198,6 +202,7 @@ impl fmt::Display for ConfigDiff {
             ),
             (self.admin_changed, "admin"),
             (self.metrics_changed, "metrics"),
+            (self.sync_changed, "sync"),
         ] {
             if changed {
                 writeln!(f, "~ {what}")?;

@@ -24,7 +24,7 @@ pub use error::ConfigError;
 pub use model::{
     Admin, Config, ConnTable, Forwarding, HealthCheck, HealthCheckKind, Interface, Metrics,
     Persistence, Protocol, RealServer, Route, Scheduler, SchedulerFlag, Service, ServiceKey, Site,
-    SorryServer, Timeouts, Tunnel, Workers, XdpMode, ZeroCopy,
+    SorryServer, SyncConfig, SyncMode, Timeouts, Tunnel, Workers, XdpMode, ZeroCopy,
 };
 pub use net::{IpPrefix, PrefixError};
 pub use save::to_yaml;

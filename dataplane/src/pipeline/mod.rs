@@ -30,7 +30,7 @@ pub const PROTO_ICMPV6: u8 = 58;
 pub const PROTO_SCTP: u8 = 132;
 /// Protocol number marking persistence templates in the connection table; never the final
 /// protocol of a real packet (0 is IPv6 hop-by-hop, always followed by another header).
-pub(crate) const PROTO_TEMPLATE: u8 = 0;
+pub const PROTO_TEMPLATE: u8 = 0;
 
 pub(crate) const TCP_SYN: u8 = 0x02;
 pub(crate) const TCP_ACK: u8 = 0x10;
@@ -39,10 +39,10 @@ pub(crate) const TCP_RST: u8 = 0x04;
 
 /// Connection flags stored in `Conn::flags`.
 pub mod conn_flags {
-    /// The connection counts as active on its real server (TCP ESTABLISHED).
-    pub const ACTIVE: u8 = 0x01;
     /// A persistence template, not a flow.
     pub const TEMPLATE: u8 = 0x02;
+    /// Installed from a peer's sync message (IPVS's IP_VS_CONN_F_SYNC).
+    pub const SYNCED: u8 = 0x04;
 }
 
 /// What the pipeline needs from its worker.

@@ -7,6 +7,7 @@ mod health;
 mod real;
 mod service;
 mod site;
+mod sync;
 
 pub use service::DEFAULT_PERSISTENCE;
 
@@ -410,6 +411,10 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
             })?),
         },
     };
+    let sync = match raw.sync {
+        None => None,
+        Some(s) => Some(sync::sync(cx, s, &interfaces)?),
+    };
     let services = service::services(cx, raw.services.unwrap_or_default(), &links, &timeouts)?;
     Ok(Config {
         interfaces,
@@ -422,6 +427,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         drop_entry: raw.drop_entry.unwrap_or(true),
         admin,
         metrics,
+        sync,
         services,
     })
 }
