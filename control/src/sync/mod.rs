@@ -312,7 +312,7 @@ fn send_loop(
                         stats.sent_messages.fetch_add(1, Relaxed);
                     }
                     Err(e) => {
-                        if stats.send_errors.fetch_add(1, Relaxed) % 1000 == 0 {
+                        if stats.send_errors.fetch_add(1, Relaxed).is_multiple_of(1000) {
                             log::warn!("connection sync: sending to {t}: {e}");
                         }
                     }
