@@ -46,6 +46,8 @@ pub enum AdminCommand {
     Help,
     /// `-v`.
     Version,
+    /// `--start-daemon`, `--stop-daemon`, `-L --daemon` (connection sync).
+    Daemon(super::syncd::DaemonCommand),
 }
 
 /// What `-L` shows.
@@ -272,6 +274,9 @@ impl Seen {
 pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
     if argv.is_empty() {
         return Ok(AdminCommand::List(ListOptions::default()));
+    }
+    if let Some(d) = super::syncd::parse(argv) {
+        return d.map(AdminCommand::Daemon);
     }
     let mut s = Seen::default();
     for (key, spelled, value) in tokenize(argv)? {
