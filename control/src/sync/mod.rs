@@ -158,6 +158,43 @@ impl SyncDaemon {
     }
 }
 
+impl SyncDaemon {
+    /// The counters, for `uvsadm` and the metrics.
+    pub fn snapshot(&self) -> crate::snapshot::SyncSnapshot {
+        let s = &*self.stats;
+        let last = s.last_received_ms.load(Relaxed);
+        crate::snapshot::SyncSnapshot {
+            mode: self.config.mode.name().to_string(),
+            sent_messages: s.sent_messages.load(Relaxed),
+            sent_conns: s.sent_conns.load(Relaxed),
+            send_errors: s.send_errors.load(Relaxed),
+            received_messages: s.received_messages.load(Relaxed),
+            received_conns: s.received_conns.load(Relaxed),
+            installed: s.installed.load(Relaxed),
+            bad_messages: SYNC_ERRORS
+                .iter()
+                .zip(&s.bad_messages)
+                .map(|(e, n)| (error_name(*e).to_string(), n.load(Relaxed)))
+                .collect(),
+            refused: Refused::ALL
+                .iter()
+                .zip(&s.refused)
+                .map(|(r, n)| (r.name().to_string(), n.load(Relaxed)))
+                .collect(),
+            rate_limited: s.rate_limited.load(Relaxed),
+            tap_dropped: self.shared.sync.dropped(),
+            last_received_age_ms: (last > 0).then(|| (unix_us() / 1000).saturating_sub(last)),
+            peers: s
+                .peers
+                .lock()
+                .expect("peers lock")
+                .iter()
+                .map(|p| p.ip().to_string())
+                .collect(),
+        }
+    }
+}
+
 impl Drop for SyncDaemon {
     fn drop(&mut self) {
         self.stop.store(true, Relaxed);
