@@ -85,6 +85,9 @@ pub struct Shared {
     pub counters: AllCounters,
     pub clock: Clock,
     pub expire_nodest_conn: AtomicBool,
+    /// Verify TCP/UDP checksums and complete partial ones (on; `uvs-bench pipeline` turns
+    /// it off to measure the cost against the path without it).
+    pub verify_l4_checksums: AtomicBool,
 }
 
 impl Shared {
@@ -96,6 +99,7 @@ impl Shared {
             counters: new_counters(workers),
             clock: Clock::default(),
             expire_nodest_conn: AtomicBool::new(false),
+            verify_l4_checksums: AtomicBool::new(true),
         }
     }
 
@@ -210,6 +214,7 @@ impl<P: Port> Worker<P> {
             conns: &shared.conns,
             counters,
             expire_nodest_conn: shared.expire_nodest_conn.load(Ordering::Relaxed),
+            verify_l4_checksums: shared.verify_l4_checksums.load(Ordering::Relaxed),
             fullnat_cursor: &mut self.fullnat_cursor,
             frags: &mut self.frags,
         };
