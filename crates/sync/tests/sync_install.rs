@@ -8,13 +8,13 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use uvs_control::sync::install::{self, Refused};
-use uvs_control::sync::wire::{self, MessageWriter};
 use uvs_dataplane::lab;
 use uvs_dataplane::tables::Persistence;
 use uvs_dataplane::{Method, Shared, TablesBuilder, TablesSpec, Worker};
 use uvs_port::MemPort;
 use uvs_sched::SchedulerKind;
+use uvs_sync::install::{self, Refused};
+use uvs_sync::wire::{self, MessageWriter};
 use uvs_testkit::{self as tk, check_frame, Flags};
 
 struct Node {
