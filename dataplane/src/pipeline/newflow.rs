@@ -90,6 +90,7 @@ pub(crate) fn new_flow(
             }
             return Verdict::Drop(DropReason::TableFull);
         }
+        Err(InsertError::Contended) => return Verdict::Drop(DropReason::InsertContended),
         Err(_) => return Verdict::Drop(DropReason::TableFull),
     }
     if let (Frag::First { id }, Ok(conn_id)) = (p.frag, inserted) {
