@@ -206,6 +206,7 @@ pub fn snapshot(
         drops,
         generation: tables.generation,
         sync: None,
+        node: None,
     }
 }
 

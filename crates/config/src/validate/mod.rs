@@ -7,6 +7,7 @@ mod health;
 mod real;
 mod service;
 mod site;
+mod bgp;
 mod sync;
 
 pub use service::DEFAULT_PERSISTENCE;
@@ -415,6 +416,10 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         None => None,
         Some(s) => Some(sync::sync(cx, s, &interfaces)?),
     };
+    let bgp = match raw.bgp {
+        None => None,
+        Some(b) => Some(bgp::bgp(cx, b)?),
+    };
     let services = service::services(cx, raw.services.unwrap_or_default(), &links, &timeouts)?;
     Ok(Config {
         interfaces,
@@ -428,6 +433,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         admin,
         metrics,
         sync,
+        bgp,
         services,
     })
 }
