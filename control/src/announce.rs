@@ -74,10 +74,7 @@ pub struct NodeSnapshot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Serving,
-    Draining {
-        since: Instant,
-        timeout: Duration,
-    },
+    Draining { since: Instant, timeout: Duration },
     Stopping,
 }
 
@@ -329,7 +326,9 @@ impl Node {
         let Phase::Draining { since, timeout } = Self::phase(&i) else {
             return false;
         };
-        if i.last_count.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+        if i.last_count
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(500))
+        {
             i.busy_conns = Some(busy_conns(&core.shared));
             i.last_count = Some(Instant::now());
         }
@@ -342,7 +341,10 @@ impl Node {
                 if quiet {
                     "no connection carries traffic".to_string()
                 } else {
-                    format!("timeout, {} connection(s) still busy", i.busy_conns.unwrap_or(0))
+                    format!(
+                        "timeout, {} connection(s) still busy",
+                        i.busy_conns.unwrap_or(0)
+                    )
                 }
             );
             i.phase = Some(Phase::Stopping);
@@ -514,9 +516,17 @@ mod tests {
             .collect();
         let t = render_include(&vips);
         assert!(t.contains("protocol static uvs_vips4 {\n  ipv4;\n  route 198.18.100.1/32 blackhole;\n  route 198.18.100.2/32 blackhole;\n}\n"), "{t}");
-        assert!(t.contains("protocol static uvs_vips6 {\n  ipv6;\n  route 2001:2:0:100::1/128 blackhole;\n}\n"), "{t}");
+        assert!(
+            t.contains(
+                "protocol static uvs_vips6 {\n  ipv6;\n  route 2001:2:0:100::1/128 blackhole;\n}\n"
+            ),
+            "{t}"
+        );
         let empty = render_include(&BTreeSet::new());
-        assert!(empty.contains("protocol static uvs_vips4 {\n  ipv4;\n}\n"), "{empty}");
+        assert!(
+            empty.contains("protocol static uvs_vips4 {\n  ipv4;\n}\n"),
+            "{empty}"
+        );
     }
 
     #[test]
@@ -526,8 +536,12 @@ mod tests {
         );
         let (code, lines) = read_reply(&mut r).unwrap();
         assert_eq!(code, 3);
-        assert_eq!(lines, ["Reading configuration from /etc/bird.conf", "Reconfigured"]);
-        let mut r = std::io::Cursor::new(b"8002-/etc/bird.conf:3:1 syntax error\n more\n9001 x\n".to_vec());
+        assert_eq!(
+            lines,
+            ["Reading configuration from /etc/bird.conf", "Reconfigured"]
+        );
+        let mut r =
+            std::io::Cursor::new(b"8002-/etc/bird.conf:3:1 syntax error\n more\n9001 x\n".to_vec());
         assert_eq!(read_reply(&mut r).unwrap().0, 9001);
         let mut r = std::io::Cursor::new(b"0002-half".to_vec());
         assert!(read_reply(&mut r).is_err());
@@ -563,6 +577,8 @@ mod tests {
         let (want, why) = Node::wanted(drain, &never, &all, &usable);
         assert!(want.is_empty());
         assert_eq!(why.get(&a), Some(&"node draining"));
-        assert!(Node::wanted(Phase::Stopping, &bgp, &all, &usable).0.is_empty());
+        assert!(Node::wanted(Phase::Stopping, &bgp, &all, &usable)
+            .0
+            .is_empty());
     }
 }

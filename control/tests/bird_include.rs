@@ -71,7 +71,13 @@ fn bird_takes_the_include_and_reconfigures() {
     );
     let _bird = Bird(
         Command::new("bird")
-            .args(["-f", "-c", conf.to_str().unwrap(), "-s", sock.to_str().unwrap()])
+            .args([
+                "-f",
+                "-c",
+                conf.to_str().unwrap(),
+                "-s",
+                sock.to_str().unwrap(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -96,10 +102,17 @@ fn bird_takes_the_include_and_reconfigures() {
     bird_configure(&sock).unwrap();
     let r = routes(&sock);
     assert!(r.contains("198.18.100.2/32"), "{r}");
-    assert!(!r.contains("198.18.100.1/32") && !r.contains("2001:2:0:100::1"), "{r}");
+    assert!(
+        !r.contains("198.18.100.1/32") && !r.contains("2001:2:0:100::1"),
+        "{r}"
+    );
 
     // A broken main configuration is reported as BIRD's refusal, not as success.
-    std::fs::write(&include, "protocol static uvs_vips4 { ipv4; route nonsense; }\n").unwrap();
+    std::fs::write(
+        &include,
+        "protocol static uvs_vips4 { ipv4; route nonsense; }\n",
+    )
+    .unwrap();
     let e = bird_configure(&sock).unwrap_err();
     assert!(e.contains("refused"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);

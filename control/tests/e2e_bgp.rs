@@ -186,7 +186,14 @@ protocol bgp upstream {{
         let sock = d.join("bird.ctl");
         self.bird = Some(spawn_in(
             &self.role(),
-            &["bird", "-f", "-c", conf.to_str().unwrap(), "-s", sock.to_str().unwrap()],
+            &[
+                "bird",
+                "-f",
+                "-c",
+                conf.to_str().unwrap(),
+                "-s",
+                sock.to_str().unwrap(),
+            ],
             &format!("{}-bird.log", self.role()),
         ));
     }
@@ -230,7 +237,11 @@ protocol bgp upstream {{
 
     fn uvsadm(&self, args: &[&str]) -> Output {
         let sock = self.socket();
-        let mut a = vec![env!("CARGO_BIN_EXE_uvsadm"), "--socket", sock.to_str().unwrap()];
+        let mut a = vec![
+            env!("CARGO_BIN_EXE_uvsadm"),
+            "--socket",
+            sock.to_str().unwrap(),
+        ];
         a.extend_from_slice(args);
         exec(&self.role(), &a)
     }
@@ -247,7 +258,10 @@ protocol bgp upstream {{
 
 impl Drop for Node {
     fn drop(&mut self) {
-        for c in [self.uvsd.as_mut(), self.bird.as_mut()].into_iter().flatten() {
+        for c in [self.uvsd.as_mut(), self.bird.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -364,8 +378,16 @@ protocol bgp n2 from node { neighbor 198.18.61.12 as 65010; }
         "rt-bird.log",
     );
 
-    let mut n1 = Node { n: 1, bird: None, uvsd: None };
-    let mut n2 = Node { n: 2, bird: None, uvsd: None };
+    let mut n1 = Node {
+        n: 1,
+        bird: None,
+        uvsd: None,
+    };
+    let mut n2 = Node {
+        n: 2,
+        bird: None,
+        uvsd: None,
+    };
     let (a1, a2) = (n1.addr(), n2.addr());
     let t0 = Instant::now();
     for n in [&mut n1, &mut n2] {
@@ -373,10 +395,21 @@ protocol bgp n2 from node { neighbor 198.18.61.12 as 65010; }
         n.start_bird();
         n.start_uvsd();
     }
-    let initial = converge(&[&a1, &a2], t0, Duration::from_secs(30), "initial announcement");
-    println!("BGP: multipath route via both nodes {:.2} s after BIRD and uvsd started", initial.as_secs_f64());
+    let initial = converge(
+        &[&a1, &a2],
+        t0,
+        Duration::from_secs(30),
+        "initial announcement",
+    );
+    println!(
+        "BGP: multipath route via both nodes {:.2} s after BIRD and uvsd started",
+        initial.as_secs_f64()
+    );
     let status = String::from_utf8_lossy(&n1.uvsadm(&["node"]).stdout).to_string();
-    assert!(status.contains("Node: serving") && status.contains("198.18.100.1/32"), "{status}");
+    assert!(
+        status.contains("Node: serving") && status.contains("198.18.100.1/32"),
+        "{status}"
+    );
 
     // Flows spread over both nodes.
     let ok = curls(40);
@@ -389,14 +422,20 @@ protocol bgp n2 from node { neighbor 198.18.61.12 as 65010; }
     );
     let (c1, c2) = (n1.client_conns(), n2.client_conns());
     println!("spread: 40 connections, {c1} through n1, {c2} through n2");
-    assert!(c1 > 0 && c2 > 0, "flows not spread over both nodes: n1 {c1}, n2 {c2}");
+    assert!(
+        c1 > 0 && c2 > 0,
+        "flows not spread over both nodes: n1 {c1}, n2 {c2}"
+    );
     assert_eq!(c1 + c2, 40);
 
     // No usable real server (every weight 0, by a reload of the file): n1 withdraws.
     let t = Instant::now();
     std::fs::write(n1.dir().join("uvs.yaml"), n1.config(0)).unwrap();
     let d = converge(&[&a2], t, Duration::from_secs(10), "withdraw on weight 0");
-    println!("weight 0 on every real server of n1: withdrawn in {:.2} s (incl. 0.5 s file settle)", d.as_secs_f64());
+    println!(
+        "weight 0 on every real server of n1: withdrawn in {:.2} s (incl. 0.5 s file settle)",
+        d.as_secs_f64()
+    );
     let status = String::from_utf8_lossy(&n1.uvsadm(&["node"]).stdout).to_string();
     assert!(status.contains("no usable real server"), "{status}");
     assert_eq!(curls(10), 10);
@@ -409,7 +448,13 @@ protocol bgp n2 from node { neighbor 198.18.61.12 as 65010; }
     let sock = n1.socket();
     let t = Instant::now();
     let mut drain = Command::new("ip")
-        .args(["netns", "exec", &ns("n1"), env!("CARGO_BIN_EXE_uvsadm"), "--socket"])
+        .args([
+            "netns",
+            "exec",
+            &ns("n1"),
+            env!("CARGO_BIN_EXE_uvsadm"),
+            "--socket",
+        ])
         .arg(&sock)
         .args(["node", "drain", "--timeout", "15"])
         .stdout(Stdio::piped())
@@ -417,15 +462,30 @@ protocol bgp n2 from node { neighbor 198.18.61.12 as 65010; }
         .spawn()
         .unwrap();
     let d = converge(&[&a2], t, Duration::from_secs(10), "drain");
-    println!("drain: route via n2 only {:.2} s after `uvsadm node drain`", d.as_secs_f64());
+    println!(
+        "drain: route via n2 only {:.2} s after `uvsadm node drain`",
+        d.as_secs_f64()
+    );
     assert_eq!(curls(20), 20, "new connections failed during the drain");
-    let st = wait_exit(&mut drain, Duration::from_secs(30)).expect("uvsadm node drain did not return");
+    let st =
+        wait_exit(&mut drain, Duration::from_secs(30)).expect("uvsadm node drain did not return");
     let out = drain.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(st.success(), "node drain: {text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("withdrawn") && text.contains("uvsd stopped"), "{text}");
-    println!("drain: uvsd stopped by itself {:.2} s after the command", t.elapsed().as_secs_f64());
-    let st = wait_exit(n1.uvsd.as_mut().unwrap(), Duration::from_secs(10)).expect("n1 uvsd still runs");
+    assert!(
+        st.success(),
+        "node drain: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("withdrawn") && text.contains("uvsd stopped"),
+        "{text}"
+    );
+    println!(
+        "drain: uvsd stopped by itself {:.2} s after the command",
+        t.elapsed().as_secs_f64()
+    );
+    let st =
+        wait_exit(n1.uvsd.as_mut().unwrap(), Duration::from_secs(10)).expect("n1 uvsd still runs");
     assert!(st.success(), "n1 uvsd after drain: {st}\n{}", n1.log());
     assert!(n1.log().contains("drain finished"), "{}", n1.log());
 
@@ -433,7 +493,10 @@ protocol bgp n2 from node { neighbor 198.18.61.12 as 65010; }
     let t = Instant::now();
     n1.start_uvsd();
     let d = converge(&[&a1, &a2], t, Duration::from_secs(15), "n1 restarted");
-    println!("recovery: n1's uvsd restarted, multipath again in {:.2} s", d.as_secs_f64());
+    println!(
+        "recovery: n1's uvsd restarted, multipath again in {:.2} s",
+        d.as_secs_f64()
+    );
 
     // n2 dies: uvsd and its BIRD SIGKILLed; the router's hold timer (3 s) withdraws it.
     let t = Instant::now();
@@ -442,8 +505,14 @@ protocol bgp n2 from node { neighbor 198.18.61.12 as 65010; }
     let d = converge(&[&a1], t, Duration::from_secs(15), "n2 killed");
     // The kernel closes the killed BIRD's TCP session, so the router hears of it at once;
     // the hold timer is for a node that goes silent (below).
-    println!("failure: n2 (uvsd + BIRD) SIGKILLed, withdrawn by the router in {:.2} s", d.as_secs_f64());
-    assert!(d <= Duration::from_secs(5), "convergence took {d:?}, more than the hold time + 2 s");
+    println!(
+        "failure: n2 (uvsd + BIRD) SIGKILLed, withdrawn by the router in {:.2} s",
+        d.as_secs_f64()
+    );
+    assert!(
+        d <= Duration::from_secs(5),
+        "convergence took {d:?}, more than the hold time + 2 s"
+    );
     let _ = wait_exit(n2.uvsd.as_mut().unwrap(), Duration::from_secs(5));
     let _ = wait_exit(n2.bird.as_mut().unwrap(), Duration::from_secs(5));
     assert_eq!(curls(20), 20, "new connections failed after n2 died");
@@ -453,7 +522,10 @@ protocol bgp n2 from node { neighbor 198.18.61.12 as 65010; }
     n2.start_bird();
     n2.start_uvsd();
     let d = converge(&[&a1, &a2], t, Duration::from_secs(20), "n2 restarted");
-    println!("recovery: n2 (BIRD + uvsd) restarted, multipath again in {:.2} s", d.as_secs_f64());
+    println!(
+        "recovery: n2 (BIRD + uvsd) restarted, multipath again in {:.2} s",
+        d.as_secs_f64()
+    );
     assert_eq!(curls(10), 10);
 
     // SIGTERM: uvsd withdraws before it exits (it keeps forwarding stop_delay meanwhile).
@@ -464,7 +536,8 @@ protocol bgp n2 from node { neighbor 198.18.61.12 as 65010; }
         n2.uvsd.as_mut().unwrap().try_wait().unwrap().is_none(),
         "the route went only after uvsd had exited"
     );
-    let st = wait_exit(n2.uvsd.as_mut().unwrap(), Duration::from_secs(10)).expect("n2 uvsd did not exit");
+    let st = wait_exit(n2.uvsd.as_mut().unwrap(), Duration::from_secs(10))
+        .expect("n2 uvsd did not exit");
     println!(
         "SIGTERM: withdrawn in {:.2} s, uvsd exited after {:.2} s",
         d.as_secs_f64(),
@@ -478,7 +551,10 @@ protocol bgp n2 from node { neighbor 198.18.61.12 as 65010; }
     let t = Instant::now();
     exec("n1", &["ip", "link", "set", "uvs-f0", "down"]);
     let d = converge(&[], t, Duration::from_secs(10), "n1 silent");
-    println!("failure: n1 silent (link down), withdrawn by the hold timer in {:.2} s (hold time 3 s)", d.as_secs_f64());
+    println!(
+        "failure: n1 silent (link down), withdrawn by the hold timer in {:.2} s (hold time 3 s)",
+        d.as_secs_f64()
+    );
     assert!(
         d >= Duration::from_secs(2) && d <= Duration::from_secs(5),
         "hold-timer convergence took {d:?}"

@@ -3,11 +3,11 @@
 //! Checks run in document order and stop at the first mistake, so the error a user sees is the
 //! earliest one in their file.
 
+mod bgp;
 mod health;
 mod real;
 mod service;
 mod site;
-mod bgp;
 mod sync;
 
 pub use service::DEFAULT_PERSISTENCE;
