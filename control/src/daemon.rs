@@ -46,6 +46,8 @@ pub struct Core {
     runtime_edits: std::sync::atomic::AtomicU64,
     /// The connection-sync daemon the running configuration asks for.
     pub sync: Mutex<Option<crate::sync::SyncDaemon>>,
+    /// BGP announcement of the VIPs and the drain state (`crate::announce`).
+    pub node: crate::announce::Node,
 }
 
 #[derive(Default, Clone, PartialEq, Eq)]
@@ -457,6 +459,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         generation: Default::default(),
         runtime_edits: Default::default(),
         sync: Mutex::new(None),
+        node: Default::default(),
     });
     core.sync_maps(&config)?;
 
@@ -612,7 +615,12 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
             services.config_changed(core);
             core.sync_follow_config();
         }
+        if core.node.tick(core) {
+            break;
+        }
     }
+    // Withdraw from BGP while still forwarding, before anything stops.
+    core.node.shutdown(core);
     services.stop();
     *core.sync.lock().expect("sync lock") = None;
     Ok(())

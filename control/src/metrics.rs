@@ -184,6 +184,9 @@ pub fn render(s: &Snapshot) -> String {
     if let Some(y) = &s.sync {
         sync_families(&mut e, y);
     }
+    if let Some(n) = &s.node {
+        node_families(&mut e, n);
+    }
 
     let worker_labels: Vec<Labels> = s
         .workers
@@ -351,6 +354,48 @@ fn sync_families(e: &mut Exposition, y: &crate::snapshot::SyncSnapshot) {
     }
     e.family("uvs_sync_peers", "Peers heard from.", Kind::Gauge)
         .sample(&mode, y.peers.len() as u64);
+}
+
+/// BGP announcement (`bgp:`) and drain state.
+fn node_families(e: &mut Exposition, n: &crate::announce::NodeSnapshot) {
+    e.family(
+        "uvs_node_draining",
+        "1 while `uvsadm node drain` runs, else 0.",
+        Kind::Gauge,
+    )
+    .sample(&[], u64::from(n.state == "draining"));
+    if !n.bgp {
+        return;
+    }
+    let mut f = e.family(
+        "uvs_bgp_announced",
+        "1 for a VIP BIRD is told to announce, 0 for one withdrawn.",
+        Kind::Gauge,
+    );
+    for v in &n.announced {
+        f.sample(&[("vip", v.to_string())], 1u64);
+    }
+    for (v, _) in &n.withdrawn {
+        f.sample(&[("vip", v.to_string())], 0u64);
+    }
+    e.family(
+        "uvs_bgp_announced_vips",
+        "VIPs this node announces.",
+        Kind::Gauge,
+    )
+    .sample(&[], n.announced.len() as u64);
+    e.family(
+        "uvs_bgp_reconfigures_total",
+        "BIRD reconfigurations attempted (include file rewritten, `configure` sent).",
+        Kind::Counter,
+    )
+    .sample(&[], n.reconfigures);
+    e.family(
+        "uvs_bgp_reconfigure_errors_total",
+        "BIRD reconfigurations that failed (file not written, BIRD unreachable or refusing).",
+        Kind::Counter,
+    )
+    .sample(&[], n.reconfigure_errors);
 }
 
 #[derive(Clone, Copy)]

@@ -45,6 +45,7 @@ pub fn snapshot(core: &Core) -> Snapshot {
         .expect("sync lock")
         .as_ref()
         .map(|d| d.snapshot());
+    snap.node = Some(core.node.snapshot(&cfg));
     snap
 }
 
@@ -63,6 +64,15 @@ impl AdminBackend for Backend {
     }
     fn connections(&self) -> Vec<ConnSnapshot> {
         status::connections(&self.0.shared)
+    }
+    fn node(&self, cmd: &admin::node::NodeCommand) -> Result<String, String> {
+        match cmd {
+            admin::node::NodeCommand::Status => {
+                let cfg = self.config();
+                Ok(crate::announce::format(&self.0.node.snapshot(&cfg)))
+            }
+            admin::node::NodeCommand::Drain { timeout, .. } => self.0.node.drain(&self.0, *timeout),
+        }
     }
 }
 

@@ -114,6 +114,9 @@ pub struct Snapshot {
     pub generation: u64,
     /// Connection sync, when it runs.
     pub sync: Option<SyncSnapshot>,
+    /// BGP announcement and drain state (`uvsadm node`).
+    #[serde(default)]
+    pub node: Option<crate::announce::NodeSnapshot>,
 }
 
 /// The sync daemon's counters.

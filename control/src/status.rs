@@ -209,6 +209,7 @@ pub fn snapshot(
         drops,
         generation: tables.generation,
         sync: None,
+        node: None,
     }
 }
 

@@ -85,6 +85,7 @@ impl AdminBackend for FakeBackend {
             drops: vec![],
             generation: 1,
             sync: None,
+            node: None,
         }
     }
 

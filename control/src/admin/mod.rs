@@ -17,6 +17,7 @@ mod apply;
 mod argv;
 pub mod keepalived;
 mod list;
+pub mod node;
 mod parse;
 mod socket;
 pub mod syncd;
@@ -48,6 +49,10 @@ pub trait AdminBackend: Send + Sync {
     fn zero_counters(&self);
     /// The connection table (`-L -c`).
     fn connections(&self) -> Vec<ConnSnapshot>;
+    /// `uvsadm node` and `uvsadm node drain`.
+    fn node(&self, _cmd: &node::NodeCommand) -> Result<String, String> {
+        Err("this daemon has no node state".into())
+    }
 }
 
 /// Parses, runs and renders one command; what uvsd's socket handler calls.
@@ -86,6 +91,7 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
             backend.apply_config(new)?;
             Ok(String::new())
         }
+        AdminCommand::Node(n) => backend.node(n),
         AdminCommand::Help => Ok(usage()),
         AdminCommand::Version => Ok(version()),
     }
@@ -127,6 +133,7 @@ pub fn usage() -> String {
               [--sync-maxlen N] [--mcast-group ADDR] [--mcast-port PORT] [--mcast-ttl N]
   uvsadm --stop-daemon {master|backup}
   uvsadm -L --daemon
+  uvsadm node [drain [--timeout S] [--no-wait]]
   uvsadm import-keepalived [--interface NAME] [--network PREFIX]...
               [--local ADDRESS]... [--route PREFIX,VIA]... FILE
   uvsadm -h
@@ -151,6 +158,11 @@ Either long or short options are allowed.
   --start-daemon              start connection sync (IPVS sync protocol v1):
                               master sends, backup receives; edits the YAML's `sync:`
   --stop-daemon               stop it
+  node                        this node's BGP announcement: announced and withdrawn
+                              VIPs, BIRD's last reconfiguration, drain progress
+  node drain                  withdraw every VIP, wait until no connection carries
+                              traffic (or --timeout S, default bgp.drain_timeout or
+                              60), then stop uvsd; uvsadm waits for it unless --no-wait
   --help            -h        display this help message
 
 Options:

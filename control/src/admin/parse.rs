@@ -48,6 +48,8 @@ pub enum AdminCommand {
     Version,
     /// `--start-daemon`, `--stop-daemon`, `-L --daemon` (connection sync).
     Daemon(super::syncd::DaemonCommand),
+    /// `node`, `node drain [--timeout S]` (BGP announcement, drain).
+    Node(super::node::NodeCommand),
 }
 
 /// What `-L` shows.
@@ -277,6 +279,9 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
     }
     if let Some(d) = super::syncd::parse(argv) {
         return d.map(AdminCommand::Daemon);
+    }
+    if let Some(n) = super::node::parse(argv) {
+        return n.map(AdminCommand::Node);
     }
     let mut s = Seen::default();
     for (key, spelled, value) in tokenize(argv)? {

@@ -178,6 +178,8 @@ pub struct Config {
     pub metrics: Metrics,
     /// `None`: no connection sync.
     pub sync: Option<SyncConfig>,
+    /// `None`: the VIPs are not announced over BGP.
+    pub bgp: Option<BgpConfig>,
     pub services: Vec<Service>,
 }
 
@@ -321,6 +323,35 @@ pub struct SyncConfig {
     /// Received connection records accepted per second; more are dropped and counted.
     pub max_rate: u32,
 }
+
+named_enum! {
+    /// When a VIP stops being announced (a draining or stopping node withdraws all).
+    pub enum Withdraw {
+        /// When none of the VIP's services has a usable real server (health up, weight > 0).
+        NoUsableServer = "no_usable_server",
+        /// Only when the node drains or stops.
+        Never = "never",
+    }
+}
+
+/// BGP announcement of the VIPs: uvsd writes BIRD 2 `protocol static` blocks into
+/// `include` (a file the operator's bird.conf includes) and asks BIRD to reconfigure over
+/// its control socket. BIRD's main configuration (sessions, filters) stays the operator's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BgpConfig {
+    /// The file uvsd owns and rewrites.
+    pub include: PathBuf,
+    /// BIRD's control socket (`birdc -s`).
+    pub socket: PathBuf,
+    pub withdraw_when: Withdraw,
+    /// Seconds `uvsadm node drain` waits for traffic to end, unless `--timeout` says.
+    pub drain_timeout: u32,
+    /// Seconds uvsd keeps forwarding after withdrawing on SIGTERM/SIGINT, while routers
+    /// converge.
+    pub stop_delay: u32,
+}
+
+pub(crate) const DEFAULT_BIRD_SOCKET: &str = "/run/bird/bird.ctl";
 
 /// The Prometheus endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

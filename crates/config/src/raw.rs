@@ -35,6 +35,8 @@ pub(crate) struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync: Option<RawSync>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<RawBgp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<RawService>>,
 }
 
@@ -64,6 +66,22 @@ pub(crate) struct RawSync {
     pub refresh_period: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_rate: Option<u64>,
+}
+
+/// BGP announcement of the VIPs through BIRD (active/active behind ECMP).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBgp {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub include: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withdraw_when: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_delay: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

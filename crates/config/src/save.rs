@@ -57,6 +57,13 @@ pub fn to_yaml(config: &Config) -> String {
             refresh_period: Some(u64::from(s.refresh_period)),
             max_rate: Some(u64::from(s.max_rate)),
         }),
+        bgp: config.bgp.as_ref().map(|b| crate::raw::RawBgp {
+            include: Some(b.include.to_string_lossy().into_owned()),
+            socket: Some(b.socket.to_string_lossy().into_owned()),
+            withdraw_when: Some(b.withdraw_when.name().to_string()),
+            drain_timeout: Some(u64::from(b.drain_timeout)),
+            stop_delay: Some(u64::from(b.stop_delay)),
+        }),
         services: Some(
             config
                 .services

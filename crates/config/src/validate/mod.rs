@@ -3,6 +3,7 @@
 //! Checks run in document order and stop at the first mistake, so the error a user sees is the
 //! earliest one in their file.
 
+mod bgp;
 mod health;
 mod real;
 mod service;
@@ -415,6 +416,10 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         None => None,
         Some(s) => Some(sync::sync(cx, s, &interfaces)?),
     };
+    let bgp = match raw.bgp {
+        None => None,
+        Some(b) => Some(bgp::bgp(cx, b)?),
+    };
     let services = service::services(cx, raw.services.unwrap_or_default(), &links, &timeouts)?;
     Ok(Config {
         interfaces,
@@ -428,6 +433,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         admin,
         metrics,
         sync,
+        bgp,
         services,
     })
 }
