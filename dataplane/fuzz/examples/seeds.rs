@@ -128,7 +128,11 @@ fn init_ack(out: &[u8], v6: bool) -> Vec<u8> {
             IpAddr::from(<[u8; 4]>::try_from(&out[14 + o..14 + o + 4]).unwrap())
         }
     };
-    let (src, dst) = if v6 { (at(8), at(24)) } else { (at(12), at(16)) };
+    let (src, dst) = if v6 {
+        (at(8), at(24))
+    } else {
+        (at(12), at(16))
+    };
     let port = |o: usize| u16::from_be_bytes([sctp[o], sctp[o + 1]]);
     sc::frame(
         out[..6].try_into().unwrap(),
@@ -314,7 +318,10 @@ fn main() {
                 c.send(0, 0, syn(v6, client(v6), 41000 + i));
                 c.send(0, 0, query(v6, 41000 + i, 53, b"q"));
             }
-            seeds.push((format!("{name}-{}", if v6 { "v6" } else { "v4" }), c.bytes()));
+            seeds.push((
+                format!("{name}-{}", if v6 { "v6" } else { "v4" }),
+                c.bytes(),
+            ));
         }
     }
 

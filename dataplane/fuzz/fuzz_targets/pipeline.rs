@@ -120,7 +120,14 @@ fuzz_target!(|data: &[u8]| {
                 let (_, _, tx, slow, drops) = Snap::of(c).since(&held);
                 assert_eq!(
                     (tx, slow, named(&drops)),
-                    (0, 0, vec![(DropReason::name_of(DropReason::NeighbourUnresolved.index()), 1)]),
+                    (
+                        0,
+                        0,
+                        vec![(
+                            DropReason::name_of(DropReason::NeighbourUnresolved.index()),
+                            1
+                        )]
+                    ),
                     "a held frame ends as one neighbour_unresolved drop"
                 );
             }
