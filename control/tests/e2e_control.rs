@@ -76,10 +76,9 @@ fn real_up(tb: &Testbed, real: &str) -> Option<bool> {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn operator_view_quiesce_reload_health() {
-    if skip_unless_root("operator_view_quiesce_reload_health") {
-        return;
-    }
+    require_root("operator_view_quiesce_reload_health");
     let mut tb = Testbed::up("e2eops", "nat");
     let cfg = fast_health(&demo_config());
     tb.start_uvsd(&cfg);

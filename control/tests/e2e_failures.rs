@@ -142,10 +142,9 @@ fn web4_conns(tb: &Testbed) -> (u64, u64, String) {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn port_reuse_never_reaches_a_dead_or_removed_server() {
-    if skip_unless_root("port_reuse_never_reaches_a_dead_or_removed_server") {
-        return;
-    }
+    require_root("port_reuse_never_reaches_a_dead_or_removed_server");
     let mut tb = Testbed::up("e2efail", "nat");
     let cfg = config(65536);
     tb.start_uvsd(&cfg);
@@ -218,10 +217,9 @@ fn port_reuse_never_reaches_a_dead_or_removed_server() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn a_syn_flood_does_not_lock_clients_out_after_it_ends() {
-    if skip_unless_root("a_syn_flood_does_not_lock_clients_out_after_it_ends") {
-        return;
-    }
+    require_root("a_syn_flood_does_not_lock_clients_out_after_it_ends");
     let mut tb = Testbed::up("e2eflood", "nat");
     // No connection before the flood: an entry of one that expired during it would
     // free a slot and let a client in whether or not half-open entries are dealt with.
@@ -301,10 +299,9 @@ fn a_syn_flood_does_not_lock_clients_out_after_it_ends() {
 /// like its DNS lookups or updates) is routed by the director's kernel, as IPVS's director
 /// routes it, while its replies to clients of the VIP still go through uvs.
 #[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn a_nat_real_servers_own_traffic_is_routed_by_the_kernel() {
-    if skip_unless_root("a_nat_real_servers_own_traffic_is_routed_by_the_kernel") {
-        return;
-    }
+    require_root("a_nat_real_servers_own_traffic_is_routed_by_the_kernel");
     let mut tb = Testbed::up("e2eown", "nat");
     tb.start_uvsd(&demo_config());
     // A NAT director routes (ip_forward on), as an IPVS one must.
@@ -358,10 +355,9 @@ fn a_nat_real_servers_own_traffic_is_routed_by_the_kernel() {
 /// that does not answer (nothing listens at 198.18.1.14) is taken out before requests
 /// fail. A later reload of the file discards the edit and says so in the log.
 #[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn a_server_added_with_uvsadm_is_health_checked() {
-    if skip_unless_root("a_server_added_with_uvsadm_is_health_checked") {
-        return;
-    }
+    require_root("a_server_added_with_uvsadm_is_health_checked");
     let mut tb = Testbed::up("e2eadd", "nat");
     tb.start_uvsd(&config(65536));
     let add = tb.uvsadm(&["-a", "-t", "198.18.100.1:80", "-r", "198.18.1.14:80", "-m"]);

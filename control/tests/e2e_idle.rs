@@ -48,10 +48,9 @@ fn first_request(tb: &Testbed) -> f64 {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn an_idle_uvsd_sleeps_and_wakes_for_traffic() {
-    if skip_unless_root("an_idle_uvsd_sleeps_and_wakes_for_traffic") {
-        return;
-    }
+    require_root("an_idle_uvsd_sleeps_and_wakes_for_traffic");
     let mut tb = Testbed::up("e2eidle", "nat");
     // No health checks: their own traffic would wake the workers.
     let cfg = demo_config()

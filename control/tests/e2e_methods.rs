@@ -84,10 +84,9 @@ fn check_method(method: &str) {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn every_forwarding_method_over_ipv4_and_ipv6() {
-    if skip_unless_root("every_forwarding_method_over_ipv4_and_ipv6") {
-        return;
-    }
+    require_root("every_forwarding_method_over_ipv4_and_ipv6");
     for method in ["dr", "tun", "fullnat"] {
         check_method(method);
     }

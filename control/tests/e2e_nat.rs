@@ -16,10 +16,9 @@ fn tally(answers: &[String]) -> BTreeMap<String, usize> {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn nat_balances_http_and_udp_over_ipv4_and_ipv6() {
-    if skip_unless_root("nat_balances_http_and_udp_over_ipv4_and_ipv6") {
-        return;
-    }
+    require_root("nat_balances_http_and_udp_over_ipv4_and_ipv6");
     let mut tb = Testbed::up("e2enat", "nat");
     // Capture what uvs forwards from the client to real server 1, to check the checksums
     // uvs wrote: the client's sockets send them partial (veth offload), so they pass only
@@ -153,10 +152,9 @@ s.settimeout(2); s.sendto(b'q', (v, 53)); print(s.recvfrom(100)[0].split()[0].de
 /// Two workers on two-queue links: flows land on either worker, and a reply that arrives
 /// on the other worker's queue still finds its connection (the shared table).
 #[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn two_workers_share_the_connection_table() {
-    if skip_unless_root("two_workers_share_the_connection_table") {
-        return;
-    }
+    require_root("two_workers_share_the_connection_table");
     let mut tb = Testbed::up_with("e2emq", "nat", 2);
     let cfg = demo_config()
         .replace("    queues: 1\n", "    queues: 2\n")

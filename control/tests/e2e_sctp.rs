@@ -250,38 +250,30 @@ fn check_method(method: &str) {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn usrsctp_echo_through_nat_and_fullnat_ipv4_and_ipv6() {
-    if skip_unless_root("usrsctp_echo_through_nat_and_fullnat_ipv4_and_ipv6") {
-        return;
-    }
-    if !std::path::Path::new(CLIENT).exists() {
-        eprintln!(
-            "skipping usrsctp_echo_through_nat_and_fullnat_ipv4_and_ipv6: {CLIENT} missing; \
-             install it with: DEBIAN_FRONTEND=noninteractive apt-get install -y \
-             --no-install-recommends libusrsctp-examples"
-        );
-        return;
-    }
+    require_root("usrsctp_echo_through_nat_and_fullnat_ipv4_and_ipv6");
+    assert!(
+        std::path::Path::new(CLIENT).exists(),
+        "{CLIENT} missing; install it with: DEBIAN_FRONTEND=noninteractive apt-get install -y \
+         --no-install-recommends libusrsctp-examples (.ci/run --deps-only does)"
+    );
     for method in ["nat", "fullnat"] {
         check_method(method);
     }
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn usrsctp_echo_through_dr_and_tun_ipv4_and_ipv6() {
-    if skip_unless_root("usrsctp_echo_through_dr_and_tun_ipv4_and_ipv6") {
-        return;
-    }
-    if !std::path::Path::new(CLIENT).exists()
-        || !std::path::Path::new("/usr/include/usrsctp.h").exists()
-    {
-        eprintln!(
-            "skipping usrsctp_echo_through_dr_and_tun_ipv4_and_ipv6: needs {CLIENT} and usrsctp.h; \
-             install them with: DEBIAN_FRONTEND=noninteractive apt-get install -y \
-             --no-install-recommends libusrsctp-examples libusrsctp-dev"
-        );
-        return;
-    }
+    require_root("usrsctp_echo_through_dr_and_tun_ipv4_and_ipv6");
+    assert!(
+        std::path::Path::new(CLIENT).exists()
+            && std::path::Path::new("/usr/include/usrsctp.h").exists(),
+        "needs {CLIENT} and usrsctp.h; install them with: DEBIAN_FRONTEND=noninteractive \
+         apt-get install -y --no-install-recommends libusrsctp-examples libusrsctp-dev \
+         (.ci/run --deps-only does)"
+    );
     for method in ["dr", "tun"] {
         check_method(method);
     }

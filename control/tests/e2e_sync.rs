@@ -205,10 +205,9 @@ fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn connections_on_one_node_appear_on_the_other() {
-    if skip_unless_root("connections_on_one_node_appear_on_the_other") {
-        return;
-    }
+    require_root("connections_on_one_node_appear_on_the_other");
     let mut tb = Testbed::up("e2esync", "nat");
     let key = "auth_key: \"0123456789abcdef0123456789abcdef\"";
     let base = demo_config();

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TestNet, MAC_A, MAC_B};
+use common::{require_root, TestNet, MAC_A, MAC_B};
 use uvs_port::{Frame, Port};
 use uvs_xsk::{XdpMode, XdpProgram, XskConfig, XskPort, XskPortStats, ZeroCopy};
 
@@ -45,11 +45,9 @@ fn frame(seq: u64) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, AF_XDP and BPF (scripts/test.sh runs it as root)"]
 fn windows_of_frames_round_trip_without_loss() {
-    if !uvs_xsk::is_root() {
-        eprintln!("skipped: needs root (CI runs as root)");
-        return;
-    }
+    require_root();
     let net = TestNet::new("f");
     let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -174,11 +172,9 @@ fn windows_of_frames_round_trip_without_loss() {
 /// With an MTU above FRAME_CAPACITY a received frame could be longer than
 /// `buf_mut`'s buffer: the port drops and counts it instead.
 #[test]
+#[ignore = "needs root: network namespaces, AF_XDP and BPF (scripts/test.sh runs it as root)"]
 fn frames_beyond_frame_capacity_are_dropped_and_counted() {
-    if !uvs_xsk::is_root() {
-        eprintln!("skipped: needs root (CI runs as root)");
-        return;
-    }
+    require_root();
     let net = TestNet::new("j");
     for (ns, dev) in [(&net.lb, &net.a), (&net.peer, &net.b)] {
         assert!(net.exec_ok(ns, &["ip", "link", "set", "dev", dev, "mtu", "3000"]));

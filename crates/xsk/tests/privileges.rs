@@ -8,11 +8,9 @@ use common::*;
 use uvs_xsk::{XdpMode, XdpProgram, XskConfig, XskError, XskPort, ZeroCopy};
 
 #[test]
+#[ignore = "needs root: network namespaces, AF_XDP and BPF (scripts/test.sh runs it as root)"]
 fn missing_privileges_and_memlock_are_explained() {
-    if !uvs_xsk::is_root() {
-        eprintln!("skipped: needs root to drop privileges from (CI runs as root)");
-        return;
-    }
+    require_root();
     let net = TestNet::new("p");
     let a = net.a.clone();
     let t = net.spawn_in(&net.lb, move || {

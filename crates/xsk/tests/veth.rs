@@ -1,7 +1,7 @@
 //! End-to-end tests on a veth pair between two network namespaces: the XDP
 //! program steers owned traffic to an `XskPort`, the port answers through
 //! the kernel of the peer namespace, and everything else still reaches the
-//! kernel. Needs root; skipped (with a message) otherwise.
+//! kernel. Needs root: `#[ignore]`d, scripts/test.sh runs them as root.
 
 mod common;
 
@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TestNet, MAC_A, MAC_B};
+use common::{require_root, TestNet, MAC_A, MAC_B};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use uvs_port::{Frame, Port};
 use uvs_xsk::{
@@ -24,14 +24,6 @@ use uvs_xsk::{
 const OWNED4: &str = "198.18.0.10";
 const OWNED6: &str = "2001:2::10";
 const PORT: u16 = 7777;
-
-fn root() -> bool {
-    if !uvs_xsk::is_root() {
-        eprintln!("skipped: AF_XDP and BPF need root (CI runs as root)");
-        return false;
-    }
-    true
-}
 
 /// An ARP reply from `MAC_A` for `ip` to the requester, if `frame` is an
 /// ARP request for `ip`.
@@ -271,25 +263,24 @@ fn owned_traffic_reaches_the_socket_and_the_rest_the_kernel(tag: &str, mode: Xdp
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, AF_XDP and BPF (scripts/test.sh runs it as root)"]
 fn native_mode_exchange() {
-    if root() {
-        owned_traffic_reaches_the_socket_and_the_rest_the_kernel("n", XdpMode::Native);
-    }
+    require_root();
+    owned_traffic_reaches_the_socket_and_the_rest_the_kernel("n", XdpMode::Native);
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, AF_XDP and BPF (scripts/test.sh runs it as root)"]
 fn generic_mode_exchange() {
-    if root() {
-        owned_traffic_reaches_the_socket_and_the_rest_the_kernel("g", XdpMode::Generic);
-    }
+    require_root();
+    owned_traffic_reaches_the_socket_and_the_rest_the_kernel("g", XdpMode::Generic);
 }
 
 /// Setup mistakes give the error that names the fix.
 #[test]
+#[ignore = "needs root: network namespaces, AF_XDP and BPF (scripts/test.sh runs it as root)"]
 fn setup_errors_name_the_fix() {
-    if !root() {
-        return;
-    }
+    require_root();
     let net = TestNet::new("e");
     let (a, b, peer) = (net.a.clone(), net.b.clone(), net.peer.clone());
     // A jumbo MTU on the peer makes veth refuse native XDP.

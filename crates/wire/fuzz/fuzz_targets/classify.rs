@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
             uvs_wire::set_embedded_dst_port(&mut f, &mut e, 4);
         }
         // A rewritten valid frame must still classify (rewrites keep lengths and checksums).
-        assert!(uvs_wire::classify(&f).is_ok(), "rewrite broke a valid frame");
+        assert!(
+            uvs_wire::classify(&f).is_ok(),
+            "rewrite broke a valid frame"
+        );
         let mut out = [0u8; 1600];
         let _ = build::icmp_echo_reply(&f, &p, &mut out);
         let _ = build::icmpv4_frag_needed(&f, &p, [198, 18, 0, 1], 1400, &mut out);
@@ -38,10 +41,23 @@ fuzz_target!(|data: &[u8]| {
         buf.resize(len + 40, 0);
         for (inner, outer) in [(L3::V4, L3::V6), (L3::V6, L3::V4), (p.l3, p.l3)] {
             let mut b = buf.clone();
-            if let Ok(n) = uvs_wire::encap_ipip(&mut b, len, usize::from(p.l3_off), &[1; 16], &[2; 16], inner, outer, 64) {
+            if let Ok(n) = uvs_wire::encap_ipip(
+                &mut b,
+                len,
+                usize::from(p.l3_off),
+                &[1; 16],
+                &[2; 16],
+                inner,
+                outer,
+                64,
+            ) {
                 // Decapsulating what we encapsulated gives back the IP packet.
-                let m = uvs_wire::decap_ipip(&mut b, n, usize::from(p.l3_off)).expect("decap of our own encap");
-                assert_eq!(&b[usize::from(p.l3_off)..m], &f[usize::from(p.l3_off)..p.l3_end()]);
+                let m = uvs_wire::decap_ipip(&mut b, n, usize::from(p.l3_off))
+                    .expect("decap of our own encap");
+                assert_eq!(
+                    &b[usize::from(p.l3_off)..m],
+                    &f[usize::from(p.l3_off)..p.l3_end()]
+                );
             }
         }
     }

@@ -21,6 +21,17 @@ use std::{
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 pub const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 
+/// These tests are `#[ignore]`d (listed as ignored, not passed); `scripts/test.sh` runs
+/// them as root with `--include-ignored`. Run without root anyway, one fails here, saying
+/// why, rather than passing without having tested anything.
+pub fn require_root() {
+    assert!(
+        uvs_xsk::is_root(),
+        "needs root (network namespaces, AF_XDP and BPF): run it as root, e.g. scripts/test.sh \
+         under sudo"
+    );
+}
+
 /// Runs a command; panics with its output when it fails.
 pub fn sh(args: &[&str]) {
     let out = Command::new(args[0])
