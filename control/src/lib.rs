@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod daemon;
 pub mod filewatch;
+pub mod fwmark;
 mod gate;
 pub mod health;
 pub mod man;

@@ -24,12 +24,19 @@ pub struct Services {
 struct Backend(Arc<Core>);
 
 pub fn snapshot(core: &Core) -> Snapshot {
+    snapshot_with(core, None)
+}
+
+fn snapshot_with(
+    core: &Core,
+    persistent: Option<&std::collections::HashMap<(u16, u16), u32>>,
+) -> Snapshot {
     let cfg = core.running.lock().expect("running lock").config.clone();
     let rates = core.rates.lock().expect("rates lock");
-    status::snapshot(&core.shared, &rates, &core.cores, |key| {
+    let flags_of = |key: &uvs_dataplane::ServiceKey| {
         cfg.services
             .iter()
-            .find(|s| service_key(s.vip, s.protocol, s.port) == *key)
+            .find(|s| service_key(&s.key()) == *key)
             .map(|s| {
                 s.scheduler_flags
                     .iter()
@@ -38,7 +45,8 @@ pub fn snapshot(core: &Core) -> Snapshot {
                     .join(",")
             })
             .unwrap_or_default()
-    })
+    };
+    status::snapshot_with(&core.shared, &rates, &core.cores, flags_of, persistent)
 }
 
 impl AdminBackend for Backend {
@@ -51,11 +59,25 @@ impl AdminBackend for Backend {
     fn apply_config(&self, new: Config) -> Result<(), String> {
         self.0.apply_admin_edit(new)
     }
-    fn zero_counters(&self) {
-        self.0.shared.zero_traffic_counters();
+    fn zero_counters(&self, service: Option<&uvs_config::ServiceKey>) {
+        let Some(key) = service else {
+            self.0.shared.zero_traffic_counters();
+            return;
+        };
+        let key = service_key(key);
+        let tables = self.0.shared.tables.load();
+        for s in tables.services.iter().flatten().filter(|s| s.key == key) {
+            s.stats.reset();
+            for r in s.reals.iter().flatten() {
+                r.stats.reset();
+            }
+        }
     }
     fn connections(&self) -> Vec<ConnSnapshot> {
         status::connections(&self.0.shared)
+    }
+    fn snapshot_persistent(&self) -> Snapshot {
+        snapshot_with(&self.0, Some(&status::persistent_counts(&self.0.shared)))
     }
 }
 
@@ -72,7 +94,7 @@ fn start_health(core: &Arc<Core>, previous: &[(HealthTarget, bool)]) -> HealthMo
             if up { "UP" } else { "DOWN" }
         );
         c.set_health(
-            service_key(t.service.vip, t.service.protocol, t.service.port),
+            service_key(&t.service),
             t.real,
             up,
         );
@@ -91,7 +113,7 @@ fn start_health(core: &Arc<Core>, previous: &[(HealthTarget, bool)]) -> HealthMo
     for (t, up) in &targets {
         if !up {
             core.set_health(
-                service_key(t.service.vip, t.service.protocol, t.service.port),
+                service_key(&t.service),
                 t.real,
                 false,
             );
@@ -139,7 +161,7 @@ impl Services {
         for (t, rtt, load) in m.feedback() {
             if rtt > 0 || load.is_some() {
                 core.set_feedback(
-                    service_key(t.service.vip, t.service.protocol, t.service.port),
+                    service_key(&t.service),
                     t.real,
                     rtt,
                     load,

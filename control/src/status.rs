@@ -121,12 +121,35 @@ impl RateSampler {
     }
 }
 
+/// Persistence templates per (service id, real server slot): a walk of the whole table.
+pub fn persistent_counts(shared: &Shared) -> HashMap<(u16, u16), u32> {
+    let mut counts = HashMap::new();
+    shared.conns.for_each(|_, c, _| {
+        if c.flags & conn_flags::TEMPLATE != 0 {
+            *counts.entry((c.service, c.real)).or_insert(0) += 1;
+        }
+    });
+    counts
+}
+
 /// The picture `uvsadm` and the metrics endpoint render.
 pub fn snapshot(
     shared: &Shared,
     rates: &RateSampler,
     cores: &[Option<usize>],
     flags_of: impl Fn(&uvs_dataplane::ServiceKey) -> String,
+) -> Snapshot {
+    snapshot_with(shared, rates, cores, flags_of, None)
+}
+
+/// [`snapshot`], with each real server's persistence templates from `persistent`
+/// ([`persistent_counts`]).
+pub fn snapshot_with(
+    shared: &Shared,
+    rates: &RateSampler,
+    cores: &[Option<usize>],
+    flags_of: impl Fn(&uvs_dataplane::ServiceKey) -> String,
+    persistent: Option<&HashMap<(u16, u16), u32>>,
 ) -> Snapshot {
     let tables = shared.tables.load();
     let mut services = Vec::new();
@@ -148,15 +171,29 @@ pub fn snapshot(
                 overloaded: live.overloaded.load(Relaxed),
                 upper_threshold: spec.upper_threshold,
                 lower_threshold: spec.lower_threshold,
+                persistent: persistent
+                    .and_then(|p| p.get(&(s.id, slot as u16)))
+                    .copied()
+                    .unwrap_or(0),
                 traffic: traffic(r.stats.totals()),
                 rates: rates.rate(&(base.0, base.1, base.2, Some((r.addr.to_ip(), r.port)))),
             });
         }
+        let fwmark = s.key.fwmark();
         services.push(ServiceSnapshot {
             name: s.name.clone(),
-            protocol: proto_name(s.key.proto).to_string(),
-            vip: s.key.vip.to_ip(),
+            protocol: if fwmark.is_some() {
+                "FWM".to_string()
+            } else {
+                proto_name(s.key.proto).to_string()
+            },
+            vip: match (fwmark, s.key.vip.v6) {
+                (None, _) => s.key.vip.to_ip(),
+                (Some(_), false) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                (Some(_), true) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            },
             port: s.key.port,
+            fwmark: fwmark.unwrap_or(0),
             scheduler: s.sched_name.to_string(),
             flags: flags_of(&s.key),
             persistent: s.persistence.map(|p| (p.timeout_s, p.prefix_len)),
@@ -167,7 +204,12 @@ pub fn snapshot(
         });
     }
     services.sort_by(|a, b| {
-        (a.protocol.clone(), a.vip, a.port).cmp(&(b.protocol.clone(), b.vip, b.port))
+        (a.fwmark, a.protocol.clone(), a.vip, a.port).cmp(&(
+            b.fwmark,
+            b.protocol.clone(),
+            b.vip,
+            b.port,
+        ))
     });
     let workers = shared
         .counters

@@ -55,6 +55,7 @@ fn real(
         overloaded: false,
         upper_threshold: 0,
         lower_threshold: 0,
+        persistent: 0,
         traffic: traffic(t),
         rates: rates(r),
     }
@@ -78,6 +79,7 @@ fn service(
         protocol: protocol.into(),
         vip: ip(vip),
         port,
+        fwmark: 0,
         scheduler: scheduler.into(),
         flags: flags.into(),
         persistent,
@@ -208,7 +210,7 @@ fn plain_listing() {
     assert_lines(
         &format_list(&sample(), true, false, false),
         &[
-            "uvs 0.1.0 (size=65536)",
+            "IP Virtual Server version 1.2.1 (size=65536)",
             "Prot LocalAddress:Port Scheduler Flags",
             "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
             "TCP  198.18.100.1:80 wlc",
@@ -229,7 +231,7 @@ fn stats_listing_with_large_numbers() {
     assert_lines(
         &format_list(&sample(), true, true, false),
         &[
-            "uvs 0.1.0 (size=65536)",
+            "IP Virtual Server version 1.2.1 (size=65536)",
             "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes",
             "  -> RemoteAddress:Port",
             "TCP  198.18.100.1:80                   105     2050     1940   153000  2504000",
@@ -250,7 +252,7 @@ fn rate_listing() {
     assert_lines(
         &format_list(&sample(), true, false, true),
         &[
-            "uvs 0.1.0 (size=65536)",
+            "IP Virtual Server version 1.2.1 (size=65536)",
             "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS",
             "  -> RemoteAddress:Port",
             "TCP  198.18.100.1:80                     1       21       20     1560    25080",
@@ -306,11 +308,7 @@ fn thresholds_exact_and_one_service() {
     s.services[3].reals[1].upper_threshold = 100;
     s.services[3].reals[1].lower_threshold = 50;
     s.services[3].traffic.conns = 123_456_789;
-    let web = ServiceKey {
-        vip: ip("198.18.100.1"),
-        protocol: Protocol::Tcp,
-        port: 80,
-    };
+    let web = ServiceKey::addr(ip("198.18.100.1"), Protocol::Tcp, 80);
     let opts = ListOptions {
         numeric: true,
         thresholds: true,

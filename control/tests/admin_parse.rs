@@ -14,11 +14,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn key(protocol: Protocol, vip: &str, port: u16) -> ServiceKey {
-    ServiceKey {
-        vip: ip(vip),
-        protocol,
-        port,
-    }
+    ServiceKey::addr(ip(vip), protocol, port)
 }
 
 fn web() -> ServiceKey {
@@ -277,7 +273,7 @@ fn good_command_lines() {
         ),
         ("-C", AdminCommand::Clear),
         ("--clear", AdminCommand::Clear),
-        ("-Z", AdminCommand::Zero),
+        ("-Z", AdminCommand::Zero(None)),
         ("save", AdminCommand::Save),
         ("-S -n", AdminCommand::SaveRules),
         ("top", AdminCommand::Top { once: false }),

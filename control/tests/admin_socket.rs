@@ -55,6 +55,7 @@ impl AdminBackend for FakeBackend {
                     protocol: s.protocol.name().to_ascii_uppercase(),
                     vip: s.vip,
                     port: s.port,
+                    fwmark: s.fwmark,
                     scheduler: s.scheduler.name().into(),
                     flags: String::new(),
                     persistent: None,
@@ -73,6 +74,7 @@ impl AdminBackend for FakeBackend {
                             overloaded: false,
                             upper_threshold: r.upper_threshold,
                             lower_threshold: r.lower_threshold,
+                            persistent: 0,
                             traffic: Traffic::default(),
                             rates: Rates::default(),
                         })
@@ -96,8 +98,12 @@ impl AdminBackend for FakeBackend {
         Ok(())
     }
 
-    fn zero_counters(&self) {
+    fn zero_counters(&self, _service: Option<&uvs_config::ServiceKey>) {
         self.zeroed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot_persistent(&self) -> Snapshot {
+        self.snapshot()
     }
 
     fn connections(&self) -> Vec<ConnSnapshot> {

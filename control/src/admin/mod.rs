@@ -17,15 +17,24 @@ mod apply;
 mod argv;
 pub mod keepalived;
 mod list;
+mod names;
 mod parse;
 mod socket;
 mod top;
 
 pub use apply::{apply, service_text};
-pub use list::{format_conns, format_list, format_list_with, format_rules, parse_services};
+pub use list::{
+    addresses, config_addresses, conn_addresses, format_conns, format_conns_with, format_list,
+    format_list_names, format_list_with, format_rules, format_rules_with, format_timeouts,
+    parse_services, IPVS_VERSION,
+};
+pub use names::{
+    numeric_endpoint, numeric_endpoints, parse_getent, Names, Numeric, PortNames, SystemNames,
+};
 pub use parse::{parse, AdminCommand, ListOptions, RealArgs, ServiceArgs};
 pub use socket::{
     gid_in, group_name_in, request, resolve_group, serve, AdminHandler, AdminRequest, AdminResponse,
+    MAX_REQUEST,
 };
 pub use top::{format_top, human};
 
@@ -43,10 +52,14 @@ pub trait AdminBackend: Send + Sync {
     fn config(&self) -> uvs_config::Config;
     /// Makes `new` (already validated) the running configuration, as a reload would.
     fn apply_config(&self, new: uvs_config::Config) -> Result<(), String>;
-    /// `-Z`: zeroes every traffic counter.
-    fn zero_counters(&self);
+    /// `-Z`: zeroes every traffic counter, or those of one service and its real servers.
+    /// The service exists in [`AdminBackend::config`].
+    fn zero_counters(&self, service: Option<&uvs_config::ServiceKey>);
     /// The connection table (`-L -c`).
     fn connections(&self) -> Vec<ConnSnapshot>;
+    /// [`AdminBackend::snapshot`] with each real server's persistence templates counted
+    /// (`RealSnapshot::persistent`, for `--persistent-conn`): a walk of the connection table.
+    fn snapshot_persistent(&self) -> Snapshot;
 }
 
 /// Parses, runs and renders one command; what uvsd's socket handler calls.
@@ -56,32 +69,68 @@ pub fn handle(backend: &dyn AdminBackend, argv: &[String]) -> Result<String, Str
 
 /// Runs a parsed command. Edits print nothing on success, as ipvsadm.
 pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String, String> {
+    let names = PortNames;
     match cmd {
         AdminCommand::List(o) if o.connections => {
-            Ok(format_conns(&backend.connections(), o.numeric))
+            let conns = backend.connections();
+            if o.json {
+                return Ok(to_json(&conns));
+            }
+            Ok(format_conns_with(&conns, o, &names))
         }
-        AdminCommand::List(o) => format_list_with(&backend.snapshot(), o),
+        AdminCommand::List(o) => {
+            let snap = if o.persistent_conn {
+                backend.snapshot_persistent()
+            } else {
+                backend.snapshot()
+            };
+            if o.json {
+                if let Some(key) = &o.service {
+                    list::find_service(&snap, key)?;
+                }
+                return Ok(to_json(&snap));
+            }
+            format_list_names(&snap, o, &names)
+        }
+        AdminCommand::ListTimeouts => Ok(format_timeouts(&backend.config().timeouts)),
         AdminCommand::AddService(_)
         | AdminCommand::EditService(_)
         | AdminCommand::DeleteService(_)
         | AdminCommand::AddReal(_)
         | AdminCommand::EditReal(_)
         | AdminCommand::DeleteReal { .. }
-        | AdminCommand::Clear => {
+        | AdminCommand::Clear
+        | AdminCommand::SetTimeouts { .. }
+        | AdminCommand::Restore(_) => {
             let new = apply(cmd, &backend.config())?;
             backend.apply_config(new)?;
             Ok(String::new())
         }
-        AdminCommand::Zero => {
-            backend.zero_counters();
+        AdminCommand::Zero(service) => {
+            if let Some(key) = service {
+                if !backend.config().services.iter().any(|s| s.key() == *key) {
+                    return Err(format!(
+                        "no such service {}: `uvsadm -L -n` lists the services",
+                        service_text(key)
+                    ));
+                }
+            }
+            backend.zero_counters(service.as_ref());
             Ok(String::new())
         }
         AdminCommand::Save => Ok(uvs_config::to_yaml(&backend.config())),
-        AdminCommand::SaveRules => Ok(format_rules(&backend.config())),
+        AdminCommand::SaveRules => Ok(format_rules_with(&backend.config(), &names)),
         AdminCommand::Top { .. } => Ok(format_top(&backend.snapshot())),
         AdminCommand::Help => Ok(usage()),
         AdminCommand::Version => Ok(version()),
     }
+}
+
+/// Pretty JSON with a final newline (`-L --json`).
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    let mut s = serde_json::to_string_pretty(v).expect("snapshots serialise");
+    s.push('\n');
+    s
 }
 
 /// A socket handler running [`handle`] on `backend`, for [`serve`].

@@ -22,13 +22,13 @@ mod validate;
 pub use diff::{diff, ConfigDiff, RealServerChange, ServiceChange};
 pub use error::ConfigError;
 pub use model::{
-    Admin, Config, ConnTable, Forwarding, HealthCheck, HealthCheckKind, Interface, Metrics,
-    Persistence, Protocol, RealServer, Route, Scheduler, SchedulerFlag, Service, ServiceKey, Site,
-    SorryServer, Timeouts, Tunnel, Workers, XdpMode, ZeroCopy,
+    Admin, Config, ConnTable, Forwarding, HealthCheck, HealthCheckKind, Interface, Mark, Metrics,
+    Persistence, PortRange, Protocol, RealServer, Route, Scheduler, SchedulerFlag, Service,
+    ServiceKey, Site, SorryServer, Timeouts, Tunnel, Workers, XdpMode, ZeroCopy,
 };
 pub use net::{IpPrefix, PrefixError};
 pub use save::to_yaml;
-pub use validate::{DEFAULT_PERSISTENCE, MAX_TIMEOUT};
+pub use validate::{DEFAULT_PERSISTENCE, MAX_MARK_PORT_RANGES, MAX_TIMEOUT};
 
 use marks::{MarkTree, TreeError};
 use std::io::Read;

@@ -3,11 +3,13 @@
 //! Checks run in document order and stop at the first mistake, so the error a user sees is the
 //! earliest one in their file.
 
+mod fwmark;
 mod health;
 mod real;
 mod service;
 mod site;
 
+pub use fwmark::MAX_MARK_PORT_RANGES;
 pub use service::DEFAULT_PERSISTENCE;
 
 use crate::error::{suggest, ConfigError};
@@ -410,7 +412,14 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
             })?),
         },
     };
-    let services = service::services(cx, raw.services.unwrap_or_default(), &links, &timeouts)?;
+    let marks = fwmark::marks(cx, raw.marks.unwrap_or_default())?;
+    let services = service::services(
+        cx,
+        raw.services.unwrap_or_default(),
+        &links,
+        &timeouts,
+        &marks,
+    )?;
     Ok(Config {
         interfaces,
         workers,
@@ -422,6 +431,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         drop_entry: raw.drop_entry.unwrap_or(true),
         admin,
         metrics,
+        marks,
         services,
     })
 }
