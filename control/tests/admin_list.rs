@@ -589,7 +589,7 @@ fn names_without_numeric() {
     );
     assert_eq!(
         lines[5],
-        "  -> 198.18.1.12:http-alt        Masq    0      0          1         "
+        "  -> 198.18.1.12:http-alt         Masq    0      0          1         "
     );
     assert!(out.contains("TCP  [v6.example.test]:https mh"), "{out}");
     // -n wins over names.
