@@ -21,10 +21,10 @@ fn a(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// Destination `i` of the mark in a family: 198.18.128.0/17 or 2001:2:8000::/33.
+/// Destination `i` of the mark in a family: 198.18.128.0/17 or 2001:2:0:8000::/49.
 fn dest(i: u16, v6: bool) -> IpAddr {
     if v6 {
-        a(&format!("2001:2:8000::{:x}", i + 1))
+        a(&format!("2001:2:0:8000::{:x}", i + 1))
     } else {
         a(&format!("198.18.{}.{}", 128 + i / 200, 1 + i % 200))
     }
@@ -55,7 +55,7 @@ fn spec(sched: SchedulerKind, method: Method, persistence: Option<Persistence>) 
     spec.services.extend(marked);
     spec.marks = vec![MarkSpec {
         mark: MARK,
-        destinations: vec![(ipk("198.18.128.0"), 17), (ipk("2001:2:8000::"), 33)],
+        destinations: vec![(ipk("198.18.128.0"), 17), (ipk("2001:2:0:8000::"), 49)],
         protos: vec![6],
         ports: vec![(80, 80)],
     }];

@@ -15,7 +15,7 @@ const GOOD: &str = "\
 marks:
   - mark: 1
     name: web-cache
-    destinations: [198.18.128.0/17, \"2001:2:8000::/33\"]
+    destinations: [198.18.128.0/17, \"2001:2:0:8000::/49\"]
     protocols: [tcp]
     ports: [80, \"8000-8099\"]
   - mark: 2
@@ -66,7 +66,7 @@ fn marks_and_their_services_load_and_save() {
     assert!(!m.matches(ip("198.18.200.1"), Protocol::Udp, 80));
     assert!(!m.matches(ip("198.18.200.1"), Protocol::Tcp, 443));
     assert!(!m.matches(ip("198.18.0.1"), Protocol::Tcp, 80));
-    assert!(m.matches(ip("2001:2:8000::1"), Protocol::Tcp, 80));
+    assert!(m.matches(ip("2001:2:0:8000::1"), Protocol::Tcp, 80));
 
     let s = &cfg.services[0];
     assert_eq!(s.key(), ServiceKey::mark(1, false));

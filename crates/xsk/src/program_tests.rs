@@ -454,7 +454,7 @@ fn firewall_mark_rules() {
     o.set_mark(web, 17, Some(&[tcp80])).unwrap();
     o.set_mark(IpAddr::V4(Ipv4Addr::new(198, 18, 200, 0)), 24, Some(&[tcp80, udp_any]))
         .unwrap();
-    o.set_mark(IpAddr::V6(Ipv6Addr::from(v6("2001:2:8000::"))), 33, Some(&[tcp80]))
+    o.set_mark(IpAddr::V6(Ipv6Addr::from(v6("2001:2:0:8000::"))), 49, Some(&[tcp80]))
         .unwrap();
     let tcp_to = |port: u16| {
         let mut l4 = vec![0x9c, 0x40];
@@ -502,12 +502,12 @@ fn firewall_mark_rules() {
         ),
         (
             "IPv6 tcp 80 in the prefix",
-            eth(&[], 0x86dd, &ipv6(v6("2001:2::2"), v6("2001:2:8000::5"), 6, &tcp_to(80))),
+            eth(&[], 0x86dd, &ipv6(v6("2001:2::2"), v6("2001:2:0:8000::5"), 6, &tcp_to(80))),
             true,
         ),
         (
             "IPv6 tcp 22 in the prefix",
-            eth(&[], 0x86dd, &ipv6(v6("2001:2::2"), v6("2001:2:8000::5"), 6, &tcp_to(22))),
+            eth(&[], 0x86dd, &ipv6(v6("2001:2::2"), v6("2001:2:0:8000::5"), 6, &tcp_to(22))),
             false,
         ),
     ];
