@@ -108,6 +108,20 @@ fn fwmark_restore_and_timeouts_on_a_running_uvsd() {
     let one = text(&tb.uvsadm(&["-L", "-n", "-f", "1", "-6"]));
     assert!(one.contains("FWM  1 IPv6 dh") && !one.contains("FWM  1 dh"), "{one}");
 
+    // Without -n, uvsadm names ports (and hosts, where the resolver knows them); names are
+    // taken as input too.
+    let named = text(&tb.uvsadm(&["-L"]));
+    assert!(named.starts_with("IP Virtual Server version 1.2.1 (size=65536)\n"), "{named}");
+    assert!(named.contains("\nTCP  198.18.100.1:http rr\n"), "{named}");
+    assert!(named.contains("  -> 198.18.1.11:http "), "{named}");
+    let one = text(&tb.uvsadm(&["-L", "-t", "198.18.100.1:http"]));
+    assert!(one.contains("TCP  198.18.100.1:http rr") && !one.contains("FWM"), "{one}");
+    let rules_named = text(&tb.uvsadm(&["-S"]));
+    assert!(rules_named.contains("-A -t 198.18.100.1:http -s rr\n"), "{rules_named}");
+    let conns = text(&tb.uvsadm(&["-L", "-c"]));
+    assert!(conns.contains(" 198.18.200."), "{conns}");
+    assert!(conns.lines().any(|l| l.contains(":http ")), "{conns}");
+
     // 3. -S, -C, -R: the same rules again. Then a restore with one bad line: nothing changes.
     let rules = tb.uvsadm(&["-S", "-n"]);
     assert!(rules.status.success(), "{}", text(&rules));

@@ -7,11 +7,12 @@
 //!                                                   └─ format_list()  Snapshot → ipvsadm's layout
 //! ```
 //!
-//! Commands follow ipvsadm(8): `-A/-E/-D` services, `-a/-e/-d` real servers, `-C`, `-Z`,
-//! `-L [-n] [--stats|--rate|--thresholds] [--exact] [-c] [-t|-u|--sctp-service VIP:PORT]`,
-//! `-S` (rules); uvs adds `save` (YAML), `top`, `--sctp-service`, `-b` scheduler flags,
-//! `--fullnat`, `--fullnat-pool` and the `fastest` and `load` schedulers. An edit changes
-//! the running configuration only; `uvsadm save` prints it for the YAML file.
+//! Commands follow ipvsadm(8): `-A/-E/-D` services, `-a/-e/-d` real servers (a service is
+//! `-t|-u|--sctp-service VIP:PORT` or `-f MARK [-6]`), `-C`, `-Z [service]`, `-R`, `--set`,
+//! `-L [-n] [--stats|--rate|--thresholds|--persistent-conn] [--exact] [-c] [service]`,
+//! `-L --timeout`, `-S` (rules); uvs adds `save` (YAML), `top`, `-L --json`, `-b` scheduler
+//! flags, `--fullnat`, `--fullnat-pool` and the `fastest` and `load` schedulers. An edit
+//! changes the running configuration only; `uvsadm save` prints it for the YAML file.
 
 mod apply;
 mod argv;
@@ -153,16 +154,19 @@ pub fn usage() -> String {
         "Usage:
   uvsadm [--socket PATH] COMMAND [options]     (default socket /run/uvs/uvsadm.sock,
                                                 or $UVSADM_SOCKET)
-  uvsadm -A|E -t|u|--sctp-service service-address [-s scheduler] [-b flags]
+  uvsadm -A|E virtual-service [-s scheduler] [-b flags]
               [-p [timeout]] [-M netmask] [-o] [--fullnat-pool addr,...]
-  uvsadm -D -t|u|--sctp-service service-address
+  uvsadm -D virtual-service
   uvsadm -C
-  uvsadm -a|e -t|u|--sctp-service service-address -r server-address [options]
-  uvsadm -d -t|u|--sctp-service service-address -r server-address
-  uvsadm -L|l [-n] [--stats|--rate|--thresholds] [--exact] [--nosort]
-              [-c | -t|u|--sctp-service service-address]
-  uvsadm -Z
+  uvsadm -R
   uvsadm -S [-n]
+  uvsadm -a|e virtual-service -r server-address [options]
+  uvsadm -d virtual-service -r server-address
+  uvsadm -L|l [-n] [--stats|--rate|--thresholds|--persistent-conn] [--exact]
+              [--nosort] [--json] [-c | virtual-service]
+  uvsadm -L|l --timeout
+  uvsadm -Z [virtual-service]
+  uvsadm --set tcp tcpfin udp
   uvsadm save
   uvsadm top [--once]
   uvsadm import-keepalived [--interface NAME] [--network PREFIX]...
@@ -176,22 +180,29 @@ Either long or short options are allowed.
                               returns to its default, as in ipvsadm)
   --delete-service  -D        delete virtual service
   --clear           -C        clear the whole table
+  --restore         -R        restore rules from stdin (uvsadm -S or ipvsadm -S
+                              output), all of them or, on a bad line, none
   --save            -S        print the table as uvsadm command lines
   save                        print the running configuration as YAML
   --add-server      -a        add real server with options
   --edit-server     -e        edit real server with options
   --delete-server   -d        delete real server
   --list            -L|-l     list the table
-  --zero            -Z        zero counters of all services
+  --zero            -Z        zero counters of a service or all services
+  --set tcp tcpfin udp        set the TCP, TCP FIN_WAIT and UDP timeouts in seconds
+                              (0 = unchanged); services with their own keep them
   top                         live rates, health and worker load (Ctrl-C quits)
   import-keepalived           print keepalived.conf's virtual servers as uvs YAML
                               (no daemon needed; errors name file:line:column)
   --help            -h        display this help message
 
 Options:
-  --tcp-service  -t service-address   service-address is address[:port]
-  --udp-service  -u service-address   e.g. 198.18.100.1:80 or [2001:2::1]:53
-  --sctp-service    service-address
+  --tcp-service  -t service-address   virtual-service is one of these; service-address
+  --udp-service  -u service-address   is host[:port], e.g. 198.18.100.1:80,
+  --sctp-service    service-address   [2001:2::1]:53 or www.example.test:http
+  --fwmark-service -f fwmark          fwmark is an integer greater than zero, a mark
+                                      defined in the YAML's marks:
+  --ipv6         -6                   the fwmark service is IPv6
   --scheduler    -s scheduler         one of rr, wrr, lc, wlc, sed, nq, lblc, lblcr,
                                       dh, sh, mh, fo, ovf, twos, fastest, load;
                                       the default scheduler is wlc.
@@ -201,7 +212,7 @@ Options:
   --netmask      -M netmask           persistent granularity mask (IPv6: prefix length)
   --ops          -o                   one-packet scheduling (UDP)
   --fullnat-pool addr,...             local addresses for FullNAT
-  --real-server  -r server-address    server-address is address[:port]
+  --real-server  -r server-address    server-address is host[:port]
   --gatewaying   -g                   gatewaying (direct routing)
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
@@ -216,8 +227,11 @@ Options:
   --rate                              output of rate information
   --exact                             expand numbers (display exact values)
   --thresholds                        output of thresholds information
+  --persistent-conn                   output of persistent connection info
+  --timeout                           output of timeout (tcp tcpfin udp)
+  --json                              the listing (or -c connections) as JSON
   --nosort                            disable sorting output of service/server entries
-  --numeric      -n                   numeric output of ports (addresses are always numeric)
+  --numeric      -n                   numeric output of addresses and ports
   --once                              top: print one frame and exit
   --interface    NAME                 import-keepalived: the interface uvs serves on
                                       (default: the vrrp_instance's)
