@@ -91,7 +91,9 @@ pub fn steering(cfg: &Config) -> Steering {
     for (p, _) in &entries {
         let covering = entries
             .iter()
-            .filter(|(d, _)| d.is_ipv4() == p.is_ipv4() && d.len() <= p.len() && d.contains(p.addr()))
+            .filter(|(d, _)| {
+                d.is_ipv4() == p.is_ipv4() && d.len() <= p.len() && d.contains(p.addr())
+            })
             .flat_map(|(_, r)| r.iter().copied())
             .collect();
         out.insert((p.addr(), p.len()), merge(covering));
@@ -126,7 +128,9 @@ mod tests {
 
     #[test]
     fn merging_keeps_at_most_the_limit_and_covers_everything() {
-        let all: Vec<MarkRange> = (0..12).map(|i| r(1000 + i * 10, 1000 + i * 10, MARK_TCP)).collect();
+        let all: Vec<MarkRange> = (0..12)
+            .map(|i| r(1000 + i * 10, 1000 + i * 10, MARK_TCP))
+            .collect();
         let m = merge(all.clone());
         assert_eq!(m.len(), MARK_RANGES);
         for a in &all {
@@ -168,9 +172,6 @@ services:
             s[&(ip("198.18.200.0"), 24)],
             vec![r(53, 53, MARK_UDP), r(80, 80, MARK_TCP)]
         );
-        assert_eq!(
-            reply_protocols(&cfg, &cfg.services[1]),
-            vec![Protocol::Udp]
-        );
+        assert_eq!(reply_protocols(&cfg, &cfg.services[1]), vec![Protocol::Udp]);
     }
 }

@@ -93,11 +93,7 @@ fn start_health(core: &Arc<Core>, previous: &[(HealthTarget, bool)]) -> HealthMo
             t.real,
             if up { "UP" } else { "DOWN" }
         );
-        c.set_health(
-            service_key(&t.service),
-            t.real,
-            up,
-        );
+        c.set_health(service_key(&t.service), t.real, up);
     });
     let targets = crate::health::targets(&cfg)
         .into_iter()
@@ -112,11 +108,7 @@ fn start_health(core: &Arc<Core>, previous: &[(HealthTarget, bool)]) -> HealthMo
     // A target that starts down must be down in the dataplane too.
     for (t, up) in &targets {
         if !up {
-            core.set_health(
-                service_key(&t.service),
-                t.real,
-                false,
-            );
+            core.set_health(service_key(&t.service), t.real, false);
         }
     }
     HealthMonitor::start_with(targets, on_change)
@@ -160,12 +152,7 @@ impl Services {
         let Some(m) = h.as_ref() else { return };
         for (t, rtt, load) in m.feedback() {
             if rtt > 0 || load.is_some() {
-                core.set_feedback(
-                    service_key(&t.service),
-                    t.real,
-                    rtt,
-                    load,
-                );
+                core.set_feedback(service_key(&t.service), t.real, rtt, load);
             }
         }
     }

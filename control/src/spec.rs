@@ -6,9 +6,7 @@ use std::path::Path;
 
 use uvs_config::{Config, Forwarding, Protocol, SchedulerFlag};
 use uvs_conntrack::Timeouts;
-use uvs_dataplane::tables::{
-    MarkSpec, Persistence, RealSpec, ServiceKey, ServiceSpec, TablesSpec,
-};
+use uvs_dataplane::tables::{MarkSpec, Persistence, RealSpec, ServiceKey, ServiceSpec, TablesSpec};
 use uvs_dataplane::{IfaceRt, IpKey, Method, Route};
 use uvs_sched::{SchedConfig, SchedFlags, SchedulerKind, SitePrefix};
 

@@ -298,4 +298,58 @@ mod tests {
         let s = snapshot(&shared, &RateSampler::default(), &[None], |_| String::new());
         assert_eq!(s.conn_capacity, 1000);
     }
+
+    /// `--persistent-conn`: templates are counted per real server, flows are not.
+    #[test]
+    fn persistence_templates_are_counted_per_real_server() {
+        use uvs_conntrack::{Conn, FlowKey};
+        let spec = uvs_dataplane::lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+        let tables = TablesBuilder::build(&spec, None).unwrap();
+        let shared = Shared::new(tables, 1000, 1);
+        let key = |client: u8, proto: u8| FlowKey {
+            proto,
+            v6: false,
+            src: [198, 18, 0, client, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            dst: [198, 18, 100, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            sport: 6,
+            dport: 80,
+        };
+        let conn = |k: FlowKey, real: u16, flags: u8| Conn {
+            orig: k,
+            reply: k.reversed(),
+            service: 0,
+            real,
+            method: 0,
+            state: 0,
+            flags,
+        };
+        for (client, real, flags) in [
+            (2, 1, conn_flags::TEMPLATE),
+            (3, 1, conn_flags::TEMPLATE),
+            (4, 2, conn_flags::TEMPLATE),
+            (5, 1, 0),
+        ] {
+            let proto = if flags == 0 { PROTO_TCP } else { 0 };
+            shared
+                .conns
+                .insert(&conn(key(client, proto), real, flags), 0, 60_000)
+                .unwrap();
+        }
+        let counts = persistent_counts(&shared);
+        assert_eq!(counts, HashMap::from([((0, 1), 2), ((0, 2), 1)]));
+        let s = snapshot_with(
+            &shared,
+            &RateSampler::default(),
+            &[None],
+            |_| String::new(),
+            Some(&counts),
+        );
+        let svc = s
+            .services
+            .iter()
+            .find(|x| x.name == "tcp/198.18.100.1:80")
+            .unwrap();
+        let p: Vec<u32> = svc.reals.iter().map(|r| r.persistent).collect();
+        assert_eq!(p, [0, 2, 1]);
+    }
 }

@@ -358,7 +358,10 @@ fn firewall_mark_services_by_f() {
     assert_eq!(new.services.len(), 4);
     let edited = run(&new, "-E -f 1 -6 -s sh").unwrap();
     assert_eq!(edited.services[3].scheduler, Scheduler::SourceHashing);
-    assert_eq!(edited.services[2], new.services[2], "the IPv4 one is another service");
+    assert_eq!(
+        edited.services[2], new.services[2],
+        "the IPv4 one is another service"
+    );
     let deleted = run(&new, "-D -f 1").unwrap();
     assert_eq!(deleted.services[2].key(), new.services[3].key());
     // The YAML round trip keeps them (save, reload).
@@ -387,9 +390,21 @@ fn firewall_mark_mistakes_change_nothing_and_say_why() {
         (&config(), "-A -f 1", &["no mark 1", "marks:"]),
         (&with, "-A -f 1", &["FWM 1 already exists", "-E"]),
         (&cfg, "-E -f 1", &["no such service FWM 1", "-f MARK"]),
-        (&with, "-a -f 1 -6 -r 2001:2:0:1::11", &["no such service FWM 1 IPv6"]),
-        (&with, "-a -f 1 -r 198.18.1.11:80 -g", &["dr", "keep their own port"]),
-        (&with, "-a -f 1 -r 2001:2:0:1::11 -m", &["IPv6", "firewall-mark service is IPv4"]),
+        (
+            &with,
+            "-a -f 1 -6 -r 2001:2:0:1::11",
+            &["no such service FWM 1 IPv6"],
+        ),
+        (
+            &with,
+            "-a -f 1 -r 198.18.1.11:80 -g",
+            &["dr", "keep their own port"],
+        ),
+        (
+            &with,
+            "-a -f 1 -r 2001:2:0:1::11 -m",
+            &["IPv6", "firewall-mark service is IPv4"],
+        ),
     ];
     for (base, line, words) in cases {
         let err = run(base, line).unwrap_err();
@@ -411,12 +426,19 @@ fn set_timeouts() {
     assert_eq!(cfg.services[1].timeouts.udp, 30);
     let new = run(&cfg, "--set 600 60 0").unwrap();
     assert_eq!(
-        (new.timeouts.tcp_established, new.timeouts.tcp_fin_wait, new.timeouts.udp),
+        (
+            new.timeouts.tcp_established,
+            new.timeouts.tcp_fin_wait,
+            new.timeouts.udp
+        ),
         (600, 60, 300)
     );
     assert_eq!(new.services[0].timeouts.tcp_established, 600);
     assert_eq!(new.services[0].timeouts.tcp_fin_wait, 60);
-    assert_eq!(new.services[0].timeouts.tcp_syn_recv, 60, "other states unchanged");
+    assert_eq!(
+        new.services[0].timeouts.tcp_syn_recv, 60,
+        "other states unchanged"
+    );
     let new = run(&new, "--set 0 0 100").unwrap();
     assert_eq!(new.timeouts.udp, 100);
     assert_eq!(new.services[0].timeouts.udp, 100);
@@ -463,7 +485,10 @@ fn restore_is_all_or_nothing() {
     // A bad rule anywhere: nothing applies, and the error has its line.
     let bad = format!("{ipvsadm_save}-a -t 198.18.100.9:80 -r 198.18.1.11:80 -m\n");
     let err = restore(&cfg, &bad).unwrap_err();
-    assert!(err.starts_with("line 9: no such service TCP 198.18.100.9:80"), "{err}");
+    assert!(
+        err.starts_with("line 9: no such service TCP 198.18.100.9:80"),
+        "{err}"
+    );
     // One the whole file fails validation for (a NAT real server off every network).
     let bad = format!("{ipvsadm_save}-a -t 198.18.100.2:80 -r 203.0.113.7:80 -m\n");
     let err = restore(&cfg, &bad).unwrap_err();

@@ -2,12 +2,12 @@
 //! literally from ipvsadm.c's printf formats (`print_title`, `print_service_entry`,
 //! `print_largenum`, `list_conn`), trailing spaces included.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use uvs_config::{Protocol, ServiceKey};
-use std::collections::HashMap;
 use uvs_control::admin::{
-    format_conns, format_conns_with, format_list, format_list_names, format_list_with,
-    format_top, ListOptions, SystemNames,
+    format_conns, format_conns_with, format_list, format_list_names, format_list_with, format_top,
+    ListOptions, SystemNames,
 };
 use uvs_control::snapshot::{
     ConnSnapshot, Rates, RealSnapshot, ServiceSnapshot, Snapshot, Traffic, WorkerSnapshot,
@@ -576,7 +576,10 @@ fn persistent_conn_listing() {
 fn names_without_numeric() {
     let names = SystemNames::from_map(HashMap::from([
         (ip("198.18.100.1"), "www.example.test".to_string()),
-        (ip("198.18.1.11"), "a-very-long-real-server-name.example.test".to_string()),
+        (
+            ip("198.18.1.11"),
+            "a-very-long-real-server-name.example.test".to_string(),
+        ),
         (ip("2001:2:0:100::1"), "v6.example.test".to_string()),
     ]));
     let o = ListOptions::default();

@@ -321,7 +321,10 @@ fn firewall_mark_services() {
                 ..svc(m6)
             }),
         ),
-        ("-D -f 4294967295", AdminCommand::DeleteService(ServiceKey::mark(u32::MAX, false))),
+        (
+            "-D -f 4294967295",
+            AdminCommand::DeleteService(ServiceKey::mark(u32::MAX, false)),
+        ),
         (
             "-a -f 1 -r 198.18.1.11 -g",
             AdminCommand::AddReal(RealArgs {
@@ -379,7 +382,10 @@ fn timeouts_zero_and_list_views() {
             },
         ),
         ("-Z -t 198.18.100.1:80", AdminCommand::Zero(Some(web()))),
-        ("--zero --udp-service [2001:2::1]:53", AdminCommand::Zero(Some(key(Protocol::Udp, "2001:2::1", 53)))),
+        (
+            "--zero --udp-service [2001:2::1]:53",
+            AdminCommand::Zero(Some(key(Protocol::Udp, "2001:2::1", 53))),
+        ),
         ("-L --timeout", AdminCommand::ListTimeouts),
         ("-l --timeout", AdminCommand::ListTimeouts),
         (
@@ -557,26 +563,38 @@ fn bad_command_lines() {
         ("-C -n", &["illegal option -n", "-C"]),
         ("-L 198.18.100.1:80", &["unexpected argument", "-t"]),
         ("-f 1", &["no command"]),
-        ("-A -f 0", &["illegal -f (firewall mark) '0'", "greater than zero"]),
+        (
+            "-A -f 0",
+            &["illegal -f (firewall mark) '0'", "greater than zero"],
+        ),
         ("-A -f x", &["illegal -f (firewall mark) 'x'"]),
         ("-A -t 198.18.100.1:80 -6", &["-6", "-f MARK"]),
         ("-A -f 1 -o", &["one-packet", "UDP"]),
-        ("-A -f 1 -t 198.18.100.1:80", &["multiple", "service-address"]),
+        (
+            "-A -f 1 -t 198.18.100.1:80",
+            &["multiple", "service-address"],
+        ),
         ("-R -L", &["line 1", "does not edit", "-A"]),
         ("-R -A", &["line 1", "needs a service"]),
-        (
-            "-n -R",
-            &["illegal option -n with -R", "standard input"],
-        ),
+        ("-n -R", &["illegal option -n with -R", "standard input"]),
         ("--set 900 120", &["--set needs 3 timeout values", "got 2"]),
         ("--set 900 120 300 1", &["--set needs 3", "got 4"]),
         ("--set 900 120 x", &["illegal --set udp timeout 'x'"]),
         ("--set 900 120 300 -n", &["illegal option -n with --set"]),
         ("-L --timeout --stats", &["conflict", "--timeout"]),
         ("-L --timeout -n", &["conflict", "--timeout"]),
-        ("-A -t 198.18.100.1:80 --timeout", &["illegal option --timeout", "-L"]),
-        ("-L --stats --persistent-conn", &["conflict", "--persistent-conn"]),
-        ("-a -t 198.18.100.1:80 -r 198.18.1.11 --json", &["illegal option --json"]),
+        (
+            "-A -t 198.18.100.1:80 --timeout",
+            &["illegal option --timeout", "-L"],
+        ),
+        (
+            "-L --stats --persistent-conn",
+            &["conflict", "--persistent-conn"],
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.11 --json",
+            &["illegal option --json"],
+        ),
         ("--start-daemon master", &["--start-daemon", "YAML"]),
         ("top -n", &["illegal option -n", "top"]),
     ];

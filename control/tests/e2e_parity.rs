@@ -91,33 +91,56 @@ fn fwmark_restore_and_timeouts_on_a_running_uvsd() {
         for d in 1..=24u32 {
             let u = url.replace("{}", &if v6 { format!("{d:x}") } else { d.to_string() });
             let got = tb.curl_many(&u, 2);
-            assert!(!got.contains(&"failed".to_string()), "{u}: {got:?}\n{}", tb.uvsd_log());
+            assert!(
+                !got.contains(&"failed".to_string()),
+                "{u}: {got:?}\n{}",
+                tb.uvsd_log()
+            );
             assert_eq!(got[0], got[1], "{u}: dh sends a destination to one server");
             by_dest.insert(d, got[0].clone());
         }
         let servers: HashSet<&String> = by_dest.values().collect();
-        assert_eq!(servers.len(), 3, "v6={v6}: destinations spread: {by_dest:?}");
+        assert_eq!(
+            servers.len(),
+            3,
+            "v6={v6}: destinations spread: {by_dest:?}"
+        );
     }
 
     // 2. The listing as ipvsadm prints it, firewall-mark services included.
     let list = text(&tb.uvsadm(&["-L", "-n"]));
     let lines: Vec<&str> = list.lines().collect();
-    assert_eq!(lines[0], "IP Virtual Server version 1.2.1 (size=65536)", "{list}");
+    assert_eq!(
+        lines[0], "IP Virtual Server version 1.2.1 (size=65536)",
+        "{list}"
+    );
     assert!(lines.contains(&"FWM  1 dh"), "{list}");
     assert!(lines.contains(&"FWM  1 IPv6 dh"), "{list}");
     let one = text(&tb.uvsadm(&["-L", "-n", "-f", "1", "-6"]));
-    assert!(one.contains("FWM  1 IPv6 dh") && !one.contains("FWM  1 dh"), "{one}");
+    assert!(
+        one.contains("FWM  1 IPv6 dh") && !one.contains("FWM  1 dh"),
+        "{one}"
+    );
 
     // Without -n, uvsadm names ports (and hosts, where the resolver knows them); names are
     // taken as input too.
     let named = text(&tb.uvsadm(&["-L"]));
-    assert!(named.starts_with("IP Virtual Server version 1.2.1 (size=65536)\n"), "{named}");
+    assert!(
+        named.starts_with("IP Virtual Server version 1.2.1 (size=65536)\n"),
+        "{named}"
+    );
     assert!(named.contains("\nTCP  198.18.100.1:http rr\n"), "{named}");
     assert!(named.contains("  -> 198.18.1.11:http "), "{named}");
     let one = text(&tb.uvsadm(&["-L", "-t", "198.18.100.1:http"]));
-    assert!(one.contains("TCP  198.18.100.1:http rr") && !one.contains("FWM"), "{one}");
+    assert!(
+        one.contains("TCP  198.18.100.1:http rr") && !one.contains("FWM"),
+        "{one}"
+    );
     let rules_named = text(&tb.uvsadm(&["-S"]));
-    assert!(rules_named.contains("-A -t 198.18.100.1:http -s rr\n"), "{rules_named}");
+    assert!(
+        rules_named.contains("-A -t 198.18.100.1:http -s rr\n"),
+        "{rules_named}"
+    );
     let conns = text(&tb.uvsadm(&["-L", "-c"]));
     assert!(conns.contains(" 198.18.200."), "{conns}");
     assert!(conns.lines().any(|l| l.contains(":http ")), "{conns}");
@@ -128,12 +151,22 @@ fn fwmark_restore_and_timeouts_on_a_running_uvsd() {
     let rules = String::from_utf8_lossy(&rules.stdout).to_string();
     assert!(rules.contains("-A -f 1 -s dh\n"), "{rules}");
     assert!(tb.uvsadm(&["-C"]).status.success());
-    assert!(text(&tb.uvsadm(&["-L", "-n"])).lines().count() == 3, "cleared");
+    assert!(
+        text(&tb.uvsadm(&["-L", "-n"])).lines().count() == 3,
+        "cleared"
+    );
     let r = uvsadm_stdin(&tb, &["-R"], &rules);
     assert!(r.status.success(), "restore: {}", text(&r));
-    assert_eq!(text(&tb.uvsadm(&["-S", "-n"])), rules, "restored the same rules");
     assert_eq!(
-        tb.curl_many("http://198.18.100.1/", 3).iter().filter(|a| *a == "failed").count(),
+        text(&tb.uvsadm(&["-S", "-n"])),
+        rules,
+        "restored the same rules"
+    );
+    assert_eq!(
+        tb.curl_many("http://198.18.100.1/", 3)
+            .iter()
+            .filter(|a| *a == "failed")
+            .count(),
         0,
         "the restored VIP serves"
     );
@@ -143,13 +176,20 @@ fn fwmark_restore_and_timeouts_on_a_running_uvsd() {
     let err = text(&r);
     let last = bad.lines().count();
     assert!(
-        err.contains(&format!("line {last}: no such service TCP 198.18.100.99:80")),
+        err.contains(&format!(
+            "line {last}: no such service TCP 198.18.100.99:80"
+        )),
         "{err}"
     );
-    assert_eq!(text(&tb.uvsadm(&["-S", "-n"])), rules, "a bad restore changed nothing");
+    assert_eq!(
+        text(&tb.uvsadm(&["-S", "-n"])),
+        rules,
+        "a bad restore changed nothing"
+    );
 
     // ipvsadm's own save format, names included, is read too (ports by service name).
-    let ipvsadm_save = "-A -t 198.18.100.7:http -s rr\n-a -t 198.18.100.7:http -r 198.18.1.11:http -m -w 1\n";
+    let ipvsadm_save =
+        "-A -t 198.18.100.7:http -s rr\n-a -t 198.18.100.7:http -r 198.18.1.11:http -m -w 1\n";
     let r = uvsadm_stdin(&tb, &["-R"], ipvsadm_save);
     assert!(r.status.success(), "{}", text(&r));
     let list = text(&tb.uvsadm(&["-L", "-n", "-t", "198.18.100.7:80"]));
@@ -168,9 +208,15 @@ fn fwmark_restore_and_timeouts_on_a_running_uvsd() {
         "Timeout (tcp tcpfin udp): 600 120 30\n"
     );
     let saved = text(&tb.uvsadm(&["save"]));
-    assert!(saved.contains("tcp_established: 600") && saved.contains("udp: 30"), "{saved}");
+    assert!(
+        saved.contains("tcp_established: 600") && saved.contains("udp: 30"),
+        "{saved}"
+    );
     // A connection made now gets the new UDP timeout (<= 30 s left).
-    let _ = tb.exec("client", &["bash", "-c", "echo x > /dev/udp/198.18.100.1/53"]);
+    let _ = tb.exec(
+        "client",
+        &["bash", "-c", "echo x > /dev/udp/198.18.100.1/53"],
+    );
     let conns = text(&tb.uvsadm(&["-L", "-n", "-c"]));
     let udp: Vec<&str> = conns.lines().filter(|l| l.starts_with("UDP")).collect();
     assert!(!udp.is_empty(), "{conns}");
@@ -184,11 +230,22 @@ fn fwmark_restore_and_timeouts_on_a_running_uvsd() {
     assert!(tb.uvsadm(&["-Z", "-f", "1"]).status.success());
     let after = text(&tb.uvsadm(&["-L", "-n", "--stats", "--exact"]));
     let conns_of = |list: &str, prefix: &str| -> u64 {
-        let line = list.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {list}"));
-        line[33..].split_whitespace().next().unwrap().parse().unwrap()
+        let line = list
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix}: {list}"));
+        line[33..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     assert!(conns_of(&before, "FWM  1 IPv6") > 0, "{before}");
     assert!(conns_of(&before, "FWM  1 ") > 0, "{before}");
-    assert_eq!(conns_of(&after, "FWM  1 IPv6"), conns_of(&before, "FWM  1 IPv6"));
+    assert_eq!(
+        conns_of(&after, "FWM  1 IPv6"),
+        conns_of(&before, "FWM  1 IPv6")
+    );
     assert_eq!(conns_of(&after, "FWM  1 "), 0, "{after}");
 }

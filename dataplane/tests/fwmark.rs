@@ -122,11 +122,7 @@ impl Lab {
 /// destination asked for again (by another connection) reaches the same cache.
 #[test]
 fn destination_schedulers_spread_destinations_over_the_servers() {
-    for sched in [
-        SchedulerKind::Dh,
-        SchedulerKind::Lblc,
-        SchedulerKind::Lblcr,
-    ] {
+    for sched in [SchedulerKind::Dh, SchedulerKind::Lblc, SchedulerKind::Lblcr] {
         for v6 in [false, true] {
             let mut lab = Lab::new(&spec(sched, Method::Dr, None));
             let mut first: HashMap<IpAddr, u8> = HashMap::new();
@@ -167,8 +163,14 @@ fn the_mark_decides_what_the_service_takes() {
     assert_eq!((seen.dst, seen.dport), (d, 80), "DR: destination unchanged");
 
     let before = lab.drops(DropReason::NoService);
-    assert!(lab.syn(d, 443, 30001).is_empty(), "port 443 is not in the mark");
-    assert!(lab.syn(a("198.18.127.9"), 80, 30002).is_empty(), "outside the prefix");
+    assert!(
+        lab.syn(d, 443, 30001).is_empty(),
+        "port 443 is not in the mark"
+    );
+    assert!(
+        lab.syn(a("198.18.127.9"), 80, 30002).is_empty(),
+        "outside the prefix"
+    );
     let udp = tk::udp(
         lab::CLIENT_MAC,
         lab::LB0_MAC,
@@ -180,7 +182,10 @@ fn the_mark_decides_what_the_service_takes() {
     );
     assert!(lab.w.ports[0].push_rx(&udp));
     lab.w.poll();
-    assert!(lab.w.ports[1].take_tx().is_empty(), "UDP is not in the mark");
+    assert!(
+        lab.w.ports[1].take_tx().is_empty(),
+        "UDP is not in the mark"
+    );
     assert_eq!(lab.drops(DropReason::NoService), before + 3);
 
     // The VIP's own service still answers to its address.
@@ -232,7 +237,11 @@ fn persistence_spans_the_marks_destinations() {
         let servers: HashSet<u8> = (0..40)
             .map(|i| lab.server_for(dest(i, v6), 32000 + i))
             .collect();
-        assert_eq!(servers.len(), 1, "v6={v6}: one server for the client: {servers:?}");
+        assert_eq!(
+            servers.len(),
+            1,
+            "v6={v6}: one server for the client: {servers:?}"
+        );
 
         let mut lab = Lab::new(&spec(SchedulerKind::Dh, Method::Dr, None));
         let servers: HashSet<u8> = (0..40)

@@ -238,7 +238,11 @@ fn service_entry(out: &mut String, svc: &ServiceSnapshot, o: &ListOptions, names
     };
     // A real server's port is named in its packets' protocol; a firewall-mark service
     // carries several, and ipvsadm names them as TCP.
-    let real_proto = if svc.fwmark != 0 { "TCP" } else { &svc.protocol };
+    let real_proto = if svc.fwmark != 0 {
+        "TCP"
+    } else {
+        &svc.protocol
+    };
     if o.stats {
         let _ = write!(out, "{name:<33}");
         let t = &svc.traffic;
@@ -547,5 +551,4 @@ mod tests {
         assert_eq!(n(123_456_789, true), " 123456789");
         assert_eq!(n(12_345_678_901, true), " 12345678901");
     }
-
 }

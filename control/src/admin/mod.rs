@@ -34,8 +34,8 @@ pub use names::{
 };
 pub use parse::{parse, AdminCommand, ListOptions, RealArgs, ServiceArgs};
 pub use socket::{
-    gid_in, group_name_in, request, resolve_group, serve, AdminHandler, AdminRequest, AdminResponse,
-    MAX_REQUEST,
+    gid_in, group_name_in, request, resolve_group, serve, AdminHandler, AdminRequest,
+    AdminResponse, MAX_REQUEST,
 };
 pub use top::{format_top, human};
 

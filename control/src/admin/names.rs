@@ -40,7 +40,10 @@ impl Names for PortNames {
         None
     }
     fn port(&self, port: u16, protocol: &str) -> Option<String> {
-        services().by_port.get(&(port, protocol.to_ascii_lowercase())).cloned()
+        services()
+            .by_port
+            .get(&(port, protocol.to_ascii_lowercase()))
+            .cloned()
     }
 }
 
@@ -253,13 +256,13 @@ pub fn numeric_endpoint(text: &str, protocol: &str) -> Result<String, String> {
 /// any of ipvsadm's spellings: `-t X`, `-tX`, `--tcp-service X`, `--tcp-service=X`) replaced
 /// by numbers. A real server's port is named in its service's protocol.
 pub fn numeric_endpoints(argv: &[String]) -> Result<Vec<String>, String> {
-    let option = |w: &str| -> Option<(&'static str, bool)> {
-        // (protocol or "" for -r, whether the value is inline after the spelling)
+    // The protocol an option's value names ports in ("" for -r: its service's).
+    let option = |w: &str| -> Option<&'static str> {
         match w {
-            "-t" | "--tcp-service" => Some(("tcp", false)),
-            "-u" | "--udp-service" => Some(("udp", false)),
-            "--sctp-service" => Some(("sctp", false)),
-            "-r" | "--real-server" => Some(("", false)),
+            "-t" | "--tcp-service" => Some("tcp"),
+            "-u" | "--udp-service" => Some("udp"),
+            "--sctp-service" => Some("sctp"),
+            "-r" | "--real-server" => Some(""),
             _ => None,
         }
     };
@@ -268,7 +271,7 @@ pub fn numeric_endpoints(argv: &[String]) -> Result<Vec<String>, String> {
         .find_map(|w| {
             let head = w.split('=').next().unwrap_or(w);
             match option(head) {
-                Some((p, _)) if !p.is_empty() => Some(p),
+                Some(p) if !p.is_empty() => Some(p),
                 _ if w.starts_with("-t") && !w.starts_with("--") => Some("tcp"),
                 _ if w.starts_with("-u") && !w.starts_with("--") => Some("udp"),
                 _ => None,
@@ -279,7 +282,7 @@ pub fn numeric_endpoints(argv: &[String]) -> Result<Vec<String>, String> {
     let mut i = 0;
     while i < argv.len() {
         let w = &argv[i];
-        if let Some(_) = option(w) {
+        if option(w).is_some() {
             out.push(w.clone());
             if let Some(v) = argv.get(i + 1) {
                 out.push(numeric_endpoint(v, protocol)?);
@@ -291,7 +294,11 @@ pub fn numeric_endpoints(argv: &[String]) -> Result<Vec<String>, String> {
             && !w.starts_with("--")
             && (w.starts_with("-t") || w.starts_with("-u") || w.starts_with("-r"))
         {
-            out.push(format!("{}{}", &w[..2], numeric_endpoint(&w[2..], protocol)?));
+            out.push(format!(
+                "{}{}",
+                &w[..2],
+                numeric_endpoint(&w[2..], protocol)?
+            ));
         } else {
             out.push(w.clone());
         }
@@ -319,11 +326,56 @@ mod tests {
         assert_eq!(parse_getent("", ip), None);
     }
 
+    /// Names become numbers before a command is sent: hosts through the system resolver
+    /// (localhost is in /etc/hosts), ports through /etc/services in the service's protocol.
+    #[test]
+    fn endpoints_become_numeric() {
+        assert_eq!(
+            numeric_endpoint("localhost:http", "tcp").unwrap(),
+            "127.0.0.1:80"
+        );
+        assert_eq!(numeric_endpoint("[::1]:https", "tcp").unwrap(), "[::1]:443");
+        assert_eq!(numeric_endpoint("198.18.0.1", "tcp").unwrap(), "198.18.0.1");
+        assert_eq!(numeric_endpoint("2001:2::1", "tcp").unwrap(), "2001:2::1");
+        assert_eq!(
+            numeric_endpoint("198.18.0.1:8080", "tcp").unwrap(),
+            "198.18.0.1:8080"
+        );
+        assert_eq!(
+            numeric_endpoint("198.18.0.1:domain", "udp").unwrap(),
+            "198.18.0.1:53"
+        );
+        let err = numeric_endpoint("198.18.0.1:nosuchservice", "udp").unwrap_err();
+        assert!(
+            err.contains("unknown udp service name 'nosuchservice'"),
+            "{err}"
+        );
+        let argv: Vec<String> = "-a -u 198.18.100.1:domain --real-server=localhost:domain -m"
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            numeric_endpoints(&argv).unwrap().join(" "),
+            "-a -u 198.18.100.1:53 --real-server=127.0.0.1:53 -m"
+        );
+        let argv: Vec<String> = "-Ln -tlocalhost:http"
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            numeric_endpoints(&argv).unwrap().join(" "),
+            "-Ln -t127.0.0.1:80"
+        );
+    }
+
     #[test]
     fn service_names_both_ways() {
         let text = "http 80/tcp www # WWW\ndomain 53/udp\nx 70000/tcp\n";
         let by_port = parse_services(text);
-        assert_eq!(by_port.get(&(80, "tcp".into())).map(String::as_str), Some("http"));
+        assert_eq!(
+            by_port.get(&(80, "tcp".into())).map(String::as_str),
+            Some("http")
+        );
         let by_name = parse_service_names(text);
         assert_eq!(by_name.get(&("www".into(), "tcp".into())), Some(&80));
         assert_eq!(by_name.get(&("domain".into(), "udp".into())), Some(&53));

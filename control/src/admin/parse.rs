@@ -336,9 +336,7 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
                 "top" if s.cmd.is_none() => s.command(Cmd::Top, "top")?,
                 "list" if s.cmd.is_none() => s.command(Cmd::List, "list")?,
                 "help" if s.cmd.is_none() => s.command(Cmd::Help, "help")?,
-                w if matches!(s.cmd, Some((Cmd::SetTimeouts, _))) => {
-                    s.words.push(w.to_string())
-                }
+                w if matches!(s.cmd, Some((Cmd::SetTimeouts, _))) => s.words.push(w.to_string()),
                 w => {
                     return Err(format!(
                         "unexpected argument '{w}'{}",
@@ -703,9 +701,8 @@ fn set_timeouts(s: &Seen) -> Result<AdminCommand, String> {
             s.words.len()
         ));
     };
-    let t = |text: &str, what: &str| {
-        number(text, 0, uvs_config::MAX_TIMEOUT, what).map(|n| n as u32)
-    };
+    let t =
+        |text: &str, what: &str| number(text, 0, uvs_config::MAX_TIMEOUT, what).map(|n| n as u32);
     Ok(AdminCommand::SetTimeouts {
         tcp: t(tcp, "--set tcp timeout")?,
         tcpfin: t(tcpfin, "--set tcpfin timeout")?,

@@ -5,14 +5,14 @@
 //! so a saved file reads like one written by hand. Loading it gives back an equal `Config`.
 
 use crate::model::{
-    Config, HealthCheck, HealthCheckKind, Interface, Mark, Protocol, RealServer, Service,
-    Timeouts, Tunnel, XdpMode, ZeroCopy,
+    Config, HealthCheck, HealthCheckKind, Interface, Mark, Protocol, RealServer, Service, Timeouts,
+    Tunnel, XdpMode, ZeroCopy,
 };
 use crate::net::{ipv4_mask, max_len};
 use crate::raw::{
     Netmask, RawAdmin, RawConfig, RawConnTable, RawHealthCheck, RawInterface, RawMark, RawMetrics,
-    RawPersistence, RawPorts, RawRealServer, RawRoute, RawService, RawSite, RawSorryServer, RawTimeouts,
-    RawWorkers,
+    RawPersistence, RawPorts, RawRealServer, RawRoute, RawService, RawSite, RawSorryServer,
+    RawTimeouts, RawWorkers,
 };
 use std::time::Duration;
 

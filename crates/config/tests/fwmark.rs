@@ -51,7 +51,10 @@ fn marks_and_their_services_load_and_save() {
     assert_eq!(
         m.ports,
         [
-            PortRange { first: 80, last: 80 },
+            PortRange {
+                first: 80,
+                last: 80
+            },
             PortRange {
                 first: 8000,
                 last: 8099
@@ -70,7 +73,10 @@ fn marks_and_their_services_load_and_save() {
 
     let s = &cfg.services[0];
     assert_eq!(s.key(), ServiceKey::mark(1, false));
-    assert_eq!((s.vip, s.port, s.name.as_str()), (ip("0.0.0.0"), 0, "fwmark/1"));
+    assert_eq!(
+        (s.vip, s.port, s.name.as_str()),
+        (ip("0.0.0.0"), 0, "fwmark/1")
+    );
     assert_eq!(s.persistence.unwrap().prefix_len, 32);
     assert_eq!(s.real_servers[0].port, 0, "DR keeps each packet's port");
     assert_eq!(s.real_servers[1].port, 3128, "NAT may map them to one");
@@ -192,13 +198,11 @@ fn mistakes_point_at_their_node() {
         }
         // The error's line:column is the marker's (the last occurrence: later nodes are the
         // ones at fault in these cases).
-        let off = src.rfind(at).unwrap_or_else(|| panic!("marker {at:?} not in {src}"));
+        let off = src
+            .rfind(at)
+            .unwrap_or_else(|| panic!("marker {at:?} not in {src}"));
         let line = src[..off].matches('\n').count() + 1;
         let column = off - src[..off].rfind('\n').map_or(0, |i| i + 1) + 1;
-        assert_eq!(
-            (err.line, err.column),
-            (line, column),
-            "{yaml}\n{text}"
-        );
+        assert_eq!((err.line, err.column), (line, column), "{yaml}\n{text}");
     }
 }

@@ -304,7 +304,10 @@ impl LoadedObject {
             }
             v
         });
-        let (op_add, op_del) = ("add a firewall mark prefix", "remove a firewall mark prefix");
+        let (op_add, op_del) = (
+            "add a firewall mark prefix",
+            "remove a firewall mark prefix",
+        );
         match prefix {
             IpAddr::V4(a) => {
                 // struct mark_key4: prefixlen (host order), addr[4].

@@ -452,10 +452,18 @@ fn firewall_mark_rules() {
     };
     let web = IpAddr::V4(Ipv4Addr::new(198, 18, 128, 0));
     o.set_mark(web, 17, Some(&[tcp80])).unwrap();
-    o.set_mark(IpAddr::V4(Ipv4Addr::new(198, 18, 200, 0)), 24, Some(&[tcp80, udp_any]))
-        .unwrap();
-    o.set_mark(IpAddr::V6(Ipv6Addr::from(v6("2001:2:0:8000::"))), 49, Some(&[tcp80]))
-        .unwrap();
+    o.set_mark(
+        IpAddr::V4(Ipv4Addr::new(198, 18, 200, 0)),
+        24,
+        Some(&[tcp80, udp_any]),
+    )
+    .unwrap();
+    o.set_mark(
+        IpAddr::V6(Ipv6Addr::from(v6("2001:2:0:8000::"))),
+        49,
+        Some(&[tcp80]),
+    )
+    .unwrap();
     let tcp_to = |port: u16| {
         let mut l4 = vec![0x9c, 0x40];
         l4.extend_from_slice(&port.to_be_bytes());
@@ -472,12 +480,28 @@ fn firewall_mark_rules() {
     let inner = [198, 18, 200, 9];
     let ip = 0x0800;
     let cases: &[(&str, Vec<u8>, bool)] = &[
-        ("tcp 80 in the prefix", eth(&[], ip, &ipv4_l4(CLIENT4, dst, 6, &tcp_to(80))), true),
-        ("tcp 443 in the prefix", eth(&[], ip, &ipv4_l4(CLIENT4, dst, 6, &tcp_to(443))), false),
-        ("udp 80 in the prefix", eth(&[], ip, &ipv4_l4(CLIENT4, dst, 17, &udp_to(80))), false),
+        (
+            "tcp 80 in the prefix",
+            eth(&[], ip, &ipv4_l4(CLIENT4, dst, 6, &tcp_to(80))),
+            true,
+        ),
+        (
+            "tcp 443 in the prefix",
+            eth(&[], ip, &ipv4_l4(CLIENT4, dst, 6, &tcp_to(443))),
+            false,
+        ),
+        (
+            "udp 80 in the prefix",
+            eth(&[], ip, &ipv4_l4(CLIENT4, dst, 17, &udp_to(80))),
+            false,
+        ),
         (
             "outside the prefix",
-            eth(&[], ip, &ipv4_l4(CLIENT4, [198, 18, 127, 7], 6, &tcp_to(80))),
+            eth(
+                &[],
+                ip,
+                &ipv4_l4(CLIENT4, [198, 18, 127, 7], 6, &tcp_to(80)),
+            ),
             false,
         ),
         (
@@ -497,17 +521,29 @@ fn firewall_mark_rules() {
         ),
         (
             "ICMP to a marked destination",
-            eth(&[], ip, &ipv4_l4(CLIENT4, dst, 1, &[8, 0, 0, 0, 0, 0, 0, 0])),
+            eth(
+                &[],
+                ip,
+                &ipv4_l4(CLIENT4, dst, 1, &[8, 0, 0, 0, 0, 0, 0, 0]),
+            ),
             false,
         ),
         (
             "IPv6 tcp 80 in the prefix",
-            eth(&[], 0x86dd, &ipv6(v6("2001:2::2"), v6("2001:2:0:8000::5"), 6, &tcp_to(80))),
+            eth(
+                &[],
+                0x86dd,
+                &ipv6(v6("2001:2::2"), v6("2001:2:0:8000::5"), 6, &tcp_to(80)),
+            ),
             true,
         ),
         (
             "IPv6 tcp 22 in the prefix",
-            eth(&[], 0x86dd, &ipv6(v6("2001:2::2"), v6("2001:2:0:8000::5"), 6, &tcp_to(22))),
+            eth(
+                &[],
+                0x86dd,
+                &ipv6(v6("2001:2::2"), v6("2001:2:0:8000::5"), 6, &tcp_to(22)),
+            ),
             false,
         ),
     ];
@@ -515,13 +551,25 @@ fn firewall_mark_rules() {
         assert_eq!(claimed(&o, frame), *want, "{what}");
     }
     // A host address inside a mark's prefix stays the kernel's.
-    o.set_addr((o.host4, o.host6), IpAddr::V4(Ipv4Addr::from(dst)), true, "test")
-        .unwrap();
-    assert!(!claimed(&o, &eth(&[], ip, &ipv4_l4(CLIENT4, dst, 6, &tcp_to(80)))));
+    o.set_addr(
+        (o.host4, o.host6),
+        IpAddr::V4(Ipv4Addr::from(dst)),
+        true,
+        "test",
+    )
+    .unwrap();
+    assert!(!claimed(
+        &o,
+        &eth(&[], ip, &ipv4_l4(CLIENT4, dst, 6, &tcp_to(80)))
+    ));
     // Removed: back to the kernel.
     o.set_mark(web, 17, None).unwrap();
     assert!(!claimed(
         &o,
-        &eth(&[], ip, &ipv4_l4(CLIENT4, [198, 18, 131, 1], 6, &tcp_to(80)))
+        &eth(
+            &[],
+            ip,
+            &ipv4_l4(CLIENT4, [198, 18, 131, 1], 6, &tcp_to(80))
+        )
     ));
 }

@@ -104,7 +104,10 @@ fn mark(cx: &Ctx<'_>, base: &str, r: RawMark) -> Result<Mark> {
         None => Protocol::ALL.to_vec(),
         Some(list) if list.is_empty() => {
             return Err(cx
-                .err(&p("protocols"), "`protocols` is empty: the mark would match nothing")
+                .err(
+                    &p("protocols"),
+                    "`protocols` is empty: the mark would match nothing",
+                )
                 .with_hint(Some("omit it to match tcp, udp and sctp".into())))
         }
         Some(list) => {
@@ -131,8 +134,7 @@ fn mark(cx: &Ctx<'_>, base: &str, r: RawMark) -> Result<Mark> {
                     format!("more than {MAX_MARK_PORT_RANGES} port ranges in one mark"),
                 )
                 .with_hint(Some(
-                    "join neighbouring ports into ranges (\"8000-8099\"), or split the mark"
-                        .into(),
+                    "join neighbouring ports into ranges (\"8000-8099\"), or split the mark".into(),
                 )));
         }
         let range = port_range(cx, &pp, raw)?;
@@ -213,15 +215,13 @@ pub(super) fn service_key(
     };
     let Some(mark) = marks.iter().find(|m| m.mark == number) else {
         let known: Vec<String> = marks.iter().map(|m| m.mark.to_string()).collect();
-        return Err(cx.err(&fp, format!("no mark {number} in `marks`")).with_hint(Some(
-            if known.is_empty() {
-                format!(
-                    "define it: `marks: [{{ mark: {number}, destinations: [<prefix>] }}]`"
-                )
+        return Err(cx
+            .err(&fp, format!("no mark {number} in `marks`"))
+            .with_hint(Some(if known.is_empty() {
+                format!("define it: `marks: [{{ mark: {number}, destinations: [<prefix>] }}]`")
             } else {
                 format!("the marks defined are {}", known.join(", "))
-            },
-        )));
+            })));
     };
     if !mark.destinations.iter().any(|d| d.is_ipv4() != ipv6) {
         let fam = if ipv6 { "IPv6" } else { "IPv4" };

@@ -85,8 +85,7 @@ pub(super) fn reals(
         };
         // A firewall-mark service's packets keep their port unless a NAT server maps them
         // all to one (IPVS's dest->port).
-        if svc.is_fwmark() && port != 0 && matches!(forwarding, Forwarding::Dr | Forwarding::Tun)
-        {
+        if svc.is_fwmark() && port != 0 && matches!(forwarding, Forwarding::Dr | Forwarding::Tun) {
             return Err(cx
                 .err(
                     &p("port"),

@@ -191,9 +191,11 @@ fn address_key(cx: &Ctx<'_>, base: &str, r: &RawService, links: &Links) -> Resul
     let vip = match &r.vip {
         Some(t) => cx.addr(&p("vip"), t)?,
         None => {
-            return Err(cx.err(&p("vip"), "the service has no `vip`").with_hint(Some(
-                "add `vip: <address>`, or `fwmark: <mark>` for a firewall-mark service".into(),
-            )))
+            return Err(cx
+                .err(&p("vip"), "the service has no `vip`")
+                .with_hint(Some(
+                    "add `vip: <address>`, or `fwmark: <mark>` for a firewall-mark service".into(),
+                )))
         }
     };
     cx.check_address(links, &p("vip"), Role::Vip, vip)?;
