@@ -44,6 +44,10 @@ pub struct Core {
     generation: std::sync::atomic::AtomicU64,
     /// uvsadm edits applied since the file was last loaded (a reload discards them).
     runtime_edits: std::sync::atomic::AtomicU64,
+    /// The connection-sync daemon the running configuration asks for.
+    pub sync: Mutex<Option<crate::sync::SyncDaemon>>,
+    /// BGP announcement of the VIPs and the drain state (`crate::announce`).
+    pub node: crate::announce::Node,
 }
 
 #[derive(Default, Clone, PartialEq, Eq)]
@@ -237,6 +241,29 @@ impl Core {
         running.config = new;
         self.generation.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Starts, restarts or stops the sync daemon to match the running configuration.
+    pub fn sync_follow_config(self: &Arc<Self>) {
+        let want = self
+            .running
+            .lock()
+            .expect("running lock")
+            .config
+            .sync
+            .clone();
+        let mut sync = self.sync.lock().expect("sync lock");
+        if sync.as_ref().map(|d| &d.config) == want.as_ref() {
+            return;
+        }
+        // Stop the old one first: the new one binds the same port.
+        *sync = None;
+        if let Some(cfg) = want {
+            match crate::sync::SyncDaemon::start(self.shared.clone(), cfg) {
+                Ok(d) => *sync = Some(d),
+                Err(e) => log::error!("connection sync not started: {e:#}"),
+            }
+        }
     }
 
     /// Applies a uvsadm edit: as a reload, and remembered so that a later reload of the
@@ -448,6 +475,8 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         maps: Mutex::new(MapState::default()),
         generation: Default::default(),
         runtime_edits: Default::default(),
+        sync: Mutex::new(None),
+        node: Default::default(),
     });
     core.sync_maps(&config)?;
 
@@ -569,6 +598,7 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
     let services = crate::services::Services::start(core, opts, stop)?;
+    core.sync_follow_config();
     let started = Instant::now();
     let mut watch = crate::filewatch::FileWatch::new(crate::filewatch::stamp(&core.config_path));
     let mut applied_generation = core.generation.load(Ordering::Relaxed);
@@ -600,9 +630,16 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
         if generation != applied_generation {
             applied_generation = generation;
             services.config_changed(core);
+            core.sync_follow_config();
+        }
+        if core.node.tick(core) {
+            break;
         }
     }
+    // Withdraw from BGP while still forwarding, before anything stops.
+    core.node.shutdown(core);
     services.stop();
+    *core.sync.lock().expect("sync lock") = None;
     Ok(())
 }
 

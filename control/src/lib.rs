@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod announce;
 pub mod daemon;
 pub mod filewatch;
 pub mod fwmark;

@@ -46,7 +46,15 @@ fn snapshot_with(
             })
             .unwrap_or_default()
     };
-    status::snapshot_with(&core.shared, &rates, &core.cores, flags_of, persistent)
+    let mut snap = status::snapshot_with(&core.shared, &rates, &core.cores, flags_of, persistent);
+    snap.sync = core
+        .sync
+        .lock()
+        .expect("sync lock")
+        .as_ref()
+        .map(|d| d.snapshot());
+    snap.node = Some(core.node.snapshot(&cfg));
+    snap
 }
 
 impl AdminBackend for Backend {
@@ -78,6 +86,15 @@ impl AdminBackend for Backend {
     }
     fn snapshot_persistent(&self) -> Snapshot {
         snapshot_with(&self.0, Some(&status::persistent_counts(&self.0.shared)))
+    }
+    fn node(&self, cmd: &admin::node::NodeCommand) -> Result<String, String> {
+        match cmd {
+            admin::node::NodeCommand::Status => {
+                let cfg = self.config();
+                Ok(crate::announce::format(&self.0.node.snapshot(&cfg)))
+            }
+            admin::node::NodeCommand::Drain { timeout, .. } => self.0.node.drain(&self.0, *timeout),
+        }
     }
 }
 

@@ -79,6 +79,12 @@ pub struct WorkerSnapshot {
     pub tx_bytes: u64,
     pub slow_path: u64,
     pub new_conns: u64,
+    /// New connections scheduled afresh over an old entry of their tuple (conn_reuse_mode).
+    pub reused_conns: u64,
+    /// Mid-flow packets adopted by a consistent-hash scheduler (active/active).
+    pub hash_adopted: u64,
+    /// Times the worker slept in poll(2) while idle (adaptive polling).
+    pub sleeps: u64,
     /// Share of polls that found work (0..=1): the worker's load.
     pub busy_ratio: f64,
 }
@@ -114,4 +120,31 @@ pub struct Snapshot {
     pub drops: Vec<(String, u64)>,
     /// Tables generation (increments on every reload / admin change).
     pub generation: u64,
+    /// Connection sync, when it runs.
+    pub sync: Option<SyncSnapshot>,
+    /// BGP announcement and drain state (`uvsadm node`).
+    #[serde(default)]
+    pub node: Option<crate::announce::NodeSnapshot>,
+}
+
+/// The sync daemon's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncSnapshot {
+    pub mode: String,
+    pub sent_messages: u64,
+    pub sent_conns: u64,
+    pub send_errors: u64,
+    pub received_messages: u64,
+    pub received_conns: u64,
+    pub installed: u64,
+    /// Messages refused whole, by reason.
+    pub bad_messages: Vec<(String, u64)>,
+    /// Records refused, by reason.
+    pub refused: Vec<(String, u64)>,
+    pub rate_limited: u64,
+    /// Events the packet path could not queue (full queue).
+    pub tap_dropped: u64,
+    /// Milliseconds since the last message was accepted (`None`: never).
+    pub last_received_age_ms: Option<u64>,
+    pub peers: Vec<String>,
 }

@@ -224,6 +224,9 @@ pub fn snapshot_with(
             tx_bytes: c.tx_bytes.get(),
             slow_path: c.slow_path.get(),
             new_conns: c.new_conns.get(),
+            reused_conns: c.reused_conns.get(),
+            hash_adopted: c.hash_adopted.get(),
+            sleeps: c.sleeps.get(),
             busy_ratio: rates.busy.get(i).copied().unwrap_or(0.0),
         })
         .collect();
@@ -247,6 +250,8 @@ pub fn snapshot_with(
         workers,
         drops,
         generation: tables.generation,
+        sync: None,
+        node: None,
     }
 }
 

@@ -197,6 +197,8 @@ fn sample() -> Snapshot {
         }],
         drops: vec![("no_service".into(), 3)],
         generation: 2,
+        sync: None,
+        node: None,
     }
 }
 

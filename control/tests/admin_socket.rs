@@ -86,6 +86,8 @@ impl AdminBackend for FakeBackend {
             workers: vec![],
             drops: vec![],
             generation: 1,
+            sync: None,
+            node: None,
         }
     }
 

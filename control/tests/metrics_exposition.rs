@@ -89,6 +89,9 @@ fn sample() -> Snapshot {
                 tx_bytes: 63360,
                 slow_path: 4,
                 new_conns: 30,
+                reused_conns: 0,
+                hash_adopted: 0,
+                sleeps: 0,
                 busy_ratio: 0.25,
             },
             WorkerSnapshot {
@@ -100,6 +103,8 @@ fn sample() -> Snapshot {
         ],
         drops: vec![("no_service".into(), 5), ("bad_checksum".into(), 2)],
         generation: 7,
+        sync: None,
+        node: None,
     }
 }
 

@@ -77,6 +77,10 @@ drop_reasons! {
     TableFull => "conn_table_full",
     /// FullNAT: no local address/port left in the pool.
     NoLocalPort => "fullnat_no_port",
+    /// Another worker was inserting the same new flow and did not finish within a bounded
+    /// spin (it was preempted): the packet is dropped rather than waiting in a syscall;
+    /// the client's retransmission finds the flow.
+    InsertContended => "conn_insert_contended",
     /// No route to the next hop.
     NoRoute => "no_route",
     /// The TTL / hop limit ran out.
@@ -93,7 +97,9 @@ drop_reasons! {
     FragmentNoFlow => "fragment_no_flow",
     /// A packet the slow path does not answer.
     SlowPathIgnored => "slow_path_ignored",
-    /// The L4 checksum was wrong (verified before an incremental update would hide it).
+    /// The L4 checksum was wrong: TCP/UDP, verified before an incremental update would
+    /// hide it (a partial checksum from a virtual interface is completed, not counted),
+    /// and ICMPv6 for the slow path.
     BadChecksum => "bad_l4_checksum",
     /// SCTP: the CRC32c does not match the packet (RFC 9260 §6.8); never forwarded.
     SctpBadCrc => "sctp_bad_crc32c",

@@ -96,6 +96,9 @@ pub struct Shared {
     pub settings: crate::lifecycle::SharedSettings,
     /// New connections and state changes for the sync daemon.
     pub sync: crate::sync_tap::SyncTap,
+    /// Verify TCP/UDP checksums and complete partial ones (on; `uvs-bench pipeline` turns
+    /// it off to measure the cost against the path without it).
+    pub verify_l4_checksums: AtomicBool,
 }
 
 impl Shared {
@@ -108,6 +111,7 @@ impl Shared {
             clock: Clock::default(),
             settings: Default::default(),
             sync: crate::sync_tap::SyncTap::new(workers),
+            verify_l4_checksums: AtomicBool::new(true),
         }
     }
 
@@ -253,6 +257,7 @@ impl<P: Port> Worker<P> {
             counters,
             settings: shared.settings.load(),
             sync: &shared.sync,
+            verify_l4_checksums: shared.verify_l4_checksums.load(Ordering::Relaxed),
             fullnat_cursor: &mut self.fullnat_cursor,
             frags: &mut self.frags,
         };

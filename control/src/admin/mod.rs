@@ -19,8 +19,10 @@ mod argv;
 pub mod keepalived;
 mod list;
 mod names;
+pub mod node;
 mod parse;
 mod socket;
+pub mod syncd;
 mod top;
 
 pub use apply::{apply, service_text};
@@ -61,6 +63,10 @@ pub trait AdminBackend: Send + Sync {
     /// [`AdminBackend::snapshot`] with each real server's persistence templates counted
     /// (`RealSnapshot::persistent`, for `--persistent-conn`): a walk of the connection table.
     fn snapshot_persistent(&self) -> Snapshot;
+    /// `uvsadm node` and `uvsadm node drain`.
+    fn node(&self, _cmd: &node::NodeCommand) -> Result<String, String> {
+        Err("this daemon has no node state".into())
+    }
 }
 
 /// Parses, runs and renders one command; what uvsd's socket handler calls.
@@ -122,6 +128,13 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
         AdminCommand::Save => Ok(uvs_config::to_yaml(&backend.config())),
         AdminCommand::SaveRules => Ok(format_rules_with(&backend.config(), &names)),
         AdminCommand::Top { .. } => Ok(format_top(&backend.snapshot())),
+        AdminCommand::Daemon(syncd::DaemonCommand::List) => Ok(syncd::format(&backend.config())),
+        AdminCommand::Daemon(d) => {
+            let new = syncd::apply(d, &backend.config())?;
+            backend.apply_config(new)?;
+            Ok(String::new())
+        }
+        AdminCommand::Node(n) => backend.node(n),
         AdminCommand::Help => Ok(usage()),
         AdminCommand::Version => Ok(version()),
     }
@@ -169,6 +182,11 @@ pub fn usage() -> String {
   uvsadm --set tcp tcpfin udp
   uvsadm save
   uvsadm top [--once]
+  uvsadm --start-daemon {master|backup} [--mcast-interface IF] [--syncid N]
+              [--sync-maxlen N] [--mcast-group ADDR] [--mcast-port PORT] [--mcast-ttl N]
+  uvsadm --stop-daemon {master|backup}
+  uvsadm -L --daemon
+  uvsadm node [drain [--timeout S] [--no-wait]]
   uvsadm import-keepalived [--interface NAME] [--network PREFIX]...
               [--local ADDRESS]... [--route PREFIX,VIA]... FILE
   uvsadm -h
@@ -194,6 +212,14 @@ Either long or short options are allowed.
   top                         live rates, health and worker load (Ctrl-C quits)
   import-keepalived           print keepalived.conf's virtual servers as uvs YAML
                               (no daemon needed; errors name file:line:column)
+  --start-daemon              start connection sync (IPVS sync protocol v1):
+                              master sends, backup receives; edits the YAML's `sync:`
+  --stop-daemon               stop it
+  node                        this node's BGP announcement: announced and withdrawn
+                              VIPs, BIRD's last reconfiguration, drain progress
+  node drain                  withdraw every VIP, wait until no connection carries
+                              traffic (or --timeout S, default bgp.drain_timeout or
+                              60), then stop uvsd; uvsadm waits for it unless --no-wait
   --help            -h        display this help message
 
 Options:

@@ -60,6 +60,10 @@ pub enum AdminCommand {
     Help,
     /// `-v`.
     Version,
+    /// `--start-daemon`, `--stop-daemon`, `-L --daemon` (connection sync).
+    Daemon(super::syncd::DaemonCommand),
+    /// `node`, `node drain [--timeout S]` (BGP announcement, drain).
+    Node(super::node::NodeCommand),
 }
 
 /// What `-L` shows.
@@ -326,6 +330,12 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
     }
     if argv[0] == "-R" || argv[0] == "--restore" {
         return restore_lines(&argv[1..]);
+    }
+    if let Some(d) = super::syncd::parse(argv) {
+        return d.map(AdminCommand::Daemon);
+    }
+    if let Some(n) = super::node::parse(argv) {
+        return n.map(AdminCommand::Node);
     }
     let mut s = Seen::default();
     for (key, spelled, value) in tokenize(argv)? {

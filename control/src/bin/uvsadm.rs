@@ -62,6 +62,9 @@ fn run(mut args: Vec<String>) -> i32 {
         AdminCommand::Help => return emit(&usage()),
         AdminCommand::Version => return emit(&version()),
         AdminCommand::Top { once: false } => return top(&socket),
+        AdminCommand::Node(uvs_control::admin::node::NodeCommand::Drain { wait: true, .. }) => {
+            return drain(&socket, &argv)
+        }
         AdminCommand::List(o) if !o.numeric && !o.json => {
             let mut json = argv.clone();
             json.push("--json".into());
@@ -127,6 +130,50 @@ fn restore_argv(args: &[String]) -> Result<Vec<String>, String> {
         ));
     }
     Ok(argv)
+}
+
+/// `node drain`: asks uvsd to drain, then waits until it has stopped (its socket stops
+/// answering) or restarted (it answers as serving again), printing progress as it changes.
+fn drain(socket: &std::path::Path, args: &[String]) -> i32 {
+    match request(socket, args) {
+        Ok(out) => {
+            if emit(&out) != 0 {
+                return 1;
+            }
+        }
+        Err(e) => {
+            eprintln!("uvsadm: {e}");
+            return 1;
+        }
+    }
+    let status = vec!["node".to_string()];
+    let mut last = String::new();
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        match request(socket, &status) {
+            Err(_) => {
+                let _ = emit("uvsd stopped\n");
+                return 0;
+            }
+            Ok(out) => {
+                let first = out.lines().next().unwrap_or("").to_string();
+                if first.starts_with("Node: serving") {
+                    let _ = emit("uvsd is serving again (restarted)\n");
+                    return 0;
+                }
+                // Progress once per change of state or busy connections, not per tick.
+                let state = first.split_whitespace().nth(1).unwrap_or("");
+                let busy = first.rsplit(", ").next().unwrap_or("");
+                let key = format!("{state}|{busy}");
+                if key != last {
+                    last = key;
+                    if emit(&format!("{first}\n")) != 0 {
+                        return 1;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Prints the translation on stdout and notes on stderr; on an error, only the error.

@@ -33,6 +33,10 @@ pub struct ConfigDiff {
     pub metrics_changed: bool,
     /// A firewall mark's match changed, or marks were added or removed.
     pub marks_changed: bool,
+    /// The connection-sync section changed (the sync daemon restarts).
+    pub sync_changed: bool,
+    /// The BGP announcement section changed.
+    pub bgp_changed: bool,
 }
 
 /// One service present in both configurations.
@@ -88,6 +92,8 @@ impl ConfigDiff {
             && !self.admin_changed
             && !self.metrics_changed
             && !self.marks_changed
+            && !self.sync_changed
+            && !self.bgp_changed
     }
 }
 
@@ -109,6 +115,8 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         admin_changed: old.admin != new.admin,
         metrics_changed: old.metrics != new.metrics,
         marks_changed: old.marks != new.marks,
+        sync_changed: old.sync != new.sync,
+        bgp_changed: old.bgp != new.bgp,
         ..ConfigDiff::default()
     };
     for s in &old.services {
@@ -203,6 +211,8 @@ impl fmt::Display for ConfigDiff {
             (self.admin_changed, "admin"),
             (self.metrics_changed, "metrics"),
             (self.marks_changed, "marks"),
+            (self.sync_changed, "sync"),
+            (self.bgp_changed, "bgp"),
         ] {
             if changed {
                 writeln!(f, "~ {what}")?;

@@ -180,6 +180,10 @@ pub struct Config {
     /// (`fwmark:`, ipvsadm `-f`) take their traffic from. uvs does not see netfilter's marks,
     /// so the match that an iptables rule would make is written here.
     pub marks: Vec<Mark>,
+    /// `None`: no connection sync.
+    pub sync: Option<SyncConfig>,
+    /// `None`: the VIPs are not announced over BGP.
+    pub bgp: Option<BgpConfig>,
     pub services: Vec<Service>,
 }
 
@@ -342,6 +346,72 @@ impl Default for Admin {
 }
 
 pub(crate) const DEFAULT_ADMIN_SOCKET: &str = "/run/uvs/uvsadm.sock";
+
+named_enum! {
+    /// Which side of connection sync this node runs (ipvsadm --start-daemon).
+    pub enum SyncMode {
+        /// Sends its connections to the peers.
+        Master = "master",
+        /// Receives the peers' connections.
+        Backup = "backup",
+        /// Both (active/active, or a pair that fails over both ways).
+        Both = "both",
+    }
+}
+
+/// Connection synchronisation: IPVS's sync protocol v1 over UDP (multicast by default).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SyncConfig {
+    pub mode: SyncMode,
+    /// The interface sync messages go out of and are received on (the kernel's side of it).
+    pub interface: String,
+    /// IPVS's sync id: messages of another id are ignored (0 on a backup: accept any).
+    pub syncid: u8,
+    /// Multicast group (IPVS: 224.0.0.81), or an IPv6 group.
+    pub group: IpAddr,
+    pub port: u16,
+    pub ttl: u8,
+    /// Largest message; `None`: the interface MTU less IP and UDP headers, as IPVS.
+    pub maxlen: Option<u16>,
+    /// Unicast peers instead of the multicast group (networks without multicast).
+    pub peers: Vec<IpAddr>,
+    /// Shared key: messages carry an HMAC-SHA256 and a sequence number; unsigned, forged
+    /// or replayed ones are dropped. `None` (the default) keeps IPVS's wire format.
+    pub auth_key: Option<String>,
+    /// Seconds between resends of every long-lived connection (0: only changes).
+    pub refresh_period: u32,
+    /// Received connection records accepted per second; more are dropped and counted.
+    pub max_rate: u32,
+}
+
+named_enum! {
+    /// When a VIP stops being announced (a draining or stopping node withdraws all).
+    pub enum Withdraw {
+        /// When none of the VIP's services has a usable real server (health up, weight > 0).
+        NoUsableServer = "no_usable_server",
+        /// Only when the node drains or stops.
+        Never = "never",
+    }
+}
+
+/// BGP announcement of the VIPs: uvsd writes BIRD 2 `protocol static` blocks into
+/// `include` (a file the operator's bird.conf includes) and asks BIRD to reconfigure over
+/// its control socket. BIRD's main configuration (sessions, filters) stays the operator's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BgpConfig {
+    /// The file uvsd owns and rewrites.
+    pub include: PathBuf,
+    /// BIRD's control socket (`birdc -s`).
+    pub socket: PathBuf,
+    pub withdraw_when: Withdraw,
+    /// Seconds `uvsadm node drain` waits for traffic to end, unless `--timeout` says.
+    pub drain_timeout: u32,
+    /// Seconds uvsd keeps forwarding after withdrawing on SIGTERM/SIGINT, while routers
+    /// converge.
+    pub stop_delay: u32,
+}
+
+pub(crate) const DEFAULT_BIRD_SOCKET: &str = "/run/bird/bird.ctl";
 
 /// The Prometheus endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

@@ -33,9 +33,57 @@ pub(crate) struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<RawMetrics>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<RawSync>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<RawBgp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub marks: Option<Vec<RawMark>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<RawService>>,
+}
+
+/// Connection synchronisation (IPVS's sync daemon).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSync {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syncid: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maxlen: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_period: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<u64>,
+}
+
+/// BGP announcement of the VIPs through BIRD (active/active behind ECMP).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBgp {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub include: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withdraw_when: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_delay: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -45,6 +45,26 @@ pub fn to_yaml(config: &Config) -> String {
             listen: Some(l.to_string()),
         }),
         marks: non_empty(config.marks.iter().map(mark).collect()),
+        sync: config.sync.as_ref().map(|s| crate::raw::RawSync {
+            mode: Some(s.mode.name().to_string()),
+            interface: Some(s.interface.clone()),
+            syncid: Some(u64::from(s.syncid)),
+            group: Some(s.group.to_string()),
+            port: Some(u64::from(s.port)),
+            ttl: Some(u64::from(s.ttl)),
+            maxlen: s.maxlen.map(u64::from),
+            peers: (!s.peers.is_empty()).then(|| s.peers.iter().map(|p| p.to_string()).collect()),
+            auth_key: s.auth_key.clone(),
+            refresh_period: Some(u64::from(s.refresh_period)),
+            max_rate: Some(u64::from(s.max_rate)),
+        }),
+        bgp: config.bgp.as_ref().map(|b| crate::raw::RawBgp {
+            include: Some(b.include.to_string_lossy().into_owned()),
+            socket: Some(b.socket.to_string_lossy().into_owned()),
+            withdraw_when: Some(b.withdraw_when.name().to_string()),
+            drain_timeout: Some(u64::from(b.drain_timeout)),
+            stop_delay: Some(u64::from(b.stop_delay)),
+        }),
         services: Some(
             config
                 .services

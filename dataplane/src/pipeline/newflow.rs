@@ -25,9 +25,16 @@ pub(crate) fn new_flow(
         return Verdict::Drop(DropReason::NoService);
     };
     // IPVS schedules TCP only on a SYN (sloppy_tcp off): a stray ACK for a flow we do not
-    // know must not pin a real server.
+    // know must not pin a real server. Except where every node would pick the same server
+    // for it: with a consistent-hash scheduler (mh, sh) a mid-flow packet that ECMP moved
+    // to this node (a node added or gone) follows the hash and is tracked from then on, as
+    // Katran does; the flow keeps its real server without any sync.
     if p.l4_proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN {
-        return Verdict::Drop(DropReason::NotSyn);
+        let mid_flow = p.tcp_flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK;
+        if !(mid_flow && svc.sched.kind().takes_hash_flags()) {
+            return Verdict::Drop(DropReason::NotSyn);
+        }
+        ctx.counters.hash_adopted.add(1);
     }
     let Some(slot) = choose_real(ctx, svc, p, v6) else {
         return Verdict::Drop(DropReason::NoRealServer);
@@ -69,8 +76,9 @@ pub(crate) fn new_flow(
         ctx.conns.insert(&conn, ctx.now, deadline)
     };
     match inserted {
-        Ok(_) => {
+        Ok(id) => {
             crate::lifecycle::bind(svc, slot, conn.state, p.l4_proto);
+            ctx.sync.note(ctx.worker, id);
             svc.stats.worker(ctx.worker).conns.add(1);
             real.stats.worker(ctx.worker).conns.add(1);
             ctx.counters.new_conns.add(1);
@@ -82,6 +90,7 @@ pub(crate) fn new_flow(
             }
             return Verdict::Drop(DropReason::TableFull);
         }
+        Err(InsertError::Contended) => return Verdict::Drop(DropReason::InsertContended),
         Err(_) => return Verdict::Drop(DropReason::TableFull),
     }
     if let (Frag::First { id }, Ok(conn_id)) = (p.frag, inserted) {
@@ -162,7 +171,7 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
         );
         // The service's own address: the VIP, or for a firewall-mark service its mark, so a
         // client keeps its server across all of the mark's destinations (as IPVS).
-        let key = template_key(svc, client, svc.key.vip.addr, v6);
+        let key = crate::lifecycle::template_key(svc, client, svc.key.vip.addr, v6);
         (key, pers.timeout_s.saturating_mul(1000))
     });
     if let Some((key, timeout)) = template {
@@ -203,35 +212,13 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
         None => return None,
     };
     if let Some((key, timeout)) = template {
-        let t = Conn {
-            orig: key,
-            reply: key.reversed(),
-            service: svc.id,
-            real: slot,
-            method: 0,
-            state: 0,
-            flags: conn_flags::TEMPLATE,
-        };
+        let t = crate::lifecycle::template(svc, key, slot);
         // A full table only costs persistence for this client, not the flow.
-        let _ = ctx.conns.insert(&t, ctx.now, ctx.now.wrapping_add(timeout));
+        if let Ok(id) = ctx.conns.insert(&t, ctx.now, ctx.now.wrapping_add(timeout)) {
+            ctx.sync.note(ctx.worker, id);
+        }
     }
     Some(slot)
-}
-
-/// The connection-table key of a persistence template: the client (masked to the
-/// persistence netmask), the VIP, the service's port (0 for a port-0 service, which
-/// persists across every port, as ipvsadm -p with port 0 does) and, in the source-port
-/// field, the service's protocol — so a TCP and a UDP service on one VIP:port keep
-/// separate templates, as IPVS's templates carry their protocol.
-pub(crate) fn template_key(svc: &ServiceRt, client: [u8; 16], vip: [u8; 16], v6: bool) -> FlowKey {
-    FlowKey {
-        proto: PROTO_TEMPLATE,
-        v6,
-        src: client,
-        dst: vip,
-        sport: u16::from(svc.key.proto),
-        dport: svc.key.port,
-    }
 }
 
 pub(crate) fn mask_prefix(addr: &mut [u8; 16], len: u8, v6: bool) {

@@ -3,11 +3,13 @@
 //! Checks run in document order and stop at the first mistake, so the error a user sees is the
 //! earliest one in their file.
 
+mod bgp;
 mod fwmark;
 mod health;
 mod real;
 mod service;
 mod site;
+mod sync;
 
 pub use fwmark::MAX_MARK_PORT_RANGES;
 pub use service::DEFAULT_PERSISTENCE;
@@ -412,6 +414,14 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
             })?),
         },
     };
+    let sync = match raw.sync {
+        None => None,
+        Some(s) => Some(sync::sync(cx, s, &interfaces)?),
+    };
+    let bgp = match raw.bgp {
+        None => None,
+        Some(b) => Some(bgp::bgp(cx, b)?),
+    };
     let marks = fwmark::marks(cx, raw.marks.unwrap_or_default())?;
     let services = service::services(
         cx,
@@ -431,6 +441,8 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         drop_entry: raw.drop_entry.unwrap_or(true),
         admin,
         metrics,
+        sync,
+        bgp,
         marks,
         services,
     })

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The active/active test network: a client behind a router that learns the VIP over BGP
+# (BIRD, ECMP with L4 hashing) from two uvs nodes, and three nginx real servers on one L2
+# with both nodes. Each part in its own network namespace, joined by veth pairs and two
+# bridges; addresses only from 198.18.0.0/15; nothing touches a host interface. This
+# script builds the network only: the test writes the configurations and starts BIRD and
+# uvsd (control/tests/e2e_bgp.rs).
+#
+#   client ns          router ns                 switch ns              nodes n1, n2
+#   uvs-c0 ────────── uvs-rt0   uvs-rt1 ──── uvs-sfr ┐                  uvs-f0 198.18.61.11/.12
+#   198.18.60.2/24    198.18.60.1 198.18.61.1        ├ bridge uvs-brf ── uvs-sf1, uvs-sf2
+#                     ip_forward, multipath hash 1   │                  uvs-b0 198.18.62.11/.12
+#                                                    └ bridge uvs-brb ── uvs-sb1, uvs-sb2,
+#                                          uvs-sr1..3 ── rs1..3 uvs-r0 198.18.62.21/.22/.23
+#
+# Namespaces: uvs-<tag>-{client,rt,sw,n1,n2,rs1,rs2,rs3}; state in /run/uvs-testbed/<tag>.
+# Usage: scripts/bgp_testbed.sh up|down [TAG]   (up tears a leftover of the same tag down
+# first; down kills every process in the namespaces by PID and deletes them)
+# Real servers run nginx answering "rsN <address>" on TCP 80; they have no route beyond
+# 198.18.62.0/24, so replies must go to the FullNAT pool address of the node that sent the
+# request.
+set -Eeuo pipefail
+
+cmd=${1:-}
+tag=${2:-bgp}
+state=/run/uvs-testbed/$tag
+[ "$(id -u)" = 0 ] || { echo "bgp_testbed: needs root (network namespaces, veth)" >&2; exit 1; }
+[ ${#tag} -le 8 ] || { echo "bgp_testbed: tag '$tag' longer than 8 characters" >&2; exit 2; }
+
+ns() { echo "uvs-$tag-$1"; }
+nsx() { local n; n=$(ns "$1"); shift; ip netns exec "$n" "$@"; }
+roles="client rt sw n1 n2 rs1 rs2 rs3"
+
+down() {
+  for r in $roles; do
+    local n; n=$(ns "$r")
+    if ip netns list | grep -qw "$n"; then
+      for pid in $(ip netns pids "$n" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+    fi
+  done
+  sleep 0.2
+  for r in $roles; do
+    local n; n=$(ns "$r")
+    if ip netns list | grep -qw "$n"; then
+      for pid in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+      ip netns del "$n" 2>/dev/null || true
+    fi
+  done
+  rm -rf "$state"
+}
+
+veth() { # role_a dev_a role_b dev_b
+  ip -n "$(ns "$1")" link add "$2" type veth peer name "$4" netns "$(ns "$3")"
+  ip -n "$(ns "$1")" link set "$2" up
+  ip -n "$(ns "$3")" link set "$4" up
+}
+
+start_real() { # i
+  local i=$1 dir=$state/rs$1
+  mkdir -p "$dir"
+  cat > "$dir/nginx.conf" <<NGINX
+daemon on;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $dir;
+  proxy_temp_path $dir;
+  fastcgi_temp_path $dir;
+  uwsgi_temp_path $dir;
+  scgi_temp_path $dir;
+  server {
+    listen 80 default_server;
+    location / { return 200 "rs$i \$server_addr \$remote_addr\n"; }
+  }
+}
+NGINX
+  nsx "rs$i" nginx -c "$dir/nginx.conf" -e "$dir/error.log"
+}
+
+up() {
+  down
+  mkdir -p "$state"
+  for r in $roles; do
+    ip netns add "$(ns "$r")"
+    nsx "$r" ip link set lo up
+  done
+  ip -n "$(ns sw)" link add uvs-brf type bridge
+  ip -n "$(ns sw)" link add uvs-brb type bridge
+  ip -n "$(ns sw)" link set uvs-brf up
+  ip -n "$(ns sw)" link set uvs-brb up
+
+  veth client uvs-c0 rt uvs-rt0
+  ip -n "$(ns client)" addr add 198.18.60.2/24 dev uvs-c0
+  ip -n "$(ns client)" route add default via 198.18.60.1
+  ip -n "$(ns rt)" addr add 198.18.60.1/24 dev uvs-rt0
+  veth rt uvs-rt1 sw uvs-sfr
+  ip -n "$(ns sw)" link set uvs-sfr master uvs-brf
+  ip -n "$(ns rt)" addr add 198.18.61.1/24 dev uvs-rt1
+  # ECMP over the nodes by the flow's ports too (L4 hash), as the issue asks.
+  nsx rt sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1
+
+  for n in 1 2; do
+    veth "n$n" uvs-f0 sw "uvs-sf$n"
+    veth "n$n" uvs-b0 sw "uvs-sb$n"
+    ip -n "$(ns sw)" link set "uvs-sf$n" master uvs-brf
+    ip -n "$(ns sw)" link set "uvs-sb$n" master uvs-brb
+    # The kernel's own addresses (BGP runs on the front one); uvsd owns the VIP and the
+    # FullNAT pool address 198.18.62.10N.
+    ip -n "$(ns "n$n")" addr add "198.18.61.1$n/24" dev uvs-f0
+    ip -n "$(ns "n$n")" addr add "198.18.62.1$n/24" dev uvs-b0
+    nsx "n$n" sysctl -qw net.ipv4.ip_forward=0
+  done
+  for i in 1 2 3; do
+    veth "rs$i" uvs-r0 sw "uvs-sr$i"
+    ip -n "$(ns sw)" link set "uvs-sr$i" master uvs-brb
+    ip -n "$(ns "rs$i")" addr add "198.18.62.2$i/24" dev uvs-r0
+    start_real "$i"
+  done
+  for i in 1 2 3; do
+    for _ in $(seq 50); do
+      nsx "rs$i" bash -c "exec 3<>/dev/tcp/198.18.62.2$i/80" 2>/dev/null && break
+      sleep 0.1
+    done
+  done
+  echo "bgp testbed $tag up: $(for r in $roles; do printf '%s ' "$(ns "$r")"; done)"
+}
+
+case $cmd in
+  up)
+    trap 'echo "bgp_testbed: setup failed, tearing down" >&2; down' ERR
+    up ;;
+  down) down; echo "bgp testbed $tag down" ;;
+  *) echo "usage: $0 up|down [TAG]" >&2; exit 2 ;;
+esac
