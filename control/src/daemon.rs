@@ -62,6 +62,8 @@ struct MapState {
     ports: BTreeSet<RealPort>,
     /// Service ports of lingering real servers, kept until the address goes.
     lingering_ports: BTreeSet<RealPort>,
+    /// Firewall marks' destination prefixes and what of them goes to uvs.
+    marks: crate::fwmark::Steering,
 }
 
 type RealPort = (IpAddr, u8, u16);
@@ -72,17 +74,22 @@ fn map_state(cfg: &Config) -> MapState {
         m.owned.extend(i.local.iter().copied());
     }
     for s in &cfg.services {
-        m.owned.insert(s.vip);
+        if s.fwmark == 0 {
+            m.owned.insert(s.vip);
+        }
         m.owned.extend(s.fullnat_pool.iter().copied());
         m.reals.extend(s.real_servers.iter().map(|r| r.address));
-        let proto = spec::proto_number(s.protocol);
-        m.ports
-            .extend(s.real_servers.iter().map(|r| (r.address, proto, r.port)));
-        if let Some(o) = s.sorry_server {
-            m.reals.insert(o.address);
-            m.ports.insert((o.address, proto, o.port));
+        for proto in crate::fwmark::reply_protocols(cfg, s) {
+            let proto = spec::proto_number(proto);
+            m.ports
+                .extend(s.real_servers.iter().map(|r| (r.address, proto, r.port)));
+            if let Some(o) = s.sorry_server {
+                m.reals.insert(o.address);
+                m.ports.insert((o.address, proto, o.port));
+            }
         }
     }
+    m.marks = crate::fwmark::steering(cfg);
     m
 }
 
@@ -148,6 +155,16 @@ impl Core {
             }
             for &(a, proto, port) in prev_ports.difference(&want_ports) {
                 p.remove_real_port(a, proto, port)?;
+            }
+            for (&(prefix, len), ranges) in &want.marks {
+                if have.marks.get(&(prefix, len)) != Some(ranges) {
+                    p.add_mark(prefix, len, ranges)?;
+                }
+            }
+            for &(prefix, len) in have.marks.keys() {
+                if !want.marks.contains_key(&(prefix, len)) {
+                    p.remove_mark(prefix, len)?;
+                }
             }
         }
         *have = want;

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod announce;
 pub mod daemon;
 pub mod filewatch;
+pub mod fwmark;
 mod gate;
 pub mod health;
 pub mod man;

@@ -251,16 +251,26 @@ uvsadm sends one command to a running \fBuvsd\fR(8) over its admin socket and pr
 answer. The command line is ipvsadm's: \fB\-A\fR/\fB\-E\fR/\fB\-D\fR edit virtual services,
 \fB\-a\fR/\fB\-e\fR/\fB\-d\fR real servers, \fB\-L\fR lists, \fB\-Z\fR zeroes counters;
 short options cluster (\fB\-Ln\fR, \fB\-w3\fR) and long ones take \fB\-\-opt value\fR or
-\fB\-\-opt=value\fR. Addresses are numeric: uvsadm never resolves names. The line is parsed
-before anything is sent, so mistakes and \fB\-h\fR need no daemon; a command uvsd rejects
-changes nothing and says why.
+\fB\-\-opt=value\fR. Host and service names are resolved by uvsadm, as ipvsadm does: given
+to \fB\-t\fR, \fB\-u\fR and \fB\-r\fR (and in \fB\-R\fR's input) they are sent as numbers,
+and without \fB\-n\fR the listings show host names (the system resolver) and service names
+(\fI/etc/services\fR); uvsd itself never waits on a resolver. The first line of \fB\-L\fR is
+ipvsadm's, \fBIP Virtual Server version 1.2.1 (size=\fR\fIN\fR\fB)\fR, for the scripts
+that read it. The line is parsed before anything is sent, so mistakes and \fB\-h\fR need no
+daemon; a command uvsd rejects changes nothing and says why.
+.PP
+A firewall-mark service (\fB\-f\fR \fImark\fR, with \fB\-6\fR for IPv6) takes the packets
+whose destination, protocol and port match the mark's entry in \fBmarks:\fR of
+\fBuvs.yaml\fR(5): uvs does not see netfilter's marks. \fB\-R\fR reads the rules of
+\fBuvsadm \-S\fR or \fBipvsadm \-S\fR from standard input and applies them together: a bad
+line (reported with its line number) applies none.
 .PP
 An edit changes the running configuration only, as with ipvsadm; \fBuvsadm save\fR prints
 the running configuration as YAML for the file (see \fBuvs.yaml\fR(5)).
 .PP
 \fBimport\-keepalived\fR runs alone, without a daemon: it translates the
 \fBvirtual_server\fR blocks of a keepalived.conf into uvs YAML on standard output. What
-uvs cannot do the same way (firewall-mark services, SSL_GET, digests, quorum above 1,
+uvs cannot do the same way (fwmark virtual servers, SSL_GET, digests, quorum above 1,
 notify scripts, \fI...\fR) is refused as \fIfile\fR:\fIline\fR:\fIcolumn\fR: \fImessage\fR
 and nothing is printed; what only changes timing or logging is translated as closely as
 possible and reported as notes on standard error. keepalived.conf does not say which

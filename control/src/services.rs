@@ -24,12 +24,19 @@ pub struct Services {
 struct Backend(Arc<Core>);
 
 pub fn snapshot(core: &Core) -> Snapshot {
+    snapshot_with(core, None)
+}
+
+fn snapshot_with(
+    core: &Core,
+    persistent: Option<&std::collections::HashMap<(u16, u16), u32>>,
+) -> Snapshot {
     let cfg = core.running.lock().expect("running lock").config.clone();
     let rates = core.rates.lock().expect("rates lock");
-    let mut snap = status::snapshot(&core.shared, &rates, &core.cores, |key| {
+    let flags_of = |key: &uvs_dataplane::ServiceKey| {
         cfg.services
             .iter()
-            .find(|s| service_key(s.vip, s.protocol, s.port) == *key)
+            .find(|s| service_key(&s.key()) == *key)
             .map(|s| {
                 s.scheduler_flags
                     .iter()
@@ -38,7 +45,8 @@ pub fn snapshot(core: &Core) -> Snapshot {
                     .join(",")
             })
             .unwrap_or_default()
-    });
+    };
+    let mut snap = status::snapshot_with(&core.shared, &rates, &core.cores, flags_of, persistent);
     snap.sync = core
         .sync
         .lock()
@@ -59,11 +67,25 @@ impl AdminBackend for Backend {
     fn apply_config(&self, new: Config) -> Result<(), String> {
         self.0.apply_admin_edit(new)
     }
-    fn zero_counters(&self) {
-        self.0.shared.zero_traffic_counters();
+    fn zero_counters(&self, service: Option<&uvs_config::ServiceKey>) {
+        let Some(key) = service else {
+            self.0.shared.zero_traffic_counters();
+            return;
+        };
+        let key = service_key(key);
+        let tables = self.0.shared.tables.load();
+        for s in tables.services.iter().flatten().filter(|s| s.key == key) {
+            s.stats.reset();
+            for r in s.reals.iter().flatten() {
+                r.stats.reset();
+            }
+        }
     }
     fn connections(&self) -> Vec<ConnSnapshot> {
         status::connections(&self.0.shared)
+    }
+    fn snapshot_persistent(&self) -> Snapshot {
+        snapshot_with(&self.0, Some(&status::persistent_counts(&self.0.shared)))
     }
     fn node(&self, cmd: &admin::node::NodeCommand) -> Result<String, String> {
         match cmd {
@@ -88,11 +110,7 @@ fn start_health(core: &Arc<Core>, previous: &[(HealthTarget, bool)]) -> HealthMo
             t.real,
             if up { "UP" } else { "DOWN" }
         );
-        c.set_health(
-            service_key(t.service.vip, t.service.protocol, t.service.port),
-            t.real,
-            up,
-        );
+        c.set_health(service_key(&t.service), t.real, up);
     });
     let targets = crate::health::targets(&cfg)
         .into_iter()
@@ -107,11 +125,7 @@ fn start_health(core: &Arc<Core>, previous: &[(HealthTarget, bool)]) -> HealthMo
     // A target that starts down must be down in the dataplane too.
     for (t, up) in &targets {
         if !up {
-            core.set_health(
-                service_key(t.service.vip, t.service.protocol, t.service.port),
-                t.real,
-                false,
-            );
+            core.set_health(service_key(&t.service), t.real, false);
         }
     }
     HealthMonitor::start_with(targets, on_change)
@@ -155,12 +169,7 @@ impl Services {
         let Some(m) = h.as_ref() else { return };
         for (t, rtt, load) in m.feedback() {
             if rtt > 0 || load.is_some() {
-                core.set_feedback(
-                    service_key(t.service.vip, t.service.protocol, t.service.port),
-                    t.real,
-                    rtt,
-                    load,
-                );
+                core.set_feedback(service_key(&t.service), t.real, rtt, load);
             }
         }
     }

@@ -39,6 +39,10 @@ pub struct RealSnapshot {
     pub overloaded: bool,
     pub upper_threshold: u32,
     pub lower_threshold: u32,
+    /// Persistence templates pointing at it (ipvsadm's PersistConn); counted only for
+    /// `--persistent-conn`, else 0.
+    #[serde(default)]
+    pub persistent: u32,
     pub traffic: Traffic,
     pub rates: Rates,
 }
@@ -46,10 +50,14 @@ pub struct RealSnapshot {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSnapshot {
     pub name: String,
-    /// "TCP", "UDP" or "SCTP".
+    /// "TCP", "UDP" or "SCTP"; "FWM" for a firewall-mark service.
     pub protocol: String,
+    /// For a firewall-mark service, the unspecified address of its family.
     pub vip: IpAddr,
     pub port: u16,
+    /// The firewall mark of a firewall-mark service, else 0.
+    #[serde(default)]
+    pub fwmark: u32,
     pub scheduler: String,
     /// Scheduler flags as ipvsadm prints them (e.g. "sh-fallback,sh-port"), empty if none.
     pub flags: String,

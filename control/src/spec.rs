@@ -6,7 +6,7 @@ use std::path::Path;
 
 use uvs_config::{Config, Forwarding, Protocol, SchedulerFlag};
 use uvs_conntrack::Timeouts;
-use uvs_dataplane::tables::{Persistence, RealSpec, ServiceKey, ServiceSpec, TablesSpec};
+use uvs_dataplane::tables::{MarkSpec, Persistence, RealSpec, ServiceKey, ServiceSpec, TablesSpec};
 use uvs_dataplane::{IfaceRt, IpKey, Method, Route};
 use uvs_sched::{SchedConfig, SchedFlags, SchedulerKind, SitePrefix};
 
@@ -68,11 +68,29 @@ pub fn proto_number(p: Protocol) -> u8 {
     }
 }
 
-pub fn service_key(vip: IpAddr, protocol: Protocol, port: u16) -> ServiceKey {
+/// The dataplane's key of a configured service (a firewall-mark service's holds its mark).
+pub fn service_key(k: &uvs_config::ServiceKey) -> ServiceKey {
+    if k.is_fwmark() {
+        return ServiceKey::mark(k.fwmark, k.vip.is_ipv6());
+    }
     ServiceKey {
-        vip: IpKey::from_ip(vip),
-        proto: proto_number(protocol),
-        port,
+        vip: IpKey::from_ip(k.vip),
+        proto: proto_number(k.protocol),
+        port: k.port,
+    }
+}
+
+/// The dataplane's form of a firewall mark's match.
+pub fn mark_spec(m: &uvs_config::Mark) -> MarkSpec {
+    MarkSpec {
+        mark: m.mark,
+        destinations: m
+            .destinations
+            .iter()
+            .map(|d| (IpKey::from_ip(d.addr()), d.len()))
+            .collect(),
+        protos: m.protocols.iter().map(|p| proto_number(*p)).collect(),
+        ports: m.ports.iter().map(|r| (r.first, r.last)).collect(),
     }
 }
 
@@ -173,7 +191,7 @@ pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
                     })
                     .collect();
                 ServiceSpec {
-                    key: service_key(s.vip, s.protocol, s.port),
+                    key: service_key(&s.key()),
                     name: s.name.clone(),
                     sched,
                     reals: s
@@ -212,6 +230,7 @@ pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
         ifaces,
         routes,
         services,
+        marks: cfg.marks.iter().map(mark_spec).collect(),
         workers: cfg.workers.count.max(1),
     }
 }

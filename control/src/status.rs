@@ -121,12 +121,35 @@ impl RateSampler {
     }
 }
 
+/// Persistence templates per (service id, real server slot): a walk of the whole table.
+pub fn persistent_counts(shared: &Shared) -> HashMap<(u16, u16), u32> {
+    let mut counts = HashMap::new();
+    shared.conns.for_each(|_, c, _| {
+        if c.flags & conn_flags::TEMPLATE != 0 {
+            *counts.entry((c.service, c.real)).or_insert(0) += 1;
+        }
+    });
+    counts
+}
+
 /// The picture `uvsadm` and the metrics endpoint render.
 pub fn snapshot(
     shared: &Shared,
     rates: &RateSampler,
     cores: &[Option<usize>],
     flags_of: impl Fn(&uvs_dataplane::ServiceKey) -> String,
+) -> Snapshot {
+    snapshot_with(shared, rates, cores, flags_of, None)
+}
+
+/// [`snapshot`], with each real server's persistence templates from `persistent`
+/// ([`persistent_counts`]).
+pub fn snapshot_with(
+    shared: &Shared,
+    rates: &RateSampler,
+    cores: &[Option<usize>],
+    flags_of: impl Fn(&uvs_dataplane::ServiceKey) -> String,
+    persistent: Option<&HashMap<(u16, u16), u32>>,
 ) -> Snapshot {
     let tables = shared.tables.load();
     let mut services = Vec::new();
@@ -148,15 +171,29 @@ pub fn snapshot(
                 overloaded: live.overloaded.load(Relaxed),
                 upper_threshold: spec.upper_threshold,
                 lower_threshold: spec.lower_threshold,
+                persistent: persistent
+                    .and_then(|p| p.get(&(s.id, slot as u16)))
+                    .copied()
+                    .unwrap_or(0),
                 traffic: traffic(r.stats.totals()),
                 rates: rates.rate(&(base.0, base.1, base.2, Some((r.addr.to_ip(), r.port)))),
             });
         }
+        let fwmark = s.key.fwmark();
         services.push(ServiceSnapshot {
             name: s.name.clone(),
-            protocol: proto_name(s.key.proto).to_string(),
-            vip: s.key.vip.to_ip(),
+            protocol: if fwmark.is_some() {
+                "FWM".to_string()
+            } else {
+                proto_name(s.key.proto).to_string()
+            },
+            vip: match (fwmark, s.key.vip.v6) {
+                (None, _) => s.key.vip.to_ip(),
+                (Some(_), false) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                (Some(_), true) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            },
             port: s.key.port,
+            fwmark: fwmark.unwrap_or(0),
             scheduler: s.sched_name.to_string(),
             flags: flags_of(&s.key),
             persistent: s.persistence.map(|p| (p.timeout_s, p.prefix_len)),
@@ -167,7 +204,12 @@ pub fn snapshot(
         });
     }
     services.sort_by(|a, b| {
-        (a.protocol.clone(), a.vip, a.port).cmp(&(b.protocol.clone(), b.vip, b.port))
+        (a.fwmark, a.protocol.clone(), a.vip, a.port).cmp(&(
+            b.fwmark,
+            b.protocol.clone(),
+            b.vip,
+            b.port,
+        ))
     });
     let workers = shared
         .counters
@@ -260,5 +302,59 @@ mod tests {
         let shared = Shared::new(tables, 1000, 1);
         let s = snapshot(&shared, &RateSampler::default(), &[None], |_| String::new());
         assert_eq!(s.conn_capacity, 1000);
+    }
+
+    /// `--persistent-conn`: templates are counted per real server, flows are not.
+    #[test]
+    fn persistence_templates_are_counted_per_real_server() {
+        use uvs_conntrack::{Conn, FlowKey};
+        let spec = uvs_dataplane::lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+        let tables = TablesBuilder::build(&spec, None).unwrap();
+        let shared = Shared::new(tables, 1000, 1);
+        let key = |client: u8, proto: u8| FlowKey {
+            proto,
+            v6: false,
+            src: [198, 18, 0, client, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            dst: [198, 18, 100, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            sport: 6,
+            dport: 80,
+        };
+        let conn = |k: FlowKey, real: u16, flags: u8| Conn {
+            orig: k,
+            reply: k.reversed(),
+            service: 0,
+            real,
+            method: 0,
+            state: 0,
+            flags,
+        };
+        for (client, real, flags) in [
+            (2, 1, conn_flags::TEMPLATE),
+            (3, 1, conn_flags::TEMPLATE),
+            (4, 2, conn_flags::TEMPLATE),
+            (5, 1, 0),
+        ] {
+            let proto = if flags == 0 { PROTO_TCP } else { 0 };
+            shared
+                .conns
+                .insert(&conn(key(client, proto), real, flags), 0, 60_000)
+                .unwrap();
+        }
+        let counts = persistent_counts(&shared);
+        assert_eq!(counts, HashMap::from([((0, 1), 2), ((0, 2), 1)]));
+        let s = snapshot_with(
+            &shared,
+            &RateSampler::default(),
+            &[None],
+            |_| String::new(),
+            Some(&counts),
+        );
+        let svc = s
+            .services
+            .iter()
+            .find(|x| x.name == "tcp/198.18.100.1:80")
+            .unwrap();
+        let p: Vec<u32> = svc.reals.iter().map(|r| r.persistent).collect();
+        assert_eq!(p, [0, 2, 1]);
     }
 }

@@ -318,3 +318,180 @@ fn persistence_timeout_limit_is_one_rule() {
     let err = run(&cfg, &line(uvsadm + 1)).unwrap_err();
     assert!(err.contains(&format!("1..={uvsadm}")), "{err}");
 }
+
+/// A configuration with firewall marks (what `-f` needs: uvs cannot see netfilter's marks).
+const MARKS: &str = r#"
+marks:
+  - mark: 1
+    name: web-cache
+    destinations: [198.18.128.0/17, "2001:2:0:8000::/49"]
+    protocols: [tcp]
+    ports: [80, 443]
+"#;
+
+fn marked() -> Config {
+    uvs_config::load_str(&format!("{YAML}{MARKS}"), "marks.yaml").unwrap()
+}
+
+#[test]
+fn firewall_mark_services_by_f() {
+    let cfg = marked();
+    let new = run(&cfg, "-A -f 1 -s lblc").unwrap();
+    let s = new.services.last().unwrap();
+    assert_eq!((s.fwmark, s.vip, s.port), (1, ip("0.0.0.0"), 0));
+    assert_eq!(s.name, "fwmark/1");
+    assert_eq!(s.scheduler, Scheduler::LocalityBasedLeastConnection);
+    // Its servers keep each packet's port (port 0) unless NAT maps them to one.
+    let new = run(&new, "-a -f 1 -r 198.18.1.11 -g").unwrap();
+    let new = run(&new, "-a -f 1 -r 198.18.1.12:3128 -m").unwrap();
+    let s = new.services.last().unwrap();
+    assert_eq!(
+        s.real_servers.iter().map(|r| r.key()).collect::<Vec<_>>(),
+        vec![
+            "198.18.1.11:0".parse::<SocketAddr>().unwrap(),
+            "198.18.1.12:3128".parse().unwrap()
+        ]
+    );
+    // IPv6 is another service of the same mark.
+    let new = run(&new, "-A -f 1 -6 -s dh").unwrap();
+    let new = run(&new, "-a -f 1 -6 -r 2001:2:0:1::11 -g").unwrap();
+    assert_eq!(new.services.len(), 4);
+    let edited = run(&new, "-E -f 1 -6 -s sh").unwrap();
+    assert_eq!(edited.services[3].scheduler, Scheduler::SourceHashing);
+    assert_eq!(
+        edited.services[2], new.services[2],
+        "the IPv4 one is another service"
+    );
+    let deleted = run(&new, "-D -f 1").unwrap();
+    assert_eq!(deleted.services[2].key(), new.services[3].key());
+    // The YAML round trip keeps them (save, reload).
+    let reloaded = uvs_config::load_str(&uvs_config::to_yaml(&new), "saved.yaml").unwrap();
+    assert_eq!(reloaded, new);
+
+    let rules = format_rules(&new);
+    assert!(
+        rules.ends_with(
+            "-A -f 1 -s lblc\n\
+             -a -f 1 -r 198.18.1.11:0 -g -w 1\n\
+             -a -f 1 -r 198.18.1.12:3128 -m -w 1\n\
+             -A -f 1 -6 -s dh\n\
+             -a -f 1 -6 -r [2001:2:0:1::11]:0 -g -w 1\n"
+        ),
+        "{rules}"
+    );
+}
+
+#[test]
+fn firewall_mark_mistakes_change_nothing_and_say_why() {
+    let cfg = marked();
+    let with = run(&cfg, "-A -f 1").unwrap();
+    let cases: &[(&Config, &str, &[&str])] = &[
+        (&cfg, "-A -f 2", &["fwmark", "no mark 2", "1"]),
+        (&config(), "-A -f 1", &["no mark 1", "marks:"]),
+        (&with, "-A -f 1", &["FWM 1 already exists", "-E"]),
+        (&cfg, "-E -f 1", &["no such service FWM 1", "-f MARK"]),
+        (
+            &with,
+            "-a -f 1 -6 -r 2001:2:0:1::11",
+            &["no such service FWM 1 IPv6"],
+        ),
+        (
+            &with,
+            "-a -f 1 -r 198.18.1.11:80 -g",
+            &["dr", "keep their own port"],
+        ),
+        (
+            &with,
+            "-a -f 1 -r 2001:2:0:1::11 -m",
+            &["IPv6", "firewall-mark service is IPv4"],
+        ),
+    ];
+    for (base, line, words) in cases {
+        let err = run(base, line).unwrap_err();
+        for w in *words {
+            assert!(err.contains(w), "{line:?}: {err:?} lacks {w:?}");
+        }
+    }
+}
+
+/// `--set`: IPVS's three timeouts, global; services following the global value follow it, a
+/// service's own override stays; 0 leaves one alone.
+#[test]
+fn set_timeouts() {
+    let yaml = YAML.replace(
+        "    scheduler: rr\n",
+        "    scheduler: rr\n    timeouts: { udp: 30 }\n",
+    );
+    let cfg = uvs_config::load_str(&yaml, "t.yaml").unwrap();
+    assert_eq!(cfg.services[1].timeouts.udp, 30);
+    let new = run(&cfg, "--set 600 60 0").unwrap();
+    assert_eq!(
+        (
+            new.timeouts.tcp_established,
+            new.timeouts.tcp_fin_wait,
+            new.timeouts.udp
+        ),
+        (600, 60, 300)
+    );
+    assert_eq!(new.services[0].timeouts.tcp_established, 600);
+    assert_eq!(new.services[0].timeouts.tcp_fin_wait, 60);
+    assert_eq!(
+        new.services[0].timeouts.tcp_syn_recv, 60,
+        "other states unchanged"
+    );
+    let new = run(&new, "--set 0 0 100").unwrap();
+    assert_eq!(new.timeouts.udp, 100);
+    assert_eq!(new.services[0].timeouts.udp, 100);
+    assert_eq!(new.services[1].timeouts.udp, 30, "its own override stays");
+    assert_eq!(
+        uvs_control::admin::format_timeouts(&new.timeouts),
+        "Timeout (tcp tcpfin udp): 600 60 100\n"
+    );
+    let err = run(&cfg, &format!("--set {} 0 0", uvs_config::MAX_TIMEOUT + 1)).unwrap_err();
+    assert!(err.contains("illegal --set tcp timeout"), "{err}");
+}
+
+fn restore(cfg: &Config, text: &str) -> Result<Config, String> {
+    let mut wire = vec!["-R".to_string()];
+    wire.extend(text.lines().map(String::from));
+    apply(&parse(&wire)?, cfg)
+}
+
+/// `-R` takes `uvsadm -S` output and ipvsadm's (`ipvsadm -S -n` of ipvsadm 1.26 and later:
+/// bare `ops`, `-f` services), applies it whole, and changes nothing when one line is bad.
+#[test]
+fn restore_is_all_or_nothing() {
+    let cfg = marked();
+    let ipvsadm_save = "\
+-A -t 198.18.100.2:80 -s wrr -p 300
+-a -t 198.18.100.2:80 -r 198.18.1.11:80 -m -w 3
+-a -t 198.18.100.2:80 -r 198.18.1.12:80 -m -w 1
+-A -u 198.18.100.2:53 -s rr ops
+-a -u 198.18.100.2:53 -r 198.18.1.11:53 -m -w 1
+-A -f 1 -s dh
+-a -f 1 -r 198.18.1.11:0 -g -w 1
+-a -f 1 -r 198.18.1.12:0 -g -w 1
+";
+    let new = restore(&run(&cfg, "-C").unwrap(), ipvsadm_save).unwrap();
+    assert_eq!(new.services.len(), 3);
+    assert_eq!(new.services[0].real_servers[0].weight, 3);
+    assert!(new.services[1].one_packet);
+    assert_eq!(new.services[2].fwmark, 1);
+    // uvsadm -S of the result says the same again: a fixed point.
+    let saved = format_rules(&new);
+    let again = restore(&run(&cfg, "-C").unwrap(), &saved).unwrap();
+    assert_eq!(format_rules(&again), saved);
+
+    // A bad rule anywhere: nothing applies, and the error has its line.
+    let bad = format!("{ipvsadm_save}-a -t 198.18.100.9:80 -r 198.18.1.11:80 -m\n");
+    let err = restore(&cfg, &bad).unwrap_err();
+    assert!(
+        err.starts_with("line 9: no such service TCP 198.18.100.9:80"),
+        "{err}"
+    );
+    // One the whole file fails validation for (a NAT real server off every network).
+    let bad = format!("{ipvsadm_save}-a -t 198.18.100.2:80 -r 203.0.113.7:80 -m\n");
+    let err = restore(&cfg, &bad).unwrap_err();
+    assert!(err.contains("rejected, nothing changed"), "{err}");
+    assert!(err.contains("203.0.113.7"), "{err}");
+}

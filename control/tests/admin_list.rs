@@ -2,9 +2,13 @@
 //! literally from ipvsadm.c's printf formats (`print_title`, `print_service_entry`,
 //! `print_largenum`, `list_conn`), trailing spaces included.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use uvs_config::{Protocol, ServiceKey};
-use uvs_control::admin::{format_conns, format_list, format_list_with, format_top, ListOptions};
+use uvs_control::admin::{
+    format_conns, format_conns_with, format_list, format_list_names, format_list_with, format_top,
+    ListOptions, SystemNames,
+};
 use uvs_control::snapshot::{
     ConnSnapshot, Rates, RealSnapshot, ServiceSnapshot, Snapshot, Traffic, WorkerSnapshot,
 };
@@ -55,6 +59,7 @@ fn real(
         overloaded: false,
         upper_threshold: 0,
         lower_threshold: 0,
+        persistent: 0,
         traffic: traffic(t),
         rates: rates(r),
     }
@@ -78,6 +83,7 @@ fn service(
         protocol: protocol.into(),
         vip: ip(vip),
         port,
+        fwmark: 0,
         scheduler: scheduler.into(),
         flags: flags.into(),
         persistent,
@@ -210,7 +216,7 @@ fn plain_listing() {
     assert_lines(
         &format_list(&sample(), true, false, false),
         &[
-            "uvs 0.1.0 (size=65536)",
+            "IP Virtual Server version 1.2.1 (size=65536)",
             "Prot LocalAddress:Port Scheduler Flags",
             "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
             "TCP  198.18.100.1:80 wlc",
@@ -231,7 +237,7 @@ fn stats_listing_with_large_numbers() {
     assert_lines(
         &format_list(&sample(), true, true, false),
         &[
-            "uvs 0.1.0 (size=65536)",
+            "IP Virtual Server version 1.2.1 (size=65536)",
             "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes",
             "  -> RemoteAddress:Port",
             "TCP  198.18.100.1:80                   105     2050     1940   153000  2504000",
@@ -252,7 +258,7 @@ fn rate_listing() {
     assert_lines(
         &format_list(&sample(), true, false, true),
         &[
-            "uvs 0.1.0 (size=65536)",
+            "IP Virtual Server version 1.2.1 (size=65536)",
             "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS",
             "  -> RemoteAddress:Port",
             "TCP  198.18.100.1:80                     1       21       20     1560    25080",
@@ -308,11 +314,7 @@ fn thresholds_exact_and_one_service() {
     s.services[3].reals[1].upper_threshold = 100;
     s.services[3].reals[1].lower_threshold = 50;
     s.services[3].traffic.conns = 123_456_789;
-    let web = ServiceKey {
-        vip: ip("198.18.100.1"),
-        protocol: Protocol::Tcp,
-        port: 80,
-    };
+    let web = ServiceKey::addr(ip("198.18.100.1"), Protocol::Tcp, 80);
     let opts = ListOptions {
         numeric: true,
         thresholds: true,
@@ -462,4 +464,154 @@ fn top_frame() {
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
     assert_eq!(order, ["TCP", "UDP", "SCTP", "TCP"]);
+}
+
+/// Firewall-mark services print as ipvsadm's `FWM  N` (`FWM  N IPv6`), after the address
+/// services (ipvsadm sorts by mark first, 0 being none); `-f N` lists one.
+#[test]
+fn firewall_mark_services_listing() {
+    let mut s = sample();
+    let mut m6 = service(
+        "FWM",
+        "::",
+        0,
+        "lblc",
+        "",
+        None,
+        false,
+        vec![real("2001:2:0:1::11", 0, "Route", 1, 0, 0, Z, ZR)],
+        Z,
+        ZR,
+    );
+    m6.fwmark = 1;
+    let mut m4 = service(
+        "FWM",
+        "0.0.0.0",
+        0,
+        "dh",
+        "",
+        Some((300, 32)),
+        false,
+        vec![
+            real("198.18.1.12", 0, "Route", 1, 3, 0, Z, ZR),
+            real("198.18.1.11", 3128, "Masq", 2, 4, 1, Z, ZR),
+        ],
+        Z,
+        ZR,
+    );
+    m4.fwmark = 1;
+    s.services.insert(0, m6);
+    s.services.insert(1, m4);
+    let out = format_list(&s, true, false, false);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[lines.len() - 5..],
+        [
+            "FWM  1 dh persistent 300",
+            "  -> 198.18.1.11:3128             Masq    2      4          1         ",
+            "  -> 198.18.1.12:0                Route   1      3          0         ",
+            "FWM  1 IPv6 lblc",
+            "  -> [2001:2:0:1::11]:0           Route   1      0          0         ",
+        ]
+    );
+    let one = ListOptions {
+        numeric: true,
+        service: Some(ServiceKey::mark(1, true)),
+        ..ListOptions::default()
+    };
+    assert_lines(
+        &format_list_with(&s, &one).unwrap(),
+        &[
+            "Prot LocalAddress:Port Scheduler Flags",
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+            "FWM  1 IPv6 lblc",
+            "  -> [2001:2:0:1::11]:0           Route   1      0          0         ",
+        ],
+    );
+    let missing = ListOptions {
+        service: Some(ServiceKey::mark(2, false)),
+        ..one
+    };
+    let err = format_list_with(&s, &missing).unwrap_err();
+    assert!(err.contains("no such service FWM 2"), "{err}");
+}
+
+/// `--persistent-conn`: ipvsadm's Weight/PersistConn/ActiveConn/InActConn columns.
+#[test]
+fn persistent_conn_listing() {
+    let mut s = sample();
+    s.services[3].reals[1].persistent = 17;
+    let o = ListOptions {
+        numeric: true,
+        persistent_conn: true,
+        service: Some(ServiceKey::addr(ip("198.18.100.1"), Protocol::Tcp, 80)),
+        ..ListOptions::default()
+    };
+    assert_lines(
+        &format_list_with(&s, &o).unwrap(),
+        &[
+            "Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn ",
+            "  -> RemoteAddress:Port",
+            "TCP  198.18.100.1:80 wlc",
+            "  -> 198.18.1.11:80               1         17          12         30        ",
+            "  -> 198.18.1.12:8080             0         0           0          1         ",
+        ],
+    );
+    let c = ListOptions {
+        numeric: true,
+        persistent_conn: true,
+        connections: true,
+        ..ListOptions::default()
+    };
+    assert_lines(
+        &format_conns_with(&[], &c, &SystemNames::from_map(HashMap::new())),
+        &[
+            "IPVS connection entries",
+            "pro expire state       source             virtual            destination        pe name          pe_data",
+        ],
+    );
+}
+
+/// Without `-n`, addresses are host names and ports service names, as ipvsadm prints them
+/// (IPv6 names in brackets; IPv4 names cut at 33 and 28 columns like ipvsadm's).
+#[test]
+fn names_without_numeric() {
+    let names = SystemNames::from_map(HashMap::from([
+        (ip("198.18.100.1"), "www.example.test".to_string()),
+        (
+            ip("198.18.1.11"),
+            "a-very-long-real-server-name.example.test".to_string(),
+        ),
+        (ip("2001:2:0:100::1"), "v6.example.test".to_string()),
+    ]));
+    let o = ListOptions::default();
+    let out = format_list_names(&sample(), &o, &names).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[3], "TCP  www.example.test:http wlc");
+    assert_eq!(
+        lines[4],
+        "  -> a-very-long-real-server-name Route   1      12         30        "
+    );
+    assert_eq!(
+        lines[5],
+        "  -> 198.18.1.12:http-alt         Masq    0      0          1         "
+    );
+    assert!(out.contains("TCP  [v6.example.test]:https mh"), "{out}");
+    // -n wins over names.
+    let numeric = ListOptions {
+        numeric: true,
+        ..ListOptions::default()
+    };
+    let out = format_list_names(&sample(), &numeric, &names).unwrap();
+    assert!(out.contains("TCP  198.18.100.1:80 wlc"), "{out}");
+}
+
+/// The system resolver names the loopback address from /etc/hosts; an address it cannot name
+/// stays numeric.
+#[test]
+fn system_resolver_names_addresses() {
+    let names = SystemNames::resolve([ip("127.0.0.1"), ip("198.18.255.254")]);
+    use uvs_control::admin::Names;
+    assert_eq!(names.host(ip("127.0.0.1")).as_deref(), Some("localhost"));
+    assert_eq!(names.host(ip("198.18.255.254")), None);
 }

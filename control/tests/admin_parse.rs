@@ -14,11 +14,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn key(protocol: Protocol, vip: &str, port: u16) -> ServiceKey {
-    ServiceKey {
-        vip: ip(vip),
-        protocol,
-        port,
-    }
+    ServiceKey::addr(ip(vip), protocol, port)
 }
 
 fn web() -> ServiceKey {
@@ -277,7 +273,7 @@ fn good_command_lines() {
         ),
         ("-C", AdminCommand::Clear),
         ("--clear", AdminCommand::Clear),
-        ("-Z", AdminCommand::Zero),
+        ("-Z", AdminCommand::Zero(None)),
         ("save", AdminCommand::Save),
         ("-S -n", AdminCommand::SaveRules),
         ("top", AdminCommand::Top { once: false }),
@@ -289,6 +285,197 @@ fn good_command_lines() {
     for (line, want) in cases {
         assert_eq!(parse(&argv(line)), Ok(want), "argv: {line:?}");
     }
+}
+
+/// `-f MARK` names a firewall-mark service wherever `-t` names one; `-6` (before or after)
+/// makes it IPv6, as ipvsadm's `-f 1 -6`.
+#[test]
+fn firewall_mark_services() {
+    let m4 = ServiceKey::mark(1, false);
+    let m6 = ServiceKey::mark(1, true);
+    assert_eq!(m4.vip, ip("0.0.0.0"));
+    assert_eq!(m6.vip, ip("::"));
+    assert_eq!((m4.port, m4.fwmark), (0, 1));
+    let cases: Vec<(&str, AdminCommand)> = vec![
+        (
+            "-A -f 1 -s dh",
+            AdminCommand::AddService(ServiceArgs {
+                scheduler: Scheduler::DestinationHashing,
+                ..svc(m4)
+            }),
+        ),
+        (
+            "--add-service --fwmark-service 1 --ipv6 -s lblc",
+            AdminCommand::AddService(ServiceArgs {
+                scheduler: Scheduler::LocalityBasedLeastConnection,
+                ..svc(m6)
+            }),
+        ),
+        (
+            "-A -6 -f 1 -p 60",
+            AdminCommand::AddService(ServiceArgs {
+                persistence: Some(Persistence {
+                    timeout: 60,
+                    prefix_len: 128,
+                }),
+                ..svc(m6)
+            }),
+        ),
+        (
+            "-D -f 4294967295",
+            AdminCommand::DeleteService(ServiceKey::mark(u32::MAX, false)),
+        ),
+        (
+            "-a -f 1 -r 198.18.1.11 -g",
+            AdminCommand::AddReal(RealArgs {
+                forwarding: Some(Forwarding::Dr),
+                ..real(m4, "198.18.1.11", 0)
+            }),
+        ),
+        (
+            "-a -f 1 -6 -r [2001:2:0:1::11]:8080 -m",
+            AdminCommand::AddReal(RealArgs {
+                forwarding: Some(Forwarding::Nat),
+                ..real(m6, "2001:2:0:1::11", 8080)
+            }),
+        ),
+        (
+            "-d -f 1 -r 198.18.1.11:0",
+            AdminCommand::DeleteReal {
+                service: m4,
+                real: (ip("198.18.1.11"), 0),
+            },
+        ),
+        (
+            "-L -n -f 1 -6",
+            AdminCommand::List(ListOptions {
+                numeric: true,
+                service: Some(m6),
+                ..list()
+            }),
+        ),
+        ("-Z -f 1", AdminCommand::Zero(Some(m4))),
+    ];
+    for (line, want) in cases {
+        assert_eq!(parse(&argv(line)), Ok(want), "argv: {line:?}");
+    }
+}
+
+/// `--set`, `-Z` of one service, `-L --timeout`, `--persistent-conn`, `--json`.
+#[test]
+fn timeouts_zero_and_list_views() {
+    let cases: Vec<(&str, AdminCommand)> = vec![
+        (
+            "--set 900 120 300",
+            AdminCommand::SetTimeouts {
+                tcp: 900,
+                tcpfin: 120,
+                udp: 300,
+            },
+        ),
+        (
+            "--set 0 0 60",
+            AdminCommand::SetTimeouts {
+                tcp: 0,
+                tcpfin: 0,
+                udp: 60,
+            },
+        ),
+        ("-Z -t 198.18.100.1:80", AdminCommand::Zero(Some(web()))),
+        (
+            "--zero --udp-service [2001:2::1]:53",
+            AdminCommand::Zero(Some(key(Protocol::Udp, "2001:2::1", 53))),
+        ),
+        ("-L --timeout", AdminCommand::ListTimeouts),
+        ("-l --timeout", AdminCommand::ListTimeouts),
+        (
+            "-L -n --persistent-conn",
+            AdminCommand::List(ListOptions {
+                numeric: true,
+                persistent_conn: true,
+                ..list()
+            }),
+        ),
+        (
+            "-L -c --persistent-conn",
+            AdminCommand::List(ListOptions {
+                connections: true,
+                persistent_conn: true,
+                ..list()
+            }),
+        ),
+        (
+            "-L --json -t 198.18.100.1:80",
+            AdminCommand::List(ListOptions {
+                json: true,
+                service: Some(web()),
+                ..list()
+            }),
+        ),
+    ];
+    for (line, want) in cases {
+        assert_eq!(parse(&argv(line)), Ok(want), "argv: {line:?}");
+    }
+}
+
+/// `-R`: each word after it is one input line; comments, blank lines, a leading `ipvsadm`
+/// and ipvsadm 1.26's bare `ops` are understood, and each rule keeps its line number.
+#[test]
+fn restore_lines() {
+    let lines = [
+        "# saved by ipvsadm -S -n",
+        "",
+        "-A -u 198.18.100.1:53 -s rr ops",
+        "ipvsadm -a -u 198.18.100.1:53 -r 198.18.1.11:53 -m -w 1 # first",
+        "-A -f 7 -6 -s dh",
+        "--set 900 120 300",
+        "-C",
+    ];
+    let mut wire = vec!["-R".to_string()];
+    wire.extend(lines.iter().map(|l| l.to_string()));
+    let dns = key(Protocol::Udp, "198.18.100.1", 53);
+    let want = AdminCommand::Restore(vec![
+        (
+            3,
+            AdminCommand::AddService(ServiceArgs {
+                scheduler: Scheduler::RoundRobin,
+                one_packet: true,
+                ..svc(dns)
+            }),
+        ),
+        (
+            4,
+            AdminCommand::AddReal(RealArgs {
+                forwarding: Some(Forwarding::Nat),
+                ..real(dns, "198.18.1.11", 53)
+            }),
+        ),
+        (
+            5,
+            AdminCommand::AddService(ServiceArgs {
+                scheduler: Scheduler::DestinationHashing,
+                ..svc(ServiceKey::mark(7, true))
+            }),
+        ),
+        (
+            6,
+            AdminCommand::SetTimeouts {
+                tcp: 900,
+                tcpfin: 120,
+                udp: 300,
+            },
+        ),
+        (7, AdminCommand::Clear),
+    ]);
+    assert_eq!(parse(&wire), Ok(want));
+    assert_eq!(parse(&argv("-R")), Ok(AdminCommand::Restore(vec![])));
+    let bad = vec![
+        "-R".to_string(),
+        "-A -t 198.18.100.1:80".into(),
+        "-a -t 198.18.100.1:80 -r 198.18.1.11 -w 99999".into(),
+    ];
+    let err = parse(&bad).unwrap_err();
+    assert!(err.starts_with("line 2: illegal -w"), "{err}");
 }
 
 #[test]
@@ -372,15 +559,42 @@ fn bad_command_lines() {
         ("-L -c --stats", &["conflict", "-c"]),
         ("-L -c -t 198.18.100.1:80", &["conflict"]),
         ("-L -s rr", &["illegal option -s", "-L"]),
-        (
-            "-Z -t 198.18.100.1:80",
-            &["zeroes all counters", "-Z alone"],
-        ),
+        ("-Z -t 198.18.100.1:80 -s rr", &["illegal option -s", "-Z"]),
         ("-C -n", &["illegal option -n", "-C"]),
         ("-L 198.18.100.1:80", &["unexpected argument", "-t"]),
-        ("-f 1", &["-f", "firewall-mark"]),
-        ("-R", &["-R", "restore", "YAML"]),
-        ("--set 900 120 300", &["--set", "YAML"]),
+        ("-f 1", &["no command"]),
+        (
+            "-A -f 0",
+            &["illegal -f (firewall mark) '0'", "greater than zero"],
+        ),
+        ("-A -f x", &["illegal -f (firewall mark) 'x'"]),
+        ("-A -t 198.18.100.1:80 -6", &["-6", "-f MARK"]),
+        ("-A -f 1 -o", &["one-packet", "UDP"]),
+        (
+            "-A -f 1 -t 198.18.100.1:80",
+            &["multiple", "service-address"],
+        ),
+        ("-R -L", &["line 1", "does not edit", "-A"]),
+        ("-R -A", &["line 1", "needs a service"]),
+        ("-n -R", &["illegal option -n with -R", "standard input"]),
+        ("--set 900 120", &["--set needs 3 timeout values", "got 2"]),
+        ("--set 900 120 300 1", &["--set needs 3", "got 4"]),
+        ("--set 900 120 x", &["illegal --set udp timeout 'x'"]),
+        ("--set 900 120 300 -n", &["illegal option -n with --set"]),
+        ("-L --timeout --stats", &["conflict", "--timeout"]),
+        ("-L --timeout -n", &["conflict", "--timeout"]),
+        (
+            "-A -t 198.18.100.1:80 --timeout",
+            &["illegal option --timeout", "-L"],
+        ),
+        (
+            "-L --stats --persistent-conn",
+            &["conflict", "--persistent-conn"],
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.11 --json",
+            &["illegal option --json"],
+        ),
         ("--start-daemon bogus", &["'master' or 'backup'"]),
         ("--stop-daemon master --syncid 3", &["--stop-daemon MODE"]),
         (

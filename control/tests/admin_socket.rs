@@ -55,6 +55,7 @@ impl AdminBackend for FakeBackend {
                     protocol: s.protocol.name().to_ascii_uppercase(),
                     vip: s.vip,
                     port: s.port,
+                    fwmark: s.fwmark,
                     scheduler: s.scheduler.name().into(),
                     flags: String::new(),
                     persistent: None,
@@ -73,6 +74,7 @@ impl AdminBackend for FakeBackend {
                             overloaded: false,
                             upper_threshold: r.upper_threshold,
                             lower_threshold: r.lower_threshold,
+                            persistent: 0,
                             traffic: Traffic::default(),
                             rates: Rates::default(),
                         })
@@ -98,8 +100,12 @@ impl AdminBackend for FakeBackend {
         Ok(())
     }
 
-    fn zero_counters(&self) {
+    fn zero_counters(&self, _service: Option<&uvs_config::ServiceKey>) {
         self.zeroed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot_persistent(&self) -> Snapshot {
+        self.snapshot()
     }
 
     fn connections(&self) -> Vec<ConnSnapshot> {
@@ -583,4 +589,119 @@ fn uvsadm_quiet_on_a_closed_pipe() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// The ipvsadm-parity commands over the socket and through the binary: `--json` is the data
+/// uvsadm renders (with names) itself, `-L --timeout`, `--set`, `-Z` of one service, and `-R`
+/// from standard input with names, all or nothing.
+#[test]
+fn parity_commands_over_the_socket() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = TempDir::new("parity");
+    let path = dir.0.join("uvsadm.sock");
+    let daemon = Running::start(&path, None);
+    let uvsadm = env!("CARGO_BIN_EXE_uvsadm");
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(uvsadm)
+            .arg("--socket")
+            .arg(&path)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+
+    let json = request(&path, &args("-L --json")).unwrap();
+    let snap: Snapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(snap, daemon.backend.snapshot());
+    let json = request(&path, &args("-L -c --json")).unwrap();
+    let conns: Vec<ConnSnapshot> = serde_json::from_str(&json).unwrap();
+    assert_eq!(conns, daemon.backend.connections());
+    let err = request(&path, &args("-L --json -t 198.18.100.9:80")).unwrap_err();
+    assert!(err.contains("no such service TCP 198.18.100.9:80"), "{err}");
+
+    // uvsadm without -n renders the JSON itself: the same listing as uvsd's where the
+    // resolver knows no host names (ports named from /etc/services either way).
+    let (code, out, err) = run(&["-L"], "");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("IP Virtual Server version 1.2.1 (size="),
+        "{out}"
+    );
+    assert_eq!(
+        out,
+        format_list(&daemon.backend.snapshot(), false, false, false)
+    );
+
+    assert_eq!(
+        request(&path, &args("-L --timeout")).unwrap(),
+        "Timeout (tcp tcpfin udp): 900 120 300\n"
+    );
+    let (code, _, err) = run(&["--set", "600", "0", "30"], "");
+    assert_eq!(code, Some(0), "{err}");
+    let t = daemon.backend.config().timeouts;
+    assert_eq!((t.tcp_established, t.tcp_fin_wait, t.udp), (600, 120, 30));
+
+    let err = request(&path, &args("-Z -t 198.18.100.9:80")).unwrap_err();
+    assert!(err.contains("no such service"), "{err}");
+    assert_eq!(daemon.backend.zeroed.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        request(&path, &args("-Z -t 198.18.100.1:80")),
+        Ok(String::new())
+    );
+    assert_eq!(daemon.backend.zeroed.load(Ordering::Relaxed), 1);
+
+    // -R: ipvsadm -S output with service names; then a bad input, which changes nothing.
+    let before = daemon.backend.config();
+    let (code, _, err) = run(
+        &["-R"],
+        "-A -t 198.18.100.2:http -s wrr\n-a -t 198.18.100.2:http -r 198.18.1.12:http -m -w 2\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let after = daemon.backend.config();
+    assert_eq!(after.services.len(), before.services.len() + 1);
+    let s = &after.services[1];
+    assert_eq!(
+        (s.vip.to_string(), s.port),
+        ("198.18.100.2".to_string(), 80)
+    );
+    assert_eq!(s.real_servers[0].port, 80);
+    let (code, _, err) = run(
+        &["-R"],
+        "# a comment\n-A -t 198.18.100.3:80\n-a -t 198.18.100.3:80 -r 198.18.1.11 -w 99999\n",
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.starts_with("uvsadm: line 3: illegal -w (weight) '99999'"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["-R"], "-A -t 198.18.100.3:nosuchservice\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("line 1: unknown tcp service name 'nosuchservice'"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["-R", "-n"], "");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("standard input"), "{err}");
+    assert_eq!(
+        daemon.backend.config(),
+        after,
+        "refused restores change nothing"
+    );
 }

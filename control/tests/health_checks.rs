@@ -160,11 +160,7 @@ fn command_check_exit_status_substitution_and_timeout() {
 
 fn tcp_target(real: SocketAddr, interval_ms: u64, timeout_ms: u64) -> HealthTarget {
     HealthTarget {
-        service: ServiceKey {
-            vip: "198.18.100.1".parse().unwrap(),
-            protocol: Protocol::Tcp,
-            port: 80,
-        },
+        service: ServiceKey::addr("198.18.100.1".parse().unwrap(), Protocol::Tcp, 80),
         real,
         check: HealthCheck {
             kind: HealthCheckKind::Tcp,

@@ -23,6 +23,7 @@ fn real(addr: &str, port: u16, weight: u32, up: bool, overloaded: bool) -> RealS
         overloaded,
         upper_threshold: 0,
         lower_threshold: 0,
+        persistent: 0,
         traffic: Traffic {
             conns: 10,
             packets_in: 100,
@@ -45,6 +46,7 @@ fn sample() -> Snapshot {
                 protocol: "TCP".into(),
                 vip: "198.18.100.1".parse().unwrap(),
                 port: 80,
+                fwmark: 0,
                 scheduler: "rr".into(),
                 flags: String::new(),
                 persistent: None,
@@ -67,6 +69,7 @@ fn sample() -> Snapshot {
                 protocol: "TCP".into(),
                 vip: "2001:2:0:100::1".parse().unwrap(),
                 port: 443,
+                fwmark: 0,
                 scheduler: "mh".into(),
                 flags: "mh-fallback".into(),
                 persistent: None,

@@ -104,6 +104,7 @@ pub fn spec(method: Method, sched: SchedulerKind, workers: usize) -> TablesSpec 
         ifaces,
         routes,
         services,
+        marks: Vec::new(),
         workers,
     }
 }

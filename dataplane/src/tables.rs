@@ -94,11 +94,37 @@ impl IpKey {
 }
 
 /// A virtual service's identity: (VIP, protocol, port); port 0 means every port.
+///
+/// A firewall-mark service has protocol 0 and port 0, and its "VIP" holds the mark (big
+/// endian, in the first four bytes, the family in `v6`): what IPVS puts in the address of a
+/// firewall-mark service's persistence templates, so persistence works unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
     pub vip: IpKey,
     pub proto: u8,
     pub port: u16,
+}
+
+impl ServiceKey {
+    /// The firewall-mark service of `mark` in one family.
+    pub fn mark(mark: u32, v6: bool) -> ServiceKey {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&mark.to_be_bytes());
+        ServiceKey {
+            vip: IpKey { v6, addr },
+            proto: 0,
+            port: 0,
+        }
+    }
+
+    /// The mark of a firewall-mark service.
+    pub fn fwmark(&self) -> Option<u32> {
+        (self.proto == 0).then(|| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&self.vip.addr[..4]);
+            u32::from_be_bytes(b)
+        })
+    }
 }
 
 /// A multiply-rotate hasher for the small fixed-size keys looked up per packet; SipHash's
@@ -165,20 +191,57 @@ fn lookup_route(routes: &[Route], dst: &IpKey) -> Option<(u8, IpKey)> {
 impl Route {
     #[inline]
     fn matches(&self, dst: &IpKey) -> bool {
-        if dst.v6 != self.prefix.v6 {
-            return false;
-        }
-        let full = usize::from(self.len / 8);
-        if dst.addr[..full] != self.prefix.addr[..full] {
-            return false;
-        }
-        let rem = self.len % 8;
-        if rem == 0 {
-            return true;
-        }
-        let mask = 0xffu8 << (8 - rem);
-        dst.addr[full] & mask == self.prefix.addr[full] & mask
+        prefix_matches(&self.prefix, self.len, dst)
     }
+}
+
+/// Whether `dst` lies in `prefix/len` (same family).
+#[inline]
+fn prefix_matches(prefix: &IpKey, len: u8, dst: &IpKey) -> bool {
+    if dst.v6 != prefix.v6 {
+        return false;
+    }
+    let full = usize::from(len / 8);
+    if dst.addr[..full] != prefix.addr[..full] {
+        return false;
+    }
+    let rem = len % 8;
+    if rem == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rem);
+    dst.addr[full] & mask == prefix.addr[full] & mask
+}
+
+/// What a firewall mark matches (uvs's stand-in for a netfilter mark): destination
+/// prefixes, protocols, destination port ranges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarkSpec {
+    pub mark: u32,
+    /// (prefix, length), either family.
+    pub destinations: Vec<(IpKey, u8)>,
+    /// IP protocol numbers.
+    pub protos: Vec<u8>,
+    /// Inclusive destination port ranges; empty = every port.
+    pub ports: Vec<(u16, u16)>,
+}
+
+impl MarkSpec {
+    #[inline]
+    fn matches(&self, dst: &IpKey, proto: u8, port: u16) -> bool {
+        self.protos.contains(&proto)
+            && (self.ports.is_empty() || self.ports.iter().any(|&(a, b)| a <= port && port <= b))
+            && self
+                .destinations
+                .iter()
+                .any(|(p, len)| prefix_matches(p, *len, dst))
+    }
+}
+
+/// A mark with the ids of its services: `[IPv4, IPv6]`.
+struct MarkRt {
+    spec: MarkSpec,
+    services: [Option<u16>; 2],
 }
 
 /// A real server as workers see it.
@@ -245,6 +308,8 @@ pub struct Tables {
     /// to them).
     pub services: Vec<Option<Arc<ServiceRt>>>,
     index: FastMap<ServiceKey, u16>,
+    /// Firewall marks that have a service, in configuration order (the first match wins).
+    marks: Vec<MarkRt>,
     /// Addresses the slow path answers ARP/NDP/echo for: VIPs, local addresses, FullNAT pools.
     owned: FastMap<IpKey, ()>,
     /// One-packet-scheduling services by (real server address, port, protocol): their
@@ -254,9 +319,16 @@ pub struct Tables {
 }
 
 impl Tables {
-    /// The service for a destination: exact port first, then the port-0 (all ports) service.
+    /// The service for a destination: a firewall-mark service whose mark matches it first (as
+    /// IPVS looks a packet's mark up before its address), then the exact port, then the port-0
+    /// (all ports) service.
     #[inline]
     pub fn service_for(&self, vip: IpKey, proto: u8, port: u16) -> Option<&Arc<ServiceRt>> {
+        if !self.marks.is_empty() {
+            if let Some(s) = self.mark_service(&vip, proto, port) {
+                return Some(s);
+            }
+        }
         let id = self
             .index
             .get(&ServiceKey { vip, proto, port })
@@ -268,6 +340,19 @@ impl Tables {
                 })
             })?;
         self.services.get(usize::from(*id))?.as_ref()
+    }
+
+    /// The firewall-mark service of the first mark matching the destination, of its family.
+    #[cold]
+    fn mark_service(&self, dst: &IpKey, proto: u8, port: u16) -> Option<&Arc<ServiceRt>> {
+        self.marks.iter().find_map(|m| {
+            let id = m.services[usize::from(dst.v6)]?;
+            if m.spec.matches(dst, proto, port) {
+                self.service(id)
+            } else {
+                None
+            }
+        })
     }
 
     #[inline]
@@ -346,6 +431,8 @@ pub struct TablesSpec {
     /// Directly connected networks and gateways; `port` indexes `ifaces`.
     pub routes: Vec<Route>,
     pub services: Vec<ServiceSpec>,
+    /// Firewall marks, in configuration order; a mark no service uses is ignored.
+    pub marks: Vec<MarkSpec>,
     pub workers: usize,
 }
 
@@ -444,7 +531,9 @@ impl TablesBuilder {
                     ops_reverse.entry((r.addr, port, s.key.proto)).or_insert(id);
                 }
             }
-            owned.insert(s.key.vip, ());
+            if s.key.fwmark().is_none() {
+                owned.insert(s.key.vip, ());
+            }
             for a in &s.fullnat_pool {
                 owned.insert(*a, ());
             }
@@ -455,11 +544,24 @@ impl TablesBuilder {
             }
             services[id] = Some(Arc::new(svc));
         }
+        let marks = spec
+            .marks
+            .iter()
+            .filter_map(|m| {
+                let id = |v6| index.get(&ServiceKey::mark(m.mark, v6)).copied();
+                let services = [id(false), id(true)];
+                (services != [None, None]).then(|| MarkRt {
+                    spec: m.clone(),
+                    services,
+                })
+            })
+            .collect();
         Ok(Tables {
             generation: prev.map_or(1, |t| t.generation + 1),
             ifaces: spec.ifaces.clone(),
             services,
             index,
+            marks,
             owned,
             ops_reverse,
             routes,

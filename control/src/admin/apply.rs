@@ -6,8 +6,13 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use uvs_config::{Config, Forwarding, RealServer, Scheduler, Service, ServiceKey, Tunnel};
 
-/// `TCP 198.18.100.1:80`, `UDP [2001:2::1]:53`: a service as ipvsadm lists it.
+/// `TCP 198.18.100.1:80`, `UDP [2001:2::1]:53`, `FWM 1`, `FWM 1 IPv6`: a service as
+/// ipvsadm names it.
 pub fn service_text(k: &ServiceKey) -> String {
+    if k.is_fwmark() {
+        let v6 = if k.vip.is_ipv6() { " IPv6" } else { "" };
+        return format!("FWM {}{v6}", k.fwmark);
+    }
     format!(
         "{} {}",
         k.protocol.name().to_ascii_uppercase(),
@@ -16,13 +21,27 @@ pub fn service_text(k: &ServiceKey) -> String {
 }
 
 /// The configuration `cmd` produces from `cfg`, validated by `uvs_config::load_str` (through
-/// `to_yaml`, the same path as a file). Only edit commands (`-A -E -D -a -e -d -C`) apply;
-/// the error names the service or server and the fix, in ipvsadm's words where it has some.
+/// `to_yaml`, the same path as a file). Only edit commands (`-A -E -D -a -e -d -C --set -R`)
+/// apply; the error names the service or server and the fix, in ipvsadm's words where it has
+/// some. A restore's lines apply one after the other and are validated once, together: one bad
+/// line and nothing changes.
 pub fn apply(cmd: &AdminCommand, cfg: &Config) -> Result<Config, String> {
     let mut new = cfg.clone();
+    if let AdminCommand::Restore(lines) = cmd {
+        for (n, c) in lines {
+            edit(c, &mut new, cfg).map_err(|e| format!("line {n}: {e}"))?;
+        }
+        return validate(&new);
+    }
+    edit(cmd, &mut new, cfg)?;
+    validate(&new)
+}
+
+/// One edit, unvalidated.
+fn edit(cmd: &AdminCommand, new: &mut Config, cfg: &Config) -> Result<(), String> {
     match cmd {
         AdminCommand::AddService(a) => {
-            if find(&new, &a.key).is_some() {
+            if find(new, &a.key).is_some() {
                 return Err(format!(
                     "service {} already exists: change it with -E",
                     service_text(&a.key)
@@ -31,15 +50,15 @@ pub fn apply(cmd: &AdminCommand, cfg: &Config) -> Result<Config, String> {
             new.services.push(new_service(a, cfg));
         }
         AdminCommand::EditService(a) => {
-            let i = service_index(&new, &a.key)?;
+            let i = service_index(new, &a.key)?;
             edit_service(&mut new.services[i], a);
         }
         AdminCommand::DeleteService(key) => {
-            let i = service_index(&new, key)?;
+            let i = service_index(new, key)?;
             new.services.remove(i);
         }
         AdminCommand::AddReal(r) => {
-            let i = service_index(&new, &r.service)?;
+            let i = service_index(new, &r.service)?;
             let svc = &mut new.services[i];
             let key = SocketAddr::new(r.address, r.port);
             if svc.real_servers.iter().any(|x| x.key() == key) {
@@ -52,7 +71,7 @@ pub fn apply(cmd: &AdminCommand, cfg: &Config) -> Result<Config, String> {
             svc.real_servers.push(real);
         }
         AdminCommand::EditReal(r) => {
-            let i = service_index(&new, &r.service)?;
+            let i = service_index(new, &r.service)?;
             let svc = &mut new.services[i];
             let j = real_index(svc, r.address, r.port)?;
             let old = svc.real_servers[j];
@@ -63,19 +82,41 @@ pub fn apply(cmd: &AdminCommand, cfg: &Config) -> Result<Config, String> {
             };
         }
         AdminCommand::DeleteReal { service, real } => {
-            let i = service_index(&new, service)?;
+            let i = service_index(new, service)?;
             let svc = &mut new.services[i];
             let j = real_index(svc, real.0, real.1)?;
             svc.real_servers.remove(j);
         }
         AdminCommand::Clear => new.services.clear(),
+        AdminCommand::SetTimeouts { tcp, tcpfin, udp } => set_timeouts(new, *tcp, *tcpfin, *udp),
         other => {
             return Err(format!(
                 "{other:?} does not change the configuration (internal: not an edit command)"
             ))
         }
     }
-    validate(&new)
+    Ok(())
+}
+
+/// `--set`: IPVS's timeouts are global, so the global ones change, and with them every
+/// service's that follows the global value; a service's own override (`timeouts:` in its YAML)
+/// stays. 0 leaves a timeout unchanged.
+fn set_timeouts(cfg: &mut Config, tcp: u32, tcpfin: u32, udp: u32) {
+    let old = cfg.timeouts;
+    let set = |field: &mut u32, global: u32, value: u32| {
+        if value != 0 && *field == global {
+            *field = value;
+        }
+    };
+    for s in &mut cfg.services {
+        set(&mut s.timeouts.tcp_established, old.tcp_established, tcp);
+        set(&mut s.timeouts.tcp_fin_wait, old.tcp_fin_wait, tcpfin);
+        set(&mut s.timeouts.udp, old.udp, udp);
+    }
+    let g = &mut cfg.timeouts;
+    set(&mut g.tcp_established, old.tcp_established, tcp);
+    set(&mut g.tcp_fin_wait, old.tcp_fin_wait, tcpfin);
+    set(&mut g.udp, old.udp, udp);
 }
 
 fn find(cfg: &Config, key: &ServiceKey) -> Option<usize> {
@@ -85,8 +126,13 @@ fn find(cfg: &Config, key: &ServiceKey) -> Option<usize> {
 fn service_index(cfg: &Config, key: &ServiceKey) -> Result<usize, String> {
     find(cfg, key).ok_or_else(|| {
         format!(
-            "no such service {}: `uvsadm -L -n` lists the services",
-            service_text(key)
+            "no such service {}: `uvsadm -L -n` lists the services{}",
+            service_text(key),
+            if key.is_fwmark() {
+                " (a firewall-mark service is -f MARK, with -6 for IPv6)"
+            } else {
+                ""
+            }
         )
     })
 }
@@ -98,11 +144,25 @@ fn real_index(svc: &Service, address: IpAddr, port: u16) -> Result<usize, String
         .position(|r| r.key() == key)
         .ok_or_else(|| {
             format!(
-                "no such destination {key} in service {}: `uvsadm -L -n -t {}` lists its servers",
+                "no such destination {key} in service {}: `uvsadm -L -n {}` lists its servers",
                 service_text(&svc.key()),
-                SocketAddr::new(svc.vip, svc.port)
+                service_option(&svc.key())
             )
         })
+}
+
+/// `-t 198.18.100.1:80`, `-f 1 -6`: the option naming a service.
+pub(super) fn service_option(k: &ServiceKey) -> String {
+    if k.is_fwmark() {
+        let v6 = if k.vip.is_ipv6() { " -6" } else { "" };
+        return format!("-f {}{v6}", k.fwmark);
+    }
+    let opt = match k.protocol {
+        uvs_config::Protocol::Tcp => "-t",
+        uvs_config::Protocol::Udp => "-u",
+        uvs_config::Protocol::Sctp => "--sctp-service",
+    };
+    format!("{opt} {}", SocketAddr::new(k.vip, k.port))
 }
 
 /// `-A`: what ipvsadm would create; settings ipvsadm has no flag for take the YAML defaults
@@ -113,6 +173,7 @@ fn new_service(a: &ServiceArgs, cfg: &Config) -> Service {
         vip: a.key.vip,
         protocol: a.key.protocol,
         port: a.key.port,
+        fwmark: a.key.fwmark,
         scheduler: a.scheduler,
         scheduler_flags: a.flags.clone(),
         mh_table_size: None,

@@ -73,6 +73,7 @@ pub(super) fn long_option(name: &str) -> Option<(&'static str, Arity)> {
         "timeout" => ("timeout", Arity::None),
         "daemon" => ("daemon", Arity::None),
         "persistent-conn" => ("persistent-conn", Arity::None),
+        "json" => ("json", Arity::None),
         "pe" => ("pe", Arity::Required),
         _ => return None,
     })

@@ -4,18 +4,23 @@
 //! The column widths are ipvsadm's printf formats: service lines `%-33s` (the name cut at 33
 //! characters for IPv4), servers `  -> %-28s` (cut at 28 for IPv4) then
 //! `%-7s %-6d %-10u %-10u` (so lines end in spaces, as ipvsadm's do), counters `%9llu` with
-//! K/M/G/T above 10^8. The first line names uvs instead of `IP Virtual Server version 1.2.1`,
-//! keeping `(size=N)`. Addresses are always numeric (no DNS); without `-n` ports are named from
-//! `/etc/services` as ipvsadm's getservbyport does.
+//! K/M/G/T above 10^8. The first line is ipvsadm's, `IP Virtual Server version 1.2.1
+//! (size=N)` (the IPVS version scripts expect, N the connection table's size), so scripts that
+//! parse it work. Without `-n`, names come from a [`Names`]: uvsd names ports only, uvsadm also
+//! addresses (see `names`).
 
+use super::names::{Names, Numeric, PortNames};
 use super::parse::ListOptions;
 use crate::snapshot::{ConnSnapshot, RealSnapshot, ServiceSnapshot, Snapshot};
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::OnceLock;
+use std::net::IpAddr;
 use uvs_config::{Config, Forwarding, Protocol, ServiceKey};
+
+pub use super::names::parse_services;
+
+/// The IPVS version ipvsadm prints on the first line; scripts match on it.
+pub const IPVS_VERSION: &str = "1.2.1";
 
 /// The table as `ipvsadm -L [-n] [--stats|--rate]` prints it.
 pub fn format_list(s: &Snapshot, numeric: bool, stats: bool, rate: bool) -> String {
@@ -29,26 +34,44 @@ pub fn format_list(s: &Snapshot, numeric: bool, stats: bool, rate: bool) -> Stri
     format_list_with(s, &opts).unwrap_or_default()
 }
 
-/// `-L` with every option: one service (`-t`) prints no header line, as ipvsadm's
-/// `list_service`; an unknown service is an error.
+/// `-L` with every option, ports named from /etc/services unless `-n`: one service (`-t`)
+/// prints no header line, as ipvsadm's `list_service`; an unknown service is an error.
 pub fn format_list_with(s: &Snapshot, o: &ListOptions) -> Result<String, String> {
+    format_list_names(s, o, &PortNames)
+}
+
+/// The service `key` in the snapshot.
+pub(super) fn find_service<'a>(
+    s: &'a Snapshot,
+    key: &ServiceKey,
+) -> Result<&'a ServiceSnapshot, String> {
+    s.services
+        .iter()
+        .find(|v| matches_key(v, key))
+        .ok_or_else(|| {
+            format!(
+                "no such service {}: `uvsadm -L -n` lists the services",
+                super::apply::service_text(key)
+            )
+        })
+}
+
+/// `-L` naming addresses and ports with `names` (numbers with `-n`).
+pub fn format_list_names(
+    s: &Snapshot,
+    o: &ListOptions,
+    names: &dyn Names,
+) -> Result<String, String> {
+    let names: &dyn Names = if o.numeric { &Numeric } else { names };
     let mut out = String::new();
     let services: Vec<&ServiceSnapshot> = match &o.service {
-        Some(key) => {
-            let svc = s
-                .services
-                .iter()
-                .find(|v| matches_key(v, key))
-                .ok_or_else(|| {
-                    format!(
-                        "no such service {}: `uvsadm -L -n` lists the services",
-                        super::apply::service_text(key)
-                    )
-                })?;
-            vec![svc]
-        }
+        Some(key) => vec![find_service(s, key)?],
         None => {
-            let _ = writeln!(out, "uvs {} (size={})", s.version, s.conn_capacity);
+            let _ = writeln!(
+                out,
+                "IP Virtual Server version {IPVS_VERSION} (size={})",
+                s.conn_capacity
+            );
             let mut v: Vec<&ServiceSnapshot> = s.services.iter().collect();
             if !o.nosort {
                 v.sort_by(|a, b| cmp_services(a, b));
@@ -58,13 +81,24 @@ pub fn format_list_with(s: &Snapshot, o: &ListOptions) -> Result<String, String>
     };
     title(&mut out, o);
     for svc in services {
-        service_entry(&mut out, svc, o);
+        service_entry(&mut out, svc, o, names);
     }
     Ok(out)
 }
 
 fn matches_key(v: &ServiceSnapshot, key: &ServiceKey) -> bool {
+    if key.is_fwmark() || v.fwmark != 0 {
+        return v.fwmark == key.fwmark && v.vip.is_ipv6() == key.vip.is_ipv6();
+    }
     v.vip == key.vip && v.port == key.port && v.protocol.eq_ignore_ascii_case(key.protocol.name())
+}
+
+/// `-L --timeout`, as ipvsadm's `list_timeout`: IPVS's TCP, TCP FIN_WAIT and UDP timeouts.
+pub fn format_timeouts(t: &uvs_config::Timeouts) -> String {
+    format!(
+        "Timeout (tcp tcpfin udp): {} {} {}\n",
+        t.tcp_established, t.tcp_fin_wait, t.udp
+    )
 }
 
 /// IP protocol numbers order services as ipvsadm's `ipvs_cmp_services` (TCP 6, UDP 17,
@@ -78,14 +112,23 @@ fn proto_number(p: &str) -> u8 {
     }
 }
 
-/// ipvsadm's order: family (IPv4 first), protocol, address, port.
+/// ipvsadm's order (`ipvs_cmp_services`): firewall mark (address services, mark 0, first),
+/// family (IPv4 first), protocol, address, port.
 pub(super) fn cmp_services(a: &ServiceSnapshot, b: &ServiceSnapshot) -> Ordering {
-    (a.vip.is_ipv6(), proto_number(&a.protocol), a.vip, a.port).cmp(&(
-        b.vip.is_ipv6(),
-        proto_number(&b.protocol),
-        b.vip,
-        b.port,
-    ))
+    (
+        a.fwmark,
+        a.vip.is_ipv6(),
+        proto_number(&a.protocol),
+        a.vip,
+        a.port,
+    )
+        .cmp(&(
+            b.fwmark,
+            b.vip.is_ipv6(),
+            proto_number(&b.protocol),
+            b.vip,
+            b.port,
+        ))
 }
 
 fn title(out: &mut String, o: &ListOptions) {
@@ -110,24 +153,64 @@ fn title(out: &mut String, o: &ListOptions) {
             "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
         );
         out.push_str("  -> RemoteAddress:Port\n");
+    } else if o.persistent_conn {
+        let _ = writeln!(
+            out,
+            "{:<33} {:<9} {:<11} {:<10} {:<10}",
+            "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
+        );
+        out.push_str("  -> RemoteAddress:Port\n");
     } else {
         out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
         out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
     }
 }
 
-/// `addr:port` (`[addr]:port` for IPv6), the port named unless numeric.
-fn addrport(ip: IpAddr, port: u16, protocol: &str, numeric: bool) -> String {
-    let p = if numeric {
-        None
-    } else {
-        port_name(port, protocol)
-    };
-    let port = p.map_or_else(|| port.to_string(), str::to_string);
+/// `addr:port` (`[addr]:port` for IPv6, also when named, as ipvsadm), each named by `names`
+/// where it can.
+fn addrport(ip: IpAddr, port: u16, protocol: &str, names: &dyn Names) -> String {
+    let port = names
+        .port(port, protocol)
+        .unwrap_or_else(|| port.to_string());
+    let host = names.host(ip).unwrap_or_else(|| ip.to_string());
     match ip {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
+        IpAddr::V4(_) => format!("{host}:{port}"),
+        IpAddr::V6(_) => format!("[{host}]:{port}"),
     }
+}
+
+/// Every address a listing shows, for [`super::SystemNames::resolve`].
+pub fn addresses(s: &Snapshot) -> Vec<IpAddr> {
+    let mut v = Vec::new();
+    for svc in &s.services {
+        if svc.fwmark == 0 {
+            v.push(svc.vip);
+        }
+        v.extend(svc.reals.iter().map(|r| r.address));
+    }
+    v
+}
+
+/// Every address of a connection listing.
+pub fn conn_addresses(conns: &[ConnSnapshot]) -> Vec<IpAddr> {
+    let mut v = Vec::new();
+    for c in conns {
+        v.extend([c.client.0, c.virtual_.0, c.real.0]);
+        v.extend(c.local.map(|l| l.0));
+    }
+    v
+}
+
+/// Every address of a configuration's rules.
+pub fn config_addresses(cfg: &Config) -> Vec<IpAddr> {
+    let mut v = Vec::new();
+    for s in &cfg.services {
+        if s.fwmark == 0 {
+            v.push(s.vip);
+        }
+        v.extend(s.real_servers.iter().map(|r| r.address));
+    }
+    v
 }
 
 /// Cuts to `n` characters (ipvsadm writes a NUL there for IPv4 names).
@@ -138,16 +221,28 @@ fn cut(mut s: String, n: usize, ip: IpAddr) -> String {
     s
 }
 
-fn service_entry(out: &mut String, svc: &ServiceSnapshot, o: &ListOptions) {
-    let name = cut(
-        format!(
-            "{}  {}",
-            svc.protocol,
-            addrport(svc.vip, svc.port, &svc.protocol, o.numeric)
-        ),
-        33,
-        svc.vip,
-    );
+fn service_entry(out: &mut String, svc: &ServiceSnapshot, o: &ListOptions, names: &dyn Names) {
+    let name = if svc.fwmark != 0 {
+        let v6 = if svc.vip.is_ipv6() { " IPv6" } else { "" };
+        format!("FWM  {}{v6}", svc.fwmark)
+    } else {
+        cut(
+            format!(
+                "{}  {}",
+                svc.protocol,
+                addrport(svc.vip, svc.port, &svc.protocol, names)
+            ),
+            33,
+            svc.vip,
+        )
+    };
+    // A real server's port is named in its packets' protocol; a firewall-mark service
+    // carries several, and ipvsadm names them as TCP.
+    let real_proto = if svc.fwmark != 0 {
+        "TCP"
+    } else {
+        &svc.protocol
+    };
     if o.stats {
         let _ = write!(out, "{name:<33}");
         let t = &svc.traffic;
@@ -195,11 +290,7 @@ fn service_entry(out: &mut String, svc: &ServiceSnapshot, o: &ListOptions) {
         reals.sort_by_key(|r| (r.address, r.port));
     }
     for r in reals {
-        let d = cut(
-            addrport(r.address, r.port, &svc.protocol, o.numeric),
-            28,
-            svc.vip,
-        );
+        let d = cut(addrport(r.address, r.port, real_proto, names), 28, svc.vip);
         if o.stats {
             let _ = write!(out, "  -> {d:<28}");
             let t = &r.traffic;
@@ -232,6 +323,12 @@ fn service_entry(out: &mut String, svc: &ServiceSnapshot, o: &ListOptions) {
                 out,
                 "  -> {d:<28} {:<10} {:<10} {:<10} {:<10}",
                 r.upper_threshold, r.lower_threshold, r.active, r.inactive
+            );
+        } else if o.persistent_conn {
+            let _ = writeln!(
+                out,
+                "  -> {d:<28} {:<9} {:<11} {:<10} {:<10}",
+                r.weight, r.persistent, r.active, r.inactive
             );
         } else {
             let _ = writeln!(
@@ -270,17 +367,38 @@ fn largenum(out: &mut String, i: u64, exact: bool) {
     };
 }
 
-/// `-L -c`: ipvsadm's `list_conn`. A FullNAT entry adds its local address after the
-/// destination, which is the last column, so the others keep their places.
+/// `-L -c`: ipvsadm's `list_conn`, ports named unless `numeric`. A FullNAT entry adds its
+/// local address after the destination, which is the last column, so the others keep their
+/// places.
 pub fn format_conns(conns: &[ConnSnapshot], numeric: bool) -> String {
+    let o = ListOptions {
+        numeric,
+        ..ListOptions::default()
+    };
+    format_conns_with(conns, &o, &PortNames)
+}
+
+/// `-L -c [--persistent-conn]` naming addresses and ports with `names` (numbers with `-n`).
+/// uvs has no persistence engines, so `--persistent-conn` adds ipvsadm's two columns to the
+/// title only, as ipvsadm does for entries without one.
+pub fn format_conns_with(conns: &[ConnSnapshot], o: &ListOptions, names: &dyn Names) -> String {
+    let names: &dyn Names = if o.numeric { &Numeric } else { names };
     let mut out = String::from("IPVS connection entries\n");
-    let _ = writeln!(
-        out,
-        "pro expire {:<11} {:<18} {:<18} destination",
-        "state", "source", "virtual"
-    );
+    if o.persistent_conn {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+            "state", "source", "virtual", "destination", "pe name"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
+        );
+    }
     for c in conns {
-        let ap = |(ip, port): (IpAddr, u16)| addrport(ip, port, &c.protocol, numeric);
+        let ap = |(ip, port): (IpAddr, u16)| addrport(ip, port, &c.protocol, names);
         let expire = format!("{:02}:{:02}", c.expires_s / 60, c.expires_s % 60);
         let _ = write!(
             out,
@@ -300,21 +418,47 @@ pub fn format_conns(conns: &[ConnSnapshot], numeric: bool) -> String {
     out
 }
 
-/// `-S`: the services as uvsadm command lines (ipvsadm-save's format), which can be replayed
-/// one by one. Settings ipvsadm has no flag for (health checks, timeouts, sorry servers) are in
-/// `uvsadm save` (YAML) only.
+/// `-S -n`: the services as uvsadm command lines (ipvsadm-save's format), which `uvsadm -R`
+/// (or `ipvsadm -R`) restores. Settings ipvsadm has no flag for (health checks, timeouts, sorry
+/// servers, marks' matches) are in `uvsadm save` (YAML) only.
 pub fn format_rules(cfg: &Config) -> String {
+    format_rules_with(cfg, &Numeric)
+}
+
+/// `-S`, naming addresses and ports with `names`.
+pub fn format_rules_with(cfg: &Config, names: &dyn Names) -> String {
     let mut out = String::new();
     let mut services: Vec<_> = cfg.services.iter().collect();
-    services.sort_by_key(|s| (s.vip.is_ipv6(), proto_rank(s.protocol), s.vip, s.port));
+    services.sort_by_key(|s| {
+        (
+            s.fwmark,
+            s.vip.is_ipv6(),
+            proto_rank(s.protocol),
+            s.vip,
+            s.port,
+        )
+    });
     for s in services {
-        let svc = match s.protocol {
-            Protocol::Tcp => "-t",
-            Protocol::Udp => "-u",
-            Protocol::Sctp => "--sctp-service",
+        let proto = if s.fwmark != 0 {
+            "TCP"
+        } else {
+            match s.protocol {
+                Protocol::Tcp => "TCP",
+                Protocol::Udp => "UDP",
+                Protocol::Sctp => "SCTP",
+            }
         };
-        let addr = SocketAddr::new(s.vip, s.port);
-        let _ = write!(out, "-A {svc} {addr} -s {}", s.scheduler);
+        let svc_name = if s.fwmark != 0 {
+            super::apply::service_option(&s.key())
+        } else {
+            let opt = match s.protocol {
+                Protocol::Tcp => "-t",
+                Protocol::Udp => "-u",
+                Protocol::Sctp => "--sctp-service",
+            };
+            format!("{opt} {}", addrport(s.vip, s.port, proto, names))
+        };
+        let _ = write!(out, "-A {svc_name} -s {}", s.scheduler);
         if !s.scheduler_flags.is_empty() {
             let flags: Vec<&str> = s.scheduler_flags.iter().map(|f| f.name()).collect();
             let _ = write!(out, " -b {}", flags.join(","));
@@ -351,7 +495,12 @@ pub fn format_rules(cfg: &Config) -> String {
                 Forwarding::Tun => "-i",
                 Forwarding::FullNat => "--fullnat",
             };
-            let _ = write!(out, "-a {svc} {addr} -r {} {fwd} -w {}", r.key(), r.weight);
+            let _ = write!(
+                out,
+                "-a {svc_name} -r {} {fwd} -w {}",
+                addrport(r.address, r.port, proto, names),
+                r.weight
+            );
             if r.upper_threshold > 0 {
                 let _ = write!(out, " -x {}", r.upper_threshold);
             }
@@ -366,39 +515,6 @@ pub fn format_rules(cfg: &Config) -> String {
 
 fn proto_rank(p: Protocol) -> u8 {
     proto_number(p.name())
-}
-
-/// The name of `port` for `protocol` in `/etc/services`, read once.
-fn port_name(port: u16, protocol: &str) -> Option<&'static str> {
-    static NAMES: OnceLock<HashMap<(u16, String), String>> = OnceLock::new();
-    NAMES
-        .get_or_init(|| {
-            std::fs::read_to_string("/etc/services")
-                .map(|t| parse_services(&t))
-                .unwrap_or_default()
-        })
-        .get(&(port, protocol.to_ascii_lowercase()))
-        .map(String::as_str)
-}
-
-/// `/etc/services` lines (`http 80/tcp www # WorldWideWeb`) → (port, protocol) → first name.
-pub fn parse_services(text: &str) -> HashMap<(u16, String), String> {
-    let mut map = HashMap::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("");
-        let mut words = line.split_whitespace();
-        let (Some(name), Some(pp)) = (words.next(), words.next()) else {
-            continue;
-        };
-        let Some((port, proto)) = pp.split_once('/') else {
-            continue;
-        };
-        if let Ok(port) = port.parse::<u16>() {
-            map.entry((port, proto.to_ascii_lowercase()))
-                .or_insert_with(|| name.to_string());
-        }
-    }
-    map
 }
 
 #[cfg(test)]
@@ -434,18 +550,5 @@ mod tests {
         assert_eq!(n(12, true), "       12");
         assert_eq!(n(123_456_789, true), " 123456789");
         assert_eq!(n(12_345_678_901, true), " 12345678901");
-    }
-
-    #[test]
-    fn services_file() {
-        let m = parse_services(
-            "# comment\nhttp\t\t80/tcp\t\twww\t# WWW\ndomain 53/udp\ndomain 53/tcp\nbad line\nx 70000/tcp\n",
-        );
-        assert_eq!(m.get(&(80, "tcp".into())).map(String::as_str), Some("http"));
-        assert_eq!(
-            m.get(&(53, "udp".into())).map(String::as_str),
-            Some("domain")
-        );
-        assert_eq!(m.len(), 3);
     }
 }

@@ -7,16 +7,18 @@
 //!                                                   └─ format_list()  Snapshot → ipvsadm's layout
 //! ```
 //!
-//! Commands follow ipvsadm(8): `-A/-E/-D` services, `-a/-e/-d` real servers, `-C`, `-Z`,
-//! `-L [-n] [--stats|--rate|--thresholds] [--exact] [-c] [-t|-u|--sctp-service VIP:PORT]`,
-//! `-S` (rules); uvs adds `save` (YAML), `top`, `--sctp-service`, `-b` scheduler flags,
-//! `--fullnat`, `--fullnat-pool` and the `fastest` and `load` schedulers. An edit changes
-//! the running configuration only; `uvsadm save` prints it for the YAML file.
+//! Commands follow ipvsadm(8): `-A/-E/-D` services, `-a/-e/-d` real servers (a service is
+//! `-t|-u|--sctp-service VIP:PORT` or `-f MARK [-6]`), `-C`, `-Z [service]`, `-R`, `--set`,
+//! `-L [-n] [--stats|--rate|--thresholds|--persistent-conn] [--exact] [-c] [service]`,
+//! `-L --timeout`, `-S` (rules); uvs adds `save` (YAML), `top`, `-L --json`, `-b` scheduler
+//! flags, `--fullnat`, `--fullnat-pool` and the `fastest` and `load` schedulers. An edit
+//! changes the running configuration only; `uvsadm save` prints it for the YAML file.
 
 mod apply;
 mod argv;
 pub mod keepalived;
 mod list;
+mod names;
 pub mod node;
 mod parse;
 mod socket;
@@ -24,10 +26,18 @@ pub mod syncd;
 mod top;
 
 pub use apply::{apply, service_text};
-pub use list::{format_conns, format_list, format_list_with, format_rules, parse_services};
+pub use list::{
+    addresses, config_addresses, conn_addresses, format_conns, format_conns_with, format_list,
+    format_list_names, format_list_with, format_rules, format_rules_with, format_timeouts,
+    parse_services, IPVS_VERSION,
+};
+pub use names::{
+    numeric_endpoint, numeric_endpoints, parse_getent, Names, Numeric, PortNames, SystemNames,
+};
 pub use parse::{parse, AdminCommand, ListOptions, RealArgs, ServiceArgs};
 pub use socket::{
-    gid_in, group_name_in, request, resolve_group, serve, AdminHandler, AdminRequest, AdminResponse,
+    gid_in, group_name_in, request, resolve_group, serve, AdminHandler, AdminRequest,
+    AdminResponse, MAX_REQUEST,
 };
 pub use top::{format_top, human};
 
@@ -45,10 +55,14 @@ pub trait AdminBackend: Send + Sync {
     fn config(&self) -> uvs_config::Config;
     /// Makes `new` (already validated) the running configuration, as a reload would.
     fn apply_config(&self, new: uvs_config::Config) -> Result<(), String>;
-    /// `-Z`: zeroes every traffic counter.
-    fn zero_counters(&self);
+    /// `-Z`: zeroes every traffic counter, or those of one service and its real servers.
+    /// The service exists in [`AdminBackend::config`].
+    fn zero_counters(&self, service: Option<&uvs_config::ServiceKey>);
     /// The connection table (`-L -c`).
     fn connections(&self) -> Vec<ConnSnapshot>;
+    /// [`AdminBackend::snapshot`] with each real server's persistence templates counted
+    /// (`RealSnapshot::persistent`, for `--persistent-conn`): a walk of the connection table.
+    fn snapshot_persistent(&self) -> Snapshot;
     /// `uvsadm node` and `uvsadm node drain`.
     fn node(&self, _cmd: &node::NodeCommand) -> Result<String, String> {
         Err("this daemon has no node state".into())
@@ -62,28 +76,57 @@ pub fn handle(backend: &dyn AdminBackend, argv: &[String]) -> Result<String, Str
 
 /// Runs a parsed command. Edits print nothing on success, as ipvsadm.
 pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String, String> {
+    let names = PortNames;
     match cmd {
         AdminCommand::List(o) if o.connections => {
-            Ok(format_conns(&backend.connections(), o.numeric))
+            let conns = backend.connections();
+            if o.json {
+                return Ok(to_json(&conns));
+            }
+            Ok(format_conns_with(&conns, o, &names))
         }
-        AdminCommand::List(o) => format_list_with(&backend.snapshot(), o),
+        AdminCommand::List(o) => {
+            let snap = if o.persistent_conn {
+                backend.snapshot_persistent()
+            } else {
+                backend.snapshot()
+            };
+            if o.json {
+                if let Some(key) = &o.service {
+                    list::find_service(&snap, key)?;
+                }
+                return Ok(to_json(&snap));
+            }
+            format_list_names(&snap, o, &names)
+        }
+        AdminCommand::ListTimeouts => Ok(format_timeouts(&backend.config().timeouts)),
         AdminCommand::AddService(_)
         | AdminCommand::EditService(_)
         | AdminCommand::DeleteService(_)
         | AdminCommand::AddReal(_)
         | AdminCommand::EditReal(_)
         | AdminCommand::DeleteReal { .. }
-        | AdminCommand::Clear => {
+        | AdminCommand::Clear
+        | AdminCommand::SetTimeouts { .. }
+        | AdminCommand::Restore(_) => {
             let new = apply(cmd, &backend.config())?;
             backend.apply_config(new)?;
             Ok(String::new())
         }
-        AdminCommand::Zero => {
-            backend.zero_counters();
+        AdminCommand::Zero(service) => {
+            if let Some(key) = service {
+                if !backend.config().services.iter().any(|s| s.key() == *key) {
+                    return Err(format!(
+                        "no such service {}: `uvsadm -L -n` lists the services",
+                        service_text(key)
+                    ));
+                }
+            }
+            backend.zero_counters(service.as_ref());
             Ok(String::new())
         }
         AdminCommand::Save => Ok(uvs_config::to_yaml(&backend.config())),
-        AdminCommand::SaveRules => Ok(format_rules(&backend.config())),
+        AdminCommand::SaveRules => Ok(format_rules_with(&backend.config(), &names)),
         AdminCommand::Top { .. } => Ok(format_top(&backend.snapshot())),
         AdminCommand::Daemon(syncd::DaemonCommand::List) => Ok(syncd::format(&backend.config())),
         AdminCommand::Daemon(d) => {
@@ -95,6 +138,13 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
         AdminCommand::Help => Ok(usage()),
         AdminCommand::Version => Ok(version()),
     }
+}
+
+/// Pretty JSON with a final newline (`-L --json`).
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    let mut s = serde_json::to_string_pretty(v).expect("snapshots serialise");
+    s.push('\n');
+    s
 }
 
 /// A socket handler running [`handle`] on `backend`, for [`serve`].
@@ -117,16 +167,19 @@ pub fn usage() -> String {
         "Usage:
   uvsadm [--socket PATH] COMMAND [options]     (default socket /run/uvs/uvsadm.sock,
                                                 or $UVSADM_SOCKET)
-  uvsadm -A|E -t|u|--sctp-service service-address [-s scheduler] [-b flags]
+  uvsadm -A|E virtual-service [-s scheduler] [-b flags]
               [-p [timeout]] [-M netmask] [-o] [--fullnat-pool addr,...]
-  uvsadm -D -t|u|--sctp-service service-address
+  uvsadm -D virtual-service
   uvsadm -C
-  uvsadm -a|e -t|u|--sctp-service service-address -r server-address [options]
-  uvsadm -d -t|u|--sctp-service service-address -r server-address
-  uvsadm -L|l [-n] [--stats|--rate|--thresholds] [--exact] [--nosort]
-              [-c | -t|u|--sctp-service service-address]
-  uvsadm -Z
+  uvsadm -R
   uvsadm -S [-n]
+  uvsadm -a|e virtual-service -r server-address [options]
+  uvsadm -d virtual-service -r server-address
+  uvsadm -L|l [-n] [--stats|--rate|--thresholds|--persistent-conn] [--exact]
+              [--nosort] [--json] [-c | virtual-service]
+  uvsadm -L|l --timeout
+  uvsadm -Z [virtual-service]
+  uvsadm --set tcp tcpfin udp
   uvsadm save
   uvsadm top [--once]
   uvsadm --start-daemon {master|backup} [--mcast-interface IF] [--syncid N]
@@ -145,13 +198,17 @@ Either long or short options are allowed.
                               returns to its default, as in ipvsadm)
   --delete-service  -D        delete virtual service
   --clear           -C        clear the whole table
+  --restore         -R        restore rules from stdin (uvsadm -S or ipvsadm -S
+                              output), all of them or, on a bad line, none
   --save            -S        print the table as uvsadm command lines
   save                        print the running configuration as YAML
   --add-server      -a        add real server with options
   --edit-server     -e        edit real server with options
   --delete-server   -d        delete real server
   --list            -L|-l     list the table
-  --zero            -Z        zero counters of all services
+  --zero            -Z        zero counters of a service or all services
+  --set tcp tcpfin udp        set the TCP, TCP FIN_WAIT and UDP timeouts in seconds
+                              (0 = unchanged); services with their own keep them
   top                         live rates, health and worker load (Ctrl-C quits)
   import-keepalived           print keepalived.conf's virtual servers as uvs YAML
                               (no daemon needed; errors name file:line:column)
@@ -166,9 +223,12 @@ Either long or short options are allowed.
   --help            -h        display this help message
 
 Options:
-  --tcp-service  -t service-address   service-address is address[:port]
-  --udp-service  -u service-address   e.g. 198.18.100.1:80 or [2001:2::1]:53
-  --sctp-service    service-address
+  --tcp-service  -t service-address   virtual-service is one of these; service-address
+  --udp-service  -u service-address   is host[:port], e.g. 198.18.100.1:80,
+  --sctp-service    service-address   [2001:2::1]:53 or www.example.test:http
+  --fwmark-service -f fwmark          fwmark is an integer greater than zero, a mark
+                                      defined in the YAML's marks:
+  --ipv6         -6                   the fwmark service is IPv6
   --scheduler    -s scheduler         one of rr, wrr, lc, wlc, sed, nq, lblc, lblcr,
                                       dh, sh, mh, fo, ovf, twos, fastest, load;
                                       the default scheduler is wlc.
@@ -178,7 +238,7 @@ Options:
   --netmask      -M netmask           persistent granularity mask (IPv6: prefix length)
   --ops          -o                   one-packet scheduling (UDP)
   --fullnat-pool addr,...             local addresses for FullNAT
-  --real-server  -r server-address    server-address is address[:port]
+  --real-server  -r server-address    server-address is host[:port]
   --gatewaying   -g                   gatewaying (direct routing)
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
@@ -193,8 +253,11 @@ Options:
   --rate                              output of rate information
   --exact                             expand numbers (display exact values)
   --thresholds                        output of thresholds information
+  --persistent-conn                   output of persistent connection info
+  --timeout                           output of timeout (tcp tcpfin udp)
+  --json                              the listing (or -c connections) as JSON
   --nosort                            disable sorting output of service/server entries
-  --numeric      -n                   numeric output of ports (addresses are always numeric)
+  --numeric      -n                   numeric output of addresses and ports
   --once                              top: print one frame and exit
   --interface    NAME                 import-keepalived: the interface uvs serves on
                                       (default: the vrrp_instance's)

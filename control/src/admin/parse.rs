@@ -3,9 +3,15 @@
 //! Follows ipvsadm(8) and its popt table: short options cluster (`-Ln`, `-w3`), long options
 //! take `--opt value` or `--opt=value`, `-p` takes an optional timeout, one command per line,
 //! and each command accepts only its own options (ipvsadm's `commands_v_options` table). Service
-//! and server addresses are numeric (`198.18.100.1:80`, `[2001:2::1]:80`): uvs never waits on
-//! DNS. uvs additions: `--sctp-service`, `-b` for scheduler flags, `--fullnat` and
-//! `--fullnat-pool`, the `fastest` and `load` schedulers, `save` (YAML) and `top`.
+//! and server addresses are numeric (`198.18.100.1:80`, `[2001:2::1]:80`): uvsd never waits on
+//! DNS (uvsadm resolves the names of an `-R` input itself, see `names`). A firewall-mark
+//! service is `-f MARK` (`-f MARK -6` for IPv6), its match defined in the YAML's `marks:`.
+//! uvs additions: `--sctp-service`, `-b` for scheduler flags, `--fullnat` and
+//! `--fullnat-pool`, the `fastest` and `load` schedulers, `-L --json`, `save` (YAML) and `top`.
+//!
+//! `-R` reads rules from uvsadm's standard input; uvsadm sends them to uvsd as the words after
+//! `-R`, one whole line each (`["-R", "-A -t 198.18.100.1:80 -s rr", ...]`), and uvsd applies
+//! them all or none.
 
 use super::argv::{endpoint, max_prefix, netmask, number, tokenize};
 use std::net::IpAddr;
@@ -34,8 +40,16 @@ pub enum AdminCommand {
     },
     /// `-C`: removes every virtual service.
     Clear,
-    /// `-Z`: zeroes every counter.
-    Zero,
+    /// `-Z`: zeroes every counter, or one service's (`-Z -t VIP:PORT`).
+    Zero(Option<ServiceKey>),
+    /// `-R`: the rules of an `ipvsadm -S` / `uvsadm -S` output, with their line numbers,
+    /// applied together: all or nothing.
+    Restore(Vec<(usize, AdminCommand)>),
+    /// `--set TCP TCPFIN UDP`: the TCP established, TCP FIN_WAIT and UDP timeouts in
+    /// seconds; 0 leaves one unchanged (as IPVS).
+    SetTimeouts { tcp: u32, tcpfin: u32, udp: u32 },
+    /// `-L --timeout`: "Timeout (tcp tcpfin udp): 900 120 300".
+    ListTimeouts,
     /// `save`: the running configuration as YAML.
     Save,
     /// `-S`: the running table as ipvsadm rules, one uvsadm command line each.
@@ -69,7 +83,12 @@ pub struct ListOptions {
     pub nosort: bool,
     /// `-c`: the connection table.
     pub connections: bool,
-    /// `-t|-u|--sctp-service`: this service only.
+    /// `--persistent-conn`: each real server's persistence templates (PersistConn).
+    pub persistent_conn: bool,
+    /// `--json` (uvs): the snapshot (or with `-c` the connections) as JSON, for uvsadm to
+    /// render with names and for scripts.
+    pub json: bool,
+    /// `-t|-u|--sctp-service|-f`: this service only.
     pub service: Option<ServiceKey>,
 }
 
@@ -119,6 +138,8 @@ enum Cmd {
     Zero,
     Save,
     SaveRules,
+    Restore,
+    SetTimeouts,
     Top,
     Help,
     Version,
@@ -139,6 +160,8 @@ impl Cmd {
             Cmd::Zero => "-Z (zero)",
             Cmd::Save => "save",
             Cmd::SaveRules => "-S (save)",
+            Cmd::Restore => "-R (restore)",
+            Cmd::SetTimeouts => "--set",
             Cmd::Top => "top",
             Cmd::Help => "-h (help)",
             Cmd::Version => "-v (version)",
@@ -169,6 +192,10 @@ enum Opt {
     OnePacket,
     FullnatPool,
     Once,
+    Timeout,
+    PersistentConn,
+    Json,
+    Ipv6,
 }
 
 impl Opt {
@@ -176,7 +203,7 @@ impl Opt {
         match self {
             Opt::Numeric => "-n (numeric)",
             Opt::Connection => "-c (connection)",
-            Opt::Service => "-t/-u/--sctp-service (service-address)",
+            Opt::Service => "-t/-u/--sctp-service/-f (service-address)",
             Opt::Scheduler => "-s (scheduler)",
             Opt::SchedFlags => "-b (sched-flags)",
             Opt::Persistent => "-p (persistent)",
@@ -194,6 +221,10 @@ impl Opt {
             Opt::OnePacket => "-o (ops)",
             Opt::FullnatPool => "--fullnat-pool",
             Opt::Once => "--once",
+            Opt::Timeout => "--timeout",
+            Opt::PersistentConn => "--persistent-conn",
+            Opt::Json => "--json",
+            Opt::Ipv6 => "-6 (ipv6)",
         }
     }
 
@@ -203,23 +234,41 @@ impl Opt {
         match cmd {
             Cmd::List => matches!(
                 self,
-                Numeric | Connection | Service | Stats | Rate | Thresholds | NoSort | Exact
+                Numeric
+                    | Connection
+                    | Service
+                    | Ipv6
+                    | Stats
+                    | Rate
+                    | Thresholds
+                    | NoSort
+                    | Exact
+                    | Timeout
+                    | PersistentConn
+                    | Json
             ),
             Cmd::AddService | Cmd::EditService => matches!(
                 self,
-                Service | Scheduler | SchedFlags | Persistent | Netmask | OnePacket | FullnatPool
+                Service
+                    | Ipv6
+                    | Scheduler
+                    | SchedFlags
+                    | Persistent
+                    | Netmask
+                    | OnePacket
+                    | FullnatPool
             ),
-            Cmd::DeleteService => self == Service,
+            Cmd::DeleteService | Cmd::Zero => matches!(self, Service | Ipv6),
             Cmd::AddReal | Cmd::EditReal => {
                 matches!(
                     self,
-                    Service | Real | Forward | Weight | UThreshold | LThreshold
+                    Service | Ipv6 | Real | Forward | Weight | UThreshold | LThreshold
                 )
             }
-            Cmd::DeleteReal => matches!(self, Service | Real),
+            Cmd::DeleteReal => matches!(self, Service | Ipv6 | Real),
             Cmd::Save | Cmd::SaveRules => self == Numeric,
             Cmd::Top => self == Once,
-            Cmd::Clear | Cmd::Zero | Cmd::Help | Cmd::Version => false,
+            Cmd::Clear | Cmd::Restore | Cmd::SetTimeouts | Cmd::Help | Cmd::Version => false,
         }
     }
 }
@@ -229,7 +278,9 @@ impl Opt {
 struct Seen {
     cmd: Option<(Cmd, String)>,
     opts: Vec<(Opt, String)>,
-    service: Option<(Protocol, IpAddr, u16)>,
+    service: Option<ServiceKey>,
+    /// Bare words: `--set`'s three timeouts.
+    words: Vec<String>,
     scheduler: Option<Scheduler>,
     flags: Vec<String>,
     persistent: Option<u32>,
@@ -277,6 +328,9 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
     if argv.is_empty() {
         return Ok(AdminCommand::List(ListOptions::default()));
     }
+    if argv[0] == "-R" || argv[0] == "--restore" {
+        return restore_lines(&argv[1..]);
+    }
     if let Some(d) = super::syncd::parse(argv) {
         return d.map(AdminCommand::Daemon);
     }
@@ -288,10 +342,11 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
         let v = || value.clone().unwrap_or_default();
         match key.as_str() {
             "" => match spelled.as_str() {
-                "save" => s.command(Cmd::Save, "save")?,
-                "top" => s.command(Cmd::Top, "top")?,
-                "list" => s.command(Cmd::List, "list")?,
-                "help" => s.command(Cmd::Help, "help")?,
+                "save" if s.cmd.is_none() => s.command(Cmd::Save, "save")?,
+                "top" if s.cmd.is_none() => s.command(Cmd::Top, "top")?,
+                "list" if s.cmd.is_none() => s.command(Cmd::List, "list")?,
+                "help" if s.cmd.is_none() => s.command(Cmd::Help, "help")?,
+                w if matches!(s.cmd, Some((Cmd::SetTimeouts, _))) => s.words.push(w.to_string()),
                 w => {
                     return Err(format!(
                         "unexpected argument '{w}'{}",
@@ -313,6 +368,8 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
             "e" => s.command(Cmd::EditReal, &spelled)?,
             "d" => s.command(Cmd::DeleteReal, &spelled)?,
             "S" => s.command(Cmd::SaveRules, &spelled)?,
+            "R" => s.command(Cmd::Restore, &spelled)?,
+            "set" => s.command(Cmd::SetTimeouts, &spelled)?,
             "h" => s.command(Cmd::Help, &spelled)?,
             "v" => s.command(Cmd::Version, &spelled)?,
             "t" | "u" | "sctp-service" => {
@@ -323,8 +380,15 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
                     _ => Protocol::Sctp,
                 };
                 let (vip, port) = endpoint(&v(), "virtual service")?;
-                s.service = Some((protocol, vip, port.unwrap_or(0)));
+                s.service = Some(ServiceKey::addr(vip, protocol, port.unwrap_or(0)));
             }
+            "f" => {
+                s.option(Opt::Service, &spelled)?;
+                let mark = number(&v(), 1, u64::from(u32::MAX), "-f (firewall mark)")
+                    .map_err(|e| format!("{e} (a firewall mark is greater than zero)"))?;
+                s.service = Some(ServiceKey::mark(mark as u32, false));
+            }
+            "6" => s.option(Opt::Ipv6, &spelled)?,
             "s" => {
                 s.option(Opt::Scheduler, &spelled)?;
                 let name = v();
@@ -436,6 +500,15 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
                 s.option(Opt::Once, &spelled)?;
                 s.once = true;
             }
+            "timeout" => s.option(Opt::Timeout, &spelled)?,
+            "persistent-conn" => {
+                s.option(Opt::PersistentConn, &spelled)?;
+                s.list.persistent_conn = true;
+            }
+            "json" => {
+                s.option(Opt::Json, &spelled)?;
+                s.list.json = true;
+            }
             other => return Err(unsupported(other, &spelled)),
         }
     }
@@ -445,27 +518,17 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
 /// ipvsadm features uvs does not have, each with what to do instead.
 fn unsupported(key: &str, spelled: &str) -> String {
     let why = match key {
-        "f" | "6" => {
-            "firewall-mark services need netfilter marks, which uvs does not see; \
-                      define the service by address and port"
-        }
-        "R" => {
-            "restore is not supported: put the services in the YAML file and reload uvsd, \
-                or feed the lines of `uvsadm -S` to uvsadm one at a time"
-        }
-        "set" => "timeouts are set in the YAML file (`timeouts:`), per protocol state",
         "start-daemon" | "stop-daemon" => {
             "connection sync is configured in the YAML file, not started by uvsadm"
         }
-        "timeout" => "timeouts are in the YAML file (`uvsadm save` shows them)",
-        "daemon" | "persistent-conn" | "pe" => "not supported by uvs",
+        "pe" => "persistence engines (SIP) are not supported by uvs",
         _ => "not supported by uvs",
     };
     format!("{spelled}: {why}")
 }
 
 /// Turns the collected options into a command, checking they belong to it.
-fn build(s: Seen) -> Result<AdminCommand, String> {
+fn build(mut s: Seen) -> Result<AdminCommand, String> {
     let Some((cmd, _)) = s.cmd else {
         return Err(
             "no command given: -L lists, -A/-E/-D edit services, -a/-e/-d real servers \
@@ -476,6 +539,8 @@ fn build(s: Seen) -> Result<AdminCommand, String> {
     match cmd {
         Cmd::Help => return Ok(AdminCommand::Help),
         Cmd::Version => return Ok(AdminCommand::Version),
+        Cmd::Restore => return restore(&s),
+        Cmd::SetTimeouts => return set_timeouts(&s),
         _ => {}
     }
     for (opt, spelled) in &s.opts {
@@ -488,22 +553,32 @@ fn build(s: Seen) -> Result<AdminCommand, String> {
                         ": it belongs to -a/-e (real servers)",
                     (Opt::Scheduler | Opt::Persistent | Opt::Netmask | Opt::SchedFlags, _) =>
                         ": it belongs to -A/-E (services)",
-                    (Opt::Service, Cmd::Zero) => ": uvs zeroes all counters at once, run -Z alone",
+                    (Opt::Timeout | Opt::PersistentConn | Opt::Json, _) =>
+                        ": it belongs to -L (list)",
                     _ => "",
                 }
             ));
         }
     }
+    if s.has(Opt::Ipv6) {
+        match &mut s.service {
+            Some(k) if k.is_fwmark() => *k = ServiceKey::mark(k.fwmark, true),
+            _ => {
+                return Err(
+                    "-6 makes a firewall-mark service IPv6: it needs -f MARK (an address \
+                     service's family is its address's)"
+                        .into(),
+                )
+            }
+        }
+    }
+    let s = s;
     let service = |what: &str| -> Result<ServiceKey, String> {
-        let (protocol, vip, port) = s.service.ok_or_else(|| {
+        s.service.ok_or_else(|| {
             format!(
-                "{what} needs a service: add -t VIP:PORT, -u VIP:PORT or --sctp-service VIP:PORT"
+                "{what} needs a service: add -t VIP:PORT, -u VIP:PORT, --sctp-service \
+                 VIP:PORT or -f MARK"
             )
-        })?;
-        Ok(ServiceKey {
-            vip,
-            protocol,
-            port,
         })
     };
     let real = |key: &ServiceKey, what: &str| -> Result<(IpAddr, u16), String> {
@@ -522,12 +597,29 @@ fn build(s: Seen) -> Result<AdminCommand, String> {
                         .into(),
                 );
             }
+            let views = [l.stats, l.rate, l.thresholds, l.persistent_conn]
+                .iter()
+                .filter(|v| **v)
+                .count();
+            if views > 1 {
+                return Err(
+                    "options conflict in the list command: give one of --stats, --rate, \
+                     --thresholds and --persistent-conn"
+                        .into(),
+                );
+            }
+            if s.has(Opt::Timeout) {
+                if s.opts.iter().any(|(o, _)| *o != Opt::Timeout) {
+                    return Err(
+                        "options conflict in the list command: --timeout prints the timeouts \
+                         alone (uvsadm -L --timeout)"
+                            .into(),
+                    );
+                }
+                return Ok(AdminCommand::ListTimeouts);
+            }
             let mut list = s.list.clone();
-            list.service = s.service.map(|(protocol, vip, port)| ServiceKey {
-                vip,
-                protocol,
-                port,
-            });
+            list.service = s.service;
             AdminCommand::List(list)
         }
         Cmd::AddService | Cmd::EditService => {
@@ -547,7 +639,7 @@ fn build(s: Seen) -> Result<AdminCommand, String> {
                     },
                 }),
             };
-            if key.port == 0 && persistence.is_none() {
+            if key.port == 0 && persistence.is_none() && !key.is_fwmark() {
                 return Err(
                     "zero port specified for a non-persistent service: a port-0 service \
                      needs -p"
@@ -555,7 +647,7 @@ fn build(s: Seen) -> Result<AdminCommand, String> {
                 );
             }
             let one_packet = s.has(Opt::OnePacket);
-            if one_packet && key.protocol != Protocol::Udp {
+            if one_packet && (key.protocol != Protocol::Udp || key.is_fwmark()) {
                 return Err("one-packet scheduling (-o) is only for UDP services (-u)".into());
             }
             let args = ServiceArgs {
@@ -597,13 +689,96 @@ fn build(s: Seen) -> Result<AdminCommand, String> {
             AdminCommand::DeleteReal { service: key, real }
         }
         Cmd::Clear => AdminCommand::Clear,
-        Cmd::Zero => AdminCommand::Zero,
+        Cmd::Zero => AdminCommand::Zero(s.service),
         Cmd::Save => AdminCommand::Save,
         Cmd::SaveRules => AdminCommand::SaveRules,
         Cmd::Top => AdminCommand::Top { once: s.once },
         Cmd::Help => AdminCommand::Help,
         Cmd::Version => AdminCommand::Version,
+        Cmd::Restore | Cmd::SetTimeouts => unreachable!("built above"),
     })
+}
+
+/// `--set TCP TCPFIN UDP` (ipvsadm: "--set option requires 3 timeout values").
+fn set_timeouts(s: &Seen) -> Result<AdminCommand, String> {
+    if let Some((_, spelled)) = s.opts.first() {
+        return Err(format!("illegal option {spelled} with --set"));
+    }
+    let [tcp, tcpfin, udp] = s.words.as_slice() else {
+        return Err(format!(
+            "--set needs 3 timeout values, tcp tcpfin udp (seconds, 0 = unchanged), e.g. \
+             --set 900 120 300; got {}",
+            s.words.len()
+        ));
+    };
+    let t =
+        |text: &str, what: &str| number(text, 0, uvs_config::MAX_TIMEOUT, what).map(|n| n as u32);
+    Ok(AdminCommand::SetTimeouts {
+        tcp: t(tcp, "--set tcp timeout")?,
+        tcpfin: t(tcpfin, "--set tcpfin timeout")?,
+        udp: t(udp, "--set udp timeout")?,
+    })
+}
+
+/// `-R` among other options: it takes none.
+fn restore(s: &Seen) -> Result<AdminCommand, String> {
+    if let Some((_, spelled)) = s.opts.first() {
+        return Err(format!(
+            "illegal option {spelled} with -R: the rules come on standard input"
+        ));
+    }
+    if let Some(w) = s.words.first() {
+        return Err(format!(
+            "unexpected argument '{w}' with -R: the rules come on standard input"
+        ));
+    }
+    restore_lines(&[])
+}
+
+/// `-R`'s lines (the words after it on the wire). Each is an ipvsadm command line as
+/// `ipvsadm -S` and `uvsadm -S` print them (a leading `ipvsadm` or `uvsadm` is skipped, `#`
+/// starts a comment, ipvsadm 1.26's bare `ops` means `-o`); only commands that edit the table
+/// belong.
+fn restore_lines(lines: &[String]) -> Result<AdminCommand, String> {
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let n = i + 1;
+        let text = line.split('#').next().unwrap_or("");
+        let mut words: Vec<String> = text.split_whitespace().map(String::from).collect();
+        if words
+            .first()
+            .is_some_and(|w| w == "ipvsadm" || w == "uvsadm")
+        {
+            words.remove(0);
+        }
+        if words.is_empty() {
+            continue;
+        }
+        for w in &mut words {
+            if w == "ops" {
+                *w = "-o".into();
+            }
+        }
+        let cmd = parse(&words).map_err(|e| format!("line {n}: {e}"))?;
+        match cmd {
+            AdminCommand::AddService(_)
+            | AdminCommand::EditService(_)
+            | AdminCommand::DeleteService(_)
+            | AdminCommand::AddReal(_)
+            | AdminCommand::EditReal(_)
+            | AdminCommand::DeleteReal { .. }
+            | AdminCommand::Clear
+            | AdminCommand::SetTimeouts { .. } => out.push((n, cmd)),
+            _ => {
+                return Err(format!(
+                    "line {n}: '{}' does not edit the table: a restore takes -A, -E, -D, -a, \
+                     -e, -d, -C and --set lines",
+                    words.join(" ")
+                ))
+            }
+        }
+    }
+    Ok(AdminCommand::Restore(out))
 }
 
 /// `-b` names: uvs's (`sh-fallback`, …) or ipvsadm's generic `flag-1`/`flag-2`, which mean

@@ -40,8 +40,9 @@ pub struct AdminResponse {
 /// What the daemon runs for each request.
 pub type AdminHandler = Arc<dyn Fn(&[String]) -> Result<String, String> + Send + Sync>;
 
-/// Longest request line accepted (an argv is a few hundred bytes).
-const MAX_REQUEST: usize = 64 * 1024;
+/// Longest request line accepted (an argv is a few hundred bytes; an `-R` input, sent whole,
+/// about 1 000 rules).
+pub const MAX_REQUEST: usize = 64 * 1024;
 /// Time a client has, from connecting, to send its whole request line.
 pub const REQUEST_TIME: Duration = Duration::from_secs(2);
 /// Clients connected and still sending their request, at most.

@@ -59,12 +59,17 @@ pub fn format_top(s: &Snapshot) -> String {
     let mut services: Vec<_> = s.services.iter().collect();
     services.sort_by(|a, b| super::list::cmp_services(a, b));
     for svc in services {
-        let key = format!(
-            "{} {} {}",
-            svc.protocol,
-            SocketAddr::new(svc.vip, svc.port),
-            svc.name
-        );
+        let key = if svc.fwmark != 0 {
+            let v6 = if svc.vip.is_ipv6() { " IPv6" } else { "" };
+            format!("FWM {}{v6} {}", svc.fwmark, svc.name)
+        } else {
+            format!(
+                "{} {} {}",
+                svc.protocol,
+                SocketAddr::new(svc.vip, svc.port),
+                svc.name
+            )
+        };
         let up = svc.reals.iter().filter(|r| r.health_up).count();
         let active: u64 = svc.reals.iter().map(|r| u64::from(r.active)).sum();
         let inactive: u64 = svc.reals.iter().map(|r| u64::from(r.inactive)).sum();

@@ -3,12 +3,21 @@
 //! daemon; `top` redraws a frame from uvsd every second until Ctrl-C. `import-keepalived`
 //! runs here alone: it reads a file and prints YAML, without a daemon. A reader that goes
 //! away (`uvsadm -L | head`) ends uvsadm quietly, as it would a C tool.
+//!
+//! Names are resolved here, never in uvsd: host and service names given to `-t`/`-u`/`-r`
+//! (and in `-R`'s input) become numbers before the command is sent, and without `-n` the
+//! listings (`-L`, `-L -c`, `-S`) are fetched as data and printed with host names.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 use uvs_control::admin::keepalived::{import, import_args, Diag};
-use uvs_control::admin::{parse, request, usage, version, AdminCommand, DEFAULT_SOCKET};
+use uvs_control::admin::{
+    addresses, config_addresses, conn_addresses, format_conns_with, format_list_names,
+    format_rules_with, numeric_endpoints, parse, request, usage, version, AdminCommand,
+    SystemNames, DEFAULT_SOCKET, MAX_REQUEST,
+};
+use uvs_control::snapshot::{ConnSnapshot, Snapshot};
 
 fn main() {
     std::process::exit(run(std::env::args().skip(1).collect()));
@@ -36,28 +45,91 @@ fn run(mut args: Vec<String>) -> i32 {
     if args.first().map(String::as_str) == Some("import-keepalived") {
         return import_keepalived(&args[1..]);
     }
-    let cmd = match parse(&args) {
+    let parsed = if matches!(args.first().map(String::as_str), Some("-R" | "--restore")) {
+        restore_argv(&args)
+    } else {
+        numeric_endpoints(&args)
+    }
+    .and_then(|argv| parse(&argv).map(|cmd| (argv, cmd)));
+    let (argv, cmd) = match parsed {
         Ok(c) => c,
         Err(e) => {
             eprintln!("uvsadm: {e}");
             return 1;
         }
     };
-    match cmd {
-        AdminCommand::Help => emit(&usage()),
-        AdminCommand::Version => emit(&version()),
-        AdminCommand::Top { once: false } => top(&socket),
+    let out = match cmd {
+        AdminCommand::Help => return emit(&usage()),
+        AdminCommand::Version => return emit(&version()),
+        AdminCommand::Top { once: false } => return top(&socket),
         AdminCommand::Node(uvs_control::admin::node::NodeCommand::Drain { wait: true, .. }) => {
-            drain(&socket, &args)
+            return drain(&socket, &argv)
         }
-        _ => match request(&socket, &args) {
-            Ok(out) => emit(&out),
-            Err(e) => {
-                eprintln!("uvsadm: {e}");
-                1
-            }
-        },
+        AdminCommand::List(o) if !o.numeric && !o.json => {
+            let mut json = argv.clone();
+            json.push("--json".into());
+            request(&socket, &json).and_then(|text| {
+                if o.connections {
+                    let conns: Vec<ConnSnapshot> = from_json(&text)?;
+                    let names = SystemNames::resolve(conn_addresses(&conns));
+                    Ok(format_conns_with(&conns, &o, &names))
+                } else {
+                    let snap: Snapshot = from_json(&text)?;
+                    let names = SystemNames::resolve(addresses(&snap));
+                    format_list_names(&snap, &o, &names)
+                }
+            })
+        }
+        AdminCommand::SaveRules if !argv.iter().any(|a| a == "-n" || a == "--numeric") => {
+            request(&socket, &["save".to_string()]).and_then(|yaml| {
+                let cfg = uvs_config::load_str(&yaml, "<uvsd>").map_err(|e| e.to_string())?;
+                let names = SystemNames::resolve(config_addresses(&cfg));
+                Ok(format_rules_with(&cfg, &names))
+            })
+        }
+        _ => request(&socket, &argv),
+    };
+    match out {
+        Ok(out) => emit(&out),
+        Err(e) => {
+            eprintln!("uvsadm: {e}");
+            1
+        }
     }
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|e| format!("unreadable answer from uvsd: {e}"))
+}
+
+/// `-R`: the rules on standard input, each line with its names resolved, as the words after
+/// `-R` (empty and comment lines kept, so uvsd's errors give the input's line numbers).
+fn restore_argv(args: &[String]) -> Result<Vec<String>, String> {
+    if let Some(extra) = args.get(1) {
+        return Err(format!(
+            "unexpected argument '{extra}' with -R: the rules come on standard input \
+             (uvsadm -R < rules)"
+        ));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .map_err(|e| format!("-R: reading standard input: {e}"))?;
+    let mut argv = vec!["-R".to_string()];
+    for (i, line) in text.lines().enumerate() {
+        let rule = line.split('#').next().unwrap_or("");
+        let words: Vec<String> = rule.split_whitespace().map(String::from).collect();
+        let words = numeric_endpoints(&words).map_err(|e| format!("line {}: {e}", i + 1))?;
+        argv.push(words.join(" "));
+    }
+    // The request is JSON: a few bytes per line more than the rules themselves.
+    let size: usize = argv.iter().map(|l| l.len() + 4).sum::<usize>() + 16;
+    if size > MAX_REQUEST {
+        return Err(format!(
+            "-R: the rules take {size} bytes, more than uvsd takes in one request \
+             ({MAX_REQUEST}): restore them in parts, or put them in the YAML file"
+        ));
+    }
+    Ok(argv)
 }
 
 /// `node drain`: asks uvsd to drain, then waits until it has stopped (its socket stops

@@ -1,7 +1,7 @@
 //! What changed between two validated configurations, for a reload without dropping
 //! connections.
 //!
-//! Services are matched by (vip, protocol, port) and real servers by (address, port), as IPVS
+//! Services are matched by (vip, protocol, port) or (fwmark, family) and real servers by (address, port), as IPVS
 //! identifies them (`ipvsadm -E` / `-e` edit in place; anything else is delete + add). Order
 //! within the lists does not matter.
 
@@ -31,6 +31,8 @@ pub struct ConfigDiff {
     pub admin_changed: bool,
     /// The metrics endpoint changed.
     pub metrics_changed: bool,
+    /// A firewall mark's match changed, or marks were added or removed.
+    pub marks_changed: bool,
     /// The connection-sync section changed (the sync daemon restarts).
     pub sync_changed: bool,
     /// The BGP announcement section changed.
@@ -89,6 +91,7 @@ impl ConfigDiff {
             && !self.sysctls_changed
             && !self.admin_changed
             && !self.metrics_changed
+            && !self.marks_changed
             && !self.sync_changed
             && !self.bgp_changed
     }
@@ -111,6 +114,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
             || old.drop_entry != new.drop_entry,
         admin_changed: old.admin != new.admin,
         metrics_changed: old.metrics != new.metrics,
+        marks_changed: old.marks != new.marks,
         sync_changed: old.sync != new.sync,
         bgp_changed: old.bgp != new.bgp,
         ..ConfigDiff::default()
@@ -206,6 +210,7 @@ impl fmt::Display for ConfigDiff {
             ),
             (self.admin_changed, "admin"),
             (self.metrics_changed, "metrics"),
+            (self.marks_changed, "marks"),
             (self.sync_changed, "sync"),
             (self.bgp_changed, "bgp"),
         ] {

@@ -22,14 +22,14 @@ mod validate;
 pub use diff::{diff, ConfigDiff, RealServerChange, ServiceChange};
 pub use error::ConfigError;
 pub use model::{
-    Admin, BgpConfig, Config, ConnTable, Forwarding, HealthCheck, HealthCheckKind, Interface,
-    Metrics, Persistence, Protocol, RealServer, Route, Scheduler, SchedulerFlag, Service,
-    ServiceKey, Site, SorryServer, SyncConfig, SyncMode, Timeouts, Tunnel, Withdraw, Workers,
-    XdpMode, ZeroCopy,
+    Admin, BgpConfig, Config, ConnTable, Forwarding, HealthCheck, HealthCheckKind, Interface, Mark,
+    Metrics, Persistence, PortRange, Protocol, RealServer, Route, Scheduler, SchedulerFlag,
+    Service, ServiceKey, Site, SorryServer, SyncConfig, SyncMode, Timeouts, Tunnel, Withdraw,
+    Workers, XdpMode, ZeroCopy,
 };
 pub use net::{IpPrefix, PrefixError};
 pub use save::to_yaml;
-pub use validate::{DEFAULT_PERSISTENCE, MAX_TIMEOUT};
+pub use validate::{DEFAULT_PERSISTENCE, MAX_MARK_PORT_RANGES, MAX_TIMEOUT};
 
 use marks::{MarkTree, TreeError};
 use std::io::Read;

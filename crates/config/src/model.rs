@@ -176,11 +176,71 @@ pub struct Config {
     pub drop_entry: bool,
     pub admin: Admin,
     pub metrics: Metrics,
+    /// Firewall marks: named matches on a packet's destination that firewall-mark services
+    /// (`fwmark:`, ipvsadm `-f`) take their traffic from. uvs does not see netfilter's marks,
+    /// so the match that an iptables rule would make is written here.
+    pub marks: Vec<Mark>,
     /// `None`: no connection sync.
     pub sync: Option<SyncConfig>,
     /// `None`: the VIPs are not announced over BGP.
     pub bgp: Option<BgpConfig>,
     pub services: Vec<Service>,
+}
+
+/// What a firewall mark matches, as the `iptables -t mangle ... -j MARK --set-mark N` rule
+/// of an IPVS director would: a packet to one of `destinations` with one of `protocols` and
+/// a destination port in one of `ports` carries the mark.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Mark {
+    /// 1..=2^32-1 (ipvsadm: "fwmark is an integer greater than zero"); unique.
+    pub mark: u32,
+    /// Unique; defaults to `fwmark N`.
+    pub name: String,
+    /// Destination prefixes, IPv4 and/or IPv6; at least one.
+    pub destinations: Vec<IpPrefix>,
+    /// Default: tcp, udp and sctp. No duplicates.
+    pub protocols: Vec<Protocol>,
+    /// Destination port ranges; empty = every port.
+    pub ports: Vec<PortRange>,
+}
+
+impl Mark {
+    /// Whether a packet to `dst` (`proto`, destination port `port`) carries this mark.
+    pub fn matches(&self, dst: IpAddr, protocol: Protocol, port: u16) -> bool {
+        self.protocols.contains(&protocol)
+            && (self.ports.is_empty() || self.ports.iter().any(|r| r.contains(port)))
+            && self.destinations.iter().any(|d| d.contains(dst))
+    }
+}
+
+/// Ports `first..=last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn contains(self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl fmt::Display for PortRange {
+    /// `80`, `8000-8099`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// A NIC driven through AF_XDP.
@@ -360,18 +420,58 @@ pub struct Metrics {
     pub listen: Option<SocketAddr>,
 }
 
-/// What identifies a virtual service across reloads, as in IPVS: (VIP, protocol, port).
+/// What identifies a virtual service across reloads, as in IPVS: (VIP, protocol, port), or
+/// (firewall mark, family) for a firewall-mark service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ServiceKey {
+    /// For a firewall-mark service, the unspecified address of its family (`0.0.0.0`, `::`).
     pub vip: IpAddr,
+    /// For a firewall-mark service, tcp (unused, as ipvsadm sets it).
     pub protocol: Protocol,
-    /// 0 = every port.
+    /// 0 = every port (and for a firewall-mark service).
     pub port: u16,
+    /// The firewall mark (ipvsadm `-f`); 0 = an address service, as in IPVS.
+    pub fwmark: u32,
+}
+
+impl ServiceKey {
+    /// An address service.
+    pub fn addr(vip: IpAddr, protocol: Protocol, port: u16) -> ServiceKey {
+        ServiceKey {
+            vip,
+            protocol,
+            port,
+            fwmark: 0,
+        }
+    }
+
+    /// The firewall-mark service of `mark` for IPv6 (`-f N -6`) or IPv4 (`-f N`).
+    pub fn mark(fwmark: u32, ipv6: bool) -> ServiceKey {
+        let vip = if ipv6 {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        };
+        ServiceKey {
+            vip,
+            protocol: Protocol::Tcp,
+            port: 0,
+            fwmark,
+        }
+    }
+
+    pub fn is_fwmark(&self) -> bool {
+        self.fwmark != 0
+    }
 }
 
 impl fmt::Display for ServiceKey {
-    /// `tcp/198.18.100.1:80`, `udp/[2001:2:0:100::1]:53`.
+    /// `tcp/198.18.100.1:80`, `udp/[2001:2:0:100::1]:53`, `fwmark/1`, `fwmark/1/ipv6`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_fwmark() {
+            let v6 = if self.vip.is_ipv6() { "/ipv6" } else { "" };
+            return write!(f, "fwmark/{}{v6}", self.fwmark);
+        }
         write!(
             f,
             "{}/{}",
@@ -386,10 +486,16 @@ impl fmt::Display for ServiceKey {
 pub struct Service {
     /// Unique; defaults to the key's text, `tcp/198.18.100.1:80`.
     pub name: String,
+    /// For a firewall-mark service, the unspecified address of its family.
     pub vip: IpAddr,
+    /// For a firewall-mark service, tcp (unused; the mark says which protocols).
     pub protocol: Protocol,
-    /// 0 = every port; such a service is persistent (ipvsadm(8)).
+    /// 0 = every port; such a service is persistent (ipvsadm(8)). 0 for a firewall-mark
+    /// service.
     pub port: u16,
+    /// A firewall-mark service takes the packets of its family that carry this mark
+    /// (`Config::marks`); 0 = an address service (vip, protocol, port).
+    pub fwmark: u32,
     pub scheduler: Scheduler,
     /// Each flag belongs to `scheduler`; no duplicates; sorted (it is a set).
     pub scheduler_flags: Vec<SchedulerFlag>,
@@ -429,6 +535,7 @@ impl Service {
             vip: self.vip,
             protocol: self.protocol,
             port: self.port,
+            fwmark: self.fwmark,
         }
     }
 }

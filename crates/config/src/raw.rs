@@ -37,6 +37,8 @@ pub(crate) struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bgp: Option<RawBgp>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub marks: Option<Vec<RawMark>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<RawService>>,
 }
 
@@ -82,6 +84,56 @@ pub(crate) struct RawBgp {
     pub drain_timeout: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_delay: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMark {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mark: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<RawPorts>>,
+}
+
+/// A port (`80`) or a range (`"8000-8099"`), as iptables' `--dports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RawPorts {
+    One(u64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawPorts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawPorts, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawPorts;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port or a range of ports (\"8000-8099\")")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawPorts, E> {
+                Ok(RawPorts::One(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawPorts, E> {
+                Ok(RawPorts::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for RawPorts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RawPorts::One(n) => s.serialize_u64(*n),
+            RawPorts::Text(t) => s.serialize_str(t),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -205,6 +257,10 @@ pub(crate) struct RawService {
     pub protocol: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

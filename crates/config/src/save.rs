@@ -5,14 +5,14 @@
 //! so a saved file reads like one written by hand. Loading it gives back an equal `Config`.
 
 use crate::model::{
-    Config, HealthCheck, HealthCheckKind, Interface, RealServer, Service, Timeouts, Tunnel,
-    XdpMode, ZeroCopy,
+    Config, HealthCheck, HealthCheckKind, Interface, Mark, Protocol, RealServer, Service, Timeouts,
+    Tunnel, XdpMode, ZeroCopy,
 };
 use crate::net::{ipv4_mask, max_len};
 use crate::raw::{
-    Netmask, RawAdmin, RawConfig, RawConnTable, RawHealthCheck, RawInterface, RawMetrics,
-    RawPersistence, RawRealServer, RawRoute, RawService, RawSite, RawSorryServer, RawTimeouts,
-    RawWorkers,
+    Netmask, RawAdmin, RawConfig, RawConnTable, RawHealthCheck, RawInterface, RawMark, RawMetrics,
+    RawPersistence, RawPorts, RawRealServer, RawRoute, RawService, RawSite, RawSorryServer,
+    RawTimeouts, RawWorkers,
 };
 use std::time::Duration;
 
@@ -44,6 +44,7 @@ pub fn to_yaml(config: &Config) -> String {
         metrics: config.metrics.listen.map(|l| RawMetrics {
             listen: Some(l.to_string()),
         }),
+        marks: non_empty(config.marks.iter().map(mark).collect()),
         sync: config.sync.as_ref().map(|s| crate::raw::RawSync {
             mode: Some(s.mode.name().to_string()),
             interface: Some(s.interface.clone()),
@@ -121,12 +122,37 @@ fn timeouts(t: &Timeouts, base: &Timeouts) -> Option<RawTimeouts> {
     (raw != RawTimeouts::default()).then_some(raw)
 }
 
+fn mark(m: &Mark) -> RawMark {
+    RawMark {
+        mark: Some(u64::from(m.mark)),
+        name: (m.name != format!("fwmark {}", m.mark)).then(|| m.name.clone()),
+        destinations: Some(m.destinations.iter().map(|d| d.to_string()).collect()),
+        protocols: (m.protocols != Protocol::ALL)
+            .then(|| m.protocols.iter().map(|p| p.name().to_string()).collect()),
+        ports: non_empty(
+            m.ports
+                .iter()
+                .map(|r| {
+                    if r.first == r.last {
+                        RawPorts::One(u64::from(r.first))
+                    } else {
+                        RawPorts::Text(r.to_string())
+                    }
+                })
+                .collect(),
+        ),
+    }
+}
+
 fn service(s: &Service, global: &Timeouts) -> RawService {
+    let mark = s.fwmark != 0;
     RawService {
         name: (s.name != s.key().to_string()).then(|| s.name.clone()),
-        vip: Some(s.vip.to_string()),
-        protocol: Some(s.protocol.name().to_string()),
-        port: Some(u64::from(s.port)),
+        vip: (!mark).then(|| s.vip.to_string()),
+        protocol: (!mark).then(|| s.protocol.name().to_string()),
+        port: (!mark).then_some(u64::from(s.port)),
+        fwmark: mark.then_some(u64::from(s.fwmark)),
+        family: (mark && s.vip.is_ipv6()).then(|| "ipv6".to_string()),
         scheduler: Some(s.scheduler.name().to_string()),
         scheduler_flags: non_empty(
             s.scheduler_flags

@@ -85,8 +85,13 @@ fn examples_use_only_benchmarking_addresses() {
             );
             addrs.extend(i.routes.iter().map(|r| r.via));
         }
+        for m in &c.marks {
+            addrs.extend(m.destinations.iter().map(|d| d.addr()));
+        }
         for s in &c.services {
-            addrs.push(s.vip);
+            if s.fwmark == 0 {
+                addrs.push(s.vip);
+            }
             addrs.extend(s.fullnat_pool.iter().copied());
             addrs.extend(s.sorry_server.iter().map(|x| x.address));
             addrs.extend(s.real_servers.iter().map(|r| r.address));

@@ -117,6 +117,55 @@ struct {
 	__type(value, __u8);
 } real_ports SEC(".maps");
 
+// Firewall marks (uvs's stand-in for netfilter marks): destination prefixes
+// whose packets of some protocols and destination ports belong to a
+// firewall-mark service. Longest prefix match; each prefix's value lists what
+// every mark covering it matches (uvsd merges them), at most MARK_RANGES
+// port ranges, each with a bit per protocol.
+#define MARK_RANGES 8
+#define MARK_TCP 1
+#define MARK_UDP 2
+#define MARK_SCTP 4
+
+struct mark_range {
+	__u16 first; // host order
+	__u16 last;
+	__u8 protos; // MARK_* bits
+	__u8 pad[3];
+};
+
+struct mark_match {
+	__u8 nranges;
+	__u8 pad[3];
+	struct mark_range ranges[MARK_RANGES];
+};
+
+struct mark_key4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct mark_key6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mark_key4);
+	__type(value, struct mark_match);
+} marks4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mark_key6);
+	__type(value, struct mark_match);
+} marks6 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STAT_COUNT);
@@ -210,6 +259,35 @@ static __always_inline int from_real(struct xdp_md *ctx, const __u8 *src, int al
 	return v6 ? to_socket(ctx) : pass();
 }
 
+// Does a mark's match take this packet? `l4` is where its TCP/UDP/SCTP
+// header would be; `later` marks a non-first fragment or an IPv6 packet with
+// extension headers, whose port cannot be read here: it matches on address and
+// protocol (uvs follows fragments and walks extension headers itself).
+static __always_inline int mark_takes(const struct mark_match *m, __u8 proto, const __u8 *l4,
+				      void *end, int later)
+{
+	__u8 bit = proto == IPPROTO_TCP_NR ? MARK_TCP
+		 : proto == IPPROTO_UDP_NR ? MARK_UDP
+		 : proto == IPPROTO_SCTP_NR ? MARK_SCTP : 0;
+	if (!bit)
+		return 0;
+	__u16 port = 0;
+	if (!later) {
+		if ((void *)(l4 + 4) > end)
+			return 0;
+		port = ((__u16)l4[2] << 8) | l4[3];
+	}
+#pragma unroll
+	for (int i = 0; i < MARK_RANGES; i++) {
+		if (i >= m->nranges)
+			break;
+		const struct mark_range *r = &m->ranges[i];
+		if ((r->protos & bit) && (later || (port >= r->first && port <= r->last)))
+			return 1;
+	}
+	return 0;
+}
+
 // 224.0.0.0/4 and the limited broadcast belong to the kernel even when a real
 // server sends them (VRRP, DHCP, mDNS).
 static __always_inline int multicast4(__u32 be_addr)
@@ -239,6 +317,20 @@ static __always_inline int ipv4(struct xdp_md *ctx, void *l3, void *end)
 		if (ihl < 20)
 			return pass();
 		return from_real(ctx, ip + 12, 4, ip[9], ip + ihl, end, 0);
+	}
+	// A firewall mark's destinations (never the host's own addresses).
+	if (!in4(&host4, dst) && !multicast4(dst)) {
+		struct mark_key4 k = {.prefixlen = 32};
+		__builtin_memcpy(k.addr, &dst, 4);
+		const struct mark_match *m = bpf_map_lookup_elem(&marks4, &k);
+		if (m) {
+			__u16 frag;
+			__builtin_memcpy(&frag, ip + 6, 2);
+			__u32 ihl = (ip[0] & 0xf) * 4;
+			if (ihl >= 20 &&
+			    mark_takes(m, ip[9], ip + ihl, end, (bpf_ntohs(frag) & 0x1fff) != 0))
+				return to_socket(ctx);
+		}
 	}
 	return pass();
 }
@@ -282,6 +374,21 @@ static __always_inline int ipv6(struct xdp_md *ctx, void *l3, void *end)
 	int multicast = dst[0] == 0xff;
 	if (!link_local && !multicast && in6(&reals6, src) && !in6(&host6, dst))
 		return from_real(ctx, src, 16, ip[6], ip + 40, end, 1);
+	if (!link_local && !multicast && !in6(&host6, dst)) {
+		struct mark_key6 k = {.prefixlen = 128};
+		__builtin_memcpy(k.addr, dst, 16);
+		const struct mark_match *m = bpf_map_lookup_elem(&marks6, &k);
+		if (m) {
+			__u8 next = ip[6];
+			int direct = next == IPPROTO_TCP_NR || next == IPPROTO_UDP_NR ||
+				     next == IPPROTO_SCTP_NR;
+			// Hop-by-hop, routing, fragment, destination options: uvs walks
+			// them, so any of the mark's protocols may follow.
+			int ext = next == 0 || next == 43 || next == 44 || next == 60;
+			if (direct ? mark_takes(m, next, ip + 40, end, 0) : (ext && m->nranges > 0))
+				return to_socket(ctx);
+		}
+	}
 	return pass();
 }
 

@@ -33,6 +33,8 @@ mod sys;
 pub use error::XskError;
 pub use port::XskPort;
 pub use port_config::{XskConfig, XskPortStats, ZeroCopy};
-pub use program::{XdpCounters, XdpMode, XdpProgram};
+pub use program::{
+    MarkRange, XdpCounters, XdpMode, XdpProgram, MARK_RANGES, MARK_SCTP, MARK_TCP, MARK_UDP,
+};
 pub use sys::is_root;
 pub use xsk_rs::socket::XdpStatistics;

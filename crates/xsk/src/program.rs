@@ -61,6 +61,21 @@ const SETTING_REDIRECT_ALL: u32 = 1;
 /// `max_entries` of the XSKMAP.
 const XSKMAP_SLOTS: u32 = 64;
 
+/// Port ranges one firewall-mark prefix carries (`MARK_RANGES` in uvs_xdp.c).
+pub const MARK_RANGES: usize = 8;
+/// [`MarkRange::protos`] bits (`MARK_*` in uvs_xdp.c).
+pub const MARK_TCP: u8 = 1;
+pub const MARK_UDP: u8 = 2;
+pub const MARK_SCTP: u8 = 4;
+
+/// Destination ports `first..=last` of the protocols in `protos` (`MARK_*` bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MarkRange {
+    pub first: u16,
+    pub last: u16,
+    pub protos: u8,
+}
+
 /// A loaded (not necessarily attached) copy of the program and its maps.
 pub(crate) struct LoadedObject {
     obj: NonNull<bpf::bpf_object>,
@@ -73,6 +88,8 @@ pub(crate) struct LoadedObject {
     real_ports: RawFd,
     host4: RawFd,
     host6: RawFd,
+    marks4: RawFd,
+    marks6: RawFd,
     stats: RawFd,
     settings: RawFd,
     ncpus: usize,
@@ -120,6 +137,8 @@ impl LoadedObject {
             real_ports: -1,
             host4: -1,
             host6: -1,
+            marks4: -1,
+            marks6: -1,
             stats: -1,
             settings: -1,
             ncpus: 0,
@@ -155,6 +174,8 @@ impl LoadedObject {
         this.real_ports = this.map_fd("real_ports")?;
         this.host4 = this.map_fd("host4")?;
         this.host6 = this.map_fd("host6")?;
+        this.marks4 = this.map_fd("marks4")?;
+        this.marks6 = this.map_fd("marks6")?;
         this.stats = this.map_fd("stats")?;
         this.settings = this.map_fd("settings")?;
         // SAFETY: no preconditions; reads /sys/devices/system/cpu/possible.
@@ -259,6 +280,54 @@ impl LoadedObject {
             )
         } else {
             self.delete(self.real_ports, &key, "remove a real server's service port")
+        }
+    }
+
+    /// Adds (with its match) or removes a firewall mark's destination prefix, the program's
+    /// `struct mark_key4/6` → `struct mark_match`.
+    fn set_mark(
+        &self,
+        prefix: IpAddr,
+        len: u8,
+        ranges: Option<&[MarkRange]>,
+    ) -> Result<(), XskError> {
+        // struct mark_match: nranges, 3 pad, MARK_RANGES × {first, last (host order),
+        // protos, 3 pad}.
+        let value = ranges.map(|ranges| {
+            let mut v = [0u8; 4 + MARK_RANGES * 8];
+            v[0] = ranges.len().min(MARK_RANGES) as u8;
+            for (i, r) in ranges.iter().take(MARK_RANGES).enumerate() {
+                let o = 4 + i * 8;
+                v[o..o + 2].copy_from_slice(&r.first.to_ne_bytes());
+                v[o + 2..o + 4].copy_from_slice(&r.last.to_ne_bytes());
+                v[o + 4] = r.protos;
+            }
+            v
+        });
+        let (op_add, op_del) = (
+            "add a firewall mark prefix",
+            "remove a firewall mark prefix",
+        );
+        match prefix {
+            IpAddr::V4(a) => {
+                // struct mark_key4: prefixlen (host order), addr[4].
+                let mut key = [0u8; 8];
+                key[..4].copy_from_slice(&u32::from(len.min(32)).to_ne_bytes());
+                key[4..].copy_from_slice(&a.octets());
+                match &value {
+                    Some(v) => self.update(self.marks4, &key, v, op_add),
+                    None => self.delete(self.marks4, &key, op_del),
+                }
+            }
+            IpAddr::V6(a) => {
+                let mut key = [0u8; 20];
+                key[..4].copy_from_slice(&u32::from(len.min(128)).to_ne_bytes());
+                key[4..].copy_from_slice(&a.octets());
+                match &value {
+                    Some(v) => self.update(self.marks6, &key, v, op_add),
+                    None => self.delete(self.marks6, &key, op_del),
+                }
+            }
         }
     }
 
@@ -447,6 +516,18 @@ impl XdpProgram {
     pub fn remove_host(&self, addr: IpAddr) -> Result<(), XskError> {
         let o = &self.object;
         o.set_addr((o.host4, o.host6), addr, false, "remove a host address")
+    }
+
+    /// Claims a firewall mark's destination prefix: packets to it (not to a host address)
+    /// whose protocol and destination port fall in one of `ranges` (at most
+    /// [`MARK_RANGES`]) go to the socket. Replaces what the prefix had.
+    pub fn add_mark(&self, prefix: IpAddr, len: u8, ranges: &[MarkRange]) -> Result<(), XskError> {
+        self.object.set_mark(prefix, len, Some(ranges))
+    }
+
+    /// Gives a firewall mark's destination prefix back to the kernel.
+    pub fn remove_mark(&self, prefix: IpAddr, len: u8) -> Result<(), XskError> {
+        self.object.set_mark(prefix, len, None)
     }
 
     /// Puts an AF_XDP socket's fd into the XSKMAP at `queue`, so frames the

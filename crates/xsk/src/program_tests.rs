@@ -438,3 +438,144 @@ fn attach_to_a_missing_interface_names_it() {
         "{e}"
     );
 }
+
+/// Firewall marks: a destination inside a mark's prefix goes to the balancer when its
+/// protocol and destination port are in the mark's ranges; anything else, the host's own
+/// addresses and a real server's own traffic stay with the kernel. The most specific prefix
+/// decides (uvsd merges the outer marks' ranges into it).
+#[test]
+fn firewall_mark_rules() {
+    let Some(o) = loaded() else { return };
+    let tcp80 = MarkRange {
+        first: 80,
+        last: 80,
+        protos: MARK_TCP,
+    };
+    let udp_any = MarkRange {
+        first: 1,
+        last: u16::MAX,
+        protos: MARK_UDP,
+    };
+    let web = IpAddr::V4(Ipv4Addr::new(198, 18, 128, 0));
+    o.set_mark(web, 17, Some(&[tcp80])).unwrap();
+    o.set_mark(
+        IpAddr::V4(Ipv4Addr::new(198, 18, 200, 0)),
+        24,
+        Some(&[tcp80, udp_any]),
+    )
+    .unwrap();
+    o.set_mark(
+        IpAddr::V6(Ipv6Addr::from(v6("2001:2:0:8000::"))),
+        49,
+        Some(&[tcp80]),
+    )
+    .unwrap();
+    let tcp_to = |port: u16| {
+        let mut l4 = vec![0x9c, 0x40];
+        l4.extend_from_slice(&port.to_be_bytes());
+        l4.extend_from_slice(&[0; 16]);
+        l4
+    };
+    let udp_to = |port: u16| {
+        let mut l4 = vec![0x9c, 0x40];
+        l4.extend_from_slice(&port.to_be_bytes());
+        l4.extend_from_slice(&[0, 8, 0, 0]);
+        l4
+    };
+    let dst = [198, 18, 130, 7];
+    let inner = [198, 18, 200, 9];
+    let ip = 0x0800;
+    let cases: &[(&str, Vec<u8>, bool)] = &[
+        (
+            "tcp 80 in the prefix",
+            eth(&[], ip, &ipv4_l4(CLIENT4, dst, 6, &tcp_to(80))),
+            true,
+        ),
+        (
+            "tcp 443 in the prefix",
+            eth(&[], ip, &ipv4_l4(CLIENT4, dst, 6, &tcp_to(443))),
+            false,
+        ),
+        (
+            "udp 80 in the prefix",
+            eth(&[], ip, &ipv4_l4(CLIENT4, dst, 17, &udp_to(80))),
+            false,
+        ),
+        (
+            "outside the prefix",
+            eth(
+                &[],
+                ip,
+                &ipv4_l4(CLIENT4, [198, 18, 127, 7], 6, &tcp_to(80)),
+            ),
+            false,
+        ),
+        (
+            "nested prefix: its own udp",
+            eth(&[], ip, &ipv4_l4(CLIENT4, inner, 17, &udp_to(5353))),
+            true,
+        ),
+        (
+            "nested prefix: the outer tcp 80",
+            eth(&[], ip, &ipv4_l4(CLIENT4, inner, 6, &tcp_to(80))),
+            true,
+        ),
+        (
+            "a real server's own traffic to a marked destination",
+            eth(&[], ip, &ipv4_l4(REAL4, dst, 17, &udp_to(80))),
+            false,
+        ),
+        (
+            "ICMP to a marked destination",
+            eth(
+                &[],
+                ip,
+                &ipv4_l4(CLIENT4, dst, 1, &[8, 0, 0, 0, 0, 0, 0, 0]),
+            ),
+            false,
+        ),
+        (
+            "IPv6 tcp 80 in the prefix",
+            eth(
+                &[],
+                0x86dd,
+                &ipv6(v6("2001:2::2"), v6("2001:2:0:8000::5"), 6, &tcp_to(80)),
+            ),
+            true,
+        ),
+        (
+            "IPv6 tcp 22 in the prefix",
+            eth(
+                &[],
+                0x86dd,
+                &ipv6(v6("2001:2::2"), v6("2001:2:0:8000::5"), 6, &tcp_to(22)),
+            ),
+            false,
+        ),
+    ];
+    for (what, frame, want) in cases {
+        assert_eq!(claimed(&o, frame), *want, "{what}");
+    }
+    // A host address inside a mark's prefix stays the kernel's.
+    o.set_addr(
+        (o.host4, o.host6),
+        IpAddr::V4(Ipv4Addr::from(dst)),
+        true,
+        "test",
+    )
+    .unwrap();
+    assert!(!claimed(
+        &o,
+        &eth(&[], ip, &ipv4_l4(CLIENT4, dst, 6, &tcp_to(80)))
+    ));
+    // Removed: back to the kernel.
+    o.set_mark(web, 17, None).unwrap();
+    assert!(!claimed(
+        &o,
+        &eth(
+            &[],
+            ip,
+            &ipv4_l4(CLIENT4, [198, 18, 131, 1], 6, &tcp_to(80))
+        )
+    ));
+}

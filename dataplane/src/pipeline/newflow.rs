@@ -169,7 +169,9 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
             },
             v6,
         );
-        let key = crate::lifecycle::template_key(svc, client, p.dst, v6);
+        // The service's own address: the VIP, or for a firewall-mark service its mark, so a
+        // client keeps its server across all of the mark's destinations (as IPVS).
+        let key = crate::lifecycle::template_key(svc, client, svc.key.vip.addr, v6);
         (key, pers.timeout_s.saturating_mul(1000))
     });
     if let Some((key, timeout)) = template {

@@ -217,8 +217,9 @@ fn virtual_server(cx: &mut Cx<'_>, stmt: &Stmt) -> Result<Option<Service>> {
         Some("fwmark") => {
             return cx.err(
                 args[0].pos,
-                "virtual_server fwmark cannot be translated: uvs has no firewall-mark \
-                 services (it does not see netfilter marks); write one virtual_server per \
+                "virtual_server fwmark cannot be translated: its mark is set by a netfilter \
+                 rule, which uvs does not see; write that rule's match under `marks:` and a \
+                 service with `fwmark:` (configs/reference.yaml), or one virtual_server per \
                  address and port",
             )
         }

@@ -4,12 +4,14 @@
 //! earliest one in their file.
 
 mod bgp;
+mod fwmark;
 mod health;
 mod real;
 mod service;
 mod site;
 mod sync;
 
+pub use fwmark::MAX_MARK_PORT_RANGES;
 pub use service::DEFAULT_PERSISTENCE;
 
 use crate::error::{suggest, ConfigError};
@@ -420,7 +422,14 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         None => None,
         Some(b) => Some(bgp::bgp(cx, b)?),
     };
-    let services = service::services(cx, raw.services.unwrap_or_default(), &links, &timeouts)?;
+    let marks = fwmark::marks(cx, raw.marks.unwrap_or_default())?;
+    let services = service::services(
+        cx,
+        raw.services.unwrap_or_default(),
+        &links,
+        &timeouts,
+        &marks,
+    )?;
     Ok(Config {
         interfaces,
         workers,
@@ -434,6 +443,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         metrics,
         sync,
         bgp,
+        marks,
         services,
     })
 }

@@ -52,12 +52,20 @@ pub(super) fn reals(
         };
         // IPVS allows mixed families only for tunnelling (IPv4-in-IPv6 and IPv6-in-IPv4).
         if address.is_ipv4() != svc.vip.is_ipv4() && forwarding != Forwarding::Tun {
-            let message = format!(
-                "real server {address} is {}, the VIP {} is {}",
-                family(address),
-                svc.vip,
-                family(svc.vip)
-            );
+            let message = if svc.is_fwmark() {
+                format!(
+                    "real server {address} is {}, the firewall-mark service is {}",
+                    family(address),
+                    family(svc.vip)
+                )
+            } else {
+                format!(
+                    "real server {address} is {}, the VIP {} is {}",
+                    family(address),
+                    svc.vip,
+                    family(svc.vip)
+                )
+            };
             let hint = format!(
                 "{forwarding} cannot translate between families; \
                  only tun can carry one inside the other"
@@ -75,7 +83,21 @@ pub(super) fn reals(
             Some(v) => cx.port(&p("port"), v)?,
             None => svc.port,
         };
-        if svc.port == 0 && port != 0 {
+        // A firewall-mark service's packets keep their port unless a NAT server maps them
+        // all to one (IPVS's dest->port).
+        if svc.is_fwmark() && port != 0 && matches!(forwarding, Forwarding::Dr | Forwarding::Tun) {
+            return Err(cx
+                .err(
+                    &p("port"),
+                    format!("{forwarding} forwarding cannot change the port (to {port})"),
+                )
+                .with_hint(Some(
+                    "a firewall-mark service's packets keep their own port: omit `port`, or \
+                     use nat to send them all to one port"
+                        .into(),
+                )));
+        }
+        if svc.port == 0 && port != 0 && !svc.is_fwmark() {
             return Err(cx
                 .err(
                     &p("port"),

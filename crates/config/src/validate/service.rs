@@ -1,13 +1,14 @@
 //! Virtual services: identity, scheduler, persistence, FullNAT pool, sorry server.
 
+use super::fwmark;
 use super::health::health_check;
 use super::real::reals;
 use super::site::sites;
 use super::{family, Ctx, Links, Result, Role, MAX_TIMEOUT};
 use crate::marks::join;
 use crate::model::{
-    Forwarding, Persistence, Protocol, Scheduler, SchedulerFlag, Service, ServiceKey, SorryServer,
-    Timeouts,
+    Forwarding, Mark, Persistence, Protocol, Scheduler, SchedulerFlag, Service, ServiceKey,
+    SorryServer, Timeouts,
 };
 use crate::net::{ipv4_mask_len, max_len};
 use crate::raw::{Netmask, RawPersistence, RawService};
@@ -30,26 +31,36 @@ pub(super) fn services(
     raw: Vec<RawService>,
     links: &Links,
     global: &Timeouts,
+    marks: &[Mark],
 ) -> Result<Vec<Service>> {
     let mut out = Vec::with_capacity(raw.len());
     let mut keys: HashMap<ServiceKey, String> = HashMap::new();
     let mut names: HashMap<String, String> = HashMap::new();
     for (i, r) in raw.into_iter().enumerate() {
         let base = format!("services[{i}]");
-        let svc = service(cx, &base, r, links, global)?;
+        let svc = service(cx, &base, r, links, global, marks)?;
         if let Some(first) = keys.insert(svc.key(), base.clone()) {
+            let (field, hint) = if svc.fwmark != 0 {
+                (
+                    "fwmark",
+                    "a firewall-mark service is identified by (fwmark, family): merge the two",
+                )
+            } else {
+                (
+                    "vip",
+                    "a service is identified by (vip, protocol, port): merge the two",
+                )
+            };
             return Err(cx
                 .err(
-                    &join(&base, "vip"),
+                    &join(&base, field),
                     format!(
                         "service {} is already defined at line {} ({first})",
                         svc.key(),
                         cx.line_of(&first)
                     ),
                 )
-                .with_hint(Some(
-                    "a service is identified by (vip, protocol, port): merge the two".into(),
-                )));
+                .with_hint(Some(hint.into())));
         }
         let name_path = join(&base, "name");
         if let Some(first) = names.insert(svc.name.clone(), name_path.clone()) {
@@ -75,8 +86,11 @@ fn owned_by_another(cx: &Ctx<'_>, services: &[Service]) -> Result<()> {
     let mut vips: HashMap<IpAddr, String> = HashMap::new();
     let mut pools: HashMap<IpAddr, String> = HashMap::new();
     for (i, s) in services.iter().enumerate() {
-        vips.entry(s.vip)
-            .or_insert_with(|| format!("services[{i}].vip"));
+        // A firewall-mark service's address is a placeholder, owned by nobody.
+        if s.fwmark == 0 {
+            vips.entry(s.vip)
+                .or_insert_with(|| format!("services[{i}].vip"));
+        }
         for (j, a) in s.fullnat_pool.iter().enumerate() {
             pools
                 .entry(*a)
@@ -110,14 +124,79 @@ fn owned_by_another(cx: &Ctx<'_>, services: &[Service]) -> Result<()> {
 fn service(
     cx: &Ctx<'_>,
     base: &str,
-    r: RawService,
+    mut r: RawService,
     links: &Links,
     global: &Timeouts,
+    marks: &[Mark],
 ) -> Result<Service> {
+    let p = |f: &str| join(base, f);
+    let key = match r.fwmark {
+        Some(m) => {
+            for (field, there) in [
+                ("vip", r.vip.is_some()),
+                ("protocol", r.protocol.is_some()),
+                ("port", r.port.is_some()),
+            ] {
+                if there {
+                    return Err(cx
+                        .err_key(
+                            &p(field),
+                            format!("a firewall-mark service has no `{field}`"),
+                        )
+                        .with_hint(Some(
+                            "its mark (`marks:`) says which destinations, protocols and ports                              it takes: remove the field"
+                                .into(),
+                        )));
+                }
+            }
+            fwmark::service_key(cx, base, m, r.family.as_deref(), marks)?
+        }
+        None => {
+            if r.family.is_some() {
+                return Err(cx
+                    .err_key(
+                        &p("family"),
+                        "`family` applies only to a firewall-mark service",
+                    )
+                    .with_hint(Some(
+                        "an address service's family is its vip's: remove `family`".into(),
+                    )));
+            }
+            address_key(cx, base, &r, links)?
+        }
+    };
+    let name = match r.name.take() {
+        Some(n) if n.trim().is_empty() => {
+            return Err(cx.err(&p("name"), "the service name is empty"))
+        }
+        Some(n) => n,
+        None => key.to_string(),
+    };
+    let scheduler = match &r.scheduler {
+        Some(t) => cx.name(
+            &p("scheduler"),
+            t,
+            "scheduler",
+            Scheduler::NAMES,
+            Scheduler::from_name,
+        )?,
+        None => DEFAULT_SCHEDULER,
+    };
+    service_rest(cx, base, r, links, global, key, name, scheduler)
+}
+
+/// (vip, protocol, port) of an address service.
+fn address_key(cx: &Ctx<'_>, base: &str, r: &RawService, links: &Links) -> Result<ServiceKey> {
     let p = |f: &str| join(base, f);
     let vip = match &r.vip {
         Some(t) => cx.addr(&p("vip"), t)?,
-        None => return Err(cx.err(&p("vip"), "the service has no `vip`")),
+        None => {
+            return Err(cx
+                .err(&p("vip"), "the service has no `vip`")
+                .with_hint(Some(
+                    "add `vip: <address>`, or `fwmark: <mark>` for a firewall-mark service".into(),
+                )))
+        }
     };
     cx.check_address(links, &p("vip"), Role::Vip, vip)?;
     let protocol = match &r.protocol {
@@ -144,28 +223,23 @@ fn service(
                 )))
         }
     };
-    let key = ServiceKey {
-        vip,
-        protocol,
-        port,
-    };
-    let name = match r.name {
-        Some(n) if n.trim().is_empty() => {
-            return Err(cx.err(&p("name"), "the service name is empty"))
-        }
-        Some(n) => n,
-        None => key.to_string(),
-    };
-    let scheduler = match &r.scheduler {
-        Some(t) => cx.name(
-            &p("scheduler"),
-            t,
-            "scheduler",
-            Scheduler::NAMES,
-            Scheduler::from_name,
-        )?,
-        None => DEFAULT_SCHEDULER,
-    };
+    Ok(ServiceKey::addr(vip, protocol, port))
+}
+
+/// Everything after the key, name and scheduler.
+#[allow(clippy::too_many_arguments)]
+fn service_rest(
+    cx: &Ctx<'_>,
+    base: &str,
+    r: RawService,
+    links: &Links,
+    global: &Timeouts,
+    key: ServiceKey,
+    name: String,
+    scheduler: Scheduler,
+) -> Result<Service> {
+    let p = |f: &str| join(base, f);
+    let (vip, protocol, port) = (key.vip, key.protocol, key.port);
     let mut scheduler_flags = Vec::new();
     for (j, t) in r.scheduler_flags.iter().flatten().enumerate() {
         let fp = format!("{base}.scheduler_flags[{j}]");
@@ -236,7 +310,7 @@ fn service(
         Some(rp) => Some(persistence(cx, &p("persistence"), rp, vip)?),
         None => None,
     };
-    if port == 0 && persistence.is_none() {
+    if port == 0 && persistence.is_none() && !key.is_fwmark() {
         return Err(cx
             .err(&p("port"), "port 0 (every port) needs persistence")
             .with_hint(Some(
@@ -244,6 +318,14 @@ fn service(
             )));
     }
     let one_packet = r.one_packet.unwrap_or(false);
+    if one_packet && key.is_fwmark() {
+        return Err(cx
+            .err(
+                &p("one_packet"),
+                "one_packet scheduling applies only to udp address services",
+            )
+            .with_hint(Some("remove `one_packet`".into())));
+    }
     if one_packet && protocol != Protocol::Udp {
         return Err(cx
             .err(
@@ -412,6 +494,7 @@ fn service(
         vip,
         protocol,
         port,
+        fwmark: key.fwmark,
         scheduler,
         scheduler_flags,
         mh_table_size,
