@@ -31,6 +31,9 @@ pub struct ConfigDiff {
     pub admin_changed: bool,
     /// The metrics endpoint changed.
     pub metrics_changed: bool,
+    /// The cluster section changed (groups, their VIPs, roles, announce interfaces, or the
+    /// announcements).
+    pub cluster_changed: bool,
 }
 
 /// One service present in both configurations.
@@ -85,6 +88,7 @@ impl ConfigDiff {
             && !self.sysctls_changed
             && !self.admin_changed
             && !self.metrics_changed
+            && !self.cluster_changed
     }
 }
 
@@ -105,6 +109,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
             || old.drop_entry != new.drop_entry,
         admin_changed: old.admin != new.admin,
         metrics_changed: old.metrics != new.metrics,
+        cluster_changed: old.cluster != new.cluster,
         ..ConfigDiff::default()
     };
     for s in &old.services {
@@ -198,6 +203,7 @@ impl fmt::Display for ConfigDiff {
             ),
             (self.admin_changed, "admin"),
             (self.metrics_changed, "metrics"),
+            (self.cluster_changed, "cluster"),
         ] {
             if changed {
                 writeln!(f, "~ {what}")?;

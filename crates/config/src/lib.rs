@@ -22,9 +22,10 @@ mod validate;
 pub use diff::{diff, ConfigDiff, RealServerChange, ServiceChange};
 pub use error::ConfigError;
 pub use model::{
-    Admin, Config, ConnTable, Forwarding, HealthCheck, HealthCheckKind, Interface, Metrics,
-    Persistence, Protocol, RealServer, Route, Scheduler, SchedulerFlag, Service, ServiceKey, Site,
-    SorryServer, Timeouts, Tunnel, Workers, XdpMode, ZeroCopy,
+    Admin, Announce, Cluster, ClusterGroup, ClusterRole, Config, ConnTable, Forwarding,
+    HealthCheck, HealthCheckKind, Interface, Metrics, Persistence, Protocol, RealServer, Route,
+    Scheduler, SchedulerFlag, Service, ServiceKey, Site, SorryServer, Timeouts, Tunnel, Workers,
+    XdpMode, ZeroCopy,
 };
 pub use net::{IpPrefix, PrefixError};
 pub use save::to_yaml;

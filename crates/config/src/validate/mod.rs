@@ -3,6 +3,7 @@
 //! Checks run in document order and stop at the first mistake, so the error a user sees is the
 //! earliest one in their file.
 
+mod cluster;
 mod health;
 mod real;
 mod service;
@@ -411,6 +412,13 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         },
     };
     let services = service::services(cx, raw.services.unwrap_or_default(), &links, &timeouts)?;
+    let cluster = cluster::cluster(
+        cx,
+        raw.cluster.unwrap_or_default(),
+        &links,
+        &interfaces,
+        &services,
+    )?;
     Ok(Config {
         interfaces,
         workers,
@@ -423,6 +431,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         admin,
         metrics,
         services,
+        cluster,
     })
 }
 
