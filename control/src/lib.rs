@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod cluster;
 pub mod daemon;
 pub mod filewatch;
 mod gate;

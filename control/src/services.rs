@@ -57,6 +57,18 @@ impl AdminBackend for Backend {
     fn connections(&self) -> Vec<ConnSnapshot> {
         status::connections(&self.0.shared)
     }
+    fn cluster(&self) -> Option<&dyn admin::cluster::ClusterControl> {
+        Some(self)
+    }
+}
+
+impl admin::cluster::ClusterControl for Backend {
+    fn cluster_status(&self) -> crate::cluster::ClusterStatus {
+        self.0.cluster_status()
+    }
+    fn set_role(&self, group: &str, role: uvs_config::ClusterRole) -> Result<String, String> {
+        self.0.set_role(group, role)
+    }
 }
 
 /// Starts health checks for the running configuration; targets that were already being

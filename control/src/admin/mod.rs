@@ -15,6 +15,7 @@
 
 mod apply;
 mod argv;
+pub mod cluster;
 pub mod keepalived;
 mod list;
 mod parse;
@@ -47,6 +48,11 @@ pub trait AdminBackend: Send + Sync {
     fn zero_counters(&self);
     /// The connection table (`-L -c`).
     fn connections(&self) -> Vec<ConnSnapshot>;
+    /// Active/backup roles (`uvsadm cluster`); `None` where there are none to run (a
+    /// backend without a dataplane).
+    fn cluster(&self) -> Option<&dyn cluster::ClusterControl> {
+        None
+    }
 }
 
 /// Parses, runs and renders one command; what uvsd's socket handler calls.
@@ -79,6 +85,7 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
         AdminCommand::Save => Ok(uvs_config::to_yaml(&backend.config())),
         AdminCommand::SaveRules => Ok(format_rules(&backend.config())),
         AdminCommand::Top { .. } => Ok(format_top(&backend.snapshot())),
+        AdminCommand::Cluster(c) => cluster::execute(backend, c),
         AdminCommand::Help => Ok(usage()),
         AdminCommand::Version => Ok(version()),
     }
@@ -116,6 +123,7 @@ pub fn usage() -> String {
   uvsadm -S [-n]
   uvsadm save
   uvsadm top [--once]
+  uvsadm cluster [role GROUP master|backup]
   uvsadm import-keepalived [--interface NAME] [--network PREFIX]...
               [--local ADDRESS]... [--route PREFIX,VIA]... FILE
   uvsadm -h
@@ -135,6 +143,10 @@ Either long or short options are allowed.
   --list            -L|-l     list the table
   --zero            -Z        zero counters of all services
   top                         live rates, health and worker load (Ctrl-C quits)
+  cluster                     the VIP groups, their active/backup roles and addresses
+  cluster role GROUP ROLE     make this node master (claim and announce the group's
+                              VIPs and FullNAT pool addresses) or backup (silent for
+                              them) of GROUP; keepalived's notify script runs it
   import-keepalived           print keepalived.conf's virtual servers as uvs YAML
                               (no daemon needed; errors name file:line:column)
   --help            -h        display this help message

@@ -42,6 +42,8 @@ pub enum AdminCommand {
     SaveRules,
     /// `top`: a screenful of rates, health and load; `--once` prints one frame and exits.
     Top { once: bool },
+    /// `cluster [role GROUP master|backup]`: active/backup roles (its own small grammar).
+    Cluster(super::cluster::ClusterCommand),
     /// `-h`.
     Help,
     /// `-v`.
@@ -272,6 +274,9 @@ impl Seen {
 pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
     if argv.is_empty() {
         return Ok(AdminCommand::List(ListOptions::default()));
+    }
+    if argv[0] == "cluster" {
+        return super::cluster::parse(&argv[1..]).map(AdminCommand::Cluster);
     }
     let mut s = Seen::default();
     for (key, spelled, value) in tokenize(argv)? {
