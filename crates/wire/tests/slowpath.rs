@@ -234,7 +234,11 @@ fn gratuitous_arp_announces_the_address() {
     assert_eq!(arp.operation, etherparse::ArpOperation::REQUEST);
     assert_eq!(arp.sender_hw_addr(), &LB_MAC);
     assert_eq!(arp.sender_protocol_addr(), &vip);
-    assert_eq!(arp.target_protocol_addr(), &vip, "sender = target: gratuitous");
+    assert_eq!(
+        arp.target_protocol_addr(),
+        &vip,
+        "sender = target: gratuitous"
+    );
     assert_eq!(arp.target_hw_addr(), &[0; 6]);
     // Tagged, and too small a buffer.
     let m = build::gratuitous_arp(LB_MAC, vip, Some(7), &mut out).unwrap();
@@ -272,7 +276,11 @@ fn unsolicited_advert_overrides() {
     };
     assert!(matches!(
         i.icmp_type,
-        Icmpv6Type::Unknown { type_u8: 136, code_u8: 0, .. }
+        Icmpv6Type::Unknown {
+            type_u8: 136,
+            code_u8: 0,
+            ..
+        }
     ));
     let body = &out[usize::from(p.l4_off)..n];
     assert_eq!(
