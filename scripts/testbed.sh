@@ -14,23 +14,30 @@
 # exist at once: uvs-<tag>-client, uvs-<tag>-lb, uvs-<tag>-sw, uvs-<tag>-rs1..3.
 #
 # Usage: scripts/testbed.sh up|down|status [TAG] [--mode nat|dr|tun|fullnat] [--queues N]
+#                          [--tx-csum-offload on|off]
 #   up      (idempotent: tears down a leftover testbed of the same tag first)
 #   down    kills every process in the namespaces (by PID) and deletes them
 # Real servers run nginx answering "rsN <address>" on TCP 80 and a UDP responder on 53.
 # --mode dr|tun puts the VIPs on the real servers' loopback (arp_ignore/announce as LVS-DR
 # wants); tun also loads the tc BPF decapsulator (scripts/decap.bpf.c) on their ingress.
 # fullnat gives the real servers no route to the client network (they only know 198.18.1.0/24).
+# The veths keep their default offloads, as containers and VMs have them: sockets send TCP/UDP
+# with partial checksums (pseudo-header sum only), which uvs completes. --tx-csum-offload off
+# turns transmit checksum offload off on every veth (full checksums from every socket; the
+# bench's packet-rate measurement uses it, since its generator sends full checksums anyway).
 set -Eeuo pipefail
 
 cmd=${1:-}
 tag=${2:-demo}
 mode=nat
 queues=1
+tx_csum=on
 shift $(( $# >= 2 ? 2 : $# )) || true
 while [ $# -gt 0 ]; do
   case $1 in
     --mode) mode=$2; shift 2 ;;
     --queues) queues=$2; shift 2 ;;
+    --tx-csum-offload) tx_csum=$2; shift 2 ;;
     *) echo "testbed: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -44,6 +51,7 @@ reals=(1 2 3)
 
 [ "$(id -u)" = 0 ] || { echo "testbed: needs root (network namespaces, veth)" >&2; exit 1; }
 [ ${#tag} -le 8 ] || { echo "testbed: tag '$tag' longer than 8 characters" >&2; exit 2; }
+case $tx_csum in on|off) ;; *) echo "testbed: --tx-csum-offload takes on or off, not '$tx_csum'" >&2; exit 2 ;; esac
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
@@ -74,14 +82,15 @@ new_ns() {
   nsx "$1" ip link set lo up
 }
 
-# veth pair with both ends created inside namespaces; tx checksum offload off so frames
-# carry full checksums (FIELD-NOTES: partial checksums break incremental NAT updates).
+# veth pair with both ends created inside namespaces (offloads: see the header).
 veth() { # ns_a dev_a ns_b dev_b [queues]
   local q=${5:-1}
   ip -n "$1" link add "$2" numtxqueues "$q" numrxqueues "$q" type veth \
     peer name "$4" netns "$3" numtxqueues "$q" numrxqueues "$q"
-  nsx "$1" ethtool -K "$2" tx off >/dev/null 2>&1 || true
-  nsx "$3" ethtool -K "$4" tx off >/dev/null 2>&1 || true
+  if [ "$tx_csum" = off ]; then
+    nsx "$1" ethtool -K "$2" tx off >/dev/null
+    nsx "$3" ethtool -K "$4" tx off >/dev/null
+  fi
   ip -n "$1" link set "$2" up
   ip -n "$3" link set "$4" up
 }
@@ -205,5 +214,5 @@ case $cmd in
     up ;;
   down) down; echo "testbed $tag down" ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status [TAG] [--mode nat|dr|tun|fullnat] [--queues N]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status [TAG] [--mode nat|dr|tun|fullnat] [--queues N] [--tx-csum-offload on|off]" >&2; exit 2 ;;
 esac

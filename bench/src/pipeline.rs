@@ -6,6 +6,12 @@
 //! templates and touches the same bytes a NAT rewrite touches (MACs, destination address,
 //! both checksums) and forwards to the same egress port, with no parsing, lookup or
 //! scheduling: the ratio shows what the pipeline itself costs.
+//!
+//! The checksum scenarios (`--checksum-frames`) measure what verifying TCP/UDP checksums
+//! (and completing partial ones) costs per frame size: established flows with verification
+//! off (the fast path before it existed), on with full checksums (frames from a NIC), and
+//! on with partial checksums (frames from a veth with offload), in alternating short rounds
+//! on the same table, each figure the best round's.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -29,6 +35,9 @@ pub enum Kind {
     Baseline,
     /// Established flows on several workers at once, sharing one connection table.
     Scaling,
+    /// Established flows of one frame size with L4 checksum verification off or on
+    /// (`Scenario::l4_checksum`).
+    Checksum,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -41,6 +50,10 @@ pub struct Scenario {
     pub frame_len: usize,
     /// Worker threads (one per core where the machine has enough).
     pub workers: usize,
+    /// Checksum scenarios: `off` (not verified), `full` (verified, already full) or
+    /// `partial` (verified and completed, every frame).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l4_checksum: Option<&'static str>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -67,6 +80,8 @@ pub struct Options {
     pub baseline: bool,
     /// Worker counts for the scaling scenarios (empty: none).
     pub workers: Vec<usize>,
+    /// Frame lengths for the checksum scenarios (empty: none).
+    pub checksum_frames: Vec<usize>,
 }
 
 fn client_addr(i: usize, v6: bool) -> (IpAddr, u16) {
@@ -369,6 +384,7 @@ pub fn scaling(
             flows,
             frame_len: frame_for(0, v6, proto, tk::ACK).len(),
             workers,
+            l4_checksum: None,
         },
         packets,
         seconds: secs,
@@ -474,6 +490,7 @@ pub fn established(method: Method, v6: bool, proto: u8, flows: usize, seconds: f
             flows,
             frame_len,
             workers: 1,
+            l4_checksum: None,
         },
         n,
         secs,
@@ -500,6 +517,7 @@ pub fn new_flows(method: Method, v6: bool, proto: u8, count: usize) -> Outcome {
             flows: count,
             frame_len,
             workers: 1,
+            l4_checksum: None,
         },
         n,
         secs,
@@ -560,6 +578,7 @@ pub fn baseline(v6: bool, proto: u8, flows: usize, seconds: f64) -> Outcome {
             flows,
             frame_len,
             workers: 1,
+            l4_checksum: None,
         },
         n,
         secs,
@@ -567,6 +586,108 @@ pub fn baseline(v6: bool, proto: u8, flows: usize, seconds: f64) -> Outcome {
     );
     o.forwarded = forwarded;
     o
+}
+
+/// A TCP ACK or UDP datagram of flow `i` carrying enough payload to make the frame `len`
+/// bytes long (Ethernet header included, FCS not), checksums full.
+fn sized_frame(i: usize, v6: bool, proto: u8, len: usize) -> Vec<u8> {
+    let (src, sport) = client_addr(i, v6);
+    let vip: IpAddr = if v6 { lab::VIP6 } else { lab::VIP4 }.parse().expect("vip");
+    let headers = 14 + if v6 { 40 } else { 20 } + if proto == 6 { 20 } else { 8 };
+    let payload: Vec<u8> = (0..len.saturating_sub(headers))
+        .map(|b| (b * 31 + 7) as u8)
+        .collect();
+    if proto == 6 {
+        tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            src,
+            sport,
+            vip,
+            80,
+            tk::ACK,
+            &payload,
+        )
+    } else {
+        tk::udp(lab::CLIENT_MAC, lab::LB0_MAC, src, sport, vip, 53, &payload)
+    }
+}
+
+/// Packets per round of a checksum scenario: short enough (well under a millisecond) that
+/// many rounds run untouched by anything else on a shared core.
+const CHECKSUM_ROUND_PACKETS: u64 = 4096;
+
+/// What verifying L4 checksums costs at one frame size: established flows on one table with
+/// verification off (the fast path before it existed), on over full checksums (frames from
+/// a NIC) and on over partial checksums (frames from a veth with transmit offload, each
+/// completed as it passes). The three alternate in short rounds for `seconds` each; each
+/// one's ns/packet is its best round, the one least disturbed by other work on the core,
+/// so the ratios compare like with like. Packets, seconds and drops are over all rounds.
+pub fn checksum_cost(
+    method: Method,
+    v6: bool,
+    proto: u8,
+    flows: usize,
+    frame_len: usize,
+    seconds: f64,
+) -> Vec<Outcome> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let shared = setup(method, v6, flows + 1024);
+    open_flows(&shared, v6, proto, flows);
+    let full: Vec<Vec<u8>> = (0..flows)
+        .map(|i| sized_frame(i, v6, proto, frame_len))
+        .collect();
+    let partial: Vec<Vec<u8>> = full.iter().map(|f| tk::partial_checksum(f)).collect();
+    let frame_len = full[0].len();
+    // (name, verify, worker replaying its frames)
+    let mut modes = [
+        ("off", false, worker(&shared, full.clone())),
+        ("full", true, worker(&shared, full)),
+        ("partial", true, worker(&shared, partial)),
+    ];
+    let mut best = [f64::MAX; 3];
+    let mut packets = [0u64; 3];
+    let mut secs = [0f64; 3];
+    let mut forwarded = [0u64; 3];
+    let mut drops = [0u64; 3];
+    let end = Instant::now() + Duration::from_secs_f64(3.0 * seconds);
+    while Instant::now() < end {
+        for (k, (_, verify, w)) in modes.iter_mut().enumerate() {
+            shared.verify_l4_checksums.store(*verify, Relaxed);
+            let before = tallies(&shared);
+            let (n, s) = measure(|| w.poll(), 3600.0, Some(CHECKSUM_ROUND_PACKETS));
+            let after = tallies(&shared);
+            best[k] = best[k].min(s * 1e9 / n.max(1) as f64);
+            packets[k] += n;
+            secs[k] += s;
+            forwarded[k] += after.0 - before.0;
+            drops[k] += after.1 - before.1;
+        }
+    }
+    shared.verify_l4_checksums.store(true, Relaxed);
+    modes
+        .iter()
+        .enumerate()
+        .map(|(k, (name, _, _))| Outcome {
+            scenario: Scenario {
+                kind: Kind::Checksum,
+                method: format!("{method:?}").to_lowercase(),
+                family: family_name(v6),
+                protocol: proto_name(proto),
+                flows,
+                frame_len,
+                workers: 1,
+                l4_checksum: Some(name),
+            },
+            packets: packets[k],
+            seconds: secs[k],
+            ns_per_packet: best[k],
+            mpps: 1e3 / best[k],
+            forwarded: forwarded[k],
+            drops: drops[k],
+            bytes_per_conn: Some(shared.conns.bytes_per_entry(v6)),
+        })
+        .collect()
 }
 
 pub fn run(opts: &Options, mut progress: impl FnMut(&Outcome)) -> Vec<Outcome> {
@@ -589,6 +710,18 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&Outcome)) -> Vec<Outcome> {
                 let o = new_flows(m, v6, proto, opts.new_flows);
                 progress(&o);
                 out.push(o);
+            }
+            // SCTP's CRC32c is verified on every packet regardless; no checksum scenarios.
+            if proto != 132 {
+                let flows = opts.flows.iter().copied().min().unwrap_or(1000);
+                for &m in &opts.methods {
+                    for &len in &opts.checksum_frames {
+                        for o in checksum_cost(m, v6, proto, flows, len, opts.seconds) {
+                            progress(&o);
+                            out.push(o);
+                        }
+                    }
+                }
             }
             for &m in &opts.methods {
                 for &w in &opts.workers {

@@ -158,7 +158,12 @@ fn pipeline(r: &mut Report, d: &Value) {
         .push_str("| scenario | method | family | protocol | flows | ns/pkt | Mpps |\n|---|---|---|---|---:|---:|---:|\n");
     for o in &results {
         let sc = &o["scenario"];
-        let kind = sc["kind"].as_str().unwrap_or("?");
+        let mut kind = sc["kind"].as_str().unwrap_or("?").to_string();
+        // Checksum rows: one frame size each, not a point on the table-size curve.
+        let checksum = sc["l4_checksum"].as_str();
+        if let Some(c) = checksum {
+            kind = format!("checksum {c} {}B", opt(f(&sc["frame_len"]), 0));
+        }
         let label = format!(
             "{} {} {} {}",
             kind,
@@ -176,7 +181,7 @@ fn pipeline(r: &mut Report, d: &Value) {
             sc["protocol"].as_str().unwrap_or(""),
             opt(f(&o["ns_per_packet"]), 1)
         );
-        if flows > 0.0 {
+        if flows > 0.0 && checksum.is_none() {
             match series.iter_mut().find(|s| s.name == label) {
                 Some(s) => s.points.push((flows, mpps)),
                 None => series.push(LineSeries {

@@ -58,6 +58,72 @@ fn schedulers_tiny_run_writes_every_figure() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// The checksum scenarios: three modes per frame size, every frame forwarded (a partial
+/// checksum the pipeline failed to recognise would be dropped as bad), at the asked size.
+#[test]
+fn pipeline_checksum_scenarios_forward_every_frame() {
+    let d = scratch("csum");
+    let json = d.join("p.json");
+    let out = bench()
+        .args([
+            "pipeline",
+            "--flows",
+            "64",
+            "--seconds",
+            "0.06",
+            "--new-flows",
+            "64",
+        ])
+        .args([
+            "--no-baseline",
+            "--protocols",
+            "tcp,udp",
+            "--families",
+            "ipv4,ipv6",
+        ])
+        .args(["--checksum-frames", "64,1500", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = read_json(&json);
+    let rows: Vec<_> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["scenario"]["kind"] == "checksum")
+        .collect();
+    assert_eq!(
+        rows.len(),
+        2 * 2 * 2 * 3,
+        "families x protocols x sizes x modes"
+    );
+    for r in &rows {
+        let sc = &r["scenario"];
+        assert!(["off", "full", "partial"].contains(&sc["l4_checksum"].as_str().unwrap()));
+        // IPv6/TCP headers alone are 74 bytes: its smallest frame.
+        let want = match (
+            sc["frame_len"].as_u64().unwrap(),
+            &sc["family"],
+            &sc["protocol"],
+        ) {
+            (1500, ..) => true,
+            (74, f, p) => f == "ipv6" && p == "tcp",
+            (64, f, p) => !(f == "ipv6" && p == "tcp"),
+            _ => false,
+        };
+        assert!(want, "{r}");
+        assert!(r["packets"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["forwarded"], r["packets"], "{r}");
+        assert_eq!(r["drops"], 0, "{r}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 fn report_from_tiny_json_files() {
     let d = scratch("report");
@@ -84,7 +150,8 @@ fn report_from_tiny_json_files() {
         &pipe,
         r#"{"benchmark":"pipeline","settings":{},
             "results":[{"scenario":{"kind":"established","method":"nat","family":"ipv4","protocol":"tcp","flows":1000},"mpps":10.0,"ns_per_packet":100.0},
-                       {"scenario":{"kind":"established","method":"nat","family":"ipv4","protocol":"tcp","flows":1000000},"mpps":5.0,"ns_per_packet":200.0}]}"#,
+                       {"scenario":{"kind":"established","method":"nat","family":"ipv4","protocol":"tcp","flows":1000000},"mpps":5.0,"ns_per_packet":200.0},
+                       {"scenario":{"kind":"checksum","method":"nat","family":"ipv4","protocol":"tcp","flows":1000,"frame_len":1500,"l4_checksum":"partial"},"mpps":4.0,"ns_per_packet":250.0}]}"#,
     )
     .unwrap();
     let out_dir = d.join("out");
@@ -107,6 +174,7 @@ fn report_from_tiny_json_files() {
         "http-cdf-keepalive.svg",
         "pipeline-table-size.svg",
         "| uvs / l2fwd | 0.91 | 0.86 |",
+        "| checksum partial 1500B | nat | ipv4 | tcp | 1000 | 250.0 | 4.00 |",
     ] {
         assert!(md.contains(needle), "{needle} missing from:\n{md}");
     }

@@ -46,6 +46,8 @@ pub struct Core {
     runtime_edits: std::sync::atomic::AtomicU64,
     /// The VIP groups' running roles (active/backup). Locked after `running`, before `maps`.
     cluster: Mutex<crate::cluster::Roles>,
+    /// The connection-sync daemon the running configuration asks for.
+    pub sync: Mutex<Option<crate::sync::SyncDaemon>>,
 }
 
 #[derive(Default, Clone, PartialEq, Eq)]
@@ -314,6 +316,29 @@ impl Core {
         crate::cluster::status(&running.config, &roles, sent)
     }
 
+    /// Starts, restarts or stops the sync daemon to match the running configuration.
+    pub fn sync_follow_config(self: &Arc<Self>) {
+        let want = self
+            .running
+            .lock()
+            .expect("running lock")
+            .config
+            .sync
+            .clone();
+        let mut sync = self.sync.lock().expect("sync lock");
+        if sync.as_ref().map(|d| &d.config) == want.as_ref() {
+            return;
+        }
+        // Stop the old one first: the new one binds the same port.
+        *sync = None;
+        if let Some(cfg) = want {
+            match crate::sync::SyncDaemon::start(self.shared.clone(), cfg) {
+                Ok(d) => *sync = Some(d),
+                Err(e) => log::error!("connection sync not started: {e:#}"),
+            }
+        }
+    }
+
     /// Applies a uvsadm edit: as a reload, and remembered so that a later reload of the
     /// file, which does not contain it, says that it discards it.
     pub fn apply_admin_edit(&self, new: Config) -> Result<(), String> {
@@ -534,6 +559,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         generation: Default::default(),
         runtime_edits: Default::default(),
         cluster: Mutex::new(crate::cluster::Roles::from_config(&config)),
+        sync: Mutex::new(None),
     });
     {
         let roles = core.cluster.lock().expect("cluster lock");
@@ -667,6 +693,7 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
     let services = crate::services::Services::start(core, opts, stop)?;
+    core.sync_follow_config();
     let started = Instant::now();
     let mut watch = crate::filewatch::FileWatch::new(crate::filewatch::stamp(&core.config_path));
     let mut applied_generation = core.generation.load(Ordering::Relaxed);
@@ -698,9 +725,11 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
         if generation != applied_generation {
             applied_generation = generation;
             services.config_changed(core);
+            core.sync_follow_config();
         }
     }
     services.stop();
+    *core.sync.lock().expect("sync lock") = None;
     Ok(())
 }
 

@@ -26,7 +26,7 @@ struct Backend(Arc<Core>);
 pub fn snapshot(core: &Core) -> Snapshot {
     let cfg = core.running.lock().expect("running lock").config.clone();
     let rates = core.rates.lock().expect("rates lock");
-    status::snapshot(&core.shared, &rates, &core.cores, |key| {
+    let mut snap = status::snapshot(&core.shared, &rates, &core.cores, |key| {
         cfg.services
             .iter()
             .find(|s| service_key(s.vip, s.protocol, s.port) == *key)
@@ -38,7 +38,14 @@ pub fn snapshot(core: &Core) -> Snapshot {
                     .join(",")
             })
             .unwrap_or_default()
-    })
+    });
+    snap.sync = core
+        .sync
+        .lock()
+        .expect("sync lock")
+        .as_ref()
+        .map(|d| d.snapshot());
+    snap
 }
 
 impl AdminBackend for Backend {

@@ -106,4 +106,28 @@ pub struct Snapshot {
     pub drops: Vec<(String, u64)>,
     /// Tables generation (increments on every reload / admin change).
     pub generation: u64,
+    /// Connection sync, when it runs.
+    pub sync: Option<SyncSnapshot>,
+}
+
+/// The sync daemon's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncSnapshot {
+    pub mode: String,
+    pub sent_messages: u64,
+    pub sent_conns: u64,
+    pub send_errors: u64,
+    pub received_messages: u64,
+    pub received_conns: u64,
+    pub installed: u64,
+    /// Messages refused whole, by reason.
+    pub bad_messages: Vec<(String, u64)>,
+    /// Records refused, by reason.
+    pub refused: Vec<(String, u64)>,
+    pub rate_limited: u64,
+    /// Events the packet path could not queue (full queue).
+    pub tap_dropped: u64,
+    /// Milliseconds since the last message was accepted (`None`: never).
+    pub last_received_age_ms: Option<u64>,
+    pub peers: Vec<String>,
 }

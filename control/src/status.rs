@@ -205,6 +205,7 @@ pub fn snapshot(
         workers,
         drops,
         generation: tables.generation,
+        sync: None,
     }
 }
 

@@ -191,6 +191,7 @@ fn sample() -> Snapshot {
         }],
         drops: vec![("no_service".into(), 3)],
         generation: 2,
+        sync: None,
     }
 }
 

@@ -381,7 +381,12 @@ fn bad_command_lines() {
         ("-f 1", &["-f", "firewall-mark"]),
         ("-R", &["-R", "restore", "YAML"]),
         ("--set 900 120 300", &["--set", "YAML"]),
-        ("--start-daemon master", &["--start-daemon", "YAML"]),
+        ("--start-daemon bogus", &["'master' or 'backup'"]),
+        ("--stop-daemon master --syncid 3", &["--stop-daemon MODE"]),
+        (
+            "--start-daemon master -t 198.18.100.1:80",
+            &["does not go with"],
+        ),
         ("top -n", &["illegal option -n", "top"]),
     ];
     for (line, words) in cases {
@@ -393,4 +398,58 @@ fn bad_command_lines() {
             assert!(err.contains(w), "argv {line:?}: error {err:?} lacks {w:?}");
         }
     }
+}
+
+/// ipvsadm's sync-daemon commands edit the running configuration's `sync:` section.
+#[test]
+fn sync_daemon_commands() {
+    use uvs_control::admin::syncd::{self, DaemonCommand};
+    use uvs_control::admin::{parse, AdminCommand};
+    let argv = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let cfg = uvs_config::load_str(
+        "interfaces:\n  - name: uvs-lb1\n    local: [198.18.1.3]\n    networks: [198.18.1.0/24]\n",
+        "t.yaml",
+    )
+    .unwrap();
+    let Ok(AdminCommand::Daemon(start)) = parse(&argv(
+        "--start-daemon master --mcast-interface uvs-lb1 --syncid 7 --mcast-ttl 2",
+    )) else {
+        panic!("start")
+    };
+    let c = syncd::apply(&start, &cfg).unwrap();
+    let s = c.sync.as_ref().unwrap();
+    assert_eq!(
+        (s.mode.name(), s.syncid, s.ttl, s.port),
+        ("master", 7, 2, 8848)
+    );
+    assert_eq!(
+        syncd::format(&c),
+        "master sync daemon (mcast=uvs-lb1, syncid=7, group=224.0.0.81, port=8848, ttl=2)\n"
+    );
+    // Starting the backup too makes it both; stopping the master leaves the backup.
+    let Ok(AdminCommand::Daemon(backup)) = parse(&argv("--start-daemon backup")) else {
+        panic!("backup")
+    };
+    let both = syncd::apply(&backup, &c).unwrap();
+    assert_eq!(both.sync.as_ref().unwrap().mode.name(), "both");
+    let left = syncd::apply(&DaemonCommand::Stop(uvs_config::SyncMode::Master), &both).unwrap();
+    assert_eq!(left.sync.as_ref().unwrap().mode.name(), "backup");
+    let none = syncd::apply(&DaemonCommand::Stop(uvs_config::SyncMode::Backup), &left).unwrap();
+    assert!(none.sync.is_none());
+    // Mistakes change nothing and say why.
+    assert!(
+        syncd::apply(&DaemonCommand::Stop(uvs_config::SyncMode::Master), &none)
+            .unwrap_err()
+            .contains("no sync daemon")
+    );
+    let Ok(AdminCommand::Daemon(bad_if)) =
+        parse(&argv("--start-daemon master --mcast-interface eth9"))
+    else {
+        panic!("bad if")
+    };
+    assert!(syncd::apply(&bad_if, &cfg).unwrap_err().contains("eth9"));
+    assert_eq!(
+        parse(&argv("-L --daemon")),
+        Ok(AdminCommand::Daemon(DaemonCommand::List))
+    );
 }

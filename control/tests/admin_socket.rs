@@ -84,6 +84,7 @@ impl AdminBackend for FakeBackend {
             workers: vec![],
             drops: vec![],
             generation: 1,
+            sync: None,
         }
     }
 

@@ -97,6 +97,7 @@ fn sample() -> Snapshot {
         ],
         drops: vec![("no_service".into(), 5), ("bad_checksum".into(), 2)],
         generation: 7,
+        sync: None,
     }
 }
 

@@ -21,9 +21,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 
-use uvs_conntrack::{tcp::TcpState, Conn, Hit};
+use uvs_conntrack::{tcp::TcpState, Conn, FlowKey, Hit};
 
-use crate::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, TCP_ACK, TCP_SYN};
+use crate::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, PROTO_TEMPLATE, TCP_ACK, TCP_SYN};
 use crate::sctp::SctpState;
 use crate::tables::{Method, ServiceRt, Tables, SORRY_SLOT};
 
@@ -229,6 +229,35 @@ pub fn template_usable(settings: &Settings, svc: &ServiceRt, slot: u16) -> bool 
         && (spec.weight > 0 || !settings.expire_quiescent_template)
 }
 
+/// The connection-table key of a persistence template: the client (masked to the
+/// persistence netmask), the VIP, the service's port (0 for a port-0 service, which
+/// persists across every port, as ipvsadm -p with port 0 does) and, in the source-port
+/// field, the service's protocol — so a TCP and a UDP service on one VIP:port keep
+/// separate templates, as IPVS's templates carry their protocol.
+pub fn template_key(svc: &ServiceRt, client: [u8; 16], vip: [u8; 16], v6: bool) -> FlowKey {
+    FlowKey {
+        proto: PROTO_TEMPLATE,
+        v6,
+        src: client,
+        dst: vip,
+        sport: u16::from(svc.key.proto),
+        dport: svc.key.port,
+    }
+}
+
+/// A persistence template entry for `key` (see [`template_key`]) naming real server `slot`.
+pub fn template(svc: &ServiceRt, key: FlowKey, slot: u16) -> Conn {
+    Conn {
+        orig: key,
+        reply: key.reversed(),
+        service: svc.id,
+        real: slot,
+        method: 0,
+        state: 0,
+        flags: conn_flags::TEMPLATE,
+    }
+}
+
 /// How many times a transition is re-derived after losing a race before giving up (each
 /// retry means another worker moved the same flow in between; a flow has few states).
 const TRANSITION_RETRIES: usize = 4;
@@ -238,7 +267,8 @@ const TRANSITION_RETRIES: usize = 4;
 /// extends the deadline. The write is a compare-and-set on the state the change was
 /// derived from; on a lost race the change is derived again from the state that won.
 /// The real server's active/inactive counters move only with a successful write that
-/// crosses ESTABLISHED.
+/// crosses ESTABLISHED. Returns true when this call changed the state (the sync daemon
+/// hears of it).
 #[inline]
 pub fn transition(
     conns: &uvs_conntrack::ConnTable,
@@ -248,7 +278,7 @@ pub fn transition(
     next: impl Fn(u8) -> u8,
     timeout: impl Fn(u8) -> u32,
     refresh: impl Fn(u8, u8) -> bool,
-) {
+) -> bool {
     let c = &hit.conn;
     let mut old = c.state;
     let mut left = hit.deadline.wrapping_sub(now);
@@ -261,7 +291,7 @@ pub fn transition(
             && (!refresh(old, new)
                 || (left.saturating_add(1000) >= t && left <= t.saturating_add(1000)))
         {
-            return;
+            return false;
         }
         match conns.transition(hit.id, old, new, now.wrapping_add(t)) {
             Ok(()) => {
@@ -273,16 +303,17 @@ pub fn transition(
                 if was != is && counted {
                     svc.live[usize::from(c.real)].conn_state_changed(is);
                 }
-                return;
+                return new != old;
             }
             Err(Some(now_state)) => {
                 old = now_state;
                 // The winner just wrote a fresh deadline.
                 left = t;
             }
-            Err(None) => return,
+            Err(None) => return false,
         }
     }
+    false
 }
 
 /// IPVS's `drop_entry` defence for a bounded table: in each address family whose table is

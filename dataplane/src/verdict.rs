@@ -93,7 +93,9 @@ drop_reasons! {
     FragmentNoFlow => "fragment_no_flow",
     /// A packet the slow path does not answer.
     SlowPathIgnored => "slow_path_ignored",
-    /// The L4 checksum was wrong (verified before an incremental update would hide it).
+    /// The L4 checksum was wrong: TCP/UDP, verified before an incremental update would
+    /// hide it (a partial checksum from a virtual interface is completed, not counted),
+    /// and ICMPv6 for the slow path.
     BadChecksum => "bad_l4_checksum",
     /// SCTP: the CRC32c does not match the packet (RFC 9260 §6.8); never forwarded.
     SctpBadCrc => "sctp_bad_crc32c",

@@ -98,6 +98,9 @@ pub struct Shared {
     pub sync: crate::sync_tap::SyncTap,
     /// Active/backup: addresses of backup groups, announcements of groups become master.
     pub cluster: crate::cluster::Cluster,
+    /// Verify TCP/UDP checksums and complete partial ones (on; `uvs-bench pipeline` turns
+    /// it off to measure the cost against the path without it).
+    pub verify_l4_checksums: AtomicBool,
 }
 
 impl Shared {
@@ -111,6 +114,7 @@ impl Shared {
             settings: Default::default(),
             sync: crate::sync_tap::SyncTap::new(workers),
             cluster: Default::default(),
+            verify_l4_checksums: AtomicBool::new(true),
         }
     }
 
@@ -259,6 +263,7 @@ impl<P: Port> Worker<P> {
             counters,
             settings: shared.settings.load(),
             sync: &shared.sync,
+            verify_l4_checksums: shared.verify_l4_checksums.load(Ordering::Relaxed),
             fullnat_cursor: &mut self.fullnat_cursor,
             frags: &mut self.frags,
         };

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use uvs_dataplane::lab::{self, ipk};
+use uvs_dataplane::pipeline;
 use uvs_dataplane::tables::Persistence;
 use uvs_dataplane::{DropReason, Method, Shared, TablesBuilder, TablesSpec, Worker};
 use uvs_port::MemPort;
@@ -216,6 +217,169 @@ fn tunnel_encapsulates_to_the_real_server() {
                 assert_eq!(IpAddr::V6(h.header().destination_addr()), real(1, true));
             }
             _ => panic!("no outer IP header"),
+        }
+    }
+}
+
+/// A request with a payload: the checksum then covers more than the headers.
+fn request(v6: bool, tcp: bool, sport: u16, flags: tk::Flags) -> Vec<u8> {
+    if tcp {
+        tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(v6),
+            sport,
+            vip(v6),
+            80,
+            flags,
+            b"GET / HTTP/1.1\r\n\r\n",
+        )
+    } else {
+        tk::udp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(v6),
+            sport,
+            vip(v6),
+            53,
+            b"query",
+        )
+    }
+}
+
+/// Sockets behind a veth with checksum offload send partial checksums (pseudo-header sum
+/// only): whatever the method, what leaves uvs carries the full checksum. NAT and FullNAT
+/// in both directions; DR leaves exactly the full frame behind new MACs; TUN carries the
+/// full packet inside.
+#[test]
+fn partial_checksums_leave_complete() {
+    for method in [Method::Nat, Method::FullNat, Method::Dr, Method::Tun] {
+        for v6 in [false, true] {
+            for tcp in [true, false] {
+                let case = format!("{method:?} v6={v6} tcp={tcp}");
+                let mut lab = Lab::new(method);
+                let full = request(v6, tcp, 42000, tk::SYN);
+                let partial = tk::partial_checksum(&full);
+                assert!(
+                    check_frame(&partial).is_err(),
+                    "{case}: the input is partial"
+                );
+                let [_, to_servers] = lab.send(0, &partial);
+                assert_eq!(to_servers.len(), 1, "{case}");
+                let out = &to_servers[0];
+                match method {
+                    Method::Dr => {
+                        only(&to_servers);
+                        assert_eq!(&out[12..], &full[12..], "{case}: DR sends the full frame");
+                    }
+                    Method::Tun => {
+                        let outer = if v6 { 40 } else { 20 };
+                        assert_eq!(&out[14 + outer..], &full[14..], "{case}: full inside");
+                    }
+                    _ => {
+                        let seen = only(&to_servers);
+                        assert_eq!(seen.dst, real(1, v6), "{case}");
+                        // The real server answers, from a socket behind a veth too.
+                        let reply = if tcp {
+                            tk::tcp(
+                                lab::real_mac(1),
+                                lab::LB1_MAC,
+                                real(1, v6),
+                                80,
+                                seen.src,
+                                seen.sport,
+                                tk::SYN_ACK,
+                                b"HTTP/1.1 200 OK\r\n\r\n",
+                            )
+                        } else {
+                            tk::udp(
+                                lab::real_mac(1),
+                                lab::LB1_MAC,
+                                real(1, v6),
+                                53,
+                                seen.src,
+                                seen.sport,
+                                b"answer",
+                            )
+                        };
+                        let [to_client, _] = lab.send(1, &tk::partial_checksum(&reply));
+                        let back = only(&to_client);
+                        assert_eq!((back.dst, back.dport), (client(v6), 42000), "{case}");
+                    }
+                }
+                assert_eq!(lab.shared.counters[0].total_drops(), 0, "{case}");
+            }
+        }
+    }
+}
+
+/// A wrong checksum is dropped and counted before the table is touched: a corrupt first
+/// packet opens no flow, and a corrupt segment of an established flow (here a RST) neither
+/// leaves nor changes the connection, which keeps forwarding. Also through a burst of
+/// several frames, which takes the worker's batched-lookup path.
+#[test]
+fn bad_checksums_are_dropped_and_counted() {
+    for method in [Method::Nat, Method::Dr] {
+        for v6 in [false, true] {
+            for tcp in [true, false] {
+                let case = format!("{method:?} v6={v6} tcp={tcp}");
+                let mut lab = Lab::new(method);
+                let mut bad = request(v6, tcp, 43000, tk::SYN);
+                let n = bad.len();
+                bad[n - 1] ^= 0x01; // last payload byte
+                let [a, b] = lab.send(0, &bad);
+                assert!(a.is_empty() && b.is_empty(), "{case}");
+                assert_eq!(lab.drops(DropReason::BadChecksum), 1, "{case}");
+                assert_eq!(lab.shared.counters[0].new_conns.get(), 0, "{case}");
+
+                let [_, out] = lab.send(0, &request(v6, tcp, 43000, tk::SYN));
+                assert_eq!(out.len(), 1, "{case}: the intact packet opens the flow");
+                if tcp {
+                    let syn = request(v6, tcp, 43000, tk::SYN);
+                    let key = pipeline::lookup_key(&pipeline::prepare(&syn).unwrap()).unwrap();
+                    let shared = lab.shared.clone();
+                    let state = || {
+                        let now = shared.clock.now().1;
+                        shared.conns.lookup(&key, now).map(|h| h.conn.state)
+                    };
+                    let before = state();
+                    assert!(before.is_some(), "{case}");
+                    let mut rst = request(v6, tcp, 43000, tk::RST);
+                    let n = rst.len();
+                    rst[n - 2] ^= 0x40;
+                    let [a, b] = lab.send(0, &rst);
+                    assert!(a.is_empty() && b.is_empty(), "{case}");
+                    assert_eq!(
+                        state(),
+                        before,
+                        "{case}: a corrupt RST leaves the state alone"
+                    );
+                }
+                let next = request(v6, tcp, 43000, tk::ACK);
+                let mut burst = vec![next.clone(), next.clone(), next];
+                let n = burst[1].len();
+                burst[1][n - 3] ^= 0x08;
+                for f in &burst {
+                    assert!(lab.w.ports[0].push_rx(f));
+                }
+                lab.w.poll();
+                assert_eq!(
+                    lab.w.ports[1].take_tx().len(),
+                    2,
+                    "{case}: the flow goes on"
+                );
+                assert_eq!(
+                    lab.drops(DropReason::BadChecksum),
+                    if tcp { 3 } else { 2 },
+                    "{case}"
+                );
+                assert_eq!(
+                    lab.shared.counters[0].total_drops(),
+                    lab.drops(DropReason::BadChecksum),
+                    "{case}: counted under bad_l4_checksum only"
+                );
+                assert_eq!(lab.shared.counters[0].new_conns.get(), 1, "{case}");
+            }
         }
     }
 }

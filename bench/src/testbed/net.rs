@@ -36,6 +36,8 @@ pub fn sibling_binary(name: &str) -> Option<PathBuf> {
 }
 
 /// One test network (`scripts/testbed.sh up TAG --mode MODE`); `down` on drop.
+/// `tx_csum_offload: false` turns the veths' transmit checksum offload off, so sockets send
+/// full checksums; with it on (veth's default) they send partial ones that uvs completes.
 pub struct Testbed {
     pub tag: String,
     script: PathBuf,
@@ -43,7 +45,7 @@ pub struct Testbed {
 }
 
 impl Testbed {
-    pub fn up(script: &Path, tag: &str, mode: &str) -> Result<Testbed> {
+    pub fn up(script: &Path, tag: &str, mode: &str, tx_csum_offload: bool) -> Result<Testbed> {
         if !is_root() {
             bail!("the testbed needs root (network namespaces, veth, XDP, AF_XDP): run with sudo");
         }
@@ -60,7 +62,8 @@ impl Testbed {
             state: PathBuf::from(format!("/run/uvs-testbed/{tag}")),
         };
         let out = Command::new(script)
-            .args(["up", tag, "--mode", mode])
+            .args(["up", tag, "--mode", mode, "--tx-csum-offload"])
+            .arg(if tx_csum_offload { "on" } else { "off" })
             .output()
             .with_context(|| format!("running {}", script.display()))?;
         if !out.status.success() {

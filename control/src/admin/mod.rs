@@ -20,6 +20,7 @@ pub mod keepalived;
 mod list;
 mod parse;
 mod socket;
+pub mod syncd;
 mod top;
 
 pub use apply::{apply, service_text};
@@ -86,6 +87,12 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
         AdminCommand::SaveRules => Ok(format_rules(&backend.config())),
         AdminCommand::Top { .. } => Ok(format_top(&backend.snapshot())),
         AdminCommand::Cluster(c) => cluster::execute(backend, c),
+        AdminCommand::Daemon(syncd::DaemonCommand::List) => Ok(syncd::format(&backend.config())),
+        AdminCommand::Daemon(d) => {
+            let new = syncd::apply(d, &backend.config())?;
+            backend.apply_config(new)?;
+            Ok(String::new())
+        }
         AdminCommand::Help => Ok(usage()),
         AdminCommand::Version => Ok(version()),
     }
@@ -124,6 +131,10 @@ pub fn usage() -> String {
   uvsadm save
   uvsadm top [--once]
   uvsadm cluster [role GROUP master|backup]
+  uvsadm --start-daemon {master|backup} [--mcast-interface IF] [--syncid N]
+              [--sync-maxlen N] [--mcast-group ADDR] [--mcast-port PORT] [--mcast-ttl N]
+  uvsadm --stop-daemon {master|backup}
+  uvsadm -L --daemon
   uvsadm import-keepalived [--interface NAME] [--network PREFIX]...
               [--local ADDRESS]... [--route PREFIX,VIA]... FILE
   uvsadm -h
@@ -149,6 +160,9 @@ Either long or short options are allowed.
                               them) of GROUP; keepalived's notify script runs it
   import-keepalived           print keepalived.conf's virtual servers as uvs YAML
                               (no daemon needed; errors name file:line:column)
+  --start-daemon              start connection sync (IPVS sync protocol v1):
+                              master sends, backup receives; edits the YAML's `sync:`
+  --stop-daemon               stop it
   --help            -h        display this help message
 
 Options:

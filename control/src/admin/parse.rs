@@ -48,6 +48,8 @@ pub enum AdminCommand {
     Help,
     /// `-v`.
     Version,
+    /// `--start-daemon`, `--stop-daemon`, `-L --daemon` (connection sync).
+    Daemon(super::syncd::DaemonCommand),
 }
 
 /// What `-L` shows.
@@ -277,6 +279,9 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
     }
     if argv[0] == "cluster" {
         return super::cluster::parse(&argv[1..]).map(AdminCommand::Cluster);
+    }
+    if let Some(d) = super::syncd::parse(argv) {
+        return d.map(AdminCommand::Daemon);
     }
     let mut s = Seen::default();
     for (key, spelled, value) in tokenize(argv)? {

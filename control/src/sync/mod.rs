@@ -1,4 +1,456 @@
 //! Connection synchronisation between uvs nodes (and with kernel IPVS), as IPVS's sync
-//! daemon does it: `wire` is the protocol.
+//! daemon does it: `wire` is the protocol, `install` the mapping to connection entries,
+//! and this module the two threads.
+//!
+//! - **Master** (sender): every [`SEND_PERIOD`] it drains the workers' sync tap (new
+//!   connections, new persistence templates, state changes — queued by the packet path
+//!   without a lock), reads each entry from the table and sends it; every
+//!   `refresh_period` it also resends every live connection and template, which keeps
+//!   long-lived flows fresh on the peers and lets a restarted backup catch up. Messages are
+//!   batched up to `maxlen` (IPVS: the interface MTU less IP and UDP headers) and sent off
+//!   the packet path, from the kernel's UDP stack, to the multicast group (or each peer).
+//! - **Backup** (receiver): parses each datagram as IPVS does, checks the HMAC and the
+//!   sequence when a key is configured, rate-limits records (`max_rate` per second), and
+//!   installs them. Every refusal is counted by reason.
 
+pub mod install;
 pub mod wire;
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context, Result};
+use uvs_config::{SyncConfig, SyncMode};
+use uvs_dataplane::Shared;
+
+use install::Refused;
+use wire::{MessageWriter, ReplayGuard, SyncError};
+
+/// How often the master drains the sync tap.
+pub const SEND_PERIOD: Duration = Duration::from_millis(20);
+/// Authenticated messages older (or newer) than this are refused as replays.
+const MAX_MESSAGE_AGE_US: u64 = 60_000_000;
+
+/// What the sync daemon did, for `uvsadm -L --daemon` and the metrics.
+#[derive(Debug, Default)]
+pub struct SyncStats {
+    pub sent_messages: AtomicU64,
+    pub sent_conns: AtomicU64,
+    pub send_errors: AtomicU64,
+    pub received_messages: AtomicU64,
+    pub received_conns: AtomicU64,
+    pub installed: AtomicU64,
+    /// Datagrams refused whole, by [`SyncError`] (index in [`SYNC_ERRORS`]).
+    pub bad_messages: [AtomicU64; SYNC_ERRORS.len()],
+    /// Records refused, by [`Refused`] (index in [`Refused::ALL`]).
+    pub refused: [AtomicU64; Refused::ALL.len()],
+    /// Records dropped by the receive rate limit.
+    pub rate_limited: AtomicU64,
+    /// Last message accepted, as Unix milliseconds (0: none yet).
+    pub last_received_ms: AtomicU64,
+    /// Peers heard from (their source addresses).
+    pub peers: Mutex<Vec<SocketAddr>>,
+}
+
+pub const SYNC_ERRORS: [SyncError; 8] = [
+    SyncError::Truncated,
+    SyncError::Version,
+    SyncError::OtherSyncId,
+    SyncError::BadRecord,
+    SyncError::UnknownOption,
+    SyncError::Family,
+    SyncError::Auth,
+    SyncError::Replay,
+];
+
+pub fn error_name(e: SyncError) -> &'static str {
+    match e {
+        SyncError::Truncated => "truncated",
+        SyncError::Version => "version",
+        SyncError::OtherSyncId => "other_syncid",
+        SyncError::BadRecord => "bad_record",
+        SyncError::UnknownOption => "unknown_option",
+        SyncError::Family => "family",
+        SyncError::Auth => "auth",
+        SyncError::Replay => "replay",
+    }
+}
+
+fn count_error(stats: &SyncStats, e: SyncError) {
+    if let Some(i) = SYNC_ERRORS.iter().position(|x| *x == e) {
+        stats.bad_messages[i].fetch_add(1, Relaxed);
+    }
+}
+
+/// A running sync daemon (one or two threads). Stops on drop.
+pub struct SyncDaemon {
+    pub config: SyncConfig,
+    pub stats: Arc<SyncStats>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl SyncDaemon {
+    /// Starts the threads `cfg.mode` asks for, in the calling thread's network namespace.
+    pub fn start(shared: Arc<Shared>, cfg: SyncConfig) -> Result<SyncDaemon> {
+        let stats = Arc::new(SyncStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let key = cfg.auth_key.clone().map(String::into_bytes);
+        if matches!(cfg.mode, SyncMode::Backup | SyncMode::Both) {
+            let sock = receiver_socket(&cfg)?;
+            let (shared, stats, stop, cfg, key) = (
+                shared.clone(),
+                stats.clone(),
+                stop.clone(),
+                cfg.clone(),
+                key.clone(),
+            );
+            threads.push(
+                std::thread::Builder::new()
+                    .name("uvs-sync-backup".into())
+                    .spawn(move || receive_loop(&sock, &shared, &stats, &stop, &cfg, key))?,
+            );
+        }
+        if matches!(cfg.mode, SyncMode::Master | SyncMode::Both) {
+            let sock = sender_socket(&cfg)?;
+            let maxlen = match cfg.maxlen {
+                Some(m) => usize::from(m),
+                None => mtu(&cfg.interface).saturating_sub(28).max(576 - 28),
+            };
+            shared.sync.set_enabled(true);
+            let (shared, stats, stop, cfg) =
+                (shared.clone(), stats.clone(), stop.clone(), cfg.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("uvs-sync-master".into())
+                    .spawn(move || send_loop(&sock, &shared, &stats, &stop, &cfg, key, maxlen))?,
+            );
+        }
+        log::info!(
+            "connection sync: {} on {} (sync id {}, {}{})",
+            cfg.mode,
+            cfg.interface,
+            cfg.syncid,
+            if cfg.peers.is_empty() {
+                format!("group {}:{}", cfg.group, cfg.port)
+            } else {
+                format!("{} unicast peer(s), port {}", cfg.peers.len(), cfg.port)
+            },
+            if cfg.auth_key.is_some() {
+                ", authenticated"
+            } else {
+                ""
+            }
+        );
+        Ok(SyncDaemon {
+            config: cfg,
+            stats,
+            stop,
+            threads,
+            shared,
+        })
+    }
+}
+
+impl SyncDaemon {
+    /// The counters, for `uvsadm` and the metrics.
+    pub fn snapshot(&self) -> crate::snapshot::SyncSnapshot {
+        let s = &*self.stats;
+        let last = s.last_received_ms.load(Relaxed);
+        crate::snapshot::SyncSnapshot {
+            mode: self.config.mode.name().to_string(),
+            sent_messages: s.sent_messages.load(Relaxed),
+            sent_conns: s.sent_conns.load(Relaxed),
+            send_errors: s.send_errors.load(Relaxed),
+            received_messages: s.received_messages.load(Relaxed),
+            received_conns: s.received_conns.load(Relaxed),
+            installed: s.installed.load(Relaxed),
+            bad_messages: SYNC_ERRORS
+                .iter()
+                .zip(&s.bad_messages)
+                .map(|(e, n)| (error_name(*e).to_string(), n.load(Relaxed)))
+                .collect(),
+            refused: Refused::ALL
+                .iter()
+                .zip(&s.refused)
+                .map(|(r, n)| (r.name().to_string(), n.load(Relaxed)))
+                .collect(),
+            rate_limited: s.rate_limited.load(Relaxed),
+            tap_dropped: self.shared.sync.dropped(),
+            last_received_age_ms: (last > 0).then(|| (unix_us() / 1000).saturating_sub(last)),
+            peers: s
+                .peers
+                .lock()
+                .expect("peers lock")
+                .iter()
+                .map(|p| p.ip().to_string())
+                .collect(),
+        }
+    }
+}
+
+impl Drop for SyncDaemon {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        self.shared.sync.set_enabled(false);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn mtu(ifname: &str) -> usize {
+    std::fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1500)
+}
+
+fn bind_to_device(sock: &UdpSocket, ifname: &str) -> Result<()> {
+    nix::sys::socket::setsockopt(
+        sock,
+        nix::sys::socket::sockopt::BindToDevice,
+        &std::ffi::OsString::from(ifname),
+    )
+    .with_context(|| format!("binding the sync socket to {ifname}"))
+}
+
+/// The kernel's IPv4 address on `ifname` (multicast membership is per interface address).
+fn ipv4_of(ifname: &str) -> Option<Ipv4Addr> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|i| {
+        (i.interface_name == ifname)
+            .then(|| i.address.and_then(|a| a.as_sockaddr_in().map(|s| s.ip())))
+            .flatten()
+    })
+}
+
+fn sender_socket(cfg: &SyncConfig) -> Result<UdpSocket> {
+    let any: SocketAddr = if cfg.group.is_ipv6() && cfg.peers.iter().all(IpAddr::is_ipv6) {
+        "[::]:0".parse()?
+    } else {
+        "0.0.0.0:0".parse()?
+    };
+    let sock = UdpSocket::bind(any).context("sync sender socket")?;
+    bind_to_device(&sock, &cfg.interface)?;
+    if any.is_ipv4() {
+        sock.set_multicast_ttl_v4(u32::from(cfg.ttl))?;
+        sock.set_multicast_loop_v4(false)?;
+    } else {
+        sock.set_multicast_loop_v6(false)?;
+    }
+    sock.set_ttl(u32::from(cfg.ttl)).ok();
+    Ok(sock)
+}
+
+fn receiver_socket(cfg: &SyncConfig) -> Result<UdpSocket> {
+    let bind: SocketAddr = if cfg.group.is_ipv6() {
+        SocketAddr::new("::".parse()?, cfg.port)
+    } else {
+        SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), cfg.port)
+    };
+    let sock = UdpSocket::bind(bind).with_context(|| format!("sync receiver on {bind}"))?;
+    bind_to_device(&sock, &cfg.interface)?;
+    if cfg.peers.is_empty() {
+        match cfg.group {
+            IpAddr::V4(g) => {
+                let local = ipv4_of(&cfg.interface).ok_or_else(|| {
+                    anyhow!(
+                        "{} has no IPv4 address of the kernel's to join {g} on",
+                        cfg.interface
+                    )
+                })?;
+                sock.join_multicast_v4(&g, &local)
+                    .with_context(|| format!("joining {g} on {}", cfg.interface))?;
+            }
+            IpAddr::V6(g) => {
+                let idx = nix::net::if_::if_nametoindex(cfg.interface.as_str())
+                    .with_context(|| format!("interface {}", cfg.interface))?;
+                sock.join_multicast_v6(&g, idx)
+                    .with_context(|| format!("joining {g} on {}", cfg.interface))?;
+            }
+        }
+    }
+    sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+    Ok(sock)
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn send_loop(
+    sock: &UdpSocket,
+    shared: &Shared,
+    stats: &SyncStats,
+    stop: &AtomicBool,
+    cfg: &SyncConfig,
+    key: Option<Vec<u8>>,
+    maxlen: usize,
+) {
+    let targets: Vec<SocketAddr> = if cfg.peers.is_empty() {
+        vec![SocketAddr::new(cfg.group, cfg.port)]
+    } else {
+        cfg.peers
+            .iter()
+            .map(|p| SocketAddr::new(*p, cfg.port))
+            .collect()
+    };
+    let mut writer = MessageWriter::new(cfg.syncid, maxlen, key);
+    let mut ids = Vec::with_capacity(4096);
+    let mut last_seq = 0u64;
+    let mut next_seq = || {
+        last_seq = unix_us().max(last_seq + 1);
+        last_seq
+    };
+    let mut last_refresh = Instant::now();
+    let mut out: VecDeque<Vec<u8>> = VecDeque::new();
+    while !stop.load(Relaxed) {
+        std::thread::sleep(SEND_PERIOD);
+        let tables = shared.tables.load();
+        let now = shared.clock.now_ticks();
+        ids.clear();
+        shared.sync.drain(&mut ids, 1 << 16);
+        for id in &ids {
+            if let Some((c, deadline)) = shared.conns.get(*id) {
+                if let Some(r) = install::record(&tables, &c, deadline.wrapping_sub(now)) {
+                    out.extend(writer.push(&r, next_seq()));
+                    stats.sent_conns.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        if cfg.refresh_period > 0
+            && last_refresh.elapsed() >= Duration::from_secs(u64::from(cfg.refresh_period))
+        {
+            last_refresh = Instant::now();
+            shared.conns.for_each(|_, c, deadline| {
+                let left = deadline.wrapping_sub(now);
+                if left < (1 << 31) {
+                    if let Some(r) = install::record(&tables, c, left) {
+                        out.extend(writer.push(&r, next_seq()));
+                        stats.sent_conns.fetch_add(1, Relaxed);
+                    }
+                }
+            });
+        }
+        out.extend(writer.finish(next_seq()));
+        while let Some(m) = out.pop_front() {
+            for t in &targets {
+                match sock.send_to(&m, t) {
+                    Ok(_) => {
+                        stats.sent_messages.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => {
+                        if stats.send_errors.fetch_add(1, Relaxed).is_multiple_of(1000) {
+                            log::warn!("connection sync: sending to {t}: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Records per second the receiver accepts: a token bucket refilled continuously.
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimit {
+    fn take(&mut self, n: usize) -> usize {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate);
+        self.at = now;
+        let ok = (self.tokens.max(0.0) as usize).min(n);
+        self.tokens -= ok as f64;
+        ok
+    }
+}
+
+fn receive_loop(
+    sock: &UdpSocket,
+    shared: &Shared,
+    stats: &SyncStats,
+    stop: &AtomicBool,
+    cfg: &SyncConfig,
+    key: Option<Vec<u8>>,
+) {
+    let mut buf = vec![0u8; 65536];
+    let mut replay = ReplayGuard::default();
+    let mut limit = RateLimit {
+        rate: f64::from(cfg.max_rate),
+        tokens: f64::from(cfg.max_rate),
+        at: Instant::now(),
+    };
+    while !stop.load(Relaxed) {
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                log::warn!("connection sync: receiving: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let msg = match wire::parse(&buf[..n], cfg.syncid, key.as_deref()) {
+            Ok(m) => m,
+            Err(e) => {
+                count_error(stats, e);
+                continue;
+            }
+        };
+        if let Some(seq) = msg.seq {
+            if !replay.accept(from, seq, unix_us(), MAX_MESSAGE_AGE_US) {
+                count_error(stats, SyncError::Replay);
+                continue;
+            }
+        }
+        stats.received_messages.fetch_add(1, Relaxed);
+        stats
+            .received_conns
+            .fetch_add(msg.conns.len() as u64, Relaxed);
+        let unix_ms = unix_us() / 1000;
+        stats.last_received_ms.store(unix_ms, Relaxed);
+        {
+            let mut peers = stats.peers.lock().expect("peers lock");
+            if !peers.contains(&from) && peers.len() < 64 {
+                peers.push(from);
+            }
+        }
+        let allowed = limit.take(msg.conns.len());
+        stats
+            .rate_limited
+            .fetch_add((msg.conns.len() - allowed) as u64, Relaxed);
+        let tables = shared.tables.load();
+        let now = shared.clock.now_ticks();
+        for c in &msg.conns[..allowed] {
+            match install::install(&tables, &shared.conns, c, now) {
+                Ok(()) => {
+                    stats.installed.fetch_add(1, Relaxed);
+                }
+                Err(r) => {
+                    let i = Refused::ALL.iter().position(|x| *x == r).unwrap_or(0);
+                    stats.refused[i].fetch_add(1, Relaxed);
+                }
+            }
+        }
+    }
+}

@@ -63,6 +63,17 @@ impl Testbed {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        // The links keep veth's default transmit checksum offload, as containers have it:
+        // the sockets of the client and the real servers send partial checksums, and the
+        // tests pass only if uvs completes them.
+        for (role, dev) in [("client", "uvs-c0"), ("rs1", "uvs-r0")] {
+            let k = tb.exec(role, &["ethtool", "-k", dev]);
+            let k = String::from_utf8_lossy(&k.stdout);
+            assert!(
+                k.lines().any(|l| l.trim() == "tx-checksumming: on"),
+                "{role} {dev}: transmit checksum offload should be on:\n{k}"
+            );
+        }
         tb
     }
 

@@ -34,6 +34,8 @@ pub struct ConfigDiff {
     /// The cluster section changed (groups, their VIPs, roles, announce interfaces, or the
     /// announcements).
     pub cluster_changed: bool,
+    /// The connection-sync section changed (the sync daemon restarts).
+    pub sync_changed: bool,
 }
 
 /// One service present in both configurations.
@@ -89,6 +91,7 @@ impl ConfigDiff {
             && !self.admin_changed
             && !self.metrics_changed
             && !self.cluster_changed
+            && !self.sync_changed
     }
 }
 
@@ -110,6 +113,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         admin_changed: old.admin != new.admin,
         metrics_changed: old.metrics != new.metrics,
         cluster_changed: old.cluster != new.cluster,
+        sync_changed: old.sync != new.sync,
         ..ConfigDiff::default()
     };
     for s in &old.services {
@@ -204,6 +208,7 @@ impl fmt::Display for ConfigDiff {
             (self.admin_changed, "admin"),
             (self.metrics_changed, "metrics"),
             (self.cluster_changed, "cluster"),
+            (self.sync_changed, "sync"),
         ] {
             if changed {
                 writeln!(f, "~ {what}")?;

@@ -24,8 +24,8 @@ pub use error::ConfigError;
 pub use model::{
     Admin, Announce, Cluster, ClusterGroup, ClusterRole, Config, ConnTable, Forwarding,
     HealthCheck, HealthCheckKind, Interface, Metrics, Persistence, Protocol, RealServer, Route,
-    Scheduler, SchedulerFlag, Service, ServiceKey, Site, SorryServer, Timeouts, Tunnel, Workers,
-    XdpMode, ZeroCopy,
+    Scheduler, SchedulerFlag, Service, ServiceKey, Site, SorryServer, SyncConfig, SyncMode,
+    Timeouts, Tunnel, Workers, XdpMode, ZeroCopy,
 };
 pub use net::{IpPrefix, PrefixError};
 pub use save::to_yaml;

@@ -176,6 +176,8 @@ pub struct Config {
     pub drop_entry: bool,
     pub admin: Admin,
     pub metrics: Metrics,
+    /// `None`: no connection sync.
+    pub sync: Option<SyncConfig>,
     pub services: Vec<Service>,
     /// Active/backup roles per VIP group (keepalived's VRRP decides at run time).
     pub cluster: Cluster,
@@ -349,6 +351,43 @@ impl Default for Admin {
 }
 
 pub(crate) const DEFAULT_ADMIN_SOCKET: &str = "/run/uvs/uvsadm.sock";
+
+named_enum! {
+    /// Which side of connection sync this node runs (ipvsadm --start-daemon).
+    pub enum SyncMode {
+        /// Sends its connections to the peers.
+        Master = "master",
+        /// Receives the peers' connections.
+        Backup = "backup",
+        /// Both (active/active, or a pair that fails over both ways).
+        Both = "both",
+    }
+}
+
+/// Connection synchronisation: IPVS's sync protocol v1 over UDP (multicast by default).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SyncConfig {
+    pub mode: SyncMode,
+    /// The interface sync messages go out of and are received on (the kernel's side of it).
+    pub interface: String,
+    /// IPVS's sync id: messages of another id are ignored (0 on a backup: accept any).
+    pub syncid: u8,
+    /// Multicast group (IPVS: 224.0.0.81), or an IPv6 group.
+    pub group: IpAddr,
+    pub port: u16,
+    pub ttl: u8,
+    /// Largest message; `None`: the interface MTU less IP and UDP headers, as IPVS.
+    pub maxlen: Option<u16>,
+    /// Unicast peers instead of the multicast group (networks without multicast).
+    pub peers: Vec<IpAddr>,
+    /// Shared key: messages carry an HMAC-SHA256 and a sequence number; unsigned, forged
+    /// or replayed ones are dropped. `None` (the default) keeps IPVS's wire format.
+    pub auth_key: Option<String>,
+    /// Seconds between resends of every long-lived connection (0: only changes).
+    pub refresh_period: u32,
+    /// Received connection records accepted per second; more are dropped and counted.
+    pub max_rate: u32,
+}
 
 /// The Prometheus endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

@@ -33,6 +33,8 @@ pub(crate) struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<RawMetrics>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<RawSync>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<RawService>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<RawCluster>,
@@ -67,6 +69,34 @@ pub(crate) struct RawClusterGroup {
     pub role: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interfaces: Option<Vec<String>>,
+}
+
+/// Connection synchronisation (IPVS's sync daemon).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSync {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syncid: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maxlen: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_period: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

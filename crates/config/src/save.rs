@@ -44,6 +44,19 @@ pub fn to_yaml(config: &Config) -> String {
         metrics: config.metrics.listen.map(|l| RawMetrics {
             listen: Some(l.to_string()),
         }),
+        sync: config.sync.as_ref().map(|s| crate::raw::RawSync {
+            mode: Some(s.mode.name().to_string()),
+            interface: Some(s.interface.clone()),
+            syncid: Some(u64::from(s.syncid)),
+            group: Some(s.group.to_string()),
+            port: Some(u64::from(s.port)),
+            ttl: Some(u64::from(s.ttl)),
+            maxlen: s.maxlen.map(u64::from),
+            peers: (!s.peers.is_empty()).then(|| s.peers.iter().map(|p| p.to_string()).collect()),
+            auth_key: s.auth_key.clone(),
+            refresh_period: Some(u64::from(s.refresh_period)),
+            max_rate: Some(u64::from(s.max_rate)),
+        }),
         services: Some(
             config
                 .services

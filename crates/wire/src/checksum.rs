@@ -6,8 +6,14 @@
 
 /// Ones'-complement sum of `data` as big-endian 16-bit words, a trailing odd byte padded with
 /// zero (RFC 1071 §4.1). Unfolded; fold with [`fold`].
+///
+/// Headers and short segments are summed directly; from 64 bytes on (a segment verified on
+/// the fast path) [`wide_sum`] does about twice the bytes per cycle.
 #[inline]
 pub fn data_sum(data: &[u8]) -> u64 {
+    if data.len() >= 64 {
+        return wide_sum(data);
+    }
     let mut acc: u64 = 0;
     // Sum 32-bit big-endian words: the ones'-complement sum is byte-order independent in the
     // sense of RFC 1071 §2(B) and folding a sum of 32-bit words yields the same 16-bit result.
@@ -25,6 +31,40 @@ pub fn data_sum(data: &[u8]) -> u64 {
         acc += u64::from(rest[i]) << 8;
     }
     acc
+}
+
+/// [`data_sum`] for long inputs, folded: 32-bit words in native byte order (no swap per
+/// word, so the loop vectorises with baseline SSE2) in four independent lanes, the folded
+/// result swapped once at the end. A sum of byte-swapped words is the byte-swapped sum
+/// (RFC 1071 §2(B)), and a 32-bit word folds to the sum of its two 16-bit halves.
+#[inline(never)]
+fn wide_sum(data: &[u8]) -> u64 {
+    let mut lanes = [0u64; 4];
+    let mut blocks = data.chunks_exact(16);
+    for b in &mut blocks {
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            *lane += u64::from(u32::from_ne_bytes([
+                b[4 * k],
+                b[4 * k + 1],
+                b[4 * k + 2],
+                b[4 * k + 3],
+            ]));
+        }
+    }
+    let mut acc = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    let mut words = blocks.remainder().chunks_exact(4);
+    for w in &mut words {
+        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    let rest = words.remainder();
+    if rest.len() >= 2 {
+        acc += u64::from(u16::from_ne_bytes([rest[0], rest[1]]));
+    }
+    if rest.len() % 2 == 1 {
+        // The odd byte is the high byte of a zero-padded big-endian word.
+        acc += u64::from(u16::from_ne_bytes([rest[rest.len() - 1], 0]));
+    }
+    u64::from(u16::from_be(fold(acc)))
 }
 
 /// Folds an unfolded sum to 16 bits with end-around carry (not complemented).
@@ -148,6 +188,31 @@ mod tests {
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(data_sum(&data)), 0xddf2);
         assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    /// The wide path against a plain big-endian 16-bit sum, for every length around its
+    /// threshold and block size and every start alignment.
+    #[test]
+    fn wide_sum_matches_the_plain_sum() {
+        let data: Vec<u8> = (0..1600u32).map(|i| (i * 151 + 89) as u8).collect();
+        let plain = |d: &[u8]| {
+            let mut s = 0u64;
+            for w in d.chunks(2) {
+                s += u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+            }
+            fold(s)
+        };
+        for start in 0..4 {
+            for len in (0..200).chain([511, 512, 1499, 1500, 1501, 1596]) {
+                let d = &data[start..start + len];
+                assert_eq!(fold(data_sum(d)), plain(d), "start {start} len {len}");
+            }
+        }
+        assert_eq!(fold(data_sum(&[0xff; 64])), 0xffff);
+        assert_eq!(fold(data_sum(&[0; 100])), 0);
+        let mut odd = vec![0u8; 64];
+        odd.push(0xab);
+        assert_eq!(fold(data_sum(&odd)), 0xab00);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod ipv6_ext;
+pub mod l4_checksum;
 pub mod parse;
 pub mod rewrite;
 pub mod sctp;
@@ -46,6 +47,7 @@ pub use icmpv4::{Icmpv4Packet, Icmpv4Repr};
 pub use icmpv6::{Icmpv6Packet, Icmpv6Repr};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
+pub use l4_checksum::{complete_l4_checksum, L4Checksum};
 pub use parse::{classify, parse_frame, verify_l4_checksum, Classified, Frag, Parsed, L3};
 pub use rewrite::{
     can_rewrite_ports, decrement_ttl, set_dst_addr, set_dst_port, set_macs, set_src_addr,

@@ -5,7 +5,8 @@
 //! and RFC 1122 §3.2.1.2 says discard), TCP data offset, UDP length, the SCTP chunk chain
 //! (length < 4 and overrun, which would otherwise loop or read past the packet). What is not:
 //! L4 checksums, which cost a pass over the payload; [`verify_l4_checksum`] does that on
-//! demand.
+//! demand, and [`crate::complete_l4_checksum`] (which the dataplane runs on every TCP/UDP
+//! packet) also completes the partial checksums virtual interfaces hand over.
 //!
 //! Frames are limited to 64 KiB of frame offsets (`u16` fields of [`Parsed`]); an IP packet
 //! that ends past offset 65535 is refused as a bad length.

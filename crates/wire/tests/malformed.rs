@@ -7,10 +7,10 @@ use common::*;
 use proptest::prelude::*;
 use uvs_wire::ipv6_ext::MAX_EXT_HEADERS;
 use uvs_wire::{
-    build, classify, decap_ipip, decrement_ttl, encap_ipip, ip_proto, parse_frame,
-    parse_icmp_embedded, set_dst_addr, set_dst_port, set_embedded_dst_addr, set_embedded_dst_port,
-    set_embedded_src_addr, set_embedded_src_port, set_src_addr, set_src_port, verify_l4_checksum,
-    Classified, Frag, ParseError, L3,
+    build, classify, complete_l4_checksum, decap_ipip, decrement_ttl, encap_ipip, ip_proto,
+    parse_frame, parse_icmp_embedded, set_dst_addr, set_dst_port, set_embedded_dst_addr,
+    set_embedded_dst_port, set_embedded_src_addr, set_embedded_src_port, set_src_addr,
+    set_src_port, verify_l4_checksum, Classified, Frag, ParseError, L3,
 };
 
 /// Ethernet + IPv6 with hop-by-hop, destination options and a first-fragment header before UDP.
@@ -390,6 +390,7 @@ fn exercise(frame: &[u8]) {
     let mut f = frame.to_vec();
     if let Ok(Classified::Ip(mut p)) = classify(frame) {
         let _ = verify_l4_checksum(&f, &p);
+        let _ = complete_l4_checksum(&mut f, &p);
         set_src_addr(&mut f, &mut p, &[7; 16]);
         set_dst_addr(&mut f, &mut p, &[8; 16]);
         set_src_port(&mut f, &mut p, 1);

@@ -102,7 +102,9 @@ pub(crate) fn track_state(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, hit: &
         };
         let from_server = hit.dir == Dir::Reply;
         let refresh = |old: u8, _new: u8| !(from_server && old == tcp::TcpState::SynRecv as u8);
-        lifecycle::transition(ctx.conns, svc, hit, ctx.now, next, timeout, refresh);
+        if lifecycle::transition(ctx.conns, svc, hit, ctx.now, next, timeout, refresh) {
+            ctx.sync.note(ctx.worker, hit.id);
+        }
     } else {
         lifecycle::transition(ctx.conns, svc, hit, ctx.now, |s| s, timeout, |_, _| true);
     }

@@ -2,13 +2,16 @@
 //! rewrite → verdict. Run to completion on one frame at a time inside a worker's burst;
 //! no allocation, no locks, no syscalls.
 //!
-//! Checksums: addresses and ports are rewritten with RFC 1624 incremental updates, which
-//! carry a wrong checksum through as wrong — the end host drops it, exactly as if the
-//! balancer were not there (a transparent middlebox must not launder a corrupt segment).
-//! The L4 checksum is therefore not verified on the fast path (Katran does not either).
+//! Checksums: addresses and ports are rewritten with RFC 1624 incremental updates. Before
+//! that, every unfragmented TCP/UDP packet's checksum is verified in one pass
+//! ([`l4_checksum`]): a partial one (pseudo-header only, what a socket behind a virtual
+//! interface with checksum offload sends) is completed, since an update would keep it
+//! partial and the real server would drop it; a wrong one is dropped and counted, as IPVS
+//! does before it rewrites. DR and TUN frames are completed too: the real server receives
+//! them from uvs, not from the sender's kernel that knew they were partial.
 
 use uvs_conntrack::{ConnTable, FlowKey, Hit};
-use uvs_wire::{Classified, Frag, Parsed, L3};
+use uvs_wire::{Classified, Frag, L4Checksum, Parsed, L3};
 
 use crate::counters::WorkerCounters;
 use crate::neigh::NeighMap;
@@ -30,7 +33,7 @@ pub const PROTO_ICMPV6: u8 = 58;
 pub const PROTO_SCTP: u8 = 132;
 /// Protocol number marking persistence templates in the connection table; never the final
 /// protocol of a real packet (0 is IPv6 hop-by-hop, always followed by another header).
-pub(crate) const PROTO_TEMPLATE: u8 = 0;
+pub const PROTO_TEMPLATE: u8 = 0;
 
 pub(crate) const TCP_SYN: u8 = 0x02;
 pub(crate) const TCP_ACK: u8 = 0x10;
@@ -39,10 +42,10 @@ pub(crate) const TCP_RST: u8 = 0x04;
 
 /// Connection flags stored in `Conn::flags`.
 pub mod conn_flags {
-    /// The connection counts as active on its real server (TCP ESTABLISHED).
-    pub const ACTIVE: u8 = 0x01;
     /// A persistence template, not a flow.
     pub const TEMPLATE: u8 = 0x02;
+    /// Installed from a peer's sync message (IPVS's IP_VS_CONN_F_SYNC).
+    pub const SYNCED: u8 = 0x04;
 }
 
 /// What the pipeline needs from its worker.
@@ -59,6 +62,9 @@ pub struct Ctx<'a> {
     pub settings: crate::lifecycle::Settings,
     /// Tells the sync daemon about new connections and state changes.
     pub sync: &'a crate::sync_tap::SyncTap,
+    /// Verify TCP/UDP checksums and complete partial ones ([`l4_checksum`]); off only to
+    /// measure what that costs.
+    pub verify_l4_checksums: bool,
     /// FullNAT: next local port to try, per worker.
     pub fullnat_cursor: &'a mut u32,
     /// Which connection each recent fragmented datagram belongs to.
@@ -142,6 +148,13 @@ pub fn process_parsed(
     if let Frag::Later { id } = p.frag {
         return later_fragment(ctx, tables, neigh, buf, len, &mut p, id);
     }
+    // Before the table is touched: a corrupt segment neither opens a flow nor moves a
+    // connection's TCP state, and every later rewrite starts from a full checksum.
+    if ctx.verify_l4_checksums {
+        if let Err(v) = l4_checksum(&mut buf[..*len], &p) {
+            return v;
+        }
+    }
     let key = flow_key(&p);
     let found = match looked_up {
         Some(h) => h,
@@ -159,6 +172,24 @@ pub fn process_parsed(
         }
     }
     new_flow(ctx, tables, neigh, buf, len, &mut p, &key)
+}
+
+/// Verifies a TCP/UDP checksum and completes a partial one in place: the one pass over the
+/// segment is the only cost when it is already full (frames from a NIC); completing and
+/// dropping are out of line. Fragments are not checked (their checksum covers the whole
+/// datagram); the kernel never leaves a fragment's checksum partial.
+#[inline(always)]
+pub(crate) fn l4_checksum(frame: &mut [u8], p: &Parsed) -> Result<(), Verdict> {
+    match uvs_wire::complete_l4_checksum(frame, p) {
+        L4Checksum::Valid | L4Checksum::Completed | L4Checksum::Unchecked => Ok(()),
+        L4Checksum::Bad => Err(bad_checksum()),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn bad_checksum() -> Verdict {
+    Verdict::Drop(DropReason::BadChecksum)
 }
 
 /// A non-first fragment carries no ports: it follows the connection its first fragment

@@ -69,8 +69,9 @@ pub(crate) fn new_flow(
         ctx.conns.insert(&conn, ctx.now, deadline)
     };
     match inserted {
-        Ok(_) => {
+        Ok(id) => {
             crate::lifecycle::bind(svc, slot, conn.state, p.l4_proto);
+            ctx.sync.note(ctx.worker, id);
             svc.stats.worker(ctx.worker).conns.add(1);
             real.stats.worker(ctx.worker).conns.add(1);
             ctx.counters.new_conns.add(1);
@@ -160,7 +161,7 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
             },
             v6,
         );
-        let key = template_key(svc, client, p.dst, v6);
+        let key = crate::lifecycle::template_key(svc, client, p.dst, v6);
         (key, pers.timeout_s.saturating_mul(1000))
     });
     if let Some((key, timeout)) = template {
@@ -201,35 +202,13 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
         None => return None,
     };
     if let Some((key, timeout)) = template {
-        let t = Conn {
-            orig: key,
-            reply: key.reversed(),
-            service: svc.id,
-            real: slot,
-            method: 0,
-            state: 0,
-            flags: conn_flags::TEMPLATE,
-        };
+        let t = crate::lifecycle::template(svc, key, slot);
         // A full table only costs persistence for this client, not the flow.
-        let _ = ctx.conns.insert(&t, ctx.now, ctx.now.wrapping_add(timeout));
+        if let Ok(id) = ctx.conns.insert(&t, ctx.now, ctx.now.wrapping_add(timeout)) {
+            ctx.sync.note(ctx.worker, id);
+        }
     }
     Some(slot)
-}
-
-/// The connection-table key of a persistence template: the client (masked to the
-/// persistence netmask), the VIP, the service's port (0 for a port-0 service, which
-/// persists across every port, as ipvsadm -p with port 0 does) and, in the source-port
-/// field, the service's protocol — so a TCP and a UDP service on one VIP:port keep
-/// separate templates, as IPVS's templates carry their protocol.
-pub(crate) fn template_key(svc: &ServiceRt, client: [u8; 16], vip: [u8; 16], v6: bool) -> FlowKey {
-    FlowKey {
-        proto: PROTO_TEMPLATE,
-        v6,
-        src: client,
-        dst: vip,
-        sport: u16::from(svc.key.proto),
-        dport: svc.key.port,
-    }
 }
 
 pub(crate) fn mask_prefix(addr: &mut [u8; 16], len: u8, v6: bool) {

@@ -73,7 +73,7 @@ use crate::tables::{Method, ServiceRt, Tables};
 use crate::verdict::{DropReason, Verdict};
 
 pub use chunks::{ChunkSummary, Strip};
-pub use state::{SctpDir, SctpEvent, SctpState};
+pub use state::{SctpDir, SctpEvent, SctpState, SCTP_STATES};
 use tags::Side;
 
 /// IPVS's ESTABLISHED timeout, for a packet whose service is gone.
@@ -308,7 +308,7 @@ pub fn track_state(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, hit: &Hit) {
     let event = SctpEvent::of_chunk(p.sctp_first_chunk);
     let dir = sctp_dir(hit.dir, hit.conn.method);
     let established = svc.timeouts.sctp;
-    crate::lifecycle::transition(
+    if crate::lifecycle::transition(
         ctx.conns,
         svc,
         hit,
@@ -316,7 +316,9 @@ pub fn track_state(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, hit: &Hit) {
         |s| state::transition(SctpState::from_u8(s), dir, event) as u8,
         |s| state::timeout_ms(SctpState::from_u8(s), established),
         |_, _| true,
-    );
+    ) {
+        ctx.sync.note(ctx.worker, hit.id);
+    }
 }
 
 /// The state name of a stored SCTP state byte, as `ipvsadm -Lnc` shows it.

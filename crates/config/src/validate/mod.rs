@@ -8,6 +8,7 @@ mod health;
 mod real;
 mod service;
 mod site;
+mod sync;
 
 pub use service::DEFAULT_PERSISTENCE;
 
@@ -411,6 +412,10 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
             })?),
         },
     };
+    let sync = match raw.sync {
+        None => None,
+        Some(s) => Some(sync::sync(cx, s, &interfaces)?),
+    };
     let services = service::services(cx, raw.services.unwrap_or_default(), &links, &timeouts)?;
     let cluster = cluster::cluster(
         cx,
@@ -430,6 +435,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         drop_entry: raw.drop_entry.unwrap_or(true),
         admin,
         metrics,
+        sync,
         services,
         cluster,
     })

@@ -101,8 +101,6 @@ impl TestNet {
         ] {
             sh(&["ip", "-n", ns, "addr", "add", v4, "dev", dev]);
             sh(&["ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
-            // Sockets on veth leave L4 checksums partial (FIELD-NOTES).
-            sh(&["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"]);
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
         net

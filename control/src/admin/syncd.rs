@@ -1,0 +1,231 @@
+//! ipvsadm's sync-daemon commands: `--start-daemon master|backup [--mcast-interface IF]
+//! [--syncid N] [--sync-maxlen N] [--mcast-group ADDR] [--mcast-port PORT] [--mcast-ttl N]`,
+//! `--stop-daemon master|backup` and `-L --daemon`. Starting or stopping edits the running
+//! configuration's `sync:` section (as any uvsadm edit, validated first; `uvsadm save`
+//! shows it), and uvsd starts, restarts or stops the daemon to match.
+
+use std::net::IpAddr;
+
+use uvs_config::{Config, SyncConfig, SyncMode};
+
+/// A parsed sync-daemon command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DaemonCommand {
+    Start {
+        mode: SyncMode,
+        interface: Option<String>,
+        syncid: Option<u8>,
+        maxlen: Option<u16>,
+        group: Option<IpAddr>,
+        port: Option<u16>,
+        ttl: Option<u8>,
+    },
+    Stop(SyncMode),
+    List,
+}
+
+fn mode(v: &str) -> Result<SyncMode, String> {
+    match v {
+        "master" => Ok(SyncMode::Master),
+        "backup" => Ok(SyncMode::Backup),
+        _ => Err(format!(
+            "--start-daemon/--stop-daemon take 'master' or 'backup', not '{v}'"
+        )),
+    }
+}
+
+fn value<T: std::str::FromStr>(flag: &str, v: Option<&String>, what: &str) -> Result<T, String> {
+    let v = v.ok_or_else(|| format!("{flag} needs {what}"))?;
+    v.parse()
+        .map_err(|_| format!("{flag}: '{v}' is not {what}"))
+}
+
+/// `Some` when `argv` is a sync-daemon command (then every other flag must belong to it).
+pub fn parse(argv: &[String]) -> Option<Result<DaemonCommand, String>> {
+    let is = |f: &str| {
+        argv.iter()
+            .any(|a| a == f || a.starts_with(&format!("{f}=")))
+    };
+    if !is("--start-daemon") && !is("--stop-daemon") && !is("--daemon") {
+        return None;
+    }
+    Some(parse_daemon(argv))
+}
+
+fn parse_daemon(argv: &[String]) -> Result<DaemonCommand, String> {
+    // Split --flag=value into flag, value.
+    let mut words = Vec::new();
+    for a in argv {
+        match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => {
+                words.push(f.to_string());
+                words.push(v.to_string());
+            }
+            _ => words.push(a.clone()),
+        }
+    }
+    let mut it = words.iter();
+    let mut start = None;
+    let mut stop = None;
+    let mut list = false;
+    let (mut interface, mut syncid, mut maxlen, mut group, mut port, mut ttl) =
+        (None, None, None, None, None, None);
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "--start-daemon" => start = Some(mode(it.next().map_or("", |s| s.as_str()))?),
+            "--stop-daemon" => stop = Some(mode(it.next().map_or("", |s| s.as_str()))?),
+            "--daemon" => list = true,
+            "-L" | "-l" | "--list" | "-n" | "--numeric" => {}
+            "--mcast-interface" => {
+                interface = Some(
+                    it.next()
+                        .ok_or("--mcast-interface needs an interface name")?
+                        .clone(),
+                )
+            }
+            "--syncid" => syncid = Some(value(w, it.next(), "a sync id 0..255")?),
+            "--sync-maxlen" => maxlen = Some(value(w, it.next(), "a length")?),
+            "--mcast-group" => group = Some(value(w, it.next(), "an IP address")?),
+            "--mcast-port" => port = Some(value(w, it.next(), "a port")?),
+            "--mcast-ttl" => ttl = Some(value(w, it.next(), "a TTL 1..255")?),
+            other => {
+                return Err(format!(
+                    "{other} does not go with the sync-daemon commands (see uvsadm -h)"
+                ))
+            }
+        }
+    }
+    match (start, stop, list) {
+        (Some(mode), None, false) => Ok(DaemonCommand::Start {
+            mode,
+            interface,
+            syncid,
+            maxlen,
+            group,
+            port,
+            ttl,
+        }),
+        (None, Some(mode), false) if interface.is_none() && syncid.is_none() => {
+            Ok(DaemonCommand::Stop(mode))
+        }
+        (None, None, true) => Ok(DaemonCommand::List),
+        _ => {
+            Err("give one of --start-daemon MODE [options], --stop-daemon MODE, -L --daemon".into())
+        }
+    }
+}
+
+/// The configuration after `cmd` (Start/Stop), or why it cannot apply.
+pub fn apply(cmd: &DaemonCommand, cfg: &Config) -> Result<Config, String> {
+    let mut new = cfg.clone();
+    match cmd {
+        DaemonCommand::Start {
+            mode,
+            interface,
+            syncid,
+            maxlen,
+            group,
+            port,
+            ttl,
+        } => {
+            let base = cfg.sync.clone();
+            let interface = match (interface, &base) {
+                (Some(i), _) => i.clone(),
+                (None, Some(b)) => b.interface.clone(),
+                (None, None) => {
+                    return Err(
+                        "--start-daemon needs --mcast-interface IF (no sync configured)".into(),
+                    )
+                }
+            };
+            if !cfg.interfaces.iter().any(|i| i.name == interface) {
+                return Err(format!(
+                    "--mcast-interface: '{interface}' is not one of uvsd's interfaces"
+                ));
+            }
+            let running = base.as_ref().map(|b| b.mode);
+            let mode = match (running, mode) {
+                (Some(SyncMode::Both), _) => SyncMode::Both,
+                (Some(SyncMode::Master), SyncMode::Backup)
+                | (Some(SyncMode::Backup), SyncMode::Master) => SyncMode::Both,
+                (_, m) => *m,
+            };
+            let group = group.unwrap_or_else(|| {
+                base.as_ref()
+                    .map_or(IpAddr::from(super::super::sync::wire::DEFAULT_GROUP), |b| {
+                        b.group
+                    })
+            });
+            if !group.is_multicast() {
+                return Err(format!("--mcast-group: {group} is not a multicast address"));
+            }
+            if ttl == &Some(0) {
+                return Err("--mcast-ttl: 1..255".into());
+            }
+            if maxlen.is_some_and(|m| m < 128) {
+                return Err("--sync-maxlen: at least 128".into());
+            }
+            new.sync = Some(SyncConfig {
+                mode,
+                interface,
+                syncid: syncid.or(base.as_ref().map(|b| b.syncid)).unwrap_or(0),
+                group,
+                port: port
+                    .or(base.as_ref().map(|b| b.port))
+                    .unwrap_or(super::super::sync::wire::DEFAULT_PORT),
+                ttl: ttl.or(base.as_ref().map(|b| b.ttl)).unwrap_or(1),
+                maxlen: maxlen.or(base.as_ref().and_then(|b| b.maxlen)),
+                peers: base.as_ref().map(|b| b.peers.clone()).unwrap_or_default(),
+                auth_key: base.as_ref().and_then(|b| b.auth_key.clone()),
+                refresh_period: base.as_ref().map_or(30, |b| b.refresh_period),
+                max_rate: base.as_ref().map_or(100_000, |b| b.max_rate),
+            });
+        }
+        DaemonCommand::Stop(m) => {
+            let Some(s) = &cfg.sync else {
+                return Err("no sync daemon is running".into());
+            };
+            new.sync = match (s.mode, m) {
+                (SyncMode::Both, SyncMode::Master) => Some(SyncConfig {
+                    mode: SyncMode::Backup,
+                    ..s.clone()
+                }),
+                (SyncMode::Both, SyncMode::Backup) => Some(SyncConfig {
+                    mode: SyncMode::Master,
+                    ..s.clone()
+                }),
+                (x, y) if x == *y => None,
+                (x, y) => return Err(format!("no {y} sync daemon is running (this node is {x})")),
+            };
+        }
+        DaemonCommand::List => {}
+    }
+    Ok(new)
+}
+
+/// `-L --daemon`, as ipvsadm prints it.
+pub fn format(cfg: &Config) -> String {
+    let Some(s) = &cfg.sync else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let modes: &[&str] = match s.mode {
+        SyncMode::Master => &["master"],
+        SyncMode::Backup => &["backup"],
+        SyncMode::Both => &["master", "backup"],
+    };
+    for m in modes {
+        out.push_str(&format!(
+            "{m} sync daemon (mcast={}, syncid={}{}, group={}, port={}, ttl={})\n",
+            s.interface,
+            s.syncid,
+            s.maxlen
+                .map(|l| format!(", maxlen={l}"))
+                .unwrap_or_default(),
+            s.group,
+            s.port,
+            s.ttl
+        ));
+    }
+    out
+}

@@ -1,0 +1,223 @@
+//! Connection sync without sockets: flows opened on node A's dataplane are turned into
+//! IPVS sync records, sent through the wire codec and installed on node B, whose dataplane
+//! then forwards mid-flow packets of those flows to the same real servers (without sync
+//! they are dropped: a stray ACK schedules nothing). Records for services or real servers
+//! B does not have are refused, never installed.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use uvs_control::sync::install::{self, Refused};
+use uvs_control::sync::wire::{self, MessageWriter};
+use uvs_dataplane::lab;
+use uvs_dataplane::tables::Persistence;
+use uvs_dataplane::{Method, Shared, TablesBuilder, TablesSpec, Worker};
+use uvs_port::MemPort;
+use uvs_sched::SchedulerKind;
+use uvs_testkit::{self as tk, check_frame, Flags};
+
+struct Node {
+    shared: Arc<Shared>,
+    w: Worker<MemPort>,
+}
+
+impl Node {
+    fn new(spec: &TablesSpec) -> Node {
+        let tables = TablesBuilder::build(spec, None).unwrap();
+        let shared = Arc::new(Shared::new(tables, 4096, 1));
+        lab::learn_neighbours(&shared.neigh, 0);
+        let ports = vec![MemPort::new("client", 256), MemPort::new("server", 256)];
+        let w = Worker::new(0, ports, shared.clone());
+        Node { shared, w }
+    }
+
+    /// A client TCP segment from `sport`; the real server it reached, if any.
+    fn client(&mut self, v6: bool, sport: u16, flags: Flags) -> Option<(IpAddr, u16)> {
+        let (c, v) = if v6 {
+            (lab::CLIENT6, lab::VIP6)
+        } else {
+            (lab::CLIENT4, lab::VIP4)
+        };
+        let f = tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            c.parse().unwrap(),
+            sport,
+            v.parse().unwrap(),
+            80,
+            flags,
+            b"",
+        );
+        assert!(self.w.ports[0].push_rx(&f));
+        self.w.poll();
+        self.w.ports[0].take_tx();
+        self.w.ports[1]
+            .take_tx()
+            .first()
+            .map(|f| check_frame(f).unwrap())
+            .map(|s| (s.dst, s.sport))
+    }
+
+    /// Every entry as sync records, through the codec, as B's receiver gets them.
+    fn sent(&self) -> Vec<wire::SyncConn> {
+        let tables = self.shared.tables.load();
+        let now = self.shared.clock.now_ticks();
+        let mut w = MessageWriter::new(0, 1472, None);
+        let mut msgs = Vec::new();
+        self.shared.conns.for_each(|_, c, d| {
+            if let Some(r) = install::record(&tables, c, d.wrapping_sub(now)) {
+                msgs.extend(w.push(&r, 0));
+            }
+        });
+        msgs.extend(w.finish(0));
+        msgs.iter()
+            .flat_map(|m| wire::parse(m, 0, None).unwrap().conns)
+            .collect()
+    }
+
+    fn install_all(&self, recs: &[wire::SyncConn]) -> Vec<Result<(), Refused>> {
+        let tables = self.shared.tables.load();
+        let now = self.shared.clock.now_ticks();
+        recs.iter()
+            .map(|r| install::install(&tables, &self.shared.conns, r, now))
+            .collect()
+    }
+
+    fn counts(&self, v6: bool) -> Vec<(u32, u32)> {
+        let t = self.shared.tables.load();
+        let svc = t
+            .services
+            .iter()
+            .flatten()
+            .find(|s| s.key.proto == 6 && s.key.vip.v6 == v6)
+            .unwrap();
+        svc.live
+            .iter()
+            .take(3)
+            .map(|l| (l.active.load(Relaxed), l.inactive.load(Relaxed)))
+            .collect()
+    }
+}
+
+fn established(node: &mut Node, v6: bool, sport: u16) -> IpAddr {
+    let (real, _) = node.client(v6, sport, tk::SYN).unwrap();
+    node.client(v6, sport, tk::ACK);
+    real
+}
+
+#[test]
+fn synced_flows_keep_their_real_server_on_the_backup() {
+    for method in [Method::Nat, Method::Dr, Method::FullNat] {
+        let spec = lab::spec(method, SchedulerKind::Rr, 1);
+        let mut a = Node::new(&spec);
+        let mut b = Node::new(&spec);
+        let mut on_a = Vec::new();
+        for (i, v6) in [false, true, false, true, false].into_iter().enumerate() {
+            let sport = 40000 + i as u16;
+            on_a.push((v6, sport, established(&mut a, v6, sport)));
+        }
+        let recs = b.install_all(&a.sent());
+        assert!(recs.iter().all(Result::is_ok), "{method:?}: {recs:?}");
+        assert_eq!(b.shared.conns.len(), a.shared.conns.len(), "{method:?}");
+        // The same counters on both nodes.
+        assert_eq!(b.counts(false), a.counts(false), "{method:?}");
+        assert_eq!(b.counts(true), a.counts(true), "{method:?}");
+        // Mid-flow packets reach the same servers through B.
+        for (v6, sport, real) in on_a {
+            let got = b.client(v6, sport, tk::ACK).map(|(d, _)| d);
+            assert_eq!(got, Some(real), "{method:?} v6={v6} sport={sport}");
+        }
+        // FullNAT: B also uses A's local port for the flow (the server's side of it).
+        if method == Method::FullNat {
+            let sa: Vec<_> = a.sent().iter().map(|r| r.fullnat).collect();
+            let sb: Vec<_> = b.sent().iter().map(|r| r.fullnat).collect();
+            assert!(sa.iter().all(Option::is_some));
+            let mut sa = sa;
+            let mut sb = sb;
+            sa.sort();
+            sb.sort();
+            assert_eq!(sa, sb);
+        }
+    }
+}
+
+#[test]
+fn without_sync_a_mid_flow_packet_is_dropped_on_the_other_node() {
+    let spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    let mut a = Node::new(&spec);
+    let mut b = Node::new(&spec);
+    established(&mut a, false, 40000);
+    assert_eq!(b.client(false, 40000, tk::ACK), None);
+}
+
+#[test]
+fn persistence_templates_are_synced() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    for s in &mut spec.services {
+        s.persistence = Some(Persistence {
+            timeout_s: 300,
+            prefix_len: 24,
+        });
+    }
+    let mut a = Node::new(&spec);
+    let b = Node::new(&spec);
+    let first = established(&mut a, false, 40000);
+    let recs = a.sent();
+    assert!(recs.iter().any(|r| r.flags & wire::flags::TEMPLATE != 0));
+    assert!(b.install_all(&recs).iter().all(Result::is_ok));
+    // A new connection of the same client on B follows the template.
+    let mut b = b;
+    let (real, _) = b.client(false, 40001, tk::SYN).unwrap();
+    assert_eq!(real, first);
+}
+
+#[test]
+fn records_for_services_or_servers_we_do_not_have_are_refused() {
+    let spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    let mut a = Node::new(&spec);
+    established(&mut a, false, 40000);
+    let good = a.sent()[0];
+    let b = Node::new(&spec);
+    let mut other_vip = good;
+    other_vip.vaddr = "198.18.100.99".parse().unwrap();
+    let mut other_port = good;
+    other_port.vport = 8080;
+    let mut other_real = good;
+    other_real.daddr = "198.18.1.99".parse().unwrap();
+    let mut bad_state = good;
+    bad_state.state = 200;
+    let mut mixed = good;
+    mixed.daddr = "2001:2:0:1::11".parse().unwrap();
+    let mut icmp = good;
+    icmp.protocol = 1;
+    assert_eq!(
+        b.install_all(&[other_vip, other_port, other_real, bad_state, mixed, icmp]),
+        vec![
+            Err(Refused::NoService),
+            Err(Refused::NoService),
+            Err(Refused::NoRealServer),
+            Err(Refused::BadState),
+            Err(Refused::Family),
+            Err(Refused::NoService),
+        ]
+    );
+    assert_eq!(b.shared.conns.len(), 0, "nothing installed");
+    assert!(b.counts(false).iter().all(|c| *c == (0, 0)));
+}
+
+#[test]
+fn a_later_record_moves_the_state_and_the_counters() {
+    let spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    let mut a = Node::new(&spec);
+    let b = Node::new(&spec);
+    a.client(false, 40000, tk::SYN).unwrap();
+    assert!(b.install_all(&a.sent()).iter().all(Result::is_ok));
+    assert_eq!(b.counts(false)[0], (0, 1), "SYN_RECV: inactive");
+    a.client(false, 40000, tk::ACK);
+    assert!(b.install_all(&a.sent()).iter().all(Result::is_ok));
+    assert_eq!(b.counts(false)[0], (1, 0), "ESTABLISHED: active");
+    // The same record again changes nothing.
+    assert!(b.install_all(&a.sent()).iter().all(Result::is_ok));
+    assert_eq!(b.counts(false)[0], (1, 0));
+}
