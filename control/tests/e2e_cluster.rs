@@ -710,5 +710,29 @@ fn keepalived_fails_over_to_the_backup_node() {
         want.trim(),
         "the download differs from the file served"
     );
+
+    // A reload keeps the role keepalived gave (the file still says backup, unchanged).
+    let hup = Command::new("kill")
+        .args(["-HUP", &b.uvsd.as_ref().unwrap().id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_until("b's reload", Duration::from_secs(5), || {
+        b.log("uvsd.log").contains("configuration reloaded")
+    });
+    assert_eq!(b.role(), "MASTER", "a reload must not undo VRRP's decision");
+    assert!(
+        curl_ok(&format!("http://{VIP4}/"), "2"),
+        "served after the reload"
+    );
+    // A group uvsd does not have is refused, and changes nothing.
+    let bad = b.uvsadm(&["cluster", "role", "nosuch", "backup"]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad).contains("no cluster group 'nosuch': the groups are web"),
+        "{}",
+        text(&bad)
+    );
+    assert_eq!(b.role(), "MASTER");
     drop(bed);
 }
