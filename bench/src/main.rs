@@ -11,6 +11,7 @@ mod http;
 mod pipeline;
 mod report;
 mod schedsim;
+mod sync;
 mod testbed;
 
 #[derive(Parser)]
@@ -73,6 +74,9 @@ enum Cmd {
     /// Discrete-event simulation of a cluster driving uvs's schedulers: mean and p99
     /// response time per scheduler per situation (pure CPU).
     Schedulers(schedsim::SchedArgs),
+    /// Connection sync: codec records/s both ways (plain and authenticated), bytes per
+    /// synced connection, and the new-flow rate with the sync tap on vs off (same run).
+    Sync(sync::SyncArgs),
     /// A Markdown report with SVG plots from the JSON files of the other subcommands.
     Report(report::ReportArgs),
     /// (internal) AF_XDP UDP generator run by `testbed` inside the client namespace.
@@ -99,6 +103,7 @@ fn main() -> Result<()> {
         Cmd::Testbed(a) => testbed::cli::testbed_main(a)?,
         Cmd::Http(a) => http::http_main(a)?,
         Cmd::Schedulers(a) => schedsim::sched_main(a)?,
+        Cmd::Sync(a) => sync::sync_main(a)?,
         Cmd::Report(a) => report::report_main(a)?,
         Cmd::XskGen(a) => testbed::cli::gen_main(a)?,
         Cmd::XskL2fwd(a) => testbed::cli::l2fwd_main(a)?,

@@ -500,7 +500,21 @@ pub fn established(method: Method, v6: bool, proto: u8, flows: usize, seconds: f
 
 /// New flows: `count` distinct SYNs (or UDP first packets), each processed once.
 pub fn new_flows(method: Method, v6: bool, proto: u8, count: usize) -> Outcome {
+    new_flows_with(method, v6, proto, count, false)
+}
+
+/// [`new_flows`] with the sync tap on (`sync_tap`): every new flow is queued for the sync
+/// daemon, as on a sync master. Keep `count` within the tap's queue (65 536 per worker):
+/// nothing drains it here.
+pub fn new_flows_with(
+    method: Method,
+    v6: bool,
+    proto: u8,
+    count: usize,
+    sync_tap: bool,
+) -> Outcome {
     let shared = setup(method, v6, 3 * count + 1024);
+    shared.sync.set_enabled(sync_tap);
     let frames: Vec<Vec<u8>> = (0..count)
         .map(|i| frame_for(i, v6, proto, tk::SYN))
         .collect();

@@ -194,7 +194,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
-    let worker_families: [(&str, &str, WorkerValue); 6] = [
+    let worker_families: [(&str, &str, WorkerValue); 9] = [
         (
             "uvs_worker_rx_packets_total",
             "Packets received by the worker.",
@@ -224,6 +224,21 @@ pub fn render(s: &Snapshot) -> String {
             "uvs_worker_new_connections_total",
             "Connections the worker scheduled.",
             |w| w.new_conns,
+        ),
+        (
+            "uvs_worker_reused_connections_total",
+            "New connections scheduled afresh over an old entry of their tuple (conn_reuse_mode, or its real server down).",
+            |w| w.reused_conns,
+        ),
+        (
+            "uvs_worker_hash_adopted_total",
+            "Mid-flow packets of unknown flows adopted by a consistent-hash scheduler (mh, sh).",
+            |w| w.hash_adopted,
+        ),
+        (
+            "uvs_worker_sleeps_total",
+            "Times the worker slept in poll(2) while idle (adaptive polling).",
+            |w| w.sleeps,
         ),
     ];
     for (name, help, value) in worker_families {

@@ -71,6 +71,12 @@ pub struct WorkerSnapshot {
     pub tx_bytes: u64,
     pub slow_path: u64,
     pub new_conns: u64,
+    /// New connections scheduled afresh over an old entry of their tuple (conn_reuse_mode).
+    pub reused_conns: u64,
+    /// Mid-flow packets adopted by a consistent-hash scheduler (active/active).
+    pub hash_adopted: u64,
+    /// Times the worker slept in poll(2) while idle (adaptive polling).
+    pub sleeps: u64,
     /// Share of polls that found work (0..=1): the worker's load.
     pub busy_ratio: f64,
 }

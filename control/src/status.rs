@@ -182,6 +182,9 @@ pub fn snapshot(
             tx_bytes: c.tx_bytes.get(),
             slow_path: c.slow_path.get(),
             new_conns: c.new_conns.get(),
+            reused_conns: c.reused_conns.get(),
+            hash_adopted: c.hash_adopted.get(),
+            sleeps: c.sleeps.get(),
             busy_ratio: rates.busy.get(i).copied().unwrap_or(0.0),
         })
         .collect();

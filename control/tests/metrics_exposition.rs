@@ -86,6 +86,9 @@ fn sample() -> Snapshot {
                 tx_bytes: 63360,
                 slow_path: 4,
                 new_conns: 30,
+                reused_conns: 0,
+                hash_adopted: 0,
+                sleeps: 0,
                 busy_ratio: 0.25,
             },
             WorkerSnapshot {

@@ -38,6 +38,9 @@ pub struct WorkerCounters {
     /// New connections that found an old entry of their tuple (closing, or its real server
     /// removed or down) and were scheduled afresh (IPVS conn_reuse_mode).
     pub reused_conns: Counter,
+    /// Mid-flow TCP packets of an unknown flow adopted by a consistent-hash scheduler
+    /// (mh, sh): ECMP moved the flow here; the hash picks the server every node picks.
+    pub hash_adopted: Counter,
     pub bursts: Counter,
     /// Bursts that received nothing: with `bursts`, the worker's idle share.
     pub empty_polls: Counter,
@@ -59,6 +62,7 @@ impl Default for WorkerCounters {
             slow_path: Counter::default(),
             new_conns: Counter::default(),
             reused_conns: Counter::default(),
+            hash_adopted: Counter::default(),
             bursts: Counter::default(),
             empty_polls: Counter::default(),
             sleeps: Counter::default(),

@@ -77,6 +77,10 @@ drop_reasons! {
     TableFull => "conn_table_full",
     /// FullNAT: no local address/port left in the pool.
     NoLocalPort => "fullnat_no_port",
+    /// Another worker was inserting the same new flow and did not finish within a bounded
+    /// spin (it was preempted): the packet is dropped rather than waiting in a syscall;
+    /// the client's retransmission finds the flow.
+    InsertContended => "conn_insert_contended",
     /// No route to the next hop.
     NoRoute => "no_route",
     /// The TTL / hop limit ran out.

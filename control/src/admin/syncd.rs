@@ -152,9 +152,7 @@ pub fn apply(cmd: &DaemonCommand, cfg: &Config) -> Result<Config, String> {
             };
             let group = group.unwrap_or_else(|| {
                 base.as_ref()
-                    .map_or(IpAddr::from(super::super::sync::wire::DEFAULT_GROUP), |b| {
-                        b.group
-                    })
+                    .map_or(IpAddr::from(uvs_sync::wire::DEFAULT_GROUP), |b| b.group)
             });
             if !group.is_multicast() {
                 return Err(format!("--mcast-group: {group} is not a multicast address"));
@@ -172,7 +170,7 @@ pub fn apply(cmd: &DaemonCommand, cfg: &Config) -> Result<Config, String> {
                 group,
                 port: port
                     .or(base.as_ref().map(|b| b.port))
-                    .unwrap_or(super::super::sync::wire::DEFAULT_PORT),
+                    .unwrap_or(uvs_sync::wire::DEFAULT_PORT),
                 ttl: ttl.or(base.as_ref().map(|b| b.ttl)).unwrap_or(1),
                 maxlen: maxlen.or(base.as_ref().and_then(|b| b.maxlen)),
                 peers: base.as_ref().map(|b| b.peers.clone()).unwrap_or_default(),

@@ -13,8 +13,7 @@
 //!   sequence when a key is configured, rate-limits records (`max_rate` per second), and
 //!   installs them. Every refusal is counted by reason.
 
-pub mod install;
-pub mod wire;
+pub use uvs_sync::{install, wire};
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};

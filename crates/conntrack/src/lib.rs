@@ -158,7 +158,9 @@ impl ConnTable {
     /// entry found on the way has already expired (then it is retired, not a conflict).
     ///
     /// When two workers insert the same new flow at once, one wins and the other gets
-    /// [`InsertError::Exists`] with the winner's id (fetch it with [`ConnTable::get`]).
+    /// [`InsertError::Exists`] with the winner's id (fetch it with [`ConnTable::get`]). The
+    /// loser waits for the winner by spinning a bounded time, never in a syscall: if the
+    /// winner was preempted mid-insert it gets [`InsertError::Contended`] instead.
     pub fn insert(&self, conn: &Conn, now: u32, deadline: u32) -> Result<ConnId, InsertError> {
         if conn.orig.v6 != conn.reply.v6
             || conn.orig.proto != conn.reply.proto

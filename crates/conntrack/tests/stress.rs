@@ -143,7 +143,11 @@ fn run(cap_v4: usize, cap_v6: usize, flows: u32, workers: usize, for_time: Durat
                                     assert_eq!(check(&got), i);
                                 }
                             }
-                            Err(InsertError::Full) | Err(InsertError::Overflow) => ops[5] += 1,
+                            // Contended: a rival inserting the same tuple was preempted mid-insert (more
+                            // threads than cores); the table never waits in a syscall.
+                            Err(
+                                InsertError::Full | InsertError::Overflow | InsertError::Contended,
+                            ) => ops[5] += 1,
                             Err(e) => panic!("unexpected insert error {e:?}"),
                         }
                     }

@@ -25,9 +25,16 @@ pub(crate) fn new_flow(
         return Verdict::Drop(DropReason::NoService);
     };
     // IPVS schedules TCP only on a SYN (sloppy_tcp off): a stray ACK for a flow we do not
-    // know must not pin a real server.
+    // know must not pin a real server. Except where every node would pick the same server
+    // for it: with a consistent-hash scheduler (mh, sh) a mid-flow packet that ECMP moved
+    // to this node (a node added or gone) follows the hash and is tracked from then on, as
+    // Katran does; the flow keeps its real server without any sync.
     if p.l4_proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN {
-        return Verdict::Drop(DropReason::NotSyn);
+        let mid_flow = p.tcp_flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK;
+        if !(mid_flow && svc.sched.kind().takes_hash_flags()) {
+            return Verdict::Drop(DropReason::NotSyn);
+        }
+        ctx.counters.hash_adopted.add(1);
     }
     let Some(slot) = choose_real(ctx, svc, p, v6) else {
         return Verdict::Drop(DropReason::NoRealServer);
@@ -83,6 +90,7 @@ pub(crate) fn new_flow(
             }
             return Verdict::Drop(DropReason::TableFull);
         }
+        Err(InsertError::Contended) => return Verdict::Drop(DropReason::InsertContended),
         Err(_) => return Verdict::Drop(DropReason::TableFull),
     }
     if let (Frag::First { id }, Ok(conn_id)) = (p.frag, inserted) {

@@ -16,7 +16,7 @@ use uvs_dataplane::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use uvs_dataplane::sctp::SCTP_STATES;
 use uvs_dataplane::tables::{IpKey, Method, ServiceRt, Tables, SORRY_SLOT};
 
-use super::wire::{flags, SyncConn};
+use crate::wire::{flags, SyncConn};
 
 /// The longest timeout a record may set (ms): deadlines must stay < 2^31 ms ahead.
 const MAX_TIMEOUT_MS: u64 = 24 * 24 * 3600 * 1000;

@@ -8,13 +8,13 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use uvs_control::sync::install::{self, Refused};
-use uvs_control::sync::wire::{self, MessageWriter};
 use uvs_dataplane::lab;
 use uvs_dataplane::tables::Persistence;
 use uvs_dataplane::{Method, Shared, TablesBuilder, TablesSpec, Worker};
 use uvs_port::MemPort;
 use uvs_sched::SchedulerKind;
+use uvs_sync::install::{self, Refused};
+use uvs_sync::wire::{self, MessageWriter};
 use uvs_testkit::{self as tk, check_frame, Flags};
 
 struct Node {
@@ -220,4 +220,35 @@ fn a_later_record_moves_the_state_and_the_counters() {
     // The same record again changes nothing.
     assert!(b.install_all(&a.sent()).iter().all(Result::is_ok));
     assert_eq!(b.counts(false)[0], (1, 0));
+}
+
+/// Active/active without sync: with a consistent-hash scheduler (mh) a mid-flow packet
+/// that ECMP moved to the other node follows the hash to the same real server and is
+/// tracked from then on; with a non-hash scheduler it is dropped (sync covers those).
+#[test]
+fn mid_flow_packets_follow_the_hash_on_another_node() {
+    for (kind, follows) in [
+        (SchedulerKind::Mh, true),
+        (SchedulerKind::Sh, true),
+        (SchedulerKind::Rr, false),
+    ] {
+        let spec = lab::spec(Method::Nat, kind, 1);
+        let mut a = Node::new(&spec);
+        let mut b = Node::new(&spec);
+        for sport in 41000..41020 {
+            let real = established(&mut a, false, sport);
+            let got = b.client(false, sport, tk::ACK).map(|(d, _)| d);
+            if follows {
+                assert_eq!(got, Some(real), "{kind:?} sport {sport}");
+                // Tracked: the next packet is a table hit.
+                assert_eq!(b.client(false, sport, tk::ACK).map(|(d, _)| d), Some(real));
+            } else {
+                assert_eq!(got, None, "{kind:?}: a stray ACK pins nothing");
+            }
+        }
+        let adopted = b.shared.counters[0].hash_adopted.get();
+        assert_eq!(adopted, if follows { 20 } else { 0 }, "{kind:?}");
+        // A RST of an unknown flow never creates one.
+        assert_eq!(b.client(false, 42000, tk::RST), None, "{kind:?}");
+    }
 }
