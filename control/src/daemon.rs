@@ -44,6 +44,8 @@ pub struct Core {
     generation: std::sync::atomic::AtomicU64,
     /// uvsadm edits applied since the file was last loaded (a reload discards them).
     runtime_edits: std::sync::atomic::AtomicU64,
+    /// The VIP groups' running roles (active/backup). Locked after `running`, before `maps`.
+    cluster: Mutex<crate::cluster::Roles>,
     /// The connection-sync daemon the running configuration asks for.
     pub sync: Mutex<Option<crate::sync::SyncDaemon>>,
     /// BGP announcement of the VIPs and the drain state (`crate::announce`).
@@ -68,7 +70,9 @@ struct MapState {
 
 type RealPort = (IpAddr, u8, u16);
 
-fn map_state(cfg: &Config) -> MapState {
+/// The XDP maps' contents for `cfg`, leaving out the addresses of backup groups (`silent`):
+/// their traffic and ARP/NDP then go to the kernel, which does not hold them either.
+fn map_state(cfg: &Config, silent: &BTreeSet<IpAddr>) -> MapState {
     let mut m = MapState::default();
     for i in &cfg.interfaces {
         m.owned.extend(i.local.iter().copied());
@@ -90,6 +94,7 @@ fn map_state(cfg: &Config) -> MapState {
         }
     }
     m.marks = crate::fwmark::steering(cfg);
+    m.owned.retain(|a| !silent.contains(a));
     m
 }
 
@@ -120,8 +125,8 @@ fn host_addresses() -> Result<Vec<IpAddr>> {
 }
 
 impl Core {
-    fn sync_maps(&self, cfg: &Config) -> Result<()> {
-        let mut want = map_state(cfg);
+    fn sync_maps(&self, cfg: &Config, silent: &BTreeSet<IpAddr>) -> Result<()> {
+        let mut want = map_state(cfg, silent);
         let mut have = self.maps.lock().expect("map state lock");
         let previous: BTreeSet<IpAddr> = have.reals.union(&have.lingering).copied().collect();
         if !cfg.expire_nodest_conn {
@@ -231,8 +236,27 @@ impl Core {
         let spec = spec::tables_spec(&new, Some(&self.links));
         let current = self.shared.tables.load_full();
         let tables = TablesBuilder::build(&spec, Some(&current)).map_err(|e| e.to_string())?;
-        self.sync_maps(&new)
-            .map_err(|e| format!("updating the XDP maps: {e}"))?;
+        let mut roles = self.cluster.lock().expect("cluster lock");
+        let new_roles = roles.reconcile(&running.config, &new);
+        let silent = crate::cluster::silent_addresses(&new, &new_roles);
+        // Silence first, then the maps: an address going backup is never answered for
+        // once it is no longer claimed, and one going master is answered once claimed.
+        self.shared
+            .cluster
+            .set_silent(crate::cluster::addr_set(&silent));
+        if let Err(e) = self.sync_maps(&new, &silent) {
+            let old = crate::cluster::silent_addresses(&running.config, &roles);
+            self.shared
+                .cluster
+                .set_silent(crate::cluster::addr_set(&old));
+            return Err(format!("updating the XDP maps: {e}"));
+        }
+        for g in new_roles.new_masters(&roles) {
+            log::info!("cluster: group {g} is master (configuration)");
+            announce(&self.shared, &new, &g);
+        }
+        *roles = new_roles;
+        drop(roles);
         self.shared.tables.store(Arc::new(tables));
         self.shared.settings.store(lifecycle_settings(&new));
         if new.expire_nodest_conn {
@@ -241,6 +265,74 @@ impl Core {
         running.config = new;
         self.generation.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// `uvsadm cluster role GROUP ROLE`: switches a VIP group. Master claims the group's
+    /// addresses and announces them (also when it was master already: keepalived re-runs
+    /// notify_master and the neighbours may have missed the last announcement); backup
+    /// releases them. Returns what changed, for the log and uvsadm.
+    pub fn set_role(&self, group: &str, role: uvs_config::ClusterRole) -> Result<String, String> {
+        let running = self.running.lock().expect("running lock");
+        let cfg = &running.config;
+        let mut roles = self.cluster.lock().expect("cluster lock");
+        let Some(i) = roles.groups.iter().position(|g| g.name == group) else {
+            let names: Vec<&str> = roles.groups.iter().map(|g| g.name.as_str()).collect();
+            return Err(if names.is_empty() {
+                format!("no cluster group '{group}': the configuration has no `cluster.groups`")
+            } else {
+                format!(
+                    "no cluster group '{group}': the groups are {}",
+                    names.join(", ")
+                )
+            });
+        };
+        let before = roles.groups[i].role;
+        let mut next = roles.clone();
+        next.groups[i].role = role;
+        next.groups[i].since = Instant::now();
+        if before != role {
+            next.groups[i].switches += 1;
+        }
+        let silent = crate::cluster::silent_addresses(cfg, &next);
+        self.shared
+            .cluster
+            .set_silent(crate::cluster::addr_set(&silent));
+        if let Err(e) = self.sync_maps(cfg, &silent) {
+            // Put the previous silent set back: the maps may be half updated, and the
+            // next change retries from what `maps` records.
+            let old = crate::cluster::silent_addresses(cfg, &roles);
+            self.shared
+                .cluster
+                .set_silent(crate::cluster::addr_set(&old));
+            return Err(format!("updating the XDP maps: {e}"));
+        }
+        *roles = next;
+        let claimed = cfg
+            .cluster
+            .groups
+            .iter()
+            .position(|g| g.name == group)
+            .map(|gi| crate::cluster::group_addresses(cfg, gi).len())
+            .unwrap_or(0);
+        let what = format!("group {group}: {before} → {role} ({claimed} address(es))");
+        log::info!("cluster: {what}");
+        if role == uvs_config::ClusterRole::Master {
+            announce(&self.shared, cfg, group);
+        }
+        Ok(what)
+    }
+
+    /// What `uvsadm cluster` lists.
+    pub fn cluster_status(&self) -> crate::cluster::ClusterStatus {
+        let running = self.running.lock().expect("running lock");
+        let roles = self.cluster.lock().expect("cluster lock");
+        let sent = self
+            .shared
+            .counters
+            .iter()
+            .map(|c| c.announcements.get())
+            .sum();
+        crate::cluster::status(&running.config, &roles, sent)
     }
 
     /// Starts, restarts or stops the sync daemon to match the running configuration.
@@ -351,6 +443,16 @@ impl Core {
                 l.load.store(load, Ordering::Relaxed);
             }
         });
+    }
+}
+
+/// Asks the workers to announce `group`'s addresses (gratuitous ARP, unsolicited NA).
+fn announce(shared: &Shared, cfg: &Config, group: &str) {
+    let Some(i) = cfg.cluster.groups.iter().position(|g| g.name == group) else {
+        return;
+    };
+    if let Some(a) = crate::cluster::announcement(cfg, i) {
+        shared.cluster.announce(a);
     }
 }
 
@@ -475,10 +577,23 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         maps: Mutex::new(MapState::default()),
         generation: Default::default(),
         runtime_edits: Default::default(),
+        cluster: Mutex::new(crate::cluster::Roles::from_config(&config)),
         sync: Mutex::new(None),
         node: Default::default(),
     });
-    core.sync_maps(&config)?;
+    {
+        let roles = core.cluster.lock().expect("cluster lock");
+        let silent = crate::cluster::silent_addresses(&config, &roles);
+        shared.cluster.set_silent(crate::cluster::addr_set(&silent));
+        core.sync_maps(&config, &silent)?;
+        for g in &roles.groups {
+            log::info!("cluster: group {} starts as {}", g.name, g.role);
+            if g.role == uvs_config::ClusterRole::Master {
+                // Picked up by worker 0's first burst.
+                announce(&shared, &config, &g.name);
+            }
+        }
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let handles = start_workers(&core, &config, &stop)?;

@@ -350,7 +350,10 @@ fn fields(src: &str) -> (String, Vec<Field>) {
             out.len() - 1
         }
     }
-    for line in src.lines() {
+    // Paths (unbracketed) of the keys whose value is a list of mappings.
+    let mut lists: Vec<String> = Vec::new();
+    let all: Vec<&str> = src.lines().collect();
+    for (n, line) in all.iter().enumerate() {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
         if trimmed.is_empty() {
@@ -418,20 +421,18 @@ fn fields(src: &str) -> (String, Vec<Field>) {
             }
         }
         if value.is_empty() {
-            // A mapping or a list of mappings follows; list items get `[]`.
+            // A mapping or a list of mappings follows (the next line that is not a
+            // comment tells which); list items get `[]`.
+            let next = all[n + 1..]
+                .iter()
+                .map(|l| l.trim_start())
+                .find(|l| !l.is_empty() && !l.starts_with('#'));
+            if next.is_some_and(|l| l.starts_with("- ")) {
+                lists.push(path.clone());
+            }
             stack.push((key_indent, path));
         }
     }
-    // Paths under a key whose items are list entries carry `[]`.
-    let lists: Vec<String> = src
-        .lines()
-        .zip(src.lines().skip(1))
-        .filter_map(|(a, b)| {
-            let (a_content, _) = split_line(a.trim());
-            (a_content.ends_with(':') && b.trim_start().starts_with("- "))
-                .then(|| a_content.trim_end_matches(':').to_string())
-        })
-        .collect();
     for f in &mut out {
         f.path = bracket(&f.path, &lists);
     }
@@ -447,18 +448,23 @@ fn join(parent: &str, key: &str) -> String {
     }
 }
 
-/// Marks the path segments that are lists of mappings with `[]`.
+/// Marks the path segments that are lists of mappings with `[]` (`lists` holds their
+/// unbracketed paths: `services`, `services.real_servers`).
 fn bracket(path: &str, lists: &[String]) -> String {
-    path.split('.')
-        .map(|seg| {
-            if lists.iter().any(|l| l == seg) {
-                format!("{seg}[]")
-            } else {
-                seg.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(".")
+    let mut plain = String::new();
+    let mut out = Vec::new();
+    for seg in path.split('.') {
+        if !plain.is_empty() {
+            plain.push('.');
+        }
+        plain.push_str(seg);
+        if lists.contains(&plain) {
+            out.push(format!("{seg}[]"));
+        } else {
+            out.push(seg.to_string());
+        }
+    }
+    out.join(".")
 }
 
 /// `{ a: 1, b: "x, y" }` → `[(a, 1), (b, "x, y")]`.

@@ -96,6 +96,18 @@ impl AdminBackend for Backend {
             admin::node::NodeCommand::Drain { timeout, .. } => self.0.node.drain(&self.0, *timeout),
         }
     }
+    fn cluster(&self) -> Option<&dyn admin::cluster::ClusterControl> {
+        Some(self)
+    }
+}
+
+impl admin::cluster::ClusterControl for Backend {
+    fn cluster_status(&self) -> crate::cluster::ClusterStatus {
+        self.0.cluster_status()
+    }
+    fn set_role(&self, group: &str, role: uvs_config::ClusterRole) -> Result<String, String> {
+        self.0.set_role(group, role)
+    }
 }
 
 /// Starts health checks for the running configuration; targets that were already being

@@ -46,6 +46,9 @@ pub struct WorkerCounters {
     pub empty_polls: Counter,
     /// Times the worker went to sleep in poll(2) while idle (adaptive polling).
     pub sleeps: Counter,
+    /// Gratuitous ARPs and unsolicited neighbour advertisements sent for VIP groups that
+    /// became master.
+    pub announcements: Counter,
     pub drops: Box<[Counter]>,
 }
 
@@ -63,6 +66,7 @@ impl Default for WorkerCounters {
             bursts: Counter::default(),
             empty_polls: Counter::default(),
             sleeps: Counter::default(),
+            announcements: Counter::default(),
             drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),
         }
     }

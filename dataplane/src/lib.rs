@@ -3,6 +3,7 @@
 //! through `uvs_port::Port`; the pipeline never knows which it has.
 #![deny(unsafe_code)]
 
+pub mod cluster;
 pub mod counters;
 pub mod frag;
 pub mod lab;

@@ -96,6 +96,8 @@ pub struct Shared {
     pub settings: crate::lifecycle::SharedSettings,
     /// New connections and state changes for the sync daemon.
     pub sync: crate::sync_tap::SyncTap,
+    /// Active/backup: addresses of backup groups, announcements of groups become master.
+    pub cluster: crate::cluster::Cluster,
     /// Verify TCP/UDP checksums and complete partial ones (on; `uvs-bench pipeline` turns
     /// it off to measure the cost against the path without it).
     pub verify_l4_checksums: AtomicBool,
@@ -111,6 +113,7 @@ impl Shared {
             clock: Clock::default(),
             settings: Default::default(),
             sync: crate::sync_tap::SyncTap::new(workers),
+            cluster: Default::default(),
             verify_l4_checksums: AtomicBool::new(true),
         }
     }
@@ -145,6 +148,8 @@ pub struct Worker<P: Port> {
     pub busy_poll: bool,
     /// The burst-lookup stage's arrays, allocated once rather than set up every poll.
     burst: Box<BurstScratch>,
+    /// Worker 0's progress through the current VIP announcement.
+    announcer: crate::cluster::Announcer,
     scratch: Box<[u8]>,
 }
 
@@ -190,6 +195,7 @@ impl<P: Port> Worker<P> {
                 hits: [None; BURST],
             }),
             scratch: vec![0; FRAME_CAPACITY].into_boxed_slice(),
+            announcer: Default::default(),
         }
     }
 
@@ -269,6 +275,8 @@ impl<P: Port> Worker<P> {
             keys,
             hits,
         } = &mut *self.burst;
+        // Loaded on the first frame of the burst that reaches the slow path.
+        let mut silent = None;
         let mut rx = [Frame::default(); BURST];
         let mut tx = [Frame::default(); BURST];
         let mut done = [Frame::default(); BURST];
@@ -361,10 +369,15 @@ impl<P: Port> Worker<P> {
                     Verdict::SlowPath => {
                         counters.slow_path.add(1);
                         let frame = &self.ports[pi].buf_mut(f)[..len];
+                        let silent = silent.get_or_insert_with(|| shared.cluster.silent());
+                        let owner = slowpath::Owner {
+                            tables: &tables,
+                            silent,
+                        };
                         match slowpath::handle(
                             frame,
                             pi as u8,
-                            &tables,
+                            owner,
                             &shared.neigh,
                             now,
                             &mut self.scratch,
@@ -429,6 +442,17 @@ impl<P: Port> Worker<P> {
                     counters.drops[DropReason::NeighbourUnresolved.index()].add(n);
                 }
             });
+        }
+        // One worker speaks for the node: its announcements go out once, not once per worker.
+        if self.id == 0 {
+            self.announcer.step(
+                &shared.cluster,
+                &tables,
+                &mut self.ports,
+                &mut self.scratch,
+                counters,
+                ticks,
+            );
         }
         for p in self.ports.iter_mut() {
             p.flush();

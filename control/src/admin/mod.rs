@@ -16,6 +16,7 @@
 
 mod apply;
 mod argv;
+pub mod cluster;
 pub mod keepalived;
 mod list;
 mod names;
@@ -66,6 +67,11 @@ pub trait AdminBackend: Send + Sync {
     /// `uvsadm node` and `uvsadm node drain`.
     fn node(&self, _cmd: &node::NodeCommand) -> Result<String, String> {
         Err("this daemon has no node state".into())
+    }
+    /// Active/backup roles (`uvsadm cluster`); `None` where there are none to run (a
+    /// backend without a dataplane).
+    fn cluster(&self) -> Option<&dyn cluster::ClusterControl> {
+        None
     }
 }
 
@@ -128,6 +134,7 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
         AdminCommand::Save => Ok(uvs_config::to_yaml(&backend.config())),
         AdminCommand::SaveRules => Ok(format_rules_with(&backend.config(), &names)),
         AdminCommand::Top { .. } => Ok(format_top(&backend.snapshot())),
+        AdminCommand::Cluster(c) => cluster::execute(backend, c),
         AdminCommand::Daemon(syncd::DaemonCommand::List) => Ok(syncd::format(&backend.config())),
         AdminCommand::Daemon(d) => {
             let new = syncd::apply(d, &backend.config())?;
@@ -182,6 +189,7 @@ pub fn usage() -> String {
   uvsadm --set tcp tcpfin udp
   uvsadm save
   uvsadm top [--once]
+  uvsadm cluster [role GROUP master|backup]
   uvsadm --start-daemon {master|backup} [--mcast-interface IF] [--syncid N]
               [--sync-maxlen N] [--mcast-group ADDR] [--mcast-port PORT] [--mcast-ttl N]
   uvsadm --stop-daemon {master|backup}
@@ -210,6 +218,10 @@ Either long or short options are allowed.
   --set tcp tcpfin udp        set the TCP, TCP FIN_WAIT and UDP timeouts in seconds
                               (0 = unchanged); services with their own keep them
   top                         live rates, health and worker load (Ctrl-C quits)
+  cluster                     the VIP groups, their active/backup roles and addresses
+  cluster role GROUP ROLE     make this node master (claim and announce the group's
+                              VIPs and FullNAT pool addresses) or backup (silent for
+                              them) of GROUP; keepalived's notify script runs it
   import-keepalived           print keepalived.conf's virtual servers as uvs YAML
                               (no daemon needed; errors name file:line:column)
   --start-daemon              start connection sync (IPVS sync protocol v1):

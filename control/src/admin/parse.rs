@@ -56,6 +56,8 @@ pub enum AdminCommand {
     SaveRules,
     /// `top`: a screenful of rates, health and load; `--once` prints one frame and exits.
     Top { once: bool },
+    /// `cluster [role GROUP master|backup]`: active/backup roles (its own small grammar).
+    Cluster(super::cluster::ClusterCommand),
     /// `-h`.
     Help,
     /// `-v`.
@@ -330,6 +332,9 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
     }
     if argv[0] == "-R" || argv[0] == "--restore" {
         return restore_lines(&argv[1..]);
+    }
+    if argv[0] == "cluster" {
+        return super::cluster::parse(&argv[1..]).map(AdminCommand::Cluster);
     }
     if let Some(d) = super::syncd::parse(argv) {
         return d.map(AdminCommand::Daemon);

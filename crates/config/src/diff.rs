@@ -33,6 +33,9 @@ pub struct ConfigDiff {
     pub metrics_changed: bool,
     /// A firewall mark's match changed, or marks were added or removed.
     pub marks_changed: bool,
+    /// The cluster section changed (groups, their VIPs, roles, announce interfaces, or the
+    /// announcements).
+    pub cluster_changed: bool,
     /// The connection-sync section changed (the sync daemon restarts).
     pub sync_changed: bool,
     /// The BGP announcement section changed.
@@ -92,6 +95,7 @@ impl ConfigDiff {
             && !self.admin_changed
             && !self.metrics_changed
             && !self.marks_changed
+            && !self.cluster_changed
             && !self.sync_changed
             && !self.bgp_changed
     }
@@ -115,6 +119,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         admin_changed: old.admin != new.admin,
         metrics_changed: old.metrics != new.metrics,
         marks_changed: old.marks != new.marks,
+        cluster_changed: old.cluster != new.cluster,
         sync_changed: old.sync != new.sync,
         bgp_changed: old.bgp != new.bgp,
         ..ConfigDiff::default()
@@ -211,6 +216,7 @@ impl fmt::Display for ConfigDiff {
             (self.admin_changed, "admin"),
             (self.metrics_changed, "metrics"),
             (self.marks_changed, "marks"),
+            (self.cluster_changed, "cluster"),
             (self.sync_changed, "sync"),
             (self.bgp_changed, "bgp"),
         ] {

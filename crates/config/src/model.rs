@@ -185,6 +185,73 @@ pub struct Config {
     /// `None`: the VIPs are not announced over BGP.
     pub bgp: Option<BgpConfig>,
     pub services: Vec<Service>,
+    /// Active/backup roles per VIP group (keepalived's VRRP decides at run time).
+    pub cluster: Cluster,
+}
+
+named_enum! {
+    /// A VIP group's role in an active/backup pair.
+    pub enum ClusterRole {
+        /// Claims the group's VIPs and FullNAT pool addresses: answers ARP/NDP for them and
+        /// forwards their traffic.
+        Master = "master",
+        /// Silent for them (not claimed, no ARP/NDP answers); keeps receiving connection sync.
+        Backup = "backup",
+    }
+}
+
+/// Active/backup operation: which VIPs move together between balancers, and how a node
+/// announces them when it becomes master.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Cluster {
+    pub announce: Announce,
+    /// Names and VIPs unique across groups. A VIP in no group is always served.
+    pub groups: Vec<ClusterGroup>,
+}
+
+impl Cluster {
+    /// The group `vip` belongs to, by index.
+    pub fn group_of(&self, vip: IpAddr) -> Option<usize> {
+        self.groups.iter().position(|g| g.vips.contains(&vip))
+    }
+}
+
+/// Gratuitous ARPs (IPv4) and unsolicited neighbour advertisements (IPv6) sent for every
+/// address of a group that becomes master, `count` times, `interval` apart (keepalived's
+/// `garp_master_repeat` and `garp_interval`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Announce {
+    /// 1..=100, default 5.
+    pub count: u32,
+    /// 10 ms..=10 s, default 200 ms; millisecond precision.
+    #[serde(serialize_with = "secs_f64")]
+    pub interval: Duration,
+}
+
+impl Default for Announce {
+    fn default() -> Announce {
+        Announce {
+            count: 5,
+            interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// VIPs that fail over together, as one keepalived `vrrp_instance` moves its addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterGroup {
+    /// Unique; letters, digits, `-`, `_`, `.`; at most 32 bytes (uvsadm and notify scripts
+    /// name groups on the command line).
+    pub name: String,
+    /// At least one. The FullNAT pool addresses of the services on these VIPs belong to the
+    /// group too. A VIP no service uses yet is allowed (claimed once a service has it).
+    pub vips: Vec<IpAddr>,
+    /// The role at start; at run time `uvsadm cluster role` changes it (a reload keeps the
+    /// running role unless the file's role for the group changed).
+    pub role: ClusterRole,
+    /// Interfaces the announcements go out on, by name; empty = for each address, the
+    /// interfaces whose `networks` contain it, or every interface when none does.
+    pub interfaces: Vec<String>,
 }
 
 /// What a firewall mark matches, as the `iptables -t mangle ... -j MARK --set-mark N` rule

@@ -40,6 +40,39 @@ pub(crate) struct RawConfig {
     pub marks: Option<Vec<RawMark>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<RawService>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announce: Option<RawAnnounce>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<RawClusterGroup>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAnnounce {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClusterGroup {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vips: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interfaces: Option<Vec<String>>,
 }
 
 /// Connection synchronisation (IPVS's sync daemon).

@@ -5,14 +5,14 @@
 //! so a saved file reads like one written by hand. Loading it gives back an equal `Config`.
 
 use crate::model::{
-    Config, HealthCheck, HealthCheckKind, Interface, Mark, Protocol, RealServer, Service, Timeouts,
-    Tunnel, XdpMode, ZeroCopy,
+    Announce, Cluster, Config, HealthCheck, HealthCheckKind, Interface, Mark, Protocol, RealServer,
+    Service, Timeouts, Tunnel, XdpMode, ZeroCopy,
 };
 use crate::net::{ipv4_mask, max_len};
 use crate::raw::{
-    Netmask, RawAdmin, RawConfig, RawConnTable, RawHealthCheck, RawInterface, RawMark, RawMetrics,
-    RawPersistence, RawPorts, RawRealServer, RawRoute, RawService, RawSite, RawSorryServer,
-    RawTimeouts, RawWorkers,
+    Netmask, RawAdmin, RawAnnounce, RawCluster, RawClusterGroup, RawConfig, RawConnTable,
+    RawHealthCheck, RawInterface, RawMark, RawMetrics, RawPersistence, RawPorts, RawRealServer,
+    RawRoute, RawService, RawSite, RawSorryServer, RawTimeouts, RawWorkers,
 };
 use std::time::Duration;
 
@@ -72,9 +72,36 @@ pub fn to_yaml(config: &Config) -> String {
                 .map(|s| service(s, &config.timeouts))
                 .collect(),
         ),
+        cluster: cluster(&config.cluster),
     };
     // Serialising plain structs of strings, numbers and lists cannot fail.
     yaml_serde::to_string(&raw).expect("RawConfig serialises")
+}
+
+/// `None` when there are no groups and the announcements are the defaults.
+fn cluster(c: &Cluster) -> Option<RawCluster> {
+    let d = Announce::default();
+    let announce = (c.announce != d).then(|| RawAnnounce {
+        count: (c.announce.count != d.count).then_some(u64::from(c.announce.count)),
+        interval: (c.announce.interval != d.interval).then(|| secs(c.announce.interval)),
+    });
+    if announce.is_none() && c.groups.is_empty() {
+        return None;
+    }
+    Some(RawCluster {
+        announce,
+        groups: non_empty(
+            c.groups
+                .iter()
+                .map(|g| RawClusterGroup {
+                    name: Some(g.name.clone()),
+                    vips: Some(g.vips.iter().map(|a| a.to_string()).collect()),
+                    role: Some(g.role.name().to_string()),
+                    interfaces: non_empty(g.interfaces.clone()),
+                })
+                .collect(),
+        ),
+    })
 }
 
 fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {

@@ -417,3 +417,43 @@ fn changing_sites_is_a_scheduler_change() {
     assert!(d.changed_services[0].scheduler_changed);
     assert!(uvs_config::diff(&old, &old).is_empty());
 }
+
+#[test]
+fn cluster_groups_default_to_backup_and_save_back() {
+    let base = "interfaces:\n  - name: uvs-lb0\n    local: [198.18.1.3]\n    networks: [198.18.1.0/24]\n  - name: uvs-lb1\n    networks: [198.18.0.0/24]\nservices:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    fullnat_pool: [198.18.1.100]\n    real_servers: [{ address: 198.18.1.11, forwarding: fullnat }]\n";
+    let c = load(base);
+    assert_eq!(c.cluster, uvs_config::Cluster::default());
+    assert_eq!(c.cluster.announce.count, 5);
+    assert_eq!(c.cluster.announce.interval.as_millis(), 200);
+    assert!(!to_yaml(&c).contains("cluster"), "no section when unused");
+
+    let src = format!(
+        "{base}cluster:\n  announce: {{ count: 3, interval: 0.05 }}\n  groups:\n    - {{ name: web, vips: [198.18.100.1, \"2001:2:0:100::1\"] }}\n    - {{ name: api.v2, vips: [198.18.100.2], role: master, interfaces: [uvs-lb1] }}\n"
+    );
+    let c = load(&src);
+    let g = &c.cluster.groups;
+    assert_eq!(g.len(), 2);
+    assert_eq!(
+        g[0].role,
+        uvs_config::ClusterRole::Backup,
+        "the safe default"
+    );
+    assert_eq!(g[0].vips.len(), 2);
+    assert!(g[0].interfaces.is_empty());
+    assert_eq!(g[1].role, uvs_config::ClusterRole::Master);
+    assert_eq!(g[1].interfaces, ["uvs-lb1"]);
+    assert_eq!(c.cluster.group_of("198.18.100.2".parse().unwrap()), Some(1));
+    assert_eq!(c.cluster.group_of("198.18.100.3".parse().unwrap()), None);
+    assert_eq!(c.cluster.announce.count, 3);
+    assert_eq!(c.cluster.announce.interval.as_millis(), 50);
+    let saved = to_yaml(&c);
+    let again = load(&saved);
+    assert_eq!(again, c, "{saved}");
+    assert!(diff(&c, &again).is_empty());
+
+    let mut moved = c.clone();
+    moved.cluster.groups[0].role = uvs_config::ClusterRole::Master;
+    let d = diff(&c, &moved);
+    assert!(d.cluster_changed && !d.global_changed, "{d}");
+    assert!(d.to_string().contains("~ cluster"));
+}

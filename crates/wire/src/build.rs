@@ -218,6 +218,48 @@ pub fn ndp_neighbor_advert(
     ipv6_icmp(out, h, &target, &dst_ip, NDP_HOP_LIMIT, &na)
 }
 
+/// A gratuitous ARP announcing that `ip` is at `our_mac` (RFC 5227 §3 "ARP Announcement"):
+/// a broadcast request whose sender and target protocol addresses are both `ip` and whose
+/// target hardware address is zero. Neighbours that hold an entry for `ip` replace its MAC
+/// (Linux overrides even a fresh entry for a gratuitous request), which is how a VIP moves
+/// to a new balancer without waiting for caches to expire.
+pub fn gratuitous_arp(
+    our_mac: [u8; 6],
+    ip: [u8; 4],
+    vlan: Option<u16>,
+    out: &mut [u8],
+) -> Result<usize, BuildError> {
+    let h = eth(out, our_mac, [0xff; 6], ethertype::ARP, vlan)?;
+    let n = ArpRepr::request(our_mac, ip, ip)
+        .emit(out.get_mut(h..).ok_or(BuildError::NoRoom)?)
+        .ok_or(BuildError::NoRoom)?;
+    Ok(h + n)
+}
+
+/// An unsolicited neighbour advertisement for `target` (RFC 4861 §7.2.6): to all-nodes, from
+/// the target address itself, Override set and Solicited clear, with our link-layer address,
+/// so neighbours replace the MAC they have for `target`.
+pub fn unsolicited_neighbor_advert(
+    our_mac: [u8; 6],
+    target: &[u8; 16],
+    vlan: Option<u16>,
+    out: &mut [u8],
+) -> Result<usize, BuildError> {
+    let h = eth(
+        out,
+        our_mac,
+        icmpv6::multicast_mac(&ALL_NODES),
+        ethertype::IPV6,
+        vlan,
+    )?;
+    let na = Icmpv6Repr::NeighborAdvert {
+        flags: na_flags::OVERRIDE,
+        target: *target,
+        lladdr: Some(our_mac),
+    };
+    ipv6_icmp(out, h, target, &ALL_NODES, NDP_HOP_LIMIT, &na)
+}
+
 /// Answers an ICMP/ICMPv6 echo request addressed to us with an echo reply carrying the same
 /// identifier, sequence number and data, MACs and addresses swapped.
 pub fn icmp_echo_reply(request: &[u8], p: &Parsed, out: &mut [u8]) -> Result<usize, BuildError> {

@@ -218,3 +218,81 @@ fn too_big_errors_quote_the_packet_and_are_bounded() {
         assert_eq!(q.l3, if v6 { L3::V6 } else { L3::V4 });
     }
 }
+
+#[test]
+fn gratuitous_arp_announces_the_address() {
+    let mut out = [0u8; 64];
+    let vip = [198, 18, 100, 1];
+    let n = build::gratuitous_arp(LB_MAC, vip, None, &mut out).unwrap();
+    assert_eq!(n, 14 + 28);
+    assert_eq!(&out[..6], &[0xff; 6], "broadcast");
+    assert_eq!(&out[6..12], &LB_MAC);
+    let h = PacketHeaders::from_ethernet_slice(&out[..n]).unwrap();
+    let Some(NetHeaders::Arp(arp)) = h.net else {
+        panic!("etherparse sees no ARP")
+    };
+    assert_eq!(arp.operation, etherparse::ArpOperation::REQUEST);
+    assert_eq!(arp.sender_hw_addr(), &LB_MAC);
+    assert_eq!(arp.sender_protocol_addr(), &vip);
+    assert_eq!(
+        arp.target_protocol_addr(),
+        &vip,
+        "sender = target: gratuitous"
+    );
+    assert_eq!(arp.target_hw_addr(), &[0; 6]);
+    // Tagged, and too small a buffer.
+    let m = build::gratuitous_arp(LB_MAC, vip, Some(7), &mut out).unwrap();
+    assert_eq!(
+        uvs_wire::classify(&out[..m]),
+        Ok(Classified::Arp { l3_off: 18 })
+    );
+    assert_eq!(
+        build::gratuitous_arp(LB_MAC, vip, None, &mut out[..41]),
+        Err(BuildError::NoRoom)
+    );
+}
+
+#[test]
+fn unsolicited_advert_overrides() {
+    let vip = common::v6(100, 1);
+    let mut out = [0u8; 128];
+    let n = build::unsolicited_neighbor_advert(LB_MAC, &vip, None, &mut out).unwrap();
+    assert_checksums(&out[..n]);
+    assert_eq!(&out[..6], &[0x33, 0x33, 0, 0, 0, 1], "all-nodes MAC");
+    let p = parse_frame(&out[..n]).unwrap();
+    let all_nodes = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    assert_eq!(
+        (p.src, p.dst, p.icmp_type),
+        (vip, all_nodes, msg_type::NEIGHBOR_ADVERT)
+    );
+    assert_eq!(out[14 + 7], 255, "NDP hop limit");
+    let h = PacketHeaders::from_ethernet_slice(&out[..n]).unwrap();
+    let Some(NetHeaders::Ipv6(ip, _)) = &h.net else {
+        panic!("etherparse sees no IPv6")
+    };
+    assert_eq!(ip.hop_limit, 255);
+    let Some(TransportHeader::Icmpv6(i)) = h.transport else {
+        panic!("etherparse sees no ICMPv6")
+    };
+    assert!(matches!(
+        i.icmp_type,
+        Icmpv6Type::Unknown {
+            type_u8: 136,
+            code_u8: 0,
+            ..
+        }
+    ));
+    let body = &out[usize::from(p.l4_off)..n];
+    assert_eq!(
+        Icmpv6Repr::parse(body, &p.src, &p.dst).unwrap().unwrap(),
+        Icmpv6Repr::NeighborAdvert {
+            flags: na_flags::OVERRIDE,
+            target: vip,
+            lladdr: Some(LB_MAC)
+        }
+    );
+    assert_eq!(
+        build::unsolicited_neighbor_advert(LB_MAC, &vip, None, &mut out[..80]),
+        Err(BuildError::NoRoom)
+    );
+}

@@ -4,6 +4,7 @@
 //! earliest one in their file.
 
 mod bgp;
+mod cluster;
 mod fwmark;
 mod health;
 mod real;
@@ -430,6 +431,13 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         &timeouts,
         &marks,
     )?;
+    let cluster = cluster::cluster(
+        cx,
+        raw.cluster.unwrap_or_default(),
+        &links,
+        &interfaces,
+        &services,
+    )?;
     Ok(Config {
         interfaces,
         workers,
@@ -445,6 +453,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         bgp,
         marks,
         services,
+        cluster,
     })
 }
 

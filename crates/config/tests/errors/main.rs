@@ -3,6 +3,7 @@
 //! The expected position is found by searching the case's YAML for a marker substring (the
 //! offending node), so every case checks that the error lands on that node.
 
+mod cluster;
 mod global;
 mod service;
 mod structure;
