@@ -102,9 +102,11 @@ impl FromStr for Command {
             "maint" => no_arg(Command::Maint),
             "up" => no_arg(Command::Up),
             "status" => no_arg(Command::Status),
-            "down" | "stopped" => Ok(Command::Down(
-                (!arg.is_empty()).then(|| arg.chars().filter(|c| !c.is_control()).collect()),
-            )),
+            "down" | "stopped" => {
+                Ok(Command::Down((!arg.is_empty()).then(|| {
+                    arg.chars().filter(|c| !c.is_control()).collect()
+                })))
+            }
             "load" => match arg {
                 "none" => Ok(Command::Load(None)),
                 a => match a.parse::<u8>() {
@@ -186,7 +188,10 @@ mod tests {
             ("up", Command::Up),
             ("status", Command::Status),
             ("down", Command::Down(None)),
-            ("down deploying v2", Command::Down(Some("deploying v2".into()))),
+            (
+                "down deploying v2",
+                Command::Down(Some("deploying v2".into())),
+            ),
             ("load 0", Command::Load(Some(0))),
             ("load 100", Command::Load(Some(100))),
             ("load none", Command::Load(None)),
@@ -202,8 +207,17 @@ mod tests {
         let err = |t: &str| t.parse::<Command>().unwrap_err().to_string();
         assert!(err("dran").starts_with("unknown command \"dran\""));
         assert!(err("drain now").starts_with("unknown command"));
-        assert_eq!(err("load 101"), "bad load \"101\": a whole number 0..=100, or none");
-        assert_eq!(err("load -1"), "bad load \"-1\": a whole number 0..=100, or none");
-        assert_eq!(err(&"x".repeat(MAX_COMMAND + 1)), format!("command longer than {MAX_COMMAND} bytes"));
+        assert_eq!(
+            err("load 101"),
+            "bad load \"101\": a whole number 0..=100, or none"
+        );
+        assert_eq!(
+            err("load -1"),
+            "bad load \"-1\": a whole number 0..=100, or none"
+        );
+        assert_eq!(
+            err(&"x".repeat(MAX_COMMAND + 1)),
+            format!("command longer than {MAX_COMMAND} bytes")
+        );
     }
 }

@@ -100,7 +100,9 @@ pub struct Reply {
 pub enum ReplyError {
     #[error("the agent sent nothing before closing the connection")]
     Empty,
-    #[error("the agent's reply has no end of line (\\n or \\r) before the connection closed: {0:?}")]
+    #[error(
+        "the agent's reply has no end of line (\\n or \\r) before the connection closed: {0:?}"
+    )]
     Incomplete(String),
     #[error("the agent's reply line is longer than {MAX_LINE} bytes")]
     TooLong,
@@ -110,7 +112,9 @@ pub enum ReplyError {
     ControlCharacter(u8),
     #[error("bad weight {0:?} in the agent's reply: a weight is a whole percentage like 75%")]
     BadWeight(String),
-    #[error("bad maxconn {0:?} in the agent's reply: maxconn:N with N a whole number of connections")]
+    #[error(
+        "bad maxconn {0:?} in the agent's reply: maxconn:N with N a whole number of connections"
+    )]
     BadMaxconn(String),
 }
 
@@ -129,7 +133,10 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ReplyError> {
             ))
         }
     };
-    if let Some(&c) = line.iter().find(|&&c| c != b'\t' && (c < 0x20 || c == 0x7f)) {
+    if let Some(&c) = line
+        .iter()
+        .find(|&&c| c != b'\t' && (c < 0x20 || c == 0x7f))
+    {
         return Err(ReplyError::ControlCharacter(c));
     }
     let line = std::str::from_utf8(line).map_err(|_| ReplyError::NotText)?;
@@ -382,7 +389,11 @@ mod tests {
         let r = ok("up load:42 hello 80%");
         assert_eq!((r.health, r.weight_pct), (Some(Health::Up), Some(80)));
         assert_eq!(r.unknown, ["load:42", "hello"]);
-        assert_eq!(ok("-5%").unknown, ["-5%"], "not a weight word for HAProxy either");
+        assert_eq!(
+            ok("-5%").unknown,
+            ["-5%"],
+            "not a weight word for HAProxy either"
+        );
     }
 
     #[test]
@@ -392,8 +403,14 @@ mod tests {
         assert!(matches!(bad(b"up 75%"), ReplyError::Incomplete(s) if s == "up 75%"));
         assert_eq!(bad(b"75\x25x up\n"), ReplyError::BadWeight("75%x".into()));
         assert_eq!(bad(b"7%5%\n"), ReplyError::BadWeight("7%5%".into()));
-        assert_eq!(bad(b"up maxconn:\n"), ReplyError::BadMaxconn("maxconn:".into()));
-        assert_eq!(bad(b"maxconn:-1\n"), ReplyError::BadMaxconn("maxconn:-1".into()));
+        assert_eq!(
+            bad(b"up maxconn:\n"),
+            ReplyError::BadMaxconn("maxconn:".into())
+        );
+        assert_eq!(
+            bad(b"maxconn:-1\n"),
+            ReplyError::BadMaxconn("maxconn:-1".into())
+        );
         assert_eq!(
             bad(b"maxconn:99999999999\n"),
             ReplyError::BadMaxconn("maxconn:99999999999".into())
@@ -429,7 +446,10 @@ mod tests {
         assert_eq!(line, "up drain 63% maxconn:12 #new release");
         let back = parse_line(&line).unwrap();
         assert_eq!(back.description.as_deref(), Some("new release"));
-        assert_eq!((back.health, back.admin, back.weight_pct), (r.health, r.admin, r.weight_pct));
+        assert_eq!(
+            (back.health, back.admin, back.weight_pct),
+            (r.health, r.admin, r.weight_pct)
+        );
     }
 
     #[test]
@@ -440,7 +460,11 @@ mod tests {
         s.apply(&ok("drain 50%"));
         assert_eq!((s.admin, s.effective_weight_pct()), (Admin::Drain, 0));
         s.apply(&ok("80%"));
-        assert_eq!(s.effective_weight_pct(), 0, "still draining: only ready ends it");
+        assert_eq!(
+            s.effective_weight_pct(),
+            0,
+            "still draining: only ready ends it"
+        );
         s.apply(&ok("ready"));
         assert_eq!(s.effective_weight_pct(), 80);
         s.apply(&ok("stopped #deploy"));

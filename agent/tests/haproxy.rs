@@ -48,7 +48,12 @@ fn haproxy_server(stats: &Path) -> Option<(String, u32)> {
     s.write_all(b"show stat\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
-    let header: Vec<&str> = out.lines().next()?.trim_start_matches("# ").split(',').collect();
+    let header: Vec<&str> = out
+        .lines()
+        .next()?
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
     let (status, weight) = (col("status")?, col("weight")?);
     out.lines()
@@ -102,7 +107,10 @@ fn haproxy_agent_check_follows_uvs_agent() {
     );
     let t = Instant::now();
     while !sock.exists() {
-        assert!(t.elapsed() < Duration::from_secs(5), "uvs-agent did not start");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "uvs-agent did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let stats = dir.join("haproxy.sock");
@@ -129,7 +137,12 @@ backend be
         ),
     )
     .unwrap();
-    let check = Command::new(haproxy).arg("-c").arg("-f").arg(&cfg).output().unwrap();
+    let check = Command::new(haproxy)
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert!(
         check.status.success(),
         "haproxy -c: {}",
@@ -157,7 +170,10 @@ backend be
     assert_eq!(agent(&sock, &["ready"]), "up ready 40%");
     wait_for(&stats, "UP again", |s, w| s == "UP" && w == 40);
 
-    assert_eq!(agent(&sock, &["down", "deploying"]), "stopped ready 40% #deploying");
+    assert_eq!(
+        agent(&sock, &["down", "deploying"]),
+        "stopped ready 40% #deploying"
+    );
     wait_for(&stats, "DOWN", |s, _| s.starts_with("DOWN"));
     assert_eq!(agent(&sock, &["up"]), "up ready 40%");
     wait_for(&stats, "UP after down", |s, _| s == "UP");

@@ -217,8 +217,8 @@ pub fn simulate_with(s: &Situation, picker: Picker, reqs: &[Request]) -> Result<
                 next_probe += PROBE_INTERVAL_S;
             } else {
                 for ((sv, l), f) in servers.iter().zip(&live).zip(filters.iter_mut()) {
-                    let load = (100.0 * sv.open.len() as f64 * sv.nominal / sv.speed).min(1000.0)
-                        as u32;
+                    let load =
+                        (100.0 * sv.open.len() as f64 * sv.nominal / sv.speed).min(1000.0) as u32;
                     if picker == Picker::LoadHerd {
                         l.load.store(load, Relaxed);
                     } else {
@@ -499,8 +499,18 @@ mod tests {
         let herd = simulate_with(s, Picker::LoadHerd, &reqs).unwrap();
         let load = simulate(s, SchedulerKind::Load, &reqs).unwrap();
         let wlc = simulate(s, SchedulerKind::Wlc, &reqs).unwrap();
-        assert!(load.p99_ms * 5.0 < herd.p99_ms, "load {} herd {}", load.p99_ms, herd.p99_ms);
-        assert!(load.p99_ms < wlc.p99_ms * 2.0, "load {} wlc {}", load.p99_ms, wlc.p99_ms);
+        assert!(
+            load.p99_ms * 5.0 < herd.p99_ms,
+            "load {} herd {}",
+            load.p99_ms,
+            herd.p99_ms
+        );
+        assert!(
+            load.p99_ms < wlc.p99_ms * 2.0,
+            "load {} wlc {}",
+            load.p99_ms,
+            wlc.p99_ms
+        );
         let c = herd_change(&[herd, load], s.name).unwrap();
         assert!(c.p99 < 0.2, "{c:?}");
     }

@@ -199,12 +199,11 @@ fn run_check_until(
         HealthCheckKind::Command { command } => {
             command_until(command, addr, check.timeout, stop).map(CheckOutput::from)
         }
-        HealthCheckKind::Agent { send } => {
-            agent_until(addr, send.as_deref(), check.timeout, stop).map(|r| CheckOutput {
+        HealthCheckKind::Agent { send } => agent_until(addr, send.as_deref(), check.timeout, stop)
+            .map(|r| CheckOutput {
                 load: None,
                 agent: Some(r),
-            })
-        }
+            }),
     }
 }
 
@@ -717,7 +716,10 @@ impl HealthMonitor {
         on_change: OnChange,
         on_agent: OnAgent,
     ) -> HealthMonitor {
-        let up = targets.iter().map(|(_, u, _)| AtomicBool::new(*u)).collect();
+        let up = targets
+            .iter()
+            .map(|(_, u, _)| AtomicBool::new(*u))
+            .collect();
         let rtt_us = targets.iter().map(|_| AtomicU32::new(0)).collect();
         let load = targets.iter().map(|_| Mutex::new(None)).collect();
         let agent = targets
@@ -800,7 +802,11 @@ impl HealthMonitor {
             .enumerate()
             .map(|(i, t)| {
                 let load = lock(&self.shared.load[i]).map(|f| f.current(now));
-                (t.clone(), self.shared.rtt_us[i].load(Ordering::Relaxed), load)
+                (
+                    t.clone(),
+                    self.shared.rtt_us[i].load(Ordering::Relaxed),
+                    load,
+                )
             })
             .collect()
     }

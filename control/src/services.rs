@@ -10,11 +10,11 @@ use uvs_config::Config;
 use crate::admin::{self, AdminBackend};
 use crate::daemon::{Core, Options};
 use crate::health::{HealthMonitor, HealthTarget};
-use uvs_agent::AgentState;
-use uvs_config::HealthCheckKind;
 use crate::snapshot::{ConnSnapshot, Snapshot};
 use crate::spec::service_key;
 use crate::status;
+use uvs_agent::AgentState;
+use uvs_config::HealthCheckKind;
 
 pub struct Services {
     health: Mutex<Option<HealthMonitor>>,
@@ -82,9 +82,7 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
         ) {
             let key = service_key(s.vip, s.protocol, s.port);
             for r in &s.real_servers {
-                core.with_live(key, r.key(), |l| {
-                    l.set_agent(uvs_sched::FULL_WEIGHT_PCT, 0)
-                });
+                core.with_live(key, r.key(), |l| l.set_agent(uvs_sched::FULL_WEIGHT_PCT, 0));
             }
         }
     }

@@ -40,7 +40,8 @@ impl FakeAgent {
                     continue;
                 };
                 s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
                 let mut buf = [0u8; 256];
                 let n = s.read(&mut buf).unwrap_or(0);
                 rx.lock()
@@ -94,12 +95,21 @@ fn agent_target(agent: SocketAddr, interval_ms: u64, send: Option<&str>) -> Heal
     }
 }
 
+/// (line, health, admin state, weight %, maxconn) a reply should parse to.
+type Expect = (
+    &'static str,
+    Option<Health>,
+    Option<Admin>,
+    Option<u32>,
+    Option<u32>,
+);
+
 /// Every reply form of HAProxy's `agent-check` documentation, literally, and the state
 /// each leaves.
 #[test]
 fn replies_from_haproxys_manual() {
     let a = FakeAgent::start(b"");
-    let cases: &[(&str, Option<Health>, Option<Admin>, Option<u32>, Option<u32>)] = &[
+    let cases: &[Expect] = &[
         ("75%\n", None, None, Some(75), None),
         ("maxconn:30\n", None, None, None, Some(30)),
         ("ready\n", None, Some(Admin::Ready), None, None),
@@ -110,7 +120,13 @@ fn replies_from_haproxys_manual() {
         ("stopped\n", Some(Health::Stopped), None, None, None),
         ("up\n", Some(Health::Up), None, None, None),
         ("up 75%\r\n", Some(Health::Up), None, Some(75), None),
-        ("down #missing process\n", Some(Health::Down), None, None, None),
+        (
+            "down #missing process\n",
+            Some(Health::Down),
+            None,
+            None,
+            None,
+        ),
     ];
     for &(line, health, admin, pct, maxconn) in cases {
         a.say(line);
@@ -160,7 +176,11 @@ fn monitor_applies_agent_replies() {
     let (flips_tx, flips) = mpsc::channel::<bool>();
     let (states_tx, states) = mpsc::channel::<AgentState>();
     let m = HealthMonitor::start_full(
-        vec![(agent_target(a.addr, 200, Some("svc\n")), true, AgentState::default())],
+        vec![(
+            agent_target(a.addr, 200, Some("svc\n")),
+            true,
+            AgentState::default(),
+        )],
         Arc::new(move |_: &HealthTarget, up| {
             let _ = flips_tx.send(up);
         }),
@@ -197,7 +217,7 @@ fn monitor_applies_agent_replies() {
         "down at the first such reply, not after fall = 3 checks 200 ms apart: {:?}",
         t.elapsed()
     );
-    assert_eq!(m.current()[0].1, false);
+    assert!(!m.current()[0].1);
 
     // A malformed reply: refused whole; the agent's state is still stopped + drain.
     a.say("up 75%x\n");
@@ -209,13 +229,12 @@ fn monitor_applies_agent_replies() {
     a.say("up ready\n");
     assert_eq!(flips.recv_timeout(Duration::from_secs(2)), Ok(true));
     let st = next_state(&|s| s.admin == Admin::Ready && s.health == Health::Up);
-    assert_eq!(st.effective_weight_pct(), 80, "the weight was kept all along");
-    assert!(a
-        .received
-        .lock()
-        .unwrap()
-        .iter()
-        .all(|r| r == "svc\n"));
+    assert_eq!(
+        st.effective_weight_pct(),
+        80,
+        "the weight was kept all along"
+    );
+    assert!(a.received.lock().unwrap().iter().all(|r| r == "svc\n"));
 
     // The agent goes away: an ordinary failed check, down after fall = 3.
     drop(a);

@@ -17,8 +17,12 @@ const AGENT_PORT: u16 = 9900;
 /// least-connection over servers of weight 4.
 fn config() -> String {
     let demo = demo_config();
-    let start = demo.find("  - name: web4\n").expect("web4 in the demo config");
-    let end = demo.find("  - name: dns4\n").expect("dns4 in the demo config");
+    let start = demo
+        .find("  - name: web4\n")
+        .expect("web4 in the demo config");
+    let end = demo
+        .find("  - name: dns4\n")
+        .expect("dns4 in the demo config");
     let web4 = format!(
         "  - name: web4
     vip: 198.18.100.1
@@ -149,7 +153,13 @@ fn wait_for(what: &str, tb: &Testbed, limit: Duration, mut done: impl FnMut() ->
 fn real_up(tb: &Testbed, real: &str) -> Option<bool> {
     let out = tb.exec(
         "lb",
-        &["curl", "-s", "--max-time", "2", "http://127.0.0.1:9100/metrics"],
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:9100/metrics",
+        ],
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -164,7 +174,15 @@ fn real_up(tb: &Testbed, real: &str) -> Option<bool> {
 /// A rate-limited download of /big through the VIP, in the background.
 fn start_download(tb: &Testbed) -> Child {
     Command::new("ip")
-        .args(["netns", "exec", &tb.ns("client"), "curl", "-s", "-o", "/dev/null"])
+        .args([
+            "netns",
+            "exec",
+            &tb.ns("client"),
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+        ])
         .args(["-w", "%{size_download} %{http_code}", "--limit-rate", "3M"])
         .args(["--max-time", "60", "http://198.18.100.1/big"])
         .stdout(Stdio::piped())
@@ -180,7 +198,11 @@ fn count_client_syns(tb: &Testbed, rs: &str) {
          nft add chain inet uvsagent input '{ type filter hook input priority 0; }' && \
          nft add rule inet uvsagent input ip saddr 198.18.0.2 tcp flags syn / syn,ack counter",
     );
-    assert!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn client_syns(tb: &Testbed, rs: &str) -> u64 {
@@ -204,7 +226,9 @@ fn an_application_drains_its_server_through_uvs_agent() {
     let (rs1, rs2, rs3) = ("198.18.1.11:80", "198.18.1.12:80", "198.18.1.13:80");
     let first = tb.curl_many("http://198.18.100.1/", 6);
     assert!(
-        ["rs1", "rs2", "rs3"].iter().all(|r| first.iter().any(|x| x == r)),
+        ["rs1", "rs2", "rs3"]
+            .iter()
+            .all(|r| first.iter().any(|x| x == r)),
         "every server serves: {first:?}"
     );
 
@@ -216,11 +240,16 @@ fn an_application_drains_its_server_through_uvs_agent() {
             d
         })
         .collect();
-    wait_for("a download on each server", &tb, Duration::from_secs(5), || {
-        [rs1, rs2, rs3]
-            .iter()
-            .all(|r| listed(&tb, r).is_some_and(|(_, act, _)| act == 1))
-    });
+    wait_for(
+        "a download on each server",
+        &tb,
+        Duration::from_secs(5),
+        || {
+            [rs1, rs2, rs3]
+                .iter()
+                .all(|r| listed(&tb, r).is_some_and(|(_, act, _)| act == 1))
+        },
+    );
 
     // 2. rs2's application drains it.
     let said = agent_cmd(&tb, 2, &["drain"]);
@@ -238,7 +267,11 @@ fn an_application_drains_its_server_through_uvs_agent() {
         !during.iter().any(|a| a == "rs2"),
         "the drained server got new flows: {during:?}"
     );
-    assert_eq!(client_syns(&tb, "rs2"), 0, "client SYNs reached the drained rs2");
+    assert_eq!(
+        client_syns(&tb, "rs2"),
+        0,
+        "client SYNs reached the drained rs2"
+    );
     assert_eq!(real_up(&tb, rs2), Some(true), "draining is not down");
 
     // Its download (and the others) run to the end; its connections go to 0.
@@ -250,9 +283,12 @@ fn an_application_drains_its_server_through_uvs_agent() {
             "a download did not complete"
         );
     }
-    wait_for("rs2's connections at 0", &tb, Duration::from_secs(5), || {
-        listed(&tb, rs2).is_some_and(|(_, act, _)| act == 0)
-    });
+    wait_for(
+        "rs2's connections at 0",
+        &tb,
+        Duration::from_secs(5),
+        || listed(&tb, rs2).is_some_and(|(_, act, _)| act == 0),
+    );
     assert_eq!(client_syns(&tb, "rs2"), 0);
 
     // 3. ready: back in rotation at its weight.
@@ -279,7 +315,11 @@ fn an_application_drains_its_server_through_uvs_agent() {
     wait_for("rs3 down", &tb, Duration::from_secs(3), || {
         real_up(&tb, rs3) == Some(false)
     });
-    assert!(t.elapsed() < Duration::from_millis(1200), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        t.elapsed()
+    );
     let during = tb.curl_many("http://198.18.100.1/", 12);
     assert!(
         !during.iter().any(|a| a == "rs3" || a == "failed"),
@@ -297,7 +337,10 @@ fn an_application_drains_its_server_through_uvs_agent() {
 
     // 6. An agent that stops answering fails the check: down after fall = 5.
     drop(agents);
-    wait_for("servers down without agents", &tb, Duration::from_secs(8), || {
-        real_up(&tb, rs1) == Some(false)
-    });
+    wait_for(
+        "servers down without agents",
+        &tb,
+        Duration::from_secs(8),
+        || real_up(&tb, rs1) == Some(false),
+    );
 }

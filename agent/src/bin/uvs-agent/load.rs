@@ -240,7 +240,9 @@ impl Sampler {
             f.file = self.keep(1, r);
         }
         if let Some(cmd) = self.sources.command.clone() {
-            let timeout = self.interval.clamp(Duration::from_millis(100), Duration::from_secs(5));
+            let timeout = self
+                .interval
+                .clamp(Duration::from_millis(100), Duration::from_secs(5));
             f.command = self.keep(2, run_command(&cmd, timeout));
         }
         f
@@ -318,7 +320,11 @@ procs_blocked 0\n";
         };
         assert_eq!(cpu_busy_pct(&a, &b), Some(75.0));
         assert_eq!(cpu_busy_pct(&a, &a), None);
-        assert_eq!(cpu_busy_pct(&b, &a), None, "counters going back (CPU hot-unplug)");
+        assert_eq!(
+            cpu_busy_pct(&b, &a),
+            None,
+            "counters going back (CPU hot-unplug)"
+        );
         assert_eq!(runq_pct(&a), 0.0);
     }
 
@@ -327,8 +333,14 @@ procs_blocked 0\n";
         assert_eq!(parse_figure("42\n").unwrap(), 42.0);
         assert_eq!(parse_figure(" 12.5% busy").unwrap(), 12.5);
         assert!(parse_figure("").is_err());
-        assert!(parse_figure("lots").unwrap_err().to_string().contains("not a number"));
-        assert!(parse_figure("101").unwrap_err().to_string().contains("out of range"));
+        assert!(parse_figure("lots")
+            .unwrap_err()
+            .to_string()
+            .contains("not a number"));
+        assert!(parse_figure("101")
+            .unwrap_err()
+            .to_string()
+            .contains("out of range"));
         let f = Figures {
             cpu: Some(30.0),
             app: Some(55.0),
@@ -341,7 +353,10 @@ procs_blocked 0\n";
 
     #[test]
     fn command_figure_and_timeout() {
-        assert_eq!(run_command("echo 17", Duration::from_secs(5)).unwrap(), 17.0);
+        assert_eq!(
+            run_command("echo 17", Duration::from_secs(5)).unwrap(),
+            17.0
+        );
         assert!(run_command("exit 3", Duration::from_secs(5)).is_err());
         let t = Instant::now();
         let e = run_command("sleep 5; echo 1", Duration::from_millis(200)).unwrap_err();

@@ -169,7 +169,10 @@ fn run(socket: &std::path::Path, a: RunArgs) -> Result<()> {
     }));
 
     let term = Arc::new(AtomicBool::new(false));
-    let (usr1, usr2) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (usr1, usr2) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     for (sig, flag) in [
         (signal_hook::consts::SIGTERM, &term),
         (signal_hook::consts::SIGINT, &term),

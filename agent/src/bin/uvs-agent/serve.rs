@@ -108,12 +108,12 @@ impl Agent {
 
     /// The reply for a check right now.
     pub fn reply(&self) -> Reply {
-        let w = self.wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let file_drain = self
-            .policy
-            .drain_file
-            .as_ref()
-            .is_some_and(|p| p.exists());
+        let w = self
+            .wanted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let file_drain = self.policy.drain_file.as_ref().is_some_and(|p| p.exists());
         let admin = if file_drain {
             w.admin.max(Admin::Drain)
         } else {
@@ -366,7 +366,11 @@ mod tests {
         std::fs::write(&file, "").unwrap();
         assert_eq!(a.reply().admin, Some(Admin::Drain));
         a.set_admin(Admin::Maint);
-        assert_eq!(a.reply().admin, Some(Admin::Maint), "maint outranks the file's drain");
+        assert_eq!(
+            a.reply().admin,
+            Some(Admin::Maint),
+            "maint outranks the file's drain"
+        );
         std::fs::remove_file(&file).unwrap();
         a.set_admin(Admin::Ready);
         assert_eq!(a.reply().admin, Some(Admin::Ready));

@@ -93,10 +93,7 @@ pub(super) fn health_check(
                 if send.len() > MAX_AGENT_SEND {
                     return Err(cx.err(
                         &p("send"),
-                        format!(
-                            "`send` is {} bytes; at most {MAX_AGENT_SEND}",
-                            send.len()
-                        ),
+                        format!("`send` is {} bytes; at most {MAX_AGENT_SEND}", send.len()),
                     ));
                 }
             }
