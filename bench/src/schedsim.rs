@@ -7,7 +7,12 @@
 //! Control's feedback is simulated as uvsd would feed it: a probe every 100 ms stores the
 //! time an idle request of mean size would take (`rtt_us`, for `fastest`), and an agent
 //! every 500 ms reports `load` = 100 × open requests scaled by nominal/current speed (for
-//! `load`), clamped to 1000 — both stale between reports, as in life.
+//! `load`), clamped to 1000 — both stale between reports, as in life. Load reports go
+//! through uvs's own [`LoadFilter`] (smoothing, ageing) as uvsd passes them on.
+//!
+//! `load-herd` is the `load` scheduler as it was before it weighed connections: least
+//! reported load per weight, ties to fewer connections, reports stored raw. It is kept
+//! here, and only here, so one run gives the before and after figures of that change.
 
 pub mod workload;
 
@@ -20,7 +25,11 @@ use anyhow::{Context, Result};
 use clap::Args;
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use uvs_sched::{SchedConfig, Scheduler, SchedulerKind, ServerLive, ServerSpec};
+use std::time::Duration;
+use uvs_sched::{
+    FlowHashKey, LoadFilter, SchedConfig, Scheduler, SchedulerKind, ServerLive, ServerSpec,
+    MAX_AGENT_LOAD,
+};
 
 use workload::{Request, Situation};
 
@@ -89,16 +98,72 @@ pub struct SimResult {
     pub share: Vec<f64>,
 }
 
-/// Runs `kind` over `reqs` in situation `s`.
-pub fn simulate(s: &Situation, kind: SchedulerKind, reqs: &[Request]) -> Result<SimResult> {
+/// What picks the server: one of uvs's schedulers, or the study's `load-herd` baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Picker {
+    Sched(SchedulerKind),
+    /// The previous `load`: least `load / weight`, ties to the least `active*256 +
+    /// inactive`, then to the earliest; reports used raw.
+    LoadHerd,
+}
+
+impl Picker {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Picker::Sched(k) => k.name(),
+            Picker::LoadHerd => "load-herd",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Picker> {
+        if s == "load-herd" {
+            return Ok(Picker::LoadHerd);
+        }
+        Ok(Picker::Sched(s.parse().map_err(anyhow::Error::from)?))
+    }
+}
+
+/// The previous `load` scheduler (see [`Picker::LoadHerd`]).
+fn load_herd_pick(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
+    let mut best: Option<(usize, u64, u64)> = None;
+    for (i, l) in live.iter().enumerate() {
+        let w = weights[i];
+        if !l.available(w) {
+            continue;
+        }
+        let ld = u64::from(l.load.load(Relaxed).min(MAX_AGENT_LOAD));
+        let oh = l.conn_overhead();
+        let better = best.is_none_or(|(b, bl, boh)| {
+            let (lhs, rhs) = (ld * u64::from(weights[b]), bl * u64::from(w));
+            lhs < rhs || (lhs == rhs && oh < boh)
+        });
+        if better {
+            best = Some((i, ld, oh));
+        }
+    }
+    best.map(|(i, _, _)| i)
+}
+
+/// Runs `picker` over `reqs` in situation `s`.
+pub fn simulate_with(s: &Situation, picker: Picker, reqs: &[Request]) -> Result<SimResult> {
     let weights = s.weights();
     let specs: Vec<ServerSpec> = weights
         .iter()
         .enumerate()
         .map(|(i, &w)| ServerSpec::new(w, 0xa000 + i as u64))
         .collect();
-    let sched = Scheduler::build(&SchedConfig::new(kind), &specs)
-        .with_context(|| format!("building {kind}"))?;
+    let sched = match picker {
+        Picker::Sched(kind) => Some(
+            Scheduler::build(&SchedConfig::new(kind), &specs)
+                .with_context(|| format!("building {kind}"))?,
+        ),
+        Picker::LoadHerd => None,
+    };
+    let pick = |key: &FlowHashKey, live: &[ServerLive], now_s: u32| match &sched {
+        Some(sc) => sc.pick(key, live, now_s),
+        None => load_herd_pick(&weights, live),
+    };
+    let mut filters = vec![LoadFilter::new(Duration::from_secs_f64(AGENT_INTERVAL_S)); specs.len()];
     let live: Vec<ServerLive> = specs.iter().map(|_| ServerLive::new()).collect();
     let mut servers: Vec<PsServer> = s.speeds.iter().map(|&v| PsServer::new(v)).collect();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
@@ -137,16 +202,29 @@ pub fn simulate(s: &Situation, kind: SchedulerKind, reqs: &[Request]) -> Result<
             servers[k].speed = servers[k].nominal * f;
             slowed = true;
         } else if t == tick {
+            let now = Duration::from_secs_f64(t);
             if next_probe <= next_agent {
                 for (sv, l) in servers.iter().zip(&live) {
                     let idle_us = s.mean_size / sv.speed * 1e6;
                     l.rtt_us.store(idle_us.max(1.0) as u32, Relaxed);
                 }
+                // Control republishes aged load figures as often as it feeds RTTs.
+                if picker != Picker::LoadHerd {
+                    for (f, l) in filters.iter().zip(&live) {
+                        l.load.store(f.current(now), Relaxed);
+                    }
+                }
                 next_probe += PROBE_INTERVAL_S;
             } else {
-                for (sv, l) in servers.iter().zip(&live) {
-                    let load = 100.0 * sv.open.len() as f64 * sv.nominal / sv.speed;
-                    l.load.store(load.min(1000.0) as u32, Relaxed);
+                for ((sv, l), f) in servers.iter().zip(&live).zip(filters.iter_mut()) {
+                    let load =
+                        (100.0 * sv.open.len() as f64 * sv.nominal / sv.speed).min(1000.0) as u32;
+                    if picker == Picker::LoadHerd {
+                        l.load.store(load, Relaxed);
+                    } else {
+                        f.report(load, now);
+                        l.load.store(f.current(now), Relaxed);
+                    }
                 }
                 next_agent += AGENT_INTERVAL_S;
             }
@@ -163,7 +241,7 @@ pub fn simulate(s: &Situation, kind: SchedulerKind, reqs: &[Request]) -> Result<
         } else {
             let r = &reqs[i];
             arrived_at[i] = r.at;
-            match sched.pick(&r.key, &live, r.at as u32) {
+            match pick(&r.key, &live, r.at as u32) {
                 Some(k) => {
                     live[k].bind_conn(&specs[k], true);
                     servers[k].admit(r.at, r.size, i);
@@ -180,7 +258,7 @@ pub fn simulate(s: &Situation, kind: SchedulerKind, reqs: &[Request]) -> Result<
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
     Ok(SimResult {
         situation: s.name,
-        scheduler: kind.name(),
+        scheduler: picker.name(),
         requests: reqs.len(),
         completed,
         rejected,
@@ -201,9 +279,22 @@ pub fn simulate(s: &Situation, kind: SchedulerKind, reqs: &[Request]) -> Result<
 }
 
 /// The schedulers compared by default: the ones that do not key on the destination
-/// address (lblc, lblcr and dh send every flow to a single-VIP service to one server).
-pub const DEFAULT_SCHEDULERS: [&str; 12] = [
-    "rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "mh", "twos", "ovf", "fastest", "load",
+/// address (lblc, lblcr and dh send every flow to a single-VIP service to one server),
+/// and the `load-herd` baseline.
+pub const DEFAULT_SCHEDULERS: [&str; 13] = [
+    "rr",
+    "wrr",
+    "lc",
+    "wlc",
+    "sed",
+    "nq",
+    "sh",
+    "mh",
+    "twos",
+    "ovf",
+    "fastest",
+    "load",
+    "load-herd",
 ];
 
 #[derive(Args, Debug)]
@@ -211,7 +302,8 @@ pub struct SchedArgs {
     /// Requests per scheduler per situation.
     #[arg(long, default_value_t = 200_000)]
     pub requests: usize,
-    /// Schedulers (names as ipvsadm -s, plus fastest and load), or "all".
+    /// Schedulers (names as ipvsadm -s, plus fastest, load and the load-herd baseline),
+    /// or "all".
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_SCHEDULERS.map(String::from))]
     pub schedulers: Vec<String>,
     /// Situations (hetero-exp, hetero-pareto, bursts, slowdown); default all.
@@ -224,12 +316,16 @@ pub struct SchedArgs {
 }
 
 pub fn sched_main(a: SchedArgs) -> Result<()> {
-    let kinds: Vec<SchedulerKind> = if a.schedulers.iter().any(|s| s == "all") {
-        SchedulerKind::ALL.to_vec()
+    let kinds: Vec<Picker> = if a.schedulers.iter().any(|s| s == "all") {
+        SchedulerKind::ALL
+            .iter()
+            .map(|&k| Picker::Sched(k))
+            .chain([Picker::LoadHerd])
+            .collect()
     } else {
         a.schedulers
             .iter()
-            .map(|s| s.parse().map_err(anyhow::Error::from))
+            .map(|s| Picker::parse(s))
             .collect::<Result<_>>()?
     };
     let all = workload::situations();
@@ -256,7 +352,7 @@ pub fn sched_main(a: SchedArgs) -> Result<()> {
             "situation", "sched", "mean ms", "p50 ms", "p99 ms", "p99.9 ms", "rejected"
         );
         for &k in &kinds {
-            let r = simulate(s, k, &reqs)?;
+            let r = simulate_with(s, k, &reqs)?;
             println!(
                 "{:<14} {:<8} {:>9.2} {:>9.2} {:>9.2} {:>10.2} {:>8}  {}",
                 r.situation,
@@ -277,6 +373,12 @@ pub fn sched_main(a: SchedArgs) -> Result<()> {
         if let Some(b) = best(&results, s.name) {
             println!("  best p99 in {}: {b}", s.name);
         }
+        if let Some(c) = herd_change(&results, s.name) {
+            println!(
+                "  load / load-herd in {}: mean {:.3}×, p99 {:.3}×, p99.9 {:.3}×, largest share {:.2} → {:.2}",
+                s.name, c.mean, c.p99, c.p999, c.max_share_before, c.max_share_after
+            );
+        }
     }
     eprintln!("schedulers: done in {:.1} s", start.elapsed().as_secs_f64());
     if let Some(path) = &a.json {
@@ -293,12 +395,42 @@ pub fn sched_main(a: SchedArgs) -> Result<()> {
             },
             "results": &results,
             "best_p99": sits.iter().map(|s| (s.name, best(&results, s.name))).collect::<std::collections::BTreeMap<_, _>>(),
+            "load_over_load_herd": sits.iter().filter_map(|s| herd_change(&results, s.name).map(|c| (s.name, c))).collect::<std::collections::BTreeMap<_, _>>(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// `load` against the `load-herd` baseline in one situation: response-time ratios
+/// (after / before; below 1 is better) and the largest share one server received.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct HerdChange {
+    pub mean: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max_share_before: f64,
+    pub max_share_after: f64,
+}
+
+/// [`HerdChange`] when both `load` and `load-herd` ran in `situation`.
+pub fn herd_change(results: &[SimResult], situation: &str) -> Option<HerdChange> {
+    let find = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.situation == situation && r.scheduler == name)
+    };
+    let (after, before) = (find("load")?, find("load-herd")?);
+    let max_share = |r: &SimResult| r.share.iter().copied().fold(0.0, f64::max);
+    Some(HerdChange {
+        mean: after.mean_ms / before.mean_ms,
+        p99: after.p99_ms / before.p99_ms,
+        p999: after.p999_ms / before.p999_ms,
+        max_share_before: max_share(before),
+        max_share_after: max_share(after),
+    })
 }
 
 /// The scheduler with the lowest p99 in a situation among those that rejected nothing.
@@ -314,6 +446,10 @@ pub fn best(results: &[SimResult], situation: &str) -> Option<&'static str> {
 mod tests {
     use super::*;
     use workload::{Arrivals, Sizes};
+
+    fn simulate(s: &Situation, kind: SchedulerKind, reqs: &[Request]) -> Result<SimResult> {
+        simulate_with(s, Picker::Sched(kind), reqs)
+    }
 
     fn one_server(load: f64) -> Situation {
         Situation {
@@ -352,6 +488,31 @@ mod tests {
             rr.p99_ms
         );
         assert!((rr.share[0] - 0.25).abs() < 0.02);
+    }
+
+    #[test]
+    fn load_no_longer_herds() {
+        // Equal servers: the herd shows as a p99 far above wlc's; without it `load`
+        // stays close to the connection-counting schedulers.
+        let s = &workload::situations()[0];
+        let reqs = workload::generate(s, 20_000, 5);
+        let herd = simulate_with(s, Picker::LoadHerd, &reqs).unwrap();
+        let load = simulate(s, SchedulerKind::Load, &reqs).unwrap();
+        let wlc = simulate(s, SchedulerKind::Wlc, &reqs).unwrap();
+        assert!(
+            load.p99_ms * 5.0 < herd.p99_ms,
+            "load {} herd {}",
+            load.p99_ms,
+            herd.p99_ms
+        );
+        assert!(
+            load.p99_ms < wlc.p99_ms * 2.0,
+            "load {} wlc {}",
+            load.p99_ms,
+            wlc.p99_ms
+        );
+        let c = herd_change(&[herd, load], s.name).unwrap();
+        assert!(c.p99 < 0.2, "{c:?}");
     }
 
     #[test]

@@ -400,7 +400,7 @@ impl Core {
     }
 
     /// Runs `f` on the live state of a real server of a service.
-    fn with_live(
+    pub(crate) fn with_live(
         &self,
         key: uvs_dataplane::ServiceKey,
         real: std::net::SocketAddr,

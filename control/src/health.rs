@@ -1,18 +1,28 @@
 //! Active health checks of real servers, as keepalived's checkers do them: `TCP_CHECK`,
-//! `HTTP_GET` and `MISC_CHECK`, with keepalived's rise/fall hysteresis.
+//! `HTTP_GET` and `MISC_CHECK`, with keepalived's rise/fall hysteresis — and HAProxy's
+//! agent check, where an agent on the real server (`uvs-agent`, or any HAProxy agent)
+//! answers with its weight and state.
 //!
 //! - [`HealthState`] is the sans-IO hysteresis: a server that is up goes down after `fall`
 //!   consecutive failed checks, a server that is down comes up after `rise` consecutive
 //!   successes. Like keepalived without `alpha`, every server **starts up**: a restarted
 //!   balancer keeps sending traffic to servers that were fine, instead of blackholing a whole
 //!   service for `rise * interval` while the first checks run.
-//! - [`check_tcp`], [`check_http`] and [`check_command`] each run one blocking check bounded by
-//!   the check's timeout. They are ordinary kernel sockets and processes on the balancer host;
+//! - [`check_tcp`], [`check_http`], [`check_command`] and [`check_agent`] each run one
+//!   blocking check bounded by the check's timeout. They are ordinary kernel sockets and processes on the balancer host;
 //!   the XDP program passes replies addressed to the host's own addresses to the kernel.
 //! - [`HealthMonitor`] runs one thread per target (a few hundred at most on one balancer), each
 //!   checking every `interval` and calling `on_change` when the hysteresis flips. Stopping
 //!   interrupts a check in progress: connects poll in short slices, reads use short timeouts and
 //!   a command is killed, so [`HealthMonitor::stop`] returns within about 100 ms.
+//! - Agent checks (HAProxy's agent-check protocol, parsed by [`uvs_agent::proto`]): the
+//!   agent's state is sticky (a `drain` lasts until a `ready`). A reply that says `down`,
+//!   `stopped`, `fail` or `maint` takes the server out at once, and one that says `up` brings
+//!   it back at once, as HAProxy does; other replies count as successful checks. Unlike
+//!   HAProxy, where the agent only supplements a separate health check, the agent *is* the
+//!   check here: an agent that cannot be reached, times out or sends a malformed reply fails
+//!   the check (the reply is refused whole and changes nothing). The weight percentage and
+//!   `maxconn` are handed to `on_agent` as soon as they change.
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -31,7 +41,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use uvs_agent::proto::{self, AgentState, Health, Reply};
 use uvs_config::{Config, HealthCheck, HealthCheckKind, ServiceKey};
+use uvs_sched::LoadFilter;
 
 /// keepalived's rise/fall hysteresis for one real server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +75,18 @@ impl HealthState {
             successes: 0,
             failures: 0,
         }
+    }
+
+    /// Sets the state at once, whatever the counts (an agent saying `down` or `up`);
+    /// returns the new state when it flips.
+    pub fn force(&mut self, up: bool) -> Option<bool> {
+        self.successes = 0;
+        self.failures = 0;
+        if self.up == up {
+            return None;
+        }
+        self.up = up;
+        Some(up)
     }
 
     /// Records one check result; returns the new state when it flips.
@@ -130,19 +154,35 @@ const STOPPED: &str = "stopped";
 
 /// Runs one check of `check` against the real server `real` (the check's port, if set,
 /// replaces the real server's), bounded by the check's timeout. `Err` says why it failed.
+/// (An agent's reply is parsed but not judged here: see [`check_agent`].)
 pub fn run_check(check: &HealthCheck, real: SocketAddr) -> Result<(), String> {
     run_check_until(check, real, &AtomicBool::new(false)).map(|_| ())
 }
 
-/// Runs one check; on success, the load a `command` check printed (see [`command_until`]).
+/// What a successful check learned besides "it answered".
+#[derive(Debug, Default)]
+struct CheckOutput {
+    /// The load a `command` check printed (see [`command_until`]).
+    load: Option<u32>,
+    /// An agent's reply.
+    agent: Option<Reply>,
+}
+
+impl From<Option<u32>> for CheckOutput {
+    fn from(load: Option<u32>) -> Self {
+        CheckOutput { load, agent: None }
+    }
+}
+
+/// Runs one check.
 fn run_check_until(
     check: &HealthCheck,
     real: SocketAddr,
     stop: &AtomicBool,
-) -> Result<Option<u32>, String> {
+) -> Result<CheckOutput, String> {
     let addr = SocketAddr::new(real.ip(), check.port.unwrap_or(real.port()));
     match &check.kind {
-        HealthCheckKind::Tcp => tcp_until(addr, check.timeout, stop).map(|_| None),
+        HealthCheckKind::Tcp => tcp_until(addr, check.timeout, stop).map(|_| None.into()),
         HealthCheckKind::Http {
             path,
             expect_status,
@@ -155,9 +195,79 @@ fn run_check_until(
             check.timeout,
             stop,
         )
-        .map(|_| None),
-        HealthCheckKind::Command { command } => command_until(command, addr, check.timeout, stop),
+        .map(|_| None.into()),
+        HealthCheckKind::Command { command } => {
+            command_until(command, addr, check.timeout, stop).map(CheckOutput::from)
+        }
+        HealthCheckKind::Agent { send } => agent_until(addr, send.as_deref(), check.timeout, stop)
+            .map(|r| CheckOutput {
+                load: None,
+                agent: Some(r),
+            }),
     }
+}
+
+/// An agent check (HAProxy's agent-check protocol): connect to the agent at `addr`, send
+/// `send` if given, read one line within `timeout` and parse it. A malformed reply is an
+/// error that says what is wrong with it.
+pub fn check_agent(
+    addr: SocketAddr,
+    send: Option<&str>,
+    timeout: Duration,
+) -> Result<Reply, String> {
+    agent_until(addr, send, timeout, &AtomicBool::new(false))
+}
+
+fn agent_until(
+    addr: SocketAddr,
+    send: Option<&str>,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<Reply, String> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = connect_until(addr, deadline, timeout, stop)?;
+    if let Some(text) = send {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        stream
+            .set_write_timeout(Some(remaining.max(Duration::from_millis(1))))
+            .and_then(|()| stream.write_all(text.as_bytes()))
+            .map_err(|e| format!("sending to the agent at {addr}: {e}"))?;
+    }
+    let mut got = Vec::with_capacity(64);
+    let mut buf = [0u8; 512];
+    loop {
+        // Enough to decide: a line end, or more than a line may hold.
+        if got.iter().any(|&b| b == b'\n' || b == b'\r') || got.len() > proto::MAX_LINE {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Err(STOPPED.into());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(if got.is_empty() {
+                format!("the agent at {addr} sent nothing within {timeout:?}")
+            } else {
+                format!("the agent at {addr} sent no complete line within {timeout:?}")
+            });
+        }
+        stream
+            .set_read_timeout(Some((deadline - now).min(STOP_SLICE)))
+            .map_err(|e| format!("reading from the agent at {addr}: {e}"))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(format!("reading from the agent at {addr}: {e}")),
+        }
+    }
+    proto::parse_reply(&got).map_err(|e| format!("{e} (agent at {addr})"))
 }
 
 /// `TCP_CHECK`: the three-way handshake completes within `timeout`.
@@ -521,6 +631,9 @@ fn command_until(
 
 /// Called from a checker thread when a target's state flips: `(target, now_up)`.
 pub type OnChange = Arc<dyn Fn(&HealthTarget, bool) + Send + Sync>;
+/// Called from an agent check's thread when what the agent said changes (and once at the
+/// start, with the state it starts from): `(target, state)`.
+pub type OnAgent = Arc<dyn Fn(&HealthTarget, &AgentState) + Send + Sync>;
 
 /// Checker threads, one per target. Dropping the monitor stops them (as [`HealthMonitor::stop`]).
 pub struct HealthMonitor {
@@ -534,8 +647,12 @@ struct Shared {
     /// Smoothed duration of successful checks in microseconds (0 = none yet): the
     /// response time the `fastest` scheduler compares.
     rtt_us: Vec<AtomicU32>,
-    /// Last load a command check reported (`u32::MAX` = none).
-    load: Vec<AtomicU32>,
+    /// Load reports of command checks, smoothed and aged (`None` until the first).
+    load: Vec<Mutex<Option<LoadFilter>>>,
+    /// What each agent check's agent has said so far.
+    agent: Vec<Mutex<AgentState>>,
+    /// The monitor's clock origin, for load reports' ages.
+    started: Instant,
     stop: StopSignal,
 }
 
@@ -581,28 +698,61 @@ impl HealthMonitor {
 
     /// Starts checking every target from a known state (to carry states across a reload).
     pub fn start_with(targets: Vec<(HealthTarget, bool)>, on_change: OnChange) -> HealthMonitor {
-        let up = targets.iter().map(|(_, u)| AtomicBool::new(*u)).collect();
+        HealthMonitor::start_full(
+            targets
+                .into_iter()
+                .map(|(t, up)| (t, up, AgentState::default()))
+                .collect(),
+            on_change,
+            Arc::new(|_: &HealthTarget, _: &AgentState| {}),
+        )
+    }
+
+    /// Starts checking every target from a known health and agent state (both carried
+    /// across a reload, so a drained server stays drained). `on_agent` is called at once
+    /// for every agent check with the state it starts from, then on every change.
+    pub fn start_full(
+        targets: Vec<(HealthTarget, bool, AgentState)>,
+        on_change: OnChange,
+        on_agent: OnAgent,
+    ) -> HealthMonitor {
+        let up = targets
+            .iter()
+            .map(|(_, u, _)| AtomicBool::new(*u))
+            .collect();
         let rtt_us = targets.iter().map(|_| AtomicU32::new(0)).collect();
-        let load = targets.iter().map(|_| AtomicU32::new(u32::MAX)).collect();
+        let load = targets.iter().map(|_| Mutex::new(None)).collect();
+        let agent = targets
+            .iter()
+            .map(|(_, _, a)| Mutex::new(a.clone()))
+            .collect();
         let shared = Arc::new(Shared {
-            targets: targets.into_iter().map(|(t, _)| t).collect(),
+            targets: targets.into_iter().map(|(t, _, _)| t).collect(),
             up,
             rtt_us,
             load,
+            agent,
+            started: Instant::now(),
             stop: StopSignal {
                 flag: AtomicBool::new(false),
                 lock: Mutex::new(()),
                 cv: Condvar::new(),
             },
         });
+        for (i, t) in shared.targets.iter().enumerate() {
+            if matches!(t.check.kind, HealthCheckKind::Agent { .. }) {
+                on_agent(t, &lock(&shared.agent[i]));
+            }
+        }
         let mut threads = Vec::with_capacity(shared.targets.len());
         for i in 0..shared.targets.len() {
             let sh = Arc::clone(&shared);
             let cb = Arc::clone(&on_change);
+            let ag = Arc::clone(&on_agent);
             let name = format!("uvs-hc-{i}");
             match std::thread::Builder::new()
                 .name(name)
-                .spawn(move || checker(&sh, i, &*cb))
+                .spawn(move || checker(&sh, i, &*cb, &*ag))
             {
                 Ok(h) => threads.push(h),
                 Err(e) => log::error!(
@@ -630,19 +780,32 @@ impl HealthMonitor {
             .collect()
     }
 
+    /// What each agent check's agent has said so far (to carry it across a reload).
+    pub fn agent_states(&self) -> Vec<(HealthTarget, AgentState)> {
+        self.shared
+            .targets
+            .iter()
+            .zip(&self.shared.agent)
+            .filter(|(t, _)| matches!(t.check.kind, HealthCheckKind::Agent { .. }))
+            .map(|(t, a)| (t.clone(), lock(a).clone()))
+            .collect()
+    }
+
     /// Feedback for the schedulers that use it: each target's smoothed check duration in
-    /// microseconds (`fastest`) and the last load its command check reported (`load`).
+    /// microseconds (`fastest`) and the load its command check reports (`load`): smoothed
+    /// and aged by [`LoadFilter`], 0 once reports stop; `None` before the first report.
     pub fn feedback(&self) -> Vec<(HealthTarget, u32, Option<u32>)> {
+        let now = self.shared.started.elapsed();
         self.shared
             .targets
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let load = self.shared.load[i].load(Ordering::Relaxed);
+                let load = lock(&self.shared.load[i]).map(|f| f.current(now));
                 (
                     t.clone(),
                     self.shared.rtt_us[i].load(Ordering::Relaxed),
-                    (load != u32::MAX).then_some(load),
+                    load,
                 )
             })
             .collect()
@@ -667,7 +830,76 @@ impl Drop for HealthMonitor {
     }
 }
 
-fn checker(shared: &Shared, i: usize, on_change: &(dyn Fn(&HealthTarget, bool) + Send + Sync)) {
+/// A mutex that a panicked holder did not leave unusable (the data is plain state).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a check's outcome does to the hysteresis.
+enum Verdict {
+    /// An agent said the server is out (down, stopped, fail, maint): down at once.
+    ForceDown(String),
+    /// An agent said `up` (and not maint): up at once.
+    ForceUp,
+    /// An ordinary success or failure, counted towards rise/fall.
+    Count(Result<(), String>),
+}
+
+/// Applies an agent's reply to its sticky state; returns the verdict for the health.
+fn apply_agent(
+    shared: &Shared,
+    i: usize,
+    reply: &Reply,
+    on_agent: &(dyn Fn(&HealthTarget, &AgentState) + Send + Sync),
+) -> Verdict {
+    let target = &shared.targets[i];
+    if !reply.unknown.is_empty() {
+        log::debug!(
+            "agent of {} {} sent words uvs does not know, ignored: {}",
+            target.service,
+            target.real,
+            reply.unknown.join(" ")
+        );
+    }
+    let state = {
+        let mut st = lock(&shared.agent[i]);
+        let before = st.clone();
+        st.apply(reply);
+        if *st != before {
+            log::info!(
+                "agent of {} {}: {}",
+                target.service,
+                target.real,
+                st.summary()
+            );
+            on_agent(target, &st);
+        }
+        st.clone()
+    };
+    if state.is_out() {
+        let why = if state.health.is_up() {
+            "maint".to_string()
+        } else {
+            state.health.word().to_string()
+        };
+        let why = match &state.description {
+            Some(d) => format!("{why} ({d})"),
+            None => why,
+        };
+        Verdict::ForceDown(format!("the agent says {why}"))
+    } else if reply.health == Some(Health::Up) {
+        Verdict::ForceUp
+    } else {
+        Verdict::Count(Ok(()))
+    }
+}
+
+fn checker(
+    shared: &Shared,
+    i: usize,
+    on_change: &(dyn Fn(&HealthTarget, bool) + Send + Sync),
+    on_agent: &(dyn Fn(&HealthTarget, &AgentState) + Send + Sync),
+) {
     let target = &shared.targets[i];
     let check = &target.check;
     let mut state =
@@ -685,29 +917,43 @@ fn checker(shared: &Shared, i: usize, on_change: &(dyn Fn(&HealthTarget, bool) +
         if shared.stop.flag.load(Ordering::Relaxed) {
             return;
         }
-        if let Ok(load) = &result {
-            // RFC 6298's SRTT smoothing (1/8 of each new sample).
-            let sample = u32::try_from(started.elapsed().as_micros())
-                .unwrap_or(u32::MAX)
-                .max(1);
-            let old = shared.rtt_us[i].load(Ordering::Relaxed);
-            let srtt = if old == 0 {
-                sample
-            } else {
-                old - old / 8 + sample / 8
-            };
-            shared.rtt_us[i].store(srtt, Ordering::Relaxed);
-            if let Some(l) = load {
-                shared.load[i].store(*l, Ordering::Relaxed);
+        let verdict = match result {
+            Ok(out) => {
+                // RFC 6298's SRTT smoothing (1/8 of each new sample).
+                let sample = u32::try_from(started.elapsed().as_micros())
+                    .unwrap_or(u32::MAX)
+                    .max(1);
+                let old = shared.rtt_us[i].load(Ordering::Relaxed);
+                let srtt = if old == 0 {
+                    sample
+                } else {
+                    old - old / 8 + sample / 8
+                };
+                shared.rtt_us[i].store(srtt, Ordering::Relaxed);
+                if let Some(l) = out.load {
+                    let now = shared.started.elapsed();
+                    lock(&shared.load[i])
+                        .get_or_insert_with(|| LoadFilter::new(interval))
+                        .report(l, now);
+                }
+                match &out.agent {
+                    Some(reply) => apply_agent(shared, i, reply, on_agent),
+                    None => Verdict::Count(Ok(())),
+                }
             }
-        }
-        let result = result.map(|_| ());
-        if let Err(why) = &result {
+            Err(why) => Verdict::Count(Err(why)),
+        };
+        let (flip, why) = match verdict {
+            Verdict::ForceDown(why) => (state.force(false), Err(why)),
+            Verdict::ForceUp => (state.force(true), Ok(())),
+            Verdict::Count(r) => (state.record(r.is_ok()), r),
+        };
+        if let Err(why) = &why {
             log::debug!("health check of {} {}: {why}", target.service, target.real);
         }
-        if let Some(up) = state.record(result.is_ok()) {
+        if let Some(up) = flip {
             shared.up[i].store(up, Ordering::Relaxed);
-            match &result {
+            match &why {
                 Ok(()) => log::info!("{} {} is up", target.service, target.real),
                 Err(why) => log::warn!("{} {} is down: {why}", target.service, target.real),
             }

@@ -154,7 +154,7 @@ pub fn render(s: &Snapshot) -> String {
         ),
         (
             "uvs_real_weight",
-            "Configured weight of the real server (0 = quiesced).",
+            "Weight of the real server in effect: configured, scaled by its agent's percentage (0 = quiesced or drained).",
             Kind::Gauge,
             |r| u64::from(r.weight),
         ),

@@ -13,6 +13,8 @@ use crate::health::{HealthMonitor, HealthTarget};
 use crate::snapshot::{ConnSnapshot, Snapshot};
 use crate::spec::service_key;
 use crate::status;
+use uvs_agent::AgentState;
+use uvs_config::HealthCheckKind;
 
 pub struct Services {
     health: Mutex<Option<HealthMonitor>>,
@@ -110,10 +112,66 @@ impl admin::cluster::ClusterControl for Backend {
     }
 }
 
+/// What the previous monitor knew, carried into the next one.
+#[derive(Default)]
+struct Previous {
+    health: Vec<(HealthTarget, bool)>,
+    agents: Vec<(HealthTarget, AgentState)>,
+}
+
 /// Starts health checks for the running configuration; targets that were already being
-/// checked keep their state (a reload does not bring a down server back).
-fn start_health(core: &Arc<Core>, previous: &[(HealthTarget, bool)]) -> HealthMonitor {
+/// checked keep their state (a reload does not bring a down server back, nor a drained
+/// one into rotation).
+fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
     let cfg = core.running.lock().expect("running lock").config.clone();
+    // A server without an agent check takes its configured weight and thresholds, even
+    // if its slot last held a drained one, or its check was an agent check before.
+    for s in &cfg.services {
+        if !matches!(
+            s.health_check.as_ref().map(|h| &h.kind),
+            Some(HealthCheckKind::Agent { .. })
+        ) {
+            let key = service_key(&s.key());
+            for r in &s.real_servers {
+                core.with_live(key, r.key(), |l| l.set_agent(uvs_sched::FULL_WEIGHT_PCT, 0));
+            }
+        }
+    }
+    let static_weights = |svc: &uvs_config::ServiceKey| {
+        cfg.services
+            .iter()
+            .find(|s| s.key() == *svc)
+            .and_then(|s| s.scheduler.name().parse::<uvs_sched::SchedulerKind>().ok())
+            .filter(|k| k.static_weights())
+    };
+    let static_of: Vec<(uvs_config::ServiceKey, uvs_sched::SchedulerKind)> = cfg
+        .services
+        .iter()
+        .filter_map(|s| static_weights(&s.key()).map(|k| (s.key(), k)))
+        .collect();
+    let warned = std::sync::Mutex::new(std::collections::HashSet::new());
+    let c = core.clone();
+    let on_agent = Arc::new(move |t: &HealthTarget, st: &AgentState| {
+        let pct = st.effective_weight_pct();
+        if pct != 0 && pct != 100 {
+            if let Some((_, kind)) = static_of.iter().find(|(k, _)| *k == t.service) {
+                if warned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((t.service, t.real))
+                {
+                    log::warn!(
+                        "{} {}: the agent asks for {pct} % of the weight, but {kind} builds its table from the configured weights: only 0 % (drain) applies; use a scheduler such as wlc for weights that follow the agent",
+                        t.service,
+                        t.real
+                    );
+                }
+            }
+        }
+        c.with_live(service_key(&t.service), t.real, |l| {
+            l.set_agent(pct, st.maxconn)
+        });
+    });
     let c = core.clone();
     let on_change = Arc::new(move |t: &HealthTarget, up: bool| {
         log::info!(
@@ -128,19 +186,28 @@ fn start_health(core: &Arc<Core>, previous: &[(HealthTarget, bool)]) -> HealthMo
         .into_iter()
         .map(|t| {
             let up = previous
+                .health
                 .iter()
                 .find(|(p, _)| p.service == t.service && p.real == t.real)
                 .is_none_or(|(_, up)| *up);
-            (t, up)
+            // Only the same agent check carries its state: a new port or send string is
+            // another agent, which starts from scratch.
+            let agent = previous
+                .agents
+                .iter()
+                .find(|(p, _)| p == &t)
+                .map(|(_, a)| a.clone())
+                .unwrap_or_default();
+            (t, up, agent)
         })
         .collect::<Vec<_>>();
     // A target that starts down must be down in the dataplane too.
-    for (t, up) in &targets {
+    for (t, up, _) in &targets {
         if !up {
             core.set_health(service_key(&t.service), t.real, false);
         }
     }
-    HealthMonitor::start_with(targets, on_change)
+    HealthMonitor::start_full(targets, on_change, on_agent)
 }
 
 impl Services {
@@ -168,7 +235,7 @@ impl Services {
             )?);
         }
         Ok(Services {
-            health: Mutex::new(Some(start_health(core, &[]))),
+            health: Mutex::new(Some(start_health(core, &Previous::default()))),
             stop: stop.clone(),
             threads: Mutex::new(threads),
         })
@@ -189,7 +256,13 @@ impl Services {
     /// Restarts the health checks for the new configuration.
     pub fn config_changed(&self, core: &Arc<Core>) {
         let mut h = self.health.lock().expect("health lock");
-        let previous = h.as_ref().map(|m| m.current()).unwrap_or_default();
+        let previous = h
+            .as_ref()
+            .map(|m| Previous {
+                health: m.current(),
+                agents: m.agent_states(),
+            })
+            .unwrap_or_default();
         if let Some(old) = h.take() {
             old.stop();
         }

@@ -32,6 +32,7 @@ pub struct RealSnapshot {
     pub port: u16,
     /// "Masq", "Route", "Tunnel" or "FullNat" (ipvsadm's Forward column).
     pub forward: String,
+    /// The weight in effect (configured × the agent's percentage; 0 while drained).
     pub weight: u32,
     pub active: u32,
     pub inactive: u32,

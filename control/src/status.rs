@@ -164,7 +164,8 @@ pub fn snapshot_with(
                 address: r.addr.to_ip(),
                 port: r.port,
                 forward: r.method.ipvsadm_name().to_string(),
-                weight: r.weight,
+                // In effect: an agent's percentage or drain shows, as HAProxy's stats do.
+                weight: live.weight(r.weight),
                 active: live.active.load(Relaxed),
                 inactive: live.inactive.load(Relaxed),
                 health_up: live.health_up.load(Relaxed),

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use uvs_config::{SyncConfig, SyncMode};
+use uvs_dataplane::pipeline::conn_flags;
 use uvs_dataplane::Shared;
 
 use install::Refused;
@@ -332,7 +333,10 @@ fn send_loop(
             last_refresh = Instant::now();
             shared.conns.for_each(|_, c, deadline| {
                 let left = deadline.wrapping_sub(now);
-                if left < (1 << 31) {
+                // Entries a peer sent us are the peer's to refresh: sending them back (sync
+                // mode both) would overwrite its newer state with our older copy. Once a
+                // packet of such a flow passes here, the tap reports it as ours.
+                if left < (1 << 31) && c.flags & conn_flags::SYNCED == 0 {
                     if let Some(r) = install::record(&tables, c, left) {
                         out.extend(writer.push(&r, next_seq()));
                         stats.sent_conns.fetch_add(1, Relaxed);

@@ -217,6 +217,37 @@ impl Drop for Testbed {
     }
 }
 
+/// The `uvs-agent` binary, built into the directory cargo built uvsd in (cargo hands a
+/// test only its own package's binaries, and uvs-agent is another package's). Building
+/// is a no-op when it is up to date.
+pub fn uvs_agent_bin() -> PathBuf {
+    let uvsd = Path::new(env!("CARGO_BIN_EXE_uvsd"));
+    let profile_dir = uvsd.parent().expect("uvsd's directory");
+    let target_dir = profile_dir.parent().expect("the target directory");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "-p", "uvs-agent", "--bin", "uvs-agent"])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(repo());
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.args(["--profile", other]);
+        }
+        None => {}
+    }
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success(),
+        "building uvs-agent: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    profile_dir.join("uvs-agent")
+}
+
 /// The demo configuration with `forwarding` replaced (and extra text appended to every
 /// service when needed).
 pub fn demo_config() -> String {

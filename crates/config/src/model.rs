@@ -684,6 +684,10 @@ pub enum HealthCheckKind {
     },
     /// A command exits 0; `%a` is replaced by the address, `%p` by the port, `%%` by `%`.
     Command { command: String },
+    /// HAProxy's agent-check protocol: connect to the agent's port (`send` is written
+    /// first, as HAProxy's `agent-send`), read one line (`75%`, `drain`, `down`, …) that
+    /// sets the server's weight, state and connection limit.
+    Agent { send: Option<String> },
 }
 
 impl HealthCheckKind {
@@ -693,6 +697,7 @@ impl HealthCheckKind {
             HealthCheckKind::Tcp => "tcp",
             HealthCheckKind::Http { .. } => "http",
             HealthCheckKind::Command { .. } => "command",
+            HealthCheckKind::Agent { .. } => "agent",
         }
     }
 }

@@ -406,6 +406,8 @@ pub(crate) struct RawHealthCheck {
     pub expect_body: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -246,6 +246,7 @@ fn health_check(h: &HealthCheck) -> RawHealthCheck {
             raw.expect_body = expect_body.clone();
         }
         HealthCheckKind::Command { command } => raw.command = Some(command.clone()),
+        HealthCheckKind::Agent { send } => raw.send = send.clone(),
     }
     raw
 }

@@ -133,6 +133,29 @@ fn health_check_defaults() {
 }
 
 #[test]
+fn agent_checks_load_and_save() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         scheduler: wlc\n    health_check: {{ type: agent, port: 9900, send: \"web\\n\" }}\n"
+    ));
+    let h = c.services[0].health_check.as_ref().unwrap();
+    assert_eq!(
+        h.kind,
+        HealthCheckKind::Agent {
+            send: Some("web\n".into())
+        }
+    );
+    assert_eq!(h.port, Some(9900));
+    assert_eq!(load(&to_yaml(&c)), c, "save/load round trip");
+    let bare = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         health_check: {{ type: agent, port: 9900 }}\n"
+    ));
+    let h = bare.services[0].health_check.as_ref().unwrap();
+    assert_eq!(h.kind, HealthCheckKind::Agent { send: None });
+}
+
+#[test]
 fn scheduler_flags_are_a_sorted_set() {
     let c = load(&format!(
         "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
@@ -210,7 +233,7 @@ fn service_yaml() -> impl Strategy<Value = (bool, String)> {
         prop_oneof![Just(0u16), 1u16..65535],
         prop::option::of((1u32..10_000, 1u8..=32)),
         prop::option::of(1u32..5_000),
-        prop::option::of((0u8..3, 1u32..20_000, 0u32..4_000)),
+        prop::option::of((0u8..4, 1u32..20_000, 0u32..4_000)),
         prop::collection::vec(real, 0..5),
         any::<bool>(),
     )
@@ -251,7 +274,7 @@ fn service_yaml() -> impl Strategy<Value = (bool, String)> {
                 }
                 if let Some((kind, interval_ms, timeout_ms)) = hc {
                     let timeout_ms = timeout_ms.min(interval_ms);
-                    let kind = ["tcp", "http", "command"][usize::from(kind)];
+                    let kind = ["tcp", "http", "command", "agent"][usize::from(kind)];
                     y += &format!(
                         "    health_check:\n      type: {kind}\n      interval: {}\n      timeout: {}\n      port: 9000\n",
                         f64::from(interval_ms) / 1000.0,
@@ -260,6 +283,7 @@ fn service_yaml() -> impl Strategy<Value = (bool, String)> {
                     match kind {
                         "http" => y += "      path: /health\n      expect_body: ok\n",
                         "command" => y += "      command: \"/bin/check %a %p\"\n",
+                        "agent" => y += "      send: \"web4\\n\"\n",
                         _ => {}
                     }
                 }

@@ -44,7 +44,8 @@ pub enum SchedulerKind {
     Twos,
     /// Fastest response: lowest smoothed RTT·(active+1)/weight, RTT fed by control.
     Fastest,
-    /// Load-informed: lowest agent-reported load/weight, least-connection tie-break.
+    /// Load-informed: lowest `(connections + 1) / (weight × headroom)`, headroom from the
+    /// smoothed, aged agent-reported load (`crate::LoadFilter`).
     Load,
     /// Geographic (the LVS TODO's "client prefix → site"): wlc among the servers of the
     /// client's site, spilling over to wlc among all servers when that site has none
@@ -109,6 +110,17 @@ impl SchedulerKind {
     /// `sh-fallback`/`sh-port` and `mh-fallback`/`mh-port` only).
     pub fn takes_hash_flags(&self) -> bool {
         matches!(self, SchedulerKind::Sh | SchedulerKind::Mh)
+    }
+
+    /// Whether picks follow a table built from the configured weights (wrr's cycle, the
+    /// dh/sh buckets, Maglev's lookup table), so an agent's weight percentage can only
+    /// quiesce a server (0 %), not scale it — HAProxy's "static" algorithms likewise
+    /// accept only 0 % and 100 %.
+    pub fn static_weights(&self) -> bool {
+        matches!(
+            self,
+            SchedulerKind::Wrr | SchedulerKind::Dh | SchedulerKind::Sh | SchedulerKind::Mh
+        )
     }
 }
 

@@ -6,7 +6,7 @@
 //! service with [`Scheduler::build`]; workers call [`Scheduler::pick`] concurrently through
 //! `&self`. Live per-server state ([`ServerLive`]) is a slice of cache-line-padded atomics
 //! the dataplane updates ([`ServerLive::bind_conn`] / [`ServerLive::unbind_conn`] also keep
-//! IPVS's overload hysteresis) and control feeds (health, RTT, agent load).
+//! IPVS's overload hysteresis) and control feeds (health, RTT, agent load and weight).
 //!
 //! Availability everywhere is IPVS's: weight > 0 (0 = quiesced), health up, and not
 //! overloaded by the connection thresholds.
@@ -42,6 +42,7 @@
 
 mod config;
 mod error;
+mod feedback;
 mod flow;
 mod geo;
 mod hashing;
@@ -58,10 +59,11 @@ pub use config::{
     DEFAULT_MH_TABLE_SIZE,
 };
 pub use error::SchedError;
+pub use feedback::{LoadFilter, LOAD_FRESH_INTERVALS, LOAD_GONE_INTERVALS, LOAD_SMOOTHING};
 pub use flow::FlowHashKey;
 pub use geo::SitePrefix;
 pub use locality::LBLCR_SET_CAPACITY;
 pub use maglev::is_prime;
 pub use scheduler::{Scheduler, MAX_MH_TABLE_SIZE};
-pub use select::MAX_AGENT_LOAD;
-pub use server::{ServerLive, ServerSpec, MAX_SERVERS};
+pub use select::{LOAD_HEADROOM_FLOOR, MAX_AGENT_LOAD};
+pub use server::{ServerLive, ServerSpec, FULL_WEIGHT_PCT, MAX_SERVERS, MAX_WEIGHT_PCT};

@@ -30,12 +30,14 @@ const CAS_TRIES: usize = 4;
 /// IPVS lblc/lblcr `is_overloaded`: a server is overloaded for locality purposes when its
 /// active connections exceed its weight while some other server is below half load
 /// (`active*2 < weight`). Only available servers count as the less loaded alternative.
+/// Weights are the ones in effect (an agent's percentage applied).
 fn locality_overloaded(s: usize, weights: &[u32], live: &[ServerLive]) -> bool {
-    if live[s].active.load(Relaxed) <= weights[s] {
+    if live[s].active.load(Relaxed) <= live[s].weight(weights[s]) {
         return false;
     }
     live.iter().enumerate().any(|(i, l)| {
-        l.available(weights[i]) && u64::from(l.active.load(Relaxed)) * 2 < u64::from(weights[i])
+        l.available(weights[i])
+            && u64::from(l.active.load(Relaxed)) * 2 < u64::from(l.weight(weights[i]))
     })
 }
 
@@ -228,36 +230,37 @@ impl LblcrTable {
 
 /// `ip_vs_dest_set_min`: the available member with least overhead/weight (first of equals).
 fn set_min(members: u64, weights: &[u32], live: &[ServerLive]) -> Option<usize> {
-    let mut best: Option<(usize, u64)> = None;
+    let mut best: Option<(usize, u64, u64)> = None;
     for s in lanes(members) {
         if !live[s].available(weights[s]) {
             continue;
         }
-        let doh = live[s].conn_overhead();
-        if best.is_none_or(|(b, loh)| {
-            u128::from(loh) * u128::from(weights[s]) > u128::from(doh) * u128::from(weights[b])
+        let (doh, w) = (live[s].conn_overhead(), live[s].scaled_weight(weights[s]));
+        if best.is_none_or(|(_, loh, bw)| {
+            u128::from(loh) * u128::from(w) > u128::from(doh) * u128::from(bw)
         }) {
-            best = Some((s, doh));
+            best = Some((s, doh, w));
         }
     }
-    best.map(|(s, _)| s)
+    best.map(|(s, _, _)| s)
 }
 
 /// `ip_vs_dest_set_max`: the member with weight > 0 and most overhead/weight.
 fn set_max(members: u64, weights: &[u32], live: &[ServerLive]) -> Option<usize> {
-    let mut best: Option<(usize, u64)> = None;
+    let mut best: Option<(usize, u64, u64)> = None;
     for s in lanes(members) {
-        if weights[s] == 0 {
+        let w = live[s].scaled_weight(weights[s]);
+        if w == 0 {
             continue;
         }
         let doh = live[s].conn_overhead();
-        if best.is_none_or(|(b, moh)| {
-            u128::from(moh) * u128::from(weights[s]) < u128::from(doh) * u128::from(weights[b])
+        if best.is_none_or(|(_, moh, bw)| {
+            u128::from(moh) * u128::from(w) < u128::from(doh) * u128::from(bw)
         }) {
-            best = Some((s, doh));
+            best = Some((s, doh, w));
         }
     }
-    best.map(|(s, _)| s)
+    best.map(|(s, _, _)| s)
 }
 
 fn remove(set: u64, s: usize) -> u64 {

@@ -3,7 +3,10 @@
 //! comparisons, so ties go to the earliest server) written over `ServerLive` atomics.
 //!
 //! Weighted comparisons are cross-multiplied in `u128` (`a/wa < b/wb ⇔ a·wb < b·wa`, as
-//! IPVS does in `__s64`), so no division and no overflow for any `u32` weight.
+//! IPVS does in `__s64`), so no division and no overflow for any `u32` weight. They use
+//! the weight in effect ([`ServerLive::scaled_weight`]: configured × the agent's
+//! percentage); with no agent every weight is scaled by the same 100 and the comparisons
+//! are IPVS's.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -13,6 +16,12 @@ use crate::server::ServerLive;
 #[inline]
 fn wide(x: u64) -> u128 {
     u128::from(x)
+}
+
+/// Server `i`'s weight in effect ×100, for ratio comparisons.
+#[inline]
+fn sw(weights: &[u32], live: &[ServerLive], i: usize) -> u64 {
+    live[i].scaled_weight(weights[i])
 }
 
 /// IPVS rr: the next available server after the last one picked. The shared cursor moves
@@ -61,23 +70,22 @@ fn weighted_least(
     overhead: impl Fn(&ServerLive) -> u64,
     keep: impl Fn(usize) -> bool,
 ) -> Option<usize> {
-    let mut best: Option<(usize, u64)> = None;
+    let mut best: Option<(usize, u64, u64)> = None;
     for (i, l) in live.iter().enumerate() {
-        let w = weights[i];
-        if !keep(i) || !l.available(w) {
+        if !keep(i) || !l.available(weights[i]) {
             continue;
         }
-        let doh = overhead(l);
+        let (doh, w) = (overhead(l), sw(weights, live, i));
         match best {
-            None => best = Some((i, doh)),
-            Some((b, loh)) => {
-                if wide(loh) * u128::from(w) > wide(doh) * u128::from(weights[b]) {
-                    best = Some((i, doh));
+            None => best = Some((i, doh, w)),
+            Some((_, loh, bw)) => {
+                if wide(loh) * wide(w) > wide(doh) * wide(bw) {
+                    best = Some((i, doh, w));
                 }
             }
         }
     }
-    best.map(|(i, _)| i)
+    best.map(|(i, _, _)| i)
 }
 
 /// IPVS wlc: least `(active*256 + inactive) / weight`.
@@ -110,32 +118,32 @@ pub(crate) fn sed(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
 /// IPVS nq: the first idle (active == 0) available server, else sed.
 #[inline]
 pub(crate) fn nq(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
-    let mut best: Option<(usize, u64)> = None;
+    let mut best: Option<(usize, u64, u64)> = None;
     for (i, l) in live.iter().enumerate() {
-        let w = weights[i];
-        if !l.available(w) {
+        if !l.available(weights[i]) {
             continue;
         }
         if l.active.load(Relaxed) == 0 {
             return Some(i);
         }
-        let doh = sed_overhead(l);
-        if best
-            .is_none_or(|(b, loh)| wide(loh) * u128::from(w) > wide(doh) * u128::from(weights[b]))
-        {
-            best = Some((i, doh));
+        let (doh, w) = (sed_overhead(l), sw(weights, live, i));
+        if best.is_none_or(|(_, loh, bw)| wide(loh) * wide(w) > wide(doh) * wide(bw)) {
+            best = Some((i, doh, w));
         }
     }
-    best.map(|(i, _)| i)
+    best.map(|(i, _, _)| i)
 }
 
 /// IPVS fo: the available server with the highest weight (first of equals).
 #[inline]
 pub(crate) fn fo(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
-    let mut best: Option<(usize, u32)> = None;
+    let mut best: Option<(usize, u64)> = None;
     for (i, l) in live.iter().enumerate() {
-        let w = weights[i];
-        if l.available(w) && best.is_none_or(|(_, hw)| w > hw) {
+        if !l.available(weights[i]) {
+            continue;
+        }
+        let w = sw(weights, live, i);
+        if best.is_none_or(|(_, hw)| w > hw) {
             best = Some((i, w));
         }
     }
@@ -147,12 +155,12 @@ pub(crate) fn fo(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
 /// still eligible (the issue text said `active < weight`; the kernel source wins).
 #[inline]
 pub(crate) fn ovf(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
-    let mut best: Option<(usize, u32)> = None;
+    let mut best: Option<(usize, u64)> = None;
     for (i, l) in live.iter().enumerate() {
-        let w = weights[i];
-        if !l.available(w) || l.active.load(Relaxed) > w {
+        if !l.available(weights[i]) || l.active.load(Relaxed) > l.weight(weights[i]) {
             continue;
         }
+        let w = sw(weights, live, i);
         if best.is_none_or(|(_, hw)| w > hw) {
             best = Some((i, w));
         }
@@ -176,8 +184,8 @@ pub(crate) fn twos(rng: &AtomicU64, weights: &[u32], live: &[ServerLive]) -> Opt
         .iter()
         .enumerate()
         .filter(|(i, l)| l.available(weights[*i]))
-        .map(|(i, _)| u64::from(weights[i]))
-        .sum();
+        .map(|(i, _)| sw(weights, live, i))
+        .fold(0u64, u64::saturating_add);
     if total == 0 {
         return None;
     }
@@ -188,12 +196,11 @@ pub(crate) fn twos(rng: &AtomicU64, weights: &[u32], live: &[ServerLive]) -> Opt
     let (mut c1, mut c2, mut last) = (None, None, None);
     let mut acc = 0u64;
     for (i, l) in live.iter().enumerate() {
-        let w = weights[i];
-        if !l.available(w) {
+        if !l.available(weights[i]) {
             continue;
         }
         last = Some(i);
-        acc += u64::from(w);
+        acc = acc.saturating_add(sw(weights, live, i));
         if c1.is_none() && r1 < acc {
             c1 = Some(i);
         }
@@ -208,7 +215,7 @@ pub(crate) fn twos(rng: &AtomicU64, weights: &[u32], live: &[ServerLive]) -> Opt
     // server still available takes it.
     let (a, b) = (c1.or(last)?, c2.or(last)?);
     let (oa, ob) = (live[a].conn_overhead(), live[b].conn_overhead());
-    if u128::from(weights[b]) * wide(oa) > u128::from(weights[a]) * wide(ob) {
+    if wide(sw(weights, live, b)) * wide(oa) > wide(sw(weights, live, a)) * wide(ob) {
         Some(b)
     } else {
         Some(a)
@@ -228,10 +235,9 @@ pub(crate) fn fastest(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
         .filter(|&r| r > 0)
         .min()
         .unwrap_or(1);
-    let mut best: Option<(usize, u64)> = None;
+    let mut best: Option<(usize, u64, u64)> = None;
     for (i, l) in live.iter().enumerate() {
-        let w = weights[i];
-        if !l.available(w) {
+        if !l.available(weights[i]) {
             continue;
         }
         let rtt = match l.rtt_us.load(Relaxed) {
@@ -239,39 +245,47 @@ pub(crate) fn fastest(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
             r => r,
         };
         let score = u64::from(rtt) * (u64::from(l.active.load(Relaxed)) + 1);
-        if best
-            .is_none_or(|(b, bs)| wide(score) * u128::from(weights[b]) < wide(bs) * u128::from(w))
-        {
-            best = Some((i, score));
+        let w = sw(weights, live, i);
+        if best.is_none_or(|(_, bs, bw)| wide(score) * wide(bw) < wide(bs) * wide(w)) {
+            best = Some((i, score, w));
         }
     }
-    best.map(|(i, _)| i)
+    best.map(|(i, _, _)| i)
 }
 
 /// Highest load an agent may report; larger values are clamped.
 pub const MAX_AGENT_LOAD: u32 = 1000;
 
-/// Load-informed: least `load / weight` from agent reports (0..=1000); equal ratios go to
-/// the server with less `active*256 + inactive` (lc), then to the earliest.
+/// Headroom (out of 1000) still credited to a server that reports full load, so that
+/// when every server is saturated flows spread by weight and connections instead of all
+/// going to whichever reported 999 rather than 1000.
+pub const LOAD_HEADROOM_FLOOR: u64 = 50;
+
+/// Load-informed: least `(active·256 + inactive + 256) / (weight × headroom)`, where
+/// headroom is `1000 − load` (at least [`LOAD_HEADROOM_FLOOR`]) and load is the smoothed,
+/// aged agent report ([`crate::LoadFilter`]); ties go to the earliest server.
+///
+/// The connection term is what stops herding: a report is minutes of computer time old
+/// by the time the next flows arrive, and a score made of the report alone sends every
+/// one of them to the server that last looked idle. With the connections uvs has bound
+/// since (sed's `active + 1`, in IPVS's overhead units so UDP's inactive flows count too),
+/// each new flow makes its server a little less attractive, and the report only tilts
+/// the shares: a server with half the headroom gets about half the flows of an equal one.
+/// With no reports every headroom is 1000 and this is sed over the weights.
 #[inline]
 pub(crate) fn load(weights: &[u32], live: &[ServerLive]) -> Option<usize> {
-    let mut best: Option<(usize, u64, u64)> = None;
+    let mut best: Option<(usize, u64, u128)> = None;
     for (i, l) in live.iter().enumerate() {
-        let w = weights[i];
-        if !l.available(w) {
+        if !l.available(weights[i]) {
             continue;
         }
         let ld = u64::from(l.load.load(Relaxed).min(MAX_AGENT_LOAD));
-        let oh = l.conn_overhead();
-        let better = match best {
-            None => true,
-            Some((b, bl, boh)) => {
-                let (lhs, rhs) = (ld * u64::from(weights[b]), bl * u64::from(w));
-                lhs < rhs || (lhs == rhs && oh < boh)
-            }
-        };
-        if better {
-            best = Some((i, ld, oh));
+        let headroom = (u64::from(MAX_AGENT_LOAD) - ld).max(LOAD_HEADROOM_FLOOR);
+        let cost = l.conn_overhead() + 256;
+        let capacity = wide(sw(weights, live, i)) * wide(headroom);
+        // cost < 2^41 and capacity < 2^58 (weight·pct < 2^47, headroom ≤ 1000): no overflow.
+        if best.is_none_or(|(_, bc, bcap)| wide(cost) * bcap < wide(bc) * capacity) {
+            best = Some((i, cost, capacity));
         }
     }
     best.map(|(i, _, _)| i)
@@ -367,17 +381,26 @@ mod tests {
     }
 
     #[test]
-    fn load_ratio_then_lc_tie_break() {
-        let l = live(&[(5, 0), (1, 0), (0, 0)]);
-        l[0].load.store(100, Relaxed);
+    fn load_weighs_connections_by_headroom() {
+        // Equal weights, no connections: the server with more headroom.
+        let l = live(&[(0, 0), (0, 0), (0, 0)]);
+        l[0].load.store(600, Relaxed);
         l[1].load.store(200, Relaxed);
-        l[2].load.store(5000, Relaxed); // clamped to 1000
-        assert_eq!(
-            load(&[1, 2, 1], &l),
-            Some(1),
-            "100/1 vs 200/2 tie → fewer conns"
-        );
+        l[2].load.store(5000, Relaxed); // clamped to 1000 → the floor
+        assert_eq!(load(&[1, 1, 1], &l), Some(1));
+        // Each flow bound to server 1 makes it less attractive: with one flow its cost
+        // per headroom is 2/800, server 0's 1/400 — a tie, which goes to the first.
+        l[1].active.store(1, Relaxed);
         assert_eq!(load(&[1, 1, 1], &l), Some(0));
-        assert_eq!(load(&[1, 1, 100], &l), Some(2), "1000/100 = 10");
+        l[0].active.store(1, Relaxed);
+        assert_eq!(load(&[1, 1, 1], &l), Some(1));
+        // The saturated server still counts at the floor: idle, 20× the weight of the
+        // others, it wins (1/(20·50) < 2/800).
+        assert_eq!(load(&[1, 1, 20], &l), Some(2));
+        // No reports at all: sed (inactive connections count 1/256 of an active one).
+        let s = live(&[(2, 0), (1, 0), (0, 9)]);
+        assert_eq!(load(&[1, 1, 1], &s), Some(2));
+        assert_eq!(sed(&[1, 1, 1], &s), Some(2));
+        assert_eq!(load(&[0, 0, 0], &s), None);
     }
 }

@@ -3,6 +3,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
+/// The agent's weight percentage when it has said nothing: the configured weight.
+pub const FULL_WEIGHT_PCT: u32 = 100;
+/// Largest weight percentage an agent may set (HAProxy clamps `NNN%` there too).
+pub const MAX_WEIGHT_PCT: u32 = 25_600;
+
 /// Upper bound on servers per service: table entries are stored as `u16` server indices
 /// (Maglev and lblcr sets), which keeps the Maglev table at 128 KiB for M = 65537.
 pub const MAX_SERVERS: usize = u16::MAX as usize;
@@ -73,8 +78,19 @@ pub struct ServerLive {
     pub overloaded: AtomicBool,
     /// Smoothed response time in microseconds (for `fastest`); 0 = not measured yet.
     pub rtt_us: AtomicU32,
-    /// Agent-reported load, 0..=1000 (for `load`); larger values count as 1000.
+    /// Agent-reported load, 0..=1000 (for `load`), as control publishes it: smoothed and
+    /// aged by [`crate::LoadFilter`] (0 = idle or no recent report); larger values count
+    /// as 1000.
     pub load: AtomicU32,
+    /// Percentage of the configured weight in effect (an agent's `75%`, `drain` = 0):
+    /// 100 unless an agent says otherwise, at most [`MAX_WEIGHT_PCT`]. 0 quiesces the
+    /// server for every scheduler; scanning schedulers scale the weight by it, table
+    /// schedulers (wrr, sh, mh, dh) whose tables are built from configured weights only
+    /// honour 0.
+    pub weight_pct: AtomicU32,
+    /// Connection limit an agent set (`maxconn:N`), replacing the configured
+    /// thresholds while non-zero; 0 = the configured `upper_threshold`/`lower_threshold`.
+    pub agent_maxconn: AtomicU32,
 }
 
 impl Default for ServerLive {
@@ -93,6 +109,8 @@ impl ServerLive {
             overloaded: AtomicBool::new(false),
             rtt_us: AtomicU32::new(0),
             load: AtomicU32::new(0),
+            weight_pct: AtomicU32::new(FULL_WEIGHT_PCT),
+            agent_maxconn: AtomicU32::new(0),
         }
     }
 
@@ -104,11 +122,66 @@ impl ServerLive {
         s
     }
 
-    /// Whether a server with static `weight` may take a new flow: weight > 0, health up,
-    /// not overloaded.
+    /// Whether a server with static `weight` may take a new flow: weight > 0, not drained
+    /// by its agent, health up, not overloaded.
     #[inline]
     pub fn available(&self, weight: u32) -> bool {
-        weight > 0 && self.health_up.load(Relaxed) && !self.overloaded.load(Relaxed)
+        weight > 0
+            && self.health_up.load(Relaxed)
+            && !self.overloaded.load(Relaxed)
+            && self.weight_pct.load(Relaxed) != 0
+    }
+
+    /// The weight in effect times 100 (configured weight × agent percentage), for
+    /// comparing ratios: every server is scaled by the same 100, so with no agent the
+    /// comparisons are IPVS's exactly, and a weight-1 server at 75 % still differs from
+    /// one at 30 % (an integer `weight × pct / 100` would make both 0 or 1).
+    #[inline]
+    pub fn scaled_weight(&self, configured: u32) -> u64 {
+        u64::from(configured) * u64::from(self.weight_pct.load(Relaxed).min(MAX_WEIGHT_PCT))
+    }
+
+    /// The weight in effect: configured × agent percentage / 100, never rounded down to 0
+    /// unless the percentage or the configured weight is 0 (what `uvsadm -L` shows, and
+    /// what absolute comparisons such as ovf's `active > weight` use).
+    #[inline]
+    pub fn weight(&self, configured: u32) -> u32 {
+        match self.weight_pct.load(Relaxed) {
+            FULL_WEIGHT_PCT => configured,
+            0 => 0,
+            _ if configured == 0 => 0,
+            _ => u32::try_from(self.scaled_weight(configured) / 100)
+                .unwrap_or(u32::MAX)
+                .max(1),
+        }
+    }
+
+    /// Applies an agent's verdict: the weight percentage (clamped to
+    /// [`MAX_WEIGHT_PCT`]; 0 = drain) and the connection limit (0 = the configured
+    /// thresholds). A new limit takes effect at once: the overload flag is raised when
+    /// the server already holds that many connections and cleared otherwise (when the
+    /// limit goes back to the configured thresholds, the next bind re-applies them).
+    pub fn set_agent(&self, weight_pct: u32, maxconn: u32) {
+        self.weight_pct
+            .store(weight_pct.min(MAX_WEIGHT_PCT), Relaxed);
+        if self.agent_maxconn.swap(maxconn, Relaxed) != maxconn {
+            let over = maxconn != 0 && self.total_conns() >= maxconn;
+            self.overloaded.store(over, Relaxed);
+        }
+    }
+
+    /// The thresholds in force: the agent's `maxconn` (with IPVS's default lower
+    /// threshold, 3/4 of it) while it set one, else the configured ones.
+    #[inline]
+    fn thresholds(&self, spec: &ServerSpec) -> ServerSpec {
+        match self.agent_maxconn.load(Relaxed) {
+            0 => *spec,
+            n => ServerSpec {
+                upper_threshold: n,
+                lower_threshold: 0,
+                ..*spec
+            },
+        }
     }
 
     /// IPVS `ip_vs_dest_conn_overhead`: `active * 256 + inactive` — an established
@@ -135,7 +208,9 @@ impl ServerLive {
             self.inactive.fetch_add(1, Relaxed);
         }
         let was = self.overloaded.load(Relaxed);
-        let now = spec.overloaded_after_bind(self.total_conns(), was);
+        let now = self
+            .thresholds(spec)
+            .overloaded_after_bind(self.total_conns(), was);
         if now != was {
             self.overloaded.store(now, Relaxed);
         }
@@ -152,7 +227,9 @@ impl ServerLive {
         // A failed update means the counter was already 0: nothing to undo.
         let _ = counter.fetch_update(Relaxed, Relaxed, |v| v.checked_sub(1));
         let was = self.overloaded.load(Relaxed);
-        let now = spec.overloaded_after_unbind(self.total_conns(), was);
+        let now = self
+            .thresholds(spec)
+            .overloaded_after_unbind(self.total_conns(), was);
         if now != was {
             self.overloaded.store(now, Relaxed);
         }
@@ -253,6 +330,44 @@ mod tests {
         let s = spec(0, 0);
         assert!(!s.overloaded_after_bind(u32::MAX, false));
         assert!(!s.overloaded_after_unbind(u32::MAX, true));
+    }
+
+    #[test]
+    fn agent_percentage_scales_and_drains() {
+        let l = ServerLive::new();
+        assert_eq!((l.weight(3), l.scaled_weight(3)), (3, 300));
+        l.set_agent(75, 0);
+        assert_eq!((l.weight(4), l.scaled_weight(4)), (3, 300));
+        assert_eq!(l.weight(1), 1, "75 % of 1 is not rounded down to a drain");
+        assert!(l.available(1));
+        l.set_agent(0, 0);
+        assert_eq!((l.weight(9), l.scaled_weight(9)), (0, 0));
+        assert!(!l.available(9), "drain quiesces");
+        l.set_agent(u32::MAX, 0);
+        assert_eq!(l.weight_pct.load(Relaxed), MAX_WEIGHT_PCT);
+        assert_eq!(l.weight(u32::MAX), u32::MAX, "saturates");
+        assert_eq!(l.weight(0), 0);
+    }
+
+    #[test]
+    fn agent_maxconn_replaces_thresholds_until_cleared() {
+        let s = spec(0, 0);
+        let l = ServerLive::with_conns(3, 0);
+        l.set_agent(100, 3);
+        assert!(l.overloaded.load(Relaxed), "already at the new limit");
+        l.unbind_conn(&s, true);
+        // 3/4 of 3: clears below 2.25, i.e. at 2.
+        assert!(!l.overloaded.load(Relaxed));
+        l.bind_conn(&s, true);
+        assert!(l.overloaded.load(Relaxed));
+        l.set_agent(100, 0);
+        assert!(!l.overloaded.load(Relaxed), "no configured limit");
+        l.bind_conn(&s, true);
+        assert!(!l.overloaded.load(Relaxed));
+        // A configured limit comes back with the next bind.
+        let configured = spec(4, 0);
+        l.bind_conn(&configured, true);
+        assert!(l.overloaded.load(Relaxed));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Property tests: each connection-count scheduler against its IPVS formula, written here
 //! independently (find the minimum/maximum of the formula over the eligible servers, then
-//! take the lowest index among those that reach it), over generated live states.
+//! take the lowest index among those that reach it), over generated live states —
+//! including agent weight percentages, which scale every weight in the formulas (0 %
+//! quiesces).
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -16,6 +18,8 @@ struct Srv {
     overloaded: bool,
     rtt: u32,
     load: u32,
+    /// The agent's weight percentage (100 = none said).
+    pct: u32,
 }
 
 fn srv() -> impl Strategy<Value = Srv> {
@@ -27,9 +31,10 @@ fn srv() -> impl Strategy<Value = Srv> {
         prop::bool::weighted(0.1),
         prop_oneof![Just(0u32), 1u32..2000],
         prop_oneof![0u32..=1000, Just(5000)],
+        prop_oneof![6 => Just(100u32), 1 => Just(0u32), 2 => 1u32..300, 1 => Just(u32::MAX)],
     )
         .prop_map(
-            |(weight, active, inactive, up, overloaded, rtt, load)| Srv {
+            |(weight, active, inactive, up, overloaded, rtt, load, pct)| Srv {
                 weight,
                 active,
                 inactive,
@@ -37,6 +42,7 @@ fn srv() -> impl Strategy<Value = Srv> {
                 overloaded,
                 rtt,
                 load,
+                pct,
             },
         )
 }
@@ -59,6 +65,7 @@ fn materialise(s: &[Srv]) -> (Vec<ServerSpec>, Vec<ServerLive>) {
             l.overloaded.store(x.overloaded, Relaxed);
             l.rtt_us.store(x.rtt, Relaxed);
             l.load.store(x.load, Relaxed);
+            l.set_agent(x.pct, 0);
             l
         })
         .collect();
@@ -66,7 +73,21 @@ fn materialise(s: &[Srv]) -> (Vec<ServerSpec>, Vec<ServerLive>) {
 }
 
 fn usable(x: &Srv) -> bool {
-    x.weight > 0 && x.up && !x.overloaded
+    x.weight > 0 && x.pct > 0 && x.up && !x.overloaded
+}
+
+/// The weight in effect for ratios: configured × percentage (clamped to 25600 %).
+fn w(x: &Srv) -> u128 {
+    u128::from(x.weight) * u128::from(x.pct.min(25_600))
+}
+
+/// The weight in effect as a number of connections: × pct / 100, at least 1.
+fn abs_w(x: &Srv) -> u128 {
+    if x.pct == 100 {
+        u128::from(x.weight)
+    } else {
+        (w(x) / 100).clamp(1, u128::from(u32::MAX))
+    }
 }
 
 /// An exact non-negative fraction num/den, compared by cross-multiplication.
@@ -113,7 +134,7 @@ proptest! {
     fn wlc_is_least_overhead_per_weight(s in state()) {
         prop_assert_eq!(
             pick(SchedulerKind::Wlc, &s),
-            argmin(&s, |x| Frac(overhead(x), u128::from(x.weight)))
+            argmin(&s, |x| Frac(overhead(x), w(x)))
         );
     }
 
@@ -121,7 +142,7 @@ proptest! {
     fn sed_is_least_expected_delay(s in state()) {
         prop_assert_eq!(
             pick(SchedulerKind::Sed, &s),
-            argmin(&s, |x| Frac(u128::from(x.active) + 1, u128::from(x.weight)))
+            argmin(&s, |x| Frac(u128::from(x.active) + 1, w(x)))
         );
     }
 
@@ -129,23 +150,23 @@ proptest! {
     fn nq_prefers_first_idle_then_sed(s in state()) {
         let idle = (0..s.len()).find(|&i| usable(&s[i]) && s[i].active == 0);
         let expect = idle.or_else(|| {
-            argmin(&s, |x| Frac(u128::from(x.active) + 1, u128::from(x.weight)))
+            argmin(&s, |x| Frac(u128::from(x.active) + 1, w(x)))
         });
         prop_assert_eq!(pick(SchedulerKind::Nq, &s), expect);
     }
 
     #[test]
     fn fo_is_first_highest_weight(s in state()) {
-        let max = s.iter().filter(|x| usable(x)).map(|x| x.weight).max();
-        let expect = max.and_then(|m| (0..s.len()).find(|&i| usable(&s[i]) && s[i].weight == m));
+        let max = s.iter().filter(|x| usable(x)).map(w).max();
+        let expect = max.and_then(|m| (0..s.len()).find(|&i| usable(&s[i]) && w(&s[i]) == m));
         prop_assert_eq!(pick(SchedulerKind::Fo, &s), expect);
     }
 
     #[test]
     fn ovf_is_first_highest_weight_not_over_weight(s in state()) {
-        let ok = |x: &Srv| usable(x) && x.active <= x.weight;
-        let max = s.iter().filter(|x| ok(x)).map(|x| x.weight).max();
-        let expect = max.and_then(|m| (0..s.len()).find(|&i| ok(&s[i]) && s[i].weight == m));
+        let ok = |x: &Srv| usable(x) && u128::from(x.active) <= abs_w(x);
+        let max = s.iter().filter(|x| ok(x)).map(w).max();
+        let expect = max.and_then(|m| (0..s.len()).find(|&i| ok(&s[i]) && w(&s[i]) == m));
         prop_assert_eq!(pick(SchedulerKind::Ovf, &s), expect);
     }
 
@@ -154,20 +175,16 @@ proptest! {
         let min_rtt = s.iter().filter(|x| usable(x) && x.rtt > 0).map(|x| x.rtt).min().unwrap_or(1);
         let expect = argmin(&s, |x| {
             let rtt = if x.rtt == 0 { min_rtt } else { x.rtt };
-            Frac(u128::from(rtt) * (u128::from(x.active) + 1), u128::from(x.weight))
+            Frac(u128::from(rtt) * (u128::from(x.active) + 1), w(x))
         });
         prop_assert_eq!(pick(SchedulerKind::Fastest, &s), expect);
     }
 
     #[test]
-    fn load_is_least_load_per_weight_then_lc(s in state()) {
-        let ratio = |x: &Srv| Frac(u128::from(x.load.min(1000)), u128::from(x.weight));
-        let expect = argmin(&s, ratio).map(|first| {
-            let best = ratio(&s[first]);
-            let tied: Vec<usize> =
-                (0..s.len()).filter(|&i| usable(&s[i]) && ratio(&s[i]).eq(best)).collect();
-            let min_oh = tied.iter().map(|&i| overhead(&s[i])).min().unwrap();
-            tied.into_iter().find(|&i| overhead(&s[i]) == min_oh).unwrap()
+    fn load_is_least_connections_per_weighted_headroom(s in state()) {
+        let expect = argmin(&s, |x| {
+            let headroom = (1000 - u128::from(x.load.min(1000))).max(50);
+            Frac(overhead(x) + 256, w(x) * headroom)
         });
         prop_assert_eq!(pick(SchedulerKind::Load, &s), expect);
     }

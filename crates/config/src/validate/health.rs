@@ -13,6 +13,8 @@ pub(crate) const HC_RISE: u32 = 2;
 pub(crate) const HC_FALL: u32 = 3;
 pub(crate) const HC_PATH: &str = "/";
 pub(crate) const HC_STATUS: u16 = 200;
+/// Longest string an agent check sends (HAProxy's `agent-send`).
+const MAX_AGENT_SEND: usize = 1024;
 /// Longest health check interval: one hour.
 const MAX_HC_INTERVAL_MS: u64 = 3_600_000;
 /// Seconds (float) → whole milliseconds, so values survive a save/load round trip exactly.
@@ -42,14 +44,18 @@ pub(super) fn health_check(
                 &p("type"),
                 t,
                 "health check type",
-                &["tcp", "http", "command"],
-                |s| ["tcp", "http", "command"].contains(&s).then_some(()),
+                &["tcp", "http", "command", "agent"],
+                |s| {
+                    ["tcp", "http", "command", "agent"]
+                        .contains(&s)
+                        .then_some(())
+                },
             )
             .map(|()| t.as_str())?,
         None => {
             return Err(cx
                 .err(&p("type"), "the health check has no `type`")
-                .with_hint(Some("add `type: tcp`, `http` or `command`".into())))
+                .with_hint(Some("add `type: tcp`, `http`, `command` or `agent`".into())))
         }
     };
     // Fields that belong to one type only are errors elsewhere, so a typo'd type is not
@@ -69,8 +75,32 @@ pub(super) fn health_check(
     only(r.expect_status.is_some(), "expect_status", "http")?;
     only(r.expect_body.is_some(), "expect_body", "http")?;
     only(r.command.is_some(), "command", "command")?;
+    only(r.send.is_some(), "send", "agent")?;
     let kind = match kind_name {
         "tcp" => HealthCheckKind::Tcp,
+        "agent" => {
+            if r.port.is_none() {
+                return Err(cx
+                    .err_key(
+                        base,
+                        "an agent check needs `port`: the port the agent listens on, not the service's",
+                    )
+                    .with_hint(Some(
+                        "uvs-agent listens on 9900 unless told otherwise: `port: 9900`".into(),
+                    )));
+            }
+            if let Some(send) = &r.send {
+                if send.len() > MAX_AGENT_SEND {
+                    return Err(cx.err(
+                        &p("send"),
+                        format!("`send` is {} bytes; at most {MAX_AGENT_SEND}", send.len()),
+                    ));
+                }
+            }
+            HealthCheckKind::Agent {
+                send: r.send.filter(|s| !s.is_empty()),
+            }
+        }
         "http" => {
             let path = r.path.unwrap_or_else(|| HC_PATH.to_string());
             if !path.starts_with('/')

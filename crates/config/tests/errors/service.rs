@@ -403,6 +403,27 @@ fn health_check_errors() {
             None,
         ),
         (
+            hc("      type: agent\n"),
+            "health_check",
+            "services[0].health_check",
+            "an agent check needs `port`: the port the agent listens on",
+            Some("port: 9900"),
+        ),
+        (
+            hc("      type: tcp\n      send: \"hello\\n\"\n"),
+            "send",
+            "services[0].health_check.send",
+            "`send` applies only to agent checks, this one is tcp",
+            Some("type: agent"),
+        ),
+        (
+            format!("{SVC}    health_check:\n      type: agent\n      port: 9900\n      send: \"{}\"\n", "x".repeat(1025)),
+            "\"xxx",
+            "services[0].health_check.send",
+            "`send` is 1025 bytes; at most 1024",
+            None,
+        ),
+        (
             "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 0\n    persistence: {}\n    health_check:\n      type: tcp\n"
                 .to_string(),
             "health_check",
