@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{skip_unless_root, Testbed};
+use common::{require_root, Testbed};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -73,10 +73,9 @@ fn uvsadm_stdin(tb: &Testbed, args: &[&str], input: &str) -> Output {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn fwmark_restore_and_timeouts_on_a_running_uvsd() {
-    if skip_unless_root("fwmark_restore_and_timeouts_on_a_running_uvsd") {
-        return;
-    }
+    require_root("fwmark_restore_and_timeouts_on_a_running_uvsd");
     let mut tb = Testbed::up("e2epar", "nat");
     tb.start_uvsd(&config());
 
