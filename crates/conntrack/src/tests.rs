@@ -357,6 +357,9 @@ fn racing_inserts_of_one_new_flow_have_one_winner() {
             match r {
                 Ok(_) => {}
                 Err(InsertError::Exists(id)) => assert_eq!(*id, winners[0]),
+                // The winner was preempted mid-insert (4 threads, 2 cores here): the
+                // loser gave up spinning instead of waiting in a syscall.
+                Err(InsertError::Contended) => {}
                 Err(e) => panic!("round {round}: {e:?}"),
             }
         }
