@@ -6,7 +6,7 @@
 //! addresses from INIT-ACK), and the associations must spread over the three real servers.
 //! A bulk transfer (usrsctp's tsctp, 20 000 × 1 400 bytes, IPv4) must complete through the
 //! VIP too. DR and TUN need a server that answers from the VIP: see [`vip_bound_server`].
-//! One usrsctp process per namespace (FIELD-NOTES: each raw socket sees every SCTP packet).
+//! One usrsctp process per namespace (ARCHITECTURE.md, platform facts: each raw socket sees every SCTP packet).
 //! Bounded: every client run has a 6 s timeout; the testbed is torn down on drop.
 
 mod common;

@@ -10,7 +10,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CLANG");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("uvs_xdp.o");
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
-    // The multiarch include dir provides <asm/types.h> (FIELD-NOTES).
+    // The multiarch include dir provides <asm/types.h> (ARCHITECTURE.md, platform facts).
     let status = Command::new(&clang)
         .args([
             "-O2",

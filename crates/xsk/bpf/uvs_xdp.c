@@ -369,7 +369,7 @@ static __always_inline int ipv6(struct xdp_md *ctx, void *l3, void *end)
 	if (in6(&owned6, dst))
 		return to_socket(ctx);
 	// fe80::/10 link-local and ff00::/8 multicast stay with the kernel: a
-	// real server's neighbour traffic must never be stolen (FIELD-NOTES).
+	// real server's neighbour traffic must never be stolen (ARCHITECTURE.md, platform facts).
 	int link_local = dst[0] == 0xfe && (dst[1] & 0xc0) == 0x80;
 	int multicast = dst[0] == 0xff;
 	if (!link_local && !multicast && in6(&reals6, src) && !in6(&host6, dst))

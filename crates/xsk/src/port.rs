@@ -7,7 +7,7 @@
 //! the UMEM offset of the packet's first byte, as the kernel reports it.
 //!
 //! The chunks are split once into two partitions, by index:
-//! - RX frames (`rx ring + tx ring + one batch` of them, FIELD-NOTES: fewer
+//! - RX frames (`rx ring + tx ring + one batch` of them, ARCHITECTURE.md, platform facts: fewer
 //!   ran the fill ring dry) cycle fill ring → RX ring → caller → either back
 //!   to the pool (`free`) or TX ring → completion ring → pool;
 //! - TX frames (one TX ring's worth) serve `tx_copy`: they never enter the
@@ -18,7 +18,7 @@
 //! frame freed twice or never handed out is ignored and counted, so no safe
 //! call can make the port hand the same chunk to two owners.
 //!
-//! Kicks (FIELD-NOTES "AF_XDP"): sockets are bound with
+//! Kicks (ARCHITECTURE.md, platform facts): sockets are bound with
 //! `XDP_USE_NEED_WAKEUP`; in copy mode one `sendto` moves at most 32
 //! descriptors unless `XDP_MAX_TX_SKB_BUDGET` is raised (tried, failure
 //! ignored), so `flush` kicks until the TX ring is drained. xsk-rs's

@@ -5,7 +5,7 @@
 //! netlink attach: the link detaches itself when its last fd closes, which
 //! the kernel does even when the process is SIGKILLed, so a crash never
 //! leaves the interface black-holing VIP traffic into a dead socket
-//! (FIELD-NOTES "Custom XDP program from Rust"). Each attach loads its own
+//! (ARCHITECTURE.md, platform facts). Each attach loads its own
 //! object, so each interface has its own maps: the XSKMAP is indexed by
 //! `rx_queue_index` and two interfaces both have a queue 0.
 
@@ -36,7 +36,7 @@ pub enum XdpMode {
     /// Driver mode only (XDP_FLAGS_DRV_MODE): fastest; veth needs peer MTU ≤ 3506.
     Native,
     /// Generic mode (XDP_FLAGS_SKB_MODE): works on any device, after the
-    /// kernel has built an skb. Disable TSO/GSO on veth peers (FIELD-NOTES).
+    /// kernel has built an skb. Disable TSO/GSO on veth peers (ARCHITECTURE.md, platform facts).
     Generic,
 }
 

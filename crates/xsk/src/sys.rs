@@ -96,7 +96,7 @@ fn sysfs_queue_count(ifname: &str) -> Option<u32> {
 
 /// Lifts RLIMIT_MEMLOCK as far as allowed: UMEM pages are charged to it
 /// (unless the process has CAP_IPC_LOCK), and a 16 MiB UMEM fails with
-/// ENOBUFS under the usual 8 MiB limit (FIELD-NOTES). Infinity needs
+/// ENOBUFS under the usual 8 MiB limit (ARCHITECTURE.md, platform facts). Infinity needs
 /// CAP_SYS_RESOURCE; without it the soft limit is raised to the hard one.
 /// Failure is not fatal: registration may still succeed, and if it does not
 /// the caller reports [`XskError::Memlock`] with the fix.
