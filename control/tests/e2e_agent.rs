@@ -150,26 +150,6 @@ fn wait_for(what: &str, tb: &Testbed, limit: Duration, mut done: impl FnMut() ->
 }
 
 /// `uvs_real_up` of a web4 real server from the metrics endpoint.
-fn real_up(tb: &Testbed, real: &str) -> Option<bool> {
-    let out = tb.exec(
-        "lb",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9100/metrics",
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| {
-            l.starts_with("uvs_real_up{")
-                && l.contains("service=\"web4\"")
-                && l.contains(&format!("real=\"{real}\""))
-        })
-        .map(|l| l.ends_with(" 1"))
-}
 
 /// A rate-limited download of /big through the VIP, in the background.
 fn start_download(tb: &Testbed) -> Child {

@@ -54,27 +54,6 @@ fn finish_download(child: std::process::Child) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-fn real_up(tb: &Testbed, real: &str) -> Option<bool> {
-    let out = tb.exec(
-        "lb",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9100/metrics",
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines()
-        .find(|l| {
-            l.starts_with("uvs_real_up{")
-                && l.contains("service=\"web4\"")
-                && l.contains(&format!("real=\"{real}\""))
-        })
-        .map(|l| l.ends_with(" 1"))
-}
-
 #[test]
 #[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn operator_view_quiesce_reload_health() {

@@ -98,27 +98,6 @@ fn client_syns(tb: &Testbed, rs: &str) -> u64 {
         .unwrap_or_else(|| panic!("nft counter: {text}"))
 }
 
-fn real_up(tb: &Testbed, real: &str) -> Option<bool> {
-    let out = tb.exec(
-        "lb",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9100/metrics",
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines()
-        .find(|l| {
-            l.starts_with("uvs_real_up{")
-                && l.contains("service=\"web4\"")
-                && l.contains(&format!("real=\"{real}\""))
-        })
-        .map(|l| l.ends_with(" 1"))
-}
-
 /// (ActiveConn, InActConn) summed over web4's real servers, from `uvsadm -L -n`.
 fn web4_conns(tb: &Testbed) -> (u64, u64, String) {
     let list = String::from_utf8_lossy(&tb.uvsadm(&["-L", "-n"]).stdout).to_string();

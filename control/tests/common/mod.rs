@@ -206,6 +206,29 @@ impl Testbed {
     }
 }
 
+/// Whether the metrics endpoint (127.0.0.1:9100 in the balancer namespace) reports real
+/// server `real` ("addr:port") of the demo's web4 service as up; `None` if not listed.
+pub fn real_up(tb: &Testbed, real: &str) -> Option<bool> {
+    let out = tb.exec(
+        "lb",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:9100/metrics",
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| {
+            l.starts_with("uvs_real_up{")
+                && l.contains("service=\"web4\"")
+                && l.contains(&format!("real=\"{real}\""))
+        })
+        .map(|l| l.ends_with(" 1"))
+}
+
 impl Drop for Testbed {
     fn drop(&mut self) {
         self.stop_uvsd("TERM");
