@@ -149,8 +149,6 @@ fn wait_for(what: &str, tb: &Testbed, limit: Duration, mut done: impl FnMut() ->
     }
 }
 
-/// `uvs_real_up` of a web4 real server from the metrics endpoint.
-
 /// A rate-limited download of /big through the VIP, in the background.
 fn start_download(tb: &Testbed) -> Child {
     Command::new("ip")
