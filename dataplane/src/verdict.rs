@@ -69,6 +69,12 @@ drop_reasons! {
     UnsupportedEtherType => "unsupported_ethertype",
     /// Addressed to neither a virtual service nor a tracked flow.
     NoService => "no_service",
+    /// An IP protocol the dataplane does not balance (not TCP, UDP, SCTP or ICMP).
+    UnsupportedProtocol => "unsupported_protocol",
+    /// A real server's reply on a DR or TUN connection came back through uvs: with those
+    /// methods the real server answers the client directly (its route to the client must
+    /// not point at uvs), so uvs has nothing to rewrite it with.
+    DirectReplyReturned => "dr_tun_reply_returned",
     /// A TCP segment without SYN for a flow we do not track (IPVS schedules only on SYN).
     NotSyn => "tcp_not_syn",
     /// The scheduler found no usable real server and there is no sorry server.

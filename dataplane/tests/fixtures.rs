@@ -1132,3 +1132,51 @@ fn ipv6_later_fragments_follow_their_first_fragment() {
         assert_eq!(lab.shared.counters[0].total_drops(), 0, "{method:?}");
     }
 }
+
+/// A protocol uvs does not balance (GRE here) to a VIP has its own reason, not
+/// `no_service`: the operator looks for a sender, not a missing service.
+#[test]
+fn unsupported_protocol_to_a_vip_is_counted_as_such() {
+    let mut lab = Lab::new(Method::Nat);
+    let mut f = first_packet(false, false, 42001);
+    // IPv4 protocol 47 (GRE), header checksum recomputed over the 20-byte header.
+    f[14 + 9] = 47;
+    f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let sum: u32 = f[14..34]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let folded = (folded & 0xffff) + (folded >> 16);
+    f[14 + 10..14 + 12].copy_from_slice(&(!(folded as u16)).to_be_bytes());
+    let [a, b] = lab.send(0, &f);
+    assert!(a.is_empty() && b.is_empty());
+    assert_eq!(lab.drops(DropReason::UnsupportedProtocol), 1);
+    assert_eq!(lab.drops(DropReason::NoService), 0);
+}
+
+/// A DR real server's reply that comes back through uvs (its route to the client points
+/// at uvs) is dropped under its own reason: uvs cannot rewrite it, and `no_service` would
+/// send the operator looking for a missing service.
+#[test]
+fn a_direct_routing_reply_through_uvs_is_counted_as_such() {
+    for v6 in [false, true] {
+        let mut lab = Lab::new(Method::Dr);
+        let [_, to_servers] = lab.send(0, &first_packet(v6, true, 40002));
+        assert_eq!(to_servers.len(), 1, "the SYN went to the real server");
+        let reply = tk::tcp(
+            lab::real_mac(1),
+            lab::LB1_MAC,
+            vip(v6),
+            80,
+            client(v6),
+            40002,
+            tk::SYN_ACK,
+            b"",
+        );
+        let [a, b] = lab.send(1, &reply);
+        assert!(a.is_empty() && b.is_empty(), "v6 {v6}");
+        assert_eq!(lab.drops(DropReason::DirectReplyReturned), 1, "v6 {v6}");
+        assert_eq!(lab.drops(DropReason::NoService), 0, "v6 {v6}");
+    }
+}

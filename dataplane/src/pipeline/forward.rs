@@ -305,7 +305,7 @@ pub(crate) fn forward_reply(
     let method = Method::from_u8(conn.method);
     if !matches!(method, Method::Nat | Method::FullNat) {
         // DR/TUN replies go straight from the real server to the client.
-        return Verdict::Drop(DropReason::NoService);
+        return Verdict::Drop(DropReason::DirectReplyReturned);
     }
     if !uvs_wire::decrement_ttl(buf, p) {
         return Verdict::Drop(DropReason::TtlExceeded);

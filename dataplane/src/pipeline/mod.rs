@@ -143,7 +143,7 @@ pub fn process_parsed(
         PROTO_TCP | PROTO_UDP => {}
         PROTO_SCTP => return crate::sctp::process(ctx, tables, neigh, buf, len, &mut p),
         PROTO_ICMP | PROTO_ICMPV6 => return icmp(ctx, tables, neigh, buf, len, &mut p, v6),
-        _ => return Verdict::Drop(DropReason::NoService),
+        _ => return Verdict::Drop(DropReason::UnsupportedProtocol),
     }
     if let Frag::Later { id } = p.frag {
         return later_fragment(ctx, tables, neigh, buf, len, &mut p, id);

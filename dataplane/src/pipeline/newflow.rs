@@ -22,7 +22,7 @@ pub(crate) fn new_flow(
 ) -> Verdict {
     let v6 = key.v6;
     let Some(svc) = tables.service_for(ip(v6, p.dst), p.l4_proto, p.dport) else {
-        return Verdict::Drop(DropReason::NoService);
+        return no_service(tables, p, v6);
     };
     // IPVS schedules TCP only on a SYN (sloppy_tcp off): a stray ACK for a flow we do not
     // know must not pin a real server. Except where every node would pick the same server
@@ -108,6 +108,27 @@ pub(crate) fn new_flow(
         }
     }
     forward_original(ctx, tables, neigh, buf, len, p, svc, Some(real), &conn)
+}
+
+/// No service for the destination. A packet *from* a DR/TUN service's address and port is
+/// that service's real server answering through uvs (its route to the client points at
+/// uvs): counted as such, since uvs has no reply-side entry for those methods.
+#[cold]
+#[inline(never)]
+fn no_service(tables: &Tables, p: &Parsed, v6: bool) -> Verdict {
+    let direct_reply = tables
+        .service_for(ip(v6, p.src), p.l4_proto, p.sport)
+        .is_some_and(|s| {
+            s.reals
+                .iter()
+                .flatten()
+                .any(|r| matches!(r.method, Method::Dr | Method::Tun))
+        });
+    Verdict::Drop(if direct_reply {
+        DropReason::DirectReplyReturned
+    } else {
+        DropReason::NoService
+    })
 }
 
 /// FullNAT: pick a local address from the pool and a port this worker owns (ports are
