@@ -51,7 +51,7 @@ pub use l4_checksum::{complete_l4_checksum, L4Checksum};
 pub use parse::{classify, parse_frame, verify_l4_checksum, Classified, Frag, Parsed, L3};
 pub use rewrite::{
     can_rewrite_ports, decrement_ttl, set_dst_addr, set_dst_port, set_macs, set_src_addr,
-    set_src_port,
+    set_src_port, shrink_ip_payload,
 };
 pub use sctp::SctpPacket;
 pub use tcp::TcpPacket;

@@ -132,6 +132,30 @@ fn set_addr(frame: &mut [u8], p: &mut Parsed, addr: &[u8; 16], src: bool) {
     }
 }
 
+/// Shortens the IP packet by `removed` bytes cut from the end of its payload: the IPv4
+/// total length (header checksum updated, RFC 1624) or the IPv6 payload length, and
+/// `p.ip_total_len`. The caller has already moved the bytes.
+pub fn shrink_ip_payload(frame: &mut [u8], p: &mut Parsed, removed: u16) {
+    let l3 = usize::from(p.l3_off);
+    let Some(header) = frame.get_mut(l3..) else {
+        return;
+    };
+    match p.l3 {
+        L3::V4 => {
+            let mut ip = ipv4::Ipv4Packet::new_unchecked(header);
+            let old = ip.total_len();
+            let new = old.wrapping_sub(removed);
+            ip.set_total_len(new);
+            ip.set_checksum(checksum::update16(ip.checksum(), old, new));
+        }
+        L3::V6 => {
+            let mut ip = ipv6::Ipv6Packet::new_unchecked(header);
+            ip.set_payload_len(ip.payload_len().wrapping_sub(removed));
+        }
+    }
+    p.ip_total_len = p.ip_total_len.wrapping_sub(removed);
+}
+
 /// Rewrites the source address (IPv4: first 4 bytes of `addr`), updating the IPv4 header
 /// checksum and the pseudo-header-covering L4 checksum, and `p.src`.
 #[inline]

@@ -164,6 +164,89 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> SctpPacket<T> {
     }
 }
 
+/// Chunk flag T of ABORT and SHUTDOWN COMPLETE (RFC 9260 §3.3.7, §3.3.13): the packet's
+/// verification tag is the sender's own (reflected).
+pub const FLAG_T: u8 = 0x01;
+
+/// INIT and INIT-ACK chunks (RFC 9260 §3.3.2, §3.3.3).
+pub mod init {
+    /// The fixed part after the chunk header: initiate tag, a_rwnd, outbound and inbound
+    /// stream counts, initial TSN.
+    pub const FIXED_LEN: usize = 16;
+
+    /// Address-carrying parameters (RFC 9260 §3.3.2.1).
+    pub mod param {
+        /// IPv4 Address.
+        pub const IPV4_ADDRESS: u16 = 5;
+        /// IPv6 Address.
+        pub const IPV6_ADDRESS: u16 = 6;
+        /// Host Name Address (deprecated by RFC 9260, still defined).
+        pub const HOST_NAME: u16 = 11;
+    }
+
+    /// The initiate tag of an INIT / INIT-ACK chunk's value; `None` without the fixed part.
+    #[inline]
+    pub fn initiate_tag(value: &[u8]) -> Option<u32> {
+        (value.len() >= FIXED_LEN).then(|| crate::bytes::be32(value, 0))
+    }
+}
+
+#[inline]
+fn pad4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> SctpPacket<T> {
+    /// Removes from the first chunk (an INIT or INIT-ACK) the parameters whose type `drop`
+    /// selects: kept parameters slide down, the chunk length shrinks (it does not count the
+    /// final padding, RFC 9260 §3.2) and the CRC32c is recomputed over what remains.
+    /// Returns the packet's new length, or `None` when nothing was removed (the packet is
+    /// untouched). Parameters after a malformed one are kept as they are; the buffer is
+    /// the SCTP packet alone (the IP length is the caller's).
+    pub fn strip_init_params(&mut self, drop: impl Fn(u16) -> bool) -> Option<usize> {
+        let buf = self.buffer.as_mut();
+        let chunk = HEADER_LEN;
+        if buf.len() < chunk + CHUNK_HEADER_LEN {
+            return None;
+        }
+        let end = buf.len();
+        let chunk_end = (chunk + usize::from(be16(buf, chunk + 2))).min(end);
+        let params = chunk + CHUNK_HEADER_LEN + init::FIXED_LEN;
+        let (mut read, mut write) = (params, params);
+        // Unpadded length of the last parameter kept, for the new chunk length.
+        let mut last_pad = 0;
+        while read + 4 <= chunk_end {
+            let (t, plen) = (be16(buf, read), usize::from(be16(buf, read + 2)));
+            if plen < 4 || read + plen > chunk_end {
+                break;
+            }
+            let step = pad4(plen).min(end - read);
+            if !drop(t) {
+                buf.copy_within(read..read + step, write);
+                write += step;
+                last_pad = step - plen;
+            }
+            read += step;
+        }
+        if read == write {
+            return None;
+        }
+        // Whatever followed (a malformed tail) moves down with the kept parameters.
+        let tail = chunk_end.max(read) - read;
+        buf.copy_within(read..read + tail, write);
+        write += tail;
+        if tail > 0 {
+            last_pad = 0;
+        }
+        let new_chunk_len = write - chunk - last_pad;
+        let new_len = chunk + pad4(new_chunk_len);
+        buf[chunk + new_chunk_len..new_len].fill(0);
+        set_be16(buf, chunk + 2, new_chunk_len as u16);
+        SctpPacket::new_unchecked(&mut buf[..new_len]).fill_checksum();
+        Some(new_len)
+    }
+}
+
 /// One chunk: its header fields and value (without padding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunk<'a> {
@@ -218,6 +301,43 @@ impl<'a> Iterator for ChunkIter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// INIT with an IPv4 address, a supported-extensions and a host-name parameter:
+    /// dropping the addresses keeps the middle one, slides it down, shrinks the chunk and
+    /// re-fills the CRC; nothing to drop leaves the packet byte for byte.
+    #[test]
+    fn strip_init_params_keeps_the_rest() {
+        let mut b = vec![0x13, 0x88, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut value = vec![0xde, 0xad, 0xbe, 0xef, 0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1];
+        value.extend_from_slice(&[0, 5, 0, 8, 198, 18, 0, 1]); // IPv4 address
+        value.extend_from_slice(&[0x80, 0x08, 0, 6, 0xc1, 0x0f, 0, 0]); // extensions + pad
+        value.extend_from_slice(&[0, 11, 0, 7, b'a', b'b', b'c', 0]); // host name + pad
+        b.extend_from_slice(&[chunk_type::INIT, 0]);
+        b.extend_from_slice(&((4 + value.len() - 1) as u16).to_be_bytes());
+        b.extend_from_slice(&value);
+        SctpPacket::new_unchecked(&mut b[..]).fill_checksum();
+        let untouched = b.clone();
+        assert_eq!(
+            SctpPacket::new_unchecked(&mut b[..]).strip_init_params(|t| t == 9),
+            None
+        );
+        assert_eq!(b, untouched);
+        let new_len = SctpPacket::new_unchecked(&mut b[..])
+            .strip_init_params(|t| t == init::param::IPV4_ADDRESS || t == init::param::HOST_NAME)
+            .unwrap();
+        assert_eq!(new_len, HEADER_LEN + 4 + 16 + 8);
+        let p = SctpPacket::new_checked(&b[..new_len]).unwrap();
+        assert!(p.verify_checksum());
+        let c = p.chunks().next().unwrap().unwrap();
+        assert_eq!(
+            c.value.len(),
+            16 + 6,
+            "the chunk length leaves out the final padding"
+        );
+        assert_eq!(&c.value[16..], &[0x80, 0x08, 0, 6, 0xc1, 0x0f]);
+        assert_eq!(init::initiate_tag(c.value), Some(0xdead_beef));
+        assert_eq!(init::initiate_tag(&c.value[..15]), None);
+    }
 
     /// RFC 3720 appendix B.4 CRC32c test vectors.
     #[test]

@@ -290,10 +290,14 @@ pub fn on_new_association(
     conn: &Conn,
     deadline: u32,
 ) -> Result<(), Verdict> {
-    let l4 = usize::from(p.l4_off);
     let tag = buf
-        .get(l4 + HEADER_LEN + CHUNK_HEADER_LEN..l4 + HEADER_LEN + CHUNK_HEADER_LEN + 4)
-        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        .get(usize::from(p.l4_off)..p.l3_end().min(*len))
+        .and_then(|sctp| {
+            let pkt = SctpPacket::new_checked(sctp).ok()?;
+            let init = pkt.chunks().next()?.ok()?;
+            uvs_wire::sctp::init::initiate_tag(init.value)
+        })
+        .unwrap_or(0);
     tags::learn(ctx, conn, Side::ToClient, tag, deadline).map_err(Verdict::Drop)?;
     strip_for_method(buf, len, p, conn, Dir::Original);
     Ok(())
