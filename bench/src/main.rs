@@ -61,6 +61,11 @@ enum Cmd {
         /// the headers gives the headers alone (IPv6/TCP: 74 bytes).
         #[arg(long, value_delimiter = ',')]
         checksum_frames: Vec<usize>,
+        /// Stage budget of established flows (the smallest --flows): io, then adding the
+        /// parse, then the connection lookup, then the full pipeline, alternating in short
+        /// rounds; the last column is each stage's own cost in ns.
+        #[arg(long)]
+        stages: bool,
         /// Write every figure and its settings here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -117,6 +122,7 @@ fn main() -> Result<()> {
             no_baseline,
             workers,
             checksum_frames,
+            stages,
             json,
         } => {
             let opts = pipeline::Options {
@@ -147,6 +153,7 @@ fn main() -> Result<()> {
                 baseline: !no_baseline,
                 workers,
                 checksum_frames,
+                stages,
             };
             println!(
                 "{:<18} {:<8} {:<5} {:<4} {:>9} {:>8} {:>8} {:>10} {:>8}",
@@ -154,6 +161,7 @@ fn main() -> Result<()> {
             );
             let mut base_ns = 0.0;
             let mut csum_off_ns = 0.0;
+            let mut stage_prev_ns = 0.0;
             let results = pipeline::run(&opts, |o| {
                 if o.scenario.kind == pipeline::Kind::Baseline {
                     base_ns = o.ns_per_packet;
@@ -165,12 +173,25 @@ fn main() -> Result<()> {
                     pipeline::Kind::Established => format!("{:.2}x", base_ns / o.ns_per_packet),
                     // Throughput against the same frames with verification off.
                     pipeline::Kind::Checksum => format!("{:.2}x", csum_off_ns / o.ns_per_packet),
+                    // The stage's own cost: this row minus the one before it.
+                    pipeline::Kind::Stage => {
+                        let own = if o.scenario.stage == Some("io") {
+                            o.ns_per_packet
+                        } else {
+                            o.ns_per_packet - stage_prev_ns
+                        };
+                        stage_prev_ns = o.ns_per_packet;
+                        format!("+{own:.1}ns")
+                    }
                     _ => String::new(),
                 };
                 println!(
                     "{:<18} {:<8} {:<5} {:<4} {:>9} {:>8.1} {:>8.2} {:>10} {:>8}",
                     match (o.scenario.kind, o.scenario.l4_checksum) {
                         (pipeline::Kind::Scaling, _) => format!("scaling x{}", o.scenario.workers),
+                        (pipeline::Kind::Stage, _) => {
+                            format!("stage {}", o.scenario.stage.unwrap_or("?"))
+                        }
                         (_, Some(c)) => format!("csum {c} {}B", o.scenario.frame_len),
                         _ => format!("{:?}", o.scenario.kind).to_lowercase(),
                     },

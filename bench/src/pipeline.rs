@@ -38,6 +38,9 @@ pub enum Kind {
     /// Established flows of one frame size with L4 checksum verification off or on
     /// (`Scenario::l4_checksum`).
     Checksum,
+    /// Established flows run through the pipeline's stages cumulatively (`Scenario::stage`):
+    /// where a packet's time goes.
+    Stage,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -54,6 +57,9 @@ pub struct Scenario {
     /// `partial` (verified and completed, every frame).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub l4_checksum: Option<&'static str>,
+    /// Stage scenarios: how far each packet goes (`io`, `parse`, `lookup`, `full`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<&'static str>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -82,6 +88,8 @@ pub struct Options {
     pub workers: Vec<usize>,
     /// Frame lengths for the checksum scenarios (empty: none).
     pub checksum_frames: Vec<usize>,
+    /// Run the stage-budget scenarios ([`stage_budget`]).
+    pub stages: bool,
 }
 
 fn client_addr(i: usize, v6: bool) -> (IpAddr, u16) {
@@ -385,6 +393,7 @@ pub fn scaling(
             frame_len: frame_for(0, v6, proto, tk::ACK).len(),
             workers,
             l4_checksum: None,
+            stage: None,
         },
         packets,
         seconds: secs,
@@ -491,6 +500,7 @@ pub fn established(method: Method, v6: bool, proto: u8, flows: usize, seconds: f
             frame_len,
             workers: 1,
             l4_checksum: None,
+            stage: None,
         },
         n,
         secs,
@@ -532,6 +542,7 @@ pub fn new_flows_with(
             frame_len,
             workers: 1,
             l4_checksum: None,
+            stage: None,
         },
         n,
         secs,
@@ -539,8 +550,10 @@ pub fn new_flows_with(
     )
 }
 
-/// The baseline over the same ports: per frame, rewrite the destination MACs and address
-/// and patch both checksums with constant deltas, then copy to the server-side port.
+/// The baseline over the same ports: per frame, rewrite the destination MACs and address,
+/// decrement the TTL / hop limit and patch the IPv4 header checksum and the L4 checksum
+/// (SCTP: the CRC32c field) with constant deltas, then copy to the server-side port — the
+/// bytes a NAT rewrite writes, without parsing, lookup or scheduling.
 pub fn baseline(v6: bool, proto: u8, flows: usize, seconds: f64) -> Outcome {
     let packets: Vec<Vec<u8>> = (0..flows)
         .map(|i| frame_for(i, v6, proto, tk::ACK))
@@ -550,10 +563,17 @@ pub fn baseline(v6: bool, proto: u8, flows: usize, seconds: f64) -> Outcome {
     let mut client = MemPort::replay("mem-client", slots, packets);
     let mut server = MemPort::sink("mem-server", slots);
     let real = lab::real(1, v6).addr;
-    let (dst_off, l4_csum) = if v6 {
-        (14 + 24, 14 + 40 + if proto == 6 { 16 } else { 6 })
+    // What a NAT rewrite writes: the destination address, the TTL / hop limit, the IPv4
+    // header checksum and the L4 checksum (TCP, UDP) or SCTP's CRC32c field.
+    let (dst_off, ttl_off, l4_off) = if v6 {
+        (14 + 24, 14 + 7, 14 + 40)
     } else {
-        (14 + 16, 14 + 20 + if proto == 6 { 16 } else { 6 })
+        (14 + 16, 14 + 8, 14 + 20)
+    };
+    let (l4_csum, csum_len) = match proto {
+        6 => (l4_off + 16, 2),
+        132 => (l4_off + 8, 4),
+        _ => (l4_off + 6, 2),
     };
     let alen = if v6 { 16 } else { 4 };
     let mut rx = [Frame::default(); BURST];
@@ -566,8 +586,10 @@ pub fn baseline(v6: bool, proto: u8, flows: usize, seconds: f64) -> Outcome {
                 buf[..6].copy_from_slice(&lab::real_mac(1));
                 buf[6..12].copy_from_slice(&lab::LB1_MAC);
                 buf[dst_off..dst_off + alen].copy_from_slice(&real[..alen]);
-                let c = u16::from_be_bytes([buf[l4_csum], buf[l4_csum + 1]]).wrapping_add(1);
-                buf[l4_csum..l4_csum + 2].copy_from_slice(&c.to_be_bytes());
+                buf[ttl_off] = buf[ttl_off].wrapping_sub(1);
+                for b in &mut buf[l4_csum..l4_csum + csum_len] {
+                    *b = b.wrapping_add(1);
+                }
                 if !v6 {
                     let c = u16::from_be_bytes([buf[24], buf[25]]).wrapping_add(1);
                     buf[24..26].copy_from_slice(&c.to_be_bytes());
@@ -593,6 +615,7 @@ pub fn baseline(v6: bool, proto: u8, flows: usize, seconds: f64) -> Outcome {
             frame_len,
             workers: 1,
             l4_checksum: None,
+            stage: None,
         },
         n,
         secs,
@@ -692,6 +715,7 @@ pub fn checksum_cost(
                 frame_len,
                 workers: 1,
                 l4_checksum: Some(name),
+                stage: None,
             },
             packets: packets[k],
             seconds: secs[k],
@@ -699,6 +723,98 @@ pub fn checksum_cost(
             mpps: 1e3 / best[k],
             forwarded: forwarded[k],
             drops: drops[k],
+            bytes_per_conn: Some(shared.conns.bytes_per_entry(v6)),
+        })
+        .collect()
+}
+
+/// The stages of [`stage_budget`], each including the ones before it.
+pub const STAGES: [&str; 4] = ["io", "parse", "lookup", "full"];
+
+/// Where an established packet's time goes: the same frames on one table, run as far as
+/// each stage in turn — `io` (receive from the client-side port, copy to the server-side
+/// port, free: what any forwarder pays here), `parse` (+ classify the frame), `lookup`
+/// (+ the connection-table lookup of its flow), `full` (the whole pipeline: checksum
+/// verification, state, rewrite, counters, through the worker's burst loop). The four
+/// alternate in short rounds for three times `seconds`; each figure is its best round, so
+/// the differences are each stage's cost under the same conditions.
+pub fn stage_budget(
+    method: Method,
+    v6: bool,
+    proto: u8,
+    flows: usize,
+    seconds: f64,
+) -> Vec<Outcome> {
+    use std::hint::black_box;
+    let shared = setup(method, v6, 3 * flows + 1024);
+    open_flows(&shared, v6, proto, flows);
+    let frames: Vec<Vec<u8>> = (0..flows)
+        .map(|i| frame_for(i, v6, proto, tk::ACK))
+        .collect();
+    let frame_len = frames[0].len();
+    let slots = 4 * BURST + 64;
+    let mut client = MemPort::replay("mem-client", slots, frames.clone());
+    let mut server = MemPort::sink("mem-server", slots);
+    let mut full = worker(&shared, frames);
+    let mut rx = [Frame::default(); BURST];
+    let mut partial = |stage: usize| -> usize {
+        let n = client.rx_burst(&mut rx);
+        let now = shared.clock.now_ticks();
+        for f in &rx[..n] {
+            let buf = client.buf_mut(f);
+            if stage >= 1 {
+                let p = black_box(uvs_dataplane::pipeline::prepare(&buf[..f.len as usize]));
+                if stage >= 2 {
+                    if let Some(key) = p
+                        .as_ref()
+                        .ok()
+                        .and_then(uvs_dataplane::pipeline::lookup_key)
+                    {
+                        black_box(shared.conns.lookup(&key, now));
+                    }
+                }
+            }
+            server.tx_copy(&buf[..f.len as usize]);
+        }
+        client.free(&rx[..n]);
+        server.flush();
+        n
+    };
+    let mut best = [f64::MAX; 4];
+    let mut packets = [0u64; 4];
+    let mut secs = [0f64; 4];
+    let end = Instant::now() + Duration::from_secs_f64(3.0 * seconds);
+    while Instant::now() < end {
+        for k in 0..STAGES.len() {
+            let (n, s) = if k == 3 {
+                measure(|| full.poll(), 3600.0, Some(CHECKSUM_ROUND_PACKETS))
+            } else {
+                measure(|| partial(k), 3600.0, Some(CHECKSUM_ROUND_PACKETS))
+            };
+            best[k] = best[k].min(s * 1e9 / n.max(1) as f64);
+            packets[k] += n;
+            secs[k] += s;
+        }
+    }
+    (0..STAGES.len())
+        .map(|k| Outcome {
+            scenario: Scenario {
+                kind: Kind::Stage,
+                method: format!("{method:?}").to_lowercase(),
+                family: family_name(v6),
+                protocol: proto_name(proto),
+                flows,
+                frame_len,
+                workers: 1,
+                l4_checksum: None,
+                stage: Some(STAGES[k]),
+            },
+            packets: packets[k],
+            seconds: secs[k],
+            ns_per_packet: best[k],
+            mpps: 1e3 / best[k],
+            forwarded: packets[k],
+            drops: 0,
             bytes_per_conn: Some(shared.conns.bytes_per_entry(v6)),
         })
         .collect()
@@ -734,6 +850,15 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&Outcome)) -> Vec<Outcome> {
                             progress(&o);
                             out.push(o);
                         }
+                    }
+                }
+            }
+            if opts.stages {
+                let flows = opts.flows.iter().copied().min().unwrap_or(1000);
+                for &m in &opts.methods {
+                    for o in stage_budget(m, v6, proto, flows, opts.seconds) {
+                        progress(&o);
+                        out.push(o);
                     }
                 }
             }
