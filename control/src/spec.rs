@@ -62,9 +62,9 @@ fn method(f: Forwarding) -> Method {
 
 pub fn proto_number(p: Protocol) -> u8 {
     match p {
-        Protocol::Tcp => 6,
-        Protocol::Udp => 17,
-        Protocol::Sctp => 132,
+        Protocol::Tcp => uvs_wire::ip_proto::TCP,
+        Protocol::Udp => uvs_wire::ip_proto::UDP,
+        Protocol::Sctp => uvs_wire::ip_proto::SCTP,
     }
 }
 

@@ -105,9 +105,9 @@ pub fn format_timeouts(t: &uvs_config::Timeouts) -> String {
 /// SCTP 132).
 fn proto_number(p: &str) -> u8 {
     match p.to_ascii_uppercase().as_str() {
-        "TCP" => 6,
-        "UDP" => 17,
-        "SCTP" => 132,
+        "TCP" => uvs_wire::ip_proto::TCP,
+        "UDP" => uvs_wire::ip_proto::UDP,
+        "SCTP" => uvs_wire::ip_proto::SCTP,
         _ => 255,
     }
 }

@@ -26,11 +26,13 @@ pub(crate) use forward::*;
 pub(crate) use icmp::*;
 pub(crate) use newflow::*;
 
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const PROTO_ICMPV6: u8 = 58;
-pub const PROTO_SCTP: u8 = 132;
+// The protocol numbers are uvs_wire's (one table for every crate); these short names
+// are the pipeline's.
+pub const PROTO_ICMP: u8 = uvs_wire::ip_proto::ICMP;
+pub const PROTO_TCP: u8 = uvs_wire::ip_proto::TCP;
+pub const PROTO_UDP: u8 = uvs_wire::ip_proto::UDP;
+pub const PROTO_ICMPV6: u8 = uvs_wire::ip_proto::ICMPV6;
+pub const PROTO_SCTP: u8 = uvs_wire::ip_proto::SCTP;
 /// Protocol number marking persistence templates in the connection table; never the final
 /// protocol of a real packet (0 is IPv6 hop-by-hop, always followed by another header).
 pub const PROTO_TEMPLATE: u8 = 0;
