@@ -470,8 +470,21 @@ fn family_name(v6: bool) -> &'static str {
 /// Established flows: open `flows` connections, then replay one packet per flow round
 /// robin for the time budget.
 pub fn established(method: Method, v6: bool, proto: u8, flows: usize, seconds: f64) -> Outcome {
+    established_with(method, v6, proto, flows, seconds, false)
+}
+
+/// [`established`] with the sync tap on or off (`sync_tap`), as on a sync master.
+pub fn established_with(
+    method: Method,
+    v6: bool,
+    proto: u8,
+    flows: usize,
+    seconds: f64,
+    sync_tap: bool,
+) -> Outcome {
     // SCTP associations take three entries each (the flow and its two tag records).
     let shared = setup(method, v6, 3 * flows + 1024);
+    shared.sync.set_enabled(sync_tap);
     open_flows(&shared, v6, proto, flows);
     // The table now holds `flows` connections; count from here.
     let new_conns = shared.counters[0].new_conns.get();
