@@ -139,6 +139,9 @@ pub struct StatusDoc {
     pub uptime_s: u64,
     /// Seconds between two samples of every series.
     pub interval_s: u64,
+    /// When this document was made (Unix milliseconds, the daemon's clock): the page
+    /// divides counter differences by the time between two documents, not by its own.
+    pub time_ms: u64,
     pub conn_count: usize,
     pub conn_capacity: usize,
     pub services: Vec<ServiceStatus>,
@@ -295,6 +298,9 @@ pub fn doc(s: Snapshot, history: &History, cluster: Option<&ClusterStatus>) -> S
         generation: s.generation,
         uptime_s: history.started.elapsed().as_secs(),
         interval_s: 1,
+        time_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
         conn_count: s.conn_count,
         conn_capacity: s.conn_capacity,
         services,
