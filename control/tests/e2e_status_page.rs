@@ -4,6 +4,12 @@
 //! figures while traffic flows (without reloading), and show a real server whose nginx was
 //! stopped as down. Screenshots (desktop and phone width) are kept under the target
 //! directory, `test-artifacts/e2e_status_page/`, and their paths printed.
+//!
+//! Meanwhile a real Prometheus (Debian's) scrapes uvsd, and every query of the Grafana
+//! dashboard (`configs/grafana/uvs-dashboard.json`) is evaluated by it at the end: each
+//! must be accepted, each whose metrics have samples now must return series, and the
+//! overview's figures must match what happened (traffic flowed; rs2 is down, over IPv4 and
+//! IPv6).
 
 mod common;
 use common::*;
@@ -155,6 +161,93 @@ fn wrk_requests(report: &str) -> f64 {
         .unwrap_or_else(|| panic!("wrk report: {report}"))
 }
 
+/// Prometheus in the balancer's namespace, scraping uvsd every second; killed (by PID) on drop.
+struct Prometheus(std::process::Child);
+
+impl Prometheus {
+    fn start(tb: &Testbed) -> Prometheus {
+        let dir = tb.state.join("prometheus");
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n\
+             scrape_configs:\n  - job_name: uvs\n    static_configs: [{targets: ['127.0.0.1:9100']}]\n",
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &tb.ns("lb"), "prometheus"])
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg("--web.listen-address=127.0.0.1:9090")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("running prometheus (apt-get install prometheus)");
+        Prometheus(child)
+    }
+
+    /// The result vector of an instant query, or the error Prometheus gave.
+    fn query(tb: &Testbed, expr: &str) -> Result<Vec<serde_json::Value>, String> {
+        let q = format!("query={expr}");
+        let out = tb.exec(
+            "lb",
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "5",
+                "--data-urlencode",
+                &q,
+                "http://127.0.0.1:9090/api/v1/query",
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))?;
+        if v["status"] != "success" {
+            return Err(v.to_string());
+        }
+        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every panel query of the dashboard: (panel title, query with Grafana's variables set).
+fn dashboard_queries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(repo().join("configs/grafana/uvs-dashboard.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut out = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let q = t["expr"]
+                .as_str()
+                .unwrap()
+                // A window over the whole test, so the traffic of step 2 is in it.
+                .replace("$__rate_interval", "40s")
+                .replace("$instance", ".*")
+                .replace("$service", ".*");
+            out.push((p["title"].as_str().unwrap().to_string(), q));
+        }
+    }
+    out
+}
+
+/// The single value of an instant query's result.
+fn scalar(result: &[serde_json::Value]) -> f64 {
+    assert_eq!(result.len(), 1, "{result:?}");
+    result[0]["value"][1].as_str().unwrap().parse().unwrap()
+}
+
 #[test]
 #[ignore = "needs root: network namespaces, XDP, AF_XDP and chromium (scripts/test.sh runs it as root)"]
 fn status_page_shows_the_running_balancer_in_a_browser() {
@@ -162,6 +255,7 @@ fn status_page_shows_the_running_balancer_in_a_browser() {
     let started = Instant::now();
     let mut tb = Testbed::up(TAG, "nat");
     tb.start_uvsd(&config());
+    let prometheus = Prometheus::start(&tb);
     let reals = ["198.18.1.11:80", "198.18.1.12:80", "198.18.1.13:80"];
     let t = Instant::now();
     while !reals.iter().all(|r| real_up(&tb, r) == Some(true)) {
@@ -271,6 +365,72 @@ fn status_page_shows_the_running_balancer_in_a_browser() {
     let (down, _) = screenshot(&tb, "rs2-down-desktop.png", 1280, 1600);
     let (down_phone, _) = screenshot(&tb, "rs2-down-phone.png", 390, 844);
     std::fs::write(artifacts().join("rs2-down.html"), &dom).unwrap();
+
+    // 4. The Grafana dashboard's queries, evaluated by Prometheus over what it scraped.
+    std::thread::sleep(Duration::from_millis(2500)); // a scrape or two after rs2 went down
+    let exported = String::from_utf8_lossy(
+        &tb.exec(
+            "lb",
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "2",
+                "http://127.0.0.1:9100/metrics",
+            ],
+        )
+        .stdout,
+    )
+    .into_owned();
+    let queries = dashboard_queries();
+    let mut problems = Vec::new();
+    let mut with_data = 0;
+    for (title, q) in &queries {
+        match Prometheus::query(&tb, q) {
+            Err(e) => problems.push(format!("{title}: `{q}`: {e}")),
+            Ok(r) => {
+                let all_exported = q
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("uvs_"))
+                    // Has samples now (no drop yet: no uvs_drops_total sample).
+                    .all(|m| {
+                        exported.lines().any(|l| {
+                            l.starts_with(&format!("{m}{{")) || l.starts_with(&format!("{m} "))
+                        })
+                    });
+                if r.is_empty() && all_exported {
+                    problems.push(format!("{title}: `{q}` returned nothing"));
+                }
+                if !r.is_empty() {
+                    with_data += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\nprometheus log:\n{}",
+        problems.join("\n"),
+        std::fs::read_to_string(tb.state.join("prometheus/prometheus.log")).unwrap_or_default()
+    );
+    let panel = |title: &str| {
+        let (_, q) = queries.iter().find(|(t, _)| t == title).unwrap();
+        Prometheus::query(&tb, q).unwrap()
+    };
+    let down_count = scalar(&panel("Real servers down"));
+    assert_eq!(down_count, 2.0, "rs2 is down over IPv4 and IPv6");
+    let cps = scalar(&panel("New connections/s"));
+    assert!(
+        cps > 0.0,
+        "the dashboard saw the traffic: {cps} connections/s"
+    );
+    println!(
+        "dashboard: {with_data} of {} queries returned series from Prometheus; real servers \
+         down {down_count}, new connections/s {cps:.1}",
+        queries.len()
+    );
+    drop(prometheus);
+
     println!(
         "artifacts: {} {} {} {}; whole test {:?}",
         desktop.display(),
