@@ -395,6 +395,32 @@ mod tests {
         assert!(d.services[0].reals[0].history.cps.is_empty());
     }
 
+    /// With `cluster:`, each group's role on this node; without, an empty list.
+    #[test]
+    fn cluster_roles() {
+        use crate::cluster::GroupStatus;
+        let vip: IpAddr = "198.18.100.1".parse().unwrap();
+        let status = ClusterStatus {
+            groups: vec![GroupStatus {
+                name: "web".into(),
+                role: uvs_config::ClusterRole::Backup,
+                for_secs: 7,
+                switches: 2,
+                vips: vec![(vip, true)],
+                pools: vec![],
+            }],
+            ..ClusterStatus::default()
+        };
+        let d = doc(snap(0.0, 0, true), &History::default(), Some(&status));
+        assert_eq!(d.cluster.len(), 1);
+        assert_eq!(d.cluster[0].role, "backup");
+        assert_eq!(d.cluster[0].vips, [vip]);
+        assert_eq!((d.cluster[0].for_secs, d.cluster[0].switches), (7, 2));
+        assert!(doc(snap(0.0, 0, true), &History::default(), None)
+            .cluster
+            .is_empty());
+    }
+
     #[test]
     fn real_states() {
         let mut r = snap(0.0, 0, true).services[0].reals[0].clone();

@@ -2,7 +2,8 @@
 //! browser (Debian's chromium) while uvsd balances the testbed's nginx real servers. The
 //! page must render every service and real server from the running daemon, update its
 //! figures while traffic flows (without reloading), and show a real server whose nginx was
-//! stopped as down. Screenshots (desktop and phone width) are kept under the target
+//! stopped as down, and the cluster role of a VIP group as `uvsadm cluster role` sets it.
+//! Screenshots (desktop and phone width) are kept under the target
 //! directory, `test-artifacts/e2e_status_page/`, and their paths printed.
 //!
 //! Meanwhile a real Prometheus (Debian's) scrapes uvsd, and every query of the Grafana
@@ -20,9 +21,11 @@ use std::time::{Duration, Instant};
 const TAG: &str = "stpage";
 const URL: &str = "http://127.0.0.1:9100/";
 
-/// The demo configuration with fast health checks, so a stopped nginx shows within ~1 s.
+/// The demo configuration with fast health checks, so a stopped nginx shows within ~1 s,
+/// and the IPv6 VIP in an active/backup group this node starts as master of.
 fn config() -> String {
-    demo_config()
+    let cluster = "\ncluster:\n  groups:\n    - name: v6group\n      vips: [\"2001:2:0:100::1\"]\n      role: master\n";
+    (demo_config() + cluster)
         .replace(
             "      interval: 2\n      timeout: 1\n",
             "      interval: 0.5\n      timeout: 0.4\n",
@@ -280,6 +283,17 @@ fn status_page_shows_the_running_balancer_in_a_browser() {
         assert_eq!(health(&dom, r), "up", "{r}");
     }
     assert!(dom.contains("data-worker=\"0\""), "workers table:\n{dom}");
+    assert!(
+        dom.contains("data-group=\"v6group\" data-role=\"master\""),
+        "cluster role:\n{dom}"
+    );
+    // The group goes backup (as keepalived's notify script would make it): the page follows.
+    let role = tb.uvsadm(&["cluster", "role", "v6group", "backup"]);
+    assert!(
+        role.status.success(),
+        "uvsadm cluster role: {}",
+        String::from_utf8_lossy(&role.stderr)
+    );
     let before = attr_num(article(&dom, "web4"), "data-conns");
 
     // 2. Traffic: wrk opens a connection per request for 8 s; the page is opened (and
@@ -357,6 +371,10 @@ fn status_page_shows_the_running_balancer_in_a_browser() {
     assert_eq!(health(&dom, "198.18.1.12:80"), "down");
     assert_eq!(health(&dom, "198.18.1.11:80"), "up");
     assert_eq!(health(&dom, "198.18.1.13:80"), "up");
+    assert!(
+        dom.contains("data-group=\"v6group\" data-role=\"backup\""),
+        "cluster role after `uvsadm cluster role v6group backup`:\n{dom}"
+    );
     assert!(
         article(&dom, "web4").contains("data-field=\"usable\">2/3 up<"),
         "{}",
