@@ -39,9 +39,18 @@ pub struct Series {
     pub outbps: Vec<f64>,
 }
 
+/// `x` to three significant digits: plenty for a sparkline, and it keeps `/status.json` small
+/// (a rate such as 294.01734104046244 prints as 294).
+fn sig3(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    format!("{x:.2e}").parse().unwrap_or(x)
+}
+
 impl Series {
     fn of(ring: &VecDeque<Rates>) -> Series {
-        let col = |f: fn(&Rates) -> f64| ring.iter().map(f).collect();
+        let col = |f: fn(&Rates) -> f64| ring.iter().map(|r| sig3(f(r))).collect();
         Series {
             cps: col(|r| r.cps),
             inpps: col(|r| r.inpps),
@@ -419,6 +428,14 @@ mod tests {
         assert!(doc(snap(0.0, 0, true), &History::default(), None)
             .cluster
             .is_empty());
+    }
+
+    #[test]
+    fn series_keep_three_significant_digits() {
+        assert_eq!(sig3(294.01734104046244), 294.0);
+        assert_eq!(sig3(953_123.456), 953_000.0);
+        assert_eq!(sig3(0.012345), 0.0123);
+        assert_eq!(sig3(0.0), 0.0);
     }
 
     #[test]

@@ -384,6 +384,35 @@ fn status_page_shows_the_running_balancer_in_a_browser() {
     let (down_phone, _) = screenshot(&tb, "rs2-down-phone.png", 390, 844);
     std::fs::write(artifacts().join("rs2-down.html"), &dom).unwrap();
 
+    // The page's data as scripts get it.
+    let json = tb.exec(
+        "lb",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:9100/status.json",
+        ],
+    );
+    let status: serde_json::Value = serde_json::from_slice(&json.stdout).expect("status.json");
+    let web4 = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "web4")
+        .expect("web4 in status.json");
+    let cps = web4["history"]["cps"].as_array().unwrap();
+    assert!(
+        !cps.is_empty() && cps.len() <= 60 && cps.iter().any(|v| v.as_f64().unwrap() > 0.0),
+        "web4's connections/s history: {cps:?}"
+    );
+    println!(
+        "status.json: {} bytes for {} services",
+        json.stdout.len(),
+        status["services"].as_array().unwrap().len()
+    );
+
     // 4. The Grafana dashboard's queries, evaluated by Prometheus over what it scraped.
     std::thread::sleep(Duration::from_millis(2500)); // a scrape or two after rs2 went down
     let exported = String::from_utf8_lossy(
