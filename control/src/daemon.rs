@@ -731,6 +731,7 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
             core.rates.lock().expect("rates lock").sample(&core.shared);
             core.release_lingering();
             services.feed_schedulers(core);
+            services.record_status(core);
         }
         let now_stamp = crate::filewatch::stamp(&core.config_path);
         if hup.swap(false, Ordering::Relaxed) {

@@ -10,12 +10,14 @@ pub mod filewatch;
 pub mod fwmark;
 mod gate;
 pub mod health;
+pub mod http;
 pub mod man;
 pub mod metrics;
 pub mod services;
 pub mod snapshot;
 pub mod spec;
 pub mod status;
+pub mod statuspage;
 pub mod sync;
 
 use std::path::Path;

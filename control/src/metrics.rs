@@ -1,20 +1,16 @@
-//! Prometheus metrics: the [`Snapshot`] in the text exposition format 0.0.4, and a tiny
-//! HTTP/1.1 endpoint serving it at `GET /metrics`.
+//! Prometheus metrics: the [`Snapshot`] in the text exposition format 0.0.4, served at
+//! `GET /metrics` by the HTTP endpoint (`crate::http`, which also serves the status page).
 //!
 //! Names follow Prometheus conventions: counters end in `_total`, every family has its `# HELP`
 //! and `# TYPE` lines and its samples together. Services are labelled by name, protocol, VIP
 //! and port; real servers add `real="address:port"` (IPv6 in brackets), so a series survives a
 //! reload as long as the service and server do (as IPVS keys them).
 
-use crate::gate::{self, Ending, Limits, Refusal};
 use crate::snapshot::{RealSnapshot, ServiceSnapshot, Snapshot};
 use std::fmt::Write as _;
-use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::net::SocketAddr;
+
+pub use crate::http::{serve, serve_listener, SnapshotSource, MAX_WAITING, REQUEST_TIME};
 
 /// Content type of the text format, version 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -490,156 +486,6 @@ pub fn escape_label(v: &str) -> String {
 /// HELP text escapes backslash and line feed.
 fn escape_help(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-/// What the endpoint renders on each scrape.
-pub type SnapshotSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;
-
-/// Time a client has, from connecting, to send its whole request head.
-pub const REQUEST_TIME: Duration = Duration::from_secs(2);
-/// Clients connected and still sending their request, at most.
-pub const MAX_WAITING: usize = 64;
-/// Longest request head accepted.
-const MAX_HEAD: usize = 8192;
-/// Most header lines accepted (a Prometheus scrape sends about five).
-const MAX_HEADERS: usize = 64;
-
-const LIMITS: Limits = Limits {
-    max_waiting: MAX_WAITING,
-    request_time: REQUEST_TIME,
-    max_request: MAX_HEAD,
-    workers: 2,
-    queue: 16,
-    answer_time: Duration::from_secs(5),
-};
-
-/// Binds `listen` and serves `GET /metrics` until `stop` is set (see [`serve_listener`]).
-pub fn serve(
-    listen: SocketAddr,
-    source: SnapshotSource,
-    stop: Arc<AtomicBool>,
-) -> io::Result<JoinHandle<()>> {
-    let listener = TcpListener::bind(listen).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot listen for metrics on {listen}: {e}"),
-        )
-    })?;
-    serve_listener(listener, source, stop)
-}
-
-/// Serves `GET /metrics` (and `HEAD`) on a bound listener until `stop` is set; other paths get
-/// 404, other methods 405, unparseable requests 400.
-///
-/// Served through `crate::gate`: a client has [`REQUEST_TIME`] to send its request head
-/// (else 408), at most [`MAX_WAITING`] may be mid-request (one more and the longest-waiting
-/// gets 503), and two threads render and write answers, so idle or slow clients never delay
-/// a scrape. One request per connection (`Connection: close`), as Prometheus expects.
-pub fn serve_listener(
-    listener: TcpListener,
-    source: SnapshotSource,
-    stop: Arc<AtomicBool>,
-) -> io::Result<JoinHandle<()>> {
-    listener.set_nonblocking(true)?;
-    let protocol = Arc::new(Http { source });
-    std::thread::Builder::new()
-        .name("uvs-metrics".into())
-        .spawn(move || gate::run("uvs-metrics", listener, LIMITS, protocol, &stop))
-}
-
-/// HTTP/1.x, one request per connection, for `/metrics`.
-struct Http {
-    source: SnapshotSource,
-}
-
-impl gate::Protocol for Http {
-    fn complete(&self, request: &[u8]) -> bool {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        // An error is final too: it gets its answer at once.
-        !matches!(
-            httparse::Request::new(&mut headers).parse(request),
-            Ok(httparse::Status::Partial)
-        )
-    }
-
-    fn answer(&self, request: &[u8], ending: Ending) -> Vec<u8> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(request) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) if ending == Ending::TooLong => {
-                return response("431 Request Header Fields Too Large", "", false)
-            }
-            Err(httparse::Error::TooManyHeaders) => {
-                return response("431 Request Header Fields Too Large", "", false)
-            }
-            Ok(httparse::Status::Partial) | Err(_) => {
-                return response("400 Bad Request", "bad request\n", false)
-            }
-        }
-        let method = req.method.unwrap_or_default();
-        let path = req.path.unwrap_or_default();
-        let path = path.split('?').next().unwrap_or_default();
-        let head_only = method == "HEAD";
-        if method != "GET" && !head_only {
-            return response("405 Method Not Allowed", "only GET /metrics\n", false);
-        }
-        if path != "/metrics" {
-            return response(
-                "404 Not Found",
-                "not found: metrics are at /metrics\n",
-                head_only,
-            );
-        }
-        response("200 OK", &render(&(self.source)()), head_only)
-    }
-
-    fn refusal(&self, why: Refusal) -> Vec<u8> {
-        match why {
-            Refusal::Slow => response(
-                "408 Request Timeout",
-                &format!("request not complete within {} s\n", REQUEST_TIME.as_secs()),
-                false,
-            ),
-            Refusal::Crowded => response(
-                "503 Service Unavailable",
-                &format!(
-                    "too many clients ({MAX_WAITING}) connected without sending a request; this \
-                     one had waited longest\n"
-                ),
-                false,
-            ),
-            Refusal::Busy => response(
-                "503 Service Unavailable",
-                "too many scrapes at once; try again\n",
-                false,
-            ),
-        }
-    }
-}
-
-fn response(status: &str, body: &str, head_only: bool) -> Vec<u8> {
-    let content_type = if status.starts_with("200") {
-        CONTENT_TYPE
-    } else {
-        "text/plain; charset=utf-8"
-    };
-    let mut extra = "";
-    if status.starts_with("405") {
-        extra = "Allow: GET, HEAD\r\n";
-    } else if status.starts_with("503") {
-        extra = "Retry-After: 1\r\n";
-    }
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}\
-         Connection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(body.as_bytes());
-    }
-    out
 }
 
 #[cfg(test)]

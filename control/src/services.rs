@@ -18,6 +18,8 @@ use uvs_config::HealthCheckKind;
 
 pub struct Services {
     health: Mutex<Option<HealthMonitor>>,
+    /// The status page's rate history, when the HTTP endpoint runs.
+    history: Option<Arc<Mutex<crate::statuspage::History>>>,
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -57,6 +59,25 @@ fn snapshot_with(
         .map(|d| d.snapshot());
     snap.node = Some(core.node.snapshot(&cfg));
     snap
+}
+
+/// `/status.json`: the snapshot with the rate history and, with `cluster:`, the roles.
+fn status_doc(
+    core: &Core,
+    history: &Mutex<crate::statuspage::History>,
+) -> crate::statuspage::StatusDoc {
+    let snap = snapshot(core);
+    let has_groups = !core
+        .running
+        .lock()
+        .expect("running lock")
+        .config
+        .cluster
+        .groups
+        .is_empty();
+    let cluster = has_groups.then(|| core.cluster_status());
+    let h = history.lock().expect("history lock");
+    crate::statuspage::doc(snap, &h, cluster.as_ref())
 }
 
 impl AdminBackend for Backend {
@@ -226,16 +247,21 @@ impl Services {
             admin::serve(&socket, cfg.admin.group.as_deref(), handler, stop.clone())
                 .with_context(|| format!("admin socket {}", socket.display()))?,
         );
+        let mut history = None;
         if let Some(listen) = cfg.metrics.listen {
-            let c = core.clone();
-            threads.push(crate::metrics::serve(
-                listen,
-                Arc::new(move || snapshot(&c)),
-                stop.clone(),
-            )?);
+            let h = Arc::new(Mutex::new(crate::statuspage::History::default()));
+            let (c, s) = (core.clone(), core.clone());
+            let hs = h.clone();
+            let routes = crate::http::Routes {
+                metrics: Arc::new(move || snapshot(&c)),
+                status: Some(Arc::new(move || status_doc(&s, &hs))),
+            };
+            threads.push(crate::http::serve_routes(listen, routes, stop.clone())?);
+            history = Some(h);
         }
         Ok(Services {
             health: Mutex::new(Some(start_health(core, &Previous::default()))),
+            history,
             stop: stop.clone(),
             threads: Mutex::new(threads),
         })
@@ -250,6 +276,14 @@ impl Services {
             if rtt > 0 || load.is_some() {
                 core.set_feedback(service_key(&t.service), t.real, rtt, load);
             }
+        }
+    }
+
+    /// Appends the rates just sampled to the status page's history (once a second).
+    pub fn record_status(&self, core: &Core) {
+        if let Some(h) = &self.history {
+            let snap = snapshot(core);
+            h.lock().expect("history lock").record(&snap);
         }
     }
 

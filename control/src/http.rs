@@ -1,0 +1,274 @@
+//! The HTTP endpoint at `metrics.listen`: `GET /metrics` (Prometheus text), and, when the
+//! daemon serves it, the read-only status page `GET /` with its data `GET /status.json`.
+//!
+//! Connections go through `crate::gate`, as the admin socket's do: one thread reads every
+//! client without blocking until it holds a whole request head (httparse, hyper's parser,
+//! says when), so idle, slow or flooding clients never hold up a scrape or the daemon.
+//! Off-the-shelf blocking servers were not used for this: tiny_http 0.12, for one, gives each
+//! connection its own thread with no bound (200 idle connections: 345 threads), reads header
+//! lines without a length limit (a 20 MiB line: +24 MiB resident) or a deadline (a client
+//! dripping a byte every 100 ms is held forever), and its accept thread ends for good on the
+//! first accept error (EMFILE: 40 idle connections under a 64-descriptor limit, and it
+//! refuses every connection from then on), which would undo exactly these protections. Answers are small and whole, so each is written
+//! here with its length, one request per connection (`Connection: close`).
+
+use crate::gate::{self, Ending, Limits, Refusal};
+use crate::snapshot::Snapshot;
+use crate::statuspage::StatusDoc;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What the endpoint renders on each scrape.
+pub type SnapshotSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;
+/// What `/status.json` serves on each poll.
+pub type StatusSource = Arc<dyn Fn() -> StatusDoc + Send + Sync>;
+
+/// What the endpoint serves.
+#[derive(Clone)]
+pub struct Routes {
+    /// `/metrics`.
+    pub metrics: SnapshotSource,
+    /// `/` and `/status.json`; `None`: only `/metrics`.
+    pub status: Option<StatusSource>,
+}
+
+impl Routes {
+    /// Only `/metrics`.
+    pub fn metrics(source: SnapshotSource) -> Routes {
+        Routes {
+            metrics: source,
+            status: None,
+        }
+    }
+}
+
+/// Time a client has, from connecting, to send its whole request head.
+pub const REQUEST_TIME: Duration = Duration::from_secs(2);
+/// Clients connected and still sending their request, at most.
+pub const MAX_WAITING: usize = 64;
+/// Longest request head accepted.
+const MAX_HEAD: usize = 8192;
+/// Most header lines accepted (a Prometheus scrape sends about five, a browser about 15).
+const MAX_HEADERS: usize = 64;
+
+const LIMITS: Limits = Limits {
+    max_waiting: MAX_WAITING,
+    request_time: REQUEST_TIME,
+    max_request: MAX_HEAD,
+    workers: 2,
+    queue: 16,
+    answer_time: Duration::from_secs(5),
+};
+
+/// Content type of the status page.
+pub const HTML: &str = "text/html; charset=utf-8";
+/// Content type of `/status.json`.
+pub const JSON: &str = "application/json";
+/// The page loads nothing from anywhere: its CSS and script are inline and it only fetches
+/// `/status.json` from where it came from.
+const PAGE_POLICY: &str =
+    "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; \
+     script-src 'unsafe-inline'; connect-src 'self'; img-src data:\r\n";
+
+/// Binds `listen` and serves `GET /metrics` until `stop` is set (see [`serve_listener`]).
+pub fn serve(
+    listen: SocketAddr,
+    source: SnapshotSource,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    serve_routes(listen, Routes::metrics(source), stop)
+}
+
+/// Binds `listen` and serves `routes` until `stop` is set.
+pub fn serve_routes(
+    listen: SocketAddr,
+    routes: Routes,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    let listener = TcpListener::bind(listen).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen for metrics on {listen}: {e}"),
+        )
+    })?;
+    serve_listener_routes(listener, routes, stop)
+}
+
+/// Serves `GET /metrics` (and `HEAD`) on a bound listener until `stop` is set; other paths get
+/// 404, other methods 405, unparseable requests 400.
+///
+/// Served through `crate::gate`: a client has [`REQUEST_TIME`] to send its request head
+/// (else 408), at most [`MAX_WAITING`] may be mid-request (one more and the longest-waiting
+/// gets 503), and two threads render and write answers, so idle or slow clients never delay
+/// a scrape. One request per connection (`Connection: close`), as Prometheus expects.
+pub fn serve_listener(
+    listener: TcpListener,
+    source: SnapshotSource,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    serve_listener_routes(listener, Routes::metrics(source), stop)
+}
+
+/// [`serve_listener`] for `routes`: with a status source also `/` and `/status.json`.
+pub fn serve_listener_routes(
+    listener: TcpListener,
+    routes: Routes,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    let protocol = Arc::new(Http { routes });
+    std::thread::Builder::new()
+        .name("uvs-metrics".into())
+        .spawn(move || gate::run("uvs-metrics", listener, LIMITS, protocol, &stop))
+}
+
+/// HTTP/1.x, one request per connection.
+struct Http {
+    routes: Routes,
+}
+
+impl Http {
+    fn not_found(&self) -> &'static str {
+        if self.routes.status.is_some() {
+            "not found: the status page is at /, its data at /status.json, metrics at /metrics\n"
+        } else {
+            "not found: metrics are at /metrics\n"
+        }
+    }
+}
+
+impl gate::Protocol for Http {
+    fn complete(&self, request: &[u8]) -> bool {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        // An error is final too: it gets its answer at once.
+        !matches!(
+            httparse::Request::new(&mut headers).parse(request),
+            Ok(httparse::Status::Partial)
+        )
+    }
+
+    fn answer(&self, request: &[u8], ending: Ending) -> Vec<u8> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(request) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) if ending == Ending::TooLong => {
+                return text("431 Request Header Fields Too Large", "", false)
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return text("431 Request Header Fields Too Large", "", false)
+            }
+            Ok(httparse::Status::Partial) | Err(_) => {
+                return text("400 Bad Request", "bad request\n", false)
+            }
+        }
+        let method = req.method.unwrap_or_default();
+        let path = req.path.unwrap_or_default();
+        let path = path.split('?').next().unwrap_or_default();
+        let head_only = method == "HEAD";
+        if method != "GET" && !head_only {
+            let only = if self.routes.status.is_some() {
+                "only GET and HEAD\n"
+            } else {
+                "only GET /metrics\n"
+            };
+            return text("405 Method Not Allowed", only, false);
+        }
+        match (path, &self.routes.status) {
+            ("/metrics", _) => response(
+                "200 OK",
+                crate::metrics::CONTENT_TYPE,
+                "",
+                crate::metrics::render(&(self.routes.metrics)()).as_bytes(),
+                head_only,
+            ),
+            ("/" | "/index.html", Some(_)) => response(
+                "200 OK",
+                HTML,
+                PAGE_POLICY,
+                crate::statuspage::PAGE.as_bytes(),
+                head_only,
+            ),
+            ("/status.json", Some(status)) => {
+                let body = serde_json::to_vec(&status()).unwrap_or_else(|e| {
+                    log::error!("status.json: {e}");
+                    b"{}".to_vec()
+                });
+                response(
+                    "200 OK",
+                    JSON,
+                    "Cache-Control: no-store\r\n",
+                    &body,
+                    head_only,
+                )
+            }
+            _ => text("404 Not Found", self.not_found(), head_only),
+        }
+    }
+
+    fn refusal(&self, why: Refusal) -> Vec<u8> {
+        match why {
+            Refusal::Slow => text(
+                "408 Request Timeout",
+                &format!("request not complete within {} s\n", REQUEST_TIME.as_secs()),
+                false,
+            ),
+            Refusal::Crowded => text(
+                "503 Service Unavailable",
+                &format!(
+                    "too many clients ({MAX_WAITING}) connected without sending a request; this \
+                     one had waited longest\n"
+                ),
+                false,
+            ),
+            Refusal::Busy => text(
+                "503 Service Unavailable",
+                "too many requests at once; try again\n",
+                false,
+            ),
+        }
+    }
+}
+
+/// A plain-text answer (errors and refusals).
+fn text(status: &str, body: &str, head_only: bool) -> Vec<u8> {
+    let extra = if status.starts_with("405") {
+        "Allow: GET, HEAD\r\n"
+    } else if status.starts_with("503") {
+        "Retry-After: 1\r\n"
+    } else {
+        ""
+    };
+    response(
+        status,
+        "text/plain; charset=utf-8",
+        extra,
+        body.as_bytes(),
+        head_only,
+    )
+}
+
+/// The whole answer; `extra` is header lines, each ending in CRLF. A HEAD answer has the
+/// GET answer's headers, Content-Length included, and no body (RFC 9110 §9.3.2).
+fn response(
+    status: &str,
+    content_type: &str,
+    extra: &str,
+    body: &[u8],
+    head_only: bool,
+) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}\
+         X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
