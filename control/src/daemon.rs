@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use uvs_config::Config;
 use uvs_dataplane::lifecycle;
-use uvs_dataplane::pipeline::conn_flags;
 use uvs_dataplane::{Shared, TablesBuilder, Worker};
 use uvs_xsk::{XdpMode, XdpProgram, XskConfig, XskPort};
 
@@ -184,7 +183,7 @@ impl Core {
         }
         let mut busy = BTreeSet::new();
         self.shared.conns.for_each(|_, c, _| {
-            if c.flags & conn_flags::TEMPLATE == 0 {
+            if lifecycle::is_flow(c) {
                 busy.insert(
                     uvs_dataplane::IpKey {
                         v6: c.reply.v6,

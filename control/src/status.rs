@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use uvs_conntrack::tcp::TcpState;
 use uvs_dataplane::counters::TrafficTotals;
-use uvs_dataplane::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+use uvs_dataplane::lifecycle::EntryKind;
+use uvs_dataplane::pipeline::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use uvs_dataplane::{DropReason, Method, Shared};
 
 use crate::snapshot::{
@@ -125,7 +126,7 @@ impl RateSampler {
 pub fn persistent_counts(shared: &Shared) -> HashMap<(u16, u16), u32> {
     let mut counts = HashMap::new();
     shared.conns.for_each(|_, c, _| {
-        if c.flags & conn_flags::TEMPLATE != 0 {
+        if EntryKind::of(c) == EntryKind::Template {
             *counts.entry((c.service, c.real)).or_insert(0) += 1;
         }
     });
@@ -262,7 +263,7 @@ pub fn connections(shared: &Shared) -> Vec<ConnSnapshot> {
     let mut out = Vec::new();
     let ip = |v6: bool, a: [u8; 16]| uvs_dataplane::IpKey { v6, addr: a }.to_ip();
     shared.conns.for_each(|_, c, deadline| {
-        if c.flags & conn_flags::TEMPLATE != 0 {
+        if EntryKind::of(c) != EntryKind::Flow {
             return;
         }
         let state = match c.orig.proto {
@@ -292,6 +293,7 @@ pub fn connections(shared: &Shared) -> Vec<ConnSnapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uvs_dataplane::pipeline::conn_flags;
     use uvs_dataplane::tables::{TablesBuilder, TablesSpec};
 
     /// `conn_table.capacity` sizes each address family's table; the snapshot (and so

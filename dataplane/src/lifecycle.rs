@@ -106,11 +106,39 @@ pub fn is_active(proto: u8, state: u8) -> bool {
     }
 }
 
-/// True for table entries that are not flows (persistence templates, SCTP tag records):
-/// they are never bound to a real server's counters.
+/// What a connection-table entry is. One table holds every kind, each in its own key
+/// space (a template's key carries protocol [`PROTO_TEMPLATE`], a tag record's
+/// [`crate::sctp::tags::PROTO_TAG_TO_SERVER`] / `…_TO_CLIENT`, never a packet's protocol);
+/// code outside the table asks for the kind instead of testing flag bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A connection: TCP, UDP or an SCTP association, bound to a real server.
+    Flow,
+    /// A persistence template: client (masked), VIP and service port → real server.
+    Template,
+    /// An SCTP verification-tag record (`sctp/tags.rs`), how an association's packets
+    /// are found by tag.
+    SctpTag,
+}
+
+impl EntryKind {
+    #[inline]
+    pub fn of(c: &Conn) -> EntryKind {
+        if c.flags & conn_flags::TEMPLATE == 0 {
+            EntryKind::Flow
+        } else if c.flags & crate::sctp::tags::TAG_RECORD != 0 {
+            EntryKind::SctpTag
+        } else {
+            EntryKind::Template
+        }
+    }
+}
+
+/// True for connections; templates and tag records are never bound to a real server's
+/// counters.
 #[inline]
 pub fn is_flow(c: &Conn) -> bool {
-    c.flags & conn_flags::TEMPLATE == 0
+    EntryKind::of(c) == EntryKind::Flow
 }
 
 /// Counts a new flow on its real server (`ip_vs_bind_dest`): inactive until its state
@@ -350,4 +378,33 @@ pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables) -> usiz
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uvs_conntrack::FlowKey;
+
+    #[test]
+    fn entry_kinds_are_told_apart() {
+        let flow = Conn {
+            orig: FlowKey::v4(PROTO_SCTP, [198, 18, 0, 2], 5000, [198, 18, 100, 1], 7),
+            reply: FlowKey::v4(PROTO_SCTP, [198, 18, 1, 11], 7, [198, 18, 0, 2], 5000),
+            service: 1,
+            real: 0,
+            method: 0,
+            state: 0,
+            flags: conn_flags::SYNCED,
+        };
+        assert_eq!(EntryKind::of(&flow), EntryKind::Flow);
+        assert!(is_flow(&flow));
+        let tag = crate::sctp::tags::record(&flow, crate::sctp::tags::Side::ToServer, 0xabcd);
+        assert_eq!(EntryKind::of(&tag), EntryKind::SctpTag);
+        assert!(!is_flow(&tag));
+        let mut template = flow;
+        template.orig.proto = PROTO_TEMPLATE;
+        template.reply.proto = PROTO_TEMPLATE;
+        template.flags = conn_flags::TEMPLATE;
+        assert_eq!(EntryKind::of(&template), EntryKind::Template);
+    }
 }

@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 
 use uvs_conntrack::{tcp::TCP_STATES, Conn, ConnTable, FlowKey, InsertError};
-use uvs_dataplane::lifecycle;
+use uvs_dataplane::lifecycle::{self, EntryKind};
 use uvs_dataplane::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use uvs_dataplane::sctp::SCTP_STATES;
 use uvs_dataplane::tables::{IpKey, Method, ServiceRt, Tables, SORRY_SLOT};
@@ -68,14 +68,15 @@ fn bytes(a: IpAddr) -> [u8; 16] {
 /// before it expires. `None` for entries that are not synced (SCTP tag records, entries of
 /// a service that is gone).
 pub fn record(tables: &Tables, c: &Conn, left_ms: u32) -> Option<SyncConn> {
-    if c.flags & conn_flags::TEMPLATE != 0 && uvs_dataplane::sctp::is_tag_record(c) {
+    let kind = EntryKind::of(c);
+    if kind == EntryKind::SctpTag {
         return None;
     }
     let svc = tables.service(c.service)?;
     let timeout = left_ms.div_ceil(1000).max(1);
     let v6 = c.orig.v6;
     let ip = |a: [u8; 16]| IpKey { v6, addr: a }.to_ip();
-    if c.flags & conn_flags::TEMPLATE != 0 {
+    if kind == EntryKind::Template {
         // IPVS's template: client (masked) and VIP:port of the service, the real server's
         // address and port, cport 0, state 0.
         let real = svc.real(c.real)?;
