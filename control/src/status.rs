@@ -274,7 +274,7 @@ pub fn connections(shared: &Shared) -> Vec<ConnSnapshot> {
             PROTO_SCTP => uvs_dataplane::sctp::state_name(c.state).to_string(),
             _ => "NONE".to_string(),
         };
-        let fullnat = Method::from_u8(c.method) == Method::FullNat;
+        let fullnat = Method::from_u8(c.method) == Some(Method::FullNat);
         out.push(ConnSnapshot {
             protocol: proto_name(c.orig.proto).to_string(),
             // Deadlines are millisecond ticks that wrap; what is left is a wrapping difference.

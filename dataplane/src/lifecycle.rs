@@ -231,7 +231,7 @@ pub fn reschedules(settings: &Settings, svc: &ServiceRt, c: &Conn) -> bool {
             matches!(s, Some(TcpState::TimeWait | TcpState::Close))
                 || (settings.conn_reuse_mode & 2 != 0
                     && s == Some(TcpState::FinWait)
-                    && matches!(Method::from_u8(c.method), Method::Dr | Method::Tun))
+                    && matches!(Method::from_u8(c.method), Some(Method::Dr | Method::Tun)))
         }
         PROTO_SCTP => SctpState::from_u8(c.state) == SctpState::Closed,
         _ => false,

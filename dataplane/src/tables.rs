@@ -27,12 +27,15 @@ pub enum Method {
 }
 
 impl Method {
-    pub fn from_u8(v: u8) -> Method {
+    /// The method a connection entry was stored with (`method as u8`); `None` for a byte
+    /// uvs never stores, which callers refuse instead of reading it as NAT.
+    pub fn from_u8(v: u8) -> Option<Method> {
         match v {
-            1 => Method::Dr,
-            2 => Method::Tun,
-            3 => Method::FullNat,
-            _ => Method::Nat,
+            0 => Some(Method::Nat),
+            1 => Some(Method::Dr),
+            2 => Some(Method::Tun),
+            3 => Some(Method::FullNat),
+            _ => None,
         }
     }
 

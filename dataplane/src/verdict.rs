@@ -87,6 +87,9 @@ drop_reasons! {
     /// spin (it was preempted): the packet is dropped rather than waiting in a syscall;
     /// the client's retransmission finds the flow.
     InsertContended => "conn_insert_contended",
+    /// A connection entry with a forwarding method uvs never stores (a bug, or a record that
+    /// slipped past the sync installer's checks): dropped, never forwarded as NAT.
+    InvalidEntry => "conn_entry_invalid",
     /// No route to the next hop.
     NoRoute => "no_route",
     /// The TTL / hop limit ran out.

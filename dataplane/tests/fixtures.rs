@@ -1180,3 +1180,39 @@ fn a_direct_routing_reply_through_uvs_is_counted_as_such() {
         assert_eq!(lab.drops(DropReason::NoService), 0, "v6 {v6}");
     }
 }
+
+/// An entry whose method byte is none uvs stores is refused with its own reason, never
+/// forwarded as NAT (the byte used to fall back to NAT silently).
+#[test]
+fn an_entry_with_an_unknown_method_is_refused_not_forwarded_as_nat() {
+    let mut lab = Lab::new(Method::Nat);
+    let [_, out] = lab.send(0, &first_packet(false, true, 40003));
+    assert_eq!(out.len(), 1, "the SYN opened a flow");
+    let key = uvs_conntrack::FlowKey::v4(
+        6,
+        [198, 18, 0, 2],
+        40003,
+        match vip(false) {
+            IpAddr::V4(a) => a.octets(),
+            IpAddr::V6(_) => unreachable!(),
+        },
+        80,
+    );
+    let now = lab.shared.clock.now_ticks();
+    let hit = lab
+        .shared
+        .conns
+        .lookup(&key, now)
+        .expect("the flow's entry");
+    let mut bad = hit.conn;
+    bad.method = 9;
+    assert!(lab.shared.conns.remove(hit.id));
+    lab.shared
+        .conns
+        .insert(&bad, now, now.wrapping_add(60_000))
+        .expect("re-inserted");
+    let ack = request(false, true, 40003, tk::ACK);
+    let [a, b] = lab.send(0, &ack);
+    assert!(a.is_empty() && b.is_empty(), "nothing forwarded");
+    assert_eq!(lab.drops(DropReason::InvalidEntry), 1);
+}

@@ -95,7 +95,7 @@ pub fn record(tables: &Tables, c: &Conn, left_ms: u32) -> Option<SyncConn> {
             fullnat: None,
         });
     }
-    let method = Method::from_u8(c.method);
+    let method = Method::from_u8(c.method)?;
     let active = lifecycle::is_active(c.orig.proto, c.state);
     Some(SyncConn {
         protocol: c.orig.proto,

@@ -93,7 +93,10 @@ pub(crate) fn track_state(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, hit: &
     let timeouts = &svc.timeouts;
     let timeout = |s: u8| timeouts.for_state(proto, s);
     if proto == PROTO_TCP {
-        let no_output = matches!(Method::from_u8(hit.conn.method), Method::Dr | Method::Tun);
+        let no_output = matches!(
+            Method::from_u8(hit.conn.method),
+            Some(Method::Dr | Method::Tun)
+        );
         let pdir = tcp::PacketDir::for_packet(hit.dir, no_output);
         let flags = p.tcp_flags;
         let next = |s: u8| {
@@ -162,7 +165,9 @@ pub(crate) fn forward_original(
     conn: &Conn,
 ) -> Verdict {
     let bytes = *len as u64;
-    let method = Method::from_u8(conn.method);
+    let Some(method) = Method::from_u8(conn.method) else {
+        return invalid_entry();
+    };
     let real_addr = ip(conn.reply.v6, conn.reply.src);
     let Some((egress, hop)) = real_egress(tables, real, &real_addr) else {
         return Verdict::Drop(DropReason::NoRoute);
@@ -302,7 +307,9 @@ pub(crate) fn forward_reply(
     conn: &Conn,
 ) -> Verdict {
     let bytes = *len as u64;
-    let method = Method::from_u8(conn.method);
+    let Some(method) = Method::from_u8(conn.method) else {
+        return invalid_entry();
+    };
     if !matches!(method, Method::Nat | Method::FullNat) {
         // DR/TUN replies go straight from the real server to the client.
         return Verdict::Drop(DropReason::DirectReplyReturned);
@@ -351,4 +358,11 @@ pub(crate) fn l2_out(
             v6: hop.v6,
         },
     }
+}
+
+/// An entry whose method byte is none uvs stores: refused, never forwarded as NAT.
+#[cold]
+#[inline(never)]
+fn invalid_entry() -> Verdict {
+    Verdict::Drop(DropReason::InvalidEntry)
 }

@@ -69,7 +69,9 @@ pub(crate) fn icmp_error(
     let Some(svc) = tables.service(c.service) else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
-    let method = Method::from_u8(c.method);
+    let Some(method) = Method::from_u8(c.method) else {
+        return Verdict::Drop(DropReason::InvalidEntry);
+    };
     let frame = &mut buf[..];
     if !uvs_wire::decrement_ttl(frame, p) {
         return Verdict::Drop(DropReason::TtlExceeded);

@@ -205,7 +205,7 @@ fn verify_tag(
 fn sctp_dir(dir: Dir, method: u8) -> SctpDir {
     match (dir, Method::from_u8(method)) {
         (Dir::Reply, _) => SctpDir::Output,
-        (Dir::Original, Method::Dr | Method::Tun) => SctpDir::InputOnly,
+        (Dir::Original, Some(Method::Dr | Method::Tun)) => SctpDir::InputOnly,
         (Dir::Original, _) => SctpDir::Input,
     }
 }
@@ -220,8 +220,8 @@ fn strip_for_method(
     dir: Dir,
 ) -> usize {
     let how = match (Method::from_u8(conn.method), dir) {
-        (Method::Dr | Method::Tun, _) => return 0,
-        (_, Dir::Reply) | (Method::FullNat, Dir::Original) => Strip::All,
+        (Some(Method::Dr | Method::Tun) | None, _) => return 0,
+        (_, Dir::Reply) | (Some(Method::FullNat), Dir::Original) => Strip::All,
         (_, Dir::Original) => Strip::OtherFamily,
     };
     chunks::strip_addresses(buf, len, p, how)
