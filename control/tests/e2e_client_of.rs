@@ -3,7 +3,7 @@
 //! real server's namespace, `ss -tn` gives the connection's two ends; `uvs-agent client-of`
 //! (through the real server's uvs-agent, which asks uvsd's `client_lookup` service over UDP
 //! with HMAC-SHA256) answers the client's own address and port, as `ss -tn` shows them in
-//! the client's namespace, and so does the Rust library (`uvs_agent::client::client_of`).
+//! the client's namespace (IPv4 and IPv6), and so does the Rust library (`uvs_agent::client::client_of`).
 //! An unknown connection gets a clear "no such connection", and an agent with the wrong key
 //! gets no answer at all from uvsd.
 
@@ -128,45 +128,8 @@ fn a_fullnat_real_server_learns_its_clients_address() {
         tb.uvsd_log()
     );
 
-    // A long download keeps one connection open while we ask.
-    procs.0.push(
-        Command::new("ip")
-            .args(["netns", "exec", &tb.ns("client"), "curl", "-s", "-o"])
-            .args(["/dev/null", "--limit-rate", "1M", "--max-time", "40"])
-            .arg("http://198.18.100.1/big")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("curl"),
-    );
-    let t = Instant::now();
-    let (rs, local, peer, client) = loop {
-        let client: Vec<_> = connections(&tb, "client")
-            .into_iter()
-            .filter(|(_, p)| p.to_string() == "198.18.100.1:80")
-            .collect();
-        let server = ["rs1", "rs2", "rs3"].into_iter().find_map(|rs| {
-            connections(&tb, rs)
-                .into_iter()
-                // Health checks come from the balancer's kernel (198.18.1.1), not the pool.
-                .find(|(l, p)| l.port() == 80 && p.ip().to_string() == "198.18.1.100")
-                .map(|(l, p)| (rs, l, p))
-        });
-        if let (Some((rs, l, p)), [(c, _)]) = (server, &client[..]) {
-            break (rs, l, p, *c);
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the download's connection never showed in ss"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    println!("client {client}; {rs} sees {local} <-> {peer}");
-    assert_eq!(client.ip().to_string(), "198.18.0.2");
-
-    // The command, in the real server's namespace, through its agent.
-    let sock = socket(&tb, &format!("agent-{rs}"));
     let agent = uvs_agent_bin();
-    let ask = |sock: &str, local: &str, peer: &str| {
+    let ask = |rs: &str, sock: &str, local: &str, peer: &str| {
         tb.exec(
             rs,
             &[
@@ -179,27 +142,85 @@ fn a_fullnat_real_server_learns_its_clients_address() {
             ],
         )
     };
-    let out = ask(&sock, &local.to_string(), &peer.to_string());
-    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        out.status.success(),
-        "client-of: {said} {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        tb.uvsd_log()
-    );
-    assert_eq!(said, format!("{client} 198.18.100.1:80"));
+    let mut first = None;
+    for (url, vip, pool, client_ip) in [
+        (
+            "http://198.18.100.1/big",
+            "198.18.100.1:80",
+            "198.18.1.100",
+            "198.18.0.2",
+        ),
+        (
+            "http://[2001:2:0:100::1]/big",
+            "[2001:2:0:100::1]:80",
+            "2001:2:0:1::100",
+            "2001:2::2",
+        ),
+    ] {
+        // A long download keeps one connection open while we ask.
+        procs.0.push(
+            Command::new("ip")
+                .args(["netns", "exec", &tb.ns("client"), "curl", "-s", "-g", "-o"])
+                .args(["/dev/null", "--limit-rate", "1M", "--max-time", "40", url])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("curl"),
+        );
+        let t = Instant::now();
+        let (rs, local, peer, client) = loop {
+            let client: Vec<_> = connections(&tb, "client")
+                .into_iter()
+                .filter(|(_, p)| p.to_string() == vip)
+                .collect();
+            let server = ["rs1", "rs2", "rs3"].into_iter().find_map(|rs| {
+                connections(&tb, rs)
+                    .into_iter()
+                    // Health checks come from the balancer's kernel, not the pool.
+                    .find(|(l, p)| l.port() == 80 && p.ip().to_string() == pool)
+                    .map(|(l, p)| (rs, l, p))
+            });
+            if let (Some((rs, l, p)), [(c, _)]) = (server, &client[..]) {
+                break (rs, l, p, *c);
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the download from {url} never showed in ss"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        println!("client {client}; {rs} sees {local} <-> {peer}");
+        assert_eq!(client.ip().to_string(), client_ip);
 
-    // The library, as an application would call it (the agent's socket is a file).
-    let found =
-        uvs_agent::client::client_of(sock.as_ref(), uvs_agent::lookup::Protocol::Tcp, local, peer)
-            .unwrap()
-            .expect("a connection uvsd knows");
-    assert_eq!(found.client, client);
-    assert_eq!(found.virtual_service.to_string(), "198.18.100.1:80");
+        // The command, in the real server's namespace, through its agent.
+        let sock = socket(&tb, &format!("agent-{rs}"));
+        let out = ask(rs, &sock, &local.to_string(), &peer.to_string());
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success(),
+            "client-of: {said} {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tb.uvsd_log()
+        );
+        assert_eq!(said, format!("{client} {vip}"));
+
+        // The library, as an application would call it (the agent's socket is a file).
+        let found = uvs_agent::client::client_of(
+            sock.as_ref(),
+            uvs_agent::lookup::Protocol::Tcp,
+            local,
+            peer,
+        )
+        .unwrap()
+        .expect("a connection uvsd knows");
+        assert_eq!(found.client, client);
+        assert_eq!(found.virtual_service.to_string(), vip);
+        first.get_or_insert((rs, sock, local, peer));
+    }
+    let (rs, sock, local, peer) = first.unwrap();
 
     // A connection uvsd does not have: a clear answer, exit 1.
     let other = SocketAddr::new(peer.ip(), if peer.port() == 1 { 2 } else { 1 });
-    let out = ask(&sock, &local.to_string(), &other.to_string());
+    let out = ask(rs, &sock, &local.to_string(), &other.to_string());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("uvsd tracks no tcp connection"), "{err}");
@@ -209,6 +230,7 @@ fn a_fullnat_real_server_learns_its_clients_address() {
         .0
         .push(start_agent(&tb, rs, &format!("wrongkey-{rs}"), &wrong_key));
     let out = ask(
+        rs,
         &socket(&tb, &format!("wrongkey-{rs}")),
         &local.to_string(),
         &peer.to_string(),
