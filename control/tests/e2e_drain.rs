@@ -3,7 +3,8 @@
 //! server), `--wait` reports the connection and gives up at its `--timeout` while the
 //! download runs, and waits it out when given time: it ends only after curl has finished
 //! (the whole file received) and the connection's entry has expired. A drain of a server
-//! that does not exist is refused and changes nothing.
+//! that does not exist is refused and changes nothing. Under wrk, draining a server fails
+//! no request and ends when its keep-alive connections have.
 
 mod common;
 use common::*;
@@ -231,5 +232,92 @@ fn drain_waits_for_the_download_then_finishes() {
             w.len() == 6 && w[1] == server && w[3..] == ["0", "0", "0"]
         }),
         "weight 0, no connections: {listing}"
+    );
+
+    // Under wrk (keep-alive connections on both servers): the first server back at
+    // weight 1, the other drained. No request fails, and the drain ends only after wrk's
+    // connections have ended.
+    let other_addr = if server == "198.18.1.11:80" {
+        "198.18.1.12:80"
+    } else {
+        "198.18.1.11:80"
+    };
+    let back = tb.uvsadm(&[
+        "-e",
+        "-t",
+        "198.18.100.1:80",
+        "-r",
+        &server,
+        "-m",
+        "-w",
+        "1",
+    ]);
+    assert!(back.status.success(), "{}", text(&back.stderr));
+    let wrk = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &tb.ns("client"),
+            "wrk",
+            "-t1",
+            "-c4",
+            "-d4s",
+        ])
+        .arg("http://198.18.100.1/")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wrk");
+    let mut wrk = Some(wrk);
+    std::thread::sleep(Duration::from_millis(1000));
+    let out = tb.uvsadm(&[
+        "drain",
+        "-t",
+        "198.18.100.1:80",
+        "-r",
+        other_addr,
+        "--wait",
+        "--timeout",
+        "40",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    println!("drain {other_addr} under wrk:\n{stdout}{stderr}");
+    let wrk_out = wrk.take().unwrap().wait_with_output().unwrap();
+    let wrk_text = text(&wrk_out.stdout);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // "… weight 0 (was 1), no new connections; A active, I inactive": wrk's connections
+    // (or, if nginx recycled them, their closing entries) were there to wait for.
+    let first_line = stdout.lines().next().unwrap_or("");
+    let counts: Vec<u32> = first_line
+        .rsplit("; ")
+        .next()
+        .unwrap_or("")
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        first_line.starts_with(&format!(
+            "{other_addr} in TCP 198.18.100.1:80: weight 0 (was 1)"
+        )) && counts.len() == 2
+            && counts[0] + counts[1] > 0,
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap_or("")
+            .contains("drained, no connections left"),
+        "{stdout}"
+    );
+    assert!(wrk_text.contains("Requests/sec"), "wrk output: {wrk_text}");
+    assert!(
+        !wrk_text.contains("Socket errors") && !wrk_text.contains("Non-2xx"),
+        "wrk saw errors while a server drained:\n{wrk_text}"
+    );
+    let after = tb.curl_many("http://198.18.100.1/", 4);
+    let first = if other == "rs1" { "rs2" } else { "rs1" };
+    assert!(
+        after.iter().all(|a| a == first),
+        "after the drain {first} answers everything: {after:?}"
     );
 }
