@@ -30,6 +30,35 @@ pub struct LookupStats {
     pub found: AtomicU64,
     pub unknown: AtomicU64,
     pub refused: AtomicU64,
+    /// Refusals by reason (rare: a lock is fine).
+    by_reason: std::sync::Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl LookupStats {
+    fn refuse(&self, why: lookup::Refused) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        *self
+            .by_reason
+            .lock()
+            .expect("lookup stats lock")
+            .entry(why.name())
+            .or_default() += 1;
+    }
+
+    /// For `/metrics` and `uvsadm -L --json`.
+    pub fn snapshot(&self) -> crate::snapshot::LookupSnapshot {
+        crate::snapshot::LookupSnapshot {
+            found: self.found.load(Ordering::Relaxed),
+            unknown: self.unknown.load(Ordering::Relaxed),
+            refused: self
+                .by_reason
+                .lock()
+                .expect("lookup stats lock")
+                .iter()
+                .map(|(k, n)| (k.to_string(), *n))
+                .collect(),
+        }
+    }
 }
 
 /// The running service; stops (and frees its port) when dropped.
@@ -137,7 +166,7 @@ fn serve(sock: &UdpSocket, shared: &Shared, key: &[u8], stats: &LookupStats, sto
         let req = match checked {
             Ok(r) => r,
             Err(why) => {
-                stats.refused.fetch_add(1, Ordering::Relaxed);
+                stats.refuse(why);
                 *refused.entry(why.name()).or_default() += 1;
                 log::debug!("client lookup: refused a request from {from}: {why}");
                 continue;
@@ -300,7 +329,15 @@ mod tests {
             svc.stats.refused.load(Ordering::Relaxed),
             refused_before + 4
         );
-        assert_eq!(svc.stats.found.load(Ordering::Relaxed), 2);
-        assert_eq!(svc.stats.unknown.load(Ordering::Relaxed), 1);
+        let snap = svc.stats.snapshot();
+        assert_eq!((snap.found, snap.unknown), (2, 1));
+        assert_eq!(
+            snap.refused,
+            [
+                ("bad_tag".to_string(), 1),
+                ("length".to_string(), 2),
+                ("replayed".to_string(), 1)
+            ]
+        );
     }
 }

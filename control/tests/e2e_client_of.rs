@@ -241,4 +241,38 @@ fn a_fullnat_real_server_learns_its_clients_address() {
         err.contains("no answer from uvsd at 198.18.1.1:7946"),
         "{err}"
     );
+
+    // uvsd counted it all.
+    let metrics = tb.exec(
+        "lb",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:9100/metrics",
+        ],
+    );
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let value = |line: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(line))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{line} not in the metrics:\n{metrics}"))
+    };
+    assert_eq!(
+        value("uvs_client_lookup_answers_total{result=\"found\"}"),
+        4,
+        "two families, by command and by library"
+    );
+    assert_eq!(
+        value("uvs_client_lookup_answers_total{result=\"unknown\"}"),
+        1
+    );
+    // The wrong-key agent asked twice (a retry within its timeout).
+    assert_eq!(
+        value("uvs_client_lookup_refused_total{reason=\"bad_tag\"}"),
+        2
+    );
 }
