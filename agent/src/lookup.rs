@@ -626,4 +626,31 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.to_string(), "the key has 5 bytes, fewer than 16");
     }
+
+    proptest::proptest! {
+        /// Arbitrary datagrams never panic the decoders; only an exact-length, authentic
+        /// request decodes (random bytes never carry a valid tag).
+        #[test]
+        fn arbitrary_bytes_are_refused_without_panicking(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)
+        ) {
+            let r = Request::decode(&bytes, KEY);
+            if bytes.len() != REQUEST_LEN {
+                proptest::prop_assert_eq!(r, Err(Refused::Length(bytes.len())));
+            } else {
+                proptest::prop_assert!(r.is_err());
+            }
+            proptest::prop_assert!(decode_answer(&bytes, KEY, &[0; 16]).is_err());
+        }
+
+        /// The same with a valid header in front: the tag still decides.
+        #[test]
+        fn authentic_looking_headers_do_not_help(
+            tail in proptest::collection::vec(proptest::num::u8::ANY, REQUEST_LEN - 6)
+        ) {
+            let mut b = b"UVSL\x01\x01".to_vec();
+            b.extend_from_slice(&tail);
+            proptest::prop_assert_eq!(Request::decode(&b, KEY), Err(Refused::BadTag));
+        }
+    }
 }
