@@ -31,11 +31,16 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
+
+mod guard;
+mod query;
+
+pub use guard::ReplayGuard;
+pub use query::query;
 
 /// Fewest bytes a shared key has (as the sync protocol's `auth_key`).
 pub const MIN_KEY_LEN: usize = 16;
@@ -360,104 +365,6 @@ pub fn decode_answer(buf: &[u8], key: &[u8], nonce: &[u8; 16]) -> Result<Outcome
     }
 }
 
-/// uvsd's replay protection: a request counts once, and only within [`MAX_SKEW`] of now.
-/// Remembers the nonces of the window (at most `capacity`; beyond, requests are refused as
-/// [`Refused::Busy`] until old ones age out, so memory stays bounded).
-#[derive(Debug)]
-pub struct ReplayGuard {
-    seen: HashMap<[u8; 16], u64>,
-    capacity: usize,
-}
-
-impl Default for ReplayGuard {
-    fn default() -> Self {
-        ReplayGuard::with_capacity(100_000)
-    }
-}
-
-impl ReplayGuard {
-    pub fn with_capacity(capacity: usize) -> ReplayGuard {
-        ReplayGuard {
-            seen: HashMap::new(),
-            capacity,
-        }
-    }
-
-    /// Accepts `r` at `now_ms` once.
-    pub fn check(&mut self, r: &Request, now_ms: u64) -> Result<(), Refused> {
-        let skew = MAX_SKEW.as_millis() as u64;
-        if r.time_ms.abs_diff(now_ms) > skew {
-            return Err(Refused::Stale);
-        }
-        if self.seen.contains_key(&r.nonce) {
-            return Err(Refused::Replayed);
-        }
-        if self.seen.len() >= self.capacity {
-            // Anything older than the window can no longer pass the time check.
-            self.seen
-                .retain(|_, t| t.saturating_add(skew) >= now_ms.saturating_sub(skew));
-            if self.seen.len() >= self.capacity {
-                return Err(Refused::Busy);
-            }
-        }
-        self.seen.insert(r.nonce, r.time_ms);
-        Ok(())
-    }
-}
-
-/// Asks uvsd's lookup service at `at` who the client of the connection `server ↔ peer` is.
-/// Sends the request, waits up to half of `timeout`, then asks once more (a fresh nonce:
-/// the first may have been lost) and waits the rest.
-pub fn query(
-    at: SocketAddr,
-    key: &[u8],
-    protocol: Protocol,
-    server: SocketAddr,
-    peer: SocketAddr,
-    timeout: Duration,
-) -> Result<Outcome, LookupError> {
-    if key.len() < MIN_KEY_LEN {
-        return Err(LookupError::ShortKey(key.len()));
-    }
-    let io = |source| LookupError::Io { at, source };
-    let local: SocketAddr = if at.is_ipv6() {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    };
-    let sock = UdpSocket::bind(local).map_err(io)?;
-    sock.connect(at).map_err(io)?;
-    let each = (timeout / 2).max(Duration::from_millis(10));
-    sock.set_read_timeout(Some(each)).map_err(io)?;
-    for _ in 0..2 {
-        let req = Request::new(protocol, server, peer)?;
-        sock.send(&req.encode(key)).map_err(io)?;
-        let deadline = std::time::Instant::now() + each;
-        let mut buf = [0u8; 512];
-        while std::time::Instant::now() < deadline {
-            match sock.recv(&mut buf) {
-                // Anything that does not verify (a stray or forged datagram) is skipped.
-                Ok(n) => {
-                    if let Ok(o) = decode_answer(&buf[..n], key, &req.nonce) {
-                        return Ok(o);
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break
-                }
-                // ICMP port unreachable: nothing listens there.
-                Err(e) => return Err(io(e)),
-            }
-        }
-    }
-    Err(LookupError::NoAnswer(at))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,43 +456,6 @@ mod tests {
     }
 
     #[test]
-    fn replayed_and_stale_requests_are_refused() {
-        let mut g = ReplayGuard::default();
-        let r = req();
-        let now = r.time_ms;
-        assert_eq!(g.check(&r, now), Ok(()));
-        assert_eq!(g.check(&r, now + 5), Err(Refused::Replayed));
-        let skew = MAX_SKEW.as_millis() as u64;
-        let old = Request {
-            time_ms: now - skew - 1,
-            ..req()
-        };
-        assert_eq!(g.check(&old, now), Err(Refused::Stale));
-        let ahead = Request {
-            time_ms: now + skew + 1,
-            ..req()
-        };
-        assert_eq!(g.check(&ahead, now), Err(Refused::Stale));
-        // The edge of the window still passes.
-        let edge = Request {
-            time_ms: now - skew,
-            ..req()
-        };
-        assert_eq!(g.check(&edge, now), Ok(()));
-
-        // Bounded: a full window refuses until its entries age out.
-        let mut g = ReplayGuard::with_capacity(2);
-        assert_eq!(g.check(&req(), now), Ok(()));
-        assert_eq!(g.check(&req(), now), Ok(()));
-        assert_eq!(g.check(&req(), now), Err(Refused::Busy));
-        let later = Request {
-            time_ms: now + 2 * skew + 1,
-            ..req()
-        };
-        assert_eq!(g.check(&later, now + 2 * skew + 1), Ok(()));
-    }
-
-    #[test]
     fn forged_or_misdirected_answers_are_refused() {
         let r = req();
         let found = Outcome::Found {
@@ -611,20 +481,6 @@ mod tests {
         }
         // A request echoed back is not an answer.
         assert!(decode_answer(&r.encode(KEY), KEY, &r.nonce).is_err());
-    }
-
-    #[test]
-    fn query_needs_a_real_key() {
-        let e = query(
-            sa("198.18.1.1:7946"),
-            b"short",
-            Protocol::Tcp,
-            sa("198.18.1.11:80"),
-            sa("198.18.1.100:40001"),
-            DEFAULT_TIMEOUT,
-        )
-        .unwrap_err();
-        assert_eq!(e.to_string(), "the key has 5 bytes, fewer than 16");
     }
 
     proptest::proptest! {
