@@ -18,9 +18,26 @@
 //! client::send(sock, &Command::Ready)?;
 //! # Ok::<(), uvs_agent::client::ClientError>(())
 //! ```
+//!
+//! Behind FullNAT the application's peer is the balancer's pool address; [`client_of`] asks
+//! the agent (which asks uvsd, see [`crate::lookup`]) for the client's own address:
+//!
+//! ```no_run
+//! use uvs_agent::client::{self, DEFAULT_SOCKET};
+//! use uvs_agent::lookup::Protocol;
+//!
+//! // `stream.local_addr()` and `stream.peer_addr()` of an accepted TCP connection:
+//! let (local, peer) = ("198.18.1.11:80".parse()?, "198.18.1.100:40001".parse()?);
+//! match client::client_of(DEFAULT_SOCKET.as_ref(), Protocol::Tcp, local, peer)? {
+//!     Some(c) => println!("client {} (via {})", c.client, c.virtual_service),
+//!     None => println!("uvsd knows no such connection"),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::str::FromStr;
@@ -138,13 +155,18 @@ impl fmt::Display for Command {
 /// Sends `cmd` to the agent at `socket`; returns the reply balancers now get
 /// (`up drain 63%`).
 pub fn send(socket: &Path, cmd: &Command) -> Result<String, ClientError> {
+    exchange(socket, &cmd.to_string())
+}
+
+/// One line to the agent, its `ok` answer's text back.
+fn exchange(socket: &Path, line: &str) -> Result<String, ClientError> {
     let mut s = UnixStream::connect(socket).map_err(|e| ClientError::Connect {
         path: socket.display().to_string(),
         source: e,
     })?;
     s.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     s.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    s.write_all(format!("{cmd}\n").as_bytes())?;
+    s.write_all(format!("{line}\n").as_bytes())?;
     let mut line = String::new();
     // A few KiB at most: a wrong peer on the socket cannot make us buffer forever.
     BufReader::new(std::io::Read::take(s, 4096)).read_line(&mut line)?;
@@ -157,6 +179,73 @@ pub fn send(socket: &Path, cmd: &Command) -> Result<String, ClientError> {
         Err(ClientError::Refused(why.to_string()))
     } else {
         Err(ClientError::BadAnswer(line.to_string()))
+    }
+}
+
+/// The command word of a client lookup on the agent's socket:
+/// `client-of PROTOCOL SERVER PEER`, answered `ok client ADDR:PORT virtual ADDR:PORT` or
+/// `ok unknown`.
+pub const CLIENT_OF: &str = "client-of";
+
+/// The client of a connection, as uvsd knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientOf {
+    /// The client's own address and port.
+    pub client: SocketAddr,
+    /// The virtual service it connected to.
+    pub virtual_service: SocketAddr,
+}
+
+/// Who is the client of the connection whose ends are `local` (this server's address and
+/// port) and `peer` (the address and port it sees, the balancer's pool address behind
+/// FullNAT)? Asks the agent at `socket`, which asks uvsd; `None` when uvsd tracks no such
+/// connection.
+pub fn client_of(
+    socket: &Path,
+    protocol: crate::lookup::Protocol,
+    local: SocketAddr,
+    peer: SocketAddr,
+) -> Result<Option<ClientOf>, ClientError> {
+    let line = format!("{CLIENT_OF} {} {local} {peer}", protocol.name());
+    parse_client_of_answer(&exchange(socket, &line)?)
+}
+
+/// The agent's side: the arguments of a `client-of` line (after the word).
+pub fn parse_client_of(
+    args: &str,
+) -> Result<(crate::lookup::Protocol, SocketAddr, SocketAddr), ClientError> {
+    let bad = || ClientError::Unknown(format!("{CLIENT_OF} {args}"));
+    let w: Vec<&str> = args.split_whitespace().collect();
+    let [p, local, peer] = w[..] else {
+        return Err(bad());
+    };
+    let protocol = p.parse().map_err(|_| bad())?;
+    let local: SocketAddr = local.parse().map_err(|_| bad())?;
+    let peer: SocketAddr = peer.parse().map_err(|_| bad())?;
+    Ok((protocol, local, peer))
+}
+
+/// `client ADDR:PORT virtual ADDR:PORT` or `unknown`.
+pub fn parse_client_of_answer(text: &str) -> Result<Option<ClientOf>, ClientError> {
+    let w: Vec<&str> = text.split_whitespace().collect();
+    match w[..] {
+        ["unknown"] => Ok(None),
+        ["client", c, "virtual", v] => match (c.parse(), v.parse()) {
+            (Ok(client), Ok(virtual_service)) => Ok(Some(ClientOf {
+                client,
+                virtual_service,
+            })),
+            _ => Err(ClientError::BadAnswer(text.to_string())),
+        },
+        _ => Err(ClientError::BadAnswer(text.to_string())),
+    }
+}
+
+/// The answer text for `found` ([`parse_client_of_answer`]'s inverse).
+pub fn client_of_answer(found: Option<ClientOf>) -> String {
+    match found {
+        None => "unknown".to_string(),
+        Some(c) => format!("client {} virtual {}", c.client, c.virtual_service),
     }
 }
 
@@ -200,6 +289,38 @@ mod tests {
             assert_eq!(got, cmd, "{text:?}");
             assert_eq!(got.to_string().parse::<Command>().unwrap(), cmd);
         }
+    }
+
+    #[test]
+    fn client_of_lines() {
+        let (p, l, r) = parse_client_of("tcp 198.18.1.11:80 198.18.1.100:40001").unwrap();
+        assert_eq!(p, crate::lookup::Protocol::Tcp);
+        assert_eq!(l, "198.18.1.11:80".parse().unwrap());
+        assert_eq!(r, "198.18.1.100:40001".parse().unwrap());
+        let (p, _, r) = parse_client_of("SCTP [2001:2::11]:80 [2001:2::100]:9").unwrap();
+        assert_eq!(p, crate::lookup::Protocol::Sctp);
+        assert_eq!(r.port(), 9);
+        for bad in [
+            "",
+            "tcp 198.18.1.11:80",
+            "icmp 198.18.1.11:80 198.18.1.100:1",
+            "tcp 198.18.1.11 198.18.1.100:1",
+            "tcp 198.18.1.11:80 198.18.1.100:1 x",
+        ] {
+            assert!(parse_client_of(bad).is_err(), "{bad:?}");
+        }
+        let c = ClientOf {
+            client: "198.18.0.2:51234".parse().unwrap(),
+            virtual_service: "198.18.100.1:80".parse().unwrap(),
+        };
+        for found in [Some(c), None] {
+            assert_eq!(
+                parse_client_of_answer(&client_of_answer(found)).unwrap(),
+                found
+            );
+        }
+        assert!(parse_client_of_answer("client x virtual y").is_err());
+        assert!(parse_client_of_answer("up ready 100%").is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 pub mod client;
+pub mod lookup;
 pub mod proto;
 
 pub use proto::{parse_reply, Admin, AgentState, Health, Reply, ReplyError};

@@ -49,6 +49,8 @@ pub struct Core {
     pub sync: Mutex<Option<crate::sync::SyncDaemon>>,
     /// BGP announcement of the VIPs and the drain state (`crate::announce`).
     pub node: crate::announce::Node,
+    /// The client lookup service the running configuration asks for (`crate::clientof`).
+    pub client_lookup: Mutex<Option<crate::clientof::LookupService>>,
 }
 
 #[derive(Default, Clone, PartialEq, Eq)]
@@ -357,6 +359,29 @@ impl Core {
         }
     }
 
+    /// Starts, restarts or stops the client lookup service to match the configuration.
+    pub fn client_lookup_follow_config(&self) {
+        let want = self
+            .running
+            .lock()
+            .expect("running lock")
+            .config
+            .client_lookup
+            .clone();
+        let mut svc = self.client_lookup.lock().expect("client lookup lock");
+        if svc.as_ref().map(|s| &s.config) == want.as_ref() {
+            return;
+        }
+        // Stop the old one first: the new one may bind the same port.
+        *svc = None;
+        if let Some(cfg) = want {
+            match crate::clientof::LookupService::start(self.shared.clone(), cfg) {
+                Ok(s) => *svc = Some(s),
+                Err(e) => log::error!("client lookup not started: {e:#}"),
+            }
+        }
+    }
+
     /// Applies a uvsadm edit: as a reload, and remembered so that a later reload of the
     /// file, which does not contain it, says that it discards it.
     pub fn apply_admin_edit(&self, new: Config) -> Result<(), String> {
@@ -579,6 +604,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         cluster: Mutex::new(crate::cluster::Roles::from_config(&config)),
         sync: Mutex::new(None),
         node: Default::default(),
+        client_lookup: Mutex::new(None),
     });
     {
         let roles = core.cluster.lock().expect("cluster lock");
@@ -713,6 +739,7 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
 
     let services = crate::services::Services::start(core, opts, stop)?;
     core.sync_follow_config();
+    core.client_lookup_follow_config();
     let started = Instant::now();
     let mut watch = crate::filewatch::FileWatch::new(crate::filewatch::stamp(&core.config_path));
     let mut applied_generation = core.generation.load(Ordering::Relaxed);
@@ -746,6 +773,7 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
             applied_generation = generation;
             services.config_changed(core);
             core.sync_follow_config();
+            core.client_lookup_follow_config();
         }
         if core.node.tick(core) {
             break;
@@ -755,6 +783,7 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
     core.node.shutdown(core);
     services.stop();
     *core.sync.lock().expect("sync lock") = None;
+    *core.client_lookup.lock().expect("client lookup lock") = None;
     Ok(())
 }
 

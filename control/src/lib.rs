@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod announce;
+pub mod clientof;
 pub mod cluster;
 pub mod daemon;
 pub mod filewatch;

@@ -289,7 +289,8 @@ the admin socket when \fB\-\-socket\fR is not given.
 the default admin socket (\fBadmin.socket\fR in \fBuvs.yaml\fR(5)).
 .SH "EXIT STATUS"
 0 on success; 1 when the command line is wrong, the daemon cannot be reached, the daemon
-rejects the command, or \fBimport\-keepalived\fR refuses its input.
+rejects the command, \fBimport\-keepalived\fR refuses its input, or \fBdrain \-\-wait\fR
+gives up (its \fB\-\-timeout\fR passed, or the server changed while it waited).
 "#;
 
 /// One field of reference.yaml: its path, its example value and what the comments say.

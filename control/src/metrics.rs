@@ -183,6 +183,23 @@ pub fn render(s: &Snapshot) -> String {
     if let Some(n) = &s.node {
         node_families(&mut e, n);
     }
+    if let Some(l) = &s.client_lookup {
+        let mut f = e.family(
+            "uvs_client_lookup_answers_total",
+            "Client lookups answered, by result (found: the client's address; unknown: no such connection).",
+            Kind::Counter,
+        );
+        f.sample(&[("result", "found".to_string())], l.found);
+        f.sample(&[("result", "unknown".to_string())], l.unknown);
+        let mut f = e.family(
+            "uvs_client_lookup_refused_total",
+            "Client lookup requests refused without an answer, by reason.",
+            Kind::Counter,
+        );
+        for (reason, n) in &l.refused {
+            f.sample(&[("reason", reason.clone())], *n);
+        }
+    }
 
     let worker_labels: Vec<Labels> = s
         .workers

@@ -58,6 +58,12 @@ fn snapshot_with(
         .as_ref()
         .map(|d| d.snapshot());
     snap.node = Some(core.node.snapshot(&cfg));
+    snap.client_lookup = core
+        .client_lookup
+        .lock()
+        .expect("client lookup lock")
+        .as_ref()
+        .map(|l| l.stats.snapshot());
     snap
 }
 

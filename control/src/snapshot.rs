@@ -126,6 +126,20 @@ pub struct Snapshot {
     /// BGP announcement and drain state (`uvsadm node`).
     #[serde(default)]
     pub node: Option<crate::announce::NodeSnapshot>,
+    /// The client lookup service's counters, when it runs.
+    #[serde(default)]
+    pub client_lookup: Option<LookupSnapshot>,
+}
+
+/// The client lookup service's counters (`client_lookup:`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupSnapshot {
+    /// Requests answered with the client's address.
+    pub found: u64,
+    /// Requests answered "unknown" (no such connection).
+    pub unknown: u64,
+    /// Requests refused (not answered), by reason.
+    pub refused: Vec<(String, u64)>,
 }
 
 /// The sync daemon's counters.

@@ -254,6 +254,7 @@ pub fn snapshot_with(
         generation: tables.generation,
         sync: None,
         node: None,
+        client_lookup: None,
     }
 }
 

@@ -150,6 +150,51 @@ fn add_edit_delete_real_server() {
     );
 }
 
+/// `uvsadm drain`: weight 0 and nothing else (unlike `-e`, which resets what it is not
+/// given); a service or server that does not exist is an error and changes nothing.
+#[test]
+fn drain_sets_weight_zero_only() {
+    let mut cfg = config();
+    cfg.services[0].real_servers[1].upper_threshold = 50;
+    let new = run(&cfg, "drain -t 198.18.100.1:80 -r 198.18.1.12").unwrap();
+    let mut want = cfg.clone();
+    want.services[0].real_servers[1].weight = 0;
+    assert_eq!(new, want);
+    // Draining twice is no change.
+    assert_eq!(
+        run(&new, "drain -t 198.18.100.1:80 -r 198.18.1.12:80").unwrap(),
+        new
+    );
+    let new = run(
+        &cfg,
+        "drain -u [2001:2:0:100::1]:53 -r [2001:2:0:1::11] --wait",
+    )
+    .unwrap();
+    assert_eq!(new.services[1].real_servers[0].weight, 0);
+
+    for (line, why) in [
+        (
+            "drain -t 198.18.100.1:80 -r 198.18.1.99",
+            "no such destination 198.18.1.99:80 in service TCP 198.18.100.1:80",
+        ),
+        (
+            "drain -t 198.18.100.1:80 -r 198.18.1.12:8080",
+            "no such destination 198.18.1.12:8080",
+        ),
+        (
+            "drain -t 198.18.100.1:81 -r 198.18.1.12",
+            "no such service TCP 198.18.100.1:81",
+        ),
+        (
+            "drain -u 198.18.100.1:80 -r 198.18.1.12",
+            "no such service UDP 198.18.100.1:80",
+        ),
+    ] {
+        let e = run(&cfg, line).unwrap_err();
+        assert!(e.contains(why), "{line}: {e}");
+    }
+}
+
 #[test]
 fn fullnat_with_a_pool() {
     let cfg = config();

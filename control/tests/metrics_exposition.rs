@@ -105,6 +105,11 @@ fn sample() -> Snapshot {
         generation: 7,
         sync: None,
         node: None,
+        client_lookup: Some(uvs_control::snapshot::LookupSnapshot {
+            found: 9,
+            unknown: 2,
+            refused: vec![("bad_tag".into(), 3), ("replayed".into(), 1)],
+        }),
     }
 }
 
@@ -149,6 +154,11 @@ fn sample_lines() {
         r#"uvs_worker_new_connections_total{worker="0",core="1"} 30"#.into(),
         r#"uvs_worker_busy_ratio{worker="0",core="1"} 0.25"#.into(),
         r#"uvs_worker_busy_ratio{worker="1",core="none"} 0"#.into(),
+        "# TYPE uvs_client_lookup_answers_total counter".into(),
+        r#"uvs_client_lookup_answers_total{result="found"} 9"#.into(),
+        r#"uvs_client_lookup_answers_total{result="unknown"} 2"#.into(),
+        r#"uvs_client_lookup_refused_total{reason="bad_tag"} 3"#.into(),
+        r#"uvs_client_lookup_refused_total{reason="replayed"} 1"#.into(),
     ];
     for e in &expected {
         assert!(

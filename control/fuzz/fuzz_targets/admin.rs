@@ -32,6 +32,7 @@ fn is_edit(cmd: &AdminCommand) -> bool {
             | AdminCommand::EditReal(_)
             | AdminCommand::DeleteReal { .. }
             | AdminCommand::Clear
+            | AdminCommand::Drain(_)
     )
 }
 

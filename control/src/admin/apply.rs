@@ -87,6 +87,13 @@ fn edit(cmd: &AdminCommand, new: &mut Config, cfg: &Config) -> Result<(), String
             let j = real_index(svc, real.0, real.1)?;
             svc.real_servers.remove(j);
         }
+        AdminCommand::Drain(d) => {
+            // Weight 0 alone: IPVS's quiescing (`ipvsadm -e -w 0` without its resets).
+            let i = service_index(new, &d.service)?;
+            let svc = &mut new.services[i];
+            let j = real_index(svc, d.real.0, d.real.1)?;
+            svc.real_servers[j].weight = 0;
+        }
         AdminCommand::Clear => new.services.clear(),
         AdminCommand::SetTimeouts { tcp, tcpfin, udp } => set_timeouts(new, *tcp, *tcpfin, *udp),
         other => {

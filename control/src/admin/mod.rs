@@ -17,6 +17,7 @@
 mod apply;
 mod argv;
 pub mod cluster;
+pub mod drain;
 pub mod keepalived;
 mod list;
 mod names;
@@ -142,6 +143,7 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
             Ok(String::new())
         }
         AdminCommand::Node(n) => backend.node(n),
+        AdminCommand::Drain(d) => drain::execute(backend, d),
         AdminCommand::Help => Ok(usage()),
         AdminCommand::Version => Ok(version()),
     }
@@ -195,6 +197,7 @@ pub fn usage() -> String {
   uvsadm --stop-daemon {master|backup}
   uvsadm -L --daemon
   uvsadm node [drain [--timeout S] [--no-wait]]
+  uvsadm drain virtual-service -r server-address [--wait] [--timeout S]
   uvsadm import-keepalived [--interface NAME] [--network PREFIX]...
               [--local ADDRESS]... [--route PREFIX,VIA]... FILE
   uvsadm -h
@@ -232,6 +235,10 @@ Either long or short options are allowed.
   node drain                  withdraw every VIP, wait until no connection carries
                               traffic (or --timeout S, default bgp.drain_timeout or
                               60), then stop uvsd; uvsadm waits for it unless --no-wait
+  drain                       quiesce one real server (weight 0: no new connections,
+                              existing ones finish); --wait prints its active and
+                              inactive connections until none is left, --timeout S
+                              (implies --wait) gives up after S seconds (exit 1)
   --help            -h        display this help message
 
 Options:

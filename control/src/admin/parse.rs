@@ -66,6 +66,8 @@ pub enum AdminCommand {
     Daemon(super::syncd::DaemonCommand),
     /// `node`, `node drain [--timeout S]` (BGP announcement, drain).
     Node(super::node::NodeCommand),
+    /// `drain -t VIP:PORT -r SERVER [--wait] [--timeout S]`: one real server to weight 0.
+    Drain(super::drain::DrainCommand),
 }
 
 /// What `-L` shows.
@@ -341,6 +343,9 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
     }
     if let Some(n) = super::node::parse(argv) {
         return n.map(AdminCommand::Node);
+    }
+    if let Some(d) = super::drain::parse(argv) {
+        return d.map(AdminCommand::Drain);
     }
     let mut s = Seen::default();
     for (key, spelled, value) in tokenize(argv)? {

@@ -65,6 +65,7 @@ fn run(mut args: Vec<String>) -> i32 {
         AdminCommand::Node(uvs_control::admin::node::NodeCommand::Drain { wait: true, .. }) => {
             return drain(&socket, &argv)
         }
+        AdminCommand::Drain(d) if d.wait => return drain_real(&socket, &argv, &d),
         AdminCommand::List(o) if !o.numeric && !o.json => {
             let mut json = argv.clone();
             json.push("--json".into());
@@ -172,6 +173,35 @@ fn drain(socket: &std::path::Path, args: &[String]) -> i32 {
                     }
                 }
             }
+        }
+    }
+}
+
+/// `drain --wait`: uvsd sets the weight to 0 and answers at once; then the server's
+/// connections are polled until none is left or the timeout, with progress on stdout.
+fn drain_real(
+    socket: &std::path::Path,
+    args: &[String],
+    d: &uvs_control::admin::drain::DrainCommand,
+) -> i32 {
+    use uvs_control::admin::drain;
+    let start = std::time::Instant::now();
+    match request(socket, args) {
+        Ok(out) if emit(&out) == 0 => {}
+        Ok(_) => return 1,
+        Err(e) => {
+            eprintln!("uvsadm: {e}");
+            return 1;
+        }
+    }
+    let poll = drain::poll_argv(d);
+    let fetch = || request(socket, &poll).and_then(|text| from_json::<Snapshot>(&text));
+    let mut out = std::io::stdout();
+    match drain::wait(d, fetch, std::thread::sleep, || start.elapsed(), &mut out) {
+        Ok(done) => emit(&done),
+        Err(e) => {
+            eprintln!("uvsadm: drain: {e}");
+            1
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct ConfigDiff {
     pub sync_changed: bool,
     /// The BGP announcement section changed.
     pub bgp_changed: bool,
+    /// The client lookup section changed (its service restarts).
+    pub client_lookup_changed: bool,
 }
 
 /// One service present in both configurations.
@@ -98,6 +100,7 @@ impl ConfigDiff {
             && !self.cluster_changed
             && !self.sync_changed
             && !self.bgp_changed
+            && !self.client_lookup_changed
     }
 }
 
@@ -122,6 +125,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         cluster_changed: old.cluster != new.cluster,
         sync_changed: old.sync != new.sync,
         bgp_changed: old.bgp != new.bgp,
+        client_lookup_changed: old.client_lookup != new.client_lookup,
         ..ConfigDiff::default()
     };
     for s in &old.services {
@@ -219,6 +223,7 @@ impl fmt::Display for ConfigDiff {
             (self.cluster_changed, "cluster"),
             (self.sync_changed, "sync"),
             (self.bgp_changed, "bgp"),
+            (self.client_lookup_changed, "client_lookup"),
         ] {
             if changed {
                 writeln!(f, "~ {what}")?;

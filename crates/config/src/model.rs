@@ -184,6 +184,9 @@ pub struct Config {
     pub sync: Option<SyncConfig>,
     /// `None`: the VIPs are not announced over BGP.
     pub bgp: Option<BgpConfig>,
+    /// `None`: no client lookup service (real servers behind FullNAT cannot ask who
+    /// their clients are).
+    pub client_lookup: Option<ClientLookup>,
     pub services: Vec<Service>,
     /// Active/backup roles per VIP group (keepalived's VRRP decides at run time).
     pub cluster: Cluster,
@@ -424,6 +427,16 @@ named_enum! {
         /// Both (active/active, or a pair that fails over both ways).
         Both = "both",
     }
+}
+
+/// The client lookup service: real servers behind FullNAT ask (UDP, HMAC-SHA256 under a
+/// shared key) who the client of one of their connections is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClientLookup {
+    /// Where uvsd answers: an address of the host's kernel the real servers reach.
+    pub listen: std::net::SocketAddr,
+    /// The key shared with the real servers' uvs-agent (at least 16 bytes).
+    pub auth_key: String,
 }
 
 /// Connection synchronisation: IPVS's sync protocol v1 over UDP (multicast by default).

@@ -37,6 +37,8 @@ pub(crate) struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bgp: Option<RawBgp>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_lookup: Option<RawClientLookup>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub marks: Option<Vec<RawMark>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<RawService>>,
@@ -270,6 +272,16 @@ pub(crate) struct RawAdmin {
     pub socket: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+}
+
+/// The client lookup service (FullNAT real servers asking for their clients).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientLookup {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -58,6 +58,13 @@ pub fn to_yaml(config: &Config) -> String {
             refresh_period: Some(u64::from(s.refresh_period)),
             max_rate: Some(u64::from(s.max_rate)),
         }),
+        client_lookup: config
+            .client_lookup
+            .as_ref()
+            .map(|l| crate::raw::RawClientLookup {
+                listen: Some(l.listen.to_string()),
+                auth_key: Some(l.auth_key.clone()),
+            }),
         bgp: config.bgp.as_ref().map(|b| crate::raw::RawBgp {
             include: Some(b.include.to_string_lossy().into_owned()),
             socket: Some(b.socket.to_string_lossy().into_owned()),

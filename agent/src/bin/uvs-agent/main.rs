@@ -7,6 +7,7 @@
 //! uvs-agent drain                              # no new connections; existing ones finish
 //! uvs-agent ready                              # back in rotation
 //! uvs-agent status                             # what balancers are told now
+//! uvs-agent client-of 198.18.1.11:80 198.18.1.100:40001   # behind FullNAT: the client
 //! ```
 
 #![deny(unsafe_code)]
@@ -64,6 +65,17 @@ enum Cmd {
     Load { value: String },
     /// Print what balancers are told now.
     Status,
+    /// Behind FullNAT: print the client (and virtual service) of the connection LOCAL ↔
+    /// PEER, as uvsd knows it (the agent needs --lookup).
+    ClientOf {
+        /// This server's end of the connection, ADDRESS:PORT (`ss -tn`'s Local).
+        local: SocketAddr,
+        /// The other end as this server sees it (the balancer's pool address:port).
+        peer: SocketAddr,
+        /// The connection's protocol: tcp, udp or sctp.
+        #[arg(long, default_value = "tcp")]
+        protocol: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,6 +113,14 @@ struct RunArgs {
     /// While this file exists, say drain (a deploy script can touch it).
     #[arg(long)]
     drain_file: Option<PathBuf>,
+    /// uvsd's client lookup service (its YAML's client_lookup.listen), which `client-of`
+    /// asks.
+    #[arg(long)]
+    lookup: Option<SocketAddr>,
+    /// A file holding the key shared with uvsd (client_lookup.auth_key; surrounding
+    /// whitespace ignored). Required with --lookup.
+    #[arg(long)]
+    lookup_key_file: Option<PathBuf>,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -139,6 +159,21 @@ fn real_main(cli: Cli) -> Result<()> {
             Command::Down((!r.is_empty()).then_some(r))
         }
         Cmd::Load { value } => format!("load {value}").parse()?,
+        Cmd::ClientOf {
+            local,
+            peer,
+            protocol,
+        } => {
+            let protocol: uvs_agent::lookup::Protocol = protocol.parse()?;
+            match client::client_of(&cli.socket, protocol, local, peer)? {
+                Some(c) => println!("{} {}", c.client, c.virtual_service),
+                None => bail!(
+                    "uvsd tracks no {} connection {local} <-> {peer} (ended, or not one it forwards)",
+                    protocol.name()
+                ),
+            }
+            return Ok(());
+        }
     };
     let now = client::send(&cli.socket, &cmd)?;
     println!("{now}");
@@ -160,12 +195,32 @@ fn run(socket: &std::path::Path, a: RunArgs) -> Result<()> {
         }
     }
     let interval = seconds(a.interval, "interval")?;
+    let lookup = match (a.lookup, &a.lookup_key_file) {
+        (None, None) => None,
+        (Some(at), Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --lookup-key-file {}", path.display()))?;
+            let key = text.trim().as_bytes().to_vec();
+            if key.len() < uvs_agent::lookup::MIN_KEY_LEN {
+                bail!(
+                    "--lookup-key-file {}: the key has {} bytes, fewer than {}",
+                    path.display(),
+                    key.len(),
+                    uvs_agent::lookup::MIN_KEY_LEN
+                );
+            }
+            Some(serve::Lookup { at, key })
+        }
+        (Some(_), None) => bail!("--lookup needs --lookup-key-file (the key uvsd has)"),
+        (None, Some(_)) => bail!("--lookup-key-file needs --lookup (where uvsd answers)"),
+    };
     let agent = Arc::new(Agent::new(Policy {
         weight: !a.no_weight,
         min_weight: a.min_weight,
         maxconn: a.maxconn,
         drain_file: a.drain_file,
         app_load_ttl: seconds(a.app_load_ttl, "app-load-ttl")?,
+        lookup,
     }));
 
     let term = Arc::new(AtomicBool::new(false));

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use uvs_agent::client::{Command, MAX_COMMAND};
+use uvs_agent::client::{self, Command, CLIENT_OF, MAX_COMMAND};
+use uvs_agent::lookup;
 use uvs_agent::{Admin, Health, Reply};
 
 use crate::load::Figures;
@@ -37,6 +38,27 @@ pub struct Policy {
     pub drain_file: Option<PathBuf>,
     /// How long an application's pushed load counts without being repeated.
     pub app_load_ttl: Duration,
+    /// Where `client-of` questions go (uvsd's `client_lookup`), if anywhere.
+    pub lookup: Option<Lookup>,
+}
+
+/// uvsd's client lookup service and the key shared with it.
+#[derive(Clone)]
+pub struct Lookup {
+    pub at: SocketAddr,
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key (logs, panics).
+        write!(
+            f,
+            "Lookup {{ at: {}, key: <{} bytes> }}",
+            self.at,
+            self.key.len()
+        )
+    }
 }
 
 /// What the application (commands, signals) asked for.
@@ -284,6 +306,9 @@ fn handle_command(agent: &Agent, mut s: UnixStream) {
         if let Some(end) = buf.iter().position(|&b| b == b'\n') {
             buf.truncate(end);
             break match std::str::from_utf8(&buf) {
+                Ok(text) if text.trim_start().starts_with(CLIENT_OF) => {
+                    relay_client_of(agent, &text.trim_start()[CLIENT_OF.len()..])
+                }
                 Ok(text) => match text.parse::<Command>() {
                     Ok(c) => format!("ok {}", agent.command(&c)),
                     Err(e) => format!("error {e}"),
@@ -312,6 +337,34 @@ fn handle_command(agent: &Agent, mut s: UnixStream) {
     let _ = s.write_all(format!("{answer}\n").as_bytes());
 }
 
+/// `client-of PROTOCOL LOCAL PEER`: asked of uvsd, its answer passed on.
+fn relay_client_of(agent: &Agent, args: &str) -> String {
+    let Some(l) = &agent.policy.lookup else {
+        return "error this agent has no --lookup (uvsd's client_lookup.listen) to ask".into();
+    };
+    let (protocol, local, peer) = match client::parse_client_of(args) {
+        Ok(a) => a,
+        Err(e) => return format!("error {e}: {CLIENT_OF} tcp|udp|sctp LOCAL:PORT PEER:PORT"),
+    };
+    match lookup::query(l.at, &l.key, protocol, local, peer, lookup::DEFAULT_TIMEOUT) {
+        Ok(lookup::Outcome::Found {
+            client,
+            virtual_service,
+        }) => format!(
+            "ok {}",
+            client::client_of_answer(Some(client::ClientOf {
+                client,
+                virtual_service
+            }))
+        ),
+        Ok(lookup::Outcome::Unknown) => format!("ok {}", client::client_of_answer(None)),
+        Err(e) => {
+            log::warn!("client-of {local} {peer}: {e}");
+            format!("error {e}")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +376,7 @@ mod tests {
             maxconn: None,
             drain_file: None,
             app_load_ttl: Duration::from_secs(10),
+            lookup: None,
         }
     }
 

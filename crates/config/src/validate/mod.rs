@@ -7,6 +7,7 @@ mod bgp;
 mod cluster;
 mod fwmark;
 mod health;
+mod lookup;
 mod real;
 mod service;
 mod site;
@@ -431,6 +432,10 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         &timeouts,
         &marks,
     )?;
+    let client_lookup = match raw.client_lookup {
+        None => None,
+        Some(l) => Some(lookup::client_lookup(cx, l, &interfaces, &services)?),
+    };
     let cluster = cluster::cluster(
         cx,
         raw.cluster.unwrap_or_default(),
@@ -451,6 +456,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         metrics,
         sync,
         bgp,
+        client_lookup,
         marks,
         services,
         cluster,
