@@ -4,10 +4,10 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use uvs_config::{Config, Forwarding, Protocol, SchedulerFlag};
+use uvs_config::{Config, Forwarding, Protocol, SchedulerFlag, TunCsum, Tunnel};
 use uvs_conntrack::Timeouts;
 use uvs_dataplane::tables::{MarkSpec, Persistence, RealSpec, ServiceKey, ServiceSpec, TablesSpec};
-use uvs_dataplane::{IfaceRt, IpKey, Method, Route};
+use uvs_dataplane::{IfaceRt, IpKey, Method, Route, TunEncap};
 use uvs_sched::{SchedConfig, SchedFlags, SchedulerKind, SitePrefix};
 
 /// An interface as the system reports it.
@@ -57,6 +57,22 @@ fn method(f: Forwarding) -> Method {
         Forwarding::Dr => Method::Dr,
         Forwarding::Tun => Method::Tun,
         Forwarding::FullNat => Method::FullNat,
+    }
+}
+
+/// A real server's TUN encapsulation. `remcsum` sends a computed UDP checksum: IPVS adds the
+/// remote-checksum option only to packets whose inner checksum is still partial, and uvs
+/// completes those before it forwards.
+fn tun_encap(r: &uvs_config::RealServer) -> TunEncap {
+    let checksum = r.tun_csum != TunCsum::None;
+    match r.tunnel {
+        Some(Tunnel::Gue) => TunEncap::Gue {
+            port: r.tun_port.unwrap_or(0),
+            checksum,
+            remcsum: r.tun_csum == TunCsum::Remcsum,
+        },
+        Some(Tunnel::Gre) => TunEncap::Gre { checksum },
+        Some(Tunnel::Ipip) | None => TunEncap::Ipip,
     }
 }
 
@@ -201,6 +217,7 @@ pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
                             addr: IpKey::from_ip(r.address),
                             port: r.port,
                             method: method(r.forwarding),
+                            tun: tun_encap(r),
                             weight: u32::from(r.weight),
                             upper_threshold: r.upper_threshold,
                             lower_threshold: r.lower_threshold,
@@ -218,6 +235,7 @@ pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
                         addr: IpKey::from_ip(o.address),
                         port: o.port,
                         method: method(s.forwarding),
+                        tun: TunEncap::Ipip,
                         weight: 1,
                         upper_threshold: 0,
                         lower_threshold: 0,

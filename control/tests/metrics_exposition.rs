@@ -16,6 +16,7 @@ fn real(addr: &str, port: u16, weight: u32, up: bool, overloaded: bool) -> RealS
         address: addr.parse().unwrap(),
         port,
         forward: "Masq".into(),
+        tunnel: String::new(),
         weight,
         active: 2,
         inactive: 1,
@@ -92,6 +93,7 @@ fn sample() -> Snapshot {
                 reused_conns: 0,
                 hash_adopted: 0,
                 sleeps: 0,
+                tunnelled: [0, 7, 0],
                 busy_ratio: 0.25,
             },
             WorkerSnapshot {
@@ -147,6 +149,8 @@ fn sample_lines() {
         r#"uvs_worker_rx_bytes_total{worker="0",core="1"} 64000"#.into(),
         r#"uvs_worker_slow_path_total{worker="0",core="1"} 4"#.into(),
         r#"uvs_worker_new_connections_total{worker="0",core="1"} 30"#.into(),
+        r#"uvs_worker_tunnelled_packets_total{worker="0",core="1",type="gue"} 7"#.into(),
+        r#"uvs_worker_tunnelled_packets_total{worker="0",core="1",type="gre"} 0"#.into(),
         r#"uvs_worker_busy_ratio{worker="0",core="1"} 0.25"#.into(),
         r#"uvs_worker_busy_ratio{worker="1",core="none"} 0"#.into(),
     ];

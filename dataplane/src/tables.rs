@@ -47,6 +47,40 @@ impl Method {
     }
 }
 
+/// TUN's encapsulation towards one real server (ipvsadm `--tun-type`, `--tun-port`,
+/// `--tun-nocsum`/`--tun-csum`/`--tun-remcsum`; remcsum arrives here as `checksum`, see
+/// `uvs_config::TunCsum`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TunEncap {
+    /// IP-in-IP / IPv6-in-IPv6 (IPVS's default).
+    #[default]
+    Ipip,
+    /// UDP to `port` + GUE; `checksum`: compute the UDP checksum; `remcsum`: the operator
+    /// asked for remote checksum offload, which is sent as `checksum` (uvs completes
+    /// partial inner checksums before it forwards; kept for the listing).
+    Gue {
+        port: u16,
+        checksum: bool,
+        remcsum: bool,
+    },
+    /// GRE; `checksum`: carry the GRE checksum.
+    Gre { checksum: bool },
+}
+
+impl TunEncap {
+    /// Index of the per-type counter (`WorkerCounters::tunnelled`).
+    pub fn index(self) -> usize {
+        match self {
+            TunEncap::Ipip => 0,
+            TunEncap::Gue { .. } => 1,
+            TunEncap::Gre { .. } => 2,
+        }
+    }
+
+    /// The type's name, for metrics labels (ipvsadm's `--tun-type` names).
+    pub const NAMES: [&'static str; 3] = ["ipip", "gue", "gre"];
+}
+
 /// An IP address in the 16-byte form the tables use: IPv4 in the first four bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpKey {
@@ -250,6 +284,8 @@ pub struct RealRt {
     pub addr: IpKey,
     pub port: u16,
     pub method: Method,
+    /// TUN only: the encapsulation.
+    pub tun: TunEncap,
     pub weight: u32,
     /// Egress port and next hop (the server itself when directly connected).
     pub egress: u8,
@@ -402,6 +438,8 @@ pub struct RealSpec {
     pub addr: IpKey,
     pub port: u16,
     pub method: Method,
+    /// TUN only: the encapsulation.
+    pub tun: TunEncap,
     pub weight: u32,
     pub upper_threshold: u32,
     pub lower_threshold: u32,
@@ -635,6 +673,7 @@ impl TablesBuilder {
                 addr: r.addr,
                 port: r.port,
                 method: r.method,
+                tun: r.tun,
                 weight: r.weight,
                 egress,
                 next_hop,

@@ -25,7 +25,7 @@ pub use model::{
     Admin, Announce, BgpConfig, Cluster, ClusterGroup, ClusterRole, Config, ConnTable, Forwarding,
     HealthCheck, HealthCheckKind, Interface, Mark, Metrics, Persistence, PortRange, Protocol,
     RealServer, Route, Scheduler, SchedulerFlag, Service, ServiceKey, Site, SorryServer,
-    SyncConfig, SyncMode, Timeouts, Tunnel, Withdraw, Workers, XdpMode, ZeroCopy,
+    SyncConfig, SyncMode, Timeouts, TunCsum, Tunnel, Withdraw, Workers, XdpMode, ZeroCopy,
 };
 pub use net::{IpPrefix, PrefixError};
 pub use save::to_yaml;

@@ -146,10 +146,29 @@ named_enum! {
 }
 
 named_enum! {
-    /// Tunnel encapsulation for `tun` forwarding.
+    /// Tunnel encapsulation for `tun` forwarding (ipvsadm `--tun-type`).
     pub enum Tunnel {
         /// IPIP (IPv4) or IPv6-in-IPv6 (RFC 2473), like IPVS's default.
         Ipip = "ipip",
+        /// UDP to `tun_port` + a GUE header (Linux FOU/GUE receivers).
+        Gue = "gue",
+        /// GRE (RFC 2784), protocol IPv4 or IPv6.
+        Gre = "gre",
+    }
+}
+
+named_enum! {
+    /// Checksums of a GUE or GRE tunnel (ipvsadm `--tun-nocsum`, `--tun-csum`,
+    /// `--tun-remcsum`; Linux's `IP_VS_TUNNEL_ENCAP_FLAG_*`).
+    pub enum TunCsum {
+        /// No outer checksum: UDP checksum 0, GRE without the C bit (the default).
+        None = "none",
+        /// GUE: UDP checksum computed; GRE: the GRE checksum carried.
+        Csum = "csum",
+        /// GUE only: remote checksum offload. IPVS adds the option only for a packet whose
+        /// inner checksum is still partial; uvs completes every partial checksum before it
+        /// forwards, so this sends what `csum` sends (a computed UDP checksum).
+        Remcsum = "remcsum",
     }
 }
 
@@ -640,6 +659,10 @@ pub struct RealServer {
     pub lower_threshold: u32,
     /// `Some` exactly when `forwarding` is `Tun`.
     pub tunnel: Option<Tunnel>,
+    /// GUE's UDP destination port (ipvsadm `--tun-port`); `Some` exactly for `gue`.
+    pub tun_port: Option<u16>,
+    /// Outer checksums of a GUE or GRE tunnel; `None` for every other real server.
+    pub tun_csum: TunCsum,
     /// Index into the service's `sites`; `Some` exactly when the scheduler is `geo`.
     /// (An index keeps `RealServer` `Copy`; `to_yaml` writes the site's name.)
     pub site: Option<u16>,

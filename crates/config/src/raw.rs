@@ -428,5 +428,9 @@ pub(crate) struct RawRealServer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub tun_port: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tun_csum: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
 }

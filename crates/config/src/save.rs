@@ -6,7 +6,7 @@
 
 use crate::model::{
     Announce, Cluster, Config, HealthCheck, HealthCheckKind, Interface, Mark, Protocol, RealServer,
-    Service, Timeouts, Tunnel, XdpMode, ZeroCopy,
+    Service, Timeouts, TunCsum, Tunnel, XdpMode, ZeroCopy,
 };
 use crate::net::{ipv4_mask, max_len};
 use crate::raw::{
@@ -264,6 +264,8 @@ fn real(r: &RealServer, s: &Service) -> RawRealServer {
             .tunnel
             .filter(|&t| t != Tunnel::Ipip)
             .map(|t| t.name().to_string()),
+        tun_port: r.tun_port.map(u64::from),
+        tun_csum: (r.tun_csum != TunCsum::None).then(|| r.tun_csum.name().to_string()),
         site: r
             .site
             .and_then(|i| s.sites.get(usize::from(i)))

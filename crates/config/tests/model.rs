@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use std::time::Duration;
 use uvs_config::{
     diff, load_str, to_yaml, Config, Forwarding, HealthCheckKind, Protocol, Scheduler,
-    SchedulerFlag, Timeouts, Tunnel, XdpMode, ZeroCopy,
+    SchedulerFlag, Timeouts, TunCsum, Tunnel, XdpMode, ZeroCopy,
 };
 
 const IFACE: &str = "\
@@ -110,6 +110,36 @@ fn tunnels_default_to_ipip_and_may_cross_families() {
     let reals = &c.services[0].real_servers;
     assert!(reals.iter().all(|r| r.tunnel == Some(Tunnel::Ipip)));
     assert!(reals[1].address.is_ipv6());
+}
+
+/// The three tunnel types with ipvsadm's options; saved and loaded back unchanged.
+#[test]
+fn gue_and_gre_tunnels_with_their_options_round_trip() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         forwarding: tun\n    real_servers:\n      \
+         - {{ address: 198.18.1.11, tunnel: gue, tun_port: 6080 }}\n      \
+         - {{ address: 198.18.1.12, tunnel: gue, tun_port: 5555, tun_csum: remcsum }}\n      \
+         - {{ address: 198.18.1.13, tunnel: gre, tun_csum: csum }}\n      \
+         - {{ address: 198.18.1.14, tunnel: gre }}\n"
+    ));
+    let r: Vec<_> = c.services[0]
+        .real_servers
+        .iter()
+        .map(|r| (r.tunnel, r.tun_port, r.tun_csum))
+        .collect();
+    assert_eq!(
+        r,
+        vec![
+            (Some(Tunnel::Gue), Some(6080), TunCsum::None),
+            (Some(Tunnel::Gue), Some(5555), TunCsum::Remcsum),
+            (Some(Tunnel::Gre), None, TunCsum::Csum),
+            (Some(Tunnel::Gre), None, TunCsum::None),
+        ]
+    );
+    let yaml = uvs_config::to_yaml(&c);
+    assert!(yaml.contains("tun_csum: remcsum"), "{yaml}");
+    assert_eq!(uvs_config::load_str(&yaml, "saved.yaml").unwrap(), c);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use uvs_wire::Parsed;
 
 use super::*;
 use crate::neigh::NeighMap;
-use crate::tables::{Method, RealRt, Tables};
+use crate::tables::{Method, RealRt, Tables, TunEncap};
 use crate::verdict::{DropReason, Verdict};
 
 /// ICMP: errors about a tracked flow are translated with it (outer and quoted headers,
@@ -89,7 +89,7 @@ pub(crate) fn icmp_error(
                 }
             }
             let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
-            forward_icmp_to_real(tables, neigh, buf, len, p, real, &c, method)
+            forward_icmp_to_real(ctx, tables, neigh, buf, len, p, real, &c, method)
         }
         Dir::Reply => {
             if !matches!(method, Method::Nat | Method::FullNat) {
@@ -117,6 +117,7 @@ pub(crate) fn icmp_error(
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_icmp_to_real(
+    ctx: &Ctx<'_>,
     tables: &Tables,
     neigh: &NeighMap,
     buf: &mut [u8],
@@ -131,7 +132,8 @@ pub(crate) fn forward_icmp_to_real(
         return Verdict::Drop(DropReason::NoRoute);
     };
     if method == Method::Tun {
-        if let Err(v) = encapsulate(tables, buf, len, p, egress, &real_addr) {
+        let tun = real.map_or(TunEncap::Ipip, |r| r.tun);
+        if let Err(v) = encapsulate(ctx, tables, buf, len, p, egress, &real_addr, tun) {
             return v;
         }
     }
