@@ -391,8 +391,20 @@ pub struct Timeouts {
     pub tcp_last_ack: u32,
     pub udp: u32,
     pub icmp: u32,
-    /// One value for every SCTP state for now (IPVS's ESTABLISHED default).
+    /// SCTP ESTABLISHED (IPVS's `sctp_timeouts[]`, like the other `sctp_*` states).
     pub sctp: u32,
+    pub sctp_init1: u32,
+    pub sctp_init: u32,
+    pub sctp_cookie_sent: u32,
+    pub sctp_cookie_replied: u32,
+    pub sctp_cookie_wait: u32,
+    pub sctp_cookie: u32,
+    pub sctp_cookie_echoed: u32,
+    pub sctp_shutdown_sent: u32,
+    pub sctp_shutdown_received: u32,
+    pub sctp_shutdown_ack_sent: u32,
+    pub sctp_rejected: u32,
+    pub sctp_closed: u32,
 }
 
 impl Default for Timeouts {
@@ -409,6 +421,18 @@ impl Default for Timeouts {
             udp: 300,
             icmp: 60,
             sctp: 900,
+            sctp_init1: 4,
+            sctp_init: 61,
+            sctp_cookie_sent: 61,
+            sctp_cookie_replied: 61,
+            sctp_cookie_wait: 61,
+            sctp_cookie: 61,
+            sctp_cookie_echoed: 61,
+            sctp_shutdown_sent: 61,
+            sctp_shutdown_received: 61,
+            sctp_shutdown_ack_sent: 61,
+            sctp_rejected: 4,
+            sctp_closed: 61,
         }
     }
 }

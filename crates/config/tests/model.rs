@@ -112,6 +112,32 @@ fn tunnels_default_to_ipip_and_may_cross_families() {
     assert!(reals[1].address.is_ipv6());
 }
 
+/// SCTP's per-state timeouts, globally and per service (IPVS's defaults otherwise), saved
+/// and loaded back unchanged.
+#[test]
+fn sctp_timeouts_per_state() {
+    let c = load(&format!(
+        "{IFACE}timeouts:\n  sctp_init1: 3\n  sctp_shutdown_sent: 9\nservices:\n  \
+         - vip: 198.18.100.1\n    protocol: sctp\n    port: 5000\n    \
+         timeouts: {{ sctp: 120, sctp_closed: 7 }}\n"
+    ));
+    let g = &c.timeouts;
+    assert_eq!((g.sctp_init1, g.sctp_shutdown_sent, g.sctp), (3, 9, 900));
+    assert_eq!(
+        (g.sctp_cookie_echoed, g.sctp_rejected, g.sctp_closed),
+        (61, 4, 61)
+    );
+    let t = &c.services[0].timeouts;
+    assert_eq!(
+        (t.sctp_init1, t.sctp_shutdown_sent, t.sctp, t.sctp_closed),
+        (3, 9, 120, 7),
+        "a service's timeouts start from the global ones"
+    );
+    let yaml = uvs_config::to_yaml(&c);
+    assert!(yaml.contains("sctp_closed: 7"), "{yaml}");
+    assert_eq!(uvs_config::load_str(&yaml, "saved.yaml").unwrap(), c);
+}
+
 /// The three tunnel types with ipvsadm's options; saved and loaded back unchanged.
 #[test]
 fn gue_and_gre_tunnels_with_their_options_round_trip() {

@@ -192,6 +192,13 @@ fn service_errors() {
             None,
         ),
         case(
+            "services:\n  - vip: 198.18.100.1\n    protocol: sctp\n    port: 5000\n    timeouts: { sctp_closed: 0 }\n",
+            "sctp_closed: |0",
+            "services[0].timeouts.sctp_closed",
+            "timeout 0 is out of range 1..=2147483",
+            Some("seconds"),
+        ),
+        case(
             "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    timeouts: { tcp_established: 0 }\n",
             "tcp_established: |0",
             "services[0].timeouts.tcp_established",
