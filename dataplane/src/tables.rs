@@ -412,6 +412,34 @@ impl Tables {
     }
 
     #[inline]
+    /// Whether `addr` is one of the interfaces' own (local) addresses: the source of TUN's
+    /// outer packets.
+    pub fn is_local(&self, addr: &IpKey) -> bool {
+        self.ifaces.iter().any(|i| {
+            if addr.v6 {
+                i.local6 == Some(addr.addr)
+            } else {
+                i.local4.is_some_and(|a| a[..] == addr.addr[..4])
+            }
+        })
+    }
+
+    /// The UDP port GUE is sent to for the TUN real server at `addr`, if one tunnels with
+    /// GUE (the first found; the same address with two GUE ports in two services is not
+    /// told apart here).
+    pub fn gue_port_of(&self, addr: &IpKey) -> Option<u16> {
+        self.services
+            .iter()
+            .flatten()
+            .flat_map(|s| s.reals.iter().flatten())
+            .find_map(|r| match r.tun {
+                TunEncap::Gue { port, .. } if r.method == Method::Tun && r.addr == *addr => {
+                    Some(port)
+                }
+                _ => None,
+            })
+    }
+
     pub fn owns(&self, addr: &IpKey) -> bool {
         self.owned.contains_key(addr)
     }

@@ -36,6 +36,7 @@ pub mod rewrite;
 pub mod sctp;
 pub mod tcp;
 pub mod udp;
+pub mod untunnel;
 
 pub use arp::{ArpPacket, ArpRepr};
 pub use embedded::{
