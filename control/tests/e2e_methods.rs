@@ -6,14 +6,17 @@
 //! TUN is walked with each of IPVS's encapsulations (ipip, gue, gre; the decapsulator strips
 //! all three), and for gue and gre the frames a real server received are captured with
 //! tcpdump and taken apart with etherparse: outer headers, the GUE/GRE header bytes, their
-//! checksums, and the client's packet inside.
+//! checksums, and the client's packet inside. ICMP errors about DR and TUN connections go
+//! where IPVS's ip_vs_in_icmp sends them: from the client's side on to the DR real server
+//! (captured there), and from a TUN real server that refuses the tunnel packet back to the
+//! client about its own SYN (curl is refused at once rather than timing out).
 //! One test walks the methods in turn so only one uvsd busy-polls at a time.
 
 mod common;
 use common::*;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 fn config_for(method: &str) -> String {
     let mut cfg = demo_config().replace("forwarding: nat", &format!("forwarding: {method}"));
@@ -37,11 +40,199 @@ fn check_method(method: &str) {
     let mut tb = Testbed::up(&format!("e2m{}", &method[..method.len().min(4)]), method);
     tb.start_uvsd(&config_for(method));
     check_answers(&tb, method);
+    if method == "dr" {
+        client_errors_reach_the_real_server(&tb);
+    }
     if method == "tun" {
         for tunnel in [Tunnel::Gue, Tunnel::Gre] {
             tb.stop_uvsd("TERM");
             tb.start_uvsd(&tunnel.config());
             tunnel.check(&tb);
+        }
+        tb.stop_uvsd("TERM");
+        tb.start_uvsd(&Tunnel::Gue.config().replace(
+            &format!("tun_port: {GUE_PORT}"),
+            &format!("tun_port: {}", GUE_PORT + 1),
+        ));
+        tunnel_errors_reach_the_client(&tb);
+    }
+}
+
+/// Spawns a bounded tcpdump (`count` frames, at most `secs` s) in `role`'s namespace and
+/// returns once it captures.
+fn tcpdump(tb: &Testbed, role: &str, pcap: &str, filter: &str, count: u32, secs: u32) -> Child {
+    let mut dump = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &tb.ns(role),
+            "timeout",
+            &secs.to_string(),
+            "tcpdump",
+        ])
+        .args([
+            "-i",
+            "uvs-r0",
+            "-nn",
+            "-U",
+            "-c",
+            &count.to_string(),
+            "-w",
+            pcap,
+            filter,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    let mut line = String::new();
+    BufReader::new(dump.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening"), "{role}: tcpdump: {line}");
+    dump
+}
+
+/// Sends, from the client's namespace, ICMP port unreachable from the client to the VIP
+/// quoting a TCP segment VIP:80 → client:PORT (what a router or the client's host sends
+/// about a reply that reached it): argv VIP CLIENT PORT; the kernel adds the outer header
+/// (and the ICMPv6 checksum).
+const SEND_UNREACH: &str = r#"
+import socket, struct, sys
+vip, client, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tcp = struct.pack("!HHIIBBHHH", 80, port, 1, 1, 0x50, 0x10, 65535, 0, 0)
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+if ":" in vip:
+    ip = struct.pack("!IHBB", 0x60000000, len(tcp), 6, 64)
+    ip += socket.inet_pton(socket.AF_INET6, vip) + socket.inet_pton(socket.AF_INET6, client)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    s.sendto(struct.pack("!BBHI", 1, 4, 0, 0) + ip + tcp, (vip, 0))
+else:
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0,
+                     socket.inet_aton(vip), socket.inet_aton(client))
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    body = ip + tcp
+    icmp = struct.pack("!BBHI", 3, 3, 0, 0) + body
+    icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.sendto(icmp, (vip, 0))
+"#;
+
+/// DR, as IPVS's ip_vs_in_icmp: an error from the client's side about a reply the real
+/// server sent straight to the client (port unreachable, addressed to the VIP, quoting
+/// VIP:80 → client) is sent on to that real server, which receives it (captured on all
+/// three; exactly the one that served the connection has it).
+fn client_errors_reach_the_real_server(tb: &Testbed) {
+    for v6 in [false, true] {
+        let (vip, client, url, filter) = if v6 {
+            (
+                "2001:2:0:100::1",
+                "2001:2::2",
+                "http://[2001:2:0:100::1]/",
+                "icmp6 and ip6[40] == 1",
+            )
+        } else {
+            (
+                "198.18.100.1",
+                "198.18.0.2",
+                "http://198.18.100.1/",
+                "icmp and icmp[0] == 3",
+            )
+        };
+        // A connection from a known port; its entry outlives it (FIN_WAIT/TIME_WAIT).
+        let port = if v6 { "40124" } else { "40123" };
+        let o = tb.exec(
+            "client",
+            &[
+                "curl",
+                "-s",
+                "-g",
+                "--max-time",
+                "3",
+                "--local-port",
+                port,
+                url,
+            ],
+        );
+        assert!(o.status.success(), "v6={v6}: {o:?}");
+        let served = String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        let dumps: Vec<(String, String, Child)> = (1..=3)
+            .map(|i| {
+                let rs = format!("rs{i}");
+                let pcap = format!("/run/uvs-testbed/{}/unreach-{rs}-{v6}.pcap", tb.tag);
+                let d = tcpdump(tb, &rs, &pcap, filter, 1, 4);
+                (rs, pcap, d)
+            })
+            .collect();
+        let o = tb.exec(
+            "client",
+            &["python3", "-c", SEND_UNREACH, vip, client, port],
+        );
+        assert!(o.status.success(), "v6={v6}: {o:?}");
+        let mut seen = Vec::new();
+        for (rs, pcap, mut d) in dumps {
+            if d.wait().unwrap().success() {
+                seen.push(rs);
+                let frames = read_pcap(&std::fs::read(&pcap).unwrap());
+                let s = etherparse::SlicedPacket::from_ethernet(&frames[0]).unwrap();
+                let (src, dst) = match &s.net {
+                    Some(etherparse::NetSlice::Ipv4(h)) => (
+                        h.header().source_addr().to_string(),
+                        h.header().destination_addr().to_string(),
+                    ),
+                    Some(etherparse::NetSlice::Ipv6(h)) => (
+                        h.header().source_addr().to_string(),
+                        h.header().destination_addr().to_string(),
+                    ),
+                    other => panic!("v6={v6}: {other:?}"),
+                };
+                assert_eq!((src.as_str(), dst.as_str()), (client, vip), "v6={v6}");
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![served],
+            "v6={v6}: the server of the connection gets the error\n{}",
+            tb.uvsd_log()
+        );
+    }
+}
+
+/// TUN, as IPVS's ip_vs_in_icmp for its tunnels: real servers told to expect GUE on a port
+/// their decapsulator does not take answer each tunnel packet with port unreachable, to
+/// uvs's local address and quoting the tunnel packet; uvs turns it into an error about the
+/// client's own SYN, from the VIP, so curl is refused at once (exit 7) instead of timing
+/// out (exit 28).
+fn tunnel_errors_reach_the_client(tb: &Testbed) {
+    for url in ["http://198.18.100.1/", "http://[2001:2:0:100::1]/"] {
+        for _ in 0..3 {
+            let o = tb.exec(
+                "client",
+                &[
+                    "curl",
+                    "-s",
+                    "-g",
+                    "--max-time",
+                    "5",
+                    "-o",
+                    "/dev/null",
+                    url,
+                ],
+            );
+            assert_eq!(
+                o.status.code(),
+                Some(7),
+                "{url}: curl must be refused by the relayed ICMP error: {o:?}\n{}",
+                tb.uvsd_log()
+            );
         }
     }
 }
@@ -164,19 +355,7 @@ impl Tunnel {
                 (Tunnel::Gre, true) => "ip6 proto 47".to_string(),
             };
             // Bounded: at most 6 frames, at most 20 s.
-            let mut dump = Command::new("ip")
-                .args(["netns", "exec", &tb.ns("rs1"), "timeout", "20", "tcpdump"])
-                .args(["-i", "uvs-r0", "-nn", "-U", "-c", "6", "-w", &pcap, &filter])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("tcpdump");
-            // tcpdump says "listening on ..." once it captures.
-            let mut line = String::new();
-            BufReader::new(dump.stderr.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            assert!(line.contains("listening"), "{case}: tcpdump: {line}");
+            let mut dump = tcpdump(tb, "rs1", &pcap, &filter, 6, 20);
             check_answers_of(tb, self.name(), v6);
             let status = dump.wait().unwrap();
             assert!(
