@@ -355,3 +355,55 @@ fn tunnel_path_errors_reach_the_client() {
         }
     }
 }
+
+/// A FullNAT pool may use the interface's own address, the source of TUN's tunnel packets
+/// too: an error about a FullNAT UDP flow from it is still translated with its flow (not
+/// taken for a tunnel error).
+#[test]
+fn fullnat_errors_about_the_local_address_follow_their_flow() {
+    for v6 in [false, true] {
+        let mut spec = lab::spec(Method::FullNat, SchedulerKind::Rr, 1);
+        for s in &mut spec.services {
+            if s.key.vip.v6 == v6 {
+                s.fullnat_pool = vec![uvs_dataplane::IpKey::from_ip(local(v6))];
+            }
+        }
+        let tables = TablesBuilder::build(&spec, None).unwrap();
+        let shared = Arc::new(Shared::new(tables, 4096, 1));
+        lab::learn_neighbours(&shared.neigh, 0);
+        let ports = vec![MemPort::new("client", 256), MemPort::new("server", 256)];
+        let w = Worker::new(0, ports, shared.clone());
+        let mut lab = Lab { shared, w };
+        let request = tk::udp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(v6),
+            53000,
+            vip(v6),
+            53,
+            b"query",
+        );
+        let [_, fwd] = lab.send(0, &request);
+        assert_eq!(fwd.len(), 1, "v6={v6}");
+        let err = icmp_error(
+            (lab::real_mac(1), lab::LB1_MAC),
+            real1(v6),
+            local(v6),
+            None,
+            &fwd[0][14..],
+        );
+        let [to_client, _] = lab.send(1, &err);
+        assert_eq!(to_client.len(), 1, "v6={v6}: the error reaches the client");
+        let (src, dst, _, _, quote) = take_icmp(&to_client[0]);
+        assert_eq!((src, dst), (vip(v6), client(v6)), "v6={v6}");
+        let q = etherparse::SlicedPacket::from_ip(&quote).unwrap();
+        let Some(etherparse::TransportSlice::Udp(u)) = q.transport else {
+            panic!("v6={v6}")
+        };
+        assert_eq!(
+            (u.source_port(), u.destination_port()),
+            (53000, 53),
+            "v6={v6}"
+        );
+    }
+}

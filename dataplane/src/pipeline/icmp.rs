@@ -59,7 +59,12 @@ pub(crate) fn icmp_error(
         ip_proto::IPIP | ip_proto::IPV6 | ip_proto::UDP | ip_proto::GRE
     ) && tables.is_local(&ip(v6, e.src))
     {
-        return tunnel_error(ctx, tables, neigh, buf, len, p, &e, v6);
+        // Only a quote that is one of our tunnel packets: a FullNAT pool address may be a
+        // local address too, and errors about its UDP flows take the path below.
+        let gue_port = tables.gue_port_of(&ip(v6, e.dst));
+        if let Some(skip) = uvs_wire::untunnel::tunnel_quote_len(&buf[..*len], &e, gue_port) {
+            return tunnel_error(ctx, tables, neigh, buf, len, p, &e, skip, v6);
+        }
     }
     let key = FlowKey {
         proto: e.l4_proto,
@@ -137,13 +142,10 @@ fn tunnel_error(
     len: &mut usize,
     p: &Parsed,
     e: &uvs_wire::Embedded,
+    skip: usize,
     v6: bool,
 ) -> Verdict {
     let real = ip(v6, e.dst);
-    let gue_port = tables.gue_port_of(&real);
-    let Some(skip) = uvs_wire::untunnel::tunnel_quote_len(&buf[..*len], e, gue_port) else {
-        return Verdict::Drop(DropReason::IcmpNoFlow);
-    };
     // The tunnelled packet must be one of a TUN connection to that real server.
     let Some(key) = inner_flow(&buf[..*len], e, skip, v6) else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
