@@ -345,6 +345,20 @@ impl Tunnel {
     /// curl through the tunnel over both families while rs1 captures what it receives;
     /// then every captured frame is checked.
     fn check(self, tb: &Testbed) {
+        // uvsadm lists the running tunnels as ipvsadm 1.31 does.
+        let info = match self {
+            Tunnel::Gue => format!("gue:{GUE_PORT}:+c"),
+            Tunnel::Gre => "gre:+c".to_string(),
+        };
+        let o = tb.uvsadm(&["-L", "-n", "--tun-info"]);
+        let listing = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{o:?}");
+        assert_eq!(
+            listing.lines().filter(|l| l.contains(&info)).count(),
+            12,
+            "{}: every real server's TunnelInfo:\n{listing}",
+            self.name()
+        );
         for v6 in [false, true] {
             let case = format!("{} v6={v6}", self.name());
             let pcap = format!("/run/uvs-testbed/{}/{}-{v6}.pcap", tb.tag, self.name());
