@@ -19,7 +19,8 @@
 #   down    kills every process in the namespaces (by PID) and deletes them
 # Real servers run nginx answering "rsN <address>" on TCP 80 and a UDP responder on 53.
 # --mode dr|tun puts the VIPs on the real servers' loopback (arp_ignore/announce as LVS-DR
-# wants); tun also loads the tc BPF decapsulator (scripts/decap.bpf.c) on their ingress.
+# wants); tun also loads the tc BPF decapsulator (scripts/decap.bpf.c: IPIP, GUE to UDP
+# port 6080, GRE) on their ingress.
 # fullnat gives the real servers no route to the client network (they only know 198.18.1.0/24).
 # The veths keep their default offloads, as containers and VMs have them: sockets send TCP/UDP
 # with partial checksums (pseudo-header sum only), which uvs completes. --tx-csum-offload off

@@ -264,6 +264,18 @@ pub fn render(s: &Snapshot) -> String {
         }
     }
     let mut f = e.family(
+        "uvs_worker_tunnelled_packets_total",
+        "TUN packets the worker encapsulated, by tunnel type (ipip, gue, gre).",
+        Kind::Counter,
+    );
+    for (w, labels) in s.workers.iter().zip(&worker_labels) {
+        for (name, n) in uvs_dataplane::TunEncap::NAMES.iter().zip(w.tunnelled) {
+            let mut l = labels.clone();
+            l.push(("type", (*name).to_string()));
+            f.sample(&l, n);
+        }
+    }
+    let mut f = e.family(
         "uvs_worker_busy_ratio",
         "Share of the worker's polls that found packets (0..1): its load.",
         Kind::Gauge,

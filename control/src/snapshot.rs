@@ -32,6 +32,10 @@ pub struct RealSnapshot {
     pub port: u16,
     /// "Masq", "Route", "Tunnel" or "FullNat" (ipvsadm's Forward column).
     pub forward: String,
+    /// A tunnelling server's type and options as `-L --tun-info` shows them (`ipip`,
+    /// `gue:6080:+c`, `gre:-c`); empty for the others.
+    #[serde(default)]
+    pub tunnel: String,
     /// The weight in effect (configured × the agent's percentage; 0 while drained).
     pub weight: u32,
     pub active: u32,
@@ -86,6 +90,9 @@ pub struct WorkerSnapshot {
     pub hash_adopted: u64,
     /// Times the worker slept in poll(2) while idle (adaptive polling).
     pub sleeps: u64,
+    /// TUN packets sent per encapsulation: ipip, gue, gre.
+    #[serde(default)]
+    pub tunnelled: [u64; 3],
     /// Share of polls that found work (0..=1): the worker's load.
     pub busy_ratio: f64,
 }

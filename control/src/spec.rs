@@ -4,10 +4,10 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use uvs_config::{Config, Forwarding, Protocol, SchedulerFlag};
+use uvs_config::{Config, Forwarding, Protocol, SchedulerFlag, TunCsum, Tunnel};
 use uvs_conntrack::Timeouts;
 use uvs_dataplane::tables::{MarkSpec, Persistence, RealSpec, ServiceKey, ServiceSpec, TablesSpec};
-use uvs_dataplane::{IfaceRt, IpKey, Method, Route};
+use uvs_dataplane::{IfaceRt, IpKey, Method, Route, TunEncap};
 use uvs_sched::{SchedConfig, SchedFlags, SchedulerKind, SitePrefix};
 
 /// An interface as the system reports it.
@@ -57,6 +57,22 @@ fn method(f: Forwarding) -> Method {
         Forwarding::Dr => Method::Dr,
         Forwarding::Tun => Method::Tun,
         Forwarding::FullNat => Method::FullNat,
+    }
+}
+
+/// A real server's TUN encapsulation. `remcsum` sends a computed UDP checksum: IPVS adds the
+/// remote-checksum option only to packets whose inner checksum is still partial, and uvs
+/// completes those before it forwards.
+fn tun_encap(r: &uvs_config::RealServer) -> TunEncap {
+    let checksum = r.tun_csum != TunCsum::None;
+    match r.tunnel {
+        Some(Tunnel::Gue) => TunEncap::Gue {
+            port: r.tun_port.unwrap_or(0),
+            checksum,
+            remcsum: r.tun_csum == TunCsum::Remcsum,
+        },
+        Some(Tunnel::Gre) => TunEncap::Gre { checksum },
+        Some(Tunnel::Ipip) | None => TunEncap::Ipip,
     }
 }
 
@@ -113,7 +129,24 @@ pub fn timeouts(t: &uvs_config::Timeouts) -> Timeouts {
     }
     out.udp = ms(t.udp);
     out.icmp = ms(t.icmp);
-    out.sctp = ms(t.sctp);
+    // IPVS's SCTP state numbering (IP_VS_SCTP_S_*): NONE 0 keeps its 2 s.
+    for (state, secs) in [
+        (1, t.sctp_init1),
+        (2, t.sctp_init),
+        (3, t.sctp_cookie_sent),
+        (4, t.sctp_cookie_replied),
+        (5, t.sctp_cookie_wait),
+        (6, t.sctp_cookie),
+        (7, t.sctp_cookie_echoed),
+        (8, t.sctp),
+        (9, t.sctp_shutdown_sent),
+        (10, t.sctp_shutdown_received),
+        (11, t.sctp_shutdown_ack_sent),
+        (12, t.sctp_rejected),
+        (13, t.sctp_closed),
+    ] {
+        out.sctp[state] = ms(secs);
+    }
     out
 }
 
@@ -201,6 +234,7 @@ pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
                             addr: IpKey::from_ip(r.address),
                             port: r.port,
                             method: method(r.forwarding),
+                            tun: tun_encap(r),
                             weight: u32::from(r.weight),
                             upper_threshold: r.upper_threshold,
                             lower_threshold: r.lower_threshold,
@@ -218,6 +252,7 @@ pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
                         addr: IpKey::from_ip(o.address),
                         port: o.port,
                         method: method(s.forwarding),
+                        tun: TunEncap::Ipip,
                         weight: 1,
                         upper_threshold: 0,
                         lower_threshold: 0,
@@ -238,6 +273,28 @@ pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The YAML's SCTP fields land in IPVS's state numbering, in milliseconds.
+    #[test]
+    fn sctp_timeouts_by_state() {
+        let t = uvs_config::Timeouts {
+            sctp: 120,
+            sctp_init1: 3,
+            sctp_closed: 7,
+            sctp_shutdown_ack_sent: 11,
+            ..uvs_config::Timeouts::default()
+        };
+        let out = timeouts(&t);
+        use uvs_dataplane::sctp::SctpState as S;
+        assert_eq!(out.sctp[S::Established as usize], 120_000);
+        assert_eq!(out.sctp[S::Init1 as usize], 3_000);
+        assert_eq!(out.sctp[S::Closed as usize], 7_000);
+        assert_eq!(out.sctp[S::ShutdownAckSent as usize], 11_000);
+        assert_eq!(out.sctp[S::None as usize], 2_000);
+        assert_eq!(out.sctp[S::Rejected as usize], 4_000);
+        assert_eq!(out.sctp[S::CookieSent as usize], 61_000);
+        assert_eq!(out.for_state(132, S::Closed as u8), 7_000);
+    }
     use uvs_dataplane::TablesBuilder;
 
     /// configs/geo.yaml: each site's prefixes carry the site's index, the same id its real

@@ -165,6 +165,7 @@ pub fn snapshot_with(
                 address: r.addr.to_ip(),
                 port: r.port,
                 forward: r.method.ipvsadm_name().to_string(),
+                tunnel: crate::admin::tunnel::info_rt(r.method, r.tun),
                 // In effect: an agent's percentage or drain shows, as HAProxy's stats do.
                 weight: live.weight(r.weight),
                 active: live.active.load(Relaxed),
@@ -229,6 +230,7 @@ pub fn snapshot_with(
             reused_conns: c.reused_conns.get(),
             hash_adopted: c.hash_adopted.get(),
             sleeps: c.sleeps.get(),
+            tunnelled: [0, 1, 2].map(|i| c.tunnelled[i].get()),
             busy_ratio: rates.busy.get(i).copied().unwrap_or(0.0),
         })
         .collect();

@@ -337,6 +337,7 @@ mod tests {
             address: "198.18.1.11".parse().unwrap(),
             port: 80,
             forward: "Masq".into(),
+            tunnel: String::new(),
             weight: 1,
             active: 2,
             inactive: 3,

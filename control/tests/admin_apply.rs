@@ -316,6 +316,91 @@ fn rules_replay_to_the_same_services() {
     }
 }
 
+/// `--tun-type`, `--tun-port` and the checksum options on `-a`/`-e`, refused as ipvsadm
+/// refuses them, written by `-S` as ipvsadm 1.31 writes them, and replayed to the same
+/// servers.
+#[test]
+fn tunnel_types_and_options() {
+    use uvs_config::TunCsum;
+    let cfg = config();
+    let new = run(
+        &cfg,
+        "-a -t 198.18.100.1:80 -r 198.18.1.13 -i --tun-type gue --tun-port 6080 --tun-csum",
+    )
+    .unwrap();
+    let new = run(
+        &new,
+        "-a -t 198.18.100.1:80 -r 198.18.1.14 -i --tun-type gre --tun-nocsum -w 3",
+    )
+    .unwrap();
+    let new = run(&new, "-a -t 198.18.100.1:80 -r 198.18.1.15 -i").unwrap();
+    let r = &new.services[0].real_servers;
+    assert_eq!(
+        (r[2].tunnel, r[2].tun_port, r[2].tun_csum),
+        (Some(Tunnel::Gue), Some(6080), TunCsum::Csum)
+    );
+    assert_eq!(
+        (r[3].tunnel, r[3].tun_port, r[3].tun_csum),
+        (Some(Tunnel::Gre), None, TunCsum::None)
+    );
+    // -e without --tun-type keeps the tunnel; with one, replaces it.
+    let kept = run(&new, "-e -t 198.18.100.1:80 -r 198.18.1.13 -i -w 5").unwrap();
+    assert_eq!(kept.services[0].real_servers[2].tun_port, Some(6080));
+    let remcsum = run(
+        &new,
+        "-e -t 198.18.100.1:80 -r 198.18.1.13 -i --tun-type gue --tun-port 7 --tun-remcsum",
+    )
+    .unwrap();
+    let r2 = remcsum.services[0].real_servers[2];
+    assert_eq!((r2.tun_port, r2.tun_csum), (Some(7), TunCsum::Remcsum));
+
+    let rules = format_rules(&new);
+    for want in [
+        "-a -t 198.18.100.1:80 -r 198.18.1.13:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum\n",
+        "-a -t 198.18.100.1:80 -r 198.18.1.14:80 -i -w 3 --tun-type gre --tun-nocsum\n",
+        "-a -t 198.18.100.1:80 -r 198.18.1.15:80 -i -w 1 --tun-type ipip\n",
+    ] {
+        assert!(rules.contains(want), "{want} not in\n{rules}");
+    }
+    let mut replayed = run(&new, "-C").unwrap();
+    for line in rules.lines() {
+        replayed = run(&replayed, line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+    assert_eq!(
+        replayed.services[0].real_servers,
+        new.services[0].real_servers
+    );
+
+    for (line, words) in [
+        ("-i --tun-type gue", &["'--tun-port'", "'gue'"][..]),
+        (
+            "-i --tun-type gre --tun-port 1",
+            &["illegal '--tun-port'", "'gre'"],
+        ),
+        ("-i --tun-port 6080", &["illegal '--tun-port'", "'ipip'"]),
+        (
+            "-i --tun-type gre --tun-remcsum",
+            &["'--tun-remcsum'", "'gre'"],
+        ),
+        (
+            "-m --tun-type gre",
+            &["conflict with the forwarding method"],
+        ),
+        ("-i --tun-type vxlan", &["illegal tunnel type 'vxlan'"]),
+        (
+            "-i --tun-type gue --tun-port 1 --tun-csum --tun-nocsum",
+            &["conflicts"],
+        ),
+        ("-i --tun-type gue --tun-port 0", &["--tun-port"]),
+    ] {
+        let full = format!("-a -t 198.18.100.1:80 -r 198.18.1.16 {line}");
+        let err = run(&new, &full).unwrap_err();
+        for w in words {
+            assert!(err.contains(w), "{full}: {err} lacks {w}");
+        }
+    }
+}
+
 /// The largest `n` in `1..=hi` for which `ok(n)` holds, given that it holds for 1 and, once
 /// it fails, fails for every larger value.
 fn largest_accepted(hi: u64, ok: impl Fn(u64) -> bool) -> u64 {

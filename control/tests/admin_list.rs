@@ -52,6 +52,7 @@ fn real(
         address: ip(addr),
         port,
         forward: forward.into(),
+        tunnel: String::new(),
         weight,
         active,
         inactive,
@@ -615,4 +616,36 @@ fn system_resolver_names_addresses() {
     use uvs_control::admin::Names;
     assert_eq!(names.host(ip("127.0.0.1")).as_deref(), Some("localhost"));
     assert_eq!(names.host(ip("198.18.255.254")), None);
+}
+
+/// `-L --tun-info`: ipvsadm's TunnelInfo column (`fwd_tun_info`), `n/a` for servers that do
+/// not tunnel.
+#[test]
+fn tunnel_info_column() {
+    let mut s = sample();
+    let web = ServiceKey::addr(ip("198.18.100.1"), Protocol::Tcp, 80);
+    let r = s.services[3]
+        .reals
+        .iter_mut()
+        .find(|r| r.address == ip("198.18.1.11"))
+        .unwrap();
+    r.forward = "Tunnel".into();
+    r.tunnel = "gue:6080:+c".into();
+    let opts = ListOptions {
+        numeric: true,
+        tun_info: true,
+        service: Some(web),
+        ..ListOptions::default()
+    };
+    let out = format_list_with(&s, &opts).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[1],
+        "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn"
+    );
+    assert!(
+        lines[3].starts_with("  -> 198.18.1.11:80               Tunnel  gue:6080:+c   "),
+        "{out}"
+    );
+    assert!(lines[4].contains(" n/a "), "{out}");
 }

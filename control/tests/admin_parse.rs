@@ -41,6 +41,7 @@ fn real(service: ServiceKey, address: &str, port: u16) -> RealArgs {
         weight: 1,
         upper_threshold: 0,
         lower_threshold: 0,
+        tunnel: Default::default(),
     }
 }
 

@@ -67,6 +67,7 @@ impl AdminBackend for FakeBackend {
                             address: r.address,
                             port: r.port,
                             forward: "Masq".into(),
+                            tunnel: String::new(),
                             weight: u32::from(r.weight),
                             active: 1,
                             inactive: 0,

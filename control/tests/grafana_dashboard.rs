@@ -33,6 +33,7 @@ fn everything() -> Snapshot {
                 address: "198.18.1.11".parse().unwrap(),
                 port: 80,
                 forward: "Masq".into(),
+                tunnel: String::new(),
                 weight: 1,
                 active: 1,
                 inactive: 1,

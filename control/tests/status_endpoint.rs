@@ -16,6 +16,7 @@ fn sample(cps: f64) -> Snapshot {
         address: addr.parse().unwrap(),
         port: 80,
         forward: "Masq".into(),
+        tunnel: String::new(),
         weight: 1,
         active: 3,
         inactive: 4,

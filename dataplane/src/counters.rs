@@ -49,6 +49,8 @@ pub struct WorkerCounters {
     /// Gratuitous ARPs and unsolicited neighbour advertisements sent for VIP groups that
     /// became master.
     pub announcements: Counter,
+    /// TUN packets sent per encapsulation, indexed by `TunEncap::index` (ipip, gue, gre).
+    pub tunnelled: [Counter; 3],
     pub drops: Box<[Counter]>,
 }
 
@@ -67,6 +69,7 @@ impl Default for WorkerCounters {
             empty_polls: Counter::default(),
             sleeps: Counter::default(),
             announcements: Counter::default(),
+            tunnelled: Default::default(),
             drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),
         }
     }

@@ -82,6 +82,7 @@ pub fn spec(method: Method, sched: SchedulerKind, workers: usize) -> TablesSpec 
                         addr: real(n, v6),
                         port,
                         method,
+                        tun: Default::default(),
                         weight: 1,
                         upper_threshold: 0,
                         lower_threshold: 0,

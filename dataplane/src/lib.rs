@@ -19,7 +19,7 @@ pub mod worker;
 
 pub use tables::{
     IfaceRt, IpKey, Method, RealSpec, Route, ServiceKey, ServiceSpec, Tables, TablesBuilder,
-    TablesSpec,
+    TablesSpec, TunEncap,
 };
 pub use verdict::{DropReason, Verdict};
 pub use worker::{Shared, Worker, BURST};

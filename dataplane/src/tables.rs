@@ -50,6 +50,40 @@ impl Method {
     }
 }
 
+/// TUN's encapsulation towards one real server (ipvsadm `--tun-type`, `--tun-port`,
+/// `--tun-nocsum`/`--tun-csum`/`--tun-remcsum`; remcsum arrives here as `checksum`, see
+/// `uvs_config::TunCsum`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TunEncap {
+    /// IP-in-IP / IPv6-in-IPv6 (IPVS's default).
+    #[default]
+    Ipip,
+    /// UDP to `port` + GUE; `checksum`: compute the UDP checksum; `remcsum`: the operator
+    /// asked for remote checksum offload, which is sent as `checksum` (uvs completes
+    /// partial inner checksums before it forwards; kept for the listing).
+    Gue {
+        port: u16,
+        checksum: bool,
+        remcsum: bool,
+    },
+    /// GRE; `checksum`: carry the GRE checksum.
+    Gre { checksum: bool },
+}
+
+impl TunEncap {
+    /// Index of the per-type counter (`WorkerCounters::tunnelled`).
+    pub fn index(self) -> usize {
+        match self {
+            TunEncap::Ipip => 0,
+            TunEncap::Gue { .. } => 1,
+            TunEncap::Gre { .. } => 2,
+        }
+    }
+
+    /// The type's name, for metrics labels (ipvsadm's `--tun-type` names).
+    pub const NAMES: [&'static str; 3] = ["ipip", "gue", "gre"];
+}
+
 /// An IP address in the 16-byte form the tables use: IPv4 in the first four bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpKey {
@@ -253,6 +287,8 @@ pub struct RealRt {
     pub addr: IpKey,
     pub port: u16,
     pub method: Method,
+    /// TUN only: the encapsulation.
+    pub tun: TunEncap,
     pub weight: u32,
     /// Egress port and next hop (the server itself when directly connected).
     pub egress: u8,
@@ -379,6 +415,34 @@ impl Tables {
     }
 
     #[inline]
+    /// Whether `addr` is one of the interfaces' own (local) addresses: the source of TUN's
+    /// outer packets.
+    pub fn is_local(&self, addr: &IpKey) -> bool {
+        self.ifaces.iter().any(|i| {
+            if addr.v6 {
+                i.local6 == Some(addr.addr)
+            } else {
+                i.local4.is_some_and(|a| a[..] == addr.addr[..4])
+            }
+        })
+    }
+
+    /// The UDP port GUE is sent to for the TUN real server at `addr`, if one tunnels with
+    /// GUE (the first found; the same address with two GUE ports in two services is not
+    /// told apart here).
+    pub fn gue_port_of(&self, addr: &IpKey) -> Option<u16> {
+        self.services
+            .iter()
+            .flatten()
+            .flat_map(|s| s.reals.iter().flatten())
+            .find_map(|r| match r.tun {
+                TunEncap::Gue { port, .. } if r.method == Method::Tun && r.addr == *addr => {
+                    Some(port)
+                }
+                _ => None,
+            })
+    }
+
     pub fn owns(&self, addr: &IpKey) -> bool {
         self.owned.contains_key(addr)
     }
@@ -405,6 +469,8 @@ pub struct RealSpec {
     pub addr: IpKey,
     pub port: u16,
     pub method: Method,
+    /// TUN only: the encapsulation.
+    pub tun: TunEncap,
     pub weight: u32,
     pub upper_threshold: u32,
     pub lower_threshold: u32,
@@ -638,6 +704,7 @@ impl TablesBuilder {
                 addr: r.addr,
                 port: r.port,
                 method: r.method,
+                tun: r.tun,
                 weight: r.weight,
                 egress,
                 next_hop,

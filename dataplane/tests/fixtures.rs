@@ -987,6 +987,7 @@ fn sorry_server_takes_over_when_no_real_server_is_usable() {
             }),
             port: 8080,
             method: Method::Nat,
+            tun: Default::default(),
             weight: 1,
             upper_threshold: 0,
             lower_threshold: 0,

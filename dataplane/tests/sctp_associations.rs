@@ -227,6 +227,61 @@ fn init_answered_by_abort_is_rejected() {
     assert!(deadline.wrapping_sub(now) <= 4_000, "REJECTED lives 4 s");
 }
 
+/// The association's entry (not its tag records) and its deadline in ms from now.
+fn entry_deadline(lab: &Lab, cport: u16) -> u32 {
+    let mut d = None;
+    lab.shared.conns.for_each(|_, c, dl| {
+        if c.orig.proto == 132 && c.flags == 0 && c.orig.sport == cport {
+            d = Some(dl);
+        }
+    });
+    let now = lab.shared.clock.now_ticks();
+    d.expect("the association's entry").wrapping_sub(now)
+}
+
+/// Each state's timeout is the service's (`timeouts: { sctp_init1: …, sctp: …,
+/// sctp_closed: … }` in the YAML): INIT1 after the INIT, ESTABLISHED after the handshake,
+/// CLOSED after an ABORT — each entry's deadline is its state's timeout from now.
+#[test]
+fn per_state_timeouts_of_the_service_apply() {
+    let mut spec = spec(Method::Nat);
+    for s in &mut spec.services {
+        s.timeouts.sctp[SctpState::Init1 as usize] = 7_000;
+        s.timeouts.sctp[SctpState::Established as usize] = 33_000;
+        s.timeouts.sctp[SctpState::Closed as usize] = 5_000;
+    }
+    let near = |got: u32, want: u32, what: &str| {
+        assert!(
+            got <= want && got + 1_000 >= want,
+            "{what}: deadline {got} ms from now, want {want}"
+        );
+    };
+    let mut lab = Lab::with_spec(&spec);
+    let init = frame(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        client(false),
+        43000,
+        vip(false),
+        PORT,
+        0,
+        &[init_chunk(INIT, 0xabcd, &[])],
+    );
+    let [_, fwd] = lab.send(0, &init);
+    only(&fwd);
+    assert_eq!(lab.state(43000), SctpState::Init1);
+    near(entry_deadline(&lab, 43000), 7_000, "INIT1");
+
+    let mut lab = Lab::with_spec(&spec);
+    let a = handshake(&mut lab, false, 43001, PORT);
+    assert_eq!(lab.state(43001), SctpState::Established);
+    near(entry_deadline(&lab, 43001), 33_000, "ESTABLISHED");
+    let [_, fwd] = lab.send(0, &a.client_frame(a.server_tag, &[chunk(ABORT, 0, &[])]));
+    only(&fwd);
+    assert_eq!(lab.state(43001), SctpState::Closed);
+    near(entry_deadline(&lab, 43001), 5_000, "CLOSED");
+}
+
 /// Associations spread over the real servers (rr), each sticking to its own.
 #[test]
 fn associations_spread_over_real_servers() {

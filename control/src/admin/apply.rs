@@ -4,7 +4,7 @@
 use super::parse::{AdminCommand, RealArgs, ServiceArgs};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use uvs_config::{Config, Forwarding, RealServer, Scheduler, Service, ServiceKey, Tunnel};
+use uvs_config::{Config, Forwarding, RealServer, Scheduler, Service, ServiceKey};
 
 /// `TCP 198.18.100.1:80`, `UDP [2001:2::1]:53`, `FWM 1`, `FWM 1 IPv6`: a service as
 /// ipvsadm names it.
@@ -78,7 +78,7 @@ fn edit(cmd: &AdminCommand, new: &mut Config, cfg: &Config) -> Result<(), String
             // ipvsadm has no flag for a geo site: -e keeps the one the YAML gave.
             svc.real_servers[j] = RealServer {
                 site: old.site,
-                ..real_server(r, svc.forwarding, old.tunnel)
+                ..real_server(r, svc.forwarding, Some(&old))
             };
         }
         AdminCommand::DeleteReal { service, real } => {
@@ -212,8 +212,9 @@ fn edit_service(svc: &mut Service, a: &ServiceArgs) {
     }
 }
 
-fn real_server(r: &RealArgs, default_fwd: Forwarding, old_tunnel: Option<Tunnel>) -> RealServer {
+fn real_server(r: &RealArgs, default_fwd: Forwarding, old: Option<&RealServer>) -> RealServer {
     let forwarding = r.forwarding.unwrap_or(default_fwd);
+    let (tunnel, tun_port, tun_csum) = r.tunnel.resolve(forwarding, old);
     RealServer {
         address: r.address,
         port: r.port,
@@ -221,7 +222,9 @@ fn real_server(r: &RealArgs, default_fwd: Forwarding, old_tunnel: Option<Tunnel>
         forwarding,
         upper_threshold: r.upper_threshold,
         lower_threshold: r.lower_threshold,
-        tunnel: (forwarding == Forwarding::Tun).then(|| old_tunnel.unwrap_or(Tunnel::Ipip)),
+        tunnel,
+        tun_port,
+        tun_csum,
         site: None,
     }
 }

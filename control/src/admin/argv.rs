@@ -75,6 +75,12 @@ pub(super) fn long_option(name: &str) -> Option<(&'static str, Arity)> {
         "persistent-conn" => ("persistent-conn", Arity::None),
         "json" => ("json", Arity::None),
         "pe" => ("pe", Arity::Required),
+        "tun-type" => ("tun-type", Arity::Required),
+        "tun-port" => ("tun-port", Arity::Required),
+        "tun-nocsum" => ("tun-nocsum", Arity::None),
+        "tun-csum" => ("tun-csum", Arity::None),
+        "tun-remcsum" => ("tun-remcsum", Arity::None),
+        "tun-info" => ("tun-info", Arity::None),
         _ => return None,
     })
 }

@@ -348,6 +348,7 @@ mod tests {
             address: ip("198.18.1.11"),
             port: 80,
             forward: "Masq".into(),
+            tunnel: String::new(),
             weight,
             active,
             inactive,

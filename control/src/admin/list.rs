@@ -160,6 +160,11 @@ fn title(out: &mut String, o: &ListOptions) {
             "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
         );
         out.push_str("  -> RemoteAddress:Port\n");
+    } else if o.tun_info {
+        out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+        out.push_str(
+            "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n",
+        );
     } else {
         out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
         out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
@@ -329,6 +334,17 @@ fn service_entry(out: &mut String, svc: &ServiceSnapshot, o: &ListOptions, names
                 out,
                 "  -> {d:<28} {:<9} {:<11} {:<10} {:<10}",
                 r.weight, r.persistent, r.active, r.inactive
+            );
+        } else if o.tun_info {
+            let info = if r.tunnel.is_empty() {
+                "n/a"
+            } else {
+                &r.tunnel
+            };
+            let _ = writeln!(
+                out,
+                "  -> {d:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                r.forward, info, r.weight, r.active, r.inactive
             );
         } else {
             let _ = writeln!(
@@ -507,6 +523,7 @@ pub fn format_rules_with(cfg: &Config, names: &dyn Names) -> String {
             if r.lower_threshold > 0 {
                 let _ = write!(out, " -y {}", r.lower_threshold);
             }
+            out.push_str(&super::tunnel::rule_options(r));
             out.push('\n');
         }
     }

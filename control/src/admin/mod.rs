@@ -26,6 +26,7 @@ mod parse;
 mod socket;
 pub mod syncd;
 mod top;
+pub mod tunnel;
 
 pub use apply::{apply, service_text};
 pub use list::{
@@ -42,6 +43,7 @@ pub use socket::{
     AdminResponse, MAX_REQUEST,
 };
 pub use top::{format_top, human};
+pub use tunnel::TunArgs;
 
 use crate::snapshot::{ConnSnapshot, Snapshot};
 use std::sync::Arc;
@@ -260,6 +262,11 @@ Options:
   --real-server  -r server-address    server-address is host[:port]
   --gatewaying   -g                   gatewaying (direct routing)
   --ipip         -i                   ipip encapsulation (tunneling)
+  --tun-type     type                 one of ipip|gue|gre, the default is ipip
+  --tun-port     port                 tunnel destination port (gue)
+  --tun-nocsum                        tunnel encapsulation without checksum
+  --tun-csum                          tunnel encapsulation with checksum
+  --tun-remcsum                       tunnel encapsulation with remote checksum (gue)
   --masquerading -m                   masquerading (NAT)
   --fullnat                           source and destination NAT from the pool
                                       (without one of these: the service's default,
@@ -273,6 +280,7 @@ Options:
   --exact                             expand numbers (display exact values)
   --thresholds                        output of thresholds information
   --persistent-conn                   output of persistent connection info
+  --tun-info                          output of tunnel information
   --timeout                           output of timeout (tcp tcpfin udp)
   --json                              the listing (or -c connections) as JSON
   --nosort                            disable sorting output of service/server entries

@@ -14,8 +14,11 @@
 //! them all or none.
 
 use super::argv::{endpoint, max_prefix, netmask, number, tokenize};
+use super::tunnel::TunArgs;
 use std::net::IpAddr;
-use uvs_config::{Forwarding, Persistence, Protocol, Scheduler, SchedulerFlag, ServiceKey};
+use uvs_config::{
+    Forwarding, Persistence, Protocol, Scheduler, SchedulerFlag, ServiceKey, TunCsum, Tunnel,
+};
 
 /// One uvsadm invocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +92,8 @@ pub struct ListOptions {
     pub connections: bool,
     /// `--persistent-conn`: each real server's persistence templates (PersistConn).
     pub persistent_conn: bool,
+    /// `--tun-info`: each real server's tunnel type and options (ipvsadm's TunnelInfo).
+    pub tun_info: bool,
     /// `--json` (uvs): the snapshot (or with `-c` the connections) as JSON, for uvsadm to
     /// render with names and for scripts.
     pub json: bool,
@@ -127,6 +132,8 @@ pub struct RealArgs {
     pub upper_threshold: u32,
     /// `-y`, default 0.
     pub lower_threshold: u32,
+    /// `--tun-type`, `--tun-port`, `--tun-*csum`.
+    pub tunnel: TunArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,6 +207,10 @@ enum Opt {
     PersistentConn,
     Json,
     Ipv6,
+    TunInfo,
+    TunType,
+    TunPort,
+    TunCsum,
 }
 
 impl Opt {
@@ -229,6 +240,10 @@ impl Opt {
             Opt::PersistentConn => "--persistent-conn",
             Opt::Json => "--json",
             Opt::Ipv6 => "-6 (ipv6)",
+            Opt::TunInfo => "--tun-info",
+            Opt::TunType => "--tun-type",
+            Opt::TunPort => "--tun-port",
+            Opt::TunCsum => "--tun-nocsum/--tun-csum/--tun-remcsum",
         }
     }
 
@@ -250,6 +265,7 @@ impl Opt {
                     | Timeout
                     | PersistentConn
                     | Json
+                    | TunInfo
             ),
             Cmd::AddService | Cmd::EditService => matches!(
                 self,
@@ -266,7 +282,16 @@ impl Opt {
             Cmd::AddReal | Cmd::EditReal => {
                 matches!(
                     self,
-                    Service | Ipv6 | Real | Forward | Weight | UThreshold | LThreshold
+                    Service
+                        | Ipv6
+                        | Real
+                        | Forward
+                        | Weight
+                        | UThreshold
+                        | LThreshold
+                        | TunType
+                        | TunPort
+                        | TunCsum
                 )
             }
             Cmd::DeleteReal => matches!(self, Service | Ipv6 | Real),
@@ -294,6 +319,7 @@ struct Seen {
     weight: Option<u16>,
     upper: Option<u32>,
     lower: Option<u32>,
+    tun: TunArgs,
     pool: Option<Vec<IpAddr>>,
     list: ListOptions,
     once: bool,
@@ -459,6 +485,32 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
             "y" => {
                 s.option(Opt::LThreshold, &spelled)?;
                 s.lower = Some(number(&v(), 0, i32::MAX as u64, "-y (lower threshold)")? as u32);
+            }
+            "tun-type" => {
+                s.option(Opt::TunType, &spelled)?;
+                let name = v();
+                s.tun.kind = Some(Tunnel::from_name(&name).ok_or_else(|| {
+                    format!("illegal tunnel type '{name}' after --tun-type: one of ipip, gue, gre")
+                })?);
+            }
+            "tun-port" => {
+                s.option(Opt::TunPort, &spelled)?;
+                s.tun.port = Some(number(&v(), 1, 65535, "--tun-port (tunnel port)")? as u16);
+            }
+            "tun-nocsum" | "tun-csum" | "tun-remcsum" => {
+                if let Some((_, first)) = s.opts.iter().find(|(o, _)| *o == Opt::TunCsum) {
+                    return Err(format!("the option {spelled} conflicts with {first}"));
+                }
+                s.option(Opt::TunCsum, &spelled)?;
+                s.tun.csum = Some(match key.as_str() {
+                    "tun-nocsum" => TunCsum::None,
+                    "tun-csum" => TunCsum::Csum,
+                    _ => TunCsum::Remcsum,
+                });
+            }
+            "tun-info" => {
+                s.option(Opt::TunInfo, &spelled)?;
+                s.list.tun_info = true;
             }
             "fullnat-pool" => {
                 s.option(Opt::FullnatPool, &spelled)?;
@@ -678,6 +730,7 @@ fn build(mut s: Seen) -> Result<AdminCommand, String> {
         Cmd::AddReal | Cmd::EditReal => {
             let key = service(cmd.name())?;
             let (address, port) = real(&key, cmd.name())?;
+            s.tun.check(s.forward)?;
             let args = RealArgs {
                 service: key,
                 address,
@@ -686,6 +739,7 @@ fn build(mut s: Seen) -> Result<AdminCommand, String> {
                 weight: s.weight.unwrap_or(1),
                 upper_threshold: s.upper.unwrap_or(0),
                 lower_threshold: s.lower.unwrap_or(0),
+                tunnel: s.tun,
             };
             if cmd == Cmd::AddReal {
                 AdminCommand::AddReal(args)

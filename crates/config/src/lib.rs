@@ -25,7 +25,8 @@ pub use model::{
     Admin, Announce, BgpConfig, ClientLookup, Cluster, ClusterGroup, ClusterRole, Config,
     ConnTable, Forwarding, HealthCheck, HealthCheckKind, Interface, Mark, Metrics, Persistence,
     PortRange, Protocol, RealServer, Route, Scheduler, SchedulerFlag, Service, ServiceKey, Site,
-    SorryServer, SyncConfig, SyncMode, Timeouts, Tunnel, Withdraw, Workers, XdpMode, ZeroCopy,
+    SorryServer, SyncConfig, SyncMode, Timeouts, TunCsum, Tunnel, Withdraw, Workers, XdpMode,
+    ZeroCopy,
 };
 pub use net::{IpPrefix, PrefixError};
 pub use save::to_yaml;

@@ -146,10 +146,29 @@ named_enum! {
 }
 
 named_enum! {
-    /// Tunnel encapsulation for `tun` forwarding.
+    /// Tunnel encapsulation for `tun` forwarding (ipvsadm `--tun-type`).
     pub enum Tunnel {
         /// IPIP (IPv4) or IPv6-in-IPv6 (RFC 2473), like IPVS's default.
         Ipip = "ipip",
+        /// UDP to `tun_port` + a GUE header (Linux FOU/GUE receivers).
+        Gue = "gue",
+        /// GRE (RFC 2784), protocol IPv4 or IPv6.
+        Gre = "gre",
+    }
+}
+
+named_enum! {
+    /// Checksums of a GUE or GRE tunnel (ipvsadm `--tun-nocsum`, `--tun-csum`,
+    /// `--tun-remcsum`; Linux's `IP_VS_TUNNEL_ENCAP_FLAG_*`).
+    pub enum TunCsum {
+        /// No outer checksum: UDP checksum 0, GRE without the C bit (the default).
+        None = "none",
+        /// GUE: UDP checksum computed; GRE: the GRE checksum carried.
+        Csum = "csum",
+        /// GUE only: remote checksum offload. IPVS adds the option only for a packet whose
+        /// inner checksum is still partial; uvs completes every partial checksum before it
+        /// forwards, so this sends what `csum` sends (a computed UDP checksum).
+        Remcsum = "remcsum",
     }
 }
 
@@ -375,8 +394,20 @@ pub struct Timeouts {
     pub tcp_last_ack: u32,
     pub udp: u32,
     pub icmp: u32,
-    /// One value for every SCTP state for now (IPVS's ESTABLISHED default).
+    /// SCTP ESTABLISHED (IPVS's `sctp_timeouts[]`, like the other `sctp_*` states).
     pub sctp: u32,
+    pub sctp_init1: u32,
+    pub sctp_init: u32,
+    pub sctp_cookie_sent: u32,
+    pub sctp_cookie_replied: u32,
+    pub sctp_cookie_wait: u32,
+    pub sctp_cookie: u32,
+    pub sctp_cookie_echoed: u32,
+    pub sctp_shutdown_sent: u32,
+    pub sctp_shutdown_received: u32,
+    pub sctp_shutdown_ack_sent: u32,
+    pub sctp_rejected: u32,
+    pub sctp_closed: u32,
 }
 
 impl Default for Timeouts {
@@ -393,6 +424,18 @@ impl Default for Timeouts {
             udp: 300,
             icmp: 60,
             sctp: 900,
+            sctp_init1: 4,
+            sctp_init: 61,
+            sctp_cookie_sent: 61,
+            sctp_cookie_replied: 61,
+            sctp_cookie_wait: 61,
+            sctp_cookie: 61,
+            sctp_cookie_echoed: 61,
+            sctp_shutdown_sent: 61,
+            sctp_shutdown_received: 61,
+            sctp_shutdown_ack_sent: 61,
+            sctp_rejected: 4,
+            sctp_closed: 61,
         }
     }
 }
@@ -653,6 +696,10 @@ pub struct RealServer {
     pub lower_threshold: u32,
     /// `Some` exactly when `forwarding` is `Tun`.
     pub tunnel: Option<Tunnel>,
+    /// GUE's UDP destination port (ipvsadm `--tun-port`); `Some` exactly for `gue`.
+    pub tun_port: Option<u16>,
+    /// Outer checksums of a GUE or GRE tunnel; `None` for every other real server.
+    pub tun_csum: TunCsum,
     /// Index into the service's `sites`; `Some` exactly when the scheduler is `geo`.
     /// (An index keeps `RealServer` `Copy`; `to_yaml` writes the site's name.)
     pub site: Option<u16>,

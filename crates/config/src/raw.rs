@@ -244,11 +244,35 @@ pub(crate) struct RawTimeouts {
     pub icmp: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sctp: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_init1: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_init: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_cookie_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_cookie_replied: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_cookie_wait: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_cookie: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_cookie_echoed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_shutdown_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_shutdown_received: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_shutdown_ack_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_rejected: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_closed: Option<u64>,
 }
 
 impl RawTimeouts {
     /// `(field name, value)` for every field, in schema order.
-    pub fn fields(&self) -> [(&'static str, Option<u64>); 11] {
+    pub fn fields(&self) -> [(&'static str, Option<u64>); 23] {
         [
             ("tcp_established", self.tcp_established),
             ("tcp_syn_sent", self.tcp_syn_sent),
@@ -261,6 +285,18 @@ impl RawTimeouts {
             ("udp", self.udp),
             ("icmp", self.icmp),
             ("sctp", self.sctp),
+            ("sctp_init1", self.sctp_init1),
+            ("sctp_init", self.sctp_init),
+            ("sctp_cookie_sent", self.sctp_cookie_sent),
+            ("sctp_cookie_replied", self.sctp_cookie_replied),
+            ("sctp_cookie_wait", self.sctp_cookie_wait),
+            ("sctp_cookie", self.sctp_cookie),
+            ("sctp_cookie_echoed", self.sctp_cookie_echoed),
+            ("sctp_shutdown_sent", self.sctp_shutdown_sent),
+            ("sctp_shutdown_received", self.sctp_shutdown_received),
+            ("sctp_shutdown_ack_sent", self.sctp_shutdown_ack_sent),
+            ("sctp_rejected", self.sctp_rejected),
+            ("sctp_closed", self.sctp_closed),
         ]
     }
 }
@@ -439,6 +475,10 @@ pub(crate) struct RawRealServer {
     pub lower_threshold: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tun_port: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tun_csum: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
 }

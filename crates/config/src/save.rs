@@ -6,7 +6,7 @@
 
 use crate::model::{
     Announce, Cluster, Config, HealthCheck, HealthCheckKind, Interface, Mark, Protocol, RealServer,
-    Service, Timeouts, Tunnel, XdpMode, ZeroCopy,
+    Service, Timeouts, TunCsum, Tunnel, XdpMode, ZeroCopy,
 };
 use crate::net::{ipv4_mask, max_len};
 use crate::raw::{
@@ -152,6 +152,18 @@ fn timeouts(t: &Timeouts, base: &Timeouts) -> Option<RawTimeouts> {
         udp: d(t.udp, base.udp),
         icmp: d(t.icmp, base.icmp),
         sctp: d(t.sctp, base.sctp),
+        sctp_init1: d(t.sctp_init1, base.sctp_init1),
+        sctp_init: d(t.sctp_init, base.sctp_init),
+        sctp_cookie_sent: d(t.sctp_cookie_sent, base.sctp_cookie_sent),
+        sctp_cookie_replied: d(t.sctp_cookie_replied, base.sctp_cookie_replied),
+        sctp_cookie_wait: d(t.sctp_cookie_wait, base.sctp_cookie_wait),
+        sctp_cookie: d(t.sctp_cookie, base.sctp_cookie),
+        sctp_cookie_echoed: d(t.sctp_cookie_echoed, base.sctp_cookie_echoed),
+        sctp_shutdown_sent: d(t.sctp_shutdown_sent, base.sctp_shutdown_sent),
+        sctp_shutdown_received: d(t.sctp_shutdown_received, base.sctp_shutdown_received),
+        sctp_shutdown_ack_sent: d(t.sctp_shutdown_ack_sent, base.sctp_shutdown_ack_sent),
+        sctp_rejected: d(t.sctp_rejected, base.sctp_rejected),
+        sctp_closed: d(t.sctp_closed, base.sctp_closed),
     };
     (raw != RawTimeouts::default()).then_some(raw)
 }
@@ -271,6 +283,8 @@ fn real(r: &RealServer, s: &Service) -> RawRealServer {
             .tunnel
             .filter(|&t| t != Tunnel::Ipip)
             .map(|t| t.name().to_string()),
+        tun_port: r.tun_port.map(u64::from),
+        tun_csum: (r.tun_csum != TunCsum::None).then(|| r.tun_csum.name().to_string()),
         site: r
             .site
             .and_then(|i| s.sites.get(usize::from(i)))

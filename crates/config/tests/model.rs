@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use std::time::Duration;
 use uvs_config::{
     diff, load_str, to_yaml, Config, Forwarding, HealthCheckKind, Protocol, Scheduler,
-    SchedulerFlag, Timeouts, Tunnel, XdpMode, ZeroCopy,
+    SchedulerFlag, Timeouts, TunCsum, Tunnel, XdpMode, ZeroCopy,
 };
 
 const IFACE: &str = "\
@@ -110,6 +110,62 @@ fn tunnels_default_to_ipip_and_may_cross_families() {
     let reals = &c.services[0].real_servers;
     assert!(reals.iter().all(|r| r.tunnel == Some(Tunnel::Ipip)));
     assert!(reals[1].address.is_ipv6());
+}
+
+/// SCTP's per-state timeouts, globally and per service (IPVS's defaults otherwise), saved
+/// and loaded back unchanged.
+#[test]
+fn sctp_timeouts_per_state() {
+    let c = load(&format!(
+        "{IFACE}timeouts:\n  sctp_init1: 3\n  sctp_shutdown_sent: 9\nservices:\n  \
+         - vip: 198.18.100.1\n    protocol: sctp\n    port: 5000\n    \
+         timeouts: {{ sctp: 120, sctp_closed: 7 }}\n"
+    ));
+    let g = &c.timeouts;
+    assert_eq!((g.sctp_init1, g.sctp_shutdown_sent, g.sctp), (3, 9, 900));
+    assert_eq!(
+        (g.sctp_cookie_echoed, g.sctp_rejected, g.sctp_closed),
+        (61, 4, 61)
+    );
+    let t = &c.services[0].timeouts;
+    assert_eq!(
+        (t.sctp_init1, t.sctp_shutdown_sent, t.sctp, t.sctp_closed),
+        (3, 9, 120, 7),
+        "a service's timeouts start from the global ones"
+    );
+    let yaml = uvs_config::to_yaml(&c);
+    assert!(yaml.contains("sctp_closed: 7"), "{yaml}");
+    assert_eq!(uvs_config::load_str(&yaml, "saved.yaml").unwrap(), c);
+}
+
+/// The three tunnel types with ipvsadm's options; saved and loaded back unchanged.
+#[test]
+fn gue_and_gre_tunnels_with_their_options_round_trip() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         forwarding: tun\n    real_servers:\n      \
+         - {{ address: 198.18.1.11, tunnel: gue, tun_port: 6080 }}\n      \
+         - {{ address: 198.18.1.12, tunnel: gue, tun_port: 5555, tun_csum: remcsum }}\n      \
+         - {{ address: 198.18.1.13, tunnel: gre, tun_csum: csum }}\n      \
+         - {{ address: 198.18.1.14, tunnel: gre }}\n"
+    ));
+    let r: Vec<_> = c.services[0]
+        .real_servers
+        .iter()
+        .map(|r| (r.tunnel, r.tun_port, r.tun_csum))
+        .collect();
+    assert_eq!(
+        r,
+        vec![
+            (Some(Tunnel::Gue), Some(6080), TunCsum::None),
+            (Some(Tunnel::Gue), Some(5555), TunCsum::Remcsum),
+            (Some(Tunnel::Gre), None, TunCsum::Csum),
+            (Some(Tunnel::Gre), None, TunCsum::None),
+        ]
+    );
+    let yaml = uvs_config::to_yaml(&c);
+    assert!(yaml.contains("tun_csum: remcsum"), "{yaml}");
+    assert_eq!(uvs_config::load_str(&yaml, "saved.yaml").unwrap(), c);
 }
 
 #[test]

@@ -9,8 +9,11 @@ use crate::tcp::{TcpState, TCP_STATES};
 /// Milliseconds per second, for readability of the defaults.
 const S: u32 = 1000;
 
-/// The protocol classes that have their own state machine and timeouts. SCTP has a place
-/// here and one timeout until its state machine lands (IPVS `ip_vs_proto_sctp.c`).
+/// SCTP association states IPVS tracks (`IP_VS_SCTP_S_*`, NONE = 0 … CLOSED = 13): the
+/// width of [`Timeouts::sctp`]. The dataplane's state machine uses the same numbering.
+pub const SCTP_STATES: usize = 14;
+
+/// The protocol classes that have their own state machine and timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Proto {
     Tcp,
@@ -49,8 +52,8 @@ pub struct Timeouts {
     /// Indexed by [`TcpState`] as u8.
     pub tcp: [u32; TCP_STATES],
     pub udp: u32,
-    /// Single SCTP timeout until SCTP states are implemented (IPVS's ESTABLISHED value).
-    pub sctp: u32,
+    /// Indexed by SCTP state (`IP_VS_SCTP_S_*` numbering, see [`SCTP_STATES`]).
+    pub sctp: [u32; SCTP_STATES],
     pub icmp: u32,
     /// Any other protocol (uvs choice; IPVS only balances TCP/UDP/SCTP/AH/ESP).
     pub other: u32,
@@ -58,7 +61,8 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     /// IPVS's defaults: `tcp_timeouts[]` in `ip_vs_proto_tcp.c`, `udp_timeouts[]` (5 min) in
-    /// `ip_vs_proto_udp.c`, SCTP ESTABLISHED 15 min. ICMP 60 s is uvs's value for echo flows
+    /// `ip_vs_proto_udp.c`, `sctp_timeouts[]` in `ip_vs_proto_sctp.c` (NONE 2 s, INIT1 and
+    /// REJECTED 4 s, ESTABLISHED 15 min, every other state `IP_VS_SCTP_MAX_RTO` = 61 s). ICMP 60 s is uvs's value for echo flows
     /// (mainline IPVS keeps no ICMP connections of its own).
     fn default() -> Self {
         let mut tcp = [0u32; TCP_STATES];
@@ -73,10 +77,30 @@ impl Default for Timeouts {
         tcp[TcpState::LastAck as usize] = 30 * S;
         tcp[TcpState::Listen as usize] = 2 * 60 * S;
         tcp[TcpState::SynAck as usize] = 2 * 60 * S;
+        // NONE, INIT1, INIT, COOKIE_SENT, COOKIE_REPLIED, COOKIE_WAIT, COOKIE,
+        // COOKIE_ECHOED, ESTABLISHED, SHUTDOWN_SENT, SHUTDOWN_RECEIVED, SHUTDOWN_ACK_SENT,
+        // REJECTED, CLOSED.
+        let rto = 61 * S;
+        let sctp = [
+            2 * S,
+            4 * S,
+            rto,
+            rto,
+            rto,
+            rto,
+            rto,
+            rto,
+            15 * 60 * S,
+            rto,
+            rto,
+            rto,
+            4 * S,
+            rto,
+        ];
         Timeouts {
             tcp,
             udp: 5 * 60 * S,
-            sctp: 15 * 60 * S,
+            sctp,
             icmp: 60 * S,
             other: 5 * 60 * S,
         }
@@ -94,7 +118,11 @@ impl Timeouts {
                 .copied()
                 .unwrap_or(self.tcp[TcpState::None as usize]),
             Proto::Udp => self.udp,
-            Proto::Sctp => self.sctp,
+            Proto::Sctp => self
+                .sctp
+                .get(state as usize)
+                .copied()
+                .unwrap_or(self.sctp[0]),
             Proto::Icmp => self.icmp,
             Proto::Other => self.other,
         }
@@ -133,6 +161,10 @@ mod tests {
         assert_eq!(t.for_state(6, 200), 2_000);
         assert_eq!(t.for_state(17, 0), 300_000);
         assert_eq!(t.for_state(1, 0), 60_000);
+        assert_eq!(t.for_state(132, 8), 900_000, "SCTP ESTABLISHED");
+        assert_eq!(t.for_state(132, 1), 4_000, "SCTP INIT1");
+        assert_eq!(t.for_state(132, 3), 61_000, "SCTP COOKIE_SENT");
+        assert_eq!(t.for_state(132, 200), 2_000, "unknown: NONE");
         assert_eq!(t.for_state(58, 0), 60_000);
         assert_eq!(t.deadline(17, 0, u32::MAX), 300_000 - 1);
     }

@@ -69,11 +69,33 @@ pub fn parse_icmp_embedded(frame: &[u8], p: &Parsed) -> Result<Embedded, ParseEr
     }
     let l3_off = icmp_off + icmpv4::HEADER_LEN;
     let end = p.l3_end().min(frame.len());
+    quoted(frame, p.l3, icmp_off, l3_off, end)
+}
+
+/// The packet quoted `skip` bytes further into `e`'s quote: the tunnelled packet of a
+/// quoted tunnel packet ([`crate::untunnel`]).
+pub fn parse_quoted_inner(frame: &[u8], e: &Embedded, skip: usize) -> Result<Embedded, ParseError> {
+    quoted(
+        frame,
+        e.l3,
+        usize::from(e.icmp_off),
+        usize::from(e.l3_off) + skip,
+        usize::from(e.end),
+    )
+}
+
+fn quoted(
+    frame: &[u8],
+    l3: L3,
+    icmp_off: usize,
+    l3_off: usize,
+    end: usize,
+) -> Result<Embedded, ParseError> {
     let quote = frame
         .get(l3_off..end)
         .ok_or(ParseError::TruncatedEmbedded)?;
     let mut e = Embedded {
-        l3: p.l3,
+        l3,
         icmp_off: icmp_off as u16,
         l3_off: l3_off as u16,
         l4_off: 0,
@@ -85,7 +107,7 @@ pub fn parse_icmp_embedded(frame: &[u8], p: &Parsed) -> Result<Embedded, ParseEr
         dport: 0,
         frag: Frag::None,
     };
-    let l4_rel = match p.l3 {
+    let l4_rel = match l3 {
         L3::V4 => {
             if quote.len() < ipv4::HEADER_LEN {
                 return Err(ParseError::TruncatedEmbedded);

@@ -90,6 +90,12 @@ parse_errors! {
     TruncatedEmbedded => "packet embedded in ICMP error truncated",
     /// The packet quoted in an ICMP error is not of the outer family or has a bad header.
     BadEmbeddedIp => "packet embedded in ICMP error malformed",
+    /// A GUE header shorter than its 4 bytes plus the optional words it announces.
+    TruncatedGue => "GUE header truncated",
+    /// A GRE header shorter than its 4 bytes plus the optional fields its flags announce.
+    TruncatedGre => "GRE header truncated",
+    /// A GRE version other than 0 (RFC 2784 §2.3.1; version 1 is PPTP's).
+    BadGreVersion => "GRE version is not 0",
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub mod embedded;
 pub mod encap;
 mod error;
 pub mod ethernet;
+pub mod gre;
+pub mod gue;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
@@ -34,15 +36,18 @@ pub mod rewrite;
 pub mod sctp;
 pub mod tcp;
 pub mod udp;
+pub mod untunnel;
 
 pub use arp::{ArpPacket, ArpRepr};
 pub use embedded::{
     parse_icmp_embedded, set_embedded_dst_addr, set_embedded_dst_port, set_embedded_src_addr,
     set_embedded_src_port, Embedded,
 };
-pub use encap::{decap_ipip, encap_ipip, EncapError};
+pub use encap::{decap, decap_ipip, encap, encap_ipip, EncapError, Outer, Tunnel};
 pub use error::ParseError;
 pub use ethernet::{EthernetFrame, EthernetRepr};
+pub use gre::{GrePacket, GreRepr};
+pub use gue::{GuePacket, GueRepr};
 pub use icmpv4::{Icmpv4Packet, Icmpv4Repr};
 pub use icmpv6::{Icmpv6Packet, Icmpv6Repr};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
@@ -71,6 +76,8 @@ pub mod ip_proto {
     pub const UDP: u8 = 17;
     /// IPv6 encapsulation (RFC 2473 / RFC 4213).
     pub const IPV6: u8 = 41;
+    /// Generic routing encapsulation (RFC 2784).
+    pub const GRE: u8 = 47;
     /// IPv6 routing header.
     pub const ROUTING: u8 = 43;
     /// IPv6 fragment header.

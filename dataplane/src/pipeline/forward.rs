@@ -1,12 +1,12 @@
 //! Established flows: state tracking and the per-method rewrites in both directions.
 
 use uvs_conntrack::{tcp, Conn, Dir, Hit};
-use uvs_wire::{Parsed, L3};
+use uvs_wire::{Outer, Parsed, Tunnel, L3};
 
 use super::*;
 use crate::lifecycle;
 use crate::neigh::NeighMap;
-use crate::tables::{IpKey, Method, RealRt, ServiceRt, Tables};
+use crate::tables::{IpKey, Method, RealRt, ServiceRt, Tables, TunEncap};
 use crate::verdict::{DropReason, Verdict};
 
 #[allow(clippy::too_many_arguments)]
@@ -189,7 +189,8 @@ pub(crate) fn forward_original(
         // DR: the real server holds the VIP; only the destination MAC changes (below).
         Method::Dr => {}
         Method::Tun => {
-            if let Err(v) = encapsulate(tables, buf, len, p, egress, &real_addr) {
+            let tun = real.map_or(TunEncap::Ipip, |r| r.tun);
+            if let Err(v) = encapsulate(ctx, tables, buf, len, p, egress, &real_addr, tun) {
                 return v;
             }
         }
@@ -198,16 +199,22 @@ pub(crate) fn forward_original(
     l2_out(tables, neigh, buf, egress, hop)
 }
 
-/// TUN: IP-in-IP (RFC 2003) or IPv6-in-IPv6 (RFC 2473) from the egress interface's local
-/// address to the real server. A packet that would exceed the egress MTU is not sent.
+/// TUN: IP-in-IP (RFC 2003), IPv6-in-IPv6 (RFC 2473), UDP + GUE or GRE, as the real
+/// server's `tun` says (IPVS's `ip_vs_tunnel_xmit`), from the egress interface's local
+/// address to the real server. A packet that would exceed the egress MTU once the outer
+/// headers are added is not sent: the client is told the MTU left for it. A real server a
+/// reload removed has no `RealRt` any more; its remaining flows are sent with IPIP.
+#[allow(clippy::too_many_arguments)]
 #[cold]
 pub(crate) fn encapsulate(
+    ctx: &Ctx<'_>,
     tables: &Tables,
     buf: &mut [u8],
     len: &mut usize,
     p: &Parsed,
     egress: u8,
     real: &IpKey,
+    tun: TunEncap,
 ) -> Result<(), Verdict> {
     let iface = tables
         .ifaces
@@ -223,30 +230,48 @@ pub(crate) fn encapsulate(
         })
     }
     .ok_or(Verdict::Drop(DropReason::NoRoute))?;
-    let hdr = if real.v6 { 40 } else { 20 };
-    if usize::from(p.ip_total_len) + hdr > usize::from(iface.mtu) {
-        return Err(too_big(
-            tables,
-            buf,
-            len,
-            p,
-            iface.mtu.saturating_sub(hdr as u16),
-        ));
-    }
+    let tunnel = match tun {
+        TunEncap::Ipip => Tunnel::Ipip,
+        TunEncap::Gue { port, checksum, .. } => Tunnel::Gue {
+            src_port: gue_src_port(p),
+            dst_port: port,
+            checksum,
+        },
+        TunEncap::Gre { checksum } => Tunnel::Gre { checksum },
+    };
     let outer = if real.v6 { L3::V6 } else { L3::V4 };
-    let n = uvs_wire::encap_ipip(
-        buf,
-        *len,
-        usize::from(p.l3_off),
-        &outer_src,
-        &real.addr,
-        p.l3,
-        outer,
-        64,
-    )
-    .map_err(|_| Verdict::Drop(DropReason::TooBig))?;
+    let hdr = (outer.header_len() + tunnel.header_len()) as u16;
+    if usize::from(p.ip_total_len) + usize::from(hdr) > usize::from(iface.mtu) {
+        return Err(too_big(tables, buf, len, p, iface.mtu.saturating_sub(hdr)));
+    }
+    let o = Outer {
+        src: outer_src,
+        dst: real.addr,
+        family: outer,
+        ttl: 64,
+    };
+    let n = uvs_wire::encap(buf, *len, usize::from(p.l3_off), p.l3, &o, tunnel)
+        .map_err(|_| Verdict::Drop(DropReason::TooBig))?;
     *len = n;
+    ctx.counters.tunnelled[tun.index()].add(1);
     Ok(())
+}
+
+/// GUE's UDP source port: a hash of the inner flow mapped into Linux's default ephemeral
+/// range 32768..61000, as `udp_flow_src_port` does, so one flow keeps one port and the
+/// flows of one real server spread over ECMP paths and receive queues.
+#[inline]
+fn gue_src_port(p: &Parsed) -> u16 {
+    const LOW: u64 = 32768;
+    const HIGH: u64 = 61000;
+    let mut h = u64::from(p.l4_proto) ^ (u64::from(p.sport) << 16) ^ (u64::from(p.dport) << 32);
+    for chunk in p.src.chunks(8).chain(p.dst.chunks(8)) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    let h32 = h >> 32;
+    (LOW + ((h32 * (HIGH - LOW)) >> 32)) as u16
 }
 
 /// The packet does not fit the tunnel: tell the sender the path MTU (ICMP fragmentation

@@ -1,11 +1,11 @@
 //! ICMP: echo to the slow path, errors translated with the flow they quote.
 
 use uvs_conntrack::{Conn, Dir, FlowKey};
-use uvs_wire::Parsed;
+use uvs_wire::{ip_proto, Parsed};
 
 use super::*;
 use crate::neigh::NeighMap;
-use crate::tables::{Method, RealRt, Tables};
+use crate::tables::{Method, RealRt, Tables, TunEncap};
 use crate::verdict::{DropReason, Verdict};
 
 /// ICMP: errors about a tracked flow are translated with it (outer and quoted headers,
@@ -54,6 +54,18 @@ pub(crate) fn icmp_error(
     let Ok(mut e) = uvs_wire::parse_icmp_embedded(&buf[..*len], p) else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
+    if matches!(
+        e.l4_proto,
+        ip_proto::IPIP | ip_proto::IPV6 | ip_proto::UDP | ip_proto::GRE
+    ) && tables.is_local(&ip(v6, e.src))
+    {
+        // Only a quote that is one of our tunnel packets: a FullNAT pool address may be a
+        // local address too, and errors about its UDP flows take the path below.
+        let gue_port = tables.gue_port_of(&ip(v6, e.dst));
+        if let Some(skip) = uvs_wire::untunnel::tunnel_quote_len(&buf[..*len], &e, gue_port) {
+            return tunnel_error(ctx, tables, neigh, buf, len, p, &e, skip, v6);
+        }
+    }
     let key = FlowKey {
         proto: e.l4_proto,
         v6,
@@ -91,7 +103,7 @@ pub(crate) fn icmp_error(
                 }
             }
             let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
-            forward_icmp_to_real(tables, neigh, buf, len, p, real, &c, method)
+            forward_icmp_to_real(ctx, tables, neigh, buf, len, p, real, &c, method)
         }
         Dir::Reply => {
             if !matches!(method, Method::Nat | Method::FullNat) {
@@ -117,8 +129,67 @@ pub(crate) fn icmp_error(
     }
 }
 
+/// An ICMP error about a packet uvs tunnelled to a TUN real server (quoted: uvs's local
+/// address → real server, IPIP/GUE/GRE, then the client's packet), from a router on the way
+/// to the server. As IPVS's `ip_vs_in_icmp` does for its tunnels, the client gets the error
+/// about its own packet, from the VIP, with a fragmentation-needed / packet-too-big MTU
+/// reduced by what the tunnel adds, so its path-MTU discovery converges.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+fn tunnel_error(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &Parsed,
+    e: &uvs_wire::Embedded,
+    skip: usize,
+    v6: bool,
+) -> Verdict {
+    let real = ip(v6, e.dst);
+    // The tunnelled packet must be one of a TUN connection to that real server.
+    let Some(key) = inner_flow(&buf[..*len], e, skip, v6) else {
+        return Verdict::Drop(DropReason::IcmpNoFlow);
+    };
+    let Some(hit) = ctx.conns.lookup(&key, ctx.now) else {
+        return Verdict::Drop(DropReason::IcmpNoFlow);
+    };
+    let c = hit.conn;
+    if hit.dir != Dir::Original
+        || Method::from_u8(c.method) != Some(Method::Tun)
+        || !real.same_addr(&c.reply.src)
+    {
+        return Verdict::Drop(DropReason::IcmpNoFlow);
+    }
+    let ttl = uvs_wire::build::DEFAULT_TTL;
+    let Some(n) = uvs_wire::untunnel::untunnel_icmp_error(buf, *len, p, e, skip, ttl) else {
+        return Verdict::Drop(DropReason::IcmpNoFlow);
+    };
+    *len = n;
+    match tables.route(&ip(v6, c.orig.src)) {
+        Some((port, hop)) => l2_out(tables, neigh, buf, port, hop),
+        None => Verdict::Drop(DropReason::NoRoute),
+    }
+}
+
+/// The connection key of the packet quoted `skip` bytes into `e`'s quote (a tunnelled
+/// client packet): its own direction, client → VIP.
+fn inner_flow(frame: &[u8], e: &uvs_wire::Embedded, skip: usize, v6: bool) -> Option<FlowKey> {
+    let inner = uvs_wire::embedded::parse_quoted_inner(frame, e, skip).ok()?;
+    Some(FlowKey {
+        proto: inner.l4_proto,
+        v6,
+        src: inner.src,
+        dst: inner.dst,
+        sport: inner.sport,
+        dport: inner.dport,
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_icmp_to_real(
+    ctx: &Ctx<'_>,
     tables: &Tables,
     neigh: &NeighMap,
     buf: &mut [u8],
@@ -133,7 +204,8 @@ pub(crate) fn forward_icmp_to_real(
         return Verdict::Drop(DropReason::NoRoute);
     };
     if method == Method::Tun {
-        if let Err(v) = encapsulate(tables, buf, len, p, egress, &real_addr) {
+        let tun = real.map_or(TunEncap::Ipip, |r| r.tun);
+        if let Err(v) = encapsulate(ctx, tables, buf, len, p, egress, &real_addr, tun) {
             return v;
         }
     }

@@ -55,9 +55,8 @@
 //! the CRC32c verification.
 //!
 //! # Not done yet
-//! Per-service timeouts other than ESTABLISHED; active/inactive accounting of SCTP
-//! associations on the real server (control's release path counts only TCP as active);
-//! ASCONF (RFC 5061) chunks pass untranslated.
+//! Active/inactive accounting of SCTP associations on the real server (control's release
+//! path counts only TCP as active); ASCONF (RFC 5061) chunks pass untranslated.
 
 pub mod chunks;
 pub mod state;
@@ -75,9 +74,6 @@ use crate::verdict::{DropReason, Verdict};
 pub use chunks::{ChunkSummary, Strip};
 pub use state::{SctpDir, SctpEvent, SctpState, SCTP_STATES};
 use tags::Side;
-
-/// IPVS's ESTABLISHED timeout, for a packet whose service is gone.
-const DEFAULT_ESTABLISHED_MS: u32 = 15 * 60 * 1000;
 
 /// The SCTP stage: everything after classification for protocol 132.
 #[inline(never)]
@@ -160,10 +156,18 @@ fn verify_tag(
         Dir::Original => (Side::ToServer, Side::ToClient),
         Dir::Reply => (Side::ToClient, Side::ToServer),
     };
-    let est = svc.map_or(DEFAULT_ESTABLISHED_MS, |s| s.timeouts.sctp);
+    // A packet whose service is gone keeps IPVS's default timeouts.
+    let defaults;
+    let timeouts = match svc {
+        Some(s) => &s.timeouts,
+        None => {
+            defaults = uvs_conntrack::Timeouts::default();
+            &defaults
+        }
+    };
     let old = SctpState::from_u8(conn.state);
     let next = state::transition(old, sctp_dir(dir, conn.method), chunks.event);
-    let timeout = state::timeout_ms(next, est);
+    let timeout = state::timeout_ms(next, timeouts);
     let deadline = ctx.now.wrapping_add(timeout);
     let vtag = p.sctp_vtag;
     match chunks.first {
@@ -275,7 +279,7 @@ fn other_path(
 /// client: IPVS INPUT / INPUT_ONLY both go NONE → INIT1).
 pub fn initial_state(svc: &ServiceRt) -> (u8, u32) {
     let s = SctpState::Init1;
-    (s as u8, state::timeout_ms(s, svc.timeouts.sctp))
+    (s as u8, state::timeout_ms(s, &svc.timeouts))
 }
 
 /// New-flow hook, after the connection entry is stored and before the INIT is forwarded:
@@ -311,14 +315,14 @@ pub fn on_new_association(
 pub fn track_state(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, hit: &Hit) {
     let event = SctpEvent::of_chunk(p.sctp_first_chunk);
     let dir = sctp_dir(hit.dir, hit.conn.method);
-    let established = svc.timeouts.sctp;
+    let timeouts = &svc.timeouts;
     if crate::lifecycle::transition(
         ctx.conns,
         svc,
         hit,
         ctx.now,
         |s| state::transition(SctpState::from_u8(s), dir, event) as u8,
-        |s| state::timeout_ms(SctpState::from_u8(s), established),
+        |s| state::timeout_ms(SctpState::from_u8(s), timeouts),
         |_, _| true,
     ) {
         ctx.sync.note(ctx.worker, hit.id);

@@ -4,9 +4,9 @@
 //! real server), OUTPUT (real server → client) and INPUT_ONLY (DR/TUN, where the replies
 //! bypass the balancer). The state lives in the connection's `state` byte.
 //!
-//! IPVS's own timeouts (`sctp_timeouts[]`) are the defaults; the ESTABLISHED value comes
-//! from the service's `timeouts.sctp` (the YAML `timeouts: { sctp: … }` knob, IPVS's
-//! 15 min by default). Per-service overrides of the other states are not configurable yet.
+//! Each state's timeout is the service's (`uvs_conntrack::Timeouts::sctp`, indexed by this
+//! numbering): IPVS's `sctp_timeouts[]` unless the YAML's `timeouts:` (global or per
+//! service) sets `sctp` (ESTABLISHED) or an `sctp_<state>` field.
 
 use uvs_wire::sctp::chunk_type;
 
@@ -40,8 +40,10 @@ pub enum SctpState {
     Closed,
 }
 
-/// Number of states (the width of a transition-table row).
+/// Number of states (the width of a transition-table row); the connection table's timeout
+/// array has one entry per state in the same numbering.
 pub const SCTP_STATES: usize = 14;
+const _: () = assert!(SCTP_STATES == uvs_conntrack::timeouts::SCTP_STATES);
 
 const ALL: [SctpState; SCTP_STATES] = [
     SctpState::None,
@@ -230,30 +232,10 @@ pub fn transition(state: SctpState, dir: SctpDir, event: SctpEvent) -> SctpState
     table[event as usize][state as usize]
 }
 
-const S_MS: u32 = 1000;
-/// IPVS `IP_VS_SCTP_MAX_RTO`: (60 + 1) s, the longest an RTO-driven handshake or
-/// shutdown step can wait.
-const MAX_RTO: u32 = 61 * S_MS;
-
-/// Timeout (ms) of a state: IPVS `sctp_timeouts[]`, with ESTABLISHED taken from the
-/// service (`established_ms`, IPVS's default 15 min).
+/// Timeout (ms) of a state under the service's timeouts.
 #[inline]
-pub fn timeout_ms(state: SctpState, established_ms: u32) -> u32 {
-    match state {
-        S::None => 2 * S_MS,
-        S::Init1 | S::Rejected => 4 * S_MS,
-        S::Established => established_ms,
-        S::Init
-        | S::CookieSent
-        | S::CookieReplied
-        | S::CookieWait
-        | S::Cookie
-        | S::CookieEchoed
-        | S::ShutdownSent
-        | S::ShutdownReceived
-        | S::ShutdownAckSent
-        | S::Closed => MAX_RTO,
-    }
+pub fn timeout_ms(state: SctpState, t: &uvs_conntrack::Timeouts) -> u32 {
+    t.sctp[state as usize]
 }
 
 #[cfg(test)]
@@ -329,14 +311,15 @@ mod tests {
 
     #[test]
     fn ipvs_default_timeouts() {
-        let est = 15 * 60 * 1000;
-        assert_eq!(timeout_ms(S::None, est), 2_000);
-        assert_eq!(timeout_ms(S::Init1, est), 4_000);
-        assert_eq!(timeout_ms(S::CookieSent, est), 61_000);
-        assert_eq!(timeout_ms(S::Established, est), 900_000);
-        assert_eq!(timeout_ms(S::Rejected, est), 4_000);
-        assert_eq!(timeout_ms(S::Closed, est), 61_000);
-        assert_eq!(timeout_ms(S::Established, 600_000), 600_000);
+        let mut t = uvs_conntrack::Timeouts::default();
+        assert_eq!(timeout_ms(S::None, &t), 2_000);
+        assert_eq!(timeout_ms(S::Init1, &t), 4_000);
+        assert_eq!(timeout_ms(S::CookieSent, &t), 61_000);
+        assert_eq!(timeout_ms(S::Established, &t), 900_000);
+        assert_eq!(timeout_ms(S::Rejected, &t), 4_000);
+        assert_eq!(timeout_ms(S::Closed, &t), 61_000);
+        t.sctp[S::ShutdownSent as usize] = 5_000;
+        assert_eq!(timeout_ms(S::ShutdownSent, &t), 5_000);
     }
 
     #[test]

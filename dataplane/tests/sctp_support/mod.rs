@@ -175,7 +175,11 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(method: Method) -> Lab {
-        let tables = TablesBuilder::build(&spec(method), None).unwrap();
+        Self::with_spec(&spec(method))
+    }
+
+    pub fn with_spec(spec: &TablesSpec) -> Lab {
+        let tables = TablesBuilder::build(spec, None).unwrap();
         let shared = Arc::new(Shared::new(tables, 4096, 1));
         lab::learn_neighbours(&shared.neigh, 0);
         shared.neigh.learn(ipk("198.18.0.5"), CLIENT2_MAC, 0);

@@ -146,6 +146,20 @@ fn service(y: &mut String, at: &mut Vec<(String, Pos)>, file: &str, i: usize, s:
             let _ = writeln!(y, "        forwarding: {}", f.name());
             field(&format!("{rb}.forwarding"), pos);
         }
+        if let Some(t) = r.tunnel {
+            if t.kind != uvs_config::Tunnel::Ipip {
+                let _ = writeln!(y, "        tunnel: {}", t.kind.name());
+                field(&format!("{rb}.tunnel"), t.pos);
+            }
+            if let Some(p) = t.port {
+                let _ = writeln!(y, "        tun_port: {p}");
+                field(&format!("{rb}.tun_port"), t.pos);
+            }
+            if t.csum != uvs_config::TunCsum::None {
+                let _ = writeln!(y, "        tun_csum: {}", t.csum.name());
+                field(&format!("{rb}.tun_csum"), t.pos);
+            }
+        }
         if let Some((n, pos)) = r.upper {
             let _ = writeln!(y, "        upper_threshold: {n}");
             field(&format!("{rb}.upper_threshold"), pos);

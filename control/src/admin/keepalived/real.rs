@@ -3,7 +3,7 @@
 
 use super::check::{self, Check, Inherited, Target};
 use super::lex::{Pos, Stmt};
-use super::values::{addr, bool_arg, forwarding, one_arg, port, uint, Cx, Once, Result};
+use super::values::{addr, bool_arg, forwarding, one_arg, port, uint, Cx, Once, Result, TunOpts};
 use std::net::IpAddr;
 use uvs_config::Forwarding;
 
@@ -18,6 +18,8 @@ pub struct Real {
     pub forwarding: Option<(Forwarding, Pos)>,
     pub upper: Option<(u64, Pos)>,
     pub lower: Option<(u64, Pos)>,
+    /// TUN's options from its own `lvs_method`, else the virtual server's.
+    pub tunnel: Option<TunOpts>,
 }
 
 /// One `real_server` and its checker, if it has one.
@@ -48,6 +50,7 @@ pub fn real_server(
         forwarding: None,
         upper: None,
         lower: None,
+        tunnel: None,
     };
     let mut inherited = vs.clone();
     let mut once = Once::new("real_server");
@@ -79,10 +82,11 @@ pub fn real_server(
                 real.weight = Some((uint(cx, w, 0, u64::from(u32::MAX), "weight")?, w.pos));
             }
             "lvs_method" => {
-                let f = forwarding(cx, st)?;
+                let (f, tun) = forwarding(cx, st)?;
                 if f != service_fwd {
                     real.forwarding = Some((f, st.pos()));
                 }
+                real.tunnel = tun;
             }
             "uthreshold" => {
                 let w = one_arg(cx, st, "CONNECTIONS")?;

@@ -255,6 +255,7 @@ fn virtual_server(cx: &mut Cx<'_>, stmt: &Stmt) -> Result<Option<Service>> {
     let mut one_packet = None;
     let mut sorry = None;
     let mut sorry_fwd = None;
+    let mut service_tun = None;
     let mut real_stmts = Vec::new();
     for st in body {
         let k = st.keyword();
@@ -279,7 +280,11 @@ fn virtual_server(cx: &mut Cx<'_>, stmt: &Stmt) -> Result<Option<Service>> {
                 })?;
                 scheduler = Some((s, w.pos));
             }
-            "lb_kind" | "lvs_method" => fwd = Some((forwarding(cx, st)?, st.pos())),
+            "lb_kind" | "lvs_method" => {
+                let (f, tun) = forwarding(cx, st)?;
+                fwd = Some((f, st.pos()));
+                service_tun = tun;
+            }
             "protocol" => {
                 let w = one_arg(cx, st, "TCP|UDP|SCTP")?;
                 protocol = Some(match w.text.to_ascii_uppercase().as_str() {
@@ -419,7 +424,17 @@ fn virtual_server(cx: &mut Cx<'_>, stmt: &Stmt) -> Result<Option<Service>> {
                 "sorry_server_inhibit is not translated: uvs sends new connections to the \
                  sorry server only while no real server is usable",
             ),
-            "sorry_server_lvs_method" => sorry_fwd = Some((forwarding(cx, st)?, st.pos())),
+            "sorry_server_lvs_method" => {
+                let (f, tun) = forwarding(cx, st)?;
+                if let Some(t) = tun.filter(|t| t.kind != uvs_config::Tunnel::Ipip) {
+                    return cx.err(
+                        t.pos,
+                        "a sorry server's tunnel type cannot be translated: uvs tunnels to \
+                         the sorry server with ipip",
+                    );
+                }
+                sorry_fwd = Some((f, st.pos()));
+            }
             "inhibit_on_failure" => cx.note(
                 st.pos(),
                 "inhibit_on_failure needs no translation: a real server uvs finds down keeps \
@@ -490,7 +505,11 @@ fn virtual_server(cx: &mut Cx<'_>, stmt: &Stmt) -> Result<Option<Service>> {
     let mut reals = Vec::new();
     let mut checks: Vec<(Option<Check>, Pos, IpAddr)> = Vec::new();
     for st in real_stmts {
-        let (real, check) = real_server(cx, st, &inherited, forwarding, vport)?;
+        let (mut real, check) = real_server(cx, st, &inherited, forwarding, vport)?;
+        let real_fwd = real.forwarding.map_or(forwarding, |(f, _)| f);
+        if real.tunnel.is_none() && real_fwd == Forwarding::Tun {
+            real.tunnel = service_tun;
+        }
         let key = |r: &Real| (r.address, r.port.map_or(vport, |(p, _)| p));
         if let Some(first) = reals.iter().find(|r: &&Real| key(r) == key(&real)) {
             return cx.err(

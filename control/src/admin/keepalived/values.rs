@@ -4,7 +4,7 @@
 use super::lex::{Pos, Stmt, Word};
 use super::Diag;
 use std::net::IpAddr;
-use uvs_config::Forwarding;
+use uvs_config::{Forwarding, TunCsum, Tunnel};
 
 pub type Result<T> = std::result::Result<T, Diag>;
 
@@ -123,8 +123,18 @@ pub fn port(cx: &Cx<'_>, w: &Word) -> Result<u16> {
     Ok(uint(cx, w, 0, 65535, "port")? as u16)
 }
 
-/// keepalived's `lvs_method`/`lb_kind` value (with TUN's options).
-pub fn forwarding(cx: &Cx<'_>, stmt: &Stmt) -> Result<Forwarding> {
+/// TUN's options on an `lvs_method TUN type …` line, as uvs's YAML writes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunOpts {
+    pub kind: Tunnel,
+    pub port: Option<u16>,
+    pub csum: TunCsum,
+    pub pos: Pos,
+}
+
+/// keepalived's `lvs_method`/`lb_kind` value, with TUN's options
+/// (`TUN [type {ipip|gue port NUM|gre} [nocsum|csum|remcsum]]`, keepalived.conf(5)).
+pub fn forwarding(cx: &Cx<'_>, stmt: &Stmt) -> Result<(Forwarding, Option<TunOpts>)> {
     let Some(method) = stmt.args().first() else {
         return cx.err(
             stmt.pos(),
@@ -150,32 +160,51 @@ pub fn forwarding(cx: &Cx<'_>, stmt: &Stmt) -> Result<Forwarding> {
         if let Some(extra) = rest.first() {
             return cx.err(extra.pos, format!("{} takes no options", method.text));
         }
-        return Ok(f);
+        return Ok((f, None));
     }
+    let mut opts: Option<TunOpts> = None;
+    let mut csum: Option<(TunCsum, Pos)> = None;
     let mut i = 0;
     while i < rest.len() {
         let w = &rest[i];
         match w.text.as_str() {
-            "type" => match rest.get(i + 1).map(|t| t.text.as_str()) {
-                Some("ipip") => i += 1,
-                Some(other @ ("gue" | "gre")) => {
-                    return cx.err(
-                        rest[i + 1].pos,
-                        format!(
-                            "tunnel type {other} cannot be translated: uvs tunnels with IPIP \
-                             (IPv6-in-IPv6 for IPv6)"
-                        ),
-                    )
+            "type" => {
+                let Some(t) = rest.get(i + 1) else {
+                    return cx.err(w.pos, "type needs ipip, gue or gre");
+                };
+                let kind = match t.text.as_str() {
+                    "ipip" => Tunnel::Ipip,
+                    "gue" => Tunnel::Gue,
+                    "gre" => Tunnel::Gre,
+                    _ => return cx.err(t.pos, "type needs ipip, gue or gre"),
+                };
+                i += 1;
+                let mut port = None;
+                if kind == Tunnel::Gue {
+                    match (rest.get(i + 1), rest.get(i + 2)) {
+                        (Some(k), Some(v)) if k.text == "port" => {
+                            port = Some(uint(cx, v, 1, 65535, "port")? as u16);
+                            i += 2;
+                        }
+                        _ => return cx.err(t.pos, "type gue needs port NUM"),
+                    }
                 }
-                _ => return cx.err(w.pos, "type needs ipip, gue or gre"),
-            },
-            // IPIP carries no checksum option; keepalived accepts only nocsum for it.
-            "nocsum" => {}
+                opts = Some(TunOpts {
+                    kind,
+                    port,
+                    csum: TunCsum::None,
+                    pos: t.pos,
+                });
+            }
+            "nocsum" => csum = Some((TunCsum::None, w.pos)),
+            "csum" => csum = Some((TunCsum::Csum, w.pos)),
+            "remcsum" => csum = Some((TunCsum::Remcsum, w.pos)),
             _ => {
                 return cx.err(
                     w.pos,
                     format!(
-                        "tunnel option '{}' cannot be translated: uvs tunnels with plain IPIP",
+                        "unknown tunnel option '{}': type ipip|gue port NUM|gre, then \
+                         nocsum|csum|remcsum",
                         w.text
                     ),
                 )
@@ -183,7 +212,27 @@ pub fn forwarding(cx: &Cx<'_>, stmt: &Stmt) -> Result<Forwarding> {
         }
         i += 1;
     }
-    Ok(f)
+    // keepalived accepts nocsum for every type, csum for gue and gre, remcsum for gue.
+    if let Some((c, at)) = csum {
+        let kind = opts.map_or(Tunnel::Ipip, |o| o.kind);
+        match (kind, c) {
+            (_, TunCsum::None) => {}
+            (Tunnel::Gue, _) | (Tunnel::Gre, TunCsum::Csum) => {}
+            _ => {
+                return cx.err(
+                    at,
+                    format!(
+                        "{} does not apply to a {kind} tunnel",
+                        c.name().to_lowercase()
+                    ),
+                )
+            }
+        }
+        if let Some(o) = opts.as_mut() {
+            o.csum = c;
+        }
+    }
+    Ok((f, opts))
 }
 
 /// Refuses a second occurrence of the same keyword in one block.

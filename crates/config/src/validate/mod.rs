@@ -343,6 +343,18 @@ impl Ctx<'_> {
             udp: pick(raw.udp, base.udp),
             icmp: pick(raw.icmp, base.icmp),
             sctp: pick(raw.sctp, base.sctp),
+            sctp_init1: pick(raw.sctp_init1, base.sctp_init1),
+            sctp_init: pick(raw.sctp_init, base.sctp_init),
+            sctp_cookie_sent: pick(raw.sctp_cookie_sent, base.sctp_cookie_sent),
+            sctp_cookie_replied: pick(raw.sctp_cookie_replied, base.sctp_cookie_replied),
+            sctp_cookie_wait: pick(raw.sctp_cookie_wait, base.sctp_cookie_wait),
+            sctp_cookie: pick(raw.sctp_cookie, base.sctp_cookie),
+            sctp_cookie_echoed: pick(raw.sctp_cookie_echoed, base.sctp_cookie_echoed),
+            sctp_shutdown_sent: pick(raw.sctp_shutdown_sent, base.sctp_shutdown_sent),
+            sctp_shutdown_received: pick(raw.sctp_shutdown_received, base.sctp_shutdown_received),
+            sctp_shutdown_ack_sent: pick(raw.sctp_shutdown_ack_sent, base.sctp_shutdown_ack_sent),
+            sctp_rejected: pick(raw.sctp_rejected, base.sctp_rejected),
+            sctp_closed: pick(raw.sctp_closed, base.sctp_closed),
         })
     }
 }

@@ -4,7 +4,7 @@ use super::service::no_route;
 use super::site::real_site;
 use super::{family, Ctx, Links, Result, Role};
 use crate::marks::join;
-use crate::model::{Forwarding, RealServer, Scheduler, ServiceKey, Site, Tunnel};
+use crate::model::{Forwarding, RealServer, Scheduler, ServiceKey, Site, TunCsum, Tunnel};
 use crate::raw::RawRealServer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -173,11 +173,6 @@ pub(super) fn reals(
         let tunnel = match (&r.tunnel, forwarding) {
             (None, Forwarding::Tun) => Some(Tunnel::Ipip),
             (None, _) => None,
-            (Some(t), Forwarding::Tun) if t == "gue" => {
-                return Err(cx
-                    .err(&p("tunnel"), "tunnel 'gue' is not supported yet")
-                    .with_hint(Some("use `tunnel: ipip`".into())))
-            }
             (Some(t), Forwarding::Tun) => {
                 Some(cx.name(&p("tunnel"), t, "tunnel", Tunnel::NAMES, Tunnel::from_name)?)
             }
@@ -192,6 +187,7 @@ pub(super) fn reals(
                     .with_hint(Some("remove it, or set `forwarding: tun`".into())))
             }
         };
+        let (tun_port, tun_csum) = tunnel_options(cx, &rbase, &r, tunnel)?;
         let site = real_site(cx, &rbase, r.site.as_deref(), scheduler, sites)?;
         let rs = RealServer {
             address,
@@ -201,6 +197,8 @@ pub(super) fn reals(
             upper_threshold: upper,
             lower_threshold: lower,
             tunnel,
+            tun_port,
+            tun_csum,
             site,
         };
         if let Some(first) = seen.insert(rs.key(), rbase.clone()) {
@@ -220,4 +218,74 @@ pub(super) fn reals(
         out.push(rs);
     }
     Ok(out)
+}
+
+/// `tun_port` and `tun_csum` as ipvsadm's `tunnel_types_v_options` table allows them: gue
+/// needs a port and takes any checksum option; gre takes `none` or `csum`; ipip (and any
+/// other forwarding method) neither.
+fn tunnel_options(
+    cx: &Ctx<'_>,
+    rbase: &str,
+    r: &RawRealServer,
+    tunnel: Option<Tunnel>,
+) -> Result<(Option<u16>, TunCsum)> {
+    let p = |f: &str| join(rbase, f);
+    let what = match tunnel {
+        Some(Tunnel::Ipip) => "an ipip tunnel".to_string(),
+        Some(t) => format!("a {t} tunnel"),
+        None => "a real server that does not tunnel".to_string(),
+    };
+    let port = match (r.tun_port, tunnel) {
+        (Some(v), Some(Tunnel::Gue)) => {
+            Some(cx.range(&p("tun_port"), v, 1, 65535, "tun_port")? as u16)
+        }
+        (None, Some(Tunnel::Gue)) => {
+            return Err(cx
+                .err(&p("tunnel"), "a gue tunnel needs `tun_port`")
+                .with_hint(Some(
+                    "the UDP port the real server's GUE receiver listens on (ipvsadm \
+                     --tun-port)"
+                        .into(),
+                )))
+        }
+        (Some(_), _) => {
+            return Err(cx
+                .err_key(
+                    &p("tun_port"),
+                    format!("`tun_port` does not apply to {what}"),
+                )
+                .with_hint(Some("only `tunnel: gue` has a UDP port".into())))
+        }
+        (None, _) => None,
+    };
+    let csum = match (&r.tun_csum, tunnel) {
+        (None, _) => TunCsum::None,
+        (Some(t), Some(Tunnel::Gue | Tunnel::Gre)) => {
+            let c = cx.name(
+                &p("tun_csum"),
+                t,
+                "tunnel checksum option",
+                TunCsum::NAMES,
+                TunCsum::from_name,
+            )?;
+            if c == TunCsum::Remcsum && tunnel == Some(Tunnel::Gre) {
+                return Err(cx
+                    .err(
+                        &p("tun_csum"),
+                        "remote checksum offload applies only to gue",
+                    )
+                    .with_hint(Some("use `none` or `csum` for gre".into())));
+            }
+            c
+        }
+        (Some(_), _) => {
+            return Err(cx
+                .err_key(
+                    &p("tun_csum"),
+                    format!("`tun_csum` does not apply to {what}"),
+                )
+                .with_hint(Some("only gue and gre tunnels carry checksums".into())))
+        }
+    };
+    Ok((port, csum))
 }

@@ -168,6 +168,30 @@ fn global_errors() {
         )
         .whole(),
         case(
+            "interfaces:\n  - name: uvs-lb0\ntimeouts:\n  sctp_shutdown_sent: 0\n",
+            "sctp_shutdown_sent: |0",
+            "timeouts.sctp_shutdown_sent",
+            "timeout 0 is out of range",
+            Some("seconds"),
+        )
+        .whole(),
+        case(
+            "interfaces:\n  - name: uvs-lb0\ntimeouts:\n  sctp_cookie_echoed: 2147484\n",
+            "2147484",
+            "timeouts.sctp_cookie_echoed",
+            "timeout 2147484 is out of range",
+            None,
+        )
+        .whole(),
+        case(
+            "interfaces:\n  - name: uvs-lb0\ntimeouts:\n  sctp_shutdown: 5\n",
+            "sctp_shutdown",
+            "timeouts.sctp_shutdown",
+            "unknown field 'sctp_shutdown'",
+            Some("sctp_shutdown_sent"),
+        )
+        .whole(),
+        case(
             "interfaces:\n  - name: uvs-lb0\nadmin:\n  socket: run/uvs.sock\n",
             "run/uvs.sock",
             "admin.socket",

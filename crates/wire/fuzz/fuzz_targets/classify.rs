@@ -1,11 +1,12 @@
 //! Runs every entry point that takes frame bytes from the wire: classify, the L4 checksum
 //! check and completion, the in-place rewrites with the `Parsed` classify returned, the
-//! ICMP-quote parse and translation, IPIP encap/decap and the slow-path builders. Any
+//! ICMP-quote parse and translation (and the TUN untunnelling of a quote), IPIP/GUE/GRE
+//! encap/decap and the slow-path builders. Any
 //! panic is a bug (the crate promises none).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use uvs_wire::{build, Classified, L3};
+use uvs_wire::{build, Classified, Outer, Tunnel, L3};
 
 fuzz_target!(|data: &[u8]| {
     let mut f = data.to_vec();
@@ -20,6 +21,14 @@ fuzz_target!(|data: &[u8]| {
         uvs_wire::decrement_ttl(&mut f, &p);
         uvs_wire::set_macs(&mut f, [1; 6], [2; 6]);
         let _ = uvs_wire::verify_l4_checksum(&f, &p);
+        if let Ok(e) = uvs_wire::parse_icmp_embedded(&f, &p) {
+            let mut g = f.clone();
+            let len = g.len();
+            if let Some(skip) = uvs_wire::untunnel::tunnel_quote_len(&g, &e, Some(6080)) {
+                let _ = uvs_wire::embedded::parse_quoted_inner(&g, &e, skip);
+                let _ = uvs_wire::untunnel::untunnel_icmp_error(&mut g, len, &p, &e, skip, 64);
+            }
+        }
         if let Ok(mut e) = uvs_wire::parse_icmp_embedded(&f, &p) {
             uvs_wire::set_embedded_src_addr(&mut f, &mut e, &[3; 16]);
             uvs_wire::set_embedded_dst_addr(&mut f, &mut e, &[4; 16]);
@@ -38,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = build::ndp_neighbor_advert(&f, &p, [2; 6], &mut out);
         let len = f.len();
         let mut buf = f.clone();
-        buf.resize(len + 40, 0);
+        buf.resize(len + 60, 0);
         for (inner, outer) in [(L3::V4, L3::V6), (L3::V6, L3::V4), (p.l3, p.l3)] {
             let mut b = buf.clone();
             if let Ok(n) = uvs_wire::encap_ipip(
@@ -60,6 +69,28 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
         }
+        let gue = Tunnel::Gue {
+            src_port: 40000,
+            dst_port: 6080,
+            checksum: true,
+        };
+        for tunnel in [gue, Tunnel::Gre { checksum: true }, Tunnel::Gre { checksum: false }] {
+            let mut b = buf.clone();
+            let o = Outer {
+                src: [1; 16],
+                dst: [2; 16],
+                family: p.l3,
+                ttl: 64,
+            };
+            if let Ok(n) = uvs_wire::encap(&mut b, len, usize::from(p.l3_off), p.l3, &o, tunnel) {
+                let m = uvs_wire::decap(&mut b, n, usize::from(p.l3_off), Some(6080))
+                    .expect("decap of our own encap");
+                assert_eq!(
+                    &b[usize::from(p.l3_off)..m],
+                    &f[usize::from(p.l3_off)..p.l3_end()]
+                );
+            }
+        }
     }
     let mut out = [0u8; 64];
     let _ = build::arp_reply(data, [2; 6], &mut out);
@@ -67,5 +98,6 @@ fuzz_target!(|data: &[u8]| {
     let len = g.len();
     for off in [14usize, 18, 22] {
         let _ = uvs_wire::decap_ipip(&mut g, len, off);
+        let _ = uvs_wire::decap(&mut g, len, off, Some(6080));
     }
 });
