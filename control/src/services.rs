@@ -56,6 +56,7 @@ fn snapshot_with(
         .as_ref()
         .map(|d| d.snapshot());
     snap.node = Some(core.node.snapshot(&cfg));
+    snap.cluster = Some(core.cluster_status());
     snap
 }
 

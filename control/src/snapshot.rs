@@ -126,6 +126,9 @@ pub struct Snapshot {
     /// BGP announcement and drain state (`uvsadm node`).
     #[serde(default)]
     pub node: Option<crate::announce::NodeSnapshot>,
+    /// Active/backup groups and their roles (`uvsadm cluster`).
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 /// The sync daemon's counters.

@@ -253,6 +253,7 @@ pub fn snapshot_with(
         generation: tables.generation,
         sync: None,
         node: None,
+        cluster: None,
     }
 }
 

@@ -199,6 +199,7 @@ fn sample() -> Snapshot {
         generation: 2,
         sync: None,
         node: None,
+        cluster: None,
     }
 }
 

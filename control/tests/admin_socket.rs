@@ -88,6 +88,7 @@ impl AdminBackend for FakeBackend {
             generation: 1,
             sync: None,
             node: None,
+            cluster: None,
         }
     }
 
