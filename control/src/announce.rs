@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use uvs_config::{BgpConfig, Config, Withdraw};
 use uvs_dataplane::lifecycle;
+use uvs_dataplane::pipeline::conn_flags;
 use uvs_dataplane::Shared;
 
 use crate::daemon::Core;
@@ -127,13 +128,19 @@ fn vip_state(cfg: &Config, shared: &Shared) -> (BTreeSet<IpAddr>, BTreeSet<IpAdd
 }
 
 /// Flows (not persistence templates) that carried a packet within [`QUIET`].
+///
+/// Entries a sync peer installed are left out: their deadline is the peer's (each record
+/// sets it to the peer's remaining timeout), so a busy peer would look like traffic here
+/// and hold a drain up until its timeout, although none of those flows passes this node.
+/// (A flow that ECMP moved here onto its synced entry does not hold the drain either: when
+/// this node stops it moves on to a peer, which has its entry or hashes it the same way.)
 pub fn busy_conns(shared: &Shared) -> usize {
     let tables = shared.tables.load();
     let now = shared.clock.now_ticks();
     let quiet = QUIET.as_millis() as u32;
     let mut n = 0;
     shared.conns.for_each(|_, c, deadline| {
-        if !lifecycle::is_flow(c) {
+        if !lifecycle::is_flow(c) || c.flags & conn_flags::SYNCED != 0 {
             return;
         }
         let timeout = tables
