@@ -556,6 +556,52 @@ mod tests {
         assert!(read_reply(&mut r).is_err());
     }
 
+    /// A drain waits for the flows that pass this node, not for the copies a sync peer
+    /// keeps refreshing: a busy cluster would otherwise hold every drain to its timeout.
+    #[test]
+    fn synced_entries_do_not_hold_a_drain() {
+        use uvs_conntrack::{tcp::TcpState, Conn, FlowKey};
+        use uvs_dataplane::pipeline::PROTO_TCP;
+        use uvs_dataplane::tables::TablesBuilder;
+        use uvs_dataplane::Method;
+        let spec = uvs_dataplane::lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+        let shared = Shared::new(TablesBuilder::build(&spec, None).unwrap(), 1000, 1);
+        let state = TcpState::Established as u8;
+        let timeout = shared
+            .tables
+            .load()
+            .service(0)
+            .unwrap()
+            .timeouts
+            .for_state(PROTO_TCP, state);
+        let now = shared.clock.now_ticks();
+        for (client, flags) in [(2, 0), (3, conn_flags::SYNCED), (4, conn_flags::SYNCED)] {
+            let k = FlowKey {
+                proto: PROTO_TCP,
+                v6: false,
+                src: [198, 18, 0, client, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                dst: [198, 18, 100, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                sport: 6,
+                dport: 80,
+            };
+            let c = Conn {
+                orig: k,
+                reply: k.reversed(),
+                service: 0,
+                real: 1,
+                method: 0,
+                state,
+                flags,
+            };
+            // Just refreshed: what a packet here, or a peer's record, leaves.
+            shared
+                .conns
+                .insert(&c, now, now.wrapping_add(timeout))
+                .unwrap();
+        }
+        assert_eq!(busy_conns(&shared), 1);
+    }
+
     #[test]
     fn draining_withdraws_everything_and_dead_vips_are_withdrawn() {
         let bgp = BgpConfig {
