@@ -14,6 +14,9 @@
 #                               198.18.62.1          └ bridge uvs-brb ── uvs-sb1..3,
 #                                          uvs-sr1..3 ── rs1..3 uvs-r0 198.18.62.21/.22/.23
 #
+# IPv6 alongside, one /64 per link: client 2001:2:0:60::2 (router ::1), front 2001:2:0:61::/64
+# (router ::1, nodes ::11 ::12 ::13), back 2001:2:0:62::/64 (router ::1, nodes ::1N, real
+# servers ::21 ::22 ::23); the router forwards and hashes IPv6 by L4 too.
 # Namespaces: uvs-<tag>-{client,rt,sw,n1,n2,n3,rs1,rs2,rs3}; state in /run/uvs-testbed/<tag>.
 # Usage: scripts/bgp_testbed.sh up|down [TAG]   (up tears a leftover of the same tag down
 # first; down kills every process in the namespaces by PID and deletes them)
@@ -77,6 +80,7 @@ http {
   scgi_temp_path $dir;
   server {
     listen 80 default_server;
+    listen [::]:80 default_server;
     location / { return 200 "rs$i \$server_addr \$remote_addr\n"; }
   }
 }
@@ -98,20 +102,26 @@ up() {
 
   veth client uvs-c0 rt uvs-rt0
   ip -n "$(ns client)" addr add 198.18.60.2/24 dev uvs-c0
+  ip -n "$(ns client)" addr add 2001:2:0:60::2/64 dev uvs-c0 nodad
   ip -n "$(ns client)" route add default via 198.18.60.1
+  ip -n "$(ns client)" -6 route add default via 2001:2:0:60::1
   ip -n "$(ns rt)" addr add 198.18.60.1/24 dev uvs-rt0
+  ip -n "$(ns rt)" addr add 2001:2:0:60::1/64 dev uvs-rt0 nodad
   veth rt uvs-rt1 sw uvs-sfr
   ip -n "$(ns sw)" link set uvs-sfr master uvs-brf
   ip -n "$(ns rt)" addr add 198.18.61.1/24 dev uvs-rt1
+  ip -n "$(ns rt)" addr add 2001:2:0:61::1/64 dev uvs-rt1 nodad
   # The router's leg on the real servers' L2: DR replies go from the real servers to the
   # client through it, never through a node.
   veth rt uvs-rt2 sw uvs-srr
   ip -n "$(ns sw)" link set uvs-srr master uvs-brb
   ip -n "$(ns rt)" addr add 198.18.62.1/24 dev uvs-rt2
+  ip -n "$(ns rt)" addr add 2001:2:0:62::1/64 dev uvs-rt2 nodad
   # ECMP over the nodes by the flow's ports too (L4 hash), as the issue asks. DR replies
   # come from the VIP on another leg than the VIP's route: no reverse-path filter.
   nsx rt sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 \
-    net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
+    net.ipv6.conf.all.forwarding=1 net.ipv6.fib_multipath_hash_policy=1
   for d in uvs-rt0 uvs-rt1 uvs-rt2; do nsx rt sysctl -qw "net.ipv4.conf.$d.rp_filter=0"; done
 
   for n in 1 2 3; do
@@ -123,12 +133,15 @@ up() {
     # FullNAT pool address 198.18.62.10N.
     ip -n "$(ns "n$n")" addr add "198.18.61.1$n/24" dev uvs-f0
     ip -n "$(ns "n$n")" addr add "198.18.62.1$n/24" dev uvs-b0
+    ip -n "$(ns "n$n")" addr add "2001:2:0:61::1$n/64" dev uvs-f0 nodad
+    ip -n "$(ns "n$n")" addr add "2001:2:0:62::1$n/64" dev uvs-b0 nodad
     nsx "n$n" sysctl -qw net.ipv4.ip_forward=0
   done
   for i in 1 2 3; do
     veth "rs$i" uvs-r0 sw "uvs-sr$i"
     ip -n "$(ns sw)" link set "uvs-sr$i" master uvs-brb
     ip -n "$(ns "rs$i")" addr add "198.18.62.2$i/24" dev uvs-r0
+    ip -n "$(ns "rs$i")" addr add "2001:2:0:62::2$i/64" dev uvs-r0 nodad
     # Direct routing: the VIP on lo, never answered for on the link (IPVS's DR recipe).
     nsx "rs$i" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
     ip -n "$(ns "rs$i")" addr add "$dr_vip/32" dev lo
