@@ -38,6 +38,10 @@ pub struct SyncArgs {
     /// Sending rates in records/s for the link runs; 0: as fast as the socket takes them.
     #[arg(long, value_delimiter = ',', default_values_t = [0.0, 100_000.0, 400_000.0, 1_000_000.0])]
     link_rates: Vec<f64>,
+    /// Receive buffers for the link runs, bytes (0: the kernel's default; 8388608: what
+    /// uvsd's sync backup asks for).
+    #[arg(long, value_delimiter = ',', default_values_t = [0usize, 8 << 20])]
+    link_rcvbuf: Vec<usize>,
 }
 
 /// The `i`th of many distinct IPv4 NAT connections to the lab's service.
@@ -70,7 +74,7 @@ fn encode(recs: &[SyncConn], key: Option<Vec<u8>>) -> Vec<Vec<u8>> {
 
 pub fn sync_main(a: SyncArgs) -> Result<()> {
     if a.link {
-        return crate::sync_link::link_main(a.link_records, &a.link_rates);
+        return crate::sync_link::link_main(a.link_records, &a.link_rates, &a.link_rcvbuf);
     }
     let recs: Vec<SyncConn> = (0..a.records).map(record).collect();
     let key = b"0123456789abcdef0123456789abcdef".to_vec();

@@ -49,6 +49,9 @@ pub struct RxArgs {
     port: u16,
     #[arg(long)]
     records: usize,
+    /// Receive buffer to force (SO_RCVBUFFORCE); 0: the kernel's default.
+    #[arg(long, default_value_t = 0)]
+    rcvbuf: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -118,6 +121,10 @@ pub fn tx_main(a: TxArgs) -> Result<()> {
 /// The receiver: parse and install until every record came or the link went quiet.
 pub fn rx_main(a: RxArgs) -> Result<()> {
     let sock = UdpSocket::bind(("0.0.0.0", a.port)).context("receiver socket")?;
+    if a.rcvbuf > 0 {
+        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &a.rcvbuf)
+            .context("SO_RCVBUFFORCE")?;
+    }
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
     let spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
     let shared = Shared::new(TablesBuilder::build(&spec, None)?, 2 * a.records, 1);
@@ -221,8 +228,9 @@ fn in_ns(ns: &str, args: &[String]) -> Command {
     c
 }
 
-/// One run at `rate` records/s (0: unpaced): what the sender and the receiver report.
-fn run(records: usize, rate: f64) -> Result<(TxReport, RxReport)> {
+/// One run at `rate` records/s (0: unpaced) into a receive buffer of `rcvbuf` bytes (0:
+/// the kernel's default): what the sender and the receiver report.
+fn run(records: usize, rate: f64, rcvbuf: usize) -> Result<(TxReport, RxReport)> {
     let mut rx = in_ns(
         NS_RX,
         &[
@@ -231,6 +239,8 @@ fn run(records: usize, rate: f64) -> Result<(TxReport, RxReport)> {
             PORT.to_string(),
             "--records".into(),
             records.to_string(),
+            "--rcvbuf".into(),
+            rcvbuf.to_string(),
         ],
     )
     .stdout(Stdio::piped())
@@ -269,30 +279,37 @@ fn run(records: usize, rate: f64) -> Result<(TxReport, RxReport)> {
     Ok((txr, rxr))
 }
 
-/// The link runs, one per rate.
-pub fn link_main(records: usize, rates: &[f64]) -> Result<()> {
+/// The link runs, one per receive buffer and rate.
+pub fn link_main(records: usize, rates: &[f64], rcvbufs: &[usize]) -> Result<()> {
     let _link = Link::up()?;
     println!(
-        "{:<14} {:>12} {:>12} {:>12} {:>9} {:>10} {:>10}",
-        "rate", "sent rec/s", "recv rec/s", "installed", "lost", "B/conn", "wire B/conn"
+        "{:<9} {:<14} {:>12} {:>12} {:>12} {:>9} {:>10} {:>10}",
+        "rcvbuf", "rate", "sent rec/s", "recv rec/s", "installed", "lost", "B/conn", "wire B/conn"
     );
-    for &rate in rates {
-        let (t, r) = run(records, rate)?;
-        println!(
-            "{:<14} {:>12.0} {:>12.0} {:>12} {:>8.2}% {:>10.1} {:>10.1}",
-            if rate > 0.0 {
-                format!("{rate:.0}/s")
-            } else {
-                "unpaced".into()
-            },
-            t.records as f64 / t.seconds,
-            r.records as f64 / r.seconds.max(1e-9),
-            r.installed,
-            100.0 * (t.records.saturating_sub(r.records)) as f64 / t.records.max(1) as f64,
-            t.bytes as f64 / t.records.max(1) as f64,
-            (t.bytes as f64 + (FRAME_OVERHEAD as f64) * t.messages as f64)
-                / t.records.max(1) as f64,
-        );
+    for &rcvbuf in rcvbufs {
+        for &rate in rates {
+            let (t, r) = run(records, rate, rcvbuf)?;
+            println!(
+                "{:<9} {:<14} {:>12.0} {:>12.0} {:>12} {:>8.2}% {:>10.1} {:>10.1}",
+                if rcvbuf > 0 {
+                    format!("{} KiB", rcvbuf >> 10)
+                } else {
+                    "default".into()
+                },
+                if rate > 0.0 {
+                    format!("{rate:.0}/s")
+                } else {
+                    "unpaced".into()
+                },
+                t.records as f64 / t.seconds,
+                r.records as f64 / r.seconds.max(1e-9),
+                r.installed,
+                100.0 * (t.records.saturating_sub(r.records)) as f64 / t.records.max(1) as f64,
+                t.bytes as f64 / t.records.max(1) as f64,
+                (t.bytes as f64 + (FRAME_OVERHEAD as f64) * t.messages as f64)
+                    / t.records.max(1) as f64,
+            );
+        }
     }
     Ok(())
 }
