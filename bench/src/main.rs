@@ -12,6 +12,7 @@ mod pipeline;
 mod report;
 mod schedsim;
 mod sync;
+mod sync_link;
 mod testbed;
 
 #[derive(Parser)]
@@ -90,6 +91,12 @@ enum Cmd {
     /// (internal) AF_XDP l2fwd run by `testbed` inside the balancer namespace.
     #[command(hide = true)]
     XskL2fwd(testbed::cli::L2fwdArgs),
+    /// (internal) The sending side of `sync --link`.
+    #[command(hide = true)]
+    SyncLinkTx(sync_link::TxArgs),
+    /// (internal) The receiving side of `sync --link`.
+    #[command(hide = true)]
+    SyncLinkRx(sync_link::RxArgs),
 }
 
 fn parse_method(s: &str) -> Result<Method> {
@@ -112,6 +119,8 @@ fn main() -> Result<()> {
         Cmd::Report(a) => report::report_main(a)?,
         Cmd::XskGen(a) => testbed::cli::gen_main(a)?,
         Cmd::XskL2fwd(a) => testbed::cli::l2fwd_main(a)?,
+        Cmd::SyncLinkTx(a) => sync_link::tx_main(a)?,
+        Cmd::SyncLinkRx(a) => sync_link::rx_main(a)?,
         Cmd::Pipeline {
             flows,
             seconds,

@@ -6,6 +6,8 @@
 //! - **Packet path**: new-flow and established-flow rates with the sync tap on (a sync
 //!   master) vs off, in alternating rounds of the same scenario; the ratio is the sync
 //!   cost on the packet path.
+//! - **Link** (`--link`, root): the same records over UDP on a veth pair between two
+//!   namespaces, sender to receiver (`crate::sync_link`).
 
 use std::time::Instant;
 
@@ -27,9 +29,24 @@ pub struct SyncArgs {
     /// Rounds of each scenario; each reports its best round.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Instead: sync over a real link (root): a sender and a receiver in two network
+    /// namespaces joined by a veth pair, one run per `--link-rates` rate.
+    #[arg(long)]
+    link: bool,
+    /// Records each link run sends.
+    #[arg(long, default_value_t = 200_000)]
+    link_records: usize,
+    /// Sending rates in records/s for the link runs; 0: as fast as the socket takes them.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 100_000.0, 400_000.0, 1_000_000.0])]
+    link_rates: Vec<f64>,
+    /// Receive buffers for the link runs, bytes (0: the kernel's default; 8388608: what
+    /// uvsd's sync backup asks for).
+    #[arg(long, value_delimiter = ',', default_values_t = [0usize, 8 << 20])]
+    link_rcvbuf: Vec<usize>,
 }
 
-fn record(i: usize) -> SyncConn {
+/// The `i`th of many distinct IPv4 NAT connections to the lab's service.
+pub(crate) fn record(i: usize) -> SyncConn {
     SyncConn {
         protocol: 6,
         flags: wire::flags::MASQ,
@@ -57,6 +74,9 @@ fn encode(recs: &[SyncConn], key: Option<Vec<u8>>) -> Vec<Vec<u8>> {
 }
 
 pub fn sync_main(a: SyncArgs) -> Result<()> {
+    if a.link {
+        return crate::sync_link::link_main(a.link_records, &a.link_rates, &a.link_rcvbuf);
+    }
     let recs: Vec<SyncConn> = (0..a.records).map(record).collect();
     let key = b"0123456789abcdef0123456789abcdef".to_vec();
     let spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);

@@ -342,3 +342,49 @@ fn pipeline_sctp_associations_open_and_forward() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `sync --link` over a veth pair: a paced run into the 8 MiB buffer uvsd's backup asks
+/// for installs every record; the namespaces are gone afterwards.
+#[test]
+#[ignore = "needs root: network namespaces (scripts/test.sh runs it as root)"]
+fn sync_link_smoke_as_root() {
+    assert!(
+        is_root(),
+        "sync_link_smoke_as_root needs root (network namespaces, veth): run it as root, e.g. \
+         scripts/test.sh under sudo"
+    );
+    let out = bench()
+        .args([
+            "sync",
+            "--link",
+            "--link-records",
+            "4000",
+            "--link-rates",
+            "20000",
+            "--link-rcvbuf",
+            "8388608",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("8192 KiB"))
+        .unwrap_or_else(|| panic!("no run row:\n{text}"));
+    let w: Vec<&str> = row.split_whitespace().collect();
+    // rcvbuf (2 words), rate, sent, received, installed, lost, B/conn, wire B/conn
+    assert_eq!(w[5], "4000", "installed: {row}");
+    assert_eq!(w[6], "0.00%", "lost: {row}");
+    let per_conn: f64 = w[7].parse().unwrap();
+    assert!(
+        (36.0..37.0).contains(&per_conn),
+        "bytes per connection: {row}"
+    );
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ns.stdout).contains("uvs-sbench-"));
+}

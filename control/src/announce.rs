@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use uvs_config::{BgpConfig, Config, Withdraw};
 use uvs_dataplane::lifecycle;
+use uvs_dataplane::pipeline::conn_flags;
 use uvs_dataplane::Shared;
 
 use crate::daemon::Core;
@@ -127,13 +128,19 @@ fn vip_state(cfg: &Config, shared: &Shared) -> (BTreeSet<IpAddr>, BTreeSet<IpAdd
 }
 
 /// Flows (not persistence templates) that carried a packet within [`QUIET`].
+///
+/// Entries a sync peer installed are left out: their deadline is the peer's (each record
+/// sets it to the peer's remaining timeout), so a busy peer would look like traffic here
+/// and hold a drain up until its timeout, although none of those flows passes this node.
+/// (A flow that ECMP moved here onto its synced entry does not hold the drain either: when
+/// this node stops it moves on to a peer, which has its entry or hashes it the same way.)
 pub fn busy_conns(shared: &Shared) -> usize {
     let tables = shared.tables.load();
     let now = shared.clock.now_ticks();
     let quiet = QUIET.as_millis() as u32;
     let mut n = 0;
     shared.conns.for_each(|_, c, deadline| {
-        if !lifecycle::is_flow(c) {
+        if !lifecycle::is_flow(c) || c.flags & conn_flags::SYNCED != 0 {
             return;
         }
         let timeout = tables
@@ -547,6 +554,52 @@ mod tests {
         assert!(read_reply(&mut r).is_err());
         let mut r = std::io::Cursor::new(b"hello\n".to_vec());
         assert!(read_reply(&mut r).is_err());
+    }
+
+    /// A drain waits for the flows that pass this node, not for the copies a sync peer
+    /// keeps refreshing: a busy cluster would otherwise hold every drain to its timeout.
+    #[test]
+    fn synced_entries_do_not_hold_a_drain() {
+        use uvs_conntrack::{tcp::TcpState, Conn, FlowKey};
+        use uvs_dataplane::pipeline::PROTO_TCP;
+        use uvs_dataplane::tables::TablesBuilder;
+        use uvs_dataplane::Method;
+        let spec = uvs_dataplane::lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+        let shared = Shared::new(TablesBuilder::build(&spec, None).unwrap(), 1000, 1);
+        let state = TcpState::Established as u8;
+        let timeout = shared
+            .tables
+            .load()
+            .service(0)
+            .unwrap()
+            .timeouts
+            .for_state(PROTO_TCP, state);
+        let now = shared.clock.now_ticks();
+        for (client, flags) in [(2, 0), (3, conn_flags::SYNCED), (4, conn_flags::SYNCED)] {
+            let k = FlowKey {
+                proto: PROTO_TCP,
+                v6: false,
+                src: [198, 18, 0, client, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                dst: [198, 18, 100, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                sport: 6,
+                dport: 80,
+            };
+            let c = Conn {
+                orig: k,
+                reply: k.reversed(),
+                service: 0,
+                real: 1,
+                method: 0,
+                state,
+                flags,
+            };
+            // Just refreshed: what a packet here, or a peer's record, leaves.
+            shared
+                .conns
+                .insert(&c, now, now.wrapping_add(timeout))
+                .unwrap();
+        }
+        assert_eq!(busy_conns(&shared), 1);
     }
 
     #[test]

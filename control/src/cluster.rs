@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use uvs_config::{ClusterRole, Config};
 use uvs_dataplane::cluster::{AddrSet, AnnounceTarget, Announcement};
 use uvs_dataplane::IpKey;
@@ -183,10 +184,11 @@ pub fn announcement(cfg: &Config, group: usize) -> Option<Announcement> {
     })
 }
 
-/// One group as `uvsadm cluster` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One group as `uvsadm cluster` and `/metrics` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupStatus {
     pub name: String,
+    #[serde(with = "role_name")]
     pub role: ClusterRole,
     /// Seconds in the current role.
     pub for_secs: u64,
@@ -197,14 +199,30 @@ pub struct GroupStatus {
     pub pools: Vec<IpAddr>,
 }
 
-/// What `uvsadm cluster` lists.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What `uvsadm cluster` lists (and the `uvs_cluster_*` metrics render).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterStatus {
     pub groups: Vec<GroupStatus>,
     /// VIPs of services in no group: served whatever the roles.
     pub ungrouped: Vec<IpAddr>,
     /// Announcement frames sent since uvsd started.
     pub announcements: u64,
+}
+
+/// A role travels to uvsadm by its YAML name.
+mod role_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use uvs_config::ClusterRole;
+
+    pub fn serialize<S: Serializer>(r: &ClusterRole, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(r.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ClusterRole, D::Error> {
+        let name = String::deserialize(d)?;
+        ClusterRole::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown cluster role '{name}'")))
+    }
 }
 
 pub fn status(cfg: &Config, roles: &Roles, announcements: u64) -> ClusterStatus {

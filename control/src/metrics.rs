@@ -6,6 +6,8 @@
 //! and port; real servers add `real="address:port"` (IPv6 in brackets), so a series survives a
 //! reload as long as the service and server do (as IPVS keys them).
 
+mod cluster;
+
 use crate::snapshot::{RealSnapshot, ServiceSnapshot, Snapshot};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -178,10 +180,13 @@ pub fn render(s: &Snapshot) -> String {
     }
 
     if let Some(y) = &s.sync {
-        sync_families(&mut e, y);
+        cluster::sync_families(&mut e, y);
     }
     if let Some(n) = &s.node {
-        node_families(&mut e, n);
+        cluster::node_families(&mut e, n);
+    }
+    if let Some(c) = &s.cluster {
+        cluster::role_families(&mut e, c);
     }
     if let Some(l) = &s.client_lookup {
         let mut f = e.family(
@@ -302,125 +307,6 @@ fn real_labels(service: &Labels, r: &RealSnapshot) -> Labels {
     l.push(("real", SocketAddr::new(r.address, r.port).to_string()));
     l.push(("forward", r.forward.clone()));
     l
-}
-
-/// Connection sync: messages and records both ways, refusals by reason.
-fn sync_families(e: &mut Exposition, y: &crate::snapshot::SyncSnapshot) {
-    let mode = vec![("mode", y.mode.clone())];
-    let simple: [(&'static str, &str, u64); 7] = [
-        (
-            "uvs_sync_sent_messages_total",
-            "Sync messages sent.",
-            y.sent_messages,
-        ),
-        (
-            "uvs_sync_sent_conns_total",
-            "Connection records sent.",
-            y.sent_conns,
-        ),
-        (
-            "uvs_sync_send_errors_total",
-            "Sync messages the kernel refused to send.",
-            y.send_errors,
-        ),
-        (
-            "uvs_sync_received_messages_total",
-            "Sync messages accepted.",
-            y.received_messages,
-        ),
-        (
-            "uvs_sync_received_conns_total",
-            "Connection records received in accepted messages.",
-            y.received_conns,
-        ),
-        (
-            "uvs_sync_installed_total",
-            "Connection records installed or refreshed.",
-            y.installed,
-        ),
-        (
-            "uvs_sync_rate_limited_total",
-            "Records dropped by the receive rate limit.",
-            y.rate_limited,
-        ),
-    ];
-    for (name, help, v) in simple {
-        e.family(name, help, Kind::Counter).sample(&mode, v);
-    }
-    e.family(
-        "uvs_sync_tap_dropped_total",
-        "Connection events the packet path could not queue for sync (queue full).",
-        Kind::Counter,
-    )
-    .sample(&mode, y.tap_dropped);
-    let mut f = e.family(
-        "uvs_sync_bad_messages_total",
-        "Sync messages refused whole, by reason (auth: missing or wrong HMAC; replay).",
-        Kind::Counter,
-    );
-    for (reason, n) in &y.bad_messages {
-        f.sample(&[("reason", reason.clone())], *n);
-    }
-    let mut f = e.family(
-        "uvs_sync_refused_total",
-        "Connection records not installed, by reason (no_service: a service this node lacks).",
-        Kind::Counter,
-    );
-    for (reason, n) in &y.refused {
-        f.sample(&[("reason", reason.clone())], *n);
-    }
-    if let Some(age) = y.last_received_age_ms {
-        e.family(
-            "uvs_sync_last_message_age_seconds",
-            "Seconds since the last accepted sync message.",
-            Kind::Gauge,
-        )
-        .sample(&mode, age as f64 / 1000.0);
-    }
-    e.family("uvs_sync_peers", "Peers heard from.", Kind::Gauge)
-        .sample(&mode, y.peers.len() as u64);
-}
-
-/// BGP announcement (`bgp:`) and drain state.
-fn node_families(e: &mut Exposition, n: &crate::announce::NodeSnapshot) {
-    e.family(
-        "uvs_node_draining",
-        "1 while `uvsadm node drain` runs, else 0.",
-        Kind::Gauge,
-    )
-    .sample(&[], u64::from(n.state == "draining"));
-    if !n.bgp {
-        return;
-    }
-    let mut f = e.family(
-        "uvs_bgp_announced",
-        "1 for a VIP BIRD is told to announce, 0 for one withdrawn.",
-        Kind::Gauge,
-    );
-    for v in &n.announced {
-        f.sample(&[("vip", v.to_string())], 1u64);
-    }
-    for (v, _) in &n.withdrawn {
-        f.sample(&[("vip", v.to_string())], 0u64);
-    }
-    e.family(
-        "uvs_bgp_announced_vips",
-        "VIPs this node announces.",
-        Kind::Gauge,
-    )
-    .sample(&[], n.announced.len() as u64);
-    e.family(
-        "uvs_bgp_reconfigures_total",
-        "BIRD reconfigurations attempted (include file rewritten, `configure` sent).",
-        Kind::Counter,
-    )
-    .sample(&[], n.reconfigures);
-    e.family(
-        "uvs_bgp_reconfigure_errors_total",
-        "BIRD reconfigurations that failed (file not written, BIRD unreachable or refusing).",
-        Kind::Counter,
-    )
-    .sample(&[], n.reconfigure_errors);
 }
 
 #[derive(Clone, Copy)]

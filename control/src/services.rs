@@ -64,6 +64,7 @@ fn snapshot_with(
         .expect("client lookup lock")
         .as_ref()
         .map(|l| l.stats.snapshot());
+    snap.cluster = Some(core.cluster_status());
     snap
 }
 

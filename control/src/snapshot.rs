@@ -133,6 +133,9 @@ pub struct Snapshot {
     /// BGP announcement and drain state (`uvsadm node`).
     #[serde(default)]
     pub node: Option<crate::announce::NodeSnapshot>,
+    /// Active/backup groups and their roles (`uvsadm cluster`).
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterStatus>,
     /// The client lookup service's counters, when it runs.
     #[serde(default)]
     pub client_lookup: Option<LookupSnapshot>,

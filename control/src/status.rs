@@ -257,6 +257,7 @@ pub fn snapshot_with(
         sync: None,
         node: None,
         client_lookup: None,
+        cluster: None,
     }
 }
 

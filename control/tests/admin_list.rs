@@ -201,6 +201,7 @@ fn sample() -> Snapshot {
         sync: None,
         node: None,
         client_lookup: None,
+        cluster: None,
     }
 }
 

@@ -90,6 +90,7 @@ impl AdminBackend for FakeBackend {
             sync: None,
             node: None,
             client_lookup: None,
+            cluster: None,
         }
     }
 

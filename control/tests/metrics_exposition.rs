@@ -6,6 +6,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use uvs_config::ClusterRole;
+use uvs_control::announce::NodeSnapshot;
+use uvs_control::cluster::{ClusterStatus, GroupStatus};
 use uvs_control::metrics::{render, serve_listener, CONTENT_TYPE};
 use uvs_control::snapshot::{
     Rates, RealSnapshot, ServiceSnapshot, Snapshot, Traffic, WorkerSnapshot,
@@ -106,7 +109,42 @@ fn sample() -> Snapshot {
         drops: vec![("no_service".into(), 5), ("bad_checksum".into(), 2)],
         generation: 7,
         sync: None,
-        node: None,
+        node: Some(NodeSnapshot {
+            state: "serving".into(),
+            bgp: true,
+            announced: vec!["198.18.100.1".parse().unwrap()],
+            withdrawn: vec![(
+                "2001:2:0:100::1".parse().unwrap(),
+                "no usable real server".into(),
+            )],
+            reconfigures: 4,
+            reconfigure_errors: 1,
+            last_error: None,
+            last_ok_age_ms: Some(1500),
+            ..NodeSnapshot::default()
+        }),
+        cluster: Some(ClusterStatus {
+            groups: vec![
+                GroupStatus {
+                    name: "web".into(),
+                    role: ClusterRole::Master,
+                    for_secs: 75,
+                    switches: 3,
+                    vips: vec![("198.18.100.1".parse().unwrap(), true)],
+                    pools: vec![],
+                },
+                GroupStatus {
+                    name: "api".into(),
+                    role: ClusterRole::Backup,
+                    for_secs: 600,
+                    switches: 0,
+                    vips: vec![],
+                    pools: vec![],
+                },
+            ],
+            ungrouped: vec![],
+            announcements: 15,
+        }),
         client_lookup: Some(uvs_control::snapshot::LookupSnapshot {
             found: 9,
             unknown: 2,
@@ -163,6 +201,30 @@ fn sample_lines() {
         r#"uvs_client_lookup_answers_total{result="unknown"} 2"#.into(),
         r#"uvs_client_lookup_refused_total{reason="bad_tag"} 3"#.into(),
         r#"uvs_client_lookup_refused_total{reason="replayed"} 1"#.into(),
+        // A cluster node: each group's role as an enum gauge, switches, announcements.
+        "# TYPE uvs_cluster_role gauge".into(),
+        r#"uvs_cluster_role{group="web",role="master"} 1"#.into(),
+        r#"uvs_cluster_role{group="web",role="backup"} 0"#.into(),
+        r#"uvs_cluster_role{group="api",role="master"} 0"#.into(),
+        r#"uvs_cluster_role{group="api",role="backup"} 1"#.into(),
+        "# TYPE uvs_cluster_role_switches_total counter".into(),
+        r#"uvs_cluster_role_switches_total{group="web"} 3"#.into(),
+        r#"uvs_cluster_role_switches_total{group="api"} 0"#.into(),
+        r#"uvs_cluster_role_seconds{group="api"} 600"#.into(),
+        "uvs_cluster_announcements_total 15".into(),
+        // BGP: per VIP announced or withdrawn (with why), the node's state, BIRD's health.
+        r#"uvs_bgp_announced{vip="198.18.100.1"} 1"#.into(),
+        r#"uvs_bgp_announced{vip="2001:2:0:100::1"} 0"#.into(),
+        r#"uvs_bgp_withdrawn{vip="2001:2:0:100::1",reason="no_usable_real_server"} 1"#.into(),
+        "uvs_bgp_announced_vips 1".into(),
+        "uvs_bgp_reconfigures_total 4".into(),
+        "uvs_bgp_reconfigure_errors_total 1".into(),
+        "uvs_bgp_reconfigure_failing 0".into(),
+        "uvs_bgp_last_reconfigure_age_seconds 1.5".into(),
+        "uvs_node_draining 0".into(),
+        r#"uvs_node_state{state="serving"} 1"#.into(),
+        r#"uvs_node_state{state="draining"} 0"#.into(),
+        r#"uvs_node_state{state="stopping"} 0"#.into(),
     ];
     for e in &expected {
         assert!(
@@ -433,4 +495,54 @@ fn too_many_waiting_clients_get_503() {
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     let resp = scrape_within(ep.addr, Duration::from_secs(2)).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+}
+
+/// What an operator alerts on while a node drains with BIRD unreachable: the state, every
+/// VIP withdrawn with its reason, and the failing reconfiguration.
+#[test]
+fn a_draining_node_with_bird_failing() {
+    let mut s = Snapshot {
+        node: Some(NodeSnapshot {
+            state: "draining".into(),
+            bgp: true,
+            withdrawn: vec![("198.18.100.1".parse().unwrap(), "node draining".into())],
+            reconfigures: 9,
+            reconfigure_errors: 9,
+            last_error: Some("connecting to BIRD: refused".into()),
+            ..NodeSnapshot::default()
+        }),
+        ..Snapshot::default()
+    };
+    let text = render(&s);
+    for line in [
+        "uvs_node_draining 1",
+        r#"uvs_node_state{state="draining"} 1"#,
+        r#"uvs_node_state{state="serving"} 0"#,
+        r#"uvs_bgp_announced{vip="198.18.100.1"} 0"#,
+        r#"uvs_bgp_withdrawn{vip="198.18.100.1",reason="node_draining"} 1"#,
+        "uvs_bgp_announced_vips 0",
+        "uvs_bgp_reconfigure_failing 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+    }
+    // Never reconfigured: no age to show.
+    assert!(
+        !text.contains("uvs_bgp_last_reconfigure_age_seconds"),
+        "{text}"
+    );
+    // Without a bgp section only the node's state is rendered.
+    s.node.as_mut().unwrap().bgp = false;
+    let text = render(&s);
+    assert!(text.contains("uvs_node_draining 1\n"), "{text}");
+    assert!(!text.contains("uvs_bgp_"), "{text}");
+    // No cluster groups configured: the role families are absent with the snapshot's
+    // cluster part, and present (empty) with it.
+    assert!(!text.contains("uvs_cluster_role"), "{text}");
+    s.cluster = Some(ClusterStatus::default());
+    let text = render(&s);
+    assert!(text.contains("# TYPE uvs_cluster_role gauge\n"), "{text}");
+    assert!(
+        text.contains("uvs_cluster_announcements_total 0\n"),
+        "{text}"
+    );
 }

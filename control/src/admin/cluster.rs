@@ -1,12 +1,15 @@
-//! `uvsadm cluster`: the VIP groups and their active/backup roles, and
-//! `uvsadm cluster role GROUP master|backup`, which keepalived's notify scripts run
+//! `uvsadm cluster`: the VIP groups and their active/backup roles, connection sync's peers
+//! and counters, and the VIPs BGP announces (the node's part in its cluster at a glance);
+//! and `uvsadm cluster role GROUP master|backup`, which keepalived's notify scripts run
 //! (scripts/keepalived/uvs-notify.sh).
 
 use std::fmt::Write as _;
 use uvs_config::ClusterRole;
 
 use super::AdminBackend;
+use crate::announce::NodeSnapshot;
 use crate::cluster::ClusterStatus;
+use crate::snapshot::SyncSnapshot;
 
 /// A `cluster` command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +53,12 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &ClusterCommand) -> Result<Strin
         .cluster()
         .ok_or("this uvsd runs no cluster roles (no `cluster:` support in this backend)")?;
     match cmd {
-        ClusterCommand::List => Ok(format_cluster(&c.cluster_status())),
+        ClusterCommand::List => {
+            let snap = backend.snapshot();
+            let mut out = format_cluster(&c.cluster_status());
+            out.push_str(&format_peers(snap.sync.as_ref(), snap.node.as_ref()));
+            Ok(out)
+        }
         ClusterCommand::Role { group, role } => c.set_role(group, *role).map(|_| String::new()),
     }
 }
@@ -109,6 +117,67 @@ pub fn format_cluster(s: &ClusterStatus) -> String {
         let _ = writeln!(out, "VIPs in no group (always served): {}", v.join(" "));
     }
     let _ = writeln!(out, "Announcements sent: {}", s.announcements);
+    out
+}
+
+/// Sync's peers and counters, and what BGP announces: one line each, after the groups.
+///
+/// ```text
+/// Sync: both, peers heard 198.18.62.12; sent 40 messages (120 conns), received 38 (110), \
+///   refused 0 messages 0 records, last message 0.2 s ago
+/// BGP: serving; announced 198.18.100.1/32; withdrawn 198.18.100.2/32 (no usable real server)
+/// ```
+pub fn format_peers(sync: Option<&SyncSnapshot>, node: Option<&NodeSnapshot>) -> String {
+    let mut out = String::new();
+    match sync {
+        None => out.push_str("Sync: not running\n"),
+        Some(y) => {
+            let peers = if y.peers.is_empty() {
+                "none".to_string()
+            } else {
+                y.peers.join(" ")
+            };
+            let bad: u64 = y.bad_messages.iter().map(|(_, n)| n).sum();
+            let refused: u64 = y.refused.iter().map(|(_, n)| n).sum::<u64>() + y.rate_limited;
+            let age = y.last_received_age_ms.map_or("never".to_string(), |ms| {
+                format!("{:.1} s ago", ms as f64 / 1000.0)
+            });
+            let _ = writeln!(
+                out,
+                "Sync: {}, peers heard {peers}; sent {} messages ({} conns), received {} ({}), \
+                 refused {bad} messages {refused} records, last message {age}",
+                y.mode, y.sent_messages, y.sent_conns, y.received_messages, y.received_conns
+            );
+        }
+    }
+    let Some(n) = node.filter(|n| n.bgp) else {
+        out.push_str("BGP: not configured\n");
+        return out;
+    };
+    let prefix = |v: &std::net::IpAddr| format!("{v}/{}", if v.is_ipv6() { 128 } else { 32 });
+    let announced: Vec<String> = n.announced.iter().map(prefix).collect();
+    let _ = write!(
+        out,
+        "BGP: {}; announced {}",
+        n.state,
+        if announced.is_empty() {
+            "nothing".to_string()
+        } else {
+            announced.join(" ")
+        }
+    );
+    if !n.withdrawn.is_empty() {
+        let w: Vec<String> = n
+            .withdrawn
+            .iter()
+            .map(|(v, why)| format!("{} ({why})", prefix(v)))
+            .collect();
+        let _ = write!(out, "; withdrawn {}", w.join(" "));
+    }
+    if n.last_error.is_some() {
+        out.push_str("; BIRD reconfiguration FAILING (see uvsadm node)");
+    }
+    out.push('\n');
     out
 }
 
@@ -171,5 +240,55 @@ mod tests {
              Announcements sent: 15\n"
         );
         assert!(format_cluster(&ClusterStatus::default()).starts_with("No cluster groups"));
+    }
+
+    #[test]
+    fn lists_sync_peers_and_bgp_announcements() {
+        assert_eq!(
+            format_peers(None, None),
+            "Sync: not running\nBGP: not configured\n"
+        );
+        let y = SyncSnapshot {
+            mode: "both".into(),
+            sent_messages: 40,
+            sent_conns: 120,
+            received_messages: 38,
+            received_conns: 110,
+            bad_messages: vec![("auth".into(), 2)],
+            refused: vec![("no_service".into(), 3)],
+            rate_limited: 1,
+            last_received_age_ms: Some(250),
+            peers: vec!["198.18.62.12".into(), "198.18.62.13".into()],
+            ..SyncSnapshot::default()
+        };
+        let n = NodeSnapshot {
+            state: "serving".into(),
+            bgp: true,
+            announced: vec![
+                "198.18.100.1".parse().unwrap(),
+                "2001:2::100".parse().unwrap(),
+            ],
+            withdrawn: vec![(
+                "198.18.100.2".parse().unwrap(),
+                "no usable real server".into(),
+            )],
+            last_error: Some("connecting to BIRD: refused".into()),
+            ..NodeSnapshot::default()
+        };
+        assert_eq!(
+            format_peers(Some(&y), Some(&n)),
+            "Sync: both, peers heard 198.18.62.12 198.18.62.13; sent 40 messages (120 conns), \
+             received 38 (110), refused 2 messages 4 records, last message 0.2 s ago\n\
+             BGP: serving; announced 198.18.100.1/32 2001:2::100/128; withdrawn \
+             198.18.100.2/32 (no usable real server); BIRD reconfiguration FAILING (see uvsadm node)\n"
+        );
+        let quiet = SyncSnapshot {
+            mode: "backup".into(),
+            ..SyncSnapshot::default()
+        };
+        assert!(format_peers(Some(&quiet), None).starts_with(
+            "Sync: backup, peers heard none; sent 0 messages (0 conns), received 0 (0), \
+             refused 0 messages 0 records, last message never\n"
+        ));
     }
 }

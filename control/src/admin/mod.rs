@@ -223,7 +223,8 @@ Either long or short options are allowed.
   --set tcp tcpfin udp        set the TCP, TCP FIN_WAIT and UDP timeouts in seconds
                               (0 = unchanged); services with their own keep them
   top                         live rates, health and worker load (Ctrl-C quits)
-  cluster                     the VIP groups, their active/backup roles and addresses
+  cluster                     the VIP groups, their active/backup roles and addresses,
+                              sync's peers and counters, the VIPs BGP announces
   cluster role GROUP ROLE     make this node master (claim and announce the group's
                               VIPs and FullNAT pool addresses) or backup (silent for
                               them) of GROUP; keepalived's notify script runs it

@@ -34,6 +34,12 @@ use wire::{MessageWriter, ReplayGuard, SyncError};
 pub const SEND_PERIOD: Duration = Duration::from_millis(20);
 /// Authenticated messages older (or newer) than this are refused as replays.
 const MAX_MESSAGE_AGE_US: u64 = 60_000_000;
+/// The receive buffer a backup asks for. A master sends each tick's events at once: up to
+/// one tap queue (65 536 records, ~1 640 full messages) in a burst. The kernel's default
+/// (208 KiB, on the order of a hundred 1.5 KB datagrams) loses most of such a burst
+/// whenever the receiving thread is off the CPU for a few milliseconds (`uvs-bench sync
+/// --link`); 8 MiB holds a whole one. IPVS leaves this to its `sync_sock_size` sysctl.
+pub const RECEIVE_BUFFER: usize = 8 << 20;
 
 /// What the sync daemon did, for `uvsadm -L --daemon` and the metrics.
 #[derive(Debug, Default)]
@@ -276,8 +282,22 @@ fn receiver_socket(cfg: &SyncConfig) -> Result<UdpSocket> {
             }
         }
     }
+    grow_receive_buffer(&sock, RECEIVE_BUFFER);
     sock.set_read_timeout(Some(Duration::from_millis(200)))?;
     Ok(sock)
+}
+
+/// Asks for a receive buffer of `bytes`: past `net.core.rmem_max` when uvsd may
+/// (CAP_NET_ADMIN, SO_RCVBUFFORCE), else up to it. A smaller buffer still works, it only
+/// loses more of a burst, so a refusal is logged, not fatal.
+pub fn grow_receive_buffer(sock: &UdpSocket, bytes: usize) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(sock, sockopt::RcvBufForce, &bytes).is_ok() {
+        return;
+    }
+    if let Err(e) = setsockopt(sock, sockopt::RcvBuf, &bytes) {
+        log::warn!("connection sync: receive buffer stays the kernel's default: {e}");
+    }
 }
 
 fn unix_us() -> u64 {
@@ -455,5 +475,32 @@ fn receive_loop(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The kernel reports twice what was set (its bookkeeping overhead, socket(7)).
+    #[test]
+    fn the_receive_buffer_grows() {
+        use nix::sys::socket::{getsockopt, sockopt};
+        use std::os::unix::fs::MetadataExt;
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = getsockopt(&sock, sockopt::RcvBuf).unwrap();
+        super::grow_receive_buffer(&sock, super::RECEIVE_BUFFER);
+        let after = getsockopt(&sock, sockopt::RcvBuf).unwrap();
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // As root (CI) uvsd forces it; otherwise it grows up to rmem_max.
+        let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+        let want = if root {
+            super::RECEIVE_BUFFER
+        } else {
+            rmem_max.min(super::RECEIVE_BUFFER)
+        };
+        assert_eq!(after, 2 * want, "before: {before}");
     }
 }
