@@ -12,6 +12,8 @@ mod gate;
 pub mod health;
 pub mod man;
 pub mod metrics;
+pub mod notify;
+pub mod privileges;
 pub mod services;
 pub mod snapshot;
 pub mod spec;

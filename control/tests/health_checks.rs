@@ -253,6 +253,7 @@ fn stop_interrupts_checks_in_progress() {
     slow_tcp.check.fall = 1;
     let mut slow_cmd = tcp_target("127.0.0.1:1".parse().unwrap(), 10_000, 5_000);
     slow_cmd.check.kind = HealthCheckKind::Command {
+        user: None,
         command: "sleep 5".into(),
     };
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -309,6 +310,7 @@ fn dropping_the_monitor_stops_it() {
 fn monitor_feeds_response_time_and_reported_load() {
     let mut t = tcp_target("198.18.1.11:80".parse().unwrap(), 50, 500);
     t.check.kind = HealthCheckKind::Command {
+        user: None,
         command: "sleep 0.01; echo 250".into(),
     };
     let m = HealthMonitor::start(vec![t], Arc::new(|_: &HealthTarget, _| {}));
