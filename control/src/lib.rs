@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod announce;
 pub mod cluster;
+pub mod completions;
 pub mod daemon;
 pub mod filewatch;
 pub mod fwmark;

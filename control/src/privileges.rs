@@ -80,7 +80,7 @@ pub fn check_daemon() -> Result<(), String> {
         .map(|c| format!("{} ({})", c.name, c.why))
         .collect();
     Err(format!(
-        "uvsd lacks {}: run it as root, or give it these capabilities (the packaged unit's \
+        "missing {}: run uvsd as root, or give it these capabilities (the packaged unit's \
          AmbientCapabilities=, or `setpriv --inh-caps +… --ambient-caps +…`)",
         list.join(", ")
     ))
