@@ -230,11 +230,17 @@ fn the_package_installs_and_its_unit_serves_and_reloads() {
         .arg(format!("--root={}", root.display()))
         .args(["-s", "uvs"]));
     assert!(
-        status.lines().any(|l| l.trim_start().starts_with("/etc/uvs/uvs.yaml ")),
+        status
+            .lines()
+            .any(|l| l.trim_start().starts_with("/etc/uvs/uvs.yaml ")),
         "/etc/uvs/uvs.yaml is not a conffile:\n{status}"
     );
     let (uid, gid) = account(&root, "uvs").expect("the postinst created the uvs user");
-    assert_eq!(account(&root, "root"), Some((0, 0)), "the root account was kept");
+    assert_eq!(
+        account(&root, "root"),
+        Some((0, 0)),
+        "the root account was kept"
+    );
     let cfg_meta = std::fs::metadata(root.join("etc/uvs/uvs.yaml")).unwrap();
     assert_eq!(
         (cfg_meta.gid(), cfg_meta.permissions().mode() & 0o777),
@@ -442,7 +448,11 @@ fn the_package_installs_and_its_unit_serves_and_reloads() {
     let ready = next_state(&notify, &log, "READY after the reload", &mut pings);
     assert!(ready.starts_with("READY=1\n"), "{ready:?}");
     assert!(!ready.contains("rejected"), "{ready:?}");
-    assert_eq!(weight_of_rs1(&list(&tb)), "0", "the reload set rs1's weight");
+    assert_eq!(
+        weight_of_rs1(&list(&tb)),
+        "0",
+        "the reload set rs1's weight"
+    );
     let after = tally(&tb.curl_many("http://198.18.100.1/", 8));
     assert_eq!(
         after.keys().cloned().collect::<Vec<_>>(),

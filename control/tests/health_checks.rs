@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use uvs_config::{HealthCheck, HealthCheckKind, Protocol, ServiceKey};
 use uvs_control::health::{
-    check_command, check_http, check_tcp, run_check, HealthMonitor, HealthTarget,
+    check_command, check_command_as, check_http, check_tcp, run_check, HealthMonitor, HealthTarget,
 };
 
 const SHORT: Duration = Duration::from_millis(300);
@@ -156,6 +156,31 @@ fn command_check_exit_status_substitution_and_timeout() {
     let err = check_command("sleep 5 | sleep 5; true", addr, Duration::from_millis(100));
     assert!(err.is_err());
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}
+
+/// A command check with `user` runs as that account and with no capability left (from root,
+/// switching user empties the sets); an unknown account fails the check, saying so.
+#[test]
+#[ignore = "needs root: switching to another user (scripts/test.sh runs it as root)"]
+fn command_check_runs_as_its_user_without_capabilities() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "command_check_runs_as_its_user_without_capabilities needs root"
+    );
+    let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let long = Duration::from_secs(5);
+    let nobody = uvs_control::privileges::account("nobody").unwrap();
+    assert_ne!(nobody.uid, 0);
+    assert_eq!(
+        check_command_as("id -u", Some("nobody"), addr, long).unwrap(),
+        Some(nobody.uid)
+    );
+    let no_caps = "grep -Eq '^CapEff:[[:space:]]+0+$' /proc/self/status";
+    check_command_as(no_caps, Some("nobody"), addr, long).unwrap();
+    // As uvsd's own user (root here) it keeps root's capabilities: the check above can fail.
+    assert!(check_command_as(no_caps, None, addr, long).is_err());
+    let err = check_command_as("true", Some("uvs-no-such-user"), addr, long).unwrap_err();
+    assert!(err.contains("no user 'uvs-no-such-user'"), "{err}");
 }
 
 fn tcp_target(real: SocketAddr, interval_ms: u64, timeout_ms: u64) -> HealthTarget {
