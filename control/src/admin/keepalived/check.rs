@@ -92,7 +92,10 @@ pub enum Kind {
     },
     /// The command line for `sh -c`, with the real server's address as `%a`, and the
     /// account it runs as (MISC_CHECK's `user`).
-    Command { line: String, user: Option<String> },
+    Command {
+        line: String,
+        user: Option<String>,
+    },
 }
 
 /// Which port a check connects to.
