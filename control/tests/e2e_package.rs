@@ -185,7 +185,7 @@ fn the_package_installs_and_its_unit_serves_and_reloads() {
     let agent = uvs_agent_bin();
     let target = agent.parent().unwrap().parent().unwrap().to_path_buf();
     let deb = sh(Command::new(repo().join("scripts/package.sh"))
-        .args(["--profile", "dev", "--no-build", "--out"])
+        .args(["--profile", "dev", "--no-build", "--fast", "--out"])
         .arg(scratch_dir.join("deb"))
         .env("CARGO_TARGET_DIR", &target)
         .current_dir(repo()));
