@@ -234,6 +234,7 @@ impl Core {
                     .into(),
             );
         }
+        crate::privileges::check_users(&new)?;
         let spec = spec::tables_spec(&new, Some(&self.links));
         let current = self.shared.tables.load_full();
         let tables = TablesBuilder::build(&spec, Some(&current)).map_err(|e| e.to_string())?;
@@ -498,13 +499,9 @@ pub struct Options {
     pub run_for: Option<Duration>,
 }
 
+/// The capabilities uvsd needs, not root as such (`crate::privileges`).
 fn check_privileges() -> Result<()> {
-    if !uvs_xsk::is_root() {
-        bail!(
-            "uvsd needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_IPC_LOCK) to attach XDP programs and open AF_XDP sockets: run it with sudo"
-        );
-    }
-    Ok(())
+    crate::privileges::check_daemon().map_err(|e| anyhow!(e))
 }
 
 fn xdp_mode(m: uvs_config::XdpMode) -> XdpMode {
@@ -525,11 +522,15 @@ fn zero_copy(z: uvs_config::ZeroCopy) -> uvs_xsk::ZeroCopy {
 
 /// Runs uvsd until SIGINT/SIGTERM (or `run_for`).
 pub fn run(config_path: &Path, opts: Options) -> Result<()> {
+    // Before any thread starts: they inherit the emptied sets.
+    crate::privileges::keep_capabilities_from_children();
     // The host's addresses first: a VIP, local or pool address the kernel holds (or a real
     // server that is this host) is refused at its line and column like any other mistake.
     let host = host_addresses()?;
     let config = uvs_config::load_file_for_host(config_path, &host).map_err(|e| anyhow!("{e}"))?;
     check_privileges()?;
+    crate::privileges::check_users(&config)
+        .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
 
     let mut links = Vec::new();
     for i in &config.interfaces {
@@ -740,6 +741,9 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
     let services = crate::services::Services::start(core, opts, stop)?;
     core.sync_follow_config();
     core.client_lookup_follow_config();
+    // Workers serve and the admin socket answers: systemd may start what depends on uvsd.
+    let mut notify = crate::notify::Notifier::from_env();
+    notify.ready(&serving_status(core));
     let started = Instant::now();
     let mut watch = crate::filewatch::FileWatch::new(crate::filewatch::stamp(&core.config_path));
     let mut applied_generation = core.generation.load(Ordering::Relaxed);
@@ -760,12 +764,25 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
             services.record_status(core);
         }
         let now_stamp = crate::filewatch::stamp(&core.config_path);
-        if hup.swap(false, Ordering::Relaxed) {
+        let reload = if hup.swap(false, Ordering::Relaxed) {
             watch.loaded(now_stamp);
-            reload_file(core);
-        } else if watch.observe(now_stamp, Instant::now()) {
-            reload_file(core);
+            true
+        } else {
+            watch.observe(now_stamp, Instant::now())
+        };
+        if reload {
+            notify.reloading();
+            let status = if reload_file(core) {
+                serving_status(core)
+            } else {
+                format!(
+                    "{}; the last reload was rejected (see the log)",
+                    serving_status(core)
+                )
+            };
+            notify.ready(&status);
         }
+        notify.tick();
         // Any new configuration (a reload, a uvsadm edit) restarts the health checks on
         // its real servers.
         let generation = core.generation.load(Ordering::Relaxed);
@@ -779,6 +796,7 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
             break;
         }
     }
+    notify.stopping();
     // Withdraw from BGP while still forwarding, before anything stops.
     core.node.shutdown(core);
     services.stop();
@@ -787,20 +805,34 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Res
     Ok(())
 }
 
-/// Reloads the configuration file; a bad one is logged and the running one keeps serving.
-/// The file replaces the running configuration whole, as keepalived's reload does: uvsadm
-/// edits made since it was loaded are discarded, with a warning that says so.
-pub fn reload_file(core: &Arc<Core>) {
+/// The STATUS= line systemd shows for a serving uvsd.
+fn serving_status(core: &Core) -> String {
+    let running = core.running.lock().expect("running lock");
+    format!(
+        "serving {} service(s) from {}",
+        running.config.services.len(),
+        core.config_path.display()
+    )
+}
+
+/// Reloads the configuration file; a bad one is logged (and `false` returned) and the
+/// running one keeps serving. The file replaces the running configuration whole, as keepalived's
+/// reload does: uvsadm edits made since it was loaded are discarded, with a warning that
+/// says so.
+pub fn reload_file(core: &Arc<Core>) -> bool {
     // Read again: the host's addresses may have changed since the start.
     let host = match host_addresses() {
         Ok(h) => h,
         Err(e) => {
             log::error!("reload rejected, still serving the previous configuration: {e:#}");
-            return;
+            return false;
         }
     };
     match uvs_config::load_file_for_host(&core.config_path, &host) {
-        Err(e) => log::error!("reload rejected, still serving the previous configuration: {e}"),
+        Err(e) => {
+            log::error!("reload rejected, still serving the previous configuration: {e}");
+            false
+        }
         Ok(new) => match core.apply_config(new) {
             Ok(()) => {
                 let edits = core.runtime_edits.swap(0, Ordering::Relaxed);
@@ -812,8 +844,12 @@ pub fn reload_file(core: &Arc<Core>) {
                     );
                 }
                 log::info!("configuration reloaded from {}", core.config_path.display());
+                true
             }
-            Err(e) => log::error!("reload rejected, still serving the previous configuration: {e}"),
+            Err(e) => {
+                log::error!("reload rejected, still serving the previous configuration: {e}");
+                false
+            }
         },
     }
 }

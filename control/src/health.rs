@@ -196,8 +196,9 @@ fn run_check_until(
             stop,
         )
         .map(|_| None.into()),
-        HealthCheckKind::Command { command } => {
-            command_until(command, addr, check.timeout, stop).map(CheckOutput::from)
+        HealthCheckKind::Command { command, user } => {
+            command_until(command, user.as_deref(), addr, check.timeout, stop)
+                .map(CheckOutput::from)
         }
         HealthCheckKind::Agent { send } => agent_until(addr, send.as_deref(), check.timeout, stop)
             .map(|r| CheckOutput {
@@ -537,7 +538,18 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 /// by `%` exits 0 within `timeout`. On timeout the command's whole process group is killed
 /// (keepalived kills the script's group too), so a pipeline does not outlive its check.
 pub fn check_command(command: &str, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    command_until(command, addr, timeout, &AtomicBool::new(false)).map(|_| ())
+    command_until(command, None, addr, timeout, &AtomicBool::new(false)).map(|_| ())
+}
+
+/// [`check_command`] as the account `user` (`None`: uvsd's own); returns the number the
+/// command printed on its first line, if any (the load it reports).
+pub fn check_command_as(
+    command: &str,
+    user: Option<&str>,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<Option<u32>, String> {
+    command_until(command, user, addr, timeout, &AtomicBool::new(false))
 }
 
 /// `%a` → address (IPv6 without brackets), `%p` → port, `%%` → `%`; any other `%` is kept.
@@ -570,22 +582,39 @@ pub fn substitute(command: &str, addr: SocketAddr) -> String {
 /// so it should stay short (a pipe's 64 KiB).
 fn command_until(
     command: &str,
+    user: Option<&str>,
     addr: SocketAddr,
     timeout: Duration,
     stop: &AtomicBool,
 ) -> Result<Option<u32>, String> {
     let line = substitute(command, addr);
     let deadline = Instant::now() + timeout;
-    let mut child = Command::new("sh")
-        .arg("-c")
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg(&line)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         // Its own process group, so a timeout can kill everything it started.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run sh -c {line:?}: {e}"))?;
+        .process_group(0);
+    // The check is not the service: systemd would take its notifications for uvsd's.
+    for v in crate::notify::ENV {
+        cmd.env_remove(v);
+    }
+    if let Some(name) = user {
+        // std sets the groups to none, then the gid, then the uid in the child: from root
+        // that also empties its capability sets (capabilities(7)).
+        let acct = crate::privileges::account(name)?;
+        cmd.uid(acct.uid)
+            .gid(acct.gid)
+            .env("HOME", &acct.home)
+            .env("USER", name)
+            .env("LOGNAME", name);
+    }
+    let mut child = cmd.spawn().map_err(|e| match user {
+        Some(u) => format!("cannot run sh -c {line:?} as user '{u}': {e}"),
+        None => format!("cannot run sh -c {line:?}: {e}"),
+    })?;
     let mut pause = Duration::from_millis(1);
     loop {
         match child.try_wait() {

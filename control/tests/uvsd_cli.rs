@@ -85,3 +85,53 @@ fn startup_problems_say_what_to_do() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Run without root and without the capabilities it needs, uvsd refuses before it touches
+/// the network, naming each missing capability (and only those) in one sentence.
+#[test]
+#[ignore = "needs root: setpriv to an unprivileged user with chosen capabilities (scripts/test.sh runs it as root)"]
+fn missing_capabilities_are_named() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "missing_capabilities_are_named needs root (setpriv)"
+    );
+    let dir = std::env::temp_dir().join(format!("uvsd-caps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("uvs.yaml");
+    std::fs::copy(repo("configs/package.yaml"), &cfg).unwrap();
+    let bin = dir.join("uvsd");
+    std::fs::copy(env!("CARGO_BIN_EXE_uvsd"), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for (p, mode) in [(&dir, 0o755), (&cfg, 0o644), (&bin, 0o755)] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let run = |caps: &str| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        if caps.is_empty() {
+            cmd.args(["--inh-caps=-all", "--bounding-set=-all"]);
+        } else {
+            cmd.arg(format!("--inh-caps=-all,{caps}"))
+                .arg(format!("--ambient-caps=-all,{caps}"))
+                .arg(format!("--bounding-set=-all,{caps}"));
+        }
+        let out = cmd.arg(&bin).arg("--config").arg(&cfg).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let none = run("");
+    for c in [
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW",
+        "CAP_BPF",
+        "CAP_PERFMON",
+        "CAP_IPC_LOCK",
+    ] {
+        assert!(none.contains(c), "{c} not named: {none}");
+    }
+    assert_eq!(none.lines().count(), 1, "one sentence: {none}");
+    let four = run("+net_admin,+net_raw,+bpf,+ipc_lock");
+    assert!(four.starts_with("uvsd: missing CAP_PERFMON ("), "{four}");
+    assert!(!four.contains("CAP_BPF"), "{four}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

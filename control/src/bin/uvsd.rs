@@ -1,7 +1,8 @@
 //! uvsd: the uvs daemon. `uvsd --config FILE` runs the dataplane on the interfaces and
 //! cores the YAML names; `uvsd --check-config FILE` validates without touching the network;
 //! `uvsd --man DIR` (hidden) writes the manual pages, generated from this command line,
-//! uvsadm's usage and configs/reference.yaml.
+//! uvsadm's usage and configs/reference.yaml; `uvsd --completions DIR` (hidden) the shell
+//! completions of uvsd and uvsadm.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,9 @@ struct Args {
     /// Write the manual pages (man8/uvsd.8, man8/uvsadm.8, man5/uvs.yaml.5) under DIR.
     #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
     man: Option<PathBuf>,
+    /// Write uvsd's and uvsadm's shell completions under DIR (bash/, zsh/, fish/).
+    #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
+    completions: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,23 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("uvsd: writing manual pages under {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(dir) = args.completions {
+        return match uvs_control::completions::write_all(&dir, Args::command()) {
+            Ok(paths) => {
+                for p in paths {
+                    println!("{}", p.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "uvsd: writing shell completions under {}: {e}",
+                    dir.display()
+                );
                 ExitCode::FAILURE
             }
         };

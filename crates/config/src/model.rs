@@ -743,7 +743,12 @@ pub enum HealthCheckKind {
         expect_body: Option<String>,
     },
     /// A command exits 0; `%a` is replaced by the address, `%p` by the port, `%%` by `%`.
-    Command { command: String },
+    /// `user`: the account it runs as (keepalived's MISC_CHECK `user`); `None` = uvsd's
+    /// own. Either way it runs without uvsd's capabilities.
+    Command {
+        command: String,
+        user: Option<String>,
+    },
     /// HAProxy's agent-check protocol: connect to the agent's port (`send` is written
     /// first, as HAProxy's `agent-send`), read one line (`75%`, `drain`, `down`, …) that
     /// sets the server's weight, state and connection limit.

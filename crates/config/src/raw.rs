@@ -456,6 +456,8 @@ pub(crate) struct RawHealthCheck {
     pub command: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub send: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

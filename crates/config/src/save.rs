@@ -264,7 +264,10 @@ fn health_check(h: &HealthCheck) -> RawHealthCheck {
             raw.expect_status = Some(u64::from(*expect_status));
             raw.expect_body = expect_body.clone();
         }
-        HealthCheckKind::Command { command } => raw.command = Some(command.clone()),
+        HealthCheckKind::Command { command, user } => {
+            raw.command = Some(command.clone());
+            raw.user = user.clone();
+        }
         HealthCheckKind::Agent { send } => raw.send = send.clone(),
     }
     raw

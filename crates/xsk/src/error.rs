@@ -13,8 +13,9 @@ use std::io;
 pub enum XskError {
     /// EPERM from `bpf()`, `socket(AF_XDP)` or the link attach.
     #[error(
-        "permission denied to {op}: run as root or grant CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW and \
-         CAP_IPC_LOCK (e.g. `setcap cap_net_admin,cap_bpf,cap_net_raw,cap_ipc_lock+ep <binary>`)"
+        "permission denied to {op}: run as root or grant CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, \
+         CAP_PERFMON and CAP_IPC_LOCK (e.g. `setcap \
+         cap_net_admin,cap_net_raw,cap_bpf,cap_perfmon,cap_ipc_lock+ep <binary>`)"
     )]
     Permission { op: &'static str },
 

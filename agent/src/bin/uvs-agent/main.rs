@@ -76,6 +76,9 @@ enum Cmd {
         #[arg(long, default_value = "tcp")]
         protocol: String,
     },
+    /// Write shell completions under DIR (bash/, zsh/, fish/), for packages.
+    #[command(hide = true)]
+    Completions { dir: PathBuf },
 }
 
 #[derive(clap::Args, Debug)]
@@ -154,6 +157,7 @@ fn real_main(cli: Cli) -> Result<()> {
         Cmd::Maint => Command::Maint,
         Cmd::Up => Command::Up,
         Cmd::Status => Command::Status,
+        Cmd::Completions { dir } => return completions(&dir),
         Cmd::Down { reason } => {
             let r = reason.join(" ");
             Command::Down((!r.is_empty()).then_some(r))
@@ -177,6 +181,26 @@ fn real_main(cli: Cli) -> Result<()> {
     };
     let now = client::send(&cli.socket, &cmd)?;
     println!("{now}");
+    Ok(())
+}
+
+/// uvs-agent's completions for bash, zsh and fish under `dir` (the layout uvsd's
+/// `--completions` writes for uvsd and uvsadm).
+fn completions(dir: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let mut cmd = Cli::command();
+    for (shell, sub) in [
+        (Shell::Bash, "bash"),
+        (Shell::Zsh, "zsh"),
+        (Shell::Fish, "fish"),
+    ] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        let path = clap_complete::generate_to(shell, &mut cmd, "uvs-agent", &d)
+            .with_context(|| format!("writing completions under {}", d.display()))?;
+        println!("{}", path.display());
+    }
     Ok(())
 }
 

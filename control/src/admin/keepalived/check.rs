@@ -90,8 +90,12 @@ pub enum Kind {
         expect_status: u16,
         expect_body: Option<String>,
     },
-    /// The command line for `sh -c`, with the real server's address as `%a`.
-    Command(String),
+    /// The command line for `sh -c`, with the real server's address as `%a`, and the
+    /// account it runs as (MISC_CHECK's `user`).
+    Command {
+        line: String,
+        user: Option<String>,
+    },
 }
 
 /// Which port a check connects to.
@@ -121,7 +125,7 @@ impl Check {
         let kind_name = |k: &Kind| match k {
             Kind::Tcp => "TCP_CHECK",
             Kind::Http { .. } => "HTTP_GET",
-            Kind::Command(_) => "MISC_CHECK",
+            Kind::Command { .. } => "MISC_CHECK",
         };
         if std::mem::discriminant(&self.kind) != std::mem::discriminant(&other.kind) {
             return Some(format!(
@@ -132,9 +136,14 @@ impl Check {
         }
         if self.kind != other.kind {
             return Some(match (&self.kind, &other.kind) {
-                (Kind::Command(a), Kind::Command(b)) => {
+                (Kind::Command { line: a, .. }, Kind::Command { line: b, .. }) if a != b => {
                     format!("misc_path runs \"{a}\" here, \"{b}\" there (%a = the real server)")
                 }
+                (Kind::Command { user: a, .. }, Kind::Command { user: b, .. }) => format!(
+                    "the script runs as user {} here, {} there",
+                    a.as_deref().unwrap_or("(uvsd's)"),
+                    b.as_deref().unwrap_or("(uvsd's)")
+                ),
                 _ => "the url (path, status_code or regex) differs".to_string(),
             });
         }
@@ -242,6 +251,7 @@ pub fn checker(
     let mut url: Option<&Stmt> = None;
     let mut misc_path: Option<(String, Pos)> = None;
     let mut misc_timeout: Option<(u64, Pos)> = None;
+    let mut misc_user: Option<String> = None;
     let mut seen: Vec<(&str, Pos)> = Vec::new();
     for st in body {
         let k = st.keyword();
@@ -354,13 +364,17 @@ pub fn checker(
                      reports load to the `load` scheduler instead. Remove misc_dynamic",
                 )
             }
-            "user" if misc => {
-                return cx.err(
-                    st.pos(),
-                    "user cannot be translated: uvs runs check commands as the user uvsd runs \
-                     as; remove it, or make the command switch users itself",
-                )
-            }
+            "user" if misc => match st.args() {
+                [u] => misc_user = Some(u.text.clone()),
+                [_, group, ..] => {
+                    return cx.err(
+                        group.pos,
+                        "a group cannot be translated: uvs runs the command with the user's \
+                         own group; remove the group name",
+                    )
+                }
+                [] => return cx.err(st.pos(), "user needs a value: user USERNAME"),
+            },
             _ => {
                 if !s.keyword(cx, st)? {
                     return cx.err(st.pos(), format!("unknown keyword '{k}' in {kw}"));
@@ -397,7 +411,10 @@ pub fn checker(
             };
             // keepalived waits `delay_loop` for a script without misc_timeout.
             (
-                Kind::Command(command),
+                Kind::Command {
+                    line: command,
+                    user: misc_user,
+                },
                 misc_timeout.or(Some((interval_ms, s.delay_loop.map_or(pos, |(_, p)| p)))),
             )
         }

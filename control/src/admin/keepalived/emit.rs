@@ -182,7 +182,7 @@ fn health_check(y: &mut String, c: &Check) {
     let type_name = match c.kind {
         Kind::Tcp => "tcp",
         Kind::Http { .. } => "http",
-        Kind::Command(_) => "command",
+        Kind::Command { .. } => "command",
     };
     let _ = writeln!(y, "      type: {type_name}");
     let _ = writeln!(y, "      interval: {}", secs(c.interval_ms));
@@ -205,8 +205,11 @@ fn health_check(y: &mut String, c: &Check) {
                 let _ = writeln!(y, "      expect_body: {}", quoted(b));
             }
         }
-        Kind::Command(cmd) => {
-            let _ = writeln!(y, "      command: {}", quoted(cmd));
+        Kind::Command { line, user } => {
+            let _ = writeln!(y, "      command: {}", quoted(line));
+            if let Some(u) = user {
+                let _ = writeln!(y, "      user: {}", quoted(u));
+            }
         }
     }
 }

@@ -76,6 +76,7 @@ pub(super) fn health_check(
     only(r.expect_body.is_some(), "expect_body", "http")?;
     only(r.command.is_some(), "command", "command")?;
     only(r.send.is_some(), "send", "agent")?;
+    only(r.user.is_some(), "user", "command")?;
     let kind = match kind_name {
         "tcp" => HealthCheckKind::Tcp,
         "agent" => {
@@ -130,7 +131,13 @@ pub(super) fn health_check(
                     .with_hint(Some("for example \"/usr/bin/check %a %p\"".into())));
             }
             check_placeholders(cx, &p("command"), &command)?;
-            HealthCheckKind::Command { command }
+            if let Some(u) = &r.user {
+                check_user_name(cx, &p("user"), u)?;
+            }
+            HealthCheckKind::Command {
+                command,
+                user: r.user,
+            }
         }
     };
     let interval = millis(
@@ -194,6 +201,25 @@ pub(super) fn health_check(
         fall,
         port,
     })
+}
+
+/// An account name as useradd(8) accepts it (or a numeric uid). Whether it exists is the
+/// host's business: uvsd looks it up when it loads the file.
+fn check_user_name(cx: &Ctx<'_>, path: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        return Ok(());
+    }
+    Err(cx
+        .err(path, format!("'{name}' is not a user name"))
+        .with_hint(Some(
+            "an account of this host, like `uvs-check` or `nobody`".into(),
+        )))
 }
 
 /// `%a` address, `%p` port, `%%` a literal percent sign; anything else is a typo.

@@ -431,6 +431,20 @@ fn health_check_errors() {
             Some("%a"),
         ),
         (
+            hc("      type: command\n      command: /bin/true\n      user: \"a b\"\n"),
+            "\"a b\"",
+            "services[0].health_check.user",
+            "'a b' is not a user name",
+            Some("uvs-check"),
+        ),
+        (
+            hc("      type: tcp\n      user: nobody\n"),
+            "user",
+            "services[0].health_check.user",
+            "`user` applies only to command checks, this one is tcp",
+            Some("type: command"),
+        ),
+        (
             hc("      type: http\n      path: healthz\n"),
             "healthz",
             "services[0].health_check.path",
