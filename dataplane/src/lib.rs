@@ -12,6 +12,7 @@ pub mod neigh;
 pub mod pipeline;
 pub mod sctp;
 pub mod slowpath;
+pub mod synproxy;
 pub mod sync_tap;
 pub mod tables;
 pub mod verdict;
