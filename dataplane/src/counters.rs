@@ -49,6 +49,16 @@ pub struct WorkerCounters {
     /// Gratuitous ARPs and unsolicited neighbour advertisements sent for VIP groups that
     /// became master.
     pub announcements: Counter,
+    /// SYN proxy: SYN-ACKs with a cookie sent, cookies a client's ACK returned valid,
+    /// handshakes the real server completed, SYNs retransmitted to real servers, clients
+    /// reset because their server refused or never answered, and SYNs sent without a
+    /// retransmission copy (the worker's table slot was taken).
+    pub synproxy_cookies_sent: Counter,
+    pub synproxy_cookies_valid: Counter,
+    pub synproxy_spliced: Counter,
+    pub synproxy_syn_retransmits: Counter,
+    pub synproxy_failures: Counter,
+    pub synproxy_untracked_syns: Counter,
     pub drops: Box<[Counter]>,
 }
 
@@ -67,6 +77,12 @@ impl Default for WorkerCounters {
             empty_polls: Counter::default(),
             sleeps: Counter::default(),
             announcements: Counter::default(),
+            synproxy_cookies_sent: Counter::default(),
+            synproxy_cookies_valid: Counter::default(),
+            synproxy_spliced: Counter::default(),
+            synproxy_syn_retransmits: Counter::default(),
+            synproxy_failures: Counter::default(),
+            synproxy_untracked_syns: Counter::default(),
             drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),
         }
     }

@@ -101,6 +101,8 @@ pub struct Shared {
     /// Verify TCP/UDP checksums and complete partial ones (on; `uvs-bench pipeline` turns
     /// it off to measure the cost against the path without it).
     pub verify_l4_checksums: AtomicBool,
+    /// The SYN proxy's cookie secret and splice table.
+    pub synproxy: crate::synproxy::ProxyShared,
 }
 
 impl Shared {
@@ -115,6 +117,7 @@ impl Shared {
             sync: crate::sync_tap::SyncTap::new(workers),
             cluster: Default::default(),
             verify_l4_checksums: AtomicBool::new(true),
+            synproxy: Default::default(),
         }
     }
 
@@ -142,6 +145,8 @@ pub struct Worker<P: Port> {
     pending: Pending,
     fullnat_cursor: u32,
     frags: crate::frag::FragTable,
+    /// SYNs sent to real servers for proxied connections, kept for retransmission.
+    proxy_syns: crate::synproxy::retransmit::ProxySyns,
     /// Look each burst's flows up together (large tables, where lookups miss the cache).
     batch_lookups: bool,
     /// Never sleep while idle (see [`Worker::run`]).
@@ -186,6 +191,7 @@ impl<P: Port> Worker<P> {
             pending: Pending::default(),
             fullnat_cursor: 0,
             frags: crate::frag::FragTable::default(),
+            proxy_syns: Default::default(),
             batch_lookups,
             busy_poll: false,
             burst: Box::new(BurstScratch {
@@ -266,6 +272,8 @@ impl<P: Port> Worker<P> {
             verify_l4_checksums: shared.verify_l4_checksums.load(Ordering::Relaxed),
             fullnat_cursor: &mut self.fullnat_cursor,
             frags: &mut self.frags,
+            proxy: &shared.synproxy,
+            proxy_syns: &mut self.proxy_syns,
         };
         let mut total = 0;
         let batch = self.batch_lookups;
@@ -442,6 +450,29 @@ impl<P: Port> Worker<P> {
                     counters.drops[DropReason::NeighbourUnresolved.index()].add(n);
                 }
             });
+        }
+        if !ctx.proxy_syns.is_empty() {
+            let ports = &mut self.ports;
+            let neigh = shared.neigh.load();
+            ctx.proxy_syns.step(
+                &shared.conns,
+                &tables,
+                &neigh,
+                ticks,
+                counters,
+                |port, frame| {
+                    let sent = ports
+                        .get_mut(usize::from(port))
+                        .is_some_and(|p| p.tx_copy(frame));
+                    if sent {
+                        counters.tx_packets.add(1);
+                        counters.tx_bytes.add(frame.len() as u64);
+                    } else {
+                        counters.drop(DropReason::TxFull);
+                    }
+                    sent
+                },
+            );
         }
         // One worker speaks for the node: its announcements go out once, not once per worker.
         if self.id == 0 {

@@ -102,7 +102,7 @@ impl TcpOptions {
                     o.ts_at = Some((i + 2) as u8);
                 }
                 kind::SACK => {
-                    if body.is_empty() || body.len() % 8 != 0 {
+                    if body.is_empty() || !body.len().is_multiple_of(8) {
                         return Err(OptionsError::WrongSize(k));
                     }
                     o.sack_at = Some(((i + 2) as u8, (body.len() / 8) as u8));
@@ -203,7 +203,9 @@ mod tests {
 
     #[test]
     fn sack_blocks_and_padding() {
-        let opts = [1, 1, 5, 18, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0];
+        let opts = [
+            1, 1, 5, 18, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0,
+        ];
         let o = TcpOptions::parse(&opts).unwrap();
         assert_eq!(o.sack_at, Some((4, 2)));
         assert_eq!(o.timestamp, None);

@@ -42,7 +42,7 @@ pub struct Segment<'a> {
 /// and the segment at `l3_off`, keeping the link-layer header before it. Returns the new
 /// frame length, or `None` if the frame is too short or the options malformed in size.
 pub fn write_segment(frame: &mut [u8], l3_off: usize, l3: L3, s: &Segment<'_>) -> Option<usize> {
-    if s.options.len() % 4 != 0 || s.options.len() > 40 {
+    if !s.options.len().is_multiple_of(4) || s.options.len() > 40 {
         return None;
     }
     let ip_len = if l3 == L3::V6 { 40 } else { 20 };

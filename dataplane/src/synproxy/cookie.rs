@@ -150,9 +150,8 @@ impl CookieSecret {
     /// number `client_isn` and MSS index `mss_index` (< 4), at period `count`.
     pub fn make(&self, t: &Tuple, client_isn: u32, mss_index: u8, count: u32) -> u32 {
         let mss = u32::from(mss_index & MSS_MASK as u8);
-        let inner = (count << COUNT_BITS)
-            | (self.mac(t, client_isn, count, mss as u8) << MSS_BITS)
-            | mss;
+        let inner =
+            (count << COUNT_BITS) | (self.mac(t, client_isn, count, mss as u8) << MSS_BITS) | mss;
         self.h0(t).wrapping_add(client_isn).wrapping_add(inner)
     }
 
@@ -167,15 +166,17 @@ impl CookieSecret {
     ) -> Result<u8, CookieError> {
         let inner = cookie.wrapping_sub(self.h0(t)).wrapping_sub(client_isn);
         let age = now_count.wrapping_sub(inner >> COUNT_BITS) & (u32::MAX >> COUNT_BITS);
-        if age >= MAX_AGE {
-            return Err(CookieError::Expired);
-        }
         let count = now_count.wrapping_sub(age);
         let mss = (inner & MSS_MASK) as u8;
-        if (inner >> MSS_BITS) & MAC_MASK == self.mac(t, client_isn, count, mss) {
-            Ok(mss)
-        } else {
+        // The MAC is checked whatever the age, so that "expired" counts only genuine
+        // cookies that came back late, and a forged one (whose period bits are as random
+        // as the rest) counts as invalid.
+        if (inner >> MSS_BITS) & MAC_MASK != self.mac(t, client_isn, count, mss) {
             Err(CookieError::Invalid)
+        } else if age >= MAX_AGE {
+            Err(CookieError::Expired)
+        } else {
+            Ok(mss)
         }
     }
 }
@@ -206,10 +207,7 @@ pub fn mss_table(v6: bool) -> &'static [u16; 4] {
 /// The index of the largest table entry not above the client's MSS (0 when it is below
 /// every entry: the client then gets the smallest, as Linux does).
 pub fn mss_index(v6: bool, mss: u16) -> u8 {
-    mss_table(v6)
-        .iter()
-        .rposition(|&m| m <= mss)
-        .unwrap_or(0) as u8
+    mss_table(v6).iter().rposition(|&m| m <= mss).unwrap_or(0) as u8
 }
 
 /// The TSval of the SYN-ACK: the millisecond clock with its low 6 bits replaced by the
@@ -286,7 +284,10 @@ mod tests {
         assert_eq!(s.check(&t, 1000, c, 501), Ok(3));
         assert_eq!(s.check(&t, 1000, c, 502), Err(CookieError::Expired));
         assert_eq!(s.check(&t, 1001, c, 500), Err(CookieError::Invalid));
-        assert_eq!(s.check(&t, 1000, c.wrapping_add(1), 500), Err(CookieError::Invalid));
+        assert_eq!(
+            s.check(&t, 1000, c.wrapping_add(1), 500),
+            Err(CookieError::Invalid)
+        );
         // The period sits in the top 8 bits once H0 and the ISN are taken away, the MSS
         // index in the low 2.
         let inner = c.wrapping_sub(s.h0(&t)).wrapping_sub(1000);
@@ -344,8 +345,13 @@ mod tests {
     }
 
     fn arb_tuple() -> impl Strategy<Value = Tuple> {
-        (any::<[u8; 4]>(), any::<[u8; 4]>(), any::<u16>(), any::<u16>()).prop_map(
-            |(c, v, cp, vp)| {
+        (
+            any::<[u8; 4]>(),
+            any::<[u8; 4]>(),
+            any::<u16>(),
+            any::<u16>(),
+        )
+            .prop_map(|(c, v, cp, vp)| {
                 let mut client = [0; 16];
                 client[..4].copy_from_slice(&c);
                 let mut vip = [0; 16];
@@ -356,8 +362,7 @@ mod tests {
                     client_port: cp,
                     vip_port: vp,
                 }
-            },
-        )
+            })
     }
 
     proptest! {
@@ -387,6 +392,8 @@ mod tests {
             moved.client_port ^= 1 << (bit % 16);
             prop_assert!(s.check(&moved, isn, c, count).is_err());
             prop_assert_eq!(s.check(&t, isn, c, count.wrapping_add(older)), Err(CookieError::Expired));
+            // A cookie that is not ours is invalid, not expired, whatever its period bits.
+            prop_assert_eq!(s.check(&t, isn, c ^ (1 << (bit % 22 + 2)), count.wrapping_add(older)), Err(CookieError::Invalid));
         }
     }
 }

@@ -431,7 +431,14 @@ fn service_rest(
             return Err(cx
                 .err(
                     &p("syn_proxy"),
-                    format!("syn_proxy applies only to tcp address services, this service is {}", if key.is_fwmark() { "a firewall-mark service".to_string() } else { protocol.to_string() }),
+                    format!(
+                        "syn_proxy applies only to tcp address services, this service is {}",
+                        if key.is_fwmark() {
+                            "a firewall-mark service".to_string()
+                        } else {
+                            protocol.to_string()
+                        }
+                    ),
                 )
                 .with_hint(Some("remove `syn_proxy`".into())));
         }
