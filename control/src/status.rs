@@ -228,6 +228,14 @@ pub fn snapshot_with(
             reused_conns: c.reused_conns.get(),
             hash_adopted: c.hash_adopted.get(),
             sleeps: c.sleeps.get(),
+            synproxy: crate::snapshot::SynProxyCounts {
+                cookies_sent: c.synproxy_cookies_sent.get(),
+                cookies_valid: c.synproxy_cookies_valid.get(),
+                spliced: c.synproxy_spliced.get(),
+                syn_retransmits: c.synproxy_syn_retransmits.get(),
+                failures: c.synproxy_failures.get(),
+                untracked_syns: c.synproxy_untracked_syns.get(),
+            },
             busy_ratio: rates.busy.get(i).copied().unwrap_or(0.0),
         })
         .collect();

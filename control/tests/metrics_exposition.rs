@@ -93,6 +93,7 @@ fn sample() -> Snapshot {
                 hash_adopted: 0,
                 sleeps: 0,
                 busy_ratio: 0.25,
+                ..WorkerSnapshot::default()
             },
             WorkerSnapshot {
                 id: 1,
