@@ -197,7 +197,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
-    let worker_families: [(&str, &str, WorkerValue); 15] = [
+    let worker_families: [(&str, &str, WorkerValue); 16] = [
         (
             "uvs_worker_rx_packets_total",
             "Packets received by the worker.",
@@ -272,6 +272,11 @@ pub fn render(s: &Snapshot) -> String {
             "uvs_synproxy_untracked_syns_total",
             "SYN proxy: SYNs sent to a real server without a retransmission copy (the worker's slot was taken).",
             |w| w.synproxy.untracked_syns,
+        ),
+        (
+            "uvs_synproxy_held_total",
+            "SYN proxy: client segments held until their real server answered, then forwarded.",
+            |w| w.synproxy.held,
         ),
     ];
     for (name, help, value) in worker_families {

@@ -104,6 +104,8 @@ pub struct SynProxyCounts {
     pub syn_retransmits: u64,
     pub failures: u64,
     pub untracked_syns: u64,
+    #[serde(default)]
+    pub held: u64,
 }
 
 /// One connection-table entry (`uvsadm -c`).

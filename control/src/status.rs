@@ -235,6 +235,7 @@ pub fn snapshot_with(
                 syn_retransmits: c.synproxy_syn_retransmits.get(),
                 failures: c.synproxy_failures.get(),
                 untracked_syns: c.synproxy_untracked_syns.get(),
+                held: c.synproxy_held.get(),
             },
             busy_ratio: rates.busy.get(i).copied().unwrap_or(0.0),
         })

@@ -211,9 +211,10 @@ fn syn_proxy_serves_clients_and_keeps_a_flood_out_of_the_table() {
     eprintln!(
         "flood: {}; {flood_cookies} cookie SYN-ACKs; table entries at most {max_entries} \
          during it, {entries} after; {} legitimate requests during it; client segments \
-         dropped before their server answered: {}; {:?} in all",
+         held until their server answered: {}, dropped: {}; {:?} in all",
         String::from_utf8_lossy(&out.stdout).trim(),
         during.len(),
+        metric(&m, "uvs_synproxy_held_total"),
         metric(&m, "uvs_drops_total{reason=\"synproxy_not_ready\"}"),
         t0.elapsed()
     );

@@ -59,6 +59,8 @@ pub struct WorkerCounters {
     pub synproxy_syn_retransmits: Counter,
     pub synproxy_failures: Counter,
     pub synproxy_untracked_syns: Counter,
+    /// SYN proxy: early client segments held until the server answered, then forwarded.
+    pub synproxy_held: Counter,
     pub drops: Box<[Counter]>,
 }
 
@@ -83,6 +85,7 @@ impl Default for WorkerCounters {
             synproxy_syn_retransmits: Counter::default(),
             synproxy_failures: Counter::default(),
             synproxy_untracked_syns: Counter::default(),
+            synproxy_held: Counter::default(),
             drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),
         }
     }

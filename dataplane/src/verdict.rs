@@ -19,6 +19,9 @@ pub enum Verdict {
     },
     /// Hand the frame to the slow path (ARP, NDP, ICMP echo for our addresses).
     SlowPath,
+    /// The pipeline kept a copy to send later (SYN proxy: a client's first segment before
+    /// its real server answered); it is counted when it leaves or is dropped.
+    Held,
     /// Drop and count.
     Drop(DropReason),
 }

@@ -409,6 +409,10 @@ impl<P: Port> Worker<P> {
                         done[ndone] = *f;
                         ndone += 1;
                     }
+                    Verdict::Held => {
+                        done[ndone] = *f;
+                        ndone += 1;
+                    }
                 }
             }
             if ntx > 0 {
@@ -473,6 +477,36 @@ impl<P: Port> Worker<P> {
                     sent
                 },
             );
+        }
+        if ctx.proxy_syns.held() > 0 {
+            // Early client segments whose connection was spliced since (on any worker):
+            // through the pipeline like any client segment.
+            let mut f = [0u8; crate::synproxy::retransmit::HOLD_MAX];
+            while let Some(n) = ctx.proxy_syns.ready(&shared.conns, &mut f) {
+                let mut len = n;
+                let v = if n == 0 {
+                    Verdict::Drop(DropReason::SynProxyNotReady)
+                } else {
+                    process(&mut ctx, &tables, &neigh, &mut f, &mut len)
+                };
+                match v {
+                    Verdict::Forward(q) => {
+                        let sent = self
+                            .ports
+                            .get_mut(usize::from(q))
+                            .is_some_and(|p| p.tx_copy(&f[..len]));
+                        if sent {
+                            counters.tx_packets.add(1);
+                            counters.tx_bytes.add(len as u64);
+                            counters.synproxy_held.add(1);
+                        } else {
+                            counters.drop(DropReason::TxFull);
+                        }
+                    }
+                    Verdict::Drop(r) => counters.drop(r),
+                    _ => counters.drop(DropReason::SynProxyNotReady),
+                }
+            }
         }
         // One worker speaks for the node: its announcements go out once, not once per worker.
         if self.id == 0 {

@@ -583,26 +583,70 @@ fn a_syn_flood_leaves_no_entries() {
 }
 
 #[test]
-fn early_client_data_is_dropped_and_counted() {
+fn the_first_early_segment_is_held_the_next_dropped_and_counted() {
+    for method in [Method::Nat, Method::FullNat] {
+        let mut l = Lab::new(method, false);
+        let o = open(&mut l);
+        let early = |l: &Lab, seq: u32, body: &[u8]| {
+            client_frame(
+                l,
+                seq,
+                F {
+                    ack: Some(o.cookie.wrapping_add(1)),
+                    psh: true,
+                    ..F::default()
+                },
+                &[Opt::Noop, Opt::Noop, Opt::Timestamp(113, o.our_ts)],
+                body,
+            )
+        };
+        let [c, s] = l.send(0, &early(&l, CISN + 1, b"GET / HTTP/1.1\r\n"));
+        assert!(c.is_empty() && s.is_empty(), "held, not forwarded yet");
+        assert_eq!(l.drops(DropReason::SynProxyNotReady), 0);
+        // One per connection: the next one is left to the client's retransmission.
+        let [c, s] = l.send(0, &early(&l, CISN + 17, b"\r\n"));
+        assert!(c.is_empty() && s.is_empty());
+        assert_eq!(l.drops(DropReason::SynProxyNotReady), 1);
+        // The server answers: its ACK, then the held segment, translated.
+        let [c, s] = l.send(1, &server_synack(&l, &o, Some(7)));
+        assert!(c.is_empty());
+        assert_eq!(s.len(), 2, "the ACK and the held segment");
+        let ack = read(&s[0]);
+        assert!(ack.ack_flag && ack.payload.is_empty());
+        let data = read(&s[1]);
+        assert_eq!(data.payload, b"GET / HTTP/1.1\r\n");
+        assert_eq!((data.seq, data.ack), (CISN + 1, SISN + 1));
+        assert_eq!(data.ts, Some((113, 9000)));
+        assert_eq!(data.dst, Some(l.real1()));
+        assert_eq!(l.shared.counters[0].synproxy_held.get(), 1);
+        // The dropped one's retransmission now passes.
+        let s = only(&l.send(0, &early(&l, CISN + 17, b"\r\n"))[1]);
+        assert_eq!(s.payload, b"\r\n");
+    }
+}
+
+#[test]
+fn a_held_segment_of_a_failed_connection_is_dropped_and_counted() {
     let mut l = Lab::new(Method::Nat, false);
     let o = open(&mut l);
-    let data = client_frame(
+    let early = client_frame(
         &l,
         CISN + 1,
         F {
             ack: Some(o.cookie.wrapping_add(1)),
             ..F::default()
         },
-        &[Opt::Noop, Opt::Noop, Opt::Timestamp(113, o.our_ts)],
-        b"too early",
+        &[],
+        b"x",
     );
-    let [c, s] = l.send(0, &data);
-    assert!(c.is_empty() && s.is_empty());
-    assert_eq!(l.drops(DropReason::SynProxyNotReady), 1);
-    // Once the server is up, the client's retransmission goes through.
-    l.send(1, &server_synack(&l, &o, Some(7)));
-    let s = only(&l.send(0, &data)[1]);
-    assert_eq!(s.payload, b"too early");
+    l.send(0, &early);
+    for secs in [1, 2, 4] {
+        l.advance(secs);
+        l.idle();
+    }
+    assert_eq!(l.shared.counters[0].synproxy_failures.get(), 1);
+    assert_eq!(l.drops(DropReason::SynProxyNotReady), 1, "the held segment");
+    assert_eq!(l.shared.counters[0].synproxy_held.get(), 0);
 }
 
 #[test]

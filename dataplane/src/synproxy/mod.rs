@@ -13,9 +13,10 @@
 //!    a table beside the connection table ([`SpliceTable`]); from then on every segment is
 //!    translated ([`splice`]).
 //!
-//! Client segments that arrive before the server's SYN-ACK are dropped and counted
-//! (`synproxy_not_ready`): the client still holds them and retransmits; nothing is queued,
-//! so no memory grows with a client's sending.
+//! A client's first segment that arrives before the server's SYN-ACK is held in a fixed
+//! per-worker pool and sent once the connection is spliced ([`retransmit`]); others are
+//! dropped and counted (`synproxy_not_ready`): the client still holds them and
+//! retransmits. No memory grows with a client's sending.
 
 pub mod cookie;
 mod handshake;

@@ -11,6 +11,14 @@
 //! The table is direct-mapped by connection slot; a SYN whose slot still holds another
 //! pending SYN goes out without a retransmission copy (`synproxy_untracked_syns`), so
 //! memory stays fixed whatever the rate of new connections.
+//!
+//! The same worker holds the first data segment a client sends before its server answered
+//! (an HTTP request right after the handshake), one per connection, in a pool of
+//! [`HOLD_FRAMES`] frames of at most [`HOLD_MAX`] bytes: once the connection is spliced it
+//! goes through the pipeline like any client segment ([`ProxySyns::ready`]). Anything
+//! beyond that (a second segment, a full pool, a segment on another worker) is dropped
+//! and counted (`synproxy_not_ready`) and the client retransmits it; a held segment whose
+//! connection failed is dropped and counted the same way.
 
 use uvs_conntrack::{tcp::TcpState, ConnId, ConnTable};
 use uvs_wire::tcp::flags;
@@ -30,6 +38,10 @@ pub const BACKOFF_MS: [u32; 3] = [1000, 2000, 4000];
 pub const SCAN_EVERY_MS: u32 = 10;
 /// Largest frame kept: link header (with a VLAN tag), IPv6, TCP with 20 bytes of options.
 const FRAME_MAX: usize = 128;
+/// Early client segments held per worker.
+pub const HOLD_FRAMES: usize = 64;
+/// Largest early segment held (an Ethernet frame of a 1500-byte MTU with a VLAN tag).
+pub const HOLD_MAX: usize = 1536;
 
 /// What a RST to the client needs (its half of the connection).
 #[derive(Clone, Copy, Debug, Default)]
@@ -55,6 +67,8 @@ struct Pending {
     rst: ClientReset,
     due: u32,
     sent: u8,
+    /// Pool index and length of a held early segment.
+    held: Option<(u8, u16)>,
 }
 
 /// One worker's pending SYNs.
@@ -62,6 +76,11 @@ pub struct ProxySyns {
     slots: Box<[Option<Pending>]>,
     live: usize,
     next_scan: u32,
+    pool: Box<[[u8; HOLD_MAX]]>,
+    /// Free pool indices.
+    free: Vec<u8>,
+    /// Slots holding an early segment.
+    holding: Vec<u16>,
 }
 
 impl Default for ProxySyns {
@@ -70,6 +89,9 @@ impl Default for ProxySyns {
             slots: vec![None; SLOTS].into_boxed_slice(),
             live: 0,
             next_scan: 0,
+            pool: vec![[0u8; HOLD_MAX]; HOLD_FRAMES].into_boxed_slice(),
+            free: (0..HOLD_FRAMES as u8).collect(),
+            holding: Vec::with_capacity(HOLD_FRAMES),
         }
     }
 }
@@ -120,18 +142,75 @@ impl ProxySyns {
             rst,
             due: now.wrapping_add(BACKOFF_MS[0]),
             sent: 0,
+            held: None,
         });
         self.live += 1;
         true
     }
 
-    /// Frees the slot of `id` (its server answered on this worker).
+    /// Frees the slot of `id` unless it holds an early segment (that goes when
+    /// [`ready`](Self::ready) hands it out).
     pub fn forget(&mut self, id: ConnId) {
         let i = id.index() & (SLOTS - 1);
-        if self.slots[i].is_some_and(|p| p.id == id) {
+        if self.slots[i].is_some_and(|p| p.id == id && p.held.is_none()) {
             self.slots[i] = None;
             self.live -= 1;
         }
+    }
+
+    /// Keeps a copy of an early client segment of connection `id`; false if this worker
+    /// cannot (not its SYN, one already held, the pool full, the frame too long).
+    pub fn hold(&mut self, id: ConnId, frame: &[u8]) -> bool {
+        let i = id.index() & (SLOTS - 1);
+        let Some(p) = self.slots[i].as_mut().filter(|p| p.id == id) else {
+            return false;
+        };
+        if p.held.is_some() || frame.len() > HOLD_MAX {
+            return false;
+        }
+        let Some(b) = self.free.pop() else {
+            return false;
+        };
+        self.pool[usize::from(b)][..frame.len()].copy_from_slice(frame);
+        p.held = Some((b, frame.len() as u16));
+        self.holding.push(i as u16);
+        true
+    }
+
+    /// Early segments held on this worker.
+    pub fn held(&self) -> usize {
+        self.holding.len()
+    }
+
+    /// Hands out one held segment whose connection has left SYN_SENT, copied into `out`
+    /// (its length), freeing its slot; `Some(0)` for one whose connection is gone (dropped:
+    /// count it). `None` when no held segment is ready.
+    pub fn ready(&mut self, conns: &ConnTable, out: &mut [u8]) -> Option<usize> {
+        let mut k = 0;
+        while k < self.holding.len() {
+            let i = usize::from(self.holding[k]);
+            let Some(p) = self.slots[i] else {
+                self.holding.swap_remove(k);
+                continue;
+            };
+            let state = conns.get(p.id).map(|(c, _)| c.state);
+            if state == Some(TcpState::SynSent as u8) {
+                k += 1;
+                continue;
+            }
+            self.holding.swap_remove(k);
+            self.slots[i] = None;
+            self.live -= 1;
+            let (b, len) = p.held?;
+            self.free.push(b);
+            if state.is_none() {
+                return Some(0);
+            }
+            let len = usize::from(len).min(out.len());
+            out[..len].copy_from_slice(&self.pool[usize::from(b)][..len]);
+            return Some(len);
+        }
+        None
     }
 
     /// Retransmits due SYNs and gives up on servers that never answered. `send` transmits
@@ -159,8 +238,10 @@ impl ProxySyns {
                 c.flags & conn_flags::SYNPROXY != 0 && c.state == TcpState::SynSent as u8
             });
             let Some((conn, _)) = waiting else {
-                *slot = None;
-                self.live -= 1;
+                if p.held.is_none() {
+                    *slot = None;
+                    self.live -= 1;
+                }
                 continue;
             };
             if usize::from(p.sent) < BACKOFF_MS.len() - 1 {
@@ -173,10 +254,15 @@ impl ProxySyns {
                 p.due = now.wrapping_add(BACKOFF_MS[usize::from(p.sent)]);
                 continue;
             }
-            // The server never answered: reset the client and let the entry go.
+            // The server never answered: reset the client and let the entry go (a held
+            // segment is then dropped and counted by `ready`).
             let (rst, id) = (p.rst, p.id);
-            *slot = None;
-            self.live -= 1;
+            if p.held.is_none() {
+                *slot = None;
+                self.live -= 1;
+            } else {
+                p.due = now.wrapping_add(BACKOFF_MS[BACKOFF_MS.len() - 1]);
+            }
             if conns.remove(id) {
                 crate::lifecycle::unbind(tables, &conn);
             }

@@ -40,8 +40,15 @@ pub(crate) fn established(
     let from_server = hit.dir == Dir::Reply;
     if hit.conn.state == TcpState::SynSent as u8 {
         if !from_server {
-            if p.tcp_flags & flags::RST != 0 && ctx.conns.remove(hit.id) {
-                lifecycle::unbind(tables, &hit.conn);
+            if p.tcp_flags & flags::RST != 0 {
+                if ctx.conns.remove(hit.id) {
+                    lifecycle::unbind(tables, &hit.conn);
+                }
+            } else if t.payload_len > 0
+                && p.tcp_flags & flags::SYN == 0
+                && ctx.proxy_syns.hold(hit.id, &buf[..*len])
+            {
+                return Verdict::Held;
             }
             return Verdict::Drop(DropReason::SynProxyNotReady);
         }
