@@ -8,7 +8,8 @@
 //!   server), then the servers' SYN-ACKs (ACK back) — as ns and millions per second per
 //!   *connection*, against NAT's new flows (one SYN per connection).
 //! - `synproxyestablished`: client packets of spliced connections (acknowledgement
-//!   translated before the NAT rewrite), against NAT's established flows.
+//!   translated before the NAT rewrite), against NAT's established flows over the same
+//!   frames, the two in alternating rounds (best round each: the machine is shared).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,9 +28,13 @@ use crate::pipeline::{
 };
 
 fn setup(v6: bool, capacity: usize) -> Arc<Shared> {
+    setup_with(v6, capacity, true)
+}
+
+fn setup_with(v6: bool, capacity: usize, syn_proxy: bool) -> Arc<Shared> {
     let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
     for s in &mut spec.services {
-        s.syn_proxy = s.key.proto == 6;
+        s.syn_proxy = syn_proxy && s.key.proto == 6;
     }
     let tables = TablesBuilder::build(&spec, None).expect("lab tables");
     let shared = Arc::new(Shared::new(tables, capacity, 1));
@@ -108,6 +113,13 @@ fn worker(
     )
 }
 
+fn syns_of(clients: &[(IpAddr, u16)], vip: IpAddr) -> Vec<Vec<u8>> {
+    clients
+        .iter()
+        .map(|&(c, p)| tk::tcp(lab::CLIENT_MAC, lab::LB0_MAC, c, p, vip, 80, tk::SYN, b""))
+        .collect()
+}
+
 fn scenario(kind: Kind, v6: bool, flows: usize, frame_len: usize) -> Scenario {
     Scenario {
         kind,
@@ -133,10 +145,7 @@ pub fn run(v6: bool, count: usize, flows: usize, seconds: f64) -> Vec<Outcome> {
     let clients: Vec<(IpAddr, u16)> = (0..count).map(|i| client_addr(i, v6)).collect();
 
     // 1. SYNs: a cookie SYN-ACK each, no entry.
-    let syns: Vec<Vec<u8>> = clients
-        .iter()
-        .map(|&(c, p)| tk::tcp(lab::CLIENT_MAC, lab::LB0_MAC, c, p, vip, 80, tk::SYN, b""))
-        .collect();
+    let syns = syns_of(&clients, vip);
     let len = syns[0].len();
     let start = tallies(&shared);
     let mut w = worker(&shared, syns, Vec::new());
@@ -237,23 +246,58 @@ pub fn run(v6: bool, count: usize, flows: usize, seconds: f64) -> Vec<Outcome> {
     open.bytes_per_conn = Some(shared.conns.bytes_per_entry(v6) + 16.0);
     out.push(open);
 
-    // 4. Established: NAT's, then spliced ones (`flows` of the proxied connections).
-    out.push(crate::pipeline::established(
-        Method::Nat,
-        v6,
-        6,
-        flows,
-        seconds,
-    ));
+    // 4. Established: plain NAT flows and spliced ones (`flows` of the proxied
+    // connections), the same client ACK frames, in alternating rounds so that both see the
+    // same machine (it is shared); each figure is its best round.
+    let flows = flows.min(count);
+    let nat = setup_with(v6, flows + 1024, false);
+    let mut w = worker(&nat, syns_of(&clients[..flows], vip), Vec::new());
+    let mut opened = 0;
+    while opened < flows {
+        opened += w.poll();
+    }
+    assert_eq!(nat.conns.len(), flows, "NAT opened every flow");
     let data: Vec<Vec<u8>> = acks.into_iter().take(flows).collect();
-    let start = tallies(&shared);
-    let mut w = worker(&shared, data, Vec::new());
-    let (n, secs) = measure(|| w.poll(), seconds, None);
-    out.push(outcome(
-        scenario(Kind::SynProxyEstablished, v6, flows.min(count), len),
-        n,
-        secs,
-        Some((&shared, start)),
-    ));
+    let mut plain = worker(&nat, data.clone(), Vec::new());
+    let mut spliced = worker(&shared, data, Vec::new());
+    let rounds = 8;
+    let (mut best_nat, mut best_proxy) = ((0u64, f64::MAX), (0u64, f64::MAX));
+    let (mut all_nat, mut all_proxy) = (0u64, 0u64);
+    let (nat_start, proxy_start) = (tallies(&nat), tallies(&shared));
+    let better = |(n, t): (u64, f64), best: (u64, f64)| {
+        t / (n.max(1) as f64) < best.1 / (best.0.max(1) as f64)
+    };
+    for _ in 0..rounds {
+        let r = measure(|| plain.poll(), seconds / f64::from(rounds), None);
+        all_nat += r.0;
+        if better(r, best_nat) {
+            best_nat = r;
+        }
+        let r = measure(|| spliced.poll(), seconds / f64::from(rounds), None);
+        all_proxy += r.0;
+        if better(r, best_proxy) {
+            best_proxy = r;
+        }
+    }
+    let row = |kind, (n, t): (u64, f64), all: u64, sh: &Shared, start: (u64, u64)| {
+        let mut o = outcome(scenario(kind, v6, flows, len), n, t, None);
+        // The best round's packets; frames not forwarded in any round are taken off.
+        let (fwd, drops) = tallies(sh);
+        o.forwarded = n.saturating_sub(all.saturating_sub(fwd - start.0));
+        o.drops = drops - start.1;
+        o.bytes_per_conn = Some(sh.conns.bytes_per_entry(v6));
+        o
+    };
+    out.push(row(Kind::Established, best_nat, all_nat, &nat, nat_start));
+    let mut est = row(
+        Kind::SynProxyEstablished,
+        best_proxy,
+        all_proxy,
+        &shared,
+        proxy_start,
+    );
+    // The splice table's 16 bytes per connection slot come on top of the entry.
+    est.bytes_per_conn = est.bytes_per_conn.map(|b| b + 16.0);
+    out.push(est);
     out
 }
