@@ -4,9 +4,10 @@
 //! its own bounded table (no locks: only it touches the table). Every
 //! [`SCAN_EVERY_MS`] it looks at the slots that are due: a connection that left SYN_SENT
 //! (its server answered, on whichever worker) or is gone frees its slot; otherwise the SYN
-//! goes out again, after 1, 2 and 4 s (RFC 6298's initial RTO of 1 s, doubled), and when
-//! the last wait ends the client gets a RST, the entry is removed and the failure counted
-//! (`synproxy_failures`): a client is never left hanging on a server that does not answer.
+//! goes out again 1 s and 3 s after the first (RFC 6298's initial RTO of 1 s, doubled), and
+//! when the last wait ends (7 s) the client gets a RST, the entry is removed and the failure
+//! counted (`synproxy_failures`): a client is never left hanging on a server that does not
+//! answer.
 //!
 //! The table is direct-mapped by connection slot; a SYN whose slot still holds another
 //! pending SYN goes out without a retransmission copy (`synproxy_untracked_syns`), so
@@ -32,7 +33,8 @@ use crate::verdict::Verdict;
 
 /// Slots per worker (a power of two).
 pub const SLOTS: usize = 2048;
-/// Waits before each retransmission; after the last one the client is reset.
+/// Waits after the first SYN and after each retransmission; when the last one ends the
+/// client is reset (two retransmissions).
 pub const BACKOFF_MS: [u32; 3] = [1000, 2000, 4000];
 /// How often a worker looks for due retransmissions (the timers' granularity).
 pub const SCAN_EVERY_MS: u32 = 10;
