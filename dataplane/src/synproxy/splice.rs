@@ -67,7 +67,7 @@ pub(crate) fn established(
             return Verdict::Drop(DropReason::SynProxyNotReady);
         }
         let (_, opts) = splices.load(hit.id);
-        return ack_server(ctx, tables, buf, len, p, hit, svc, &t, opts)
+        return ack_server(tables, buf, len, p, hit, svc, &t, opts)
             .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, buf, e, h));
     }
     if !from_server && p.tcp_flags & flags::SYN != 0 {
@@ -155,7 +155,7 @@ fn server_synack(
         ctx.counters.synproxy_spliced.add(1);
     }
     let (_, opts) = splices.load(hit.id);
-    match ack_server(ctx, tables, buf, len, p, hit, svc, t, opts) {
+    match ack_server(tables, buf, len, p, hit, svc, t, opts) {
         Ok((egress, hop)) => l2_out(tables, neigh, buf, egress, hop),
         Err(v) => v,
     }
@@ -165,7 +165,6 @@ fn server_synack(
 /// server.
 #[allow(clippy::too_many_arguments)]
 fn ack_server(
-    ctx: &mut Ctx<'_>,
     tables: &Tables,
     buf: &mut [u8],
     len: &mut usize,
@@ -205,7 +204,6 @@ fn ack_server(
     *len = n;
     let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
     let real_addr = ip(c.reply.v6, c.reply.src);
-    let _ = ctx;
     real_egress(tables, real, &real_addr).ok_or(Verdict::Drop(DropReason::NoRoute))
 }
 
