@@ -7,7 +7,8 @@
 //!    `SYNPROXY`, state SYN_SENT), the scheduler picks the real server, and the ACK frame
 //!    becomes a SYN to it carrying the client's ISN and options (MSS, window scale, SACK,
 //!    timestamps as the cookie decoded them). The SYN is retransmitted by the worker that
-//!    sent it ([`retransmit`]) until the server answers, then the client is reset.
+//!    sent it ([`retransmit`]) until the server answers; a server that never answers (or
+//!    refuses) gets the client reset.
 //! 3. The server's SYN-ACK is turned into the ACK that completes its handshake; the
 //!    difference between its ISN and the cookie (and between its TSval and uvs's) goes to
 //!    a table beside the connection table ([`SpliceTable`]); from then on every segment is
