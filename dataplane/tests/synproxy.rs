@@ -625,6 +625,51 @@ fn the_first_early_segment_is_held_the_next_dropped_and_counted() {
     }
 }
 
+/// The client's bare ACK was lost: its first data segment returns the cookie. It opens
+/// the connection and is held until the server answers.
+#[test]
+fn data_returning_the_cookie_opens_and_is_held() {
+    let mut l = Lab::new(Method::Nat, false);
+    let syn = client_frame(
+        &l,
+        CISN,
+        F {
+            syn: true,
+            ..F::default()
+        },
+        &CLIENT_SYN_OPTS,
+        b"",
+    );
+    let sa = only(&l.send(0, &syn)[0]);
+    let (our_ts, _) = sa.ts.unwrap();
+    let data = client_frame(
+        &l,
+        CISN + 1,
+        F {
+            ack: Some(sa.seq.wrapping_add(1)),
+            psh: true,
+            ..F::default()
+        },
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(112, our_ts)],
+        b"GET /",
+    );
+    let [c, s] = l.send(0, &data);
+    assert!(c.is_empty());
+    let syn = only(&s);
+    assert!(syn.syn && syn.payload.is_empty());
+    let o = Opened {
+        cookie: sa.seq,
+        our_ts,
+        sport_seen: syn.sport,
+    };
+    let [_, s] = l.send(1, &server_synack(&l, &o, Some(7)));
+    assert_eq!(s.len(), 2, "the ACK, then the held data");
+    let d = read(&s[1]);
+    assert_eq!(d.payload, b"GET /");
+    assert_eq!((d.seq, d.ack), (CISN + 1, SISN + 1));
+    assert_eq!(l.drops(DropReason::SynProxyNotReady), 0);
+}
+
 #[test]
 fn a_held_segment_of_a_failed_connection_is_dropped_and_counted() {
     let mut l = Lab::new(Method::Nat, false);

@@ -164,9 +164,18 @@ fn ack(
         ),
     };
     ctx.counters.synproxy_cookies_valid.add(1);
-    if t.payload_len > 0 {
-        // Data on the handshake's last ACK: the server cannot take it yet. Counted; the
-        // client retransmits it, since nobody acknowledges it.
+    // Data on the handshake's last ACK (the client's ACK was lost and this is its first
+    // data segment, or a client that sends with the ACK): the frame becomes the server's
+    // SYN, so a copy is kept to be held like any early segment once the SYN is out.
+    let mut early = [0u8; super::retransmit::HOLD_MAX];
+    let early_len = if t.payload_len > 0 && *len <= early.len() {
+        early[..*len].copy_from_slice(&buf[..*len]);
+        *len
+    } else {
+        0
+    };
+    if t.payload_len > 0 && early_len == 0 {
+        // Too long to keep: lost here, counted; the client retransmits it.
         ctx.counters.drop(DropReason::SynProxyNotReady);
     }
 
@@ -271,5 +280,8 @@ fn ack(
     };
     ctx.proxy_syns
         .push(id, &buf[..*len], egress, hop, rst, ctx.now, ctx.counters);
+    if early_len > 0 && !ctx.proxy_syns.hold(id, &early[..early_len]) {
+        ctx.counters.drop(DropReason::SynProxyNotReady);
+    }
     v
 }
