@@ -749,3 +749,60 @@ fn a_refusing_server_resets_the_client() {
         assert_eq!(l.shared.counters[0].synproxy_failures.get(), 1);
     }
 }
+
+/// RSS may give the server's SYN-ACK to another worker than the one that sent the SYN:
+/// that one splices the connection, and the first worker then sends the segment it held
+/// and stops retransmitting.
+#[test]
+fn the_server_may_answer_on_another_worker() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 2);
+    for s in &mut spec.services {
+        s.syn_proxy = s.key.proto == 6;
+    }
+    let tables = TablesBuilder::build(&spec, None).unwrap();
+    let shared = Arc::new(Shared::new(tables, 4096, 2));
+    lab::learn_neighbours(&shared.neigh, 0);
+    let ports = || vec![MemPort::new("client", 256), MemPort::new("server", 256)];
+    let mut l = Lab {
+        shared: shared.clone(),
+        w: Worker::new(0, ports(), shared.clone()),
+        v6: false,
+        method: Method::Nat,
+    };
+    let mut other = Worker::new(1, ports(), shared.clone());
+    let o = open(&mut l);
+    let early = client_frame(
+        &l,
+        CISN + 1,
+        F {
+            ack: Some(o.cookie.wrapping_add(1)),
+            psh: true,
+            ..F::default()
+        },
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(113, o.our_ts)],
+        b"GET /",
+    );
+    let [c, s] = l.send(0, &early);
+    assert!(c.is_empty() && s.is_empty(), "held by worker 0");
+
+    // Worker 1 gets the server's SYN-ACK: it ACKs the server.
+    assert!(other.ports[1].push_rx(&server_synack(&l, &o, Some(7))));
+    other.poll();
+    let ack = only(&other.ports[1].take_tx());
+    assert!(ack.ack_flag && ack.payload.is_empty());
+    assert_eq!(shared.counters[1].synproxy_spliced.get(), 1);
+
+    // Worker 0's next poll sends what it held, translated.
+    let [c, s] = l.idle();
+    assert!(c.is_empty());
+    let d = only(&s);
+    assert_eq!(d.payload, b"GET /");
+    assert_eq!((d.seq, d.ack), (CISN + 1, SISN + 1));
+    assert_eq!(shared.counters[0].synproxy_held.get(), 1);
+
+    // And it retransmits nothing once its SYN is due.
+    l.advance(1);
+    let [c, s] = l.idle();
+    assert!(c.is_empty() && s.is_empty());
+    assert_eq!(shared.counters[0].synproxy_syn_retransmits.get(), 0);
+}
