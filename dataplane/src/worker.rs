@@ -107,7 +107,8 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(tables: Tables, conn_capacity: usize, workers: usize) -> Self {
-        Self {
+        let syn_proxy = tables.services.iter().flatten().any(|s| s.syn_proxy);
+        let shared = Self {
             tables: ArcSwap::from_pointee(tables),
             conns: ConnTable::new(conn_capacity),
             neigh: NeighTable::default(),
@@ -118,7 +119,12 @@ impl Shared {
             cluster: Default::default(),
             verify_l4_checksums: AtomicBool::new(true),
             synproxy: Default::default(),
+        };
+        if syn_proxy {
+            // Allocated now rather than by the first proxied handshake on a worker.
+            shared.synproxy.splices(&shared.conns);
         }
+        shared
     }
 
     pub fn workers(&self) -> usize {

@@ -57,9 +57,10 @@ impl Default for ProxyShared {
 }
 
 impl ProxyShared {
-    /// The splice table, allocated (16 bytes per connection slot of each family) the first
-    /// time a SYN proxy completes a handshake, so a configuration without `syn_proxy`
-    /// never pays for it.
+    /// The splice table (16 bytes per connection slot of each family), allocated when
+    /// tables with a `syn_proxy` service are first built or published (`Shared::new`,
+    /// control's reload), so a configuration without `syn_proxy` never pays for it; a
+    /// worker only allocates it if it was somehow missed.
     pub fn splices(&self, conns: &uvs_conntrack::ConnTable) -> &SpliceTable {
         self.splices
             .get_or_init(|| SpliceTable::new(conns.capacity_of(false), conns.capacity_of(true)))
