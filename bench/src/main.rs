@@ -13,6 +13,7 @@ mod report;
 mod schedsim;
 mod sync;
 mod sync_link;
+mod synproxy;
 mod testbed;
 
 #[derive(Parser)]
@@ -70,6 +71,12 @@ enum Cmd {
         /// Write every figure and its settings here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Instead of the scenarios above: the SYN proxy's rows (cookie SYN-ACKs, whole
+        /// proxied openings per connection, spliced established flows; --new-flows
+        /// connections, the smallest --flows established) beside plain NAT's, TCP, per
+        /// family.
+        #[arg(long)]
+        synproxy: bool,
     },
     /// 64-byte UDP through uvsd on the veth test network with an RFC 2544-style search,
     /// beside AF_XDP l2fwd, kernel forwarding and nftables DNAT in the same run (root).
@@ -133,6 +140,7 @@ fn main() -> Result<()> {
             checksum_frames,
             stages,
             json,
+            synproxy,
         } => {
             let opts = pipeline::Options {
                 flows,
@@ -171,15 +179,23 @@ fn main() -> Result<()> {
             let mut base_ns = 0.0;
             let mut csum_off_ns = 0.0;
             let mut stage_prev_ns = 0.0;
-            let results = pipeline::run(&opts, |o| {
+            let (mut nat_new_ns, mut nat_est_ns) = (0.0, 0.0);
+            let mut print = |o: &pipeline::Outcome| {
                 if o.scenario.kind == pipeline::Kind::Baseline {
                     base_ns = o.ns_per_packet;
+                }
+                match o.scenario.kind {
+                    pipeline::Kind::NewFlows => nat_new_ns = o.ns_per_packet,
+                    pipeline::Kind::Established => nat_est_ns = o.ns_per_packet,
+                    _ => {}
                 }
                 if o.scenario.l4_checksum == Some("off") {
                     csum_off_ns = o.ns_per_packet;
                 }
                 let ratio = match o.scenario.kind {
-                    pipeline::Kind::Established => format!("{:.2}x", base_ns / o.ns_per_packet),
+                    pipeline::Kind::Established if base_ns > 0.0 => {
+                        format!("{:.2}x", base_ns / o.ns_per_packet)
+                    }
                     // Throughput against the same frames with verification off.
                     pipeline::Kind::Checksum => format!("{:.2}x", csum_off_ns / o.ns_per_packet),
                     // The stage's own cost: this row minus the one before it.
@@ -191,6 +207,14 @@ fn main() -> Result<()> {
                         };
                         stage_prev_ns = o.ns_per_packet;
                         format!("+{own:.1}ns")
+                    }
+                    // Throughput against plain NAT's row just before (new flows per
+                    // connection, established per packet).
+                    pipeline::Kind::SynProxyCookies | pipeline::Kind::SynProxyNewFlows => {
+                        format!("{:.2}x nat", nat_new_ns / o.ns_per_packet)
+                    }
+                    pipeline::Kind::SynProxyEstablished => {
+                        format!("{:.2}x nat", nat_est_ns / o.ns_per_packet)
                     }
                     _ => String::new(),
                 };
@@ -220,7 +244,20 @@ fn main() -> Result<()> {
                         o.forwarded, o.packets, o.drops
                     );
                 }
-            });
+            };
+            let results = if synproxy {
+                let mut rows = Vec::new();
+                for &v6 in &opts.families {
+                    let flows = opts.flows.iter().copied().min().unwrap_or(1000);
+                    for o in synproxy::run(v6, opts.new_flows, flows, opts.seconds) {
+                        print(&o);
+                        rows.push(o);
+                    }
+                }
+                rows
+            } else {
+                pipeline::run(&opts, print)
+            };
             if let Some(path) = json {
                 let doc = serde_json::json!({
                     "benchmark": "pipeline",

@@ -41,6 +41,12 @@ pub enum Kind {
     /// Established flows run through the pipeline's stages cumulatively (`Scenario::stage`):
     /// where a packet's time goes.
     Stage,
+    /// SYN proxy (`crate::synproxy`): SYNs answered with cookie SYN-ACKs.
+    SynProxyCookies,
+    /// SYN proxy: whole proxied openings (SYN, cookie ACK, server SYN-ACK) per connection.
+    SynProxyNewFlows,
+    /// SYN proxy: packets of spliced (translated) established flows.
+    SynProxyEstablished,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -92,7 +98,7 @@ pub struct Options {
     pub stages: bool,
 }
 
-fn client_addr(i: usize, v6: bool) -> (IpAddr, u16) {
+pub(crate) fn client_addr(i: usize, v6: bool) -> (IpAddr, u16) {
     // Up to 200 client addresses × 60 000 ports on the client-side network.
     let host = 10 + (i / 60_000) as u8;
     let port = 1024 + (i % 60_000) as u16;
@@ -405,7 +411,11 @@ pub fn scaling(
     }
 }
 
-fn measure(mut step: impl FnMut() -> usize, seconds: f64, max_packets: Option<u64>) -> (u64, f64) {
+pub(crate) fn measure(
+    mut step: impl FnMut() -> usize,
+    seconds: f64,
+    max_packets: Option<u64>,
+) -> (u64, f64) {
     let budget = Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let mut packets = 0u64;
@@ -423,12 +433,12 @@ fn measure(mut step: impl FnMut() -> usize, seconds: f64, max_packets: Option<u6
 }
 
 /// Forwarded and dropped frames so far (the measured phase subtracts its start).
-fn tallies(shared: &Shared) -> (u64, u64) {
+pub(crate) fn tallies(shared: &Shared) -> (u64, u64) {
     let c = &shared.counters[0];
     (c.tx_packets.get(), c.total_drops())
 }
 
-fn outcome(
+pub(crate) fn outcome(
     scenario: Scenario,
     packets: u64,
     secs: f64,
@@ -459,7 +469,7 @@ fn proto_name(p: u8) -> &'static str {
     }
 }
 
-fn family_name(v6: bool) -> &'static str {
+pub(crate) fn family_name(v6: bool) -> &'static str {
     if v6 {
         "ipv6"
     } else {

@@ -259,6 +259,11 @@ impl Core {
         }
         *roles = new_roles;
         drop(roles);
+        if tables.services.iter().flatten().any(|s| s.syn_proxy) {
+            // The SYN proxy's splice table is allocated here, by control, rather than by
+            // the first proxied handshake on a worker.
+            self.shared.synproxy.splices(&self.shared.conns);
+        }
         self.shared.tables.store(Arc::new(tables));
         self.shared.settings.store(lifecycle_settings(&new));
         if new.expire_nodest_conn {

@@ -215,7 +215,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
-    let worker_families: [(&str, &str, WorkerValue); 9] = [
+    let worker_families: [(&str, &str, WorkerValue); 16] = [
         (
             "uvs_worker_rx_packets_total",
             "Packets received by the worker.",
@@ -260,6 +260,41 @@ pub fn render(s: &Snapshot) -> String {
             "uvs_worker_sleeps_total",
             "Times the worker slept in poll(2) while idle (adaptive polling).",
             |w| w.sleeps,
+        ),
+        (
+            "uvs_synproxy_cookies_sent_total",
+            "SYN proxy: SYN-ACKs carrying a SYN cookie sent to clients.",
+            |w| w.synproxy.cookies_sent,
+        ),
+        (
+            "uvs_synproxy_cookies_valid_total",
+            "SYN proxy: client ACKs whose cookie was valid (connections opened).",
+            |w| w.synproxy.cookies_valid,
+        ),
+        (
+            "uvs_synproxy_spliced_total",
+            "SYN proxy: handshakes the real server completed (connections spliced).",
+            |w| w.synproxy.spliced,
+        ),
+        (
+            "uvs_synproxy_syn_retransmits_total",
+            "SYN proxy: SYNs retransmitted to real servers that had not answered.",
+            |w| w.synproxy.syn_retransmits,
+        ),
+        (
+            "uvs_synproxy_failures_total",
+            "SYN proxy: clients reset because their real server refused or never answered.",
+            |w| w.synproxy.failures,
+        ),
+        (
+            "uvs_synproxy_untracked_syns_total",
+            "SYN proxy: SYNs sent to a real server without a retransmission copy (the worker's slot was taken).",
+            |w| w.synproxy.untracked_syns,
+        ),
+        (
+            "uvs_synproxy_held_total",
+            "SYN proxy: client segments held until their real server answered, then forwarded.",
+            |w| w.synproxy.held,
         ),
     ];
     for (name, help, value) in worker_families {

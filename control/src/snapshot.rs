@@ -93,8 +93,26 @@ pub struct WorkerSnapshot {
     /// TUN packets sent per encapsulation: ipip, gue, gre.
     #[serde(default)]
     pub tunnelled: [u64; 3],
+    /// SYN proxy: cookie SYN-ACKs sent, valid cookies returned, handshakes the real server
+    /// completed, SYNs retransmitted to real servers, clients reset (server refused or
+    /// silent), SYNs sent without a retransmission copy.
+    #[serde(default)]
+    pub synproxy: SynProxyCounts,
     /// Share of polls that found work (0..=1): the worker's load.
     pub busy_ratio: f64,
+}
+
+/// A worker's SYN proxy counters (`WorkerSnapshot::synproxy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SynProxyCounts {
+    pub cookies_sent: u64,
+    pub cookies_valid: u64,
+    pub spliced: u64,
+    pub syn_retransmits: u64,
+    pub failures: u64,
+    pub untracked_syns: u64,
+    #[serde(default)]
+    pub held: u64,
 }
 
 /// One connection-table entry (`uvsadm -c`).

@@ -231,6 +231,15 @@ pub fn snapshot_with(
             hash_adopted: c.hash_adopted.get(),
             sleeps: c.sleeps.get(),
             tunnelled: [0, 1, 2].map(|i| c.tunnelled[i].get()),
+            synproxy: crate::snapshot::SynProxyCounts {
+                cookies_sent: c.synproxy_cookies_sent.get(),
+                cookies_valid: c.synproxy_cookies_valid.get(),
+                spliced: c.synproxy_spliced.get(),
+                syn_retransmits: c.synproxy_syn_retransmits.get(),
+                failures: c.synproxy_failures.get(),
+                untracked_syns: c.synproxy_untracked_syns.get(),
+                held: c.synproxy_held.get(),
+            },
             busy_ratio: rates.busy.get(i).copied().unwrap_or(0.0),
         })
         .collect();

@@ -98,6 +98,7 @@ fn sample() -> Snapshot {
                 sleeps: 0,
                 tunnelled: [0, 7, 0],
                 busy_ratio: 0.25,
+                ..WorkerSnapshot::default()
             },
             WorkerSnapshot {
                 id: 1,

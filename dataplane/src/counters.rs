@@ -51,6 +51,18 @@ pub struct WorkerCounters {
     pub announcements: Counter,
     /// TUN packets sent per encapsulation, indexed by `TunEncap::index` (ipip, gue, gre).
     pub tunnelled: [Counter; 3],
+    /// SYN proxy: SYN-ACKs with a cookie sent, cookies a client's ACK returned valid,
+    /// handshakes the real server completed, SYNs retransmitted to real servers, clients
+    /// reset because their server refused or never answered, and SYNs sent without a
+    /// retransmission copy (the worker's table slot was taken).
+    pub synproxy_cookies_sent: Counter,
+    pub synproxy_cookies_valid: Counter,
+    pub synproxy_spliced: Counter,
+    pub synproxy_syn_retransmits: Counter,
+    pub synproxy_failures: Counter,
+    pub synproxy_untracked_syns: Counter,
+    /// SYN proxy: early client segments held until the server answered, then forwarded.
+    pub synproxy_held: Counter,
     pub drops: Box<[Counter]>,
 }
 
@@ -70,6 +82,13 @@ impl Default for WorkerCounters {
             sleeps: Counter::default(),
             announcements: Counter::default(),
             tunnelled: Default::default(),
+            synproxy_cookies_sent: Counter::default(),
+            synproxy_cookies_valid: Counter::default(),
+            synproxy_spliced: Counter::default(),
+            synproxy_syn_retransmits: Counter::default(),
+            synproxy_failures: Counter::default(),
+            synproxy_untracked_syns: Counter::default(),
+            synproxy_held: Counter::default(),
             drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),
         }
     }

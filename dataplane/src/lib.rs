@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod sctp;
 pub mod slowpath;
 pub mod sync_tap;
+pub mod synproxy;
 pub mod tables;
 pub mod verdict;
 pub mod worker;

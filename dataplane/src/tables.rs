@@ -322,6 +322,8 @@ pub struct ServiceRt {
     pub specs: Vec<ServerSpec>,
     pub persistence: Option<Persistence>,
     pub one_packet: bool,
+    /// TCP SYN proxy (`dataplane/src/synproxy/`).
+    pub syn_proxy: bool,
     pub timeouts: Timeouts,
     pub fullnat_pool: Vec<IpKey>,
     pub sorry: Option<RealRt>,
@@ -488,6 +490,8 @@ pub struct ServiceSpec {
     pub reals: Vec<RealSpec>,
     pub persistence: Option<Persistence>,
     pub one_packet: bool,
+    /// TCP SYN proxy (`dataplane/src/synproxy/`).
+    pub syn_proxy: bool,
     pub timeouts: Timeouts,
     pub fullnat_pool: Vec<IpKey>,
     pub sorry: Option<RealSpec>,
@@ -742,6 +746,7 @@ impl TablesBuilder {
             specs,
             persistence: s.persistence,
             one_packet: s.one_packet,
+            syn_proxy: s.syn_proxy,
             timeouts: s.timeouts,
             fullnat_pool: s.fullnat_pool.clone(),
             sorry,

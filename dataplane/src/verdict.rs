@@ -19,6 +19,9 @@ pub enum Verdict {
     },
     /// Hand the frame to the slow path (ARP, NDP, ICMP echo for our addresses).
     SlowPath,
+    /// The pipeline kept a copy to send later (SYN proxy: a client's first segment before
+    /// its real server answered); it is counted when it leaves or is dropped.
+    Held,
     /// Drop and count.
     Drop(DropReason),
 }
@@ -121,6 +124,17 @@ drop_reasons! {
     SctpMalformed => "sctp_malformed",
     /// SCTP: a fragment (the CRC32c covers the whole packet; no reassembly here).
     SctpFragment => "sctp_fragment",
+    /// TCP options that do not parse (a length byte out of range), where uvs must read them
+    /// (SYN proxy).
+    TcpBadOptions => "tcp_bad_options",
+    /// SYN proxy: an ACK whose cookie does not match its tuple and ISN (forged, or not
+    /// ours).
+    SynProxyCookieInvalid => "synproxy_cookie_invalid",
+    /// SYN proxy: an ACK whose cookie is older than its validity (two 64 s periods).
+    SynProxyCookieExpired => "synproxy_cookie_expired",
+    /// SYN proxy: a client segment before the real server answered the SYN (the client
+    /// retransmits it), or a segment that fits no step of the proxied handshake.
+    SynProxyNotReady => "synproxy_not_ready",
 }
 
 #[cfg(test)]

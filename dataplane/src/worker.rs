@@ -101,11 +101,14 @@ pub struct Shared {
     /// Verify TCP/UDP checksums and complete partial ones (on; `uvs-bench pipeline` turns
     /// it off to measure the cost against the path without it).
     pub verify_l4_checksums: AtomicBool,
+    /// The SYN proxy's cookie secret and splice table.
+    pub synproxy: crate::synproxy::ProxyShared,
 }
 
 impl Shared {
     pub fn new(tables: Tables, conn_capacity: usize, workers: usize) -> Self {
-        Self {
+        let syn_proxy = tables.services.iter().flatten().any(|s| s.syn_proxy);
+        let shared = Self {
             tables: ArcSwap::from_pointee(tables),
             conns: ConnTable::new(conn_capacity),
             neigh: NeighTable::default(),
@@ -115,7 +118,13 @@ impl Shared {
             sync: crate::sync_tap::SyncTap::new(workers),
             cluster: Default::default(),
             verify_l4_checksums: AtomicBool::new(true),
+            synproxy: Default::default(),
+        };
+        if syn_proxy {
+            // Allocated now rather than by the first proxied handshake on a worker.
+            shared.synproxy.splices(&shared.conns);
         }
+        shared
     }
 
     pub fn workers(&self) -> usize {
@@ -142,6 +151,8 @@ pub struct Worker<P: Port> {
     pending: Pending,
     fullnat_cursor: u32,
     frags: crate::frag::FragTable,
+    /// SYNs sent to real servers for proxied connections, kept for retransmission.
+    proxy_syns: crate::synproxy::retransmit::ProxySyns,
     /// Look each burst's flows up together (large tables, where lookups miss the cache).
     batch_lookups: bool,
     /// Never sleep while idle (see [`Worker::run`]).
@@ -186,6 +197,7 @@ impl<P: Port> Worker<P> {
             pending: Pending::default(),
             fullnat_cursor: 0,
             frags: crate::frag::FragTable::default(),
+            proxy_syns: Default::default(),
             batch_lookups,
             busy_poll: false,
             burst: Box::new(BurstScratch {
@@ -266,6 +278,8 @@ impl<P: Port> Worker<P> {
             verify_l4_checksums: shared.verify_l4_checksums.load(Ordering::Relaxed),
             fullnat_cursor: &mut self.fullnat_cursor,
             frags: &mut self.frags,
+            proxy: &shared.synproxy,
+            proxy_syns: &mut self.proxy_syns,
         };
         let mut total = 0;
         let batch = self.batch_lookups;
@@ -401,6 +415,10 @@ impl<P: Port> Worker<P> {
                         done[ndone] = *f;
                         ndone += 1;
                     }
+                    Verdict::Held => {
+                        done[ndone] = *f;
+                        ndone += 1;
+                    }
                 }
             }
             if ntx > 0 {
@@ -442,6 +460,59 @@ impl<P: Port> Worker<P> {
                     counters.drops[DropReason::NeighbourUnresolved.index()].add(n);
                 }
             });
+        }
+        if !ctx.proxy_syns.is_empty() {
+            let ports = &mut self.ports;
+            let neigh = shared.neigh.load();
+            ctx.proxy_syns.step(
+                &shared.conns,
+                &tables,
+                &neigh,
+                ticks,
+                counters,
+                |port, frame| {
+                    let sent = ports
+                        .get_mut(usize::from(port))
+                        .is_some_and(|p| p.tx_copy(frame));
+                    if sent {
+                        counters.tx_packets.add(1);
+                        counters.tx_bytes.add(frame.len() as u64);
+                    } else {
+                        counters.drop(DropReason::TxFull);
+                    }
+                    sent
+                },
+            );
+        }
+        if ctx.proxy_syns.held() > 0 {
+            // Early client segments whose connection was spliced since (on any worker):
+            // through the pipeline like any client segment.
+            let mut f = [0u8; crate::synproxy::retransmit::HOLD_MAX];
+            while let Some(n) = ctx.proxy_syns.ready(&shared.conns, &mut f) {
+                let mut len = n;
+                let v = if n == 0 {
+                    Verdict::Drop(DropReason::SynProxyNotReady)
+                } else {
+                    process(&mut ctx, &tables, &neigh, &mut f, &mut len)
+                };
+                match v {
+                    Verdict::Forward(q) => {
+                        let sent = self
+                            .ports
+                            .get_mut(usize::from(q))
+                            .is_some_and(|p| p.tx_copy(&f[..len]));
+                        if sent {
+                            counters.tx_packets.add(1);
+                            counters.tx_bytes.add(len as u64);
+                            counters.synproxy_held.add(1);
+                        } else {
+                            counters.drop(DropReason::TxFull);
+                        }
+                    }
+                    Verdict::Drop(r) => counters.drop(r),
+                    _ => counters.drop(DropReason::SynProxyNotReady),
+                }
+            }
         }
         // One worker speaks for the node: its announcements go out once, not once per worker.
         if self.id == 0 {

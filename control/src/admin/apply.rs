@@ -187,6 +187,7 @@ fn new_service(a: &ServiceArgs, cfg: &Config) -> Service {
         forwarding: Forwarding::Dr,
         persistence: a.persistence,
         one_packet: a.one_packet,
+        syn_proxy: false,
         fullnat_pool: a.fullnat_pool.clone().unwrap_or_default(),
         timeouts: cfg.timeouts,
         sorry_server: None,

@@ -629,6 +629,9 @@ pub struct Service {
     pub persistence: Option<Persistence>,
     /// UDP one-packet scheduling (ipvsadm `-o`): every datagram is scheduled on its own.
     pub one_packet: bool,
+    /// TCP SYN proxy: uvs answers the handshake with a SYN cookie and opens the real
+    /// server's side only for clients that complete it (NAT and FullNAT only).
+    pub syn_proxy: bool,
     /// Source addresses for FullNAT, same family as the real servers using them. Non-empty
     /// when any real server uses FullNAT.
     pub fullnat_pool: Vec<IpAddr>,

@@ -136,6 +136,12 @@ impl ConnId {
     pub fn is_v6(self) -> bool {
         (self.0 >> 32) & 1 == 1
     }
+    /// The slot the connection occupies in its family's storage (< `capacity_of(v6)`): for
+    /// side tables that keep more per connection than the entry holds (the SYN proxy's
+    /// sequence deltas). A later connection may reuse the slot once this one is gone.
+    pub fn index(self) -> usize {
+        self.slot()
+    }
     /// The raw 64-bit form (for logs and admin output).
     pub fn as_u64(self) -> u64 {
         self.0

@@ -66,10 +66,14 @@ fn bytes(a: IpAddr) -> [u8; 16] {
 
 /// The record a master sends for `c`, an entry of `tables`' services, with `left_ms`
 /// before it expires. `None` for entries that are not synced (SCTP tag records, entries of
-/// a service that is gone).
+/// a service that is gone, connections of the SYN proxy: a peer could not translate them
+/// without their sequence deltas, which the IPVS record has no room for).
 pub fn record(tables: &Tables, c: &Conn, left_ms: u32) -> Option<SyncConn> {
     let kind = EntryKind::of(c);
     if kind == EntryKind::SctpTag {
+        return None;
+    }
+    if c.flags & conn_flags::SYNPROXY != 0 {
         return None;
     }
     let svc = tables.service(c.service)?;

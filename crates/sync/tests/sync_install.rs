@@ -252,3 +252,43 @@ fn mid_flow_packets_follow_the_hash_on_another_node() {
         assert_eq!(b.client(false, 42000, tk::RST), None, "{kind:?}");
     }
 }
+
+/// Connections of the SYN proxy stay on their node: a peer could not translate their
+/// sequence numbers (the IPVS record has no room for the deltas).
+#[test]
+fn syn_proxy_connections_are_not_synced() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    for s in &mut spec.services {
+        s.syn_proxy = s.key.proto == 6;
+    }
+    let mut a = Node::new(&spec);
+    assert_eq!(
+        a.client(false, 4000, tk::SYN),
+        None,
+        "answered by uvs itself"
+    );
+    // The client's ACK echoes the cookie (tk's SYN: ISN 1000, no MSS option → index 0).
+    let t = uvs_dataplane::synproxy::cookie::Tuple {
+        client: lab::ipk(lab::CLIENT4).addr,
+        vip: lab::ipk(lab::VIP4).addr,
+        client_port: 4000,
+        vip_port: 80,
+    };
+    let count = uvs_dataplane::synproxy::cookie::count_of(a.shared.clock.now_s());
+    let cookie = a.shared.synproxy.secret.make(&t, 1000, 0, count);
+    let ack = etherparse::PacketBuilder::ethernet2(lab::CLIENT_MAC, lab::LB0_MAC)
+        .ipv4([198, 18, 0, 2], [198, 18, 100, 1], 64)
+        .tcp(4000, 80, 1001, 65535)
+        .ack(cookie.wrapping_add(1));
+    let mut f = Vec::new();
+    ack.write(&mut f, b"").unwrap();
+    assert!(a.w.ports[0].push_rx(&f));
+    a.w.poll();
+    assert_eq!(
+        a.w.ports[1].take_tx().len(),
+        1,
+        "the SYN to the real server"
+    );
+    assert_eq!(a.shared.conns.len(), 1);
+    assert!(a.sent().is_empty(), "a proxied connection is not synced");
+}

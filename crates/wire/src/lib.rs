@@ -35,6 +35,8 @@ pub mod parse;
 pub mod rewrite;
 pub mod sctp;
 pub mod tcp;
+pub mod tcp_options;
+pub mod tcp_segment;
 pub mod udp;
 pub mod untunnel;
 
@@ -60,6 +62,8 @@ pub use rewrite::{
 };
 pub use sctp::SctpPacket;
 pub use tcp::TcpPacket;
+pub use tcp_options::TcpOptions;
+pub use tcp_segment::{splice, tcp_fields, write_segment, Segment, Splice, TcpFields};
 pub use udp::{UdpPacket, UdpRepr};
 
 /// IP protocol / IPv6 next-header numbers (IANA "Assigned Internet Protocol Numbers").

@@ -37,6 +37,9 @@ pub(crate) fn established(
     if ctx.settings.expire_nodest_conn && !lifecycle::dest_alive(svc, conn) {
         return orphan(ctx, tables, hit);
     }
+    if conn.flags & conn_flags::SYNPROXY != 0 {
+        return crate::synproxy::established(ctx, tables, neigh, buf, len, p, hit, svc);
+    }
     let real = svc
         .real(conn.real)
         .filter(|r| r.addr.same_addr(&conn.reply.src));

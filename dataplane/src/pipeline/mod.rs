@@ -48,6 +48,8 @@ pub mod conn_flags {
     pub const TEMPLATE: u8 = 0x02;
     /// Installed from a peer's sync message (IPVS's IP_VS_CONN_F_SYNC).
     pub const SYNCED: u8 = 0x04;
+    /// Opened by the SYN proxy: its segments are translated (`crate::synproxy`).
+    pub const SYNPROXY: u8 = 0x08;
 }
 
 /// What the pipeline needs from its worker.
@@ -71,6 +73,10 @@ pub struct Ctx<'a> {
     pub fullnat_cursor: &'a mut u32,
     /// Which connection each recent fragmented datagram belongs to.
     pub frags: &'a mut crate::frag::FragTable,
+    /// The SYN proxy's cookie secret and splice table.
+    pub proxy: &'a crate::synproxy::ProxyShared,
+    /// The SYNs this worker sent to real servers for proxied connections.
+    pub proxy_syns: &'a mut crate::synproxy::retransmit::ProxySyns,
 }
 
 #[inline]

@@ -24,6 +24,9 @@ pub(crate) fn new_flow(
     let Some(svc) = tables.service_for(ip(v6, p.dst), p.l4_proto, p.dport) else {
         return no_service(tables, p, v6);
     };
+    if svc.syn_proxy && p.l4_proto == PROTO_TCP && p.frag == Frag::None {
+        return crate::synproxy::on_new_flow(ctx, tables, neigh, buf, len, p, svc);
+    }
     // IPVS schedules TCP only on a SYN (sloppy_tcp off): a stray ACK for a flow we do not
     // know must not pin a real server. Except where every node would pick the same server
     // for it: with a consistent-hash scheduler (mh, sh) a mid-flow packet that ECMP moved

@@ -423,6 +423,51 @@ fn service_rest(
         }
     }
 
+    // The SYN proxy answers the handshake itself and must see every reply to splice the two
+    // halves: TCP only, and only where replies come back through uvs (NAT, FullNAT).
+    let syn_proxy = r.syn_proxy.unwrap_or(false);
+    if syn_proxy {
+        if key.is_fwmark() || protocol != Protocol::Tcp {
+            return Err(cx
+                .err(
+                    &p("syn_proxy"),
+                    format!(
+                        "syn_proxy applies only to tcp address services, this service is {}",
+                        if key.is_fwmark() {
+                            "a firewall-mark service".to_string()
+                        } else {
+                            protocol.to_string()
+                        }
+                    ),
+                )
+                .with_hint(Some("remove `syn_proxy`".into())));
+        }
+        let bypass = |f: Forwarding| matches!(f, Forwarding::Dr | Forwarding::Tun);
+        let what = real_servers
+            .iter()
+            .find(|rs| bypass(rs.forwarding))
+            .map(|rs| (format!("real server {}", rs.address), rs.forwarding))
+            .or_else(|| {
+                sorry_server
+                    .as_ref()
+                    .filter(|_| bypass(forwarding))
+                    .map(|ss| (format!("sorry server {}", ss.address), forwarding))
+            });
+        if let Some((who, method)) = what {
+            return Err(cx
+                .err(
+                    &p("syn_proxy"),
+                    format!(
+                        "syn_proxy needs replies to pass through uvs, but {who} uses {}",
+                        method.name()
+                    ),
+                )
+                .with_hint(Some(
+                    "use nat or fullnat for every real server, or drop syn_proxy".into(),
+                )));
+        }
+    }
+
     // FullNAT's source pool: needed by any fullnat real server, of that server's family.
     let mut fullnat_pool = Vec::new();
     let mut listed = HashSet::new();
@@ -501,6 +546,7 @@ fn service_rest(
         forwarding,
         persistence,
         one_packet,
+        syn_proxy,
         fullnat_pool,
         timeouts,
         sorry_server,

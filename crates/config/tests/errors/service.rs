@@ -136,6 +136,27 @@ fn service_errors() {
             None,
         ),
         case(
+            "services:\n  - vip: 198.18.100.1\n    protocol: udp\n    port: 53\n    syn_proxy: true\n",
+            "true",
+            "services[0].syn_proxy",
+            "syn_proxy applies only to tcp address services, this service is udp",
+            Some("remove `syn_proxy`"),
+        ),
+        case(
+            "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    forwarding: dr\n    syn_proxy: true\n    real_servers: [{address: 198.18.1.1}]\n",
+            "syn_proxy: |true",
+            "services[0].syn_proxy",
+            "syn_proxy needs replies to pass through uvs, but real server 198.18.1.1 uses dr",
+            Some("nat or fullnat"),
+        ),
+        case(
+            "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    forwarding: nat\n    syn_proxy: true\n    real_servers: [{address: 198.18.1.1}, {address: 198.18.1.2, forwarding: tun}]\n",
+            "syn_proxy: |true",
+            "services[0].syn_proxy",
+            "syn_proxy needs replies to pass through uvs, but real server 198.18.1.2 uses tun",
+            Some("nat or fullnat"),
+        ),
+        case(
             "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 0\n",
             "port: |0",
             "services[0].port",

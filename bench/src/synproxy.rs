@@ -1,0 +1,304 @@
+//! `uvs-bench pipeline --synproxy`: the SYN proxy's cost on the in-memory pipeline, beside
+//! plain NAT in the same run.
+//!
+//! - `synproxycookies`: distinct SYNs, each answered with a cookie SYN-ACK (cookie
+//!   handshakes per second per core).
+//! - `synproxynewflows`: whole proxied openings, timed phase by phase over the same
+//!   connections — the SYNs, then the clients' ACKs (cookie check, entry, SYN to the
+//!   server), then the servers' SYN-ACKs (ACK back) — as ns and millions per second per
+//!   *connection*, against NAT's new flows (one SYN per connection).
+//! - `synproxyestablished`: client packets of spliced connections (acknowledgement
+//!   translated before the NAT rewrite), against NAT's established flows over the same
+//!   frames, the two in alternating rounds (best round each: the machine is shared).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use etherparse::PacketBuilder;
+use uvs_conntrack::FlowKey;
+use uvs_dataplane::lab;
+use uvs_dataplane::synproxy::cookie;
+use uvs_dataplane::{Method, Shared, TablesBuilder, Worker, BURST};
+use uvs_port::MemPort;
+use uvs_sched::SchedulerKind;
+use uvs_testkit as tk;
+
+use crate::pipeline::{
+    client_addr, family_name, measure, outcome, tallies, Kind, Outcome, Scenario,
+};
+
+fn setup(v6: bool, capacity: usize) -> Arc<Shared> {
+    setup_with(v6, capacity, true)
+}
+
+fn setup_with(v6: bool, capacity: usize, syn_proxy: bool) -> Arc<Shared> {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    for s in &mut spec.services {
+        s.syn_proxy = syn_proxy && s.key.proto == 6;
+    }
+    let tables = TablesBuilder::build(&spec, None).expect("lab tables");
+    let shared = Arc::new(Shared::new(tables, capacity, 1));
+    lab::learn_neighbours(&shared.neigh, 0);
+    for i in (0..12_000_000).step_by(60_000) {
+        let (ip, _) = client_addr(i, v6);
+        shared
+            .neigh
+            .learn(uvs_dataplane::IpKey::from_ip(ip), lab::CLIENT_MAC, 0);
+    }
+    shared
+}
+
+fn vip(v6: bool) -> IpAddr {
+    if v6 { lab::VIP6 } else { lab::VIP4 }.parse().expect("vip")
+}
+
+fn octets(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v) => {
+            let mut x = [0; 16];
+            x[..4].copy_from_slice(&v.octets());
+            x
+        }
+        IpAddr::V6(v) => v.octets(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    macs: ([u8; 6], [u8; 6]),
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    syn: bool,
+) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(macs.0, macs.1);
+    let ip = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+        _ => unreachable!("mixed families"),
+    };
+    let mut b = ip.tcp(sport, dport, seq, 65535);
+    if syn {
+        b = b.syn();
+    }
+    let b = b.ack(ack);
+    let mut out = Vec::new();
+    b.write(&mut out, b"").expect("tcp frame");
+    out
+}
+
+fn worker(
+    shared: &Arc<Shared>,
+    from_client: Vec<Vec<u8>>,
+    from_server: Vec<Vec<u8>>,
+) -> Worker<MemPort> {
+    let slots = 4 * BURST + 64;
+    let port = |name: &str, t: Vec<Vec<u8>>| {
+        if t.is_empty() {
+            MemPort::sink(name, slots)
+        } else {
+            MemPort::replay(name, slots, t)
+        }
+    };
+    Worker::new(
+        0,
+        vec![
+            port("mem-client", from_client),
+            port("mem-server", from_server),
+        ],
+        shared.clone(),
+    )
+}
+
+fn syns_of(clients: &[(IpAddr, u16)], vip: IpAddr) -> Vec<Vec<u8>> {
+    clients
+        .iter()
+        .map(|&(c, p)| tk::tcp(lab::CLIENT_MAC, lab::LB0_MAC, c, p, vip, 80, tk::SYN, b""))
+        .collect()
+}
+
+fn scenario(kind: Kind, v6: bool, flows: usize, frame_len: usize) -> Scenario {
+    Scenario {
+        kind,
+        method: "nat".into(),
+        family: family_name(v6),
+        protocol: "tcp",
+        flows,
+        frame_len,
+        workers: 1,
+        l4_checksum: None,
+        stage: None,
+    }
+}
+
+/// The SYN proxy rows, each after the plain-NAT row it compares with: NAT new flows,
+/// cookie SYN-ACKs, proxied openings; NAT established, spliced established.
+pub fn run(v6: bool, count: usize, flows: usize, seconds: f64) -> Vec<Outcome> {
+    // Whole bursts, so that no phase replays a frame twice (a second ACK of one
+    // connection would meet its entry).
+    let count = (count / BURST).max(1) * BURST;
+    let mut out = vec![crate::pipeline::new_flows(Method::Nat, v6, 6, count)];
+    let shared = setup(v6, count + 1024);
+    let vip = vip(v6);
+    let clients: Vec<(IpAddr, u16)> = (0..count).map(|i| client_addr(i, v6)).collect();
+
+    // 1. SYNs: a cookie SYN-ACK each, no entry.
+    let syns = syns_of(&clients, vip);
+    let len = syns[0].len();
+    let start = tallies(&shared);
+    let mut w = worker(&shared, syns, Vec::new());
+    let (n, syn_secs) = measure(|| w.poll(), 3600.0, Some(count as u64));
+    assert_eq!(shared.conns.len(), 0, "cookies store nothing");
+    out.push(outcome(
+        scenario(Kind::SynProxyCookies, v6, count, len),
+        n,
+        syn_secs,
+        Some((&shared, start)),
+    ));
+
+    // 2. The clients' ACKs with their cookies (the bench computes them with the dataplane's
+    // secret, as the clients would echo them): entry + SYN to the server each.
+    let now_count = cookie::count_of(shared.clock.now_s());
+    // tk's SYNs carry ISN 1000 and no MSS option: index 0 of the family's table.
+    let acks: Vec<Vec<u8>> = clients
+        .iter()
+        .map(|&(c, p)| {
+            let t = cookie::Tuple {
+                client: octets(c),
+                vip: octets(vip),
+                client_port: p,
+                vip_port: 80,
+            };
+            let ck = shared.synproxy.secret.make(&t, 1000, 0, now_count);
+            tcp(
+                (lab::CLIENT_MAC, lab::LB0_MAC),
+                c,
+                p,
+                vip,
+                80,
+                1001,
+                ck.wrapping_add(1),
+                false,
+            )
+        })
+        .collect();
+    let start = tallies(&shared);
+    let mut w = worker(&shared, acks.clone(), Vec::new());
+    let (n_ack, ack_secs) = measure(|| w.poll(), 3600.0, Some(count as u64));
+    assert_eq!(
+        shared.conns.len(),
+        count,
+        "every valid cookie opened an entry"
+    );
+    let (_, ack_drops) = tallies(&shared);
+    let ack_drops = ack_drops - start.1;
+
+    // 3. The servers' SYN-ACKs, to the tuple each entry expects: an ACK back each.
+    let now = shared.clock.now_ticks();
+    let synacks: Vec<Vec<u8>> = clients
+        .iter()
+        .map(|&(c, p)| {
+            let key = match (c, vip) {
+                (IpAddr::V4(a), IpAddr::V4(b)) => FlowKey::v4(6, a.octets(), p, b.octets(), 80),
+                _ => FlowKey::v6(6, octets(c), p, octets(vip), 80),
+            };
+            let hit = shared.conns.lookup(&key, now).expect("entry");
+            let r = hit.conn.reply;
+            let ip = |a: [u8; 16]| -> IpAddr {
+                if v6 {
+                    a.into()
+                } else {
+                    [a[0], a[1], a[2], a[3]].into()
+                }
+            };
+            let real_mac = lab::real_mac(1 + hit.conn.real as u8);
+            tcp(
+                (real_mac, lab::LB1_MAC),
+                ip(r.src),
+                r.sport,
+                ip(r.dst),
+                r.dport,
+                5000,
+                1001,
+                true,
+            )
+        })
+        .collect();
+    let start2 = tallies(&shared);
+    let mut w = worker(&shared, Vec::new(), synacks);
+    let (_, synack_secs) = measure(|| w.poll(), 3600.0, Some(count as u64));
+    let (fwd, drops) = tallies(&shared);
+    let total = syn_secs + ack_secs + synack_secs;
+    let mut open = outcome(
+        scenario(Kind::SynProxyNewFlows, v6, count, len),
+        n_ack,
+        total,
+        None,
+    );
+    open.forwarded = fwd - start.0;
+    open.drops = drops - start2.1 + ack_drops;
+    // Forwarded: one SYN and one ACK per connection went to the servers.
+    open.packets = 2 * n_ack;
+    open.ns_per_packet = total * 1e9 / n_ack.max(1) as f64;
+    open.mpps = n_ack as f64 / total / 1e6;
+    open.bytes_per_conn = Some(shared.conns.bytes_per_entry(v6) + 16.0);
+    out.push(open);
+
+    // 4. Established: plain NAT flows and spliced ones (`flows` of the proxied
+    // connections), the same client ACK frames, in alternating rounds so that both see the
+    // same machine (it is shared); each figure is its best round.
+    let flows = flows.min(count);
+    let nat = setup_with(v6, flows + 1024, false);
+    let mut w = worker(&nat, syns_of(&clients[..flows], vip), Vec::new());
+    let mut opened = 0;
+    while opened < flows {
+        opened += w.poll();
+    }
+    assert_eq!(nat.conns.len(), flows, "NAT opened every flow");
+    let data: Vec<Vec<u8>> = acks.into_iter().take(flows).collect();
+    let mut plain = worker(&nat, data.clone(), Vec::new());
+    let mut spliced = worker(&shared, data, Vec::new());
+    let rounds = 8;
+    let (mut best_nat, mut best_proxy) = ((0u64, f64::MAX), (0u64, f64::MAX));
+    let (mut all_nat, mut all_proxy) = (0u64, 0u64);
+    let (nat_start, proxy_start) = (tallies(&nat), tallies(&shared));
+    let better = |(n, t): (u64, f64), best: (u64, f64)| {
+        t / (n.max(1) as f64) < best.1 / (best.0.max(1) as f64)
+    };
+    for _ in 0..rounds {
+        let r = measure(|| plain.poll(), seconds / f64::from(rounds), None);
+        all_nat += r.0;
+        if better(r, best_nat) {
+            best_nat = r;
+        }
+        let r = measure(|| spliced.poll(), seconds / f64::from(rounds), None);
+        all_proxy += r.0;
+        if better(r, best_proxy) {
+            best_proxy = r;
+        }
+    }
+    let row = |kind, (n, t): (u64, f64), all: u64, sh: &Shared, start: (u64, u64)| {
+        let mut o = outcome(scenario(kind, v6, flows, len), n, t, None);
+        // The best round's packets; frames not forwarded in any round are taken off.
+        let (fwd, drops) = tallies(sh);
+        o.forwarded = n.saturating_sub(all.saturating_sub(fwd - start.0));
+        o.drops = drops - start.1;
+        o.bytes_per_conn = Some(sh.conns.bytes_per_entry(v6));
+        o
+    };
+    out.push(row(Kind::Established, best_nat, all_nat, &nat, nat_start));
+    let mut est = row(
+        Kind::SynProxyEstablished,
+        best_proxy,
+        all_proxy,
+        &shared,
+        proxy_start,
+    );
+    // The splice table's 16 bytes per connection slot come on top of the entry.
+    est.bytes_per_conn = est.bytes_per_conn.map(|b| b + 16.0);
+    out.push(est);
+    out
+}

@@ -1,0 +1,287 @@
+//! The client's half of the handshake: a SYN gets a cookie SYN-ACK, the returning ACK
+//! opens the entry and becomes the SYN to the real server.
+
+use std::sync::Arc;
+
+use uvs_conntrack::{tcp::TcpState, Conn, FlowKey, InsertError};
+use uvs_wire::tcp::flags;
+use uvs_wire::{tcp_options, Parsed, Segment, L3};
+
+use super::cookie::{self, CookieError, SynOptions, Tuple};
+use super::{Opts, OFFERED_WSCALE, SYNACK_WINDOW, SYN_SENT_TIMEOUT_MS};
+use crate::neigh::NeighMap;
+use crate::pipeline::{
+    choose_real, conn_flags, insert_fullnat, ip, l2_out, real_egress, Ctx, PROTO_TCP,
+};
+use crate::tables::{Method, ServiceRt, Tables};
+use crate::verdict::{DropReason, Verdict};
+
+/// A TCP segment of a flow the table does not know, addressed to a `syn_proxy` service.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+pub(crate) fn on_new_flow(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    svc: &Arc<ServiceRt>,
+) -> Verdict {
+    let f = p.tcp_flags;
+    if f & (flags::SYN | flags::ACK | flags::RST | flags::FIN) == flags::SYN {
+        return syn(ctx, tables, neigh, buf, len, p);
+    }
+    if f & (flags::SYN | flags::ACK | flags::RST) == flags::ACK {
+        return ack(ctx, tables, neigh, buf, len, p, svc);
+    }
+    Verdict::Drop(DropReason::NotSyn)
+}
+
+fn tuple(p: &Parsed) -> Tuple {
+    Tuple {
+        client: p.src,
+        vip: p.dst,
+        client_port: p.sport,
+        vip_port: p.dport,
+    }
+}
+
+/// Answers a SYN with a cookie SYN-ACK, rewriting the frame in place; stores nothing.
+fn syn(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &Parsed,
+) -> Verdict {
+    let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
+        return Verdict::Drop(DropReason::TcpBadOptions);
+    };
+    let v6 = p.l3 == L3::V6;
+    // RFC 9293 §3.7.1: no MSS option means 536 (IPv4) / 1220 (IPv6).
+    let mss = t.options.mss.unwrap_or(if v6 { 1220 } else { 536 });
+    let idx = cookie::mss_index(v6, mss);
+    let now_count = cookie::count_of(ctx.now_s);
+    let isn = ctx.proxy.secret.make(&tuple(p), t.seq, idx, now_count);
+    let mut opts = [0u8; 20];
+    let mut syn_flags = flags::SYN | flags::ACK;
+    let n = match t.options.timestamp {
+        // Without timestamps the cookie can keep only the MSS: offer nothing else (as
+        // Linux does in cookie mode).
+        None => tcp_options::write_syn_options(
+            &mut opts,
+            cookie::mss_table(v6)[usize::from(idx)],
+            None,
+            false,
+            None,
+        ),
+        Some((tsval, _)) => {
+            let o = SynOptions {
+                mss,
+                wscale: t.options.wscale.map(|w| w.min(cookie::MAX_WSCALE)),
+                sack: t.options.sack_perm,
+                // RFC 3168 §6.1.1: an ECN-setup SYN has ECE and CWR; its SYN-ACK has ECE.
+                ecn: p.tcp_flags & (flags::ECE | flags::CWR) == flags::ECE | flags::CWR,
+            };
+            if o.ecn {
+                syn_flags |= flags::ECE;
+            }
+            let ts = cookie::ts_encode(ctx.now, &o);
+            tcp_options::write_syn_options(
+                &mut opts,
+                cookie::mss_table(v6)[usize::from(idx)],
+                o.wscale.map(|_| OFFERED_WSCALE),
+                o.sack,
+                Some((ts, tsval)),
+            )
+        }
+    };
+    let seg = Segment {
+        src: p.dst,
+        dst: p.src,
+        ttl: 64,
+        sport: p.dport,
+        dport: p.sport,
+        seq: isn,
+        ack: t.seq.wrapping_add(1),
+        flags: syn_flags,
+        window: SYNACK_WINDOW,
+        options: &opts[..n],
+    };
+    let Some(n) = uvs_wire::write_segment(buf, usize::from(p.l3_off), p.l3, &seg) else {
+        return Verdict::Drop(DropReason::TcpBadOptions);
+    };
+    *len = n;
+    ctx.counters.synproxy_cookies_sent.add(1);
+    let Some((port, hop)) = tables.route(&ip(v6, p.src)) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    l2_out(tables, neigh, buf, port, hop)
+}
+
+/// A client's ACK without an entry: a valid cookie opens the connection and the frame
+/// becomes the SYN to the chosen real server.
+#[allow(clippy::too_many_arguments)]
+fn ack(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    svc: &Arc<ServiceRt>,
+) -> Verdict {
+    let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
+        return Verdict::Drop(DropReason::TcpBadOptions);
+    };
+    let v6 = p.l3 == L3::V6;
+    let client_isn = t.seq.wrapping_sub(1);
+    let our_isn = t.ack.wrapping_sub(1);
+    let idx =
+        match ctx
+            .proxy
+            .secret
+            .check(&tuple(p), client_isn, our_isn, cookie::count_of(ctx.now_s))
+        {
+            Ok(i) => i,
+            Err(CookieError::Expired) => return Verdict::Drop(DropReason::SynProxyCookieExpired),
+            Err(_) => return Verdict::Drop(DropReason::SynProxyCookieInvalid),
+        };
+    let mss = cookie::mss_table(v6)[usize::from(idx)];
+    let (opts, our_ts) = match t.options.timestamp {
+        Some((tsval, tsecr)) => match cookie::ts_decode(tsecr, mss) {
+            Ok(o) => (o, Some((tsval, tsecr))),
+            Err(_) => return Verdict::Drop(DropReason::SynProxyCookieInvalid),
+        },
+        None => (
+            SynOptions {
+                mss,
+                ..SynOptions::default()
+            },
+            None,
+        ),
+    };
+    ctx.counters.synproxy_cookies_valid.add(1);
+    // Data on the handshake's last ACK (the client's ACK was lost and this is its first
+    // data segment, or a client that sends with the ACK): the frame becomes the server's
+    // SYN, so a copy is kept to be held like any early segment once the SYN is out.
+    let mut early = [0u8; super::retransmit::HOLD_MAX];
+    let early_len = if t.payload_len > 0 && *len <= early.len() {
+        early[..*len].copy_from_slice(&buf[..*len]);
+        *len
+    } else {
+        0
+    };
+    if t.payload_len > 0 && early_len == 0 {
+        // Too long to keep: lost here, counted; the client retransmits it.
+        ctx.counters.drop(DropReason::SynProxyNotReady);
+    }
+
+    let Some(slot) = choose_real(ctx, svc, p, v6) else {
+        return Verdict::Drop(DropReason::NoRealServer);
+    };
+    let Some(real) = svc.real(slot) else {
+        return Verdict::Drop(DropReason::NoRealServer);
+    };
+    let real_port = if real.port == 0 { p.dport } else { real.port };
+    let key = crate::pipeline::flow_key(p);
+    let mut conn = Conn {
+        orig: key,
+        reply: FlowKey {
+            proto: PROTO_TCP,
+            v6,
+            src: real.addr.addr,
+            dst: key.src,
+            sport: real_port,
+            dport: key.sport,
+        },
+        service: svc.id,
+        real: slot,
+        method: real.method as u8,
+        state: TcpState::SynSent as u8,
+        flags: conn_flags::SYNPROXY,
+    };
+    let deadline = ctx.now.wrapping_add(SYN_SENT_TIMEOUT_MS);
+    let inserted = if real.method == Method::FullNat {
+        match insert_fullnat(ctx, svc, &mut conn, deadline) {
+            Some(r) => r,
+            None => return Verdict::Drop(DropReason::NoLocalPort),
+        }
+    } else {
+        ctx.conns.insert(&conn, ctx.now, deadline)
+    };
+    let id = match inserted {
+        Ok(id) => id,
+        // Another worker opened it from a duplicate ACK a moment ago.
+        Err(InsertError::Exists(_)) => return Verdict::Drop(DropReason::SynProxyNotReady),
+        Err(InsertError::Contended) => return Verdict::Drop(DropReason::InsertContended),
+        Err(_) => return Verdict::Drop(DropReason::TableFull),
+    };
+    crate::lifecycle::bind(svc, slot, conn.state, PROTO_TCP);
+    svc.stats.worker(ctx.worker).conns.add(1);
+    real.stats.worker(ctx.worker).conns.add(1);
+    ctx.counters.new_conns.add(1);
+    let our_tsval = our_ts.map_or(0, |(_, e)| e);
+    ctx.proxy.splices(ctx.conns).store(
+        id,
+        (u64::from(our_isn) << 32) | u64::from(our_tsval),
+        Opts::client(opts.wscale, our_ts.is_some()),
+    );
+
+    // The SYN to the real server: the client's ISN and its options as the cookie kept them.
+    let mut o = [0u8; 20];
+    let n = tcp_options::write_syn_options(
+        &mut o,
+        opts.mss,
+        opts.wscale,
+        opts.sack,
+        our_ts.map(|(v, _)| (v, 0)),
+    );
+    let window = match opts.wscale {
+        Some(s) => (u32::from(t.window) << s).min(65535) as u16,
+        None => t.window,
+    };
+    let seg = Segment {
+        src: conn.reply.dst,
+        dst: conn.reply.src,
+        ttl: 64,
+        sport: conn.reply.dport,
+        dport: conn.reply.sport,
+        seq: client_isn,
+        ack: 0,
+        flags: if opts.ecn {
+            flags::SYN | flags::ECE | flags::CWR
+        } else {
+            flags::SYN
+        },
+        window,
+        options: &o[..n],
+    };
+    let Some(n) = uvs_wire::write_segment(buf, usize::from(p.l3_off), p.l3, &seg) else {
+        return Verdict::Drop(DropReason::TcpBadOptions);
+    };
+    *len = n;
+    let real_addr = ip(v6, real.addr.addr);
+    let Some((egress, hop)) = real_egress(tables, Some(real), &real_addr) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    crate::pipeline::account(ctx.worker, svc, Some(real), n as u64, true);
+    let v = l2_out(tables, neigh, buf, egress, hop);
+    let rst = super::retransmit::ClientReset {
+        v6,
+        client: conn.orig.src,
+        vip: conn.orig.dst,
+        client_port: conn.orig.sport,
+        vip_port: conn.orig.dport,
+        seq: our_isn.wrapping_add(1),
+        ack: t.seq,
+    };
+    ctx.proxy_syns
+        .push(id, &buf[..*len], egress, hop, rst, ctx.now, ctx.counters);
+    if early_len > 0 && !ctx.proxy_syns.hold(id, &early[..early_len]) {
+        ctx.counters.drop(DropReason::SynProxyNotReady);
+    }
+    v
+}

@@ -1,0 +1,237 @@
+//! The SYN proxy (`syn_proxy: true` on a TCP service forwarded by NAT or FullNAT), as
+//! DPVS's `ip_vs_synproxy.c` does it for IPVS and RFC 4987 §3.6 describes SYN cookies:
+//!
+//! 1. A client's SYN is answered by uvs with a SYN-ACK whose sequence number is a SYN cookie
+//!    ([`cookie`]); nothing is stored, so a flood of spoofed SYNs fills no table.
+//! 2. The client's ACK returns the cookie. A valid one creates the connection entry (flag
+//!    `SYNPROXY`, state SYN_SENT), the scheduler picks the real server, and the ACK frame
+//!    becomes a SYN to it carrying the client's ISN and options (MSS, window scale, SACK,
+//!    timestamps as the cookie decoded them). The SYN is retransmitted by the worker that
+//!    sent it ([`retransmit`]) until the server answers; a server that never answers (or
+//!    refuses) gets the client reset.
+//! 3. The server's SYN-ACK is turned into the ACK that completes its handshake; the
+//!    difference between its ISN and the cookie (and between its TSval and uvs's) goes to
+//!    a table beside the connection table ([`SpliceTable`]); from then on every segment is
+//!    translated ([`splice`]).
+//!
+//! A client's first segment that arrives before the server's SYN-ACK is held in a fixed
+//! per-worker pool and sent once the connection is spliced ([`retransmit`]); others are
+//! dropped and counted (`synproxy_not_ready`): the client still holds them and
+//! retransmits. No memory grows with a client's sending.
+
+pub mod cookie;
+mod handshake;
+pub mod retransmit;
+mod splice;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+pub(crate) use handshake::on_new_flow;
+pub(crate) use splice::established;
+
+/// The window-scale shift uvs offers a client in its SYN-ACK (before it knows the real
+/// server's): Linux's default for a 6 MiB receive buffer. A server that scales by another
+/// shift has its windows rescaled on the way ([`splice`]).
+pub const OFFERED_WSCALE: u8 = 7;
+/// The window of uvs's SYN-ACK (never scaled, RFC 7323 §2.2).
+pub const SYNACK_WINDOW: u16 = 65535;
+/// How long an entry waits for the real server's SYN-ACK at most (the retransmissions
+/// give up earlier and reset the client).
+pub const SYN_SENT_TIMEOUT_MS: u32 = 8000;
+
+/// State the SYN proxy shares between workers.
+#[derive(Debug)]
+pub struct ProxyShared {
+    pub secret: cookie::CookieSecret,
+    splices: OnceLock<SpliceTable>,
+}
+
+impl Default for ProxyShared {
+    fn default() -> Self {
+        Self {
+            secret: cookie::CookieSecret::random(),
+            splices: OnceLock::new(),
+        }
+    }
+}
+
+impl ProxyShared {
+    /// The splice table (16 bytes per connection slot of each family), allocated when
+    /// tables with a `syn_proxy` service are first built or published (`Shared::new`,
+    /// control's reload), so a configuration without `syn_proxy` never pays for it; a
+    /// worker only allocates it if it was somehow missed.
+    pub fn splices(&self, conns: &uvs_conntrack::ConnTable) -> &SpliceTable {
+        self.splices
+            .get_or_init(|| SpliceTable::new(conns.capacity_of(false), conns.capacity_of(true)))
+    }
+}
+
+/// Per connection slot: what a spliced connection adds to the connection entry.
+///
+/// - word `a`: while SYN_SENT, uvs's ISN (high 32 bits) and the TSval it sent the client
+///   (low); once spliced, the sequence delta (server ISN − cookie) and the timestamp delta
+///   (server TSval − uvs's TSval).
+/// - word `b`: the option bits ([`Opts`]).
+///
+/// The worker that completes the handshake writes both words before it moves the entry
+/// to ESTABLISHED; a worker that sees ESTABLISHED reads them.
+#[derive(Debug)]
+pub struct SpliceTable {
+    v4: Box<[[AtomicU64; 2]]>,
+    v6: Box<[[AtomicU64; 2]]>,
+}
+
+impl SpliceTable {
+    fn new(v4: usize, v6: usize) -> Self {
+        let mk = |n: usize| {
+            (0..n)
+                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+                .collect()
+        };
+        Self {
+            v4: mk(v4),
+            v6: mk(v6),
+        }
+    }
+
+    fn slot(&self, id: uvs_conntrack::ConnId) -> Option<&[AtomicU64; 2]> {
+        if id.is_v6() {
+            self.v6.get(id.index())
+        } else {
+            self.v4.get(id.index())
+        }
+    }
+
+    pub(crate) fn load(&self, id: uvs_conntrack::ConnId) -> (u64, Opts) {
+        match self.slot(id) {
+            Some(s) => (
+                s[0].load(Ordering::Acquire),
+                Opts(s[1].load(Ordering::Acquire)),
+            ),
+            None => (0, Opts(0)),
+        }
+    }
+
+    pub(crate) fn store(&self, id: uvs_conntrack::ConnId, a: u64, b: Opts) {
+        if let Some(s) = self.slot(id) {
+            s[0].store(a, Ordering::Release);
+            s[1].store(b.0, Ordering::Release);
+        }
+    }
+
+    /// Claims the completion of a handshake: sets `SPLICED` with the server's option bits
+    /// unless another worker did; true for the one that did.
+    pub(crate) fn claim(&self, id: uvs_conntrack::ConnId, server: Opts) -> bool {
+        match self.slot(id) {
+            Some(s) => {
+                let old = s[1].fetch_or(server.0 | Opts::SPLICED, Ordering::AcqRel);
+                old & Opts::SPLICED == 0
+            }
+            None => false,
+        }
+    }
+}
+
+/// Option bits of a proxied connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Opts(pub u64);
+
+impl Opts {
+    /// The client offered window scaling (uvs's SYN-ACK then offered [`OFFERED_WSCALE`]).
+    pub const CLIENT_WS: u64 = 1 << 8;
+    /// The server's SYN-ACK carried window scale: scaling is on for the server's half.
+    pub const SERVER_WS: u64 = 1 << 9;
+    /// Timestamps are on for the client's half.
+    pub const CLIENT_TS: u64 = 1 << 10;
+    /// The server's SYN-ACK carried timestamps.
+    pub const SERVER_TS: u64 = 1 << 11;
+    /// The handshake with the server completed and word `a` holds the deltas.
+    pub const SPLICED: u64 = 1 << 12;
+
+    pub fn client(wscale: Option<u8>, ts: bool) -> Self {
+        let mut v = u64::from(wscale.unwrap_or(0) & 0x0f);
+        if wscale.is_some() {
+            v |= Self::CLIENT_WS;
+        }
+        if ts {
+            v |= Self::CLIENT_TS;
+        }
+        Opts(v)
+    }
+
+    pub fn server(wscale: Option<u8>, ts: bool) -> Self {
+        let mut v = u64::from(wscale.unwrap_or(0).min(cookie::MAX_WSCALE)) << 4;
+        if wscale.is_some() {
+            v |= Self::SERVER_WS;
+        }
+        if ts {
+            v |= Self::SERVER_TS;
+        }
+        Opts(v)
+    }
+
+    pub fn has(self, bit: u64) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// The client's shift.
+    pub fn client_shift(self) -> u8 {
+        (self.0 & 0x0f) as u8
+    }
+
+    /// The server's shift.
+    pub fn server_shift(self) -> u8 {
+        ((self.0 >> 4) & 0x0f) as u8
+    }
+
+    /// Window rescaling client → server: the client scales by its shift when it offered
+    /// scaling; the server reads that shift only if it accepted scaling.
+    pub fn window_to_server(self) -> (u8, u8) {
+        let from = if self.has(Self::CLIENT_WS) {
+            self.client_shift()
+        } else {
+            0
+        };
+        let to = if self.has(Self::SERVER_WS) { from } else { 0 };
+        (from, to)
+    }
+
+    /// Window rescaling server → client: the server scales by its own shift when it
+    /// accepted scaling; the client reads the shift uvs offered it.
+    pub fn window_to_client(self) -> (u8, u8) {
+        let from = if self.has(Self::SERVER_WS) {
+            self.server_shift()
+        } else {
+            0
+        };
+        let to = if self.has(Self::CLIENT_WS) {
+            OFFERED_WSCALE
+        } else {
+            0
+        };
+        (from, to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_rescaling_follows_what_each_side_agreed() {
+        // Both sides scale, by different shifts.
+        let o = Opts(Opts::client(Some(9), true).0 | Opts::server(Some(5), true).0);
+        assert_eq!(o.window_to_server(), (9, 9));
+        assert_eq!(o.window_to_client(), (5, OFFERED_WSCALE));
+        // The server refuses scaling: the client's scaled windows are widened for it, and
+        // its unscaled windows narrowed for the client.
+        let o = Opts(Opts::client(Some(9), true).0 | Opts::server(None, true).0);
+        assert_eq!(o.window_to_server(), (9, 0));
+        assert_eq!(o.window_to_client(), (0, OFFERED_WSCALE));
+        // The client never offered scaling: nothing to do.
+        let o = Opts(Opts::client(None, false).0 | Opts::server(None, false).0);
+        assert_eq!(o.window_to_server(), (0, 0));
+        assert_eq!(o.window_to_client(), (0, 0));
+    }
+}

@@ -1,0 +1,306 @@
+//! Retransmission of the SYNs a worker sent to real servers for its proxied connections.
+//!
+//! The worker that turned a client's ACK into a SYN keeps a copy of the SYN in a slot of
+//! its own bounded table (no locks: only it touches the table). Every
+//! [`SCAN_EVERY_MS`] it looks at the slots that are due: a connection that left SYN_SENT
+//! (its server answered, on whichever worker) or is gone frees its slot; otherwise the SYN
+//! goes out again 1 s and 3 s after the first (RFC 6298's initial RTO of 1 s, doubled), and
+//! when the last wait ends (7 s) the client gets a RST, the entry is removed and the failure
+//! counted (`synproxy_failures`): a client is never left hanging on a server that does not
+//! answer.
+//!
+//! The table is direct-mapped by connection slot; a SYN whose slot still holds another
+//! pending SYN goes out without a retransmission copy (`synproxy_untracked_syns`), so
+//! memory stays fixed whatever the rate of new connections.
+//!
+//! The same worker holds the first data segment a client sends before its server answered
+//! (an HTTP request right after the handshake), one per connection, in a pool of
+//! [`HOLD_FRAMES`] frames of at most [`HOLD_MAX`] bytes: once the connection is spliced it
+//! goes through the pipeline like any client segment ([`ProxySyns::ready`]). Anything
+//! beyond that (a second segment, a full pool, a segment on another worker) is dropped
+//! and counted (`synproxy_not_ready`) and the client retransmits it; a held segment whose
+//! connection failed is dropped and counted the same way.
+
+use uvs_conntrack::{tcp::TcpState, ConnId, ConnTable};
+use uvs_wire::tcp::flags;
+use uvs_wire::{Segment, L3};
+
+use crate::counters::WorkerCounters;
+use crate::neigh::NeighMap;
+use crate::pipeline::{conn_flags, l2_out};
+use crate::tables::{IpKey, Tables};
+use crate::verdict::Verdict;
+
+/// Slots per worker (a power of two).
+pub const SLOTS: usize = 2048;
+/// Waits after the first SYN and after each retransmission; when the last one ends the
+/// client is reset (two retransmissions).
+pub const BACKOFF_MS: [u32; 3] = [1000, 2000, 4000];
+/// How often a worker looks for due retransmissions (the timers' granularity).
+pub const SCAN_EVERY_MS: u32 = 10;
+/// Largest frame kept: link header (with a VLAN tag), IPv6, TCP with 20 bytes of options.
+const FRAME_MAX: usize = 128;
+/// Early client segments held per worker.
+pub const HOLD_FRAMES: usize = 64;
+/// Largest early segment held (an Ethernet frame of a 1500-byte MTU with a VLAN tag).
+pub const HOLD_MAX: usize = 1536;
+
+/// What a RST to the client needs (its half of the connection).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClientReset {
+    pub v6: bool,
+    pub client: [u8; 16],
+    pub vip: [u8; 16],
+    pub client_port: u16,
+    pub vip_port: u16,
+    /// uvs's next sequence number towards the client (cookie + 1).
+    pub seq: u32,
+    /// The client's next sequence number.
+    pub ack: u32,
+}
+
+#[derive(Clone, Copy)]
+struct Pending {
+    id: ConnId,
+    frame: [u8; FRAME_MAX],
+    len: u8,
+    egress: u8,
+    hop: IpKey,
+    rst: ClientReset,
+    due: u32,
+    sent: u8,
+    /// Pool index and length of a held early segment.
+    held: Option<(u8, u16)>,
+}
+
+/// One worker's pending SYNs.
+pub struct ProxySyns {
+    slots: Box<[Option<Pending>]>,
+    live: usize,
+    next_scan: u32,
+    pool: Box<[[u8; HOLD_MAX]]>,
+    /// Free pool indices.
+    free: Vec<u8>,
+    /// Slots holding an early segment.
+    holding: Vec<u16>,
+}
+
+impl Default for ProxySyns {
+    fn default() -> Self {
+        Self {
+            slots: vec![None; SLOTS].into_boxed_slice(),
+            live: 0,
+            next_scan: 0,
+            pool: vec![[0u8; HOLD_MAX]; HOLD_FRAMES].into_boxed_slice(),
+            free: (0..HOLD_FRAMES as u8).collect(),
+            holding: Vec::with_capacity(HOLD_FRAMES),
+        }
+    }
+}
+
+fn due(deadline: u32, now: u32) -> bool {
+    (now.wrapping_sub(deadline) as i32) >= 0
+}
+
+impl ProxySyns {
+    /// SYNs waiting for their server's answer on this worker.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    /// Keeps a copy of the SYN just sent for connection `id`; false if it cannot (slot
+    /// taken, frame too long): the SYN then goes out once, uncovered.
+    pub fn push(
+        &mut self,
+        id: ConnId,
+        frame: &[u8],
+        egress: u8,
+        hop: IpKey,
+        rst: ClientReset,
+        now: u32,
+        counters: &WorkerCounters,
+    ) -> bool {
+        let i = id.index() & (SLOTS - 1);
+        if self.slots[i].is_some() || frame.len() > FRAME_MAX {
+            counters.synproxy_untracked_syns.add(1);
+            return false;
+        }
+        let mut f = [0u8; FRAME_MAX];
+        f[..frame.len()].copy_from_slice(frame);
+        if self.live == 0 {
+            self.next_scan = now.wrapping_add(SCAN_EVERY_MS);
+        }
+        self.slots[i] = Some(Pending {
+            id,
+            frame: f,
+            len: frame.len() as u8,
+            egress,
+            hop,
+            rst,
+            due: now.wrapping_add(BACKOFF_MS[0]),
+            sent: 0,
+            held: None,
+        });
+        self.live += 1;
+        true
+    }
+
+    /// Frees the slot of `id` unless it holds an early segment (that goes when
+    /// [`ready`](Self::ready) hands it out).
+    pub fn forget(&mut self, id: ConnId) {
+        let i = id.index() & (SLOTS - 1);
+        if self.slots[i].is_some_and(|p| p.id == id && p.held.is_none()) {
+            self.slots[i] = None;
+            self.live -= 1;
+        }
+    }
+
+    /// Keeps a copy of an early client segment of connection `id`; false if this worker
+    /// cannot (not its SYN, one already held, the pool full, the frame too long).
+    pub fn hold(&mut self, id: ConnId, frame: &[u8]) -> bool {
+        let i = id.index() & (SLOTS - 1);
+        let Some(p) = self.slots[i].as_mut().filter(|p| p.id == id) else {
+            return false;
+        };
+        if p.held.is_some() || frame.len() > HOLD_MAX {
+            return false;
+        }
+        let Some(b) = self.free.pop() else {
+            return false;
+        };
+        self.pool[usize::from(b)][..frame.len()].copy_from_slice(frame);
+        p.held = Some((b, frame.len() as u16));
+        self.holding.push(i as u16);
+        true
+    }
+
+    /// Early segments held on this worker.
+    pub fn held(&self) -> usize {
+        self.holding.len()
+    }
+
+    /// Hands out one held segment whose connection has left SYN_SENT, copied into `out`
+    /// (its length), freeing its slot; `Some(0)` for one whose connection is gone (dropped:
+    /// count it). `None` when no held segment is ready.
+    pub fn ready(&mut self, conns: &ConnTable, out: &mut [u8]) -> Option<usize> {
+        let mut k = 0;
+        while k < self.holding.len() {
+            let i = usize::from(self.holding[k]);
+            let Some(p) = self.slots[i] else {
+                self.holding.swap_remove(k);
+                continue;
+            };
+            let state = conns.get(p.id).map(|(c, _)| c.state);
+            if state == Some(TcpState::SynSent as u8) {
+                k += 1;
+                continue;
+            }
+            self.holding.swap_remove(k);
+            self.slots[i] = None;
+            self.live -= 1;
+            let (b, len) = p.held?;
+            self.free.push(b);
+            if state.is_none() {
+                return Some(0);
+            }
+            let len = usize::from(len).min(out.len());
+            out[..len].copy_from_slice(&self.pool[usize::from(b)][..len]);
+            return Some(len);
+        }
+        None
+    }
+
+    /// Retransmits due SYNs and gives up on servers that never answered. `send` transmits
+    /// a frame on a port (true if it went out).
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(
+        &mut self,
+        conns: &ConnTable,
+        tables: &Tables,
+        neigh: &NeighMap,
+        now: u32,
+        counters: &WorkerCounters,
+        mut send: impl FnMut(u8, &[u8]) -> bool,
+    ) {
+        if self.live == 0 || !due(self.next_scan, now) {
+            return;
+        }
+        self.next_scan = now.wrapping_add(SCAN_EVERY_MS);
+        for slot in self.slots.iter_mut() {
+            let Some(p) = slot else { continue };
+            if !due(p.due, now) {
+                continue;
+            }
+            let waiting = conns.get(p.id).filter(|(c, _)| {
+                c.flags & conn_flags::SYNPROXY != 0 && c.state == TcpState::SynSent as u8
+            });
+            let Some((conn, _)) = waiting else {
+                if p.held.is_none() {
+                    *slot = None;
+                    self.live -= 1;
+                }
+                continue;
+            };
+            if usize::from(p.sent) < BACKOFF_MS.len() - 1 {
+                let f = &mut p.frame[..usize::from(p.len)];
+                if let Verdict::Forward(port) = l2_out(tables, neigh, f, p.egress, p.hop) {
+                    send(port, f);
+                }
+                counters.synproxy_syn_retransmits.add(1);
+                p.sent += 1;
+                p.due = now.wrapping_add(BACKOFF_MS[usize::from(p.sent)]);
+                continue;
+            }
+            // The server never answered: reset the client and let the entry go (a held
+            // segment is then dropped and counted by `ready`).
+            let (rst, id) = (p.rst, p.id);
+            if p.held.is_none() {
+                *slot = None;
+                self.live -= 1;
+            } else {
+                p.due = now.wrapping_add(BACKOFF_MS[BACKOFF_MS.len() - 1]);
+            }
+            if conns.remove(id) {
+                crate::lifecycle::unbind(tables, &conn);
+            }
+            counters.synproxy_failures.add(1);
+            let mut f = [0u8; FRAME_MAX];
+            if let Some(n) = client_reset(&mut f, &rst) {
+                let client = IpKey {
+                    v6: rst.v6,
+                    addr: rst.client,
+                };
+                if let Some((port, hop)) = tables.route(&client) {
+                    if let Verdict::Forward(port) = l2_out(tables, neigh, &mut f[..n], port, hop) {
+                        send(port, &f[..n]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes an Ethernet frame carrying a RST|ACK from the VIP to the client (MACs are filled
+/// in by `l2_out`). Its length, or `None` if `out` is too short.
+pub fn client_reset(out: &mut [u8], r: &ClientReset) -> Option<usize> {
+    let eth = out.get_mut(..14)?;
+    eth[12..14].copy_from_slice(if r.v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
+    let seg = Segment {
+        src: r.vip,
+        dst: r.client,
+        ttl: 64,
+        sport: r.vip_port,
+        dport: r.client_port,
+        seq: r.seq,
+        ack: r.ack,
+        flags: flags::RST | flags::ACK,
+        window: 0,
+        options: &[],
+    };
+    uvs_wire::write_segment(out, 14, if r.v6 { L3::V6 } else { L3::V4 }, &seg)
+}

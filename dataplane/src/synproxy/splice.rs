@@ -1,0 +1,258 @@
+//! A proxied connection's segments: waiting for the server's SYN-ACK (SYN_SENT), then
+//! translated between the two halves.
+//!
+//! Translation of a spliced connection (δ = server ISN − cookie, τ = server TSval − uvs's
+//! TSval; the client's sequence space is the same on both halves):
+//! - client → server: ACK + δ, SACK blocks + δ, TSecr + τ, window rescaled;
+//! - server → client: SEQ − δ, TSval − τ, window rescaled;
+//!
+//! each with an RFC 1624 update of the checksum (`uvs_wire::splice`), before the usual NAT
+//! or FullNAT rewrite. RST and FIN pass through translated like any segment.
+
+use uvs_conntrack::{tcp::TcpState, Dir, Hit};
+use uvs_wire::tcp::flags;
+use uvs_wire::{tcp_options, Parsed, Segment, Splice};
+
+use super::retransmit::{client_reset, ClientReset};
+use super::{Opts, SpliceTable};
+use crate::lifecycle;
+use crate::neigh::NeighMap;
+use crate::pipeline::{forward_original, forward_reply, ip, l2_out, real_egress, track_state, Ctx};
+use crate::tables::{ServiceRt, Tables};
+use crate::verdict::{DropReason, Verdict};
+
+/// A segment of a connection the SYN proxy opened (`conn_flags::SYNPROXY`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn established(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    hit: &Hit,
+    svc: &ServiceRt,
+) -> Verdict {
+    let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
+        return Verdict::Drop(DropReason::TcpBadOptions);
+    };
+    let splices = ctx.proxy.splices(ctx.conns);
+    let from_server = hit.dir == Dir::Reply;
+    if hit.conn.state == TcpState::SynSent as u8 {
+        if !from_server {
+            if p.tcp_flags & flags::RST != 0 {
+                if ctx.conns.remove(hit.id) {
+                    lifecycle::unbind(tables, &hit.conn);
+                }
+            } else if t.payload_len > 0
+                && p.tcp_flags & flags::SYN == 0
+                && ctx.proxy_syns.hold(hit.id, &buf[..*len])
+            {
+                return Verdict::Held;
+            }
+            return Verdict::Drop(DropReason::SynProxyNotReady);
+        }
+        if p.tcp_flags & (flags::SYN | flags::ACK) == flags::SYN | flags::ACK {
+            return server_synack(ctx, tables, neigh, buf, len, p, hit, svc, splices, &t);
+        }
+        if p.tcp_flags & flags::RST != 0 {
+            return server_refused(ctx, tables, neigh, buf, len, p, hit, splices);
+        }
+        return Verdict::Drop(DropReason::SynProxyNotReady);
+    }
+    if from_server && p.tcp_flags & flags::SYN != 0 {
+        // The server retransmits its SYN-ACK: our ACK was lost. Answer it again; the
+        // client has been established for a while.
+        if p.tcp_flags & flags::ACK == 0 {
+            return Verdict::Drop(DropReason::SynProxyNotReady);
+        }
+        let (_, opts) = splices.load(hit.id);
+        return ack_server(tables, buf, len, p, hit, svc, &t, opts)
+            .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, buf, e, h));
+    }
+    if !from_server && p.tcp_flags & flags::SYN != 0 {
+        // A new SYN on a live proxied entry: not for this connection.
+        return Verdict::Drop(DropReason::SynProxyNotReady);
+    }
+    let (a, opts) = splices.load(hit.id);
+    let (delta, ts_delta) = ((a >> 32) as u32, a as u32);
+    let s = if from_server {
+        Splice {
+            seq: delta.wrapping_neg(),
+            tsval: if opts.has(Opts::SERVER_TS) {
+                ts_delta.wrapping_neg()
+            } else {
+                0
+            },
+            window: Some(opts.window_to_client()),
+            ..Splice::default()
+        }
+    } else {
+        Splice {
+            ack: delta,
+            sack: delta,
+            tsecr: if opts.has(Opts::SERVER_TS) {
+                ts_delta
+            } else {
+                0
+            },
+            window: Some(opts.window_to_server()),
+            ..Splice::default()
+        }
+    };
+    uvs_wire::splice(buf, p, &t.options, &s);
+    track_state(ctx, svc, p, hit);
+    let conn = &hit.conn;
+    let real = svc
+        .real(conn.real)
+        .filter(|r| r.addr.same_addr(&conn.reply.src));
+    if from_server {
+        forward_reply(ctx, tables, neigh, buf, len, p, svc, real, conn)
+    } else {
+        forward_original(ctx, tables, neigh, buf, len, p, svc, real, conn)
+    }
+}
+
+/// The real server's SYN-ACK: record the deltas, move the entry to ESTABLISHED, and turn
+/// the frame into the ACK that completes the server's handshake.
+#[allow(clippy::too_many_arguments)]
+fn server_synack(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    hit: &Hit,
+    svc: &ServiceRt,
+    splices: &SpliceTable,
+    t: &uvs_wire::TcpFields,
+) -> Verdict {
+    let (a, _) = splices.load(hit.id);
+    let (our_isn, our_tsval) = ((a >> 32) as u32, a as u32);
+    let server = Opts::server(t.options.wscale, t.options.timestamp.is_some());
+    if splices.claim(hit.id, server) {
+        let delta = t.seq.wrapping_sub(our_isn);
+        let ts_delta = t
+            .options
+            .timestamp
+            .map_or(0, |(v, _)| v.wrapping_sub(our_tsval));
+        let (_, opts) = splices.load(hit.id);
+        splices.store(hit.id, (u64::from(delta) << 32) | u64::from(ts_delta), opts);
+        let timeout = |s: u8| svc.timeouts.for_state(crate::pipeline::PROTO_TCP, s);
+        let est = TcpState::Established as u8;
+        let sent = TcpState::SynSent as u8;
+        lifecycle::transition(
+            ctx.conns,
+            svc,
+            hit,
+            ctx.now,
+            |s| if s == sent { est } else { s },
+            timeout,
+            |_, _| true,
+        );
+        ctx.proxy_syns.forget(hit.id);
+        ctx.counters.synproxy_spliced.add(1);
+    }
+    let (_, opts) = splices.load(hit.id);
+    match ack_server(tables, buf, len, p, hit, svc, t, opts) {
+        Ok((egress, hop)) => l2_out(tables, neigh, buf, egress, hop),
+        Err(v) => v,
+    }
+}
+
+/// Writes the ACK answering the server's SYN-ACK over the frame; the egress towards the
+/// server.
+#[allow(clippy::too_many_arguments)]
+fn ack_server(
+    tables: &Tables,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &Parsed,
+    hit: &Hit,
+    svc: &ServiceRt,
+    t: &uvs_wire::TcpFields,
+    opts: Opts,
+) -> Result<(u8, crate::tables::IpKey), Verdict> {
+    let c = &hit.conn;
+    let mut o = [0u8; 12];
+    let n = match t.options.timestamp {
+        // Echo the server's TSval; our TSval is the client's, which the server echoed.
+        Some((v, e)) if opts.has(Opts::CLIENT_TS) => tcp_options::write_ts_option(&mut o, (e, v)),
+        _ => 0,
+    };
+    let window = if opts.has(Opts::SERVER_WS) {
+        // The server reads this window scaled by the client's shift.
+        (65535u32 >> opts.client_shift()).max(1) as u16
+    } else {
+        65535
+    };
+    let seg = Segment {
+        src: c.reply.dst,
+        dst: c.reply.src,
+        ttl: 64,
+        sport: c.reply.dport,
+        dport: c.reply.sport,
+        seq: t.ack,
+        ack: t.seq.wrapping_add(1),
+        flags: flags::ACK,
+        window,
+        options: &o[..n],
+    };
+    let n = uvs_wire::write_segment(buf, usize::from(p.l3_off), p.l3, &seg)
+        .ok_or(Verdict::Drop(DropReason::TcpBadOptions))?;
+    *len = n;
+    let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
+    let real_addr = ip(c.reply.v6, c.reply.src);
+    real_egress(tables, real, &real_addr).ok_or(Verdict::Drop(DropReason::NoRoute))
+}
+
+/// The server refused the connection (RST to our SYN): the client, which believes it is
+/// connected, gets a RST from the VIP; the entry goes.
+#[allow(clippy::too_many_arguments)]
+fn server_refused(
+    ctx: &mut Ctx<'_>,
+    tables: &Tables,
+    neigh: &NeighMap,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &Parsed,
+    hit: &Hit,
+    splices: &SpliceTable,
+) -> Verdict {
+    let (a, _) = splices.load(hit.id);
+    let c = &hit.conn;
+    if ctx.conns.remove(hit.id) {
+        lifecycle::unbind(tables, c);
+    }
+    ctx.proxy_syns.forget(hit.id);
+    ctx.counters.synproxy_failures.add(1);
+    let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
+        return Verdict::Drop(DropReason::TcpBadOptions);
+    };
+    let r = ClientReset {
+        v6: c.orig.v6,
+        client: c.orig.src,
+        vip: c.orig.dst,
+        client_port: c.orig.sport,
+        vip_port: c.orig.dport,
+        seq: ((a >> 32) as u32).wrapping_add(1),
+        ack: t.ack,
+    };
+    let l3 = usize::from(p.l3_off);
+    let mut f = [0u8; 128];
+    let Some(n) = client_reset(&mut f, &r) else {
+        return Verdict::Drop(DropReason::TcpBadOptions);
+    };
+    // Keep the frame's own link header (VLAN tag included); the RST starts at its l3_off.
+    let ip_part = &f[14..n];
+    if l3 + ip_part.len() > buf.len() {
+        return Verdict::Drop(DropReason::TcpBadOptions);
+    }
+    buf[l3..l3 + ip_part.len()].copy_from_slice(ip_part);
+    *len = l3 + ip_part.len();
+    let Some((port, hop)) = tables.route(&ip(c.orig.v6, c.orig.src)) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    l2_out(tables, neigh, buf, port, hop)
+}

@@ -1,0 +1,808 @@
+//! The SYN proxy through a real `Worker` on in-memory ports (port 0 = clients, port 1 =
+//! real servers), frames built and read back by etherparse (every checksum recomputed
+//! independently of uvs's incremental updates).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement as Opt, TransportSlice};
+use uvs_dataplane::lab::{self, ipk};
+use uvs_dataplane::{DropReason, Method, Shared, TablesBuilder, Worker};
+use uvs_port::MemPort;
+use uvs_sched::SchedulerKind;
+use uvs_testkit::check_frame;
+
+fn a(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+struct Lab {
+    shared: Arc<Shared>,
+    w: Worker<MemPort>,
+    v6: bool,
+    method: Method,
+}
+
+impl Lab {
+    fn new(method: Method, v6: bool) -> Lab {
+        let mut spec = lab::spec(method, SchedulerKind::Rr, 1);
+        for s in &mut spec.services {
+            s.syn_proxy = s.key.proto == 6;
+        }
+        let tables = TablesBuilder::build(&spec, None).unwrap();
+        let shared = Arc::new(Shared::new(tables, 4096, 1));
+        lab::learn_neighbours(&shared.neigh, 0);
+        let ports = vec![MemPort::new("client", 256), MemPort::new("server", 256)];
+        let w = Worker::new(0, ports, shared.clone());
+        Lab {
+            shared,
+            w,
+            v6,
+            method,
+        }
+    }
+
+    fn send(&mut self, port: usize, frame: &[u8]) -> [Vec<Vec<u8>>; 2] {
+        assert!(self.w.ports[port].push_rx(frame));
+        self.w.poll();
+        [self.w.ports[0].take_tx(), self.w.ports[1].take_tx()]
+    }
+
+    fn idle(&mut self) -> [Vec<Vec<u8>>; 2] {
+        self.w.poll();
+        [self.w.ports[0].take_tx(), self.w.ports[1].take_tx()]
+    }
+
+    fn advance(&mut self, secs: u64) {
+        self.shared.clock.advance(secs);
+        lab::learn_neighbours(&self.shared.neigh, self.shared.clock.now_s());
+    }
+
+    fn drops(&self, r: DropReason) -> u64 {
+        self.shared.counters[0].dropped(r)
+    }
+
+    fn client(&self) -> IpAddr {
+        a(if self.v6 { lab::CLIENT6 } else { lab::CLIENT4 })
+    }
+    fn vip(&self) -> IpAddr {
+        a(if self.v6 { lab::VIP6 } else { lab::VIP4 })
+    }
+    fn real1(&self) -> IpAddr {
+        lab::real(1, self.v6).to_ip()
+    }
+    /// Where the real server sees the client: the client itself (NAT) or the pool.
+    fn seen_client(&self) -> IpAddr {
+        match self.method {
+            Method::FullNat => ipk(if self.v6 { lab::POOL6 } else { lab::POOL4 }).to_ip(),
+            _ => self.client(),
+        }
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct F {
+    syn: bool,
+    ack: Option<u32>,
+    fin: bool,
+    rst: bool,
+    psh: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn seg(
+    macs: ([u8; 6], [u8; 6]),
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    seq: u32,
+    window: u16,
+    f: F,
+    opts: &[Opt],
+    payload: &[u8],
+) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(macs.0, macs.1);
+    let ip = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+        _ => unreachable!(),
+    };
+    let mut b = ip.tcp(sport, dport, seq, window);
+    if f.syn {
+        b = b.syn();
+    }
+    if let Some(n) = f.ack {
+        b = b.ack(n);
+    }
+    if f.fin {
+        b = b.fin();
+    }
+    if f.rst {
+        b = b.rst();
+    }
+    if f.psh {
+        b = b.psh();
+    }
+    let b = b.options(opts).unwrap();
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+/// A TCP segment as etherparse reads it (after `check_frame` verified its checksums).
+#[derive(Debug, Default)]
+struct T {
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    sport: u16,
+    dport: u16,
+    syn: bool,
+    ack_flag: bool,
+    rst: bool,
+    fin: bool,
+    seq: u32,
+    ack: u32,
+    window: u16,
+    mss: Option<u16>,
+    ws: Option<u8>,
+    sack_perm: bool,
+    ts: Option<(u32, u32)>,
+    sack: Vec<(u32, u32)>,
+    payload: Vec<u8>,
+}
+
+fn read(frame: &[u8]) -> T {
+    let seen = check_frame(frame).unwrap_or_else(|e| panic!("bad frame: {e}"));
+    let s = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(TransportSlice::Tcp(t)) = s.transport else {
+        panic!("not tcp")
+    };
+    let mut out = T {
+        src: Some(seen.src),
+        dst: Some(seen.dst),
+        sport: t.source_port(),
+        dport: t.destination_port(),
+        syn: t.syn(),
+        ack_flag: t.ack(),
+        rst: t.rst(),
+        fin: t.fin(),
+        seq: t.sequence_number(),
+        ack: t.acknowledgment_number(),
+        window: t.window_size(),
+        payload: t.payload().to_vec(),
+        ..T::default()
+    };
+    for o in t.options_iterator() {
+        match o.unwrap() {
+            Opt::MaximumSegmentSize(m) => out.mss = Some(m),
+            Opt::WindowScale(w) => out.ws = Some(w),
+            Opt::SelectiveAcknowledgementPermitted => out.sack_perm = true,
+            Opt::Timestamp(v, e) => out.ts = Some((v, e)),
+            Opt::SelectiveAcknowledgement(first, rest) => {
+                out.sack.push(first);
+                out.sack.extend(rest.iter().flatten());
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn only(out: &[Vec<u8>]) -> T {
+    assert_eq!(out.len(), 1, "expected exactly one frame");
+    read(&out[0])
+}
+
+const CPORT: u16 = 40000;
+const CISN: u32 = 1000;
+const SISN: u32 = 5_000_000;
+
+/// What a proxied handshake left: uvs's ISN towards the client, its TSval, and the port
+/// the real server sees the client on.
+struct Opened {
+    cookie: u32,
+    our_ts: u32,
+    sport_seen: u16,
+}
+
+fn client_frame(l: &Lab, seq: u32, f: F, opts: &[Opt], payload: &[u8]) -> Vec<u8> {
+    seg(
+        (lab::CLIENT_MAC, lab::LB0_MAC),
+        l.client(),
+        CPORT,
+        l.vip(),
+        80,
+        seq,
+        1000,
+        f,
+        opts,
+        payload,
+    )
+}
+
+fn server_frame(l: &Lab, o: &Opened, seq: u32, f: F, opts: &[Opt], payload: &[u8]) -> Vec<u8> {
+    seg(
+        (lab::real_mac(1), lab::LB1_MAC),
+        l.real1(),
+        80,
+        l.seen_client(),
+        o.sport_seen,
+        seq,
+        100,
+        f,
+        opts,
+        payload,
+    )
+}
+
+const CLIENT_SYN_OPTS: [Opt; 5] = [
+    Opt::MaximumSegmentSize(1460),
+    Opt::SelectiveAcknowledgementPermitted,
+    Opt::Timestamp(111, 0),
+    Opt::Noop,
+    Opt::WindowScale(7),
+];
+
+/// SYN → cookie SYN-ACK → ACK → SYN to the server; checks each step.
+fn open(l: &mut Lab) -> Opened {
+    let syn = client_frame(
+        l,
+        CISN,
+        F {
+            syn: true,
+            ..F::default()
+        },
+        &CLIENT_SYN_OPTS,
+        b"",
+    );
+    let [to_client, to_server] = l.send(0, &syn);
+    assert!(to_server.is_empty(), "the SYN does not reach a server");
+    let sa = only(&to_client);
+    assert_eq!((sa.src, sa.dst), (Some(l.vip()), Some(l.client())));
+    assert_eq!((sa.sport, sa.dport), (80, CPORT));
+    assert!(sa.syn && sa.ack_flag);
+    assert_eq!(sa.ack, CISN + 1);
+    assert_eq!(sa.mss, Some(if l.v6 { 1440 } else { 1460 }));
+    assert!(sa.sack_perm);
+    assert_eq!(sa.ws, Some(7));
+    let (our_ts, echo) = sa.ts.expect("timestamps offered back");
+    assert_eq!(echo, 111);
+    assert_eq!(l.shared.conns.len(), 0, "a cookie SYN-ACK stores nothing");
+    assert_eq!(l.shared.counters[0].synproxy_cookies_sent.get(), 1);
+
+    let ack = client_frame(
+        l,
+        CISN + 1,
+        F {
+            ack: Some(sa.seq.wrapping_add(1)),
+            ..F::default()
+        },
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(112, our_ts)],
+        b"",
+    );
+    let [to_client, to_server] = l.send(0, &ack);
+    assert!(to_client.is_empty());
+    let s = only(&to_server);
+    assert_eq!(s.dst, Some(l.real1()));
+    assert_eq!(s.src, Some(l.seen_client()));
+    assert_eq!(s.dport, 80);
+    if l.method == Method::Nat {
+        assert_eq!(s.sport, CPORT);
+    }
+    assert!(s.syn && !s.ack_flag);
+    assert_eq!(s.seq, CISN, "the client's ISN");
+    // The MSS as the cookie kept it (rounded down to its table), the client's options.
+    assert_eq!(s.mss, Some(if l.v6 { 1440 } else { 1460 }));
+    assert!(s.sack_perm);
+    assert_eq!(s.ws, Some(7));
+    assert_eq!(s.ts, Some((112, 0)));
+    assert_eq!(l.shared.conns.len(), 1);
+    assert_eq!(l.shared.counters[0].synproxy_cookies_valid.get(), 1);
+    Opened {
+        cookie: sa.seq,
+        our_ts,
+        sport_seen: s.sport,
+    }
+}
+
+fn server_synack(l: &Lab, o: &Opened, ws: Option<u8>) -> Vec<u8> {
+    let mut opts = vec![
+        Opt::MaximumSegmentSize(1400),
+        Opt::SelectiveAcknowledgementPermitted,
+        Opt::Timestamp(9000, 112),
+    ];
+    if let Some(w) = ws {
+        opts.push(Opt::Noop);
+        opts.push(Opt::WindowScale(w));
+    }
+    server_frame(
+        l,
+        o,
+        SISN,
+        F {
+            syn: true,
+            ack: Some(CISN + 1),
+            ..F::default()
+        },
+        &opts,
+        b"",
+    )
+}
+
+#[test]
+fn handshake_and_splice_translate_both_ways() {
+    for method in [Method::Nat, Method::FullNat] {
+        for v6 in [false, true] {
+            let mut l = Lab::new(method, v6);
+            let o = open(&mut l);
+
+            // The server's SYN-ACK becomes the ACK that completes its handshake.
+            let [to_client, to_server] = l.send(1, &server_synack(&l, &o, Some(5)));
+            assert!(to_client.is_empty(), "the client is already established");
+            let ack = only(&to_server);
+            assert!(ack.ack_flag && !ack.syn);
+            assert_eq!((ack.seq, ack.ack), (CISN + 1, SISN + 1));
+            assert_eq!(ack.ts, Some((112, 9000)));
+            assert_eq!(l.shared.counters[0].synproxy_spliced.get(), 1);
+
+            // Client data: ACK + δ, TSecr + τ, SACK blocks + δ; the window is unchanged
+            // (both sides scale; the server reads the client's shift).
+            let c1 = o.cookie.wrapping_add(1);
+            let data = client_frame(
+                &l,
+                CISN + 1,
+                F {
+                    ack: Some(c1),
+                    psh: true,
+                    ..F::default()
+                },
+                &[
+                    Opt::Timestamp(113, o.our_ts + 1),
+                    Opt::SelectiveAcknowledgement(
+                        (c1.wrapping_add(100), c1.wrapping_add(200)),
+                        [None, None, None],
+                    ),
+                ],
+                b"GET / HTTP/1.1\r\n\r\n",
+            );
+            let [to_client, to_server] = l.send(0, &data);
+            assert!(to_client.is_empty());
+            let s = only(&to_server);
+            assert_eq!((s.seq, s.ack), (CISN + 1, SISN + 1));
+            assert_eq!(s.ts, Some((113, 9001)));
+            assert_eq!(s.sack, vec![(SISN + 101, SISN + 201)]);
+            assert_eq!(s.window, 1000);
+            assert_eq!(s.payload, b"GET / HTTP/1.1\r\n\r\n");
+
+            // Server data: SEQ − δ, TSval − τ; its window (shift 5) rescaled to the shift
+            // uvs offered the client (7).
+            let reply = server_frame(
+                &l,
+                &o,
+                SISN + 1,
+                F {
+                    ack: Some(CISN + 19),
+                    psh: true,
+                    ..F::default()
+                },
+                &[Opt::Noop, Opt::Noop, Opt::Timestamp(9005, 113)],
+                b"HTTP/1.1 200 OK\r\n\r\n",
+            );
+            let [to_client, to_server] = l.send(1, &reply);
+            assert!(to_server.is_empty());
+            let c = only(&to_client);
+            assert_eq!((c.src, c.dst), (Some(l.vip()), Some(l.client())));
+            assert_eq!((c.sport, c.dport), (80, CPORT));
+            assert_eq!((c.seq, c.ack), (c1, CISN + 19));
+            assert_eq!(c.ts, Some((o.our_ts + 5, 113)));
+            assert_eq!(c.window, 100 << 5 >> 7);
+            assert_eq!(c.payload, b"HTTP/1.1 200 OK\r\n\r\n");
+
+            // FIN and RST pass through, translated.
+            let fin = server_frame(
+                &l,
+                &o,
+                SISN + 20,
+                F {
+                    ack: Some(CISN + 19),
+                    fin: true,
+                    ..F::default()
+                },
+                &[],
+                b"",
+            );
+            let c = only(&l.send(1, &fin)[0]);
+            assert!(c.fin);
+            assert_eq!(c.seq, c1.wrapping_add(19));
+            let rst = client_frame(
+                &l,
+                CISN + 19,
+                F {
+                    ack: Some(c1.wrapping_add(20)),
+                    rst: true,
+                    ..F::default()
+                },
+                &[],
+                b"",
+            );
+            let s = only(&l.send(0, &rst)[1]);
+            assert!(s.rst);
+            assert_eq!(s.ack, SISN + 21);
+        }
+    }
+}
+
+#[test]
+fn a_server_without_window_scaling_gets_unscaled_windows() {
+    let mut l = Lab::new(Method::Nat, false);
+    let o = open(&mut l);
+    l.send(1, &server_synack(&l, &o, None));
+    let c1 = o.cookie.wrapping_add(1);
+    // The client scales by 7: 100 means 12 800 bytes, which the server (no scaling)
+    // must read as such.
+    let data = client_frame(
+        &l,
+        CISN + 1,
+        F {
+            ack: Some(c1),
+            ..F::default()
+        },
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(113, o.our_ts)],
+        b"x",
+    );
+    let mut data = data;
+    let s = {
+        // Window 100 instead of the helper's 1000.
+        let at = 14 + 20 + 14;
+        data[at..at + 2].copy_from_slice(&100u16.to_be_bytes());
+        fix_tcp_checksum_v4(&mut data);
+        only(&l.send(0, &data)[1])
+    };
+    assert_eq!(s.window, 12800);
+    // And the server's 100 bytes become 0 (rounded down at shift 7)... at least 1 byte
+    // of window must not be promised that is not there: 100 >> 7 = 0.
+    let reply = server_frame(
+        &l,
+        &o,
+        SISN + 1,
+        F {
+            ack: Some(CISN + 2),
+            ..F::default()
+        },
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(9001, 113)],
+        b"y",
+    );
+    let c = only(&l.send(1, &reply)[0]);
+    assert_eq!(c.window, 0);
+}
+
+fn fix_tcp_checksum_v4(frame: &mut [u8]) {
+    let l4 = 14 + 20;
+    frame[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
+    let mut sum: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for w in b.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+        }
+    };
+    add(&frame[14 + 12..14 + 20]);
+    add(&[0, 6]);
+    add(&((frame.len() - l4) as u16).to_be_bytes());
+    add(&frame[l4..]);
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let c = !(sum as u16);
+    frame[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn forged_and_expired_cookies_open_nothing() {
+    let mut l = Lab::new(Method::Nat, false);
+    // An ACK nobody sent a SYN-ACK for.
+    let forged = client_frame(
+        &l,
+        CISN + 1,
+        F {
+            ack: Some(0x1234_5678),
+            ..F::default()
+        },
+        &[],
+        b"",
+    );
+    let [c, s] = l.send(0, &forged);
+    assert!(c.is_empty() && s.is_empty());
+    assert_eq!(l.drops(DropReason::SynProxyCookieInvalid), 1);
+    assert_eq!(l.drops(DropReason::SynProxyCookieExpired), 0);
+    assert_eq!(l.shared.conns.len(), 0);
+
+    // A real cookie, returned 200 s later (valid for two 64 s periods at most).
+    let syn = client_frame(
+        &l,
+        CISN,
+        F {
+            syn: true,
+            ..F::default()
+        },
+        &[Opt::MaximumSegmentSize(1460)],
+        b"",
+    );
+    let sa = only(&l.send(0, &syn)[0]);
+    assert_eq!(sa.ts, None, "no timestamps from the client: none back");
+    assert_eq!(sa.ws, None);
+    l.advance(200);
+    let late = client_frame(
+        &l,
+        CISN + 1,
+        F {
+            ack: Some(sa.seq.wrapping_add(1)),
+            ..F::default()
+        },
+        &[],
+        b"",
+    );
+    let [c, s] = l.send(0, &late);
+    assert!(c.is_empty() && s.is_empty());
+    assert_eq!(l.drops(DropReason::SynProxyCookieExpired), 1);
+    assert_eq!(l.shared.conns.len(), 0);
+}
+
+#[test]
+fn a_syn_flood_leaves_no_entries() {
+    let mut l = Lab::new(Method::Nat, false);
+    for n in 10..210u8 {
+        let src = IpAddr::from([198, 18, 0, n]);
+        l.shared
+            .neigh
+            .learn(uvs_dataplane::IpKey::from_ip(src), lab::CLIENT_MAC, 0);
+    }
+    for i in 0..500u32 {
+        let src = IpAddr::from([198, 18, 0, 10 + (i % 200) as u8]);
+        let syn = seg(
+            (lab::CLIENT_MAC, lab::LB0_MAC),
+            src,
+            1024 + i as u16,
+            l.vip(),
+            80,
+            i,
+            1000,
+            F {
+                syn: true,
+                ..F::default()
+            },
+            &[],
+            b"",
+        );
+        let [c, s] = l.send(0, &syn);
+        assert_eq!(c.len(), 1);
+        assert!(s.is_empty());
+    }
+    assert_eq!(l.shared.conns.len(), 0);
+    assert_eq!(l.shared.counters[0].synproxy_cookies_sent.get(), 500);
+}
+
+#[test]
+fn the_first_early_segment_is_held_the_next_dropped_and_counted() {
+    for method in [Method::Nat, Method::FullNat] {
+        let mut l = Lab::new(method, false);
+        let o = open(&mut l);
+        let early = |l: &Lab, seq: u32, body: &[u8]| {
+            client_frame(
+                l,
+                seq,
+                F {
+                    ack: Some(o.cookie.wrapping_add(1)),
+                    psh: true,
+                    ..F::default()
+                },
+                &[Opt::Noop, Opt::Noop, Opt::Timestamp(113, o.our_ts)],
+                body,
+            )
+        };
+        let [c, s] = l.send(0, &early(&l, CISN + 1, b"GET / HTTP/1.1\r\n"));
+        assert!(c.is_empty() && s.is_empty(), "held, not forwarded yet");
+        assert_eq!(l.drops(DropReason::SynProxyNotReady), 0);
+        // One per connection: the next one is left to the client's retransmission.
+        let [c, s] = l.send(0, &early(&l, CISN + 17, b"\r\n"));
+        assert!(c.is_empty() && s.is_empty());
+        assert_eq!(l.drops(DropReason::SynProxyNotReady), 1);
+        // The server answers: its ACK, then the held segment, translated.
+        let [c, s] = l.send(1, &server_synack(&l, &o, Some(7)));
+        assert!(c.is_empty());
+        assert_eq!(s.len(), 2, "the ACK and the held segment");
+        let ack = read(&s[0]);
+        assert!(ack.ack_flag && ack.payload.is_empty());
+        let data = read(&s[1]);
+        assert_eq!(data.payload, b"GET / HTTP/1.1\r\n");
+        assert_eq!((data.seq, data.ack), (CISN + 1, SISN + 1));
+        assert_eq!(data.ts, Some((113, 9000)));
+        assert_eq!(data.dst, Some(l.real1()));
+        assert_eq!(l.shared.counters[0].synproxy_held.get(), 1);
+        // The dropped one's retransmission now passes.
+        let s = only(&l.send(0, &early(&l, CISN + 17, b"\r\n"))[1]);
+        assert_eq!(s.payload, b"\r\n");
+    }
+}
+
+/// The client's bare ACK was lost: its first data segment returns the cookie. It opens
+/// the connection and is held until the server answers.
+#[test]
+fn data_returning_the_cookie_opens_and_is_held() {
+    let mut l = Lab::new(Method::Nat, false);
+    let syn = client_frame(
+        &l,
+        CISN,
+        F {
+            syn: true,
+            ..F::default()
+        },
+        &CLIENT_SYN_OPTS,
+        b"",
+    );
+    let sa = only(&l.send(0, &syn)[0]);
+    let (our_ts, _) = sa.ts.unwrap();
+    let data = client_frame(
+        &l,
+        CISN + 1,
+        F {
+            ack: Some(sa.seq.wrapping_add(1)),
+            psh: true,
+            ..F::default()
+        },
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(112, our_ts)],
+        b"GET /",
+    );
+    let [c, s] = l.send(0, &data);
+    assert!(c.is_empty());
+    let syn = only(&s);
+    assert!(syn.syn && syn.payload.is_empty());
+    let o = Opened {
+        cookie: sa.seq,
+        our_ts,
+        sport_seen: syn.sport,
+    };
+    let [_, s] = l.send(1, &server_synack(&l, &o, Some(7)));
+    assert_eq!(s.len(), 2, "the ACK, then the held data");
+    let d = read(&s[1]);
+    assert_eq!(d.payload, b"GET /");
+    assert_eq!((d.seq, d.ack), (CISN + 1, SISN + 1));
+    assert_eq!(l.drops(DropReason::SynProxyNotReady), 0);
+}
+
+#[test]
+fn a_held_segment_of_a_failed_connection_is_dropped_and_counted() {
+    let mut l = Lab::new(Method::Nat, false);
+    let o = open(&mut l);
+    let early = client_frame(
+        &l,
+        CISN + 1,
+        F {
+            ack: Some(o.cookie.wrapping_add(1)),
+            ..F::default()
+        },
+        &[],
+        b"x",
+    );
+    l.send(0, &early);
+    for secs in [1, 2, 4] {
+        l.advance(secs);
+        l.idle();
+    }
+    assert_eq!(l.shared.counters[0].synproxy_failures.get(), 1);
+    assert_eq!(l.drops(DropReason::SynProxyNotReady), 1, "the held segment");
+    assert_eq!(l.shared.counters[0].synproxy_held.get(), 0);
+}
+
+#[test]
+fn the_server_syn_is_retransmitted_then_the_client_reset() {
+    let mut l = Lab::new(Method::Nat, false);
+    let o = open(&mut l);
+    let mut retransmitted = 0;
+    for secs in [1, 2] {
+        l.advance(secs);
+        let [c, s] = l.idle();
+        assert!(c.is_empty());
+        let syn = only(&s);
+        assert!(syn.syn && syn.seq == CISN);
+        retransmitted += 1;
+    }
+    assert_eq!(
+        l.shared.counters[0].synproxy_syn_retransmits.get(),
+        retransmitted
+    );
+    l.advance(4);
+    let [c, s] = l.idle();
+    assert!(s.is_empty());
+    let rst = only(&c);
+    assert!(rst.rst);
+    assert_eq!((rst.src, rst.dst), (Some(l.vip()), Some(l.client())));
+    assert_eq!((rst.seq, rst.ack), (o.cookie.wrapping_add(1), CISN + 1));
+    assert_eq!(l.shared.counters[0].synproxy_failures.get(), 1);
+    assert_eq!(l.shared.conns.len(), 0);
+}
+
+#[test]
+fn a_refusing_server_resets_the_client() {
+    for method in [Method::Nat, Method::FullNat] {
+        let mut l = Lab::new(method, true);
+        let o = open(&mut l);
+        let refused = server_frame(
+            &l,
+            &o,
+            0,
+            F {
+                ack: Some(CISN + 1),
+                rst: true,
+                ..F::default()
+            },
+            &[],
+            b"",
+        );
+        let [c, s] = l.send(1, &refused);
+        assert!(s.is_empty());
+        let rst = only(&c);
+        assert!(rst.rst);
+        assert_eq!((rst.src, rst.dst), (Some(l.vip()), Some(l.client())));
+        assert_eq!(rst.seq, o.cookie.wrapping_add(1));
+        assert_eq!(l.shared.conns.len(), 0);
+        assert_eq!(l.shared.counters[0].synproxy_failures.get(), 1);
+    }
+}
+
+/// RSS may give the server's SYN-ACK to another worker than the one that sent the SYN:
+/// that one splices the connection, and the first worker then sends the segment it held
+/// and stops retransmitting.
+#[test]
+fn the_server_may_answer_on_another_worker() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 2);
+    for s in &mut spec.services {
+        s.syn_proxy = s.key.proto == 6;
+    }
+    let tables = TablesBuilder::build(&spec, None).unwrap();
+    let shared = Arc::new(Shared::new(tables, 4096, 2));
+    lab::learn_neighbours(&shared.neigh, 0);
+    let ports = || vec![MemPort::new("client", 256), MemPort::new("server", 256)];
+    let mut l = Lab {
+        shared: shared.clone(),
+        w: Worker::new(0, ports(), shared.clone()),
+        v6: false,
+        method: Method::Nat,
+    };
+    let mut other = Worker::new(1, ports(), shared.clone());
+    let o = open(&mut l);
+    let early = client_frame(
+        &l,
+        CISN + 1,
+        F {
+            ack: Some(o.cookie.wrapping_add(1)),
+            psh: true,
+            ..F::default()
+        },
+        &[Opt::Noop, Opt::Noop, Opt::Timestamp(113, o.our_ts)],
+        b"GET /",
+    );
+    let [c, s] = l.send(0, &early);
+    assert!(c.is_empty() && s.is_empty(), "held by worker 0");
+
+    // Worker 1 gets the server's SYN-ACK: it ACKs the server.
+    assert!(other.ports[1].push_rx(&server_synack(&l, &o, Some(7))));
+    other.poll();
+    let ack = only(&other.ports[1].take_tx());
+    assert!(ack.ack_flag && ack.payload.is_empty());
+    assert_eq!(shared.counters[1].synproxy_spliced.get(), 1);
+
+    // Worker 0's next poll sends what it held, translated.
+    let [c, s] = l.idle();
+    assert!(c.is_empty());
+    let d = only(&s);
+    assert_eq!(d.payload, b"GET /");
+    assert_eq!((d.seq, d.ack), (CISN + 1, SISN + 1));
+    assert_eq!(shared.counters[0].synproxy_held.get(), 1);
+
+    // And it retransmits nothing once its SYN is due.
+    l.advance(1);
+    let [c, s] = l.idle();
+    assert!(c.is_empty() && s.is_empty());
+    assert_eq!(shared.counters[0].synproxy_syn_retransmits.get(), 0);
+}
