@@ -30,6 +30,9 @@ fn config(capacity: u32) -> String {
         )
 }
 
+/// wrk's connections in [`wrk_close`].
+const WRK_CONNECTIONS: u64 = 16;
+
 /// wrk from the client, one connection per request, for `secs` seconds; returns its
 /// report. The client's ports are limited to 256 (TIME_WAIT ports reused, `tcp_tw_reuse`) so every
 /// port is reused many times.
@@ -38,7 +41,7 @@ fn wrk_close(tb: &Testbed, secs: u32) -> String {
         "client",
         &format!(
             "sysctl -qw net.ipv4.ip_local_port_range='40000 40255' net.ipv4.tcp_tw_reuse=1 && \
-             timeout {} wrk -t1 -c16 -d{secs}s -H 'Connection: close' http://198.18.100.1/",
+             timeout {} wrk -t1 -c{WRK_CONNECTIONS} -d{secs}s -H 'Connection: close' http://198.18.100.1/",
             secs + 10
         ),
     );
@@ -155,11 +158,12 @@ fn port_reuse_never_reaches_a_dead_or_removed_server() {
     assert!(n > 100, "wrk ran: {report}");
     eprintln!("after rs2 was detected down: {n} requests, {errors} errors");
     // Before the fix every reused port whose entry pointed at rs2 failed (wrk stalled or
-    // counted thousands of errors). The bound allows the few connect errors (at most one per
-    // wrk connection, never more than 0.2 %) seen on a heavily loaded 2-core machine
-    // whether or not a server had failed.
+    // counted thousands of errors). The bound allows the few connect errors seen on a
+    // heavily loaded 2-core machine whether or not a server had failed: at most one per wrk
+    // connection (wrk's first connects; the run after a reload showed exactly 16 of 6 181
+    // once, and 0 of 30 400 in another run).
     assert!(
-        errors * 500 <= n,
+        errors <= WRK_CONNECTIONS,
         "requests failed after rs2 was detected down:\n{report}"
     );
 
@@ -180,7 +184,7 @@ fn port_reuse_never_reaches_a_dead_or_removed_server() {
     assert!(n > 100, "wrk ran: {report}");
     eprintln!("after the reload: {n} requests, {errors} errors");
     assert!(
-        errors * 500 <= n,
+        errors <= WRK_CONNECTIONS,
         "requests failed after the reload:\n{report}"
     );
     let reached = client_syns(&tb, "rs3");
