@@ -23,9 +23,9 @@ pub use diff::{diff, ConfigDiff, RealServerChange, ServiceChange};
 pub use error::ConfigError;
 pub use model::{
     Admin, Announce, BgpConfig, Cluster, ClusterGroup, ClusterRole, Config, ConnTable, Forwarding,
-    HealthCheck, HealthCheckKind, Interface, Mark, Metrics, Persistence, PortRange, Protocol,
-    RealServer, Route, Scheduler, SchedulerFlag, Service, ServiceKey, Site, SorryServer,
-    SyncConfig, SyncMode, Timeouts, Tunnel, Withdraw, Workers, XdpMode, ZeroCopy,
+    HealthCheck, HealthCheckKind, Interface, Mark, MemberConfig, MemberHash, Metrics, Persistence,
+    PortRange, Protocol, RealServer, Route, Scheduler, SchedulerFlag, Service, ServiceKey, Site,
+    SorryServer, SyncConfig, SyncMode, Timeouts, Tunnel, Withdraw, Workers, XdpMode, ZeroCopy,
 };
 pub use net::{IpPrefix, PrefixError};
 pub use save::to_yaml;

@@ -7,6 +7,8 @@ mod bgp;
 mod cluster;
 mod fwmark;
 mod health;
+mod member;
+pub(crate) use member::mac_text;
 mod real;
 mod service;
 mod site;
@@ -438,6 +440,10 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         &interfaces,
         &services,
     )?;
+    let member = match raw.member {
+        None => None,
+        Some(m) => Some(member::member(cx, m, &interfaces, &services)?),
+    };
     Ok(Config {
         interfaces,
         workers,
@@ -454,6 +460,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         marks,
         services,
         cluster,
+        member,
     })
 }
 
