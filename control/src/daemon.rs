@@ -483,7 +483,7 @@ fn check_privileges() -> Result<()> {
     Ok(())
 }
 
-fn xdp_mode(m: uvs_config::XdpMode) -> XdpMode {
+pub(crate) fn xdp_mode(m: uvs_config::XdpMode) -> XdpMode {
     match m {
         uvs_config::XdpMode::Auto => XdpMode::Auto,
         uvs_config::XdpMode::Native => XdpMode::Native,
@@ -506,6 +506,9 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
     let host = host_addresses()?;
     let config = uvs_config::load_file_for_host(config_path, &host).map_err(|e| anyhow!("{e}"))?;
     check_privileges()?;
+    if config.member.is_some() {
+        return crate::member::run(config, config_path, &opts);
+    }
 
     let mut links = Vec::new();
     for i in &config.interfaces {

@@ -11,6 +11,7 @@ pub mod fwmark;
 mod gate;
 pub mod health;
 pub mod man;
+pub mod member;
 pub mod metrics;
 pub mod services;
 pub mod snapshot;

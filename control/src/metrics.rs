@@ -540,6 +540,19 @@ pub fn serve_listener(
     source: SnapshotSource,
     stop: Arc<AtomicBool>,
 ) -> io::Result<JoinHandle<()>> {
+    serve_rendered(listener, Arc::new(move || render(&source())), stop)
+}
+
+/// What `/metrics` answers with: the exposition text, rendered per scrape.
+pub type TextSource = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Serves `GET /metrics` with the text `source` renders (member mode has no [`Snapshot`]),
+/// as [`serve_listener`] does.
+pub fn serve_rendered(
+    listener: TcpListener,
+    source: TextSource,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     let protocol = Arc::new(Http { source });
     std::thread::Builder::new()
@@ -549,7 +562,7 @@ pub fn serve_listener(
 
 /// HTTP/1.x, one request per connection, for `/metrics`.
 struct Http {
-    source: SnapshotSource,
+    source: TextSource,
 }
 
 impl gate::Protocol for Http {
@@ -591,7 +604,7 @@ impl gate::Protocol for Http {
                 head_only,
             );
         }
-        response("200 OK", &render(&(self.source)()), head_only)
+        response("200 OK", &(self.source)(), head_only)
     }
 
     fn refusal(&self, why: Refusal) -> Vec<u8> {

@@ -142,6 +142,10 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
             Ok(String::new())
         }
         AdminCommand::Node(n) => backend.node(n),
+        AdminCommand::Member => Err(
+            "uvsd runs as a director (no `member:` section): `uvsadm member` is for member mode"
+                .into(),
+        ),
         AdminCommand::Help => Ok(usage()),
         AdminCommand::Version => Ok(version()),
     }
@@ -195,6 +199,7 @@ pub fn usage() -> String {
   uvsadm --stop-daemon {master|backup}
   uvsadm -L --daemon
   uvsadm node [drain [--timeout S] [--no-wait]]
+  uvsadm member
   uvsadm import-keepalived [--interface NAME] [--network PREFIX]...
               [--local ADDRESS]... [--route PREFIX,VIA]... FILE
   uvsadm -h
@@ -232,6 +237,8 @@ Either long or short options are allowed.
   node drain                  withdraw every VIP, wait until no connection carries
                               traffic (or --timeout S, default bgp.drain_timeout or
                               60), then stop uvsd; uvsadm waits for it unless --no-wait
+  member                      member mode: the cluster's members, their health and
+                              Maglev shares, the member filter's counters
   --help            -h        display this help message
 
 Options:

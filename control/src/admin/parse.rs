@@ -66,6 +66,8 @@ pub enum AdminCommand {
     Daemon(super::syncd::DaemonCommand),
     /// `node`, `node drain [--timeout S]` (BGP announcement, drain).
     Node(super::node::NodeCommand),
+    /// `member`: the members of a director-less cluster and their shares (member mode).
+    Member,
 }
 
 /// What `-L` shows.
@@ -341,6 +343,12 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
     }
     if let Some(n) = super::node::parse(argv) {
         return n.map(AdminCommand::Node);
+    }
+    if argv[0] == "member" {
+        return match argv.get(1) {
+            None => Ok(AdminCommand::Member),
+            Some(a) => Err(format!("member: unexpected argument '{a}' (uvsadm member)")),
+        };
     }
     let mut s = Seen::default();
     for (key, spelled, value) in tokenize(argv)? {
