@@ -41,7 +41,10 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
 }
 
 fn is_prime(m: u64) -> bool {
-    m >= 2 && (2..).take_while(|d| d * d <= m).all(|d| !m.is_multiple_of(d))
+    m >= 2
+        && (2..)
+            .take_while(|d| d * d <= m)
+            .all(|d| !m.is_multiple_of(d))
 }
 
 pub(super) fn member(
