@@ -394,6 +394,11 @@ pub fn run(config: Config, _config_path: &Path, opts: &crate::daemon::Options) -
     let term = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone())?;
+    // A reload (SIGHUP, as systemd's `reload` sends) must not kill a member; it is not
+    // applied either: the filter's settings are fixed at load, so a changed member section
+    // needs a restart (the other members take this one's share meanwhile).
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     let started = Instant::now();
     let mut result = Ok(());
     while !term.load(Ordering::Relaxed) {
@@ -401,6 +406,11 @@ pub fn run(config: Config, _config_path: &Path, opts: &crate::daemon::Options) -
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
+        if hup.swap(false, Ordering::Relaxed) {
+            log::warn!(
+                "member mode does not reload its configuration: restart uvsd to apply changes"
+            );
+        }
         if member.changed.swap(false, Ordering::Relaxed) {
             let healthy = member
                 .state
