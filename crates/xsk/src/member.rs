@@ -81,9 +81,6 @@ pub struct MemberCounters {
     pub not_ready: u64,
 }
 
-/// Owner index of entry `slot` (`NO_OWNER` for none).
-type Table<'a> = &'a [u16];
-
 /// MurmurHash3 (x86_32) over four words, as `flow_hash` in uvs_member.c.
 pub fn flow_hash(src: u32, dst: u32, ports: u32, proto: u32) -> u32 {
     fn mix(h: u32, k: u32) -> u32 {
@@ -280,7 +277,7 @@ impl MemberProgram {
     /// `table_size` entries) and the member that answers ARP for the VIP. The table goes
     /// to the half the program does not read, then the program is switched to it, so no
     /// packet sees a mix of two tables.
-    pub fn publish(&self, table: Table<'_>, arp_owner: Option<u16>) -> Result<(), XskError> {
+    pub fn publish(&self, table: &[u16], arp_owner: Option<u16>) -> Result<(), XskError> {
         let m = self.settings.table_size;
         if table.len() != m as usize {
             return Err(XskError::os(
