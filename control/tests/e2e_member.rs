@@ -146,8 +146,8 @@ impl Net {
         } else {
             ""
         };
-        // Generic XDP: on veth, the native mode's XDP_TX (the ARP reply) was counted as
-        // sent but never reached the bridge here (bench/README.md, member mode).
+        // Generic XDP: on veth in native mode, kept frames got no answer and the ARP reply
+        // (XDP_TX) never reached the bridge (bench/README.md, member mode).
         format!(
             "interfaces:\n  - name: eth0\n    networks: [198.18.71.0/24]\n    xdp_mode: generic\n\
              {metrics}member:\n  interface: eth0\n  vip: {VIP}\n  ports: [80]\n  \
