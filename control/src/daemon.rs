@@ -509,7 +509,7 @@ fn check_privileges() -> Result<()> {
     crate::privileges::check_daemon().map_err(|e| anyhow!(e))
 }
 
-fn xdp_mode(m: uvs_config::XdpMode) -> XdpMode {
+pub(crate) fn xdp_mode(m: uvs_config::XdpMode) -> XdpMode {
     match m {
         uvs_config::XdpMode::Auto => XdpMode::Auto,
         uvs_config::XdpMode::Native => XdpMode::Native,
@@ -534,6 +534,9 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
     let host = host_addresses()?;
     let config = uvs_config::load_file_for_host(config_path, &host).map_err(|e| anyhow!("{e}"))?;
     check_privileges()?;
+    if config.member.is_some() {
+        return crate::member::run(config, config_path, &opts);
+    }
     crate::privileges::check_users(&config)
         .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
 

@@ -24,14 +24,16 @@ use std::time::Duration;
 
 /// What the endpoint renders on each scrape.
 pub type SnapshotSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;
+/// The exposition text `/metrics` answers with, rendered per scrape.
+pub type TextSource = Arc<dyn Fn() -> String + Send + Sync>;
 /// What `/status.json` serves on each poll.
 pub type StatusSource = Arc<dyn Fn() -> StatusDoc + Send + Sync>;
 
 /// What the endpoint serves.
 #[derive(Clone)]
 pub struct Routes {
-    /// `/metrics`.
-    pub metrics: SnapshotSource,
+    /// `/metrics`: the exposition text.
+    pub metrics: TextSource,
     /// `/` and `/status.json`; `None`: only `/metrics`.
     pub status: Option<StatusSource>,
 }
@@ -39,6 +41,11 @@ pub struct Routes {
 impl Routes {
     /// Only `/metrics`.
     pub fn metrics(source: SnapshotSource) -> Routes {
+        Routes::text(Arc::new(move || crate::metrics::render(&source())))
+    }
+
+    /// Only `/metrics`, with text rendered by `source` (member mode has no [`Snapshot`]).
+    pub fn text(source: TextSource) -> Routes {
         Routes {
             metrics: source,
             status: None,
@@ -113,6 +120,15 @@ pub fn serve_listener(
     serve_listener_routes(listener, Routes::metrics(source), stop)
 }
 
+/// Serves `/metrics` with the text `source` renders, as [`serve_listener`] does.
+pub fn serve_rendered(
+    listener: TcpListener,
+    source: TextSource,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    serve_listener_routes(listener, Routes::text(source), stop)
+}
+
 /// [`serve_listener`] for `routes`: with a status source also `/` and `/status.json`.
 pub fn serve_listener_routes(
     listener: TcpListener,
@@ -183,7 +199,7 @@ impl gate::Protocol for Http {
                 "200 OK",
                 crate::metrics::CONTENT_TYPE,
                 "",
-                crate::metrics::render(&(self.routes.metrics)()).as_bytes(),
+                (self.routes.metrics)().as_bytes(),
                 head_only,
             ),
             ("/" | "/index.html", Some(_)) => response(

@@ -14,6 +14,7 @@ mod gate;
 pub mod health;
 pub mod http;
 pub mod man;
+pub mod member;
 pub mod metrics;
 pub mod notify;
 pub mod privileges;
@@ -30,6 +31,16 @@ use std::path::Path;
 /// from it (without reading interfaces), so a file that passes will load.
 pub fn check_config(path: &Path) -> Result<String, String> {
     let cfg = uvs_config::load_file(path).map_err(|e| e.to_string())?;
+    if let Some(m) = &cfg.member {
+        return Ok(format!(
+            "{}: configuration OK: member mode, VIP {} on {}, member {} of {}",
+            path.display(),
+            m.vip,
+            m.interface,
+            m.me + 1,
+            m.members.len()
+        ));
+    }
     let spec = spec::tables_spec(&cfg, None);
     uvs_dataplane::TablesBuilder::build(&spec, None)
         .map_err(|e| format!("{}: {e}", path.display()))?;

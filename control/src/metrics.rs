@@ -12,7 +12,9 @@ use crate::snapshot::{RealSnapshot, ServiceSnapshot, Snapshot};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-pub use crate::http::{serve, serve_listener, SnapshotSource, MAX_WAITING, REQUEST_TIME};
+pub use crate::http::{
+    serve, serve_listener, serve_rendered, SnapshotSource, MAX_WAITING, REQUEST_TIME,
+};
 
 /// Content type of the text format, version 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -260,7 +260,7 @@ impl Services {
             let (c, s) = (core.clone(), core.clone());
             let hs = h.clone();
             let routes = crate::http::Routes {
-                metrics: Arc::new(move || snapshot(&c)),
+                metrics: Arc::new(move || crate::metrics::render(&snapshot(&c))),
                 status: Some(Arc::new(move || status_doc(&s, &hs))),
             };
             threads.push(crate::http::serve_routes(listen, routes, stop.clone())?);

@@ -83,7 +83,7 @@ fn start() -> Endpoint {
     let addr = listener.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let routes = Routes {
-        metrics: Arc::new(|| sample(3.0)),
+        metrics: Arc::new(|| uvs_control::metrics::render(&sample(3.0))),
         status: Some(Arc::new(move || {
             statuspage::doc(sample(3.0), &history.lock().unwrap(), None)
         })),

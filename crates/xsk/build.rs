@@ -1,14 +1,21 @@
-//! Compiles the XDP program (bpf/uvs_xdp.c) with clang into OUT_DIR; the
-//! crate embeds the object with `include_bytes!`, so the binary carries its
-//! own program and nothing is read from disk at run time.
+//! Compiles the XDP programs (bpf/uvs_xdp.c, the balancer's; bpf/uvs_member.c,
+//! the director-less member filter) with clang into OUT_DIR; the crate embeds
+//! the objects with `include_bytes!`, so the binary carries its own programs
+//! and nothing is read from disk at run time.
 
 use std::{env, path::PathBuf, process::Command};
 
 fn main() {
-    let src = "bpf/uvs_xdp.c";
-    println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-env-changed=CLANG");
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("uvs_xdp.o");
+    compile("uvs_xdp");
+    compile("uvs_member");
+}
+
+fn compile(name: &str) {
+    let src = format!("bpf/{name}.c");
+    println!("cargo:rerun-if-changed={src}");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join(format!("{name}.o"));
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
     // The multiarch include dir provides <asm/types.h> (ARCHITECTURE.md, platform facts).
     let status = Command::new(&clang)
@@ -21,7 +28,7 @@ fn main() {
             "bpf",
             "-I/usr/include/x86_64-linux-gnu",
             "-c",
-            src,
+            &src,
             "-o",
         ])
         .arg(&out)

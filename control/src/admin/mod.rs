@@ -146,6 +146,10 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
         }
         AdminCommand::Node(n) => backend.node(n),
         AdminCommand::Drain(d) => drain::execute(backend, d),
+        AdminCommand::Member => Err(
+            "uvsd runs as a director (no `member:` section): `uvsadm member` is for member mode"
+                .into(),
+        ),
         AdminCommand::Help => Ok(usage()),
         AdminCommand::Version => Ok(version()),
     }
@@ -200,6 +204,7 @@ pub fn usage() -> String {
   uvsadm -L --daemon
   uvsadm node [drain [--timeout S] [--no-wait]]
   uvsadm drain virtual-service -r server-address [--wait] [--timeout S]
+  uvsadm member
   uvsadm import-keepalived [--interface NAME] [--network PREFIX]...
               [--local ADDRESS]... [--route PREFIX,VIA]... FILE
   uvsadm -h
@@ -242,6 +247,8 @@ Either long or short options are allowed.
                               existing ones finish); --wait prints its active and
                               inactive connections until none is left, --timeout S
                               (implies --wait) gives up after S seconds (exit 1)
+  member                      member mode: the cluster's members, their health and
+                              Maglev shares, the member filter's counters
   --help            -h        display this help message
 
 Options:

@@ -71,6 +71,8 @@ pub enum AdminCommand {
     Node(super::node::NodeCommand),
     /// `drain -t VIP:PORT -r SERVER [--wait] [--timeout S]`: one real server to weight 0.
     Drain(super::drain::DrainCommand),
+    /// `member`: the members of a director-less cluster and their shares (member mode).
+    Member,
 }
 
 /// What `-L` shows.
@@ -372,6 +374,12 @@ pub fn parse(argv: &[String]) -> Result<AdminCommand, String> {
     }
     if let Some(d) = super::drain::parse(argv) {
         return d.map(AdminCommand::Drain);
+    }
+    if argv[0] == "member" {
+        return match argv.get(1) {
+            None => Ok(AdminCommand::Member),
+            Some(a) => Err(format!("member: unexpected argument '{a}' (uvsadm member)")),
+        };
     }
     let mut s = Seen::default();
     for (key, spelled, value) in tokenize(argv)? {

@@ -209,6 +209,45 @@ pub struct Config {
     pub services: Vec<Service>,
     /// Active/backup roles per VIP group (keepalived's VRRP decides at run time).
     pub cluster: Cluster,
+    /// `Some`: director-less member mode (no services; see [`MemberConfig`]).
+    pub member: Option<MemberConfig>,
+}
+
+named_enum! {
+    /// How a member filter hashes a flow.
+    pub enum MemberHash {
+        /// Addresses, ports and protocol (CLUSTERIP's sourceip-sourceport-destport).
+        FiveTuple = "five_tuple",
+        /// The client's address only (NLB's single affinity).
+        Source = "source",
+    }
+}
+
+/// Director-less member mode (as iptables CLUSTERIP or Microsoft NLB's multicast mode):
+/// every member holds the VIP, receives all of its frames through a shared multicast MAC,
+/// and keeps only the flows a Maglev table built over the healthy members gives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemberConfig {
+    /// Where the filter is attached (one of `interfaces`).
+    pub interface: String,
+    /// The shared VIP (IPv4).
+    pub vip: IpAddr,
+    pub protocol: Protocol,
+    /// Destination ports balanced per flow; empty: every port.
+    pub ports: Vec<u16>,
+    /// Every member's own address, in the same order on every member (the table's indices).
+    pub members: Vec<IpAddr>,
+    /// This member's index in `members`.
+    pub me: usize,
+    /// The multicast MAC the VIP resolves to (default: 03:bf and the VIP's four bytes, as
+    /// NLB's multicast mode).
+    pub cluster_mac: [u8; 6],
+    pub hash: MemberHash,
+    /// Maglev table entries: a prime, at most 65537.
+    pub table_size: u32,
+    /// How each member (this one included) is checked; the port defaults to the first of
+    /// `ports`.
+    pub health_check: HealthCheck,
 }
 
 named_enum! {

@@ -44,6 +44,34 @@ pub(crate) struct RawConfig {
     pub services: Option<Vec<RawService>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<RawCluster>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<RawMember>,
+}
+
+/// Director-less member mode (`crate::model::MemberConfig`).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMember {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub me: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_mac: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<RawHealthCheck>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -80,6 +80,18 @@ pub fn to_yaml(config: &Config) -> String {
                 .collect(),
         ),
         cluster: cluster(&config.cluster),
+        member: config.member.as_ref().map(|m| crate::raw::RawMember {
+            interface: Some(m.interface.clone()),
+            vip: Some(m.vip.to_string()),
+            protocol: Some(m.protocol.name().to_string()),
+            ports: non_empty(m.ports.iter().map(|&p| u64::from(p)).collect()),
+            members: Some(m.members.iter().map(|a| a.to_string()).collect()),
+            me: Some(m.members[m.me].to_string()),
+            cluster_mac: Some(crate::validate::mac_text(&m.cluster_mac)),
+            hash: Some(m.hash.name().to_string()),
+            table_size: Some(u64::from(m.table_size)),
+            health_check: Some(health_check(&m.health_check)),
+        }),
     };
     // Serialising plain structs of strings, numbers and lists cannot fail.
     yaml_serde::to_string(&raw).expect("RawConfig serialises")

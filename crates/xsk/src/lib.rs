@@ -8,6 +8,8 @@
 //!   build.rs and embedded) loaded with libbpf and attached by a BPF link. It
 //!   redirects to the socket only what the balancer owns and passes the rest
 //!   to the kernel, so the host stays reachable (DESIGN.md "Slow path").
+//! - [`MemberProgram`]: the director-less member filter (`bpf/uvs_member.c`): keeps this
+//!   real server's Maglev share of a shared VIP's flows and drops the rest.
 //!
 //! Typical use, per interface:
 //! ```no_run
@@ -25,12 +27,17 @@
 
 mod error;
 mod libbpf_log;
+mod member;
 mod port;
 mod port_config;
 mod program;
 mod sys;
 
 pub use error::XskError;
+pub use member::{
+    flow_hash, flow_slot, MemberCounters, MemberHash, MemberProgram, MemberSettings,
+    MEMBER_MAX_PORTS, MEMBER_TABLE_MAX, NO_OWNER,
+};
 pub use port::XskPort;
 pub use port_config::{XskConfig, XskPortStats, ZeroCopy};
 pub use program::{

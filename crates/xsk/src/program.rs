@@ -23,7 +23,7 @@ use crate::{error::libbpf_error, sys, XskError};
 
 /// The ELF object built from `bpf/uvs_xdp.c`, 8-byte aligned for libelf.
 #[repr(C, align(8))]
-struct Aligned<T: ?Sized>(T);
+pub(crate) struct Aligned<T: ?Sized>(pub(crate) T);
 static PROGRAM_ELF: &Aligned<[u8]> =
     &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/uvs_xdp.o")));
 
@@ -107,28 +107,10 @@ unsafe impl Sync for LoadedObject {}
 impl LoadedObject {
     /// Opens and loads the embedded object; `label` names it in errors.
     pub(crate) fn load(label: &str) -> Result<Self, XskError> {
-        crate::libbpf_log::route_to_log();
-        sys::raise_memlock();
-        let name = CString::new("uvs_xdp").expect("literal has no NUL");
-        let opts = bpf::bpf_object_open_opts {
-            sz: std::mem::size_of::<bpf::bpf_object_open_opts>() as _,
-            object_name: name.as_ptr(),
-            ..Default::default()
-        };
-        // SAFETY: the buffer is a 'static ELF image and `opts` (with `name`)
-        // outlives the call; libbpf copies what it keeps.
-        let raw = unsafe {
-            bpf::bpf_object__open_mem(
-                PROGRAM_ELF.0.as_ptr().cast(),
-                PROGRAM_ELF.0.len() as _,
-                &opts,
-            )
-        };
-        let obj =
-            NonNull::new(raw).ok_or_else(|| XskError::ProgramLoad(io::Error::last_os_error()))?;
+        let (obj, prog_fd) = open_and_load(&PROGRAM_ELF.0, "uvs_xdp", label)?;
         let mut this = LoadedObject {
             obj,
-            prog_fd: -1,
+            prog_fd,
             xsks: -1,
             owned4: -1,
             owned6: -1,
@@ -144,28 +126,6 @@ impl LoadedObject {
             ncpus: 0,
             label: label.to_string(),
         };
-        // SAFETY: `obj` came from a successful open and is not shared yet.
-        let ret = unsafe { bpf::bpf_object__load(this.obj.as_ptr()) };
-        if ret != 0 {
-            let e = libbpf_error(ret.into());
-            return Err(match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => XskError::Permission {
-                    op: "load the XDP program",
-                },
-                _ => XskError::ProgramLoad(e),
-            });
-        }
-        let prog_name = CString::new("uvs_xdp").expect("literal has no NUL");
-        // SAFETY: `obj` is loaded; the name is a valid C string.
-        let prog =
-            unsafe { bpf::bpf_object__find_program_by_name(this.obj.as_ptr(), prog_name.as_ptr()) };
-        if prog.is_null() {
-            return Err(XskError::ProgramLoad(io::Error::other(
-                "program uvs_xdp missing from the object",
-            )));
-        }
-        // SAFETY: `prog` belongs to the loaded object.
-        this.prog_fd = unsafe { bpf::bpf_program__fd(prog) };
         this.xsks = this.map_fd("xsks")?;
         this.owned4 = this.map_fd("owned4")?;
         this.owned6 = this.map_fd("owned6")?;
@@ -178,25 +138,12 @@ impl LoadedObject {
         this.marks6 = this.map_fd("marks6")?;
         this.stats = this.map_fd("stats")?;
         this.settings = this.map_fd("settings")?;
-        // SAFETY: no preconditions; reads /sys/devices/system/cpu/possible.
-        let ncpus = unsafe { bpf::libbpf_num_possible_cpus() };
-        if ncpus <= 0 {
-            return Err(XskError::ProgramLoad(libbpf_error(ncpus.into())));
-        }
-        this.ncpus = ncpus as usize;
+        this.ncpus = possible_cpus()?;
         Ok(this)
     }
 
     fn map_fd(&self, name: &str) -> Result<RawFd, XskError> {
-        let c = CString::new(name).expect("map names have no NUL");
-        // SAFETY: `obj` is loaded; the name is a valid C string.
-        let fd = unsafe { bpf::bpf_object__find_map_fd_by_name(self.obj.as_ptr(), c.as_ptr()) };
-        if fd < 0 {
-            return Err(XskError::ProgramLoad(io::Error::other(format!(
-                "map {name} missing from the object"
-            ))));
-        }
-        Ok(fd)
+        map_fd(self.obj, name)
     }
 
     fn update<K, V>(
@@ -383,6 +330,78 @@ impl LoadedObject {
     }
 }
 
+/// Opens `elf`, loads it into the kernel and finds its program `prog`: the steps every uvs
+/// XDP object (the balancer's and the member filter, `crate::member`) goes through. On
+/// success the caller owns the object and closes it with `bpf_object__close`.
+pub(crate) fn open_and_load(
+    elf: &'static [u8],
+    prog: &str,
+    label: &str,
+) -> Result<(NonNull<bpf::bpf_object>, RawFd), XskError> {
+    crate::libbpf_log::route_to_log();
+    sys::raise_memlock();
+    let name = CString::new(prog).expect("program names have no NUL");
+    let opts = bpf::bpf_object_open_opts {
+        sz: std::mem::size_of::<bpf::bpf_object_open_opts>() as _,
+        object_name: name.as_ptr(),
+        ..Default::default()
+    };
+    // SAFETY: the buffer is a 'static ELF image and `opts` (with `name`)
+    // outlives the call; libbpf copies what it keeps.
+    let raw = unsafe { bpf::bpf_object__open_mem(elf.as_ptr().cast(), elf.len() as _, &opts) };
+    let obj = NonNull::new(raw).ok_or_else(|| XskError::ProgramLoad(io::Error::last_os_error()))?;
+    let close = |e: XskError| {
+        // SAFETY: `obj` came from a successful open, is closed once here and never used
+        // after.
+        unsafe { bpf::bpf_object__close(obj.as_ptr()) };
+        Err(e)
+    };
+    // SAFETY: `obj` came from a successful open and is not shared yet.
+    let ret = unsafe { bpf::bpf_object__load(obj.as_ptr()) };
+    if ret != 0 {
+        let e = libbpf_error(ret.into());
+        log::debug!("{label}: loading {prog} failed");
+        return close(match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => XskError::Permission {
+                op: "load the XDP program",
+            },
+            _ => XskError::ProgramLoad(e),
+        });
+    }
+    // SAFETY: `obj` is loaded; the name is a valid C string.
+    let p = unsafe { bpf::bpf_object__find_program_by_name(obj.as_ptr(), name.as_ptr()) };
+    if p.is_null() {
+        return close(XskError::ProgramLoad(io::Error::other(format!(
+            "program {prog} missing from the object"
+        ))));
+    }
+    // SAFETY: `p` belongs to the loaded object.
+    Ok((obj, unsafe { bpf::bpf_program__fd(p) }))
+}
+
+/// The fd of the map `name` of a loaded object.
+pub(crate) fn map_fd(obj: NonNull<bpf::bpf_object>, name: &str) -> Result<RawFd, XskError> {
+    let c = CString::new(name).expect("map names have no NUL");
+    // SAFETY: `obj` is loaded; the name is a valid C string.
+    let fd = unsafe { bpf::bpf_object__find_map_fd_by_name(obj.as_ptr(), c.as_ptr()) };
+    if fd < 0 {
+        return Err(XskError::ProgramLoad(io::Error::other(format!(
+            "map {name} missing from the object"
+        ))));
+    }
+    Ok(fd)
+}
+
+/// CPUs a per-CPU map has a slot for.
+pub(crate) fn possible_cpus() -> Result<usize, XskError> {
+    // SAFETY: no preconditions; reads /sys/devices/system/cpu/possible.
+    let ncpus = unsafe { bpf::libbpf_num_possible_cpus() };
+    if ncpus <= 0 {
+        return Err(XskError::ProgramLoad(libbpf_error(ncpus.into())));
+    }
+    Ok(ncpus as usize)
+}
+
 impl Drop for LoadedObject {
     fn drop(&mut self) {
         // SAFETY: `obj` came from bpf_object__open_mem and is closed once; this
@@ -416,14 +435,14 @@ impl XdpProgram {
         let object = LoadedObject::load(ifname)?;
         let (link, got) = match mode {
             XdpMode::Native => (
-                link_create(&object, ifname, ifindex, XdpMode::Native)?,
+                link_create(object.prog_fd, ifname, ifindex, XdpMode::Native)?,
                 XdpMode::Native,
             ),
             XdpMode::Generic => (
-                link_create(&object, ifname, ifindex, XdpMode::Generic)?,
+                link_create(object.prog_fd, ifname, ifindex, XdpMode::Generic)?,
                 XdpMode::Generic,
             ),
-            XdpMode::Auto => match link_create(&object, ifname, ifindex, XdpMode::Native) {
+            XdpMode::Auto => match link_create(object.prog_fd, ifname, ifindex, XdpMode::Native) {
                 Ok(link) => (link, XdpMode::Native),
                 Err(e @ (XskError::ProgramBusy { .. } | XskError::Permission { .. })) => {
                     return Err(e)
@@ -431,7 +450,7 @@ impl XdpProgram {
                 Err(e) => {
                     log::warn!("{ifname}: native XDP refused ({e}); falling back to generic mode");
                     (
-                        link_create(&object, ifname, ifindex, XdpMode::Generic)?,
+                        link_create(object.prog_fd, ifname, ifindex, XdpMode::Generic)?,
                         XdpMode::Generic,
                     )
                 }
@@ -571,8 +590,8 @@ impl XdpProgram {
     }
 }
 
-fn link_create(
-    object: &LoadedObject,
+pub(crate) fn link_create(
+    prog_fd: RawFd,
     ifname: &str,
     ifindex: u32,
     mode: XdpMode,
@@ -585,9 +604,9 @@ fn link_create(
     let mut opts: bpf::bpf_link_create_opts = unsafe { std::mem::zeroed() };
     opts.sz = std::mem::size_of::<bpf::bpf_link_create_opts>() as _;
     opts.flags = flags;
-    // SAFETY: the program fd is live (owned by `object`) and `opts` outlives
+    // SAFETY: the program fd is live (owned by the caller's object) and `opts` outlives
     // the call.
-    let ret = unsafe { bpf::bpf_link_create(object.prog_fd, ifindex as i32, bpf::BPF_XDP, &opts) };
+    let ret = unsafe { bpf::bpf_link_create(prog_fd, ifindex as i32, bpf::BPF_XDP, &opts) };
     if ret < 0 {
         let e = libbpf_error(ret.into());
         return Err(match e.raw_os_error() {

@@ -8,6 +8,8 @@ mod cluster;
 mod fwmark;
 mod health;
 mod lookup;
+mod member;
+pub(crate) use member::mac_text;
 mod real;
 mod service;
 mod site;
@@ -455,6 +457,10 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         &interfaces,
         &services,
     )?;
+    let member = match raw.member {
+        None => None,
+        Some(m) => Some(member::member(cx, m, &interfaces, &services)?),
+    };
     Ok(Config {
         interfaces,
         workers,
@@ -472,6 +478,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         marks,
         services,
         cluster,
+        member,
     })
 }
 
