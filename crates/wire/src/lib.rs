@@ -32,6 +32,7 @@ pub mod ipv6;
 pub mod ipv6_ext;
 pub mod l4_checksum;
 pub mod parse;
+pub mod proxy_v2;
 pub mod rewrite;
 pub mod sctp;
 pub mod tcp;
@@ -56,6 +57,7 @@ pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use l4_checksum::{complete_l4_checksum, L4Checksum};
 pub use parse::{classify, parse_frame, verify_l4_checksum, Classified, Frag, Parsed, L3};
+pub use proxy_v2::{ProxyV2, ProxyV2Error};
 pub use rewrite::{
     can_rewrite_ports, decrement_ttl, set_dst_addr, set_dst_port, set_macs, set_src_addr,
     set_src_port, shrink_ip_payload,
@@ -63,7 +65,9 @@ pub use rewrite::{
 pub use sctp::SctpPacket;
 pub use tcp::TcpPacket;
 pub use tcp_options::TcpOptions;
-pub use tcp_segment::{splice, tcp_fields, write_segment, Segment, Splice, TcpFields};
+pub use tcp_segment::{
+    splice, tcp_fields, write_data_segment, write_segment, Segment, Splice, TcpFields,
+};
 pub use udp::{UdpPacket, UdpRepr};
 
 /// IP protocol / IPv6 next-header numbers (IANA "Assigned Internet Protocol Numbers").

@@ -42,11 +42,24 @@ pub struct Segment<'a> {
 /// and the segment at `l3_off`, keeping the link-layer header before it. Returns the new
 /// frame length, or `None` if the frame is too short or the options malformed in size.
 pub fn write_segment(frame: &mut [u8], l3_off: usize, l3: L3, s: &Segment<'_>) -> Option<usize> {
-    if !s.options.len().is_multiple_of(4) || s.options.len() > 40 {
+    write_data_segment(frame, l3_off, l3, s, &[])
+}
+
+/// [`write_segment`] with `payload` after the TCP header (a SYN proxy's PROXY protocol
+/// header on the ACK that completes the server's handshake). `payload` must not overlap
+/// the frame.
+pub fn write_data_segment(
+    frame: &mut [u8],
+    l3_off: usize,
+    l3: L3,
+    s: &Segment<'_>,
+    payload: &[u8],
+) -> Option<usize> {
+    if !s.options.len().is_multiple_of(4) || s.options.len() > 40 || payload.len() > 0xff00 {
         return None;
     }
     let ip_len = if l3 == L3::V6 { 40 } else { 20 };
-    let tcp_len = HEADER_LEN + s.options.len();
+    let tcp_len = HEADER_LEN + s.options.len() + payload.len();
     let end = l3_off.checked_add(ip_len + tcp_len)?;
     let out = frame.get_mut(l3_off..end)?;
     let (iph, seg) = out.split_at_mut(ip_len);
@@ -79,13 +92,15 @@ pub fn write_segment(frame: &mut [u8], l3_off: usize, l3: L3, s: &Segment<'_>) -
             checksum::pseudo_header_v6(&s.src, &s.dst, ip_proto::TCP, tcp_len as u32)
         }
     };
-    seg[HEADER_LEN..].copy_from_slice(s.options);
+    let data = HEADER_LEN + s.options.len();
+    seg[HEADER_LEN..data].copy_from_slice(s.options);
+    seg[data..].copy_from_slice(payload);
     let mut t = TcpPacket::new_unchecked(&mut *seg);
     t.set_src_port(s.sport);
     t.set_dst_port(s.dport);
     t.set_seq_number(s.seq);
     t.set_ack_number(s.ack);
-    t.set_header_len(tcp_len);
+    t.set_header_len(data);
     t.set_flags(s.flags);
     t.set_window(s.window);
     t.set_urgent(0);
@@ -330,5 +345,34 @@ mod tests {
         add32(&mut seg, 0, 16, 5, 0x0101_0101);
         assert_eq!(&seg[5..9], &[2, 3, 4, 5]);
         assert!(checksum::verify(&seg));
+    }
+
+    #[test]
+    fn data_segments_carry_their_payload() {
+        for l3 in [L3::V4, L3::V6] {
+            let (mut f, len) = syn_frame(l3);
+            let p = crate::parse_frame(&f[..len]).unwrap();
+            let mut o = [0u8; 12];
+            let ts = crate::tcp_options::write_ts_option(&mut o, (1, 2));
+            let seg = Segment {
+                src: p.src,
+                dst: p.dst,
+                ttl: 64,
+                sport: 40000,
+                dport: 80,
+                seq: 1001,
+                ack: 5,
+                flags: tcp::flags::ACK,
+                window: 100,
+                options: &o[..ts],
+            };
+            let len = write_data_segment(&mut f, 14, l3, &seg, b"hello").unwrap();
+            let p = crate::parse_frame(&f[..len]).unwrap();
+            assert!(crate::verify_l4_checksum(&f[..len], &p));
+            let t = tcp_fields(&f[..len], &p).unwrap();
+            assert_eq!(t.payload_len, 5);
+            assert_eq!(t.options.timestamp, Some((1, 2)));
+            assert_eq!(&f[len - 5..len], b"hello");
+        }
     }
 }
