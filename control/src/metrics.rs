@@ -298,6 +298,16 @@ pub fn render(s: &Snapshot) -> String {
             "SYN proxy: client segments held until their real server answered, then forwarded.",
             |w| w.synproxy.held,
         ),
+        (
+            "uvs_synproxy_proxy_headers_total",
+            "SYN proxy: PROXY protocol v2 headers sent to real servers (proxy_protocol: v2).",
+            |w| w.synproxy.proxy_headers,
+        ),
+        (
+            "uvs_synproxy_proxy_resent_total",
+            "SYN proxy: PROXY protocol v2 headers sent again because the real server had not received them.",
+            |w| w.synproxy.proxy_resent,
+        ),
     ];
     for (name, help, value) in worker_families {
         let mut f = e.family(name, help, Kind::Counter);

@@ -113,6 +113,11 @@ pub struct SynProxyCounts {
     pub untracked_syns: u64,
     #[serde(default)]
     pub held: u64,
+    /// PROXY v2 headers sent to real servers, and those sent again.
+    #[serde(default)]
+    pub proxy_headers: u64,
+    #[serde(default)]
+    pub proxy_resent: u64,
 }
 
 /// One connection-table entry (`uvsadm -c`).

@@ -247,6 +247,7 @@ pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
                     }),
                     one_packet: s.one_packet,
                     syn_proxy: s.syn_proxy,
+                    proxy_protocol: s.proxy_protocol,
                     timeouts: timeouts(&s.timeouts),
                     fullnat_pool: s.fullnat_pool.iter().map(|a| IpKey::from_ip(*a)).collect(),
                     sorry: s.sorry_server.map(|o| RealSpec {

@@ -239,6 +239,8 @@ pub fn snapshot_with(
                 failures: c.synproxy_failures.get(),
                 untracked_syns: c.synproxy_untracked_syns.get(),
                 held: c.synproxy_held.get(),
+                proxy_headers: c.synproxy_proxy_headers.get(),
+                proxy_resent: c.synproxy_proxy_resent.get(),
             },
             busy_ratio: rates.busy.get(i).copied().unwrap_or(0.0),
         })

@@ -63,6 +63,10 @@ pub struct WorkerCounters {
     pub synproxy_untracked_syns: Counter,
     /// SYN proxy: early client segments held until the server answered, then forwarded.
     pub synproxy_held: Counter,
+    /// SYN proxy with `proxy_protocol`: PROXY v2 headers sent to real servers, and those
+    /// of them sent again (the server repeated its SYN-ACK or acknowledged only its SYN).
+    pub synproxy_proxy_headers: Counter,
+    pub synproxy_proxy_resent: Counter,
     pub drops: Box<[Counter]>,
 }
 
@@ -89,6 +93,8 @@ impl Default for WorkerCounters {
             synproxy_failures: Counter::default(),
             synproxy_untracked_syns: Counter::default(),
             synproxy_held: Counter::default(),
+            synproxy_proxy_headers: Counter::default(),
+            synproxy_proxy_resent: Counter::default(),
             drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),
         }
     }

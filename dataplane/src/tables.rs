@@ -324,6 +324,8 @@ pub struct ServiceRt {
     pub one_packet: bool,
     /// TCP SYN proxy (`dataplane/src/synproxy/`).
     pub syn_proxy: bool,
+    /// The SYN proxy sends a PROXY protocol v2 header first to the server.
+    pub proxy_protocol: bool,
     pub timeouts: Timeouts,
     pub fullnat_pool: Vec<IpKey>,
     pub sorry: Option<RealRt>,
@@ -492,6 +494,8 @@ pub struct ServiceSpec {
     pub one_packet: bool,
     /// TCP SYN proxy (`dataplane/src/synproxy/`).
     pub syn_proxy: bool,
+    /// The SYN proxy sends a PROXY protocol v2 header first to the server.
+    pub proxy_protocol: bool,
     pub timeouts: Timeouts,
     pub fullnat_pool: Vec<IpKey>,
     pub sorry: Option<RealSpec>,
@@ -747,6 +751,7 @@ impl TablesBuilder {
             persistence: s.persistence,
             one_packet: s.one_packet,
             syn_proxy: s.syn_proxy,
+            proxy_protocol: s.proxy_protocol,
             timeouts: s.timeouts,
             fullnat_pool: s.fullnat_pool.clone(),
             sorry,

@@ -188,6 +188,7 @@ fn new_service(a: &ServiceArgs, cfg: &Config) -> Service {
         persistence: a.persistence,
         one_packet: a.one_packet,
         syn_proxy: false,
+        proxy_protocol: false,
         fullnat_pool: a.fullnat_pool.clone().unwrap_or_default(),
         timeouts: cfg.timeouts,
         sorry_server: None,

@@ -176,6 +176,7 @@ fn service_change(old: &Service, new: &Service) -> Option<ServiceChange> {
         || old.forwarding != new.forwarding
         || old.one_packet != new.one_packet
         || old.syn_proxy != new.syn_proxy
+        || old.proxy_protocol != new.proxy_protocol
         || old.fullnat_pool != new.fullnat_pool
         || old.timeouts != new.timeouts
         || old.sorry_server != new.sorry_server;

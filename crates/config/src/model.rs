@@ -671,6 +671,10 @@ pub struct Service {
     /// TCP SYN proxy: uvs answers the handshake with a SYN cookie and opens the real
     /// server's side only for clients that complete it (NAT and FullNAT only).
     pub syn_proxy: bool,
+    /// `proxy_protocol: v2`: the SYN proxy sends a PROXY protocol v2 header (the client's
+    /// address and port, the VIP and port) first on the server's side of each connection.
+    /// Only with `syn_proxy`.
+    pub proxy_protocol: bool,
     /// Source addresses for FullNAT, same family as the real servers using them. Non-empty
     /// when any real server uses FullNAT.
     pub fullnat_pool: Vec<IpAddr>,

@@ -385,6 +385,8 @@ pub(crate) struct RawService {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syn_proxy: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fullnat_pool: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<RawTimeouts>,

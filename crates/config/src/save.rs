@@ -232,6 +232,7 @@ fn service(s: &Service, global: &Timeouts) -> RawService {
         }),
         one_packet: s.one_packet.then_some(true),
         syn_proxy: s.syn_proxy.then_some(true),
+        proxy_protocol: s.proxy_protocol.then(|| "v2".to_string()),
         fullnat_pool: non_empty(s.fullnat_pool.iter().map(|a| a.to_string()).collect()),
         timeouts: timeouts(&s.timeouts, global),
         sorry_server: s.sorry_server.map(|ss| RawSorryServer {

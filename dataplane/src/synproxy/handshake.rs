@@ -224,11 +224,14 @@ fn ack(
     real.stats.worker(ctx.worker).conns.add(1);
     ctx.counters.new_conns.add(1);
     let our_tsval = our_ts.map_or(0, |(_, e)| e);
-    ctx.proxy.splices(ctx.conns).store(
-        id,
-        (u64::from(our_isn) << 32) | u64::from(our_tsval),
-        Opts::client(opts.wscale, our_ts.is_some()),
-    );
+    let mut bits = Opts::client(opts.wscale, our_ts.is_some());
+    if svc.proxy_protocol {
+        // The header takes the client's first sequence numbers on the server's half.
+        bits = bits.with_proxy(t.seq);
+    }
+    ctx.proxy
+        .splices(ctx.conns)
+        .store(id, (u64::from(our_isn) << 32) | u64::from(our_tsval), bits);
 
     // The SYN to the real server: the client's ISN and its options as the cookie kept them.
     let mut o = [0u8; 20];

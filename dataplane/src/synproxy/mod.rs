@@ -14,6 +14,14 @@
 //!    a table beside the connection table ([`SpliceTable`]); from then on every segment is
 //!    translated ([`splice`]).
 //!
+//! With `proxy_protocol: v2` the ACK of step 3 carries a PROXY protocol v2 header (HAProxy's
+//! `proxy-protocol.txt`; `uvs_wire::proxy_v2`): the client's address and port and the VIP's,
+//! the first bytes the server reads. The client's sequence space is then `L` bytes (28 for
+//! IPv4, 52 for IPv6) behind the server's view of it: its SEQ gets + L on the way in, the
+//! server's ACK and SACK blocks − L on the way out ([`splice`]). A header that went
+//! missing is sent again when the server shows it: a repeated SYN-ACK (our ACK never
+//! arrived) or an ACK of only its SYN (a later client segment completed the handshake).
+//!
 //! A client's first segment that arrives before the server's SYN-ACK is held in a fixed
 //! per-worker pool and sent once the connection is spliced ([`retransmit`]); others are
 //! dropped and counted (`synproxy_not_ready`): the client still holds them and
@@ -72,7 +80,8 @@ impl ProxyShared {
 /// - word `a`: while SYN_SENT, uvs's ISN (high 32 bits) and the TSval it sent the client
 ///   (low); once spliced, the sequence delta (server ISN − cookie) and the timestamp delta
 ///   (server TSval − uvs's TSval).
-/// - word `b`: the option bits ([`Opts`]).
+/// - word `b`: the option bits ([`Opts`]); with a PROXY header, the client's ISN + 1 in
+///   the high 32 bits.
 ///
 /// The worker that completes the handshake writes both words before it moves the entry
 /// to ESTABLISHED; a worker that sees ESTABLISHED reads them.
@@ -120,6 +129,14 @@ impl SpliceTable {
         }
     }
 
+    /// Sets `bits` in word `b` (a flag learnt after the splice, such as
+    /// [`Opts::PROXY_ACKED`]).
+    pub(crate) fn set(&self, id: uvs_conntrack::ConnId, bits: u64) {
+        if let Some(s) = self.slot(id) {
+            s[1].fetch_or(bits, Ordering::AcqRel);
+        }
+    }
+
     /// Claims the completion of a handshake: sets `SPLICED` with the server's option bits
     /// unless another worker did; true for the one that did.
     pub(crate) fn claim(&self, id: uvs_conntrack::ConnId, server: Opts) -> bool {
@@ -148,6 +165,30 @@ impl Opts {
     pub const SERVER_TS: u64 = 1 << 11;
     /// The handshake with the server completed and word `a` holds the deltas.
     pub const SPLICED: u64 = 1 << 12;
+    /// A PROXY v2 header goes first to the server (`proxy_protocol: v2`); the high 32 bits
+    /// hold the client's ISN + 1, where the header starts.
+    pub const PROXY: u64 = 1 << 13;
+    /// The server acknowledged the PROXY header: it is never sent again.
+    pub const PROXY_ACKED: u64 = 1 << 14;
+
+    /// These bits with a PROXY header starting at the client's sequence number `start`.
+    pub fn with_proxy(self, start: u32) -> Self {
+        Opts((self.0 & 0xffff_ffff) | Self::PROXY | (u64::from(start) << 32))
+    }
+
+    /// The PROXY header's length for a connection of this family, 0 without one.
+    pub fn proxy_len(self, v6: bool) -> u32 {
+        match (self.has(Self::PROXY), v6) {
+            (false, _) => 0,
+            (true, false) => uvs_wire::proxy_v2::LEN_V4 as u32,
+            (true, true) => uvs_wire::proxy_v2::LEN_V6 as u32,
+        }
+    }
+
+    /// The client's sequence number where the PROXY header starts (its ISN + 1).
+    pub fn proxy_start(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
 
     pub fn client(wscale: Option<u8>, ts: bool) -> Self {
         let mut v = u64::from(wscale.unwrap_or(0) & 0x0f);
@@ -233,5 +274,16 @@ mod tests {
         let o = Opts(Opts::client(None, false).0 | Opts::server(None, false).0);
         assert_eq!(o.window_to_server(), (0, 0));
         assert_eq!(o.window_to_client(), (0, 0));
+    }
+
+    #[test]
+    fn proxy_bits_keep_the_options_and_the_start() {
+        let o = Opts::client(Some(9), true).with_proxy(0xdead_beef);
+        assert!(o.has(Opts::PROXY) && o.has(Opts::CLIENT_WS) && o.has(Opts::CLIENT_TS));
+        assert_eq!(o.client_shift(), 9);
+        assert_eq!(o.proxy_start(), 0xdead_beef);
+        assert_eq!(o.proxy_len(false), 28);
+        assert_eq!(o.proxy_len(true), 52);
+        assert_eq!(Opts::client(None, false).proxy_len(true), 0);
     }
 }

@@ -8,6 +8,10 @@
 //!
 //! each with an RFC 1624 update of the checksum (`uvs_wire::splice`), before the usual NAT
 //! or FullNAT rewrite. RST and FIN pass through translated like any segment.
+//!
+//! With a PROXY v2 header of `L` bytes (sent on the ACK that completes the server's
+//! handshake) the client's space is shifted too: client → server SEQ + L; server → client
+//! ACK − L and SACK blocks − L.
 
 use uvs_conntrack::{tcp::TcpState, Dir, Hit};
 use uvs_wire::tcp::flags;
@@ -67,7 +71,8 @@ pub(crate) fn established(
             return Verdict::Drop(DropReason::SynProxyNotReady);
         }
         let (_, opts) = splices.load(hit.id);
-        return ack_server(tables, buf, len, p, hit, svc, &t, opts)
+        let ack = t.seq.wrapping_add(1);
+        return ack_server(ctx, tables, buf, len, p, hit, svc, &t, ack, opts, true)
             .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, buf, e, h));
     }
     if !from_server && p.tcp_flags & flags::SYN != 0 {
@@ -76,9 +81,30 @@ pub(crate) fn established(
     }
     let (a, opts) = splices.load(hit.id);
     let (delta, ts_delta) = ((a >> 32) as u32, a as u32);
+    let pp = opts.proxy_len(hit.conn.orig.v6);
+    if from_server
+        && pp != 0
+        && !opts.has(Opts::PROXY_ACKED)
+        && p.tcp_flags & flags::ACK != 0
+        && p.tcp_flags & (flags::RST | flags::FIN) == 0
+    {
+        let acked = t.ack.wrapping_sub(opts.proxy_start()) as i32;
+        if acked >= pp as i32 {
+            splices.set(hit.id, Opts::PROXY_ACKED);
+        } else if acked == 0 && t.payload_len == 0 {
+            // The server acknowledges only its SYN: it took a later client segment as the
+            // end of its handshake and never got the header (our ACK carrying it was
+            // lost), so it waits for those bytes; this duplicate ACK is of no use to the
+            // client. Send the header in its place.
+            return ack_server(ctx, tables, buf, len, p, hit, svc, &t, t.seq, opts, true)
+                .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, buf, e, h));
+        }
+    }
     let s = if from_server {
         Splice {
             seq: delta.wrapping_neg(),
+            ack: pp.wrapping_neg(),
+            sack: pp.wrapping_neg(),
             tsval: if opts.has(Opts::SERVER_TS) {
                 ts_delta.wrapping_neg()
             } else {
@@ -89,6 +115,7 @@ pub(crate) fn established(
         }
     } else {
         Splice {
+            seq: pp,
             ack: delta,
             sack: delta,
             tsecr: if opts.has(Opts::SERVER_TS) {
@@ -155,16 +182,19 @@ fn server_synack(
         ctx.counters.synproxy_spliced.add(1);
     }
     let (_, opts) = splices.load(hit.id);
-    match ack_server(tables, buf, len, p, hit, svc, t, opts) {
+    let ack = t.seq.wrapping_add(1);
+    match ack_server(ctx, tables, buf, len, p, hit, svc, t, ack, opts, false) {
         Ok((egress, hop)) => l2_out(tables, neigh, buf, egress, hop),
         Err(v) => v,
     }
 }
 
-/// Writes the ACK answering the server's SYN-ACK over the frame; the egress towards the
-/// server.
+/// Writes the ACK answering the server's SYN-ACK over the frame (`ack`: what it
+/// acknowledges), with the PROXY v2 header as its data when the connection has one; the
+/// egress towards the server. `again`: the header was sent before (counted as resent).
 #[allow(clippy::too_many_arguments)]
 fn ack_server(
+    ctx: &mut Ctx<'_>,
     tables: &Tables,
     buf: &mut [u8],
     len: &mut usize,
@@ -172,7 +202,9 @@ fn ack_server(
     hit: &Hit,
     svc: &ServiceRt,
     t: &uvs_wire::TcpFields,
+    ack: u32,
     opts: Opts,
+    again: bool,
 ) -> Result<(u8, crate::tables::IpKey), Verdict> {
     let c = &hit.conn;
     let mut o = [0u8; 12];
@@ -194,14 +226,47 @@ fn ack_server(
         sport: c.reply.dport,
         dport: c.reply.sport,
         seq: t.ack,
-        ack: t.seq.wrapping_add(1),
+        ack,
         flags: flags::ACK,
         window,
         options: &o[..n],
     };
-    let n = uvs_wire::write_segment(buf, usize::from(p.l3_off), p.l3, &seg)
+    let mut header = [0u8; uvs_wire::proxy_v2::LEN_V6];
+    let hlen = if opts.has(Opts::PROXY) {
+        // The header starts at the client's ISN + 1, whatever the server's segment acked.
+        let seg_at = Segment {
+            seq: opts.proxy_start(),
+            ..seg
+        };
+        let h = uvs_wire::ProxyV2 {
+            src: ip(c.orig.v6, c.orig.src).to_ip(),
+            dst: ip(c.orig.v6, c.orig.dst).to_ip(),
+            src_port: c.orig.sport,
+            dst_port: c.orig.dport,
+        };
+        let n = h
+            .write(&mut header)
+            .map_err(|_| Verdict::Drop(DropReason::TcpBadOptions))?;
+        ctx.counters.synproxy_proxy_headers.add(1);
+        if again {
+            ctx.counters.synproxy_proxy_resent.add(1);
+        }
+        *len = uvs_wire::write_data_segment(
+            buf,
+            usize::from(p.l3_off),
+            p.l3,
+            &seg_at,
+            &header[..n],
+        )
         .ok_or(Verdict::Drop(DropReason::TcpBadOptions))?;
-    *len = n;
+        n
+    } else {
+        0
+    };
+    if hlen == 0 {
+        *len = uvs_wire::write_segment(buf, usize::from(p.l3_off), p.l3, &seg)
+            .ok_or(Verdict::Drop(DropReason::TcpBadOptions))?;
+    }
     let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
     let real_addr = ip(c.reply.v6, c.reply.src);
     real_egress(tables, real, &real_addr).ok_or(Verdict::Drop(DropReason::NoRoute))

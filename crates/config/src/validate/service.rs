@@ -467,6 +467,35 @@ fn service_rest(
                 )));
         }
     }
+    // The PROXY header is written by the SYN proxy as the first bytes of the server's half
+    // of a spliced connection; without the splice there is no place to put it.
+    let proxy_protocol = match r.proxy_protocol.as_deref() {
+        None => false,
+        Some("v2") if syn_proxy => true,
+        Some("v2") => {
+            return Err(cx
+                .err(
+                    &p("proxy_protocol"),
+                    "proxy_protocol needs syn_proxy: the header is sent on the server's half \
+                     of a connection uvs splices",
+                )
+                .with_hint(Some(
+                    "add `syn_proxy: true` (tcp, nat or fullnat), or look clients up with \
+                     `uvs-agent client-of` instead"
+                        .into(),
+                )));
+        }
+        Some(other) => {
+            return Err(cx
+                .err(
+                    &p("proxy_protocol"),
+                    format!("unknown proxy_protocol version '{other}'"),
+                )
+                .with_hint(Some(
+                    "write `proxy_protocol: v2` (the binary version; v1 is not sent)".into(),
+                )));
+        }
+    };
 
     // FullNAT's source pool: needed by any fullnat real server, of that server's family.
     let mut fullnat_pool = Vec::new();
@@ -547,6 +576,7 @@ fn service_rest(
         persistence,
         one_packet,
         syn_proxy,
+        proxy_protocol,
         fullnat_pool,
         timeouts,
         sorry_server,

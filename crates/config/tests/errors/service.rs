@@ -157,6 +157,27 @@ fn service_errors() {
             Some("nat or fullnat"),
         ),
         case(
+            "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    forwarding: nat\n    proxy_protocol: v2\n    real_servers: [{address: 198.18.1.1}]\n",
+            "proxy_protocol: |v2",
+            "services[0].proxy_protocol",
+            "proxy_protocol needs syn_proxy",
+            Some("uvs-agent client-of"),
+        ),
+        case(
+            "services:\n  - vip: 198.18.100.1\n    protocol: udp\n    port: 53\n    proxy_protocol: v2\n",
+            "proxy_protocol: |v2",
+            "services[0].proxy_protocol",
+            "proxy_protocol needs syn_proxy",
+            Some("syn_proxy: true"),
+        ),
+        case(
+            "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    forwarding: fullnat\n    fullnat_pool: [198.18.1.100]\n    syn_proxy: true\n    proxy_protocol: v1\n    real_servers: [{address: 198.18.1.1}]\n",
+            "proxy_protocol: |v1",
+            "services[0].proxy_protocol",
+            "unknown proxy_protocol version 'v1'",
+            Some("proxy_protocol: v2"),
+        ),
+        case(
             "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 0\n",
             "port: |0",
             "services[0].port",
