@@ -251,14 +251,9 @@ fn ack_server(
         if again {
             ctx.counters.synproxy_proxy_resent.add(1);
         }
-        *len = uvs_wire::write_data_segment(
-            buf,
-            usize::from(p.l3_off),
-            p.l3,
-            &seg_at,
-            &header[..n],
-        )
-        .ok_or(Verdict::Drop(DropReason::TcpBadOptions))?;
+        *len =
+            uvs_wire::write_data_segment(buf, usize::from(p.l3_off), p.l3, &seg_at, &header[..n])
+                .ok_or(Verdict::Drop(DropReason::TcpBadOptions))?;
         n
     } else {
         0
