@@ -217,7 +217,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
-    let worker_families: [(&str, &str, WorkerValue); 16] = [
+    let worker_families: [(&str, &str, WorkerValue); 18] = [
         (
             "uvs_worker_rx_packets_total",
             "Packets received by the worker.",
