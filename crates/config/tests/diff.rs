@@ -180,6 +180,28 @@ fn renaming_is_a_settings_change() {
 }
 
 #[test]
+fn proxy_protocol_is_a_settings_change_and_saves_as_v2() {
+    let on = edit(
+        "    forwarding: nat\n    real_servers:\n      - address: 198.18.1.11\n      - address: 198.18.1.12",
+        "    forwarding: nat\n    syn_proxy: true\n    proxy_protocol: v2\n    real_servers:\n      - address: 198.18.1.11\n      - address: 198.18.1.12",
+    );
+    let web = on.services.iter().find(|s| s.name == "web").unwrap();
+    assert!(web.syn_proxy && web.proxy_protocol);
+    let only_syn = edit(
+        "    forwarding: nat\n    real_servers:\n      - address: 198.18.1.11\n      - address: 198.18.1.12",
+        "    forwarding: nat\n    syn_proxy: true\n    real_servers:\n      - address: 198.18.1.11\n      - address: 198.18.1.12",
+    );
+    let d = diff(&only_syn, &on);
+    assert_eq!(d.changed_services.len(), 1, "{d:?}");
+    assert!(d.changed_services[0].settings_changed);
+    // Saved as `proxy_protocol: v2` and read back the same.
+    let text = uvs_config::to_yaml(&on);
+    assert!(text.contains("proxy_protocol: v2"), "{text}");
+    assert!(diff(&on, &load(&text)).is_empty());
+    assert!(!uvs_config::to_yaml(&only_syn).contains("proxy_protocol"));
+}
+
+#[test]
 fn interface_worker_or_table_changes_need_a_restart() {
     let d = diff(
         &load(BASE),
