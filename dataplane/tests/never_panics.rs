@@ -62,10 +62,17 @@ fn syn_with_options() -> Vec<u8> {
     out
 }
 
-fn run(frames: &[Vec<u8>], method: Method, verify_l4_checksums: bool, syn_proxy: bool) {
+fn run(
+    frames: &[Vec<u8>],
+    method: Method,
+    verify_l4_checksums: bool,
+    syn_proxy: bool,
+    proxy_protocol: bool,
+) {
     let mut spec = lab::spec(method, SchedulerKind::Wlc, 1);
     for s in &mut spec.services {
         s.syn_proxy = syn_proxy && s.key.proto == 6;
+        s.proxy_protocol = s.syn_proxy && proxy_protocol;
     }
     let tables = TablesBuilder::build(&spec, None).unwrap();
     let shared = Arc::new(Shared::new(tables, 4096, 1));
@@ -109,7 +116,7 @@ proptest! {
     #[test]
     fn random_bytes(frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 1..40),
                     method in prop::sample::select(vec![Method::Nat, Method::Dr, Method::Tun, Method::FullNat])) {
-        run(&frames, method, true, false);
+        run(&frames, method, true, false, false);
     }
 
     /// A mutated port or address also breaks the L4 checksum; with verification off as
@@ -126,14 +133,15 @@ proptest! {
             f.truncate((*cut).max(1).min(f.len()));
             f
         }).collect();
-        run(&frames, method, verify, false);
+        run(&frames, method, verify, false, false);
     }
 
-    /// The same with the SYN proxy on the TCP services (NAT and FullNAT): SYNs are
-    /// answered from their options, mutated options included.
+    /// The same with the SYN proxy on the TCP services (NAT and FullNAT), with or without
+    /// PROXY v2 headers: SYNs are answered from their options, mutated options included.
     #[test]
     fn mutated_frames_through_the_syn_proxy(seed in prop::collection::vec((0usize..5, 0usize..120, any::<u8>(), 0usize..130), 1..40),
                                             method in prop::sample::select(vec![Method::Nat, Method::FullNat]),
+                                            pp in any::<bool>(),
                                             raw in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..10)) {
         let base = valid_frames();
         let mut frames: Vec<Vec<u8>> = seed.iter().map(|(which, at, byte, cut)| {
@@ -144,6 +152,6 @@ proptest! {
             f
         }).collect();
         frames.extend(raw);
-        run(&frames, method, false, true);
+        run(&frames, method, false, true, pp);
     }
 }
