@@ -231,8 +231,8 @@ fn ack_server(
         window,
         options: &o[..n],
     };
-    let mut header = [0u8; uvs_wire::proxy_v2::LEN_V6];
-    let hlen = if opts.has(Opts::PROXY) {
+    let l3_off = usize::from(p.l3_off);
+    *len = if opts.has(Opts::PROXY) {
         // The header starts at the client's ISN + 1, whatever the server's segment acked.
         let seg_at = Segment {
             seq: opts.proxy_start(),
@@ -244,6 +244,7 @@ fn ack_server(
             src_port: c.orig.sport,
             dst_port: c.orig.dport,
         };
+        let mut header = [0u8; uvs_wire::proxy_v2::LEN_V6];
         let n = h
             .write(&mut header)
             .map_err(|_| Verdict::Drop(DropReason::TcpBadOptions))?;
@@ -251,17 +252,11 @@ fn ack_server(
         if again {
             ctx.counters.synproxy_proxy_resent.add(1);
         }
-        *len =
-            uvs_wire::write_data_segment(buf, usize::from(p.l3_off), p.l3, &seg_at, &header[..n])
-                .ok_or(Verdict::Drop(DropReason::TcpBadOptions))?;
-        n
+        uvs_wire::write_data_segment(buf, l3_off, p.l3, &seg_at, &header[..n])
     } else {
-        0
-    };
-    if hlen == 0 {
-        *len = uvs_wire::write_segment(buf, usize::from(p.l3_off), p.l3, &seg)
-            .ok_or(Verdict::Drop(DropReason::TcpBadOptions))?;
+        uvs_wire::write_segment(buf, l3_off, p.l3, &seg)
     }
+    .ok_or(Verdict::Drop(DropReason::TcpBadOptions))?;
     let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
     let real_addr = ip(c.reply.v6, c.reply.src);
     real_egress(tables, real, &real_addr).ok_or(Verdict::Drop(DropReason::NoRoute))
