@@ -126,6 +126,9 @@ impl ProxyV2 {
 
     /// Writes the header (PROXY command, STREAM, no TLVs) at the start of `out`; its length.
     pub fn write(&self, out: &mut [u8]) -> Result<usize, ProxyV2Error> {
+        if self.src.is_ipv4() != self.dst.is_ipv4() {
+            return Err(ProxyV2Error::MixedFamilies);
+        }
         let n = self.len();
         let out = out.get_mut(..n).ok_or(ProxyV2Error::NoRoom(n))?;
         out[..12].copy_from_slice(&SIGNATURE);
@@ -345,7 +348,9 @@ mod tests {
     fn writer_refuses_what_it_cannot_write() {
         let mut h = v4();
         h.dst = "2001:2::1".parse().unwrap();
-        assert_eq!(h.write(&mut [0u8; 64]), Err(ProxyV2Error::MixedFamilies));
+        let mut out = [0u8; 64];
+        assert_eq!(h.write(&mut out), Err(ProxyV2Error::MixedFamilies));
+        assert_eq!(out, [0u8; 64], "nothing written");
         assert_eq!(v6().write(&mut [0u8; 51]), Err(ProxyV2Error::NoRoom(52)));
     }
 }
