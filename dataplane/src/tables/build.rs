@@ -1,0 +1,306 @@
+//! Building a snapshot: what control says (`TablesSpec`) becomes `Tables`, carrying service
+//! ids, real-server slots and live counters over from the previous snapshot.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use uvs_conntrack::Timeouts;
+use uvs_sched::{SchedConfig, Scheduler, ServerLive, ServerSpec};
+
+use super::*;
+use crate::counters::PerWorkerStats;
+
+/// What control says about a real server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealSpec {
+    pub addr: IpKey,
+    pub port: u16,
+    pub method: Method,
+    /// TUN only: the encapsulation.
+    pub tun: TunEncap,
+    pub weight: u32,
+    pub upper_threshold: u32,
+    pub lower_threshold: u32,
+    /// geo scheduler: the site id (index of the service's site) clients are mapped to;
+    /// 0 for every other scheduler.
+    pub site: u16,
+}
+
+/// What control says about a virtual service.
+#[derive(Clone, Debug)]
+pub struct ServiceSpec {
+    pub key: ServiceKey,
+    pub name: String,
+    pub sched: SchedConfig,
+    pub reals: Vec<RealSpec>,
+    pub persistence: Option<Persistence>,
+    pub one_packet: bool,
+    /// TCP SYN proxy (`dataplane/src/synproxy/`).
+    pub syn_proxy: bool,
+    /// The SYN proxy sends a PROXY protocol v2 header first to the server.
+    pub proxy_protocol: bool,
+    pub timeouts: Timeouts,
+    pub fullnat_pool: Vec<IpKey>,
+    pub sorry: Option<RealSpec>,
+}
+
+/// Everything a snapshot is built from.
+#[derive(Clone, Debug, Default)]
+pub struct TablesSpec {
+    pub ifaces: Vec<IfaceRt>,
+    /// Directly connected networks and gateways; `port` indexes `ifaces`.
+    pub routes: Vec<Route>,
+    pub services: Vec<ServiceSpec>,
+    /// Firewall marks, in configuration order; a mark no service uses is ignored.
+    pub marks: Vec<MarkSpec>,
+    pub workers: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TablesError {
+    #[error("service {0}: {1}")]
+    Scheduler(String, String),
+    #[error("service {service}: no route to real server {real}")]
+    NoRoute { service: String, real: String },
+    #[error("service {0}: one-packet scheduling cannot be combined with FullNAT (a reply would carry no trace of its client)")]
+    OnePacketFullNat(String),
+    #[error("too many services (max {max})")]
+    TooManyServices { max: usize },
+    #[error("service {service}: too many real servers (max {max})")]
+    TooManyReals { service: String, max: usize },
+}
+
+/// Real-server slots per service (the live-counter array is sized once per service).
+pub const MAX_REALS: usize = 1024;
+const MAX_SERVICES: usize = u16::MAX as usize - 1;
+
+/// Builds snapshots, carrying identities from the previous one.
+pub struct TablesBuilder;
+
+impl TablesBuilder {
+    pub fn build(spec: &TablesSpec, prev: Option<&Tables>) -> Result<Tables, TablesError> {
+        let mut routes = spec.routes.clone();
+        // Longest prefix first; stable so the operator's order breaks ties.
+        routes.sort_by_key(|r| std::cmp::Reverse(r.len));
+        let route_of = |dst: &IpKey| lookup_route(&routes, dst);
+
+        let mut services: Vec<Option<Arc<ServiceRt>>> = Vec::new();
+        let mut index = FastMap::default();
+        let mut owned = FastMap::default();
+        let mut ops_reverse = FastMap::default();
+        for iface in &spec.ifaces {
+            if let Some(a) = iface.local4 {
+                owned.insert(IpKey::from_ip(std::net::IpAddr::from(a)), ());
+            }
+            if let Some(a) = iface.local6 {
+                owned.insert(IpKey { v6: true, addr: a }, ());
+            }
+        }
+        let workers = spec.workers.max(1);
+
+        // Ids of services that persist are kept; new ones take free ids.
+        let mut used_ids: Vec<bool> = Vec::new();
+        let prev_ids: HashMap<ServiceKey, Arc<ServiceRt>> = prev
+            .map(|t| {
+                t.services
+                    .iter()
+                    .flatten()
+                    .map(|s| (s.key, s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(t) = prev {
+            used_ids.resize(t.services.len(), false);
+        }
+        for s in &spec.services {
+            if let Some(p) = prev_ids.get(&s.key) {
+                let id = usize::from(p.id);
+                if used_ids.len() <= id {
+                    used_ids.resize(id + 1, false);
+                }
+                used_ids[id] = true;
+            }
+        }
+
+        for s in &spec.services {
+            let old = prev_ids.get(&s.key);
+            let id = match old {
+                Some(p) => p.id,
+                None => {
+                    let id = used_ids.iter().position(|u| !u).unwrap_or(used_ids.len());
+                    if id >= MAX_SERVICES {
+                        return Err(TablesError::TooManyServices { max: MAX_SERVICES });
+                    }
+                    if id == used_ids.len() {
+                        used_ids.push(true);
+                    } else {
+                        used_ids[id] = true;
+                    }
+                    id as u16
+                }
+            };
+            let svc = Self::build_service(s, id, old.map(|a| a.as_ref()), workers, &route_of)?;
+            if s.one_packet {
+                for r in &s.reals {
+                    if r.method == Method::FullNat {
+                        return Err(TablesError::OnePacketFullNat(s.name.clone()));
+                    }
+                    let port = if r.port == 0 { s.key.port } else { r.port };
+                    // A real server answering for two one-packet services on one port is
+                    // ambiguous without state: the first service listed wins.
+                    ops_reverse.entry((r.addr, port, s.key.proto)).or_insert(id);
+                }
+            }
+            if s.key.fwmark().is_none() {
+                owned.insert(s.key.vip, ());
+            }
+            for a in &s.fullnat_pool {
+                owned.insert(*a, ());
+            }
+            index.insert(s.key, id);
+            let id = usize::from(id);
+            if services.len() <= id {
+                services.resize_with(id + 1, || None);
+            }
+            services[id] = Some(Arc::new(svc));
+        }
+        let marks = spec
+            .marks
+            .iter()
+            .filter_map(|m| {
+                let id = |v6| index.get(&ServiceKey::mark(m.mark, v6)).copied();
+                let services = [id(false), id(true)];
+                (services != [None, None]).then(|| MarkRt {
+                    spec: m.clone(),
+                    services,
+                })
+            })
+            .collect();
+        Ok(Tables {
+            generation: prev.map_or(1, |t| t.generation + 1),
+            ifaces: spec.ifaces.clone(),
+            services,
+            index,
+            marks,
+            owned,
+            ops_reverse,
+            routes,
+        })
+    }
+
+    fn build_service(
+        s: &ServiceSpec,
+        id: u16,
+        old: Option<&ServiceRt>,
+        workers: usize,
+        route_of: &dyn Fn(&IpKey) -> Option<(u8, IpKey)>,
+    ) -> Result<ServiceRt, TablesError> {
+        if s.reals.len() > MAX_REALS {
+            return Err(TablesError::TooManyReals {
+                service: s.name.clone(),
+                max: MAX_REALS,
+            });
+        }
+        let live: Arc<[ServerLive]> = match old {
+            Some(o) => o.live.clone(),
+            None => (0..MAX_REALS).map(|_| ServerLive::default()).collect(),
+        };
+        // Keep each surviving real server's slot; new ones take the lowest free slot.
+        let mut reals: Vec<Option<RealRt>> = Vec::new();
+        let mut slot_of: Vec<Option<usize>> = vec![None; s.reals.len()];
+        if let Some(o) = old {
+            for (i, r) in s.reals.iter().enumerate() {
+                slot_of[i] = o.reals.iter().position(|x| {
+                    x.as_ref()
+                        .is_some_and(|x| x.addr == r.addr && x.port == r.port)
+                });
+            }
+        }
+        let mut taken = vec![false; MAX_REALS];
+        for slot in slot_of.iter().flatten() {
+            taken[*slot] = true;
+        }
+        // A removed server's slot stays reserved while its live counters show connections,
+        // so a newcomer does not inherit them.
+        if let Some(o) = old {
+            for (slot, r) in o.reals.iter().enumerate() {
+                if r.is_some() && !taken[slot] && live[slot].total_conns() > 0 {
+                    taken[slot] = true;
+                }
+            }
+        }
+        for slot in slot_of.iter_mut() {
+            if slot.is_none() {
+                let free =
+                    taken
+                        .iter()
+                        .position(|t| !t)
+                        .ok_or_else(|| TablesError::TooManyReals {
+                            service: s.name.clone(),
+                            max: MAX_REALS,
+                        })?;
+                taken[free] = true;
+                *slot = Some(free);
+            }
+        }
+        let used = taken.iter().rposition(|t| *t).map_or(0, |p| p + 1);
+        reals.resize_with(used, || None);
+        let mut specs = vec![ServerSpec::new(0, 0); used];
+        let mk_real = |r: &RealSpec, old: Option<&RealRt>| -> Result<RealRt, TablesError> {
+            let (egress, next_hop) = route_of(&r.addr).ok_or_else(|| TablesError::NoRoute {
+                service: s.name.clone(),
+                real: format!("{}:{}", r.addr.to_ip(), r.port),
+            })?;
+            Ok(RealRt {
+                addr: r.addr,
+                port: r.port,
+                method: r.method,
+                tun: r.tun,
+                weight: r.weight,
+                egress,
+                next_hop,
+                stats: old
+                    .map(|o| o.stats.clone())
+                    .unwrap_or_else(|| Arc::new(PerWorkerStats::new(workers))),
+            })
+        };
+        for (r, slot) in s.reals.iter().zip(&slot_of) {
+            let slot = slot.expect("assigned above");
+            let prev_rt = old.and_then(|o| o.reals.get(slot)).and_then(Option::as_ref);
+            reals[slot] = Some(mk_real(r, prev_rt)?);
+            specs[slot] = ServerSpec {
+                weight: r.weight,
+                upper_threshold: r.upper_threshold,
+                lower_threshold: r.lower_threshold,
+                key: real_hash_key(&r.addr, r.port),
+                site: r.site,
+            };
+        }
+        let sched = Scheduler::build(&s.sched, &specs)
+            .map_err(|e| TablesError::Scheduler(s.name.clone(), e.to_string()))?;
+        let sorry = match &s.sorry {
+            Some(r) => Some(mk_real(r, old.and_then(|o| o.sorry.as_ref()))?),
+            None => None,
+        };
+        Ok(ServiceRt {
+            id,
+            key: s.key,
+            name: s.name.clone(),
+            sched_name: s.sched.kind.name(),
+            sched,
+            live,
+            reals,
+            specs,
+            persistence: s.persistence,
+            one_packet: s.one_packet,
+            syn_proxy: s.syn_proxy,
+            proxy_protocol: s.proxy_protocol,
+            timeouts: s.timeouts,
+            fullnat_pool: s.fullnat_pool.clone(),
+            sorry,
+            stats: old
+                .map(|o| o.stats.clone())
+                .unwrap_or_else(|| Arc::new(PerWorkerStats::new(workers))),
+        })
+    }
+}
