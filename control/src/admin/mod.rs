@@ -17,12 +17,14 @@
 mod apply;
 mod argv;
 pub mod cluster;
+mod command;
 pub mod drain;
 pub mod keepalived;
 mod list;
 mod names;
 pub mod node;
 mod parse;
+mod restore;
 mod socket;
 pub mod syncd;
 mod top;

@@ -14,132 +14,16 @@
 //! them all or none.
 
 use super::argv::{endpoint, max_prefix, netmask, number, tokenize};
+pub use super::command::*;
+use super::restore::{restore, restore_lines, set_timeouts};
 use super::tunnel::TunArgs;
 use std::net::IpAddr;
 use uvs_config::{
     Forwarding, Persistence, Protocol, Scheduler, SchedulerFlag, ServiceKey, TunCsum, Tunnel,
 };
 
-/// One uvsadm invocation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AdminCommand {
-    /// `-L`/`-l`: the table, the connections (`-c`) or one service (`-t`).
-    List(ListOptions),
-    /// `-A`: a new virtual service.
-    AddService(ServiceArgs),
-    /// `-E`: replaces a service's scheduler, flags, persistence and one-packet setting (as
-    /// ipvsadm does: what is not given returns to its default).
-    EditService(ServiceArgs),
-    /// `-D`.
-    DeleteService(ServiceKey),
-    /// `-a`: a new real server.
-    AddReal(RealArgs),
-    /// `-e`: replaces a real server's forwarding, weight and thresholds.
-    EditReal(RealArgs),
-    /// `-d`.
-    DeleteReal {
-        service: ServiceKey,
-        real: (IpAddr, u16),
-    },
-    /// `-C`: removes every virtual service.
-    Clear,
-    /// `-Z`: zeroes every counter, or one service's (`-Z -t VIP:PORT`).
-    Zero(Option<ServiceKey>),
-    /// `-R`: the rules of an `ipvsadm -S` / `uvsadm -S` output, with their line numbers,
-    /// applied together: all or nothing.
-    Restore(Vec<(usize, AdminCommand)>),
-    /// `--set TCP TCPFIN UDP`: the TCP established, TCP FIN_WAIT and UDP timeouts in
-    /// seconds; 0 leaves one unchanged (as IPVS).
-    SetTimeouts { tcp: u32, tcpfin: u32, udp: u32 },
-    /// `-L --timeout`: "Timeout (tcp tcpfin udp): 900 120 300".
-    ListTimeouts,
-    /// `save`: the running configuration as YAML.
-    Save,
-    /// `-S`: the running table as ipvsadm rules, one uvsadm command line each.
-    SaveRules,
-    /// `top`: a screenful of rates, health and load; `--once` prints one frame and exits.
-    Top { once: bool },
-    /// `cluster [role GROUP master|backup]`: active/backup roles (its own small grammar).
-    Cluster(super::cluster::ClusterCommand),
-    /// `-h`.
-    Help,
-    /// `-v`.
-    Version,
-    /// `--start-daemon`, `--stop-daemon`, `-L --daemon` (connection sync).
-    Daemon(super::syncd::DaemonCommand),
-    /// `node`, `node drain [--timeout S]` (BGP announcement, drain).
-    Node(super::node::NodeCommand),
-    /// `drain -t VIP:PORT -r SERVER [--wait] [--timeout S]`: one real server to weight 0.
-    Drain(super::drain::DrainCommand),
-    /// `member`: the members of a director-less cluster and their shares (member mode).
-    Member,
-}
-
-/// What `-L` shows.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ListOptions {
-    /// `-n`: numeric ports (addresses are always numeric).
-    pub numeric: bool,
-    /// `--stats`: cumulative counters.
-    pub stats: bool,
-    /// `--rate`: per-second rates.
-    pub rate: bool,
-    /// `--thresholds`: upper/lower connection thresholds.
-    pub thresholds: bool,
-    /// `--exact`: numbers without K/M/G rounding.
-    pub exact: bool,
-    /// `--nosort`: configuration order instead of ipvsadm's sort.
-    pub nosort: bool,
-    /// `-c`: the connection table.
-    pub connections: bool,
-    /// `--persistent-conn`: each real server's persistence templates (PersistConn).
-    pub persistent_conn: bool,
-    /// `--tun-info`: each real server's tunnel type and options (ipvsadm's TunnelInfo).
-    pub tun_info: bool,
-    /// `--json` (uvs): the snapshot (or with `-c` the connections) as JSON, for uvsadm to
-    /// render with names and for scripts.
-    pub json: bool,
-    /// `-t|-u|--sctp-service|-f`: this service only.
-    pub service: Option<ServiceKey>,
-}
-
-/// The options of `-A` and `-E`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceArgs {
-    pub key: ServiceKey,
-    /// `-s`; ipvsadm's default `wlc`.
-    pub scheduler: Scheduler,
-    /// `-b`, sorted (a set).
-    pub flags: Vec<SchedulerFlag>,
-    /// `-p [timeout]` and `-M netmask`.
-    pub persistence: Option<Persistence>,
-    /// `-o`.
-    pub one_packet: bool,
-    /// `--fullnat-pool ADDR,...`; `None` keeps the pool an edited service has.
-    pub fullnat_pool: Option<Vec<IpAddr>>,
-}
-
-/// The options of `-a` and `-e`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RealArgs {
-    pub service: ServiceKey,
-    pub address: IpAddr,
-    /// The service port when `-r` gives none.
-    pub port: u16,
-    /// `-g`, `-i`, `-m` or `--fullnat`; `None` = the service's default forwarding method.
-    pub forwarding: Option<Forwarding>,
-    /// `-w`, default 1.
-    pub weight: u16,
-    /// `-x`, default 0 (no limit).
-    pub upper_threshold: u32,
-    /// `-y`, default 0.
-    pub lower_threshold: u32,
-    /// `--tun-type`, `--tun-port`, `--tun-*csum`.
-    pub tunnel: TunArgs,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cmd {
+pub(super) enum Cmd {
     List,
     AddService,
     EditService,
@@ -184,7 +68,7 @@ impl Cmd {
 
 /// The options, as ipvsadm's `optnames`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Opt {
+pub(super) enum Opt {
     Numeric,
     Connection,
     Service,
@@ -306,25 +190,25 @@ impl Opt {
 
 /// Everything the options said, before the command decides what it means.
 #[derive(Default)]
-struct Seen {
-    cmd: Option<(Cmd, String)>,
-    opts: Vec<(Opt, String)>,
-    service: Option<ServiceKey>,
+pub(super) struct Seen {
+    pub(super) cmd: Option<(Cmd, String)>,
+    pub(super) opts: Vec<(Opt, String)>,
+    pub(super) service: Option<ServiceKey>,
     /// Bare words: `--set`'s three timeouts.
-    words: Vec<String>,
-    scheduler: Option<Scheduler>,
-    flags: Vec<String>,
-    persistent: Option<u32>,
-    netmask: Option<String>,
-    real: Option<(IpAddr, Option<u16>)>,
-    forward: Option<Forwarding>,
-    weight: Option<u16>,
-    upper: Option<u32>,
-    lower: Option<u32>,
-    tun: TunArgs,
-    pool: Option<Vec<IpAddr>>,
-    list: ListOptions,
-    once: bool,
+    pub(super) words: Vec<String>,
+    pub(super) scheduler: Option<Scheduler>,
+    pub(super) flags: Vec<String>,
+    pub(super) persistent: Option<u32>,
+    pub(super) netmask: Option<String>,
+    pub(super) real: Option<(IpAddr, Option<u16>)>,
+    pub(super) forward: Option<Forwarding>,
+    pub(super) weight: Option<u16>,
+    pub(super) upper: Option<u32>,
+    pub(super) lower: Option<u32>,
+    pub(super) tun: TunArgs,
+    pub(super) pool: Option<Vec<IpAddr>>,
+    pub(super) list: ListOptions,
+    pub(super) once: bool,
 }
 
 impl Seen {
@@ -769,88 +653,6 @@ fn build(mut s: Seen) -> Result<AdminCommand, String> {
         Cmd::Version => AdminCommand::Version,
         Cmd::Restore | Cmd::SetTimeouts => unreachable!("built above"),
     })
-}
-
-/// `--set TCP TCPFIN UDP` (ipvsadm: "--set option requires 3 timeout values").
-fn set_timeouts(s: &Seen) -> Result<AdminCommand, String> {
-    if let Some((_, spelled)) = s.opts.first() {
-        return Err(format!("illegal option {spelled} with --set"));
-    }
-    let [tcp, tcpfin, udp] = s.words.as_slice() else {
-        return Err(format!(
-            "--set needs 3 timeout values, tcp tcpfin udp (seconds, 0 = unchanged), e.g. \
-             --set 900 120 300; got {}",
-            s.words.len()
-        ));
-    };
-    let t =
-        |text: &str, what: &str| number(text, 0, uvs_config::MAX_TIMEOUT, what).map(|n| n as u32);
-    Ok(AdminCommand::SetTimeouts {
-        tcp: t(tcp, "--set tcp timeout")?,
-        tcpfin: t(tcpfin, "--set tcpfin timeout")?,
-        udp: t(udp, "--set udp timeout")?,
-    })
-}
-
-/// `-R` among other options: it takes none.
-fn restore(s: &Seen) -> Result<AdminCommand, String> {
-    if let Some((_, spelled)) = s.opts.first() {
-        return Err(format!(
-            "illegal option {spelled} with -R: the rules come on standard input"
-        ));
-    }
-    if let Some(w) = s.words.first() {
-        return Err(format!(
-            "unexpected argument '{w}' with -R: the rules come on standard input"
-        ));
-    }
-    restore_lines(&[])
-}
-
-/// `-R`'s lines (the words after it on the wire). Each is an ipvsadm command line as
-/// `ipvsadm -S` and `uvsadm -S` print them (a leading `ipvsadm` or `uvsadm` is skipped, `#`
-/// starts a comment, ipvsadm 1.26's bare `ops` means `-o`); only commands that edit the table
-/// belong.
-fn restore_lines(lines: &[String]) -> Result<AdminCommand, String> {
-    let mut out = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let n = i + 1;
-        let text = line.split('#').next().unwrap_or("");
-        let mut words: Vec<String> = text.split_whitespace().map(String::from).collect();
-        if words
-            .first()
-            .is_some_and(|w| w == "ipvsadm" || w == "uvsadm")
-        {
-            words.remove(0);
-        }
-        if words.is_empty() {
-            continue;
-        }
-        for w in &mut words {
-            if w == "ops" {
-                *w = "-o".into();
-            }
-        }
-        let cmd = parse(&words).map_err(|e| format!("line {n}: {e}"))?;
-        match cmd {
-            AdminCommand::AddService(_)
-            | AdminCommand::EditService(_)
-            | AdminCommand::DeleteService(_)
-            | AdminCommand::AddReal(_)
-            | AdminCommand::EditReal(_)
-            | AdminCommand::DeleteReal { .. }
-            | AdminCommand::Clear
-            | AdminCommand::SetTimeouts { .. } => out.push((n, cmd)),
-            _ => {
-                return Err(format!(
-                    "line {n}: '{}' does not edit the table: a restore takes -A, -E, -D, -a, \
-                     -e, -d, -C and --set lines",
-                    words.join(" ")
-                ))
-            }
-        }
-    }
-    Ok(AdminCommand::Restore(out))
 }
 
 /// `-b` names: uvs's (`sh-fallback`, …) or ipvsadm's generic `flag-1`/`flag-2`, which mean
