@@ -267,6 +267,8 @@ impl<P: Port> Worker<P> {
         let (now, ticks) = shared.clock.now();
         let counters = &shared.counters[self.id];
         let mut ctx = Ctx {
+            tables: &tables,
+            neigh: &neigh,
             worker: self.id,
             workers: shared.workers(),
             now: ticks,
@@ -332,12 +334,12 @@ impl<P: Port> Worker<P> {
                     match prepared[i] {
                         Ok(p) => {
                             let looked_up = key_of[i].map(|k| hits[k]);
-                            process_parsed(&mut ctx, &tables, &neigh, buf, &mut len, p, looked_up)
+                            process_parsed(&mut ctx, buf, &mut len, p, looked_up)
                         }
                         Err(v) => v,
                     }
                 } else {
-                    process(&mut ctx, &tables, &neigh, buf, &mut len)
+                    process(&mut ctx, buf, &mut len)
                 };
                 match verdict {
                     Verdict::Forward(q) if usize::from(q) == pi => {
@@ -493,7 +495,7 @@ impl<P: Port> Worker<P> {
                 let v = if n == 0 {
                     Verdict::Drop(DropReason::SynProxyNotReady)
                 } else {
-                    process(&mut ctx, &tables, &neigh, &mut f, &mut len)
+                    process(&mut ctx, &mut f, &mut len)
                 };
                 match v {
                     Verdict::Forward(q) => {

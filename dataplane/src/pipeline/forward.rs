@@ -9,44 +9,42 @@ use crate::neigh::NeighMap;
 use crate::tables::{IpKey, Method, RealRt, ServiceRt, Tables, TunEncap};
 use crate::verdict::{DropReason, Verdict};
 
-#[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn established(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
     hit: &Hit,
 ) -> Verdict {
+    let tables = ctx.tables;
     let conn = &hit.conn;
     let Some(svc) = tables.service(conn.service) else {
-        return orphan(ctx, tables, hit);
+        return orphan(ctx, hit);
     };
     if hit.dir == Dir::Original
         && lifecycle::opens_connection(p.l4_proto, p.tcp_flags, p.sctp_first_chunk)
         && lifecycle::reschedules(&ctx.settings, svc, conn)
     {
-        return reuse(ctx, tables, neigh, buf, len, p, hit);
+        return reuse(ctx, buf, len, p, hit);
     }
     // The real server may be gone (removed by a reload), down, or its slot may hold
     // another one now: the connection still carries its own addresses, so it keeps
     // flowing unless expire_nodest_conn says to drop it (IPVS keeps forwarding to a
     // removed dest too).
     if ctx.settings.expire_nodest_conn && !lifecycle::dest_alive(svc, conn) {
-        return orphan(ctx, tables, hit);
+        return orphan(ctx, hit);
     }
     if conn.flags & conn_flags::SYNPROXY != 0 {
-        return crate::synproxy::established(ctx, tables, neigh, buf, len, p, hit, svc);
+        return crate::synproxy::established(ctx, buf, len, p, hit, svc);
     }
     let real = svc
         .real(conn.real)
         .filter(|r| r.addr.same_addr(&conn.reply.src));
     track_state(ctx, svc, p, hit);
     match hit.dir {
-        Dir::Original => forward_original(ctx, tables, neigh, buf, len, p, svc, real, conn),
-        Dir::Reply => forward_reply(ctx, tables, neigh, buf, len, p, svc, real, conn),
+        Dir::Original => forward_original(ctx, buf, len, p, svc, real, conn),
+        Dir::Reply => forward_reply(ctx, buf, len, p, svc, real, conn),
     }
 }
 
@@ -54,7 +52,8 @@ pub(crate) fn established(
 /// expire_nodest_conn is set: dropped, and with expire_nodest_conn its entry too (the
 /// client's next attempt is scheduled afresh).
 #[cold]
-pub(crate) fn orphan(ctx: &mut Ctx<'_>, tables: &Tables, hit: &Hit) -> Verdict {
+pub(crate) fn orphan(ctx: &mut Ctx<'_>, hit: &Hit) -> Verdict {
+    let tables = ctx.tables;
     if ctx.settings.expire_nodest_conn && ctx.conns.remove(hit.id) {
         lifecycle::unbind(tables, &hit.conn);
     }
@@ -67,19 +66,18 @@ pub(crate) fn orphan(ctx: &mut Ctx<'_>, tables: &Tables, hit: &Hit) -> Verdict {
 #[cold]
 pub(crate) fn reuse(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
     hit: &Hit,
 ) -> Verdict {
+    let tables = ctx.tables;
     if ctx.conns.remove(hit.id) {
         lifecycle::unbind(tables, &hit.conn);
         ctx.counters.reused_conns.add(1);
     }
     let key = flow_key(p);
-    new_flow(ctx, tables, neigh, buf, len, p, &key)
+    new_flow(ctx, buf, len, p, &key)
 }
 
 /// Protocol state machine and deadline refresh, through [`lifecycle::transition`]: the
@@ -154,12 +152,9 @@ pub(crate) fn account(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn forward_original(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
@@ -167,6 +162,8 @@ pub(crate) fn forward_original(
     real: Option<&RealRt>,
     conn: &Conn,
 ) -> Verdict {
+    let tables = ctx.tables;
+    let neigh = ctx.neigh;
     let bytes = *len as u64;
     let Some(method) = Method::from_u8(conn.method) else {
         return invalid_entry();
@@ -193,7 +190,7 @@ pub(crate) fn forward_original(
         Method::Dr => {}
         Method::Tun => {
             let tun = real.map_or(TunEncap::Ipip, |r| r.tun);
-            if let Err(v) = encapsulate(ctx, tables, buf, len, p, egress, &real_addr, tun) {
+            if let Err(v) = encapsulate(ctx, buf, len, p, egress, &real_addr, tun) {
                 return v;
             }
         }
@@ -207,11 +204,9 @@ pub(crate) fn forward_original(
 /// address to the real server. A packet that would exceed the egress MTU once the outer
 /// headers are added is not sent: the client is told the MTU left for it. A real server a
 /// reload removed has no `RealRt` any more; its remaining flows are sent with IPIP.
-#[allow(clippy::too_many_arguments)]
 #[cold]
 pub(crate) fn encapsulate(
     ctx: &Ctx<'_>,
-    tables: &Tables,
     buf: &mut [u8],
     len: &mut usize,
     p: &Parsed,
@@ -219,6 +214,7 @@ pub(crate) fn encapsulate(
     real: &IpKey,
     tun: TunEncap,
 ) -> Result<(), Verdict> {
+    let tables = ctx.tables;
     let iface = tables
         .ifaces
         .get(usize::from(egress))
@@ -321,12 +317,9 @@ pub(crate) fn too_big(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn forward_reply(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
@@ -334,6 +327,8 @@ pub(crate) fn forward_reply(
     real: Option<&RealRt>,
     conn: &Conn,
 ) -> Verdict {
+    let tables = ctx.tables;
+    let neigh = ctx.neigh;
     let bytes = *len as u64;
     let Some(method) = Method::from_u8(conn.method) else {
         return invalid_entry();

@@ -4,8 +4,7 @@ use uvs_conntrack::{Conn, Dir, FlowKey};
 use uvs_wire::{ip_proto, Parsed};
 
 use super::*;
-use crate::neigh::NeighMap;
-use crate::tables::{Method, RealRt, Tables, TunEncap};
+use crate::tables::{Method, RealRt, TunEncap};
 use crate::verdict::{DropReason, Verdict};
 
 /// ICMP: errors about a tracked flow are translated with it (outer and quoted headers,
@@ -14,20 +13,19 @@ use crate::verdict::{DropReason, Verdict};
 #[cold]
 pub(crate) fn icmp(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
     v6: bool,
 ) -> Verdict {
+    let tables = ctx.tables;
     let is_error = if v6 {
         p.icmp_type < 128
     } else {
         matches!(p.icmp_type, 3 | 4 | 11 | 12)
     };
     if is_error {
-        return icmp_error(ctx, tables, neigh, buf, len, p, v6);
+        return icmp_error(ctx, buf, len, p, v6);
     }
     if tables.owns(&ip(v6, p.dst)) || (v6 && p.dst[0] == 0xff) {
         Verdict::SlowPath
@@ -44,13 +42,13 @@ pub(crate) fn icmp(
 #[cold]
 pub(crate) fn icmp_error(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
     v6: bool,
 ) -> Verdict {
+    let tables = ctx.tables;
+    let neigh = ctx.neigh;
     let Ok(mut e) = uvs_wire::parse_icmp_embedded(&buf[..*len], p) else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
@@ -63,7 +61,7 @@ pub(crate) fn icmp_error(
         // local address too, and errors about its UDP flows take the path below.
         let gue_port = tables.gue_port_of(&ip(v6, e.dst));
         if let Some(skip) = uvs_wire::untunnel::tunnel_quote_len(&buf[..*len], &e, gue_port) {
-            return tunnel_error(ctx, tables, neigh, buf, len, p, &e, skip, v6);
+            return tunnel_error(ctx, buf, len, p, &e, skip, v6);
         }
     }
     let key = FlowKey {
@@ -103,7 +101,7 @@ pub(crate) fn icmp_error(
                 }
             }
             let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
-            forward_icmp_to_real(ctx, tables, neigh, buf, len, p, real, &c, method)
+            forward_icmp_to_real(ctx, buf, len, p, real, &c, method)
         }
         Dir::Reply => {
             if !matches!(method, Method::Nat | Method::FullNat) {
@@ -134,12 +132,9 @@ pub(crate) fn icmp_error(
 /// to the server. As IPVS's `ip_vs_in_icmp` does for its tunnels, the client gets the error
 /// about its own packet, from the VIP, with a fragmentation-needed / packet-too-big MTU
 /// reduced by what the tunnel adds, so its path-MTU discovery converges.
-#[allow(clippy::too_many_arguments)]
 #[cold]
 fn tunnel_error(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &Parsed,
@@ -147,6 +142,8 @@ fn tunnel_error(
     skip: usize,
     v6: bool,
 ) -> Verdict {
+    let tables = ctx.tables;
+    let neigh = ctx.neigh;
     let real = ip(v6, e.dst);
     // The tunnelled packet must be one of a TUN connection to that real server.
     let Some(key) = inner_flow(&buf[..*len], e, skip, v6) else {
@@ -187,11 +184,8 @@ fn inner_flow(frame: &[u8], e: &uvs_wire::Embedded, skip: usize, v6: bool) -> Op
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_icmp_to_real(
     ctx: &Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
@@ -199,13 +193,15 @@ pub(crate) fn forward_icmp_to_real(
     c: &Conn,
     method: Method,
 ) -> Verdict {
+    let tables = ctx.tables;
+    let neigh = ctx.neigh;
     let real_addr = ip(c.reply.v6, c.reply.src);
     let Some((egress, hop)) = real_egress(tables, real, &real_addr) else {
         return Verdict::Drop(DropReason::NoRoute);
     };
     if method == Method::Tun {
         let tun = real.map_or(TunEncap::Ipip, |r| r.tun);
-        if let Err(v) = encapsulate(ctx, tables, buf, len, p, egress, &real_addr, tun) {
+        if let Err(v) = encapsulate(ctx, buf, len, p, egress, &real_addr, tun) {
             return v;
         }
     }

@@ -54,6 +54,10 @@ pub mod conn_flags {
 
 /// What the pipeline needs from its worker.
 pub struct Ctx<'a> {
+    /// The tables snapshot, loaded once per burst.
+    pub tables: &'a Tables,
+    /// The neighbour map, loaded once per burst.
+    pub neigh: &'a NeighMap,
     pub worker: usize,
     pub workers: usize,
     /// Connection-table ticks (milliseconds, wrapping) on the dataplane clock.
@@ -99,15 +103,9 @@ pub(crate) fn ip(v6: bool, addr: [u8; 16]) -> IpKey {
 /// Processes one frame in `buf[..*len]`, rewriting it in place (and possibly growing it,
 /// for encapsulation, up to `buf.len()`).
 #[inline]
-pub fn process(
-    ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
-    buf: &mut [u8],
-    len: &mut usize,
-) -> Verdict {
+pub fn process(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize) -> Verdict {
     match prepare(&buf[..*len]) {
-        Ok(p) => process_parsed(ctx, tables, neigh, buf, len, p, None),
+        Ok(p) => process_parsed(ctx, buf, len, p, None),
         Err(v) => v,
     }
 }
@@ -135,12 +133,9 @@ pub fn lookup_key(p: &Parsed) -> Option<FlowKey> {
 
 /// Stage 2: everything after the parse. `looked_up` is the connection lookup already
 /// done for this frame's [`lookup_key`] (burst lookups), or `None` to look it up here.
-#[allow(clippy::too_many_arguments)]
 #[inline]
 pub fn process_parsed(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     mut p: Parsed,
@@ -149,12 +144,12 @@ pub fn process_parsed(
     let v6 = p.l3 == L3::V6;
     match p.l4_proto {
         PROTO_TCP | PROTO_UDP => {}
-        PROTO_SCTP => return crate::sctp::process(ctx, tables, neigh, buf, len, &mut p),
-        PROTO_ICMP | PROTO_ICMPV6 => return icmp(ctx, tables, neigh, buf, len, &mut p, v6),
+        PROTO_SCTP => return crate::sctp::process(ctx, buf, len, &mut p),
+        PROTO_ICMP | PROTO_ICMPV6 => return icmp(ctx, buf, len, &mut p, v6),
         _ => return Verdict::Drop(DropReason::UnsupportedProtocol),
     }
     if let Frag::Later { id } = p.frag {
-        return later_fragment(ctx, tables, neigh, buf, len, &mut p, id);
+        return later_fragment(ctx, buf, len, &mut p, id);
     }
     // Before the table is touched: a corrupt segment neither opens a flow nor moves a
     // connection's TCP state, and every later rewrite starts from a full checksum.
@@ -172,14 +167,14 @@ pub fn process_parsed(
         if let Frag::First { id } = p.frag {
             ctx.frags.remember(&p, id, &hit, ctx.now_s);
         }
-        return established(ctx, tables, neigh, buf, len, &mut p, &hit);
+        return established(ctx, buf, len, &mut p, &hit);
     }
     if p.l4_proto == PROTO_UDP {
-        if let Some(v) = ops_reply(ctx, tables, neigh, buf, len, &mut p) {
+        if let Some(v) = ops_reply(ctx, buf, len, &mut p) {
             return v;
         }
     }
-    new_flow(ctx, tables, neigh, buf, len, &mut p, &key)
+    new_flow(ctx, buf, len, &mut p, &key)
 }
 
 /// Verifies a TCP/UDP checksum and completes a partial one in place: the one pass over the
@@ -205,15 +200,13 @@ fn bad_checksum() -> Verdict {
 #[cold]
 pub(crate) fn later_fragment(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
     id: u32,
 ) -> Verdict {
     match ctx.frags.find(p, id, ctx.now_s) {
-        Some(hit) => established(ctx, tables, neigh, buf, len, p, &hit),
+        Some(hit) => established(ctx, buf, len, p, &hit),
         None => Verdict::Drop(DropReason::FragmentNoFlow),
     }
 }

@@ -5,27 +5,24 @@ use uvs_sched::FlowHashKey;
 use uvs_wire::{Frag, Parsed, L3};
 
 use super::*;
-use crate::neigh::NeighMap;
 use crate::tables::{Method, ServiceRt, Tables, SORRY_SLOT};
 use crate::verdict::{DropReason, Verdict};
 
-#[allow(clippy::too_many_arguments)]
 #[cold]
 pub(crate) fn new_flow(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
     key: &FlowKey,
 ) -> Verdict {
+    let tables = ctx.tables;
     let v6 = key.v6;
     let Some(svc) = tables.service_for(ip(v6, p.dst), p.l4_proto, p.dport) else {
         return no_service(tables, p, v6);
     };
     if svc.syn_proxy && p.l4_proto == PROTO_TCP && p.frag == Frag::None {
-        return crate::synproxy::on_new_flow(ctx, tables, neigh, buf, len, p, svc);
+        return crate::synproxy::on_new_flow(ctx, buf, len, p, svc);
     }
     // IPVS schedules TCP only on a SYN (sloppy_tcp off): a stray ACK for a flow we do not
     // know must not pin a real server. Except where every node would pick the same server
@@ -68,7 +65,7 @@ pub(crate) fn new_flow(
         // leaves no connection entry; replies are translated statelessly (ops_reply).
         svc.stats.worker(ctx.worker).conns.add(1);
         real.stats.worker(ctx.worker).conns.add(1);
-        return forward_original(ctx, tables, neigh, buf, len, p, svc, Some(real), &conn);
+        return forward_original(ctx, buf, len, p, svc, Some(real), &conn);
     }
     let inserted = if real.method == Method::FullNat {
         match insert_fullnat(ctx, svc, &mut conn, deadline) {
@@ -89,7 +86,7 @@ pub(crate) fn new_flow(
         Err(InsertError::Exists(_)) => {
             // Another worker created this flow a moment ago: use its entry.
             if let Some(hit) = ctx.conns.lookup(key, ctx.now) {
-                return established(ctx, tables, neigh, buf, len, p, &hit);
+                return established(ctx, buf, len, p, &hit);
             }
             return Verdict::Drop(DropReason::TableFull);
         }
@@ -110,7 +107,7 @@ pub(crate) fn new_flow(
             return v;
         }
     }
-    forward_original(ctx, tables, neigh, buf, len, p, svc, Some(real), &conn)
+    forward_original(ctx, buf, len, p, svc, Some(real), &conn)
 }
 
 /// No service for the destination. A packet *from* a DR/TUN service's address and port is
@@ -259,12 +256,11 @@ pub(crate) fn mask_prefix(addr: &mut [u8; 16], len: u8, v6: bool) {
 #[cold]
 pub(crate) fn ops_reply(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
 ) -> Option<Verdict> {
+    let tables = ctx.tables;
     let v6 = p.l3 == L3::V6;
     let svc = tables.ops_service_of_reply(ip(v6, p.src), p.sport, p.l4_proto)?;
     let (slot, real) = svc.reals.iter().enumerate().find_map(|(i, r)| {
@@ -292,15 +288,5 @@ pub(crate) fn ops_reply(
         state: 0,
         flags: 0,
     };
-    Some(forward_reply(
-        ctx,
-        tables,
-        neigh,
-        buf,
-        len,
-        p,
-        svc,
-        Some(real),
-        &conn,
-    ))
+    Some(forward_reply(ctx, buf, len, p, svc, Some(real), &conn))
 }

@@ -66,9 +66,8 @@ use uvs_conntrack::{Conn, Dir, Hit};
 use uvs_wire::sctp::{chunk_type, SctpPacket, CHUNK_HEADER_LEN, HEADER_LEN};
 use uvs_wire::Parsed;
 
-use crate::neigh::NeighMap;
 use crate::pipeline::{established, flow_key, new_flow, Ctx, PROTO_SCTP};
-use crate::tables::{Method, ServiceRt, Tables};
+use crate::tables::{Method, ServiceRt};
 use crate::verdict::{DropReason, Verdict};
 
 pub use chunks::{ChunkSummary, Strip};
@@ -77,14 +76,7 @@ use tags::Side;
 
 /// The SCTP stage: everything after classification for protocol 132.
 #[inline(never)]
-pub fn process(
-    ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-) -> Verdict {
+pub fn process(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize, p: &mut Parsed) -> Verdict {
     if p.is_fragment() {
         return Verdict::Drop(DropReason::SctpFragment);
     }
@@ -105,26 +97,23 @@ pub fn process(
     p.sctp_first_chunk = chunks.event_chunk;
     let key = flow_key(p);
     if let Some(hit) = ctx.conns.lookup(&key, ctx.now) {
-        return association(ctx, tables, neigh, buf, len, p, &chunks, hit, hit.conn);
+        return association(ctx, buf, len, p, &chunks, hit, hit.conn);
     }
     if chunks.first == chunk_type::INIT {
         // RFC 9260 §8.5.1 A: a packet carrying INIT has verification tag 0.
         if p.sctp_vtag != 0 {
             return Verdict::Drop(DropReason::SctpBadVtag);
         }
-        return new_flow(ctx, tables, neigh, buf, len, p, &key);
+        return new_flow(ctx, buf, len, p, &key);
     }
-    other_path(ctx, tables, neigh, buf, len, p, &chunks)
+    other_path(ctx, buf, len, p, &chunks)
 }
 
 /// A packet of a known association (`hit`, whose entry is `own`: the entry the tag
 /// records name, i.e. the association's first path).
-#[allow(clippy::too_many_arguments)]
 #[inline]
 fn association(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
@@ -132,6 +121,7 @@ fn association(
     hit: Hit,
     own: Conn,
 ) -> Verdict {
+    let tables = ctx.tables;
     let svc = tables.service(own.service);
     if let Err(r) = verify_tag(ctx, svc.map(|s| &**s), p, chunks, &own, hit.dir) {
         return Verdict::Drop(r);
@@ -139,7 +129,7 @@ fn association(
     if matches!(chunks.first, chunk_type::INIT | chunk_type::INIT_ACK) {
         strip_for_method(buf, len, p, &own, hit.dir);
     }
-    established(ctx, tables, neigh, buf, len, p, &hit)
+    established(ctx, buf, len, p, &hit)
 }
 
 /// Checks the packet's verification tag against the association and learns the tags the
@@ -236,13 +226,12 @@ fn strip_for_method(
 #[cold]
 fn other_path(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
     chunks: &ChunkSummary,
 ) -> Verdict {
+    let tables = ctx.tables;
     let v6 = p.l3 == uvs_wire::L3::V6;
     // A client's other address, towards the VIP.
     let to_server = tags::to_server_key(v6, p.dst, p.dport, p.sport, p.sctp_vtag);
@@ -265,7 +254,7 @@ fn other_path(
         if dir == Dir::Reply {
             path.conn.orig.src = p.dst;
         }
-        return association(ctx, tables, neigh, buf, len, p, chunks, path, own);
+        return association(ctx, buf, len, p, chunks, path, own);
     }
     let svc = tables.service_for(crate::pipeline::ip(v6, p.dst), PROTO_SCTP, p.dport);
     Verdict::Drop(if svc.is_some() {

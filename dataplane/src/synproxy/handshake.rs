@@ -9,20 +9,16 @@ use uvs_wire::{tcp_options, Parsed, Segment, L3};
 
 use super::cookie::{self, CookieError, SynOptions, Tuple};
 use super::{Opts, OFFERED_WSCALE, SYNACK_WINDOW, SYN_SENT_TIMEOUT_MS};
-use crate::neigh::NeighMap;
 use crate::pipeline::{
     choose_real, conn_flags, insert_fullnat, ip, l2_out, real_egress, Ctx, PROTO_TCP,
 };
-use crate::tables::{Method, ServiceRt, Tables};
+use crate::tables::{Method, ServiceRt};
 use crate::verdict::{DropReason, Verdict};
 
 /// A TCP segment of a flow the table does not know, addressed to a `syn_proxy` service.
-#[allow(clippy::too_many_arguments)]
 #[cold]
 pub(crate) fn on_new_flow(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
@@ -30,10 +26,10 @@ pub(crate) fn on_new_flow(
 ) -> Verdict {
     let f = p.tcp_flags;
     if f & (flags::SYN | flags::ACK | flags::RST | flags::FIN) == flags::SYN {
-        return syn(ctx, tables, neigh, buf, len, p);
+        return syn(ctx, buf, len, p);
     }
     if f & (flags::SYN | flags::ACK | flags::RST) == flags::ACK {
-        return ack(ctx, tables, neigh, buf, len, p, svc);
+        return ack(ctx, buf, len, p, svc);
     }
     Verdict::Drop(DropReason::NotSyn)
 }
@@ -48,14 +44,9 @@ fn tuple(p: &Parsed) -> Tuple {
 }
 
 /// Answers a SYN with a cookie SYN-ACK, rewriting the frame in place; stores nothing.
-fn syn(
-    ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &Parsed,
-) -> Verdict {
+fn syn(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize, p: &Parsed) -> Verdict {
+    let tables = ctx.tables;
+    let neigh = ctx.neigh;
     let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
@@ -123,16 +114,15 @@ fn syn(
 
 /// A client's ACK without an entry: a valid cookie opens the connection and the frame
 /// becomes the SYN to the chosen real server.
-#[allow(clippy::too_many_arguments)]
 fn ack(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
     svc: &Arc<ServiceRt>,
 ) -> Verdict {
+    let tables = ctx.tables;
+    let neigh = ctx.neigh;
     let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
         return Verdict::Drop(DropReason::TcpBadOptions);
     };

@@ -112,9 +112,9 @@ impl ProxySyns {
         self.live == 0
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// Keeps a copy of the SYN just sent for connection `id`; false if it cannot (slot
     /// taken, frame too long): the SYN then goes out once, uncovered.
+    #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
         id: ConnId,
@@ -217,7 +217,6 @@ impl ProxySyns {
 
     /// Retransmits due SYNs and gives up on servers that never answered. `send` transmits
     /// a frame on a port (true if it went out).
-    #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
         conns: &ConnTable,

@@ -20,23 +20,21 @@ use uvs_wire::{tcp_options, Parsed, Segment, Splice};
 use super::retransmit::{client_reset, ClientReset};
 use super::{Opts, SpliceTable};
 use crate::lifecycle;
-use crate::neigh::NeighMap;
 use crate::pipeline::{forward_original, forward_reply, ip, l2_out, real_egress, track_state, Ctx};
-use crate::tables::{ServiceRt, Tables};
+use crate::tables::ServiceRt;
 use crate::verdict::{DropReason, Verdict};
 
 /// A segment of a connection the SYN proxy opened (`conn_flags::SYNPROXY`).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn established(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
     hit: &Hit,
     svc: &ServiceRt,
 ) -> Verdict {
+    let tables = ctx.tables;
+    let neigh = ctx.neigh;
     let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
@@ -57,10 +55,10 @@ pub(crate) fn established(
             return Verdict::Drop(DropReason::SynProxyNotReady);
         }
         if p.tcp_flags & (flags::SYN | flags::ACK) == flags::SYN | flags::ACK {
-            return server_synack(ctx, tables, neigh, buf, len, p, hit, svc, splices, &t);
+            return server_synack(ctx, buf, len, p, hit, svc, splices, &t);
         }
         if p.tcp_flags & flags::RST != 0 {
-            return server_refused(ctx, tables, neigh, buf, len, p, hit, splices);
+            return server_refused(ctx, buf, len, p, hit, splices);
         }
         return Verdict::Drop(DropReason::SynProxyNotReady);
     }
@@ -72,7 +70,7 @@ pub(crate) fn established(
         }
         let (_, opts) = splices.load(hit.id);
         let ack = t.seq.wrapping_add(1);
-        return ack_server(ctx, tables, buf, len, p, hit, svc, &t, ack, opts, true)
+        return ack_server(ctx, buf, len, p, hit, svc, &t, ack, opts, true)
             .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, buf, e, h));
     }
     if !from_server && p.tcp_flags & flags::SYN != 0 {
@@ -96,7 +94,7 @@ pub(crate) fn established(
             // end of its handshake and never got the header (our ACK carrying it was
             // lost), so it waits for those bytes; this duplicate ACK is of no use to the
             // client. Send the header in its place.
-            return ack_server(ctx, tables, buf, len, p, hit, svc, &t, t.seq, opts, true)
+            return ack_server(ctx, buf, len, p, hit, svc, &t, t.seq, opts, true)
                 .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, buf, e, h));
         }
     }
@@ -134,9 +132,9 @@ pub(crate) fn established(
         .real(conn.real)
         .filter(|r| r.addr.same_addr(&conn.reply.src));
     if from_server {
-        forward_reply(ctx, tables, neigh, buf, len, p, svc, real, conn)
+        forward_reply(ctx, buf, len, p, svc, real, conn)
     } else {
-        forward_original(ctx, tables, neigh, buf, len, p, svc, real, conn)
+        forward_original(ctx, buf, len, p, svc, real, conn)
     }
 }
 
@@ -145,8 +143,6 @@ pub(crate) fn established(
 #[allow(clippy::too_many_arguments)]
 fn server_synack(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
@@ -155,6 +151,8 @@ fn server_synack(
     splices: &SpliceTable,
     t: &uvs_wire::TcpFields,
 ) -> Verdict {
+    let tables = ctx.tables;
+    let neigh = ctx.neigh;
     let (a, _) = splices.load(hit.id);
     let (our_isn, our_tsval) = ((a >> 32) as u32, a as u32);
     let server = Opts::server(t.options.wscale, t.options.timestamp.is_some());
@@ -183,7 +181,7 @@ fn server_synack(
     }
     let (_, opts) = splices.load(hit.id);
     let ack = t.seq.wrapping_add(1);
-    match ack_server(ctx, tables, buf, len, p, hit, svc, t, ack, opts, false) {
+    match ack_server(ctx, buf, len, p, hit, svc, t, ack, opts, false) {
         Ok((egress, hop)) => l2_out(tables, neigh, buf, egress, hop),
         Err(v) => v,
     }
@@ -195,7 +193,6 @@ fn server_synack(
 #[allow(clippy::too_many_arguments)]
 fn ack_server(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
     buf: &mut [u8],
     len: &mut usize,
     p: &Parsed,
@@ -206,6 +203,7 @@ fn ack_server(
     opts: Opts,
     again: bool,
 ) -> Result<(u8, crate::tables::IpKey), Verdict> {
+    let tables = ctx.tables;
     let c = &hit.conn;
     let mut o = [0u8; 12];
     let n = match t.options.timestamp {
@@ -264,17 +262,16 @@ fn ack_server(
 
 /// The server refused the connection (RST to our SYN): the client, which believes it is
 /// connected, gets a RST from the VIP; the entry goes.
-#[allow(clippy::too_many_arguments)]
 fn server_refused(
     ctx: &mut Ctx<'_>,
-    tables: &Tables,
-    neigh: &NeighMap,
     buf: &mut [u8],
     len: &mut usize,
     p: &Parsed,
     hit: &Hit,
     splices: &SpliceTable,
 ) -> Verdict {
+    let tables = ctx.tables;
+    let neigh = ctx.neigh;
     let (a, _) = splices.load(hit.id);
     let c = &hit.conn;
     if ctx.conns.remove(hit.id) {
