@@ -277,6 +277,21 @@ fn health_check(h: &HealthCheck) -> RawHealthCheck {
             raw.expect_status = Some(u64::from(*expect_status));
             raw.expect_body = expect_body.clone();
         }
+        HealthCheckKind::Https {
+            path,
+            expect_status,
+            expect_body,
+            sni,
+            verify,
+            ca_file,
+        } => {
+            raw.path = Some(path.clone());
+            raw.expect_status = Some(u64::from(*expect_status));
+            raw.expect_body = expect_body.clone();
+            raw.sni = sni.clone();
+            raw.verify = Some(*verify);
+            raw.ca_file = ca_file.clone();
+        }
         HealthCheckKind::Command { command, user } => {
             raw.command = Some(command.clone());
             raw.user = user.clone();
