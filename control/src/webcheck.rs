@@ -87,28 +87,12 @@ pub fn get(req: &Get<'_>, timeout: Duration, stop: &Arc<AtomicBool>) -> Result<(
     .chain(RustlsConnector::default());
     let agent = Agent::with_parts(config, connector, Fixed(addr));
     let url = url(req);
-    let explain = |e: &dyn std::fmt::Display| -> String {
-        if let Some(w) = lock(&why).take() {
-            return w;
-        }
-        let e = e.to_string();
-        let lower = e.to_ascii_lowercase();
-        if lower.contains("tls") || lower.contains("certificate") {
-            format!("TLS with {addr}: {e}")
-        } else if ["eof", "closed", "disconnected"]
-            .iter()
-            .any(|w| lower.contains(w))
-        {
-            format!("connection closed without a complete HTTP response ({e})")
-        } else {
-            format!("{addr}: {e}")
-        }
-    };
+    let explain = |e: Failure<'_>| lock(&why).take().unwrap_or_else(|| describe(e, addr));
     let mut response = agent
         .get(&url)
         .header("Connection", "close")
         .call()
-        .map_err(|e| explain(&e))?;
+        .map_err(|e| explain(Failure::Ureq(&e)))?;
     let status = response.status().as_u16();
     if status != req.expect_status {
         return Err(format!("status {status}, expected {}", req.expect_status));
@@ -135,8 +119,52 @@ pub fn get(req: &Get<'_>, timeout: Duration, stop: &Arc<AtomicBool>) -> Result<(
                 body.extend_from_slice(&buf[..n]);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(explain(&e)),
+            Err(e) => return Err(explain(Failure::Io(&e))),
         }
+    }
+}
+
+/// An error as ureq returned it: from the request, or from reading the body.
+#[derive(Clone, Copy)]
+enum Failure<'a> {
+    Ureq(&'a ureq::Error),
+    Io(&'a io::Error),
+}
+
+/// Says what failed: the TLS handshake (a certificate refused, no TLS on the port), the
+/// connection (closed before a complete answer), or the HTTP exchange.
+fn describe(e: Failure<'_>, addr: SocketAddr) -> String {
+    let io = match e {
+        Failure::Ureq(ureq::Error::Rustls(r)) => return format!("TLS with {addr}: {r}"),
+        Failure::Ureq(ureq::Error::Tls(r)) => return format!("TLS with {addr}: {r}"),
+        Failure::Ureq(ureq::Error::Io(io)) | Failure::Io(io) => Some(io),
+        Failure::Ureq(_) => None,
+    };
+    if let Some(r) = io
+        .and_then(|io| io.get_ref())
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return format!("TLS with {addr}: {r}");
+    }
+    let text = match e {
+        Failure::Ureq(e) => e.to_string(),
+        Failure::Io(e) => e.to_string(),
+    };
+    let closed = io.is_some_and(|io| {
+        matches!(
+            io.kind(),
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+        )
+    }) || ["eof", "closed", "disconnected"]
+        .iter()
+        .any(|w| text.to_ascii_lowercase().contains(w));
+    if closed {
+        format!("connection closed without a complete HTTP response ({text})")
+    } else {
+        format!("{addr}: {text}")
     }
 }
 
