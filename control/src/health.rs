@@ -184,11 +184,16 @@ fn run_check_until(
             path,
             expect_status,
             expect_body,
-        } => http_until(
-            addr,
-            path,
-            *expect_status,
-            expect_body.as_deref(),
+            expect_digest,
+        } => crate::webcheck::get(
+            &crate::webcheck::Get {
+                addr,
+                path,
+                expect_status: *expect_status,
+                expect_body: expect_body.as_deref(),
+                expect_digest: expect_digest.as_deref(),
+                tls: None,
+            },
             check.timeout,
             stop,
         )
@@ -197,6 +202,7 @@ fn run_check_until(
             path,
             expect_status,
             expect_body,
+            expect_digest,
             sni,
             verify,
             ca_file,
@@ -206,6 +212,7 @@ fn run_check_until(
                 path,
                 expect_status: *expect_status,
                 expect_body: expect_body.as_deref(),
+                expect_digest: expect_digest.as_deref(),
                 tls: Some(crate::webcheck::Tls {
                     sni: sni.as_deref(),
                     verify: *verify,
@@ -399,6 +406,7 @@ fn http_until(
             path,
             expect_status,
             expect_body,
+            expect_digest: None,
             tls: None,
         },
         timeout,

@@ -12,6 +12,7 @@
 //! close`), and verifies no certificate unless told to (`verify`).
 
 use crate::health::{connect_until, STOPPED, STOP_SLICE};
+use md5::{Digest, Md5};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +47,8 @@ pub struct Get<'a> {
     pub path: &'a str,
     pub expect_status: u16,
     pub expect_body: Option<&'a str>,
+    /// The body's MD5 in lower-case hex (keepalived's `digest`).
+    pub expect_digest: Option<&'a str>,
     /// `Some` for https.
     pub tls: Option<Tls<'a>>,
 }
@@ -97,23 +100,41 @@ pub fn get(req: &Get<'_>, timeout: Duration, stop: &Arc<AtomicBool>) -> Result<(
     if status != req.expect_status {
         return Err(format!("status {status}, expected {}", req.expect_status));
     }
-    let Some(want) = req.expect_body else {
+    if req.expect_body.is_none() && req.expect_digest.is_none() {
         return Ok(());
-    };
-    // Read as far as the text, no further: a check decides as early as the bytes allow.
+    }
+    // Read as far as the text, no further, unless the digest needs the whole body: a check
+    // decides as early as the bytes allow.
     let mut body = Vec::new();
     let mut reader = response.body_mut().as_reader();
     let mut buf = [0u8; 8192];
     loop {
-        if find(&body, want.as_bytes()) {
+        let found = req.expect_body.is_none_or(|t| find(&body, t.as_bytes()));
+        if found && req.expect_digest.is_none() {
             return Ok(());
         }
         match reader.read(&mut buf) {
-            Ok(0) => return Err(format!("body does not contain {want:?}")),
+            Ok(0) => {
+                if let Some(want) = req.expect_body.filter(|_| !found) {
+                    return Err(format!("body does not contain {want:?}"));
+                }
+                return match req.expect_digest {
+                    Some(want) => {
+                        let got = format!("{:x}", Md5::digest(&body));
+                        if got == want {
+                            Ok(())
+                        } else {
+                            Err(format!("body MD5 {got}, expected {want}"))
+                        }
+                    }
+                    None => Ok(()),
+                };
+            }
             Ok(n) => {
                 if body.len() + n > MAX_BODY {
                     return Err(format!(
-                        "response larger than {MAX_BODY} bytes without the expected body"
+                        "response larger than {MAX_BODY} bytes without the expected body \
+                         (or too large to digest)"
                     ));
                 }
                 body.extend_from_slice(&buf[..n]);

@@ -289,6 +289,7 @@ fn stop_interrupts_checks_in_progress() {
         path: "/".into(),
         expect_status: 200,
         expect_body: None,
+        expect_digest: None,
     };
     let flips = Arc::new(AtomicBool::new(false));
     let f = Arc::clone(&flips);

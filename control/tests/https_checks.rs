@@ -106,6 +106,7 @@ fn https(sni: Option<&str>, verify: bool, ca_file: Option<&PathBuf>) -> HealthCh
             path: "/healthz".into(),
             expect_status: 200,
             expect_body: Some("ok".into()),
+            expect_digest: None,
             sni: sni.map(str::to_string),
             verify,
             ca_file: ca_file.map(|p| p.display().to_string()),
@@ -272,4 +273,29 @@ fn stop_interrupts_a_handshake_in_progress() {
         "{:?}",
         t.elapsed()
     );
+}
+
+/// keepalived's `digest`: the MD5 of the whole body (here "ok", as `md5sum` prints it),
+/// decoded from chunks first.
+#[test]
+fn digest_of_the_body() {
+    let pki = pki();
+    let chunked =
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\no\r\n1\r\nk\r\n0\r\n\r\n";
+    let (addr, server) = tls_server(&pki, vec![OK, chunked, OK]);
+    let with_digest = |d: &str| {
+        let mut c = https(None, false, None);
+        if let HealthCheckKind::Https { expect_digest, .. } = &mut c.kind {
+            *expect_digest = Some(d.to_string());
+        }
+        c
+    };
+    run_check(&with_digest("444bcb3a3fcf8389296c49467f27e1d6"), addr).unwrap();
+    run_check(&with_digest("444bcb3a3fcf8389296c49467f27e1d6"), addr).unwrap();
+    let err = run_check(&with_digest("4101bef8794fed986e95dfb54850c68b"), addr).unwrap_err();
+    assert!(
+        err.contains("body MD5 444bcb3a3fcf8389296c49467f27e1d6, expected 4101bef8"),
+        "{err}"
+    );
+    server.join().unwrap();
 }

@@ -778,17 +778,20 @@ pub struct HealthCheck {
 pub enum HealthCheckKind {
     /// A TCP handshake completes.
     Tcp,
-    /// `GET path` answers `expect_status`, with `expect_body` in the body if set.
+    /// `GET path` answers `expect_status`, with `expect_body` in the body if set, and a body
+    /// whose MD5 is `expect_digest` (32 lower-case hex digits, keepalived's `digest`) if set.
     Http {
         path: String,
         expect_status: u16,
         expect_body: Option<String>,
+        expect_digest: Option<String>,
     },
     /// As `Http`, over TLS (keepalived's `SSL_GET`, HAProxy's `check-ssl`).
     Https {
         path: String,
         expect_status: u16,
         expect_body: Option<String>,
+        expect_digest: Option<String>,
         /// The server name sent in the handshake (SNI) and as the Host header; `None`: the
         /// address, and no SNI (RFC 6066 §3 allows no address literals there).
         sni: Option<String>,

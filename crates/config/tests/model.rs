@@ -180,7 +180,8 @@ fn health_check_defaults() {
         HealthCheckKind::Http {
             path: "/".into(),
             expect_status: 200,
-            expect_body: None
+            expect_body: None,
+            expect_digest: None,
         }
     );
     assert_eq!(h.interval, Duration::from_millis(250));
@@ -201,6 +202,7 @@ fn https_checks_load_and_save() {
             path: "/".into(),
             expect_status: 200,
             expect_body: None,
+            expect_digest: None,
             sni: None,
             verify: false,
             ca_file: None,
@@ -211,6 +213,7 @@ fn https_checks_load_and_save() {
     let full = load(&format!(
         "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 443\n    \
          health_check: {{ type: https, path: /healthz, expect_status: 204, expect_body: up, \
+         expect_digest: 9B3A0C85A887A256D6939DA88AABD8CD, \
          sni: www.example.com, verify: true, ca_file: /etc/uvs/ca.pem }}\n"
     ));
     let h = full.services[0].health_check.as_ref().unwrap();
@@ -220,6 +223,7 @@ fn https_checks_load_and_save() {
             path: "/healthz".into(),
             expect_status: 204,
             expect_body: Some("up".into()),
+            expect_digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
             sni: Some("www.example.com".into()),
             verify: true,
             ca_file: Some("/etc/uvs/ca.pem".into()),

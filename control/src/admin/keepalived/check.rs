@@ -92,6 +92,7 @@ pub enum Kind {
         path: String,
         expect_status: u16,
         expect_body: Option<String>,
+        expect_digest: Option<String>,
     },
     /// `SSL_GET`: the http check over TLS, verifying no certificate (keepalived's SSL_GET
     /// does not either), with the server name it sends as SNI and Host if any.
@@ -99,6 +100,7 @@ pub enum Kind {
         path: String,
         expect_status: u16,
         expect_body: Option<String>,
+        expect_digest: Option<String>,
         sni: Option<String>,
     },
     /// The command line for `sh -c`, with the real server's address as `%a`, and the
@@ -424,6 +426,7 @@ pub fn checker(
                 path,
                 expect_status,
                 expect_body,
+                expect_digest,
             } = http_url(cx, url, true)?
             else {
                 unreachable!("http_url makes http checks");
@@ -433,6 +436,7 @@ pub fn checker(
                     path,
                     expect_status,
                     expect_body,
+                    expect_digest,
                     sni: ssl_name(cx, enable_sni, sni_name, &s)?,
                 },
                 s.connect_timeout,
@@ -566,6 +570,7 @@ fn http_url(cx: &mut Cx<'_>, url: &Stmt, ssl: bool) -> Result<Kind> {
     let mut path = None;
     let mut status = None;
     let mut body_text = None;
+    let mut digest = None;
     for st in body {
         let k = st.keyword();
         match k {
@@ -600,11 +605,14 @@ fn http_url(cx: &mut Cx<'_>, url: &Stmt, ssl: bool) -> Result<Kind> {
                 status = Some(uint(cx, &word, 100, 599, "status_code")? as u16);
             }
             "digest" => {
-                return cx.err(
-                    st.pos(),
-                    "digest cannot be translated: uvs's http check compares the status and \
-                     looks for a text in the body (regex with a plain text), not an MD5 of it",
-                )
+                let w = one_arg(cx, st, "MD5")?;
+                if w.text.len() != 32 || !w.text.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return cx.err(
+                        w.pos,
+                        format!("digest {} is not an MD5 (32 hex digits)", w.text),
+                    );
+                }
+                digest = Some(w.text.to_ascii_lowercase());
             }
             "regex" => {
                 let w = one_arg(cx, st, "TEXT")?;
@@ -665,5 +673,6 @@ fn http_url(cx: &mut Cx<'_>, url: &Stmt, ssl: bool) -> Result<Kind> {
         path,
         expect_status,
         expect_body: body_text,
+        expect_digest: digest,
     })
 }

@@ -199,23 +199,31 @@ fn health_check(y: &mut String, c: &Check) {
             path,
             expect_status,
             expect_body,
+            expect_digest,
         } => {
             let _ = writeln!(y, "      path: {}", scalar(path));
             let _ = writeln!(y, "      expect_status: {expect_status}");
             if let Some(b) = expect_body {
                 let _ = writeln!(y, "      expect_body: {}", quoted(b));
             }
+            if let Some(d) = expect_digest {
+                let _ = writeln!(y, "      expect_digest: {}", quoted(d));
+            }
         }
         Kind::Https {
             path,
             expect_status,
             expect_body,
+            expect_digest,
             sni,
         } => {
             let _ = writeln!(y, "      path: {}", scalar(path));
             let _ = writeln!(y, "      expect_status: {expect_status}");
             if let Some(b) = expect_body {
                 let _ = writeln!(y, "      expect_body: {}", quoted(b));
+            }
+            if let Some(d) = expect_digest {
+                let _ = writeln!(y, "      expect_digest: {}", quoted(d));
             }
             if let Some(n) = sni {
                 let _ = writeln!(y, "      sni: {}", scalar(n));

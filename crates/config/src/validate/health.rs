@@ -90,6 +90,7 @@ pub(super) fn health_check(
     only_web(r.path.is_some(), "path")?;
     only_web(r.expect_status.is_some(), "expect_status")?;
     only_web(r.expect_body.is_some(), "expect_body")?;
+    only_web(r.expect_digest.is_some(), "expect_digest")?;
     only(r.sni.is_some(), "sni", "https")?;
     only(r.verify.is_some(), "verify", "https")?;
     only(r.ca_file.is_some(), "ca_file", "https")?;
@@ -136,11 +137,16 @@ pub(super) fn health_check(
                 Some(s) => cx.range(&p("expect_status"), s, 100, 599, "HTTP status")? as u16,
                 None => HC_STATUS,
             };
+            let expect_digest = match r.expect_digest {
+                Some(d) => Some(check_digest(cx, &p("expect_digest"), &d)?),
+                None => None,
+            };
             if kind_name == "http" {
                 HealthCheckKind::Http {
                     path,
                     expect_status,
                     expect_body: r.expect_body,
+                    expect_digest,
                 }
             } else {
                 let verify = r.verify.unwrap_or(false);
@@ -168,6 +174,7 @@ pub(super) fn health_check(
                     path,
                     expect_status,
                     expect_body: r.expect_body,
+                    expect_digest,
                     sni: r.sni,
                     verify,
                     ca_file: r.ca_file,
@@ -252,6 +259,18 @@ pub(super) fn health_check(
         fall,
         port,
     })
+}
+
+/// An MD5 digest in hex (keepalived's `digest`, as `genhash` prints it), kept in lower case.
+fn check_digest(cx: &Ctx<'_>, path: &str, d: &str) -> Result<String> {
+    if d.len() == 32 && d.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(d.to_ascii_lowercase());
+    }
+    Err(cx
+        .err(path, format!("'{d}' is not an MD5 digest"))
+        .with_hint(Some(
+            "32 hex digits, as `md5sum` or keepalived's genhash print them".into(),
+        )))
 }
 
 /// A DNS name as SNI carries it (RFC 6066 §3: a host name, not an address).

@@ -431,6 +431,20 @@ fn health_check_errors() {
             Some("type: http"),
         ),
         (
+            hc("      type: http\n      expect_digest: 9b3a0c85\n"),
+            "9b3a0c85",
+            "services[0].health_check.expect_digest",
+            "'9b3a0c85' is not an MD5 digest",
+            Some("32 hex digits"),
+        ),
+        (
+            hc("      type: tcp\n      expect_digest: 9b3a0c85a887a256d6939da88aabd8cd\n"),
+            "expect_digest",
+            "services[0].health_check.expect_digest",
+            "`expect_digest` applies only to http and https checks, this one is tcp",
+            Some("type: http"),
+        ),
+        (
             hc("      type: http\n      sni: www.example.com\n"),
             "sni",
             "services[0].health_check.sni",
