@@ -72,6 +72,8 @@ pub fn get(req: &Get<'_>, timeout: Duration, stop: &Arc<AtomicBool>) -> Result<(
         None => TlsConfig::default(),
     };
     let config = Agent::config_builder()
+        // Straight to the real server, whatever HTTP(S)_PROXY says in uvsd's environment.
+        .proxy(None)
         .http_status_as_error(false)
         .max_redirects(0)
         .max_idle_connections(0)
