@@ -212,6 +212,27 @@ fn url(req: &Get<'_>) -> String {
     }
 }
 
+/// Every https check's `ca_file` (with `verify`) can be read by uvsd and holds certificates.
+/// Checked when a configuration is loaded, so that a mistyped path is refused with the file
+/// instead of taking every server of the service down; the checks read it again each time.
+pub fn check_ca_files(cfg: &uvs_config::Config) -> Result<(), String> {
+    for s in &cfg.services {
+        if let Some(uvs_config::HealthCheck {
+            kind:
+                uvs_config::HealthCheckKind::Https {
+                    verify: true,
+                    ca_file: Some(path),
+                    ..
+                },
+            ..
+        }) = &s.health_check
+        {
+            ca_certs(path).map_err(|e| format!("service '{}': health_check: {e}", s.name))?;
+        }
+    }
+    Ok(())
+}
+
 /// The certificates of a PEM file, read at each check so that a renewed CA is picked up.
 fn ca_certs(path: &str) -> Result<Vec<Certificate<'static>>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read ca_file {path}: {e}"))?;

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use uvs_config::{HealthCheck, HealthCheckKind};
 use uvs_control::health::run_check;
 
+mod common;
+
 const SHORT: Duration = Duration::from_millis(1000);
 /// The name on the server's certificate (besides 127.0.0.1).
 const NAME: &str = "www.uvs-test.example";
@@ -298,4 +300,34 @@ fn digest_of_the_body() {
         "{err}"
     );
     server.join().unwrap();
+}
+
+/// A `ca_file` uvsd cannot read is refused when the configuration loads (naming the
+/// service and the file), not found out later by every check failing.
+#[test]
+#[ignore = "needs root: uvsd starts only as root or with its capabilities (scripts/test.sh runs it as root)"]
+fn an_unreadable_ca_file_is_refused_at_start() {
+    common::require_root("an_unreadable_ca_file_is_refused_at_start");
+    let dir = std::env::temp_dir().join(format!("uvs-https-start-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("uvs.yaml");
+    let demo = common::demo_config();
+    let text = demo.replacen(
+        "      type: http\n",
+        "      type: https\n      verify: true\n      ca_file: /nonexistent/uvs-ca.pem\n",
+        1,
+    );
+    assert_ne!(text, demo);
+    std::fs::write(&cfg, &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_uvsd"))
+        .args(["--config", cfg.to_str().unwrap(), "--run-for", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("service 'web4': health_check: cannot read ca_file /nonexistent/uvs-ca.pem"),
+        "{text}"
+    );
 }
