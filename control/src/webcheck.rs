@@ -123,7 +123,7 @@ pub fn get(req: &Get<'_>, timeout: Duration, stop: &Arc<AtomicBool>) -> Result<(
                 return match req.expect_digest {
                     Some(want) => {
                         let got = format!("{:x}", Md5::digest(&body));
-                        if got == want {
+                        if got.eq_ignore_ascii_case(want) {
                             Ok(())
                         } else {
                             Err(format!("body MD5 {got}, expected {want}"))
