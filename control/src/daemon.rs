@@ -235,6 +235,7 @@ impl Core {
             );
         }
         crate::privileges::check_users(&new)?;
+        crate::webcheck::check_ca_files(&new)?;
         let spec = spec::tables_spec(&new, Some(&self.links));
         let current = self.shared.tables.load_full();
         let tables = TablesBuilder::build(&spec, Some(&current)).map_err(|e| e.to_string())?;
@@ -538,6 +539,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         return crate::member::run(config, config_path, &opts);
     }
     crate::privileges::check_users(&config)
+        .and_then(|()| crate::webcheck::check_ca_files(&config))
         .map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
 
     let mut links = Vec::new();

@@ -1,5 +1,5 @@
 //! Active health checks of real servers, as keepalived's checkers do them: `TCP_CHECK`,
-//! `HTTP_GET` and `MISC_CHECK`, with keepalived's rise/fall hysteresis — and HAProxy's
+//! `HTTP_GET`, `SSL_GET` and `MISC_CHECK`, with keepalived's rise/fall hysteresis — and HAProxy's
 //! agent check, where an agent on the real server (`uvs-agent`, or any HAProxy agent)
 //! answers with its weight and state.
 //!
@@ -145,18 +145,15 @@ pub fn targets(config: &Config) -> Vec<HealthTarget> {
 }
 
 /// How long a blocking step may sleep before looking at the stop flag again.
-const STOP_SLICE: Duration = Duration::from_millis(50);
-/// Largest HTTP response read while looking for the expected body text.
-const MAX_HTTP_RESPONSE: usize = 1 << 20;
-
+pub(crate) const STOP_SLICE: Duration = Duration::from_millis(50);
 /// Why a check was abandoned instead of failing: the monitor is stopping.
-const STOPPED: &str = "stopped";
+pub(crate) const STOPPED: &str = "stopped";
 
 /// Runs one check of `check` against the real server `real` (the check's port, if set,
 /// replaces the real server's), bounded by the check's timeout. `Err` says why it failed.
 /// (An agent's reply is parsed but not judged here: see [`check_agent`].)
 pub fn run_check(check: &HealthCheck, real: SocketAddr) -> Result<(), String> {
-    run_check_until(check, real, &AtomicBool::new(false)).map(|_| ())
+    run_check_until(check, real, &Arc::new(AtomicBool::new(false))).map(|_| ())
 }
 
 /// What a successful check learned besides "it answered".
@@ -178,7 +175,7 @@ impl From<Option<u32>> for CheckOutput {
 fn run_check_until(
     check: &HealthCheck,
     real: SocketAddr,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> Result<CheckOutput, String> {
     let addr = SocketAddr::new(real.ip(), check.port.unwrap_or(real.port()));
     match &check.kind {
@@ -187,11 +184,41 @@ fn run_check_until(
             path,
             expect_status,
             expect_body,
-        } => http_until(
-            addr,
+            expect_digest,
+        } => crate::webcheck::get(
+            &crate::webcheck::Get {
+                addr,
+                path,
+                expect_status: *expect_status,
+                expect_body: expect_body.as_deref(),
+                expect_digest: expect_digest.as_deref(),
+                tls: None,
+            },
+            check.timeout,
+            stop,
+        )
+        .map(|_| None.into()),
+        HealthCheckKind::Https {
             path,
-            *expect_status,
-            expect_body.as_deref(),
+            expect_status,
+            expect_body,
+            expect_digest,
+            sni,
+            verify,
+            ca_file,
+        } => crate::webcheck::get(
+            &crate::webcheck::Get {
+                addr,
+                path,
+                expect_status: *expect_status,
+                expect_body: expect_body.as_deref(),
+                expect_digest: expect_digest.as_deref(),
+                tls: Some(crate::webcheck::Tls {
+                    sni: sni.as_deref(),
+                    verify: *verify,
+                    ca_file: ca_file.as_deref(),
+                }),
+            },
             check.timeout,
             stop,
         )
@@ -282,7 +309,7 @@ fn tcp_until(addr: SocketAddr, timeout: Duration, stop: &AtomicBool) -> Result<(
 
 /// A non-blocking connect polled in [`STOP_SLICE`] steps, so that stopping the monitor does
 /// not wait for a black-holed SYN to time out.
-fn connect_until(
+pub(crate) fn connect_until(
     addr: SocketAddr,
     deadline: Instant,
     timeout: Duration,
@@ -344,10 +371,10 @@ fn connect_until(
 }
 
 /// `HTTP_GET`: `GET path` over HTTP/1.1 with `Connection: close` answers `expect_status`, and
-/// its body contains `expect_body` when given; all within `timeout`.
+/// its body contains `expect_body` when given; all within `timeout` (connect included).
 ///
 /// The Host header is the checked address (with the port unless it is 80), as keepalived sends
-/// when no `virtualhost` is set.
+/// when no `virtualhost` is set. The client is ureq's (see [`crate::webcheck`]).
 pub fn check_http(
     addr: SocketAddr,
     path: &str,
@@ -361,7 +388,7 @@ pub fn check_http(
         expect_status,
         expect_body,
         timeout,
-        &AtomicBool::new(false),
+        &Arc::new(AtomicBool::new(false)),
     )
 }
 
@@ -371,167 +398,20 @@ fn http_until(
     expect_status: u16,
     expect_body: Option<&str>,
     timeout: Duration,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    let mut stream = connect_until(addr, deadline, timeout, stop)?;
-    let host = match (addr, addr.port()) {
-        (SocketAddr::V4(a), 80) => a.ip().to_string(),
-        (SocketAddr::V6(a), 80) => format!("[{}]", a.ip()),
-        (a, _) => a.to_string(),
-    };
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: uvs-health-check\r\n\
-         Accept: */*\r\nConnection: close\r\n\r\n"
-    );
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    stream
-        .set_write_timeout(Some(remaining.max(Duration::from_millis(1))))
-        .and_then(|()| stream.write_all(request.as_bytes()))
-        .map_err(|e| format!("sending the request to {addr}: {e}"))?;
-
-    let mut response = HttpResponse::default();
-    let mut buf = [0u8; 8192];
-    loop {
-        if let Some(verdict) = response.verdict(expect_status, expect_body, false) {
-            return verdict;
-        }
-        if stop.load(Ordering::Relaxed) {
-            return Err(STOPPED.into());
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(format!("no complete answer from {addr} within {timeout:?}"));
-        }
-        let slice = (deadline - now).min(STOP_SLICE);
-        stream
-            .set_read_timeout(Some(slice))
-            .map_err(|e| format!("reading from {addr}: {e}"))?;
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                return response
-                    .verdict(expect_status, expect_body, true)
-                    .unwrap_or_else(|| Err("connection closed without an HTTP response".into()))
-            }
-            Ok(n) => {
-                if response.raw.len() + n > MAX_HTTP_RESPONSE {
-                    return Err(format!(
-                        "response larger than {MAX_HTTP_RESPONSE} bytes without the expected body"
-                    ));
-                }
-                response.raw.extend_from_slice(&buf[..n]);
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(format!("reading from {addr}: {e}")),
-        }
-    }
-}
-
-/// An HTTP response being received; decides as early as the bytes allow.
-#[derive(Default)]
-struct HttpResponse {
-    raw: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// `Some` once the outcome is known; `eof` says the server closed the connection.
-    fn verdict(
-        &self,
-        expect_status: u16,
-        expect_body: Option<&str>,
-        eof: bool,
-    ) -> Option<Result<(), String>> {
-        let Some(head_end) = find(&self.raw, b"\r\n\r\n") else {
-            return eof.then(|| Err("connection closed before the end of the headers".into()));
-        };
-        let head = String::from_utf8_lossy(&self.raw[..head_end]);
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let status = match parse_status_line(status_line) {
-            Some(s) => s,
-            None => return Some(Err(format!("not an HTTP status line: {status_line:?}"))),
-        };
-        if status != expect_status {
-            return Some(Err(format!("status {status}, expected {expect_status}")));
-        }
-        let Some(want) = expect_body else {
-            return Some(Ok(()));
-        };
-        let body = &self.raw[head_end + 4..];
-        let mut content_length = None;
-        let mut chunked = false;
-        for line in lines {
-            if let Some((name, value)) = line.split_once(':') {
-                let value = value.trim();
-                if name.eq_ignore_ascii_case("content-length") {
-                    content_length = value.parse::<usize>().ok();
-                } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = value.to_ascii_lowercase().contains("chunked");
-                }
-            }
-        }
-        // Chunk headers cannot fake the text, so a match in the raw bytes is a match.
-        if find(body, want.as_bytes()).is_some() {
-            return Some(Ok(()));
-        }
-        let complete = eof || (!chunked && content_length.is_some_and(|n| body.len() >= n));
-        if !complete {
-            return None;
-        }
-        // The text may straddle a chunk boundary: look again in the decoded body.
-        if chunked && find(&dechunk(body), want.as_bytes()).is_some() {
-            return Some(Ok(()));
-        }
-        Some(Err(format!("body does not contain {want:?}")))
-    }
-}
-
-/// `HTTP/1.1 200 OK` → 200.
-fn parse_status_line(line: &str) -> Option<u16> {
-    let rest = line.strip_prefix("HTTP/")?;
-    let mut parts = rest.splitn(3, ' ');
-    let _version = parts.next()?;
-    let code = parts.next()?;
-    if code.len() != 3 {
-        return None;
-    }
-    code.parse().ok()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Decodes a chunked body (RFC 9112 §7.1), as far as it is complete.
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = find(body, b"\r\n") {
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let Ok(size) = usize::from_str_radix(size_text, 16) else {
-            break;
-        };
-        if size == 0 {
-            break;
-        }
-        let start = line_end + 2;
-        let end = (start + size).min(body.len());
-        out.extend_from_slice(&body[start..end]);
-        if end + 2 > body.len() {
-            break;
-        }
-        body = &body[end + 2..];
-    }
-    out
+    crate::webcheck::get(
+        &crate::webcheck::Get {
+            addr,
+            path,
+            expect_status,
+            expect_body,
+            expect_digest: None,
+            tls: None,
+        },
+        timeout,
+        stop,
+    )
 }
 
 /// `MISC_CHECK`: `sh -c command` with `%a` replaced by the address, `%p` by the port and `%%`
@@ -687,7 +567,8 @@ struct Shared {
 
 /// A stop flag that sleeping threads wake up for at once.
 struct StopSignal {
-    flag: AtomicBool,
+    /// Shared with the http checks' connections (see [`crate::webcheck`]).
+    flag: Arc<AtomicBool>,
     lock: Mutex<()>,
     cv: Condvar,
 }
@@ -763,7 +644,7 @@ impl HealthMonitor {
             agent,
             started: Instant::now(),
             stop: StopSignal {
-                flag: AtomicBool::new(false),
+                flag: Arc::new(AtomicBool::new(false)),
                 lock: Mutex::new(()),
                 cv: Condvar::new(),
             },
@@ -1052,68 +933,5 @@ mod tests {
         assert_eq!(substitute("x %a:%p", v6), "x 2001:2:0:1::11:80");
         assert_eq!(substitute("100%% %q %", v4), "100% %q %");
         assert_eq!(substitute("%%a", v4), "%a");
-    }
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(parse_status_line("HTTP/1.1 200 OK"), Some(200));
-        assert_eq!(
-            parse_status_line("HTTP/1.0 503 Service Unavailable"),
-            Some(503)
-        );
-        assert_eq!(parse_status_line("HTTP/1.1 204"), Some(204));
-        assert_eq!(parse_status_line("SSH-2.0-OpenSSH"), None);
-        assert_eq!(parse_status_line("HTTP/1.1 20 OK"), None);
-    }
-
-    #[test]
-    fn response_verdicts() {
-        let r = |raw: &str| HttpResponse {
-            raw: raw.as_bytes().to_vec(),
-        };
-        // Headers incomplete: wait, unless the server closed.
-        assert_eq!(r("HTTP/1.1 200 OK\r\n").verdict(200, None, false), None);
-        assert!(r("HTTP/1.1 200 OK\r\n")
-            .verdict(200, None, true)
-            .unwrap()
-            .is_err());
-        assert_eq!(
-            r("HTTP/1.1 200 OK\r\n\r\n").verdict(200, None, false),
-            Some(Ok(()))
-        );
-        assert!(r("HTTP/1.1 500 Oops\r\n\r\n")
-            .verdict(200, None, false)
-            .unwrap()
-            .is_err());
-        // Body: found early, incomplete, complete by length, complete by close.
-        let head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
-        assert_eq!(
-            r(&format!("{head}..ok")).verdict(200, Some("ok"), false),
-            Some(Ok(()))
-        );
-        assert_eq!(
-            r(&format!("{head}...")).verdict(200, Some("ok"), false),
-            None
-        );
-        assert!(r(&format!("{head}0123456789"))
-            .verdict(200, Some("ok"), false)
-            .unwrap()
-            .is_err());
-        assert!(r("HTTP/1.0 200 OK\r\n\r\nnope")
-            .verdict(200, Some("ok"), true)
-            .unwrap()
-            .is_err());
-        // Chunked, with the text split across two chunks.
-        let chunked =
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabo\r\n2\r\nk!\r\n0\r\n\r\n";
-        assert_eq!(r(chunked).verdict(200, Some("ok"), false), None);
-        assert_eq!(r(chunked).verdict(200, Some("ok"), true), Some(Ok(())));
-    }
-
-    #[test]
-    fn dechunking() {
-        assert_eq!(dechunk(b"3\r\nabc\r\n1;x=y\r\nd\r\n0\r\n\r\n"), b"abcd");
-        assert_eq!(dechunk(b"a\r\n0123"), b"0123");
-        assert_eq!(dechunk(b"zz\r\n"), b"");
     }
 }

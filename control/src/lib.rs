@@ -24,6 +24,7 @@ pub mod spec;
 pub mod status;
 pub mod statuspage;
 pub mod sync;
+mod webcheck;
 
 use std::path::Path;
 

@@ -115,11 +115,13 @@ fn http_check_status_body_and_request() {
     let requests = server.join().unwrap();
     let first = &requests[0];
     assert!(first.starts_with("GET /healthz HTTP/1.1\r\n"), "{first}");
+    // Header names are case-insensitive (RFC 9110 §5.1): ureq sends them in lower case.
+    let lower = first.to_ascii_lowercase();
     assert!(
-        first.contains(&format!("\r\nHost: {addr}\r\n")),
+        lower.contains(&format!("\r\nhost: {addr}\r\n")),
         "Host names the checked address and port: {first}"
     );
-    assert!(first.contains("\r\nConnection: close\r\n"), "{first}");
+    assert!(lower.contains("\r\nconnection: close\r\n"), "{first}");
 }
 
 #[test]
@@ -287,6 +289,7 @@ fn stop_interrupts_checks_in_progress() {
         path: "/".into(),
         expect_status: 200,
         expect_body: None,
+        expect_digest: None,
     };
     let flips = Arc::new(AtomicBool::new(false));
     let f = Arc::clone(&flips);

@@ -149,6 +149,9 @@ fn uvs_yaml_page_has_every_field_of_the_reference() {
     all.insert("services[].health_check.command".to_string());
     all.insert("services[].health_check.send".to_string());
     all.insert("services[].health_check.user".to_string());
+    for https_only in ["expect_digest", "sni", "verify", "ca_file"] {
+        all.insert(format!("services[].health_check.{https_only}"));
+    }
     assert!(all.len() > 60, "too few fields: {all:?}");
     let entries: BTreeSet<&str> = page.lines().filter_map(|l| l.strip_prefix(".B ")).collect();
     for p in &all {

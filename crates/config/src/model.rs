@@ -782,11 +782,29 @@ pub struct HealthCheck {
 pub enum HealthCheckKind {
     /// A TCP handshake completes.
     Tcp,
-    /// `GET path` answers `expect_status`, with `expect_body` in the body if set.
+    /// `GET path` answers `expect_status`, with `expect_body` in the body if set, and a body
+    /// whose MD5 is `expect_digest` (32 lower-case hex digits, keepalived's `digest`) if set.
     Http {
         path: String,
         expect_status: u16,
         expect_body: Option<String>,
+        expect_digest: Option<String>,
+    },
+    /// As `Http`, over TLS (keepalived's `SSL_GET`, HAProxy's `check-ssl`).
+    Https {
+        path: String,
+        expect_status: u16,
+        expect_body: Option<String>,
+        expect_digest: Option<String>,
+        /// The server name sent in the handshake (SNI) and as the Host header; `None`: the
+        /// address, and no SNI (RFC 6066 §3 allows no address literals there).
+        sni: Option<String>,
+        /// Whether the certificate must be valid for `sni` (or the address); off by
+        /// default, as keepalived's `SSL_GET` does not verify unless told to.
+        verify: bool,
+        /// PEM file of the CA certificates trusted when `verify` is on; `None`: the Mozilla
+        /// roots built into uvs.
+        ca_file: Option<String>,
     },
     /// A command exits 0; `%a` is replaced by the address, `%p` by the port, `%%` by `%`.
     /// `user`: the account it runs as (keepalived's MISC_CHECK `user`); `None` = uvsd's
@@ -807,6 +825,7 @@ impl HealthCheckKind {
         match self {
             HealthCheckKind::Tcp => "tcp",
             HealthCheckKind::Http { .. } => "http",
+            HealthCheckKind::Https { .. } => "https",
             HealthCheckKind::Command { .. } => "command",
             HealthCheckKind::Agent { .. } => "agent",
         }

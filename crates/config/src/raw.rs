@@ -485,6 +485,14 @@ pub(crate) struct RawHealthCheck {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_body: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub send: Option<String>,

@@ -273,10 +273,29 @@ fn health_check(h: &HealthCheck) -> RawHealthCheck {
             path,
             expect_status,
             expect_body,
+            expect_digest,
         } => {
             raw.path = Some(path.clone());
             raw.expect_status = Some(u64::from(*expect_status));
             raw.expect_body = expect_body.clone();
+            raw.expect_digest = expect_digest.clone();
+        }
+        HealthCheckKind::Https {
+            path,
+            expect_status,
+            expect_body,
+            expect_digest,
+            sni,
+            verify,
+            ca_file,
+        } => {
+            raw.path = Some(path.clone());
+            raw.expect_status = Some(u64::from(*expect_status));
+            raw.expect_body = expect_body.clone();
+            raw.expect_digest = expect_digest.clone();
+            raw.sni = sni.clone();
+            raw.verify = Some(*verify);
+            raw.ca_file = ca_file.clone();
         }
         HealthCheckKind::Command { command, user } => {
             raw.command = Some(command.clone());

@@ -180,12 +180,58 @@ fn health_check_defaults() {
         HealthCheckKind::Http {
             path: "/".into(),
             expect_status: 200,
-            expect_body: None
+            expect_body: None,
+            expect_digest: None,
         }
     );
     assert_eq!(h.interval, Duration::from_millis(250));
     assert_eq!(h.timeout, Duration::from_millis(100));
     assert_eq!((h.rise, h.fall, h.port), (2, 3, None));
+}
+
+#[test]
+fn https_checks_load_and_save() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 443\n    \
+         health_check: {{ type: https }}\n"
+    ));
+    let h = c.services[0].health_check.as_ref().unwrap();
+    assert_eq!(
+        h.kind,
+        HealthCheckKind::Https {
+            path: "/".into(),
+            expect_status: 200,
+            expect_body: None,
+            expect_digest: None,
+            sni: None,
+            verify: false,
+            ca_file: None,
+        },
+        "verify is off unless asked, as keepalived's SSL_GET"
+    );
+    assert_eq!(load(&to_yaml(&c)), c, "save/load round trip");
+    let full = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 443\n    \
+         health_check: {{ type: https, path: /healthz, expect_status: 204, expect_body: up, \
+         expect_digest: 9B3A0C85A887A256D6939DA88AABD8CD, \
+         sni: www.example.com, verify: true, ca_file: /etc/uvs/ca.pem }}\n"
+    ));
+    let h = full.services[0].health_check.as_ref().unwrap();
+    assert_eq!(
+        h.kind,
+        HealthCheckKind::Https {
+            path: "/healthz".into(),
+            expect_status: 204,
+            expect_body: Some("up".into()),
+            expect_digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
+            sni: Some("www.example.com".into()),
+            verify: true,
+            ca_file: Some("/etc/uvs/ca.pem".into()),
+        }
+    );
+    assert_eq!(load(&to_yaml(&full)), full, "save/load round trip");
+    let d = diff(&c, &full);
+    assert!(d.to_string().contains("health_check"), "{d}");
 }
 
 #[test]
@@ -289,7 +335,7 @@ fn service_yaml() -> impl Strategy<Value = (bool, String)> {
         prop_oneof![Just(0u16), 1u16..65535],
         prop::option::of((1u32..10_000, 1u8..=32)),
         prop::option::of(1u32..5_000),
-        prop::option::of((0u8..4, 1u32..20_000, 0u32..4_000)),
+        prop::option::of((0u8..5, 1u32..20_000, 0u32..4_000)),
         prop::collection::vec(real, 0..5),
         any::<bool>(),
     )
@@ -330,7 +376,7 @@ fn service_yaml() -> impl Strategy<Value = (bool, String)> {
                 }
                 if let Some((kind, interval_ms, timeout_ms)) = hc {
                     let timeout_ms = timeout_ms.min(interval_ms);
-                    let kind = ["tcp", "http", "command", "agent"][usize::from(kind)];
+                    let kind = ["tcp", "http", "command", "agent", "https"][usize::from(kind)];
                     y += &format!(
                         "    health_check:\n      type: {kind}\n      interval: {}\n      timeout: {}\n      port: 9000\n",
                         f64::from(interval_ms) / 1000.0,
@@ -338,6 +384,10 @@ fn service_yaml() -> impl Strategy<Value = (bool, String)> {
                     );
                     match kind {
                         "http" => y += "      path: /health\n      expect_body: ok\n",
+                        "https" => {
+                            y += "      path: /health\n      sni: www.example.com\n      \
+                                  verify: true\n      ca_file: /etc/uvs/ca.pem\n"
+                        }
                         "command" => y += "      command: \"/bin/check %a %p\"\n",
                         "agent" => y += "      send: \"web4\\n\"\n",
                         _ => {}

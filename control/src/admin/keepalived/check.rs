@@ -1,4 +1,4 @@
-//! keepalived's health checkers (`TCP_CHECK`, `HTTP_GET`, `MISC_CHECK`) → one uvs
+//! keepalived's health checkers (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `MISC_CHECK`) → one uvs
 //! `health_check`, with keepalived's defaults and inheritance (virtual server → real server →
 //! checker) resolved first.
 //!
@@ -28,6 +28,8 @@ pub struct Inherited {
     pub delay_loop: Option<(u64, Pos)>,
     pub alpha: Option<(bool, Pos)>,
     pub virtualhost: Option<Pos>,
+    /// The `virtualhost` name, for SSL_GET's server name.
+    pub virtualhost_name: Option<(String, Pos)>,
 }
 
 impl Inherited {
@@ -55,8 +57,9 @@ impl Inherited {
             }
             "alpha" => self.alpha = Some((bool_arg(cx, stmt)?, pos)),
             "virtualhost" => {
-                one_arg(cx, stmt, "NAME")?;
+                let name = one_arg(cx, stmt, "NAME")?.text.clone();
                 self.virtualhost = Some(pos);
+                self.virtualhost_name = Some((name, pos));
             }
             "delay_before_retry" => {
                 one_arg(cx, stmt, "SECONDS")?;
@@ -89,6 +92,16 @@ pub enum Kind {
         path: String,
         expect_status: u16,
         expect_body: Option<String>,
+        expect_digest: Option<String>,
+    },
+    /// `SSL_GET`: the http check over TLS, verifying no certificate (keepalived's SSL_GET
+    /// does not either), with the server name it sends as SNI and Host if any.
+    Https {
+        path: String,
+        expect_status: u16,
+        expect_body: Option<String>,
+        expect_digest: Option<String>,
+        sni: Option<String>,
     },
     /// The command line for `sh -c`, with the real server's address as `%a`, and the
     /// account it runs as (MISC_CHECK's `user`).
@@ -125,6 +138,7 @@ impl Check {
         let kind_name = |k: &Kind| match k {
             Kind::Tcp => "TCP_CHECK",
             Kind::Http { .. } => "HTTP_GET",
+            Kind::Https { .. } => "SSL_GET",
             Kind::Command { .. } => "MISC_CHECK",
         };
         if std::mem::discriminant(&self.kind) != std::mem::discriminant(&other.kind) {
@@ -143,6 +157,11 @@ impl Check {
                     "the script runs as user {} here, {} there",
                     a.as_deref().unwrap_or("(uvsd's)"),
                     b.as_deref().unwrap_or("(uvsd's)")
+                ),
+                (Kind::Https { sni: a, .. }, Kind::Https { sni: b, .. }) if a != b => format!(
+                    "the server name (sni_name or virtualhost) is {} here, {} there",
+                    a.as_deref().unwrap_or("none"),
+                    b.as_deref().unwrap_or("none")
                 ),
                 _ => "the url (path, status_code or regex) differs".to_string(),
             });
@@ -217,20 +236,12 @@ pub fn checker(
     let pos = stmt.pos();
     let kw = stmt.keyword();
     match kw {
-        "SSL_GET" => {
-            return cx.err(
-                pos,
-                "SSL_GET cannot be translated: uvs has no HTTPS health check (its http check \
-                 speaks plain HTTP); use TCP_CHECK on the TLS port, or MISC_CHECK with a \
-                 command such as \"curl -fsk https://%a/\"",
-            )
-        }
         k if OTHER_CHECKERS.contains(&k) => {
             return cx.err(
                 pos,
                 format!(
                     "{k} cannot be translated: uvs checks with TCP connects (TCP_CHECK), HTTP \
-                     GETs (HTTP_GET) and commands (MISC_CHECK)"
+                     and HTTPS GETs (HTTP_GET, SSL_GET) and commands (MISC_CHECK)"
                 ),
             )
         }
@@ -252,6 +263,8 @@ pub fn checker(
     let mut misc_path: Option<(String, Pos)> = None;
     let mut misc_timeout: Option<(u64, Pos)> = None;
     let mut misc_user: Option<String> = None;
+    let mut enable_sni: Option<(bool, Pos)> = None;
+    let mut sni_name: Option<(String, Pos)> = None;
     let mut seen: Vec<(&str, Pos)> = Vec::new();
     for st in body {
         let k = st.keyword();
@@ -267,7 +280,8 @@ pub fn checker(
         if st.block.is_some() && k != "url" {
             return cx.err(st.pos(), format!("{k} does not take a block"));
         }
-        let http = kw == "HTTP_GET";
+        let ssl = kw == "SSL_GET";
+        let http = kw == "HTTP_GET" || ssl;
         let misc = kw == "MISC_CHECK";
         match k {
             "connect_ip" if !misc => {
@@ -343,6 +357,18 @@ pub fn checker(
                 // keepalived's own default behaviour with one url and rise 1 is the same.
                 bool_arg(cx, st)?;
             }
+            "enable_sni" if ssl => enable_sni = Some((bool_arg(cx, st)?, st.pos())),
+            "sni_name" if ssl => {
+                sni_name = Some((one_arg(cx, st, "NAME")?.text.clone(), st.pos()));
+            }
+            "tls_compliant" if ssl => {
+                bool_arg(cx, st)?;
+                cx.note(
+                    st.pos(),
+                    "tls_compliant is not needed: uvs's https check reads the answer to its \
+                     end or to the expected text, whatever the server's TLS closure",
+                );
+            }
             "enable_sni" | "sni_name" | "tls_compliant" if http => {
                 return cx.err(st.pos(), format!("{k} applies to SSL_GET only; remove it"))
             }
@@ -392,6 +418,30 @@ pub fn checker(
     let interval_ms = s.delay_loop.map_or(DEFAULT_DELAY_LOOP_MS, |(ms, _)| ms);
     let (kind, timeout) = match kw {
         "TCP_CHECK" => (Kind::Tcp, s.connect_timeout),
+        "SSL_GET" => {
+            let Some(url) = url else {
+                return cx.err(pos, "SSL_GET has no url { path ... } to request");
+            };
+            let Kind::Http {
+                path,
+                expect_status,
+                expect_body,
+                expect_digest,
+            } = http_url(cx, url, true)?
+            else {
+                unreachable!("http_url makes http checks");
+            };
+            (
+                Kind::Https {
+                    path,
+                    expect_status,
+                    expect_body,
+                    expect_digest,
+                    sni: ssl_name(cx, enable_sni, sni_name, &s)?,
+                },
+                s.connect_timeout,
+            )
+        }
         "HTTP_GET" => {
             if let Some(at) = s.virtualhost {
                 return cx.err(
@@ -403,7 +453,7 @@ pub fn checker(
             let Some(url) = url else {
                 return cx.err(pos, "HTTP_GET has no url { path ... } to request");
             };
-            (http_url(cx, url)?, s.connect_timeout)
+            (http_url(cx, url, false)?, s.connect_timeout)
         }
         _ => {
             let Some((command, _)) = misc_path else {
@@ -454,7 +504,63 @@ pub fn checker(
     })
 }
 
-fn http_url(cx: &mut Cx<'_>, url: &Stmt) -> Result<Kind> {
+/// The server name of an `SSL_GET`: keepalived sends `sni_name` (or the `virtualhost`) as
+/// SNI when `enable_sni` is on, and the `virtualhost` as the Host header. uvs's https check
+/// sends one name as both.
+fn ssl_name(
+    cx: &mut Cx<'_>,
+    enable_sni: Option<(bool, Pos)>,
+    sni_name: Option<(String, Pos)>,
+    s: &Inherited,
+) -> Result<Option<String>> {
+    let enabled = enable_sni.is_some_and(|(on, _)| on);
+    let host = s.virtualhost_name.clone();
+    match (enabled, sni_name, host) {
+        (true, Some((n, at)), Some((h, _))) if n != h => cx.err(
+            at,
+            format!(
+                "sni_name {n} with virtualhost {h} cannot be translated: uvs's https check \
+                 sends one name as both SNI and Host; keep one of them"
+            ),
+        ),
+        (true, Some((n, _)), _) => Ok(Some(n)),
+        (true, None, Some((h, _))) => Ok(Some(h)),
+        (true, None, None) => {
+            if let Some((_, at)) = enable_sni {
+                cx.note(
+                    at,
+                    "enable_sni without sni_name or virtualhost: no name to send, so uvs \
+                     sends no SNI (an address is never sent as SNI)",
+                );
+            }
+            Ok(None)
+        }
+        (false, Some((_, at)), _) => {
+            cx.note(
+                at,
+                "sni_name is not sent without enable_sni: ignored, as keepalived does",
+            );
+            Ok(s.virtualhost_name
+                .clone()
+                .map(|(h, at)| virtualhost_as_sni(cx, h, at)))
+        }
+        (false, None, Some((h, at))) => Ok(Some(virtualhost_as_sni(cx, h, at))),
+        (false, None, None) => Ok(None),
+    }
+}
+
+fn virtualhost_as_sni(cx: &mut Cx<'_>, host: String, at: Pos) -> String {
+    cx.note(
+        at,
+        format!(
+            "virtualhost {host} becomes the https check's `sni`: uvs sends it as the Host header, \
+             and as SNI too (keepalived sends SNI only with enable_sni)"
+        ),
+    );
+    host
+}
+
+fn http_url(cx: &mut Cx<'_>, url: &Stmt, ssl: bool) -> Result<Kind> {
     if !url.args().is_empty() {
         return cx.err(url.args()[0].pos, "url takes no value, only a block");
     }
@@ -464,6 +570,7 @@ fn http_url(cx: &mut Cx<'_>, url: &Stmt) -> Result<Kind> {
     let mut path = None;
     let mut status = None;
     let mut body_text = None;
+    let mut digest = None;
     for st in body {
         let k = st.keyword();
         match k {
@@ -498,11 +605,14 @@ fn http_url(cx: &mut Cx<'_>, url: &Stmt) -> Result<Kind> {
                 status = Some(uint(cx, &word, 100, 599, "status_code")? as u16);
             }
             "digest" => {
-                return cx.err(
-                    st.pos(),
-                    "digest cannot be translated: uvs's http check compares the status and \
-                     looks for a text in the body (regex with a plain text), not an MD5 of it",
-                )
+                let w = one_arg(cx, st, "MD5")?;
+                if w.text.len() != 32 || !w.text.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return cx.err(
+                        w.pos,
+                        format!("digest {} is not an MD5 (32 hex digits)", w.text),
+                    );
+                }
+                digest = Some(w.text.to_ascii_lowercase());
             }
             "regex" => {
                 let w = one_arg(cx, st, "TEXT")?;
@@ -514,6 +624,13 @@ fn http_url(cx: &mut Cx<'_>, url: &Stmt) -> Result<Kind> {
                     );
                 }
                 body_text = Some(w.text.clone());
+            }
+            "virtualhost" if ssl => {
+                return cx.err(
+                    st.pos(),
+                    "a url's own virtualhost cannot be translated: uvs's https check sends one \
+                     name for every request; write virtualhost in SSL_GET instead",
+                )
             }
             "virtualhost" => {
                 return cx.err(
@@ -528,6 +645,9 @@ fn http_url(cx: &mut Cx<'_>, url: &Stmt) -> Result<Kind> {
                     st.pos(),
                     format!("{k} cannot be translated: uvs's http check has no regexes"),
                 )
+            }
+            "tls_compliant" if ssl => {
+                bool_arg(cx, st)?;
             }
             "tls_compliant" => {
                 return cx.err(st.pos(), "tls_compliant applies to SSL_GET only; remove it")
@@ -553,5 +673,6 @@ fn http_url(cx: &mut Cx<'_>, url: &Stmt) -> Result<Kind> {
         path,
         expect_status,
         expect_body: body_text,
+        expect_digest: digest,
     })
 }

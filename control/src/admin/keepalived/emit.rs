@@ -182,6 +182,7 @@ fn health_check(y: &mut String, c: &Check) {
     let type_name = match c.kind {
         Kind::Tcp => "tcp",
         Kind::Http { .. } => "http",
+        Kind::Https { .. } => "https",
         Kind::Command { .. } => "command",
     };
     let _ = writeln!(y, "      type: {type_name}");
@@ -198,12 +199,37 @@ fn health_check(y: &mut String, c: &Check) {
             path,
             expect_status,
             expect_body,
+            expect_digest,
         } => {
             let _ = writeln!(y, "      path: {}", scalar(path));
             let _ = writeln!(y, "      expect_status: {expect_status}");
             if let Some(b) = expect_body {
                 let _ = writeln!(y, "      expect_body: {}", quoted(b));
             }
+            if let Some(d) = expect_digest {
+                let _ = writeln!(y, "      expect_digest: {}", quoted(d));
+            }
+        }
+        Kind::Https {
+            path,
+            expect_status,
+            expect_body,
+            expect_digest,
+            sni,
+        } => {
+            let _ = writeln!(y, "      path: {}", scalar(path));
+            let _ = writeln!(y, "      expect_status: {expect_status}");
+            if let Some(b) = expect_body {
+                let _ = writeln!(y, "      expect_body: {}", quoted(b));
+            }
+            if let Some(d) = expect_digest {
+                let _ = writeln!(y, "      expect_digest: {}", quoted(d));
+            }
+            if let Some(n) = sni {
+                let _ = writeln!(y, "      sni: {}", scalar(n));
+            }
+            // keepalived's SSL_GET verifies no certificate: neither does the translation.
+            let _ = writeln!(y, "      verify: false");
         }
         Kind::Command { line, user } => {
             let _ = writeln!(y, "      command: {}", quoted(line));

@@ -137,6 +137,14 @@ pub fn translate(cx: &mut Cx<'_>, top: &[Stmt]) -> Result<Translation> {
                      failover)",
                 );
             }
+            "SSL" => {
+                cx.note(
+                    stmt.pos(),
+                    "SSL (SSL_GET's CA and client certificate) is not translated: the https \
+                     checks verify no certificate, as SSL_GET; to verify, add `verify: true` \
+                     and `ca_file` to a check (uvs presents no client certificate)",
+                );
+            }
             k if NOT_LVS.contains(&k) => {
                 cx.note(
                     stmt.pos(),

@@ -44,9 +44,9 @@ pub(super) fn health_check(
                 &p("type"),
                 t,
                 "health check type",
-                &["tcp", "http", "command", "agent"],
+                &["tcp", "http", "https", "command", "agent"],
                 |s| {
-                    ["tcp", "http", "command", "agent"]
+                    ["tcp", "http", "https", "command", "agent"]
                         .contains(&s)
                         .then_some(())
                 },
@@ -55,7 +55,9 @@ pub(super) fn health_check(
         None => {
             return Err(cx
                 .err(&p("type"), "the health check has no `type`")
-                .with_hint(Some("add `type: tcp`, `http`, `command` or `agent`".into())))
+                .with_hint(Some(
+                    "add `type: tcp`, `http`, `https`, `command` or `agent`".into(),
+                )))
         }
     };
     // Fields that belong to one type only are errors elsewhere, so a typo'd type is not
@@ -71,9 +73,27 @@ pub(super) fn health_check(
         }
         Ok(())
     };
-    only(r.path.is_some(), "path", "http")?;
-    only(r.expect_status.is_some(), "expect_status", "http")?;
-    only(r.expect_body.is_some(), "expect_body", "http")?;
+    let web = matches!(kind_name, "http" | "https");
+    let only_web = |present: bool, field: &str| -> Result<()> {
+        if present && !web {
+            return Err(cx
+                .err_key(
+                    &p(field),
+                    format!(
+                        "`{field}` applies only to http and https checks, this one is {kind_name}"
+                    ),
+                )
+                .with_hint(Some("remove it, or set `type: http` or `https`".into())));
+        }
+        Ok(())
+    };
+    only_web(r.path.is_some(), "path")?;
+    only_web(r.expect_status.is_some(), "expect_status")?;
+    only_web(r.expect_body.is_some(), "expect_body")?;
+    only_web(r.expect_digest.is_some(), "expect_digest")?;
+    only(r.sni.is_some(), "sni", "https")?;
+    only(r.verify.is_some(), "verify", "https")?;
+    only(r.ca_file.is_some(), "ca_file", "https")?;
     only(r.command.is_some(), "command", "command")?;
     only(r.send.is_some(), "send", "agent")?;
     only(r.user.is_some(), "user", "command")?;
@@ -102,7 +122,7 @@ pub(super) fn health_check(
                 send: r.send.filter(|s| !s.is_empty()),
             }
         }
-        "http" => {
+        "http" | "https" => {
             let path = r.path.unwrap_or_else(|| HC_PATH.to_string());
             if !path.starts_with('/')
                 || path.contains(|c: char| c.is_whitespace() || c.is_control())
@@ -117,10 +137,48 @@ pub(super) fn health_check(
                 Some(s) => cx.range(&p("expect_status"), s, 100, 599, "HTTP status")? as u16,
                 None => HC_STATUS,
             };
-            HealthCheckKind::Http {
-                path,
-                expect_status,
-                expect_body: r.expect_body,
+            let expect_digest = match r.expect_digest {
+                Some(d) => Some(check_digest(cx, &p("expect_digest"), &d)?),
+                None => None,
+            };
+            if kind_name == "http" {
+                HealthCheckKind::Http {
+                    path,
+                    expect_status,
+                    expect_body: r.expect_body,
+                    expect_digest,
+                }
+            } else {
+                let verify = r.verify.unwrap_or(false);
+                if let Some(name) = &r.sni {
+                    check_server_name(cx, &p("sni"), name)?;
+                }
+                if let Some(f) = &r.ca_file {
+                    if !verify {
+                        return Err(cx
+                            .err_key(
+                                &p("ca_file"),
+                                "`ca_file` is used only to verify certificates, and `verify` is off",
+                            )
+                            .with_hint(Some("add `verify: true`, or remove `ca_file`".into())));
+                    }
+                    if !f.starts_with('/') {
+                        return Err(cx
+                            .err(&p("ca_file"), format!("'{f}' is not an absolute path"))
+                            .with_hint(Some(
+                                "the PEM file of the trusted CAs, like /etc/uvs/ca.pem".into(),
+                            )));
+                    }
+                }
+                HealthCheckKind::Https {
+                    path,
+                    expect_status,
+                    expect_body: r.expect_body,
+                    expect_digest,
+                    sni: r.sni,
+                    verify,
+                    ca_file: r.ca_file,
+                }
             }
         }
         _ => {
@@ -201,6 +259,47 @@ pub(super) fn health_check(
         fall,
         port,
     })
+}
+
+/// An MD5 digest in hex (keepalived's `digest`, as `genhash` prints it), kept in lower case.
+fn check_digest(cx: &Ctx<'_>, path: &str, d: &str) -> Result<String> {
+    if d.len() == 32 && d.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(d.to_ascii_lowercase());
+    }
+    Err(cx
+        .err(path, format!("'{d}' is not an MD5 digest"))
+        .with_hint(Some(
+            "32 hex digits, as `md5sum` or keepalived's genhash print them".into(),
+        )))
+}
+
+/// A DNS name as SNI carries it (RFC 6066 §3: a host name, not an address).
+fn check_server_name(cx: &Ctx<'_>, path: &str, name: &str) -> Result<()> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    let name_ok = name.len() <= 253 && name.split('.').all(label_ok);
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Err(cx
+            .err(
+                path,
+                format!("'{name}' is an address: SNI carries a host name"),
+            )
+            .with_hint(Some(
+                "remove `sni` to check by address (no SNI is sent then)".into(),
+            )));
+    }
+    if name_ok {
+        return Ok(());
+    }
+    Err(cx
+        .err(path, format!("'{name}' is not a host name"))
+        .with_hint(Some("a DNS name, like www.example.com".into())))
 }
 
 /// An account name as useradd(8) accepts it (or a numeric uid). Whether it exists is the
