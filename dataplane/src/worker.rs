@@ -172,6 +172,28 @@ struct BurstScratch {
     hits: [Option<uvs_conntrack::Hit>; BURST],
 }
 
+impl BurstScratch {
+    /// Parses a whole burst, then looks its flows up together, so the connection table's
+    /// cache misses overlap instead of queueing one behind the other.
+    fn prepare<P: Port>(&mut self, port: &mut P, rx: &[Frame], conns: &ConnTable, ticks: u32) {
+        let mut nkeys = 0;
+        for (i, f) in rx.iter().enumerate() {
+            let buf = port.buf_mut(f);
+            let len = (f.len as usize).min(buf.len());
+            self.prepared[i] = prepare(&buf[..len]);
+            self.key_of[i] = None;
+            if let Ok(p) = &self.prepared[i] {
+                if let Some(k) = lookup_key(p) {
+                    self.keys[nkeys] = k;
+                    self.key_of[i] = Some(nkeys);
+                    nkeys += 1;
+                }
+            }
+        }
+        conns.lookup_burst(&self.keys[..nkeys], ticks, &mut self.hits[..nkeys]);
+    }
+}
+
 fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
     debug_assert_ne!(a, b);
     if a < b {
@@ -285,12 +307,7 @@ impl<P: Port> Worker<P> {
         };
         let mut total = 0;
         let batch = self.batch_lookups;
-        let BurstScratch {
-            prepared,
-            key_of,
-            keys,
-            hits,
-        } = &mut *self.burst;
+        let burst = &mut *self.burst;
         // Loaded on the first frame of the burst that reaches the slow path.
         let mut silent = None;
         let mut rx = [Frame::default(); BURST];
@@ -300,25 +317,7 @@ impl<P: Port> Worker<P> {
             let n = self.ports[pi].rx_burst(&mut rx);
             total += n;
             if batch && n > 1 {
-                // Parse the whole burst, then look its flows up together so the table's
-                // cache misses overlap instead of queueing one behind the other.
-                let mut nkeys = 0;
-                for (i, f) in rx[..n].iter().enumerate() {
-                    let buf = self.ports[pi].buf_mut(f);
-                    let len = (f.len as usize).min(buf.len());
-                    prepared[i] = prepare(&buf[..len]);
-                    key_of[i] = None;
-                    if let Ok(p) = &prepared[i] {
-                        if let Some(k) = lookup_key(p) {
-                            keys[nkeys] = k;
-                            key_of[i] = Some(nkeys);
-                            nkeys += 1;
-                        }
-                    }
-                }
-                shared
-                    .conns
-                    .lookup_burst(&keys[..nkeys], ticks, &mut hits[..nkeys]);
+                burst.prepare(&mut self.ports[pi], &rx[..n], &shared.conns, ticks);
             }
             let (mut ntx, mut ndone) = (0, 0);
             if n > 0 {
@@ -331,9 +330,9 @@ impl<P: Port> Worker<P> {
                 let buf = self.ports[pi].buf_mut(f);
                 let mut len = (f.len as usize).min(buf.len());
                 let verdict = if batch && n > 1 {
-                    match prepared[i] {
+                    match burst.prepared[i] {
                         Ok(p) => {
-                            let looked_up = key_of[i].map(|k| hits[k]);
+                            let looked_up = burst.key_of[i].map(|k| burst.hits[k]);
                             process_parsed(&mut ctx, buf, &mut len, p, looked_up)
                         }
                         Err(v) => v,
@@ -440,82 +439,17 @@ impl<P: Port> Worker<P> {
             }
         }
         if !self.pending.is_empty() {
-            let ports = &mut self.ports;
-            let scratch = &mut self.scratch;
-            // Fresh map: this burst's slow path may just have learned the neighbour.
-            let neigh = shared.neigh.load();
-            self.pending.step(&neigh, now, |a| match a {
-                PendingAction::Request { port, next_hop } => {
-                    send_request(&tables, ports, scratch, port, &next_hop)
-                }
-                PendingAction::Send { port, frame } => {
-                    if let Some(p) = ports.get_mut(usize::from(port)) {
-                        if p.tx_copy(frame) {
-                            counters.tx_packets.add(1);
-                            counters.tx_bytes.add(frame.len() as u64);
-                        } else {
-                            counters.drop(DropReason::TxFull);
-                        }
-                    }
-                }
-                PendingAction::Dropped(n) => {
-                    counters.drops[DropReason::NeighbourUnresolved.index()].add(n);
-                }
-            });
-        }
-        if !ctx.proxy_syns.is_empty() {
-            let ports = &mut self.ports;
-            let neigh = shared.neigh.load();
-            ctx.proxy_syns.step(
-                &shared.conns,
+            step_pending(
+                &mut self.pending,
+                &mut self.ports,
+                &mut self.scratch,
+                shared,
                 &tables,
-                &neigh,
-                ticks,
+                now,
                 counters,
-                |port, frame| {
-                    let sent = ports
-                        .get_mut(usize::from(port))
-                        .is_some_and(|p| p.tx_copy(frame));
-                    if sent {
-                        counters.tx_packets.add(1);
-                        counters.tx_bytes.add(frame.len() as u64);
-                    } else {
-                        counters.drop(DropReason::TxFull);
-                    }
-                    sent
-                },
             );
         }
-        if ctx.proxy_syns.held() > 0 {
-            // Early client segments whose connection was spliced since (on any worker):
-            // through the pipeline like any client segment.
-            let mut f = [0u8; crate::synproxy::retransmit::HOLD_MAX];
-            while let Some(n) = ctx.proxy_syns.ready(&shared.conns, &mut f) {
-                let mut len = n;
-                let v = if n == 0 {
-                    Verdict::Drop(DropReason::SynProxyNotReady)
-                } else {
-                    process(&mut ctx, &mut f, &mut len)
-                };
-                match v {
-                    Verdict::Forward(q) => {
-                        let sent = self
-                            .ports
-                            .get_mut(usize::from(q))
-                            .is_some_and(|p| p.tx_copy(&f[..len]));
-                        if sent {
-                            counters.tx_packets.add(1);
-                            counters.tx_bytes.add(len as u64);
-                            counters.synproxy_held.add(1);
-                        } else {
-                            counters.drop(DropReason::TxFull);
-                        }
-                    }
-                    Verdict::Drop(r) => counters.drop(r),
-                    _ => counters.drop(DropReason::SynProxyNotReady),
-                }
-            }
-        }
+        step_synproxy(&mut ctx, &mut self.ports, shared, ticks);
         // One worker speaks for the node: its announcements go out once, not once per worker.
         if self.id == 0 {
             self.announcer.step(
@@ -535,6 +469,96 @@ impl<P: Port> Worker<P> {
             counters.empty_polls.add(1);
         }
         total
+    }
+}
+
+/// Frames waiting for a neighbour: ask again, send those whose neighbour is now known, drop
+/// the ones that waited too long (as the kernel's NUD does).
+fn step_pending<P: Port>(
+    pending: &mut Pending,
+    ports: &mut [P],
+    scratch: &mut [u8],
+    shared: &Shared,
+    tables: &Tables,
+    now: u32,
+    counters: &crate::counters::WorkerCounters,
+) {
+    // Fresh map: this burst's slow path may just have learned the neighbour.
+    let neigh = shared.neigh.load();
+    pending.step(&neigh, now, |a| match a {
+        PendingAction::Request { port, next_hop } => {
+            send_request(tables, ports, scratch, port, &next_hop)
+        }
+        PendingAction::Send { port, frame } => {
+            if let Some(p) = ports.get_mut(usize::from(port)) {
+                if p.tx_copy(frame) {
+                    counters.tx_packets.add(1);
+                    counters.tx_bytes.add(frame.len() as u64);
+                } else {
+                    counters.drop(DropReason::TxFull);
+                }
+            }
+        }
+        PendingAction::Dropped(n) => {
+            counters.drops[DropReason::NeighbourUnresolved.index()].add(n);
+        }
+    });
+}
+
+/// The SYN proxy's timers: SYNs to real servers retransmitted, and early client segments
+/// whose connection was spliced since (on any worker) sent through the pipeline like any
+/// client segment.
+fn step_synproxy<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, ticks: u32) {
+    let counters = ctx.counters;
+    if !ctx.proxy_syns.is_empty() {
+        let neigh = shared.neigh.load();
+        ctx.proxy_syns.step(
+            &shared.conns,
+            ctx.tables,
+            &neigh,
+            ticks,
+            counters,
+            |port, frame| {
+                let sent = ports
+                    .get_mut(usize::from(port))
+                    .is_some_and(|p| p.tx_copy(frame));
+                if sent {
+                    counters.tx_packets.add(1);
+                    counters.tx_bytes.add(frame.len() as u64);
+                } else {
+                    counters.drop(DropReason::TxFull);
+                }
+                sent
+            },
+        );
+    }
+    if ctx.proxy_syns.held() == 0 {
+        return;
+    }
+    let mut f = [0u8; crate::synproxy::retransmit::HOLD_MAX];
+    while let Some(n) = ctx.proxy_syns.ready(&shared.conns, &mut f) {
+        let mut len = n;
+        let v = if n == 0 {
+            Verdict::Drop(DropReason::SynProxyNotReady)
+        } else {
+            process(ctx, &mut f, &mut len)
+        };
+        match v {
+            Verdict::Forward(q) => {
+                let sent = ports
+                    .get_mut(usize::from(q))
+                    .is_some_and(|p| p.tx_copy(&f[..len]));
+                if sent {
+                    counters.tx_packets.add(1);
+                    counters.tx_bytes.add(len as u64);
+                    counters.synproxy_held.add(1);
+                } else {
+                    counters.drop(DropReason::TxFull);
+                }
+            }
+            Verdict::Drop(r) => counters.drop(r),
+            _ => counters.drop(DropReason::SynProxyNotReady),
+        }
     }
 }
 
