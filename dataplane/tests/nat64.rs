@@ -473,3 +473,94 @@ fn a_reply_too_big_for_ipv6_is_refused_with_fragmentation_needed() {
     assert_eq!((src, dst, ty, code), (pool4(), real4(1), 3, 4));
     assert_eq!(u16::from_be_bytes([rest[2], rest[3]]), 1480);
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A NAT64 flow open on a fresh lab, and frames of it from both sides: the server's
+    /// reply, the client's data, an ICMPv4 error from the servers' side and an ICMPv6 error
+    /// from the client's.
+    fn flow() -> (Lab, Vec<Vec<u8>>) {
+        let mut lab = nat64_lab();
+        let syn = tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client6(),
+            40000,
+            vip6(),
+            80,
+            tk::SYN,
+            b"",
+        );
+        let [_, to_servers] = lab.send(0, &syn);
+        let sent = to_servers[0][14..].to_vec();
+        let lport = only(&to_servers).sport;
+        let reply = tk::tcp(
+            lab::real_mac(1),
+            lab::LB1_MAC,
+            real4(1),
+            80,
+            pool4(),
+            lport,
+            tk::SYN_ACK,
+            b"hello",
+        );
+        let [to_client, _] = lab.send(1, &reply);
+        let answer = to_client[0][14..].to_vec();
+        let data = tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client6(),
+            40000,
+            vip6(),
+            80,
+            tk::ACK,
+            b"data",
+        );
+        let e4 = icmp_error(
+            (lab::real_mac(1), lab::LB1_MAC),
+            ip("198.18.1.1"),
+            pool4(),
+            Some(1400),
+            &sent,
+        );
+        let e6 = icmp_error(
+            (lab::CLIENT_MAC, lab::LB0_MAC),
+            client6(),
+            vip6(),
+            Some(1300),
+            &answer,
+        );
+        (lab, vec![reply, data, e4, e6])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Mutated and cut frames of a NAT64 flow: each is forwarded or dropped and
+        /// counted, none panics.
+        #[test]
+        fn mutated_frames_of_a_nat64_flow(seed in prop::collection::vec((0usize..4, 0usize..140, any::<u8>(), 1usize..140), 1..30)) {
+            let (mut lab, base) = flow();
+            let before = lab.shared.counters[0].total_drops();
+            let mut out = 0;
+            for (which, at, byte, cut) in &seed {
+                let mut f = base[*which].clone();
+                let at = at % f.len();
+                f[at] = *byte;
+                f.truncate((*cut).min(f.len()));
+                let port = if *which % 2 == 0 { 1 } else { 0 };
+                let [a, b] = lab.send(port, &f);
+                out += a.len() + b.len();
+                for frame in a.iter().chain(&b) {
+                    // Whatever leaves is a well-formed frame.
+                    prop_assert!(etherparse::SlicedPacket::from_ethernet(frame).is_ok());
+                }
+            }
+            let drops = lab.shared.counters[0].total_drops() - before;
+            let slow = lab.shared.counters[0].slow_path.get();
+            prop_assert!(out as u64 + drops + slow >= seed.len() as u64);
+        }
+    }
+}

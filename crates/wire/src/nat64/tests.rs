@@ -241,3 +241,91 @@ fn frag_needed_about_translated_syn_becomes_packet_too_big() {
         Some(etherparse::TransportSlice::Icmpv6(_))
     ));
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frames() -> Vec<Vec<u8>> {
+        let mut v6 = v6_syn();
+        let p = parsed(&v6);
+        let t = Tuple {
+            src: a4([198, 18, 1, 100]),
+            dst: a4([198, 18, 1, 11]),
+            sport: 1025,
+            dport: 8080,
+        };
+        let len = v6.len();
+        let mut v4 = v6.clone();
+        let n = v6_to_v4(&mut v4, len, &p, &t).unwrap();
+        v4.truncate(n);
+        // An ICMPv4 error quoting the IPv4 packet, and an ICMPv6 one quoting the IPv6 one.
+        let mut e4 = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        e4.extend_from_slice(&[0x45, 0, 0, (28 + n - 14) as u8, 0, 0, 0, 0, 64, 1, 0, 0]);
+        e4.extend_from_slice(&[198, 18, 1, 1, 198, 18, 1, 100, 3, 4, 0, 0, 0, 0, 5, 0x78]);
+        e4.extend_from_slice(&v4[14..]);
+        let c = checksum::checksum(&e4[14..34]);
+        e4[24..26].copy_from_slice(&c.to_be_bytes());
+        let mut e6 = v6[..14].to_vec();
+        e6.extend_from_slice(&[0x60, 0, 0, 0, 0, (8 + 60) as u8, 58, 64]);
+        e6.extend_from_slice(&v6[38..54]);
+        e6.extend_from_slice(&v6[22..38]);
+        e6.extend_from_slice(&[2, 0, 0, 0, 0, 0, 5, 0x78]);
+        e6.extend_from_slice(&v6[14..74]);
+        v6.truncate(74);
+        vec![v6, v4, e4, e6]
+    }
+
+    #[test]
+    fn the_base_frames_translate() {
+        let t = Tuple {
+            src: a4([198, 18, 1, 100]),
+            dst: a4([198, 18, 1, 11]),
+            sport: 1,
+            dport: 2,
+        };
+        for (i, mut f) in frames().into_iter().enumerate() {
+            let len = f.len();
+            f.resize(len + 40, 0);
+            let p = parsed(&f[..len]);
+            let ok = match i {
+                0 => v6_to_v4(&mut f, len, &p, &t).is_ok(),
+                1 => v4_to_v6(&mut f, len, &p, &t).is_ok(),
+                _ => {
+                    let e = crate::parse_icmp_embedded(&f[..len], &p).unwrap();
+                    translate_icmp_error(&mut f, len, &p, &e, &t, &t).is_ok()
+                }
+            };
+            assert!(ok, "frame {i}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Mutated and cut frames, with 0..40 bytes of room: every translation either
+        /// refuses or writes inside the buffer; none panics.
+        #[test]
+        fn translations_never_panic(which in 0usize..4, at in 0usize..200, byte in any::<u8>(),
+                                    cut in 1usize..200, room in 0usize..40) {
+            let mut f = frames()[which].clone();
+            let at = at % f.len();
+            f[at] = byte;
+            f.truncate(cut.min(f.len()));
+            let len = f.len();
+            f.resize(len + room, 0);
+            let Ok(Classified::Ip(p)) = classify(&f[..len]) else { return Ok(()); };
+            let t = Tuple { src: a4([198, 18, 1, 100]), dst: a4([198, 18, 1, 11]), sport: 1, dport: 2 };
+            let mut g = f.clone();
+            let _ = v6_to_v4(&mut g, len, &p, &t);
+            let mut g = f.clone();
+            let _ = v4_to_v6(&mut g, len, &p, &t);
+            if let Ok(e) = crate::parse_icmp_embedded(&f[..len], &p) {
+                let mut g = f.clone();
+                if let Ok(n) = translate_icmp_error(&mut g, len, &p, &e, &t, &t) {
+                    prop_assert!(n <= g.len());
+                }
+            }
+        }
+    }
+}
