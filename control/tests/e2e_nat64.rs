@@ -1,12 +1,12 @@
 //! End to end (as root): a NAT64 virtual service. The IPv6 VIP 2001:2:0:100::64 is served
 //! by the testbed's IPv4 nginx real servers (198.18.1.11-13) through FullNAT with the IPv4
 //! pool 198.18.1.100: curl -6 from the client gets every server's body, the servers see the
-//! pool address as the client; UDP to the servers' responder is answered; a datagram to a
-//! port nobody listens on comes back to the client as ICMPv6 port unreachable (translated
-//! from the server kernel's ICMPv4 error), which its connected socket reports as refused.
-//! The veths keep their default offloads: the client's partial checksums must be completed
-//! before translation or the servers would drop every segment.
-
+//! pool address as the client, a 20 MiB download arrives intact; UDP to the servers'
+//! responder is answered; a datagram to a port nobody listens on comes back to the client
+//! as ICMPv6 port unreachable (translated from the server kernel's ICMPv4 error), which its
+//! connected socket reports as refused. The veths keep their default offloads: the client's
+//! partial checksums must be completed before translation or the servers would drop every
+//! segment.
 mod common;
 use common::*;
 use std::collections::BTreeMap;
@@ -63,6 +63,40 @@ fn an_ipv6_vip_is_served_by_ipv4_nginx_servers() {
         seen,
         want,
         "each IPv4 server answers twice (rr) and sees the pool address\n{}",
+        tb.uvsd_log()
+    );
+
+    // Full-sized segments both ways: a 20 MiB download, byte for byte one server's file
+    // (1480-byte IPv4 segments from the server become 1500-byte IPv6 ones).
+    let dl = tb.exec(
+        "client",
+        &[
+            "bash",
+            "-c",
+            "curl -s -g --max-time 30 http://[2001:2:0:100::64]/big | sha256sum",
+        ],
+    );
+    let got = String::from_utf8_lossy(&dl.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let files: Vec<String> = (1..=3)
+        .map(|i| {
+            let o = std::process::Command::new("sha256sum")
+                .arg(tb.state.join(format!("rs{i}/big")))
+                .output()
+                .expect("sha256sum");
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert!(
+        files.contains(&got),
+        "the download ({got}) is none of the servers' files {files:?}\n{}",
         tb.uvsd_log()
     );
 
