@@ -7,6 +7,7 @@
 //! connected socket reports as refused. The veths keep their default offloads: the client's
 //! partial checksums must be completed before translation or the servers would drop every
 //! segment.
+
 mod common;
 use common::*;
 use std::collections::BTreeMap;
