@@ -186,13 +186,7 @@ impl Core {
         let mut busy = BTreeSet::new();
         self.shared.conns.for_each(|_, c, _| {
             if lifecycle::is_flow(c) {
-                busy.insert(
-                    uvs_dataplane::IpKey {
-                        v6: c.reply.v6,
-                        addr: c.reply.src,
-                    }
-                    .to_ip(),
-                );
+                busy.insert(lifecycle::real_addr(c).to_ip());
             }
         });
         let done: Vec<IpAddr> = have.lingering.difference(&busy).copied().collect();

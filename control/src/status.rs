@@ -297,8 +297,9 @@ pub fn connections(shared: &Shared) -> Vec<ConnSnapshot> {
             state,
             client: (ip(c.orig.v6, c.orig.src), c.orig.sport),
             virtual_: (ip(c.orig.v6, c.orig.dst), c.orig.dport),
-            real: (ip(c.reply.v6, c.reply.src), c.reply.sport),
-            local: fullnat.then(|| (ip(c.reply.v6, c.reply.dst), c.reply.dport)),
+            // A NAT64 flow keeps its IPv4 server and pool address IPv4-mapped: shown as IPv4.
+            real: (ip(c.reply.v6, c.reply.src).to_canonical(), c.reply.sport),
+            local: fullnat.then(|| (ip(c.reply.v6, c.reply.dst).to_canonical(), c.reply.dport)),
         });
     });
     out.sort_by_key(|a| (a.client, a.virtual_));

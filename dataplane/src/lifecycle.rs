@@ -25,7 +25,7 @@ use uvs_conntrack::{tcp::TcpState, Conn, FlowKey, Hit};
 
 use crate::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, PROTO_TEMPLATE, TCP_ACK, TCP_SYN};
 use crate::sctp::SctpState;
-use crate::tables::{Method, ServiceRt, Tables, SORRY_SLOT};
+use crate::tables::{IpKey, Method, ServiceRt, Tables, SORRY_SLOT};
 
 /// IPVS's connection-lifecycle sysctls, as one worker sees them for one burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,10 +169,26 @@ pub fn unbind(tables: &Tables, c: &Conn) {
     let Some(Some(r)) = svc.reals.get(slot) else {
         return;
     };
-    if r.addr.addr != c.reply.src {
+    if r.addr != real_addr(c) {
         return;
     }
     svc.live[slot].unbind_conn(&svc.specs[slot], is_active(c.orig.proto, c.state));
+}
+
+/// The real server a connection was sent to: its reply tuple's source, which a NAT64 flow
+/// keeps IPv4-mapped in its IPv6 entry (`pipeline/nat64.rs`).
+#[inline]
+pub fn real_addr(c: &Conn) -> IpKey {
+    if c.flags & crate::pipeline::conn_flags::NAT64 != 0 {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&c.reply.src[12..]);
+        IpKey { v6: false, addr: a }
+    } else {
+        IpKey {
+            v6: c.reply.v6,
+            addr: c.reply.src,
+        }
+    }
 }
 
 /// Whether a flow's real server may still carry it: configured at the same address and
@@ -180,7 +196,7 @@ pub fn unbind(tables: &Tables, c: &Conn) {
 /// server, uvs keeps it configured but marks it down). The sorry server always may.
 pub fn dest_alive(svc: &ServiceRt, c: &Conn) -> bool {
     match svc.real(c.real) {
-        Some(r) if r.addr.addr == c.reply.src => {
+        Some(r) if r.addr == real_addr(c) => {
             c.real == SORRY_SLOT || svc.live[usize::from(c.real)].health_up.load(Relaxed)
         }
         _ => false,
@@ -327,7 +343,7 @@ pub fn transition(
                 // Only a flow still counted on the server in its slot moves counters (a
                 // reload may have put another server there).
                 let counted = c.real != SORRY_SLOT
-                    && svc.real(c.real).is_some_and(|r| r.addr.addr == c.reply.src);
+                    && svc.real(c.real).is_some_and(|r| r.addr == real_addr(c));
                 if was != is && counted {
                     svc.live[usize::from(c.real)].conn_state_changed(is);
                 }

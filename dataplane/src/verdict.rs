@@ -135,6 +135,9 @@ drop_reasons! {
     /// SYN proxy: a client segment before the real server answered the SYN (the client
     /// retransmits it), or a segment that fits no step of the proxied handshake.
     SynProxyNotReady => "synproxy_not_ready",
+    /// NAT64: a packet of a NAT64 flow that is not translated (a fragment, a malformed
+    /// header, an ICMP error RFC 7915 says to drop, or no room to grow the frame).
+    Nat64Untranslatable => "nat64_untranslatable",
 }
 
 #[cfg(test)]

@@ -116,7 +116,9 @@ fn parse_drain(args: &[String]) -> Result<DrainCommand, String> {
         _ => return Err("which service? give -t, -u, --sctp-service or -f".into()),
     };
     let (address, port) = real.ok_or("which real server? give -r SERVER[:PORT]")?;
-    if service.vip.is_ipv6() != address.is_ipv6() && !service.is_fwmark() {
+    // An IPv6 service may have IPv4 real servers (NAT64, and tun); the edit path checks the
+    // server is one of the service's.
+    if service.vip.is_ipv4() && address.is_ipv6() && !service.is_fwmark() {
         return Err(format!(
             "real server {address} is not of the family of service {}",
             service_text(&service)
@@ -311,6 +313,11 @@ mod tests {
             .unwrap();
         assert_eq!(d.service.protocol, Protocol::Sctp);
         assert_eq!(d.timeout, Some(5));
+        // An IPv4 server of an IPv6 service (NAT64).
+        let d = p("drain -t [2001:2:0:100::64]:80 -r 198.18.1.11")
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.real, (ip("198.18.1.11"), 80));
         let d = p("drain -f 7 -6 -r 2001:2:0:1::11").unwrap().unwrap();
         assert_eq!(d.service, ServiceKey::mark(7, true));
         assert_eq!(d.real, (ip("2001:2:0:1::11"), 0));

@@ -587,3 +587,24 @@ fn cluster_groups_default_to_backup_and_save_back() {
     assert!(d.cluster_changed && !d.global_changed, "{d}");
     assert!(d.to_string().contains("~ cluster"));
 }
+
+#[test]
+fn nat64_is_fullnat_from_an_ipv6_vip_to_ipv4_servers_and_a_pool() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: \"2001:2:0:100::64\"\n    protocol: tcp\n    port: 80\n    \
+         forwarding: fullnat\n    fullnat_pool: [198.18.1.100]\n    \
+         real_servers: [{{ address: 198.18.1.11 }}, {{ address: 198.18.1.12, port: 8080 }}]\n"
+    ));
+    let s = &c.services[0];
+    assert!(s.vip.is_ipv6());
+    assert_eq!(
+        s.fullnat_pool,
+        vec!["198.18.1.100".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert!(s
+        .real_servers
+        .iter()
+        .all(|r| r.forwarding == Forwarding::FullNat && r.address.is_ipv4()));
+    // Saved and loaded again unchanged.
+    assert_eq!(load(&to_yaml(&c)), c);
+}

@@ -92,7 +92,12 @@ pub fn record(tables: &Tables, c: &Conn, left_ms: u32) -> Option<SyncConn> {
             cport: 0,
             vaddr: ip(c.orig.dst),
             vport: svc.key.port,
-            daddr: real.addr.to_ip(),
+            // A NAT64 service's IPv4 server goes IPv4-mapped in the IPv6 record, as its
+            // flows' entries hold it.
+            daddr: match real.addr.to_ip() {
+                IpAddr::V4(a) if v6 => IpAddr::V6(a.to_ipv6_mapped()),
+                a => a,
+            },
             dport: real.port,
             fwmark: 0,
             timeout,
@@ -149,11 +154,23 @@ pub fn install(tables: &Tables, conns: &ConnTable, sc: &SyncConn, now: u32) -> R
     if sc.vaddr.is_ipv6() != v6 || sc.daddr.is_ipv6() != v6 {
         return Err(Refused::Family);
     }
+    // NAT64 (FullNAT from an IPv6 VIP to an IPv4 server): an IPv6 record whose server and
+    // local address are IPv4-mapped, as the entry stores them (dataplane pipeline/nat64.rs).
+    let (daddr, nat64) = match sc.daddr {
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(d) => (IpAddr::V4(d), true),
+            None => (sc.daddr, false),
+        },
+        d => (d, false),
+    };
     let template = sc.flags & flags::TEMPLATE != 0;
     let svc = tables
         .service_for(IpKey::from_ip(sc.vaddr), sc.protocol, sc.vport)
         .ok_or(Refused::NoService)?;
-    let slot = slot_of(svc, sc.daddr, sc.dport).ok_or(Refused::NoRealServer)?;
+    let slot = slot_of(svc, daddr, sc.dport).ok_or(Refused::NoRealServer)?;
+    if nat64 && svc.real(slot).is_none_or(|r| r.method != Method::FullNat) {
+        return Err(Refused::Family);
+    }
     let timeout_ms = (u64::from(sc.timeout) * 1000).clamp(1000, MAX_TIMEOUT_MS) as u32;
     let deadline = now.wrapping_add(timeout_ms);
     if template {
@@ -213,7 +230,7 @@ pub fn install(tables: &Tables, conns: &ConnTable, sc: &SyncConn, now: u32) -> R
         real: slot,
         method: real.method as u8,
         state,
-        flags: conn_flags::SYNCED,
+        flags: conn_flags::SYNCED | if nat64 { conn_flags::NAT64 } else { 0 },
     };
     match conns.lookup(&orig, now) {
         // Known here already: take the master's state (the counters follow) and timeout.

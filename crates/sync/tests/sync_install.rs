@@ -292,3 +292,33 @@ fn syn_proxy_connections_are_not_synced() {
     assert_eq!(a.shared.conns.len(), 1);
     assert!(a.sent().is_empty(), "a proxied connection is not synced");
 }
+
+#[test]
+fn nat64_flows_are_synced_and_translated_on_the_backup() {
+    // The lab's IPv6 FullNAT services served by its IPv4 servers from the IPv4 pool.
+    let mut spec = lab::spec(Method::FullNat, SchedulerKind::Rr, 1);
+    for s in spec.services.iter_mut().filter(|s| s.key.vip.v6) {
+        for (n, r) in s.reals.iter_mut().enumerate() {
+            r.addr = lab::real(n as u8 + 1, false);
+        }
+        s.fullnat_pool = vec![lab::ipk(lab::POOL4)];
+    }
+    let mut a = Node::new(&spec);
+    let mut b = Node::new(&spec);
+    let real = established(&mut a, true, 40000);
+    assert!(real.is_ipv4(), "NAT64 reaches an IPv4 server: {real}");
+    let recs = a.sent();
+    assert_eq!(recs.len(), 1);
+    assert!(
+        recs[0].daddr.to_string().starts_with("::ffff:"),
+        "{:?}",
+        recs[0]
+    );
+    assert!(b.install_all(&recs).iter().all(Result::is_ok));
+    assert_eq!(b.counts(true), a.counts(true));
+    // A mid-flow segment through B is translated to the same server and pool port.
+    let on_a = a.client(true, 40000, tk::ACK);
+    let on_b = b.client(true, 40000, tk::ACK);
+    assert_eq!(on_b, on_a);
+    assert_eq!(on_b.map(|(d, _)| d), Some(real));
+}

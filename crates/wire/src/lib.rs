@@ -31,6 +31,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod ipv6_ext;
 pub mod l4_checksum;
+pub mod nat64;
 pub mod parse;
 pub mod proxy_v2;
 pub mod rewrite;

@@ -38,9 +38,13 @@ pub(crate) fn established(
     if conn.flags & conn_flags::SYNPROXY != 0 {
         return crate::synproxy::established(ctx, buf, len, p, hit, svc);
     }
-    let real = svc
-        .real(conn.real)
-        .filter(|r| r.addr.same_addr(&conn.reply.src));
+    let real = svc.real(conn.real).filter(|r| {
+        if is_nat64(conn) {
+            r.addr == lifecycle::real_addr(conn)
+        } else {
+            r.addr.same_addr(&conn.reply.src)
+        }
+    });
     track_state(ctx, svc, p, hit);
     match hit.dir {
         Dir::Original => forward_original(ctx, buf, len, p, svc, real, conn),
@@ -168,6 +172,9 @@ pub(crate) fn forward_original(
     let Some(method) = Method::from_u8(conn.method) else {
         return invalid_entry();
     };
+    if is_nat64(conn) {
+        return nat64::to_real(ctx, buf, len, p, svc, real, conn);
+    }
     let real_addr = ip(conn.reply.v6, conn.reply.src);
     let Some((egress, hop)) = real_egress(tables, real, &real_addr) else {
         return Verdict::Drop(DropReason::NoRoute);
@@ -336,6 +343,9 @@ pub(crate) fn forward_reply(
     if !matches!(method, Method::Nat | Method::FullNat) {
         // DR/TUN replies go straight from the real server to the client.
         return Verdict::Drop(DropReason::DirectReplyReturned);
+    }
+    if is_nat64(conn) {
+        return nat64::to_client(ctx, buf, len, p, svc, real, conn);
     }
     if !uvs_wire::decrement_ttl(buf, p) {
         return Verdict::Drop(DropReason::TtlExceeded);

@@ -72,7 +72,11 @@ pub(crate) fn icmp_error(
         sport: e.dport,
         dport: e.sport,
     };
-    let Some(hit) = ctx.conns.lookup(&key, ctx.now) else {
+    let Some(hit) = ctx
+        .conns
+        .lookup(&key, ctx.now)
+        .or_else(|| nat64::lookup_reply(ctx, &key))
+    else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
     let c = hit.conn;
@@ -85,6 +89,9 @@ pub(crate) fn icmp_error(
     let frame = &mut buf[..];
     if !uvs_wire::decrement_ttl(frame, p) {
         return Verdict::Drop(DropReason::TtlExceeded);
+    }
+    if is_nat64(&c) {
+        return nat64::icmp_error(ctx, buf, len, p, &e, &hit);
     }
     match hit.dir {
         Dir::Original => {

@@ -20,10 +20,12 @@ use crate::verdict::{DropReason, Verdict};
 
 mod forward;
 mod icmp;
+mod nat64;
 mod newflow;
 
 pub(crate) use forward::*;
 pub(crate) use icmp::*;
+pub(crate) use nat64::{is_nat64, mapped};
 pub(crate) use newflow::*;
 
 // The protocol numbers are uvs_wire's (one table for every crate); these short names
@@ -50,6 +52,9 @@ pub mod conn_flags {
     pub const SYNCED: u8 = 0x04;
     /// Opened by the SYN proxy: its segments are translated (`crate::synproxy`).
     pub const SYNPROXY: u8 = 0x08;
+    /// A NAT64 flow: IPv6 client, IPv4 real server; its reply tuple holds IPv4-mapped
+    /// addresses (`pipeline/nat64.rs`).
+    pub const NAT64: u8 = 0x10;
 }
 
 /// What the pipeline needs from its worker.
@@ -168,6 +173,11 @@ pub fn process_parsed(
             ctx.frags.remember(&p, id, &hit, ctx.now_s);
         }
         return established(ctx, buf, len, &mut p, &hit);
+    }
+    if !v6 {
+        if let Some(hit) = nat64::lookup_reply(ctx, &key) {
+            return established(ctx, buf, len, &mut p, &hit);
+        }
     }
     if p.l4_proto == PROTO_UDP {
         if let Some(v) = ops_reply(ctx, buf, len, &mut p) {

@@ -43,12 +43,19 @@ pub(crate) fn new_flow(
 
     let real_port = if real.port == 0 { p.dport } else { real.port };
     let (state, timeout) = initial_state(svc, p);
+    // FullNAT from an IPv6 VIP to an IPv4 real server is NAT64: the entry stays in the IPv6
+    // table with the server's address IPv4-mapped (`pipeline/nat64.rs`).
+    let nat64 = real.method == Method::FullNat && real.addr.v6 != v6;
     let mut conn = Conn {
         orig: *key,
         reply: FlowKey {
             proto: key.proto,
             v6,
-            src: real.addr.addr,
+            src: if nat64 {
+                mapped(&real.addr.addr)
+            } else {
+                real.addr.addr
+            },
             dst: key.src,
             sport: real_port,
             dport: key.sport,
@@ -57,7 +64,7 @@ pub(crate) fn new_flow(
         real: slot,
         method: real.method as u8,
         state,
-        flags: 0,
+        flags: if nat64 { conn_flags::NAT64 } else { 0 },
     };
     let deadline = ctx.now.wrapping_add(timeout);
     if svc.one_packet && p.l4_proto == PROTO_UDP {
@@ -154,7 +161,11 @@ pub(crate) fn insert_fullnat(
         if port > 65535 {
             continue;
         }
-        conn.reply.dst = laddr.addr;
+        conn.reply.dst = if is_nat64(conn) {
+            mapped(&laddr.addr)
+        } else {
+            laddr.addr
+        };
         conn.reply.dport = port as u16;
         match ctx.conns.insert(conn, ctx.now, deadline) {
             // The reply tuple (this local port) belongs to a live connection: next port.

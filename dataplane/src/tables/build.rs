@@ -87,6 +87,7 @@ impl TablesBuilder {
         let mut services: Vec<Option<Arc<ServiceRt>>> = Vec::new();
         let mut index = FastMap::default();
         let mut owned = FastMap::default();
+        let mut nat64_pool = Vec::new();
         let mut ops_reverse = FastMap::default();
         for iface in &spec.ifaces {
             if let Some(a) = iface.local4 {
@@ -156,6 +157,10 @@ impl TablesBuilder {
             }
             for a in &s.fullnat_pool {
                 owned.insert(*a, ());
+                // An IPv4 pool of an IPv6 service: NAT64 (`pipeline/nat64.rs`).
+                if s.key.vip.v6 && !a.v6 && !nat64_pool.contains(a) {
+                    nat64_pool.push(*a);
+                }
             }
             index.insert(s.key, id);
             let id = usize::from(id);
@@ -183,6 +188,7 @@ impl TablesBuilder {
             index,
             marks,
             owned,
+            nat64_pool,
             ops_reverse,
             routes,
         })

@@ -181,6 +181,9 @@ pub struct Tables {
     marks: Vec<MarkRt>,
     /// Addresses the slow path answers ARP/NDP/echo for: VIPs, local addresses, FullNAT pools.
     owned: FastMap<IpKey, ()>,
+    /// IPv4 FullNAT pool addresses of IPv6 services: replies to them may belong to NAT64
+    /// flows, kept in the IPv6 connection table (`pipeline/nat64.rs`).
+    nat64_pool: Vec<IpKey>,
     /// One-packet-scheduling services by (real server address, port, protocol): their
     /// replies have no connection entry and are translated by this map alone.
     ops_reverse: FastMap<(IpKey, u16, u8), u16>,
@@ -271,6 +274,12 @@ impl Tables {
                 }
                 _ => None,
             })
+    }
+
+    /// Whether `addr` is an IPv4 pool address of a NAT64 service.
+    #[inline]
+    pub fn is_nat64_pool(&self, addr: &IpKey) -> bool {
+        !self.nat64_pool.is_empty() && self.nat64_pool.contains(addr)
     }
 
     pub fn owns(&self, addr: &IpKey) -> bool {

@@ -4,7 +4,9 @@ use super::service::no_route;
 use super::site::real_site;
 use super::{family, Ctx, Links, Result, Role};
 use crate::marks::join;
-use crate::model::{Forwarding, RealServer, Scheduler, ServiceKey, Site, TunCsum, Tunnel};
+use crate::model::{
+    Forwarding, Protocol, RealServer, Scheduler, ServiceKey, Site, TunCsum, Tunnel,
+};
 use crate::raw::RawRealServer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,7 +53,25 @@ pub(super) fn reals(
             None => default_fwd,
         };
         // IPVS allows mixed families only for tunnelling (IPv4-in-IPv6 and IPv6-in-IPv4).
-        if address.is_ipv4() != svc.vip.is_ipv4() && forwarding != Forwarding::Tun {
+        // uvs adds NAT64 (DPVS's): fullnat from an IPv6 VIP to an IPv4 real server, TCP and
+        // UDP, headers translated as RFC 7915 says.
+        let nat64 = forwarding == Forwarding::FullNat
+            && svc.vip.is_ipv6()
+            && address.is_ipv4()
+            && !svc.is_fwmark();
+        if nat64 && !matches!(svc.protocol, Protocol::Tcp | Protocol::Udp) {
+            return Err(cx
+                .err(
+                    &p("address"),
+                    format!(
+                        "real server {address} is IPv4 behind the IPv6 VIP {} (NAT64), \
+                         but the service is {}",
+                        svc.vip, svc.protocol
+                    ),
+                )
+                .with_hint(Some("NAT64 translates tcp and udp only".into())));
+        }
+        if address.is_ipv4() != svc.vip.is_ipv4() && forwarding != Forwarding::Tun && !nat64 {
             let message = if svc.is_fwmark() {
                 format!(
                     "real server {address} is {}, the firewall-mark service is {}",
@@ -66,10 +86,16 @@ pub(super) fn reals(
                     family(svc.vip)
                 )
             };
-            let hint = format!(
-                "{forwarding} cannot translate between families; \
-                 only tun can carry one inside the other"
-            );
+            let hint = if forwarding == Forwarding::FullNat && !svc.is_fwmark() {
+                "fullnat translates only from an IPv6 VIP to IPv4 real servers (NAT64), \
+                 not the other way"
+                    .to_string()
+            } else {
+                format!(
+                    "{forwarding} cannot translate between families; only tun can carry one \
+                     inside the other, and fullnat serves an IPv6 VIP from IPv4 servers (NAT64)"
+                )
+            };
             return Err(cx.err(&p("address"), message).with_hint(Some(hint)));
         }
         if address == svc.vip {

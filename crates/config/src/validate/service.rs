@@ -466,6 +466,22 @@ fn service_rest(
                     "use nat or fullnat for every real server, or drop syn_proxy".into(),
                 )));
         }
+        // The SYN proxy's splice does not translate between families.
+        if let Some(rs) = real_servers
+            .iter()
+            .find(|rs| rs.address.is_ipv4() != vip.is_ipv4())
+        {
+            return Err(cx
+                .err(
+                    &p("syn_proxy"),
+                    format!(
+                        "syn_proxy cannot serve the IPv6 VIP {vip} from the IPv4 real server {} \
+                         (NAT64)",
+                        rs.address
+                    ),
+                )
+                .with_hint(Some("drop syn_proxy for a NAT64 service".into())));
+        }
     }
     // The PROXY header is written by the SYN proxy as the first bytes of the server's half
     // of a spliced connection; without the splice there is no place to put it.

@@ -257,6 +257,48 @@ fn service_errors() {
 fn real_server_errors() {
     let cases = [
         case(
+            "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    forwarding: fullnat\n    fullnat_pool: [\"2001:2:0:1::100\"]\n    real_servers:\n      - address: \"2001:2:0:1::11\"\n",
+            "\"2001:2:0:1::11\"",
+            "services[0].real_servers[0].address",
+            "real server 2001:2:0:1::11 is IPv6, the VIP 198.18.100.1 is IPv4",
+            Some("fullnat translates only from an IPv6 VIP to IPv4 real servers (NAT64)"),
+        ),
+        case(
+            "services:\n  - vip: \"2001:2:0:100::64\"\n    protocol: sctp\n    port: 80\n    forwarding: fullnat\n    fullnat_pool: [198.18.1.100]\n    real_servers:\n      - address: 198.18.1.11\n",
+            "198.18.1.11",
+            "services[0].real_servers[0].address",
+            "real server 198.18.1.11 is IPv4 behind the IPv6 VIP 2001:2:0:100::64 (NAT64), but the service is sctp",
+            Some("NAT64 translates tcp and udp only"),
+        ),
+        case(
+            "services:\n  - vip: \"2001:2:0:100::64\"\n    protocol: tcp\n    port: 80\n    forwarding: fullnat\n    fullnat_pool: [\"2001:2:0:1::100\"]\n    real_servers:\n      - address: 198.18.1.11\n",
+            "\"2001:2:0:1::100\"",
+            "services[0].fullnat_pool[0]",
+            "fullnat pool address 2001:2:0:1::100 is IPv6, real server 198.18.1.11",
+            None,
+        ),
+        case(
+            "services:\n  - vip: \"2001:2:0:100::64\"\n    protocol: tcp\n    port: 80\n    forwarding: fullnat\n    real_servers:\n      - address: 198.18.1.11\n",
+            "fullnat",
+            "services[0].fullnat_pool",
+            "real server 198.18.1.11 uses fullnat but the service has no fullnat_pool",
+            Some("IPv4 address owned by uvs"),
+        ),
+        case(
+            "services:\n  - vip: \"2001:2:0:100::64\"\n    protocol: tcp\n    port: 80\n    forwarding: nat\n    real_servers:\n      - address: 198.18.1.11\n",
+            "198.18.1.11",
+            "services[0].real_servers[0].address",
+            "real server 198.18.1.11 is IPv4, the VIP 2001:2:0:100::64 is IPv6",
+            Some("fullnat serves an IPv6 VIP from IPv4 servers (NAT64)"),
+        ),
+        case(
+            "services:\n  - vip: \"2001:2:0:100::64\"\n    protocol: tcp\n    port: 80\n    syn_proxy: true\n    forwarding: fullnat\n    fullnat_pool: [198.18.1.100]\n    real_servers:\n      - address: 198.18.1.11\n",
+            "true",
+            "services[0].syn_proxy",
+            "syn_proxy cannot serve the IPv6 VIP 2001:2:0:100::64 from the IPv4 real server 198.18.1.11 (NAT64)",
+            Some("drop syn_proxy for a NAT64 service"),
+        ),
+        case(
             "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    forwarding: nat\n    real_servers:\n      - address: \"2001:2:0:1::11\"\n",
             "\"2001:2:0:1::11\"",
             "services[0].real_servers[0].address",
