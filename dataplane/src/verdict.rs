@@ -135,6 +135,14 @@ drop_reasons! {
     /// SYN proxy: a client segment before the real server answered the SYN (the client
     /// retransmits it), or a segment that fits no step of the proxied handshake.
     SynProxyNotReady => "synproxy_not_ready",
+    /// Layer 7: a client's bare ACK returning a valid cookie; nothing is created until its
+    /// first data segment (the request) arrives with the same cookie.
+    Layer7AwaitRequest => "layer7_await_request",
+    /// Layer 7: a request head `httparse` refuses; the client was answered 400 and FIN
+    /// (the frame became that answer: counted here as a refused request).
+    Layer7BadHttp => "layer7_bad_http",
+    /// Layer 7: a TLS record that is not a sound ClientHello; the client was reset.
+    Layer7BadTls => "layer7_bad_tls",
 }
 
 #[cfg(test)]

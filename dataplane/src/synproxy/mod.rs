@@ -29,6 +29,7 @@
 
 pub mod cookie;
 mod handshake;
+pub mod layer7;
 pub mod retransmit;
 mod splice;
 
