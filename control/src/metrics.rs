@@ -181,6 +181,20 @@ pub fn render(s: &Snapshot) -> String {
         f.sample(&[("reason", reason.clone())], *n);
     }
 
+    if !s.layer7_pools.is_empty() {
+        let mut f = e.family(
+            "uvs_layer7_pool_hits_total",
+            "Layer 7: connections a pool took (its rules' hits, and the default pool's).",
+            Kind::Counter,
+        );
+        for p in &s.layer7_pools {
+            f.sample(
+                &[("service", p.service.clone()), ("pool", p.pool.clone())],
+                p.hits,
+            );
+        }
+    }
+
     if let Some(y) = &s.sync {
         cluster::sync_families(&mut e, y);
     }

@@ -269,6 +269,20 @@ pub fn snapshot_with(
         node: None,
         client_lookup: None,
         cluster: None,
+        layer7_pools: tables
+            .services
+            .iter()
+            .flatten()
+            .flat_map(|s| {
+                s.layer7.iter().flat_map(move |l| {
+                    l.pools.iter().map(move |p| crate::snapshot::PoolHits {
+                        service: s.name.clone(),
+                        pool: p.name.clone(),
+                        hits: p.hits.totals().conns,
+                    })
+                })
+            })
+            .collect(),
     }
 }
 

@@ -1,0 +1,172 @@
+//! End to end (as root): a `layer: 7` service on the test network. The three nginx real
+//! servers form two pools (`a` = rs1, `b` = rs2 and rs3); curl's Host header, path and
+//! cookie choose the pool (each body names its server), a kept-alive connection stays on
+//! the server its first request chose, and a head httparse refuses is answered 400 by uvs.
+//! TLS (SNI) is covered by the pipeline fixtures only (`dataplane/tests/layer7.rs`).
+
+mod common;
+use common::*;
+use std::time::Instant;
+
+/// The demo configuration with web4 turned into a layer-7 service.
+fn config() -> String {
+    let out = demo_config().replacen(
+        "    forwarding: nat\n    health_check:",
+        "    forwarding: nat
+    layer: 7
+    pools:
+      - { name: a, real_servers: [198.18.1.11] }
+      - { name: b, scheduler: rr, real_servers: [198.18.1.12, 198.18.1.13] }
+    rules:
+      - { host: '*.b.example', pool: b }
+      - { path_prefix: /b/, pool: b }
+      - { cookie: { name: pool, value: b }, pool: b }
+    default_pool: a
+    health_check:",
+        1,
+    );
+    assert!(out.contains("layer: 7"), "{out}");
+    out
+}
+
+fn metrics(tb: &Testbed) -> String {
+    let o = tb.exec(
+        "lb",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:9100/metrics",
+        ],
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// The first word of each body of one curl run (several URLs share its connection).
+fn servers(tb: &Testbed, args: &[&str]) -> Vec<String> {
+    let mut a = vec!["curl", "-s", "-g", "--max-time", "3"];
+    a.extend_from_slice(args);
+    let o = tb.exec("client", &a);
+    assert!(
+        o.status.success(),
+        "curl {args:?} failed:\n{}",
+        tb.uvsd_log()
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn layer7_rules_choose_the_pool_and_keep_alive_stays() {
+    require_root("layer7_rules_choose_the_pool_and_keep_alive_stays");
+    let t0 = Instant::now();
+    let mut tb = Testbed::up("e2el7", "nat");
+    tb.start_uvsd(&config());
+    let vip = "http://198.18.100.1";
+    let b = |s: &str| s == "rs2" || s == "rs3";
+
+    // No rule matches: pool a, always rs1.
+    for _ in 0..3 {
+        assert_eq!(
+            servers(&tb, &[&format!("{vip}/")]),
+            ["rs1"],
+            "{}",
+            tb.uvsd_log()
+        );
+    }
+    // Host, path and cookie rules: pool b, both of its servers in turn (rr).
+    let mut seen = Vec::new();
+    for args in [
+        vec!["-H", "Host: www.b.example", "http://198.18.100.1/"],
+        vec!["http://198.18.100.1/b/index"],
+        vec!["-b", "x=1; pool=b", "http://198.18.100.1/"],
+        vec!["-H", "Host: API.B.EXAMPLE:80", "http://198.18.100.1/"],
+    ] {
+        let got = servers(&tb, &args);
+        assert_eq!(got.len(), 1);
+        assert!(b(&got[0]), "{args:?} went to {got:?}");
+        seen.push(got[0].clone());
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, ["rs2", "rs3"], "pool b's rr reaches both");
+    // A host outside the suffix, a cookie with another value: pool a.
+    assert_eq!(
+        servers(&tb, &["-H", "Host: b.example", &format!("{vip}/")]),
+        ["rs1"]
+    );
+    assert_eq!(
+        servers(&tb, &["-b", "pool=a", &format!("{vip}/b")]),
+        ["rs1"]
+    );
+
+    // Keep-alive: curl reuses one connection for the URLs of one run (`%{num_connects}`
+    // shows 0 for the reused one); the first request (path /b/) binds it to pool b, and the
+    // second, which alone would go to pool a, stays on the same server.
+    let o = tb.exec(
+        "client",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            "-w",
+            "connects=%{num_connects}\n",
+            &format!("{vip}/b/first"),
+            &format!("{vip}/second"),
+        ],
+    );
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let (first, second) = (
+        lines[0].split_whitespace().next().unwrap(),
+        lines[2].split_whitespace().next().unwrap(),
+    );
+    assert!(b(first), "{text}");
+    assert_eq!(first, second, "the kept-alive connection stays: {text}");
+    assert_eq!((lines[1], lines[3]), ("connects=1", "connects=0"), "{text}");
+
+    // A head httparse refuses (a space in a header name): uvs answers 400 itself.
+    let o = tb.exec(
+        "client",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Bad Header: x",
+            &format!("{vip}/"),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "400",
+        "{}",
+        tb.uvsd_log()
+    );
+
+    let m = metrics(&tb);
+    let line = |needle: &str| {
+        m.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or("")
+            .to_string()
+    };
+    let bad = line("reason=\"layer7_bad_http\"");
+    assert!(bad.ends_with(" 1"), "one refused request: {bad:?}");
+    let hits_a = line("uvs_layer7_pool_hits_total{service=\"web4\",pool=\"a\"}");
+    let hits_b = line("uvs_layer7_pool_hits_total{service=\"web4\",pool=\"b\"}");
+    assert!(hits_a.ends_with(" 5"), "{hits_a:?}\n{m}");
+    assert!(hits_b.ends_with(" 5"), "{hits_b:?}");
+    eprintln!("layer 7 end to end took {:?}", t0.elapsed());
+}
