@@ -2,7 +2,8 @@
 //! servers form two pools (`a` = rs1, `b` = rs2 and rs3); curl's Host header, path and
 //! cookie choose the pool (each body names its server), a kept-alive connection stays on
 //! the server its first request chose, and a head httparse refuses is answered 400 by uvs.
-//! TLS (SNI) is covered by the pipeline fixtures only (`dataplane/tests/layer7.rs`).
+//! A second test serves TLS from nginx (a certificate made by `openssl` at test time) and
+//! routes `curl --resolve name:443:VIP https://name/ -k` by the ClientHello's server name.
 
 mod common;
 use common::*;
@@ -169,4 +170,135 @@ fn layer7_rules_choose_the_pool_and_keep_alive_stays() {
     assert!(hits_a.ends_with(" 5"), "{hits_a:?}\n{m}");
     assert!(hits_b.ends_with(" 5"), "{hits_b:?}");
     eprintln!("layer 7 end to end took {:?}", t0.elapsed());
+}
+
+/// The demo configuration plus a TLS service on port 443 routed by SNI.
+fn tls_config() -> String {
+    let out = demo_config().replacen(
+        "  - name: dns4\n",
+        "  - name: tls4
+    vip: 198.18.100.1
+    protocol: tcp
+    port: 443
+    forwarding: nat
+    layer: 7
+    pools:
+      - { name: a, real_servers: [198.18.1.11] }
+      - { name: b, scheduler: rr, real_servers: [198.18.1.12, 198.18.1.13] }
+    rules:
+      - { sni: '*.b.example', pool: b }
+    default_pool: a
+    real_servers:
+      - address: 198.18.1.11
+      - address: 198.18.1.12
+      - address: 198.18.1.13
+
+  - name: dns4
+",
+        1,
+    );
+    assert!(out.contains("name: tls4"), "{out}");
+    out
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn layer7_routes_tls_by_sni() {
+    require_root("layer7_routes_tls_by_sni");
+    let mut tb = Testbed::up("e2el7tls", "nat");
+    // A self-signed certificate (P-256: quick to make) and an nginx per real server
+    // answering "tls-rsN" over TLS on 443; the testbed's teardown stops them with the
+    // namespaces' other processes.
+    let dir = tb.state.join("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key, crt) = (dir.join("key.pem"), dir.join("crt.pem"));
+    let o = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=uvs-test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for i in 1..=3 {
+        let d = dir.join(format!("rs{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let d = d.display();
+        let conf = format!(
+            "daemon on;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nworker_processes 1;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; \
+             fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+             server {{ listen 443 ssl; ssl_certificate {}; ssl_certificate_key {};\n\
+             location / {{ return 200 \"tls-rs{i}\\n\"; }} }} }}\n",
+            crt.display(),
+            key.display()
+        );
+        let path = format!("{d}/nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let o = tb.exec(
+            &format!("rs{i}"),
+            &["nginx", "-c", &path, "-e", &format!("{d}/error.log")],
+        );
+        assert!(
+            o.status.success(),
+            "nginx rs{i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    tb.start_uvsd(&tls_config());
+    let get = |name: &str| -> String {
+        let resolve = format!("{name}:443:198.18.100.1");
+        let url = format!("https://{name}/");
+        let o = tb.exec(
+            "client",
+            &[
+                "curl",
+                "-s",
+                "-k",
+                "--max-time",
+                "3",
+                "--resolve",
+                &resolve,
+                &url,
+            ],
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let mut b = Vec::new();
+    for _ in 0..4 {
+        let got = get("www.b.example");
+        assert!(
+            got == "tls-rs2" || got == "tls-rs3",
+            "{got:?}\n{}",
+            tb.uvsd_log()
+        );
+        b.push(got);
+    }
+    b.sort();
+    b.dedup();
+    assert_eq!(b, ["tls-rs2", "tls-rs3"], "pool b's rr reaches both");
+    for name in ["other.example", "b.example"] {
+        assert_eq!(get(name), "tls-rs1", "{name}: the default pool");
+    }
+    let m = metrics(&tb);
+    let hits = |pool: &str| {
+        let key = format!("uvs_layer7_pool_hits_total{{service=\"tls4\",pool=\"{pool}\"}}");
+        m.lines()
+            .find(|l| l.starts_with(&key))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        hits("a").ends_with(" 2") && hits("b").ends_with(" 4"),
+        "{m}"
+    );
 }
