@@ -432,3 +432,49 @@ fn a_malformed_head_gets_400_and_fin_and_nothing_is_stored() {
         assert_eq!(l.drops(DropReason::SynProxyCookieInvalid), 1);
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any first request on a valid cookie — random bytes, or a ClientHello or head with
+    /// one byte changed and cut anywhere — gets exactly one answer: a SYN to a real
+    /// server, a 400 with FIN, or a RST. Nothing panics.
+    #[test]
+    fn any_first_request_gets_one_answer(
+        raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..1200),
+        base in 0usize..3,
+        at in 0usize..600,
+        byte in proptest::prelude::any::<u8>(),
+        cut in 1usize..600,
+        use_raw in proptest::prelude::any::<bool>(),
+    ) {
+        let mut l = Lab::new(Method::Nat, false);
+        let payload = if use_raw {
+            raw
+        } else {
+            let mut p = match base {
+                0 => client_hello(b"tls.b.example"),
+                1 => b"GET /b/ HTTP/1.1\r\nHost: x.b.example\r\nCookie: pool=b\r\n\r\n".to_vec(),
+                _ => b"POST / HTTP/1.0\r\nX-Pool: b\r\n\r\nbody".to_vec(),
+            };
+            let i = at % p.len();
+            p[i] = byte;
+            p.truncate(cut.min(p.len()));
+            p
+        };
+        let (cookie, our_ts) = handshake(&mut l);
+        let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+        let req = client_frame(&l, CISN + 1, false, Some(cookie.wrapping_add(1)), &ts, &payload);
+        let [c, s] = l.send(0, &req);
+        proptest::prop_assert_eq!(c.len() + s.len(), 1);
+        if let Some(f) = s.first() {
+            let t = read(f);
+            proptest::prop_assert!(t.syn && !t.ack_flag);
+            proptest::prop_assert_eq!(l.shared.conns.len(), 1);
+        } else {
+            let t = read(&c[0]);
+            proptest::prop_assert!(t.rst || (t.fin && t.payload.starts_with(b"HTTP/1.1 400")));
+            proptest::prop_assert_eq!(l.shared.conns.len(), 0);
+        }
+    }
+}
