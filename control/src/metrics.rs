@@ -231,7 +231,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
-    let worker_families: [(&str, &str, WorkerValue); 18] = [
+    let worker_families: [(&str, &str, WorkerValue); 19] = [
         (
             "uvs_worker_rx_packets_total",
             "Packets received by the worker.",
@@ -321,6 +321,11 @@ pub fn render(s: &Snapshot) -> String {
             "uvs_synproxy_proxy_resent_total",
             "SYN proxy: PROXY protocol v2 headers sent again because the real server had not received them.",
             |w| w.synproxy.proxy_resent,
+        ),
+        (
+            "uvs_layer7_incomplete_total",
+            "Layer 7: first requests whose head (or ClientHello) did not end in their segment, sent to the default pool.",
+            |w| w.synproxy.layer7_incomplete,
         ),
     ];
     for (name, help, value) in worker_families {

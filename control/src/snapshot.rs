@@ -118,6 +118,9 @@ pub struct SynProxyCounts {
     pub proxy_headers: u64,
     #[serde(default)]
     pub proxy_resent: u64,
+    /// Layer 7: first requests whose head did not end in their segment (default pool).
+    #[serde(default)]
+    pub layer7_incomplete: u64,
 }
 
 /// One connection-table entry (`uvsadm -c`).

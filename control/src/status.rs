@@ -241,6 +241,7 @@ pub fn snapshot_with(
                 held: c.synproxy_held.get(),
                 proxy_headers: c.synproxy_proxy_headers.get(),
                 proxy_resent: c.synproxy_proxy_resent.get(),
+                layer7_incomplete: c.layer7_incomplete.get(),
             },
             busy_ratio: rates.busy.get(i).copied().unwrap_or(0.0),
         })

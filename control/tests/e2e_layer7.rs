@@ -132,6 +132,15 @@ fn layer7_rules_choose_the_pool_and_keep_alive_stays() {
     assert_eq!(first, second, "the kept-alive connection stays: {text}");
     assert_eq!((lines[1], lines[3]), ("connects=1", "connects=0"), "{text}");
 
+    // A head longer than one segment: read no further, the default pool (rs1), even
+    // though its path alone would go to pool b; the rest of the head follows on the
+    // spliced connection and nginx answers the whole request.
+    let pad = format!("X-Pad: {}", "p".repeat(3000));
+    assert_eq!(
+        servers(&tb, &["-H", &pad, &format!("{vip}/b/long")]),
+        ["rs1"]
+    );
+
     // A head httparse refuses (a space in a header name): uvs answers 400 itself.
     let o = tb.exec(
         "client",
@@ -157,9 +166,10 @@ fn layer7_rules_choose_the_pool_and_keep_alive_stays() {
     );
 
     let m = metrics(&tb);
+    // The first sample (not a HELP or TYPE line) naming `needle`.
     let line = |needle: &str| {
         m.lines()
-            .find(|l| l.contains(needle))
+            .find(|l| !l.starts_with('#') && l.contains(needle))
             .unwrap_or("")
             .to_string()
     };
@@ -167,7 +177,9 @@ fn layer7_rules_choose_the_pool_and_keep_alive_stays() {
     assert!(bad.ends_with(" 1"), "one refused request: {bad:?}");
     let hits_a = line("uvs_layer7_pool_hits_total{service=\"web4\",pool=\"a\"}");
     let hits_b = line("uvs_layer7_pool_hits_total{service=\"web4\",pool=\"b\"}");
-    assert!(hits_a.ends_with(" 5"), "{hits_a:?}\n{m}");
+    assert!(hits_a.ends_with(" 6"), "{hits_a:?}\n{m}");
+    let incomplete = line("uvs_layer7_incomplete_total");
+    assert!(incomplete.ends_with(" 1"), "{incomplete:?}");
     assert!(hits_b.ends_with(" 5"), "{hits_b:?}");
     eprintln!("layer 7 end to end took {:?}", t0.elapsed());
 }
