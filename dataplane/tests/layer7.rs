@@ -36,12 +36,18 @@ fn to_b(m: L7Match) -> RuleSpec {
 
 impl Lab {
     fn new(method: Method, v6: bool) -> Lab {
+        Self::with(method, v6, false)
+    }
+
+    /// With `proxy_protocol: v2` too.
+    fn with(method: Method, v6: bool, proxy_protocol: bool) -> Lab {
         let mut spec = lab::spec(method, SchedulerKind::Rr, 1);
         for s in &mut spec.services {
             if s.key.proto != 6 {
                 continue;
             }
             s.syn_proxy = true;
+            s.proxy_protocol = proxy_protocol;
             let reals: Vec<_> = s.reals.iter().map(|r| r.addr).collect();
             s.layer7 = Some(Layer7Spec {
                 pools: vec![
@@ -430,6 +436,53 @@ fn a_malformed_head_gets_400_and_fin_and_nothing_is_stored() {
         let [c, s] = l.send(0, &req);
         assert!(c.is_empty() && s.is_empty());
         assert_eq!(l.drops(DropReason::SynProxyCookieInvalid), 1);
+    }
+}
+
+/// With `proxy_protocol: v2` the server's handshake ACK carries the PROXY header and the
+/// held request follows it, shifted by the header's length.
+#[test]
+fn a_proxy_header_goes_before_the_replayed_request() {
+    for v6 in [false, true] {
+        let mut l = Lab::with(Method::Nat, v6, true);
+        let (cookie, our_ts) = handshake(&mut l);
+        let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+        let request = b"GET /b/ HTTP/1.1\r\nHost: a\r\n\r\n";
+        let req = client_frame(
+            &l,
+            CISN + 1,
+            false,
+            Some(cookie.wrapping_add(1)),
+            &ts,
+            request,
+        );
+        let syn = only(&l.send(0, &req)[1]);
+        let n = (1..=3)
+            .find(|&n| lab::real(n, v6).to_ip() == syn.dst)
+            .unwrap();
+        assert!(n == 2 || n == 3, "the path rule's pool");
+        let sa = seg(
+            (lab::real_mac(n), lab::LB1_MAC),
+            syn.dst,
+            80,
+            l.client(),
+            syn.sport,
+            SISN,
+            true,
+            Some(CISN + 1),
+            &[Opt::MaximumSegmentSize(1460), Opt::Timestamp(9000, 113)],
+            b"",
+        );
+        let [c, s] = l.send(1, &sa);
+        assert!(c.is_empty());
+        assert_eq!(s.len(), 2, "the ACK with the header, then the request");
+        let (hdr, d) = (read(&s[0]), read(&s[1]));
+        let len = if v6 { 52 } else { 28 };
+        assert_eq!(hdr.payload.len(), len);
+        assert_eq!(&hdr.payload[..12], b"\r\n\r\n\0\r\nQUIT\n");
+        assert_eq!(hdr.seq, CISN + 1);
+        assert_eq!(d.payload, request);
+        assert_eq!(d.seq, CISN + 1 + len as u32);
     }
 }
 
