@@ -181,6 +181,20 @@ pub fn render(s: &Snapshot) -> String {
         f.sample(&[("reason", reason.clone())], *n);
     }
 
+    if !s.layer7_pools.is_empty() {
+        let mut f = e.family(
+            "uvs_layer7_pool_hits_total",
+            "Layer 7: connections a pool took (its rules' hits, and the default pool's).",
+            Kind::Counter,
+        );
+        for p in &s.layer7_pools {
+            f.sample(
+                &[("service", p.service.clone()), ("pool", p.pool.clone())],
+                p.hits,
+            );
+        }
+    }
+
     if let Some(y) = &s.sync {
         cluster::sync_families(&mut e, y);
     }
@@ -217,7 +231,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
-    let worker_families: [(&str, &str, WorkerValue); 18] = [
+    let worker_families: [(&str, &str, WorkerValue); 19] = [
         (
             "uvs_worker_rx_packets_total",
             "Packets received by the worker.",
@@ -307,6 +321,11 @@ pub fn render(s: &Snapshot) -> String {
             "uvs_synproxy_proxy_resent_total",
             "SYN proxy: PROXY protocol v2 headers sent again because the real server had not received them.",
             |w| w.synproxy.proxy_resent,
+        ),
+        (
+            "uvs_layer7_incomplete_total",
+            "Layer 7: first requests whose head (or ClientHello) did not end in their segment, sent to the default pool.",
+            |w| w.synproxy.layer7_incomplete,
         ),
     ];
     for (name, help, value) in worker_families {

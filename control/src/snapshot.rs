@@ -118,6 +118,9 @@ pub struct SynProxyCounts {
     pub proxy_headers: u64,
     #[serde(default)]
     pub proxy_resent: u64,
+    /// Layer 7: first requests whose head did not end in their segment (default pool).
+    #[serde(default)]
+    pub layer7_incomplete: u64,
 }
 
 /// One connection-table entry (`uvsadm -c`).
@@ -162,6 +165,17 @@ pub struct Snapshot {
     /// The client lookup service's counters, when it runs.
     #[serde(default)]
     pub client_lookup: Option<LookupSnapshot>,
+    /// Connections each pool of a `layer: 7` service took (rule hits, default included).
+    #[serde(default)]
+    pub layer7_pools: Vec<PoolHits>,
+}
+
+/// A pool of a `layer: 7` service and the connections it took.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolHits {
+    pub service: String,
+    pub pool: String,
+    pub hits: u64,
 }
 
 /// The client lookup service's counters (`client_lookup:`).

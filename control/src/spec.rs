@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use uvs_dataplane::synproxy::layer7::{L7Match, Layer7Spec, PoolSpec, RuleSpec};
 
 use uvs_config::{Config, Forwarding, Protocol, SchedulerFlag, TunCsum, Tunnel};
 use uvs_conntrack::Timeouts;
@@ -150,6 +151,46 @@ pub fn timeouts(t: &uvs_config::Timeouts) -> Timeouts {
     out
 }
 
+/// A `layer: 7` service's pools and rules for the dataplane.
+fn layer7_spec(l: &uvs_config::Layer7) -> Layer7Spec {
+    use uvs_config::Match;
+    Layer7Spec {
+        pools: l
+            .pools
+            .iter()
+            .map(|p| PoolSpec {
+                name: p.name.clone(),
+                sched: SchedConfig::new(
+                    SchedulerKind::from_name(p.scheduler.name())
+                        .expect("config and sched list the same scheduler names"),
+                ),
+                members: p.members.iter().map(|a| IpKey::from_ip(*a)).collect(),
+            })
+            .collect(),
+        rules: l
+            .rules
+            .iter()
+            .map(|r| RuleSpec {
+                matcher: match &r.matcher {
+                    Match::Host(h) => L7Match::Host(h.clone()),
+                    Match::PathPrefix(p) => L7Match::PathPrefix(p.clone()),
+                    Match::Header { name, value } => L7Match::Header {
+                        name: name.clone(),
+                        value: value.clone(),
+                    },
+                    Match::Cookie { name, value } => L7Match::Cookie {
+                        name: name.clone(),
+                        value: value.clone(),
+                    },
+                    Match::Sni(h) => L7Match::Sni(h.clone()),
+                },
+                pool: r.pool,
+            })
+            .collect(),
+        default_pool: l.default_pool,
+    }
+}
+
 /// Builds the dataplane's spec. `links` gives MAC/MTU per interface (same order as the
 /// config's); `None` (for `--check-config`) uses placeholders.
 pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
@@ -248,6 +289,7 @@ pub fn tables_spec(cfg: &Config, links: Option<&[LinkInfo]>) -> TablesSpec {
                     one_packet: s.one_packet,
                     syn_proxy: s.syn_proxy,
                     proxy_protocol: s.proxy_protocol,
+                    layer7: s.layer7.as_ref().map(layer7_spec),
                     timeouts: timeouts(&s.timeouts),
                     fullnat_pool: s.fullnat_pool.iter().map(|a| IpKey::from_ip(*a)).collect(),
                     sorry: s.sorry_server.map(|o| RealSpec {

@@ -241,6 +241,7 @@ pub fn snapshot_with(
                 held: c.synproxy_held.get(),
                 proxy_headers: c.synproxy_proxy_headers.get(),
                 proxy_resent: c.synproxy_proxy_resent.get(),
+                layer7_incomplete: c.layer7_incomplete.get(),
             },
             busy_ratio: rates.busy.get(i).copied().unwrap_or(0.0),
         })
@@ -269,6 +270,20 @@ pub fn snapshot_with(
         node: None,
         client_lookup: None,
         cluster: None,
+        layer7_pools: tables
+            .services
+            .iter()
+            .flatten()
+            .flat_map(|s| {
+                s.layer7.iter().flat_map(move |l| {
+                    l.pools.iter().map(move |p| crate::snapshot::PoolHits {
+                        service: s.name.clone(),
+                        pool: p.name.clone(),
+                        hits: p.hits.totals().conns,
+                    })
+                })
+            })
+            .collect(),
     }
 }
 

@@ -202,6 +202,7 @@ fn sample() -> Snapshot {
         node: None,
         client_lookup: None,
         cluster: None,
+        layer7_pools: vec![],
     }
 }
 

@@ -91,6 +91,7 @@ impl AdminBackend for FakeBackend {
             node: None,
             client_lookup: None,
             cluster: None,
+            layer7_pools: vec![],
         }
     }
 

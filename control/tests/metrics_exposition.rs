@@ -151,6 +151,11 @@ fn sample() -> Snapshot {
             unknown: 2,
             refused: vec![("bad_tag".into(), 3), ("replayed".into(), 1)],
         }),
+        layer7_pools: vec![uvs_control::snapshot::PoolHits {
+            service: "web7".into(),
+            pool: "api".into(),
+            hits: 11,
+        }],
     }
 }
 
@@ -202,6 +207,8 @@ fn sample_lines() {
         r#"uvs_client_lookup_answers_total{result="unknown"} 2"#.into(),
         r#"uvs_client_lookup_refused_total{reason="bad_tag"} 3"#.into(),
         r#"uvs_client_lookup_refused_total{reason="replayed"} 1"#.into(),
+        "# TYPE uvs_layer7_pool_hits_total counter".into(),
+        r#"uvs_layer7_pool_hits_total{service="web7",pool="api"} 11"#.into(),
         // A cluster node: each group's role as an enum gauge, switches, announcements.
         "# TYPE uvs_cluster_role gauge".into(),
         r#"uvs_cluster_role{group="web",role="master"} 1"#.into(),

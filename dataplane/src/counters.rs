@@ -67,6 +67,9 @@ pub struct WorkerCounters {
     /// of them sent again (the server repeated its SYN-ACK or acknowledged only its SYN).
     pub synproxy_proxy_headers: Counter,
     pub synproxy_proxy_resent: Counter,
+    /// Layer 7: first requests whose head (or ClientHello) did not end in their segment,
+    /// sent to the default pool.
+    pub layer7_incomplete: Counter,
     pub drops: Box<[Counter]>,
 }
 
@@ -95,6 +98,7 @@ impl Default for WorkerCounters {
             synproxy_held: Counter::default(),
             synproxy_proxy_headers: Counter::default(),
             synproxy_proxy_resent: Counter::default(),
+            layer7_incomplete: Counter::default(),
             drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),
         }
     }

@@ -93,6 +93,7 @@ pub fn spec(method: Method, sched: SchedulerKind, workers: usize) -> TablesSpec 
                 one_packet: false,
                 syn_proxy: false,
                 proxy_protocol: false,
+                layer7: None,
                 timeouts: Timeouts::default(),
                 fullnat_pool: if method == Method::FullNat {
                     vec![if v6 { ipk(POOL6) } else { ipk(POOL4) }]

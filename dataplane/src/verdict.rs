@@ -138,6 +138,14 @@ drop_reasons! {
     /// NAT64: a packet of a NAT64 flow that is not translated (a fragment, a malformed
     /// header, an ICMP error RFC 7915 says to drop, or no room to grow the frame).
     Nat64Untranslatable => "nat64_untranslatable",
+    /// Layer 7: a client's bare ACK returning a valid cookie; nothing is created until its
+    /// first data segment (the request) arrives with the same cookie.
+    Layer7AwaitRequest => "layer7_await_request",
+    /// Layer 7: a request head `httparse` refuses; the client was answered 400 and FIN
+    /// (the frame became that answer: counted here as a refused request).
+    Layer7BadHttp => "layer7_bad_http",
+    /// Layer 7: a TLS record that is not a sound ClientHello; the client was reset.
+    Layer7BadTls => "layer7_bad_tls",
 }
 
 #[cfg(test)]

@@ -189,6 +189,7 @@ fn new_service(a: &ServiceArgs, cfg: &Config) -> Service {
         one_packet: a.one_packet,
         syn_proxy: false,
         proxy_protocol: false,
+        layer7: None,
         fullnat_pool: a.fullnat_pool.clone().unwrap_or_default(),
         timeouts: cfg.timeouts,
         sorry_server: None,

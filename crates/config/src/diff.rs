@@ -177,6 +177,7 @@ fn service_change(old: &Service, new: &Service) -> Option<ServiceChange> {
         || old.one_packet != new.one_packet
         || old.syn_proxy != new.syn_proxy
         || old.proxy_protocol != new.proxy_protocol
+        || old.layer7 != new.layer7
         || old.fullnat_pool != new.fullnat_pool
         || old.timeouts != new.timeouts
         || old.sorry_server != new.sorry_server;

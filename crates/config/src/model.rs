@@ -675,6 +675,8 @@ pub struct Service {
     /// address and port, the VIP and port) first on the server's side of each connection.
     /// Only with `syn_proxy`.
     pub proxy_protocol: bool,
+    /// `layer: 7`: content-based scheduling on the first request (implies `syn_proxy`).
+    pub layer7: Option<Layer7>,
     /// Source addresses for FullNAT, same family as the real servers using them. Non-empty
     /// when any real server uses FullNAT.
     pub fullnat_pool: Vec<IpAddr>,
@@ -687,6 +689,50 @@ pub struct Service {
     /// scheduler is `geo`. Names are unique and no prefix is listed twice.
     pub sites: Vec<Site>,
     pub real_servers: Vec<RealServer>,
+}
+
+/// Content-based scheduling of a `layer: 7` service: the first request's head (HTTP/1.x)
+/// or ClientHello (TLS SNI) is matched against `rules` in order; the first match names the
+/// pool whose scheduler picks the real server, no match the default pool.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Layer7 {
+    /// Names unique; each pool's members are addresses of the service's real servers.
+    pub pools: Vec<Pool>,
+    pub rules: Vec<Rule>,
+    /// Index into `pools`.
+    pub default_pool: usize,
+}
+
+/// Some of a `layer: 7` service's real servers (every real server of the service at one of
+/// `members`), scheduled on their own; health checks are the service's.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Pool {
+    pub name: String,
+    pub scheduler: Scheduler,
+    pub members: Vec<IpAddr>,
+}
+
+/// One content rule: a match and the pool (index into `Layer7::pools`) it sends to.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rule {
+    pub matcher: Match,
+    pub pool: usize,
+}
+
+/// What a rule compares.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Match {
+    /// The HTTP Host header (without its port), lowercase: exact, or `*.suffix` for any
+    /// name ending in `.suffix`.
+    Host(String),
+    /// The request target starts with this (a path beginning with `/`).
+    PathPrefix(String),
+    /// A request header (name case-insensitive, lowercase here) with exactly this value.
+    Header { name: String, value: String },
+    /// A cookie of the Cookie header with exactly this value.
+    Cookie { name: String, value: String },
+    /// The TLS ClientHello's server name, lowercase: exact or `*.suffix`.
+    Sni(String),
 }
 
 /// A site of the `geo` scheduler: clients whose address falls in one of `clients` (longest

@@ -387,6 +387,14 @@ pub(crate) struct RawService {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pools: Option<Vec<RawPool>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<RawRule>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_pool: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fullnat_pool: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<RawTimeouts>,
@@ -398,6 +406,46 @@ pub(crate) struct RawService {
     pub sites: Option<Vec<RawSite>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub real_servers: Option<Vec<RawRealServer>>,
+}
+
+/// A pool of a `layer: 7` service: some of its real servers, by address.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPool {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub real_servers: Option<Vec<String>>,
+}
+
+/// A `{name, value}` pair of a header or cookie rule.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNameValue {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// A content rule of a `layer: 7` service: one match, one pool.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<RawNameValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<RawNameValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

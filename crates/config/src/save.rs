@@ -5,14 +5,15 @@
 //! so a saved file reads like one written by hand. Loading it gives back an equal `Config`.
 
 use crate::model::{
-    Announce, Cluster, Config, HealthCheck, HealthCheckKind, Interface, Mark, Protocol, RealServer,
-    Service, Timeouts, TunCsum, Tunnel, XdpMode, ZeroCopy,
+    Announce, Cluster, Config, HealthCheck, HealthCheckKind, Interface, Mark, Match, Protocol,
+    RealServer, Rule, Service, Timeouts, TunCsum, Tunnel, XdpMode, ZeroCopy,
 };
 use crate::net::{ipv4_mask, max_len};
 use crate::raw::{
     Netmask, RawAdmin, RawAnnounce, RawCluster, RawClusterGroup, RawConfig, RawConnTable,
-    RawHealthCheck, RawInterface, RawMark, RawMetrics, RawPersistence, RawPorts, RawRealServer,
-    RawRoute, RawService, RawSite, RawSorryServer, RawTimeouts, RawWorkers,
+    RawHealthCheck, RawInterface, RawMark, RawMetrics, RawNameValue, RawPersistence, RawPool,
+    RawPorts, RawRealServer, RawRoute, RawRule, RawService, RawSite, RawSorryServer, RawTimeouts,
+    RawWorkers,
 };
 use std::time::Duration;
 
@@ -202,6 +203,27 @@ fn mark(m: &Mark) -> RawMark {
     }
 }
 
+fn layer7_rule(r: &Rule, pool: &str) -> RawRule {
+    let nv = |name: &str, value: &str| {
+        Some(RawNameValue {
+            name: Some(name.to_string()),
+            value: Some(value.to_string()),
+        })
+    };
+    let mut raw = RawRule {
+        pool: Some(pool.to_string()),
+        ..RawRule::default()
+    };
+    match &r.matcher {
+        Match::Host(h) => raw.host = Some(h.clone()),
+        Match::PathPrefix(p) => raw.path_prefix = Some(p.clone()),
+        Match::Header { name, value } => raw.header = nv(name, value),
+        Match::Cookie { name, value } => raw.cookie = nv(name, value),
+        Match::Sni(h) => raw.sni = Some(h.clone()),
+    }
+    raw
+}
+
 fn service(s: &Service, global: &Timeouts) -> RawService {
     let mark = s.fwmark != 0;
     RawService {
@@ -233,6 +255,27 @@ fn service(s: &Service, global: &Timeouts) -> RawService {
         one_packet: s.one_packet.then_some(true),
         syn_proxy: s.syn_proxy.then_some(true),
         proxy_protocol: s.proxy_protocol.then(|| "v2".to_string()),
+        layer: s.layer7.as_ref().map(|_| 7),
+        pools: s.layer7.as_ref().map(|l| {
+            l.pools
+                .iter()
+                .map(|p| RawPool {
+                    name: Some(p.name.clone()),
+                    scheduler: Some(p.scheduler.to_string()),
+                    real_servers: Some(p.members.iter().map(|a| a.to_string()).collect()),
+                })
+                .collect()
+        }),
+        rules: s.layer7.as_ref().map(|l| {
+            l.rules
+                .iter()
+                .map(|r| layer7_rule(r, &l.pools[r.pool].name))
+                .collect()
+        }),
+        default_pool: s
+            .layer7
+            .as_ref()
+            .map(|l| l.pools[l.default_pool].name.clone()),
         fullnat_pool: non_empty(s.fullnat_pool.iter().map(|a| a.to_string()).collect()),
         timeouts: timeouts(&s.timeouts, global),
         sorry_server: s.sorry_server.map(|ss| RawSorryServer {

@@ -39,6 +39,7 @@ pub mod sctp;
 pub mod tcp;
 pub mod tcp_options;
 pub mod tcp_segment;
+pub mod tls_sni;
 pub mod udp;
 pub mod untunnel;
 

@@ -455,6 +455,24 @@ proptest! {
         exercise(&bytes);
     }
 
+    /// A TLS record header with random bytes behind it: the ClientHello reader never
+    /// panics, and a name it returns lies within the input.
+    #[test]
+    fn random_client_hellos_never_panic(
+        body in proptest::collection::vec(any::<u8>(), 0..600),
+        len in any::<u16>(),
+    ) {
+        let mut b = vec![0x16, 0x03, 0x01];
+        b.extend_from_slice(&len.to_be_bytes());
+        b.push(0x01);
+        b.extend_from_slice(&body);
+        if let uvs_wire::tls_sni::Sni::Name(n) = uvs_wire::tls_sni::client_hello_sni(&b) {
+            let (start, end) = (b.as_ptr() as usize, b.as_ptr() as usize + b.len());
+            prop_assert!(!n.is_empty() && n.as_ptr() as usize >= start);
+            prop_assert!(n.as_ptr() as usize + n.len() <= end);
+        }
+    }
+
     /// Random bytes behind a valid Ethernet header of each interesting ethertype reach the
     /// deeper parsers far more often than fully random frames.
     #[test]

@@ -188,6 +188,29 @@ pub(crate) fn initial_state(svc: &ServiceRt, p: &Parsed) -> (u8, u32) {
     (state, svc.timeouts.for_state(p.l4_proto, state))
 }
 
+/// The schedulers' key of a flow.
+pub(crate) fn sched_key(p: &Parsed, v6: bool) -> FlowHashKey {
+    // The schedulers' key holds IPv4 as ::ffff:a.b.c.d (FlowHashKey's documented form).
+    let hashed = |a: [u8; 16]| {
+        if v6 {
+            a
+        } else {
+            let mut m = [0u8; 16];
+            m[10] = 0xff;
+            m[11] = 0xff;
+            m[12..].copy_from_slice(&a[..4]);
+            m
+        }
+    };
+    FlowHashKey {
+        src: hashed(p.src),
+        dst: hashed(p.dst),
+        sport: p.sport,
+        dport: p.dport,
+        proto: p.l4_proto,
+    }
+}
+
 /// Persistence, then the scheduler, then the sorry server.
 pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bool) -> Option<u16> {
     let template = svc.persistence.map(|pers| {
@@ -219,25 +242,7 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
             ctx.conns.remove(hit.id);
         }
     }
-    // The schedulers' key holds IPv4 as ::ffff:a.b.c.d (FlowHashKey's documented form).
-    let hashed = |a: [u8; 16]| {
-        if v6 {
-            a
-        } else {
-            let mut m = [0u8; 16];
-            m[10] = 0xff;
-            m[11] = 0xff;
-            m[12..].copy_from_slice(&a[..4]);
-            m
-        }
-    };
-    let hk = FlowHashKey {
-        src: hashed(p.src),
-        dst: hashed(p.dst),
-        sport: p.sport,
-        dport: p.dport,
-        proto: p.l4_proto,
-    };
+    let hk = sched_key(p, v6);
     let slot = match svc.sched.pick(&hk, &svc.live, ctx.now_s) {
         Some(i) => i as u16,
         None if svc.sorry.is_some() => SORRY_SLOT,

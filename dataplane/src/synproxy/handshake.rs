@@ -8,6 +8,7 @@ use uvs_wire::tcp::flags;
 use uvs_wire::{tcp_options, Parsed, Segment, L3};
 
 use super::cookie::{self, CookieError, SynOptions, Tuple};
+use super::layer7::Decision;
 use super::{Opts, OFFERED_WSCALE, SYNACK_WINDOW, SYN_SENT_TIMEOUT_MS};
 use crate::pipeline::{
     choose_real, conn_flags, insert_fullnat, ip, l2_out, real_egress, Ctx, PROTO_TCP,
@@ -153,6 +154,31 @@ fn ack(
             None,
         ),
     };
+    // Layer 7: the request decides the pool; a bare ACK waits for it, statelessly.
+    let l7_pool = match &svc.layer7 {
+        None => None,
+        Some(l7) => {
+            if t.payload_len == 0 {
+                return Verdict::Drop(DropReason::Layer7AwaitRequest);
+            }
+            let end = p.l3_end().min(*len);
+            let payload = &buf[end.saturating_sub(t.payload_len)..end];
+            match l7.decide(payload) {
+                Decision::Pool { pool, complete } => {
+                    if !complete {
+                        ctx.counters.layer7_incomplete.add(1);
+                    }
+                    Some(pool)
+                }
+                Decision::BadHttp => {
+                    return super::layer7::refuse(ctx, buf, len, p, &t, our_isn, our_ts, true)
+                }
+                Decision::BadTls => {
+                    return super::layer7::refuse(ctx, buf, len, p, &t, our_isn, our_ts, false)
+                }
+            }
+        }
+    };
     ctx.counters.synproxy_cookies_valid.add(1);
     // Data on the handshake's last ACK (the client's ACK was lost and this is its first
     // data segment, or a client that sends with the ACK): the frame becomes the server's
@@ -169,7 +195,11 @@ fn ack(
         ctx.counters.drop(DropReason::SynProxyNotReady);
     }
 
-    let Some(slot) = choose_real(ctx, svc, p, v6) else {
+    let chosen = match l7_pool {
+        Some(pool) => super::layer7::choose(ctx, svc, p, v6, pool),
+        None => choose_real(ctx, svc, p, v6),
+    };
+    let Some(slot) = chosen else {
         return Verdict::Drop(DropReason::NoRealServer);
     };
     let Some(real) = svc.real(slot) else {
@@ -213,6 +243,11 @@ fn ack(
     svc.stats.worker(ctx.worker).conns.add(1);
     real.stats.worker(ctx.worker).conns.add(1);
     ctx.counters.new_conns.add(1);
+    if let (Some(pool), Some(l7)) = (l7_pool, &svc.layer7) {
+        if let Some(p) = l7.pools.get(pool) {
+            p.hits.worker(ctx.worker).conns.add(1);
+        }
+    }
     let our_tsval = our_ts.map_or(0, |(_, e)| e);
     let mut bits = Opts::client(opts.wscale, our_ts.is_some());
     if svc.proxy_protocol {

@@ -26,9 +26,14 @@
 //! per-worker pool and sent once the connection is spliced ([`retransmit`]); others are
 //! dropped and counted (`synproxy_not_ready`): the client still holds them and
 //! retransmits. No memory grows with a client's sending.
+//!
+//! A `layer: 7` service ([`layer7`]) defers step 2 to the client's first data segment, which
+//! returns the same cookie: its request head or TLS ClientHello chooses the pool whose
+//! scheduler picks the server; the segment is then held like any early segment.
 
 pub mod cookie;
 mod handshake;
+pub mod layer7;
 pub mod retransmit;
 mod splice;
 

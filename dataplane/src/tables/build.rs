@@ -39,6 +39,8 @@ pub struct ServiceSpec {
     pub syn_proxy: bool,
     /// The SYN proxy sends a PROXY protocol v2 header first to the server.
     pub proxy_protocol: bool,
+    /// `layer: 7`: pools and content rules (with `syn_proxy`).
+    pub layer7: Option<crate::synproxy::layer7::Layer7Spec>,
     pub timeouts: Timeouts,
     pub fullnat_pool: Vec<IpKey>,
     pub sorry: Option<RealSpec>,
@@ -284,6 +286,10 @@ impl TablesBuilder {
         }
         let sched = Scheduler::build(&s.sched, &specs)
             .map_err(|e| TablesError::Scheduler(s.name.clone(), e.to_string()))?;
+        let layer7 = match &s.layer7 {
+            Some(l) => Some(Self::build_layer7(s, l, &reals, &specs, old, workers)?),
+            None => None,
+        };
         let sorry = match &s.sorry {
             Some(r) => Some(mk_real(r, old.and_then(|o| o.sorry.as_ref()))?),
             None => None,
@@ -301,12 +307,57 @@ impl TablesBuilder {
             one_packet: s.one_packet,
             syn_proxy: s.syn_proxy,
             proxy_protocol: s.proxy_protocol,
+            layer7,
             timeouts: s.timeouts,
             fullnat_pool: s.fullnat_pool.clone(),
             sorry,
             stats: old
                 .map(|o| o.stats.clone())
                 .unwrap_or_else(|| Arc::new(PerWorkerStats::new(workers))),
+        })
+    }
+
+    /// A `layer: 7` service's pools: each a scheduler over the service's slots with the
+    /// servers outside the pool weighted 0 (never picked, IPVS's quiesced weight), so health
+    /// and live counters are the service's; hit counters carried over by pool name.
+    fn build_layer7(
+        s: &ServiceSpec,
+        l: &crate::synproxy::layer7::Layer7Spec,
+        reals: &[Option<RealRt>],
+        specs: &[ServerSpec],
+        old: Option<&ServiceRt>,
+        workers: usize,
+    ) -> Result<crate::synproxy::layer7::Layer7Rt, TablesError> {
+        use crate::synproxy::layer7::{Layer7Rt, PoolRt};
+        let mut pools = Vec::with_capacity(l.pools.len());
+        for p in &l.pools {
+            let mut ps = specs.to_vec();
+            for (slot, spec) in ps.iter_mut().enumerate() {
+                let member = reals[slot]
+                    .as_ref()
+                    .is_some_and(|r| p.members.contains(&r.addr));
+                if !member {
+                    spec.weight = 0;
+                }
+            }
+            let sched = Scheduler::build(&p.sched, &ps).map_err(|e| {
+                TablesError::Scheduler(s.name.clone(), format!("pool {}: {e}", p.name))
+            })?;
+            let hits = old
+                .and_then(|o| o.layer7.as_ref())
+                .and_then(|o| o.pools.iter().find(|q| q.name == p.name))
+                .map(|q| q.hits.clone())
+                .unwrap_or_else(|| Arc::new(PerWorkerStats::new(workers)));
+            pools.push(PoolRt {
+                name: p.name.clone(),
+                sched,
+                hits,
+            });
+        }
+        Ok(Layer7Rt {
+            pools,
+            rules: l.rules.clone(),
+            default_pool: l.default_pool.min(l.pools.len().saturating_sub(1)),
         })
     }
 }

@@ -152,6 +152,8 @@ pub struct ServiceRt {
     pub syn_proxy: bool,
     /// The SYN proxy sends a PROXY protocol v2 header first to the server.
     pub proxy_protocol: bool,
+    /// `layer: 7`: pools and content rules (`crate::synproxy::layer7`).
+    pub layer7: Option<crate::synproxy::layer7::Layer7Rt>,
     pub timeouts: Timeouts,
     pub fullnat_pool: Vec<IpKey>,
     pub sorry: Option<RealRt>,

@@ -7,6 +7,7 @@ mod bgp;
 mod cluster;
 mod fwmark;
 mod health;
+mod layer7;
 mod lookup;
 mod member;
 pub(crate) use member::mac_text;

@@ -2,6 +2,7 @@
 
 use super::fwmark;
 use super::health::health_check;
+use super::layer7;
 use super::real::reals;
 use super::site::sites;
 use super::{family, Ctx, Links, Result, Role, MAX_TIMEOUT};
@@ -231,7 +232,7 @@ fn address_key(cx: &Ctx<'_>, base: &str, r: &RawService, links: &Links) -> Resul
 fn service_rest(
     cx: &Ctx<'_>,
     base: &str,
-    r: RawService,
+    mut r: RawService,
     links: &Links,
     global: &Timeouts,
     key: ServiceKey,
@@ -425,14 +426,34 @@ fn service_rest(
 
     // The SYN proxy answers the handshake itself and must see every reply to splice the two
     // halves: TCP only, and only where replies come back through uvs (NAT, FullNAT).
-    let syn_proxy = r.syn_proxy.unwrap_or(false);
+    // `layer: 7` rides on the SYN proxy: it reads the first request before a server is
+    // chosen. Errors then point at `layer` unless `syn_proxy` is written.
+    let layer7_on = r.layer == Some(7);
+    let syn_proxy = r.syn_proxy.unwrap_or(false) || layer7_on;
+    let (sp_field, sp_what) = if r.syn_proxy.is_none() && layer7_on {
+        ("layer", "layer 7 (which uses the SYN proxy)")
+    } else {
+        ("syn_proxy", "syn_proxy")
+    };
+    if layer7_on && r.syn_proxy == Some(false) {
+        return Err(cx
+            .err(&p("syn_proxy"), "layer 7 needs the SYN proxy")
+            .with_hint(Some("remove `syn_proxy: false`".into())));
+    }
+    if layer7_on && persistence.is_some() {
+        return Err(cx
+            .err_key(&p("persistence"), "a layer 7 service has no persistence")
+            .with_hint(Some(
+                "the first request's content chooses the pool; remove `persistence`".into(),
+            )));
+    }
     if syn_proxy {
         if key.is_fwmark() || protocol != Protocol::Tcp {
             return Err(cx
                 .err(
-                    &p("syn_proxy"),
+                    &p(sp_field),
                     format!(
-                        "syn_proxy applies only to tcp address services, this service is {}",
+                        "{sp_what} applies only to tcp address services, this service is {}",
                         if key.is_fwmark() {
                             "a firewall-mark service".to_string()
                         } else {
@@ -456,9 +477,9 @@ fn service_rest(
         if let Some((who, method)) = what {
             return Err(cx
                 .err(
-                    &p("syn_proxy"),
+                    &p(sp_field),
                     format!(
-                        "syn_proxy needs replies to pass through uvs, but {who} uses {}",
+                        "{sp_what} needs replies to pass through uvs, but {who} uses {}",
                         method.name()
                     ),
                 )
@@ -579,6 +600,18 @@ fn service_rest(
         }
     }
 
+    let layer7 = layer7::layer7(
+        cx,
+        base,
+        layer7::RawLayer7 {
+            layer: r.layer,
+            pools: r.pools.take(),
+            rules: r.rules.take(),
+            default_pool: r.default_pool.take(),
+        },
+        &real_servers,
+    )?;
+
     Ok(Service {
         name,
         vip,
@@ -593,6 +626,7 @@ fn service_rest(
         one_packet,
         syn_proxy,
         proxy_protocol,
+        layer7,
         fullnat_pool,
         timeouts,
         sorry_server,

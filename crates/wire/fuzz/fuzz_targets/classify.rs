@@ -1,7 +1,7 @@
 //! Runs every entry point that takes frame bytes from the wire: classify, the L4 checksum
 //! check and completion, the in-place rewrites with the `Parsed` classify returned, the
 //! ICMP-quote parse and translation (and the TUN untunnelling of a quote), IPIP/GUE/GRE
-//! encap/decap and the slow-path builders. Any
+//! encap/decap, the slow-path builders and the TLS ClientHello reader. Any
 //! panic is a bug (the crate promises none).
 #![no_main]
 
@@ -9,6 +9,10 @@ use libfuzzer_sys::fuzz_target;
 use uvs_wire::{build, Classified, Outer, Tunnel, L3};
 
 fuzz_target!(|data: &[u8]| {
+    // The bytes as a connection's first segment payload (layer-7 scheduling's TLS reader).
+    if let uvs_wire::tls_sni::Sni::Name(n) = uvs_wire::tls_sni::client_hello_sni(data) {
+        assert!(!n.is_empty() && n.len() < data.len());
+    }
     let mut f = data.to_vec();
     if let Ok(Classified::Ip(mut p)) = uvs_wire::classify(data) {
         let _ = uvs_wire::verify_l4_checksum(&f, &p);

@@ -1,0 +1,293 @@
+//! `layer: 7` services: pools of the service's real servers and the content rules that
+//! choose among them (the dataplane's `synproxy::layer7`).
+
+use super::{Ctx, Result};
+use crate::marks::join;
+use crate::model::{Layer7, Match, Pool, RealServer, Rule, Scheduler};
+use crate::raw::{RawNameValue, RawPool, RawRule};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// What a `layer: 7` service adds, as written.
+pub(super) struct RawLayer7 {
+    pub layer: Option<u64>,
+    pub pools: Option<Vec<RawPool>>,
+    pub rules: Option<Vec<RawRule>>,
+    pub default_pool: Option<String>,
+}
+
+/// Schedulers a pool may use: those that need nothing beyond weights and live counters
+/// (geo needs sites, the feedback ones probes of their own, the hashing ones their flags).
+const POOL_SCHEDULERS: [Scheduler; 6] = [
+    Scheduler::RoundRobin,
+    Scheduler::WeightedRoundRobin,
+    Scheduler::LeastConnection,
+    Scheduler::WeightedLeastConnection,
+    Scheduler::ShortestExpectedDelay,
+    Scheduler::NeverQueue,
+];
+
+/// `Some` for a `layer: 7` service, `None` for layer 4 (the default).
+pub(super) fn layer7(
+    cx: &Ctx<'_>,
+    base: &str,
+    raw: RawLayer7,
+    reals: &[RealServer],
+) -> Result<Option<Layer7>> {
+    let p = |f: &str| join(base, f);
+    match raw.layer {
+        None | Some(4) => {
+            for (field, there) in [
+                ("pools", raw.pools.is_some()),
+                ("rules", raw.rules.is_some()),
+                ("default_pool", raw.default_pool.is_some()),
+            ] {
+                if there {
+                    return Err(cx
+                        .err_key(
+                            &p(field),
+                            format!("`{field}` applies only to a layer 7 service"),
+                        )
+                        .with_hint(Some("add `layer: 7`, or remove the field".into())));
+                }
+            }
+            return Ok(None);
+        }
+        Some(7) => {}
+        Some(other) => {
+            return Err(cx
+                .err(&p("layer"), format!("layer {other} is not 4 or 7"))
+                .with_hint(Some(
+                    "`layer: 4` (the default) schedules by addresses, `layer: 7` by the first \
+                     request's content"
+                        .into(),
+                )))
+        }
+    }
+    let raw_pools = raw.pools.unwrap_or_default();
+    if raw_pools.is_empty() {
+        return Err(cx
+            .err_key(&p("pools"), "a layer 7 service needs `pools`")
+            .with_hint(Some(
+                "add `pools: [{ name: web, real_servers: [<address>, ...] }]`".into(),
+            )));
+    }
+    let mut pools: Vec<Pool> = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    for (j, rp) in raw_pools.into_iter().enumerate() {
+        let pp = format!("{base}.pools[{j}]");
+        let name = match rp.name {
+            Some(n) if !n.trim().is_empty() => n,
+            _ => return Err(cx.err(&join(&pp, "name"), "the pool has no `name`")),
+        };
+        if by_name.insert(name.clone(), j).is_some() {
+            return Err(cx.err(
+                &join(&pp, "name"),
+                format!("pool name '{name}' is used twice"),
+            ));
+        }
+        let scheduler = match &rp.scheduler {
+            Some(t) => {
+                let sp = join(&pp, "scheduler");
+                let s = cx.name(&sp, t, "scheduler", Scheduler::NAMES, Scheduler::from_name)?;
+                if !POOL_SCHEDULERS.contains(&s) {
+                    return Err(cx
+                        .err(&sp, format!("scheduler {s} cannot schedule a pool"))
+                        .with_hint(Some("use rr, wrr, lc, wlc, sed or nq".into())));
+                }
+                s
+            }
+            None => Scheduler::WeightedLeastConnection,
+        };
+        let list = rp.real_servers.unwrap_or_default();
+        if list.is_empty() {
+            return Err(cx
+                .err_key(
+                    &join(&pp, "real_servers"),
+                    format!("pool '{name}' has no real servers"),
+                )
+                .with_hint(Some("list addresses of the service's real servers".into())));
+        }
+        let mut members: Vec<IpAddr> = Vec::new();
+        for (k, t) in list.iter().enumerate() {
+            let ap = format!("{pp}.real_servers[{k}]");
+            let ip = cx.addr(&ap, t)?;
+            if !reals.iter().any(|r| r.address == ip) {
+                return Err(cx
+                    .err(&ap, format!("{ip} is not a real server of this service"))
+                    .with_hint(Some(
+                        "a pool names real servers listed under the service's `real_servers` \
+                         (their health checks and weights are the service's)"
+                            .into(),
+                    )));
+            }
+            if members.contains(&ip) {
+                return Err(cx.err(&ap, format!("{ip} is listed twice")));
+            }
+            members.push(ip);
+        }
+        pools.push(Pool {
+            name,
+            scheduler,
+            members,
+        });
+    }
+    let pool_of = |path: &str, text: Option<&String>, what: &str| -> Result<usize> {
+        let Some(t) = text else {
+            return Err(cx
+                .err_key(path, format!("{what} names no pool"))
+                .with_hint(Some(format!(
+                    "add `{}: <one of: {}>`",
+                    path.rsplit('.').next().unwrap_or("pool"),
+                    pools
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))));
+        };
+        by_name.get(t).copied().ok_or_else(|| {
+            cx.err(path, format!("no pool named '{t}'"))
+                .with_hint(Some(format!(
+                    "pools: {}",
+                    pools
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+        })
+    };
+    let mut rules = Vec::new();
+    for (j, rr) in raw.rules.unwrap_or_default().into_iter().enumerate() {
+        let rp = format!("{base}.rules[{j}]");
+        let pool = pool_of(&join(&rp, "pool"), rr.pool.as_ref(), "the rule")?;
+        let matcher = matcher(cx, &rp, rr)?;
+        rules.push(Rule { matcher, pool });
+    }
+    let default_pool = match raw.default_pool {
+        Some(_) => pool_of(&p("default_pool"), raw.default_pool.as_ref(), "the service")?,
+        // Missing: point at `layer: 7`, which asks for it.
+        None => {
+            return Err(cx
+                .err_at(
+                    &p("layer"),
+                    &p("default_pool"),
+                    "the service names no default pool",
+                )
+                .with_hint(Some(format!(
+                    "add `default_pool: <one of: {}>` (requests no rule matches go there)",
+                    pools
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))))
+        }
+    };
+    Ok(Some(Layer7 {
+        pools,
+        rules,
+        default_pool,
+    }))
+}
+
+/// The one match of a rule.
+fn matcher(cx: &Ctx<'_>, rp: &str, rr: RawRule) -> Result<Match> {
+    let mut found: Vec<(&str, Match)> = Vec::new();
+    if let Some(h) = rr.host {
+        found.push((
+            "host",
+            Match::Host(host_pattern(cx, &join(rp, "host"), &h)?),
+        ));
+    }
+    if let Some(path) = rr.path_prefix {
+        if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(cx
+                .err(&join(rp, "path_prefix"), format!("'{path}' is not a path"))
+                .with_hint(Some(
+                    "a path prefix starts with `/` and has no spaces".into(),
+                )));
+        }
+        found.push(("path_prefix", Match::PathPrefix(path)));
+    }
+    if let Some(nv) = rr.header {
+        let (name, value) = name_value(cx, &join(rp, "header"), nv)?;
+        found.push((
+            "header",
+            Match::Header {
+                name: name.to_ascii_lowercase(),
+                value,
+            },
+        ));
+    }
+    if let Some(nv) = rr.cookie {
+        let (name, value) = name_value(cx, &join(rp, "cookie"), nv)?;
+        found.push(("cookie", Match::Cookie { name, value }));
+    }
+    if let Some(h) = rr.sni {
+        found.push(("sni", Match::Sni(host_pattern(cx, &join(rp, "sni"), &h)?)));
+    }
+    match found.len() {
+        1 => Ok(found.pop().expect("one").1),
+        0 => Err(cx.err_key(rp, "the rule matches nothing").with_hint(Some(
+            "give it one of `host`, `path_prefix`, `header`, `cookie`, `sni`".into(),
+        ))),
+        _ => Err(cx
+            .err_key(
+                &join(rp, found[1].0),
+                format!(
+                    "a rule has one match, this one has `{}` and `{}`",
+                    found[0].0, found[1].0
+                ),
+            )
+            .with_hint(Some(
+                "split it into two rules (the first match wins)".into(),
+            ))),
+    }
+}
+
+/// A host name, or `*.suffix`; lowercase (DNS names compare case-insensitively, RFC 4343).
+fn host_pattern(cx: &Ctx<'_>, path: &str, text: &str) -> Result<String> {
+    let name = text.strip_prefix("*.").unwrap_or(text);
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if !ok {
+        return Err(cx
+            .err(path, format!("'{text}' is not a host name or `*.suffix`"))
+            .with_hint(Some(
+                "write `www.example.org` or `*.example.org` (no port, no scheme)".into(),
+            )));
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
+fn name_value(cx: &Ctx<'_>, path: &str, nv: RawNameValue) -> Result<(String, String)> {
+    let name = match nv.name {
+        Some(n)
+            if !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) =>
+        {
+            n
+        }
+        Some(n) => {
+            return Err(cx
+                .err(
+                    &join(path, "name"),
+                    format!("'{n}' is not a token (RFC 9110 §5.6.2)"),
+                )
+                .with_hint(Some("letters, digits and !#$%&'*+-.^_`|~ only".into())))
+        }
+        None => return Err(cx.err_key(path, "`name` is missing")),
+    };
+    let Some(value) = nv.value else {
+        return Err(cx
+            .err_key(path, "`value` is missing")
+            .with_hint(Some("the rule matches this exact value".into())));
+    };
+    Ok((name, value))
+}

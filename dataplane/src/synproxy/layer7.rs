@@ -1,0 +1,439 @@
+//! Content-based scheduling (`layer: 7` services): the SYN proxy's handshake, but the real
+//! server is chosen from the first request instead of the addresses.
+//!
+//! The client's bare ACK that returns the cookie creates nothing (it is counted as
+//! `layer7_await_request` and dropped): the connection exists only in the cookie until the
+//! client's first data segment arrives. That segment carries the same cookie (its ACK is
+//! still cookie + 1, its SEQ the client's ISN + 1), so it is checked like the ACK, and its
+//! payload is read here:
+//!
+//! - a TLS record (first byte 0x16): the ClientHello's server name (`uvs_wire::tls_sni`)
+//!   against the `sni` rules;
+//! - otherwise an HTTP/1.x request head (`httparse`) against the `host`, `path_prefix`,
+//!   `header` and `cookie` rules.
+//!
+//! The first matching rule names the pool, no match the default pool; the pool's own
+//! scheduler (over the service's real servers outside the pool weighted 0) picks the
+//! server. Then the SYN proxy goes on as for any connection: entry, SYN to the server,
+//! the request held and replayed after its SYN-ACK, splice. Later requests on the same
+//! connection go to the same server (first-request binding).
+//!
+//! Limits: the head (or ClientHello) must end within that first segment; one that does not
+//! (or has over [`MAX_HEADERS`] headers) goes to the default pool (`layer7_incomplete`).
+//! A head `httparse` refuses is answered `400 Bad Request` with FIN, a TLS record that is
+//! not a sound ClientHello with a RST (`layer7_bad_http`, `layer7_bad_tls`); nothing is
+//! stored for either. Memory per waiting client is nil: a slow client holds no state.
+
+use std::sync::Arc;
+
+use uvs_sched::{SchedConfig, Scheduler};
+use uvs_wire::tls_sni::{client_hello_sni, Sni};
+
+use uvs_wire::tcp::flags;
+use uvs_wire::{tcp_options, Parsed, Segment, TcpFields, L3};
+
+use crate::counters::PerWorkerStats;
+use crate::pipeline::{ip, l2_out, sched_key, Ctx};
+use crate::tables::{IpKey, ServiceRt, SORRY_SLOT};
+use crate::verdict::{DropReason, Verdict};
+
+/// Headers read from a request head; a head with more goes to the default pool.
+pub const MAX_HEADERS: usize = 64;
+
+/// What control says about a `layer: 7` service.
+#[derive(Clone, Debug)]
+pub struct Layer7Spec {
+    pub pools: Vec<PoolSpec>,
+    pub rules: Vec<RuleSpec>,
+    /// Index into `pools`.
+    pub default_pool: usize,
+}
+
+/// A pool: the service's real servers at `members`, scheduled by `sched`.
+#[derive(Clone, Debug)]
+pub struct PoolSpec {
+    pub name: String,
+    pub sched: SchedConfig,
+    pub members: Vec<IpKey>,
+}
+
+/// A rule: a match and its pool (index into `pools`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleSpec {
+    pub matcher: L7Match,
+    pub pool: usize,
+}
+
+/// What a rule compares (names and hosts lowercase, as the configuration stores them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum L7Match {
+    /// Host header without its port: exact, or `*.suffix`.
+    Host(String),
+    PathPrefix(String),
+    Header {
+        name: String,
+        value: String,
+    },
+    Cookie {
+        name: String,
+        value: String,
+    },
+    /// TLS server name: exact, or `*.suffix`.
+    Sni(String),
+}
+
+/// A pool as workers see it.
+pub struct PoolRt {
+    pub name: String,
+    pub sched: Scheduler,
+    /// `conns` counts the connections the pool took (rule hits, default included).
+    pub hits: Arc<PerWorkerStats>,
+}
+
+/// A `layer: 7` service's pools and rules as workers see them.
+pub struct Layer7Rt {
+    pub pools: Vec<PoolRt>,
+    pub rules: Vec<RuleSpec>,
+    pub default_pool: usize,
+}
+
+/// What the first request decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// This pool; `complete` is false when the head did not end in the segment (the
+    /// default pool then).
+    Pool { pool: usize, complete: bool },
+    /// An HTTP head `httparse` refuses: answer 400.
+    BadHttp,
+    /// A TLS handshake record that is not a sound ClientHello: reset.
+    BadTls,
+}
+
+impl Layer7Rt {
+    /// Reads the first request's bytes and picks the pool.
+    pub fn decide(&self, payload: &[u8]) -> Decision {
+        let default = |complete| Decision::Pool {
+            pool: self.default_pool,
+            complete,
+        };
+        if payload.first() == Some(&0x16) {
+            return match client_hello_sni(payload) {
+                Sni::Name(n) => {
+                    let pool = self.rules.iter().find_map(|r| match &r.matcher {
+                        L7Match::Sni(pat) if host_matches(pat, n) => Some(r.pool),
+                        _ => None,
+                    });
+                    pool.map_or(default(true), |pool| Decision::Pool {
+                        pool,
+                        complete: true,
+                    })
+                }
+                Sni::None => default(true),
+                Sni::Truncated => default(false),
+                Sni::Malformed | Sni::NotTls => Decision::BadTls,
+            };
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(payload) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                return default(false)
+            }
+            Err(_) => return Decision::BadHttp,
+        }
+        let path = req.path.unwrap_or("");
+        let header = |name: &'static str| header_values(req.headers, name);
+        let host = header("host").next().map(host_of);
+        let hit = self.rules.iter().find(|r| match &r.matcher {
+            L7Match::Host(pat) => host.is_some_and(|h| host_matches(pat, h)),
+            L7Match::PathPrefix(pre) => path.starts_with(pre.as_str()),
+            L7Match::Header { name, value } => {
+                header_values(req.headers, name).any(|v| v == value.as_bytes())
+            }
+            L7Match::Cookie { name, value } => {
+                header("cookie").any(|v| cookie_has(v, name.as_bytes(), value.as_bytes()))
+            }
+            L7Match::Sni(_) => false,
+        });
+        match hit {
+            Some(r) => Decision::Pool {
+                pool: r.pool,
+                complete: true,
+            },
+            None => default(true),
+        }
+    }
+}
+
+/// The values of the headers called `name` (case-insensitively, RFC 9110 §5.1).
+fn header_values<'h, 'b>(
+    headers: &'h [httparse::Header<'b>],
+    name: &'h str,
+) -> impl Iterator<Item = &'b [u8]> + 'h {
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+/// The host of a Host header value: without the port (RFC 9110 §7.2: `uri-host [":"
+/// port]`; an IPv6 literal keeps its brackets) and a trailing dot.
+fn host_of(v: &[u8]) -> &[u8] {
+    let h = if v.first() == Some(&b'[') {
+        match v.iter().position(|&b| b == b']') {
+            Some(i) => &v[..=i],
+            None => v,
+        }
+    } else {
+        match v.iter().rposition(|&b| b == b':') {
+            Some(i) => &v[..i],
+            None => v,
+        }
+    };
+    h.strip_suffix(b".").unwrap_or(h)
+}
+
+/// `pat` (lowercase; exact or `*.suffix`) against a name, case-insensitively (RFC 4343).
+fn host_matches(pat: &str, name: &[u8]) -> bool {
+    match pat.strip_prefix("*.") {
+        Some(suffix) => {
+            let s = suffix.as_bytes();
+            name.len() > s.len() + 1
+                && name[name.len() - s.len() - 1] == b'.'
+                && name[name.len() - s.len()..].eq_ignore_ascii_case(s)
+        }
+        None => name.eq_ignore_ascii_case(pat.as_bytes()),
+    }
+}
+
+/// Whether a Cookie header value (RFC 6265 §4.2.1: `name=value` pairs separated by `; `)
+/// holds `name` with exactly `value`.
+fn cookie_has(header: &[u8], name: &[u8], value: &[u8]) -> bool {
+    header.split(|&b| b == b';').any(|pair| {
+        let pair = pair.trim_ascii();
+        match pair.iter().position(|&b| b == b'=') {
+            Some(i) => {
+                let v = pair[i + 1..].trim_ascii();
+                // RFC 6265 §4.1.1: a value may be quoted.
+                let v = v
+                    .strip_prefix(b"\"")
+                    .and_then(|x| x.strip_suffix(b"\""))
+                    .unwrap_or(v);
+                pair[..i].trim_ascii() == name && v == value
+            }
+            None => false,
+        }
+    })
+}
+
+/// The response to a head `httparse` refuses (RFC 9110 §15.5.1), closing the connection.
+pub const BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// The pool's scheduler picks a slot of the service (the sorry server when the pool has no
+/// usable server and the service has one).
+pub(crate) fn choose(
+    ctx: &mut Ctx<'_>,
+    svc: &ServiceRt,
+    p: &Parsed,
+    v6: bool,
+    pool: usize,
+) -> Option<u16> {
+    let l7 = svc.layer7.as_ref()?;
+    let pool = l7.pools.get(pool)?;
+    match pool.sched.pick(&sched_key(p, v6), &svc.live, ctx.now_s) {
+        Some(i) => Some(i as u16),
+        None if svc.sorry.is_some() => Some(SORRY_SLOT),
+        None => None,
+    }
+}
+
+/// Answers a refused first request over its own frame: `400 Bad Request` with FIN for a
+/// bad HTTP head (`http`), a RST for a bad ClientHello. Nothing is stored: the client's
+/// later segments of this connection fail the cookie check and are dropped.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn refuse(
+    ctx: &mut Ctx<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &Parsed,
+    t: &TcpFields,
+    our_isn: u32,
+    our_ts: Option<(u32, u32)>,
+    http: bool,
+) -> Verdict {
+    let tables = ctx.tables;
+    let neigh = ctx.neigh;
+    let reason = if http {
+        DropReason::Layer7BadHttp
+    } else {
+        DropReason::Layer7BadTls
+    };
+    ctx.counters.drop(reason);
+    let mut o = [0u8; 12];
+    // Echo the client's TSval; ours goes on from the cookie's (RFC 7323 §3.2).
+    let n = match our_ts {
+        Some((tsval, tsecr)) if http => tcp_options::write_ts_option(&mut o, (tsecr, tsval)),
+        _ => 0,
+    };
+    let seg = Segment {
+        src: p.dst,
+        dst: p.src,
+        ttl: 64,
+        sport: p.dport,
+        dport: p.sport,
+        seq: our_isn.wrapping_add(1),
+        ack: t.seq.wrapping_add(t.payload_len as u32),
+        flags: if http {
+            flags::ACK | flags::PSH | flags::FIN
+        } else {
+            flags::RST | flags::ACK
+        },
+        // Our window in the client's view of its scale (a number small enough for any).
+        window: if http { 512 } else { 0 },
+        options: &o[..n],
+    };
+    let l3_off = usize::from(p.l3_off);
+    let written = if http {
+        uvs_wire::write_data_segment(buf, l3_off, p.l3, &seg, BAD_REQUEST)
+    } else {
+        uvs_wire::write_segment(buf, l3_off, p.l3, &seg)
+    };
+    let Some(n) = written else {
+        return Verdict::Drop(reason);
+    };
+    *len = n;
+    let Some((port, hop)) = tables.route(&ip(p.l3 == L3::V6, p.src)) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    l2_out(tables, neigh, buf, port, hop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt(rules: Vec<RuleSpec>) -> Layer7Rt {
+        let pool = |name: &str| PoolRt {
+            name: name.into(),
+            sched: Scheduler::build(
+                &SchedConfig::new(uvs_sched::SchedulerKind::Rr),
+                &[uvs_sched::ServerSpec::new(1, 0)],
+            )
+            .unwrap(),
+            hits: Arc::new(PerWorkerStats::new(1)),
+        };
+        Layer7Rt {
+            pools: vec![pool("web"), pool("api")],
+            rules,
+            default_pool: 0,
+        }
+    }
+
+    fn to_api(m: L7Match) -> RuleSpec {
+        RuleSpec {
+            matcher: m,
+            pool: 1,
+        }
+    }
+
+    fn api() -> Decision {
+        Decision::Pool {
+            pool: 1,
+            complete: true,
+        }
+    }
+
+    fn web() -> Decision {
+        Decision::Pool {
+            pool: 0,
+            complete: true,
+        }
+    }
+
+    #[test]
+    fn host_rules_exact_and_suffix_ignore_case_and_port() {
+        let l = rt(vec![
+            to_api(L7Match::Host("api.example".into())),
+            to_api(L7Match::Host("*.svc.example".into())),
+        ]);
+        assert_eq!(
+            l.decide(b"GET / HTTP/1.1\r\nHost: API.example:8080\r\n\r\n"),
+            api()
+        );
+        assert_eq!(
+            l.decide(b"GET / HTTP/1.1\r\nHost: a.b.svc.example\r\n\r\n"),
+            api()
+        );
+        // `*.suffix` wants at least one label before the suffix.
+        assert_eq!(
+            l.decide(b"GET / HTTP/1.1\r\nHost: svc.example\r\n\r\n"),
+            web()
+        );
+        assert_eq!(
+            l.decide(b"GET / HTTP/1.1\r\nHost: xsvc.example\r\n\r\n"),
+            web()
+        );
+        assert_eq!(l.decide(b"GET / HTTP/1.1\r\n\r\n"), web());
+    }
+
+    #[test]
+    fn path_header_and_cookie_rules() {
+        let l = rt(vec![
+            to_api(L7Match::PathPrefix("/api/".into())),
+            to_api(L7Match::Header {
+                name: "x-pool".into(),
+                value: "api".into(),
+            }),
+            to_api(L7Match::Cookie {
+                name: "pool".into(),
+                value: "api".into(),
+            }),
+        ]);
+        assert_eq!(l.decide(b"GET /api/v1 HTTP/1.1\r\nHost: a\r\n\r\n"), api());
+        assert_eq!(l.decide(b"GET /apix HTTP/1.1\r\nHost: a\r\n\r\n"), web());
+        assert_eq!(l.decide(b"GET / HTTP/1.1\r\nX-Pool: api\r\n\r\n"), api());
+        assert_eq!(l.decide(b"GET / HTTP/1.1\r\nX-Pool: apis\r\n\r\n"), web());
+        assert_eq!(
+            l.decide(b"GET / HTTP/1.1\r\nCookie: a=1; pool=api; b=2\r\n\r\n"),
+            api()
+        );
+        assert_eq!(
+            l.decide(b"GET / HTTP/1.1\r\nCookie: pool=\"api\"\r\n\r\n"),
+            api()
+        );
+        assert_eq!(
+            l.decide(b"GET / HTTP/1.1\r\nCookie: xpool=api\r\n\r\n"),
+            web()
+        );
+    }
+
+    #[test]
+    fn incomplete_and_malformed_heads() {
+        let l = rt(vec![to_api(L7Match::PathPrefix("/".into()))]);
+        assert_eq!(
+            l.decide(b"GET / HTTP/1.1\r\nHost: a\r\n"),
+            Decision::Pool {
+                pool: 0,
+                complete: false
+            }
+        );
+        assert_eq!(
+            l.decide(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
+            Decision::BadHttp
+        );
+        assert_eq!(l.decide(b"\x00\x01binary"), Decision::BadHttp);
+        assert_eq!(
+            l.decide(&[0x16, 0x03, 0x01, 0x00, 0x01, 0x02]),
+            Decision::BadTls
+        );
+    }
+
+    #[test]
+    fn host_of_strips_port_and_dot() {
+        assert_eq!(host_of(b"a.example:80"), b"a.example");
+        assert_eq!(host_of(b"a.example."), b"a.example");
+        assert_eq!(host_of(b"[2001:2::1]:80"), b"[2001:2::1]");
+    }
+}
