@@ -179,10 +179,11 @@ pub fn unbind(tables: &Tables, c: &Conn) {
 /// keeps IPv4-mapped in its IPv6 entry (`pipeline/nat64.rs`).
 #[inline]
 pub fn real_addr(c: &Conn) -> IpKey {
-    if c.flags & crate::pipeline::conn_flags::NAT64 != 0 {
-        let mut a = [0u8; 16];
-        a[..4].copy_from_slice(&c.reply.src[12..]);
-        IpKey { v6: false, addr: a }
+    if crate::pipeline::is_nat64(c) {
+        IpKey {
+            v6: false,
+            addr: crate::pipeline::unmapped(&c.reply.src),
+        }
     } else {
         IpKey {
             v6: c.reply.v6,

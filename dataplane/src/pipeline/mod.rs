@@ -25,7 +25,7 @@ mod newflow;
 
 pub(crate) use forward::*;
 pub(crate) use icmp::*;
-pub(crate) use nat64::{is_nat64, mapped};
+pub(crate) use nat64::{is_nat64, mapped, unmapped};
 pub(crate) use newflow::*;
 
 // The protocol numbers are uvs_wire's (one table for every crate); these short names

@@ -191,17 +191,7 @@ pub(crate) fn initial_state(svc: &ServiceRt, p: &Parsed) -> (u8, u32) {
 /// The schedulers' key of a flow.
 pub(crate) fn sched_key(p: &Parsed, v6: bool) -> FlowHashKey {
     // The schedulers' key holds IPv4 as ::ffff:a.b.c.d (FlowHashKey's documented form).
-    let hashed = |a: [u8; 16]| {
-        if v6 {
-            a
-        } else {
-            let mut m = [0u8; 16];
-            m[10] = 0xff;
-            m[11] = 0xff;
-            m[12..].copy_from_slice(&a[..4]);
-            m
-        }
-    };
+    let hashed = |a: [u8; 16]| if v6 { a } else { mapped(&a) };
     FlowHashKey {
         src: hashed(p.src),
         dst: hashed(p.dst),
