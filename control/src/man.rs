@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 /// configs/reference.yaml, the source of uvs.yaml(5).
 pub const REFERENCE_YAML: &str = include_str!("../../configs/reference.yaml");
+/// configs/member.yaml: the `member:` section (member mode has no services, so the reference
+/// file, which must load as written, cannot show it); its fields join uvs.yaml(5).
+pub const MEMBER_YAML: &str = include_str!("../../configs/member.yaml");
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -493,9 +496,16 @@ fn flow_pairs(s: &str) -> Vec<(&str, &str)> {
     out
 }
 
-/// uvs.yaml(5), from configs/reference.yaml.
-pub fn uvs_yaml_page(reference: &str) -> String {
-    let (header, fields) = fields(reference);
+/// uvs.yaml(5), from configs/reference.yaml and the `member:` fields of `member`
+/// (configs/member.yaml).
+pub fn uvs_yaml_page(reference: &str, member: &str) -> String {
+    let (_, member_fields) = fields(member);
+    let (header, mut fields) = fields(reference);
+    fields.extend(
+        member_fields
+            .into_iter()
+            .filter(|f| f.path == "member" || f.path.starts_with("member.")),
+    );
     let mut page = title("UVS.YAML", "5", "File Formats");
     page.push_str(".SH NAME\nuvs.yaml \\- the configuration file of uvsd, the userspace Linux Virtual Server\n");
     page.push_str(".SH SYNOPSIS\n.I /etc/uvs/uvs.yaml\n");
@@ -534,6 +544,10 @@ pub fn uvs_yaml_page(reference: &str) -> String {
     for l in reference.lines() {
         let _ = writeln!(page, "{}", roff(l));
     }
+    page.push_str(".EE\n.PP\nMember mode (no services), every field with its default:\n.PP\n.EX\n");
+    for l in member.lines() {
+        let _ = writeln!(page, "{}", roff(l));
+    }
     page.push_str(".EE\n");
     page.push_str(&see_also(&["uvsd(8)", "uvsadm(8)"]));
     page
@@ -544,7 +558,11 @@ pub fn write_pages(dir: &Path, uvsd: clap::Command) -> std::io::Result<Vec<PathB
     let pages = [
         ("man8", "uvsd.8", uvsd_page(uvsd)),
         ("man8", "uvsadm.8", uvsadm_page(&crate::admin::usage())),
-        ("man5", "uvs.yaml.5", uvs_yaml_page(REFERENCE_YAML)),
+        (
+            "man5",
+            "uvs.yaml.5",
+            uvs_yaml_page(REFERENCE_YAML, MEMBER_YAML),
+        ),
     ];
     let mut written = Vec::new();
     for (sub, name, text) in pages {

@@ -145,6 +145,15 @@ fn uvs_yaml_page_has_every_field_of_the_reference() {
     let doc: yaml_serde::Value = yaml_serde::from_str(uvs_control::man::REFERENCE_YAML).unwrap();
     let mut all = BTreeSet::new();
     paths(&doc, "", &mut all);
+    // Member mode's section, from configs/member.yaml.
+    let member: yaml_serde::Value = yaml_serde::from_str(uvs_control::man::MEMBER_YAML).unwrap();
+    let mut member_paths = BTreeSet::new();
+    paths(&member, "", &mut member_paths);
+    all.extend(
+        member_paths
+            .into_iter()
+            .filter(|p| p == "member" || p.starts_with("member.")),
+    );
     // Shown commented out in the reference, since a check has one type.
     all.insert("services[].health_check.command".to_string());
     all.insert("services[].health_check.send".to_string());

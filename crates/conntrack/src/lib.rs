@@ -65,14 +65,12 @@ mod flow;
 mod hugepage;
 mod index;
 mod layout;
-pub mod ports;
 pub mod tcp;
 pub mod timeouts;
 
 use std::hash::{BuildHasher, Hasher};
 
 pub use flow::{Addr, Conn, ConnId, Dir, FlowKey, Hit, InsertError, STATE_RESERVED_MIN};
-pub use ports::{LocalAddr, PortAllocator, PortPools};
 pub use timeouts::{Proto, Timeouts};
 
 use family::FamilyTable;
