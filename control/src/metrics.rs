@@ -193,6 +193,23 @@ pub fn render(s: &Snapshot) -> String {
                 p.hits,
             );
         }
+        let mut f = e.family(
+            "uvs_layer7_pool_real_up",
+            "Layer 7: 1 if the real server is up for the pool, 0 while it fails a check that decides for this pool only (uvs_real_up is its health for every pool).",
+            Kind::Gauge,
+        );
+        for p in &s.layer7_pools {
+            for r in &p.reals {
+                f.sample(
+                    &[
+                        ("service", p.service.clone()),
+                        ("pool", p.pool.clone()),
+                        ("real", SocketAddr::new(r.address, r.port).to_string()),
+                    ],
+                    u64::from(r.up),
+                );
+            }
+        }
     }
 
     if let Some(y) = &s.sync {

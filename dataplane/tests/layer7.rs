@@ -69,7 +69,7 @@ impl Lab {
                         name: "c".into(),
                         sched: SchedConfig::new(SchedulerKind::Rr),
                         members: vec![reals[1], reals[2]],
-                        down: vec![reals[1]],
+                        down: vec![(reals[1], 80)],
                     },
                 ],
                 rules: vec![
@@ -367,18 +367,27 @@ fn a_combined_rule_needs_every_condition_and_its_pool_skips_members_down_for_it(
             // Host and path: pool c, whose rr never picks server 2 (down for c only).
             for _ in 0..3 {
                 assert_eq!(
-                    route(&mut l, b"GET /v2/users HTTP/1.1\r\nHost: API.example\r\n\r\n"),
+                    route(
+                        &mut l,
+                        b"GET /v2/users HTTP/1.1\r\nHost: API.example\r\n\r\n"
+                    ),
                     3
                 );
             }
             assert_eq!(l.hits(2), 3);
             // One of the two only: not rule c; the default pool a.
             assert_eq!(
-                route(&mut l, b"GET /v1/users HTTP/1.1\r\nHost: api.example\r\n\r\n"),
+                route(
+                    &mut l,
+                    b"GET /v1/users HTTP/1.1\r\nHost: api.example\r\n\r\n"
+                ),
                 1
             );
             assert_eq!(
-                route(&mut l, b"GET /v2/users HTTP/1.1\r\nHost: www.example\r\n\r\n"),
+                route(
+                    &mut l,
+                    b"GET /v2/users HTTP/1.1\r\nHost: www.example\r\n\r\n"
+                ),
                 1
             );
             assert_eq!(l.hits(2), 3);

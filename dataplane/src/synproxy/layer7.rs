@@ -55,10 +55,10 @@ pub struct PoolSpec {
     pub name: String,
     pub sched: SchedConfig,
     pub members: Vec<IpKey>,
-    /// Members that fail this pool's own health check: unavailable to this pool only
-    /// (weighted 0 in its scheduler, as non-members are); the other pools and the
-    /// service's own state are unaffected.
-    pub down: Vec<IpKey>,
+    /// Real servers (address, port) that fail this pool's own health check: unavailable
+    /// to this pool only (weighted 0 in its scheduler, as non-members are); the other
+    /// pools and the service's own state are unaffected.
+    pub down: Vec<(IpKey, u16)>,
 }
 
 /// A rule: conditions that must all hold, and its pool (index into `pools`).
@@ -121,6 +121,9 @@ pub struct PoolRt {
     pub sched: Scheduler,
     /// `conns` counts the connections the pool took (rule hits, default included).
     pub hits: Arc<PerWorkerStats>,
+    /// As in the spec (for status).
+    pub members: Vec<IpKey>,
+    pub down: Vec<(IpKey, u16)>,
 }
 
 /// A `layer: 7` service's pools and rules as workers see them.
@@ -345,6 +348,8 @@ mod tests {
             )
             .unwrap(),
             hits: Arc::new(PerWorkerStats::new(1)),
+            members: vec![],
+            down: vec![],
         };
         Layer7Rt {
             pools: vec![pool("web"), pool("api")],

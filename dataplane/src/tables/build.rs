@@ -335,9 +335,9 @@ impl TablesBuilder {
             let mut ps = specs.to_vec();
             for (slot, spec) in ps.iter_mut().enumerate() {
                 // Down for this pool's own check: as if outside it, for this pool only.
-                let member = reals[slot]
-                    .as_ref()
-                    .is_some_and(|r| p.members.contains(&r.addr) && !p.down.contains(&r.addr));
+                let member = reals[slot].as_ref().is_some_and(|r| {
+                    p.members.contains(&r.addr) && !p.down.contains(&(r.addr, r.port))
+                });
                 if !member {
                     spec.weight = 0;
                 }
@@ -354,6 +354,8 @@ impl TablesBuilder {
                 name: p.name.clone(),
                 sched,
                 hits,
+                members: p.members.clone(),
+                down: p.down.clone(),
             });
         }
         Ok(Layer7Rt {
