@@ -444,6 +444,11 @@ fn checker(
 ) {
     let target = &shared.targets[i];
     let check = &target.check;
+    let for_pools = if target.pools.is_empty() {
+        String::new()
+    } else {
+        format!(" for pool(s) {}", target.pools.join(", "))
+    };
     let mut state =
         HealthState::starting(check.rise, check.fall, shared.up[i].load(Ordering::Relaxed));
     let interval = check.interval.max(Duration::from_millis(1));
@@ -496,8 +501,12 @@ fn checker(
         if let Some(up) = flip {
             shared.up[i].store(up, Ordering::Relaxed);
             match &why {
-                Ok(()) => log::info!("{} {} is up", target.service, target.real),
-                Err(why) => log::warn!("{} {} is down: {why}", target.service, target.real),
+                Ok(()) => log::info!("{} {} is up{for_pools}", target.service, target.real),
+                Err(why) => log::warn!(
+                    "{} {} is down{for_pools}: {why}",
+                    target.service,
+                    target.real
+                ),
             }
             on_change(target, up);
         }
