@@ -27,7 +27,7 @@ pub fn render(s: &Snapshot) -> String {
         .sample(&version, 1u64);
     e.family(
         "uvs_tables_generation",
-        "Tables generation: increments on every reload or admin change.",
+        "Tables generation: increments on every reload or admin change (and per-pool health change of a layer 7 service).",
         Kind::Gauge,
     )
     .sample(&[], s.generation);
