@@ -51,6 +51,8 @@ pub struct Core {
     pub node: crate::announce::Node,
     /// The client lookup service the running configuration asks for (`crate::clientof`).
     pub client_lookup: Mutex<Option<crate::clientof::LookupService>>,
+    /// Real servers down for some `layer: 7` pools only (`crate::poolhealth`).
+    pub pool_health: crate::poolhealth::PoolHealth,
 }
 
 #[derive(Default, Clone, PartialEq, Eq)]
@@ -230,7 +232,8 @@ impl Core {
         }
         crate::privileges::check_users(&new)?;
         crate::webcheck::check_ca_files(&new)?;
-        let spec = spec::tables_spec(&new, Some(&self.links));
+        let mut spec = spec::tables_spec(&new, Some(&self.links));
+        self.pool_health.apply(&mut spec);
         let current = self.shared.tables.load_full();
         let tables = TablesBuilder::build(&spec, Some(&current)).map_err(|e| e.to_string())?;
         let mut roles = self.cluster.lock().expect("cluster lock");
@@ -610,6 +613,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         sync: Mutex::new(None),
         node: Default::default(),
         client_lookup: Mutex::new(None),
+        pool_health: Default::default(),
     });
     {
         let roles = core.cluster.lock().expect("cluster lock");

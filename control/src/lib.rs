@@ -17,6 +17,7 @@ pub mod man;
 pub mod member;
 pub mod metrics;
 pub mod notify;
+pub mod poolhealth;
 pub mod privileges;
 pub mod services;
 pub mod snapshot;

@@ -81,6 +81,7 @@ fn check_target(cfg: &MemberConfig, i: usize) -> HealthTarget {
         service: ServiceKey::addr(cfg.vip, cfg.protocol, port),
         real: SocketAddr::new(cfg.members[i], cfg.health_check.port.unwrap_or(port)),
         check: cfg.health_check.clone(),
+        pools: Vec::new(),
     }
 }
 

@@ -27,7 +27,7 @@ pub fn render(s: &Snapshot) -> String {
         .sample(&version, 1u64);
     e.family(
         "uvs_tables_generation",
-        "Tables generation: increments on every reload or admin change.",
+        "Tables generation: increments on every reload or admin change (and per-pool health change of a layer 7 service).",
         Kind::Gauge,
     )
     .sample(&[], s.generation);
@@ -192,6 +192,23 @@ pub fn render(s: &Snapshot) -> String {
                 &[("service", p.service.clone()), ("pool", p.pool.clone())],
                 p.hits,
             );
+        }
+        let mut f = e.family(
+            "uvs_layer7_pool_real_up",
+            "Layer 7: 1 if the real server is up for the pool, 0 while it fails a check that decides for this pool only (uvs_real_up is its health for every pool).",
+            Kind::Gauge,
+        );
+        for p in &s.layer7_pools {
+            for r in &p.reals {
+                f.sample(
+                    &[
+                        ("service", p.service.clone()),
+                        ("pool", p.pool.clone()),
+                        ("real", SocketAddr::new(r.address, r.port).to_string()),
+                    ],
+                    u64::from(r.up),
+                );
+            }
         }
     }
 

@@ -121,24 +121,26 @@ pub fn check_users(cfg: &uvs_config::Config) -> Result<(), String> {
     let eff = effective()?;
     let can_switch = eff & (1 << CAP_SETUID) != 0 && eff & (1 << CAP_SETGID) != 0;
     for s in &cfg.services {
-        let Some(uvs_config::HealthCheck {
-            kind:
-                uvs_config::HealthCheckKind::Command {
-                    user: Some(name), ..
-                },
-            ..
-        }) = &s.health_check
-        else {
-            continue;
-        };
-        let acct = account(name).map_err(|e| format!("service '{}': {e}", s.name))?;
-        if acct.uid != me && !can_switch {
-            return Err(format!(
-                "service '{}': its command check runs as user '{name}', and switching to it \
+        for check in s.health_checks() {
+            let uvs_config::HealthCheck {
+                kind:
+                    uvs_config::HealthCheckKind::Command {
+                        user: Some(name), ..
+                    },
+                ..
+            } = check
+            else {
+                continue;
+            };
+            let acct = account(name).map_err(|e| format!("service '{}': {e}", s.name))?;
+            if acct.uid != me && !can_switch {
+                return Err(format!(
+                    "service '{}': its command check runs as user '{name}', and switching to it \
                  needs CAP_SETUID and CAP_SETGID, which uvsd (uid {me}) lacks: leave \
                  `user` out to run checks as uvsd's own user, or grant both",
-                s.name
-            ));
+                    s.name
+                ));
+            }
         }
     }
     Ok(())

@@ -202,13 +202,19 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
     });
     let c = core.clone();
     let on_change = Arc::new(move |t: &HealthTarget, up: bool| {
-        log::info!(
-            "health: {} real server {} is {}",
-            t.service,
-            t.real,
-            if up { "UP" } else { "DOWN" }
-        );
-        c.set_health(service_key(&t.service), t.real, up);
+        let state = if up { "UP" } else { "DOWN" };
+        if t.pools.is_empty() {
+            log::info!("health: {} real server {} is {state}", t.service, t.real);
+            c.set_health(service_key(&t.service), t.real, up);
+        } else {
+            let pools = t.pools.join(", ");
+            log::info!(
+                "health: {} real server {} is {state} for pool(s) {pools}",
+                t.service,
+                t.real
+            );
+            c.set_pool_health(t, up);
+        }
     });
     let targets = crate::health::targets(&cfg)
         .into_iter()
@@ -216,7 +222,7 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
             let up = previous
                 .health
                 .iter()
-                .find(|(p, _)| p.service == t.service && p.real == t.real)
+                .find(|(p, _)| p.service == t.service && p.real == t.real && p.pools == t.pools)
                 .is_none_or(|(_, up)| *up);
             // Only the same agent check carries its state: a new port or send string is
             // another agent, which starts from scratch.
@@ -231,10 +237,16 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
         .collect::<Vec<_>>();
     // A target that starts down must be down in the dataplane too.
     for (t, up, _) in &targets {
-        if !up {
+        if !up && t.pools.is_empty() {
             core.set_health(service_key(&t.service), t.real, false);
         }
     }
+    core.reset_pool_health(
+        targets
+            .iter()
+            .filter(|(t, up, _)| !up && !t.pools.is_empty())
+            .map(|(t, _, _)| t),
+    );
     HealthMonitor::start_full(targets, on_change, on_agent)
 }
 

@@ -176,6 +176,20 @@ pub struct PoolHits {
     pub service: String,
     pub pool: String,
     pub hits: u64,
+    /// The pool's real servers and whether each is up for this pool.
+    #[serde(default)]
+    pub reals: Vec<PoolReal>,
+}
+
+/// A real server of a pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolReal {
+    pub address: IpAddr,
+    pub port: u16,
+    /// False while it fails a check that decides for this pool only (the pool's own, when
+    /// it differs from the checks of the server's other pools); the server's own health,
+    /// which holds for every pool, is the service's `health_up`.
+    pub up: bool,
 }
 
 /// The client lookup service's counters (`client_lookup:`).

@@ -165,25 +165,31 @@ fn layer7_spec(l: &uvs_config::Layer7) -> Layer7Spec {
                         .expect("config and sched list the same scheduler names"),
                 ),
                 members: p.members.iter().map(|a| IpKey::from_ip(*a)).collect(),
+                // Filled from the pools' health checks (`crate::poolhealth`).
+                down: Vec::new(),
             })
             .collect(),
         rules: l
             .rules
             .iter()
             .map(|r| RuleSpec {
-                matcher: match &r.matcher {
-                    Match::Host(h) => L7Match::Host(h.clone()),
-                    Match::PathPrefix(p) => L7Match::PathPrefix(p.clone()),
-                    Match::Header { name, value } => L7Match::Header {
-                        name: name.clone(),
-                        value: value.clone(),
-                    },
-                    Match::Cookie { name, value } => L7Match::Cookie {
-                        name: name.clone(),
-                        value: value.clone(),
-                    },
-                    Match::Sni(h) => L7Match::Sni(h.clone()),
-                },
+                all: r
+                    .matches
+                    .iter()
+                    .map(|m| match m {
+                        Match::Host(h) => L7Match::Host(h.clone()),
+                        Match::PathPrefix(p) => L7Match::PathPrefix(p.clone()),
+                        Match::Header { name, value } => L7Match::Header {
+                            name: name.clone(),
+                            value: value.clone(),
+                        },
+                        Match::Cookie { name, value } => L7Match::Cookie {
+                            name: name.clone(),
+                            value: value.clone(),
+                        },
+                        Match::Sni(h) => L7Match::Sni(h.clone()),
+                    })
+                    .collect(),
                 pool: r.pool,
             })
             .collect(),

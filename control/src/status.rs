@@ -280,6 +280,17 @@ pub fn snapshot_with(
                         service: s.name.clone(),
                         pool: p.name.clone(),
                         hits: p.hits.totals().conns,
+                        reals: s
+                            .reals
+                            .iter()
+                            .flatten()
+                            .filter(|r| p.members.contains(&r.addr))
+                            .map(|r| crate::snapshot::PoolReal {
+                                address: r.addr.to_ip(),
+                                port: r.port,
+                                up: !p.down.contains(&(r.addr, r.port)),
+                            })
+                            .collect(),
                     })
                 })
             })

@@ -217,16 +217,19 @@ fn url(req: &Get<'_>) -> String {
 /// instead of taking every server of the service down; the checks read it again each time.
 pub fn check_ca_files(cfg: &uvs_config::Config) -> Result<(), String> {
     for s in &cfg.services {
-        if let Some(uvs_config::HealthCheck {
-            kind:
-                uvs_config::HealthCheckKind::Https {
-                    verify: true,
-                    ca_file: Some(path),
-                    ..
-                },
-            ..
-        }) = &s.health_check
-        {
+        for check in s.health_checks() {
+            let uvs_config::HealthCheck {
+                kind:
+                    uvs_config::HealthCheckKind::Https {
+                        verify: true,
+                        ca_file: Some(path),
+                        ..
+                    },
+                ..
+            } = check
+            else {
+                continue;
+            };
             ca_certs(path).map_err(|e| format!("service '{}': health_check: {e}", s.name))?;
         }
     }

@@ -93,6 +93,7 @@ fn agent_target(agent: SocketAddr, interval_ms: u64, send: Option<&str>) -> Heal
             fall: 3,
             port: Some(agent.port()),
         },
+        pools: vec![],
     }
 }
 

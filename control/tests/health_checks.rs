@@ -197,6 +197,7 @@ fn tcp_target(real: SocketAddr, interval_ms: u64, timeout_ms: u64) -> HealthTarg
             fall: 3,
             port: None,
         },
+        pools: vec![],
     }
 }
 

@@ -265,6 +265,7 @@ fn stop_interrupts_a_handshake_in_progress() {
         service: ServiceKey::addr("198.18.100.1".parse().unwrap(), Protocol::Tcp, 443),
         real: silent.local_addr().unwrap(),
         check,
+        pools: vec![],
     };
     let monitor = HealthMonitor::start(vec![target], Arc::new(|_: &HealthTarget, _| {}));
     std::thread::sleep(Duration::from_millis(150));

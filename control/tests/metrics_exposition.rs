@@ -155,6 +155,11 @@ fn sample() -> Snapshot {
             service: "web7".into(),
             pool: "api".into(),
             hits: 11,
+            reals: vec![uvs_control::snapshot::PoolReal {
+                address: "198.18.1.12".parse().unwrap(),
+                port: 80,
+                up: false,
+            }],
         }],
     }
 }
@@ -209,6 +214,8 @@ fn sample_lines() {
         r#"uvs_client_lookup_refused_total{reason="replayed"} 1"#.into(),
         "# TYPE uvs_layer7_pool_hits_total counter".into(),
         r#"uvs_layer7_pool_hits_total{service="web7",pool="api"} 11"#.into(),
+        "# TYPE uvs_layer7_pool_real_up gauge".into(),
+        r#"uvs_layer7_pool_real_up{service="web7",pool="api",real="198.18.1.12:80"} 0"#.into(),
         // A cluster node: each group's role as an enum gauge, switches, announcements.
         "# TYPE uvs_cluster_role gauge".into(),
         r#"uvs_cluster_role{group="web",role="master"} 1"#.into(),

@@ -2,7 +2,8 @@
 //! = real servers), frames built and read back by etherparse: the first request's Host,
 //! path, header, cookie or TLS server name chooses the pool; bad heads are refused.
 //!
-//! Pools: `a` = real server 1, `b` = real servers 2 and 3 (rr); default `a`.
+//! Pools: `a` = real server 1, `b` = real servers 2 and 3 (rr), `c` = 2 and 3 with 2 down
+//! for `c`'s own check (rr); default `a`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ struct Lab {
 
 fn to_b(m: L7Match) -> RuleSpec {
     RuleSpec {
-        matcher: m,
+        all: vec![m],
         pool: 1,
     }
 }
@@ -55,14 +56,31 @@ impl Lab {
                         name: "a".into(),
                         sched: SchedConfig::new(SchedulerKind::Rr),
                         members: vec![reals[0]],
+                        down: vec![],
                     },
                     PoolSpec {
                         name: "b".into(),
                         sched: SchedConfig::new(SchedulerKind::Rr),
                         members: vec![reals[1], reals[2]],
+                        down: vec![],
+                    },
+                    // Servers 2 and 3 again, 2 failing this pool's own check.
+                    PoolSpec {
+                        name: "c".into(),
+                        sched: SchedConfig::new(SchedulerKind::Rr),
+                        members: vec![reals[1], reals[2]],
+                        down: vec![(reals[1], 80)],
                     },
                 ],
                 rules: vec![
+                    // Both conditions, or no match.
+                    RuleSpec {
+                        all: vec![
+                            L7Match::Host("api.example".into()),
+                            L7Match::PathPrefix("/v2/".into()),
+                        ],
+                        pool: 2,
+                    },
                     to_b(L7Match::Host("*.b.example".into())),
                     to_b(L7Match::PathPrefix("/b/".into())),
                     to_b(L7Match::Header {
@@ -337,6 +355,47 @@ fn host_path_header_and_cookie_rules_choose_the_pool() {
                 1
             );
             assert_eq!(l.shared.counters[0].layer7_incomplete.get(), 1);
+        }
+    }
+}
+
+#[test]
+fn a_combined_rule_needs_every_condition_and_its_pool_skips_members_down_for_it() {
+    for method in [Method::Nat, Method::FullNat] {
+        for v6 in [false, true] {
+            let mut l = Lab::new(method, v6);
+            // Host and path: pool c, whose rr never picks server 2 (down for c only).
+            for _ in 0..3 {
+                assert_eq!(
+                    route(
+                        &mut l,
+                        b"GET /v2/users HTTP/1.1\r\nHost: API.example\r\n\r\n"
+                    ),
+                    3
+                );
+            }
+            assert_eq!(l.hits(2), 3);
+            // One of the two only: not rule c; the default pool a.
+            assert_eq!(
+                route(
+                    &mut l,
+                    b"GET /v1/users HTTP/1.1\r\nHost: api.example\r\n\r\n"
+                ),
+                1
+            );
+            assert_eq!(
+                route(
+                    &mut l,
+                    b"GET /v2/users HTTP/1.1\r\nHost: www.example\r\n\r\n"
+                ),
+                1
+            );
+            assert_eq!(l.hits(2), 3);
+            // Pool b still has server 2: down for c is not down for b.
+            let b: Vec<u8> = (0..2)
+                .map(|_| route(&mut l, b"GET /b/ HTTP/1.1\r\nHost: a\r\n\r\n"))
+                .collect();
+            assert!(b.contains(&2) && b.contains(&3), "pool b picked {b:?}");
         }
     }
 }

@@ -109,6 +109,10 @@ pub struct HealthTarget {
     /// The real server as the configuration names it (address, port).
     pub real: SocketAddr,
     pub check: HealthCheck,
+    /// Empty: the verdict is the real server's (every scheduler of the service sees it).
+    /// Otherwise the `layer: 7` pools this check decides for: its verdict holds for them
+    /// only (see [`targets`]).
+    pub pools: Vec<String>,
 }
 
 impl HealthTarget {
@@ -120,16 +124,47 @@ impl HealthTarget {
 }
 
 /// Every (service, real server) pair of `config` whose service has a health check.
+///
+/// In a `layer: 7` service each pool decides with its own check when it has one, else with
+/// the service's, so a real server in two pools may have two checks. When every pool the
+/// server belongs to uses the same check (the usual case, and any server outside pools
+/// with the service's), that check is the server's: one target with no `pools`, whose
+/// verdict is the server's health as in a layer 4 service. Otherwise there is one target
+/// per distinct check, naming the pools it decides for; a failure takes the server out of
+/// those pools only, and the other pools keep using it.
 pub fn targets(config: &Config) -> Vec<HealthTarget> {
     let mut out = Vec::new();
     for s in &config.services {
-        if let Some(check) = &s.health_check {
-            for r in &s.real_servers {
-                out.push(HealthTarget {
-                    service: s.key(),
-                    real: r.key(),
-                    check: check.clone(),
-                });
+        for r in &s.real_servers {
+            let target = |check: &HealthCheck, pools: Vec<String>| HealthTarget {
+                service: s.key(),
+                real: r.key(),
+                check: check.clone(),
+                pools,
+            };
+            let in_pools: Vec<&uvs_config::Pool> = s
+                .layer7
+                .iter()
+                .flat_map(|l| &l.pools)
+                .filter(|p| p.members.contains(&r.address))
+                .collect();
+            // The distinct checks of the server's pools, each with the pools that use it.
+            let mut groups: Vec<(Option<&HealthCheck>, Vec<String>)> = Vec::new();
+            for p in &in_pools {
+                let check = p.check(s);
+                match groups.iter_mut().find(|(c, _)| *c == check) {
+                    Some((_, names)) => names.push(p.name.clone()),
+                    None => groups.push((check, vec![p.name.clone()])),
+                }
+            }
+            match groups.as_slice() {
+                [] => out.extend(s.health_check.iter().map(|c| target(c, Vec::new()))),
+                [(check, _)] => out.extend(check.iter().map(|c| target(c, Vec::new()))),
+                _ => out.extend(
+                    groups
+                        .into_iter()
+                        .filter_map(|(c, pools)| c.map(|c| target(c, pools))),
+                ),
             }
         }
     }
@@ -409,6 +444,11 @@ fn checker(
 ) {
     let target = &shared.targets[i];
     let check = &target.check;
+    let for_pools = if target.pools.is_empty() {
+        String::new()
+    } else {
+        format!(" for pool(s) {}", target.pools.join(", "))
+    };
     let mut state =
         HealthState::starting(check.rise, check.fall, shared.up[i].load(Ordering::Relaxed));
     let interval = check.interval.max(Duration::from_millis(1));
@@ -461,8 +501,12 @@ fn checker(
         if let Some(up) = flip {
             shared.up[i].store(up, Ordering::Relaxed);
             match &why {
-                Ok(()) => log::info!("{} {} is up", target.service, target.real),
-                Err(why) => log::warn!("{} {} is down: {why}", target.service, target.real),
+                Ok(()) => log::info!("{} {} is up{for_pools}", target.service, target.real),
+                Err(why) => log::warn!(
+                    "{} {} is down{for_pools}: {why}",
+                    target.service,
+                    target.real
+                ),
             }
             on_change(target, up);
         }

@@ -704,18 +704,33 @@ pub struct Layer7 {
 }
 
 /// Some of a `layer: 7` service's real servers (every real server of the service at one of
-/// `members`), scheduled on their own; health checks are the service's.
+/// `members`), scheduled on their own.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Pool {
     pub name: String,
     pub scheduler: Scheduler,
     pub members: Vec<IpAddr>,
+    /// The pool's own check of its members, used for them instead of the service's
+    /// `health_check`; its verdict holds for this pool only (a member it fails is still
+    /// used by the other pools it belongs to). `None` = the service's check.
+    pub health_check: Option<HealthCheck>,
 }
 
-/// One content rule: a match and the pool (index into `Layer7::pools`) it sends to.
+impl Pool {
+    /// The check that decides whether a member may take this pool's requests: the pool's
+    /// own, else the service's (`None`: members are always up for it).
+    pub fn check<'a>(&'a self, service: &'a Service) -> Option<&'a HealthCheck> {
+        self.health_check.as_ref().or(service.health_check.as_ref())
+    }
+}
+
+/// One content rule: conditions that must all hold, and the pool (index into
+/// `Layer7::pools`) it sends to.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Rule {
-    pub matcher: Match,
+    /// At least one, at most one of each kind, in the order host, path prefix, header,
+    /// cookie, SNI; `Sni` never with the others (a first request is TLS or HTTP, not both).
+    pub matches: Vec<Match>,
     pub pool: usize,
 }
 
@@ -745,6 +760,15 @@ pub struct Site {
 }
 
 impl Service {
+    /// The service's health check and those of its `layer: 7` pools (their users and CA
+    /// files are checked as the service's).
+    pub fn health_checks(&self) -> impl Iterator<Item = &HealthCheck> {
+        let pools = self.layer7.iter().flat_map(|l| &l.pools);
+        self.health_check
+            .iter()
+            .chain(pools.filter_map(|p| p.health_check.as_ref()))
+    }
+
     pub fn key(&self) -> ServiceKey {
         ServiceKey {
             vip: self.vip,

@@ -418,6 +418,8 @@ pub(crate) struct RawPool {
     pub scheduler: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub real_servers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<RawHealthCheck>,
 }
 
 /// A `{name, value}` pair of a header or cookie rule.
@@ -430,7 +432,7 @@ pub(crate) struct RawNameValue {
     pub value: Option<String>,
 }
 
-/// A content rule of a `layer: 7` service: one match, one pool.
+/// A content rule of a `layer: 7` service: one or more conditions (all must hold), one pool.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRule {

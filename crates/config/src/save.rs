@@ -214,12 +214,14 @@ fn layer7_rule(r: &Rule, pool: &str) -> RawRule {
         pool: Some(pool.to_string()),
         ..RawRule::default()
     };
-    match &r.matcher {
-        Match::Host(h) => raw.host = Some(h.clone()),
-        Match::PathPrefix(p) => raw.path_prefix = Some(p.clone()),
-        Match::Header { name, value } => raw.header = nv(name, value),
-        Match::Cookie { name, value } => raw.cookie = nv(name, value),
-        Match::Sni(h) => raw.sni = Some(h.clone()),
+    for m in &r.matches {
+        match m {
+            Match::Host(h) => raw.host = Some(h.clone()),
+            Match::PathPrefix(p) => raw.path_prefix = Some(p.clone()),
+            Match::Header { name, value } => raw.header = nv(name, value),
+            Match::Cookie { name, value } => raw.cookie = nv(name, value),
+            Match::Sni(h) => raw.sni = Some(h.clone()),
+        }
     }
     raw
 }
@@ -263,6 +265,7 @@ fn service(s: &Service, global: &Timeouts) -> RawService {
                     name: Some(p.name.clone()),
                     scheduler: Some(p.scheduler.to_string()),
                     real_servers: Some(p.members.iter().map(|a| a.to_string()).collect()),
+                    health_check: p.health_check.as_ref().map(health_check),
                 })
                 .collect()
         }),

@@ -1,7 +1,7 @@
 //! `layer: 7` services: pools and rules as the model holds them, and the round trip
 //! through `to_yaml`. (Mistakes at their line are in `errors/service.rs`.)
 
-use uvs_config::{Match, Scheduler};
+use uvs_config::{HealthCheckKind, Match, Scheduler};
 
 const SRC: &str = "interfaces:
   - name: uvs-l0
@@ -16,8 +16,12 @@ services:
     real_servers: [{ address: 198.18.71.11 }, { address: 198.18.71.12 }, { address: 198.18.71.13 }]
     pools:
       - { name: web, scheduler: rr, real_servers: [198.18.71.11, 198.18.71.12] }
-      - { name: api, real_servers: [198.18.71.13] }
+      - name: api
+        real_servers: [198.18.71.13, 198.18.71.12]
+        health_check: { type: http, port: 8080, path: /health }
+    health_check: { type: tcp }
     rules:
+      - { host: api.example, path_prefix: /v2, header: { name: X-Beta, value: '1' }, pool: api }
       - { host: '*.API.example', pool: api }
       - { path_prefix: /v1/, pool: api }
       - { header: { name: X-Pool, value: api }, pool: api }
@@ -37,21 +41,45 @@ fn pools_rules_and_round_trip() {
     assert_eq!(l.pools[1].scheduler, Scheduler::WeightedLeastConnection);
     assert_eq!(l.pools[0].members.len(), 2);
     assert_eq!(l.default_pool, 0);
-    assert_eq!(l.rules.len(), 5);
+    assert_eq!(l.rules.len(), 6);
     assert!(l.rules.iter().all(|r| r.pool == 1));
-    assert_eq!(l.rules[0].matcher, Match::Host("*.api.example".into()));
+    // A combined rule: every condition, in the fixed order.
     assert_eq!(
-        l.rules[2].matcher,
-        Match::Header {
+        l.rules[0].matches,
+        [
+            Match::Host("api.example".into()),
+            Match::PathPrefix("/v2".into()),
+            Match::Header {
+                name: "x-beta".into(),
+                value: "1".into()
+            }
+        ]
+    );
+    assert_eq!(l.rules[1].matches, [Match::Host("*.api.example".into())]);
+    assert_eq!(
+        l.rules[3].matches,
+        [Match::Header {
             name: "x-pool".into(),
             value: "api".into()
-        }
+        }]
     );
+    // The pool's own check replaces the service's for its members; the other pool uses
+    // the service's.
+    let api = &l.pools[1];
+    let own = api.health_check.as_ref().expect("the pool's check");
+    assert_eq!(own.port, Some(8080));
+    assert!(matches!(&own.kind, HealthCheckKind::Http { path, .. } if path == "/health"));
+    assert_eq!(api.check(s), Some(own));
+    assert_eq!(l.pools[0].check(s), s.health_check.as_ref());
+    assert_eq!(s.health_checks().count(), 2);
     let saved = uvs_config::to_yaml(&c);
     let again =
         uvs_config::load_str(&saved, "saved.yaml").unwrap_or_else(|e| panic!("{e}\n{saved}"));
     assert_eq!(again, c);
     // A change of rules is a change of the service.
-    let other = uvs_config::load_str(&SRC.replace("/v1/", "/v2/"), "uvs.yaml").unwrap();
+    let other = uvs_config::load_str(&SRC.replace("/v1/", "/v3/"), "uvs.yaml").unwrap();
+    assert!(!uvs_config::diff(&c, &other).is_empty());
+    // So is a change of a pool's check.
+    let other = uvs_config::load_str(&SRC.replace("/health", "/ready"), "uvs.yaml").unwrap();
     assert!(!uvs_config::diff(&c, &other).is_empty());
 }

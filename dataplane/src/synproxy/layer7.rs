@@ -12,9 +12,9 @@
 //! - otherwise an HTTP/1.x request head (`httparse`) against the `host`, `path_prefix`,
 //!   `header` and `cookie` rules.
 //!
-//! The first matching rule names the pool, no match the default pool; the pool's own
-//! scheduler (over the service's real servers outside the pool weighted 0) picks the
-//! server. Then the SYN proxy goes on as for any connection: entry, SYN to the server,
+//! The first rule whose conditions all hold names the pool, no match the default pool; the
+//! pool's own scheduler (over the service's real servers, those outside the pool or down
+//! for its own health check weighted 0) picks the server. Then the SYN proxy goes on as for any connection: entry, SYN to the server,
 //! the request held and replayed after its SYN-ACK, splice. Later requests on the same
 //! connection go to the same server (first-request binding).
 //!
@@ -55,13 +55,46 @@ pub struct PoolSpec {
     pub name: String,
     pub sched: SchedConfig,
     pub members: Vec<IpKey>,
+    /// Real servers (address, port) that fail this pool's own health check: unavailable
+    /// to this pool only (weighted 0 in its scheduler, as non-members are); the other
+    /// pools and the service's own state are unaffected.
+    pub down: Vec<(IpKey, u16)>,
 }
 
-/// A rule: a match and its pool (index into `pools`).
+/// A rule: conditions that must all hold, and its pool (index into `pools`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleSpec {
-    pub matcher: L7Match,
+    /// All of these (an empty list matches nothing: control never sends one).
+    pub all: Vec<L7Match>,
     pub pool: usize,
+}
+
+impl RuleSpec {
+    /// Whether a ClientHello with server name `name` meets every condition (only a rule
+    /// of `Sni` conditions can).
+    fn matches_sni(&self, name: &[u8]) -> bool {
+        !self.all.is_empty()
+            && self.all.iter().all(|m| match m {
+                L7Match::Sni(pat) => host_matches(pat, name),
+                _ => false,
+            })
+    }
+
+    /// Whether a request head meets every condition: its target `path`, the `host` of its
+    /// Host header, its `headers`.
+    fn matches_http(&self, path: &str, host: Option<&[u8]>, headers: &[httparse::Header]) -> bool {
+        !self.all.is_empty()
+            && self.all.iter().all(|m| match m {
+                L7Match::Host(pat) => host.is_some_and(|h| host_matches(pat, h)),
+                L7Match::PathPrefix(pre) => path.starts_with(pre.as_str()),
+                L7Match::Header { name, value } => {
+                    header_values(headers, name).any(|v| v == value.as_bytes())
+                }
+                L7Match::Cookie { name, value } => header_values(headers, "cookie")
+                    .any(|v| cookie_has(v, name.as_bytes(), value.as_bytes())),
+                L7Match::Sni(_) => false,
+            })
+    }
 }
 
 /// What a rule compares (names and hosts lowercase, as the configuration stores them).
@@ -88,6 +121,9 @@ pub struct PoolRt {
     pub sched: Scheduler,
     /// `conns` counts the connections the pool took (rule hits, default included).
     pub hits: Arc<PerWorkerStats>,
+    /// As in the spec (for status).
+    pub members: Vec<IpKey>,
+    pub down: Vec<(IpKey, u16)>,
 }
 
 /// A `layer: 7` service's pools and rules as workers see them.
@@ -119,10 +155,7 @@ impl Layer7Rt {
         if payload.first() == Some(&0x16) {
             return match client_hello_sni(payload) {
                 Sni::Name(n) => {
-                    let pool = self.rules.iter().find_map(|r| match &r.matcher {
-                        L7Match::Sni(pat) if host_matches(pat, n) => Some(r.pool),
-                        _ => None,
-                    });
+                    let pool = self.rules.iter().find(|r| r.matches_sni(n)).map(|r| r.pool);
                     pool.map_or(default(true), |pool| Decision::Pool {
                         pool,
                         complete: true,
@@ -143,19 +176,11 @@ impl Layer7Rt {
             Err(_) => return Decision::BadHttp,
         }
         let path = req.path.unwrap_or("");
-        let header = |name: &'static str| header_values(req.headers, name);
-        let host = header("host").next().map(host_of);
-        let hit = self.rules.iter().find(|r| match &r.matcher {
-            L7Match::Host(pat) => host.is_some_and(|h| host_matches(pat, h)),
-            L7Match::PathPrefix(pre) => path.starts_with(pre.as_str()),
-            L7Match::Header { name, value } => {
-                header_values(req.headers, name).any(|v| v == value.as_bytes())
-            }
-            L7Match::Cookie { name, value } => {
-                header("cookie").any(|v| cookie_has(v, name.as_bytes(), value.as_bytes()))
-            }
-            L7Match::Sni(_) => false,
-        });
+        let host = header_values(req.headers, "host").next().map(host_of);
+        let hit = self
+            .rules
+            .iter()
+            .find(|r| r.matches_http(path, host, req.headers));
         match hit {
             Some(r) => Decision::Pool {
                 pool: r.pool,
@@ -323,6 +348,8 @@ mod tests {
             )
             .unwrap(),
             hits: Arc::new(PerWorkerStats::new(1)),
+            members: vec![],
+            down: vec![],
         };
         Layer7Rt {
             pools: vec![pool("web"), pool("api")],
@@ -333,7 +360,7 @@ mod tests {
 
     fn to_api(m: L7Match) -> RuleSpec {
         RuleSpec {
-            matcher: m,
+            all: vec![m],
             pool: 1,
         }
     }
@@ -407,6 +434,38 @@ mod tests {
             l.decide(b"GET / HTTP/1.1\r\nCookie: xpool=api\r\n\r\n"),
             web()
         );
+    }
+
+    #[test]
+    fn combined_rules_need_every_condition() {
+        let l = rt(vec![RuleSpec {
+            all: vec![
+                L7Match::Host("api.example".into()),
+                L7Match::PathPrefix("/v2".into()),
+                L7Match::Cookie {
+                    name: "beta".into(),
+                    value: "1".into(),
+                },
+            ],
+            pool: 1,
+        }]);
+        let all = b"GET /v2/x HTTP/1.1\r\nHost: api.example\r\nCookie: beta=1\r\n\r\n";
+        assert_eq!(l.decide(all), api());
+        // Any one missing: the default pool.
+        for head in [
+            &b"GET /v1/x HTTP/1.1\r\nHost: api.example\r\nCookie: beta=1\r\n\r\n"[..],
+            b"GET /v2/x HTTP/1.1\r\nHost: www.example\r\nCookie: beta=1\r\n\r\n",
+            b"GET /v2/x HTTP/1.1\r\nHost: api.example\r\nCookie: beta=0\r\n\r\n",
+            b"GET /v2/x HTTP/1.1\r\nHost: api.example\r\n\r\n",
+        ] {
+            assert_eq!(l.decide(head), web(), "{}", String::from_utf8_lossy(head));
+        }
+        // A rule with no condition matches nothing (control never builds one).
+        let l = rt(vec![RuleSpec {
+            all: vec![],
+            pool: 1,
+        }]);
+        assert_eq!(l.decide(all), web());
     }
 
     #[test]

@@ -318,8 +318,9 @@ impl TablesBuilder {
     }
 
     /// A `layer: 7` service's pools: each a scheduler over the service's slots with the
-    /// servers outside the pool weighted 0 (never picked, IPVS's quiesced weight), so health
-    /// and live counters are the service's; hit counters carried over by pool name.
+    /// servers outside the pool, or down for its own check, weighted 0 (never picked,
+    /// IPVS's quiesced weight), so live counters and the service's health are shared; hit
+    /// counters carried over by pool name.
     fn build_layer7(
         s: &ServiceSpec,
         l: &crate::synproxy::layer7::Layer7Spec,
@@ -333,9 +334,10 @@ impl TablesBuilder {
         for p in &l.pools {
             let mut ps = specs.to_vec();
             for (slot, spec) in ps.iter_mut().enumerate() {
-                let member = reals[slot]
-                    .as_ref()
-                    .is_some_and(|r| p.members.contains(&r.addr));
+                // Down for this pool's own check: as if outside it, for this pool only.
+                let member = reals[slot].as_ref().is_some_and(|r| {
+                    p.members.contains(&r.addr) && !p.down.contains(&(r.addr, r.port))
+                });
                 if !member {
                     spec.weight = 0;
                 }
@@ -352,6 +354,8 @@ impl TablesBuilder {
                 name: p.name.clone(),
                 sched,
                 hits,
+                members: p.members.clone(),
+                down: p.down.clone(),
             });
         }
         Ok(Layer7Rt {

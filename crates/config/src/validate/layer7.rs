@@ -1,9 +1,10 @@
 //! `layer: 7` services: pools of the service's real servers and the content rules that
 //! choose among them (the dataplane's `synproxy::layer7`).
 
+use super::health::health_check;
 use super::{Ctx, Result};
 use crate::marks::join;
-use crate::model::{Layer7, Match, Pool, RealServer, Rule, Scheduler};
+use crate::model::{HealthCheckKind, Layer7, Match, Pool, RealServer, Rule, Scheduler};
 use crate::raw::{RawNameValue, RawPool, RawRule};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -33,6 +34,7 @@ pub(super) fn layer7(
     base: &str,
     raw: RawLayer7,
     reals: &[RealServer],
+    port: u16,
 ) -> Result<Option<Layer7>> {
     let p = |f: &str| join(base, f);
     match raw.layer {
@@ -117,7 +119,7 @@ pub(super) fn layer7(
                     .err(&ap, format!("{ip} is not a real server of this service"))
                     .with_hint(Some(
                         "a pool names real servers listed under the service's `real_servers` \
-                         (their health checks and weights are the service's)"
+                         (their weights are the service's)"
                             .into(),
                     )));
             }
@@ -126,10 +128,29 @@ pub(super) fn layer7(
             }
             members.push(ip);
         }
+        let check = match rp.health_check {
+            Some(h) => {
+                let hp = join(&pp, "health_check");
+                let check = health_check(cx, &hp, h, port)?;
+                if matches!(check.kind, HealthCheckKind::Agent { .. }) {
+                    // An agent's weight and drain are the server's, not one pool's.
+                    return Err(cx
+                        .err(&join(&hp, "type"), "a pool cannot have an agent check")
+                        .with_hint(Some(
+                            "an agent sets the server's weight for every pool: put the agent \
+                             check on the service's `health_check`"
+                                .into(),
+                        )));
+                }
+                Some(check)
+            }
+            None => None,
+        };
         pools.push(Pool {
             name,
             scheduler,
             members,
+            health_check: check,
         });
     }
     let pool_of = |path: &str, text: Option<&String>, what: &str| -> Result<usize> {
@@ -158,12 +179,24 @@ pub(super) fn layer7(
                 )))
         })
     };
-    let mut rules = Vec::new();
+    let mut rules: Vec<Rule> = Vec::new();
     for (j, rr) in raw.rules.unwrap_or_default().into_iter().enumerate() {
         let rp = format!("{base}.rules[{j}]");
         let pool = pool_of(&join(&rp, "pool"), rr.pool.as_ref(), "the rule")?;
-        let matcher = matcher(cx, &rp, rr)?;
-        rules.push(Rule { matcher, pool });
+        let (first_key, matches) = conditions(cx, &rp, rr)?;
+        // The first rule whose conditions all hold wins, so a later one with the same
+        // conditions would never be used.
+        if let Some(k) = rules.iter().position(|r| r.matches == matches) {
+            return Err(cx
+                .err_key(
+                    &join(&rp, first_key),
+                    format!("rules[{k}] has the same conditions: this rule never matches"),
+                )
+                .with_hint(Some(
+                    "remove one of the two, or make the conditions differ".into(),
+                )));
+        }
+        rules.push(Rule { matches, pool });
     }
     let default_pool = match raw.default_pool {
         Some(_) => pool_of(&p("default_pool"), raw.default_pool.as_ref(), "the service")?,
@@ -192,9 +225,9 @@ pub(super) fn layer7(
     }))
 }
 
-/// The one match of a rule.
-fn matcher(cx: &Ctx<'_>, rp: &str, rr: RawRule) -> Result<Match> {
-    let mut found: Vec<(&str, Match)> = Vec::new();
+/// The conditions of a rule (all must hold), in a fixed order, with the key of the first.
+fn conditions(cx: &Ctx<'_>, rp: &str, rr: RawRule) -> Result<(&'static str, Vec<Match>)> {
+    let mut found: Vec<(&'static str, Match)> = Vec::new();
     if let Some(h) = rr.host {
         found.push((
             "host",
@@ -228,23 +261,28 @@ fn matcher(cx: &Ctx<'_>, rp: &str, rr: RawRule) -> Result<Match> {
     if let Some(h) = rr.sni {
         found.push(("sni", Match::Sni(host_pattern(cx, &join(rp, "sni"), &h)?)));
     }
-    match found.len() {
-        1 => Ok(found.pop().expect("one").1),
-        0 => Err(cx.err_key(rp, "the rule matches nothing").with_hint(Some(
-            "give it one of `host`, `path_prefix`, `header`, `cookie`, `sni`".into(),
-        ))),
-        _ => Err(cx
+    let Some(&(first, _)) = found.first() else {
+        return Err(cx.err_key(rp, "the rule matches nothing").with_hint(Some(
+            "give it one or more of `host`, `path_prefix`, `header`, `cookie` (all must \
+             hold), or `sni`"
+                .into(),
+        )));
+    };
+    // The SNI is read from a TLS ClientHello, the others from an HTTP request head: a
+    // first request is one or the other, so a rule with both could never match.
+    if found.len() > 1 && found.iter().any(|(k, _)| *k == "sni") {
+        return Err(cx
             .err_key(
-                &join(rp, found[1].0),
-                format!(
-                    "a rule has one match, this one has `{}` and `{}`",
-                    found[0].0, found[1].0
-                ),
+                &join(rp, "sni"),
+                format!("`sni` (TLS) cannot be combined with `{first}` (HTTP)"),
             )
             .with_hint(Some(
-                "split it into two rules (the first match wins)".into(),
-            ))),
+                "a connection starts with a TLS ClientHello or an HTTP request, never both: \
+                 split it into two rules"
+                    .into(),
+            )));
     }
+    Ok((first, found.into_iter().map(|(_, m)| m).collect()))
 }
 
 /// A host name, or `*.suffix`; lowercase (DNS names compare case-insensitively, RFC 4343).

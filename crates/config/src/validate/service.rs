@@ -610,6 +610,7 @@ fn service_rest(
             default_pool: r.default_pool.take(),
         },
         &real_servers,
+        port,
     )?;
 
     Ok(Service {
