@@ -182,6 +182,9 @@ pub struct ServiceStatus {
     pub rates: Rates,
     pub history: Series,
     pub reals: Vec<RealStatus>,
+    /// A `layer: 7` service's pools: connections each took, and its members' state for it
+    /// (a pool's own health check may hold a member down for that pool only).
+    pub pools: Vec<crate::snapshot::PoolHits>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -267,6 +270,12 @@ pub fn doc(s: Snapshot, history: &History, cluster: Option<&ClusterStatus>) -> S
                 rates: svc.rates,
                 history: history.series(&service_key(svc, None)),
                 reals,
+                pools: s
+                    .layer7_pools
+                    .iter()
+                    .filter(|p| p.service == svc.name)
+                    .cloned()
+                    .collect(),
             }
         })
         .collect();

@@ -123,6 +123,24 @@ fn a_pool_check_failing_takes_the_server_out_of_that_pool_only() {
     };
     assert!(!up("api", rs(2)) && up("api", rs(3)) && up("web", rs(2)));
     assert!(snap.services[0].reals.iter().all(|r| r.health_up));
+    // /status.json carries each pool under its service, for the status page.
+    let doc = uvs_control::statuspage::doc(
+        snap.clone(),
+        &uvs_control::statuspage::History::default(),
+        None,
+    );
+    let api = doc.services[0]
+        .pools
+        .iter()
+        .find(|p| p.pool == "api")
+        .unwrap();
+    let down: Vec<_> = api
+        .reals
+        .iter()
+        .filter(|r| !r.up)
+        .map(|r| r.address)
+        .collect();
+    assert_eq!(down, [rs(2).ip()]);
     let text = uvs_control::metrics::render(&snap);
     for line in [
         r#"uvs_layer7_pool_real_up{service="web7",pool="api",real="198.18.71.12:80"} 0"#,
