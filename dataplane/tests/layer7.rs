@@ -18,6 +18,8 @@ use uvs_testkit::check_frame;
 const CPORT: u16 = 40000;
 const CISN: u32 = 1000;
 const SISN: u32 = 7_000_000;
+/// The lab's `head_limit` (bytes).
+const HEAD_LIMIT: u32 = 4096;
 
 struct Lab {
     shared: Arc<Shared>,
@@ -76,6 +78,8 @@ impl Lab {
                     to_b(L7Match::Sni("tls.b.example".into())),
                 ],
                 default_pool: 0,
+                head_limit: HEAD_LIMIT,
+                head_timeout_s: 10,
             });
         }
         let tables = TablesBuilder::build(&spec, None).unwrap();
