@@ -285,15 +285,21 @@ impl Heads {
                     .unwrap_or(if h.key.v6 { 1220 } else { 536 });
                 let l3_off = usize::from(h.l3_off);
                 let ip_len = if h.key.v6 { 40 } else { 20 };
-                let room = out.len().saturating_sub(l3_off + ip_len + 20 + 12);
-                let n = usize::from(mss).min(room).min(h.bytes.len() - off).max(1);
-                out[..l3_off].copy_from_slice(&h.link[..l3_off]);
                 let mut o = [0u8; 12];
                 // The client's latest TSval; the echo of uvs's, as the client would send.
                 let k = match h.cookie.ts {
                     Some((v, ours)) => tcp_options::write_ts_option(&mut o, (v, ours)),
                     None => 0,
                 };
+                // The MSS counts no options: the timestamps come out of it (RFC 9293
+                // §3.7.1, RFC 6691).
+                let room = out.len().saturating_sub(l3_off + ip_len + 20 + k);
+                let n = usize::from(mss)
+                    .saturating_sub(k)
+                    .min(room)
+                    .min(h.bytes.len() - off)
+                    .max(1);
+                out[..l3_off].copy_from_slice(&h.link[..l3_off]);
                 let seg = Segment {
                     src: h.key.client,
                     dst: h.key.vip,
