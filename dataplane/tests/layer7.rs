@@ -954,3 +954,32 @@ fn a_fin_inside_the_head_gets_400() {
     assert_eq!(l.drops(DropReason::Layer7BadHttp), 1);
     assert_eq!(l.pending(), (0, 0));
 }
+
+#[test]
+fn a_pending_head_with_too_many_headers_goes_to_the_default_pool() {
+    let mut l = Lab::new(Method::Nat, false);
+    let lines = |from: usize| -> Vec<u8> {
+        (from..from + 40)
+            .flat_map(|i| format!("X-{i}: 1\r\n").into_bytes())
+            .collect()
+    };
+    let mut first = b"GET /b/ HTTP/1.1\r\nHost: a\r\n".to_vec();
+    first.extend(lines(0));
+    let mut p = begin(&mut l, &first);
+    // More lines: still waiting (the head is read again only once it may have ended).
+    let more = lines(40);
+    let f = p.frame(&l, None, false, &more);
+    p.next += more.len() as u32;
+    assert_eq!(to_client(&mut l, &f).ack, p.next);
+    let f = p.frame(&l, None, false, b"\r\n");
+    let [c, s] = l.send(0, &f);
+    assert!(c.is_empty(), "{:?}", c.iter().map(|f| read(f)).collect::<Vec<_>>());
+    let syn = only(&s);
+    assert!(syn.syn);
+    assert_eq!(syn.dst, lab::real(1, false).to_ip(), "the default pool");
+    assert_eq!(l.shared.counters[0].layer7_incomplete.get(), 1);
+    // A later segment waits (held) for the server like any early segment.
+    let f = p.frame(&l, Some(p.next + 2), false, b"GET / HTTP/1.1\r\n");
+    let [c, s] = l.send(0, &f);
+    assert!(c.is_empty() && s.is_empty());
+}
