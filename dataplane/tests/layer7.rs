@@ -983,3 +983,105 @@ fn a_pending_head_with_too_many_headers_goes_to_the_default_pool() {
     let [c, s] = l.send(0, &f);
     assert!(c.is_empty() && s.is_empty());
 }
+
+/// With `proxy_protocol: v2` a head received over two segments is replayed after the
+/// header, shifted by its length, and freed once the server acknowledges header and head.
+#[test]
+fn a_proxy_header_goes_before_a_replayed_multi_segment_head() {
+    for v6 in [false, true] {
+        let mut l = Lab::with(Method::Nat, v6, true);
+        let head = big_head(2000, "Cookie: pool=b");
+        let (a, b) = head.split_at(1000);
+        let p = begin(&mut l, a);
+        let f = p.frame(&l, None, false, b);
+        let syn = only(&l.send(0, &f)[1]);
+        let n = (1..=3)
+            .find(|&n| lab::real(n, v6).to_ip() == syn.dst)
+            .unwrap();
+        assert!(n == 2 || n == 3, "the cookie rule's pool");
+        let sa = seg(
+            (lab::real_mac(n), lab::LB1_MAC),
+            syn.dst,
+            80,
+            l.client(),
+            syn.sport,
+            SISN,
+            true,
+            Some(CISN + 1),
+            &[Opt::MaximumSegmentSize(1460), Opt::Timestamp(9000, 114)],
+            b"",
+        );
+        let [_, s] = l.send(1, &sa);
+        let len = if v6 { 52u32 } else { 28 };
+        let hdr = read(&s[0]);
+        assert_eq!(hdr.payload.len() as u32, len);
+        let mut got = Vec::new();
+        for f in &s[1..] {
+            let d = read(f);
+            assert_eq!(d.seq, CISN + 1 + len + got.len() as u32);
+            got.extend_from_slice(&d.payload);
+        }
+        assert_eq!(got, head);
+        // The server acknowledges the header and the whole head: freed.
+        let ack = seg(
+            (lab::real_mac(n), lab::LB1_MAC),
+            syn.dst,
+            80,
+            l.client(),
+            syn.sport,
+            SISN + 1,
+            false,
+            Some(CISN + 1 + len + head.len() as u32),
+            &[Opt::Noop, Opt::Noop, Opt::Timestamp(9001, 114)],
+            b"",
+        );
+        let [c, _] = l.send(1, &ack);
+        assert_eq!(
+            only(&c).ack,
+            CISN + 1 + head.len() as u32,
+            "the client sees its own sequence space"
+        );
+        l.idle();
+        assert_eq!(l.pending(), (0, 0));
+    }
+}
+
+/// A replayed head the server never acknowledges is sent three times, then freed and
+/// counted.
+#[test]
+fn an_unacknowledged_replay_is_given_up_after_three_sends() {
+    let mut l = Lab::new(Method::Nat, false);
+    let head = big_head(1500, "X-Pool: b");
+    let (a, b) = head.split_at(700);
+    let p = begin(&mut l, a);
+    let f = p.frame(&l, None, false, b);
+    let syn = only(&l.send(0, &f)[1]);
+    let n = (1..=3)
+        .find(|&n| lab::real(n, false).to_ip() == syn.dst)
+        .unwrap();
+    let sa = seg(
+        (lab::real_mac(n), lab::LB1_MAC),
+        syn.dst,
+        80,
+        l.client(),
+        syn.sport,
+        SISN,
+        true,
+        Some(CISN + 1),
+        &[Opt::MaximumSegmentSize(1460), Opt::Timestamp(9000, 114)],
+        b"",
+    );
+    let [_, s] = l.send(1, &sa);
+    assert_eq!(s.len(), 3, "the ACK and the head in two pieces");
+    let mut sends = 1;
+    for _ in 0..8 {
+        l.advance(1);
+        let [_, s] = l.idle();
+        if !s.is_empty() {
+            sends += 1;
+        }
+    }
+    assert_eq!(sends, 3, "sent at 0 s, 1 s and 3 s");
+    assert_eq!(l.drops(DropReason::Layer7ReplayLost), 1);
+    assert_eq!(l.pending(), (0, 0));
+}

@@ -320,7 +320,13 @@ impl Heads {
                 }
                 match written {
                     Some(len) => return Some(len),
-                    None => continue,
+                    None => {
+                        // Cannot happen (the piece was sized to fit); never skip bytes.
+                        self.cursor = None;
+                        counters.drop(DropReason::Layer7ReplayLost);
+                        self.remove(i);
+                        continue;
+                    }
                 }
             }
             let Some(&i) = self.replaying.get(self.scan) else {
@@ -625,9 +631,13 @@ fn complete_head(
     };
     let v = super::handshake::open(ctx, buf, len, p, svc, slot, o);
     if !ctx.proxy_syns.heads.replaying(i) {
-        // The connection could not be opened (table full, no port): the head goes; the
-        // verdict says why.
+        // The connection could not be opened (table full, no local port): the head goes.
+        // uvs acknowledged its bytes, so the client must hear why rather than wait.
         ctx.proxy_syns.heads.remove(i);
+        if let Verdict::Drop(r) = v {
+            ctx.counters.drop(r);
+            return answer(ctx, buf, len, p, &side, unavailable, None);
+        }
     }
     v
 }
