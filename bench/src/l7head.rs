@@ -203,7 +203,10 @@ fn uvs(a: &L7headArgs, layer4: bool) -> Figures {
         };
         let o = [Opt::Noop, Opt::Noop, Opt::Timestamp(3, ts)];
         let first = padding(a.payload, 0);
-        let out = send(&mut w, &frame(true, c, CISN + 1, Some(ack), false, &o, &first));
+        let out = send(
+            &mut w,
+            &frame(true, c, CISN + 1, Some(ack), false, &o, &first),
+        );
         assert_eq!(out.len(), 1, "one answer to the first segment");
         next.push((ack, ts, CISN + 1 + a.payload as u32));
     }
@@ -233,9 +236,19 @@ fn uvs(a: &L7headArgs, layer4: bool) -> Figures {
     let c = &shared.counters[0];
     let drops: Vec<String> = (0..uvs_dataplane::DropReason::COUNT)
         .filter(|&i| c.drops[i].get() > 0)
-        .map(|i| format!("{}={}", uvs_dataplane::DropReason::name_of(i), c.drops[i].get()))
+        .map(|i| {
+            format!(
+                "{}={}",
+                uvs_dataplane::DropReason::name_of(i),
+                c.drops[i].get()
+            )
+        })
         .collect();
-    assert_eq!(answers, frames.len(), "every segment answered or forwarded: {drops:?}");
+    assert_eq!(
+        answers,
+        frames.len(),
+        "every segment answered or forwarded: {drops:?}"
+    );
     let c = &shared.counters[0];
     Figures {
         ns_per_segment: best,
@@ -324,7 +337,13 @@ fn smol(a: &L7headArgs) -> Figures {
     let mut next = Vec::with_capacity(a.clients);
     for i in 0..a.clients {
         let c = client(i);
-        let syn_opts = [Opt::MaximumSegmentSize(1460), Opt::Noop, Opt::Noop, Opt::Noop, Opt::Noop];
+        let syn_opts = [
+            Opt::MaximumSegmentSize(1460),
+            Opt::Noop,
+            Opt::Noop,
+            Opt::Noop,
+            Opt::Noop,
+        ];
         dev.rx
             .push_back(frame(false, c, CISN, None, true, &syn_opts[..1], b""));
         let _ = iface.poll(now, &mut dev, &mut sockets);
@@ -381,7 +400,8 @@ fn smol(a: &L7headArgs) -> Figures {
     let ns = t.elapsed().as_nanos() as f64 / frames.len() as f64;
     let want = a.payload * (a.segments + 1);
     assert!(
-        bufs.iter().all(|b| b.len() == want.min(a.head_limit) || b.len() == want),
+        bufs.iter()
+            .all(|b| b.len() == want.min(a.head_limit) || b.len() == want),
         "every byte received"
     );
     assert!(acks > 0, "smoltcp acknowledged");
@@ -426,7 +446,10 @@ pub fn l7head_main(a: L7headArgs) -> Result<()> {
         a.payload,
         a.head_limit,
         a.rounds,
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "{:<28} {:>12} {:>10} {:>16} {:>14}",

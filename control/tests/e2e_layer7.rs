@@ -146,7 +146,10 @@ fn layer7_rules_choose_the_pool_and_keep_alive_stays() {
         &["-H", &pad, "-H", "X-Pool: b", &format!("{vip}/long")],
     );
     assert_eq!(got.len(), 1);
-    assert!(b(&got[0]), "the last segment's header chose pool b: {got:?}");
+    assert!(
+        b(&got[0]),
+        "the last segment's header chose pool b: {got:?}"
+    );
 
     // Over the 8 KiB head limit: uvs answers 431 itself.
     let huge = format!("X-Pad: {}", "p".repeat(9000));
@@ -198,7 +201,10 @@ print('%.1f %s' % (time.time() - t, d.split(b'\r\n')[0].decode()))
     let (waited, status) = out.trim().split_once(' ').unwrap_or(("", ""));
     let waited: f64 = waited.parse().unwrap_or(-1.0);
     assert_eq!(status, "HTTP/1.1 408 Request Timeout", "{out}");
-    assert!((1.5..6.0).contains(&waited), "closed after the timeout: {out}");
+    assert!(
+        (1.5..6.0).contains(&waited),
+        "closed after the timeout: {out}"
+    );
 
     // A head httparse refuses (a space in a header name): uvs answers 400 itself.
     let o = tb.exec(

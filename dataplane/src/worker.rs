@@ -592,10 +592,10 @@ fn step_heads<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, tick
     }
     let splices = ctx.proxy.splices(ctx.conns);
     let mut f = [0u8; crate::synproxy::retransmit::HOLD_MAX];
-    while let Some(n) = ctx
-        .proxy_syns
-        .heads
-        .next_replay(&shared.conns, splices, ticks, &mut f, counters)
+    while let Some(n) =
+        ctx.proxy_syns
+            .heads
+            .next_replay(&shared.conns, splices, ticks, &mut f, counters)
     {
         let mut len = n;
         match process(ctx, &mut f, &mut len) {

@@ -577,7 +577,15 @@ impl Pending {
     fn frame(&self, l: &Lab, seq: Option<u32>, fin: bool, p: &[u8]) -> Vec<u8> {
         let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(114, self.our_ts)];
         let seq = seq.unwrap_or(self.next);
-        client_flags(l, seq, Some(self.cookie.wrapping_add(1)), fin, false, &ts, p)
+        client_flags(
+            l,
+            seq,
+            Some(self.cookie.wrapping_add(1)),
+            fin,
+            false,
+            &ts,
+            p,
+        )
     }
 }
 
@@ -677,7 +685,11 @@ fn a_head_in_three_segments_is_received_then_replayed_by_the_servers_mss() {
             let (b, c) = rest.split_at(1200);
             let mut p = begin(&mut l, a);
             assert_eq!(l.pending(), (1, 1200));
-            assert_eq!(l.shared.conns.len(), 0, "no entry while the head is pending");
+            assert_eq!(
+                l.shared.conns.len(),
+                0,
+                "no entry while the head is pending"
+            );
 
             // The third segment before the second: dropped, counted, a duplicate ACK.
             let ooo = p.frame(&l, Some(p.next + b.len() as u32), false, c);
@@ -699,7 +711,7 @@ fn a_head_in_three_segments_is_received_then_replayed_by_the_servers_mss() {
 
             // The third completes the head: a SYN to pool b (the header rule).
             let f = p.frame(&l, None, false, c);
-        let [cl, s] = l.send(0, &f);
+            let [cl, s] = l.send(0, &f);
             assert!(cl.is_empty());
             let syn = only(&s);
             assert!(syn.syn && !syn.ack_flag && syn.payload.is_empty());
@@ -707,7 +719,10 @@ fn a_head_in_three_segments_is_received_then_replayed_by_the_servers_mss() {
             let n = (1..=3)
                 .find(|&n| lab::real(n, v6).to_ip() == syn.dst)
                 .unwrap();
-            assert!(n == 2 || n == 3, "pool b, chosen by the last segment's header");
+            assert!(
+                n == 2 || n == 3,
+                "pool b, chosen by the last segment's header"
+            );
             assert_eq!(l.hits(1), 1);
 
             // The server's SYN-ACK with MSS 536: the ACK, then the head in pieces of 536
@@ -740,7 +755,11 @@ fn a_head_in_three_segments_is_received_then_replayed_by_the_servers_mss() {
             }
             assert_eq!(got, head, "every byte replayed, in order");
             assert_eq!(l.shared.counters[0].layer7_replayed.get(), 1);
-            assert_eq!(l.pending(), (1, head.len() as u64), "kept until acknowledged");
+            assert_eq!(
+                l.pending(),
+                (1, head.len() as u64),
+                "kept until acknowledged"
+            );
 
             // Not acknowledged within 1 s: sent again.
             l.advance(2);
@@ -824,9 +843,9 @@ fn a_head_over_the_limit_gets_431_and_fin() {
         let r = loop {
             let piece = &head[off..off + 1400];
             let r = {
-            let f = p.frame(&l, None, false, piece);
-            to_client(&mut l, &f)
-        };
+                let f = p.frame(&l, None, false, piece);
+                to_client(&mut l, &f)
+            };
             off += piece.len();
             p.next += piece.len() as u32;
             if r.fin || r.rst {
@@ -887,7 +906,11 @@ fn a_pool_without_a_usable_server_answers_503() {
         let req = b"GET /b/ HTTP/1.1\r\nHost: a\r\n\r\n";
         let f = client_frame(&l, CISN + 1, false, Some(cookie.wrapping_add(1)), &ts, req);
         let r = to_client(&mut l, &f);
-        assert!(r.fin && r.payload.starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(
+            r.fin
+                && r.payload
+                    .starts_with(b"HTTP/1.1 503 Service Unavailable\r\n")
+        );
         assert_eq!(r.ack, CISN + 1 + req.len() as u32);
         assert_eq!(l.drops(DropReason::Layer7NoServer), 1);
         // Over two segments.
@@ -918,10 +941,20 @@ fn a_full_pending_table_refuses_with_503_and_a_reset_frees_a_place() {
         first.get_or_insert((l.cport, p.next, p.cookie, p.our_ts));
         l.cport += 1;
     }
-    assert_eq!(l.pending(), (MAX_PENDING as u64, (MAX_PENDING * partial.len()) as u64));
+    assert_eq!(
+        l.pending(),
+        (MAX_PENDING as u64, (MAX_PENDING * partial.len()) as u64)
+    );
     let (cookie, our_ts) = handshake(&mut l);
     let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
-    let f = client_frame(&l, CISN + 1, false, Some(cookie.wrapping_add(1)), &ts, partial);
+    let f = client_frame(
+        &l,
+        CISN + 1,
+        false,
+        Some(cookie.wrapping_add(1)),
+        &ts,
+        partial,
+    );
     let r = to_client(&mut l, &f);
     assert!(r.fin && r.payload.starts_with(b"HTTP/1.1 503 "));
     assert_eq!(l.drops(DropReason::Layer7PendingFull), 1);
@@ -946,9 +979,9 @@ fn a_fin_inside_the_head_gets_400() {
     let mut l = Lab::new(Method::Nat, false);
     let p = begin(&mut l, b"GET / HTTP/1.1\r\nHost: a\r\n");
     let r = {
-            let f = p.frame(&l, None, true, b"X-A: 1\r\n");
-            to_client(&mut l, &f)
-        };
+        let f = p.frame(&l, None, true, b"X-A: 1\r\n");
+        to_client(&mut l, &f)
+    };
     assert!(r.fin && r.payload.starts_with(b"HTTP/1.1 400 "));
     assert_eq!(r.ack, p.next + 8 + 1, "the data and the FIN");
     assert_eq!(l.drops(DropReason::Layer7BadHttp), 1);
@@ -973,7 +1006,11 @@ fn a_pending_head_with_too_many_headers_goes_to_the_default_pool() {
     assert_eq!(to_client(&mut l, &f).ack, p.next);
     let f = p.frame(&l, None, false, b"\r\n");
     let [c, s] = l.send(0, &f);
-    assert!(c.is_empty(), "{:?}", c.iter().map(|f| read(f)).collect::<Vec<_>>());
+    assert!(
+        c.is_empty(),
+        "{:?}",
+        c.iter().map(|f| read(f)).collect::<Vec<_>>()
+    );
     let syn = only(&s);
     assert!(syn.syn);
     assert_eq!(syn.dst, lab::real(1, false).to_ip(), "the default pool");

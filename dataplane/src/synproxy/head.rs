@@ -460,18 +460,42 @@ pub(crate) fn start(
     let side = head.side();
     if data.len() > l7.head_limit {
         let r = head.refusal(super::layer7::TOO_LARGE);
-        return answer(ctx, buf, len, p, &side, r, Some(DropReason::Layer7HeadTooLarge));
+        return answer(
+            ctx,
+            buf,
+            len,
+            p,
+            &side,
+            r,
+            Some(DropReason::Layer7HeadTooLarge),
+        );
     }
     if l3_off > LINK_MAX {
         let r = head.refusal(super::layer7::UNAVAILABLE);
-        return answer(ctx, buf, len, p, &side, r, Some(DropReason::Layer7PendingFull));
+        return answer(
+            ctx,
+            buf,
+            len,
+            p,
+            &side,
+            r,
+            Some(DropReason::Layer7PendingFull),
+        );
     }
     head.link[..l3_off].copy_from_slice(&buf[..l3_off]);
     head.bytes = Vec::with_capacity(l7.head_limit.min(4096).max(data.len()));
     head.bytes.extend_from_slice(data);
     let full = head.refusal(super::layer7::UNAVAILABLE);
     if ctx.proxy_syns.heads.insert(head).is_none() {
-        return answer(ctx, buf, len, p, &side, full, Some(DropReason::Layer7PendingFull));
+        return answer(
+            ctx,
+            buf,
+            len,
+            p,
+            &side,
+            full,
+            Some(DropReason::Layer7PendingFull),
+        );
     }
     answer(ctx, buf, len, p, &side, Reply::Ack, None)
 }
@@ -526,7 +550,15 @@ pub(crate) fn segment(
         let h = heads.get(i).expect("found above");
         let (side, r) = (h.side(), h.refusal(super::layer7::UNAVAILABLE));
         heads.remove(i);
-        return answer(ctx, buf, len, p, &side, r, Some(DropReason::Layer7PendingFull));
+        return answer(
+            ctx,
+            buf,
+            len,
+            p,
+            &side,
+            r,
+            Some(DropReason::Layer7PendingFull),
+        );
     }
     let h = heads.get(i).expect("found above");
     h.bytes.extend_from_slice(new);
@@ -564,9 +596,10 @@ pub(crate) fn segment(
             return answer(ctx, buf, len, p, &side, Reply::Ack, None);
         }
         // The client ended its side inside the head: a truncated request.
-        Decision::Partial | Decision::BadHttp if !tls => {
-            (Reply::Http(super::layer7::BAD_REQUEST), DropReason::Layer7BadHttp)
-        }
+        Decision::Partial | Decision::BadHttp if !tls => (
+            Reply::Http(super::layer7::BAD_REQUEST),
+            DropReason::Layer7BadHttp,
+        ),
         _ => (Reply::Reset, DropReason::Layer7BadTls),
     };
     if fin {
@@ -650,7 +683,10 @@ mod tests {
     fn the_end_of_a_head_is_seen_in_the_new_bytes_or_across_their_start() {
         let h = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         assert!(may_end(h, 2, false));
-        assert!(may_end(h, 1, false), "the blank line began in the older bytes");
+        assert!(
+            may_end(h, 1, false),
+            "the blank line began in the older bytes"
+        );
         assert!(!may_end(&h[..h.len() - 2], 5, false));
         assert!(may_end(b"GET / HTTP/1.0\n\n", 1, false), "bare LFs");
         assert!(!may_end(b"GET / HTTP/1.1\r\nX: 1\r\n", 22, false));

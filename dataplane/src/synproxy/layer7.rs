@@ -532,7 +532,10 @@ mod tests {
             l.decide(b"GET / HTTP/1.1\r\nHost: a\r\n"),
             Decision::Partial
         );
-        assert_eq!(l.decide(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]), Decision::Partial);
+        assert_eq!(
+            l.decide(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]),
+            Decision::Partial
+        );
         assert_eq!(
             l.decide(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
             Decision::BadHttp

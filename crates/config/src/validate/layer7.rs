@@ -214,7 +214,10 @@ pub(super) fn layer7(
         Some(n) if (HEAD_TIMEOUT.0..=HEAD_TIMEOUT.1).contains(&n) => n,
         Some(n) => {
             return Err(cx
-                .err(&p("head_timeout"), format!("head_timeout {n} is out of range"))
+                .err(
+                    &p("head_timeout"),
+                    format!("head_timeout {n} is out of range"),
+                )
                 .with_hint(Some(format!(
                     "seconds, {} to {} (default {}, as HAProxy's `timeout http-request` \
                      example)",
