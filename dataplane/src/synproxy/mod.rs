@@ -35,6 +35,7 @@
 pub mod cookie;
 mod handshake;
 pub mod head;
+mod heads;
 pub mod layer7;
 pub mod retransmit;
 mod splice;
