@@ -139,7 +139,8 @@ drop_reasons! {
     /// header, an ICMP error RFC 7915 says to drop, or no room to grow the frame).
     Nat64Untranslatable => "nat64_untranslatable",
     /// Layer 7: a client's bare ACK returning a valid cookie; nothing is created until its
-    /// first data segment (the request) arrives with the same cookie.
+    /// first data segment (the request) arrives with the same cookie. Also a bare ACK
+    /// (a window update) of a client whose head uvs is receiving.
     Layer7AwaitRequest => "layer7_await_request",
     /// Layer 7: a request head `httparse` refuses; the client was answered 400 and FIN
     /// (the frame became that answer: counted here as a refused request).

@@ -189,8 +189,9 @@ pub(crate) fn segment(
     };
     let h = heads.get(i).expect("found above");
     // Read the head again only when these bytes may have ended it: re-reading all of it
-    // on every segment costs O(head²) (measured: 13.6x NAT's per-segment cost with, about
-    // 2.6x without, see ARCHITECTURE.md). A malformed head is then found at its end.
+    // on every segment costs O(head²) (`uvs-bench l7head`: 13.6x NAT's per-segment cost
+    // re-reading, 8-10x not; ARCHITECTURE.md). A malformed head is then found at its end
+    // (or at the limit).
     let decision = if may_end(&h.bytes, new.len(), h.tls) || fin {
         l7.decide(&h.bytes)
     } else {
@@ -199,6 +200,8 @@ pub(crate) fn segment(
     let (held, tls, mut side) = (h.bytes.len(), h.tls, h.side());
     let refuse = |body| if tls { Reply::Reset } else { Reply::Http(body) };
     let (reply, reason) = match decision {
+        // A FIN with the head's end is left unacknowledged: the client sends it again,
+        // and it then reaches the server behind the replayed head.
         Decision::Pool { pool, complete } => {
             if !complete {
                 ctx.counters.layer7_incomplete.add(1);
