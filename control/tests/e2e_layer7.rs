@@ -6,7 +6,8 @@
 //! segment; one over 8 KiB gets 431; a client that stops inside its head gets 408 after
 //! the service's `head_timeout` (2 s here).
 //! A second test serves TLS from nginx (a certificate made by `openssl` at test time) and
-//! routes `curl --resolve name:443:VIP https://name/ -k` by the ClientHello's server name.
+//! routes `curl --resolve name:443:VIP https://name/ -k` by the ClientHello's server name,
+//! also when a python client sends its ClientHello in two segments.
 
 mod common;
 use common::*;
@@ -374,7 +375,83 @@ fn layer7_routes_tls_by_sni() {
     for name in ["other.example", "b.example"] {
         assert_eq!(get(name), "tls-rs1", "{name}: the default pool");
     }
+    // A ClientHello in two segments (the client writes 60 bytes, waits, then the rest,
+    // Nagle off): uvs acknowledges the first part, reads the server name once the record
+    // is whole, and pool b's nginx completes the handshake over the replayed bytes.
+    let split = r#"
+import socket, ssl, time
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ctx.wrap_bio(inc, out, server_hostname='www.b.example')
+s = socket.create_connection(('198.18.100.1', 443), timeout=5)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = out.read()
+s.sendall(hello[:60])
+time.sleep(0.2)
+s.sendall(hello[60:])
+while True:
+    c = s.recv(65536)
+    if not c:
+        raise SystemExit('closed during the handshake')
+    inc.write(c)
+    try:
+        tls.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        d = out.read()
+        if d:
+            s.sendall(d)
+d = out.read()
+if d:
+    s.sendall(d)
+tls.write(b'GET / HTTP/1.1\r\nHost: www.b.example\r\nConnection: close\r\n\r\n')
+s.sendall(out.read())
+resp = b''
+done = False
+while not done:
+    c = s.recv(65536)
+    if not c:
+        break
+    inc.write(c)
+    while True:
+        try:
+            r = tls.read(65536)
+        except ssl.SSLWantReadError:
+            break
+        except ssl.SSLZeroReturnError:
+            done = True
+            break
+        if not r:
+            done = True
+            break
+        resp += r
+print(resp.split(b'\r\n\r\n', 1)[-1].decode().strip())
+"#;
+    let o = tb.exec("client", &["python3", "-c", split]);
+    let got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(
+        got == "tls-rs2" || got == "tls-rs3",
+        "{got:?} {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        tb.uvsd_log()
+    );
+
     let m = metrics(&tb);
+    let replayed = m
+        .lines()
+        .find(|l| l.starts_with("uvs_layer7_replayed_total"))
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        replayed.ends_with(" 1"),
+        "the split ClientHello: {replayed:?}"
+    );
     let hits = |pool: &str| {
         let key = format!("uvs_layer7_pool_hits_total{{service=\"tls4\",pool=\"{pool}\"}}");
         m.lines()
@@ -383,7 +460,7 @@ fn layer7_routes_tls_by_sni() {
             .to_string()
     };
     assert!(
-        hits("a").ends_with(" 2") && hits("b").ends_with(" 4"),
+        hits("a").ends_with(" 2") && hits("b").ends_with(" 5"),
         "{m}"
     );
 }
