@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use uvs_dataplane::Method;
 
 mod http;
+mod l7head;
 mod pipeline;
 mod report;
 mod schedsim;
@@ -90,6 +91,9 @@ enum Cmd {
     /// Connection sync: codec records/s both ways (plain and authenticated), bytes per
     /// synced connection, and the new-flow rate with the sync tap on vs off (same run).
     Sync(sync::SyncArgs),
+    /// Layer 7: receiving a request head over several segments, uvs's pending heads
+    /// against smoltcp's TCP socket, beside NAT's established flows (pure CPU).
+    L7head(l7head::L7headArgs),
     /// A Markdown report with SVG plots from the JSON files of the other subcommands.
     Report(report::ReportArgs),
     /// (internal) AF_XDP UDP generator run by `testbed` inside the client namespace.
@@ -123,6 +127,7 @@ fn main() -> Result<()> {
         Cmd::Http(a) => http::http_main(a)?,
         Cmd::Schedulers(a) => schedsim::sched_main(a)?,
         Cmd::Sync(a) => sync::sync_main(a)?,
+        Cmd::L7head(a) => l7head::l7head_main(a)?,
         Cmd::Report(a) => report::report_main(a)?,
         Cmd::XskGen(a) => testbed::cli::gen_main(a)?,
         Cmd::XskL2fwd(a) => testbed::cli::l2fwd_main(a)?,

@@ -58,6 +58,42 @@ fn schedulers_tiny_run_writes_every_figure() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// `l7head`: the three receivers take every segment (each run asserts it) and the
+/// figures are written.
+#[test]
+fn l7head_tiny_run_writes_every_figure() {
+    let d = scratch("l7head");
+    let json = d.join("l.json");
+    let out = bench()
+        .args([
+            "l7head",
+            "--clients",
+            "50",
+            "--segments",
+            "2",
+            "--rounds",
+            "1",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = read_json(&json);
+    assert_eq!(v["benchmark"], "l7head");
+    for r in ["nat", "uvs", "smoltcp"] {
+        assert!(v[r]["ns_per_segment"].as_f64().unwrap() > 0.0, "{v}");
+    }
+    // uvs holds what it received (three segments of 1 400 bytes per client).
+    assert_eq!(v["uvs"]["head_bytes_per_client"].as_f64(), Some(4200.0));
+    assert_eq!(v["smoltcp"]["head_bytes_per_client"].as_f64(), Some(8448.0));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// The checksum scenarios: three modes per frame size, every frame forwarded (a partial
 /// checksum the pipeline failed to recognise would be dropped as bad), at the asked size.
 #[test]

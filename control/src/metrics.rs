@@ -248,7 +248,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
-    let worker_families: [(&str, &str, WorkerValue); 19] = [
+    let worker_families: [(&str, &str, WorkerValue); 20] = [
         (
             "uvs_worker_rx_packets_total",
             "Packets received by the worker.",
@@ -341,12 +341,35 @@ pub fn render(s: &Snapshot) -> String {
         ),
         (
             "uvs_layer7_incomplete_total",
-            "Layer 7: first requests whose head (or ClientHello) did not end in their segment, sent to the default pool.",
+            "Layer 7: first requests with more headers than uvs reads, sent to the default pool.",
             |w| w.synproxy.layer7_incomplete,
+        ),
+        (
+            "uvs_layer7_replayed_total",
+            "Layer 7: request heads received over several segments by uvs and replayed to their real server.",
+            |w| w.synproxy.layer7_replayed,
         ),
     ];
     for (name, help, value) in worker_families {
         let mut f = e.family(name, help, Kind::Counter);
+        for (w, labels) in s.workers.iter().zip(&worker_labels) {
+            f.sample(labels, value(w));
+        }
+    }
+    let worker_gauges: [(&str, &str, WorkerValue); 2] = [
+        (
+            "uvs_layer7_pending_clients",
+            "Layer 7: clients whose request head uvs holds (received in part, or replayed and not yet acknowledged by the server).",
+            |w| w.synproxy.layer7_pending,
+        ),
+        (
+            "uvs_layer7_pending_bytes",
+            "Layer 7: bytes of request heads uvs holds.",
+            |w| w.synproxy.layer7_pending_bytes,
+        ),
+    ];
+    for (name, help, value) in worker_gauges {
+        let mut f = e.family(name, help, Kind::Gauge);
         for (w, labels) in s.workers.iter().zip(&worker_labels) {
             f.sample(labels, value(w));
         }

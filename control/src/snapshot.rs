@@ -121,6 +121,14 @@ pub struct SynProxyCounts {
     /// Layer 7: first requests whose head did not end in their segment (default pool).
     #[serde(default)]
     pub layer7_incomplete: u64,
+    /// Layer 7 gauges: clients whose head is pending on the worker, and its bytes; and
+    /// heads received over several segments and replayed.
+    #[serde(default)]
+    pub layer7_pending: u64,
+    #[serde(default)]
+    pub layer7_pending_bytes: u64,
+    #[serde(default)]
+    pub layer7_replayed: u64,
 }
 
 /// One connection-table entry (`uvsadm -c`).

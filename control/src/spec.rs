@@ -194,6 +194,8 @@ fn layer7_spec(l: &uvs_config::Layer7) -> Layer7Spec {
             })
             .collect(),
         default_pool: l.default_pool,
+        head_limit: l.head_limit,
+        head_timeout_s: l.head_timeout,
     }
 }
 

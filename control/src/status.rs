@@ -242,6 +242,9 @@ pub fn snapshot_with(
                 proxy_headers: c.synproxy_proxy_headers.get(),
                 proxy_resent: c.synproxy_proxy_resent.get(),
                 layer7_incomplete: c.layer7_incomplete.get(),
+                layer7_pending: c.layer7_pending.get(),
+                layer7_pending_bytes: c.layer7_pending_bytes.get(),
+                layer7_replayed: c.layer7_replayed.get(),
             },
             busy_ratio: rates.busy.get(i).copied().unwrap_or(0.0),
         })

@@ -2,8 +2,12 @@
 //! servers form two pools (`a` = rs1, `b` = rs2 and rs3); curl's Host header, path and
 //! cookie choose the pool (each body names its server), a kept-alive connection stays on
 //! the server its first request chose, and a head httparse refuses is answered 400 by uvs.
+//! A head of several segments is received by uvs and routed by a header in its last
+//! segment; one over 8 KiB gets 431; a client that stops inside its head gets 408 after
+//! the service's `head_timeout` (2 s here).
 //! A second test serves TLS from nginx (a certificate made by `openssl` at test time) and
-//! routes `curl --resolve name:443:VIP https://name/ -k` by the ClientHello's server name.
+//! routes `curl --resolve name:443:VIP https://name/ -k` by the ClientHello's server name,
+//! also when a python client sends its ClientHello in two segments.
 
 mod common;
 use common::*;
@@ -22,7 +26,9 @@ fn config() -> String {
       - { host: '*.b.example', pool: b }
       - { path_prefix: /b/, pool: b }
       - { cookie: { name: pool, value: b }, pool: b }
+      - { header: { name: X-Pool, value: b }, pool: b }
     default_pool: a
+    head_timeout: 2
     health_check:",
         1,
     );
@@ -132,13 +138,73 @@ fn layer7_rules_choose_the_pool_and_keep_alive_stays() {
     assert_eq!(first, second, "the kept-alive connection stays: {text}");
     assert_eq!((lines[1], lines[3]), ("connects=1", "connects=0"), "{text}");
 
-    // A head longer than one segment: read no further, the default pool (rs1), even
-    // though its path alone would go to pool b; the rest of the head follows on the
-    // spliced connection and nginx answers the whole request.
-    let pad = format!("X-Pad: {}", "p".repeat(3000));
+    // A head of about 5 KB (several segments: the MSS is 1460) whose only routing header
+    // comes last: uvs acknowledges and buffers the segments, reads the whole head, and
+    // pool b gets it (replayed in full: nginx answers the request).
+    let pad = format!("X-Pad: {}", "p".repeat(5000));
+    let got = servers(
+        &tb,
+        &["-H", &pad, "-H", "X-Pool: b", &format!("{vip}/long")],
+    );
+    assert_eq!(got.len(), 1);
+    assert!(
+        b(&got[0]),
+        "the last segment's header chose pool b: {got:?}"
+    );
+
+    // Over the 8 KiB head limit: uvs answers 431 itself.
+    let huge = format!("X-Pad: {}", "p".repeat(9000));
+    let o = tb.exec(
+        "client",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &huge,
+            &format!("{vip}/"),
+        ],
+    );
     assert_eq!(
-        servers(&tb, &["-H", &pad, &format!("{vip}/b/long")]),
-        ["rs1"]
+        String::from_utf8_lossy(&o.stdout),
+        "431",
+        "{}",
+        tb.uvsd_log()
+    );
+
+    // Slowloris: a client that sends part of its head and waits is answered 408 and
+    // closed after the 2 s `head_timeout` (the script prints the wait and the status line).
+    let slow = r#"
+import socket, time
+s = socket.create_connection(('198.18.100.1', 80), timeout=8)
+s.sendall(b'GET / HTTP/1.1\r\nHost: slow.example\r\nX-A: 1\r\n')
+t = time.time()
+d = b''
+while True:
+    c = s.recv(4096)
+    if not c:
+        break
+    d += c
+print('%.1f %s' % (time.time() - t, d.split(b'\r\n')[0].decode()))
+"#;
+    let o = tb.exec("client", &["python3", "-c", slow]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (waited, status) = out.trim().split_once(' ').unwrap_or(("", ""));
+    let waited: f64 = waited.parse().unwrap_or(-1.0);
+    assert_eq!(status, "HTTP/1.1 408 Request Timeout", "{out}");
+    assert!(
+        (1.5..6.0).contains(&waited),
+        "closed after the timeout: {out}"
     );
 
     // A head httparse refuses (a space in a header name): uvs answers 400 itself.
@@ -177,10 +243,18 @@ fn layer7_rules_choose_the_pool_and_keep_alive_stays() {
     assert!(bad.ends_with(" 1"), "one refused request: {bad:?}");
     let hits_a = line("uvs_layer7_pool_hits_total{service=\"web4\",pool=\"a\"}");
     let hits_b = line("uvs_layer7_pool_hits_total{service=\"web4\",pool=\"b\"}");
-    assert!(hits_a.ends_with(" 6"), "{hits_a:?}\n{m}");
-    let incomplete = line("uvs_layer7_incomplete_total");
-    assert!(incomplete.ends_with(" 1"), "{incomplete:?}");
-    assert!(hits_b.ends_with(" 5"), "{hits_b:?}");
+    assert!(hits_a.ends_with(" 5"), "{hits_a:?}\n{m}");
+    assert!(hits_b.ends_with(" 6"), "{hits_b:?}");
+    // The long head was really received over several segments and replayed.
+    let replayed = line("uvs_layer7_replayed_total");
+    assert!(replayed.ends_with(" 1"), "{replayed:?}\n{m}");
+    for reason in ["layer7_head_too_large", "layer7_head_timeout"] {
+        let l = line(&format!("reason=\"{reason}\""));
+        assert!(l.ends_with(" 1"), "{reason}: {l:?}");
+    }
+    // Nothing is left pending.
+    let pending = line("uvs_layer7_pending_clients");
+    assert!(pending.ends_with(" 0"), "{pending:?}");
     eprintln!("layer 7 end to end took {:?}", t0.elapsed());
 }
 
@@ -301,7 +375,83 @@ fn layer7_routes_tls_by_sni() {
     for name in ["other.example", "b.example"] {
         assert_eq!(get(name), "tls-rs1", "{name}: the default pool");
     }
+    // A ClientHello in two segments (the client writes 60 bytes, waits, then the rest,
+    // Nagle off): uvs acknowledges the first part, reads the server name once the record
+    // is whole, and pool b's nginx completes the handshake over the replayed bytes.
+    let split = r#"
+import socket, ssl, time
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ctx.wrap_bio(inc, out, server_hostname='www.b.example')
+s = socket.create_connection(('198.18.100.1', 443), timeout=5)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = out.read()
+s.sendall(hello[:60])
+time.sleep(0.2)
+s.sendall(hello[60:])
+while True:
+    c = s.recv(65536)
+    if not c:
+        raise SystemExit('closed during the handshake')
+    inc.write(c)
+    try:
+        tls.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        d = out.read()
+        if d:
+            s.sendall(d)
+d = out.read()
+if d:
+    s.sendall(d)
+tls.write(b'GET / HTTP/1.1\r\nHost: www.b.example\r\nConnection: close\r\n\r\n')
+s.sendall(out.read())
+resp = b''
+done = False
+while not done:
+    c = s.recv(65536)
+    if not c:
+        break
+    inc.write(c)
+    while True:
+        try:
+            r = tls.read(65536)
+        except ssl.SSLWantReadError:
+            break
+        except ssl.SSLZeroReturnError:
+            done = True
+            break
+        if not r:
+            done = True
+            break
+        resp += r
+print(resp.split(b'\r\n\r\n', 1)[-1].decode().strip())
+"#;
+    let o = tb.exec("client", &["python3", "-c", split]);
+    let got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(
+        got == "tls-rs2" || got == "tls-rs3",
+        "{got:?} {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        tb.uvsd_log()
+    );
+
     let m = metrics(&tb);
+    let replayed = m
+        .lines()
+        .find(|l| l.starts_with("uvs_layer7_replayed_total"))
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        replayed.ends_with(" 1"),
+        "the split ClientHello: {replayed:?}"
+    );
     let hits = |pool: &str| {
         let key = format!("uvs_layer7_pool_hits_total{{service=\"tls4\",pool=\"{pool}\"}}");
         m.lines()
@@ -310,7 +460,7 @@ fn layer7_routes_tls_by_sni() {
             .to_string()
     };
     assert!(
-        hits("a").ends_with(" 2") && hits("b").ends_with(" 4"),
+        hits("a").ends_with(" 2") && hits("b").ends_with(" 5"),
         "{m}"
     );
 }

@@ -20,6 +20,11 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
+    /// Sets a gauge (only its worker writes it).
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
     /// Zeroes the counter (ipvsadm -Z). A racing `add` by the worker may survive.
     pub fn reset(&self) {
         self.0.store(0, Relaxed);
@@ -70,6 +75,13 @@ pub struct WorkerCounters {
     /// Layer 7: first requests whose head (or ClientHello) did not end in their segment,
     /// sent to the default pool.
     pub layer7_incomplete: Counter,
+    /// Layer 7 gauges ([`Counter::set`]): clients whose request head is pending on this
+    /// worker (received in part, or received and not yet acknowledged by the server), and
+    /// the bytes they hold.
+    pub layer7_pending: Counter,
+    pub layer7_pending_bytes: Counter,
+    /// Layer 7: heads received over more than one segment and replayed to their server.
+    pub layer7_replayed: Counter,
     pub drops: Box<[Counter]>,
 }
 
@@ -99,6 +111,9 @@ impl Default for WorkerCounters {
             synproxy_proxy_headers: Counter::default(),
             synproxy_proxy_resent: Counter::default(),
             layer7_incomplete: Counter::default(),
+            layer7_pending: Counter::default(),
+            layer7_pending_bytes: Counter::default(),
+            layer7_replayed: Counter::default(),
             drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),
         }
     }

@@ -139,13 +139,39 @@ drop_reasons! {
     /// header, an ICMP error RFC 7915 says to drop, or no room to grow the frame).
     Nat64Untranslatable => "nat64_untranslatable",
     /// Layer 7: a client's bare ACK returning a valid cookie; nothing is created until its
-    /// first data segment (the request) arrives with the same cookie.
+    /// first data segment (the request) arrives with the same cookie. Also a bare ACK
+    /// (a window update) of a client whose head uvs is receiving.
     Layer7AwaitRequest => "layer7_await_request",
     /// Layer 7: a request head `httparse` refuses; the client was answered 400 and FIN
     /// (the frame became that answer: counted here as a refused request).
     Layer7BadHttp => "layer7_bad_http",
     /// Layer 7: a TLS record that is not a sound ClientHello; the client was reset.
     Layer7BadTls => "layer7_bad_tls",
+    /// Layer 7: a request head (or ClientHello) longer than the service's `head_limit`;
+    /// the client was answered `431 Request Header Fields Too Large` and FIN (a RST for
+    /// TLS), its pending state freed.
+    Layer7HeadTooLarge => "layer7_head_too_large",
+    /// Layer 7: a head not complete within the service's `head_timeout` (a slow or stalled
+    /// client, slowloris); the client was answered `408 Request Timeout` and FIN (a RST
+    /// for TLS), its pending state freed.
+    Layer7HeadTimeout => "layer7_head_timeout",
+    /// Layer 7: a client's head did not end in its first segment and the worker's pending
+    /// heads are at their bound (count or bytes); the client was answered `503 Service
+    /// Unavailable` and FIN (a RST for TLS).
+    Layer7PendingFull => "layer7_pending_full",
+    /// Layer 7: a segment of a pending head past the next expected byte (out of order);
+    /// dropped (the client was sent a duplicate ACK) and left to its retransmission.
+    Layer7OutOfOrder => "layer7_out_of_order",
+    /// Layer 7: a client reset (or sent a SYN on) its connection while its head was
+    /// pending; the state is freed.
+    Layer7HeadAborted => "layer7_head_aborted",
+    /// Layer 7: the pool the request chose has no usable real server and the service no
+    /// sorry server; the client was answered `503 Service Unavailable` and FIN (a RST for
+    /// TLS).
+    Layer7NoServer => "layer7_no_server",
+    /// Layer 7: a head uvs received and replayed that the real server never acknowledged
+    /// (three retransmissions over 7 s) or whose connection went away first; freed.
+    Layer7ReplayLost => "layer7_replay_lost",
 }
 
 #[cfg(test)]

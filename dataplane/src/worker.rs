@@ -510,6 +510,10 @@ fn step_pending<P: Port>(
 /// client segment.
 fn step_synproxy<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, ticks: u32) {
     let counters = ctx.counters;
+    if !ctx.proxy_syns.heads.is_empty() {
+        step_heads(ctx, ports, shared, ticks);
+    }
+    ctx.proxy_syns.heads.publish(counters);
     if !ctx.proxy_syns.is_empty() {
         let neigh = shared.neigh.load();
         ctx.proxy_syns.step(
@@ -555,6 +559,48 @@ fn step_synproxy<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, t
                 } else {
                     counters.drop(DropReason::TxFull);
                 }
+            }
+            Verdict::Drop(r) => counters.drop(r),
+            _ => counters.drop(DropReason::SynProxyNotReady),
+        }
+    }
+}
+
+/// Layer 7's pending heads: slow clients answered 408, complete heads replayed to their
+/// server (through the pipeline, as client segments) once it answered.
+fn step_heads<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, ticks: u32) {
+    let counters = ctx.counters;
+    let send = |ports: &mut [P], port: u8, frame: &[u8]| {
+        let sent = ports
+            .get_mut(usize::from(port))
+            .is_some_and(|p| p.tx_copy(frame));
+        if sent {
+            counters.tx_packets.add(1);
+            counters.tx_bytes.add(frame.len() as u64);
+        } else {
+            counters.drop(DropReason::TxFull);
+        }
+        sent
+    };
+    {
+        let neigh = shared.neigh.load();
+        ctx.proxy_syns
+            .heads
+            .step(ctx.tables, &neigh, ticks, counters, |port, frame| {
+                send(ports, port, frame)
+            });
+    }
+    let splices = ctx.proxy.splices(ctx.conns);
+    let mut f = [0u8; crate::synproxy::retransmit::HOLD_MAX];
+    while let Some(n) =
+        ctx.proxy_syns
+            .heads
+            .next_replay(&shared.conns, splices, ticks, &mut f, counters)
+    {
+        let mut len = n;
+        match process(ctx, &mut f, &mut len) {
+            Verdict::Forward(q) => {
+                send(ports, q, &f[..len]);
             }
             Verdict::Drop(r) => counters.drop(r),
             _ => counters.drop(DropReason::SynProxyNotReady),

@@ -19,6 +19,8 @@ use uvs_testkit::check_frame;
 const CPORT: u16 = 40000;
 const CISN: u32 = 1000;
 const SISN: u32 = 7_000_000;
+/// The lab's `head_limit` (bytes).
+const HEAD_LIMIT: u32 = 4096;
 
 struct Lab {
     shared: Arc<Shared>,
@@ -42,10 +44,18 @@ impl Lab {
 
     /// With `proxy_protocol: v2` too.
     fn with(method: Method, v6: bool, proxy_protocol: bool) -> Lab {
+        Self::build(method, v6, proxy_protocol, 1)
+    }
+
+    /// `b_weight`: the weight of pool b's servers (0: the pool has none usable).
+    fn build(method: Method, v6: bool, proxy_protocol: bool, b_weight: u32) -> Lab {
         let mut spec = lab::spec(method, SchedulerKind::Rr, 1);
         for s in &mut spec.services {
             if s.key.proto != 6 {
                 continue;
+            }
+            for r in s.reals.iter_mut().skip(1) {
+                r.weight = b_weight;
             }
             s.syn_proxy = true;
             s.proxy_protocol = proxy_protocol;
@@ -94,6 +104,8 @@ impl Lab {
                     to_b(L7Match::Sni("tls.b.example".into())),
                 ],
                 default_pool: 0,
+                head_limit: HEAD_LIMIT,
+                head_timeout_s: 10,
             });
         }
         let tables = TablesBuilder::build(&spec, None).unwrap();
@@ -118,6 +130,19 @@ impl Lab {
 
     fn drops(&self, r: DropReason) -> u64 {
         self.shared.counters[0].dropped(r)
+    }
+    fn idle(&mut self) -> [Vec<Vec<u8>>; 2] {
+        self.w.poll();
+        [self.w.ports[0].take_tx(), self.w.ports[1].take_tx()]
+    }
+    fn advance(&mut self, secs: u64) {
+        self.shared.clock.advance(secs);
+        lab::learn_neighbours(&self.shared.neigh, self.shared.clock.now_s());
+    }
+    /// The pending-head gauges: clients, bytes.
+    fn pending(&self) -> (u64, u64) {
+        let c = &self.shared.counters[0];
+        (c.layer7_pending.get(), c.layer7_pending_bytes.get())
     }
     fn client(&self) -> IpAddr {
         (if self.v6 { lab::CLIENT6 } else { lab::CLIENT4 })
@@ -349,11 +374,13 @@ fn host_path_header_and_cookie_rules_choose_the_pool() {
                 1
             );
             assert_eq!((l.hits(0), l.hits(1)), (2, 4));
-            // A head that does not end in its segment: the default pool, counted.
-            assert_eq!(
-                route(&mut l, b"GET /b/ HTTP/1.1\r\nHost: x.b.example\r\n"),
-                1
-            );
+            // More headers than uvs reads: the default pool, counted.
+            let mut many = b"GET /b/ HTTP/1.1\r\n".to_vec();
+            for i in 0..70 {
+                many.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
+            }
+            many.extend_from_slice(b"\r\n");
+            assert_eq!(route(&mut l, &many), 1);
             assert_eq!(l.shared.counters[0].layer7_incomplete.get(), 1);
         }
     }
@@ -585,8 +612,572 @@ proptest::proptest! {
             proptest::prop_assert_eq!(l.shared.conns.len(), 1);
         } else {
             let t = read(&c[0]);
-            proptest::prop_assert!(t.rst || (t.fin && t.payload.starts_with(b"HTTP/1.1 400")));
+            // A head that goes on is acknowledged and waited for.
+            let waits = !t.rst && !t.fin && t.payload.is_empty()
+                && t.ack == CISN + 1 + payload.len() as u32;
+            proptest::prop_assert!(
+                waits || t.rst || (t.fin && t.payload.starts_with(b"HTTP/1.1 400"))
+            );
+            proptest::prop_assert_eq!(l.pending().0, u64::from(waits));
             proptest::prop_assert_eq!(l.shared.conns.len(), 0);
         }
     }
+}
+
+/// A client whose head is being received: its cookie, uvs's TSval, and the next byte.
+struct Pending {
+    cookie: u32,
+    our_ts: u32,
+    next: u32,
+}
+
+impl Pending {
+    /// The client's next segment (at `seq`, or at the next byte), with FIN if `fin`.
+    fn frame(&self, l: &Lab, seq: Option<u32>, fin: bool, p: &[u8]) -> Vec<u8> {
+        let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(114, self.our_ts)];
+        let seq = seq.unwrap_or(self.next);
+        client_flags(
+            l,
+            seq,
+            Some(self.cookie.wrapping_add(1)),
+            fin,
+            false,
+            &ts,
+            p,
+        )
+    }
+}
+
+/// A client segment with FIN or RST as asked.
+fn client_flags(
+    l: &Lab,
+    seq: u32,
+    ack: Option<u32>,
+    fin: bool,
+    rst: bool,
+    opts: &[Opt],
+    p: &[u8],
+) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(lab::CLIENT_MAC, lab::LB0_MAC);
+    let ip = match (l.client(), l.vip()) {
+        (IpAddr::V4(c), IpAddr::V4(v)) => eth.ipv4(c.octets(), v.octets(), 64),
+        (IpAddr::V6(c), IpAddr::V6(v)) => eth.ipv6(c.octets(), v.octets(), 64),
+        _ => unreachable!(),
+    };
+    let mut b = ip.tcp(l.cport, 80, seq, 1000);
+    if let Some(a) = ack {
+        b = b.ack(a);
+    }
+    if !p.is_empty() {
+        b = b.psh();
+    }
+    if fin {
+        b = b.fin();
+    }
+    if rst {
+        b = b.rst();
+    }
+    let b = b.options(opts).unwrap();
+    let mut out = Vec::new();
+    b.write(&mut out, p).unwrap();
+    out
+}
+
+/// Handshake, then a first segment whose head goes on: uvs acknowledges it.
+fn begin(l: &mut Lab, first: &[u8]) -> Pending {
+    let (cookie, our_ts) = handshake(l);
+    let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+    let req = client_frame(l, CISN + 1, false, Some(cookie.wrapping_add(1)), &ts, first);
+    let [c, s] = l.send(0, &req);
+    assert!(s.is_empty(), "no server yet");
+    let a = only(&c);
+    assert!(a.ack_flag && !a.fin && !a.rst && !a.syn && a.payload.is_empty());
+    assert_eq!((a.src, a.dst), (l.vip(), l.client()));
+    assert_eq!(a.seq, cookie.wrapping_add(1));
+    let next = CISN + 1 + first.len() as u32;
+    assert_eq!(a.ack, next, "the received bytes acknowledged");
+    assert_eq!(a.ts, Some((our_ts, 113)));
+    Pending {
+        cookie,
+        our_ts,
+        next,
+    }
+}
+
+/// The answer to a pending client's segment: one frame to the client, none to servers.
+fn to_client(l: &mut Lab, f: &[u8]) -> T {
+    let [c, s] = l.send(0, f);
+    assert!(s.is_empty(), "nothing for the servers");
+    only(&c)
+}
+
+/// A `size`-byte head: request line, Host, padding headers, then `last` (the routing
+/// header, in the head's last bytes) and the blank line.
+fn big_head(size: usize, last: &str) -> Vec<u8> {
+    let mut h = b"GET / HTTP/1.1\r\nHost: www.example\r\n".to_vec();
+    let tail = format!("{last}\r\n\r\n");
+    let mut i = 0;
+    while h.len() + tail.len() < size {
+        let room = size - h.len() - tail.len();
+        let line = format!("X-Pad-{i}: {}\r\n", "p".repeat(room.clamp(14, 900) - 14));
+        if line.len() > room {
+            h.extend_from_slice(&b"X: "[..]);
+            h.extend(std::iter::repeat_n(b'q', room.saturating_sub(5)));
+            h.extend_from_slice(b"\r\n");
+            break;
+        }
+        h.extend_from_slice(line.as_bytes());
+        i += 1;
+    }
+    h.extend_from_slice(tail.as_bytes());
+    h
+}
+
+#[test]
+fn a_head_in_three_segments_is_received_then_replayed_by_the_servers_mss() {
+    for method in [Method::Nat, Method::FullNat] {
+        for v6 in [false, true] {
+            let mut l = Lab::new(method, v6);
+            // The routing header is in the last segment only.
+            let head = big_head(3000, "X-Pool: b");
+            let (a, rest) = head.split_at(1200);
+            let (b, c) = rest.split_at(1200);
+            let mut p = begin(&mut l, a);
+            assert_eq!(l.pending(), (1, 1200));
+            assert_eq!(
+                l.shared.conns.len(),
+                0,
+                "no entry while the head is pending"
+            );
+
+            // The third segment before the second: dropped, counted, a duplicate ACK.
+            let ooo = p.frame(&l, Some(p.next + b.len() as u32), false, c);
+            let d = to_client(&mut l, &ooo);
+            assert_eq!(d.ack, p.next, "still waiting for the second");
+            assert_eq!(l.drops(DropReason::Layer7OutOfOrder), 1);
+            assert_eq!(l.pending(), (1, 1200));
+
+            // The second, in order: acknowledged.
+            let f = p.frame(&l, None, false, b);
+            let d = to_client(&mut l, &f);
+            p.next += b.len() as u32;
+            assert_eq!(d.ack, p.next);
+            assert_eq!(l.pending(), (1, 2400));
+            // Its retransmission is acknowledged again and adds nothing.
+            let again = p.frame(&l, Some(p.next - b.len() as u32), false, b);
+            assert_eq!(to_client(&mut l, &again).ack, p.next);
+            assert_eq!(l.pending(), (1, 2400));
+
+            // The third completes the head: a SYN to pool b (the header rule).
+            let f = p.frame(&l, None, false, c);
+            let [cl, s] = l.send(0, &f);
+            assert!(cl.is_empty());
+            let syn = only(&s);
+            assert!(syn.syn && !syn.ack_flag && syn.payload.is_empty());
+            assert_eq!(syn.seq, CISN);
+            let n = (1..=3)
+                .find(|&n| lab::real(n, v6).to_ip() == syn.dst)
+                .unwrap();
+            assert!(
+                n == 2 || n == 3,
+                "pool b, chosen by the last segment's header"
+            );
+            assert_eq!(l.hits(1), 1);
+
+            // The server's SYN-ACK with MSS 536: the ACK, then the head in pieces of 536
+            // bytes less the 12 of the timestamps option.
+            let sa = seg(
+                (lab::real_mac(n), lab::LB1_MAC),
+                syn.dst,
+                80,
+                l.seen_client(),
+                syn.sport,
+                SISN,
+                true,
+                Some(CISN + 1),
+                &[Opt::MaximumSegmentSize(536), Opt::Timestamp(9000, 114)],
+                b"",
+            );
+            let [cl, s] = l.send(1, &sa);
+            assert!(cl.is_empty());
+            let pieces: Vec<T> = s.iter().map(|f| read(f)).collect();
+            assert!(pieces[0].payload.is_empty(), "the handshake's ACK first");
+            let data = &pieces[1..];
+            assert_eq!(data.len(), head.len().div_ceil(524));
+            let mut got = Vec::new();
+            for d in data {
+                assert_eq!(d.dst, syn.dst);
+                assert!(d.payload.len() <= 524);
+                assert_eq!(d.seq, CISN + 1 + got.len() as u32, "contiguous");
+                assert_eq!(d.ack, SISN + 1);
+                got.extend_from_slice(&d.payload);
+            }
+            assert_eq!(got, head, "every byte replayed, in order");
+            assert_eq!(l.shared.counters[0].layer7_replayed.get(), 1);
+            assert_eq!(
+                l.pending(),
+                (1, head.len() as u64),
+                "kept until acknowledged"
+            );
+
+            // Not acknowledged within 1 s: sent again.
+            l.advance(2);
+            let [_, s] = l.idle();
+            let resent: Vec<u8> = s.iter().flat_map(|f| read(f).payload).collect();
+            assert_eq!(resent, head, "the whole head again");
+
+            // The server acknowledges part, then all: freed.
+            let ack_of = |l: &Lab, k: u32| {
+                seg(
+                    (lab::real_mac(n), lab::LB1_MAC),
+                    syn.dst,
+                    80,
+                    l.seen_client(),
+                    syn.sport,
+                    SISN + 1,
+                    false,
+                    Some(CISN + 1 + k),
+                    &[Opt::Noop, Opt::Noop, Opt::Timestamp(9001, 114)],
+                    b"",
+                )
+            };
+            let f = ack_of(&l, 1000);
+            let [cl, _] = l.send(1, &f);
+            let fwd = only(&cl);
+            assert_eq!((fwd.src, fwd.dst), (l.vip(), l.client()));
+            assert_eq!(l.pending(), (1, head.len() as u64));
+            let f = ack_of(&l, head.len() as u32);
+            l.send(1, &f);
+            l.idle();
+            assert_eq!(l.pending(), (0, 0), "the acknowledged head is freed");
+            l.advance(5);
+            let [_, s] = l.idle();
+            assert!(s.is_empty(), "nothing sent again once acknowledged");
+            assert_eq!(l.drops(DropReason::Layer7ReplayLost), 0);
+        }
+    }
+}
+
+#[test]
+fn a_client_hello_over_two_segments_is_routed_by_its_sni() {
+    for v6 in [false, true] {
+        let mut l = Lab::new(Method::Nat, v6);
+        // A ClientHello with ~1500 bytes of padding before the server name.
+        let mut hello = client_hello(b"tls.b.example");
+        // Grow it: a padding extension (RFC 7685) placed before server_name keeps it sound.
+        let pad_len = 1500usize;
+        let mut pad = vec![0x00, 0x15];
+        pad.extend_from_slice(&(pad_len as u16).to_be_bytes());
+        pad.extend(std::iter::repeat_n(0u8, pad_len));
+        // Offsets in `client_hello`: record(5) handshake(4) version(2) random(32)
+        // sid(1) suites(4) comp(2) = 50, then the extensions' length.
+        let ext_len = u16::from_be_bytes([hello[50], hello[51]]) as usize + pad.len();
+        hello.splice(52..52, pad);
+        hello[50..52].copy_from_slice(&(ext_len as u16).to_be_bytes());
+        let body = hello.len() - 9;
+        hello[6..9].copy_from_slice(&(body as u32).to_be_bytes()[1..]);
+        let rec = (hello.len() - 5) as u16;
+        hello[3..5].copy_from_slice(&rec.to_be_bytes());
+        let (a, b) = hello.split_at(1000);
+        let p = begin(&mut l, a);
+        let f = p.frame(&l, None, false, b);
+        let [cl, s] = l.send(0, &f);
+        assert!(cl.is_empty());
+        let syn = only(&s);
+        let n = (1..=3)
+            .find(|&n| lab::real(n, v6).to_ip() == syn.dst)
+            .unwrap();
+        assert!(n == 2 || n == 3, "the sni rule's pool");
+        assert_eq!(l.drops(DropReason::Layer7BadTls), 0);
+    }
+}
+
+#[test]
+fn a_head_over_the_limit_gets_431_and_fin() {
+    for v6 in [false, true] {
+        let mut l = Lab::new(Method::Nat, v6);
+        let head = big_head(HEAD_LIMIT as usize + 1000, "X-Pool: b");
+        let mut p = begin(&mut l, &head[..1400]);
+        let mut off = 1400;
+        let r = loop {
+            let piece = &head[off..off + 1400];
+            let r = {
+                let f = p.frame(&l, None, false, piece);
+                to_client(&mut l, &f)
+            };
+            off += piece.len();
+            p.next += piece.len() as u32;
+            if r.fin || r.rst {
+                break r;
+            }
+            assert_eq!(r.ack, p.next);
+        };
+        assert!(off > HEAD_LIMIT as usize, "refused only past the limit");
+        assert!(r.fin && !r.rst);
+        assert!(
+            r.payload
+                .starts_with(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&r.payload)
+        );
+        assert_eq!(r.ack, p.next);
+        assert_eq!(l.drops(DropReason::Layer7HeadTooLarge), 1);
+        assert_eq!(l.pending(), (0, 0));
+        assert_eq!(l.shared.conns.len(), 0);
+        // The client's next segment finds nothing (its SEQ fails the cookie).
+        let f = p.frame(&l, None, false, b"more");
+        let [c, s] = l.send(0, &f);
+        assert!(c.is_empty() && s.is_empty());
+    }
+}
+
+#[test]
+fn a_slow_client_gets_408_after_the_timeout() {
+    for v6 in [false, true] {
+        let mut l = Lab::new(Method::Nat, v6);
+        let p = begin(&mut l, b"GET / HTTP/1.1\r\nHost: slow.example\r\n");
+        assert_eq!(l.pending().0, 1);
+        l.advance(5);
+        let [c, _] = l.idle();
+        assert!(c.is_empty(), "still within the 10 s");
+        assert_eq!(l.pending().0, 1);
+        l.advance(6);
+        let [c, s] = l.idle();
+        assert!(s.is_empty());
+        let r = only(&c);
+        assert_eq!((r.src, r.dst), (l.vip(), l.client()));
+        assert!(r.fin && !r.rst);
+        assert!(r.payload.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
+        assert_eq!((r.seq, r.ack), (p.cookie.wrapping_add(1), p.next));
+        assert_eq!(l.drops(DropReason::Layer7HeadTimeout), 1);
+        assert_eq!(l.pending(), (0, 0));
+        assert_eq!(l.shared.conns.len(), 0);
+    }
+}
+
+#[test]
+fn a_pool_without_a_usable_server_answers_503() {
+    for v6 in [false, true] {
+        let mut l = Lab::build(Method::Nat, v6, false, 0);
+        // One segment.
+        let (cookie, our_ts) = handshake(&mut l);
+        let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+        let req = b"GET /b/ HTTP/1.1\r\nHost: a\r\n\r\n";
+        let f = client_frame(&l, CISN + 1, false, Some(cookie.wrapping_add(1)), &ts, req);
+        let r = to_client(&mut l, &f);
+        assert!(
+            r.fin
+                && r.payload
+                    .starts_with(b"HTTP/1.1 503 Service Unavailable\r\n")
+        );
+        assert_eq!(r.ack, CISN + 1 + req.len() as u32);
+        assert_eq!(l.drops(DropReason::Layer7NoServer), 1);
+        // Over two segments.
+        l.cport += 1;
+        let p = begin(&mut l, b"GET / HTTP/1.1\r\nHost: a\r\n");
+        let r = {
+            let f = p.frame(&l, None, false, b"X-Pool: b\r\n\r\n");
+            to_client(&mut l, &f)
+        };
+        assert!(r.fin && r.payload.starts_with(b"HTTP/1.1 503 "));
+        assert_eq!(r.ack, p.next + 13);
+        assert_eq!(l.drops(DropReason::Layer7NoServer), 2);
+        assert_eq!((l.pending(), l.shared.conns.len()), ((0, 0), 0));
+        // The default pool still works.
+        l.cport += 1;
+        assert_eq!(route(&mut l, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 1);
+    }
+}
+
+#[test]
+fn a_full_pending_table_refuses_with_503_and_a_reset_frees_a_place() {
+    use uvs_dataplane::synproxy::head::MAX_PENDING;
+    let mut l = Lab::new(Method::Nat, false);
+    let partial = b"GET / HTTP/1.1\r\nHost: a\r\n";
+    let mut first = None;
+    for _ in 0..MAX_PENDING {
+        let p = begin(&mut l, partial);
+        first.get_or_insert((l.cport, p.next, p.cookie, p.our_ts));
+        l.cport += 1;
+    }
+    assert_eq!(
+        l.pending(),
+        (MAX_PENDING as u64, (MAX_PENDING * partial.len()) as u64)
+    );
+    let (cookie, our_ts) = handshake(&mut l);
+    let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+    let f = client_frame(
+        &l,
+        CISN + 1,
+        false,
+        Some(cookie.wrapping_add(1)),
+        &ts,
+        partial,
+    );
+    let r = to_client(&mut l, &f);
+    assert!(r.fin && r.payload.starts_with(b"HTTP/1.1 503 "));
+    assert_eq!(l.drops(DropReason::Layer7PendingFull), 1);
+    assert_eq!(l.pending().0, MAX_PENDING as u64);
+    // The first client resets: its place is freed, the next client is received.
+    let (port, next, cookie, our_ts) = first.unwrap();
+    let mine = l.cport;
+    l.cport = port;
+    let rst = client_flags(&l, next, None, false, true, &[], b"");
+    let [c, s] = l.send(0, &rst);
+    assert!(c.is_empty() && s.is_empty());
+    assert_eq!(l.drops(DropReason::Layer7HeadAborted), 1);
+    assert_eq!(l.pending().0, MAX_PENDING as u64 - 1);
+    let _ = (cookie, our_ts);
+    l.cport = mine + 1;
+    begin(&mut l, partial);
+    assert_eq!(l.pending().0, MAX_PENDING as u64);
+}
+
+#[test]
+fn a_fin_inside_the_head_gets_400() {
+    let mut l = Lab::new(Method::Nat, false);
+    let p = begin(&mut l, b"GET / HTTP/1.1\r\nHost: a\r\n");
+    let r = {
+        let f = p.frame(&l, None, true, b"X-A: 1\r\n");
+        to_client(&mut l, &f)
+    };
+    assert!(r.fin && r.payload.starts_with(b"HTTP/1.1 400 "));
+    assert_eq!(r.ack, p.next + 8 + 1, "the data and the FIN");
+    assert_eq!(l.drops(DropReason::Layer7BadHttp), 1);
+    assert_eq!(l.pending(), (0, 0));
+}
+
+#[test]
+fn a_pending_head_with_too_many_headers_goes_to_the_default_pool() {
+    let mut l = Lab::new(Method::Nat, false);
+    let lines = |from: usize| -> Vec<u8> {
+        (from..from + 40)
+            .flat_map(|i| format!("X-{i}: 1\r\n").into_bytes())
+            .collect()
+    };
+    let mut first = b"GET /b/ HTTP/1.1\r\nHost: a\r\n".to_vec();
+    first.extend(lines(0));
+    let mut p = begin(&mut l, &first);
+    // More lines: still waiting (the head is read again only once it may have ended).
+    let more = lines(40);
+    let f = p.frame(&l, None, false, &more);
+    p.next += more.len() as u32;
+    assert_eq!(to_client(&mut l, &f).ack, p.next);
+    let f = p.frame(&l, None, false, b"\r\n");
+    let [c, s] = l.send(0, &f);
+    assert!(
+        c.is_empty(),
+        "{:?}",
+        c.iter().map(|f| read(f)).collect::<Vec<_>>()
+    );
+    let syn = only(&s);
+    assert!(syn.syn);
+    assert_eq!(syn.dst, lab::real(1, false).to_ip(), "the default pool");
+    assert_eq!(l.shared.counters[0].layer7_incomplete.get(), 1);
+    // A later segment waits (held) for the server like any early segment.
+    let f = p.frame(&l, Some(p.next + 2), false, b"GET / HTTP/1.1\r\n");
+    let [c, s] = l.send(0, &f);
+    assert!(c.is_empty() && s.is_empty());
+}
+
+/// With `proxy_protocol: v2` a head received over two segments is replayed after the
+/// header, shifted by its length, and freed once the server acknowledges header and head.
+#[test]
+fn a_proxy_header_goes_before_a_replayed_multi_segment_head() {
+    for v6 in [false, true] {
+        let mut l = Lab::with(Method::Nat, v6, true);
+        let head = big_head(2000, "Cookie: pool=b");
+        let (a, b) = head.split_at(1000);
+        let p = begin(&mut l, a);
+        let f = p.frame(&l, None, false, b);
+        let syn = only(&l.send(0, &f)[1]);
+        let n = (1..=3)
+            .find(|&n| lab::real(n, v6).to_ip() == syn.dst)
+            .unwrap();
+        assert!(n == 2 || n == 3, "the cookie rule's pool");
+        let sa = seg(
+            (lab::real_mac(n), lab::LB1_MAC),
+            syn.dst,
+            80,
+            l.client(),
+            syn.sport,
+            SISN,
+            true,
+            Some(CISN + 1),
+            &[Opt::MaximumSegmentSize(1460), Opt::Timestamp(9000, 114)],
+            b"",
+        );
+        let [_, s] = l.send(1, &sa);
+        let len = if v6 { 52u32 } else { 28 };
+        let hdr = read(&s[0]);
+        assert_eq!(hdr.payload.len() as u32, len);
+        let mut got = Vec::new();
+        for f in &s[1..] {
+            let d = read(f);
+            assert_eq!(d.seq, CISN + 1 + len + got.len() as u32);
+            got.extend_from_slice(&d.payload);
+        }
+        assert_eq!(got, head);
+        // The server acknowledges the header and the whole head: freed.
+        let ack = seg(
+            (lab::real_mac(n), lab::LB1_MAC),
+            syn.dst,
+            80,
+            l.client(),
+            syn.sport,
+            SISN + 1,
+            false,
+            Some(CISN + 1 + len + head.len() as u32),
+            &[Opt::Noop, Opt::Noop, Opt::Timestamp(9001, 114)],
+            b"",
+        );
+        let [c, _] = l.send(1, &ack);
+        assert_eq!(
+            only(&c).ack,
+            CISN + 1 + head.len() as u32,
+            "the client sees its own sequence space"
+        );
+        l.idle();
+        assert_eq!(l.pending(), (0, 0));
+    }
+}
+
+/// A replayed head the server never acknowledges is sent three times, then freed and
+/// counted.
+#[test]
+fn an_unacknowledged_replay_is_given_up_after_three_sends() {
+    let mut l = Lab::new(Method::Nat, false);
+    let head = big_head(1500, "X-Pool: b");
+    let (a, b) = head.split_at(700);
+    let p = begin(&mut l, a);
+    let f = p.frame(&l, None, false, b);
+    let syn = only(&l.send(0, &f)[1]);
+    let n = (1..=3)
+        .find(|&n| lab::real(n, false).to_ip() == syn.dst)
+        .unwrap();
+    let sa = seg(
+        (lab::real_mac(n), lab::LB1_MAC),
+        syn.dst,
+        80,
+        l.client(),
+        syn.sport,
+        SISN,
+        true,
+        Some(CISN + 1),
+        &[Opt::MaximumSegmentSize(1460), Opt::Timestamp(9000, 114)],
+        b"",
+    );
+    let [_, s] = l.send(1, &sa);
+    assert_eq!(s.len(), 3, "the ACK and the head in two pieces");
+    let mut sends = 1;
+    for _ in 0..8 {
+        l.advance(1);
+        let [_, s] = l.idle();
+        if !s.is_empty() {
+            sends += 1;
+        }
+    }
+    assert_eq!(sends, 3, "sent at 0 s, 1 s and 3 s");
+    assert_eq!(l.drops(DropReason::Layer7ReplayLost), 1);
+    assert_eq!(l.pending(), (0, 0));
 }

@@ -701,7 +701,17 @@ pub struct Layer7 {
     pub rules: Vec<Rule>,
     /// Index into `pools`.
     pub default_pool: usize,
+    /// Longest request head (or TLS ClientHello) uvs reads before choosing, in bytes;
+    /// longer ones get 431.
+    pub head_limit: u32,
+    /// Seconds a client has to send its whole head; slower ones get 408.
+    pub head_timeout: u32,
 }
+
+/// Default `head_limit` (bytes).
+pub const DEFAULT_HEAD_LIMIT: u32 = 8192;
+/// Default `head_timeout` (seconds).
+pub const DEFAULT_HEAD_TIMEOUT: u32 = 10;
 
 /// Some of a `layer: 7` service's real servers (every real server of the service at one of
 /// `members`), scheduled on their own.

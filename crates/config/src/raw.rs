@@ -395,6 +395,10 @@ pub(crate) struct RawService {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_pool: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fullnat_pool: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<RawTimeouts>,

@@ -279,6 +279,16 @@ fn service(s: &Service, global: &Timeouts) -> RawService {
             .layer7
             .as_ref()
             .map(|l| l.pools[l.default_pool].name.clone()),
+        head_limit: s
+            .layer7
+            .as_ref()
+            .filter(|l| l.head_limit != crate::model::DEFAULT_HEAD_LIMIT)
+            .map(|l| u64::from(l.head_limit)),
+        head_timeout: s
+            .layer7
+            .as_ref()
+            .filter(|l| l.head_timeout != crate::model::DEFAULT_HEAD_TIMEOUT)
+            .map(|l| u64::from(l.head_timeout)),
         fullnat_pool: non_empty(s.fullnat_pool.iter().map(|a| a.to_string()).collect()),
         timeouts: timeouts(&s.timeouts, global),
         sorry_server: s.sorry_server.map(|ss| RawSorryServer {

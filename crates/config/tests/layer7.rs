@@ -28,6 +28,8 @@ services:
       - { cookie: { name: pool, value: api }, pool: api }
       - { sni: api.example, pool: api }
     default_pool: web
+    head_limit: 16384
+    head_timeout: 5
 ";
 
 #[test]
@@ -41,6 +43,7 @@ fn pools_rules_and_round_trip() {
     assert_eq!(l.pools[1].scheduler, Scheduler::WeightedLeastConnection);
     assert_eq!(l.pools[0].members.len(), 2);
     assert_eq!(l.default_pool, 0);
+    assert_eq!((l.head_limit, l.head_timeout), (16384, 5));
     assert_eq!(l.rules.len(), 6);
     assert!(l.rules.iter().all(|r| r.pool == 1));
     // A combined rule: every condition, in the fixed order.
@@ -76,6 +79,12 @@ fn pools_rules_and_round_trip() {
     let again =
         uvs_config::load_str(&saved, "saved.yaml").unwrap_or_else(|e| panic!("{e}\n{saved}"));
     assert_eq!(again, c);
+    // Without the keys: the defaults (8 KiB, 10 s), which the saved file leaves out.
+    let plain = SRC.replace("    head_limit: 16384\n    head_timeout: 5\n", "");
+    let d = uvs_config::load_str(&plain, "uvs.yaml").unwrap();
+    let dl = d.services[0].layer7.as_ref().unwrap();
+    assert_eq!((dl.head_limit, dl.head_timeout), (8192, 10));
+    assert!(!uvs_config::to_yaml(&d).contains("head_"));
     // A change of rules is a change of the service.
     let other = uvs_config::load_str(&SRC.replace("/v1/", "/v3/"), "uvs.yaml").unwrap();
     assert!(!uvs_config::diff(&c, &other).is_empty());

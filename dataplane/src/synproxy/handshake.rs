@@ -26,6 +26,13 @@ pub(crate) fn on_new_flow(
     svc: &Arc<ServiceRt>,
 ) -> Verdict {
     let f = p.tcp_flags;
+    if svc.layer7.is_some() {
+        // A client whose request head uvs is receiving (its SEQ no longer checks against
+        // the cookie): its tuple finds it.
+        if let Some(i) = ctx.proxy_syns.heads.find(&super::head::HeadKey::of(p)) {
+            return super::head::segment(ctx, buf, len, p, svc, i);
+        }
+    }
     if f & (flags::SYN | flags::ACK | flags::RST | flags::FIN) == flags::SYN {
         return syn(ctx, buf, len, p);
     }
@@ -122,8 +129,6 @@ fn ack(
     p: &mut Parsed,
     svc: &Arc<ServiceRt>,
 ) -> Verdict {
-    let tables = ctx.tables;
-    let neigh = ctx.neigh;
     let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
@@ -154,6 +159,12 @@ fn ack(
             None,
         ),
     };
+    let cookie = super::head::Cookie {
+        client_isn,
+        our_isn,
+        opts,
+        ts: our_ts,
+    };
     // Layer 7: the request decides the pool; a bare ACK waits for it, statelessly.
     let l7_pool = match &svc.layer7 {
         None => None,
@@ -170,6 +181,10 @@ fn ack(
                     }
                     Some(pool)
                 }
+                Decision::Partial => {
+                    ctx.counters.synproxy_cookies_valid.add(1);
+                    return super::head::start(ctx, buf, len, p, l7, cookie, &t);
+                }
                 Decision::BadHttp => {
                     return super::layer7::refuse(ctx, buf, len, p, &t, our_isn, our_ts, true)
                 }
@@ -180,28 +195,93 @@ fn ack(
         }
     };
     ctx.counters.synproxy_cookies_valid.add(1);
-    // Data on the handshake's last ACK (the client's ACK was lost and this is its first
-    // data segment, or a client that sends with the ACK): the frame becomes the server's
-    // SYN, so a copy is kept to be held like any early segment once the SYN is out.
-    let mut early = [0u8; super::retransmit::HOLD_MAX];
-    let early_len = if t.payload_len > 0 && *len <= early.len() {
-        early[..*len].copy_from_slice(&buf[..*len]);
-        *len
-    } else {
-        0
-    };
-    if t.payload_len > 0 && early_len == 0 {
-        // Too long to keep: lost here, counted; the client retransmits it.
-        ctx.counters.drop(DropReason::SynProxyNotReady);
-    }
-
     let chosen = match l7_pool {
         Some(pool) => super::layer7::choose(ctx, svc, p, v6, pool),
         None => choose_real(ctx, svc, p, v6),
     };
     let Some(slot) = chosen else {
+        if l7_pool.is_some() {
+            // Layer 7: the chosen pool has no usable server; the client, connected and
+            // waiting for an answer, gets one rather than retransmitting into silence.
+            let end = p.l3_end().min(*len);
+            let tls = buf.get(end.saturating_sub(t.payload_len)) == Some(&0x16);
+            let side = super::layer7::Side {
+                seq: our_isn.wrapping_add(1),
+                ack: t.seq.wrapping_add(t.payload_len as u32),
+                ts: our_ts,
+                wscale: opts.wscale,
+            };
+            let reply = if tls {
+                super::layer7::Reply::Reset
+            } else {
+                super::layer7::Reply::Http(super::layer7::UNAVAILABLE)
+            };
+            let r = Some(DropReason::Layer7NoServer);
+            return super::layer7::answer(ctx, buf, len, p, &side, reply, r);
+        }
         return Verdict::Drop(DropReason::NoRealServer);
     };
+    let o = Opening {
+        cookie,
+        window: t.window,
+        next: t.seq,
+        pool: l7_pool,
+        early: t.payload_len > 0,
+        replay: None,
+    };
+    open(ctx, buf, len, p, svc, slot, o)
+}
+
+/// What opening a proxied connection needs besides its frame.
+pub(super) struct Opening {
+    pub cookie: super::head::Cookie,
+    /// The client's window, as on the wire.
+    pub window: u16,
+    /// The client's sequence number a RST to it acknowledges.
+    pub next: u32,
+    /// Layer 7: the pool that took the connection.
+    pub pool: Option<usize>,
+    /// The frame carries data to hold until the server answers (the client still has it).
+    pub early: bool,
+    /// Layer 7: the pending head (slot) uvs received, which ends at this sequence number,
+    /// to replay once the server answers.
+    pub replay: Option<(u16, u32)>,
+}
+
+/// Opens the connection to real server `slot`: the entry, and the frame becomes the SYN
+/// to the server.
+pub(super) fn open(
+    ctx: &mut Ctx<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    svc: &Arc<ServiceRt>,
+    slot: u16,
+    open: Opening,
+) -> Verdict {
+    let tables = ctx.tables;
+    let neigh = ctx.neigh;
+    let v6 = p.l3 == L3::V6;
+    let super::head::Cookie {
+        client_isn,
+        our_isn,
+        opts,
+        ts: our_ts,
+    } = open.cookie;
+    // Data on the handshake's last ACK (the client's ACK was lost and this is its first
+    // data segment, or a client that sends with the ACK): the frame becomes the server's
+    // SYN, so a copy is kept to be held like any early segment once the SYN is out.
+    let mut early = [0u8; super::retransmit::HOLD_MAX];
+    let early_len = if open.early && *len <= early.len() {
+        early[..*len].copy_from_slice(&buf[..*len]);
+        *len
+    } else {
+        0
+    };
+    if open.early && early_len == 0 {
+        // Too long to keep: lost here, counted; the client retransmits it.
+        ctx.counters.drop(DropReason::SynProxyNotReady);
+    }
     let Some(real) = svc.real(slot) else {
         return Verdict::Drop(DropReason::NoRealServer);
     };
@@ -243,7 +323,7 @@ fn ack(
     svc.stats.worker(ctx.worker).conns.add(1);
     real.stats.worker(ctx.worker).conns.add(1);
     ctx.counters.new_conns.add(1);
-    if let (Some(pool), Some(l7)) = (l7_pool, &svc.layer7) {
+    if let (Some(pool), Some(l7)) = (open.pool, &svc.layer7) {
         if let Some(p) = l7.pools.get(pool) {
             p.hits.worker(ctx.worker).conns.add(1);
         }
@@ -252,7 +332,13 @@ fn ack(
     let mut bits = Opts::client(opts.wscale, our_ts.is_some());
     if svc.proxy_protocol {
         // The header takes the client's first sequence numbers on the server's half.
-        bits = bits.with_proxy(t.seq);
+        bits = bits.with_proxy(client_isn.wrapping_add(1));
+    }
+    if let Some((head, end)) = open.replay {
+        bits = Opts(bits.0 | Opts::REPLAY);
+        ctx.proxy.splices(ctx.conns).set_replay_end(id, end);
+        ctx.proxy_syns.heads.start_replay(head, id, ctx.now);
+        ctx.counters.layer7_replayed.add(1);
     }
     ctx.proxy
         .splices(ctx.conns)
@@ -268,8 +354,8 @@ fn ack(
         our_ts.map(|(v, _)| (v, 0)),
     );
     let window = match opts.wscale {
-        Some(s) => (u32::from(t.window) << s).min(65535) as u16,
-        None => t.window,
+        Some(s) => (u32::from(open.window) << s).min(65535) as u16,
+        None => open.window,
     };
     let seg = Segment {
         src: conn.reply.dst,
@@ -304,7 +390,7 @@ fn ack(
         client_port: conn.orig.sport,
         vip_port: conn.orig.dport,
         seq: our_isn.wrapping_add(1),
-        ack: t.seq,
+        ack: open.next,
     };
     ctx.proxy_syns
         .push(id, &buf[..*len], egress, hop, rst, ctx.now, ctx.counters);

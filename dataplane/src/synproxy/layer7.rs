@@ -18,11 +18,15 @@
 //! the request held and replayed after its SYN-ACK, splice. Later requests on the same
 //! connection go to the same server (first-request binding).
 //!
-//! Limits: the head (or ClientHello) must end within that first segment; one that does not
-//! (or has over [`MAX_HEADERS`] headers) goes to the default pool (`layer7_incomplete`).
-//! A head `httparse` refuses is answered `400 Bad Request` with FIN, a TLS record that is
-//! not a sound ClientHello with a RST (`layer7_bad_http`, `layer7_bad_tls`); nothing is
-//! stored for either. Memory per waiting client is nil: a slow client holds no state.
+//! A head (or ClientHello) that does not end in that first segment is received by uvs
+//! ([`super::head`]): bounded per-worker state, acknowledged segments, a size limit (`431
+//! Request Header Fields Too Large`) and a timeout (`408 Request Timeout`); once complete
+//! it is decided here and replayed to the server. A head with over [`MAX_HEADERS`] headers
+//! goes to the default pool (`layer7_incomplete`). A head `httparse` refuses is answered
+//! `400 Bad Request` with FIN, a TLS record that is not a sound ClientHello with a RST
+//! (`layer7_bad_http`, `layer7_bad_tls`); a pool without a usable server (and no sorry
+//! server) `503 Service Unavailable` (`layer7_no_server`). Nothing is stored for any of
+//! them.
 
 use std::sync::Arc;
 
@@ -47,7 +51,17 @@ pub struct Layer7Spec {
     pub rules: Vec<RuleSpec>,
     /// Index into `pools`.
     pub default_pool: usize,
+    /// Longest request head (or ClientHello) read, in bytes (`head_limit`).
+    pub head_limit: u32,
+    /// Seconds a client has to complete its head (`head_timeout`).
+    pub head_timeout_s: u32,
 }
+
+/// Default `head_limit`: 8 KiB, as HAProxy's `tune.bufsize` leaves for a head and nginx's
+/// `large_client_header_buffers` line.
+pub const DEFAULT_HEAD_LIMIT: u32 = 8192;
+/// Default `head_timeout`: HAProxy's documented `timeout http-request` example (10 s).
+pub const DEFAULT_HEAD_TIMEOUT_S: u32 = 10;
 
 /// A pool: the service's real servers at `members`, scheduled by `sched`.
 #[derive(Clone, Debug)]
@@ -131,14 +145,18 @@ pub struct Layer7Rt {
     pub pools: Vec<PoolRt>,
     pub rules: Vec<RuleSpec>,
     pub default_pool: usize,
+    pub head_limit: usize,
+    pub head_timeout_ms: u32,
 }
 
 /// What the first request decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// This pool; `complete` is false when the head did not end in the segment (the
+    /// This pool; `complete` is false for a head with too many headers to read (the
     /// default pool then).
     Pool { pool: usize, complete: bool },
+    /// The head (or ClientHello) does not end in these bytes: wait for more.
+    Partial,
     /// An HTTP head `httparse` refuses: answer 400.
     BadHttp,
     /// A TLS handshake record that is not a sound ClientHello: reset.
@@ -162,7 +180,7 @@ impl Layer7Rt {
                     })
                 }
                 Sni::None => default(true),
-                Sni::Truncated => default(false),
+                Sni::Truncated => Decision::Partial,
                 Sni::Malformed | Sni::NotTls => Decision::BadTls,
             };
         }
@@ -170,9 +188,8 @@ impl Layer7Rt {
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(payload) {
             Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-                return default(false)
-            }
+            Ok(httparse::Status::Partial) => return Decision::Partial,
+            Err(httparse::Error::TooManyHeaders) => return default(false),
             Err(_) => return Decision::BadHttp,
         }
         let path = req.path.unwrap_or("");
@@ -255,6 +272,16 @@ fn cookie_has(header: &[u8], name: &[u8], value: &[u8]) -> bool {
 /// The response to a head `httparse` refuses (RFC 9110 §15.5.1), closing the connection.
 pub const BAD_REQUEST: &[u8] =
     b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+/// The response to a head over `head_limit` (RFC 6585 §5).
+pub const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+/// The response to a head not complete within `head_timeout` (RFC 9110 §15.5.9), as
+/// HAProxy answers on `timeout http-request`.
+pub const TIMEOUT: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+/// The response when the chosen pool has no usable server, or uvs has no room to read the
+/// head (RFC 9110 §15.6.4).
+pub const UNAVAILABLE: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// The pool's scheduler picks a slot of the service (the sorry server when the pool has no
 /// usable server and the service has one).
@@ -274,9 +301,114 @@ pub(crate) fn choose(
     }
 }
 
-/// Answers a refused first request over its own frame: `400 Bad Request` with FIN for a
-/// bad HTTP head (`http`), a RST for a bad ClientHello. Nothing is stored: the client's
-/// later segments of this connection fail the cookie check and are dropped.
+/// What uvs says to a client whose connection exists only in its cookie (or in a pending
+/// head): an ACK of what it received, an HTTP response with FIN, or a RST.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reply {
+    Ack,
+    Http(&'static [u8]),
+    Reset,
+}
+
+/// uvs's side of such a connection: its next sequence number (cookie + 1), the client's
+/// next one, the timestamps (client's latest TSval, uvs's), the client's window shift.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Side {
+    pub seq: u32,
+    pub ack: u32,
+    pub ts: Option<(u32, u32)>,
+    pub wscale: Option<u8>,
+}
+
+/// Writes `reply` over the client's frame (from `l3_off` on) and its length; `None` if it
+/// does not fit.
+pub(crate) fn write_reply(
+    buf: &mut [u8],
+    l3_off: usize,
+    l3: L3,
+    client: ([u8; 16], u16),
+    vip: ([u8; 16], u16),
+    side: &Side,
+    reply: Reply,
+) -> Option<usize> {
+    let mut o = [0u8; 12];
+    // Echo the client's TSval; ours goes on from the cookie's (RFC 7323 §3.2). A RST
+    // carries none (RFC 7323 §3.2 allows either).
+    let n = match side.ts {
+        Some((tsval, ours)) if reply != Reply::Reset => {
+            tcp_options::write_ts_option(&mut o, (ours, tsval))
+        }
+        _ => 0,
+    };
+    let (flags, window) = match reply {
+        // The window the SYN-ACK offered (65535, or the same in the client's view of the
+        // shift uvs offered): never shrunk, so a head over the limit is seen, not stalled.
+        Reply::Ack => (
+            flags::ACK,
+            match side.wscale {
+                Some(_) => ((65535u32 >> super::OFFERED_WSCALE) + 1) as u16,
+                None => 65535,
+            },
+        ),
+        Reply::Http(_) => (flags::ACK | flags::PSH | flags::FIN, 512),
+        Reply::Reset => (flags::RST | flags::ACK, 0),
+    };
+    let seg = Segment {
+        src: vip.0,
+        dst: client.0,
+        ttl: 64,
+        sport: vip.1,
+        dport: client.1,
+        seq: side.seq,
+        ack: side.ack,
+        flags,
+        window,
+        options: &o[..n],
+    };
+    match reply {
+        Reply::Http(body) => uvs_wire::write_data_segment(buf, l3_off, l3, &seg, body),
+        _ => uvs_wire::write_segment(buf, l3_off, l3, &seg),
+    }
+}
+
+/// Answers the client over its own frame and sends it back; `reason` is counted (the
+/// frame became the answer). Nothing is stored: the client's later segments of this
+/// connection fail the cookie check and are dropped.
+pub(crate) fn answer(
+    ctx: &mut Ctx<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &Parsed,
+    side: &Side,
+    reply: Reply,
+    reason: Option<DropReason>,
+) -> Verdict {
+    let tables = ctx.tables;
+    let neigh = ctx.neigh;
+    if let Some(r) = reason {
+        ctx.counters.drop(r);
+    }
+    let written = write_reply(
+        buf,
+        usize::from(p.l3_off),
+        p.l3,
+        (p.src, p.sport),
+        (p.dst, p.dport),
+        side,
+        reply,
+    );
+    let Some(n) = written else {
+        return Verdict::Drop(reason.unwrap_or(DropReason::TcpBadOptions));
+    };
+    *len = n;
+    let Some((port, hop)) = tables.route(&ip(p.l3 == L3::V6, p.src)) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    l2_out(tables, neigh, buf, port, hop)
+}
+
+/// Answers a refused first request: `400 Bad Request` with FIN for a bad HTTP head
+/// (`http`), a RST for a bad ClientHello.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn refuse(
     ctx: &mut Ctx<'_>,
@@ -288,51 +420,33 @@ pub(crate) fn refuse(
     our_ts: Option<(u32, u32)>,
     http: bool,
 ) -> Verdict {
-    let tables = ctx.tables;
-    let neigh = ctx.neigh;
-    let reason = if http {
-        DropReason::Layer7BadHttp
-    } else {
-        DropReason::Layer7BadTls
-    };
-    ctx.counters.drop(reason);
-    let mut o = [0u8; 12];
-    // Echo the client's TSval; ours goes on from the cookie's (RFC 7323 §3.2).
-    let n = match our_ts {
-        Some((tsval, tsecr)) if http => tcp_options::write_ts_option(&mut o, (tsecr, tsval)),
-        _ => 0,
-    };
-    let seg = Segment {
-        src: p.dst,
-        dst: p.src,
-        ttl: 64,
-        sport: p.dport,
-        dport: p.sport,
+    let side = Side {
         seq: our_isn.wrapping_add(1),
         ack: t.seq.wrapping_add(t.payload_len as u32),
-        flags: if http {
-            flags::ACK | flags::PSH | flags::FIN
-        } else {
-            flags::RST | flags::ACK
-        },
-        // Our window in the client's view of its scale (a number small enough for any).
-        window: if http { 512 } else { 0 },
-        options: &o[..n],
+        ts: our_ts,
+        wscale: None,
     };
-    let l3_off = usize::from(p.l3_off);
-    let written = if http {
-        uvs_wire::write_data_segment(buf, l3_off, p.l3, &seg, BAD_REQUEST)
+    if http {
+        answer(
+            ctx,
+            buf,
+            len,
+            p,
+            &side,
+            Reply::Http(BAD_REQUEST),
+            Some(DropReason::Layer7BadHttp),
+        )
     } else {
-        uvs_wire::write_segment(buf, l3_off, p.l3, &seg)
-    };
-    let Some(n) = written else {
-        return Verdict::Drop(reason);
-    };
-    *len = n;
-    let Some((port, hop)) = tables.route(&ip(p.l3 == L3::V6, p.src)) else {
-        return Verdict::Drop(DropReason::NoRoute);
-    };
-    l2_out(tables, neigh, buf, port, hop)
+        answer(
+            ctx,
+            buf,
+            len,
+            p,
+            &side,
+            Reply::Reset,
+            Some(DropReason::Layer7BadTls),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -355,6 +469,8 @@ mod tests {
             pools: vec![pool("web"), pool("api")],
             rules,
             default_pool: 0,
+            head_limit: DEFAULT_HEAD_LIMIT as usize,
+            head_timeout_ms: DEFAULT_HEAD_TIMEOUT_S * 1000,
         }
     }
 
@@ -473,10 +589,11 @@ mod tests {
         let l = rt(vec![to_api(L7Match::PathPrefix("/".into()))]);
         assert_eq!(
             l.decide(b"GET / HTTP/1.1\r\nHost: a\r\n"),
-            Decision::Pool {
-                pool: 0,
-                complete: false
-            }
+            Decision::Partial
+        );
+        assert_eq!(
+            l.decide(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]),
+            Decision::Partial
         );
         assert_eq!(
             l.decide(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"),

@@ -29,15 +29,18 @@
 //!
 //! A `layer: 7` service ([`layer7`]) defers step 2 to the client's first data segment, which
 //! returns the same cookie: its request head or TLS ClientHello chooses the pool whose
-//! scheduler picks the server; the segment is then held like any early segment.
+//! scheduler picks the server; the segment is then held like any early segment. A head
+//! longer than one segment is received by uvs itself ([`head`]) and replayed to the server.
 
 pub mod cookie;
 mod handshake;
+pub mod head;
+mod heads;
 pub mod layer7;
 pub mod retransmit;
 mod splice;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 pub(crate) use handshake::on_new_flow;
@@ -94,6 +97,10 @@ impl ProxyShared {
 pub struct SpliceTable {
     v4: Box<[[AtomicU64; 2]]>,
     v6: Box<[[AtomicU64; 2]]>,
+    /// Layer 7 ([`head`]): where the request head uvs received and replays ends, in the
+    /// client's sequence space (4 bytes per slot; read only with [`Opts::REPLAY`]).
+    replay_v4: Box<[AtomicU32]>,
+    replay_v6: Box<[AtomicU32]>,
 }
 
 impl SpliceTable {
@@ -103,10 +110,33 @@ impl SpliceTable {
                 .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
                 .collect()
         };
+        let ends = |n: usize| (0..n).map(|_| AtomicU32::new(0)).collect();
         Self {
             v4: mk(v4),
             v6: mk(v6),
+            replay_v4: ends(v4),
+            replay_v6: ends(v6),
         }
+    }
+
+    fn replay_slot(&self, id: uvs_conntrack::ConnId) -> Option<&AtomicU32> {
+        if id.is_v6() {
+            self.replay_v6.get(id.index())
+        } else {
+            self.replay_v4.get(id.index())
+        }
+    }
+
+    /// Records where a replayed head ends (before the entry leaves SYN_SENT).
+    pub(crate) fn set_replay_end(&self, id: uvs_conntrack::ConnId, end: u32) {
+        if let Some(s) = self.replay_slot(id) {
+            s.store(end, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn replay_end(&self, id: uvs_conntrack::ConnId) -> u32 {
+        self.replay_slot(id)
+            .map_or(0, |s| s.load(Ordering::Acquire))
     }
 
     fn slot(&self, id: uvs_conntrack::ConnId) -> Option<&[AtomicU64; 2]> {
@@ -175,6 +205,28 @@ impl Opts {
     pub const PROXY: u64 = 1 << 13;
     /// The server acknowledged the PROXY header: it is never sent again.
     pub const PROXY_ACKED: u64 = 1 << 14;
+    /// Layer 7: uvs received (and acknowledged) the client's request head itself and
+    /// replays it to the server ([`head`]); it ends at [`SpliceTable::replay_end`].
+    pub const REPLAY: u64 = 1 << 15;
+    /// The server acknowledged the whole replayed head: the worker holding it frees it.
+    pub const REPLAY_ACKED: u64 = 1 << 31;
+    /// Bits 16..31: the MSS of the server's SYN-ACK (capped at 32767; 0 without one), the
+    /// size of the replayed head's segments.
+    const SERVER_MSS_SHIFT: u32 = 16;
+
+    /// These bits with the MSS the server announced.
+    pub fn with_server_mss(self, mss: Option<u16>) -> Self {
+        let m = u64::from(mss.unwrap_or(0).min(0x7fff));
+        Opts((self.0 & !(0x7fff << Self::SERVER_MSS_SHIFT)) | (m << Self::SERVER_MSS_SHIFT))
+    }
+
+    /// The MSS the server announced in its SYN-ACK, if it did.
+    pub fn server_mss(self) -> Option<u16> {
+        match ((self.0 >> Self::SERVER_MSS_SHIFT) & 0x7fff) as u16 {
+            0 => None,
+            m => Some(m),
+        }
+    }
 
     /// These bits with a PROXY header starting at the client's sequence number `start`.
     pub fn with_proxy(self, start: u32) -> Self {
@@ -290,5 +342,16 @@ mod tests {
         assert_eq!(o.proxy_len(false), 28);
         assert_eq!(o.proxy_len(true), 52);
         assert_eq!(Opts::client(None, false).proxy_len(true), 0);
+    }
+
+    #[test]
+    fn server_mss_and_replay_bits_keep_the_rest() {
+        let o = Opts(Opts::client(Some(9), true).with_proxy(7).0 | Opts::REPLAY);
+        let m = o.with_server_mss(Some(1460));
+        assert_eq!(m.server_mss(), Some(1460));
+        assert!(m.has(Opts::REPLAY) && !m.has(Opts::REPLAY_ACKED) && m.has(Opts::PROXY));
+        assert_eq!((m.client_shift(), m.proxy_start()), (9, 7));
+        assert_eq!(o.with_server_mss(Some(60000)).server_mss(), Some(0x7fff));
+        assert_eq!(o.server_mss(), None);
     }
 }

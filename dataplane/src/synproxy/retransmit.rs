@@ -83,6 +83,8 @@ pub struct ProxySyns {
     free: Vec<u8>,
     /// Slots holding an early segment.
     holding: Vec<u16>,
+    /// Layer 7: request heads this worker is receiving or replaying ([`super::head`]).
+    pub heads: super::head::Heads,
 }
 
 impl Default for ProxySyns {
@@ -94,6 +96,7 @@ impl Default for ProxySyns {
             pool: vec![[0u8; HOLD_MAX]; HOLD_FRAMES].into_boxed_slice(),
             free: (0..HOLD_FRAMES as u8).collect(),
             holding: Vec::with_capacity(HOLD_FRAMES),
+            heads: Default::default(),
         }
     }
 }

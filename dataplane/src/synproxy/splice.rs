@@ -98,6 +98,18 @@ pub(crate) fn established(
                 .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, buf, e, h));
         }
     }
+    if from_server
+        && opts.has(Opts::REPLAY)
+        && !opts.has(Opts::REPLAY_ACKED)
+        && p.tcp_flags & flags::ACK != 0
+    {
+        // Layer 7: the server acknowledged the whole head uvs replays (its ACK is in the
+        // client's space shifted by the PROXY header): the holding worker lets it go.
+        let end = splices.replay_end(hit.id);
+        if t.ack.wrapping_sub(pp).wrapping_sub(end) as i32 >= 0 {
+            splices.set(hit.id, Opts::REPLAY_ACKED);
+        }
+    }
     let s = if from_server {
         Splice {
             seq: delta.wrapping_neg(),
@@ -155,7 +167,8 @@ fn server_synack(
     let neigh = ctx.neigh;
     let (a, _) = splices.load(hit.id);
     let (our_isn, our_tsval) = ((a >> 32) as u32, a as u32);
-    let server = Opts::server(t.options.wscale, t.options.timestamp.is_some());
+    let server = Opts::server(t.options.wscale, t.options.timestamp.is_some())
+        .with_server_mss(t.options.mss);
     if splices.claim(hit.id, server) {
         let delta = t.seq.wrapping_sub(our_isn);
         let ts_delta = t

@@ -362,6 +362,8 @@ impl TablesBuilder {
             pools,
             rules: l.rules.clone(),
             default_pool: l.default_pool.min(l.pools.len().saturating_sub(1)),
+            head_limit: l.head_limit.max(1) as usize,
+            head_timeout_ms: l.head_timeout_s.saturating_mul(1000).max(1),
         })
     }
 }

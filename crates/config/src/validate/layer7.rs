@@ -15,7 +15,15 @@ pub(super) struct RawLayer7 {
     pub pools: Option<Vec<RawPool>>,
     pub rules: Option<Vec<RawRule>>,
     pub default_pool: Option<String>,
+    pub head_limit: Option<u64>,
+    pub head_timeout: Option<u64>,
 }
+
+/// `head_limit` bounds: a request line and a Host header at least; at most what a worker
+/// keeps per client (64 KiB).
+const HEAD_LIMIT: (u64, u64) = (256, 65536);
+/// `head_timeout` bounds, in seconds.
+const HEAD_TIMEOUT: (u64, u64) = (1, 3600);
 
 /// Schedulers a pool may use: those that need nothing beyond weights and live counters
 /// (geo needs sites, the feedback ones probes of their own, the hashing ones their flags).
@@ -43,6 +51,8 @@ pub(super) fn layer7(
                 ("pools", raw.pools.is_some()),
                 ("rules", raw.rules.is_some()),
                 ("default_pool", raw.default_pool.is_some()),
+                ("head_limit", raw.head_limit.is_some()),
+                ("head_timeout", raw.head_timeout.is_some()),
             ] {
                 if there {
                     return Err(cx
@@ -218,10 +228,44 @@ pub(super) fn layer7(
                 ))))
         }
     };
+    let head_limit = match raw.head_limit {
+        None => u64::from(crate::model::DEFAULT_HEAD_LIMIT),
+        Some(n) if (HEAD_LIMIT.0..=HEAD_LIMIT.1).contains(&n) => n,
+        Some(n) => {
+            return Err(cx
+                .err(&p("head_limit"), format!("head_limit {n} is out of range"))
+                .with_hint(Some(format!(
+                    "bytes, {} to {} (default {})",
+                    HEAD_LIMIT.0,
+                    HEAD_LIMIT.1,
+                    crate::model::DEFAULT_HEAD_LIMIT
+                ))))
+        }
+    };
+    let head_timeout = match raw.head_timeout {
+        None => u64::from(crate::model::DEFAULT_HEAD_TIMEOUT),
+        Some(n) if (HEAD_TIMEOUT.0..=HEAD_TIMEOUT.1).contains(&n) => n,
+        Some(n) => {
+            return Err(cx
+                .err(
+                    &p("head_timeout"),
+                    format!("head_timeout {n} is out of range"),
+                )
+                .with_hint(Some(format!(
+                    "seconds, {} to {} (default {}, as HAProxy's `timeout http-request` \
+                     example)",
+                    HEAD_TIMEOUT.0,
+                    HEAD_TIMEOUT.1,
+                    crate::model::DEFAULT_HEAD_TIMEOUT
+                ))))
+        }
+    };
     Ok(Some(Layer7 {
         pools,
         rules,
         default_pool,
+        head_limit: head_limit as u32,
+        head_timeout: head_timeout as u32,
     }))
 }
 

@@ -608,6 +608,8 @@ fn service_rest(
             pools: r.pools.take(),
             rules: r.rules.take(),
             default_pool: r.default_pool.take(),
+            head_limit: r.head_limit.take(),
+            head_timeout: r.head_timeout.take(),
         },
         &real_servers,
         port,

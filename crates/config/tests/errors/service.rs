@@ -269,6 +269,27 @@ fn service_errors() {
             Some("default_pool: <one of: a>"),
         ),
         case(
+            "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    forwarding: nat\n    real_servers: [{address: 198.18.1.1}, {address: 198.18.1.2}]\n    layer: 7\n    pools: [{name: a, real_servers: [198.18.1.1]}]\n    default_pool: a\n    head_limit: 100\n",
+            "head_limit: |100",
+            "services[0].head_limit",
+            "head_limit 100 is out of range",
+            Some("bytes, 256 to 65536"),
+        ),
+        case(
+            "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    forwarding: nat\n    real_servers: [{address: 198.18.1.1}, {address: 198.18.1.2}]\n    layer: 7\n    pools: [{name: a, real_servers: [198.18.1.1]}]\n    default_pool: a\n    head_timeout: 0\n",
+            "head_timeout: |0",
+            "services[0].head_timeout",
+            "head_timeout 0 is out of range",
+            Some("seconds, 1 to 3600"),
+        ),
+        case(
+            "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    forwarding: nat\n    real_servers: [{address: 198.18.1.1}, {address: 198.18.1.2}]\n    head_timeout: 5\n",
+            "head_timeout",
+            "services[0].head_timeout",
+            "`head_timeout` applies only to a layer 7 service",
+            None,
+        ),
+        case(
             "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    forwarding: nat\n    real_servers: [{address: 198.18.1.1}, {address: 198.18.1.2}]\n    layer: 5\n",
             "layer: |5",
             "services[0].layer",

@@ -1,0 +1,317 @@
+//! Layer 7: a request head (or TLS ClientHello) longer than the client's first segment,
+//! received by uvs itself before it chooses the pool (delayed binding, as IPVS-era L7
+//! switches and HAProxy's `mode http` do it).
+//!
+//! When the first data segment returns a valid cookie but the head does not end in it, the
+//! worker creates a pending head for the client's tuple (the segments of one tuple reach
+//! one worker) and acknowledges the bytes: the client sends on. Each later segment is
+//! matched by its tuple (the cookie no longer checks: the client's SEQ moved on):
+//!
+//! - in order (SEQ = the next byte expected, or a retransmission overlapping it): its new
+//!   bytes are appended and acknowledged; the head is read again over all of them;
+//! - out of order (SEQ beyond the next byte): dropped and counted (`layer7_out_of_order`),
+//!   the client is sent a duplicate ACK (RFC 9293 §3.10.7.4) and retransmits; never
+//!   silently lost, as nothing past the acknowledged bytes is acknowledged;
+//! - a RST or SYN frees the state (`layer7_head_aborted`); a FIN before the head ends is
+//!   a truncated head, answered 400.
+//!
+//! Refusals: over `head_limit` bytes without the head's end, `431 Request Header Fields
+//! Too Large` and FIN (`layer7_head_too_large`); not complete within `head_timeout` of the
+//! first segment, `408 Request Timeout` and FIN (`layer7_head_timeout`), HAProxy's answer
+//! on `timeout http-request`: the client learns why (a RST would look like a network
+//! fault, and browsers retry it); no room on the worker ([`MAX_PENDING`] clients or
+//! [`MAX_PENDING_BYTES`]), `503 Service Unavailable` (`layer7_pending_full`). A TLS client
+//! gets a RST instead of any HTTP answer. Each refusal frees the state at once.
+//!
+//! Once the head is complete the pool is chosen and the SYN proxy goes on as for a
+//! one-segment head (entry, SYN to the server), except that uvs owns the bytes: it
+//! acknowledged them, so the client will not send them again. After the server's SYN-ACK
+//! (on any worker) this worker replays all of them as client segments of the server's MSS
+//! through the pipeline (spliced like any client segment, after a PROXY header if any),
+//! keeps them until the server acknowledges their end (`Opts::REPLAY_ACKED`, set by the
+//! worker that sees that ACK), and sends them again 1 s and 3 s later if not; at 7 s, or
+//! when the connection is gone, they are freed and counted (`layer7_replay_lost`).
+//!
+//! Memory: a pending client costs its head's bytes (at most `head_limit` plus one segment)
+//! and a fixed entry (see [`Heads::ENTRY_BYTES`]; the table is [`super::heads`]); both the count and the bytes are
+//! bounded per worker and shown as gauges (`layer7_pending`, `layer7_pending_bytes`).
+
+use uvs_wire::tcp::flags;
+use uvs_wire::{Parsed, TcpFields, L3};
+
+pub(crate) use super::heads::{Cookie, HeadKey};
+use super::heads::{Head, LINK_MAX};
+pub use super::heads::{Heads, MAX_PENDING, MAX_PENDING_BYTES, REPLAY_BACKOFF_MS};
+use super::layer7::{answer, Decision, Layer7Rt, Reply};
+use crate::pipeline::Ctx;
+use crate::tables::ServiceRt;
+use crate::verdict::{DropReason, Verdict};
+
+/// The first data segment returned a valid cookie but its head goes on: keep its bytes
+/// and acknowledge them (or refuse when there is no room).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start(
+    ctx: &mut Ctx<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &Parsed,
+    l7: &Layer7Rt,
+    cookie: Cookie,
+    t: &TcpFields,
+) -> Verdict {
+    let end = p.l3_end().min(*len);
+    let data = &buf[end.saturating_sub(t.payload_len)..end];
+    let l3_off = usize::from(p.l3_off);
+    let mut head = Head {
+        key: HeadKey::of(p),
+        cookie,
+        nxt: t.seq.wrapping_add(t.payload_len as u32),
+        window: t.window,
+        link: [0; LINK_MAX],
+        l3_off: p.l3_off.min(255) as u8,
+        deadline: ctx.now.wrapping_add(l7.head_timeout_ms),
+        tls: data.first() == Some(&0x16),
+        bytes: Vec::new(),
+        replay: None,
+    };
+    let side = head.side();
+    if data.len() > l7.head_limit {
+        let r = head.refusal(super::layer7::TOO_LARGE);
+        return answer(
+            ctx,
+            buf,
+            len,
+            p,
+            &side,
+            r,
+            Some(DropReason::Layer7HeadTooLarge),
+        );
+    }
+    if l3_off > LINK_MAX {
+        let r = head.refusal(super::layer7::UNAVAILABLE);
+        return answer(
+            ctx,
+            buf,
+            len,
+            p,
+            &side,
+            r,
+            Some(DropReason::Layer7PendingFull),
+        );
+    }
+    head.link[..l3_off].copy_from_slice(&buf[..l3_off]);
+    head.bytes = Vec::with_capacity(l7.head_limit.min(4096).max(data.len()));
+    head.bytes.extend_from_slice(data);
+    let full = head.refusal(super::layer7::UNAVAILABLE);
+    if ctx.proxy_syns.heads.insert(head).is_none() {
+        return answer(
+            ctx,
+            buf,
+            len,
+            p,
+            &side,
+            full,
+            Some(DropReason::Layer7PendingFull),
+        );
+    }
+    answer(ctx, buf, len, p, &side, Reply::Ack, None)
+}
+
+/// A segment of a client whose head is pending in slot `i`.
+pub(crate) fn segment(
+    ctx: &mut Ctx<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    svc: &std::sync::Arc<ServiceRt>,
+    i: u16,
+) -> Verdict {
+    let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
+        return Verdict::Drop(DropReason::TcpBadOptions);
+    };
+    let f = p.tcp_flags;
+    let heads = &mut ctx.proxy_syns.heads;
+    if f & (flags::RST | flags::SYN) != 0 {
+        heads.remove(i);
+        return Verdict::Drop(DropReason::Layer7HeadAborted);
+    }
+    let Some(h) = heads.get(i) else {
+        return Verdict::Drop(DropReason::SynProxyNotReady);
+    };
+    let end = p.l3_end().min(*len);
+    let data = &buf[end.saturating_sub(t.payload_len)..end];
+    let off = t.seq.wrapping_sub(h.nxt) as i32;
+    if off > 0 {
+        // A gap: not ours to fill. The duplicate ACK tells the client what is missing.
+        let side = h.side();
+        let r = Some(DropReason::Layer7OutOfOrder);
+        return answer(ctx, buf, len, p, &side, Reply::Ack, r);
+    }
+    if let (Some((v, _)), Some(ts)) = (t.options.timestamp, h.cookie.ts.as_mut()) {
+        ts.0 = v;
+    }
+    h.window = t.window;
+    let skip = off.unsigned_abs() as usize;
+    let fin = f & flags::FIN != 0;
+    let new = data.get(skip..).unwrap_or(&[]);
+    if new.is_empty() && !fin {
+        if data.is_empty() {
+            // A bare ACK or window update: nothing to answer.
+            return Verdict::Drop(DropReason::Layer7AwaitRequest);
+        }
+        // A retransmission of bytes already acknowledged: acknowledge them again.
+        let side = h.side();
+        return answer(ctx, buf, len, p, &side, Reply::Ack, None);
+    }
+    if heads.bytes + new.len() > MAX_PENDING_BYTES {
+        let h = heads.get(i).expect("found above");
+        let (side, r) = (h.side(), h.refusal(super::layer7::UNAVAILABLE));
+        heads.remove(i);
+        return answer(
+            ctx,
+            buf,
+            len,
+            p,
+            &side,
+            r,
+            Some(DropReason::Layer7PendingFull),
+        );
+    }
+    let h = heads.get(i).expect("found above");
+    h.bytes.extend_from_slice(new);
+    h.nxt = h.nxt.wrapping_add(new.len() as u32);
+    heads.bytes += new.len();
+    heads.dirty = true;
+    let Some(l7) = svc.layer7.as_ref() else {
+        // The service stopped being layer 7 under the client: nothing to decide with.
+        heads.remove(i);
+        return Verdict::Drop(DropReason::Layer7HeadAborted);
+    };
+    let h = heads.get(i).expect("found above");
+    // Read the head again only when these bytes may have ended it: re-reading all of it
+    // on every segment costs O(head²) (`uvs-bench l7head`: 13.6x NAT's per-segment cost
+    // re-reading, 8-10x not; ARCHITECTURE.md). A malformed head is then found at its end
+    // (or at the limit).
+    let decision = if may_end(&h.bytes, new.len(), h.tls) || fin {
+        l7.decide(&h.bytes)
+    } else {
+        Decision::Partial
+    };
+    let (held, tls, mut side) = (h.bytes.len(), h.tls, h.side());
+    let refuse = |body| if tls { Reply::Reset } else { Reply::Http(body) };
+    let (reply, reason) = match decision {
+        // A FIN with the head's end is left unacknowledged: the client sends it again,
+        // and it then reaches the server behind the replayed head.
+        Decision::Pool { pool, complete } => {
+            if !complete {
+                ctx.counters.layer7_incomplete.add(1);
+            }
+            return complete_head(ctx, buf, len, p, svc, i, pool);
+        }
+        Decision::Partial if held > l7.head_limit => (
+            refuse(super::layer7::TOO_LARGE),
+            DropReason::Layer7HeadTooLarge,
+        ),
+        Decision::Partial if !fin => {
+            return answer(ctx, buf, len, p, &side, Reply::Ack, None);
+        }
+        // The client ended its side inside the head: a truncated request.
+        Decision::Partial | Decision::BadHttp if !tls => (
+            Reply::Http(super::layer7::BAD_REQUEST),
+            DropReason::Layer7BadHttp,
+        ),
+        _ => (Reply::Reset, DropReason::Layer7BadTls),
+    };
+    if fin {
+        side.ack = side.ack.wrapping_add(1);
+    }
+    ctx.proxy_syns.heads.remove(i);
+    answer(ctx, buf, len, p, &side, reply, Some(reason))
+}
+
+/// Whether the last `new` bytes of `b` may end the head: an HTTP head's blank line
+/// (RFC 9112 §2.2 accepts a bare LF as the line end) starting in them, or a TLS record's
+/// declared length reached.
+fn may_end(b: &[u8], new: usize, tls: bool) -> bool {
+    if tls {
+        return match b.get(3..5) {
+            Some(l) => b.len() >= 5 + usize::from(u16::from_be_bytes([l[0], l[1]])),
+            None => false,
+        };
+    }
+    let from = b.len().saturating_sub(new + 2);
+    let mut k = from;
+    while let Some(at) = b[k..].iter().position(|&c| c == b'\n') {
+        let lf = k + at;
+        match (b.get(lf + 1), b.get(lf + 2)) {
+            (Some(b'\n'), _) | (Some(b'\r'), Some(b'\n')) => return true,
+            _ => k = lf + 1,
+        }
+    }
+    false
+}
+
+/// The head in slot `i` chose `pool`: the pool's server gets the SYN (or the client a 503
+/// when there is none), and the head waits to be replayed.
+#[allow(clippy::too_many_arguments)]
+fn complete_head(
+    ctx: &mut Ctx<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    svc: &std::sync::Arc<ServiceRt>,
+    i: u16,
+    pool: usize,
+) -> Verdict {
+    let v6 = p.l3 == L3::V6;
+    let Some(h) = ctx.proxy_syns.heads.get(i) else {
+        return Verdict::Drop(DropReason::SynProxyNotReady);
+    };
+    let (side, cookie, window, nxt) = (h.side(), h.cookie, h.window, h.nxt);
+    let unavailable = h.refusal(super::layer7::UNAVAILABLE);
+    let Some(slot) = super::layer7::choose(ctx, svc, p, v6, pool) else {
+        ctx.proxy_syns.heads.remove(i);
+        let r = Some(DropReason::Layer7NoServer);
+        return answer(ctx, buf, len, p, &side, unavailable, r);
+    };
+    let o = super::handshake::Opening {
+        cookie,
+        window,
+        next: nxt,
+        pool: Some(pool),
+        early: false,
+        replay: Some((i, nxt)),
+    };
+    let v = super::handshake::open(ctx, buf, len, p, svc, slot, o);
+    if !ctx.proxy_syns.heads.replaying(i) {
+        // The connection could not be opened (table full, no local port): the head goes.
+        // uvs acknowledged its bytes, so the client must hear why rather than wait.
+        ctx.proxy_syns.heads.remove(i);
+        if let Verdict::Drop(r) = v {
+            ctx.counters.drop(r);
+            return answer(ctx, buf, len, p, &side, unavailable, None);
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_end;
+
+    #[test]
+    fn the_end_of_a_head_is_seen_in_the_new_bytes_or_across_their_start() {
+        let h = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert!(may_end(h, 2, false));
+        assert!(
+            may_end(h, 1, false),
+            "the blank line began in the older bytes"
+        );
+        assert!(!may_end(&h[..h.len() - 2], 5, false));
+        assert!(may_end(b"GET / HTTP/1.0\n\n", 1, false), "bare LFs");
+        assert!(!may_end(b"GET / HTTP/1.1\r\nX: 1\r\n", 22, false));
+        // TLS: the record's declared length.
+        assert!(!may_end(&[0x16, 3, 1, 0, 4, 1, 2, 3], 8, true));
+        assert!(may_end(&[0x16, 3, 1, 0, 3, 1, 2, 3], 1, true));
+    }
+}
