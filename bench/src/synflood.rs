@@ -172,12 +172,17 @@ pub struct FloodRun {
     pub series: Vec<(f64, u64, u64)>,
     pub wrk_close: Option<WrkResult>,
     pub wrk_keepalive: Option<WrkResult>,
+    /// Why a wrk run during the flood gave no figure (wrk prints no summary when not one
+    /// connection was made).
+    pub wrk_errors: Vec<String>,
     pub baseline_close: Option<WrkResult>,
     pub baseline_keepalive: Option<WrkResult>,
     pub download: Download,
     pub cookies: Cookies,
     /// Packets the dataplane dropped because the table was full (uvs).
     pub table_full_drops: u64,
+    /// Packets to the spoofed sources that reached the client's link (the SYN-ACKs).
+    pub to_spoofed: u64,
     pub loadavg: (String, String),
     pub error: Option<String>,
 }
@@ -309,6 +314,15 @@ fn counters(tb: &Testbed, s: Subject) -> Result<(Cookies, u64)> {
     Ok((c, metric(&m, "uvs_drops_total{reason=\"conn_table_full\"}")))
 }
 
+/// Packets to the spoofed network counted at the client's link so far.
+fn to_spoofed(tb: &Testbed) -> Result<u64> {
+    let out = tb.run(
+        "client",
+        &["nft", "list", "counter", "netdev", "uvsflood", "synacks"],
+    )?;
+    crate::testbed::parse_nft_packets(&out).context("no packet count in nft output")
+}
+
 /// The sum of a metric's samples (a name with its labels, or a bare name over all).
 pub fn metric(text: &str, name: &str) -> u64 {
     text.lines()
@@ -407,6 +421,7 @@ fn run_subject(tb: &Testbed, s: Subject, a: &SynfloodArgs, sums: &[String]) -> R
     std::thread::sleep(Duration::from_secs(3));
     let uvsadm = uvsd_path(a).with_file_name("uvsadm");
     let (c0, full0) = counters(tb, s)?;
+    let spoofed0 = to_spoofed(tb)?;
 
     // The flood.
     let self_exe = std::env::current_exe()?;
@@ -455,6 +470,7 @@ fn run_subject(tb: &Testbed, s: Subject, a: &SynfloodArgs, sums: &[String]) -> R
     let dl_start = Instant::now();
     let curl = tb
         .command("client", &["curl", "-s", "-f", "--connect-timeout", "5"])
+        .args(["-w", "connected after %{time_connect} s, HTTP %{http_code}"])
         .args(["--max-time", &format!("{:.0}", a.seconds + 30.0), "-o"])
         .arg(&got)
         .arg(format!("http://{VIP}/big"))
@@ -464,8 +480,22 @@ fn run_subject(tb: &Testbed, s: Subject, a: &SynfloodArgs, sums: &[String]) -> R
         .context("starting curl")?;
     let curl = Spawned::new("curl", curl);
     let half = ((a.seconds - 2.0) / 2.0).max(1.0);
-    r.wrk_close = run_wrk(tb, a, half, true).ok();
-    r.wrk_keepalive = run_wrk(tb, a, half, false).ok();
+    for close in [true, false] {
+        let w = run_wrk(tb, a, half, close);
+        let w = match w {
+            Ok(w) => Some(w),
+            Err(e) => {
+                let mode = if close { "close" } else { "keep-alive" };
+                r.wrk_errors.push(format!("{mode}: {e:#}"));
+                None
+            }
+        };
+        if close {
+            r.wrk_close = w;
+        } else {
+            r.wrk_keepalive = w;
+        }
+    }
     let dl = curl.wait_output(Duration::from_secs_f64(a.seconds + 40.0));
     r.download.seconds = dl_start.elapsed().as_secs_f64();
     match dl {
@@ -477,9 +507,9 @@ fn run_subject(tb: &Testbed, s: Subject, a: &SynfloodArgs, sums: &[String]) -> R
         }
         Ok(o) => {
             r.download.error = Some(format!(
-                "curl: {} {}",
+                "curl: {}, {}",
                 o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
+                String::from_utf8_lossy(&o.stdout).trim()
             ))
         }
         Err(e) => r.download.error = Some(format!("{e:#}")),
@@ -506,6 +536,7 @@ fn run_subject(tb: &Testbed, s: Subject, a: &SynfloodArgs, sums: &[String]) -> R
         refused: c1.refused - c0.refused,
     };
     r.table_full_drops = full1 - full0;
+    r.to_spoofed = to_spoofed(tb)? - spoofed0;
     r.series = std::mem::take(&mut *samples.lock().expect("samples"));
     r.samples = r.series.len() as u64;
     r.max_spoofed_entries = r.series.iter().map(|x| x.1).max().unwrap_or(0);
@@ -587,6 +618,15 @@ pub fn synflood_main(mut a: SynfloodArgs) -> Result<()> {
         )?;
         sums.push(sha256(&f)?);
     }
+    // The client's link stands for the router towards the spoofed sources: their SYN-ACKs
+    // are counted and dropped at its netdev ingress, before the client's IP stack, as a
+    // router would send them on (on veth that work runs on the sender's core).
+    tb.nft(
+        "client",
+        &format!(
+            "table netdev uvsflood {{\n counter synacks {{}}\n chain ingress {{\n  type filter hook ingress device \"uvs-c0\" priority -500; policy accept;\n  ip daddr {SPOOF_NET} counter name \"synacks\" drop\n }}\n}}\n"
+        ),
+    )?;
     // The kernel peer routes the spoofed network back towards the client, as uvsd does.
     tb.run(
         "lb",
@@ -650,7 +690,7 @@ fn wrk_cell(w: &Option<WrkResult>) -> String {
             w.requests_per_s,
             w.errors() + w.non_2xx_3xx
         ),
-        None => "no result".into(),
+        None => "no connection made".into(),
     }
 }
 
@@ -678,7 +718,7 @@ fn row(r: &FloodRun) -> String {
         )
     };
     format!(
-        "| {name} | {:.3} | {} | {} | {} | {} | {} / {} | {} | {} / {} / {} | {} |",
+        "| {name} | {:.3} | {} | {} | {} | {} | {} / {} | {} | {} / {} / {} | {} | {} |",
         r.flood_offered_pps / 1e6,
         r.max_spoofed_entries,
         r.max_entries,
@@ -695,12 +735,13 @@ fn row(r: &FloodRun) -> String {
         r.cookies.accepted,
         r.cookies.refused,
         r.table_full_drops,
+        r.to_spoofed,
     )
 }
 
 pub fn markdown(runs: &[FloodRun]) -> String {
     let mut s = String::from(
-        "| subject | flood Mpps offered | max spoofed entries | max entries | wrk close (flood) | wrk keep-alive (flood) | no-flood close / keep-alive req/s | download | cookies sent / accepted / refused | table-full drops |\n|---|---:|---:|---:|---|---|---|---|---|---:|\n",
+        "| subject | flood Mpps offered | max spoofed entries | max entries | wrk close (flood) | wrk keep-alive (flood) | no-flood close / keep-alive req/s | download | cookies sent / accepted / refused | table-full drops | packets to spoofed sources |\n|---|---:|---:|---:|---|---|---|---|---|---:|---:|\n",
     );
     for r in runs {
         s.push_str(&row(r));

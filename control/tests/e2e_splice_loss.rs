@@ -1,6 +1,8 @@
 //! End to end (as root): spliced connections of the SYN proxy under loss and reordering.
-//! `tc netem` on the client's link, both directions (egress of the client's veth, and its
-//! ingress through an ifb device), drops 1 % of packets and sends some early; through
+//! On the client's link, both directions (egress of the client's veth, and its ingress
+//! through an ifb device), a tc classifier (scripts/impair.bpf.c: this kernel has no
+//! netem) drops 1 % of packets and makes 10 % wait in a slow HTB class, so that they
+//! leave after packets sent later; through
 //! `syn_proxy: true` services — NAT over IPv4 and IPv6, FullNAT over IPv4 — curl uploads
 //! (PUT, written by nginx's DAV module on the real server) and downloads of 1 KiB and
 //! 1 MiB, and one 100 MB download, must arrive byte-exact (sha256), and a short wrk run
@@ -73,30 +75,49 @@ fn metric(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// Drops of a netem qdisc (`tc -s qdisc show dev DEV`), summed.
-fn netem_drops(tb: &Testbed, role: &str, dev: &str) -> u64 {
+/// Drops of the root qdisc of DEV (`tc -s qdisc show dev DEV`: the classifier's).
+fn drops(tb: &Testbed, role: &str, dev: &str) -> u64 {
     let o = tb.exec(role, &["tc", "-s", "qdisc", "show", "dev", dev]);
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     text.split("dropped ")
-        .skip(1)
-        .filter_map(|s| s.split(',').next()?.trim().parse::<u64>().ok())
-        .sum()
+        .nth(1)
+        .and_then(|s| s.split(',').next()?.trim().parse::<u64>().ok())
+        .unwrap_or(0)
 }
 
-struct Case {
-    what: &'static str,
-    url: &'static str,
+/// Packets the slow class 1:2 of DEV sent (each one overtaken by later ones).
+fn slow_sent(tb: &Testbed, dev: &str) -> u64 {
+    let o = tb.exec("client", &["tc", "-s", "class", "show", "dev", dev]);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let Some(at) = text.find("class htb 1:2") else {
+        return 0;
+    };
+    text[at..]
+        .split(" pkt")
+        .next()
+        .and_then(|s| s.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A kernel SNMP counter of the client namespace since `nstat -n`.
+fn nstat(tb: &Testbed, name: &str) -> u64 {
+    let o = tb.exec("client", &["nstat", "-az", name]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
-#[ignore = "needs root: network namespaces, XDP, AF_XDP and tc netem (scripts/test.sh runs it as root)"]
+#[ignore = "needs root: network namespaces, XDP, AF_XDP, tc and clang (scripts/test.sh runs it as root)"]
 fn spliced_transfers_survive_loss_and_reordering() {
     require_root("spliced_transfers_survive_loss_and_reordering");
     let t0 = Instant::now();
-    let mut tb = Testbed::up("e2enetem", "nat");
+    let mut tb = Testbed::up("e2eloss", "nat");
 
     // Files: the same bytes on every server (hard links), so any server's answer checks.
-    let data = tb.state.join("netem-data");
+    let data = tb.state.join("loss-data");
     std::fs::create_dir_all(&data).unwrap();
     let sizes: [(&str, u64); 3] = [("1k", 1024), ("1m", 1 << 20), ("100m", 100_000_000)];
     for (name, n) in sizes {
@@ -111,7 +132,7 @@ fn spliced_transfers_survive_loss_and_reordering() {
         assert!(st.success());
     }
     for i in 1..=3 {
-        let dir = tb.state.join(format!("rs{i}/netem"));
+        let dir = tb.state.join(format!("rs{i}/loss"));
         for sub in ["tmp", "www/files", "www/up"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
@@ -129,7 +150,7 @@ fn spliced_transfers_survive_loss_and_reordering() {
     }
     tb.start_uvsd(&config());
 
-    // Before netem: each service answers (neighbours resolved, the servers listening).
+    // Before the impairment: each service answers (neighbours resolved, the servers listening).
     let vips = [
         ("nat4", "http://198.18.100.1:8080"),
         ("nat6", "http://[2001:2:0:100::1]:8080"),
@@ -147,27 +168,53 @@ fn spliced_transfers_survive_loss_and_reordering() {
         assert!(ok, "{name} does not answer:\n{}", tb.uvsd_log());
     }
 
-    // Loss and reordering on the client's link, both directions: netem on the egress of
-    // uvs-c0 (uploads, download ACKs) and on its ingress through an ifb (downloads).
-    // netem reorders by sending `reorder` of the packets at once and delaying the rest.
-    let netem = "delay 1ms reorder 10% 50% loss 1%";
+    // Loss and reordering on the client's link, both directions: on the egress of uvs-c0
+    // (uploads, download ACKs) and on its ingress through an ifb (downloads). Class 1:2
+    // is slow (20 Mbit/s, 20-packet queue): its packets wait behind its backlog while
+    // class 1:1's overtake them.
+    let obj = tb.state.join("impair.o");
+    let cc = Command::new("clang")
+        .args(["-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu"])
+        .args(["-DLOSS_PER_MILLE=10", "-DREORDER_PER_MILLE=100", "-c"])
+        .arg(repo().join("scripts/impair.bpf.c"))
+        .arg("-o")
+        .arg(&obj)
+        .output()
+        .expect("clang");
+    assert!(
+        cc.status.success(),
+        "clang: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let impair = |dev: &str| {
+        format!(
+            "tc qdisc add dev {dev} root handle 1: htb default 1 r2q 1000; \
+             tc class add dev {dev} parent 1: classid 1:1 htb rate 10gbit; \
+             tc class add dev {dev} parent 1: classid 1:2 htb rate 20mbit ceil 20mbit; \
+             tc qdisc add dev {dev} parent 1:2 handle 2: pfifo limit 20; \
+             tc filter add dev {dev} parent 1: pref 1 bpf obj {o} sec tc_loss da; \
+             tc filter add dev {dev} parent 1: pref 2 bpf obj {o} sec tc_class; ",
+            o = obj.display()
+        )
+    };
     let setup = tb.sh(
         "client",
         &format!(
-            "set -e; tc qdisc add dev uvs-c0 root netem {netem}; \
-             ip link add uvs-ifbnet type ifb; ip link set uvs-ifbnet up; \
+            "set -e; {} ip link add uvs-ifbnet type ifb; ip link set uvs-ifbnet up; \
              tc qdisc add dev uvs-c0 handle ffff: ingress; \
-             tc filter add dev uvs-c0 parent ffff: matchall action mirred egress redirect dev uvs-ifbnet; \
-             tc qdisc add dev uvs-ifbnet root netem {netem}"
+             tc filter add dev uvs-c0 parent ffff: u32 match u32 0 0 action mirred egress redirect dev uvs-ifbnet; {}",
+            impair("uvs-c0"),
+            impair("uvs-ifbnet")
         ),
     );
     assert!(
         setup.status.success(),
-        "netem: {}",
+        "impairment: {}",
         String::from_utf8_lossy(&setup.stderr)
     );
+    let _ = tb.exec("client", &["nstat", "-n"]);
 
-    let client_dir = tb.state.join("netem-client");
+    let client_dir = tb.state.join("loss-client");
     std::fs::create_dir_all(&client_dir).unwrap();
     let mut timings = Vec::new();
     let mut cases = Vec::new();
@@ -228,7 +275,7 @@ fn spliced_transfers_survive_loss_and_reordering() {
             tb.uvsd_log()
         );
         let stored: Vec<PathBuf> = (1..=3)
-            .map(|i| tb.state.join(format!("rs{i}/netem/www/up/{up}")))
+            .map(|i| tb.state.join(format!("rs{i}/loss/www/up/{up}")))
             .filter(|p| p.exists())
             .collect();
         assert_eq!(stored.len(), 1, "{name}: {up} stored once: {stored:?}");
@@ -284,10 +331,13 @@ fn spliced_transfers_survive_loss_and_reordering() {
         "wrk got failed answers:\n{report}"
     );
 
-    // The impairment was real: netem dropped packets both ways, and the transfers went
-    // through the SYN proxy.
-    let out_drops = netem_drops(&tb, "client", "uvs-c0");
-    let in_drops = netem_drops(&tb, "client", "uvs-ifbnet");
+    // The impairment was real: packets dropped and overtaken both ways, the client's TCP
+    // saw segments out of order, and the transfers went through the SYN proxy.
+    let out_drops = drops(&tb, "client", "uvs-c0");
+    let in_drops = drops(&tb, "client", "uvs-ifbnet");
+    let (out_slow, in_slow) = (slow_sent(&tb, "uvs-c0"), slow_sent(&tb, "uvs-ifbnet"));
+    let ofo = nstat(&tb, "TcpExtTCPOFOQueue");
+    let retrans = nstat(&tb, "TcpRetransSegs");
     let m = String::from_utf8_lossy(
         &tb.exec(
             "lb",
@@ -304,14 +354,17 @@ fn spliced_transfers_survive_loss_and_reordering() {
     .to_string();
     let spliced = metric(&m, "uvs_synproxy_spliced_total");
     eprintln!(
-        "netem dropped {out_drops} packets leaving the client, {in_drops} arriving; \
+        "dropped {out_drops} packets leaving the client, {in_drops} arriving; delayed \
+         behind later ones {out_slow} leaving, {in_slow} arriving; client TCP: \
+         {ofo} segments queued out of order, {retrans} retransmitted; \
          {spliced} connections spliced; {}; {:?} in all",
         timings.join(", "),
         t0.elapsed()
     );
     assert!(
-        out_drops > 0 && in_drops > 0,
-        "netem dropped nothing: {out_drops} out, {in_drops} in"
+        out_drops > 0 && in_drops > 0 && out_slow > 0 && in_slow > 0,
+        "no impairment: dropped {out_drops} out, {in_drops} in; slow {out_slow}, {in_slow}"
     );
+    assert!(ofo > 0 && retrans > 0, "out of order {ofo}, retransmitted {retrans}");
     assert!(spliced >= 13.0, "spliced connections: {spliced}\n{m}");
 }
