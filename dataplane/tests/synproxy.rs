@@ -482,3 +482,76 @@ fn the_server_may_answer_on_another_worker() {
     assert!(c.is_empty() && s.is_empty());
     assert_eq!(shared.counters[0].synproxy_syn_retransmits.get(), 0);
 }
+
+/// The client's ACK and its request arrive in one burst (wrk and curl send them back to
+/// back): with a large table the worker looks the whole burst up before handling any
+/// frame, so the request finds no entry and returns the cookie again after the ACK opened
+/// the connection. It must join that connection (held until the server answers), not be
+/// dropped for the client to retransmit after its RTO (200 ms on Linux, on nearly every
+/// connection-per-request connection).
+#[test]
+fn an_ack_and_its_request_in_one_burst_open_one_connection_and_hold_the_request() {
+    for (method, v6) in [
+        (Method::Nat, false),
+        (Method::Nat, true),
+        (Method::FullNat, false),
+    ] {
+        let mut l = Lab::batched(method, v6);
+        let syn = client_frame(
+            &l,
+            CISN,
+            F {
+                syn: true,
+                ..F::default()
+            },
+            &CLIENT_SYN_OPTS,
+            b"",
+        );
+        let sa = only(&l.send(0, &syn)[0]);
+        let (our_ts, _) = sa.ts.unwrap();
+        let ack = client_frame(
+            &l,
+            CISN + 1,
+            F {
+                ack: Some(sa.seq.wrapping_add(1)),
+                ..F::default()
+            },
+            &[Opt::Noop, Opt::Noop, Opt::Timestamp(112, our_ts)],
+            b"",
+        );
+        let request = client_frame(
+            &l,
+            CISN + 1,
+            F {
+                ack: Some(sa.seq.wrapping_add(1)),
+                psh: true,
+                ..F::default()
+            },
+            &[Opt::Noop, Opt::Noop, Opt::Timestamp(112, our_ts)],
+            b"GET / HTTP/1.1\r\n\r\n",
+        );
+        assert!(l.w.ports[0].push_rx(&ack));
+        assert!(l.w.ports[0].push_rx(&request));
+        let [c, s] = l.idle();
+        assert!(c.is_empty(), "{method:?} v6={v6}");
+        let syn = only(&s);
+        assert!(syn.syn && syn.payload.is_empty(), "one SYN to the server");
+        assert_eq!(l.shared.conns.len(), 1);
+        assert_eq!(
+            l.drops(DropReason::SynProxyNotReady),
+            0,
+            "{method:?} v6={v6}: the request was dropped"
+        );
+        assert_eq!(l.shared.counters[0].synproxy_cookies_valid.get(), 1);
+        let o = Opened {
+            cookie: sa.seq,
+            our_ts,
+            sport_seen: syn.sport,
+        };
+        let [_, s] = l.send(1, &server_synack(&l, &o, Some(7)));
+        assert_eq!(s.len(), 2, "the ACK, then the held request");
+        let d = read(&s[1]);
+        assert_eq!(d.payload, b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!((d.seq, d.ack), (CISN + 1, SISN + 1));
+    }
+}
