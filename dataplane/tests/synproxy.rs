@@ -555,3 +555,49 @@ fn an_ack_and_its_request_in_one_burst_open_one_connection_and_hold_the_request(
         assert_eq!((d.seq, d.ack), (CISN + 1, SISN + 1));
     }
 }
+
+/// The real server still holds the tuple in TIME_WAIT from an earlier connection and its
+/// PAWS check refuses our SYN: it answers with an ACK of the old connection. A client's
+/// TCP in SYN-SENT answers such an ACK with a RST at its acknowledgement number (RFC 9293
+/// §3.10.7.3), which ends the TIME_WAIT, and its next SYN gets through; uvs must do the
+/// same, or every retransmitted SYN meets the same TIME_WAIT and the client is reset.
+#[test]
+fn a_server_in_time_wait_gets_a_reset_and_the_retransmitted_syn_connects() {
+    for (method, v6) in [
+        (Method::Nat, false),
+        (Method::Nat, true),
+        (Method::FullNat, false),
+    ] {
+        let mut l = Lab::new(method, v6);
+        let o = open(&mut l);
+        let old_ack = 77_000_000u32;
+        let tw_ack = server_frame(
+            &l,
+            &o,
+            123_456,
+            F {
+                ack: Some(old_ack),
+                ..F::default()
+            },
+            &[Opt::Noop, Opt::Noop, Opt::Timestamp(9000, 50)],
+            b"",
+        );
+        let [c, s] = l.send(1, &tw_ack);
+        assert!(c.is_empty(), "{method:?} v6={v6}: nothing to the client");
+        let rst = only(&s);
+        assert!(rst.rst && !rst.syn, "{method:?} v6={v6}: a RST to the server");
+        assert_eq!(rst.seq, old_ack, "at the ACK's acknowledgement number");
+        assert_eq!((rst.src, rst.dst), (Some(l.seen_client()), Some(l.real1())));
+        assert_eq!((rst.sport, rst.dport), (o.sport_seen, 80));
+        assert_eq!(l.shared.conns.len(), 1, "the connection waits for its server");
+        // The SYN goes out again and the server, its TIME_WAIT gone, answers it.
+        l.advance(1);
+        let syn = only(&l.idle()[1]);
+        assert!(syn.syn && syn.seq == CISN);
+        let [c, s] = l.send(1, &server_synack(&l, &o, Some(7)));
+        assert!(c.is_empty());
+        let ack = only(&s);
+        assert!(ack.ack_flag && !ack.syn && ack.ack == SISN + 1);
+        assert_eq!(l.shared.counters[0].synproxy_spliced.get(), 1);
+    }
+}
