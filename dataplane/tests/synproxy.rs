@@ -590,8 +590,9 @@ fn a_server_in_time_wait_gets_a_reset_and_the_retransmitted_syn_connects() {
         assert_eq!((rst.src, rst.dst), (Some(l.seen_client()), Some(l.real1())));
         assert_eq!((rst.sport, rst.dport), (o.sport_seen, 80));
         assert_eq!(l.shared.conns.len(), 1, "the connection waits for its server");
-        // The SYN goes out again and the server, its TIME_WAIT gone, answers it.
-        l.advance(1);
+        // The SYN goes out again at the next retransmission scan (every 10 ms), not after
+        // its 1 s backoff, and the server, its TIME_WAIT gone, answers it.
+        std::thread::sleep(std::time::Duration::from_millis(30));
         let syn = only(&l.idle()[1]);
         assert!(syn.syn && syn.seq == CISN);
         let [c, s] = l.send(1, &server_synack(&l, &o, Some(7)));

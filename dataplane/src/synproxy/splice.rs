@@ -267,9 +267,10 @@ fn ack_server(
 /// earlier connection and refused the SYN (PAWS, or a sequence number not beyond the old
 /// one's), acknowledging the old connection instead. As a client's TCP in SYN-SENT does
 /// (RFC 9293 §3.10.7.3), answer with a RST at its acknowledgement number: that ends the
-/// TIME_WAIT (RFC 1337's hazard aside, Linux accepts it), and the SYN's retransmission
-/// then opens the connection. Dropped, the ACK would come back for every retransmission
-/// until the client is reset.
+/// TIME_WAIT (RFC 1337's hazard aside, Linux accepts it), and the SYN, sent again at the
+/// next retransmission scan rather than after its 1 s backoff (the client is waiting),
+/// opens the connection. Dropped, the ACK would come back for every retransmission until
+/// the client is reset.
 fn stale_ack(
     ctx: &mut Ctx<'_>,
     buf: &mut [u8],
@@ -296,6 +297,7 @@ fn stale_ack(
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
     *len = n;
+    ctx.proxy_syns.resend_soon(hit.id, ctx.now);
     let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
     match real_egress(ctx.tables, real, &ip(c.reply.v6, c.reply.src)) {
         Some((egress, hop)) => l2_out(ctx.tables, ctx.neigh, buf, egress, hop),
