@@ -12,8 +12,8 @@ mod pipeline;
 mod report;
 mod schedsim;
 mod sync;
-mod synflood;
 mod sync_link;
+mod synflood;
 mod synproxy;
 mod testbed;
 

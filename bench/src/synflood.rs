@@ -209,7 +209,11 @@ pub fn uvsd_config(s: Subject, capacity: usize, core: usize) -> String {
         .iter()
         .map(|r| format!("      - address: {r}\n"))
         .collect();
-    let sp = if syn_proxy { "    syn_proxy: true\n" } else { "" };
+    let sp = if syn_proxy {
+        "    syn_proxy: true\n"
+    } else {
+        ""
+    };
     format!(
         "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n    routes:\n      - {{ prefix: {SPOOF_NET}, via: 198.18.0.2 }}\n  - name: uvs-lb1\n    queues: 1\n    local: [198.18.1.3]\n    networks: [198.18.1.0/24]\nworkers:\n  count: 1\n  cores: [{core}]\nconn_table:\n  capacity: {capacity}\n{drop_entry}timeouts:\n  tcp_fin_wait: 1\n  tcp_time_wait: 1\n  tcp_close: 1\n  tcp_close_wait: 1\n  tcp_last_ack: 1\nmetrics:\n  listen: 127.0.0.1:9100\nservices:\n  - name: bench-web\n    vip: {VIP}\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: nat\n{sp}    real_servers:\n{reals}"
     )
@@ -303,7 +307,13 @@ fn counters(tb: &Testbed, s: Subject) -> Result<(Cookies, u64)> {
     }
     let m = tb.run(
         "lb",
-        &["curl", "-s", "--max-time", "2", "http://127.0.0.1:9100/metrics"],
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:9100/metrics",
+        ],
     )?;
     let c = Cookies {
         sent: metric(&m, "uvs_synproxy_cookies_sent_total"),
@@ -393,7 +403,10 @@ fn wait_ready(tb: &Testbed) -> Result<()> {
     let start = Instant::now();
     let url = format!("http://{VIP}/");
     while tb
-        .run("client", &["curl", "-sf", "--max-time", "1", "-o", "/dev/null", &url])
+        .run(
+            "client",
+            &["curl", "-sf", "--max-time", "1", "-o", "/dev/null", &url],
+        )
         .is_err()
     {
         if start.elapsed() > Duration::from_secs(15) {

@@ -174,7 +174,13 @@ fn spliced_transfers_survive_loss_and_reordering() {
     // class 1:1's overtake them.
     let obj = tb.state.join("impair.o");
     let cc = Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu"])
+        .args([
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            "-I/usr/include/x86_64-linux-gnu",
+        ])
         .args(["-DLOSS_PER_MILLE=10", "-DREORDER_PER_MILLE=100", "-c"])
         .arg(repo().join("scripts/impair.bpf.c"))
         .arg("-o")
@@ -251,7 +257,10 @@ fn spliced_transfers_survive_loss_and_reordering() {
             sha256(&data.join(file)),
             "{name}: download of {file} is not byte-exact"
         );
-        timings.push(format!("{name} GET {file} {:.2}s", t.elapsed().as_secs_f64()));
+        timings.push(format!(
+            "{name} GET {file} {:.2}s",
+            t.elapsed().as_secs_f64()
+        ));
         // Upload: PUT, written by the server; found on whichever server took it.
         let up = format!("{name}-{file}");
         let t = Instant::now();
@@ -284,7 +293,10 @@ fn spliced_transfers_survive_loss_and_reordering() {
             sha256(&data.join(file)),
             "{name}: upload of {file} is not byte-exact"
         );
-        timings.push(format!("{name} PUT {file} {:.2}s", t.elapsed().as_secs_f64()));
+        timings.push(format!(
+            "{name} PUT {file} {:.2}s",
+            t.elapsed().as_secs_f64()
+        ));
     }
 
     // One 100 MB download over NAT/IPv4.
@@ -365,6 +377,9 @@ fn spliced_transfers_survive_loss_and_reordering() {
         out_drops > 0 && in_drops > 0 && out_slow > 0 && in_slow > 0,
         "no impairment: dropped {out_drops} out, {in_drops} in; slow {out_slow}, {in_slow}"
     );
-    assert!(ofo > 0 && retrans > 0, "out of order {ofo}, retransmitted {retrans}");
+    assert!(
+        ofo > 0 && retrans > 0,
+        "out of order {ofo}, retransmitted {retrans}"
+    );
     assert!(spliced >= 13.0, "spliced connections: {spliced}\n{m}");
 }

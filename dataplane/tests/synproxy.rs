@@ -585,11 +585,18 @@ fn a_server_in_time_wait_gets_a_reset_and_the_retransmitted_syn_connects() {
         let [c, s] = l.send(1, &tw_ack);
         assert!(c.is_empty(), "{method:?} v6={v6}: nothing to the client");
         let rst = only(&s);
-        assert!(rst.rst && !rst.syn, "{method:?} v6={v6}: a RST to the server");
+        assert!(
+            rst.rst && !rst.syn,
+            "{method:?} v6={v6}: a RST to the server"
+        );
         assert_eq!(rst.seq, old_ack, "at the ACK's acknowledgement number");
         assert_eq!((rst.src, rst.dst), (Some(l.seen_client()), Some(l.real1())));
         assert_eq!((rst.sport, rst.dport), (o.sport_seen, 80));
-        assert_eq!(l.shared.conns.len(), 1, "the connection waits for its server");
+        assert_eq!(
+            l.shared.conns.len(),
+            1,
+            "the connection waits for its server"
+        );
         // The SYN goes out again at the next retransmission scan (every 10 ms), not after
         // its 1 s backoff, and the server, its TIME_WAIT gone, answers it.
         std::thread::sleep(std::time::Duration::from_millis(30));

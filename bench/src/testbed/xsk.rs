@@ -96,7 +96,12 @@ fn syn_templates(s: &GenSpec) -> Result<Vec<Vec<u8>>> {
             let (src, sport) = spoofed(i, s.syn_spoof);
             let b = PacketBuilder::ethernet2(s.src_mac, s.dst_mac)
                 .ipv4(src.octets(), dst.octets(), 64)
-                .tcp(sport, s.dst_port, 0x1000_0000u32.wrapping_add(i as u32), 64240)
+                .tcp(
+                    sport,
+                    s.dst_port,
+                    0x1000_0000u32.wrapping_add(i as u32),
+                    64240,
+                )
                 .syn();
             let mut f = Vec::with_capacity(s.frame_len);
             b.write(&mut f, &[])?;
