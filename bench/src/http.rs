@@ -1,7 +1,8 @@
 //! `uvs-bench http`: wrk from the client namespace through the VIP to the nginx real
 //! servers, keep-alive and connection-per-request (`Connection: close`), for uvs (NAT, and
-//! DR / FullNAT on their own testbed modes), nftables DNAT, HAProxy in TCP mode, and
-//! straight to one real server through the balancer namespace's kernel routing.
+//! DR / FullNAT on their own testbed modes; a NAT service with `syn_proxy: true`; a
+//! `layer: 7` service), nftables DNAT, HAProxy in TCP and in HTTP mode, nginx as a reverse
+//! proxy, and straight to one real server through the balancer namespace's kernel routing.
 //!
 //! Every run is bounded (`--seconds`, wrk's own timer, and a hard limit on the process).
 //! Latency percentiles come from a wrk `done()` hook (16 points per run, for CDFs).
@@ -25,13 +26,31 @@ pub enum HttpSubject {
     UvsNat,
     UvsDr,
     UvsFullnat,
+    UvsSynproxy,
+    UvsL7,
     Nft,
     Haproxy,
+    HaproxyHttp,
+    NginxProxy,
     Direct,
 }
 
 impl HttpSubject {
-    const ALL: [HttpSubject; 6] = [
+    const ALL: [HttpSubject; 10] = [
+        HttpSubject::Direct,
+        HttpSubject::Nft,
+        HttpSubject::Haproxy,
+        HttpSubject::HaproxyHttp,
+        HttpSubject::NginxProxy,
+        HttpSubject::UvsNat,
+        HttpSubject::UvsSynproxy,
+        HttpSubject::UvsL7,
+        HttpSubject::UvsDr,
+        HttpSubject::UvsFullnat,
+    ];
+
+    /// The subjects run when none are named (the layer-7 comparison is asked for by name).
+    const DEFAULT: [HttpSubject; 6] = [
         HttpSubject::Direct,
         HttpSubject::Nft,
         HttpSubject::Haproxy,
@@ -45,8 +64,12 @@ impl HttpSubject {
             HttpSubject::UvsNat => "uvs-nat",
             HttpSubject::UvsDr => "uvs-dr",
             HttpSubject::UvsFullnat => "uvs-fullnat",
+            HttpSubject::UvsSynproxy => "uvs-synproxy",
+            HttpSubject::UvsL7 => "uvs-l7",
             HttpSubject::Nft => "nft",
             HttpSubject::Haproxy => "haproxy",
+            HttpSubject::HaproxyHttp => "haproxy-http",
+            HttpSubject::NginxProxy => "nginx-proxy",
             HttpSubject::Direct => "direct",
         }
     }
@@ -57,7 +80,7 @@ impl HttpSubject {
             .find(|x| x.name() == s)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown subject '{s}' (uvs-nat, uvs-dr, uvs-fullnat, nft, haproxy, direct)"
+                    "unknown subject '{s}' (uvs-nat, uvs-dr, uvs-fullnat, uvs-synproxy, uvs-l7, nft, haproxy, haproxy-http, nginx-proxy, direct)"
                 )
             })
     }
@@ -89,8 +112,10 @@ pub struct HttpArgs {
     /// Testbed tag (≤ 8 characters).
     #[arg(long, default_value = "bhttp")]
     pub tag: String,
-    /// Subjects (direct, nft, haproxy, uvs-nat, uvs-dr, uvs-fullnat).
-    #[arg(long, value_delimiter = ',', default_values_t = HttpSubject::ALL.iter().map(|s| s.name().to_string()).collect::<Vec<_>>())]
+    /// Subjects (direct, nft, haproxy, haproxy-http, nginx-proxy, uvs-nat, uvs-synproxy,
+    /// uvs-l7, uvs-dr, uvs-fullnat); by default all but the layer-7 comparison
+    /// (uvs-synproxy, uvs-l7, haproxy-http, nginx-proxy).
+    #[arg(long, value_delimiter = ',', default_values_t = HttpSubject::DEFAULT.iter().map(|s| s.name().to_string()).collect::<Vec<_>>())]
     pub subjects: Vec<String>,
     /// Seconds per wrk run.
     #[arg(long, default_value_t = 5.0)]
@@ -123,6 +148,23 @@ pub struct HttpRun {
 
 /// The uvsd configuration for HTTP through the VIP with `forwarding`.
 pub fn uvsd_http_config(forwarding: &str, core: usize) -> String {
+    uvsd_http_config_with(forwarding, core, "")
+}
+
+/// A `layer: 7` service's lines: one pool of the three servers (rr, as the other
+/// subjects), and a rule wrk's requests do not match, so every first request is parsed
+/// and the rules evaluated before the default pool takes it.
+fn layer7_lines() -> String {
+    let all: Vec<String> = REALS.iter().map(|r| r.to_string()).collect();
+    format!(
+        "    layer: 7\n    pools:\n      - {{ name: all, scheduler: rr, real_servers: [{}] }}\n      - {{ name: one, real_servers: [{}] }}\n    rules:\n      - {{ path_prefix: /one/, pool: one }}\n    default_pool: all\n",
+        all.join(", "),
+        REALS[0]
+    )
+}
+
+/// As `uvsd_http_config`, with `extra` service lines (`syn_proxy`, `layer: 7`).
+pub fn uvsd_http_config_with(forwarding: &str, core: usize, extra: &str) -> String {
     let reals: String = REALS
         .iter()
         .map(|r| format!("      - address: {r}\n"))
@@ -136,19 +178,34 @@ pub fn uvsd_http_config(forwarding: &str, core: usize) -> String {
         ("[198.18.1.3]", "")
     };
     format!(
-        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: 1\n    local: {local1}\n    networks: [198.18.1.0/24]\nworkers:\n  count: 1\n  cores: [{core}]\nconn_table:\n  capacity: 1048576\nservices:\n  - name: bench-web\n    vip: {VIP}\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}    real_servers:\n{reals}"
+        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: 1\n    local: {local1}\n    networks: [198.18.1.0/24]\nworkers:\n  count: 1\n  cores: [{core}]\nconn_table:\n  capacity: 1048576\nservices:\n  - name: bench-web\n    vip: {VIP}\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}{extra}    real_servers:\n{reals}"
     )
 }
 
-fn haproxy_config(state: &std::path::Path) -> String {
+/// HAProxy in `mode` (tcp, or http: every request parsed, server-side keep-alive).
+fn haproxy_config_mode(state: &std::path::Path, mode: &str) -> String {
     let servers: String = REALS
         .iter()
         .enumerate()
         .map(|(i, r)| format!("  server rs{} {r}:80\n", i + 1))
         .collect();
     format!(
-        "global\n  maxconn 8000\n  pidfile {}/bench-haproxy.pid\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind {VIP}:80\n  default_backend be\nbackend be\n  balance roundrobin\n{servers}",
+        "global\n  maxconn 8000\n  pidfile {}/bench-haproxy.pid\ndefaults\n  mode {mode}\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind {VIP}:80\n  default_backend be\nbackend be\n  balance roundrobin\n{servers}",
         state.display()
+    )
+}
+
+/// nginx as a reverse proxy in the balancer namespace: round robin over the three
+/// servers, HTTP/1.1 with kept-alive upstream connections (as a tuned nginx runs), one
+/// worker per core.
+fn nginx_proxy_config(state: &std::path::Path) -> String {
+    let servers: String = REALS
+        .iter()
+        .map(|r| format!("    server {r}:80;\n"))
+        .collect();
+    let d = state.display();
+    format!(
+        "daemon off;\npid {d}/bench-nginx.pid;\nerror_log {d}/bench-nginx.err;\nworker_processes auto;\nworker_rlimit_nofile 16384;\nevents {{ worker_connections 8000; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n  upstream reals {{\n{servers}    keepalive 64;\n  }}\n  server {{\n    listen {VIP}:80;\n    location / {{\n      proxy_pass http://reals;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
     )
 }
 
@@ -161,7 +218,7 @@ enum Setup<'a> {
 impl Drop for Setup<'_> {
     fn drop(&mut self) {
         if let Setup::Process(p, Some(tb)) = self {
-            // HAProxy held the VIP on the balancer's loopback.
+            // HAProxy (or nginx) held the VIP on the balancer's loopback.
             p.stop();
             let _ = tb.run(
                 "lb",
@@ -192,9 +249,44 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
             start_uvsd(tb, &uvsd(), &uvsd_http_config("fullnat", a.dut_core), limit)?,
             None,
         ),
+        HttpSubject::UvsSynproxy => Setup::Process(
+            start_uvsd(
+                tb,
+                &uvsd(),
+                &uvsd_http_config_with("nat", a.dut_core, "    syn_proxy: true\n"),
+                limit,
+            )?,
+            None,
+        ),
+        HttpSubject::UvsL7 => Setup::Process(
+            start_uvsd(
+                tb,
+                &uvsd(),
+                &uvsd_http_config_with("nat", a.dut_core, &layer7_lines()),
+                limit,
+            )?,
+            None,
+        ),
+        HttpSubject::NginxProxy => {
+            let cfg = tb.state.join("bench-nginx-proxy.conf");
+            std::fs::write(&cfg, nginx_proxy_config(&tb.state))?;
+            tb.run(
+                "lb",
+                &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"],
+            )?;
+            let log = std::fs::File::create(tb.state.join("bench-nginx-proxy.log"))?;
+            let child = tb
+                .command("lb", &["nginx", "-c"])
+                .arg(&cfg)
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .context("starting nginx (apt-get install nginx-light)")?;
+            Setup::Process(Spawned::new("nginx", child), Some(tb))
+        }
         HttpSubject::Nft => Setup::Kernel(KernelPeer::set_up(tb, Some(("tcp", 80)), None)?),
         HttpSubject::Direct => Setup::Kernel(KernelPeer::set_up(tb, None, None)?),
-        HttpSubject::Haproxy => {
+        HttpSubject::Haproxy | HttpSubject::HaproxyHttp => {
             if std::process::Command::new("haproxy")
                 .arg("-v")
                 .output()
@@ -203,7 +295,12 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
                 bail!("haproxy is not installed (apt-get install haproxy)");
             }
             let cfg = tb.state.join("bench-haproxy.cfg");
-            std::fs::write(&cfg, haproxy_config(&tb.state))?;
+            let mode = if s == HttpSubject::HaproxyHttp {
+                "http"
+            } else {
+                "tcp"
+            };
+            std::fs::write(&cfg, haproxy_config_mode(&tb.state, mode))?;
             tb.run(
                 "lb",
                 &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"],
@@ -364,6 +461,10 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "wrk_timeout_s": 2,
                 "uvsd_worker_core": a.dut_core,
                 "haproxy": "TCP mode, roundrobin, maxconn 8000, default threads",
+                "haproxy-http": "the same in HTTP mode (server-side keep-alive, HAProxy's default)",
+                "nginx-proxy": "nginx reverse proxy, worker_processes auto, upstream keepalive 64, HTTP/1.1",
+                "uvs-synproxy": "uvs-nat with syn_proxy: true",
+                "uvs-l7": "uvs-nat as layer: 7, default pool rr over the 3 servers, one path rule",
                 "nft": "dnat to numgen inc mod 3 map (kube-proxy style)",
                 "direct": "to 198.18.1.11 through the balancer namespace's kernel routing",
                 "client_sysctls": "ip_local_port_range 1024-65535, tcp_tw_reuse 1",
@@ -387,17 +488,33 @@ fn find<'a>(runs: &'a [HttpRun], s: HttpSubject, conn: &str) -> Option<&'a WrkRe
         .and_then(|r| r.result.as_ref())
 }
 
-/// uvs-nat's requests/s over each peer's, and p99 latency ratios, per connection mode.
+/// The comparisons: uvs NAT against the layer-4 peers; the SYN proxy and the layer-7
+/// service against the proxies that terminate TCP (HAProxy in HTTP mode, nginx) and
+/// against plain uvs NAT.
+const PAIRS: [(HttpSubject, HttpSubject); 9] = [
+    (HttpSubject::UvsNat, HttpSubject::Nft),
+    (HttpSubject::UvsNat, HttpSubject::Haproxy),
+    (HttpSubject::UvsNat, HttpSubject::Direct),
+    (HttpSubject::UvsSynproxy, HttpSubject::UvsNat),
+    (HttpSubject::UvsSynproxy, HttpSubject::HaproxyHttp),
+    (HttpSubject::UvsSynproxy, HttpSubject::NginxProxy),
+    (HttpSubject::UvsL7, HttpSubject::UvsNat),
+    (HttpSubject::UvsL7, HttpSubject::HaproxyHttp),
+    (HttpSubject::UvsL7, HttpSubject::NginxProxy),
+];
+
+/// Each pair's requests/s and p99 latency ratios, per connection mode.
 pub fn ratios(runs: &[HttpRun]) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for conn in ["keepalive", "close"] {
-        let Some(u) = find(runs, HttpSubject::UvsNat, conn) else {
-            continue;
-        };
-        for peer in [HttpSubject::Nft, HttpSubject::Haproxy, HttpSubject::Direct] {
-            if let Some(p) = find(runs, peer, conn) {
+        for (a, b) in PAIRS {
+            if let (Some(u), Some(p)) = (find(runs, a, conn), find(runs, b, conn)) {
                 out.insert(
-                    format!("uvs_nat_vs_{}_{conn}", peer.name()),
+                    format!(
+                        "{}_vs_{}_{conn}",
+                        a.name().replace('-', "_"),
+                        b.name().replace('-', "_")
+                    ),
                     serde_json::json!({
                         "rps": u.requests_per_s / p.requests_per_s.max(1e-9),
                         "p99": u.pct(99.0).zip(p.pct(99.0)).map(|(a, b)| a / b.max(1e-9)),
@@ -411,13 +528,13 @@ pub fn ratios(runs: &[HttpRun]) -> serde_json::Value {
 
 fn print_summary(runs: &[HttpRun]) {
     println!(
-        "{:<12} {:<9} {:>10} {:>9} {:>9} {:>9} {:>8}",
+        "{:<13} {:<9} {:>10} {:>9} {:>9} {:>9} {:>8}",
         "subject", "conn", "req/s", "p50 us", "p99 us", "p99.9 us", "errors"
     );
     for r in runs {
         match &r.result {
             Some(w) => println!(
-                "{:<12} {:<9} {:>10.0} {:>9.0} {:>9.0} {:>9.0} {:>8}",
+                "{:<13} {:<9} {:>10.0} {:>9.0} {:>9.0} {:>9.0} {:>8}",
                 r.subject.name(),
                 r.connection,
                 w.requests_per_s,
@@ -435,16 +552,18 @@ fn print_summary(runs: &[HttpRun]) {
         }
     }
     for conn in ["keepalive", "close"] {
-        if let Some(u) = find(runs, HttpSubject::UvsNat, conn) {
-            for peer in [HttpSubject::Nft, HttpSubject::Haproxy] {
-                if let Some(p) = find(runs, peer, conn) {
-                    println!(
-                        "uvs-nat / {:<8} {conn:<9} rps {:.2}x  p99 {:.2}x",
-                        peer.name(),
-                        u.requests_per_s / p.requests_per_s.max(1e-9),
-                        u.pct(99.0).unwrap_or(0.0) / p.pct(99.0).unwrap_or(1.0).max(1e-9)
-                    );
-                }
+        for (a, b) in PAIRS {
+            if b == HttpSubject::Direct {
+                continue;
+            }
+            if let (Some(u), Some(p)) = (find(runs, a, conn), find(runs, b, conn)) {
+                println!(
+                    "{} / {:<12} {conn:<9} rps {:.2}x  p99 {:.2}x",
+                    a.name(),
+                    b.name(),
+                    u.requests_per_s / p.requests_per_s.max(1e-9),
+                    u.pct(99.0).unwrap_or(0.0) / p.pct(99.0).unwrap_or(1.0).max(1e-9)
+                );
             }
         }
     }
@@ -461,13 +580,24 @@ mod tests {
             let cfg = uvs_config::load_str(&text, "bench.yaml");
             assert!(cfg.is_ok(), "{f}:\n{text}\n{:?}", cfg.err());
         }
+        for extra in ["    syn_proxy: true\n".to_string(), layer7_lines()] {
+            let text = uvsd_http_config_with("nat", 1, &extra);
+            let cfg = uvs_config::load_str(&text, "bench.yaml").expect(&text);
+            let svc = &cfg.services[0];
+            assert!(svc.syn_proxy, "{text}");
+            assert_eq!(svc.layer7.is_some(), extra.contains("layer: 7"), "{text}");
+        }
     }
 
     #[test]
     fn haproxy_config_respects_the_fd_limit() {
-        let c = haproxy_config(std::path::Path::new("/run/x"));
+        let c = haproxy_config_mode(std::path::Path::new("/run/x"), "tcp");
         assert!(c.contains("maxconn 8000") && c.contains("mode tcp"));
         assert_eq!(c.matches("server rs").count(), 3);
+        assert!(haproxy_config_mode(std::path::Path::new("/run/x"), "http").contains("mode http"));
+        let n = nginx_proxy_config(std::path::Path::new("/run/x"));
+        assert!(n.contains("keepalive 64") && n.contains("listen 198.18.100.1:80"));
+        assert_eq!(n.matches("server 198.18.1.1").count(), 3);
     }
 
     #[test]

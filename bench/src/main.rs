@@ -14,6 +14,7 @@ mod report;
 mod schedsim;
 mod sync;
 mod sync_link;
+mod synflood;
 mod synproxy;
 mod testbed;
 
@@ -85,6 +86,10 @@ enum Cmd {
     /// HTTP through the VIP with wrk (keep-alive and connection-per-request) for uvs,
     /// nftables DNAT, HAProxy (TCP mode) and one real server directly (root).
     Http(http::HttpArgs),
+    /// A spoofed SYN flood at the generator's maximum rate against the VIP while wrk and a
+    /// sha256-checked download use it: uvs with and without syn_proxy, and nftables'
+    /// synproxy in front of an nftables DNAT (root).
+    Synflood(synflood::SynfloodArgs),
     /// Discrete-event simulation of a cluster driving uvs's schedulers: mean and p99
     /// response time per scheduler per situation (pure CPU).
     Schedulers(schedsim::SchedArgs),
@@ -125,6 +130,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Testbed(a) => testbed::cli::testbed_main(a)?,
         Cmd::Http(a) => http::http_main(a)?,
+        Cmd::Synflood(a) => synflood::synflood_main(a)?,
         Cmd::Schedulers(a) => schedsim::sched_main(a)?,
         Cmd::Sync(a) => sync::sync_main(a)?,
         Cmd::L7head(a) => l7head::l7head_main(a)?,

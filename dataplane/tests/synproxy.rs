@@ -482,3 +482,130 @@ fn the_server_may_answer_on_another_worker() {
     assert!(c.is_empty() && s.is_empty());
     assert_eq!(shared.counters[0].synproxy_syn_retransmits.get(), 0);
 }
+
+/// The client's ACK and its request arrive in one burst (wrk and curl send them back to
+/// back): with a large table the worker looks the whole burst up before handling any
+/// frame, so the request finds no entry and returns the cookie again after the ACK opened
+/// the connection. It must join that connection (held until the server answers), not be
+/// dropped for the client to retransmit after its RTO (200 ms on Linux, on nearly every
+/// connection-per-request connection).
+#[test]
+fn an_ack_and_its_request_in_one_burst_open_one_connection_and_hold_the_request() {
+    for (method, v6) in [
+        (Method::Nat, false),
+        (Method::Nat, true),
+        (Method::FullNat, false),
+    ] {
+        let mut l = Lab::batched(method, v6);
+        let syn = client_frame(
+            &l,
+            CISN,
+            F {
+                syn: true,
+                ..F::default()
+            },
+            &CLIENT_SYN_OPTS,
+            b"",
+        );
+        let sa = only(&l.send(0, &syn)[0]);
+        let (our_ts, _) = sa.ts.unwrap();
+        let ack = client_frame(
+            &l,
+            CISN + 1,
+            F {
+                ack: Some(sa.seq.wrapping_add(1)),
+                ..F::default()
+            },
+            &[Opt::Noop, Opt::Noop, Opt::Timestamp(112, our_ts)],
+            b"",
+        );
+        let request = client_frame(
+            &l,
+            CISN + 1,
+            F {
+                ack: Some(sa.seq.wrapping_add(1)),
+                psh: true,
+                ..F::default()
+            },
+            &[Opt::Noop, Opt::Noop, Opt::Timestamp(112, our_ts)],
+            b"GET / HTTP/1.1\r\n\r\n",
+        );
+        assert!(l.w.ports[0].push_rx(&ack));
+        assert!(l.w.ports[0].push_rx(&request));
+        let [c, s] = l.idle();
+        assert!(c.is_empty(), "{method:?} v6={v6}");
+        let syn = only(&s);
+        assert!(syn.syn && syn.payload.is_empty(), "one SYN to the server");
+        assert_eq!(l.shared.conns.len(), 1);
+        assert_eq!(
+            l.drops(DropReason::SynProxyNotReady),
+            0,
+            "{method:?} v6={v6}: the request was dropped"
+        );
+        assert_eq!(l.shared.counters[0].synproxy_cookies_valid.get(), 1);
+        let o = Opened {
+            cookie: sa.seq,
+            our_ts,
+            sport_seen: syn.sport,
+        };
+        let [_, s] = l.send(1, &server_synack(&l, &o, Some(7)));
+        assert_eq!(s.len(), 2, "the ACK, then the held request");
+        let d = read(&s[1]);
+        assert_eq!(d.payload, b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!((d.seq, d.ack), (CISN + 1, SISN + 1));
+    }
+}
+
+/// The real server still holds the tuple in TIME_WAIT from an earlier connection and its
+/// PAWS check refuses our SYN: it answers with an ACK of the old connection. A client's
+/// TCP in SYN-SENT answers such an ACK with a RST at its acknowledgement number (RFC 9293
+/// §3.10.7.3), which ends the TIME_WAIT, and its next SYN gets through; uvs must do the
+/// same, or every retransmitted SYN meets the same TIME_WAIT and the client is reset.
+#[test]
+fn a_server_in_time_wait_gets_a_reset_and_the_retransmitted_syn_connects() {
+    for (method, v6) in [
+        (Method::Nat, false),
+        (Method::Nat, true),
+        (Method::FullNat, false),
+    ] {
+        let mut l = Lab::new(method, v6);
+        let o = open(&mut l);
+        let old_ack = 77_000_000u32;
+        let tw_ack = server_frame(
+            &l,
+            &o,
+            123_456,
+            F {
+                ack: Some(old_ack),
+                ..F::default()
+            },
+            &[Opt::Noop, Opt::Noop, Opt::Timestamp(9000, 50)],
+            b"",
+        );
+        let [c, s] = l.send(1, &tw_ack);
+        assert!(c.is_empty(), "{method:?} v6={v6}: nothing to the client");
+        let rst = only(&s);
+        assert!(
+            rst.rst && !rst.syn,
+            "{method:?} v6={v6}: a RST to the server"
+        );
+        assert_eq!(rst.seq, old_ack, "at the ACK's acknowledgement number");
+        assert_eq!((rst.src, rst.dst), (Some(l.seen_client()), Some(l.real1())));
+        assert_eq!((rst.sport, rst.dport), (o.sport_seen, 80));
+        assert_eq!(
+            l.shared.conns.len(),
+            1,
+            "the connection waits for its server"
+        );
+        // The SYN goes out again at the next retransmission scan (every 10 ms), not after
+        // its 1 s backoff, and the server, its TIME_WAIT gone, answers it.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let syn = only(&l.idle()[1]);
+        assert!(syn.syn && syn.seq == CISN);
+        let [c, s] = l.send(1, &server_synack(&l, &o, Some(7)));
+        assert!(c.is_empty());
+        let ack = only(&s);
+        assert!(ack.ack_flag && !ack.syn && ack.ack == SISN + 1);
+        assert_eq!(l.shared.counters[0].synproxy_spliced.get(), 1);
+    }
+}

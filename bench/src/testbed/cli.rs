@@ -176,6 +176,9 @@ pub struct GenArgs {
     pub seconds: f64,
     #[arg(long)]
     pub core: Option<usize>,
+    /// SYN flood: TCP SYNs from this many spoofed sources (198.19.0.0/16) instead of UDP.
+    #[arg(long, default_value_t = 0)]
+    pub syn_spoof: u32,
 }
 
 pub fn gen_main(a: GenArgs) -> Result<()> {
@@ -191,6 +194,7 @@ pub fn gen_main(a: GenArgs) -> Result<()> {
         rate_pps: a.rate,
         seconds: a.seconds.clamp(0.01, 600.0),
         core: a.core,
+        syn_spoof: a.syn_spoof,
     })?;
     println!("{}", serde_json::to_string(&r)?);
     Ok(())

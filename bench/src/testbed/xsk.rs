@@ -32,6 +32,11 @@ pub struct GenSpec {
     pub rate_pps: f64,
     pub seconds: f64,
     pub core: Option<usize>,
+    /// SYN-flood mode when non-zero: TCP SYNs to `dst_port` from this many spoofed sources
+    /// (198.19.0.0/16, routed towards the client but held by nobody), instead of UDP from
+    /// `src_ip`. Frames coming back are left to the kernel (no redirect-all), so the
+    /// client namespace's own connections keep working beside the flood.
+    pub syn_spoof: u32,
 }
 
 /// The generator's account of one trial.
@@ -52,6 +57,9 @@ pub fn templates(s: &GenSpec) -> Result<Vec<Vec<u8>>> {
     if s.dst_ips.is_empty() || s.flows == 0 || s.flows > 60_000 {
         bail!("need 1..=60000 flows and at least one destination");
     }
+    if s.syn_spoof > 0 {
+        return syn_templates(s);
+    }
     (0..s.flows)
         .map(|i| {
             let dst = s.dst_ips[i % s.dst_ips.len()];
@@ -61,6 +69,45 @@ pub fn templates(s: &GenSpec) -> Result<Vec<Vec<u8>>> {
             let payload = vec![0u8; s.frame_len - 42];
             let mut f = Vec::with_capacity(s.frame_len);
             b.write(&mut f, &payload)?;
+            Ok(f)
+        })
+        .collect()
+}
+
+/// The spoofed source of SYN-flood flow `i` and its port: `syn_spoof` addresses of
+/// 198.19.0.0/16 in turn, each with ports from 1024 up.
+pub fn spoofed(i: usize, sources: u32) -> (Ipv4Addr, u16) {
+    let k = (i as u32) % sources.max(1);
+    (
+        Ipv4Addr::new(198, 19, (k >> 8) as u8, k as u8),
+        1024 + (i as u32 / sources.max(1)) as u16,
+    )
+}
+
+/// One TCP SYN per flow from a spoofed source, distinct sequence numbers, correct
+/// checksums, padded to `frame_len` (Ethernet padding after the IP packet).
+fn syn_templates(s: &GenSpec) -> Result<Vec<Vec<u8>>> {
+    if s.syn_spoof > 65_536 || s.flows / s.syn_spoof as usize > 60_000 {
+        bail!("need at most 65536 spoofed sources and 60000 ports per source");
+    }
+    (0..s.flows)
+        .map(|i| {
+            let dst = s.dst_ips[i % s.dst_ips.len()];
+            let (src, sport) = spoofed(i, s.syn_spoof);
+            let b = PacketBuilder::ethernet2(s.src_mac, s.dst_mac)
+                .ipv4(src.octets(), dst.octets(), 64)
+                .tcp(
+                    sport,
+                    s.dst_port,
+                    0x1000_0000u32.wrapping_add(i as u32),
+                    64240,
+                )
+                .syn();
+            let mut f = Vec::with_capacity(s.frame_len);
+            b.write(&mut f, &[])?;
+            if f.len() < s.frame_len {
+                f.resize(s.frame_len, 0);
+            }
             Ok(f)
         })
         .collect()
@@ -81,9 +128,11 @@ pub fn generate(s: &GenSpec) -> Result<GenResult> {
     pin(s.core);
     let prog = XdpProgram::attach(&s.dev, XdpMode::Auto)
         .with_context(|| format!("attaching XDP to {}", s.dev))?;
-    prog.set_redirect_all(true)?;
     let mut port = XskPort::open(&s.dev, 0, &XskConfig::default())?;
-    prog.register_socket(0, port.fd())?;
+    if s.syn_spoof == 0 {
+        prog.set_redirect_all(true)?;
+        prog.register_socket(0, port.fd())?;
+    }
 
     let mut burst = [Frame::default(); 64];
     let (mut sent, mut tx_full) = (0u64, 0u64);
@@ -232,7 +281,38 @@ mod tests {
             rate_pps: 0.0,
             seconds: 0.1,
             core: None,
+            syn_spoof: 0,
         }
+    }
+
+    #[test]
+    fn syn_templates_are_spoofed_syns_padded_to_64_bytes() {
+        let mut s = spec();
+        s.syn_spoof = 3;
+        s.flows = 7;
+        s.dst_port = 80;
+        let t = templates(&s).unwrap();
+        assert_eq!(t.len(), 7);
+        for (i, f) in t.iter().enumerate() {
+            assert_eq!(f.len(), 60);
+            let p = etherparse::SlicedPacket::from_ethernet(f).unwrap();
+            let (src, sport) = spoofed(i, 3);
+            match p.net {
+                Some(etherparse::NetSlice::Ipv4(ip)) => {
+                    assert_eq!(ip.header().source_addr(), src);
+                    assert_eq!(ip.header().total_len(), 40);
+                }
+                _ => panic!("not IPv4"),
+            }
+            match p.transport {
+                Some(etherparse::TransportSlice::Tcp(t)) => {
+                    assert!(t.syn() && !t.ack());
+                    assert_eq!((t.source_port(), t.destination_port()), (sport, 80));
+                }
+                _ => panic!("not TCP"),
+            }
+        }
+        assert_eq!(spoofed(4, 3), (Ipv4Addr::new(198, 19, 0, 1), 1025));
     }
 
     #[test]

@@ -194,7 +194,6 @@ fn ack(
             }
         }
     };
-    ctx.counters.synproxy_cookies_valid.add(1);
     let chosen = match l7_pool {
         Some(pool) => super::layer7::choose(ctx, svc, p, v6, pool),
         None => choose_real(ctx, svc, p, v6),
@@ -314,11 +313,14 @@ pub(super) fn open(
     };
     let id = match inserted {
         Ok(id) => id,
-        // Another worker opened it from a duplicate ACK a moment ago.
-        Err(InsertError::Exists(_)) => return Verdict::Drop(DropReason::SynProxyNotReady),
+        Err(InsertError::Exists(_)) => return joined(ctx, buf, len, p, svc, &key),
         Err(InsertError::Contended) => return Verdict::Drop(DropReason::InsertContended),
         Err(_) => return Verdict::Drop(DropReason::TableFull),
     };
+    if open.replay.is_none() {
+        // A head received over several segments counted its cookie when it started.
+        ctx.counters.synproxy_cookies_valid.add(1);
+    }
     crate::lifecycle::bind(svc, slot, conn.state, PROTO_TCP);
     svc.stats.worker(ctx.worker).conns.add(1);
     real.stats.worker(ctx.worker).conns.add(1);
@@ -398,4 +400,28 @@ pub(super) fn open(
         ctx.counters.drop(DropReason::SynProxyNotReady);
     }
     v
+}
+
+/// A segment returning a valid cookie for a connection that exists already: its lookup
+/// ran before the connection was opened — the client's ACK and the request right behind
+/// it in one burst, whose flows the worker looks up together before handling either — or
+/// another worker opened it from a duplicate ACK a moment ago. The segment is that
+/// connection's (held until the server answers, like any early segment); dropping it
+/// would cost the client a retransmission timeout (200 ms on Linux) on nearly every
+/// connection that sends its request at once.
+#[cold]
+fn joined(
+    ctx: &mut Ctx<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    svc: &Arc<ServiceRt>,
+    key: &FlowKey,
+) -> Verdict {
+    match ctx.conns.lookup(key, ctx.now) {
+        Some(hit) if hit.conn.flags & conn_flags::SYNPROXY != 0 => {
+            super::splice::established(ctx, buf, len, p, &hit, svc)
+        }
+        _ => Verdict::Drop(DropReason::SynProxyNotReady),
+    }
 }

@@ -182,6 +182,16 @@ impl ProxySyns {
         true
     }
 
+    /// Makes connection `id`'s SYN due at the next scan (within [`SCAN_EVERY_MS`]) instead
+    /// of at its backoff: the server's TIME_WAIT that refused it was just reset. It counts
+    /// as one of the retransmissions. Nothing when another worker keeps the SYN.
+    pub fn resend_soon(&mut self, id: ConnId, now: u32) {
+        let i = id.index() & (SLOTS - 1);
+        if let Some(p) = self.slots[i].as_mut().filter(|p| p.id == id) {
+            p.due = now;
+        }
+    }
+
     /// Early segments held on this worker.
     pub fn held(&self) -> usize {
         self.holding.len()

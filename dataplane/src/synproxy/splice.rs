@@ -60,6 +60,9 @@ pub(crate) fn established(
         if p.tcp_flags & flags::RST != 0 {
             return server_refused(ctx, buf, len, p, hit, splices);
         }
+        if p.tcp_flags & flags::ACK != 0 {
+            return stale_ack(ctx, buf, len, p, hit, svc, &t);
+        }
         return Verdict::Drop(DropReason::SynProxyNotReady);
     }
     if from_server && p.tcp_flags & flags::SYN != 0 {
@@ -271,6 +274,48 @@ fn ack_server(
     let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
     let real_addr = ip(c.reply.v6, c.reply.src);
     real_egress(tables, real, &real_addr).ok_or(Verdict::Drop(DropReason::NoRoute))
+}
+
+/// An ACK without SYN answering our SYN: the server holds the tuple in TIME_WAIT from an
+/// earlier connection and refused the SYN (PAWS, or a sequence number not beyond the old
+/// one's), acknowledging the old connection instead. As a client's TCP in SYN-SENT does
+/// (RFC 9293 §3.10.7.3), answer with a RST at its acknowledgement number: that ends the
+/// TIME_WAIT (RFC 1337's hazard aside, Linux accepts it), and the SYN, sent again at the
+/// next retransmission scan rather than after its 1 s backoff (the client is waiting),
+/// opens the connection. Dropped, the ACK would come back for every retransmission until
+/// the client is reset.
+fn stale_ack(
+    ctx: &mut Ctx<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &Parsed,
+    hit: &Hit,
+    svc: &ServiceRt,
+    t: &uvs_wire::TcpFields,
+) -> Verdict {
+    let c = &hit.conn;
+    let seg = Segment {
+        src: c.reply.dst,
+        dst: c.reply.src,
+        ttl: 64,
+        sport: c.reply.dport,
+        dport: c.reply.sport,
+        seq: t.ack,
+        ack: 0,
+        flags: flags::RST,
+        window: 0,
+        options: &[],
+    };
+    let Some(n) = uvs_wire::write_segment(buf, usize::from(p.l3_off), p.l3, &seg) else {
+        return Verdict::Drop(DropReason::TcpBadOptions);
+    };
+    *len = n;
+    ctx.proxy_syns.resend_soon(hit.id, ctx.now);
+    let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
+    match real_egress(ctx.tables, real, &ip(c.reply.v6, c.reply.src)) {
+        Some((egress, hop)) => l2_out(ctx.tables, ctx.neigh, buf, egress, hop),
+        None => Verdict::Drop(DropReason::NoRoute),
+    }
 }
 
 /// The server refused the connection (RST to our SYN): the client, which believes it is

@@ -36,14 +36,29 @@ impl Lab {
         Lab::with(method, v6, true)
     }
 
+    /// SYN-proxied TCP services on a table large enough that the worker looks a whole
+    /// burst's flows up before handling any of them (as uvsd's default table does).
+    pub fn batched(method: Method, v6: bool) -> Lab {
+        Lab::with_capacity(
+            method,
+            v6,
+            false,
+            uvs_dataplane::worker::BATCH_LOOKUP_MIN_CAPACITY,
+        )
+    }
+
     fn with(method: Method, v6: bool, proxy_protocol: bool) -> Lab {
+        Lab::with_capacity(method, v6, proxy_protocol, 4096)
+    }
+
+    fn with_capacity(method: Method, v6: bool, proxy_protocol: bool, capacity: usize) -> Lab {
         let mut spec = lab::spec(method, SchedulerKind::Rr, 1);
         for s in &mut spec.services {
             s.syn_proxy = s.key.proto == 6;
             s.proxy_protocol = s.syn_proxy && proxy_protocol;
         }
         let tables = TablesBuilder::build(&spec, None).unwrap();
-        let shared = Arc::new(Shared::new(tables, 4096, 1));
+        let shared = Arc::new(Shared::new(tables, capacity, 1));
         lab::learn_neighbours(&shared.neigh, 0);
         let ports = vec![MemPort::new("client", 256), MemPort::new("server", 256)];
         let w = Worker::new(0, ports, shared.clone());
