@@ -13,7 +13,7 @@
 //! but the layout every Linux segment of an established connection has — nothing, or NOP
 //! NOP timestamp (RFC 7323 appendix A) — is recognised without walking it.
 
-use crate::bytes::{be16, be32, set_be16, set_be32};
+use crate::bytes::{be16, set_be16};
 use crate::checksum;
 use crate::ip_proto;
 use crate::parse::Parsed;
@@ -53,12 +53,16 @@ struct Terms {
 }
 
 impl Terms {
-    /// Adds `delta` to the 32-bit field at `off` of `seg` (in bounds: the caller checked).
-    #[inline]
+    /// Adds `delta` to the 32-bit field at `off` of `seg` (in bounds: the caller checked the
+    /// header length; `get_mut` keeps it total without a panic path).
+    #[inline(always)]
     fn add32(&mut self, seg: &mut [u8], off: usize, delta: u32) {
-        let old = be32(seg, off);
+        let Some(field) = seg.get_mut(off..off + 4) else {
+            return;
+        };
+        let old = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
         let new = old.wrapping_add(delta);
-        set_be32(seg, off, new);
+        field.copy_from_slice(&new.to_be_bytes());
         let t = u64::from(!(old >> 16) & 0xffff)
             + u64::from(!old & 0xffff)
             + u64::from(new >> 16)
@@ -72,7 +76,7 @@ impl Terms {
     }
 
     /// Writes the updated checksum of `seg`.
-    #[inline]
+    #[inline(always)]
     fn apply(self, seg: &mut [u8]) {
         // A field-by-field update of an odd-offset field sums whole aligned words around it,
         // which never add up to zero; keep that (0xffff is ones'-complement zero) so that the
@@ -91,6 +95,7 @@ impl Terms {
 /// (the checksum must already be complete: the pipeline completes partial ones first). A
 /// field whose delta is 0 is left alone. Refuses, without writing anything, a frame that is
 /// not a whole unfragmented TCP segment or whose options are malformed.
+#[inline]
 pub fn splice(frame: &mut [u8], p: &Parsed, s: &Splice) -> Result<(), SegmentError> {
     if p.l4_proto != ip_proto::TCP || p.is_fragment() {
         return Err(SegmentError::NotTcp);
@@ -154,7 +159,7 @@ pub fn splice(frame: &mut [u8], p: &Parsed, s: &Splice) -> Result<(), SegmentErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bytes::{get16, put16};
+    use crate::bytes::{be32, get16, put16, set_be32};
     use crate::parse::L3;
     use crate::tcp_segment::tcp_fields;
     use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TcpOptionElement};
