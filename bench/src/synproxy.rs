@@ -9,7 +9,14 @@
 //!   *connection*, against NAT's new flows (one SYN per connection).
 //! - `synproxyestablished`: client packets of spliced connections (acknowledgement
 //!   translated before the NAT rewrite), against NAT's established flows over the same
-//!   frames, the two in alternating rounds (best round each: the machine is shared).
+//!   frames and a table of the same size, the two in alternating rounds timed in the
+//!   thread's CPU time; each row is its median round, and the cost ratio is the median of
+//!   the rounds' ratios (the machine is shared: a round pair sees the same load, the median
+//!   drops the pairs a burst of other work split).
+//!
+//! A summary line per family gives the cookie handshakes per second on the core (the SYN
+//! and the client's ACK: cookie SYN-ACK, cookie check, entry, SYN to the server) and the
+//! spliced packet's cost ratio with its range over the rounds.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,6 +29,7 @@ use uvs_dataplane::{Method, Shared, TablesBuilder, Worker, BURST};
 use uvs_port::MemPort;
 use uvs_sched::SchedulerKind;
 use uvs_testkit as tk;
+use uvs_wire::tcp_options;
 
 use crate::pipeline::{
     client_addr, family_name, measure, outcome, tallies, Kind, Outcome, Scenario,
@@ -73,6 +81,7 @@ fn tcp(
     seq: u32,
     ack: u32,
     syn: bool,
+    options: &[u8],
 ) -> Vec<u8> {
     let eth = PacketBuilder::ethernet2(macs.0, macs.1);
     let ip = match (src, dst) {
@@ -84,7 +93,7 @@ fn tcp(
     if syn {
         b = b.syn();
     }
-    let b = b.ack(ack);
+    let b = b.ack(ack).options_raw(options).expect("options fit");
     let mut out = Vec::new();
     b.write(&mut out, b"").expect("tcp frame");
     out
@@ -141,7 +150,8 @@ pub fn run(v6: bool, count: usize, flows: usize, seconds: f64) -> Vec<Outcome> {
     // connection would meet its entry).
     let count = (count / BURST).max(1) * BURST;
     let mut out = vec![crate::pipeline::new_flows(Method::Nat, v6, 6, count)];
-    let shared = setup(v6, count + 1024);
+    // Room to spare: a table filled to the last slot may refuse an insert.
+    let shared = setup(v6, 2 * count + 1024);
     let vip = vip(v6);
     let clients: Vec<(IpAddr, u16)> = (0..count).map(|i| client_addr(i, v6)).collect();
 
@@ -161,32 +171,9 @@ pub fn run(v6: bool, count: usize, flows: usize, seconds: f64) -> Vec<Outcome> {
 
     // 2. The clients' ACKs with their cookies (the bench computes them with the dataplane's
     // secret, as the clients would echo them): entry + SYN to the server each.
-    let now_count = cookie::count_of(shared.clock.now_s());
-    // tk's SYNs carry ISN 1000 and no MSS option: index 0 of the family's table.
-    let acks: Vec<Vec<u8>> = clients
-        .iter()
-        .map(|&(c, p)| {
-            let t = cookie::Tuple {
-                client: octets(c),
-                vip: octets(vip),
-                client_port: p,
-                vip_port: 80,
-            };
-            let ck = shared.synproxy.secret.make(&t, 1000, 0, now_count);
-            tcp(
-                (lab::CLIENT_MAC, lab::LB0_MAC),
-                c,
-                p,
-                vip,
-                80,
-                1001,
-                ck.wrapping_add(1),
-                false,
-            )
-        })
-        .collect();
+    let acks = cookie_acks(&shared, &clients, vip, false);
     let start = tallies(&shared);
-    let mut w = worker(&shared, acks.clone(), Vec::new());
+    let mut w = worker(&shared, acks, Vec::new());
     let (n_ack, ack_secs) = measure(|| w.poll(), 3600.0, Some(count as u64));
     assert_eq!(
         shared.conns.len(),
@@ -197,36 +184,7 @@ pub fn run(v6: bool, count: usize, flows: usize, seconds: f64) -> Vec<Outcome> {
     let ack_drops = ack_drops - start.1;
 
     // 3. The servers' SYN-ACKs, to the tuple each entry expects: an ACK back each.
-    let now = shared.clock.now_ticks();
-    let synacks: Vec<Vec<u8>> = clients
-        .iter()
-        .map(|&(c, p)| {
-            let key = match (c, vip) {
-                (IpAddr::V4(a), IpAddr::V4(b)) => FlowKey::v4(6, a.octets(), p, b.octets(), 80),
-                _ => FlowKey::v6(6, octets(c), p, octets(vip), 80),
-            };
-            let hit = shared.conns.lookup(&key, now).expect("entry");
-            let r = hit.conn.reply;
-            let ip = |a: [u8; 16]| -> IpAddr {
-                if v6 {
-                    a.into()
-                } else {
-                    [a[0], a[1], a[2], a[3]].into()
-                }
-            };
-            let real_mac = lab::real_mac(1 + hit.conn.real as u8);
-            tcp(
-                (real_mac, lab::LB1_MAC),
-                ip(r.src),
-                r.sport,
-                ip(r.dst),
-                r.dport,
-                5000,
-                1001,
-                true,
-            )
-        })
-        .collect();
+    let synacks = server_synacks(&shared, &clients, vip, false);
     let start2 = tallies(&shared);
     let mut w = worker(&shared, Vec::new(), synacks);
     let (_, synack_secs) = measure(|| w.poll(), 3600.0, Some(count as u64));
@@ -247,58 +205,236 @@ pub fn run(v6: bool, count: usize, flows: usize, seconds: f64) -> Vec<Outcome> {
     open.bytes_per_conn = Some(shared.conns.bytes_per_entry(v6) + 16.0);
     out.push(open);
 
-    // 4. Established: plain NAT flows and spliced ones (`flows` of the proxied
-    // connections), the same client ACK frames, in alternating rounds so that both see the
-    // same machine (it is shared); each figure is its best round.
+    let handshakes = n_ack as f64 / (syn_secs + ack_secs) / 1e6;
+
+    println!(
+        "{}: cookie handshakes {handshakes:.2} M/s per core (SYN and ACK: cookie SYN-ACK, \
+         cookie check, entry, SYN to the server)",
+        family_name(v6)
+    );
+
+    // 4. Established, with bare ACKs and with Linux's (NOP NOP timestamp: TSecr translated
+    // too).
     let flows = flows.min(count);
+    for ts in [false, true] {
+        out.extend(established(v6, &clients[..flows], vip, seconds, ts));
+    }
+    out
+}
+
+/// Plain NAT flows and spliced ones, `clients.len()` of each in tables of the same size (the
+/// opening phases' table holds all their connections: its lookups would miss the cache more
+/// often than NAT's), the same client ACK frames, in alternating rounds so that both see the
+/// same machine (it is shared). `ts`: the connections and frames carry timestamps.
+fn established(
+    v6: bool,
+    clients: &[(IpAddr, u16)],
+    vip: IpAddr,
+    seconds: f64,
+    ts: bool,
+) -> [Outcome; 2] {
+    let flows = clients.len();
     let nat = setup_with(v6, flows + 1024, false);
-    let mut w = worker(&nat, syns_of(&clients[..flows], vip), Vec::new());
+    let mut w = worker(&nat, syns_of(clients, vip), Vec::new());
     let mut opened = 0;
     while opened < flows {
         opened += w.poll();
     }
     assert_eq!(nat.conns.len(), flows, "NAT opened every flow");
-    let data: Vec<Vec<u8>> = acks.into_iter().take(flows).collect();
+    let proxied = setup(v6, flows + 1024);
+    let data = cookie_acks(&proxied, clients, vip, ts);
+    let len = data[0].len();
+    let mut w = worker(&proxied, data.clone(), Vec::new());
+    let mut sent = 0;
+    while sent < flows {
+        sent += w.poll();
+    }
+    let mut w = worker(
+        &proxied,
+        Vec::new(),
+        server_synacks(&proxied, clients, vip, ts),
+    );
+    let mut acked = 0;
+    while acked < flows {
+        acked += w.poll();
+    }
+    let spliced_conns = proxied.counters[0].synproxy_spliced.get();
+    assert_eq!(
+        spliced_conns, flows as u64,
+        "every proxied flow was spliced"
+    );
     let mut plain = worker(&nat, data.clone(), Vec::new());
-    let mut spliced = worker(&shared, data, Vec::new());
-    let rounds = 8;
-    let (mut best_nat, mut best_proxy) = ((0u64, f64::MAX), (0u64, f64::MAX));
-    let (mut all_nat, mut all_proxy) = (0u64, 0u64);
-    let (nat_start, proxy_start) = (tallies(&nat), tallies(&shared));
-    let better = |(n, t): (u64, f64), best: (u64, f64)| {
-        t / (n.max(1) as f64) < best.1 / (best.0.max(1) as f64)
-    };
-    for _ in 0..rounds {
-        let r = measure(|| plain.poll(), seconds / f64::from(rounds), None);
-        all_nat += r.0;
-        if better(r, best_nat) {
-            best_nat = r;
-        }
-        let r = measure(|| spliced.poll(), seconds / f64::from(rounds), None);
-        all_proxy += r.0;
-        if better(r, best_proxy) {
-            best_proxy = r;
+    let mut spliced = worker(&proxied, data, Vec::new());
+    let rounds = 20;
+    let per_round = seconds / f64::from(rounds);
+    let (mut nat_rounds, mut proxy_rounds) = (Vec::new(), Vec::new());
+    let (nat_start, proxy_start) = (tallies(&nat), tallies(&proxied));
+    for i in 0..rounds {
+        // Who goes first alternates too, so that a load that rises or falls through the
+        // run favours neither.
+        let mut nat_round = || on_cpu(|| measure(|| plain.poll(), per_round, None));
+        let mut proxy_round = || on_cpu(|| measure(|| spliced.poll(), per_round, None));
+        if i % 2 == 0 {
+            nat_rounds.push(nat_round());
+            proxy_rounds.push(proxy_round());
+        } else {
+            proxy_rounds.push(proxy_round());
+            nat_rounds.push(nat_round());
         }
     }
-    let row = |kind, (n, t): (u64, f64), all: u64, sh: &Shared, start: (u64, u64)| {
+    let ns = |(n, t): (u64, f64)| t / n.max(1) as f64;
+    let mut ratios: Vec<f64> = nat_rounds
+        .iter()
+        .zip(&proxy_rounds)
+        .map(|(&a, &b)| ns(b) / ns(a))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let median_ratio = median(&ratios);
+    println!(
+        "{}{}: a spliced established packet costs {median_ratio:.2}x a NAT one (median of \
+         {rounds} paired rounds, {:.2}x-{:.2}x)",
+        family_name(v6),
+        if ts { ", timestamps" } else { "" },
+        ratios[0],
+        ratios[ratios.len() - 1],
+    );
+    let row = |kind, rounds: &[(u64, f64)], sh: &Shared, start: (u64, u64)| {
+        let mut by_ns = rounds.to_vec();
+        by_ns.sort_by(|&a, &b| ns(a).total_cmp(&ns(b)));
+        let (n, t) = by_ns[by_ns.len() / 2];
         let mut o = outcome(scenario(kind, v6, flows, len), n, t, None);
-        // The best round's packets; frames not forwarded in any round are taken off.
+        // The median round's packets; frames not forwarded in any round are taken off.
+        let all: u64 = rounds.iter().map(|r| r.0).sum();
         let (fwd, drops) = tallies(sh);
         o.forwarded = n.saturating_sub(all.saturating_sub(fwd - start.0));
         o.drops = drops - start.1;
         o.bytes_per_conn = Some(sh.conns.bytes_per_entry(v6));
         o
     };
-    out.push(row(Kind::Established, best_nat, all_nat, &nat, nat_start));
+    let plain_row = row(Kind::Established, &nat_rounds, &nat, nat_start);
     let mut est = row(
         Kind::SynProxyEstablished,
-        best_proxy,
-        all_proxy,
-        &shared,
+        &proxy_rounds,
+        &proxied,
         proxy_start,
     );
     // The splice table's 16 bytes per connection slot come on top of the entry.
     est.bytes_per_conn = est.bytes_per_conn.map(|b| b + 16.0);
-    out.push(est);
-    out
+    [plain_row, est]
+}
+
+/// `f`'s packets with the thread's CPU time instead of the wall-clock time it returns: time
+/// the core spent on other work (the machine is shared) is not counted against either side.
+fn on_cpu(f: impl FnOnce() -> (u64, f64)) -> (u64, f64) {
+    use nix::time::{clock_gettime, ClockId};
+    let cpu = || {
+        clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+            .map_or(f64::NAN, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
+    };
+    let start = cpu();
+    let (n, wall) = f();
+    let t = cpu() - start;
+    (n, if t.is_finite() && t > 0.0 { t } else { wall })
+}
+
+/// The middle of sorted `v` (the mean of the two middle ones for an even length).
+fn median(v: &[f64]) -> f64 {
+    let m = v.len() / 2;
+    if v.len().is_multiple_of(2) {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    }
+}
+
+/// The clients' ACKs of uvs's cookie SYN-ACKs (computed with `shared`'s secret, as each
+/// client would echo its cookie). `ts`: with a timestamp echoing the TSval uvs's SYN-ACK
+/// would carry for a Linux client's SYN (window scale 7, SACK), in Linux's layout.
+fn cookie_acks(shared: &Shared, clients: &[(IpAddr, u16)], vip: IpAddr, ts: bool) -> Vec<Vec<u8>> {
+    let now_count = cookie::count_of(shared.clock.now_s());
+    let mut opts = Vec::new();
+    if ts {
+        let o = cookie::SynOptions {
+            mss: cookie::mss_table(vip.is_ipv6())[0],
+            wscale: Some(7),
+            sack: true,
+            ecn: false,
+        };
+        let mut b = [0u8; 12];
+        let n = tcp_options::write_ts_option(&mut b, (1_000_000, cookie::ts_encode(123_456, &o)));
+        opts.extend_from_slice(&b[..n]);
+    }
+    // tk's SYNs carry ISN 1000 and no MSS option: index 0 of the family's table.
+    clients
+        .iter()
+        .map(|&(c, p)| {
+            let t = cookie::Tuple {
+                client: octets(c),
+                vip: octets(vip),
+                client_port: p,
+                vip_port: 80,
+            };
+            let ck = shared.synproxy.secret.make(&t, 1000, 0, now_count);
+            tcp(
+                (lab::CLIENT_MAC, lab::LB0_MAC),
+                c,
+                p,
+                vip,
+                80,
+                1001,
+                ck.wrapping_add(1),
+                false,
+                &opts,
+            )
+        })
+        .collect()
+}
+
+/// The real servers' SYN-ACKs to the SYNs uvs sent for `clients`, to the tuple each entry
+/// expects. `ts`: with a Linux server's options (MSS, SACK permitted, timestamps, window
+/// scale 7).
+fn server_synacks(
+    shared: &Shared,
+    clients: &[(IpAddr, u16)],
+    vip: IpAddr,
+    ts: bool,
+) -> Vec<Vec<u8>> {
+    let now = shared.clock.now_ticks();
+    let mut b = [0u8; 20];
+    let n = if ts {
+        tcp_options::write_syn_options(&mut b, 1460, Some(7), true, Some((777_000, 1)))
+    } else {
+        0
+    };
+    let opts = &b[..n];
+    clients
+        .iter()
+        .map(|&(c, p)| {
+            let key = match (c, vip) {
+                (IpAddr::V4(a), IpAddr::V4(b)) => FlowKey::v4(6, a.octets(), p, b.octets(), 80),
+                _ => FlowKey::v6(6, octets(c), p, octets(vip), 80),
+            };
+            let hit = shared.conns.lookup(&key, now).expect("entry");
+            let r = hit.conn.reply;
+            let ip = |a: [u8; 16]| -> IpAddr {
+                if c.is_ipv6() {
+                    a.into()
+                } else {
+                    [a[0], a[1], a[2], a[3]].into()
+                }
+            };
+            let real_mac = lab::real_mac(1 + hit.conn.real as u8);
+            tcp(
+                (real_mac, lab::LB1_MAC),
+                ip(r.src),
+                r.sport,
+                ip(r.dst),
+                r.dport,
+                5000,
+                1001,
+                true,
+                opts,
+            )
+        })
+        .collect()
 }

@@ -39,6 +39,7 @@ pub mod sctp;
 pub mod tcp;
 pub mod tcp_options;
 pub mod tcp_segment;
+pub mod tcp_splice;
 pub mod tls_sni;
 pub mod udp;
 pub mod untunnel;
@@ -67,9 +68,8 @@ pub use rewrite::{
 pub use sctp::SctpPacket;
 pub use tcp::TcpPacket;
 pub use tcp_options::TcpOptions;
-pub use tcp_segment::{
-    splice, tcp_fields, write_data_segment, write_segment, Segment, Splice, TcpFields,
-};
+pub use tcp_segment::{tcp_fields, write_data_segment, write_segment, Segment, TcpFields};
+pub use tcp_splice::{splice, Splice};
 pub use udp::{UdpPacket, UdpRepr};
 
 /// IP protocol / IPv6 next-header numbers (IANA "Assigned Internet Protocol Numbers").

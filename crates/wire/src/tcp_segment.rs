@@ -1,16 +1,14 @@
 //! Whole TCP segments written over a frame (a SYN proxy's SYN-ACK, SYN, ACK and RST) and
-//! the in-place translation of a spliced connection's segments: sequence and
-//! acknowledgement numbers, SACK blocks, timestamps and the window, each checksum word
-//! updated incrementally (RFC 1624), so the cost does not grow with the payload.
+//! the fields a SYN proxy reads from a segment (the in-place translation of a spliced
+//! connection's segments is `tcp_splice`).
 //!
 //! All functions are total: on a `Parsed` that does not describe the frame they refuse
 //! (return `None`/`false`) rather than panic.
 
-use crate::bytes::{get16, put16};
 use crate::checksum;
 use crate::ip_proto;
 use crate::parse::{Parsed, L3};
-use crate::tcp::{self, TcpPacket, HEADER_LEN};
+use crate::tcp::{TcpPacket, HEADER_LEN};
 use crate::tcp_options::{OptionsError, TcpOptions};
 
 /// A segment without payload, for [`write_segment`].
@@ -152,98 +150,10 @@ pub fn tcp_fields(frame: &[u8], p: &Parsed) -> Result<TcpFields, SegmentError> {
     })
 }
 
-/// What [`splice`] changes in a segment of a spliced connection. Numbers are added with
-/// wrapping (a delta "minus d" is `d.wrapping_neg()`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Splice {
-    /// Added to the sequence number.
-    pub seq: u32,
-    /// Added to the acknowledgement number (when ACK is set).
-    pub ack: u32,
-    /// Added to both edges of every SACK block.
-    pub sack: u32,
-    /// Added to TSval.
-    pub tsval: u32,
-    /// Added to TSecr.
-    pub tsecr: u32,
-    /// The window is rescaled: the sender means `window << from` bytes, the receiver reads
-    /// it as `window << to` (clamped to 65 535; rounding down never promises more).
-    pub window: Option<(u8, u8)>,
-}
-
-/// Applies `s` to the TCP segment of `frame` in place, with incremental checksum updates
-/// (the checksum must already be complete: the pipeline completes partial ones first).
-/// `opts` is what [`tcp_fields`] read from the same frame. False if nothing could be
-/// written (a `Parsed` that does not describe the frame).
-pub fn splice(frame: &mut [u8], p: &Parsed, opts: &TcpOptions, s: &Splice) -> bool {
-    let l4 = usize::from(p.l4_off);
-    let csum = l4 + tcp::CHECKSUM_OFFSET;
-    if frame.len() < l4 + HEADER_LEN || p.l3_end() > frame.len() {
-        return false;
-    }
-    let flags = frame[l4 + 13];
-    if s.seq != 0 {
-        add32(frame, l4, csum, l4 + 4, s.seq);
-    }
-    if s.ack != 0 && flags & tcp::flags::ACK != 0 {
-        add32(frame, l4, csum, l4 + 8, s.ack);
-    }
-    let opt0 = l4 + HEADER_LEN;
-    if let (Some(at), true) = (opts.ts_at, s.tsval != 0 || s.tsecr != 0) {
-        let at = opt0 + usize::from(at);
-        if s.tsval != 0 {
-            add32(frame, l4, csum, at, s.tsval);
-        }
-        if s.tsecr != 0 {
-            add32(frame, l4, csum, at + 4, s.tsecr);
-        }
-    }
-    if let (Some((at, n)), true) = (opts.sack_at, s.sack != 0) {
-        for i in 0..usize::from(n) * 2 {
-            add32(frame, l4, csum, opt0 + usize::from(at) + 4 * i, s.sack);
-        }
-    }
-    if let Some((from, to)) = s.window {
-        if from != to {
-            if let Some(w) = get16(frame, l4 + 14) {
-                let bytes = u64::from(w) << from.min(14);
-                let nw = (bytes >> to.min(14)).min(0xffff) as u16;
-                if let Some(c) = get16(frame, csum) {
-                    put16(frame, csum, checksum::update16(c, w, nw));
-                }
-                put16(frame, l4 + 14, nw);
-            }
-        }
-    }
-    true
-}
-
-/// Adds `delta` to the 32-bit field at `off` and fixes the checksum at `csum`; the field may
-/// sit at an odd offset from the segment start (options), so the update covers the
-/// 16-bit-aligned words around it.
-fn add32(frame: &mut [u8], seg_start: usize, csum: usize, off: usize, delta: u32) {
-    let start = seg_start + ((off - seg_start) & !1);
-    let end = (off + 4 + ((off - seg_start) & 1)).min(frame.len());
-    if off + 4 > frame.len() || end - start > 6 {
-        return;
-    }
-    let mut old = [0u8; 6];
-    let n = end - start;
-    old[..n].copy_from_slice(&frame[start..end]);
-    let v = u32::from_be_bytes([frame[off], frame[off + 1], frame[off + 2], frame[off + 3]]);
-    frame[off..off + 4].copy_from_slice(&v.wrapping_add(delta).to_be_bytes());
-    if let Some(c) = get16(frame, csum) {
-        let mut new = [0u8; 6];
-        new[..n].copy_from_slice(&frame[start..end]);
-        // An odd-length span (the field ends the frame) gets a zero pad byte on both sides.
-        let m = n + (n & 1);
-        put16(frame, csum, checksum::update_bytes(c, &old[..m], &new[..m]));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tcp;
     use crate::tcp_options::write_syn_options;
 
     fn v4(a: [u8; 4]) -> [u8; 16] {
@@ -295,56 +205,6 @@ mod tests {
             assert_eq!(t.options.timestamp, Some((100, 0)));
             assert_eq!(t.payload_len, 0);
         }
-    }
-
-    #[test]
-    fn splice_keeps_checksums_valid() {
-        for l3 in [L3::V4, L3::V6] {
-            let (mut f, len) = syn_frame(l3);
-            f[14 + if l3 == L3::V4 { 20 } else { 40 } + 13] |= tcp::flags::ACK;
-            let p = crate::parse_frame(&f[..len]).unwrap();
-            // Setting ACK broke the checksum on purpose: refill it first.
-            let l4 = usize::from(p.l4_off);
-            let pseudo = if l3 == L3::V4 {
-                checksum::pseudo_header_v4(
-                    &[198, 18, 0, 10],
-                    &[198, 18, 100, 1],
-                    6,
-                    (len - l4) as u16,
-                )
-            } else {
-                checksum::pseudo_header_v6(&p.src, &p.dst, 6, (len - l4) as u32)
-            };
-            TcpPacket::new_unchecked(&mut f[l4..len]).fill_checksum(pseudo);
-            let t = tcp_fields(&f[..len], &p).unwrap();
-            let s = Splice {
-                seq: 5,
-                ack: 0x8000_0000,
-                sack: 0,
-                tsval: 7,
-                tsecr: 9u32.wrapping_neg(),
-                window: Some((0, 7)),
-            };
-            assert!(splice(&mut f[..len], &p, &t.options, &s));
-            assert!(crate::verify_l4_checksum(&f[..len], &p));
-            let u = tcp_fields(&f[..len], &p).unwrap();
-            assert_eq!(u.seq, 1005);
-            assert_eq!(u.ack, 0x8000_0000);
-            assert_eq!(u.options.timestamp, Some((107, 9u32.wrapping_neg())));
-            assert_eq!(u.window, 64240 >> 7);
-        }
-    }
-
-    #[test]
-    fn odd_offsets_update_the_checksum() {
-        // A 32-bit field at an odd offset of the segment.
-        let mut seg = [0u8; 24];
-        seg[5..9].copy_from_slice(&[1, 2, 3, 4]);
-        let c = checksum::checksum(&seg);
-        seg[16..18].copy_from_slice(&c.to_be_bytes());
-        add32(&mut seg, 0, 16, 5, 0x0101_0101);
-        assert_eq!(&seg[5..9], &[2, 3, 4, 5]);
-        assert!(checksum::verify(&seg));
     }
 
     #[test]

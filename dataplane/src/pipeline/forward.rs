@@ -36,7 +36,9 @@ pub(crate) fn established(
         return orphan(ctx, hit);
     }
     if conn.flags & conn_flags::SYNPROXY != 0 {
-        return crate::synproxy::established(ctx, buf, len, p, hit, svc);
+        if let Some(v) = crate::synproxy::established(ctx, buf, len, p, hit, svc) {
+            return v;
+        }
     }
     let real = svc.real(conn.real).filter(|r| {
         if is_nat64(conn) {

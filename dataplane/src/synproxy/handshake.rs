@@ -313,7 +313,7 @@ pub(super) fn open(
     };
     let id = match inserted {
         Ok(id) => id,
-        Err(InsertError::Exists(_)) => return joined(ctx, buf, len, p, svc, &key),
+        Err(InsertError::Exists(_)) => return joined(ctx, buf, len, p, &key),
         Err(InsertError::Contended) => return Verdict::Drop(DropReason::InsertContended),
         Err(_) => return Verdict::Drop(DropReason::TableFull),
     };
@@ -415,12 +415,13 @@ fn joined(
     buf: &mut [u8],
     len: &mut usize,
     p: &mut Parsed,
-    svc: &Arc<ServiceRt>,
     key: &FlowKey,
 ) -> Verdict {
     match ctx.conns.lookup(key, ctx.now) {
+        // The established path, as if the lookup had found it: held while the server's
+        // SYN-ACK is awaited, translated and rewritten once it has come.
         Some(hit) if hit.conn.flags & conn_flags::SYNPROXY != 0 => {
-            super::splice::established(ctx, buf, len, p, &hit, svc)
+            crate::pipeline::established(ctx, buf, len, p, &hit)
         }
         _ => Verdict::Drop(DropReason::SynProxyNotReady),
     }

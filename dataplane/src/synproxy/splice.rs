@@ -20,11 +20,15 @@ use uvs_wire::{tcp_options, Parsed, Segment, Splice};
 use super::retransmit::{client_reset, ClientReset};
 use super::{Opts, SpliceTable};
 use crate::lifecycle;
-use crate::pipeline::{forward_original, forward_reply, ip, l2_out, real_egress, track_state, Ctx};
+use crate::pipeline::{ip, l2_out, real_egress, Ctx};
 use crate::tables::ServiceRt;
 use crate::verdict::{DropReason, Verdict};
 
-/// A segment of a connection the SYN proxy opened (`conn_flags::SYNPROXY`).
+/// A segment of a connection the SYN proxy opened (`conn_flags::SYNPROXY`): `None` once it
+/// is translated, for the caller's ordinary state tracking and NAT or FullNAT rewrite (the
+/// same path as any established flow, so a spliced packet pays only for the translation);
+/// otherwise what became of it (a handshake segment, or a drop).
+#[inline]
 pub(crate) fn established(
     ctx: &mut Ctx<'_>,
     buf: &mut [u8],
@@ -32,14 +36,40 @@ pub(crate) fn established(
     p: &mut Parsed,
     hit: &Hit,
     svc: &ServiceRt,
-) -> Verdict {
+) -> Option<Verdict> {
+    if hit.conn.state != TcpState::SynSent as u8 && p.tcp_flags & flags::SYN == 0 {
+        // The common case, a segment of a spliced connection: translated in one pass over
+        // its header without reading its fields first.
+        let (a, opts) = ctx.proxy.splices(ctx.conns).load(hit.id);
+        let from_server = hit.dir == Dir::Reply;
+        if !(from_server
+            && (awaits_proxy_ack(opts, hit.conn.orig.v6, p.tcp_flags)
+                || awaits_replay_ack(opts, p.tcp_flags)))
+        {
+            return translate(buf, *len, p, hit, a, opts);
+        }
+    }
+    unusual(ctx, buf, len, p, hit, svc)
+}
+
+/// [`established`] for a segment of the handshake with the server, a SYN, or a server
+/// segment that may acknowledge the PROXY header or a replayed layer-7 head.
+#[inline(never)]
+fn unusual(
+    ctx: &mut Ctx<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &mut Parsed,
+    hit: &Hit,
+    svc: &ServiceRt,
+) -> Option<Verdict> {
+    let splices = ctx.proxy.splices(ctx.conns);
+    let from_server = hit.dir == Dir::Reply;
     let tables = ctx.tables;
     let neigh = ctx.neigh;
     let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
-        return Verdict::Drop(DropReason::TcpBadOptions);
+        return Some(Verdict::Drop(DropReason::TcpBadOptions));
     };
-    let splices = ctx.proxy.splices(ctx.conns);
-    let from_server = hit.dir == Dir::Reply;
     if hit.conn.state == TcpState::SynSent as u8 {
         if !from_server {
             if p.tcp_flags & flags::RST != 0 {
@@ -50,45 +80,41 @@ pub(crate) fn established(
                 && p.tcp_flags & flags::SYN == 0
                 && ctx.proxy_syns.hold(hit.id, &buf[..*len])
             {
-                return Verdict::Held;
+                return Some(Verdict::Held);
             }
-            return Verdict::Drop(DropReason::SynProxyNotReady);
+            return Some(Verdict::Drop(DropReason::SynProxyNotReady));
         }
         if p.tcp_flags & (flags::SYN | flags::ACK) == flags::SYN | flags::ACK {
-            return server_synack(ctx, buf, len, p, hit, svc, splices, &t);
+            return Some(server_synack(ctx, buf, len, p, hit, svc, splices, &t));
         }
         if p.tcp_flags & flags::RST != 0 {
-            return server_refused(ctx, buf, len, p, hit, splices);
+            return Some(server_refused(ctx, buf, len, p, hit, splices));
         }
         if p.tcp_flags & flags::ACK != 0 {
-            return stale_ack(ctx, buf, len, p, hit, svc, &t);
+            return Some(stale_ack(ctx, buf, len, p, hit, svc, &t));
         }
-        return Verdict::Drop(DropReason::SynProxyNotReady);
+        return Some(Verdict::Drop(DropReason::SynProxyNotReady));
     }
     if from_server && p.tcp_flags & flags::SYN != 0 {
         // The server retransmits its SYN-ACK: our ACK was lost. Answer it again; the
         // client has been established for a while.
         if p.tcp_flags & flags::ACK == 0 {
-            return Verdict::Drop(DropReason::SynProxyNotReady);
+            return Some(Verdict::Drop(DropReason::SynProxyNotReady));
         }
         let (_, opts) = splices.load(hit.id);
         let ack = t.seq.wrapping_add(1);
-        return ack_server(ctx, buf, len, p, hit, svc, &t, ack, opts, true)
-            .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, buf, e, h));
+        return Some(
+            ack_server(ctx, buf, len, p, hit, svc, &t, ack, opts, true)
+                .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, buf, e, h)),
+        );
     }
     if !from_server && p.tcp_flags & flags::SYN != 0 {
         // A new SYN on a live proxied entry: not for this connection.
-        return Verdict::Drop(DropReason::SynProxyNotReady);
+        return Some(Verdict::Drop(DropReason::SynProxyNotReady));
     }
     let (a, opts) = splices.load(hit.id);
-    let (delta, ts_delta) = ((a >> 32) as u32, a as u32);
     let pp = opts.proxy_len(hit.conn.orig.v6);
-    if from_server
-        && pp != 0
-        && !opts.has(Opts::PROXY_ACKED)
-        && p.tcp_flags & flags::ACK != 0
-        && p.tcp_flags & (flags::RST | flags::FIN) == 0
-    {
+    if from_server && awaits_proxy_ack(opts, hit.conn.orig.v6, p.tcp_flags) {
         let acked = t.ack.wrapping_sub(opts.proxy_start()) as i32;
         if acked >= pp as i32 {
             splices.set(hit.id, Opts::PROXY_ACKED);
@@ -97,15 +123,13 @@ pub(crate) fn established(
             // end of its handshake and never got the header (our ACK carrying it was
             // lost), so it waits for those bytes; this duplicate ACK is of no use to the
             // client. Send the header in its place.
-            return ack_server(ctx, buf, len, p, hit, svc, &t, t.seq, opts, true)
-                .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, buf, e, h));
+            return Some(
+                ack_server(ctx, buf, len, p, hit, svc, &t, t.seq, opts, true)
+                    .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, buf, e, h)),
+            );
         }
     }
-    if from_server
-        && opts.has(Opts::REPLAY)
-        && !opts.has(Opts::REPLAY_ACKED)
-        && p.tcp_flags & flags::ACK != 0
-    {
+    if from_server && awaits_replay_ack(opts, p.tcp_flags) {
         // Layer 7: the server acknowledged the whole head uvs replays (its ACK is in the
         // client's space shifted by the PROXY header): the holding worker lets it go.
         let end = splices.replay_end(hit.id);
@@ -113,16 +137,50 @@ pub(crate) fn established(
             splices.set(hit.id, Opts::REPLAY_ACKED);
         }
     }
-    let s = if from_server {
+    translate(buf, *len, p, hit, a, opts)
+}
+
+/// A server segment that may show whether it got the PROXY header: an ACK (not RST or FIN)
+/// while the header is not known to be acknowledged.
+#[inline]
+fn awaits_proxy_ack(opts: Opts, v6: bool, tcp_flags: u8) -> bool {
+    opts.proxy_len(v6) != 0
+        && !opts.has(Opts::PROXY_ACKED)
+        && tcp_flags & flags::ACK != 0
+        && tcp_flags & (flags::RST | flags::FIN) == 0
+}
+
+/// Layer 7: a server ACK that may acknowledge the whole head uvs replays, while it is not
+/// known to be acknowledged.
+#[inline]
+fn awaits_replay_ack(opts: Opts, tcp_flags: u8) -> bool {
+    opts.has(Opts::REPLAY) && !opts.has(Opts::REPLAY_ACKED) && tcp_flags & flags::ACK != 0
+}
+
+/// Translates a segment of a spliced connection (`a`, `opts`: its splice slot): `None` when
+/// done, a drop for a segment that is not whole TCP or has malformed options.
+#[inline]
+fn translate(
+    buf: &mut [u8],
+    len: usize,
+    p: &Parsed,
+    hit: &Hit,
+    a: u64,
+    opts: Opts,
+) -> Option<Verdict> {
+    let (delta, ts_delta) = ((a >> 32) as u32, a as u32);
+    let pp = opts.proxy_len(hit.conn.orig.v6);
+    let ts_delta = if opts.has(Opts::SERVER_TS) {
+        ts_delta
+    } else {
+        0
+    };
+    let s = if hit.dir == Dir::Reply {
         Splice {
             seq: delta.wrapping_neg(),
             ack: pp.wrapping_neg(),
             sack: pp.wrapping_neg(),
-            tsval: if opts.has(Opts::SERVER_TS) {
-                ts_delta.wrapping_neg()
-            } else {
-                0
-            },
+            tsval: ts_delta.wrapping_neg(),
             window: Some(opts.window_to_client()),
             ..Splice::default()
         }
@@ -131,25 +189,14 @@ pub(crate) fn established(
             seq: pp,
             ack: delta,
             sack: delta,
-            tsecr: if opts.has(Opts::SERVER_TS) {
-                ts_delta
-            } else {
-                0
-            },
+            tsecr: ts_delta,
             window: Some(opts.window_to_server()),
             ..Splice::default()
         }
     };
-    uvs_wire::splice(buf, p, &t.options, &s);
-    track_state(ctx, svc, p, hit);
-    let conn = &hit.conn;
-    let real = svc
-        .real(conn.real)
-        .filter(|r| r.addr.same_addr(&conn.reply.src));
-    if from_server {
-        forward_reply(ctx, buf, len, p, svc, real, conn)
-    } else {
-        forward_original(ctx, buf, len, p, svc, real, conn)
+    match buf.get_mut(..len).map(|f| uvs_wire::splice(f, p, &s)) {
+        Some(Ok(())) => None,
+        _ => Some(Verdict::Drop(DropReason::TcpBadOptions)),
     }
 }
 
