@@ -221,22 +221,31 @@ impl<const AW: usize> FamilyTable<AW> {
         self.find(&k, &self.pos(&k), now)
     }
 
-    /// First half of a burst lookup: the key's encoding and index position, with its two
-    /// buckets touched so their cache misses overlap with the other keys' ones.
+    /// First pass of a burst lookup: the key's encoding and index position, with a
+    /// prefetch of its two buckets so their cache misses overlap with the other keys' ones.
     #[inline]
-    pub(crate) fn prepare(&self, key: &crate::FlowKey) -> (EncKey, Pos, u64) {
+    pub(crate) fn prepare(&self, key: &crate::FlowKey) -> (EncKey, Pos) {
         let k = encode_key(key);
         let pos = self.pos(&k);
-        let touch = self.index.touch(&pos);
-        (k, pos, touch)
+        self.index.prefetch(&pos);
+        (k, pos)
     }
 
-    /// Touches the entry of the first lane whose tag matches (the likely hit).
+    /// Second pass: prefetches the entry of the first lane whose tag matches (the likely
+    /// hit), both ends of it (an IPv6 entry can straddle two cache lines).
     #[inline]
-    pub(crate) fn touch_entry(&self, pos: &Pos) -> u64 {
-        self.index
-            .probe(pos, Ordering::Relaxed, |v| Some(lane_slot(v)))
-            .map_or(0, |slot| self.entry(slot)[CTL].load(Ordering::Relaxed))
+    pub(crate) fn prefetch_entry(&self, pos: &Pos) {
+        if let Some(v) = self.index.first_match(pos) {
+            self.prefetch_slot(lane_slot(v));
+        }
+    }
+
+    #[inline]
+    fn prefetch_slot(&self, slot: usize) {
+        if let Some(e) = self.words.get(slot * Self::STRIDE..(slot + 1) * Self::STRIDE) {
+            crate::prefetch::prefetch(&e[CTL]);
+            crate::prefetch::prefetch(&e[Self::STRIDE - 1]);
+        }
     }
 
     /// Second half of a burst lookup.
@@ -342,6 +351,15 @@ impl<const AW: usize> FamilyTable<AW> {
         let kr = encode_key(&c.reply);
         let po = self.pos(&ko);
         let pr = self.pos(&kr);
+        // The original tuple's buckets are usually warm (the packet was just looked up);
+        // the reply tuple's exist only now that a real server was chosen, and at a large
+        // table they are a cache miss per new flow. Start loading them, and the free slot
+        // we will probably pop, so the misses overlap with the work below.
+        self.index.prefetch(&pr);
+        let head = self.free_head.load(Ordering::Relaxed) & 0xffff_ffff;
+        if head != 0 {
+            self.prefetch_slot(head as usize - 1);
+        }
         let body = encode_conn::<AW>(c);
         for _ in 0..MAX_ATTEMPTS {
             if let Some(h) = self.find(&ko, &po, now) {
