@@ -346,6 +346,19 @@ impl<const AW: usize> FamilyTable<AW> {
         self.push(slot);
     }
 
+    /// A live connection already holding `c`'s reply tuple, as the insert's error: a clash,
+    /// or `Exists` for a twin of `c` committed a moment ago. Asked only when the insert
+    /// fails for lack of room, so a clash is still reported before `Full`/`Overflow`.
+    #[cold]
+    fn reply_taken(&self, c: &Conn, kr: &EncKey, pr: &Pos, now: u32) -> Option<InsertError> {
+        let h = self.find(kr, pr, now)?;
+        Some(if h.dir == Dir::Reply && h.conn.orig == c.orig {
+            InsertError::Exists(h.id)
+        } else {
+            InsertError::Clash(h.id)
+        })
+    }
+
     pub(crate) fn insert(&self, c: &Conn, now: u32, deadline: u32) -> Result<ConnId, InsertError> {
         let ko = encode_key(&c.orig);
         let kr = encode_key(&c.reply);
@@ -368,15 +381,13 @@ impl<const AW: usize> FamilyTable<AW> {
                     Dir::Reply => InsertError::Clash(h.id),
                 });
             }
-            if let Some(h) = self.find(&kr, &pr, now) {
-                // A twin committed between the two finds is the same flow, not a clash.
-                return Err(if h.dir == Dir::Reply && h.conn.orig == c.orig {
-                    InsertError::Exists(h.id)
-                } else {
-                    InsertError::Clash(h.id)
-                });
-            }
-            let slot = self.pop().ok_or(InsertError::Full)?;
+            // No look at the reply tuple yet: its buckets are still on their way (see the
+            // prefetch above), and the claim below finds a holder of it all the same
+            // (`settle`, then the twin check), after the original tuple's work has given
+            // the miss time to resolve.
+            let Some(slot) = self.pop() else {
+                return Err(self.reply_taken(c, &kr, &pr, now).unwrap_or(InsertError::Full));
+            };
             let e = self.entry(slot);
             let gen = ctl_gen(e[CTL].load(Ordering::Relaxed)).wrapping_add(1) & GEN_MASK;
             // Pairs with the reader's acquire fence: a reader that sees any word below also
@@ -390,7 +401,9 @@ impl<const AW: usize> FamilyTable<AW> {
             let vo = lane_value(po.tag, Dir::Original, slot);
             if !self.index.place(&po, vo) {
                 self.withdraw(slot, gen, &[]);
-                return Err(InsertError::Overflow);
+                return Err(self
+                    .reply_taken(c, &kr, &pr, now)
+                    .unwrap_or(InsertError::Overflow));
             }
             match self.settle(&ko, &po, slot, now) {
                 Claim::Won => {}
@@ -416,7 +429,9 @@ impl<const AW: usize> FamilyTable<AW> {
             let vr = lane_value(pr.tag, Dir::Reply, slot);
             if !self.index.place(&pr, vr) {
                 self.withdraw(slot, gen, &[(po, vo)]);
-                return Err(InsertError::Overflow);
+                return Err(self
+                    .reply_taken(c, &kr, &pr, now)
+                    .unwrap_or(InsertError::Overflow));
             }
             match self.settle(&kr, &pr, slot, now) {
                 Claim::Won => {}
