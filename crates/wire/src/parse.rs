@@ -232,27 +232,6 @@ pub(crate) fn widen_v4(a: [u8; 4]) -> [u8; 16] {
     (u128::from(u32::from_be_bytes(a)) << 96).to_be_bytes()
 }
 
-/// The IPv4 header checksum check, with a fast path for the usual header without options:
-/// five 32-bit words summed without a loop and folded without one (the general
-/// [`checksum::verify`] walks a slice and folds in a loop). `ip` holds at least
-/// `header_len` bytes (checked by `check_len`).
-#[inline(always)]
-fn header_checksum_ok(ip: &[u8], header_len: usize) -> bool {
-    match ip.first_chunk::<{ crate::ipv4::HEADER_LEN }>() {
-        Some(h) if header_len == crate::ipv4::HEADER_LEN => {
-            let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-            let s = w(0) + w(4) + w(8) + w(12) + w(16);
-            // < 2^35: three folds reach 16 bits.
-            let s = (s & 0xffff_ffff) + (s >> 32);
-            let s = (s & 0xffff) + (s >> 16);
-            let s = (s & 0xffff) + (s >> 16);
-            let s = (s & 0xffff) + (s >> 16);
-            s == 0xffff
-        }
-        _ => Ipv4Packet::new_unchecked(ip).verify_checksum(),
-    }
-}
-
 #[inline(always)]
 fn parse_ipv4(frame: &[u8], l3_off: usize, vlan: Option<u16>) -> Result<Parsed, ParseError> {
     let ip = &frame[l3_off..];
@@ -264,7 +243,7 @@ fn parse_ipv4(frame: &[u8], l3_off: usize, vlan: Option<u16>) -> Result<Parsed, 
         return Err(ParseError::BadIpVersion);
     }
     pkt.check_len()?;
-    if !header_checksum_ok(ip, pkt.header_len()) {
+    if !pkt.verify_checksum() {
         return Err(ParseError::BadIpv4Checksum);
     }
     let total = usize::from(pkt.total_len());
@@ -517,26 +496,6 @@ mod tests {
         bad[46] = 0x40;
         crate::Ipv4Packet::new_unchecked(&mut bad[14..34]).fill_checksum();
         assert_eq!(classify(&bad), Err(ParseError::BadTcpDataOffset));
-    }
-
-    #[test]
-    fn header_checksum_fast_path_agrees_with_the_general_check() {
-        let f = v4_tcp();
-        let mut h = f[14..34].to_vec();
-        for i in 0..h.len() * 8 {
-            h[i / 8] ^= 1 << (i % 8);
-            let general = checksum::verify(&h);
-            assert_eq!(header_checksum_ok(&h, 20), general, "bit {i}");
-            h[i / 8] ^= 1 << (i % 8);
-        }
-        assert!(header_checksum_ok(&h, 20));
-        // all-ones words (sums near the fold's limit)
-        let mut ones = [0xffu8; 20];
-        ones[0] = 0x45;
-        crate::Ipv4Packet::new_unchecked(&mut ones[..]).fill_checksum();
-        assert!(header_checksum_ok(&ones, 20));
-        ones[10] ^= 0x80;
-        assert!(!header_checksum_ok(&ones, 20));
     }
 
     #[test]
