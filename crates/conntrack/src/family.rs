@@ -242,7 +242,10 @@ impl<const AW: usize> FamilyTable<AW> {
 
     #[inline]
     fn prefetch_slot(&self, slot: usize) {
-        if let Some(e) = self.words.get(slot * Self::STRIDE..(slot + 1) * Self::STRIDE) {
+        if let Some(e) = self
+            .words
+            .get(slot * Self::STRIDE..(slot + 1) * Self::STRIDE)
+        {
             crate::prefetch::prefetch(&e[CTL]);
             crate::prefetch::prefetch(&e[Self::STRIDE - 1]);
         }
@@ -386,7 +389,9 @@ impl<const AW: usize> FamilyTable<AW> {
             // (`settle`, then the twin check), after the original tuple's work has given
             // the miss time to resolve.
             let Some(slot) = self.pop() else {
-                return Err(self.reply_taken(c, &kr, &pr, now).unwrap_or(InsertError::Full));
+                return Err(self
+                    .reply_taken(c, &kr, &pr, now)
+                    .unwrap_or(InsertError::Full));
             };
             let e = self.entry(slot);
             let gen = ctl_gen(e[CTL].load(Ordering::Relaxed)).wrapping_add(1) & GEN_MASK;

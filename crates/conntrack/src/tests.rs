@@ -82,8 +82,16 @@ fn ipv6_fullnat_lookup() {
 #[test]
 fn entry_sizes_within_goals() {
     let t = ConnTable::with_capacities(1024, 1024);
-    assert!(t.entry_bytes(true) <= 96, "{} B IPv6 entry", t.entry_bytes(true));
-    assert!(t.entry_bytes(false) <= 64, "{} B IPv4 entry", t.entry_bytes(false));
+    assert!(
+        t.entry_bytes(true) <= 96,
+        "{} B IPv6 entry",
+        t.entry_bytes(true)
+    );
+    assert!(
+        t.entry_bytes(false) <= 64,
+        "{} B IPv4 entry",
+        t.entry_bytes(false)
+    );
     let v6 = t.bytes_per_entry(true);
     assert!(v6 < 112.0, "{v6} B per IPv6 connection, index included");
 }
