@@ -63,10 +63,10 @@
 mod family;
 mod flow;
 mod hugepage;
+mod prefetch;
 mod index;
 mod layout;
 pub mod ports;
-mod prefetch;
 pub mod tcp;
 pub mod timeouts;
 
