@@ -63,12 +63,14 @@
 mod family;
 mod flow;
 mod hugepage;
-mod prefetch;
 mod index;
 mod layout;
 pub mod ports;
 pub mod tcp;
 pub mod timeouts;
+
+// A cache hint: the crate's second `unsafe` (see the module).
+mod prefetch;
 
 use std::hash::{BuildHasher, Hasher};
 
