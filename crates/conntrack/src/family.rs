@@ -221,22 +221,34 @@ impl<const AW: usize> FamilyTable<AW> {
         self.find(&k, &self.pos(&k), now)
     }
 
-    /// First half of a burst lookup: the key's encoding and index position, with its two
-    /// buckets touched so their cache misses overlap with the other keys' ones.
+    /// First pass of a burst lookup: the key's encoding and index position, with a
+    /// prefetch of its two buckets so their cache misses overlap with the other keys' ones.
     #[inline]
-    pub(crate) fn prepare(&self, key: &crate::FlowKey) -> (EncKey, Pos, u64) {
+    pub(crate) fn prepare(&self, key: &crate::FlowKey) -> (EncKey, Pos) {
         let k = encode_key(key);
         let pos = self.pos(&k);
-        let touch = self.index.touch(&pos);
-        (k, pos, touch)
+        self.index.prefetch(&pos);
+        (k, pos)
     }
 
-    /// Touches the entry of the first lane whose tag matches (the likely hit).
+    /// Second pass: prefetches the entry of the first lane whose tag matches (the likely
+    /// hit), both ends of it (an IPv6 entry can straddle two cache lines).
     #[inline]
-    pub(crate) fn touch_entry(&self, pos: &Pos) -> u64 {
-        self.index
-            .probe(pos, Ordering::Relaxed, |v| Some(lane_slot(v)))
-            .map_or(0, |slot| self.entry(slot)[CTL].load(Ordering::Relaxed))
+    pub(crate) fn prefetch_entry(&self, pos: &Pos) {
+        if let Some(v) = self.index.first_match(pos) {
+            self.prefetch_slot(lane_slot(v));
+        }
+    }
+
+    #[inline]
+    fn prefetch_slot(&self, slot: usize) {
+        if let Some(e) = self
+            .words
+            .get(slot * Self::STRIDE..(slot + 1) * Self::STRIDE)
+        {
+            crate::prefetch::prefetch(&e[CTL]);
+            crate::prefetch::prefetch(&e[Self::STRIDE - 1]);
+        }
     }
 
     /// Second half of a burst lookup.
@@ -337,11 +349,33 @@ impl<const AW: usize> FamilyTable<AW> {
         self.push(slot);
     }
 
+    /// A live connection already holding `c`'s reply tuple, as the insert's error: a clash,
+    /// or `Exists` for a twin of `c` committed a moment ago. Asked only when the insert
+    /// fails for lack of room, so a clash is still reported before `Full`/`Overflow`.
+    #[cold]
+    fn reply_taken(&self, c: &Conn, kr: &EncKey, pr: &Pos, now: u32) -> Option<InsertError> {
+        let h = self.find(kr, pr, now)?;
+        Some(if h.dir == Dir::Reply && h.conn.orig == c.orig {
+            InsertError::Exists(h.id)
+        } else {
+            InsertError::Clash(h.id)
+        })
+    }
+
     pub(crate) fn insert(&self, c: &Conn, now: u32, deadline: u32) -> Result<ConnId, InsertError> {
         let ko = encode_key(&c.orig);
         let kr = encode_key(&c.reply);
         let po = self.pos(&ko);
         let pr = self.pos(&kr);
+        // The original tuple's buckets are usually warm (the packet was just looked up);
+        // the reply tuple's exist only now that a real server was chosen, and at a large
+        // table they are a cache miss per new flow. Start loading them, and the free slot
+        // we will probably pop, so the misses overlap with the work below.
+        self.index.prefetch(&pr);
+        let head = self.free_head.load(Ordering::Relaxed) & 0xffff_ffff;
+        if head != 0 {
+            self.prefetch_slot(head as usize - 1);
+        }
         let body = encode_conn::<AW>(c);
         for _ in 0..MAX_ATTEMPTS {
             if let Some(h) = self.find(&ko, &po, now) {
@@ -350,15 +384,15 @@ impl<const AW: usize> FamilyTable<AW> {
                     Dir::Reply => InsertError::Clash(h.id),
                 });
             }
-            if let Some(h) = self.find(&kr, &pr, now) {
-                // A twin committed between the two finds is the same flow, not a clash.
-                return Err(if h.dir == Dir::Reply && h.conn.orig == c.orig {
-                    InsertError::Exists(h.id)
-                } else {
-                    InsertError::Clash(h.id)
-                });
-            }
-            let slot = self.pop().ok_or(InsertError::Full)?;
+            // No look at the reply tuple yet: its buckets are still on their way (see the
+            // prefetch above), and the claim below finds a holder of it all the same
+            // (`settle`, then the twin check), after the original tuple's work has given
+            // the miss time to resolve.
+            let Some(slot) = self.pop() else {
+                return Err(self
+                    .reply_taken(c, &kr, &pr, now)
+                    .unwrap_or(InsertError::Full));
+            };
             let e = self.entry(slot);
             let gen = ctl_gen(e[CTL].load(Ordering::Relaxed)).wrapping_add(1) & GEN_MASK;
             // Pairs with the reader's acquire fence: a reader that sees any word below also
@@ -372,7 +406,9 @@ impl<const AW: usize> FamilyTable<AW> {
             let vo = lane_value(po.tag, Dir::Original, slot);
             if !self.index.place(&po, vo) {
                 self.withdraw(slot, gen, &[]);
-                return Err(InsertError::Overflow);
+                return Err(self
+                    .reply_taken(c, &kr, &pr, now)
+                    .unwrap_or(InsertError::Overflow));
             }
             match self.settle(&ko, &po, slot, now) {
                 Claim::Won => {}
@@ -398,7 +434,9 @@ impl<const AW: usize> FamilyTable<AW> {
             let vr = lane_value(pr.tag, Dir::Reply, slot);
             if !self.index.place(&pr, vr) {
                 self.withdraw(slot, gen, &[(po, vo)]);
-                return Err(InsertError::Overflow);
+                return Err(self
+                    .reply_taken(c, &kr, &pr, now)
+                    .unwrap_or(InsertError::Overflow));
             }
             match self.settle(&kr, &pr, slot, now) {
                 Claim::Won => {}

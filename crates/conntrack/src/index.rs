@@ -143,11 +143,28 @@ impl Index {
         None
     }
 
-    /// Loads the first lane of both buckets (a prefetch that needs no `unsafe`).
+    /// Starts loading both buckets of `pos` (see `prefetch.rs`).
     #[inline]
-    pub(crate) fn touch(&self, pos: &Pos) -> u64 {
-        self.buckets[pos.b[0]].0[0].load(Ordering::Relaxed)
-            ^ self.buckets[pos.b[1]].0[0].load(Ordering::Relaxed)
+    pub(crate) fn prefetch(&self, pos: &Pos) {
+        crate::prefetch::prefetch(&self.buckets[pos.b[0]]);
+        crate::prefetch::prefetch(&self.buckets[pos.b[1]]);
+    }
+
+    /// The first lane of `pos` whose tag matches (bucket 0 first), without a branch per
+    /// lane: the likely hit, for prefetching its entry. Relaxed: only a hint.
+    #[inline]
+    pub(crate) fn first_match(&self, pos: &Pos) -> Option<u64> {
+        let b0 = &self.buckets[pos.b[0]].0;
+        let b1 = &self.buckets[pos.b[1]].0;
+        let lanes: [u64; 2 * LANES] = std::array::from_fn(|i| {
+            let b = if i < LANES { b0 } else { b1 };
+            b[i % LANES].load(Ordering::Relaxed)
+        });
+        let mut m = 0u32;
+        for (i, &v) in lanes.iter().enumerate() {
+            m |= ((lane_tag(v) == pos.tag) as u32) << i;
+        }
+        (m != 0).then(|| lanes[m.trailing_zeros() as usize % (2 * LANES)])
     }
 
     /// Stores `value` in an empty lane of the emptier bucket of `pos`; false if both are full.

@@ -3,8 +3,8 @@
 //! A NIC's RSS sends a flow's two directions to different queues, so every worker must find
 //! every connection: the table is one shared structure (`Arc<ConnTable>`), built only from
 //! atomics (`#![deny(unsafe_code)]` holds everywhere but `hugepage.rs`, which asks for
-//! transparent huge pages with one advisory `madvise`). Lookups take no lock, make no syscall and store
-//! nothing; inserts, updates and reclaims are CAS loops. See `family.rs` for the protocol.
+//! transparent huge pages with one advisory `madvise`, and `prefetch.rs`, a cache hint).
+//! Lookups take no lock, make no syscall and store nothing; inserts, updates and reclaims are CAS loops. See `family.rs` for the protocol.
 //!
 //! # Shape
 //! - **Entries**: fixed-size slots of `AtomicU64` words, one slab per address family
@@ -68,6 +68,9 @@ mod layout;
 pub mod tcp;
 pub mod timeouts;
 
+// A cache hint: the crate's second `unsafe` (see the module).
+mod prefetch;
+
 use std::hash::{BuildHasher, Hasher};
 
 pub use flow::{Addr, Conn, ConnId, Dir, FlowKey, Hit, InsertError, STATE_RESERVED_MIN};
@@ -119,7 +122,7 @@ impl ConnTable {
     }
 
     /// [`lookup`](Self::lookup) for a burst of keys, `out[i]` for `keys[i]` (extra `out`
-    /// slots are left alone). Hashes the burst and touches every key's buckets and likely
+    /// slots are left alone). Hashes the burst and prefetches every key's buckets and likely
     /// entry before probing, so the cache misses of a large table overlap instead of
     /// queueing one after another. No allocation; bursts are processed 32 keys at a time.
     ///
@@ -136,16 +139,12 @@ impl ConnTable {
         }
         for (keys, out) in keys.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
             let mut prep = [(layout::EncKey::default(), index::Pos::default()); CHUNK];
-            let mut touch = 0u64;
             for (p, k) in prep.iter_mut().zip(keys) {
-                let (e, pos, t) = on_family!(self, k.v6, |f| f.prepare(k));
-                *p = (e, pos);
-                touch ^= t;
+                *p = on_family!(self, k.v6, |f| f.prepare(k));
             }
             for ((_, pos), k) in prep.iter().zip(keys) {
-                touch ^= on_family!(self, k.v6, |f| f.touch_entry(pos));
+                on_family!(self, k.v6, |f| f.prefetch_entry(pos));
             }
-            std::hint::black_box(touch);
             for (((e, pos), k), o) in prep.iter().zip(keys).zip(out.iter_mut()) {
                 *o = on_family!(self, k.v6, |f| f.finish(e, pos, now));
             }
@@ -282,7 +281,7 @@ impl ConnTable {
     }
 }
 
-/// Tables up to this many bytes (entries and index, both families) skip the touch passes of
+/// Tables up to this many bytes (entries and index, both families) skip the prefetch passes of
 /// [`ConnTable::lookup_burst`]: they fit well inside a core's L2 (4 MiB on the test VM) next
 /// to the packet buffers.
 const BURST_PREFETCH_MIN_BYTES: usize = 1 << 20;

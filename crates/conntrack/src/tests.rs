@@ -77,6 +77,25 @@ fn ipv6_fullnat_lookup() {
     assert_eq!(t.entry_bytes(false), 40);
 }
 
+/// Issue #14's memory goal for IPv6: an entry of at most 96 bytes (one and a half cache
+/// lines). The index lanes come on top (`bytes_per_entry`, ~111 bytes at 70 % occupancy).
+#[test]
+fn entry_sizes_within_goals() {
+    let t = ConnTable::with_capacities(1024, 1024);
+    assert!(
+        t.entry_bytes(true) <= 96,
+        "{} B IPv6 entry",
+        t.entry_bytes(true)
+    );
+    assert!(
+        t.entry_bytes(false) <= 64,
+        "{} B IPv4 entry",
+        t.entry_bytes(false)
+    );
+    let v6 = t.bytes_per_entry(true);
+    assert!(v6 < 112.0, "{v6} B per IPv6 connection, index included");
+}
+
 #[test]
 fn full_table_refuses_and_keeps_existing() {
     let t = ConnTable::with_capacities(8, 0);

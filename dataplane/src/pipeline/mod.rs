@@ -116,7 +116,8 @@ pub fn process(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize) -> Verdict {
 }
 
 /// Stage 1: parse and classify. `Err` carries a verdict already decided by the parse.
-#[inline]
+/// Inlined with `classify` so `Parsed` is built where it is used (see `classify`).
+#[inline(always)]
 pub fn prepare(frame: &[u8]) -> Result<Parsed, Verdict> {
     match uvs_wire::classify(frame) {
         Ok(Classified::Ip(p)) => Ok(p),

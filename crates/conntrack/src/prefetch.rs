@@ -1,0 +1,29 @@
+//! Software prefetch: asks the core to start loading a cache line and returns at once.
+//!
+//! The burst lookup used to "prefetch" with plain loads (no `unsafe` needed), but a load
+//! occupies a reorder-buffer entry until its miss returns, so 32 keys' worth of misses
+//! filled the window and the next pass waited; and on insert a load issued before the
+//! index CAS (a locked instruction, a full fence on x86) must complete before the CAS does.
+//! A prefetch instruction retires immediately and is ordered by nothing, which is what lets
+//! the misses overlap with useful work (DPDK's `rte_hash` bulk lookup and VPP prefetch the
+//! same way).
+//!
+//! The second `unsafe` of the crate (besides `hugepage.rs`): `_mm_prefetch` is an intrinsic
+//! with a target feature, hence `unsafe` to call, but it never faults, reads nothing into
+//! the program and writes nothing — it is a hint, and the pointer comes from a reference.
+#![allow(unsafe_code)]
+
+/// Starts loading the cache line holding `x` into all cache levels. No effect on other
+/// architectures than x86-64 (where the loads themselves then miss, as before).
+#[inline(always)]
+pub(crate) fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint with no architectural effect; SSE is part of the x86-64
+    // baseline, and `x` is a valid reference (a prefetch of any address would be sound).
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(x as *const T as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
