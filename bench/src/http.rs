@@ -23,6 +23,9 @@ use wrk::WrkResult;
 #[serde(rename_all = "kebab-case")]
 pub enum HttpSubject {
     UvsNat,
+    /// uvs NAT with `workers.busy_poll: true`: the worker never sleeps, so the difference
+    /// from `uvs-nat` is what adaptive polling's sleep and wake-up cost.
+    UvsNatBusy,
     UvsDr,
     UvsFullnat,
     Nft,
@@ -31,11 +34,12 @@ pub enum HttpSubject {
 }
 
 impl HttpSubject {
-    const ALL: [HttpSubject; 6] = [
+    const ALL: [HttpSubject; 7] = [
         HttpSubject::Direct,
         HttpSubject::Nft,
         HttpSubject::Haproxy,
         HttpSubject::UvsNat,
+        HttpSubject::UvsNatBusy,
         HttpSubject::UvsDr,
         HttpSubject::UvsFullnat,
     ];
@@ -43,6 +47,7 @@ impl HttpSubject {
     pub fn name(&self) -> &'static str {
         match self {
             HttpSubject::UvsNat => "uvs-nat",
+            HttpSubject::UvsNatBusy => "uvs-nat-busy",
             HttpSubject::UvsDr => "uvs-dr",
             HttpSubject::UvsFullnat => "uvs-fullnat",
             HttpSubject::Nft => "nft",
@@ -57,7 +62,7 @@ impl HttpSubject {
             .find(|x| x.name() == s)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown subject '{s}' (uvs-nat, uvs-dr, uvs-fullnat, nft, haproxy, direct)"
+                    "unknown subject '{s}' (uvs-nat, uvs-nat-busy, uvs-dr, uvs-fullnat, nft, haproxy, direct)"
                 )
             })
     }
@@ -89,7 +94,7 @@ pub struct HttpArgs {
     /// Testbed tag (≤ 8 characters).
     #[arg(long, default_value = "bhttp")]
     pub tag: String,
-    /// Subjects (direct, nft, haproxy, uvs-nat, uvs-dr, uvs-fullnat).
+    /// Subjects (direct, nft, haproxy, uvs-nat, uvs-nat-busy, uvs-dr, uvs-fullnat).
     #[arg(long, value_delimiter = ',', default_values_t = HttpSubject::ALL.iter().map(|s| s.name().to_string()).collect::<Vec<_>>())]
     pub subjects: Vec<String>,
     /// Seconds per wrk run.
@@ -107,6 +112,19 @@ pub struct HttpArgs {
     /// Core uvsd's worker is pinned to.
     #[arg(long, default_value_t = 1)]
     pub dut_core: usize,
+    /// Leave uvsd's worker unpinned (the scheduler places it, as it places the kernel
+    /// paths' softirq work), instead of pinning it to `--dut-core`.
+    #[arg(long)]
+    pub unpinned: bool,
+    /// CPUs wrk runs on (a taskset list such as `0`); default: wherever the scheduler
+    /// puts it.
+    #[arg(long)]
+    pub wrk_cpus: Option<String>,
+    /// Requests sent one at a time after 200 ms of silence each, per subject: the
+    /// handshake time of the first packets after an idle period (adaptive polling's
+    /// wake-up cost, against the busy-polling and kernel subjects). 0 skips them.
+    #[arg(long, default_value_t = 15)]
+    pub idle_probes: usize,
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -114,7 +132,7 @@ pub struct HttpArgs {
 #[derive(Clone, Debug, Serialize)]
 pub struct HttpRun {
     pub subject: HttpSubject,
-    /// "keepalive" or "close".
+    /// "keepalive", "close" or "idle" (one request after each idle period).
     pub connection: &'static str,
     pub url: String,
     pub result: Option<WrkResult>,
@@ -122,7 +140,7 @@ pub struct HttpRun {
 }
 
 /// The uvsd configuration for HTTP through the VIP with `forwarding`.
-pub fn uvsd_http_config(forwarding: &str, core: usize) -> String {
+pub fn uvsd_http_config(forwarding: &str, core: Option<usize>, busy_poll: bool) -> String {
     let reals: String = REALS
         .iter()
         .map(|r| format!("      - address: {r}\n"))
@@ -135,8 +153,9 @@ pub fn uvsd_http_config(forwarding: &str, core: usize) -> String {
     } else {
         ("[198.18.1.3]", "")
     };
+    let cores = core.map_or(String::new(), |c| format!("  cores: [{c}]\n"));
     format!(
-        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: 1\n    local: {local1}\n    networks: [198.18.1.0/24]\nworkers:\n  count: 1\n  cores: [{core}]\nconn_table:\n  capacity: 1048576\nservices:\n  - name: bench-web\n    vip: {VIP}\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}    real_servers:\n{reals}"
+        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: 1\n    local: {local1}\n    networks: [198.18.1.0/24]\nworkers:\n  count: 1\n{cores}  busy_poll: {busy_poll}\nconn_table:\n  capacity: 1048576\nservices:\n  - name: bench-web\n    vip: {VIP}\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}    real_servers:\n{reals}"
     )
 }
 
@@ -179,17 +198,28 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
             .unwrap_or_else(|| PathBuf::from("uvsd"))
     };
     let limit = a.seconds * 2.0 + 60.0;
+    let core = (!a.unpinned).then_some(a.dut_core);
     Ok(match s {
-        HttpSubject::UvsNat => Setup::Process(
-            start_uvsd(tb, &uvsd(), &uvsd_http_config("nat", a.dut_core), limit)?,
+        HttpSubject::UvsNat | HttpSubject::UvsNatBusy => Setup::Process(
+            start_uvsd(
+                tb,
+                &uvsd(),
+                &uvsd_http_config("nat", core, s == HttpSubject::UvsNatBusy),
+                limit,
+            )?,
             None,
         ),
         HttpSubject::UvsDr => Setup::Process(
-            start_uvsd(tb, &uvsd(), &uvsd_http_config("dr", a.dut_core), limit)?,
+            start_uvsd(tb, &uvsd(), &uvsd_http_config("dr", core, false), limit)?,
             None,
         ),
         HttpSubject::UvsFullnat => Setup::Process(
-            start_uvsd(tb, &uvsd(), &uvsd_http_config("fullnat", a.dut_core), limit)?,
+            start_uvsd(
+                tb,
+                &uvsd(),
+                &uvsd_http_config("fullnat", core, false),
+                limit,
+            )?,
             None,
         ),
         HttpSubject::Nft => Setup::Kernel(KernelPeer::set_up(tb, Some(("tcp", 80)), None)?),
@@ -245,7 +275,10 @@ fn wait_ready(tb: &Testbed, url: &str) -> Result<()> {
 fn run_wrk(tb: &Testbed, a: &HttpArgs, url: &str, close: bool) -> Result<WrkResult> {
     let script = tb.state.join("bench-wrk.lua");
     std::fs::write(&script, wrk::lua_script())?;
-    let mut cmd = tb.command("client", &["wrk"]);
+    let mut cmd = match &a.wrk_cpus {
+        Some(cpus) => tb.command("client", &["taskset", "-c", cpus, "wrk"]),
+        None => tb.command("client", &["wrk"]),
+    };
     cmd.args(["-t", &a.threads.to_string()])
         .args(["-c", &a.connections.to_string()])
         .args(["-d", &format!("{}s", a.seconds.ceil() as u64)])
@@ -264,6 +297,57 @@ fn run_wrk(tb: &Testbed, a: &HttpArgs, url: &str, close: bool) -> Result<WrkResu
     .wait_output(Duration::from_secs_f64(a.seconds + 20.0))?;
     let text = String::from_utf8_lossy(&out.stdout);
     wrk::parse(&text).with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `probes` requests, each after 200 ms without traffic, one connection each: curl's
+/// connect time (the SYN through the balancer and the SYN-ACK back) as percentiles, in
+/// the shape of a wrk result so the summary and JSON treat them alike.
+fn idle_probes(tb: &Testbed, url: &str, probes: usize) -> Result<WrkResult> {
+    let mut connect_us = Vec::with_capacity(probes);
+    for _ in 0..probes {
+        std::thread::sleep(Duration::from_millis(200));
+        let out = tb.run(
+            "client",
+            &[
+                "curl",
+                "-sf",
+                "--max-time",
+                "2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{time_connect}",
+                url,
+            ],
+        )?;
+        let s: f64 = out
+            .trim()
+            .parse()
+            .with_context(|| format!("curl's time_connect '{}'", out.trim()))?;
+        connect_us.push(s * 1e6);
+    }
+    Ok(percentiles_of(connect_us))
+}
+
+/// Nearest-rank percentiles (wrk's set) of samples, in a [`WrkResult`].
+fn percentiles_of(mut v: Vec<f64>) -> WrkResult {
+    v.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+        v[rank.clamp(1, v.len()) - 1]
+    };
+    let n = v.len();
+    WrkResult {
+        requests: n as u64,
+        latency_mean_us: v.iter().sum::<f64>() / n.max(1) as f64,
+        latency_max_us: v.last().copied().unwrap_or(0.0),
+        percentiles: if n == 0 {
+            Vec::new()
+        } else {
+            wrk::PERCENTILES.iter().map(|&p| (p, at(p))).collect()
+        },
+        ..Default::default()
+    }
 }
 
 pub fn http_main(a: HttpArgs) -> Result<()> {
@@ -323,6 +407,29 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                     continue;
                 }
             };
+            if a.idle_probes > 0 {
+                eprintln!("  {:<12} idle      {} probes ...", s.name(), a.idle_probes);
+                let r = idle_probes(&tb, &s.url(), a.idle_probes);
+                if let Ok(w) = &r {
+                    eprintln!(
+                        "  {:<12} idle      connect p50 {:>7.0} us  max {:>7.0} us",
+                        s.name(),
+                        w.pct(50.0).unwrap_or(0.0),
+                        w.latency_max_us
+                    );
+                }
+                let (result, error) = match r {
+                    Ok(w) => (Some(w), None),
+                    Err(e) => (None, Some(format!("{e:#}"))),
+                };
+                runs.push(HttpRun {
+                    subject: s,
+                    connection: "idle",
+                    url: s.url(),
+                    result,
+                    error,
+                });
+            }
             for &close in conns {
                 let connection = if close { "close" } else { "keepalive" };
                 eprintln!("  {:<12} {connection:<9} wrk {} s ...", s.name(), a.seconds);
@@ -362,7 +469,10 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "connections": a.connections,
                 "threads": a.threads,
                 "wrk_timeout_s": 2,
-                "uvsd_worker_core": a.dut_core,
+                "uvsd_worker_core": (!a.unpinned).then_some(a.dut_core),
+                "wrk_cpus": a.wrk_cpus,
+                "idle_probes": a.idle_probes,
+                "idle": "curl time_connect of one request after each 200 ms of silence",
                 "haproxy": "TCP mode, roundrobin, maxconn 8000, default threads",
                 "nft": "dnat to numgen inc mod 3 map (kube-proxy style)",
                 "direct": "to 198.18.1.11 through the balancer namespace's kernel routing",
@@ -387,20 +497,28 @@ fn find<'a>(runs: &'a [HttpRun], s: HttpSubject, conn: &str) -> Option<&'a WrkRe
         .and_then(|r| r.result.as_ref())
 }
 
-/// uvs-nat's requests/s over each peer's, and p99 latency ratios, per connection mode.
+/// uvs-nat's requests/s over each peer's, and p50/p99 latency ratios, per connection
+/// mode (for the idle probes only the latencies mean anything).
 pub fn ratios(runs: &[HttpRun]) -> serde_json::Value {
     let mut out = serde_json::Map::new();
-    for conn in ["keepalive", "close"] {
+    for conn in ["keepalive", "close", "idle"] {
         let Some(u) = find(runs, HttpSubject::UvsNat, conn) else {
             continue;
         };
-        for peer in [HttpSubject::Nft, HttpSubject::Haproxy, HttpSubject::Direct] {
+        for peer in [
+            HttpSubject::Nft,
+            HttpSubject::Haproxy,
+            HttpSubject::Direct,
+            HttpSubject::UvsNatBusy,
+        ] {
             if let Some(p) = find(runs, peer, conn) {
+                let lat = |q: f64| u.pct(q).zip(p.pct(q)).map(|(a, b)| a / b.max(1e-9));
                 out.insert(
                     format!("uvs_nat_vs_{}_{conn}", peer.name()),
                     serde_json::json!({
                         "rps": u.requests_per_s / p.requests_per_s.max(1e-9),
-                        "p99": u.pct(99.0).zip(p.pct(99.0)).map(|(a, b)| a / b.max(1e-9)),
+                        "p50": lat(50.0),
+                        "p99": lat(99.0),
                     }),
                 );
             }
@@ -434,15 +552,21 @@ fn print_summary(runs: &[HttpRun]) {
             ),
         }
     }
-    for conn in ["keepalive", "close"] {
+    for conn in ["keepalive", "close", "idle"] {
         if let Some(u) = find(runs, HttpSubject::UvsNat, conn) {
-            for peer in [HttpSubject::Nft, HttpSubject::Haproxy] {
+            for peer in [
+                HttpSubject::Nft,
+                HttpSubject::Haproxy,
+                HttpSubject::UvsNatBusy,
+            ] {
                 if let Some(p) = find(runs, peer, conn) {
+                    let lat = |q: f64| u.pct(q).unwrap_or(0.0) / p.pct(q).unwrap_or(1.0).max(1e-9);
                     println!(
-                        "uvs-nat / {:<8} {conn:<9} rps {:.2}x  p99 {:.2}x",
+                        "uvs-nat / {:<12} {conn:<9} rps {:.2}x  p50 {:.2}x  p99 {:.2}x",
                         peer.name(),
                         u.requests_per_s / p.requests_per_s.max(1e-9),
-                        u.pct(99.0).unwrap_or(0.0) / p.pct(99.0).unwrap_or(1.0).max(1e-9)
+                        lat(50.0),
+                        lat(99.0)
                     );
                 }
             }
@@ -456,11 +580,29 @@ mod tests {
 
     #[test]
     fn uvsd_configs_parse() {
-        for f in ["nat", "dr", "fullnat"] {
-            let text = uvsd_http_config(f, 1);
+        for (f, busy) in [
+            ("nat", false),
+            ("nat", true),
+            ("dr", false),
+            ("fullnat", false),
+        ] {
+            let text = uvsd_http_config(f, Some(1), busy);
             let cfg = uvs_config::load_str(&text, "bench.yaml");
             assert!(cfg.is_ok(), "{f}:\n{text}\n{:?}", cfg.err());
+            assert_eq!(cfg.unwrap().workers.busy_poll, busy);
         }
+        let free = uvs_config::load_str(&uvsd_http_config("nat", None, false), "b.yaml");
+        assert_eq!(free.unwrap().workers.cores, None);
+    }
+
+    #[test]
+    fn idle_probe_percentiles_are_nearest_rank() {
+        let w = percentiles_of((1..=10).map(f64::from).collect());
+        assert_eq!(w.pct(50.0), Some(5.0));
+        assert_eq!(w.pct(99.0), Some(10.0));
+        assert_eq!(w.pct(1.0), Some(1.0));
+        assert_eq!(w.requests, 10);
+        assert!(percentiles_of(Vec::new()).pct(50.0).is_none());
     }
 
     #[test]
@@ -489,6 +631,7 @@ mod tests {
         ]);
         assert_eq!(v["uvs_nat_vs_haproxy_keepalive"]["rps"], 1.5);
         assert_eq!(v["uvs_nat_vs_haproxy_keepalive"]["p99"], 0.5);
+        assert!(v["uvs_nat_vs_haproxy_keepalive"]["p50"].is_null());
         assert!(v.get("uvs_nat_vs_nft_keepalive").is_none());
     }
 }

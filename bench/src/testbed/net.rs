@@ -46,6 +46,17 @@ pub struct Testbed {
 
 impl Testbed {
     pub fn up(script: &Path, tag: &str, mode: &str, tx_csum_offload: bool) -> Result<Testbed> {
+        Self::up_queues(script, tag, mode, tx_csum_offload, 1)
+    }
+
+    /// [`Testbed::up`] with `queues` receive/transmit queues on the balancer's two links.
+    pub fn up_queues(
+        script: &Path,
+        tag: &str,
+        mode: &str,
+        tx_csum_offload: bool,
+        queues: usize,
+    ) -> Result<Testbed> {
         if !is_root() {
             bail!("the testbed needs root (network namespaces, veth, XDP, AF_XDP): run with sudo");
         }
@@ -64,6 +75,7 @@ impl Testbed {
         let out = Command::new(script)
             .args(["up", tag, "--mode", mode, "--tx-csum-offload"])
             .arg(if tx_csum_offload { "on" } else { "off" })
+            .args(["--queues", &queues.to_string()])
             .output()
             .with_context(|| format!("running {}", script.display()))?;
         if !out.status.success() {
