@@ -6,6 +6,7 @@
 //! Every run is bounded (`--seconds`, wrk's own timer, and a hard limit on the process).
 //! Latency percentiles come from a wrk `done()` hook (16 points per run, for CDFs).
 
+pub mod rtt;
 pub mod wrk;
 
 use std::path::PathBuf;
@@ -120,19 +121,26 @@ pub struct HttpArgs {
     /// puts it.
     #[arg(long)]
     pub wrk_cpus: Option<String>,
-    /// Requests sent one at a time after 200 ms of silence each, per subject: the
-    /// handshake time of the first packets after an idle period (adaptive polling's
-    /// wake-up cost, against the busy-polling and kernel subjects). 0 skips them.
-    #[arg(long, default_value_t = 15)]
-    pub idle_probes: usize,
+    /// UDP round trips to the real servers' port 53 per subject, each pair one after
+    /// 10 ms of silence and one right after (adaptive polling's wake-up cost, against the
+    /// busy-polling and kernel subjects; `rtt.rs`). 0 skips them.
+    #[arg(long, default_value_t = 300)]
+    pub rtt_rounds: usize,
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]
+pub struct RttRun {
+    pub subject: HttpSubject,
+    pub result: Option<rtt::RttResult>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct HttpRun {
     pub subject: HttpSubject,
-    /// "keepalive", "close" or "idle" (one request after each idle period).
+    /// "keepalive" or "close".
     pub connection: &'static str,
     pub url: String,
     pub result: Option<WrkResult>,
@@ -155,7 +163,7 @@ pub fn uvsd_http_config(forwarding: &str, core: Option<usize>, busy_poll: bool) 
     };
     let cores = core.map_or(String::new(), |c| format!("  cores: [{c}]\n"));
     format!(
-        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: 1\n    local: {local1}\n    networks: [198.18.1.0/24]\nworkers:\n  count: 1\n{cores}  busy_poll: {busy_poll}\nconn_table:\n  capacity: 1048576\nservices:\n  - name: bench-web\n    vip: {VIP}\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}    real_servers:\n{reals}"
+        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: 1\n    local: {local1}\n    networks: [198.18.1.0/24]\nworkers:\n  count: 1\n{cores}  busy_poll: {busy_poll}\nconn_table:\n  capacity: 1048576\nservices:\n  - name: bench-web\n    vip: {VIP}\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}    real_servers:\n{reals}  - name: bench-udp\n    vip: {VIP}\n    protocol: udp\n    port: 53\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}    real_servers:\n{reals}"
     )
 }
 
@@ -222,7 +230,18 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
             )?,
             None,
         ),
-        HttpSubject::Nft => Setup::Kernel(KernelPeer::set_up(tb, Some(("tcp", 80)), None)?),
+        HttpSubject::Nft => {
+            let peer = KernelPeer::set_up(tb, Some(("tcp", 80)), None)?;
+            // The round-trip probes' UDP service, in the same table (removed with it).
+            tb.nft(
+                "lb",
+                &format!(
+                    "add rule ip uvsbench prerouting ip daddr {VIP} udp dport 53 dnat to numgen inc mod 3 map {{ 0 : {}, 1 : {}, 2 : {} }}\n",
+                    REALS[0], REALS[1], REALS[2]
+                ),
+            )?;
+            Setup::Kernel(peer)
+        }
         HttpSubject::Direct => Setup::Kernel(KernelPeer::set_up(tb, None, None)?),
         HttpSubject::Haproxy => {
             if std::process::Command::new("haproxy")
@@ -299,55 +318,34 @@ fn run_wrk(tb: &Testbed, a: &HttpArgs, url: &str, close: bool) -> Result<WrkResu
     wrk::parse(&text).with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// `probes` requests, each after 200 ms without traffic, one connection each: curl's
-/// connect time (the SYN through the balancer and the SYN-ACK back) as percentiles, in
-/// the shape of a wrk result so the summary and JSON treat them alike.
-fn idle_probes(tb: &Testbed, url: &str, probes: usize) -> Result<WrkResult> {
-    let mut connect_us = Vec::with_capacity(probes);
-    for _ in 0..probes {
-        std::thread::sleep(Duration::from_millis(200));
-        let out = tb.run(
-            "client",
-            &[
-                "curl",
-                "-sf",
-                "--max-time",
-                "2",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{time_connect}",
-                url,
-            ],
-        )?;
-        let s: f64 = out
-            .trim()
-            .parse()
-            .with_context(|| format!("curl's time_connect '{}'", out.trim()))?;
-        connect_us.push(s * 1e6);
-    }
-    Ok(percentiles_of(connect_us))
-}
-
-/// Nearest-rank percentiles (wrk's set) of samples, in a [`WrkResult`].
-fn percentiles_of(mut v: Vec<f64>) -> WrkResult {
-    v.sort_by(f64::total_cmp);
-    let at = |p: f64| {
-        let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-        v[rank.clamp(1, v.len()) - 1]
+/// Runs `uvs-bench udp-rtt` in the client namespace against the subject's UDP service.
+fn run_rtt(tb: &Testbed, a: &HttpArgs, s: HttpSubject) -> Result<rtt::RttResult> {
+    let exe = std::env::current_exe().context("locating uvs-bench")?;
+    let dst = match s {
+        HttpSubject::Direct => format!("{}:53", REALS[0]),
+        _ => format!("{VIP}:53"),
     };
-    let n = v.len();
-    WrkResult {
-        requests: n as u64,
-        latency_mean_us: v.iter().sum::<f64>() / n.max(1) as f64,
-        latency_max_us: v.last().copied().unwrap_or(0.0),
-        percentiles: if n == 0 {
-            Vec::new()
-        } else {
-            wrk::PERCENTILES.iter().map(|&p| (p, at(p))).collect()
-        },
-        ..Default::default()
+    let child = tb
+        .command("client", &[])
+        .arg(exe)
+        .args(["udp-rtt", "--dst", &dst])
+        .args(["--rounds", &a.rtt_rounds.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting udp-rtt")?;
+    // 10 ms gap plus two round trips of at most 200 ms each, per round.
+    let limit = Duration::from_secs_f64(a.rtt_rounds as f64 * 0.05 + 10.0);
+    let out = Spawned::new("udp-rtt", child).wait_output(limit)?;
+    if !out.status.success() {
+        bail!(
+            "udp-rtt failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("udp-rtt output '{line}'"))
 }
 
 pub fn http_main(a: HttpArgs) -> Result<()> {
@@ -361,6 +359,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(net::default_testbed_script);
     let mut runs = Vec::new();
+    let mut rtts = Vec::new();
     for mode in ["nat", "dr", "fullnat"] {
         let group: Vec<HttpSubject> = subjects
             .iter()
@@ -407,27 +406,19 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                     continue;
                 }
             };
-            if a.idle_probes > 0 {
-                eprintln!("  {:<12} idle      {} probes ...", s.name(), a.idle_probes);
-                let r = idle_probes(&tb, &s.url(), a.idle_probes);
-                if let Ok(w) = &r {
-                    eprintln!(
-                        "  {:<12} idle      connect p50 {:>7.0} us  max {:>7.0} us",
-                        s.name(),
-                        w.pct(50.0).unwrap_or(0.0),
-                        w.latency_max_us
-                    );
+            if a.rtt_rounds > 0 && s != HttpSubject::Haproxy {
+                let r = run_rtt(&tb, &a, s);
+                match &r {
+                    Ok(x) => eprintln!(
+                        "  {:<12} udp rtt   cold p50 {:>6.0} us  warm p50 {:>6.0} us  wake p50 {:>6.0} us  lost {}",
+                        s.name(), x.cold_p50_us, x.warm_p50_us, x.wake_p50_us, x.lost
+                    ),
+                    Err(e) => eprintln!("  {:<12} udp rtt   failed: {e:#}", s.name()),
                 }
-                let (result, error) = match r {
-                    Ok(w) => (Some(w), None),
-                    Err(e) => (None, Some(format!("{e:#}"))),
-                };
-                runs.push(HttpRun {
+                rtts.push(RttRun {
                     subject: s,
-                    connection: "idle",
-                    url: s.url(),
-                    result,
-                    error,
+                    result: r.as_ref().ok().cloned(),
+                    error: r.err().map(|e| format!("{e:#}")),
                 });
             }
             for &close in conns {
@@ -461,6 +452,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
         }
     }
     print_summary(&runs);
+    print_rtts(&rtts);
     if let Some(path) = &a.json {
         let doc = serde_json::json!({
             "benchmark": "http",
@@ -471,14 +463,15 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "wrk_timeout_s": 2,
                 "uvsd_worker_core": (!a.unpinned).then_some(a.dut_core),
                 "wrk_cpus": a.wrk_cpus,
-                "idle_probes": a.idle_probes,
-                "idle": "curl time_connect of one request after each 200 ms of silence",
+                "rtt_rounds": a.rtt_rounds,
+                "rtt": "UDP to port 53 of the real servers' responders: per round one round trip after 10 ms of silence (cold) and one right after (warm)",
                 "haproxy": "TCP mode, roundrobin, maxconn 8000, default threads",
                 "nft": "dnat to numgen inc mod 3 map (kube-proxy style)",
                 "direct": "to 198.18.1.11 through the balancer namespace's kernel routing",
                 "client_sysctls": "ip_local_port_range 1024-65535, tcp_tw_reuse 1",
             },
             "results": &runs,
+            "udp_rtt": &rtts,
             "ratios": ratios(&runs),
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
@@ -498,10 +491,10 @@ fn find<'a>(runs: &'a [HttpRun], s: HttpSubject, conn: &str) -> Option<&'a WrkRe
 }
 
 /// uvs-nat's requests/s over each peer's, and p50/p99 latency ratios, per connection
-/// mode (for the idle probes only the latencies mean anything).
+/// mode.
 pub fn ratios(runs: &[HttpRun]) -> serde_json::Value {
     let mut out = serde_json::Map::new();
-    for conn in ["keepalive", "close", "idle"] {
+    for conn in ["keepalive", "close"] {
         let Some(u) = find(runs, HttpSubject::UvsNat, conn) else {
             continue;
         };
@@ -525,6 +518,34 @@ pub fn ratios(runs: &[HttpRun]) -> serde_json::Value {
         }
     }
     serde_json::Value::Object(out)
+}
+
+fn print_rtts(rtts: &[RttRun]) {
+    if rtts.is_empty() {
+        return;
+    }
+    println!(
+        "{:<12} {:>13} {:>13} {:>13} {:>13} {:>13}",
+        "udp rtt", "cold p50 us", "cold p90 us", "warm p50 us", "warm p90 us", "wake p50 us"
+    );
+    for r in rtts {
+        match &r.result {
+            Some(x) => println!(
+                "{:<12} {:>13.0} {:>13.0} {:>13.0} {:>13.0} {:>13.0}",
+                r.subject.name(),
+                x.cold_p50_us,
+                x.cold_p90_us,
+                x.warm_p50_us,
+                x.warm_p90_us,
+                x.wake_p50_us
+            ),
+            None => println!(
+                "{:<12} failed: {}",
+                r.subject.name(),
+                r.error.as_deref().unwrap_or("")
+            ),
+        }
+    }
 }
 
 fn print_summary(runs: &[HttpRun]) {
@@ -552,7 +573,7 @@ fn print_summary(runs: &[HttpRun]) {
             ),
         }
     }
-    for conn in ["keepalive", "close", "idle"] {
+    for conn in ["keepalive", "close"] {
         if let Some(u) = find(runs, HttpSubject::UvsNat, conn) {
             for peer in [
                 HttpSubject::Nft,
@@ -593,16 +614,6 @@ mod tests {
         }
         let free = uvs_config::load_str(&uvsd_http_config("nat", None, false), "b.yaml");
         assert_eq!(free.unwrap().workers.cores, None);
-    }
-
-    #[test]
-    fn idle_probe_percentiles_are_nearest_rank() {
-        let w = percentiles_of((1..=10).map(f64::from).collect());
-        assert_eq!(w.pct(50.0), Some(5.0));
-        assert_eq!(w.pct(99.0), Some(10.0));
-        assert_eq!(w.pct(1.0), Some(1.0));
-        assert_eq!(w.requests, 10);
-        assert!(percentiles_of(Vec::new()).pct(50.0).is_none());
     }
 
     #[test]

@@ -239,36 +239,50 @@ impl<P: Port> Worker<P> {
     /// After [`SPIN_BEFORE_SLEEP`] without a frame it sleeps in `poll(2)` on its ports'
     /// sockets until one is readable (or [`SLEEP_MAX_MS`] passes, so frames waiting for a
     /// neighbour and the stop flag are still looked at), so an idle uvsd costs almost no
-    /// CPU. With `busy_poll` (or ports that cannot be waited on) it never sleeps; it
-    /// yields its core between empty polls so other threads on a shared machine still run.
+    /// CPU. The spin before a sleep does not yield: it is bounded, and a yield on a busy
+    /// core hands the core away for a whole time slice just when the answer to the last
+    /// packet is due (bench/README.md, wake-up cost). A sleep that ends without traffic
+    /// (the timeout) goes straight back to sleep instead of spinning again. With
+    /// `busy_poll` (or ports that cannot be waited on) it never sleeps; it yields its core
+    /// between empty polls so other threads on a shared machine still run.
     pub fn run(&mut self, stop: &AtomicBool) {
         let mut idle = 0u32;
         let mut idle_since = Instant::now();
         let can_sleep = !self.busy_poll && self.ports.iter().all(|p| p.wait_fd().is_some());
+        // After a sleep that timed out: sleep again at the next empty poll.
+        let mut resleep = false;
         while !stop.load(Ordering::Relaxed) {
             if self.poll() > 0 {
                 idle = 0;
+                resleep = false;
                 continue;
             }
             idle = idle.saturating_add(1);
             if idle == 1 {
                 idle_since = Instant::now();
             }
-            if idle <= 256 {
+            if can_sleep {
+                // The clock is read once per 64 empty polls (~a few µs apart).
+                if resleep || (idle.is_multiple_of(64) && idle_since.elapsed() >= SPIN_BEFORE_SLEEP)
+                {
+                    resleep = !self.sleep_until_readable();
+                    idle = 0;
+                } else {
+                    std::hint::spin_loop();
+                }
+            } else if idle <= 256 {
                 std::hint::spin_loop();
-            } else if can_sleep && idle_since.elapsed() >= SPIN_BEFORE_SLEEP {
-                self.sleep_until_readable();
-                idle = 0;
             } else {
                 std::thread::yield_now();
             }
         }
     }
 
-    /// Sleeps until one of the ports has frames to receive, or [`SLEEP_MAX_MS`]. The cold
-    /// path: its small allocation happens once per sleep, never per burst.
+    /// Sleeps until one of the ports has frames to receive, or [`SLEEP_MAX_MS`]; true when
+    /// a port became readable. The cold path: its small allocation happens once per sleep,
+    /// never per burst.
     #[cold]
-    fn sleep_until_readable(&mut self) {
+    fn sleep_until_readable(&mut self) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut set: Vec<PollFd<'_>> = self
             .ports
@@ -277,8 +291,8 @@ impl<P: Port> Worker<P> {
             .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
             .collect();
         self.shared.counters[self.id].sleeps.add(1);
-        // EINTR (a signal) just ends the sleep early.
-        let _ = poll(&mut set, PollTimeout::from(SLEEP_MAX_MS));
+        // EINTR (a signal) just ends the sleep early, as readable, so the worker polls.
+        !matches!(poll(&mut set, PollTimeout::from(SLEEP_MAX_MS)), Ok(0))
     }
 
     /// One burst on every port. Returns the frames received.
