@@ -172,6 +172,11 @@ fn print_summary(results: &[SubjectResult]) {
             f(ratio(results, a, b, true))
         );
     };
+    for r in results {
+        for n in &r.notes {
+            println!("{:<8} {n}", r.subject.name());
+        }
+    }
     show("uvs / l2fwd", Subject::Uvs, Subject::L2fwd);
     show("shared / copy", Subject::L2fwdShared, Subject::L2fwd);
     show("uvs / nft DNAT", Subject::Uvs, Subject::Nft);

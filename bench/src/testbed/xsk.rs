@@ -201,6 +201,19 @@ pub struct L2fwdResult {
     pub rx_ring_full: u64,
     #[serde(default)]
     pub rx_fill_empty: u64,
+    /// This thread's CPU time (not wall time: preemption by other work on the core does
+    /// not count) spent in polls that received frames — receive, rewrite, forward, and
+    /// the `sendto` kicks in which copy-mode AF_XDP transmits — per forwarded frame.
+    #[serde(default)]
+    pub busy_cpu_ns_per_frame: f64,
+}
+
+/// The calling thread's CPU time, nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
 }
 
 /// Receives on `rx_dev`, rewrites both MACs and sends a copy out of `tx_dev`: the same
@@ -233,7 +246,7 @@ pub fn l2fwd(s: &L2fwdSpec, ready: Option<&Path>, out: Option<&Path>) -> Result<
     let mut next_report = Instant::now() + Duration::from_secs(1);
 
     let mut burst = [Frame::default(); 64];
-    let (mut forwarded, mut dropped) = (0u64, 0u64);
+    let (mut forwarded, mut dropped, mut busy_ns) = (0u64, 0u64, 0u64);
     let mut k = 0usize;
     let end = Instant::now() + Duration::from_secs_f64(s.seconds);
     let mut polls = 0u32;
@@ -246,9 +259,10 @@ pub fn l2fwd(s: &L2fwdSpec, ready: Option<&Path>, out: Option<&Path>) -> Result<
             }
             if now >= next_report {
                 next_report = now + Duration::from_secs(1);
-                write_totals(&totals(forwarded, dropped, rx.kernel_stats().ok()))?;
+                write_totals(&totals(forwarded, dropped, busy_ns, rx.kernel_stats().ok()))?;
             }
         }
+        let t0 = thread_cpu_ns();
         let n = rx.rx_burst(&mut burst);
         if n == 0 {
             rx.flush();
@@ -269,16 +283,23 @@ pub fn l2fwd(s: &L2fwdSpec, ready: Option<&Path>, out: Option<&Path>) -> Result<
         rx.free(&burst[..n]);
         tx.flush();
         rx.flush();
+        busy_ns += thread_cpu_ns().saturating_sub(t0);
     }
-    let r = totals(forwarded, dropped, rx.kernel_stats().ok());
+    let r = totals(forwarded, dropped, busy_ns, rx.kernel_stats().ok());
     write_totals(&r)?;
     Ok(r)
 }
 
-fn totals(forwarded: u64, dropped: u64, k: Option<uvs_xsk::XdpStatistics>) -> L2fwdResult {
+fn totals(
+    forwarded: u64,
+    dropped: u64,
+    busy_ns: u64,
+    k: Option<uvs_xsk::XdpStatistics>,
+) -> L2fwdResult {
     L2fwdResult {
         forwarded,
         dropped,
+        busy_cpu_ns_per_frame: busy_ns as f64 / forwarded.max(1) as f64,
         rx_ring_full: k.as_ref().map_or(0, |k| k.rx_ring_full()),
         rx_fill_empty: k.as_ref().map_or(0, |k| k.rx_fill_ring_empty_descs()),
     }
@@ -305,7 +326,7 @@ fn l2fwd_shared(
     };
     let mut next_report = Instant::now() + Duration::from_secs(1);
     let mut burst = [Frame::default(); 64];
-    let (mut forwarded, mut dropped) = (0u64, 0u64);
+    let (mut forwarded, mut dropped, mut busy_ns) = (0u64, 0u64, 0u64);
     let mut k = 0usize;
     let end = Instant::now() + Duration::from_secs_f64(s.seconds);
     let mut polls = 0u32;
@@ -318,9 +339,15 @@ fn l2fwd_shared(
             }
             if now >= next_report {
                 next_report = now + Duration::from_secs(1);
-                write_totals(&totals(forwarded, dropped, pair.kernel_stats(0).ok()))?;
+                write_totals(&totals(
+                    forwarded,
+                    dropped,
+                    busy_ns,
+                    pair.kernel_stats(0).ok(),
+                ))?;
             }
         }
+        let t0 = thread_cpu_ns();
         let n = pair.rx_burst(0, &mut burst);
         if n == 0 {
             pair.flush();
@@ -339,8 +366,9 @@ fn l2fwd_shared(
             pair.free(&burst[sent..n]);
         }
         pair.flush();
+        busy_ns += thread_cpu_ns().saturating_sub(t0);
     }
-    let r = totals(forwarded, dropped, pair.kernel_stats(0).ok());
+    let r = totals(forwarded, dropped, busy_ns, pair.kernel_stats(0).ok());
     write_totals(&r)?;
     Ok(r)
 }
