@@ -406,8 +406,10 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                     continue;
                 }
             };
-            // HAProxy here is TCP only; through uvs DR the probes' UDP answers did not
-            // come back on the test network (not investigated), so neither is probed.
+            // HAProxy here is TCP only. Through uvs DR the answers did not come back: the
+            // responder is bound to 0.0.0.0, so (most likely) it answers from its own
+            // address rather than the VIP on its loopback, and the client's connected
+            // socket ignores them. Neither is probed.
             if a.rtt_rounds > 0 && !matches!(s, HttpSubject::Haproxy | HttpSubject::UvsDr) {
                 let r = run_rtt(&tb, &a, s);
                 match &r {
