@@ -131,13 +131,6 @@ pub struct HttpArgs {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct RttRun {
-    pub subject: HttpSubject,
-    pub result: Option<rtt::RttResult>,
-    pub error: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize)]
 pub struct HttpRun {
     pub subject: HttpSubject,
     /// "keepalive" or "close".
@@ -318,36 +311,6 @@ fn run_wrk(tb: &Testbed, a: &HttpArgs, url: &str, close: bool) -> Result<WrkResu
     wrk::parse(&text).with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// Runs `uvs-bench udp-rtt` in the client namespace against the subject's UDP service.
-fn run_rtt(tb: &Testbed, a: &HttpArgs, s: HttpSubject) -> Result<rtt::RttResult> {
-    let exe = std::env::current_exe().context("locating uvs-bench")?;
-    let dst = match s {
-        HttpSubject::Direct => format!("{}:53", REALS[0]),
-        _ => format!("{VIP}:53"),
-    };
-    let child = tb
-        .command("client", &[])
-        .arg(exe)
-        .args(["udp-rtt", "--dst", &dst])
-        .args(["--rounds", &a.rtt_rounds.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("starting udp-rtt")?;
-    // 10 ms gap plus two round trips of at most 200 ms each, per round.
-    let limit = Duration::from_secs_f64(a.rtt_rounds as f64 * 0.05 + 10.0);
-    let out = Spawned::new("udp-rtt", child).wait_output(limit)?;
-    if !out.status.success() {
-        bail!(
-            "udp-rtt failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("udp-rtt output '{line}'"))
-}
-
 pub fn http_main(a: HttpArgs) -> Result<()> {
     let subjects: Vec<HttpSubject> = a
         .subjects
@@ -411,7 +374,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
             // address rather than the VIP on its loopback, and the client's connected
             // socket ignores them. Neither is probed.
             if a.rtt_rounds > 0 && !matches!(s, HttpSubject::Haproxy | HttpSubject::UvsDr) {
-                let r = run_rtt(&tb, &a, s);
+                let r = rtt::run_rtt(&tb, a.rtt_rounds, s);
                 match &r {
                     Ok(x) => eprintln!(
                         "  {:<12} udp rtt   cold p50 {:>6.0} us  warm p50 {:>6.0} us  wake p50 {:>6.0} us  lost {}",
@@ -419,7 +382,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                     ),
                     Err(e) => eprintln!("  {:<12} udp rtt   failed: {e:#}", s.name()),
                 }
-                rtts.push(RttRun {
+                rtts.push(rtt::RttRun {
                     subject: s,
                     result: r.as_ref().ok().cloned(),
                     error: r.err().map(|e| format!("{e:#}")),
@@ -456,7 +419,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
         }
     }
     print_summary(&runs);
-    print_rtts(&rtts);
+    rtt::print_rtts(&rtts);
     if let Some(path) = &a.json {
         let doc = serde_json::json!({
             "benchmark": "http",
@@ -522,34 +485,6 @@ pub fn ratios(runs: &[HttpRun]) -> serde_json::Value {
         }
     }
     serde_json::Value::Object(out)
-}
-
-fn print_rtts(rtts: &[RttRun]) {
-    if rtts.is_empty() {
-        return;
-    }
-    println!(
-        "{:<12} {:>13} {:>13} {:>13} {:>13} {:>13}",
-        "udp rtt", "cold p50 us", "cold p90 us", "warm p50 us", "warm p90 us", "wake p50 us"
-    );
-    for r in rtts {
-        match &r.result {
-            Some(x) => println!(
-                "{:<12} {:>13.0} {:>13.0} {:>13.0} {:>13.0} {:>13.0}",
-                r.subject.name(),
-                x.cold_p50_us,
-                x.cold_p90_us,
-                x.warm_p50_us,
-                x.warm_p90_us,
-                x.wake_p50_us
-            ),
-            None => println!(
-                "{:<12} failed: {}",
-                r.subject.name(),
-                r.error.as_deref().unwrap_or("")
-            ),
-        }
-    }
 }
 
 fn print_summary(runs: &[HttpRun]) {

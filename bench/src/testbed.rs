@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+pub use net::KernelPeer;
 use net::{format_mac, Spawned, Testbed};
 use search::{SearchSettings, Throughput, Trial};
 
@@ -277,59 +278,11 @@ pub fn parse_nft_packets(out: &str) -> Option<u64> {
     None
 }
 
-fn dnat_rules(proto: &str, port: u16) -> String {
+pub(crate) fn dnat_rules(proto: &str, port: u16) -> String {
     format!(
         "table ip uvsbench {{\n chain prerouting {{\n  type nat hook prerouting priority dstnat; policy accept;\n  ip daddr {VIP} {proto} dport {port} dnat to numgen inc mod 3 map {{ 0 : {}, 1 : {}, 2 : {} }}\n }}\n}}\n",
         REALS[0], REALS[1], REALS[2]
     )
-}
-
-/// The kernel peers' setup in the balancer namespace: forwarding on, receive processing
-/// of the client link moved to `dut_core` by RPS, nftables DNAT for `nft`.
-pub struct KernelPeer<'a> {
-    tb: &'a Testbed,
-    nft: bool,
-}
-
-impl<'a> KernelPeer<'a> {
-    pub fn set_up(
-        tb: &'a Testbed,
-        nft: Option<(&str, u16)>,
-        rps_core: Option<usize>,
-    ) -> Result<KernelPeer<'a>> {
-        let peer = KernelPeer {
-            tb,
-            nft: nft.is_some(),
-        };
-        tb.run("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-        if let Some(c) = rps_core {
-            tb.sh(
-                "lb",
-                &format!(
-                    "echo {:x} > /sys/class/net/uvs-lb0/queues/rx-0/rps_cpus",
-                    1u64 << c
-                ),
-            )?;
-        }
-        if let Some((proto, port)) = nft {
-            tb.nft("lb", &dnat_rules(proto, port))?;
-        }
-        Ok(peer)
-    }
-}
-
-impl Drop for KernelPeer<'_> {
-    fn drop(&mut self) {
-        if self.nft {
-            let _ = self
-                .tb
-                .run("lb", &["nft", "delete", "table", "ip", "uvsbench"]);
-        }
-        let _ = self.tb.sh(
-            "lb",
-            "echo 0 > /sys/class/net/uvs-lb0/queues/rx-0/rps_cpus; sysctl -qw net.ipv4.ip_forward=0",
-        );
-    }
 }
 
 /// The uvsd configuration of the UDP benchmark service: `cores.len()` queues on each

@@ -8,9 +8,14 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
+
+use super::HttpSubject;
+use crate::testbed::net::{Spawned, Testbed};
+use crate::testbed::REALS;
+use crate::testbed::VIP;
 
 #[derive(Args, Debug)]
 pub struct RttArgs {
@@ -77,6 +82,71 @@ pub fn summarise(pairs: &[(f64, f64)], lost: usize) -> RttResult {
         warm_p50_us: pct(&warm, 50.0),
         warm_p90_us: pct(&warm, 90.0),
         wake_p50_us: pct(&wake, 50.0),
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RttRun {
+    pub subject: HttpSubject,
+    pub result: Option<RttResult>,
+    pub error: Option<String>,
+}
+
+/// Runs `uvs-bench udp-rtt` in the client namespace against the subject's UDP service.
+pub fn run_rtt(tb: &Testbed, rounds: usize, s: HttpSubject) -> Result<RttResult> {
+    let exe = std::env::current_exe().context("locating uvs-bench")?;
+    let dst = match s {
+        HttpSubject::Direct => format!("{}:53", REALS[0]),
+        _ => format!("{VIP}:53"),
+    };
+    let child = tb
+        .command("client", &[])
+        .arg(exe)
+        .args(["udp-rtt", "--dst", &dst])
+        .args(["--rounds", &rounds.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting udp-rtt")?;
+    // 10 ms gap plus two round trips of at most 200 ms each, per round.
+    let limit = Duration::from_secs_f64(rounds as f64 * 0.05 + 10.0);
+    let out = Spawned::new("udp-rtt", child).wait_output(limit)?;
+    if !out.status.success() {
+        bail!(
+            "udp-rtt failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("udp-rtt output '{line}'"))
+}
+
+pub fn print_rtts(rtts: &[RttRun]) {
+    if rtts.is_empty() {
+        return;
+    }
+    println!(
+        "{:<12} {:>13} {:>13} {:>13} {:>13} {:>13}",
+        "udp rtt", "cold p50 us", "cold p90 us", "warm p50 us", "warm p90 us", "wake p50 us"
+    );
+    for r in rtts {
+        match &r.result {
+            Some(x) => println!(
+                "{:<12} {:>13.0} {:>13.0} {:>13.0} {:>13.0} {:>13.0}",
+                r.subject.name(),
+                x.cold_p50_us,
+                x.cold_p90_us,
+                x.warm_p50_us,
+                x.warm_p90_us,
+                x.wake_p50_us
+            ),
+            None => println!(
+                "{:<12} failed: {}",
+                r.subject.name(),
+                r.error.as_deref().unwrap_or("")
+            ),
+        }
     }
 }
 
