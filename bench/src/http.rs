@@ -7,6 +7,7 @@
 //! Every run is bounded (`--seconds`, wrk's own timer, and a hard limit on the process).
 //! Latency percentiles come from a wrk `done()` hook (16 points per run, for CDFs).
 
+pub mod rtt;
 pub mod wrk;
 
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ use wrk::WrkResult;
 #[serde(rename_all = "kebab-case")]
 pub enum HttpSubject {
     UvsNat,
+    /// uvs NAT with `workers.busy_poll: true`: the worker never sleeps, so the difference
+    /// from `uvs-nat` is what adaptive polling's sleep and wake-up cost.
+    UvsNatBusy,
     UvsDr,
     UvsFullnat,
     UvsSynproxy,
@@ -36,13 +40,14 @@ pub enum HttpSubject {
 }
 
 impl HttpSubject {
-    const ALL: [HttpSubject; 10] = [
+    const ALL: [HttpSubject; 11] = [
         HttpSubject::Direct,
         HttpSubject::Nft,
         HttpSubject::Haproxy,
         HttpSubject::HaproxyHttp,
         HttpSubject::NginxProxy,
         HttpSubject::UvsNat,
+        HttpSubject::UvsNatBusy,
         HttpSubject::UvsSynproxy,
         HttpSubject::UvsL7,
         HttpSubject::UvsDr,
@@ -50,11 +55,12 @@ impl HttpSubject {
     ];
 
     /// The subjects run when none are named (the layer-7 comparison is asked for by name).
-    const DEFAULT: [HttpSubject; 6] = [
+    const DEFAULT: [HttpSubject; 7] = [
         HttpSubject::Direct,
         HttpSubject::Nft,
         HttpSubject::Haproxy,
         HttpSubject::UvsNat,
+        HttpSubject::UvsNatBusy,
         HttpSubject::UvsDr,
         HttpSubject::UvsFullnat,
     ];
@@ -62,6 +68,7 @@ impl HttpSubject {
     pub fn name(&self) -> &'static str {
         match self {
             HttpSubject::UvsNat => "uvs-nat",
+            HttpSubject::UvsNatBusy => "uvs-nat-busy",
             HttpSubject::UvsDr => "uvs-dr",
             HttpSubject::UvsFullnat => "uvs-fullnat",
             HttpSubject::UvsSynproxy => "uvs-synproxy",
@@ -80,7 +87,7 @@ impl HttpSubject {
             .find(|x| x.name() == s)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown subject '{s}' (uvs-nat, uvs-dr, uvs-fullnat, uvs-synproxy, uvs-l7, nft, haproxy, haproxy-http, nginx-proxy, direct)"
+                    "unknown subject '{s}' (uvs-nat, uvs-nat-busy, uvs-dr, uvs-fullnat, uvs-synproxy, uvs-l7, nft, haproxy, haproxy-http, nginx-proxy, direct)"
                 )
             })
     }
@@ -112,8 +119,8 @@ pub struct HttpArgs {
     /// Testbed tag (≤ 8 characters).
     #[arg(long, default_value = "bhttp")]
     pub tag: String,
-    /// Subjects (direct, nft, haproxy, haproxy-http, nginx-proxy, uvs-nat, uvs-synproxy,
-    /// uvs-l7, uvs-dr, uvs-fullnat); by default all but the layer-7 comparison
+    /// Subjects (direct, nft, haproxy, haproxy-http, nginx-proxy, uvs-nat, uvs-nat-busy,
+    /// uvs-synproxy, uvs-l7, uvs-dr, uvs-fullnat); by default all but the layer-7 comparison
     /// (uvs-synproxy, uvs-l7, haproxy-http, nginx-proxy).
     #[arg(long, value_delimiter = ',', default_values_t = HttpSubject::DEFAULT.iter().map(|s| s.name().to_string()).collect::<Vec<_>>())]
     pub subjects: Vec<String>,
@@ -132,6 +139,19 @@ pub struct HttpArgs {
     /// Core uvsd's worker is pinned to.
     #[arg(long, default_value_t = 1)]
     pub dut_core: usize,
+    /// Leave uvsd's worker unpinned (the scheduler places it, as it places the kernel
+    /// paths' softirq work), instead of pinning it to `--dut-core`.
+    #[arg(long)]
+    pub unpinned: bool,
+    /// CPUs wrk runs on (a taskset list such as `0`); default: wherever the scheduler
+    /// puts it.
+    #[arg(long)]
+    pub wrk_cpus: Option<String>,
+    /// UDP round trips to the real servers' port 53 per subject, each pair one after
+    /// 10 ms of silence and one right after (adaptive polling's wake-up cost, against the
+    /// busy-polling and kernel subjects; `rtt.rs`). 0 skips them.
+    #[arg(long, default_value_t = 300)]
+    pub rtt_rounds: usize,
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -147,8 +167,8 @@ pub struct HttpRun {
 }
 
 /// The uvsd configuration for HTTP through the VIP with `forwarding`.
-pub fn uvsd_http_config(forwarding: &str, core: usize) -> String {
-    uvsd_http_config_with(forwarding, core, "")
+pub fn uvsd_http_config(forwarding: &str, core: Option<usize>, busy_poll: bool) -> String {
+    uvsd_http_config_with(forwarding, core, busy_poll, "")
 }
 
 /// A `layer: 7` service's lines: one pool of the three servers (rr, as the other
@@ -164,7 +184,12 @@ fn layer7_lines() -> String {
 }
 
 /// As `uvsd_http_config`, with `extra` service lines (`syn_proxy`, `layer: 7`).
-pub fn uvsd_http_config_with(forwarding: &str, core: usize, extra: &str) -> String {
+pub fn uvsd_http_config_with(
+    forwarding: &str,
+    core: Option<usize>,
+    busy_poll: bool,
+    extra: &str,
+) -> String {
     let reals: String = REALS
         .iter()
         .map(|r| format!("      - address: {r}\n"))
@@ -177,8 +202,9 @@ pub fn uvsd_http_config_with(forwarding: &str, core: usize, extra: &str) -> Stri
     } else {
         ("[198.18.1.3]", "")
     };
+    let cores = core.map_or(String::new(), |c| format!("  cores: [{c}]\n"));
     format!(
-        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: 1\n    local: {local1}\n    networks: [198.18.1.0/24]\nworkers:\n  count: 1\n  cores: [{core}]\nconn_table:\n  capacity: 1048576\nservices:\n  - name: bench-web\n    vip: {VIP}\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}{extra}    real_servers:\n{reals}"
+        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: 1\n    local: {local1}\n    networks: [198.18.1.0/24]\nworkers:\n  count: 1\n{cores}  busy_poll: {busy_poll}\nconn_table:\n  capacity: 1048576\nservices:\n  - name: bench-web\n    vip: {VIP}\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}{extra}    real_servers:\n{reals}  - name: bench-udp\n    vip: {VIP}\n    protocol: udp\n    port: 53\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}    real_servers:\n{reals}"
     )
 }
 
@@ -236,24 +262,35 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
             .unwrap_or_else(|| PathBuf::from("uvsd"))
     };
     let limit = a.seconds * 2.0 + 60.0;
+    let core = (!a.unpinned).then_some(a.dut_core);
     Ok(match s {
-        HttpSubject::UvsNat => Setup::Process(
-            start_uvsd(tb, &uvsd(), &uvsd_http_config("nat", a.dut_core), limit)?,
+        HttpSubject::UvsNat | HttpSubject::UvsNatBusy => Setup::Process(
+            start_uvsd(
+                tb,
+                &uvsd(),
+                &uvsd_http_config("nat", core, s == HttpSubject::UvsNatBusy),
+                limit,
+            )?,
             None,
         ),
         HttpSubject::UvsDr => Setup::Process(
-            start_uvsd(tb, &uvsd(), &uvsd_http_config("dr", a.dut_core), limit)?,
+            start_uvsd(tb, &uvsd(), &uvsd_http_config("dr", core, false), limit)?,
             None,
         ),
         HttpSubject::UvsFullnat => Setup::Process(
-            start_uvsd(tb, &uvsd(), &uvsd_http_config("fullnat", a.dut_core), limit)?,
+            start_uvsd(
+                tb,
+                &uvsd(),
+                &uvsd_http_config("fullnat", core, false),
+                limit,
+            )?,
             None,
         ),
         HttpSubject::UvsSynproxy => Setup::Process(
             start_uvsd(
                 tb,
                 &uvsd(),
-                &uvsd_http_config_with("nat", a.dut_core, "    syn_proxy: true\n"),
+                &uvsd_http_config_with("nat", core, false, "    syn_proxy: true\n"),
                 limit,
             )?,
             None,
@@ -262,7 +299,7 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
             start_uvsd(
                 tb,
                 &uvsd(),
-                &uvsd_http_config_with("nat", a.dut_core, &layer7_lines()),
+                &uvsd_http_config_with("nat", core, false, &layer7_lines()),
                 limit,
             )?,
             None,
@@ -284,7 +321,18 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
                 .context("starting nginx (apt-get install nginx-light)")?;
             Setup::Process(Spawned::new("nginx", child), Some(tb))
         }
-        HttpSubject::Nft => Setup::Kernel(KernelPeer::set_up(tb, Some(("tcp", 80)), None)?),
+        HttpSubject::Nft => {
+            let peer = KernelPeer::set_up(tb, Some(("tcp", 80)), None)?;
+            // The round-trip probes' UDP service, in the same table (removed with it).
+            tb.nft(
+                "lb",
+                &format!(
+                    "add rule ip uvsbench prerouting ip daddr {VIP} udp dport 53 dnat to numgen inc mod 3 map {{ 0 : {}, 1 : {}, 2 : {} }}\n",
+                    REALS[0], REALS[1], REALS[2]
+                ),
+            )?;
+            Setup::Kernel(peer)
+        }
         HttpSubject::Direct => Setup::Kernel(KernelPeer::set_up(tb, None, None)?),
         HttpSubject::Haproxy | HttpSubject::HaproxyHttp => {
             if std::process::Command::new("haproxy")
@@ -342,7 +390,10 @@ fn wait_ready(tb: &Testbed, url: &str) -> Result<()> {
 fn run_wrk(tb: &Testbed, a: &HttpArgs, url: &str, close: bool) -> Result<WrkResult> {
     let script = tb.state.join("bench-wrk.lua");
     std::fs::write(&script, wrk::lua_script())?;
-    let mut cmd = tb.command("client", &["wrk"]);
+    let mut cmd = match &a.wrk_cpus {
+        Some(cpus) => tb.command("client", &["taskset", "-c", cpus, "wrk"]),
+        None => tb.command("client", &["wrk"]),
+    };
     cmd.args(["-t", &a.threads.to_string()])
         .args(["-c", &a.connections.to_string()])
         .args(["-d", &format!("{}s", a.seconds.ceil() as u64)])
@@ -374,6 +425,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(net::default_testbed_script);
     let mut runs = Vec::new();
+    let mut rtts = Vec::new();
     for mode in ["nat", "dr", "fullnat"] {
         let group: Vec<HttpSubject> = subjects
             .iter()
@@ -420,6 +472,33 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                     continue;
                 }
             };
+            // HAProxy and nginx here proxy TCP only. Through uvs DR the answers did not come back: the
+            // responder is bound to 0.0.0.0, so (most likely) it answers from its own
+            // address rather than the VIP on its loopback, and the client's connected
+            // socket ignores them. Neither is probed.
+            if a.rtt_rounds > 0
+                && !matches!(
+                    s,
+                    HttpSubject::Haproxy
+                        | HttpSubject::HaproxyHttp
+                        | HttpSubject::NginxProxy
+                        | HttpSubject::UvsDr
+                )
+            {
+                let r = rtt::run_rtt(&tb, a.rtt_rounds, s);
+                match &r {
+                    Ok(x) => eprintln!(
+                        "  {:<12} udp rtt   cold p50 {:>6.0} us  warm p50 {:>6.0} us  wake p50 {:>6.0} us  lost {}",
+                        s.name(), x.cold_p50_us, x.warm_p50_us, x.wake_p50_us, x.lost
+                    ),
+                    Err(e) => eprintln!("  {:<12} udp rtt   failed: {e:#}", s.name()),
+                }
+                rtts.push(rtt::RttRun {
+                    subject: s,
+                    result: r.as_ref().ok().cloned(),
+                    error: r.err().map(|e| format!("{e:#}")),
+                });
+            }
             for &close in conns {
                 let connection = if close { "close" } else { "keepalive" };
                 eprintln!("  {:<12} {connection:<9} wrk {} s ...", s.name(), a.seconds);
@@ -451,6 +530,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
         }
     }
     print_summary(&runs);
+    rtt::print_rtts(&rtts);
     if let Some(path) = &a.json {
         let doc = serde_json::json!({
             "benchmark": "http",
@@ -459,7 +539,10 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "connections": a.connections,
                 "threads": a.threads,
                 "wrk_timeout_s": 2,
-                "uvsd_worker_core": a.dut_core,
+                "uvsd_worker_core": (!a.unpinned).then_some(a.dut_core),
+                "wrk_cpus": a.wrk_cpus,
+                "rtt_rounds": a.rtt_rounds,
+                "rtt": "UDP to port 53 of the real servers' responders: per round one round trip after 10 ms of silence (cold) and one right after (warm)",
                 "haproxy": "TCP mode, roundrobin, maxconn 8000, default threads",
                 "haproxy-http": "the same in HTTP mode (server-side keep-alive, HAProxy's default)",
                 "nginx-proxy": "nginx reverse proxy, worker_processes auto, upstream keepalive 64, HTTP/1.1",
@@ -470,6 +553,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "client_sysctls": "ip_local_port_range 1024-65535, tcp_tw_reuse 1",
             },
             "results": &runs,
+            "udp_rtt": &rtts,
             "ratios": ratios(&runs),
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
@@ -488,13 +572,14 @@ fn find<'a>(runs: &'a [HttpRun], s: HttpSubject, conn: &str) -> Option<&'a WrkRe
         .and_then(|r| r.result.as_ref())
 }
 
-/// The comparisons: uvs NAT against the layer-4 peers; the SYN proxy and the layer-7
+/// The comparisons: uvs NAT against the layer-4 peers and busy polling; the SYN proxy and the layer-7
 /// service against the proxies that terminate TCP (HAProxy in HTTP mode, nginx) and
 /// against plain uvs NAT.
-const PAIRS: [(HttpSubject, HttpSubject); 9] = [
+const PAIRS: [(HttpSubject, HttpSubject); 10] = [
     (HttpSubject::UvsNat, HttpSubject::Nft),
     (HttpSubject::UvsNat, HttpSubject::Haproxy),
     (HttpSubject::UvsNat, HttpSubject::Direct),
+    (HttpSubject::UvsNat, HttpSubject::UvsNatBusy),
     (HttpSubject::UvsSynproxy, HttpSubject::UvsNat),
     (HttpSubject::UvsSynproxy, HttpSubject::HaproxyHttp),
     (HttpSubject::UvsSynproxy, HttpSubject::NginxProxy),
@@ -503,12 +588,13 @@ const PAIRS: [(HttpSubject, HttpSubject); 9] = [
     (HttpSubject::UvsL7, HttpSubject::NginxProxy),
 ];
 
-/// Each pair's requests/s and p99 latency ratios, per connection mode.
+/// Each pair's requests/s and p50/p99 latency ratios, per connection mode.
 pub fn ratios(runs: &[HttpRun]) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for conn in ["keepalive", "close"] {
         for (a, b) in PAIRS {
             if let (Some(u), Some(p)) = (find(runs, a, conn), find(runs, b, conn)) {
+                let lat = |q: f64| u.pct(q).zip(p.pct(q)).map(|(a, b)| a / b.max(1e-9));
                 out.insert(
                     format!(
                         "{}_vs_{}_{conn}",
@@ -517,7 +603,8 @@ pub fn ratios(runs: &[HttpRun]) -> serde_json::Value {
                     ),
                     serde_json::json!({
                         "rps": u.requests_per_s / p.requests_per_s.max(1e-9),
-                        "p99": u.pct(99.0).zip(p.pct(99.0)).map(|(a, b)| a / b.max(1e-9)),
+                        "p50": lat(50.0),
+                        "p99": lat(99.0),
                     }),
                 );
             }
@@ -557,12 +644,14 @@ fn print_summary(runs: &[HttpRun]) {
                 continue;
             }
             if let (Some(u), Some(p)) = (find(runs, a, conn), find(runs, b, conn)) {
+                let lat = |q: f64| u.pct(q).unwrap_or(0.0) / p.pct(q).unwrap_or(1.0).max(1e-9);
                 println!(
-                    "{} / {:<12} {conn:<9} rps {:.2}x  p99 {:.2}x",
+                    "{} / {:<12} {conn:<9} rps {:.2}x  p50 {:.2}x  p99 {:.2}x",
                     a.name(),
                     b.name(),
                     u.requests_per_s / p.requests_per_s.max(1e-9),
-                    u.pct(99.0).unwrap_or(0.0) / p.pct(99.0).unwrap_or(1.0).max(1e-9)
+                    lat(50.0),
+                    lat(99.0)
                 );
             }
         }
@@ -575,18 +664,26 @@ mod tests {
 
     #[test]
     fn uvsd_configs_parse() {
-        for f in ["nat", "dr", "fullnat"] {
-            let text = uvsd_http_config(f, 1);
+        for (f, busy) in [
+            ("nat", false),
+            ("nat", true),
+            ("dr", false),
+            ("fullnat", false),
+        ] {
+            let text = uvsd_http_config(f, Some(1), busy);
             let cfg = uvs_config::load_str(&text, "bench.yaml");
             assert!(cfg.is_ok(), "{f}:\n{text}\n{:?}", cfg.err());
+            assert_eq!(cfg.unwrap().workers.busy_poll, busy);
         }
         for extra in ["    syn_proxy: true\n".to_string(), layer7_lines()] {
-            let text = uvsd_http_config_with("nat", 1, &extra);
+            let text = uvsd_http_config_with("nat", Some(1), false, &extra);
             let cfg = uvs_config::load_str(&text, "bench.yaml").expect(&text);
             let svc = &cfg.services[0];
             assert!(svc.syn_proxy, "{text}");
             assert_eq!(svc.layer7.is_some(), extra.contains("layer: 7"), "{text}");
         }
+        let free = uvs_config::load_str(&uvsd_http_config("nat", None, false), "b.yaml");
+        assert_eq!(free.unwrap().workers.cores, None);
     }
 
     #[test]
@@ -619,6 +716,7 @@ mod tests {
         ]);
         assert_eq!(v["uvs_nat_vs_haproxy_keepalive"]["rps"], 1.5);
         assert_eq!(v["uvs_nat_vs_haproxy_keepalive"]["p99"], 0.5);
+        assert!(v["uvs_nat_vs_haproxy_keepalive"]["p50"].is_null());
         assert!(v.get("uvs_nat_vs_nft_keepalive").is_none());
     }
 }

@@ -107,6 +107,10 @@ enum Cmd {
     /// (internal) AF_XDP l2fwd run by `testbed` inside the balancer namespace.
     #[command(hide = true)]
     XskL2fwd(testbed::cli::L2fwdArgs),
+    /// (internal) UDP round trips after silence and back to back, run by `http` in the
+    /// client namespace.
+    #[command(hide = true)]
+    UdpRtt(http::rtt::RttArgs),
     /// (internal) The sending side of `sync --link`.
     #[command(hide = true)]
     SyncLinkTx(sync_link::TxArgs),
@@ -137,6 +141,7 @@ fn main() -> Result<()> {
         Cmd::Report(a) => report::report_main(a)?,
         Cmd::XskGen(a) => testbed::cli::gen_main(a)?,
         Cmd::XskL2fwd(a) => testbed::cli::l2fwd_main(a)?,
+        Cmd::UdpRtt(a) => http::rtt::rtt_main(a)?,
         Cmd::SyncLinkTx(a) => sync_link::tx_main(a)?,
         Cmd::SyncLinkRx(a) => sync_link::rx_main(a)?,
         Cmd::Pipeline {

@@ -5,6 +5,8 @@
 //!   three real servers;
 //! - **l2fwd**: an AF_XDP forwarder with no processing (MAC rewrite, copy to the server
 //!   side) — the frame path uvsd uses, so uvs / l2fwd is what the balancing costs;
+//! - **l2fwd-shared**: the same over one UMEM shared by both sockets, each frame
+//!   forwarded by its descriptor (no copy) — l2fwd-shared / l2fwd is what the copy costs;
 //! - **kernel**: the balancer namespace's IPv4 forwarding to the real servers;
 //! - **nft**: nftables DNAT as kube-proxy writes it (`dnat to numgen inc mod 3 map`).
 //!
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+pub use net::KernelPeer;
 use net::{format_mac, Spawned, Testbed};
 use search::{SearchSettings, Throughput, Trial};
 
@@ -44,6 +47,7 @@ pub const UDP_PORT: u16 = 9;
 pub enum Subject {
     Uvs,
     L2fwd,
+    L2fwdShared,
     Kernel,
     Nft,
 }
@@ -53,9 +57,10 @@ impl Subject {
         Ok(match s {
             "uvs" => Subject::Uvs,
             "l2fwd" => Subject::L2fwd,
+            "l2fwd-shared" => Subject::L2fwdShared,
             "kernel" => Subject::Kernel,
             "nft" => Subject::Nft,
-            _ => bail!("unknown subject '{s}' (uvs, l2fwd, kernel, nft)"),
+            _ => bail!("unknown subject '{s}' (uvs, l2fwd, l2fwd-shared, kernel, nft)"),
         })
     }
 
@@ -63,6 +68,7 @@ impl Subject {
         match self {
             Subject::Uvs => "uvs",
             Subject::L2fwd => "l2fwd",
+            Subject::L2fwdShared => "l2fwd-shared",
             Subject::Kernel => "kernel",
             Subject::Nft => "nft",
         }
@@ -72,6 +78,9 @@ impl Subject {
         match self {
             Subject::Uvs => "uvsd NAT, rr over 3 real servers, 1 pinned AF_XDP worker",
             Subject::L2fwd => "AF_XDP l2fwd: MAC rewrite, copy to the server side (ceiling)",
+            Subject::L2fwdShared => {
+                "AF_XDP l2fwd over one shared UMEM: MAC rewrite, forwarded by descriptor"
+            }
             Subject::Kernel => "kernel IPv4 forwarding in the balancer namespace",
             Subject::Nft => "nftables DNAT, numgen inc mod 3 map (kube-proxy style)",
         }
@@ -90,11 +99,16 @@ pub struct Options {
     pub frame_len: usize,
     pub gen_core: usize,
     pub dut_core: usize,
+    /// Queue counts the `uvs` subject is measured with (one uvsd worker and one generator
+    /// thread per queue); the other subjects use one.
+    pub queues: Vec<usize>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct SubjectResult {
     pub subject: Subject,
+    /// Receive queues per balancer link, uvsd workers and generator threads.
+    pub queues: usize,
     pub description: &'static str,
     pub throughput: Option<Throughput>,
     /// Why this subject has no figure.
@@ -111,12 +125,22 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-/// Ratio of two subjects' figures (`None` when either is missing or zero).
+/// Ratio of two subjects' one-queue figures (`None` when either is missing or zero).
 pub fn ratio(results: &[SubjectResult], a: Subject, b: Subject, max: bool) -> Option<f64> {
-    let get = |s: Subject| {
+    ratio_q(results, (a, 1), (b, 1), max)
+}
+
+/// Ratio of two (subject, queues) figures (`None` when either is missing or zero).
+pub fn ratio_q(
+    results: &[SubjectResult],
+    a: (Subject, usize),
+    b: (Subject, usize),
+    max: bool,
+) -> Option<f64> {
+    let get = |(s, q): (Subject, usize)| {
         results
             .iter()
-            .find(|r| r.subject == s)
+            .find(|r| r.subject == s && r.queues == q)
             .and_then(|r| r.throughput.as_ref())
             .map(|t| {
                 if max {
@@ -149,7 +173,8 @@ pub fn run(o: &Options) -> Result<Vec<SubjectResult>> {
     // Transmit checksum offload off, as when bench/README.md's figures were measured. No
     // socket is on the measured path (an AF_XDP generator with full checksums, nftables
     // receivers in netdev ingress), so uvs verifies every frame but completes none.
-    let tb = Testbed::up(&o.testbed_script, &o.tag, "nat", false)?;
+    let most = o.queues.iter().copied().max().unwrap_or(1);
+    let tb = Testbed::up_queues(&o.testbed_script, &o.tag, "nat", false, most)?;
     prepare_receivers(&tb)?;
     let net = Net {
         client_mac: tb.mac("client", "uvs-c0")?,
@@ -161,11 +186,22 @@ pub fn run(o: &Options) -> Result<Vec<SubjectResult>> {
         tb,
         self_exe,
     };
-    let mut results = Vec::new();
+    let mut runs = Vec::new();
     for &s in &o.subjects {
-        eprintln!("testbed: {} — {}", s.name(), s.describe());
+        match s {
+            Subject::Uvs => runs.extend(o.queues.iter().map(|&q| (s, q))),
+            _ => runs.push((s, 1)),
+        }
+    }
+    let mut results = Vec::new();
+    for (s, queues) in runs {
+        eprintln!(
+            "testbed: {} ({queues} queue(s)) — {}",
+            s.name(),
+            s.describe()
+        );
         let before = loadavg();
-        let r = run_subject(&net, o, s);
+        let r = run_subject(&net, o, s, queues);
         let (throughput, error, notes) = match r {
             Ok((t, notes)) => (Some(t), None, notes),
             Err(e) => {
@@ -175,6 +211,7 @@ pub fn run(o: &Options) -> Result<Vec<SubjectResult>> {
         };
         results.push(SubjectResult {
             subject: s,
+            queues,
             description: s.describe(),
             throughput,
             error,
@@ -241,69 +278,28 @@ pub fn parse_nft_packets(out: &str) -> Option<u64> {
     None
 }
 
-fn dnat_rules(proto: &str, port: u16) -> String {
+pub(crate) fn dnat_rules(proto: &str, port: u16) -> String {
     format!(
         "table ip uvsbench {{\n chain prerouting {{\n  type nat hook prerouting priority dstnat; policy accept;\n  ip daddr {VIP} {proto} dport {port} dnat to numgen inc mod 3 map {{ 0 : {}, 1 : {}, 2 : {} }}\n }}\n}}\n",
         REALS[0], REALS[1], REALS[2]
     )
 }
 
-/// The kernel peers' setup in the balancer namespace: forwarding on, receive processing
-/// of the client link moved to `dut_core` by RPS, nftables DNAT for `nft`.
-pub struct KernelPeer<'a> {
-    tb: &'a Testbed,
-    nft: bool,
-}
-
-impl<'a> KernelPeer<'a> {
-    pub fn set_up(
-        tb: &'a Testbed,
-        nft: Option<(&str, u16)>,
-        rps_core: Option<usize>,
-    ) -> Result<KernelPeer<'a>> {
-        let peer = KernelPeer {
-            tb,
-            nft: nft.is_some(),
-        };
-        tb.run("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-        if let Some(c) = rps_core {
-            tb.sh(
-                "lb",
-                &format!(
-                    "echo {:x} > /sys/class/net/uvs-lb0/queues/rx-0/rps_cpus",
-                    1u64 << c
-                ),
-            )?;
-        }
-        if let Some((proto, port)) = nft {
-            tb.nft("lb", &dnat_rules(proto, port))?;
-        }
-        Ok(peer)
-    }
-}
-
-impl Drop for KernelPeer<'_> {
-    fn drop(&mut self) {
-        if self.nft {
-            let _ = self
-                .tb
-                .run("lb", &["nft", "delete", "table", "ip", "uvsbench"]);
-        }
-        let _ = self.tb.sh(
-            "lb",
-            "echo 0 > /sys/class/net/uvs-lb0/queues/rx-0/rps_cpus; sysctl -qw net.ipv4.ip_forward=0",
-        );
-    }
-}
-
-/// The uvsd configuration of the UDP benchmark service.
-pub fn uvsd_udp_config(workers: usize, core: usize) -> String {
+/// The uvsd configuration of the UDP benchmark service: `cores.len()` queues on each
+/// link, served by as many workers (worker i: queue i, pinned to `cores[i]`).
+pub fn uvsd_udp_config(cores: &[usize]) -> String {
     let reals: String = REALS
         .iter()
         .map(|r| format!("      - address: {r}\n"))
         .collect();
+    let q = cores.len();
+    let cores = cores
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: 1\n    local: [198.18.1.3]\n    networks: [198.18.1.0/24]\nworkers:\n  count: {workers}\n  cores: [{core}]\nconn_table:\n  capacity: 65536\nservices:\n  - name: bench-udp\n    vip: {VIP}\n    protocol: udp\n    port: {UDP_PORT}\n    scheduler: rr\n    forwarding: nat\n    real_servers:\n{reals}"
+        "interfaces:\n  - name: uvs-lb0\n    queues: {q}\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: {q}\n    local: [198.18.1.3]\n    networks: [198.18.1.0/24]\nworkers:\n  count: {q}\n  cores: [{cores}]\nconn_table:\n  capacity: 65536\nservices:\n  - name: bench-udp\n    vip: {VIP}\n    protocol: udp\n    port: {UDP_PORT}\n    scheduler: rr\n    forwarding: nat\n    real_servers:\n{reals}"
     )
 }
 
@@ -352,7 +348,26 @@ pub fn start_uvsd(
     Ok(d)
 }
 
-fn run_subject(n: &Net, o: &Options, s: Subject) -> Result<(Throughput, Vec<String>)> {
+/// Cores of the generator's threads and of uvsd's workers with `queues` queues: one queue
+/// keeps them apart (generator on `gen_core`, worker on `dut_core`); with more, each core
+/// gets one generator thread and one worker, in turn (a 2-core machine has no spare).
+pub fn queue_cores(o: &Options, queues: usize) -> (Vec<usize>, Vec<usize>) {
+    if queues <= 1 {
+        return (vec![o.gen_core], vec![o.dut_core]);
+    }
+    let pair = [o.gen_core, o.dut_core];
+    let gen = (0..queues).map(|i| pair[i % 2]).collect();
+    let dut = (0..queues).map(|i| pair[(i + 1) % 2]).collect();
+    (gen, dut)
+}
+
+fn run_subject(
+    n: &Net,
+    o: &Options,
+    s: Subject,
+    queues: usize,
+) -> Result<(Throughput, Vec<String>)> {
+    let (gen_cores, dut_cores) = queue_cores(o, queues);
     let tb = &n.tb;
     // Bound for helpers: the whole search plus slack, so nothing outlives a crashed run.
     let budget = (o.search.max_steps as f64 + 3.0) * (o.trial_seconds + 2.0) + 30.0;
@@ -367,14 +382,9 @@ fn run_subject(n: &Net, o: &Options, s: Subject) -> Result<(Throughput, Vec<Stri
                 .clone()
                 .or_else(|| net::sibling_binary("uvsd"))
                 .unwrap_or_else(|| PathBuf::from("uvsd"));
-            helper = Some(start_uvsd(
-                tb,
-                &uvsd,
-                &uvsd_udp_config(1, o.dut_core),
-                budget,
-            )?);
+            helper = Some(start_uvsd(tb, &uvsd, &uvsd_udp_config(&dut_cores), budget)?);
         }
-        Subject::L2fwd => {
+        Subject::L2fwd | Subject::L2fwdShared => {
             let ready = tb.state.join("bench-l2fwd.ready");
             let _ = std::fs::remove_file(&ready);
             let _ = std::fs::remove_file(&l2fwd_out);
@@ -391,6 +401,7 @@ fn run_subject(n: &Net, o: &Options, s: Subject) -> Result<(Throughput, Vec<Stri
                 .arg(&ready)
                 .arg("--out")
                 .arg(&l2fwd_out)
+                .args((s == Subject::L2fwdShared).then_some("--shared-umem"))
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .context("starting l2fwd")?;
@@ -419,7 +430,7 @@ fn run_subject(n: &Net, o: &Options, s: Subject) -> Result<(Throughput, Vec<Stri
     };
     let trial = |rate: f64, seconds: f64| -> Result<Trial> {
         let before = received(tb)?;
-        let g = run_generator(n, o, &dst_ips, rate, seconds)?;
+        let g = run_generator(n, o, &dst_ips, rate, seconds, &gen_cores)?;
         std::thread::sleep(Duration::from_millis(100));
         let after = received(tb)?;
         Ok(Trial::new(rate, g.sent, after - before, g.seconds))
@@ -448,7 +459,7 @@ fn run_subject(n: &Net, o: &Options, s: Subject) -> Result<(Throughput, Vec<Stri
     })?;
     if let Some(mut h) = helper {
         h.stop();
-        if s == Subject::L2fwd {
+        if matches!(s, Subject::L2fwd | Subject::L2fwdShared) {
             if let Ok(txt) = std::fs::read_to_string(&l2fwd_out) {
                 notes.push(format!("l2fwd: {}", txt.trim()));
             }
@@ -463,8 +474,12 @@ fn run_generator(
     dst_ips: &[Ipv4Addr],
     rate: f64,
     seconds: f64,
+    cores: &[usize],
 ) -> Result<xsk::GenResult> {
     let dsts: Vec<String> = dst_ips.iter().map(|a| a.to_string()).collect();
+    let join = |v: Vec<String>| v.join(",");
+    let queues = join((0..cores.len()).map(|q| q.to_string()).collect());
+    let cores = join(cores.iter().map(|c| c.to_string()).collect());
     let child =
         n.tb.command("client", &[])
             .arg(&n.self_exe)
@@ -478,7 +493,8 @@ fn run_generator(
             .args(["--frame-len", &o.frame_len.to_string()])
             .args(["--rate", &format!("{rate:.0}")])
             .args(["--seconds", &seconds.to_string()])
-            .args(["--core", &o.gen_core.to_string()])
+            .args(["--queue", &queues])
+            .args(["--core", &cores])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -515,15 +531,47 @@ mod tests {
 
     #[test]
     fn uvsd_config_parses_as_a_uvs_config() {
-        let text = uvsd_udp_config(1, 1);
-        let cfg = uvs_config::load_str(&text, "bench.yaml");
-        assert!(cfg.is_ok(), "{text}\n{:?}", cfg.err());
+        for cores in [&[1][..], &[1, 0]] {
+            let text = uvsd_udp_config(cores);
+            let cfg = uvs_config::load_str(&text, "bench.yaml");
+            assert!(cfg.is_ok(), "{text}\n{:?}", cfg.err());
+            let cfg = cfg.unwrap();
+            assert_eq!(cfg.workers.count, cores.len());
+            assert!(cfg
+                .interfaces
+                .iter()
+                .all(|i| i.queues as usize == cores.len()));
+        }
+    }
+
+    #[test]
+    fn each_core_gets_one_generator_thread_and_one_worker() {
+        let o = Options {
+            uvsd: None,
+            testbed_script: PathBuf::new(),
+            tag: "t".into(),
+            subjects: vec![Subject::Uvs],
+            trial_seconds: 1.0,
+            search: SearchSettings {
+                loss_tolerance: 0.001,
+                max_steps: 1,
+                resolution: 0.02,
+            },
+            flows: 4,
+            frame_len: 60,
+            gen_core: 0,
+            dut_core: 1,
+            queues: vec![1, 2],
+        };
+        assert_eq!(queue_cores(&o, 1), (vec![0], vec![1]));
+        assert_eq!(queue_cores(&o, 2), (vec![0, 1], vec![1, 0]));
     }
 
     #[test]
     fn ratios_need_both_figures() {
         let mk = |s, z| SubjectResult {
             subject: s,
+            queues: 1,
             description: "",
             throughput: Some(Throughput {
                 zero_loss_pps: z,

@@ -249,7 +249,8 @@ fn testbed_smoke_as_root() {
     );
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_uvs-bench"));
     let uvsd = exe.parent().unwrap().join("uvsd");
-    let mut subjects = vec!["l2fwd", "kernel"];
+    // l2fwd-shared: the shared-UMEM forwarder (uvs_xsk::XskPair) on the same frames.
+    let mut subjects = vec!["l2fwd", "l2fwd-shared", "kernel"];
     if uvsd.is_file() {
         subjects.insert(0, "uvs");
     } else {
@@ -271,6 +272,9 @@ fn testbed_smoke_as_root() {
             "1",
         ])
         .args(["--subjects", &subjects.join(",")])
+        // uvs with one queue, then two workers on two-queue links fed by two generator
+        // threads (the other subjects use one queue).
+        .args(["--queues", "1,2"])
         .arg("--json")
         .arg(&json)
         .output()
@@ -279,7 +283,14 @@ fn testbed_smoke_as_root() {
     assert!(out.status.success(), "{stderr}");
     let v = read_json(&json);
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), subjects.len());
+    let uvs = subjects.contains(&"uvs");
+    assert_eq!(results.len(), subjects.len() + usize::from(uvs));
+    let queues: Vec<u64> = results
+        .iter()
+        .filter(|r| r["subject"] == "uvs")
+        .map(|r| r["queues"].as_u64().unwrap())
+        .collect();
+    assert_eq!(queues, if uvs { vec![1, 2] } else { vec![] });
     for r in results {
         let t = &r["throughput"];
         assert!(

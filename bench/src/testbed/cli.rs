@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::net::parse_mac;
 use super::search::SearchSettings;
-use super::{ratio, xsk, Options, Subject, SubjectResult};
+use super::{ratio, ratio_q, xsk, Options, Subject, SubjectResult};
 
 #[derive(Args, Debug)]
 pub struct TestbedArgs {
@@ -22,7 +22,7 @@ pub struct TestbedArgs {
     /// Testbed tag (namespaces uvs-TAG-*), ≤ 8 characters.
     #[arg(long, default_value = "bench")]
     pub tag: String,
-    /// Subjects in order (uvs, l2fwd, kernel, nft).
+    /// Subjects in order (uvs, l2fwd, l2fwd-shared, kernel, nft).
     #[arg(long, value_delimiter = ',', default_values_t = ["uvs".to_string(), "l2fwd".to_string(), "kernel".to_string(), "nft".to_string()])]
     pub subjects: Vec<String>,
     /// Seconds per trial.
@@ -46,6 +46,11 @@ pub struct TestbedArgs {
     /// Core for the device under test (uvsd worker, l2fwd, kernel RPS).
     #[arg(long, default_value_t = 1)]
     pub dut_core: usize,
+    /// Queue counts to measure `uvs` with, e.g. `1,2`: each link gets that many queues,
+    /// uvsd one worker per queue, the generator one thread per queue (cores shared in
+    /// turn between `--gen-core` and `--dut-core`). The other subjects use one queue.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub queues: Vec<usize>,
     /// Write every figure and its settings here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -73,7 +78,11 @@ pub fn testbed_main(a: TestbedArgs) -> Result<()> {
         frame_len: a.frame_len,
         gen_core: a.gen_core,
         dut_core: a.dut_core,
+        queues: a.queues,
     };
+    if o.queues.is_empty() || o.queues.iter().any(|&q| !(1..=8).contains(&q)) {
+        anyhow::bail!("--queues takes counts between 1 and 8");
+    }
     let results = super::run(&o)?;
     print_summary(&results);
     if let Some(path) = a.json {
@@ -104,21 +113,37 @@ fn ratios(r: &[SubjectResult]) -> serde_json::Value {
     };
     serde_json::json!({
         "uvs_vs_l2fwd": pair(Subject::Uvs, Subject::L2fwd),
+        "l2fwd_shared_umem_vs_copy": pair(Subject::L2fwdShared, Subject::L2fwd),
         "uvs_vs_nft": pair(Subject::Uvs, Subject::Nft),
         "uvs_vs_kernel": pair(Subject::Uvs, Subject::Kernel),
+        "uvs_by_queues_vs_1": r
+            .iter()
+            .filter(|x| x.subject == Subject::Uvs && x.queues > 1)
+            .map(|x| {
+                let q = (Subject::Uvs, x.queues);
+                (
+                    x.queues.to_string(),
+                    serde_json::json!({
+                        "zero_loss": ratio_q(r, q, (Subject::Uvs, 1), false),
+                        "max_delivered": ratio_q(r, q, (Subject::Uvs, 1), true),
+                    }),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>(),
     })
 }
 
 fn print_summary(results: &[SubjectResult]) {
     println!(
-        "{:<8} {:>14} {:>16} {:>14}  note",
-        "subject", "no-loss Mpps", "max fwd Mpps", "gen max Mpps"
+        "{:<8} {:>6} {:>14} {:>16} {:>14}  note",
+        "subject", "queues", "no-loss Mpps", "max fwd Mpps", "gen max Mpps"
     );
     for r in results {
         match &r.throughput {
             Some(t) => println!(
-                "{:<8} {:>14.3} {:>16.3} {:>14.3}  {}",
+                "{:<8} {:>6} {:>14.3} {:>16.3} {:>14.3}  {}",
                 r.subject.name(),
+                r.queues,
                 t.zero_loss_pps / 1e6,
                 t.max_delivered_pps / 1e6,
                 t.max_offered_pps / 1e6,
@@ -129,8 +154,9 @@ fn print_summary(results: &[SubjectResult]) {
                 }
             ),
             None => println!(
-                "{:<8} {:>14} {:>16} {:>14}  {}",
+                "{:<8} {:>6} {:>14} {:>16} {:>14}  {}",
                 r.subject.name(),
+                r.queues,
                 "-",
                 "-",
                 "-",
@@ -146,9 +172,28 @@ fn print_summary(results: &[SubjectResult]) {
             f(ratio(results, a, b, true))
         );
     };
+    for r in results {
+        for n in &r.notes {
+            println!("{:<8} {n}", r.subject.name());
+        }
+    }
     show("uvs / l2fwd", Subject::Uvs, Subject::L2fwd);
+    show("shared / copy", Subject::L2fwdShared, Subject::L2fwd);
     show("uvs / nft DNAT", Subject::Uvs, Subject::Nft);
     show("uvs / kernel fwd", Subject::Uvs, Subject::Kernel);
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}x"));
+    for r in results
+        .iter()
+        .filter(|r| r.subject == Subject::Uvs && r.queues > 1)
+    {
+        let q = (Subject::Uvs, r.queues);
+        println!(
+            "{:<16} no-loss {:>7}   max fwd {:>7}",
+            format!("uvs {}q / 1q", r.queues),
+            f(ratio_q(results, q, (Subject::Uvs, 1), false)),
+            f(ratio_q(results, q, (Subject::Uvs, 1), true))
+        );
+    }
 }
 
 #[derive(Args, Debug)]
@@ -174,8 +219,12 @@ pub struct GenArgs {
     pub rate: f64,
     #[arg(long)]
     pub seconds: f64,
-    #[arg(long)]
-    pub core: Option<usize>,
+    /// Transmit queues, one sending thread each (the rate is split evenly).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub queue: Vec<u32>,
+    /// Cores the sending threads are pinned to, in turn.
+    #[arg(long, value_delimiter = ',')]
+    pub core: Vec<usize>,
     /// SYN flood: TCP SYNs from this many spoofed sources (198.19.0.0/16) instead of UDP.
     #[arg(long, default_value_t = 0)]
     pub syn_spoof: u32,
@@ -193,7 +242,8 @@ pub fn gen_main(a: GenArgs) -> Result<()> {
         frame_len: a.frame_len,
         rate_pps: a.rate,
         seconds: a.seconds.clamp(0.01, 600.0),
-        core: a.core,
+        queues: a.queue,
+        cores: a.core,
         syn_spoof: a.syn_spoof,
     })?;
     println!("{}", serde_json::to_string(&r)?);
@@ -221,6 +271,9 @@ pub struct L2fwdArgs {
     /// Running totals (JSON) are written here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// One UMEM for both sockets: forward by descriptor instead of copying.
+    #[arg(long)]
+    pub shared_umem: bool,
 }
 
 pub fn l2fwd_main(a: L2fwdArgs) -> Result<()> {
@@ -235,6 +288,7 @@ pub fn l2fwd_main(a: L2fwdArgs) -> Result<()> {
             .collect::<Result<_>>()?,
         seconds: a.seconds.clamp(0.1, 3600.0),
         core: a.core,
+        shared_umem: a.shared_umem,
     };
     let r = xsk::l2fwd(&spec, a.ready.as_deref(), a.out.as_deref())?;
     println!("{}", serde_json::to_string(&r)?);

@@ -1,6 +1,7 @@
 //! The test network under a benchmark: `scripts/testbed.sh` namespaces torn down by a
 //! Drop guard (also when a run fails or panics), commands run inside them, and child
-//! processes (generator, uvsd, l2fwd, HAProxy, wrk) ended by their own PID only.
+//! processes (generator, uvsd, l2fwd, HAProxy, wrk) ended by their own PID only; the kernel
+//! peers' setup (forwarding, RPS, nftables DNAT), undone on drop.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -46,6 +47,17 @@ pub struct Testbed {
 
 impl Testbed {
     pub fn up(script: &Path, tag: &str, mode: &str, tx_csum_offload: bool) -> Result<Testbed> {
+        Self::up_queues(script, tag, mode, tx_csum_offload, 1)
+    }
+
+    /// [`Testbed::up`] with `queues` receive/transmit queues on the balancer's two links.
+    pub fn up_queues(
+        script: &Path,
+        tag: &str,
+        mode: &str,
+        tx_csum_offload: bool,
+        queues: usize,
+    ) -> Result<Testbed> {
         if !is_root() {
             bail!("the testbed needs root (network namespaces, veth, XDP, AF_XDP): run with sudo");
         }
@@ -64,6 +76,7 @@ impl Testbed {
         let out = Command::new(script)
             .args(["up", tag, "--mode", mode, "--tx-csum-offload"])
             .arg(if tx_csum_offload { "on" } else { "off" })
+            .args(["--queues", &queues.to_string()])
             .output()
             .with_context(|| format!("running {}", script.display()))?;
         if !out.status.success() {
@@ -136,6 +149,54 @@ impl Drop for Testbed {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// The kernel peers' setup in the balancer namespace: forwarding on, receive processing
+/// of the client link moved to `dut_core` by RPS, nftables DNAT for `nft`.
+pub struct KernelPeer<'a> {
+    tb: &'a Testbed,
+    nft: bool,
+}
+
+impl<'a> KernelPeer<'a> {
+    pub fn set_up(
+        tb: &'a Testbed,
+        nft: Option<(&str, u16)>,
+        rps_core: Option<usize>,
+    ) -> Result<KernelPeer<'a>> {
+        let peer = KernelPeer {
+            tb,
+            nft: nft.is_some(),
+        };
+        tb.run("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        if let Some(c) = rps_core {
+            tb.sh(
+                "lb",
+                &format!(
+                    "echo {:x} > /sys/class/net/uvs-lb0/queues/rx-0/rps_cpus",
+                    1u64 << c
+                ),
+            )?;
+        }
+        if let Some((proto, port)) = nft {
+            tb.nft("lb", &super::dnat_rules(proto, port))?;
+        }
+        Ok(peer)
+    }
+}
+
+impl Drop for KernelPeer<'_> {
+    fn drop(&mut self) {
+        if self.nft {
+            let _ = self
+                .tb
+                .run("lb", &["nft", "delete", "table", "ip", "uvsbench"]);
+        }
+        let _ = self.tb.sh(
+            "lb",
+            "echo 0 > /sys/class/net/uvs-lb0/queues/rx-0/rps_cpus; sysctl -qw net.ipv4.ip_forward=0",
+        );
     }
 }
 

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use etherparse::PacketBuilder;
 use serde::{Deserialize, Serialize};
 use uvs_port::{Frame, Port};
-use uvs_xsk::{XdpMode, XdpProgram, XskConfig, XskPort};
+use uvs_xsk::{XdpMode, XdpProgram, XskConfig, XskPair, XskPort};
 
 /// What the generator sends.
 #[derive(Clone, Debug)]
@@ -31,7 +31,11 @@ pub struct GenSpec {
     /// Offered packets per second; 0 = as fast as the socket takes them.
     pub rate_pps: f64,
     pub seconds: f64,
-    pub core: Option<usize>,
+    /// Transmit queues of `dev`, one sending thread each (a veth delivers a frame to the
+    /// peer's receive queue of the same number, so queue i reaches uvsd's worker i).
+    pub queues: Vec<u32>,
+    /// Cores the sending threads are pinned to, in turn (empty: not pinned).
+    pub cores: Vec<usize>,
     /// SYN-flood mode when non-zero: TCP SYNs to `dst_port` from this many spoofed sources
     /// (198.19.0.0/16, routed towards the client but held by nobody), instead of UDP from
     /// `src_ip`. Frames coming back are left to the kernel (no redirect-all), so the
@@ -121,31 +125,80 @@ fn pin(core: Option<usize>) {
     }
 }
 
-/// Sends for `seconds` at `rate_pps` (token bucket checked before every batch of ≤ 32,
-/// the copy-mode `sendto` quantum), draining and freeing anything that comes back.
+/// Sends for `seconds` at `rate_pps` in total, split evenly over one thread per queue,
+/// each sending its share of the flows; the threads' accounts are summed.
 pub fn generate(s: &GenSpec) -> Result<GenResult> {
     let frames = templates(s)?;
-    pin(s.core);
+    if s.queues.is_empty() || s.queues.len() > frames.len() {
+        bail!("need between 1 and {} queues", frames.len());
+    }
     let prog = XdpProgram::attach(&s.dev, XdpMode::Auto)
         .with_context(|| format!("attaching XDP to {}", s.dev))?;
-    let mut port = XskPort::open(&s.dev, 0, &XskConfig::default())?;
-    if s.syn_spoof == 0 {
+    // A SYN flood leaves what comes back to the kernel (the client's own connections).
+    let capture = s.syn_spoof == 0;
+    if capture {
         prog.set_redirect_all(true)?;
-        prog.register_socket(0, port.fd())?;
     }
+    let n = s.queues.len();
+    let mut jobs = Vec::with_capacity(n);
+    for (i, &q) in s.queues.iter().enumerate() {
+        let port = XskPort::open(&s.dev, q, &XskConfig::default())
+            .with_context(|| format!("opening {} queue {q}", s.dev))?;
+        if capture {
+            prog.register_socket(q, port.fd())?;
+        }
+        // Flow j goes to thread j mod n: each queue carries its own flows, as RSS would.
+        let mine: Vec<Vec<u8>> = frames.iter().skip(i).step_by(n).cloned().collect();
+        let core = (!s.cores.is_empty()).then(|| s.cores[i % s.cores.len()]);
+        jobs.push((port, mine, core));
+    }
+    let rate = s.rate_pps / n as f64;
+    let seconds = s.seconds;
+    let handles: Vec<_> = jobs
+        .into_iter()
+        .map(|(port, frames, core)| {
+            std::thread::spawn(move || send_queue(port, &frames, rate, seconds, core))
+        })
+        .collect();
+    let mut total = GenResult {
+        sent: 0,
+        seconds: 0.0,
+        tx_full: 0,
+    };
+    for h in handles {
+        let r = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a generator thread panicked"))?;
+        total.sent += r.sent;
+        total.tx_full += r.tx_full;
+        total.seconds = total.seconds.max(r.seconds);
+    }
+    drop(prog);
+    Ok(total)
+}
 
+/// One queue's sender: token bucket checked before every batch of ≤ 32 (the copy-mode
+/// `sendto` quantum), draining and freeing anything that comes back.
+fn send_queue(
+    mut port: XskPort,
+    frames: &[Vec<u8>],
+    rate_pps: f64,
+    seconds: f64,
+    core: Option<usize>,
+) -> GenResult {
+    pin(core);
     let mut burst = [Frame::default(); 64];
     let (mut sent, mut tx_full) = (0u64, 0u64);
     let mut next = 0usize;
     let start = Instant::now();
-    let dur = Duration::from_secs_f64(s.seconds);
+    let dur = Duration::from_secs_f64(seconds);
     loop {
         let el = start.elapsed();
         if el >= dur {
             break;
         }
-        let allowed = if s.rate_pps > 0.0 {
-            ((s.rate_pps * el.as_secs_f64()) as u64).saturating_sub(sent)
+        let allowed = if rate_pps > 0.0 {
+            ((rate_pps * el.as_secs_f64()) as u64).saturating_sub(sent)
         } else {
             u64::MAX
         };
@@ -170,11 +223,11 @@ pub fn generate(s: &GenSpec) -> Result<GenResult> {
         let r = port.rx_burst(&mut burst);
         port.free(&burst[..r]);
     }
-    Ok(GenResult {
+    GenResult {
         sent: sent.saturating_sub(port.stats().tx.saturating_sub(port.stats().tx_completed)),
         seconds,
         tx_full,
-    })
+    }
 }
 
 /// What the l2fwd ceiling forwards.
@@ -187,12 +240,33 @@ pub struct L2fwdSpec {
     pub dst_macs: Vec<[u8; 6]>,
     pub seconds: f64,
     pub core: Option<usize>,
+    /// One UMEM shared by both sockets, frames forwarded by descriptor (no copy).
+    pub shared_umem: bool,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct L2fwdResult {
     pub forwarded: u64,
     pub dropped: u64,
+    /// The receiving socket's kernel counters: frames lost to a full RX ring, and to an
+    /// empty fill ring.
+    #[serde(default)]
+    pub rx_ring_full: u64,
+    #[serde(default)]
+    pub rx_fill_empty: u64,
+    /// This thread's CPU time (not wall time: preemption by other work on the core does
+    /// not count) spent in polls that received frames — receive, rewrite, forward, and
+    /// the `sendto` kicks in which copy-mode AF_XDP transmits — per forwarded frame.
+    #[serde(default)]
+    pub busy_cpu_ns_per_frame: f64,
+}
+
+/// The calling thread's CPU time, nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
 }
 
 /// Receives on `rx_dev`, rewrites both MACs and sends a copy out of `tx_dev`: the same
@@ -207,6 +281,9 @@ pub fn l2fwd(s: &L2fwdSpec, ready: Option<&Path>, out: Option<&Path>) -> Result<
     let prog = XdpProgram::attach(&s.rx_dev, XdpMode::Auto)
         .with_context(|| format!("attaching XDP to {}", s.rx_dev))?;
     prog.set_redirect_all(true)?;
+    if s.shared_umem {
+        return l2fwd_shared(s, &prog, ready, out);
+    }
     let mut rx = XskPort::open(&s.rx_dev, 0, &XskConfig::default())?;
     prog.register_socket(0, rx.fd())?;
     let mut tx = XskPort::open(&s.tx_dev, 0, &XskConfig::default())?;
@@ -222,7 +299,7 @@ pub fn l2fwd(s: &L2fwdSpec, ready: Option<&Path>, out: Option<&Path>) -> Result<
     let mut next_report = Instant::now() + Duration::from_secs(1);
 
     let mut burst = [Frame::default(); 64];
-    let (mut forwarded, mut dropped) = (0u64, 0u64);
+    let (mut forwarded, mut dropped, mut busy_ns) = (0u64, 0u64, 0u64);
     let mut k = 0usize;
     let end = Instant::now() + Duration::from_secs_f64(s.seconds);
     let mut polls = 0u32;
@@ -235,9 +312,10 @@ pub fn l2fwd(s: &L2fwdSpec, ready: Option<&Path>, out: Option<&Path>) -> Result<
             }
             if now >= next_report {
                 next_report = now + Duration::from_secs(1);
-                write_totals(&L2fwdResult { forwarded, dropped })?;
+                write_totals(&totals(forwarded, dropped, busy_ns, rx.kernel_stats().ok()))?;
             }
         }
+        let t0 = thread_cpu_ns();
         let n = rx.rx_burst(&mut burst);
         if n == 0 {
             rx.flush();
@@ -258,8 +336,92 @@ pub fn l2fwd(s: &L2fwdSpec, ready: Option<&Path>, out: Option<&Path>) -> Result<
         rx.free(&burst[..n]);
         tx.flush();
         rx.flush();
+        busy_ns += thread_cpu_ns().saturating_sub(t0);
     }
-    let r = L2fwdResult { forwarded, dropped };
+    let r = totals(forwarded, dropped, busy_ns, rx.kernel_stats().ok());
+    write_totals(&r)?;
+    Ok(r)
+}
+
+fn totals(
+    forwarded: u64,
+    dropped: u64,
+    busy_ns: u64,
+    k: Option<uvs_xsk::XdpStatistics>,
+) -> L2fwdResult {
+    L2fwdResult {
+        forwarded,
+        dropped,
+        busy_cpu_ns_per_frame: busy_ns as f64 / forwarded.max(1) as f64,
+        rx_ring_full: k.as_ref().map_or(0, |k| k.rx_ring_full()),
+        rx_fill_empty: k.as_ref().map_or(0, |k| k.rx_fill_ring_empty_descs()),
+    }
+}
+
+/// [`l2fwd`] over one shared UMEM: the received frame itself goes into the other
+/// interface's TX ring, no copy.
+fn l2fwd_shared(
+    s: &L2fwdSpec,
+    prog: &XdpProgram,
+    ready: Option<&Path>,
+    out: Option<&Path>,
+) -> Result<L2fwdResult> {
+    let mut pair = XskPair::open((&s.rx_dev, 0), (&s.tx_dev, 0), &XskConfig::default())?;
+    prog.register_socket(0, pair.fd(0))?;
+    if let Some(p) = ready {
+        std::fs::write(p, "ready\n")?;
+    }
+    let write_totals = |r: &L2fwdResult| -> Result<()> {
+        if let Some(p) = out {
+            std::fs::write(p, serde_json::to_string(r)?)?;
+        }
+        Ok(())
+    };
+    let mut next_report = Instant::now() + Duration::from_secs(1);
+    let mut burst = [Frame::default(); 64];
+    let (mut forwarded, mut dropped, mut busy_ns) = (0u64, 0u64, 0u64);
+    let mut k = 0usize;
+    let end = Instant::now() + Duration::from_secs_f64(s.seconds);
+    let mut polls = 0u32;
+    loop {
+        polls = polls.wrapping_add(1);
+        if polls.is_multiple_of(1024) {
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            if now >= next_report {
+                next_report = now + Duration::from_secs(1);
+                write_totals(&totals(
+                    forwarded,
+                    dropped,
+                    busy_ns,
+                    pair.kernel_stats(0).ok(),
+                ))?;
+            }
+        }
+        let t0 = thread_cpu_ns();
+        let n = pair.rx_burst(0, &mut burst);
+        if n == 0 {
+            pair.flush();
+            continue;
+        }
+        for f in &burst[..n] {
+            let b = pair.buf_mut(f);
+            b[..6].copy_from_slice(&s.dst_macs[k]);
+            b[6..12].copy_from_slice(&s.src_mac);
+            k = (k + 1) % s.dst_macs.len();
+        }
+        let sent = pair.forward(1, &burst[..n]);
+        forwarded += sent as u64;
+        if sent < n {
+            dropped += (n - sent) as u64;
+            pair.free(&burst[sent..n]);
+        }
+        pair.flush();
+        busy_ns += thread_cpu_ns().saturating_sub(t0);
+    }
+    let r = totals(forwarded, dropped, busy_ns, pair.kernel_stats(0).ok());
     write_totals(&r)?;
     Ok(r)
 }
@@ -280,7 +442,8 @@ mod tests {
             frame_len: 60,
             rate_pps: 0.0,
             seconds: 0.1,
-            core: None,
+            queues: vec![0],
+            cores: vec![],
             syn_spoof: 0,
         }
     }

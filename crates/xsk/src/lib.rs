@@ -4,6 +4,8 @@
 //! - [`XskPort`]: one AF_XDP socket on (interface, queue) with its own UMEM,
 //!   implementing [`uvs_port::Port`] (xsk-rs rings, batch-oriented, no
 //!   allocation per burst).
+//! - [`XskPair`]: two sockets on one shared UMEM, forwarding by descriptor (the
+//!   measured alternative to `XskPort`'s copy between two UMEMs).
 //! - [`XdpProgram`]: the uvs XDP program (`bpf/uvs_xdp.c`, compiled by
 //!   build.rs and embedded) loaded with libbpf and attached by a BPF link. It
 //!   redirects to the socket only what the balancer owns and passes the rest
@@ -28,6 +30,7 @@
 mod error;
 mod libbpf_log;
 mod member;
+mod pair;
 mod port;
 mod port_config;
 mod program;
@@ -38,6 +41,7 @@ pub use member::{
     flow_hash, flow_slot, MemberCounters, MemberHash, MemberProgram, MemberSettings,
     MEMBER_MAX_PORTS, MEMBER_TABLE_MAX, NO_OWNER,
 };
+pub use pair::XskPair;
 pub use port::XskPort;
 pub use port_config::{XskConfig, XskPortStats, ZeroCopy};
 pub use program::{

@@ -40,10 +40,10 @@ use crate::{
 };
 
 /// UMEM chunk size (a power of two, as aligned UMEMs require).
-const CHUNK_SIZE: usize = 4096;
-const CHUNK_SHIFT: u32 = CHUNK_SIZE.trailing_zeros();
+pub(crate) const CHUNK_SIZE: usize = 4096;
+pub(crate) const CHUNK_SHIFT: u32 = CHUNK_SIZE.trailing_zeros();
 /// Most descriptors moved through a ring in one call.
-const BATCH: usize = 256;
+pub(crate) const BATCH: usize = 256;
 
 /// Where a frame is; one byte per chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,101 +93,16 @@ impl XskPort {
     /// for frames to arrive; this socket never loads a program of its own.
     pub fn open(ifname: &str, queue: u32, config: &XskConfig) -> Result<Self, XskError> {
         let ring = config.ring_size;
-        if !ring.is_power_of_two() || !(64..=16384).contains(&ring) {
-            return Err(XskError::Config(format!(
-                "ring_size {ring} must be a power of two between 64 and 16384"
-            )));
-        }
-        sys::ifindex(ifname)?;
-        let count = sys::queue_count(ifname);
-        if let Some(count) = count {
-            if queue >= count {
-                return Err(XskError::QueueOutOfRange {
-                    ifname: ifname.to_string(),
-                    queue,
-                    count,
-                });
-            }
-        }
-        sys::raise_memlock();
+        let count = check_open(ifname, queue, ring)?;
 
         let ring_size = ring as usize;
         let rx_frames = 2 * ring_size + BATCH;
         let total = rx_frames + ring_size;
         let bytes = total * CHUNK_SIZE;
-        let qsize = QueueSize::new(ring).map_err(|e| XskError::Config(e.to_string()))?;
-        let umem_config = UmemConfig::builder()
-            .frame_size(
-                FrameSize::new(CHUNK_SIZE as u32).map_err(|e| XskError::Config(e.to_string()))?,
-            )
-            .fill_queue_size(qsize)
-            .comp_queue_size(qsize)
-            .frame_headroom(0)
-            .build()
-            .map_err(|e| XskError::Config(e.to_string()))?;
-        let frames = NonZeroU32::new(total as u32).expect("ring_size ≥ 64");
-        let (umem, descs) = Umem::new(umem_config, frames, false).map_err(|e| {
-            let io = source_io(&e);
-            match io.raw_os_error() {
-                Some(libc::ENOBUFS) | Some(libc::ENOMEM) => XskError::Memlock { bytes, source: io },
-                _ => XskError::os("create the UMEM", ifname, io),
-            }
-        })?;
-
-        let iface: Interface = ifname
-            .parse()
-            .map_err(|_| XskError::NoSuchInterface(ifname.to_string()))?;
-        let attempts: &[bool] = match config.zero_copy {
-            ZeroCopy::Auto => &[true, false],
-            ZeroCopy::On => &[true],
-            ZeroCopy::Off => &[false],
-        };
-        let mut last = None;
-        let mut opened = None;
-        for &zc in attempts {
-            let mode = if zc {
-                BindFlags::XDP_ZEROCOPY
-            } else {
-                BindFlags::XDP_COPY
-            };
-            let socket_config = SocketConfig::builder()
-                .rx_queue_size(qsize)
-                .tx_queue_size(qsize)
-                .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-                .bind_flags(mode | BindFlags::XDP_USE_NEED_WAKEUP)
-                .build();
-            // SAFETY: this UMEM is fresh and used by no other socket, so no
-            // socket is bound with it to this (device, queue) yet; a busy
-            // queue is reported by the kernel as EBUSY.
-            match unsafe { Socket::new(socket_config, &umem, &iface, queue) } {
-                Ok((tx, rx, Some((fill, comp)))) => {
-                    opened = Some((zc, tx, rx, fill, comp));
-                    break;
-                }
-                Ok((_, _, None)) => {
-                    return Err(XskError::os(
-                        "bind the AF_XDP socket",
-                        ifname,
-                        std::io::Error::other(
-                            "libxdp returned no fill/completion rings for a fresh UMEM",
-                        ),
-                    ))
-                }
-                Err(e) => {
-                    let io = source_io(&e);
-                    if zc && config.zero_copy == ZeroCopy::Auto {
-                        log::info!(
-                            "{ifname} queue {queue}: zero-copy refused ({io}); using copy mode"
-                        );
-                    }
-                    last = Some((zc, io));
-                }
-            }
-        }
-        let Some((zero_copy, tx, rx, fill, comp)) = opened else {
-            let (zc, io) = last.expect("at least one attempt");
-            return Err(bind_error(ifname, queue, count, zc, bytes, io));
-        };
+        let (umem, descs) = new_umem(ifname, ring, total)?;
+        // SAFETY: this UMEM is fresh and used by no other socket.
+        let (zero_copy, tx, rx, fill, comp) =
+            unsafe { bind_socket(&umem, ifname, queue, config, count, bytes)? };
 
         let fd = rx.fd().as_raw_fd();
         if !zero_copy {
@@ -386,6 +301,117 @@ impl XskPort {
         self.stats.tx_copy_refused += 1;
         false
     }
+}
+
+/// Checks the ring size, the interface and the queue before a bind, and raises the
+/// memlock limit; returns the interface's queue count where known.
+pub(crate) fn check_open(ifname: &str, queue: u32, ring: u32) -> Result<Option<u32>, XskError> {
+    if !ring.is_power_of_two() || !(64..=16384).contains(&ring) {
+        return Err(XskError::Config(format!(
+            "ring_size {ring} must be a power of two between 64 and 16384"
+        )));
+    }
+    sys::ifindex(ifname)?;
+    let count = sys::queue_count(ifname);
+    if let Some(count) = count {
+        if queue >= count {
+            return Err(XskError::QueueOutOfRange {
+                ifname: ifname.to_string(),
+                queue,
+                count,
+            });
+        }
+    }
+    sys::raise_memlock();
+    Ok(count)
+}
+
+/// A UMEM of `total` chunks with fill and completion rings of `ring` descriptors.
+pub(crate) fn new_umem(
+    ifname: &str,
+    ring: u32,
+    total: usize,
+) -> Result<(Umem, Vec<FrameDesc>), XskError> {
+    let bytes = total * CHUNK_SIZE;
+    let qsize = QueueSize::new(ring).map_err(|e| XskError::Config(e.to_string()))?;
+    let umem_config = UmemConfig::builder()
+        .frame_size(FrameSize::new(CHUNK_SIZE as u32).map_err(|e| XskError::Config(e.to_string()))?)
+        .fill_queue_size(qsize)
+        .comp_queue_size(qsize)
+        .frame_headroom(0)
+        .build()
+        .map_err(|e| XskError::Config(e.to_string()))?;
+    let frames = NonZeroU32::new(total as u32).expect("ring_size ≥ 64");
+    Umem::new(umem_config, frames, false).map_err(|e| {
+        let io = source_io(&e);
+        match io.raw_os_error() {
+            Some(libc::ENOBUFS) | Some(libc::ENOMEM) => XskError::Memlock { bytes, source: io },
+            _ => XskError::os("create the UMEM", ifname, io),
+        }
+    })
+}
+
+/// Binds a socket on (`ifname`, `queue`) to `umem`, zero-copy first where `config`
+/// allows; returns (zero-copy?, TX, RX, fill, completion).
+///
+/// # Safety
+/// No other socket of `umem` may be bound to (`ifname`, `queue`): the socket gets fill
+/// and completion rings of its own (a fresh UMEM, or XDP_SHARED_UMEM on another device
+/// or queue).
+pub(crate) unsafe fn bind_socket(
+    umem: &Umem,
+    ifname: &str,
+    queue: u32,
+    config: &XskConfig,
+    count: Option<u32>,
+    bytes: usize,
+) -> Result<(bool, TxQueue, RxQueue, FillQueue, CompQueue), XskError> {
+    let qsize = QueueSize::new(config.ring_size).map_err(|e| XskError::Config(e.to_string()))?;
+    let iface: Interface = ifname
+        .parse()
+        .map_err(|_| XskError::NoSuchInterface(ifname.to_string()))?;
+    let attempts: &[bool] = match config.zero_copy {
+        ZeroCopy::Auto => &[true, false],
+        ZeroCopy::On => &[true],
+        ZeroCopy::Off => &[false],
+    };
+    let mut last = None;
+    for &zc in attempts {
+        let mode = if zc {
+            BindFlags::XDP_ZEROCOPY
+        } else {
+            BindFlags::XDP_COPY
+        };
+        let socket_config = SocketConfig::builder()
+            .rx_queue_size(qsize)
+            .tx_queue_size(qsize)
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(mode | BindFlags::XDP_USE_NEED_WAKEUP)
+            .build();
+        // SAFETY: the caller guarantees no socket of this UMEM is bound to this
+        // (device, queue) yet; a queue busy with another UMEM is reported as EBUSY.
+        match unsafe { Socket::new(socket_config, umem, &iface, queue) } {
+            Ok((tx, rx, Some((fill, comp)))) => return Ok((zc, tx, rx, fill, comp)),
+            Ok((_, _, None)) => {
+                return Err(XskError::os(
+                    "bind the AF_XDP socket",
+                    ifname,
+                    std::io::Error::other(
+                        "libxdp returned no fill/completion rings for a new (device, queue)",
+                    ),
+                ))
+            }
+            Err(e) => {
+                let io = source_io(&e);
+                if zc && config.zero_copy == ZeroCopy::Auto {
+                    log::info!("{ifname} queue {queue}: zero-copy refused ({io}); using copy mode");
+                }
+                last = Some((zc, io));
+            }
+        }
+    }
+    let (zc, io) = last.expect("at least one attempt");
+    Err(bind_error(ifname, queue, count, zc, bytes, io))
 }
 
 impl Port for XskPort {
