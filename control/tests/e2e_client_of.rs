@@ -243,17 +243,7 @@ fn a_fullnat_real_server_learns_its_clients_address() {
     );
 
     // uvsd counted it all.
-    let metrics = tb.exec(
-        "lb",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9100/metrics",
-        ],
-    );
-    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let metrics = tb.metrics();
     let value = |line: &str| {
         metrics
             .lines()

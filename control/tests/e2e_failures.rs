@@ -270,17 +270,7 @@ fn a_syn_flood_does_not_lock_clients_out_after_it_ends() {
         "flood: {}",
         String::from_utf8_lossy(&flood.stderr)
     );
-    let full = tb.exec(
-        "lb",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9100/metrics",
-        ],
-    );
-    let metrics = String::from_utf8_lossy(&full.stdout).to_string();
+    let metrics = tb.metrics();
     let refused = metrics
         .lines()
         .find(|l| l.starts_with("uvs_drops_total{") && l.contains("table_full"))

@@ -111,17 +111,7 @@ fn stop_tls_nginx(tb: &Testbed, i: u8) {
 
 /// Whether the metrics say real server `real` of web4s is up; `None` if not listed.
 fn https_real_up(tb: &Testbed, real: &str) -> Option<bool> {
-    let out = tb.exec(
-        "lb",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9100/metrics",
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout)
+    tb.metrics()
         .lines()
         .find(|l| {
             l.starts_with("uvs_real_up{")

@@ -36,20 +36,6 @@ fn config() -> String {
     out
 }
 
-fn metrics(tb: &Testbed) -> String {
-    let o = tb.exec(
-        "lb",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9100/metrics",
-        ],
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
 /// The first word of each body of one curl run (several URLs share its connection).
 fn servers(tb: &Testbed, args: &[&str]) -> Vec<String> {
     let mut a = vec!["curl", "-s", "-g", "--max-time", "3"];
@@ -231,7 +217,7 @@ print('%.1f %s' % (time.time() - t, d.split(b'\r\n')[0].decode()))
         tb.uvsd_log()
     );
 
-    let m = metrics(&tb);
+    let m = tb.metrics();
     // The first sample (not a HELP or TYPE line) naming `needle`.
     let line = |needle: &str| {
         m.lines()
@@ -442,7 +428,7 @@ print(resp.split(b'\r\n\r\n', 1)[-1].decode().strip())
         tb.uvsd_log()
     );
 
-    let m = metrics(&tb);
+    let m = tb.metrics();
     let replayed = m
         .lines()
         .find(|l| l.starts_with("uvs_layer7_replayed_total"))

@@ -65,20 +65,6 @@ impl Drop for HealthServer {
     }
 }
 
-fn metrics(tb: &Testbed) -> String {
-    let o = tb.exec(
-        "lb",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9100/metrics",
-        ],
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
 /// The value of the sample of `family` whose labels contain every one of `labels`.
 fn sample(m: &str, family: &str, labels: &[&str]) -> Option<u64> {
     m.lines()
@@ -90,7 +76,7 @@ fn sample(m: &str, family: &str, labels: &[&str]) -> Option<u64> {
 
 /// rs2's and rs3's state for pool `b`, and rs3's own health (`uvs_real_up`).
 fn states(tb: &Testbed) -> (Option<u64>, Option<u64>, Option<u64>) {
-    let m = metrics(tb);
+    let m = tb.metrics();
     let b = |real: &str| {
         sample(
             &m,
@@ -121,7 +107,7 @@ fn wait_for(tb: &Testbed, want: (Option<u64>, Option<u64>, Option<u64>), what: &
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "{what}: (b rs2, b rs3, rs3) = {got:?}, wanted {want:?}\n{}\n{}",
-            metrics(tb),
+            tb.metrics(),
             tb.uvsd_log()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -167,7 +153,7 @@ fn a_pool_health_check_takes_a_server_out_of_that_pool_only() {
         ["rs1", "rs2"],
         "pool a keeps rs2 (only Host and path together go to b)"
     );
-    let m = metrics(&tb);
+    let m = tb.metrics();
     let a2 = sample(
         &m,
         "uvs_layer7_pool_real_up",

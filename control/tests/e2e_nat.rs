@@ -167,17 +167,7 @@ fn two_workers_share_the_connection_table() {
         "{answers:?}\n{}",
         tb.uvsd_log()
     );
-    let metrics = tb.exec(
-        "lb",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9100/metrics",
-        ],
-    );
-    let text = String::from_utf8_lossy(&metrics.stdout).to_string();
+    let text = tb.metrics();
     for w in ["0", "1"] {
         let rx: u64 = text
             .lines()

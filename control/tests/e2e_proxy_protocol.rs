@@ -221,17 +221,7 @@ fn nginx_logs_the_true_client_over_proxy_protocol_v2() {
     }
 
     // Every connection went through the proxy and carried a header.
-    let m = tb.exec(
-        "lb",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9100/metrics",
-        ],
-    );
-    let m = String::from_utf8_lossy(&m.stdout).to_string();
+    let m = tb.metrics();
     let sum = |name: &str| -> f64 {
         m.lines()
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))

@@ -68,13 +68,6 @@ fn sha256(p: &Path) -> String {
         .to_string()
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Drops of the root qdisc of DEV (`tc -s qdisc show dev DEV`: the classifier's).
 fn drops(tb: &Testbed, role: &str, dev: &str) -> u64 {
     let o = tb.exec(role, &["tc", "-s", "qdisc", "show", "dev", dev]);
@@ -350,21 +343,8 @@ fn spliced_transfers_survive_loss_and_reordering() {
     let (out_slow, in_slow) = (slow_sent(&tb, "uvs-c0"), slow_sent(&tb, "uvs-ifbnet"));
     let ofo = nstat(&tb, "TcpExtTCPOFOQueue");
     let retrans = nstat(&tb, "TcpRetransSegs");
-    let m = String::from_utf8_lossy(
-        &tb.exec(
-            "lb",
-            &[
-                "curl",
-                "-s",
-                "--max-time",
-                "2",
-                "http://127.0.0.1:9100/metrics",
-            ],
-        )
-        .stdout,
-    )
-    .to_string();
-    let spliced = metric(&m, "uvs_synproxy_spliced_total");
+    let m = tb.metrics();
+    let spliced = common::metric_sum(&m, "uvs_synproxy_spliced_total");
     eprintln!(
         "dropped {out_drops} packets leaving the client, {in_drops} arriving; delayed \
          behind later ones {out_slow} leaving, {in_slow} arriving; client TCP: \

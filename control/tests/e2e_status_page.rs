@@ -136,17 +136,7 @@ fn health(dom: &str, real: &str) -> String {
 
 /// `uvs_service_connections_total` of web4 from /metrics: the daemon's own count.
 fn metrics_web4_conns(tb: &Testbed) -> f64 {
-    let out = tb.exec(
-        "lb",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9100/metrics",
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout)
+    tb.metrics()
         .lines()
         .find(|l| l.starts_with("uvs_service_connections_total{") && l.contains("service=\"web4\""))
         .and_then(|l| l.rsplit(' ').next())
@@ -415,20 +405,7 @@ fn status_page_shows_the_running_balancer_in_a_browser() {
 
     // 4. The Grafana dashboard's queries, evaluated by Prometheus over what it scraped.
     std::thread::sleep(Duration::from_millis(2500)); // a scrape or two after rs2 went down
-    let exported = String::from_utf8_lossy(
-        &tb.exec(
-            "lb",
-            &[
-                "curl",
-                "-s",
-                "--max-time",
-                "2",
-                "http://127.0.0.1:9100/metrics",
-            ],
-        )
-        .stdout,
-    )
-    .into_owned();
+    let exported = tb.metrics();
     let queries = dashboard_queries();
     let mut problems = Vec::new();
     let mut with_data = 0;

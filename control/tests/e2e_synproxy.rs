@@ -26,29 +26,6 @@ fn config() -> String {
     out
 }
 
-fn metrics(tb: &Testbed) -> String {
-    let o = tb.exec(
-        "lb",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9100/metrics",
-        ],
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-/// The sum of a metric's samples (over workers).
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .sum::<f64>()
-        + 0.0
-}
-
 /// (requests, errors) from a wrk report: socket errors and non-2xx answers.
 fn wrk_counts(report: &str) -> (u64, u64) {
     let num = |s: &str| s.trim().trim_end_matches(',').parse::<u64>().unwrap_or(0);
@@ -115,10 +92,10 @@ fn syn_proxy_serves_clients_and_keeps_a_flood_out_of_the_table() {
         "connect/total seconds per request:\n{}",
         String::from_utf8_lossy(&timed.stdout)
     );
-    let m = metrics(&tb);
-    let sent = metric(&m, "uvs_synproxy_cookies_sent_total");
-    let valid = metric(&m, "uvs_synproxy_cookies_valid_total");
-    let spliced = metric(&m, "uvs_synproxy_spliced_total");
+    let m = tb.metrics();
+    let sent = common::metric_sum(&m, "uvs_synproxy_cookies_sent_total");
+    let valid = common::metric_sum(&m, "uvs_synproxy_cookies_valid_total");
+    let spliced = common::metric_sum(&m, "uvs_synproxy_spliced_total");
     assert!(
         sent >= 17.0 && valid >= 17.0 && spliced >= 17.0,
         "every request went through the proxy: sent {sent} valid {valid} spliced {spliced}"
@@ -166,7 +143,7 @@ fn syn_proxy_serves_clients_and_keeps_a_flood_out_of_the_table() {
     assert!(n > 100, "wrk ran: {report}");
     assert_eq!(errors, 0, "wrk through the SYN proxy:\n{report}");
 
-    let valid_before = metric(&metrics(&tb), "uvs_synproxy_cookies_valid_total");
+    let valid_before = common::metric_sum(&tb.metrics(), "uvs_synproxy_cookies_valid_total");
     // A bounded spoofed flood (198.18.0.200 is on the client's link but nobody holds it)
     // while a legitimate client keeps connecting.
     let flood = std::process::Command::new("ip")
@@ -184,7 +161,7 @@ fn syn_proxy_serves_clients_and_keeps_a_flood_out_of_the_table() {
     let f0 = Instant::now();
     while f0.elapsed() < Duration::from_secs(5) {
         during.extend(tb.curl_bodies("http://198.18.100.1/", 1));
-        max_entries = max_entries.max(metric(&metrics(&tb), "uvs_conn_table_entries"));
+        max_entries = max_entries.max(common::metric_sum(&tb.metrics(), "uvs_conn_table_entries"));
         let listing = tb.uvsadm(&["-L", "-n", "-c"]);
         let listing = String::from_utf8_lossy(&listing.stdout).to_string();
         assert!(
@@ -207,17 +184,17 @@ fn syn_proxy_serves_clients_and_keeps_a_flood_out_of_the_table() {
         failed, 0,
         "legitimate requests failed during the flood: {during:?}"
     );
-    let m = metrics(&tb);
-    let flood_cookies = metric(&m, "uvs_synproxy_cookies_sent_total") - sent;
-    let entries = metric(&m, "uvs_conn_table_entries");
+    let m = tb.metrics();
+    let flood_cookies = common::metric_sum(&m, "uvs_synproxy_cookies_sent_total") - sent;
+    let entries = common::metric_sum(&m, "uvs_conn_table_entries");
     eprintln!(
         "flood: {}; {flood_cookies} cookie SYN-ACKs; table entries at most {max_entries} \
          during it, {entries} after; {} legitimate requests during it; client segments \
          held until their server answered: {}, dropped: {}; {:?} in all",
         String::from_utf8_lossy(&out.stdout).trim(),
         during.len(),
-        metric(&m, "uvs_synproxy_held_total"),
-        metric(&m, "uvs_drops_total{reason=\"synproxy_not_ready\"}"),
+        common::metric_sum(&m, "uvs_synproxy_held_total"),
+        common::metric_sum(&m, "uvs_drops_total{reason=\"synproxy_not_ready\"}"),
         t0.elapsed()
     );
     assert!(
@@ -226,7 +203,7 @@ fn syn_proxy_serves_clients_and_keeps_a_flood_out_of_the_table() {
     );
     // Entries come only from valid cookies, and during the flood only the legitimate
     // client returned one (one connection per curl).
-    let valid = metric(&m, "uvs_synproxy_cookies_valid_total");
+    let valid = common::metric_sum(&m, "uvs_synproxy_cookies_valid_total");
     assert!(
         valid - valid_before <= during.len() as f64,
         "{} valid cookies during the flood for {} requests: some spoofed SYN got in",
@@ -238,7 +215,7 @@ fn syn_proxy_serves_clients_and_keeps_a_flood_out_of_the_table() {
         "the table grew during the flood: {max_entries} entries, {valid} valid cookies"
     );
     assert_eq!(
-        metric(&m, "uvs_drops_total{reason=\"conn_table_full\"}"),
+        common::metric_sum(&m, "uvs_drops_total{reason=\"conn_table_full\"}"),
         0.0
     );
 }
@@ -306,6 +283,9 @@ fn syn_proxy_with_fullnat_over_ipv4_and_ipv6() {
         originals.contains(&got_sum),
         "the IPv6 download matches none of the servers' files"
     );
-    let m = metrics(&tb);
-    assert!(metric(&m, "uvs_synproxy_spliced_total") >= 13.0, "{m}");
+    let m = tb.metrics();
+    assert!(
+        common::metric_sum(&m, "uvs_synproxy_spliced_total") >= 13.0,
+        "{m}"
+    );
 }

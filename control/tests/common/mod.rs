@@ -90,6 +90,22 @@ impl Testbed {
             .args(args))
     }
 
+    /// uvsd's /metrics (127.0.0.1:9100 in the balancer namespace) as text; empty when it
+    /// does not answer within 2 s.
+    pub fn metrics(&self) -> String {
+        let o = self.exec(
+            "lb",
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "2",
+                "http://127.0.0.1:9100/metrics",
+            ],
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
     pub fn sh(&self, role: &str, script: &str) -> Output {
         self.exec(role, &["bash", "-c", script])
     }
@@ -209,17 +225,7 @@ impl Testbed {
 /// Whether the metrics endpoint (127.0.0.1:9100 in the balancer namespace) reports real
 /// server `real` ("addr:port") of the demo's web4 service as up; `None` if not listed.
 pub fn real_up(tb: &Testbed, real: &str) -> Option<bool> {
-    let out = tb.exec(
-        "lb",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9100/metrics",
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout)
+    tb.metrics()
         .lines()
         .find(|l| {
             l.starts_with("uvs_real_up{")
@@ -275,4 +281,13 @@ pub fn uvs_agent_bin() -> PathBuf {
 /// service when needed).
 pub fn demo_config() -> String {
     std::fs::read_to_string(repo().join("configs/demo.yaml")).unwrap()
+}
+
+/// The sum of the samples of metric `name` in /metrics text (over workers and labels);
+/// `name` may end in a label set (`uvs_drops_total{reason="x"}`) to pick one sample.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
 }
