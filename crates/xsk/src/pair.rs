@@ -210,21 +210,9 @@ impl XskPair {
                 frame.addr
             )
         });
-        let desc = &mut self.table[idx];
         // SAFETY: the frame is the caller's (owner byte): neither the kernel nor another
         // buffer touches it while `&mut self` is borrowed.
-        let mut data = unsafe { self.umem.data_mut(desc) };
-        data.cursor().set_pos(FRAME_CAPACITY);
-        let buf = data.contents_mut();
-        assert_eq!(
-            buf.len(),
-            FRAME_CAPACITY,
-            "chunk too small for FRAME_CAPACITY"
-        );
-        let ptr = buf.as_mut_ptr();
-        // SAFETY: valid for FRAME_CAPACITY bytes inside this frame's chunk (asserted); the
-        // mapping lives as long as `self`, whose borrow bounds the slice.
-        unsafe { std::slice::from_raw_parts_mut(ptr, FRAME_CAPACITY) }
+        unsafe { crate::port::whole_frame(&mut self.umem, &mut self.table[idx]) }
     }
 
     /// Queues frames received on either side for transmission on `side`, by descriptor.

@@ -469,25 +469,10 @@ impl Port for XskPort {
                     self.name, frame.addr
                 )
             });
-        let desc = &mut self.table[idx];
-        // SAFETY: the frame is the caller's (owner byte), so neither the
-        // kernel nor another buffer of this port touches it; `&mut self`
-        // keeps it exclusive for the returned lifetime.
-        let mut data = unsafe { self.umem.data_mut(desc) };
-        // The packet sits 256 bytes into a 4096-byte chunk: 3840 bytes follow.
-        data.cursor().set_pos(FRAME_CAPACITY);
-        let buf = data.contents_mut();
-        assert_eq!(
-            buf.len(),
-            FRAME_CAPACITY,
-            "chunk too small for FRAME_CAPACITY"
-        );
-        let ptr = buf.as_mut_ptr();
-        // SAFETY: `ptr` is valid for FRAME_CAPACITY bytes inside this frame's
-        // chunk (asserted above); the UMEM mapping lives as long as `self`
-        // (it holds the `Umem`), and the borrow of `self` ends the slice's use
-        // before any other access to the frame through this port.
-        unsafe { std::slice::from_raw_parts_mut(ptr, FRAME_CAPACITY) }
+        // SAFETY: the frame is the caller's (owner byte), so neither the kernel nor another
+        // buffer of this port touches it; `&mut self` keeps it exclusive for the returned
+        // lifetime.
+        unsafe { whole_frame(&mut self.umem, &mut self.table[idx]) }
     }
 
     fn tx_burst(&mut self, frames: &[Frame]) -> usize {
@@ -595,4 +580,26 @@ impl Port for XskPort {
     fn wait_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         Some(self.borrowed_fd())
     }
+}
+
+/// The whole writable buffer of a frame (`FRAME_CAPACITY` bytes: the packet sits 256 bytes
+/// into a 4096-byte chunk, 3840 bytes follow), whatever its current length.
+///
+/// # Safety
+/// The frame must be the caller's: neither the kernel nor another buffer may touch it
+/// while the returned slice lives (its lifetime is bound to the exclusive borrow of `umem`).
+pub(crate) unsafe fn whole_frame<'a>(umem: &'a mut Umem, desc: &mut FrameDesc) -> &'a mut [u8] {
+    // SAFETY: the caller guarantees exclusive use of the frame.
+    let mut data = unsafe { umem.data_mut(desc) };
+    data.cursor().set_pos(FRAME_CAPACITY);
+    let buf = data.contents_mut();
+    assert_eq!(
+        buf.len(),
+        FRAME_CAPACITY,
+        "chunk too small for FRAME_CAPACITY"
+    );
+    let ptr = buf.as_mut_ptr();
+    // SAFETY: valid for FRAME_CAPACITY bytes inside this frame's chunk (asserted); the
+    // mapping lives as long as `umem`, whose borrow bounds the slice.
+    unsafe { std::slice::from_raw_parts_mut(ptr, FRAME_CAPACITY) }
 }
