@@ -61,14 +61,7 @@ fn vip(v6: bool) -> IpAddr {
 }
 
 fn octets(a: IpAddr) -> [u8; 16] {
-    match a {
-        IpAddr::V4(v) => {
-            let mut x = [0; 16];
-            x[..4].copy_from_slice(&v.octets());
-            x
-        }
-        IpAddr::V6(v) => v.octets(),
-    }
+    uvs_dataplane::IpKey::from_ip(a).addr
 }
 
 #[allow(clippy::too_many_arguments)]

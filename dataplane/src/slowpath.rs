@@ -25,16 +25,6 @@ use crate::verdict::DropReason;
 const ICMP: u8 = 1;
 const ICMPV6: u8 = 58;
 
-fn v4(addr: [u8; 4]) -> IpKey {
-    let mut a = [0; 16];
-    a[..4].copy_from_slice(&addr);
-    IpKey { v6: false, addr: a }
-}
-
-fn v6(addr: [u8; 16]) -> IpKey {
-    IpKey { v6: true, addr }
-}
-
 /// What the slow path answers for: the addresses uvs owns, less those of backup groups.
 #[derive(Clone, Copy)]
 pub struct Owner<'a> {
@@ -88,10 +78,14 @@ fn arp(
         return Err(DropReason::SlowPathIgnored);
     };
     if arp.source_protocol_addr != [0; 4] {
-        neigh.learn(v4(arp.source_protocol_addr), arp.source_hardware_addr, now);
+        neigh.learn(
+            IpKey::v4(arp.source_protocol_addr),
+            arp.source_hardware_addr,
+            now,
+        );
     }
     if arp.operation != uvs_wire::arp::operation::REQUEST
-        || !owner.answers(&v4(arp.target_protocol_addr))
+        || !owner.answers(&IpKey::v4(arp.target_protocol_addr))
     {
         return Ok(0);
     }
@@ -125,9 +119,9 @@ fn icmp6(
     match Icmpv6Repr::parse(body, &p.src, &p.dst).map_err(DropReason::Parse)? {
         Some(Icmpv6Repr::NeighborSolicit { target, lladdr }) => {
             if let Some(mac) = lladdr.filter(|_| p.src != [0; 16]) {
-                neigh.learn(v6(p.src), mac, now);
+                neigh.learn(IpKey::v6(p.src), mac, now);
             }
-            if !owner.answers(&v6(target)) {
+            if !owner.answers(&IpKey::v6(target)) {
                 return Ok(0);
             }
             build::ndp_neighbor_advert(frame, p, iface.mac, out)
@@ -139,7 +133,7 @@ fn icmp6(
                 m.copy_from_slice(&frame[6..12]);
                 m
             });
-            neigh.learn(v6(target), mac, now);
+            neigh.learn(IpKey::v6(target), mac, now);
             Ok(0)
         }
         Some(Icmpv6Repr::EchoRequest { .. }) => echo(frame, p, owner, out),

@@ -1,25 +1,7 @@
 //! The values the table stores and hands back: flow keys, connections, ids, hits, errors.
 
 use thiserror::Error;
-
-/// An IPv4 or IPv6 address as 16 bytes: IPv4 uses the first 4 bytes, the rest are 0
-/// (the family travels in [`FlowKey::v6`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Addr(pub [u8; 16]);
-
-impl Addr {
-    /// An IPv4 address in the first 4 bytes.
-    pub fn v4(octets: [u8; 4]) -> Self {
-        let mut a = [0u8; 16];
-        a[..4].copy_from_slice(&octets);
-        Addr(a)
-    }
-
-    /// An IPv6 address.
-    pub fn v6(octets: [u8; 16]) -> Self {
-        Addr(octets)
-    }
-}
+use uvs_addr::widen_v4;
 
 /// One direction of a flow as it appears on the wire: protocol, source, destination.
 ///
@@ -46,8 +28,8 @@ impl FlowKey {
         FlowKey {
             proto,
             v6: false,
-            src: Addr::v4(src).0,
-            dst: Addr::v4(dst).0,
+            src: widen_v4(src),
+            dst: widen_v4(dst),
             sport,
             dport,
         }

@@ -219,12 +219,7 @@ fn encode_conn(c: &SyncConn, out: &mut Vec<u8>) {
     if let Some((laddr, lport)) = c.fullnat {
         out.push(OPT_UVS_FULLNAT);
         out.push(FULLNAT_LEN as u8);
-        let mut a = [0u8; 16];
-        match laddr {
-            IpAddr::V4(x) => a[..4].copy_from_slice(&x.octets()),
-            IpAddr::V6(x) => a.copy_from_slice(&x.octets()),
-        }
-        out.extend_from_slice(&a);
+        out.extend_from_slice(&uvs_addr::IpKey::from_ip(laddr).addr);
         out.extend_from_slice(&lport.to_be_bytes());
     }
 }

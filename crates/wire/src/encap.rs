@@ -404,11 +404,7 @@ mod tests {
         f
     }
 
-    fn a16(v4: [u8; 4]) -> [u8; 16] {
-        let mut a = [0u8; 16];
-        a[..4].copy_from_slice(&v4);
-        a
-    }
+    use uvs_addr::widen_v4 as a16;
 
     #[test]
     fn v4_in_v4_and_back() {

@@ -226,11 +226,7 @@ struct L4Fields {
     icmp_code: u8,
 }
 
-/// An IPv4 address widened to the 16-byte `Parsed` form in registers.
-#[inline(always)]
-pub(crate) fn widen_v4(a: [u8; 4]) -> [u8; 16] {
-    (u128::from(u32::from_be_bytes(a)) << 96).to_be_bytes()
-}
+pub(crate) use uvs_addr::widen_v4;
 
 #[inline(always)]
 fn parse_ipv4(frame: &[u8], l3_off: usize, vlan: Option<u16>) -> Result<Parsed, ParseError> {

@@ -72,70 +72,7 @@ impl TunEncap {
     pub const NAMES: [&'static str; 3] = ["ipip", "gue", "gre"];
 }
 
-/// An IP address in the 16-byte form the tables use: IPv4 in the first four bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct IpKey {
-    pub v6: bool,
-    pub addr: [u8; 16],
-}
-
-/// One folded multiply of the two address words instead of the derived hash (a length
-/// prefix, then a byte copy per 8-byte chunk): the neighbour map is looked up once per
-/// forwarded packet. The fold also puts every address bit into the low bits hashbrown
-/// picks buckets by; with a plain multiply those depend only on the words' low bytes, the
-/// same for every address of an IPv4 /24.
-impl Hash for IpKey {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let w = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&self.addr[i..i + 8]);
-            u64::from_le_bytes(b)
-        };
-        let p = u128::from(w(0) ^ 0xa076_1d64_78bd_642f ^ u64::from(self.v6))
-            * u128::from(w(8) ^ 0xe703_7ed1_a0b4_28db);
-        state.write_u64((p as u64) ^ ((p >> 64) as u64));
-    }
-}
-
-impl IpKey {
-    /// Whether `addr` is this address, compared as two 8-byte words: the connection table
-    /// writes addresses in 8-byte pieces, and a 16-byte load of them would stall on store
-    /// forwarding (measured: 7.5% of the established path).
-    #[inline]
-    pub fn same_addr(&self, addr: &[u8; 16]) -> bool {
-        let w = |a: &[u8; 16], i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&a[i..i + 8]);
-            u64::from_ne_bytes(b)
-        };
-        w(&self.addr, 0) == w(addr, 0) && w(&self.addr, 8) == w(addr, 8)
-    }
-
-    pub fn from_ip(ip: std::net::IpAddr) -> Self {
-        match ip {
-            std::net::IpAddr::V4(a) => {
-                let mut addr = [0; 16];
-                addr[..4].copy_from_slice(&a.octets());
-                IpKey { v6: false, addr }
-            }
-            std::net::IpAddr::V6(a) => IpKey {
-                v6: true,
-                addr: a.octets(),
-            },
-        }
-    }
-
-    pub fn to_ip(self) -> std::net::IpAddr {
-        if self.v6 {
-            std::net::IpAddr::V6(self.addr.into())
-        } else {
-            let mut o = [0; 4];
-            o.copy_from_slice(&self.addr[..4]);
-            std::net::IpAddr::V4(o.into())
-        }
-    }
-}
+pub use uvs_addr::IpKey;
 
 /// A virtual service's identity: (VIP, protocol, port); port 0 means every port.
 ///
