@@ -22,8 +22,7 @@ use crate::neigh::NeighTable;
 use crate::tables::{IfaceRt, IpKey, Tables};
 use crate::verdict::DropReason;
 
-const ICMP: u8 = 1;
-const ICMPV6: u8 = 58;
+use uvs_wire::ip_proto::{ICMP, ICMPV6};
 
 /// What the slow path answers for: the addresses uvs owns, less those of backup groups.
 #[derive(Clone, Copy)]

@@ -1,7 +1,7 @@
 //! The values the table stores and hands back: flow keys, connections, ids, hits, errors.
 
 use thiserror::Error;
-use uvs_addr::widen_v4;
+use uvs_ip::widen_v4;
 
 /// One direction of a flow as it appears on the wire: protocol, source, destination.
 ///

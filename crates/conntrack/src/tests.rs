@@ -128,7 +128,7 @@ fn duplicate_and_clashing_tuples() {
     );
     // another service whose reply would look the same (same real:port → client:port)
     let mut twin = c;
-    twin.orig.dst = uvs_addr::widen_v4([198, 18, 100, 2]);
+    twin.orig.dst = uvs_ip::widen_v4([198, 18, 100, 2]);
     assert_eq!(t.insert(&twin, 0, 100), Err(InsertError::Clash(id)));
     // a conn whose original tuple is c's reply tuple
     let mut odd = nat(1, 13);

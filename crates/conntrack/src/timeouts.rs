@@ -26,11 +26,12 @@ pub enum Proto {
 
 impl Proto {
     pub fn from_ip_proto(p: u8) -> Self {
+        use uvs_ip::proto;
         match p {
-            6 => Proto::Tcp,
-            17 => Proto::Udp,
-            132 => Proto::Sctp,
-            1 | 58 => Proto::Icmp,
+            proto::TCP => Proto::Tcp,
+            proto::UDP => Proto::Udp,
+            proto::SCTP => Proto::Sctp,
+            proto::ICMP | proto::ICMPV6 => Proto::Icmp,
             _ => Proto::Other,
         }
     }

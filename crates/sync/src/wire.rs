@@ -219,7 +219,7 @@ fn encode_conn(c: &SyncConn, out: &mut Vec<u8>) {
     if let Some((laddr, lport)) = c.fullnat {
         out.push(OPT_UVS_FULLNAT);
         out.push(FULLNAT_LEN as u8);
-        out.extend_from_slice(&uvs_addr::IpKey::from_ip(laddr).addr);
+        out.extend_from_slice(&uvs_ip::IpKey::from_ip(laddr).addr);
         out.extend_from_slice(&lport.to_be_bytes());
     }
 }

@@ -404,7 +404,7 @@ mod tests {
         f
     }
 
-    use uvs_addr::widen_v4 as a16;
+    use uvs_ip::widen_v4 as a16;
 
     #[test]
     fn v4_in_v4_and_back() {

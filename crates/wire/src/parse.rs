@@ -226,7 +226,7 @@ struct L4Fields {
     icmp_code: u8,
 }
 
-pub(crate) use uvs_addr::widen_v4;
+pub(crate) use uvs_ip::widen_v4;
 
 #[inline(always)]
 fn parse_ipv4(frame: &[u8], l3_off: usize, vlan: Option<u16>) -> Result<Parsed, ParseError> {

@@ -72,7 +72,7 @@ impl TunEncap {
     pub const NAMES: [&'static str; 3] = ["ipip", "gue", "gre"];
 }
 
-pub use uvs_addr::IpKey;
+pub use uvs_ip::IpKey;
 
 /// A virtual service's identity: (VIP, protocol, port); port 0 means every port.
 ///

@@ -1,5 +1,6 @@
-//! The one internal address form every uvs crate shares: 16 bytes and a family flag, IPv4
-//! in the first four bytes and the other twelve zero.
+//! The IP identities every uvs crate shares: the one internal address form (16 bytes and
+//! a family flag, IPv4 in the first four bytes and the other twelve zero) and the one set
+//! of IP protocol numbers ([`proto`]).
 //!
 //! Why not `std::net::IpAddr`: the connection table, the packet parser and the rewrite
 //! write and compare addresses as fixed 16-byte arrays in 8-byte words (no branch on the
@@ -93,6 +94,46 @@ impl From<IpAddr> for IpKey {
     fn from(ip: IpAddr) -> Self {
         IpKey::from_ip(ip)
     }
+}
+
+/// IP protocol / IPv6 next-header numbers (IANA "Assigned Internet Protocol Numbers").
+pub mod proto {
+    /// IPv6 hop-by-hop options.
+    pub const HOPOPTS: u8 = 0;
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// IPv4 encapsulation (IP-in-IP, RFC 2003).
+    pub const IPIP: u8 = 4;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// IPv6 encapsulation (RFC 2473 / RFC 4213).
+    pub const IPV6: u8 = 41;
+    /// Generic routing encapsulation (RFC 2784).
+    pub const GRE: u8 = 47;
+    /// IPv6 routing header.
+    pub const ROUTING: u8 = 43;
+    /// IPv6 fragment header.
+    pub const FRAGMENT: u8 = 44;
+    /// Encapsulating security payload (not walkable).
+    pub const ESP: u8 = 50;
+    /// Authentication header.
+    pub const AH: u8 = 51;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+    /// No next header.
+    pub const NONE: u8 = 59;
+    /// IPv6 destination options.
+    pub const DSTOPTS: u8 = 60;
+    /// SCTP.
+    pub const SCTP: u8 = 132;
+    /// Mobility header (RFC 6275).
+    pub const MOBILITY: u8 = 135;
+    /// Host identity protocol (RFC 7401).
+    pub const HIP: u8 = 139;
+    /// Shim6 (RFC 5533).
+    pub const SHIM6: u8 = 140;
 }
 
 #[cfg(test)]
