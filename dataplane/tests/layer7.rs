@@ -1219,19 +1219,36 @@ fn a_malformed_line_in_a_multi_segment_head_gets_400_at_once() {
         assert_eq!(l.drops(DropReason::Layer7BadHttp), 2);
         assert_eq!(l.pending(), (0, 0));
 
-        // A bad line that never ends: 400 (not 431) when the limit is reached.
+        // A bad line starting in a segment, before its end: 400 at once.
         l.cport += 1;
-        let mut p = begin(&mut l, b"GET / HTTP/1.1\r\nBad header");
-        let r = loop {
-            let f = p.frame(&l, None, false, &[b'x'; 1000]);
-            let r = to_client(&mut l, &f);
-            p.next += 1000;
-            if r.fin || r.rst {
-                break r;
-            }
+        let p = begin(&mut l, b"GET / HTTP/1.1\r\nHost: a\r\n");
+        let r = {
+            let f = p.frame(&l, None, false, b"Bad header");
+            to_client(&mut l, &f)
         };
         assert!(r.fin && r.payload.starts_with(b"HTTP/1.1 400 "));
         assert_eq!(l.drops(DropReason::Layer7BadHttp), 3);
+
+        // A line whose fault shows only after the segment it starts in, and that never
+        // ends: 400 (not 431) when the head reaches the limit.
+        l.cport += 1;
+        let mut p = begin(&mut l, b"GET / HTTP/1.1\r\nHost: a\r\n");
+        let mut pieces = vec![b"Ba".to_vec(), b"d header ".to_vec()];
+        pieces.extend((0..5).map(|_| vec![b'x'; 1000]));
+        let mut sent = 0;
+        let r = loop {
+            let f = p.frame(&l, None, false, &pieces[sent]);
+            let r = to_client(&mut l, &f);
+            p.next += pieces[sent].len() as u32;
+            sent += 1;
+            if r.fin || r.rst {
+                break r;
+            }
+            assert!(sent < pieces.len(), "never refused");
+        };
+        assert!(r.fin && r.payload.starts_with(b"HTTP/1.1 400 "));
+        assert!(p.next - CISN > HEAD_LIMIT, "refused at the limit");
+        assert_eq!(l.drops(DropReason::Layer7BadHttp), 4);
         assert_eq!(l.drops(DropReason::Layer7HeadTooLarge), 0);
 
         // Good lines over several segments are not refused: the head completes and goes
@@ -1246,7 +1263,7 @@ fn a_malformed_line_in_a_multi_segment_head_gets_400_at_once() {
         let f = p.frame(&l, None, false, b"\r\n");
         let syn = only(&l.send(0, &f)[1]);
         assert!(syn.syn && syn.dst != lab::real(1, v6).to_ip(), "pool b");
-        assert_eq!(l.drops(DropReason::Layer7BadHttp), 3);
+        assert_eq!(l.drops(DropReason::Layer7BadHttp), 4);
     }
 }
 

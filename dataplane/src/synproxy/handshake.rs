@@ -142,6 +142,10 @@ fn ack(
             .check(&tuple(p), client_isn, our_isn, cookie::count_of(ctx.now_s))
         {
             Ok(i) => i,
+            // Layer 7: the client closing after uvs's own answer and FIN.
+            Err(_) if p.tcp_flags & flags::FIN != 0 && svc.layer7.is_some() => {
+                return super::layer7::closed_fin(ctx, buf, len, p, &t)
+            }
             Err(CookieError::Expired) => return Verdict::Drop(DropReason::SynProxyCookieExpired),
             Err(_) => return Verdict::Drop(DropReason::SynProxyCookieInvalid),
         };
