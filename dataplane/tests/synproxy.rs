@@ -725,20 +725,21 @@ fn index_of(l: &Lab, port: u16) -> usize {
 fn connections_whose_slots_collide_both_keep_their_syn_and_hold_their_request() {
     use uvs_dataplane::synproxy::retransmit::SLOTS;
     let mut l = Lab::new(Method::Nat, false);
-    let mut homes = std::collections::HashMap::new();
-    let mut opened = 0u64;
-    let mut found = None;
-    for port in 20000u16..24000 {
+    // The first connection waits; later ones are answered by their servers at once (they
+    // leave the table of SYNs but keep their entries) until one's slot meets the first's.
+    let first = (20000u16, open_on(&mut l, 20000));
+    let home = index_of(&l, first.0) & (SLOTS - 1);
+    let mut second = None;
+    for port in 20001u16..30000 {
         let o = open_on(&mut l, port);
-        opened += 1;
-        let home = index_of(&l, port) & (SLOTS - 1);
-        if let Some(earlier) = homes.remove(&home) {
-            found = Some((earlier, (port, o)));
+        if index_of(&l, port) & (SLOTS - 1) == home {
+            second = Some((port, o));
             break;
         }
-        homes.insert(home, (port, o));
+        let [_, s] = l.send(1, &synack_to(&o.2));
+        assert!(only(&s).ack_flag);
     }
-    let (first, second) = found.expect("two slots that collide");
+    let second = second.expect("a slot that meets the first's");
     assert_eq!(l.shared.counters[0].synproxy_untracked_syns.get(), 0);
     // Both requests are held until their servers answer.
     for (port, (cookie, our_ts, _)) in [&first, &second] {
@@ -746,11 +747,11 @@ fn connections_whose_slots_collide_both_keep_their_syn_and_hold_their_request() 
         assert!(c.is_empty() && s.is_empty(), "port {port}: held");
     }
     assert_eq!(l.drops(DropReason::SynProxyNotReady), 0);
-    // Every SYN is covered: all go out again after 1 s.
+    // Both SYNs are covered: both go out again after 1 s.
     l.advance(1);
     let [_, s] = l.idle();
-    assert_eq!(s.len() as u64, opened, "every pending SYN retransmitted");
-    assert_eq!(l.shared.counters[0].synproxy_syn_retransmits.get(), opened);
+    assert_eq!(s.len(), 2, "both pending SYNs retransmitted");
+    assert_eq!(l.shared.counters[0].synproxy_syn_retransmits.get(), 2);
     // The servers answer: each gets its ACK, then its client's request.
     for (port, (_, _, syn)) in [&first, &second] {
         let [_, s] = l.send(1, &synack_to(syn));

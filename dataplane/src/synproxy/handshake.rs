@@ -398,8 +398,16 @@ pub(super) fn open(
         seq: our_isn.wrapping_add(1),
         ack: open.next,
     };
-    ctx.proxy_syns
-        .push(id, &buf[..*len], egress, hop, rst, ctx.now, ctx.counters);
+    ctx.proxy_syns.push(
+        id,
+        &buf[..*len],
+        egress,
+        hop,
+        rst,
+        ctx.now,
+        ctx.conns,
+        ctx.counters,
+    );
     if early_len > 0 && !ctx.proxy_syns.hold(id, &early[..early_len]) {
         ctx.counters.drop(DropReason::SynProxyNotReady);
     }
