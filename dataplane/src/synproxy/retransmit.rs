@@ -94,8 +94,9 @@ pub struct ProxySyns {
     ids: Box<[Option<ConnId>]>,
     live: usize,
     next_scan: u32,
-    /// Early segments' frames, allocated as first needed (at most [`HOLD_FRAMES`]).
-    pool: Vec<Box<[u8; HOLD_MAX]>>,
+    /// Early segments' frames, added as first needed (at most [`HOLD_FRAMES`], room for
+    /// all reserved with the first: never moved; pages never written cost nothing).
+    pool: Vec<[u8; HOLD_MAX]>,
     /// Free pool indices.
     free: Vec<u16>,
     /// Slots holding an early segment.
@@ -253,7 +254,8 @@ impl ProxySyns {
         let b = match self.free.pop() {
             Some(b) => b,
             None if self.pool.len() < HOLD_FRAMES => {
-                self.pool.push(Box::new([0u8; HOLD_MAX]));
+                self.pool.reserve_exact(HOLD_FRAMES - self.pool.len());
+                self.pool.push([0u8; HOLD_MAX]);
                 (self.pool.len() - 1) as u16
             }
             None => return false,
