@@ -725,21 +725,41 @@ fn index_of(l: &Lab, port: u16) -> usize {
 fn connections_whose_slots_collide_both_keep_their_syn_and_hold_their_request() {
     use uvs_dataplane::synproxy::retransmit::SLOTS;
     let mut l = Lab::new(Method::Nat, false);
-    // The first connection waits; later ones are answered by their servers at once (they
-    // leave the table of SYNs but keep their entries) until one's slot meets the first's.
-    let first = (20000u16, open_on(&mut l, 20000));
-    let home = index_of(&l, first.0) & (SLOTS - 1);
-    let mut second = None;
-    for port in 20001u16..30000 {
-        let o = open_on(&mut l, port);
-        if index_of(&l, port) & (SLOTS - 1) == home {
-            second = Some((port, o));
+    // Connections answered by their servers at once (they leave the table of SYNs but
+    // keep their entries) until the next entry's slot is SLOTS further on.
+    let mut answered = Vec::new();
+    for port in 20000u16.. {
+        if answered.len() == SLOTS {
             break;
         }
+        let o = open_on(&mut l, port);
         let [_, s] = l.send(1, &synack_to(&o.2));
         assert!(only(&s).ack_flag);
+        answered.push(port);
     }
-    let second = second.expect("a slot that meets the first's");
+    // The first waits; the entry of an answered connection whose slot meets its slot in
+    // the SYN table goes (as if it expired), and the next connection takes that slot and
+    // waits too: two pending SYNs whose slots meet, opened back to back (the retransmission
+    // timers of the lab's real clock play no part).
+    let first = (30000u16, open_on(&mut l, 30000));
+    let home = index_of(&l, first.0) & (SLOTS - 1);
+    let gone = *answered
+        .iter()
+        .find(|&&p| index_of(&l, p) & (SLOTS - 1) == home)
+        .expect("an answered connection at the first's place");
+    let mut id = None;
+    l.shared.conns.for_each(|i, c, _| {
+        if c.orig.sport == gone {
+            id = Some(i);
+        }
+    });
+    assert!(l.shared.conns.remove(id.unwrap()));
+    let second = (30001u16, open_on(&mut l, 30001));
+    assert_eq!(
+        index_of(&l, second.0) & (SLOTS - 1),
+        home,
+        "the freed slot is taken next"
+    );
     assert_eq!(l.shared.counters[0].synproxy_untracked_syns.get(), 0);
     // Both requests are held until their servers answer.
     for (port, (cookie, our_ts, _)) in [&first, &second] {

@@ -196,14 +196,11 @@ impl ProxySyns {
         conns: &ConnTable,
         counters: &WorkerCounters,
     ) -> bool {
-        let free = match self.find(id) {
-            // The same connection again (its entry reused under the same id): replaced.
-            Some(i) => {
-                self.clear(i);
-                Some(i)
-            }
-            None => self.vacant(id, conns),
-        };
+        if self.find(id).is_some() {
+            // Kept already (an id names one connection: never twice in practice).
+            return true;
+        }
+        let free = self.vacant(id, conns);
         let Some(i) = free.filter(|_| frame.len() <= FRAME_MAX) else {
             counters.synproxy_untracked_syns.add(1);
             return false;
@@ -325,6 +322,9 @@ impl ProxySyns {
             let len = usize::from(len).min(out.len());
             out[..len].copy_from_slice(&self.pool[usize::from(b)][..len]);
             return Some(len);
+        }
+        if self.holding.is_empty() {
+            self.woken.clear();
         }
         None
     }
