@@ -11,9 +11,10 @@
 //!
 //! The table has [`SLOTS`] entries per worker, open-addressed by connection slot: a SYN
 //! takes the first free entry of the [`PROBE`] from its home (its slot index, scattered),
-//! freeing on the way entries whose connection has left SYN_SENT on another worker. Only when all of them hold SYNs still waiting does it go out without a
-//! retransmission copy (`synproxy_untracked_syns`), so memory stays fixed whatever the
-//! rate of new connections. (Direct-mapped, as it was, two connections pending at once
+//! freeing on the way entries whose connection has left SYN_SENT on another worker. Only
+//! when all of them hold SYNs still waiting does it go out without a retransmission copy
+//! (`synproxy_untracked_syns`), so memory stays fixed whatever the rate of new
+//! connections. (Direct-mapped, as it was, two connections pending at once
 //! whose slots met lost the second's copy — and with it the request it sends right
 //! behind its handshake, dropped and retransmitted by the client after its 200 ms RTO:
 //! 0.2–0.4 % of connections at 20 000 new connections/s, the p99 of `uvs-bench http`.)
