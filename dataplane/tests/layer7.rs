@@ -1340,3 +1340,44 @@ fn a_clients_fin_after_uvss_own_answer_is_acknowledged() {
         );
     }
 }
+
+/// A client that connects and closes without a request (a TCP health check against a
+/// layer-7 VIP): its FIN returns the cookie but brings nothing to decide on, and uvs
+/// holds no state. It is answered FIN and ACK, closing uvs's side as a server would,
+/// instead of being dropped while the client retransmits it; the client's last ACK is
+/// absorbed. Nothing is stored.
+#[test]
+fn a_client_closing_without_a_request_gets_fin_and_ack() {
+    for v6 in [false, true] {
+        let mut l = Lab::new(Method::Nat, v6);
+        let (cookie, our_ts) = handshake(&mut l);
+        let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+        let fin = client_flags(
+            &l,
+            CISN + 1,
+            Some(cookie.wrapping_add(1)),
+            true,
+            false,
+            &ts,
+            b"",
+        );
+        let r = to_client(&mut l, &fin);
+        assert!(r.fin && r.ack_flag && !r.rst && r.payload.is_empty());
+        assert_eq!((r.seq, r.ack), (cookie.wrapping_add(1), CISN + 2));
+        assert_eq!(r.ts, Some((our_ts, 113)));
+        assert_eq!(l.drops(DropReason::Layer7ClosedFin), 1);
+        // The client's ACK of that FIN: nothing more.
+        let ack = client_flags(
+            &l,
+            CISN + 2,
+            Some(cookie.wrapping_add(2)),
+            false,
+            false,
+            &ts,
+            b"",
+        );
+        let [c, s] = l.send(0, &ack);
+        assert!(c.is_empty() && s.is_empty());
+        assert_eq!((l.pending(), l.shared.conns.len()), ((0, 0), 0));
+    }
+}
