@@ -175,7 +175,9 @@ drop_reasons! {
     /// Layer 7: a client's FIN that returns no valid cookie and finds no state — after
     /// uvs's own answer and FIN (400, 408, 431, 503) the client closing its side. Answered
     /// as a TCP in TIME-WAIT answers a FIN after its own: an ACK (a RST when the FIN
-    /// carries data), one reply per segment, so the client's close completes.
+    /// carries data), one reply per segment, so the client's close completes. Also a FIN
+    /// that returns a valid cookie without a request (connected and closed, as a TCP
+    /// health check does): answered FIN and ACK.
     Layer7ClosedFin => "layer7_closed_fin",
 }
 

@@ -173,6 +173,26 @@ fn ack(
     let l7_pool = match &svc.layer7 {
         None => None,
         Some(l7) => {
+            if t.payload_len == 0 && p.tcp_flags & flags::FIN != 0 {
+                // Connected and closed without a request (a TCP health check): nothing to
+                // decide on; uvs closes its side too, as a server would.
+                let side = super::layer7::Side {
+                    seq: our_isn.wrapping_add(1),
+                    ack: t.seq.wrapping_add(1),
+                    ts: our_ts,
+                    wscale: None,
+                };
+                let r = Some(DropReason::Layer7ClosedFin);
+                return super::layer7::answer(
+                    ctx,
+                    buf,
+                    len,
+                    p,
+                    &side,
+                    super::layer7::Reply::Fin,
+                    r,
+                );
+            }
             if t.payload_len == 0 {
                 return Verdict::Drop(DropReason::Layer7AwaitRequest);
             }

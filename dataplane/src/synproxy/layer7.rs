@@ -307,6 +307,8 @@ pub(crate) fn choose(
 pub(crate) enum Reply {
     Ack,
     Http(&'static [u8]),
+    /// FIN and ACK, no data: the client closed without a request.
+    Fin,
     Reset,
 }
 
@@ -351,6 +353,7 @@ pub(crate) fn write_reply(
             },
         ),
         Reply::Http(_) => (flags::ACK | flags::PSH | flags::FIN, 512),
+        Reply::Fin => (flags::ACK | flags::FIN, 512),
         Reply::Reset => (flags::RST | flags::ACK, 0),
     };
     let seg = Segment {
