@@ -811,3 +811,34 @@ fn many_early_requests_at_once_are_all_held() {
     }
     assert_eq!(l.shared.counters[0].synproxy_held.get(), u64::from(n));
 }
+
+/// A client that closes before its server answered (its FIN right behind the handshake,
+/// as wrk's connections do when it stops): the FIN is held like an early request and
+/// follows the server's handshake, instead of being dropped for the client to retransmit.
+#[test]
+fn a_fin_before_the_server_answered_is_held_and_follows_the_handshake() {
+    for method in [Method::Nat, Method::FullNat] {
+        let mut l = Lab::new(method, false);
+        let o = open(&mut l);
+        let fin = client_frame(
+            &l,
+            CISN + 1,
+            F {
+                ack: Some(o.cookie.wrapping_add(1)),
+                fin: true,
+                ..F::default()
+            },
+            &[Opt::Noop, Opt::Noop, Opt::Timestamp(113, o.our_ts)],
+            b"",
+        );
+        let [c, s] = l.send(0, &fin);
+        assert!(c.is_empty() && s.is_empty(), "held");
+        assert_eq!(l.drops(DropReason::SynProxyNotReady), 0);
+        let [c, s] = l.send(1, &server_synack(&l, &o, Some(7)));
+        assert!(c.is_empty());
+        assert_eq!(s.len(), 2, "the ACK, then the held FIN");
+        let f = read(&s[1]);
+        assert!(f.fin && f.payload.is_empty());
+        assert_eq!((f.seq, f.ack), (CISN + 1, SISN + 1));
+    }
+}
