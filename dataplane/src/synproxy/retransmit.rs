@@ -19,8 +19,8 @@
 //! behind its handshake, dropped and retransmitted by the client after its 200 ms RTO:
 //! 0.2–0.4 % of connections at 20 000 new connections/s, the p99 of `uvs-bench http`.)
 //!
-//! The same worker holds the first data segment a client sends before its server answered
-//! (an HTTP request right after the handshake), one per connection, in a pool of up to
+//! The same worker holds the first data segment (or FIN) a client sends before its server
+//! answered (an HTTP request right after the handshake), one per connection, in a pool of up to
 //! [`HOLD_FRAMES`] frames of at most [`HOLD_MAX`] bytes, allocated as first needed: once
 //! the connection is spliced it goes through the pipeline like any client segment
 //! ([`ProxySyns::ready`]). Anything beyond that (a second segment, a full pool, a segment
