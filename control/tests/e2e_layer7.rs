@@ -4,7 +4,9 @@
 //! the server its first request chose, and a head httparse refuses is answered 400 by uvs.
 //! A head of several segments is received by uvs and routed by a header in its last
 //! segment; one over 8 KiB gets 431; a client that stops inside its head gets 408 after
-//! the service's `head_timeout` (2 s here).
+//! the service's `head_timeout` (2 s here); after each of those answers the client's
+//! closing FIN is acknowledged (no client socket left in LAST-ACK), and a client that
+//! connects and closes without a request gets FIN and ACK (none left in FIN-WAIT-1).
 //! A second test serves TLS from nginx (a certificate made by `openssl` at test time) and
 //! routes `curl --resolve name:443:VIP https://name/ -k` by the ClientHello's server name,
 //! also when a python client sends its ClientHello in two segments.
@@ -217,6 +219,44 @@ print('%.1f %s' % (time.time() - t, d.split(b'\r\n')[0].decode()))
         tb.uvsd_log()
     );
 
+    // A client that connects and closes without a request (a TCP health check) is
+    // answered FIN and ACK: its socket leaves FIN-WAIT at once.
+    let o = tb.exec(
+        "client",
+        &[
+            "python3",
+            "-c",
+            "import socket; socket.create_connection(('198.18.100.1', 80), timeout=3).close()",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // After each of uvs's own answers (431, 408, 400) the client closed: uvs keeps nothing,
+    // and its FIN is acknowledged statelessly, so no client socket is left in LAST-ACK
+    // retransmitting its FIN.
+    let mut last_ack = String::new();
+    for _ in 0..20 {
+        let o = tb.exec(
+            "client",
+            &[
+                "ss",
+                "-Htan",
+                "state",
+                "last-ack",
+                "state",
+                "fin-wait-1",
+                "dst",
+                "198.18.100.1",
+            ],
+        );
+        last_ack = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if last_ack.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(last_ack.is_empty(), "clients left closing: {last_ack}");
+
     let m = tb.metrics();
     // The first sample (not a HELP or TYPE line) naming `needle`.
     let line = |needle: &str| {
@@ -238,6 +278,9 @@ print('%.1f %s' % (time.time() - t, d.split(b'\r\n')[0].decode()))
         let l = line(&format!("reason=\"{reason}\""));
         assert!(l.ends_with(" 1"), "{reason}: {l:?}");
     }
+    // The four closing FINs were answered (one each: none was retransmitted).
+    let fins = line("reason=\"layer7_closed_fin\"");
+    assert!(fins.ends_with(" 4"), "{fins:?}");
     // Nothing is left pending.
     let pending = line("uvs_layer7_pending_clients");
     assert!(pending.ends_with(" 0"), "{pending:?}");

@@ -172,6 +172,13 @@ drop_reasons! {
     /// Layer 7: a head uvs received and replayed that the real server never acknowledged
     /// (three retransmissions over 7 s) or whose connection went away first; freed.
     Layer7ReplayLost => "layer7_replay_lost",
+    /// Layer 7: a client's FIN that returns no valid cookie and finds no state — after
+    /// uvs's own answer and FIN (400, 408, 431, 503) the client closing its side. Answered
+    /// as a TCP in TIME-WAIT answers a FIN after its own: an ACK (a RST when the FIN
+    /// carries data), one reply per segment, so the client's close completes. Also a FIN
+    /// that returns a valid cookie without a request (connected and closed, as a TCP
+    /// health check does): answered FIN and ACK.
+    Layer7ClosedFin => "layer7_closed_fin",
 }
 
 #[cfg(test)]

@@ -1181,3 +1181,203 @@ fn an_unacknowledged_replay_is_given_up_after_three_sends() {
     assert_eq!(l.drops(DropReason::Layer7ReplayLost), 1);
     assert_eq!(l.pending(), (0, 0));
 }
+
+/// A head over several segments whose request line or a header line is malformed before
+/// the head ends: answered 400 as soon as the bad line is complete (httparse refuses it
+/// whatever follows), not 431 once the head reaches `head_limit`.
+#[test]
+fn a_malformed_line_in_a_multi_segment_head_gets_400_at_once() {
+    for v6 in [false, true] {
+        let mut l = Lab::new(Method::Nat, v6);
+        // A bad header in the second segment, the head going on after it.
+        let p = begin(&mut l, b"GET / HTTP/1.1\r\nHost: a\r\n");
+        let bad = b"No colon here\r\nX-A: 1\r\n";
+        let r = {
+            let f = p.frame(&l, None, false, bad);
+            to_client(&mut l, &f)
+        };
+        assert!(r.fin && !r.rst);
+        assert!(
+            r.payload.starts_with(b"HTTP/1.1 400 "),
+            "{:?}",
+            String::from_utf8_lossy(&r.payload)
+        );
+        assert_eq!(r.ack, p.next + bad.len() as u32);
+        assert_eq!(l.drops(DropReason::Layer7BadHttp), 1);
+        assert_eq!(l.drops(DropReason::Layer7HeadTooLarge), 0);
+        assert_eq!((l.pending(), l.shared.conns.len()), ((0, 0), 0));
+
+        // A request line split over two segments, its version bad.
+        l.cport += 1;
+        let p = begin(&mut l, b"GET /ind");
+        let rest = b"ex.html HTTX/1.1\r\nHost: a\r\n";
+        let r = {
+            let f = p.frame(&l, None, false, rest);
+            to_client(&mut l, &f)
+        };
+        assert!(r.fin && r.payload.starts_with(b"HTTP/1.1 400 "));
+        assert_eq!(l.drops(DropReason::Layer7BadHttp), 2);
+        assert_eq!(l.pending(), (0, 0));
+
+        // A bad line starting in a segment, before its end: 400 at once.
+        l.cport += 1;
+        let p = begin(&mut l, b"GET / HTTP/1.1\r\nHost: a\r\n");
+        let r = {
+            let f = p.frame(&l, None, false, b"Bad header");
+            to_client(&mut l, &f)
+        };
+        assert!(r.fin && r.payload.starts_with(b"HTTP/1.1 400 "));
+        assert_eq!(l.drops(DropReason::Layer7BadHttp), 3);
+
+        // A line whose fault shows only after the segment it starts in, and that never
+        // ends: 400 (not 431) when the head reaches the limit.
+        l.cport += 1;
+        let mut p = begin(&mut l, b"GET / HTTP/1.1\r\nHost: a\r\n");
+        let mut pieces = vec![b"Ba".to_vec(), b"d header ".to_vec()];
+        pieces.extend((0..5).map(|_| vec![b'x'; 1000]));
+        let mut sent = 0;
+        let r = loop {
+            let f = p.frame(&l, None, false, &pieces[sent]);
+            let r = to_client(&mut l, &f);
+            p.next += pieces[sent].len() as u32;
+            sent += 1;
+            if r.fin || r.rst {
+                break r;
+            }
+            assert!(sent < pieces.len(), "never refused");
+        };
+        assert!(r.fin && r.payload.starts_with(b"HTTP/1.1 400 "));
+        assert!(p.next - CISN > HEAD_LIMIT, "refused at the limit");
+        assert_eq!(l.drops(DropReason::Layer7BadHttp), 4);
+        assert_eq!(l.drops(DropReason::Layer7HeadTooLarge), 0);
+
+        // Good lines over several segments are not refused: the head completes and goes
+        // to its pool.
+        l.cport += 1;
+        let mut p = begin(&mut l, b"GET / HTTP/1.1\r\nHo");
+        for piece in [&b"st: a\r\nX-Po"[..], b"ol: b\r\n", b"X-B: 2\r\n"] {
+            let f = p.frame(&l, None, false, piece);
+            p.next += piece.len() as u32;
+            assert_eq!(to_client(&mut l, &f).ack, p.next);
+        }
+        let f = p.frame(&l, None, false, b"\r\n");
+        let syn = only(&l.send(0, &f)[1]);
+        assert!(syn.syn && syn.dst != lab::real(1, v6).to_ip(), "pool b");
+        assert_eq!(l.drops(DropReason::Layer7BadHttp), 4);
+    }
+}
+
+/// Past the headers uvs reads (`MAX_HEADERS`) a head goes to the default pool whatever
+/// follows, as when it arrives in one piece: a bad line there is not refused.
+#[test]
+fn a_bad_line_past_the_headers_read_does_not_refuse_the_head() {
+    let mut l = Lab::new(Method::Nat, false);
+    let mut first = b"GET /b/ HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..30 {
+        first.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
+    }
+    let mut p = begin(&mut l, &first);
+    let mut more: Vec<u8> = (30..70)
+        .flat_map(|i| format!("X-{i}: 1\r\n").into_bytes())
+        .collect();
+    more.extend_from_slice(b"No colon here\r\n");
+    let f = p.frame(&l, None, false, &more);
+    p.next += more.len() as u32;
+    assert_eq!(to_client(&mut l, &f).ack, p.next);
+    let f = p.frame(&l, None, false, b"\r\n");
+    let syn = only(&l.send(0, &f)[1]);
+    assert_eq!(syn.dst, lab::real(1, false).to_ip(), "the default pool");
+    assert_eq!(l.drops(DropReason::Layer7BadHttp), 0);
+}
+
+/// After uvs's own answer and FIN (400 here) uvs holds nothing for the connection; the
+/// client acknowledges the answer and closes. Its FIN fails the cookie check, yet must
+/// not be left to retransmit until the client gives up: it is acknowledged, as a TCP in
+/// TIME-WAIT acknowledges a FIN after its own (RFC 9293 §3.10.7.4; Linux re-ACKs from its
+/// timewait socket), one answer per segment, counted; a FIN with data is reset (data
+/// after close, as Linux aborts on it). A bare ACK gets nothing.
+#[test]
+fn a_clients_fin_after_uvss_own_answer_is_acknowledged() {
+    for v6 in [false, true] {
+        let mut l = Lab::new(Method::Nat, v6);
+        let (cookie, our_ts) = handshake(&mut l);
+        let bad = b"GET / HTTP/1.1\r\nNo colon here\r\n\r\n";
+        let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+        let req = client_frame(&l, CISN + 1, false, Some(cookie.wrapping_add(1)), &ts, bad);
+        let r = to_client(&mut l, &req);
+        assert!(r.fin && r.payload.starts_with(b"HTTP/1.1 400 "));
+        let our_end = cookie
+            .wrapping_add(1)
+            .wrapping_add(r.payload.len() as u32)
+            .wrapping_add(1);
+        let cnext = CISN + 1 + bad.len() as u32;
+        let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(120, our_ts)];
+        // The client's ACK of the answer and its FIN: nothing to say.
+        let ack = client_flags(&l, cnext, Some(our_end), false, false, &ts, b"");
+        let [c, s] = l.send(0, &ack);
+        assert!(c.is_empty() && s.is_empty());
+        // Its FIN, and the retransmission of it: one ACK each.
+        let fin = client_flags(&l, cnext, Some(our_end), true, false, &ts, b"");
+        for n in 1..=2 {
+            let a = to_client(&mut l, &fin);
+            assert!(a.ack_flag && !a.fin && !a.rst && !a.syn && a.payload.is_empty());
+            assert_eq!((a.src, a.dst, a.sport), (l.vip(), l.client(), 80));
+            assert_eq!((a.seq, a.ack), (our_end, cnext + 1), "the FIN acknowledged");
+            assert_eq!(a.ts, Some((our_ts, 120)), "the client's TSval echoed");
+            assert_eq!(l.drops(DropReason::Layer7ClosedFin), n);
+        }
+        // A FIN with data: reset at its acknowledgement number.
+        let fin = client_flags(&l, cnext, Some(our_end), true, false, &ts, b"late");
+        let a = to_client(&mut l, &fin);
+        assert!(a.rst && a.payload.is_empty());
+        assert_eq!(a.seq, our_end);
+        assert_eq!(l.drops(DropReason::Layer7ClosedFin), 3);
+        assert_eq!((l.pending(), l.shared.conns.len()), ((0, 0), 0));
+        assert_eq!(
+            l.drops(DropReason::SynProxyCookieInvalid),
+            1,
+            "the bare ACK"
+        );
+    }
+}
+
+/// A client that connects and closes without a request (a TCP health check against a
+/// layer-7 VIP): its FIN returns the cookie but brings nothing to decide on, and uvs
+/// holds no state. It is answered FIN and ACK, closing uvs's side as a server would,
+/// instead of being dropped while the client retransmits it; the client's last ACK is
+/// absorbed. Nothing is stored.
+#[test]
+fn a_client_closing_without_a_request_gets_fin_and_ack() {
+    for v6 in [false, true] {
+        let mut l = Lab::new(Method::Nat, v6);
+        let (cookie, our_ts) = handshake(&mut l);
+        let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+        let fin = client_flags(
+            &l,
+            CISN + 1,
+            Some(cookie.wrapping_add(1)),
+            true,
+            false,
+            &ts,
+            b"",
+        );
+        let r = to_client(&mut l, &fin);
+        assert!(r.fin && r.ack_flag && !r.rst && r.payload.is_empty());
+        assert_eq!((r.seq, r.ack), (cookie.wrapping_add(1), CISN + 2));
+        assert_eq!(r.ts, Some((our_ts, 113)));
+        assert_eq!(l.drops(DropReason::Layer7ClosedFin), 1);
+        // The client's ACK of that FIN: nothing more.
+        let ack = client_flags(
+            &l,
+            CISN + 2,
+            Some(cookie.wrapping_add(2)),
+            false,
+            false,
+            &ts,
+            b"",
+        );
+        let [c, s] = l.send(0, &ack);
+        assert!(c.is_empty() && s.is_empty());
+        assert_eq!((l.pending(), l.shared.conns.len()), ((0, 0), 0));
+    }
+}

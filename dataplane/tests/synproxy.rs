@@ -609,3 +609,236 @@ fn a_server_in_time_wait_gets_a_reset_and_the_retransmitted_syn_connects() {
         assert_eq!(l.shared.counters[0].synproxy_spliced.get(), 1);
     }
 }
+
+/// One proxied connection from client port `port`, opened up to the SYN to its server
+/// (which is not answered): uvs's cookie and TSval, and that SYN.
+fn open_on(l: &mut Lab, port: u16) -> (u32, u32, T) {
+    let c = (lab::CLIENT_MAC, lab::LB0_MAC);
+    let syn = F {
+        syn: true,
+        ..F::default()
+    };
+    let syn = seg(
+        c,
+        l.client(),
+        port,
+        l.vip(),
+        80,
+        CISN,
+        1000,
+        syn,
+        &CLIENT_SYN_OPTS,
+        b"",
+    );
+    let sa = only(&l.send(0, &syn)[0]);
+    let (our_ts, _) = sa.ts.unwrap();
+    let ack = F {
+        ack: Some(sa.seq.wrapping_add(1)),
+        ..F::default()
+    };
+    let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(112, our_ts)];
+    let ack = seg(
+        c,
+        l.client(),
+        port,
+        l.vip(),
+        80,
+        CISN + 1,
+        1000,
+        ack,
+        &ts,
+        b"",
+    );
+    let s = only(&l.send(0, &ack)[1]);
+    assert!(s.syn && s.dport == 80);
+    (sa.seq, our_ts, s)
+}
+
+/// The client's request on the connection of `port`, before or after its server answered.
+fn request_on(l: &Lab, port: u16, cookie: u32, our_ts: u32) -> Vec<u8> {
+    let f = F {
+        ack: Some(cookie.wrapping_add(1)),
+        psh: true,
+        ..F::default()
+    };
+    let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+    let body = format!("GET /{port} HTTP/1.1\r\n\r\n");
+    let (c, v) = (l.client(), l.vip());
+    seg(
+        (lab::CLIENT_MAC, lab::LB0_MAC),
+        c,
+        port,
+        v,
+        80,
+        CISN + 1,
+        1000,
+        f,
+        &ts,
+        body.as_bytes(),
+    )
+}
+
+/// The SYN-ACK of the server `syn` went to.
+fn synack_to(syn: &T) -> Vec<u8> {
+    let n = (1..=3)
+        .find(|&n| Some(lab::real(n, false).to_ip()) == syn.dst)
+        .expect("a real server");
+    let f = F {
+        syn: true,
+        ack: Some(CISN + 1),
+        ..F::default()
+    };
+    let opts = [Opt::MaximumSegmentSize(1400), Opt::Timestamp(9000, 112)];
+    let (src, dst) = (syn.dst.unwrap(), syn.src.unwrap());
+    seg(
+        (lab::real_mac(n), lab::LB1_MAC),
+        src,
+        80,
+        dst,
+        syn.sport,
+        SISN,
+        100,
+        f,
+        &opts,
+        b"",
+    )
+}
+
+/// The port of the pending connection whose slot index (the worker's SYN table is indexed
+/// by it) is `index`.
+fn index_of(l: &Lab, port: u16) -> usize {
+    let mut found = None;
+    l.shared.conns.for_each(|id, c, _| {
+        if c.orig.sport == port {
+            found = Some(id.index());
+        }
+    });
+    found.expect("the connection's entry")
+}
+
+/// Two connections waiting for their servers at once whose entries sit at slots the
+/// worker's SYN table maps to the same place: the second must keep its SYN copy (and hold
+/// its request) like the first. Sent without one, its request was dropped
+/// (`synproxy_not_ready`) and the client waited out its retransmission timeout (200 ms on
+/// Linux): the connection-per-request p99 of `uvs-bench http`.
+#[test]
+fn connections_whose_slots_collide_both_keep_their_syn_and_hold_their_request() {
+    use uvs_dataplane::synproxy::retransmit::SLOTS;
+    let mut l = Lab::new(Method::Nat, false);
+    // Connections answered by their servers at once (they leave the table of SYNs but
+    // keep their entries) until the next entry's slot is SLOTS further on.
+    let mut answered = Vec::new();
+    for port in 20000u16.. {
+        if answered.len() == SLOTS {
+            break;
+        }
+        let o = open_on(&mut l, port);
+        let [_, s] = l.send(1, &synack_to(&o.2));
+        assert!(only(&s).ack_flag);
+        answered.push(port);
+    }
+    // The first waits; the entry of an answered connection whose slot meets its slot in
+    // the SYN table goes (as if it expired), and the next connection takes that slot and
+    // waits too: two pending SYNs whose slots meet, opened back to back (the retransmission
+    // timers of the lab's real clock play no part).
+    let first = (30000u16, open_on(&mut l, 30000));
+    let home = index_of(&l, first.0) & (SLOTS - 1);
+    let gone = *answered
+        .iter()
+        .find(|&&p| index_of(&l, p) & (SLOTS - 1) == home)
+        .expect("an answered connection at the first's place");
+    let mut id = None;
+    l.shared.conns.for_each(|i, c, _| {
+        if c.orig.sport == gone {
+            id = Some(i);
+        }
+    });
+    assert!(l.shared.conns.remove(id.unwrap()));
+    let second = (30001u16, open_on(&mut l, 30001));
+    assert_eq!(
+        index_of(&l, second.0) & (SLOTS - 1),
+        home,
+        "the freed slot is taken next"
+    );
+    assert_eq!(l.shared.counters[0].synproxy_untracked_syns.get(), 0);
+    // Both requests are held until their servers answer.
+    for (port, (cookie, our_ts, _)) in [&first, &second] {
+        let [c, s] = l.send(0, &request_on(&l, *port, *cookie, *our_ts));
+        assert!(c.is_empty() && s.is_empty(), "port {port}: held");
+    }
+    assert_eq!(l.drops(DropReason::SynProxyNotReady), 0);
+    // Both SYNs are covered: both go out again after 1 s.
+    l.advance(1);
+    let [_, s] = l.idle();
+    assert_eq!(s.len(), 2, "both pending SYNs retransmitted");
+    assert_eq!(l.shared.counters[0].synproxy_syn_retransmits.get(), 2);
+    // The servers answer: each gets its ACK, then its client's request.
+    for (port, (_, _, syn)) in [&first, &second] {
+        let [_, s] = l.send(1, &synack_to(syn));
+        assert_eq!(s.len(), 2, "port {port}: the ACK, then the held request");
+        let d = read(&s[1]);
+        assert_eq!(
+            d.payload,
+            format!("GET /{port} HTTP/1.1\r\n\r\n").as_bytes()
+        );
+        assert_eq!(d.dst, syn.dst);
+    }
+    assert_eq!(l.shared.counters[0].synproxy_held.get(), 2);
+}
+
+/// Early requests of many connections waiting at once (a burst of new clients, or a
+/// server a few milliseconds away) are all held, not only a few dozen.
+#[test]
+fn many_early_requests_at_once_are_all_held() {
+    let mut l = Lab::new(Method::Nat, false);
+    let n = 300u16;
+    let mut pending = Vec::new();
+    for port in 30000..30000 + n {
+        let (cookie, our_ts, syn) = open_on(&mut l, port);
+        let [c, s] = l.send(0, &request_on(&l, port, cookie, our_ts));
+        assert!(c.is_empty() && s.is_empty(), "port {port}: held");
+        pending.push((port, syn));
+    }
+    assert_eq!(l.drops(DropReason::SynProxyNotReady), 0);
+    assert_eq!(l.shared.counters[0].synproxy_untracked_syns.get(), 0);
+    for (port, syn) in &pending {
+        let [_, s] = l.send(1, &synack_to(syn));
+        assert_eq!(s.len(), 2, "port {port}: the ACK, then the held request");
+        assert_eq!(
+            read(&s[1]).payload,
+            format!("GET /{port} HTTP/1.1\r\n\r\n").as_bytes()
+        );
+    }
+    assert_eq!(l.shared.counters[0].synproxy_held.get(), u64::from(n));
+}
+
+/// A client that closes before its server answered (its FIN right behind the handshake,
+/// as wrk's connections do when it stops): the FIN is held like an early request and
+/// follows the server's handshake, instead of being dropped for the client to retransmit.
+#[test]
+fn a_fin_before_the_server_answered_is_held_and_follows_the_handshake() {
+    for method in [Method::Nat, Method::FullNat] {
+        let mut l = Lab::new(method, false);
+        let o = open(&mut l);
+        let fin = client_frame(
+            &l,
+            CISN + 1,
+            F {
+                ack: Some(o.cookie.wrapping_add(1)),
+                fin: true,
+                ..F::default()
+            },
+            &[Opt::Noop, Opt::Noop, Opt::Timestamp(113, o.our_ts)],
+            b"",
+        );
+        let [c, s] = l.send(0, &fin);
+        assert!(c.is_empty() && s.is_empty(), "held");
+        assert_eq!(l.drops(DropReason::SynProxyNotReady), 0);
+        let [c, s] = l.send(1, &server_synack(&l, &o, Some(7)));
+        assert!(c.is_empty());
+        assert_eq!(s.len(), 2, "the ACK, then the held FIN");
+        let f = read(&s[1]);
+        assert!(f.fin && f.payload.is_empty());
+        assert_eq!((f.seq, f.ack), (CISN + 1, SISN + 1));
+    }
+}

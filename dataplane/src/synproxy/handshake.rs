@@ -142,6 +142,10 @@ fn ack(
             .check(&tuple(p), client_isn, our_isn, cookie::count_of(ctx.now_s))
         {
             Ok(i) => i,
+            // Layer 7: the client closing after uvs's own answer and FIN.
+            Err(_) if p.tcp_flags & flags::FIN != 0 && svc.layer7.is_some() => {
+                return super::layer7::closed_fin(ctx, buf, len, p, &t)
+            }
             Err(CookieError::Expired) => return Verdict::Drop(DropReason::SynProxyCookieExpired),
             Err(_) => return Verdict::Drop(DropReason::SynProxyCookieInvalid),
         };
@@ -169,6 +173,26 @@ fn ack(
     let l7_pool = match &svc.layer7 {
         None => None,
         Some(l7) => {
+            if t.payload_len == 0 && p.tcp_flags & flags::FIN != 0 {
+                // Connected and closed without a request (a TCP health check): nothing to
+                // decide on; uvs closes its side too, as a server would.
+                let side = super::layer7::Side {
+                    seq: our_isn.wrapping_add(1),
+                    ack: t.seq.wrapping_add(1),
+                    ts: our_ts,
+                    wscale: None,
+                };
+                let r = Some(DropReason::Layer7ClosedFin);
+                return super::layer7::answer(
+                    ctx,
+                    buf,
+                    len,
+                    p,
+                    &side,
+                    super::layer7::Reply::Fin,
+                    r,
+                );
+            }
             if t.payload_len == 0 {
                 return Verdict::Drop(DropReason::Layer7AwaitRequest);
             }
@@ -394,8 +418,16 @@ pub(super) fn open(
         seq: our_isn.wrapping_add(1),
         ack: open.next,
     };
-    ctx.proxy_syns
-        .push(id, &buf[..*len], egress, hop, rst, ctx.now, ctx.counters);
+    ctx.proxy_syns.push(
+        id,
+        &buf[..*len],
+        egress,
+        hop,
+        rst,
+        ctx.now,
+        ctx.conns,
+        ctx.counters,
+    );
     if early_len > 0 && !ctx.proxy_syns.hold(id, &early[..early_len]) {
         ctx.counters.drop(DropReason::SynProxyNotReady);
     }

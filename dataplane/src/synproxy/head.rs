@@ -72,6 +72,7 @@ pub(crate) fn start(
         deadline: ctx.now.wrapping_add(l7.head_timeout_ms),
         tls: data.first() == Some(&0x16),
         bytes: Vec::new(),
+        lines: Lines::default(),
         replay: None,
     };
     let side = head.side();
@@ -188,11 +189,15 @@ pub(crate) fn segment(
         return Verdict::Drop(DropReason::Layer7HeadAborted);
     };
     let h = heads.get(i).expect("found above");
-    // Read the head again only when these bytes may have ended it: re-reading all of it
-    // on every segment costs O(head²) (`uvs-bench l7head`: 13.6x NAT's per-segment cost
-    // re-reading, 8-10x not; ARCHITECTURE.md). A malformed head is then found at its end
-    // (or at the limit).
-    let decision = if may_end(&h.bytes, new.len(), h.tls) || fin {
+    // Read the head again only when these bytes may have ended it (or end the client's
+    // side, or pass the limit): re-reading all of it on every segment costs O(head²)
+    // (`uvs-bench l7head`: 13.6x NAT's per-segment cost re-reading, 8-10x not;
+    // ARCHITECTURE.md). In between, each line is checked once as it completes
+    // ([`Lines`]), so a malformed head is refused when its first bad line is complete.
+    let sound = h.tls || h.lines.check(&h.bytes);
+    let decision = if !sound {
+        Decision::BadHttp
+    } else if may_end(&h.bytes, new.len(), h.tls) || fin || h.bytes.len() > l7.head_limit {
         l7.decide(&h.bytes)
     } else {
         Decision::Partial
@@ -227,6 +232,75 @@ pub(crate) fn segment(
     }
     ctx.proxy_syns.heads.remove(i);
     answer(ctx, buf, len, p, &side, reply, Some(reason))
+}
+
+/// How far a pending HTTP head is known to be sound: httparse read its complete lines one
+/// by one as they arrived — the request line as a request with no headers yet, each header
+/// line as a header block of one — each `Partial` (sound so far) or an error. httparse
+/// reads a head line by line with no state between lines, so a line it refuses alone it
+/// refuses in the whole head: the head is malformed and answered 400 at once, not 431
+/// when it reaches the limit. Only the lines the whole read would reach are checked: past
+/// [`MAX_HEADERS`](super::layer7::MAX_HEADERS) + 1 header lines it stops with
+/// `TooManyHeaders` (the head goes to the default pool), and at the blank line the head
+/// ends and is read whole. A line still incomplete is read as far as it goes once, in the
+/// segment it starts in (httparse refuses a bad byte without waiting for the line's end),
+/// then again when it ends (or the head is read whole at the limit): each byte is read
+/// here at most twice, never O(head²).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Lines {
+    /// Bytes of complete lines checked.
+    sound: u32,
+    /// Non-empty lines checked (the request line first).
+    lines: u16,
+    /// Where the incomplete line last read as far as it went starts (`sound + 1`; 0: none).
+    tail: u32,
+}
+
+impl Lines {
+    /// Checks the lines of `b` completed since the last call, and the start of a line begun
+    /// since; false if one is malformed.
+    pub(crate) fn check(&mut self, b: &[u8]) -> bool {
+        loop {
+            if usize::from(self.lines) > super::layer7::MAX_HEADERS + 1 {
+                return true;
+            }
+            let from = self.sound as usize;
+            let rest = b.get(from..).unwrap_or(&[]);
+            let Some(lf) = rest.iter().position(|&c| c == b'\n') else {
+                // A line begun: read it as far as it goes, once.
+                if rest.is_empty() || self.tail == self.sound + 1 {
+                    return true;
+                }
+                self.tail = self.sound + 1;
+                return self.read(rest).is_ok();
+            };
+            let line = &rest[..=lf];
+            let empty = line == b"\n" || line == b"\r\n";
+            if empty && self.lines > 0 {
+                // The blank line: the head ends here and is read whole.
+                return true;
+            }
+            // Empty lines before the request line are skipped (RFC 9112 §2.2), as httparse
+            // skips them.
+            if !empty {
+                if self.read(line).is_err() {
+                    return false;
+                }
+                self.lines += 1;
+            }
+            self.sound = (from + lf + 1) as u32;
+        }
+    }
+
+    /// httparse's reading of one line (or the start of one): the request line as a request
+    /// with no headers yet, a header line as a header block of one.
+    fn read(&self, line: &[u8]) -> Result<(), httparse::Error> {
+        if self.lines == 0 {
+            httparse::Request::new(&mut []).parse(line).map(|_| ())
+        } else {
+            httparse::parse_headers(line, &mut [httparse::EMPTY_HEADER; 1]).map(|_| ())
+        }
+    }
 }
 
 /// Whether the last `new` bytes of `b` may end the head: an HTTP head's blank line
@@ -297,7 +371,52 @@ fn complete_head(
 
 #[cfg(test)]
 mod tests {
-    use super::may_end;
+    use super::{may_end, Lines};
+
+    #[test]
+    fn lines_are_checked_once_complete_and_a_bad_one_is_found() {
+        let mut l = Lines::default();
+        assert!(l.check(b"GET / HT"), "nothing complete yet");
+        assert!(l.check(b"GET / HTTP/1.1\r\nHost: a\r\nX-Pa"));
+        assert!(l.check(b"GET / HTTP/1.1\r\nHost: a\r\nX-Pad: 1\r\nBad"));
+        // The line was read as far as it went when it began; its fault shows at its end.
+        assert!(l.check(b"GET / HTTP/1.1\r\nHost: a\r\nX-Pad: 1\r\nBad line"));
+        assert!(!l.check(b"GET / HTTP/1.1\r\nHost: a\r\nX-Pad: 1\r\nBad line\r\n"));
+        // A fault in the part of a line that came with its start shows at once.
+        let mut l = Lines::default();
+        assert!(l.check(b"GET / HTTP/1.1\r\nHost: a\r\n"));
+        assert!(!l.check(b"GET / HTTP/1.1\r\nHost: a\r\nBad line"));
+        // A bad request line, after empty lines httparse skips.
+        assert!(!Lines::default().check(b"\r\nGET / HTTX/1.1\r\n"));
+        assert!(Lines::default().check(b"\r\nGET / HTTP/1.1\r\n"));
+        // A bare LF ends a line too; a CR alone does not.
+        assert!(Lines::default().check(b"GET / HTTP/1.0\nA: 1\n"));
+        assert!(!Lines::default().check(b"GET / HTTP/1.1\r\nA: 1\rB: 2\r\n"));
+        // Past the blank line nothing is checked: the head is read whole there.
+        assert!(Lines::default().check(b"GET / HTTP/1.1\r\n\r\nnot a header\r\n"));
+    }
+
+    #[test]
+    fn lines_past_the_headers_read_are_not_checked() {
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=crate::synproxy::layer7::MAX_HEADERS {
+            head.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
+        }
+        let mut l = Lines::default();
+        assert!(l.check(&head));
+        head.extend_from_slice(b"No colon here\r\n");
+        assert!(
+            l.check(&head),
+            "httparse stops with TooManyHeaders before it"
+        );
+        // The line just before that is still checked.
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..crate::synproxy::layer7::MAX_HEADERS {
+            head.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"No colon here\r\n");
+        assert!(!Lines::default().check(&head));
+    }
 
     #[test]
     fn the_end_of_a_head_is_seen_in_the_new_bytes_or_across_their_start() {

@@ -74,6 +74,8 @@ pub(super) struct Head {
     pub(super) deadline: u32,
     pub(super) tls: bool,
     pub(super) bytes: Vec<u8>,
+    /// How much of an HTTP head is known to be sound, line by line ([`super::head`]).
+    pub(super) lines: super::head::Lines,
     pub(super) replay: Option<Replay>,
 }
 

@@ -307,6 +307,8 @@ pub(crate) fn choose(
 pub(crate) enum Reply {
     Ack,
     Http(&'static [u8]),
+    /// FIN and ACK, no data: the client closed without a request.
+    Fin,
     Reset,
 }
 
@@ -351,6 +353,7 @@ pub(crate) fn write_reply(
             },
         ),
         Reply::Http(_) => (flags::ACK | flags::PSH | flags::FIN, 512),
+        Reply::Fin => (flags::ACK | flags::FIN, 512),
         Reply::Reset => (flags::RST | flags::ACK, 0),
     };
     let seg = Segment {
@@ -447,6 +450,45 @@ pub(crate) fn refuse(
             Some(DropReason::Layer7BadTls),
         )
     }
+}
+
+/// A client's FIN that fails the cookie check on a `layer: 7` service: most likely the
+/// close that follows uvs's own answer and FIN (uvs kept nothing, so the FIN's SEQ and ACK,
+/// past the request and the answer, no longer check). uvs answers as a TCP in TIME-WAIT
+/// answers a FIN after its own (RFC 9293 §3.10.7.4; Linux re-ACKs it from its timewait
+/// socket): an ACK of the FIN at the FIN's acknowledgement number, the client's TSval
+/// echoed and its TSecr (uvs's latest TSval as the client saw it) as uvs's, so the
+/// client's LAST-ACK ends instead of retransmitting until it gives up. A FIN carrying data
+/// gets a RST there instead (data after the close: Linux aborts on it). Nothing is stored
+/// and there is exactly one reply per received segment, no larger than it (a forged FIN
+/// cannot make uvs send more than it receives); counted as `layer7_closed_fin`.
+pub(crate) fn closed_fin(
+    ctx: &mut Ctx<'_>,
+    buf: &mut [u8],
+    len: &mut usize,
+    p: &Parsed,
+    t: &TcpFields,
+) -> Verdict {
+    let side = Side {
+        seq: t.ack,
+        ack: t.seq.wrapping_add(t.payload_len as u32).wrapping_add(1),
+        ts: t.options.timestamp,
+        wscale: None,
+    };
+    let reply = if t.payload_len == 0 {
+        Reply::Ack
+    } else {
+        Reply::Reset
+    };
+    answer(
+        ctx,
+        buf,
+        len,
+        p,
+        &side,
+        reply,
+        Some(DropReason::Layer7ClosedFin),
+    )
 }
 
 #[cfg(test)]

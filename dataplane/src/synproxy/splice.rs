@@ -76,7 +76,7 @@ fn unusual(
                 if ctx.conns.remove(hit.id) {
                     lifecycle::unbind(tables, &hit.conn);
                 }
-            } else if t.payload_len > 0
+            } else if (t.payload_len > 0 || p.tcp_flags & flags::FIN != 0)
                 && p.tcp_flags & flags::SYN == 0
                 && ctx.proxy_syns.hold(hit.id, &buf[..*len])
             {
