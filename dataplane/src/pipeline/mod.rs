@@ -22,11 +22,13 @@ mod forward;
 mod icmp;
 mod nat64;
 mod newflow;
+mod packet;
 
 pub(crate) use forward::*;
 pub(crate) use icmp::*;
 pub(crate) use nat64::{is_nat64, mapped, unmapped};
 pub(crate) use newflow::*;
+pub use packet::Packet;
 
 // The protocol numbers are uvs_wire's (one table for every crate); these short names
 // are the pipeline's.
@@ -110,7 +112,12 @@ pub(crate) fn ip(v6: bool, addr: [u8; 16]) -> IpKey {
 #[inline]
 pub fn process(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize) -> Verdict {
     match prepare(&buf[..*len]) {
-        Ok(p) => process_parsed(ctx, buf, len, p, None),
+        Ok(p) => {
+            let mut pkt = Packet::new(buf, *len, p);
+            let v = process_parsed(ctx, &mut pkt, None);
+            *len = pkt.len;
+            v
+        }
         Err(v) => v,
     }
 }
@@ -142,50 +149,46 @@ pub fn lookup_key(p: &Parsed) -> Option<FlowKey> {
 #[inline]
 pub fn process_parsed(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    mut p: Parsed,
+    pkt: &mut Packet<'_>,
     looked_up: Option<Option<Hit>>,
 ) -> Verdict {
-    let v6 = p.l3 == L3::V6;
-    match p.l4_proto {
+    let v6 = pkt.p.l3 == L3::V6;
+    match pkt.p.l4_proto {
         PROTO_TCP | PROTO_UDP => {}
-        PROTO_SCTP => return crate::sctp::process(ctx, buf, len, &mut p),
-        PROTO_ICMP | PROTO_ICMPV6 => return icmp(ctx, buf, len, &mut p, v6),
+        PROTO_SCTP => return crate::sctp::process(ctx, pkt),
+        PROTO_ICMP | PROTO_ICMPV6 => return icmp(ctx, pkt),
         _ => return Verdict::Drop(DropReason::UnsupportedProtocol),
     }
-    if let Frag::Later { id } = p.frag {
-        return later_fragment(ctx, buf, len, &mut p, id);
+    if let Frag::Later { id } = pkt.p.frag {
+        return later_fragment(ctx, pkt, id);
     }
     // Before the table is touched: a corrupt segment neither opens a flow nor moves a
     // connection's TCP state, and every later rewrite starts from a full checksum.
     if ctx.verify_l4_checksums {
-        if let Err(v) = l4_checksum(&mut buf[..*len], &p) {
+        if let Err(v) = l4_checksum(&mut pkt.buf[..pkt.len], &pkt.p) {
             return v;
         }
     }
-    let key = flow_key(&p);
+    let key = flow_key(&pkt.p);
     let found = match looked_up {
         Some(h) => h,
         None => ctx.conns.lookup(&key, ctx.now),
     };
     if let Some(hit) = found {
-        if let Frag::First { id } = p.frag {
-            ctx.frags.remember(&p, id, &hit, ctx.now_s);
+        if let Frag::First { id } = pkt.p.frag {
+            ctx.frags.remember(&pkt.p, id, &hit, ctx.now_s);
         }
-        return established(ctx, buf, len, &mut p, &hit);
+        return established(ctx, pkt, &hit);
     }
     if !v6 {
         if let Some(hit) = nat64::lookup_reply(ctx, &key) {
-            return established(ctx, buf, len, &mut p, &hit);
+            return established(ctx, pkt, &hit);
         }
     }
-    if p.l4_proto == PROTO_UDP {
-        if let Some(v) = ops_reply(ctx, buf, len, &mut p) {
-            return v;
-        }
+    if pkt.p.l4_proto == PROTO_UDP {
+        return ops_reply(ctx, pkt, &key);
     }
-    new_flow(ctx, buf, len, &mut p, &key)
+    new_flow(ctx, pkt, &key)
 }
 
 /// Verifies a TCP/UDP checksum and completes a partial one in place: the one pass over the
@@ -209,15 +212,9 @@ fn bad_checksum() -> Verdict {
 /// A non-first fragment carries no ports: it follows the connection its first fragment
 /// found (remembered by fragment id), as Maglev does; IPVS needs the kernel to reassemble.
 #[cold]
-pub(crate) fn later_fragment(
-    ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-    id: u32,
-) -> Verdict {
-    match ctx.frags.find(p, id, ctx.now_s) {
-        Some(hit) => established(ctx, buf, len, p, &hit),
+pub(crate) fn later_fragment(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, id: u32) -> Verdict {
+    match ctx.frags.find(&pkt.p, id, ctx.now_s) {
+        Some(hit) => established(ctx, pkt, &hit),
         None => Verdict::Drop(DropReason::FragmentNoFlow),
     }
 }

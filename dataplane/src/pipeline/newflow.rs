@@ -9,19 +9,16 @@ use crate::tables::{Method, ServiceRt, Tables, SORRY_SLOT};
 use crate::verdict::{DropReason, Verdict};
 
 #[cold]
-pub(crate) fn new_flow(
-    ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-    key: &FlowKey,
-) -> Verdict {
+pub(crate) fn new_flow(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, key: &FlowKey) -> Verdict {
     let tables = ctx.tables;
     let v6 = key.v6;
+    let p = &pkt.p;
     let Some(svc) = tables.service_for(ip(v6, p.dst), p.l4_proto, p.dport) else {
         return no_service(tables, p, v6);
     };
     if svc.syn_proxy && p.l4_proto == PROTO_TCP && p.frag == Frag::None {
+        // The SYN proxy keeps its frame's parts apart.
+        let Packet { buf, len, p } = pkt;
         return crate::synproxy::on_new_flow(ctx, buf, len, p, svc);
     }
     // IPVS schedules TCP only on a SYN (sloppy_tcp off): a stray ACK for a flow we do not
@@ -72,7 +69,12 @@ pub(crate) fn new_flow(
         // leaves no connection entry; replies are translated statelessly (ops_reply).
         svc.stats.worker(ctx.worker).conns.add(1);
         real.stats.worker(ctx.worker).conns.add(1);
-        return forward_original(ctx, buf, len, p, svc, Some(real), &conn);
+        let flow = Flow {
+            svc,
+            real: Some(real),
+            conn: &conn,
+        };
+        return forward_original(ctx, pkt, flow);
     }
     let inserted = if real.method == Method::FullNat {
         match insert_fullnat(ctx, svc, &mut conn, deadline) {
@@ -84,7 +86,7 @@ pub(crate) fn new_flow(
     };
     match inserted {
         Ok(id) => {
-            crate::lifecycle::bind(svc, slot, conn.state, p.l4_proto);
+            crate::lifecycle::bind(svc, slot, conn.state, key.proto);
             ctx.sync.note(ctx.worker, id);
             svc.stats.worker(ctx.worker).conns.add(1);
             real.stats.worker(ctx.worker).conns.add(1);
@@ -93,28 +95,33 @@ pub(crate) fn new_flow(
         Err(InsertError::Exists(_)) => {
             // Another worker created this flow a moment ago: use its entry.
             if let Some(hit) = ctx.conns.lookup(key, ctx.now) {
-                return established(ctx, buf, len, p, &hit);
+                return established(ctx, pkt, &hit);
             }
             return Verdict::Drop(DropReason::TableFull);
         }
         Err(InsertError::Contended) => return Verdict::Drop(DropReason::InsertContended),
         Err(_) => return Verdict::Drop(DropReason::TableFull),
     }
-    if let (Frag::First { id }, Ok(conn_id)) = (p.frag, inserted) {
+    if let (Frag::First { id }, Ok(conn_id)) = (pkt.p.frag, inserted) {
         let hit = Hit {
             id: conn_id,
             dir: Dir::Original,
             conn,
             deadline,
         };
-        ctx.frags.remember(p, id, &hit, ctx.now_s);
+        ctx.frags.remember(&pkt.p, id, &hit, ctx.now_s);
     }
-    if p.l4_proto == PROTO_SCTP {
-        if let Err(v) = crate::sctp::on_new_association(ctx, buf, len, p, &conn, deadline) {
+    if pkt.p.l4_proto == PROTO_SCTP {
+        if let Err(v) = crate::sctp::on_new_association(ctx, pkt, &conn, deadline) {
             return v;
         }
     }
-    forward_original(ctx, buf, len, p, svc, Some(real), &conn)
+    let flow = Flow {
+        svc,
+        real: Some(real),
+        conn: &conn,
+    };
+    forward_original(ctx, pkt, flow)
 }
 
 /// No service for the destination. A packet *from* a DR/TUN service's address and port is
@@ -257,23 +264,26 @@ pub(crate) fn mask_prefix(addr: &mut [u8; 16], len: u8, v6: bool) {
     }
 }
 
-/// A reply from a real server of a one-packet-scheduling service: no connection entry
-/// exists, so the source is put back to the VIP and service port by the service alone.
+/// A UDP datagram without an entry: a reply from a real server of a one-packet-scheduling
+/// service (no connection entry exists, so the source is put back to the VIP and service
+/// port by the service alone), else a new flow.
 #[cold]
-pub(crate) fn ops_reply(
-    ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-) -> Option<Verdict> {
+pub(crate) fn ops_reply(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, key: &FlowKey) -> Verdict {
     let tables = ctx.tables;
+    let p = &pkt.p;
     let v6 = p.l3 == L3::V6;
-    let svc = tables.ops_service_of_reply(ip(v6, p.src), p.sport, p.l4_proto)?;
-    let (slot, real) = svc.reals.iter().enumerate().find_map(|(i, r)| {
-        r.as_ref()
-            .filter(|r| r.addr.addr == p.src)
-            .map(|r| (i as u16, r))
-    })?;
+    let ops = tables
+        .ops_service_of_reply(ip(v6, p.src), p.sport, p.l4_proto)
+        .and_then(|svc| {
+            svc.reals.iter().enumerate().find_map(|(i, r)| {
+                r.as_ref()
+                    .filter(|r| r.addr.addr == p.src)
+                    .map(|r| (svc, i as u16, r))
+            })
+        });
+    let Some((svc, slot, real)) = ops else {
+        return new_flow(ctx, pkt, key);
+    };
     let conn = Conn {
         orig: FlowKey {
             proto: p.l4_proto,
@@ -294,5 +304,10 @@ pub(crate) fn ops_reply(
         state: 0,
         flags: 0,
     };
-    Some(forward_reply(ctx, buf, len, p, svc, Some(real), &conn))
+    let flow = Flow {
+        svc,
+        real: Some(real),
+        conn: &conn,
+    };
+    forward_reply(ctx, pkt, flow)
 }

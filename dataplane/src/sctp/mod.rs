@@ -66,7 +66,7 @@ use uvs_conntrack::{Conn, Dir, Hit};
 use uvs_wire::sctp::{chunk_type, SctpPacket, CHUNK_HEADER_LEN, HEADER_LEN};
 use uvs_wire::Parsed;
 
-use crate::pipeline::{established, flow_key, new_flow, Ctx, PROTO_SCTP};
+use crate::pipeline::{established, flow_key, new_flow, Ctx, Packet, PROTO_SCTP};
 use crate::tables::{Method, ServiceRt};
 use crate::verdict::{DropReason, Verdict};
 
@@ -76,60 +76,73 @@ use tags::Side;
 
 /// The SCTP stage: everything after classification for protocol 132.
 #[inline(never)]
-pub fn process(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize, p: &mut Parsed) -> Verdict {
+pub fn process(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
+    let p = &pkt.p;
     if p.is_fragment() {
         return Verdict::Drop(DropReason::SctpFragment);
     }
-    let Some(pkt) = buf.get(usize::from(p.l4_off)..p.l3_end()) else {
+    let Some(sctp) = pkt.buf.get(usize::from(p.l4_off)..p.l3_end()) else {
         return Verdict::Drop(DropReason::SctpMalformed);
     };
-    if pkt.len() < HEADER_LEN + CHUNK_HEADER_LEN {
+    if sctp.len() < HEADER_LEN + CHUNK_HEADER_LEN {
         return Verdict::Drop(DropReason::SctpMalformed);
     }
-    if !SctpPacket::new_unchecked(pkt).verify_checksum() {
+    if !SctpPacket::new_unchecked(sctp).verify_checksum() {
         return Verdict::Drop(DropReason::SctpBadCrc);
     }
-    let chunks = match chunks::summarize(pkt) {
+    let chunks = match chunks::summarize(sctp) {
         Ok(c) => c,
         Err(r) => return Verdict::Drop(r),
     };
     // The state hook reads the event from here (see `track_state`).
-    p.sctp_first_chunk = chunks.event_chunk;
-    let key = flow_key(p);
+    pkt.p.sctp_first_chunk = chunks.event_chunk;
+    let key = flow_key(&pkt.p);
     if let Some(hit) = ctx.conns.lookup(&key, ctx.now) {
-        return association(ctx, buf, len, p, &chunks, hit, hit.conn);
+        return association(ctx, pkt, &chunks, &hit);
     }
     if chunks.first == chunk_type::INIT {
         // RFC 9260 §8.5.1 A: a packet carrying INIT has verification tag 0.
-        if p.sctp_vtag != 0 {
+        if pkt.p.sctp_vtag != 0 {
             return Verdict::Drop(DropReason::SctpBadVtag);
         }
-        return new_flow(ctx, buf, len, p, &key);
+        return new_flow(ctx, pkt, &key);
     }
-    other_path(ctx, buf, len, p, &chunks)
+    other_path(ctx, pkt, &chunks)
 }
 
-/// A packet of a known association (`hit`, whose entry is `own`: the entry the tag
-/// records name, i.e. the association's first path).
+/// A packet of a known association, found by its own tuple (`hit`: the association's
+/// entry, the one its tag records name).
 #[inline]
 fn association(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     chunks: &ChunkSummary,
-    hit: Hit,
-    own: Conn,
+    hit: &Hit,
 ) -> Verdict {
+    if let Err(v) = admit(ctx, pkt, chunks, hit) {
+        return v;
+    }
+    established(ctx, pkt, hit)
+}
+
+/// Checks a packet against its association (`own`: the association's entry, the one its
+/// tag records name, whichever path the packet takes) and applies the address-parameter
+/// policy to an INIT / INIT-ACK.
+#[inline]
+fn admit(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    chunks: &ChunkSummary,
+    own: &Hit,
+) -> Result<(), Verdict> {
     let tables = ctx.tables;
-    let svc = tables.service(own.service);
-    if let Err(r) = verify_tag(ctx, svc.map(|s| &**s), p, chunks, &own, hit.dir) {
-        return Verdict::Drop(r);
-    }
+    let svc = tables.service(own.conn.service);
+    verify_tag(ctx, svc.map(|s| &**s), &pkt.p, chunks, &own.conn, own.dir)
+        .map_err(Verdict::Drop)?;
     if matches!(chunks.first, chunk_type::INIT | chunk_type::INIT_ACK) {
-        strip_for_method(buf, len, p, &own, hit.dir);
+        strip_for_method(pkt, &own.conn, own.dir);
     }
-    established(ctx, buf, len, p, &hit)
+    Ok(())
 }
 
 /// Checks the packet's verification tag against the association and learns the tags the
@@ -206,32 +219,21 @@ fn sctp_dir(dir: Dir, method: u8) -> SctpDir {
 
 /// Removes the address parameters NAT/FullNAT cannot carry from an INIT / INIT-ACK (see
 /// the module docs for the policy). Returns the bytes removed.
-fn strip_for_method(
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-    conn: &Conn,
-    dir: Dir,
-) -> usize {
+fn strip_for_method(pkt: &mut Packet<'_>, conn: &Conn, dir: Dir) -> usize {
     let how = match (Method::from_u8(conn.method), dir) {
         (Some(Method::Dr | Method::Tun) | None, _) => return 0,
         (_, Dir::Reply) | (Some(Method::FullNat), Dir::Original) => Strip::All,
         (_, Dir::Original) => Strip::OtherFamily,
     };
-    chunks::strip_addresses(buf, len, p, how)
+    chunks::strip_addresses(pkt, how)
 }
 
 /// A packet with no connection entry that is not an INIT: another path of a multi-homed
 /// association, or out of the blue.
 #[cold]
-fn other_path(
-    ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-    chunks: &ChunkSummary,
-) -> Verdict {
+fn other_path(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, chunks: &ChunkSummary) -> Verdict {
     let tables = ctx.tables;
+    let p = pkt.p;
     let v6 = p.l3 == uvs_wire::L3::V6;
     // A client's other address, towards the VIP.
     let to_server = tags::to_server_key(v6, p.dst, p.dport, p.sport, p.sctp_vtag);
@@ -247,14 +249,16 @@ fn other_path(
         if hit.dir != dir || !tags::belongs(&rec.conn, &hit.conn) {
             continue;
         }
-        let own = hit.conn;
+        if let Err(v) = admit(ctx, pkt, chunks, &hit) {
+            return v;
+        }
         // Forward with the association's entry, but towards the address this packet
         // really uses on the client side (the reply route follows `orig.src`).
         let mut path = hit;
         if dir == Dir::Reply {
             path.conn.orig.src = p.dst;
         }
-        return association(ctx, buf, len, p, chunks, path, own);
+        return established(ctx, pkt, &path);
     }
     let svc = tables.service_for(crate::pipeline::ip(v6, p.dst), PROTO_SCTP, p.dport);
     Verdict::Drop(if svc.is_some() {
@@ -277,14 +281,14 @@ pub fn initial_state(svc: &ServiceRt) -> (u8, u32) {
 /// finds the entry and tries again.
 pub fn on_new_association(
     ctx: &Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     conn: &Conn,
     deadline: u32,
 ) -> Result<(), Verdict> {
-    let tag = buf
-        .get(usize::from(p.l4_off)..p.l3_end().min(*len))
+    let p = &pkt.p;
+    let tag = pkt
+        .buf
+        .get(usize::from(p.l4_off)..p.l3_end().min(pkt.len))
         .and_then(|sctp| {
             let pkt = SctpPacket::new_checked(sctp).ok()?;
             let init = pkt.chunks().next()?.ok()?;
@@ -292,7 +296,7 @@ pub fn on_new_association(
         })
         .unwrap_or(0);
     tags::learn(ctx, conn, Side::ToClient, tag, deadline).map_err(Verdict::Drop)?;
-    strip_for_method(buf, len, p, conn, Dir::Original);
+    strip_for_method(pkt, conn, Dir::Original);
     Ok(())
 }
 
