@@ -1,6 +1,6 @@
 //! Established flows: state tracking and the per-method rewrites in both directions.
 
-use uvs_conntrack::{tcp, Conn, Dir, Hit};
+use uvs_conntrack::{Conn, Dir, Hit};
 use uvs_wire::{Outer, Parsed, Tunnel, L3};
 
 use super::*;
@@ -18,18 +18,24 @@ pub(crate) struct Flow<'t> {
     pub conn: &'t Conn,
 }
 
+/// A packet of a known connection: reuse of a closing entry, the protocol's own handling
+/// and state machine, then the rewrite of its direction.
 #[inline]
-pub(crate) fn established(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &Hit) -> Verdict {
+pub(crate) fn established<P: L4Proto>(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    hit: &Hit,
+) -> Verdict {
     let tables = ctx.tables;
     let conn = &hit.conn;
     let Some(svc) = tables.service(conn.service) else {
         return orphan(ctx, hit);
     };
     if hit.dir == Dir::Original
-        && lifecycle::opens_connection(pkt.p.l4_proto, pkt.p.tcp_flags, pkt.p.sctp_first_chunk)
+        && P::opens_connection(&pkt.p)
         && lifecycle::reschedules(&ctx.settings, svc, conn)
     {
-        return reuse(ctx, pkt, hit);
+        return reuse::<P>(ctx, pkt, hit);
     }
     // The real server may be gone (removed by a reload), down, or its slot may hold
     // another one now: the connection still carries its own addresses, so it keeps
@@ -38,12 +44,8 @@ pub(crate) fn established(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &Hit) ->
     if ctx.settings.expire_nodest_conn && !lifecycle::dest_alive(svc, conn) {
         return orphan(ctx, hit);
     }
-    if conn.flags & conn_flags::SYNPROXY != 0 {
-        // The SYN proxy keeps its frame's parts apart.
-        let Packet { buf, len, p } = pkt;
-        if let Some(v) = crate::synproxy::established(ctx, buf, len, p, hit, svc) {
-            return v;
-        }
+    if let Err(v) = P::established(ctx, pkt, hit, svc) {
+        return v;
     }
     let real = svc.real(conn.real).filter(|r| {
         if is_nat64(conn) {
@@ -52,7 +54,7 @@ pub(crate) fn established(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &Hit) ->
             r.addr.same_addr(&conn.reply.src)
         }
     });
-    track_state(ctx, svc, &pkt.p, hit);
+    P::track_state(ctx, svc, &pkt.p, hit);
     let flow = Flow { svc, real, conn };
     match hit.dir {
         Dir::Original => forward_original(ctx, pkt, flow),
@@ -76,48 +78,14 @@ pub(crate) fn orphan(ctx: &mut Ctx<'_>, hit: &Hit) -> Verdict {
 /// (closing, or its real server removed or down): the old entry goes, the packet is
 /// scheduled as a new flow.
 #[cold]
-pub(crate) fn reuse(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &Hit) -> Verdict {
+pub(crate) fn reuse<P: L4Proto>(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &Hit) -> Verdict {
     let tables = ctx.tables;
     if ctx.conns.remove(hit.id) {
         lifecycle::unbind(tables, &hit.conn);
         ctx.counters.reused_conns.add(1);
     }
     let key = flow_key(&pkt.p);
-    new_flow(ctx, pkt, &key)
-}
-
-/// Protocol state machine and deadline refresh, through [`lifecycle::transition`]: the
-/// entry is written only when the state changes or its deadline moved by more than a
-/// second (a busy flow costs the shared cache line about one write a second). A real
-/// server's retransmitted SYN-ACK does not extend a half-open (SYN_RECV) entry: only the
-/// client proves a connection alive, so spoofed SYNs age out on time.
-#[inline]
-pub(crate) fn track_state(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, hit: &Hit) {
-    if p.l4_proto == PROTO_SCTP {
-        return crate::sctp::track_state(ctx, svc, p, hit);
-    }
-    let proto = p.l4_proto;
-    let timeouts = &svc.timeouts;
-    let timeout = |s: u8| timeouts.for_state(proto, s);
-    if proto == PROTO_TCP {
-        let no_output = matches!(
-            Method::from_u8(hit.conn.method),
-            Some(Method::Dr | Method::Tun)
-        );
-        let pdir = tcp::PacketDir::for_packet(hit.dir, no_output);
-        let flags = p.tcp_flags;
-        let next = |s: u8| {
-            let old = tcp::TcpState::from_u8(s).unwrap_or(tcp::TcpState::None);
-            tcp::transition(old, pdir, flags) as u8
-        };
-        let from_server = hit.dir == Dir::Reply;
-        let refresh = |old: u8, _new: u8| !(from_server && old == tcp::TcpState::SynRecv as u8);
-        if lifecycle::transition(ctx.conns, svc, hit, ctx.now, next, timeout, refresh) {
-            ctx.sync.note(ctx.worker, hit.id);
-        }
-    } else {
-        lifecycle::transition(ctx.conns, svc, hit, ctx.now, |s| s, timeout, |_, _| true);
-    }
+    new_flow::<P>(ctx, pkt, &key)
 }
 
 /// Egress port and next hop towards a connection's real server: cached in the snapshot

@@ -7,6 +7,34 @@ use super::*;
 use crate::tables::{Method, RealRt};
 use crate::verdict::{DropReason, Verdict};
 
+/// ICMP and ICMPv6 in the pipeline (`pipeline/proto.rs`). ICMP has no connections of its
+/// own: its inspection answers every packet, so the core never looks it up (its `Seen` has
+/// no value) — errors are translated with the flow they quote, as IPVS and DPVS handle them
+/// apart from their protocol's lookup.
+pub(crate) struct Icmp;
+
+impl L4Proto for Icmp {
+    type Seen = std::convert::Infallible;
+
+    #[inline(always)]
+    fn inspect(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Result<Self::Seen, Verdict> {
+        Err(icmp(ctx, pkt))
+    }
+
+    fn miss(
+        _ctx: &mut Ctx<'_>,
+        _pkt: &mut Packet<'_>,
+        seen: &Self::Seen,
+        _key: &FlowKey,
+    ) -> Result<Option<uvs_conntrack::Hit>, Verdict> {
+        match *seen {}
+    }
+
+    fn initial_state(svc: &crate::tables::ServiceRt, p: &uvs_wire::Parsed) -> (u8, u32) {
+        (0, svc.timeouts.for_state(p.l4_proto, 0))
+    }
+}
+
 /// ICMP: errors about a tracked flow are translated with it (outer and quoted headers,
 /// as IPVS's ip_vs_in_icmp / ip_vs_out_icmp); echo and NDP for owned addresses go to the
 /// slow path.

@@ -23,12 +23,15 @@ mod icmp;
 mod nat64;
 mod newflow;
 mod packet;
+mod proto;
+mod tcp;
+mod udp;
 
 pub(crate) use forward::*;
-pub(crate) use icmp::*;
 pub(crate) use nat64::{is_nat64, mapped, unmapped};
 pub(crate) use newflow::*;
 pub use packet::Packet;
+pub(crate) use proto::{L4Proto, Tcp};
 
 // The protocol numbers are uvs_wire's (one table for every crate); these short names
 // are the pipeline's.
@@ -146,28 +149,37 @@ pub fn lookup_key(p: &Parsed) -> Option<FlowKey> {
 
 /// Stage 2: everything after the parse. `looked_up` is the connection lookup already
 /// done for this frame's [`lookup_key`] (burst lookups), or `None` to look it up here.
+/// The one place where a protocol number picks the protocol's implementation
+/// (`pipeline/proto.rs`).
 #[inline]
 pub fn process_parsed(
     ctx: &mut Ctx<'_>,
     pkt: &mut Packet<'_>,
     looked_up: Option<Option<Hit>>,
 ) -> Verdict {
-    let v6 = pkt.p.l3 == L3::V6;
     match pkt.p.l4_proto {
-        PROTO_TCP | PROTO_UDP => {}
-        PROTO_SCTP => return crate::sctp::process(ctx, pkt),
-        PROTO_ICMP | PROTO_ICMPV6 => return icmp(ctx, pkt),
-        _ => return Verdict::Drop(DropReason::UnsupportedProtocol),
+        PROTO_TCP => ingress::<Tcp>(ctx, pkt, looked_up),
+        PROTO_UDP => ingress::<proto::Udp>(ctx, pkt, looked_up),
+        PROTO_SCTP => ingress_out_of_line::<proto::Sctp>(ctx, pkt),
+        PROTO_ICMP | PROTO_ICMPV6 => ingress::<proto::Icmp>(ctx, pkt, None),
+        _ => Verdict::Drop(DropReason::UnsupportedProtocol),
     }
+}
+
+/// The steps every protocol takes (`pipeline/proto.rs` lists them): the protocol's checks,
+/// the lookup, then the established path or a new connection.
+#[inline(always)]
+fn ingress<P: L4Proto>(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    looked_up: Option<Option<Hit>>,
+) -> Verdict {
+    let seen = match P::inspect(ctx, pkt) {
+        Ok(s) => s,
+        Err(v) => return v,
+    };
     if let Frag::Later { id } = pkt.p.frag {
-        return later_fragment(ctx, pkt, id);
-    }
-    // Before the table is touched: a corrupt segment neither opens a flow nor moves a
-    // connection's TCP state, and every later rewrite starts from a full checksum.
-    if ctx.verify_l4_checksums {
-        if let Err(v) = l4_checksum(&mut pkt.buf[..pkt.len], &pkt.p) {
-            return v;
-        }
+        return later_fragment::<P>(ctx, pkt, id);
     }
     let key = flow_key(&pkt.p);
     let found = match looked_up {
@@ -178,17 +190,24 @@ pub fn process_parsed(
         if let Frag::First { id } = pkt.p.frag {
             ctx.frags.remember(&pkt.p, id, &hit, ctx.now_s);
         }
-        return established(ctx, pkt, &hit);
-    }
-    if !v6 {
-        if let Some(hit) = nat64::lookup_reply(ctx, &key) {
-            return established(ctx, pkt, &hit);
+        if let Err(v) = P::admit(ctx, pkt, &seen, &hit) {
+            return v;
         }
+        return established::<P>(ctx, pkt, &hit);
     }
-    if pkt.p.l4_proto == PROTO_UDP {
-        return ops_reply(ctx, pkt, &key);
+    match P::miss(ctx, pkt, &seen, &key) {
+        Ok(Some(hit)) => established::<P>(ctx, pkt, &hit),
+        Ok(None) if P::ONE_PACKET => ops_reply::<P>(ctx, pkt, &key),
+        Ok(None) => new_flow::<P>(ctx, pkt, &key),
+        Err(v) => v,
     }
-    new_flow(ctx, pkt, &key)
+}
+
+/// [`ingress`] for a protocol whose packets are rare or dear enough that its copy of the
+/// core stays out of the worker's loop (SCTP: a CRC32c pass per packet anyway).
+#[inline(never)]
+fn ingress_out_of_line<P: L4Proto>(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
+    ingress::<P>(ctx, pkt, None)
 }
 
 /// Verifies a TCP/UDP checksum and completes a partial one in place: the one pass over the
@@ -212,9 +231,13 @@ fn bad_checksum() -> Verdict {
 /// A non-first fragment carries no ports: it follows the connection its first fragment
 /// found (remembered by fragment id), as Maglev does; IPVS needs the kernel to reassemble.
 #[cold]
-pub(crate) fn later_fragment(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, id: u32) -> Verdict {
+pub(crate) fn later_fragment<P: L4Proto>(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    id: u32,
+) -> Verdict {
     match ctx.frags.find(&pkt.p, id, ctx.now_s) {
-        Some(hit) => established(ctx, pkt, &hit),
+        Some(hit) => established::<P>(ctx, pkt, &hit),
         None => Verdict::Drop(DropReason::FragmentNoFlow),
     }
 }

@@ -1,6 +1,6 @@
 //! A new flow: service, persistence, scheduler, connection entry (FullNAT ports).
 
-use uvs_conntrack::{tcp, Conn, Dir, FlowKey, Hit, InsertError};
+use uvs_conntrack::{Conn, Dir, FlowKey, Hit, InsertError};
 use uvs_sched::FlowHashKey;
 use uvs_wire::{Frag, Parsed, L3};
 
@@ -9,37 +9,28 @@ use crate::tables::{Method, ServiceRt, Tables, SORRY_SLOT};
 use crate::verdict::{DropReason, Verdict};
 
 #[cold]
-pub(crate) fn new_flow(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, key: &FlowKey) -> Verdict {
+pub(crate) fn new_flow<P: L4Proto>(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    key: &FlowKey,
+) -> Verdict {
     let tables = ctx.tables;
     let v6 = key.v6;
     let p = &pkt.p;
     let Some(svc) = tables.service_for(ip(v6, p.dst), p.l4_proto, p.dport) else {
         return no_service(tables, p, v6);
     };
-    if svc.syn_proxy && p.l4_proto == PROTO_TCP && p.frag == Frag::None {
-        // The SYN proxy keeps its frame's parts apart.
-        let Packet { buf, len, p } = pkt;
-        return crate::synproxy::on_new_flow(ctx, buf, len, p, svc);
+    if let Err(v) = P::schedule(ctx, pkt, svc) {
+        return v;
     }
-    // IPVS schedules TCP only on a SYN (sloppy_tcp off): a stray ACK for a flow we do not
-    // know must not pin a real server. Except where every node would pick the same server
-    // for it: with a consistent-hash scheduler (mh, sh) a mid-flow packet that ECMP moved
-    // to this node (a node added or gone) follows the hash and is tracked from then on, as
-    // Katran does; the flow keeps its real server without any sync.
-    if p.l4_proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN {
-        let mid_flow = p.tcp_flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK;
-        if !(mid_flow && svc.sched.kind().takes_hash_flags()) {
-            return Verdict::Drop(DropReason::NotSyn);
-        }
-        ctx.counters.hash_adopted.add(1);
-    }
+    let p = &pkt.p;
     let Some(slot) = choose_real(ctx, svc, p, v6) else {
         return Verdict::Drop(DropReason::NoRealServer);
     };
     let real = svc.real(slot).expect("slot chosen from this snapshot");
 
     let real_port = if real.port == 0 { p.dport } else { real.port };
-    let (state, timeout) = initial_state(svc, p);
+    let (state, timeout) = P::initial_state(svc, p);
     // FullNAT from an IPv6 VIP to an IPv4 real server is NAT64: the entry stays in the IPv6
     // table with the server's address IPv4-mapped (`pipeline/nat64.rs`).
     let nat64 = real.method == Method::FullNat && real.addr.v6 != v6;
@@ -64,7 +55,7 @@ pub(crate) fn new_flow(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, key: &FlowKey) -
         flags: if nat64 { conn_flags::NAT64 } else { 0 },
     };
     let deadline = ctx.now.wrapping_add(timeout);
-    if svc.one_packet && p.l4_proto == PROTO_UDP {
+    if P::ONE_PACKET && svc.one_packet {
         // One-packet scheduling (ipvsadm -o): every datagram is scheduled on its own and
         // leaves no connection entry; replies are translated statelessly (ops_reply).
         svc.stats.worker(ctx.worker).conns.add(1);
@@ -95,7 +86,7 @@ pub(crate) fn new_flow(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, key: &FlowKey) -
         Err(InsertError::Exists(_)) => {
             // Another worker created this flow a moment ago: use its entry.
             if let Some(hit) = ctx.conns.lookup(key, ctx.now) {
-                return established(ctx, pkt, &hit);
+                return established::<P>(ctx, pkt, &hit);
             }
             return Verdict::Drop(DropReason::TableFull);
         }
@@ -111,10 +102,8 @@ pub(crate) fn new_flow(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, key: &FlowKey) -
         };
         ctx.frags.remember(&pkt.p, id, &hit, ctx.now_s);
     }
-    if pkt.p.l4_proto == PROTO_SCTP {
-        if let Err(v) = crate::sctp::on_new_association(ctx, pkt, &conn, deadline) {
-            return v;
-        }
+    if let Err(v) = P::opened(ctx, pkt, &conn, deadline) {
+        return v;
     }
     let flow = Flow {
         svc,
@@ -181,18 +170,6 @@ pub(crate) fn insert_fullnat(
         }
     }
     None
-}
-
-pub(crate) fn initial_state(svc: &ServiceRt, p: &Parsed) -> (u8, u32) {
-    if p.l4_proto == PROTO_SCTP {
-        return crate::sctp::initial_state(svc);
-    }
-    let state = if p.l4_proto == PROTO_TCP {
-        tcp::transition(tcp::TcpState::None, tcp::PacketDir::Input, p.tcp_flags) as u8
-    } else {
-        0
-    };
-    (state, svc.timeouts.for_state(p.l4_proto, state))
 }
 
 /// The schedulers' key of a flow.
@@ -268,7 +245,11 @@ pub(crate) fn mask_prefix(addr: &mut [u8; 16], len: u8, v6: bool) {
 /// service (no connection entry exists, so the source is put back to the VIP and service
 /// port by the service alone), else a new flow.
 #[cold]
-pub(crate) fn ops_reply(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, key: &FlowKey) -> Verdict {
+pub(crate) fn ops_reply<P: L4Proto>(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    key: &FlowKey,
+) -> Verdict {
     let tables = ctx.tables;
     let p = &pkt.p;
     let v6 = p.l3 == L3::V6;
@@ -282,7 +263,7 @@ pub(crate) fn ops_reply(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, key: &FlowKey) 
             })
         });
     let Some((svc, slot, real)) = ops else {
-        return new_flow(ctx, pkt, key);
+        return new_flow::<P>(ctx, pkt, key);
     };
     let conn = Conn {
         orig: FlowKey {

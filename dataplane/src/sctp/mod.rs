@@ -62,11 +62,11 @@ pub mod chunks;
 pub mod state;
 pub mod tags;
 
-use uvs_conntrack::{Conn, Dir, Hit};
+use uvs_conntrack::{Conn, Dir, FlowKey, Hit};
 use uvs_wire::sctp::{chunk_type, SctpPacket, CHUNK_HEADER_LEN, HEADER_LEN};
 use uvs_wire::Parsed;
 
-use crate::pipeline::{established, flow_key, new_flow, Ctx, Packet, PROTO_SCTP};
+use crate::pipeline::{Ctx, L4Proto, Packet, PROTO_SCTP};
 use crate::tables::{Method, ServiceRt};
 use crate::verdict::{DropReason, Verdict};
 
@@ -74,55 +74,94 @@ pub use chunks::{ChunkSummary, Strip};
 pub use state::{SctpDir, SctpEvent, SctpState, SCTP_STATES};
 use tags::Side;
 
-/// The SCTP stage: everything after classification for protocol 132.
-#[inline(never)]
-pub fn process(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
-    let p = &pkt.p;
-    if p.is_fragment() {
-        return Verdict::Drop(DropReason::SctpFragment);
+/// SCTP (protocol 132) in the pipeline (`pipeline/proto.rs`).
+pub(crate) struct Sctp;
+
+impl L4Proto for Sctp {
+    type Seen = ChunkSummary;
+
+    #[inline]
+    fn inspect(_ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Result<ChunkSummary, Verdict> {
+        inspect(pkt)
     }
-    let Some(sctp) = pkt.buf.get(usize::from(p.l4_off)..p.l3_end()) else {
-        return Verdict::Drop(DropReason::SctpMalformed);
-    };
-    if sctp.len() < HEADER_LEN + CHUNK_HEADER_LEN {
-        return Verdict::Drop(DropReason::SctpMalformed);
+
+    #[inline]
+    fn admit(
+        ctx: &mut Ctx<'_>,
+        pkt: &mut Packet<'_>,
+        chunks: &ChunkSummary,
+        hit: &Hit,
+    ) -> Result<(), Verdict> {
+        admit(ctx, pkt, chunks, hit)
     }
-    if !SctpPacket::new_unchecked(sctp).verify_checksum() {
-        return Verdict::Drop(DropReason::SctpBadCrc);
-    }
-    let chunks = match chunks::summarize(sctp) {
-        Ok(c) => c,
-        Err(r) => return Verdict::Drop(r),
-    };
-    // The state hook reads the event from here (see `track_state`).
-    pkt.p.sctp_first_chunk = chunks.event_chunk;
-    let key = flow_key(&pkt.p);
-    if let Some(hit) = ctx.conns.lookup(&key, ctx.now) {
-        return association(ctx, pkt, &chunks, &hit);
-    }
-    if chunks.first == chunk_type::INIT {
-        // RFC 9260 §8.5.1 A: a packet carrying INIT has verification tag 0.
-        if pkt.p.sctp_vtag != 0 {
-            return Verdict::Drop(DropReason::SctpBadVtag);
+
+    /// No entry: only an INIT opens an association (IPVS `sctp_conn_schedule`); anything
+    /// else may be another path of a known association.
+    #[inline]
+    fn miss(
+        ctx: &mut Ctx<'_>,
+        pkt: &mut Packet<'_>,
+        chunks: &ChunkSummary,
+        _key: &FlowKey,
+    ) -> Result<Option<Hit>, Verdict> {
+        if chunks.first == chunk_type::INIT {
+            // RFC 9260 §8.5.1 A: a packet carrying INIT has verification tag 0.
+            if pkt.p.sctp_vtag != 0 {
+                return Err(Verdict::Drop(DropReason::SctpBadVtag));
+            }
+            return Ok(None);
         }
-        return new_flow(ctx, pkt, &key);
+        other_path(ctx, pkt, chunks).map(Some)
     }
-    other_path(ctx, pkt, &chunks)
+
+    #[inline]
+    fn initial_state(svc: &ServiceRt, _p: &Parsed) -> (u8, u32) {
+        initial_state(svc)
+    }
+
+    #[inline]
+    fn opened(
+        ctx: &mut Ctx<'_>,
+        pkt: &mut Packet<'_>,
+        conn: &Conn,
+        deadline: u32,
+    ) -> Result<(), Verdict> {
+        on_new_association(ctx, pkt, conn, deadline)
+    }
+
+    /// An INIT (`Parsed::sctp_first_chunk` holds the event's chunk, set by `inspect`).
+    #[inline(always)]
+    fn opens_connection(p: &Parsed) -> bool {
+        p.sctp_first_chunk == chunk_type::INIT
+    }
+
+    #[inline]
+    fn track_state(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, hit: &Hit) {
+        track_state(ctx, svc, p, hit)
+    }
 }
 
-/// A packet of a known association, found by its own tuple (`hit`: the association's
-/// entry, the one its tag records name).
+/// Steps 1–3 of the module docs: the checks before the connection table.
 #[inline]
-fn association(
-    ctx: &mut Ctx<'_>,
-    pkt: &mut Packet<'_>,
-    chunks: &ChunkSummary,
-    hit: &Hit,
-) -> Verdict {
-    if let Err(v) = admit(ctx, pkt, chunks, hit) {
-        return v;
+fn inspect(pkt: &mut Packet<'_>) -> Result<ChunkSummary, Verdict> {
+    let p = &pkt.p;
+    let drop = |r| Err(Verdict::Drop(r));
+    if p.is_fragment() {
+        return drop(DropReason::SctpFragment);
     }
-    established(ctx, pkt, hit)
+    let Some(sctp) = pkt.buf.get(usize::from(p.l4_off)..p.l3_end()) else {
+        return drop(DropReason::SctpMalformed);
+    };
+    if sctp.len() < HEADER_LEN + CHUNK_HEADER_LEN {
+        return drop(DropReason::SctpMalformed);
+    }
+    if !SctpPacket::new_unchecked(sctp).verify_checksum() {
+        return drop(DropReason::SctpBadCrc);
+    }
+    let chunks = chunks::summarize(sctp).map_err(Verdict::Drop)?;
+    // The state hook reads the event from here (see `track_state`).
+    pkt.p.sctp_first_chunk = chunks.event_chunk;
+    Ok(chunks)
 }
 
 /// Checks a packet against its association (`own`: the association's entry, the one its
@@ -229,9 +268,13 @@ fn strip_for_method(pkt: &mut Packet<'_>, conn: &Conn, dir: Dir) -> usize {
 }
 
 /// A packet with no connection entry that is not an INIT: another path of a multi-homed
-/// association, or out of the blue.
+/// association (its entry, admitted, for this path), or out of the blue.
 #[cold]
-fn other_path(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, chunks: &ChunkSummary) -> Verdict {
+fn other_path(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    chunks: &ChunkSummary,
+) -> Result<Hit, Verdict> {
     let tables = ctx.tables;
     let p = pkt.p;
     let v6 = p.l3 == uvs_wire::L3::V6;
@@ -249,23 +292,21 @@ fn other_path(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, chunks: &ChunkSummary) ->
         if hit.dir != dir || !tags::belongs(&rec.conn, &hit.conn) {
             continue;
         }
-        if let Err(v) = admit(ctx, pkt, chunks, &hit) {
-            return v;
-        }
+        admit(ctx, pkt, chunks, &hit)?;
         // Forward with the association's entry, but towards the address this packet
         // really uses on the client side (the reply route follows `orig.src`).
         let mut path = hit;
         if dir == Dir::Reply {
             path.conn.orig.src = p.dst;
         }
-        return established(ctx, pkt, &path);
+        return Ok(path);
     }
     let svc = tables.service_for(crate::pipeline::ip(v6, p.dst), PROTO_SCTP, p.dport);
-    Verdict::Drop(if svc.is_some() {
+    Err(Verdict::Drop(if svc.is_some() {
         DropReason::SctpNotInit
     } else {
         DropReason::NoService
-    })
+    }))
 }
 
 /// Initial state and timeout of a new association (its first packet is an INIT from the

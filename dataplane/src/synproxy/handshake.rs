@@ -422,7 +422,7 @@ fn joined(
         // SYN-ACK is awaited, translated and rewritten once it has come.
         Some(hit) if hit.conn.flags & conn_flags::SYNPROXY != 0 => {
             crate::pipeline::Packet::lend(buf, len, p, |pkt| {
-                crate::pipeline::established(ctx, pkt, &hit)
+                crate::pipeline::established::<crate::pipeline::Tcp>(ctx, pkt, &hit)
             })
         }
         _ => Verdict::Drop(DropReason::SynProxyNotReady),
