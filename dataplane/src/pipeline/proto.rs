@@ -25,7 +25,7 @@
 //! Why a trait of associated functions and not a table of function pointers: the core is
 //! generic over the protocol, so each protocol gets its own copy of the core with its
 //! hooks inlined and its constant answers folded away; the only dispatch is the one
-//! `match` on the protocol number in [`dispatch`]. A function-pointer table (DPVS's) pays an
+//! `match` on the protocol number in `process_parsed`. A function-pointer table (DPVS's) pays an
 //! indirect call per hook and keeps the compiler from inlining across it.
 //!
 //! Every hook that may end a packet's way returns `Result<_, Verdict>`: `Err` is the

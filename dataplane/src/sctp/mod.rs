@@ -2,7 +2,9 @@
 //! checks, multi-homed clients, CRC32c verification, and NAT/FullNAT handling of the
 //! address parameters in INIT / INIT-ACK.
 //!
-//! # Per packet ([`process`])
+//! # Per packet ([`Sctp`], the pipeline's `L4Proto` for protocol 132)
+//! Steps 1–3 are its `inspect`, 4 its `admit`, 5 its `miss`; the pipeline core does the
+//! lookup between them.
 //! 1. Fragments are dropped (`sctp_fragment`): the CRC32c covers the whole packet and
 //!    cannot be checked or fixed from one fragment (IPVS has the kernel reassemble; SCTP
 //!    itself fragments at the chunk level and does path-MTU discovery, RFC 9260 §6.9).
@@ -18,7 +20,8 @@
 //!    else is first looked up as another path of a known association (multi-homing, by
 //!    VIP + ports + tag), else dropped as `sctp_not_init`.
 //! 6. The generic established/new-flow code forwards it (NAT, DR, TUN, FullNAT, both
-//!    families); its state hook calls [`track_state`].
+//!    families); the state hook is [`track_state`], the new-association hook
+//!    [`on_new_association`].
 //!
 //! # Address parameters under NAT and FullNAT
 //! IPVS and Linux NAT leave INIT / INIT-ACK alone, which leaks the real servers' addresses
@@ -342,7 +345,7 @@ pub fn on_new_association(
 }
 
 /// State hook of the established path: IPVS's transition for the packet's event
-/// (`Parsed::sctp_first_chunk`, which [`process`] set to the event's chunk type) and the
+/// (`Parsed::sctp_first_chunk`, which `inspect` set to the event's chunk type) and the
 /// new state's timeout, written through [`crate::lifecycle::transition`] (compare-and-set;
 /// an association counts active on its real server while ESTABLISHED, as IPVS counts it).
 #[inline]
