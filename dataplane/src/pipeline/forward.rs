@@ -126,7 +126,9 @@ pub(crate) fn account(
     }
 }
 
-#[inline]
+/// Client → real server. Always inlined: with one copy of `established` per protocol the
+/// compiler stopped inlining it on its own, which cost established TCP flows about 2 %.
+#[inline(always)]
 pub(crate) fn forward_original(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Flow<'_>) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;
@@ -301,7 +303,8 @@ pub(crate) fn too_big(tables: &Tables, pkt: &mut Packet<'_>, mtu: u16) -> Verdic
     }
 }
 
-#[inline]
+/// Real server → client (NAT, FullNAT); inlined as [`forward_original`].
+#[inline(always)]
 pub(crate) fn forward_reply(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Flow<'_>) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;

