@@ -127,7 +127,7 @@ pub(crate) fn account(
 }
 
 /// Client → real server. Always inlined: with one copy of `established` per protocol the
-/// compiler stopped inlining it on its own, which cost established TCP flows about 2 %.
+/// compiler stopped inlining it on its own, which cost established TCP flows 1–2 %.
 #[inline(always)]
 pub(crate) fn forward_original(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Flow<'_>) -> Verdict {
     let tables = ctx.tables;
