@@ -5,16 +5,20 @@
 //! The shape is DPVS's protocol table (`struct dp_vs_proto`: a lookup, `conn_sched`,
 //! `state_trans` and per-method NAT handlers per protocol): the core in `pipeline/mod.rs`,
 //! `forward.rs` and `newflow.rs` runs the same steps for every protocol and asks the
-//! protocol at fixed points, never the other way round. The steps, in order:
+//! protocol at fixed points; a protocol does not call back into the core's stages (one
+//! exception: the SYN proxy, behind TCP's hooks, uses the core's helpers — scheduling,
+//! FullNAT ports, `l2_out` — and sends a segment whose connection was opened after its
+//! lookup down `established`). The steps, in order:
 //!
 //! 1. [`L4Proto::inspect`]: the protocol's checks before the connection table is touched
 //!    (TCP/UDP checksum, SCTP fragments, CRC32c and chunks; ICMP answers here entirely).
 //! 2. The core looks the 5-tuple up (or takes the burst's lookup). A hit:
 //!    [`L4Proto::admit`] (SCTP's verification tags), then the established path.
 //! 3. A miss: [`L4Proto::miss`] finds another entry (a NAT64 reply, SCTP's other path of
-//!    a multi-homed association) or lets the core schedule a new connection:
-//!    [`L4Proto::schedule`] (TCP: SYN only, or the SYN proxy), [`L4Proto::initial_state`],
-//!    then [`L4Proto::opened`] once the entry is stored (SCTP: tag record, INIT address
+//!    a multi-homed association) or lets the core schedule a new connection (after a
+//!    one-packet service's reply, with [`L4Proto::ONE_PACKET`]): [`L4Proto::schedule`]
+//!    (TCP: SYN only, or the SYN proxy), [`L4Proto::initial_state`], then
+//!    [`L4Proto::opened`] once the entry is stored (SCTP: tag record, INIT address
 //!    parameters).
 //! 4. Established: [`L4Proto::opens_connection`] (a new connection on an old tuple),
 //!    [`L4Proto::established`] (TCP: the SYN proxy's translation), [`L4Proto::track_state`]
