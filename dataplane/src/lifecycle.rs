@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 
 use uvs_conntrack::{tcp::TcpState, Conn, FlowKey, Hit};
 
-use crate::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, PROTO_TEMPLATE, TCP_ACK, TCP_SYN};
+use crate::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, PROTO_TEMPLATE};
 use crate::sctp::SctpState;
 use crate::tables::{IpKey, Method, ServiceRt, Tables, SORRY_SLOT};
 
@@ -207,17 +207,6 @@ pub fn dest_alive(svc: &ServiceRt, c: &Conn) -> bool {
 /// [`dest_alive`] for a connection of the snapshot `tables`: false when its service is gone.
 pub fn conn_alive(tables: &Tables, c: &Conn) -> bool {
     tables.service(c.service).is_some_and(|s| dest_alive(s, c))
-}
-
-/// The first packet of a new connection: a TCP SYN without ACK or an SCTP INIT
-/// (`is_new_conn`).
-#[inline]
-pub fn opens_connection(proto: u8, tcp_flags: u8, sctp_first_chunk: u8) -> bool {
-    match proto {
-        PROTO_TCP => tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
-        PROTO_SCTP => sctp_first_chunk == uvs_wire::sctp::chunk_type::INIT,
-        _ => false,
-    }
 }
 
 /// Whether a new connection's first packet that found the entry `c` (client → VIP

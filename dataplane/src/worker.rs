@@ -16,7 +16,7 @@ use uvs_port::{Frame, Port, FRAME_CAPACITY};
 
 use crate::counters::{new_counters, AllCounters};
 use crate::neigh::{NeighTable, Pending, PendingAction};
-use crate::pipeline::{lookup_key, prepare, process, process_parsed, Ctx};
+use crate::pipeline::{lookup_key, prepare, process, process_parsed, Ctx, Packet};
 use crate::slowpath;
 use crate::tables::{IpKey, Tables};
 use crate::verdict::{DropReason, Verdict};
@@ -341,7 +341,10 @@ impl<P: Port> Worker<P> {
                     match burst.prepared[i] {
                         Ok(p) => {
                             let looked_up = burst.key_of[i].map(|k| burst.hits[k]);
-                            process_parsed(&mut ctx, buf, &mut len, p, looked_up)
+                            let mut pkt = Packet::new(buf, len, p);
+                            let v = process_parsed(&mut ctx, &mut pkt, looked_up);
+                            len = pkt.len;
+                            v
                         }
                         Err(v) => v,
                     }

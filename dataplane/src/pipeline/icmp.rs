@@ -1,31 +1,55 @@
 //! ICMP: echo to the slow path, errors translated with the flow they quote.
 
 use uvs_conntrack::{Conn, Dir, FlowKey};
-use uvs_wire::{ip_proto, Parsed};
+use uvs_wire::{ip_proto, L3};
 
 use super::*;
-use crate::tables::{Method, RealRt, TunEncap};
+use crate::tables::{Method, RealRt};
 use crate::verdict::{DropReason, Verdict};
+
+/// ICMP and ICMPv6 in the pipeline (`pipeline/proto.rs`). ICMP has no connections of its
+/// own: its inspection answers every packet, so the core never looks it up (its `Seen` has
+/// no value) — errors are translated with the flow they quote, as IPVS and DPVS handle them
+/// apart from their protocol's lookup.
+pub(crate) struct Icmp;
+
+impl L4Proto for Icmp {
+    type Seen = std::convert::Infallible;
+
+    #[inline(always)]
+    fn inspect(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Result<Self::Seen, Verdict> {
+        Err(icmp(ctx, pkt))
+    }
+
+    fn miss(
+        _ctx: &mut Ctx<'_>,
+        _pkt: &mut Packet<'_>,
+        seen: &Self::Seen,
+        _key: &FlowKey,
+    ) -> Result<Option<uvs_conntrack::Hit>, Verdict> {
+        match *seen {}
+    }
+
+    fn initial_state(svc: &crate::tables::ServiceRt, p: &uvs_wire::Parsed) -> (u8, u32) {
+        (0, svc.timeouts.for_state(p.l4_proto, 0))
+    }
+}
 
 /// ICMP: errors about a tracked flow are translated with it (outer and quoted headers,
 /// as IPVS's ip_vs_in_icmp / ip_vs_out_icmp); echo and NDP for owned addresses go to the
 /// slow path.
 #[cold]
-pub(crate) fn icmp(
-    ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-    v6: bool,
-) -> Verdict {
+pub(crate) fn icmp(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
     let tables = ctx.tables;
+    let p = &pkt.p;
+    let v6 = p.l3 == L3::V6;
     let is_error = if v6 {
         p.icmp_type < 128
     } else {
         matches!(p.icmp_type, 3 | 4 | 11 | 12)
     };
     if is_error {
-        return icmp_error(ctx, buf, len, p, v6);
+        return icmp_error(ctx, pkt);
     }
     if tables.owns(&ip(v6, p.dst)) || (v6 && p.dst[0] == 0xff) {
         Verdict::SlowPath
@@ -40,16 +64,11 @@ pub(crate) fn icmp(
 /// reply: send it on to the real server) or the reply one (the error came from the server
 /// side about a forwarded packet: send it back to the client).
 #[cold]
-pub(crate) fn icmp_error(
-    ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-    v6: bool,
-) -> Verdict {
+pub(crate) fn icmp_error(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;
-    let Ok(mut e) = uvs_wire::parse_icmp_embedded(&buf[..*len], p) else {
+    let v6 = pkt.p.l3 == L3::V6;
+    let Ok(mut e) = uvs_wire::parse_icmp_embedded(pkt.frame(), &pkt.p) else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
     if matches!(
@@ -60,8 +79,8 @@ pub(crate) fn icmp_error(
         // Only a quote that is one of our tunnel packets: a FullNAT pool address may be a
         // local address too, and errors about its UDP flows take the path below.
         let gue_port = tables.gue_port_of(&ip(v6, e.dst));
-        if let Some(skip) = uvs_wire::untunnel::tunnel_quote_len(&buf[..*len], &e, gue_port) {
-            return tunnel_error(ctx, buf, len, p, &e, skip, v6);
+        if let Some(skip) = uvs_wire::untunnel::tunnel_quote_len(pkt.frame(), &e, gue_port) {
+            return tunnel_error(ctx, pkt, &e, skip);
         }
     }
     let key = FlowKey {
@@ -86,13 +105,13 @@ pub(crate) fn icmp_error(
     let Some(method) = Method::from_u8(c.method) else {
         return Verdict::Drop(DropReason::InvalidEntry);
     };
-    let frame = &mut buf[..];
-    if !uvs_wire::decrement_ttl(frame, p) {
+    if !uvs_wire::decrement_ttl(pkt.buf, &pkt.p) {
         return Verdict::Drop(DropReason::TtlExceeded);
     }
     if is_nat64(&c) {
-        return nat64::icmp_error(ctx, buf, len, p, &e, &hit);
+        return nat64::icmp_error(ctx, pkt, &e, &hit);
     }
+    let Packet { buf: frame, p, .. } = &mut *pkt;
     match hit.dir {
         Dir::Original => {
             // Quoted: VIP:vport → client:cport (our reply). The real server sent it as
@@ -108,7 +127,7 @@ pub(crate) fn icmp_error(
                 }
             }
             let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
-            forward_icmp_to_real(ctx, buf, len, p, real, &c, method)
+            forward_icmp_to_real(ctx, pkt, real, &c)
         }
         Dir::Reply => {
             if !matches!(method, Method::Nat | Method::FullNat) {
@@ -125,9 +144,8 @@ pub(crate) fn icmp_error(
                 uvs_wire::set_dst_addr(frame, p, &c.orig.src);
             }
             let client = ip(c.orig.v6, c.orig.src);
-            let _ = ctx;
             match tables.route(&client) {
-                Some((port, hop)) => l2_out(tables, neigh, buf, port, hop),
+                Some((port, hop)) => l2_out(tables, neigh, pkt.buf, port, hop),
                 None => Verdict::Drop(DropReason::NoRoute),
             }
         }
@@ -142,18 +160,16 @@ pub(crate) fn icmp_error(
 #[cold]
 fn tunnel_error(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &Parsed,
+    pkt: &mut Packet<'_>,
     e: &uvs_wire::Embedded,
     skip: usize,
-    v6: bool,
 ) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;
+    let v6 = pkt.p.l3 == L3::V6;
     let real = ip(v6, e.dst);
     // The tunnelled packet must be one of a TUN connection to that real server.
-    let Some(key) = inner_flow(&buf[..*len], e, skip, v6) else {
+    let Some(key) = inner_flow(pkt.frame(), e, skip, v6) else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
     let Some(hit) = ctx.conns.lookup(&key, ctx.now) else {
@@ -167,12 +183,13 @@ fn tunnel_error(
         return Verdict::Drop(DropReason::IcmpNoFlow);
     }
     let ttl = uvs_wire::build::DEFAULT_TTL;
-    let Some(n) = uvs_wire::untunnel::untunnel_icmp_error(buf, *len, p, e, skip, ttl) else {
+    let Some(n) = uvs_wire::untunnel::untunnel_icmp_error(pkt.buf, pkt.len, &pkt.p, e, skip, ttl)
+    else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
-    *len = n;
+    pkt.len = n;
     match tables.route(&ip(v6, c.orig.src)) {
-        Some((port, hop)) => l2_out(tables, neigh, buf, port, hop),
+        Some((port, hop)) => l2_out(tables, neigh, pkt.buf, port, hop),
         None => Verdict::Drop(DropReason::NoRoute),
     }
 }
@@ -193,12 +210,9 @@ fn inner_flow(frame: &[u8], e: &uvs_wire::Embedded, skip: usize, v6: bool) -> Op
 
 pub(crate) fn forward_icmp_to_real(
     ctx: &Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     real: Option<&RealRt>,
     c: &Conn,
-    method: Method,
 ) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;
@@ -206,11 +220,10 @@ pub(crate) fn forward_icmp_to_real(
     let Some((egress, hop)) = real_egress(tables, real, &real_addr) else {
         return Verdict::Drop(DropReason::NoRoute);
     };
-    if method == Method::Tun {
-        let tun = real.map_or(TunEncap::Ipip, |r| r.tun);
-        if let Err(v) = encapsulate(ctx, buf, len, p, egress, &real_addr, tun) {
+    if Method::from_u8(c.method) == Some(Method::Tun) {
+        if let Err(v) = encapsulate(ctx, pkt, TunTo::new(real, real_addr, egress)) {
             return v;
         }
     }
-    l2_out(tables, neigh, buf, egress, hop)
+    l2_out(tables, neigh, pkt.buf, egress, hop)
 }

@@ -22,11 +22,16 @@ mod forward;
 mod icmp;
 mod nat64;
 mod newflow;
+mod packet;
+mod proto;
+mod tcp;
+mod udp;
 
 pub(crate) use forward::*;
-pub(crate) use icmp::*;
 pub(crate) use nat64::{is_nat64, mapped, unmapped};
 pub(crate) use newflow::*;
+pub use packet::Packet;
+pub(crate) use proto::{L4Proto, Tcp};
 
 // The protocol numbers are uvs_wire's (one table for every crate); these short names
 // are the pipeline's.
@@ -110,7 +115,12 @@ pub(crate) fn ip(v6: bool, addr: [u8; 16]) -> IpKey {
 #[inline]
 pub fn process(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize) -> Verdict {
     match prepare(&buf[..*len]) {
-        Ok(p) => process_parsed(ctx, buf, len, p, None),
+        Ok(p) => {
+            let mut pkt = Packet::new(buf, *len, p);
+            let v = process_parsed(ctx, &mut pkt, None);
+            *len = pkt.len;
+            v
+        }
         Err(v) => v,
     }
 }
@@ -139,53 +149,62 @@ pub fn lookup_key(p: &Parsed) -> Option<FlowKey> {
 
 /// Stage 2: everything after the parse. `looked_up` is the connection lookup already
 /// done for this frame's [`lookup_key`] (burst lookups), or `None` to look it up here.
+/// The one place where a protocol number picks the protocol's implementation
+/// (`pipeline/proto.rs`).
 #[inline]
 pub fn process_parsed(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    mut p: Parsed,
+    pkt: &mut Packet<'_>,
     looked_up: Option<Option<Hit>>,
 ) -> Verdict {
-    let v6 = p.l3 == L3::V6;
-    match p.l4_proto {
-        PROTO_TCP | PROTO_UDP => {}
-        PROTO_SCTP => return crate::sctp::process(ctx, buf, len, &mut p),
-        PROTO_ICMP | PROTO_ICMPV6 => return icmp(ctx, buf, len, &mut p, v6),
-        _ => return Verdict::Drop(DropReason::UnsupportedProtocol),
+    match pkt.p.l4_proto {
+        PROTO_TCP => ingress::<Tcp>(ctx, pkt, looked_up),
+        PROTO_UDP => ingress::<proto::Udp>(ctx, pkt, looked_up),
+        PROTO_SCTP => ingress::<proto::Sctp>(ctx, pkt, None),
+        PROTO_ICMP | PROTO_ICMPV6 => ingress::<proto::Icmp>(ctx, pkt, None),
+        _ => Verdict::Drop(DropReason::UnsupportedProtocol),
     }
-    if let Frag::Later { id } = p.frag {
-        return later_fragment(ctx, buf, len, &mut p, id);
+}
+
+/// The steps every protocol takes (`pipeline/proto.rs` lists them): the protocol's checks,
+/// the lookup, then the established path or a new connection. One function per protocol,
+/// called from the dispatch, rather than all of them inlined into it: established TCP
+/// flows measured about 1 % faster this way (`uvs-bench pipeline`).
+#[inline(never)]
+fn ingress<P: L4Proto>(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    looked_up: Option<Option<Hit>>,
+) -> Verdict {
+    let seen = match P::inspect(ctx, pkt) {
+        Ok(s) => s,
+        Err(v) => return v,
+    };
+    if let Frag::Later { id } = pkt.p.frag {
+        return later_fragment::<P>(ctx, pkt, id);
     }
-    // Before the table is touched: a corrupt segment neither opens a flow nor moves a
-    // connection's TCP state, and every later rewrite starts from a full checksum.
-    if ctx.verify_l4_checksums {
-        if let Err(v) = l4_checksum(&mut buf[..*len], &p) {
-            return v;
-        }
-    }
-    let key = flow_key(&p);
+    let key = flow_key(&pkt.p);
     let found = match looked_up {
         Some(h) => h,
         None => ctx.conns.lookup(&key, ctx.now),
     };
-    if let Some(hit) = found {
-        if let Frag::First { id } = p.frag {
-            ctx.frags.remember(&p, id, &hit, ctx.now_s);
+    // By reference: moving the hit out of the lookup's result cost a copy that stalled on
+    // the lookup's own stores (`uvs-bench pipeline`: 80 → 74 ns a packet, 1 000 flows).
+    if let Some(hit) = &found {
+        if let Frag::First { id } = pkt.p.frag {
+            ctx.frags.remember(&pkt.p, id, hit, ctx.now_s);
         }
-        return established(ctx, buf, len, &mut p, &hit);
-    }
-    if !v6 {
-        if let Some(hit) = nat64::lookup_reply(ctx, &key) {
-            return established(ctx, buf, len, &mut p, &hit);
-        }
-    }
-    if p.l4_proto == PROTO_UDP {
-        if let Some(v) = ops_reply(ctx, buf, len, &mut p) {
+        if let Err(v) = P::admit(ctx, pkt, &seen, hit) {
             return v;
         }
+        return established::<P>(ctx, pkt, hit);
     }
-    new_flow(ctx, buf, len, &mut p, &key)
+    match P::miss(ctx, pkt, &seen, &key) {
+        Ok(Some(hit)) => established::<P>(ctx, pkt, &hit),
+        Ok(None) if P::ONE_PACKET => ops_reply::<P>(ctx, pkt, &key),
+        Ok(None) => new_flow::<P>(ctx, pkt, &key),
+        Err(v) => v,
+    }
 }
 
 /// Verifies a TCP/UDP checksum and completes a partial one in place: the one pass over the
@@ -209,15 +228,13 @@ fn bad_checksum() -> Verdict {
 /// A non-first fragment carries no ports: it follows the connection its first fragment
 /// found (remembered by fragment id), as Maglev does; IPVS needs the kernel to reassemble.
 #[cold]
-pub(crate) fn later_fragment(
+pub(crate) fn later_fragment<P: L4Proto>(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     id: u32,
 ) -> Verdict {
-    match ctx.frags.find(p, id, ctx.now_s) {
-        Some(hit) => established(ctx, buf, len, p, &hit),
+    match ctx.frags.find(&pkt.p, id, ctx.now_s) {
+        Some(hit) => established::<P>(ctx, pkt, &hit),
         None => Verdict::Drop(DropReason::FragmentNoFlow),
     }
 }

@@ -10,10 +10,10 @@
 
 use uvs_conntrack::{Conn, Dir, FlowKey, Hit};
 use uvs_wire::nat64::{self as xlat, Tuple};
-use uvs_wire::{Embedded, Frag, Parsed, L3};
+use uvs_wire::{Embedded, Frag, L3};
 
 use super::*;
-use crate::tables::{IpKey, RealRt, ServiceRt};
+use crate::tables::IpKey;
 use crate::verdict::{DropReason, Verdict};
 
 /// `a.b.c.d` (first 4 bytes) as `::ffff:a.b.c.d`.
@@ -72,16 +72,10 @@ fn untranslatable() -> Verdict {
 
 /// Client → real server: IPv6 in, IPv4 out, from the pool address and port.
 #[cold]
-pub(crate) fn to_real(
-    ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-    svc: &ServiceRt,
-    real: Option<&RealRt>,
-    conn: &Conn,
-) -> Verdict {
+pub(crate) fn to_real(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Flow<'_>) -> Verdict {
     let tables = ctx.tables;
+    let Flow { svc, real, conn } = flow;
+    let Packet { buf, len, p } = pkt;
     if p.l3 != L3::V6 || p.frag != Frag::None {
         return untranslatable();
     }
@@ -114,17 +108,10 @@ pub(crate) fn to_real(
 /// client's link once 20 bytes longer is refused with fragmentation needed to the real
 /// server (its MTU less 20), as RFC 7915 §4 has the translator do.
 #[cold]
-pub(crate) fn to_client(
-    ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-    svc: &ServiceRt,
-    real: Option<&RealRt>,
-    conn: &Conn,
-) -> Verdict {
+pub(crate) fn to_client(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Flow<'_>) -> Verdict {
     let tables = ctx.tables;
-    if p.l3 != L3::V4 || p.frag != Frag::None {
+    let Flow { svc, real, conn } = flow;
+    if pkt.p.l3 != L3::V4 || pkt.p.frag != Frag::None {
         return untranslatable();
     }
     let client = ip(true, conn.orig.src);
@@ -132,13 +119,14 @@ pub(crate) fn to_client(
         return Verdict::Drop(DropReason::NoRoute);
     };
     // The IPv6 packet: the IPv4 one without its header (options included), plus 40.
-    let ihl = usize::from(p.l4_off.saturating_sub(p.l3_off));
-    let grown = (usize::from(p.ip_total_len) + 40).saturating_sub(ihl);
+    let ihl = usize::from(pkt.p.l4_off.saturating_sub(pkt.p.l3_off));
+    let grown = (usize::from(pkt.p.ip_total_len) + 40).saturating_sub(ihl);
     if let Some(iface) = tables.ifaces.get(usize::from(port)) {
         if grown > usize::from(iface.mtu) {
-            return too_big(tables, buf, len, p, iface.mtu.saturating_sub(20));
+            return too_big(tables, pkt, iface.mtu.saturating_sub(20));
         }
     }
+    let Packet { buf, len, p } = pkt;
     if !uvs_wire::decrement_ttl(buf, p) {
         return Verdict::Drop(DropReason::TtlExceeded);
     }
@@ -165,13 +153,12 @@ pub(crate) fn to_client(
 #[cold]
 pub(crate) fn icmp_error(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &Parsed,
+    pkt: &mut Packet<'_>,
     e: &Embedded,
     hit: &Hit,
 ) -> Verdict {
     let tables = ctx.tables;
+    let Packet { buf, len, p } = pkt;
     let c = &hit.conn;
     let (outer, quote) = match hit.dir {
         Dir::Reply => (

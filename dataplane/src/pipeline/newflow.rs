@@ -1,6 +1,6 @@
 //! A new flow: service, persistence, scheduler, connection entry (FullNAT ports).
 
-use uvs_conntrack::{tcp, Conn, Dir, FlowKey, Hit, InsertError};
+use uvs_conntrack::{Conn, Dir, FlowKey, Hit, InsertError};
 use uvs_sched::FlowHashKey;
 use uvs_wire::{Frag, Parsed, L3};
 
@@ -9,40 +9,28 @@ use crate::tables::{Method, ServiceRt, Tables, SORRY_SLOT};
 use crate::verdict::{DropReason, Verdict};
 
 #[cold]
-pub(crate) fn new_flow(
+pub(crate) fn new_flow<P: L4Proto>(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     key: &FlowKey,
 ) -> Verdict {
     let tables = ctx.tables;
     let v6 = key.v6;
+    let p = &pkt.p;
     let Some(svc) = tables.service_for(ip(v6, p.dst), p.l4_proto, p.dport) else {
         return no_service(tables, p, v6);
     };
-    if svc.syn_proxy && p.l4_proto == PROTO_TCP && p.frag == Frag::None {
-        return crate::synproxy::on_new_flow(ctx, buf, len, p, svc);
+    if let Err(v) = P::schedule(ctx, pkt, svc) {
+        return v;
     }
-    // IPVS schedules TCP only on a SYN (sloppy_tcp off): a stray ACK for a flow we do not
-    // know must not pin a real server. Except where every node would pick the same server
-    // for it: with a consistent-hash scheduler (mh, sh) a mid-flow packet that ECMP moved
-    // to this node (a node added or gone) follows the hash and is tracked from then on, as
-    // Katran does; the flow keeps its real server without any sync.
-    if p.l4_proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN {
-        let mid_flow = p.tcp_flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK;
-        if !(mid_flow && svc.sched.kind().takes_hash_flags()) {
-            return Verdict::Drop(DropReason::NotSyn);
-        }
-        ctx.counters.hash_adopted.add(1);
-    }
+    let p = &pkt.p;
     let Some(slot) = choose_real(ctx, svc, p, v6) else {
         return Verdict::Drop(DropReason::NoRealServer);
     };
     let real = svc.real(slot).expect("slot chosen from this snapshot");
 
     let real_port = if real.port == 0 { p.dport } else { real.port };
-    let (state, timeout) = initial_state(svc, p);
+    let (state, timeout) = P::initial_state(svc, p);
     // FullNAT from an IPv6 VIP to an IPv4 real server is NAT64: the entry stays in the IPv6
     // table with the server's address IPv4-mapped (`pipeline/nat64.rs`).
     let nat64 = real.method == Method::FullNat && real.addr.v6 != v6;
@@ -67,12 +55,17 @@ pub(crate) fn new_flow(
         flags: if nat64 { conn_flags::NAT64 } else { 0 },
     };
     let deadline = ctx.now.wrapping_add(timeout);
-    if svc.one_packet && p.l4_proto == PROTO_UDP {
+    if P::ONE_PACKET && svc.one_packet {
         // One-packet scheduling (ipvsadm -o): every datagram is scheduled on its own and
         // leaves no connection entry; replies are translated statelessly (ops_reply).
         svc.stats.worker(ctx.worker).conns.add(1);
         real.stats.worker(ctx.worker).conns.add(1);
-        return forward_original(ctx, buf, len, p, svc, Some(real), &conn);
+        let flow = Flow {
+            svc,
+            real: Some(real),
+            conn: &conn,
+        };
+        return forward_original(ctx, pkt, flow);
     }
     let inserted = if real.method == Method::FullNat {
         match insert_fullnat(ctx, svc, &mut conn, deadline) {
@@ -84,7 +77,7 @@ pub(crate) fn new_flow(
     };
     match inserted {
         Ok(id) => {
-            crate::lifecycle::bind(svc, slot, conn.state, p.l4_proto);
+            crate::lifecycle::bind(svc, slot, conn.state, key.proto);
             ctx.sync.note(ctx.worker, id);
             svc.stats.worker(ctx.worker).conns.add(1);
             real.stats.worker(ctx.worker).conns.add(1);
@@ -93,28 +86,31 @@ pub(crate) fn new_flow(
         Err(InsertError::Exists(_)) => {
             // Another worker created this flow a moment ago: use its entry.
             if let Some(hit) = ctx.conns.lookup(key, ctx.now) {
-                return established(ctx, buf, len, p, &hit);
+                return established::<P>(ctx, pkt, &hit);
             }
             return Verdict::Drop(DropReason::TableFull);
         }
         Err(InsertError::Contended) => return Verdict::Drop(DropReason::InsertContended),
         Err(_) => return Verdict::Drop(DropReason::TableFull),
     }
-    if let (Frag::First { id }, Ok(conn_id)) = (p.frag, inserted) {
+    if let (Frag::First { id }, Ok(conn_id)) = (pkt.p.frag, inserted) {
         let hit = Hit {
             id: conn_id,
             dir: Dir::Original,
             conn,
             deadline,
         };
-        ctx.frags.remember(p, id, &hit, ctx.now_s);
+        ctx.frags.remember(&pkt.p, id, &hit, ctx.now_s);
     }
-    if p.l4_proto == PROTO_SCTP {
-        if let Err(v) = crate::sctp::on_new_association(ctx, buf, len, p, &conn, deadline) {
-            return v;
-        }
+    if let Err(v) = P::opened(ctx, pkt, &conn, deadline) {
+        return v;
     }
-    forward_original(ctx, buf, len, p, svc, Some(real), &conn)
+    let flow = Flow {
+        svc,
+        real: Some(real),
+        conn: &conn,
+    };
+    forward_original(ctx, pkt, flow)
 }
 
 /// No service for the destination. A packet *from* a DR/TUN service's address and port is
@@ -174,18 +170,6 @@ pub(crate) fn insert_fullnat(
         }
     }
     None
-}
-
-pub(crate) fn initial_state(svc: &ServiceRt, p: &Parsed) -> (u8, u32) {
-    if p.l4_proto == PROTO_SCTP {
-        return crate::sctp::initial_state(svc);
-    }
-    let state = if p.l4_proto == PROTO_TCP {
-        tcp::transition(tcp::TcpState::None, tcp::PacketDir::Input, p.tcp_flags) as u8
-    } else {
-        0
-    };
-    (state, svc.timeouts.for_state(p.l4_proto, state))
 }
 
 /// The schedulers' key of a flow.
@@ -257,23 +241,30 @@ pub(crate) fn mask_prefix(addr: &mut [u8; 16], len: u8, v6: bool) {
     }
 }
 
-/// A reply from a real server of a one-packet-scheduling service: no connection entry
-/// exists, so the source is put back to the VIP and service port by the service alone.
+/// A UDP datagram without an entry: a reply from a real server of a one-packet-scheduling
+/// service (no connection entry exists, so the source is put back to the VIP and service
+/// port by the service alone), else a new flow.
 #[cold]
-pub(crate) fn ops_reply(
+pub(crate) fn ops_reply<P: L4Proto>(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-) -> Option<Verdict> {
+    pkt: &mut Packet<'_>,
+    key: &FlowKey,
+) -> Verdict {
     let tables = ctx.tables;
+    let p = &pkt.p;
     let v6 = p.l3 == L3::V6;
-    let svc = tables.ops_service_of_reply(ip(v6, p.src), p.sport, p.l4_proto)?;
-    let (slot, real) = svc.reals.iter().enumerate().find_map(|(i, r)| {
-        r.as_ref()
-            .filter(|r| r.addr.addr == p.src)
-            .map(|r| (i as u16, r))
-    })?;
+    let ops = tables
+        .ops_service_of_reply(ip(v6, p.src), p.sport, p.l4_proto)
+        .and_then(|svc| {
+            svc.reals.iter().enumerate().find_map(|(i, r)| {
+                r.as_ref()
+                    .filter(|r| r.addr.addr == p.src)
+                    .map(|r| (svc, i as u16, r))
+            })
+        });
+    let Some((svc, slot, real)) = ops else {
+        return new_flow::<P>(ctx, pkt, key);
+    };
     let conn = Conn {
         orig: FlowKey {
             proto: p.l4_proto,
@@ -294,5 +285,10 @@ pub(crate) fn ops_reply(
         state: 0,
         flags: 0,
     };
-    Some(forward_reply(ctx, buf, len, p, svc, Some(real), &conn))
+    let flow = Flow {
+        svc,
+        real: Some(real),
+        conn: &conn,
+    };
+    forward_reply(ctx, pkt, flow)
 }

@@ -6,9 +6,10 @@
 //! access is still checked and a surprise becomes `SctpMalformed`, never a panic.
 
 use uvs_wire::sctp::{chunk_type, init, SctpPacket, FLAG_T};
-use uvs_wire::{Parsed, L3};
+use uvs_wire::L3;
 
 use super::state::SctpEvent;
+use crate::pipeline::Packet;
 use crate::verdict::DropReason;
 
 /// The chunk facts the association tracker needs.
@@ -86,10 +87,12 @@ pub enum Strip {
     OtherFamily,
 }
 
-/// Removes address parameters from the INIT / INIT-ACK chunk of `buf[..*len]` in place
-/// ([`SctpPacket::strip_init_params`]); the IP length (and IPv4 header checksum), `p` and
-/// `*len` follow. Returns the bytes removed (0: nothing to do, the frame is untouched).
-pub fn strip_addresses(buf: &mut [u8], len: &mut usize, p: &mut Parsed, how: Strip) -> usize {
+/// Removes address parameters from the INIT / INIT-ACK chunk of the frame in place
+/// ([`SctpPacket::strip_init_params`]); the IP length (and IPv4 header checksum), the parse
+/// and the frame's length follow. Returns the bytes removed (0: nothing to do, the frame
+/// is untouched).
+pub fn strip_addresses(pkt: &mut Packet<'_>, how: Strip) -> usize {
+    let Packet { buf, len, p } = pkt;
     let l4 = usize::from(p.l4_off);
     let l3_end = p.l3_end().min(*len);
     let v6 = p.l3 == L3::V6;

@@ -2,7 +2,9 @@
 //! checks, multi-homed clients, CRC32c verification, and NAT/FullNAT handling of the
 //! address parameters in INIT / INIT-ACK.
 //!
-//! # Per packet ([`process`])
+//! # Per packet ([`Sctp`], the pipeline's `L4Proto` for protocol 132)
+//! Steps 1–3 are its `inspect`, 4 its `admit`, 5 its `miss`; the pipeline core does the
+//! lookup between them.
 //! 1. Fragments are dropped (`sctp_fragment`): the CRC32c covers the whole packet and
 //!    cannot be checked or fixed from one fragment (IPVS has the kernel reassemble; SCTP
 //!    itself fragments at the chunk level and does path-MTU discovery, RFC 9260 §6.9).
@@ -18,7 +20,8 @@
 //!    else is first looked up as another path of a known association (multi-homing, by
 //!    VIP + ports + tag), else dropped as `sctp_not_init`.
 //! 6. The generic established/new-flow code forwards it (NAT, DR, TUN, FullNAT, both
-//!    families); its state hook calls [`track_state`].
+//!    families); the state hook is [`track_state`], the new-association hook
+//!    [`on_new_association`].
 //!
 //! # Address parameters under NAT and FullNAT
 //! IPVS and Linux NAT leave INIT / INIT-ACK alone, which leaks the real servers' addresses
@@ -62,11 +65,11 @@ pub mod chunks;
 pub mod state;
 pub mod tags;
 
-use uvs_conntrack::{Conn, Dir, Hit};
+use uvs_conntrack::{Conn, Dir, FlowKey, Hit};
 use uvs_wire::sctp::{chunk_type, SctpPacket, CHUNK_HEADER_LEN, HEADER_LEN};
 use uvs_wire::Parsed;
 
-use crate::pipeline::{established, flow_key, new_flow, Ctx, PROTO_SCTP};
+use crate::pipeline::{Ctx, L4Proto, Packet, PROTO_SCTP};
 use crate::tables::{Method, ServiceRt};
 use crate::verdict::{DropReason, Verdict};
 
@@ -74,62 +77,114 @@ pub use chunks::{ChunkSummary, Strip};
 pub use state::{SctpDir, SctpEvent, SctpState, SCTP_STATES};
 use tags::Side;
 
-/// The SCTP stage: everything after classification for protocol 132.
-#[inline(never)]
-pub fn process(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize, p: &mut Parsed) -> Verdict {
-    if p.is_fragment() {
-        return Verdict::Drop(DropReason::SctpFragment);
+/// SCTP (protocol 132) in the pipeline (`pipeline/proto.rs`).
+pub(crate) struct Sctp;
+
+impl L4Proto for Sctp {
+    type Seen = ChunkSummary;
+
+    #[inline]
+    fn inspect(_ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Result<ChunkSummary, Verdict> {
+        inspect(pkt)
     }
-    let Some(pkt) = buf.get(usize::from(p.l4_off)..p.l3_end()) else {
-        return Verdict::Drop(DropReason::SctpMalformed);
-    };
-    if pkt.len() < HEADER_LEN + CHUNK_HEADER_LEN {
-        return Verdict::Drop(DropReason::SctpMalformed);
+
+    #[inline]
+    fn admit(
+        ctx: &mut Ctx<'_>,
+        pkt: &mut Packet<'_>,
+        chunks: &ChunkSummary,
+        hit: &Hit,
+    ) -> Result<(), Verdict> {
+        admit(ctx, pkt, chunks, hit)
     }
-    if !SctpPacket::new_unchecked(pkt).verify_checksum() {
-        return Verdict::Drop(DropReason::SctpBadCrc);
-    }
-    let chunks = match chunks::summarize(pkt) {
-        Ok(c) => c,
-        Err(r) => return Verdict::Drop(r),
-    };
-    // The state hook reads the event from here (see `track_state`).
-    p.sctp_first_chunk = chunks.event_chunk;
-    let key = flow_key(p);
-    if let Some(hit) = ctx.conns.lookup(&key, ctx.now) {
-        return association(ctx, buf, len, p, &chunks, hit, hit.conn);
-    }
-    if chunks.first == chunk_type::INIT {
-        // RFC 9260 §8.5.1 A: a packet carrying INIT has verification tag 0.
-        if p.sctp_vtag != 0 {
-            return Verdict::Drop(DropReason::SctpBadVtag);
+
+    /// No entry: only an INIT opens an association (IPVS `sctp_conn_schedule`); anything
+    /// else may be another path of a known association.
+    #[inline]
+    fn miss(
+        ctx: &mut Ctx<'_>,
+        pkt: &mut Packet<'_>,
+        chunks: &ChunkSummary,
+        _key: &FlowKey,
+    ) -> Result<Option<Hit>, Verdict> {
+        if chunks.first == chunk_type::INIT {
+            // RFC 9260 §8.5.1 A: a packet carrying INIT has verification tag 0.
+            if pkt.p.sctp_vtag != 0 {
+                return Err(Verdict::Drop(DropReason::SctpBadVtag));
+            }
+            return Ok(None);
         }
-        return new_flow(ctx, buf, len, p, &key);
+        other_path(ctx, pkt, chunks).map(Some)
     }
-    other_path(ctx, buf, len, p, &chunks)
+
+    #[inline]
+    fn initial_state(svc: &ServiceRt, _p: &Parsed) -> (u8, u32) {
+        initial_state(svc)
+    }
+
+    #[inline]
+    fn opened(
+        ctx: &mut Ctx<'_>,
+        pkt: &mut Packet<'_>,
+        conn: &Conn,
+        deadline: u32,
+    ) -> Result<(), Verdict> {
+        on_new_association(ctx, pkt, conn, deadline)
+    }
+
+    /// An INIT (`Parsed::sctp_first_chunk` holds the event's chunk, set by `inspect`).
+    #[inline(always)]
+    fn opens_connection(p: &Parsed) -> bool {
+        p.sctp_first_chunk == chunk_type::INIT
+    }
+
+    #[inline]
+    fn track_state(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, hit: &Hit) {
+        track_state(ctx, svc, p, hit)
+    }
 }
 
-/// A packet of a known association (`hit`, whose entry is `own`: the entry the tag
-/// records name, i.e. the association's first path).
+/// Steps 1–3 of the module docs: the checks before the connection table.
 #[inline]
-fn association(
+fn inspect(pkt: &mut Packet<'_>) -> Result<ChunkSummary, Verdict> {
+    let p = &pkt.p;
+    let drop = |r| Err(Verdict::Drop(r));
+    if p.is_fragment() {
+        return drop(DropReason::SctpFragment);
+    }
+    let Some(sctp) = pkt.buf.get(usize::from(p.l4_off)..p.l3_end()) else {
+        return drop(DropReason::SctpMalformed);
+    };
+    if sctp.len() < HEADER_LEN + CHUNK_HEADER_LEN {
+        return drop(DropReason::SctpMalformed);
+    }
+    if !SctpPacket::new_unchecked(sctp).verify_checksum() {
+        return drop(DropReason::SctpBadCrc);
+    }
+    let chunks = chunks::summarize(sctp).map_err(Verdict::Drop)?;
+    // The state hook reads the event from here (see `track_state`).
+    pkt.p.sctp_first_chunk = chunks.event_chunk;
+    Ok(chunks)
+}
+
+/// Checks a packet against its association (`own`: the association's entry, the one its
+/// tag records name, whichever path the packet takes) and applies the address-parameter
+/// policy to an INIT / INIT-ACK.
+#[inline]
+fn admit(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     chunks: &ChunkSummary,
-    hit: Hit,
-    own: Conn,
-) -> Verdict {
+    own: &Hit,
+) -> Result<(), Verdict> {
     let tables = ctx.tables;
-    let svc = tables.service(own.service);
-    if let Err(r) = verify_tag(ctx, svc.map(|s| &**s), p, chunks, &own, hit.dir) {
-        return Verdict::Drop(r);
-    }
+    let svc = tables.service(own.conn.service);
+    verify_tag(ctx, svc.map(|s| &**s), &pkt.p, chunks, &own.conn, own.dir)
+        .map_err(Verdict::Drop)?;
     if matches!(chunks.first, chunk_type::INIT | chunk_type::INIT_ACK) {
-        strip_for_method(buf, len, p, &own, hit.dir);
+        strip_for_method(pkt, &own.conn, own.dir);
     }
-    established(ctx, buf, len, p, &hit)
+    Ok(())
 }
 
 /// Checks the packet's verification tag against the association and learns the tags the
@@ -206,32 +261,25 @@ fn sctp_dir(dir: Dir, method: u8) -> SctpDir {
 
 /// Removes the address parameters NAT/FullNAT cannot carry from an INIT / INIT-ACK (see
 /// the module docs for the policy). Returns the bytes removed.
-fn strip_for_method(
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-    conn: &Conn,
-    dir: Dir,
-) -> usize {
+fn strip_for_method(pkt: &mut Packet<'_>, conn: &Conn, dir: Dir) -> usize {
     let how = match (Method::from_u8(conn.method), dir) {
         (Some(Method::Dr | Method::Tun) | None, _) => return 0,
         (_, Dir::Reply) | (Some(Method::FullNat), Dir::Original) => Strip::All,
         (_, Dir::Original) => Strip::OtherFamily,
     };
-    chunks::strip_addresses(buf, len, p, how)
+    chunks::strip_addresses(pkt, how)
 }
 
 /// A packet with no connection entry that is not an INIT: another path of a multi-homed
-/// association, or out of the blue.
+/// association (its entry, admitted, for this path), or out of the blue.
 #[cold]
 fn other_path(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     chunks: &ChunkSummary,
-) -> Verdict {
+) -> Result<Hit, Verdict> {
     let tables = ctx.tables;
+    let p = pkt.p;
     let v6 = p.l3 == uvs_wire::L3::V6;
     // A client's other address, towards the VIP.
     let to_server = tags::to_server_key(v6, p.dst, p.dport, p.sport, p.sctp_vtag);
@@ -247,21 +295,21 @@ fn other_path(
         if hit.dir != dir || !tags::belongs(&rec.conn, &hit.conn) {
             continue;
         }
-        let own = hit.conn;
+        admit(ctx, pkt, chunks, &hit)?;
         // Forward with the association's entry, but towards the address this packet
         // really uses on the client side (the reply route follows `orig.src`).
         let mut path = hit;
         if dir == Dir::Reply {
             path.conn.orig.src = p.dst;
         }
-        return association(ctx, buf, len, p, chunks, path, own);
+        return Ok(path);
     }
     let svc = tables.service_for(crate::pipeline::ip(v6, p.dst), PROTO_SCTP, p.dport);
-    Verdict::Drop(if svc.is_some() {
+    Err(Verdict::Drop(if svc.is_some() {
         DropReason::SctpNotInit
     } else {
         DropReason::NoService
-    })
+    }))
 }
 
 /// Initial state and timeout of a new association (its first packet is an INIT from the
@@ -277,14 +325,14 @@ pub fn initial_state(svc: &ServiceRt) -> (u8, u32) {
 /// finds the entry and tries again.
 pub fn on_new_association(
     ctx: &Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     conn: &Conn,
     deadline: u32,
 ) -> Result<(), Verdict> {
-    let tag = buf
-        .get(usize::from(p.l4_off)..p.l3_end().min(*len))
+    let p = &pkt.p;
+    let tag = pkt
+        .buf
+        .get(usize::from(p.l4_off)..p.l3_end().min(pkt.len))
         .and_then(|sctp| {
             let pkt = SctpPacket::new_checked(sctp).ok()?;
             let init = pkt.chunks().next()?.ok()?;
@@ -292,12 +340,12 @@ pub fn on_new_association(
         })
         .unwrap_or(0);
     tags::learn(ctx, conn, Side::ToClient, tag, deadline).map_err(Verdict::Drop)?;
-    strip_for_method(buf, len, p, conn, Dir::Original);
+    strip_for_method(pkt, conn, Dir::Original);
     Ok(())
 }
 
 /// State hook of the established path: IPVS's transition for the packet's event
-/// (`Parsed::sctp_first_chunk`, which [`process`] set to the event's chunk type) and the
+/// (`Parsed::sctp_first_chunk`, which `inspect` set to the event's chunk type) and the
 /// new state's timeout, written through [`crate::lifecycle::transition`] (compare-and-set;
 /// an association counts active on its real server while ESTABLISHED, as IPVS counts it).
 #[inline]

@@ -453,7 +453,9 @@ fn joined(
         // The established path, as if the lookup had found it: held while the server's
         // SYN-ACK is awaited, translated and rewritten once it has come.
         Some(hit) if hit.conn.flags & conn_flags::SYNPROXY != 0 => {
-            crate::pipeline::established(ctx, buf, len, p, &hit)
+            crate::pipeline::Packet::lend(buf, len, p, |pkt| {
+                crate::pipeline::established::<crate::pipeline::Tcp>(ctx, pkt, &hit)
+            })
         }
         _ => Verdict::Drop(DropReason::SynProxyNotReady),
     }
