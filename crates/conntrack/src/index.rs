@@ -145,7 +145,9 @@ impl Index {
         for &b in &pos.b {
             // `get`: a `Pos` of another table (`ConnTable::finish` misused) finds nothing
             // rather than panicking; the bounds check is there either way.
-            let Bucket(bucket) = self.buckets.get(b)?;
+            let Some(Bucket(bucket)) = self.buckets.get(b) else {
+                return None;
+            };
             let lanes: [u64; LANES] = std::array::from_fn(|i| bucket[i].load(Ordering::Acquire));
             let mut m = tag_mask(&lanes, pos.tag);
             while m != 0 {
