@@ -164,19 +164,18 @@ pub struct Worker<P: Port> {
     scratch: Box<[u8]>,
 }
 
-/// A burst's parse results and prepared connection lookups (burst-lookup mode).
+/// A burst's parse results and connection lookups (burst-lookup mode).
 struct BurstScratch {
     prepared: [Result<uvs_wire::Parsed, Verdict>; BURST],
     key_of: [Option<usize>; BURST],
-    lookups: [uvs_conntrack::Prepared; BURST],
+    keys: [uvs_conntrack::FlowKey; BURST],
+    hits: [Option<uvs_conntrack::Hit>; BURST],
 }
 
 impl BurstScratch {
-    /// Parses a whole burst, hashing each frame's flow and prefetching its index bucket as
-    /// it goes (the miss overlaps with the next frames' parse), then prefetches the
-    /// entries; each lookup is finished when its frame is processed
-    /// ([`ConnTable::finish`]), so an entry's miss overlaps with the frames before it.
-    fn prepare<P: Port>(&mut self, port: &mut P, rx: &[Frame], conns: &ConnTable) {
+    /// Parses a whole burst, then looks its flows up together, so the connection table's
+    /// cache misses overlap instead of queueing one behind the other.
+    fn prepare<P: Port>(&mut self, port: &mut P, rx: &[Frame], conns: &ConnTable, ticks: u32) {
         let mut nkeys = 0;
         for (i, f) in rx.iter().enumerate() {
             let buf = port.buf_mut(f);
@@ -185,15 +184,13 @@ impl BurstScratch {
             self.key_of[i] = None;
             if let Ok(p) = &self.prepared[i] {
                 if let Some(k) = lookup_key(p) {
-                    self.lookups[nkeys] = conns.prepare(&k);
+                    self.keys[nkeys] = k;
                     self.key_of[i] = Some(nkeys);
                     nkeys += 1;
                 }
             }
         }
-        for l in &self.lookups[..nkeys] {
-            conns.prefetch_entry(l);
-        }
+        conns.lookup_burst(&self.keys[..nkeys], ticks, &mut self.hits[..nkeys]);
     }
 }
 
@@ -228,7 +225,8 @@ impl<P: Port> Worker<P> {
             burst: Box::new(BurstScratch {
                 prepared: [Err(Verdict::SlowPath); BURST],
                 key_of: [None; BURST],
-                lookups: [uvs_conntrack::Prepared::default(); BURST],
+                keys: [uvs_conntrack::FlowKey::default(); BURST],
+                hits: [None; BURST],
             }),
             scratch: vec![0; FRAME_CAPACITY].into_boxed_slice(),
             announcer: Default::default(),
@@ -327,7 +325,7 @@ impl<P: Port> Worker<P> {
             let n = self.ports[pi].rx_burst(&mut rx);
             total += n;
             if batch && n > 1 {
-                burst.prepare(&mut self.ports[pi], &rx[..n], &shared.conns);
+                burst.prepare(&mut self.ports[pi], &rx[..n], &shared.conns, ticks);
             }
             let (mut ntx, mut ndone) = (0, 0);
             if n > 0 {
@@ -342,8 +340,7 @@ impl<P: Port> Worker<P> {
                 let verdict = if batch && n > 1 {
                     match burst.prepared[i] {
                         Ok(p) => {
-                            let looked_up = burst.key_of[i]
-                                .map(|k| shared.conns.finish(&burst.lookups[k], ticks));
+                            let looked_up = burst.key_of[i].map(|k| burst.hits[k]);
                             let mut pkt = Packet::new(buf, len, p);
                             let v = process_parsed(&mut ctx, &mut pkt, looked_up);
                             len = pkt.len;
