@@ -222,7 +222,7 @@ impl<const AW: usize> FamilyTable<AW> {
     }
 
     /// First pass of a burst lookup: the key's encoding and index position, with a
-    /// prefetch of its two buckets so their cache misses overlap with the other keys' ones.
+    /// prefetch of its first bucket (where a hit almost always is) so their cache misses overlap with the other keys' ones.
     #[inline]
     pub(crate) fn prepare(&self, key: &crate::FlowKey) -> (EncKey, Pos) {
         let k = encode_key(key);
@@ -231,8 +231,9 @@ impl<const AW: usize> FamilyTable<AW> {
         (k, pos)
     }
 
-    /// Second pass: prefetches the entry of the first lane whose tag matches (the likely
-    /// hit), both ends of it (an IPv6 entry can straddle two cache lines).
+    /// Second pass: prefetches the entry of the first lane of bucket 0 whose tag matches
+    /// (the likely hit), both ends of it (an entry can straddle two cache lines); with no
+    /// match there, bucket 1 instead.
     #[inline]
     pub(crate) fn prefetch_entry(&self, pos: &Pos) {
         if let Some(v) = self.index.first_match(pos) {
@@ -371,7 +372,7 @@ impl<const AW: usize> FamilyTable<AW> {
         // the reply tuple's exist only now that a real server was chosen, and at a large
         // table they are a cache miss per new flow. Start loading them, and the free slot
         // we will probably pop, so the misses overlap with the work below.
-        self.index.prefetch(&pr);
+        self.index.prefetch_both(&pr);
         let head = self.free_head.load(Ordering::Relaxed) & 0xffff_ffff;
         if head != 0 {
             self.prefetch_slot(head as usize - 1);

@@ -12,7 +12,9 @@
 //!   (generation ‖ state ‖ deadline) that acts as a seqlock for the key words.
 //! - **Index**: each tuple (original *and* reply) hashes (keyed, random seed) to two
 //!   64-byte buckets of 8 lanes; a lookup reads at most those two cache lines plus the
-//!   entry. Index sized at ~70 % lane occupancy for a full table.
+//!   entry, and a hit almost always only the first (a tuple goes to its first bucket
+//!   until that is fairly full, `index.rs`). Index sized at ~70 % lane occupancy for a
+//!   full table.
 //! - **Memory per connection**, index included: **IPv4 62.9 B** (40 B entry + 2 lanes of
 //!   8 B at 70 % occupancy = 22.9 B), **IPv6 110.9 B** (88 + 22.9). IPVS's
 //!   `struct ip_vs_conn` is 128+ B plus its hash links. [`ConnTable::bytes_per_entry`]
