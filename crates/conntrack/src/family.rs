@@ -350,6 +350,26 @@ impl<const AW: usize> FamilyTable<AW> {
         self.push(slot);
     }
 
+    /// A live connection already holding `c`'s original tuple (`Exists` as its original,
+    /// `Clash` as its reply) or else its reply tuple ([`reply_taken`](Self::reply_taken)),
+    /// as the insert's error. Asked only when the insert fails for lack of room.
+    #[cold]
+    fn holder(
+        &self,
+        c: &Conn,
+        (ko, po): (&EncKey, &Pos),
+        (kr, pr): (&EncKey, &Pos),
+        now: u32,
+    ) -> Option<InsertError> {
+        if let Some(h) = self.find(ko, po, now) {
+            return Some(match h.dir {
+                Dir::Original => InsertError::Exists(h.id),
+                Dir::Reply => InsertError::Clash(h.id),
+            });
+        }
+        self.reply_taken(c, kr, pr, now)
+    }
+
     /// A live connection already holding `c`'s reply tuple, as the insert's error: a clash,
     /// or `Exists` for a twin of `c` committed a moment ago. Asked only when the insert
     /// fails for lack of room, so a clash is still reported before `Full`/`Overflow`.
@@ -379,19 +399,15 @@ impl<const AW: usize> FamilyTable<AW> {
         }
         let body = encode_conn::<AW>(c);
         for _ in 0..MAX_ATTEMPTS {
-            if let Some(h) = self.find(&ko, &po, now) {
-                return Err(match h.dir {
-                    Dir::Original => InsertError::Exists(h.id),
-                    Dir::Reply => InsertError::Clash(h.id),
-                });
-            }
-            // No look at the reply tuple yet: its buckets are still on their way (see the
-            // prefetch above), and the claim below finds a holder of it all the same
-            // (`settle`, then the twin check), after the original tuple's work has given
-            // the miss time to resolve.
+            // No look for a holder of either tuple first: the claims below find one all the
+            // same (`settle`, then the twin check), so a new flow — the common case — reads
+            // each tuple's buckets once, and the reply tuple's only after the original
+            // tuple's work has given their miss (prefetched above) time to resolve. Only
+            // when there is no room are holders looked for, so that `Exists`/`Clash` are
+            // still reported before `Full`/`Overflow`.
             let Some(slot) = self.pop() else {
                 return Err(self
-                    .reply_taken(c, &kr, &pr, now)
+                    .holder(c, (&ko, &po), (&kr, &pr), now)
                     .unwrap_or(InsertError::Full));
             };
             let e = self.entry(slot);
@@ -408,7 +424,7 @@ impl<const AW: usize> FamilyTable<AW> {
             if !self.index.place(&po, vo) {
                 self.withdraw(slot, gen, &[]);
                 return Err(self
-                    .reply_taken(c, &kr, &pr, now)
+                    .holder(c, (&ko, &po), (&kr, &pr), now)
                     .unwrap_or(InsertError::Overflow));
             }
             match self.settle(&ko, &po, slot, now) {
