@@ -143,7 +143,11 @@ impl Index {
     #[inline]
     pub(crate) fn find<R>(&self, pos: &Pos, mut f: impl FnMut(u64) -> Option<R>) -> Option<R> {
         for &b in &pos.b {
-            let bucket = &self.buckets[b].0;
+            // `get`: a `Pos` of another table (`ConnTable::finish` misused) finds nothing
+            // rather than panicking; the bounds check is there either way.
+            let Some(Bucket(bucket)) = self.buckets.get(b) else {
+                return None;
+            };
             let lanes: [u64; LANES] = std::array::from_fn(|i| bucket[i].load(Ordering::Acquire));
             let mut m = tag_mask(&lanes, pos.tag);
             while m != 0 {
@@ -161,7 +165,9 @@ impl Index {
     /// `prefetch.rs`).
     #[inline]
     pub(crate) fn prefetch(&self, pos: &Pos) {
-        crate::prefetch::prefetch(&self.buckets[pos.b[0]]);
+        if let Some(b) = self.buckets.get(pos.b[0]) {
+            crate::prefetch::prefetch(b);
+        }
     }
 
     /// Starts loading bucket 1 of `pos` as well (an insert reads both).
@@ -176,13 +182,15 @@ impl Index {
     /// bucket 1: that bucket is then prefetched instead. Relaxed: only a hint.
     #[inline]
     pub(crate) fn first_match(&self, pos: &Pos) -> Option<u64> {
-        let bucket = &self.buckets[pos.b[0]].0;
+        let Bucket(bucket) = self.buckets.get(pos.b[0])?;
         let lanes: [u64; LANES] = std::array::from_fn(|i| bucket[i].load(Ordering::Relaxed));
         let m = tag_mask(&lanes, pos.tag);
         if m != 0 {
             return Some(lanes[m.trailing_zeros() as usize % LANES]);
         }
-        crate::prefetch::prefetch(&self.buckets[pos.b[1]]);
+        if let Some(b) = self.buckets.get(pos.b[1]) {
+            crate::prefetch::prefetch(b);
+        }
         None
     }
 
