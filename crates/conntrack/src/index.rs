@@ -145,9 +145,7 @@ impl Index {
         for &b in &pos.b {
             // `get`: a `Pos` of another table (`ConnTable::finish` misused) finds nothing
             // rather than panicking; the bounds check is there either way.
-            let Some(Bucket(bucket)) = self.buckets.get(b) else {
-                return None;
-            };
+            let Bucket(bucket) = self.buckets.get(b)?;
             let lanes: [u64; LANES] = std::array::from_fn(|i| bucket[i].load(Ordering::Acquire));
             let mut m = tag_mask(&lanes, pos.tag);
             while m != 0 {
