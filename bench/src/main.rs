@@ -67,7 +67,8 @@ enum Cmd {
         checksum_frames: Vec<usize>,
         /// Stage budget of established flows (the smallest --flows): io, then adding the
         /// parse, then the connection lookup, then the full pipeline, alternating in short
-        /// rounds; the last column is each stage's own cost in ns.
+        /// rounds; the last column is each stage's own cost in ns. Also new flows (the
+        /// --new-flows count) in rounds of 4 096 SYNs, the best round ("newflows best").
         #[arg(long)]
         stages: bool,
         /// Write every figure and its settings here.
@@ -240,6 +241,9 @@ fn main() -> Result<()> {
                         (pipeline::Kind::Scaling, _) => format!("scaling x{}", o.scenario.workers),
                         (pipeline::Kind::Stage, _) => {
                             format!("stage {}", o.scenario.stage.unwrap_or("?"))
+                        }
+                        (pipeline::Kind::NewFlows, _) if o.scenario.stage.is_some() => {
+                            "newflows best".into()
                         }
                         (_, Some(c)) => format!("csum {c} {}B", o.scenario.frame_len),
                         _ => format!("{:?}", o.scenario.kind).to_lowercase(),

@@ -164,18 +164,19 @@ pub struct Worker<P: Port> {
     scratch: Box<[u8]>,
 }
 
-/// A burst's parse results and connection lookups (burst-lookup mode).
+/// A burst's parse results and prepared connection lookups (burst-lookup mode).
 struct BurstScratch {
     prepared: [Result<uvs_wire::Parsed, Verdict>; BURST],
     key_of: [Option<usize>; BURST],
-    keys: [uvs_conntrack::FlowKey; BURST],
-    hits: [Option<uvs_conntrack::Hit>; BURST],
+    lookups: [uvs_conntrack::Prepared; BURST],
 }
 
 impl BurstScratch {
-    /// Parses a whole burst, then looks its flows up together, so the connection table's
-    /// cache misses overlap instead of queueing one behind the other.
-    fn prepare<P: Port>(&mut self, port: &mut P, rx: &[Frame], conns: &ConnTable, ticks: u32) {
+    /// Parses a whole burst, hashing each frame's flow and prefetching its index bucket as
+    /// it goes (the miss overlaps with the next frames' parse), then prefetches the
+    /// entries; each lookup is finished when its frame is processed
+    /// ([`ConnTable::finish`]), so an entry's miss overlaps with the frames before it.
+    fn prepare<P: Port>(&mut self, port: &mut P, rx: &[Frame], conns: &ConnTable) {
         let mut nkeys = 0;
         for (i, f) in rx.iter().enumerate() {
             let buf = port.buf_mut(f);
@@ -184,13 +185,15 @@ impl BurstScratch {
             self.key_of[i] = None;
             if let Ok(p) = &self.prepared[i] {
                 if let Some(k) = lookup_key(p) {
-                    self.keys[nkeys] = k;
+                    self.lookups[nkeys] = conns.prepare(&k);
                     self.key_of[i] = Some(nkeys);
                     nkeys += 1;
                 }
             }
         }
-        conns.lookup_burst(&self.keys[..nkeys], ticks, &mut self.hits[..nkeys]);
+        for l in &self.lookups[..nkeys] {
+            conns.prefetch_entry(l);
+        }
     }
 }
 
@@ -225,8 +228,7 @@ impl<P: Port> Worker<P> {
             burst: Box::new(BurstScratch {
                 prepared: [Err(Verdict::SlowPath); BURST],
                 key_of: [None; BURST],
-                keys: [uvs_conntrack::FlowKey::default(); BURST],
-                hits: [None; BURST],
+                lookups: [uvs_conntrack::Prepared::default(); BURST],
             }),
             scratch: vec![0; FRAME_CAPACITY].into_boxed_slice(),
             announcer: Default::default(),
@@ -325,7 +327,7 @@ impl<P: Port> Worker<P> {
             let n = self.ports[pi].rx_burst(&mut rx);
             total += n;
             if batch && n > 1 {
-                burst.prepare(&mut self.ports[pi], &rx[..n], &shared.conns, ticks);
+                burst.prepare(&mut self.ports[pi], &rx[..n], &shared.conns);
             }
             let (mut ntx, mut ndone) = (0, 0);
             if n > 0 {
@@ -340,7 +342,8 @@ impl<P: Port> Worker<P> {
                 let verdict = if batch && n > 1 {
                     match burst.prepared[i] {
                         Ok(p) => {
-                            let looked_up = burst.key_of[i].map(|k| burst.hits[k]);
+                            let looked_up = burst.key_of[i]
+                                .map(|k| shared.conns.finish(&burst.lookups[k], ticks));
                             let mut pkt = Packet::new(buf, len, p);
                             let v = process_parsed(&mut ctx, &mut pkt, looked_up);
                             len = pkt.len;

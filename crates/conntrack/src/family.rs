@@ -222,7 +222,7 @@ impl<const AW: usize> FamilyTable<AW> {
     }
 
     /// First pass of a burst lookup: the key's encoding and index position, with a
-    /// prefetch of its two buckets so their cache misses overlap with the other keys' ones.
+    /// prefetch of its first bucket (where a hit almost always is) so their cache misses overlap with the other keys' ones.
     #[inline]
     pub(crate) fn prepare(&self, key: &crate::FlowKey) -> (EncKey, Pos) {
         let k = encode_key(key);
@@ -231,8 +231,9 @@ impl<const AW: usize> FamilyTable<AW> {
         (k, pos)
     }
 
-    /// Second pass: prefetches the entry of the first lane whose tag matches (the likely
-    /// hit), both ends of it (an IPv6 entry can straddle two cache lines).
+    /// Second pass: prefetches the entry of the first lane of bucket 0 whose tag matches
+    /// (the likely hit), both ends of it (an entry can straddle two cache lines); with no
+    /// match there, bucket 1 instead.
     #[inline]
     pub(crate) fn prefetch_entry(&self, pos: &Pos) {
         if let Some(v) = self.index.first_match(pos) {
@@ -349,6 +350,26 @@ impl<const AW: usize> FamilyTable<AW> {
         self.push(slot);
     }
 
+    /// A live connection already holding `c`'s original tuple (`Exists` as its original,
+    /// `Clash` as its reply) or else its reply tuple ([`reply_taken`](Self::reply_taken)),
+    /// as the insert's error. Asked only when the insert fails for lack of room.
+    #[cold]
+    fn holder(
+        &self,
+        c: &Conn,
+        (ko, po): (&EncKey, &Pos),
+        (kr, pr): (&EncKey, &Pos),
+        now: u32,
+    ) -> Option<InsertError> {
+        if let Some(h) = self.find(ko, po, now) {
+            return Some(match h.dir {
+                Dir::Original => InsertError::Exists(h.id),
+                Dir::Reply => InsertError::Clash(h.id),
+            });
+        }
+        self.reply_taken(c, kr, pr, now)
+    }
+
     /// A live connection already holding `c`'s reply tuple, as the insert's error: a clash,
     /// or `Exists` for a twin of `c` committed a moment ago. Asked only when the insert
     /// fails for lack of room, so a clash is still reported before `Full`/`Overflow`.
@@ -371,26 +392,22 @@ impl<const AW: usize> FamilyTable<AW> {
         // the reply tuple's exist only now that a real server was chosen, and at a large
         // table they are a cache miss per new flow. Start loading them, and the free slot
         // we will probably pop, so the misses overlap with the work below.
-        self.index.prefetch(&pr);
+        self.index.prefetch_both(&pr);
         let head = self.free_head.load(Ordering::Relaxed) & 0xffff_ffff;
         if head != 0 {
             self.prefetch_slot(head as usize - 1);
         }
         let body = encode_conn::<AW>(c);
         for _ in 0..MAX_ATTEMPTS {
-            if let Some(h) = self.find(&ko, &po, now) {
-                return Err(match h.dir {
-                    Dir::Original => InsertError::Exists(h.id),
-                    Dir::Reply => InsertError::Clash(h.id),
-                });
-            }
-            // No look at the reply tuple yet: its buckets are still on their way (see the
-            // prefetch above), and the claim below finds a holder of it all the same
-            // (`settle`, then the twin check), after the original tuple's work has given
-            // the miss time to resolve.
+            // No look for a holder of either tuple first: the claims below find one all the
+            // same (`settle`, then the twin check), so a new flow — the common case — reads
+            // each tuple's buckets once, and the reply tuple's only after the original
+            // tuple's work has given their miss (prefetched above) time to resolve. Only
+            // when there is no room are holders looked for, so that `Exists`/`Clash` are
+            // still reported before `Full`/`Overflow`.
             let Some(slot) = self.pop() else {
                 return Err(self
-                    .reply_taken(c, &kr, &pr, now)
+                    .holder(c, (&ko, &po), (&kr, &pr), now)
                     .unwrap_or(InsertError::Full));
             };
             let e = self.entry(slot);
@@ -407,7 +424,7 @@ impl<const AW: usize> FamilyTable<AW> {
             if !self.index.place(&po, vo) {
                 self.withdraw(slot, gen, &[]);
                 return Err(self
-                    .reply_taken(c, &kr, &pr, now)
+                    .holder(c, (&ko, &po), (&kr, &pr), now)
                     .unwrap_or(InsertError::Overflow));
             }
             match self.settle(&ko, &po, slot, now) {

@@ -17,6 +17,22 @@ use crate::layout::tag_of;
 
 pub(crate) const LANES: usize = 8;
 
+/// A tuple goes to its first bucket while that holds fewer than this many, then to the
+/// emptier of its two. Simulated over random keys at the index's sizing: at a third of
+/// capacity under 1 % of tuples land in bucket 1, half full ~3.5 %, full ~16 %, and no
+/// overflow filling to capacity (6 here: 11 %, but overflows appear when full).
+const PREFER_FIRST: usize = 5;
+
+/// Bit `i` set where lane `i` carries `tag`.
+#[inline]
+fn tag_mask(lanes: &[u64; LANES], tag: u32) -> u32 {
+    let mut m = 0u32;
+    for (i, &v) in lanes.iter().enumerate() {
+        m |= ((lane_tag(v) == tag) as u32) << i;
+    }
+    m
+}
+
 #[repr(align(64))]
 #[derive(Default)]
 struct Bucket([AtomicU64; LANES]);
@@ -116,58 +132,71 @@ impl Index {
         None
     }
 
-    /// The lookup probe: loads all 16 lanes of both buckets (on a large table the two cache
-    /// misses overlap), turns the tag comparison into a bit mask (no branch per lane, so
-    /// where the match sits costs no mispredict), then calls `f(lane value)` for each
-    /// candidate, bucket 0 first, until it returns `Some`. Tags are never 0, so empty lanes
-    /// never match. Acquire, so an entry placed before its lane is seen whole.
+    /// The lookup probe, bucket 0 first: turns one bucket's tag comparison into a bit mask
+    /// (no branch per lane, so where the match sits costs no mispredict), then calls
+    /// `f(lane value)` for each candidate until it returns `Some`; bucket 1 is read only
+    /// when bucket 0 holds no answer. [`place`](Self::place) puts a tuple in its bucket 0
+    /// unless that one is fairly full, so a hit almost always costs one index cache line
+    /// (under 1 % of tuples sit in bucket 1 at a third of capacity, ~16 % when full) and
+    /// only a miss reads both. Tags are never 0, so empty lanes never match. Acquire, so an
+    /// entry placed before its lane is seen whole.
     #[inline]
     pub(crate) fn find<R>(&self, pos: &Pos, mut f: impl FnMut(u64) -> Option<R>) -> Option<R> {
-        let b0 = &self.buckets[pos.b[0]].0;
-        let b1 = &self.buckets[pos.b[1]].0;
-        let lanes: [u64; 2 * LANES] = std::array::from_fn(|i| {
-            let b = if i < LANES { b0 } else { b1 };
-            b[i % LANES].load(Ordering::Acquire)
-        });
-        let mut m = 0u32;
-        for (i, &v) in lanes.iter().enumerate() {
-            m |= ((lane_tag(v) == pos.tag) as u32) << i;
-        }
-        while m != 0 {
-            let i = m.trailing_zeros() as usize;
-            m &= m - 1;
-            if let Some(r) = f(lanes[i % (2 * LANES)]) {
-                return Some(r);
+        for &b in &pos.b {
+            // `get`: a `Pos` of another table (`ConnTable::finish` misused) finds nothing
+            // rather than panicking; the bounds check is there either way.
+            let Bucket(bucket) = self.buckets.get(b)?;
+            let lanes: [u64; LANES] = std::array::from_fn(|i| bucket[i].load(Ordering::Acquire));
+            let mut m = tag_mask(&lanes, pos.tag);
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                if let Some(r) = f(lanes[i % LANES]) {
+                    return Some(r);
+                }
             }
         }
         None
     }
 
-    /// Starts loading both buckets of `pos` (see `prefetch.rs`).
+    /// Starts loading bucket 0 of `pos`, where [`find`](Self::find) looks first (see
+    /// `prefetch.rs`).
     #[inline]
     pub(crate) fn prefetch(&self, pos: &Pos) {
+        if let Some(b) = self.buckets.get(pos.b[0]) {
+            crate::prefetch::prefetch(b);
+        }
+    }
+
+    /// Starts loading bucket 1 of `pos` as well (an insert reads both).
+    #[inline]
+    pub(crate) fn prefetch_both(&self, pos: &Pos) {
         crate::prefetch::prefetch(&self.buckets[pos.b[0]]);
         crate::prefetch::prefetch(&self.buckets[pos.b[1]]);
     }
 
-    /// The first lane of `pos` whose tag matches (bucket 0 first), without a branch per
-    /// lane: the likely hit, for prefetching its entry. Relaxed: only a hint.
+    /// The first lane of bucket 0 of `pos` whose tag matches: the likely hit, for
+    /// prefetching its entry. None when bucket 0 has none, so the answer (if any) is in
+    /// bucket 1: that bucket is then prefetched instead. Relaxed: only a hint.
     #[inline]
     pub(crate) fn first_match(&self, pos: &Pos) -> Option<u64> {
-        let b0 = &self.buckets[pos.b[0]].0;
-        let b1 = &self.buckets[pos.b[1]].0;
-        let lanes: [u64; 2 * LANES] = std::array::from_fn(|i| {
-            let b = if i < LANES { b0 } else { b1 };
-            b[i % LANES].load(Ordering::Relaxed)
-        });
-        let mut m = 0u32;
-        for (i, &v) in lanes.iter().enumerate() {
-            m |= ((lane_tag(v) == pos.tag) as u32) << i;
+        let Bucket(bucket) = self.buckets.get(pos.b[0])?;
+        let lanes: [u64; LANES] = std::array::from_fn(|i| bucket[i].load(Ordering::Relaxed));
+        let m = tag_mask(&lanes, pos.tag);
+        if m != 0 {
+            return Some(lanes[m.trailing_zeros() as usize % LANES]);
         }
-        (m != 0).then(|| lanes[m.trailing_zeros() as usize % (2 * LANES)])
+        if let Some(b) = self.buckets.get(pos.b[1]) {
+            crate::prefetch::prefetch(b);
+        }
+        None
     }
 
-    /// Stores `value` in an empty lane of the emptier bucket of `pos`; false if both are full.
+    /// Stores `value` in an empty lane: bucket 0 of `pos` while it holds fewer than
+    /// [`PREFER_FIRST`] tuples, otherwise the emptier bucket; false if both are full.
+    /// Filling bucket 0 first is what lets a lookup usually stop there (see
+    /// [`find`](Self::find)); switching to the emptier bucket near the top keeps the
+    /// two-choice balance where overflows would come from.
     pub(crate) fn place(&self, pos: &Pos, value: u64) -> bool {
         let used = |b: usize| {
             self.buckets[b]
@@ -176,7 +205,8 @@ impl Index {
                 .filter(|l| l.load(Ordering::Relaxed) != 0)
                 .count()
         };
-        let order = if used(pos.b[1]) < used(pos.b[0]) {
+        let u0 = used(pos.b[0]);
+        let order = if u0 >= PREFER_FIRST && used(pos.b[1]) < u0 {
             [pos.b[1], pos.b[0]]
         } else {
             pos.b

@@ -182,19 +182,20 @@ const P3: u64 = 0x5899_65cc_7537_4cc3;
 /// Keyed hash of a tuple. The seed is random per table so clients cannot aim many flows at
 /// one bucket pair (hash flooding would turn into `Overflow` refusals).
 ///
-/// Each folded multiply takes two key words at once (as foldhash does), so the chain of
-/// dependent multiplies is 2 for IPv4 and 3 for IPv6 (the two address halves are mixed in
-/// parallel); the last one, with the seed again, spreads every input bit over the result.
+/// Each folded multiply takes two key words at once (as foldhash does). IPv4's whole key is
+/// two words, so one keyed multiply is the hash (foldhash's step for inputs of up to 16
+/// bytes): the lookup's chain to its first index load is one multiply shorter. IPv6 mixes
+/// the two address halves in parallel, then folds them with the ports, then spreads every
+/// input bit over the result with the seed again.
 #[inline]
 pub(crate) fn hash_key<const AW: usize>(seed: u64, k: &EncKey) -> u64 {
     let pp = ((k.proto as u64) << 32) | k.ports as u64;
-    let h = if AW == 1 {
-        mum(k.addr[0] ^ seed, pp ^ P0)
-    } else {
-        let a = mum(k.addr[0] ^ seed, k.addr[1] ^ P0);
-        let b = mum(k.addr[2] ^ seed.rotate_left(41), k.addr[3] ^ P1);
-        mum(a ^ pp, b ^ P3)
-    };
+    if AW == 1 {
+        return mum(k.addr[0] ^ seed, pp ^ seed.rotate_left(29) ^ P0);
+    }
+    let a = mum(k.addr[0] ^ seed, k.addr[1] ^ P0);
+    let b = mum(k.addr[2] ^ seed.rotate_left(41), k.addr[3] ^ P1);
+    let h = mum(a ^ pp, b ^ P3);
     mum(h ^ seed.rotate_left(29), P2)
 }
 

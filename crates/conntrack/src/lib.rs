@@ -12,7 +12,9 @@
 //!   (generation ‖ state ‖ deadline) that acts as a seqlock for the key words.
 //! - **Index**: each tuple (original *and* reply) hashes (keyed, random seed) to two
 //!   64-byte buckets of 8 lanes; a lookup reads at most those two cache lines plus the
-//!   entry. Index sized at ~70 % lane occupancy for a full table.
+//!   entry, and a hit almost always only the first (a tuple goes to its first bucket
+//!   until that is fairly full, `index.rs`). Index sized at ~70 % lane occupancy for a
+//!   full table.
 //! - **Memory per connection**, index included: **IPv4 62.9 B** (40 B entry + 2 lanes of
 //!   8 B at 70 % occupancy = 22.9 B), **IPv6 110.9 B** (88 + 22.9). IPVS's
 //!   `struct ip_vs_conn` is 128+ B plus its hash links. [`ConnTable::bytes_per_entry`]
@@ -138,17 +140,45 @@ impl ConnTable {
             return;
         }
         for (keys, out) in keys.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
-            let mut prep = [(layout::EncKey::default(), index::Pos::default()); CHUNK];
+            let mut prep = [Prepared::default(); CHUNK];
             for (p, k) in prep.iter_mut().zip(keys) {
-                *p = on_family!(self, k.v6, |f| f.prepare(k));
+                *p = self.prepare(k);
             }
-            for ((_, pos), k) in prep.iter().zip(keys) {
-                on_family!(self, k.v6, |f| f.prefetch_entry(pos));
+            for p in &prep[..keys.len()] {
+                self.prefetch_entry(p);
             }
-            for (((e, pos), k), o) in prep.iter().zip(keys).zip(out.iter_mut()) {
-                *o = on_family!(self, k.v6, |f| f.finish(e, pos, now));
+            for (p, o) in prep.iter().zip(out.iter_mut()) {
+                *o = self.finish(p, now);
             }
         }
+    }
+
+    /// First step of a lookup split in three so that a burst's cache misses overlap with
+    /// other work: hashes `key` and starts loading its first index bucket. Then, once that
+    /// has had time to arrive, [`prefetch_entry`](Self::prefetch_entry) starts loading the
+    /// entry, and later [`finish`](Self::finish) gives what [`lookup`](Self::lookup)
+    /// would. A worker that prepares each frame's key as it parses the burst, prefetches
+    /// the entries after the parse, and finishes each lookup only when it gets to that
+    /// frame lets the entry's miss overlap with the frames before it, where
+    /// [`lookup_burst`](Self::lookup_burst) waits for all of them at once.
+    #[inline]
+    pub fn prepare(&self, key: &FlowKey) -> Prepared {
+        let (k, pos) = on_family!(self, key.v6, |f| f.prepare(key));
+        Prepared { k, pos, v6: key.v6 }
+    }
+
+    /// Second step (see [`prepare`](Self::prepare)): reads the key's first index bucket
+    /// and starts loading the entry its tag points at (or the second bucket).
+    #[inline]
+    pub fn prefetch_entry(&self, p: &Prepared) {
+        on_family!(self, p.v6, |f| f.prefetch_entry(&p.pos))
+    }
+
+    /// Last step (see [`prepare`](Self::prepare)): the lookup's answer at `now`. Correct
+    /// whenever it is called: the earlier steps only warm the cache.
+    #[inline]
+    pub fn finish(&self, p: &Prepared, now: u32) -> Option<Hit> {
+        on_family!(self, p.v6, |f| f.finish(&p.k, &p.pos, now))
     }
 
     /// Stores a new connection expiring at `deadline`; `now` decides whether a same-tuple
@@ -279,6 +309,15 @@ impl ConnTable {
     pub fn index_lanes_used(&self, v6: bool) -> usize {
         on_family!(self, v6, |f| f.index_lanes_used())
     }
+}
+
+/// A key hashed for [`ConnTable::finish`], its first index bucket prefetched
+/// ([`ConnTable::prepare`]). Plain data: keeping it longer only loses the prefetch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Prepared {
+    k: layout::EncKey,
+    pos: index::Pos,
+    v6: bool,
 }
 
 /// Tables up to this many bytes (entries and index, both families) skip the prefetch passes of

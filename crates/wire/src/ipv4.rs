@@ -163,7 +163,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         }
     }
     /// True when the header checksum verifies.
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self) -> bool {
         checksum::verify(&self.buffer.as_ref()[..self.header_len()])
     }
