@@ -34,6 +34,26 @@ pub struct Testbed {
     pub tag: String,
     pub state: PathBuf,
     uvsd: Option<Child>,
+    /// Held until the testbed is down (fields drop after `Drop::drop`): another run of
+    /// the same test, which would use the same namespace names, waits for it.
+    _lock: std::fs::File,
+}
+
+/// An exclusive lock on `tag`'s testbed, taken before it is brought up: two runs of one
+/// test at once (two checkouts, two terminals) would otherwise tear down each other's
+/// namespaces, which share names, and fail in ways that look like forwarding bugs.
+fn tag_lock(tag: &str) -> std::fs::File {
+    let dir = Path::new("/run/uvs-testbed-locks");
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("creating {dir:?}: {e}"));
+    let path = dir.join(format!("{tag}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {path:?}: {e}"));
+    f.lock().unwrap_or_else(|e| panic!("locking {path:?}: {e}"));
+    f
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -51,6 +71,7 @@ impl Testbed {
 
     /// A testbed whose balancer links have `queues` queues each.
     pub fn up_with(tag: &str, mode: &str, queues: usize) -> Testbed {
+        let lock = tag_lock(tag);
         let q = queues.to_string();
         let out = run(Command::new(repo().join("scripts/testbed.sh"))
             .args(["up", tag, "--mode", mode, "--queues", &q]));
@@ -58,6 +79,7 @@ impl Testbed {
             tag: tag.to_string(),
             state: PathBuf::from(format!("/run/uvs-testbed/{tag}")),
             uvsd: None,
+            _lock: lock,
         };
         assert!(
             out.status.success(),
