@@ -292,6 +292,13 @@ pub fn template(svc: &ServiceRt, key: FlowKey, slot: u16) -> Conn {
     }
 }
 
+/// Whether a deadline `left` ticks away is within a second of a fresh one `timeout` ticks
+/// away: an unchanged state then writes nothing ([`transition`]).
+#[inline(always)]
+pub fn deadline_fresh(left: u32, timeout: u32) -> bool {
+    left.saturating_add(1000) >= timeout && left <= timeout.saturating_add(1000)
+}
+
 /// How many times a transition is re-derived after losing a race before giving up (each
 /// retry means another worker moved the same flow in between; a flow has few states).
 const TRANSITION_RETRIES: usize = 4;
@@ -321,10 +328,7 @@ pub fn transition(
         let t = timeout(new);
         // Unchanged state: rewrite the deadline only when it moved by more than a second,
         // so a busy flow costs its shared cache line about one write a second.
-        if new == old
-            && (!refresh(old, new)
-                || (left.saturating_add(1000) >= t && left <= t.saturating_add(1000)))
-        {
+        if new == old && (!refresh(old, new) || deadline_fresh(left, t)) {
             return false;
         }
         match conns.transition(hit.id, old, new, now.wrapping_add(t)) {

@@ -342,10 +342,9 @@ impl<P: Port> Worker<P> {
                 let verdict = if batch && n > 1 {
                     match burst.prepared[i] {
                         Ok(p) => {
-                            let looked_up = burst.key_of[i]
-                                .map(|k| shared.conns.finish(&burst.lookups[k], ticks));
+                            let prepared = burst.key_of[i].map(|k| &burst.lookups[k]);
                             let mut pkt = Packet::new(buf, len, p);
-                            let v = process_parsed(&mut ctx, &mut pkt, looked_up);
+                            let v = process_parsed(&mut ctx, &mut pkt, prepared);
                             len = pkt.len;
                             v
                         }

@@ -241,6 +241,48 @@ fn server_retransmits_do_not_extend_a_half_open_entry() {
     assert_ne!(deadline(&lab.shared), first);
 }
 
+/// Plain ACKs of an ESTABLISHED connection take TCP's shortcut past the state table: no
+/// write while the deadline is fresh, a refresh to the ESTABLISHED timeout once it is more
+/// than a second old; a FIN still goes through the state machine.
+#[test]
+fn established_acks_refresh_the_deadline_about_once_a_second() {
+    let mut lab = Lab::nat(4096);
+    assert_eq!(lab.client(40000, tk::SYN), real(1));
+    lab.server(1, 40000, tk::SYN_ACK);
+    lab.client(40000, tk::ACK);
+    let established = uvs_conntrack::tcp::TcpState::Established as u8;
+    assert_eq!(state(&lab.shared), established);
+    let first = deadline(&lab.shared);
+    lab.client(40000, tk::ACK);
+    lab.server(1, 40000, tk::ACK);
+    assert_eq!(
+        deadline(&lab.shared),
+        first,
+        "a fresh deadline is not rewritten"
+    );
+    lab.shared.clock.advance(30);
+    lab.client(40000, tk::ACK);
+    let moved = deadline(&lab.shared).wrapping_sub(first);
+    assert!(
+        (30_000..31_000).contains(&moved),
+        "refreshed to 15 min from now: moved {moved} ms"
+    );
+    assert_eq!(state(&lab.shared), established);
+    lab.client(40000, tk::FIN_ACK);
+    assert_eq!(
+        state(&lab.shared),
+        uvs_conntrack::tcp::TcpState::CloseWait as u8,
+        "the client's FIN left ESTABLISHED"
+    );
+}
+
+/// The state of the table's only entry.
+fn state(shared: &Shared) -> u8 {
+    let mut s = 0;
+    shared.conns.for_each(|_, c, _| s = c.state);
+    s
+}
+
 /// The deadline of the table's only entry.
 fn deadline(shared: &Shared) -> u32 {
     let mut d = 0;

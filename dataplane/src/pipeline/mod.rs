@@ -10,7 +10,7 @@
 //! does before it rewrites. DR and TUN frames are completed too: the real server receives
 //! them from uvs, not from the sender's kernel that knew they were partial.
 
-use uvs_conntrack::{ConnTable, FlowKey, Hit};
+use uvs_conntrack::{ConnTable, FlowKey, Prepared};
 use uvs_wire::{Classified, Frag, L4Checksum, Parsed, L3};
 
 use crate::counters::WorkerCounters;
@@ -147,19 +147,20 @@ pub fn lookup_key(p: &Parsed) -> Option<FlowKey> {
     }
 }
 
-/// Stage 2: everything after the parse. `looked_up` is the connection lookup already
-/// done for this frame's [`lookup_key`] (burst lookups), or `None` to look it up here.
+/// Stage 2: everything after the parse. `prepared` is this frame's [`lookup_key`] already
+/// hashed and prefetched by the worker's burst ([`ConnTable::prepare`]), finished here, or
+/// `None` to look it up here.
 /// The one place where a protocol number picks the protocol's implementation
 /// (`pipeline/proto.rs`).
 #[inline]
 pub fn process_parsed(
     ctx: &mut Ctx<'_>,
     pkt: &mut Packet<'_>,
-    looked_up: Option<Option<Hit>>,
+    prepared: Option<&Prepared>,
 ) -> Verdict {
     match pkt.p.l4_proto {
-        PROTO_TCP => ingress::<Tcp>(ctx, pkt, looked_up),
-        PROTO_UDP => ingress::<proto::Udp>(ctx, pkt, looked_up),
+        PROTO_TCP => ingress::<Tcp>(ctx, pkt, prepared),
+        PROTO_UDP => ingress::<proto::Udp>(ctx, pkt, prepared),
         PROTO_SCTP => ingress::<proto::Sctp>(ctx, pkt, None),
         PROTO_ICMP | PROTO_ICMPV6 => ingress::<proto::Icmp>(ctx, pkt, None),
         _ => Verdict::Drop(DropReason::UnsupportedProtocol),
@@ -174,7 +175,7 @@ pub fn process_parsed(
 fn ingress<P: L4Proto>(
     ctx: &mut Ctx<'_>,
     pkt: &mut Packet<'_>,
-    looked_up: Option<Option<Hit>>,
+    prepared: Option<&Prepared>,
 ) -> Verdict {
     let seen = match P::inspect(ctx, pkt) {
         Ok(s) => s,
@@ -184,8 +185,11 @@ fn ingress<P: L4Proto>(
         return later_fragment::<P>(ctx, pkt, id);
     }
     let key = flow_key(&pkt.p);
-    let found = match looked_up {
-        Some(h) => h,
+    // The burst's prepared lookup is finished here, not in the worker: a `Hit` returned
+    // there and handed down by value was stored field by field and read back in wider
+    // loads, a store-forwarding stall on every frame.
+    let found = match prepared {
+        Some(p) => ctx.conns.finish(p, ctx.now),
         None => ctx.conns.lookup(&key, ctx.now),
     };
     // By reference: moving the hit out of the lookup's result cost a copy that stalled on

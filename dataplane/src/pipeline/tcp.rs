@@ -98,6 +98,21 @@ impl L4Proto for Tcp {
     /// proves a connection alive, so spoofed SYNs age out on time.
     #[inline]
     fn track_state(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, hit: &Hit) {
+        // Nearly every packet: a plain segment (ACK, none of SYN/FIN/RST) of an ESTABLISHED
+        // connection, which stays ESTABLISHED in every direction of the state table, with
+        // a deadline refreshed within the last second: nothing to write. Decided from the
+        // flags, the state and one timeout, without the chain of loads through the state
+        // table (3 dependent loads before the compare, ~4 ns a packet at 1 000 flows).
+        const ES: u8 = tcp::TcpState::Established as u8;
+        if hit.conn.state == ES
+            && p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK) == TCP_ACK
+            && lifecycle::deadline_fresh(
+                hit.deadline.wrapping_sub(ctx.now),
+                svc.timeouts.tcp[usize::from(ES)],
+            )
+        {
+            return;
+        }
         let proto = p.l4_proto;
         let timeouts = &svc.timeouts;
         let timeout = |s: u8| timeouts.for_state(proto, s);
