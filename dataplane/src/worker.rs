@@ -16,7 +16,7 @@ use uvs_port::{Frame, Port, FRAME_CAPACITY};
 
 use crate::counters::{new_counters, AllCounters};
 use crate::neigh::{NeighTable, Pending, PendingAction};
-use crate::pipeline::{lookup_key, prepare, process, process_parsed, Ctx, Packet};
+use crate::pipeline::{lookup_key, prepare, process, process_parsed, store, Ctx, Packet, Staging};
 use crate::slowpath;
 use crate::tables::{IpKey, Tables};
 use crate::verdict::{DropReason, Verdict};
@@ -159,6 +159,8 @@ pub struct Worker<P: Port> {
     pub busy_poll: bool,
     /// The burst-lookup stage's arrays, allocated once rather than set up every poll.
     burst: Box<BurstScratch>,
+    /// The burst's staged new flows (`pipeline/staged.rs`).
+    staging: Box<Staging>,
     /// Worker 0's progress through the current VIP announcement.
     announcer: crate::cluster::Announcer,
     scratch: Box<[u8]>,
@@ -195,6 +197,15 @@ impl BurstScratch {
             conns.prefetch_entry(l);
         }
     }
+
+    /// Whether the staged new flows must be stored before frame `i`: it may be one of
+    /// their tuples, or it was not looked up here (ICMP, SCTP, a later fragment: they look
+    /// the table up their own way). Frames that did not parse never touch the table.
+    #[inline]
+    fn needs_flush(&self, i: usize, staging: &Staging) -> bool {
+        self.prepared[i].is_ok()
+            && self.key_of[i].is_none_or(|k| staging.may_hold(self.lookups[k].fingerprint()))
+    }
 }
 
 fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
@@ -230,6 +241,7 @@ impl<P: Port> Worker<P> {
                 key_of: [None; BURST],
                 lookups: [uvs_conntrack::Prepared::default(); BURST],
             }),
+            staging: Box::default(),
             scratch: vec![0; FRAME_CAPACITY].into_boxed_slice(),
             announcer: Default::default(),
         }
@@ -314,6 +326,7 @@ impl<P: Port> Worker<P> {
             frags: &mut self.frags,
             proxy: &shared.synproxy,
             proxy_syns: &mut self.proxy_syns,
+            staging: &mut self.staging,
         };
         let mut total = 0;
         let batch = self.batch_lookups;
@@ -336,25 +349,63 @@ impl<P: Port> Worker<P> {
                     .rx_bytes
                     .add(rx[..n].iter().map(|f| u64::from(f.len)).sum());
             }
-            for (i, f) in rx[..n].iter().enumerate() {
-                let buf = self.ports[pi].buf_mut(f);
-                let mut len = (f.len as usize).min(buf.len());
-                let verdict = if batch && n > 1 {
-                    match burst.prepared[i] {
+            // Burst mode stages the burst's new flows and stores them at its end, or before a
+            // frame that may concern one of them (`pipeline/staged.rs`).
+            let staging = batch && n > 1;
+            let mut next = 0;
+            loop {
+                let (i, mut len, verdict);
+                if ctx.staging.flushing() {
+                    let Some(s) = ctx.staging.next() else {
+                        continue;
+                    };
+                    i = usize::from(ctx.staging.get(s).frame);
+                    let buf = self.ports[pi].buf_mut(&rx[i]);
+                    len = (rx[i].len as usize).min(buf.len());
+                    verdict = match burst.prepared[i] {
                         Ok(p) => {
-                            let looked_up = burst.key_of[i]
-                                .map(|k| shared.conns.finish(&burst.lookups[k], ticks));
                             let mut pkt = Packet::new(buf, len, p);
-                            let v = process_parsed(&mut ctx, &mut pkt, looked_up);
+                            let v = store(&mut ctx, &mut pkt, s);
                             len = pkt.len;
                             v
                         }
+                        // Not reached: only parsed frames are staged.
                         Err(v) => v,
+                    };
+                } else if next < n {
+                    i = next;
+                    if staging && !ctx.staging.is_empty() && burst.needs_flush(i, ctx.staging) {
+                        ctx.staging.begin_flush();
+                        continue;
                     }
+                    next += 1;
+                    let buf = self.ports[pi].buf_mut(&rx[i]);
+                    len = (rx[i].len as usize).min(buf.len());
+                    verdict = if staging {
+                        match burst.prepared[i] {
+                            Ok(p) => {
+                                ctx.staging.arm(burst.key_of[i].map(|_| i));
+                                let looked_up = burst.key_of[i]
+                                    .map(|k| shared.conns.finish(&burst.lookups[k], ticks));
+                                let mut pkt = Packet::new(buf, len, p);
+                                let v = process_parsed(&mut ctx, &mut pkt, looked_up);
+                                len = pkt.len;
+                                v
+                            }
+                            Err(v) => v,
+                        }
+                    } else {
+                        process(&mut ctx, buf, &mut len)
+                    };
+                } else if !ctx.staging.is_empty() {
+                    ctx.staging.begin_flush();
+                    continue;
                 } else {
-                    process(&mut ctx, buf, &mut len)
-                };
+                    break;
+                }
+                let f = &rx[i];
                 match verdict {
+                    Verdict::Deferred => {}
                     Verdict::Forward(q) if usize::from(q) == pi => {
                         tx[ntx] = Frame {
                             addr: f.addr,
@@ -436,6 +487,7 @@ impl<P: Port> Worker<P> {
                     }
                 }
             }
+            ctx.staging.arm(None);
             if ntx > 0 {
                 let sent = self.ports[pi].tx_burst(&tx[..ntx]);
                 let bytes: u64 = tx[..sent].iter().map(|f| u64::from(f.len)).sum();
