@@ -356,7 +356,7 @@ impl<P: Port> Worker<P> {
             loop {
                 let (i, mut len, verdict);
                 if ctx.staging.flushing() {
-                    let Some(s) = ctx.staging.next() else {
+                    let Some(s) = ctx.staging.next_to_store() else {
                         continue;
                     };
                     i = usize::from(ctx.staging.get(s).frame);

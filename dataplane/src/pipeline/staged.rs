@@ -120,14 +120,15 @@ impl Staging {
         self.armed = None;
     }
 
-    /// Starts storing the staged flows ([`next`](Self::next) until it says none is left).
+    /// Starts storing the staged flows ([`next_to_store`](Self::next_to_store) until it
+    /// says none is left).
     #[inline]
     pub fn begin_flush(&mut self) {
         self.flushing = true;
         self.armed = None;
     }
 
-    /// Staged flow `i` (from [`next`](Self::next)).
+    /// Staged flow `i` (from [`next_to_store`](Self::next_to_store)).
     #[inline(always)]
     pub fn get(&self, i: usize) -> &Staged {
         &self.flows[i]
@@ -142,7 +143,7 @@ impl Staging {
     /// The next staged flow to store, in the order they were staged (its index, for
     /// [`get`](Self::get)); `None` ends the flush and empties the stage.
     #[inline]
-    pub fn next(&mut self) -> Option<usize> {
+    pub fn next_to_store(&mut self) -> Option<usize> {
         if self.stored < self.len {
             self.stored += 1;
             return Some(self.stored - 1);
