@@ -134,12 +134,6 @@ impl Staging {
         &self.flows[i]
     }
 
-    /// A flush is running.
-    #[inline(always)]
-    pub fn flushing(&self) -> bool {
-        self.flushing
-    }
-
     /// The next staged flow to store, in the order they were staged (its index, for
     /// [`get`](Self::get)); `None` ends the flush and empties the stage.
     #[inline]
