@@ -346,9 +346,10 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// 64 bits of the key's keyed hash: equal keys of one table have equal fingerprints
-    /// (different ones rarely do), so a caller can tell cheaply whether a prepared lookup
-    /// may concern one of the [`PreparedInsert`]s it holds ([`PreparedInsert::fingerprints`]).
+    /// Bits of the key's keyed hash (its index tag and first bucket): equal keys of one
+    /// table have equal fingerprints (different ones rarely do), so a caller can tell
+    /// cheaply whether a prepared lookup may concern one of the [`PreparedInsert`]s it
+    /// holds ([`PreparedInsert::fingerprints`]).
     #[inline]
     pub fn fingerprint(&self) -> u64 {
         self.pos.fingerprint()
