@@ -24,6 +24,10 @@ pub enum Verdict {
     Held,
     /// Drop and count.
     Drop(DropReason),
+    /// The frame opens a new connection whose insert waits for the end of the worker's
+    /// burst (`pipeline/staged.rs`): the worker gives the frame its verdict then. Only
+    /// while the worker has armed its stage for the frame.
+    Deferred,
 }
 
 macro_rules! drop_reasons {

@@ -16,7 +16,7 @@ use uvs_port::{Frame, Port, FRAME_CAPACITY};
 
 use crate::counters::{new_counters, AllCounters};
 use crate::neigh::{NeighTable, Pending, PendingAction};
-use crate::pipeline::{lookup_key, prepare, process, process_parsed, Ctx, Packet};
+use crate::pipeline::{lookup_key, prepare, process, process_parsed, store, Ctx, Packet, Staging};
 use crate::slowpath;
 use crate::tables::{IpKey, Tables};
 use crate::verdict::{DropReason, Verdict};
@@ -159,6 +159,8 @@ pub struct Worker<P: Port> {
     pub busy_poll: bool,
     /// The burst-lookup stage's arrays, allocated once rather than set up every poll.
     burst: Box<BurstScratch>,
+    /// The burst's staged new flows (`pipeline/staged.rs`).
+    staging: Box<Staging>,
     /// Worker 0's progress through the current VIP announcement.
     announcer: crate::cluster::Announcer,
     scratch: Box<[u8]>,
@@ -195,8 +197,18 @@ impl BurstScratch {
             conns.prefetch_entry(l);
         }
     }
+
+    /// Whether the staged new flows must be stored before frame `i`: it may be one of
+    /// their tuples, or it was not looked up here (ICMP, SCTP, a later fragment: they look
+    /// the table up their own way). Frames that did not parse never touch the table.
+    #[inline]
+    fn needs_flush(&self, i: usize, staging: &Staging) -> bool {
+        self.prepared[i].is_ok()
+            && self.key_of[i].is_none_or(|k| staging.may_hold(self.lookups[k].fingerprint()))
+    }
 }
 
+#[inline(always)]
 fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
     debug_assert_ne!(a, b);
     if a < b {
@@ -230,6 +242,7 @@ impl<P: Port> Worker<P> {
                 key_of: [None; BURST],
                 lookups: [uvs_conntrack::Prepared::default(); BURST],
             }),
+            staging: Box::default(),
             scratch: vec![0; FRAME_CAPACITY].into_boxed_slice(),
             announcer: Default::default(),
         }
@@ -314,6 +327,7 @@ impl<P: Port> Worker<P> {
             frags: &mut self.frags,
             proxy: &shared.synproxy,
             proxy_syns: &mut self.proxy_syns,
+            staging: &mut self.staging,
         };
         let mut total = 0;
         let batch = self.batch_lookups;
@@ -323,11 +337,12 @@ impl<P: Port> Worker<P> {
         let mut rx = [Frame::default(); BURST];
         let mut tx = [Frame::default(); BURST];
         let mut done = [Frame::default(); BURST];
-        for pi in 0..self.ports.len() {
-            let n = self.ports[pi].rx_burst(&mut rx);
+        let (ports, pending, scratch) = (&mut self.ports, &mut self.pending, &mut self.scratch);
+        for pi in 0..ports.len() {
+            let n = ports[pi].rx_burst(&mut rx);
             total += n;
             if batch && n > 1 {
-                burst.prepare(&mut self.ports[pi], &rx[..n], &shared.conns);
+                burst.prepare(&mut ports[pi], &rx[..n], &shared.conns);
             }
             let (mut ntx, mut ndone) = (0, 0);
             if n > 0 {
@@ -336,12 +351,122 @@ impl<P: Port> Worker<P> {
                     .rx_bytes
                     .add(rx[..n].iter().map(|f| u64::from(f.len)).sum());
             }
-            for (i, f) in rx[..n].iter().enumerate() {
-                let buf = self.ports[pi].buf_mut(f);
-                let mut len = (f.len as usize).min(buf.len());
-                let verdict = if batch && n > 1 {
+            // A frame's verdict: transmit it with the burst, copy it out, hold it, hand it
+            // to the slow path or drop it. A macro, for the frames of the burst and for the
+            // staged new flows stored before or after them (`pipeline/staged.rs`).
+            macro_rules! dispatch {
+                ($i:expr, $len:expr, $verdict:expr) => {{
+                    let f = &rx[$i];
+                    let len: usize = $len;
+                    match $verdict {
+                        // Staged: its verdict comes when it is stored.
+                        Verdict::Deferred => {}
+                        Verdict::Forward(q) if usize::from(q) == pi => {
+                            tx[ntx] = Frame {
+                                addr: f.addr,
+                                len: len as u32,
+                            };
+                            ntx += 1;
+                        }
+                        Verdict::Forward(q) if usize::from(q) < ports.len() => {
+                            let (src, dst) = pair_mut(ports, pi, usize::from(q));
+                            if dst.tx_copy(&src.buf_mut(f)[..len]) {
+                                counters.tx_packets.add(1);
+                                counters.tx_bytes.add(len as u64);
+                            } else {
+                                counters.drop(DropReason::TxFull);
+                            }
+                            done[ndone] = *f;
+                            ndone += 1;
+                        }
+                        Verdict::Forward(_) => {
+                            counters.drop(DropReason::NoRoute);
+                            done[ndone] = *f;
+                            ndone += 1;
+                        }
+                        Verdict::AwaitNeighbour { port, next_hop, v6 } => {
+                            let hop = IpKey { v6, addr: next_hop };
+                            let frame = &ports[pi].buf_mut(f)[..len];
+                            match pending.hold(frame, port, hop, now) {
+                                Ok(true) => send_request(&tables, ports, scratch, port, &hop),
+                                Ok(false) => {}
+                                Err(()) => counters.drop(DropReason::NeighbourUnresolved),
+                            }
+                            done[ndone] = *f;
+                            ndone += 1;
+                        }
+                        Verdict::SlowPath => {
+                            counters.slow_path.add(1);
+                            let frame = &ports[pi].buf_mut(f)[..len];
+                            let silent = silent.get_or_insert_with(|| shared.cluster.silent());
+                            let owner = slowpath::Owner {
+                                tables: &tables,
+                                silent,
+                            };
+                            match slowpath::handle(
+                                frame,
+                                pi as u8,
+                                owner,
+                                &shared.neigh,
+                                now,
+                                scratch,
+                            ) {
+                                Ok(0) => {}
+                                Ok(reply) => {
+                                    if ports[pi].tx_copy(&scratch[..reply]) {
+                                        counters.tx_packets.add(1);
+                                        counters.tx_bytes.add(reply as u64);
+                                    } else {
+                                        counters.drop(DropReason::TxFull);
+                                    }
+                                }
+                                Err(r) => counters.drop(r),
+                            }
+                            done[ndone] = *f;
+                            ndone += 1;
+                        }
+                        Verdict::Drop(r) => {
+                            counters.drop(r);
+                            done[ndone] = *f;
+                            ndone += 1;
+                        }
+                        Verdict::Held => {
+                            done[ndone] = *f;
+                            ndone += 1;
+                        }
+                    }
+                }};
+            }
+            // Burst mode: stores the staged new flows and sends their frames.
+            macro_rules! store_staged {
+                () => {
+                    ctx.staging.begin_flush();
+                    while let Some(s) = ctx.staging.next_to_store() {
+                        let i = usize::from(ctx.staging.get(s).frame);
+                        let buf = ports[pi].buf_mut(&rx[i]);
+                        let len = (rx[i].len as usize).min(buf.len());
+                        // Only parsed frames are staged.
+                        if let Ok(p) = burst.prepared[i] {
+                            let mut pkt = Packet::new(buf, len, p);
+                            let v = store(&mut ctx, &mut pkt, s);
+                            dispatch!(i, pkt.len, v);
+                        }
+                    }
+                };
+            }
+            // Burst mode stages the burst's new flows and stores them at its end, or before a
+            // frame that may concern one of them (`pipeline/staged.rs`).
+            let staging = batch && n > 1;
+            for i in 0..n {
+                if staging && !ctx.staging.is_empty() && burst.needs_flush(i, ctx.staging) {
+                    store_staged!();
+                }
+                let buf = ports[pi].buf_mut(&rx[i]);
+                let mut len = (rx[i].len as usize).min(buf.len());
+                let verdict = if staging {
                     match burst.prepared[i] {
                         Ok(p) => {
+                            ctx.staging.arm(burst.key_of[i].map(|_| i));
                             let prepared = burst.key_of[i].map(|k| &burst.lookups[k]);
                             let mut pkt = Packet::new(buf, len, p);
                             let v = process_parsed(&mut ctx, &mut pkt, prepared);
@@ -353,90 +478,14 @@ impl<P: Port> Worker<P> {
                 } else {
                     process(&mut ctx, buf, &mut len)
                 };
-                match verdict {
-                    Verdict::Forward(q) if usize::from(q) == pi => {
-                        tx[ntx] = Frame {
-                            addr: f.addr,
-                            len: len as u32,
-                        };
-                        ntx += 1;
-                    }
-                    Verdict::Forward(q) if usize::from(q) < self.ports.len() => {
-                        let (src, dst) = pair_mut(&mut self.ports, pi, usize::from(q));
-                        if dst.tx_copy(&src.buf_mut(f)[..len]) {
-                            counters.tx_packets.add(1);
-                            counters.tx_bytes.add(len as u64);
-                        } else {
-                            counters.drop(DropReason::TxFull);
-                        }
-                        done[ndone] = *f;
-                        ndone += 1;
-                    }
-                    Verdict::Forward(_) => {
-                        counters.drop(DropReason::NoRoute);
-                        done[ndone] = *f;
-                        ndone += 1;
-                    }
-                    Verdict::AwaitNeighbour { port, next_hop, v6 } => {
-                        let hop = IpKey { v6, addr: next_hop };
-                        let frame = &self.ports[pi].buf_mut(f)[..len];
-                        match self.pending.hold(frame, port, hop, now) {
-                            Ok(true) => send_request(
-                                &tables,
-                                &mut self.ports,
-                                &mut self.scratch,
-                                port,
-                                &hop,
-                            ),
-                            Ok(false) => {}
-                            Err(()) => counters.drop(DropReason::NeighbourUnresolved),
-                        }
-                        done[ndone] = *f;
-                        ndone += 1;
-                    }
-                    Verdict::SlowPath => {
-                        counters.slow_path.add(1);
-                        let frame = &self.ports[pi].buf_mut(f)[..len];
-                        let silent = silent.get_or_insert_with(|| shared.cluster.silent());
-                        let owner = slowpath::Owner {
-                            tables: &tables,
-                            silent,
-                        };
-                        match slowpath::handle(
-                            frame,
-                            pi as u8,
-                            owner,
-                            &shared.neigh,
-                            now,
-                            &mut self.scratch,
-                        ) {
-                            Ok(0) => {}
-                            Ok(reply) => {
-                                if self.ports[pi].tx_copy(&self.scratch[..reply]) {
-                                    counters.tx_packets.add(1);
-                                    counters.tx_bytes.add(reply as u64);
-                                } else {
-                                    counters.drop(DropReason::TxFull);
-                                }
-                            }
-                            Err(r) => counters.drop(r),
-                        }
-                        done[ndone] = *f;
-                        ndone += 1;
-                    }
-                    Verdict::Drop(r) => {
-                        counters.drop(r);
-                        done[ndone] = *f;
-                        ndone += 1;
-                    }
-                    Verdict::Held => {
-                        done[ndone] = *f;
-                        ndone += 1;
-                    }
-                }
+                dispatch!(i, len, verdict);
             }
+            if !ctx.staging.is_empty() {
+                store_staged!();
+            }
+            ctx.staging.arm(None);
             if ntx > 0 {
-                let sent = self.ports[pi].tx_burst(&tx[..ntx]);
+                let sent = ports[pi].tx_burst(&tx[..ntx]);
                 let bytes: u64 = tx[..sent].iter().map(|f| u64::from(f.len)).sum();
                 counters.tx_packets.add(sent as u64);
                 counters.tx_bytes.add(bytes);
@@ -444,11 +493,11 @@ impl<P: Port> Worker<P> {
                     for _ in sent..ntx {
                         counters.drop(DropReason::TxFull);
                     }
-                    self.ports[pi].free(&tx[sent..ntx]);
+                    ports[pi].free(&tx[sent..ntx]);
                 }
             }
             if ndone > 0 {
-                self.ports[pi].free(&done[..ndone]);
+                ports[pi].free(&done[..ndone]);
             }
         }
         if !self.pending.is_empty() {

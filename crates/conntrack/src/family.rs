@@ -50,6 +50,15 @@ pub(crate) struct FamilyTable<const AW: usize> {
     cursor: AtomicUsize,
 }
 
+/// Both tuples of a connection being inserted, encoded, and their index positions.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct InsertPos {
+    pub ko: EncKey,
+    pub kr: EncKey,
+    pub po: Pos,
+    pub pr: Pos,
+}
+
 enum Rescan {
     Clear,
     /// A committed live entry holds the tuple (as its `Dir` tuple).
@@ -383,20 +392,41 @@ impl<const AW: usize> FamilyTable<AW> {
         })
     }
 
-    pub(crate) fn insert(&self, c: &Conn, now: u32, deadline: u32) -> Result<ConnId, InsertError> {
+    /// The first half of an insert: both tuples hashed, and the loads it will wait for
+    /// started. The original tuple's buckets are usually warm (the packet was just looked
+    /// up); the reply tuple's exist only now that a real server was chosen, and at a large
+    /// table they are a cache miss per new flow. Start loading them, and the free slot we
+    /// will probably pop, so the misses overlap with whatever the caller does before
+    /// [`insert_at`](Self::insert_at): the rest of this insert, or (a worker's burst) the
+    /// scheduling of the burst's other new flows.
+    #[inline]
+    pub(crate) fn insert_pos(&self, c: &Conn) -> InsertPos {
         let ko = encode_key(&c.orig);
         let kr = encode_key(&c.reply);
         let po = self.pos(&ko);
         let pr = self.pos(&kr);
-        // The original tuple's buckets are usually warm (the packet was just looked up);
-        // the reply tuple's exist only now that a real server was chosen, and at a large
-        // table they are a cache miss per new flow. Start loading them, and the free slot
-        // we will probably pop, so the misses overlap with the work below.
         self.index.prefetch_both(&pr);
         let head = self.free_head.load(Ordering::Relaxed) & 0xffff_ffff;
         if head != 0 {
             self.prefetch_slot(head as usize - 1);
         }
+        InsertPos { ko, kr, po, pr }
+    }
+
+    pub(crate) fn insert(&self, c: &Conn, now: u32, deadline: u32) -> Result<ConnId, InsertError> {
+        let at = self.insert_pos(c);
+        self.insert_at(c, &at, now, deadline)
+    }
+
+    /// The second half of an insert; `at` is [`insert_pos`](Self::insert_pos)`(c)`.
+    pub(crate) fn insert_at(
+        &self,
+        c: &Conn,
+        at: &InsertPos,
+        now: u32,
+        deadline: u32,
+    ) -> Result<ConnId, InsertError> {
+        let InsertPos { ko, kr, po, pr } = *at;
         let body = encode_conn::<AW>(c);
         for _ in 0..MAX_ATTEMPTS {
             // No look for a holder of either tuple first: the claims below find one all the

@@ -60,8 +60,14 @@ impl FlowKey {
     }
 
     /// True when an IPv4 key has nothing in address bytes 4..16.
+    #[inline]
     pub(crate) fn is_canonical(&self) -> bool {
-        self.v6 || (self.src[4..].iter().all(|&b| b == 0) && self.dst[4..].iter().all(|&b| b == 0))
+        // Word loads: a byte loop here was ~20 instructions per key, 4 keys per insert.
+        let rest = |a: &[u8; 16]| {
+            u64::from(u32::from_ne_bytes([a[4], a[5], a[6], a[7]]))
+                | u64::from_ne_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]])
+        };
+        self.v6 || rest(&self.src) | rest(&self.dst) == 0
     }
 }
 

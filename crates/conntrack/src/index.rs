@@ -44,6 +44,14 @@ pub(crate) struct Pos {
     pub tag: u32,
 }
 
+impl Pos {
+    /// The tag and the first bucket: 31 + log2(buckets) bits of the tuple's hash.
+    #[inline]
+    pub(crate) fn fingerprint(&self) -> u64 {
+        ((self.tag as u64) << 32) ^ self.b[0] as u64
+    }
+}
+
 /// Lane value for `slot` holding a tuple with `tag` in direction `dir`.
 #[inline]
 pub(crate) fn lane_value(tag: u32, dir: Dir, slot: usize) -> u64 {
@@ -111,7 +119,9 @@ impl Index {
     }
 
     /// Calls `f(lane value)` for every lane of `pos` whose tag matches, stopping when `f`
-    /// returns `Some`.
+    /// returns `Some`. Each bucket's lanes are loaded together and turned into a tag bit
+    /// mask (as in [`find`](Self::find)): a branch per lane on whether it is empty or
+    /// ours mispredicted with the buckets' varying fill, in every insert's two rescans.
     #[inline]
     pub(crate) fn probe<R>(
         &self,
@@ -120,12 +130,14 @@ impl Index {
         mut f: impl FnMut(u64) -> Option<R>,
     ) -> Option<R> {
         for &b in &pos.b {
-            for lane in &self.buckets[b].0 {
-                let v = lane.load(order);
-                if v != 0 && lane_tag(v) == pos.tag {
-                    if let Some(r) = f(v) {
-                        return Some(r);
-                    }
+            let Bucket(bucket) = &self.buckets[b];
+            let lanes: [u64; LANES] = std::array::from_fn(|i| bucket[i].load(order));
+            let mut m = tag_mask(&lanes, pos.tag);
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                if let Some(r) = f(lanes[i % LANES]) {
+                    return Some(r);
                 }
             }
         }
@@ -198,31 +210,50 @@ impl Index {
     /// [`find`](Self::find)); switching to the emptier bucket near the top keeps the
     /// two-choice balance where overflows would come from.
     pub(crate) fn place(&self, pos: &Pos, value: u64) -> bool {
-        let used = |b: usize| {
-            self.buckets[b]
-                .0
-                .iter()
-                .filter(|l| l.load(Ordering::Relaxed) != 0)
-                .count()
-        };
-        let u0 = used(pos.b[0]);
-        let order = if u0 >= PREFER_FIRST && used(pos.b[1]) < u0 {
-            [pos.b[1], pos.b[0]]
+        let e0 = self.empty_lanes(pos.b[0]);
+        let u0 = LANES - e0.count_ones() as usize;
+        let (order, mut empty) = if u0 >= PREFER_FIRST {
+            let e1 = self.empty_lanes(pos.b[1]);
+            if LANES - (e1.count_ones() as usize) < u0 {
+                ([pos.b[1], pos.b[0]], e1)
+            } else {
+                (pos.b, e0)
+            }
         } else {
-            pos.b
+            (pos.b, e0)
         };
-        for b in order {
-            for lane in &self.buckets[b].0 {
-                if lane.load(Ordering::Relaxed) == 0
-                    && lane
-                        .compare_exchange(0, value, Ordering::SeqCst, Ordering::Relaxed)
-                        .is_ok()
+        for (k, b) in order.into_iter().enumerate() {
+            if k == 1 {
+                empty = self.empty_lanes(b);
+            }
+            // The lowest empty lane; after a lost race for one, the bucket is looked at
+            // afresh (at most once per lane).
+            for _ in 0..LANES {
+                if empty == 0 {
+                    break;
+                }
+                let lane = &self.buckets[b].0[empty.trailing_zeros() as usize % LANES];
+                if lane
+                    .compare_exchange(0, value, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
                 {
                     return true;
                 }
+                empty = self.empty_lanes(b);
             }
         }
         false
+    }
+
+    /// Bit `i` set where lane `i` of bucket `b` is empty (one load per lane, no branch).
+    #[inline]
+    fn empty_lanes(&self, b: usize) -> u32 {
+        let Bucket(bucket) = &self.buckets[b];
+        let mut m = 0u32;
+        for (i, lane) in bucket.iter().enumerate() {
+            m |= ((lane.load(Ordering::Relaxed) == 0) as u32) << i;
+        }
+        m
     }
 
     /// Clears the lane holding exactly `value`; false if none does.

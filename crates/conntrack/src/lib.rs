@@ -189,15 +189,40 @@ impl ConnTable {
     /// loser waits for the winner by spinning a bounded time, never in a syscall: if the
     /// winner was preempted mid-insert it gets [`InsertError::Contended`] instead.
     pub fn insert(&self, conn: &Conn, now: u32, deadline: u32) -> Result<ConnId, InsertError> {
-        if conn.orig.v6 != conn.reply.v6
-            || conn.orig.proto != conn.reply.proto
-            || !conn.orig.is_canonical()
-            || !conn.reply.is_canonical()
-            || conn.state >= STATE_RESERVED_MIN
-        {
+        if !insertable(conn) {
             return Err(InsertError::Invalid);
         }
         on_family!(self, conn.orig.v6, |f| f.insert(conn, now, deadline))
+    }
+
+    /// [`insert`](Self::insert) in two steps, so that its cache misses overlap with other
+    /// work: this one hashes both tuples of `conn` and starts loading the reply tuple's
+    /// index buckets and the free slot the insert will probably take (at a large table
+    /// they are not in cache: the reply tuple exists only once a real server is chosen);
+    /// [`insert_prepared`](Self::insert_prepared) stores it. A worker that schedules a
+    /// burst's new flows first and stores them afterwards lets each insert's misses
+    /// overlap with the scheduling of the others, as DPDK's bulk operations do. Nothing
+    /// is stored or reserved in between: keeping it longer only loses the prefetch.
+    #[inline]
+    pub fn prepare_insert(&self, conn: &Conn) -> PreparedInsert {
+        let at = on_family!(self, conn.orig.v6, |f| f.insert_pos(conn));
+        PreparedInsert { conn: *conn, at }
+    }
+
+    /// Stores [`prepare_insert`](Self::prepare_insert)'s connection: the same answers as
+    /// [`insert`](Self::insert) would give at this moment.
+    pub fn insert_prepared(
+        &self,
+        p: &PreparedInsert,
+        now: u32,
+        deadline: u32,
+    ) -> Result<ConnId, InsertError> {
+        let conn = &p.conn;
+        if !insertable(conn) {
+            return Err(InsertError::Invalid);
+        }
+        on_family!(self, conn.orig.v6, |f| f
+            .insert_at(conn, &p.at, now, deadline))
     }
 
     /// Sets state and deadline of `id`; false if `id` no longer names a live connection (it
@@ -318,6 +343,51 @@ pub struct Prepared {
     k: layout::EncKey,
     pos: index::Pos,
     v6: bool,
+}
+
+impl Prepared {
+    /// Bits of the key's keyed hash (its index tag and first bucket): equal keys of one
+    /// table have equal fingerprints (different ones rarely do), so a caller can tell
+    /// cheaply whether a prepared lookup may concern one of the [`PreparedInsert`]s it
+    /// holds ([`PreparedInsert::fingerprints`]).
+    #[inline]
+    pub fn fingerprint(&self) -> u64 {
+        self.pos.fingerprint()
+    }
+}
+
+/// A connection hashed for [`ConnTable::insert_prepared`], its reply tuple's index buckets
+/// being loaded ([`ConnTable::prepare_insert`]). Plain data, holding its own copy of the
+/// connection, so it cannot be stored under another connection's positions.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PreparedInsert {
+    conn: Conn,
+    at: family::InsertPos,
+}
+
+impl PreparedInsert {
+    /// The connection this will insert.
+    #[inline]
+    pub fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
+    /// [`Prepared::fingerprint`]s of the original and the reply tuple.
+    #[inline]
+    pub fn fingerprints(&self) -> [u64; 2] {
+        [self.at.po.fingerprint(), self.at.pr.fingerprint()]
+    }
+}
+
+/// What every insert checks first: one family and protocol, IPv4 keys with nothing in the
+/// unused address bytes, a state the caller may set.
+#[inline]
+fn insertable(conn: &Conn) -> bool {
+    conn.orig.v6 == conn.reply.v6
+        && conn.orig.proto == conn.reply.proto
+        && conn.orig.is_canonical()
+        && conn.reply.is_canonical()
+        && conn.state < STATE_RESERVED_MIN
 }
 
 /// Tables up to this many bytes (entries and index, both families) skip the prefetch passes of

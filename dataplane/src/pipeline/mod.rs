@@ -24,6 +24,7 @@ mod nat64;
 mod newflow;
 mod packet;
 mod proto;
+mod staged;
 mod tcp;
 mod udp;
 
@@ -32,6 +33,7 @@ pub(crate) use nat64::{is_nat64, mapped, unmapped};
 pub(crate) use newflow::*;
 pub use packet::Packet;
 pub(crate) use proto::{L4Proto, Tcp};
+pub use staged::{Staged, Staging};
 
 // The protocol numbers are uvs_wire's (one table for every crate); these short names
 // are the pipeline's.
@@ -91,6 +93,8 @@ pub struct Ctx<'a> {
     pub proxy: &'a crate::synproxy::ProxyShared,
     /// The SYNs this worker sent to real servers for proxied connections.
     pub proxy_syns: &'a mut crate::synproxy::retransmit::ProxySyns,
+    /// The burst's new connections scheduled and waiting to be stored (`staged.rs`).
+    pub staging: &'a mut Staging,
 }
 
 #[inline]

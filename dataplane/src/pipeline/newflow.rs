@@ -5,7 +5,7 @@ use uvs_sched::FlowHashKey;
 use uvs_wire::{Frag, Parsed, L3};
 
 use super::*;
-use crate::tables::{Method, ServiceRt, Tables, SORRY_SLOT};
+use crate::tables::{Method, RealRt, ServiceRt, Tables, SORRY_SLOT};
 use crate::verdict::{DropReason, Verdict};
 
 #[cold]
@@ -67,6 +67,15 @@ pub(crate) fn new_flow<P: L4Proto>(
         };
         return forward_original(ctx, pkt, flow);
     }
+    if P::STAGED && real.method != Method::FullNat && pkt.p.frag == Frag::None {
+        if let Some(frame) = ctx.staging.armed() {
+            // Stored at the end of the burst (`staged.rs`); bound now, as IPVS binds before
+            // it hashes the connection, so the burst's next picks count it.
+            ctx.staging.push(frame, ctx.conns, &conn, deadline);
+            crate::lifecycle::bind(svc, slot, conn.state, key.proto);
+            return Verdict::Deferred;
+        }
+    }
     let inserted = if real.method == Method::FullNat {
         match insert_fullnat(ctx, svc, &mut conn, deadline) {
             Some(r) => r,
@@ -75,40 +84,85 @@ pub(crate) fn new_flow<P: L4Proto>(
     } else {
         ctx.conns.insert(&conn, ctx.now, deadline)
     };
+    opened::<P>(ctx, pkt, svc, real, &conn, deadline, inserted, false)
+}
+
+/// A staged new flow's turn at the end of its burst (`staged.rs`): stores staged flow `i`
+/// and forwards its frame (`pkt`), as [`new_flow`] would have at once.
+pub fn store(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, i: usize) -> Verdict {
+    let s = ctx.staging.get(i);
+    let inserted = ctx.conns.insert_prepared(&s.prep, ctx.now, s.deadline);
+    let (conn, deadline) = (*s.prep.conn(), s.deadline);
+    let svc = ctx.tables.service(conn.service);
+    let Some((svc, real)) = svc.and_then(|svc| Some((svc, svc.real(conn.real)?))) else {
+        // Not reached: the flow was scheduled on this burst's snapshot.
+        return Verdict::Drop(DropReason::NoRealServer);
+    };
+    match conn.orig.proto {
+        PROTO_TCP => opened::<Tcp>(ctx, pkt, svc, real, &conn, deadline, inserted, true),
+        _ => opened::<super::proto::Udp>(ctx, pkt, svc, real, &conn, deadline, inserted, true),
+    }
+}
+
+/// A new connection's insert has answered: count the connection and forward its first
+/// packet, or send the packet down the entry another worker stored first. `bound`: the
+/// real server already counts it (a staged flow), so a failed insert gives that back.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn opened<P: L4Proto>(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    svc: &ServiceRt,
+    real: &RealRt,
+    conn: &Conn,
+    deadline: u32,
+    inserted: Result<uvs_conntrack::ConnId, InsertError>,
+    bound: bool,
+) -> Verdict {
+    let key = &conn.orig;
     match inserted {
         Ok(id) => {
-            crate::lifecycle::bind(svc, slot, conn.state, key.proto);
+            if !bound {
+                crate::lifecycle::bind(svc, conn.real, conn.state, key.proto);
+            }
             ctx.sync.note(ctx.worker, id);
             svc.stats.worker(ctx.worker).conns.add(1);
             real.stats.worker(ctx.worker).conns.add(1);
             ctx.counters.new_conns.add(1);
         }
-        Err(InsertError::Exists(_)) => {
-            // Another worker created this flow a moment ago: use its entry.
-            if let Some(hit) = ctx.conns.lookup(key, ctx.now) {
-                return established::<P>(ctx, pkt, &hit);
+        Err(e) => {
+            if bound {
+                crate::lifecycle::unbind(ctx.tables, conn);
             }
-            return Verdict::Drop(DropReason::TableFull);
+            return match e {
+                InsertError::Exists(_) => {
+                    // Another worker created this flow a moment ago: use its entry.
+                    if let Some(hit) = ctx.conns.lookup(key, ctx.now) {
+                        return established::<P>(ctx, pkt, &hit);
+                    }
+                    Verdict::Drop(DropReason::TableFull)
+                }
+                InsertError::Contended => Verdict::Drop(DropReason::InsertContended),
+                _ => Verdict::Drop(DropReason::TableFull),
+            };
         }
-        Err(InsertError::Contended) => return Verdict::Drop(DropReason::InsertContended),
-        Err(_) => return Verdict::Drop(DropReason::TableFull),
     }
     if let (Frag::First { id }, Ok(conn_id)) = (pkt.p.frag, inserted) {
         let hit = Hit {
             id: conn_id,
             dir: Dir::Original,
-            conn,
+            conn: *conn,
             deadline,
         };
         ctx.frags.remember(&pkt.p, id, &hit, ctx.now_s);
     }
-    if let Err(v) = P::opened(ctx, pkt, &conn, deadline) {
+    if let Err(v) = P::opened(ctx, pkt, conn, deadline) {
         return v;
     }
     let flow = Flow {
         svc,
         real: Some(real),
-        conn: &conn,
+        conn,
     };
     forward_original(ctx, pkt, flow)
 }

@@ -105,6 +105,11 @@ pub(crate) trait L4Proto {
         Ok(())
     }
 
+    /// A new connection of this protocol may be staged in a worker's burst: scheduled when
+    /// its frame comes, stored with the burst's others at its end (`pipeline/staged.rs`).
+    /// Only for protocols whose [`L4Proto::opened`] does nothing.
+    const STAGED: bool = false;
+
     /// One-packet scheduling (ipvsadm -o) applies: every packet is scheduled on its own
     /// and replies are translated without an entry (IPVS: UDP only).
     const ONE_PACKET: bool = false;

@@ -61,6 +61,8 @@ impl L4Proto for Tcp {
         Ok(())
     }
 
+    const STAGED: bool = true;
+
     #[inline]
     fn initial_state(svc: &ServiceRt, p: &Parsed) -> (u8, u32) {
         let state = tcp::transition(tcp::TcpState::None, tcp::PacketDir::Input, p.tcp_flags) as u8;

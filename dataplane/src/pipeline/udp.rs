@@ -31,6 +31,8 @@ impl L4Proto for Udp {
         Ok(nat64_reply(ctx, key))
     }
 
+    const STAGED: bool = true;
+
     const ONE_PACKET: bool = true;
 
     #[inline]
