@@ -410,6 +410,12 @@ pub struct Workers {
     /// whole core per worker). Default false: after a short spin an idle worker sleeps in
     /// `poll(2)` on its AF_XDP sockets until a frame arrives.
     pub busy_poll: bool,
+    /// Microseconds an idle worker keeps polling (yielding its core between empty polls)
+    /// before it sleeps; 0 (the default): it sleeps at the first empty poll. A polling
+    /// worker keeps its core busy, so the scheduler wakes the client and real servers it
+    /// forwards to on another core, and on the test VMs a wake-up across cores costs
+    /// ~15 µs (bench/README.md); `..=1_000_000`. Ignored with `busy_poll`.
+    pub spin_us: u32,
 }
 
 /// Connection table sizing.

@@ -770,10 +770,21 @@ fn workers(cx: &Ctx<'_>, raw: crate::raw::RawWorkers, max_queues: u32) -> Result
             Some(seen)
         }
     };
+    let spin_us = match raw.spin_us {
+        None => 0,
+        Some(v) => cx.range(
+            "workers.spin_us",
+            v,
+            0,
+            1_000_000,
+            "spin before sleeping (µs)",
+        )? as u32,
+    };
     Ok(Workers {
         count,
         cores,
         busy_poll: raw.busy_poll.unwrap_or(false),
+        spin_us,
     })
 }
 
