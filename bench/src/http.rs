@@ -136,12 +136,13 @@ pub struct HttpArgs {
     /// Skip the connection-per-request runs.
     #[arg(long)]
     pub keepalive_only: bool,
-    /// Pin uvsd's worker to this core. Default: unpinned, as uvsd's own default is: a
-    /// worker that sleeps when idle is woken on the core of whoever sent the frame, and the
-    /// scheduler keeps it there with the client and server it talks to (pinned, every
-    /// wake-up crosses cores: a warm UDP round trip 2–4× longer; bench/README.md).
+    /// Core uvsd's worker is pinned to.
+    #[arg(long, default_value_t = 1)]
+    pub dut_core: usize,
+    /// Leave uvsd's worker unpinned (the scheduler places it, as it places the kernel
+    /// paths' softirq work), instead of pinning it to `--dut-core`.
     #[arg(long)]
-    pub dut_core: Option<usize>,
+    pub unpinned: bool,
     /// CPUs wrk runs on (a taskset list such as `0`); default: wherever the scheduler
     /// puts it.
     #[arg(long)]
@@ -261,7 +262,7 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
             .unwrap_or_else(|| PathBuf::from("uvsd"))
     };
     let limit = a.seconds * 2.0 + 60.0;
-    let core = a.dut_core;
+    let core = (!a.unpinned).then_some(a.dut_core);
     Ok(match s {
         HttpSubject::UvsNat | HttpSubject::UvsNatBusy => Setup::Process(
             start_uvsd(
@@ -538,7 +539,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "connections": a.connections,
                 "threads": a.threads,
                 "wrk_timeout_s": 2,
-                "uvsd_worker_core": a.dut_core,
+                "uvsd_worker_core": (!a.unpinned).then_some(a.dut_core),
                 "wrk_cpus": a.wrk_cpus,
                 "rtt_rounds": a.rtt_rounds,
                 "rtt": "UDP to port 53 of the real servers' responders: per round one round trip after 10 ms of silence (cold) and one right after (warm)",

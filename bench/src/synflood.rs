@@ -147,8 +147,7 @@ fn loadavg() -> String {
 /// spoofed network routed back through the client (a router's place). The table must
 /// also hold the legitimate connections, and wrk's connection-per-request run opens
 /// thousands a second: closing states last 1 s instead of IPVS's 10–120 s, or closed
-/// connections alone would fill 4 096 entries. SYN_RECV keeps IPVS's 60 s. The pinned
-/// worker spins 200 µs before sleeping, as this benchmark's figures were measured.
+/// connections alone would fill 4 096 entries. SYN_RECV keeps IPVS's 60 s.
 pub fn uvsd_config(s: Subject, capacity: usize, core: usize) -> String {
     let syn_proxy = s == Subject::UvsSynproxy;
     let drop_entry = if s == Subject::UvsNatPlain {
@@ -166,7 +165,7 @@ pub fn uvsd_config(s: Subject, capacity: usize, core: usize) -> String {
         ""
     };
     format!(
-        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n    routes:\n      - {{ prefix: {SPOOF_NET}, via: 198.18.0.2 }}\n  - name: uvs-lb1\n    queues: 1\n    local: [198.18.1.3]\n    networks: [198.18.1.0/24]\nworkers:\n  count: 1\n  cores: [{core}]\n  spin_us: 200\nconn_table:\n  capacity: {capacity}\n{drop_entry}timeouts:\n  tcp_fin_wait: 1\n  tcp_time_wait: 1\n  tcp_close: 1\n  tcp_close_wait: 1\n  tcp_last_ack: 1\nmetrics:\n  listen: 127.0.0.1:9100\nservices:\n  - name: bench-web\n    vip: {VIP}\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: nat\n{sp}    real_servers:\n{reals}"
+        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n    routes:\n      - {{ prefix: {SPOOF_NET}, via: 198.18.0.2 }}\n  - name: uvs-lb1\n    queues: 1\n    local: [198.18.1.3]\n    networks: [198.18.1.0/24]\nworkers:\n  count: 1\n  cores: [{core}]\nconn_table:\n  capacity: {capacity}\n{drop_entry}timeouts:\n  tcp_fin_wait: 1\n  tcp_time_wait: 1\n  tcp_close: 1\n  tcp_close_wait: 1\n  tcp_last_ack: 1\nmetrics:\n  listen: 127.0.0.1:9100\nservices:\n  - name: bench-web\n    vip: {VIP}\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: nat\n{sp}    real_servers:\n{reals}"
     )
 }
 

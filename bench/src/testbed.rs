@@ -286,9 +286,7 @@ pub(crate) fn dnat_rules(proto: &str, port: u16) -> String {
 }
 
 /// The uvsd configuration of the UDP benchmark service: `cores.len()` queues on each
-/// link, served by as many workers (worker i: queue i, pinned to `cores[i]`). The workers
-/// spin 200 µs before sleeping, as every figure of this benchmark was measured: a pinned
-/// worker on a core of its own, the generator on the other.
+/// link, served by as many workers (worker i: queue i, pinned to `cores[i]`).
 pub fn uvsd_udp_config(cores: &[usize]) -> String {
     let reals: String = REALS
         .iter()
@@ -301,7 +299,7 @@ pub fn uvsd_udp_config(cores: &[usize]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "interfaces:\n  - name: uvs-lb0\n    queues: {q}\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: {q}\n    local: [198.18.1.3]\n    networks: [198.18.1.0/24]\nworkers:\n  count: {q}\n  cores: [{cores}]\n  spin_us: 200\nconn_table:\n  capacity: 65536\nservices:\n  - name: bench-udp\n    vip: {VIP}\n    protocol: udp\n    port: {UDP_PORT}\n    scheduler: rr\n    forwarding: nat\n    real_servers:\n{reals}"
+        "interfaces:\n  - name: uvs-lb0\n    queues: {q}\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: {q}\n    local: [198.18.1.3]\n    networks: [198.18.1.0/24]\nworkers:\n  count: {q}\n  cores: [{cores}]\nconn_table:\n  capacity: 65536\nservices:\n  - name: bench-udp\n    vip: {VIP}\n    protocol: udp\n    port: {UDP_PORT}\n    scheduler: rr\n    forwarding: nat\n    real_servers:\n{reals}"
     )
 }
 

@@ -3,9 +3,9 @@
 //! reader sleeps in `read`, woken by the writer as a UDP or AF_XDP socket's reader is);
 //! each round trip is two hand-offs. Placements: both threads on one core, on two cores,
 //! and unpinned (wherever the scheduler puts them). On the 2-vCPU test VMs a hand-off
-//! across cores costs ~15 µs more than one on the same core (an IPI to the other vCPU),
-//! which is what a forwarding thread on its own core adds per crossing (bench/README.md,
-//! "Where a crossing's microseconds go").
+//! across cores costs 15–50 µs more than one on the same core (an IPI to the other vCPU;
+//! it varies with the host's load), which is what a forwarding thread on a core of its own
+//! adds per crossing (bench/README.md, "Where a crossing's microseconds go").
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

@@ -77,6 +77,11 @@ impl Clock {
     }
 }
 
+/// How long an idle worker polls before it sleeps unless told otherwise (`workers.spin_us`,
+/// [`Worker::spin`]): long enough that a steady flow never sleeps between bursts, short
+/// enough that an idle worker costs little.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(200);
+
 /// Empty polls a spinning worker makes with a spin-loop hint before it yields its core
 /// between polls (see [`Worker::run`]).
 pub const SPIN_POLLS_BEFORE_YIELD: u32 = 256;
@@ -156,8 +161,8 @@ pub struct Worker<P: Port> {
     batch_lookups: bool,
     /// Never sleep while idle (see [`Worker::run`]).
     pub busy_poll: bool,
-    /// How long an idle worker keeps polling before it sleeps (`workers.spin_us`); zero,
-    /// the default: it sleeps at the first empty poll (see [`Worker::run`]).
+    /// How long an idle worker keeps polling before it sleeps (`workers.spin_us`, default
+    /// [`DEFAULT_SPIN`]); zero: it sleeps at the first empty poll (see [`Worker::run`]).
     pub spin: Duration,
     /// The burst-lookup stage's arrays, allocated once rather than set up every poll.
     burst: Box<BurstScratch>,
@@ -224,7 +229,7 @@ impl<P: Port> Worker<P> {
             proxy_syns: Default::default(),
             batch_lookups,
             busy_poll: false,
-            spin: Duration::ZERO,
+            spin: DEFAULT_SPIN,
             burst: Box::new(BurstScratch {
                 prepared: [Err(Verdict::SlowPath); BURST],
                 key_of: [None; BURST],
@@ -239,21 +244,22 @@ impl<P: Port> Worker<P> {
     /// Runs bursts until `stop` is set.
     ///
     /// Adaptive polling: while frames arrive the worker polls its rings without a syscall.
-    /// At the first poll that finds nothing it sleeps in `poll(2)` on its ports' sockets
-    /// until one is readable (or [`SLEEP_MAX_MS`] passes, so frames waiting for a neighbour
-    /// and the stop flag are still looked at); with a `spin` it first keeps polling that
-    /// long, with a spin-loop hint for [`SPIN_POLLS_BEFORE_YIELD`] polls and then yielding
-    /// its core between polls (a spin without yields made the real server and client
-    /// sharing the core wait it out), and after a sleep that timed out it sleeps again at
-    /// the next empty poll instead of spinning (an idle uvsd: 0.7 → 0.2–0.3 % of a core).
+    /// After [`Worker::spin`] without a frame (with a zero spin: at the first empty poll) it
+    /// sleeps in `poll(2)` on its ports' sockets until one is readable (or [`SLEEP_MAX_MS`]
+    /// passes, so frames waiting for a neighbour and the stop flag are still looked at).
+    /// While spinning it uses a spin-loop hint for [`SPIN_POLLS_BEFORE_YIELD`] polls, then
+    /// yields its core between polls (a spin without yields made the real server and
+    /// client sharing the core wait it out); after a sleep that timed out it sleeps again
+    /// at the next empty poll instead of spinning (an idle uvsd: 0.7 → 0.2–0.3 % of a core).
     ///
-    /// Why no spin by default (bench/README.md, "Where a crossing's microseconds go"): a
-    /// spinning worker keeps its core busy, so the scheduler wakes the client and real
-    /// servers it sends to on the other core, and on the test VMs a wake-up across cores
-    /// (an IPI to a halted vCPU) costs ~15 µs, against ~1 µs for a switch on the same core.
-    /// A sleeping worker is woken by the sender's own softirq on the sender's core and the
-    /// scheduler keeps the three there, as the kernel path does: a warm UDP round trip
-    /// 40 → 20 µs. With `busy_poll` (or ports that cannot be waited on) it never sleeps.
+    /// The spin's price (bench/README.md, "Where a crossing's microseconds go"): a spinning
+    /// worker keeps its core busy, so the scheduler wakes the client and real servers it
+    /// sends to on another core, and on the test VMs a wake-up across cores (an IPI to the
+    /// other vCPU) costs 15–50 µs, against 1–2 µs on the same core. With no spin and no
+    /// pinning the worker is woken by its sender and can share its core, as the kernel
+    /// path does (a warm UDP round trip ~40 → 19–27 µs), but only when the scheduler keeps
+    /// it there: otherwise every frame crosses cores twice (66–100 µs), so the spin stays
+    /// the default. With `busy_poll` (or ports that cannot be waited on) it never sleeps.
     pub fn run(&mut self, stop: &AtomicBool) {
         let mut idle = 0u32;
         let mut idle_since = Instant::now();

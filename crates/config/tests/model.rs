@@ -76,11 +76,11 @@ fn workers_default_to_the_largest_queue_count() {
 }
 
 #[test]
-fn workers_sleep_at_once_unless_a_spin_is_set() {
+fn workers_spin_200_us_before_sleeping_unless_told_otherwise() {
     let c = load(IFACE);
-    assert_eq!((c.workers.busy_poll, c.workers.spin_us), (false, 0));
-    let c = load(&format!("{IFACE}workers: {{ spin_us: 200 }}\n"));
-    assert_eq!(c.workers.spin_us, 200);
+    assert_eq!((c.workers.busy_poll, c.workers.spin_us), (false, 200));
+    let c = load(&format!("{IFACE}workers: {{ spin_us: 0 }}\n"));
+    assert_eq!(c.workers.spin_us, 0);
     let again = load(&to_yaml(&c));
     assert_eq!(again.workers, c.workers);
     let e = load_str(

@@ -733,6 +733,10 @@ fn interface(cx: &Ctx<'_>, base: &str, r: RawInterface) -> Result<Interface> {
     })
 }
 
+/// `workers.spin_us` when absent: a steady flow never waits for a wake-up between bursts,
+/// and an idle worker costs little (uvs_dataplane::worker::DEFAULT_SPIN).
+const DEFAULT_SPIN_US: u32 = 200;
+
 fn workers(cx: &Ctx<'_>, raw: crate::raw::RawWorkers, max_queues: u32) -> Result<Workers> {
     let count = match raw.count {
         None => u64::from(max_queues),
@@ -771,7 +775,7 @@ fn workers(cx: &Ctx<'_>, raw: crate::raw::RawWorkers, max_queues: u32) -> Result
         }
     };
     let spin_us = match raw.spin_us {
-        None => 0,
+        None => DEFAULT_SPIN_US,
         Some(v) => cx.range(
             "workers.spin_us",
             v,
