@@ -31,6 +31,7 @@ pub enum HttpSubject {
     /// uvs NAT with `workers.spin_us: 0` and its worker unpinned: asleep at the first empty
     /// poll, so the scheduler can keep it on the core of the client and servers it hands
     /// frames to (bench/README.md, "Where a crossing's microseconds go").
+    #[serde(rename = "uvs-nat-nospin")]
     UvsNatNoSpin,
     UvsDr,
     UvsFullnat,
