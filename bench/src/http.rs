@@ -28,6 +28,11 @@ pub enum HttpSubject {
     /// uvs NAT with `workers.busy_poll: true`: the worker never sleeps, so the difference
     /// from `uvs-nat` is what adaptive polling's sleep and wake-up cost.
     UvsNatBusy,
+    /// uvs NAT with `workers.spin_us: 0` and its worker unpinned: asleep at the first empty
+    /// poll, so the scheduler can keep it on the core of the client and servers it hands
+    /// frames to (bench/README.md, "Where a crossing's microseconds go").
+    #[serde(rename = "uvs-nat-nospin")]
+    UvsNatNoSpin,
     UvsDr,
     UvsFullnat,
     UvsSynproxy,
@@ -40,7 +45,7 @@ pub enum HttpSubject {
 }
 
 impl HttpSubject {
-    const ALL: [HttpSubject; 11] = [
+    const ALL: [HttpSubject; 12] = [
         HttpSubject::Direct,
         HttpSubject::Nft,
         HttpSubject::Haproxy,
@@ -48,6 +53,7 @@ impl HttpSubject {
         HttpSubject::NginxProxy,
         HttpSubject::UvsNat,
         HttpSubject::UvsNatBusy,
+        HttpSubject::UvsNatNoSpin,
         HttpSubject::UvsSynproxy,
         HttpSubject::UvsL7,
         HttpSubject::UvsDr,
@@ -69,6 +75,7 @@ impl HttpSubject {
         match self {
             HttpSubject::UvsNat => "uvs-nat",
             HttpSubject::UvsNatBusy => "uvs-nat-busy",
+            HttpSubject::UvsNatNoSpin => "uvs-nat-nospin",
             HttpSubject::UvsDr => "uvs-dr",
             HttpSubject::UvsFullnat => "uvs-fullnat",
             HttpSubject::UvsSynproxy => "uvs-synproxy",
@@ -87,7 +94,7 @@ impl HttpSubject {
             .find(|x| x.name() == s)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown subject '{s}' (uvs-nat, uvs-nat-busy, uvs-dr, uvs-fullnat, uvs-synproxy, uvs-l7, nft, haproxy, haproxy-http, nginx-proxy, direct)"
+                    "unknown subject '{s}' (uvs-nat, uvs-nat-busy, uvs-nat-nospin, uvs-dr, uvs-fullnat, uvs-synproxy, uvs-l7, nft, haproxy, haproxy-http, nginx-proxy, direct)"
                 )
             })
     }
@@ -120,8 +127,9 @@ pub struct HttpArgs {
     #[arg(long, default_value = "bhttp")]
     pub tag: String,
     /// Subjects (direct, nft, haproxy, haproxy-http, nginx-proxy, uvs-nat, uvs-nat-busy,
-    /// uvs-synproxy, uvs-l7, uvs-dr, uvs-fullnat); by default all but the layer-7 comparison
-    /// (uvs-synproxy, uvs-l7, haproxy-http, nginx-proxy).
+    /// uvs-nat-nospin, uvs-synproxy, uvs-l7, uvs-dr, uvs-fullnat); by default all but the
+    /// layer-7 comparison (uvs-synproxy, uvs-l7, haproxy-http, nginx-proxy) and
+    /// uvs-nat-nospin.
     #[arg(long, value_delimiter = ',', default_values_t = HttpSubject::DEFAULT.iter().map(|s| s.name().to_string()).collect::<Vec<_>>())]
     pub subjects: Vec<String>,
     /// Seconds per wrk run.
@@ -208,6 +216,12 @@ pub fn uvsd_http_config_with(
     )
 }
 
+/// uvs NAT with no spin before the worker's sleep and no pinning (`uvs-nat-nospin`).
+fn uvsd_nospin_config() -> String {
+    uvsd_http_config("nat", None, false)
+        .replace("  busy_poll: false\n", "  busy_poll: false\n  spin_us: 0\n")
+}
+
 /// HAProxy in `mode` (tcp, or http: every request parsed, server-side keep-alive).
 fn haproxy_config_mode(state: &std::path::Path, mode: &str) -> String {
     let servers: String = REALS
@@ -273,6 +287,9 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
             )?,
             None,
         ),
+        HttpSubject::UvsNatNoSpin => {
+            Setup::Process(start_uvsd(tb, &uvsd(), &uvsd_nospin_config(), limit)?, None)
+        }
         HttpSubject::UvsDr => Setup::Process(
             start_uvsd(tb, &uvsd(), &uvsd_http_config("dr", core, false), limit)?,
             None,
@@ -547,6 +564,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "haproxy-http": "the same in HTTP mode (server-side keep-alive, HAProxy's default)",
                 "nginx-proxy": "nginx reverse proxy, worker_processes auto, upstream keepalive 64, HTTP/1.1",
                 "uvs-synproxy": "uvs-nat with syn_proxy: true",
+                "uvs-nat-nospin": "uvs-nat with workers.spin_us: 0, worker unpinned",
                 "uvs-l7": "uvs-nat as layer: 7, default pool rr over the 3 servers, one path rule",
                 "nft": "dnat to numgen inc mod 3 map (kube-proxy style)",
                 "direct": "to 198.18.1.11 through the balancer namespace's kernel routing",
@@ -575,8 +593,10 @@ fn find<'a>(runs: &'a [HttpRun], s: HttpSubject, conn: &str) -> Option<&'a WrkRe
 /// The comparisons: uvs NAT against the layer-4 peers and busy polling; the SYN proxy and the layer-7
 /// service against the proxies that terminate TCP (HAProxy in HTTP mode, nginx) and
 /// against plain uvs NAT.
-const PAIRS: [(HttpSubject, HttpSubject); 10] = [
+const PAIRS: [(HttpSubject, HttpSubject); 12] = [
     (HttpSubject::UvsNat, HttpSubject::Nft),
+    (HttpSubject::UvsNatNoSpin, HttpSubject::Nft),
+    (HttpSubject::UvsNatNoSpin, HttpSubject::UvsNat),
     (HttpSubject::UvsNat, HttpSubject::Haproxy),
     (HttpSubject::UvsNat, HttpSubject::Direct),
     (HttpSubject::UvsNat, HttpSubject::UvsNatBusy),
@@ -684,6 +704,8 @@ mod tests {
         }
         let free = uvs_config::load_str(&uvsd_http_config("nat", None, false), "b.yaml");
         assert_eq!(free.unwrap().workers.cores, None);
+        let nospin = uvs_config::load_str(&uvsd_nospin_config(), "b.yaml").unwrap();
+        assert_eq!((nospin.workers.spin_us, nospin.workers.cores), (0, None));
     }
 
     #[test]

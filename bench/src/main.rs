@@ -17,6 +17,7 @@ mod sync_link;
 mod synflood;
 mod synproxy;
 mod testbed;
+mod wakeup;
 
 #[derive(Parser)]
 #[command(
@@ -100,6 +101,9 @@ enum Cmd {
     /// Layer 7: receiving a request head over several segments, uvs's pending heads
     /// against smoltcp's TCP socket, beside NAT's established flows (pure CPU).
     L7head(l7head::L7headArgs),
+    /// A hand-off to a sleeping thread on the same core and across cores: two threads
+    /// ping-ponging over a socket pair (what a forwarding thread adds per crossing).
+    Wakeup(wakeup::WakeupArgs),
     /// A Markdown report with SVG plots from the JSON files of the other subcommands.
     Report(report::ReportArgs),
     /// (internal) AF_XDP UDP generator run by `testbed` inside the client namespace.
@@ -140,6 +144,7 @@ fn main() -> Result<()> {
         Cmd::Sync(a) => sync::sync_main(a)?,
         Cmd::L7head(a) => l7head::l7head_main(a)?,
         Cmd::Report(a) => report::report_main(a)?,
+        Cmd::Wakeup(a) => wakeup::wakeup_main(a)?,
         Cmd::XskGen(a) => testbed::cli::gen_main(a)?,
         Cmd::XskL2fwd(a) => testbed::cli::l2fwd_main(a)?,
         Cmd::UdpRtt(a) => http::rtt::rtt_main(a)?,

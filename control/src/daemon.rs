@@ -672,6 +672,7 @@ fn start_workers(
             .collect();
         let pin = core.cores[w];
         let busy_poll = config.workers.busy_poll;
+        let spin = std::time::Duration::from_micros(u64::from(config.workers.spin_us));
         let h = std::thread::Builder::new()
             .name(format!("uvs-worker-{w}"))
             .spawn(move || {
@@ -711,6 +712,7 @@ fn start_workers(
                 let _ = ready.send(Ok(w));
                 let mut worker = Worker::new(w, ports, core.shared.clone());
                 worker.busy_poll = busy_poll;
+                worker.spin = spin;
                 worker.run(&stop);
                 for (i, _) in ifaces.iter().enumerate() {
                     let _ = core.programs[i].unregister_socket(w as u32);

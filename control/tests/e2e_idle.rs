@@ -1,5 +1,6 @@
 //! End to end (as root): adaptive polling. An idle uvsd sleeps on its AF_XDP sockets and
-//! uses at most 2 % of a core; the first request after the idle period wakes it and is
+//! uses at most 2 % of a core, with the default (a 200 µs spin before the sleep) and with
+//! `spin_us: 0` (asleep at the first empty poll); the first request after the idle period wakes it and is
 //! served. The same with `busy_poll: true` shows what polling costs (reported, not
 //! asserted: timings are for the benchmark, not for tests).
 
@@ -75,6 +76,18 @@ fn an_idle_uvsd_sleeps_and_wakes_for_traffic() {
     );
     tb.stop_uvsd("TERM");
 
+    tb.start_uvsd(&cfg.replace("  count: 1\n", "  count: 1\n  spin_us: 0\n"));
+    assert_eq!(tb.curl_many("http://198.18.100.1/", 3).len(), 3);
+    std::thread::sleep(Duration::from_millis(500));
+    let no_spin = idle_share(&tb, Duration::from_secs(3));
+    let no_spin_first = first_request(&tb);
+    assert!(
+        no_spin <= 0.02,
+        "an idle uvsd with spin_us: 0 used {:.1} % of a core",
+        no_spin * 100.0
+    );
+    tb.stop_uvsd("TERM");
+
     tb.start_uvsd(&cfg.replace("  count: 1\n", "  count: 1\n  busy_poll: true\n"));
     assert_eq!(tb.curl_many("http://198.18.100.1/", 3).len(), 3);
     std::thread::sleep(Duration::from_millis(500));
@@ -82,9 +95,11 @@ fn an_idle_uvsd_sleeps_and_wakes_for_traffic() {
     let busy_first = first_request(&tb);
     eprintln!(
         "idle uvsd: adaptive {:.2} % of a core, first request after idle {:.0} us; \
-         busy_poll {:.0} % of a core, first request {:.0} us",
+         spin_us 0: {:.2} %, {:.0} us; busy_poll {:.0} % of a core, first request {:.0} us",
         adaptive * 100.0,
         wake * 1e6,
+        no_spin * 100.0,
+        no_spin_first * 1e6,
         busy * 100.0,
         busy_first * 1e6
     );

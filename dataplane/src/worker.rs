@@ -77,10 +77,14 @@ impl Clock {
     }
 }
 
-/// How long a worker polls without receiving anything before it sleeps (adaptive polling):
-/// long enough that a steady flow never sleeps between bursts, short enough that an idle
-/// worker costs little.
-pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(200);
+/// How long an idle worker polls before it sleeps unless told otherwise (`workers.spin_us`,
+/// [`Worker::spin`]): long enough that a steady flow never sleeps between bursts, short
+/// enough that an idle worker costs little.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(200);
+
+/// Empty polls a spinning worker makes with a spin-loop hint before it yields its core
+/// between polls (see [`Worker::run`]).
+pub const SPIN_POLLS_BEFORE_YIELD: u32 = 256;
 
 /// The longest an idle worker sleeps before it looks at its pending frames and the stop flag.
 pub const SLEEP_MAX_MS: u16 = 50;
@@ -157,6 +161,9 @@ pub struct Worker<P: Port> {
     batch_lookups: bool,
     /// Never sleep while idle (see [`Worker::run`]).
     pub busy_poll: bool,
+    /// How long an idle worker keeps polling before it sleeps (`workers.spin_us`, default
+    /// [`DEFAULT_SPIN`]); zero: it sleeps at the first empty poll (see [`Worker::run`]).
+    pub spin: Duration,
     /// The burst-lookup stage's arrays, allocated once rather than set up every poll.
     burst: Box<BurstScratch>,
     /// The burst's staged new flows (`pipeline/staged.rs`).
@@ -237,6 +244,7 @@ impl<P: Port> Worker<P> {
             proxy_syns: Default::default(),
             batch_lookups,
             busy_poll: false,
+            spin: DEFAULT_SPIN,
             burst: Box::new(BurstScratch {
                 prepared: [Err(Verdict::SlowPath); BURST],
                 key_of: [None; BURST],
@@ -250,20 +258,28 @@ impl<P: Port> Worker<P> {
 
     /// Runs bursts until `stop` is set.
     ///
-    /// Adaptive polling: while traffic flows the worker polls its rings without a syscall.
-    /// After [`SPIN_BEFORE_SLEEP`] without a frame it sleeps in `poll(2)` on its ports'
-    /// sockets until one is readable (or [`SLEEP_MAX_MS`] passes, so frames waiting for a
-    /// neighbour and the stop flag are still looked at), so an idle uvsd costs almost no
-    /// CPU. A sleep that ends by the timeout, with nothing to receive, goes straight back
-    /// to sleep instead of spinning again (an idle uvsd: 0.7 → 0.2–0.3 % of a core,
-    /// bench/README.md). While spinning it yields its core between empty polls: a spin
-    /// without yields made the real server and client sharing the core wait it out (the
-    /// first round trip after a silence: median up to 1.9×, p90 up to 3×; bench/README.md,
-    /// wake-up cost). With `busy_poll` (or ports that cannot be waited on) it never sleeps.
+    /// Adaptive polling: while frames arrive the worker polls its rings without a syscall.
+    /// After [`Worker::spin`] without a frame (with a zero spin: at the first empty poll) it
+    /// sleeps in `poll(2)` on its ports' sockets until one is readable (or [`SLEEP_MAX_MS`]
+    /// passes, so frames waiting for a neighbour and the stop flag are still looked at).
+    /// While spinning it uses a spin-loop hint for [`SPIN_POLLS_BEFORE_YIELD`] polls, then
+    /// yields its core between polls (a spin without yields made the real server and
+    /// client sharing the core wait it out); after a sleep that timed out it sleeps again
+    /// at the next empty poll instead of spinning (an idle uvsd: 0.7 → 0.2–0.3 % of a core).
+    ///
+    /// The spin's price (bench/README.md, "Where a crossing's microseconds go"): a spinning
+    /// worker keeps its core busy, so the scheduler wakes the client and real servers it
+    /// sends to on another core, and on the test VMs a wake-up across cores (an IPI to the
+    /// other vCPU) costs 15–50 µs, against 1–2 µs on the same core. With no spin and no
+    /// pinning the worker is woken by its sender and can share its core, as the kernel
+    /// path does (a warm UDP round trip ~40 → 19–27 µs), but only when the scheduler keeps
+    /// it there: otherwise every frame crosses cores twice (66–100 µs), so the spin stays
+    /// the default. With `busy_poll` (or ports that cannot be waited on) it never sleeps.
     pub fn run(&mut self, stop: &AtomicBool) {
         let mut idle = 0u32;
         let mut idle_since = Instant::now();
         let can_sleep = !self.busy_poll && self.ports.iter().all(|p| p.wait_fd().is_some());
+        let spin = self.spin;
         // After a sleep that timed out: sleep again at the next empty poll.
         let mut resleep = false;
         while !stop.load(Ordering::Relaxed) {
@@ -274,12 +290,18 @@ impl<P: Port> Worker<P> {
             }
             idle = idle.saturating_add(1);
             if idle == 1 {
+                if can_sleep && (resleep || spin.is_zero()) {
+                    resleep = !self.sleep_until_readable();
+                    idle = 0;
+                    continue;
+                }
                 idle_since = Instant::now();
-            }
-            if can_sleep && (resleep || (idle > 256 && idle_since.elapsed() >= SPIN_BEFORE_SLEEP)) {
+            } else if can_sleep && idle_since.elapsed() >= spin {
                 resleep = !self.sleep_until_readable();
                 idle = 0;
-            } else if idle <= 256 {
+                continue;
+            }
+            if idle <= SPIN_POLLS_BEFORE_YIELD {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();

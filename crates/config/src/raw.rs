@@ -238,6 +238,8 @@ pub(crate) struct RawWorkers {
     pub cores: Option<Vec<u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub busy_poll: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spin_us: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

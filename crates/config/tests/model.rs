@@ -76,6 +76,22 @@ fn workers_default_to_the_largest_queue_count() {
 }
 
 #[test]
+fn workers_spin_200_us_before_sleeping_unless_told_otherwise() {
+    let c = load(IFACE);
+    assert_eq!((c.workers.busy_poll, c.workers.spin_us), (false, 200));
+    let c = load(&format!("{IFACE}workers: {{ spin_us: 0 }}\n"));
+    assert_eq!(c.workers.spin_us, 0);
+    let again = load(&to_yaml(&c));
+    assert_eq!(again.workers, c.workers);
+    let e = load_str(
+        &format!("{IFACE}workers: {{ spin_us: 1000001 }}\n"),
+        "t.yaml",
+    )
+    .expect_err("a spin above 1 s");
+    assert!(e.to_string().contains("workers.spin_us"), "{e}");
+}
+
+#[test]
 fn service_timeouts_override_the_global_ones_field_by_field() {
     let c = load(&format!(
         "{IFACE}timeouts: {{ udp: 100, tcp_close: 5 }}\nservices:\n  - vip: 198.18.100.1\n    \

@@ -733,6 +733,10 @@ fn interface(cx: &Ctx<'_>, base: &str, r: RawInterface) -> Result<Interface> {
     })
 }
 
+/// `workers.spin_us` when absent: a steady flow never waits for a wake-up between bursts,
+/// and an idle worker costs little (uvs_dataplane::worker::DEFAULT_SPIN).
+const DEFAULT_SPIN_US: u32 = 200;
+
 fn workers(cx: &Ctx<'_>, raw: crate::raw::RawWorkers, max_queues: u32) -> Result<Workers> {
     let count = match raw.count {
         None => u64::from(max_queues),
@@ -770,10 +774,21 @@ fn workers(cx: &Ctx<'_>, raw: crate::raw::RawWorkers, max_queues: u32) -> Result
             Some(seen)
         }
     };
+    let spin_us = match raw.spin_us {
+        None => DEFAULT_SPIN_US,
+        Some(v) => cx.range(
+            "workers.spin_us",
+            v,
+            0,
+            1_000_000,
+            "spin before sleeping (µs)",
+        )? as u32,
+    };
     Ok(Workers {
         count,
         cores,
         busy_poll: raw.busy_poll.unwrap_or(false),
+        spin_us,
     })
 }
 
