@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod counters;
+pub mod egress;
 pub mod frag;
 pub mod lab;
 pub mod lifecycle;

@@ -171,6 +171,8 @@ pub struct Worker<P: Port> {
     /// Worker 0's progress through the current VIP announcement.
     announcer: crate::cluster::Announcer,
     scratch: Box<[u8]>,
+    /// Link-layer headers towards real servers (`crate::egress`).
+    egress: crate::egress::EgressCache,
 }
 
 /// A burst's parse results and prepared connection lookups (burst-lookup mode).
@@ -253,6 +255,7 @@ impl<P: Port> Worker<P> {
             staging: Box::default(),
             scratch: vec![0; FRAME_CAPACITY].into_boxed_slice(),
             announcer: Default::default(),
+            egress: Default::default(),
         }
     }
 
@@ -333,6 +336,7 @@ impl<P: Port> Worker<P> {
         let neigh = shared.neigh.load();
         let (now, ticks) = shared.clock.now();
         let counters = &shared.counters[self.id];
+        self.egress.sync(&tables, &neigh);
         let mut ctx = Ctx {
             tables: &tables,
             neigh: &neigh,
@@ -350,6 +354,7 @@ impl<P: Port> Worker<P> {
             proxy: &shared.synproxy,
             proxy_syns: &mut self.proxy_syns,
             staging: &mut self.staging,
+            egress: &mut self.egress,
         };
         let mut total = 0;
         let batch = self.batch_lookups;

@@ -141,8 +141,18 @@ pub(crate) fn forward_original(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Fl
         return nat64::to_real(ctx, pkt, flow);
     }
     let real_addr = ip(conn.reply.v6, conn.reply.src);
-    let Some((egress, hop)) = real_egress(tables, real, &real_addr) else {
-        return Verdict::Drop(DropReason::NoRoute);
+    // The header a packet of this snapshot and neighbour map already resolved towards
+    // this real server (`crate::egress`): the port and both MACs in one line instead of the
+    // real server's next hop, the interface and the neighbour map's hash.
+    let cached = ctx
+        .egress
+        .get(conn.service, conn.real, conn.reply.v6, &conn.reply.src);
+    let (egress, hop) = match cached {
+        Some(l2) => (l2.port, real_addr),
+        None => match real_egress(tables, real, &real_addr) {
+            Some(e) => e,
+            None => return Verdict::Drop(DropReason::NoRoute),
+        },
     };
     match method {
         Method::Nat | Method::FullNat => {
@@ -168,7 +178,21 @@ pub(crate) fn forward_original(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Fl
         }
     }
     account(ctx.worker, svc, real, bytes, true);
-    l2_out(tables, neigh, pkt.buf, egress, hop)
+    if let Some(l2) = cached {
+        pkt.buf[..12].copy_from_slice(&l2.macs);
+        return Verdict::Forward(l2.port);
+    }
+    let v = l2_out(tables, neigh, pkt.buf, egress, hop);
+    // Only a configured server's header is kept: its port and next hop are the snapshot's
+    // for this slot and address. A removed server's flows stay routed.
+    if let (Verdict::Forward(port), Some(_)) = (v, real) {
+        let mut macs = [0; 12];
+        macs.copy_from_slice(&pkt.buf[..12]);
+        let l2 = crate::egress::L2 { macs, port };
+        ctx.egress
+            .put(conn.service, conn.real, conn.reply.v6, &conn.reply.src, l2);
+    }
+    v
 }
 
 /// TUN: IP-in-IP (RFC 2003), IPv6-in-IPv6 (RFC 2473), UDP + GUE or GRE, as the real

@@ -95,6 +95,9 @@ pub struct Ctx<'a> {
     pub proxy_syns: &'a mut crate::synproxy::retransmit::ProxySyns,
     /// The burst's new connections scheduled and waiting to be stored (`staged.rs`).
     pub staging: &'a mut Staging,
+    /// Link-layer headers towards real servers, valid for `tables` and `neigh`
+    /// (`crate::egress`).
+    pub egress: &'a mut crate::egress::EgressCache,
 }
 
 #[inline]

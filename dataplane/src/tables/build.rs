@@ -76,6 +76,9 @@ pub enum TablesError {
 pub const MAX_REALS: usize = 1024;
 const MAX_SERVICES: usize = u16::MAX as usize - 1;
 
+/// Source of [`Tables::epoch`]: unique per snapshot built in this process.
+static NEXT_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Builds snapshots, carrying identities from the previous one.
 pub struct TablesBuilder;
 
@@ -185,6 +188,7 @@ impl TablesBuilder {
             .collect();
         Ok(Tables {
             generation: prev.map_or(1, |t| t.generation + 1),
+            epoch: NEXT_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             ifaces: spec.ifaces.clone(),
             services,
             index,

@@ -174,6 +174,10 @@ impl ServiceRt {
 /// The immutable snapshot.
 pub struct Tables {
     pub generation: u64,
+    /// Unique per snapshot built in this process (`generation` restarts at 1 when a
+    /// snapshot is built without a previous one): what a worker's caches of values derived
+    /// from a snapshot compare (`crate::egress`).
+    pub epoch: u64,
     pub ifaces: Vec<IfaceRt>,
     /// Services by id; `None` = removed (ids are not reused while connections may refer
     /// to them).

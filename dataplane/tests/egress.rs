@@ -1,0 +1,236 @@
+//! The worker's cache of link-layer headers towards real servers (`dataplane/src/egress.rs`)
+//! through a real `Worker` over in-memory ports: an established flow's packets follow a
+//! neighbour's new MAC, wait for a forgotten neighbour, follow a reload's new route, keep
+//! flowing (routed) when their server is removed or its slot reused, and are counted on
+//! their service and real server on every packet.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use uvs_dataplane::lab::{self, ipk};
+use uvs_dataplane::{Method, Route, Shared, Tables, TablesBuilder, TablesSpec, Worker};
+use uvs_port::MemPort;
+use uvs_sched::SchedulerKind;
+use uvs_testkit::{self as tk, check_frame, Flags, Seen};
+
+const GATEWAY: &str = "198.18.1.254";
+const GATEWAY_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x12, 0x54];
+
+struct Lab {
+    shared: Arc<Shared>,
+    w: Worker<MemPort>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let tables = TablesBuilder::build(&spec(), None).unwrap();
+        let shared = Arc::new(Shared::new(tables, 4096, 1));
+        lab::learn_neighbours(&shared.neigh, 0);
+        let ports = vec![MemPort::new("client", 256), MemPort::new("server", 256)];
+        let w = Worker::new(0, ports, shared.clone());
+        Lab { shared, w }
+    }
+
+    /// The client's segment from `sport`: every frame that left towards the servers.
+    fn client(&mut self, sport: u16, flags: Flags) -> Vec<Vec<u8>> {
+        let f = tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            lab::CLIENT4.parse().unwrap(),
+            sport,
+            lab::VIP4.parse().unwrap(),
+            80,
+            flags,
+            b"data",
+        );
+        assert!(self.w.ports[0].push_rx(&f));
+        self.w.poll();
+        self.w.ports[0].take_tx();
+        self.w.ports[1].take_tx()
+    }
+
+    /// The one segment that reached a server.
+    fn forwarded(&mut self, sport: u16, flags: Flags) -> Seen {
+        let out = self.client(sport, flags);
+        assert_eq!(out.len(), 1, "one frame to the servers");
+        check_frame(&out[0]).unwrap()
+    }
+
+    fn reload(&self, spec: &TablesSpec) {
+        let cur = self.shared.tables.load();
+        let t = TablesBuilder::build(spec, Some(&cur)).unwrap();
+        self.shared.tables.store(Arc::new(t));
+    }
+
+    /// (service packets in, real server `slot`'s packets in) of the IPv4 TCP service.
+    fn packets_in(&self, slot: usize) -> (u64, Option<u64>) {
+        let t = self.shared.tables.load();
+        let svc = tcp4(&t);
+        let real = svc.reals[slot]
+            .as_ref()
+            .map(|r| r.stats.worker(0).packets_in.get());
+        (svc.stats.worker(0).packets_in.get(), real)
+    }
+}
+
+fn tcp4(t: &Tables) -> &uvs_dataplane::tables::ServiceRt {
+    t.services
+        .iter()
+        .flatten()
+        .find(|s| s.key.proto == 6 && !s.key.vip.v6)
+        .unwrap()
+}
+
+fn spec() -> TablesSpec {
+    lab::spec(Method::Nat, SchedulerKind::Rr, 1)
+}
+
+fn real1() -> IpAddr {
+    lab::real(1, false).to_ip()
+}
+
+/// An established flow to real server 1 (round robin starts there).
+fn open(lab: &mut Lab, sport: u16) {
+    let syn = lab.forwarded(sport, tk::SYN);
+    assert_eq!(syn.dst, real1());
+    assert_eq!(syn.dst_mac, lab::real_mac(1));
+}
+
+#[test]
+fn a_new_neighbour_mac_is_used_from_the_next_burst() {
+    let mut lab = Lab::new();
+    open(&mut lab, 41000);
+    for _ in 0..3 {
+        let s = lab.forwarded(41000, tk::ACK);
+        assert_eq!((s.dst_mac, s.src_mac), (lab::real_mac(1), lab::LB1_MAC));
+    }
+    let moved = [0x02, 0, 0, 0, 0x99, 0x01];
+    lab.shared.neigh.learn(lab::real(1, false), moved, 5);
+    for _ in 0..3 {
+        let s = lab.forwarded(41000, tk::ACK);
+        assert_eq!(s.dst, real1());
+        assert_eq!((s.dst_mac, s.src_mac), (moved, lab::LB1_MAC));
+    }
+}
+
+#[test]
+fn a_forgotten_neighbour_is_asked_for_not_taken_from_the_cache() {
+    let mut lab = Lab::new();
+    open(&mut lab, 41001);
+    assert_eq!(
+        lab.forwarded(41001, tk::ACK).dst_mac,
+        lab::real_mac(1),
+        "header cached"
+    );
+    lab.shared.neigh.clear();
+    let out = lab.client(41001, tk::ACK);
+    // The frame waits for the neighbour; what leaves is the ARP request for it.
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        &out[0][12..14],
+        &[0x08, 0x06],
+        "an ARP request, not the segment"
+    );
+    assert_eq!(&out[0][..6], &[0xff; 6]);
+}
+
+#[test]
+fn a_reload_that_changes_the_route_changes_the_next_hop() {
+    let mut lab = Lab::new();
+    lab.shared.neigh.learn(ipk(GATEWAY), GATEWAY_MAC, 0);
+    open(&mut lab, 41002);
+    assert_eq!(lab.forwarded(41002, tk::ACK).dst_mac, lab::real_mac(1));
+    // Same services, same slots; real server 1 is now reached through a gateway.
+    let mut s = spec();
+    s.routes.insert(
+        0,
+        Route {
+            prefix: lab::real(1, false),
+            len: 32,
+            port: 1,
+            via: Some(ipk(GATEWAY)),
+        },
+    );
+    lab.reload(&s);
+    for _ in 0..2 {
+        let seen = lab.forwarded(41002, tk::ACK);
+        assert_eq!(seen.dst, real1());
+        assert_eq!(seen.dst_mac, GATEWAY_MAC);
+    }
+    lab.reload(&spec());
+    assert_eq!(lab.forwarded(41002, tk::ACK).dst_mac, lab::real_mac(1));
+}
+
+#[test]
+fn a_removed_or_replaced_server_keeps_its_flows_routed() {
+    let mut lab = Lab::new();
+    lab.shared.neigh.learn(ipk(GATEWAY), GATEWAY_MAC, 0);
+    open(&mut lab, 41003);
+    assert_eq!(lab.forwarded(41003, tk::ACK).dst_mac, lab::real_mac(1));
+    // Real server 1 removed; its address now routed through the gateway: the flow keeps
+    // going (IPVS keeps forwarding to a removed dest), by the route, not the cached hop.
+    let mut s = spec();
+    s.services[0].reals.remove(0);
+    s.routes.insert(
+        0,
+        Route {
+            prefix: lab::real(1, false),
+            len: 32,
+            port: 1,
+            via: Some(ipk(GATEWAY)),
+        },
+    );
+    lab.reload(&s);
+    assert!(tcp4(&lab.shared.tables.load()).reals[0].is_none());
+    for _ in 0..2 {
+        let seen = lab.forwarded(41003, tk::ACK);
+        assert_eq!(seen.dst, real1());
+        assert_eq!(seen.dst_mac, GATEWAY_MAC);
+    }
+    // Its slot given to another server (at another address): still routed by the flow's
+    // own address, never sent with the new server's header.
+    let mut s = spec();
+    s.services[0].reals[0].addr = ipk("198.18.1.19");
+    s.routes.insert(
+        0,
+        Route {
+            prefix: lab::real(1, false),
+            len: 32,
+            port: 1,
+            via: Some(ipk(GATEWAY)),
+        },
+    );
+    lab.shared
+        .neigh
+        .learn(ipk("198.18.1.19"), [0x02, 0, 0, 0, 0x11, 0x19], 0);
+    lab.reload(&s);
+    let t = lab.shared.tables.load();
+    assert_eq!(tcp4(&t).reals[0].as_ref().unwrap().addr, ipk("198.18.1.19"));
+    drop(t);
+    for _ in 0..2 {
+        let seen = lab.forwarded(41003, tk::ACK);
+        assert_eq!(seen.dst, real1());
+        assert_eq!(seen.dst_mac, GATEWAY_MAC);
+    }
+}
+
+#[test]
+fn every_packet_is_counted_on_its_service_and_real_server() {
+    let mut lab = Lab::new();
+    open(&mut lab, 41004);
+    let (svc0, real0) = lab.packets_in(0);
+    for _ in 0..5 {
+        lab.forwarded(41004, tk::ACK);
+    }
+    let (svc1, real1) = lab.packets_in(0);
+    assert_eq!(svc1 - svc0, 5);
+    assert_eq!(real1.unwrap() - real0.unwrap(), 5);
+    // After a reload that keeps the server, its counters still see every packet.
+    lab.reload(&spec());
+    for _ in 0..3 {
+        lab.forwarded(41004, tk::ACK);
+    }
+    let (svc2, real2) = lab.packets_in(0);
+    assert_eq!(svc2 - svc1, 3);
+    assert_eq!(real2.unwrap() - real1.unwrap(), 3);
+}
