@@ -208,12 +208,15 @@ impl Seed {
 /// and, for some seeds, `Overflow` long before the table was full
 /// (`structured_keys_overflow_no_earlier_than_random_ones`). So each word enters both
 /// factors: the ports also go into the first, shifted to its high half, and the addresses
-/// into the second, rotated by 29. A field that steps then steps in both factors and the
-/// product gains a square term; filled from such keys a table refuses about as rarely as
-/// with random ones (bench/README.md). The cost is a shift, a rotate and two xors beside
-/// the multiply, in parallel on the two factors (the second seed word is computed once per
-/// table, `Seed`). The map from (`a`, `pp`) to the two factors stays one-to-one for every
-/// key (`v4_factors_are_one_to_one`), so no two keys share them.
+/// into the second, byte-swapped and rotated by 45. A field that steps then steps in both
+/// factors and the product gains a square term; filled from such keys a table refuses
+/// about as rarely as with random ones (bench/README.md). The byte swap undoes the one
+/// that made `a` big-endian, so the compiler rotates the words as loaded, one operation
+/// before `a` is ready. The cost is a shift, a rotate and two xors beside the multiply, in
+/// parallel on the two factors (the second seed word is computed once per table, `Seed`),
+/// one operation more on the chain to the multiply. The map from (`a`, `pp`) to the two
+/// factors stays one-to-one for every key (`v4_factors_are_one_to_one`; some rotations or
+/// shifts would make whole families of keys share both factors for every seed).
 ///
 /// IPv6 mixes the two address halves in parallel, then folds them with the ports, then
 /// spreads every input bit over the result with the seed again.
@@ -232,14 +235,14 @@ pub(crate) fn hash_key<const AW: usize>(seed: &Seed, k: &EncKey) -> u64 {
 }
 
 /// The two factors of IPv4's hash: the addresses with the ports in the high half, and
-/// protocol and ports with the addresses rotated, each with its seed word.
+/// protocol and ports with the addresses byte-swapped and rotated, each with its seed word.
 #[inline]
 fn v4_factors(seed: &Seed, k: &EncKey) -> (u64, u64) {
     let a = k.addr[0];
     let pp = ((k.proto as u64) << 32) | k.ports as u64;
     (
         a ^ seed.s ^ ((k.ports as u64) << 32),
-        pp ^ a.rotate_left(29) ^ seed.s1,
+        pp ^ a.swap_bytes().rotate_left(45) ^ seed.s1,
     )
 }
 

@@ -412,7 +412,7 @@ fn fill_until_full(v6: bool, cap: usize, conn: impl Fn(u32) -> Conn) -> (usize, 
 /// random. Random keys (a model of `Index::place` over 40 000 seeds at this size,
 /// bench/README.md): the first `Overflow` came after 83 % of capacity at worst, below 85 %
 /// in 1 fill of 10 000, and a fill saw 0.045 refusals on average (2.2 per 48 fills). The
-/// IPv4 hash as one multiply of the addresses by the ports failed this in 6 runs of 6
+/// IPv4 hash as one multiply of the addresses by the ports failed this in 7 runs of 7
 /// (15–632 refusals in 48 fills of sequential clients, the first at 2 436 of 4 096).
 #[test]
 fn structured_keys_overflow_no_earlier_than_random_ones() {
