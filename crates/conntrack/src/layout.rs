@@ -204,15 +204,15 @@ impl Seed {
 /// load is one multiply shorter than with a second, finishing one. But a product is linear
 /// in each factor: with `a` in one factor and `pp` in the other, keys that step in one
 /// field (sequential source ports, sequential client addresses) gave arithmetic sequences
-/// in every bit window of the product, so bucket numbers that were correlated across keys
-/// and, for some seeds, `Overflow` long before the table was full
+/// in every bit window of the product: bucket numbers correlated across keys and, for
+/// some seeds, `Overflow` long before the table was full
 /// (`structured_keys_overflow_no_earlier_than_random_ones`). So each word enters both
 /// factors: the ports also go into the first, shifted to its high half, and the addresses
 /// into the second, byte-swapped and rotated by 45. A field that steps then steps in both
 /// factors and the product gains a square term; filled from such keys a table refuses
 /// about as rarely as with random ones (bench/README.md). The byte swap undoes the one
-/// that made `a` big-endian, so the compiler rotates the words as loaded, one operation
-/// before `a` is ready. The cost is a shift, a rotate and two xors beside the multiply, in
+/// that made `a` big-endian, so the compiler rotates the words as loaded, which are ready
+/// one operation before `a`. The cost is a shift, a rotate and two xors beside the multiply, in
 /// parallel on the two factors (the second seed word is computed once per table, `Seed`),
 /// one operation more on the chain to the multiply. The map from (`a`, `pp`) to the two
 /// factors stays one-to-one for every key (`v4_factors_are_one_to_one`; some rotations or
