@@ -25,8 +25,8 @@ use crate::flow::{Conn, ConnId, Dir, Hit, InsertError};
 use crate::index::{lane_dir, lane_slot, lane_value, Index, Pos};
 use crate::layout::{
     ctl_dead, ctl_deadline, ctl_gen, ctl_live, ctl_pack, ctl_state, decode_conn, encode_conn,
-    encode_key, expired, hash_key, key_matches, EncKey, CTL, CTL_DEAD, GEN_MASK, MAX_WORDS, META,
-    STATE_PENDING,
+    encode_key, expired, hash_key, key_matches, EncKey, Seed, CTL, CTL_DEAD, GEN_MASK, MAX_WORDS,
+    META, STATE_PENDING,
 };
 
 /// Attempts before an insert that keeps yielding to pending twins gives up with `Contended`.
@@ -45,7 +45,7 @@ pub(crate) struct FamilyTable<const AW: usize> {
     /// `aba counter (32) ‖ slot+1 (32)`, 0 in the low half = empty.
     free_head: AtomicU64,
     index: Index,
-    seed: u64,
+    seed: Seed,
     live: AtomicUsize,
     cursor: AtomicUsize,
 }
@@ -101,7 +101,7 @@ impl<const AW: usize> FamilyTable<AW> {
             words,
             free_head: AtomicU64::new(if cap > 0 { 1 } else { 0 }),
             index: Index::new(cap.saturating_mul(2)),
-            seed,
+            seed: Seed::new(seed),
             live: AtomicUsize::new(0),
             cursor: AtomicUsize::new(0),
         }
@@ -131,7 +131,7 @@ impl<const AW: usize> FamilyTable<AW> {
 
     #[inline]
     fn pos(&self, k: &EncKey) -> Pos {
-        self.index.pos(hash_key::<AW>(self.seed, k))
+        self.index.pos(hash_key::<AW>(&self.seed, k))
     }
 
     /// A consistent copy of a live entry (`w[0]` = its latest `ctl`), or None if the slot
