@@ -5,6 +5,8 @@
 //! the server's retransmits nor kept when the table is nearly full (drop_entry), and
 //! persistence templates are per service (protocol included), per netmask and per port 0.
 
+mod lab_frames;
+
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -17,9 +19,7 @@ use uvs_port::MemPort;
 use uvs_sched::SchedulerKind;
 use uvs_testkit::{self as tk, check_frame, Flags};
 
-fn a(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
+use lab_frames::{a, client_tcp, server_tcp};
 
 struct Lab {
     shared: Arc<Shared>,
@@ -96,32 +96,6 @@ impl Lab {
             .conns
             .expire_step(now, 1 << 20, |c| lifecycle::unbind(&t, c));
     }
-}
-
-fn client_tcp(sport: u16, flags: Flags, payload: &[u8]) -> Vec<u8> {
-    tk::tcp(
-        lab::CLIENT_MAC,
-        lab::LB0_MAC,
-        a(lab::CLIENT4),
-        sport,
-        a(lab::VIP4),
-        80,
-        flags,
-        payload,
-    )
-}
-
-fn server_tcp(n: u8, sport: u16, flags: Flags) -> Vec<u8> {
-    tk::tcp(
-        lab::real_mac(n),
-        lab::LB1_MAC,
-        lab::real(n, false).to_ip(),
-        80,
-        a(lab::CLIENT4),
-        sport,
-        flags,
-        b"",
-    )
 }
 
 fn real(n: u8) -> Option<IpAddr> {

@@ -5,6 +5,8 @@
 //! burst's later picks count the earlier ones; a flow whose insert fails gives its place
 //! on the server back.
 
+mod lab_frames;
+
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -15,7 +17,9 @@ use uvs_dataplane::worker::BATCH_LOOKUP_MIN_CAPACITY;
 use uvs_dataplane::{DropReason, Method, Shared, TablesBuilder, Worker};
 use uvs_port::MemPort;
 use uvs_sched::SchedulerKind;
-use uvs_testkit::{self as tk, check_frame, Flags};
+use uvs_testkit::{self as tk, check_frame};
+
+use lab_frames::{a, client_tcp, server_tcp};
 
 struct Lab {
     shared: Arc<Shared>,
@@ -67,36 +71,6 @@ impl Lab {
     fn new_conns(&self) -> u64 {
         self.shared.counters[0].new_conns.get()
     }
-}
-
-fn a(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn client_tcp(sport: u16, flags: Flags, payload: &[u8]) -> Vec<u8> {
-    tk::tcp(
-        lab::CLIENT_MAC,
-        lab::LB0_MAC,
-        a(lab::CLIENT4),
-        sport,
-        a(lab::VIP4),
-        80,
-        flags,
-        payload,
-    )
-}
-
-fn server_tcp(n: u8, sport: u16, flags: Flags) -> Vec<u8> {
-    tk::tcp(
-        lab::real_mac(n),
-        lab::LB1_MAC,
-        lab::real(n, false).to_ip(),
-        80,
-        a(lab::CLIENT4),
-        sport,
-        flags,
-        b"",
-    )
 }
 
 fn client_udp(sport: u16, payload: &[u8]) -> Vec<u8> {
