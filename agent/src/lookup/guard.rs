@@ -87,11 +87,17 @@ mod tests {
         };
         assert_eq!(g.check(&edge, now), Ok(()));
 
-        // Bounded: a full window refuses until its entries age out.
+        // Bounded: a full window refuses until its entries age out. The requests carry
+        // `now` itself: `req()` reads the clock, which may have moved on since `now`, and
+        // an entry from after `now` would rightly still be inside the later window.
+        let at_now = || Request {
+            time_ms: now,
+            ..req()
+        };
         let mut g = ReplayGuard::with_capacity(2);
-        assert_eq!(g.check(&req(), now), Ok(()));
-        assert_eq!(g.check(&req(), now), Ok(()));
-        assert_eq!(g.check(&req(), now), Err(Refused::Busy));
+        assert_eq!(g.check(&at_now(), now), Ok(()));
+        assert_eq!(g.check(&at_now(), now), Ok(()));
+        assert_eq!(g.check(&at_now(), now), Err(Refused::Busy));
         let later = Request {
             time_ms: now + 2 * skew + 1,
             ..req()
