@@ -231,7 +231,8 @@ impl<const AW: usize> FamilyTable<AW> {
     }
 
     /// First pass of a burst lookup: the key's encoding and index position, with a
-    /// prefetch of its first bucket (where a hit almost always is) so their cache misses overlap with the other keys' ones.
+    /// prefetch of its first bucket (where a hit almost always is) so their cache misses
+    /// overlap with the other keys' ones.
     #[inline]
     pub(crate) fn prepare(&self, key: &crate::FlowKey) -> (EncKey, Pos) {
         let k = encode_key(key);

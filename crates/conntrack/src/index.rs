@@ -122,9 +122,10 @@ impl Index {
     }
 
     /// Calls `f(lane value)` for every lane of `pos` whose tag matches, stopping when `f`
-    /// returns `Some`. Each bucket's lanes are loaded together and turned into a tag bit
-    /// mask (as in [`find`](Self::find)): a branch per lane on whether it is empty or
-    /// ours mispredicted with the buckets' varying fill, in every insert's two rescans.
+    /// returns `Some`, bucket 0 first. Each bucket's lanes are loaded together and turned
+    /// into a tag bit mask: a branch per lane on whether it is empty or ours mispredicted
+    /// with the buckets' varying fill, in every insert's two rescans. The lookup's probe
+    /// is this one with `Acquire` ([`find`](Self::find)).
     #[inline]
     pub(crate) fn probe<R>(
         &self,
@@ -133,7 +134,9 @@ impl Index {
         mut f: impl FnMut(u64) -> Option<R>,
     ) -> Option<R> {
         for &b in &pos.b {
-            let Bucket(bucket) = &self.buckets[b];
+            // `get`: a `Pos` of another table (`ConnTable::finish` misused) finds nothing
+            // rather than panicking; the bounds check is there either way.
+            let Bucket(bucket) = self.buckets.get(b)?;
             let lanes: [u64; LANES] = std::array::from_fn(|i| bucket[i].load(order));
             let mut m = tag_mask(&lanes, pos.tag);
             while m != 0 {
@@ -156,22 +159,8 @@ impl Index {
     /// only a miss reads both. Tags are never 0, so empty lanes never match. Acquire, so an
     /// entry placed before its lane is seen whole.
     #[inline]
-    pub(crate) fn find<R>(&self, pos: &Pos, mut f: impl FnMut(u64) -> Option<R>) -> Option<R> {
-        for &b in &pos.b {
-            // `get`: a `Pos` of another table (`ConnTable::finish` misused) finds nothing
-            // rather than panicking; the bounds check is there either way.
-            let Bucket(bucket) = self.buckets.get(b)?;
-            let lanes: [u64; LANES] = std::array::from_fn(|i| bucket[i].load(Ordering::Acquire));
-            let mut m = tag_mask(&lanes, pos.tag);
-            while m != 0 {
-                let i = m.trailing_zeros() as usize;
-                m &= m - 1;
-                if let Some(r) = f(lanes[i % LANES]) {
-                    return Some(r);
-                }
-            }
-        }
-        None
+    pub(crate) fn find<R>(&self, pos: &Pos, f: impl FnMut(u64) -> Option<R>) -> Option<R> {
+        self.probe(pos, Ordering::Acquire, f)
     }
 
     /// Starts loading bucket 0 of `pos`, where [`find`](Self::find) looks first (see

@@ -222,11 +222,11 @@ impl Seed {
 /// spreads every input bit over the result with the seed again.
 #[inline]
 pub(crate) fn hash_key<const AW: usize>(seed: &Seed, k: &EncKey) -> u64 {
-    let pp = ((k.proto as u64) << 32) | k.ports as u64;
     if AW == 1 {
         let (x, y) = v4_factors(seed, k);
         return mum(x, y);
     }
+    let pp = ((k.proto as u64) << 32) | k.ports as u64;
     let seed = seed.s;
     let a = mum(k.addr[0] ^ seed, k.addr[1] ^ P0);
     let b = mum(k.addr[2] ^ seed.rotate_left(41), k.addr[3] ^ P1);
