@@ -49,7 +49,6 @@ pub struct Staging {
     len: usize,
     /// Staged flows already stored, while a flush runs.
     stored: usize,
-    flushing: bool,
     /// A bit per staged tuple's fingerprint, then the fingerprints: most frames are told
     /// apart by one bit test.
     bloom: [u64; 4],
@@ -63,7 +62,6 @@ impl Default for Staging {
             flows: [Staged::default(); BURST],
             len: 0,
             stored: 0,
-            flushing: false,
             bloom: [0; 4],
             prints: [0; 2 * BURST],
         }
@@ -106,7 +104,8 @@ impl Staging {
     /// Stages the armed frame's new flow `conn`: prepares its insert in place.
     #[inline]
     pub(crate) fn push(&mut self, frame: u8, conns: &ConnTable, conn: &Conn, deadline: u32) {
-        debug_assert!(self.len < BURST && !self.flushing);
+        // Never during a flush: `begin_flush` disarms the stage.
+        debug_assert!(self.len < BURST && self.stored == 0);
         let s = &mut self.flows[self.len];
         s.prep = conns.prepare_insert(conn);
         s.deadline = deadline;
@@ -124,7 +123,6 @@ impl Staging {
     /// says none is left).
     #[inline]
     pub fn begin_flush(&mut self) {
-        self.flushing = true;
         self.armed = None;
     }
 
@@ -144,7 +142,6 @@ impl Staging {
         }
         self.len = 0;
         self.stored = 0;
-        self.flushing = false;
         self.bloom = [0; 4];
         None
     }
