@@ -5,49 +5,29 @@
 //! the server's retransmits nor kept when the table is nearly full (drop_entry), and
 //! persistence templates are per service (protocol included), per netmask and per port 0.
 
-mod lab_frames;
+mod lab_worker;
 
 use std::net::IpAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use uvs_dataplane::lab::{self, ipk};
 use uvs_dataplane::lifecycle::{self, Settings};
 use uvs_dataplane::tables::Persistence;
-use uvs_dataplane::{DropReason, Method, ServiceKey, Shared, TablesBuilder, TablesSpec, Worker};
-use uvs_port::MemPort;
+use uvs_dataplane::{DropReason, Method, ServiceKey, Shared, TablesBuilder, TablesSpec};
 use uvs_sched::SchedulerKind;
 use uvs_testkit::{self as tk, check_frame, Flags};
 
-use lab_frames::{a, client_tcp, server_tcp};
-
-struct Lab {
-    shared: Arc<Shared>,
-    w: Worker<MemPort>,
-}
+use lab_worker::{a, client_tcp, server_tcp, Lab};
 
 impl Lab {
-    fn with_spec(spec: TablesSpec, capacity: usize) -> Lab {
-        let tables = TablesBuilder::build(&spec, None).unwrap();
-        let shared = Arc::new(Shared::new(tables, capacity, 1));
-        lab::learn_neighbours(&shared.neigh, 0);
-        let ports = vec![MemPort::new("client", 256), MemPort::new("server", 256)];
-        let w = Worker::new(0, ports, shared.clone());
-        Lab { shared, w }
-    }
-
     fn nat(capacity: usize) -> Lab {
         Self::with_spec(lab::spec(Method::Nat, SchedulerKind::Rr, 1), capacity)
     }
 
     /// Pushes every frame (port, bytes), then runs one burst; returns what left port 1.
     fn burst(&mut self, frames: &[(usize, Vec<u8>)]) -> Vec<Vec<u8>> {
-        for (port, f) in frames {
-            assert!(self.w.ports[*port].push_rx(f));
-        }
-        self.w.poll();
-        self.w.ports[0].take_tx();
-        self.w.ports[1].take_tx()
+        let [_, out] = self.burst_both(frames);
+        out
     }
 
     /// The client's TCP segment `flags` from `sport`; returns the real server it reached.
@@ -59,26 +39,6 @@ impl Lab {
     /// Real server `n`'s TCP segment to the client's `sport`.
     fn server(&mut self, n: u8, sport: u16, flags: Flags) {
         self.burst(&[(1, server_tcp(n, sport, flags))]);
-    }
-
-    /// (active, inactive) of real server `n` of the IPv4 TCP service.
-    fn counts(&self, n: u8) -> (u32, u32) {
-        let t = self.shared.tables.load();
-        let svc = t
-            .services
-            .iter()
-            .flatten()
-            .find(|s| s.key.proto == 6 && !s.key.vip.v6)
-            .unwrap();
-        let l = &svc.live[usize::from(n - 1)];
-        (l.active.load(Relaxed), l.inactive.load(Relaxed))
-    }
-
-    fn set_health(&self, n: u8, up: bool) {
-        let t = self.shared.tables.load();
-        for svc in t.services.iter().flatten() {
-            svc.live[usize::from(n - 1)].health_up.store(up, Relaxed);
-        }
     }
 
     fn settings(&self, f: impl FnOnce(&mut Settings)) {

@@ -5,67 +5,27 @@
 //! burst's later picks count the earlier ones; a flow whose insert fails gives its place
 //! on the server back.
 
-mod lab_frames;
+mod lab_worker;
 
 use std::net::IpAddr;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 
 use uvs_conntrack::{Conn, FlowKey};
 use uvs_dataplane::lab;
 use uvs_dataplane::worker::BATCH_LOOKUP_MIN_CAPACITY;
-use uvs_dataplane::{DropReason, Method, Shared, TablesBuilder, Worker};
-use uvs_port::MemPort;
+use uvs_dataplane::{DropReason, Method};
 use uvs_sched::SchedulerKind;
 use uvs_testkit::{self as tk, check_frame};
 
-use lab_frames::{a, client_tcp, server_tcp};
-
-struct Lab {
-    shared: Arc<Shared>,
-    w: Worker<MemPort>,
-}
+use lab_worker::{a, client_tcp, server_tcp, Lab};
 
 impl Lab {
     /// NAT over the lab's three servers; the table holds half of the burst-lookup
     /// threshold per family, so both together reach it (burst mode).
     fn new(sched: SchedulerKind) -> Lab {
-        let tables = TablesBuilder::build(&lab::spec(Method::Nat, sched, 1), None).unwrap();
-        let shared = Arc::new(Shared::new(tables, BATCH_LOOKUP_MIN_CAPACITY / 2, 1));
-        assert!(shared.conns.capacity() >= BATCH_LOOKUP_MIN_CAPACITY);
-        lab::learn_neighbours(&shared.neigh, 0);
-        let ports = vec![MemPort::new("client", 256), MemPort::new("server", 256)];
-        let w = Worker::new(0, ports, shared.clone());
-        Lab { shared, w }
-    }
-
-    /// One burst of `frames` (port, bytes); what left ports 0 and 1.
-    fn burst(&mut self, frames: &[(usize, Vec<u8>)]) -> [Vec<Vec<u8>>; 2] {
-        for (port, f) in frames {
-            assert!(self.w.ports[*port].push_rx(f));
-        }
-        self.w.poll();
-        [self.w.ports[0].take_tx(), self.w.ports[1].take_tx()]
-    }
-
-    /// (active, inactive) of real server `n` of the IPv4 TCP service.
-    fn counts(&self, n: u8) -> (u32, u32) {
-        let t = self.shared.tables.load();
-        let svc = t
-            .services
-            .iter()
-            .flatten()
-            .find(|s| s.key.proto == 6 && !s.key.vip.v6)
-            .unwrap();
-        let l = &svc.live[usize::from(n - 1)];
-        (l.active.load(Relaxed), l.inactive.load(Relaxed))
-    }
-
-    fn set_health(&self, n: u8, up: bool) {
-        let t = self.shared.tables.load();
-        for svc in t.services.iter().flatten() {
-            svc.live[usize::from(n - 1)].health_up.store(up, Relaxed);
-        }
+        let spec = lab::spec(Method::Nat, sched, 1);
+        let lab = Lab::with_spec(spec, BATCH_LOOKUP_MIN_CAPACITY / 2);
+        assert!(lab.shared.conns.capacity() >= BATCH_LOOKUP_MIN_CAPACITY);
+        lab
     }
 
     fn new_conns(&self) -> u64 {
@@ -97,7 +57,7 @@ fn a_retransmitted_syn_in_the_same_burst_finds_its_flow() {
         .collect();
     // The first flow's SYN again, after the others: one entry, one server.
     frames.push((0, client_tcp(41000, tk::SYN, b"")));
-    let [_, out] = lab.burst(&frames);
+    let [_, out] = lab.burst_both(&frames);
     assert_eq!(out.len(), 7, "every SYN forwarded");
     assert_eq!(lab.shared.conns.len(), 6, "six flows, not seven");
     assert_eq!(lab.new_conns(), 6);
@@ -115,7 +75,7 @@ fn a_retransmitted_syn_in_the_same_burst_finds_its_flow() {
 #[test]
 fn one_flows_frames_leave_in_order_and_others_keep_theirs() {
     let mut lab = Lab::new(SchedulerKind::Rr);
-    let [_, out] = lab.burst(&[
+    let [_, out] = lab.burst_both(&[
         (0, client_tcp(42000, tk::SYN, b"")),
         (0, client_tcp(42001, tk::SYN, b"")),
         // A segment of the first flow right behind: stored before it, sent after its SYN.
@@ -154,7 +114,7 @@ fn a_reply_in_the_same_burst_finds_the_flow() {
     let mut lab = Lab::new(SchedulerKind::Rr);
     lab.set_health(2, false);
     lab.set_health(3, false);
-    let [back, out] = lab.burst(&[
+    let [back, out] = lab.burst_both(&[
         (0, client_tcp(43000, tk::SYN, b"")),
         // Not a real exchange (the server has not seen the SYN yet, and it arrives on the
         // client's port so that it is in the same burst), but its tuple is the new flow's
@@ -179,7 +139,7 @@ fn a_bursts_picks_count_its_earlier_flows() {
     let frames: Vec<_> = (0..9)
         .map(|i| (0, client_tcp(44000 + i, tk::SYN, b"")))
         .collect();
-    let [_, out] = lab.burst(&frames);
+    let [_, out] = lab.burst_both(&frames);
     assert_eq!(out.len(), 9);
     for n in 1..=3 {
         assert_eq!(lab.counts(n), (0, 3), "server {n}: three half-open flows");
@@ -218,7 +178,7 @@ fn a_failed_insert_gives_the_servers_place_back() {
     let frames: Vec<_> = (0..4)
         .map(|i| (0, client_tcp(45000 + i, tk::SYN, b"")))
         .collect();
-    let [_, out] = lab.burst(&frames);
+    let [_, out] = lab.burst_both(&frames);
     assert!(out.is_empty());
     assert_eq!(lab.shared.counters[0].dropped(DropReason::TableFull), 4);
     assert_eq!(lab.new_conns(), 0);

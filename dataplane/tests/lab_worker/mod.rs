@@ -1,11 +1,62 @@
-//! TCP frames of the lab (`uvs_dataplane::lab`) shared by the pipeline tests: a client's
-//! segment towards the IPv4 VIP and a real server's reply to it.
+//! The lab (`uvs_dataplane::lab`) on one worker over in-memory ports, shared by the
+//! pipeline tests: the worker and its shared state, bursts in and out, a real server's
+//! counters and health, and the TCP frames of the lab's client and real servers.
 #![allow(dead_code)]
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
-use uvs_dataplane::lab;
+use uvs_dataplane::{lab, Shared, TablesBuilder, TablesSpec, Worker};
+use uvs_port::MemPort;
 use uvs_testkit::{self as tk, Flags};
+
+/// One worker (id 0) serving ports 0 (client side) and 1 (server side), the lab's
+/// neighbours learnt.
+pub struct Lab {
+    pub shared: Arc<Shared>,
+    pub w: Worker<MemPort>,
+}
+
+impl Lab {
+    pub fn with_spec(spec: TablesSpec, capacity: usize) -> Lab {
+        let tables = TablesBuilder::build(&spec, None).unwrap();
+        let shared = Arc::new(Shared::new(tables, capacity, 1));
+        lab::learn_neighbours(&shared.neigh, 0);
+        let ports = vec![MemPort::new("client", 256), MemPort::new("server", 256)];
+        let w = Worker::new(0, ports, shared.clone());
+        Lab { shared, w }
+    }
+
+    /// One burst of `frames` (port, bytes); what left ports 0 and 1.
+    pub fn burst_both(&mut self, frames: &[(usize, Vec<u8>)]) -> [Vec<Vec<u8>>; 2] {
+        for (port, f) in frames {
+            assert!(self.w.ports[*port].push_rx(f));
+        }
+        self.w.poll();
+        [self.w.ports[0].take_tx(), self.w.ports[1].take_tx()]
+    }
+
+    /// (active, inactive) of real server `n` of the IPv4 TCP service.
+    pub fn counts(&self, n: u8) -> (u32, u32) {
+        let t = self.shared.tables.load();
+        let svc = t
+            .services
+            .iter()
+            .flatten()
+            .find(|s| s.key.proto == 6 && !s.key.vip.v6)
+            .unwrap();
+        let l = &svc.live[usize::from(n - 1)];
+        (l.active.load(Relaxed), l.inactive.load(Relaxed))
+    }
+
+    pub fn set_health(&self, n: u8, up: bool) {
+        let t = self.shared.tables.load();
+        for svc in t.services.iter().flatten() {
+            svc.live[usize::from(n - 1)].health_up.store(up, Relaxed);
+        }
+    }
+}
 
 pub fn a(s: &str) -> IpAddr {
     s.parse().unwrap()
