@@ -547,31 +547,64 @@ pub fn new_flows_with(
     count: usize,
     sync_tap: bool,
 ) -> Outcome {
-    let shared = setup(method, v6, 3 * count + 1024);
-    shared.sync.set_enabled(sync_tap);
-    let frames: Vec<Vec<u8>> = (0..count)
-        .map(|i| frame_for(i, v6, proto, tk::SYN))
-        .collect();
-    let frame_len = frames[0].len();
-    let start = tallies(&shared);
-    let mut w = worker(&shared, frames);
-    let (n, secs) = measure(|| w.poll(), 3600.0, Some(count as u64));
+    let mut rig = NewFlowsRig::new(method, v6, proto, count, sync_tap);
+    let (n, secs) = measure(|| rig.w.poll(), 3600.0, Some(count as u64));
     outcome(
+        rig.scenario(method, v6, proto, count, None),
+        n,
+        secs,
+        Some((&rig.shared, rig.start)),
+    )
+}
+
+/// What the new-flow scenarios run on: a table for `count` new flows (a third of its
+/// capacity), a worker whose client port holds their `count` first packets, and the
+/// counters before.
+struct NewFlowsRig {
+    shared: Arc<Shared>,
+    w: Worker<MemPort>,
+    frame_len: usize,
+    start: (u64, u64),
+}
+
+impl NewFlowsRig {
+    fn new(method: Method, v6: bool, proto: u8, count: usize, sync_tap: bool) -> Self {
+        let shared = setup(method, v6, 3 * count + 1024);
+        shared.sync.set_enabled(sync_tap);
+        let frames: Vec<Vec<u8>> = (0..count)
+            .map(|i| frame_for(i, v6, proto, tk::SYN))
+            .collect();
+        let frame_len = frames[0].len();
+        let start = tallies(&shared);
+        let w = worker(&shared, frames);
+        NewFlowsRig {
+            shared,
+            w,
+            frame_len,
+            start,
+        }
+    }
+
+    fn scenario(
+        &self,
+        method: Method,
+        v6: bool,
+        proto: u8,
+        count: usize,
+        stage: Option<&'static str>,
+    ) -> Scenario {
         Scenario {
             kind: Kind::NewFlows,
             method: format!("{method:?}").to_lowercase(),
             family: family_name(v6),
             protocol: proto_name(proto),
             flows: count,
-            frame_len,
+            frame_len: self.frame_len,
             workers: 1,
             l4_checksum: None,
-            stage: None,
-        },
-        n,
-        secs,
-        Some((&shared, start)),
-    )
+            stage,
+        }
+    }
 }
 
 /// New flows in rounds of 4 096 SYNs on one table (filled to a third of its capacity by
@@ -579,17 +612,15 @@ pub fn new_flows_with(
 /// whatever else the machine runs, a round of a millisecond or two mostly does not. The
 /// counters of the whole pass still have to add up (`forwarded`).
 pub fn new_flows_best(method: Method, v6: bool, proto: u8, count: usize) -> Outcome {
-    let shared = setup(method, v6, 3 * count + 1024);
-    let frames: Vec<Vec<u8>> = (0..count)
-        .map(|i| frame_for(i, v6, proto, tk::SYN))
-        .collect();
-    let frame_len = frames[0].len();
-    let start = tallies(&shared);
-    let mut w = worker(&shared, frames);
+    let mut rig = NewFlowsRig::new(method, v6, proto, count, false);
     let (mut total, mut secs, mut best) = (0u64, 0f64, f64::MAX);
     while total < count as u64 {
         let left = count as u64 - total;
-        let (n, s) = measure(|| w.poll(), 3600.0, Some(CHECKSUM_ROUND_PACKETS.min(left)));
+        let (n, s) = measure(
+            || rig.w.poll(),
+            3600.0,
+            Some(CHECKSUM_ROUND_PACKETS.min(left)),
+        );
         // A short last round says little; count it, do not rank it.
         if n >= CHECKSUM_ROUND_PACKETS {
             best = best.min(s * 1e9 / n as f64);
@@ -601,20 +632,10 @@ pub fn new_flows_best(method: Method, v6: bool, proto: u8, count: usize) -> Outc
         best = secs * 1e9 / total.max(1) as f64;
     }
     let mut o = outcome(
-        Scenario {
-            kind: Kind::NewFlows,
-            method: format!("{method:?}").to_lowercase(),
-            family: family_name(v6),
-            protocol: proto_name(proto),
-            flows: count,
-            frame_len,
-            workers: 1,
-            l4_checksum: None,
-            stage: Some("best-round"),
-        },
+        rig.scenario(method, v6, proto, count, Some("best-round")),
         total,
         secs,
-        Some((&shared, start)),
+        Some((&rig.shared, rig.start)),
     );
     o.ns_per_packet = best;
     o.mpps = 1e3 / best;
