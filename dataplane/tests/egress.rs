@@ -85,6 +85,19 @@ fn spec() -> TablesSpec {
     lab::spec(Method::Nat, SchedulerKind::Rr, 1)
 }
 
+/// Real server 1's address reached through the gateway (a host route before the others).
+fn route_real1_via_gateway(s: &mut TablesSpec) {
+    s.routes.insert(
+        0,
+        Route {
+            prefix: lab::real(1, false),
+            len: 32,
+            port: 1,
+            via: Some(ipk(GATEWAY)),
+        },
+    );
+}
+
 fn real1() -> IpAddr {
     lab::real(1, false).to_ip()
 }
@@ -142,15 +155,7 @@ fn a_reload_that_changes_the_route_changes_the_next_hop() {
     assert_eq!(lab.forwarded(41002, tk::ACK).dst_mac, lab::real_mac(1));
     // Same services, same slots; real server 1 is now reached through a gateway.
     let mut s = spec();
-    s.routes.insert(
-        0,
-        Route {
-            prefix: lab::real(1, false),
-            len: 32,
-            port: 1,
-            via: Some(ipk(GATEWAY)),
-        },
-    );
+    route_real1_via_gateway(&mut s);
     lab.reload(&s);
     for _ in 0..2 {
         let seen = lab.forwarded(41002, tk::ACK);
@@ -171,15 +176,7 @@ fn a_removed_or_replaced_server_keeps_its_flows_routed() {
     // going (IPVS keeps forwarding to a removed dest), by the route, not the cached hop.
     let mut s = spec();
     s.services[0].reals.remove(0);
-    s.routes.insert(
-        0,
-        Route {
-            prefix: lab::real(1, false),
-            len: 32,
-            port: 1,
-            via: Some(ipk(GATEWAY)),
-        },
-    );
+    route_real1_via_gateway(&mut s);
     lab.reload(&s);
     assert!(tcp4(&lab.shared.tables.load()).reals[0].is_none());
     for _ in 0..2 {
@@ -191,15 +188,7 @@ fn a_removed_or_replaced_server_keeps_its_flows_routed() {
     // own address, never sent with the new server's header.
     let mut s = spec();
     s.services[0].reals[0].addr = ipk("198.18.1.19");
-    s.routes.insert(
-        0,
-        Route {
-            prefix: lab::real(1, false),
-            len: 32,
-            port: 1,
-            via: Some(ipk(GATEWAY)),
-        },
-    );
+    route_real1_via_gateway(&mut s);
     lab.shared
         .neigh
         .learn(ipk("198.18.1.19"), [0x02, 0, 0, 0, 0x11, 0x19], 0);
