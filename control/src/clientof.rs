@@ -118,8 +118,8 @@ pub fn answer(shared: &Shared, req: &Request) -> Outcome {
     match shared.conns.lookup(&key, shared.clock.now_ticks()) {
         // Only the reply direction: the asker is the real server. A persistence template
         // is no connection.
-        Some(hit) if hit.dir == Dir::Reply && hit.conn.flags & conn_flags::TEMPLATE == 0 => {
-            let o = hit.conn.orig;
+        Some(hit) if hit.dir == Dir::Reply && hit.flags() & conn_flags::TEMPLATE == 0 => {
+            let o = hit.orig();
             let ip = |addr| IpKey { v6: o.v6, addr }.to_ip();
             Outcome::Found {
                 client: SocketAddr::new(ip(o.src), o.sport),

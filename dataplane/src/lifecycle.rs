@@ -27,6 +27,166 @@ use crate::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, PROTO_TEMPLATE};
 use crate::sctp::SctpState;
 use crate::tables::{IpKey, Method, ServiceRt, Tables, SORRY_SLOT};
 
+/// What the packet path reads of a connection: from a decoded [`Conn`] (a new flow), or
+/// straight from a lookup's [`Hit`] (an established packet), which decodes only the fields
+/// read from the entry's words (`uvs_conntrack::Hit`). The forwarding code is generic over
+/// it so that neither has to be turned into the other.
+pub trait ConnView {
+    fn service(&self) -> u16;
+    fn real(&self) -> u16;
+    fn method(&self) -> u8;
+    fn flags(&self) -> u8;
+    fn state(&self) -> u8;
+    /// Both tuples' protocol.
+    fn proto(&self) -> u8;
+    /// Both tuples' family.
+    fn v6(&self) -> bool;
+    fn orig_src(&self) -> [u8; 16];
+    fn orig_dst(&self) -> [u8; 16];
+    fn orig_sport(&self) -> u16;
+    fn orig_dport(&self) -> u16;
+    fn reply_src(&self) -> [u8; 16];
+    fn reply_dst(&self) -> [u8; 16];
+    fn reply_sport(&self) -> u16;
+    fn reply_dport(&self) -> u16;
+    /// The whole connection.
+    fn conn(&self) -> Conn;
+}
+
+impl ConnView for Conn {
+    #[inline(always)]
+    fn service(&self) -> u16 {
+        self.service
+    }
+    #[inline(always)]
+    fn real(&self) -> u16 {
+        self.real
+    }
+    #[inline(always)]
+    fn method(&self) -> u8 {
+        self.method
+    }
+    #[inline(always)]
+    fn flags(&self) -> u8 {
+        self.flags
+    }
+    #[inline(always)]
+    fn state(&self) -> u8 {
+        self.state
+    }
+    #[inline(always)]
+    fn proto(&self) -> u8 {
+        self.orig.proto
+    }
+    #[inline(always)]
+    fn v6(&self) -> bool {
+        self.orig.v6
+    }
+    #[inline(always)]
+    fn orig_src(&self) -> [u8; 16] {
+        self.orig.src
+    }
+    #[inline(always)]
+    fn orig_dst(&self) -> [u8; 16] {
+        self.orig.dst
+    }
+    #[inline(always)]
+    fn orig_sport(&self) -> u16 {
+        self.orig.sport
+    }
+    #[inline(always)]
+    fn orig_dport(&self) -> u16 {
+        self.orig.dport
+    }
+    #[inline(always)]
+    fn reply_src(&self) -> [u8; 16] {
+        self.reply.src
+    }
+    #[inline(always)]
+    fn reply_dst(&self) -> [u8; 16] {
+        self.reply.dst
+    }
+    #[inline(always)]
+    fn reply_sport(&self) -> u16 {
+        self.reply.sport
+    }
+    #[inline(always)]
+    fn reply_dport(&self) -> u16 {
+        self.reply.dport
+    }
+    #[inline(always)]
+    fn conn(&self) -> Conn {
+        *self
+    }
+}
+
+impl ConnView for Hit {
+    #[inline(always)]
+    fn service(&self) -> u16 {
+        Hit::service(self)
+    }
+    #[inline(always)]
+    fn real(&self) -> u16 {
+        Hit::real(self)
+    }
+    #[inline(always)]
+    fn method(&self) -> u8 {
+        Hit::method(self)
+    }
+    #[inline(always)]
+    fn flags(&self) -> u8 {
+        Hit::flags(self)
+    }
+    #[inline(always)]
+    fn state(&self) -> u8 {
+        Hit::state(self)
+    }
+    #[inline(always)]
+    fn proto(&self) -> u8 {
+        Hit::proto(self)
+    }
+    #[inline(always)]
+    fn v6(&self) -> bool {
+        Hit::v6(self)
+    }
+    #[inline(always)]
+    fn orig_src(&self) -> [u8; 16] {
+        Hit::orig_src(self)
+    }
+    #[inline(always)]
+    fn orig_dst(&self) -> [u8; 16] {
+        Hit::orig_dst(self)
+    }
+    #[inline(always)]
+    fn orig_sport(&self) -> u16 {
+        Hit::orig_sport(self)
+    }
+    #[inline(always)]
+    fn orig_dport(&self) -> u16 {
+        Hit::orig_dport(self)
+    }
+    #[inline(always)]
+    fn reply_src(&self) -> [u8; 16] {
+        Hit::reply_src(self)
+    }
+    #[inline(always)]
+    fn reply_dst(&self) -> [u8; 16] {
+        Hit::reply_dst(self)
+    }
+    #[inline(always)]
+    fn reply_sport(&self) -> u16 {
+        Hit::reply_sport(self)
+    }
+    #[inline(always)]
+    fn reply_dport(&self) -> u16 {
+        Hit::reply_dport(self)
+    }
+    #[inline(always)]
+    fn conn(&self) -> Conn {
+        Hit::conn(self)
+    }
+}
+
 /// IPVS's connection-lifecycle sysctls, as one worker sees them for one burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
@@ -178,16 +338,16 @@ pub fn unbind(tables: &Tables, c: &Conn) {
 /// The real server a connection was sent to: its reply tuple's source, which a NAT64 flow
 /// keeps IPv4-mapped in its IPv6 entry (`pipeline/nat64.rs`).
 #[inline]
-pub fn real_addr(c: &Conn) -> IpKey {
+pub fn real_addr<C: ConnView + ?Sized>(c: &C) -> IpKey {
     if crate::pipeline::is_nat64(c) {
         IpKey {
             v6: false,
-            addr: crate::pipeline::unmapped(&c.reply.src),
+            addr: crate::pipeline::unmapped(&c.reply_src()),
         }
     } else {
         IpKey {
-            v6: c.reply.v6,
-            addr: c.reply.src,
+            v6: c.v6(),
+            addr: c.reply_src(),
         }
     }
 }
@@ -195,10 +355,11 @@ pub fn real_addr(c: &Conn) -> IpKey {
 /// Whether a flow's real server may still carry it: configured at the same address and
 /// passing its health check (IPVS's `IP_VS_DEST_F_AVAILABLE`; keepalived removes a failed
 /// server, uvs keeps it configured but marks it down). The sorry server always may.
-pub fn dest_alive(svc: &ServiceRt, c: &Conn) -> bool {
-    match svc.real(c.real) {
+pub fn dest_alive<C: ConnView + ?Sized>(svc: &ServiceRt, c: &C) -> bool {
+    let slot = c.real();
+    match svc.real(slot) {
         Some(r) if r.addr == real_addr(c) => {
-            c.real == SORRY_SLOT || svc.live[usize::from(c.real)].health_up.load(Relaxed)
+            slot == SORRY_SLOT || svc.live[usize::from(slot)].health_up.load(Relaxed)
         }
         _ => false,
     }
@@ -215,7 +376,7 @@ pub fn conn_alive(tables: &Tables, c: &Conn) -> bool {
 /// never follows an entry whose real server is removed or down, whatever the settings
 /// (the client has given up the old connection; sending its SYN to a dead server only
 /// costs it a retransmission timeout).
-pub fn reschedules(settings: &Settings, svc: &ServiceRt, c: &Conn) -> bool {
+pub fn reschedules<C: ConnView + ?Sized>(settings: &Settings, svc: &ServiceRt, c: &C) -> bool {
     if !dest_alive(svc, c) {
         return true;
     }
@@ -223,23 +384,23 @@ pub fn reschedules(settings: &Settings, svc: &ServiceRt, c: &Conn) -> bool {
         return false;
     }
     if settings.expire_nodest_conn
-        && c.real != SORRY_SLOT
+        && c.real() != SORRY_SLOT
         && svc
             .specs
-            .get(usize::from(c.real))
+            .get(usize::from(c.real()))
             .is_some_and(|s| s.weight == 0)
     {
         return true;
     }
-    match c.orig.proto {
+    match c.proto() {
         PROTO_TCP => {
-            let s = TcpState::from_u8(c.state);
+            let s = TcpState::from_u8(c.state());
             matches!(s, Some(TcpState::TimeWait | TcpState::Close))
                 || (settings.conn_reuse_mode & 2 != 0
                     && s == Some(TcpState::FinWait)
-                    && matches!(Method::from_u8(c.method), Some(Method::Dr | Method::Tun)))
+                    && matches!(Method::from_u8(c.method()), Some(Method::Dr | Method::Tun)))
         }
-        PROTO_SCTP => SctpState::from_u8(c.state) == SctpState::Closed,
+        PROTO_SCTP => SctpState::from_u8(c.state()) == SctpState::Closed,
         _ => false,
     }
 }
@@ -320,8 +481,7 @@ pub fn transition(
     timeout: impl Fn(u8) -> u32,
     refresh: impl Fn(u8, u8) -> bool,
 ) -> bool {
-    let c = &hit.conn;
-    let mut old = c.state;
+    let mut old = hit.state();
     let mut left = hit.deadline.wrapping_sub(now);
     for _ in 0..TRANSITION_RETRIES {
         let new = next(old);
@@ -333,13 +493,14 @@ pub fn transition(
         }
         match conns.transition(hit.id, old, new, now.wrapping_add(t)) {
             Ok(()) => {
-                let (was, is) = (is_active(c.orig.proto, old), is_active(c.orig.proto, new));
+                let (was, is) = (is_active(hit.proto(), old), is_active(hit.proto(), new));
                 // Only a flow still counted on the server in its slot moves counters (a
                 // reload may have put another server there).
-                let counted = c.real != SORRY_SLOT
-                    && svc.real(c.real).is_some_and(|r| r.addr == real_addr(c));
+                let slot = hit.real();
+                let counted =
+                    slot != SORRY_SLOT && svc.real(slot).is_some_and(|r| r.addr == real_addr(hit));
                 if was != is && counted {
-                    svc.live[usize::from(c.real)].conn_state_changed(is);
+                    svc.live[usize::from(slot)].conn_state_changed(is);
                 }
                 return new != old;
             }

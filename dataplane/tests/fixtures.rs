@@ -340,7 +340,7 @@ fn bad_checksums_are_dropped_and_counted() {
                     let shared = lab.shared.clone();
                     let state = || {
                         let now = shared.clock.now().1;
-                        shared.conns.lookup(&key, now).map(|h| h.conn.state)
+                        shared.conns.lookup(&key, now).map(|h| h.state())
                     };
                     let before = state();
                     assert!(before.is_some(), "{case}");
@@ -1205,7 +1205,7 @@ fn an_entry_with_an_unknown_method_is_refused_not_forwarded_as_nat() {
         .conns
         .lookup(&key, now)
         .expect("the flow's entry");
-    let mut bad = hit.conn;
+    let mut bad = hit.conn();
     bad.method = 9;
     assert!(lab.shared.conns.remove(hit.id));
     lab.shared

@@ -3,6 +3,8 @@
 use thiserror::Error;
 use uvs_ip::widen_v4;
 
+use crate::layout::{ctl_deadline, ctl_pack, ctl_state, encode_conn, CTL, MAX_WORDS, META};
+
 /// One direction of a flow as it appears on the wire: protocol, source, destination.
 ///
 /// For IPv4 only the first 4 bytes of `src`/`dst` take part in matching; [`ConnTable::insert`]
@@ -136,15 +138,216 @@ impl ConnId {
     }
 }
 
-/// A successful lookup.
+/// A successful lookup: the connection's id, the tuple the key matched, its deadline, and
+/// the entry's words as the lookup read and validated them (one consistent copy, taken
+/// under the entry's seqlock), decoded only when asked. The established path reads a few
+/// fields ([`state`](Hit::state), [`reply_src`](Hit::reply_src), ...); the rest of the code
+/// takes the whole connection with [`conn`](Hit::conn). Decoding the whole `Conn` (two
+/// `FlowKey`s, four 16-byte addresses) inside every lookup cost the hot path more than the
+/// fields it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit {
     pub id: ConnId,
     /// Which tuple the looked-up key matched.
     pub dir: Dir,
-    pub conn: Conn,
     /// Tick at which the entry expires unless updated.
     pub deadline: u32,
+    /// The protocol state from `ctl`.
+    state: u8,
+    /// The entry's `meta` word: proto ‖ flags ‖ method ‖ 0 ‖ service ‖ real.
+    meta: u64,
+    /// Original sport ‖ dport ‖ reply sport ‖ dport.
+    ports: u64,
+    /// Both tuples' address words.
+    addr: Addrs,
+}
+
+/// A hit's address words as the entry holds them, per family: an IPv4 entry fills (and
+/// copies) two words, not the eight of an IPv6 one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Addrs {
+    /// Per tuple src ‖ dst, each as a big-endian u32.
+    V4 { orig: u64, reply: u64 },
+    /// Per tuple src, dst as two big-endian halves each.
+    V6 { orig: [u64; 4], reply: [u64; 4] },
+}
+
+impl Hit {
+    /// A hit on the entry copy `w` (validated: `w[CTL]` the `ctl` it was read under) of an
+    /// entry with `AW` address words per tuple.
+    #[inline(always)]
+    pub(crate) fn from_words<const AW: usize>(id: ConnId, dir: Dir, w: &[u64; MAX_WORDS]) -> Self {
+        let addr = if AW == 1 {
+            Addrs::V4 {
+                orig: w[2],
+                reply: w[3],
+            }
+        } else {
+            Addrs::V6 {
+                orig: [w[2], w[3], w[4], w[5]],
+                reply: [w[6], w[7], w[8], w[9]],
+            }
+        };
+        Hit {
+            id,
+            dir,
+            deadline: ctl_deadline(w[CTL]),
+            state: ctl_state(w[CTL]),
+            meta: w[META],
+            ports: w[2 + 2 * AW],
+            addr,
+        }
+    }
+
+    /// A hit on `conn` as the table would give it for its entry `id` (which must be of
+    /// `conn`'s family): for code that holds a connection it just inserted and hands it on
+    /// where a looked-up one goes (a first fragment's new flow, for its later fragments).
+    pub fn new(id: ConnId, dir: Dir, conn: &Conn, deadline: u32) -> Self {
+        debug_assert_eq!(id.is_v6(), conn.orig.v6, "an id of the connection's family");
+        let ctl = ctl_pack(id.gen(), conn.state, deadline);
+        if conn.orig.v6 {
+            let mut w = encode_conn::<4>(conn);
+            w[CTL] = ctl;
+            Hit::from_words::<4>(id, dir, &w)
+        } else {
+            let mut w = encode_conn::<1>(conn);
+            w[CTL] = ctl;
+            Hit::from_words::<1>(id, dir, &w)
+        }
+    }
+
+    /// The whole connection.
+    #[inline]
+    pub fn conn(&self) -> Conn {
+        Conn {
+            orig: self.orig(),
+            reply: self.reply(),
+            service: self.service(),
+            real: self.real(),
+            method: self.method(),
+            state: self.state,
+            flags: self.flags(),
+        }
+    }
+    /// The connection's original tuple (client → virtual service).
+    #[inline]
+    pub fn orig(&self) -> FlowKey {
+        self.key(false, (self.ports >> 32) as u32)
+    }
+    /// The connection's reply tuple (real server → local address).
+    #[inline]
+    pub fn reply(&self) -> FlowKey {
+        self.key(true, self.ports as u32)
+    }
+    #[inline]
+    fn key(&self, reply: bool, ports: u32) -> FlowKey {
+        FlowKey {
+            proto: self.proto(),
+            v6: self.v6(),
+            src: self.addr_of(reply, false),
+            dst: self.addr_of(reply, true),
+            sport: (ports >> 16) as u16,
+            dport: ports as u16,
+        }
+    }
+    /// One address of the original (`reply` false) or reply tuple, as a `FlowKey` holds it.
+    /// Built as one 128-bit value, not byte by byte into a zeroed array: the caller's
+    /// 8-byte loads of it (a compare, a copy) then each find one whole store to forward
+    /// from, where narrower stores made them wait for the stores to retire (the
+    /// store-forwarding stall the established path first met when its addresses came
+    /// straight from here).
+    #[inline(always)]
+    fn addr_of(&self, reply: bool, dst: bool) -> [u8; 16] {
+        match &self.addr {
+            Addrs::V4 { orig, reply: r } => {
+                let w = if reply { *r } else { *orig };
+                let a = if dst { w as u32 } else { (w >> 32) as u32 };
+                // bytes 0..4 = `a` big-endian, the rest zero
+                u128::from(a.swap_bytes()).to_le_bytes()
+            }
+            Addrs::V6 { orig, reply: r } => {
+                let t = if reply { r } else { orig };
+                let i = if dst { 2 } else { 0 };
+                ((u128::from(t[i]) << 64) | u128::from(t[i + 1])).to_be_bytes()
+            }
+        }
+    }
+
+    /// IPv6 entry (both tuples are of one family).
+    #[inline(always)]
+    pub fn v6(&self) -> bool {
+        matches!(self.addr, Addrs::V6 { .. })
+    }
+    /// [`Conn::state`] when the lookup read the entry.
+    #[inline(always)]
+    pub fn state(&self) -> u8 {
+        self.state
+    }
+    /// [`Conn::service`].
+    #[inline(always)]
+    pub fn service(&self) -> u16 {
+        (self.meta >> 16) as u16
+    }
+    /// [`Conn::real`].
+    #[inline(always)]
+    pub fn real(&self) -> u16 {
+        self.meta as u16
+    }
+    /// [`Conn::method`].
+    #[inline(always)]
+    pub fn method(&self) -> u8 {
+        (self.meta >> 40) as u8
+    }
+    /// [`Conn::flags`].
+    #[inline(always)]
+    pub fn flags(&self) -> u8 {
+        (self.meta >> 48) as u8
+    }
+    /// Both tuples' protocol.
+    #[inline(always)]
+    pub fn proto(&self) -> u8 {
+        (self.meta >> 56) as u8
+    }
+    /// `orig().src`: the client.
+    #[inline(always)]
+    pub fn orig_src(&self) -> [u8; 16] {
+        self.addr_of(false, false)
+    }
+    /// `orig().dst`: the virtual address.
+    #[inline(always)]
+    pub fn orig_dst(&self) -> [u8; 16] {
+        self.addr_of(false, true)
+    }
+    /// `orig().sport`.
+    #[inline(always)]
+    pub fn orig_sport(&self) -> u16 {
+        (self.ports >> 48) as u16
+    }
+    /// `orig().dport`.
+    #[inline(always)]
+    pub fn orig_dport(&self) -> u16 {
+        (self.ports >> 32) as u16
+    }
+    /// `reply().src`: the real server.
+    #[inline(always)]
+    pub fn reply_src(&self) -> [u8; 16] {
+        self.addr_of(true, false)
+    }
+    /// `reply().dst`: the client (NAT/DR/TUN) or the local address (FullNAT).
+    #[inline(always)]
+    pub fn reply_dst(&self) -> [u8; 16] {
+        self.addr_of(true, true)
+    }
+    /// `reply().sport`.
+    #[inline(always)]
+    pub fn reply_sport(&self) -> u16 {
+        (self.ports >> 16) as u16
+    }
+    /// `reply().dport`.
+    #[inline(always)]
+    pub fn reply_dport(&self) -> u16 {
+        self.ports as u16
+    }
 }
 
 /// Why an insert did not store the connection. Small and `Copy`: it is returned on the packet

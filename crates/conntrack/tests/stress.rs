@@ -111,7 +111,7 @@ fn run(cap_v4: usize, cap_v6: usize, flows: u32, workers: usize, for_time: Durat
                 match t.lookup(&key, now) {
                     Some(h) => {
                         assert_eq!(h.dir, dir);
-                        assert_eq!(check(&h.conn), i);
+                        assert_eq!(check(&h.conn()), i);
                         ops[0] += 1;
                         match (x >> 20) % 16 {
                             0 => {

@@ -179,7 +179,7 @@ pub fn install(tables: &Tables, conns: &ConnTable, sc: &SyncConn, now: u32) -> R
         t.flags |= conn_flags::SYNCED;
         return match conns.lookup(&key, now) {
             Some(hit) => {
-                conns.update(hit.id, hit.conn.state, deadline);
+                conns.update(hit.id, hit.state(), deadline);
                 Ok(())
             }
             None => match conns.insert(&t, now, deadline) {
@@ -234,7 +234,7 @@ pub fn install(tables: &Tables, conns: &ConnTable, sc: &SyncConn, now: u32) -> R
     };
     match conns.lookup(&orig, now) {
         // Known here already: take the master's state (the counters follow) and timeout.
-        Some(hit) if hit.conn.real == slot => {
+        Some(hit) if hit.real() == slot => {
             lifecycle::transition(
                 conns,
                 svc,

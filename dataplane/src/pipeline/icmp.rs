@@ -98,7 +98,7 @@ pub(crate) fn icmp_error(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
     else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
-    let c = hit.conn;
+    let c = hit.conn();
     let Some(svc) = tables.service(c.service) else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
@@ -175,7 +175,7 @@ fn tunnel_error(
     let Some(hit) = ctx.conns.lookup(&key, ctx.now) else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
-    let c = hit.conn;
+    let c = hit.conn();
     if hit.dir != Dir::Original
         || Method::from_u8(c.method) != Some(Method::Tun)
         || !real.same_addr(&c.reply.src)

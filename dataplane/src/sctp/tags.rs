@@ -174,7 +174,7 @@ pub fn check(ctx: &Ctx<'_>, conn: &Conn, side: Side, tag: u32, timeout: u32) -> 
     let Some(hit) = ctx.conns.lookup(&key_for(conn, side, tag), ctx.now) else {
         return false;
     };
-    if !belongs(&hit.conn, conn) {
+    if !belongs(&hit.conn(), conn) {
         return false;
     }
     refresh(ctx, &hit, timeout);
