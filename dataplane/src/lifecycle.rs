@@ -41,12 +41,12 @@ pub trait ConnView {
     fn proto(&self) -> u8;
     /// Both tuples' family.
     fn v6(&self) -> bool;
-    fn orig_src(&self) -> [u8; 16];
-    fn orig_dst(&self) -> [u8; 16];
+    fn orig_src(&self) -> &[u8; 16];
+    fn orig_dst(&self) -> &[u8; 16];
     fn orig_sport(&self) -> u16;
     fn orig_dport(&self) -> u16;
-    fn reply_src(&self) -> [u8; 16];
-    fn reply_dst(&self) -> [u8; 16];
+    fn reply_src(&self) -> &[u8; 16];
+    fn reply_dst(&self) -> &[u8; 16];
     fn reply_sport(&self) -> u16;
     fn reply_dport(&self) -> u16;
     /// The whole connection.
@@ -83,12 +83,12 @@ impl ConnView for Conn {
         self.orig.v6
     }
     #[inline(always)]
-    fn orig_src(&self) -> [u8; 16] {
-        self.orig.src
+    fn orig_src(&self) -> &[u8; 16] {
+        &self.orig.src
     }
     #[inline(always)]
-    fn orig_dst(&self) -> [u8; 16] {
-        self.orig.dst
+    fn orig_dst(&self) -> &[u8; 16] {
+        &self.orig.dst
     }
     #[inline(always)]
     fn orig_sport(&self) -> u16 {
@@ -99,12 +99,12 @@ impl ConnView for Conn {
         self.orig.dport
     }
     #[inline(always)]
-    fn reply_src(&self) -> [u8; 16] {
-        self.reply.src
+    fn reply_src(&self) -> &[u8; 16] {
+        &self.reply.src
     }
     #[inline(always)]
-    fn reply_dst(&self) -> [u8; 16] {
-        self.reply.dst
+    fn reply_dst(&self) -> &[u8; 16] {
+        &self.reply.dst
     }
     #[inline(always)]
     fn reply_sport(&self) -> u16 {
@@ -150,11 +150,11 @@ impl ConnView for Hit {
         Hit::v6(self)
     }
     #[inline(always)]
-    fn orig_src(&self) -> [u8; 16] {
+    fn orig_src(&self) -> &[u8; 16] {
         Hit::orig_src(self)
     }
     #[inline(always)]
-    fn orig_dst(&self) -> [u8; 16] {
+    fn orig_dst(&self) -> &[u8; 16] {
         Hit::orig_dst(self)
     }
     #[inline(always)]
@@ -166,11 +166,11 @@ impl ConnView for Hit {
         Hit::orig_dport(self)
     }
     #[inline(always)]
-    fn reply_src(&self) -> [u8; 16] {
+    fn reply_src(&self) -> &[u8; 16] {
         Hit::reply_src(self)
     }
     #[inline(always)]
-    fn reply_dst(&self) -> [u8; 16] {
+    fn reply_dst(&self) -> &[u8; 16] {
         Hit::reply_dst(self)
     }
     #[inline(always)]
@@ -342,12 +342,12 @@ pub fn real_addr<C: ConnView + ?Sized>(c: &C) -> IpKey {
     if crate::pipeline::is_nat64(c) {
         IpKey {
             v6: false,
-            addr: crate::pipeline::unmapped(&c.reply_src()),
+            addr: crate::pipeline::unmapped(c.reply_src()),
         }
     } else {
         IpKey {
             v6: c.v6(),
-            addr: c.reply_src(),
+            addr: *c.reply_src(),
         }
     }
 }

@@ -316,7 +316,7 @@ fn hit_fields_are_the_connections() {
             assert_eq!((h.proto(), h.v6()), (c.orig.proto, c.orig.v6));
             assert_eq!(
                 (h.orig_src(), h.orig_dst(), h.orig_sport(), h.orig_dport()),
-                (c.orig.src, c.orig.dst, c.orig.sport, c.orig.dport)
+                (&c.orig.src, &c.orig.dst, c.orig.sport, c.orig.dport)
             );
             assert_eq!(
                 (
@@ -325,7 +325,7 @@ fn hit_fields_are_the_connections() {
                     h.reply_sport(),
                     h.reply_dport()
                 ),
-                (c.reply.src, c.reply.dst, c.reply.sport, c.reply.dport)
+                (&c.reply.src, &c.reply.dst, c.reply.sport, c.reply.dport)
             );
             assert_eq!(Hit::new(id, dir, &c, 700), h);
         }

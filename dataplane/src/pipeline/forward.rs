@@ -57,7 +57,7 @@ pub(crate) fn established<P: L4Proto>(
         if is_nat64(hit) {
             r.addr == lifecycle::real_addr(hit)
         } else {
-            r.addr.same_addr(&hit.reply_src())
+            r.addr.same_addr(hit.reply_src())
         }
     });
     P::track_state(ctx, svc, &pkt.p, hit);
@@ -156,11 +156,11 @@ pub(crate) fn forward_original<C: ConnView>(
         return nat64::to_real(ctx, pkt, Flow { svc, real, conn });
     }
     let (v6, real_src) = (conn.v6(), conn.reply_src());
-    let real_addr = ip(v6, real_src);
+    let real_addr = ip(v6, *real_src);
     // The header a packet of this snapshot and neighbour map already resolved towards
     // this real server (`crate::egress`): the port and both MACs in one line instead of the
     // real server's next hop, the interface and the neighbour map's hash.
-    let cached = ctx.egress.get(conn.service(), conn.real(), v6, &real_src);
+    let cached = ctx.egress.get(conn.service(), conn.real(), v6, real_src);
     let (egress, hop) = match cached {
         Some(l2) => (l2.port, real_addr),
         None => match real_egress(tables, real, &real_addr) {
@@ -174,13 +174,13 @@ pub(crate) fn forward_original<C: ConnView>(
             if !uvs_wire::decrement_ttl(buf, p) {
                 return Verdict::Drop(DropReason::TtlExceeded);
             }
-            uvs_wire::set_dst_addr(buf, p, &real_src);
+            uvs_wire::set_dst_addr(buf, p, real_src);
             let real_port = conn.reply_sport();
             if p.dport != real_port {
                 uvs_wire::set_dst_port(buf, p, real_port);
             }
             if method == Method::FullNat {
-                uvs_wire::set_src_addr(buf, p, &conn.reply_dst());
+                uvs_wire::set_src_addr(buf, p, conn.reply_dst());
                 uvs_wire::set_src_port(buf, p, conn.reply_dport());
             }
         }
@@ -205,7 +205,7 @@ pub(crate) fn forward_original<C: ConnView>(
         macs.copy_from_slice(&pkt.buf[..12]);
         let l2 = crate::egress::L2 { macs, port };
         ctx.egress
-            .put(conn.service(), conn.real(), v6, &real_src, l2);
+            .put(conn.service(), conn.real(), v6, real_src, l2);
     }
     v
 }
@@ -368,18 +368,18 @@ pub(crate) fn forward_reply<C: ConnView>(
     if !uvs_wire::decrement_ttl(buf, p) {
         return Verdict::Drop(DropReason::TtlExceeded);
     }
-    uvs_wire::set_src_addr(buf, p, &conn.orig_dst());
+    uvs_wire::set_src_addr(buf, p, conn.orig_dst());
     let vport = conn.orig_dport();
     if p.sport != vport {
         uvs_wire::set_src_port(buf, p, vport);
     }
     let client_addr = conn.orig_src();
     if method == Method::FullNat {
-        uvs_wire::set_dst_addr(buf, p, &client_addr);
+        uvs_wire::set_dst_addr(buf, p, client_addr);
         uvs_wire::set_dst_port(buf, p, conn.orig_sport());
     }
     account(ctx.worker, svc, real, bytes, false);
-    let client = ip(conn.v6(), client_addr);
+    let client = ip(conn.v6(), *client_addr);
     let Some((port, hop)) = tables.route(&client) else {
         return Verdict::Drop(DropReason::NoRoute);
     };
