@@ -20,6 +20,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use uvs_conntrack::ConnView;
 
 use etherparse::PacketBuilder;
 use uvs_conntrack::FlowKey;

@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use uvs_agent::lookup::{self, Outcome, ReplayGuard, Request};
 use uvs_config::ClientLookup;
+use uvs_conntrack::ConnView;
 use uvs_conntrack::{Dir, FlowKey};
 use uvs_dataplane::pipeline::conn_flags;
 use uvs_dataplane::{IpKey, Shared};

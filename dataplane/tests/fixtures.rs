@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use uvs_conntrack::ConnView;
 use uvs_dataplane::lab::{self, ipk};
 use uvs_dataplane::pipeline;
 use uvs_dataplane::tables::Persistence;

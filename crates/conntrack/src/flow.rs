@@ -138,6 +138,99 @@ impl ConnId {
     }
 }
 
+/// What the packet path reads of a connection: from a decoded [`Conn`] (a new flow), or
+/// straight from a lookup's [`Hit`] (an established packet), which decodes only the fields
+/// that are read. The dataplane's forwarding code is generic over it so that neither has
+/// to be turned into the other.
+pub trait ConnView {
+    fn service(&self) -> u16;
+    fn real(&self) -> u16;
+    fn method(&self) -> u8;
+    fn flags(&self) -> u8;
+    fn state(&self) -> u8;
+    /// Both tuples' protocol.
+    fn proto(&self) -> u8;
+    /// Both tuples' family.
+    fn v6(&self) -> bool;
+    fn orig_src(&self) -> &[u8; 16];
+    fn orig_dst(&self) -> &[u8; 16];
+    fn orig_sport(&self) -> u16;
+    fn orig_dport(&self) -> u16;
+    fn reply_src(&self) -> &[u8; 16];
+    fn reply_dst(&self) -> &[u8; 16];
+    fn reply_sport(&self) -> u16;
+    fn reply_dport(&self) -> u16;
+    /// The whole connection.
+    fn conn(&self) -> Conn;
+}
+
+impl ConnView for Conn {
+    #[inline(always)]
+    fn service(&self) -> u16 {
+        self.service
+    }
+    #[inline(always)]
+    fn real(&self) -> u16 {
+        self.real
+    }
+    #[inline(always)]
+    fn method(&self) -> u8 {
+        self.method
+    }
+    #[inline(always)]
+    fn flags(&self) -> u8 {
+        self.flags
+    }
+    #[inline(always)]
+    fn state(&self) -> u8 {
+        self.state
+    }
+    #[inline(always)]
+    fn proto(&self) -> u8 {
+        self.orig.proto
+    }
+    #[inline(always)]
+    fn v6(&self) -> bool {
+        self.orig.v6
+    }
+    #[inline(always)]
+    fn orig_src(&self) -> &[u8; 16] {
+        &self.orig.src
+    }
+    #[inline(always)]
+    fn orig_dst(&self) -> &[u8; 16] {
+        &self.orig.dst
+    }
+    #[inline(always)]
+    fn orig_sport(&self) -> u16 {
+        self.orig.sport
+    }
+    #[inline(always)]
+    fn orig_dport(&self) -> u16 {
+        self.orig.dport
+    }
+    #[inline(always)]
+    fn reply_src(&self) -> &[u8; 16] {
+        &self.reply.src
+    }
+    #[inline(always)]
+    fn reply_dst(&self) -> &[u8; 16] {
+        &self.reply.dst
+    }
+    #[inline(always)]
+    fn reply_sport(&self) -> u16 {
+        self.reply.sport
+    }
+    #[inline(always)]
+    fn reply_dport(&self) -> u16 {
+        self.reply.dport
+    }
+    #[inline(always)]
+    fn conn(&self) -> Conn {
+        *self
+    }
+}
+
 /// A successful lookup: the connection's id, the tuple the key matched, its deadline, and
 /// what the entry held when the lookup read and validated it (one consistent copy, taken
 /// under the entry's seqlock): its `meta` and ports words as they are, decoded field by
@@ -217,19 +310,6 @@ impl Hit {
         }
     }
 
-    /// The whole connection.
-    #[inline]
-    pub fn conn(&self) -> Conn {
-        Conn {
-            orig: self.orig(),
-            reply: self.reply(),
-            service: self.service(),
-            real: self.real(),
-            method: self.method(),
-            state: self.state,
-            flags: self.flags(),
-        }
-    }
     /// The connection's original tuple (client → virtual service).
     #[inline]
     pub fn orig(&self) -> FlowKey {
@@ -251,79 +331,95 @@ impl Hit {
             dport: ports as u16,
         }
     }
+}
+
+impl ConnView for Hit {
+    /// The whole connection.
+    #[inline]
+    fn conn(&self) -> Conn {
+        Conn {
+            orig: self.orig(),
+            reply: self.reply(),
+            service: self.service(),
+            real: self.real(),
+            method: self.method(),
+            state: self.state,
+            flags: self.flags(),
+        }
+    }
     /// IPv6 entry (both tuples are of one family).
     #[inline(always)]
-    pub fn v6(&self) -> bool {
+    fn v6(&self) -> bool {
         self.id.is_v6()
     }
     /// [`Conn::state`] when the lookup read the entry.
     #[inline(always)]
-    pub fn state(&self) -> u8 {
+    fn state(&self) -> u8 {
         self.state
     }
     /// [`Conn::service`].
     #[inline(always)]
-    pub fn service(&self) -> u16 {
+    fn service(&self) -> u16 {
         (self.meta >> 16) as u16
     }
     /// [`Conn::real`].
     #[inline(always)]
-    pub fn real(&self) -> u16 {
+    fn real(&self) -> u16 {
         self.meta as u16
     }
     /// [`Conn::method`].
     #[inline(always)]
-    pub fn method(&self) -> u8 {
+    fn method(&self) -> u8 {
         (self.meta >> 40) as u8
     }
     /// [`Conn::flags`].
     #[inline(always)]
-    pub fn flags(&self) -> u8 {
+    fn flags(&self) -> u8 {
         (self.meta >> 48) as u8
     }
     /// Both tuples' protocol.
     #[inline(always)]
-    pub fn proto(&self) -> u8 {
+    fn proto(&self) -> u8 {
         (self.meta >> 56) as u8
     }
     /// `orig().src`: the client.
     #[inline(always)]
-    pub fn orig_src(&self) -> &[u8; 16] {
+    fn orig_src(&self) -> &[u8; 16] {
         &self.addr[0]
     }
     /// `orig().dst`: the virtual address.
     #[inline(always)]
-    pub fn orig_dst(&self) -> &[u8; 16] {
+    fn orig_dst(&self) -> &[u8; 16] {
         &self.addr[1]
     }
     /// `orig().sport`.
     #[inline(always)]
-    pub fn orig_sport(&self) -> u16 {
+    fn orig_sport(&self) -> u16 {
         (self.ports >> 48) as u16
     }
     /// `orig().dport`.
     #[inline(always)]
-    pub fn orig_dport(&self) -> u16 {
+    fn orig_dport(&self) -> u16 {
         (self.ports >> 32) as u16
     }
     /// `reply().src`: the real server.
     #[inline(always)]
-    pub fn reply_src(&self) -> &[u8; 16] {
+    fn reply_src(&self) -> &[u8; 16] {
         &self.addr[2]
     }
     /// `reply().dst`: the client (NAT/DR/TUN) or the local address (FullNAT).
     #[inline(always)]
-    pub fn reply_dst(&self) -> &[u8; 16] {
+    fn reply_dst(&self) -> &[u8; 16] {
         &self.addr[3]
     }
     /// `reply().sport`.
     #[inline(always)]
-    pub fn reply_sport(&self) -> u16 {
+    fn reply_sport(&self) -> u16 {
         (self.ports >> 16) as u16
     }
     /// `reply().dport`.
     #[inline(always)]
-    pub fn reply_dport(&self) -> u16 {
+    fn reply_dport(&self) -> u16 {
         self.ports as u16
     }
 }

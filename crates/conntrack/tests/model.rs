@@ -3,6 +3,7 @@
 //! across the u32 clock wrap, retirement of expired twins and reply-tuple clashes.
 
 use proptest::prelude::*;
+use uvs_conntrack::ConnView;
 use uvs_conntrack::{Conn, ConnId, ConnTable, Dir, FlowKey, Hit, InsertError};
 
 const CAP: usize = 6;

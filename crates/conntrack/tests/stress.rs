@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use uvs_conntrack::ConnView;
 
 use uvs_conntrack::{Conn, ConnTable, Dir, FlowKey, InsertError};
 

@@ -9,6 +9,7 @@
 //! count on their real server like local ones.
 
 use std::net::IpAddr;
+use uvs_conntrack::ConnView;
 
 use uvs_conntrack::{tcp::TCP_STATES, Conn, ConnTable, FlowKey, InsertError};
 use uvs_dataplane::lifecycle::{self, EntryKind};

@@ -1,5 +1,6 @@
 //! ICMP: echo to the slow path, errors translated with the flow they quote.
 
+use uvs_conntrack::ConnView;
 use uvs_conntrack::{Conn, Dir, FlowKey};
 use uvs_wire::{ip_proto, L3};
 

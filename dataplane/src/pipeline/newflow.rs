@@ -1,5 +1,6 @@
 //! A new flow: service, persistence, scheduler, connection entry (FullNAT ports).
 
+use uvs_conntrack::ConnView;
 use uvs_conntrack::{Conn, Dir, FlowKey, Hit, InsertError};
 use uvs_sched::FlowHashKey;
 use uvs_wire::{Frag, Parsed, L3};

@@ -3,6 +3,7 @@
 //! connections (`crate::synproxy`), whose functions keep a frame's parts apart.
 
 use std::sync::Arc;
+use uvs_conntrack::ConnView;
 
 use uvs_conntrack::{tcp, Dir, FlowKey, Hit};
 use uvs_wire::{Frag, Parsed};

@@ -65,6 +65,7 @@ pub mod chunks;
 pub mod state;
 pub mod tags;
 
+use uvs_conntrack::ConnView;
 use uvs_conntrack::{Conn, Dir, FlowKey, Hit};
 use uvs_wire::sctp::{chunk_type, SctpPacket, CHUNK_HEADER_LEN, HEADER_LEN};
 use uvs_wire::Parsed;

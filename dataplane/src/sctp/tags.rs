@@ -32,6 +32,7 @@
 //! the association's current timeout whenever they are checked (written at most about once
 //! a second, like connection entries).
 
+use uvs_conntrack::ConnView;
 use uvs_conntrack::{Conn, FlowKey, InsertError};
 
 use crate::pipeline::{conn_flags, Ctx};

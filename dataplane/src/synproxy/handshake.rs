@@ -2,6 +2,7 @@
 //! opens the entry and becomes the SYN to the real server.
 
 use std::sync::Arc;
+use uvs_conntrack::ConnView;
 
 use uvs_conntrack::{tcp::TcpState, Conn, FlowKey, InsertError};
 use uvs_wire::tcp::flags;

@@ -13,6 +13,7 @@
 //! handshake) the client's space is shifted too: client → server SEQ + L; server → client
 //! ACK − L and SACK blocks − L.
 
+use uvs_conntrack::ConnView;
 use uvs_conntrack::{tcp::TcpState, Dir, Hit};
 use uvs_wire::tcp::flags;
 use uvs_wire::{tcp_options, Parsed, Segment, Splice};
