@@ -20,6 +20,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use uvs_conntrack::ConnView;
 
 use etherparse::PacketBuilder;
 use uvs_conntrack::FlowKey;
@@ -408,7 +409,7 @@ fn server_synacks(
                 _ => FlowKey::v6(6, octets(c), p, octets(vip), 80),
             };
             let hit = shared.conns.lookup(&key, now).expect("entry");
-            let r = hit.conn.reply;
+            let r = hit.reply();
             let ip = |a: [u8; 16]| -> IpAddr {
                 if c.is_ipv6() {
                     a.into()
@@ -416,7 +417,7 @@ fn server_synacks(
                     [a[0], a[1], a[2], a[3]].into()
                 }
             };
-            let real_mac = lab::real_mac(1 + hit.conn.real as u8);
+            let real_mac = lab::real_mac(1 + hit.real() as u8);
             tcp(
                 (real_mac, lab::LB1_MAC),
                 ip(r.src),

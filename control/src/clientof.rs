@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use uvs_agent::lookup::{self, Outcome, ReplayGuard, Request};
 use uvs_config::ClientLookup;
+use uvs_conntrack::ConnView;
 use uvs_conntrack::{Dir, FlowKey};
 use uvs_dataplane::pipeline::conn_flags;
 use uvs_dataplane::{IpKey, Shared};
@@ -118,8 +119,8 @@ pub fn answer(shared: &Shared, req: &Request) -> Outcome {
     match shared.conns.lookup(&key, shared.clock.now_ticks()) {
         // Only the reply direction: the asker is the real server. A persistence template
         // is no connection.
-        Some(hit) if hit.dir == Dir::Reply && hit.conn.flags & conn_flags::TEMPLATE == 0 => {
-            let o = hit.conn.orig;
+        Some(hit) if hit.dir == Dir::Reply && hit.flags() & conn_flags::TEMPLATE == 0 => {
+            let o = hit.orig();
             let ip = |addr| IpKey { v6: o.v6, addr }.to_ip();
             Outcome::Found {
                 client: SocketAddr::new(ip(o.src), o.sport),

@@ -21,6 +21,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 
+pub use uvs_conntrack::ConnView;
 use uvs_conntrack::{tcp::TcpState, Conn, FlowKey, Hit};
 
 use crate::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, PROTO_TEMPLATE};
@@ -178,16 +179,16 @@ pub fn unbind(tables: &Tables, c: &Conn) {
 /// The real server a connection was sent to: its reply tuple's source, which a NAT64 flow
 /// keeps IPv4-mapped in its IPv6 entry (`pipeline/nat64.rs`).
 #[inline]
-pub fn real_addr(c: &Conn) -> IpKey {
+pub fn real_addr<C: ConnView + ?Sized>(c: &C) -> IpKey {
     if crate::pipeline::is_nat64(c) {
         IpKey {
             v6: false,
-            addr: crate::pipeline::unmapped(&c.reply.src),
+            addr: crate::pipeline::unmapped(c.reply_src()),
         }
     } else {
         IpKey {
-            v6: c.reply.v6,
-            addr: c.reply.src,
+            v6: c.v6(),
+            addr: *c.reply_src(),
         }
     }
 }
@@ -195,10 +196,11 @@ pub fn real_addr(c: &Conn) -> IpKey {
 /// Whether a flow's real server may still carry it: configured at the same address and
 /// passing its health check (IPVS's `IP_VS_DEST_F_AVAILABLE`; keepalived removes a failed
 /// server, uvs keeps it configured but marks it down). The sorry server always may.
-pub fn dest_alive(svc: &ServiceRt, c: &Conn) -> bool {
-    match svc.real(c.real) {
+pub fn dest_alive<C: ConnView + ?Sized>(svc: &ServiceRt, c: &C) -> bool {
+    let slot = c.real();
+    match svc.real(slot) {
         Some(r) if r.addr == real_addr(c) => {
-            c.real == SORRY_SLOT || svc.live[usize::from(c.real)].health_up.load(Relaxed)
+            slot == SORRY_SLOT || svc.live[usize::from(slot)].health_up.load(Relaxed)
         }
         _ => false,
     }
@@ -215,7 +217,7 @@ pub fn conn_alive(tables: &Tables, c: &Conn) -> bool {
 /// never follows an entry whose real server is removed or down, whatever the settings
 /// (the client has given up the old connection; sending its SYN to a dead server only
 /// costs it a retransmission timeout).
-pub fn reschedules(settings: &Settings, svc: &ServiceRt, c: &Conn) -> bool {
+pub fn reschedules<C: ConnView + ?Sized>(settings: &Settings, svc: &ServiceRt, c: &C) -> bool {
     if !dest_alive(svc, c) {
         return true;
     }
@@ -223,23 +225,23 @@ pub fn reschedules(settings: &Settings, svc: &ServiceRt, c: &Conn) -> bool {
         return false;
     }
     if settings.expire_nodest_conn
-        && c.real != SORRY_SLOT
+        && c.real() != SORRY_SLOT
         && svc
             .specs
-            .get(usize::from(c.real))
+            .get(usize::from(c.real()))
             .is_some_and(|s| s.weight == 0)
     {
         return true;
     }
-    match c.orig.proto {
+    match c.proto() {
         PROTO_TCP => {
-            let s = TcpState::from_u8(c.state);
+            let s = TcpState::from_u8(c.state());
             matches!(s, Some(TcpState::TimeWait | TcpState::Close))
                 || (settings.conn_reuse_mode & 2 != 0
                     && s == Some(TcpState::FinWait)
-                    && matches!(Method::from_u8(c.method), Some(Method::Dr | Method::Tun)))
+                    && matches!(Method::from_u8(c.method()), Some(Method::Dr | Method::Tun)))
         }
-        PROTO_SCTP => SctpState::from_u8(c.state) == SctpState::Closed,
+        PROTO_SCTP => SctpState::from_u8(c.state()) == SctpState::Closed,
         _ => false,
     }
 }
@@ -320,8 +322,7 @@ pub fn transition(
     timeout: impl Fn(u8) -> u32,
     refresh: impl Fn(u8, u8) -> bool,
 ) -> bool {
-    let c = &hit.conn;
-    let mut old = c.state;
+    let mut old = hit.state();
     let mut left = hit.deadline.wrapping_sub(now);
     for _ in 0..TRANSITION_RETRIES {
         let new = next(old);
@@ -333,13 +334,14 @@ pub fn transition(
         }
         match conns.transition(hit.id, old, new, now.wrapping_add(t)) {
             Ok(()) => {
-                let (was, is) = (is_active(c.orig.proto, old), is_active(c.orig.proto, new));
+                let (was, is) = (is_active(hit.proto(), old), is_active(hit.proto(), new));
                 // Only a flow still counted on the server in its slot moves counters (a
                 // reload may have put another server there).
-                let counted = c.real != SORRY_SLOT
-                    && svc.real(c.real).is_some_and(|r| r.addr == real_addr(c));
+                let slot = hit.real();
+                let counted =
+                    slot != SORRY_SLOT && svc.real(slot).is_some_and(|r| r.addr == real_addr(hit));
                 if was != is && counted {
-                    svc.live[usize::from(c.real)].conn_state_changed(is);
+                    svc.live[usize::from(slot)].conn_state_changed(is);
                 }
                 return new != old;
             }

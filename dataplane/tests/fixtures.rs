@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use uvs_conntrack::ConnView;
 use uvs_dataplane::lab::{self, ipk};
 use uvs_dataplane::pipeline;
 use uvs_dataplane::tables::Persistence;
@@ -340,7 +341,7 @@ fn bad_checksums_are_dropped_and_counted() {
                     let shared = lab.shared.clone();
                     let state = || {
                         let now = shared.clock.now().1;
-                        shared.conns.lookup(&key, now).map(|h| h.conn.state)
+                        shared.conns.lookup(&key, now).map(|h| h.state())
                     };
                     let before = state();
                     assert!(before.is_some(), "{case}");
@@ -1205,7 +1206,7 @@ fn an_entry_with_an_unknown_method_is_refused_not_forwarded_as_nat() {
         .conns
         .lookup(&key, now)
         .expect("the flow's entry");
-    let mut bad = hit.conn;
+    let mut bad = hit.conn();
     bad.method = 9;
     assert!(lab.shared.conns.remove(hit.id));
     lab.shared

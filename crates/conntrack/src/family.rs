@@ -37,8 +37,8 @@ const MAX_ATTEMPTS: u32 = 64;
 const MAX_WAIT_ROUNDS: u32 = 64;
 
 /// `AW` is the number of address words per tuple (1 for IPv4, 4 for IPv6): a constant, so
-/// the entry copy, key comparison and decode on the lookup path compile to straight-line
-/// word loads and compares.
+/// the entry copy, key comparison and the hit's copy of the words on the lookup path
+/// compile to straight-line word loads and compares.
 pub(crate) struct FamilyTable<const AW: usize> {
     cap: usize,
     words: Box<[AtomicU64]>,
@@ -200,12 +200,7 @@ impl<const AW: usize> FamilyTable<AW> {
 
     #[inline]
     fn hit(&self, slot: usize, dir: Dir, w: &[u64; MAX_WORDS]) -> Hit {
-        Hit {
-            id: ConnId::new(Self::V6, slot as u32, ctl_gen(w[CTL])),
-            dir,
-            conn: decode_conn::<AW>(w),
-            deadline: ctl_deadline(w[CTL]),
-        }
+        Hit::from_words::<AW>(ConnId::new(Self::V6, slot as u32, ctl_gen(w[CTL])), dir, w)
     }
 
     #[inline]
@@ -386,7 +381,7 @@ impl<const AW: usize> FamilyTable<AW> {
     #[cold]
     fn reply_taken(&self, c: &Conn, kr: &EncKey, pr: &Pos, now: u32) -> Option<InsertError> {
         let h = self.find(kr, pr, now)?;
-        Some(if h.dir == Dir::Reply && h.conn.orig == c.orig {
+        Some(if h.dir == Dir::Reply && h.orig() == c.orig {
             InsertError::Exists(h.id)
         } else {
             InsertError::Clash(h.id)

@@ -77,7 +77,7 @@ mod prefetch;
 
 use std::hash::{BuildHasher, Hasher};
 
-pub use flow::{Conn, ConnId, Dir, FlowKey, Hit, InsertError, STATE_RESERVED_MIN};
+pub use flow::{Conn, ConnId, ConnView, Dir, FlowKey, Hit, InsertError, STATE_RESERVED_MIN};
 pub use timeouts::{Proto, Timeouts};
 
 use family::FamilyTable;

@@ -48,11 +48,11 @@ fn insert_then_lookup_both_directions() {
     let id = t.insert(&c, 0, 1000).unwrap();
     let h = t.lookup(&c.orig, 10).unwrap();
     assert_eq!(
-        (h.id, h.dir, h.conn, h.deadline),
+        (h.id, h.dir, h.conn(), h.deadline),
         (id, Dir::Original, c, 1000)
     );
     let h = t.lookup(&c.reply, 10).unwrap();
-    assert_eq!((h.id, h.dir, h.conn), (id, Dir::Reply, c));
+    assert_eq!((h.id, h.dir, h.conn()), (id, Dir::Reply, c));
     // the reversed tuples are different flows
     assert!(t.lookup(&c.orig.reversed(), 10).is_none());
     assert!(t.lookup(&c.reply.reversed(), 10).is_none());
@@ -69,7 +69,7 @@ fn ipv6_fullnat_lookup() {
     let c = fullnat6(5353, 30001);
     let id = t.insert(&c, 0, 500).unwrap();
     assert!(id.is_v6());
-    assert_eq!(t.lookup(&c.orig, 0).unwrap().conn, c);
+    assert_eq!(t.lookup(&c.orig, 0).unwrap().conn(), c);
     let h = t.lookup(&c.reply, 0).unwrap();
     assert_eq!((h.id, h.dir), (id, Dir::Reply));
     assert_eq!(t.get(id), Some((c, 500)));
@@ -171,7 +171,7 @@ fn deadline_hides_entry_and_update_extends_it() {
     // still stored until reclaimed; an update revives it
     assert!(t.update(id, TcpState::Established as u8, 900_100));
     let h = t.lookup(&c.reply, 5000).unwrap();
-    assert_eq!(h.conn.state, TcpState::Established as u8);
+    assert_eq!(h.state(), TcpState::Established as u8);
     assert_eq!(h.deadline, 900_100);
     assert!(
         t.update(id, TcpState::Established as u8, 900_100),
@@ -243,7 +243,7 @@ fn remove_is_exactly_once_and_ids_do_not_leak_into_reused_slots() {
         "stale id cannot touch the new occupant"
     );
     assert!(!t.remove(id));
-    assert_eq!(t.lookup(&b.orig, 0).unwrap().conn.state, b.state);
+    assert_eq!(t.lookup(&b.orig, 0).unwrap().state(), b.state);
     assert_eq!(t.expire_step(1000, 10, |_| {}), 1);
     assert_eq!(t.expire_step(1000, 10, |_| panic!("reported twice")), 0);
 }
@@ -289,6 +289,49 @@ fn for_each_lists_everything_stored() {
     assert_eq!(t.capacity_of(true), 8);
 }
 
+/// A hit's fields, read one by one from the entry's words, are the connection's; and
+/// `Hit::new` gives the hit the lookup gives, in both families and directions.
+#[test]
+fn hit_fields_are_the_connections() {
+    let t = ConnTable::with_capacities(4, 4);
+    let mut c4 = nat(40000, 11);
+    c4.method = 2;
+    c4.flags = 0xa5;
+    c4.reply.dst = [198, 18, 200, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    c4.reply.dport = 61000;
+    let mut c6 = fullnat6(5353, 30001);
+    c6.orig.src[8] = 0xfe;
+    c6.reply.dst[7] = 0x81;
+    for c in [c4, c6] {
+        let id = t.insert(&c, 0, 700).unwrap();
+        for (key, dir) in [(c.orig, Dir::Original), (c.reply, Dir::Reply)] {
+            let h = t.lookup(&key, 1).unwrap();
+            assert_eq!((h.id, h.dir, h.deadline), (id, dir, 700));
+            assert_eq!(h.conn(), c);
+            assert_eq!((h.orig(), h.reply()), (c.orig, c.reply));
+            assert_eq!(
+                (h.service(), h.real(), h.method(), h.state(), h.flags()),
+                (c.service, c.real, c.method, c.state, c.flags)
+            );
+            assert_eq!((h.proto(), h.v6()), (c.orig.proto, c.orig.v6));
+            assert_eq!(
+                (h.orig_src(), h.orig_dst(), h.orig_sport(), h.orig_dport()),
+                (&c.orig.src, &c.orig.dst, c.orig.sport, c.orig.dport)
+            );
+            assert_eq!(
+                (
+                    h.reply_src(),
+                    h.reply_dst(),
+                    h.reply_sport(),
+                    h.reply_dport()
+                ),
+                (&c.reply.src, &c.reply.dst, c.reply.sport, c.reply.dport)
+            );
+            assert_eq!(Hit::new(id, dir, &c, 700), h);
+        }
+    }
+}
+
 #[test]
 fn one_thread_inserts_another_finds_the_reply() {
     let t = Arc::new(ConnTable::new(256));
@@ -309,7 +352,7 @@ fn one_thread_inserts_another_finds_the_reply() {
         .join()
         .unwrap()
         .expect("reply direction visible to another thread");
-    assert_eq!((h.id, h.dir, h.conn), (id, Dir::Reply, c));
+    assert_eq!((h.id, h.dir, h.conn()), (id, Dir::Reply, c));
 }
 
 #[test]

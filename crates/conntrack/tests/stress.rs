@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use uvs_conntrack::ConnView;
 
 use uvs_conntrack::{Conn, ConnTable, Dir, FlowKey, InsertError};
 
@@ -111,7 +112,7 @@ fn run(cap_v4: usize, cap_v6: usize, flows: u32, workers: usize, for_time: Durat
                 match t.lookup(&key, now) {
                     Some(h) => {
                         assert_eq!(h.dir, dir);
-                        assert_eq!(check(&h.conn), i);
+                        assert_eq!(check(&h.conn()), i);
                         ops[0] += 1;
                         match (x >> 20) % 16 {
                             0 => {

@@ -9,6 +9,7 @@
 //! count on their real server like local ones.
 
 use std::net::IpAddr;
+use uvs_conntrack::ConnView;
 
 use uvs_conntrack::{tcp::TCP_STATES, Conn, ConnTable, FlowKey, InsertError};
 use uvs_dataplane::lifecycle::{self, EntryKind};
@@ -179,7 +180,7 @@ pub fn install(tables: &Tables, conns: &ConnTable, sc: &SyncConn, now: u32) -> R
         t.flags |= conn_flags::SYNCED;
         return match conns.lookup(&key, now) {
             Some(hit) => {
-                conns.update(hit.id, hit.conn.state, deadline);
+                conns.update(hit.id, hit.state(), deadline);
                 Ok(())
             }
             None => match conns.insert(&t, now, deadline) {
@@ -234,7 +235,7 @@ pub fn install(tables: &Tables, conns: &ConnTable, sc: &SyncConn, now: u32) -> R
     };
     match conns.lookup(&orig, now) {
         // Known here already: take the master's state (the counters follow) and timeout.
-        Some(hit) if hit.conn.real == slot => {
+        Some(hit) if hit.real() == slot => {
             lifecycle::transition(
                 conns,
                 svc,

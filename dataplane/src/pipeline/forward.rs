@@ -4,19 +4,26 @@ use uvs_conntrack::{Conn, Dir, Hit};
 use uvs_wire::{Outer, Parsed, Tunnel, L3};
 
 use super::*;
-use crate::lifecycle;
+use crate::lifecycle::{self, ConnView};
 use crate::neigh::NeighMap;
 use crate::tables::{IpKey, Method, RealRt, ServiceRt, Tables, TunEncap};
 use crate::verdict::{DropReason, Verdict};
 
-/// The connection a packet travels on: its entry, its service, and its real server while
-/// the snapshot still has it in the entry's slot.
-#[derive(Clone, Copy)]
-pub(crate) struct Flow<'t> {
+/// The connection a packet travels on: its entry (a new flow's [`Conn`], or an established
+/// packet's [`Hit`], read field by field from the entry's words), its service, and its real
+/// server while the snapshot still has it in the entry's slot.
+pub(crate) struct Flow<'t, C: ConnView = Conn> {
     pub svc: &'t ServiceRt,
     pub real: Option<&'t RealRt>,
-    pub conn: &'t Conn,
+    pub conn: &'t C,
 }
+
+impl<C: ConnView> Clone for Flow<'_, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<C: ConnView> Copy for Flow<'_, C> {}
 
 /// A packet of a known connection: reuse of a closing entry, the protocol's own handling
 /// and state machine, then the rewrite of its direction.
@@ -27,13 +34,12 @@ pub(crate) fn established<P: L4Proto>(
     hit: &Hit,
 ) -> Verdict {
     let tables = ctx.tables;
-    let conn = &hit.conn;
-    let Some(svc) = tables.service(conn.service) else {
+    let Some(svc) = tables.service(hit.service()) else {
         return orphan(ctx, hit);
     };
     if hit.dir == Dir::Original
         && P::opens_connection(&pkt.p)
-        && lifecycle::reschedules(&ctx.settings, svc, conn)
+        && lifecycle::reschedules(&ctx.settings, svc, hit)
     {
         return reuse::<P>(ctx, pkt, hit);
     }
@@ -41,21 +47,25 @@ pub(crate) fn established<P: L4Proto>(
     // another one now: the connection still carries its own addresses, so it keeps
     // flowing unless expire_nodest_conn says to drop it (IPVS keeps forwarding to a
     // removed dest too).
-    if ctx.settings.expire_nodest_conn && !lifecycle::dest_alive(svc, conn) {
+    if ctx.settings.expire_nodest_conn && !lifecycle::dest_alive(svc, hit) {
         return orphan(ctx, hit);
     }
     if let Err(v) = P::established(ctx, pkt, hit, svc) {
         return v;
     }
-    let real = svc.real(conn.real).filter(|r| {
-        if is_nat64(conn) {
-            r.addr == lifecycle::real_addr(conn)
+    let real = svc.real(hit.real()).filter(|r| {
+        if is_nat64(hit) {
+            r.addr == lifecycle::real_addr(hit)
         } else {
-            r.addr.same_addr(&conn.reply.src)
+            r.addr.same_addr(hit.reply_src())
         }
     });
     P::track_state(ctx, svc, &pkt.p, hit);
-    let flow = Flow { svc, real, conn };
+    let flow = Flow {
+        svc,
+        real,
+        conn: hit,
+    };
     match hit.dir {
         Dir::Original => forward_original(ctx, pkt, flow),
         Dir::Reply => forward_reply(ctx, pkt, flow),
@@ -69,7 +79,7 @@ pub(crate) fn established<P: L4Proto>(
 pub(crate) fn orphan(ctx: &mut Ctx<'_>, hit: &Hit) -> Verdict {
     let tables = ctx.tables;
     if ctx.settings.expire_nodest_conn && ctx.conns.remove(hit.id) {
-        lifecycle::unbind(tables, &hit.conn);
+        lifecycle::unbind(tables, &hit.conn());
     }
     Verdict::Drop(DropReason::NoRealServer)
 }
@@ -81,7 +91,7 @@ pub(crate) fn orphan(ctx: &mut Ctx<'_>, hit: &Hit) -> Verdict {
 pub(crate) fn reuse<P: L4Proto>(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &Hit) -> Verdict {
     let tables = ctx.tables;
     if ctx.conns.remove(hit.id) {
-        lifecycle::unbind(tables, &hit.conn);
+        lifecycle::unbind(tables, &hit.conn());
         ctx.counters.reused_conns.add(1);
     }
     let key = flow_key(&pkt.p);
@@ -129,24 +139,28 @@ pub(crate) fn account(
 /// Client → real server. Always inlined: with one copy of `established` per protocol the
 /// compiler stopped inlining it on its own, which cost established TCP flows 1–2 %.
 #[inline(always)]
-pub(crate) fn forward_original(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Flow<'_>) -> Verdict {
+pub(crate) fn forward_original<C: ConnView>(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    flow: Flow<'_, C>,
+) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;
     let Flow { svc, real, conn } = flow;
     let bytes = pkt.len as u64;
-    let Some(method) = Method::from_u8(conn.method) else {
+    let Some(method) = Method::from_u8(conn.method()) else {
         return invalid_entry();
     };
     if is_nat64(conn) {
-        return nat64::to_real(ctx, pkt, flow);
+        let conn = &conn.conn();
+        return nat64::to_real(ctx, pkt, Flow { svc, real, conn });
     }
-    let real_addr = ip(conn.reply.v6, conn.reply.src);
+    let (v6, real_src) = (conn.v6(), conn.reply_src());
+    let real_addr = ip(v6, *real_src);
     // The header a packet of this snapshot and neighbour map already resolved towards
     // this real server (`crate::egress`): the port and both MACs in one line instead of the
     // real server's next hop, the interface and the neighbour map's hash.
-    let cached = ctx
-        .egress
-        .get(conn.service, conn.real, conn.reply.v6, &conn.reply.src);
+    let cached = ctx.egress.get(conn.service(), conn.real(), v6, real_src);
     let (egress, hop) = match cached {
         Some(l2) => (l2.port, real_addr),
         None => match real_egress(tables, real, &real_addr) {
@@ -160,13 +174,14 @@ pub(crate) fn forward_original(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Fl
             if !uvs_wire::decrement_ttl(buf, p) {
                 return Verdict::Drop(DropReason::TtlExceeded);
             }
-            uvs_wire::set_dst_addr(buf, p, &conn.reply.src);
-            if p.dport != conn.reply.sport {
-                uvs_wire::set_dst_port(buf, p, conn.reply.sport);
+            uvs_wire::set_dst_addr(buf, p, real_src);
+            let real_port = conn.reply_sport();
+            if p.dport != real_port {
+                uvs_wire::set_dst_port(buf, p, real_port);
             }
             if method == Method::FullNat {
-                uvs_wire::set_src_addr(buf, p, &conn.reply.dst);
-                uvs_wire::set_src_port(buf, p, conn.reply.dport);
+                uvs_wire::set_src_addr(buf, p, conn.reply_dst());
+                uvs_wire::set_src_port(buf, p, conn.reply_dport());
             }
         }
         // DR: the real server holds the VIP; only the destination MAC changes (below).
@@ -190,7 +205,7 @@ pub(crate) fn forward_original(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Fl
         macs.copy_from_slice(&pkt.buf[..12]);
         let l2 = crate::egress::L2 { macs, port };
         ctx.egress
-            .put(conn.service, conn.real, conn.reply.v6, &conn.reply.src, l2);
+            .put(conn.service(), conn.real(), v6, real_src, l2);
     }
     v
 }
@@ -329,12 +344,16 @@ pub(crate) fn too_big(tables: &Tables, pkt: &mut Packet<'_>, mtu: u16) -> Verdic
 
 /// Real server → client (NAT, FullNAT); inlined as [`forward_original`].
 #[inline(always)]
-pub(crate) fn forward_reply(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Flow<'_>) -> Verdict {
+pub(crate) fn forward_reply<C: ConnView>(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    flow: Flow<'_, C>,
+) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;
     let Flow { svc, real, conn } = flow;
     let bytes = pkt.len as u64;
-    let Some(method) = Method::from_u8(conn.method) else {
+    let Some(method) = Method::from_u8(conn.method()) else {
         return invalid_entry();
     };
     if !matches!(method, Method::Nat | Method::FullNat) {
@@ -342,22 +361,25 @@ pub(crate) fn forward_reply(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Flow<
         return Verdict::Drop(DropReason::DirectReplyReturned);
     }
     if is_nat64(conn) {
-        return nat64::to_client(ctx, pkt, flow);
+        let conn = &conn.conn();
+        return nat64::to_client(ctx, pkt, Flow { svc, real, conn });
     }
     let Packet { buf, p, .. } = pkt;
     if !uvs_wire::decrement_ttl(buf, p) {
         return Verdict::Drop(DropReason::TtlExceeded);
     }
-    uvs_wire::set_src_addr(buf, p, &conn.orig.dst);
-    if p.sport != conn.orig.dport {
-        uvs_wire::set_src_port(buf, p, conn.orig.dport);
+    uvs_wire::set_src_addr(buf, p, conn.orig_dst());
+    let vport = conn.orig_dport();
+    if p.sport != vport {
+        uvs_wire::set_src_port(buf, p, vport);
     }
+    let client_addr = conn.orig_src();
     if method == Method::FullNat {
-        uvs_wire::set_dst_addr(buf, p, &conn.orig.src);
-        uvs_wire::set_dst_port(buf, p, conn.orig.sport);
+        uvs_wire::set_dst_addr(buf, p, client_addr);
+        uvs_wire::set_dst_port(buf, p, conn.orig_sport());
     }
     account(ctx.worker, svc, real, bytes, false);
-    let client = ip(conn.orig.v6, conn.orig.src);
+    let client = ip(conn.v6(), *client_addr);
     let Some((port, hop)) = tables.route(&client) else {
         return Verdict::Drop(DropReason::NoRoute);
     };

@@ -1,5 +1,6 @@
 //! ICMP: echo to the slow path, errors translated with the flow they quote.
 
+use uvs_conntrack::ConnView;
 use uvs_conntrack::{Conn, Dir, FlowKey};
 use uvs_wire::{ip_proto, L3};
 
@@ -98,7 +99,7 @@ pub(crate) fn icmp_error(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
     else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
-    let c = hit.conn;
+    let c = hit.conn();
     let Some(svc) = tables.service(c.service) else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
@@ -175,7 +176,7 @@ fn tunnel_error(
     let Some(hit) = ctx.conns.lookup(&key, ctx.now) else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
-    let c = hit.conn;
+    let c = hit.conn();
     if hit.dir != Dir::Original
         || Method::from_u8(c.method) != Some(Method::Tun)
         || !real.same_addr(&c.reply.src)

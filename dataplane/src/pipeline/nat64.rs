@@ -8,11 +8,12 @@
 //! [`conn_flags::NAT64`]. An IPv4 packet that misses the IPv4 table and is addressed to a
 //! NAT64 pool address is looked up once more in the IPv6 table by its mapped key.
 
-use uvs_conntrack::{Conn, Dir, FlowKey, Hit};
+use uvs_conntrack::{Dir, FlowKey, Hit};
 use uvs_wire::nat64::{self as xlat, Tuple};
 use uvs_wire::{Embedded, Frag, L3};
 
 use super::*;
+use crate::lifecycle::ConnView;
 use crate::tables::IpKey;
 use crate::verdict::{DropReason, Verdict};
 
@@ -36,8 +37,8 @@ pub(crate) fn unmapped(a: &[u8; 16]) -> [u8; 16] {
 
 /// Whether a connection is a NAT64 flow.
 #[inline]
-pub(crate) fn is_nat64(c: &Conn) -> bool {
-    c.flags & conn_flags::NAT64 != 0
+pub(crate) fn is_nat64<C: ConnView + ?Sized>(c: &C) -> bool {
+    c.flags() & conn_flags::NAT64 != 0
 }
 
 /// The IPv4 key of an IPv4 packet's tuple `key` as a NAT64 entry stores it, if its
@@ -159,7 +160,7 @@ pub(crate) fn icmp_error(
 ) -> Verdict {
     let tables = ctx.tables;
     let Packet { buf, len, p } = pkt;
-    let c = &hit.conn;
+    let c = &hit.conn();
     let (outer, quote) = match hit.dir {
         Dir::Reply => (
             Tuple {

@@ -1,5 +1,6 @@
 //! A new flow: service, persistence, scheduler, connection entry (FullNAT ports).
 
+use uvs_conntrack::ConnView;
 use uvs_conntrack::{Conn, Dir, FlowKey, Hit, InsertError};
 use uvs_sched::FlowHashKey;
 use uvs_wire::{Frag, Parsed, L3};
@@ -148,12 +149,7 @@ fn opened<P: L4Proto>(
         }
     }
     if let (Frag::First { id }, Ok(conn_id)) = (pkt.p.frag, inserted) {
-        let hit = Hit {
-            id: conn_id,
-            dir: Dir::Original,
-            conn: *conn,
-            deadline,
-        };
+        let hit = Hit::new(conn_id, Dir::Original, conn, deadline);
         ctx.frags.remember(&pkt.p, id, &hit, ctx.now_s);
     }
     if let Err(v) = P::opened(ctx, pkt, conn, deadline) {
@@ -259,12 +255,12 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
     });
     if let Some((key, timeout)) = template {
         if let Some(hit) = ctx.conns.lookup(&key, ctx.now) {
-            let slot = hit.conn.real;
-            if hit.conn.service == svc.id
+            let slot = hit.real();
+            if hit.service() == svc.id
                 && crate::lifecycle::template_usable(&ctx.settings, svc, slot)
             {
                 ctx.conns
-                    .update(hit.id, hit.conn.state, ctx.now.wrapping_add(timeout));
+                    .update(hit.id, hit.state(), ctx.now.wrapping_add(timeout));
                 return Some(slot);
             }
             ctx.conns.remove(hit.id);

@@ -65,6 +65,7 @@ pub mod chunks;
 pub mod state;
 pub mod tags;
 
+use uvs_conntrack::ConnView;
 use uvs_conntrack::{Conn, Dir, FlowKey, Hit};
 use uvs_wire::sctp::{chunk_type, SctpPacket, CHUNK_HEADER_LEN, HEADER_LEN};
 use uvs_wire::Parsed;
@@ -178,11 +179,11 @@ fn admit(
     own: &Hit,
 ) -> Result<(), Verdict> {
     let tables = ctx.tables;
-    let svc = tables.service(own.conn.service);
-    verify_tag(ctx, svc.map(|s| &**s), &pkt.p, chunks, &own.conn, own.dir)
-        .map_err(Verdict::Drop)?;
+    let conn = own.conn();
+    let svc = tables.service(conn.service);
+    verify_tag(ctx, svc.map(|s| &**s), &pkt.p, chunks, &conn, own.dir).map_err(Verdict::Drop)?;
     if matches!(chunks.first, chunk_type::INIT | chunk_type::INIT_ACK) {
-        strip_for_method(pkt, &own.conn, own.dir);
+        strip_for_method(pkt, &conn, own.dir);
     }
     Ok(())
 }
@@ -289,20 +290,22 @@ fn other_path(
         let Some(rec) = ctx.conns.lookup(&key, ctx.now) else {
             continue;
         };
-        let Some(hit) = ctx.conns.lookup(&tags::primary_key(&rec.conn), ctx.now) else {
+        let rec = rec.conn();
+        let Some(hit) = ctx.conns.lookup(&tags::primary_key(&rec), ctx.now) else {
             continue;
         };
-        if hit.dir != dir || !tags::belongs(&rec.conn, &hit.conn) {
+        if hit.dir != dir || !tags::belongs(&rec, &hit.conn()) {
             continue;
         }
         admit(ctx, pkt, chunks, &hit)?;
         // Forward with the association's entry, but towards the address this packet
         // really uses on the client side (the reply route follows `orig.src`).
-        let mut path = hit;
         if dir == Dir::Reply {
-            path.conn.orig.src = p.dst;
+            let mut conn = hit.conn();
+            conn.orig.src = p.dst;
+            return Ok(Hit::new(hit.id, hit.dir, &conn, hit.deadline));
         }
-        return Ok(path);
+        return Ok(hit);
     }
     let svc = tables.service_for(crate::pipeline::ip(v6, p.dst), PROTO_SCTP, p.dport);
     Err(Verdict::Drop(if svc.is_some() {
@@ -351,7 +354,7 @@ pub fn on_new_association(
 #[inline]
 pub fn track_state(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, hit: &Hit) {
     let event = SctpEvent::of_chunk(p.sctp_first_chunk);
-    let dir = sctp_dir(hit.dir, hit.conn.method);
+    let dir = sctp_dir(hit.dir, hit.method());
     let timeouts = &svc.timeouts;
     if crate::lifecycle::transition(
         ctx.conns,

@@ -32,6 +32,7 @@
 //! the association's current timeout whenever they are checked (written at most about once
 //! a second, like connection entries).
 
+use uvs_conntrack::ConnView;
 use uvs_conntrack::{Conn, FlowKey, InsertError};
 
 use crate::pipeline::{conn_flags, Ctx};
@@ -174,7 +175,7 @@ pub fn check(ctx: &Ctx<'_>, conn: &Conn, side: Side, tag: u32, timeout: u32) -> 
     let Some(hit) = ctx.conns.lookup(&key_for(conn, side, tag), ctx.now) else {
         return false;
     };
-    if !belongs(&hit.conn, conn) {
+    if !belongs(&hit.conn(), conn) {
         return false;
     }
     refresh(ctx, &hit, timeout);

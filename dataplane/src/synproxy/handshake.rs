@@ -2,6 +2,7 @@
 //! opens the entry and becomes the SYN to the real server.
 
 use std::sync::Arc;
+use uvs_conntrack::ConnView;
 
 use uvs_conntrack::{tcp::TcpState, Conn, FlowKey, InsertError};
 use uvs_wire::tcp::flags;
@@ -452,7 +453,7 @@ fn joined(
     match ctx.conns.lookup(key, ctx.now) {
         // The established path, as if the lookup had found it: held while the server's
         // SYN-ACK is awaited, translated and rewritten once it has come.
-        Some(hit) if hit.conn.flags & conn_flags::SYNPROXY != 0 => {
+        Some(hit) if hit.flags() & conn_flags::SYNPROXY != 0 => {
             crate::pipeline::Packet::lend(buf, len, p, |pkt| {
                 crate::pipeline::established::<crate::pipeline::Tcp>(ctx, pkt, &hit)
             })

@@ -13,6 +13,7 @@
 //! handshake) the client's space is shifted too: client → server SEQ + L; server → client
 //! ACK − L and SACK blocks − L.
 
+use uvs_conntrack::ConnView;
 use uvs_conntrack::{tcp::TcpState, Dir, Hit};
 use uvs_wire::tcp::flags;
 use uvs_wire::{tcp_options, Parsed, Segment, Splice};
@@ -37,13 +38,13 @@ pub(crate) fn established(
     hit: &Hit,
     svc: &ServiceRt,
 ) -> Option<Verdict> {
-    if hit.conn.state != TcpState::SynSent as u8 && p.tcp_flags & flags::SYN == 0 {
+    if hit.state() != TcpState::SynSent as u8 && p.tcp_flags & flags::SYN == 0 {
         // The common case, a segment of a spliced connection: translated in one pass over
         // its header without reading its fields first.
         let (a, opts) = ctx.proxy.splices(ctx.conns).load(hit.id);
         let from_server = hit.dir == Dir::Reply;
         if !(from_server
-            && (awaits_proxy_ack(opts, hit.conn.orig.v6, p.tcp_flags)
+            && (awaits_proxy_ack(opts, hit.v6(), p.tcp_flags)
                 || awaits_replay_ack(opts, p.tcp_flags)))
         {
             return translate(buf, *len, p, hit, a, opts);
@@ -70,11 +71,11 @@ fn unusual(
     let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
         return Some(Verdict::Drop(DropReason::TcpBadOptions));
     };
-    if hit.conn.state == TcpState::SynSent as u8 {
+    if hit.state() == TcpState::SynSent as u8 {
         if !from_server {
             if p.tcp_flags & flags::RST != 0 {
                 if ctx.conns.remove(hit.id) {
-                    lifecycle::unbind(tables, &hit.conn);
+                    lifecycle::unbind(tables, &hit.conn());
                 }
             } else if (t.payload_len > 0 || p.tcp_flags & flags::FIN != 0)
                 && p.tcp_flags & flags::SYN == 0
@@ -113,8 +114,8 @@ fn unusual(
         return Some(Verdict::Drop(DropReason::SynProxyNotReady));
     }
     let (a, opts) = splices.load(hit.id);
-    let pp = opts.proxy_len(hit.conn.orig.v6);
-    if from_server && awaits_proxy_ack(opts, hit.conn.orig.v6, p.tcp_flags) {
+    let pp = opts.proxy_len(hit.v6());
+    if from_server && awaits_proxy_ack(opts, hit.v6(), p.tcp_flags) {
         let acked = t.ack.wrapping_sub(opts.proxy_start()) as i32;
         if acked >= pp as i32 {
             splices.set(hit.id, Opts::PROXY_ACKED);
@@ -169,7 +170,7 @@ fn translate(
     opts: Opts,
 ) -> Option<Verdict> {
     let (delta, ts_delta) = ((a >> 32) as u32, a as u32);
-    let pp = opts.proxy_len(hit.conn.orig.v6);
+    let pp = opts.proxy_len(hit.v6());
     let ts_delta = if opts.has(Opts::SERVER_TS) {
         ts_delta
     } else {
@@ -267,7 +268,7 @@ fn ack_server(
     again: bool,
 ) -> Result<(u8, crate::tables::IpKey), Verdict> {
     let tables = ctx.tables;
-    let c = &hit.conn;
+    let c = &hit.conn();
     let mut o = [0u8; 12];
     let n = match t.options.timestamp {
         // Echo the server's TSval; our TSval is the client's, which the server echoed.
@@ -340,7 +341,7 @@ fn stale_ack(
     svc: &ServiceRt,
     t: &uvs_wire::TcpFields,
 ) -> Verdict {
-    let c = &hit.conn;
+    let c = &hit.conn();
     let seg = Segment {
         src: c.reply.dst,
         dst: c.reply.src,
@@ -378,7 +379,7 @@ fn server_refused(
     let tables = ctx.tables;
     let neigh = ctx.neigh;
     let (a, _) = splices.load(hit.id);
-    let c = &hit.conn;
+    let c = &hit.conn();
     if ctx.conns.remove(hit.id) {
         lifecycle::unbind(tables, c);
     }
