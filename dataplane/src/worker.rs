@@ -29,7 +29,7 @@ pub const BURST: usize = 32;
 /// Bursts a worker takes from one port in one poll while they come full. Each is received
 /// before the one in front of it is processed; in burst-lookup mode it is also parsed and
 /// its index buckets prefetched then, so that those misses overlap with that burst's work
-/// and its entries' misses with the next parse (bench/README.md, "Fifth pass": with the
+/// and its entries' misses with the next parse (bench/README.md, "Sixth pass": with the
 /// per-poll work shared by more frames, `stage full` 1 000 000 flows 84 → 80.5 ns, 1 000
 /// flows 62 → 60). A burst that is not full ends the port's turn at once: nothing waits for
 /// traffic that has not come, and every burst is processed in the poll that received it.
