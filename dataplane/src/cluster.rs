@@ -4,7 +4,7 @@
 //!
 //! Control publishes both; workers never wait for it. The silent set is an `ArcSwap`
 //! snapshot loaded only when a frame reaches the slow path. Announcements are picked up by
-//! worker 0, which compares one generation counter per burst (a relaxed load) and sends each
+//! worker 0, which compares one generation counter per poll (a relaxed load) and sends each
 //! round of gratuitous ARPs and unsolicited neighbour advertisements when it is due, from
 //! its own ports: the kernel does not hold the VIPs, so only the AF_XDP dataplane can speak
 //! for them.
@@ -134,7 +134,7 @@ pub struct Announcer {
 }
 
 impl Announcer {
-    /// Called once per burst: picks up a new announcement and sends a round when one is
+    /// Called once per poll: picks up a new announcement and sends a round when one is
     /// due. The common case is one relaxed load and a compare.
     #[inline]
     pub fn step<P: Port>(

@@ -46,8 +46,9 @@ pub struct WorkerCounters {
     /// Mid-flow TCP packets of an unknown flow adopted by a consistent-hash scheduler
     /// (mh, sh): ECMP moved the flow here; the hash picks the server every node picks.
     pub hash_adopted: Counter,
+    /// Polls (each up to `worker::BURSTS_PER_POLL` bursts per port).
     pub bursts: Counter,
-    /// Bursts that received nothing: with `bursts`, the worker's idle share.
+    /// Polls that received nothing: with `bursts`, the worker's idle share.
     pub empty_polls: Counter,
     /// Times the worker went to sleep in poll(2) while idle (adaptive polling).
     pub sleeps: Counter,

@@ -12,7 +12,7 @@
 //! server in that slot at that address and whose neighbour is resolved, and every line is
 //! forgotten when the worker loads a different snapshot (`Tables::epoch`) or neighbour
 //! map (a new map is published for every change: a new MAC, a re-confirmation, a
-//! `clear`), checked once per burst ([`EgressCache::sync`]). Within one snapshot and one
+//! `clear`), checked once per poll ([`EgressCache::sync`]). Within one snapshot and one
 //! map the same inputs give the same header, so a hit is exactly what the full path
 //! would have computed. A server removed or moved to another slot by a reload, or a slot
 //! holding another server now, misses and takes the full path (routed, as before).
@@ -85,7 +85,7 @@ fn same_addr(v6: bool, a: &[u8; 16], b: &[u8; 16]) -> bool {
 
 impl EgressCache {
     /// Forgets every line unless `tables` and `neigh` are the ones they were filled from.
-    /// Once per burst, before the burst's first packet.
+    /// Once per poll, before its first packet.
     #[inline]
     pub fn sync(&mut self, tables: &Tables, neigh: &Arc<NeighMap>) {
         let same_neigh = self.neigh.as_ref().is_some_and(|n| Arc::ptr_eq(n, neigh));

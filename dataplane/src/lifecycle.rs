@@ -54,7 +54,7 @@ impl Default for Settings {
     }
 }
 
-/// The settings as control publishes them and workers read them once per burst.
+/// The settings as control publishes them and workers read them once per poll.
 #[derive(Debug)]
 pub struct SharedSettings {
     conn_reuse_mode: AtomicU8,

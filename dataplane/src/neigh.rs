@@ -1,6 +1,6 @@
 //! Neighbour resolution: IP → MAC for next hops and real servers.
 //!
-//! The table is an immutable map behind an `ArcSwap`: workers load it once per burst and
+//! The table is an immutable map behind an `ArcSwap`: workers load it once per poll and
 //! read it without locks; the rare update (an ARP reply, an NDP advertisement) copies the
 //! map and swaps it. Frames waiting for a resolution sit in a small per-worker queue
 //! ([`Pending`]) instead of being dropped; requests are retransmitted once a second and
@@ -34,7 +34,7 @@ pub struct NeighTable {
 }
 
 impl NeighTable {
-    /// The current map: load once per burst.
+    /// The current map: load once per poll.
     #[inline]
     pub fn load(&self) -> arc_swap::Guard<Arc<NeighMap>> {
         self.map.load()

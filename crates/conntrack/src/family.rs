@@ -239,14 +239,14 @@ impl<const AW: usize> FamilyTable<AW> {
     /// Second pass: prefetches the entry of the first lane of bucket 0 whose tag matches
     /// (the likely hit), both ends of it (an entry can straddle two cache lines); with no
     /// match there, bucket 1 instead.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn prefetch_entry(&self, pos: &Pos) {
         if let Some(v) = self.index.first_match(pos) {
             self.prefetch_slot(lane_slot(v));
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn prefetch_slot(&self, slot: usize) {
         if let Some(e) = self
             .words

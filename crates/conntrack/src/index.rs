@@ -182,7 +182,7 @@ impl Index {
     /// The first lane of bucket 0 of `pos` whose tag matches: the likely hit, for
     /// prefetching its entry. None when bucket 0 has none, so the answer (if any) is in
     /// bucket 1: that bucket is then prefetched instead. Relaxed: only a hint.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn first_match(&self, pos: &Pos) -> Option<u64> {
         let Bucket(bucket) = self.buckets.get(pos.b[0])?;
         let lanes: [u64; LANES] = std::array::from_fn(|i| bucket[i].load(Ordering::Relaxed));

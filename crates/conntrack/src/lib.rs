@@ -171,7 +171,7 @@ impl ConnTable {
 
     /// Second step (see [`prepare`](Self::prepare)): reads the key's first index bucket
     /// and starts loading the entry its tag points at (or the second bucket).
-    #[inline]
+    #[inline(always)]
     pub fn prefetch_entry(&self, p: &Prepared) {
         on_family!(self, p.v6, |f| f.prefetch_entry(&p.pos))
     }

@@ -66,9 +66,9 @@ pub mod conn_flags {
 
 /// What the pipeline needs from its worker.
 pub struct Ctx<'a> {
-    /// The tables snapshot, loaded once per burst.
+    /// The tables snapshot, loaded once per poll.
     pub tables: &'a Tables,
-    /// The neighbour map, loaded once per burst.
+    /// The neighbour map, loaded once per poll.
     pub neigh: &'a NeighMap,
     pub worker: usize,
     pub workers: usize,

@@ -1,6 +1,6 @@
 //! The tables control publishes and workers read: virtual services, real servers,
 //! interfaces and routes, as one immutable snapshot swapped atomically (pingora's
-//! `ArcSwap` of backends). Workers load it once per burst and never wait for control.
+//! `ArcSwap` of backends). Workers load it once per poll and never wait for control.
 //!
 //! Identity that outlives a snapshot: a service keeps its id and a real server keeps its
 //! slot for as long as it exists, so connection entries (which store service id and real

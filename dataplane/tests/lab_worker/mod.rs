@@ -20,10 +20,15 @@ pub struct Lab {
 
 impl Lab {
     pub fn with_spec(spec: TablesSpec, capacity: usize) -> Lab {
+        Self::with_slots(spec, capacity, 256)
+    }
+
+    /// [`with_spec`](Self::with_spec) with `slots` frame buffers per port.
+    pub fn with_slots(spec: TablesSpec, capacity: usize, slots: usize) -> Lab {
         let tables = TablesBuilder::build(&spec, None).unwrap();
         let shared = Arc::new(Shared::new(tables, capacity, 1));
         lab::learn_neighbours(&shared.neigh, 0);
-        let ports = vec![MemPort::new("client", 256), MemPort::new("server", 256)];
+        let ports = vec![MemPort::new("client", slots), MemPort::new("server", slots)];
         let w = Worker::new(0, ports, shared.clone());
         Lab { shared, w }
     }
