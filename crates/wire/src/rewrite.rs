@@ -169,6 +169,9 @@ pub fn nat_v4_tcp(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> Option
     {
         return None;
     }
+    // The sums run in the frame's byte order, words loaded and stored as they are (a ones'-
+    // complement sum of byte-swapped words is the byte-swapped sum, RFC 1071 §2(B)), an
+    // address as one 32-bit word (it folds to the sum of its two 16-bit halves).
     let ttl = frame[l3 + ipv4::TTL_OFFSET];
     if ttl <= 1 {
         return Some(false);
@@ -176,14 +179,15 @@ pub fn nat_v4_tcp(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> Option
     let proto = frame[l3 + ipv4::TTL_OFFSET + 1];
     frame[l3 + ipv4::TTL_OFFSET] = ttl - 1;
     // TTL is the high byte of the word it shares with the protocol.
-    let mut ip_delta = checksum::delta(&[ttl, proto], &[ttl - 1, proto]);
+    let mut ip_delta = u64::from(!u16::from_ne_bytes([ttl, proto]))
+        + u64::from(u16::from_ne_bytes([ttl - 1, proto]));
     let mut tcp_delta = 0u64;
     let mut addr = |field: usize, new: &[u8; 16]| -> [u8; 16] {
         let new = [new[0], new[1], new[2], new[3]];
         let mut old = [0u8; 4];
         old.copy_from_slice(&frame[field..field + 4]);
         frame[field..field + 4].copy_from_slice(&new);
-        let d = checksum::delta(&old, &new);
+        let d = u64::from(!u32::from_ne_bytes(old)) + u64::from(u32::from_ne_bytes(new));
         ip_delta += d;
         tcp_delta += d;
         crate::parse::widen_v4(new)
@@ -195,9 +199,10 @@ pub fn nat_v4_tcp(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> Option
         p.src = addr(l3 + ipv4::SRC_OFFSET, a);
     }
     let mut port = |field: usize, new: u16| {
-        let old = u16::from_be_bytes([frame[field], frame[field + 1]]);
-        frame[field..field + 2].copy_from_slice(&new.to_be_bytes());
-        tcp_delta += u64::from(!old) + u64::from(new);
+        let old = u16::from_ne_bytes([frame[field], frame[field + 1]]);
+        let new = new.to_be_bytes();
+        frame[field..field + 2].copy_from_slice(&new);
+        tcp_delta += u64::from(!old) + u64::from(u16::from_ne_bytes(new));
     };
     if let Some(v) = n.dst_port {
         port(l4 + 2, v);
@@ -207,18 +212,17 @@ pub fn nat_v4_tcp(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> Option
         port(l4, v);
         p.sport = v;
     }
-    let ip_sum = l3 + ipv4::CHECKSUM_OFFSET;
-    let c = u16::from_be_bytes([frame[ip_sum], frame[ip_sum + 1]]);
-    frame[ip_sum..ip_sum + 2].copy_from_slice(&checksum::apply_delta(c, ip_delta).to_be_bytes());
+    let mut fix = |at: usize, delta: u64| {
+        let c = u16::from_ne_bytes([frame[at], frame[at + 1]]);
+        frame[at..at + 2].copy_from_slice(&checksum::apply_delta(c, delta).to_ne_bytes());
+    };
+    fix(l3 + ipv4::CHECKSUM_OFFSET, ip_delta);
     let changed = n.dst_addr.is_some()
         || n.src_addr.is_some()
         || n.dst_port.is_some()
         || n.src_port.is_some();
     if changed {
-        let tcp_sum = l4 + tcp::CHECKSUM_OFFSET;
-        let c = u16::from_be_bytes([frame[tcp_sum], frame[tcp_sum + 1]]);
-        frame[tcp_sum..tcp_sum + 2]
-            .copy_from_slice(&checksum::apply_delta(c, tcp_delta).to_be_bytes());
+        fix(l4 + tcp::CHECKSUM_OFFSET, tcp_delta);
     }
     Some(true)
 }
