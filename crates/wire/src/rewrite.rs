@@ -470,7 +470,7 @@ mod tests {
                 let (mut f2, mut p2) = (frame.clone(), p);
                 let ok2 = decrement_ttl(&mut f2, &p2);
                 if ok2 {
-                    let mut dst = |f2: &mut Vec<u8>, p2: &mut Parsed| {
+                    let dst = |f2: &mut Vec<u8>, p2: &mut Parsed| {
                         if let Some(a) = n.dst_addr {
                             set_dst_addr(f2, p2, a);
                         }
