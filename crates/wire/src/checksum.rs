@@ -68,12 +68,18 @@ fn wide_sum(data: &[u8]) -> u64 {
 }
 
 /// Folds an unfolded sum to 16 bits with end-around carry (not complemented).
+///
+/// Two end-around-carry adds (64 → 32 → 16 bits), each exact: a carry out of the halves'
+/// sum leaves at most `2^n − 2`, so adding it back cannot carry again. No loop, so no branch
+/// on how many folds the data needs (the loop it replaces took one or two turns depending
+/// on the bytes, ~6 folds per forwarded packet); the result is the same for every input
+/// (`fold_matches_the_loop` below).
 #[inline]
-pub fn fold(mut sum: u64) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
+pub fn fold(sum: u64) -> u16 {
+    let (s, c) = (sum as u32).overflowing_add((sum >> 32) as u32);
+    let s = s + u32::from(c);
+    let (t, c) = (s as u16).overflowing_add((s >> 16) as u16);
+    t + u16::from(c)
 }
 
 /// The checksum field value for `data`: the complement of its folded sum.
@@ -181,6 +187,36 @@ pub fn update_bytes(csum: u16, old: &[u8], new: &[u8]) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fold as RFC 1071 §4.1 writes it, one 16-bit end-around carry at a time.
+    fn fold_loop(mut sum: u64) -> u16 {
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    #[test]
+    fn fold_matches_the_loop() {
+        let mut edges = vec![0u64, u64::MAX, u64::MAX - 1];
+        for bits in [16u32, 17, 31, 32, 33, 47, 48, 63] {
+            let b = 1u64 << bits;
+            edges.extend([b - 2, b - 1, b, b + 1]);
+        }
+        edges.extend([0xffff_fffe_ffff, 0xffff_ffff_0000_0001, 0x1_ffff_fffe]);
+        for &x in &edges {
+            assert_eq!(fold(x), fold_loop(x), "{x:#x}");
+        }
+        // xorshift64: sums of every magnitude, the usual ones (a few words) included.
+        let mut r = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..1_000_000u32 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            let x = r >> (i % 64);
+            assert_eq!(fold(x), fold_loop(x), "{x:#x}");
+        }
+    }
 
     /// RFC 1071 §3 worked example: bytes 00 01 f2 03 f4 f5 f6 f7 sum to ddf2.
     #[test]
