@@ -146,6 +146,33 @@ pub struct NatFields<'a> {
     pub dst_port: Option<u16>,
 }
 
+/// The NAT/FullNAT rewrite of a packet: the TTL (hop limit) decremented, then the given
+/// addresses and ports written, each change reflected in the checksums. IPv4 TCP takes
+/// [`nat_v4_tcp`] (each checksum updated once), every other packet the field-by-field
+/// calls, which give the same bytes. `false`: the TTL would reach 0, nothing is written.
+#[inline]
+pub fn nat(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> bool {
+    if let Some(ok) = nat_v4_tcp(frame, p, n) {
+        return ok;
+    }
+    if !decrement_ttl(frame, p) {
+        return false;
+    }
+    if let Some(a) = n.dst_addr {
+        set_dst_addr(frame, p, a);
+    }
+    if let Some(port) = n.dst_port {
+        set_dst_port(frame, p, port);
+    }
+    if let Some(a) = n.src_addr {
+        set_src_addr(frame, p, a);
+    }
+    if let Some(port) = n.src_port {
+        set_src_port(frame, p, port);
+    }
+    true
+}
+
 /// The established NAT path's whole rewrite of an IPv4 TCP segment that is not a fragment:
 /// the TTL decremented, then the given addresses and ports written, each checksum (the IPv4
 /// header's, TCP's) updated once with the sum of its changes' RFC 1624 terms instead of once

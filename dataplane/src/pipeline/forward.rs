@@ -173,30 +173,16 @@ pub(crate) fn forward_original<C: ConnView>(
             let Packet { buf, p, .. } = pkt;
             let real_port = conn.reply_sport();
             let full = method == Method::FullNat;
-            // IPv4 TCP: one pass, each checksum updated once (`uvs_wire::nat_v4_tcp`, the
-            // same bytes as the field-by-field rewrite below, which serves the rest).
+            // IPv4 TCP in one pass, each checksum updated once; the rest field by field
+            // (`uvs_wire::nat`).
             let n = uvs_wire::NatFields {
                 dst_addr: Some(real_src),
                 dst_port: (p.dport != real_port).then_some(real_port),
                 src_addr: full.then(|| conn.reply_dst()),
                 src_port: full.then(|| conn.reply_dport()),
             };
-            match uvs_wire::nat_v4_tcp(buf, p, &n) {
-                Some(true) => {}
-                Some(false) => return Verdict::Drop(DropReason::TtlExceeded),
-                None => {
-                    if !uvs_wire::decrement_ttl(buf, p) {
-                        return Verdict::Drop(DropReason::TtlExceeded);
-                    }
-                    uvs_wire::set_dst_addr(buf, p, real_src);
-                    if p.dport != real_port {
-                        uvs_wire::set_dst_port(buf, p, real_port);
-                    }
-                    if full {
-                        uvs_wire::set_src_addr(buf, p, conn.reply_dst());
-                        uvs_wire::set_src_port(buf, p, conn.reply_dport());
-                    }
-                }
+            if !uvs_wire::nat(buf, p, &n) {
+                return Verdict::Drop(DropReason::TtlExceeded);
             }
         }
         // DR: the real server holds the VIP; only the destination MAC changes (below).
@@ -383,29 +369,15 @@ pub(crate) fn forward_reply<C: ConnView>(
     let vport = conn.orig_dport();
     let client_addr = conn.orig_src();
     let full = method == Method::FullNat;
-    // As in `forward_original`: IPv4 TCP in one pass, the rest field by field.
+    // As in `forward_original`.
     let n = uvs_wire::NatFields {
         src_addr: Some(conn.orig_dst()),
         src_port: (p.sport != vport).then_some(vport),
         dst_addr: full.then_some(client_addr),
         dst_port: full.then(|| conn.orig_sport()),
     };
-    match uvs_wire::nat_v4_tcp(buf, p, &n) {
-        Some(true) => {}
-        Some(false) => return Verdict::Drop(DropReason::TtlExceeded),
-        None => {
-            if !uvs_wire::decrement_ttl(buf, p) {
-                return Verdict::Drop(DropReason::TtlExceeded);
-            }
-            uvs_wire::set_src_addr(buf, p, conn.orig_dst());
-            if p.sport != vport {
-                uvs_wire::set_src_port(buf, p, vport);
-            }
-            if full {
-                uvs_wire::set_dst_addr(buf, p, client_addr);
-                uvs_wire::set_dst_port(buf, p, conn.orig_sport());
-            }
-        }
+    if !uvs_wire::nat(buf, p, &n) {
+        return Verdict::Drop(DropReason::TtlExceeded);
     }
     account(ctx.worker, svc, real, bytes, false);
     let client = ip(conn.v6(), *client_addr);
