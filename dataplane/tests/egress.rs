@@ -223,3 +223,66 @@ fn every_packet_is_counted_on_its_service_and_real_server() {
     assert_eq!(svc2 - svc1, 3);
     assert_eq!(real2.unwrap() - real1.unwrap(), 3);
 }
+
+/// Counters stay with the configuration, not with what a cached line once served: once a
+/// reload removes the server, or gives its slot to a server at another address, the flow's
+/// packets count on the service alone (the flow has no configured server), never on the
+/// old server's counters, nor on the slot's new server, nor once the server is back in
+/// another slot. (A cache that also held the counters, bench/README's "Eighth pass", must
+/// pass this too.)
+#[test]
+fn a_removed_or_replaced_server_is_no_longer_counted_from_the_line() {
+    let mut lab = Lab::new();
+    open(&mut lab, 41005);
+    for _ in 0..3 {
+        lab.forwarded(41005, tk::ACK);
+    }
+    let t = lab.shared.tables.load();
+    let old = Arc::clone(&tcp4(&t).reals[0].as_ref().unwrap().stats);
+    drop(t);
+    let old_in = || old.worker(0).packets_in.get();
+    let before = old_in();
+    // Removed.
+    let mut s = spec();
+    s.services[0].reals.remove(0);
+    lab.reload(&s);
+    let (svc0, none) = lab.packets_in(0);
+    assert_eq!(none, None);
+    for _ in 0..4 {
+        assert_eq!(lab.forwarded(41005, tk::ACK).dst, real1());
+    }
+    assert_eq!(lab.packets_in(0).0 - svc0, 4, "counted on the service");
+    assert_eq!(old_in(), before, "not on the removed server");
+    // Its slot given to a server at another address.
+    let mut s = spec();
+    s.services[0].reals[0].addr = ipk("198.18.1.19");
+    lab.reload(&s);
+    let (svc1, new1) = lab.packets_in(0);
+    for _ in 0..4 {
+        assert_eq!(lab.forwarded(41005, tk::ACK).dst, real1());
+    }
+    let (svc2, new2) = lab.packets_in(0);
+    assert_eq!(svc2 - svc1, 4, "counted on the service");
+    assert_eq!(new2, new1, "not on the slot's new server");
+    assert_eq!(old_in(), before, "nor on the old one");
+    // Back at its address: slot 0, the one the flow's entry names, is kept for that entry
+    // (its live counters show it), so real server 1 comes back in another slot and the
+    // flow still counts on the service alone.
+    lab.reload(&spec());
+    let t = lab.shared.tables.load();
+    let reals = &tcp4(&t).reals;
+    assert!(reals[0].is_none());
+    let slot = reals
+        .iter()
+        .position(|r| r.as_ref().is_some_and(|r| r.addr == lab::real(1, false)))
+        .unwrap();
+    drop(t);
+    let (svc3, back3) = lab.packets_in(slot);
+    for _ in 0..2 {
+        assert_eq!(lab.forwarded(41005, tk::ACK).dst, real1());
+    }
+    let (svc4, back4) = lab.packets_in(slot);
+    assert_eq!(svc4 - svc3, 2, "counted on the service");
+    assert_eq!(back4, back3, "not on the server's new slot");
+    assert_eq!(old_in(), before);
+}
