@@ -146,9 +146,10 @@ pub fn checksum(data: &[u8]) -> u16 {
 }
 
 /// True when `data`, checksum field included, sums to 0xFFFF (ones'-complement zero).
+/// Summed in native byte order: 0xFFFF is its own byte swap.
 #[inline]
 pub fn verify(data: &[u8]) -> bool {
-    fold(data_sum(data)) == 0xffff
+    fold(data_sum_ne(data)) == 0xffff
 }
 
 /// Unfolded sum of the IPv4 pseudo-header (RFC 793 §3.1, RFC 768): addresses, zero, protocol,
@@ -418,6 +419,7 @@ mod tests {
                     assert_eq!(fold(data_sum(d)), fold(want), "len {len} start {start}");
                     assert_eq!(swap(fold(data_sum_ne(d))), fold(want), "ne {len} {start}");
                     assert!(data_sum_ne(d) < 1 << 35);
+                    assert_eq!(verify(d), fold(want) == 0xffff, "verify {len} {start}");
                     // A pseudo-header's worth added before the fold: up to 2^35.
                     let extra = next() >> 29;
                     assert_eq!(fold(extra + data_sum(d)), fold(extra + want), "+{extra}");
