@@ -195,9 +195,7 @@ pub fn pseudo_header_v6(src: &[u8; 16], dst: &[u8; 16], next_header: u8, l4_len:
             sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
         }
     }
-    sum + u64::from(next_header)
-        + u64::from(l4_len >> 16)
-        + u64::from(l4_len & 0xffff)
+    sum + u64::from(next_header) + u64::from(l4_len >> 16) + u64::from(l4_len & 0xffff)
 }
 
 /// RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')` for one 16-bit word `old` replaced by `new`.

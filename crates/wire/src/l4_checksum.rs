@@ -346,7 +346,11 @@ mod tests {
         for i in 0..60_000u32 {
             let mut p = template;
             p.l3 = if next() % 2 == 0 { L3::V4 } else { L3::V6 };
-            p.l4_proto = if next() % 2 == 0 { ip_proto::TCP } else { ip_proto::UDP };
+            p.l4_proto = if next() % 2 == 0 {
+                ip_proto::TCP
+            } else {
+                ip_proto::UDP
+            };
             for b in p.src.iter_mut().chain(p.dst.iter_mut()) {
                 *b = next() as u8;
             }
