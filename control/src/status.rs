@@ -99,7 +99,7 @@ impl RateSampler {
         let now_w: Vec<(u64, u64)> = shared
             .counters
             .iter()
-            .map(|c| (c.bursts.get(), c.empty_polls.get()))
+            .map(|c| (c.polls.get(), c.empty_polls.get()))
             .collect();
         self.busy = now_w
             .iter()

@@ -47,8 +47,8 @@ pub struct WorkerCounters {
     /// (mh, sh): ECMP moved the flow here; the hash picks the server every node picks.
     pub hash_adopted: Counter,
     /// Polls (each up to `worker::BURSTS_PER_POLL` bursts per port).
-    pub bursts: Counter,
-    /// Polls that received nothing: with `bursts`, the worker's idle share.
+    pub polls: Counter,
+    /// Polls that received nothing: with `polls`, the worker's idle share.
     pub empty_polls: Counter,
     /// Times the worker went to sleep in poll(2) while idle (adaptive polling).
     pub sleeps: Counter,
@@ -97,7 +97,7 @@ impl Default for WorkerCounters {
             new_conns: Counter::default(),
             reused_conns: Counter::default(),
             hash_adopted: Counter::default(),
-            bursts: Counter::default(),
+            polls: Counter::default(),
             empty_polls: Counter::default(),
             sleeps: Counter::default(),
             announcements: Counter::default(),

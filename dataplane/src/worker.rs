@@ -631,7 +631,7 @@ impl<P: Port> Worker<P> {
         for p in self.ports.iter_mut() {
             p.flush();
         }
-        counters.bursts.add(1);
+        counters.polls.add(1);
         if total == 0 {
             counters.empty_polls.add(1);
         }
