@@ -72,17 +72,6 @@ fn line_of(service: u16, real: u16) -> usize {
     (usize::from(real) ^ usize::from(service).wrapping_mul(0x9e37)) % LINES
 }
 
-/// IPv4 addresses are compared on their 4 bytes: the connection table gives back IPv4
-/// addresses with the other 12 bytes zero.
-#[inline]
-fn same_addr(v6: bool, a: &[u8; 16], b: &[u8; 16]) -> bool {
-    if v6 {
-        a == b
-    } else {
-        a[..4] == b[..4]
-    }
-}
-
 impl EgressCache {
     /// Forgets every line unless `tables` and `neigh` are the ones they were filled from.
     /// Once per poll, before its first packet.
@@ -109,7 +98,9 @@ impl EgressCache {
     #[inline]
     pub(crate) fn get(&self, service: u16, real: u16, v6: bool, addr: &[u8; 16]) -> Option<L2> {
         let l = &self.lines[line_of(service, real)];
-        (l.key == key(service, real, v6) && same_addr(v6, &l.addr, addr)).then_some(l.l2)
+        // IPv4 addresses compare whole too: a connection's have their other 12 bytes zero
+        // (`ConnTable::insert` refuses any other).
+        (l.key == key(service, real, v6) && l.addr == *addr).then_some(l.l2)
     }
 
     /// Remembers the header the full path resolved for a packet whose real server is the

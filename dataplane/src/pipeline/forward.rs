@@ -12,18 +12,12 @@ use crate::verdict::{DropReason, Verdict};
 /// The connection a packet travels on: its entry (a new flow's [`Conn`], or an established
 /// packet's [`Hit`], read field by field from the entry's words), its service, and its real
 /// server while the snapshot still has it in the entry's slot.
+#[derive(Clone, Copy)]
 pub(crate) struct Flow<'t, C: ConnView = Conn> {
     pub svc: &'t ServiceRt,
     pub real: Option<&'t RealRt>,
     pub conn: &'t C,
 }
-
-impl<C: ConnView> Clone for Flow<'_, C> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<C: ConnView> Copy for Flow<'_, C> {}
 
 /// A packet of a known connection: reuse of a closing entry, the protocol's own handling
 /// and state machine, then the rewrite of its direction.
