@@ -185,6 +185,18 @@ pub fn pseudo_header_v6_ne(src: &[u8; 16], dst: &[u8; 16], next_header: u8, l4_l
     sum
 }
 
+/// [`pseudo_header_v6_ne`] with the source and destination as they lie in the IPv6 header:
+/// 32 bytes, source first.
+#[inline]
+pub fn pseudo_header_v6_pair_ne(addrs: &[u8; 32], next_header: u8, l4_len: u32) -> u64 {
+    let mut sum = u64::from(u32::from_ne_bytes(l4_len.to_be_bytes()))
+        + u64::from(u16::from_ne_bytes([0, next_header]));
+    for w in addrs.chunks_exact(4) {
+        sum += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    sum
+}
+
 /// Unfolded sum of the IPv6 pseudo-header (RFC 8200 §8.1): addresses, 32-bit upper-layer
 /// length, three zero bytes, next header (the final one, not an extension header).
 #[inline]

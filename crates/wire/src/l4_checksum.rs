@@ -77,7 +77,9 @@ pub fn complete_l4_checksum(frame: &mut [u8], p: &Parsed) -> L4Checksum {
     } else {
         l4
     };
-    let pseudo = pseudo_header_ne(p, seg.len());
+    let Some(pseudo) = pseudo_header_ne(frame, p, seg.len()) else {
+        return L4Checksum::Bad;
+    };
     let sum = pseudo + checksum::data_sum_ne(seg);
     if checksum::fold(sum) == 0xffff {
         return L4Checksum::Valid;
@@ -354,7 +356,8 @@ mod tests {
             for b in p.src.iter_mut().chain(p.dst.iter_mut()) {
                 *b = next() as u8;
             }
-            let l4_off = 14 + (next() % 60) as usize;
+            // An IPv6 packet's addresses are read from its header: it precedes the segment.
+            let l4_off = if p.l3 == L3::V6 { 54 } else { 14 } + (next() % 60) as usize;
             let len = if i % 4 == 0 {
                 (next() % 1600) as usize
             } else {
@@ -372,6 +375,10 @@ mod tests {
             let mut f: Vec<u8> = (0..frame_len)
                 .map(|_| if fill == 0 { 0xff } else { next() as u8 })
                 .collect();
+            if p.l3 == L3::V6 {
+                p.src.copy_from_slice(&f[22..38]);
+                p.dst.copy_from_slice(&f[38..54]);
+            }
             let is_udp = p.l4_proto == ip_proto::UDP;
             let at = l4_off + if is_udp { 6 } else { 16 };
             if is_udp && at <= f.len() && next() % 4 != 0 && l4_off + 6 <= f.len() {

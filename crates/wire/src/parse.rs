@@ -155,6 +155,35 @@ impl Parsed {
         [self.dst[0], self.dst[1], self.dst[2], self.dst[3]]
     }
 
+    /// The source and destination addresses in `src`/`dst`'s form, read where a load soon
+    /// after the parse does not stall: an IPv4 packet's as their 4 bytes of `src`/`dst`, an
+    /// IPv6 packet's from `frame`'s fixed header (the bytes `classify` copied them from;
+    /// `src`/`dst` themselves when `frame` is not the frame parsed). Just after the parse,
+    /// `src`/`dst` are the narrow stores they were built with, and a wider load of them
+    /// cannot be forwarded from the store buffer (bench/README.md, "Ninth pass").
+    #[inline(always)]
+    pub fn addrs_in(&self, frame: &[u8]) -> ([u8; 16], [u8; 16]) {
+        match self.l3 {
+            L3::V4 => (widen_v4(self.src_v4()), widen_v4(self.dst_v4())),
+            L3::V6 => {
+                let at = usize::from(self.l3_off) + crate::ipv6::SRC_OFFSET;
+                match frame
+                    .get(at..at + 32)
+                    .and_then(|a| <&[u8; 32]>::try_from(a).ok())
+                {
+                    Some(a) => {
+                        let (s, d) = a.split_at(16);
+                        (
+                            s.try_into().unwrap_or(self.src),
+                            d.try_into().unwrap_or(self.dst),
+                        )
+                    }
+                    None => (self.src, self.dst),
+                }
+            }
+        }
+    }
+
     /// True when the protocol has ports the balancer schedules on.
     #[inline]
     pub fn has_ports(&self) -> bool {
@@ -395,15 +424,31 @@ pub(crate) fn pseudo_header(p: &Parsed, l4_len: usize) -> u64 {
     }
 }
 
-/// [`pseudo_header`] in native byte order, to add to a [`checksum::data_sum_ne`]. Inlined:
-/// out of line it is a call (and six saved registers) on every verified segment.
+/// [`pseudo_header`] in native byte order, to add to a [`checksum::data_sum_ne`], or `None`
+/// when `p`'s IPv6 header does not fit `frame`. An IPv6 packet's addresses are read from the
+/// frame's fixed header (the ones `classify` copied into `p`), not from `p`: just after the
+/// parse, `p`'s addresses are still the narrow stores it was built with, and a 16-byte load
+/// of them cannot be forwarded from the store buffer, a stall on every IPv6 segment
+/// (bench/README.md, "Ninth pass"). Inlined: out of line it is a call (and six saved
+/// registers) on every verified segment.
 #[inline(always)]
-pub(crate) fn pseudo_header_ne(p: &Parsed, l4_len: usize) -> u64 {
+pub(crate) fn pseudo_header_ne(frame: &[u8], p: &Parsed, l4_len: usize) -> Option<u64> {
     match p.l3 {
-        L3::V4 => {
-            checksum::pseudo_header_v4_ne(&p.src_v4(), &p.dst_v4(), p.l4_proto, l4_len as u16)
+        L3::V4 => Some(checksum::pseudo_header_v4_ne(
+            &p.src_v4(),
+            &p.dst_v4(),
+            p.l4_proto,
+            l4_len as u16,
+        )),
+        L3::V6 => {
+            let at = usize::from(p.l3_off) + crate::ipv6::SRC_OFFSET;
+            let addrs: &[u8; 32] = frame.get(at..at + 32)?.try_into().ok()?;
+            Some(checksum::pseudo_header_v6_pair_ne(
+                addrs,
+                p.l4_proto,
+                l4_len as u32,
+            ))
         }
-        L3::V6 => checksum::pseudo_header_v6_ne(&p.src, &p.dst, p.l4_proto, l4_len as u32),
     }
 }
 
@@ -532,6 +577,34 @@ mod tests {
         f[12] = 0x88;
         f[13] = 0xcc;
         assert_eq!(classify(&f), Ok(Classified::Other(0x88cc)));
+    }
+
+    #[test]
+    fn addrs_in_are_the_parsed_addresses() {
+        let v4 = v4_tcp();
+        let p = parse_frame(&v4).unwrap();
+        assert_eq!(p.addrs_in(&v4), (p.src, p.dst));
+        let mut src = [0u8; 16];
+        src[..4].copy_from_slice(&[0x20, 0x01, 0, 2]);
+        let mut dst = src;
+        src[15] = 10;
+        dst[14] = 7;
+        dst[15] = 1;
+        let mut v6 = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(src, dst, 64)
+            .tcp(40000, 80, 1, 65535)
+            .write(&mut v6, &[])
+            .unwrap();
+        let p = parse_frame(&v6).unwrap();
+        assert_eq!((p.src, p.dst), (src, dst));
+        assert_eq!(p.addrs_in(&v6), (src, dst));
+        // A frame too short for the header `p` describes: `p`'s own addresses.
+        assert_eq!(p.addrs_in(&v6[..40]), (src, dst));
+        // The header's bytes, where the frame has them.
+        let mut other = v6.clone();
+        other[14 + 8] = 0xfe;
+        assert_eq!(p.addrs_in(&other).0[0], 0xfe);
     }
 
     #[test]

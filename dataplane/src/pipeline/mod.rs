@@ -100,25 +100,27 @@ pub struct Ctx<'a> {
     pub egress: &'a mut crate::egress::EgressCache,
 }
 
-/// The flow key of a parsed frame. An IPv4 frame's addresses are read as their 4 bytes, not
-/// as the 16-byte arrays: `classify` stores a widened address as two 8-byte words, and a
-/// 16-byte load of them soon after cannot be forwarded from the store buffer, a stall on
-/// every frame looked up key by key (bench/README.md, "Ninth pass").
 #[inline]
 pub(crate) fn flow_key(p: &Parsed) -> FlowKey {
-    let v6 = p.l3 == L3::V6;
-    let (src, dst) = if v6 {
-        (p.src, p.dst)
-    } else {
-        (uvs_ip::widen_v4(p.src_v4()), uvs_ip::widen_v4(p.dst_v4()))
-    };
     FlowKey {
         proto: p.l4_proto,
-        v6,
-        src,
-        dst,
+        v6: p.l3 == L3::V6,
+        src: p.src,
+        dst: p.dst,
         sport: p.sport,
         dport: p.dport,
+    }
+}
+
+/// [`flow_key`] of a packet, its addresses read by [`Parsed::addrs_in`]: on the per-packet
+/// path, soon after the parse, where a wider load of `p`'s addresses stalls on every frame.
+#[inline]
+pub(crate) fn packet_key(pkt: &Packet<'_>) -> FlowKey {
+    let (src, dst) = pkt.p.addrs_in(pkt.frame());
+    FlowKey {
+        src,
+        dst,
+        ..flow_key(&pkt.p)
     }
 }
 
@@ -201,7 +203,7 @@ fn ingress<P: L4Proto>(
     if let Frag::Later { id } = pkt.p.frag {
         return later_fragment::<P>(ctx, pkt, id);
     }
-    let key = flow_key(&pkt.p);
+    let key = packet_key(pkt);
     // The burst's prepared lookup is finished here, not in the worker: a `Hit` returned
     // there and handed down by value was stored field by field and read back in wider
     // loads, a store-forwarding stall on every frame.
