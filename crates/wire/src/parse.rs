@@ -155,32 +155,40 @@ impl Parsed {
         [self.dst[0], self.dst[1], self.dst[2], self.dst[3]]
     }
 
-    /// The source and destination addresses in `src`/`dst`'s form, read where a load soon
-    /// after the parse does not stall: an IPv4 packet's as their 4 bytes of `src`/`dst`, an
-    /// IPv6 packet's from `frame`'s fixed header (the bytes `classify` copied them from;
-    /// `src`/`dst` themselves when `frame` is not the frame parsed). Just after the parse,
-    /// `src`/`dst` are the narrow stores they were built with, and a wider load of them
-    /// cannot be forwarded from the store buffer (bench/README.md, "Ninth pass").
+    /// The source and destination addresses (`src`, `dst`), an IPv4 packet's read as their
+    /// 4 bytes. Just after the parse, `src`/`dst` are the narrow stores they were built with,
+    /// and a wider load of them cannot be forwarded from the store buffer: a stall on every
+    /// frame of the per-packet path (bench/README.md, "Ninth pass").
     #[inline(always)]
-    pub fn addrs_in(&self, frame: &[u8]) -> ([u8; 16], [u8; 16]) {
+    pub fn addrs(&self) -> ([u8; 16], [u8; 16]) {
         match self.l3 {
             L3::V4 => (widen_v4(self.src_v4()), widen_v4(self.dst_v4())),
-            L3::V6 => {
-                let at = usize::from(self.l3_off) + crate::ipv6::SRC_OFFSET;
-                match frame
-                    .get(at..at + 32)
-                    .and_then(|a| <&[u8; 32]>::try_from(a).ok())
-                {
-                    Some(a) => {
-                        let (s, d) = a.split_at(16);
-                        (
-                            s.try_into().unwrap_or(self.src),
-                            d.try_into().unwrap_or(self.dst),
-                        )
-                    }
-                    None => (self.src, self.dst),
-                }
+            L3::V6 => (self.src, self.dst),
+        }
+    }
+
+    /// [`addrs`](Self::addrs) with an IPv6 packet's taken from `frame`'s fixed header, the
+    /// bytes `classify` copied them from, where they load without that stall (`src`/`dst`
+    /// themselves when `frame` is too short for the header). An IPv6 address is 16 bytes,
+    /// which no 4-byte read can stand in for.
+    #[inline(always)]
+    pub fn addrs_in(&self, frame: &[u8]) -> ([u8; 16], [u8; 16]) {
+        if self.l3 == L3::V4 {
+            return self.addrs();
+        }
+        let at = usize::from(self.l3_off) + crate::ipv6::SRC_OFFSET;
+        match frame
+            .get(at..at + 32)
+            .and_then(|a| <&[u8; 32]>::try_from(a).ok())
+        {
+            Some(a) => {
+                let (s, d) = a.split_at(16);
+                (
+                    s.try_into().unwrap_or(self.src),
+                    d.try_into().unwrap_or(self.dst),
+                )
             }
+            None => (self.src, self.dst),
         }
     }
 
@@ -584,6 +592,7 @@ mod tests {
         let v4 = v4_tcp();
         let p = parse_frame(&v4).unwrap();
         assert_eq!(p.addrs_in(&v4), (p.src, p.dst));
+        assert_eq!(p.addrs(), (p.src, p.dst));
         let mut src = [0u8; 16];
         src[..4].copy_from_slice(&[0x20, 0x01, 0, 2]);
         let mut dst = src;
@@ -599,6 +608,7 @@ mod tests {
         let p = parse_frame(&v6).unwrap();
         assert_eq!((p.src, p.dst), (src, dst));
         assert_eq!(p.addrs_in(&v6), (src, dst));
+        assert_eq!(p.addrs(), (src, dst));
         // A frame too short for the header `p` describes: `p`'s own addresses.
         assert_eq!(p.addrs_in(&v6[..40]), (src, dst));
         // The header's bytes, where the frame has them.

@@ -100,27 +100,28 @@ pub struct Ctx<'a> {
     pub egress: &'a mut crate::egress::EgressCache,
 }
 
+/// The flow key of a parsed frame, its addresses read by [`Parsed::addrs`].
 #[inline]
 pub(crate) fn flow_key(p: &Parsed) -> FlowKey {
+    key_with(p, p.addrs())
+}
+
+/// [`flow_key`] of a packet, an IPv6 packet's addresses read from its frame
+/// ([`Parsed::addrs_in`]): on the per-packet path, soon after the parse.
+#[inline]
+pub(crate) fn packet_key(pkt: &Packet<'_>) -> FlowKey {
+    key_with(&pkt.p, pkt.p.addrs_in(pkt.frame()))
+}
+
+#[inline(always)]
+fn key_with(p: &Parsed, (src, dst): ([u8; 16], [u8; 16])) -> FlowKey {
     FlowKey {
         proto: p.l4_proto,
         v6: p.l3 == L3::V6,
-        src: p.src,
-        dst: p.dst,
-        sport: p.sport,
-        dport: p.dport,
-    }
-}
-
-/// [`flow_key`] of a packet, its addresses read by [`Parsed::addrs_in`]: on the per-packet
-/// path, soon after the parse, where a wider load of `p`'s addresses stalls on every frame.
-#[inline]
-pub(crate) fn packet_key(pkt: &Packet<'_>) -> FlowKey {
-    let (src, dst) = pkt.p.addrs_in(pkt.frame());
-    FlowKey {
         src,
         dst,
-        ..flow_key(&pkt.p)
+        sport: p.sport,
+        dport: p.dport,
     }
 }
 
@@ -158,7 +159,6 @@ pub fn prepare(frame: &[u8]) -> Result<Parsed, Verdict> {
 
 /// The connection-table key of a prepared frame whose processing starts with a lookup
 /// (TCP and UDP with ports), so a worker can look up a whole burst at once.
-#[inline]
 pub fn lookup_key(p: &Parsed) -> Option<FlowKey> {
     match (p.l4_proto, p.frag) {
         (PROTO_TCP | PROTO_UDP, Frag::None | Frag::First { .. }) => Some(flow_key(p)),
