@@ -201,7 +201,7 @@ pub fn run(o: &Options) -> Result<Vec<SubjectResult>> {
             s.describe()
         );
         let before = loadavg();
-        let r = run_subject(&net, o, s, queues);
+        let r = set_link_queues(&net.tb, queues).and_then(|()| run_subject(&net, o, s, queues));
         let (throughput, error, notes) = match r {
             Ok((t, notes)) => (Some(t), None, notes),
             Err(e) => {
@@ -348,6 +348,25 @@ pub fn start_uvsd(
     Ok(d)
 }
 
+/// Sets the queues in use on both ends of the balancer's two links to `queues` (the links
+/// are created with the most any run asks for). A veth delivers a frame to the receive
+/// queue numbered as the sender's transmit queue, which the sender picks by flow hash: with
+/// more queues in use than the subject serves, the generator's frames or the real servers'
+/// answers (the ARP replies uvsd waits for) can land on a queue nobody reads, and nothing
+/// arrives.
+fn set_link_queues(tb: &Testbed, queues: usize) -> Result<()> {
+    let q = queues.to_string();
+    for (role, dev) in [
+        ("client", "uvs-c0"),
+        ("lb", "uvs-lb0"),
+        ("lb", "uvs-lb1"),
+        ("sw", "uvs-sw0"),
+    ] {
+        tb.run(role, &["ethtool", "-L", dev, "rx", &q, "tx", &q])?;
+    }
+    Ok(())
+}
+
 /// Cores of the generator's threads and of uvsd's workers with `queues` queues: one queue
 /// keeps them apart (generator on `gen_core`, worker on `dut_core`); with more, each core
 /// gets one generator thread and one worker, in turn (a 2-core machine has no spare).
@@ -438,9 +457,15 @@ fn run_subject(
     // Warm-up: neighbour resolution and one connection entry per flow before measuring.
     let w = trial(50_000.0, 0.5)?;
     if w.received == 0 {
+        let log = std::fs::read_to_string(tb.state.join("bench-uvsd.log")).unwrap_or_default();
         bail!(
-            "nothing arrived at the real servers during warm-up ({} sent)",
-            w.sent
+            "nothing arrived at the real servers during warm-up ({} sent){}",
+            w.sent,
+            if log.is_empty() {
+                String::new()
+            } else {
+                format!("; uvsd's log:\n{log}")
+            }
         );
     }
     let mut step = 0;

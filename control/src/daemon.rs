@@ -569,6 +569,18 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
                 i.name
             );
         }
+        if have > i.queues as usize {
+            // Frames the NIC (or a veth's sender) steers to a queue nobody reads pass to the
+            // kernel unbalanced: whole flows, and the neighbour answers uvsd waits for.
+            log::warn!(
+                "interface '{}' has {have} receive queues but uvsd serves {} (queues: {}): frames steered to the others are not balanced; set its queues to {have} or reduce the interface's (ethtool -L {} combined {})",
+                i.name,
+                i.queues,
+                i.queues,
+                i.name,
+                i.queues
+            );
+        }
     }
     let shared = Arc::new(Shared::new(
         tables,
