@@ -176,11 +176,7 @@ impl Parsed {
         if self.l3 == L3::V4 {
             return self.addrs();
         }
-        let at = usize::from(self.l3_off) + crate::ipv6::SRC_OFFSET;
-        match frame
-            .get(at..at + 32)
-            .and_then(|a| <&[u8; 32]>::try_from(a).ok())
-        {
+        match self.v6_header_addrs(frame) {
             Some(a) => {
                 let (s, d) = a.split_at(16);
                 (
@@ -190,6 +186,14 @@ impl Parsed {
             }
             None => (self.src, self.dst),
         }
+    }
+
+    /// The 32 address bytes (source, destination) of the IPv6 header `self` describes in
+    /// `frame`, if `frame` holds them.
+    #[inline(always)]
+    fn v6_header_addrs<'a>(&self, frame: &'a [u8]) -> Option<&'a [u8; 32]> {
+        let at = usize::from(self.l3_off) + crate::ipv6::SRC_OFFSET;
+        frame.get(at..at + 32)?.try_into().ok()
     }
 
     /// True when the protocol has ports the balancer schedules on.
@@ -449,9 +453,8 @@ pub(crate) fn pseudo_header_ne(frame: &[u8], p: &Parsed, l4_len: usize) -> Optio
             l4_len as u16,
         )),
         L3::V6 => {
-            let at = usize::from(p.l3_off) + crate::ipv6::SRC_OFFSET;
-            let addrs: &[u8; 32] = frame.get(at..at + 32)?.try_into().ok()?;
-            Some(checksum::pseudo_header_v6_pair_ne(
+            let addrs = p.v6_header_addrs(frame)?;
+            Some(checksum::pseudo_header_v6_ne(
                 addrs,
                 p.l4_proto,
                 l4_len as u32,
