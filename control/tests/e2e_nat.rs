@@ -183,3 +183,23 @@ fn two_workers_share_the_connection_table() {
         .collect();
     assert!(drops.is_empty(), "drops: {drops:?}");
 }
+
+/// A uvsd serving one queue of two-queue links says so: the frames a veth (or a NIC's RSS)
+/// steers to the other queue pass to the kernel unbalanced, the neighbour answers uvsd
+/// waits for among them.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn fewer_queues_than_the_link_has_are_warned_about() {
+    require_root("fewer_queues_than_the_link_has_are_warned_about");
+    let mut tb = Testbed::up_with("e2eqw", "nat", 2);
+    tb.start_uvsd(&demo_config());
+    let log = tb.uvsd_log();
+    for dev in ["uvs-lb0", "uvs-lb1"] {
+        assert!(
+            log.contains(&format!(
+                "interface '{dev}' has 2 receive queues but uvsd serves 1"
+            )),
+            "{log}"
+        );
+    }
+}
