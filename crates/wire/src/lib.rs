@@ -62,8 +62,8 @@ pub use l4_checksum::{complete_l4_checksum, L4Checksum};
 pub use parse::{classify, parse_frame, verify_l4_checksum, Classified, Frag, Parsed, L3};
 pub use proxy_v2::{ProxyV2, ProxyV2Error};
 pub use rewrite::{
-    can_rewrite_ports, decrement_ttl, nat, nat_v4_tcp, set_dst_addr, set_dst_port, set_macs,
-    set_src_addr, set_src_port, shrink_ip_payload, NatFields,
+    can_rewrite_ports, decrement_ttl, nat, nat_v4_tcp, nat_v4_udp, set_dst_addr, set_dst_port,
+    set_macs, set_src_addr, set_src_port, shrink_ip_payload, NatFields,
 };
 pub use sctp::SctpPacket;
 pub use tcp::TcpPacket;

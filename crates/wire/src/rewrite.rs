@@ -147,12 +147,15 @@ pub struct NatFields<'a> {
 }
 
 /// The NAT/FullNAT rewrite of a packet: the TTL (hop limit) decremented, then the given
-/// addresses and ports written, each change reflected in the checksums. IPv4 TCP takes
-/// [`nat_v4_tcp`] (each checksum updated once), every other packet the field-by-field
-/// calls, which give the same bytes. `false`: the TTL would reach 0, nothing is written.
+/// addresses and ports written, each change reflected in the checksums. IPv4 TCP and UDP
+/// take [`nat_v4_tcp`] and [`nat_v4_udp`] (each checksum updated once), every other packet
+/// the field-by-field calls, which give the same bytes. `false`: the TTL would reach 0, nothing is written.
 #[inline]
 pub fn nat(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> bool {
     if let Some(ok) = nat_v4_tcp(frame, p, n) {
+        return ok;
+    }
+    if let Some(ok) = nat_v4_udp(frame, p, n) {
         return ok;
     }
     if !decrement_ttl(frame, p) {
@@ -186,13 +189,74 @@ pub fn nat(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> bool {
 /// `Some(false)`: the TTL would reach 0, nothing is written (as [`decrement_ttl`]).
 #[inline]
 pub fn nat_v4_tcp(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> Option<bool> {
+    if p.l4_proto != ip_proto::TCP {
+        return None;
+    }
+    let V4Fields::Written(l4) = nat_v4_fields(frame, p, n, tcp::HEADER_LEN)? else {
+        return Some(false);
+    };
+    if let Some((l4, delta)) = l4 {
+        let at = l4 + tcp::CHECKSUM_OFFSET;
+        let c = u16::from_ne_bytes([frame[at], frame[at + 1]]);
+        frame[at..at + 2].copy_from_slice(&checksum::apply_delta(c, delta).to_ne_bytes());
+    }
+    Some(true)
+}
+
+/// [`nat_v4_tcp`] for an IPv4 UDP datagram that is not a fragment, with UDP's zero rules
+/// applied once at the end: a 0 field (no checksum) is left alone, a computed 0 is written as
+/// 0xFFFF. The per-field updates apply them at every step; the two differ only in which form
+/// of ones'-complement zero (0x0000, 0xFFFF) an intermediate takes, which the final rule
+/// maps the same way (tested below).
+#[inline]
+pub fn nat_v4_udp(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> Option<bool> {
+    if p.l4_proto != ip_proto::UDP {
+        return None;
+    }
+    let V4Fields::Written(l4) = nat_v4_fields(frame, p, n, udp::HEADER_LEN)? else {
+        return Some(false);
+    };
+    if let Some((l4, delta)) = l4 {
+        let at = l4 + udp::CHECKSUM_OFFSET;
+        // 0 and 0xFFFF read the same in either byte order.
+        let c = u16::from_ne_bytes([frame[at], frame[at + 1]]);
+        if c != 0 {
+            let new = match checksum::apply_delta(c, delta) {
+                0 => 0xffff,
+                v => v,
+            };
+            frame[at..at + 2].copy_from_slice(&new.to_ne_bytes());
+        }
+    }
+    Some(true)
+}
+
+/// What [`nat_v4_fields`] did.
+enum V4Fields {
+    /// The TTL would reach 0: nothing written.
+    TtlOut,
+    /// TTL, addresses, ports and the IPv4 header checksum written; the L4 header's offset and
+    /// the sum of the changes' RFC 1624 terms for its checksum, `None` when no field changed.
+    Written(Option<(usize, u64)>),
+}
+
+/// The part of [`nat_v4_tcp`] and [`nat_v4_udp`] before the L4 checksum: checks the packet
+/// (`None`: not handled, nothing written; `l4_header` is the L4 header's least length),
+/// then decrements the TTL, writes the addresses and ports and updates the IPv4 header
+/// checksum.
+#[inline(always)]
+fn nat_v4_fields(
+    frame: &mut [u8],
+    p: &mut Parsed,
+    n: &NatFields<'_>,
+    l4_header: usize,
+) -> Option<V4Fields> {
     let l3 = usize::from(p.l3_off);
     let l4 = usize::from(p.l4_off);
     if p.l3 != L3::V4
-        || p.l4_proto != ip_proto::TCP
         || p.frag != Frag::None
         || l3 + ipv4::HEADER_LEN > l4
-        || frame.len() < l4 + tcp::HEADER_LEN
+        || frame.len() < l4 + l4_header
     {
         return None;
     }
@@ -201,14 +265,14 @@ pub fn nat_v4_tcp(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> Option
     // address as one 32-bit word (it folds to the sum of its two 16-bit halves).
     let ttl = frame[l3 + ipv4::TTL_OFFSET];
     if ttl <= 1 {
-        return Some(false);
+        return Some(V4Fields::TtlOut);
     }
     let proto = frame[l3 + ipv4::TTL_OFFSET + 1];
     frame[l3 + ipv4::TTL_OFFSET] = ttl - 1;
     // TTL is the high byte of the word it shares with the protocol.
     let mut ip_delta = u64::from(!u16::from_ne_bytes([ttl, proto]))
         + u64::from(u16::from_ne_bytes([ttl - 1, proto]));
-    let mut tcp_delta = 0u64;
+    let mut l4_delta = 0u64;
     let mut addr = |field: usize, new: &[u8; 16]| -> [u8; 16] {
         let new = [new[0], new[1], new[2], new[3]];
         let mut old = [0u8; 4];
@@ -216,7 +280,7 @@ pub fn nat_v4_tcp(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> Option
         frame[field..field + 4].copy_from_slice(&new);
         let d = u64::from(!u32::from_ne_bytes(old)) + u64::from(u32::from_ne_bytes(new));
         ip_delta += d;
-        tcp_delta += d;
+        l4_delta += d;
         crate::parse::widen_v4(new)
     };
     if let Some(a) = n.dst_addr {
@@ -229,7 +293,7 @@ pub fn nat_v4_tcp(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> Option
         let old = u16::from_ne_bytes([frame[field], frame[field + 1]]);
         let new = new.to_be_bytes();
         frame[field..field + 2].copy_from_slice(&new);
-        tcp_delta += u64::from(!old) + u64::from(u16::from_ne_bytes(new));
+        l4_delta += u64::from(!old) + u64::from(u16::from_ne_bytes(new));
     };
     if let Some(v) = n.dst_port {
         port(l4 + 2, v);
@@ -239,19 +303,14 @@ pub fn nat_v4_tcp(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> Option
         port(l4, v);
         p.sport = v;
     }
-    let mut fix = |at: usize, delta: u64| {
-        let c = u16::from_ne_bytes([frame[at], frame[at + 1]]);
-        frame[at..at + 2].copy_from_slice(&checksum::apply_delta(c, delta).to_ne_bytes());
-    };
-    fix(l3 + ipv4::CHECKSUM_OFFSET, ip_delta);
+    let at = l3 + ipv4::CHECKSUM_OFFSET;
+    let c = u16::from_ne_bytes([frame[at], frame[at + 1]]);
+    frame[at..at + 2].copy_from_slice(&checksum::apply_delta(c, ip_delta).to_ne_bytes());
     let changed = n.dst_addr.is_some()
         || n.src_addr.is_some()
         || n.dst_port.is_some()
         || n.src_port.is_some();
-    if changed {
-        fix(l4 + tcp::CHECKSUM_OFFSET, tcp_delta);
-    }
-    Some(true)
+    Some(V4Fields::Written(changed.then_some((l4, l4_delta))))
 }
 
 /// Shortens the IP packet by `removed` bytes cut from the end of its payload: the IPv4
@@ -427,11 +486,21 @@ mod tests {
         f
     }
 
-    /// `nat_v4_tcp` against `decrement_ttl` and the `set_*` calls one by one, in both orders
-    /// the forwarding code uses, over random segments: every checksum value (0 and 0xFFFF
-    /// included), addresses, ports, TTLs (1 and 2 included), any subset of the fields.
+    /// `nat_v4_tcp` and `nat_v4_udp` against `decrement_ttl` and the `set_*` calls one by
+    /// one, in both orders the forwarding code uses, over random TCP segments and UDP
+    /// datagrams: every checksum value (0 and 0xFFFF included: UDP's "no checksum" and its
+    /// written zero), addresses, ports, TTLs (1 and 2 included), any subset of the fields.
     #[test]
     fn nat_v4_tcp_matches_the_field_by_field_rewrite() {
+        nat_v4_matches_in(false);
+    }
+
+    #[test]
+    fn nat_v4_udp_matches_the_field_by_field_rewrite() {
+        nat_v4_matches_in(true);
+    }
+
+    fn nat_v4_matches_in(udp: bool) {
         let mut r = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {
             r ^= r << 13;
@@ -439,15 +508,21 @@ mod tests {
             r ^= r << 17;
             r
         };
-        let mut frame = vec![
-            2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00, // Ethernet
-            0x45, 0, 0, 44, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 2, 198, 18, 100,
-            1, // IPv4
-            0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, 0x10, 0xff, 0xff, 0, 0, 0,
-            0, // TCP
-            1, 2, 3, 4, // payload
-        ];
-        crate::Ipv4Packet::new_unchecked(&mut frame[14..34]).fill_checksum();
+        let mut frame = if udp {
+            v4_udp(true)
+        } else {
+            let mut f = vec![
+                2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00, // Ethernet
+                0x45, 0, 0, 44, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 2, 198, 18, 100,
+                1, // IPv4
+                0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, 0x10, 0xff, 0xff, 0, 0, 0,
+                0, // TCP
+                1, 2, 3, 4, // payload
+            ];
+            crate::Ipv4Packet::new_unchecked(&mut f[14..34]).fill_checksum();
+            f
+        };
+        let l4_csum = 34 + if udp { 6 } else { 16 };
         let base = parse_frame(&frame).unwrap();
         let mut seen_ttl_out = false;
         for i in 0..200_000u32 {
@@ -463,7 +538,7 @@ mod tests {
                 1 => [0xff, 0xff],
                 _ => (x as u16).to_be_bytes(),
             });
-            frame[50..52].copy_from_slice(&match i % 5 {
+            frame[l4_csum..l4_csum + 2].copy_from_slice(&match i % 5 {
                 0 => [0, 0],
                 1 => [0xff, 0xff],
                 _ => ((x >> 16) as u16).to_be_bytes(),
@@ -492,7 +567,8 @@ mod tests {
                 src_port: (pick & 8 != 0).then_some((pick >> 24) as u16),
             };
             let (mut f1, mut p1) = (frame.clone(), p);
-            let ok = nat_v4_tcp(&mut f1, &mut p1, &n).unwrap();
+            let one_pass = if udp { nat_v4_udp } else { nat_v4_tcp };
+            let ok = one_pass(&mut f1, &mut p1, &n).unwrap();
             for dst_first in [true, false] {
                 let (mut f2, mut p2) = (frame.clone(), p);
                 let ok2 = decrement_ttl(&mut f2, &p2);
@@ -527,27 +603,39 @@ mod tests {
         assert!(seen_ttl_out);
     }
 
-    /// Not an IPv4 TCP segment, or a `Parsed` that does not fit the frame: not handled,
-    /// nothing written.
+    /// Not an IPv4 TCP segment (UDP datagram), or a `Parsed` that does not fit the frame: not
+    /// handled, nothing written.
     #[test]
-    fn nat_v4_tcp_declines_other_packets() {
+    fn nat_v4_declines_other_packets() {
         let a = [198, 18, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         let n = NatFields {
             dst_addr: Some(&a),
             ..NatFields::default()
         };
         let mut f = v4_udp(true);
-        let mut p = parse_frame(&f).unwrap();
+        let base = parse_frame(&f).unwrap();
         let before = f.clone();
+        let mut p = base;
         assert_eq!(nat_v4_tcp(&mut f, &mut p, &n), None);
+        p.l4_proto = ip_proto::SCTP;
+        assert_eq!(nat_v4_udp(&mut f, &mut p, &n), None);
         p.l4_proto = ip_proto::TCP;
         assert_eq!(
             nat_v4_tcp(&mut f, &mut p, &n),
             None,
             "shorter than a TCP header"
         );
+        let mut p = base;
+        assert_eq!(
+            nat_v4_udp(&mut f[..40], &mut p, &n),
+            None,
+            "shorter than a UDP header"
+        );
+        p.frag = Frag::First { id: 1 };
+        assert_eq!(nat_v4_udp(&mut f, &mut p, &n), None, "a fragment");
+        let mut p = base;
         p.l4_off = 1000;
-        assert_eq!(nat_v4_tcp(&mut f, &mut p, &n), None);
+        assert_eq!(nat_v4_udp(&mut f, &mut p, &n), None);
         assert_eq!(f, before);
     }
 
