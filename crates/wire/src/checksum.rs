@@ -293,12 +293,9 @@ mod tests {
             assert_eq!(fold(x), fold_loop(x), "{x:#x}");
         }
         // xorshift64: sums of every magnitude, the usual ones (a few words) included.
-        let mut r = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = crate::xorshift(0x9e37_79b9_7f4a_7c15);
         for i in 0..1_000_000u32 {
-            r ^= r << 13;
-            r ^= r >> 7;
-            r ^= r << 17;
-            let x = r >> (i % 64);
+            let x = next() >> (i % 64);
             assert_eq!(fold(x), fold_loop(x), "{x:#x}");
         }
     }
@@ -391,13 +388,7 @@ mod tests {
     /// carry the most), all 0, and mostly-0xff with a few random bytes.
     #[test]
     fn short_and_wide_sums_match_the_reference() {
-        let mut r = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            r ^= r << 13;
-            r ^= r >> 7;
-            r ^= r << 17;
-            r
-        };
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1du64);
         let swap = |x: u16| u16::from_be(x);
         let mut buf = vec![0u8; 1608];
         for round in 0..6 {
@@ -405,7 +396,7 @@ mod tests {
                 *b = match round {
                     0 => 0xff,
                     1 => 0,
-                    2 if next() % 8 != 0 => 0xff,
+                    2 if !next().is_multiple_of(8) => 0xff,
                     _ => next() as u8,
                 };
             }

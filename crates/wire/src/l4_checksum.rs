@@ -336,19 +336,17 @@ mod tests {
     /// often. UDP length fields are sometimes the real one, sometimes random.
     #[test]
     fn complete_matches_the_reference_on_random_segments() {
-        let mut r = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            r ^= r << 13;
-            r ^= r >> 7;
-            r ^= r << 17;
-            r
-        };
+        let mut next = crate::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let template = parse_frame(&with_csum(FULL)).unwrap();
         let mut seen = [0usize; 4];
         for i in 0..60_000u32 {
             let mut p = template;
-            p.l3 = if next() % 2 == 0 { L3::V4 } else { L3::V6 };
-            p.l4_proto = if next() % 2 == 0 {
+            p.l3 = if next().is_multiple_of(2) {
+                L3::V4
+            } else {
+                L3::V6
+            };
+            p.l4_proto = if next().is_multiple_of(2) {
                 ip_proto::TCP
             } else {
                 ip_proto::UDP
@@ -366,7 +364,7 @@ mod tests {
             p.l3_off = 14;
             p.l4_off = l4_off as u16;
             p.ip_total_len = (l4_off - 14 + len) as u16;
-            let frame_len = if next() % 16 == 0 {
+            let frame_len = if next().is_multiple_of(16) {
                 l4_off + len.saturating_sub(3)
             } else {
                 l4_off + len + (next() % 8) as usize
@@ -381,7 +379,7 @@ mod tests {
             }
             let is_udp = p.l4_proto == ip_proto::UDP;
             let at = l4_off + if is_udp { 6 } else { 16 };
-            if is_udp && at <= f.len() && next() % 4 != 0 && l4_off + 6 <= f.len() {
+            if is_udp && at <= f.len() && !next().is_multiple_of(4) && l4_off + 6 <= f.len() {
                 let ulen = (len as u64).saturating_sub(next() % 2) as u16;
                 f[l4_off + 4..l4_off + 6].copy_from_slice(&ulen.to_be_bytes());
             }

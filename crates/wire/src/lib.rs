@@ -74,3 +74,14 @@ pub use udp::{UdpPacket, UdpRepr};
 
 /// IP protocol / IPv6 next-header numbers, from the one set every crate uses.
 pub use uvs_ip::proto as ip_proto;
+
+/// xorshift64 from `seed`: the random tests' reproducible stream of values.
+#[cfg(test)]
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}

@@ -501,13 +501,7 @@ mod tests {
     }
 
     fn nat_v4_matches_in(udp: bool) {
-        let mut r = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            r ^= r << 13;
-            r ^= r >> 7;
-            r ^= r << 17;
-            r
-        };
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1du64);
         let mut frame = if udp {
             v4_udp(true)
         } else {
