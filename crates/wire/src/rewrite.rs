@@ -8,7 +8,8 @@
 //! - UDP with checksum 0 stays 0 (RFC 768: not computed); an updated UDP checksum that comes
 //!   out as 0 is written as 0xFFFF;
 //! - a port change updates the TCP/UDP checksum, and recomputes SCTP's CRC32c over the packet
-//!   (a CRC has no cheap incremental form without knowing the distance to the end);
+//!   (a CRC has no cheap incremental form without knowing the distance to the end): once
+//!   per [`nat`] however many ports it writes, and not when the port is unchanged;
 //! - a later fragment has no L4 header: only the IP header is touched. A first fragment's L4
 //!   checksum covers the whole datagram, but a ones'-complement sum updates the same way, so it
 //!   is updated. SCTP's CRC cannot be fixed from one fragment: see [`can_rewrite_ports`].
@@ -161,17 +162,22 @@ pub fn nat(frame: &mut [u8], p: &mut Parsed, n: &NatFields<'_>) -> bool {
     if !decrement_ttl(frame, p) {
         return false;
     }
+    // SCTP's CRC32c covers both ports: recomputed once, after both are written.
+    let mut refill = false;
     if let Some(a) = n.dst_addr {
         set_dst_addr(frame, p, a);
     }
     if let Some(port) = n.dst_port {
-        set_dst_port(frame, p, port);
+        refill |= write_port(frame, p, port, false);
     }
     if let Some(a) = n.src_addr {
         set_src_addr(frame, p, a);
     }
     if let Some(port) = n.src_port {
-        set_src_port(frame, p, port);
+        refill |= write_port(frame, p, port, true);
+    }
+    if refill {
+        refill_sctp_crc(frame, p);
     }
     true
 }
@@ -364,36 +370,49 @@ pub fn can_rewrite_ports(p: &Parsed) -> bool {
 
 #[inline]
 fn set_port(frame: &mut [u8], p: &mut Parsed, port: u16, src: bool) {
+    if write_port(frame, p, port, src) {
+        refill_sctp_crc(frame, p);
+    }
+}
+
+/// Writes a port and updates a TCP/UDP checksum with it. `true`: the packet is SCTP (not a
+/// fragment) and the port changed, so its CRC32c must be recomputed, which is left to the
+/// caller so that a rewrite of both ports recomputes it once.
+#[inline]
+fn write_port(frame: &mut [u8], p: &mut Parsed, port: u16, src: bool) -> bool {
     if !p.has_l4_header() || !p.has_ports() {
-        return;
+        return false;
     }
     let l4 = usize::from(p.l4_off);
     let field = if src { l4 } else { l4 + 2 };
     let Some(old) = get16(frame, field) else {
-        return;
+        return false;
     };
     put16(frame, field, port);
     let delta = u64::from(!old) + u64::from(port);
-    match p.l4_proto {
-        ip_proto::TCP => apply_csum_delta(frame, l4 + tcp::CHECKSUM_OFFSET, delta, false),
-        ip_proto::UDP => apply_csum_delta(frame, l4 + udp::CHECKSUM_OFFSET, delta, true),
-        _ => {
-            if p.frag == Frag::None {
-                refill_sctp_crc(frame, l4, p.l3_end());
-            }
+    let refill = match p.l4_proto {
+        ip_proto::TCP => {
+            apply_csum_delta(frame, l4 + tcp::CHECKSUM_OFFSET, delta, false);
+            false
         }
-    }
+        ip_proto::UDP => {
+            apply_csum_delta(frame, l4 + udp::CHECKSUM_OFFSET, delta, true);
+            false
+        }
+        _ => p.frag == Frag::None && old != port,
+    };
     if src {
         p.sport = port;
     } else {
         p.dport = port;
     }
+    refill
 }
 
 /// SCTP's CRC32c over the whole packet: out of line, it is the expensive case.
 #[inline(never)]
-fn refill_sctp_crc(frame: &mut [u8], l4: usize, end: usize) {
-    if let Some(pkt) = frame.get_mut(l4..end) {
+fn refill_sctp_crc(frame: &mut [u8], p: &Parsed) {
+    if let Some(pkt) = frame.get_mut(usize::from(p.l4_off)..p.l3_end()) {
         if pkt.len() >= sctp::HEADER_LEN {
             SctpPacket::new_unchecked(pkt).fill_checksum();
         }

@@ -235,6 +235,45 @@ fn sctp_port_rewrite_recomputes_crc_and_address_rewrite_leaves_it() {
     }
 }
 
+/// `nat` on SCTP: the FullNAT rewrite of both ports leaves a valid CRC32c (computed once,
+/// after both), and a port rewritten to the value it had leaves the CRC's bytes alone.
+#[test]
+fn sctp_nat_of_both_ports_leaves_a_valid_crc() {
+    for v6 in [false, true] {
+        let (src, dst) = addrs(v6);
+        let sctp = sctp_packet(5000, 7, 0xdeadbeef, uvs_wire::sctp::chunk_type::DATA);
+        let f0 = frame(v6, Vlan::None, L4::Raw(ip_proto::SCTP), &src, &dst, &sctp);
+        let p0 = parse_frame(&f0).unwrap();
+        let l4 = usize::from(p0.l4_off);
+        let (new_src, new_dst) = if v6 {
+            (common::v6(1, 0x21), common::v6(1, 0x12))
+        } else {
+            (common::v4(1, 1, 21), common::v4(1, 1, 12))
+        };
+        let (mut f, mut p) = (f0.clone(), p0);
+        let n = uvs_wire::NatFields {
+            src_addr: Some(&new_src),
+            src_port: Some(40001),
+            dst_addr: Some(&new_dst),
+            dst_port: Some(7007),
+        };
+        assert!(uvs_wire::nat(&mut f, &mut p, &n));
+        assert!(sctp_crc_ok(&f[l4..]), "v6 {v6}: CRC after both ports");
+        assert_eq!((p.sport, p.dport), (40001, 7007));
+        assert_eq!(parse_frame(&f).unwrap(), p);
+        assert_checksums(&f);
+        let (mut g, mut q) = (f0.clone(), p0);
+        let same = uvs_wire::NatFields {
+            dst_addr: Some(&new_dst),
+            dst_port: Some(7),
+            ..Default::default()
+        };
+        assert!(uvs_wire::nat(&mut g, &mut q, &same));
+        assert_eq!(&g[l4 + 8..l4 + 12], &f0[l4 + 8..l4 + 12]);
+        assert!(sctp_crc_ok(&g[l4..]));
+    }
+}
+
 #[test]
 fn icmp_error_translation_fixes_quote_and_outer_checksums() {
     for v6 in [false, true] {
