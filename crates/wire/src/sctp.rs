@@ -1,8 +1,9 @@
 //! SCTP common header, chunk walk and CRC32c checksum (RFC 9260 §3, appendix A).
 //!
 //! The CRC32c covers only the SCTP packet, not an IP pseudo-header: address rewrites leave it
-//! alone, port rewrites must recompute it. The `crc32c` crate uses the SSE4.2 `crc32`
-//! instruction when the CPU has it. The checksum is stored in the byte order Linux and
+//! alone, port rewrites must recompute it. Packets up to [`ONE_PASS_MAX`] bytes are summed in one
+//! pass of the SSE4.2 `crc32` instruction, longer ones by the `crc32c` crate (which uses it
+//! too, in three interleaved streams). The checksum is stored in the byte order Linux and
 //! RFC 3309/3720 use: the CRC's little-endian bytes.
 
 use crate::bytes::{be16, be32, set_be16, set_be32};
