@@ -12,22 +12,69 @@ use super::state::SctpEvent;
 use crate::pipeline::Packet;
 use crate::verdict::DropReason;
 
-/// The chunk facts the association tracker needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChunkSummary {
+/// The chunk facts the association tracker needs, packed in one word: built field by field
+/// in a struct, the summary was read back by the pipeline in loads spanning several of
+/// those stores, a store-forwarding stall on every SCTP packet (bench/README.md, "SCTP's
+/// summary in one word"). Bits 0–7: the first chunk's type; 8–15: the event's chunk type;
+/// 16: the reflected-tag flag; 32–63: the initiate tag.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSummary(u64);
+
+impl ChunkSummary {
+    #[inline]
+    fn new(first: u8, event_chunk: u8, reflected_tag: bool, initiate_tag: u32) -> Self {
+        Self(
+            u64::from(first)
+                | u64::from(event_chunk) << 8
+                | u64::from(reflected_tag) << 16
+                | u64::from(initiate_tag) << 32,
+        )
+    }
+
     /// Type of the first chunk.
-    pub first: u8,
-    /// The state-machine event: the first chunk's, except that an ABORT bundled right
-    /// after COOKIE-ECHO / COOKIE-ACK wins (IPVS `set_sctp_state`).
-    pub event: SctpEvent,
-    /// The chunk type standing for `event` (stored in `Parsed::sctp_first_chunk` for the
-    /// state hook).
-    pub event_chunk: u8,
+    #[inline]
+    pub fn first(self) -> u8 {
+        self.0 as u8
+    }
+
+    /// The state-machine event: the first chunk's, except that an ABORT bundled right after
+    /// COOKIE-ECHO / COOKIE-ACK wins (IPVS `set_sctp_state`).
+    #[inline]
+    pub fn event(self) -> SctpEvent {
+        SctpEvent::of_chunk(self.event_chunk())
+    }
+
+    /// The chunk type standing for [`event`](Self::event) (stored in
+    /// `Parsed::sctp_first_chunk` for the state hook).
+    #[inline]
+    pub fn event_chunk(self) -> u8 {
+        (self.0 >> 8) as u8
+    }
+
     /// The packet carries an ABORT or SHUTDOWN COMPLETE with the T bit set: its
     /// verification tag is the sender's own tag (RFC 9260 §8.5.1 B, C).
-    pub reflected_tag: bool,
-    /// INIT / INIT-ACK: the initiate tag.
-    pub initiate_tag: u32,
+    #[inline]
+    pub fn reflected_tag(self) -> bool {
+        self.0 & 1 << 16 != 0
+    }
+
+    /// INIT / INIT-ACK: the initiate tag (0 otherwise).
+    #[inline]
+    pub fn initiate_tag(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+impl std::fmt::Debug for ChunkSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkSummary")
+            .field("first", &self.first())
+            .field("event", &self.event())
+            .field("event_chunk", &self.event_chunk())
+            .field("reflected_tag", &self.reflected_tag())
+            .field("initiate_tag", &self.initiate_tag())
+            .finish()
+    }
 }
 
 /// Reads the chunks of an SCTP packet (`sctp` = common header onwards).
@@ -44,16 +91,12 @@ pub fn summarize(sctp: &[u8]) -> Result<ChunkSummary, DropReason> {
         .ok_or(DropReason::SctpMalformed)?;
     let next = chunks.next();
     let alone = next.is_none();
-    let mut s = ChunkSummary {
-        first: head.kind,
-        event: SctpEvent::of_chunk(head.kind),
-        event_chunk: head.kind,
-        reflected_tag: false,
-        initiate_tag: 0,
-    };
+    let mut event_chunk = head.kind;
+    let mut reflected_tag = false;
+    let mut initiate_tag = 0;
     match head.kind {
         chunk_type::INIT | chunk_type::INIT_ACK => {
-            s.initiate_tag = init::initiate_tag(head.value)
+            initiate_tag = init::initiate_tag(head.value)
                 .filter(|t| *t != 0 && alone)
                 .ok_or(DropReason::SctpMalformed)?;
         }
@@ -61,20 +104,24 @@ pub fn summarize(sctp: &[u8]) -> Result<ChunkSummary, DropReason> {
             if !alone {
                 return Err(DropReason::SctpMalformed);
             }
-            s.reflected_tag = head.flags & FLAG_T != 0;
+            reflected_tag = head.flags & FLAG_T != 0;
         }
-        chunk_type::ABORT => s.reflected_tag = head.flags & FLAG_T != 0,
+        chunk_type::ABORT => reflected_tag = head.flags & FLAG_T != 0,
         chunk_type::COOKIE_ECHO | chunk_type::COOKIE_ACK => match next {
             Some(Ok(abort)) if abort.kind == chunk_type::ABORT => {
-                s.event = SctpEvent::Abort;
-                s.event_chunk = chunk_type::ABORT;
-                s.reflected_tag = abort.flags & FLAG_T != 0;
+                event_chunk = chunk_type::ABORT;
+                reflected_tag = abort.flags & FLAG_T != 0;
             }
             _ => {}
         },
         _ => {}
     }
-    Ok(s)
+    Ok(ChunkSummary::new(
+        head.kind,
+        event_chunk,
+        reflected_tag,
+        initiate_tag,
+    ))
 }
 
 /// Which address parameters to remove.
@@ -141,8 +188,8 @@ mod tests {
     #[test]
     fn init_summary() {
         let s = summarize(&packet(chunk_type::INIT, 0, &init_value(0xdead_beef))).unwrap();
-        assert_eq!(s.event, SctpEvent::Init);
-        assert_eq!(s.initiate_tag, 0xdead_beef);
+        assert_eq!(s.event(), SctpEvent::Init);
+        assert_eq!(s.initiate_tag(), 0xdead_beef);
         assert_eq!(
             summarize(&packet(chunk_type::INIT, 0, &init_value(0))),
             Err(DropReason::SctpMalformed),
@@ -161,23 +208,21 @@ mod tests {
     #[test]
     fn abort_bits_and_bundling() {
         let a = summarize(&packet(chunk_type::ABORT, 1, &[])).unwrap();
-        assert!(a.reflected_tag);
-        assert_eq!(a.event, SctpEvent::Abort);
-        assert!(
-            !summarize(&packet(chunk_type::ABORT, 0, &[]))
-                .unwrap()
-                .reflected_tag
-        );
+        assert!(a.reflected_tag());
+        assert_eq!(a.event(), SctpEvent::Abort);
+        assert!(!summarize(&packet(chunk_type::ABORT, 0, &[]))
+            .unwrap()
+            .reflected_tag());
         let mut b = packet(chunk_type::COOKIE_ACK, 0, &[]);
         b.extend_from_slice(&[chunk_type::ABORT, 1, 0, 4]);
         let s = summarize(&b).unwrap();
         assert_eq!(
-            (s.first, s.event),
+            (s.first(), s.event()),
             (chunk_type::COOKIE_ACK, SctpEvent::Abort)
         );
-        assert!(s.reflected_tag);
+        assert!(s.reflected_tag());
         let d = summarize(&packet(chunk_type::DATA, 3, &[0; 16])).unwrap();
-        assert_eq!(d.event, SctpEvent::Data);
-        assert!(!d.reflected_tag);
+        assert_eq!(d.event(), SctpEvent::Data);
+        assert!(!d.reflected_tag());
     }
 }

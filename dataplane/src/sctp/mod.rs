@@ -108,7 +108,7 @@ impl L4Proto for Sctp {
         chunks: &ChunkSummary,
         _key: &FlowKey,
     ) -> Result<Option<Hit>, Verdict> {
-        if chunks.first == chunk_type::INIT {
+        if chunks.first() == chunk_type::INIT {
             // RFC 9260 §8.5.1 A: a packet carrying INIT has verification tag 0.
             if pkt.p.sctp_vtag != 0 {
                 return Err(Verdict::Drop(DropReason::SctpBadVtag));
@@ -164,7 +164,7 @@ fn inspect(pkt: &mut Packet<'_>) -> Result<ChunkSummary, Verdict> {
     }
     let chunks = chunks::summarize(sctp).map_err(Verdict::Drop)?;
     // The state hook reads the event from here (see `track_state`).
-    pkt.p.sctp_first_chunk = chunks.event_chunk;
+    pkt.p.sctp_first_chunk = chunks.event_chunk();
     Ok(chunks)
 }
 
@@ -182,7 +182,7 @@ fn admit(
     let conn = own.conn();
     let svc = tables.service(conn.service);
     verify_tag(ctx, svc.map(|s| &**s), &pkt.p, chunks, &conn, own.dir).map_err(Verdict::Drop)?;
-    if matches!(chunks.first, chunk_type::INIT | chunk_type::INIT_ACK) {
+    if matches!(chunks.first(), chunk_type::INIT | chunk_type::INIT_ACK) {
         strip_for_method(pkt, &conn, own.dir);
     }
     Ok(())
@@ -212,26 +212,26 @@ fn verify_tag(
         }
     };
     let old = SctpState::from_u8(conn.state);
-    let next = state::transition(old, sctp_dir(dir, conn.method), chunks.event);
+    let next = state::transition(old, sctp_dir(dir, conn.method), chunks.event());
     let timeout = state::timeout_ms(next, timeouts);
     let deadline = ctx.now.wrapping_add(timeout);
     let vtag = p.sctp_vtag;
-    match chunks.first {
+    match chunks.first() {
         // A: INIT carries tag 0; its initiate tag is what the peer must put on packets
         // towards the INIT's sender.
         chunk_type::INIT => {
             if vtag != 0 {
                 return Err(DropReason::SctpBadVtag);
             }
-            tags::learn(ctx, conn, other, chunks.initiate_tag, deadline)
+            tags::learn(ctx, conn, other, chunks.initiate_tag(), deadline)
         }
         chunk_type::INIT_ACK => {
             if !tags::check(ctx, conn, own, vtag, timeout) {
                 return Err(DropReason::SctpBadVtag);
             }
-            tags::learn(ctx, conn, other, chunks.initiate_tag, deadline)
+            tags::learn(ctx, conn, other, chunks.initiate_tag(), deadline)
         }
-        _ if chunks.reflected_tag => {
+        _ if chunks.reflected_tag() => {
             // B, C: the T bit says the tag is the sender's own.
             if tags::check(ctx, conn, other, vtag, timeout) {
                 Ok(())
