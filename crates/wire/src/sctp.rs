@@ -56,7 +56,7 @@ mod field {
 ///
 /// A packet of up to [`ONE_PASS_MAX`] bytes is summed in one pass of the SSE4.2 `crc32`
 /// instruction, 8 bytes at a time, the checksum field masked out of its word
-/// ([`one_pass`]); a longer one (or a CPU without SSE4.2) takes the `crc32c` crate in three
+/// (`one_pass`); a longer one (or a CPU without SSE4.2) takes the `crc32c` crate in three
 /// calls, whose three interleaved streams win once a packet is long enough to amortise
 /// their set-up.
 #[inline]
