@@ -88,6 +88,11 @@ drop_reasons! {
     NoRealServer => "no_real_server",
     /// The connection table is full; new flows are refused, established ones keep going.
     TableFull => "conn_table_full",
+    /// A new connection's reply tuple is a live connection's (NAT: the same client address
+    /// and port reaching the same real server through another virtual address): the real
+    /// server could not tell the two apart, so the new one is refused. A closing holder
+    /// (TIME_WAIT, CLOSE) is retired instead and the new flow goes on.
+    TupleClash => "conn_tuple_clash",
     /// FullNAT: no local address/port left in the pool.
     NoLocalPort => "fullnat_no_port",
     /// Another worker was inserting the same new flow and did not finish within a bounded

@@ -121,6 +121,12 @@ fn opened<P: L4Proto>(
     bound: bool,
 ) -> Verdict {
     let key = &conn.orig;
+    let inserted = match inserted {
+        Err(InsertError::Clash(holder)) if real.method != Method::FullNat => {
+            retire_closing_holder(ctx, conn, deadline, holder)
+        }
+        other => other,
+    };
     match inserted {
         Ok(id) => {
             if !bound {
@@ -144,6 +150,7 @@ fn opened<P: L4Proto>(
                     Verdict::Drop(DropReason::TableFull)
                 }
                 InsertError::Contended => Verdict::Drop(DropReason::InsertContended),
+                InsertError::Clash(_) => Verdict::Drop(DropReason::TupleClash),
                 _ => Verdict::Drop(DropReason::TableFull),
             };
         }
@@ -182,6 +189,44 @@ fn no_service(tables: &Tables, p: &Parsed, v6: bool) -> Verdict {
     } else {
         DropReason::NoService
     })
+}
+
+/// A new connection's tuple is another connection's (`holder`): under NAT, a client that
+/// reuses its source port towards another virtual address (another VIP, or another
+/// destination of a firewall-mark service) that sends it to the same real server makes the
+/// same reply tuple, real server ↔ client address and port, which is one TCP connection to
+/// that server. When the holder is closing (TCP TIME_WAIT or CLOSE, SCTP CLOSED: as
+/// `conn_reuse_mode` treats a SYN on its own tuple, `forward::reuse`), it is retired and
+/// the insert tried once more; a live holder keeps its tuple and the new flow is refused
+/// (`conn_tuple_clash`). FullNAT picks another local port instead (`insert_fullnat`).
+#[cold]
+fn retire_closing_holder(
+    ctx: &mut Ctx<'_>,
+    conn: &Conn,
+    deadline: u32,
+    holder: uvs_conntrack::ConnId,
+) -> Result<uvs_conntrack::ConnId, InsertError> {
+    use uvs_conntrack::tcp::TcpState;
+    // Gone since the insert looked (expired and reclaimed): nothing to retire.
+    let Some((old, _)) = ctx.conns.get(holder) else {
+        return ctx.conns.insert(conn, ctx.now, deadline);
+    };
+    let closing = match old.orig.proto {
+        PROTO_TCP => matches!(
+            TcpState::from_u8(old.state),
+            Some(TcpState::TimeWait | TcpState::Close)
+        ),
+        PROTO_SCTP => crate::sctp::SctpState::from_u8(old.state) == crate::sctp::SctpState::Closed,
+        _ => false,
+    };
+    if !closing {
+        return Err(InsertError::Clash(holder));
+    }
+    if ctx.conns.remove(holder) {
+        crate::lifecycle::unbind(ctx.tables, &old);
+        ctx.counters.reused_conns.add(1);
+    }
+    ctx.conns.insert(conn, ctx.now, deadline)
 }
 
 /// FullNAT: pick a local address from the pool and a port this worker owns (ports are
