@@ -842,3 +842,99 @@ fn a_fin_before_the_server_answered_is_held_and_follows_the_handshake() {
         assert_eq!((f.seq, f.ack), (CISN + 1, SISN + 1));
     }
 }
+
+/// The SYN proxy's connection to the real server follows the NAT rule for a reused client
+/// port: an entry of another connection that holds its reply tuple (real server ↔ client
+/// address and port, e.g. the client's earlier connection through another VIP) is retired
+/// when it is closing, and refuses the new connection (`conn_tuple_clash`) while it lives.
+#[test]
+fn a_closing_holder_of_the_reply_tuple_is_retired_for_the_proxied_connection() {
+    use uvs_conntrack::{tcp::TcpState, Conn, FlowKey};
+    for v6 in [false, true] {
+        for (state, retired) in [(TcpState::TimeWait, true), (TcpState::Established, false)] {
+            let case = format!("v6={v6} holder {state:?}");
+            let mut l = Lab::new(Method::Nat, v6);
+            let key = |ip: IpAddr| uvs_dataplane::lab::ipk(&ip.to_string()).addr;
+            let port = 42424;
+            // The holder: the same client port through a VIP of no service here, to the
+            // real server this one's rr picks first.
+            let other_vip = a(if v6 {
+                "2001:2:0:100::9"
+            } else {
+                "198.18.100.9"
+            });
+            let holder = Conn {
+                orig: FlowKey {
+                    proto: 6,
+                    v6,
+                    src: key(l.client()),
+                    dst: key(other_vip),
+                    sport: port,
+                    dport: 80,
+                },
+                reply: FlowKey {
+                    proto: 6,
+                    v6,
+                    src: key(l.real1()),
+                    dst: key(l.client()),
+                    sport: 80,
+                    dport: port,
+                },
+                service: 999,
+                real: 0,
+                method: Method::Nat as u8,
+                state: state as u8,
+                flags: 0,
+            };
+            let now = l.shared.clock.now().1;
+            l.shared.conns.insert(&holder, now, now + 60_000).unwrap();
+            if retired {
+                let (_, _, syn) = open_on(&mut l, port);
+                assert_eq!((syn.dst, syn.dport), (Some(l.real1()), 80), "{case}");
+                assert_eq!(l.shared.counters[0].reused_conns.get(), 1, "{case}");
+                assert_eq!(l.shared.conns.len(), 1, "{case}: the holder is gone");
+            } else {
+                let c = (uvs_dataplane::lab::CLIENT_MAC, uvs_dataplane::lab::LB0_MAC);
+                let syn = F {
+                    syn: true,
+                    ..F::default()
+                };
+                let syn = seg(
+                    c,
+                    l.client(),
+                    port,
+                    l.vip(),
+                    80,
+                    CISN,
+                    1000,
+                    syn,
+                    &CLIENT_SYN_OPTS,
+                    b"",
+                );
+                let sa = only(&l.send(0, &syn)[0]);
+                let (our_ts, _) = sa.ts.unwrap();
+                let ack = F {
+                    ack: Some(sa.seq.wrapping_add(1)),
+                    ..F::default()
+                };
+                let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(112, our_ts)];
+                let ack = seg(
+                    c,
+                    l.client(),
+                    port,
+                    l.vip(),
+                    80,
+                    CISN + 1,
+                    1000,
+                    ack,
+                    &ts,
+                    b"",
+                );
+                let [_, s] = l.send(0, &ack);
+                assert!(s.is_empty(), "{case}: no SYN to the server");
+                assert_eq!(l.drops(DropReason::TupleClash), 1, "{case}");
+                assert_eq!(l.drops(DropReason::TableFull), 0, "{case}");
+            }
+        }
+    }
+}

@@ -198,9 +198,10 @@ fn no_service(tables: &Tables, p: &Parsed, v6: bool) -> Verdict {
 /// that server. When the holder is closing (TCP TIME_WAIT or CLOSE, SCTP CLOSED: as
 /// `conn_reuse_mode` treats a SYN on its own tuple, `forward::reuse`), it is retired and
 /// the insert tried once more; a live holder keeps its tuple and the new flow is refused
-/// (`conn_tuple_clash`). FullNAT picks another local port instead (`insert_fullnat`).
+/// (`conn_tuple_clash`). FullNAT picks another local port instead (`insert_fullnat`). The
+/// SYN proxy's connection to the real server takes the same rule (`synproxy/handshake.rs`).
 #[cold]
-fn retire_closing_holder(
+pub(crate) fn retire_closing_holder(
     ctx: &mut Ctx<'_>,
     conn: &Conn,
     deadline: u32,

@@ -12,7 +12,8 @@ use super::cookie::{self, CookieError, SynOptions, Tuple};
 use super::layer7::Decision;
 use super::{Opts, OFFERED_WSCALE, SYNACK_WINDOW, SYN_SENT_TIMEOUT_MS};
 use crate::pipeline::{
-    choose_real, conn_flags, insert_fullnat, ip, l2_out, real_egress, Ctx, PROTO_TCP,
+    choose_real, conn_flags, insert_fullnat, ip, l2_out, real_egress, retire_closing_holder, Ctx,
+    PROTO_TCP,
 };
 use crate::tables::{Method, ServiceRt};
 use crate::verdict::{DropReason, Verdict};
@@ -334,12 +335,17 @@ pub(super) fn open(
             None => return Verdict::Drop(DropReason::NoLocalPort),
         }
     } else {
-        ctx.conns.insert(&conn, ctx.now, deadline)
+        match ctx.conns.insert(&conn, ctx.now, deadline) {
+            // A reused client port on the same real server (`retire_closing_holder`).
+            Err(InsertError::Clash(holder)) => retire_closing_holder(ctx, &conn, deadline, holder),
+            other => other,
+        }
     };
     let id = match inserted {
         Ok(id) => id,
         Err(InsertError::Exists(_)) => return joined(ctx, buf, len, p, &key),
         Err(InsertError::Contended) => return Verdict::Drop(DropReason::InsertContended),
+        Err(InsertError::Clash(_)) => return Verdict::Drop(DropReason::TupleClash),
         Err(_) => return Verdict::Drop(DropReason::TableFull),
     };
     if open.replay.is_none() {
