@@ -613,6 +613,15 @@ fn a_server_in_time_wait_gets_a_reset_and_the_retransmitted_syn_connects() {
 /// One proxied connection from client port `port`, opened up to the SYN to its server
 /// (which is not answered): uvs's cookie and TSval, and that SYN.
 fn open_on(l: &mut Lab, port: u16) -> (u32, u32, T) {
+    let (cookie, our_ts, ack) = cookie_ack_on(l, port);
+    let s = only(&l.send(0, &ack)[1]);
+    assert!(s.syn && s.dport == 80);
+    (cookie, our_ts, s)
+}
+
+/// The client's SYN from `port`, answered with uvs's cookie: that cookie, uvs's TSval, and
+/// the client's ACK returning it (not sent).
+fn cookie_ack_on(l: &mut Lab, port: u16) -> (u32, u32, Vec<u8>) {
     let c = (lab::CLIENT_MAC, lab::LB0_MAC);
     let syn = F {
         syn: true,
@@ -649,9 +658,7 @@ fn open_on(l: &mut Lab, port: u16) -> (u32, u32, T) {
         &ts,
         b"",
     );
-    let s = only(&l.send(0, &ack)[1]);
-    assert!(s.syn && s.dport == 80);
-    (sa.seq, our_ts, s)
+    (sa.seq, our_ts, ack)
 }
 
 /// The client's request on the connection of `port`, before or after its server answered.
@@ -894,42 +901,7 @@ fn a_closing_holder_of_the_reply_tuple_is_retired_for_the_proxied_connection() {
                 assert_eq!(l.shared.counters[0].reused_conns.get(), 1, "{case}");
                 assert_eq!(l.shared.conns.len(), 1, "{case}: the holder is gone");
             } else {
-                let c = (uvs_dataplane::lab::CLIENT_MAC, uvs_dataplane::lab::LB0_MAC);
-                let syn = F {
-                    syn: true,
-                    ..F::default()
-                };
-                let syn = seg(
-                    c,
-                    l.client(),
-                    port,
-                    l.vip(),
-                    80,
-                    CISN,
-                    1000,
-                    syn,
-                    &CLIENT_SYN_OPTS,
-                    b"",
-                );
-                let sa = only(&l.send(0, &syn)[0]);
-                let (our_ts, _) = sa.ts.unwrap();
-                let ack = F {
-                    ack: Some(sa.seq.wrapping_add(1)),
-                    ..F::default()
-                };
-                let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(112, our_ts)];
-                let ack = seg(
-                    c,
-                    l.client(),
-                    port,
-                    l.vip(),
-                    80,
-                    CISN + 1,
-                    1000,
-                    ack,
-                    &ts,
-                    b"",
-                );
+                let (_, _, ack) = cookie_ack_on(&mut l, port);
                 let [_, s] = l.send(0, &ack);
                 assert!(s.is_empty(), "{case}: no SYN to the server");
                 assert_eq!(l.drops(DropReason::TupleClash), 1, "{case}");
