@@ -14,7 +14,8 @@
 //! - **Reuse** ([`reschedules`]): a new connection's first packet (TCP SYN, SCTP INIT) that
 //!   finds an old entry of its tuple is scheduled afresh when that entry is closing
 //!   (`conn_reuse_mode`) or its real server can take no traffic (removed or failed its
-//!   health check) — so a client that reuses a port never follows a dead entry.
+//!   health check) — so a client that reuses a port never follows a dead entry. Under NAT
+//!   a [`closing`] entry also gives up its reply tuple to a new connection that needs it.
 //! - **Alive** ([`dest_alive`]): a connection's real server is still configured at the
 //!   same address and its health check passes; with `expire_nodest_conn` the others'
 //!   entries are dropped.
@@ -233,14 +234,23 @@ pub fn reschedules<C: ConnView + ?Sized>(settings: &Settings, svc: &ServiceRt, c
     {
         return true;
     }
+    closing(c)
+        || (settings.conn_reuse_mode & 2 != 0
+            && c.proto() == PROTO_TCP
+            && TcpState::from_u8(c.state()) == Some(TcpState::FinWait)
+            && matches!(Method::from_u8(c.method()), Some(Method::Dr | Method::Tun)))
+}
+
+/// Whether a connection is over on both sides and only waits out its timer: TCP
+/// TIME_WAIT or CLOSE, SCTP CLOSED. A new connection may take such an entry's tuple: its
+/// own ([`reschedules`], with `conn_reuse_mode`) or, under NAT, its reply tuple
+/// (`pipeline::retire_closing_holder`).
+pub fn closing<C: ConnView + ?Sized>(c: &C) -> bool {
     match c.proto() {
-        PROTO_TCP => {
-            let s = TcpState::from_u8(c.state());
-            matches!(s, Some(TcpState::TimeWait | TcpState::Close))
-                || (settings.conn_reuse_mode & 2 != 0
-                    && s == Some(TcpState::FinWait)
-                    && matches!(Method::from_u8(c.method()), Some(Method::Dr | Method::Tun)))
-        }
+        PROTO_TCP => matches!(
+            TcpState::from_u8(c.state()),
+            Some(TcpState::TimeWait | TcpState::Close)
+        ),
         PROTO_SCTP => SctpState::from_u8(c.state()) == SctpState::Closed,
         _ => false,
     }

@@ -83,13 +83,19 @@ pub(crate) fn orphan(ctx: &mut Ctx<'_>, hit: &Hit) -> Verdict {
 /// scheduled as a new flow.
 #[cold]
 pub(crate) fn reuse<P: L4Proto>(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &Hit) -> Verdict {
-    let tables = ctx.tables;
-    if ctx.conns.remove(hit.id) {
-        lifecycle::unbind(tables, &hit.conn());
-        ctx.counters.reused_conns.add(1);
-    }
+    retire(ctx, hit.id, &hit.conn());
     let key = flow_key(&pkt.p);
     new_flow::<P>(ctx, pkt, &key)
+}
+
+/// Takes an old entry (`conn`, at `id`) out of the table for a new connection: unbound from
+/// its real server and counted as reused by whichever worker removed it.
+#[cold]
+pub(crate) fn retire(ctx: &Ctx<'_>, id: uvs_conntrack::ConnId, conn: &Conn) {
+    if ctx.conns.remove(id) {
+        lifecycle::unbind(ctx.tables, conn);
+        ctx.counters.reused_conns.add(1);
+    }
 }
 
 /// Egress port and next hop towards a connection's real server: cached in the snapshot

@@ -195,8 +195,8 @@ fn no_service(tables: &Tables, p: &Parsed, v6: bool) -> Verdict {
 /// reuses its source port towards another virtual address (another VIP, or another
 /// destination of a firewall-mark service) that sends it to the same real server makes the
 /// same reply tuple, real server ↔ client address and port, which is one TCP connection to
-/// that server. When the holder is closing (TCP TIME_WAIT or CLOSE, SCTP CLOSED: as
-/// `conn_reuse_mode` treats a SYN on its own tuple, `forward::reuse`), it is retired and
+/// that server. When the holder is closing ([`lifecycle::closing`](crate::lifecycle::closing),
+/// as `conn_reuse_mode` treats a SYN on its own tuple, `forward::reuse`), it is retired and
 /// the insert tried once more; a live holder keeps its tuple and the new flow is refused
 /// (`conn_tuple_clash`). FullNAT picks another local port instead (`insert_fullnat`). The
 /// SYN proxy's connection to the real server takes the same rule (`synproxy/handshake.rs`).
@@ -207,26 +207,14 @@ pub(crate) fn retire_closing_holder(
     deadline: u32,
     holder: uvs_conntrack::ConnId,
 ) -> Result<uvs_conntrack::ConnId, InsertError> {
-    use uvs_conntrack::tcp::TcpState;
     // Gone since the insert looked (expired and reclaimed): nothing to retire.
     let Some((old, _)) = ctx.conns.get(holder) else {
         return ctx.conns.insert(conn, ctx.now, deadline);
     };
-    let closing = match old.orig.proto {
-        PROTO_TCP => matches!(
-            TcpState::from_u8(old.state),
-            Some(TcpState::TimeWait | TcpState::Close)
-        ),
-        PROTO_SCTP => crate::sctp::SctpState::from_u8(old.state) == crate::sctp::SctpState::Closed,
-        _ => false,
-    };
-    if !closing {
+    if !crate::lifecycle::closing(&old) {
         return Err(InsertError::Clash(holder));
     }
-    if ctx.conns.remove(holder) {
-        crate::lifecycle::unbind(ctx.tables, &old);
-        ctx.counters.reused_conns.add(1);
-    }
+    retire(ctx, holder, &old);
     ctx.conns.insert(conn, ctx.now, deadline)
 }
 
