@@ -416,7 +416,6 @@ mod tests {
         assert_eq!(init::initiate_tag(&c.value[..15]), None);
     }
 
-    /// RFC 3720 appendix B.4 CRC32c test vectors.
     /// The one-pass sum against a bit-by-bit CRC32c written apart from the crate (testkit)
     /// over random packets of every length either side of the one-pass bound and of the
     /// 12- to 16-byte edge, at every alignment in the buffer: the checksum field counts as
@@ -453,6 +452,7 @@ mod tests {
         }
     }
 
+    /// RFC 3720 appendix B.4 CRC32c test vectors.
     #[test]
     fn rfc3720_vectors() {
         assert_eq!(crc32c::crc32c(&[0u8; 32]), 0x8a91_36aa);
