@@ -60,7 +60,7 @@ const PARALLEL: usize = 16;
 
 impl SystemNames {
     /// Looks up the names of `addrs` with `getent hosts` (glibc's resolver through NSS, as
-    /// ipvsadm's `gethostbyaddr`): several at once, all within [`RESOLVE_TIME`].
+    /// ipvsadm's `gethostbyaddr`): several at once, all within `RESOLVE_TIME`.
     pub fn resolve(addrs: impl IntoIterator<Item = IpAddr>) -> SystemNames {
         let mut todo: Vec<IpAddr> = addrs.into_iter().collect();
         todo.sort();

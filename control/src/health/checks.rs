@@ -252,7 +252,7 @@ pub(crate) fn connect_until(
 /// its body contains `expect_body` when given; all within `timeout` (connect included).
 ///
 /// The Host header is the checked address (with the port unless it is 80), as keepalived sends
-/// when no `virtualhost` is set. The client is ureq's (see [`crate::webcheck`]).
+/// when no `virtualhost` is set. The client is ureq's (see `webcheck`).
 pub fn check_http(
     addr: SocketAddr,
     path: &str,

@@ -26,7 +26,7 @@ pub fn data_sum(data: &[u8]) -> u64 {
 /// Headers and short segments (the 54–90-byte frames of an established connection) are
 /// summed as 8-byte words with an end-around carry, the at most 7 bytes left as one 4-, one
 /// 2- and one 1-byte piece: no byte swap, no loop, no bounds check. From 64 bytes on,
-/// [`wide_sum_ne`] (four independent lanes) does about twice the bytes per cycle.
+/// `wide_sum_ne` (four independent lanes) does about twice the bytes per cycle.
 #[inline]
 pub fn data_sum_ne(data: &[u8]) -> u64 {
     if data.len() >= 64 {

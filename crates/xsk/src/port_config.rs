@@ -13,7 +13,7 @@ pub enum ZeroCopy {
     Off,
 }
 
-/// How to open an [`XskPort`].
+/// How to open an [`XskPort`](crate::XskPort).
 #[derive(Clone, Debug)]
 pub struct XskConfig {
     /// Descriptors in each of the RX, TX, fill and completion rings
@@ -32,7 +32,7 @@ impl Default for XskConfig {
     }
 }
 
-/// Port counters (this socket only; see also [`XskPort::kernel_stats`]).
+/// Port counters (this socket only; see also [`XskPort::kernel_stats`](crate::XskPort::kernel_stats)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct XskPortStats {
     /// Frames received.

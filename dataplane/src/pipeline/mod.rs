@@ -4,7 +4,7 @@
 //!
 //! Checksums: addresses and ports are rewritten with RFC 1624 incremental updates. Before
 //! that, every unfragmented TCP/UDP packet's checksum is verified in one pass
-//! ([`l4_checksum`]): a partial one (pseudo-header only, what a socket behind a virtual
+//! (`l4_checksum`): a partial one (pseudo-header only, what a socket behind a virtual
 //! interface with checksum offload sends) is completed, since an update would keep it
 //! partial and the real server would drop it; a wrong one is dropped and counted, as IPVS
 //! does before it rewrites. DR and TUN frames are completed too: the real server receives
@@ -82,7 +82,7 @@ pub struct Ctx<'a> {
     pub settings: crate::lifecycle::Settings,
     /// Tells the sync daemon about new connections and state changes.
     pub sync: &'a crate::sync_tap::SyncTap,
-    /// Verify TCP/UDP checksums and complete partial ones ([`l4_checksum`]); off only to
+    /// Verify TCP/UDP checksums and complete partial ones (`l4_checksum`); off only to
     /// measure what that costs.
     pub verify_l4_checksums: bool,
     /// FullNAT: next local port to try, per worker.

@@ -2,7 +2,7 @@
 //! checks, multi-homed clients, CRC32c verification, and NAT/FullNAT handling of the
 //! address parameters in INIT / INIT-ACK.
 //!
-//! # Per packet ([`Sctp`], the pipeline's `L4Proto` for protocol 132)
+//! # Per packet (`Sctp`, the pipeline's `L4Proto` for protocol 132)
 //! Steps 1–3 are its `inspect`, 4 its `admit`, 5 its `miss`; the pipeline core does the
 //! lookup between them.
 //! 1. Fragments are dropped (`sctp_fragment`): the CRC32c covers the whole packet and

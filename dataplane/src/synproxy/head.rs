@@ -33,7 +33,7 @@
 //! when the connection is gone, they are freed and counted (`layer7_replay_lost`).
 //!
 //! Memory: a pending client costs its head's bytes (at most `head_limit` plus one segment)
-//! and a fixed entry (see [`Heads::ENTRY_BYTES`]; the table is [`super::heads`]); both the count and the bytes are
+//! and a fixed entry (see [`Heads::ENTRY_BYTES`]; the table is `heads`); both the count and the bytes are
 //! bounded per worker and shown as gauges (`layer7_pending`, `layer7_pending_bytes`).
 
 use uvs_wire::tcp::flags;

@@ -12,13 +12,13 @@
 //! 3. The server's SYN-ACK is turned into the ACK that completes its handshake; the
 //!    difference between its ISN and the cookie (and between its TSval and uvs's) goes to
 //!    a table beside the connection table ([`SpliceTable`]); from then on every segment is
-//!    translated ([`splice`]).
+//!    translated (`splice`).
 //!
 //! With `proxy_protocol: v2` the ACK of step 3 carries a PROXY protocol v2 header (HAProxy's
 //! `proxy-protocol.txt`; `uvs_wire::proxy_v2`): the client's address and port and the VIP's,
 //! the first bytes the server reads. The client's sequence space is then `L` bytes (28 for
 //! IPv4, 52 for IPv6) behind the server's view of it: its SEQ gets + L on the way in, the
-//! server's ACK and SACK blocks − L on the way out ([`splice`]). A header that went
+//! server's ACK and SACK blocks − L on the way out (`splice`). A header that went
 //! missing is sent again when the server shows it: a repeated SYN-ACK (our ACK never
 //! arrived) or an ACK of only its SYN (a later client segment completed the handshake).
 //!
@@ -48,7 +48,7 @@ pub(crate) use splice::established;
 
 /// The window-scale shift uvs offers a client in its SYN-ACK (before it knows the real
 /// server's): Linux's default for a 6 MiB receive buffer. A server that scales by another
-/// shift has its windows rescaled on the way ([`splice`]).
+/// shift has its windows rescaled on the way (`splice`).
 pub const OFFERED_WSCALE: u8 = 7;
 /// The window of uvs's SYN-ACK (never scaled, RFC 7323 §2.2).
 pub const SYNACK_WINDOW: u16 = 65535;
@@ -206,7 +206,7 @@ impl Opts {
     /// The server acknowledged the PROXY header: it is never sent again.
     pub const PROXY_ACKED: u64 = 1 << 14;
     /// Layer 7: uvs received (and acknowledged) the client's request head itself and
-    /// replays it to the server ([`head`]); it ends at [`SpliceTable::replay_end`].
+    /// replays it to the server ([`head`]); it ends at `SpliceTable::replay_end`.
     pub const REPLAY: u64 = 1 << 15;
     /// The server acknowledged the whole replayed head: the worker holding it frees it.
     pub const REPLAY_ACKED: u64 = 1 << 31;
