@@ -179,11 +179,12 @@ fn admit(
     own: &Hit,
 ) -> Result<(), Verdict> {
     let tables = ctx.tables;
-    let conn = own.conn();
-    let svc = tables.service(conn.service);
-    verify_tag(ctx, svc.map(|s| &**s), &pkt.p, chunks, &conn, own.dir).map_err(Verdict::Drop)?;
+    // `own` is read in place, not decoded into a `Conn`: copying its addresses out with
+    // 16-byte loads waited for the lookup's narrower stores of them on every packet.
+    let svc = tables.service(own.service());
+    verify_tag(ctx, svc.map(|s| &**s), &pkt.p, chunks, own, own.dir).map_err(Verdict::Drop)?;
     if matches!(chunks.first(), chunk_type::INIT | chunk_type::INIT_ACK) {
-        strip_for_method(pkt, &conn, own.dir);
+        strip_for_method(pkt, own.method(), own.dir);
     }
     Ok(())
 }
@@ -195,7 +196,7 @@ fn verify_tag(
     svc: Option<&ServiceRt>,
     p: &Parsed,
     chunks: &ChunkSummary,
-    conn: &Conn,
+    conn: &impl ConnView,
     dir: Dir,
 ) -> Result<(), DropReason> {
     let (own, other) = match dir {
@@ -211,8 +212,8 @@ fn verify_tag(
             &defaults
         }
     };
-    let old = SctpState::from_u8(conn.state);
-    let next = state::transition(old, sctp_dir(dir, conn.method), chunks.event());
+    let old = SctpState::from_u8(conn.state());
+    let next = state::transition(old, sctp_dir(dir, conn.method()), chunks.event());
     let timeout = state::timeout_ms(next, timeouts);
     let deadline = ctx.now.wrapping_add(timeout);
     let vtag = p.sctp_vtag;
@@ -262,8 +263,8 @@ fn sctp_dir(dir: Dir, method: u8) -> SctpDir {
 
 /// Removes the address parameters NAT/FullNAT cannot carry from an INIT / INIT-ACK (see
 /// the module docs for the policy). Returns the bytes removed.
-fn strip_for_method(pkt: &mut Packet<'_>, conn: &Conn, dir: Dir) -> usize {
-    let how = match (Method::from_u8(conn.method), dir) {
+fn strip_for_method(pkt: &mut Packet<'_>, method: u8, dir: Dir) -> usize {
+    let how = match (Method::from_u8(method), dir) {
         (Some(Method::Dr | Method::Tun) | None, _) => return 0,
         (_, Dir::Reply) | (Some(Method::FullNat), Dir::Original) => Strip::All,
         (_, Dir::Original) => Strip::OtherFamily,
@@ -294,7 +295,7 @@ fn other_path(
         let Some(hit) = ctx.conns.lookup(&tags::primary_key(&rec), ctx.now) else {
             continue;
         };
-        if hit.dir != dir || !tags::belongs(&rec, &hit.conn()) {
+        if hit.dir != dir || !tags::belongs(&rec, &hit) {
             continue;
         }
         admit(ctx, pkt, chunks, &hit)?;
@@ -343,7 +344,7 @@ pub fn on_new_association(
         })
         .unwrap_or(0);
     tags::learn(ctx, conn, Side::ToClient, tag, deadline).map_err(Verdict::Drop)?;
-    strip_for_method(pkt, conn, Dir::Original);
+    strip_for_method(pkt, conn.method, Dir::Original);
     Ok(())
 }
 

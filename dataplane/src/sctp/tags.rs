@@ -89,63 +89,73 @@ pub fn to_client_key(v6: bool, real: [u8; 16], rport: u16, dport: u16, tag: u32)
     }
 }
 
-/// The record key of `side` for the association of `conn`.
+/// The record key of `side` for the association of `conn` (a decoded `Conn` or, on the
+/// established path, the lookup's `Hit` read in place).
 #[inline]
-pub fn key_for(conn: &Conn, side: Side, tag: u32) -> FlowKey {
+pub fn key_for(conn: &impl ConnView, side: Side, tag: u32) -> FlowKey {
     match side {
         Side::ToServer => to_server_key(
-            conn.orig.v6,
-            conn.orig.dst,
-            conn.orig.dport,
-            conn.orig.sport,
+            conn.v6(),
+            *conn.orig_dst(),
+            conn.orig_dport(),
+            conn.orig_sport(),
             tag,
         ),
         Side::ToClient => to_client_key(
-            conn.reply.v6,
-            conn.reply.src,
-            conn.reply.sport,
-            conn.reply.dport,
+            conn.v6(),
+            *conn.reply_src(),
+            conn.reply_sport(),
+            conn.reply_dport(),
             tag,
         ),
     }
 }
 
 /// The record for `conn`'s `side` tag.
-pub fn record(conn: &Conn, side: Side, tag: u32) -> Conn {
+pub fn record(conn: &impl ConnView, side: Side, tag: u32) -> Conn {
     let orig = key_for(conn, side, tag);
     Conn {
         orig,
         reply: FlowKey {
             proto: orig.proto,
             v6: orig.v6,
-            src: conn.orig.src,
+            src: *conn.orig_src(),
             dst: tag_addr(tag),
-            sport: conn.orig.sport,
-            dport: conn.orig.dport,
+            sport: conn.orig_sport(),
+            dport: conn.orig_dport(),
         },
-        service: conn.service,
-        real: conn.real,
-        method: conn.method,
+        service: conn.service(),
+        real: conn.real(),
+        method: conn.method(),
         state: 0,
         flags: conn_flags::TEMPLATE | TAG_RECORD,
     }
 }
 
-/// Does `rec` (a record's stored value) belong to the association of `conn`?
+/// Does `rec` (a record's stored value) belong to the association of `conn`? Both are
+/// read in place: the addresses compared as two 8-byte words each, which is how the lookup
+/// wrote them (a 16-byte load of them would wait for those stores, `uvs_ip::IpKey::same_addr`).
 #[inline]
-pub fn belongs(rec: &Conn, conn: &Conn) -> bool {
-    rec.flags & TAG_RECORD != 0
-        && rec.reply.src == conn.orig.src
-        && rec.reply.sport == conn.orig.sport
-        && rec.reply.dport == conn.orig.dport
-        && rec.service == conn.service
+pub fn belongs(rec: &impl ConnView, conn: &impl ConnView) -> bool {
+    rec.flags() & TAG_RECORD != 0
+        && same_addr(rec.reply_src(), conn.orig_src())
+        && rec.reply_sport() == conn.orig_sport()
+        && rec.reply_dport() == conn.orig_dport()
+        && rec.service() == conn.service()
+}
+
+#[inline(always)]
+fn same_addr(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let w =
+        |x: &[u8; 16], at: usize| u64::from_ne_bytes(x[at..at + 8].try_into().unwrap_or_default());
+    w(a, 0) == w(b, 0) && w(a, 8) == w(b, 8)
 }
 
 /// Remembers `tag` for `side` until `deadline`. An existing record for the same tag and
 /// association is fine (a retransmitted INIT / INIT-ACK).
 pub fn learn(
     ctx: &Ctx<'_>,
-    conn: &Conn,
+    conn: &impl ConnView,
     side: Side,
     tag: u32,
     deadline: u32,
@@ -171,11 +181,11 @@ pub fn learn(
 /// association (`timeout` ms from now), writing only when that moves its deadline by
 /// more than a second.
 #[inline]
-pub fn check(ctx: &Ctx<'_>, conn: &Conn, side: Side, tag: u32, timeout: u32) -> bool {
+pub fn check(ctx: &Ctx<'_>, conn: &impl ConnView, side: Side, tag: u32, timeout: u32) -> bool {
     let Some(hit) = ctx.conns.lookup(&key_for(conn, side, tag), ctx.now) else {
         return false;
     };
-    if !belongs(&hit.conn(), conn) {
+    if !belongs(&hit, conn) {
         return false;
     }
     refresh(ctx, &hit, timeout);
