@@ -9,6 +9,7 @@ use uvs_dataplane::Method;
 
 mod http;
 mod l7head;
+mod memory;
 mod pipeline;
 mod report;
 mod schedsim;
@@ -104,6 +105,9 @@ enum Cmd {
     /// A hand-off to a sleeping thread on the same core and across cores: two threads
     /// ping-ponging over a socket pair (what a forwarding thread adds per crossing).
     Wakeup(wakeup::WakeupArgs),
+    /// What a random cache line costs by working-set size: a pointer chase and prefetched
+    /// independent loads over huge-page arrays (the platform under the large-table rows).
+    Memory(memory::MemoryArgs),
     /// A Markdown report with SVG plots from the JSON files of the other subcommands.
     Report(report::ReportArgs),
     /// (internal) AF_XDP UDP generator run by `testbed` inside the client namespace.
@@ -145,6 +149,7 @@ fn main() -> Result<()> {
         Cmd::L7head(a) => l7head::l7head_main(a)?,
         Cmd::Report(a) => report::report_main(a)?,
         Cmd::Wakeup(a) => wakeup::wakeup_main(a)?,
+        Cmd::Memory(a) => memory::memory_main(a)?,
         Cmd::XskGen(a) => testbed::cli::gen_main(a)?,
         Cmd::XskL2fwd(a) => testbed::cli::l2fwd_main(a)?,
         Cmd::UdpRtt(a) => http::rtt::rtt_main(a)?,

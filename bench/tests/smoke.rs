@@ -435,3 +435,30 @@ fn sync_link_smoke_as_root() {
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&ns.stdout).contains("uvs-sbench-"));
 }
+
+#[test]
+fn memory_tiny_run_prints_a_row_per_size_and_refuses_a_zero_size() {
+    let out = bench()
+        .args(["memory", "--mib", "1,2", "--loads", "2000", "--ahead", "4"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(|f| f.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for (row, mib) in rows.iter().zip([1.0, 2.0]) {
+        assert_eq!(row[0], mib, "{text}");
+        assert!(row[1] > 0.0 && row[2] > 0.0, "{text}");
+    }
+    let bad = bench().args(["memory", "--mib", "0"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--mib"));
+}

@@ -69,6 +69,7 @@ mod flow;
 mod hugepage;
 mod index;
 mod layout;
+pub mod memprobe;
 pub mod tcp;
 pub mod timeouts;
 
