@@ -21,6 +21,17 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Runs `cmd`, asserts that it succeeded (showing its stderr if not), and returns its stdout.
+fn succeeds(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
@@ -29,22 +40,17 @@ fn read_json(p: &Path) -> serde_json::Value {
 fn schedulers_tiny_run_writes_every_figure() {
     let d = scratch("sched");
     let json = d.join("s.json");
-    let out = bench()
-        .args([
-            "schedulers",
-            "--requests",
-            "3000",
-            "--situations",
-            "hetero-exp,slowdown",
-        ])
-        .args(["--schedulers", "rr,wlc,fastest", "--json"])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        bench()
+            .args([
+                "schedulers",
+                "--requests",
+                "3000",
+                "--situations",
+                "hetero-exp,slowdown",
+            ])
+            .args(["--schedulers", "rr,wlc,fastest", "--json"])
+            .arg(&json),
     );
     let v = read_json(&json);
     assert_eq!(v["benchmark"], "schedulers");
@@ -64,24 +70,19 @@ fn schedulers_tiny_run_writes_every_figure() {
 fn l7head_tiny_run_writes_every_figure() {
     let d = scratch("l7head");
     let json = d.join("l.json");
-    let out = bench()
-        .args([
-            "l7head",
-            "--clients",
-            "50",
-            "--segments",
-            "2",
-            "--rounds",
-            "1",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        bench()
+            .args([
+                "l7head",
+                "--clients",
+                "50",
+                "--segments",
+                "2",
+                "--rounds",
+                "1",
+            ])
+            .arg("--json")
+            .arg(&json),
     );
     let v = read_json(&json);
     assert_eq!(v["benchmark"], "l7head");
@@ -100,31 +101,26 @@ fn l7head_tiny_run_writes_every_figure() {
 fn pipeline_checksum_scenarios_forward_every_frame() {
     let d = scratch("csum");
     let json = d.join("p.json");
-    let out = bench()
-        .args([
-            "pipeline",
-            "--flows",
-            "64",
-            "--seconds",
-            "0.06",
-            "--new-flows",
-            "64",
-        ])
-        .args([
-            "--no-baseline",
-            "--protocols",
-            "tcp,udp",
-            "--families",
-            "ipv4,ipv6",
-        ])
-        .args(["--checksum-frames", "64,1500", "--json"])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        bench()
+            .args([
+                "pipeline",
+                "--flows",
+                "64",
+                "--seconds",
+                "0.06",
+                "--new-flows",
+                "64",
+            ])
+            .args([
+                "--no-baseline",
+                "--protocols",
+                "tcp,udp",
+                "--families",
+                "ipv4,ipv6",
+            ])
+            .args(["--checksum-frames", "64,1500", "--json"])
+            .arg(&json),
     );
     let v = read_json(&json);
     let rows: Vec<_> = v["results"]
@@ -191,17 +187,12 @@ fn report_from_tiny_json_files() {
     )
     .unwrap();
     let out_dir = d.join("out");
-    let out = bench()
-        .arg("report")
-        .args([&tb, &http, &pipe])
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        bench()
+            .arg("report")
+            .args([&tb, &http, &pipe])
+            .arg("--out")
+            .arg(&out_dir),
     );
     let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
     for needle in [
@@ -309,24 +300,19 @@ fn testbed_smoke_as_root() {
 fn pipeline_tiny_run_with_scaling_rows() {
     let d = scratch("pipe");
     let json = d.join("p.json");
-    let out = bench()
-        .args([
-            "pipeline",
-            "--flows",
-            "500",
-            "--seconds",
-            "0.1",
-            "--new-flows",
-            "500",
-        ])
-        .args(["--methods", "nat,fullnat", "--workers", "1,2", "--json"])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        bench()
+            .args([
+                "pipeline",
+                "--flows",
+                "500",
+                "--seconds",
+                "0.1",
+                "--new-flows",
+                "500",
+            ])
+            .args(["--methods", "nat,fullnat", "--workers", "1,2", "--json"])
+            .arg(&json),
     );
     let v = read_json(&json);
     assert_eq!(v["benchmark"], "pipeline");
@@ -352,32 +338,27 @@ fn pipeline_tiny_run_with_scaling_rows() {
 fn pipeline_sctp_associations_open_and_forward() {
     let d = scratch("pipe-sctp");
     let json = d.join("p.json");
-    let out = bench()
-        .args([
-            "pipeline",
-            "--flows",
-            "300",
-            "--seconds",
-            "0.1",
-            "--new-flows",
-            "300",
-        ])
-        .args([
-            "--methods",
-            "nat",
-            "--protocols",
-            "sctp",
-            "--families",
-            "ipv4,ipv6",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        bench()
+            .args([
+                "pipeline",
+                "--flows",
+                "300",
+                "--seconds",
+                "0.1",
+                "--new-flows",
+                "300",
+            ])
+            .args([
+                "--methods",
+                "nat",
+                "--protocols",
+                "sctp",
+                "--families",
+                "ipv4,ipv6",
+                "--json",
+            ])
+            .arg(&json),
     );
     let v = read_json(&json);
     for r in v["results"].as_array().unwrap() {
@@ -438,16 +419,8 @@ fn sync_link_smoke_as_root() {
 
 #[test]
 fn memory_tiny_run_prints_a_row_per_size_and_refuses_a_zero_size() {
-    let out = bench()
-        .args(["memory", "--mib", "1,2", "--loads", "2000", "--ahead", "4"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text =
+        succeeds(bench().args(["memory", "--mib", "1,2", "--loads", "2000", "--ahead", "4"]));
     let rows: Vec<Vec<f64>> = text
         .lines()
         .skip(1)
