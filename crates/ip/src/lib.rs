@@ -47,6 +47,14 @@ fn word(a: &[u8; 16], i: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// Whether two 16-byte addresses are equal, compared as two 8-byte words: the connection
+/// table writes addresses in 8-byte pieces, and a 16-byte load of them would stall on
+/// store forwarding (measured: 7.5 % of the established path).
+#[inline]
+pub fn same_addr_bytes(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    word(a, 0) == word(b, 0) && word(a, 8) == word(b, 8)
+}
+
 impl IpKey {
     /// An IPv4 address.
     pub fn v4(octets: [u8; 4]) -> Self {
@@ -64,12 +72,10 @@ impl IpKey {
         }
     }
 
-    /// Whether `addr` is this address, compared as two 8-byte words: the connection table
-    /// writes addresses in 8-byte pieces, and a 16-byte load of them would stall on store
-    /// forwarding (measured: 7.5% of the established path).
+    /// Whether `addr` is this address ([`same_addr_bytes`]).
     #[inline]
     pub fn same_addr(&self, addr: &[u8; 16]) -> bool {
-        word(&self.addr, 0) == word(addr, 0) && word(&self.addr, 8) == word(addr, 8)
+        same_addr_bytes(&self.addr, addr)
     }
 
     pub fn from_ip(ip: IpAddr) -> Self {

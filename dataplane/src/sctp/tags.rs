@@ -133,22 +133,15 @@ pub fn record(conn: &impl ConnView, side: Side, tag: u32) -> Conn {
 }
 
 /// Does `rec` (a record's stored value) belong to the association of `conn`? Both are
-/// read in place: the addresses compared as two 8-byte words each, which is how the lookup
-/// wrote them (a 16-byte load of them would wait for those stores, `uvs_ip::IpKey::same_addr`).
+/// read in place, the addresses compared as two 8-byte words each
+/// ([`uvs_ip::same_addr_bytes`]).
 #[inline]
 pub fn belongs(rec: &impl ConnView, conn: &impl ConnView) -> bool {
     rec.flags() & TAG_RECORD != 0
-        && same_addr(rec.reply_src(), conn.orig_src())
+        && uvs_ip::same_addr_bytes(rec.reply_src(), conn.orig_src())
         && rec.reply_sport() == conn.orig_sport()
         && rec.reply_dport() == conn.orig_dport()
         && rec.service() == conn.service()
-}
-
-#[inline(always)]
-fn same_addr(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    let w =
-        |x: &[u8; 16], at: usize| u64::from_ne_bytes(x[at..at + 8].try_into().unwrap_or_default());
-    w(a, 0) == w(b, 0) && w(a, 8) == w(b, 8)
 }
 
 /// Remembers `tag` for `side` until `deadline`. An existing record for the same tag and
