@@ -247,10 +247,11 @@ impl BurstScratch {
     }
 
     /// Starts loading the entries of the parsed burst's lookups (their buckets must have
-    /// had time to arrive: [`ConnTable::prefetch_entry`] reads them).
+    /// had time to arrive: [`ConnTable::prefetch_entry`] reads them, and keeps the lane it
+    /// found so that the frame's `finish` need not probe the bucket again).
     #[inline(always)]
-    fn prefetch_entries(&self, conns: &ConnTable) {
-        for l in &self.lookups[..self.nkeys] {
+    fn prefetch_entries(&mut self, conns: &ConnTable) {
+        for l in &mut self.lookups[..self.nkeys] {
             conns.prefetch_entry(l);
         }
     }

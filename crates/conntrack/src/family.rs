@@ -205,18 +205,23 @@ impl<const AW: usize> FamilyTable<AW> {
 
     #[inline]
     fn find(&self, k: &EncKey, pos: &Pos, now: u32) -> Option<Hit> {
-        self.index.find(pos, |v| {
-            let slot = lane_slot(v);
-            let dir = lane_dir(v);
-            let w = self.read(slot)?;
-            let c = w[CTL];
-            // One branch for all four conditions: a tag match is almost always the hit.
-            let usable = key_matches::<AW>(&w, dir, k)
-                & !ctl_dead(c)
-                & (ctl_state(c) != STATE_PENDING)
-                & !expired(ctl_deadline(c), now);
-            usable.then(|| self.hit(slot, dir, &w))
-        })
+        self.index.find(pos, |v| self.try_lane(k, v, now))
+    }
+
+    /// The hit for `k` if index lane value `v` points at a live, unexpired entry holding
+    /// `k` in the lane's direction.
+    #[inline(always)]
+    fn try_lane(&self, k: &EncKey, v: u64, now: u32) -> Option<Hit> {
+        let slot = lane_slot(v);
+        let dir = lane_dir(v);
+        let w = self.read(slot)?;
+        let c = w[CTL];
+        // One branch for all four conditions: a tag match is almost always the hit.
+        let usable = key_matches::<AW>(&w, dir, k)
+            & !ctl_dead(c)
+            & (ctl_state(c) != STATE_PENDING)
+            & !expired(ctl_deadline(c), now);
+        usable.then(|| self.hit(slot, dir, &w))
     }
 
     #[inline]
@@ -238,11 +243,15 @@ impl<const AW: usize> FamilyTable<AW> {
 
     /// Second pass: prefetches the entry of the first lane of bucket 0 whose tag matches
     /// (the likely hit), both ends of it (an entry can straddle two cache lines); with no
-    /// match there, bucket 1 instead.
+    /// match there, bucket 1 instead. Returns that lane (0: none) for [`finish`](Self::finish).
     #[inline(always)]
-    pub(crate) fn prefetch_entry(&self, pos: &Pos) {
-        if let Some(v) = self.index.first_match(pos) {
-            self.prefetch_slot(lane_slot(v));
+    pub(crate) fn prefetch_entry(&self, pos: &Pos) -> u64 {
+        match self.index.first_match(pos) {
+            Some(v) => {
+                self.prefetch_slot(lane_slot(v));
+                v
+            }
+            None => 0,
         }
     }
 
@@ -257,9 +266,18 @@ impl<const AW: usize> FamilyTable<AW> {
         }
     }
 
-    /// Second half of a burst lookup.
+    /// Second half of a burst lookup: the entry of the lane `prefetch_entry` found
+    /// (`lane`, 0 for none), without probing the bucket again, when it holds `k`; otherwise
+    /// the whole probe. Taking that entry without the probe gives what the probe would:
+    /// a live entry holding `k` is `k`'s connection, as a tuple belongs to one live entry
+    /// at a time, whether or not its lane is still the first match.
     #[inline]
-    pub(crate) fn finish(&self, k: &EncKey, pos: &Pos, now: u32) -> Option<Hit> {
+    pub(crate) fn finish(&self, k: &EncKey, pos: &Pos, lane: u64, now: u32) -> Option<Hit> {
+        if lane != 0 {
+            if let Some(hit) = self.try_lane(k, lane, now) {
+                return Some(hit);
+            }
+        }
         self.find(k, pos, now)
     }
 

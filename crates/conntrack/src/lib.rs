@@ -147,7 +147,7 @@ impl ConnTable {
             for (p, k) in prep.iter_mut().zip(keys) {
                 *p = self.prepare(k);
             }
-            for p in &prep[..keys.len()] {
+            for p in &mut prep[..keys.len()] {
                 self.prefetch_entry(p);
             }
             for (p, o) in prep.iter().zip(out.iter_mut()) {
@@ -167,21 +167,27 @@ impl ConnTable {
     #[inline]
     pub fn prepare(&self, key: &FlowKey) -> Prepared {
         let (k, pos) = on_family!(self, key.v6, |f| f.prepare(key));
-        Prepared { k, pos, v6: key.v6 }
+        Prepared {
+            k,
+            pos,
+            v6: key.v6,
+            lane: 0,
+        }
     }
 
     /// Second step (see [`prepare`](Self::prepare)): reads the key's first index bucket
-    /// and starts loading the entry its tag points at (or the second bucket).
+    /// and starts loading the entry its tag points at (or the second bucket), and keeps
+    /// that lane in `p` for [`finish`](Self::finish).
     #[inline(always)]
-    pub fn prefetch_entry(&self, p: &Prepared) {
-        on_family!(self, p.v6, |f| f.prefetch_entry(&p.pos))
+    pub fn prefetch_entry(&self, p: &mut Prepared) {
+        p.lane = on_family!(self, p.v6, |f| f.prefetch_entry(&p.pos));
     }
 
     /// Last step (see [`prepare`](Self::prepare)): the lookup's answer at `now`. Correct
     /// whenever it is called: the earlier steps only warm the cache.
     #[inline]
     pub fn finish(&self, p: &Prepared, now: u32) -> Option<Hit> {
-        on_family!(self, p.v6, |f| f.finish(&p.k, &p.pos, now))
+        on_family!(self, p.v6, |f| f.finish(&p.k, &p.pos, p.lane, now))
     }
 
     /// Stores a new connection expiring at `deadline`; `now` decides whether a same-tuple
@@ -346,6 +352,10 @@ pub struct Prepared {
     k: layout::EncKey,
     pos: index::Pos,
     v6: bool,
+    /// The index lane [`ConnTable::prefetch_entry`] found for the key (0: none, or not
+    /// looked at yet): [`ConnTable::finish`] tries its entry first instead of probing the
+    /// bucket again.
+    lane: u64,
 }
 
 impl Prepared {

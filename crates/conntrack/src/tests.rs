@@ -571,8 +571,8 @@ fn lookup_burst_matches_single_lookups_in(t: &ConnTable) {
     assert_eq!(hits, 26 * 4 - 5 * 2);
     // The split lookup gives the same answers, whether or not its prefetch step ran, and
     // whatever happened to the table between its steps.
-    let prepared: Vec<Prepared> = keys.iter().map(|k| t.prepare(k)).collect();
-    for (i, p) in prepared.iter().enumerate() {
+    let mut prepared: Vec<Prepared> = keys.iter().map(|k| t.prepare(k)).collect();
+    for (i, p) in prepared.iter_mut().enumerate() {
         if i % 2 == 0 {
             t.prefetch_entry(p);
         }
@@ -583,4 +583,22 @@ fn lookup_burst_matches_single_lookups_in(t: &ConnTable) {
     let gone = t.lookup(&keys[5], 10).unwrap().id;
     assert!(t.remove(gone));
     assert_eq!(t.finish(&prepared[5], 10), None);
+    // `finish` tries the entry of the lane `prefetch_entry` kept (keys[4] was prefetched):
+    // once that entry is gone, or its slot holds the same tuple again or another one, it
+    // still answers as a fresh lookup does.
+    let flow = nat(20_001, 11);
+    assert_eq!(keys[4], flow.orig);
+    let old = t.lookup(&keys[4], 10).unwrap();
+    assert!(t.remove(old.id));
+    assert_eq!(t.finish(&prepared[4], 10), None);
+    t.insert(&flow, 0, 100).unwrap();
+    let again = t.finish(&prepared[4], 10);
+    assert!(again.is_some());
+    assert_eq!(again, t.lookup(&keys[4], 10));
+    assert!(t.remove(again.unwrap().id));
+    let other = nat(29_999, 11);
+    let id = t.insert(&other, 0, 100).unwrap();
+    assert_eq!(id.index(), old.id.index(), "the freed slot is reused");
+    assert_eq!(t.finish(&prepared[4], 10), None);
+    assert_eq!(t.lookup(&keys[4], 10), None);
 }
