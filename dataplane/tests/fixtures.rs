@@ -88,6 +88,21 @@ fn first_packet(v6: bool, tcp: bool, sport: u16) -> Vec<u8> {
     }
 }
 
+/// Real server 1's SYN-ACK (port 80) to the client's port `cport`, as NAT forwards the
+/// client's SYN to it.
+fn syn_ack_from_real_1(v6: bool, cport: u16) -> Vec<u8> {
+    tk::tcp(
+        lab::real_mac(1),
+        lab::LB1_MAC,
+        real(1, v6),
+        80,
+        client(v6),
+        cport,
+        tk::SYN_ACK,
+        b"",
+    )
+}
+
 fn only(out: &[Vec<u8>]) -> Seen {
     assert_eq!(
         out.len(),
@@ -710,16 +725,7 @@ fn reply_on_another_worker_finds_the_connection() {
     assert!(w0.ports[0].push_rx(&syn));
     w0.poll();
     assert_eq!(w0.ports[1].take_tx().len(), 1);
-    let reply = tk::tcp(
-        lab::real_mac(1),
-        lab::LB1_MAC,
-        real(1, false),
-        80,
-        client(false),
-        49000,
-        tk::SYN_ACK,
-        b"",
-    );
+    let reply = syn_ack_from_real_1(false, 49000);
     assert!(w1.ports[1].push_rx(&reply));
     w1.poll();
     let out = w1.ports[0].take_tx();
@@ -1268,16 +1274,7 @@ fn a_reply_tuple_held_by_a_closing_connection_is_retired() {
         assert_eq!(lab.drops(DropReason::TupleClash), 1, "{case}");
         assert_eq!(lab.drops(DropReason::TableFull), 0, "{case}");
         // The first connection established, then reset by the client: CLOSE.
-        let syn_ack = tk::tcp(
-            lab::real_mac(1),
-            lab::LB1_MAC,
-            real(1, v6),
-            80,
-            client(v6),
-            41000,
-            tk::SYN_ACK,
-            b"",
-        );
+        let syn_ack = syn_ack_from_real_1(v6, 41000);
         let [back, _] = lab.send(1, &syn_ack);
         assert_eq!(only(&back).src, vip(v6), "{case}");
         for flags in [tk::ACK, tk::RST] {
