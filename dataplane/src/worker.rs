@@ -215,8 +215,8 @@ impl BurstScratch {
     /// entries; each lookup is finished when its frame is processed
     /// ([`ConnTable::finish`]), so an entry's miss overlaps with the frames before it.
     /// For a burst received ahead ([`BURSTS_PER_POLL`]) the two halves run apart:
-    /// [`parse`](Self::parse) before the burst in front of it is processed,
-    /// [`prefetch_entries`](Self::prefetch_entries) after.
+    /// [`parse`](Self::parse) before the burst in front of it is processed, and each
+    /// lookup's [`ConnTable::prefetch_entry`] while one of that burst's frames is.
     #[inline(always)]
     fn prepare<P: Port>(&mut self, port: &mut P, rx: &[Frame], conns: &ConnTable) {
         self.parse(port, rx, conns);
@@ -548,7 +548,17 @@ impl<P: Port> Worker<P> {
                 // Burst mode stages the burst's new flows and stores them at its end, or before a
                 // frame that may concern one of them (`pipeline/staged.rs`).
                 let staging = batch && n > 1;
+                // The burst received ahead has its entries' loads started one per frame of
+                // this one, as it is processed: each load has the rest of this burst to
+                // arrive. Started all after this burst, the ahead burst's first entries had
+                // a frame's time and its first frames waited for them (bench/README.md,
+                // "Eleventh pass"). Its lookups stay correct whatever this burst changes:
+                // `finish` checks the lane kept here.
+                let ahead_keys = if batch && m > 1 { ahead.nkeys } else { 0 };
                 for i in 0..n {
+                    if i < ahead_keys {
+                        shared.conns.prefetch_entry(&mut ahead.lookups[i]);
+                    }
                     if staging && !ctx.staging.is_empty() && burst.needs_flush(i, ctx.staging) {
                         store_staged!();
                     }
@@ -575,8 +585,10 @@ impl<P: Port> Worker<P> {
                     store_staged!();
                 }
                 ctx.staging.arm(None);
-                if batch && m > 1 {
-                    ahead.prefetch_entries(&shared.conns);
+                // Keys of the burst ahead beyond this burst's frames (none: a burst is received
+                // ahead only behind a full one).
+                for l in ahead.lookups[n.min(ahead_keys)..ahead_keys].iter_mut() {
+                    shared.conns.prefetch_entry(l);
                 }
                 if ntx > 0 {
                     let sent = ports[pi].tx_burst(&tx[..ntx]);
