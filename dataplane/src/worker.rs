@@ -556,11 +556,15 @@ impl<P: Port> Worker<P> {
                 // `finish` checks the lane kept here.
                 let ahead_keys = if batch && m > 1 { ahead.nkeys } else { 0 };
                 for i in 0..n {
-                    if i < ahead_keys {
-                        shared.conns.prefetch_entry(&mut ahead.lookups[i]);
-                    }
-                    if staging && !ctx.staging.is_empty() && burst.needs_flush(i, ctx.staging) {
-                        store_staged!();
+                    // Only in burst mode (a burst is received ahead only behind a full one): the
+                    // per-frame path's loop stays as it was.
+                    if staging {
+                        if i < ahead_keys {
+                            shared.conns.prefetch_entry(&mut ahead.lookups[i]);
+                        }
+                        if !ctx.staging.is_empty() && burst.needs_flush(i, ctx.staging) {
+                            store_staged!();
+                        }
                     }
                     let buf = ports[pi].buf_mut(&rx[i]);
                     let mut len = (rx[i].len as usize).min(buf.len());
