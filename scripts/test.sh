@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test suite: formatting, lints, the API docs, unit/property tests of every crate, and (as root)
-# the end-to-end tests on network namespaces and the bounded fuzzing run
+# The test suite: formatting, lints, the API docs, unit/property tests of every crate, and
+# (as root) the end-to-end tests on network namespaces and the bounded fuzzing run
 # (scripts/fuzz.sh). This is the README's test command.
 #
 # Tests that need root (network namespaces, AF_XDP, BPF) are `#[ignore]`d, so cargo lists
