@@ -203,13 +203,13 @@ fn ingress<P: L4Proto>(
     if let Frag::Later { id } = pkt.p.frag {
         return later_fragment::<P>(ctx, pkt, id);
     }
-    let key = packet_key(pkt);
     // The burst's prepared lookup is finished here, not in the worker: a `Hit` returned
     // there and handed down by value was stored field by field and read back in wider
-    // loads, a store-forwarding stall on every frame.
+    // loads, a store-forwarding stall on every frame. A prepared lookup needs no key
+    // built; a miss builds it again below.
     let found = match prepared {
         Some(p) => ctx.conns.finish(p, ctx.now),
-        None => ctx.conns.lookup(&key, ctx.now),
+        None => ctx.conns.lookup(&packet_key(pkt), ctx.now),
     };
     // By reference: moving the hit out of the lookup's result cost a copy that stalled on
     // the lookup's own stores (`uvs-bench pipeline`: 80 → 74 ns a packet, 1 000 flows).
@@ -222,6 +222,7 @@ fn ingress<P: L4Proto>(
         }
         return established::<P>(ctx, pkt, hit);
     }
+    let key = packet_key(pkt);
     match P::miss(ctx, pkt, &seen, &key) {
         Ok(Some(hit)) => established::<P>(ctx, pkt, &hit),
         Ok(None) if P::ONE_PACKET => ops_reply::<P>(ctx, pkt, &key),
