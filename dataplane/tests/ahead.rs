@@ -13,7 +13,7 @@ use uvs_dataplane::Method;
 use uvs_sched::SchedulerKind;
 use uvs_testkit::{self as tk, check_frame};
 
-use lab_worker::{client_tcp, Lab};
+use lab_worker::{client_tcp, server_tcp, Lab};
 
 /// NAT over the lab's three servers; `big`: a table in burst-lookup mode.
 fn lab(big: bool) -> Lab {
@@ -192,4 +192,79 @@ fn nothing_behind(big: bool) {
     assert_eq!(of_first.len(), 2);
     assert!(of_first[0] < of_first[1]);
     assert_eq!(drops(&lab), 0);
+}
+
+#[test]
+fn a_tuple_reused_in_one_burst_is_followed_anew_by_the_burst_parsed_ahead_of_it() {
+    for big in [true, false] {
+        reused_then_followed(big);
+    }
+}
+
+/// The burst received ahead has its lookups prepared (in burst mode, its entries' lanes
+/// kept) while the burst in front is processed. Here the last frame of that burst is a
+/// SYN that reuses a closed connection's tuple: the old entry goes, a new one is stored at
+/// the end of the burst. The next frame of that tuple, first in the burst ahead, must
+/// follow the new entry to its real server, whatever its prepared lookup found then (a
+/// kept lane whose slot another tuple took is the conntrack crate's
+/// `lookup_burst_matches_single_lookups`).
+fn reused_then_followed(big: bool) {
+    let mut lab = lab(big);
+    let dst = |f: &Vec<u8>| check_frame(f).unwrap().dst;
+    // A flow to fill the bursts with, open beforehand.
+    let (_, out) = poll_once(&mut lab, &[client_tcp(45000, tk::SYN, b"")]);
+    let filler_real = dst(&out[0]);
+    // A whole connection from 40000, closed by the client first: TIME_WAIT.
+    let (_, out) = poll_once(&mut lab, &[client_tcp(40000, tk::SYN, b"")]);
+    let old_real = dst(&out[0]);
+    let n = (1..=3)
+        .find(|&n| lab::real(n, false).to_ip() == old_real)
+        .expect("a lab real server");
+    for (port, f) in [
+        (1, server_tcp(n, 40000, tk::SYN_ACK)),
+        (0, client_tcp(40000, tk::ACK, b"")),
+        (0, client_tcp(40000, tk::FIN_ACK, b"")),
+        (1, server_tcp(n, 40000, tk::FIN_ACK)),
+        (0, client_tcp(40000, tk::ACK, b"")),
+    ] {
+        lab.burst_both(&[(port, f)]);
+    }
+    assert_eq!(lab.shared.conns.len(), 2);
+    // One poll: a full burst ending in the reusing SYN, then the burst behind it, which
+    // starts with that connection's first data segment.
+    let mut frames: Vec<Vec<u8>> = (0..BURST - 1)
+        .map(|i| client_tcp(45000, tk::ACK, &vec![b'f'; 1 + i]))
+        .collect();
+    frames.push(client_tcp(40000, tk::SYN, b""));
+    frames.push(client_tcp(40000, tk::ACK, b"data"));
+    frames.extend((0..3).map(|i| client_tcp(45000, tk::ACK, &vec![b'g'; BURST + i])));
+    let (taken, out) = poll_once(&mut lab, &frames);
+    assert_eq!(
+        (taken, out.len()),
+        (frames.len(), frames.len()),
+        "big {big}"
+    );
+    assert_eq!(drops(&lab), 0, "big {big}");
+    let of_40000: Vec<_> = out.iter().filter(|f| id(f).0 == 40000).collect();
+    assert_eq!(of_40000.len(), 2, "big {big}");
+    let new_real = dst(of_40000[0]);
+    assert_ne!(
+        new_real, old_real,
+        "big {big}: the SYN is scheduled afresh (rr)"
+    );
+    assert_eq!(
+        dst(of_40000[1]),
+        new_real,
+        "big {big}: the segment behind the SYN follows the new connection"
+    );
+    assert!(out
+        .iter()
+        .filter(|f| id(f).0 == 45000)
+        .all(|f| dst(f) == filler_real));
+    assert_eq!(lab.shared.counters[0].reused_conns.get(), 1, "big {big}");
+    assert_eq!(
+        lab.shared.conns.len(),
+        2,
+        "big {big}: the old entry is gone"
+    );
 }
