@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for a bounded time (UVS_FUZZ_SECONDS each, default 60), starting
-# from its committed seeds (fuzz/seeds/<target>/ beside it) plus whatever an earlier run
+# from its committed seeds (fuzz/seeds/<target>/ beside it, or another target's: `bursts`
+# starts from `pipeline`'s) plus whatever an earlier run
 # found, kept under the cargo target dir (the seeds themselves are never written to).
 # Prints the executions per target; exits non-zero if any target crashed, with the
 # crashing input (base64) and the backtrace.
 #
 #   scripts/fuzz.sh                         every target, 60 s each (CI)
 #   UVS_FUZZ_SECONDS=600 scripts/fuzz.sh    longer local runs
-#   scripts/fuzz.sh pipeline load           only these targets
+#   scripts/fuzz.sh pipeline bursts         only these targets
 #
 # Needs cargo-fuzz (`.ci/run --deps-only` installs it). Only stable Rust is assumed:
 # cargo-fuzz's nightly flags are allowed with RUSTC_BOOTSTRAP=1. No sanitizer: the code
@@ -23,10 +24,14 @@ case $seconds in '' | *[!0-9]*) echo "fuzz: UVS_FUZZ_SECONDS must be a whole num
 target_dir=${CARGO_TARGET_DIR:-$root/target}/fuzz
 export RUSTC_BOOTSTRAP=1
 
-# crate directory, target, longest input (bytes)
+# crate directory, target, longest input (bytes)[, the target whose seeds it starts from[,
+# libFuzzer flags of its own]]. `bursts` tries long inputs from the start
+# (-len_control=0): only a poll of more than 32 frames on one port has a burst received
+# ahead, and libFuzzer would otherwise lengthen its inputs slowly.
 all=(
   "crates/wire/fuzz classify 2048"
   "dataplane/fuzz pipeline 4096"
+  "dataplane/fuzz bursts 4096 pipeline -len_control=0"
   "crates/config/fuzz load 8192"
   "control/fuzz admin 4096"
 )
@@ -37,7 +42,7 @@ for t in "${all[@]}"; do
   for arg in "$@"; do [ "$arg" = "$name" ] && want=yes; done
   [ -n "$want" ] && selected+=("$t")
 done
-[ ${#selected[@]} -gt 0 ] || { echo "fuzz: no such target: $* (classify, pipeline, load, admin)" >&2; exit 2; }
+[ ${#selected[@]} -gt 0 ] || { echo "fuzz: no such target: $* (classify, pipeline, bursts, load, admin)" >&2; exit 2; }
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz: cargo-fuzz is not installed: cargo install cargo-fuzz --version 0.13.2 --locked (.ci/run --deps-only does)" >&2
@@ -53,17 +58,18 @@ done
 failed=()
 summary=()
 for t in "${selected[@]}"; do
-  read -r dir name max_len <<<"$t"
+  read -r dir name max_len seeds_of flags <<<"$t"
+  seeds=seeds/${seeds_of:-$name}
   corpus=$target_dir/corpus/$name
   artifacts=$target_dir/artifacts/$name
   log=$target_dir/logs/$name.log
   mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
-  echo "== fuzz: $name for ${seconds}s (seeds: $dir/seeds/$name, corpus: $corpus)"
+  echo "== fuzz: $name for ${seconds}s (seeds: $dir/$seeds, corpus: $corpus)"
   status=0
   (cd "$dir" && cargo fuzz run --sanitizer none --target-dir "$target_dir" "$name" \
-    "$corpus" "seeds/$name" -- \
+    "$corpus" "$seeds" -- \
     -max_total_time="$seconds" -max_len="$max_len" -timeout=10 \
-    -artifact_prefix="$artifacts/" -print_final_stats=1) >"$log" 2>&1 || status=$?
+    -artifact_prefix="$artifacts/" -print_final_stats=1 ${flags:-}) >"$log" 2>&1 || status=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -Eo 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2 || true)
   corpus_size=$(find "$corpus" -type f | wc -l)

@@ -304,6 +304,14 @@ impl<P: Port> Worker<P> {
         }
     }
 
+    /// Looks connections up a burst at a time (`true`) or frame by frame. [`Worker::new`]
+    /// chooses by the table's size ([`BATCH_LOOKUP_MIN_CAPACITY`]); the burst path gives the
+    /// same answers on any table, and tests and the `bursts` fuzz target run it on small
+    /// ones with this.
+    pub fn set_burst_lookups(&mut self, on: bool) {
+        self.batch_lookups = on;
+    }
+
     /// Runs bursts until `stop` is set.
     ///
     /// Adaptive polling: while frames arrive the worker polls its rings without a syscall.
