@@ -28,24 +28,4 @@ impl<'a> Packet<'a> {
     pub fn frame(&self) -> &[u8] {
         &self.buf[..self.len]
     }
-
-    /// Runs a stage on a frame held as separate parts (the SYN proxy's functions keep
-    /// their buffer, length and parse apart), writing the length and parse back after.
-    #[inline]
-    pub(crate) fn lend<R>(
-        buf: &mut [u8],
-        len: &mut usize,
-        p: &mut Parsed,
-        stage: impl FnOnce(&mut Packet<'_>) -> R,
-    ) -> R {
-        let mut pkt = Packet {
-            buf,
-            len: *len,
-            p: *p,
-        };
-        let r = stage(&mut pkt);
-        *len = pkt.len;
-        *p = pkt.p;
-        r
-    }
 }

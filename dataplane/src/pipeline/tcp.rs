@@ -48,8 +48,7 @@ impl L4Proto for Tcp {
         svc: &Arc<ServiceRt>,
     ) -> Result<(), Verdict> {
         if svc.syn_proxy && pkt.p.frag == Frag::None {
-            let Packet { buf, len, p } = pkt;
-            return Err(crate::synproxy::on_new_flow(ctx, buf, len, p, svc));
+            return Err(crate::synproxy::on_new_flow(ctx, pkt, svc));
         }
         let f = pkt.p.tcp_flags;
         if f & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN {
@@ -86,8 +85,7 @@ impl L4Proto for Tcp {
         svc: &ServiceRt,
     ) -> Result<(), Verdict> {
         if hit.flags() & conn_flags::SYNPROXY != 0 {
-            let Packet { buf, len, p } = pkt;
-            if let Some(v) = crate::synproxy::established(ctx, buf, len, p, hit, svc) {
+            if let Some(v) = crate::synproxy::established(ctx, pkt, hit, svc) {
                 return Err(v);
             }
         }

@@ -13,7 +13,7 @@ use super::layer7::Decision;
 use super::{Opts, OFFERED_WSCALE, SYNACK_WINDOW, SYN_SENT_TIMEOUT_MS};
 use crate::pipeline::{
     choose_real, conn_flags, insert_fullnat, ip, l2_out, real_egress, retire_closing_holder, Ctx,
-    PROTO_TCP,
+    Packet, PROTO_TCP,
 };
 use crate::tables::{Method, ServiceRt};
 use crate::verdict::{DropReason, Verdict};
@@ -22,24 +22,22 @@ use crate::verdict::{DropReason, Verdict};
 #[cold]
 pub(crate) fn on_new_flow(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     svc: &Arc<ServiceRt>,
 ) -> Verdict {
-    let f = p.tcp_flags;
+    let f = pkt.p.tcp_flags;
     if svc.layer7.is_some() {
         // A client whose request head uvs is receiving (its SEQ no longer checks against
         // the cookie): its tuple finds it.
-        if let Some(i) = ctx.proxy_syns.heads.find(&super::head::HeadKey::of(p)) {
-            return super::head::segment(ctx, buf, len, p, svc, i);
+        if let Some(i) = ctx.proxy_syns.heads.find(&super::head::HeadKey::of(&pkt.p)) {
+            return super::head::segment(ctx, pkt, svc, i);
         }
     }
     if f & (flags::SYN | flags::ACK | flags::RST | flags::FIN) == flags::SYN {
-        return syn(ctx, buf, len, p);
+        return syn(ctx, pkt);
     }
     if f & (flags::SYN | flags::ACK | flags::RST) == flags::ACK {
-        return ack(ctx, buf, len, p, svc);
+        return ack(ctx, pkt, svc);
     }
     Verdict::Drop(DropReason::NotSyn)
 }
@@ -54,7 +52,8 @@ fn tuple(p: &Parsed) -> Tuple {
 }
 
 /// Answers a SYN with a cookie SYN-ACK, rewriting the frame in place; stores nothing.
-fn syn(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize, p: &Parsed) -> Verdict {
+fn syn(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
+    let Packet { buf, len, p } = pkt;
     let tables = ctx.tables;
     let neigh = ctx.neigh;
     let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
@@ -124,14 +123,9 @@ fn syn(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize, p: &Parsed) -> Verdic
 
 /// A client's ACK without an entry: a valid cookie opens the connection and the frame
 /// becomes the SYN to the chosen real server.
-fn ack(
-    ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-    svc: &Arc<ServiceRt>,
-) -> Verdict {
-    let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
+fn ack(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, svc: &Arc<ServiceRt>) -> Verdict {
+    let p = pkt.p;
+    let Ok(t) = uvs_wire::tcp_fields(pkt.frame(), &p) else {
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
     let v6 = p.l3 == L3::V6;
@@ -141,12 +135,12 @@ fn ack(
         match ctx
             .proxy
             .secret
-            .check(&tuple(p), client_isn, our_isn, cookie::count_of(ctx.now_s))
+            .check(&tuple(&p), client_isn, our_isn, cookie::count_of(ctx.now_s))
         {
             Ok(i) => i,
             // Layer 7: the client closing after uvs's own answer and FIN.
             Err(_) if p.tcp_flags & flags::FIN != 0 && svc.layer7.is_some() => {
-                return super::layer7::closed_fin(ctx, buf, len, p, &t)
+                return super::layer7::closed_fin(ctx, pkt, &t)
             }
             Err(CookieError::Expired) => return Verdict::Drop(DropReason::SynProxyCookieExpired),
             Err(_) => return Verdict::Drop(DropReason::SynProxyCookieInvalid),
@@ -185,21 +179,13 @@ fn ack(
                     wscale: None,
                 };
                 let r = Some(DropReason::Layer7ClosedFin);
-                return super::layer7::answer(
-                    ctx,
-                    buf,
-                    len,
-                    p,
-                    &side,
-                    super::layer7::Reply::Fin,
-                    r,
-                );
+                return super::layer7::answer(ctx, pkt, &side, super::layer7::Reply::Fin, r);
             }
             if t.payload_len == 0 {
                 return Verdict::Drop(DropReason::Layer7AwaitRequest);
             }
-            let end = p.l3_end().min(*len);
-            let payload = &buf[end.saturating_sub(t.payload_len)..end];
+            let end = p.l3_end().min(pkt.len);
+            let payload = &pkt.buf[end.saturating_sub(t.payload_len)..end];
             match l7.decide(payload) {
                 Decision::Pool { pool, complete } => {
                     if !complete {
@@ -209,27 +195,27 @@ fn ack(
                 }
                 Decision::Partial => {
                     ctx.counters.synproxy_cookies_valid.add(1);
-                    return super::head::start(ctx, buf, len, p, l7, cookie, &t);
+                    return super::head::start(ctx, pkt, l7, cookie, &t);
                 }
                 Decision::BadHttp => {
-                    return super::layer7::refuse(ctx, buf, len, p, &t, our_isn, our_ts, true)
+                    return super::layer7::refuse(ctx, pkt, &t, our_isn, our_ts, true)
                 }
                 Decision::BadTls => {
-                    return super::layer7::refuse(ctx, buf, len, p, &t, our_isn, our_ts, false)
+                    return super::layer7::refuse(ctx, pkt, &t, our_isn, our_ts, false)
                 }
             }
         }
     };
     let chosen = match l7_pool {
-        Some(pool) => super::layer7::choose(ctx, svc, p, v6, pool),
-        None => choose_real(ctx, svc, p, v6),
+        Some(pool) => super::layer7::choose(ctx, svc, &p, v6, pool),
+        None => choose_real(ctx, svc, &p, v6),
     };
     let Some(slot) = chosen else {
         if l7_pool.is_some() {
             // Layer 7: the chosen pool has no usable server; the client, connected and
             // waiting for an answer, gets one rather than retransmitting into silence.
-            let end = p.l3_end().min(*len);
-            let tls = buf.get(end.saturating_sub(t.payload_len)) == Some(&0x16);
+            let end = p.l3_end().min(pkt.len);
+            let tls = pkt.buf.get(end.saturating_sub(t.payload_len)) == Some(&0x16);
             let side = super::layer7::Side {
                 seq: our_isn.wrapping_add(1),
                 ack: t.seq.wrapping_add(t.payload_len as u32),
@@ -242,7 +228,7 @@ fn ack(
                 super::layer7::Reply::Http(super::layer7::UNAVAILABLE)
             };
             let r = Some(DropReason::Layer7NoServer);
-            return super::layer7::answer(ctx, buf, len, p, &side, reply, r);
+            return super::layer7::answer(ctx, pkt, &side, reply, r);
         }
         return Verdict::Drop(DropReason::NoRealServer);
     };
@@ -254,7 +240,7 @@ fn ack(
         early: t.payload_len > 0,
         replay: None,
     };
-    open(ctx, buf, len, p, svc, slot, o)
+    open(ctx, pkt, svc, slot, o)
 }
 
 /// What opening a proxied connection needs besides its frame.
@@ -277,15 +263,14 @@ pub(super) struct Opening {
 /// to the server.
 pub(super) fn open(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     svc: &Arc<ServiceRt>,
     slot: u16,
     open: Opening,
 ) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;
+    let p = pkt.p;
     let v6 = p.l3 == L3::V6;
     let super::head::Cookie {
         client_isn,
@@ -297,9 +282,9 @@ pub(super) fn open(
     // data segment, or a client that sends with the ACK): the frame becomes the server's
     // SYN, so a copy is kept to be held like any early segment once the SYN is out.
     let mut early = [0u8; super::retransmit::HOLD_MAX];
-    let early_len = if open.early && *len <= early.len() {
-        early[..*len].copy_from_slice(&buf[..*len]);
-        *len
+    let early_len = if open.early && pkt.len <= early.len() {
+        early[..pkt.len].copy_from_slice(pkt.frame());
+        pkt.len
     } else {
         0
     };
@@ -311,7 +296,7 @@ pub(super) fn open(
         return Verdict::Drop(DropReason::NoRealServer);
     };
     let real_port = if real.port == 0 { p.dport } else { real.port };
-    let key = crate::pipeline::flow_key(p);
+    let key = crate::pipeline::flow_key(&p);
     let mut conn = Conn {
         orig: key,
         reply: FlowKey {
@@ -343,7 +328,7 @@ pub(super) fn open(
     };
     let id = match inserted {
         Ok(id) => id,
-        Err(InsertError::Exists(_)) => return joined(ctx, buf, len, p, &key),
+        Err(InsertError::Exists(_)) => return joined(ctx, pkt, &key),
         Err(InsertError::Contended) => return Verdict::Drop(DropReason::InsertContended),
         Err(InsertError::Clash(_)) => return Verdict::Drop(DropReason::TupleClash),
         Err(_) => return Verdict::Drop(DropReason::TableFull),
@@ -406,16 +391,16 @@ pub(super) fn open(
         window,
         options: &o[..n],
     };
-    let Some(n) = uvs_wire::write_segment(buf, usize::from(p.l3_off), p.l3, &seg) else {
+    let Some(n) = uvs_wire::write_segment(pkt.buf, usize::from(p.l3_off), p.l3, &seg) else {
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
-    *len = n;
+    pkt.len = n;
     let real_addr = ip(v6, real.addr.addr);
     let Some((egress, hop)) = real_egress(tables, Some(real), &real_addr) else {
         return Verdict::Drop(DropReason::NoRoute);
     };
     crate::pipeline::account(ctx.worker, svc, Some(real), n as u64, true);
-    let v = l2_out(tables, neigh, buf, egress, hop);
+    let v = l2_out(tables, neigh, pkt.buf, egress, hop);
     let rst = super::retransmit::ClientReset {
         v6,
         client: conn.orig.src,
@@ -427,7 +412,7 @@ pub(super) fn open(
     };
     ctx.proxy_syns.push(
         id,
-        &buf[..*len],
+        pkt.frame(),
         egress,
         hop,
         rst,
@@ -449,20 +434,12 @@ pub(super) fn open(
 /// would cost the client a retransmission timeout (200 ms on Linux) on nearly every
 /// connection that sends its request at once.
 #[cold]
-fn joined(
-    ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-    key: &FlowKey,
-) -> Verdict {
+fn joined(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, key: &FlowKey) -> Verdict {
     match ctx.conns.lookup(key, ctx.now) {
         // The established path, as if the lookup had found it: held while the server's
         // SYN-ACK is awaited, translated and rewritten once it has come.
         Some(hit) if hit.flags() & conn_flags::SYNPROXY != 0 => {
-            crate::pipeline::Packet::lend(buf, len, p, |pkt| {
-                crate::pipeline::established::<crate::pipeline::Tcp>(ctx, pkt, &hit)
-            })
+            crate::pipeline::established::<crate::pipeline::Tcp>(ctx, pkt, &hit)
         }
         _ => Verdict::Drop(DropReason::SynProxyNotReady),
     }

@@ -37,33 +37,31 @@
 //! bounded per worker and shown as gauges (`layer7_pending`, `layer7_pending_bytes`).
 
 use uvs_wire::tcp::flags;
-use uvs_wire::{Parsed, TcpFields, L3};
+use uvs_wire::{TcpFields, L3};
 
 pub(crate) use super::heads::{Cookie, HeadKey};
 use super::heads::{Head, LINK_MAX};
 pub use super::heads::{Heads, MAX_PENDING, MAX_PENDING_BYTES, REPLAY_BACKOFF_MS};
 use super::layer7::{answer, Decision, Layer7Rt, Reply};
-use crate::pipeline::Ctx;
+use crate::pipeline::{Ctx, Packet};
 use crate::tables::ServiceRt;
 use crate::verdict::{DropReason, Verdict};
 
 /// The first data segment returned a valid cookie but its head goes on: keep its bytes
 /// and acknowledge them (or refuse when there is no room).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &Parsed,
+    pkt: &mut Packet<'_>,
     l7: &Layer7Rt,
     cookie: Cookie,
     t: &TcpFields,
 ) -> Verdict {
-    let end = p.l3_end().min(*len);
-    let data = &buf[end.saturating_sub(t.payload_len)..end];
+    let p = pkt.p;
+    let end = p.l3_end().min(pkt.len);
+    let data = &pkt.buf[end.saturating_sub(t.payload_len)..end];
     let l3_off = usize::from(p.l3_off);
     let mut head = Head {
-        key: HeadKey::of(p),
+        key: HeadKey::of(&p),
         cookie,
         nxt: t.seq.wrapping_add(t.payload_len as u32),
         window: t.window,
@@ -78,56 +76,31 @@ pub(crate) fn start(
     let side = head.side();
     if data.len() > l7.head_limit {
         let r = head.refusal(super::layer7::TOO_LARGE);
-        return answer(
-            ctx,
-            buf,
-            len,
-            p,
-            &side,
-            r,
-            Some(DropReason::Layer7HeadTooLarge),
-        );
+        return answer(ctx, pkt, &side, r, Some(DropReason::Layer7HeadTooLarge));
     }
     if l3_off > LINK_MAX {
         let r = head.refusal(super::layer7::UNAVAILABLE);
-        return answer(
-            ctx,
-            buf,
-            len,
-            p,
-            &side,
-            r,
-            Some(DropReason::Layer7PendingFull),
-        );
+        return answer(ctx, pkt, &side, r, Some(DropReason::Layer7PendingFull));
     }
-    head.link[..l3_off].copy_from_slice(&buf[..l3_off]);
+    head.link[..l3_off].copy_from_slice(&pkt.buf[..l3_off]);
     head.bytes = Vec::with_capacity(l7.head_limit.min(4096).max(data.len()));
     head.bytes.extend_from_slice(data);
     let full = head.refusal(super::layer7::UNAVAILABLE);
     if ctx.proxy_syns.heads.insert(head).is_none() {
-        return answer(
-            ctx,
-            buf,
-            len,
-            p,
-            &side,
-            full,
-            Some(DropReason::Layer7PendingFull),
-        );
+        return answer(ctx, pkt, &side, full, Some(DropReason::Layer7PendingFull));
     }
-    answer(ctx, buf, len, p, &side, Reply::Ack, None)
+    answer(ctx, pkt, &side, Reply::Ack, None)
 }
 
 /// A segment of a client whose head is pending in slot `i`.
 pub(crate) fn segment(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     svc: &std::sync::Arc<ServiceRt>,
     i: u16,
 ) -> Verdict {
-    let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
+    let p = pkt.p;
+    let Ok(t) = uvs_wire::tcp_fields(pkt.frame(), &p) else {
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
     let f = p.tcp_flags;
@@ -139,14 +112,14 @@ pub(crate) fn segment(
     let Some(h) = heads.get(i) else {
         return Verdict::Drop(DropReason::SynProxyNotReady);
     };
-    let end = p.l3_end().min(*len);
-    let data = &buf[end.saturating_sub(t.payload_len)..end];
+    let end = p.l3_end().min(pkt.len);
+    let data = &pkt.buf[end.saturating_sub(t.payload_len)..end];
     let off = t.seq.wrapping_sub(h.nxt) as i32;
     if off > 0 {
         // A gap: not ours to fill. The duplicate ACK tells the client what is missing.
         let side = h.side();
         let r = Some(DropReason::Layer7OutOfOrder);
-        return answer(ctx, buf, len, p, &side, Reply::Ack, r);
+        return answer(ctx, pkt, &side, Reply::Ack, r);
     }
     if let (Some((v, _)), Some(ts)) = (t.options.timestamp, h.cookie.ts.as_mut()) {
         ts.0 = v;
@@ -162,21 +135,13 @@ pub(crate) fn segment(
         }
         // A retransmission of bytes already acknowledged: acknowledge them again.
         let side = h.side();
-        return answer(ctx, buf, len, p, &side, Reply::Ack, None);
+        return answer(ctx, pkt, &side, Reply::Ack, None);
     }
     if heads.bytes + new.len() > MAX_PENDING_BYTES {
         let h = heads.get(i).expect("found above");
         let (side, r) = (h.side(), h.refusal(super::layer7::UNAVAILABLE));
         heads.remove(i);
-        return answer(
-            ctx,
-            buf,
-            len,
-            p,
-            &side,
-            r,
-            Some(DropReason::Layer7PendingFull),
-        );
+        return answer(ctx, pkt, &side, r, Some(DropReason::Layer7PendingFull));
     }
     let h = heads.get(i).expect("found above");
     h.bytes.extend_from_slice(new);
@@ -211,14 +176,14 @@ pub(crate) fn segment(
             if !complete {
                 ctx.counters.layer7_incomplete.add(1);
             }
-            return complete_head(ctx, buf, len, p, svc, i, pool);
+            return complete_head(ctx, pkt, svc, i, pool);
         }
         Decision::Partial if held > l7.head_limit => (
             refuse(super::layer7::TOO_LARGE),
             DropReason::Layer7HeadTooLarge,
         ),
         Decision::Partial if !fin => {
-            return answer(ctx, buf, len, p, &side, Reply::Ack, None);
+            return answer(ctx, pkt, &side, Reply::Ack, None);
         }
         // The client ended its side inside the head: a truncated request.
         Decision::Partial | Decision::BadHttp if !tls => (
@@ -231,7 +196,7 @@ pub(crate) fn segment(
         side.ack = side.ack.wrapping_add(1);
     }
     ctx.proxy_syns.heads.remove(i);
-    answer(ctx, buf, len, p, &side, reply, Some(reason))
+    answer(ctx, pkt, &side, reply, Some(reason))
 }
 
 /// How far a pending HTTP head is known to be sound: httparse read its complete lines one
@@ -327,26 +292,23 @@ fn may_end(b: &[u8], new: usize, tls: bool) -> bool {
 
 /// The head in slot `i` chose `pool`: the pool's server gets the SYN (or the client a 503
 /// when there is none), and the head waits to be replayed.
-#[allow(clippy::too_many_arguments)]
 fn complete_head(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     svc: &std::sync::Arc<ServiceRt>,
     i: u16,
     pool: usize,
 ) -> Verdict {
-    let v6 = p.l3 == L3::V6;
+    let v6 = pkt.p.l3 == L3::V6;
     let Some(h) = ctx.proxy_syns.heads.get(i) else {
         return Verdict::Drop(DropReason::SynProxyNotReady);
     };
     let (side, cookie, window, nxt) = (h.side(), h.cookie, h.window, h.nxt);
     let unavailable = h.refusal(super::layer7::UNAVAILABLE);
-    let Some(slot) = super::layer7::choose(ctx, svc, p, v6, pool) else {
+    let Some(slot) = super::layer7::choose(ctx, svc, &pkt.p, v6, pool) else {
         ctx.proxy_syns.heads.remove(i);
         let r = Some(DropReason::Layer7NoServer);
-        return answer(ctx, buf, len, p, &side, unavailable, r);
+        return answer(ctx, pkt, &side, unavailable, r);
     };
     let o = super::handshake::Opening {
         cookie,
@@ -356,14 +318,14 @@ fn complete_head(
         early: false,
         replay: Some((i, nxt)),
     };
-    let v = super::handshake::open(ctx, buf, len, p, svc, slot, o);
+    let v = super::handshake::open(ctx, pkt, svc, slot, o);
     if !ctx.proxy_syns.heads.replaying(i) {
         // The connection could not be opened (table full, no local port): the head goes.
         // uvs acknowledged its bytes, so the client must hear why rather than wait.
         ctx.proxy_syns.heads.remove(i);
         if let Verdict::Drop(r) = v {
             ctx.counters.drop(r);
-            return answer(ctx, buf, len, p, &side, unavailable, None);
+            return answer(ctx, pkt, &side, unavailable, None);
         }
     }
     v

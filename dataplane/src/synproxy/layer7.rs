@@ -37,7 +37,7 @@ use uvs_wire::tcp::flags;
 use uvs_wire::{tcp_options, Parsed, Segment, TcpFields, L3};
 
 use crate::counters::PerWorkerStats;
-use crate::pipeline::{ip, l2_out, sched_key, Ctx};
+use crate::pipeline::{ip, l2_out, sched_key, Ctx, Packet};
 use crate::tables::{IpKey, ServiceRt, SORRY_SLOT};
 use crate::verdict::{DropReason, Verdict};
 
@@ -379,13 +379,12 @@ pub(crate) fn write_reply(
 /// connection fail the cookie check and are dropped.
 pub(crate) fn answer(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &Parsed,
+    pkt: &mut Packet<'_>,
     side: &Side,
     reply: Reply,
     reason: Option<DropReason>,
 ) -> Verdict {
+    let Packet { buf, len, p } = pkt;
     let tables = ctx.tables;
     let neigh = ctx.neigh;
     if let Some(r) = reason {
@@ -412,12 +411,9 @@ pub(crate) fn answer(
 
 /// Answers a refused first request: `400 Bad Request` with FIN for a bad HTTP head
 /// (`http`), a RST for a bad ClientHello.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn refuse(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &Parsed,
+    pkt: &mut Packet<'_>,
     t: &TcpFields,
     our_isn: u32,
     our_ts: Option<(u32, u32)>,
@@ -432,9 +428,7 @@ pub(crate) fn refuse(
     if http {
         answer(
             ctx,
-            buf,
-            len,
-            p,
+            pkt,
             &side,
             Reply::Http(BAD_REQUEST),
             Some(DropReason::Layer7BadHttp),
@@ -442,9 +436,7 @@ pub(crate) fn refuse(
     } else {
         answer(
             ctx,
-            buf,
-            len,
-            p,
+            pkt,
             &side,
             Reply::Reset,
             Some(DropReason::Layer7BadTls),
@@ -462,13 +454,7 @@ pub(crate) fn refuse(
 /// gets a RST there instead (data after the close: Linux aborts on it). Nothing is stored
 /// and there is exactly one reply per received segment, no larger than it (a forged FIN
 /// cannot make uvs send more than it receives); counted as `layer7_closed_fin`.
-pub(crate) fn closed_fin(
-    ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &Parsed,
-    t: &TcpFields,
-) -> Verdict {
+pub(crate) fn closed_fin(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, t: &TcpFields) -> Verdict {
     let side = Side {
         seq: t.ack,
         ack: t.seq.wrapping_add(t.payload_len as u32).wrapping_add(1),
@@ -480,15 +466,7 @@ pub(crate) fn closed_fin(
     } else {
         Reply::Reset
     };
-    answer(
-        ctx,
-        buf,
-        len,
-        p,
-        &side,
-        reply,
-        Some(DropReason::Layer7ClosedFin),
-    )
+    answer(ctx, pkt, &side, reply, Some(DropReason::Layer7ClosedFin))
 }
 
 #[cfg(test)]

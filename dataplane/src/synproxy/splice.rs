@@ -16,12 +16,12 @@
 use uvs_conntrack::ConnView;
 use uvs_conntrack::{tcp::TcpState, Dir, Hit};
 use uvs_wire::tcp::flags;
-use uvs_wire::{tcp_options, Parsed, Segment, Splice};
+use uvs_wire::{tcp_options, Segment, Splice};
 
 use super::retransmit::{client_reset, ClientReset};
 use super::{Opts, SpliceTable};
 use crate::lifecycle;
-use crate::pipeline::{ip, l2_out, real_egress, Ctx};
+use crate::pipeline::{ip, l2_out, real_egress, Ctx, Packet};
 use crate::tables::ServiceRt;
 use crate::verdict::{DropReason, Verdict};
 
@@ -32,90 +32,82 @@ use crate::verdict::{DropReason, Verdict};
 #[inline]
 pub(crate) fn established(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     hit: &Hit,
     svc: &ServiceRt,
 ) -> Option<Verdict> {
-    if hit.state() != TcpState::SynSent as u8 && p.tcp_flags & flags::SYN == 0 {
+    let tcp_flags = pkt.p.tcp_flags;
+    if hit.state() != TcpState::SynSent as u8 && tcp_flags & flags::SYN == 0 {
         // The common case, a segment of a spliced connection: translated in one pass over
         // its header without reading its fields first.
         let (a, opts) = ctx.proxy.splices(ctx.conns).load(hit.id);
         let from_server = hit.dir == Dir::Reply;
         if !(from_server
-            && (awaits_proxy_ack(opts, hit.v6(), p.tcp_flags)
-                || awaits_replay_ack(opts, p.tcp_flags)))
+            && (awaits_proxy_ack(opts, hit.v6(), tcp_flags) || awaits_replay_ack(opts, tcp_flags)))
         {
-            return translate(buf, *len, p, hit, a, opts);
+            return translate(pkt, hit, a, opts);
         }
     }
-    unusual(ctx, buf, len, p, hit, svc)
+    unusual(ctx, pkt, hit, svc)
 }
 
 /// [`established`] for a segment of the handshake with the server, a SYN, or a server
 /// segment that may acknowledge the PROXY header or a replayed layer-7 head.
 #[inline(never)]
-fn unusual(
-    ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
-    hit: &Hit,
-    svc: &ServiceRt,
-) -> Option<Verdict> {
+fn unusual(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &Hit, svc: &ServiceRt) -> Option<Verdict> {
     let splices = ctx.proxy.splices(ctx.conns);
     let from_server = hit.dir == Dir::Reply;
     let tables = ctx.tables;
     let neigh = ctx.neigh;
-    let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
+    let tcp_flags = pkt.p.tcp_flags;
+    let Ok(t) = uvs_wire::tcp_fields(pkt.frame(), &pkt.p) else {
         return Some(Verdict::Drop(DropReason::TcpBadOptions));
     };
     if hit.state() == TcpState::SynSent as u8 {
         if !from_server {
-            if p.tcp_flags & flags::RST != 0 {
+            if tcp_flags & flags::RST != 0 {
                 if ctx.conns.remove(hit.id) {
                     lifecycle::unbind(tables, &hit.conn());
                 }
-            } else if (t.payload_len > 0 || p.tcp_flags & flags::FIN != 0)
-                && p.tcp_flags & flags::SYN == 0
-                && ctx.proxy_syns.hold(hit.id, &buf[..*len])
+            } else if (t.payload_len > 0 || tcp_flags & flags::FIN != 0)
+                && tcp_flags & flags::SYN == 0
+                && ctx.proxy_syns.hold(hit.id, pkt.frame())
             {
                 return Some(Verdict::Held);
             }
             return Some(Verdict::Drop(DropReason::SynProxyNotReady));
         }
-        if p.tcp_flags & (flags::SYN | flags::ACK) == flags::SYN | flags::ACK {
-            return Some(server_synack(ctx, buf, len, p, hit, svc, splices, &t));
+        if tcp_flags & (flags::SYN | flags::ACK) == flags::SYN | flags::ACK {
+            return Some(server_synack(ctx, pkt, hit, svc, splices, &t));
         }
-        if p.tcp_flags & flags::RST != 0 {
-            return Some(server_refused(ctx, buf, len, p, hit, splices));
+        if tcp_flags & flags::RST != 0 {
+            return Some(server_refused(ctx, pkt, hit, splices));
         }
-        if p.tcp_flags & flags::ACK != 0 {
-            return Some(stale_ack(ctx, buf, len, p, hit, svc, &t));
+        if tcp_flags & flags::ACK != 0 {
+            return Some(stale_ack(ctx, pkt, hit, svc, &t));
         }
         return Some(Verdict::Drop(DropReason::SynProxyNotReady));
     }
-    if from_server && p.tcp_flags & flags::SYN != 0 {
+    if from_server && tcp_flags & flags::SYN != 0 {
         // The server retransmits its SYN-ACK: our ACK was lost. Answer it again; the
         // client has been established for a while.
-        if p.tcp_flags & flags::ACK == 0 {
+        if tcp_flags & flags::ACK == 0 {
             return Some(Verdict::Drop(DropReason::SynProxyNotReady));
         }
         let (_, opts) = splices.load(hit.id);
         let ack = t.seq.wrapping_add(1);
         return Some(
-            ack_server(ctx, buf, len, p, hit, svc, &t, ack, opts, true)
-                .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, buf, e, h)),
+            ack_server(ctx, pkt, hit, svc, &t, ack, opts, true)
+                .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, pkt.buf, e, h)),
         );
     }
-    if !from_server && p.tcp_flags & flags::SYN != 0 {
+    if !from_server && tcp_flags & flags::SYN != 0 {
         // A new SYN on a live proxied entry: not for this connection.
         return Some(Verdict::Drop(DropReason::SynProxyNotReady));
     }
     let (a, opts) = splices.load(hit.id);
     let pp = opts.proxy_len(hit.v6());
-    if from_server && awaits_proxy_ack(opts, hit.v6(), p.tcp_flags) {
+    if from_server && awaits_proxy_ack(opts, hit.v6(), tcp_flags) {
         let acked = t.ack.wrapping_sub(opts.proxy_start()) as i32;
         if acked >= pp as i32 {
             splices.set(hit.id, Opts::PROXY_ACKED);
@@ -125,12 +117,12 @@ fn unusual(
             // lost), so it waits for those bytes; this duplicate ACK is of no use to the
             // client. Send the header in its place.
             return Some(
-                ack_server(ctx, buf, len, p, hit, svc, &t, t.seq, opts, true)
-                    .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, buf, e, h)),
+                ack_server(ctx, pkt, hit, svc, &t, t.seq, opts, true)
+                    .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, pkt.buf, e, h)),
             );
         }
     }
-    if from_server && awaits_replay_ack(opts, p.tcp_flags) {
+    if from_server && awaits_replay_ack(opts, tcp_flags) {
         // Layer 7: the server acknowledged the whole head uvs replays (its ACK is in the
         // client's space shifted by the PROXY header): the holding worker lets it go.
         let end = splices.replay_end(hit.id);
@@ -138,7 +130,7 @@ fn unusual(
             splices.set(hit.id, Opts::REPLAY_ACKED);
         }
     }
-    translate(buf, *len, p, hit, a, opts)
+    translate(pkt, hit, a, opts)
 }
 
 /// A server segment that may show whether it got the PROXY header: an ACK (not RST or FIN)
@@ -161,14 +153,7 @@ fn awaits_replay_ack(opts: Opts, tcp_flags: u8) -> bool {
 /// Translates a segment of a spliced connection (`a`, `opts`: its splice slot): `None` when
 /// done, a drop for a segment that is not whole TCP or has malformed options.
 #[inline]
-fn translate(
-    buf: &mut [u8],
-    len: usize,
-    p: &Parsed,
-    hit: &Hit,
-    a: u64,
-    opts: Opts,
-) -> Option<Verdict> {
+fn translate(pkt: &mut Packet<'_>, hit: &Hit, a: u64, opts: Opts) -> Option<Verdict> {
     let (delta, ts_delta) = ((a >> 32) as u32, a as u32);
     let pp = opts.proxy_len(hit.v6());
     let ts_delta = if opts.has(Opts::SERVER_TS) {
@@ -195,7 +180,11 @@ fn translate(
             ..Splice::default()
         }
     };
-    match buf.get_mut(..len).map(|f| uvs_wire::splice(f, p, &s)) {
+    match pkt
+        .buf
+        .get_mut(..pkt.len)
+        .map(|f| uvs_wire::splice(f, &pkt.p, &s))
+    {
         Some(Ok(())) => None,
         _ => Some(Verdict::Drop(DropReason::TcpBadOptions)),
     }
@@ -203,12 +192,9 @@ fn translate(
 
 /// The real server's SYN-ACK: record the deltas, move the entry to ESTABLISHED, and turn
 /// the frame into the ACK that completes the server's handshake.
-#[allow(clippy::too_many_arguments)]
 fn server_synack(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &mut Parsed,
+    pkt: &mut Packet<'_>,
     hit: &Hit,
     svc: &ServiceRt,
     splices: &SpliceTable,
@@ -245,8 +231,8 @@ fn server_synack(
     }
     let (_, opts) = splices.load(hit.id);
     let ack = t.seq.wrapping_add(1);
-    match ack_server(ctx, buf, len, p, hit, svc, t, ack, opts, false) {
-        Ok((egress, hop)) => l2_out(tables, neigh, buf, egress, hop),
+    match ack_server(ctx, pkt, hit, svc, t, ack, opts, false) {
+        Ok((egress, hop)) => l2_out(tables, neigh, pkt.buf, egress, hop),
         Err(v) => v,
     }
 }
@@ -257,9 +243,7 @@ fn server_synack(
 #[allow(clippy::too_many_arguments)]
 fn ack_server(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &Parsed,
+    pkt: &mut Packet<'_>,
     hit: &Hit,
     svc: &ServiceRt,
     t: &uvs_wire::TcpFields,
@@ -293,8 +277,8 @@ fn ack_server(
         window,
         options: &o[..n],
     };
-    let l3_off = usize::from(p.l3_off);
-    *len = if opts.has(Opts::PROXY) {
+    let (l3_off, l3) = (usize::from(pkt.p.l3_off), pkt.p.l3);
+    pkt.len = if opts.has(Opts::PROXY) {
         // The header starts at the client's ISN + 1, whatever the server's segment acked.
         let seg_at = Segment {
             seq: opts.proxy_start(),
@@ -314,9 +298,9 @@ fn ack_server(
         if again {
             ctx.counters.synproxy_proxy_resent.add(1);
         }
-        uvs_wire::write_data_segment(buf, l3_off, p.l3, &seg_at, &header[..n])
+        uvs_wire::write_data_segment(pkt.buf, l3_off, l3, &seg_at, &header[..n])
     } else {
-        uvs_wire::write_segment(buf, l3_off, p.l3, &seg)
+        uvs_wire::write_segment(pkt.buf, l3_off, l3, &seg)
     }
     .ok_or(Verdict::Drop(DropReason::TcpBadOptions))?;
     let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
@@ -334,9 +318,7 @@ fn ack_server(
 /// the client is reset.
 fn stale_ack(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &Parsed,
+    pkt: &mut Packet<'_>,
     hit: &Hit,
     svc: &ServiceRt,
     t: &uvs_wire::TcpFields,
@@ -354,14 +336,15 @@ fn stale_ack(
         window: 0,
         options: &[],
     };
-    let Some(n) = uvs_wire::write_segment(buf, usize::from(p.l3_off), p.l3, &seg) else {
+    let Some(n) = uvs_wire::write_segment(pkt.buf, usize::from(pkt.p.l3_off), pkt.p.l3, &seg)
+    else {
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
-    *len = n;
+    pkt.len = n;
     ctx.proxy_syns.resend_soon(hit.id, ctx.now);
     let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
     match real_egress(ctx.tables, real, &ip(c.reply.v6, c.reply.src)) {
-        Some((egress, hop)) => l2_out(ctx.tables, ctx.neigh, buf, egress, hop),
+        Some((egress, hop)) => l2_out(ctx.tables, ctx.neigh, pkt.buf, egress, hop),
         None => Verdict::Drop(DropReason::NoRoute),
     }
 }
@@ -370,9 +353,7 @@ fn stale_ack(
 /// connected, gets a RST from the VIP; the entry goes.
 fn server_refused(
     ctx: &mut Ctx<'_>,
-    buf: &mut [u8],
-    len: &mut usize,
-    p: &Parsed,
+    pkt: &mut Packet<'_>,
     hit: &Hit,
     splices: &SpliceTable,
 ) -> Verdict {
@@ -385,7 +366,7 @@ fn server_refused(
     }
     ctx.proxy_syns.forget(hit.id);
     ctx.counters.synproxy_failures.add(1);
-    let Ok(t) = uvs_wire::tcp_fields(&buf[..*len], p) else {
+    let Ok(t) = uvs_wire::tcp_fields(pkt.frame(), &pkt.p) else {
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
     let r = ClientReset {
@@ -397,20 +378,20 @@ fn server_refused(
         seq: ((a >> 32) as u32).wrapping_add(1),
         ack: t.ack,
     };
-    let l3 = usize::from(p.l3_off);
+    let l3 = usize::from(pkt.p.l3_off);
     let mut f = [0u8; 128];
     let Some(n) = client_reset(&mut f, &r) else {
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
     // Keep the frame's own link header (VLAN tag included); the RST starts at its l3_off.
     let ip_part = &f[14..n];
-    if l3 + ip_part.len() > buf.len() {
+    if l3 + ip_part.len() > pkt.buf.len() {
         return Verdict::Drop(DropReason::TcpBadOptions);
     }
-    buf[l3..l3 + ip_part.len()].copy_from_slice(ip_part);
-    *len = l3 + ip_part.len();
+    pkt.buf[l3..l3 + ip_part.len()].copy_from_slice(ip_part);
+    pkt.len = l3 + ip_part.len();
     let Some((port, hop)) = tables.route(&ip(c.orig.v6, c.orig.src)) else {
         return Verdict::Drop(DropReason::NoRoute);
     };
-    l2_out(tables, neigh, buf, port, hop)
+    l2_out(tables, neigh, pkt.buf, port, hop)
 }
