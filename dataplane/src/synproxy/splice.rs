@@ -58,7 +58,6 @@ fn unusual(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &Hit, svc: &ServiceRt) 
     let splices = ctx.proxy.splices(ctx.conns);
     let from_server = hit.dir == Dir::Reply;
     let tables = ctx.tables;
-    let neigh = ctx.neigh;
     let tcp_flags = pkt.p.tcp_flags;
     let Ok(t) = uvs_wire::tcp_fields(pkt.frame(), &pkt.p) else {
         return Some(Verdict::Drop(DropReason::TcpBadOptions));
@@ -94,12 +93,8 @@ fn unusual(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &Hit, svc: &ServiceRt) 
         if tcp_flags & flags::ACK == 0 {
             return Some(Verdict::Drop(DropReason::SynProxyNotReady));
         }
-        let (_, opts) = splices.load(hit.id);
         let ack = t.seq.wrapping_add(1);
-        return Some(
-            ack_server(ctx, pkt, hit, svc, &t, ack, opts, true)
-                .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, pkt.buf, e, h)),
-        );
+        return Some(ack_server(ctx, pkt, hit, svc, &t, ack, true));
     }
     if !from_server && tcp_flags & flags::SYN != 0 {
         // A new SYN on a live proxied entry: not for this connection.
@@ -116,10 +111,7 @@ fn unusual(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &Hit, svc: &ServiceRt) 
             // end of its handshake and never got the header (our ACK carrying it was
             // lost), so it waits for those bytes; this duplicate ACK is of no use to the
             // client. Send the header in its place.
-            return Some(
-                ack_server(ctx, pkt, hit, svc, &t, t.seq, opts, true)
-                    .map_or_else(|v| v, |(e, h)| l2_out(tables, neigh, pkt.buf, e, h)),
-            );
+            return Some(ack_server(ctx, pkt, hit, svc, &t, t.seq, true));
         }
     }
     if from_server && awaits_replay_ack(opts, tcp_flags) {
@@ -200,8 +192,6 @@ fn server_synack(
     splices: &SpliceTable,
     t: &uvs_wire::TcpFields,
 ) -> Verdict {
-    let tables = ctx.tables;
-    let neigh = ctx.neigh;
     let (a, _) = splices.load(hit.id);
     let (our_isn, our_tsval) = ((a >> 32) as u32, a as u32);
     let server = Opts::server(t.options.wscale, t.options.timestamp.is_some())
@@ -229,18 +219,12 @@ fn server_synack(
         ctx.proxy_syns.forget(hit.id);
         ctx.counters.synproxy_spliced.add(1);
     }
-    let (_, opts) = splices.load(hit.id);
-    let ack = t.seq.wrapping_add(1);
-    match ack_server(ctx, pkt, hit, svc, t, ack, opts, false) {
-        Ok((egress, hop)) => l2_out(tables, neigh, pkt.buf, egress, hop),
-        Err(v) => v,
-    }
+    ack_server(ctx, pkt, hit, svc, t, t.seq.wrapping_add(1), false)
 }
 
 /// Writes the ACK answering the server's SYN-ACK over the frame (`ack`: what it
-/// acknowledges), with the PROXY v2 header as its data when the connection has one; the
-/// egress towards the server. `again`: the header was sent before (counted as resent).
-#[allow(clippy::too_many_arguments)]
+/// acknowledges), with the PROXY v2 header as its data when the connection has one, and
+/// sends it to the server. `again`: the header was sent before (counted as resent).
 fn ack_server(
     ctx: &mut Ctx<'_>,
     pkt: &mut Packet<'_>,
@@ -248,10 +232,10 @@ fn ack_server(
     svc: &ServiceRt,
     t: &uvs_wire::TcpFields,
     ack: u32,
-    opts: Opts,
     again: bool,
-) -> Result<(u8, crate::tables::IpKey), Verdict> {
+) -> Verdict {
     let tables = ctx.tables;
+    let (_, opts) = ctx.proxy.splices(ctx.conns).load(hit.id);
     let c = &hit.conn();
     let mut o = [0u8; 12];
     let n = match t.options.timestamp {
@@ -278,7 +262,7 @@ fn ack_server(
         options: &o[..n],
     };
     let (l3_off, l3) = (usize::from(pkt.p.l3_off), pkt.p.l3);
-    pkt.len = if opts.has(Opts::PROXY) {
+    let written = if opts.has(Opts::PROXY) {
         // The header starts at the client's ISN + 1, whatever the server's segment acked.
         let seg_at = Segment {
             seq: opts.proxy_start(),
@@ -291,9 +275,9 @@ fn ack_server(
             dst_port: c.orig.dport,
         };
         let mut header = [0u8; uvs_wire::proxy_v2::LEN_V6];
-        let n = h
-            .write(&mut header)
-            .map_err(|_| Verdict::Drop(DropReason::TcpBadOptions))?;
+        let Ok(n) = h.write(&mut header) else {
+            return Verdict::Drop(DropReason::TcpBadOptions);
+        };
         ctx.counters.synproxy_proxy_headers.add(1);
         if again {
             ctx.counters.synproxy_proxy_resent.add(1);
@@ -301,11 +285,16 @@ fn ack_server(
         uvs_wire::write_data_segment(pkt.buf, l3_off, l3, &seg_at, &header[..n])
     } else {
         uvs_wire::write_segment(pkt.buf, l3_off, l3, &seg)
-    }
-    .ok_or(Verdict::Drop(DropReason::TcpBadOptions))?;
+    };
+    let Some(n) = written else {
+        return Verdict::Drop(DropReason::TcpBadOptions);
+    };
+    pkt.len = n;
     let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
-    let real_addr = ip(c.reply.v6, c.reply.src);
-    real_egress(tables, real, &real_addr).ok_or(Verdict::Drop(DropReason::NoRoute))
+    match real_egress(tables, real, &ip(c.reply.v6, c.reply.src)) {
+        Some((egress, hop)) => l2_out(tables, ctx.neigh, pkt.buf, egress, hop),
+        None => Verdict::Drop(DropReason::NoRoute),
+    }
 }
 
 /// An ACK without SYN answering our SYN: the server holds the tuple in TIME_WAIT from an
