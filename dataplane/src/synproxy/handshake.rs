@@ -124,8 +124,8 @@ fn syn(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
 /// A client's ACK without an entry: a valid cookie opens the connection and the frame
 /// becomes the SYN to the chosen real server.
 fn ack(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, svc: &Arc<ServiceRt>) -> Verdict {
-    let p = pkt.p;
-    let Ok(t) = uvs_wire::tcp_fields(pkt.frame(), &p) else {
+    let p = &pkt.p;
+    let Ok(t) = uvs_wire::tcp_fields(pkt.frame(), p) else {
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
     let v6 = p.l3 == L3::V6;
@@ -135,7 +135,7 @@ fn ack(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, svc: &Arc<ServiceRt>) -> Verdict
         match ctx
             .proxy
             .secret
-            .check(&tuple(&p), client_isn, our_isn, cookie::count_of(ctx.now_s))
+            .check(&tuple(p), client_isn, our_isn, cookie::count_of(ctx.now_s))
         {
             Ok(i) => i,
             // Layer 7: the client closing after uvs's own answer and FIN.
@@ -207,8 +207,8 @@ fn ack(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, svc: &Arc<ServiceRt>) -> Verdict
         }
     };
     let chosen = match l7_pool {
-        Some(pool) => super::layer7::choose(ctx, svc, &p, v6, pool),
-        None => choose_real(ctx, svc, &p, v6),
+        Some(pool) => super::layer7::choose(ctx, svc, p, v6, pool),
+        None => choose_real(ctx, svc, p, v6),
     };
     let Some(slot) = chosen else {
         if l7_pool.is_some() {
@@ -270,7 +270,7 @@ pub(super) fn open(
 ) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;
-    let p = pkt.p;
+    let p = &pkt.p;
     let v6 = p.l3 == L3::V6;
     let super::head::Cookie {
         client_isn,
@@ -296,7 +296,7 @@ pub(super) fn open(
         return Verdict::Drop(DropReason::NoRealServer);
     };
     let real_port = if real.port == 0 { p.dport } else { real.port };
-    let key = crate::pipeline::flow_key(&p);
+    let key = crate::pipeline::flow_key(p);
     let mut conn = Conn {
         orig: key,
         reply: FlowKey {

@@ -56,12 +56,12 @@ pub(crate) fn start(
     cookie: Cookie,
     t: &TcpFields,
 ) -> Verdict {
-    let p = pkt.p;
+    let p = &pkt.p;
     let end = p.l3_end().min(pkt.len);
     let data = &pkt.buf[end.saturating_sub(t.payload_len)..end];
     let l3_off = usize::from(p.l3_off);
     let mut head = Head {
-        key: HeadKey::of(&p),
+        key: HeadKey::of(p),
         cookie,
         nxt: t.seq.wrapping_add(t.payload_len as u32),
         window: t.window,
@@ -99,8 +99,8 @@ pub(crate) fn segment(
     svc: &std::sync::Arc<ServiceRt>,
     i: u16,
 ) -> Verdict {
-    let p = pkt.p;
-    let Ok(t) = uvs_wire::tcp_fields(pkt.frame(), &p) else {
+    let p = &pkt.p;
+    let Ok(t) = uvs_wire::tcp_fields(pkt.frame(), p) else {
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
     let f = p.tcp_flags;
