@@ -93,15 +93,21 @@ fn tcp(
     out
 }
 
+/// A worker whose ports replay `from_client` and `from_server`: each frame once, in order
+/// (`once`: a phase that must see every frame exactly once, then nothing), or round robin
+/// without end (timed rounds).
 fn worker(
     shared: &Arc<Shared>,
     from_client: Vec<Vec<u8>>,
     from_server: Vec<Vec<u8>>,
+    once: bool,
 ) -> Worker<MemPort> {
     let slots = 4 * BURST + 64;
     let port = |name: &str, t: Vec<Vec<u8>>| {
         if t.is_empty() {
             MemPort::sink(name, slots)
+        } else if once {
+            MemPort::replay_once(name, slots, t)
         } else {
             MemPort::replay(name, slots, t)
         }
@@ -153,7 +159,7 @@ pub fn run(v6: bool, count: usize, flows: usize, seconds: f64) -> Vec<Outcome> {
     let syns = syns_of(&clients, vip);
     let len = syns[0].len();
     let start = tallies(&shared);
-    let mut w = worker(&shared, syns, Vec::new());
+    let mut w = worker(&shared, syns, Vec::new(), true);
     let (n, syn_secs) = measure(|| w.poll(), 3600.0, Some(count as u64));
     assert_eq!(shared.conns.len(), 0, "cookies store nothing");
     out.push(outcome(
@@ -167,7 +173,7 @@ pub fn run(v6: bool, count: usize, flows: usize, seconds: f64) -> Vec<Outcome> {
     // secret, as the clients would echo them): entry + SYN to the server each.
     let acks = cookie_acks(&shared, &clients, vip, false);
     let start = tallies(&shared);
-    let mut w = worker(&shared, acks, Vec::new());
+    let mut w = worker(&shared, acks, Vec::new(), true);
     let (n_ack, ack_secs) = measure(|| w.poll(), 3600.0, Some(count as u64));
     assert_eq!(
         shared.conns.len(),
@@ -180,7 +186,7 @@ pub fn run(v6: bool, count: usize, flows: usize, seconds: f64) -> Vec<Outcome> {
     // 3. The servers' SYN-ACKs, to the tuple each entry expects: an ACK back each.
     let synacks = server_synacks(&shared, &clients, vip, false);
     let start2 = tallies(&shared);
-    let mut w = worker(&shared, Vec::new(), synacks);
+    let mut w = worker(&shared, Vec::new(), synacks, true);
     let (_, synack_secs) = measure(|| w.poll(), 3600.0, Some(count as u64));
     let (fwd, drops) = tallies(&shared);
     let total = syn_secs + ack_secs + synack_secs;
@@ -229,7 +235,7 @@ fn established(
 ) -> [Outcome; 2] {
     let flows = clients.len();
     let nat = setup_with(v6, flows + 1024, false);
-    let mut w = worker(&nat, syns_of(clients, vip), Vec::new());
+    let mut w = worker(&nat, syns_of(clients, vip), Vec::new(), true);
     let mut opened = 0;
     while opened < flows {
         opened += w.poll();
@@ -238,7 +244,7 @@ fn established(
     let proxied = setup(v6, flows + 1024);
     let data = cookie_acks(&proxied, clients, vip, ts);
     let len = data[0].len();
-    let mut w = worker(&proxied, data.clone(), Vec::new());
+    let mut w = worker(&proxied, data.clone(), Vec::new(), true);
     let mut sent = 0;
     while sent < flows {
         sent += w.poll();
@@ -247,6 +253,7 @@ fn established(
         &proxied,
         Vec::new(),
         server_synacks(&proxied, clients, vip, ts),
+        true,
     );
     let mut acked = 0;
     while acked < flows {
@@ -257,8 +264,8 @@ fn established(
         spliced_conns, flows as u64,
         "every proxied flow was spliced"
     );
-    let mut plain = worker(&nat, data.clone(), Vec::new());
-    let mut spliced = worker(&proxied, data, Vec::new());
+    let mut plain = worker(&nat, data.clone(), Vec::new(), false);
+    let mut spliced = worker(&proxied, data, Vec::new(), false);
     let rounds = 20;
     let per_round = seconds / f64::from(rounds);
     let (mut nat_rounds, mut proxy_rounds) = (Vec::new(), Vec::new());

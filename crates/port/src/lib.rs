@@ -85,6 +85,8 @@ pub struct MemPort {
 struct Replay {
     templates: Vec<Vec<u8>>,
     next: usize,
+    /// Frames still to hand out (`None`: without end).
+    left: Option<usize>,
 }
 
 impl MemPort {
@@ -108,8 +110,24 @@ impl MemPort {
     pub fn replay(name: &str, slots: usize, templates: Vec<Vec<u8>>) -> Self {
         assert!(!templates.is_empty(), "replay needs at least one template");
         let mut port = Self::new(name, slots);
-        port.replay = Some(Replay { templates, next: 0 });
+        port.replay = Some(Replay {
+            templates,
+            next: 0,
+            left: None,
+        });
         port.sink = true;
+        port
+    }
+
+    /// [`replay`](Self::replay) that hands each template out once, in order, and then
+    /// receives nothing: for a benchmark phase that must see every frame exactly once
+    /// (a round-robin replay would send the first templates again in the last poll).
+    pub fn replay_once(name: &str, slots: usize, templates: Vec<Vec<u8>>) -> Self {
+        let left = templates.len();
+        let mut port = Self::replay(name, slots, templates);
+        if let Some(r) = port.replay.as_mut() {
+            r.left = Some(left);
+        }
         port
     }
 
@@ -181,9 +199,15 @@ impl Port for MemPort {
         if let Some(replay) = self.replay.as_mut() {
             let mut n = 0;
             while n < out.len() {
+                if replay.left == Some(0) {
+                    break;
+                }
                 let Some(slot) = self.free_slots.pop() else {
                     break;
                 };
+                if let Some(left) = replay.left.as_mut() {
+                    *left -= 1;
+                }
                 let t = &replay.templates[replay.next];
                 replay.next = (replay.next + 1) % replay.templates.len();
                 let at = slot as usize * FRAME_CAPACITY;
@@ -249,6 +273,25 @@ impl Port for MemPort {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replay_once_hands_each_template_out_once() {
+        let mut p = MemPort::replay_once("mem0", 8, vec![vec![1; 60], vec![2; 60], vec![3; 60]]);
+        let mut burst = [Frame::default(); 2];
+        let mut seen = Vec::new();
+        loop {
+            let n = p.rx_burst(&mut burst);
+            if n == 0 {
+                break;
+            }
+            for f in &burst[..n] {
+                seen.push(p.buf_mut(f)[0]);
+            }
+            p.free(&burst[..n]);
+        }
+        assert_eq!(seen, [1, 2, 3]);
+        assert_eq!(p.rx_burst(&mut burst), 0, "nothing after the last template");
+    }
 
     #[test]
     fn frames_round_trip_and_slots_are_conserved() {
