@@ -588,7 +588,12 @@ impl NewFlowsRig {
             .collect();
         let frame_len = frames[0].len();
         let start = tallies(&shared);
-        let w = worker(&shared, frames);
+        // Each SYN once: a round-robin replay would send the first ones again in the
+        // last poll, to flows that exist by then.
+        let slots = 4 * BURST + 64;
+        let client = MemPort::replay_once("mem-client", slots, frames);
+        let server = MemPort::sink("mem-server", slots);
+        let w = Worker::new(0, vec![client, server], shared.clone());
         NewFlowsRig {
             shared,
             w,
