@@ -319,8 +319,19 @@ fn worker(shared: &Arc<Shared>, templates: Vec<Vec<u8>>) -> Worker<MemPort> {
 }
 
 fn worker_n(shared: &Arc<Shared>, templates: Vec<Vec<u8>>, id: usize) -> Worker<MemPort> {
+    worker_on(shared, MemPort::replay, templates, id)
+}
+
+/// Worker `id` whose client-side port is `replay` (round robin or once) of `templates`,
+/// its server side a sink.
+fn worker_on(
+    shared: &Arc<Shared>,
+    replay: fn(&str, usize, Vec<Vec<u8>>) -> MemPort,
+    templates: Vec<Vec<u8>>,
+    id: usize,
+) -> Worker<MemPort> {
     let slots = 4 * BURST + 64;
-    let client = MemPort::replay("mem-client", slots, templates);
+    let client = replay("mem-client", slots, templates);
     let server = MemPort::sink("mem-server", slots);
     Worker::new(id, vec![client, server], shared.clone())
 }
@@ -590,10 +601,7 @@ impl NewFlowsRig {
         let start = tallies(&shared);
         // Each SYN once: a round-robin replay would send the first ones again in the
         // last poll, to flows that exist by then.
-        let slots = 4 * BURST + 64;
-        let client = MemPort::replay_once("mem-client", slots, frames);
-        let server = MemPort::sink("mem-server", slots);
-        let w = Worker::new(0, vec![client, server], shared.clone());
+        let w = worker_on(&shared, MemPort::replay_once, frames, 0);
         NewFlowsRig {
             shared,
             w,
