@@ -85,7 +85,14 @@ pub(crate) fn new_flow<P: L4Proto>(
     } else {
         ctx.conns.insert(&conn, ctx.now, deadline)
     };
-    opened::<P>(ctx, pkt, svc, real, &conn, deadline, inserted, false)
+    let opening = Opening {
+        svc,
+        real,
+        conn: &conn,
+        deadline,
+        bound: false,
+    };
+    opened::<P>(ctx, pkt, opening, inserted)
 }
 
 /// A staged new flow's turn at the end of its burst (`staged.rs`): stores staged flow `i`
@@ -99,27 +106,46 @@ pub fn store(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, i: usize) -> Verdict {
         // Not reached: the flow was scheduled on this burst's snapshot.
         return Verdict::Drop(DropReason::NoRealServer);
     };
+    let opening = Opening {
+        svc,
+        real,
+        conn: &conn,
+        deadline,
+        bound: true,
+    };
     match conn.orig.proto {
-        PROTO_TCP => opened::<Tcp>(ctx, pkt, svc, real, &conn, deadline, inserted, true),
-        _ => opened::<super::proto::Udp>(ctx, pkt, svc, real, &conn, deadline, inserted, true),
+        PROTO_TCP => opened::<Tcp>(ctx, pkt, opening, inserted),
+        _ => opened::<super::proto::Udp>(ctx, pkt, opening, inserted),
     }
 }
 
-/// A new connection's insert has answered: count the connection and forward its first
-/// packet, or send the packet down the entry another worker stored first. `bound`: the
-/// real server already counts it (a staged flow), so a failed insert gives that back.
-#[allow(clippy::too_many_arguments)]
+/// A new connection whose insert is under way: what [`opened`] needs once it answers.
+struct Opening<'a> {
+    svc: &'a ServiceRt,
+    real: &'a RealRt,
+    conn: &'a Conn,
+    deadline: u32,
+    /// The real server already counts the connection (a staged flow, `lifecycle::bind`
+    /// at its scheduling), so a failed insert gives that back.
+    bound: bool,
+}
+
+/// A new connection's insert has answered (`inserted`): count the connection and forward
+/// its first packet, or send the packet down the entry another worker stored first.
 #[inline(always)]
 fn opened<P: L4Proto>(
     ctx: &mut Ctx<'_>,
     pkt: &mut Packet<'_>,
-    svc: &ServiceRt,
-    real: &RealRt,
-    conn: &Conn,
-    deadline: u32,
+    opening: Opening<'_>,
     inserted: Result<uvs_conntrack::ConnId, InsertError>,
-    bound: bool,
 ) -> Verdict {
+    let Opening {
+        svc,
+        real,
+        conn,
+        deadline,
+        bound,
+    } = opening;
     let key = &conn.orig;
     let inserted = match inserted {
         Err(InsertError::Clash(holder)) if real.method != Method::FullNat => {
