@@ -301,11 +301,9 @@ fn stop_interrupts_checks_in_progress() {
     std::thread::sleep(Duration::from_millis(150));
     let t = Instant::now();
     monitor.stop();
-    assert!(
-        t.elapsed() < Duration::from_millis(200),
-        "{:?}",
-        t.elapsed()
-    );
+    // Checks wait in 50 ms slices (`STOP_SLICE`); not waiting out their 5 s timeouts (or
+    // the 5 s command) is the point, so the bound leaves a loaded machine room.
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     assert!(
         !flips.load(Ordering::Relaxed),
         "an interrupted check is not a failure"
@@ -325,7 +323,7 @@ fn dropping_the_monitor_stops_it() {
     assert!(!monitor.current()[0].1, "started down as asked");
     let t = Instant::now();
     drop(monitor);
-    assert!(t.elapsed() < Duration::from_millis(200));
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     // The sender went with the threads: the channel is closed, nothing flipped.
     assert!(matches!(
         rx.recv_timeout(Duration::from_millis(50)),

@@ -271,11 +271,9 @@ fn stop_interrupts_a_handshake_in_progress() {
     std::thread::sleep(Duration::from_millis(150));
     let t = Instant::now();
     monitor.stop();
-    assert!(
-        t.elapsed() < Duration::from_millis(200),
-        "{:?}",
-        t.elapsed()
-    );
+    // A check waits in 50 ms slices (`STOP_SLICE`); not waiting out the 5 s timeout is the
+    // point, so the bound leaves a loaded machine room.
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
 }
 
 /// keepalived's `digest`: the MD5 of the whole body (here "ok", as `md5sum` prints it),

@@ -362,7 +362,9 @@ fn endpoint_serves_metrics_and_stops() {
     let t = Instant::now();
     stop.store(true, Ordering::Relaxed);
     handle.join().unwrap();
-    assert!(t.elapsed() < Duration::from_millis(200));
+    // The server looks at `stop` every 50 ms (`gate.rs`); the bound leaves a loaded machine
+    // room.
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     assert!(TcpStream::connect(addr).is_err(), "listener closed");
 }
 
