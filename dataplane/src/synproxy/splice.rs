@@ -14,7 +14,7 @@
 //! ACK − L and SACK blocks − L.
 
 use uvs_conntrack::ConnView;
-use uvs_conntrack::{tcp::TcpState, Dir, Hit};
+use uvs_conntrack::{tcp::TcpState, Conn, Dir, Hit};
 use uvs_wire::tcp::flags;
 use uvs_wire::{tcp_options, Segment, Splice};
 
@@ -234,7 +234,6 @@ fn ack_server(
     ack: u32,
     again: bool,
 ) -> Verdict {
-    let tables = ctx.tables;
     let (_, opts) = ctx.proxy.splices(ctx.conns).load(hit.id);
     let c = &hit.conn();
     let mut o = [0u8; 12];
@@ -290,9 +289,14 @@ fn ack_server(
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
     pkt.len = n;
+    to_server(ctx, pkt, svc, c)
+}
+
+/// Sends the frame uvs wrote over `pkt` to connection `c`'s real server.
+fn to_server(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, svc: &ServiceRt, c: &Conn) -> Verdict {
     let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
-    match real_egress(tables, real, &ip(c.reply.v6, c.reply.src)) {
-        Some((egress, hop)) => l2_out(tables, ctx.neigh, pkt.buf, egress, hop),
+    match real_egress(ctx.tables, real, &ip(c.reply.v6, c.reply.src)) {
+        Some((egress, hop)) => l2_out(ctx.tables, ctx.neigh, pkt.buf, egress, hop),
         None => Verdict::Drop(DropReason::NoRoute),
     }
 }
@@ -331,11 +335,7 @@ fn stale_ack(
     };
     pkt.len = n;
     ctx.proxy_syns.resend_soon(hit.id, ctx.now);
-    let real = svc.real(c.real).filter(|r| r.addr.same_addr(&c.reply.src));
-    match real_egress(ctx.tables, real, &ip(c.reply.v6, c.reply.src)) {
-        Some((egress, hop)) => l2_out(ctx.tables, ctx.neigh, pkt.buf, egress, hop),
-        None => Verdict::Drop(DropReason::NoRoute),
-    }
+    to_server(ctx, pkt, svc, c)
 }
 
 /// The server refused the connection (RST to our SYN): the client, which believes it is
