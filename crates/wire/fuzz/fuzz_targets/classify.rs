@@ -1,8 +1,8 @@
-//! Runs every entry point that takes frame bytes from the wire: classify, the L4 checksum
-//! check and completion, the in-place rewrites with the `Parsed` classify returned, the
-//! ICMP-quote parse and translation (and the TUN untunnelling of a quote), IPIP/GUE/GRE
-//! encap/decap, the slow-path builders and the TLS ClientHello reader. Any
-//! panic is a bug (the crate promises none).
+//! Runs every entry point that takes frame bytes from the wire: classify (checked against
+//! its general walk, `classify_walk`), the L4 checksum check and completion, the in-place
+//! rewrites with the `Parsed` classify returned, the ICMP-quote parse and translation (and
+//! the TUN untunnelling of a quote), IPIP/GUE/GRE encap/decap, the slow-path builders and
+//! the TLS ClientHello reader. Any panic is a bug (the crate promises none).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,6 +13,8 @@ fuzz_target!(|data: &[u8]| {
     if let uvs_wire::tls_sni::Sni::Name(n) = uvs_wire::tls_sni::client_hello_sni(data) {
         assert!(!n.is_empty() && n.len() < data.len());
     }
+    // The fixed-offset reading of the common frame and the general walk agree.
+    assert_eq!(uvs_wire::classify(data), uvs_wire::classify_walk(data));
     let mut f = data.to_vec();
     if let Ok(Classified::Ip(mut p)) = uvs_wire::classify(data) {
         let _ = uvs_wire::verify_l4_checksum(&f, &p);
