@@ -83,8 +83,9 @@ pub struct MemPort {
 }
 
 /// The frames a replaying port hands out, one after another in one buffer at a fixed
-/// stride (a whole number of cache lines), each prefetched [`REPLAY_AHEAD`] frames before
-/// it is copied out. A forwarder reads a received frame from cache: the kernel's copy (copy
+/// stride of whole cache lines (a frame of up to 64 bytes is one line), each prefetched
+/// [`REPLAY_AHEAD`] frames before it is copied out when there are more than
+/// [`REPLAY_CACHED`] bytes of them. A forwarder reads a received frame from cache: the kernel's copy (copy
 /// mode) or the NIC's DMA into the last-level cache has just written it. A million
 /// templates (64 MB) do not fit any cache, and read without the prefetch each cost a miss
 /// to main memory that competed with the connection table's own prefetches: the harness's
@@ -220,6 +221,10 @@ impl MemPort {
 /// enough for a main-memory miss, near enough to stay in the L1 cache).
 const REPLAY_AHEAD: usize = 16;
 
+/// Bytes of templates that stay in the cache between rounds (the L2 cache of a core is
+/// 1–2 MiB on current x86 servers): no prefetch below that.
+const REPLAY_CACHED: usize = 1 << 20;
+
 /// `i` wrapped to `0..n` (`n > 0`), without a division in the common case of `i < n`.
 #[inline(always)]
 fn wrap(i: usize, n: usize) -> usize {
@@ -262,10 +267,14 @@ impl Port for MemPort {
                     *left -= 1;
                 }
                 let count = replay.lens.len();
-                prefetch(
-                    &replay.frames,
-                    wrap(replay.next + REPLAY_AHEAD, count) * replay.stride,
-                );
+                if replay.frames.len() > REPLAY_CACHED {
+                    let ahead = wrap(replay.next + REPLAY_AHEAD, count) * replay.stride;
+                    prefetch(&replay.frames, ahead);
+                    if replay.stride > 64 {
+                        // The second line (a 74-byte IPv6 TCP frame has 10 bytes there).
+                        prefetch(&replay.frames, ahead + 64);
+                    }
+                }
                 let len = usize::from(replay.lens[replay.next]);
                 let from = replay.next * replay.stride;
                 let t = &replay.frames[from..from + len];
