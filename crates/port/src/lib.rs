@@ -85,11 +85,12 @@ pub struct MemPort {
 /// The frames a replaying port hands out, one after another in one buffer at a fixed
 /// stride of whole cache lines (a frame of up to 64 bytes is one line), each prefetched
 /// [`REPLAY_AHEAD`] frames before it is copied out when there are more than
-/// [`REPLAY_CACHED`] bytes of them. A forwarder reads a received frame from cache: the kernel's copy (copy
-/// mode) or the NIC's DMA into the last-level cache has just written it. A million
-/// templates (64 MB) do not fit any cache, and read without the prefetch each cost a miss
-/// to main memory that competed with the connection table's own prefetches: the harness's
-/// cost, charged to every scenario at 1 000 000 flows (bench/README.md, "Twelfth pass").
+/// [`REPLAY_CACHED`] bytes of them. A forwarder reads a received frame from cache: the
+/// kernel's copy (copy mode) or the NIC's DMA into the last-level cache has just written it.
+/// A million templates (64 MB) do not fit any cache, and read without the prefetch each cost
+/// a miss to main memory that competed with the connection table's own prefetches: the
+/// harness's cost, charged to every scenario at 1 000 000 flows (bench/README.md, "Twelfth
+/// pass").
 struct Replay {
     frames: Vec<u8>,
     lens: Vec<u16>,
