@@ -228,13 +228,13 @@ pub enum Classified {
 /// narrow stores back as 16-byte loads, a store-forwarding stall on every packet
 /// (measured: ~40 % of the worker loop's own samples).
 ///
-/// The frame nearly every packet is (untagged Ethernet, a 20-byte IPv4 header, not a
-/// fragment, TCP or UDP) is read at fixed offsets first; anything else, or anything that
-/// reading would refuse, goes through the general walk ([`classify_walk`]), which decides
-/// and names the error.
+/// The frame nearly every packet is (untagged Ethernet, a 20-byte IPv4 header or an IPv6
+/// header without extension headers, not a fragment, TCP or UDP) is read at fixed offsets
+/// first; anything else, or anything that reading would refuse, goes through the general
+/// walk ([`classify_walk`]), which decides and names the error.
 #[inline(always)]
 pub fn classify(frame: &[u8]) -> Result<Classified, ParseError> {
-    if let Some(p) = common_v4(frame) {
+    if let Some(p) = common(frame) {
         return Ok(Classified::Ip(p));
     }
     classify_walk(frame)
@@ -259,69 +259,58 @@ pub fn classify_walk(frame: &[u8]) -> Result<Classified, ParseError> {
     }
 }
 
-/// The common frame at fixed offsets: untagged Ethernet, an IPv4 header without options
-/// (version and IHL byte 0x45), not a fragment (offset 0, MF clear), TCP with its fixed
-/// header and a data offset within the segment, or UDP with a length within the datagram;
-/// header checksum valid, total length within the frame. One bounds check for the headers,
-/// the header's sum as three words, no walk. `None` for every other frame, valid or not:
-/// [`classify_walk`] then decides. What it returns is what the walk returns for the frame
-/// (`common_v4_agrees_with_the_walk` below, and the `classify` fuzz target).
+/// The common frame at fixed offsets: untagged Ethernet, then an IPv4 header without
+/// options (version and IHL byte 0x45), not a fragment (offset 0, MF clear), header
+/// checksum valid ([`common_v4`]), or an IPv6 header followed directly by the L4 header, no
+/// extension header ([`common_v6`]); total length within the frame; TCP with its fixed
+/// header and a data offset within the segment, or UDP with a length within the datagram
+/// ([`common_l4`]). One bounds check for the headers, the IPv4 header's sum as three
+/// words, no walk. `None` for every other frame, valid or not: [`classify_walk`] then
+/// decides. What it returns is what the walk returns for the frame
+/// (`common_frames_agree_with_the_walk` below, and the `classify` fuzz target).
 ///
 /// Measured (bench/README.md, "Twelfth pass"): the walk is a chain of small checks (L2
-/// tags, version, four lengths, fragments, the protocol's lengths), ~240 instructions a
-/// frame with the header sum out of line.
+/// tags, version, four lengths, fragments, extension headers, the protocol's lengths),
+/// ~240 instructions an IPv4 frame with the header sum out of line.
+#[inline(always)]
+fn common(frame: &[u8]) -> Option<Parsed> {
+    match u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]) {
+        ethertype::IPV4 => common_v4(frame),
+        ethertype::IPV6 => common_v6(frame),
+        _ => None,
+    }
+}
+
+/// Start of the IP header in an untagged frame.
+const COMMON_IP: usize = crate::ethernet::HEADER_LEN;
+
 #[inline(always)]
 fn common_v4(frame: &[u8]) -> Option<Parsed> {
-    const IP: usize = crate::ethernet::HEADER_LEN;
-    const L4: usize = IP + crate::ipv4::HEADER_LEN;
+    const L4: usize = COMMON_IP + crate::ipv4::HEADER_LEN;
     let h: &[u8; L4 + udp::HEADER_LEN] = frame.first_chunk()?;
     let be = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
-    // Ethertype, version/IHL, and the fragment offset and MF bit (DF and the reserved bit
-    // do not matter, as in the walk).
-    if be(12) != ethertype::IPV4 || h[IP] != 0x45 || be(IP + 6) & 0x3fff != 0 {
+    // Version/IHL, and the fragment offset and MF bit (DF and the reserved bit do not
+    // matter, as in the walk).
+    if h[COMMON_IP] != 0x45 || be(COMMON_IP + 6) & 0x3fff != 0 {
         return None;
     }
-    let total = usize::from(be(IP + 2));
-    let end = IP + total;
-    if end > frame.len() || end > usize::from(u16::MAX) {
-        return None;
-    }
-    let header: &[u8; crate::ipv4::HEADER_LEN] = h[IP..L4].try_into().ok()?;
+    let total = usize::from(be(COMMON_IP + 2));
+    let header: &[u8; crate::ipv4::HEADER_LEN] = h[COMMON_IP..L4].try_into().ok()?;
     if checksum::fold(checksum::header_sum_ne(header)) != 0xffff {
         return None;
     }
     let l4_len = total.checked_sub(crate::ipv4::HEADER_LEN)?;
-    let l4_proto = h[IP + 9];
-    let tcp_flags = match l4_proto {
-        ip_proto::TCP => {
-            // `end` is within the frame, so the fixed header is too once it fits the segment.
-            if l4_len < crate::tcp::HEADER_LEN {
-                return None;
-            }
-            let data_off = usize::from(*frame.get(L4 + 12)? >> 4) * 4;
-            if data_off < crate::tcp::HEADER_LEN || data_off > l4_len {
-                return None;
-            }
-            *frame.get(L4 + 13)?
-        }
-        ip_proto::UDP => {
-            let udp_len = usize::from(be(L4 + 4));
-            if l4_len < udp::HEADER_LEN || udp_len < udp::HEADER_LEN || udp_len > l4_len {
-                return None;
-            }
-            0
-        }
-        _ => return None,
-    };
+    let l4_proto = h[COMMON_IP + 9];
+    let tcp_flags = common_l4(frame, L4, l4_len, l4_proto)?;
     let addr = |i: usize| widen_v4([h[i], h[i + 1], h[i + 2], h[i + 3]]);
     Some(Parsed {
         l3: L3::V4,
         vlan: None,
-        l3_off: IP as u16,
+        l3_off: COMMON_IP as u16,
         l4_off: L4 as u16,
         l4_proto,
-        src: addr(IP + 12),
-        dst: addr(IP + 16),
+        src: addr(COMMON_IP + 12),
+        dst: addr(COMMON_IP + 16),
         sport: be(L4),
         dport: be(L4 + 2),
         tcp_flags,
@@ -332,6 +321,76 @@ fn common_v4(frame: &[u8]) -> Option<Parsed> {
         icmp_type: 0,
         icmp_code: 0,
     })
+}
+
+#[inline(always)]
+fn common_v6(frame: &[u8]) -> Option<Parsed> {
+    const L4: usize = COMMON_IP + crate::ipv6::HEADER_LEN;
+    let h: &[u8; L4 + udp::HEADER_LEN] = frame.first_chunk()?;
+    let be = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+    if h[COMMON_IP] >> 4 != 6 {
+        return None;
+    }
+    let l4_len = usize::from(be(COMMON_IP + 4));
+    let total = crate::ipv6::HEADER_LEN + l4_len;
+    // A next header that is an extension header is neither TCP nor UDP: the walk's.
+    let l4_proto = h[COMMON_IP + 6];
+    let tcp_flags = common_l4(frame, L4, l4_len, l4_proto)?;
+    let addr = |i: usize| -> [u8; 16] { h[i..i + 16].try_into().unwrap_or([0; 16]) };
+    Some(Parsed {
+        l3: L3::V6,
+        vlan: None,
+        l3_off: COMMON_IP as u16,
+        l4_off: L4 as u16,
+        l4_proto,
+        src: addr(COMMON_IP + 8),
+        dst: addr(COMMON_IP + 24),
+        sport: be(L4),
+        dport: be(L4 + 2),
+        tcp_flags,
+        frag: Frag::None,
+        ip_total_len: total as u16,
+        sctp_first_chunk: 0,
+        sctp_vtag: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+    })
+}
+
+/// The L4 checks of the common frame, whose L4 header starts at `l4_off` and whose IP
+/// packet ends `l4_len` bytes later: that end within the frame and within 64 KiB of frame
+/// offsets, then TCP's fixed header and data offset, or UDP's length. The TCP flags (0 for
+/// UDP), or `None` for any other protocol or any check that fails.
+#[inline(always)]
+fn common_l4(frame: &[u8], l4_off: usize, l4_len: usize, proto: u8) -> Option<u8> {
+    let end = l4_off + l4_len;
+    if end > frame.len() || end > usize::from(u16::MAX) {
+        return None;
+    }
+    match proto {
+        ip_proto::TCP => {
+            // `end` is within the frame, so the fixed header is too once it fits the segment.
+            if l4_len < crate::tcp::HEADER_LEN {
+                return None;
+            }
+            let data_off = usize::from(*frame.get(l4_off + 12)? >> 4) * 4;
+            if data_off < crate::tcp::HEADER_LEN || data_off > l4_len {
+                return None;
+            }
+            frame.get(l4_off + 13).copied()
+        }
+        ip_proto::UDP => {
+            let udp_len = usize::from(u16::from_be_bytes([
+                *frame.get(l4_off + 4)?,
+                *frame.get(l4_off + 5)?,
+            ]));
+            if l4_len < udp::HEADER_LEN || udp_len < udp::HEADER_LEN || udp_len > l4_len {
+                return None;
+            }
+            Some(0)
+        }
+        _ => None,
+    }
 }
 
 /// [`classify`] for callers that only want IP: ARP and other ethertypes are
@@ -724,31 +783,38 @@ mod tests {
     }
 
     /// The fixed-offset reading of the common frame returns exactly what the walk returns,
-    /// for every frame it accepts: valid TCP and UDP frames of several lengths, then each
-    /// with bytes of its headers set at random (the IPv4 header checksum refilled in half
-    /// of the cases, so frames get past it), truncated, or padded. Both outcomes occur
-    /// often, so the comparison is not vacuous.
+    /// for every frame it accepts: valid IPv4 and IPv6, TCP and UDP frames of several
+    /// lengths, then each with bytes of its headers set at random (an IPv4 header checksum
+    /// refilled in half of the cases, so frames get past it), truncated, padded, or with
+    /// its IP length moved. Both outcomes occur often in both families, so the comparison
+    /// is not vacuous.
     #[test]
-    fn common_v4_agrees_with_the_walk() {
-        use std::net::{IpAddr, Ipv4Addr};
-        let (a, b) = (
+    fn common_frames_agree_with_the_walk() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let v4 = (
             IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
             IpAddr::V4(Ipv4Addr::new(198, 19, 1, 1)),
         );
+        let v6 = (
+            IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2)),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 1)),
+        );
         let mut bases = Vec::new();
-        for len in [0usize, 1, 6, 7, 40, 300] {
-            let payload: Vec<u8> = (0..len as u8).collect();
-            let flags = uvs_testkit::Flags {
-                ack: true,
-                ..Default::default()
-            };
-            let (m1, m2) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-            bases.push(uvs_testkit::tcp(m1, m2, a, 40000, b, 80, flags, &payload));
-            bases.push(uvs_testkit::udp(m1, m2, a, 40000, b, 53, &payload));
+        for (a, b) in [v4, v6] {
+            for len in [0usize, 1, 6, 7, 40, 300] {
+                let payload: Vec<u8> = (0..len as u8).collect();
+                let flags = uvs_testkit::Flags {
+                    ack: true,
+                    ..Default::default()
+                };
+                let (m1, m2) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+                bases.push(uvs_testkit::tcp(m1, m2, a, 40000, b, 80, flags, &payload));
+                bases.push(uvs_testkit::udp(m1, m2, a, 40000, b, 53, &payload));
+            }
         }
         for f in &bases {
             assert!(
-                common_v4(f).is_some(),
+                common(f).is_some(),
                 "the common frame takes the fixed offsets"
             );
         }
@@ -759,46 +825,46 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        let (mut accepted, mut refused) = (0, 0);
-        for _ in 0..300_000 {
+        // Accepted and refused, IPv4 and IPv6.
+        let mut outcomes = [[0u32; 2]; 2];
+        for _ in 0..400_000 {
             let mut f = bases[next() as usize % bases.len()].clone();
+            let is_v6 = f[12] == 0x86;
+            // The IP length field, and the bytes up to the L4 header's first 14.
+            let (len_at, reach) = if is_v6 { (18, 68) } else { (16, 48) };
             for _ in 0..1 + next() % 3 {
                 let r = next();
                 match r % 8 {
-                    // A byte of the Ethernet, IPv4 or first 14 bytes of the L4 header.
                     0..=4 if !f.is_empty() => {
-                        let at = (r >> 8) as usize % 48.min(f.len());
+                        let at = (r >> 8) as usize % reach.min(f.len());
                         f[at] = (r >> 32) as u8;
                     }
                     5 => f.truncate((r >> 8) as usize % (f.len() + 1)),
                     6 => f.extend(std::iter::repeat_n(0, (r >> 8) as usize % 8)),
-                    // The total length, near its real value.
-                    _ if f.len() >= 18 => {
-                        let t = u16::from_be_bytes([f[16], f[17]]);
+                    _ if f.len() >= len_at + 2 => {
+                        let t = u16::from_be_bytes([f[len_at], f[len_at + 1]]);
                         let t = t.wrapping_add((r >> 8) as u16 % 16).wrapping_sub(8);
-                        f[16..18].copy_from_slice(&t.to_be_bytes());
+                        f[len_at..len_at + 2].copy_from_slice(&t.to_be_bytes());
                     }
                     _ => {}
                 }
             }
-            if next() % 2 == 0 && f.len() >= 34 {
+            if !is_v6 && next() % 2 == 0 && f.len() >= 34 {
                 // Over the first 20 bytes whatever the IHL says.
                 f[24..26].fill(0);
                 let c = checksum::checksum(&f[14..34]);
                 f[24..26].copy_from_slice(&c.to_be_bytes());
             }
-            match common_v4(&f) {
-                Some(p) => {
-                    accepted += 1;
-                    assert_eq!(classify_walk(&f), Ok(Classified::Ip(p)), "{f:?}");
-                }
-                None => refused += 1,
+            let fast = common(&f);
+            outcomes[usize::from(is_v6)][usize::from(fast.is_some())] += 1;
+            if let Some(p) = fast {
+                assert_eq!(classify_walk(&f), Ok(Classified::Ip(p)), "{f:?}");
             }
             assert_eq!(classify(&f), classify_walk(&f), "{f:?}");
         }
         assert!(
-            accepted > 30_000 && refused > 30_000,
-            "{accepted} {refused}"
+            outcomes.iter().flatten().all(|&n| n > 20_000),
+            "{outcomes:?}"
         );
     }
 
