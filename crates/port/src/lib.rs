@@ -83,7 +83,7 @@ pub struct MemPort {
 }
 
 /// The frames a replaying port hands out, one after another in one buffer at a fixed
-/// stride of whole cache lines (a frame of up to 64 bytes is one line), each prefetched
+/// stride (the longest template rounded up to 8 bytes: the densest stream), each prefetched
 /// [`REPLAY_AHEAD`] frames before it is copied out when there are more than
 /// [`REPLAY_CACHED`] bytes of them. A forwarder reads a received frame from cache: the
 /// kernel's copy (copy mode) or the NIC's DMA into the last-level cache has just written it.
@@ -125,7 +125,7 @@ impl MemPort {
             longest <= FRAME_CAPACITY,
             "a template longer than a frame buffer"
         );
-        let stride = longest.div_ceil(64).max(1) * 64;
+        let stride = longest.div_ceil(8).max(1) * 8;
         let mut frames = vec![0; templates.len() * stride];
         for (t, at) in templates.iter().zip(frames.chunks_exact_mut(stride)) {
             at[..t.len()].copy_from_slice(t);
@@ -269,12 +269,10 @@ impl Port for MemPort {
                 }
                 let count = replay.lens.len();
                 if replay.frames.len() > REPLAY_CACHED {
+                    // Both ends: a frame can straddle two cache lines.
                     let ahead = wrap(replay.next + REPLAY_AHEAD, count) * replay.stride;
                     prefetch(&replay.frames, ahead);
-                    if replay.stride > 64 {
-                        // The second line (a 74-byte IPv6 TCP frame has 10 bytes there).
-                        prefetch(&replay.frames, ahead + 64);
-                    }
+                    prefetch(&replay.frames, ahead + replay.stride - 1);
                 }
                 let len = usize::from(replay.lens[replay.next]);
                 let from = replay.next * replay.stride;
