@@ -301,26 +301,10 @@ fn common_v4(frame: &[u8]) -> Option<Parsed> {
     }
     let l4_len = total.checked_sub(crate::ipv4::HEADER_LEN)?;
     let l4_proto = h[COMMON_IP + 9];
-    let tcp_flags = common_l4(frame, L4, l4_len, l4_proto)?;
+    let l4 = common_l4(frame, L4, l4_len, l4_proto, h.last_chunk()?)?;
     let addr = |i: usize| widen_v4([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-    Some(Parsed {
-        l3: L3::V4,
-        vlan: None,
-        l3_off: COMMON_IP as u16,
-        l4_off: L4 as u16,
-        l4_proto,
-        src: addr(COMMON_IP + 12),
-        dst: addr(COMMON_IP + 16),
-        sport: be(L4),
-        dport: be(L4 + 2),
-        tcp_flags,
-        frag: Frag::None,
-        ip_total_len: total as u16,
-        sctp_first_chunk: 0,
-        sctp_vtag: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-    })
+    let addrs = (addr(COMMON_IP + 12), addr(COMMON_IP + 16));
+    Some(common_parsed(L3::V4, l4_proto, addrs, total, l4))
 }
 
 #[inline(always)]
@@ -335,39 +319,60 @@ fn common_v6(frame: &[u8]) -> Option<Parsed> {
     let total = crate::ipv6::HEADER_LEN + l4_len;
     // A next header that is an extension header is neither TCP nor UDP: the walk's.
     let l4_proto = h[COMMON_IP + 6];
-    let tcp_flags = common_l4(frame, L4, l4_len, l4_proto)?;
+    let l4 = common_l4(frame, L4, l4_len, l4_proto, h.last_chunk()?)?;
     let addr = |i: usize| -> [u8; 16] { h[i..i + 16].try_into().unwrap_or([0; 16]) };
-    Some(Parsed {
-        l3: L3::V6,
+    let addrs = (addr(COMMON_IP + 8), addr(COMMON_IP + 24));
+    Some(common_parsed(L3::V6, l4_proto, addrs, total, l4))
+}
+
+/// The common frame's `Parsed`, in one struct literal (see [`L4Fields`]): its IP header at
+/// [`COMMON_IP`], the L4 header right after the fixed one, not a fragment.
+#[inline(always)]
+fn common_parsed(
+    l3: L3,
+    l4_proto: u8,
+    (src, dst): ([u8; 16], [u8; 16]),
+    total: usize,
+    l4: L4Fields,
+) -> Parsed {
+    Parsed {
+        l3,
         vlan: None,
         l3_off: COMMON_IP as u16,
-        l4_off: L4 as u16,
+        l4_off: (COMMON_IP + l3.header_len()) as u16,
         l4_proto,
-        src: addr(COMMON_IP + 8),
-        dst: addr(COMMON_IP + 24),
-        sport: be(L4),
-        dport: be(L4 + 2),
-        tcp_flags,
+        src,
+        dst,
+        sport: l4.sport,
+        dport: l4.dport,
+        tcp_flags: l4.tcp_flags,
         frag: Frag::None,
         ip_total_len: total as u16,
         sctp_first_chunk: 0,
         sctp_vtag: 0,
         icmp_type: 0,
         icmp_code: 0,
-    })
+    }
 }
 
-/// The L4 checks of the common frame, whose L4 header starts at `l4_off` and whose IP
-/// packet ends `l4_len` bytes later: that end within the frame and within 64 KiB of frame
-/// offsets, then TCP's fixed header and data offset, or UDP's length. The TCP flags (0 for
-/// UDP), or `None` for any other protocol or any check that fails.
+/// The L4 checks of the common frame, whose L4 header starts at `l4_off` (its first 8
+/// bytes are `head`) and whose IP packet ends `l4_len` bytes later: that end within the
+/// frame and within 64 KiB of frame offsets, then TCP's fixed header and data offset, or
+/// UDP's length. The ports and TCP flags, or `None` for any other protocol or any check
+/// that fails.
 #[inline(always)]
-fn common_l4(frame: &[u8], l4_off: usize, l4_len: usize, proto: u8) -> Option<u8> {
+fn common_l4(
+    frame: &[u8],
+    l4_off: usize,
+    l4_len: usize,
+    proto: u8,
+    head: &[u8; 8],
+) -> Option<L4Fields> {
     let end = l4_off + l4_len;
     if end > frame.len() || end > usize::from(u16::MAX) {
         return None;
     }
-    match proto {
+    let tcp_flags = match proto {
         ip_proto::TCP => {
             // `end` is within the frame, so the fixed header is too once it fits the segment.
             if l4_len < crate::tcp::HEADER_LEN {
@@ -377,20 +382,23 @@ fn common_l4(frame: &[u8], l4_off: usize, l4_len: usize, proto: u8) -> Option<u8
             if data_off < crate::tcp::HEADER_LEN || data_off > l4_len {
                 return None;
             }
-            frame.get(l4_off + 13).copied()
+            *frame.get(l4_off + 13)?
         }
         ip_proto::UDP => {
-            let udp_len = usize::from(u16::from_be_bytes([
-                *frame.get(l4_off + 4)?,
-                *frame.get(l4_off + 5)?,
-            ]));
+            let udp_len = usize::from(u16::from_be_bytes([head[4], head[5]]));
             if l4_len < udp::HEADER_LEN || udp_len < udp::HEADER_LEN || udp_len > l4_len {
                 return None;
             }
-            Some(0)
+            0
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some(L4Fields {
+        sport: u16::from_be_bytes([head[0], head[1]]),
+        dport: u16::from_be_bytes([head[2], head[3]]),
+        tcp_flags,
+        ..L4Fields::default()
+    })
 }
 
 /// [`classify`] for callers that only want IP: ARP and other ethertypes are
