@@ -263,10 +263,10 @@ pub fn classify_walk(frame: &[u8]) -> Result<Classified, ParseError> {
 /// options (version and IHL byte 0x45), not a fragment (offset 0, MF clear), header
 /// checksum valid ([`common_v4`]), or an IPv6 header followed directly by the L4 header, no
 /// extension header ([`common_v6`]); total length within the frame; TCP with its fixed
-/// header and a data offset within the segment, or UDP with a length within the datagram
-/// ([`common_l4`]). One bounds check for the headers, the IPv4 header's sum as three
-/// words, no walk. `None` for every other frame, valid or not: [`classify_walk`] then
-/// decides. What it returns is what the walk returns for the frame
+/// header and a data offset within the segment, UDP with a length within the datagram, or
+/// SCTP read as the walk reads it ([`common_l4`]). One bounds check for the headers, the
+/// IPv4 header's sum as three words, no walk. `None` for every other frame, valid or not:
+/// [`classify_walk`] then decides. What it returns is what the walk returns for the frame
 /// (`common_frames_agree_with_the_walk` below, and the `classify` fuzz target).
 ///
 /// Measured (bench/README.md, "Twelfth pass"): the walk is a chain of small checks (L2
@@ -348,8 +348,8 @@ fn common_parsed(
         tcp_flags: l4.tcp_flags,
         frag: Frag::None,
         ip_total_len: total as u16,
-        sctp_first_chunk: 0,
-        sctp_vtag: 0,
+        sctp_first_chunk: l4.sctp_first_chunk,
+        sctp_vtag: l4.sctp_vtag,
         icmp_type: 0,
         icmp_code: 0,
     }
@@ -357,9 +357,9 @@ fn common_parsed(
 
 /// The L4 checks of the common frame, whose L4 header starts at `l4_off` (its first 8
 /// bytes are `head`) and whose IP packet ends `l4_len` bytes later: that end within the
-/// frame and within 64 KiB of frame offsets, then TCP's fixed header and data offset, or
-/// UDP's length. The ports and TCP flags, or `None` for any other protocol or any check
-/// that fails.
+/// frame and within 64 KiB of frame offsets, then TCP's fixed header and data offset,
+/// UDP's length, or SCTP's header and chunk chain. The L4 fields, or `None` for any other
+/// protocol or any check that fails.
 #[inline(always)]
 fn common_l4(
     frame: &[u8],
@@ -391,6 +391,10 @@ fn common_l4(
             }
             0
         }
+        // The walk's own SCTP reading (chunk chain included) on the whole packet: an SCTP
+        // frame refused here would otherwise have its headers read, and IPv4's summed,
+        // twice.
+        ip_proto::SCTP => return parse_sctp(frame.get(l4_off..end)?, true).ok(),
         _ => return None,
     };
     Some(L4Fields {
@@ -791,7 +795,7 @@ mod tests {
     }
 
     /// The fixed-offset reading of the common frame returns exactly what the walk returns,
-    /// for every frame it accepts: valid IPv4 and IPv6, TCP and UDP frames of several
+    /// for every frame it accepts: valid IPv4 and IPv6, TCP, UDP and SCTP frames of several
     /// lengths, then each with bytes of its headers set at random (an IPv4 header checksum
     /// refilled in half of the cases, so frames get past it), truncated, padded, or with
     /// its IP length moved. Both outcomes occur often in both families, so the comparison
@@ -818,6 +822,17 @@ mod tests {
                 let (m1, m2) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
                 bases.push(uvs_testkit::tcp(m1, m2, a, 40000, b, 80, flags, &payload));
                 bases.push(uvs_testkit::udp(m1, m2, a, 40000, b, 53, &payload));
+                let data = uvs_testkit::sctp::data_chunk(&payload);
+                bases.push(uvs_testkit::sctp::frame(
+                    m1,
+                    m2,
+                    a,
+                    5000,
+                    b,
+                    38412,
+                    7,
+                    &[data],
+                ));
             }
         }
         for f in &bases {
