@@ -229,8 +229,8 @@ pub enum Classified {
 /// (measured: ~40 % of the worker loop's own samples).
 ///
 /// The frame nearly every packet is (untagged Ethernet, a 20-byte IPv4 header or an IPv6
-/// header without extension headers, not a fragment, TCP or UDP) is read at fixed offsets
-/// first; anything else, or anything that reading would refuse, goes through the general
+/// header without extension headers, not a fragment; TCP, UDP or SCTP) is read at fixed
+/// offsets first; anything else, or anything that reading would refuse, goes through the general
 /// walk ([`classify_walk`]), which decides and names the error.
 #[inline(always)]
 pub fn classify(frame: &[u8]) -> Result<Classified, ParseError> {
