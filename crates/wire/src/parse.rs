@@ -317,7 +317,7 @@ fn common_v6(frame: &[u8]) -> Option<Parsed> {
     }
     let l4_len = usize::from(be(COMMON_IP + 4));
     let total = crate::ipv6::HEADER_LEN + l4_len;
-    // A next header that is an extension header is neither TCP nor UDP: the walk's.
+    // A next header that is an extension header is not TCP, UDP or SCTP: the walk's.
     let l4_proto = h[COMMON_IP + 6];
     let l4 = common_l4(frame, L4, l4_len, l4_proto, h.last_chunk()?)?;
     let addr = |i: usize| -> [u8; 16] { h[i..i + 16].try_into().unwrap_or([0; 16]) };
