@@ -327,9 +327,21 @@ impl Node {
 
     /// One control-loop round. Returns true when a drain has finished and uvsd should stop.
     pub fn tick(&self, core: &Core) -> bool {
-        let cfg = core.running.lock().expect("running lock").config.clone();
+        // Without a bgp section, now or pushed before, there is nothing to sync: an idle
+        // uvsd does not copy its configuration ten times a second.
+        let configured = core
+            .running
+            .lock()
+            .expect("running lock")
+            .config
+            .bgp
+            .is_some();
+        let bgp = configured || self.inner.lock().expect("node lock").pushed_cfg.is_some();
+        let cfg = bgp.then(|| core.running.lock().expect("running lock").config.clone());
         let mut i = self.inner.lock().expect("node lock");
-        self.sync(&mut i, &cfg, &core.shared, false);
+        if let Some(cfg) = &cfg {
+            self.sync(&mut i, cfg, &core.shared, false);
+        }
         let Phase::Draining { since, timeout } = Self::phase(&i) else {
             return false;
         };

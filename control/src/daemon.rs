@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use uvs_dataplane::wake::Stop;
 
 use anyhow::{anyhow, bail, Context, Result};
 use uvs_config::Config;
@@ -480,7 +481,7 @@ fn announce(shared: &Shared, cfg: &Config, group: &str) {
         return;
     };
     if let Some(a) = crate::cluster::announcement(cfg, i) {
-        shared.cluster.announce(a);
+        shared.announce(a);
     }
 }
 
@@ -641,7 +642,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         }
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::new());
     let handles = start_workers(&core, &config, &stop)?;
     log::info!(
         "uvsd running: {} interface(s) [{}], {} worker(s), {} service(s), connection table {}",
@@ -657,7 +658,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
     );
 
     let result = control_loop(&core, &opts, &stop);
-    stop.store(true, Ordering::Relaxed);
+    stop.raise();
     for h in handles {
         let _ = h.join();
     }
@@ -668,7 +669,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
 fn start_workers(
     core: &Arc<Core>,
     config: &Config,
-    stop: &Arc<AtomicBool>,
+    stop: &Arc<Stop>,
 ) -> Result<Vec<JoinHandle<()>>> {
     let workers = config.workers.count.max(1);
     let mut handles = Vec::new();
@@ -738,14 +739,14 @@ fn start_workers(
         match ready_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                stop.store(true, Ordering::Relaxed);
+                stop.raise();
                 for h in handles {
                     let _ = h.join();
                 }
                 bail!("{e}");
             }
             Err(_) => {
-                stop.store(true, Ordering::Relaxed);
+                stop.raise();
                 bail!("a worker did not start within 10 s");
             }
         }
@@ -753,7 +754,7 @@ fn start_workers(
     Ok(handles)
 }
 
-fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Result<()> {
+fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<Stop>) -> Result<()> {
     let term = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;

@@ -22,15 +22,18 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use uvs_dataplane::wake::Stop;
 
-/// How often the serving thread looks at its stop flag.
+/// How often the serving thread looks at its stop flag when the flag has no fd to wake it.
 const STOP_CHECK: Duration = Duration::from_millis(50);
+/// The longest the serving thread sleeps with nothing due when the stop flag can wake it
+/// (an idle uvsd's admin and metrics servers wake once a second, not twenty times).
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// How long accepting pauses after an error such as running out of file descriptors
 /// (the listener stays readable, so retrying at once would spin).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -159,7 +162,7 @@ pub(crate) fn run<L: Listener, P: Protocol>(
     listener: L,
     limits: Limits,
     protocol: Arc<P>,
-    stop: &AtomicBool,
+    stop: &Stop,
 ) {
     if let Err(e) = listener.set_nonblocking(true) {
         log::error!("{name}: cannot make the listener non-blocking: {e}");
@@ -189,18 +192,22 @@ pub(crate) fn run<L: Listener, P: Protocol>(
             refuse(stream, &*protocol, Refusal::Busy);
         }
     };
-    while !stop.load(Ordering::Relaxed) {
+    let idle_wait = if stop.fd().is_some() {
+        IDLE_WAIT
+    } else {
+        STOP_CHECK
+    };
+    while !stop.is_raised() {
         let now = Instant::now();
         if accept_paused_until.is_some_and(|t| now >= t) {
             accept_paused_until = None;
         }
         let accepting = accept_paused_until.is_none();
-        let next_deadline = waiting
+        let wait = waiting
             .iter()
             .map(|w| (w.since + limits.request_time).saturating_duration_since(now))
-            .min()
-            .unwrap_or(STOP_CHECK);
-        let wait = next_deadline.min(STOP_CHECK);
+            .chain(accept_paused_until.map(|t| t.saturating_duration_since(now)))
+            .fold(idle_wait, Duration::min);
         let (listener_ready, ready) = {
             let mut fds = Vec::with_capacity(waiting.len() + 1);
             fds.push(PollFd::new(
@@ -216,6 +223,8 @@ pub(crate) fn run<L: Listener, P: Protocol>(
                     .iter()
                     .map(|w| PollFd::new(w.stream.as_fd(), PollFlags::POLLIN)),
             );
+            // Last, so the waiting connections keep indexes 1..=len.
+            fds.extend(stop.fd().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
             // Rounded up so a deadline a fraction of a millisecond away does not spin.
             let ms = u16::try_from(wait.as_millis() + 1).unwrap_or(u16::MAX);
             match poll(&mut fds, PollTimeout::from(ms)) {
@@ -228,7 +237,7 @@ pub(crate) fn run<L: Listener, P: Protocol>(
                 }
             }
             let is_ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-            let ready: Vec<bool> = fds[1..].iter().map(is_ready).collect();
+            let ready: Vec<bool> = fds[1..=waiting.len()].iter().map(is_ready).collect();
             (is_ready(&fds[0]), ready)
         };
 

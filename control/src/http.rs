@@ -17,10 +17,10 @@ use crate::snapshot::Snapshot;
 use crate::statuspage::StatusDoc;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+use uvs_dataplane::wake::Stop;
 
 /// What the endpoint renders on each scrape.
 pub type SnapshotSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;
@@ -85,7 +85,7 @@ const PAGE_POLICY: &str =
 pub fn serve(
     listen: SocketAddr,
     source: SnapshotSource,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
 ) -> io::Result<JoinHandle<()>> {
     serve_routes(listen, Routes::metrics(source), stop)
 }
@@ -94,7 +94,7 @@ pub fn serve(
 pub fn serve_routes(
     listen: SocketAddr,
     routes: Routes,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
 ) -> io::Result<JoinHandle<()>> {
     let listener = TcpListener::bind(listen).map_err(|e| {
         io::Error::new(
@@ -115,7 +115,7 @@ pub fn serve_routes(
 pub fn serve_listener(
     listener: TcpListener,
     source: SnapshotSource,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
 ) -> io::Result<JoinHandle<()>> {
     serve_listener_routes(listener, Routes::metrics(source), stop)
 }
@@ -124,7 +124,7 @@ pub fn serve_listener(
 pub fn serve_rendered(
     listener: TcpListener,
     source: TextSource,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
 ) -> io::Result<JoinHandle<()>> {
     serve_listener_routes(listener, Routes::text(source), stop)
 }
@@ -133,7 +133,7 @@ pub fn serve_rendered(
 pub fn serve_listener_routes(
     listener: TcpListener,
     routes: Routes,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
 ) -> io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     let protocol = Arc::new(Http { routes });

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use uvs_dataplane::wake::Stop;
 
 use anyhow::{anyhow, Context, Result};
 use uvs_config::{Config, MemberConfig, ServiceKey};
@@ -346,7 +347,7 @@ pub fn run(config: Config, _config_path: &Path, opts: &crate::daemon::Options) -
     // `fall` failed checks, while one that starts down would drop its share until `rise`.
     member.publish(vec![true; n])?;
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::new());
     let mut threads = Vec::new();
     let socket = opts
         .admin_socket
@@ -426,7 +427,7 @@ pub fn run(config: Config, _config_path: &Path, opts: &crate::daemon::Options) -
         }
     }
     monitor.stop();
-    stop.store(true, Ordering::Relaxed);
+    stop.raise();
     for t in threads {
         let _ = t.join();
     }

@@ -1,8 +1,8 @@
 //! The daemon's side services: health checks, the admin socket and the metrics endpoint,
 //! started after the workers and restarted (health) when the configuration changes.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+use uvs_dataplane::wake::Stop;
 
 use anyhow::{Context, Result};
 use uvs_config::Config;
@@ -20,7 +20,7 @@ pub struct Services {
     health: Mutex<Option<HealthMonitor>>,
     /// The status page's rate history, when the HTTP endpoint runs.
     history: Option<Arc<Mutex<crate::statuspage::History>>>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -251,7 +251,7 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
 }
 
 impl Services {
-    pub fn start(core: &Arc<Core>, opts: &Options, stop: &Arc<AtomicBool>) -> Result<Services> {
+    pub fn start(core: &Arc<Core>, opts: &Options, stop: &Arc<Stop>) -> Result<Services> {
         let cfg = core.running.lock().expect("running lock").config.clone();
         let mut threads = Vec::new();
         let socket = opts
@@ -323,7 +323,7 @@ impl Services {
     }
 
     pub fn stop(&self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.raise();
         if let Some(h) = self.health.lock().expect("health lock").take() {
             h.stop();
         }

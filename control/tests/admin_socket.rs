@@ -5,7 +5,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use uvs_control::admin::{format_list, handler, request, serve, AdminBackend};
 use uvs_control::snapshot::{
     ConnSnapshot, Rates, RealSnapshot, ServiceSnapshot, Snapshot, Traffic,
 };
+use uvs_dataplane::wake::Stop;
 
 const YAML: &str = r#"
 interfaces:
@@ -145,7 +146,7 @@ impl Drop for TempDir {
 
 struct Running {
     backend: Arc<FakeBackend>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -155,7 +156,7 @@ impl Running {
             config: Mutex::new(uvs_config::load_str(YAML, "test.yaml").unwrap()),
             zeroed: AtomicUsize::new(0),
         });
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Stop::new());
         let handle = serve(
             path,
             group,
@@ -172,7 +173,7 @@ impl Running {
 
     fn stop(&mut self) -> Duration {
         let t = Instant::now();
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.raise();
         if let Some(h) = self.handle.take() {
             h.join().unwrap();
         }
@@ -288,7 +289,7 @@ fn socket_mode_and_group() {
         &path,
         Some("no-such-group-uvs"),
         Arc::new(|_: &[String]| Ok(String::new())),
-        Arc::new(AtomicBool::new(false)),
+        Arc::new(Stop::new()),
     )
     .unwrap_err();
     assert!(
@@ -317,7 +318,7 @@ fn stale_live_and_foreign_files() {
         &path,
         None,
         Arc::new(|_: &[String]| Ok(String::new())),
-        Arc::new(AtomicBool::new(false)),
+        Arc::new(Stop::new()),
     )
     .unwrap_err();
     assert!(err.to_string().contains("already serving"), "{err}");
@@ -330,7 +331,7 @@ fn stale_live_and_foreign_files() {
         &path,
         None,
         Arc::new(|_: &[String]| Ok(String::new())),
-        Arc::new(AtomicBool::new(false)),
+        Arc::new(Stop::new()),
     )
     .unwrap_err();
     assert!(err.to_string().contains("is not a socket"), "{err}");

@@ -8,9 +8,8 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-/// CPU seconds (user + system) `pid` has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("uvsd stat");
+/// CPU seconds (user + system) in one `/proc/.../stat` line.
+fn stat_seconds(stat: &str) -> f64 {
     // Fields after the command name (which is in parentheses): utime is the 14th field
     // overall, stime the 15th.
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
@@ -20,12 +19,41 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// Share of one core uvsd used over `over`.
-fn idle_share(tb: &Testbed, over: Duration) -> f64 {
+/// CPU seconds each of `pid`'s threads has used so far, by thread name.
+fn thread_seconds(pid: u32) -> Vec<(u32, String, f64)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(tid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let name = stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()].to_string();
+        out.push((tid, name, stat_seconds(&stat)));
+    }
+    out
+}
+
+/// Share of one core uvsd used over `over`, and which threads used it.
+fn idle_share(tb: &Testbed, over: Duration) -> (f64, String) {
     let pid = tb.uvsd_pid();
-    let (c0, t0) = (cpu_seconds(pid), Instant::now());
+    let read = || std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("uvsd stat");
+    let (c0, threads0, t0) = (stat_seconds(&read()), thread_seconds(pid), Instant::now());
     std::thread::sleep(over);
-    (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64()
+    let (c1, threads1) = (stat_seconds(&read()), thread_seconds(pid));
+    let secs = t0.elapsed().as_secs_f64();
+    let mut by_thread = Vec::new();
+    for (tid, name, s1) in threads1 {
+        let s0 = threads0.iter().find(|t| t.0 == tid).map_or(0.0, |t| t.2);
+        if s1 > s0 {
+            by_thread.push(format!("{name} {:.1} %", (s1 - s0) / secs * 100.0));
+        }
+    }
+    ((c1 - c0) / secs, by_thread.join(", "))
 }
 
 /// Seconds the first request after an idle period takes (curl's time_total).
@@ -67,11 +95,11 @@ fn an_idle_uvsd_sleeps_and_wakes_for_traffic() {
     tb.start_uvsd(&cfg);
     assert_eq!(tb.curl_many("http://198.18.100.1/", 3).len(), 3);
     std::thread::sleep(Duration::from_millis(500));
-    let adaptive = idle_share(&tb, Duration::from_secs(3));
+    let (adaptive, adaptive_by) = idle_share(&tb, Duration::from_secs(5));
     let wake = first_request(&tb);
     assert!(
         adaptive <= 0.02,
-        "an idle uvsd used {:.1} % of a core",
+        "an idle uvsd used {:.1} % of a core ({adaptive_by})",
         adaptive * 100.0
     );
     tb.stop_uvsd("TERM");
@@ -79,11 +107,11 @@ fn an_idle_uvsd_sleeps_and_wakes_for_traffic() {
     tb.start_uvsd(&cfg.replace("  count: 1\n", "  count: 1\n  spin_us: 0\n"));
     assert_eq!(tb.curl_many("http://198.18.100.1/", 3).len(), 3);
     std::thread::sleep(Duration::from_millis(500));
-    let no_spin = idle_share(&tb, Duration::from_secs(3));
+    let (no_spin, no_spin_by) = idle_share(&tb, Duration::from_secs(5));
     let no_spin_first = first_request(&tb);
     assert!(
         no_spin <= 0.02,
-        "an idle uvsd with spin_us: 0 used {:.1} % of a core",
+        "an idle uvsd with spin_us: 0 used {:.1} % of a core ({no_spin_by})",
         no_spin * 100.0
     );
     tb.stop_uvsd("TERM");
@@ -91,11 +119,11 @@ fn an_idle_uvsd_sleeps_and_wakes_for_traffic() {
     tb.start_uvsd(&cfg.replace("  count: 1\n", "  count: 1\n  busy_poll: true\n"));
     assert_eq!(tb.curl_many("http://198.18.100.1/", 3).len(), 3);
     std::thread::sleep(Duration::from_millis(500));
-    let busy = idle_share(&tb, Duration::from_secs(3));
+    let (busy, busy_by) = idle_share(&tb, Duration::from_secs(5));
     let busy_first = first_request(&tb);
     eprintln!(
         "idle uvsd: adaptive {:.2} % of a core, first request after idle {:.0} us; \
-         spin_us 0: {:.2} %, {:.0} us; busy_poll {:.0} % of a core, first request {:.0} us",
+         spin_us 0: {:.2} %, {:.0} us; busy_poll {:.0} % of a core, first request {:.0} us; by thread: [{adaptive_by}], [{no_spin_by}], [{busy_by}]",
         adaptive * 100.0,
         wake * 1e6,
         no_spin * 100.0,

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uvs_config::ClusterRole;
@@ -13,6 +13,7 @@ use uvs_control::metrics::{render, serve_listener, CONTENT_TYPE};
 use uvs_control::snapshot::{
     Rates, RealSnapshot, ServiceSnapshot, Snapshot, Traffic, WorkerSnapshot,
 };
+use uvs_dataplane::wake::Stop;
 
 fn real(addr: &str, port: u16, weight: u32, up: bool, overloaded: bool) -> RealSnapshot {
     RealSnapshot {
@@ -313,7 +314,7 @@ fn endpoint_serves_metrics_and_stops() {
     let addr = listener.local_addr().unwrap();
     let scrapes = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&scrapes);
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::new());
     let handle = serve_listener(
         listener,
         Arc::new(move || {
@@ -360,10 +361,9 @@ fn endpoint_serves_metrics_and_stops() {
     assert_eq!(scrapes.load(Ordering::Relaxed), 3, "only /metrics renders");
 
     let t = Instant::now();
-    stop.store(true, Ordering::Relaxed);
+    stop.raise();
     handle.join().unwrap();
-    // The server looks at `stop` every 50 ms (`gate.rs`); the bound leaves a loaded machine
-    // room.
+    // Raising `stop` wakes the server (`gate.rs`); the bound leaves a loaded machine room.
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     assert!(TcpStream::connect(addr).is_err(), "listener closed");
 }
@@ -374,7 +374,7 @@ fn serve_reports_a_busy_address() {
     let err = uvs_control::metrics::serve(
         taken.local_addr().unwrap(),
         Arc::new(Snapshot::default),
-        Arc::new(AtomicBool::new(false)),
+        Arc::new(Stop::new()),
     )
     .unwrap_err();
     assert!(
@@ -386,14 +386,14 @@ fn serve_reports_a_busy_address() {
 /// An endpoint on a loopback port serving `sample()`; stops when dropped.
 struct Endpoint {
     addr: std::net::SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
 }
 
 impl Endpoint {
     fn start() -> Endpoint {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Stop::new());
         serve_listener(listener, Arc::new(sample), Arc::clone(&stop)).unwrap();
         Endpoint { addr, stop }
     }
@@ -402,7 +402,7 @@ impl Endpoint {
 impl Drop for Endpoint {
     /// Stops the server without waiting for it (a failing test must not hang on it).
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.raise();
     }
 }
 

@@ -4,12 +4,12 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uvs_control::http::{serve_listener_routes, Routes, HTML, JSON};
 use uvs_control::snapshot::{Rates, RealSnapshot, ServiceSnapshot, Snapshot, Traffic};
 use uvs_control::statuspage::{self, History, PAGE};
+use uvs_dataplane::wake::Stop;
 
 fn sample(cps: f64) -> Snapshot {
     let real = |addr: &str, up: bool| RealSnapshot {
@@ -65,12 +65,12 @@ fn sample(cps: f64) -> Snapshot {
 
 struct Endpoint {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.raise();
     }
 }
 
@@ -81,7 +81,7 @@ fn start() -> Endpoint {
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::new());
     let routes = Routes {
         metrics: Arc::new(|| uvs_control::metrics::render(&sample(3.0))),
         status: Some(Arc::new(move || {

@@ -134,6 +134,11 @@ pub struct Announcer {
 }
 
 impl Announcer {
+    /// True while an announcement has rounds left to send.
+    pub fn is_active(&self) -> bool {
+        self.current.is_some()
+    }
+
     /// Called once per poll: picks up a new announcement and sends a round when one is
     /// due. The common case is one relaxed load and a compare.
     #[inline]

@@ -17,6 +17,7 @@ pub mod sync_tap;
 pub mod synproxy;
 pub mod tables;
 pub mod verdict;
+pub mod wake;
 pub mod worker;
 
 pub use tables::{

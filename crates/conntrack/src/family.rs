@@ -25,8 +25,8 @@ use crate::flow::{Conn, ConnId, Dir, Hit, InsertError};
 use crate::index::{lane_dir, lane_slot, lane_value, Index, Pos};
 use crate::layout::{
     ctl_dead, ctl_deadline, ctl_gen, ctl_live, ctl_pack, ctl_state, decode_conn, encode_conn,
-    encode_key, expired, hash_key, key_matches, EncKey, Seed, CTL, CTL_DEAD, GEN_MASK, MAX_WORDS,
-    META, STATE_PENDING,
+    encode_key, expired, hash_key, key_matches, EncKey, Seed, CTL, CTL_DEAD, CTL_NEVER_USED,
+    GEN_MASK, MAX_WORDS, META, STATE_PENDING,
 };
 
 /// Attempts before an insert that keeps yielding to pending twins gives up with `Contended`.
@@ -89,8 +89,8 @@ impl<const AW: usize> FamilyTable<AW> {
         let words: Box<[AtomicU64]> = crate::hugepage::boxed(cap * stride, |i| {
             let slot = i / stride;
             match i % stride {
-                // generation 1: odd = free
-                CTL => AtomicU64::new(ctl_pack(1, 0, 0)),
+                // generation 1: odd = free; never used
+                CTL => AtomicU64::new(CTL_NEVER_USED),
                 // free-list link: slot+1 of the next free slot, 0 ends the list
                 META if slot + 1 < cap => AtomicU64::new(slot as u64 + 2),
                 _ => AtomicU64::new(0),
@@ -654,28 +654,50 @@ impl<const AW: usize> FamilyTable<AW> {
         if self.cap == 0 {
             return 0;
         }
-        let n = budget.min(self.cap);
+        // From the cursor up to the first never-used slot (the used prefix's end), then on
+        // from slot 0 up to where this round started: `budget` slots at most.
         let start = self.cursor.load(Ordering::Relaxed) % self.cap;
-        self.cursor.store((start + n) % self.cap, Ordering::Relaxed);
+        let (mut slot, mut left, mut wrapped) = (start, budget.min(self.cap), false);
         let mut reclaimed = 0;
-        for i in 0..n {
-            let slot = (start + i) % self.cap;
+        while left > 0 {
             let c = self.entry(slot)[CTL].load(Ordering::Acquire);
-            if !ctl_live(c) || ctl_state(c) == STATE_PENDING {
+            if c == CTL_NEVER_USED {
+                // The rest of the slab has never been used. (A slot being taken right now
+                // may still read as never used; a later round sees it and those after it.)
+                let whole = wrapped || start == 0;
+                (slot, wrapped) = (0, true);
+                if whole {
+                    break;
+                }
                 continue;
             }
-            if ctl_dead(c) || expired(ctl_deadline(c), now) {
+            if ctl_live(c)
+                && ctl_state(c) != STATE_PENDING
+                && (ctl_dead(c) || expired(ctl_deadline(c), now))
+            {
                 if let Some(conn) = self.retire(slot, c) {
                     on_reclaim(&conn);
                     reclaimed += 1;
                 }
             }
+            left -= 1;
+            slot += 1;
+            if slot == self.cap {
+                (slot, wrapped) = (0, true);
+            }
+            if wrapped && slot == start {
+                break;
+            }
         }
+        self.cursor.store(slot, Ordering::Relaxed);
         reclaimed
     }
 
     pub(crate) fn for_each(&self, f: &mut impl FnMut(ConnId, &Conn, u32)) {
         for slot in 0..self.cap {
+            if self.entry(slot)[CTL].load(Ordering::Relaxed) == CTL_NEVER_USED {
+                break;
+            }
             if let Some(w) = self.read(slot) {
                 let c = w[CTL];
                 if ctl_dead(c) || ctl_state(c) == STATE_PENDING {

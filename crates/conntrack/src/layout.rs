@@ -34,6 +34,12 @@ pub(crate) const CTL_DEAD: u64 = 1 << 40;
 
 pub(crate) const GEN_MASK: u32 = 0x007f_ffff;
 
+/// `ctl` of a slot no insert has ever taken (generation 1, free; a state no used slot has).
+/// The free list starts in slot order and takes and returns slots at its head, so the
+/// slots ever taken are always a prefix of the slab: the first never-used slot ends it,
+/// and the control thread's walks stop there instead of reading an idle table's whole slab.
+pub(crate) const CTL_NEVER_USED: u64 = (1 << 41) | (0xFD << 32);
+
 #[inline]
 pub(crate) fn ctl_pack(gen: u32, state: u8, deadline: u32) -> u64 {
     (((gen & GEN_MASK) as u64) << 41) | ((state as u64) << 32) | deadline as u64
@@ -356,6 +362,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(image(both), image(one) ^ image(other));
+    }
+
+    #[test]
+    fn a_never_used_slot_is_free_and_unlike_any_freed_one() {
+        assert_eq!(CTL_NEVER_USED, ctl_pack(1, 0xFD, 0));
+        assert!(!ctl_live(CTL_NEVER_USED));
+        assert_ne!(ctl_state(CTL_NEVER_USED), STATE_PENDING);
+        // A freed slot has state 0, whatever its generation (after a wrap, 1 again).
+        for gen in [1, 3, GEN_MASK] {
+            assert_ne!(ctl_pack(gen, 0, 0), CTL_NEVER_USED);
+        }
     }
 
     #[test]

@@ -228,6 +228,32 @@ fn expire_step_reclaims_with_callback_and_cursor() {
 }
 
 #[test]
+fn expiry_and_walks_stop_at_the_first_never_used_slot() {
+    // Slots are taken as a prefix of the slab: 3 flows in 65 536 slots.
+    let t = ConnTable::with_capacities(1 << 16, 0);
+    for i in 0..3u16 {
+        t.insert(&nat(4000 + i, 11), 0, 100).unwrap();
+    }
+    // A round that finds nothing due ends at slot 3, the first never used, and the next
+    // round starts over at slot 0 (reading on into the unused slab, it would start at 10
+    // and reclaim nothing).
+    assert_eq!(t.expire_step(50, 10, |_| panic!("nothing due")), 0);
+    assert_eq!(t.expire_step(200, 3, |_| {}), 3);
+    assert_eq!(t.len(), 0);
+    // Reused slots are not taken for never used ones: the freed slots (now at the free
+    // list's head) and one more are taken, and every walk sees all four.
+    for i in 0..4u16 {
+        t.insert(&nat(5000 + i, 12), 0, 100).unwrap();
+    }
+    let mut ports = Vec::new();
+    t.for_each(|_, c, _| ports.push(c.orig.sport));
+    ports.sort_unstable();
+    assert_eq!(ports, [5000, 5001, 5002, 5003]);
+    assert_eq!(t.expire_step(50, 10, |_| panic!("nothing due")), 0);
+    assert_eq!(t.expire_step(200, 4, |_| {}), 4);
+}
+
+#[test]
 fn remove_is_exactly_once_and_ids_do_not_leak_into_reused_slots() {
     let t = ConnTable::with_capacities(1, 0);
     let a = nat(1, 11);
