@@ -196,6 +196,9 @@ pub struct Worker<P: Port> {
     /// How long an idle worker keeps polling before it sleeps (`workers.spin_us`, default
     /// [`DEFAULT_SPIN`]); zero: it sleeps at the first empty poll (see [`Worker::run`]).
     pub spin: Duration,
+    /// The longest sleep with nothing timed, in milliseconds ([`IDLE_SLEEP_MAX_MS`]; tests
+    /// lengthen it to show that what wakes the worker is not this timer).
+    pub idle_sleep_ms: u16,
     /// The burst-lookup stage's arrays, allocated once rather than set up every poll: the
     /// burst being processed and the one received ahead of it.
     burst: Box<[BurstScratch; 2]>,
@@ -314,6 +317,7 @@ impl<P: Port> Worker<P> {
             batch_lookups,
             busy_poll: false,
             spin: DEFAULT_SPIN,
+            idle_sleep_ms: IDLE_SLEEP_MAX_MS,
             burst: Box::default(),
             staging: Box::default(),
             scratch: vec![0; FRAME_CAPACITY].into_boxed_slice(),
@@ -405,9 +409,9 @@ impl<P: Port> Worker<P> {
     fn sleep_until_readable(&mut self, stop: &Stop) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let timeout = if self.has_timed_work() {
-            SLEEP_MAX_MS
+            SLEEP_MAX_MS.min(self.idle_sleep_ms)
         } else {
-            IDLE_SLEEP_MAX_MS
+            self.idle_sleep_ms
         };
         let bell = self.shared.doorbells.get(self.id);
         // The doorbell first, so its readiness is found at index 0.
