@@ -209,7 +209,8 @@ pub(crate) fn run<L: Listener, P: Protocol>(
             .chain(accept_paused_until.map(|t| t.saturating_duration_since(now)))
             .fold(idle_wait, Duration::min);
         let (listener_ready, ready) = {
-            let mut fds = Vec::with_capacity(waiting.len() + 1);
+            // The listener, the waiting connections, the stop flag.
+            let mut fds = Vec::with_capacity(waiting.len() + 2);
             fds.push(PollFd::new(
                 listener.as_fd(),
                 if accepting {

@@ -12,16 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-fn eventfd() -> Option<EventFd> {
-    EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-        .map_err(|e| log::warn!("eventfd: {e}; sleeping threads fall back to their timeouts"))
-        .ok()
-}
-
-/// A stop flag that also wakes every thread sleeping on [`fd`](Self::fd).
+/// A stop flag that also wakes every thread sleeping on [`fd`](Self::fd): a
+/// [`Doorbell`] rung once and never emptied.
 pub struct Stop {
     flag: AtomicBool,
-    fd: Option<EventFd>,
+    bell: Doorbell,
 }
 
 impl Default for Stop {
@@ -34,16 +29,14 @@ impl Stop {
     pub fn new() -> Self {
         Stop {
             flag: AtomicBool::new(false),
-            fd: eventfd(),
+            bell: Doorbell::default(),
         }
     }
 
     /// Sets the flag and wakes the sleepers; the fd stays readable from now on.
     pub fn raise(&self) {
         self.flag.store(true, Ordering::Release);
-        if let Some(fd) = &self.fd {
-            let _ = fd.write(1);
-        }
+        self.bell.ring();
     }
 
     pub fn is_raised(&self) -> bool {
@@ -53,7 +46,7 @@ impl Stop {
     /// Readable once the flag is raised (None if no eventfd could be made: sleepers then
     /// rely on their timeouts).
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.fd.as_ref().map(|f| f.as_fd())
+        self.bell.fd()
     }
 }
 
@@ -65,7 +58,10 @@ pub struct Doorbell {
 
 impl Default for Doorbell {
     fn default() -> Self {
-        Doorbell { fd: eventfd() }
+        let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map_err(|e| log::warn!("eventfd: {e}; sleeping threads fall back to their timeouts"))
+            .ok();
+        Doorbell { fd }
     }
 }
 

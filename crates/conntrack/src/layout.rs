@@ -34,14 +34,17 @@ pub(crate) const CTL_DEAD: u64 = 1 << 40;
 
 pub(crate) const GEN_MASK: u32 = 0x007f_ffff;
 
+/// State value of a slot no insert has ever taken (a freed slot has state 0).
+const STATE_NEVER_USED: u8 = 0xFD;
+
 /// `ctl` of a slot no insert has ever taken (generation 1, free; a state no used slot has).
 /// The free list starts in slot order and takes and returns slots at its head, so the
 /// slots ever taken are always a prefix of the slab: the first never-used slot ends it,
 /// and the control thread's walks stop there instead of reading an idle table's whole slab.
-pub(crate) const CTL_NEVER_USED: u64 = (1 << 41) | (0xFD << 32);
+pub(crate) const CTL_NEVER_USED: u64 = ctl_pack(1, STATE_NEVER_USED, 0);
 
 #[inline]
-pub(crate) fn ctl_pack(gen: u32, state: u8, deadline: u32) -> u64 {
+pub(crate) const fn ctl_pack(gen: u32, state: u8, deadline: u32) -> u64 {
     (((gen & GEN_MASK) as u64) << 41) | ((state as u64) << 32) | deadline as u64
 }
 #[inline]
