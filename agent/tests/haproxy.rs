@@ -100,6 +100,9 @@ fn haproxy_agent_check_follows_uvs_agent() {
             .arg("--socket")
             .arg(&sock)
             .args(["run", "--load", "none", "--interval", "0.1"])
+            // The application's load below must outlast every step that follows it (the
+            // 10 s default would be a hidden limit on a slow run).
+            .args(["--app-load-ttl", "600"])
             .args(["--listen", &format!("127.0.0.1:{agent_port}")])
             .stderr(Stdio::null())
             .spawn()

@@ -143,8 +143,13 @@ pub fn rx_main(a: RxArgs) -> Result<()> {
         let n = match sock.recv_from(&mut buf) {
             Ok((n, _)) => n,
             Err(_) => {
-                let quiet = first.map_or(started.elapsed(), |_| last.elapsed());
-                if quiet > Duration::from_millis(500) {
+                // Up to 10 s for the sender to start (a fresh process in another
+                // namespace, on a loaded machine); once it has, 500 ms of quiet ends it.
+                let done = match first {
+                    None => started.elapsed() > Duration::from_secs(10),
+                    Some(_) => last.elapsed() > Duration::from_millis(500),
+                };
+                if done {
                     break;
                 }
                 continue;

@@ -75,11 +75,16 @@ impl Notifier {
     /// Called every round of the control loop: pings the watchdog when half its period has
     /// passed since the last ping.
     pub fn tick(&mut self) {
+        self.tick_at(Instant::now());
+    }
+
+    /// [`tick`](Self::tick) at `now` (the tests pass their own clock).
+    fn tick_at(&mut self, now: Instant) {
         let Some(w) = self.watchdog else {
             return;
         };
-        if self.last_ping.elapsed() >= w / 2 {
-            self.last_ping = Instant::now();
+        if now.saturating_duration_since(self.last_ping) >= w / 2 {
+            self.last_ping = now;
             self.send(&[NotifyState::Watchdog]);
         }
     }
@@ -107,11 +112,12 @@ mod tests {
             n.ready("serving 1 service(s)");
             n.reloading();
             n.ready("reloaded");
-            // 200 ms of WATCHDOG_USEC: a ping is due every 100 ms.
-            n.tick();
-            std::thread::sleep(Duration::from_millis(150));
-            n.tick();
-            n.tick();
+            // 200 ms of WATCHDOG_USEC: a ping is due every 100 ms. The clock is the test's,
+            // so a stalled machine cannot add a ping.
+            let start = n.last_ping;
+            n.tick_at(start + Duration::from_millis(99));
+            n.tick_at(start + Duration::from_millis(150));
+            n.tick_at(start + Duration::from_millis(249));
             n.stopping();
             return;
         }
@@ -158,7 +164,8 @@ mod tests {
             .unwrap_or_else(|| panic!("no MONOTONIC_USEC in {:?}", got[1]));
         assert!(usec > 0);
         assert_eq!(got[2], "READY=1\nSTATUS=reloaded\n");
-        // The first tick came too early (0 ms of 100); of the two after 150 ms only one pings.
+        // The first tick came too early (99 ms of 100); of the two after it only the first
+        // pings (the second is 99 ms after that ping).
         assert_eq!(got[3], "WATCHDOG=1\n");
         assert_eq!(got[4], "STOPPING=1\nSTATUS=stopping\n");
     }

@@ -167,7 +167,7 @@ bgp:
   include: {inc}
   socket: {sock}
   drain_timeout: 20
-  stop_delay: 1
+  stop_delay: 4
 services:
   - name: web
     vip: {VIP}

@@ -11,7 +11,7 @@
 //!   kernel (otherwise b would take over after 3 × advert_int).
 //! - During a wrk run and a 50 MB download through the VIP, a's uvsd and keepalived are
 //!   killed with SIGKILL (by PID). New connections succeed on b within keepalived's
-//!   failover time + 1 s, the download completes byte-exact (sha256) on b thanks to sync,
+//!   failover time + 3 s, the download completes byte-exact (sha256) on b thanks to sync,
 //!   and the interruption and wrk's failed requests are reported.
 
 mod common;
@@ -654,7 +654,7 @@ fn keepalived_fails_over_to_the_backup_node() {
          {interruption:.2} s (keepalived failover time {failover:.2} s, bound {:.2} s); \
          {} probes ok before the crash; wrk: {requests} requests, {failed} failed; \
          50 MB download: {dl_out} in {dl_took:.1?}, sha256 {}",
-        failover + 1.0,
+        failover + 3.0,
         before_ok,
         if got == want.trim() {
             "matches"
@@ -665,10 +665,13 @@ fn keepalived_fails_over_to_the_backup_node() {
     eprintln!("wrk report:\n{report}");
 
     assert!(before_ok > 0, "no probe succeeded before the crash");
+    // 3 s beyond keepalived's own time covers the notify script, the announcement and the
+    // probes' own start on a loaded machine; what this guards (a VIP that waits for the
+    // client's neighbour cache to time out, or for a restart) takes 30 s or more.
     assert!(
-        interruption <= failover + 1.0,
+        interruption <= failover + 3.0,
         "new connections resumed {interruption:.2} s after the crash, more than keepalived's \
-         failover time {failover:.2} s + 1 s\nb's keepalived:\n{}\nb's uvsd:\n{}",
+         failover time {failover:.2} s + 3 s\nb's keepalived:\n{}\nb's uvsd:\n{}",
         b.log("keepalived.log"),
         b.log("uvsd.log")
     );

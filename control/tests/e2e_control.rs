@@ -123,10 +123,11 @@ fn operator_view_quiesce_reload_health() {
     let new_cfg = cfg.replace("      - address: 198.18.1.13\n", "");
     assert_ne!(new_cfg, cfg);
     std::fs::write(tb.state.join("uvs.yaml"), &new_cfg).unwrap();
+    let logged = tb.uvsd_log().len();
     let _ = Command::new("kill")
         .args(["-HUP", &tb.uvsd_pid().to_string()])
         .status();
-    std::thread::sleep(Duration::from_millis(500));
+    tb.wait_log(logged, "configuration reloaded");
     let after = tb.curl_many("http://198.18.100.1/", 12);
     assert!(
         !after.iter().any(|a| a == "failed"),
@@ -165,15 +166,11 @@ fn operator_view_quiesce_reload_health() {
         new_cfg.replace("scheduler: rr", "scheduler: rrr"),
     )
     .unwrap();
+    let logged = tb.uvsd_log().len();
     let _ = Command::new("kill")
         .args(["-HUP", &tb.uvsd_pid().to_string()])
         .status();
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        tb.uvsd_log().contains("did you mean 'rr'"),
-        "{}",
-        tb.uvsd_log()
-    );
+    tb.wait_log(logged, "did you mean 'rr'");
     let still = tb.curl_many("http://198.18.100.1/", 4);
     assert!(!still.iter().any(|a| a == "failed"), "{still:?}");
 
@@ -183,10 +180,10 @@ fn operator_view_quiesce_reload_health() {
     let host_vip = new_cfg.replacen("vip: 198.18.100.1", "vip: 198.18.0.1", 1);
     assert_ne!(host_vip, new_cfg);
     std::fs::write(&path, &host_vip).unwrap();
+    let logged = tb.uvsd_log().len();
     let _ = Command::new("kill")
         .args(["-HUP", &tb.uvsd_pid().to_string()])
         .status();
-    std::thread::sleep(Duration::from_millis(500));
     let before = &host_vip[..host_vip.find("vip: 198.18.0.1").unwrap()];
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 6;
@@ -194,7 +191,7 @@ fn operator_view_quiesce_reload_health() {
         "{}:{line}:{column}: services[0].vip: VIP 198.18.0.1 is an address this host holds",
         path.display()
     );
-    assert!(tb.uvsd_log().contains(&want), "{want}\n{}", tb.uvsd_log());
+    tb.wait_log(logged, &want);
     let still = tb.curl_many("http://198.18.100.1/", 4);
     assert!(!still.iter().any(|a| a == "failed"), "{still:?}");
     std::fs::write(tb.state.join("uvs.yaml"), &new_cfg).unwrap();

@@ -76,6 +76,12 @@ fn first_request(tb: &Testbed) -> f64 {
     String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
 }
 
+/// Three requests through the VIP, every one answered.
+fn served(tb: &Testbed) {
+    let got = tb.curl_many("http://198.18.100.1/", 3);
+    assert!(!got.iter().any(|a| a == "failed"), "{got:?}");
+}
+
 #[test]
 #[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn an_idle_uvsd_sleeps_and_wakes_for_traffic() {
@@ -93,9 +99,11 @@ fn an_idle_uvsd_sleeps_and_wakes_for_traffic() {
         );
     assert!(!cfg.contains("health_check"), "{cfg}");
     tb.start_uvsd(&cfg);
-    assert_eq!(tb.curl_many("http://198.18.100.1/", 3).len(), 3);
+    served(&tb);
     std::thread::sleep(Duration::from_millis(500));
-    let (adaptive, adaptive_by) = idle_share(&tb, Duration::from_secs(5));
+    // 10 s: a 10 ms scheduler tick is 0.1 % of it, so a loaded machine's stray ticks do
+    // not decide the 2 %.
+    let (adaptive, adaptive_by) = idle_share(&tb, Duration::from_secs(10));
     let wake = first_request(&tb);
     assert!(
         adaptive <= 0.02,
@@ -105,9 +113,9 @@ fn an_idle_uvsd_sleeps_and_wakes_for_traffic() {
     tb.stop_uvsd("TERM");
 
     tb.start_uvsd(&cfg.replace("  count: 1\n", "  count: 1\n  spin_us: 0\n"));
-    assert_eq!(tb.curl_many("http://198.18.100.1/", 3).len(), 3);
+    served(&tb);
     std::thread::sleep(Duration::from_millis(500));
-    let (no_spin, no_spin_by) = idle_share(&tb, Duration::from_secs(5));
+    let (no_spin, no_spin_by) = idle_share(&tb, Duration::from_secs(10));
     let no_spin_first = first_request(&tb);
     assert!(
         no_spin <= 0.02,
@@ -117,7 +125,7 @@ fn an_idle_uvsd_sleeps_and_wakes_for_traffic() {
     tb.stop_uvsd("TERM");
 
     tb.start_uvsd(&cfg.replace("  count: 1\n", "  count: 1\n  busy_poll: true\n"));
-    assert_eq!(tb.curl_many("http://198.18.100.1/", 3).len(), 3);
+    served(&tb);
     std::thread::sleep(Duration::from_millis(500));
     let (busy, busy_by) = idle_share(&tb, Duration::from_secs(5));
     let busy_first = first_request(&tb);

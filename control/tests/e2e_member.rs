@@ -205,7 +205,7 @@ impl Net {
             .arg(&cfg)
             .arg("--admin-socket")
             .arg(self.socket(i))
-            .args(["--run-for", "120"])
+            .args(["--run-for", "600"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -273,6 +273,17 @@ impl Net {
             }
         }
         for role in ["client", "m1", "m2", "m3", "sw"] {
+            // Whatever still runs in the namespace (a process whose PID file was not
+            // read) goes first, or it would outlive the namespace's name.
+            if let Ok(o) = Command::new("ip")
+                .args(["netns", "pids", &ns(role)])
+                .stderr(Stdio::null())
+                .output()
+            {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
             let _ = Command::new("ip")
                 .args(["netns", "del", &ns(role)])
                 .stderr(Stdio::null())
@@ -299,8 +310,9 @@ fn requests(n: usize, out: &Path) -> Vec<Answer> {
         &[
             "curl",
             "-s",
+            // 3 s: a SYN lost on a loaded machine is sent again after 1 s.
             "--max-time",
-            "1",
+            "3",
             "-H",
             "Connection: close",
             &url,

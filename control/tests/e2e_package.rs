@@ -150,9 +150,9 @@ services:
       type: command
       command: "test \"$(id -u)\" = @UID@ && grep -Eq '^CapEff:[[:space:]]+0+$' /proc/self/status && curl -sf -o /dev/null --max-time 1 http://%a:%p/"
       interval: 0.5
-      timeout: 0.5
+      timeout: 2
       rise: 1
-      fall: 1
+      fall: 2
     real_servers:
       - address: 198.18.1.11
         weight: @W1@

@@ -27,6 +27,9 @@ impl NodeB {
             tag: tb.tag.clone(),
             uvsd: None,
         };
+        // A run killed before its teardown left these behind (the testbed's own `down`
+        // does not know them): gone first, or `ip netns add` fails on them.
+        b.remove_namespaces();
         let (lb2, c2, sw) = (b.ns("lb2"), b.ns("c2"), tb.ns("sw"));
         let script = format!(
             "set -e
@@ -136,15 +139,31 @@ impl NodeB {
     }
 }
 
-impl Drop for NodeB {
-    fn drop(&mut self) {
-        self.stop();
+impl NodeB {
+    /// Node B's two namespaces, after whatever still runs in them.
+    fn remove_namespaces(&self) {
         for n in [self.ns("lb2"), self.ns("c2")] {
+            if let Ok(o) = Command::new("ip")
+                .args(["netns", "pids", &n])
+                .stderr(Stdio::null())
+                .output()
+            {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
             let _ = Command::new("ip")
                 .args(["netns", "del", &n])
                 .stderr(Stdio::null())
                 .status();
         }
+    }
+}
+
+impl Drop for NodeB {
+    fn drop(&mut self) {
+        self.stop();
+        self.remove_namespaces();
     }
 }
 

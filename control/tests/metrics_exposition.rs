@@ -483,7 +483,7 @@ fn slow_request_is_cut_off() {
         "{said}"
     );
     assert!(
-        took < Duration::from_secs(4),
+        took < Duration::from_secs(6),
         "slow client held for {took:?}"
     );
 }

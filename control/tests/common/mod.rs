@@ -180,6 +180,24 @@ impl Testbed {
         std::fs::read_to_string(self.state.join("uvsd.log")).unwrap_or_default()
     }
 
+    /// Waits (up to 10 s) until uvsd's log, past its first `from` bytes, contains `needle`:
+    /// a reload's outcome is read from the log instead of assumed after a fixed pause.
+    /// `from` is `uvsd_log().len()` taken before the signal.
+    pub fn wait_log(&self, from: usize, needle: &str) {
+        let start = Instant::now();
+        loop {
+            let log = self.uvsd_log();
+            if log.get(from..).is_some_and(|new| new.contains(needle)) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "uvsd did not log {needle:?} within 10 s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sends a signal to uvsd (by its PID) and waits for it to exit.
     pub fn stop_uvsd(&mut self, signal: &str) -> Option<std::process::ExitStatus> {
         let mut child = self.uvsd.take()?;

@@ -131,7 +131,8 @@ fn ask(sock: &UdpSocket, to: SocketAddr, msg: &str) -> Result<(), String> {
             match sock.recv_from(&mut buf) {
                 Ok((n, from)) if &buf[..n] == want.as_bytes() && from == to => return Ok(()),
                 Ok(_) => continue,
-                Err(_) => break,
+                // The socket's read timeout: keep waiting out the second.
+                Err(_) => continue,
             }
         }
     }

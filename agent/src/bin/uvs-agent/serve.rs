@@ -413,7 +413,9 @@ mod tests {
             drain_file: Some(file.clone()),
             weight: false,
             maxconn: Some(30),
-            app_load_ttl: Duration::from_millis(50),
+            // Long enough that a stalled machine cannot outlive it between the two calls
+            // that read it fresh.
+            app_load_ttl: Duration::from_secs(1),
             ..policy()
         });
         assert_eq!(a.reply().to_string(), "up ready maxconn:30");
@@ -430,7 +432,7 @@ mod tests {
         assert_eq!(a.reply().admin, Some(Admin::Ready));
         a.command(&Command::Load(Some(70)));
         assert_eq!(a.figures().app, Some(70.0));
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(a.figures().app, None, "not repeated within its TTL");
         let _ = std::fs::remove_dir_all(&dir);
     }
