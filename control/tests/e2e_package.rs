@@ -149,8 +149,8 @@ services:
       # inherited uvsd's capabilities (or ran as root) takes every server down.
       type: command
       command: "test \"$(id -u)\" = @UID@ && grep -Eq '^CapEff:[[:space:]]+0+$' /proc/self/status && curl -sf -o /dev/null --max-time 1 http://%a:%p/"
-      interval: 0.5
-      timeout: 2
+      interval: 1
+      timeout: 1
       rise: 1
       fall: 2
     real_servers:
