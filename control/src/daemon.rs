@@ -66,7 +66,8 @@ struct MapState {
     /// (real server, protocol, port) of every service: the XDP program sends a real
     /// server's packets to uvs only from these (port 0: any), the rest to the kernel.
     ports: BTreeSet<RealPort>,
-    /// Service ports of lingering real servers, kept until the address goes.
+    /// Service ports gone from the configuration whose connections still run (the address
+    /// may still serve other services): kept until their last connection ends.
     lingering_ports: BTreeSet<RealPort>,
     /// Firewall marks' destination prefixes and what of them goes to uvs.
     marks: crate::fwmark::Steering,
@@ -128,24 +129,66 @@ fn host_addresses() -> Result<Vec<IpAddr>> {
     Ok(addrs)
 }
 
-impl Core {
-    fn sync_maps(&self, cfg: &Config, silent: &BTreeSet<IpAddr>) -> Result<()> {
-        let mut want = map_state(cfg, silent);
-        let mut have = self.maps.lock().expect("map state lock");
-        let previous: BTreeSet<IpAddr> = have.reals.union(&have.lingering).copied().collect();
-        if !cfg.expire_nodest_conn {
-            want.lingering = previous.difference(&want.reals).copied().collect();
+impl MapState {
+    /// Every real server address in the maps: configured or lingering.
+    fn all_reals(&self) -> BTreeSet<IpAddr> {
+        self.reals.union(&self.lingering).copied().collect()
+    }
+
+    /// Every real server port in the maps: configured or lingering.
+    fn all_ports(&self) -> BTreeSet<RealPort> {
+        self.ports.union(&self.lingering_ports).copied().collect()
+    }
+
+    /// The maps' next state: `self` (the configuration's, from [`map_state`]) plus what of
+    /// `have` lingers. Without expire_nodest_conn a real server address, or a service port
+    /// of one, that leaves the configuration stays in the maps while its connections run,
+    /// so their replies keep reaching uvs: a port lingers on its own when its address still
+    /// serves another service (the same server in a TCP and a UDP service, say).
+    fn with_lingering(mut self, have: &MapState, expire_nodest_conn: bool) -> MapState {
+        if !expire_nodest_conn {
+            self.lingering = have.all_reals().difference(&self.reals).copied().collect();
+            self.lingering_ports = have.all_ports().difference(&self.ports).copied().collect();
         }
-        let want_reals: BTreeSet<IpAddr> = want.reals.union(&want.lingering).copied().collect();
-        let prev_ports: BTreeSet<RealPort> =
-            have.ports.union(&have.lingering_ports).copied().collect();
-        want.lingering_ports = prev_ports
+        self
+    }
+
+    /// What of the lingering addresses and ports no connection uses any more, given the
+    /// (real server, protocol, real port) of every flow in the table. A port-0 entry (a
+    /// service of every port) is in use while any flow of its address and protocol is.
+    fn released(&self, busy: &BTreeSet<RealPort>) -> (Vec<IpAddr>, Vec<RealPort>) {
+        let addr_busy = |a: &IpAddr| busy.range((*a, 0, 0)..=(*a, u8::MAX, u16::MAX)).next();
+        let port_busy = |&(a, proto, port): &RealPort| {
+            if port == 0 {
+                busy.range((a, proto, 0)..=(a, proto, u16::MAX))
+                    .next()
+                    .is_some()
+            } else {
+                busy.contains(&(a, proto, port))
+            }
+        };
+        let addrs = self
+            .lingering
             .iter()
-            .filter(|p| want.lingering.contains(&p.0) && !want.ports.contains(p))
+            .filter(|a| addr_busy(a).is_none())
             .copied()
             .collect();
-        let want_ports: BTreeSet<RealPort> =
-            want.ports.union(&want.lingering_ports).copied().collect();
+        let ports = self
+            .lingering_ports
+            .iter()
+            .filter(|p| !port_busy(p))
+            .copied()
+            .collect();
+        (addrs, ports)
+    }
+}
+
+impl Core {
+    fn sync_maps(&self, cfg: &Config, silent: &BTreeSet<IpAddr>) -> Result<()> {
+        let mut have = self.maps.lock().expect("map state lock");
+        let want = map_state(cfg, silent).with_lingering(&have, cfg.expire_nodest_conn);
+        let (previous, want_reals) = (have.all_reals(), want.all_reals());
+        let (prev_ports, want_ports) = (have.all_ports(), want.all_ports());
         for p in &self.programs {
             for a in want.owned.difference(&have.owned) {
                 p.add_owned(*a)?;
@@ -180,43 +223,38 @@ impl Core {
         Ok(())
     }
 
-    /// Lets go of removed real servers whose last connection has ended.
+    /// Lets go of removed real servers, and removed service ports of real servers, whose
+    /// last connection has ended.
     fn release_lingering(&self) {
         let mut have = self.maps.lock().expect("map state lock");
-        if have.lingering.is_empty() {
+        if have.lingering.is_empty() && have.lingering_ports.is_empty() {
             return;
         }
         let mut busy = BTreeSet::new();
         self.shared.conns.for_each(|_, c, _| {
             if lifecycle::is_flow(c) {
-                busy.insert(lifecycle::real_addr(c).to_ip());
+                let a = lifecycle::real_addr(c).to_ip();
+                busy.insert((a, c.orig.proto, c.reply.sport));
             }
         });
-        let done: Vec<IpAddr> = have.lingering.difference(&busy).copied().collect();
-        for a in done {
-            let ports: Vec<RealPort> = have
-                .lingering_ports
-                .iter()
-                .filter(|p| p.0 == a)
-                .copied()
-                .collect();
-            for rp in &ports {
-                have.lingering_ports.remove(rp);
-            }
-            if !have.reals.contains(&a) {
-                for p in &self.programs {
-                    if let Err(e) = p.remove_real(a) {
-                        log::warn!("removing {a} from the XDP map: {e}");
-                    }
-                    for &(a, proto, port) in &ports {
-                        if let Err(e) = p.remove_real_port(a, proto, port) {
-                            log::warn!("removing {a} port {port} from the XDP map: {e}");
-                        }
-                    }
+        let (addrs, ports) = have.released(&busy);
+        for rp @ &(a, proto, port) in &ports {
+            have.lingering_ports.remove(rp);
+            for p in &self.programs {
+                if let Err(e) = p.remove_real_port(a, proto, port) {
+                    log::warn!("removing {a} port {port} from the XDP map: {e}");
                 }
-                log::info!("removed real server {a} has no connections left");
             }
+            log::info!("removed service port {port} of real server {a} has no connections left");
+        }
+        for a in addrs {
             have.lingering.remove(&a);
+            for p in &self.programs {
+                if let Err(e) = p.remove_real(a) {
+                    log::warn!("removing {a} from the XDP map: {e}");
+                }
+            }
+            log::info!("removed real server {a} has no connections left");
         }
     }
 
@@ -874,5 +912,97 @@ pub fn reload_file(core: &Arc<Core>) -> bool {
                 false
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TCP: u8 = 6;
+    const UDP: u8 = 17;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A real server in a TCP service on port 80 and a UDP one on 53 (the demo's shape).
+    fn both(a: IpAddr) -> MapState {
+        MapState {
+            reals: [a].into(),
+            ports: [(a, TCP, 80), (a, UDP, 53)].into(),
+            ..MapState::default()
+        }
+    }
+
+    #[test]
+    fn a_removed_service_port_lingers_while_its_address_serves_another_service() {
+        let a = ip("198.18.1.11");
+        let have = both(a);
+        // Out of the TCP service only: the address stays, TCP 80's replies must too.
+        let want = MapState {
+            reals: [a].into(),
+            ports: [(a, UDP, 53)].into(),
+            ..MapState::default()
+        }
+        .with_lingering(&have, false);
+        assert!(want.lingering.is_empty());
+        assert_eq!(want.lingering_ports, [(a, TCP, 80)].into());
+        assert_eq!(
+            want.all_ports(),
+            have.all_ports(),
+            "nothing leaves the maps yet"
+        );
+
+        // Kept while a TCP flow to port 80 runs (a UDP one does not keep it), then let go.
+        let (addrs, ports) = want.released(&[(a, TCP, 80)].into());
+        assert!(addrs.is_empty() && ports.is_empty());
+        let (addrs, ports) = want.released(&[(a, UDP, 53)].into());
+        assert!(addrs.is_empty());
+        assert_eq!(ports, [(a, TCP, 80)]);
+
+        // Configured again: no longer lingering.
+        let again = both(a).with_lingering(&want, false);
+        assert!(again.lingering_ports.is_empty());
+    }
+
+    #[test]
+    fn a_removed_server_lingers_with_its_ports_and_expire_nodest_conn_keeps_nothing() {
+        let (a, b) = (ip("198.18.1.11"), ip("198.18.1.12"));
+        let mut have = both(a);
+        have.reals.insert(b);
+        have.ports.insert((b, TCP, 80));
+        let want = both(b).with_lingering(&have, false);
+        assert_eq!(want.lingering, [a].into());
+        assert_eq!(want.lingering_ports, [(a, TCP, 80), (a, UDP, 53)].into());
+        // Any flow of the address keeps it; each port goes with its own last flow.
+        let (addrs, ports) = want.released(&[(a, UDP, 53)].into());
+        assert!(addrs.is_empty());
+        assert_eq!(ports, [(a, TCP, 80)]);
+        let (addrs, ports) = want.released(&BTreeSet::new());
+        assert_eq!(addrs, [a]);
+        assert_eq!(ports.len(), 2);
+
+        let expire = both(b).with_lingering(&have, true);
+        assert!(expire.lingering.is_empty() && expire.lingering_ports.is_empty());
+    }
+
+    #[test]
+    fn a_port_0_service_port_is_busy_with_any_flow_of_its_protocol() {
+        let a = ip("2001:2:0:1::11");
+        let have = MapState {
+            reals: [a].into(),
+            ports: [(a, TCP, 0), (a, UDP, 53)].into(),
+            ..MapState::default()
+        };
+        let want = MapState {
+            reals: [a].into(),
+            ports: [(a, UDP, 53)].into(),
+            ..MapState::default()
+        }
+        .with_lingering(&have, false);
+        assert_eq!(want.lingering_ports, [(a, TCP, 0)].into());
+        assert!(want.released(&[(a, TCP, 8443)].into()).1.is_empty());
+        assert_eq!(want.released(&[(a, UDP, 8443)].into()).1, [(a, TCP, 0)]);
     }
 }
