@@ -260,7 +260,7 @@ impl Core {
 
     /// Validates, builds and publishes `new`. Interfaces, workers and the table size are
     /// fixed for the daemon's life: a change there is refused (restart to apply it).
-    pub fn apply_config(&self, new: Config) -> Result<(), String> {
+    pub fn apply_config(&self, mut new: Config) -> Result<(), String> {
         let mut running = self.running.lock().expect("running lock");
         let d = uvs_config::diff(&running.config, &new);
         if d.global_changed {
@@ -268,6 +268,9 @@ impl Core {
                 "interfaces, workers or the connection table size changed: these need a restart of uvsd"
                     .into(),
             );
+        }
+        if let Some(held) = hold_restart_only(&running.config, &mut new) {
+            log::warn!("{held}");
         }
         crate::privileges::check_users(&new)?;
         crate::webcheck::check_ca_files(&new)?;
@@ -894,25 +897,76 @@ pub fn reload_file(core: &Arc<Core>) -> bool {
             log::error!("reload rejected, still serving the previous configuration: {e}");
             false
         }
-        Ok(new) => match core.apply_config(new) {
-            Ok(()) => {
-                let edits = core.runtime_edits.swap(0, Ordering::Relaxed);
-                if edits > 0 {
-                    log::warn!(
+        Ok(new) => {
+            // A file that holds what runs (after `uvsadm save` into it, say) discards no
+            // runtime edit.
+            let holds_running = {
+                let running = core.running.lock().expect("running lock");
+                let mut file = new.clone();
+                hold_restart_only(&running.config, &mut file);
+                uvs_config::diff(&running.config, &file).is_empty()
+            };
+            reload_applied(core, new, holds_running)
+        }
+    }
+}
+
+/// The end of [`reload_file`]: `new` applied, and the log says what came of it.
+fn reload_applied(core: &Arc<Core>, new: Config, holds_running: bool) -> bool {
+    match core.apply_config(new) {
+        Ok(()) => {
+            let edits = core.runtime_edits.swap(0, Ordering::Relaxed);
+            if edits > 0 && !holds_running {
+                log::warn!(
                         "the reload discarded {edits} runtime edit(s) made with uvsadm since {} was loaded; `uvsadm save > {}` before a reload keeps them",
                         core.config_path.display(),
                         core.config_path.display()
                     );
-                }
-                log::info!("configuration reloaded from {}", core.config_path.display());
-                true
             }
-            Err(e) => {
-                log::error!("reload rejected, still serving the previous configuration: {e}");
-                false
-            }
-        },
+            log::info!("configuration reloaded from {}", core.config_path.display());
+            true
+        }
+        Err(e) => {
+            log::error!("reload rejected, still serving the previous configuration: {e}");
+            false
+        }
     }
+}
+
+/// The admin socket and the metrics endpoint are bound once, at the start: a new file's
+/// `admin` or `metrics` is held back (the running values stay in `new`, so `uvsadm save`
+/// and the status show what is in effect) and the returned message says so; it takes effect
+/// when uvsd restarts.
+fn hold_restart_only(running: &Config, new: &mut Config) -> Option<String> {
+    let mut held = Vec::new();
+    if new.admin != running.admin {
+        held.push(format!(
+            "admin (socket {}, group {}; still {}, {})",
+            new.admin.socket.display(),
+            new.admin.group.as_deref().unwrap_or("none"),
+            running.admin.socket.display(),
+            running.admin.group.as_deref().unwrap_or("none"),
+        ));
+        new.admin = running.admin.clone();
+    }
+    if new.metrics != running.metrics {
+        let listen = |m: &uvs_config::Metrics| {
+            m.listen
+                .map_or_else(|| "none".to_string(), |a| a.to_string())
+        };
+        held.push(format!(
+            "metrics.listen ({}; still {})",
+            listen(&new.metrics),
+            listen(&running.metrics)
+        ));
+        new.metrics = running.metrics.clone();
+    }
+    (!held.is_empty()).then(|| {
+        format!(
+            "{} changed: bound at the start, so they take effect when uvsd restarts",
+            held.join(" and ")
+        )
+    })
 }
 
 #[cfg(test)]
@@ -1004,5 +1058,39 @@ mod tests {
         assert_eq!(want.lingering_ports, [(a, TCP, 0)].into());
         assert!(want.released(&[(a, TCP, 8443)].into()).1.is_empty());
         assert_eq!(want.released(&[(a, UDP, 8443)].into()).1, [(a, TCP, 0)]);
+    }
+}
+
+#[cfg(test)]
+mod restart_only_tests {
+    use super::*;
+
+    #[test]
+    fn admin_and_metrics_changes_are_held_until_a_restart_and_named() {
+        let running =
+            uvs_config::load_str(include_str!("../../configs/demo.yaml"), "demo.yaml").unwrap();
+        let mut same = running.clone();
+        assert_eq!(hold_restart_only(&running, &mut same), None);
+
+        let mut new = running.clone();
+        new.metrics.listen = Some("127.0.0.1:9101".parse().unwrap());
+        new.admin.socket = "/run/uvs/other.sock".into();
+        new.workers.count += 1;
+        let said = hold_restart_only(&running, &mut new).expect("a message");
+        assert!(
+            said.contains("metrics.listen (127.0.0.1:9101; still 127.0.0.1:9100)"),
+            "{said}"
+        );
+        assert!(said.contains("socket /run/uvs/other.sock"), "{said}");
+        assert!(said.contains("when uvsd restarts"), "{said}");
+        assert_eq!(
+            new.metrics, running.metrics,
+            "the running endpoint stays in the config"
+        );
+        assert_eq!(new.admin, running.admin);
+        assert_ne!(
+            new.workers, running.workers,
+            "only admin and metrics are held"
+        );
     }
 }

@@ -413,6 +413,26 @@ fn a_server_added_with_uvsadm_is_health_checked() {
     }
     let list = String::from_utf8_lossy(&tb.uvsadm(&["-L", "-n"]).stdout).to_string();
     assert!(!list.contains("198.18.1.14"), "{list}");
+
+    // Saved into the file first, the edit stays, and nothing is said to be discarded.
+    let add = tb.uvsadm(&["-a", "-t", "198.18.100.1:80", "-r", "198.18.1.14:80", "-m"]);
+    assert!(add.status.success());
+    let saved = tb.uvsadm(&["save"]);
+    assert!(saved.status.success());
+    std::fs::write(tb.state.join("uvs.yaml"), &saved.stdout).unwrap();
+    let logged = tb.uvsd_log().len();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &tb.uvsd_pid().to_string()])
+        .status();
+    tb.wait_log(logged, "configuration reloaded");
+    let log = tb.uvsd_log();
+    assert!(
+        !log[logged..].contains("discarded"),
+        "the file held the edit:\n{}",
+        &log[logged..]
+    );
+    let list = String::from_utf8_lossy(&tb.uvsadm(&["-L", "-n"]).stdout).to_string();
+    assert!(list.contains("198.18.1.14"), "{list}");
 }
 
 /// A real server taken out of one service while it still serves another (the demo's
