@@ -959,7 +959,7 @@ fn hold_restart_only(running: &Config, new: &mut Config) -> Option<String> {
             listen(&new.metrics),
             listen(&running.metrics)
         ));
-        new.metrics = running.metrics.clone();
+        new.metrics = running.metrics;
     }
     (!held.is_empty()).then(|| {
         format!(
