@@ -278,9 +278,16 @@ print('%.1f %s' % (time.time() - t, d.split(b'\r\n')[0].decode()))
         let l = line(&format!("reason=\"{reason}\""));
         assert!(l.ends_with(" 1"), "{reason}: {l:?}");
     }
-    // The four closing FINs were answered (one each: none was retransmitted).
+    // The four closing FINs were answered: one each, or a few more when a loaded machine
+    // let a client's retransmission timer (200 ms at first) run out before the answer; FINs
+    // left unanswered would be retransmitted with backoff for the rest of the test.
     let fins = line("reason=\"layer7_closed_fin\"");
-    assert!(fins.ends_with(" 4"), "{fins:?}");
+    let fins_n: u64 = fins
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!((4..8).contains(&fins_n), "{fins:?}");
     // Nothing is left pending.
     let pending = line("uvs_layer7_pending_clients");
     assert!(pending.ends_with(" 0"), "{pending:?}");
