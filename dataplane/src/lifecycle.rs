@@ -157,9 +157,11 @@ pub fn bind(svc: &ServiceRt, slot: u16, state: u8, proto: u8) {
 }
 
 /// Gives a departing flow's place on its real server back (`ip_vs_unbind_dest`). Call
-/// exactly once per flow, by whoever removed it from the table. A flow whose slot now
-/// holds another server (a reload replaced it) is not counted against the newcomer; the
-/// counters of a removed server went with it.
+/// exactly once per flow, by whoever removed it from the table. A flow of a removed server
+/// gives it back to the slot reserved for that server ([`crate::tables::Retired`], IPVS's
+/// trash dest), so a server re-added there shows only its still-live flows; a flow whose
+/// slot now holds another server is not counted against the newcomer
+/// ([`ServiceRt::counts_flow_of`]).
 pub fn unbind(tables: &Tables, c: &Conn) {
     if !is_flow(c) || c.real == SORRY_SLOT {
         return;
@@ -167,13 +169,10 @@ pub fn unbind(tables: &Tables, c: &Conn) {
     let Some(svc) = tables.service(c.service) else {
         return;
     };
-    let slot = usize::from(c.real);
-    let Some(Some(r)) = svc.reals.get(slot) else {
-        return;
-    };
-    if r.addr != real_addr(c) {
+    if !svc.counts_flow_of(c.real, real_addr(c)) {
         return;
     }
+    let slot = usize::from(c.real);
     svc.live[slot].unbind_conn(&svc.specs[slot], is_active(c.orig.proto, c.state));
 }
 
@@ -345,13 +344,11 @@ pub fn transition(
         match conns.transition(hit.id, old, new, now.wrapping_add(t)) {
             Ok(()) => {
                 let (was, is) = (is_active(hit.proto(), old), is_active(hit.proto(), new));
-                // Only a flow still counted on the server in its slot moves counters (a
-                // reload may have put another server there).
-                let slot = hit.real();
-                let counted =
-                    slot != SORRY_SLOT && svc.real(slot).is_some_and(|r| r.addr == real_addr(hit));
-                if was != is && counted {
-                    svc.live[usize::from(slot)].conn_state_changed(is);
+                // Only a flow still counted on its slot moves counters: its server's, or
+                // the one reserved for it since its removal (a slot never holds another
+                // server's flows' counts, [`ServiceRt::counts_flow_of`]).
+                if was != is && svc.counts_flow_of(hit.real(), real_addr(hit)) {
+                    svc.live[usize::from(hit.real())].conn_state_changed(is);
                 }
                 return new != old;
             }

@@ -2,7 +2,8 @@
 //! through a real `Worker` over in-memory ports: an established flow's packets follow a
 //! neighbour's new MAC, wait for a forgotten neighbour, follow a reload's new route, keep
 //! flowing (routed) when their server is removed or its slot reused, and are counted on
-//! their service and real server on every packet.
+//! their service and real server on every packet (again once a removed server is back in
+//! its reserved slot).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -71,6 +72,12 @@ impl Lab {
             .map(|r| r.stats.worker(0).packets_in.get());
         (svc.stats.worker(0).packets_in.get(), real)
     }
+}
+
+/// Zeroes the live counters of the IPv4 TCP service's `slot`, as if its flows' counts had
+/// been lost: the next reload may give the slot to another server while they last.
+fn forget_counts(lab: &Lab, slot: usize) {
+    tcp4(&lab.shared.tables.load()).live[slot].reset_conns();
 }
 
 fn tcp4(t: &Tables) -> &uvs_dataplane::tables::ServiceRt {
@@ -184,8 +191,10 @@ fn a_removed_or_replaced_server_keeps_its_flows_routed() {
         assert_eq!(seen.dst, real1());
         assert_eq!(seen.dst_mac, GATEWAY_MAC);
     }
-    // Its slot given to another server (at another address): still routed by the flow's
-    // own address, never sent with the new server's header.
+    // Its slot given to another server (at another address), which a reload does only
+    // once the slot's counters show no connection: as if the flow's count had been lost.
+    // Still routed by the flow's own address, never sent with the new server's header.
+    forget_counts(&lab, 0);
     let mut s = spec();
     s.services[0].reals[0].addr = ipk("198.18.1.19");
     route_real1_via_gateway(&mut s);
@@ -253,7 +262,9 @@ fn a_removed_or_replaced_server_is_no_longer_counted_from_the_line() {
     }
     assert_eq!(lab.packets_in(0).0 - svc0, 4, "counted on the service");
     assert_eq!(old_in(), before, "not on the removed server");
-    // Its slot given to a server at another address.
+    // Its slot given to a server at another address (once its counters show nothing, as
+    // above).
+    forget_counts(&lab, 0);
     let mut s = spec();
     s.services[0].reals[0].addr = ipk("198.18.1.19");
     lab.reload(&s);
@@ -265,9 +276,9 @@ fn a_removed_or_replaced_server_is_no_longer_counted_from_the_line() {
     assert_eq!(svc2 - svc1, 4, "counted on the service");
     assert_eq!(new2, new1, "not on the slot's new server");
     assert_eq!(old_in(), before, "nor on the old one");
-    // Back at its address: slot 0, the one the flow's entry names, is kept for that entry
-    // (its live counters show it), so real server 1 comes back in another slot and the
-    // flow still counts on the service alone.
+    // Back at its address, with 198.18.1.19 removed: slot 0, the one the flow's entry
+    // names, stays reserved for 198.18.1.19 at its removal, so real server 1 comes back in
+    // another slot and the flow still counts on the service alone.
     lab.reload(&spec());
     let t = lab.shared.tables.load();
     let reals = &tcp4(&t).reals;
@@ -285,4 +296,30 @@ fn a_removed_or_replaced_server_is_no_longer_counted_from_the_line() {
     assert_eq!(svc4 - svc3, 2, "counted on the service");
     assert_eq!(back4, back3, "not on the server's new slot");
     assert_eq!(old_in(), before);
+}
+
+/// A server removed while its flow runs and re-added (same address and port) before the
+/// flow ends takes its reserved slot back, the one the flow's entry names: the flow counts
+/// on it again, on every packet.
+#[test]
+fn a_server_back_in_its_reserved_slot_counts_its_flow_again() {
+    let mut lab = Lab::new();
+    open(&mut lab, 41006);
+    let mut s = spec();
+    s.services[0].reals.remove(0);
+    lab.reload(&s);
+    assert!(tcp4(&lab.shared.tables.load()).reals[0].is_none());
+    lab.forwarded(41006, tk::ACK);
+    lab.reload(&spec());
+    let (svc0, back0) = lab.packets_in(0);
+    for _ in 0..3 {
+        assert_eq!(lab.forwarded(41006, tk::ACK).dst, real1());
+    }
+    let (svc1, back1) = lab.packets_in(0);
+    assert_eq!(svc1 - svc0, 3);
+    assert_eq!(
+        back1.unwrap() - back0.unwrap(),
+        3,
+        "counted on the server again"
+    );
 }

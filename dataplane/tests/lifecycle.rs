@@ -410,3 +410,183 @@ fn quiesced_server_keeps_templates_unless_expire_quiescent_template() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// A removed real server's connections (IPVS's trash list of dests): they keep counting on
+// its slot, which stays reserved for it, until they end; a server re-added meanwhile gets
+// the slot back with exactly those connections; no other server ever inherits them.
+
+impl Lab {
+    /// Publishes the snapshot `spec` builds on top of the current one (a reload).
+    fn reload(&self, spec: &TablesSpec) {
+        let cur = self.shared.tables.load_full();
+        let t = TablesBuilder::build(spec, Some(&cur)).unwrap();
+        self.shared.tables.store(Arc::new(t));
+    }
+
+    /// (slot, (active, inactive)) of the IPv4 TCP service's real server at `addr`, if
+    /// configured.
+    fn counts_of(&self, addr: &str) -> Option<(usize, (u32, u32))> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let t = self.shared.tables.load();
+        let svc = t
+            .services
+            .iter()
+            .flatten()
+            .find(|s| s.key.proto == 6 && !s.key.vip.v6)
+            .unwrap();
+        let slot = svc
+            .reals
+            .iter()
+            .position(|r| r.as_ref().is_some_and(|r| r.addr == ipk(addr)))?;
+        let l = &svc.live[slot];
+        Some((slot, (l.active.load(Relaxed), l.inactive.load(Relaxed))))
+    }
+}
+
+const REAL1: &str = "198.18.1.11";
+
+/// The NAT lab's spec with the IPv4 services' real servers `reals` (addresses of
+/// 198.18.1.0/24, in that order).
+fn spec_with(reals: &[&str]) -> TablesSpec {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    for s in spec.services.iter_mut().filter(|s| !s.key.vip.v6) {
+        let model = s.reals[0].clone();
+        s.reals = reals
+            .iter()
+            .map(|a| uvs_dataplane::tables::RealSpec {
+                addr: ipk(a),
+                ..model.clone()
+            })
+            .collect();
+    }
+    spec
+}
+
+/// An established connection from `sport` to real server 1.
+fn establish(lab: &mut Lab, sport: u16) {
+    assert_eq!(lab.client(sport, tk::SYN), real(1));
+    lab.server(1, sport, tk::SYN_ACK);
+    lab.client(sport, tk::ACK);
+}
+
+/// The client resets its connection from `sport` (forwarded to the removed server all the
+/// same, as IPVS forwards a removed dest's connections), then control's sweep takes it.
+fn reset_and_expire(lab: &mut Lab, sport: u16) {
+    assert_eq!(lab.client(sport, tk::RST), real(1));
+    lab.expire_all();
+}
+
+/// The operator's case: a connection established when its server is removed ends while
+/// the server is out; re-added (same address and port), the server shows no connection.
+#[test]
+fn a_removed_servers_ended_connection_is_not_counted_when_it_comes_back() {
+    let mut lab = Lab::nat(4096);
+    let all = spec_with(&[REAL1, "198.18.1.12", "198.18.1.13"]);
+    let without = spec_with(&["198.18.1.12", "198.18.1.13"]);
+    for round in 0..3 {
+        establish(&mut lab, 40000 + round);
+        assert_eq!(lab.counts_of(REAL1), Some((0, (1, 0))), "round {round}");
+        lab.reload(&without);
+        assert_eq!(lab.counts_of(REAL1), None);
+        reset_and_expire(&mut lab, 40000 + round);
+        assert_eq!(lab.shared.conns.len(), 0);
+        lab.reload(&all);
+        assert_eq!(
+            lab.counts_of(REAL1),
+            Some((0, (0, 0))),
+            "round {round}: re-added without the ended connection"
+        );
+    }
+}
+
+/// Two connections when the server is removed: one ends while it is out, the other still
+/// runs when it comes back — it shows exactly that one, which leaves it when it ends.
+#[test]
+fn a_server_re_added_shows_its_still_live_connections_only() {
+    let mut lab = Lab::nat(4096);
+    lab.set_health(2, false);
+    lab.set_health(3, false);
+    establish(&mut lab, 40001);
+    establish(&mut lab, 40002);
+    assert_eq!(lab.counts_of(REAL1), Some((0, (2, 0))));
+    lab.reload(&spec_with(&["198.18.1.12", "198.18.1.13"]));
+    // The client closes one: FIN, the server's FIN-ACK, the last ACK (TIME_WAIT).
+    assert_eq!(lab.client(40001, tk::FIN_ACK), real(1));
+    lab.server(1, 40001, tk::FIN_ACK);
+    lab.client(40001, tk::ACK);
+    // A reload that changes nothing about server 1 keeps its slot reserved.
+    lab.reload(&spec_with(&["198.18.1.12", "198.18.1.13"]));
+    lab.reload(&spec_with(&[REAL1, "198.18.1.12", "198.18.1.13"]));
+    assert_eq!(
+        lab.counts_of(REAL1),
+        Some((0, (1, 1))),
+        "back in its slot with its live connections: one established, one in TIME_WAIT"
+    );
+    lab.expire_all();
+    assert_eq!(lab.shared.conns.len(), 0);
+    assert_eq!(lab.counts_of(REAL1), Some((0, (0, 0))));
+}
+
+/// The same with the connection still running at the re-add, ended afterwards.
+#[test]
+fn a_connection_that_outlives_the_removal_leaves_the_re_added_server_when_it_ends() {
+    let mut lab = Lab::nat(4096);
+    establish(&mut lab, 40003);
+    lab.reload(&spec_with(&["198.18.1.12", "198.18.1.13"]));
+    lab.reload(&spec_with(&[REAL1, "198.18.1.12", "198.18.1.13"]));
+    assert_eq!(lab.counts_of(REAL1), Some((0, (1, 0))));
+    reset_and_expire(&mut lab, 40003);
+    assert_eq!(lab.counts_of(REAL1), Some((0, (0, 0))));
+}
+
+/// Another server added while the removed one's connection runs does not take its slot
+/// (nor its count); once the connection has ended the slot is free for a newcomer, which
+/// starts at zero.
+#[test]
+fn a_newcomer_never_inherits_a_removed_servers_connections() {
+    let mut lab = Lab::nat(4096);
+    establish(&mut lab, 40004);
+    lab.reload(&spec_with(&["198.18.1.12", "198.18.1.13"]));
+    lab.reload(&spec_with(&["198.18.1.12", "198.18.1.13", "198.18.1.19"]));
+    let (slot, counts) = lab.counts_of("198.18.1.19").unwrap();
+    assert_ne!(slot, 0, "slot 0 stays reserved while its connection lasts");
+    assert_eq!(counts, (0, 0));
+    reset_and_expire(&mut lab, 40004);
+    assert_eq!(lab.counts_of("198.18.1.19"), Some((slot, (0, 0))));
+    // The connection is gone: at the next reload slot 0 is free again.
+    lab.reload(&spec_with(&["198.18.1.12", "198.18.1.13", "198.18.1.19"]));
+    lab.reload(&spec_with(&[
+        "198.18.1.12",
+        "198.18.1.13",
+        "198.18.1.19",
+        "198.18.1.20",
+    ]));
+    assert_eq!(lab.counts_of("198.18.1.20"), Some((0, (0, 0))));
+    assert_eq!(lab.counts_of("198.18.1.19"), Some((slot, (0, 0))));
+}
+
+/// A worker still on the previous snapshot may schedule a flow to a server while control
+/// builds the snapshot that removes it (its counters showed nothing yet): that flow, too,
+/// leaves the counters when it ends, and no newcomer inherits it.
+#[test]
+fn a_flow_bound_from_the_old_snapshot_during_a_removal_is_released() {
+    let mut lab = Lab::nat(4096);
+    let cur = lab.shared.tables.load_full();
+    let without = spec_with(&["198.18.1.12", "198.18.1.13"]);
+    let next = TablesBuilder::build(&without, Some(&cur)).unwrap();
+    // The worker still sees `cur`: the new flow goes to server 1.
+    establish(&mut lab, 40005);
+    lab.shared.tables.store(Arc::new(next));
+    reset_and_expire(&mut lab, 40005);
+    lab.reload(&spec_with(&["198.18.1.12", "198.18.1.13", "198.18.1.19"]));
+    let (_, counts) = lab.counts_of("198.18.1.19").unwrap();
+    assert_eq!(counts, (0, 0));
+    lab.reload(&spec_with(&[
+        REAL1,
+        "198.18.1.12",
+        "198.18.1.13",
+        "198.18.1.19",
+    ]));
+    assert_eq!(lab.counts_of(REAL1).unwrap().1, (0, 0));
+}

@@ -235,6 +235,14 @@ impl ServerLive {
         }
     }
 
+    /// Forgets every connection: counters at zero, not overloaded (a slot given to a new
+    /// server; the caller knows no connection is still counted here).
+    pub fn reset_conns(&self) {
+        self.active.store(0, Relaxed);
+        self.inactive.store(0, Relaxed);
+        self.overloaded.store(false, Relaxed);
+    }
+
     /// Moves a connection between the inactive and active counters (e.g. TCP reaching or
     /// leaving ESTABLISHED, as IPVS's `ip_vs_set_state` does). The total is unchanged,
     /// so the overload flag is too.

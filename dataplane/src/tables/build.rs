@@ -1,5 +1,6 @@
 //! Building a snapshot: what control says (`TablesSpec`) becomes `Tables`, carrying service
-//! ids, real-server slots and live counters over from the previous snapshot.
+//! ids, real-server slots (a removed server's reserved while its connections last) and live
+//! counters over from the previous snapshot.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -217,30 +218,60 @@ impl TablesBuilder {
             Some(o) => o.live.clone(),
             None => (0..MAX_REALS).map(|_| ServerLive::default()).collect(),
         };
-        // Keep each surviving real server's slot; new ones take the lowest free slot.
+        // Keep each surviving real server's slot, and give a removed one re-added at the
+        // same address and port the slot still reserved for it (with the counts of the
+        // connections it still has, as IPVS takes a dest back from its trash); new ones
+        // take the lowest free slot.
         let mut reals: Vec<Option<RealRt>> = Vec::new();
         let mut slot_of: Vec<Option<usize>> = vec![None; s.reals.len()];
         if let Some(o) = old {
             for (i, r) in s.reals.iter().enumerate() {
-                slot_of[i] = o.reals.iter().position(|x| {
-                    x.as_ref()
-                        .is_some_and(|x| x.addr == r.addr && x.port == r.port)
-                });
+                slot_of[i] = o
+                    .reals
+                    .iter()
+                    .position(|x| {
+                        x.as_ref()
+                            .is_some_and(|x| x.addr == r.addr && x.port == r.port)
+                    })
+                    .or_else(|| {
+                        o.retired
+                            .iter()
+                            .find(|x| x.addr == r.addr && x.port == r.port)
+                            .map(|x| usize::from(x.slot))
+                    });
             }
         }
         let mut taken = vec![false; MAX_REALS];
         for slot in slot_of.iter().flatten() {
             taken[*slot] = true;
         }
-        // A removed server's slot stays reserved while its live counters show connections,
-        // so a newcomer does not inherit them.
+        // A removed server's slot stays reserved for its connections: they keep counting
+        // on it and leave it as they end (`lifecycle::unbind`), so no newcomer inherits
+        // them. Reserved at its removal whatever its counters show (a worker still on the
+        // previous snapshot may be binding a flow to it), then while they show any.
+        let mut retired = Vec::new();
         if let Some(o) = old {
-            for (slot, r) in o.reals.iter().enumerate() {
-                if r.is_some() && !taken[slot] && live[slot].total_conns() > 0 {
+            let removed = o.reals.iter().enumerate().filter_map(|(slot, r)| {
+                r.as_ref().map(|r| Retired {
+                    slot: slot as u16,
+                    addr: r.addr,
+                    port: r.port,
+                })
+            });
+            let still = o
+                .retired
+                .iter()
+                .copied()
+                .filter(|r| live[usize::from(r.slot)].total_conns() > 0);
+            for r in removed.chain(still) {
+                let slot = usize::from(r.slot);
+                if !taken[slot] {
                     taken[slot] = true;
+                    retired.push(r);
                 }
             }
         }
+        let kept: Vec<bool> = slot_of.iter().map(Option::is_some).collect();
         for slot in slot_of.iter_mut() {
             if slot.is_none() {
                 let free =
@@ -253,6 +284,14 @@ impl TablesBuilder {
                         })?;
                 taken[free] = true;
                 *slot = Some(free);
+            }
+        }
+        // A newcomer starts from zero: a free slot's counters show nothing, unless a flow
+        // was counted there that no table can release any more (a worker two snapshots
+        // behind); such counts are not the newcomer's.
+        for (slot, kept) in slot_of.iter().zip(kept) {
+            if !kept {
+                live[slot.expect("assigned above")].reset_conns();
             }
         }
         let used = taken.iter().rposition(|t| *t).map_or(0, |p| p + 1);
@@ -306,6 +345,7 @@ impl TablesBuilder {
             sched,
             live,
             reals,
+            retired: retired.into_boxed_slice(),
             specs,
             persistence: s.persistence,
             one_packet: s.one_packet,

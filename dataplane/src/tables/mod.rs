@@ -6,6 +6,8 @@
 //! slot for as long as it exists, so connection entries (which store service id and real
 //! slot) and live counters (active/inactive connections, shared with the scheduler) stay
 //! valid across reloads. [`TablesBuilder::build`] takes the previous snapshot to carry them.
+//! A removed server's slot stays reserved for it ([`Retired`]) while its connections last:
+//! they leave its counters as they end, and no other server is placed there meanwhile.
 
 mod build;
 mod keys;
@@ -133,6 +135,16 @@ pub struct Persistence {
 /// Slot index meaning "the sorry server".
 pub const SORRY_SLOT: u16 = u16::MAX;
 
+/// A removed real server whose slot stays reserved while its connections last (IPVS's
+/// trash list of dests): they still count on the slot's live counters and leave them as
+/// they end; re-added at the same address and port, the server takes the slot back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retired {
+    pub slot: u16,
+    pub addr: IpKey,
+    pub port: u16,
+}
+
 /// A virtual service as workers see it.
 pub struct ServiceRt {
     pub id: u16,
@@ -142,8 +154,11 @@ pub struct ServiceRt {
     pub sched_name: &'static str,
     /// Live counters shared with the scheduler, slot-indexed, carried across reloads.
     pub live: Arc<[ServerLive]>,
-    /// Real servers by slot (`None` = free slot).
+    /// Real servers by slot (`None` = free slot, or one [`retired`](Self::retired)).
     pub reals: Vec<Option<RealRt>>,
+    /// Removed real servers whose slots are reserved for their remaining connections
+    /// (usually none). Their slots are `None` in `reals` and weight 0 in `specs`.
+    pub retired: Box<[Retired]>,
     /// The scheduler's view of each slot (weight, thresholds), for connection accounting.
     pub specs: Vec<ServerSpec>,
     pub persistence: Option<Persistence>,
@@ -168,6 +183,27 @@ impl ServiceRt {
         } else {
             self.reals.get(usize::from(slot)).and_then(Option::as_ref)
         }
+    }
+
+    /// Whether a flow of real server `addr` recorded at `slot` is counted on that slot's
+    /// live counters: the slot holds that server, or keeps it reserved since its removal
+    /// ([`Retired`]). A flow whose slot now holds another server is not (the slot went to
+    /// it only once its counters showed no connection: this flow's count had been lost),
+    /// nor the sorry server's.
+    #[inline]
+    pub fn counts_flow_of(&self, slot: u16, addr: IpKey) -> bool {
+        match self.reals.get(usize::from(slot)) {
+            Some(Some(r)) => r.addr == addr,
+            _ => slot != SORRY_SLOT && self.retired_at(slot, addr),
+        }
+    }
+
+    /// Whether `slot` is reserved for the removed real server at `addr`.
+    #[cold]
+    fn retired_at(&self, slot: u16, addr: IpKey) -> bool {
+        self.retired
+            .iter()
+            .any(|r| r.slot == slot && r.addr == addr)
     }
 }
 
