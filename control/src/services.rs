@@ -235,10 +235,23 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
             (t, up, agent)
         })
         .collect::<Vec<_>>();
-    // A target that starts down must be down in the dataplane too.
+    // The dataplane starts where each target starts, down or up (a slot may hold the state
+    // of a server it no longer has); a server with no check of its own is up, as a
+    // service without a health check has all its servers up (also after a reload removed
+    // the check of a server that was down).
     for (t, up, _) in &targets {
-        if !up && t.pools.is_empty() {
-            core.set_health(service_key(&t.service), t.real, false);
+        if t.pools.is_empty() {
+            core.set_health(service_key(&t.service), t.real, *up);
+        }
+    }
+    for s in &cfg.services {
+        for r in &s.real_servers {
+            let checked = targets
+                .iter()
+                .any(|(t, _, _)| t.pools.is_empty() && t.service == s.key() && t.real == r.key());
+            if !checked {
+                core.set_health(service_key(&s.key()), r.key(), true);
+            }
         }
     }
     core.reset_pool_health(

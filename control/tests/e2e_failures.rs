@@ -516,3 +516,91 @@ fn a_server_removed_from_one_service_keeps_its_connections_there() {
         "{after:?}"
     );
 }
+
+/// Health state belongs to a server and its check, not to the slot it leaves behind: a
+/// down server whose check a reload removes is up (a service without a check has every
+/// server up), and a server added after a down one was removed starts up, as any new
+/// server does. Before, both stayed down for good: the dataplane kept the slot's last
+/// state and control told it only about servers starting down.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn a_down_state_never_outlives_its_server_or_its_check() {
+    require_root("a_down_state_never_outlives_its_server_or_its_check");
+    let mut tb = Testbed::up("e2edown", "nat");
+    let cfg = config(65536);
+    tb.start_uvsd(&cfg);
+    let wait_up = |tb: &Testbed, real: &str, up: bool, what: &str| {
+        let t = Instant::now();
+        while real_up(tb, real) != Some(up) {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "{what}: {real} not {}:\n{}",
+                if up { "up" } else { "down" },
+                tb.uvsd_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let nginx = |tb: &Testbed, rs: &str, stop: bool| {
+        let conf = tb.state.join(format!("{rs}/nginx.conf"));
+        let mut args = vec!["nginx", "-c", conf.to_str().unwrap()];
+        if stop {
+            args.extend(["-s", "stop"]);
+        }
+        assert!(
+            tb.exec(rs, &args).status.success(),
+            "nginx {rs} stop={stop}"
+        );
+    };
+
+    // 1. rs1 down, then removed; rs3, removed just before it (its slot free again by
+    //    then), comes back as a new server into rs1's freed slot, the lowest: it must
+    //    start up and take connections.
+    nginx(&tb, "rs1", true);
+    wait_up(&tb, "198.18.1.11:80", false, "rs1 stopped");
+    for args in [
+        ["-d", "-t", "198.18.100.1:80", "-r", "198.18.1.13:80"],
+        ["-d", "-t", "198.18.100.1:80", "-r", "198.18.1.11:80"],
+    ] {
+        assert!(tb.uvsadm(&args).status.success());
+    }
+    let add = tb.uvsadm(&["-a", "-t", "198.18.100.1:80", "-r", "198.18.1.13:80", "-m"]);
+    assert!(add.status.success());
+    wait_up(&tb, "198.18.1.13:80", true, "rs3 added back");
+    let got = tb.curl_many("http://198.18.100.1/", 6);
+    assert!(
+        got.iter().any(|a| a == "rs3"),
+        "rs3 takes connections: {got:?}"
+    );
+    assert!(!got.iter().any(|a| a == "failed"), "{got:?}");
+
+    // 2. The file again (rs1 back in web4, still stopped: down), then without web4's
+    //    check: rs1 is up at once, though its nginx is still stopped.
+    let logged = tb.uvsd_log().len();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &tb.uvsd_pid().to_string()])
+        .status();
+    tb.wait_log(logged, "configuration reloaded");
+    wait_up(
+        &tb,
+        "198.18.1.11:80",
+        false,
+        "rs1 back in the file, stopped",
+    );
+    let start = cfg.find("    health_check:\n      type: http\n").unwrap();
+    let end = start + cfg[start..].find("    real_servers:").unwrap();
+    let unchecked = format!("{}{}", &cfg[..start], &cfg[end..]);
+    std::fs::write(tb.state.join("uvs.yaml"), &unchecked).unwrap();
+    let logged = tb.uvsd_log().len();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &tb.uvsd_pid().to_string()])
+        .status();
+    tb.wait_log(logged, "configuration reloaded");
+    wait_up(&tb, "198.18.1.11:80", true, "web4's check removed");
+    nginx(&tb, "rs1", false);
+    let got = tb.curl_many("http://198.18.100.1/", 6);
+    assert!(
+        got.iter().any(|a| a == "rs1"),
+        "rs1 takes connections: {got:?}"
+    );
+}

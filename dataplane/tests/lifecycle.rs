@@ -590,3 +590,43 @@ fn a_flow_bound_from_the_old_snapshot_during_a_removal_is_released() {
     ]));
     assert_eq!(lab.counts_of(REAL1).unwrap().1, (0, 0));
 }
+
+/// A server removed while down (or drained by its agent) and added back is a new server
+/// to health checking, which starts it up: its reserved slot's down state and agent
+/// weight do not come back with it (control pushes only a down start state, so a stale
+/// down would never be lifted), while its still-live connection's count does.
+#[test]
+fn a_server_re_added_after_being_removed_down_starts_up() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut lab = Lab::nat(4096);
+    establish(&mut lab, 40005);
+    lab.set_health(1, false);
+    {
+        let t = lab.shared.tables.load();
+        for svc in t.services.iter().flatten() {
+            svc.live[0].set_agent(0, 5);
+        }
+    }
+    lab.reload(&spec_with(&["198.18.1.12", "198.18.1.13"]));
+    lab.reload(&spec_with(&[REAL1, "198.18.1.12", "198.18.1.13"]));
+    let (slot, counts) = lab.counts_of(REAL1).unwrap();
+    assert_eq!(
+        (slot, counts),
+        (0, (1, 0)),
+        "its connection is still counted"
+    );
+    let t = lab.shared.tables.load();
+    let svc = t
+        .services
+        .iter()
+        .flatten()
+        .find(|s| s.key.proto == 6 && !s.key.vip.v6)
+        .unwrap();
+    let l = &svc.live[slot];
+    assert!(l.health_up.load(Relaxed), "back up, as any new server");
+    assert_eq!(
+        (l.weight_pct.load(Relaxed), l.agent_maxconn.load(Relaxed)),
+        (uvs_sched::FULL_WEIGHT_PCT, 0),
+        "no agent verdict carried over"
+    );
+}

@@ -243,6 +243,13 @@ impl ServerLive {
         self.overloaded.store(false, Relaxed);
     }
 
+    /// Health up and no agent verdict (full weight, the configured thresholds): a slot
+    /// given to a server health checking has not judged yet.
+    pub fn reset_health(&self) {
+        self.health_up.store(true, Relaxed);
+        self.set_agent(FULL_WEIGHT_PCT, 0);
+    }
+
     /// Moves a connection between the inactive and active counters (e.g. TCP reaching or
     /// leaving ESTABLISHED, as IPVS's `ip_vs_set_state` does). The total is unchanged,
     /// so the overload flag is too.

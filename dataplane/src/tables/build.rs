@@ -224,21 +224,21 @@ impl TablesBuilder {
         // take the lowest free slot.
         let mut reals: Vec<Option<RealRt>> = Vec::new();
         let mut slot_of: Vec<Option<usize>> = vec![None; s.reals.len()];
+        // Servers the previous snapshot had: their health and agent state stay.
+        let mut carried = vec![false; s.reals.len()];
         if let Some(o) = old {
             for (i, r) in s.reals.iter().enumerate() {
-                slot_of[i] = o
-                    .reals
-                    .iter()
-                    .position(|x| {
-                        x.as_ref()
-                            .is_some_and(|x| x.addr == r.addr && x.port == r.port)
-                    })
-                    .or_else(|| {
-                        o.retired
-                            .iter()
-                            .find(|x| x.addr == r.addr && x.port == r.port)
-                            .map(|x| usize::from(x.slot))
-                    });
+                let was = o.reals.iter().position(|x| {
+                    x.as_ref()
+                        .is_some_and(|x| x.addr == r.addr && x.port == r.port)
+                });
+                carried[i] = was.is_some();
+                slot_of[i] = was.or_else(|| {
+                    o.retired
+                        .iter()
+                        .find(|x| x.addr == r.addr && x.port == r.port)
+                        .map(|x| usize::from(x.slot))
+                });
             }
         }
         let mut taken = vec![false; MAX_REALS];
@@ -292,6 +292,14 @@ impl TablesBuilder {
         for (slot, kept) in slot_of.iter().zip(kept) {
             if !kept {
                 live[slot.expect("assigned above")].reset_conns();
+            }
+        }
+        // Any server the previous snapshot did not have (new, or back from removal) starts
+        // up with no agent verdict, as health checking starts it: control pushes only a
+        // down start state, so a down left in the slot by its last holder would stay.
+        for (slot, carried) in slot_of.iter().zip(carried) {
+            if !carried {
+                live[slot.expect("assigned above")].reset_health();
             }
         }
         let used = taken.iter().rposition(|t| *t).map_or(0, |p| p + 1);
