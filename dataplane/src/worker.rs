@@ -209,6 +209,8 @@ pub struct Worker<P: Port> {
     scratch: Box<[u8]>,
     /// Link-layer headers towards real servers (`crate::egress`).
     egress: crate::egress::EgressCache,
+    /// SCTP tags found valid lately (`crate::sctp::tags::TagCache`).
+    sctp_tags: crate::sctp::tags::TagCache,
 }
 
 /// A burst's parse results and prepared connection lookups (burst-lookup mode).
@@ -323,6 +325,7 @@ impl<P: Port> Worker<P> {
             scratch: vec![0; FRAME_CAPACITY].into_boxed_slice(),
             announcer: Default::default(),
             egress: Default::default(),
+            sctp_tags: Default::default(),
         }
     }
 
@@ -463,6 +466,7 @@ impl<P: Port> Worker<P> {
             proxy_syns: &mut self.proxy_syns,
             staging: &mut self.staging,
             egress: &mut self.egress,
+            sctp_tags: &mut self.sctp_tags,
         };
         let mut total = 0;
         let batch = self.batch_lookups;

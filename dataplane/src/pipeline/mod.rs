@@ -98,6 +98,8 @@ pub struct Ctx<'a> {
     /// Link-layer headers towards real servers, valid for `tables` and `neigh`
     /// (`crate::egress`).
     pub egress: &'a mut crate::egress::EgressCache,
+    /// SCTP tags this worker found valid lately (`sctp::tags::check`).
+    pub sctp_tags: &'a mut crate::sctp::tags::TagCache,
 }
 
 /// The flow key of a parsed frame, its addresses read by [`Parsed::addrs`].

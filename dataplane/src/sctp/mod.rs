@@ -193,11 +193,11 @@ fn admit(
 /// Checks the packet's verification tag against the association and learns the tags the
 /// handshake announces (RFC 9260 §5.1, §8.5.1).
 fn verify_tag(
-    ctx: &Ctx<'_>,
+    ctx: &mut Ctx<'_>,
     svc: Option<&ServiceRt>,
     p: &Parsed,
     chunks: &ChunkSummary,
-    conn: &impl ConnView,
+    conn: &Hit,
     dir: Dir,
 ) -> Result<(), DropReason> {
     let (own, other) = match dir {

@@ -33,7 +33,7 @@
 //! a second, like connection entries).
 
 use uvs_conntrack::ConnView;
-use uvs_conntrack::{Conn, FlowKey, InsertError};
+use uvs_conntrack::{Conn, ConnId, FlowKey, Hit, InsertError};
 
 use crate::pipeline::{conn_flags, Ctx};
 use crate::verdict::DropReason;
@@ -172,9 +172,17 @@ pub fn learn(
 
 /// Is `tag` the association's `side` tag? Refreshes the record to expire with the
 /// association (`timeout` ms from now), writing only when that moves its deadline by
-/// more than a second.
+/// more than a second. A tag this worker found valid for the same association entry (id
+/// and generation) and side less than [`TagCache::FRESH_MS`] ago is taken as valid
+/// without the record's lookup: the record cannot have gone meanwhile unless the
+/// association's entry went too (records expire with it, refreshed here at least once a
+/// [`TagCache::FRESH_MS`] while packets flow), and then no packet reaches this check with
+/// its id.
 #[inline]
-pub fn check(ctx: &Ctx<'_>, conn: &impl ConnView, side: Side, tag: u32, timeout: u32) -> bool {
+pub fn check(ctx: &mut Ctx<'_>, conn: &Hit, side: Side, tag: u32, timeout: u32) -> bool {
+    if ctx.sctp_tags.fresh(conn.id, side, tag, ctx.now) {
+        return true;
+    }
     let Some(hit) = ctx.conns.lookup(&key_for(conn, side, tag), ctx.now) else {
         return false;
     };
@@ -182,7 +190,71 @@ pub fn check(ctx: &Ctx<'_>, conn: &impl ConnView, side: Side, tag: u32, timeout:
         return false;
     }
     refresh(ctx, &hit, timeout);
+    ctx.sctp_tags.remember(conn.id, side, tag, ctx.now);
     true
+}
+
+/// One worker's memory of the tags [`check`] found valid lately: a direct-mapped array
+/// indexed by the association entry's slot and the side, so an established association's
+/// packets skip the tag record's lookup (a second hash-table probe per packet) for
+/// [`FRESH_MS`](Self::FRESH_MS) at a time.
+pub struct TagCache {
+    lines: Box<[TagLine]>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct TagLine {
+    id: Option<ConnId>,
+    tag: u32,
+    to_client: bool,
+    until: u32,
+}
+
+impl Default for TagCache {
+    fn default() -> TagCache {
+        TagCache {
+            lines: vec![TagLine::default(); Self::LINES].into_boxed_slice(),
+        }
+    }
+}
+
+impl TagCache {
+    /// Lines (a power of two): 64 KiB a worker.
+    const LINES: usize = 4096;
+    /// How long a checked tag is taken as valid without its record's lookup.
+    pub const FRESH_MS: u32 = 1000;
+
+    /// The line of (`id`, `side`): a multiplicative hash of the slot, since an
+    /// association's slots are not spread evenly (its two tag records take slots beside
+    /// its own).
+    #[inline]
+    fn line(id: ConnId, side: Side) -> usize {
+        let h = (id.index() as u64 * 2 + u64::from(side == Side::ToClient))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> (64 - Self::LINES.trailing_zeros())) as usize
+    }
+
+    /// Whether `tag` was found valid for `side` of the association `id` less than
+    /// [`FRESH_MS`](Self::FRESH_MS) ago, by this worker.
+    #[inline]
+    pub fn fresh(&self, id: ConnId, side: Side, tag: u32, now: u32) -> bool {
+        let l = &self.lines[Self::line(id, side)];
+        l.id == Some(id)
+            && l.tag == tag
+            && l.to_client == (side == Side::ToClient)
+            && (l.until.wrapping_sub(now) as i32) > 0
+    }
+
+    /// Notes that `tag` is valid for `side` of the association `id` as of `now`.
+    #[inline]
+    pub fn remember(&mut self, id: ConnId, side: Side, tag: u32, now: u32) {
+        self.lines[Self::line(id, side)] = TagLine {
+            id: Some(id),
+            tag,
+            to_client: side == Side::ToClient,
+            until: now.wrapping_add(Self::FRESH_MS),
+        };
+    }
 }
 
 /// Moves a record's deadline to `now + timeout` when it is more than a second off.
@@ -218,5 +290,54 @@ pub fn primary_key(rec: &Conn) -> FlowKey {
             sport: o.sport,
             dport: o.dport,
         },
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn ids() -> (ConnId, ConnId) {
+        // Two ids from a real table: the same slot reused is a different id.
+        let t = uvs_conntrack::ConnTable::new(16);
+        let c = Conn {
+            orig: FlowKey::v4(132, [198, 18, 0, 2], 5000, [198, 18, 100, 1], 5001),
+            reply: FlowKey::v4(132, [198, 18, 1, 11], 5001, [198, 18, 0, 2], 5000),
+            service: 0,
+            real: 0,
+            method: 0,
+            state: 1,
+            flags: 0,
+        };
+        let a = t.insert(&c, 0, 1000).unwrap();
+        assert!(t.remove(a));
+        let b = t.insert(&c, 0, 1000).unwrap();
+        assert_ne!(a, b);
+        (a, b)
+    }
+
+    #[test]
+    fn a_remembered_tag_is_fresh_for_its_association_side_and_tag_only_and_for_a_second() {
+        let (a, b) = ids();
+        let mut cache = TagCache::default();
+        let now = u32::MAX - 300; // across the clock's wrap
+        assert!(!cache.fresh(a, Side::ToServer, 7, now));
+        cache.remember(a, Side::ToServer, 7, now);
+        assert!(cache.fresh(a, Side::ToServer, 7, now));
+        assert!(cache.fresh(
+            a,
+            Side::ToServer,
+            7,
+            now.wrapping_add(TagCache::FRESH_MS - 1)
+        ));
+        assert!(!cache.fresh(a, Side::ToServer, 7, now.wrapping_add(TagCache::FRESH_MS)));
+        assert!(!cache.fresh(a, Side::ToServer, 8, now), "another tag");
+        assert!(!cache.fresh(a, Side::ToClient, 7, now), "the other side");
+        assert!(
+            !cache.fresh(b, Side::ToServer, 7, now),
+            "the slot's next connection"
+        );
+        cache.remember(a, Side::ToClient, 9, now);
+        assert!(cache.fresh(a, Side::ToServer, 7, now) && cache.fresh(a, Side::ToClient, 9, now));
     }
 }
