@@ -12,6 +12,7 @@ pub mod filewatch;
 pub mod fwmark;
 mod gate;
 pub mod health;
+pub mod host;
 pub mod http;
 pub mod man;
 pub mod member;

@@ -260,7 +260,9 @@ and without \fB\-n\fR the listings show host names (the system resolver) and ser
 (\fI/etc/services\fR); uvsd itself never waits on a resolver. The first line of \fB\-L\fR is
 ipvsadm's, \fBIP Virtual Server version 1.2.1 (size=\fR\fIN\fR\fB)\fR, for the scripts
 that read it. The line is parsed before anything is sent, so mistakes and \fB\-h\fR need no
-daemon; a command uvsd rejects changes nothing and says why.
+daemon; a command uvsd rejects changes nothing and says why. Edits are validated as the
+configuration file is on this host: a VIP or real server that is one of the host's own
+addresses is refused, naming it, so \fBuvsadm save\fR writes only what a reload accepts.
 .PP
 A firewall-mark service (\fB\-f\fR \fImark\fR, with \fB\-6\fR for IPv6) takes the packets
 whose destination, protocol and port match the mark's entry in \fBmarks:\fR of

@@ -97,6 +97,11 @@ impl AdminBackend for Backend {
     fn apply_config(&self, new: Config) -> Result<(), String> {
         self.0.apply_admin_edit(new)
     }
+    fn host_addresses(&self) -> Result<Vec<std::net::IpAddr>, String> {
+        crate::host::host_addresses().map_err(|e| {
+            format!("rejected, nothing changed: cannot check the host's addresses: {e:#}")
+        })
+    }
     fn zero_counters(&self, service: Option<&uvs_config::ServiceKey>) {
         let Some(key) = service else {
             self.0.shared.zero_traffic_counters();

@@ -42,8 +42,13 @@ fn config() -> Config {
 }
 
 fn run(cfg: &Config, line: &str) -> Result<Config, String> {
+    run_on(cfg, line, &[])
+}
+
+/// `line` applied on a host that holds `host`.
+fn run_on(cfg: &Config, line: &str, host: &[IpAddr]) -> Result<Config, String> {
     let argv: Vec<String> = line.split_whitespace().map(String::from).collect();
-    apply(&parse(&argv)?, cfg)
+    apply(&parse(&argv)?, cfg, host)
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -584,7 +589,7 @@ fn set_timeouts() {
 fn restore(cfg: &Config, text: &str) -> Result<Config, String> {
     let mut wire = vec!["-R".to_string()];
     wire.extend(text.lines().map(String::from));
-    apply(&parse(&wire)?, cfg)
+    apply(&parse(&wire)?, cfg, &[])
 }
 
 /// `-R` takes `uvsadm -S` output and ipvsadm's (`ipvsadm -S -n` of ipvsadm 1.26 and later:
@@ -624,4 +629,99 @@ fn restore_is_all_or_nothing() {
     let err = restore(&cfg, &bad).unwrap_err();
     assert!(err.contains("rejected, nothing changed"), "{err}");
     assert!(err.contains("203.0.113.7"), "{err}");
+}
+
+/// A VIP or real server the host holds is refused as the file's loader refuses it on that
+/// host (a reload would refuse what `uvsadm save` wrote), naming the address; the same edits
+/// go in where the host does not hold the address.
+#[test]
+fn the_hosts_own_addresses_are_refused() {
+    let cfg = config();
+    let host = [ip("198.18.0.1"), ip("198.18.1.1"), ip("2001:2::1")];
+    for (line, want) in [
+        (
+            "-A -t 198.18.0.1:80",
+            "rejected, nothing changed: service TCP 198.18.0.1:80, vip: VIP 198.18.0.1 is an \
+             address this host holds — uvs would take the host's own traffic to it",
+        ),
+        (
+            "-A -u [2001:2::1]:53",
+            "rejected, nothing changed: service UDP [2001:2::1]:53, vip: VIP 2001:2::1 is an \
+             address this host holds",
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.1 -m",
+            "rejected, nothing changed: service TCP 198.18.100.1:80, real server 198.18.1.1:80, \
+             address: real server 198.18.1.1 is an address this host holds — uvs forwards to \
+             other machines",
+        ),
+        (
+            "-e -t 198.18.100.1:80 -r 198.18.1.1 -m",
+            "no such destination 198.18.1.1:80",
+        ),
+    ] {
+        let err = run_on(&cfg, line, &host).unwrap_err();
+        assert!(err.starts_with(want), "{line}: {err}");
+        if !line.starts_with("-e") {
+            run_on(&cfg, line, &[]).unwrap_or_else(|e| panic!("{line} off the host: {e}"));
+        }
+    }
+    let err = apply(
+        &parse(&[
+            "-R".to_string(),
+            "-A -t 198.18.100.2:80 -s rr".to_string(),
+            "-A -t 198.18.1.1:80 -s rr".to_string(),
+        ])
+        .unwrap(),
+        &cfg,
+        &host,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("VIP 198.18.1.1 is an address this host holds"),
+        "{err}"
+    );
+    // Other addresses are not the host's: accepted, and what saves loads on the host.
+    let new = run_on(&cfg, "-A -t 198.18.100.2:80 -s rr", &host).unwrap();
+    let new = run_on(&new, "-a -t 198.18.100.2:80 -r 198.18.1.14 -m", &host).unwrap();
+    let saved = uvs_config::to_yaml(&new);
+    assert_eq!(
+        uvs_config::load_str_for_host(&saved, "saved.yaml", &host).unwrap(),
+        new
+    );
+}
+
+/// The host took an address the running configuration already uses (198.18.1.12, web4's real
+/// server): edits that leave that use alone still go in, and `-d` takes it out, while a new
+/// use of it (another port, a VIP) is refused.
+#[test]
+fn an_address_the_host_took_since_does_not_block_other_edits() {
+    let cfg = config();
+    let host = [ip("198.18.0.1"), ip("198.18.1.12")];
+    assert!(run_on(&cfg, "-A -t 198.18.100.2:80", &host).is_ok());
+    let new = run_on(&cfg, "-e -t 198.18.100.1:80 -r 198.18.1.11 -m -w 5", &host).unwrap();
+    assert_eq!(new.services[0].real_servers[0].weight, 5);
+    let new = run_on(&new, "-d -t 198.18.100.1:80 -r 198.18.1.12", &host).unwrap();
+    assert_eq!(new.services[0].real_servers.len(), 1);
+    for line in [
+        "-a -t 198.18.100.1:80 -r 198.18.1.12:8080 -m",
+        "-A -t 198.18.1.12:80",
+        "-a -t 198.18.100.1:80 -r 198.18.0.1 -m",
+        "-R\n-A -t 198.18.100.2:80\n-a -t 198.18.100.2:80 -r 198.18.1.12 -m",
+    ] {
+        let argv: Vec<String> = if let Some(rules) = line.strip_prefix("-R\n") {
+            std::iter::once("-R")
+                .chain(rules.lines())
+                .map(String::from)
+                .collect()
+        } else {
+            line.split_whitespace().map(String::from).collect()
+        };
+        let err = apply(&parse(&argv).unwrap(), &cfg, &host).unwrap_err();
+        assert!(
+            err.starts_with("rejected, nothing changed")
+                && err.contains("is an address this host holds"),
+            "{line}: {err}"
+        );
+    }
 }

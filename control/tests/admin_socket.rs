@@ -39,6 +39,8 @@ services:
 struct FakeBackend {
     config: Mutex<Config>,
     zeroed: AtomicUsize,
+    /// What `host_addresses` answers: none by default, as off the test network.
+    host: Mutex<Result<Vec<std::net::IpAddr>, String>>,
 }
 
 impl AdminBackend for FakeBackend {
@@ -105,6 +107,10 @@ impl AdminBackend for FakeBackend {
         Ok(())
     }
 
+    fn host_addresses(&self) -> Result<Vec<std::net::IpAddr>, String> {
+        self.host.lock().unwrap().clone()
+    }
+
     fn zero_counters(&self, _service: Option<&uvs_config::ServiceKey>) {
         self.zeroed.fetch_add(1, Ordering::Relaxed);
     }
@@ -152,9 +158,14 @@ struct Running {
 
 impl Running {
     fn start(path: &Path, group: Option<&str>) -> Running {
+        Running::start_yaml(path, group, YAML)
+    }
+
+    fn start_yaml(path: &Path, group: Option<&str>, yaml: &str) -> Running {
         let backend = Arc::new(FakeBackend {
-            config: Mutex::new(uvs_config::load_str(YAML, "test.yaml").unwrap()),
+            config: Mutex::new(uvs_config::load_str(yaml, "test.yaml").unwrap()),
             zeroed: AtomicUsize::new(0),
+            host: Mutex::new(Ok(Vec::new())),
         });
         let stop = Arc::new(Stop::new());
         let handle = serve(
@@ -710,4 +721,51 @@ fn parity_commands_over_the_socket() {
         after,
         "refused restores change nothing"
     );
+}
+
+/// Edits are checked against the backend's host addresses: one it holds is refused, naming
+/// it, and changes nothing; when they cannot be read, edits are refused (as a reload is) while
+/// listings still work.
+#[test]
+fn edits_are_checked_against_the_hosts_addresses() {
+    let dir = TempDir::new("host");
+    let path = dir.0.join("uvsadm.sock");
+    let daemon = Running::start(&path, None);
+    *daemon.backend.host.lock().unwrap() = Ok(vec!["198.18.0.1".parse().unwrap()]);
+    let before = daemon.backend.config();
+    let err = request(&path, &args("-A -t 198.18.0.1:80")).unwrap_err();
+    assert!(
+        err.contains("VIP 198.18.0.1 is an address this host holds"),
+        "{err}"
+    );
+    let err = request(&path, &args("-a -t 198.18.100.1:80 -r 198.18.0.1 -m")).unwrap_err();
+    assert!(
+        err.contains("real server 198.18.0.1 is an address this host holds"),
+        "{err}"
+    );
+    let err = request(
+        &path,
+        &["-R".to_string(), "-A -t 198.18.0.1:443".to_string()],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("198.18.0.1 is an address this host holds"),
+        "{err}"
+    );
+    let err = request(&path, &args("drain -t 198.18.100.1:80 -r 198.18.0.1")).unwrap_err();
+    assert!(err.contains("no such destination"), "{err}");
+    assert_eq!(
+        daemon.backend.config(),
+        before,
+        "refused edits change nothing"
+    );
+    request(&path, &args("-A -t 198.18.100.2:80")).unwrap();
+
+    *daemon.backend.host.lock().unwrap() = Err("cannot check the host's addresses: no ip".into());
+    let err = request(&path, &args("-D -t 198.18.100.2:80")).unwrap_err();
+    assert!(err.contains("cannot check the host's addresses"), "{err}");
+    let err = request(&path, &args("drain -t 198.18.100.1:80 -r 198.18.1.11")).unwrap_err();
+    assert!(err.contains("cannot check the host's addresses"), "{err}");
+    assert_eq!(daemon.backend.config().services.len(), 2);
+    request(&path, &args("-L -n")).unwrap();
 }

@@ -4,10 +4,12 @@
 //! any other line is split into words. Besides never panicking:
 //! - a rejected command says why (a non-empty message);
 //! - an accepted edit gives a configuration that `uvsadm save` writes as YAML which loads
-//!   back to the same configuration (what the admin interface promises: edits are
-//!   validated like a file), and `uvsadm -S` can list it.
+//!   back to the same configuration on the same host (what the admin interface promises:
+//!   edits are validated like a file, with the host's addresses as uvsd's reload has them;
+//!   here the demo's balancer kernel's), and `uvsadm -S` can list it.
 #![no_main]
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
@@ -21,6 +23,14 @@ fn demo() -> &'static Config {
             .expect("configs/demo.yaml loads")
     })
 }
+
+/// The addresses the demo's balancer namespace's kernel holds (scripts/testbed.sh).
+const HOST: [IpAddr; 4] = [
+    IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+    IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 1)),
+];
 
 fn is_edit(cmd: &AdminCommand) -> bool {
     matches!(
@@ -59,12 +69,15 @@ fuzz_target!(|data: &[u8]| {
         if !is_edit(&cmd) {
             continue;
         }
-        match apply(&cmd, &running) {
+        match apply(&cmd, &running, &HOST) {
             Ok(new) => {
                 let saved = uvs_config::to_yaml(&new);
-                let again = uvs_config::load_str(&saved, "saved.yaml").unwrap_or_else(|e| {
-                    panic!("after {argv:?} the saved configuration does not load: {e}\n{saved}")
-                });
+                let again = uvs_config::load_str_for_host(&saved, "saved.yaml", &HOST)
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "after {argv:?} the saved configuration does not load: {e}\n{saved}"
+                        )
+                    });
                 assert_eq!(
                     again, new,
                     "after {argv:?}: save → load changed it\n{saved}"

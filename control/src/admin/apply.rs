@@ -20,21 +20,65 @@ pub fn service_text(k: &ServiceKey) -> String {
     )
 }
 
-/// The configuration `cmd` produces from `cfg`, validated by `uvs_config::load_str` (through
-/// `to_yaml`, the same path as a file). Only edit commands (`-A -E -D -a -e -d -C --set -R`)
-/// apply; the error names the service or server and the fix, in ipvsadm's words where it has
-/// some. A restore's lines apply one after the other and are validated once, together: one bad
-/// line and nothing changes.
-pub fn apply(cmd: &AdminCommand, cfg: &Config) -> Result<Config, String> {
+/// The configuration `cmd` produces from `cfg`, validated by `uvs_config::load_str_for_host`
+/// (through `to_yaml`, the same path as a file) with `host`, the addresses this host holds
+/// (`crate::host::host_addresses`, as uvsd's reload passes them; empty where they are not
+/// known), so a VIP or real server that is the host's is refused as the file's loader refuses
+/// it. Only edit commands (`-A -E -D -a -e -d -C --set -R`) apply; the error names the service
+/// or server and the fix, in ipvsadm's words where it has some. A restore's lines apply one
+/// after the other and are validated once, together: one bad line and nothing changes.
+///
+/// An address the host took after the running configuration started using it does not block
+/// edits that leave its uses alone (`-d` of that server is then how to take it out); a new use
+/// of it is refused.
+pub fn apply(cmd: &AdminCommand, cfg: &Config, host: &[IpAddr]) -> Result<Config, String> {
     let mut new = cfg.clone();
     if let AdminCommand::Restore(lines) = cmd {
         for (n, c) in lines {
             edit(c, &mut new, cfg).map_err(|e| format!("line {n}: {e}"))?;
         }
-        return validate(&new);
+    } else {
+        edit(cmd, &mut new, cfg)?;
     }
-    edit(cmd, &mut new, cfg)?;
-    validate(&new)
+    match validate(&new, host) {
+        Err(_) if !host.is_empty() && check(cfg, host).is_err() => {
+            validate(&new, &still_refused(&new, cfg, host))
+        }
+        done => done,
+    }
+}
+
+/// When the running `old` already uses addresses of `host` (the host took them since): the
+/// host addresses to check `new` against, those less the ones `new` adds no use of.
+fn still_refused(new: &Config, old: &Config, host: &[IpAddr]) -> Vec<IpAddr> {
+    let before = uses(old);
+    let added: Vec<IpAddr> = uses(new)
+        .into_iter()
+        .filter(|u| !before.contains(u))
+        .map(|u| u.2)
+        .collect();
+    host.iter()
+        .copied()
+        .filter(|&ip| added.contains(&ip) || check(old, &[ip]).is_ok())
+        .collect()
+}
+
+/// Where uvsadm can put an address: each service's VIP, real servers and FullNAT pool.
+fn uses(cfg: &Config) -> Vec<(ServiceKey, Option<SocketAddr>, IpAddr)> {
+    let mut v = Vec::new();
+    for s in &cfg.services {
+        let k = s.key();
+        if !k.is_fwmark() {
+            v.push((k, None, s.vip));
+        }
+        v.extend(s.real_servers.iter().map(|r| (k, Some(r.key()), r.address)));
+        v.extend(s.fullnat_pool.iter().map(|&a| (k, None, a)));
+    }
+    v
+}
+
+fn check(cfg: &Config, host: &[IpAddr]) -> Result<Config, uvs_config::ConfigError> {
+    uvs_config::load_str_for_host(&uvs_config::to_yaml(cfg), "<admin>", host)
 }
 
 /// One edit, unvalidated.
@@ -232,9 +276,10 @@ fn real_server(r: &RealArgs, default_fwd: Forwarding, old: Option<&RealServer>) 
     }
 }
 
-/// Round trip through YAML: the edited configuration must pass every check a file does.
-fn validate(new: &Config) -> Result<Config, String> {
-    uvs_config::load_str(&uvs_config::to_yaml(new), "<admin>").map_err(|e| {
+/// Round trip through YAML: the edited configuration must pass every check a file does on
+/// this host.
+fn validate(new: &Config, host: &[IpAddr]) -> Result<Config, String> {
+    check(new, host).map_err(|e| {
         let mut msg = format!("rejected, nothing changed: {}", located(&e.path, new));
         if !msg.ends_with(' ') {
             msg.push_str(": ");

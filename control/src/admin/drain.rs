@@ -136,7 +136,11 @@ fn parse_drain(args: &[String]) -> Result<DrainCommand, String> {
 /// the server's weight before and its connections now.
 pub fn execute(backend: &dyn AdminBackend, d: &DrainCommand) -> Result<String, String> {
     let cfg = backend.config();
-    let new = apply(&AdminCommand::Drain(d.clone()), &cfg)?;
+    let new = apply(
+        &AdminCommand::Drain(d.clone()),
+        &cfg,
+        &backend.host_addresses()?,
+    )?;
     let was = cfg
         .services
         .iter()

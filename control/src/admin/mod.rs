@@ -61,6 +61,10 @@ pub trait AdminBackend: Send + Sync {
     fn config(&self) -> uvs_config::Config;
     /// Makes `new` (already validated) the running configuration, as a reload would.
     fn apply_config(&self, new: uvs_config::Config) -> Result<(), String>;
+    /// The addresses this host holds (uvsd's: `crate::host::host_addresses`, read again for
+    /// each edit), which an edit may not make VIPs or real servers, as a reload refuses them.
+    /// An error refuses the edit.
+    fn host_addresses(&self) -> Result<Vec<std::net::IpAddr>, String>;
     /// `-Z`: zeroes every traffic counter, or those of one service and its real servers.
     /// The service exists in [`AdminBackend::config`].
     fn zero_counters(&self, service: Option<&uvs_config::ServiceKey>);
@@ -120,7 +124,7 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
         | AdminCommand::Clear
         | AdminCommand::SetTimeouts { .. }
         | AdminCommand::Restore(_) => {
-            let new = apply(cmd, &backend.config())?;
+            let new = apply(cmd, &backend.config(), &backend.host_addresses()?)?;
             backend.apply_config(new)?;
             Ok(String::new())
         }
