@@ -723,6 +723,93 @@ fn parity_commands_over_the_socket() {
     );
 }
 
+/// Two address services and a firewall-mark service, for the listings that select one.
+const YAML_SEVERAL: &str = r#"
+interfaces:
+  - name: uvs-lb0
+    local: [198.18.0.3]
+    networks: [198.18.0.0/24]
+  - name: uvs-lb1
+    local: [198.18.1.3]
+    networks: [198.18.1.0/24]
+marks:
+  - mark: 1
+    destinations: [198.18.128.0/17]
+    protocols: [tcp]
+services:
+  - name: web4
+    vip: 198.18.100.1
+    protocol: tcp
+    port: 80
+    scheduler: rr
+    forwarding: nat
+    real_servers:
+      - address: 198.18.1.11
+  - name: dns4
+    vip: 198.18.100.1
+    protocol: udp
+    port: 53
+    scheduler: rr
+    forwarding: nat
+    real_servers:
+      - address: 198.18.1.12
+  - fwmark: 1
+    scheduler: dh
+    forwarding: dr
+    real_servers:
+      - address: 198.18.1.13
+"#;
+
+/// `uvsadm` with `args` against `path`; (exit code, stdout, stderr).
+fn uvsadm_at(path: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_uvsadm"))
+        .env("UVSADM_SOCKET", path)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// `-S -n` (and `-Sn`, `--save --numeric`) writes port numbers, as `ipvsadm -S -n`; `-S`
+/// without it names them.
+#[test]
+fn save_rules_numeric_and_named() {
+    let dir = TempDir::new("saven");
+    let path = dir.0.join("uvsadm.sock");
+    let _daemon = Running::start_yaml(&path, None, YAML_SEVERAL);
+    let numeric = "-A -t 198.18.100.1:80 -s rr\n";
+    for argv in ["-S -n", "-Sn", "--save --numeric", "-nS"] {
+        let over_socket = request(&path, &args(argv)).unwrap();
+        assert!(over_socket.contains(numeric), "{argv}: {over_socket}");
+        assert!(!over_socket.contains(":http"), "{argv}: {over_socket}");
+        let (code, out, err) = uvsadm_at(
+            &path,
+            &args(argv).iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        assert_eq!(code, Some(0), "{argv}: {err}");
+        assert_eq!(out, over_socket, "uvsadm {argv}");
+    }
+    // Without -n, ports are named (where /etc/services knows them), as ipvsadm -S does.
+    use uvs_control::admin::Names as _;
+    if uvs_control::admin::PortNames
+        .port(80, "tcp")
+        .is_some_and(|n| n == "http")
+    {
+        let (code, out, err) = uvsadm_at(&path, &["-S"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("-A -t 198.18.100.1:http -s rr\n"), "{out}");
+        let over_socket = request(&path, &args("-S")).unwrap();
+        assert!(
+            over_socket.contains("-A -t 198.18.100.1:http -s rr\n"),
+            "{over_socket}"
+        );
+    }
+}
+
 /// Edits are checked against the backend's host addresses: one it holds is refused, naming
 /// it, and changes nothing; when they cannot be read, edits are refused (as a reload is) while
 /// listings still work.

@@ -149,6 +149,10 @@ fn fwmark_restore_and_timeouts_on_a_running_uvsd() {
     assert!(rules.status.success(), "{}", text(&rules));
     let rules = String::from_utf8_lossy(&rules.stdout).to_string();
     assert!(rules.contains("-A -f 1 -s dh\n"), "{rules}");
+    // -n: port numbers, as ipvsadm -S -n (also clustered).
+    assert!(rules.contains("-A -t 198.18.100.1:80 -s rr\n"), "{rules}");
+    assert!(!rules.contains(":http"), "{rules}");
+    assert_eq!(text(&tb.uvsadm(&["-Sn"])), rules);
     assert!(tb.uvsadm(&["-C"]).status.success());
     assert!(
         text(&tb.uvsadm(&["-L", "-n"])).lines().count() == 3,

@@ -40,8 +40,9 @@ pub enum AdminCommand {
     ListTimeouts,
     /// `save`: the running configuration as YAML.
     Save,
-    /// `-S`: the running table as ipvsadm rules, one uvsadm command line each.
-    SaveRules,
+    /// `-S`: the running table as ipvsadm rules, one uvsadm command line each; with `-n`
+    /// (`numeric`) ports as numbers, as `ipvsadm -S -n`, else named from /etc/services.
+    SaveRules { numeric: bool },
     /// `top`: a screenful of rates, health and load; `--once` prints one frame and exits.
     Top { once: bool },
     /// `cluster [role GROUP master|backup]`: active/backup roles (its own small grammar).

@@ -141,7 +141,12 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
             Ok(String::new())
         }
         AdminCommand::Save => Ok(uvs_config::to_yaml(&backend.config())),
-        AdminCommand::SaveRules => Ok(format_rules_with(&backend.config(), &names)),
+        AdminCommand::SaveRules { numeric: true } => {
+            Ok(format_rules_with(&backend.config(), &Numeric))
+        }
+        AdminCommand::SaveRules { numeric: false } => {
+            Ok(format_rules_with(&backend.config(), &names))
+        }
         AdminCommand::Top { .. } => Ok(format_top(&backend.snapshot())),
         AdminCommand::Cluster(c) => cluster::execute(backend, c),
         AdminCommand::Daemon(syncd::DaemonCommand::List) => Ok(syncd::format(&backend.config())),

@@ -647,7 +647,9 @@ fn build(mut s: Seen) -> Result<AdminCommand, String> {
         Cmd::Clear => AdminCommand::Clear,
         Cmd::Zero => AdminCommand::Zero(s.service),
         Cmd::Save => AdminCommand::Save,
-        Cmd::SaveRules => AdminCommand::SaveRules,
+        Cmd::SaveRules => AdminCommand::SaveRules {
+            numeric: s.list.numeric,
+        },
         Cmd::Top => AdminCommand::Top { once: s.once },
         Cmd::Help => AdminCommand::Help,
         Cmd::Version => AdminCommand::Version,

@@ -81,13 +81,12 @@ fn run(mut args: Vec<String>) -> i32 {
                 }
             })
         }
-        AdminCommand::SaveRules if !argv.iter().any(|a| a == "-n" || a == "--numeric") => {
-            request(&socket, &["save".to_string()]).and_then(|yaml| {
+        AdminCommand::SaveRules { numeric: false } => request(&socket, &["save".to_string()])
+            .and_then(|yaml| {
                 let cfg = uvs_config::load_str(&yaml, "<uvsd>").map_err(|e| e.to_string())?;
                 let names = SystemNames::resolve(config_addresses(&cfg));
                 Ok(format_rules_with(&cfg, &names))
-            })
-        }
+            }),
         _ => request(&socket, &argv),
     };
     match out {
