@@ -774,6 +774,44 @@ fn uvsadm_at(path: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// `-L --json` with a service selects it, as the text listing does: `-t`, `-u` and `-f`.
+#[test]
+fn json_listing_of_one_service() {
+    let dir = TempDir::new("jsonone");
+    let path = dir.0.join("uvsadm.sock");
+    let daemon = Running::start_yaml(&path, None, YAML_SEVERAL);
+    let all: Snapshot = serde_json::from_str(&request(&path, &args("-L --json")).unwrap()).unwrap();
+    assert_eq!(all.services.len(), 3);
+    for (sel, name) in [
+        ("-t 198.18.100.1:80", "web4"),
+        ("-u 198.18.100.1:53", "dns4"),
+        ("-f 1", "fwmark/1"),
+    ] {
+        let text = request(&path, &args(&format!("-L -n --json {sel}"))).unwrap();
+        let one: Snapshot = serde_json::from_str(&text).unwrap();
+        let names: Vec<&str> = one.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, [name], "-L --json {sel}");
+        // The rest of the snapshot is the whole one's.
+        assert_eq!(
+            Snapshot {
+                services: all.services.clone(),
+                ..one.clone()
+            },
+            all
+        );
+        // uvsadm without -n renders the selected JSON as uvsd renders its text listing.
+        let line = format!("-L {sel}");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (code, out, err) = uvsadm_at(&path, &words);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(out, request(&path, &args(&line)).unwrap(), "uvsadm {line}");
+        assert_eq!(out.lines().count(), 4, "{line}: {out}");
+    }
+    let err = request(&path, &args("-L --json -f 2")).unwrap_err();
+    assert!(err.contains("no such service FWM 2"), "{err}");
+    assert_eq!(daemon.backend.config().services.len(), 3);
+}
+
 /// `-S -n` (and `-Sn`, `--save --numeric`) writes port numbers, as `ipvsadm -S -n`; `-S`
 /// without it names them.
 #[test]
@@ -786,10 +824,8 @@ fn save_rules_numeric_and_named() {
         let over_socket = request(&path, &args(argv)).unwrap();
         assert!(over_socket.contains(numeric), "{argv}: {over_socket}");
         assert!(!over_socket.contains(":http"), "{argv}: {over_socket}");
-        let (code, out, err) = uvsadm_at(
-            &path,
-            &args(argv).iter().map(String::as_str).collect::<Vec<_>>(),
-        );
+        let words: Vec<&str> = argv.split_whitespace().collect();
+        let (code, out, err) = uvsadm_at(&path, &words);
         assert_eq!(code, Some(0), "{argv}: {err}");
         assert_eq!(out, over_socket, "uvsadm {argv}");
     }

@@ -82,8 +82,8 @@ pub struct ListOptions {
     pub persistent_conn: bool,
     /// `--tun-info`: each real server's tunnel type and options (ipvsadm's TunnelInfo).
     pub tun_info: bool,
-    /// `--json` (uvs): the snapshot (or with `-c` the connections) as JSON, for uvsadm to
-    /// render with names and for scripts.
+    /// `--json` (uvs): the snapshot (with `service`, holding that service only; with `-c` the
+    /// connections) as JSON, for uvsadm to render with names and for scripts.
     pub json: bool,
     /// `-t|-u|--sctp-service|-f`: this service only.
     pub service: Option<ServiceKey>,

@@ -101,14 +101,15 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
             Ok(format_conns_with(&conns, o, &names))
         }
         AdminCommand::List(o) => {
-            let snap = if o.persistent_conn {
+            let mut snap = if o.persistent_conn {
                 backend.snapshot_persistent()
             } else {
                 backend.snapshot()
             };
             if o.json {
+                // The selected service only, as the text listing shows it.
                 if let Some(key) = &o.service {
-                    list::find_service(&snap, key)?;
+                    snap.services = vec![list::find_service(&snap, key)?.clone()];
                 }
                 return Ok(to_json(&snap));
             }
