@@ -846,6 +846,67 @@ fn save_rules_numeric_and_named() {
     }
 }
 
+/// `--socket PATH` and `--socket=PATH` go anywhere on the line, as the usage says.
+#[test]
+fn socket_option_anywhere() {
+    let dir = TempDir::new("sockany");
+    let path = dir.0.join("uvsadm.sock");
+    let daemon = Running::start(&path, None);
+    let p = path.to_str().unwrap();
+    let inline = format!("--socket={p}");
+    let want_list = format_list(&daemon.backend.snapshot(), true, false, false);
+    let nowhere = dir.0.join("absent.sock");
+    for argv in [
+        vec!["--socket", p, "-L", "-n"],
+        vec!["-L", "--socket", p, "-n"],
+        vec!["-L", "-n", "--socket", p],
+        vec!["-L", "-n", &inline],
+        vec![&inline, "-Ln"],
+        vec!["-Ln", "--socket", p],
+    ] {
+        // $UVSADM_SOCKET points nowhere: the option wins.
+        let out = Command::new(env!("CARGO_BIN_EXE_uvsadm"))
+            .env("UVSADM_SOCKET", &nowhere)
+            .args(&argv)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{argv:?}: {out:?}");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            want_list,
+            "{argv:?}"
+        );
+    }
+    let (code, out, err) = uvsadm_at(&nowhere, &["-L", "-n", "-c", "--socket", p]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("ESTABLISHED"), "{out}");
+    // An edit with the option at its end.
+    let (code, _, err) = uvsadm_at(
+        &nowhere,
+        &[
+            "-a",
+            "-t",
+            "198.18.100.1:80",
+            "-r",
+            "198.18.1.12",
+            "--socket",
+            p,
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(daemon.backend.config().services[0].real_servers.len(), 2);
+    // Errors: no path, an empty one, twice.
+    let (code, _, err) = uvsadm_at(&path, &["-L", "-n", "--socket"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--socket needs a path"), "{err}");
+    let (code, _, err) = uvsadm_at(&path, &["-L", "--socket="]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--socket needs a path"), "{err}");
+    let (code, _, err) = uvsadm_at(&path, &["--socket", p, "-L", "--socket", p]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--socket given twice"), "{err}");
+}
+
 /// Edits are checked against the backend's host addresses: one it holds is refused, naming
 /// it, and changes nothing; when they cannot be read, edits are refused (as a reload is) while
 /// listings still work.

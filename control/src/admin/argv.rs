@@ -249,9 +249,75 @@ pub(super) fn netmask(text: &str, vip: IpAddr) -> Result<u8, String> {
     Err(bad())
 }
 
+/// uvsadm's own `--socket PATH` / `--socket=PATH`, taken out of `args` wherever it is: it is
+/// no ipvsadm option, so no ipvsadm word means it, and no option's value is taken for it. The
+/// path (or `None`) and the words left, for [`tokenize`] and the commands' own grammars.
+/// The path is refused empty, given twice, or as a separate word starting with `-` (most
+/// likely the path was left out: `--socket=-odd` says it is one).
+pub fn take_socket_option(
+    args: &[String],
+) -> Result<(Option<std::path::PathBuf>, Vec<String>), String> {
+    let mut socket = None;
+    let mut rest = Vec::with_capacity(args.len());
+    let mut words = args.iter();
+    while let Some(a) = words.next() {
+        let path = if a == "--socket" {
+            match words.next() {
+                Some(p) if !p.starts_with('-') => p.clone(),
+                Some(p) => {
+                    return Err(format!(
+                        "--socket needs a path, not '{p}' (--socket={p} if that is the path)"
+                    ))
+                }
+                None => String::new(),
+            }
+        } else if let Some(p) = a.strip_prefix("--socket=") {
+            p.to_string()
+        } else {
+            rest.push(a.clone());
+            continue;
+        };
+        if path.is_empty() {
+            return Err("--socket needs a path: --socket PATH or --socket=PATH".into());
+        }
+        if socket.replace(std::path::PathBuf::from(path)).is_some() {
+            return Err("--socket given twice".into());
+        }
+    }
+    Ok((socket, rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_option_anywhere() {
+        let sock = |line: &str| {
+            take_socket_option(&argv(line))
+                .map(|(p, rest)| (p.map(|p| p.display().to_string()), rest.join(" ")))
+        };
+        let some = |p: &str, rest: &str| Ok((Some(p.to_string()), rest.to_string()));
+        assert_eq!(sock("--socket /s -L -n"), some("/s", "-L -n"));
+        assert_eq!(sock("-L -n -c --socket /s"), some("/s", "-L -n -c"));
+        assert_eq!(sock("-L --socket=/s -n"), some("/s", "-L -n"));
+        assert_eq!(
+            sock("-a -t 198.18.100.1:80 --socket /s -r 198.18.1.11 -w 2"),
+            some("/s", "-a -t 198.18.100.1:80 -r 198.18.1.11 -w 2")
+        );
+        assert_eq!(sock("--socket=-odd -L"), some("-odd", "-L"));
+        assert_eq!(sock("-L -n"), Ok((None, "-L -n".to_string())));
+        for bad in ["-L --socket", "-L --socket=", "--socket -L -n"] {
+            assert!(
+                sock(bad).unwrap_err().contains("--socket needs a path"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            sock("--socket /a -L --socket=/b"),
+            Err("--socket given twice".to_string())
+        );
+    }
 
     fn argv(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()

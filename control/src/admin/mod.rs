@@ -31,6 +31,7 @@ mod top;
 pub mod tunnel;
 
 pub use apply::{apply, service_text};
+pub use argv::take_socket_option;
 pub use list::{
     addresses, config_addresses, conn_addresses, format_conns, format_conns_with, format_list,
     format_list_names, format_list_with, format_rules, format_rules_with, format_timeouts,
@@ -192,8 +193,9 @@ pub fn usage() -> String {
     let mut u = version();
     u.push_str(
         "Usage:
-  uvsadm [--socket PATH] COMMAND [options]     (default socket /run/uvs/uvsadm.sock,
-                                                or $UVSADM_SOCKET)
+  uvsadm COMMAND [options] [--socket PATH]     (--socket anywhere on the line;
+                                                default $UVSADM_SOCKET, else
+                                                /run/uvs/uvsadm.sock)
   uvsadm -A|E virtual-service [-s scheduler] [-b flags]
               [-p [timeout]] [-M netmask] [-o] [--fullnat-pool addr,...]
   uvsadm -D virtual-service
@@ -305,6 +307,9 @@ Options:
   --json                              the listing (or -c connections) as JSON
   --nosort                            disable sorting output of service/server entries
   --numeric      -n                   numeric output of addresses and ports
+  --socket       PATH                 uvsd's admin socket (also --socket=PATH, anywhere
+                                      on the line); default $UVSADM_SOCKET, else
+                                      /run/uvs/uvsadm.sock
   --once                              top: print one frame and exit
   --interface    NAME                 import-keepalived: the interface uvs serves on
                                       (default: the vrrp_instance's)

@@ -1,4 +1,4 @@
-//! `uvsadm [--socket PATH] <ipvsadm arguments>`: sends the command to uvsd over its admin
+//! `uvsadm <ipvsadm arguments> [--socket PATH]` (the option anywhere): sends the command to uvsd over its admin
 //! socket and prints the answer. The line is parsed here first, so mistakes and `-h` need no
 //! daemon; `top` redraws a frame from uvsd every second until Ctrl-C. `import-keepalived`
 //! runs here alone: it reads a file and prints YAML, without a daemon. A reader that goes
@@ -14,8 +14,8 @@ use std::time::Duration;
 use uvs_control::admin::keepalived::{import, import_args, Diag};
 use uvs_control::admin::{
     addresses, config_addresses, conn_addresses, format_conns_with, format_list_names,
-    format_rules_with, numeric_endpoints, parse, request, usage, version, AdminCommand,
-    SystemNames, DEFAULT_SOCKET, MAX_REQUEST,
+    format_rules_with, numeric_endpoints, parse, request, take_socket_option, usage, version,
+    AdminCommand, SystemNames, DEFAULT_SOCKET, MAX_REQUEST,
 };
 use uvs_control::snapshot::{ConnSnapshot, Snapshot};
 
@@ -23,25 +23,20 @@ fn main() {
     std::process::exit(run(std::env::args().skip(1).collect()));
 }
 
-fn run(mut args: Vec<String>) -> i32 {
-    let mut socket = std::env::var_os("UVSADM_SOCKET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    match args.first().map(String::as_str) {
-        Some("--socket") => {
-            if args.len() < 2 {
-                eprintln!("uvsadm: --socket needs a path");
-                return 1;
-            }
-            socket = PathBuf::from(args.remove(1));
-            args.remove(0);
+fn run(args: Vec<String>) -> i32 {
+    // `--socket PATH` may come anywhere on the line, before or after ipvsadm's options.
+    let (socket, args) = match take_socket_option(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("uvsadm: {e}");
+            return 1;
         }
-        Some(a) if a.starts_with("--socket=") => {
-            socket = PathBuf::from(&a["--socket=".len()..]);
-            args.remove(0);
-        }
-        _ => {}
-    }
+    };
+    let socket = socket.unwrap_or_else(|| {
+        std::env::var_os("UVSADM_SOCKET")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+    });
     if args.first().map(String::as_str) == Some("import-keepalived") {
         return import_keepalived(&args[1..]);
     }
