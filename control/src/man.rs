@@ -252,7 +252,8 @@ pub fn uvsadm_page(usage: &str) -> String {
 const UVSADM_DESCRIPTION: &str = r#".SH DESCRIPTION
 uvsadm sends one command to a running \fBuvsd\fR(8) over its admin socket and prints the
 answer. The command line is ipvsadm's: \fB\-A\fR/\fB\-E\fR/\fB\-D\fR edit virtual services,
-\fB\-a\fR/\fB\-e\fR/\fB\-d\fR real servers, \fB\-L\fR lists, \fB\-Z\fR zeroes counters;
+\fB\-a\fR/\fB\-e\fR/\fB\-d\fR real servers, \fB\-L\fR lists, \fB\-Z\fR zeroes the
+service and real server counters (as ipvsadm's; the drop counters keep counting);
 short options cluster (\fB\-Ln\fR, \fB\-w3\fR) and long ones take \fB\-\-opt value\fR or
 \fB\-\-opt=value\fR. Host and service names are resolved by uvsadm, as ipvsadm does: given
 to \fB\-t\fR, \fB\-u\fR and \fB\-r\fR (and in \fB\-R\fR's input) they are sent as numbers,

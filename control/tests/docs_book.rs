@@ -219,6 +219,31 @@ fn every_drop_counter_is_explained() {
     assert!(DropReason::name_of(0) != DropReason::name_of(DropReason::COUNT - 1));
 }
 
+/// `uvsadm -Z` zeroes the service and real-server statistics only (as ipvsadm's `-Z`); the
+/// drop counters are Prometheus counters (`uvs_drops_total`) and keep counting, so what grows
+/// now is read from two readings, or `rate()`.
+#[test]
+fn the_drop_counters_are_not_said_to_be_zeroed() {
+    let chapter = fs::read_to_string(src().join("troubleshooting.md")).unwrap();
+    let intro = chapter.split("\n## ").next().unwrap();
+    let para = intro
+        .split("\n\n")
+        .find(|p| p.contains("uvsadm -Z"))
+        .expect("the introduction says what `uvsadm -Z` does to the drop counters");
+    assert!(
+        para.contains("never zeroed") && para.contains("service and\nreal-server statistics"),
+        "{para}"
+    );
+    assert!(para.contains("rate(uvs_drops_total"), "{para}");
+    for page in ["troubleshooting.md", "operating.md"] {
+        let text = fs::read_to_string(src().join(page)).unwrap();
+        assert!(
+            !text.contains("`uvsadm -Z` zeroes them") && !text.contains("zero every counter"),
+            "{page} says -Z zeroes the drop counters"
+        );
+    }
+}
+
 #[test]
 fn heading_ids_follow_mdbook() {
     assert_eq!(heading_id("Forwarding methods"), "forwarding-methods");
