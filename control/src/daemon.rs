@@ -103,32 +103,6 @@ fn map_state(cfg: &Config, silent: &BTreeSet<IpAddr>) -> MapState {
     m
 }
 
-/// The kernel's own addresses in this namespace (the XDP program leaves traffic to them
-/// alone even when it comes from a real server: health checks, ssh, ping).
-fn host_addresses() -> Result<Vec<IpAddr>> {
-    let out = std::process::Command::new("ip")
-        .args(["-j", "addr", "show"])
-        .output()
-        .context("running `ip -j addr show` (iproute2) to learn the host's addresses")?;
-    if !out.status.success() {
-        bail!(
-            "`ip -j addr show` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing `ip -j addr show`")?;
-    let mut addrs = Vec::new();
-    for link in v.as_array().into_iter().flatten() {
-        for a in link["addr_info"].as_array().into_iter().flatten() {
-            if let Some(ip) = a["local"].as_str().and_then(|s| s.parse().ok()) {
-                addrs.push(ip);
-            }
-        }
-    }
-    Ok(addrs)
-}
-
 impl MapState {
     /// Every real server address in the maps: configured or lingering.
     fn all_reals(&self) -> BTreeSet<IpAddr> {
@@ -571,7 +545,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
     crate::privileges::keep_capabilities_from_children();
     // The host's addresses first: a VIP, local or pool address the kernel holds (or a real
     // server that is this host) is refused at its line and column like any other mistake.
-    let host = host_addresses()?;
+    let host = crate::host::host_addresses()?;
     let config = uvs_config::load_file_for_host(config_path, &host).map_err(|e| anyhow!("{e}"))?;
     check_privileges()?;
     if config.member.is_some() {
@@ -885,7 +859,7 @@ fn serving_status(core: &Core) -> String {
 /// says so.
 pub fn reload_file(core: &Arc<Core>) -> bool {
     // Read again: the host's addresses may have changed since the start.
-    let host = match host_addresses() {
+    let host = match crate::host::host_addresses() {
         Ok(h) => h,
         Err(e) => {
             log::error!("reload rejected, still serving the previous configuration: {e:#}");
