@@ -227,3 +227,93 @@ pub fn format(cfg: &Config) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(sync: &str) -> Config {
+        uvs_config::load_str(
+            &format!(
+                "interfaces:\n  - name: uvs-lb1\n    local: [198.18.1.3]\n    networks: [198.18.1.0/24]\n  - name: uvs-lb2\n    local: [198.18.2.3]\n    networks: [198.18.2.0/24]\n{sync}"
+            ),
+            "t.yaml",
+        )
+        .unwrap()
+    }
+
+    /// The command `line` (uvsadm's words) stands for.
+    fn cmd(line: &str) -> DaemonCommand {
+        let argv: Vec<String> = line.split_whitespace().map(String::from).collect();
+        parse(&argv).unwrap().unwrap()
+    }
+
+    /// ipvsadm: starting a daemon that runs already fails (EEXIST); uvs says so and
+    /// changes nothing (no restart, no counters reset).
+    #[test]
+    fn starting_a_running_daemon_is_refused() {
+        for (running, mode) in [
+            ("master", SyncMode::Master),
+            ("backup", SyncMode::Backup),
+            ("both", SyncMode::Master),
+            ("both", SyncMode::Backup),
+        ] {
+            let cfg = config(&format!(
+                "sync: {{ mode: {running}, interface: uvs-lb1, syncid: 7 }}\n"
+            ));
+            for line in [
+                format!("--start-daemon {mode}"),
+                format!("--start-daemon {mode} --syncid 5"),
+            ] {
+                let err = apply(&cmd(&line), &cfg).unwrap_err();
+                assert!(
+                    err.contains(&format!("the {mode} sync daemon is already running"))
+                        && err.contains("File exists")
+                        && err.contains(&format!("--stop-daemon {mode}")),
+                    "{running} + start {mode}: {err}"
+                );
+            }
+        }
+    }
+
+    /// uvs runs both directions from one `sync:` section (one sync id, one interface,
+    /// group, port...): a backup started beside a running master with other parameters
+    /// would change the master's too, so it is refused and the message says why; with the
+    /// same (or no) parameters it joins the master (mode both).
+    #[test]
+    fn the_other_direction_shares_the_running_daemons_parameters() {
+        let cfg = config("sync: { mode: both, interface: uvs-lb1, syncid: 7 }\n");
+        let both = apply(&DaemonCommand::Stop(SyncMode::Backup), &cfg).unwrap();
+        assert_eq!(both.sync.as_ref().unwrap().mode, SyncMode::Master);
+        let cases = [
+            (
+                "--syncid 5",
+                "--syncid 5 differs from the running master sync daemon's 7",
+            ),
+            (
+                "--mcast-interface uvs-lb2",
+                "--mcast-interface uvs-lb2 differs from the running master sync daemon's uvs-lb1",
+            ),
+            ("--mcast-group 224.0.0.82", "--mcast-group 224.0.0.82 differs"),
+            ("--mcast-port 8849", "--mcast-port 8849 differs"),
+            ("--mcast-ttl 2", "--mcast-ttl 2 differs"),
+            ("--sync-maxlen 1000", "--sync-maxlen 1000 differs"),
+        ];
+        for (opts, want) in cases {
+            let err = apply(&cmd(&format!("--start-daemon backup {opts}")), &both).unwrap_err();
+            assert!(
+                err.contains(want) && err.contains("one sync id"),
+                "{opts}: {err}"
+            );
+        }
+        // The same parameters, or none: both directions run.
+        for line in [
+            "--start-daemon backup",
+            "--start-daemon backup --syncid 7 --mcast-interface uvs-lb1 --mcast-port 8848",
+        ] {
+            let new = apply(&cmd(line), &both).unwrap();
+            let s = new.sync.unwrap();
+            assert_eq!((s.mode, s.syncid), (SyncMode::Both, 7), "{line}");
+        }
+    }
+}

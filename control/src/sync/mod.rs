@@ -503,4 +503,211 @@ mod tests {
         };
         assert_eq!(after, 2 * want, "before: {before}");
     }
+
+    use super::*;
+    use std::net::{Ipv6Addr, UdpSocket};
+    use uvs_conntrack::{tcp::TcpState, Conn, FlowKey};
+    use uvs_dataplane::{lab, Method, TablesBuilder};
+
+    fn lab_shared() -> Arc<Shared> {
+        let spec = lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+        let tables = TablesBuilder::build(&spec, None).unwrap();
+        Arc::new(Shared::new(tables, 4096, 1))
+    }
+
+    /// A sync configuration on the loopback interface (the tests' only network).
+    fn on_lo(mode: SyncMode, port: u16, peers: &[&str]) -> SyncConfig {
+        SyncConfig {
+            mode,
+            interface: "lo".into(),
+            syncid: 0,
+            group: IpAddr::from(wire::DEFAULT_GROUP),
+            port,
+            ttl: 1,
+            maxlen: Some(1400),
+            peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+            auth_key: None,
+            refresh_period: 1,
+            max_rate: 100_000,
+        }
+    }
+
+    /// A UDP port free on both 127.0.0.1 and ::1 (at the time of asking).
+    fn free_port() -> u16 {
+        loop {
+            let v4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let port = v4.local_addr().unwrap().port();
+            if UdpSocket::bind((Ipv6Addr::LOCALHOST, port)).is_ok() {
+                return port;
+            }
+        }
+    }
+
+    /// `n` established NAT connections of the lab's web4 service, as the workers store them.
+    fn connections(shared: &Shared, n: u16) {
+        let tables = shared.tables.load();
+        let vip = lab::ipk(lab::VIP4);
+        let svc = tables.service_for(vip, 6, 80).unwrap();
+        let real = svc.real(0).unwrap();
+        let client = lab::ipk(lab::CLIENT4).addr;
+        let now = shared.clock.now_ticks();
+        for i in 0..n {
+            let orig = FlowKey {
+                proto: 6,
+                v6: false,
+                src: client,
+                dst: vip.addr,
+                sport: 40000 + i,
+                dport: 80,
+            };
+            let c = Conn {
+                orig,
+                reply: FlowKey {
+                    proto: 6,
+                    v6: false,
+                    src: real.addr.addr,
+                    dst: client,
+                    sport: 80,
+                    dport: 40000 + i,
+                },
+                service: svc.id,
+                real: 0,
+                method: Method::Nat as u8,
+                state: TcpState::Established as u8,
+                flags: 0,
+            };
+            shared.conns.insert(&c, now, now.wrapping_add(600_000)).unwrap();
+        }
+    }
+
+    /// Every datagram waiting on `sock` (non-blocking reads until none is left).
+    fn drain(sock: &UdpSocket) -> Vec<Vec<u8>> {
+        sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut got = Vec::new();
+        while let Ok(n) = sock.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    }
+
+    fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while !ok() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Unicast peers of both families (an IPv6 peer alone, or beside an IPv4 one): the
+    /// master reaches each from a socket of its family, and counts as sent only the
+    /// messages and records the kernel took (a peer it cannot reach is a send error).
+    #[test]
+    fn a_master_reaches_ipv6_and_mixed_peers_and_counts_what_it_sent() {
+        for peers in [
+            &["::1"][..],
+            &["127.0.0.1", "::1"],
+            &["::1", "2001:2::200", "127.0.0.1"],
+        ] {
+            let shared = lab_shared();
+            connections(&shared, 3);
+            let port = free_port();
+            let v4 = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+            let v6 = UdpSocket::bind((Ipv6Addr::LOCALHOST, port)).unwrap();
+            let d = SyncDaemon::start(shared.clone(), on_lo(SyncMode::Master, port, peers))
+                .unwrap();
+            // The first refresh (after refresh_period, 1 s) sends the three connections.
+            wait_for(&format!("{peers:?}: a refresh sent"), || {
+                d.stats.sent_messages.load(Relaxed) + d.stats.send_errors.load(Relaxed) > 0
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            let stats = d.stats.clone();
+            drop(d);
+            let (got4, got6) = (drain(&v4), drain(&v6));
+            let want = |p: &str| peers.contains(&p);
+            assert_eq!(!got4.is_empty(), want("127.0.0.1"), "{peers:?}: IPv4 peer");
+            assert_eq!(!got6.is_empty(), want("::1"), "{peers:?}: IPv6 peer");
+            let received: Vec<_> = got4.iter().chain(&got6).collect();
+            let records: u64 = received
+                .iter()
+                .map(|m| wire::parse(m, 0, None).unwrap().conns.len() as u64)
+                .sum();
+            assert!(records >= 3, "{peers:?}: {records} records");
+            assert_eq!(
+                stats.sent_messages.load(Relaxed),
+                received.len() as u64,
+                "{peers:?}: messages sent = messages received"
+            );
+            assert_eq!(
+                stats.sent_conns.load(Relaxed),
+                records,
+                "{peers:?}: records sent = records received"
+            );
+            let unreachable = u64::from(want("2001:2::200"));
+            assert_eq!(
+                stats.send_errors.load(Relaxed) > 0,
+                unreachable > 0,
+                "{peers:?}: send errors"
+            );
+        }
+    }
+
+    /// One sync message of one NAT record, as a master sends it.
+    fn message() -> Vec<u8> {
+        let rec = wire::SyncConn {
+            protocol: 6,
+            flags: wire::flags::MASQ,
+            state: TcpState::Established as u16,
+            caddr: lab::CLIENT4.parse().unwrap(),
+            cport: 40000,
+            vaddr: lab::VIP4.parse().unwrap(),
+            vport: 80,
+            daddr: lab::real(1, false).to_ip(),
+            dport: 80,
+            fwmark: 0,
+            timeout: 60,
+            fullnat: None,
+        };
+        let mut w = MessageWriter::new(0, 1400, None);
+        assert!(w.push(&rec, 0).is_none());
+        w.finish(0).unwrap()
+    }
+
+    /// A backup with unicast peers of both families hears both; a peer is listed once by
+    /// its address, whatever port it sends from (a restarted sender has a new one).
+    #[test]
+    fn a_backup_hears_both_families_and_lists_each_peer_once() {
+        for (peers, senders) in [
+            (&["::1"][..], &["::1"][..]),
+            (&["127.0.0.1", "::1"], &["127.0.0.1", "::1"]),
+        ] {
+            let port = free_port();
+            let d = SyncDaemon::start(lab_shared(), on_lo(SyncMode::Backup, port, peers))
+                .unwrap();
+            let msg = message();
+            // Each peer sends twice, from a new socket (a new port) each time.
+            for _ in 0..2 {
+                for s in senders {
+                    let ip: IpAddr = s.parse().unwrap();
+                    let local: SocketAddr = if ip.is_ipv6() {
+                        "[::1]:0".parse().unwrap()
+                    } else {
+                        "127.0.0.1:0".parse().unwrap()
+                    };
+                    let sock = UdpSocket::bind(local).unwrap();
+                    sock.send_to(&msg, (ip, port)).unwrap();
+                }
+            }
+            let want = 2 * senders.len() as u64;
+            wait_for(&format!("{peers:?}: every message received"), || {
+                d.stats.received_messages.load(Relaxed) >= want
+            });
+            let mut heard = d.snapshot().peers;
+            heard.sort();
+            let mut expect: Vec<String> = senders.iter().map(|s| s.to_string()).collect();
+            expect.sort();
+            assert_eq!(heard, expect, "{peers:?}");
+            assert_eq!(d.stats.installed.load(Relaxed), want, "{peers:?}");
+        }
+    }
 }

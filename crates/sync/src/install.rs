@@ -7,11 +7,22 @@
 //! a real server of that service (same address and port): a record for anything else is
 //! dropped and counted, never installed. Installed entries carry `conn_flags::SYNCED` and
 //! count on their real server like local ones.
+//!
+//! The master is authoritative for its own connections. A record whose tuple (the
+//! client's, or the reply tuple: real server ↔ local address and port) an entry here holds
+//! for another connection replaces that entry when a peer synced it (the peer's earlier
+//! word: a master that restarted reuses its FullNAT pool ports and its clients their
+//! ports, while the backup still holds the entries of its previous life) or when it is
+//! closing (TIME_WAIT, CLOSE: a new local connection would take its tuple too). The entry
+//! leaves the table and its real server's counters (`lifecycle::unbind`). A live entry this
+//! node made itself (sync mode `both`: a flow whose packets pass here, or its persistence
+//! template) is kept and the record refused as a tuple clash: this node forwards that flow
+//! now, and the record's is elsewhere.
 
 use std::net::IpAddr;
 use uvs_conntrack::ConnView;
 
-use uvs_conntrack::{tcp::TCP_STATES, Conn, ConnTable, FlowKey, InsertError};
+use uvs_conntrack::{tcp::TCP_STATES, Conn, ConnId, ConnTable, Dir, FlowKey, InsertError};
 use uvs_dataplane::lifecycle::{self, EntryKind};
 use uvs_dataplane::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use uvs_dataplane::sctp::SCTP_STATES;
@@ -21,6 +32,9 @@ use crate::wire::{flags, SyncConn};
 
 /// The longest timeout a record may set (ms): deadlines must stay < 2^31 ms ahead.
 const MAX_TIMEOUT_MS: u64 = 24 * 24 * 3600 * 1000;
+/// How often an install looks and inserts again after taking an entry out of its way or
+/// losing a race with a worker inserting the same tuple.
+const TRIES: usize = 4;
 
 /// Why a record was not installed; each maps to a counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,18 +49,25 @@ pub enum Refused {
     Family,
     /// A FullNAT service's record without the FullNAT local address.
     NoFullNat,
-    /// The connection table is full.
+    /// The connection table is full (or both index buckets of a tuple are).
     TableFull,
+    /// A live entry this node made itself (not synced, not closing) holds one of the
+    /// record's tuples for another connection or real server: this node's own stands.
+    TupleClash,
+    /// Workers kept inserting the record's tuples while it was being installed.
+    Contended,
 }
 
 impl Refused {
-    pub const ALL: [Refused; 6] = [
+    pub const ALL: [Refused; 8] = [
         Refused::NoService,
         Refused::NoRealServer,
         Refused::BadState,
         Refused::Family,
         Refused::NoFullNat,
         Refused::TableFull,
+        Refused::TupleClash,
+        Refused::Contended,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +78,8 @@ impl Refused {
             Refused::Family => "family",
             Refused::NoFullNat => "no_fullnat",
             Refused::TableFull => "table_full",
+            Refused::TupleClash => "tuple_clash",
+            Refused::Contended => "contended",
         }
     }
 }
@@ -178,16 +201,26 @@ pub fn install(tables: &Tables, conns: &ConnTable, sc: &SyncConn, now: u32) -> R
         let key = lifecycle::template_key(svc, bytes(sc.caddr), bytes(sc.vaddr), v6);
         let mut t = lifecycle::template(svc, key, slot);
         t.flags |= conn_flags::SYNCED;
-        return match conns.lookup(&key, now) {
-            Some(hit) => {
-                conns.update(hit.id, hit.state(), deadline);
-                Ok(())
+        for _ in 0..TRIES {
+            match conns.lookup(&key, now) {
+                // The same template: the master's timeout.
+                Some(hit) if hit.dir == Dir::Original && hit.real() == slot => {
+                    conns.update(hit.id, hit.state(), deadline);
+                    return Ok(());
+                }
+                // Another real server for this client: the master's latest word replaces
+                // a synced template; this node's own stands.
+                Some(hit) => make_way(tables, conns, hit.id, &hit.conn())?,
+                None => match conns.insert(&t, now, deadline) {
+                    Ok(_) => return Ok(()),
+                    // A worker stored one just now: look again.
+                    Err(InsertError::Exists(_)) => {}
+                    Err(InsertError::Clash(holder)) => clear_holder(tables, conns, holder)?,
+                    Err(e) => return Err(insert_refusal(e)),
+                },
             }
-            None => match conns.insert(&t, now, deadline) {
-                Ok(_) | Err(InsertError::Exists(_)) => Ok(()),
-                Err(_) => Err(Refused::TableFull),
-            },
-        };
+        }
+        return Err(Refused::Contended);
     }
     let states = match sc.protocol {
         PROTO_TCP => TCP_STATES,
@@ -233,29 +266,82 @@ pub fn install(tables: &Tables, conns: &ConnTable, sc: &SyncConn, now: u32) -> R
         state,
         flags: conn_flags::SYNCED | if nat64 { conn_flags::NAT64 } else { 0 },
     };
-    match conns.lookup(&orig, now) {
-        // Known here already: take the master's state (the counters follow) and timeout.
-        Some(hit) if hit.real() == slot => {
-            lifecycle::transition(
-                conns,
-                svc,
-                &hit,
-                now,
-                |_| state,
-                |_| timeout_ms,
-                |_, _| true,
-            );
-            Ok(())
-        }
-        // This node scheduled the flow itself meanwhile: its own choice stands.
-        Some(_) => Ok(()),
-        None => match conns.insert(&conn, now, deadline) {
-            Ok(_) => {
-                lifecycle::bind(svc, slot, state, sc.protocol);
-                Ok(())
+    for _ in 0..TRIES {
+        match conns.lookup(&orig, now) {
+            // Known here already: take the master's state (the counters follow) and timeout.
+            Some(hit)
+                if hit.dir == Dir::Original && hit.real() == slot && hit.reply() == conn.reply =>
+            {
+                lifecycle::transition(
+                    conns,
+                    svc,
+                    &hit,
+                    now,
+                    |_| state,
+                    |_| timeout_ms,
+                    |_, _| true,
+                );
+                return Ok(());
             }
-            Err(InsertError::Exists(_)) => Ok(()),
-            Err(_) => Err(Refused::TableFull),
-        },
+            // Another connection holds the client's tuple here: a stale synced one (the
+            // client reused its port after the master restarted) or a closing one goes;
+            // a live one this node scheduled itself stands.
+            Some(hit) => make_way(tables, conns, hit.id, &hit.conn())?,
+            None => match conns.insert(&conn, now, deadline) {
+                Ok(_) => {
+                    lifecycle::bind(svc, slot, state, sc.protocol);
+                    return Ok(());
+                }
+                // A worker stored the flow just now: look again.
+                Err(InsertError::Exists(_)) => {}
+                // The reply tuple is another connection's (a FullNAT local port a
+                // restarted master reuses, a NAT client port reused towards another VIP).
+                Err(InsertError::Clash(holder)) => clear_holder(tables, conns, holder)?,
+                Err(e) => return Err(insert_refusal(e)),
+            },
+        }
+    }
+    Err(Refused::Contended)
+}
+
+/// Why an insert that failed for `e` refuses the record.
+fn insert_refusal(e: InsertError) -> Refused {
+    match e {
+        InsertError::Full | InsertError::Overflow => Refused::TableFull,
+        InsertError::Clash(_) => Refused::TupleClash,
+        InsertError::Exists(_) | InsertError::Contended => Refused::Contended,
+        // Not reached: the record's family, protocol and state were checked.
+        InsertError::Invalid => Refused::BadState,
+    }
+}
+
+/// Whether a record may take the place of `old`, an entry holding one of its tuples for
+/// another connection (or, a template, another real server): one a peer synced (the
+/// master is authoritative for its connections; this is an earlier word of it), or a
+/// connection of this node's own that is closing, which a new local connection would
+/// take over too (`lifecycle::closing`).
+fn replaceable(old: &Conn) -> bool {
+    old.flags & conn_flags::SYNCED != 0 || (lifecycle::is_flow(old) && lifecycle::closing(old))
+}
+
+/// Takes `old` (entry `id`) out of the record's way, or refuses the record when `old` is
+/// a live entry of this node's own. The one that removes an entry unbinds it from its real
+/// server (lifecycle's rule): here when `remove` says this call removed it, else whoever
+/// did (a worker, the expiry sweep).
+fn make_way(tables: &Tables, conns: &ConnTable, id: ConnId, old: &Conn) -> Result<(), Refused> {
+    if !replaceable(old) {
+        return Err(Refused::TupleClash);
+    }
+    if conns.remove(id) {
+        lifecycle::unbind(tables, old);
+    }
+    Ok(())
+}
+
+/// [`make_way`] for the entry an insert clashed with, unless it is gone already.
+fn clear_holder(tables: &Tables, conns: &ConnTable, holder: ConnId) -> Result<(), Refused> {
+    match conns.get(holder) {
+        Some((old, _)) => make_way(tables, conns, holder, &old),
+        None => Ok(()),
     }
 }

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use uvs_conntrack::tcp::TcpState;
 use uvs_dataplane::lab;
 use uvs_dataplane::tables::Persistence;
 use uvs_dataplane::{Method, Shared, TablesBuilder, TablesSpec, Worker};
@@ -321,4 +322,142 @@ fn nat64_flows_are_synced_and_translated_on_the_backup() {
     let on_b = b.client(true, 40000, tk::ACK);
     assert_eq!(on_b, on_a);
     assert_eq!(on_b.map(|(d, _)| d), Some(real));
+}
+
+/// The operator's failover: node A (master) gave B three FullNAT connections that ended
+/// (TIME_WAIT on B, pool ports 1024–1026); A's uvsd restarted, its pool-port allocator
+/// began again at 1024, and its next connection took a port one of B's stale entries still
+/// holds (same real server, same local address and port: the same reply tuple). The
+/// master is authoritative for its own connections: B replaces the stale entry, gives its
+/// place on the real server back, and forwards the new connection as A does.
+#[test]
+fn a_restarted_masters_record_replaces_the_stale_entry_holding_its_tuple() {
+    let spec = lab::spec(Method::FullNat, SchedulerKind::Rr, 1);
+    let mut a = Node::new(&spec);
+    let mut b = Node::new(&spec);
+    for sport in 40000..40003 {
+        established(&mut a, false, sport);
+    }
+    let mut ended = a.sent();
+    for r in &mut ended {
+        r.state = TcpState::TimeWait as u16;
+    }
+    assert!(b.install_all(&ended).iter().all(Result::is_ok));
+    assert_eq!(b.counts(false), vec![(0, 1), (0, 1), (0, 1)]);
+    let stale: Vec<_> = ended.iter().map(|r| r.fullnat).collect();
+
+    // A restarts: an empty table, the allocator from the start.
+    let mut a = Node::new(&spec);
+    let real = established(&mut a, false, 41000);
+    let fresh = a.sent();
+    assert_eq!(fresh.len(), 1);
+    assert!(
+        stale.contains(&fresh[0].fullnat),
+        "the test needs a reused pool port: {:?} / {stale:?}",
+        fresh[0].fullnat
+    );
+    assert_eq!(b.install_all(&fresh), vec![Ok(())]);
+    assert_eq!(b.shared.conns.len(), 3, "the stale entry was replaced");
+    // Its real server lost the stale (inactive) entry and gained the new active one.
+    assert_eq!(b.counts(false), vec![(1, 0), (0, 1), (0, 1)]);
+    // After a failover the new connection goes through B as through A: the same real
+    // server, the same local port.
+    let on_b = b.client(false, 41000, tk::ACK);
+    assert_eq!(on_b, a.client(false, 41000, tk::ACK));
+    assert_eq!(on_b.map(|(d, _)| d), Some(real));
+
+    // An established stale entry (a master that crashed mid-flow) is replaced the same way.
+    let mut c = Node::new(&spec);
+    let mut b = Node::new(&spec);
+    established(&mut c, false, 40000);
+    assert!(b.install_all(&c.sent()).iter().all(Result::is_ok));
+    let mut c = Node::new(&spec);
+    established(&mut c, false, 41000);
+    assert_eq!(b.install_all(&c.sent()), vec![Ok(())]);
+    assert_eq!(b.shared.conns.len(), 1);
+    assert_eq!(b.counts(false), vec![(1, 0), (0, 0), (0, 0)]);
+    assert_eq!(
+        b.client(false, 41000, tk::ACK),
+        c.client(false, 41000, tk::ACK)
+    );
+}
+
+/// A record whose client tuple a stale synced entry holds for another real server (the
+/// client reused its port after the master restarted): the master's word replaces it.
+#[test]
+fn a_record_replaces_a_stale_synced_entry_of_the_same_client_tuple() {
+    let spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    let mut a = Node::new(&spec);
+    let mut b = Node::new(&spec);
+    let first = established(&mut a, false, 40000);
+    assert!(b.install_all(&a.sent()).iter().all(Result::is_ok));
+    // Restarted A sends the same client port to the second real server.
+    let mut a = Node::new(&spec);
+    established(&mut a, false, 39999);
+    let second = established(&mut a, false, 40000);
+    assert_ne!(first, second);
+    let recs: Vec<_> = a.sent().into_iter().filter(|r| r.cport == 40000).collect();
+    assert_eq!(b.install_all(&recs), vec![Ok(())]);
+    assert_eq!(b.shared.conns.len(), 1);
+    assert_eq!(b.counts(false), vec![(0, 0), (1, 0), (0, 0)]);
+    assert_eq!(
+        b.client(false, 40000, tk::ACK).map(|(d, _)| d),
+        Some(second)
+    );
+}
+
+/// Sync mode both: a record never takes the reply tuple of a live connection this node
+/// forwards itself (its packets pass here; the record's flow is elsewhere): refused as a
+/// tuple clash, the local flow untouched. Once the local flow is closing (TIME_WAIT,
+/// CLOSE), the record replaces it, as a new local connection would (`conn_reuse_mode`).
+#[test]
+fn a_record_does_not_replace_a_live_connection_of_this_node() {
+    let spec = lab::spec(Method::FullNat, SchedulerKind::Rr, 1);
+    let mut a = Node::new(&spec);
+    let mut b = Node::new(&spec);
+    let own = b.client(false, 42000, tk::SYN).unwrap();
+    b.client(false, 42000, tk::ACK);
+    let theirs = a.client(false, 40000, tk::SYN).unwrap();
+    a.client(false, 40000, tk::ACK);
+    assert_eq!(own, theirs, "the same real server and pool port on both nodes");
+    assert_eq!(b.install_all(&a.sent()), vec![Err(Refused::TupleClash)]);
+    assert_eq!(b.counts(false), vec![(1, 0), (0, 0), (0, 0)]);
+    assert_eq!(b.client(false, 42000, tk::ACK), Some(own), "B's own flow");
+    // B's flow ends (a client RST: CLOSE): A's record may take its tuple now.
+    b.client(false, 42000, tk::RST);
+    assert_eq!(b.install_all(&a.sent()), vec![Ok(())]);
+    assert_eq!(b.shared.conns.len(), 1);
+    assert_eq!(b.counts(false), vec![(1, 0), (0, 0), (0, 0)]);
+    assert_eq!(
+        b.client(false, 40000, tk::ACK),
+        a.client(false, 40000, tk::ACK)
+    );
+}
+
+/// A persistence template the master changed (its restart scheduled the client afresh)
+/// replaces the backup's synced copy instead of only refreshing its timer.
+#[test]
+fn a_synced_template_takes_the_masters_latest_real_server() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    for s in &mut spec.services {
+        s.persistence = Some(Persistence {
+            timeout_s: 300,
+            prefix_len: 24,
+        });
+    }
+    let mut a = Node::new(&spec);
+    let mut b = Node::new(&spec);
+    let first = established(&mut a, false, 40000);
+    let mut template = *a
+        .sent()
+        .iter()
+        .find(|r| r.flags & wire::flags::TEMPLATE != 0)
+        .unwrap();
+    assert_eq!(b.install_all(&[template]), vec![Ok(())]);
+    let other = lab::real(2, false).to_ip();
+    assert_ne!(other, first);
+    template.daddr = other;
+    assert_eq!(b.install_all(&[template]), vec![Ok(())]);
+    let (real, _) = b.client(false, 40001, tk::SYN).unwrap();
+    assert_eq!(real, other, "B follows the master's latest template");
 }
