@@ -3,6 +3,11 @@
 //! `--stop-daemon master|backup` and `-L --daemon`. Starting or stopping edits the running
 //! configuration's `sync:` section (as any uvsadm edit, validated first; `uvsadm save`
 //! shows it), and uvsd starts, restarts or stops the daemon to match.
+//!
+//! Starting a daemon that runs already is refused, as ipvsadm's EEXIST ("File exists").
+//! One `sync:` section serves both directions (one sync id, interface, group, port...):
+//! the other direction starts beside a running daemon (mode both) only with the same
+//! parameters or none.
 
 use std::net::IpAddr;
 
@@ -129,6 +134,9 @@ pub fn apply(cmd: &DaemonCommand, cfg: &Config) -> Result<Config, String> {
             ttl,
         } => {
             let base = cfg.sync.clone();
+            if let Some(b) = &base {
+                running_daemon_allows(b, cmd)?;
+            }
             let interface = match (interface, &base) {
                 (Some(i), _) => i.clone(),
                 (None, Some(b)) => b.interface.clone(),
@@ -199,6 +207,65 @@ pub fn apply(cmd: &DaemonCommand, cfg: &Config) -> Result<Config, String> {
         DaemonCommand::List => {}
     }
     Ok(new)
+}
+
+/// Whether `start` (a Start command) may join the running daemon `running`. ipvsadm
+/// refuses to start a daemon that runs already (EEXIST); so does uvs, rather than restart
+/// it. IPVS keeps a master's and a backup's parameters apart; uvs runs both directions
+/// from one `sync:` section (one sync id, interface, group, port, TTL and maxlen), so the
+/// other direction starts beside a running daemon only with the same parameters, or with
+/// none given: otherwise it would change the running one's too.
+fn running_daemon_allows(running: &SyncConfig, start: &DaemonCommand) -> Result<(), String> {
+    let DaemonCommand::Start {
+        mode,
+        interface,
+        syncid,
+        maxlen,
+        group,
+        port,
+        ttl,
+    } = start
+    else {
+        return Ok(());
+    };
+    if running.mode == SyncMode::Both || running.mode == *mode {
+        return Err(format!(
+            "the {mode} sync daemon is already running (File exists): `uvsadm --stop-daemon \
+             {mode}` first to start it again with other options"
+        ));
+    }
+    let other = running.mode;
+    let differs = |flag: &str, given: String, now: String| {
+        Err(format!(
+            "{flag} {given} differs from the running {other} sync daemon's {now}: uvs runs the \
+             master and backup sync daemons from one `sync:` section, with one sync id (and \
+             one interface, group, port, TTL and maximum length) for both directions; give \
+             the same value or none, or stop the {other} daemon first (`uvsadm \
+             --stop-daemon {other}`)"
+        ))
+    };
+    if let Some(i) = interface.as_ref().filter(|i| **i != running.interface) {
+        return differs("--mcast-interface", i.clone(), running.interface.clone());
+    }
+    if let Some(id) = syncid.filter(|id| *id != running.syncid) {
+        return differs("--syncid", id.to_string(), running.syncid.to_string());
+    }
+    if let Some(g) = group.filter(|g| *g != running.group) {
+        return differs("--mcast-group", g.to_string(), running.group.to_string());
+    }
+    if let Some(p) = port.filter(|p| *p != running.port) {
+        return differs("--mcast-port", p.to_string(), running.port.to_string());
+    }
+    if let Some(t) = ttl.filter(|t| *t != running.ttl) {
+        return differs("--mcast-ttl", t.to_string(), running.ttl.to_string());
+    }
+    if let Some(m) = maxlen.filter(|m| Some(*m) != running.maxlen) {
+        let now = running
+            .maxlen
+            .map_or("(the interface MTU's)".to_string(), |l| l.to_string());
+        return differs("--sync-maxlen", m.to_string(), now);
+    }
+    Ok(())
 }
 
 /// `-L --daemon`, as ipvsadm prints it.
