@@ -12,11 +12,16 @@
 //! - **Backup** (receiver): parses each datagram as IPVS does, checks the HMAC and the
 //!   sequence when a key is configured, rate-limits records (`max_rate` per second), and
 //!   installs them. Every refusal is counted by reason.
+//!
+//! Unicast `peers` may be of either family or both: the master sends from a socket of
+//! each family its peers use, the backup listens on one socket that hears both families
+//! it has peers of (IPv6 with `IPV6_V6ONLY` off when it has IPv4 peers too). Without
+//! peers both use the group's family.
 
 pub use uvs_sync::{install, wire};
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -40,6 +45,12 @@ const MAX_MESSAGE_AGE_US: u64 = 60_000_000;
 /// whenever the receiving thread is off the CPU for a few milliseconds (`uvs-bench sync
 /// --link`); 8 MiB holds a whole one. IPVS leaves this to its `sync_sock_size` sysctl.
 pub const RECEIVE_BUFFER: usize = 8 << 20;
+/// Peers remembered for `uvsadm cluster` and `uvs_sync_peers` (the least recently heard
+/// gives way to a new one).
+pub const MAX_PEERS: usize = 64;
+/// A peer not heard for this long (or three of this node's refresh periods, if longer)
+/// leaves the list: a master sends at least every refresh period while it has connections.
+pub const PEER_FORGET: Duration = Duration::from_secs(300);
 
 /// What the sync daemon did, for `uvsadm -L --daemon` and the metrics.
 #[derive(Debug, Default)]
@@ -58,8 +69,47 @@ pub struct SyncStats {
     pub rate_limited: AtomicU64,
     /// Last message accepted, as Unix milliseconds (0: none yet).
     pub last_received_ms: AtomicU64,
-    /// Peers heard from (their source addresses).
-    pub peers: Mutex<Vec<SocketAddr>>,
+    /// Peers heard from, by address (a restarted sender has a new source port).
+    pub peers: Mutex<Peers>,
+}
+
+/// The peers a backup heard from: each address once, with when it was last heard.
+#[derive(Debug, Default)]
+pub struct Peers {
+    heard: Vec<(IpAddr, Instant)>,
+}
+
+impl Peers {
+    /// Notes a message from `ip` at `at` (an IPv4 sender heard on a dual-stack socket, as
+    /// `::ffff:a.b.c.d`, is its IPv4 address).
+    pub fn heard(&mut self, ip: IpAddr, at: Instant) {
+        let ip = ip.to_canonical();
+        if let Some(p) = self.heard.iter_mut().find(|p| p.0 == ip) {
+            p.1 = at;
+            return;
+        }
+        if self.heard.len() >= MAX_PEERS {
+            if let Some(oldest) = (0..self.heard.len()).min_by_key(|&i| self.heard[i].1) {
+                self.heard.swap_remove(oldest);
+            }
+        }
+        self.heard.push((ip, at));
+    }
+
+    /// The peers heard within `forget` of `now`, in the order first heard.
+    pub fn list(&self, now: Instant, forget: Duration) -> Vec<String> {
+        self.heard
+            .iter()
+            .filter(|p| now.saturating_duration_since(p.1) <= forget)
+            .map(|p| p.0.to_string())
+            .collect()
+    }
+}
+
+/// How long a peer stays listed after it was last heard, for a node refreshing every
+/// `refresh_period` seconds.
+fn peer_forget(refresh_period: u32) -> Duration {
+    PEER_FORGET.max(Duration::from_secs(3 * u64::from(refresh_period)))
 }
 
 pub const SYNC_ERRORS: [SyncError; 8] = [
@@ -124,7 +174,7 @@ impl SyncDaemon {
             );
         }
         if matches!(cfg.mode, SyncMode::Master | SyncMode::Both) {
-            let sock = sender_socket(&cfg)?;
+            let sock = Senders::open(&cfg)?;
             let maxlen = match cfg.maxlen {
                 Some(m) => usize::from(m),
                 None => mtu(&cfg.interface).saturating_sub(28).max(576 - 28),
@@ -194,9 +244,7 @@ impl SyncDaemon {
                 .peers
                 .lock()
                 .expect("peers lock")
-                .iter()
-                .map(|p| p.ip().to_string())
-                .collect(),
+                .list(Instant::now(), peer_forget(self.config.refresh_period)),
         }
     }
 }
@@ -236,31 +284,109 @@ fn ipv4_of(ifname: &str) -> Option<Ipv4Addr> {
     })
 }
 
-fn sender_socket(cfg: &SyncConfig) -> Result<UdpSocket> {
-    let any: SocketAddr = if cfg.group.is_ipv6() && cfg.peers.iter().all(IpAddr::is_ipv6) {
-        "[::]:0".parse()?
+/// Where a master sends: the group, or each peer.
+fn targets(cfg: &SyncConfig) -> Vec<SocketAddr> {
+    if cfg.peers.is_empty() {
+        vec![SocketAddr::new(cfg.group, cfg.port)]
     } else {
-        "0.0.0.0:0".parse()?
+        cfg.peers
+            .iter()
+            .map(|p| SocketAddr::new(*p, cfg.port))
+            .collect()
+    }
+}
+
+/// A master's sockets: one for each address family it sends to.
+struct Senders {
+    v4: Option<UdpSocket>,
+    v6: Option<UdpSocket>,
+}
+
+impl Senders {
+    fn open(cfg: &SyncConfig) -> Result<Senders> {
+        let t = targets(cfg);
+        let open = |v6: bool| -> Result<Option<UdpSocket>> {
+            if t.iter().any(|a| a.is_ipv6() == v6) {
+                sender_socket(cfg, v6).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        Ok(Senders {
+            v4: open(false)?,
+            v6: open(true)?,
+        })
+    }
+
+    fn send_to(&self, msg: &[u8], to: &SocketAddr) -> std::io::Result<usize> {
+        let sock = if to.is_ipv6() { &self.v6 } else { &self.v4 };
+        match sock {
+            Some(s) => s.send_to(msg, to),
+            None => Err(std::io::ErrorKind::Unsupported.into()),
+        }
+    }
+}
+
+fn sender_socket(cfg: &SyncConfig, v6: bool) -> Result<UdpSocket> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let any: SocketAddr = if v6 {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
     };
-    let sock = UdpSocket::bind(any).context("sync sender socket")?;
+    let sock = UdpSocket::bind(any).with_context(|| format!("sync sender socket on {any}"))?;
     bind_to_device(&sock, &cfg.interface)?;
-    if any.is_ipv4() {
+    if v6 {
+        sock.set_multicast_loop_v6(false)?;
+        let hops = i32::from(cfg.ttl);
+        setsockopt(&sock, sockopt::Ipv6MulticastHops, &hops).ok();
+        setsockopt(&sock, sockopt::Ipv6Ttl, &hops).ok();
+    } else {
         sock.set_multicast_ttl_v4(u32::from(cfg.ttl))?;
         sock.set_multicast_loop_v4(false)?;
-    } else {
-        sock.set_multicast_loop_v6(false)?;
+        sock.set_ttl(u32::from(cfg.ttl)).ok();
     }
-    sock.set_ttl(u32::from(cfg.ttl)).ok();
     Ok(sock)
 }
 
+/// A UDP socket on `port` of every address of the families asked for: IPv4 alone, or
+/// IPv6 (then also IPv4, as `::ffff:a.b.c.d`, unless `v4` is false).
+fn udp_any(port: u16, v4: bool, v6: bool) -> Result<UdpSocket> {
+    use nix::sys::socket::{self as so, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn6};
+    use std::os::fd::AsRawFd;
+    if !v6 {
+        let bind = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
+        return UdpSocket::bind(bind).with_context(|| format!("sync receiver on {bind}"));
+    }
+    let bind = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0);
+    let fd = so::socket(
+        AddressFamily::Inet6,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("sync receiver socket (IPv6)")?;
+    so::setsockopt(&fd, sockopt::Ipv6V6Only, &!v4).context("sync receiver: IPV6_V6ONLY")?;
+    so::bind(fd.as_raw_fd(), &SockaddrIn6::from(bind)).with_context(|| {
+        format!(
+            "sync receiver on {bind}{}",
+            if v4 { " (and IPv4)" } else { "" }
+        )
+    })?;
+    Ok(UdpSocket::from(fd))
+}
+
 fn receiver_socket(cfg: &SyncConfig) -> Result<UdpSocket> {
-    let bind: SocketAddr = if cfg.group.is_ipv6() {
-        SocketAddr::new("::".parse()?, cfg.port)
+    // The families the backup hears: its peers', or the group's.
+    let (v4, v6) = if cfg.peers.is_empty() {
+        (cfg.group.is_ipv4(), cfg.group.is_ipv6())
     } else {
-        SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), cfg.port)
+        (
+            cfg.peers.iter().any(IpAddr::is_ipv4),
+            cfg.peers.iter().any(IpAddr::is_ipv6),
+        )
     };
-    let sock = UdpSocket::bind(bind).with_context(|| format!("sync receiver on {bind}"))?;
+    let sock = udp_any(cfg.port, v4, v6)?;
     bind_to_device(&sock, &cfg.interface)?;
     if cfg.peers.is_empty() {
         match cfg.group {
@@ -308,7 +434,7 @@ fn unix_us() -> u64 {
 }
 
 fn send_loop(
-    sock: &UdpSocket,
+    sock: &Senders,
     shared: &Shared,
     stats: &SyncStats,
     stop: &AtomicBool,
@@ -316,14 +442,7 @@ fn send_loop(
     key: Option<Vec<u8>>,
     maxlen: usize,
 ) {
-    let targets: Vec<SocketAddr> = if cfg.peers.is_empty() {
-        vec![SocketAddr::new(cfg.group, cfg.port)]
-    } else {
-        cfg.peers
-            .iter()
-            .map(|p| SocketAddr::new(*p, cfg.port))
-            .collect()
-    };
+    let targets = targets(cfg);
     let mut writer = MessageWriter::new(cfg.syncid, maxlen, key);
     let mut ids = Vec::with_capacity(4096);
     let mut last_seq = 0u64;
@@ -343,7 +462,6 @@ fn send_loop(
             if let Some((c, deadline)) = shared.conns.get(*id) {
                 if let Some(r) = install::record(&tables, &c, deadline.wrapping_sub(now)) {
                     out.extend(writer.push(&r, next_seq()));
-                    stats.sent_conns.fetch_add(1, Relaxed);
                 }
             }
         }
@@ -359,17 +477,21 @@ fn send_loop(
                 if left < (1 << 31) && c.flags & conn_flags::SYNCED == 0 {
                     if let Some(r) = install::record(&tables, c, left) {
                         out.extend(writer.push(&r, next_seq()));
-                        stats.sent_conns.fetch_add(1, Relaxed);
                     }
                 }
             });
         }
         out.extend(writer.finish(next_seq()));
+        // Counted as sent: what the kernel took, per target (a record sent to two peers
+        // counts twice, as its message does).
         while let Some(m) = out.pop_front() {
             for t in &targets {
                 match sock.send_to(&m, t) {
                     Ok(_) => {
                         stats.sent_messages.fetch_add(1, Relaxed);
+                        stats
+                            .sent_conns
+                            .fetch_add(wire::conns_in(&m) as u64, Relaxed);
                     }
                     Err(e) => {
                         if stats.send_errors.fetch_add(1, Relaxed).is_multiple_of(1000) {
@@ -433,6 +555,8 @@ fn receive_loop(
                 continue;
             }
         };
+        // An IPv4 peer heard on a dual-stack socket: its IPv4 address.
+        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
         let msg = match wire::parse(&buf[..n], cfg.syncid, key.as_deref()) {
             Ok(m) => m,
             Err(e) => {
@@ -452,12 +576,11 @@ fn receive_loop(
             .fetch_add(msg.conns.len() as u64, Relaxed);
         let unix_ms = unix_us() / 1000;
         stats.last_received_ms.store(unix_ms, Relaxed);
-        {
-            let mut peers = stats.peers.lock().expect("peers lock");
-            if !peers.contains(&from) && peers.len() < 64 {
-                peers.push(from);
-            }
-        }
+        stats
+            .peers
+            .lock()
+            .expect("peers lock")
+            .heard(from.ip(), Instant::now());
         let allowed = limit.take(msg.conns.len());
         stats
             .rate_limited
@@ -709,5 +832,26 @@ mod tests {
             assert_eq!(heard, expect, "{peers:?}");
             assert_eq!(d.stats.installed.load(Relaxed), want, "{peers:?}");
         }
+    }
+
+    #[test]
+    fn peers_not_heard_for_a_while_drop_out() {
+        let mut p = Peers::default();
+        let t0 = Instant::now();
+        let a: IpAddr = "198.18.1.5".parse().unwrap();
+        let b: IpAddr = "::ffff:198.18.1.6".parse().unwrap();
+        p.heard(a, t0);
+        p.heard(b, t0);
+        p.heard(a, t0 + Duration::from_secs(200));
+        let forget = Duration::from_secs(300);
+        let at = |s| t0 + Duration::from_secs(s);
+        assert_eq!(p.list(at(250), forget), vec!["198.18.1.5", "198.18.1.6"]);
+        assert_eq!(p.list(at(400), forget), vec!["198.18.1.5"]);
+        assert!(p.list(at(600), forget).is_empty());
+        // Bounded: the least recently heard goes first.
+        for i in 0..MAX_PEERS as u16 + 5 {
+            p.heard(IpAddr::from([198, 18, (i >> 8) as u8, i as u8]), at(700 + u64::from(i)));
+        }
+        assert_eq!(p.list(at(1000), forget).len(), MAX_PEERS);
     }
 }

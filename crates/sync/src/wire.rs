@@ -313,6 +313,12 @@ pub fn parse(buf: &[u8], syncid: u8, key: Option<&[u8]>) -> Result<Message, Sync
     })
 }
 
+/// How many connection records the message `msg` (one [`MessageWriter`] produced) holds:
+/// its header's count byte.
+pub fn conns_in(msg: &[u8]) -> usize {
+    msg.get(4).copied().map_or(0, usize::from)
+}
+
 /// One record; `Ok(None)`: a record IPVS drops alone (unknown mandatory option, bad type).
 fn parse_conn(r: &[u8]) -> Result<Option<SyncConn>, SyncError> {
     let v6 = match r[0] {
@@ -479,7 +485,7 @@ mod tests {
             out.extend(w.push(&conn4(), 0));
         }
         out.extend(w.finish(0));
-        let counts: Vec<u8> = out.iter().map(|m| m[4]).collect();
+        let counts: Vec<usize> = out.iter().map(|m| conns_in(m)).collect();
         assert_eq!(counts, vec![3, 3, 1]);
         let mut w = MessageWriter::new(1, 65000, None);
         let mut n = Vec::new();
@@ -487,7 +493,7 @@ mod tests {
             n.extend(w.push(&conn4(), 0));
         }
         n.extend(w.finish(0));
-        assert_eq!(n.iter().map(|m| m[4] as usize).sum::<usize>(), 300);
+        assert_eq!(n.iter().map(|m| conns_in(m)).sum::<usize>(), 300);
         assert_eq!(n[0][4], 255);
     }
 
