@@ -513,7 +513,11 @@ fn a_restarted_masters_connections_replace_stale_entries_on_the_backup() {
             && l.contains("(local 198.18.1.100:")
     };
     wait_for("B has the three ended connections", 10, || {
-        b.uvsadm(&["-L", "-n", "-c"]).lines().filter(|l| stale(l)).count() >= 3
+        b.uvsadm(&["-L", "-n", "-c"])
+            .lines()
+            .filter(|l| stale(l))
+            .count()
+            >= 3
     });
     let before = b.uvsadm(&["-L", "-n", "-c"]);
 
@@ -524,7 +528,11 @@ fn a_restarted_masters_connections_replace_stale_entries_on_the_backup() {
         real_up(&tb, "198.18.1.11:80") == Some(true)
     });
     let mut dl = downloads(&tb, 1);
-    let on_a = || fullnat_flows(&String::from_utf8_lossy(&tb.uvsadm(&["-L", "-n", "-c"]).stdout));
+    let on_a = || {
+        fullnat_flows(&String::from_utf8_lossy(
+            &tb.uvsadm(&["-L", "-n", "-c"]).stdout,
+        ))
+    };
     wait_for("the download established on A", 10, || on_a().len() == 1);
     let a_flows = on_a();
     let local = &a_flows.iter().next().unwrap().2;
@@ -540,7 +548,11 @@ fn a_restarted_masters_connections_replace_stale_entries_on_the_backup() {
         10,
         || a_flows.is_subset(&fullnat_flows(&b.uvsadm(&["-L", "-n", "-c"]))),
     );
-    assert_eq!(b.metric("uvs_sync_refused_total"), 0.0, "B refused a record");
+    assert_eq!(
+        b.metric("uvs_sync_refused_total"),
+        0.0,
+        "B refused a record"
+    );
 
     // ipvsadm: starting a daemon that runs already fails ("File exists"); so does a backup
     // beside the master with another sync id (uvs has one for both directions). Neither
@@ -557,13 +569,15 @@ fn a_restarted_masters_connections_replace_stale_entries_on_the_backup() {
         ),
     ] {
         let o = tb.uvsadm(args);
-        let text = String::from_utf8_lossy(&o.stderr).to_string()
-            + &String::from_utf8_lossy(&o.stdout);
+        let text =
+            String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
         assert!(!o.status.success(), "{args:?} was accepted: {text}");
         assert!(text.contains(want), "{args:?}: {text}");
     }
-    assert!(String::from_utf8_lossy(&tb.uvsadm(&["-L", "-n", "--daemon"]).stdout)
-        .starts_with("master sync daemon (mcast=uvs-lb1, syncid=9"));
+    assert!(
+        String::from_utf8_lossy(&tb.uvsadm(&["-L", "-n", "--daemon"]).stdout)
+            .starts_with("master sync daemon (mcast=uvs-lb1, syncid=9")
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         metric_sum(&tb.metrics(), "uvs_sync_sent_messages_total") >= sent,

@@ -361,7 +361,10 @@ mod tests {
                 "--mcast-interface uvs-lb2",
                 "--mcast-interface uvs-lb2 differs from the running master sync daemon's uvs-lb1",
             ),
-            ("--mcast-group 224.0.0.82", "--mcast-group 224.0.0.82 differs"),
+            (
+                "--mcast-group 224.0.0.82",
+                "--mcast-group 224.0.0.82 differs",
+            ),
             ("--mcast-port 8849", "--mcast-port 8849 differs"),
             ("--mcast-ttl 2", "--mcast-ttl 2 differs"),
             ("--sync-maxlen 1000", "--sync-maxlen 1000 differs"),

@@ -15,7 +15,7 @@ pub(super) fn sync_families(e: &mut Exposition, y: &crate::snapshot::SyncSnapsho
         ),
         (
             "uvs_sync_sent_conns_total",
-            "Connection records sent.",
+            "Connection records sent (once per peer their message went to).",
             y.sent_conns,
         ),
         (
@@ -63,7 +63,8 @@ pub(super) fn sync_families(e: &mut Exposition, y: &crate::snapshot::SyncSnapsho
     }
     let mut f = e.family(
         "uvs_sync_refused_total",
-        "Connection records not installed, by reason (no_service: a service this node lacks).",
+        "Connection records not installed, by reason (no_service: a service this node lacks; \
+         table_full; tuple_clash: a live connection of this node's own holds its tuple).",
         Kind::Counter,
     );
     for (reason, n) in &y.refused {
@@ -77,8 +78,12 @@ pub(super) fn sync_families(e: &mut Exposition, y: &crate::snapshot::SyncSnapsho
         )
         .sample(&mode, age as f64 / 1000.0);
     }
-    e.family("uvs_sync_peers", "Peers heard from.", Kind::Gauge)
-        .sample(&mode, y.peers.len() as u64);
+    e.family(
+        "uvs_sync_peers",
+        "Peers (addresses) heard from in the last 5 minutes, or 3 refresh periods if longer.",
+        Kind::Gauge,
+    )
+    .sample(&mode, y.peers.len() as u64);
 }
 
 /// BGP announcement (`bgp:`) and drain state.

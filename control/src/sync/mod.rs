@@ -699,13 +699,17 @@ mod tests {
                 state: TcpState::Established as u8,
                 flags: 0,
             };
-            shared.conns.insert(&c, now, now.wrapping_add(600_000)).unwrap();
+            shared
+                .conns
+                .insert(&c, now, now.wrapping_add(600_000))
+                .unwrap();
         }
     }
 
-    /// Every datagram waiting on `sock` (non-blocking reads until none is left).
+    /// Every datagram waiting on `sock` (reads until none arrives for 300 ms).
     fn drain(sock: &UdpSocket) -> Vec<Vec<u8>> {
-        sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         let mut buf = vec![0u8; 65536];
         let mut got = Vec::new();
         while let Ok(n) = sock.recv(&mut buf) {
@@ -737,8 +741,8 @@ mod tests {
             let port = free_port();
             let v4 = UdpSocket::bind(("127.0.0.1", port)).unwrap();
             let v6 = UdpSocket::bind((Ipv6Addr::LOCALHOST, port)).unwrap();
-            let d = SyncDaemon::start(shared.clone(), on_lo(SyncMode::Master, port, peers))
-                .unwrap();
+            let d =
+                SyncDaemon::start(shared.clone(), on_lo(SyncMode::Master, port, peers)).unwrap();
             // The first refresh (after refresh_period, 1 s) sends the three connections.
             wait_for(&format!("{peers:?}: a refresh sent"), || {
                 d.stats.sent_messages.load(Relaxed) + d.stats.send_errors.load(Relaxed) > 0
@@ -805,8 +809,7 @@ mod tests {
             (&["127.0.0.1", "::1"], &["127.0.0.1", "::1"]),
         ] {
             let port = free_port();
-            let d = SyncDaemon::start(lab_shared(), on_lo(SyncMode::Backup, port, peers))
-                .unwrap();
+            let d = SyncDaemon::start(lab_shared(), on_lo(SyncMode::Backup, port, peers)).unwrap();
             let msg = message();
             // Each peer sends twice, from a new socket (a new port) each time.
             for _ in 0..2 {
@@ -850,7 +853,10 @@ mod tests {
         assert!(p.list(at(600), forget).is_empty());
         // Bounded: the least recently heard goes first.
         for i in 0..MAX_PEERS as u16 + 5 {
-            p.heard(IpAddr::from([198, 18, (i >> 8) as u8, i as u8]), at(700 + u64::from(i)));
+            p.heard(
+                IpAddr::from([198, 18, (i >> 8) as u8, i as u8]),
+                at(700 + u64::from(i)),
+            );
         }
         assert_eq!(p.list(at(1000), forget).len(), MAX_PEERS);
     }

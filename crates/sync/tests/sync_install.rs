@@ -419,7 +419,10 @@ fn a_record_does_not_replace_a_live_connection_of_this_node() {
     b.client(false, 42000, tk::ACK);
     let theirs = a.client(false, 40000, tk::SYN).unwrap();
     a.client(false, 40000, tk::ACK);
-    assert_eq!(own, theirs, "the same real server and pool port on both nodes");
+    assert_eq!(
+        own, theirs,
+        "the same real server and pool port on both nodes"
+    );
     assert_eq!(b.install_all(&a.sent()), vec![Err(Refused::TupleClash)]);
     assert_eq!(b.counts(false), vec![(1, 0), (0, 0), (0, 0)]);
     assert_eq!(b.client(false, 42000, tk::ACK), Some(own), "B's own flow");
