@@ -44,6 +44,9 @@ pub fn parse(args: &[String]) -> Result<ClusterCommand, String> {
             })
         }
         ["role", ..] => Err(format!("cluster role needs a group and a role: {USAGE}")),
+        ["list", extra, ..] => Err(format!(
+            "cluster list: unexpected argument '{extra}' (it takes none): {USAGE}"
+        )),
         [other, ..] => Err(format!("cluster: unknown subcommand '{other}': {USAGE}")),
     }
 }
@@ -213,6 +216,9 @@ mod tests {
         assert!(parse(&argv("roles"))
             .unwrap_err()
             .contains("unknown subcommand 'roles'"));
+        assert!(parse(&argv("list extra"))
+            .unwrap_err()
+            .contains("cluster list: unexpected argument 'extra'"));
     }
 
     #[test]
