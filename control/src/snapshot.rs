@@ -131,7 +131,7 @@ pub struct SynProxyCounts {
     pub layer7_replayed: u64,
 }
 
-/// One connection-table entry (`uvsadm -c`).
+/// One connection-table entry (`uvsadm -L -c`): a connection or a persistence template.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnSnapshot {
     /// "TCP", "UDP", "SCTP".
@@ -145,6 +145,11 @@ pub struct ConnSnapshot {
     pub real: (IpAddr, u16),
     /// FullNAT local address, when the method is FullNAT.
     pub local: Option<(IpAddr, u16)>,
+    /// A persistence template rather than a connection: the client (masked to the
+    /// service's netmask) with port 0, state NONE, the real server its clients go to, and
+    /// the time left before it expires, as ipvsadm lists IPVS's templates.
+    #[serde(default)]
+    pub template: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

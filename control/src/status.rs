@@ -7,9 +7,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use uvs_conntrack::tcp::TcpState;
+use uvs_conntrack::Conn;
 use uvs_dataplane::counters::TrafficTotals;
 use uvs_dataplane::lifecycle::EntryKind;
 use uvs_dataplane::pipeline::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+use uvs_dataplane::tables::{Tables, SORRY_SLOT};
 use uvs_dataplane::{DropReason, Method, Shared};
 
 use crate::snapshot::{
@@ -301,38 +303,89 @@ pub fn snapshot_with(
     }
 }
 
-/// Every tracked connection (`uvsadm -c`), persistence templates excluded.
+/// Every tracked connection and persistence template (`uvsadm -L -c`), as ipvsadm lists
+/// IPVS's connection table (`/proc/net/ip_vs_conn` holds both). SCTP tag records, flagged
+/// as templates in the table too, are how an association's packets are found, not
+/// entries an operator placed: they are left out.
 pub fn connections(shared: &Shared) -> Vec<ConnSnapshot> {
     let now = shared.clock.now_ticks();
+    let tables = shared.tables.load();
     let mut out = Vec::new();
-    let ip = |v6: bool, a: [u8; 16]| uvs_dataplane::IpKey { v6, addr: a }.to_ip();
     shared.conns.for_each(|_, c, deadline| {
-        if EntryKind::of(c) != EntryKind::Flow {
-            return;
+        // Deadlines are millisecond ticks that wrap; what is left is a wrapping difference.
+        let expires_s = deadline.wrapping_sub(now).min(i32::MAX as u32) / 1000;
+        match EntryKind::of(c) {
+            EntryKind::Flow => out.push(flow_entry(c, expires_s)),
+            EntryKind::Template => out.extend(template_entry(&tables, c, expires_s)),
+            EntryKind::SctpTag => {}
         }
-        let state = match c.orig.proto {
-            PROTO_TCP => TcpState::from_u8(c.state)
-                .map_or("NONE", |s| s.name())
-                .to_string(),
-            PROTO_UDP => "UDP".to_string(),
-            PROTO_SCTP => uvs_dataplane::sctp::state_name(c.state).to_string(),
-            _ => "NONE".to_string(),
-        };
-        let fullnat = Method::from_u8(c.method) == Some(Method::FullNat);
-        out.push(ConnSnapshot {
-            protocol: proto_name(c.orig.proto).to_string(),
-            // Deadlines are millisecond ticks that wrap; what is left is a wrapping difference.
-            expires_s: deadline.wrapping_sub(now).min(i32::MAX as u32) / 1000,
-            state,
-            client: (ip(c.orig.v6, c.orig.src), c.orig.sport),
-            virtual_: (ip(c.orig.v6, c.orig.dst), c.orig.dport),
-            // A NAT64 flow keeps its IPv4 server and pool address IPv4-mapped: shown as IPv4.
-            real: (ip(c.reply.v6, c.reply.src).to_canonical(), c.reply.sport),
-            local: fullnat.then(|| (ip(c.reply.v6, c.reply.dst).to_canonical(), c.reply.dport)),
-        });
     });
     out.sort_by_key(|a| (a.client, a.virtual_));
     out
+}
+
+fn entry_ip(v6: bool, a: [u8; 16]) -> IpAddr {
+    uvs_dataplane::IpKey { v6, addr: a }.to_ip()
+}
+
+fn flow_entry(c: &Conn, expires_s: u32) -> ConnSnapshot {
+    let ip = entry_ip;
+    let state = match c.orig.proto {
+        PROTO_TCP => TcpState::from_u8(c.state)
+            .map_or("NONE", |s| s.name())
+            .to_string(),
+        PROTO_UDP => "UDP".to_string(),
+        PROTO_SCTP => uvs_dataplane::sctp::state_name(c.state).to_string(),
+        _ => "NONE".to_string(),
+    };
+    let fullnat = Method::from_u8(c.method) == Some(Method::FullNat);
+    ConnSnapshot {
+        protocol: proto_name(c.orig.proto).to_string(),
+        expires_s,
+        state,
+        client: (ip(c.orig.v6, c.orig.src), c.orig.sport),
+        virtual_: (ip(c.orig.v6, c.orig.dst), c.orig.dport),
+        // A NAT64 flow keeps its IPv4 server and pool address IPv4-mapped: shown as IPv4.
+        real: (ip(c.reply.v6, c.reply.src).to_canonical(), c.reply.sport),
+        local: fullnat.then(|| (ip(c.reply.v6, c.reply.dst).to_canonical(), c.reply.dport)),
+        template: false,
+    }
+}
+
+/// A persistence template as IPVS lists one (`ip_vs_sched_persist`): `<protocol, client
+/// (masked), 0, VIP, service port, real server, its port>`, state NONE; for a
+/// firewall-mark service `<IP, client, 0, mark, 0, real server, 0>` (the template key
+/// carries the mark where the VIP would be, as IPVS's), and for a port-0 service the
+/// ports 0. `None` for a template of a service the running tables no longer have (the
+/// dataplane drops it at its next lookup) or of a real server slot now empty.
+fn template_entry(tables: &Tables, c: &Conn, expires_s: u32) -> Option<ConnSnapshot> {
+    let k = &c.orig;
+    let svc = tables.service(c.service)?;
+    // The key names its service (`lifecycle::template_key`): a service id reused since
+    // by another service is not this template's.
+    if svc.key.vip.addr != k.dst || svc.key.vip.v6 != k.v6 || svc.key.port != k.dport {
+        return None;
+    }
+    if u16::from(svc.key.proto) != k.sport {
+        return None;
+    }
+    let real = if c.real == SORRY_SLOT {
+        svc.sorry.as_ref()?
+    } else {
+        svc.reals.get(usize::from(c.real))?.as_ref()?
+    };
+    let real_port = if svc.key.port == 0 { 0 } else { real.port };
+    Some(ConnSnapshot {
+        // 0 for a firewall-mark service: "IP", as IPVS's IPPROTO_IP templates.
+        protocol: proto_name(svc.key.proto).to_string(),
+        expires_s,
+        state: "NONE".to_string(),
+        client: (entry_ip(k.v6, k.src), 0),
+        virtual_: (entry_ip(k.v6, k.dst), k.dport),
+        real: (real.addr.to_ip().to_canonical(), real_port),
+        local: None,
+        template: true,
+    })
 }
 
 #[cfg(test)]
@@ -350,6 +403,129 @@ mod tests {
         let shared = Shared::new(tables, 1000, 1);
         let s = snapshot(&shared, &RateSampler::default(), &[None], |_| String::new());
         assert_eq!(s.conn_capacity, 1000);
+    }
+
+    /// `-L -c` lists persistence templates as ipvsadm lists IPVS's (its `ip_vs_conn` file
+    /// holds them): the service's protocol, the (masked) client with port 0, the VIP and
+    /// the service's port, the real server, state NONE. A firewall-mark service's template
+    /// shows protocol IP and the mark as its virtual address, ports 0, as IPVS's
+    /// `<IPPROTO_IP, caddr, 0, fwmark, 0, daddr, 0>`. SCTP tag records, which are also
+    /// flagged as templates in the table, are not listed.
+    #[test]
+    fn persistence_templates_are_listed_and_sctp_tag_records_are_not() {
+        use uvs_conntrack::{Conn, FlowKey};
+        use uvs_dataplane::lifecycle::{template, template_key};
+        let mut spec = uvs_dataplane::lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+        let mut mark = spec.services[0].clone();
+        mark.key = uvs_dataplane::ServiceKey::mark(7, false);
+        mark.name = "fwm-7".into();
+        spec.services.push(mark);
+        let tables = TablesBuilder::build(&spec, None).unwrap();
+        let shared = Shared::new(tables, 1000, 1);
+        let now = shared.clock.now_ticks();
+        let tables = shared.tables.load();
+        let by_name = |n: &str| {
+            tables
+                .services
+                .iter()
+                .flatten()
+                .find(|s| s.name == n)
+                .unwrap()
+                .clone()
+        };
+        let web = by_name("tcp/198.18.100.1:80");
+        let fwm = by_name("fwm-7");
+        let client = |last: u8| {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&[198, 18, 0, last]);
+            a
+        };
+        // The client's /24, as `-M 255.255.255.0` masks it, to the second real server.
+        let t = template(
+            &web,
+            template_key(&web, client(0), web.key.vip.addr, false),
+            1,
+        );
+        shared
+            .conns
+            .insert(&t, now, now.wrapping_add(300_000))
+            .unwrap();
+        let t = template(
+            &fwm,
+            template_key(&fwm, client(9), fwm.key.vip.addr, false),
+            2,
+        );
+        shared
+            .conns
+            .insert(&t, now, now.wrapping_add(60_000))
+            .unwrap();
+        // A connection the template placed, and an SCTP association's tag record.
+        let flow = Conn {
+            orig: FlowKey {
+                proto: PROTO_TCP,
+                v6: false,
+                src: client(2),
+                dst: web.key.vip.addr,
+                sport: 40000,
+                dport: 80,
+            },
+            reply: FlowKey {
+                proto: PROTO_TCP,
+                v6: false,
+                src: web.reals[1].as_ref().unwrap().addr.addr,
+                dst: client(2),
+                sport: 80,
+                dport: 40000,
+            },
+            service: web.id,
+            real: 1,
+            method: Method::Nat as u8,
+            state: TcpState::Established as u8,
+            flags: 0,
+        };
+        shared
+            .conns
+            .insert(&flow, now, now.wrapping_add(900_000))
+            .unwrap();
+        let tag = uvs_dataplane::sctp::tags::record(
+            &flow,
+            uvs_dataplane::sctp::tags::Side::ToServer,
+            0xabcd,
+        );
+        shared
+            .conns
+            .insert(&tag, now, now.wrapping_add(900_000))
+            .unwrap();
+
+        let conns = connections(&shared);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let templates: Vec<&ConnSnapshot> = conns.iter().filter(|c| c.template).collect();
+        assert_eq!(conns.len(), 3, "{conns:#?}");
+        assert_eq!(templates.len(), 2, "{conns:#?}");
+        let t = templates
+            .iter()
+            .find(|c| c.protocol == "TCP")
+            .expect("the TCP service's template");
+        assert_eq!(t.state, "NONE");
+        assert_eq!(t.client, (ip("198.18.0.0"), 0));
+        assert_eq!(t.virtual_, (ip("198.18.100.1"), 80));
+        assert_eq!(t.real, (ip("198.18.1.12"), 80));
+        assert_eq!(t.local, None);
+        assert!((299..=300).contains(&t.expires_s), "{}", t.expires_s);
+        let m = templates
+            .iter()
+            .find(|c| c.protocol == "IP")
+            .expect("the mark service's template");
+        assert_eq!(m.state, "NONE");
+        assert_eq!(m.client, (ip("198.18.0.9"), 0));
+        assert_eq!(m.virtual_, (ip("0.0.0.7"), 0));
+        assert_eq!(m.real, (ip("198.18.1.13"), 0));
+        let f = conns.iter().find(|c| !c.template).unwrap();
+        assert_eq!(
+            (f.protocol.as_str(), f.state.as_str()),
+            ("TCP", "ESTABLISHED")
+        );
+        assert_eq!(f.client, (ip("198.18.0.2"), 40000));
     }
 
     /// `--persistent-conn`: templates are counted per real server, flows are not.

@@ -395,6 +395,7 @@ fn connection_listing() {
             virtual_: (ip("198.18.100.1"), 80),
             real: (ip("198.18.1.11"), 80),
             local: None,
+            template: false,
         },
         ConnSnapshot {
             protocol: "UDP".into(),
@@ -404,6 +405,7 @@ fn connection_listing() {
             virtual_: (ip("2001:2:0:100::1"), 53),
             real: (ip("2001:2:0:1::12"), 53),
             local: None,
+            template: false,
         },
         ConnSnapshot {
             protocol: "TCP".into(),
@@ -413,6 +415,29 @@ fn connection_listing() {
             virtual_: (ip("198.18.100.1"), 80),
             real: (ip("198.18.1.12"), 8080),
             local: Some((ip("198.18.1.3"), 61000)),
+            template: false,
+        },
+        // A persistence template, as ipvsadm lists IPVS's: client port 0, state NONE.
+        ConnSnapshot {
+            protocol: "TCP".into(),
+            expires_s: 299,
+            state: "NONE".into(),
+            client: (ip("198.18.0.0"), 0),
+            virtual_: (ip("198.18.100.1"), 80),
+            real: (ip("198.18.1.11"), 80),
+            local: None,
+            template: true,
+        },
+        // A firewall-mark service's: protocol IP, the mark as the virtual address.
+        ConnSnapshot {
+            protocol: "IP".into(),
+            expires_s: 59,
+            state: "NONE".into(),
+            client: (ip("198.18.0.2"), 0),
+            virtual_: (ip("0.0.0.7"), 0),
+            real: (ip("198.18.1.13"), 0),
+            local: None,
+            template: true,
         },
     ];
     assert_lines(
@@ -423,8 +448,34 @@ fn connection_listing() {
             "TCP 14:56  ESTABLISHED 198.18.0.2:54321   198.18.100.1:80    198.18.1.11:80",
             "UDP 00:05  UDP         [2001:2::2]:4000   [2001:2:0:100::1]:53 [2001:2:0:1::12]:53",
             "TCP 01:00  SYN_RECV    198.18.0.2:40000   198.18.100.1:80    198.18.1.12:8080 (local 198.18.1.3:61000)",
+            "TCP 04:59  NONE        198.18.0.0:0       198.18.100.1:80    198.18.1.11:80",
+            "IP  00:59  NONE        198.18.0.2:0       0.0.0.7:0          198.18.1.13:0",
         ],
     );
+    // --persistent-conn: ipvsadm's title; entries without a persistence engine keep the
+    // plain columns (ipvsadm prints pe name and pe_data only for entries that have them).
+    let o = ListOptions {
+        numeric: true,
+        persistent_conn: true,
+        ..Default::default()
+    };
+    assert_lines(
+        &format_conns_with(&conns[3..4], &o, &uvs_control::admin::Numeric),
+        &[
+            "IPVS connection entries",
+            "pro expire state       source             virtual            destination        pe name          pe_data",
+            "TCP 04:59  NONE        198.18.0.0:0       198.18.100.1:80    198.18.1.11:80",
+        ],
+    );
+    // `-L -c --json` marks templates, so a script tells them from connections.
+    let json: serde_json::Value = serde_json::to_value(&conns).unwrap();
+    let marked: Vec<bool> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["template"].as_bool().unwrap())
+        .collect();
+    assert_eq!(marked, [false, false, false, true, true]);
     assert_lines(
         &format_conns(&[], true),
         &[

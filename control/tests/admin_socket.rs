@@ -128,6 +128,7 @@ impl AdminBackend for FakeBackend {
             virtual_: ("198.18.100.1".parse().unwrap(), 80),
             real: ("198.18.1.11".parse().unwrap(), 80),
             local: None,
+            template: false,
         }]
     }
 }

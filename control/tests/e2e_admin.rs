@@ -136,3 +136,76 @@ fn edits_with_the_hosts_own_addresses_are_refused() {
     );
     assert!(del.status.success(), "{}", text(&del));
 }
+
+/// `uvsadm -L -n -c` lists persistence templates as ipvsadm lists IPVS's (protocol, the
+/// client with port 0, the VIP, the real server, state NONE, the time left), `-L -n
+/// --persistent-conn` counts them on their real server, and `-L -n -c --json` marks them
+/// `"template": true`. Without them an operator cannot see why a client sticks to a server.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn persistence_templates_are_listed_as_ipvsadm_lists_them() {
+    require_root("persistence_templates_are_listed_as_ipvsadm_lists_them");
+    let mut tb = Testbed::up("e2eadmp", "nat");
+    tb.start_uvsd(&demo_config());
+    let o = tb.uvsadm(&["-E", "-t", "198.18.100.1:80", "-s", "rr", "-p", "300"]);
+    assert!(o.status.success(), "-E -p: {}", text(&o));
+    let got = tb.curl_many("http://198.18.100.1/", 3);
+    assert!(
+        got[0] != "failed" && got.iter().all(|s| *s == got[0]),
+        "persistence keeps the client on one server: {got:?}"
+    );
+    let server = format!("198.18.1.1{}:80", got[0].trim_start_matches("rs"));
+
+    let list = text(&tb.uvsadm(&["-L", "-n", "-c"]));
+    let templates: Vec<Vec<&str>> = list
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.get(2) == Some(&"NONE"))
+        .collect();
+    assert_eq!(templates.len(), 1, "one template:\n{list}");
+    let w = &templates[0];
+    assert_eq!(
+        [w[0], w[3], w[4], w[5]],
+        ["TCP", "198.18.0.2:0", "198.18.100.1:80", server.as_str()],
+        "{list}"
+    );
+    assert!(
+        ("04:5".."05:01").contains(&w[1]),
+        "about 300 s left: {}\n{list}",
+        w[1]
+    );
+    // The connections it placed are listed too, on the same server.
+    assert!(
+        list.lines()
+            .filter(|l| l.contains("198.18.0.2:") && !l.contains("198.18.0.2:0 "))
+            .all(|l| l.trim_end().ends_with(&server)),
+        "{list}"
+    );
+
+    let pc = text(&tb.uvsadm(&["-L", "-n", "--persistent-conn"]));
+    let persist: Vec<(String, String)> = pc
+        .lines()
+        .filter(|l| l.starts_with("  -> 198.18.1."))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w[1].to_string(), w[3].to_string())
+        })
+        .collect();
+    for (real, n) in &persist {
+        let want = if *real == server { "1" } else { "0" };
+        assert_eq!(n, want, "PersistConn of {real}:\n{pc}");
+    }
+    assert!(persist.iter().any(|(r, _)| *r == server), "{pc}");
+
+    let json = text(&tb.uvsadm(&["-L", "-n", "-c", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).expect(&json);
+    let marked: Vec<&serde_json::Value> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["template"] == serde_json::Value::Bool(true))
+        .collect();
+    assert_eq!(marked.len(), 1, "{json}");
+    assert_eq!(marked[0]["state"], "NONE", "{json}");
+    assert_eq!(marked[0]["client"][1], 0, "{json}");
+}

@@ -383,9 +383,10 @@ fn largenum(out: &mut String, i: u64, exact: bool) {
     };
 }
 
-/// `-L -c`: ipvsadm's `list_conn`, ports named unless `numeric`. A FullNAT entry adds its
-/// local address after the destination, which is the last column, so the others keep their
-/// places.
+/// `-L -c`: ipvsadm's `list_conn`, ports named unless `numeric`. Persistence templates are
+/// rows like the connections, as in IPVS's table (state NONE, client port 0). A FullNAT
+/// entry adds its local address after the destination, which is the last column, so the
+/// others keep their places.
 pub fn format_conns(conns: &[ConnSnapshot], numeric: bool) -> String {
     let o = ListOptions {
         numeric,
