@@ -195,7 +195,7 @@ pub fn render(s: &Snapshot) -> String {
         }
         let mut f = e.family(
             "uvs_layer7_pool_real_up",
-            "Layer 7: 1 if the real server is up for the pool, 0 while it fails a check that decides for this pool only (uvs_real_up is its health for every pool).",
+            "Layer 7: 1 if the real server is up for the pool; 0 while it is down by its own health (uvs_real_up 0, which holds for every pool) or fails a check that decides for this pool only.",
             Kind::Gauge,
         );
         for p in &s.layer7_pools {

@@ -199,9 +199,10 @@ pub struct PoolHits {
 pub struct PoolReal {
     pub address: IpAddr,
     pub port: u16,
-    /// False while it fails a check that decides for this pool only (the pool's own, when
-    /// it differs from the checks of the server's other pools); the server's own health,
-    /// which holds for every pool, is the service's `health_up`.
+    /// Whether the pool may send to it: false while the server is down by its own health
+    /// (the service's `health_up`, which holds for every pool) or fails a check that
+    /// decides for this pool only (the pool's own, when it differs from the checks of the
+    /// server's other pools).
     pub up: bool,
 }
 

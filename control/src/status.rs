@@ -288,12 +288,16 @@ pub fn snapshot_with(
                         reals: s
                             .reals
                             .iter()
-                            .flatten()
-                            .filter(|r| p.members.contains(&r.addr))
-                            .map(|r| crate::snapshot::PoolReal {
+                            .enumerate()
+                            .filter_map(|(slot, r)| Some((slot, r.as_ref()?)))
+                            .filter(|(_, r)| p.members.contains(&r.addr))
+                            .map(|(slot, r)| crate::snapshot::PoolReal {
                                 address: r.addr.to_ip(),
                                 port: r.port,
-                                up: !p.down.contains(&(r.addr, r.port)),
+                                // Up for the pool: up as a server (its own health holds
+                                // for every pool) and not failing a check of this pool's.
+                                up: s.live[slot].health_up.load(Relaxed)
+                                    && !p.down.contains(&(r.addr, r.port)),
                             })
                             .collect(),
                     })

@@ -155,3 +155,69 @@ fn a_pool_check_failing_takes_the_server_out_of_that_pool_only() {
     shared.tables.store(Arc::new(build(Some(&shared))));
     assert_eq!(sorted(picks(&shared, 1, 4)), [2, 3]);
 }
+
+/// A server down by its own health is down for every pool it is in, whatever the pools'
+/// checks say: rs3 is in `api` only, so api's check is its own health (one target, no
+/// pools); when it fails, `uvs_real_up` is 0 and so is `uvs_layer7_pool_real_up` for
+/// api (the pool's scheduler does not pick it either). The same holds for a server whose
+/// pools use different checks (rs2) when its own health goes down (an agent's `down`, a
+/// check of the service's).
+#[test]
+fn a_server_down_by_its_own_health_is_down_for_its_pools() {
+    let cfg = uvs_config::load_str(CONFIG, "uvs.yaml").unwrap();
+    let spec = uvs_control::spec::tables_spec(&cfg, None);
+    let shared = Shared::new(TablesBuilder::build(&spec, None).unwrap(), 1024, 1);
+    let set_health = |real: SocketAddr, up: bool| {
+        let tables = shared.tables.load();
+        let svc = tables.services.iter().flatten().next().unwrap();
+        let slot = svc
+            .reals
+            .iter()
+            .position(|r| r.as_ref().is_some_and(|r| r.addr.to_ip() == real.ip()))
+            .unwrap();
+        svc.live[slot]
+            .health_up
+            .store(up, std::sync::atomic::Ordering::Relaxed);
+    };
+    set_health(rs(3), false);
+    assert_eq!(sorted(picks(&shared, 1, 4)), [2], "api does not pick rs3");
+
+    let snap = snapshot(&shared, &RateSampler::default(), &[None], |_| String::new());
+    let up = |pool: &str, real: SocketAddr| {
+        let p = snap.layer7_pools.iter().find(|p| p.pool == pool).unwrap();
+        p.reals.iter().find(|r| r.address == real.ip()).unwrap().up
+    };
+    assert!(!up("api", rs(3)), "{:#?}", snap.layer7_pools);
+    assert!(up("api", rs(2)) && up("web", rs(1)) && up("web", rs(2)));
+    let text = uvs_control::metrics::render(&snap);
+    assert!(
+        text.lines().any(|l| l.starts_with("uvs_real_up{")
+            && l.contains(r#"real="198.18.71.13:80""#)
+            && l.ends_with(" 0")),
+        "uvs_real_up of rs3 should be 0:\n{text}"
+    );
+    for line in [
+        r#"uvs_layer7_pool_real_up{service="web7",pool="api",real="198.18.71.13:80"} 0"#,
+        r#"uvs_layer7_pool_real_up{service="web7",pool="api",real="198.18.71.12:80"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+
+    // rs2's own health down: down for both its pools.
+    set_health(rs(2), false);
+    let snap = snapshot(&shared, &RateSampler::default(), &[None], |_| String::new());
+    let p = |pool: &str| {
+        let p = snap.layer7_pools.iter().find(|p| p.pool == pool).unwrap();
+        p.reals.iter().find(|r| r.address == rs(2).ip()).unwrap().up
+    };
+    assert!(!p("web") && !p("api"), "{:#?}", snap.layer7_pools);
+
+    // Back up: up for the pools again.
+    set_health(rs(2), true);
+    set_health(rs(3), true);
+    let snap = snapshot(&shared, &RateSampler::default(), &[None], |_| String::new());
+    assert!(snap
+        .layer7_pools
+        .iter()
+        .all(|p| p.reals.iter().all(|r| r.up)));
+}
