@@ -251,7 +251,7 @@ pub(super) fn netmask(text: &str, vip: IpAddr) -> Result<u8, String> {
 
 /// uvsadm's own `--socket PATH` / `--socket=PATH`, taken out of `args` wherever it is: it is
 /// no ipvsadm option, so no ipvsadm word means it, and no option's value is taken for it. The
-/// path (or `None`) and the words left, for [`tokenize`] and the commands' own grammars.
+/// path (or `None`) and the words left, for the tokenizer and the commands' own grammars.
 /// The path is refused empty, given twice, or as a separate word starting with `-` (most
 /// likely the path was left out: `--socket=-odd` says it is one).
 pub fn take_socket_option(
