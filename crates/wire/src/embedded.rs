@@ -340,6 +340,41 @@ pub fn set_embedded_dst_port(frame: &mut [u8], e: &mut Embedded, port: u16) -> b
     set_quoted_port(frame, e, port, false)
 }
 
+/// Translates the quoted TCP segment's numbers with `s` (a SYN proxy's splice, see
+/// [`crate::tcp_splice::splice_quoted`]), fixing the quoted TCP checksum when quoted and
+/// the outer ICMP checksum. Returns `false` (frame untouched) when the quote is not a TCP
+/// segment's start with its sequence number.
+pub fn splice_embedded(frame: &mut [u8], e: &Embedded, s: &crate::Splice) -> bool {
+    if e.l4_proto != ip_proto::TCP || !e.has_ports() {
+        return false;
+    }
+    let (l4, end) = (usize::from(e.l4_off), usize::from(e.end));
+    let Some(quote) = frame.get_mut(l4..end) else {
+        return false;
+    };
+    // What the translation may change: the header, at most 60 bytes. Its quoted length,
+    // rounded down to whole 16-bit words: the changed fields are words (an option field
+    // at an odd offset only in a whole header, which ends on a word), and the quote starts
+    // an even number of bytes into the ICMP message (8 + an IP header and its extension
+    // headers, multiples of 4 and 8), so the words are the ICMP checksum's words too.
+    let n = quote.len().min(60) & !1;
+    let mut old = [0u8; 60];
+    old[..n].copy_from_slice(&quote[..n]);
+    if crate::tcp_splice::splice_quoted(quote, s).is_err() {
+        return false;
+    }
+    let mut new = [0u8; 60];
+    new[..n].copy_from_slice(&quote[..n]);
+    adjust_csum(
+        frame,
+        usize::from(e.icmp_off) + icmpv4::CHECKSUM_OFFSET,
+        &old[..n],
+        &new[..n],
+        false,
+    );
+    true
+}
+
 /// Writes a 16-bit value inside the quote, keeping the outer ICMP checksum right; used by
 /// callers translating fields not covered above (e.g. an ICMP echo id in a quoted echo).
 pub fn set_embedded_u16(frame: &mut [u8], e: &Embedded, off: usize, v: u16) -> bool {
@@ -437,6 +472,88 @@ mod tests {
             &[198, 18, 0, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
         ));
         assert!(crate::verify_l4_checksum(&f, &p2));
+    }
+
+    /// Fragmentation needed from 198.18.0.2 to 198.18.100.1 quoting the first `cut` bytes
+    /// of a TCP segment 198.18.100.1:80 → 198.18.0.2:40000 (timestamps, 10 bytes of data).
+    fn frag_needed_tcp(cut: usize) -> Vec<u8> {
+        let mut seg = Vec::new();
+        etherparse::PacketBuilder::ipv4([198, 18, 100, 1], [198, 18, 0, 2], 63)
+            .tcp(80, 40000, 1000, 512)
+            .ack(2000)
+            .options(&[
+                etherparse::TcpOptionElement::Noop,
+                etherparse::TcpOptionElement::Noop,
+                etherparse::TcpOptionElement::Timestamp(7, 8),
+            ])
+            .unwrap()
+            .write(&mut seg, b"0123456789")
+            .unwrap();
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([198, 18, 0, 2], [198, 18, 100, 1], 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1280,
+                },
+            ))
+            .write(&mut f, &seg[..cut.min(seg.len())])
+            .unwrap();
+        f
+    }
+
+    #[test]
+    fn spliced_quotes_keep_the_icmp_and_tcp_checksums() {
+        let s = crate::Splice {
+            seq: 0x0123_4567,
+            ack: 28,
+            tsval: 5,
+            window: Some((7, 5)),
+            ..crate::Splice::default()
+        };
+        for cut in [28, 29, 33, 34, 35, 36, 38, 39, 40, 41, 52, 62] {
+            let mut f = frag_needed_tcp(cut);
+            let p = parse_frame(&f).unwrap();
+            let e = parse_icmp_embedded(&f, &p).unwrap();
+            assert!(splice_embedded(&mut f, &e, &s), "cut {cut}");
+            assert!(
+                crate::verify_l4_checksum(&f, &p),
+                "ICMP checksum, cut {cut}"
+            );
+            let q = &f[usize::from(e.l4_off)..];
+            assert_eq!(get16(q, 4), Some(0x0123), "cut {cut}");
+            assert_eq!(get16(q, 6), Some(0x4567 + 1000), "cut {cut}");
+        }
+        // The whole segment quoted: its own checksum is right too, and the timestamp
+        // translated.
+        let mut f = frag_needed_tcp(1000);
+        let p = parse_frame(&f).unwrap();
+        let e = parse_icmp_embedded(&f, &p).unwrap();
+        assert!(splice_embedded(&mut f, &e, &s));
+        assert!(crate::verify_l4_checksum(&f, &p));
+        let q = &f[usize::from(e.l3_off)..];
+        let (ip, rest) = etherparse::Ipv4Header::from_slice(q).unwrap();
+        let (t, payload) = etherparse::TcpHeader::from_slice(rest).unwrap();
+        assert_eq!(t.checksum, t.calc_checksum_ipv4(&ip, payload).unwrap());
+        assert_eq!(
+            (t.sequence_number, t.acknowledgment_number),
+            (0x0123_4567 + 1000, 2028)
+        );
+        assert_eq!(t.window_size, 2048, "512 in shift 7 is 2 048 in shift 5");
+        assert!(t
+            .options_iterator()
+            .any(|o| o == Ok(etherparse::TcpOptionElement::Timestamp(12, 8))));
+        // Too short for the sequence number, or not TCP: refused, untouched.
+        let mut f = frag_needed_tcp(26);
+        let p = parse_frame(&f).unwrap();
+        let e = parse_icmp_embedded(&f, &p).unwrap();
+        let before = f.clone();
+        assert!(!splice_embedded(&mut f, &e, &s));
+        assert_eq!(f, before);
+        let mut f = port_unreachable();
+        let p = parse_frame(&f).unwrap();
+        let e = parse_icmp_embedded(&f, &p).unwrap();
+        assert!(!splice_embedded(&mut f, &e, &s));
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub mod untunnel;
 pub use arp::{ArpPacket, ArpRepr};
 pub use embedded::{
     parse_icmp_embedded, set_embedded_dst_addr, set_embedded_dst_port, set_embedded_src_addr,
-    set_embedded_src_port, Embedded,
+    set_embedded_src_port, splice_embedded, Embedded,
 };
 pub use encap::{decap, decap_ipip, encap, encap_ipip, EncapError, Outer, Tunnel};
 pub use error::ParseError;
@@ -71,7 +71,7 @@ pub use sctp::SctpPacket;
 pub use tcp::TcpPacket;
 pub use tcp_options::TcpOptions;
 pub use tcp_segment::{tcp_fields, write_data_segment, write_segment, Segment, TcpFields};
-pub use tcp_splice::{splice, Splice};
+pub use tcp_splice::{splice, splice_quoted, Splice};
 pub use udp::{UdpPacket, UdpRepr};
 
 /// IP protocol / IPv6 next-header numbers, from the one set every crate uses.

@@ -40,6 +40,23 @@ pub struct Splice {
     pub window: Option<(u8, u8)>,
 }
 
+impl Splice {
+    /// The translation that undoes this one: every number moved back by its delta, the
+    /// window rescaled the other way (exact for numbers; a window only as exact as the
+    /// rescaling that rounded it). An ICMP error quotes a segment as the splice delivered
+    /// it; the inverse turns the quote back into the segment its sender sent.
+    pub fn inverse(&self) -> Splice {
+        Splice {
+            seq: self.seq.wrapping_neg(),
+            ack: self.ack.wrapping_neg(),
+            sack: self.sack.wrapping_neg(),
+            tsval: self.tsval.wrapping_neg(),
+            tsecr: self.tsecr.wrapping_neg(),
+            window: self.window.map(|(from, to)| (to, from)),
+        }
+    }
+}
+
 /// The options area of Linux's established segments with timestamps: NOP, NOP, kind 8,
 /// length 10, then TSval and TSecr.
 const NOP_NOP_TS: [u8; 4] = [kind::NOP, kind::NOP, kind::TIMESTAMP, 10];
@@ -75,6 +92,19 @@ impl Terms {
         }
     }
 
+    /// Rescales the window of `seg` (at least 16 bytes: the caller checked) from shift
+    /// `from` to shift `to`.
+    #[inline(always)]
+    fn rescale(&mut self, seg: &mut [u8], (from, to): (u8, u8)) {
+        if from != to {
+            let w = be16(seg, 14);
+            let bytes = u64::from(w) << from.min(14);
+            let nw = (bytes >> to.min(14)).min(0xffff) as u16;
+            set_be16(seg, 14, nw);
+            self.sum += u64::from(!w) + u64::from(nw);
+        }
+    }
+
     /// Writes the updated checksum of `seg`.
     #[inline(always)]
     fn apply(self, seg: &mut [u8]) {
@@ -103,6 +133,13 @@ pub fn splice(frame: &mut [u8], p: &Parsed, s: &Splice) -> Result<(), SegmentErr
     let seg = frame
         .get_mut(usize::from(p.l4_off)..p.l3_end())
         .ok_or(SegmentError::NotTcp)?;
+    splice_segment(seg, s)
+}
+
+/// [`splice`] on `seg`, a TCP header and what follows it: refused, untouched, when the
+/// header (options included) is not all there or its options are malformed.
+#[inline(always)]
+fn splice_segment(seg: &mut [u8], s: &Splice) -> Result<(), SegmentError> {
     if seg.len() < HEADER_LEN {
         return Err(SegmentError::NotTcp);
     }
@@ -141,17 +178,41 @@ pub fn splice(frame: &mut [u8], p: &Parsed, s: &Splice) -> Result<(), SegmentErr
             t.add32(seg, at + 4 * i, s.sack);
         }
     }
-    if let Some((from, to)) = s.window {
-        if from != to {
-            let w = be16(seg, 14);
-            let bytes = u64::from(w) << from.min(14);
-            let nw = (bytes >> to.min(14)).min(0xffff) as u16;
-            set_be16(seg, 14, nw);
-            t.sum += u64::from(!w) + u64::from(nw);
-        }
+    if let Some(w) = s.window {
+        t.rescale(seg, w);
     }
     if t.sum != 0 || t.odd {
         t.apply(seg);
+    }
+    Ok(())
+}
+
+/// Applies `s` to the TCP segment quoted in an ICMP error, `quote` holding the quoted bytes
+/// from the TCP header on (a router may quote as little as 8 bytes, RFC 792). A whole
+/// header with sound options is translated as [`splice`] translates a segment, its
+/// checksum updated as the NAT rewrite updates a quoted checksum (incrementally, whether
+/// the quote holds the whole segment or not). Otherwise the fixed fields the quote holds
+/// are: the sequence number, the acknowledgement number once the flags show ACK, the
+/// window, and the checksum when quoted. Refused, untouched, without a sequence number.
+pub fn splice_quoted(quote: &mut [u8], s: &Splice) -> Result<(), SegmentError> {
+    if quote.len() < 8 {
+        return Err(SegmentError::NotTcp);
+    }
+    if splice_segment(quote, s).is_ok() {
+        return Ok(());
+    }
+    let mut t = Terms::default();
+    if s.seq != 0 {
+        t.add32(quote, 4, s.seq);
+    }
+    if s.ack != 0 && quote.get(13).is_some_and(|f| f & tcp::flags::ACK != 0) {
+        t.add32(quote, 8, s.ack);
+    }
+    if let (Some(w), true) = (s.window, quote.len() >= 16) {
+        t.rescale(quote, w);
+    }
+    if quote.len() >= tcp::CHECKSUM_OFFSET + 2 && (t.sum != 0 || t.odd) {
+        t.apply(quote);
     }
     Ok(())
 }
@@ -493,5 +554,74 @@ mod tests {
             .unwrap();
         let p = crate::parse_frame(&u).unwrap();
         assert_eq!(splice(&mut u, &p, &s), Err(SegmentError::NotTcp));
+    }
+
+    proptest! {
+        /// A splice and then its inverse give back every number (without rescaling the
+        /// window, which rounds) and a segment whose checksum is right.
+        #[test]
+        fn the_inverse_gives_the_numbers_back(
+            v6 in any::<bool>(),
+            which in 0usize..9,
+            ts in any::<(u32, u32)>(),
+            edges in any::<[u32; 8]>(),
+            s in (delta(), delta(), delta(), delta(), delta()),
+        ) {
+            let s = Splice { seq: s.0, ack: s.1, sack: s.2, tsval: s.3, tsecr: s.4, window: None };
+            let f = frame(v6, &layout(which, ts, &edges), 77, 88, 99, b"abc");
+            let p = crate::parse_frame(&f).unwrap();
+            let mut g = f.clone();
+            splice(&mut g, &p, &s).unwrap();
+            splice(&mut g, &p, &s.inverse()).unwrap();
+            let (b, a) = (seen(&f), seen(&g));
+            prop_assert!(a.5, "the checksum is right");
+            prop_assert_eq!((a.0, a.1, a.2, a.3, a.4), (b.0, b.1, b.2, b.3, b.4));
+        }
+
+        /// A quote cut anywhere: with its whole header, the segment's translation; cut
+        /// shorter, the fixed fields it holds (SEQ from 8 bytes, ACK once the flags are
+        /// quoted, the window), and from 18 bytes the checksum updated for them, so the
+        /// segment with the rest left as it was still sums right.
+        #[test]
+        fn a_quote_cut_anywhere_has_what_it_holds_translated(
+            v6 in any::<bool>(),
+            which in 0usize..9,
+            ts in any::<(u32, u32)>(),
+            edges in any::<[u32; 8]>(),
+            cut in 0usize..64,
+            s in (delta(), delta(), delta(), delta(), delta(),
+                  proptest::option::of((0u8..16, 0u8..16))),
+        ) {
+            let s = Splice { seq: s.0, ack: s.1, sack: s.2, tsval: s.3, tsecr: s.4, window: s.5 };
+            let f = frame(v6, &layout(which, ts, &edges), 77, 88, 99, b"abcdefgh");
+            let p = crate::parse_frame(&f).unwrap();
+            let l4 = usize::from(p.l4_off);
+            let hlen = usize::from(f[l4 + 12] >> 4) * 4;
+            let cut = cut.min(f.len() - l4);
+            let mut g = f.clone();
+            let r = splice_quoted(&mut g[l4..l4 + cut], &s);
+            if cut < 8 {
+                prop_assert_eq!(r, Err(SegmentError::NotTcp));
+                prop_assert_eq!(&g, &f);
+                return Ok(());
+            }
+            prop_assert!(r.is_ok());
+            if cut >= hlen {
+                let mut want = f.clone();
+                splice(&mut want, &p, &s).unwrap();
+                prop_assert_eq!(&g[..l4 + hlen], &want[..l4 + hlen]);
+                return Ok(());
+            }
+            let (b, a) = (seen(&f), seen(&g));
+            prop_assert_eq!(a.0, b.0.wrapping_add(s.seq));
+            prop_assert_eq!(a.1, if cut >= 14 { b.1.wrapping_add(s.ack) } else { b.1 });
+            if cut < 16 {
+                prop_assert_eq!(a.2, b.2);
+            }
+            prop_assert_eq!((a.3, a.4), (b.3, b.4), "options cut short are left alone");
+            if cut >= 18 {
+                prop_assert!(a.5, "the checksum follows the fields");
+            }
+        }
     }
 }

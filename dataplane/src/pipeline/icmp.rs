@@ -63,7 +63,10 @@ pub(crate) fn icmp(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
 /// here (or the client) towards the error's sender, so its reversed tuple is one of the
 /// connection's tuples: the original one (the error came from the client side about a
 /// reply: send it on to the real server) or the reply one (the error came from the server
-/// side about a forwarded packet: send it back to the client).
+/// side about a forwarded packet: send it back to the client). A connection the SYN proxy
+/// spliced has the quoted segment's sequence, acknowledgement and timestamp numbers (and
+/// window) translated back too, as the splice translates its segments
+/// (`synproxy::quoted`).
 #[cold]
 pub(crate) fn icmp_error(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
     let tables = ctx.tables;
@@ -112,7 +115,14 @@ pub(crate) fn icmp_error(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
     if is_nat64(&c) {
         return nat64::icmp_error(ctx, pkt, &e, &hit);
     }
+    let splice = crate::synproxy::quoted(ctx, &hit);
     let Packet { buf: frame, p, .. } = &mut *pkt;
+    if let Some(s) = splice {
+        // A spliced connection: the quoted segment's numbers as its sender sent them. A
+        // quote too short to hold its sequence number goes on as it came (no TCP can match
+        // it either way; Linux wants 8 bytes of it).
+        uvs_wire::splice_embedded(frame, &e, &s);
+    }
     match hit.dir {
         Dir::Original => {
             // Quoted: VIP:vport → client:cport (our reply). The real server sent it as

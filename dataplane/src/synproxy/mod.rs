@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 pub(crate) use handshake::on_new_flow;
-pub(crate) use splice::established;
+pub(crate) use splice::{established, quoted};
 
 /// The window-scale shift uvs offers a client in its SYN-ACK (before it knows the real
 /// server's): Linux's default for a 6 MiB receive buffer. A server that scales by another

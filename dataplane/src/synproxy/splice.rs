@@ -12,6 +12,11 @@
 //! With a PROXY v2 header of `L` bytes (sent on the ACK that completes the server's
 //! handshake) the client's space is shifted too: client → server SEQ + L; server → client
 //! ACK − L and SACK blocks − L.
+//!
+//! An ICMP error about a spliced connection quotes a segment as one half got it; the half
+//! it goes to gets the quote with that translation undone ([`quoted`], applied by
+//! `pipeline/icmp.rs`), so that its TCP finds the quoted sequence number among those it
+//! sent and path MTU discovery works.
 
 use uvs_conntrack::ConnView;
 use uvs_conntrack::{tcp::TcpState, Conn, Dir, Hit};
@@ -21,7 +26,7 @@ use uvs_wire::{tcp_options, Segment, Splice};
 use super::retransmit::{client_reset, ClientReset};
 use super::{Opts, SpliceTable};
 use crate::lifecycle;
-use crate::pipeline::{ip, l2_out, real_egress, Ctx, Packet};
+use crate::pipeline::{conn_flags, ip, l2_out, real_egress, Ctx, Packet};
 use crate::tables::ServiceRt;
 use crate::verdict::{DropReason, Verdict};
 
@@ -146,14 +151,29 @@ fn awaits_replay_ack(opts: Opts, tcp_flags: u8) -> bool {
 /// done, a drop for a segment that is not whole TCP or has malformed options.
 #[inline]
 fn translate(pkt: &mut Packet<'_>, hit: &Hit, a: u64, opts: Opts) -> Option<Verdict> {
+    let s = rule(hit.dir, a, opts, hit.v6());
+    match pkt
+        .buf
+        .get_mut(..pkt.len)
+        .map(|f| uvs_wire::splice(f, &pkt.p, &s))
+    {
+        Some(Ok(())) => None,
+        _ => Some(Verdict::Drop(DropReason::TcpBadOptions)),
+    }
+}
+
+/// The translation of a spliced connection's segments going in direction `dir` (`a`,
+/// `opts`: its splice slot; `v6`: its family), as the module's documentation states it.
+#[inline(always)]
+fn rule(dir: Dir, a: u64, opts: Opts, v6: bool) -> Splice {
     let (delta, ts_delta) = ((a >> 32) as u32, a as u32);
-    let pp = opts.proxy_len(hit.v6());
+    let pp = opts.proxy_len(v6);
     let ts_delta = if opts.has(Opts::SERVER_TS) {
         ts_delta
     } else {
         0
     };
-    let s = if hit.dir == Dir::Reply {
+    if dir == Dir::Reply {
         Splice {
             seq: delta.wrapping_neg(),
             ack: pp.wrapping_neg(),
@@ -171,15 +191,33 @@ fn translate(pkt: &mut Packet<'_>, hit: &Hit, a: u64, opts: Opts) -> Option<Verd
             window: Some(opts.window_to_server()),
             ..Splice::default()
         }
-    };
-    match pkt
-        .buf
-        .get_mut(..pkt.len)
-        .map(|f| uvs_wire::splice(f, &pkt.p, &s))
-    {
-        Some(Ok(())) => None,
-        _ => Some(Verdict::Drop(DropReason::TcpBadOptions)),
     }
+}
+
+/// The translation of the segment an ICMP error about a proxied connection quotes (`hit`:
+/// the connection the quote belongs to, `hit.dir` the error's direction), `None` before
+/// the connection is spliced (no δ yet: the quote is a handshake segment, in the same
+/// numbering on both halves but for the PROXY header, which comes after the SYN).
+///
+/// The quote is a segment of the other direction as the error's sender got it, translated
+/// by [`rule`]; the error goes to the half that sent it, which knows it untranslated (a
+/// TCP checks the quoted sequence number against what it sent: Linux's `tcp_v4_err`
+/// ignores an error outside `snd_una..=snd_nxt`, and path MTU discovery with it). So the
+/// quote gets the inverse of that direction's translation.
+#[cold]
+pub(crate) fn quoted(ctx: &Ctx<'_>, hit: &Hit) -> Option<Splice> {
+    if hit.flags() & conn_flags::SYNPROXY == 0 || hit.state() == TcpState::SynSent as u8 {
+        return None;
+    }
+    let (a, opts) = ctx.proxy.splices(ctx.conns).load(hit.id);
+    if !opts.has(Opts::SPLICED) {
+        return None;
+    }
+    let quoted_dir = match hit.dir {
+        Dir::Original => Dir::Reply,
+        Dir::Reply => Dir::Original,
+    };
+    Some(rule(quoted_dir, a, opts, hit.v6()).inverse())
 }
 
 /// The real server's SYN-ACK: record the deltas, move the entry to ESTABLISHED, and turn
