@@ -7,6 +7,8 @@
 //! the service's `head_timeout` (2 s here); after each of those answers the client's
 //! closing FIN is acknowledged (no client socket left in LAST-ACK), and a client that
 //! connects and closes without a request gets FIN and ACK (none left in FIN-WAIT-1).
+//! An absolute-form request target (`curl --request-target http://host/path`) is routed
+//! by its own path and authority.
 //! A second test serves TLS from nginx (a certificate made by `openssl` at test time) and
 //! routes `curl --resolve name:443:VIP https://name/ -k` by the ClientHello's server name,
 //! also when a python client sends its ClientHello in two segments.
@@ -80,6 +82,18 @@ fn layer7_rules_choose_the_pool_and_keep_alive_stays() {
         vec!["http://198.18.100.1/b/index"],
         vec!["-b", "x=1; pool=b", "http://198.18.100.1/"],
         vec!["-H", "Host: API.B.EXAMPLE:80", "http://198.18.100.1/"],
+        // Absolute-form targets (RFC 9112 §3.2.2): their path and authority decide, as
+        // nginx reads them, whatever the URL's path and Host header say.
+        vec![
+            "--request-target",
+            "http://198.18.100.1/b/x",
+            "http://198.18.100.1/",
+        ],
+        vec![
+            "--request-target",
+            "HTTP://www.b.example/",
+            "http://198.18.100.1/",
+        ],
     ] {
         let got = servers(&tb, &args);
         assert_eq!(got.len(), 1);
@@ -270,7 +284,9 @@ print('%.1f %s' % (time.time() - t, d.split(b'\r\n')[0].decode()))
     let hits_a = line("uvs_layer7_pool_hits_total{service=\"web4\",pool=\"a\"}");
     let hits_b = line("uvs_layer7_pool_hits_total{service=\"web4\",pool=\"b\"}");
     assert!(hits_a.ends_with(" 5"), "{hits_a:?}\n{m}");
-    assert!(hits_b.ends_with(" 6"), "{hits_b:?}");
+    // Pool b: four rule hits and the two absolute-form targets, the kept-alive run, the
+    // long head.
+    assert!(hits_b.ends_with(" 8"), "{hits_b:?}");
     // The long head was really received over several segments and replayed.
     let replayed = line("uvs_layer7_replayed_total");
     assert!(replayed.ends_with(" 1"), "{replayed:?}\n{m}");

@@ -1381,3 +1381,103 @@ fn a_client_closing_without_a_request_gets_fin_and_ack() {
         assert_eq!((l.pending(), l.shared.conns.len()), ((0, 0), 0));
     }
 }
+
+/// An absolute-form request target (RFC 9112 §3.2.2, `GET http://host/path`) is routed by
+/// its own path and authority, as nginx and HAProxy route it and as the server will read
+/// it: its authority replaces the Host header. A path rule or a host rule is not bypassed
+/// by writing the target that way, and a target with no host is refused with 400.
+#[test]
+fn an_absolute_form_target_is_routed_by_its_path_and_authority() {
+    for method in [Method::Nat, Method::FullNat] {
+        for v6 in [false, true] {
+            let mut l = Lab::new(method, v6);
+            let in_b = |n: u8| n == 2 || n == 3;
+            // The path rule `/b/` sees the target's path.
+            assert!(in_b(route(
+                &mut l,
+                b"GET http://198.18.100.1/b/x HTTP/1.1\r\nHost: a\r\n\r\n"
+            )));
+            // The host rule `*.b.example` sees its authority (port stripped, any case of
+            // scheme and host), not the Host header.
+            assert!(in_b(route(
+                &mut l,
+                b"GET HTTPS://WWW.b.example:8443 HTTP/1.1\r\nHost: a\r\n\r\n"
+            )));
+            assert_eq!(
+                route(
+                    &mut l,
+                    b"GET http://a.example/ HTTP/1.1\r\nHost: www.b.example\r\n\r\n"
+                ),
+                1
+            );
+            // Host and path of one target both hold for the combined rule (pool c).
+            assert_eq!(
+                route(
+                    &mut l,
+                    b"GET http://api.example/v2/users?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"
+                ),
+                3
+            );
+            // An origin-form target is as before.
+            assert_eq!(route(&mut l, b"GET /a/b/ HTTP/1.1\r\nHost: a\r\n\r\n"), 1);
+        }
+    }
+}
+
+/// With pool b unusable, the path rule still sends an absolute-form request for `/b/` to
+/// pool b, which answers 503 as it does for the origin form; a target with an empty host
+/// gets 400 like any request uvs cannot read.
+#[test]
+fn an_absolute_form_target_does_not_bypass_an_unusable_pool() {
+    for v6 in [false, true] {
+        let mut l = Lab::build(Method::Nat, v6, false, 0);
+        for (i, req) in [
+            &b"GET /b/x HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET http://198.18.100.1/b/x HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET http://x.B.example HTTP/1.1\r\nHost: a\r\n\r\n",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (cookie, our_ts) = handshake(&mut l);
+            let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+            let f = client_frame(&l, CISN + 1, false, Some(cookie.wrapping_add(1)), &ts, req);
+            let r = to_client(&mut l, &f);
+            assert!(
+                r.fin && r.payload.starts_with(b"HTTP/1.1 503 "),
+                "{}: {:?}",
+                String::from_utf8_lossy(req),
+                String::from_utf8_lossy(&r.payload)
+            );
+            assert_eq!(l.drops(DropReason::Layer7NoServer), i as u64 + 1);
+            l.cport += 1;
+        }
+        // A head over two segments is read the same way once complete.
+        let p = begin(&mut l, b"GET http://198.18.100.1/b/x HTTP/1.1\r\n");
+        let r = {
+            let f = p.frame(&l, None, false, b"Host: a\r\n\r\n");
+            to_client(&mut l, &f)
+        };
+        assert!(r.fin && r.payload.starts_with(b"HTTP/1.1 503 "));
+        assert_eq!(l.drops(DropReason::Layer7NoServer), 4);
+        l.cport += 1;
+        for bad in [
+            &b"GET http:///b/x HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET http://user@a.example/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            let before = l.drops(DropReason::Layer7BadHttp);
+            let (cookie, our_ts) = handshake(&mut l);
+            let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+            let f = client_frame(&l, CISN + 1, false, Some(cookie.wrapping_add(1)), &ts, bad);
+            let r = to_client(&mut l, &f);
+            assert!(
+                r.fin && r.payload.starts_with(b"HTTP/1.1 400 "),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+            assert_eq!(l.drops(DropReason::Layer7BadHttp), before + 1);
+            l.cport += 1;
+        }
+        assert_eq!(l.shared.conns.len(), 0);
+    }
+}

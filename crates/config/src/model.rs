@@ -755,10 +755,11 @@ pub struct Rule {
 /// What a rule compares.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Match {
-    /// The HTTP Host header (without its port), lowercase: exact, or `*.suffix` for any
-    /// name ending in `.suffix`.
+    /// The HTTP Host header (without its port; an absolute-form target's authority
+    /// instead), lowercase: exact, or `*.suffix` for any name ending in `.suffix`.
     Host(String),
-    /// The request target starts with this (a path beginning with `/`).
+    /// The request target's path starts with this (a path beginning with `/`; an
+    /// absolute-form target's path is compared).
     PathPrefix(String),
     /// A request header (name case-insensitive, lowercase here) with exactly this value.
     Header { name: String, value: String },

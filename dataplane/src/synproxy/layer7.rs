@@ -10,7 +10,8 @@
 //! - a TLS record (first byte 0x16): the ClientHello's server name (`uvs_wire::tls_sni`)
 //!   against the `sni` rules;
 //! - otherwise an HTTP/1.x request head (`httparse`) against the `host`, `path_prefix`,
-//!   `header` and `cookie` rules.
+//!   `header` and `cookie` rules; an absolute-form target (`GET http://host/path`) is read
+//!   for its path, and its authority stands for the Host header (`target`).
 //!
 //! The first rule whose conditions all hold names the pool, no match the default pool; the
 //! pool's own scheduler (over the service's real servers, those outside the pool or down
@@ -94,13 +95,18 @@ impl RuleSpec {
             })
     }
 
-    /// Whether a request head meets every condition: its target `path`, the `host` of its
-    /// Host header, its `headers`.
-    fn matches_http(&self, path: &str, host: Option<&[u8]>, headers: &[httparse::Header]) -> bool {
+    /// Whether a request head meets every condition: its `path`, its `host` (the
+    /// target's authority or the Host header, without the port), its `headers`.
+    fn matches_http(
+        &self,
+        path: ReqPath<'_>,
+        host: Option<&[u8]>,
+        headers: &[httparse::Header],
+    ) -> bool {
         !self.all.is_empty()
             && self.all.iter().all(|m| match m {
                 L7Match::Host(pat) => host.is_some_and(|h| host_matches(pat, h)),
-                L7Match::PathPrefix(pre) => path.starts_with(pre.as_str()),
+                L7Match::PathPrefix(pre) => path.starts_with(pre),
                 L7Match::Header { name, value } => {
                     header_values(headers, name).any(|v| v == value.as_bytes())
                 }
@@ -114,7 +120,8 @@ impl RuleSpec {
 /// What a rule compares (names and hosts lowercase, as the configuration stores them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum L7Match {
-    /// Host header without its port: exact, or `*.suffix`.
+    /// Host header without its port (an absolute-form target's authority instead):
+    /// exact, or `*.suffix`.
     Host(String),
     PathPrefix(String),
     Header {
@@ -192,8 +199,14 @@ impl Layer7Rt {
             Err(httparse::Error::TooManyHeaders) => return default(false),
             Err(_) => return Decision::BadHttp,
         }
-        let path = req.path.unwrap_or("");
-        let host = header_values(req.headers, "host").next().map(host_of);
+        let Some((path, authority)) = target(req.path.unwrap_or("")) else {
+            return Decision::BadHttp;
+        };
+        let host = match authority {
+            // RFC 9112 §3.2.2: the target's authority, not the Host header.
+            Some(a) => Some(a),
+            None => header_values(req.headers, "host").next().map(host_of),
+        };
         let hit = self
             .rules
             .iter()
@@ -206,6 +219,58 @@ impl Layer7Rt {
             None => default(true),
         }
     }
+}
+
+/// A request's path as `path_prefix` rules compare it: an origin-form target as it is;
+/// the path (and query) of an absolute-form target, "/" in front when its path is empty
+/// (RFC 9112 §3.2.1: `http://h?q` is `/?q` in origin form).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ReqPath<'a> {
+    /// A "/" goes before `rest`.
+    slash: bool,
+    rest: &'a str,
+}
+
+impl ReqPath<'_> {
+    fn starts_with(&self, pre: &str) -> bool {
+        match (self.slash, pre.strip_prefix('/')) {
+            (false, _) => self.rest.starts_with(pre),
+            (true, Some(p)) => self.rest.starts_with(p),
+            (true, None) => pre.is_empty(),
+        }
+    }
+}
+
+/// What rules read from a request target: its path, and for an absolute-form target
+/// (RFC 9112 §3.2.2: `scheme "://" authority path`, any scheme of RFC 3986 §3.1 in any
+/// case, as nginx and HAProxy read one) its authority's host without the port, which takes
+/// the Host header's place. The origin form (and any other) is the path as it is, with no
+/// authority. `None` for an absolute-form target a server must refuse: an empty host (RFC
+/// 9110 §4.2.1) or user information (§4.2.4).
+fn target(t: &str) -> Option<(ReqPath<'_>, Option<&[u8]>)> {
+    let as_is = ReqPath {
+        slash: false,
+        rest: t,
+    };
+    let scheme_len = t
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+        .unwrap_or(t.len());
+    let after = match t.get(scheme_len..).and_then(|r| r.strip_prefix("://")) {
+        Some(after) if t.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) => after,
+        _ => return Some((as_is, None)),
+    };
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    let host = host_of(authority.as_bytes());
+    if host.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let path = ReqPath {
+        slash: !rest.starts_with('/'),
+        rest,
+    };
+    Some((path, Some(host)))
 }
 
 /// The values of the headers called `name` (case-insensitively, RFC 9110 §5.1).
@@ -624,6 +689,62 @@ mod tests {
             l.decide(&[0x16, 0x03, 0x01, 0x00, 0x01, 0x02]),
             Decision::BadTls
         );
+    }
+
+    #[test]
+    fn an_absolute_form_target_is_read_for_its_path_and_authority() {
+        let l = rt(vec![
+            to_api(L7Match::PathPrefix("/api/".into())),
+            to_api(L7Match::Host("api.example".into())),
+        ]);
+        // The target's path, whatever the Host header; any scheme's case.
+        for head in [
+            &b"GET http://www.example/api/x HTTP/1.1\r\nHost: www.example\r\n\r\n"[..],
+            b"GET HTTP://www.example/api/x HTTP/1.1\r\n\r\n",
+            b"GET hTtPs://[2001:2::1]:8443/api/ HTTP/1.1\r\n\r\n",
+            // Its authority replaces the Host header (RFC 9112 §3.2.2), port stripped.
+            b"GET http://API.example:8080/ HTTP/1.1\r\nHost: www.example\r\n\r\n",
+            b"GET https://api.example. HTTP/1.1\r\n\r\n",
+            b"GET http://api.example?q=1 HTTP/1.1\r\n\r\n",
+            // Another scheme: nginx and HAProxy read its authority and path the same way.
+            b"GET ftp://api.example/x HTTP/1.1\r\nHost: www.example\r\n\r\n",
+            b"GET a+b.c-1://www.example/api/ HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(l.decide(head), api(), "{}", String::from_utf8_lossy(head));
+        }
+        for head in [
+            &b"GET http://www.example/apix HTTP/1.1\r\nHost: api.example\r\n\r\n"[..],
+            b"GET http://www.example HTTP/1.1\r\nHost: api.example\r\n\r\n",
+            // Not absolute-form: the target as it is (no rule's path), and the Host header.
+            b"GET /http://x/api/ HTTP/1.1\r\nHost: www.example\r\n\r\n",
+            b"GET http:/api/x HTTP/1.1\r\nHost: www.example\r\n\r\n",
+        ] {
+            assert_eq!(l.decide(head), web(), "{}", String::from_utf8_lossy(head));
+        }
+        assert_eq!(
+            l.decide(b"GET /api/x HTTP/1.1\r\nHost: www.example\r\n\r\n"),
+            api()
+        );
+        // An empty path reads as "/" (RFC 9112 §3.2.1), a query-only one as "/?...".
+        let root = rt(vec![to_api(L7Match::PathPrefix("/".into()))]);
+        assert_eq!(root.decide(b"GET http://a HTTP/1.1\r\n\r\n"), api());
+        let q = rt(vec![to_api(L7Match::PathPrefix("/?a".into()))]);
+        assert_eq!(q.decide(b"GET http://h?a=1 HTTP/1.1\r\n\r\n"), api());
+        assert_eq!(q.decide(b"GET http://h/x?a=1 HTTP/1.1\r\n\r\n"), web());
+        // No host, or user information (RFC 9110 §4.2.1, §4.2.4): refused as a bad head.
+        for head in [
+            &b"GET http:///api/ HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET http://:80/api/ HTTP/1.1\r\n\r\n",
+            b"GET http:// HTTP/1.1\r\n\r\n",
+            b"GET http://u:p@api.example/ HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                l.decide(head),
+                Decision::BadHttp,
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
     }
 
     #[test]
