@@ -259,9 +259,18 @@ pub fn closing<C: ConnView + ?Sized>(c: &C) -> bool {
 /// (`ip_vs_check_template`): configured, passing its health check, not overloaded, and —
 /// with `expire_quiescent_template` — of non-zero weight. A quiesced server keeps its
 /// persistent clients by default: that is what quiescing is for.
+///
+/// A template naming the sorry server holds only while the service has one and none of
+/// its real servers could take a new connection (the scheduler's rule,
+/// `Scheduler::any_available`: up, weight > 0, not drained, not overloaded). Once one
+/// could, the client is scheduled afresh and its template replaced, as under keepalived,
+/// which removes the sorry server from IPVS when a real server comes back, so that
+/// `ip_vs_check_template` expires its templates. Otherwise a client that keeps connecting
+/// refreshes the template and never leaves the sorry server. Its established connections
+/// stay there ([`dest_alive`]). Checked for new connections only.
 pub fn template_usable(settings: &Settings, svc: &ServiceRt, slot: u16) -> bool {
     if slot == SORRY_SLOT {
-        return svc.sorry.is_some();
+        return svc.sorry.is_some() && !svc.sched.any_available(&svc.live);
     }
     let i = usize::from(slot);
     let (Some(Some(_)), Some(live), Some(spec)) =

@@ -630,3 +630,148 @@ fn a_server_re_added_after_being_removed_down_starts_up() {
         "no agent verdict carried over"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The sorry server and persistence: a template naming the sorry server holds only while no
+// real server can take a new connection (IPVS + keepalived: the sorry server leaves when a
+// real server is back, and ip_vs_check_template expires the templates of a dest that is
+// no longer available).
+
+const SORRY4: &str = "198.18.1.99";
+
+/// The NAT lab's spec, rr, every service persistent with a sorry server
+/// (198.18.1.99:8080 for IPv4).
+fn persistent_sorry_spec() -> TablesSpec {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    persistent(&mut spec, 32);
+    for s in &mut spec.services {
+        s.sorry = Some(uvs_dataplane::tables::RealSpec {
+            addr: ipk(if s.key.vip.v6 {
+                "2001:2:0:1::99"
+            } else {
+                SORRY4
+            }),
+            port: 8080,
+            ..s.reals[0].clone()
+        });
+    }
+    spec
+}
+
+/// The lab of `spec` with the sorry server learnt as a neighbour.
+fn lab_with_sorry(spec: TablesSpec) -> Lab {
+    let lab = Lab::with_spec(spec, 4096);
+    lab.shared.neigh.learn(ipk(SORRY4), lab::real_mac(9), 0);
+    lab
+}
+
+/// `src`'s TCP segment from `sport` to the IPv4 VIP's port 80; the real server it reached.
+fn client_from(lab: &mut Lab, src: &str, sport: u16, flags: Flags) -> Option<IpAddr> {
+    let f = tk::tcp(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        a(src),
+        sport,
+        a(lab::VIP4),
+        80,
+        flags,
+        b"",
+    );
+    let out = lab.burst(&[(0, f)]);
+    out.first().map(|f| check_frame(f).unwrap().dst)
+}
+
+/// The reported case: every real server fails its health check, the persistent client's
+/// connections go to the sorry server (and keep going there while none is back: the
+/// template holds); one server comes back and the client's next connection goes to it,
+/// whose template the following ones then follow, however often the client connects.
+#[test]
+fn a_persistent_client_leaves_the_sorry_server_once_a_real_server_is_back() {
+    let mut lab = lab_with_sorry(persistent_sorry_spec());
+    let sorry = Some(a(SORRY4));
+    for n in 1..=3 {
+        lab.set_health(n, false);
+    }
+    assert_eq!(lab.client(1000, tk::SYN), sorry);
+    assert_eq!(
+        lab.client(1001, tk::SYN),
+        sorry,
+        "none back: the template holds"
+    );
+    lab.set_health(2, true);
+    assert_eq!(
+        lab.client(1002, tk::SYN),
+        real(2),
+        "a real server can take it: the sorry server's template is not used"
+    );
+    lab.set_health(1, true);
+    lab.set_health(3, true);
+    for sport in 1003..1009 {
+        assert_eq!(
+            lab.client(sport, tk::SYN),
+            real(2),
+            "sport {sport}: the new template holds"
+        );
+    }
+    // Established connections to the sorry server carry on (only new ones move).
+    assert_eq!(lab.client(1000, tk::ACK), sorry);
+}
+
+/// The same when the real servers were unusable for the scheduler's other reasons:
+/// quiesced (weight 0) by a reload and given their weight back by the next, or over their
+/// upper connection threshold until one of their connections ends.
+#[test]
+fn the_sorry_servers_template_lapses_when_quiesced_or_overloaded_servers_can_take_again() {
+    let sorry = Some(a(SORRY4));
+    let spec = persistent_sorry_spec();
+    let mut quiesced = spec.clone();
+    for s in &mut quiesced.services {
+        for r in &mut s.reals {
+            r.weight = 0;
+        }
+    }
+    let mut lab = lab_with_sorry(quiesced);
+    assert_eq!(lab.client(1000, tk::SYN), sorry);
+    assert_eq!(
+        lab.client(1001, tk::SYN),
+        sorry,
+        "all quiesced: the template holds"
+    );
+    lab.reload(&spec);
+    let back = lab.client(1002, tk::SYN);
+    assert!(back.is_some() && back != sorry, "weights back: {back:?}");
+    assert_eq!(lab.client(1003, tk::SYN), back, "the new template holds");
+
+    // Each real server at its upper threshold (1) with another client's connection.
+    let mut limited = spec.clone();
+    for s in &mut limited.services {
+        for r in &mut s.reals {
+            r.upper_threshold = 1;
+        }
+    }
+    let mut lab = lab_with_sorry(limited);
+    for (n, other) in [(1, "198.18.0.71"), (2, "198.18.0.72"), (3, "198.18.0.73")] {
+        assert_eq!(client_from(&mut lab, other, 3000, tk::SYN), real(n));
+    }
+    assert_eq!(lab.client(1000, tk::SYN), sorry, "every server overloaded");
+    assert_eq!(
+        lab.client(1001, tk::SYN),
+        sorry,
+        "still: the template holds"
+    );
+    // Server 2's connection is reset and leaves it (CLOSE times out long before the
+    // templates do): no longer overloaded.
+    assert_eq!(client_from(&mut lab, "198.18.0.72", 3000, tk::RST), real(2));
+    lab.shared.clock.advance(60);
+    let t = lab.shared.tables.load();
+    let now = lab.shared.clock.now_ticks();
+    lab.shared
+        .conns
+        .expire_step(now, 1 << 20, |c| lifecycle::unbind(&t, c));
+    assert_eq!(lab.counts(2), (0, 0));
+    assert_eq!(
+        lab.client(1002, tk::SYN),
+        real(2),
+        "server 2 can take it again"
+    );
+}

@@ -205,6 +205,17 @@ impl Scheduler {
         self.config.kind
     }
 
+    /// Whether any server could take a new flow now, by the rule every pick applies
+    /// ([`ServerLive::available`]: weight > 0, not drained by its agent, health up, not
+    /// overloaded) — not whether this algorithm would pick one for a given flow (`ovf`,
+    /// or `sh`/`mh` without `fallback`, may still pick none). Reads each server's state
+    /// once; no algorithm state moves. `false` when `live` is shorter than the server list,
+    /// as [`Scheduler::pick`] then picks nothing.
+    pub fn any_available(&self, live: &[ServerLive]) -> bool {
+        let w = &*self.weights;
+        live.len() >= w.len() && w.iter().zip(live).any(|(&w, l)| l.available(w))
+    }
+
     /// Number of servers the snapshot was built for.
     pub fn server_count(&self) -> usize {
         self.weights.len()
@@ -243,6 +254,28 @@ mod tests {
             .enumerate()
             .map(|(i, &w)| ServerSpec::new(w, 1000 + i as u64))
             .collect()
+    }
+
+    #[test]
+    fn any_available_follows_the_pick_rule() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s =
+            Scheduler::build(&SchedConfig::new(SchedulerKind::Rr), &servers(&[1, 0, 2])).unwrap();
+        let live: Vec<ServerLive> = (0..3).map(|_| ServerLive::new()).collect();
+        assert!(s.any_available(&live));
+        live[0].health_up.store(false, Relaxed);
+        live[2].overloaded.store(true, Relaxed);
+        assert!(!s.any_available(&live), "down, weight 0, overloaded");
+        assert_eq!(s.pick(&FlowHashKey::default(), &live, 0), None);
+        live[2].overloaded.store(false, Relaxed);
+        live[2].set_agent(0, 0);
+        assert!(!s.any_available(&live), "drained by its agent");
+        live[2].set_agent(50, 0);
+        assert!(s.any_available(&live));
+        assert!(
+            !s.any_available(&live[..2]),
+            "fewer live states than servers"
+        );
     }
 
     #[test]
