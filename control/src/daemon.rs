@@ -443,12 +443,13 @@ impl Core {
         n
     }
 
-    /// Runs `f` on the live state of a real server of a service.
+    /// Runs `f` on the live state of a real server of a service, with what the running
+    /// snapshot configures for it (weight, thresholds).
     pub(crate) fn with_live(
         &self,
         key: uvs_dataplane::ServiceKey,
         real: std::net::SocketAddr,
-        f: impl Fn(&uvs_sched::ServerLive),
+        f: impl Fn(&uvs_sched::ServerLive, &uvs_sched::ServerSpec),
     ) {
         let tables = self.shared.tables.load();
         for svc in tables.services.iter().flatten().filter(|s| s.key == key) {
@@ -456,7 +457,7 @@ impl Core {
                 if r.as_ref()
                     .is_some_and(|r| r.addr.to_ip() == real.ip() && r.port == real.port())
                 {
-                    f(&svc.live[slot]);
+                    f(&svc.live[slot], &svc.specs[slot]);
                 }
             }
         }
@@ -466,7 +467,7 @@ impl Core {
     /// A server that went down loses its connections at once under expire_nodest_conn
     /// (IPVS, where keepalived removes a failed server, does the same).
     pub fn set_health(&self, key: uvs_dataplane::ServiceKey, real: std::net::SocketAddr, up: bool) {
-        self.with_live(key, real, |l| l.health_up.store(up, Ordering::Relaxed));
+        self.with_live(key, real, |l, _| l.health_up.store(up, Ordering::Relaxed));
         if !up && self.shared.settings.load().expire_nodest_conn {
             let n = self.expire_nodest();
             log::info!("{real} is down: expired {n} of its connections (expire_nodest_conn)");
@@ -481,7 +482,7 @@ impl Core {
         rtt_us: u32,
         load: Option<u32>,
     ) {
-        self.with_live(key, real, |l| {
+        self.with_live(key, real, |l, _| {
             l.rtt_us.store(rtt_us, Ordering::Relaxed);
             if let Some(load) = load {
                 l.load.store(load, Ordering::Relaxed);

@@ -166,7 +166,9 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
         ) {
             let key = service_key(&s.key());
             for r in &s.real_servers {
-                core.with_live(key, r.key(), |l| l.set_agent(uvs_sched::FULL_WEIGHT_PCT, 0));
+                core.with_live(key, r.key(), |l, spec| {
+                    l.set_agent(spec, uvs_sched::FULL_WEIGHT_PCT, 0)
+                });
             }
         }
     }
@@ -201,8 +203,8 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
                 }
             }
         }
-        c.with_live(service_key(&t.service), t.real, |l| {
-            l.set_agent(pct, st.maxconn)
+        c.with_live(service_key(&t.service), t.real, |l, spec| {
+            l.set_agent(spec, pct, st.maxconn)
         });
     });
     let c = core.clone();

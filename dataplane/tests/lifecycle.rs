@@ -3,7 +3,9 @@
 //! (IPVS conn_reuse_mode / expire_nodest_conn), active/inactive counters stay exact when
 //! a burst holds several packets of one flow, half-open entries are neither extended by
 //! the server's retransmits nor kept when the table is nearly full (drop_entry), and
-//! persistence templates are per service (protocol included), per netmask and per port 0.
+//! persistence templates are per service (protocol included), per netmask and per port 0,
+//! a template naming the sorry server lapses once a real server can take the client, and
+//! a change of connection thresholds re-evaluates a server's overload at once.
 
 mod lab_worker;
 
@@ -604,7 +606,7 @@ fn a_server_re_added_after_being_removed_down_starts_up() {
     {
         let t = lab.shared.tables.load();
         for svc in t.services.iter().flatten() {
-            svc.live[0].set_agent(0, 5);
+            svc.live[0].set_agent(&svc.specs[0], 0, 5);
         }
     }
     lab.reload(&spec_with(&["198.18.1.12", "198.18.1.13"]));
@@ -773,5 +775,104 @@ fn the_sorry_servers_template_lapses_when_quiesced_or_overloaded_servers_can_tak
         lab.client(1002, tk::SYN),
         real(2),
         "server 2 can take it again"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Connection thresholds changed while a server holds connections (ipvsadm -e -x/-y, a
+// reload): the overload flag follows the new thresholds at once, as IPVS's
+// __ip_vs_update_dest clears it for a raised or removed upper threshold, instead of
+// waiting for the server's next connection to end.
+
+impl Lab {
+    /// Real server `n` of the IPv4 TCP service: overloaded?
+    fn overloaded(&self, n: u8) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let t = self.shared.tables.load();
+        let svc = t
+            .services
+            .iter()
+            .flatten()
+            .find(|s| s.key.proto == 6 && !s.key.vip.v6)
+            .unwrap();
+        svc.live[usize::from(n - 1)].overloaded.load(Relaxed)
+    }
+}
+
+/// The lab (NAT, rr) with real server 1's thresholds set to (`upper`, `lower`).
+fn thresholds(upper: u32, lower: u32) -> TablesSpec {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    for s in &mut spec.services {
+        s.reals[0].upper_threshold = upper;
+        s.reals[0].lower_threshold = lower;
+    }
+    spec
+}
+
+/// The reported case: server 1 at `upper_threshold: 1` holds a connection and is
+/// overloaded; `-x 0 -y 0` (or any higher limit) takes it out of overload at once, and
+/// new connections reach it again while that connection still runs.
+#[test]
+fn raising_or_removing_the_upper_threshold_clears_overload_at_once() {
+    for (upper, lower) in [(0, 0), (5, 0), (2, 1), (3, 2)] {
+        let mut lab = Lab::with_spec(thresholds(1, 0), 4096);
+        establish(&mut lab, 40000);
+        assert!(lab.overloaded(1));
+        lab.reload(&thresholds(upper, lower));
+        assert_eq!(lab.counts(1), (1, 0), "its connection still runs");
+        assert!(
+            !lab.overloaded(1),
+            "-x {upper} -y {lower}: no longer overloaded"
+        );
+        let next: Vec<_> = (40002..40005).map(|p| lab.client(p, tk::SYN)).collect();
+        assert!(next.contains(&real(1)), "-x {upper} -y {lower}: {next:?}");
+    }
+}
+
+/// The other direction, and the hysteresis kept: an upper threshold lowered to what the
+/// server holds makes it overloaded at once (as its next connection would); a server
+/// still draining after its overload (at or above the lower threshold) stays overloaded
+/// through a reload that does not raise its upper threshold, and leaves overload at once
+/// when the new lower threshold is above what it holds.
+#[test]
+fn lowering_a_threshold_applies_at_once_and_the_hysteresis_is_kept() {
+    let mut lab = Lab::with_spec(thresholds(0, 0), 4096);
+    lab.set_health(2, false);
+    lab.set_health(3, false);
+    for sport in 40000..40003 {
+        establish(&mut lab, sport);
+    }
+    assert!(!lab.overloaded(1));
+    lab.reload(&thresholds(3, 0));
+    assert!(lab.overloaded(1), "3 connections at -x 3");
+    lab.reload(&thresholds(4, 2));
+    assert!(!lab.overloaded(1), "raised above what it holds");
+    establish(&mut lab, 40003);
+    assert!(lab.overloaded(1), "4 at -x 4");
+    // One ends (the client resets it; control's sweep takes it after CLOSE's 10 s).
+    assert_eq!(lab.client(40003, tk::RST), real(1));
+    lab.shared.clock.advance(60);
+    {
+        let t = lab.shared.tables.load();
+        let now = lab.shared.clock.now_ticks();
+        lab.shared
+            .conns
+            .expire_step(now, 1 << 20, |c| lifecycle::unbind(&t, c));
+    }
+    assert_eq!(lab.counts(1), (3, 0));
+    assert!(lab.overloaded(1), "3 >= -y 2: still draining");
+    lab.reload(&thresholds(4, 2));
+    assert!(
+        lab.overloaded(1),
+        "an unchanged reload keeps the hysteresis"
+    );
+    lab.reload(&thresholds(4, 3));
+    assert!(lab.overloaded(1), "3 >= -y 3: still draining");
+    lab.reload(&thresholds(4, 1));
+    assert!(lab.overloaded(1), "3 >= -y 1: still draining");
+    lab.reload(&thresholds(4, 4));
+    assert!(
+        !lab.overloaded(1),
+        "3 < -y 4: out of overload, as the end of its next connection would take it"
     );
 }

@@ -66,4 +66,6 @@ pub use locality::LBLCR_SET_CAPACITY;
 pub use maglev::is_prime;
 pub use scheduler::{Scheduler, MAX_MH_TABLE_SIZE};
 pub use select::{LOAD_HEADROOM_FLOOR, MAX_AGENT_LOAD};
-pub use server::{ServerLive, ServerSpec, FULL_WEIGHT_PCT, MAX_SERVERS, MAX_WEIGHT_PCT};
+pub use server::{
+    ServerLive, ServerSpec, FULL_WEIGHT_PCT, MAX_SERVERS, MAX_WEIGHT_PCT, NO_THRESHOLDS,
+};

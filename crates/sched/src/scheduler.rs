@@ -268,9 +268,9 @@ mod tests {
         assert!(!s.any_available(&live), "down, weight 0, overloaded");
         assert_eq!(s.pick(&FlowHashKey::default(), &live, 0), None);
         live[2].overloaded.store(false, Relaxed);
-        live[2].set_agent(0, 0);
+        live[2].set_agent(&ServerSpec::new(2, 0), 0, 0);
         assert!(!s.any_available(&live), "drained by its agent");
-        live[2].set_agent(50, 0);
+        live[2].set_agent(&ServerSpec::new(2, 0), 50, 0);
         assert!(s.any_available(&live));
         assert!(
             !s.any_available(&live[..2]),

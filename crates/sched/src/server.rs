@@ -60,7 +60,37 @@ impl ServerSpec {
             false
         }
     }
+
+    /// Overload flag after the thresholds in force changed from `before` to these (ipvsadm
+    /// `-e -x/-y`, a reload, an agent's `maxconn`), given the current total. As IPVS's
+    /// `__ip_vs_update_dest`, a removed or raised upper threshold clears the flag; then
+    /// the unbind and bind rules apply at the current total with the new thresholds, as
+    /// the server's next unbind or bind would: a server still draining (at or above the
+    /// lower threshold) stays overloaded unless its upper threshold was raised or removed,
+    /// one below a raised lower threshold leaves overload, and one already holding as many
+    /// connections as the new upper threshold is overloaded at once.
+    pub fn overloaded_after_update(
+        &self,
+        before: &ServerSpec,
+        total_conns: u32,
+        was_overloaded: bool,
+    ) -> bool {
+        let raised = self.upper_threshold == 0 || self.upper_threshold > before.upper_threshold;
+        let draining = self.overloaded_after_unbind(total_conns, was_overloaded && !raised);
+        self.overloaded_after_bind(total_conns, draining)
+    }
 }
+
+/// The thresholds of a server that had none: what a server new to a slot is compared
+/// with when it gets its own ([`ServerLive::update_thresholds`]), as IPVS starts a new
+/// dest from zeroed thresholds.
+pub const NO_THRESHOLDS: ServerSpec = ServerSpec {
+    weight: 0,
+    upper_threshold: 0,
+    lower_threshold: 0,
+    key: 0,
+    site: 0,
+};
 
 /// Live per-server state shared by control and all workers; one cache line each so that
 /// workers bumping one server's counters do not slow down reads of its neighbours.
@@ -74,7 +104,8 @@ pub struct ServerLive {
     /// Health check verdict; down servers get no new flows.
     pub health_up: AtomicBool,
     /// IPVS `IP_VS_DEST_F_OVERLOAD`, maintained by [`ServerLive::bind_conn`] /
-    /// [`ServerLive::unbind_conn`].
+    /// [`ServerLive::unbind_conn`], and re-evaluated when the thresholds change
+    /// ([`ServerLive::update_thresholds`], [`ServerLive::set_agent`]).
     pub overloaded: AtomicBool,
     /// Smoothed response time in microseconds (for `fastest`); 0 = not measured yet.
     pub rtt_us: AtomicU32,
@@ -156,17 +187,34 @@ impl ServerLive {
         }
     }
 
-    /// Applies an agent's verdict: the weight percentage (clamped to
-    /// [`MAX_WEIGHT_PCT`]; 0 = drain) and the connection limit (0 = the configured
-    /// thresholds). A new limit takes effect at once: the overload flag is raised when
-    /// the server already holds that many connections and cleared otherwise (when the
-    /// limit goes back to the configured thresholds, the next bind re-applies them).
-    pub fn set_agent(&self, weight_pct: u32, maxconn: u32) {
+    /// Applies an agent's verdict to a server configured as `spec`: the weight percentage
+    /// (clamped to [`MAX_WEIGHT_PCT`]; 0 = drain) and the connection limit (0 = the
+    /// configured thresholds). A new limit, or the configured thresholds coming back,
+    /// takes effect at once: the overload flag is re-evaluated as for any change of
+    /// thresholds ([`ServerSpec::overloaded_after_update`]).
+    pub fn set_agent(&self, spec: &ServerSpec, weight_pct: u32, maxconn: u32) {
         self.weight_pct
             .store(weight_pct.min(MAX_WEIGHT_PCT), Relaxed);
+        let before = self.thresholds(spec);
         if self.agent_maxconn.swap(maxconn, Relaxed) != maxconn {
-            let over = maxconn != 0 && self.total_conns() >= maxconn;
-            self.overloaded.store(over, Relaxed);
+            self.rethreshold(&before, &self.thresholds(spec));
+        }
+    }
+
+    /// The server's configured thresholds changed from those of `old` to those of `new`
+    /// (ipvsadm `-e -x/-y`, a reload; [`NO_THRESHOLDS`] for a server new to the slot):
+    /// the overload flag is re-evaluated from the connections it holds now
+    /// ([`ServerSpec::overloaded_after_update`]) instead of waiting for the next one to
+    /// come or go. An agent's `maxconn` in force replaces both.
+    pub fn update_thresholds(&self, old: &ServerSpec, new: &ServerSpec) {
+        self.rethreshold(&self.thresholds(old), &self.thresholds(new));
+    }
+
+    fn rethreshold(&self, before: &ServerSpec, after: &ServerSpec) {
+        let was = self.overloaded.load(Relaxed);
+        let now = after.overloaded_after_update(before, self.total_conns(), was);
+        if now != was {
+            self.overloaded.store(now, Relaxed);
         }
     }
 
@@ -244,10 +292,13 @@ impl ServerLive {
     }
 
     /// Health up and no agent verdict (full weight, the configured thresholds): a slot
-    /// given to a server health checking has not judged yet.
+    /// given to a server health checking has not judged yet. The overload flag is left
+    /// to the caller, which knows the server's thresholds
+    /// ([`ServerLive::update_thresholds`]).
     pub fn reset_health(&self) {
         self.health_up.store(true, Relaxed);
-        self.set_agent(FULL_WEIGHT_PCT, 0);
+        self.weight_pct.store(FULL_WEIGHT_PCT, Relaxed);
+        self.agent_maxconn.store(0, Relaxed);
     }
 
     /// Moves a connection between the inactive and active counters (e.g. TCP reaching or
@@ -350,15 +401,16 @@ mod tests {
     #[test]
     fn agent_percentage_scales_and_drains() {
         let l = ServerLive::new();
+        let s = spec(0, 0);
         assert_eq!((l.weight(3), l.scaled_weight(3)), (3, 300));
-        l.set_agent(75, 0);
+        l.set_agent(&s, 75, 0);
         assert_eq!((l.weight(4), l.scaled_weight(4)), (3, 300));
         assert_eq!(l.weight(1), 1, "75 % of 1 is not rounded down to a drain");
         assert!(l.available(1));
-        l.set_agent(0, 0);
+        l.set_agent(&s, 0, 0);
         assert_eq!((l.weight(9), l.scaled_weight(9)), (0, 0));
         assert!(!l.available(9), "drain quiesces");
-        l.set_agent(u32::MAX, 0);
+        l.set_agent(&s, u32::MAX, 0);
         assert_eq!(l.weight_pct.load(Relaxed), MAX_WEIGHT_PCT);
         assert_eq!(l.weight(u32::MAX), u32::MAX, "saturates");
         assert_eq!(l.weight(0), 0);
@@ -368,21 +420,72 @@ mod tests {
     fn agent_maxconn_replaces_thresholds_until_cleared() {
         let s = spec(0, 0);
         let l = ServerLive::with_conns(3, 0);
-        l.set_agent(100, 3);
+        l.set_agent(&s, 100, 3);
         assert!(l.overloaded.load(Relaxed), "already at the new limit");
         l.unbind_conn(&s, true);
         // 3/4 of 3: clears below 2.25, i.e. at 2.
         assert!(!l.overloaded.load(Relaxed));
         l.bind_conn(&s, true);
         assert!(l.overloaded.load(Relaxed));
-        l.set_agent(100, 0);
+        l.set_agent(&s, 100, 0);
         assert!(!l.overloaded.load(Relaxed), "no configured limit");
         l.bind_conn(&s, true);
         assert!(!l.overloaded.load(Relaxed));
-        // A configured limit comes back with the next bind.
+        // Configured thresholds come back at once when the agent's limit goes.
         let configured = spec(4, 0);
-        l.bind_conn(&configured, true);
+        l.set_agent(&configured, 100, 6);
+        assert!(!l.overloaded.load(Relaxed), "4 < maxconn 6");
+        l.set_agent(&configured, 100, 0);
+        assert!(l.overloaded.load(Relaxed), "4 connections at -x 4");
+        // A higher agent limit takes it out of overload; a lower one, at the count, in.
+        l.set_agent(&configured, 100, 5);
+        assert!(!l.overloaded.load(Relaxed));
+        l.set_agent(&configured, 100, 4);
         assert!(l.overloaded.load(Relaxed));
+    }
+
+    #[test]
+    fn threshold_update_follows_ipvs_then_the_hysteresis() {
+        // __ip_vs_update_dest: removed or raised upper threshold clears...
+        assert!(!spec(0, 0).overloaded_after_update(&spec(1, 0), 1, true));
+        assert!(!spec(5, 0).overloaded_after_update(&spec(1, 0), 1, true));
+        assert!(!spec(12, 0).overloaded_after_update(&spec(10, 0), 10, true));
+        // ...unless the server already holds the new upper threshold's worth.
+        assert!(spec(2, 0).overloaded_after_update(&spec(1, 0), 3, true));
+        // An upper threshold set or lowered to at most the count: overloaded at once.
+        assert!(spec(3, 0).overloaded_after_update(&spec(0, 0), 3, false));
+        assert!(!spec(4, 0).overloaded_after_update(&spec(0, 0), 3, false));
+        // Not raised: a draining server stays overloaded down to the (new) lower
+        // threshold, and one not overloaded is not made so below the upper one.
+        assert!(spec(4, 2).overloaded_after_update(&spec(4, 2), 3, true));
+        assert!(spec(4, 3).overloaded_after_update(&spec(4, 2), 3, true));
+        assert!(!spec(4, 4).overloaded_after_update(&spec(4, 2), 3, true));
+        assert!(
+            spec(8, 0).overloaded_after_update(&spec(10, 0), 6, true),
+            "6 >= 3/4 of 8"
+        );
+        assert!(!spec(8, 0).overloaded_after_update(&spec(10, 0), 5, true));
+        assert!(!spec(4, 2).overloaded_after_update(&spec(4, 2), 3, false));
+        // A server new to its slot is compared with no thresholds.
+        assert!(spec(2, 0).overloaded_after_update(&NO_THRESHOLDS, 2, true));
+        assert!(!spec(3, 0).overloaded_after_update(&NO_THRESHOLDS, 2, true));
+    }
+
+    #[test]
+    fn update_thresholds_reevaluates_the_live_flag() {
+        let l = ServerLive::new();
+        l.bind_conn(&spec(1, 0), true);
+        assert!(l.overloaded.load(Relaxed));
+        l.update_thresholds(&spec(1, 0), &spec(0, 0));
+        assert!(!l.overloaded.load(Relaxed), "-x 0 -y 0");
+        l.update_thresholds(&spec(0, 0), &spec(1, 0));
+        assert!(l.overloaded.load(Relaxed), "-x 1 again, 1 connection");
+        // An agent's maxconn in force: configured changes do not apply.
+        l.set_agent(&spec(1, 0), 100, 1);
+        l.update_thresholds(&spec(1, 0), &spec(0, 0));
+        assert!(l.overloaded.load(Relaxed), "maxconn 1 still in force");
+        l.set_agent(&spec(0, 0), 100, 0);
+        assert!(!l.overloaded.load(Relaxed));
     }
 
     #[test]

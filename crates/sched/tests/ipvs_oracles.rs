@@ -65,7 +65,7 @@ fn materialise(s: &[Srv]) -> (Vec<ServerSpec>, Vec<ServerLive>) {
             l.overloaded.store(x.overloaded, Relaxed);
             l.rtt_us.store(x.rtt, Relaxed);
             l.load.store(x.load, Relaxed);
-            l.set_agent(x.pct, 0);
+            l.set_agent(&ServerSpec::new(x.weight, 0), x.pct, 0);
             l
         })
         .collect();

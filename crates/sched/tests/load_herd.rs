@@ -31,10 +31,10 @@ proptest! {
             servers.iter().enumerate().map(|(i, s)| ServerSpec::new(s.0, i as u64)).collect();
         let live: Vec<ServerLive> = servers
             .iter()
-            .map(|&(_, load, pct)| {
+            .map(|&(weight, load, pct)| {
                 let l = ServerLive::new();
                 l.load.store(load, Relaxed);
-                l.set_agent(pct, 0);
+                l.set_agent(&ServerSpec::new(weight, 0), pct, 0);
                 l
             })
             .collect();

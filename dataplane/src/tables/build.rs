@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use uvs_conntrack::Timeouts;
-use uvs_sched::{SchedConfig, Scheduler, ServerLive, ServerSpec};
+use uvs_sched::{SchedConfig, Scheduler, ServerLive, ServerSpec, NO_THRESHOLDS};
 
 use super::*;
 use crate::counters::PerWorkerStats;
@@ -187,6 +187,13 @@ impl TablesBuilder {
                 })
             })
             .collect();
+        // Nothing can fail any more: the live state this snapshot carries over may follow
+        // its thresholds.
+        for svc in services.iter().flatten() {
+            if let Some(old) = prev_ids.get(&svc.key) {
+                Self::update_thresholds(svc, old);
+            }
+        }
         Ok(Tables {
             generation: prev.map_or(1, |t| t.generation + 1),
             epoch: NEXT_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -296,7 +303,9 @@ impl TablesBuilder {
         }
         // Any server the previous snapshot did not have (new, or back from removal) starts
         // up with no agent verdict, as health checking starts it: control pushes only a
-        // down start state, so a down left in the slot by its last holder would stay.
+        // down start state, so a down left in the slot by its last holder would stay. Its
+        // overload flag follows its own thresholds once the snapshot is built
+        // (`update_thresholds`).
         for (slot, carried) in slot_of.iter().zip(carried) {
             if !carried {
                 live[slot.expect("assigned above")].reset_health();
@@ -367,6 +376,24 @@ impl TablesBuilder {
                 .map(|o| o.stats.clone())
                 .unwrap_or_else(|| Arc::new(PerWorkerStats::new(workers))),
         })
+    }
+
+    /// Re-evaluates each real server's overload flag from the connections it holds and its
+    /// thresholds in `svc` (ipvsadm `-e -x/-y`, a reload), compared with those it had in
+    /// `old` (IPVS's `__ip_vs_update_dest`, `ServerSpec::overloaded_after_update`):
+    /// otherwise a raised or removed threshold would keep the server out of rotation
+    /// until one of its connections ends. A server the previous snapshot did not have
+    /// (new, or back in its reserved slot with live connections) is compared with no
+    /// thresholds.
+    fn update_thresholds(svc: &ServiceRt, old: &ServiceRt) {
+        for (slot, r) in svc.reals.iter().enumerate() {
+            let Some(r) = r else { continue };
+            let before = match (old.reals.get(slot), old.specs.get(slot)) {
+                (Some(Some(o)), Some(spec)) if o.addr == r.addr && o.port == r.port => spec,
+                _ => &NO_THRESHOLDS,
+            };
+            svc.live[slot].update_thresholds(before, &svc.specs[slot]);
+        }
     }
 
     /// A `layer: 7` service's pools: each a scheduler over the service's slots with the
