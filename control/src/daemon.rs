@@ -867,45 +867,35 @@ pub fn reload_file(core: &Arc<Core>) -> bool {
             return false;
         }
     };
-    match uvs_config::load_file_for_host(&core.config_path, &host) {
+    let new = match uvs_config::load_file_for_host(&core.config_path, &host) {
+        Ok(new) => new,
         Err(e) => {
             log::error!("reload rejected, still serving the previous configuration: {e}");
-            false
+            return false;
         }
-        Ok(new) => {
-            // A file that holds what runs (after `uvsadm save` into it, say) discards no
-            // runtime edit.
-            let holds_running = {
-                let running = core.running.lock().expect("running lock");
-                let mut file = new.clone();
-                hold_restart_only(&running.config, &mut file);
-                uvs_config::diff(&running.config, &file).is_empty()
-            };
-            reload_applied(core, new, holds_running)
-        }
+    };
+    // A file that holds what runs (after `uvsadm save` into it, say) discards no runtime
+    // edit.
+    let holds_running = {
+        let running = core.running.lock().expect("running lock");
+        let mut file = new.clone();
+        hold_restart_only(&running.config, &mut file);
+        uvs_config::diff(&running.config, &file).is_empty()
+    };
+    if let Err(e) = core.apply_config(new) {
+        log::error!("reload rejected, still serving the previous configuration: {e}");
+        return false;
     }
-}
-
-/// The end of [`reload_file`]: `new` applied, and the log says what came of it.
-fn reload_applied(core: &Arc<Core>, new: Config, holds_running: bool) -> bool {
-    match core.apply_config(new) {
-        Ok(()) => {
-            let edits = core.runtime_edits.swap(0, Ordering::Relaxed);
-            if edits > 0 && !holds_running {
-                log::warn!(
-                        "the reload discarded {edits} runtime edit(s) made with uvsadm since {} was loaded; `uvsadm save > {}` before a reload keeps them",
-                        core.config_path.display(),
-                        core.config_path.display()
-                    );
-            }
-            log::info!("configuration reloaded from {}", core.config_path.display());
-            true
-        }
-        Err(e) => {
-            log::error!("reload rejected, still serving the previous configuration: {e}");
-            false
-        }
+    let edits = core.runtime_edits.swap(0, Ordering::Relaxed);
+    if edits > 0 && !holds_running {
+        log::warn!(
+            "the reload discarded {edits} runtime edit(s) made with uvsadm since {} was loaded; `uvsadm save > {}` before a reload keeps them",
+            core.config_path.display(),
+            core.config_path.display()
+        );
     }
+    log::info!("configuration reloaded from {}", core.config_path.display());
+    true
 }
 
 /// The admin socket and the metrics endpoint are bound once, at the start: a new file's

@@ -377,15 +377,12 @@ fn udp_any(port: u16, v4: bool, v6: bool) -> Result<UdpSocket> {
 }
 
 fn receiver_socket(cfg: &SyncConfig) -> Result<UdpSocket> {
-    // The families the backup hears: its peers', or the group's.
-    let (v4, v6) = if cfg.peers.is_empty() {
-        (cfg.group.is_ipv4(), cfg.group.is_ipv6())
-    } else {
-        (
-            cfg.peers.iter().any(IpAddr::is_ipv4),
-            cfg.peers.iter().any(IpAddr::is_ipv6),
-        )
-    };
+    // The families the backup hears: its peers', or the group's (what a master sends to).
+    let t = targets(cfg);
+    let (v4, v6) = (
+        t.iter().any(SocketAddr::is_ipv4),
+        t.iter().any(SocketAddr::is_ipv6),
+    );
     let sock = udp_any(cfg.port, v4, v6)?;
     bind_to_device(&sock, &cfg.interface)?;
     if cfg.peers.is_empty() {

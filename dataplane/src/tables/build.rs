@@ -278,7 +278,6 @@ impl TablesBuilder {
                 }
             }
         }
-        let kept: Vec<bool> = slot_of.iter().map(Option::is_some).collect();
         for slot in slot_of.iter_mut() {
             if slot.is_none() {
                 let free =
@@ -290,22 +289,17 @@ impl TablesBuilder {
                             max: MAX_REALS,
                         })?;
                 taken[free] = true;
+                // A newcomer starts from zero: a free slot's counters show nothing, unless a
+                // flow was counted there that no table can release any more (a worker two
+                // snapshots behind); such counts are not the newcomer's.
+                live[free].reset_conns();
                 *slot = Some(free);
             }
         }
-        // A newcomer starts from zero: a free slot's counters show nothing, unless a flow
-        // was counted there that no table can release any more (a worker two snapshots
-        // behind); such counts are not the newcomer's.
-        for (slot, kept) in slot_of.iter().zip(kept) {
-            if !kept {
-                live[slot.expect("assigned above")].reset_conns();
-            }
-        }
         // Any server the previous snapshot did not have (new, or back from removal) starts
-        // up with no agent verdict, as health checking starts it: control pushes only a
-        // down start state, so a down left in the slot by its last holder would stay. Its
-        // overload flag follows its own thresholds once the snapshot is built
-        // (`update_thresholds`).
+        // up with no agent verdict, as health checking starts it: the state its slot's last
+        // holder left is not its own. Its overload flag follows its own thresholds once the
+        // snapshot is built (`update_thresholds`).
         for (slot, carried) in slot_of.iter().zip(carried) {
             if !carried {
                 live[slot.expect("assigned above")].reset_health();
