@@ -37,6 +37,8 @@ pub struct Core {
     pub config_path: PathBuf,
     pub cores: Vec<Option<usize>>,
     pub rates: Mutex<crate::status::RateSampler>,
+    /// The expiry sweep's memory between rounds (which templates still place flows).
+    expiry: Mutex<lifecycle::Expiry>,
     /// Addresses currently in the XDP maps, to diff on reload.
     maps: Mutex<MapState>,
     /// Bumped by every configuration applied (reload or uvsadm edit): the control loop
@@ -429,14 +431,19 @@ impl Core {
         n
     }
 
-    /// One round of connection expiry; reclaimed entries release their live counters.
+    /// One round of connection expiry; reclaimed entries release their live counters, and
+    /// persistence templates stay while their connections do (`lifecycle::Expiry`).
     /// With `drop_entry` and a table at least 7/8 full, half-open connections go too.
     pub fn expire(&self, budget: usize) -> usize {
         let tables = self.shared.tables.load();
         // Deadlines are connection-table ticks (milliseconds), not seconds.
         let now = self.shared.clock.now_ticks();
         let conns = &self.shared.conns;
-        let mut n = conns.expire_step(now, budget, |c| lifecycle::unbind(&tables, c));
+        let mut n = self
+            .expiry
+            .lock()
+            .expect("expiry lock")
+            .round(conns, &tables, now, budget);
         if self.shared.settings.load().drop_entry {
             n += lifecycle::drop_half_open(conns, &tables);
         }
@@ -635,6 +642,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         config_path: config_path.to_path_buf(),
         cores: cores.clone(),
         rates: Mutex::new(crate::status::RateSampler::default()),
+        expiry: Mutex::new(lifecycle::Expiry::default()),
         maps: Mutex::new(MapState::default()),
         generation: Default::default(),
         runtime_edits: Default::default(),

@@ -1,7 +1,8 @@
 //! ipvsadm parity against a running uvsd on the test network: a firewall-mark service
 //! balancing a whole destination prefix with dh (the cache-cluster case), `-R` restoring
 //! `-S` output whole (and refusing a bad input whole), `--set` and `-L --timeout`, and the
-//! listing's first line as ipvsadm prints it.
+//! listing's first line as ipvsadm prints it; a persistence template that lives while its
+//! connections do.
 
 mod common;
 
@@ -251,4 +252,75 @@ fn fwmark_restore_and_timeouts_on_a_running_uvsd() {
         conns_of(&before, "FWM  1 IPv6")
     );
     assert_eq!(conns_of(&after, "FWM  1 "), 0, "{after}");
+}
+
+/// A persistence template lives while connections it placed do, as IPVS keeps one while its
+/// `n_control` is not 0: a client whose download outlasts the persistence timeout still
+/// goes to the download's server. Before, the template went `timeout` after the client's
+/// last new connection and rr sent its next ones elsewhere.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn a_persistent_clients_template_lives_while_its_download_does() {
+    require_root("a_persistent_clients_template_lives_while_its_download_does");
+    let mut tb = Testbed::up("e2epers", "nat");
+    let cfg = common::demo_config().replace(
+        "    scheduler: rr\n    forwarding: nat\n    health_check:\n      type: http",
+        "    scheduler: rr\n    persistence: { timeout: 2 }\n    forwarding: nat\n    \
+         health_check:\n      type: http",
+    );
+    assert!(
+        cfg.contains("persistence: { timeout: 2 }"),
+        "web4 made persistent"
+    );
+    tb.start_uvsd(&cfg);
+    // 20 MB at 2 MB/s: about 10 s, far beyond the 2 s of persistence.
+    let dl = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &tb.ns("client"),
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+        ])
+        .args(["-w", "%{size_download} %{http_code}", "--limit-rate", "2M"])
+        .args(["--max-time", "40", "http://198.18.100.1/big"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    let t = std::time::Instant::now();
+    let real = loop {
+        let listing = text(&tb.uvsadm(&["-L", "-n", "-c"]));
+        let found = listing.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (l.starts_with("TCP") && f.len() >= 6 && f[2] == "ESTABLISHED")
+                .then(|| f[5].split(':').next().unwrap_or_default().to_string())
+        });
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "no established download:\n{listing}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let name = format!("rs{}", &real[real.len() - 1..]);
+    // Well past the template's 2 s (the expiry sweep passes the table many times a second).
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let listing = text(&tb.uvsadm(&["-L", "-n", "-c"]));
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("NONE") && l.contains(&real)),
+        "the template is still listed:\n{listing}"
+    );
+    let got = tb.curl_many("http://198.18.100.1/", 3);
+    assert!(
+        got.iter().all(|g| *g == name),
+        "the client's new connections follow its download to {name}: {got:?}"
+    );
+    let out = dl.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "20971520 200");
 }

@@ -20,6 +20,8 @@
 //!   same address and its health check passes; with `expire_nodest_conn` the others'
 //!   entries are dropped.
 
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 
 pub use uvs_conntrack::ConnView;
@@ -283,6 +285,34 @@ pub fn template_usable(settings: &Settings, svc: &ServiceRt, slot: u16) -> bool 
         && (spec.weight > 0 || !settings.expire_quiescent_template)
 }
 
+/// The persistence template that places `client`'s new flows on `svc` — the client masked
+/// to the persistence netmask; the service's own address: the VIP, or for a firewall-mark
+/// service its mark, so a client keeps its server across all of the mark's destinations
+/// (as IPVS) — and its timeout in ticks. None for a service without persistence.
+pub fn client_template(svc: &ServiceRt, client: [u8; 16], v6: bool) -> Option<(FlowKey, u32)> {
+    let pers = svc.persistence?;
+    let mut masked = client;
+    let len = if v6 {
+        pers.prefix_len
+    } else {
+        pers.prefix_len.min(32)
+    };
+    mask_prefix(&mut masked, len, v6);
+    Some((
+        template_key(svc, masked, svc.key.vip.addr, v6),
+        pers.timeout_s.saturating_mul(1000),
+    ))
+}
+
+fn mask_prefix(addr: &mut [u8; 16], len: u8, v6: bool) {
+    let bits = if v6 { 128 } else { 32 };
+    let len = usize::from(len.min(bits));
+    for (i, b) in addr.iter_mut().enumerate().take(bits as usize / 8) {
+        let keep = len.saturating_sub(i * 8).min(8);
+        *b &= if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+    }
+}
+
 /// The connection-table key of a persistence template: the client (masked to the
 /// persistence netmask), the VIP, the service's port (0 for a port-0 service, which
 /// persists across every port, as ipvsadm -p with port 0 does) and, in the source-port
@@ -406,6 +436,137 @@ pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables) -> usiz
         }
     }
     n
+}
+
+/// The control thread's expiry sweep ([`uvs_conntrack::ConnTable::sweep_step`]): a
+/// reclaimed flow gives its place on its real server back ([`unbind`]), and a persistence
+/// template outlives its timeout while flows it placed live, as IPVS keeps a template
+/// while its `n_control` is not 0 (`ip_vs_conn_expire` re-arms its timer): a client stays
+/// on its server for as long as any of its connections lasts, and `timeout` after the last.
+///
+/// The table holds no link from a flow to its template, so the sweep finds them itself: as
+/// it walks the slab it notes, for every live flow of a persistent service, the template
+/// that flow's client maps to, with the flow's real server (IPVS's `cp->control`). An
+/// expired template is kept `timeout` more if a flow noted in the pass under way or in the
+/// last whole one maps to it. Otherwise it goes once a whole pass that began after its last
+/// use (its deadline less `timeout`) has ended: every flow it placed existed by then (a
+/// flow placed by a template renews it), so a live one was noted; until such a pass has
+/// ended it is kept a second more. Nothing of this runs on the packet path, nor without a
+/// persistent service.
+#[derive(Default)]
+pub struct Expiry {
+    families: [Placed; 2],
+}
+
+/// What one address family's walk found (templates and their flows share a family).
+#[derive(Default)]
+struct Placed {
+    /// (template, real server) of each live flow of a persistent service seen in the pass
+    /// under way, and when that pass began (None: it began before the sweep could see it).
+    current: HashSet<u64>,
+    began: Option<u32>,
+    /// The same of the last whole pass.
+    done: Option<(u32, HashSet<u64>)>,
+}
+
+impl Expiry {
+    /// One round of expiry: at most `budget` slots of each family. Returns how many
+    /// entries were reclaimed.
+    pub fn round(
+        &mut self,
+        conns: &uvs_conntrack::ConnTable,
+        tables: &Tables,
+        now: u32,
+        budget: usize,
+    ) -> usize {
+        let persistent = tables
+            .services
+            .iter()
+            .flatten()
+            .any(|s| s.persistence.is_some());
+        if !persistent {
+            self.families = Default::default();
+        }
+        let mut round = ExpiryRound {
+            expiry: self,
+            tables,
+            now,
+            persistent,
+        };
+        conns.sweep_step(now, budget, &mut round)
+    }
+}
+
+struct ExpiryRound<'a> {
+    expiry: &'a mut Expiry,
+    tables: &'a Tables,
+    now: u32,
+    persistent: bool,
+}
+
+/// A flow's or a template's (template, real server) pair as the sweep notes it.
+fn placed(service: u16, template: &FlowKey, real: u16) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (service, template, real).hash(&mut h);
+    h.finish()
+}
+
+impl uvs_conntrack::Sweep for ExpiryRound<'_> {
+    fn reads(&self) -> bool {
+        self.persistent
+    }
+
+    fn live(&mut self, c: &Conn) {
+        if !is_flow(c) {
+            return;
+        }
+        let Some(svc) = self.tables.service(c.service) else {
+            return;
+        };
+        if let Some((key, _)) = client_template(svc, c.orig.src, c.orig.v6) {
+            let placed = placed(c.service, &key, c.real);
+            self.expiry.families[usize::from(c.orig.v6)]
+                .current
+                .insert(placed);
+        }
+    }
+
+    fn hold(&mut self, c: &Conn, deadline: u32) -> Option<u32> {
+        if EntryKind::of(c) != EntryKind::Template {
+            return None;
+        }
+        let timeout = self
+            .tables
+            .service(c.service)?
+            .persistence?
+            .timeout_s
+            .saturating_mul(1000);
+        let f = &self.expiry.families[usize::from(c.orig.v6)];
+        let placed = placed(c.service, &c.orig, c.real);
+        if f.current.contains(&placed) || f.done.as_ref().is_some_and(|(_, d)| d.contains(&placed))
+        {
+            return Some(self.now.wrapping_add(timeout));
+        }
+        let last_use = deadline.wrapping_sub(timeout);
+        match &f.done {
+            Some((began, _)) if began.wrapping_sub(last_use) as i32 >= 0 => None,
+            _ => Some(self.now.wrapping_add(1000)),
+        }
+    }
+
+    fn reclaimed(&mut self, c: &Conn) {
+        unbind(self.tables, c);
+    }
+
+    fn pass_ended(&mut self, v6: bool) {
+        if !self.persistent {
+            return;
+        }
+        let f = &mut self.expiry.families[usize::from(v6)];
+        let current = std::mem::take(&mut f.current);
+        f.done = f.began.map(|began| (began, current));
+        f.began = Some(self.now);
+    }
 }
 
 #[cfg(test)]

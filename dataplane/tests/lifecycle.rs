@@ -413,6 +413,39 @@ fn quiesced_server_keeps_templates_unless_expire_quiescent_template() {
     }
 }
 
+/// A persistence template lives while connections it placed do (IPVS's `n_control`): a
+/// client whose one long connection outlasts the persistence timeout keeps its server for
+/// its next connection; once its connections have ended, the template lapses `timeout`
+/// later and the client is scheduled afresh.
+#[test]
+fn a_template_lives_while_its_connections_do() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    persistent(&mut spec, 32);
+    let mut lab = Lab::with_spec(spec, 4096);
+    lab.sweep();
+    establish(&mut lab, 1000);
+    // 400 s on (persistence 300 s, established 900 s), control sweeping every 2 s.
+    for _ in 0..200 {
+        lab.shared.clock.advance(2);
+        lab.sweep();
+    }
+    assert_eq!(lab.counts(1), (1, 0), "the connection is still open");
+    assert_eq!(
+        lab.client(1001, tk::SYN),
+        real(1),
+        "its template still holds the client"
+    );
+    // Both connections end (reset: CLOSE lasts 10 s); 300 s later the template is gone.
+    assert_eq!(lab.client(1000, tk::RST), real(1));
+    assert_eq!(lab.client(1001, tk::RST), real(1));
+    for _ in 0..160 {
+        lab.shared.clock.advance(2);
+        lab.sweep();
+    }
+    assert_eq!(lab.counts(1), (0, 0));
+    assert_eq!(lab.client(1002, tk::SYN), real(2), "scheduled afresh (rr)");
+}
+
 // ---------------------------------------------------------------------------------------
 // A removed real server's connections (IPVS's trash list of dests): they keep counting on
 // its slot, which stays reserved for it, until they end; a server re-added meanwhile gets

@@ -28,6 +28,7 @@ use crate::layout::{
     encode_key, expired, hash_key, key_matches, EncKey, Seed, CTL, CTL_DEAD, CTL_NEVER_USED,
     GEN_MASK, MAX_WORDS, META, STATE_PENDING,
 };
+use crate::Sweep;
 
 /// Attempts before an insert that keeps yielding to pending twins gives up with `Contended`.
 const MAX_ATTEMPTS: u32 = 64;
@@ -645,15 +646,11 @@ impl<const AW: usize> FamilyTable<AW> {
         }
     }
 
-    pub(crate) fn expire_step(
-        &self,
-        now: u32,
-        budget: usize,
-        on_reclaim: &mut impl FnMut(&Conn),
-    ) -> usize {
+    pub(crate) fn expire_step(&self, now: u32, budget: usize, sweep: &mut impl Sweep) -> usize {
         if self.cap == 0 {
             return 0;
         }
+        let reads = sweep.reads();
         // From the cursor up to the first never-used slot (the used prefix's end), then on
         // from slot 0 up to where this round started: `budget` slots at most.
         let start = self.cursor.load(Ordering::Relaxed) % self.cap;
@@ -666,24 +663,31 @@ impl<const AW: usize> FamilyTable<AW> {
                 // may still read as never used; a later round sees it and those after it.)
                 let whole = wrapped || start == 0;
                 (slot, wrapped) = (0, true);
+                sweep.pass_ended(Self::V6);
                 if whole {
                     break;
                 }
                 continue;
             }
-            if ctl_live(c)
-                && ctl_state(c) != STATE_PENDING
-                && (ctl_dead(c) || expired(ctl_deadline(c), now))
-            {
-                if let Some(conn) = self.retire(slot, c) {
-                    on_reclaim(&conn);
-                    reclaimed += 1;
+            if ctl_live(c) && ctl_state(c) != STATE_PENDING {
+                if ctl_dead(c) || expired(ctl_deadline(c), now) {
+                    if !self.hold(slot, c, reads, sweep) {
+                        if let Some(conn) = self.retire(slot, c) {
+                            sweep.reclaimed(&conn);
+                            reclaimed += 1;
+                        }
+                    }
+                } else if reads {
+                    if let Some(w) = self.read(slot).filter(|w| ctl_gen(w[CTL]) == ctl_gen(c)) {
+                        sweep.live(&decode_conn::<AW>(&w));
+                    }
                 }
             }
             left -= 1;
             slot += 1;
             if slot == self.cap {
                 (slot, wrapped) = (0, true);
+                sweep.pass_ended(Self::V6);
             }
             if wrapped && slot == start {
                 break;
@@ -691,6 +695,25 @@ impl<const AW: usize> FamilyTable<AW> {
         }
         self.cursor.store(slot, Ordering::Relaxed);
         reclaimed
+    }
+
+    /// Whether `sweep` keeps the expired entry in `slot` (seen with `ctl` `c`): then its
+    /// deadline is moved, if no writer moved it first (then the next pass decides).
+    fn hold(&self, slot: usize, c: u64, reads: bool, sweep: &mut impl Sweep) -> bool {
+        if !reads || ctl_dead(c) {
+            return false;
+        }
+        let Some(w) = self.read(slot).filter(|w| w[CTL] == c) else {
+            // Changed since `c` was read: no longer the expired entry seen.
+            return true;
+        };
+        let Some(deadline) = sweep.hold(&decode_conn::<AW>(&w), ctl_deadline(c)) else {
+            return false;
+        };
+        let moved = ctl_pack(ctl_gen(c), ctl_state(c), deadline);
+        let _ =
+            self.entry(slot)[CTL].compare_exchange(c, moved, Ordering::AcqRel, Ordering::Relaxed);
+        true
     }
 
     pub(crate) fn for_each(&self, f: &mut impl FnMut(ConnId, &Conn, u32)) {

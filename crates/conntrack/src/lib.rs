@@ -52,6 +52,9 @@
 //! counters (exactly once per connection: either `remove` returned true for it or the
 //! callback saw it). An insert that meets an expired entry with its tuple retires it so a late
 //! `update` cannot revive it; `expire_step` still reclaims and reports it.
+//! [`ConnTable::sweep_step`] is the same walk for a caller that keeps some expired entries
+//! ([`Sweep::hold`]: uvs keeps a persistence template while its connections live) and sees
+//! the live ones as it passes them.
 //!
 //! # When the table is full
 //! IPVS has no hard limit; when memory runs low and the `drop_entry` defense is on,
@@ -77,6 +80,40 @@ pub mod timeouts;
 mod prefetch;
 
 use std::hash::{BuildHasher, Hasher};
+
+/// What the expiry walk ([`ConnTable::sweep_step`]) tells its caller and asks it.
+pub trait Sweep {
+    /// Whether the walk reads each live entry for [`live`](Self::live) and each expired one
+    /// for [`hold`](Self::hold) (a read of the entry's words per slot); false: neither is
+    /// called and expired entries are reclaimed.
+    fn reads(&self) -> bool {
+        false
+    }
+    /// A live entry that has not expired (only when [`reads`](Self::reads)).
+    fn live(&mut self, _conn: &Conn) {}
+    /// An expired entry about to be reclaimed, with the deadline it passed (only when
+    /// [`reads`](Self::reads); never an entry an insert retired): `Some(deadline)` keeps
+    /// it, unchanged but for its deadline.
+    fn hold(&mut self, _conn: &Conn, _deadline: u32) -> Option<u32> {
+        None
+    }
+    /// A reclaimed entry, with the last state it had (exactly once per connection, as
+    /// [`ConnTable::expire_step`]'s callback).
+    fn reclaimed(&mut self, conn: &Conn);
+    /// The walk over the family's slab (`v6`) came back to its first slot: a whole pass
+    /// over every slot used ended. An entry that was live through a whole pass has been
+    /// shown to [`live`](Self::live) (or to [`hold`](Self::hold)) in it.
+    fn pass_ended(&mut self, _v6: bool) {}
+}
+
+/// [`ConnTable::expire_step`]'s sweep: reclaims every expired entry.
+struct Reclaim<F>(F);
+
+impl<F: FnMut(&Conn)> Sweep for Reclaim<F> {
+    fn reclaimed(&mut self, conn: &Conn) {
+        (self.0)(conn)
+    }
+}
 
 pub use flow::{Conn, ConnId, ConnView, Dir, FlowKey, Hit, InsertError, STATE_RESERVED_MIN};
 pub use timeouts::{Proto, Timeouts};
@@ -280,9 +317,15 @@ impl ConnTable {
     /// control thread; cost is O(budget), independent of table size, and no more than the
     /// slots ever used: the walk wraps at the first slot no connection has ever taken (slots
     /// are taken as a prefix of the slab), so an idle table costs next to nothing.
-    pub fn expire_step(&self, now: u32, budget: usize, mut on_reclaim: impl FnMut(&Conn)) -> usize {
-        self.v4.expire_step(now, budget, &mut on_reclaim)
-            + self.v6.expire_step(now, budget, &mut on_reclaim)
+    pub fn expire_step(&self, now: u32, budget: usize, on_reclaim: impl FnMut(&Conn)) -> usize {
+        self.sweep_step(now, budget, &mut Reclaim(on_reclaim))
+    }
+
+    /// [`expire_step`](Self::expire_step) with a caller that may keep an expired entry
+    /// (a persistence template that still controls connections) and, if it asks, sees
+    /// every live entry the walk passes and the end of each pass: see [`Sweep`].
+    pub fn sweep_step(&self, now: u32, budget: usize, sweep: &mut impl Sweep) -> usize {
+        self.v4.expire_step(now, budget, sweep) + self.v6.expire_step(now, budget, sweep)
     }
 
     /// Visits every stored connection (expired but unreclaimed ones included) with its id and

@@ -253,6 +253,95 @@ fn expiry_and_walks_stop_at_the_first_never_used_slot() {
     assert_eq!(t.expire_step(200, 4, |_| {}), 4);
 }
 
+/// A sweep that keeps expired entries of real server 12 for 500 ticks more and records
+/// what the walk shows it.
+#[derive(Default)]
+struct Keeper {
+    reads: bool,
+    live: Vec<u16>,
+    held: Vec<u16>,
+    reclaimed: Vec<u16>,
+    passes: Vec<bool>,
+    now: u32,
+}
+
+impl Sweep for Keeper {
+    fn reads(&self) -> bool {
+        self.reads
+    }
+    fn live(&mut self, conn: &Conn) {
+        self.live.push(conn.orig.sport);
+    }
+    fn hold(&mut self, conn: &Conn, deadline: u32) -> Option<u32> {
+        assert_eq!(deadline, 100);
+        self.held.push(conn.orig.sport);
+        (conn.real == 12).then_some(self.now + 500)
+    }
+    fn reclaimed(&mut self, conn: &Conn) {
+        self.reclaimed.push(conn.orig.sport);
+    }
+    fn pass_ended(&mut self, v6: bool) {
+        self.passes.push(v6);
+    }
+}
+
+#[test]
+fn a_sweep_sees_live_entries_keeps_what_it_holds_and_hears_each_pass_end() {
+    let t = ConnTable::with_capacities(64, 4);
+    t.insert(&nat(1, 11), 0, 100).unwrap();
+    t.insert(&nat(2, 12), 0, 100).unwrap();
+    t.insert(&nat(3, 11), 0, 10_000).unwrap();
+    t.insert(&fullnat6(9, 9), 0, 10_000).unwrap();
+    // Without reads: no entry is shown, expired ones go whatever `hold` would say.
+    let mut blind = Keeper {
+        now: 200,
+        ..Keeper::default()
+    };
+    let probe = ConnTable::with_capacities(64, 0);
+    probe.insert(&nat(2, 12), 0, 100).unwrap();
+    assert_eq!(probe.sweep_step(200, 64, &mut blind), 1);
+    assert!(blind.live.is_empty() && blind.held.is_empty());
+    assert_eq!(blind.passes, [false], "a whole pass over the used slots");
+
+    let mut k = Keeper {
+        reads: true,
+        now: 200,
+        ..Keeper::default()
+    };
+    assert_eq!(t.sweep_step(200, 64, &mut k), 1);
+    assert_eq!(k.live, [3, 9], "the unexpired entries, both families");
+    assert_eq!(k.held, [1, 2]);
+    assert_eq!(k.reclaimed, [1], "server 12's entry is kept");
+    assert_eq!(k.passes, [false, true]);
+    // The kept entry lives on to its new deadline, with its state, then goes.
+    let kept = t.lookup(&nat(2, 12).orig, 600).expect("kept until 700");
+    assert_eq!(kept.state(), TcpState::SynRecv as u8);
+    assert!(t.lookup(&nat(2, 12).orig, 700).is_none());
+    let mut later = Keeper {
+        reads: true,
+        now: 5_000,
+        ..Keeper::default()
+    };
+    later.reads = false;
+    assert_eq!(t.sweep_step(5_000, 64, &mut later), 1);
+    assert_eq!(later.reclaimed, [2]);
+    // Budgets smaller than the slab: a pass ends once the walk is back at slot 0.
+    let mut k = Keeper {
+        reads: true,
+        now: 5_000,
+        ..Keeper::default()
+    };
+    for _ in 0..3 {
+        t.sweep_step(5_000, 1, &mut k);
+    }
+    let v4 = |k: &Keeper| k.live.iter().filter(|&&p| p != 9).count();
+    let v4_passes = |k: &Keeper| k.passes.iter().filter(|&&v6| !v6).count();
+    assert_eq!((v4(&k), v4_passes(&k)), (1, 0), "slots 0, 1 (free) and 2");
+    t.sweep_step(5_000, 1, &mut k);
+    assert_eq!((v4(&k), v4_passes(&k)), (1, 1), "slot 3 was never used");
+    assert!(k.passes.contains(&true), "the IPv6 slab's one used slot");
+}
+
 #[test]
 fn remove_is_exactly_once_and_ids_do_not_leak_into_reused_slots() {
     let t = ConnTable::with_capacities(1, 0);

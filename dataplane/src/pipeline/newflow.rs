@@ -297,22 +297,7 @@ pub(crate) fn sched_key(p: &Parsed, v6: bool) -> FlowHashKey {
 
 /// Persistence, then the scheduler, then the sorry server.
 pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bool) -> Option<u16> {
-    let template = svc.persistence.map(|pers| {
-        let mut client = p.src;
-        mask_prefix(
-            &mut client,
-            if v6 {
-                pers.prefix_len
-            } else {
-                pers.prefix_len.min(32)
-            },
-            v6,
-        );
-        // The service's own address: the VIP, or for a firewall-mark service its mark, so a
-        // client keeps its server across all of the mark's destinations (as IPVS).
-        let key = crate::lifecycle::template_key(svc, client, svc.key.vip.addr, v6);
-        (key, pers.timeout_s.saturating_mul(1000))
-    });
+    let template = crate::lifecycle::client_template(svc, p.src, v6);
     if let Some((key, timeout)) = template {
         if let Some(hit) = ctx.conns.lookup(&key, ctx.now) {
             let slot = hit.real();
@@ -340,15 +325,6 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
         }
     }
     Some(slot)
-}
-
-pub(crate) fn mask_prefix(addr: &mut [u8; 16], len: u8, v6: bool) {
-    let bits = if v6 { 128 } else { 32 };
-    let len = usize::from(len.min(bits));
-    for (i, b) in addr.iter_mut().enumerate().take(bits as usize / 8) {
-        let keep = len.saturating_sub(i * 8).min(8);
-        *b &= if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
-    }
 }
 
 /// A UDP datagram without an entry: a reply from a real server of a one-packet-scheduling

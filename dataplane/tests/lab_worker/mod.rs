@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use uvs_dataplane::{lab, Shared, TablesBuilder, TablesSpec, Worker};
+use uvs_dataplane::{lab, lifecycle, Shared, TablesBuilder, TablesSpec, Worker};
 use uvs_port::MemPort;
 use uvs_testkit::{self as tk, Flags};
 
@@ -16,6 +16,8 @@ use uvs_testkit::{self as tk, Flags};
 pub struct Lab {
     pub shared: Arc<Shared>,
     pub w: Worker<MemPort>,
+    /// Control's expiry sweep, as uvsd runs it.
+    pub expiry: lifecycle::Expiry,
 }
 
 impl Lab {
@@ -30,7 +32,18 @@ impl Lab {
         lab::learn_neighbours(&shared.neigh, 0);
         let ports = vec![MemPort::new("client", slots), MemPort::new("server", slots)];
         let w = Worker::new(0, ports, shared.clone());
-        Lab { shared, w }
+        Lab {
+            shared,
+            w,
+            expiry: lifecycle::Expiry::default(),
+        }
+    }
+
+    /// One round of control's expiry sweep over the whole table, as uvsd's.
+    pub fn sweep(&mut self) {
+        let t = self.shared.tables.load();
+        let now = self.shared.clock.now_ticks();
+        self.expiry.round(&self.shared.conns, &t, now, 1 << 20);
     }
 
     /// One burst of `frames` (port, bytes); what left ports 0 and 1.
