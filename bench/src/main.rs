@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use uvs_dataplane::Method;
 
 mod http;
+mod interrupt;
 mod l7head;
 mod memory;
 mod pipeline;
@@ -140,6 +141,17 @@ fn parse_method(s: &str) -> Result<Method> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The helpers run inside the namespaces are stopped by their parent, by PID.
+    if !matches!(
+        cli.cmd,
+        Cmd::XskGen(_)
+            | Cmd::XskL2fwd(_)
+            | Cmd::UdpRtt(_)
+            | Cmd::SyncLinkTx(_)
+            | Cmd::SyncLinkRx(_)
+    ) {
+        interrupt::install();
+    }
     match cli.cmd {
         Cmd::Testbed(a) => testbed::cli::testbed_main(a)?,
         Cmd::Http(a) => http::http_main(a)?,

@@ -194,14 +194,23 @@ fn ip(args: &[&str]) -> Result<()> {
 }
 
 /// The two namespaces and their veth pair; deleted on drop, also on failure.
-struct Link;
+struct Link {
+    /// The namespaces go also when uvs-bench is interrupted (Ctrl-C, SIGTERM).
+    _interrupt: crate::interrupt::Guard,
+}
 
 impl Link {
     fn up() -> Result<Link> {
         for ns in [NS_TX, NS_RX] {
             let _ = ip(&["netns", "del", ns]);
         }
-        let link = Link;
+        let link = Link {
+            _interrupt: crate::interrupt::on_interrupt(|| {
+                for ns in [NS_TX, NS_RX] {
+                    let _ = ip(&["netns", "del", ns]);
+                }
+            }),
+        };
         ip(&["netns", "add", NS_TX])?;
         ip(&["netns", "add", NS_RX])?;
         ip(&[

@@ -435,3 +435,68 @@ fn memory_tiny_run_prints_a_row_per_size_and_refuses_a_zero_size() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--mib"));
 }
+
+/// Interrupted (SIGTERM, as Ctrl-C's SIGINT) while its test network is up, a run takes the
+/// network down and exits 128 + the signal, as it does when it finishes or fails.
+#[test]
+#[ignore = "needs root: network namespaces (scripts/test.sh runs it as root)"]
+fn an_interrupted_run_removes_its_test_network_as_root() {
+    assert!(
+        is_root(),
+        "an_interrupted_run_removes_its_test_network_as_root needs root (network namespaces): \
+         run it as root, e.g. scripts/test.sh under sudo"
+    );
+    let netns = || {
+        let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        String::from_utf8_lossy(&ns.stdout).into_owned()
+    };
+    let mut child = bench()
+        .args([
+            "testbed",
+            "--tag",
+            "bintr",
+            "--subjects",
+            "kernel",
+            "--trial-seconds",
+            "5",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Until the last real server serves (the network is whole) and a trial has begun.
+    let start = std::time::Instant::now();
+    let busy = loop {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", "uvs-bintr-rs3"])
+            .output()
+            .unwrap();
+        if !pids.stdout.is_empty() {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            break child.try_wait().unwrap().is_none();
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60)
+            || child.try_wait().unwrap().is_some()
+        {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(busy, "the run never reached its trials: {stderr}");
+    assert_eq!(out.status.code(), Some(128 + 15), "{stderr}");
+    let left = netns();
+    if left.contains("uvs-bintr-") {
+        let _ = Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/testbed.sh"
+        ))
+        .args(["down", "bintr"])
+        .status();
+        panic!("the interrupted run left its network behind:\n{left}\n{stderr}");
+    }
+}

@@ -1,5 +1,6 @@
 //! The test network under a benchmark: `scripts/testbed.sh` namespaces torn down by a
-//! Drop guard (also when a run fails or panics), commands run inside them, and child
+//! Drop guard (also when a run fails or panics, and by `crate::interrupt` when it is
+//! interrupted), commands run inside them, and child
 //! processes (generator, uvsd, l2fwd, HAProxy, wrk) ended by their own PID only; the kernel
 //! peers' setup (forwarding, RPS, nftables DNAT), undone on drop.
 
@@ -43,6 +44,8 @@ pub struct Testbed {
     pub tag: String,
     script: PathBuf,
     pub state: PathBuf,
+    /// `down` also when uvs-bench is interrupted (Ctrl-C, SIGTERM), which skips Drop.
+    _interrupt: crate::interrupt::Guard,
 }
 
 impl Testbed {
@@ -68,10 +71,18 @@ impl Testbed {
             );
         }
         // The guard exists before `up` so a half-built network is removed too.
+        let (down_script, down_tag) = (script.to_path_buf(), tag.to_string());
         let tb = Testbed {
             tag: tag.to_string(),
             script: script.to_path_buf(),
             state: PathBuf::from(format!("/run/uvs-testbed/{tag}")),
+            _interrupt: crate::interrupt::on_interrupt(move || {
+                let _ = Command::new(&down_script)
+                    .args(["down", &down_tag])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }),
         };
         let out = Command::new(script)
             .args(["up", tag, "--mode", mode, "--tx-csum-offload"])
