@@ -551,6 +551,13 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
     if let Some(path) = &a.json {
         let doc = serde_json::json!({
             "benchmark": "http",
+            "environment": crate::environment::record(
+                a.uvsd
+                    .clone()
+                    .or_else(|| net::sibling_binary("uvsd"))
+                    .as_deref(),
+                &["wrk", "nginx", "haproxy", "nft", "ip"],
+            ),
             "settings": {
                 "seconds": a.seconds,
                 "connections": a.connections,

@@ -481,6 +481,7 @@ pub fn l7head_main(a: L7headArgs) -> Result<()> {
         };
         let doc = serde_json::json!({
             "benchmark": "l7head",
+            "environment": crate::environment::record(None, &[]),
             "settings": {
                 "clients": a.clients, "segments": a.segments, "payload": a.payload,
                 "head_limit": a.head_limit, "rounds": a.rounds, "loadavg": load.trim(),

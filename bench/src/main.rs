@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use uvs_dataplane::Method;
 
+mod environment;
 mod http;
 mod interrupt;
 mod l7head;
@@ -150,6 +151,7 @@ fn main() -> Result<()> {
             | Cmd::SyncLinkTx(_)
             | Cmd::SyncLinkRx(_)
     ) {
+        environment::start();
         interrupt::install();
     }
     match cli.cmd {
@@ -303,6 +305,7 @@ fn main() -> Result<()> {
             if let Some(path) = json {
                 let doc = serde_json::json!({
                     "benchmark": "pipeline",
+                    "environment": environment::record(None, &[]),
                     "settings": {
                         "seconds": seconds,
                         "new_flows": new_flows,

@@ -66,11 +66,46 @@ pub fn build(docs: &[(String, Value)]) -> Result<Report> {
             "schedulers" => schedulers(&mut r, d),
             _ => bail!("{src}: unknown benchmark '{kind}' (expected testbed, pipeline, http or schedulers)"),
         }
+        let e = &d["environment"];
+        if e.is_object() {
+            let m = &e["machine"];
+            let commit = e["source_tree"]["commit"]
+                .as_str()
+                .map_or(String::new(), |c| {
+                    let modified = if e["source_tree"]["modified"] == true {
+                        " (modified)"
+                    } else {
+                        ""
+                    };
+                    format!(", commit {}{modified}", &c[..c.len().min(12)])
+                });
+            let _ = writeln!(
+                r.markdown,
+                "\nRun {} on {} ({} CPUs, kernel {}), uvs-bench {}{commit}{}.",
+                e["started_utc"].as_str().unwrap_or("?"),
+                m["cpu_model"].as_str().unwrap_or("an unknown CPU"),
+                m["logical_cpus"],
+                m["kernel"].as_str().unwrap_or("?"),
+                e["uvs_bench"]["version"].as_str().unwrap_or("?"),
+                if e["uvs_bench"]["debug_build"] == true {
+                    ", a debug build"
+                } else {
+                    ""
+                }
+            );
+        }
         let _ = writeln!(
             r.markdown,
             "\n<details><summary>settings</summary>\n\n```json\n{}\n```\n</details>\n",
             serde_json::to_string_pretty(&d["settings"]).unwrap_or_default()
         );
+        if e.is_object() {
+            let _ = writeln!(
+                r.markdown,
+                "<details><summary>environment</summary>\n\n```json\n{}\n```\n</details>\n",
+                serde_json::to_string_pretty(e).unwrap_or_default()
+            );
+        }
     }
     Ok(r)
 }

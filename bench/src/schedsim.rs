@@ -384,6 +384,7 @@ pub fn sched_main(a: SchedArgs) -> Result<()> {
     if let Some(path) = &a.json {
         let doc = serde_json::json!({
             "benchmark": "schedulers",
+            "environment": crate::environment::record(None, &[]),
             "settings": {
                 "requests": a.requests,
                 "seed": a.seed,

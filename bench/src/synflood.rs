@@ -618,6 +618,7 @@ pub fn synflood_main(mut a: SynfloodArgs) -> Result<()> {
     if let Some(path) = &a.json {
         let doc = serde_json::json!({
             "benchmark": "synflood",
+            "environment": crate::environment::record(Some(&uvsd_path(&a)), &["wrk", "curl", "nginx", "nft", "ip"]),
             "settings": {
                 "seconds": a.seconds,
                 "rate": if a.rate > 0.0 { serde_json::json!(a.rate) } else { serde_json::json!("generator maximum") },

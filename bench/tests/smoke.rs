@@ -61,6 +61,34 @@ fn schedulers_tiny_run_writes_every_figure() {
         assert!(r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap());
     }
     assert!(v["best_p99"]["hetero-exp"].is_string());
+    // What a study needs beside the figures: the run, the machine, the versions.
+    let e = &v["environment"];
+    assert_eq!(e["command"][1], "schedulers", "{e}");
+    assert!(
+        e["started_utc"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{e}"
+    );
+    assert!(
+        e["machine"]["logical_cpus"].as_u64().unwrap_or(0) >= 1,
+        "{e}"
+    );
+    assert!(
+        e["machine"]["kernel"]
+            .as_str()
+            .is_some_and(|k| !k.is_empty()),
+        "{e}"
+    );
+    assert!(e["machine"]["memory_kib"].as_u64().unwrap_or(0) > 0, "{e}");
+    assert_eq!(e["uvs_bench"]["version"], env!("CARGO_PKG_VERSION"), "{e}");
+    assert!(e.get("source_tree").is_some(), "{e}");
+    // The report says where the figures come from.
+    let out_dir = d.join("report");
+    succeeds(bench().arg("report").arg(&json).arg("--out").arg(&out_dir));
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("CPUs, kernel ") && md.contains("<summary>environment</summary>"),
+        "{md}"
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -88,6 +88,13 @@ pub fn testbed_main(a: TestbedArgs) -> Result<()> {
     if let Some(path) = a.json {
         let doc = serde_json::json!({
             "benchmark": "testbed",
+            "environment": crate::environment::record(
+                o.uvsd
+                    .clone()
+                    .or_else(|| super::net::sibling_binary("uvsd"))
+                    .as_deref(),
+                &["nft", "ip"],
+            ),
             "settings": &o,
             "frame_bytes_on_wire": o.frame_len + 4,
             "receiver": "nftables netdev-ingress counter+drop of the UDP port on each real server link",
