@@ -133,13 +133,13 @@ pub struct HttpArgs {
     #[arg(long, value_delimiter = ',', default_values_t = HttpSubject::DEFAULT.iter().map(|s| s.name().to_string()).collect::<Vec<_>>())]
     pub subjects: Vec<String>,
     /// Seconds per wrk run.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = crate::args::seconds)]
     pub seconds: f64,
     /// wrk connections.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = crate::args::count32)]
     pub connections: u32,
     /// wrk threads.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::args::count32)]
     pub threads: u32,
     /// Skip the connection-per-request runs.
     #[arg(long)]

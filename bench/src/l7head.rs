@@ -37,19 +37,19 @@ use uvs_sched::{SchedConfig, SchedulerKind};
 #[derive(clap::Args)]
 pub struct L7headArgs {
     /// Pending clients (at most 1024: a worker's bound).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::args::count)]
     clients: usize,
     /// Segments after the first, per client.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::args::count)]
     segments: usize,
     /// Payload bytes per segment.
-    #[arg(long, default_value_t = 1400)]
+    #[arg(long, default_value_t = 1400, value_parser = crate::args::count)]
     payload: usize,
     /// The head limit (smoltcp's receive buffer per socket).
     #[arg(long, default_value_t = 8192)]
     head_limit: usize,
     /// Rounds; each scenario reports its best.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::args::count)]
     rounds: usize,
     /// Write the figures here as JSON.
     #[arg(long)]

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use uvs_dataplane::Method;
 
+mod args;
 mod environment;
 mod http;
 mod interrupt;
@@ -39,10 +40,10 @@ enum Cmd {
     /// method, family and protocol, beside a baseline that only touches the same bytes.
     Pipeline {
         /// Active flows in the table for the established-flow scenarios (comma-separated).
-        #[arg(long, value_delimiter = ',', default_values_t = [1_000usize, 1_000_000])]
+        #[arg(long, value_delimiter = ',', default_values_t = [1_000usize, 1_000_000], value_parser = args::count)]
         flows: Vec<usize>,
         /// Seconds per established-flow scenario.
-        #[arg(long, default_value_t = 2.0)]
+        #[arg(long, default_value_t = 2.0, value_parser = args::seconds)]
         seconds: f64,
         /// Forwarding methods (nat, dr, tun, fullnat).
         #[arg(long, value_delimiter = ',', default_values_t = ["nat".to_string()])]
@@ -54,11 +55,11 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_values_t = ["tcp".to_string()])]
         protocols: Vec<String>,
         /// Distinct new flows for the new-flow scenarios.
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = 1_000_000, value_parser = args::count)]
         new_flows: usize,
         /// Worker counts for the scaling scenarios (e.g. 1,2,4): established flows (the
         /// largest --flows) on that many pinned threads sharing one table.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', value_parser = args::count)]
         workers: Vec<usize>,
         /// Skip the baseline scenarios (profiling the pipeline alone).
         #[arg(long)]

@@ -300,7 +300,7 @@ pub const DEFAULT_SCHEDULERS: [&str; 13] = [
 #[derive(Args, Debug)]
 pub struct SchedArgs {
     /// Requests per scheduler per situation.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 200_000, value_parser = crate::args::count)]
     pub requests: usize,
     /// Schedulers (names as ipvsadm -s, plus fastest, load and the load-herd baseline),
     /// or "all".

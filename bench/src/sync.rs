@@ -21,20 +21,20 @@ use uvs_sync::wire::{self, MessageWriter, SyncConn};
 #[derive(Args)]
 pub struct SyncArgs {
     /// Connection records per codec round.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 200_000, value_parser = crate::args::count)]
     records: usize,
     /// New flows per packet-path round (at most 65 536: the tap's queue is not drained).
-    #[arg(long, default_value_t = 60_000)]
+    #[arg(long, default_value_t = 60_000, value_parser = crate::args::count)]
     new_flows: usize,
     /// Rounds of each scenario; each reports its best round.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::args::count)]
     rounds: usize,
     /// Instead: sync over a real link (root): a sender and a receiver in two network
     /// namespaces joined by a veth pair, one run per `--link-rates` rate.
     #[arg(long)]
     link: bool,
     /// Records each link run sends.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 200_000, value_parser = crate::args::count)]
     link_records: usize,
     /// Sending rates in records/s for the link runs; 0: as fast as the socket takes them.
     #[arg(long, value_delimiter = ',', default_values_t = [0.0, 100_000.0, 400_000.0, 1_000_000.0])]

@@ -58,19 +58,19 @@ pub struct SynfloodArgs {
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
     /// Connection-table entries of the uvs subjects (`conn_table: capacity`).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = crate::args::count)]
     pub capacity: usize,
     /// Distinct spoofed flows (sources × ports).
-    #[arg(long, default_value_t = 60_000)]
+    #[arg(long, default_value_t = 60_000, value_parser = crate::args::count)]
     pub flows: usize,
     /// Spoofed source addresses (198.19.0.0/16).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::args::count32)]
     pub sources: u32,
     /// Size of the download in MB (10^6 bytes).
     #[arg(long, default_value_t = 50)]
     pub download_mb: u64,
     /// wrk connections.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = crate::args::count32)]
     pub connections: u32,
     /// Seconds of the no-flood wrk baseline per subject and connection mode (0: none).
     #[arg(long, default_value_t = 3.0)]

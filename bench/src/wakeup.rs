@@ -19,7 +19,7 @@ use crate::http::rtt::pct;
 #[derive(Args, Debug)]
 pub struct WakeupArgs {
     /// Round trips per placement.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = crate::args::count)]
     pub rounds: usize,
     /// Pause before each round trip, microseconds (the other thread goes idle, as a real
     /// server does between requests).

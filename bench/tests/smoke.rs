@@ -464,6 +464,45 @@ fn memory_tiny_run_prints_a_row_per_size_and_refuses_a_zero_size() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--mib"));
 }
 
+/// A count of zero or a duration of no time is refused on the command line, naming the
+/// option, before anything runs: not a panic (`pipeline --flows 0`, `l7head --clients 0`),
+/// NaN figures (`schedulers --requests 0`, `sync --records 0`) or, as root, minutes of a
+/// testbed measuring nothing.
+#[test]
+fn zero_counts_and_durations_are_refused_naming_the_option() {
+    for args in [
+        &["pipeline", "--flows", "1000,0"][..],
+        &["pipeline", "--seconds", "0"],
+        &["pipeline", "--new-flows", "0"],
+        &["pipeline", "--workers", "0"],
+        &["schedulers", "--requests", "0"],
+        &["l7head", "--clients", "0"],
+        &["l7head", "--segments", "0"],
+        &["l7head", "--payload", "0"],
+        &["sync", "--records", "0"],
+        &["sync", "--new-flows", "0"],
+        &["sync", "--rounds", "0"],
+        &["wakeup", "--rounds", "0"],
+        &["testbed", "--trial-seconds", "0", "--tag", "bzero"],
+        &["http", "--connections", "0", "--tag", "bzero"],
+        &["http", "--seconds", "0", "--tag", "bzero"],
+        &["synflood", "--capacity", "0", "--tag", "bzero"],
+    ] {
+        let out = bench().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("invalid value '0'") && stderr.contains(args[1]),
+            "{args:?} does not name the option and the value: {stderr}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?} ran: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
 /// Interrupted (SIGTERM, as Ctrl-C's SIGINT) while its test network is up, a run takes the
 /// network down and exits 128 + the signal, as it does when it finishes or fails.
 #[test]

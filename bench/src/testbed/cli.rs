@@ -26,7 +26,7 @@ pub struct TestbedArgs {
     #[arg(long, value_delimiter = ',', default_values_t = ["uvs".to_string(), "l2fwd".to_string(), "kernel".to_string(), "nft".to_string()])]
     pub subjects: Vec<String>,
     /// Seconds per trial.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::args::seconds)]
     pub trial_seconds: f64,
     /// Search trials after the unpaced one.
     #[arg(long, default_value_t = 6)]
@@ -35,7 +35,7 @@ pub struct TestbedArgs {
     #[arg(long, default_value_t = 0.001)]
     pub loss_tolerance: f64,
     /// Distinct UDP flows (source ports).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = crate::args::count)]
     pub flows: usize,
     /// Frame length without FCS (60 = 64-byte frames).
     #[arg(long, default_value_t = 60)]
@@ -217,7 +217,7 @@ pub struct GenArgs {
     pub dst_ips: Vec<Ipv4Addr>,
     #[arg(long)]
     pub port: u16,
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = crate::args::count)]
     pub flows: usize,
     #[arg(long, default_value_t = 60)]
     pub frame_len: usize,
