@@ -563,3 +563,36 @@ fn a_draining_node_with_bird_failing() {
         "{text}"
     );
 }
+
+/// Every family uvsd exports is explained in the operator's guide (docs/src), so an
+/// operator who finds one in a scrape can look it up: the sample with every optional part
+/// (sync, BGP, a cluster, client lookup, layer 7) rendered.
+#[test]
+fn every_family_is_in_the_operators_guide() {
+    let mut s = sample();
+    s.sync = Some(uvs_control::snapshot::SyncSnapshot {
+        mode: "both".into(),
+        last_received_age_ms: Some(5),
+        ..Default::default()
+    });
+    s.node.as_mut().unwrap().reconfigures = 1;
+    let text = render(&s);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src");
+    let mut book = String::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            book.push_str(&std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    let missing: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| !book.contains(name))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "families missing from docs/src (operating.md's metrics table): {missing:?}"
+    );
+}
