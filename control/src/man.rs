@@ -98,7 +98,10 @@ pub fn uvsd_page(cmd: clap::Command) -> String {
 const UVSD_SECTIONS: &str = r#".SH OPERATION
 .TP
 .B Starting
-uvsd needs root (XDP programs, AF_XDP sockets, BPF maps). It attaches its XDP program
+uvsd needs root, or these five capabilities: CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF,
+CAP_PERFMON and CAP_IPC_LOCK (XDP programs, AF_XDP sockets, BPF maps, locked packet
+buffers); it names any that is missing before it touches the network, and the Debian
+package's unit runs it as the uvs user with exactly these. It attaches its XDP program
 to each configured interface by a BPF link, so the program goes away with the process,
 even on SIGKILL. The program redirects only what uvs owns (VIPs, its own local and
 FullNAT addresses, replies from real servers, ARP/NDP for owned addresses); everything

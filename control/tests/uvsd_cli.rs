@@ -86,6 +86,69 @@ fn startup_problems_say_what_to_do() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Every `--flag` the operator's documentation gives uvsd or uvsadm (README, the book, the
+/// example configurations) is one its `--help` lists: a newcomer who reads `uvsd --man DIR`
+/// in the docs finds it in `uvsd --help` too.
+#[test]
+fn help_lists_every_flag_the_docs_use() {
+    let help = |bin: &str, flag: &str| {
+        let out = Command::new(bin).arg(flag).output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let programs = [
+        ("uvsd", help(env!("CARGO_BIN_EXE_uvsd"), "--help")),
+        ("uvsadm", help(env!("CARGO_BIN_EXE_uvsadm"), "-h")),
+    ];
+    let mut files = vec![repo("README.md")];
+    for dir in ["docs/src", "configs"] {
+        for e in std::fs::read_dir(repo(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "md" || x == "yaml") {
+                files.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            for (prog, help) in &programs {
+                let word = format!("{prog} ");
+                for (at, _) in line.match_indices(&word) {
+                    // A whole word: not `ipvsadm ` for `uvsadm `, nor `uvsd-x `.
+                    if line[..at]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_')
+                    {
+                        continue;
+                    }
+                    // Its arguments: up to the end of the code span, a pipe, a comment.
+                    let rest = &line[at + word.len()..];
+                    let end = rest.find(['`', '|', ';', '#']).unwrap_or(rest.len());
+                    for arg in rest[..end].split_whitespace() {
+                        let flag = arg.split('=').next().unwrap_or(arg);
+                        if flag.len() > 2
+                            && flag.starts_with("--")
+                            && flag[2..]
+                                .chars()
+                                .all(|c| c.is_ascii_lowercase() || c == '-')
+                            && !help.contains(flag)
+                        {
+                            missing.push(format!("{file}:{}: {prog} {flag}", n + 1));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not in --help: {missing:#?}");
+}
+
 /// Run without root and without the capabilities it needs, uvsd refuses before it touches
 /// the network, naming each missing capability (and only those) in one sentence.
 #[test]

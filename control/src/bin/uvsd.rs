@@ -1,8 +1,8 @@
 //! uvsd: the uvs daemon. `uvsd --config FILE` runs the dataplane on the interfaces and
 //! cores the YAML names; `uvsd --check-config FILE` validates without touching the network;
-//! `uvsd --man DIR` (hidden) writes the manual pages, generated from this command line,
-//! uvsadm's usage and configs/reference.yaml; `uvsd --completions DIR` (hidden) the shell
-//! completions of uvsd and uvsadm.
+//! `uvsd --man DIR` writes the manual pages, generated from this command line, uvsadm's
+//! usage and configs/reference.yaml; `uvsd --completions DIR` the shell completions of
+//! uvsd and uvsadm (the docs tell operators to run both, so `--help` lists them).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,11 +34,11 @@ struct Args {
     /// Stop by itself after this many seconds (demos, tests).
     #[arg(long, value_name = "SECONDS")]
     run_for: Option<f64>,
-    /// Write the manual pages (man8/uvsd.8, man8/uvsadm.8, man5/uvs.yaml.5) under DIR.
-    #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
+    /// Write the manual pages (man8/uvsd.8, man8/uvsadm.8, man5/uvs.yaml.5) under DIR and exit.
+    #[arg(long, value_name = "DIR", exclusive = true)]
     man: Option<PathBuf>,
-    /// Write uvsd's and uvsadm's shell completions under DIR (bash/, zsh/, fish/).
-    #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
+    /// Write uvsd's and uvsadm's shell completions under DIR (bash/, zsh/, fish/) and exit.
+    #[arg(long, value_name = "DIR", exclusive = true)]
     completions: Option<PathBuf>,
 }
 
