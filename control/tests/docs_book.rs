@@ -253,3 +253,31 @@ fn heading_ids_follow_mdbook() {
     );
     assert_eq!(heading_id("What uvs does not do"), "what-uvs-does-not-do");
 }
+
+/// Every top-level section of the configuration (configs/reference.yaml, and member mode's
+/// in configs/member.yaml) is in the Configuration chapter's table of sections, with when a
+/// change of it takes effect.
+#[test]
+fn every_top_level_section_is_in_the_configuration_table() {
+    let chapter = fs::read_to_string(src().join("configuration.md")).unwrap();
+    let table: Vec<&str> = chapter.lines().filter(|l| l.starts_with("| `")).collect();
+    let mut missing = Vec::new();
+    for file in ["reference.yaml", "member.yaml"] {
+        let text = fs::read_to_string(docs().join("../configs").join(file)).unwrap();
+        let v: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
+        for key in v.as_mapping().unwrap().keys() {
+            let key = key.as_str().unwrap();
+            let cell = format!("`{key}`");
+            if !table
+                .iter()
+                .any(|row| row.split('|').nth(1).is_some_and(|c| c.contains(&cell)))
+            {
+                missing.push(format!("{file}: {key}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in configuration.md's table: {missing:?}"
+    );
+}
