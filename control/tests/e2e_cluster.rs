@@ -211,7 +211,7 @@ sync: {{ mode: both, interface: uvs-lb1, syncid: 7 }}
                 format!("router_id uvs-{TAG}-{}", self.name),
             ),
             (
-                "script \"/usr/local/sbin/uvsadm cluster\"",
+                "script \"/usr/sbin/uvsadm cluster\"",
                 format!(
                     "script \"{} --socket {} cluster\"",
                     bin.join("uvsadm").display(),
@@ -221,7 +221,7 @@ sync: {{ mode: both, interface: uvs-lb1, syncid: 7 }}
             ("interface eth0", "interface uvs-lb0".to_string()),
             ("priority 150", format!("priority {}", self.priority)),
             (
-                "notify \"/usr/local/lib/uvs/uvs-notify.sh web\"",
+                "notify \"/usr/lib/uvs/uvs-notify.sh web\"",
                 format!(
                     "notify \"{} --socket {} --uvsadm {} --state-dir {} web\"",
                     bin.join("uvs-notify.sh").display(),

@@ -218,6 +218,8 @@ fn the_package_installs_and_its_unit_serves_and_reloads() {
         "/usr/share/bash-completion/completions/uvsadm",
         "/usr/share/zsh/vendor-completions/_uvsd",
         "/usr/share/fish/vendor_completions.d/uvs-agent.fish",
+        "/usr/share/doc/uvs/examples/keepalived.conf",
+        "/usr/lib/uvs/uvs-notify.sh",
     ] {
         assert!(
             listed.lines().any(|l| l == f),
@@ -225,6 +227,14 @@ fn the_package_installs_and_its_unit_serves_and_reloads() {
         );
         assert!(root.join(&f[1..]).exists(), "{f} was not installed");
     }
+    // keepalived's script security runs the notify script only if root owns it and nobody
+    // else may write it.
+    let notify = std::fs::metadata(root.join("usr/lib/uvs/uvs-notify.sh")).unwrap();
+    assert_eq!(
+        (notify.uid(), notify.permissions().mode() & 0o7777),
+        (0, 0o755),
+        "/usr/lib/uvs/uvs-notify.sh should be root's, 0755"
+    );
     // The configuration is a conffile: an upgrade does not overwrite the operator's edits.
     let status = sh(Command::new("dpkg")
         .arg(format!("--root={}", root.display()))

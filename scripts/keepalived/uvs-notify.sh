@@ -6,7 +6,8 @@
 # unsolicited neighbour advertisements) when it becomes master.
 #
 # In keepalived.conf (configs/keepalived.conf), one vrrp_instance per uvs cluster group:
-#   notify "/usr/local/lib/uvs/uvs-notify.sh web"
+#   notify "/usr/lib/uvs/uvs-notify.sh web"
+# (where the Debian package installs this script; /usr/local/lib/uvs/ when installed by hand).
 # keepalived appends: INSTANCE|GROUP  NAME  MASTER|BACKUP|FAULT|STOP  [PRIORITY].
 #
 # Usage: uvs-notify.sh [--socket PATH] [--uvsadm PATH] [--state-dir DIR] [--tries N]
