@@ -96,13 +96,24 @@ pub fn serve_routes(
     routes: Routes,
     stop: Arc<Stop>,
 ) -> io::Result<JoinHandle<()>> {
-    let listener = TcpListener::bind(listen).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot listen for metrics on {listen}: {e}"),
-        )
-    })?;
+    let listener = TcpListener::bind(listen).map_err(|e| listen_error(listen, &e))?;
     serve_listener_routes(listener, routes, stop)
+}
+
+/// The error for `listen` that could not be bound: with what to do when the port is a
+/// privileged one (below 1024) and uvsd runs without the capability for it, as the
+/// package's unit does.
+pub fn listen_error(listen: SocketAddr, e: &io::Error) -> io::Error {
+    let hint = if e.kind() == io::ErrorKind::PermissionDenied && listen.port() < 1024 {
+        " — a port below 1024 needs root or CAP_NET_BIND_SERVICE (under the uvsd unit: \
+         AmbientCapabilities= and CapabilityBoundingSet= in a drop-in), or use a higher port"
+    } else {
+        ""
+    };
+    io::Error::new(
+        e.kind(),
+        format!("cannot listen for metrics on {listen}: {e}{hint}"),
+    )
 }
 
 /// Serves `GET /metrics` (and `HEAD`) on a bound listener until `stop` is set; other paths get

@@ -383,6 +383,25 @@ fn serve_reports_a_busy_address() {
     );
 }
 
+/// Refused a privileged port (uvsd as the unit runs it, without CAP_NET_BIND_SERVICE), the
+/// error says what to grant; other errors are told as they are.
+#[test]
+fn a_privileged_port_refused_says_what_to_grant() {
+    let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+    let err = uvs_control::http::listen_error("127.0.0.1:99".parse().unwrap(), &denied);
+    assert!(
+        err.to_string()
+            .starts_with("cannot listen for metrics on 127.0.0.1:99: ")
+            && err.to_string().contains("CAP_NET_BIND_SERVICE"),
+        "{err}"
+    );
+    let err = uvs_control::http::listen_error("127.0.0.1:9100".parse().unwrap(), &denied);
+    assert!(!err.to_string().contains("CAP_NET_BIND_SERVICE"), "{err}");
+    let busy = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+    let err = uvs_control::http::listen_error("127.0.0.1:80".parse().unwrap(), &busy);
+    assert!(!err.to_string().contains("CAP_NET_BIND_SERVICE"), "{err}");
+}
+
 /// An endpoint on a loopback port serving `sample()`; stops when dropped.
 struct Endpoint {
     addr: std::net::SocketAddr,
