@@ -30,8 +30,9 @@ mod webcheck;
 
 use std::path::Path;
 
-/// `uvsd --check-config`: parses and validates the file and builds the dataplane tables
-/// from it (without reading interfaces), so a file that passes will load.
+/// `uvsd --check-config`: parses and validates the file, builds the dataplane tables from
+/// it (without reading interfaces) and reads what loading it reads (CA files, accounts),
+/// so a file that passes will load.
 pub fn check_config(path: &Path) -> Result<String, String> {
     let cfg = uvs_config::load_file(path).map_err(|e| e.to_string())?;
     if let Some(m) = &cfg.member {
@@ -46,6 +47,11 @@ pub fn check_config(path: &Path) -> Result<String, String> {
     }
     let spec = spec::tables_spec(&cfg, None);
     uvs_dataplane::TablesBuilder::build(&spec, None)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // What uvsd reads when it loads the file, as it starts or reloads: the CA files of
+    // verified https checks, the accounts command checks run as.
+    webcheck::check_ca_files(&cfg)
+        .and_then(|()| privileges::check_accounts(&cfg))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let reals: usize = cfg.services.iter().map(|s| s.real_servers.len()).sum();
     Ok(format!(

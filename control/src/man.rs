@@ -120,8 +120,11 @@ when given.
 .TP
 .B Checking a file
 .B uvsd \-\-check\-config FILE
-parses and validates the file and builds the dataplane tables from it without touching
-the network, so a file that passes will load. Mistakes are reported as
+parses and validates the file, builds the dataplane tables from it and reads what
+loading it reads (the CA files of verified https checks, the accounts of command checks'
+\fBuser\fR) without touching the network, so a file that passes will load; only the host's
+own addresses (a VIP the kernel holds) and uvsd's privileges are checked at start and
+reload alone. Mistakes are reported as
 file:line:column: path: message \(em hint.
 .SH FILES
 .TP

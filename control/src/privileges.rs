@@ -121,17 +121,7 @@ pub fn check_users(cfg: &uvs_config::Config) -> Result<(), String> {
     let eff = effective()?;
     let can_switch = eff & (1 << CAP_SETUID) != 0 && eff & (1 << CAP_SETGID) != 0;
     for s in &cfg.services {
-        for check in s.health_checks() {
-            let uvs_config::HealthCheck {
-                kind:
-                    uvs_config::HealthCheckKind::Command {
-                        user: Some(name), ..
-                    },
-                ..
-            } = check
-            else {
-                continue;
-            };
+        for name in command_users(s) {
             let acct = account(name).map_err(|e| format!("service '{}': {e}", s.name))?;
             if acct.uid != me && !can_switch {
                 return Err(format!(
@@ -144,6 +134,27 @@ pub fn check_users(cfg: &uvs_config::Config) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Every command check's `user` has an account on this host (what `uvsd --check-config`
+/// can tell whoever runs it; whether uvsd may switch to it depends on uvsd's privileges).
+pub fn check_accounts(cfg: &uvs_config::Config) -> Result<(), String> {
+    for s in &cfg.services {
+        for name in command_users(s) {
+            account(name).map_err(|e| format!("service '{}': {e}", s.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// The `user`s of a service's command checks.
+fn command_users(s: &uvs_config::Service) -> impl Iterator<Item = &str> {
+    s.health_checks().filter_map(|check| match &check.kind {
+        uvs_config::HealthCheckKind::Command {
+            user: Some(name), ..
+        } => Some(name.as_str()),
+        _ => None,
+    })
 }
 
 /// Empties this thread's ambient and inheritable capability sets, so that nothing uvsd

@@ -53,6 +53,61 @@ fn check_config_names_file_line_and_column() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--check-config` refuses what starting uvsd (or a reload) would refuse without touching
+/// the network: an https check's `ca_file` that cannot be read or holds no certificate, a
+/// command check's `user` with no account. "A file that passes will load" (uvsd(8)).
+#[test]
+fn check_config_refuses_what_a_start_would() {
+    let dir = std::env::temp_dir().join(format!("uvsd-cli-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let demo = std::fs::read_to_string(repo("configs/demo.yaml")).unwrap();
+    let with_check = |check: &str| {
+        demo.replacen(
+            "      type: http\n      interval: 2\n      timeout: 1\n      rise: 2\n      fall: 3\n      path: /\n      expect_status: 200\n",
+            check,
+            1,
+        )
+    };
+    let not_pem = dir.join("not-a-ca.pem");
+    std::fs::write(&not_pem, "no certificate here\n").unwrap();
+    let cases = [
+        (
+            "missing-ca.yaml",
+            with_check(
+                "      type: https\n      verify: true\n      ca_file: /nonexistent/uvs-ca.pem\n",
+            ),
+            "cannot read ca_file /nonexistent/uvs-ca.pem",
+        ),
+        (
+            "not-pem.yaml",
+            with_check(&format!(
+                "      type: https\n      verify: true\n      ca_file: {}\n",
+                not_pem.display()
+            )),
+            "holds no PEM certificate",
+        ),
+        (
+            "no-user.yaml",
+            with_check(
+                "      type: command\n      command: /bin/true\n      user: uvs-no-such-user\n",
+            ),
+            "uvs-no-such-user",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        assert_ne!(text, demo, "the demo's health check moved");
+        let path = dir.join(name);
+        std::fs::write(&path, &text).unwrap();
+        let (ok, out) = uvsd(&["--check-config", path.to_str().unwrap()]);
+        assert!(!ok, "{name} passed --check-config: {out}");
+        assert!(
+            out.contains(expected) && out.contains(name),
+            "{name}: {out}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn startup_problems_say_what_to_do() {
     let dir = std::env::temp_dir().join(format!("uvsd-cli-start-{}", std::process::id()));
