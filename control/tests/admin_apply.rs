@@ -263,10 +263,6 @@ fn rejected_commands_change_nothing_and_say_why() {
             &["rejected", "real server [2001:2:0:1::12]:80", "IPv6"],
         ),
         (
-            "-a -t 198.18.100.1:80 -r 198.18.1.13:8080 -g",
-            &["rejected", "dr forwarding cannot change the port"],
-        ),
-        (
             "-a -t 198.18.100.1:80 -r 198.18.1.13 -x 10 -y 20",
             &["rejected", "lower_threshold 20 is above upper_threshold 10"],
         ),
@@ -724,4 +720,37 @@ fn an_address_the_host_took_since_does_not_block_other_edits() {
             "{line}: {err}"
         );
     }
+}
+
+/// ipvsadm gives a direct-routing or tunnelled real server of an address service the
+/// service's port, whatever `-r` says (ipvsadm.c: "The destination port must be equal to the
+/// service port if the IP_VS_CONN_F_TUNNEL or IP_VS_CONN_F_DROUTE is set"), for `-a` and
+/// `-e`, and for `-R` lines: IPVS forwards those packets to the VIP's port unchanged. A
+/// script written for ipvsadm works the same; NAT keeps its port mapping.
+#[test]
+fn dr_and_tun_real_servers_take_the_service_port_as_in_ipvsadm() {
+    let cfg = config();
+    let dr = run(&cfg, "-a -t 198.18.100.1:80 -r 198.18.1.13:8080 -g -w 3").unwrap();
+    let r = dr.services[0].real_servers.last().unwrap();
+    assert_eq!(
+        (r.address, r.port, r.forwarding, r.weight),
+        (ip("198.18.1.13"), 80, Forwarding::Dr, 3)
+    );
+    // -e names it by the same spelling, as ipvsadm does.
+    let edited = run(&dr, "-e -t 198.18.100.1:80 -r 198.18.1.13:8080 -g -w 5").unwrap();
+    assert_eq!(edited.services[0].real_servers.last().unwrap().weight, 5);
+    let tun = run(&cfg, "-a -t 198.18.100.1:80 -r 198.18.1.14:8080 -i").unwrap();
+    let r = tun.services[0].real_servers.last().unwrap();
+    assert_eq!((r.port, r.forwarding), (80, Forwarding::Tun));
+    // Restored rules too.
+    let line: Vec<String> = "-a -t 198.18.100.1:80 -r 198.18.1.15:8080 -g -w 1"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let restore = uvs_control::admin::AdminCommand::Restore(vec![(1, parse(&line).unwrap())]);
+    let restored = apply(&restore, &cfg, &[]).unwrap();
+    assert_eq!(restored.services[0].real_servers.last().unwrap().port, 80);
+    // NAT maps ports.
+    let nat = run(&cfg, "-a -t 198.18.100.1:80 -r 198.18.1.16:8080 -m").unwrap();
+    assert_eq!(nat.services[0].real_servers.last().unwrap().port, 8080);
 }

@@ -104,6 +104,7 @@ fn edit(cmd: &AdminCommand, new: &mut Config, cfg: &Config) -> Result<(), String
         AdminCommand::AddReal(r) => {
             let i = service_index(new, &r.service)?;
             let svc = &mut new.services[i];
+            let r = &ipvsadm_port(r, svc.forwarding);
             let key = SocketAddr::new(r.address, r.port);
             if svc.real_servers.iter().any(|x| x.key() == key) {
                 return Err(format!(
@@ -117,6 +118,7 @@ fn edit(cmd: &AdminCommand, new: &mut Config, cfg: &Config) -> Result<(), String
         AdminCommand::EditReal(r) => {
             let i = service_index(new, &r.service)?;
             let svc = &mut new.services[i];
+            let r = &ipvsadm_port(r, svc.forwarding);
             let j = real_index(svc, r.address, r.port)?;
             let old = svc.real_servers[j];
             // ipvsadm has no flag for a geo site: -e keeps the one the YAML gave.
@@ -257,6 +259,25 @@ fn edit_service(svc: &mut Service, a: &ServiceArgs) {
     if let Some(pool) = &a.fullnat_pool {
         svc.fullnat_pool = pool.clone();
     }
+}
+
+/// ipvsadm's rule for `-a` and `-e`: a direct-routing or tunnelled real server of an
+/// address service has the service's port, whatever `-r` said (ipvsadm.c sets
+/// `dest.port = svc.port` for IP_VS_CONN_F_DROUTE and IP_VS_CONN_F_TUNNEL unless the service
+/// is a firewall mark): IPVS forwards those packets to the VIP's port unchanged. Scripts and
+/// `ipvsadm -S` files written that way then work as with ipvsadm, where the YAML, which
+/// says what happens, refuses such a port.
+fn ipvsadm_port(r: &RealArgs, default_fwd: Forwarding) -> RealArgs {
+    let mut r = r.clone();
+    if r.service.fwmark == 0
+        && matches!(
+            r.forwarding.unwrap_or(default_fwd),
+            Forwarding::Dr | Forwarding::Tun
+        )
+    {
+        r.port = r.service.port;
+    }
+    r
 }
 
 fn real_server(r: &RealArgs, default_fwd: Forwarding, old: Option<&RealServer>) -> RealServer {
