@@ -7,7 +7,7 @@
 //! server's. What uvs cannot do the same way is an error at the keyword that asks for it;
 //! what only changes timing or logging is translated as closely as it can be and noted.
 
-use super::check::{Check, Inherited};
+use super::check::{Check, Inherited, Kind, Port};
 use super::lex::{Pos, Stmt, Word};
 use super::real::{one_check, real_server, Real};
 use super::values::{addr, bool_arg, forwarding, one_arg, port, uint, Cx, Once, Result};
@@ -513,8 +513,35 @@ fn virtual_server(cx: &mut Cx<'_>, stmt: &Stmt) -> Result<Option<Service>> {
     let mut reals = Vec::new();
     let mut checks: Vec<(Option<Check>, Pos, IpAddr)> = Vec::new();
     for st in real_stmts {
-        let (mut real, check) = real_server(cx, st, &inherited, forwarding, vport)?;
+        let (mut real, mut check) = real_server(cx, st, &inherited, forwarding, vport)?;
         let real_fwd = real.forwarding.map_or(forwarding, |(f, _)| f);
+        // DR and TUN forward to the virtual server's port unchanged: IPVS ignores another
+        // port written for the real server (ipvsadm even rewrites it to the service's),
+        // while keepalived's checker connects to the port written. So does the translation.
+        if let Some((p, pos)) = real.port {
+            if p != vport && matches!(real_fwd, Forwarding::Dr | Forwarding::Tun) {
+                let method = if real_fwd == Forwarding::Dr {
+                    "DR"
+                } else {
+                    "TUN"
+                };
+                let checked = match &mut check {
+                    Some(c) if c.port == Port::Real && !matches!(c.kind, Kind::Command { .. }) => {
+                        c.port = Port::Fixed(p);
+                        format!("; its checker connects to {p}, and so does the translated check")
+                    }
+                    _ => String::new(),
+                };
+                cx.note(
+                    pos,
+                    format!(
+                        "real_server port {p} with {method}: IPVS forwards to the virtual \
+                         server's port {vport} unchanged, so the translation uses {vport}{checked}"
+                    ),
+                );
+                real.port = None;
+            }
+        }
         if real.tunnel.is_none() && real_fwd == Forwarding::Tun {
             real.tunnel = service_tun;
         }
