@@ -220,6 +220,7 @@ fn the_package_installs_and_its_unit_serves_and_reloads() {
         "/usr/share/fish/vendor_completions.d/uvs-agent.fish",
         "/usr/share/doc/uvs/examples/keepalived.conf",
         "/usr/lib/uvs/uvs-notify.sh",
+        "/usr/share/doc/uvs/examples/grafana/uvs-dashboard.json",
     ] {
         assert!(
             listed.lines().any(|l| l == f),
