@@ -76,8 +76,7 @@ enum Cmd {
         #[arg(long, default_value = "tcp")]
         protocol: String,
     },
-    /// Write shell completions under DIR (bash/, zsh/, fish/), for packages.
-    #[command(hide = true)]
+    /// Write shell completions under DIR (bash/, zsh/, fish/); the Debian package has them.
     Completions { dir: PathBuf },
 }
 
