@@ -216,7 +216,7 @@ fn interface_worker_or_table_changes_need_a_restart() {
     assert!(d.global_changed);
     let d = diff(
         &load(BASE),
-        &load(&format!("{BASE}workers: {{ count: 2 }}\n")),
+        &load(&format!("{BASE}workers: {{ cores: [1] }}\n")),
     );
     assert!(d.global_changed);
     assert!(d.to_string().contains("restart needed"));

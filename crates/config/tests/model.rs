@@ -69,10 +69,16 @@ fn ipv6_default_name_uses_brackets() {
 
 #[test]
 fn workers_default_to_the_largest_queue_count() {
-    let c = load(
-        "interfaces:\n  - { name: a, queues: 2 }\n  - { name: b, queues: 4 }\n  - { name: c }\n",
-    );
+    let c = load("interfaces:\n  - { name: a, queues: 4 }\n  - { name: b, queues: 4 }\n");
     assert_eq!(c.workers.count, 4);
+    // An interface with fewer queues than that is refused (errors/global.rs): each worker
+    // serves its own queue of every interface.
+    let e = uvs_config::load_str(
+        "interfaces:\n  - { name: a, queues: 2 }\n  - { name: b, queues: 4 }\n",
+        "t.yaml",
+    )
+    .unwrap_err();
+    assert_eq!(e.path, "interfaces[0].queues", "{e}");
 }
 
 #[test]

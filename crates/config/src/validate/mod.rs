@@ -394,7 +394,46 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         }
     }
     let max_queues = interfaces.iter().map(|i| i.queues).max().unwrap_or(1);
+    let count_given = raw.workers.as_ref().is_some_and(|w| w.count.is_some());
     let workers = workers(cx, raw.workers.unwrap_or_default(), max_queues)?;
+    // Worker i serves queue i of every interface (uvsd refuses to start otherwise).
+    if let Some((i, ifc)) = interfaces
+        .iter()
+        .enumerate()
+        .find(|(_, ifc)| (ifc.queues as usize) < workers.count)
+    {
+        let n = workers.count;
+        return Err(if count_given {
+            cx.err(
+                "workers.count",
+                format!(
+                    "{n} workers but interface '{}' has queues: {} — each worker serves its \
+                     own queue of every interface",
+                    ifc.name, ifc.queues
+                ),
+            )
+            .with_hint(Some(format!(
+                "give '{}' queues: {n} (and the device as many: ethtool -L {} combined {n}), \
+                 or set count: {}",
+                ifc.name, ifc.name, ifc.queues
+            )))
+        } else {
+            cx.err_at(
+                &format!("interfaces[{i}].name"),
+                &format!("interfaces[{i}].queues"),
+                format!(
+                    "interface '{}' has queues: {}, but there are {n} workers (workers.count \
+                     defaults to the largest `queues`) and each serves its own queue of every \
+                     interface",
+                    ifc.name, ifc.queues
+                ),
+            )
+            .with_hint(Some(format!(
+                "give it queues: {n} as well, or set workers.count: {}",
+                ifc.queues
+            )))
+        });
+    }
     let capacity = raw
         .conn_table
         .unwrap_or_default()

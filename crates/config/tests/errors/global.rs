@@ -143,6 +143,24 @@ fn global_errors() {
             None,
         )
         .whole(),
+        // Each worker serves its queue of every interface (uvsd refused to start, after
+        // --check-config had passed the file).
+        case(
+            "interfaces:\n  - name: uvs-lb0\nworkers:\n  count: 2\n",
+            "2",
+            "workers.count",
+            "2 workers but interface 'uvs-lb0' has queues: 1",
+            Some("queues: 2"),
+        )
+        .whole(),
+        case(
+            "interfaces:\n  - name: uvs-lb0\n    queues: 2\n  - name: uvs-lb1\nworkers:\n  cores: [0, 1]\n",
+            "uvs-lb1",
+            "interfaces[1].queues",
+            "interface 'uvs-lb1' has queues: 1, but there are 2 workers",
+            Some("queues: 2"),
+        )
+        .whole(),
         case(
             "interfaces:\n  - name: uvs-lb0\nworkers:\n  cores: [1, 1]\n",
             "1, |1]",
