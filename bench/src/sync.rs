@@ -11,8 +11,9 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
+use serde_json::json;
 use uvs_dataplane::{lab, Method, Shared, TablesBuilder};
 use uvs_sched::SchedulerKind;
 use uvs_sync::install;
@@ -43,6 +44,9 @@ pub struct SyncArgs {
     /// uvsd's sync backup asks for).
     #[arg(long, value_delimiter = ',', default_values_t = [0usize, 8 << 20])]
     link_rcvbuf: Vec<usize>,
+    /// Write every figure, its settings and the run's environment here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
 }
 
 /// The `i`th of many distinct IPv4 NAT connections to the lab's service.
@@ -75,8 +79,15 @@ fn encode(recs: &[SyncConn], key: Option<Vec<u8>>) -> Vec<Vec<u8>> {
 
 pub fn sync_main(a: SyncArgs) -> Result<()> {
     if a.link {
-        return crate::sync_link::link_main(a.link_records, &a.link_rates, &a.link_rcvbuf);
+        let rows = crate::sync_link::link_main(a.link_records, &a.link_rates, &a.link_rcvbuf)?;
+        return write_json(
+            &a,
+            json!({ "link_records": a.link_records, "link_rates": &a.link_rates,
+                    "link_rcvbuf": &a.link_rcvbuf }),
+            json!({ "link": rows }),
+        );
     }
+    let mut codec = Vec::new();
     let recs: Vec<SyncConn> = (0..a.records).map(record).collect();
     let key = b"0123456789abcdef0123456789abcdef".to_vec();
     let spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
@@ -126,6 +137,13 @@ pub fn sync_main(a: SyncArgs) -> Result<()> {
             bytes as f64 / recs.len() as f64,
             per_msg
         );
+        codec.push(json!({
+            "messages": name,
+            "encode_records_per_s": best_enc,
+            "install_records_per_s": best_inst,
+            "bytes_per_connection": bytes as f64 / recs.len() as f64,
+            "connections_per_message": per_msg,
+        }));
     }
     // Packet path: tap on vs off, alternating rounds, best of each.
     let n = a.new_flows.min(uvs_dataplane::sync_tap::QUEUE_LEN);
@@ -140,6 +158,7 @@ pub fn sync_main(a: SyncArgs) -> Result<()> {
         on,
         on / off
     );
+    let new_flows = json!({ "flows": n, "tap_off_mpps": off, "tap_on_mpps": on });
     // Established flows (1 000 in the table): the tap sees only state changes, so this is
     // the cost of its check on every packet.
     let (mut off, mut on) = (0.0f64, 0.0f64);
@@ -158,5 +177,34 @@ pub fn sync_main(a: SyncArgs) -> Result<()> {
         on,
         on / off
     );
+    write_json(
+        &a,
+        json!({ "records": a.records, "new_flows": a.new_flows, "rounds": a.rounds,
+                "figures": "best round of each", "mtu": 1500 }),
+        json!({
+            "codec": codec,
+            "packet_path": {
+                "new_flows_nat_ipv4_tcp": new_flows,
+                "established_nat_ipv4_tcp_1000_flows":
+                    { "seconds": seconds, "tap_off_mpps": off, "tap_on_mpps": on },
+            },
+        }),
+    )
+}
+
+/// `--json`: the figures with their settings and the run's environment.
+fn write_json(a: &SyncArgs, settings: serde_json::Value, results: serde_json::Value) -> Result<()> {
+    let Some(path) = &a.json else {
+        return Ok(());
+    };
+    let doc = json!({
+        "benchmark": "sync",
+        "environment": crate::environment::record(None, &[]),
+        "settings": settings,
+        "results": results,
+    });
+    std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
     Ok(())
 }

@@ -294,7 +294,13 @@ fn run(records: usize, rate: f64, rcvbuf: usize) -> Result<(TxReport, RxReport)>
 }
 
 /// The link runs, one per receive buffer and rate.
-pub fn link_main(records: usize, rates: &[f64], rcvbufs: &[usize]) -> Result<()> {
+/// The link runs, printed as a table; returns their figures for `--json`.
+pub fn link_main(
+    records: usize,
+    rates: &[f64],
+    rcvbufs: &[usize],
+) -> Result<Vec<serde_json::Value>> {
+    let mut rows = Vec::new();
     let _link = Link::up()?;
     println!(
         "{:<9} {:<14} {:>12} {:>12} {:>12} {:>9} {:>10} {:>10}",
@@ -323,7 +329,21 @@ pub fn link_main(records: usize, rates: &[f64], rcvbufs: &[usize]) -> Result<()>
                 (t.bytes as f64 + (FRAME_OVERHEAD as f64) * t.messages as f64)
                     / t.records.max(1) as f64,
             );
+            rows.push(serde_json::json!({
+                "rcvbuf_bytes": rcvbuf,
+                "rate_per_s": rate,
+                "sent": t.records,
+                "sent_per_s": t.records as f64 / t.seconds,
+                "received": r.records,
+                "received_per_s": r.records as f64 / r.seconds.max(1e-9),
+                "installed": r.installed,
+                "lost_ratio": t.records.saturating_sub(r.records) as f64 / t.records.max(1) as f64,
+                "bytes_per_connection": t.bytes as f64 / t.records.max(1) as f64,
+                "wire_bytes_per_connection": (t.bytes as f64
+                    + (FRAME_OVERHEAD as f64) * t.messages as f64)
+                    / t.records.max(1) as f64,
+            }));
         }
     }
-    Ok(())
+    Ok(rows)
 }

@@ -567,3 +567,48 @@ fn an_interrupted_run_removes_its_test_network_as_root() {
         panic!("the interrupted run left its network behind:\n{left}\n{stderr}");
     }
 }
+
+/// `sync --json` writes its figures (codec both ways, plain and authenticated; the packet
+/// path with the tap off and on) with its settings and the run's environment, like the
+/// other measuring subcommands.
+#[test]
+fn sync_tiny_run_writes_every_figure() {
+    let d = scratch("sync");
+    let json = d.join("y.json");
+    succeeds(
+        bench()
+            .args([
+                "sync",
+                "--records",
+                "2000",
+                "--new-flows",
+                "2000",
+                "--rounds",
+                "1",
+            ])
+            .arg("--json")
+            .arg(&json),
+    );
+    let v = read_json(&json);
+    assert_eq!(v["benchmark"], "sync");
+    assert_eq!(v["settings"]["records"], 2000, "{v}");
+    let codec = v["results"]["codec"].as_array().unwrap();
+    assert_eq!(codec.len(), 2, "{v}");
+    for c in codec {
+        assert!(c["encode_records_per_s"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(c["install_records_per_s"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(c["bytes_per_connection"].as_f64().unwrap() > 30.0, "{c}");
+    }
+    let p = &v["results"]["packet_path"];
+    assert!(
+        p["new_flows_nat_ipv4_tcp"]["tap_on_mpps"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
+    assert!(
+        v["environment"]["machine"]["logical_cpus"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
