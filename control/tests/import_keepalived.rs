@@ -107,6 +107,7 @@ fn keepalived_defaults_are_written_out() {
     let opts = ImportOptions {
         interface: Some("uvs-lb0".into()),
         networks: vec!["198.18.1.0/24".into()],
+        local: vec!["198.18.1.250".into()],
         ..ImportOptions::default()
     };
     let cfg = uvs_config::load_str(&import(src, "k.conf", &opts).unwrap().yaml, "y").unwrap();

@@ -315,7 +315,8 @@ Options:
                                       (default: the vrrp_instance's)
   --network      PREFIX               import-keepalived: a network on that interface
                                       (DR real servers must be inside one)
-  --local        ADDRESS              import-keepalived: an address uvs owns there
+  --local        ADDRESS              import-keepalived: an address uvs owns there (one
+                                      per family: it asks for the servers' MACs from it)
   --route        PREFIX,VIA           import-keepalived: a route beyond those networks
 ",
     );

@@ -10,6 +10,7 @@ use uvs_config::{
 const IFACE: &str = "\
 interfaces:
   - name: uvs-lb0
+    local: [198.18.1.3, \"2001:2:0:1::3\"]
     networks: [198.18.1.0/24, \"2001:2:0:1::/64\"]
 ";
 
@@ -28,7 +29,7 @@ fn defaults_follow_ipvs_and_the_brief() {
         (i.queues, i.xdp_mode, i.zero_copy),
         (1, XdpMode::Auto, ZeroCopy::Auto)
     );
-    assert!(i.local.is_empty() && i.routes.is_empty());
+    assert!(i.routes.is_empty());
     assert_eq!(c.workers.count, 1);
     assert_eq!(c.workers.cores, None);
     assert_eq!(c.conn_table.capacity, 1 << 20);

@@ -25,9 +25,9 @@ pub fn yaml(file: &str, t: &Translation, iface: &Interface<'_>) -> (String, Vec<
         y,
         "# Translated from {file} by uvsadm import-keepalived.\n\
          # Review `interfaces`: uvs needs the networks it reaches the real servers on (DR needs\n\
-         # them on-link), and for NAT an address of its own there (`local`) that the real\n\
-         # servers route their replies through. Every field is described in\n\
-         # configs/reference.yaml.\n"
+         # them on-link) and an address of its own there (`local`): it asks for the servers'\n\
+         # MAC addresses from it, and NAT's real servers may route their replies through it.\n\
+         # Every field is described in configs/reference.yaml.\n"
     );
     y.push_str("interfaces:\n");
     let _ = writeln!(y, "  - name: {}", scalar(iface.name));

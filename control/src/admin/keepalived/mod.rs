@@ -204,7 +204,8 @@ pub fn import(src: &str, file: &str, opts: &ImportOptions) -> Result<Imported, D
     for (p, _) in &opts.routes {
         routed.push(prefix("--route", p)?);
     }
-    reachable(&t, &networks, &routed, file)?;
+    let locals: Vec<IpAddr> = opts.local.iter().filter_map(|l| l.parse().ok()).collect();
+    reachable(&t, &networks, &routed, &locals, file)?;
     let (yaml, positions) = emit::yaml(
         file,
         &t,
@@ -250,6 +251,7 @@ fn reachable(
     t: &translate::Translation,
     networks: &[IpPrefix],
     routed: &[IpPrefix],
+    locals: &[IpAddr],
     file: &str,
 ) -> Result<(), Diag> {
     let example = |a: IpAddr| match a {
@@ -269,8 +271,28 @@ fn reachable(
             message,
         })
     };
+    // On the interface's own networks uvs asks for a server's MAC address (ARP, NDP) from
+    // an address of its own there: keepalived's kernel had the host's.
+    let unsourced = |a: IpAddr| {
+        let net = networks.iter().find(|n| n.contains(a))?;
+        (!locals.iter().any(|l| l.is_ipv4() == a.is_ipv4())).then_some(*net)
+    };
+    let no_local = |pos: Pos, what: String, a: IpAddr, net: IpPrefix| {
+        fail(
+            pos,
+            format!(
+                "{what} {a} is on {net}, where uvs asks for its MAC address ({}) from an \
+                 address of its own, which keepalived.conf cannot say: give one with --local \
+                 (an address of {net} the host does not use)",
+                if a.is_ipv4() { "ARP" } else { "NDP" }
+            ),
+        )
+    };
     for s in &t.services {
         for r in &s.reals {
+            if let Some(net) = unsourced(r.address) {
+                return no_local(r.pos, "real_server".into(), r.address, net);
+            }
             let fwd = r.forwarding.map_or(s.forwarding, |(f, _)| f);
             if fwd == Forwarding::Dr {
                 if !networks.iter().any(|n| n.contains(r.address)) {
@@ -298,6 +320,9 @@ fn reachable(
             }
         }
         if let Some((a, _, pos)) = s.sorry {
+            if let Some(net) = unsourced(a) {
+                return no_local(pos, "sorry_server".into(), a, net);
+            }
             if !routed.iter().any(|n| n.contains(a)) {
                 return fail(
                     pos,

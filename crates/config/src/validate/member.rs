@@ -47,6 +47,17 @@ fn is_prime(m: u64) -> bool {
             .all(|d| !m.is_multiple_of(d))
 }
 
+/// A member section beside services (checked before the services themselves, whose
+/// checks assume a director).
+pub(super) fn no_services(cx: &Ctx<'_>) -> crate::ConfigError {
+    cx.err("member", "member mode runs no services of its own")
+        .with_hint(Some(
+            "a member keeps its share of the VIP's flows for the local stack; remove \
+             `services` (or `member`, to run as a director)"
+                .into(),
+        ))
+}
+
 pub(super) fn member(
     cx: &Ctx<'_>,
     raw: RawMember,
@@ -54,13 +65,7 @@ pub(super) fn member(
     services: &[Service],
 ) -> Result<MemberConfig> {
     if !services.is_empty() {
-        return Err(cx
-            .err("member", "member mode runs no services of its own")
-            .with_hint(Some(
-                "a member keeps its share of the VIP's flows for the local stack; remove \
-                 `services` (or `member`, to run as a director)"
-                    .into(),
-            )));
+        return Err(no_services(cx));
     }
     let Some(interface) = raw.interface else {
         return Err(cx

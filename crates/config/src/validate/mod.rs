@@ -90,6 +90,10 @@ pub(crate) struct Links {
     routes: PrefixMap<()>,
     /// Every local address and the path where it is listed.
     locals: HashMap<IpAddr, String>,
+    /// The networks of an interface without a `local` address of their family, with the
+    /// interface's name: uvs could not ask who holds an address there (its ARP requests and
+    /// neighbour solicitations go out from a local address).
+    unsourced: PrefixMap<String>,
 }
 
 impl Links {
@@ -98,12 +102,16 @@ impl Links {
             networks: PrefixMap::default(),
             routes: PrefixMap::default(),
             locals: HashMap::new(),
+            unsourced: PrefixMap::default(),
         };
         for (i, ifc) in interfaces.iter().enumerate() {
             for (j, n) in ifc.networks.iter().enumerate() {
                 links
                     .networks
                     .insert(*n, format!("interfaces[{i}].networks[{j}]"));
+                if !ifc.local.iter().any(|l| l.is_ipv4() == n.is_ipv4()) {
+                    links.unsourced.insert(*n, ifc.name.clone());
+                }
             }
             for r in &ifc.routes {
                 links.routes.insert(r.prefix, ());
@@ -121,6 +129,16 @@ impl Links {
     /// Inside one of the interfaces' networks.
     pub fn on_link(&self, ip: IpAddr) -> bool {
         self.networks.contains_addr(ip)
+    }
+
+    /// `ip` is on a network of an interface with no `local` address of its family: the
+    /// network and the interface's name.
+    pub fn unsourced(&self, ip: IpAddr) -> Option<(IpPrefix, &str)> {
+        self.networks.covering(ip).next()?;
+        self.unsourced
+            .covering(ip)
+            .next()
+            .map(|(n, name)| (n, name.as_str()))
     }
 
     /// On a link or through a route: what the dataplane needs to send to `ip`.
@@ -479,6 +497,9 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         Some(b) => Some(bgp::bgp(cx, b)?),
     };
     let marks = fwmark::marks(cx, raw.marks.unwrap_or_default())?;
+    if raw.member.is_some() && raw.services.as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(member::no_services(cx));
+    }
     let services = service::services(
         cx,
         raw.services.unwrap_or_default(),
@@ -757,6 +778,23 @@ fn interface(cx: &Ctx<'_>, base: &str, r: RawInterface) -> Result<Interface> {
                 .with_hint(Some(
                     "a next hop must be directly reachable: add its prefix to `networks`".into(),
                 )));
+        }
+        if !local.iter().any(|l: &IpAddr| l.is_ipv4() == via.is_ipv4()) {
+            return Err(cx
+                .err(
+                    &via_path,
+                    format!(
+                        "next hop {via}: this interface has no `local` {} address, and uvs asks \
+                         for a next hop's MAC address ({}) from one",
+                        family(via),
+                        if via.is_ipv4() { "ARP" } else { "NDP" }
+                    ),
+                )
+                .with_hint(Some(format!(
+                    "add to its `local` an {} address of the next hop's network that the \
+                     host does not use",
+                    family(via)
+                ))));
         }
         routes.push(Route { prefix, via });
     }

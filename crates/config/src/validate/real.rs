@@ -161,6 +161,7 @@ pub(super) fn reals(
         if !links.routed(address) {
             return Err(no_route(cx, &p("address"), "real server", address));
         }
+        super::service::no_source(cx, links, &p("address"), "real server", address)?;
         let weight = cx.range(&p("weight"), r.weight.unwrap_or(1), 0, 65535, "weight")? as u16;
         let upper = cx.range(
             &p("upper_threshold"),

@@ -354,6 +354,7 @@ fn service_rest(
             if !links.routed(address) {
                 return Err(no_route(cx, &ap, "sorry server", address));
             }
+            no_source(cx, links, &ap, "sorry server", address)?;
             if address.is_ipv4() != vip.is_ipv4() {
                 return Err(cx.err(
                     &join(&sp, "address"),
@@ -651,6 +652,35 @@ pub(super) fn no_route(cx: &Ctx<'_>, path: &str, what: &str, ip: IpAddr) -> crat
         "add its prefix to an interface's `networks`, or a route through a next hop \
          (`routes: [{{ prefix: {default}, via: <gateway> }}]`)"
     )))
+}
+
+/// A server on a network of an interface without a `local` address of its family: uvs
+/// could never learn its MAC address (ARP requests and neighbour solicitations go out from a
+/// local address), so every packet for it would wait and be dropped as unresolved.
+pub(super) fn no_source(
+    cx: &Ctx<'_>,
+    links: &super::Links,
+    path: &str,
+    what: &str,
+    ip: IpAddr,
+) -> Result<()> {
+    let Some((net, name)) = links.unsourced(ip) else {
+        return Ok(());
+    };
+    let fam = super::family(ip);
+    Err(cx
+        .err(
+            path,
+            format!(
+                "{what} {ip} is on {net} of interface '{name}', which has no `local` {fam} \
+                 address: uvs asks for the server's MAC address ({}) from one, so nothing \
+                 would reach it",
+                if ip.is_ipv4() { "ARP" } else { "NDP" }
+            ),
+        )
+        .with_hint(Some(format!(
+            "add to '{name}' `local` an address of {net} that the host does not use"
+        ))))
 }
 
 fn persistence(cx: &Ctx<'_>, base: &str, r: RawPersistence, vip: IpAddr) -> Result<Persistence> {

@@ -143,6 +143,15 @@ fn global_errors() {
             None,
         )
         .whole(),
+        // uvs resolves a next hop's MAC from a local address of its family.
+        case(
+            "interfaces:\n  - name: uvs-lb0\n    local: [\"2001:2::3\"]\n    networks: [198.18.0.0/24, \"2001:2::/64\"]\n    routes:\n      - { prefix: 0.0.0.0/0, via: 198.18.0.254 }\n",
+            "198.18.0.254",
+            "interfaces[0].routes[0].via",
+            "next hop 198.18.0.254: this interface has no `local` IPv4 address",
+            Some("add to its `local` an IPv4 address"),
+        )
+        .whole(),
         // Each worker serves its queue of every interface (uvsd refused to start, after
         // --check-config had passed the file).
         case(

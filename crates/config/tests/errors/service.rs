@@ -21,6 +21,23 @@ fn service_errors() {
             "unknown scheduler 'maglev'",
             Some("expected one of: rr, wrr"),
         ),
+        // A real server (or sorry server) on a network whose interface has no local address
+        // of its family: uvs could not ARP for it (the service loaded, then every connection
+        // was dropped as neighbour_unresolved).
+        case(
+            "  - name: uvs-lb1\n    networks: [198.18.9.0/24]\nservices:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    real_servers:\n      - address: 198.18.9.11\n",
+            "198.18.9.11",
+            "services[0].real_servers[0].address",
+            "real server 198.18.9.11 is on 198.18.9.0/24 of interface 'uvs-lb1', which has no `local` IPv4 address",
+            Some("add to 'uvs-lb1' `local` an address of 198.18.9.0/24"),
+        ),
+        case(
+            "  - name: uvs-lb1\n    networks: [198.18.9.0/24]\nservices:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    sorry_server: { address: 198.18.9.99 }\n",
+            "198.18.9.99",
+            "services[0].sorry_server.address",
+            "sorry server 198.18.9.99 is on 198.18.9.0/24 of interface 'uvs-lb1'",
+            None,
+        ),
         case(
             "services:\n  - vip: 198.18.100.300\n    protocol: tcp\n    port: 80\n",
             "198.18.100.300",
