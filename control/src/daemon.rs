@@ -445,7 +445,7 @@ impl Core {
             .expect("expiry lock")
             .round(conns, &tables, now, budget);
         if self.shared.settings.load().drop_entry {
-            n += lifecycle::drop_half_open(conns, &tables);
+            n += lifecycle::drop_half_open(conns, &tables, now);
         }
         n
     }

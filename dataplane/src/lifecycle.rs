@@ -402,33 +402,35 @@ pub fn transition(
     false
 }
 
+/// How long a flow without a handshake (UDP, ICMP) must have been idle before the
+/// `drop_entry` defence may drop it: IPVS's `todrop_entry` keeps every entry that saw a
+/// packet within the last 60 s.
+pub const DROP_IDLE_MS: u32 = 60_000;
+
 /// IPVS's `drop_entry` defence for a bounded table: in each address family whose table is
 /// at least 7/8 full, drops the TCP connections that never completed their handshake
 /// (SYN_RECV, SYNACK) — what a SYN flood leaves behind — and releases their counters, so
 /// legitimate clients find room as soon as a flood ends instead of when its entries time
-/// out. Established connections are never dropped (IPVS drops old ones at random; uvs
-/// keeps them). Returns how many went. For the control thread: it walks the whole family,
-/// and only when the family is that full.
-pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables) -> usize {
+/// out. Flows of a protocol without a handshake (UDP, ICMP), whose flood entries cannot be
+/// told from real clients', go once idle for [`DROP_IDLE_MS`] (`now` is the table's
+/// clock), as IPVS's `todrop_entry` lets them go: a UDP flood locks new clients out for a
+/// minute, not for the UDP timeout (5 min). Established TCP and SCTP connections are never
+/// dropped (IPVS drops idle ones at random; uvs keeps them). Returns how many went. For
+/// the control thread: it walks the whole family, and only when the family is that full.
+pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables, now: u32) -> usize {
     let mut n = 0;
     for v6 in [false, true] {
         let cap = conns.capacity_of(v6);
         if cap == 0 || conns.len_of(v6) < cap - cap / 8 {
             continue;
         }
-        let mut half_open = Vec::new();
-        conns.for_each_of(v6, |id, c, _| {
-            if is_flow(c)
-                && c.orig.proto == PROTO_TCP
-                && matches!(
-                    TcpState::from_u8(c.state),
-                    Some(TcpState::SynRecv | TcpState::SynAck)
-                )
-            {
-                half_open.push((id, *c));
+        let mut doomed = Vec::new();
+        conns.for_each_of(v6, |id, c, deadline| {
+            if is_flow(c) && droppable(tables, c, deadline, now) {
+                doomed.push((id, *c));
             }
         });
-        for (id, c) in half_open {
+        for (id, c) in doomed {
             if conns.remove(id) {
                 unbind(tables, &c);
                 n += 1;
@@ -436,6 +438,28 @@ pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables) -> usiz
         }
     }
     n
+}
+
+/// Whether the `drop_entry` defence drops flow `c`, whose deadline is `deadline`.
+fn droppable(tables: &Tables, c: &Conn, deadline: u32, now: u32) -> bool {
+    match c.orig.proto {
+        PROTO_TCP => matches!(
+            TcpState::from_u8(c.state),
+            Some(TcpState::SynRecv | TcpState::SynAck)
+        ),
+        // SCTP has its own handshake; its half-open states time out within 61 s.
+        PROTO_SCTP => false,
+        proto => {
+            let timeout = tables
+                .service(c.service)
+                .map_or_else(uvs_conntrack::Timeouts::default, |s| s.timeouts)
+                .for_state(proto, c.state);
+            // Time left, in wrapping ticks; an entry already past its deadline has none.
+            let left = deadline.wrapping_sub(now);
+            let left = if left as i32 > 0 { left } else { 0 };
+            timeout.saturating_sub(left) >= DROP_IDLE_MS
+        }
+    }
 }
 
 /// The control thread's expiry sweep ([`uvs_conntrack::ConnTable::sweep_step`]): a

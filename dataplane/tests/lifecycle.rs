@@ -10,6 +10,7 @@
 mod lab_worker;
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use uvs_dataplane::lab::{self, ipk};
@@ -241,7 +242,7 @@ fn drop_entry_makes_room_after_a_syn_flood() {
     assert!(lab.shared.counters[0].dropped(DropReason::TableFull) > 0);
     assert_eq!(lab.client(3000, tk::SYN), None, "the table is full");
     let t = lab.shared.tables.load();
-    let dropped = lifecycle::drop_half_open(&lab.shared.conns, &t);
+    let dropped = lifecycle::drop_half_open(&lab.shared.conns, &t, lab.shared.clock.now_ticks());
     assert_eq!(dropped, 63, "every half-open entry went");
     assert!(
         lab.client(3000, tk::SYN).is_some(),
@@ -259,6 +260,65 @@ fn drop_entry_makes_room_after_a_syn_flood() {
     );
 }
 
+/// The lab client's UDP datagram from `sport` to the IPv4 VIP's port 53.
+fn client_udp(sport: u16) -> Vec<u8> {
+    tk::udp(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        a(lab::CLIENT4),
+        sport,
+        a(lab::VIP4),
+        53,
+        b"q",
+    )
+}
+
+/// A UDP flood (one datagram from each of many ports, as a spoofed flood sends) fills the
+/// table; UDP has no handshake to tell its flows from real clients', so, as IPVS's
+/// `todrop_entry`, the defence drops the flows idle for 60 s and keeps the others: new
+/// clients are served a minute after the flood, not when its entries time out (5 min).
+#[test]
+fn drop_entry_makes_room_after_a_udp_flood() {
+    let mut lab = Lab::nat(64);
+    for sport in 2000..2100 {
+        lab.burst(&[(0, client_udp(sport))]);
+    }
+    assert_eq!(lab.shared.conns.len_of(false), 64);
+    assert_eq!(lab.client(3000, tk::SYN), None, "the table is full");
+    lab.shared.clock.advance(30);
+    // A flow still in use: its client sends again.
+    assert_eq!(lab.burst(&[(0, client_udp(2000))]).len(), 1);
+    let t = lab.shared.tables.load();
+    assert_eq!(
+        lifecycle::drop_half_open(&lab.shared.conns, &t, lab.shared.clock.now_ticks()),
+        0,
+        "nothing idle for a minute yet"
+    );
+    lab.shared.clock.advance(31);
+    let dropped = lifecycle::drop_half_open(&lab.shared.conns, &t, lab.shared.clock.now_ticks());
+    assert_eq!(dropped, 63, "every flow idle for 61 s went");
+    assert!(
+        lab.client(3000, tk::SYN).is_some(),
+        "a new client is served"
+    );
+    assert_eq!(
+        lab.burst(&[(0, client_udp(2000))]).len(),
+        1,
+        "the flow in use kept its entry"
+    );
+    let tcp: u32 = (1..=3).map(|n| lab.counts(n).0 + lab.counts(n).1).sum();
+    assert_eq!(tcp, 1, "TCP counters match the table: the new flow");
+    let t = lab.shared.tables.load();
+    let udp = t
+        .services
+        .iter()
+        .flatten()
+        .find(|s| s.key.proto == 17 && !s.key.vip.v6)
+        .unwrap();
+    let udp: u32 = udp.live.iter().map(|l| l.inactive.load(Relaxed)).sum();
+    assert_eq!(udp, 1, "UDP counters match the table: the flow in use");
+}
+
 #[test]
 fn drop_entry_leaves_a_table_below_seven_eighths_alone() {
     let mut lab = Lab::nat(64);
@@ -266,7 +326,10 @@ fn drop_entry_leaves_a_table_below_seven_eighths_alone() {
         lab.client(sport, tk::SYN);
     }
     let t = lab.shared.tables.load();
-    assert_eq!(lifecycle::drop_half_open(&lab.shared.conns, &t), 0);
+    assert_eq!(
+        lifecycle::drop_half_open(&lab.shared.conns, &t, lab.shared.clock.now_ticks()),
+        0
+    );
     assert_eq!(lab.shared.conns.len(), 50);
 }
 

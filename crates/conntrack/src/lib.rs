@@ -62,7 +62,8 @@
 //! SYN_RECV/SYNACK, and — at a sampled rate (`todrop_entry`) — ESTABLISHED TCP and UDP
 //! entries that have lived over 60 s. Established flows can thus lose their state at random. uvs refuses the
 //! *new* flow instead: [`ConnTable::insert`] returns [`InsertError::Full`], the caller drops
-//! the packet and counts it, and every existing entry stays until it expires. Capacity is
+//! the packet and counts it, and every existing entry stays until it expires or the
+//! dataplane's own `drop_entry` defence removes it (half-open TCP, idle UDP). Capacity is
 //! fixed at construction (from the YAML config).
 
 #![deny(unsafe_code)]
