@@ -445,7 +445,11 @@ impl Core {
             .expect("expiry lock")
             .round(conns, &tables, now, budget);
         if self.shared.settings.load().drop_entry {
-            n += lifecycle::drop_half_open(conns, &tables, now);
+            let dropped = lifecycle::drop_half_open(conns, &tables, now);
+            self.shared
+                .conns_dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            n += dropped;
         }
         n
     }
@@ -778,6 +782,74 @@ fn start_workers(
     Ok(handles)
 }
 
+/// Least time between two warnings about a full connection table.
+const TABLE_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Tells the log when the connection table refuses new flows or the `drop_entry` defence
+/// makes room, as the kernel's "nf_conntrack: table full, dropping packet" does: at most
+/// one warning every [`TABLE_WARN_EVERY`], with what happened since the last one.
+struct TableWatch {
+    refused: u64,
+    dropped: u64,
+    /// When the last warning was logged.
+    warned: Option<Instant>,
+}
+
+impl TableWatch {
+    fn new(shared: &Shared) -> Self {
+        let (refused, dropped) = Self::counts(shared);
+        TableWatch {
+            refused,
+            dropped,
+            warned: None,
+        }
+    }
+
+    /// New flows refused for want of room (every worker) and entries `drop_entry` removed.
+    fn counts(shared: &Shared) -> (u64, u64) {
+        let refused = shared
+            .counters
+            .iter()
+            .map(|c| c.dropped(uvs_dataplane::DropReason::TableFull))
+            .sum();
+        (refused, shared.conns_dropped.load(Ordering::Relaxed))
+    }
+
+    /// The warning due at `now`, if any.
+    fn observe(&mut self, shared: &Shared, now: Instant) -> Option<String> {
+        if self
+            .warned
+            .is_some_and(|t| now.duration_since(t) < TABLE_WARN_EVERY)
+        {
+            return None;
+        }
+        let (refused, dropped) = Self::counts(shared);
+        let (new_refused, new_dropped) = (refused - self.refused, dropped - self.dropped);
+        if new_refused == 0 && new_dropped == 0 {
+            return None;
+        }
+        let conns = &shared.conns;
+        let fill = |v6| format!("{} of {}", conns.len_of(v6), conns.capacity_of(v6));
+        let what = if new_refused > 0 {
+            "connection table full"
+        } else {
+            "connection table at least 7/8 full"
+        };
+        let since = match self.warned {
+            Some(t) => format!("in the last {} s", now.duration_since(t).as_secs()),
+            None => "since start".to_string(),
+        };
+        (self.refused, self.dropped, self.warned) = (refused, dropped, Some(now));
+        Some(format!(
+            "{what}: {new_refused} new flows refused (conn_table_full) and {new_dropped} \
+             half-open or idle connections dropped by drop_entry {since}; entries: IPv4 {}, \
+             IPv6 {}",
+            fill(false),
+            fill(true),
+        ))
+    }
+}
+
 fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<Stop>) -> Result<()> {
     let term = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -795,6 +867,7 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<Stop>) -> Result<()
     let mut watch = crate::filewatch::FileWatch::new(crate::filewatch::stamp(&core.config_path));
     let mut applied_generation = core.generation.load(Ordering::Relaxed);
     let mut last_rate = Instant::now();
+    let mut table_watch = TableWatch::new(&core.shared);
     while !term.load(Ordering::Relaxed) {
         if opts.run_for.is_some_and(|d| started.elapsed() >= d) {
             break;
@@ -803,6 +876,9 @@ fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<Stop>) -> Result<()
         // Expiry: enough per round to visit the whole table about every 10 s.
         let budget = (core.shared.conns.capacity() / 100).max(1024);
         core.expire(budget);
+        if let Some(warning) = table_watch.observe(&core.shared, Instant::now()) {
+            log::warn!("{warning}");
+        }
         if last_rate.elapsed() >= Duration::from_secs(1) {
             last_rate = Instant::now();
             core.rates.lock().expect("rates lock").sample(&core.shared);

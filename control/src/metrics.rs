@@ -44,6 +44,13 @@ pub fn render(s: &Snapshot) -> String {
         Kind::Gauge,
     )
     .sample(&[], s.conn_capacity as u64);
+    e.family(
+        "uvs_conn_table_dropped_total",
+        "Connections the drop_entry defence removed to make room in a table at least 7/8 \
+         full: half-open TCP, UDP and ICMP flows idle for 60 s.",
+        Kind::Counter,
+    )
+    .sample(&[], s.conn_dropped);
 
     let svc_labels: Vec<Labels> = s.services.iter().map(service_labels).collect();
     let services = || s.services.iter().zip(&svc_labels);

@@ -161,6 +161,9 @@ pub struct Snapshot {
     pub conn_capacity: usize,
     /// Stored connections, both families (persistence templates included).
     pub conn_count: usize,
+    /// Connections the `drop_entry` defence removed to make room.
+    #[serde(default)]
+    pub conn_dropped: u64,
     pub services: Vec<ServiceSnapshot>,
     pub workers: Vec<WorkerSnapshot>,
     /// Drop counters by reason name (sums over workers), only non-zero ones.

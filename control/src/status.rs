@@ -267,6 +267,9 @@ pub fn snapshot_with(
             .capacity_of(false)
             .max(shared.conns.capacity_of(true)),
         conn_count: shared.conns.len(),
+        conn_dropped: shared
+            .conns_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
         services,
         workers,
         drops,

@@ -105,6 +105,7 @@ fn sample() -> Snapshot {
         version: "0.1.0".into(),
         conn_capacity: 65536,
         conn_count: 42,
+        conn_dropped: 0,
         services: vec![
             service(
                 "UDP",

@@ -50,6 +50,7 @@ impl AdminBackend for FakeBackend {
             version: "0.1.0".into(),
             conn_capacity: cfg.conn_table.capacity as usize,
             conn_count: 1,
+            conn_dropped: 0,
             services: cfg
                 .services
                 .iter()

@@ -4,7 +4,7 @@
 //! connection once detected — 0 failed requests — even though the clients' ports still
 //! have TIME_WAIT entries pointing at them; ActiveConn/InActConn return to 0 when the
 //! table drains; a SYN flood that fills the table leaves legitimate clients served within
-//! 2 s of its end; a server taken out of one service while it serves another keeps its
+//! 2 s of its end, and the metrics and the log say what happened; a server taken out of one service while it serves another keeps its
 //! connections in the first until they end.
 
 mod common;
@@ -281,6 +281,17 @@ fn a_syn_flood_does_not_lock_clients_out_after_it_ends() {
     assert!(
         refused > 0.0,
         "the flood filled the table (table_full drops):\n{metrics}"
+    );
+    // What happened is told: the entries the defence dropped are counted, and the log
+    // says the table was full (as the kernel's "nf_conntrack: table full" does).
+    assert!(
+        metric_sum(&metrics, "uvs_conn_table_dropped_total") > 0.0,
+        "drop_entry's removals counted:\n{metrics}"
+    );
+    let log = tb.uvsd_log();
+    assert!(
+        log.contains("connection table full"),
+        "the log says the table was full:\n{log}"
     );
     let listed = tb.uvsadm(&["-L", "-n", "-c"]);
     let entries = String::from_utf8_lossy(&listed.stdout).lines().count();

@@ -45,6 +45,7 @@ fn sample() -> Snapshot {
         version: "0.1.0".into(),
         conn_capacity: 65536,
         conn_count: 6,
+        conn_dropped: 3,
         services: vec![
             ServiceSnapshot {
                 name: "web4".into(),
@@ -177,6 +178,8 @@ fn sample_lines() {
         "uvs_tables_generation 7".into(),
         "uvs_conn_table_entries 6".into(),
         "uvs_conn_table_capacity 65536".into(),
+        "# TYPE uvs_conn_table_dropped_total counter".into(),
+        "uvs_conn_table_dropped_total 3".into(),
         "# TYPE uvs_service_connections_total counter".into(),
         format!("uvs_service_connections_total{{{web4}}} 20"),
         format!("uvs_service_packets_in_total{{{web4}}} 200"),

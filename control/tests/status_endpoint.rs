@@ -38,6 +38,7 @@ fn sample(cps: f64) -> Snapshot {
         version: "0.1.0".into(),
         conn_capacity: 1000,
         conn_count: 14,
+        conn_dropped: 0,
         services: vec![ServiceSnapshot {
             name: "web <4>".into(),
             protocol: "TCP".into(),

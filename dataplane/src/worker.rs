@@ -130,6 +130,9 @@ pub struct Shared {
     pub synproxy: crate::synproxy::ProxyShared,
     /// One per worker: wakes it from its sleep when control hands it work.
     pub doorbells: Box<[crate::wake::Doorbell]>,
+    /// Connections the `drop_entry` defence removed to make room
+    /// ([`crate::lifecycle::drop_half_open`]), counted by control.
+    pub conns_dropped: AtomicU64,
 }
 
 impl Shared {
@@ -147,6 +150,7 @@ impl Shared {
             verify_l4_checksums: AtomicBool::new(true),
             synproxy: Default::default(),
             doorbells: (0..workers).map(|_| Default::default()).collect(),
+            conns_dropped: AtomicU64::new(0),
         };
         if syn_proxy {
             // Allocated now rather than by the first proxied handshake on a worker.
