@@ -112,6 +112,10 @@ drop_reasons! {
     NeighbourUnresolved => "neighbour_unresolved",
     /// The egress port had no free transmit buffer.
     TxFull => "tx_full",
+    /// Frames the kernel dropped before the worker saw them because it was not taking them
+    /// fast enough: its AF_XDP socket's receive ring was full, or its fill ring had no free
+    /// buffer (the socket's `rx_ring_full` and `rx_dropped`, read once a second).
+    RxRingFull => "rx_ring_full",
     /// An ICMP error about a flow we do not track.
     IcmpNoFlow => "icmp_no_flow",
     /// A non-first fragment whose first fragment was not seen.

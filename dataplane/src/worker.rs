@@ -215,6 +215,10 @@ pub struct Worker<P: Port> {
     egress: crate::egress::EgressCache,
     /// SCTP tags found valid lately (`crate::sctp::tags::TagCache`).
     sctp_tags: crate::sctp::tags::TagCache,
+    /// Each port's [`Port::rx_lost`] when last read, and the second it was read in
+    /// (`u32::MAX`: never).
+    rx_lost: Vec<u64>,
+    rx_lost_read: u32,
 }
 
 /// A burst's parse results and prepared connection lookups (burst-lookup mode).
@@ -312,6 +316,7 @@ impl<P: Port> Worker<P> {
             "at most 255 ports per worker"
         );
         let batch_lookups = shared.conns.capacity() >= BATCH_LOOKUP_MIN_CAPACITY;
+        let ports_len = ports.len();
         Self {
             id,
             ports,
@@ -330,6 +335,8 @@ impl<P: Port> Worker<P> {
             announcer: Default::default(),
             egress: Default::default(),
             sctp_tags: Default::default(),
+            rx_lost: vec![0; ports_len],
+            rx_lost_read: u32::MAX,
         }
     }
 
@@ -716,6 +723,16 @@ impl<P: Port> Worker<P> {
         }
         for p in self.ports.iter_mut() {
             p.flush();
+        }
+        // Once a second: what the ports lost before the worker took it (a syscall each).
+        if now != self.rx_lost_read {
+            self.rx_lost_read = now;
+            for (p, seen) in self.ports.iter().zip(self.rx_lost.iter_mut()) {
+                if let Some(lost) = p.rx_lost() {
+                    counters.drops[DropReason::RxRingFull.index()].add(lost.saturating_sub(*seen));
+                    *seen = lost;
+                }
+            }
         }
         counters.polls.add(1);
         if total == 0 {

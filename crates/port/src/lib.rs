@@ -61,6 +61,14 @@ pub trait Port {
     fn wait_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         None
     }
+
+    /// Frames lost on their way in because the port's user was not taking them fast
+    /// enough (an AF_XDP socket: its receive ring full or its fill ring empty), since the
+    /// port opened; `None` when the port cannot tell. A syscall for an AF_XDP socket: for
+    /// a caller's timer, never per burst.
+    fn rx_lost(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// An in-memory port: frames are injected by a test or benchmark and
@@ -80,6 +88,8 @@ pub struct MemPort {
     sink: bool,
     /// Frames refused by `tx_copy` or `push_rx` because no slot was free.
     pub exhausted: u64,
+    /// Frames refused by `push_rx` because no slot was free: what [`Port::rx_lost`] reports.
+    pub rx_refused: u64,
 }
 
 /// The frames a replaying port hands out, one after another in one buffer at a fixed
@@ -112,6 +122,7 @@ impl MemPort {
             replay: None,
             sink: false,
             exhausted: 0,
+            rx_refused: 0,
         }
     }
 
@@ -172,6 +183,7 @@ impl MemPort {
             }
             None => {
                 self.exhausted += 1;
+                self.rx_refused += 1;
                 false
             }
         }
@@ -335,6 +347,10 @@ impl Port for MemPort {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn rx_lost(&self) -> Option<u64> {
+        Some(self.rx_refused)
     }
 }
 

@@ -580,6 +580,14 @@ impl Port for XskPort {
     fn wait_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         Some(self.borrowed_fd())
     }
+
+    /// The kernel's `rx_ring_full` (the RX ring had no room) and `rx_dropped` (no buffer
+    /// in the fill ring, among others) for this socket.
+    fn rx_lost(&self) -> Option<u64> {
+        self.kernel_stats()
+            .ok()
+            .map(|k| k.rx_ring_full() + k.rx_dropped())
+    }
 }
 
 /// The whole writable buffer of a frame (`FRAME_CAPACITY` bytes: the packet sits 256 bytes
