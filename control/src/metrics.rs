@@ -46,8 +46,8 @@ pub fn render(s: &Snapshot) -> String {
     .sample(&[], s.conn_capacity as u64);
     e.family(
         "uvs_conn_table_dropped_total",
-        "Connections the drop_entry defence removed to make room in a table at least 7/8 \
-         full: half-open TCP, UDP and ICMP flows idle for 60 s.",
+        "Entries the drop_entry defence removed to make room in a table at least 7/8 full: \
+         half-open TCP, UDP and ICMP flows idle for 60 s, persistence templates left unused.",
         Kind::Counter,
     )
     .sample(&[], s.conn_dropped);

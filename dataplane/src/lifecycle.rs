@@ -415,8 +415,16 @@ pub const DROP_IDLE_MS: u32 = 60_000;
 /// told from real clients', go once idle for [`DROP_IDLE_MS`] (`now` is the table's
 /// clock), as IPVS's `todrop_entry` lets them go: a UDP flood locks new clients out for a
 /// minute, not for the UDP timeout (5 min). Established TCP and SCTP connections are never
-/// dropped (IPVS drops idle ones at random; uvs keeps them). Returns how many went. For
-/// the control thread: it walks the whole family, and only when the family is that full.
+/// dropped (IPVS drops idle ones at random; uvs keeps them).
+///
+/// A persistent service gives each flooding source a template too, which would hold the
+/// table for the persistence timeout: a template goes when no connection that stays
+/// refers to it and either a connection that referred to it was dropped here or it has
+/// been idle for [`DROP_IDLE_MS`] (IPVS skips templates, but its table grows instead). A
+/// client with a connection keeps its server; an idle one may be scheduled afresh.
+///
+/// Returns how many entries went. For the control thread: it walks the whole family, and
+/// only when the family is that full.
 pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables, now: u32) -> usize {
     let mut n = 0;
     for v6 in [false, true] {
@@ -425,11 +433,39 @@ pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables, now: u3
             continue;
         }
         let mut doomed = Vec::new();
-        conns.for_each_of(v6, |id, c, deadline| {
-            if is_flow(c) && droppable(tables, c, deadline, now) {
-                doomed.push((id, *c));
+        let mut templates = Vec::new();
+        // Templates of the connections that stay, and of those that go.
+        let mut kept = std::collections::HashSet::new();
+        let mut orphaned = std::collections::HashSet::new();
+        conns.for_each_of(v6, |id, c, deadline| match EntryKind::of(c) {
+            EntryKind::Flow => {
+                let drop = droppable(tables, c, deadline, now);
+                if let Some(key) = template_of(tables, c) {
+                    if drop {
+                        orphaned.insert(key);
+                    } else {
+                        kept.insert(key);
+                    }
+                }
+                if drop {
+                    doomed.push((id, *c));
+                }
             }
+            EntryKind::Template => templates.push((id, *c, deadline)),
+            EntryKind::SctpTag => {}
         });
+        for (id, c, deadline) in templates {
+            if kept.contains(&c.orig) {
+                continue;
+            }
+            let timeout = tables
+                .service(c.service)
+                .and_then(|s| s.persistence)
+                .map_or(0, |p| p.timeout_s.saturating_mul(1000));
+            if orphaned.contains(&c.orig) || idle(timeout, deadline, now) >= DROP_IDLE_MS {
+                doomed.push((id, c));
+            }
+        }
         for (id, c) in doomed {
             if conns.remove(id) {
                 unbind(tables, &c);
@@ -438,6 +474,21 @@ pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables, now: u3
         }
     }
     n
+}
+
+/// The key of the persistence template flow `c` was scheduled by, when its service has
+/// persistence ([`client_template`], as the scheduling of a new flow makes it).
+fn template_of(tables: &Tables, c: &Conn) -> Option<FlowKey> {
+    let svc = tables.service(c.service)?;
+    client_template(svc, c.orig.src, c.orig.v6).map(|(key, _)| key)
+}
+
+/// How long an entry with `timeout` and `deadline` has been idle at `now` (ticks): its
+/// timeout less the time it has left (none once past its deadline).
+fn idle(timeout: u32, deadline: u32, now: u32) -> u32 {
+    let left = deadline.wrapping_sub(now);
+    let left = if left as i32 > 0 { left } else { 0 };
+    timeout.saturating_sub(left)
 }
 
 /// Whether the `drop_entry` defence drops flow `c`, whose deadline is `deadline`.
@@ -454,10 +505,7 @@ fn droppable(tables: &Tables, c: &Conn, deadline: u32, now: u32) -> bool {
                 .service(c.service)
                 .map_or_else(uvs_conntrack::Timeouts::default, |s| s.timeouts)
                 .for_state(proto, c.state);
-            // Time left, in wrapping ticks; an entry already past its deadline has none.
-            let left = deadline.wrapping_sub(now);
-            let left = if left as i32 > 0 { left } else { 0 };
-            timeout.saturating_sub(left) >= DROP_IDLE_MS
+            idle(timeout, deadline, now) >= DROP_IDLE_MS
         }
     }
 }

@@ -319,6 +319,87 @@ fn drop_entry_makes_room_after_a_udp_flood() {
     assert_eq!(udp, 1, "UDP counters match the table: the flow in use");
 }
 
+/// A SYN from spoofed source `198.19.0.n` to the IPv4 VIP's port 80.
+fn spoofed_syn(n: u8) -> Vec<u8> {
+    tk::tcp(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        a(&format!("198.19.0.{n}")),
+        40000,
+        a(lab::VIP4),
+        80,
+        tk::SYN,
+        b"",
+    )
+}
+
+/// Entries in the IPv4 table that are persistence templates.
+fn templates(lab: &Lab) -> usize {
+    let mut n = 0;
+    lab.shared.conns.for_each_of(false, |_, c, _| {
+        n += usize::from(lifecycle::EntryKind::of(c) == lifecycle::EntryKind::Template)
+    });
+    n
+}
+
+/// A spoofed SYN flood at a persistent service leaves a template per source beside each
+/// half-open entry: the defence drops the templates its dropped entries leave controlling
+/// nothing, and templates with no connection idle for 60 s, or the table stays full of
+/// templates for the persistence timeout (5 min) and every new client is refused. A
+/// client with an established connection keeps its template, and its server.
+#[test]
+fn drop_entry_makes_room_after_a_syn_flood_at_a_persistent_service() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    persistent(&mut spec, 32);
+    let mut lab = Lab::with_spec(spec, 64);
+    let server = lab.client(1000, tk::SYN);
+    lab.server(1, 1000, tk::SYN_ACK);
+    lab.client(1000, tk::ACK);
+    for n in 1..=40 {
+        lab.burst(&[(0, spoofed_syn(n))]);
+    }
+    assert_eq!(lab.shared.conns.len_of(false), 64, "full");
+    assert_eq!(templates(&lab), 32, "a template per source");
+    let t = lab.shared.tables.load();
+    let shared = lab.shared.clone();
+    let now = || shared.clock.now_ticks();
+    lifecycle::drop_half_open(&lab.shared.conns, &t, now());
+    assert_eq!(
+        lab.shared.conns.len_of(false),
+        2,
+        "the half-open entries went, and the templates they left controlling nothing"
+    );
+    assert_eq!(
+        lab.client(1001, tk::SYN),
+        server,
+        "the client kept its server"
+    );
+    lab.server(1, 1001, tk::SYN_ACK);
+    lab.client(1001, tk::ACK);
+
+    // Templates outlive their half-open entries (300 s against 60 s): those idle for a
+    // minute go too once the table is nearly full again.
+    for n in 1..=20 {
+        lab.burst(&[(0, spoofed_syn(n))]);
+    }
+    lab.shared.clock.advance(61);
+    let reclaimed = lab
+        .shared
+        .conns
+        .expire_step(now(), 1 << 20, |c| lifecycle::unbind(&t, c));
+    assert_eq!(reclaimed, 20, "the spoofed half-open entries expired");
+    for n in 21..=37 {
+        lab.burst(&[(0, spoofed_syn(n))]);
+    }
+    assert!(lab.shared.conns.len_of(false) >= 56, "7/8 full");
+    lifecycle::drop_half_open(&lab.shared.conns, &t, now());
+    assert_eq!(templates(&lab), 1, "only the client's template is left");
+    assert!(
+        lab.client(2000, tk::SYN).is_some(),
+        "a new client is served"
+    );
+}
+
 #[test]
 fn drop_entry_leaves_a_table_below_seven_eighths_alone() {
     let mut lab = Lab::nat(64);
