@@ -47,7 +47,8 @@ pub fn render(s: &Snapshot) -> String {
     e.family(
         "uvs_conn_table_dropped_total",
         "Entries the drop_entry defence removed to make room in a table at least 7/8 full: \
-         half-open TCP, UDP and ICMP flows idle for 60 s, persistence templates left unused.",
+         half-open TCP; UDP, ICMP and mh/sh services' TCP flows idle for 60 s; persistence \
+         templates left unused.",
         Kind::Counter,
     )
     .sample(&[], s.conn_dropped);

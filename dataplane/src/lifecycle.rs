@@ -414,8 +414,14 @@ pub const DROP_IDLE_MS: u32 = 60_000;
 /// out. Flows of a protocol without a handshake (UDP, ICMP), whose flood entries cannot be
 /// told from real clients', go once idle for [`DROP_IDLE_MS`] (`now` is the table's
 /// clock), as IPVS's `todrop_entry` lets them go: a UDP flood locks new clients out for a
-/// minute, not for the UDP timeout (5 min). Established TCP and SCTP connections are never
-/// dropped (IPVS drops idle ones at random; uvs keeps them).
+/// minute, not for the UDP timeout (5 min). Established TCP and SCTP connections are
+/// otherwise never dropped (IPVS drops idle ones at random; uvs keeps them).
+///
+/// A consistent-hash service (mh, sh) adopts a mid-flow segment it has no entry for, so a
+/// spoofed ACK flood opens established entries (15 minutes each under DR, where uvs never
+/// sees the server's RST): its TCP connections idle for [`DROP_IDLE_MS`] go too, as IPVS's
+/// `todrop_entry` drops idle established ones; a real one is adopted again at its next
+/// segment, by the same server while the servers stay the same.
 ///
 /// A persistent service gives each flooding source a template too, which would hold the
 /// table for the persistence timeout: a template goes when no connection that stays
@@ -494,10 +500,19 @@ fn idle(timeout: u32, deadline: u32, now: u32) -> u32 {
 /// Whether the `drop_entry` defence drops flow `c`, whose deadline is `deadline`.
 fn droppable(tables: &Tables, c: &Conn, deadline: u32, now: u32) -> bool {
     match c.orig.proto {
-        PROTO_TCP => matches!(
-            TcpState::from_u8(c.state),
-            Some(TcpState::SynRecv | TcpState::SynAck)
-        ),
+        PROTO_TCP => {
+            matches!(
+                TcpState::from_u8(c.state),
+                Some(TcpState::SynRecv | TcpState::SynAck)
+            ) || tables.service(c.service).is_some_and(|svc| {
+                // A service that adopts mid-flow segments (pipeline/tcp.rs) takes such a
+                // connection back at its next segment, by the same hash.
+                svc.sched.kind().takes_hash_flags()
+                    && !svc.syn_proxy
+                    && idle(svc.timeouts.for_state(PROTO_TCP, c.state), deadline, now)
+                        >= DROP_IDLE_MS
+            })
+        }
         // SCTP has its own handshake; its half-open states time out within 61 s.
         PROTO_SCTP => false,
         proto => {

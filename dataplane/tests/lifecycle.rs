@@ -319,8 +319,8 @@ fn drop_entry_makes_room_after_a_udp_flood() {
     assert_eq!(udp, 1, "UDP counters match the table: the flow in use");
 }
 
-/// A SYN from spoofed source `198.19.0.n` to the IPv4 VIP's port 80.
-fn spoofed_syn(n: u8) -> Vec<u8> {
+/// A segment with `flags` from spoofed source `198.19.0.n` to the IPv4 VIP's port 80.
+fn spoofed(n: u8, flags: Flags) -> Vec<u8> {
     tk::tcp(
         lab::CLIENT_MAC,
         lab::LB0_MAC,
@@ -328,7 +328,7 @@ fn spoofed_syn(n: u8) -> Vec<u8> {
         40000,
         a(lab::VIP4),
         80,
-        tk::SYN,
+        flags,
         b"",
     )
 }
@@ -356,7 +356,7 @@ fn drop_entry_makes_room_after_a_syn_flood_at_a_persistent_service() {
     lab.server(1, 1000, tk::SYN_ACK);
     lab.client(1000, tk::ACK);
     for n in 1..=40 {
-        lab.burst(&[(0, spoofed_syn(n))]);
+        lab.burst(&[(0, spoofed(n, tk::SYN))]);
     }
     assert_eq!(lab.shared.conns.len_of(false), 64, "full");
     assert_eq!(templates(&lab), 32, "a template per source");
@@ -380,7 +380,7 @@ fn drop_entry_makes_room_after_a_syn_flood_at_a_persistent_service() {
     // Templates outlive their half-open entries (300 s against 60 s): those idle for a
     // minute go too once the table is nearly full again.
     for n in 1..=20 {
-        lab.burst(&[(0, spoofed_syn(n))]);
+        lab.burst(&[(0, spoofed(n, tk::SYN))]);
     }
     lab.shared.clock.advance(61);
     let reclaimed = lab
@@ -389,7 +389,7 @@ fn drop_entry_makes_room_after_a_syn_flood_at_a_persistent_service() {
         .expire_step(now(), 1 << 20, |c| lifecycle::unbind(&t, c));
     assert_eq!(reclaimed, 20, "the spoofed half-open entries expired");
     for n in 21..=37 {
-        lab.burst(&[(0, spoofed_syn(n))]);
+        lab.burst(&[(0, spoofed(n, tk::SYN))]);
     }
     assert!(lab.shared.conns.len_of(false) >= 56, "7/8 full");
     lifecycle::drop_half_open(&lab.shared.conns, &t, now());
@@ -397,6 +397,49 @@ fn drop_entry_makes_room_after_a_syn_flood_at_a_persistent_service() {
     assert!(
         lab.client(2000, tk::SYN).is_some(),
         "a new client is served"
+    );
+}
+
+/// A consistent-hash service (mh, sh) adopts a mid-flow segment it has no entry for, so a
+/// spoofed ACK flood opens ESTABLISHED entries — for 15 minutes under DR, where uvs never
+/// sees the server's RST — that would refuse every new client as long. The defence drops
+/// such a service's connections once idle for a minute: a real one is adopted again at
+/// its next segment, by the same server.
+#[test]
+fn drop_entry_makes_room_after_an_ack_flood_at_a_hash_service() {
+    let mut lab = Lab::with_spec(lab::spec(Method::Dr, SchedulerKind::Mh, 1), 64);
+    let server = lab.client(1000, tk::SYN);
+    assert!(server.is_some());
+    lab.client(1000, tk::ACK);
+    for n in 1..=80 {
+        lab.burst(&[(0, spoofed(n, tk::ACK))]);
+    }
+    assert_eq!(lab.shared.conns.len_of(false), 64, "full");
+    assert_eq!(lab.client(3000, tk::SYN), None, "the table is full");
+    let t = lab.shared.tables.load();
+    let shared = lab.shared.clone();
+    let now = || shared.clock.now_ticks();
+    lab.shared.clock.advance(30);
+    assert_eq!(lab.client(1000, tk::ACK), server);
+    assert_eq!(
+        lifecycle::drop_half_open(&lab.shared.conns, &t, now()),
+        0,
+        "nothing idle for a minute yet"
+    );
+    lab.shared.clock.advance(31);
+    assert_eq!(
+        lifecycle::drop_half_open(&lab.shared.conns, &t, now()),
+        63,
+        "the flood's entries, idle for 61 s, went"
+    );
+    assert!(
+        lab.client(3000, tk::SYN).is_some(),
+        "a new client is served"
+    );
+    assert_eq!(
+        lab.client(1000, tk::ACK),
+        server,
+        "the connection in use kept its server"
     );
 }
 

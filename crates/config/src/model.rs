@@ -190,9 +190,9 @@ pub struct Config {
     /// server of weight 0 is dropped (true) or still honoured (false, the default).
     pub expire_quiescent_template: bool,
     /// IPVS's `drop_entry` defence: when the table is at least 7/8 full, connections that
-    /// never completed their handshake (TCP SYN_RECV), UDP/ICMP flows idle for 60 s
-    /// (IPVS's `todrop_entry` age) and persistence templates left controlling no
-    /// connection are dropped to make room. Default
+    /// never completed their handshake (TCP SYN_RECV), UDP/ICMP flows and TCP flows of
+    /// mh/sh services idle for 60 s (IPVS's `todrop_entry` age) and persistence templates
+    /// left controlling no connection are dropped to make room. Default
     /// true, because uvs's table has a fixed capacity (IPVS's grows until memory runs out).
     pub drop_entry: bool,
     pub admin: Admin,
