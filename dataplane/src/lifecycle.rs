@@ -425,9 +425,11 @@ pub const DROP_IDLE_MS: u32 = 60_000;
 ///
 /// A persistent service gives each flooding source a template too, which would hold the
 /// table for the persistence timeout: a template goes when no connection that stays
-/// refers to it and either a connection that referred to it was dropped here or it has
-/// been idle for [`DROP_IDLE_MS`] (IPVS skips templates, but its table grows instead). A
-/// client with a connection keeps its server; an idle one may be scheduled afresh.
+/// refers to it and either a connection that referred to it was dropped here or — in a
+/// table full to within 1/64, which refuses new flows — it has been idle for
+/// [`DROP_IDLE_MS`] (IPVS skips templates, but its table grows instead). A client with a
+/// connection keeps its server; an idle one may be scheduled afresh only when the table
+/// is that full.
 ///
 /// Returns how many entries went. For the control thread: it walks the whole family, and
 /// only when the family is that full.
@@ -438,6 +440,9 @@ pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables, now: u3
         if cap == 0 || conns.len_of(v6) < cap - cap / 8 {
             continue;
         }
+        // Idle templates go only from a table that refuses new flows: below that, a client
+        // coming back keeps its server, as under IPVS, whose defence never drops templates.
+        let full = conns.len_of(v6) >= cap - cap / 64;
         let mut doomed = Vec::new();
         let mut templates = Vec::new();
         // Templates of the connections that stay, and of those that go.
@@ -468,7 +473,8 @@ pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables, now: u3
                 .service(c.service)
                 .and_then(|s| s.persistence)
                 .map_or(0, |p| p.timeout_s.saturating_mul(1000));
-            if orphaned.contains(&c.orig) || idle(timeout, deadline, now) >= DROP_IDLE_MS {
+            if orphaned.contains(&c.orig) || (full && idle(timeout, deadline, now) >= DROP_IDLE_MS)
+            {
                 doomed.push((id, c));
             }
         }
