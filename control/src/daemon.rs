@@ -842,8 +842,7 @@ impl TableWatch {
         (self.refused, self.dropped, self.warned) = (refused, dropped, Some(now));
         Some(format!(
             "{what}: {new_refused} new flows refused (conn_table_full) and {new_dropped} \
-             half-open or idle connections dropped by drop_entry {since}; entries: IPv4 {}, \
-             IPv6 {}",
+             entries dropped by drop_entry {since}; entries: IPv4 {}, IPv6 {}",
             fill(false),
             fill(true),
         ))
