@@ -25,7 +25,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 
 pub use uvs_conntrack::ConnView;
-use uvs_conntrack::{tcp::TcpState, Conn, FlowKey, Hit};
+use uvs_conntrack::{tcp::TcpState, Conn, ConnId, FlowKey, Hit};
 
 use crate::pipeline::{conn_flags, PROTO_SCTP, PROTO_TCP, PROTO_TEMPLATE};
 use crate::sctp::SctpState;
@@ -445,38 +445,44 @@ pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables, now: u3
         let full = conns.len_of(v6) >= cap - cap / 64;
         let mut doomed = Vec::new();
         let mut templates = Vec::new();
-        // Templates of the connections that stay, and of those that go.
-        let mut kept = std::collections::HashSet::new();
+        // Templates of the connections that go.
         let mut orphaned = std::collections::HashSet::new();
         conns.for_each_of(v6, |id, c, deadline| match EntryKind::of(c) {
             EntryKind::Flow => {
-                let drop = droppable(tables, c, deadline, now);
-                if let Some(key) = template_of(tables, c) {
-                    if drop {
-                        orphaned.insert(key);
-                    } else {
-                        kept.insert(key);
-                    }
-                }
-                if drop {
+                if droppable(tables, c, deadline, now) {
+                    orphaned.extend(template_of(tables, c));
                     doomed.push((id, *c));
                 }
             }
             EntryKind::Template => templates.push((id, *c, deadline)),
             EntryKind::SctpTag => {}
         });
-        for (id, c, deadline) in templates {
-            if kept.contains(&c.orig) {
-                continue;
-            }
-            let timeout = tables
-                .service(c.service)
-                .and_then(|s| s.persistence)
-                .map_or(0, |p| p.timeout_s.saturating_mul(1000));
-            if orphaned.contains(&c.orig) || (full && idle(timeout, deadline, now) >= DROP_IDLE_MS)
-            {
-                doomed.push((id, c));
-            }
+        // The templates that may go, unless a connection that stays refers to one: looked
+        // for in a second walk, only when there are such templates (a busy table with
+        // nothing to drop is walked once, without a key computed per connection).
+        let mut candidates: std::collections::HashMap<FlowKey, (ConnId, Conn)> = templates
+            .into_iter()
+            .filter(|(_, c, deadline)| {
+                let timeout = tables
+                    .service(c.service)
+                    .and_then(|s| s.persistence)
+                    .map_or(0, |p| p.timeout_s.saturating_mul(1000));
+                orphaned.contains(&c.orig)
+                    || (full && idle(timeout, *deadline, now) >= DROP_IDLE_MS)
+            })
+            .map(|(id, c, _)| (c.orig, (id, c)))
+            .collect();
+        if !candidates.is_empty() {
+            let doomed_ids: std::collections::HashSet<ConnId> =
+                doomed.iter().map(|(id, _)| *id).collect();
+            conns.for_each_of(v6, |id, c, _| {
+                if is_flow(c) && !doomed_ids.contains(&id) {
+                    if let Some(key) = template_of(tables, c) {
+                        candidates.remove(&key);
+                    }
+                }
+            });
+            doomed.extend(candidates.into_values());
         }
         for (id, c) in doomed {
             if conns.remove(id) {
