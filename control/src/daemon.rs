@@ -824,7 +824,10 @@ impl TableWatch {
             return None;
         }
         let (refused, dropped) = Self::counts(shared);
-        let (new_refused, new_dropped) = (refused - self.refused, dropped - self.dropped);
+        let (new_refused, new_dropped) = (
+            refused.saturating_sub(self.refused),
+            dropped.saturating_sub(self.dropped),
+        );
         if new_refused == 0 && new_dropped == 0 {
             return None;
         }
