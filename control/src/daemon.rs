@@ -1144,4 +1144,47 @@ mod restart_only_tests {
             "only admin and metrics are held"
         );
     }
+
+    /// The log tells a full table at once, then at most every 10 s with what happened
+    /// since, and says nothing while nothing is refused or dropped.
+    #[test]
+    fn a_full_table_is_told_at_most_every_ten_seconds() {
+        use uvs_dataplane::tables::TablesBuilder;
+        use uvs_dataplane::{DropReason, Method};
+        let spec = uvs_dataplane::lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+        let shared = Shared::new(TablesBuilder::build(&spec, None).unwrap(), 1000, 1);
+        let mut watch = TableWatch::new(&shared);
+        let t0 = Instant::now();
+        assert_eq!(watch.observe(&shared, t0), None, "nothing happened");
+        let full = &shared.counters[0].drops[DropReason::TableFull.index()];
+        full.add(7);
+        shared.conns_dropped.fetch_add(3, Ordering::Relaxed);
+        let first = watch.observe(&shared, t0).expect("told at once");
+        assert!(
+            first.starts_with("connection table full: 7 new flows refused (conn_table_full) and 3 entries dropped by drop_entry since start"),
+            "{first}"
+        );
+        full.add(5);
+        assert_eq!(
+            watch.observe(&shared, t0 + Duration::from_secs(9)),
+            None,
+            "not twice within 10 s"
+        );
+        let second = watch
+            .observe(&shared, t0 + Duration::from_secs(10))
+            .expect("told again after 10 s");
+        assert!(
+            second.starts_with("connection table full: 5 new flows refused (conn_table_full) and 0 entries dropped by drop_entry in the last 10 s"),
+            "{second}"
+        );
+        shared.conns_dropped.fetch_add(2, Ordering::Relaxed);
+        let third = watch
+            .observe(&shared, t0 + Duration::from_secs(20))
+            .expect("a drop alone is told too");
+        assert!(
+            third.starts_with("connection table at least 7/8 full: 0 new flows refused"),
+            "{third}"
+        );
+        assert_eq!(watch.observe(&shared, t0 + Duration::from_secs(40)), None);
+    }
 }
