@@ -457,6 +457,15 @@ fn drop_entry_makes_room_after_an_ack_flood_at_a_hash_service() {
         server,
         "the connection in use kept its server"
     );
+    let (active, inactive) = (1..=3).fold((0, 0), |(a, i), n| {
+        let (x, y) = lab.counts(n);
+        (a + x, i + y)
+    });
+    assert_eq!(
+        (active, inactive),
+        (1, 1),
+        "ActiveConn/InActConn match the table: the connection in use, the new one"
+    );
 }
 
 #[test]
