@@ -409,9 +409,11 @@ pub const DROP_IDLE_MS: u32 = 60_000;
 
 /// IPVS's `drop_entry` defence for a bounded table: in each address family whose table is
 /// at least 7/8 full, drops the TCP connections that never completed their handshake
-/// (SYN_RECV, SYNACK) — what a SYN flood leaves behind — and releases their counters, so
-/// legitimate clients find room as soon as a flood ends instead of when its entries time
-/// out. Flows of a protocol without a handshake (UDP, ICMP), whose flood entries cannot be
+/// (SYN_RECV, SYNACK) — what a SYN flood leaves behind — oldest first, until a quarter of
+/// the table is free, and releases their counters, so legitimate clients find room as
+/// soon as a flood ends instead of when its entries time out, and a handshake under way
+/// during one survives while older half-open entries are there to drop (IPVS drops them at
+/// random). Flows of a protocol without a handshake (UDP, ICMP), whose flood entries cannot be
 /// told from real clients', go once idle for [`DROP_IDLE_MS`] (`now` is the table's
 /// clock), as IPVS's `todrop_entry` lets them go: a UDP flood locks new clients out for a
 /// minute, not for the UDP timeout (5 min). Established TCP and SCTP connections are
@@ -444,19 +446,35 @@ pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables, now: u3
         // coming back keeps its server, as under IPVS, whose defence never drops templates.
         let full = conns.len_of(v6) >= cap - cap / 64;
         let mut doomed = Vec::new();
+        let mut half_open = Vec::new();
         let mut templates = Vec::new();
-        // Templates of the connections that go.
-        let mut orphaned = std::collections::HashSet::new();
         conns.for_each_of(v6, |id, c, deadline| match EntryKind::of(c) {
-            EntryKind::Flow => {
-                if droppable(tables, c, deadline, now) {
-                    orphaned.extend(template_of(tables, c));
-                    doomed.push((id, *c));
-                }
-            }
+            EntryKind::Flow => match droppable(tables, c, deadline, now) {
+                Drop::Never => {}
+                Drop::Now => doomed.push((id, *c)),
+                Drop::Oldest(age) => half_open.push((age, id, *c)),
+            },
             EntryKind::Template => templates.push((id, *c, deadline)),
             EntryKind::SctpTag => {}
         });
+        // Half-open entries go oldest first, until a quarter of the table is free: a
+        // handshake under way survives while older ones are left to drop (every sweep
+        // dropping them all would cut the handshakes of clients whose ACK is a round trip
+        // away, a tenth of a second apart).
+        let need = conns
+            .len_of(v6)
+            .saturating_sub(cap - cap / 4)
+            .saturating_sub(doomed.len());
+        if need < half_open.len() {
+            half_open.select_nth_unstable_by(need, |a, b| b.0.cmp(&a.0));
+            half_open.truncate(need);
+        }
+        doomed.extend(half_open.into_iter().map(|(_, id, c)| (id, c)));
+        // Templates of the connections that go.
+        let orphaned: std::collections::HashSet<FlowKey> = doomed
+            .iter()
+            .filter_map(|(_, c)| template_of(tables, c))
+            .collect();
         // The templates that may go, unless a connection that stays refers to one: looked
         // for in a second walk, only when there are such templates (a busy table with
         // nothing to drop is walked once, without a key computed per connection).
@@ -509,31 +527,41 @@ fn idle(timeout: u32, deadline: u32, now: u32) -> u32 {
     timeout.saturating_sub(left)
 }
 
+/// What the `drop_entry` defence does with a flow.
+enum Drop {
+    Never,
+    Now,
+    /// A half-open TCP entry, idle this long: the oldest go first.
+    Oldest(u32),
+}
+
 /// Whether the `drop_entry` defence drops flow `c`, whose deadline is `deadline`.
-fn droppable(tables: &Tables, c: &Conn, deadline: u32, now: u32) -> bool {
+fn droppable(tables: &Tables, c: &Conn, deadline: u32, now: u32) -> Drop {
+    let timeouts = tables
+        .service(c.service)
+        .map_or_else(uvs_conntrack::Timeouts::default, |s| s.timeouts);
+    let idle = idle(timeouts.for_state(c.orig.proto, c.state), deadline, now);
     match c.orig.proto {
         PROTO_TCP => {
-            matches!(
+            if matches!(
                 TcpState::from_u8(c.state),
                 Some(TcpState::SynRecv | TcpState::SynAck)
-            ) || tables.service(c.service).is_some_and(|svc| {
+            ) {
+                Drop::Oldest(idle)
+            } else if tables.service(c.service).is_some_and(|svc| {
                 // A service that adopts mid-flow segments (pipeline/tcp.rs) takes such a
                 // connection back at its next segment, by the same hash.
-                svc.sched.kind().takes_hash_flags()
-                    && !svc.syn_proxy
-                    && idle(svc.timeouts.for_state(PROTO_TCP, c.state), deadline, now)
-                        >= DROP_IDLE_MS
-            })
+                svc.sched.kind().takes_hash_flags() && !svc.syn_proxy && idle >= DROP_IDLE_MS
+            }) {
+                Drop::Now
+            } else {
+                Drop::Never
+            }
         }
         // SCTP has its own handshake; its half-open states time out within 61 s.
-        PROTO_SCTP => false,
-        proto => {
-            let timeout = tables
-                .service(c.service)
-                .map_or_else(uvs_conntrack::Timeouts::default, |s| s.timeouts)
-                .for_state(proto, c.state);
-            idle(timeout, deadline, now) >= DROP_IDLE_MS
-        }
+        PROTO_SCTP => Drop::Never,
+        _ if idle >= DROP_IDLE_MS => Drop::Now,
+        _ => Drop::Never,
     }
 }
 

@@ -243,7 +243,10 @@ fn drop_entry_makes_room_after_a_syn_flood() {
     assert_eq!(lab.client(3000, tk::SYN), None, "the table is full");
     let t = lab.shared.tables.load();
     let dropped = lifecycle::drop_half_open(&lab.shared.conns, &t, lab.shared.clock.now_ticks());
-    assert_eq!(dropped, 63, "every half-open entry went");
+    assert_eq!(
+        dropped, 16,
+        "half-open entries went until a quarter of the table was free"
+    );
     assert!(
         lab.client(3000, tk::SYN).is_some(),
         "a new client is served"
@@ -255,8 +258,45 @@ fn drop_entry_makes_room_after_a_syn_flood() {
     );
     let total: u32 = (1..=3).map(|n| lab.counts(n).0 + lab.counts(n).1).sum();
     assert_eq!(
-        total, 2,
-        "counters match the table: one established, one new"
+        total as usize,
+        lab.shared.conns.len_of(false),
+        "counters match the table"
+    );
+    assert_eq!(lab.counts(1).0, 1, "one established");
+}
+
+/// During a flood the defence drops the oldest half-open entries first: a client whose
+/// handshake is under way (its ACK a round trip behind its SYN) completes it, where
+/// dropping every half-open entry at each sweep cut it.
+#[test]
+fn drop_entry_spares_a_handshake_under_way() {
+    let mut lab = Lab::nat(64);
+    for sport in 2000..2100 {
+        lab.client(sport, tk::SYN);
+    }
+    assert_eq!(lab.shared.conns.len_of(false), 64);
+    lab.shared.clock.advance(1);
+    let t = lab.shared.tables.load();
+    let shared = lab.shared.clone();
+    let now = || shared.clock.now_ticks();
+    assert!(lifecycle::drop_half_open(&lab.shared.conns, &t, now()) > 0);
+    let server = lab.client(3000, tk::SYN).expect("room for a client");
+    // The flood goes on and fills the table again before the client's ACK comes.
+    for sport in 4000..4100 {
+        lab.client(sport, tk::SYN);
+    }
+    assert_eq!(lab.shared.conns.len_of(false), 64);
+    assert!(lifecycle::drop_half_open(&lab.shared.conns, &t, now()) > 0);
+    let n = match server.to_string().as_str() {
+        "198.18.1.11" => 1,
+        "198.18.1.12" => 2,
+        _ => 3,
+    };
+    lab.server(n, 3000, tk::SYN_ACK);
+    assert_eq!(
+        lab.client(3000, tk::ACK),
+        Some(server),
+        "the handshake under way completed"
     );
 }
 
@@ -366,9 +406,11 @@ fn drop_entry_makes_room_after_a_syn_flood_at_a_persistent_service() {
     lifecycle::drop_half_open(&lab.shared.conns, &t, now());
     assert_eq!(
         lab.shared.conns.len_of(false),
-        2,
-        "the half-open entries went, and the templates they left controlling nothing"
+        32,
+        "16 half-open entries went (a quarter of the table free), and the templates they \
+         left controlling nothing"
     );
+    assert_eq!(templates(&lab), 16);
     assert_eq!(
         lab.client(1001, tk::SYN),
         server,
@@ -379,37 +421,40 @@ fn drop_entry_makes_room_after_a_syn_flood_at_a_persistent_service() {
 
     // Templates outlive their half-open entries (300 s against 60 s): those idle for a
     // minute stay while the table has room, and go once it is full again.
-    for n in 1..=20 {
-        lab.burst(&[(0, spoofed(n, tk::SYN))]);
-    }
     lab.shared.clock.advance(61);
     let reclaimed = lab
         .shared
         .conns
         .expire_step(now(), 1 << 20, |c| lifecycle::unbind(&t, c));
-    assert_eq!(reclaimed, 20, "the spoofed half-open entries expired");
-    for n in 21..=37 {
+    assert_eq!(reclaimed, 15, "the spoofed half-open entries left expired");
+    assert_eq!(templates(&lab), 16, "their templates did not");
+    for n in 41..=59 {
         lab.burst(&[(0, spoofed(n, tk::SYN))]);
     }
-    assert_eq!(lab.shared.conns.len_of(false), 57, "7/8 full, not full");
+    assert_eq!(lab.shared.conns.len_of(false), 56, "7/8 full, not full");
     lifecycle::drop_half_open(&lab.shared.conns, &t, now());
     assert_eq!(
+        lab.shared.conns.len_of(false),
+        40,
+        "8 half-open went, with their templates"
+    );
+    assert_eq!(
         templates(&lab),
-        21,
+        1 + 15 + 11,
         "the idle templates stay while there is room"
     );
-    for n in 41..=80 {
+    for n in 61..=72 {
         lab.burst(&[(0, spoofed(n, tk::SYN))]);
     }
     assert_eq!(lab.shared.conns.len_of(false), 64, "full");
     lifecycle::drop_half_open(&lab.shared.conns, &t, now());
-    // The last source's template went in but its connection found no room: young, it
-    // stays until idle for a minute too.
     assert_eq!(
         templates(&lab),
-        2,
-        "only the client's template is left, and the newest source's"
+        1 + 7,
+        "the idle templates went, and those of the 16 half-open entries dropped: the \
+         client's is left, and those of the 7 newest sources"
     );
+    assert_eq!(lab.shared.conns.len_of(false), 17);
     assert!(
         lab.client(2000, tk::SYN).is_some(),
         "a new client is served"
