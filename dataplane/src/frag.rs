@@ -87,3 +87,94 @@ impl FragTable {
         }
     }
 }
+
+/// Most pieces one packet is cut into for TUN (`Pieces`): a 3840-byte frame over a
+/// 576-byte link is 8.
+pub const MAX_PIECES: usize = 8;
+/// Bytes each piece may take, as a frame buffer (the Ethernet header, the outer headers
+/// and the fragment).
+const PIECE_CAPACITY: usize = 4096;
+
+/// The later fragments of a packet TUN cut to fit its tunnel (`uvs_wire::fragment`), each a
+/// whole frame: the packet keeps its first fragment and its verdict; the worker sends (or
+/// holds for the neighbour) these after it, with its MACs. Per worker, empty between frames.
+pub struct Pieces {
+    buf: Vec<u8>,
+    lens: [usize; MAX_PIECES],
+    n: usize,
+}
+
+impl Default for Pieces {
+    fn default() -> Self {
+        Self {
+            buf: vec![0; MAX_PIECES * PIECE_CAPACITY],
+            lens: [0; MAX_PIECES],
+            n: 0,
+        }
+    }
+}
+
+impl Pieces {
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn clear(&mut self) {
+        self.n = 0;
+    }
+
+    /// Cuts the IPv4 packet at `frame[l3_off..len]` (no DF) into fragments of at most
+    /// `max_ip` bytes: the later ones are kept here, each after a copy of the frame's first
+    /// `l3_off` bytes; the frame keeps the first. Returns the frame's new length, or `None`
+    /// (nothing changed) when it cannot be cut into at most `MAX_PIECES` + 1.
+    pub fn cut_v4(
+        &mut self,
+        frame: &mut [u8],
+        len: usize,
+        l3_off: usize,
+        max_ip: usize,
+    ) -> Option<usize> {
+        let ip = frame.get(l3_off..len)?;
+        let cut = uvs_wire::fragment::Cut::new(ip, max_ip)?;
+        let later = cut.count() - 1;
+        if later > MAX_PIECES {
+            return None;
+        }
+        self.n = 0;
+        for k in 1..=later {
+            let piece = &mut self.buf[(k - 1) * PIECE_CAPACITY..k * PIECE_CAPACITY];
+            piece[..l3_off].copy_from_slice(&frame[..l3_off]);
+            let n = cut.write_later(ip, k, &mut piece[l3_off..])?;
+            self.lens[k - 1] = l3_off + n;
+        }
+        self.n = later;
+        Some(l3_off + cut.keep_first(&mut frame[l3_off..len]))
+    }
+
+    /// Each piece's buffer and length, to rewrite in place (`set_len` the new length).
+    pub fn for_each_mut<E>(
+        &mut self,
+        mut f: impl FnMut(&mut [u8], usize) -> Result<usize, E>,
+    ) -> Result<(), E> {
+        for i in 0..self.n {
+            let piece = &mut self.buf[i * PIECE_CAPACITY..(i + 1) * PIECE_CAPACITY];
+            self.lens[i] = f(piece, self.lens[i])?;
+        }
+        Ok(())
+    }
+
+    /// The pieces as frames, in order; empties the set.
+    pub fn drain(&mut self) -> impl Iterator<Item = &[u8]> + '_ {
+        let n = std::mem::take(&mut self.n);
+        let buf = &self.buf[..];
+        self.lens[..n]
+            .iter()
+            .enumerate()
+            .map(move |(i, &len)| &buf[i * PIECE_CAPACITY..i * PIECE_CAPACITY + len])
+    }
+}

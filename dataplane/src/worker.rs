@@ -191,6 +191,7 @@ pub struct Worker<P: Port> {
     pending: Pending,
     fullnat_cursor: u32,
     frags: crate::frag::FragTable,
+    pieces: crate::frag::Pieces,
     /// SYNs sent to real servers for proxied connections, kept for retransmission.
     proxy_syns: crate::synproxy::retransmit::ProxySyns,
     /// Look each burst's flows up together (large tables, where lookups miss the cache).
@@ -324,6 +325,7 @@ impl<P: Port> Worker<P> {
             pending: Pending::default(),
             fullnat_cursor: 0,
             frags: crate::frag::FragTable::default(),
+            pieces: crate::frag::Pieces::default(),
             proxy_syns: Default::default(),
             batch_lookups,
             busy_poll: false,
@@ -473,6 +475,7 @@ impl<P: Port> Worker<P> {
             verify_l4_checksums: shared.verify_l4_checksums.load(Ordering::Relaxed),
             fullnat_cursor: &mut self.fullnat_cursor,
             frags: &mut self.frags,
+            pieces: &mut self.pieces,
             proxy: &shared.synproxy,
             proxy_syns: &mut self.proxy_syns,
             staging: &mut self.staging,
@@ -527,7 +530,33 @@ impl<P: Port> Worker<P> {
                     ($i:expr, $len:expr, $verdict:expr) => {{
                         let f = &rx[$i];
                         let len: usize = $len;
-                        match $verdict {
+                        let verdict = $verdict;
+                        if !ctx.pieces.is_empty() {
+                            // TUN cut this packet to fit its tunnel: the later fragments go
+                            // where it goes (`frag::Pieces`).
+                            let macs = ports[pi].buf_mut(f)[..12].try_into().unwrap_or([0; 12]);
+                            match verdict {
+                                Verdict::Forward(q) => {
+                                    tx_pieces(ctx.pieces, ports, q, macs, counters)
+                                }
+                                Verdict::AwaitNeighbour { port, next_hop, v6 } => {
+                                    let hop = IpKey { v6, addr: next_hop };
+                                    for piece in ctx.pieces.drain() {
+                                        match pending.hold(piece, port, hop, now) {
+                                            Ok(true) => {
+                                                send_request(&tables, ports, scratch, port, &hop)
+                                            }
+                                            Ok(false) => {}
+                                            Err(()) => {
+                                                counters.drop(DropReason::NeighbourUnresolved)
+                                            }
+                                        }
+                                    }
+                                }
+                                _ => ctx.pieces.clear(),
+                            }
+                        }
+                        match verdict {
                             // Staged: its verdict comes when it is stored.
                             Verdict::Deferred => {}
                             Verdict::Forward(q) if usize::from(q) == pi => {
@@ -819,6 +848,7 @@ fn step_synproxy<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, t
         };
         match v {
             Verdict::Forward(q) => {
+                tx_pieces(ctx.pieces, ports, q, macs_of(&f), counters);
                 let sent = ports
                     .get_mut(usize::from(q))
                     .is_some_and(|p| p.tx_copy(&f[..len]));
@@ -833,6 +863,7 @@ fn step_synproxy<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, t
             Verdict::Drop(r) => counters.drop(r),
             _ => counters.drop(DropReason::SynProxyNotReady),
         }
+        ctx.pieces.clear();
     }
 }
 
@@ -870,12 +901,48 @@ fn step_heads<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, tick
         let mut len = n;
         match process(ctx, &mut f, &mut len) {
             Verdict::Forward(q) => {
+                tx_pieces(ctx.pieces, ports, q, macs_of(&f), counters);
                 send(ports, q, &f[..len]);
             }
             Verdict::Drop(r) => counters.drop(r),
             _ => counters.drop(DropReason::SynProxyNotReady),
         }
+        ctx.pieces.clear();
     }
+}
+
+/// The later fragments TUN cut from a frame forwarded out of `port` (`frag::Pieces`):
+/// sent after it, with its MACs `macs`.
+fn tx_pieces<P: Port>(
+    pieces: &mut crate::frag::Pieces,
+    ports: &mut [P],
+    port: u8,
+    macs: [u8; 12],
+    counters: &crate::counters::WorkerCounters,
+) {
+    let _ = pieces.for_each_mut(|piece, len| {
+        piece[..12].copy_from_slice(&macs);
+        Ok::<_, ()>(len)
+    });
+    for frame in pieces.drain() {
+        let sent = ports
+            .get_mut(usize::from(port))
+            .is_some_and(|p| p.tx_copy(frame));
+        if sent {
+            counters.tx_packets.add(1);
+            counters.tx_bytes.add(frame.len() as u64);
+        } else {
+            counters.drop(DropReason::TxFull);
+        }
+    }
+}
+
+/// A frame's destination and source MACs.
+fn macs_of(frame: &[u8]) -> [u8; 12] {
+    frame
+        .get(..12)
+        .and_then(|m| m.try_into().ok())
+        .unwrap_or([0; 12])
 }
 
 fn send_request<P: Port>(

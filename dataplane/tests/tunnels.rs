@@ -222,3 +222,121 @@ fn tunnel_overhead_counts_against_the_mtu() {
         assert_eq!(mtu, room, "{case}");
     }
 }
+
+/// The client's IPv4 fragments (or its whole datagram) inside the tunnel packets `out`,
+/// `outer` bytes of outer headers after Ethernet: each frame fits the 1500-byte link,
+/// each inner header's checksum holds, and the pieces put back together by offset are
+/// the datagram's IP payload.
+fn reassemble(case: &str, out: &[Vec<u8>], outer: usize) -> Vec<u8> {
+    let mut pieces = Vec::new();
+    for f in out {
+        assert!(f.len() <= 14 + 1500, "{case}: a {}-byte frame", f.len());
+        check_frame(f).unwrap_or_else(|e| panic!("{case}: outer: {e}"));
+        let inner = &f[14 + outer..];
+        let (h, rest) = etherparse::Ipv4Header::from_slice(inner)
+            .unwrap_or_else(|e| panic!("{case}: inner: {e}"));
+        assert_eq!(h.calc_header_checksum(), h.header_checksum, "{case}");
+        assert!(!h.dont_fragment, "{case}");
+        let data = &rest[..usize::from(h.total_len) - h.header_len()];
+        pieces.push((
+            usize::from(h.fragment_offset.byte_offset()),
+            h.more_fragments,
+            data.to_vec(),
+        ));
+    }
+    pieces.sort_by_key(|p| p.0);
+    let mut whole = Vec::new();
+    for (i, (off, more, data)) in pieces.iter().enumerate() {
+        assert_eq!(*off, whole.len(), "{case}: pieces {pieces:?}");
+        assert_eq!(*more, i + 1 < pieces.len(), "{case}: MF of piece {i}");
+        whole.extend_from_slice(data);
+    }
+    whole
+}
+
+/// `f` (IPv4 in Ethernet) with DF cleared: a datagram the client lets routers fragment.
+fn without_df(mut f: Vec<u8>) -> Vec<u8> {
+    f[20] &= !0x40;
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = tk::ipv4_header_checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// A client's IPv4 packet without DF that no longer fits the 1500-byte link once
+/// encapsulated is cut into fragments, each its own tunnel packet, as a router on the way
+/// would (IPVS's tunnel packet inherits the inner DF and the kernel fragments it): a
+/// 1500-byte datagram, and a 3000-byte one the client already fragmented to its link's
+/// 1500 bytes, reach the real server whole over each encapsulation instead of being dropped
+/// as `too_big` with nothing said to the client.
+#[test]
+fn a_packet_without_df_is_fragmented_to_fit_the_tunnel() {
+    let tunnels = [
+        (TunEncap::Ipip, 20),
+        (
+            TunEncap::Gue {
+                port: 6080,
+                checksum: true,
+                remcsum: false,
+            },
+            32,
+        ),
+        (TunEncap::Gre { checksum: true }, 28),
+    ];
+    for (tun, outer) in tunnels {
+        let case = format!("{tun:?}");
+        let mut lab = Lab::new(tun);
+        let data: Vec<u8> = (0..1472u32).map(|i| (i % 253) as u8).collect();
+        let whole = tk::udp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            ip(lab::CLIENT4),
+            41000,
+            ip(lab::VIP4),
+            53,
+            &data,
+        );
+        let whole = without_df(whole);
+        assert_eq!(whole.len(), 14 + 1500);
+        let [back, out] = lab.send(&whole);
+        assert!(back.is_empty(), "{case}: nothing goes back: {back:?}");
+        assert_eq!(out.len(), 2, "{case}: two fragments");
+        assert_eq!(reassemble(&case, &out, outer), whole[34..], "{case}");
+
+        // The client's own fragments of a larger datagram: each is cut again.
+        let data: Vec<u8> = (0..2972u32).map(|i| (i % 241) as u8).collect();
+        let big = tk::udp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            ip(lab::CLIENT4),
+            41001,
+            ip(lab::VIP4),
+            53,
+            &data,
+        );
+        let big = without_df(big);
+        let cut = uvs_wire::fragment::Cut::new(&big[14..], 1500).unwrap();
+        let mut frames = Vec::new();
+        for k in 1..cut.count() {
+            let mut f = big[..14].to_vec();
+            f.resize(14 + 1500, 0);
+            let n = cut.write_later(&big[14..], k, &mut f[14..]).unwrap();
+            f.truncate(14 + n);
+            frames.push(f);
+        }
+        let mut first = big.clone();
+        let n = cut.keep_first(&mut first[14..]);
+        first.truncate(14 + n);
+        frames.insert(0, first);
+        let mut sent = Vec::new();
+        for f in &frames {
+            let [back, out] = lab.send(f);
+            assert!(back.is_empty(), "{case}: nothing goes back");
+            sent.extend(out);
+        }
+        assert_eq!(sent.len(), 5, "{case}: 1500 + 1500 + 40 bytes → 2 + 2 + 1");
+        assert_eq!(reassemble(&case, &sent, outer), big[34..], "{case}");
+        let drops = lab.shared.counters[0].dropped(uvs_dataplane::DropReason::TooBig);
+        assert_eq!(drops, 0, "{case}");
+    }
+}

@@ -23,6 +23,7 @@ pub mod embedded;
 pub mod encap;
 mod error;
 pub mod ethernet;
+pub mod fragment;
 pub mod gre;
 pub mod gue;
 pub mod icmpv4;

@@ -217,7 +217,11 @@ pub(crate) fn forward_original<C: ConnView>(
 /// headers are added is not sent: the client is told the MTU left for it. A real server a
 /// reload removed has no `RealRt` any more; its remaining flows are sent with IPIP.
 #[cold]
-pub(crate) fn encapsulate(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, to: TunTo) -> Result<(), Verdict> {
+pub(crate) fn encapsulate(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    to: TunTo,
+) -> Result<(), Verdict> {
     let tables = ctx.tables;
     let TunTo {
         ref real,
@@ -250,8 +254,22 @@ pub(crate) fn encapsulate(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, to: TunTo) -> Res
     };
     let outer = if real.v6 { L3::V6 } else { L3::V4 };
     let hdr = (outer.header_len() + tunnel.header_len()) as u16;
-    if usize::from(p.ip_total_len) + usize::from(hdr) > usize::from(iface.mtu) {
-        return Err(too_big(tables, pkt, iface.mtu.saturating_sub(hdr)));
+    let (l3_off, l3) = (usize::from(p.l3_off), p.l3);
+    let room = iface.mtu.saturating_sub(hdr);
+    if p.ip_total_len > room {
+        // IPv4 without DF is cut into fragments that fit, as a router on the way would
+        // (IPVS's tunnel packet inherits DF and the kernel fragments it); the rest is told
+        // the path MTU.
+        let cut = match l3 {
+            L3::V4 => ctx
+                .pieces
+                .cut_v4(pkt.buf, pkt.len, l3_off, usize::from(room)),
+            L3::V6 => None,
+        };
+        match cut {
+            Some(n) => pkt.len = n,
+            None => return Err(too_big(tables, pkt, room)),
+        }
     }
     let o = Outer {
         src: outer_src,
@@ -259,11 +277,20 @@ pub(crate) fn encapsulate(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, to: TunTo) -> Res
         family: outer,
         ttl: 64,
     };
-    let (l3_off, l3) = (usize::from(p.l3_off), p.l3);
-    let n = uvs_wire::encap(pkt.buf, pkt.len, l3_off, l3, &o, tunnel)
-        .map_err(|_| Verdict::Drop(DropReason::TooBig))?;
+    let Ok(n) = uvs_wire::encap(pkt.buf, pkt.len, l3_off, l3, &o, tunnel) else {
+        ctx.pieces.clear();
+        return Err(Verdict::Drop(DropReason::TooBig));
+    };
     pkt.len = n;
     ctx.counters.tunnelled[tun.index()].add(1);
+    if !ctx.pieces.is_empty() {
+        let encap = |piece: &mut [u8], len| uvs_wire::encap(piece, len, l3_off, l3, &o, tunnel);
+        if ctx.pieces.for_each_mut(encap).is_err() {
+            ctx.pieces.clear();
+            return Err(Verdict::Drop(DropReason::TooBig));
+        }
+        ctx.counters.tunnelled[tun.index()].add(ctx.pieces.len() as u64);
+    }
     Ok(())
 }
 

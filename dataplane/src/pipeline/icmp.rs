@@ -220,7 +220,7 @@ fn inner_flow(frame: &[u8], e: &uvs_wire::Embedded, skip: usize, v6: bool) -> Op
 }
 
 pub(crate) fn forward_icmp_to_real(
-    ctx: &Ctx<'_>,
+    ctx: &mut Ctx<'_>,
     pkt: &mut Packet<'_>,
     real: Option<&RealRt>,
     c: &Conn,

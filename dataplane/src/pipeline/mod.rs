@@ -89,6 +89,9 @@ pub struct Ctx<'a> {
     pub fullnat_cursor: &'a mut u32,
     /// Which connection each recent fragmented datagram belongs to.
     pub frags: &'a mut crate::frag::FragTable,
+    /// The later fragments of the packet TUN is cutting to fit its tunnel; the worker
+    /// sends them after the packet's verdict.
+    pub pieces: &'a mut crate::frag::Pieces,
     /// The SYN proxy's cookie secret and splice table.
     pub proxy: &'a crate::synproxy::ProxyShared,
     /// The SYNs this worker sent to real servers for proxied connections.
