@@ -220,6 +220,8 @@ fn tunnel_overhead_counts_against_the_mtu() {
             other => panic!("{case}: {other:?}"),
         };
         assert_eq!(mtu, room, "{case}");
+        let too_big = lab.shared.counters[0].dropped(uvs_dataplane::DropReason::TooBig);
+        assert_eq!(too_big, 1, "{case}: counted as too_big");
     }
 }
 

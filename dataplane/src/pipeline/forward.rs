@@ -268,7 +268,7 @@ pub(crate) fn encapsulate(
         };
         match cut {
             Some(n) => pkt.len = n,
-            None => return Err(too_big(tables, pkt, room)),
+            None => return Err(too_big(ctx, pkt, room)),
         }
     }
     let o = Outer {
@@ -333,9 +333,11 @@ fn gue_src_port(p: &Parsed) -> u16 {
 
 /// The packet does not fit the tunnel: tell the sender the path MTU (ICMP fragmentation
 /// needed, RFC 1191 / ICMPv6 packet too big, RFC 8201) instead of dropping it silently.
-/// IPv4 packets without DF are not fragmented here: they are dropped and counted.
+/// The packet counts as a `too_big` drop either way (the frame carries the error back);
+/// IPv4 packets without DF are not fragmented here: they are only dropped.
 #[cold]
-pub(crate) fn too_big(tables: &Tables, pkt: &mut Packet<'_>, mtu: u16) -> Verdict {
+pub(crate) fn too_big(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, mtu: u16) -> Verdict {
+    let tables = ctx.tables;
     let Packet { buf, len, p } = pkt;
     let mut out = [0u8; 1400];
     let dont_frag = p.l3 == L3::V6
@@ -364,6 +366,7 @@ pub(crate) fn too_big(tables: &Tables, pkt: &mut Packet<'_>, mtu: u16) -> Verdic
             if let Some(iface) = tables.ifaces.get(usize::from(port)) {
                 buf[6..12].copy_from_slice(&iface.mac);
             }
+            ctx.counters.drop(DropReason::TooBig);
             Verdict::Forward(port)
         }
         _ => Verdict::Drop(DropReason::TooBig),
