@@ -427,22 +427,81 @@ fn round_robin_spreads_new_flows_and_flows_stick() {
     assert_eq!(o.payload, b"GET /");
 }
 
+/// A TCP segment of a flow uvs does not track (its entry expired, its real server went
+/// with `expire_nodest_conn`, uvsd restarted) is not forwarded, and the client is told at
+/// once with a RST from the VIP (RFC 9293 §3.10.7.1), as behind IPVS, where such a segment
+/// goes on to the director's own stack, which resets it; silently dropped, the client hung
+/// until its own timeout. A RST is never answered.
 #[test]
-fn tcp_without_syn_for_an_unknown_flow_is_dropped() {
-    let mut lab = Lab::new(Method::Nat);
-    let ack = tk::tcp(
-        lab::CLIENT_MAC,
-        lab::LB0_MAC,
-        client(false),
-        42000,
-        vip(false),
-        80,
-        tk::ACK,
-        b"",
-    );
-    let [a, b] = lab.send(0, &ack);
-    assert!(a.is_empty() && b.is_empty());
-    assert_eq!(lab.drops(DropReason::NotSyn), 1);
+fn tcp_without_syn_for_an_unknown_flow_is_reset() {
+    let fin = tk::Flags {
+        fin: true,
+        ..Default::default()
+    };
+    for method in [Method::Nat, Method::Dr, Method::FullNat] {
+        for v6 in [false, true] {
+            // (flags sent, payload) → (RST's seq, ack, ACK flag): RFC 9293's two cases.
+            let cases = [
+                (tk::ACK, &b"data"[..], (1, 0, false)),
+                (fin, &b""[..], (0, 1001, true)),
+            ];
+            for (flags, payload, (seq, ack, with_ack)) in cases {
+                let case = format!("{method:?} v6={v6} {flags:?}");
+                let mut lab = Lab::new(method);
+                let seg = tk::tcp(
+                    lab::CLIENT_MAC,
+                    lab::LB0_MAC,
+                    client(v6),
+                    42000,
+                    vip(v6),
+                    80,
+                    flags,
+                    payload,
+                );
+                let [back, out] = lab.send(0, &seg);
+                assert!(out.is_empty(), "{case}: nothing reaches a real server");
+                assert_eq!(lab.drops(DropReason::NotSyn), 1, "{case}");
+                let r = only(&back);
+                assert_eq!(
+                    (r.src_mac, r.dst_mac, r.src, r.sport, r.dst, r.dport),
+                    (
+                        lab::LB0_MAC,
+                        lab::CLIENT_MAC,
+                        vip(v6),
+                        80,
+                        client(v6),
+                        42000
+                    ),
+                    "{case}"
+                );
+                let s = etherparse::SlicedPacket::from_ethernet(&back[0]).unwrap();
+                let Some(etherparse::TransportSlice::Tcp(t)) = s.transport else {
+                    panic!("{case}: not TCP");
+                };
+                assert!(t.rst() && !t.syn() && !t.fin(), "{case}");
+                assert_eq!(
+                    (t.sequence_number(), t.acknowledgment_number(), t.ack()),
+                    (seq, ack, with_ack),
+                    "{case}"
+                );
+                assert!(t.payload().is_empty(), "{case}");
+                // The client's RST is not answered.
+                let rst = tk::tcp(
+                    lab::CLIENT_MAC,
+                    lab::LB0_MAC,
+                    client(v6),
+                    42000,
+                    vip(v6),
+                    80,
+                    tk::RST,
+                    b"",
+                );
+                let [back, out] = lab.send(0, &rst);
+                assert!(back.is_empty() && out.is_empty(), "{case}: a RST");
+                assert_eq!(lab.drops(DropReason::NotSyn), 2, "{case}");
+            }
+        }
+    }
 }
 
 #[test]

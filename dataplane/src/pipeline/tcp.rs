@@ -9,7 +9,7 @@ use uvs_conntrack::{tcp, Dir, FlowKey, Hit};
 use uvs_wire::{Frag, Parsed};
 
 use super::proto::L4Proto;
-use super::{conn_flags, l4_checksum, nat64, Ctx, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use super::{conn_flags, ip, l4_checksum, nat64, Ctx, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use crate::lifecycle;
 use crate::tables::{Method, ServiceRt};
 use crate::verdict::{DropReason, Verdict};
@@ -54,7 +54,7 @@ impl L4Proto for Tcp {
         if f & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN {
             let mid_flow = f & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK;
             if !(mid_flow && svc.sched.kind().takes_hash_flags()) {
-                return Err(Verdict::Drop(DropReason::NotSyn));
+                return Err(reset_untracked(ctx, pkt));
             }
             ctx.counters.hash_adopted.add(1);
         }
@@ -153,4 +153,63 @@ pub(crate) fn nat64_reply(ctx: &Ctx<'_>, key: &FlowKey) -> Option<Hit> {
         return None;
     }
     nat64::lookup_reply(ctx, key)
+}
+
+/// A segment of a connection uvs does not track (its entry expired, its real server went
+/// with `expire_nodest_conn`, uvsd restarted): dropped and counted as `tcp_not_syn`, and
+/// answered with a RST from the VIP (RFC 9293 §3.10.7.1), back to the sender's MAC as
+/// `forward::too_big` answers, so the client learns at once. Behind IPVS such a segment
+/// goes on to the director's own stack, which holds the VIP and resets it. A RST, a
+/// fragment or a segment whose header does not parse is only dropped.
+#[cold]
+fn reset_untracked(ctx: &Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
+    let drop = Verdict::Drop(DropReason::NotSyn);
+    let p = pkt.p;
+    let f = p.tcp_flags;
+    if f & TCP_RST != 0 || p.is_fragment() {
+        return drop;
+    }
+    let Ok(t) = uvs_wire::tcp_fields(pkt.frame(), &p) else {
+        return drop;
+    };
+    let v6 = p.l3 == uvs_wire::L3::V6;
+    let (src, dst) = p.addrs_in(pkt.frame());
+    let Some((port, _)) = ctx.tables.route(&ip(v6, src)) else {
+        return drop;
+    };
+    let Some(iface) = ctx.tables.ifaces.get(usize::from(port)) else {
+        return drop;
+    };
+    let (seq, ack, flags) = if f & TCP_ACK != 0 {
+        (t.ack, 0, uvs_wire::tcp::flags::RST)
+    } else {
+        let len = t.payload_len as u32 + u32::from(f & TCP_SYN != 0) + u32::from(f & TCP_FIN != 0);
+        (
+            0,
+            t.seq.wrapping_add(len),
+            uvs_wire::tcp::flags::RST | uvs_wire::tcp::flags::ACK,
+        )
+    };
+    let seg = uvs_wire::Segment {
+        src: dst,
+        dst: src,
+        ttl: uvs_wire::build::DEFAULT_TTL,
+        sport: p.dport,
+        dport: p.sport,
+        seq,
+        ack,
+        flags,
+        window: 0,
+        options: &[],
+    };
+    let mut sender = [0u8; 6];
+    sender.copy_from_slice(&pkt.buf[6..12]);
+    let Some(n) = uvs_wire::write_segment(pkt.buf, usize::from(p.l3_off), p.l3, &seg) else {
+        return drop;
+    };
+    pkt.len = n;
+    pkt.buf[..6].copy_from_slice(&sender);
+    pkt.buf[6..12].copy_from_slice(&iface.mac);
+    ctx.counters.drop(DropReason::NotSyn);
+    Verdict::Forward(port)
 }
