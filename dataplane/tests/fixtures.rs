@@ -1350,3 +1350,138 @@ fn a_reply_tuple_held_by_a_closing_connection_is_retired() {
         assert_eq!(only(&back).src, vip2, "{case}");
     }
 }
+
+/// `f` (Ethernet + IP) with TTL / hop limit `ttl`.
+fn with_ttl(mut f: Vec<u8>, ttl: u8) -> Vec<u8> {
+    if f[12..14] == [0x86, 0xdd] {
+        f[14 + 7] = ttl;
+    } else {
+        f[14 + 8] = ttl;
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = tk::ipv4_header_checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+    f
+}
+
+/// The ICMP time exceeded in `frame` (sent back out of `port`'s side): its source address
+/// and the quoted packet's destination.
+fn time_exceeded(case: &str, frame: &[u8]) -> (IpAddr, IpAddr, IpAddr) {
+    let s = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
+    let (src, dst) = match &s.net {
+        Some(etherparse::NetSlice::Ipv4(h)) => (
+            IpAddr::V4(h.header().source_addr()),
+            IpAddr::V4(h.header().destination_addr()),
+        ),
+        Some(etherparse::NetSlice::Ipv6(h)) => (
+            IpAddr::V6(h.header().source_addr()),
+            IpAddr::V6(h.header().destination_addr()),
+        ),
+        other => panic!("{case}: {other:?}"),
+    };
+    let quoted = match s.transport {
+        Some(etherparse::TransportSlice::Icmpv4(i)) => {
+            assert!(
+                matches!(
+                    i.icmp_type(),
+                    etherparse::Icmpv4Type::TimeExceeded(
+                        etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit
+                    )
+                ),
+                "{case}: {:?}",
+                i.icmp_type()
+            );
+            let (h, _) = etherparse::Ipv4Header::from_slice(i.payload()).unwrap();
+            IpAddr::V4(h.destination.into())
+        }
+        Some(etherparse::TransportSlice::Icmpv6(i)) => {
+            assert!(
+                matches!(
+                    i.icmp_type(),
+                    etherparse::Icmpv6Type::TimeExceeded(
+                        etherparse::icmpv6::TimeExceededCode::HopLimitExceeded
+                    )
+                ),
+                "{case}: {:?}",
+                i.icmp_type()
+            );
+            let (h, _) = etherparse::Ipv6Header::from_slice(i.payload()).unwrap();
+            IpAddr::V6(h.destination.into())
+        }
+        other => panic!("{case}: not ICMP: {other:?}"),
+    };
+    check_frame(frame).unwrap_or_else(|e| panic!("{case}: {e}"));
+    (src, dst, quoted)
+}
+
+/// A packet whose TTL runs out at uvs is answered with ICMP time exceeded, as a router
+/// (and IPVS, whose `decrement_ttl` sends it) does: traceroute and mtr through a VIP show
+/// the balancer's hop instead of `* * *`. From the VIP for the client's packets, from the
+/// address the reply was sent to (FullNAT's pool) or uvs's own on that link (NAT) for a
+/// real server's. Still counted as `ttl_exceeded`.
+#[test]
+fn ttl_running_out_is_answered_with_time_exceeded() {
+    for method in [Method::Nat, Method::FullNat] {
+        for v6 in [false, true] {
+            for tcp in [true, false] {
+                let case = format!("{method:?} v6={v6} tcp={tcp}");
+                let mut lab = Lab::new(method);
+                let [back, out] = lab.send(0, &with_ttl(first_packet(v6, tcp, 40100), 1));
+                assert!(out.is_empty(), "{case}: nothing forwarded");
+                assert_eq!(lab.drops(DropReason::TtlExceeded), 1, "{case}");
+                let (src, dst, quoted) = time_exceeded(&case, &only_frame(&back));
+                assert_eq!((src, dst, quoted), (vip(v6), client(v6), vip(v6)), "{case}");
+
+                // The connection is open (a later packet with room goes through); its real
+                // server's reply runs out too.
+                let [_, out] = lab.send(0, &first_packet(v6, tcp, 40100));
+                let o = only(&out);
+                let port = o.dport;
+                let reply = if tcp {
+                    tk::tcp(
+                        lab::real_mac(1),
+                        lab::LB1_MAC,
+                        o.dst,
+                        port,
+                        o.src,
+                        o.sport,
+                        tk::SYN_ACK,
+                        b"",
+                    )
+                } else {
+                    tk::udp(
+                        lab::real_mac(1),
+                        lab::LB1_MAC,
+                        o.dst,
+                        port,
+                        o.src,
+                        o.sport,
+                        b"a",
+                    )
+                };
+                let [to_client, back] = lab.send(1, &with_ttl(reply, 1));
+                assert!(to_client.is_empty(), "{case}");
+                assert_eq!(lab.drops(DropReason::TtlExceeded), 2, "{case}");
+                let (src, dst, quoted) = time_exceeded(&case, &only_frame(&back));
+                let ours = if method == Method::FullNat {
+                    pool(v6)
+                } else if v6 {
+                    a("2001:2:0:1::3")
+                } else {
+                    a("198.18.1.3")
+                };
+                assert_eq!((src, dst, quoted), (ours, real(1, v6), o.src), "{case}");
+            }
+        }
+    }
+}
+
+fn only_frame(out: &[Vec<u8>]) -> Vec<u8> {
+    assert_eq!(
+        out.len(),
+        1,
+        "expected exactly one frame, got {}",
+        out.len()
+    );
+    out[0].clone()
+}

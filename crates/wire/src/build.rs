@@ -339,6 +339,37 @@ pub fn icmpv4_frag_needed(
     mtu: u16,
     out: &mut [u8],
 ) -> Result<usize, BuildError> {
+    icmpv4_error(offending, p, our_ip, out, |data| {
+        Icmpv4Repr::DstUnreachable {
+            code: unreach_code::FRAG_NEEDED,
+            next_hop_mtu: mtu,
+            data,
+        }
+    })
+}
+
+/// ICMP time exceeded, TTL exceeded in transit (type 11 code 0, RFC 792), from `our_ip` to
+/// the sender of `offending`, quoting as `icmpv4_frag_needed` does.
+pub fn icmpv4_time_exceeded(
+    offending: &[u8],
+    p: &Parsed,
+    our_ip: [u8; 4],
+    out: &mut [u8],
+) -> Result<usize, BuildError> {
+    icmpv4_error(offending, p, our_ip, out, |data| Icmpv4Repr::TimeExceeded {
+        code: 0,
+        data,
+    })
+}
+
+/// An ICMP error `msg` (given the quoted bytes) from `our_ip` to the sender of `offending`.
+fn icmpv4_error<'a>(
+    offending: &'a [u8],
+    p: &Parsed,
+    our_ip: [u8; 4],
+    out: &mut [u8],
+    msg: impl FnOnce(&'a [u8]) -> Icmpv4Repr<'a>,
+) -> Result<usize, BuildError> {
     if p.l3 != L3::V4 || must_not_answer(offending, p) {
         return Err(BuildError::NotApplicable);
     }
@@ -350,12 +381,7 @@ pub fn icmpv4_frag_needed(
         .get(usize::from(p.l3_off)..end)
         .ok_or(BuildError::NotApplicable)?;
     let h = eth(out, e.dst_addr(), e.src_addr(), ethertype::IPV4, l2.vlan)?;
-    let msg = Icmpv4Repr::DstUnreachable {
-        code: unreach_code::FRAG_NEEDED,
-        next_hop_mtu: mtu,
-        data,
-    };
-    ipv4_icmp(out, h, our_ip, p.src_v4(), &msg)
+    ipv4_icmp(out, h, our_ip, p.src_v4(), &msg(data))
 }
 
 /// ICMPv6 packet too big (RFC 4443 §3.2) from `our_ip` to the sender of `offending`, quoting
@@ -366,6 +392,35 @@ pub fn icmpv6_packet_too_big(
     our_ip: &[u8; 16],
     mtu: u32,
     out: &mut [u8],
+) -> Result<usize, BuildError> {
+    icmpv6_error(offending, p, our_ip, out, |data| Icmpv6Repr::PacketTooBig {
+        mtu,
+        data,
+    })
+}
+
+/// ICMPv6 time exceeded, hop limit exceeded in transit (type 3 code 0, RFC 4443 §3.3),
+/// from `our_ip` to the sender of `offending`, quoting as `icmpv6_packet_too_big` does.
+pub fn icmpv6_time_exceeded(
+    offending: &[u8],
+    p: &Parsed,
+    our_ip: &[u8; 16],
+    out: &mut [u8],
+) -> Result<usize, BuildError> {
+    icmpv6_error(offending, p, our_ip, out, |data| Icmpv6Repr::TimeExceeded {
+        code: 0,
+        data,
+    })
+}
+
+/// An ICMPv6 error `msg` (given the quoted bytes) from `our_ip` to the sender of
+/// `offending`.
+fn icmpv6_error<'a>(
+    offending: &'a [u8],
+    p: &Parsed,
+    our_ip: &[u8; 16],
+    out: &mut [u8],
+    msg: impl FnOnce(&'a [u8]) -> Icmpv6Repr<'a>,
 ) -> Result<usize, BuildError> {
     if p.l3 != L3::V6 || must_not_answer(offending, p) {
         return Err(BuildError::NotApplicable);
@@ -378,6 +433,5 @@ pub fn icmpv6_packet_too_big(
         .get(usize::from(p.l3_off)..end)
         .ok_or(BuildError::NotApplicable)?;
     let h = eth(out, e.dst_addr(), e.src_addr(), ethertype::IPV6, l2.vlan)?;
-    let msg = Icmpv6Repr::PacketTooBig { mtu, data };
-    ipv6_icmp(out, h, our_ip, &p.src, DEFAULT_TTL, &msg)
+    ipv6_icmp(out, h, our_ip, &p.src, DEFAULT_TTL, &msg(data))
 }

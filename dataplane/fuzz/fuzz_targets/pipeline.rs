@@ -4,8 +4,9 @@
 //!
 //! - forwarded: one transmission counted, no drop; or, cut by TUN into fragments that fit
 //!   its tunnel (`frag::Pieces`), one transmission per fragment;
-//! - dropped: exactly one drop reason counted once, nothing transmitted; or, as `too_big`
-//!   or `tcp_not_syn`, with the ICMP error or RST that tells the sender transmitted;
+//! - dropped: exactly one drop reason counted once, nothing transmitted; or, as `too_big`,
+//!   `ttl_exceeded` or `tcp_not_syn`, with the ICMP error or RST that tells the sender
+//!   transmitted;
 //! - slow path: counted as such, plus at most one reply transmitted or one counted drop;
 //! - held for a neighbour (nothing counted yet): it is released or dropped as
 //!   `neighbour_unresolved` once the requests run out (once per fragment of a cut one),
@@ -111,12 +112,16 @@ fuzz_target!(|data: &[u8]| {
             (0, 0, 1) => {}
             // Cut into fragments that fit the tunnel.
             (0, t, 0) if (2..=1 + MAX_PIECES).contains(&(t as usize)) => {}
-            // Dropped and its sender told why: too big for the tunnel (ICMP), or a TCP
-            // segment of no tracked connection (RST).
+            // Dropped and its sender told why: too big for the tunnel or its TTL ran out
+            // (ICMP), or a TCP segment of no tracked connection (RST).
             (0, 1, 1)
-                if [DropReason::TooBig, DropReason::NotSyn]
-                    .iter()
-                    .any(|r| named(&drops) == [(DropReason::name_of(r.index()), 1)]) => {}
+                if [
+                    DropReason::TooBig,
+                    DropReason::TtlExceeded,
+                    DropReason::NotSyn,
+                ]
+                .iter()
+                .any(|r| named(&drops) == [(DropReason::name_of(r.index()), 1)]) => {}
             // The slow path answered, had nothing to answer, or dropped it (one reason).
             (1, t, d) if t + d <= 1 => {}
             // Held for its next hop's address: nothing answers the requests, so it must end

@@ -182,7 +182,7 @@ pub(crate) fn forward_original<C: ConnView>(
                 src_port: full.then(|| conn.reply_dport()),
             };
             if !uvs_wire::nat(buf, p, &n) {
-                return Verdict::Drop(DropReason::TtlExceeded);
+                return ttl_exceeded(ctx, pkt, true);
             }
         }
         // DR: the real server holds the VIP; only the destination MAC changes (below).
@@ -337,39 +337,89 @@ fn gue_src_port(p: &Parsed) -> u16 {
 /// IPv4 packets without DF are not fragmented here: they are only dropped.
 #[cold]
 pub(crate) fn too_big(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, mtu: u16) -> Verdict {
-    let tables = ctx.tables;
-    let Packet { buf, len, p } = pkt;
-    let mut out = [0u8; 1400];
-    let dont_frag = p.l3 == L3::V6
-        || buf
-            .get(usize::from(p.l3_off) + 6)
+    let dont_frag = pkt.p.l3 == L3::V6
+        || pkt
+            .buf
+            .get(usize::from(pkt.p.l3_off) + 6)
             .is_some_and(|b| b & 0x40 != 0);
     if !dont_frag {
         return Verdict::Drop(DropReason::TooBig);
     }
-    // Reply from the VIP the client was talking to, out of the port it came in on.
+    // From the VIP the client was talking to.
+    answer_error(ctx, pkt, DropReason::TooBig, |frame, p, _, out| {
+        if p.l3 == L3::V6 {
+            let mtu = u32::from(mtu.max(1280));
+            uvs_wire::build::icmpv6_packet_too_big(frame, p, &p.dst, mtu, out)
+        } else {
+            uvs_wire::build::icmpv4_frag_needed(frame, p, v4(&p.dst), mtu.max(68), out)
+        }
+    })
+}
+
+/// The packet's TTL (hop limit) ran out here: dropped as `ttl_exceeded` and, as a router
+/// and IPVS (`decrement_ttl`) do, its sender is sent ICMP time exceeded, from the
+/// packet's destination when uvs owns it (`to_us`: a VIP, a FullNAT pool address), else
+/// from uvs's own address on the link back to the sender.
+#[cold]
+pub(crate) fn ttl_exceeded(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, to_us: bool) -> Verdict {
+    answer_error(ctx, pkt, DropReason::TtlExceeded, |frame, p, iface, out| {
+        let no = Err(uvs_wire::build::BuildError::NotApplicable);
+        if p.l3 == L3::V6 {
+            let Some(ours) = (if to_us { Some(p.dst) } else { iface.local6 }) else {
+                return no;
+            };
+            uvs_wire::build::icmpv6_time_exceeded(frame, p, &ours, out)
+        } else {
+            let Some(ours) = (if to_us {
+                Some(v4(&p.dst))
+            } else {
+                iface.local4
+            }) else {
+                return no;
+            };
+            uvs_wire::build::icmpv4_time_exceeded(frame, p, ours, out)
+        }
+    })
+}
+
+fn v4(a: &[u8; 16]) -> [u8; 4] {
+    [a[0], a[1], a[2], a[3]]
+}
+
+/// Drops the packet as `reason` and sends its sender the ICMP error `build` writes about
+/// it (given the frame, its parse and the interface back to the sender), to the sender's
+/// MAC out of the port towards its source address; when none can be sent (the packet is
+/// an ICMP error or a later fragment, no route back) it is only dropped.
+#[cold]
+fn answer_error(
+    ctx: &Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    reason: DropReason,
+    build: impl FnOnce(
+        &[u8],
+        &Parsed,
+        &crate::tables::IfaceRt,
+        &mut [u8],
+    ) -> Result<usize, uvs_wire::build::BuildError>,
+) -> Verdict {
+    let tables = ctx.tables;
+    let Packet { buf, len, p } = pkt;
     let Some((port, _)) = tables.route(&ip(p.l3 == L3::V6, p.src)) else {
         return Verdict::Drop(DropReason::NoRoute);
     };
-    let frame = &buf[..*len];
-    let built = if p.l3 == L3::V6 {
-        uvs_wire::build::icmpv6_packet_too_big(frame, p, &p.dst, u32::from(mtu.max(1280)), &mut out)
-    } else {
-        let mut vip = [0u8; 4];
-        vip.copy_from_slice(&p.dst[..4]);
-        uvs_wire::build::icmpv4_frag_needed(frame, p, vip, mtu.max(68), &mut out)
+    let Some(iface) = tables.ifaces.get(usize::from(port)) else {
+        return Verdict::Drop(DropReason::NoRoute);
     };
-    match built {
+    let mut out = [0u8; 1400];
+    match build(&buf[..*len], p, iface, &mut out) {
         Ok(n) if n <= buf.len() => {
             buf[..n].copy_from_slice(&out[..n]);
             *len = n;
-            if let Some(iface) = tables.ifaces.get(usize::from(port)) {
-                buf[6..12].copy_from_slice(&iface.mac);
-            }
-            ctx.counters.drop(DropReason::TooBig);
+            buf[6..12].copy_from_slice(&iface.mac);
+            ctx.counters.drop(reason);
             Verdict::Forward(port)
         }
-        _ => Verdict::Drop(DropReason::TooBig),
+        _ => Verdict::Drop(reason),
     }
 }
 
@@ -407,7 +457,7 @@ pub(crate) fn forward_reply<C: ConnView>(
         dst_port: full.then(|| conn.orig_sport()),
     };
     if !uvs_wire::nat(buf, p, &n) {
-        return Verdict::Drop(DropReason::TtlExceeded);
+        return ttl_exceeded(ctx, pkt, full);
     }
     account(ctx.worker, svc, real, bytes, false);
     let client = ip(conn.v6(), *client_addr);

@@ -88,7 +88,7 @@ pub(crate) fn to_real(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Flow<'_>) -
         return Verdict::Drop(DropReason::NoRoute);
     };
     if !uvs_wire::decrement_ttl(buf, p) {
-        return Verdict::Drop(DropReason::TtlExceeded);
+        return ttl_exceeded(ctx, pkt, true);
     }
     let bytes = *len as u64;
     let t = Tuple {
@@ -129,7 +129,7 @@ pub(crate) fn to_client(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Flow<'_>)
     }
     let Packet { buf, len, p } = pkt;
     if !uvs_wire::decrement_ttl(buf, p) {
-        return Verdict::Drop(DropReason::TtlExceeded);
+        return ttl_exceeded(ctx, pkt, true);
     }
     let bytes = *len as u64;
     let t = Tuple {
