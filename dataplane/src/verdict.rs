@@ -104,9 +104,10 @@ drop_reasons! {
     InvalidEntry => "conn_entry_invalid",
     /// No route to the next hop.
     NoRoute => "no_route",
-    /// The TTL / hop limit ran out.
+    /// The TTL / hop limit ran out (ICMP time exceeded sent when it may be).
     TtlExceeded => "ttl_exceeded",
-    /// The encapsulated packet would exceed the egress MTU (an ICMP error was sent).
+    /// The packet (with TUN, once encapsulated) would exceed the egress MTU and may not
+    /// be fragmented (fragmentation needed / packet too big sent when it may be).
     TooBig => "too_big",
     /// The neighbour could not be resolved or its queue was full.
     NeighbourUnresolved => "neighbour_unresolved",

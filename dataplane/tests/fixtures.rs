@@ -1485,3 +1485,177 @@ fn only_frame(out: &[Vec<u8>]) -> Vec<u8> {
     );
     out[0].clone()
 }
+
+/// IPv4 fragments (Ethernet frames) put back together as one frame, for `check_frame`.
+fn reassembled(case: &str, frags: &[Vec<u8>]) -> Vec<u8> {
+    let mut parts: Vec<(usize, bool, Vec<u8>)> = frags
+        .iter()
+        .map(|f| {
+            assert!(f.len() <= 14 + 1280, "{case}: a {}-byte frame", f.len());
+            let (h, rest) = etherparse::Ipv4Header::from_slice(&f[14..]).unwrap();
+            assert_eq!(h.calc_header_checksum(), h.header_checksum, "{case}");
+            let data = rest[..usize::from(h.total_len) - h.header_len()].to_vec();
+            (
+                usize::from(h.fragment_offset.byte_offset()),
+                h.more_fragments,
+                data,
+            )
+        })
+        .collect();
+    parts.sort_by_key(|p| p.0);
+    let mut data = Vec::new();
+    for (i, (off, more, d)) in parts.iter().enumerate() {
+        assert_eq!(*off, data.len(), "{case}");
+        assert_eq!(*more, i + 1 < parts.len(), "{case}");
+        data.extend_from_slice(d);
+    }
+    let mut f = frags[0][..34].to_vec();
+    let total = (20 + data.len()) as u16;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[20..22].copy_from_slice(&[0, 0]);
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = tk::ipv4_header_checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&data);
+    f
+}
+
+/// The fragmentation needed / packet too big in `frame`: (its source, destination, the
+/// MTU it gives, the quoted packet's destination).
+fn too_big_error(case: &str, frame: &[u8]) -> (IpAddr, IpAddr, u32, IpAddr) {
+    check_frame(frame).unwrap_or_else(|e| panic!("{case}: {e}"));
+    let s = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
+    let (src, dst) = match &s.net {
+        Some(etherparse::NetSlice::Ipv4(h)) => (
+            IpAddr::V4(h.header().source_addr()),
+            IpAddr::V4(h.header().destination_addr()),
+        ),
+        Some(etherparse::NetSlice::Ipv6(h)) => (
+            IpAddr::V6(h.header().source_addr()),
+            IpAddr::V6(h.header().destination_addr()),
+        ),
+        other => panic!("{case}: {other:?}"),
+    };
+    match s.transport {
+        Some(etherparse::TransportSlice::Icmpv4(i)) => match i.icmp_type() {
+            etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu },
+            ) => {
+                let (h, _) = etherparse::Ipv4Header::from_slice(i.payload()).unwrap();
+                (
+                    src,
+                    dst,
+                    u32::from(next_hop_mtu),
+                    IpAddr::V4(h.destination.into()),
+                )
+            }
+            t => panic!("{case}: {t:?}"),
+        },
+        Some(etherparse::TransportSlice::Icmpv6(i)) => match i.icmp_type() {
+            etherparse::Icmpv6Type::PacketTooBig { mtu } => {
+                let (h, _) = etherparse::Ipv6Header::from_slice(i.payload()).unwrap();
+                (src, dst, mtu, IpAddr::V6(h.destination.into()))
+            }
+            t => panic!("{case}: {t:?}"),
+        },
+        other => panic!("{case}: not ICMP: {other:?}"),
+    }
+}
+
+/// A packet larger than the link it leaves on (the links' MTUs differ: jumbo frames on the
+/// servers' side, a tunnel or VLAN on the clients') is handled as a router, and IPVS's
+/// kernel, handle it: an IPv4 one without DF is cut into fragments that fit, one with DF
+/// or an IPv6 one is refused with fragmentation needed / packet too big carrying the
+/// link's MTU (so the sender's path-MTU discovery adapts), counted as `too_big`. Before,
+/// uvs sent it whole and the link dropped it, counted nowhere, nothing said to anyone.
+/// Both directions: a real server's reply to a client link of 1280 bytes, a client's
+/// request to a server link of 1280.
+#[test]
+fn a_packet_too_big_for_its_egress_link_is_fragmented_or_refused() {
+    for method in [Method::Nat, Method::FullNat, Method::Dr] {
+        for v6 in [false, true] {
+            for df in [true, false] {
+                if v6 && !df {
+                    continue; // IPv6 is never fragmented on the way.
+                }
+                for to_client in [true, false] {
+                    if method == Method::Dr && to_client {
+                        continue; // DR replies do not pass through uvs.
+                    }
+                    let case = format!("{method:?} v6={v6} df={df} to_client={to_client}");
+                    let mut spec = lab::spec(method, SchedulerKind::Rr, 1);
+                    spec.ifaces[if to_client { 0 } else { 1 }].mtu = 1280;
+                    let mut lab = Lab::with_spec(spec, 1024);
+                    let set_df = |mut f: Vec<u8>| {
+                        if !v6 {
+                            if df {
+                                f[20] |= 0x40;
+                            } else {
+                                f[20] &= !0x40;
+                            }
+                            f[24..26].copy_from_slice(&[0, 0]);
+                            let c = tk::ipv4_header_checksum(&f[14..34]);
+                            f[24..26].copy_from_slice(&c.to_be_bytes());
+                        }
+                        f
+                    };
+                    let big = vec![5u8; 1400];
+                    let request = |payload: &[u8]| {
+                        set_df(tk::udp(
+                            lab::CLIENT_MAC,
+                            lab::LB0_MAC,
+                            client(v6),
+                            40200,
+                            vip(v6),
+                            53,
+                            payload,
+                        ))
+                    };
+                    let (frame, from_port) = if to_client {
+                        let [_, out] = lab.send(0, &request(b"q"));
+                        let o = only(&out);
+                        let reply = set_df(tk::udp(
+                            lab::real_mac(1),
+                            lab::LB1_MAC,
+                            o.dst,
+                            o.dport,
+                            o.src,
+                            o.sport,
+                            &big,
+                        ));
+                        (reply, 1)
+                    } else {
+                        (request(&big), 0)
+                    };
+                    let sent = lab.send(from_port, &frame);
+                    let (back, on) = (&sent[from_port], &sent[1 - from_port]);
+                    if df {
+                        assert!(on.is_empty(), "{case}: nothing oversized is sent");
+                        assert_eq!(lab.drops(DropReason::TooBig), 1, "{case}");
+                        // From the VIP to the client; to the real server from the address
+                        // its reply went to when uvs owns it (FullNAT's pool), else from
+                        // uvs's own on that link. It quotes the packet as it was sent.
+                        let expected = if from_port == 0 {
+                            (vip(v6), client(v6), 1280, vip(v6))
+                        } else {
+                            match (method, v6) {
+                                (Method::FullNat, _) => (pool(v6), real(1, v6), 1280, pool(v6)),
+                                (_, true) => (a("2001:2:0:1::3"), real(1, v6), 1280, client(v6)),
+                                (_, false) => (a("198.18.1.3"), real(1, v6), 1280, client(v6)),
+                            }
+                        };
+                        let got = too_big_error(&case, &only_frame(back));
+                        assert_eq!(got, expected, "{case}");
+                    } else {
+                        assert!(back.is_empty(), "{case}: nothing goes back");
+                        assert_eq!(on.len(), 2, "{case}: two fragments");
+                        let whole = reassembled(&case, on);
+                        let s = check_frame(&whole).unwrap_or_else(|e| panic!("{case}: {e}"));
+                        assert_eq!(s.payload, big, "{case}");
+                        assert_eq!(lab.drops(DropReason::TooBig), 0, "{case}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -168,6 +168,14 @@ pub(crate) fn forward_original<C: ConnView>(
             None => return Verdict::Drop(DropReason::NoRoute),
         },
     };
+    // NAT, FullNAT and DR send the packet on as it is (TUN checks with its headers).
+    let cut = match method {
+        Method::Tun => None,
+        _ => match fits(ctx, pkt, egress, true) {
+            Ok(cut) => cut,
+            Err(v) => return v,
+        },
+    };
     match method {
         Method::Nat | Method::FullNat => {
             let Packet { buf, p, .. } = pkt;
@@ -191,6 +199,11 @@ pub(crate) fn forward_original<C: ConnView>(
             if let Err(v) = encapsulate(ctx, pkt, TunTo::new(real, real_addr, egress)) {
                 return v;
             }
+        }
+    }
+    if let Some(mtu) = cut {
+        if let Err(v) = cut_to_fit(ctx, pkt, mtu) {
+            return v;
         }
     }
     account(ctx.worker, svc, real, bytes, true);
@@ -268,7 +281,7 @@ pub(crate) fn encapsulate(
         };
         match cut {
             Some(n) => pkt.len = n,
-            None => return Err(too_big(ctx, pkt, room)),
+            None => return Err(too_big(ctx, pkt, room, true)),
         }
     }
     let o = Outer {
@@ -335,25 +348,40 @@ fn gue_src_port(p: &Parsed) -> u16 {
 /// needed, RFC 1191 / ICMPv6 packet too big, RFC 8201) instead of dropping it silently.
 /// The packet counts as a `too_big` drop either way (the frame carries the error back);
 /// IPv4 packets without DF are not fragmented here: they are only dropped.
+/// From the address the packet was sent to when uvs owns it (`to_us`: the VIP, a FullNAT
+/// pool address), as [`ttl_exceeded`].
 #[cold]
-pub(crate) fn too_big(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, mtu: u16) -> Verdict {
-    let dont_frag = pkt.p.l3 == L3::V6
-        || pkt
-            .buf
-            .get(usize::from(pkt.p.l3_off) + 6)
-            .is_some_and(|b| b & 0x40 != 0);
-    if !dont_frag {
+pub(crate) fn too_big(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, mtu: u16, to_us: bool) -> Verdict {
+    if may_fragment(pkt) {
         return Verdict::Drop(DropReason::TooBig);
     }
-    // From the VIP the client was talking to.
-    answer_error(ctx, pkt, DropReason::TooBig, |frame, p, _, out| {
+    answer_error(ctx, pkt, DropReason::TooBig, |frame, p, iface, out| {
+        let Some(ours) = our_addr(p, iface, to_us) else {
+            return Err(uvs_wire::build::BuildError::NotApplicable);
+        };
         if p.l3 == L3::V6 {
             let mtu = u32::from(mtu.max(1280));
-            uvs_wire::build::icmpv6_packet_too_big(frame, p, &p.dst, mtu, out)
+            uvs_wire::build::icmpv6_packet_too_big(frame, p, &ours, mtu, out)
         } else {
-            uvs_wire::build::icmpv4_frag_needed(frame, p, v4(&p.dst), mtu.max(68), out)
+            uvs_wire::build::icmpv4_frag_needed(frame, p, v4(&ours), mtu.max(68), out)
         }
     })
+}
+
+/// The address an ICMP error about `p` comes from: its destination when uvs owns it
+/// (`to_us`), else uvs's own address on the link back to its sender.
+fn our_addr(p: &Parsed, iface: &crate::tables::IfaceRt, to_us: bool) -> Option<[u8; 16]> {
+    if to_us {
+        Some(p.dst)
+    } else if p.l3 == L3::V6 {
+        iface.local6
+    } else {
+        iface.local4.map(|a| {
+            let mut x = [0; 16];
+            x[..4].copy_from_slice(&a);
+            x
+        })
+    }
 }
 
 /// The packet's TTL (hop limit) ran out here: dropped as `ttl_exceeded` and, as a router
@@ -363,21 +391,13 @@ pub(crate) fn too_big(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, mtu: u16) -> Verdict 
 #[cold]
 pub(crate) fn ttl_exceeded(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, to_us: bool) -> Verdict {
     answer_error(ctx, pkt, DropReason::TtlExceeded, |frame, p, iface, out| {
-        let no = Err(uvs_wire::build::BuildError::NotApplicable);
+        let Some(ours) = our_addr(p, iface, to_us) else {
+            return Err(uvs_wire::build::BuildError::NotApplicable);
+        };
         if p.l3 == L3::V6 {
-            let Some(ours) = (if to_us { Some(p.dst) } else { iface.local6 }) else {
-                return no;
-            };
             uvs_wire::build::icmpv6_time_exceeded(frame, p, &ours, out)
         } else {
-            let Some(ours) = (if to_us {
-                Some(v4(&p.dst))
-            } else {
-                iface.local4
-            }) else {
-                return no;
-            };
-            uvs_wire::build::icmpv4_time_exceeded(frame, p, ours, out)
+            uvs_wire::build::icmpv4_time_exceeded(frame, p, v4(&ours), out)
         }
     })
 }
@@ -445,10 +465,18 @@ pub(crate) fn forward_reply<C: ConnView>(
         let conn = &conn.conn();
         return nat64::to_client(ctx, pkt, Flow { svc, real, conn });
     }
-    let Packet { buf, p, .. } = pkt;
     let vport = conn.orig_dport();
     let client_addr = conn.orig_src();
     let full = method == Method::FullNat;
+    let client = ip(conn.v6(), *client_addr);
+    let Some((port, hop)) = tables.route(&client) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    let cut = match fits(ctx, pkt, port, full) {
+        Ok(cut) => cut,
+        Err(v) => return v,
+    };
+    let Packet { buf, p, .. } = pkt;
     // As in `forward_original`.
     let n = uvs_wire::NatFields {
         src_addr: Some(conn.orig_dst()),
@@ -459,12 +487,72 @@ pub(crate) fn forward_reply<C: ConnView>(
     if !uvs_wire::nat(buf, p, &n) {
         return ttl_exceeded(ctx, pkt, full);
     }
+    if let Some(mtu) = cut {
+        if let Err(v) = cut_to_fit(ctx, pkt, mtu) {
+            return v;
+        }
+    }
     account(ctx.worker, svc, real, bytes, false);
-    let client = ip(conn.v6(), *client_addr);
-    let Some((port, hop)) = tables.route(&client) else {
-        return Verdict::Drop(DropReason::NoRoute);
-    };
-    l2_out(tables, neigh, buf, port, hop)
+    l2_out(tables, neigh, pkt.buf, port, hop)
+}
+
+/// Whether the packet fits the link of `port` as it is: `Ok(None)` it does; `Ok(Some(mtu))`
+/// an IPv4 packet without DF, to be cut into fragments once rewritten ([`cut_to_fit`]), as
+/// a router (and IPVS's kernel) would; `Err` the packet is refused with fragmentation
+/// needed / packet too big carrying the link's MTU (`to_us` as for [`ttl_exceeded`]).
+#[inline(always)]
+fn fits(
+    ctx: &Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    port: u8,
+    to_us: bool,
+) -> Result<Option<u16>, Verdict> {
+    match ctx.tables.ifaces.get(usize::from(port)) {
+        Some(iface) if pkt.p.ip_total_len > iface.mtu => {
+            too_big_for_link(ctx, pkt, iface.mtu, to_us)
+        }
+        _ => Ok(None),
+    }
+}
+
+#[cold]
+fn too_big_for_link(
+    ctx: &Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    mtu: u16,
+    to_us: bool,
+) -> Result<Option<u16>, Verdict> {
+    if may_fragment(pkt) {
+        Ok(Some(mtu))
+    } else {
+        Err(too_big(ctx, pkt, mtu, to_us))
+    }
+}
+
+/// An IPv4 packet without DF: routers may cut it.
+fn may_fragment(pkt: &Packet<'_>) -> bool {
+    pkt.p.l3 == L3::V4
+        && pkt
+            .buf
+            .get(usize::from(pkt.p.l3_off) + 6)
+            .is_some_and(|b| b & 0x40 == 0)
+}
+
+/// Cuts the (rewritten) packet into IPv4 fragments of at most `mtu` bytes: it keeps the
+/// first, the worker sends the others after it (`frag::Pieces`).
+#[cold]
+fn cut_to_fit(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, mtu: u16) -> Result<(), Verdict> {
+    let l3_off = usize::from(pkt.p.l3_off);
+    match ctx
+        .pieces
+        .cut_v4(pkt.buf, pkt.len, l3_off, usize::from(mtu))
+    {
+        Some(n) => {
+            pkt.len = n;
+            Ok(())
+        }
+        None => Err(Verdict::Drop(DropReason::TooBig)),
+    }
 }
 
 /// Fills in the MACs for the egress port and next hop, or asks the worker to hold the

@@ -124,7 +124,7 @@ pub(crate) fn to_client(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Flow<'_>)
     let grown = (usize::from(pkt.p.ip_total_len) + 40).saturating_sub(ihl);
     if let Some(iface) = tables.ifaces.get(usize::from(port)) {
         if grown > usize::from(iface.mtu) {
-            return too_big(ctx, pkt, iface.mtu.saturating_sub(20));
+            return too_big(ctx, pkt, iface.mtu.saturating_sub(20), true);
         }
     }
     let Packet { buf, len, p } = pkt;
