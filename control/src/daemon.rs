@@ -569,7 +569,22 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
 
     let mut links = Vec::new();
     for i in &config.interfaces {
-        let l = spec::link_info(&i.name).map_err(|e| anyhow!(e))?;
+        let mut l = spec::link_info(&i.name).map_err(|e| anyhow!(e))?;
+        if usize::from(l.mtu) > uvs_port::MAX_MTU {
+            // A longer frame does not fit uvs's frame buffers: it is dropped on arrival.
+            // uvs's own answers (fragments, fragmentation needed) use what it can carry.
+            log::warn!(
+                "interface '{}' has MTU {}, but uvs carries packets of at most {} bytes: \
+                 longer ones are dropped and counted as frame_too_large; set the MTU of \
+                 '{}' (and of the links beyond it) to {} or less",
+                i.name,
+                l.mtu,
+                uvs_port::MAX_MTU,
+                i.name,
+                uvs_port::MAX_MTU
+            );
+            l.mtu = uvs_port::MAX_MTU as u16;
+        }
         links.push(l);
     }
     let spec = spec::tables_spec(&config, Some(&links));

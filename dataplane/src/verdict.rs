@@ -193,6 +193,9 @@ drop_reasons! {
     /// that returns a valid cookie without a request (connected and closed, as a TCP
     /// health check does): answered FIN and ACK.
     Layer7ClosedFin => "layer7_closed_fin",
+    /// A frame longer than a frame buffer holds (`uvs_port::FRAME_CAPACITY`: an interface
+    /// MTU above `uvs_port::MAX_MTU`) arrived: the port dropped it unread.
+    FrameTooLarge => "frame_too_large",
 }
 
 #[cfg(test)]

@@ -726,6 +726,10 @@ impl<P: Port> Worker<P> {
                 c = 1 - c;
                 n = m;
             }
+            let oversized = ports[pi].take_oversized();
+            if oversized > 0 {
+                counters.drops[DropReason::FrameTooLarge.index()].add(oversized);
+            }
         }
         if !self.pending.is_empty() {
             step_pending(

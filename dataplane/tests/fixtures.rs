@@ -1659,3 +1659,19 @@ fn a_packet_too_big_for_its_egress_link_is_fragmented_or_refused() {
         }
     }
 }
+
+/// A frame longer than uvs's frame buffers hold (an interface MTU above
+/// `uvs_port::MAX_MTU`: jumbo frames) cannot be processed; the port drops it, and the
+/// worker counts it as `frame_too_large` so the loss is visible (it went uncounted).
+#[test]
+fn a_frame_too_large_for_uvs_is_counted() {
+    let mut lab = Lab::new(Method::Nat);
+    lab.w.ports[1].push_oversized();
+    lab.w.ports[0].push_oversized();
+    let [a, b] = lab.send(0, &first_packet(false, true, 40300));
+    assert!(a.is_empty());
+    assert_eq!(b.len(), 1, "the frame that fits is forwarded");
+    assert_eq!(lab.drops(DropReason::FrameTooLarge), 2);
+    lab.w.poll();
+    assert_eq!(lab.drops(DropReason::FrameTooLarge), 2, "counted once");
+}

@@ -16,6 +16,11 @@
 /// Largest frame a port carries, including room for encapsulation headers.
 pub const FRAME_CAPACITY: usize = 2048;
 
+/// The largest interface MTU whose frames a port carries whole (an Ethernet header with a
+/// VLAN tag before the packet): a longer frame is dropped on arrival and counted
+/// ([`Port::take_oversized`]).
+pub const MAX_MTU: usize = FRAME_CAPACITY - 18;
+
 /// A received frame: an opaque, port-specific address and the packet length.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Frame {
@@ -69,6 +74,12 @@ pub trait Port {
     fn rx_lost(&self) -> Option<u64> {
         None
     }
+
+    /// Frames that arrived longer than `FRAME_CAPACITY` and were dropped since the last
+    /// call (an interface MTU above [`MAX_MTU`]); the worker counts them.
+    fn take_oversized(&mut self) -> u64 {
+        0
+    }
 }
 
 /// An in-memory port: frames are injected by a test or benchmark and
@@ -90,6 +101,8 @@ pub struct MemPort {
     pub exhausted: u64,
     /// Frames refused by `push_rx` because no slot was free: what [`Port::rx_lost`] reports.
     pub rx_refused: u64,
+    /// Oversized arrivals (`push_oversized`) not yet taken.
+    oversized: u64,
 }
 
 /// The frames a replaying port hands out, one after another in one buffer at a fixed
@@ -123,6 +136,7 @@ impl MemPort {
             sink: false,
             exhausted: 0,
             rx_refused: 0,
+            oversized: 0,
         }
     }
 
@@ -187,6 +201,12 @@ impl MemPort {
                 false
             }
         }
+    }
+
+    /// Records a frame that arrived too long for a frame buffer, as an AF_XDP port drops
+    /// one from an interface whose MTU is above [`MAX_MTU`].
+    pub fn push_oversized(&mut self) {
+        self.oversized += 1;
     }
 
     /// Removes and returns every transmitted frame's bytes, oldest first.
@@ -344,6 +364,10 @@ impl Port for MemPort {
     }
 
     fn flush(&mut self) {}
+
+    fn take_oversized(&mut self) -> u64 {
+        std::mem::take(&mut self.oversized)
+    }
 
     fn name(&self) -> &str {
         &self.name

@@ -84,6 +84,8 @@ pub struct XskPort {
     /// when zero, `flush` touches no ring.
     tx_outstanding: usize,
     stats: XskPortStats,
+    /// `stats.rx_oversize` as of the last `take_oversized`.
+    oversize_taken: u64,
 }
 
 impl XskPort {
@@ -133,6 +135,7 @@ impl XskPort {
             staged: Vec::with_capacity(BATCH),
             tx_outstanding: 0,
             stats: XskPortStats::default(),
+            oversize_taken: 0,
         };
         // Pools pop from the end; both start full.
         port.refill();
@@ -577,6 +580,12 @@ impl Port for XskPort {
 
     /// The socket polls readable (POLLIN) when its RX ring holds descriptors; in copy mode
     /// the kernel fills the ring on the sender's CPU and wakes the sleeper.
+    fn take_oversized(&mut self) -> u64 {
+        let n = self.stats.rx_oversize - self.oversize_taken;
+        self.oversize_taken = self.stats.rx_oversize;
+        n
+    }
+
     fn wait_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         Some(self.borrowed_fd())
     }
