@@ -540,6 +540,8 @@ impl<P: Port> Worker<P> {
                                     tx_pieces(ctx.pieces, ports, q, macs, counters)
                                 }
                                 Verdict::AwaitNeighbour { port, next_hop, v6 } => {
+                                    // Its source MAC; the destination comes when known.
+                                    set_macs(ctx.pieces, macs);
                                     let hop = IpKey { v6, addr: next_hop };
                                     for piece in ctx.pieces.drain() {
                                         match pending.hold(piece, port, hop, now) {
@@ -924,10 +926,7 @@ fn tx_pieces<P: Port>(
     macs: [u8; 12],
     counters: &crate::counters::WorkerCounters,
 ) {
-    let _ = pieces.for_each_mut(|piece, len| {
-        piece[..12].copy_from_slice(&macs);
-        Ok::<_, ()>(len)
-    });
+    set_macs(pieces, macs);
     for frame in pieces.drain() {
         let sent = ports
             .get_mut(usize::from(port))
@@ -939,6 +938,14 @@ fn tx_pieces<P: Port>(
             counters.drop(DropReason::TxFull);
         }
     }
+}
+
+/// Gives each piece of a cut packet the packet's MACs.
+fn set_macs(pieces: &mut crate::frag::Pieces, macs: [u8; 12]) {
+    let _ = pieces.for_each_mut(|piece, len| {
+        piece[..12].copy_from_slice(&macs);
+        Ok::<_, ()>(len)
+    });
 }
 
 /// A frame's destination and source MACs.

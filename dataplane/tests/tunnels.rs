@@ -342,3 +342,47 @@ fn a_packet_without_df_is_fragmented_to_fit_the_tunnel() {
         assert_eq!(drops, 0, "{case}");
     }
 }
+
+/// The fragments of a packet cut for the tunnel wait with it while the real server's MAC
+/// is asked for, and leave with it, every one from uvs's MAC to the server's (not with
+/// the client's addresses they were cut from).
+#[test]
+fn fragments_wait_for_the_neighbour_with_their_packet() {
+    let mut lab = Lab::new(TunEncap::Ipip);
+    lab.shared.neigh.clear();
+    lab.shared
+        .neigh
+        .learn(lab::ipk(lab::CLIENT4), lab::CLIENT_MAC, 0);
+    let data = vec![9u8; 1472];
+    let whole = without_df(tk::udp(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        ip(lab::CLIENT4),
+        41100,
+        ip(lab::VIP4),
+        53,
+        &data,
+    ));
+    let [back, out] = lab.send(&whole);
+    assert!(back.is_empty());
+    assert_eq!(out.len(), 1, "an ARP request, nothing else yet");
+    assert_eq!(&out[0][12..14], &[0x08, 0x06]);
+    let mut reply = vec![0u8; 60];
+    reply[..6].copy_from_slice(&lab::LB1_MAC);
+    reply[6..12].copy_from_slice(&lab::real_mac(1));
+    reply[12..14].copy_from_slice(&[0x08, 0x06]);
+    reply[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+    reply[22..28].copy_from_slice(&lab::real_mac(1));
+    reply[28..32].copy_from_slice(&[198, 18, 1, 11]);
+    reply[32..38].copy_from_slice(&lab::LB1_MAC);
+    reply[38..42].copy_from_slice(&[198, 18, 1, 3]);
+    assert!(lab.w.ports[1].push_rx(&reply));
+    lab.w.poll();
+    let out = lab.w.ports[1].take_tx();
+    assert_eq!(out.len(), 2, "both fragments leave");
+    for f in &out {
+        assert_eq!(&f[..6], &lab::real_mac(1));
+        assert_eq!(&f[6..12], &lab::LB1_MAC);
+    }
+    assert_eq!(reassemble("held", &out, 20), whole[34..]);
+}
