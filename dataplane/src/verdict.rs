@@ -196,6 +196,9 @@ drop_reasons! {
     /// A frame longer than a frame buffer holds (`uvs_port::FRAME_CAPACITY`: an interface
     /// MTU above `uvs_port::MAX_MTU`) arrived: the port dropped it unread.
     FrameTooLarge => "frame_too_large",
+    /// An ICMP message in IP fragments (a ping larger than the MTU): uvs does not
+    /// reassemble, so it neither answers nor relays it.
+    IcmpFragment => "icmp_fragment",
 }
 
 #[cfg(test)]

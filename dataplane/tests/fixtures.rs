@@ -1675,3 +1675,73 @@ fn a_frame_too_large_for_uvs_is_counted() {
     lab.w.poll();
     assert_eq!(lab.drops(DropReason::FrameTooLarge), 2, "counted once");
 }
+
+/// An echo request to the VIP larger than the link (`ping -s 3000 VIP`) arrives in IP
+/// fragments; uvs does not reassemble, so it is not answered, and every fragment is counted
+/// under one reason that says so, `icmp_fragment` (before: `slow_path_ignored`, and over
+/// IPv6 `bad_l4_checksum` for the first fragment, whose checksum covers the whole message,
+/// and `icmp_no_flow` for the others).
+#[test]
+fn a_fragmented_ping_to_the_vip_is_counted_as_such() {
+    let mut lab = Lab::new(Method::Nat);
+    let data = vec![7u8; 2000];
+    // IPv4: the kernel's fragments of the whole echo request.
+    let b = etherparse::PacketBuilder::ethernet2(lab::CLIENT_MAC, lab::LB0_MAC)
+        .ipv4([198, 18, 0, 2], [198, 18, 100, 1], 64)
+        .icmpv4_echo_request(1, 1);
+    let mut whole = Vec::new();
+    b.write(&mut whole, &data).unwrap();
+    whole[20] &= !0x40;
+    whole[24..26].copy_from_slice(&[0, 0]);
+    let c = tk::ipv4_header_checksum(&whole[14..34]);
+    whole[24..26].copy_from_slice(&c.to_be_bytes());
+    let cut = uvs_wire::fragment::Cut::new(&whole[14..], 1500).unwrap();
+    let mut second = whole[..14].to_vec();
+    second.resize(14 + 1500, 0);
+    let n = cut.write_later(&whole[14..], 1, &mut second[14..]).unwrap();
+    second.truncate(14 + n);
+    let mut first = whole.clone();
+    let n = cut.keep_first(&mut first[14..]);
+    first.truncate(14 + n);
+    // IPv6: the same message after a fragment header, cut at 1232 bytes.
+    let b = etherparse::PacketBuilder::ethernet2(lab::CLIENT_MAC, lab::LB0_MAC)
+        .ipv6(
+            "2001:2::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            "2001:2:0:100::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+            64,
+        )
+        .icmpv6_echo_request(1, 1);
+    let mut whole6 = Vec::new();
+    b.write(&mut whole6, &data).unwrap();
+    let msg = &whole6[54..];
+    let frag6 = |off: usize, end: usize, more: bool| {
+        let mut f = whole6[..54].to_vec();
+        f[14 + 6] = 44; // next header: fragment
+        let len = (8 + end - off) as u16;
+        f[18..20].copy_from_slice(&len.to_be_bytes());
+        let o = (off as u16) | u16::from(more);
+        f.extend_from_slice(&[58, 0]);
+        f.extend_from_slice(&o.to_be_bytes());
+        f.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        f.extend_from_slice(&msg[off..end]);
+        f
+    };
+    let frames = [
+        first,
+        second,
+        frag6(0, 1232, true),
+        frag6(1232, msg.len(), false),
+    ];
+    for (i, f) in frames.iter().enumerate() {
+        let [back, out] = lab.send(0, f);
+        assert!(back.is_empty() && out.is_empty(), "fragment {i}");
+        assert_eq!(
+            lab.drops(DropReason::IcmpFragment),
+            i as u64 + 1,
+            "fragment {i}"
+        );
+    }
+}

@@ -38,11 +38,16 @@ impl L4Proto for Icmp {
 
 /// ICMP: errors about a tracked flow are translated with it (outer and quoted headers,
 /// as IPVS's ip_vs_in_icmp / ip_vs_out_icmp); echo and NDP for owned addresses go to the
-/// slow path.
+/// slow path; a message in IP fragments is dropped (`icmp_fragment`).
 #[cold]
 pub(crate) fn icmp(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
     let tables = ctx.tables;
     let p = &pkt.p;
+    if p.is_fragment() {
+        // A ping larger than the MTU: its first fragment's checksum covers the whole
+        // message and the others carry no ICMP header; uvs does not reassemble.
+        return Verdict::Drop(DropReason::IcmpFragment);
+    }
     let v6 = p.l3 == L3::V6;
     let is_error = if v6 {
         p.icmp_type < 128
