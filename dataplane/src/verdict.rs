@@ -229,3 +229,35 @@ mod tests {
         );
     }
 }
+
+/// How many packets a worker answers with an error of its own making (ICMP time exceeded,
+/// fragmentation needed / packet too big, a RST to a segment of an untracked connection) in
+/// one second: Linux's `icmp_msgs_per_sec` default. Beyond it the packet is only dropped
+/// (and counted under its reason as before), so a flood of expiring TTLs or of stray ACKs
+/// is not answered one for one, doubling the worker's transmit work and reflecting it at
+/// the flood's spoofed sources.
+pub const ERRORS_PER_SEC: u32 = 1000;
+
+/// A worker's budget of error answers ([`ERRORS_PER_SEC`]), renewed each second of the
+/// dataplane clock. Cells: the answering paths take the pipeline's context shared.
+#[derive(Debug, Default)]
+pub struct ErrorBudget {
+    second: std::cell::Cell<u32>,
+    used: std::cell::Cell<u32>,
+}
+
+impl ErrorBudget {
+    /// Takes one answer at second `now_s`; false once this second's are spent.
+    pub fn take(&self, now_s: u32) -> bool {
+        if self.second.get() != now_s {
+            self.second.set(now_s);
+            self.used.set(0);
+        }
+        let used = self.used.get();
+        if used >= ERRORS_PER_SEC {
+            return false;
+        }
+        self.used.set(used + 1);
+        true
+    }
+}

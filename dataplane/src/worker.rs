@@ -216,6 +216,8 @@ pub struct Worker<P: Port> {
     egress: crate::egress::EgressCache,
     /// SCTP tags found valid lately (`crate::sctp::tags::TagCache`).
     sctp_tags: crate::sctp::tags::TagCache,
+    /// Error answers left this second (`crate::verdict::ErrorBudget`).
+    errors: crate::verdict::ErrorBudget,
     /// Each port's [`Port::rx_lost`] when last read, and the second it was read in
     /// (`u32::MAX`: never).
     rx_lost: Vec<u64>,
@@ -337,6 +339,7 @@ impl<P: Port> Worker<P> {
             announcer: Default::default(),
             egress: Default::default(),
             sctp_tags: Default::default(),
+            errors: Default::default(),
             rx_lost: vec![0; ports_len],
             rx_lost_read: u32::MAX,
         }
@@ -481,6 +484,7 @@ impl<P: Port> Worker<P> {
             staging: &mut self.staging,
             egress: &mut self.egress,
             sctp_tags: &mut self.sctp_tags,
+            errors: &self.errors,
         };
         let mut total = 0;
         let batch = self.batch_lookups;

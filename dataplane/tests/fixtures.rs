@@ -1419,6 +1419,62 @@ fn time_exceeded(case: &str, frame: &[u8]) -> (IpAddr, IpAddr, IpAddr) {
 /// the balancer's hop instead of `* * *`. From the VIP for the client's packets, from the
 /// address the reply was sent to (FullNAT's pool) or uvs's own on that link (NAT) for a
 /// real server's. Still counted as `ttl_exceeded`.
+/// Error answers of uvs's making (RSTs to untracked segments, ICMP time exceeded) are at
+/// most `ERRORS_PER_SEC` a second per worker, as Linux's `icmp_msgs_per_sec`: a flood of
+/// stray ACKs or of expiring TTLs is counted whole but answered only that often, and the
+/// next second answers again.
+#[test]
+fn error_answers_are_limited_per_second() {
+    use uvs_dataplane::verdict::ERRORS_PER_SEC;
+    let mut lab = Lab::new(Method::Nat);
+    let limit = ERRORS_PER_SEC as usize;
+    let stray = |sport: u16| {
+        tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(false),
+            sport,
+            vip(false),
+            80,
+            tk::ACK,
+            b"",
+        )
+    };
+    let sent = limit + 300;
+    let (first_second, _) = lab.shared.clock.now();
+    let mut answered = 0;
+    for chunk in (0..sent).collect::<Vec<_>>().chunks(200) {
+        for i in chunk {
+            assert!(lab.w.ports[0].push_rx(&stray(10_000 + *i as u16)));
+        }
+        lab.w.poll();
+        answered += lab.w.ports[0].take_tx().len();
+        lab.w.ports[1].take_tx();
+    }
+    let (last_second, _) = lab.shared.clock.now();
+    if first_second == last_second {
+        assert_eq!(answered, limit, "{answered} of {sent} answered");
+    } else {
+        // The run crossed into another second: at most two seconds' worth.
+        assert!(
+            (limit..=2 * limit).contains(&answered),
+            "{answered} of {sent}"
+        );
+    }
+    assert_eq!(
+        lab.drops(DropReason::NotSyn),
+        sent as u64,
+        "every one counted"
+    );
+    lab.shared.clock.advance(2);
+    let [back, _] = lab.send(0, &with_ttl(first_packet(false, true, 40100), 1));
+    assert_eq!(
+        back.len(),
+        1,
+        "a new second answers again, time exceeded too"
+    );
+}
+
 #[test]
 fn ttl_running_out_is_answered_with_time_exceeded() {
     for method in [Method::Nat, Method::FullNat] {

@@ -409,7 +409,8 @@ fn v4(a: &[u8; 16]) -> [u8; 4] {
 /// Drops the packet as `reason` and sends its sender the ICMP error `build` writes about
 /// it (given the frame, its parse and the interface back to the sender), to the sender's
 /// MAC out of the port towards its source address; when none can be sent (the packet is
-/// an ICMP error or a later fragment, no route back) it is only dropped.
+/// an ICMP error or a later fragment, no route back, this second's
+/// [`crate::verdict::ERRORS_PER_SEC`] spent) it is only dropped.
 #[cold]
 fn answer_error(
     ctx: &Ctx<'_>,
@@ -424,6 +425,9 @@ fn answer_error(
 ) -> Verdict {
     let tables = ctx.tables;
     let Packet { buf, len, p } = pkt;
+    if !ctx.errors.take(ctx.now_s) {
+        return Verdict::Drop(reason);
+    }
     let Some((port, _)) = tables.route(&ip(p.l3 == L3::V6, p.src)) else {
         return Verdict::Drop(DropReason::NoRoute);
     };

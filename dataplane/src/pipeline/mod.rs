@@ -103,6 +103,8 @@ pub struct Ctx<'a> {
     pub egress: &'a mut crate::egress::EgressCache,
     /// SCTP tags this worker found valid lately (`sctp::tags::check`).
     pub sctp_tags: &'a mut crate::sctp::tags::TagCache,
+    /// How many more packets this second may be answered with an error of uvs's making.
+    pub errors: &'a crate::verdict::ErrorBudget,
 }
 
 /// The flow key of a parsed frame, its addresses read by [`Parsed::addrs`].

@@ -160,13 +160,14 @@ pub(crate) fn nat64_reply(ctx: &Ctx<'_>, key: &FlowKey) -> Option<Hit> {
 /// answered with a RST from the VIP (RFC 9293 §3.10.7.1), back to the sender's MAC as
 /// `forward::too_big` answers, so the client learns at once. Behind IPVS such a segment
 /// goes on to the director's own stack, which holds the VIP and resets it. A RST, a
-/// fragment or a segment whose header does not parse is only dropped.
+/// fragment, a segment whose header does not parse, or one past this second's
+/// [`crate::verdict::ERRORS_PER_SEC`] answers is only dropped.
 #[cold]
 fn reset_untracked(ctx: &Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
     let drop = Verdict::Drop(DropReason::NotSyn);
     let p = pkt.p;
     let f = p.tcp_flags;
-    if f & TCP_RST != 0 || p.is_fragment() {
+    if f & TCP_RST != 0 || p.is_fragment() || !ctx.errors.take(ctx.now_s) {
         return drop;
     }
     let Ok(t) = uvs_wire::tcp_fields(pkt.frame(), &p) else {
