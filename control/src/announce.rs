@@ -132,8 +132,8 @@ fn vip_state(cfg: &Config, shared: &Shared) -> (BTreeSet<IpAddr>, BTreeSet<IpAdd
 /// Entries a sync peer installed are left out: their deadline is the peer's (each record
 /// sets it to the peer's remaining timeout), so a busy peer would look like traffic here
 /// and hold a drain up until its timeout, although none of those flows passes this node.
-/// (A flow that ECMP moved here onto its synced entry does not hold the drain either: when
-/// this node stops it moves on to a peer, which has its entry or hashes it the same way.)
+/// (A flow that ECMP moved here onto its synced entry is this node's from its first packet
+/// here, `pipeline::forward::adopt`, and holds the drain like any other.)
 pub fn busy_conns(shared: &Shared) -> usize {
     let tables = shared.tables.load();
     let now = shared.clock.now_ticks();

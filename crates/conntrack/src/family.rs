@@ -555,6 +555,31 @@ impl<const AW: usize> FamilyTable<AW> {
         }
     }
 
+    /// Clears the flag bits `mask` of entry `id`, whose `meta` word read `meta` (a hit's).
+    /// True if this call cleared them. One CAS on the word: readers see the old flags or the
+    /// new ones, both this entry's; a recycled slot (another meta, or a free-list link)
+    /// makes it fail.
+    pub(crate) fn clear_flags(&self, id: ConnId, meta: u64, mask: u8) -> bool {
+        let Some(e) = self
+            .words
+            .get(id.slot() * Self::STRIDE..(id.slot() + 1) * Self::STRIDE)
+        else {
+            return false;
+        };
+        let bits = u64::from(mask) << 48;
+        let c = e[CTL].load(Ordering::Acquire);
+        if meta & bits == 0
+            || ctl_gen(c) != id.gen()
+            || ctl_dead(c)
+            || ctl_state(c) == STATE_PENDING
+        {
+            return false;
+        }
+        e[META]
+            .compare_exchange(meta, meta & !bits, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// Moves `id` from state `from` to `to` with a new deadline, only if its state is still
     /// `from`. `Ok(())` when this call made the move (or `from == to` and it is live);
     /// `Err(Some(state))` when another writer changed the state first; `Err(None)` when the

@@ -310,6 +310,12 @@ impl Hit {
         }
     }
 
+    /// The entry's `meta` word as the lookup read it.
+    #[inline(always)]
+    pub(crate) fn meta(&self) -> u64 {
+        self.meta
+    }
+
     /// The connection's original tuple (client → virtual service).
     #[inline]
     pub fn orig(&self) -> FlowKey {

@@ -281,6 +281,18 @@ impl ConnTable {
             && on_family!(self, id.is_v6(), |f| f.update(id, state, deadline))
     }
 
+    /// Clears the flag bits `mask` of the connection `hit` found, if the entry still holds
+    /// them as the lookup read them: true if this call cleared them (of two workers, one
+    /// does). False if the entry is gone or its flags changed meanwhile.
+    #[inline]
+    pub fn clear_flags(&self, hit: &Hit, mask: u8) -> bool {
+        on_family!(self, hit.id.is_v6(), |f| f.clear_flags(
+            hit.id,
+            hit.meta(),
+            mask
+        ))
+    }
+
     /// Compare-and-set of a connection's state: moves `id` from `from` to `to` (deadline
     /// `deadline`) only if its state is still `from`, so that of two workers applying a
     /// transition to the same connection from a stale view exactly one succeeds — the one

@@ -220,3 +220,28 @@ proptest! {
         run(ops)?;
     }
 }
+
+/// `clear_flags` clears the bits the hit saw set, once, through either tuple's hit; a hit
+/// on an entry that was removed (its slot free or reused) clears nothing.
+#[test]
+fn clear_flags_clears_once_and_never_in_a_recycled_slot() {
+    let t = ConnTable::new(CAP);
+    let mut c = flow(1, 3);
+    c.flags = 0x05;
+    t.insert(&c, 0, 1000).unwrap();
+    let hit = t.lookup(&c.reply, 0).unwrap();
+    assert!(t.clear_flags(&hit, 0x04));
+    assert!(!t.clear_flags(&hit, 0x04), "cleared already");
+    let (now, _) = t.get(hit.id).unwrap();
+    assert_eq!(now.flags, 0x01, "the other bits stay");
+    assert_eq!((now.orig, now.reply, now.state), (c.orig, c.reply, c.state));
+
+    let again = t.lookup(&c.orig, 0).unwrap();
+    assert!(t.remove(again.id));
+    let mut d = flow(2, 3);
+    d.flags = 0x05;
+    t.insert(&d, 0, 1000).unwrap();
+    assert!(!t.clear_flags(&again, 0x01), "a removed entry");
+    let h = t.lookup(&d.orig, 0).unwrap();
+    assert_eq!(h.flags(), 0x05);
+}

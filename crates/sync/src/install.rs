@@ -5,8 +5,9 @@
 //!
 //! A backup installs a record only for a service it has (same VIP, protocol and port) and
 //! a real server of that service (same address and port): a record for anything else is
-//! dropped and counted, never installed. Installed entries carry `conn_flags::SYNCED` and
-//! count on their real server like local ones.
+//! dropped and counted, never installed. Installed entries carry `conn_flags::SYNCED` (until
+//! a packet of theirs passes this node, which then owns and syncs them) and count on their
+//! real server like local ones.
 //!
 //! The master is authoritative for its own connections. A record whose tuple (the
 //! client's, or the reply tuple: real server ↔ local address and port) an entry here holds

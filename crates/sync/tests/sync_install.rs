@@ -464,3 +464,60 @@ fn a_synced_template_takes_the_masters_latest_real_server() {
     let (real, _) = b.client(false, 40001, tk::SYN).unwrap();
     assert_eq!(real, other, "B follows the master's latest template");
 }
+
+/// After a failover the backup carries the master's flows on their synced entries: the
+/// first packet of each through it makes the flow its own (reported to its sync tap at
+/// once, no longer marked synced, so its refresh sends it too), as IPVS's master syncs
+/// every connection whose packets pass it. A master that restarted meanwhile (an empty
+/// table) learns them back from it, and a failback keeps them.
+#[test]
+fn flows_a_backup_carries_after_a_failover_are_synced_back_to_a_restarted_master() {
+    use uvs_dataplane::pipeline::conn_flags;
+    for method in [Method::Nat, Method::Dr, Method::FullNat] {
+        let spec = lab::spec(method, SchedulerKind::Rr, 1);
+        let mut a = Node::new(&spec);
+        let mut b = Node::new(&spec);
+        b.shared.sync.set_enabled(true);
+        let mut on_a = Vec::new();
+        for (i, v6) in [false, true, false, true].into_iter().enumerate() {
+            let sport = 40000 + i as u16;
+            on_a.push((v6, sport, established(&mut a, v6, sport)));
+        }
+        assert!(b.install_all(&a.sent()).iter().all(Result::is_ok));
+        let mut ids = Vec::new();
+        b.shared.sync.drain(&mut ids, 1 << 16);
+        assert!(ids.is_empty(), "{method:?}: installing reports nothing");
+
+        // A dies; B takes the flows' packets.
+        for (v6, sport, real) in &on_a {
+            let got = b.client(*v6, *sport, tk::ACK).map(|(d, _)| d);
+            assert_eq!(got, Some(*real), "{method:?} v6={v6} sport={sport}");
+        }
+        b.shared.sync.drain(&mut ids, 1 << 16);
+        assert_eq!(ids.len(), on_a.len(), "{method:?}: each flow reported once");
+        let mut synced = 0;
+        b.shared.conns.for_each(|_, c, _| {
+            synced += usize::from(c.flags & conn_flags::SYNCED != 0);
+        });
+        assert_eq!(synced, 0, "{method:?}: B's refresh sends them all");
+
+        // A restarts empty and hears B's records: a failback keeps every flow.
+        let mut a = Node::new(&spec);
+        let tables = b.shared.tables.load();
+        let now = b.shared.clock.now_ticks();
+        let recs: Vec<_> = ids
+            .iter()
+            .filter_map(|id| b.shared.conns.get(*id))
+            .filter_map(|(c, d)| install::record(&tables, &c, d.wrapping_sub(now)))
+            .collect();
+        assert!(a.install_all(&recs).iter().all(Result::is_ok));
+        for (v6, sport, real) in &on_a {
+            let got = a.client(*v6, *sport, tk::ACK).map(|(d, _)| d);
+            assert_eq!(
+                got,
+                Some(*real),
+                "{method:?} failback v6={v6} sport={sport}"
+            );
+        }
+    }
+}

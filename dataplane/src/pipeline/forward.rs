@@ -54,6 +54,9 @@ pub(crate) fn established<P: L4Proto>(
             r.addr.same_addr(hit.reply_src())
         }
     });
+    if hit.flags() & conn_flags::SYNCED != 0 {
+        adopt(ctx, hit);
+    }
     P::track_state(ctx, svc, &pkt.p, hit);
     let flow = Flow {
         svc,
@@ -63,6 +66,17 @@ pub(crate) fn established<P: L4Proto>(
     match hit.dir {
         Dir::Original => forward_original(ctx, pkt, flow),
         Dir::Reply => forward_reply(ctx, pkt, flow),
+    }
+}
+
+/// A packet of a connection a sync peer installed passes here (a failover, or ECMP moved
+/// the flow): the flow is this node's now. Its mark goes, so this node's sync refresh sends
+/// it, and the tap reports it at once, as IPVS's master syncs every connection it forwards:
+/// a peer that restarted meanwhile learns it back before traffic returns there.
+#[cold]
+fn adopt(ctx: &mut Ctx<'_>, hit: &Hit) {
+    if ctx.conns.clear_flags(hit, conn_flags::SYNCED) {
+        ctx.sync.note(ctx.worker, hit.id);
     }
 }
 
