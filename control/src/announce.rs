@@ -247,6 +247,13 @@ pub fn bird_configure(socket: &Path) -> Result<String, String> {
     }
 }
 
+/// Writes the include with no route and has BIRD reread it: what a stopping uvsd does,
+/// for one that could not (`uvsd --bgp-withdraw`).
+pub fn withdraw_all(bgp: &BgpConfig) -> Result<String, String> {
+    write_atomic(&bgp.include, &render_include(&BTreeSet::new()))
+        .and_then(|()| bird_configure(&bgp.socket))
+}
+
 impl Node {
     fn phase(i: &Inner) -> Phase {
         i.phase.unwrap_or(Phase::Serving)

@@ -30,6 +30,24 @@ mod webcheck;
 
 use std::path::Path;
 
+/// `uvsd --bgp-withdraw FILE`: BIRD announces nothing of this node any more (the include
+/// with no route, then `configure`), as when uvsd stops; nothing to do without `bgp:`.
+pub fn bgp_withdraw(path: &Path) -> Result<String, String> {
+    let cfg = uvs_config::load_file(path).map_err(|e| e.to_string())?;
+    let Some(bgp) = &cfg.bgp else {
+        return Ok(format!(
+            "{}: no bgp section: nothing to withdraw",
+            path.display()
+        ));
+    };
+    let answer = announce::withdraw_all(bgp)?;
+    Ok(format!(
+        "{}: withdrew every VIP ({} has no route; BIRD: {answer})",
+        path.display(),
+        bgp.include.display()
+    ))
+}
+
 /// `uvsd --check-config`: parses and validates the file, builds the dataplane tables from
 /// it (without reading interfaces) and reads what loading it reads (CA files, accounts),
 /// so a file that passes will load.

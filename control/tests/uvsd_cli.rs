@@ -253,3 +253,64 @@ fn missing_capabilities_are_named() {
     assert!(!four.contains("CAP_BPF"), "{four}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A uvsd that died without withdrawing (SIGKILL, a crash, the watchdog) leaves BIRD
+/// announcing its VIPs, so routers keep sending that node its share of the flows.
+/// `uvsd --bgp-withdraw FILE` (uvsd.service's ExecStopPost) writes the include with no
+/// route and tells BIRD to `configure`, as uvsd does when it stops; without a `bgp:`
+/// section it does nothing.
+#[test]
+fn bgp_withdraw_empties_the_include_and_reconfigures_bird() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixListener;
+    let dir = std::env::temp_dir().join(format!("uvsd-cli-bgp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let include = dir.join("uvs-vips.conf");
+    std::fs::write(
+        &include,
+        "protocol static uvs_vips4 {\n  ipv4;\n  route 198.18.100.1/32 blackhole;\n}\n",
+    )
+    .unwrap();
+    // BIRD's control socket, as birdc sees it.
+    let socket = dir.join("bird.ctl");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let bird = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        (&s).write_all(b"0001 BIRD 2.15 ready.\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        (&s).write_all(b"0002-Reading configuration from /etc/bird/bird.conf\n0003 Reconfigured\n")
+            .unwrap();
+        line
+    });
+    let base = std::fs::read_to_string(repo("configs/demo.yaml")).unwrap();
+    let cfg = dir.join("uvs.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{base}\nbgp:\n  include: {}\n  socket: {}\n",
+            include.display(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = uvsd(&["--bgp-withdraw", cfg.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert_eq!(bird.join().unwrap(), "configure\n");
+    let now = std::fs::read_to_string(&include).unwrap();
+    assert!(
+        now.contains("protocol static uvs_vips4 {\n  ipv4;\n}\n"),
+        "{now}"
+    );
+    assert!(!now.contains("route "), "{now}");
+    assert!(out.contains("withdrew"), "{out}");
+
+    // No bgp section: nothing to do, and not an error.
+    let plain = dir.join("plain.yaml");
+    std::fs::write(&plain, &base).unwrap();
+    let (ok, out) = uvsd(&["--bgp-withdraw", plain.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("no bgp section"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,5 +1,6 @@
 //! uvsd: the uvs daemon. `uvsd --config FILE` runs the dataplane on the interfaces and
 //! cores the YAML names; `uvsd --check-config FILE` validates without touching the network;
+//! `uvsd --bgp-withdraw FILE` withdraws what a dead uvsd left announced;
 //! `uvsd --man DIR` writes the manual pages, generated from this command line, uvsadm's
 //! usage and configs/reference.yaml; `uvsd --completions DIR` the shell completions of
 //! uvsd and uvsadm (the docs tell operators to run both, so `--help` lists them).
@@ -28,6 +29,11 @@ struct Args {
     /// Validate this configuration and exit (no network, no privileges needed).
     #[arg(long, value_name = "FILE")]
     check_config: Option<PathBuf>,
+    /// Withdraw every VIP this configuration's `bgp:` section announces (the include with
+    /// no route, then BIRD's `configure`) and exit: for uvsd.service's ExecStopPost, so a
+    /// uvsd that died without withdrawing (SIGKILL, a crash) leaves no route behind.
+    #[arg(long, value_name = "FILE", exclusive = true)]
+    bgp_withdraw: Option<PathBuf>,
     /// Admin socket path (overrides admin.socket in the YAML).
     #[arg(long, value_name = "PATH")]
     admin_socket: Option<PathBuf>,
@@ -86,6 +92,18 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(path) = args.bgp_withdraw {
+        return match uvs_control::bgp_withdraw(&path) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("uvsd: {e}");
                 ExitCode::FAILURE
             }
         };
