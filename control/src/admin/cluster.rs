@@ -127,7 +127,7 @@ pub fn format_cluster(s: &ClusterStatus) -> String {
 ///
 /// ```text
 /// Sync: both, peers heard 198.18.62.12; sent 40 messages (120 conns), received 38 (110), \
-///   refused 0 messages 0 records, last message 0.2 s ago
+///   refused 3 messages (other_syncid 3) 0 records, last message 0.2 s ago
 /// BGP: serving; announced 198.18.100.1/32; withdrawn 198.18.100.2/32 (no usable real server)
 /// ```
 pub fn format_peers(sync: Option<&SyncSnapshot>, node: Option<&NodeSnapshot>) -> String {
@@ -141,6 +141,18 @@ pub fn format_peers(sync: Option<&SyncSnapshot>, node: Option<&NodeSnapshot>) ->
                 y.peers.join(" ")
             };
             let bad: u64 = y.bad_messages.iter().map(|(_, n)| n).sum();
+            // Why, when some were: a peer with another sync id or key is refused whole.
+            let why: Vec<String> = y
+                .bad_messages
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join(", "))
+            };
             let refused: u64 = y.refused.iter().map(|(_, n)| n).sum::<u64>() + y.rate_limited;
             let age = y.last_received_age_ms.map_or("never".to_string(), |ms| {
                 format!("{:.1} s ago", ms as f64 / 1000.0)
@@ -148,7 +160,7 @@ pub fn format_peers(sync: Option<&SyncSnapshot>, node: Option<&NodeSnapshot>) ->
             let _ = writeln!(
                 out,
                 "Sync: {}, peers heard {peers}; sent {} messages ({} conns), received {} ({}), \
-                 refused {bad} messages {refused} records, last message {age}",
+                 refused {bad} messages{why} {refused} records, last message {age}",
                 y.mode, y.sent_messages, y.sent_conns, y.received_messages, y.received_conns
             );
         }
@@ -284,7 +296,7 @@ mod tests {
         assert_eq!(
             format_peers(Some(&y), Some(&n)),
             "Sync: both, peers heard 198.18.62.12 198.18.62.13; sent 40 messages (120 conns), \
-             received 38 (110), refused 2 messages 4 records, last message 0.2 s ago\n\
+             received 38 (110), refused 2 messages (auth 2) 4 records, last message 0.2 s ago\n\
              BGP: serving; announced 198.18.100.1/32 2001:2::100/128; withdrawn \
              198.18.100.2/32 (no usable real server); BIRD reconfiguration FAILING (see uvsadm node)\n"
         );

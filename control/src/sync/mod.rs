@@ -136,6 +136,60 @@ pub fn error_name(e: SyncError) -> &'static str {
     }
 }
 
+/// How often the log names the same peer and reason again.
+const COMPLAIN_EVERY: Duration = Duration::from_secs(60);
+
+/// The refusals of whole messages the log has named: a peer whose messages are all
+/// refused (another sync id, another key) is told at once, with what differs, then at
+/// most once a minute per peer and reason.
+#[derive(Default)]
+struct Complaints {
+    said: Vec<(IpAddr, SyncError, Instant)>,
+}
+
+impl Complaints {
+    fn complain(
+        &mut self,
+        from: IpAddr,
+        e: SyncError,
+        msg: &[u8],
+        cfg: &SyncConfig,
+        now: Instant,
+    ) -> Option<String> {
+        match self
+            .said
+            .iter_mut()
+            .find(|(ip, x, _)| *ip == from && *x == e)
+        {
+            Some((_, _, at)) if now.saturating_duration_since(*at) < COMPLAIN_EVERY => return None,
+            Some((_, _, at)) => *at = now,
+            None => {
+                if self.said.len() >= MAX_PEERS {
+                    self.said.remove(0);
+                }
+                self.said.push((from, e, now));
+            }
+        }
+        let why = match e {
+            SyncError::OtherSyncId => format!(
+                "sync id {}, this node's is {} (sync.syncid must be the same on every node)",
+                msg.get(1).copied().unwrap_or(0),
+                cfg.syncid
+            ),
+            SyncError::Auth if cfg.auth_key.is_some() => {
+                "unsigned or signed with another key (sync.auth_key must be the same on every \
+                 node)"
+                    .to_string()
+            }
+            SyncError::Version => format!("{e} (a peer of another kind on port {})", cfg.port),
+            _ => e.to_string(),
+        };
+        Some(format!(
+            "connection sync: refusing messages from {from}: {why}"
+        ))
+    }
+}
+
 fn count_error(stats: &SyncStats, e: SyncError) {
     if let Some(i) = SYNC_ERRORS.iter().position(|x| *x == e) {
         stats.bad_messages[i].fetch_add(1, Relaxed);
@@ -530,6 +584,7 @@ fn receive_loop(
 ) {
     let mut buf = vec![0u8; 65536];
     let mut replay = ReplayGuard::default();
+    let mut complaints = Complaints::default();
     let mut limit = RateLimit {
         rate: f64::from(cfg.max_rate),
         tokens: f64::from(cfg.max_rate),
@@ -558,6 +613,11 @@ fn receive_loop(
             Ok(m) => m,
             Err(e) => {
                 count_error(stats, e);
+                if let Some(said) =
+                    complaints.complain(from.ip(), e, &buf[..n], cfg, Instant::now())
+                {
+                    log::warn!("{said}");
+                }
                 continue;
             }
         };
@@ -832,6 +892,51 @@ mod tests {
             assert_eq!(heard, expect, "{peers:?}");
             assert_eq!(d.stats.installed.load(Relaxed), want, "{peers:?}");
         }
+    }
+
+    /// A peer whose messages this node refuses (another sync id, another key) is named in
+    /// the log with what differs: at once, then at most once a minute per reason.
+    #[test]
+    fn refused_peers_are_logged_with_what_differs() {
+        let cfg = SyncConfig {
+            syncid: 9,
+            ..on_lo(SyncMode::Backup, 8848, &[])
+        };
+        let mut w = MessageWriter::new(7, 1400, None);
+        w.push(&wire::parse(&message(), 0, None).unwrap().conns[0], 0);
+        let other = w.finish(0).unwrap();
+        let from: IpAddr = "198.18.1.5".parse().unwrap();
+        let mut c = Complaints::default();
+        let t0 = Instant::now();
+        let said = c.complain(from, SyncError::OtherSyncId, &other, &cfg, t0);
+        assert_eq!(
+            said.as_deref(),
+            Some(
+                "connection sync: refusing messages from 198.18.1.5: sync id 7, this node's \
+                 is 9 (sync.syncid must be the same on every node)"
+            )
+        );
+        let later = t0 + Duration::from_secs(30);
+        assert_eq!(
+            c.complain(from, SyncError::OtherSyncId, &other, &cfg, later),
+            None
+        );
+        let other_peer: IpAddr = "198.18.1.7".parse().unwrap();
+        assert!(c
+            .complain(other_peer, SyncError::OtherSyncId, &other, &cfg, later)
+            .is_some());
+        let keyed = SyncConfig {
+            auth_key: Some("secret".into()),
+            ..cfg.clone()
+        };
+        let auth = c
+            .complain(from, SyncError::Auth, &other, &keyed, later)
+            .unwrap();
+        assert!(auth.contains("sync.auth_key"), "{auth}");
+        let again = t0 + Duration::from_secs(61);
+        assert!(c
+            .complain(from, SyncError::OtherSyncId, &other, &cfg, again)
+            .is_some());
     }
 
     #[test]
