@@ -71,36 +71,54 @@ pub struct SyncStats {
     pub last_received_ms: AtomicU64,
     /// Peers heard from, by address (a restarted sender has a new source port).
     pub peers: Mutex<Peers>,
+    /// A new or restarted peer was heard: the sender sends every connection at once.
+    pub refresh_wanted: AtomicBool,
 }
 
 /// The peers a backup heard from: each address once, with when it was last heard.
 #[derive(Debug, Default)]
 pub struct Peers {
-    heard: Vec<(IpAddr, Instant)>,
+    /// Address, the ports it sent from (the latest last), when last heard.
+    heard: Vec<(IpAddr, Vec<u16>, Instant)>,
 }
 
+/// Source ports remembered per peer: a kernel IPVS master sends from one socket per sync
+/// thread (`sync_ports`), a uvs node from one per family.
+const PORTS_PER_PEER: usize = 8;
+
 impl Peers {
-    /// Notes a message from `ip` at `at` (an IPv4 sender heard on a dual-stack socket, as
-    /// `::ffff:a.b.c.d`, is its IPv4 address).
-    pub fn heard(&mut self, ip: IpAddr, at: Instant) {
-        let ip = ip.to_canonical();
+    /// Notes a message from `from` at `at` (an IPv4 sender heard on a dual-stack socket, as
+    /// `::ffff:a.b.c.d`, is its IPv4 address). True when the sender is new here: an address
+    /// not heard before, or a known one sending from a port it never used (it restarted: a
+    /// new socket), so it may lack every connection.
+    pub fn heard(&mut self, from: SocketAddr, at: Instant) -> bool {
+        let ip = from.ip().to_canonical();
+        let port = from.port();
         if let Some(p) = self.heard.iter_mut().find(|p| p.0 == ip) {
-            p.1 = at;
-            return;
+            p.2 = at;
+            if p.1.contains(&port) {
+                return false;
+            }
+            if p.1.len() >= PORTS_PER_PEER {
+                p.1.remove(0);
+            }
+            p.1.push(port);
+            return true;
         }
         if self.heard.len() >= MAX_PEERS {
-            if let Some(oldest) = (0..self.heard.len()).min_by_key(|&i| self.heard[i].1) {
+            if let Some(oldest) = (0..self.heard.len()).min_by_key(|&i| self.heard[i].2) {
                 self.heard.swap_remove(oldest);
             }
         }
-        self.heard.push((ip, at));
+        self.heard.push((ip, vec![port], at));
+        true
     }
 
     /// The peers heard within `forget` of `now`, in the order first heard.
     pub fn list(&self, now: Instant, forget: Duration) -> Vec<String> {
         self.heard
             .iter()
-            .filter(|p| now.saturating_duration_since(p.1) <= forget)
+            .filter(|p| now.saturating_duration_since(p.2) <= forget)
             .map(|p| p.0.to_string())
             .collect()
     }
@@ -503,6 +521,9 @@ fn send_loop(
     };
     let mut last_refresh = Instant::now();
     let mut out: VecDeque<Vec<u8>> = VecDeque::new();
+    // First a message of no connection: the peers hear this (re)started node at once, and
+    // send it theirs without waiting for their next refresh.
+    out.push_back(writer.hello(next_seq()));
     while !stop.load(Relaxed) {
         std::thread::sleep(SEND_PERIOD);
         let tables = shared.tables.load();
@@ -516,8 +537,11 @@ fn send_loop(
                 }
             }
         }
-        if cfg.refresh_period > 0
-            && last_refresh.elapsed() >= Duration::from_secs(u64::from(cfg.refresh_period))
+        // A new or restarted peer (heard by this node's receiver) gets everything now.
+        let wanted = stats.refresh_wanted.swap(false, Relaxed);
+        if wanted
+            || cfg.refresh_period > 0
+                && last_refresh.elapsed() >= Duration::from_secs(u64::from(cfg.refresh_period))
         {
             last_refresh = Instant::now();
             shared.conns.for_each(|_, c, deadline| {
@@ -633,11 +657,14 @@ fn receive_loop(
             .fetch_add(msg.conns.len() as u64, Relaxed);
         let unix_ms = unix_us() / 1000;
         stats.last_received_ms.store(unix_ms, Relaxed);
-        stats
+        if stats
             .peers
             .lock()
             .expect("peers lock")
-            .heard(from.ip(), Instant::now());
+            .heard(from, Instant::now())
+        {
+            stats.refresh_wanted.store(true, Relaxed);
+        }
         let allowed = limit.take(msg.conns.len());
         stats
             .rate_limited
@@ -802,7 +829,7 @@ mod tests {
                 SyncDaemon::start(shared.clone(), on_lo(SyncMode::Master, port, peers)).unwrap();
             // The first refresh (after refresh_period, 1 s) sends the three connections.
             wait_for(&format!("{peers:?}: a refresh sent"), || {
-                d.stats.sent_messages.load(Relaxed) + d.stats.send_errors.load(Relaxed) > 0
+                d.stats.sent_conns.load(Relaxed) >= 3
             });
             std::thread::sleep(Duration::from_millis(100));
             let stats = d.stats.clone();
@@ -939,15 +966,55 @@ mod tests {
             .is_some());
     }
 
+    /// A peer that (re)starts says so with an empty message from its new socket; a node
+    /// that hears a sender new to it (a new address, or a known one from a new port: a
+    /// restarted uvsd) sends all its connections at once rather than at its next refresh,
+    /// so a restarted master knows them before VRRP hands it the group back. Another
+    /// message from the same sender changes nothing.
+    #[test]
+    fn a_new_or_restarted_peer_gets_every_connection_at_once() {
+        let shared = lab_shared();
+        connections(&shared, 3);
+        let port = free_port();
+        let cfg = SyncConfig {
+            refresh_period: 600,
+            ..on_lo(SyncMode::Both, port, &["127.0.0.1"])
+        };
+        let d = SyncDaemon::start(shared.clone(), cfg).unwrap();
+        // Its own start (it hears its own hello on the loopback) settles first.
+        std::thread::sleep(Duration::from_millis(500));
+        let sent = || d.stats.sent_conns.load(Relaxed);
+        let before = sent();
+        let hello = MessageWriter::new(0, 1400, None).hello(0);
+        assert_eq!(wire::parse(&hello, 0, None).unwrap().conns.len(), 0);
+        // Not 127.0.0.1: the daemon hears its own messages from there.
+        let peer = UdpSocket::bind("127.0.0.2:0").unwrap();
+        peer.send_to(&hello, ("127.0.0.1", port)).unwrap();
+        wait_for("every connection sent to the new peer", || {
+            sent() >= before + 3
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let after = sent();
+        peer.send_to(&message(), ("127.0.0.1", port)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(sent(), after, "a peer heard before: no refresh");
+        // The same address from a new port: restarted.
+        let restarted = UdpSocket::bind("127.0.0.2:0").unwrap();
+        restarted.send_to(&hello, ("127.0.0.1", port)).unwrap();
+        wait_for("every connection sent to the restarted peer", || {
+            sent() >= after + 3
+        });
+    }
+
     #[test]
     fn peers_not_heard_for_a_while_drop_out() {
         let mut p = Peers::default();
         let t0 = Instant::now();
-        let a: IpAddr = "198.18.1.5".parse().unwrap();
-        let b: IpAddr = "::ffff:198.18.1.6".parse().unwrap();
-        p.heard(a, t0);
-        p.heard(b, t0);
-        p.heard(a, t0 + Duration::from_secs(200));
+        let a: SocketAddr = "198.18.1.5:40000".parse().unwrap();
+        let b: SocketAddr = "[::ffff:198.18.1.6]:40000".parse().unwrap();
+        assert!(p.heard(a, t0), "new");
+        assert!(p.heard(b, t0), "new");
+        assert!(!p.heard(a, t0 + Duration::from_secs(200)), "known");
         let forget = Duration::from_secs(300);
         let at = |s| t0 + Duration::from_secs(s);
         assert_eq!(p.list(at(250), forget), vec!["198.18.1.5", "198.18.1.6"]);
@@ -956,7 +1023,7 @@ mod tests {
         // Bounded: the least recently heard goes first.
         for i in 0..MAX_PEERS as u16 + 5 {
             p.heard(
-                IpAddr::from([198, 18, (i >> 8) as u8, i as u8]),
+                SocketAddr::new(IpAddr::from([198, 18, (i >> 8) as u8, i as u8]), 1),
                 at(700 + u64::from(i)),
             );
         }

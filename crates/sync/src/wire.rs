@@ -170,6 +170,18 @@ impl MessageWriter {
         if self.count == 0 {
             return None;
         }
+        Some(self.seal(seq))
+    }
+
+    /// A message of no record (the one being written, if any, stays): what a starting
+    /// sender says first, so that its peers hear it at once. IPVS takes it as a message
+    /// of no connection.
+    pub fn hello(&self, seq: u64) -> Vec<u8> {
+        let mut w = MessageWriter::new(self.syncid, self.maxlen, self.key.clone());
+        w.seal(seq)
+    }
+
+    fn seal(&mut self, seq: u64) -> Vec<u8> {
         let mut m = std::mem::take(&mut self.buf);
         m[4] = self.count as u8;
         if let Some(key) = &self.key {
@@ -184,7 +196,7 @@ impl MessageWriter {
         }
         self.buf = Vec::with_capacity(self.maxlen);
         self.reset();
-        Some(m)
+        m
     }
 }
 
