@@ -211,11 +211,13 @@ sync: {{ mode: both, interface: uvs-lb1, syncid: 7 }}
                 format!("router_id uvs-{TAG}-{}", self.name),
             ),
             (
-                "script \"/usr/sbin/uvsadm cluster\"",
+                "script \"/usr/lib/uvs/uvs-notify.sh --track\"",
                 format!(
-                    "script \"{} --socket {} cluster\"",
+                    "script \"{} --socket {} --uvsadm {} --state-dir {} --track\"",
+                    bin.join("uvs-notify.sh").display(),
+                    sock.display(),
                     bin.join("uvsadm").display(),
-                    sock.display()
+                    self.dir().join("notify").display()
                 ),
             ),
             ("interface eth0", "interface uvs-lb0".to_string()),

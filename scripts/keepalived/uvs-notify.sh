@@ -12,7 +12,13 @@
 #
 # Usage: uvs-notify.sh [--socket PATH] [--uvsadm PATH] [--state-dir DIR] [--tries N]
 #                      GROUP[,GROUP...] TYPE NAME STATE [PRIORITY]
+#        uvs-notify.sh [--socket PATH] [--uvsadm PATH] [--state-dir DIR] --track
 #   MASTER -> master; BACKUP, FAULT, STOP -> backup (anything but MASTER is silent for the VIPs).
+#   --track      keepalived's vrrp_script (configs/keepalived.conf): fails while uvsd does not
+#                answer, and puts back the role keepalived notified last for any group whose
+#                role in uvsd differs. A uvsd restarted faster than the script's `fall` comes
+#                back in its YAML role (backup) while keepalived stays MASTER and notifies
+#                nothing: without this, nobody would serve the group's VIPs.
 #   --socket     uvsd's admin socket (default: uvsadm's, $UVSADM_SOCKET or /run/uvs/uvsadm.sock)
 #   --uvsadm     the uvsadm binary (default: uvsadm on PATH)
 #   --state-dir  where the latest wanted role of each group is kept (default /run/uvs/notify)
@@ -28,6 +34,7 @@ socket=
 uvsadm=uvsadm
 state_dir=/run/uvs/notify
 tries=40
+track=
 
 say() {
   echo "uvs-notify: $*" >&2
@@ -35,7 +42,7 @@ say() {
   return 0
 }
 usage() {
-  say "usage: uvs-notify.sh [--socket PATH] [--uvsadm PATH] [--state-dir DIR] [--tries N] GROUP[,GROUP...] INSTANCE|GROUP NAME STATE [PRIORITY]"
+  say "usage: uvs-notify.sh [--socket PATH] [--uvsadm PATH] [--state-dir DIR] [--tries N] GROUP[,GROUP...] INSTANCE|GROUP NAME STATE [PRIORITY], or [--socket PATH] [--uvsadm PATH] [--state-dir DIR] --track"
   exit 2
 }
 
@@ -45,14 +52,43 @@ while [ $# -gt 0 ]; do
     --uvsadm) [ $# -ge 2 ] || usage; uvsadm=$2; shift 2 ;;
     --state-dir) [ $# -ge 2 ] || usage; state_dir=$2; shift 2 ;;
     --tries) [ $# -ge 2 ] || usage; tries=$2; shift 2 ;;
+    --track) track=1; shift ;;
     --) shift; break ;;
     -*) say "unknown option '$1'"; usage ;;
     *) break ;;
   esac
 done
+case $tries in ''|*[!0-9]*) say "--tries takes a number, not '$tries'"; exit 2 ;; esac
+
+# The track form: uvsd answers (or the script fails), and each group keepalived notified
+# has the role it was told last. Never waits: a notification applying right now (holding
+# the group's lock) is left to finish, and keepalived kills a track script that overruns.
+if [ -n "$track" ]; then
+  [ $# -eq 0 ] || usage
+  set -- ${socket:+--socket "$socket"}
+  listing=$("$uvsadm" "$@" cluster 2>/dev/null) || exit 1
+  for f in "$state_dir"/*.want; do
+    [ -e "$f" ] || continue
+    group=${f##*/}
+    group=${group%.want}
+    have=$(echo "$listing" | awk -v g="$group" '$1 == g { print tolower($2) }')
+    want=$(cat "$f" 2>/dev/null)
+    [ -n "$have" ] && [ -n "$want" ] && [ "$have" != "$want" ] || continue
+    (
+      flock -n 9 || exit 0
+      want=$(cat "$f")
+      if out=$("$uvsadm" "$@" cluster role "$group" "$want" 2>&1); then
+        say "track: uvs group $group was $have, put back to $want (keepalived's last state)"
+      else
+        say "track: could not put uvs group $group back to $want: $out"
+      fi
+    ) 9>"$state_dir/$group.lock"
+  done
+  exit 0
+fi
+
 [ $# -ge 4 ] || usage
 groups=$1 kind=$2 name=$3 state=$4
-case $tries in ''|*[!0-9]*) say "--tries takes a number, not '$tries'"; exit 2 ;; esac
 
 case $state in
   MASTER) role=master ;;
