@@ -13,6 +13,10 @@
 //!   killed with SIGKILL (by PID). New connections succeed on b within keepalived's
 //!   failover time + 3 s, the download completes byte-exact (sha256) on b thanks to sync,
 //!   and the interruption and wrk's failed requests are reported.
+//! - A restarted master (its uvsd killed, keepalived alive) learns the downloads b carried
+//!   as soon as its sync sender says hello, takes the group back by preemption with them,
+//!   and a uvsd restarted faster than the track script's `fall` gets its role back from
+//!   the track script (`uvs-notify.sh --track`); both downloads complete byte for byte.
 
 mod common;
 use common::{is_root, repo, require_root};
@@ -759,5 +763,136 @@ fn keepalived_fails_over_to_the_backup_node() {
         text(&bad)
     );
     assert_eq!(b.role(), "MASTER");
+    drop(bed);
+}
+
+/// A download started through the client, IPv4 or IPv6 (`-g` for a bracketed address).
+fn download(url: &str, to: &Path) -> std::thread::JoinHandle<(bool, String)> {
+    let (url, to) = (url.to_string(), to.to_path_buf());
+    std::thread::spawn(move || {
+        let o = exec(
+            "client",
+            &[
+                "curl",
+                "-s",
+                "-g",
+                "-o",
+                to.to_str().unwrap(),
+                "--limit-rate",
+                "2M",
+                "--max-time",
+                "90",
+                "-w",
+                "%{http_code} %{size_download}",
+                &url,
+            ],
+        );
+        (o.status.success(), text(&o))
+    })
+}
+
+impl Node {
+    /// SIGKILL to uvsd alone (keepalived goes on), by PID.
+    fn kill_uvsd(&mut self) {
+        let mut c = self.uvsd.take().expect("uvsd running");
+        let st = Command::new("kill")
+            .args(["-KILL", &c.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let _ = c.wait();
+    }
+
+    fn has_client_conn(&self, client: &str) -> bool {
+        text(&self.uvsadm(&["-L", "-n", "-c"]))
+            .lines()
+            .any(|l| l.contains("ESTABLISHED") && l.contains(client))
+    }
+}
+
+/// The master's uvsd dies while downloads (IPv4 and IPv6) run; keepalived moves the group
+/// to b, which carries them on their synced entries. The master's uvsd restarts: b, which
+/// owns those flows since their first packet through it, sends them to the restarted node
+/// as soon as it hears it, so when VRRP hands the group back (preemption) the downloads go
+/// on through a. Then a's uvsd dies and is back at once (as systemd restarts it), faster
+/// than the track script's `fall`: keepalived stays MASTER and notifies nothing, and the
+/// track script gives the new uvsd its role back. Both downloads complete byte for byte.
+#[test]
+#[ignore = "needs root: network namespaces, XDP, AF_XDP and keepalived (scripts/test.sh runs it as root)"]
+fn a_restarted_master_takes_the_group_back_with_its_connections() {
+    require_root("a_restarted_master_takes_the_group_back_with_its_connections");
+    let bed = Bed::up();
+    install_bins();
+    let mut a = Node {
+        name: "a",
+        local: 21,
+        priority: 150,
+        uvsd: None,
+        keepalived: None,
+    };
+    let mut b = Node {
+        name: "b",
+        local: 22,
+        priority: 100,
+        uvsd: None,
+        keepalived: None,
+    };
+    a.start_uvsd(&bed);
+    b.start_uvsd(&bed);
+    a.start_keepalived(&bed);
+    wait_until("a master", Duration::from_secs(15), || a.role() == "MASTER");
+    b.start_keepalived(&bed);
+    wait_until("b's keepalived in BACKUP", Duration::from_secs(10), || {
+        b.log("keepalived.log").contains("Entering BACKUP STATE")
+    });
+    wait_until("VIP served through a", Duration::from_secs(5), || {
+        curl_ok(&format!("http://{VIP4}/"), "1")
+    });
+
+    let dl4 = download(&format!("http://{VIP4}/big"), &state().join("dl4"));
+    let dl6 = download(&format!("http://[{VIP6}]/big"), &state().join("dl6"));
+    wait_until(
+        "b has both downloads by sync",
+        Duration::from_secs(10),
+        || b.has_client_conn("198.18.0.2:") && b.has_client_conn("[2001:2::2]:"),
+    );
+
+    a.kill_uvsd();
+    wait_until("b master", Duration::from_secs(15), || b.role() == "MASTER");
+    std::thread::sleep(Duration::from_secs(1));
+    a.start_uvsd(&bed);
+    // b sends its connections to the restarted node at once, not at its next refresh (30 s).
+    let learnt = wait_until(
+        "the restarted a has the downloads",
+        Duration::from_secs(5),
+        || a.has_client_conn("198.18.0.2:") && a.has_client_conn("[2001:2::2]:"),
+    );
+    let back = wait_until("a master again", Duration::from_secs(15), || {
+        a.role() == "MASTER" && b.role() == "BACKUP"
+    });
+    eprintln!("restarted a had the downloads after {learnt:.1?}, the group after {back:.1?}");
+
+    // Back at once, as systemd restarts it: keepalived never leaves MASTER.
+    let seen = a.log("keepalived.log").len();
+    a.kill_uvsd();
+    a.start_uvsd(&bed);
+    let again = wait_until(
+        "a master after a quick restart",
+        Duration::from_secs(5),
+        || a.role() == "MASTER",
+    );
+    eprintln!("a quickly restarted uvsd was master again after {again:.1?}");
+    assert!(
+        !a.log("keepalived.log")[seen..].contains("Entering FAULT STATE"),
+        "the quick restart was meant to be shorter than the track script's fall"
+    );
+    assert!(curl_ok(&format!("http://{VIP4}/"), "2"), "served through a");
+
+    let want = std::fs::read_to_string(state().join("big.sha256")).unwrap();
+    for (dl, file) in [(dl4, "dl4"), (dl6, "dl6")] {
+        let (ok, out) = dl.join().unwrap();
+        assert!(ok, "{file}: the download did not complete: {out}");
+        assert_eq!(sha256(&state().join(file)), want.trim(), "{file} differs");
+    }
     drop(bed);
 }
