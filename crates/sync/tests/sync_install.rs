@@ -521,3 +521,60 @@ fn flows_a_backup_carries_after_a_failover_are_synced_back_to_a_restarted_master
         }
     }
 }
+
+/// The same for a persistent client: the backup that carries its flow after a failover
+/// owns the flow's persistence template too (IPVS syncs a connection's template with it),
+/// so a restarted master learns both and, after the failback, sends the client's next
+/// connection to the same real server. A template a new connection uses is owned likewise.
+#[test]
+fn a_flows_template_goes_with_it_when_the_backup_takes_it_over() {
+    use uvs_dataplane::pipeline::conn_flags;
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 1);
+    for s in &mut spec.services {
+        s.persistence = Some(Persistence {
+            timeout_s: 300,
+            prefix_len: 24,
+        });
+    }
+    // Through the flow's packets, or through a new connection's use of the template.
+    for new_conn in [false, true] {
+        let mut a = Node::new(&spec);
+        let mut b = Node::new(&spec);
+        b.shared.sync.set_enabled(true);
+        let real = established(&mut a, false, 40000);
+        assert!(b.install_all(&a.sent()).iter().all(Result::is_ok));
+        if new_conn {
+            assert_eq!(b.client(false, 40001, tk::SYN).map(|(d, _)| d), Some(real));
+        } else {
+            assert_eq!(b.client(false, 40000, tk::ACK).map(|(d, _)| d), Some(real));
+        }
+        let mut synced = 0;
+        b.shared.conns.for_each(|_, c, _| {
+            synced += usize::from(c.flags & conn_flags::SYNCED != 0);
+        });
+        let left = usize::from(new_conn); // the flow no packet passed
+        assert_eq!(synced, left, "new_conn={new_conn}: the template is B's now");
+        let mut ids = Vec::new();
+        b.shared.sync.drain(&mut ids, 1 << 16);
+        let tables = b.shared.tables.load();
+        let now = b.shared.clock.now_ticks();
+        let recs: Vec<_> = ids
+            .iter()
+            .filter_map(|id| b.shared.conns.get(*id))
+            .filter_map(|(c, d)| install::record(&tables, &c, d.wrapping_sub(now)))
+            .collect();
+        assert!(
+            recs.iter().any(|r| r.flags & wire::flags::TEMPLATE != 0),
+            "new_conn={new_conn}: the template is reported"
+        );
+        // A restarted, learns B's records; the client's next connection after the
+        // failback keeps its real server.
+        let mut a = Node::new(&spec);
+        assert!(a.install_all(&recs).iter().all(Result::is_ok));
+        assert_eq!(
+            a.client(false, 40002, tk::SYN).map(|(d, _)| d),
+            Some(real),
+            "new_conn={new_conn}"
+        );
+    }
+}

@@ -55,7 +55,7 @@ pub(crate) fn established<P: L4Proto>(
         }
     });
     if hit.flags() & conn_flags::SYNCED != 0 {
-        adopt(ctx, hit);
+        adopt(ctx, hit, svc);
     }
     P::track_state(ctx, svc, &pkt.p, hit);
     let flow = Flow {
@@ -73,8 +73,23 @@ pub(crate) fn established<P: L4Proto>(
 /// the flow): the flow is this node's now. Its mark goes, so this node's sync refresh sends
 /// it, and the tap reports it at once, as IPVS's master syncs every connection it forwards:
 /// a peer that restarted meanwhile learns it back before traffic returns there.
+/// The flow's persistence template goes with it, as IPVS syncs a connection's controlling
+/// template with it.
 #[cold]
-fn adopt(ctx: &mut Ctx<'_>, hit: &Hit) {
+fn adopt(ctx: &mut Ctx<'_>, hit: &Hit, svc: &ServiceRt) {
+    own(ctx, hit);
+    if let Some((key, _)) = crate::lifecycle::client_template(svc, *hit.orig_src(), hit.v6()) {
+        if let Some(t) = ctx.conns.lookup(&key, ctx.now) {
+            if t.flags() & conn_flags::SYNCED != 0 {
+                own(ctx, &t);
+            }
+        }
+    }
+}
+
+/// Clears the entry's synced mark and reports it to the sync tap (once, of two workers).
+#[cold]
+pub(crate) fn own(ctx: &mut Ctx<'_>, hit: &Hit) {
     if ctx.conns.clear_flags(hit, conn_flags::SYNCED) {
         ctx.sync.note(ctx.worker, hit.id);
     }

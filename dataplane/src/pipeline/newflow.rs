@@ -304,6 +304,9 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
             if hit.service() == svc.id
                 && crate::lifecycle::template_usable(&ctx.settings, svc, slot)
             {
+                if hit.flags() & conn_flags::SYNCED != 0 {
+                    super::forward::own(ctx, &hit);
+                }
                 ctx.conns
                     .update(hit.id, hit.state(), ctx.now.wrapping_add(timeout));
                 return Some(slot);
