@@ -66,16 +66,29 @@ fn text(o: &Output) -> String {
 /// this test started is killed by its PID.
 struct Bed {
     children: Arc<Mutex<Vec<u32>>>,
+    /// The tests of this file share one test network (TAG): one at a time, until the
+    /// network is down (released after `drop`).
+    _lock: std::fs::File,
 }
 
 impl Bed {
     fn up() -> Bed {
+        let dir = std::path::Path::new("/run/uvs-testbed-locks");
+        std::fs::create_dir_all(dir).unwrap();
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("cluster-{TAG}.lock")))
+            .unwrap();
+        lock.lock().unwrap();
         let out = Command::new(repo().join("scripts/cluster_testbed.sh"))
             .args(["up", TAG])
             .output()
             .unwrap();
         let bed = Bed {
             children: Arc::default(),
+            _lock: lock,
         };
         assert!(out.status.success(), "cluster testbed up: {}", text(&out));
         bed
