@@ -185,11 +185,14 @@ fn with_sync(cfg: &str, sync: &str) -> String {
 
 /// Node B's configuration: A's, with B's own local addresses.
 fn node_b(cfg: &str) -> String {
-    cfg.replace("local: [198.18.0.3, \"2001:2::3\"]", "local: [198.18.0.4]")
-        .replace(
-            "local: [198.18.1.3, \"2001:2:0:1::3\"]",
-            "local: [198.18.1.4]",
-        )
+    cfg.replace(
+        "local: [198.18.0.3, \"2001:2::3\"]",
+        "local: [198.18.0.4, \"2001:2::4\"]",
+    )
+    .replace(
+        "local: [198.18.1.3, \"2001:2:0:1::3\"]",
+        "local: [198.18.1.4, \"2001:2:0:1::4\"]",
+    )
 }
 
 /// Rate-limited downloads from the client through A: long-lived established flows.
