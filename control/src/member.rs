@@ -9,6 +9,13 @@
 //! compute the same table; a member that fails loses only its own entries (Maglev's
 //! minimal disruption: the other flows keep their owner). The first healthy member in the
 //! list answers ARP for the VIP with the cluster MAC.
+//!
+//! A member's service may outlive its uvsd (killed, crashed): its filter goes with the
+//! process, its kernel drops the VIP's frames (addressed to the cluster MAC), and its share
+//! would be lost while its check still passes. So each uvsd also sends every other member a
+//! heartbeat each check interval (UDP, `member.heartbeat_port`), and a member counts as up
+//! only while its check passes and its heartbeat was heard within `fall` intervals (more
+//! [`HEARTBEAT_GRACE`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -91,6 +98,8 @@ fn check_target(cfg: &MemberConfig, i: usize) -> HealthTarget {
 pub struct MemberStatus {
     pub config: MemberConfig,
     pub healthy: Vec<bool>,
+    /// Down only because its uvsd's heartbeat is not heard (its check passes).
+    pub silent: Vec<bool>,
     /// Table entries each member owns.
     pub entries: Vec<u32>,
     pub arp_owner: Option<usize>,
@@ -101,10 +110,55 @@ pub struct MemberStatus {
 }
 
 struct State {
+    /// What the table was last built over: checked up and heard from.
     healthy: Vec<bool>,
+    /// Each member's health check verdict.
+    checked: Vec<bool>,
+    /// When each member's heartbeat was last heard (this member's: always now).
+    heard: Vec<Instant>,
     entries: Vec<u32>,
     arp_owner: Option<usize>,
     publications: u64,
+}
+
+/// Slack beyond `fall` check intervals before a silent member counts as down (a heartbeat
+/// delayed by a loaded machine is not a dead uvsd).
+pub const HEARTBEAT_GRACE: Duration = Duration::from_millis(500);
+
+/// The heartbeat's payload: the protocol's name and version, the VIP, the sender's index.
+fn heartbeat(cfg: &MemberConfig) -> String {
+    format!("uvs-member 1 {} {}", cfg.vip, cfg.me)
+}
+
+/// Which member sent `payload` from `from`, if it is a heartbeat of this cluster (same VIP,
+/// the sender's own address at its index).
+fn heard_from(cfg: &MemberConfig, payload: &[u8], from: IpAddr) -> Option<usize> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut f = text.split(' ');
+    let (Some("uvs-member"), Some("1"), Some(vip), Some(i), None) =
+        (f.next(), f.next(), f.next(), f.next(), f.next())
+    else {
+        return None;
+    };
+    let i: usize = i.parse().ok()?;
+    (vip.parse::<IpAddr>().ok()? == cfg.vip && cfg.members.get(i) == Some(&from) && i != cfg.me)
+        .then_some(i)
+}
+
+/// Who is up: checked up, and (but for this member) heard from within `window`.
+fn effective(
+    cfg: &MemberConfig,
+    checked: &[bool],
+    heard: &[Instant],
+    now: Instant,
+    window: Duration,
+) -> Vec<bool> {
+    checked
+        .iter()
+        .zip(heard)
+        .enumerate()
+        .map(|(i, (&c, &h))| c && (i == cfg.me || now.saturating_duration_since(h) <= window))
+        .collect()
 }
 
 /// The running member: its filter and the membership it last published.
@@ -112,8 +166,6 @@ pub struct Member {
     config: MemberConfig,
     program: MemberProgram,
     state: Mutex<State>,
-    /// Set by health flips; the control loop rebuilds and republishes.
-    changed: AtomicBool,
 }
 
 impl Member {
@@ -161,11 +213,44 @@ impl Member {
             return;
         };
         let mut s = self.state.lock().expect("member state lock");
-        if s.healthy[i] != up {
-            log::info!("member: {addr} is {}", if up { "up" } else { "down" });
-            s.healthy[i] = up;
-            self.changed.store(true, Ordering::Relaxed);
+        if s.checked[i] != up {
+            log::info!(
+                "member: {addr}'s check {}",
+                if up { "passes" } else { "fails" }
+            );
+            s.checked[i] = up;
         }
+    }
+
+    fn heard(&self, i: usize, at: Instant) {
+        let mut s = self.state.lock().expect("member state lock");
+        s.heard[i] = at;
+    }
+
+    /// How long a member may be silent: `fall` check intervals and [`HEARTBEAT_GRACE`].
+    fn window(&self) -> Duration {
+        let hc = &self.config.health_check;
+        hc.interval.mul_f64(f64::from(hc.fall.max(1))) + HEARTBEAT_GRACE
+    }
+
+    /// Who is up now, when that differs from what the table was built over.
+    fn due(&self, now: Instant) -> Option<Vec<bool>> {
+        let s = self.state.lock().expect("member state lock");
+        let healthy = effective(&self.config, &s.checked, &s.heard, now, self.window());
+        for (i, (&h, &was)) in healthy.iter().zip(&s.healthy).enumerate() {
+            if h != was && s.checked[i] {
+                log::info!(
+                    "member: {}'s uvsd is {}",
+                    self.config.members[i],
+                    if h {
+                        "heard again"
+                    } else {
+                        "silent: counted down"
+                    }
+                );
+            }
+        }
+        (healthy != s.healthy).then_some(healthy)
     }
 
     /// A picture of the member for `uvsadm member` and `/metrics`.
@@ -174,6 +259,12 @@ impl Member {
         MemberStatus {
             config: self.config.clone(),
             healthy: s.healthy.clone(),
+            silent: s
+                .healthy
+                .iter()
+                .zip(&s.checked)
+                .map(|(&h, &c)| c && !h)
+                .collect(),
             entries: s.entries.clone(),
             arp_owner: s.arp_owner,
             publications: s.publications,
@@ -224,7 +315,11 @@ pub fn format_status(s: &MemberStatus) -> String {
         };
         out.push_str(&format!(
             "  {name:<40} {:<7} {:>7} {share:>6.1}%\n",
-            if s.healthy[i] { "up" } else { "down" },
+            match (s.healthy[i], s.silent[i]) {
+                (true, _) => "up",
+                (false, true) => "silent",
+                (false, false) => "down",
+            },
             s.entries[i]
         ));
     }
@@ -297,6 +392,44 @@ fn mac_text(m: &[u8; 6]) -> String {
         .join(":")
 }
 
+/// Sends this member's heartbeat to every other member each check interval and notes the
+/// ones it hears, until `stop`.
+fn heartbeats(member: Arc<Member>, stop: Arc<Stop>) -> Result<std::thread::JoinHandle<()>> {
+    let cfg = &member.config;
+    let me = SocketAddr::new(cfg.members[cfg.me], cfg.heartbeat_port);
+    let sock = std::net::UdpSocket::bind(me)
+        .with_context(|| format!("member heartbeat: cannot listen on UDP {me}"))?;
+    let period = cfg.health_check.interval;
+    sock.set_read_timeout(Some(period.min(Duration::from_millis(100))))?;
+    Ok(std::thread::Builder::new()
+        .name("uvs-heartbeat".into())
+        .spawn(move || {
+            let cfg = &member.config;
+            let payload = heartbeat(cfg);
+            let mut next = Instant::now();
+            let mut buf = [0u8; 128];
+            while !stop.is_raised() {
+                if Instant::now() >= next {
+                    next += period;
+                    for (i, a) in cfg.members.iter().enumerate() {
+                        if i != cfg.me {
+                            // A peer that is down or unreachable: nothing to do but go on.
+                            let _ = sock.send_to(
+                                payload.as_bytes(),
+                                SocketAddr::new(*a, cfg.heartbeat_port),
+                            );
+                        }
+                    }
+                }
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    if let Some(i) = heard_from(cfg, &buf[..n], from.ip()) {
+                        member.heard(i, Instant::now());
+                    }
+                }
+            }
+        })?)
+}
+
 /// Runs member mode until SIGINT/SIGTERM (or `run_for`).
 pub fn run(config: Config, _config_path: &Path, opts: &crate::daemon::Options) -> Result<()> {
     let cfg = config
@@ -337,11 +470,12 @@ pub fn run(config: Config, _config_path: &Path, opts: &crate::daemon::Options) -
         program,
         state: Mutex::new(State {
             healthy: vec![true; n],
+            checked: vec![true; n],
+            heard: vec![Instant::now(); n],
             entries: vec![0; n],
             arp_owner: None,
             publications: 0,
         }),
-        changed: AtomicBool::new(false),
     });
     // Members start up (keepalived's default): a member that is down is taken out after
     // `fall` failed checks, while one that starts down would drop its share until `rise`.
@@ -379,6 +513,7 @@ pub fn run(config: Config, _config_path: &Path, opts: &crate::daemon::Options) -
             stop.clone(),
         )?);
     }
+    threads.push(heartbeats(member.clone(), stop.clone())?);
     let m = member.clone();
     let monitor = HealthMonitor::start(
         (0..n).map(|i| check_target(&cfg, i)).collect(),
@@ -413,13 +548,7 @@ pub fn run(config: Config, _config_path: &Path, opts: &crate::daemon::Options) -
                 "member mode does not reload its configuration: restart uvsd to apply changes"
             );
         }
-        if member.changed.swap(false, Ordering::Relaxed) {
-            let healthy = member
-                .state
-                .lock()
-                .expect("member state lock")
-                .healthy
-                .clone();
+        if let Some(healthy) = member.due(Instant::now()) {
             if let Err(e) = member.publish(healthy) {
                 result = Err(e);
                 break;
@@ -451,6 +580,64 @@ mod tests {
             .unwrap()
             .member
             .unwrap()
+    }
+
+    #[test]
+    fn heartbeats_are_known_by_cluster_sender_and_address() {
+        let c = cfg(3);
+        let from = |i: u8| format!("198.18.70.{}", 10 + i).parse::<IpAddr>().unwrap();
+        assert_eq!(
+            heartbeat(&c),
+            "uvs-member 1 198.18.70.100 0",
+            "what member 0 (me) sends"
+        );
+        let hb = |i: usize| format!("uvs-member 1 198.18.70.100 {i}");
+        assert_eq!(heard_from(&c, hb(2).as_bytes(), from(2)), Some(2));
+        assert_eq!(
+            heard_from(&c, hb(2).as_bytes(), from(1)),
+            None,
+            "not its address"
+        );
+        assert_eq!(heard_from(&c, hb(0).as_bytes(), from(0)), None, "my own");
+        assert_eq!(
+            heard_from(&c, hb(7).as_bytes(), from(2)),
+            None,
+            "no member 7"
+        );
+        for other in [
+            "uvs-member 1 198.18.70.101 2",
+            "uvs-member 2 198.18.70.100 2",
+            "uvs-member 1 198.18.70.100 2 x",
+            "uvs-member 1 198.18.70.100",
+            "",
+        ] {
+            assert_eq!(heard_from(&c, other.as_bytes(), from(2)), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_silent_member_is_down_though_its_check_passes() {
+        let c = cfg(3);
+        let t0 = Instant::now();
+        let w = Duration::from_secs(2);
+        let later = t0 + Duration::from_secs(3);
+        // Member 2 last heard at t0, member 1 just now; member 0 is me (never heard).
+        let heard = [t0, later, t0];
+        assert_eq!(
+            effective(&c, &[true; 3], &heard, t0 + Duration::from_secs(1), w),
+            [true, true, true],
+            "within the window"
+        );
+        assert_eq!(
+            effective(&c, &[true; 3], &heard, later, w),
+            [true, true, false],
+            "member 2 silent for 3 s; me never counts as silent"
+        );
+        assert_eq!(
+            effective(&c, &[false, true, true], &heard, later, w),
+            [false, true, false],
+            "a failed check is down whatever is heard"
+        );
     }
 
     #[test]
@@ -504,6 +691,7 @@ mod tests {
         let s = MemberStatus {
             config: c,
             healthy: vec![true, false],
+            silent: vec![false, false],
             entries: vec![4093, 0],
             arp_owner: Some(0),
             publications: 2,

@@ -528,4 +528,37 @@ fn members_share_the_vip_and_take_over_a_failed_one() {
         m.contains("uvs_member_table_entries{member=\"198.18.71.12\"} 0"),
         "{m}"
     );
+
+    // 4. m3's uvsd dies (SIGKILL) while its nginx runs on: its filter is gone, its kernel
+    // drops the VIP's frames, and its check still passes. Its silent heartbeat takes it out
+    // of m1's table, and m1 serves everything. (Before, m1 kept m3's share: a third of the
+    // requests failed for as long as it stayed so.)
+    let pid = net.uvsd[2].id();
+    must(&["kill", "-KILL", &pid.to_string()]);
+    let _ = net.uvsd[2].wait();
+    let start = Instant::now();
+    loop {
+        let view = net.uvsadm_member(0);
+        if view
+            .lines()
+            .any(|l| l.contains(MEMBERS[2]) && l.contains("silent"))
+            && view.contains("tables published: 3")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "m3's dead uvsd was not noticed:\n{view}\n{}",
+            net.log(0)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "m3's uvsd killed: m1 took its share within {:?}",
+        start.elapsed()
+    );
+    assert!(net.nginx_pid(2).is_some(), "m3's nginx still runs");
+    let answers = requests(100, &net.dir.join("batch4.txt"));
+    let by_m1 = answers.iter().filter(|a| matches!(a, Some((0, _)))).count();
+    assert_eq!(by_m1, 100, "every request answered by m1: {answers:?}");
 }

@@ -250,7 +250,14 @@ pub struct MemberConfig {
     /// How each member (this one included) is checked; the port defaults to the first of
     /// `ports`.
     pub health_check: HealthCheck,
+    /// The UDP port each member's uvsd sends its heartbeat to and hears the others' on: a
+    /// member whose uvsd is silent for `fall` check intervals counts as down even while
+    /// its service answers (its filter went with it, so its share would be lost).
+    pub heartbeat_port: u16,
 }
+
+/// [`MemberConfig::heartbeat_port`]'s default.
+pub const DEFAULT_HEARTBEAT_PORT: u16 = 6082;
 
 named_enum! {
     /// A VIP group's role in an active/backup pair.

@@ -72,6 +72,8 @@ pub(crate) struct RawMember {
     pub table_size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<RawHealthCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_port: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

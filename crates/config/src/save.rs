@@ -93,6 +93,7 @@ pub fn to_yaml(config: &Config) -> String {
             hash: Some(m.hash.name().to_string()),
             table_size: Some(u64::from(m.table_size)),
             health_check: Some(health_check(&m.health_check)),
+            heartbeat_port: Some(u64::from(m.heartbeat_port)),
         }),
     };
     // Serialising plain structs of strings, numbers and lists cannot fail.

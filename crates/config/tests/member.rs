@@ -28,15 +28,17 @@ fn defaults_and_round_trip() {
     assert_eq!(m.protocol, uvs_config::Protocol::Tcp);
     assert_eq!(m.table_size, 65_537);
     assert_eq!(m.health_check.kind, uvs_config::HealthCheckKind::Tcp);
+    assert_eq!(m.heartbeat_port, 6082);
     let saved = uvs_config::to_yaml(&c);
     let again = uvs_config::load_str(&saved, "saved.yaml").unwrap();
     assert_eq!(again, c, "{saved}");
     assert!(load("").unwrap().member.is_none());
     let c = load(&format!(
-        "{GOOD}  hash: source\n  table_size: 4093\n  cluster_mac: 01:00:5e:7f:00:01\n  protocol: udp\n"
+        "{GOOD}  hash: source\n  table_size: 4093\n  cluster_mac: 01:00:5e:7f:00:01\n  protocol: udp\n  heartbeat_port: 7000\n"
     ))
     .unwrap();
     let m = c.member.unwrap();
+    assert_eq!(m.heartbeat_port, 7000);
     assert_eq!(m.hash, uvs_config::MemberHash::Source);
     assert_eq!(m.cluster_mac, [1, 0, 0x5e, 0x7f, 0, 1]);
 }

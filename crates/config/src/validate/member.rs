@@ -6,7 +6,9 @@ use std::net::IpAddr;
 
 use super::health::health_check;
 use super::{Ctx, Result};
-use crate::model::{HealthCheck, Interface, MemberConfig, MemberHash, Protocol, Service};
+use crate::model::{
+    HealthCheck, Interface, MemberConfig, MemberHash, Protocol, Service, DEFAULT_HEARTBEAT_PORT,
+};
 use crate::raw::{RawHealthCheck, RawMember};
 
 /// Largest Maglev table the member filter holds (`TABLE_MAX` in uvs_member.c).
@@ -218,6 +220,14 @@ pub(super) fn member(
     // With no ports listed the check refuses to run without its own `port`.
     let default_port = ports.first().copied().unwrap_or(0);
     let health_check: HealthCheck = health_check(cx, "member.health_check", raw_hc, default_port)?;
+    let heartbeat_port = cx.range(
+        "member.heartbeat_port",
+        raw.heartbeat_port
+            .unwrap_or(u64::from(DEFAULT_HEARTBEAT_PORT)),
+        1,
+        65535,
+        "port",
+    )? as u16;
     Ok(MemberConfig {
         interface,
         vip,
@@ -229,5 +239,6 @@ pub(super) fn member(
         hash,
         table_size: table_size as u32,
         health_check,
+        heartbeat_port,
     })
 }
