@@ -367,3 +367,49 @@ fn monitor_feeds_response_time_and_reported_load() {
     }
     m.stop();
 }
+
+/// A check that times out is a response time of at least its timeout for `fastest`: a
+/// server that stops answering looks slow from its first failed check, not as fast as its
+/// last success until `fall` takes it out. Once it is back, its response time starts
+/// afresh from the checks that brought it back instead of decaying from the outage's.
+#[test]
+fn timed_out_checks_count_as_slow_and_recovery_starts_afresh() {
+    let dir = std::env::temp_dir().join(format!("uvs-hc-slow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hang = dir.join("hang");
+    let mut t = tcp_target("198.18.1.11:80".parse().unwrap(), 50, 400);
+    t.check.kind = HealthCheckKind::Command {
+        user: None,
+        command: format!("if [ -e {} ]; then sleep 5; fi", hang.display()),
+    };
+    let (tx, rx) = mpsc::channel();
+    let m = HealthMonitor::start(
+        vec![t],
+        Arc::new(move |_: &HealthTarget, up: bool| {
+            let _ = tx.send(up);
+        }),
+    );
+    let rtt = |m: &HealthMonitor| m.feedback()[0].1;
+    let start = Instant::now();
+    while rtt(&m) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "no response time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(&hang, "").unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(false));
+    // Three timeouts of 400 ms (fall 3), smoothed by 1/8 each: at least 400·(1 − (7/8)³).
+    let slow = rtt(&m);
+    assert!(
+        slow >= 120_000,
+        "timed-out checks left the response time at {slow} µs"
+    );
+    std::fs::remove_file(&hang).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
+    let back = rtt(&m);
+    assert!(
+        back < 60_000,
+        "back up, the response time is still {back} µs"
+    );
+    m.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

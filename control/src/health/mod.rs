@@ -464,19 +464,26 @@ fn checker(
         if shared.stop.flag.load(Ordering::Relaxed) {
             return;
         }
+        // The response time `fastest` compares: what this check took, and for a check
+        // that failed (timed out, refused, wrong answer) at least its timeout, so a server
+        // that stops answering looks slow from its first failure instead of as fast as its
+        // last success until `fall` takes it out. RFC 6298's SRTT smoothing (1/8 of each
+        // new sample); the first sample, or a success while the server is down (it is
+        // coming back), is taken as it is rather than averaged with the outage's.
+        let took = match &result {
+            Ok(_) => started.elapsed(),
+            Err(_) => started.elapsed().max(check.timeout),
+        };
+        let sample = u32::try_from(took.as_micros()).unwrap_or(u32::MAX).max(1);
+        let old = shared.rtt_us[i].load(Ordering::Relaxed);
+        let srtt = if old == 0 || (result.is_ok() && !state.up) {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        shared.rtt_us[i].store(srtt, Ordering::Relaxed);
         let verdict = match result {
             Ok(out) => {
-                // RFC 6298's SRTT smoothing (1/8 of each new sample).
-                let sample = u32::try_from(started.elapsed().as_micros())
-                    .unwrap_or(u32::MAX)
-                    .max(1);
-                let old = shared.rtt_us[i].load(Ordering::Relaxed);
-                let srtt = if old == 0 {
-                    sample
-                } else {
-                    old - old / 8 + sample / 8
-                };
-                shared.rtt_us[i].store(srtt, Ordering::Relaxed);
                 if let Some(l) = out.load {
                     let now = shared.started.elapsed();
                     lock(&shared.load[i])
