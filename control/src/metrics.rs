@@ -179,6 +179,27 @@ pub fn render(s: &Snapshot) -> String {
             f.sample(labels, value(r));
         }
     }
+    // What the feedback schedulers read, for the real servers a check has measured (a
+    // missing sample is "not known", where 0 would read as the fastest, idlest server).
+    type Feedback = fn(&RealSnapshot) -> f64;
+    let feedback_families: [(&'static str, &str, Feedback); 2] = [
+        (
+            "uvs_real_response_time_seconds",
+            "Smoothed health-check time of the real server (a failed check counts as its timeout): what the fastest scheduler compares.",
+            |r| f64::from(r.response_time_us) / 1e6,
+        ),
+        (
+            "uvs_real_load",
+            "Load the real server's check reports (0 idle, 1 saturated), smoothed and faded out when reports stop: what the load scheduler reads.",
+            |r| f64::from(r.load) / 1000.0,
+        ),
+    ];
+    for (name, help, value) in feedback_families {
+        let mut f = e.family(name, help, Kind::Gauge);
+        for (labels, r) in real_labels.iter().filter(|(_, r)| r.response_time_us > 0) {
+            f.sample(labels, value(r));
+        }
+    }
 
     let mut f = e.family(
         "uvs_drops_total",

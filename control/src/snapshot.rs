@@ -48,6 +48,14 @@ pub struct RealSnapshot {
     /// `--persistent-conn`, else 0.
     #[serde(default)]
     pub persistent: u32,
+    /// The smoothed health-check time in microseconds that `fastest` compares (0 before
+    /// the first check answered, or without a check).
+    #[serde(default)]
+    pub response_time_us: u32,
+    /// The load its check reports (0 idle … 1000 saturated), smoothed and faded out as
+    /// reports stop, as `load` reads it; 0 without reports.
+    #[serde(default)]
+    pub load: u32,
     pub traffic: Traffic,
     pub rates: Rates,
 }

@@ -180,6 +180,8 @@ pub fn snapshot_with(
                     .and_then(|p| p.get(&(s.id, slot as u16)))
                     .copied()
                     .unwrap_or(0),
+                response_time_us: live.rtt_us.load(Relaxed),
+                load: live.load.load(Relaxed),
                 traffic: traffic(r.stats.totals()),
                 rates: rates.rate(&(base.0, base.1, base.2, Some((r.addr.to_ip(), r.port)))),
             });

@@ -355,6 +355,8 @@ mod tests {
             upper_threshold: 0,
             lower_threshold: 0,
             persistent: 0,
+            response_time_us: 0,
+            load: 0,
             traffic: Traffic::default(),
             rates: Rates {
                 cps: cps / 2.0,

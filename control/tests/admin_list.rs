@@ -61,6 +61,8 @@ fn real(
         upper_threshold: 0,
         lower_threshold: 0,
         persistent: 0,
+        response_time_us: 0,
+        load: 0,
         traffic: traffic(t),
         rates: rates(r),
     }

@@ -80,6 +80,8 @@ impl AdminBackend for FakeBackend {
                             upper_threshold: r.upper_threshold,
                             lower_threshold: r.lower_threshold,
                             persistent: 0,
+                            response_time_us: 0,
+                            load: 0,
                             traffic: Traffic::default(),
                             rates: Rates::default(),
                         })

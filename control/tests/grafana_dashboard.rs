@@ -42,6 +42,8 @@ fn everything() -> Snapshot {
                 upper_threshold: 0,
                 lower_threshold: 0,
                 persistent: 0,
+                response_time_us: 0,
+                load: 0,
                 traffic: Traffic::default(),
                 rates: Rates::default(),
             }],

@@ -29,6 +29,8 @@ fn real(addr: &str, port: u16, weight: u32, up: bool, overloaded: bool) -> RealS
         upper_threshold: 0,
         lower_threshold: 0,
         persistent: 0,
+        response_time_us: 0,
+        load: 0,
         traffic: Traffic {
             conns: 10,
             packets_in: 100,
@@ -58,7 +60,12 @@ fn sample() -> Snapshot {
                 persistent: None,
                 one_packet: false,
                 reals: vec![
-                    real("198.18.1.11", 80, 1, true, false),
+                    // Health-checked: the feedback schedulers' figures.
+                    RealSnapshot {
+                        response_time_us: 1500,
+                        load: 250,
+                        ..real("198.18.1.11", 80, 1, true, false)
+                    },
                     real("198.18.1.12", 80, 0, false, true),
                 ],
                 traffic: Traffic {
@@ -193,6 +200,10 @@ fn sample_lines() {
         format!(r#"uvs_real_up{{{web4},real="198.18.1.12:80",forward="Masq"}} 0"#),
         format!(r#"uvs_real_weight{{{web4},real="198.18.1.12:80",forward="Masq"}} 0"#),
         format!(r#"uvs_real_overloaded{{{web4},real="198.18.1.12:80",forward="Masq"}} 1"#),
+        "# TYPE uvs_real_response_time_seconds gauge".into(),
+        format!(r#"uvs_real_response_time_seconds{{{web4},real="198.18.1.11:80",forward="Masq"}} 0.0015"#),
+        "# TYPE uvs_real_load gauge".into(),
+        format!(r#"uvs_real_load{{{web4},real="198.18.1.11:80",forward="Masq"}} 0.25"#),
         format!(r#"uvs_real_active_connections{{{web4},real="198.18.1.11:80",forward="Masq"}} 2"#),
         format!(r#"uvs_real_inactive_connections{{{web4},real="198.18.1.11:80",forward="Masq"}} 1"#),
         format!(r#"uvs_real_connections_total{{{web4},real="198.18.1.11:80",forward="Masq"}} 10"#),
@@ -249,6 +260,15 @@ fn sample_lines() {
         assert!(
             lines.contains(e.as_str()),
             "missing line:\n{e}\n--- in ---\n{text}"
+        );
+    }
+    // A real server without a measurement (no check answered yet) has no response time
+    // or load: absent, not a 0 that would read as the fastest, idlest server.
+    for l in &lines {
+        assert!(
+            !(l.starts_with("uvs_real_response_time_seconds{") || l.starts_with("uvs_real_load{"))
+                || l.contains(r#"real="198.18.1.11:80""#),
+            "unmeasured real server listed: {l}"
         );
     }
 }

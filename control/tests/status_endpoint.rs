@@ -25,6 +25,8 @@ fn sample(cps: f64) -> Snapshot {
         upper_threshold: 0,
         lower_threshold: 0,
         persistent: 0,
+        response_time_us: 0,
+        load: 0,
         traffic: Traffic {
             conns: 10,
             ..Traffic::default()

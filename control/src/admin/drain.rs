@@ -368,6 +368,8 @@ mod tests {
             upper_threshold: 0,
             lower_threshold: 0,
             persistent: 0,
+            response_time_us: 0,
+            load: 0,
             traffic: Default::default(),
             rates: Default::default(),
         };
