@@ -259,6 +259,18 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
             if !checked {
                 core.set_health(service_key(&s.key()), r.key(), true);
             }
+            // What the feedback schedulers read comes from the checks: a server whose
+            // checks are not the ones it had (a new server, perhaps in a slot another
+            // left; a check changed or removed) starts with none, as a fresh monitor
+            // does, instead of keeping a response time or load no check will update.
+            let same_checks = targets.iter().any(|(t, _, _)| {
+                t.service == s.key()
+                    && t.real == r.key()
+                    && previous.health.iter().any(|(p, _)| p == t)
+            });
+            if !same_checks {
+                core.set_feedback(service_key(&s.key()), r.key(), 0, Some(0));
+            }
         }
     }
     core.reset_pool_health(
