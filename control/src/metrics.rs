@@ -370,7 +370,7 @@ pub fn render(s: &Snapshot) -> String {
         ),
         (
             "uvs_layer7_incomplete_total",
-            "Layer 7: first requests with more headers than uvs reads, sent to the default pool.",
+            "Layer 7: first requests uvs cannot read whole (more headers than it reads, or HTTP/2 with prior knowledge), sent to the default pool.",
             |w| w.synproxy.layer7_incomplete,
         ),
         (

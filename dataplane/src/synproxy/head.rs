@@ -159,7 +159,8 @@ pub(crate) fn segment(
     // (`uvs-bench l7head`: 13.6x NAT's per-segment cost re-reading, 8-10x not;
     // ARCHITECTURE.md). In between, each line is checked once as it completes
     // ([`Lines`]), so a malformed head is refused when its first bad line is complete.
-    let sound = h.tls || h.lines.check(&h.bytes);
+    // An HTTP/2 preface (prior knowledge) is not an HTTP/1 head: `decide` reads it whole.
+    let sound = h.tls || super::layer7::is_h2_preface(&h.bytes) || h.lines.check(&h.bytes);
     let decision = if !sound {
         Decision::BadHttp
     } else if may_end(&h.bytes, new.len(), h.tls) || fin || h.bytes.len() > l7.head_limit {

@@ -13,6 +13,9 @@
 //!   `header` and `cookie` rules; an absolute-form target (`GET http://host/path`) is read
 //!   for its path, and its authority stands for the Host header (`target`).
 //!
+//! - the HTTP/2 connection preface (prior knowledge, h2c): the default pool, its headers
+//!   unread (HPACK), as a head with too many headers (`layer7_incomplete`).
+//!
 //! The first rule whose conditions all hold names the pool, no match the default pool; the
 //! pool's own scheduler (over the service's real servers, those outside the pool or down
 //! for its own health check weighted 0) picks the server. Then the SYN proxy goes on as for any connection: entry, SYN to the server,
@@ -44,6 +47,14 @@ use crate::verdict::{DropReason, Verdict};
 
 /// Headers read from a request head; a head with more goes to the default pool.
 pub const MAX_HEADERS: usize = 64;
+
+/// The client connection preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether `b` starts with the HTTP/2 preface, or is the start of one.
+pub(crate) fn is_h2_preface(b: &[u8]) -> bool {
+    !b.is_empty() && (b.starts_with(H2_PREFACE) || H2_PREFACE.starts_with(b))
+}
 
 /// What control says about a `layer: 7` service.
 #[derive(Clone, Debug)]
@@ -189,6 +200,15 @@ impl Layer7Rt {
                 Sni::None => default(true),
                 Sni::Truncated => Decision::Partial,
                 Sni::Malformed | Sni::NotTls => Decision::BadTls,
+            };
+        }
+        // HTTP/2 with prior knowledge (h2c, gRPC without TLS): its headers come in HPACK
+        // frames uvs does not read, so the default pool, as for a head too long to read.
+        if is_h2_preface(payload) {
+            return if payload.len() >= H2_PREFACE.len() {
+                default(false)
+            } else {
+                Decision::Partial
             };
         }
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -745,6 +765,36 @@ mod tests {
                 String::from_utf8_lossy(head)
             );
         }
+    }
+
+    #[test]
+    fn an_http2_prior_knowledge_connection_goes_to_the_default_pool() {
+        // h2c with prior knowledge (RFC 9113 §3.3; gRPC without TLS): the preface, then
+        // frames whose HPACK-coded headers uvs does not read. Not a bad HTTP/1 head: the
+        // default pool, as a head uvs cannot read whole (`layer7_incomplete`).
+        let l = rt(vec![to_api(L7Match::PathPrefix("/".into()))]);
+        let settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+        let mut first = H2_PREFACE.to_vec();
+        first.extend_from_slice(settings);
+        let default = Decision::Pool {
+            pool: 0,
+            complete: false,
+        };
+        assert_eq!(l.decide(&first), default);
+        assert_eq!(l.decide(H2_PREFACE), default);
+        // Part of the preface: wait for the rest.
+        for n in 1..H2_PREFACE.len() {
+            assert_eq!(l.decide(&H2_PREFACE[..n]), Decision::Partial, "{n} bytes");
+        }
+        // HTTP/2.0 in an HTTP/1 request line is still refused.
+        assert_eq!(
+            l.decide(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
+            Decision::BadHttp
+        );
+        assert_eq!(
+            l.decide(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"),
+            Decision::BadHttp
+        );
     }
 
     #[test]
