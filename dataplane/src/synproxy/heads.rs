@@ -23,7 +23,8 @@ pub const MAX_PENDING: usize = 1024;
 /// Bytes of pending heads per worker.
 pub const MAX_PENDING_BYTES: usize = 16 << 20;
 /// Waits after the replay and after each retransmission of it; when the last one ends
-/// it is given up (as the SYN retransmissions, `retransmit::BACKOFF_MS`).
+/// it is given up and, the connection being open, both sides are reset (as the SYN
+/// retransmissions, `retransmit::BACKOFF_MS`).
 pub const REPLAY_BACKOFF_MS: [u32; 3] = [1000, 2000, 4000];
 /// How often pending heads are checked for their timeout.
 const SCAN_EVERY_MS: u32 = 10;
@@ -113,6 +114,9 @@ pub struct Heads {
     free: Vec<u16>,
     by_key: HashMap<HeadKey, u16>,
     replaying: Vec<u16>,
+    /// Replays given up on while their connection was open: the client is reset by
+    /// [`Heads::step`] (it has nothing left to retransmit, uvs acknowledged its head).
+    lost: Vec<u16>,
     pub(super) bytes: usize,
     next_scan: u32,
     /// The replay being written: slot and offset of its next segment.
@@ -197,6 +201,8 @@ impl Heads {
             self.by_key.remove(&h.key);
         } else if let Some(k) = self.replaying.iter().position(|&x| x == i) {
             self.replaying.swap_remove(k);
+        } else if let Some(k) = self.lost.iter().position(|&x| x == i) {
+            self.lost.swap_remove(k);
         }
         self.free.push(i);
         self.dirty = true;
@@ -338,8 +344,40 @@ impl Heads {
             };
             if give_up {
                 counters.drop(DropReason::Layer7ReplayLost);
-                self.remove(i);
-                continue;
+                if state.is_none() {
+                    self.remove(i);
+                    continue;
+                }
+                // The server took the handshake but never the head: end the connection
+                // as a SYN that is never answered ends (`retransmit`). A RST from the
+                // client's side goes through the pipeline, which resets the server's half
+                // and closes the entry; the client gets its own RST from `step` (uvs
+                // acknowledged its head, so its TCP would otherwise wait for an answer
+                // that cannot come).
+                self.replaying.swap_remove(self.scan);
+                self.lost.push(i);
+                let Some(h) = self.slots.get(usize::from(i)).and_then(Option::as_ref) else {
+                    continue;
+                };
+                let l3_off = usize::from(h.l3_off);
+                out[..l3_off].copy_from_slice(&h.link[..l3_off]);
+                let seg = Segment {
+                    src: h.key.client,
+                    dst: h.key.vip,
+                    ttl: 64,
+                    sport: h.key.cport,
+                    dport: h.key.vport,
+                    seq: h.cookie.client_isn.wrapping_add(1),
+                    ack: h.cookie.our_isn.wrapping_add(1),
+                    flags: flags::RST | flags::ACK,
+                    window: 0,
+                    options: &[],
+                };
+                let l3 = if h.key.v6 { L3::V6 } else { L3::V4 };
+                match uvs_wire::write_segment(out, l3_off, l3, &seg) {
+                    Some(len) => return Some(len),
+                    None => continue,
+                }
             }
             if let Some(h) = self.get(i) {
                 if let Some(r) = h.replay.as_mut() {
@@ -362,6 +400,31 @@ impl Heads {
         counters: &WorkerCounters,
         mut send: impl FnMut(u8, &[u8]) -> bool,
     ) {
+        while let Some(i) = self.lost.pop() {
+            let Some(h) = self.slots[usize::from(i)].as_ref() else {
+                continue;
+            };
+            let mut f = [0u8; 128];
+            let l3_off = usize::from(h.l3_off);
+            f[..l3_off].copy_from_slice(&h.link[..l3_off]);
+            let written = write_reply(
+                &mut f,
+                l3_off,
+                if h.key.v6 { L3::V6 } else { L3::V4 },
+                (h.key.client, h.key.cport),
+                (h.key.vip, h.key.vport),
+                &h.side(),
+                Reply::Reset,
+            );
+            let client = ip(h.key.v6, h.key.client);
+            self.remove(i);
+            let Some(n) = written else { continue };
+            if let Some((port, hop)) = tables.route(&client) {
+                if let Verdict::Forward(port) = l2_out(tables, neigh, &mut f[..n], port, hop) {
+                    send(port, &f[..n]);
+                }
+            }
+        }
         if self.by_key.is_empty() || !due(self.next_scan, now) {
             return;
         }
