@@ -92,3 +92,22 @@ fn pools_rules_and_round_trip() {
     let other = uvs_config::load_str(&SRC.replace("/health", "/ready"), "uvs.yaml").unwrap();
     assert!(!uvs_config::diff(&c, &other).is_empty());
 }
+
+/// A pool without a `scheduler:` takes the service's, not always wlc: a service that
+/// says `rr`, and whose `uvsadm -L` shows `rr`, balances its pools round-robin.
+#[test]
+fn pools_without_a_scheduler_take_the_services() {
+    let src = SRC.replace(
+        "    forwarding: nat\n",
+        "    forwarding: nat\n    scheduler: rr\n",
+    );
+    let src = src.replace("{ name: web, scheduler: rr,", "{ name: web, scheduler: lc,");
+    let c = uvs_config::load_str(&src, "uvs.yaml").unwrap();
+    let l = c.services[0].layer7.as_ref().unwrap();
+    assert_eq!(l.pools[0].scheduler, Scheduler::LeastConnection, "its own");
+    assert_eq!(l.pools[1].scheduler, Scheduler::RoundRobin, "the service's");
+    // Without either: wlc, ipvsadm's default.
+    let c = uvs_config::load_str(SRC, "uvs.yaml").unwrap();
+    let l = c.services[0].layer7.as_ref().unwrap();
+    assert_eq!(l.pools[1].scheduler, Scheduler::WeightedLeastConnection);
+}

@@ -43,6 +43,8 @@ pub(super) fn layer7(
     raw: RawLayer7,
     reals: &[RealServer],
     port: u16,
+    // The service's scheduler, and whether the YAML names it: its pools' default.
+    (service_scheduler, named): (Scheduler, bool),
 ) -> Result<Option<Layer7>> {
     let p = |f: &str| join(base, f);
     match raw.layer {
@@ -75,6 +77,20 @@ pub(super) fn layer7(
                         .into(),
                 )))
         }
+    }
+    // The service's scheduler schedules the pools that name none (ipvsadm's `-s`, which
+    // `uvsadm -L` shows): one they cannot use is refused rather than ignored.
+    if named && !POOL_SCHEDULERS.contains(&service_scheduler) {
+        return Err(cx
+            .err(
+                &p("scheduler"),
+                format!("scheduler {service_scheduler} cannot schedule a layer 7 service's pools"),
+            )
+            .with_hint(Some(
+                "a layer 7 service's scheduler is its pools' default: use rr, wrr, lc, wlc, sed \
+                 or nq, or remove it and give each pool its own"
+                    .into(),
+            )));
     }
     let raw_pools = raw.pools.unwrap_or_default();
     if raw_pools.is_empty() {
@@ -109,7 +125,7 @@ pub(super) fn layer7(
                 }
                 s
             }
-            None => Scheduler::WeightedLeastConnection,
+            None => service_scheduler,
         };
         let list = rp.real_servers.unwrap_or_default();
         if list.is_empty() {

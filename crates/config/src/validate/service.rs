@@ -614,6 +614,7 @@ fn service_rest(
         },
         &real_servers,
         port,
+        (scheduler, r.scheduler.is_some()),
     )?;
 
     Ok(Service {

@@ -335,6 +335,13 @@ fn service_errors() {
             Some("rr, wrr"),
         ),
         case(
+            "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    forwarding: nat\n    scheduler: fastest\n    real_servers: [{address: 198.18.1.1}, {address: 198.18.1.2}]\n    layer: 7\n    pools: [{name: a, real_servers: [198.18.1.1]}]\n    default_pool: a\n",
+            "fastest",
+            "services[0].scheduler",
+            "scheduler fastest cannot schedule a layer 7 service's pools",
+            Some("rr, wrr, lc, wlc, sed or nq"),
+        ),
+        case(
             "services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 0\n",
             "port: |0",
             "services[0].port",
