@@ -1149,7 +1149,7 @@ fn a_proxy_header_goes_before_a_replayed_multi_segment_head() {
 }
 
 /// A replayed head the server never acknowledges is sent three times, then freed and
-/// counted.
+/// counted, and the server's side of the connection is reset.
 #[test]
 fn an_unacknowledged_replay_is_given_up_after_three_sends() {
     let mut l = Lab::new(Method::Nat, false);
@@ -1175,15 +1175,18 @@ fn an_unacknowledged_replay_is_given_up_after_three_sends() {
     );
     let [_, s] = l.send(1, &sa);
     assert_eq!(s.len(), 3, "the ACK and the head in two pieces");
-    let mut sends = 1;
+    let (mut sends, mut resets) = (1, 0);
     for _ in 0..8 {
         l.advance(1);
         let [_, s] = l.idle();
-        if !s.is_empty() {
+        let rst = s.iter().filter(|f| read(f).rst).count();
+        resets += rst;
+        if s.len() > rst {
             sends += 1;
         }
     }
     assert_eq!(sends, 3, "sent at 0 s, 1 s and 3 s");
+    assert_eq!(resets, 1, "then the server's side reset");
     assert_eq!(l.drops(DropReason::Layer7ReplayLost), 1);
     assert_eq!(l.pending(), (0, 0));
 }
