@@ -105,6 +105,15 @@ pub enum PendingAction<'a> {
 
 pub const PENDING_FRAMES: usize = 256;
 
+/// Frames held for one next hop at most (Linux's per-neighbour `unres_qlen`, smaller): one
+/// address that never answers (a spoofed on-link source the real servers keep answering
+/// during a SYN flood) cannot take the queue from every other.
+pub const FRAMES_PER_HOP: usize = 16;
+
+/// Next hops asked about at once at most (each is forgotten `MAX_TRIES` seconds after its
+/// first request).
+pub const ASKING: usize = 1024;
+
 impl Default for Pending {
     fn default() -> Self {
         Self::new(PENDING_FRAMES)
@@ -131,20 +140,41 @@ impl Pending {
         }
     }
 
+    /// No frame held and no neighbour being asked about (nothing for `step` to do).
     pub fn is_empty(&self) -> bool {
-        self.used == 0
+        self.used == 0 && self.asking.is_empty()
     }
 
     pub fn len(&self) -> usize {
         self.used
     }
 
-    /// Holds a copy of `frame`. Returns `Some(request)` when a request should go out now
-    /// (first frame for this next hop), `Err(())` when the queue is full.
-    #[allow(clippy::result_unit_err)]
-    pub fn hold(&mut self, frame: &[u8], port: u8, next_hop: IpKey, now: u32) -> Result<bool, ()> {
-        if self.used == self.held.len() || frame.len() > uvs_port::FRAME_CAPACITY {
-            return Err(());
+    /// Holds a copy of `frame` (`Ok`) or drops it (`Err`: the queue is full, or holds
+    /// [`FRAMES_PER_HOP`] frames for `next_hop` already); either way the flag says whether
+    /// a request for `next_hop` should go out now (the first time it is asked about), so a
+    /// neighbour is resolved even while the queue is full and its next frame goes out.
+    pub fn hold(
+        &mut self,
+        frame: &[u8],
+        port: u8,
+        next_hop: IpKey,
+        now: u32,
+    ) -> Result<bool, bool> {
+        let asked = self.asking.iter().any(|a| a.0 == next_hop);
+        let ask = !asked && self.asking.len() < ASKING;
+        if ask {
+            self.asking.push((next_hop, port, now, 1));
+        }
+        if self.used == self.held.len()
+            || frame.len() > uvs_port::FRAME_CAPACITY
+            || (asked
+                && self.held[..self.used]
+                    .iter()
+                    .filter(|h| h.next_hop == next_hop)
+                    .count()
+                    >= FRAMES_PER_HOP)
+        {
+            return Err(ask);
         }
         let h = &mut self.held[self.used];
         h.port = port;
@@ -153,17 +183,13 @@ impl Pending {
         h.len = frame.len() as u16;
         h.data[..frame.len()].copy_from_slice(frame);
         self.used += 1;
-        if self.asking.iter().any(|a| a.0 == next_hop) {
-            return Ok(false);
-        }
-        self.asking.push((next_hop, port, now, 1));
-        Ok(true)
+        Ok(ask)
     }
 
     /// Releases frames whose neighbour is now known, re-requests on schedule and drops
     /// frames of neighbours that never answered. `act` performs each action.
     pub fn step(&mut self, neigh: &NeighMap, now: u32, mut act: impl FnMut(PendingAction<'_>)) {
-        if self.used == 0 {
+        if self.is_empty() {
             return;
         }
         let mut dead: Vec<IpKey> = Vec::new();
@@ -253,7 +279,7 @@ mod tests {
         let mut p = Pending::new(2);
         assert_eq!(p.hold(&[0u8; 60], 0, ip(12), 0), Ok(true));
         assert_eq!(p.hold(&[0u8; 60], 0, ip(12), 0), Ok(false));
-        assert_eq!(p.hold(&[0u8; 60], 0, ip(12), 0), Err(()));
+        assert_eq!(p.hold(&[0u8; 60], 0, ip(12), 0), Err(false));
         let (mut requests, mut dropped) = (0, 0);
         for now in 0..10 {
             p.step(&t.load(), now, |a| match a {
@@ -265,6 +291,42 @@ mod tests {
         assert_eq!(requests, 2, "the first request went out at hold time");
         assert_eq!(dropped, 2);
         assert!(p.is_empty());
+    }
+
+    /// One next hop that never answers holds at most FRAMES_PER_HOP frames, and a full
+    /// queue still asks about a new next hop: the frame is lost, the neighbour is not.
+    #[test]
+    fn an_unanswering_hop_cannot_take_the_queue() {
+        let t = NeighTable::default();
+        let mut p = Pending::new(FRAMES_PER_HOP + 2);
+        for i in 0..FRAMES_PER_HOP + 5 {
+            let got = p.hold(&[0u8; 60], 0, ip(200), 0);
+            assert_eq!(got.is_ok(), i < FRAMES_PER_HOP, "frame {i}");
+        }
+        assert_eq!(p.len(), FRAMES_PER_HOP);
+        assert_eq!(
+            p.hold(&[1u8; 60], 0, ip(2), 0),
+            Ok(true),
+            "room for another"
+        );
+        assert_eq!(p.hold(&[1u8; 60], 0, ip(2), 0), Ok(false));
+        assert_eq!(
+            p.hold(&[2u8; 60], 0, ip(3), 0),
+            Err(true),
+            "full, but asked"
+        );
+        assert_eq!(p.hold(&[2u8; 60], 0, ip(3), 0), Err(false), "asked once");
+        t.learn(ip(3), [2, 0, 0, 0, 0, 3], 0);
+        let mut sent = 0;
+        p.step(&t.load(), 0, |a| {
+            if let PendingAction::Send { .. } = a {
+                sent += 1;
+            }
+        });
+        assert_eq!(
+            sent, 0,
+            "ip(3)'s frames were dropped; its next ones go at once"
+        );
     }
 
     #[test]

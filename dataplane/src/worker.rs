@@ -548,14 +548,12 @@ impl<P: Port> Worker<P> {
                                     set_macs(ctx.pieces, macs);
                                     let hop = IpKey { v6, addr: next_hop };
                                     for piece in ctx.pieces.drain() {
-                                        match pending.hold(piece, port, hop, now) {
-                                            Ok(true) => {
-                                                send_request(&tables, ports, scratch, port, &hop)
-                                            }
-                                            Ok(false) => {}
-                                            Err(()) => {
-                                                counters.drop(DropReason::NeighbourUnresolved)
-                                            }
+                                        let held = pending.hold(piece, port, hop, now);
+                                        if held.unwrap_or_else(|ask| ask) {
+                                            send_request(&tables, ports, scratch, port, &hop);
+                                        }
+                                        if held.is_err() {
+                                            counters.drop(DropReason::NeighbourUnresolved);
                                         }
                                     }
                                 }
@@ -591,10 +589,12 @@ impl<P: Port> Worker<P> {
                             Verdict::AwaitNeighbour { port, next_hop, v6 } => {
                                 let hop = IpKey { v6, addr: next_hop };
                                 let frame = &ports[pi].buf_mut(f)[..len];
-                                match pending.hold(frame, port, hop, now) {
-                                    Ok(true) => send_request(&tables, ports, scratch, port, &hop),
-                                    Ok(false) => {}
-                                    Err(()) => counters.drop(DropReason::NeighbourUnresolved),
+                                let held = pending.hold(frame, port, hop, now);
+                                if held.unwrap_or_else(|ask| ask) {
+                                    send_request(&tables, ports, scratch, port, &hop);
+                                }
+                                if held.is_err() {
+                                    counters.drop(DropReason::NeighbourUnresolved);
                                 }
                                 done[ndone] = *f;
                                 ndone += 1;
