@@ -552,7 +552,29 @@ fn zero_copy(z: uvs_config::ZeroCopy) -> uvs_xsk::ZeroCopy {
 }
 
 /// Runs uvsd until SIGINT/SIGTERM (or `run_for`).
+/// SIGTERM/SIGINT and SIGHUP as flags, set from uvsd's first moment: a signal that comes
+/// while it starts (systemd's `reload` right after `start`) is handled once it runs — a
+/// stop stops it, a reload reloads — instead of killing it by the default action.
+pub struct Signals {
+    pub term: Arc<AtomicBool>,
+    pub hup: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> Result<Signals> {
+        let s = Signals {
+            term: Arc::new(AtomicBool::new(false)),
+            hup: Arc::new(AtomicBool::new(false)),
+        };
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, s.term.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGINT, s.term.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, s.hup.clone())?;
+        Ok(s)
+    }
+}
+
 pub fn run(config_path: &Path, opts: Options) -> Result<()> {
+    let signals = Signals::register()?;
     // Before any thread starts: they inherit the emptied sets.
     crate::privileges::keep_capabilities_from_children();
     // The host's addresses first: a VIP, local or pool address the kernel holds (or a real
@@ -561,7 +583,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
     let config = uvs_config::load_file_for_host(config_path, &host).map_err(|e| anyhow!("{e}"))?;
     check_privileges()?;
     if config.member.is_some() {
-        return crate::member::run(config, config_path, &opts);
+        return crate::member::run(config, config_path, &opts, &signals);
     }
     crate::privileges::check_users(&config)
         .and_then(|()| crate::webcheck::check_ca_files(&config))
@@ -700,7 +722,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         config.conn_table.capacity
     );
 
-    let result = control_loop(&core, &opts, &stop);
+    let result = control_loop(&core, &opts, &stop, &signals);
     stop.raise();
     for h in handles {
         let _ = h.join();
@@ -867,12 +889,13 @@ impl TableWatch {
     }
 }
 
-fn control_loop(core: &Arc<Core>, opts: &Options, stop: &Arc<Stop>) -> Result<()> {
-    let term = Arc::new(AtomicBool::new(false));
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+fn control_loop(
+    core: &Arc<Core>,
+    opts: &Options,
+    stop: &Arc<Stop>,
+    signals: &Signals,
+) -> Result<()> {
+    let (term, hup) = (&signals.term, &signals.hup);
 
     let services = crate::services::Services::start(core, opts, stop)?;
     core.sync_follow_config();

@@ -19,7 +19,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uvs_dataplane::wake::Stop;
@@ -431,7 +431,12 @@ fn heartbeats(member: Arc<Member>, stop: Arc<Stop>) -> Result<std::thread::JoinH
 }
 
 /// Runs member mode until SIGINT/SIGTERM (or `run_for`).
-pub fn run(config: Config, _config_path: &Path, opts: &crate::daemon::Options) -> Result<()> {
+pub fn run(
+    config: Config,
+    _config_path: &Path,
+    opts: &crate::daemon::Options,
+    signals: &crate::daemon::Signals,
+) -> Result<()> {
     let cfg = config
         .member
         .clone()
@@ -528,14 +533,10 @@ pub fn run(config: Config, _config_path: &Path, opts: &crate::daemon::Options) -
         n
     );
 
-    let term = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone())?;
     // A reload (SIGHUP, as systemd's `reload` sends) must not kill a member; it is not
     // applied either: the filter's settings are fixed at load, so a changed member section
     // needs a restart (the other members take this one's share meanwhile).
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    let (term, hup) = (&signals.term, &signals.hup);
     let started = Instant::now();
     let mut result = Ok(());
     while !term.load(Ordering::Relaxed) {

@@ -235,3 +235,18 @@ fn operator_view_quiesce_reload_health() {
         t1.elapsed()
     );
 }
+
+/// A SIGHUP that comes while uvsd starts (systemd's `reload` right after `start`, 50 ms
+/// into it here: loading the file, attaching XDP, opening the sockets) is handled once it
+/// runs, as a reload; before, SIGHUP's handler was installed only when the control loop
+/// began, and the default action killed uvsd.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn a_sighup_while_starting_is_a_reload_not_a_kill() {
+    require_root("a_sighup_while_starting_is_a_reload_not_a_kill");
+    let mut tb = Testbed::up("e2ehup", "nat");
+    tb.start_uvsd_signalled(&demo_config(), Some(("HUP", Duration::from_millis(50))));
+    tb.wait_log(0, "configuration reloaded");
+    let got = tb.curl_many("http://198.18.100.1/", 3);
+    assert!(got.iter().all(|g| g.starts_with("rs")), "{got:?}");
+}

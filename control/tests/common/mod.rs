@@ -138,6 +138,12 @@ impl Testbed {
 
     /// Starts uvsd with `config` (a YAML text), waits for its admin socket.
     pub fn start_uvsd(&mut self, config: &str) {
+        self.start_uvsd_signalled(config, None);
+    }
+
+    /// [`start_uvsd`](Self::start_uvsd), sending uvsd `signal` (`kill`'s name) `after` its
+    /// spawn, while it starts.
+    pub fn start_uvsd_signalled(&mut self, config: &str, signal: Option<(&str, Duration)>) {
         let cfg = self.state.join("uvs.yaml");
         std::fs::write(&cfg, config).unwrap();
         let log = std::fs::File::create(self.state.join("uvsd.log")).unwrap();
@@ -157,6 +163,14 @@ impl Testbed {
             .stderr(log)
             .spawn()
             .expect("spawning uvsd");
+        if let Some((name, after)) = signal {
+            std::thread::sleep(after);
+            let sent = Command::new("kill")
+                .args([&format!("-{name}"), &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success(), "kill -{name}");
+        }
         self.uvsd = Some(child);
         let start = Instant::now();
         while !self.socket().exists() {
