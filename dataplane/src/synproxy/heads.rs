@@ -390,6 +390,42 @@ impl Heads {
         }
     }
 
+    /// Sends slot `i`'s client the answer `reply` makes of its head (a reset, or an HTTP
+    /// refusal and FIN), out of the port towards the client with the head's link header,
+    /// and frees the slot.
+    fn answer_and_free(
+        &mut self,
+        i: u16,
+        reply: impl FnOnce(&Head) -> Reply,
+        tables: &Tables,
+        neigh: &NeighMap,
+        send: &mut impl FnMut(u8, &[u8]) -> bool,
+    ) {
+        let Some(h) = self.slots[usize::from(i)].as_ref() else {
+            return;
+        };
+        let mut f = [0u8; 256];
+        let l3_off = usize::from(h.l3_off);
+        f[..l3_off].copy_from_slice(&h.link[..l3_off]);
+        let written = write_reply(
+            &mut f,
+            l3_off,
+            if h.key.v6 { L3::V6 } else { L3::V4 },
+            (h.key.client, h.key.cport),
+            (h.key.vip, h.key.vport),
+            &h.side(),
+            reply(h),
+        );
+        let client = ip(h.key.v6, h.key.client);
+        self.remove(i);
+        let Some(n) = written else { return };
+        if let Some((port, hop)) = tables.route(&client) {
+            if let Verdict::Forward(port) = l2_out(tables, neigh, &mut f[..n], port, hop) {
+                send(port, &f[..n]);
+            }
+        }
+    }
+
     /// Answers and frees heads not complete within their timeout (408 and FIN, a RST for
     /// TLS). `send` transmits a frame on a port.
     pub fn step(
@@ -401,29 +437,7 @@ impl Heads {
         mut send: impl FnMut(u8, &[u8]) -> bool,
     ) {
         while let Some(i) = self.lost.pop() {
-            let Some(h) = self.slots[usize::from(i)].as_ref() else {
-                continue;
-            };
-            let mut f = [0u8; 128];
-            let l3_off = usize::from(h.l3_off);
-            f[..l3_off].copy_from_slice(&h.link[..l3_off]);
-            let written = write_reply(
-                &mut f,
-                l3_off,
-                if h.key.v6 { L3::V6 } else { L3::V4 },
-                (h.key.client, h.key.cport),
-                (h.key.vip, h.key.vport),
-                &h.side(),
-                Reply::Reset,
-            );
-            let client = ip(h.key.v6, h.key.client);
-            self.remove(i);
-            let Some(n) = written else { continue };
-            if let Some((port, hop)) = tables.route(&client) {
-                if let Verdict::Forward(port) = l2_out(tables, neigh, &mut f[..n], port, hop) {
-                    send(port, &f[..n]);
-                }
-            }
+            self.answer_and_free(i, |_| Reply::Reset, tables, neigh, &mut send);
         }
         if self.by_key.is_empty() || !due(self.next_scan, now) {
             return;
@@ -436,27 +450,14 @@ impl Heads {
             if h.replay.is_some() || !due(h.deadline, now) {
                 continue;
             }
-            let mut f = [0u8; 256];
-            let l3_off = usize::from(h.l3_off);
-            f[..l3_off].copy_from_slice(&h.link[..l3_off]);
-            let written = write_reply(
-                &mut f,
-                l3_off,
-                if h.key.v6 { L3::V6 } else { L3::V4 },
-                (h.key.client, h.key.cport),
-                (h.key.vip, h.key.vport),
-                &h.side(),
-                h.refusal(super::layer7::TIMEOUT),
-            );
-            let client = ip(h.key.v6, h.key.client);
             counters.drop(DropReason::Layer7HeadTimeout);
-            self.remove(i);
-            let Some(n) = written else { continue };
-            if let Some((port, hop)) = tables.route(&client) {
-                if let Verdict::Forward(port) = l2_out(tables, neigh, &mut f[..n], port, hop) {
-                    send(port, &f[..n]);
-                }
-            }
+            self.answer_and_free(
+                i,
+                |h| h.refusal(super::layer7::TIMEOUT),
+                tables,
+                neigh,
+                &mut send,
+            );
         }
     }
 }
