@@ -799,14 +799,7 @@ fn step_pending<P: Port>(
             send_request(tables, ports, scratch, port, &next_hop)
         }
         PendingAction::Send { port, frame } => {
-            if let Some(p) = ports.get_mut(usize::from(port)) {
-                if p.tx_copy(frame) {
-                    counters.tx_packets.add(1);
-                    counters.tx_bytes.add(frame.len() as u64);
-                } else {
-                    counters.drop(DropReason::TxFull);
-                }
-            }
+            tx_counted(ports, port, frame, counters);
         }
         PendingAction::Dropped(n) => {
             counters.drops[DropReason::NeighbourUnresolved.index()].add(n);
@@ -831,18 +824,7 @@ fn step_synproxy<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, t
             &neigh,
             ticks,
             counters,
-            |port, frame| {
-                let sent = ports
-                    .get_mut(usize::from(port))
-                    .is_some_and(|p| p.tx_copy(frame));
-                if sent {
-                    counters.tx_packets.add(1);
-                    counters.tx_bytes.add(frame.len() as u64);
-                } else {
-                    counters.drop(DropReason::TxFull);
-                }
-                sent
-            },
+            |port, frame| tx_counted(ports, port, frame, counters),
         );
     }
     if ctx.proxy_syns.held() == 0 {
@@ -881,18 +863,7 @@ fn step_synproxy<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, t
 /// server (through the pipeline, as client segments) once it answered.
 fn step_heads<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, ticks: u32) {
     let counters = ctx.counters;
-    let send = |ports: &mut [P], port: u8, frame: &[u8]| {
-        let sent = ports
-            .get_mut(usize::from(port))
-            .is_some_and(|p| p.tx_copy(frame));
-        if sent {
-            counters.tx_packets.add(1);
-            counters.tx_bytes.add(frame.len() as u64);
-        } else {
-            counters.drop(DropReason::TxFull);
-        }
-        sent
-    };
+    let send = |ports: &mut [P], port: u8, frame: &[u8]| tx_counted(ports, port, frame, counters);
     {
         let neigh = shared.neigh.load();
         ctx.proxy_syns
@@ -932,16 +903,28 @@ fn tx_pieces<P: Port>(
 ) {
     set_macs(pieces, macs);
     for frame in pieces.drain() {
-        let sent = ports
-            .get_mut(usize::from(port))
-            .is_some_and(|p| p.tx_copy(frame));
-        if sent {
-            counters.tx_packets.add(1);
-            counters.tx_bytes.add(frame.len() as u64);
-        } else {
-            counters.drop(DropReason::TxFull);
-        }
+        tx_counted(ports, port, frame, counters);
     }
+}
+
+/// Sends a copy of `frame` on `port` (frames the worker makes or held: neighbour waits,
+/// the SYN proxy's SYNs and heads, fragments), counted as transmitted or as `tx_full`.
+fn tx_counted<P: Port>(
+    ports: &mut [P],
+    port: u8,
+    frame: &[u8],
+    counters: &crate::counters::WorkerCounters,
+) -> bool {
+    let sent = ports
+        .get_mut(usize::from(port))
+        .is_some_and(|p| p.tx_copy(frame));
+    if sent {
+        counters.tx_packets.add(1);
+        counters.tx_bytes.add(frame.len() as u64);
+    } else {
+        counters.drop(DropReason::TxFull);
+    }
+    sent
 }
 
 /// Gives each piece of a cut packet the packet's MACs.
