@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use uvs_control::admin::keepalived::{import, import_args, Diag, ImportOptions};
+use uvs_control::admin::keepalived::{import, import_args, import_in, Diag, ImportOptions};
 
 fn dir(kind: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -76,7 +76,7 @@ fn translations_are_exact_and_load() {
     for conf in confs("ok") {
         let src = fs::read_to_string(&conf).unwrap();
         let file = name(&conf);
-        let done = import(&src, &file, &options(&src))
+        let done = import_in(&dir("ok"), &src, &file, &options(&src))
             .unwrap_or_else(|e| panic!("{file} did not translate: {e}"));
         let cfg = uvs_config::load_str(&done.yaml, &file)
             .unwrap_or_else(|e| panic!("{file}: the translation does not load: {e}"));
@@ -91,7 +91,7 @@ fn refusals_are_located_and_exact() {
     for conf in confs("err") {
         let src = fs::read_to_string(&conf).unwrap();
         let file = name(&conf);
-        let e = match import(&src, &file, &options(&src)) {
+        let e = match import_in(&dir("err"), &src, &file, &options(&src)) {
             Ok(done) => panic!("{file} translated but should not have:\n{}", done.yaml),
             Err(e) => e,
         };
@@ -178,6 +178,10 @@ fn every_expectation_has_its_example() {
     for kind in ["ok", "err"] {
         for e in fs::read_dir(dir(kind)).unwrap() {
             let p = e.unwrap().path();
+            if p.is_dir() {
+                // Files the examples include.
+                continue;
+            }
             let ext = p.extension().unwrap().to_string_lossy().into_owned();
             let allowed: &[&str] = if kind == "ok" {
                 &["conf", "yaml", "notes"]

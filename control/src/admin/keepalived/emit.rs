@@ -4,7 +4,7 @@
 //! finds in the result).
 
 use super::check::{Check, Kind, Port};
-use super::lex::Pos;
+use super::lex::{Files, Pos};
 use super::translate::{Service, Translation};
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -18,7 +18,8 @@ pub struct Interface<'a> {
 }
 
 /// The YAML, and `(field path, keepalived position)` for every translated field.
-pub fn yaml(file: &str, t: &Translation, iface: &Interface<'_>) -> (String, Vec<(String, Pos)>) {
+pub fn yaml(files: &Files, t: &Translation, iface: &Interface<'_>) -> (String, Vec<(String, Pos)>) {
+    let file = files.name(Pos::default());
     let mut y = String::new();
     let mut at: Vec<(String, Pos)> = Vec::new();
     let _ = writeln!(
@@ -51,7 +52,8 @@ pub fn yaml(file: &str, t: &Translation, iface: &Interface<'_>) -> (String, Vec<
     if let Some((fields, pos)) = &t.timeouts {
         let _ = writeln!(
             y,
-            "\ntimeouts:                        # {file}:{}: lvs_timeouts",
+            "\ntimeouts:                        # {}:{}: lvs_timeouts",
+            files.name(*pos),
             pos.line
         );
         for (field, secs) in fields {
@@ -62,16 +64,16 @@ pub fn yaml(file: &str, t: &Translation, iface: &Interface<'_>) -> (String, Vec<
     }
     y.push_str("\nservices:\n");
     for (i, s) in t.services.iter().enumerate() {
-        service(&mut y, &mut at, file, i, s);
+        service(&mut y, &mut at, files, i, s);
     }
     (y, at)
 }
 
-fn service(y: &mut String, at: &mut Vec<(String, Pos)>, file: &str, i: usize, s: &Service) {
+fn service(y: &mut String, at: &mut Vec<(String, Pos)>, files: &Files, i: usize, s: &Service) {
     let base = format!("services[{i}]");
     let mut field = |path: &str, pos: Pos| at.push((format!("{base}{path}"), pos));
     field("", s.pos);
-    let _ = writeln!(y, "  # {file}:{}: {}", s.pos.line, s.header);
+    let _ = writeln!(y, "  # {}:{}: {}", files.name(s.pos), s.pos.line, s.header);
     let mut first = true;
     let mut line = |y: &mut String, text: String| {
         let _ = writeln!(y, "{}{text}", if first { "  - " } else { "    " });

@@ -4,17 +4,41 @@
 //! written next to them into one word.
 //!
 //! A statement is the words of one line; a `{` at the end of it (or alone on the next line)
-//! opens its block. `include` and the preprocessor's features (`@conditional` lines, `$NAME=`
-//! parameter definitions, `${_PWD}`-style predefined parameters) are refused here: the
-//! importer reads one self-contained file, so that what it translates is what the file says.
+//! opens its block. A line `include PATTERN` (or a variant: `includer`, `includea`, …) is
+//! replaced by the files the pattern names, as keepalived does: a glob (`*`, `?`, `[…]`,
+//! and csh braces `{a,b}`), relative to the directory of the file it is written in, its
+//! matches read in sorted order, anywhere a line may be (inside blocks too). A file that
+//! cannot be read, a pattern that matches nothing, or a file that includes itself is an
+//! error, where keepalived logs and skips it: what the importer translates is then
+//! everything the configuration says. The preprocessor's other features (`@conditional`
+//! lines, `$NAME=` parameter definitions, `${_PWD}`-style predefined parameters) are
+//! refused.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
-/// A 1-based line and column (columns count characters).
+/// A 1-based line and column (columns count characters), in a file: 0 is the file given on
+/// the command line, others are included (see [`Files`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pos {
     pub line: usize,
     pub column: usize,
+    pub file: usize,
+}
+
+/// The files read, by the index in [`Pos::file`]: their names as messages give them (the
+/// command line's, and an included one's joined to its includer's directory).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Files {
+    pub names: Vec<String>,
+    /// What relative names are opened against (uvsadm's working directory, or a test's).
+    pub root: PathBuf,
+}
+
+impl Files {
+    pub fn name(&self, pos: Pos) -> &str {
+        self.names.get(pos.file).map_or("", String::as_str)
+    }
 }
 
 impl fmt::Display for Pos {
@@ -72,6 +96,8 @@ enum Tok {
     Open(Pos),
     Close(Pos),
     Newline,
+    /// A line `include PATTERN`: the keyword (or its variant) and the pattern, as written.
+    Include(Word, Word),
 }
 
 /// keepalived's include keywords (keepalived.conf(5), "include" and its variants).
@@ -79,14 +105,172 @@ const INCLUDES: &[&str] = &[
     "include", "includer", "includem", "includew", "includeb", "includea",
 ];
 
-/// Parses a whole file into its top-level statements.
+/// Parses a whole file, without includes, into its top-level statements.
+#[cfg(test)]
 pub fn parse(src: &str) -> Result<Vec<Stmt>, SyntaxError> {
-    let toks = tokenize(src)?;
+    let mut files = Files {
+        names: vec!["k.conf".into()],
+        root: PathBuf::from("/nonexistent"),
+    };
+    parse_files(src, &mut files)
+}
+
+/// Parses the file `files.names[0]` (whose text is `src`) with the files it includes into
+/// its top-level statements; `files` gets the names of the included ones.
+pub fn parse_files(src: &str, files: &mut Files) -> Result<Vec<Stmt>, SyntaxError> {
+    let main = real_path(files, Path::new(&files.names[0]));
+    let toks = expand(src, 0, files, &mut vec![main])?;
     let mut i = 0;
     block(&toks, &mut i, None)
 }
 
-fn tokenize(src: &str) -> Result<Vec<Tok>, SyntaxError> {
+/// The most files open at once (keepalived's includes nest; a loop must end).
+const MAX_DEPTH: usize = 32;
+
+/// The file `name` is, links and `..` resolved (as written if it cannot be found).
+fn real_path(files: &Files, name: &Path) -> PathBuf {
+    let path = files.root.join(name);
+    std::fs::canonicalize(&path).unwrap_or(path)
+}
+
+/// The tokens of `src` (file `file`) with every include line replaced by the tokens of the
+/// files it names. `open` is the chain of files being read, to refuse a loop.
+fn expand(
+    src: &str,
+    file: usize,
+    files: &mut Files,
+    open: &mut Vec<PathBuf>,
+) -> Result<Vec<Tok>, SyntaxError> {
+    let mut out = Vec::new();
+    for tok in tokenize(src, file)? {
+        let Tok::Include(keyword, pattern) = tok else {
+            out.push(tok);
+            continue;
+        };
+        if pattern.text.is_empty() {
+            return err(
+                keyword.pos,
+                format!("{0} needs a file name: {0} FILE", keyword.text),
+            );
+        }
+        for name in matches(files, file, &pattern)? {
+            let shown = name.display().to_string();
+            let real = real_path(files, &name);
+            if open.contains(&real) {
+                return err(
+                    pattern.pos,
+                    format!("{shown} is being read already: an include loop"),
+                );
+            }
+            if open.len() >= MAX_DEPTH {
+                return err(
+                    pattern.pos,
+                    format!("includes nest deeper than {MAX_DEPTH} files"),
+                );
+            }
+            let text =
+                std::fs::read_to_string(files.root.join(&name)).map_err(|e| SyntaxError {
+                    pos: pattern.pos,
+                    message: format!("cannot read {shown}: {e}"),
+                })?;
+            let index = files.names.len();
+            files.names.push(shown);
+            open.push(real);
+            out.extend(expand(&text, index, files, open)?);
+            open.pop();
+            out.push(Tok::Newline);
+        }
+    }
+    Ok(out)
+}
+
+/// The files `pattern` (written in file `file`) names, sorted, directories left out, as
+/// names relative to `files.root` where the pattern is relative.
+fn matches(files: &Files, file: usize, pattern: &Word) -> Result<Vec<PathBuf>, SyntaxError> {
+    let base = Path::new(&files.names[file])
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let alternatives = braces(&pattern.text);
+    let mut found = Vec::new();
+    for alt in &alternatives {
+        let name = base.join(alt);
+        if !alt.contains(['*', '?', '[']) {
+            // A plain file name is read (and its error given) by the caller; one of several
+            // brace alternatives counts only if it is there, as glob(3) finds it.
+            if alternatives.len() == 1 || files.root.join(&name).is_file() {
+                found.push(name);
+            }
+            continue;
+        }
+        let full = files.root.join(&name);
+        let paths = glob::glob(&full.to_string_lossy()).map_err(|e| SyntaxError {
+            pos: pattern.pos,
+            message: format!("'{}' is not a valid pattern: {e}", pattern.text),
+        })?;
+        let mut these = Vec::new();
+        for p in paths.flatten() {
+            if p.is_dir() {
+                continue;
+            }
+            // Back to the name relative to the root, as the pattern was written.
+            let p = match p.strip_prefix(&files.root) {
+                Ok(rel) if !name.is_absolute() => rel.to_path_buf(),
+                _ => p,
+            };
+            these.push(p);
+        }
+        these.sort();
+        found.extend(these);
+    }
+    if found.is_empty() {
+        return err(
+            pattern.pos,
+            format!(
+                "no file matches {}: keepalived would log that and skip the include; remove \
+                 the line if that is meant",
+                base.join(&pattern.text).display()
+            ),
+        );
+    }
+    Ok(found)
+}
+
+/// csh-style brace alternatives, as glob(3) with GLOB_BRACE expands them: `a{b,c{d,e}}f` is
+/// `abf acdf acef`; an unmatched brace is kept as written.
+fn braces(pattern: &str) -> Vec<String> {
+    let Some(open) = pattern.find('{') else {
+        return vec![pattern.to_string()];
+    };
+    let mut depth = 0;
+    let mut parts = Vec::new();
+    let mut start = open + 1;
+    for (j, c) in pattern[open..].char_indices() {
+        let j = open + j;
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    parts.push(&pattern[start..j]);
+                    let (head, tail) = (&pattern[..open], &pattern[j + 1..]);
+                    return parts
+                        .iter()
+                        .flat_map(|p| braces(&format!("{head}{p}{tail}")))
+                        .collect();
+                }
+            }
+            ',' if depth == 1 => {
+                parts.push(&pattern[start..j]);
+                start = j + 1;
+            }
+            _ => {}
+        }
+    }
+    vec![pattern.to_string()]
+}
+
+fn tokenize(src: &str, file: usize) -> Result<Vec<Tok>, SyntaxError> {
     let mut toks = Vec::new();
     let mut chars = src.chars().peekable();
     let (mut line, mut column) = (1usize, 1usize);
@@ -97,8 +281,25 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, SyntaxError> {
             toks.push(Tok::Word(w));
         }
     }
+    // keepalived finds include lines before it reads words (so `{a,b}` in a pattern is not
+    // a block).
+    let includes: Vec<Option<Tok>> = src
+        .split('\n')
+        .enumerate()
+        .map(|(n, text)| include_line(text, n + 1, file))
+        .collect();
     while let Some(c) = chars.next() {
-        let here = Pos { line, column };
+        if column == 1 {
+            if let Some(Some(Tok::Include(k, p))) = includes.get(line - 1) {
+                toks.push(Tok::Include(k.clone(), p.clone()));
+                while chars.peek().is_some_and(|&n| n != '\n') {
+                    chars.next();
+                }
+                column = 2;
+                continue;
+            }
+        }
+        let here = Pos { line, column, file };
         column += 1;
         match c {
             '\n' => {
@@ -214,6 +415,32 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, SyntaxError> {
     Ok(toks)
 }
 
+/// The line `text` (number `line`) as a [`Tok::Include`] if it is an include line: an
+/// include keyword first, then the pattern, the rest of the line before any comment.
+fn include_line(text: &str, line: usize, file: usize) -> Option<Tok> {
+    let text = text.split(['#', '!']).next().unwrap_or("");
+    let indent = text.chars().take_while(|c| c.is_whitespace()).count();
+    let rest: String = text.chars().skip(indent).collect();
+    let keyword: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+    if !INCLUDES.contains(&keyword.as_str()) {
+        return None;
+    }
+    let after = rest.chars().skip(keyword.chars().count());
+    let gap = after.clone().take_while(|c| c.is_whitespace()).count();
+    let pattern: String = after.skip(gap).collect();
+    let at = |column| Pos { line, column, file };
+    Some(Tok::Include(
+        Word {
+            text: keyword.clone(),
+            pos: at(indent + 1),
+        },
+        Word {
+            text: pattern.trim_end().to_string(),
+            pos: at(indent + keyword.chars().count() + gap + 1),
+        },
+    ))
+}
+
 /// True if nothing but a newline precedes on this line (so `@`/`$` start the line).
 fn toks_on_line_is_empty(toks: &[Tok]) -> bool {
     matches!(toks.last(), None | Some(Tok::Newline))
@@ -289,16 +516,6 @@ fn block(toks: &[Tok], i: &mut usize, open: Option<Pos>) -> Result<Vec<Stmt>, Sy
         if words.is_empty() {
             return Ok(());
         }
-        if INCLUDES.contains(&words[0].text.as_str()) {
-            return err(
-                words[0].pos,
-                format!(
-                    "'{}' is not supported: the importer reads one file; paste the included \
-                     file's virtual_server blocks into this one (or import each file on its own)",
-                    words[0].text
-                ),
-            );
-        }
         stmts.push(Stmt {
             words: std::mem::take(words),
             block: None,
@@ -332,6 +549,7 @@ fn block(toks: &[Tok], i: &mut usize, open: Option<Pos>) -> Result<Vec<Stmt>, Sy
                 }
                 last_ended_by_newline = false;
             }
+            Tok::Include(..) => unreachable!("includes are expanded before blocks are read"),
             Tok::Close(pos) => {
                 push(&mut words, &mut stmts)?;
                 if open.is_none() {
@@ -365,14 +583,22 @@ mod tests {
         let top = parse(src).unwrap();
         assert_eq!(top.len(), 1);
         assert_eq!(texts(&top[0]), ["virtual_server", "198.18.100.1", "80"]);
-        assert_eq!(top[0].pos(), Pos { line: 2, column: 1 });
+        assert_eq!(
+            top[0].pos(),
+            Pos {
+                line: 2,
+                column: 1,
+                file: 0
+            }
+        );
         let inner = top[0].block.as_ref().unwrap();
         assert_eq!(texts(&inner[0]), ["lb_algo", "rr"]);
         assert_eq!(
             inner[1].args()[0].pos,
             Pos {
                 line: 4,
-                column: 15
+                column: 15,
+                file: 0
             }
         );
         let rs = inner[1].block.as_ref().unwrap();
@@ -405,21 +631,77 @@ mod tests {
     #[test]
     fn syntax_errors_have_positions() {
         let e = parse("a {\n b\n").unwrap_err();
-        assert_eq!(e.pos, Pos { line: 1, column: 3 });
+        assert_eq!(
+            e.pos,
+            Pos {
+                line: 1,
+                column: 3,
+                file: 0
+            }
+        );
         assert!(e.message.contains("never closed"));
         let e = parse("a\n}\n").unwrap_err();
-        assert_eq!(e.pos, Pos { line: 2, column: 1 });
+        assert_eq!(
+            e.pos,
+            Pos {
+                line: 2,
+                column: 1,
+                file: 0
+            }
+        );
         let e = parse("x \"open\n").unwrap_err();
-        assert_eq!(e.pos, Pos { line: 1, column: 3 });
+        assert_eq!(
+            e.pos,
+            Pos {
+                line: 1,
+                column: 3,
+                file: 0
+            }
+        );
         let e = parse("{\n").unwrap_err();
         assert!(e.message.contains("without a keyword"));
     }
 
     #[test]
-    fn include_and_preprocessor_are_refused() {
-        let e = parse("global_defs {\n}\n  include /etc/keepalived/lvs.conf\n").unwrap_err();
-        assert_eq!(e.pos, Pos { line: 3, column: 3 });
-        assert!(e.message.contains("'include' is not supported"));
+    fn include_lines() {
+        let inc = |line: &str| match include_line(line, 7, 0) {
+            Some(Tok::Include(k, p)) => Some((k.text, k.pos.column, p.text, p.pos.column)),
+            _ => None,
+        };
+        assert_eq!(
+            inc("  includer conf.d/{a,b}.conf  # optional"),
+            Some(("includer".into(), 3, "conf.d/{a,b}.conf".into(), 12))
+        );
+        assert_eq!(inc("include"), Some(("include".into(), 1, "".into(), 8)));
+        assert_eq!(inc("included_file x"), None);
+        assert_eq!(inc("# include x"), None);
+        // Braces in a pattern are not a block.
+        let toks = tokenize("a {\ninclude x/{b,c}\n}\n", 0).unwrap();
+        assert!(matches!(&toks[3], Tok::Include(_, p) if p.text == "x/{b,c}"));
+    }
+
+    #[test]
+    fn brace_alternatives() {
+        assert_eq!(braces("a{b,c{d,e}}f"), ["abf", "acdf", "acef"]);
+        assert_eq!(braces("{,x/}k.conf"), ["k.conf", "x/k.conf"]);
+        assert_eq!(braces("a{b"), ["a{b"]);
+        assert_eq!(braces("plain"), ["plain"]);
+    }
+
+    #[test]
+    fn missing_include_and_preprocessor_are_refused() {
+        let e = parse("global_defs {\n}\n  include conf.d/*.conf\n").unwrap_err();
+        assert_eq!(
+            e.pos,
+            Pos {
+                line: 3,
+                column: 11,
+                file: 0
+            }
+        );
+        assert!(e.message.contains("no file matches conf.d/*.conf"), "{e:?}");
+        let e = parse("include\n").unwrap_err();
+        assert!(e.message.contains("needs a file name"), "{e:?}");
         assert!(parse("@main router_id a\n")
             .unwrap_err()
             .message

@@ -26,7 +26,7 @@ pub use lex::Pos;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use uvs_config::{Forwarding, IpPrefix};
 
 /// A message about the input: `file:line:column: message`, or about the command line.
@@ -133,10 +133,28 @@ pub fn import_args(args: &[String]) -> Result<(ImportOptions, PathBuf), String> 
     Ok((opts, file))
 }
 
-/// Translates the text of a keepalived.conf; `file` names it in messages.
+/// Translates the text of a keepalived.conf; `file` names it in messages, and the files it
+/// includes are found relative to its directory.
 pub fn import(src: &str, file: &str, opts: &ImportOptions) -> Result<Imported, Diag> {
+    import_in(Path::new(""), src, file, opts)
+}
+
+/// [`import`], with relative file names (`file` and the ones it includes) taken in `dir`
+/// instead of the working directory; messages give them as written.
+pub fn import_in(
+    dir: &Path,
+    src: &str,
+    file: &str,
+    opts: &ImportOptions,
+) -> Result<Imported, Diag> {
+    let mut files = lex::Files {
+        names: vec![file.to_string()],
+        root: dir.to_path_buf(),
+    };
+    let parsed = lex::parse_files(src, &mut files);
+    let files = files;
     let at = |pos: Pos, message: String| Diag {
-        file: file.to_string(),
+        file: files.name(pos).to_string(),
         pos: Some(pos),
         message,
     };
@@ -145,9 +163,9 @@ pub fn import(src: &str, file: &str, opts: &ImportOptions) -> Result<Imported, D
         pos: None,
         message,
     };
-    let top = lex::parse(src).map_err(|e| at(e.pos, e.message))?;
+    let top = parsed.map_err(|e| at(e.pos, e.message))?;
     let mut cx = values::Cx {
-        file,
+        files: &files,
         notes: Vec::new(),
     };
     let t = translate::translate(&mut cx, &top)?;
@@ -205,9 +223,9 @@ pub fn import(src: &str, file: &str, opts: &ImportOptions) -> Result<Imported, D
         routed.push(prefix("--route", p)?);
     }
     let locals: Vec<IpAddr> = opts.local.iter().filter_map(|l| l.parse().ok()).collect();
-    reachable(&t, &networks, &routed, &locals, file)?;
+    reachable(&t, &networks, &routed, &locals, &files)?;
     let (yaml, positions) = emit::yaml(
-        file,
+        &files,
         &t,
         &emit::Interface {
             name: &interface,
@@ -240,7 +258,7 @@ pub fn import(src: &str, file: &str, opts: &ImportOptions) -> Result<Imported, D
         message: format!("uvsd could not build tables from the translation: {e}"),
     })?;
     let mut notes = cx.notes;
-    notes.sort_by_key(|n| n.pos.map(|p| (p.line, p.column)));
+    notes.sort_by_key(|n| n.pos.map(|p| (p.file, p.line, p.column)));
     Ok(Imported { yaml, notes })
 }
 
@@ -252,7 +270,7 @@ fn reachable(
     networks: &[IpPrefix],
     routed: &[IpPrefix],
     locals: &[IpAddr],
-    file: &str,
+    files: &lex::Files,
 ) -> Result<(), Diag> {
     let example = |a: IpAddr| match a {
         IpAddr::V4(a) => {
@@ -266,7 +284,7 @@ fn reachable(
     };
     let fail = |pos: Pos, message: String| {
         Err(Diag {
-            file: file.to_string(),
+            file: files.name(pos).to_string(),
             pos: Some(pos),
             message,
         })
@@ -394,7 +412,11 @@ mod tests {
 
     #[test]
     fn positions_pick_the_most_specific_field() {
-        let p = |line| Pos { line, column: 1 };
+        let p = |line| Pos {
+            line,
+            column: 1,
+            file: 0,
+        };
         let map = vec![
             ("services[0]".to_string(), p(1)),
             ("services[0].real_servers[1]".to_string(), p(5)),

@@ -278,7 +278,7 @@ fn virtual_server(cx: &mut Cx<'_>, stmt: &Stmt) -> Result<Option<Service>> {
             "lb_algo" | "lvs_sched" => {
                 let w = one_arg(cx, st, "SCHEDULER")?;
                 let s = Scheduler::from_name(&w.text).ok_or_else(|| Diag {
-                    file: cx.file.to_string(),
+                    file: cx.files.name(w.pos).to_string(),
                     pos: Some(w.pos),
                     message: format!(
                         "unknown scheduler '{}': one of {}",

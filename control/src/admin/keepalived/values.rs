@@ -1,7 +1,7 @@
 //! The values of keepalived.conf's keywords (numbers, timers, booleans, addresses,
 //! forwarding methods) read with their positions, and where diagnostics are collected.
 
-use super::lex::{Pos, Stmt, Word};
+use super::lex::{Files, Pos, Stmt, Word};
 use super::Diag;
 use std::net::IpAddr;
 use uvs_config::{Forwarding, TunCsum, Tunnel};
@@ -10,14 +10,14 @@ pub type Result<T> = std::result::Result<T, Diag>;
 
 /// Where diagnostics go.
 pub struct Cx<'a> {
-    pub file: &'a str,
+    pub files: &'a Files,
     pub notes: Vec<Diag>,
 }
 
 impl Cx<'_> {
     pub fn err<T>(&self, pos: Pos, message: impl Into<String>) -> Result<T> {
         Err(Diag {
-            file: self.file.to_string(),
+            file: self.files.name(pos).to_string(),
             pos: Some(pos),
             message: message.into(),
         })
@@ -28,7 +28,7 @@ impl Cx<'_> {
         let message = message.into();
         if !self.notes.iter().any(|n| n.message == message) {
             self.notes.push(Diag {
-                file: self.file.to_string(),
+                file: self.files.name(pos).to_string(),
                 pos: Some(pos),
                 message,
             });
