@@ -121,6 +121,25 @@ fn keepalived_defaults_are_written_out() {
     assert_eq!((hc.rise, hc.fall), (1, 2));
 }
 
+/// `${_PWD}` is the directory of the file it is written in, as keepalived defines it.
+#[test]
+fn pwd_is_the_directory_of_the_file() {
+    let src = "$CHECK=${_PWD}/check.sh\nvirtual_server 198.18.100.1 80 {\n protocol TCP\n \
+               real_server 198.18.1.11 80 {\n  MISC_CHECK {\n   misc_path \"$CHECK 7\"\n  }\n \
+               }\n}\n";
+    let opts = ImportOptions {
+        interface: Some("uvs-lb0".into()),
+        networks: vec!["198.18.1.0/24".into()],
+        local: vec!["198.18.1.250".into()],
+        ..ImportOptions::default()
+    };
+    let done = import_in(&dir("ok"), src, "k.conf", &opts).unwrap();
+    let cfg = uvs_config::load_str(&done.yaml, "y").unwrap();
+    let hc = cfg.services[0].health_check.as_ref().unwrap();
+    let want = format!("{}/check.sh 7", dir("ok").display());
+    assert!(format!("{hc:?}").contains(&want), "{want} not in {hc:?}");
+}
+
 fn uvsadm(cwd: &Path, args: &[String]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_uvsadm"))
         .current_dir(cwd)

@@ -10,10 +10,12 @@
 //! matches read in sorted order, anywhere a line may be (inside blocks too). A file that
 //! cannot be read, a pattern that matches nothing, or a file that includes itself is an
 //! error, where keepalived logs and skips it: what the importer translates is then
-//! everything the configuration says. The preprocessor's other features (`@conditional`
-//! lines, `$NAME=` parameter definitions, `${_PWD}`-style predefined parameters) are
+//! everything the configuration says. Parameters (`$NAME=VALUE`, `$NAME`, `${NAME}`) are
+//! substituted line by line before words are read (see `params.rs`); conditional
+//! configuration (`@config-id` lines) and the predefined parameters other than `${_PWD}` are
 //! refused.
 
+use super::params::{self, Params};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -96,8 +98,6 @@ enum Tok {
     Open(Pos),
     Close(Pos),
     Newline,
-    /// A line `include PATTERN`: the keyword (or its variant) and the pattern, as written.
-    Include(Word, Word),
 }
 
 /// keepalived's include keywords (keepalived.conf(5), "include" and its variants).
@@ -119,7 +119,11 @@ pub fn parse(src: &str) -> Result<Vec<Stmt>, SyntaxError> {
 /// its top-level statements; `files` gets the names of the included ones.
 pub fn parse_files(src: &str, files: &mut Files) -> Result<Vec<Stmt>, SyntaxError> {
     let main = real_path(files, Path::new(&files.names[0]));
-    let toks = expand(src, 0, files, &mut vec![main])?;
+    let mut reading = Reading {
+        open: vec![main],
+        params: Params::default(),
+    };
+    let toks = expand(src, 0, files, &mut reading)?;
     let mut i = 0;
     block(&toks, &mut i, None)
 }
@@ -133,55 +137,106 @@ fn real_path(files: &Files, name: &Path) -> PathBuf {
     std::fs::canonicalize(&path).unwrap_or(path)
 }
 
-/// The tokens of `src` (file `file`) with every include line replaced by the tokens of the
-/// files it names. `open` is the chain of files being read, to refuse a loop.
+/// What reading the files keeps: the chain of files being read (to refuse a loop) and the
+/// parameters defined so far.
+struct Reading {
+    open: Vec<PathBuf>,
+    params: Params,
+}
+
+/// The tokens of `src` (file `file`): include lines replaced by the tokens of the files they
+/// name, parameter definitions taken and parameters substituted.
 fn expand(
     src: &str,
     file: usize,
     files: &mut Files,
-    open: &mut Vec<PathBuf>,
+    r: &mut Reading,
 ) -> Result<Vec<Tok>, SyntaxError> {
+    let pwd = r
+        .open
+        .last()
+        .and_then(|p| p.parent())
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let raw: Vec<&str> = src.split('\n').collect();
+    let mut lines: Vec<(usize, String)> = Vec::new();
     let mut out = Vec::new();
-    for tok in tokenize(src, file)? {
-        let Tok::Include(keyword, pattern) = tok else {
-            out.push(tok);
+    let mut i = 0;
+    while i < raw.len() {
+        let n = i + 1;
+        let mut text = raw[i].to_string();
+        i += 1;
+        // keepalived finds include lines before it substitutes parameters or reads words
+        // (so `{a,b}` in a pattern is not a block).
+        if let Some((keyword, pattern)) = include_line(&text, n, file) {
+            out.extend(tokenize(&std::mem::take(&mut lines), file)?);
+            include(&keyword, &pattern, file, files, r, &mut out)?;
             continue;
-        };
-        if pattern.text.is_empty() {
+        }
+        if params::definition(&text).is_some() {
+            while text.trim_end().ends_with('\\') && i < raw.len() {
+                text.push('\n');
+                text.push_str(raw[i]);
+                i += 1;
+            }
+        }
+        r.params
+            .read(n, &text, &pwd, &mut lines)
+            .map_err(|message| SyntaxError {
+                pos: Pos {
+                    line: n,
+                    column: 1,
+                    file,
+                },
+                message,
+            })?;
+    }
+    out.extend(tokenize(&lines, file)?);
+    Ok(out)
+}
+
+/// The tokens of the files an include line names, onto `out`.
+fn include(
+    keyword: &Word,
+    pattern: &Word,
+    file: usize,
+    files: &mut Files,
+    r: &mut Reading,
+    out: &mut Vec<Tok>,
+) -> Result<(), SyntaxError> {
+    if pattern.text.is_empty() {
+        return err(
+            keyword.pos,
+            format!("{0} needs a file name: {0} FILE", keyword.text),
+        );
+    }
+    for name in matches(files, file, pattern)? {
+        let shown = name.display().to_string();
+        let real = real_path(files, &name);
+        if r.open.contains(&real) {
             return err(
-                keyword.pos,
-                format!("{0} needs a file name: {0} FILE", keyword.text),
+                pattern.pos,
+                format!("{shown} is being read already: an include loop"),
             );
         }
-        for name in matches(files, file, &pattern)? {
-            let shown = name.display().to_string();
-            let real = real_path(files, &name);
-            if open.contains(&real) {
-                return err(
-                    pattern.pos,
-                    format!("{shown} is being read already: an include loop"),
-                );
-            }
-            if open.len() >= MAX_DEPTH {
-                return err(
-                    pattern.pos,
-                    format!("includes nest deeper than {MAX_DEPTH} files"),
-                );
-            }
-            let text =
-                std::fs::read_to_string(files.root.join(&name)).map_err(|e| SyntaxError {
-                    pos: pattern.pos,
-                    message: format!("cannot read {shown}: {e}"),
-                })?;
-            let index = files.names.len();
-            files.names.push(shown);
-            open.push(real);
-            out.extend(expand(&text, index, files, open)?);
-            open.pop();
-            out.push(Tok::Newline);
+        if r.open.len() >= MAX_DEPTH {
+            return err(
+                pattern.pos,
+                format!("includes nest deeper than {MAX_DEPTH} files"),
+            );
         }
+        let text = std::fs::read_to_string(files.root.join(&name)).map_err(|e| SyntaxError {
+            pos: pattern.pos,
+            message: format!("cannot read {shown}: {e}"),
+        })?;
+        let index = files.names.len();
+        files.names.push(shown);
+        r.open.push(real);
+        out.extend(expand(&text, index, files, r)?);
+        r.open.pop();
+        out.push(Tok::Newline);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The files `pattern` (written in file `file`) names, sorted, directories left out, as
@@ -270,10 +325,25 @@ fn braces(pattern: &str) -> Vec<String> {
     vec![pattern.to_string()]
 }
 
-fn tokenize(src: &str, file: usize) -> Result<Vec<Tok>, SyntaxError> {
+/// The tokens of `lines`, each `(number, text)` of file `file`, a newline after each.
+fn tokenize(lines: &[(usize, String)], file: usize) -> Result<Vec<Tok>, SyntaxError> {
     let mut toks = Vec::new();
+    for (n, text) in lines {
+        tokenize_line(&format!("{text}\n"), *n, file, &mut toks)?;
+    }
+    Ok(toks)
+}
+
+/// The tokens of `src`, whose first line is number `line`, onto `toks`.
+fn tokenize_line(
+    src: &str,
+    mut line: usize,
+    file: usize,
+    toks: &mut Vec<Tok>,
+) -> Result<(), SyntaxError> {
+    let first = toks.len();
     let mut chars = src.chars().peekable();
-    let (mut line, mut column) = (1usize, 1usize);
+    let mut column = 1usize;
     // The word being built, and where it started.
     let mut word: Option<Word> = None;
     fn finish(word: &mut Option<Word>, toks: &mut Vec<Tok>) {
@@ -281,47 +351,30 @@ fn tokenize(src: &str, file: usize) -> Result<Vec<Tok>, SyntaxError> {
             toks.push(Tok::Word(w));
         }
     }
-    // keepalived finds include lines before it reads words (so `{a,b}` in a pattern is not
-    // a block).
-    let includes: Vec<Option<Tok>> = src
-        .split('\n')
-        .enumerate()
-        .map(|(n, text)| include_line(text, n + 1, file))
-        .collect();
     while let Some(c) = chars.next() {
-        if column == 1 {
-            if let Some(Some(Tok::Include(k, p))) = includes.get(line - 1) {
-                toks.push(Tok::Include(k.clone(), p.clone()));
-                while chars.peek().is_some_and(|&n| n != '\n') {
-                    chars.next();
-                }
-                column = 2;
-                continue;
-            }
-        }
         let here = Pos { line, column, file };
         column += 1;
         match c {
             '\n' => {
-                finish(&mut word, &mut toks);
+                finish(&mut word, toks);
                 toks.push(Tok::Newline);
                 line += 1;
                 column = 1;
                 continue;
             }
-            ' ' | '\t' | '\r' => finish(&mut word, &mut toks),
+            ' ' | '\t' | '\r' => finish(&mut word, toks),
             '#' | '!' => {
-                finish(&mut word, &mut toks);
+                finish(&mut word, toks);
                 while chars.peek().is_some_and(|&n| n != '\n') {
                     chars.next();
                 }
             }
             '{' => {
-                finish(&mut word, &mut toks);
+                finish(&mut word, toks);
                 toks.push(Tok::Open(here));
             }
             '}' => {
-                finish(&mut word, &mut toks);
+                finish(&mut word, toks);
                 toks.push(Tok::Close(here));
             }
             '"' | '\'' => {
@@ -359,7 +412,7 @@ fn tokenize(src: &str, file: usize) -> Result<Vec<Tok>, SyntaxError> {
                 }
             }
             _ => {
-                if word.is_none() && toks_on_line_is_empty(&toks) {
+                if word.is_none() && toks_on_line_is_empty(toks) {
                     if c == '@' {
                         return err(
                             here,
@@ -370,8 +423,9 @@ fn tokenize(src: &str, file: usize) -> Result<Vec<Tok>, SyntaxError> {
                     if c == '$' {
                         return err(
                             here,
-                            "parameter definitions ($NAME=...) are not supported: write the \
-                             values out (keepalived -d or --config-test shows them expanded)",
+                            "a line starting with a parameter that is not defined (or a \
+                             definition written with a space before its '='): define it \
+                             before this line as $NAME=VALUE",
                         );
                     }
                 }
@@ -397,27 +451,27 @@ fn tokenize(src: &str, file: usize) -> Result<Vec<Tok>, SyntaxError> {
             }
         }
     }
-    finish(&mut word, &mut toks);
-    for t in &toks {
+    finish(&mut word, toks);
+    for t in &toks[first..] {
         if let Tok::Word(w) = t {
             if w.text.contains("${_") {
                 return err(
                     w.pos,
                     format!(
-                        "'{}' uses a predefined parameter (${{_...}}), which the importer does \
-                         not expand: write the value out",
+                        "'{}' uses a predefined parameter (${{_...}}) other than ${{_PWD}}, \
+                         which the importer does not expand: write the value out",
                         w.text
                     ),
                 );
             }
         }
     }
-    Ok(toks)
+    Ok(())
 }
 
-/// The line `text` (number `line`) as a [`Tok::Include`] if it is an include line: an
-/// include keyword first, then the pattern, the rest of the line before any comment.
-fn include_line(text: &str, line: usize, file: usize) -> Option<Tok> {
+/// The line `text` (number `line`) as an include keyword and its pattern if it is an include
+/// line: an include keyword first, then the pattern, the rest of the line before any comment.
+fn include_line(text: &str, line: usize, file: usize) -> Option<(Word, Word)> {
     let text = text.split(['#', '!']).next().unwrap_or("");
     let indent = text.chars().take_while(|c| c.is_whitespace()).count();
     let rest: String = text.chars().skip(indent).collect();
@@ -429,7 +483,7 @@ fn include_line(text: &str, line: usize, file: usize) -> Option<Tok> {
     let gap = after.clone().take_while(|c| c.is_whitespace()).count();
     let pattern: String = after.skip(gap).collect();
     let at = |column| Pos { line, column, file };
-    Some(Tok::Include(
+    Some((
         Word {
             text: keyword.clone(),
             pos: at(indent + 1),
@@ -549,7 +603,6 @@ fn block(toks: &[Tok], i: &mut usize, open: Option<Pos>) -> Result<Vec<Stmt>, Sy
                 }
                 last_ended_by_newline = false;
             }
-            Tok::Include(..) => unreachable!("includes are expanded before blocks are read"),
             Tok::Close(pos) => {
                 push(&mut words, &mut stmts)?;
                 if open.is_none() {
@@ -664,9 +717,8 @@ mod tests {
 
     #[test]
     fn include_lines() {
-        let inc = |line: &str| match include_line(line, 7, 0) {
-            Some(Tok::Include(k, p)) => Some((k.text, k.pos.column, p.text, p.pos.column)),
-            _ => None,
+        let inc = |line: &str| {
+            include_line(line, 7, 0).map(|(k, p)| (k.text, k.pos.column, p.text, p.pos.column))
         };
         assert_eq!(
             inc("  includer conf.d/{a,b}.conf  # optional"),
@@ -676,8 +728,27 @@ mod tests {
         assert_eq!(inc("included_file x"), None);
         assert_eq!(inc("# include x"), None);
         // Braces in a pattern are not a block.
-        let toks = tokenize("a {\ninclude x/{b,c}\n}\n", 0).unwrap();
-        assert!(matches!(&toks[3], Tok::Include(_, p) if p.text == "x/{b,c}"));
+        let e = parse("a {\ninclude x/{b,c}\n}\n").unwrap_err();
+        assert!(e.message.contains("no file matches x/{b,c}"), "{e:?}");
+    }
+
+    #[test]
+    fn parameters() {
+        let top = parse(
+            "$VIP=198.18.100.1\n$RS= \\\n  real_server ${NET}.${N} 80 { \\\n    weight 2 \\\n  }\n\
+             $NET=198.18.1\nvirtual_server $VIP 80 {\n  $N=11\n  $RS\n  $N=12\n  $RS\n}\n",
+        )
+        .unwrap();
+        assert_eq!(texts(&top[0]), ["virtual_server", "198.18.100.1", "80"]);
+        assert_eq!(top[0].pos().line, 7);
+        let reals = top[0].block.as_ref().unwrap();
+        assert_eq!(texts(&reals[0]), ["real_server", "198.18.1.11", "80"]);
+        assert_eq!(texts(&reals[1]), ["real_server", "198.18.1.12", "80"]);
+        // An expanded line is at the line that used the parameter.
+        assert_eq!(reals[1].pos().line, 11);
+        assert_eq!(texts(&reals[1].block.as_ref().unwrap()[0]), ["weight", "2"]);
+        let e = parse("\n$A=${A}x\nq $A\n").unwrap_err();
+        assert_eq!(e.pos.line, 3);
     }
 
     #[test]
@@ -706,11 +777,12 @@ mod tests {
             .unwrap_err()
             .message
             .contains("conditional"));
-        assert!(parse("$X=1\n")
+        assert!(parse("$X\n").unwrap_err().message.contains("not defined"));
+        assert!(parse("$X =1\n")
             .unwrap_err()
             .message
-            .contains("parameter definitions"));
-        assert!(parse("misc_path ${_PWD}/x\n")
+            .contains("not defined"));
+        assert!(parse("misc_path ${_HASH}/x\n")
             .unwrap_err()
             .message
             .contains("predefined"));

@@ -18,6 +18,7 @@ mod check;
 mod command;
 mod emit;
 mod lex;
+mod params;
 mod real;
 mod translate;
 mod values;
