@@ -62,6 +62,28 @@ pub fn yaml(files: &Files, t: &Translation, iface: &Interface<'_>) -> (String, V
         }
         at.push(("timeouts".into(), *pos));
     }
+    if let Some(sync) = &t.sync {
+        let _ = writeln!(
+            y,
+            "\nsync:                            # {}:{}: lvs_sync_daemon",
+            files.name(sync.pos),
+            sync.pos.line
+        );
+        y.push_str("  mode: both\n");
+        let _ = writeln!(y, "  interface: {}", scalar(&sync.interface.0));
+        at.push(("sync.interface".into(), sync.interface.1));
+        for (field, value, pos) in &sync.fields {
+            // Numbers as they are; the group's address quoted where YAML needs it.
+            let value = if *field == "group" {
+                scalar(value)
+            } else {
+                value.clone()
+            };
+            let _ = writeln!(y, "  {field}: {value}");
+            at.push((format!("sync.{field}"), *pos));
+        }
+        at.push(("sync".into(), sync.pos));
+    }
     y.push_str("\nservices:\n");
     for (i, s) in t.services.iter().enumerate() {
         service(&mut y, &mut at, files, i, s);

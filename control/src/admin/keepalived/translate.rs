@@ -49,6 +49,18 @@ pub struct Translation {
     pub timeouts: Option<(Vec<(&'static str, u64)>, Pos)>,
     /// `interface` of each vrrp_instance.
     pub vrrp_interfaces: Vec<(String, Pos)>,
+    /// From `global_defs { lvs_sync_daemon ... }`.
+    pub sync: Option<SyncDaemon>,
+}
+
+/// `lvs_sync_daemon INTERFACE [[inst] VRRP_INSTANCE] [id N] [maxlen N] [port N] [ttl N]
+/// [group ADDR]`: uvs's `sync:` section.
+#[derive(Debug)]
+pub struct SyncDaemon {
+    pub pos: Pos,
+    pub interface: (String, Pos),
+    /// `(uvs field, value, position)` of what it gives besides the interface.
+    pub fields: Vec<(&'static str, String, Pos)>,
 }
 
 /// Top-level blocks that configure something other than LVS (VRRP, addresses, routes,
@@ -193,22 +205,87 @@ fn global_defs(cx: &mut Cx<'_>, stmt: &Stmt, t: &mut Translation) -> Result<()> 
                 }
                 t.timeouts = Some((fields, st.pos()));
             }
-            "lvs_sync_daemon" => cx.note(
-                st.pos(),
-                "lvs_sync_daemon is not translated: uvs does not synchronise connections \
-                 between balancers",
-            ),
+            "lvs_sync_daemon" => t.sync = Some(sync_daemon(cx, st)?),
             _ => others = others.or(Some(st.pos())),
         }
     }
     if let Some(pos) = others {
         cx.note(
             pos,
-            "global_defs: only lvs_timeouts is translated; the rest (mail, VRRP, process \
-             settings) has no uvs counterpart",
+            "global_defs: only lvs_timeouts and lvs_sync_daemon are translated; the rest \
+             (mail, VRRP, process settings) has no uvs counterpart",
         );
     }
     Ok(())
+}
+
+/// `lvs_sync_daemon`: IPVS's sync daemon, which uvs runs too (`sync:`). keepalived starts
+/// its master side on the VRRP instance's master and its backup side elsewhere; uvs runs
+/// both sides on every node.
+fn sync_daemon(cx: &mut Cx<'_>, st: &Stmt) -> Result<SyncDaemon> {
+    let args = st.args();
+    let Some(interface) = args.first() else {
+        return cx.err(
+            st.pos(),
+            "lvs_sync_daemon needs an interface: lvs_sync_daemon INTERFACE [VRRP_INSTANCE] \
+             [id N] [maxlen N] [port N] [ttl N] [group ADDR]",
+        );
+    };
+    let mut fields = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        let k = &args[i];
+        let field = match k.text.as_str() {
+            "id" => Some(("syncid", 0, 255)),
+            "maxlen" => Some(("maxlen", 1, 65507)),
+            "port" => Some(("port", 1, 65535)),
+            "ttl" => Some(("ttl", 1, 255)),
+            "group" => None,
+            // The VRRP instance whose state keepalived's daemon follows (`inst NAME` or the
+            // name alone, right after the interface).
+            "inst" if i == 1 => {
+                i += 2;
+                continue;
+            }
+            _ if i == 1 => {
+                i += 1;
+                continue;
+            }
+            other => {
+                return cx.err(
+                    k.pos,
+                    format!(
+                        "unknown lvs_sync_daemon option '{other}': id, maxlen, port, ttl or group"
+                    ),
+                )
+            }
+        };
+        let Some(v) = args.get(i + 1) else {
+            return cx.err(k.pos, format!("lvs_sync_daemon {} needs a value", k.text));
+        };
+        match field {
+            Some((name, lo, hi)) => {
+                let n = uint(cx, v, lo, hi, name)?;
+                fields.push((name, n.to_string(), v.pos));
+            }
+            None => {
+                let group = addr(cx, v)?;
+                fields.push(("group", group.to_string(), v.pos));
+            }
+        }
+        i += 2;
+    }
+    cx.note(
+        st.pos(),
+        "lvs_sync_daemon becomes uvs's `sync:` with `mode: both`: every node sends its \
+         connections and receives its peers', where keepalived runs the master side on the \
+         VRRP master only",
+    );
+    Ok(SyncDaemon {
+        pos: st.pos(),
+        interface: (interface.text.clone(), interface.pos),
+        fields,
+    })
 }
 
 /// One `virtual_server`; `None` if keepalived itself would ignore it (no real servers).
