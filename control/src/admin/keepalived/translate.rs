@@ -12,6 +12,7 @@ use super::lex::{Pos, Stmt, Word};
 use super::real::{one_check, real_server, Real};
 use super::values::{addr, bool_arg, forwarding, one_arg, port, uint, Cx, Once, Result};
 use super::Diag;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use uvs_config::{Forwarding, Protocol, Scheduler, SchedulerFlag};
 
@@ -91,11 +92,27 @@ const NOT_LVS: &[&str] = &[
 
 pub fn translate(cx: &mut Cx<'_>, top: &[Stmt]) -> Result<Translation> {
     let mut t = Translation::default();
+    // keepalived links `virtual_server group NAME` to its group after reading the whole
+    // file, so a group may be defined after its use.
+    let mut groups = Groups::new();
+    for stmt in top.iter().filter(|s| s.keyword() == "virtual_server_group") {
+        let (name, entries) = group(cx, stmt)?;
+        if let Some((_, first)) = groups.get(&name) {
+            return cx.err(
+                stmt.pos(),
+                format!(
+                    "virtual_server_group {name} is already defined at line {}",
+                    first.line
+                ),
+            );
+        }
+        groups.insert(name, (entries, stmt.pos()));
+    }
     for stmt in top {
         let k = stmt.keyword();
         match k {
             "virtual_server" => {
-                if let Some(s) = virtual_server(cx, stmt)? {
+                for s in virtual_server(cx, stmt, &groups)? {
                     let same =
                         |o: &&Service| (o.vip, o.protocol, o.port) == (s.vip, s.protocol, s.port);
                     if let Some(first) = t.services.iter().find(same) {
@@ -126,13 +143,7 @@ pub fn translate(cx: &mut Cx<'_>, top: &[Stmt]) -> Result<Translation> {
                     t.services.push(s);
                 }
             }
-            "virtual_server_group" => {
-                return cx.err(
-                    stmt.pos(),
-                    "virtual_server_group cannot be translated: write one virtual_server per \
-                     address and port (uvs services are (address, protocol, port))",
-                )
-            }
+            "virtual_server_group" => {}
             "global_defs" => global_defs(cx, stmt, &mut t)?,
             "vrrp_instance" => {
                 for st in stmt.block.iter().flatten() {
@@ -288,8 +299,156 @@ fn sync_daemon(cx: &mut Cx<'_>, st: &Stmt) -> Result<SyncDaemon> {
     })
 }
 
-/// One `virtual_server`; `None` if keepalived itself would ignore it (no real servers).
-fn virtual_server(cx: &mut Cx<'_>, stmt: &Stmt) -> Result<Option<Service>> {
+/// A `virtual_server_group`'s entries: each `(address, port, position)`.
+type Entries = Vec<(IpAddr, u16, Pos)>;
+
+/// `virtual_server_group`s by name, with where each is defined.
+type Groups = HashMap<String, (Entries, Pos)>;
+
+/// The most addresses a group's ranges may make services of (keepalived makes an IPVS
+/// service of each).
+const MAX_GROUP_SERVICES: usize = 256;
+
+/// `virtual_server_group NAME { ADDRESS|RANGE [PORT] ... }`: its name and entries.
+fn group(cx: &Cx<'_>, stmt: &Stmt) -> Result<(String, Entries)> {
+    let name = one_arg(cx, stmt, "NAME")?.text.clone();
+    let Some(body) = &stmt.block else {
+        return cx.err(stmt.pos(), "virtual_server_group needs a { ... } block");
+    };
+    let mut entries: Entries = Vec::new();
+    for st in body {
+        if st.keyword() == "fwmark" {
+            return cx.err(
+                st.pos(),
+                "a virtual_server_group's fwmark cannot be translated: its mark is set by a \
+                 netfilter rule, which uvs does not see; write that rule's match under \
+                 `marks:` and a service with `fwmark:` (configs/reference.yaml)",
+            );
+        }
+        if st.block.is_some() {
+            return cx.err(
+                st.pos(),
+                "a virtual_server_group entry does not take a block",
+            );
+        }
+        let vport = match st.args() {
+            [] => 0,
+            [w] => port(cx, w)?,
+            [_, extra, ..] => {
+                return cx.err(
+                    extra.pos,
+                    "a virtual_server_group entry is an address (or range) and a port",
+                )
+            }
+        };
+        for a in range(cx, &st.words[0])? {
+            if entries.len() == MAX_GROUP_SERVICES {
+                return cx.err(
+                    st.pos(),
+                    format!(
+                        "virtual_server_group {name} has more than {MAX_GROUP_SERVICES} \
+                         addresses: uvs makes a service of each, as keepalived makes an IPVS \
+                         service of each; use a firewall-mark service (`marks:` and \
+                         `fwmark:`) for so many"
+                    ),
+                );
+            }
+            entries.push((a, vport, st.pos()));
+        }
+    }
+    Ok((name, entries))
+}
+
+/// An address or a range of them, as a virtual_server_group writes it: `198.18.100.1-10`
+/// (the last part), `198.18.100.250-198.18.101.10`, `198.18.100.8/29`, or the IPv6 forms.
+fn range(cx: &Cx<'_>, w: &Word) -> Result<Vec<IpAddr>> {
+    let bad = |why: &str| {
+        cx.err(
+            w.pos,
+            format!(
+                "'{}' is not an address or range ({why}): write e.g. 198.18.100.1, \
+                 198.18.100.1-10, 198.18.100.250-198.18.101.10 or 198.18.100.8/29",
+                w.text
+            ),
+        )
+    };
+    let as_int = |a: IpAddr| match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    let (first, last) = if let Some((a, len)) = w.text.split_once('/') {
+        let Ok(a) = a.parse::<IpAddr>() else {
+            return bad("not an address before '/'");
+        };
+        let bits = if a.is_ipv4() { 32 } else { 128 };
+        let Some(len) = len.parse::<u32>().ok().filter(|&l| l <= bits) else {
+            return bad("not a prefix length after '/'");
+        };
+        let host = if len == bits {
+            0
+        } else {
+            (1u128 << (bits - len)) - 1
+        };
+        let base = as_int(a) & !host;
+        (base, base | host)
+    } else if let Some((a, end)) = w.text.rsplit_once('-') {
+        let Ok(a) = a.parse::<IpAddr>() else {
+            return bad("not an address before '-'");
+        };
+        let first = as_int(a);
+        let last = if let Ok(b) = end.parse::<IpAddr>() {
+            if b.is_ipv4() != a.is_ipv4() {
+                return bad("the two ends are of different families");
+            }
+            as_int(b)
+        } else {
+            // The last part (an IPv4 octet in decimal, an IPv6 group in hex) ends the range.
+            let (part, mask) = if a.is_ipv4() {
+                (end.parse::<u128>().ok().filter(|&v| v <= 0xff), 0xffu128)
+            } else {
+                (
+                    u128::from_str_radix(end, 16).ok().filter(|&v| v <= 0xffff),
+                    0xffffu128,
+                )
+            };
+            let Some(part) = part else {
+                return bad("the end is not the address's last part");
+            };
+            (first & !mask) | part
+        };
+        if last < first {
+            return bad("it ends before it starts");
+        }
+        (first, last)
+    } else {
+        return Ok(vec![addr(cx, w)?]);
+    };
+    if last - first >= MAX_GROUP_SERVICES as u128 {
+        return cx.err(
+            w.pos,
+            format!(
+                "'{}' has more than {MAX_GROUP_SERVICES} addresses: uvs makes a service of \
+                 each, as keepalived makes an IPVS service of each; use a firewall-mark \
+                 service (`marks:` and `fwmark:`) for so many",
+                w.text
+            ),
+        );
+    }
+    let v4 = !w.text.contains(':');
+    Ok((first..=last)
+        .map(|n| {
+            if v4 {
+                IpAddr::from(std::net::Ipv4Addr::from(n as u32))
+            } else {
+                IpAddr::from(std::net::Ipv6Addr::from(n))
+            }
+        })
+        .collect())
+}
+
+/// One `virtual_server`: a service, or one per address of its group; none if keepalived
+/// itself would ignore it (no real servers).
+fn virtual_server(cx: &mut Cx<'_>, stmt: &Stmt, groups: &Groups) -> Result<Vec<Service>> {
     let args = stmt.args();
     let header: String = stmt
         .words
@@ -309,11 +468,41 @@ fn virtual_server(cx: &mut Cx<'_>, stmt: &Stmt) -> Result<Option<Service>> {
             )
         }
         Some("group") => {
-            return cx.err(
-                args[0].pos,
-                "virtual_server group cannot be translated: write one virtual_server per \
-                 address and port",
-            )
+            let Some(name) = args.get(1) else {
+                return cx.err(args[0].pos, "virtual_server group needs the group's name");
+            };
+            if let Some(extra) = args.get(2) {
+                return cx.err(extra.pos, "virtual_server group takes a name only");
+            }
+            let Some((entries, _)) = groups.get(&name.text) else {
+                return cx.err(
+                    name.pos,
+                    format!("no virtual_server_group {} is defined", name.text),
+                );
+            };
+            if entries.len() > 1 {
+                cx.note(
+                    stmt.pos(),
+                    "virtual_server group: uvs makes a service of each of the group's \
+                     addresses (as keepalived makes an IPVS service of each), each with its \
+                     own health checks, where keepalived checks a real server once for the \
+                     whole group",
+                );
+            }
+            let mut out = Vec::new();
+            for (i, &(vip, vport, _)) in entries.iter().enumerate() {
+                let header = format!("{header} ({vip} {vport})");
+                if let Some(mut s) = service(cx, stmt, vip, vport, header)? {
+                    // snmp_name names the group's first service; the others get a suffix.
+                    if i > 0 {
+                        if let Some((n, _)) = &mut s.name {
+                            *n = format!("{n}-{}", i + 1);
+                        }
+                    }
+                    out.push(s);
+                }
+            }
+            return Ok(out);
         }
         _ => {}
     }
@@ -325,6 +514,18 @@ fn virtual_server(cx: &mut Cx<'_>, stmt: &Stmt) -> Result<Option<Service>> {
     if let Some(extra) = args.get(2) {
         return cx.err(extra.pos, "virtual_server takes an address and a port only");
     }
+    Ok(service(cx, stmt, vip, vport, header)?.into_iter().collect())
+}
+
+/// The service a `virtual_server` block makes for `vip` and `vport`; `None` if keepalived
+/// itself would ignore it (no real servers).
+fn service(
+    cx: &mut Cx<'_>,
+    stmt: &Stmt,
+    vip: IpAddr,
+    vport: u16,
+    header: String,
+) -> Result<Option<Service>> {
     let Some(body) = &stmt.block else {
         return cx.err(stmt.pos(), "virtual_server needs a { ... } block");
     };
@@ -692,4 +893,61 @@ fn flags(cx: &Cx<'_>, words: &[&Word], scheduler: Scheduler) -> Result<Vec<(Sche
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::keepalived::lex::Files;
+
+    fn range_of(text: &str) -> std::result::Result<Vec<String>, String> {
+        let files = Files::default();
+        let cx = Cx {
+            files: &files,
+            notes: Vec::new(),
+        };
+        let w = Word {
+            text: text.into(),
+            pos: Pos::default(),
+        };
+        range(&cx, &w)
+            .map(|v| v.iter().map(ToString::to_string).collect())
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn group_ranges() {
+        assert_eq!(range_of("198.18.100.1").unwrap(), ["198.18.100.1"]);
+        assert_eq!(
+            range_of("198.18.100.9-11").unwrap(),
+            ["198.18.100.9", "198.18.100.10", "198.18.100.11"]
+        );
+        assert_eq!(
+            range_of("198.18.100.255-198.18.101.1").unwrap(),
+            ["198.18.100.255", "198.18.101.0", "198.18.101.1"]
+        );
+        assert_eq!(
+            range_of("198.18.100.9/30").unwrap(),
+            [
+                "198.18.100.8",
+                "198.18.100.9",
+                "198.18.100.10",
+                "198.18.100.11"
+            ]
+        );
+        assert_eq!(
+            range_of("2001:2:0:100::e-10").unwrap(),
+            ["2001:2:0:100::e", "2001:2:0:100::f", "2001:2:0:100::10"]
+        );
+        assert_eq!(range_of("2001:2::1/128").unwrap(), ["2001:2::1"]);
+        assert!(range_of("198.18.100.1-256")
+            .unwrap_err()
+            .contains("last part"));
+        assert!(range_of("198.18.100.0/23")
+            .unwrap_err()
+            .contains("more than 256"));
+        assert!(range_of("198.18.100.1-2001:2::1")
+            .unwrap_err()
+            .contains("families"));
+    }
 }
