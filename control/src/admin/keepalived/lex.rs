@@ -105,7 +105,8 @@ const INCLUDES: &[&str] = &[
     "include", "includer", "includem", "includew", "includeb", "includea",
 ];
 
-/// Parses a whole file, without includes, into its top-level statements.
+/// Parses a whole file into its top-level statements (what it includes is looked for
+/// under /nonexistent).
 #[cfg(test)]
 pub fn parse(src: &str) -> Result<Vec<Stmt>, SyntaxError> {
     let mut files = Files {
@@ -259,7 +260,13 @@ fn matches(files: &Files, file: usize, pattern: &Word) -> Result<Vec<PathBuf>, S
             continue;
         }
         let full = files.root.join(&name);
-        let paths = glob::glob(&full.to_string_lossy()).map_err(|e| SyntaxError {
+        // glob(3)'s rules: `*` matches neither a `/` nor a leading `.` (editors' backups).
+        let options = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: true,
+        };
+        let paths = glob::glob_with(&full.to_string_lossy(), options).map_err(|e| SyntaxError {
             pos: pattern.pos,
             message: format!("'{}' is not a valid pattern: {e}", pattern.text),
         })?;
