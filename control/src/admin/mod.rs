@@ -220,7 +220,7 @@ pub fn usage() -> String {
   uvsadm drain virtual-service -r server-address [--wait] [--timeout S]
   uvsadm member
   uvsadm import-keepalived [--interface NAME] [--network PREFIX]...
-              [--local ADDRESS]... [--route PREFIX,VIA]... FILE
+              [--local ADDRESS]... [--route PREFIX,VIA]... [--config-id ID] FILE
   uvsadm -h
 
 Commands:
@@ -318,6 +318,8 @@ Options:
   --local        ADDRESS              import-keepalived: an address uvs owns there (one
                                       per family: it asks for the servers' MACs from it)
   --route        PREFIX,VIA           import-keepalived: a route beyond those networks
+  --config-id    ID                   import-keepalived: keepalived's -i, choosing the @ID
+                                      lines (default: the host name without its domain)
 ",
     );
     u

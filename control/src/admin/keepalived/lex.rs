@@ -11,9 +11,8 @@
 //! cannot be read, a pattern that matches nothing, or a file that includes itself is an
 //! error, where keepalived logs and skips it: what the importer translates is then
 //! everything the configuration says. Parameters (`$NAME=VALUE`, `$NAME`, `${NAME}`) are
-//! substituted line by line before words are read (see `params.rs`); conditional
-//! configuration (`@config-id` lines) and the predefined parameters other than `${_PWD}` are
-//! refused.
+//! substituted and conditional lines (`@ID`, `@^ID`) chosen line by line before words are
+//! read (see `params.rs`); the predefined parameters other than `${_PWD}` are refused.
 
 use super::params::{self, Params};
 use std::fmt;
@@ -113,20 +112,27 @@ pub fn parse(src: &str) -> Result<Vec<Stmt>, SyntaxError> {
         names: vec!["k.conf".into()],
         root: PathBuf::from("/nonexistent"),
     };
-    parse_files(src, &mut files)
+    parse_files(src, &mut files, "main").map(|(top, _)| top)
 }
 
 /// Parses the file `files.names[0]` (whose text is `src`) with the files it includes into
 /// its top-level statements; `files` gets the names of the included ones.
-pub fn parse_files(src: &str, files: &mut Files) -> Result<Vec<Stmt>, SyntaxError> {
+/// `config_id` chooses the `@ID` lines kept; the result also tells where the first of them
+/// is, if any.
+pub fn parse_files(
+    src: &str,
+    files: &mut Files,
+    config_id: &str,
+) -> Result<(Vec<Stmt>, Option<Pos>), SyntaxError> {
     let main = real_path(files, Path::new(&files.names[0]));
     let mut reading = Reading {
         open: vec![main],
-        params: Params::default(),
+        params: Params::new(config_id),
+        conditional_at: None,
     };
     let toks = expand(src, 0, files, &mut reading)?;
     let mut i = 0;
-    block(&toks, &mut i, None)
+    Ok((block(&toks, &mut i, None)?, reading.conditional_at))
 }
 
 /// The most files open at once (keepalived's includes nest; a loop must end).
@@ -143,6 +149,8 @@ fn real_path(files: &Files, name: &Path) -> PathBuf {
 struct Reading {
     open: Vec<PathBuf>,
     params: Params,
+    /// The first conditional (`@ID`) line.
+    conditional_at: Option<Pos>,
 }
 
 /// The tokens of `src` (file `file`): include lines replaced by the tokens of the files they
@@ -181,16 +189,17 @@ fn expand(
                 i += 1;
             }
         }
+        let at = Pos {
+            line: n,
+            column: 1,
+            file,
+        };
         r.params
             .read(n, &text, &pwd, &mut lines)
-            .map_err(|message| SyntaxError {
-                pos: Pos {
-                    line: n,
-                    column: 1,
-                    file,
-                },
-                message,
-            })?;
+            .map_err(|message| SyntaxError { pos: at, message })?;
+        if r.conditional_at.is_none() && r.params.conditional_at.is_some() {
+            r.conditional_at = Some(at);
+        }
     }
     out.extend(tokenize(&lines, file)?);
     Ok(out)
@@ -419,22 +428,13 @@ fn tokenize_line(
                 }
             }
             _ => {
-                if word.is_none() && toks_on_line_is_empty(toks) {
-                    if c == '@' {
-                        return err(
-                            here,
-                            "conditional configuration (@config-id lines) is not supported: \
-                             keep only the lines for this balancer and remove the @ prefixes",
-                        );
-                    }
-                    if c == '$' {
-                        return err(
-                            here,
-                            "a line starting with a parameter that is not defined (or a \
-                             definition written with a space before its '='): define it \
-                             before this line as $NAME=VALUE",
-                        );
-                    }
+                if c == '$' && word.is_none() && toks_on_line_is_empty(toks) {
+                    return err(
+                        here,
+                        "a line starting with a parameter that is not defined (or a \
+                         definition written with a space before its '='): define it before \
+                         this line as $NAME=VALUE",
+                    );
                 }
                 let w = word.get_or_insert_with(|| Word {
                     text: String::new(),
@@ -502,7 +502,7 @@ fn include_line(text: &str, line: usize, file: usize) -> Option<(Word, Word)> {
     ))
 }
 
-/// True if nothing but a newline precedes on this line (so `@`/`$` start the line).
+/// True if nothing but a newline precedes on this line (so a `$` starts the line).
 fn toks_on_line_is_empty(toks: &[Tok]) -> bool {
     matches!(toks.last(), None | Some(Tok::Newline))
 }
@@ -780,10 +780,6 @@ mod tests {
         assert!(e.message.contains("no file matches conf.d/*.conf"), "{e:?}");
         let e = parse("include\n").unwrap_err();
         assert!(e.message.contains("needs a file name"), "{e:?}");
-        assert!(parse("@main router_id a\n")
-            .unwrap_err()
-            .message
-            .contains("conditional"));
         assert!(parse("$X\n").unwrap_err().message.contains("not defined"));
         assert!(parse("$X =1\n")
             .unwrap_err()

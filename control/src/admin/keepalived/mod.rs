@@ -62,6 +62,9 @@ pub struct ImportOptions {
     pub local: Vec<String>,
     /// `(prefix, next hop)` routes beyond its networks (`routes:`).
     pub routes: Vec<(String, String)>,
+    /// keepalived's config id (`-i`), choosing the `@ID` lines; default: keepalived's, the
+    /// host name without its domain.
+    pub config_id: Option<String>,
 }
 
 /// A successful translation.
@@ -75,7 +78,8 @@ pub struct Imported {
 
 /// The command's synopsis, for `-h` and its errors.
 pub const IMPORT_USAGE: &str = "uvsadm import-keepalived [--interface NAME] [--network PREFIX]... \
-                                [--local ADDRESS]... [--route PREFIX,VIA]... FILE";
+                                [--local ADDRESS]... [--route PREFIX,VIA]... [--config-id ID] \
+                                FILE";
 
 /// Parses `import-keepalived`'s arguments (after the command word).
 pub fn import_args(args: &[String]) -> Result<(ImportOptions, PathBuf), String> {
@@ -107,6 +111,7 @@ pub fn import_args(args: &[String]) -> Result<(ImportOptions, PathBuf), String> 
                 opts.interface = Some(value()?);
             }
             "--network" => opts.networks.push(value()?),
+            "--config-id" => opts.config_id = Some(value()?),
             "--local" => opts.local.push(value()?),
             "--route" => {
                 let v = value()?;
@@ -152,7 +157,14 @@ pub fn import_in(
         names: vec![file.to_string()],
         root: dir.to_path_buf(),
     };
-    let parsed = lex::parse_files(src, &mut files);
+    let (config_id, from) = match &opts.config_id {
+        Some(id) => (id.clone(), "--config-id"),
+        None => (
+            host_name(),
+            "the host name, keepalived's default; choose with --config-id",
+        ),
+    };
+    let parsed = lex::parse_files(src, &mut files, &config_id);
     let files = files;
     let at = |pos: Pos, message: String| Diag {
         file: files.name(pos).to_string(),
@@ -164,11 +176,17 @@ pub fn import_in(
         pos: None,
         message,
     };
-    let top = parsed.map_err(|e| at(e.pos, e.message))?;
+    let (top, conditional) = parsed.map_err(|e| at(e.pos, e.message))?;
     let mut cx = values::Cx {
         files: &files,
         notes: Vec::new(),
     };
+    if let Some(pos) = conditional {
+        cx.note(
+            pos,
+            format!("conditional lines (@ID) are read for config id '{config_id}' ({from})"),
+        );
+    }
     let t = translate::translate(&mut cx, &top)?;
     if t.services.is_empty() {
         return Err(Diag {
@@ -261,6 +279,12 @@ pub fn import_in(
     let mut notes = cx.notes;
     notes.sort_by_key(|n| n.pos.map(|p| (p.file, p.line, p.column)));
     Ok(Imported { yaml, notes })
+}
+
+/// keepalived's default config id: the node name up to its first dot.
+fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    name.trim().split('.').next().unwrap_or("").to_string()
 }
 
 /// Whether uvs can reach every real and sorry server with what the command line gave: DR
@@ -383,7 +407,7 @@ mod tests {
     fn arguments() {
         let (o, f) = import_args(&argv(
             "--interface eth1 --network 198.18.1.0/24 --network=2001:2::/64 --local 198.18.1.3 \
-             --route 0.0.0.0/0,198.18.1.254 k.conf",
+             --route 0.0.0.0/0,198.18.1.254 --config-id lb2 k.conf",
         ))
         .unwrap();
         assert_eq!(o.interface.as_deref(), Some("eth1"));
@@ -396,6 +420,7 @@ mod tests {
         assert!(import_args(&argv("--route 0.0.0.0/0 k.conf"))
             .unwrap_err()
             .contains("PREFIX,VIA"));
+        assert_eq!(o.config_id.as_deref(), Some("lb2"));
         assert_eq!(f, PathBuf::from("k.conf"));
         assert!(import_args(&argv("--interface"))
             .unwrap_err()

@@ -5,6 +5,11 @@
 //! line is read: recursively, and with the value it has then (a later definition replaces
 //! it). An undefined parameter is left as written. Of the predefined parameters only
 //! `${_PWD}`, the directory of the file being read, is known here.
+//!
+//! Conditional configuration is read here too: a line starting with `@ID` is kept (without
+//! its `@ID`) only on the balancer whose config id is ID, one with `@^ID` everywhere else;
+//! the test is made before a definition is taken and again on a line that substitution
+//! made start with `@`, as keepalived does.
 
 use std::collections::HashMap;
 
@@ -15,6 +20,20 @@ const MAX_ROUNDS: usize = 32;
 #[derive(Debug, Default)]
 pub struct Params {
     defs: HashMap<String, String>,
+    /// keepalived's config id (`-i`), for `@ID` lines.
+    config_id: String,
+    /// The first `@` line, if any (its line number), for a note naming the id used.
+    pub conditional_at: Option<usize>,
+}
+
+impl Params {
+    /// No parameters yet; `@ID` lines are kept for `config_id`.
+    pub fn new(config_id: &str) -> Params {
+        Params {
+            config_id: config_id.to_string(),
+            ..Params::default()
+        }
+    }
 }
 
 /// `$NAME=` at the start of `line` (after whitespace): the name and the rest of the line.
@@ -76,6 +95,11 @@ impl Params {
                         the parameter it is in"
                 .into());
         }
+        let Some(kept) = self.conditional(n, text) else {
+            out.push((n, String::new()));
+            return Ok(());
+        };
+        let text = kept.as_str();
         if let Some((name, rest)) = definition(text) {
             let first = rest.split('\n').next().unwrap_or("");
             let lines: Vec<&str> = std::iter::once(first)
@@ -94,6 +118,10 @@ impl Params {
             return Ok(());
         }
         let line = self.substitute(text, pwd)?;
+        if line.trim_start().starts_with('@') && line != text {
+            // `$IF_MAIN priority 240` with `$IF_MAIN=@main`.
+            return self.read_at(n, &line, pwd, out, depth + 1);
+        }
         if line.contains('\n') {
             // A multiline parameter: its lines are read one by one, so the definitions among
             // them apply to the lines after them.
@@ -104,6 +132,31 @@ impl Params {
             out.push((n, line));
         }
         Ok(())
+    }
+
+    /// `text` with its `@ID` (or `@^ID`) blanked out (so columns stay the file's) if the
+    /// line is for this balancer, `None` if it is not; `text` itself if it is not
+    /// conditional.
+    fn conditional(&mut self, n: usize, text: &str) -> Option<String> {
+        let indent = text.len() - text.trim_start().len();
+        let Some(rest) = text[indent..].strip_prefix('@') else {
+            return Some(text.to_string());
+        };
+        self.conditional_at.get_or_insert(n);
+        let (negated, rest) = match rest.strip_prefix('^') {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (id, line) = rest.split_at(end);
+        let prefix = text.len() - line.len();
+        ((id == self.config_id) != negated).then(|| {
+            let blank: String = text[..prefix]
+                .chars()
+                .map(|c| if c == '\t' { c } else { ' ' })
+                .collect();
+            format!("{blank}{line}")
+        })
     }
 
     /// `text` with defined parameters replaced until none is left, or until a multiline
@@ -266,6 +319,38 @@ mod tests {
             .iter()
             .filter(|(_, t)| t.contains("real_server"))
             .all(|(n, _)| *n == 12));
+    }
+
+    #[test]
+    fn conditional_lines() {
+        let mut p = Params::new("main");
+        let mut out = Vec::new();
+        for (n, line) in [
+            "@main $W=3",
+            "@backup $W=1",
+            "  @main weight $W",
+            "@backup weight 9",
+            "@^backup lb_algo rr",
+            "@^main lb_algo wlc",
+            "$IF_MAIN=@main",
+            "$IF_MAIN protocol TCP",
+            "no condition",
+        ]
+        .iter()
+        .enumerate()
+        {
+            p.read(n + 1, line, "", &mut out).unwrap();
+        }
+        let kept: Vec<&str> = out
+            .iter()
+            .map(|(_, t)| t.trim())
+            .filter(|t| !t.is_empty())
+            .collect();
+        assert_eq!(
+            kept,
+            ["weight 3", "lb_algo rr", "protocol TCP", "no condition"]
+        );
+        assert_eq!(p.conditional_at, Some(1));
     }
 
     #[test]
