@@ -7,10 +7,10 @@
 //! opens its block. A line `include PATTERN` (or a variant: `includer`, `includea`, …) is
 //! replaced by the files the pattern names, as keepalived does: a glob (`*`, `?`, `[…]`,
 //! and csh braces `{a,b}`), relative to the directory of the file it is written in, its
-//! matches read in sorted order, anywhere a line may be (inside blocks too). A file that
-//! cannot be read, a pattern that matches nothing, or a file that includes itself is an
-//! error, where keepalived logs and skips it: what the importer translates is then
-//! everything the configuration says. Parameters (`$NAME=VALUE`, `$NAME`, `${NAME}`) are
+//! matches read in sorted order, anywhere a line may be (inside blocks too). A pattern that
+//! matches nothing or a file that cannot be read is an error, as keepalived --config-test
+//! reports it ('Config files missing'), and so is a file that includes itself (keepalived
+//! reads it until it runs out of file descriptors). Parameters (`$NAME=VALUE`, `$NAME`, `${NAME}`) are
 //! substituted and conditional lines (`@ID`, `@^ID`) chosen line by line before words are
 //! read (see `params.rs`); the predefined parameters other than `${_PWD}` are refused.
 
@@ -298,8 +298,8 @@ fn matches(files: &Files, file: usize, pattern: &Word) -> Result<Vec<PathBuf>, S
         return err(
             pattern.pos,
             format!(
-                "no file matches {}: keepalived would log that and skip the include; remove \
-                 the line if that is meant",
+                "no file matches {} (keepalived --config-test reports it too: 'Config files \
+                 missing'); remove the line if nothing is meant to be included",
                 base.join(&pattern.text).display()
             ),
         );
