@@ -10,11 +10,18 @@
 //! its `@ID`) only on the balancer whose config id is ID, one with `@^ID` everywhere else;
 //! the test is made before a definition is taken and again on a line that substitution
 //! made start with `@`, as keepalived does.
+//!
+//! A line `~SEQ(VAR, START, STEP, END) REST` reads REST once for each value of VAR from
+//! START by STEP while it has not passed END (`~SEQx` writes VAR in hexadecimal); STEP may
+//! be left out (1, or -1 counting down), and START too (1, or -1).
 
 use std::collections::HashMap;
 
 /// How many times a line may be substituted again (a parameter that names itself).
 const MAX_ROUNDS: usize = 32;
+
+/// The most times a `~SEQ` line is read.
+const MAX_SEQ: usize = 1024;
 
 /// The parameters defined so far (they span included files, as keepalived reads them as one).
 #[derive(Debug, Default)]
@@ -100,6 +107,9 @@ impl Params {
             return Ok(());
         };
         let text = kept.as_str();
+        if let Some(seq) = text.trim_start().strip_prefix("~SEQ") {
+            return self.sequence(n, seq, pwd, out, depth);
+        }
         if let Some((name, rest)) = definition(text) {
             let first = rest.split('\n').next().unwrap_or("");
             let lines: Vec<&str> = std::iter::once(first)
@@ -130,6 +140,59 @@ impl Params {
             }
         } else {
             out.push((n, line));
+        }
+        Ok(())
+    }
+
+    /// The rest of a `~SEQ` line (after `~SEQ`), read once for each value.
+    fn sequence(
+        &mut self,
+        n: usize,
+        seq: &str,
+        pwd: &str,
+        out: &mut Vec<(usize, String)>,
+        depth: usize,
+    ) -> Result<(), String> {
+        let usage = "write ~SEQ(VAR, START, STEP, END), ~SEQ(VAR, START, END) or ~SEQ(VAR, END)";
+        let (hex, seq) = match seq.strip_prefix('x') {
+            Some(s) => (true, s),
+            None => (false, seq),
+        };
+        let Some((args, rest)) = seq.strip_prefix('(').and_then(|s| s.split_once(')')) else {
+            return Err(format!("~SEQ needs its arguments in parentheses: {usage}"));
+        };
+        let args: Vec<&str> = args.split(',').map(str::trim).collect();
+        let var = args[0];
+        if name_len(var) != var.len() || var.is_empty() {
+            return Err(format!("~SEQ: '{var}' is not a parameter name: {usage}"));
+        }
+        let mut nums = Vec::new();
+        for a in &args[1..] {
+            match self.substitute(a, pwd)?.parse::<i64>() {
+                Ok(v) => nums.push(v),
+                Err(_) => return Err(format!("~SEQ: '{a}' is not a whole number: {usage}")),
+            }
+        }
+        let (start, step, end) = match nums[..] {
+            [end] => (end.signum(), end.signum(), end),
+            [start, end] => (start, if end >= start { 1 } else { -1 }, end),
+            [start, step, end] => (start, step, end),
+            _ => return Err(format!("~SEQ takes two to four arguments: {usage}")),
+        };
+        if step == 0 {
+            return Err("~SEQ: a step of 0 never ends".into());
+        }
+        let mut v = start;
+        let mut count = 0;
+        while (step > 0 && v <= end) || (step < 0 && v >= end) {
+            count += 1;
+            if count > MAX_SEQ {
+                return Err(format!("~SEQ: more than {MAX_SEQ} values"));
+            }
+            let value = if hex { format!("{v:x}") } else { v.to_string() };
+            self.defs.insert(var.to_string(), value);
+            self.read_at(n, rest, pwd, out, depth + 1)?;
+            v += step;
         }
         Ok(())
     }
@@ -248,8 +311,8 @@ mod tests {
     fn texts(src: &str) -> Vec<String> {
         read_all(src)
             .into_iter()
-            .map(|(_, t)| t)
-            .filter(|t| !t.trim().is_empty())
+            .map(|(_, t)| t.trim().to_string())
+            .filter(|t| !t.is_empty())
             .collect()
     }
 
@@ -351,6 +414,36 @@ mod tests {
             ["weight 3", "lb_algo rr", "protocol TCP", "no condition"]
         );
         assert_eq!(p.conditional_at, Some(1));
+    }
+
+    #[test]
+    fn sequences() {
+        assert_eq!(
+            texts("~SEQ(N, 11, 13) real_server 198.18.1.$N 80\n"),
+            [
+                "real_server 198.18.1.11 80",
+                "real_server 198.18.1.12 80",
+                "real_server 198.18.1.13 80"
+            ]
+        );
+        assert_eq!(texts("~SEQ(N, 3) x$N\n"), ["x1", "x2", "x3"]);
+        assert_eq!(texts("~SEQ(N, 5, -2, 1) $N\n"), ["5", "3", "1"]);
+        assert_eq!(texts("~SEQx(N, 9, 11) ::$N\n"), ["::9", "::a", "::b"]);
+        // With a multiline parameter.
+        assert_eq!(
+            texts("$RS= \\\nreal_server 198.18.1.${H} 80 { \\\n}\n~SEQ(H, 1, 2) $RS\n"),
+            [
+                "real_server 198.18.1.1 80 {",
+                "}",
+                "real_server 198.18.1.2 80 {",
+                "}"
+            ]
+        );
+        let mut p = Params::default();
+        let mut out = Vec::new();
+        assert!(p.read(1, "~SEQ(N, 1, 0, 3) x", "", &mut out).is_err());
+        assert!(p.read(1, "~SEQ N x", "", &mut out).is_err());
+        assert!(p.read(1, "~SEQ(N, 1, 5000) x", "", &mut out).is_err());
     }
 
     #[test]
