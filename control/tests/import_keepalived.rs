@@ -121,6 +121,35 @@ fn keepalived_defaults_are_written_out() {
     assert_eq!((hc.rise, hc.fall), (1, 2));
 }
 
+/// lvs_sync_daemon's sync id as keepalived sets it: `id N`, the older form (the number
+/// right after the instance), or else the instance's virtual_router_id; a sync daemon
+/// whose instance is not in the file is dropped, as keepalived drops it.
+#[test]
+fn sync_daemon_ids() {
+    let opts = ImportOptions {
+        interface: Some("uvs-lb1".into()),
+        networks: vec!["198.18.1.0/24".into()],
+        local: vec!["198.18.1.250".into()],
+        ..ImportOptions::default()
+    };
+    let sync_id = |daemon: &str| {
+        let src = format!(
+            "global_defs {{\n {daemon}\n}}\nvrrp_instance VI_1 {{\n virtual_router_id 51\n}}\n\
+             virtual_server 198.18.100.1 80 {{\n protocol TCP\n real_server 198.18.1.11 80 {{\n \
+             }}\n}}\n"
+        );
+        let done = import(&src, "k.conf", &opts).unwrap();
+        let cfg = uvs_config::load_str(&done.yaml, "y").unwrap();
+        cfg.sync.map(|s| s.syncid)
+    };
+    assert_eq!(sync_id("lvs_sync_daemon uvs-lb1 VI_1 id 7"), Some(7));
+    assert_eq!(sync_id("lvs_sync_daemon uvs-lb1 VI_1 9 port 8850"), Some(9));
+    assert_eq!(sync_id("lvs_sync_daemon uvs-lb1 inst VI_1"), Some(51));
+    assert_eq!(sync_id("lvs_sync_daemon uvs-lb1 VI_1"), Some(51));
+    assert_eq!(sync_id("lvs_sync_daemon uvs-lb1"), Some(0));
+    assert_eq!(sync_id("lvs_sync_daemon uvs-lb1 VI_2"), None);
+}
+
 /// `${_PWD}` is the directory of the file it is written in, as keepalived defines it.
 #[test]
 fn pwd_is_the_directory_of_the_file() {

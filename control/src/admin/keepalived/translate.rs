@@ -60,6 +60,9 @@ pub struct Translation {
 pub struct SyncDaemon {
     pub pos: Pos,
     pub interface: (String, Pos),
+    /// The VRRP instance it names: without `id`, keepalived's sync id is its
+    /// virtual_router_id.
+    pub instance: Option<(String, Pos)>,
     /// `(uvs field, value, position)` of what it gives besides the interface.
     pub fields: Vec<(&'static str, String, Pos)>,
 }
@@ -94,6 +97,8 @@ pub fn translate(cx: &mut Cx<'_>, top: &[Stmt]) -> Result<Translation> {
     let mut t = Translation::default();
     // keepalived links `virtual_server group NAME` to its group after reading the whole
     // file, so a group may be defined after its use.
+    // Each vrrp_instance's virtual_router_id, for lvs_sync_daemon's default sync id.
+    let mut vrids: HashMap<String, (String, Pos)> = HashMap::new();
     let mut groups = Groups::new();
     for stmt in top.iter().filter(|s| s.keyword() == "virtual_server_group") {
         let (name, entries) = group(cx, stmt)?;
@@ -152,6 +157,11 @@ pub fn translate(cx: &mut Cx<'_>, top: &[Stmt]) -> Result<Translation> {
                             t.vrrp_interfaces.push((w.text.clone(), w.pos));
                         }
                     }
+                    if let (Some(name), "virtual_router_id", Some(w)) =
+                        (stmt.args().first(), st.keyword(), st.args().first())
+                    {
+                        vrids.insert(name.text.clone(), (w.text.clone(), w.pos));
+                    }
                 }
                 cx.note(
                     stmt.pos(),
@@ -179,6 +189,38 @@ pub fn translate(cx: &mut Cx<'_>, top: &[Stmt]) -> Result<Translation> {
                     stmt.pos(),
                     format!("unknown top-level keyword '{k}' (expected virtual_server)"),
                 )
+            }
+        }
+    }
+    if let Some((name, pos)) = t.sync.as_ref().and_then(|s| s.instance.clone()) {
+        match vrids.get(&name) {
+            Some((vrid, at)) => {
+                let sync = t.sync.as_mut().expect("sync is there");
+                if !sync.fields.iter().any(|(f, _, _)| *f == "syncid") {
+                    // keepalived: "If no syncid configured, use vrid".
+                    let id = uint(
+                        cx,
+                        &Word {
+                            text: vrid.clone(),
+                            pos: *at,
+                        },
+                        0,
+                        255,
+                        "syncid",
+                    )?;
+                    sync.fields.insert(0, ("syncid", id.to_string(), *at));
+                }
+            }
+            None => {
+                cx.note(
+                    pos,
+                    format!(
+                        "lvs_sync_daemon names vrrp_instance {name}, which the file does not \
+                         define: keepalived then runs no sync daemon, and the translation has \
+                         no sync section"
+                    ),
+                );
+                t.sync = None;
             }
         }
     }
@@ -243,7 +285,25 @@ fn sync_daemon(cx: &mut Cx<'_>, st: &Stmt) -> Result<SyncDaemon> {
         );
     };
     let mut fields = Vec::new();
-    let mut i = 1;
+    let options = ["id", "maxlen", "port", "ttl", "group"];
+    // The VRRP instance whose state keepalived's daemon follows: `inst NAME`, or the name
+    // alone right after the interface.
+    let (instance, mut i) = match args.get(1) {
+        Some(w) if w.text == "inst" => match args.get(2) {
+            Some(name) => (Some(name), 3),
+            None => return cx.err(w.pos, "lvs_sync_daemon inst needs the vrrp_instance's name"),
+        },
+        Some(w) if !options.contains(&w.text.as_str()) => (Some(w), 2),
+        _ => (None, 1),
+    };
+    // keepalived's older form: the sync id right after the instance, without `id`.
+    if let Some(v) = args
+        .get(i)
+        .filter(|w| instance.is_some() && w.text.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        fields.push(("syncid", uint(cx, v, 0, 255, "syncid")?.to_string(), v.pos));
+        i += 1;
+    }
     while i < args.len() {
         let k = &args[i];
         let field = match k.text.as_str() {
@@ -252,16 +312,6 @@ fn sync_daemon(cx: &mut Cx<'_>, st: &Stmt) -> Result<SyncDaemon> {
             "port" => Some(("port", 1, 65535)),
             "ttl" => Some(("ttl", 1, 255)),
             "group" => None,
-            // The VRRP instance whose state keepalived's daemon follows (`inst NAME` or the
-            // name alone, right after the interface).
-            "inst" if i == 1 => {
-                i += 2;
-                continue;
-            }
-            _ if i == 1 => {
-                i += 1;
-                continue;
-            }
             other => {
                 return cx.err(
                     k.pos,
@@ -295,6 +345,7 @@ fn sync_daemon(cx: &mut Cx<'_>, st: &Stmt) -> Result<SyncDaemon> {
     Ok(SyncDaemon {
         pos: st.pos(),
         interface: (interface.text.clone(), interface.pos),
+        instance: instance.map(|w| (w.text.clone(), w.pos)),
         fields,
     })
 }
