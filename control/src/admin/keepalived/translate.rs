@@ -162,6 +162,28 @@ pub fn translate(cx: &mut Cx<'_>, top: &[Stmt]) -> Result<Translation> {
                     {
                         vrids.insert(name.text.clone(), (w.text.clone(), w.pos));
                     }
+                    // keepalived's older way to say `lvs_sync_daemon IF INSTANCE` (still
+                    // read, as deprecated); the first one counts.
+                    if let (Some(name), "lvs_sync_daemon_interface", Some(w), None) = (
+                        stmt.args().first(),
+                        st.keyword(),
+                        st.args().first(),
+                        &t.sync,
+                    ) {
+                        cx.note(
+                            st.pos(),
+                            "lvs_sync_daemon_interface (keepalived's older lvs_sync_daemon) \
+                             becomes uvs's `sync:` with `mode: both`: every node sends its \
+                             connections and receives its peers', where keepalived runs the \
+                             master side on the VRRP master only",
+                        );
+                        t.sync = Some(SyncDaemon {
+                            pos: st.pos(),
+                            interface: (w.text.clone(), w.pos),
+                            instance: Some((name.text.clone(), name.pos)),
+                            fields: Vec::new(),
+                        });
+                    }
                 }
                 cx.note(
                     stmt.pos(),
