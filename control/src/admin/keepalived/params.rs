@@ -33,16 +33,6 @@ pub struct Params {
     pub conditional_at: Option<usize>,
 }
 
-impl Params {
-    /// No parameters yet; `@ID` lines are kept for `config_id`.
-    pub fn new(config_id: &str) -> Params {
-        Params {
-            config_id: config_id.to_string(),
-            ..Params::default()
-        }
-    }
-}
-
 /// `$NAME=` at the start of `line` (after whitespace): the name and the rest of the line.
 pub fn definition(line: &str) -> Option<(&str, &str)> {
     let rest = line.trim_start().strip_prefix('$')?;
@@ -76,6 +66,14 @@ fn uncommented(s: &str) -> &str {
 }
 
 impl Params {
+    /// No parameters yet; `@ID` lines are kept for `config_id`.
+    pub fn new(config_id: &str) -> Params {
+        Params {
+            config_id: config_id.to_string(),
+            ..Params::default()
+        }
+    }
+
     /// Reads one line (a definition with its continuation lines joined by `\n`), numbered
     /// `n`; pushes the lines to tokenize onto `out`, each with `n` (a definition leaves an
     /// empty line, a multiline parameter several). `pwd` is `${_PWD}`.
