@@ -180,19 +180,19 @@ fn drain_sets_weight_zero_only() {
     for (line, why) in [
         (
             "drain -t 198.18.100.1:80 -r 198.18.1.99",
-            "no such destination 198.18.1.99:80 in service TCP 198.18.100.1:80",
+            "No such destination: 198.18.1.99:80 in service TCP 198.18.100.1:80",
         ),
         (
             "drain -t 198.18.100.1:80 -r 198.18.1.12:8080",
-            "no such destination 198.18.1.12:8080",
+            "No such destination: 198.18.1.12:8080",
         ),
         (
             "drain -t 198.18.100.1:81 -r 198.18.1.12",
-            "no such service TCP 198.18.100.1:81",
+            "No such service: TCP 198.18.100.1:81",
         ),
         (
             "drain -u 198.18.100.1:80 -r 198.18.1.12",
-            "no such service UDP 198.18.100.1:80",
+            "No such service: UDP 198.18.100.1:80",
         ),
     ] {
         let e = run(&cfg, line).unwrap_err();
@@ -223,31 +223,31 @@ fn rejected_commands_change_nothing_and_say_why() {
     let cases: &[(&str, &[&str])] = &[
         (
             "-A -t 198.18.100.1:80",
-            &["service TCP 198.18.100.1:80 already exists", "-E"],
+            &["Service already exists: TCP 198.18.100.1:80", "-E"],
         ),
         (
             "-E -t 198.18.100.9:80",
-            &["no such service TCP 198.18.100.9:80"],
+            &["No such service: TCP 198.18.100.9:80"],
         ),
         (
             "-D -t 198.18.100.1:81",
-            &["no such service TCP 198.18.100.1:81"],
+            &["No such service: TCP 198.18.100.1:81"],
         ),
         (
             "-a -t 198.18.100.1:80 -r 198.18.1.11",
-            &["198.18.1.11:80 already exists", "-e"],
+            &["Destination already exists: 198.18.1.11:80", "-e"],
         ),
         (
             "-a -t 198.18.100.9:80 -r 198.18.1.11",
-            &["no such service TCP 198.18.100.9:80"],
+            &["Service not defined: TCP 198.18.100.9:80"],
         ),
         (
             "-e -t 198.18.100.1:80 -r 198.18.1.99",
-            &["no such destination 198.18.1.99:80", "TCP 198.18.100.1:80"],
+            &["No such destination: 198.18.1.99:80", "TCP 198.18.100.1:80"],
         ),
         (
             "-d -t 198.18.100.1:80 -r 198.18.1.11:81",
-            &["no such destination 198.18.1.11:81"],
+            &["No such destination: 198.18.1.11:81"],
         ),
         // Validation of the whole configuration: located by service and server, not YAML path.
         (
@@ -519,12 +519,12 @@ fn firewall_mark_mistakes_change_nothing_and_say_why() {
     let cases: &[(&Config, &str, &[&str])] = &[
         (&cfg, "-A -f 2", &["fwmark", "no mark 2", "1"]),
         (&config(), "-A -f 1", &["no mark 1", "marks:"]),
-        (&with, "-A -f 1", &["FWM 1 already exists", "-E"]),
-        (&cfg, "-E -f 1", &["no such service FWM 1", "-f MARK"]),
+        (&with, "-A -f 1", &["Service already exists: FWM 1", "-E"]),
+        (&cfg, "-E -f 1", &["No such service: FWM 1", "-f MARK"]),
         (
             &with,
             "-a -f 1 -6 -r 2001:2:0:1::11",
-            &["no such service FWM 1 IPv6"],
+            &["Service not defined: FWM 1 IPv6"],
         ),
         (
             &with,
@@ -617,7 +617,7 @@ fn restore_is_all_or_nothing() {
     let bad = format!("{ipvsadm_save}-a -t 198.18.100.9:80 -r 198.18.1.11:80 -m\n");
     let err = restore(&cfg, &bad).unwrap_err();
     assert!(
-        err.starts_with("line 9: no such service TCP 198.18.100.9:80"),
+        err.starts_with("line 9: Service not defined: TCP 198.18.100.9:80"),
         "{err}"
     );
     // One the whole file fails validation for (a NAT real server off every network).
@@ -653,7 +653,7 @@ fn the_hosts_own_addresses_are_refused() {
         ),
         (
             "-e -t 198.18.100.1:80 -r 198.18.1.1 -m",
-            "no such destination 198.18.1.1:80",
+            "No such destination: 198.18.1.1:80",
         ),
     ] {
         let err = run_on(&cfg, line, &host).unwrap_err();
@@ -753,4 +753,52 @@ fn dr_and_tun_real_servers_take_the_service_port_as_in_ipvsadm() {
     // NAT maps ports.
     let nat = run(&cfg, "-a -t 198.18.100.1:80 -r 198.18.1.16:8080 -m").unwrap();
     assert_eq!(nat.services[0].real_servers.last().unwrap().port, 8080);
+}
+
+/// Scripts written for ipvsadm look for its messages (ipvs_strerror's): each refusal starts
+/// with the same words, uvs's detail after them.
+#[test]
+fn refusals_start_with_ipvsadms_messages() {
+    let cfg = config();
+    for (line, start) in [
+        (
+            "-A -t 198.18.100.1:80",
+            "Service already exists: TCP 198.18.100.1:80",
+        ),
+        (
+            "-E -t 198.18.100.9:80",
+            "No such service: TCP 198.18.100.9:80",
+        ),
+        (
+            "-D -t 198.18.100.9:80",
+            "No such service: TCP 198.18.100.9:80",
+        ),
+        (
+            "-a -t 198.18.100.9:80 -r 198.18.1.11",
+            "Service not defined: TCP 198.18.100.9:80",
+        ),
+        (
+            "-e -t 198.18.100.9:80 -r 198.18.1.11",
+            "Service not defined: TCP 198.18.100.9:80",
+        ),
+        (
+            "-d -t 198.18.100.9:80 -r 198.18.1.11",
+            "Service not defined: TCP 198.18.100.9:80",
+        ),
+        (
+            "-a -t 198.18.100.1:80 -r 198.18.1.11",
+            "Destination already exists: 198.18.1.11:80",
+        ),
+        (
+            "-e -t 198.18.100.1:80 -r 198.18.1.99",
+            "No such destination: 198.18.1.99:80",
+        ),
+        (
+            "-d -t 198.18.100.1:80 -r 198.18.1.99",
+            "No such destination: 198.18.1.99:80",
+        ),
+    ] {
+        let e = run(&cfg, line).unwrap_err();
+        assert!(e.starts_with(start), "{line}: {e}");
+    }
 }

@@ -359,7 +359,10 @@ fn thresholds_exact_and_one_service() {
         ..ListOptions::default()
     };
     let err = format_list_with(&s, &missing).unwrap_err();
-    assert!(err.contains("no such service TCP 198.18.100.1:81"), "{err}");
+    assert!(
+        err.contains("No such service: TCP 198.18.100.1:81"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -591,7 +594,7 @@ fn firewall_mark_services_listing() {
         ..one
     };
     let err = format_list_with(&s, &missing).unwrap_err();
-    assert!(err.contains("no such service FWM 2"), "{err}");
+    assert!(err.contains("No such service: FWM 2"), "{err}");
 }
 
 /// `--persistent-conn`: ipvsadm's Weight/PersistConn/ActiveConn/InActConn columns.

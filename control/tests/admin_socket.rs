@@ -389,7 +389,7 @@ fn uvsadm_binary() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.starts_with("uvsadm: destination 198.18.1.11:80 already exists"),
+        err.starts_with("uvsadm: Destination already exists: 198.18.1.11:80"),
         "{err}"
     );
 
@@ -654,7 +654,10 @@ fn parity_commands_over_the_socket() {
     let conns: Vec<ConnSnapshot> = serde_json::from_str(&json).unwrap();
     assert_eq!(conns, daemon.backend.connections());
     let err = request(&path, &args("-L --json -t 198.18.100.9:80")).unwrap_err();
-    assert!(err.contains("no such service TCP 198.18.100.9:80"), "{err}");
+    assert!(
+        err.contains("No such service: TCP 198.18.100.9:80"),
+        "{err}"
+    );
 
     // uvsadm without -n renders the JSON itself: the same listing as uvsd's where the
     // resolver knows no host names (ports named from /etc/services either way).
@@ -679,7 +682,7 @@ fn parity_commands_over_the_socket() {
     assert_eq!((t.tcp_established, t.tcp_fin_wait, t.udp), (600, 120, 30));
 
     let err = request(&path, &args("-Z -t 198.18.100.9:80")).unwrap_err();
-    assert!(err.contains("no such service"), "{err}");
+    assert!(err.contains("No such service"), "{err}");
     assert_eq!(daemon.backend.zeroed.load(Ordering::Relaxed), 0);
     assert_eq!(
         request(&path, &args("-Z -t 198.18.100.1:80")),
@@ -812,7 +815,7 @@ fn json_listing_of_one_service() {
         assert_eq!(out.lines().count(), 4, "{line}: {out}");
     }
     let err = request(&path, &args("-L --json -f 2")).unwrap_err();
-    assert!(err.contains("no such service FWM 2"), "{err}");
+    assert!(err.contains("No such service: FWM 2"), "{err}");
     assert_eq!(daemon.backend.config().services.len(), 3);
 }
 
@@ -941,7 +944,7 @@ fn edits_are_checked_against_the_hosts_addresses() {
         "{err}"
     );
     let err = request(&path, &args("drain -t 198.18.100.1:80 -r 198.18.0.1")).unwrap_err();
-    assert!(err.contains("no such destination"), "{err}");
+    assert!(err.contains("No such destination"), "{err}");
     assert_eq!(
         daemon.backend.config(),
         before,

@@ -100,11 +100,11 @@ fn drain_waits_for_the_download_then_finishes() {
     for (args, why) in [
         (
             vec!["drain", "-t", "198.18.100.1:80", "-r", "198.18.1.99"],
-            "no such destination 198.18.1.99:80",
+            "No such destination: 198.18.1.99:80",
         ),
         (
             vec!["drain", "-t", "198.18.100.1:81", "-r", "198.18.1.11"],
-            "no such service TCP 198.18.100.1:81",
+            "No such service: TCP 198.18.100.1:81",
         ),
         (
             vec!["drain", "-t", "198.18.100.1:80", "--wait"],

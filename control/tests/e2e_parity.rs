@@ -181,7 +181,7 @@ fn fwmark_restore_and_timeouts_on_a_running_uvsd() {
     let last = bad.lines().count();
     assert!(
         err.contains(&format!(
-            "line {last}: no such service TCP 198.18.100.99:80"
+            "line {last}: Service not defined: TCP 198.18.100.99:80"
         )),
         "{err}"
     );

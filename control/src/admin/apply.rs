@@ -87,7 +87,7 @@ fn edit(cmd: &AdminCommand, new: &mut Config, cfg: &Config) -> Result<(), String
         AdminCommand::AddService(a) => {
             if find(new, &a.key).is_some() {
                 return Err(format!(
-                    "service {} already exists: change it with -E",
+                    "Service already exists: {} (change it with -E)",
                     service_text(&a.key)
                 ));
             }
@@ -102,13 +102,13 @@ fn edit(cmd: &AdminCommand, new: &mut Config, cfg: &Config) -> Result<(), String
             new.services.remove(i);
         }
         AdminCommand::AddReal(r) => {
-            let i = service_index(new, &r.service)?;
+            let i = dest_service_index(new, &r.service)?;
             let svc = &mut new.services[i];
             let r = &ipvsadm_port(r, svc.forwarding);
             let key = SocketAddr::new(r.address, r.port);
             if svc.real_servers.iter().any(|x| x.key() == key) {
                 return Err(format!(
-                    "destination {key} already exists in service {}: change it with -e",
+                    "Destination already exists: {key} in service {} (change it with -e)",
                     service_text(&r.service)
                 ));
             }
@@ -116,7 +116,7 @@ fn edit(cmd: &AdminCommand, new: &mut Config, cfg: &Config) -> Result<(), String
             svc.real_servers.push(real);
         }
         AdminCommand::EditReal(r) => {
-            let i = service_index(new, &r.service)?;
+            let i = dest_service_index(new, &r.service)?;
             let svc = &mut new.services[i];
             let r = &ipvsadm_port(r, svc.forwarding);
             let j = real_index(svc, r.address, r.port)?;
@@ -128,7 +128,7 @@ fn edit(cmd: &AdminCommand, new: &mut Config, cfg: &Config) -> Result<(), String
             };
         }
         AdminCommand::DeleteReal { service, real } => {
-            let i = service_index(new, service)?;
+            let i = dest_service_index(new, service)?;
             let svc = &mut new.services[i];
             let j = real_index(svc, real.0, real.1)?;
             svc.real_servers.remove(j);
@@ -176,18 +176,28 @@ fn find(cfg: &Config, key: &ServiceKey) -> Option<usize> {
     cfg.services.iter().position(|s| s.key() == *key)
 }
 
+/// The service `key`, or ipvsadm's "No such service" (its message first: scripts look for
+/// it).
 fn service_index(cfg: &Config, key: &ServiceKey) -> Result<usize, String> {
-    find(cfg, key).ok_or_else(|| {
-        format!(
-            "no such service {}: `uvsadm -L -n` lists the services{}",
-            service_text(key),
-            if key.is_fwmark() {
-                " (a firewall-mark service is -f MARK, with -6 for IPv6)"
-            } else {
-                ""
-            }
-        )
-    })
+    find(cfg, key).ok_or_else(|| no_such_service("No such service", key))
+}
+
+/// The service of `-a`, `-e`, `-d`: ipvsadm says "Service not defined" for those.
+fn dest_service_index(cfg: &Config, key: &ServiceKey) -> Result<usize, String> {
+    find(cfg, key).ok_or_else(|| no_such_service("Service not defined", key))
+}
+
+/// ipvsadm's `message` about the service `key`, and how to find the services.
+pub(super) fn no_such_service(message: &str, key: &ServiceKey) -> String {
+    format!(
+        "{message}: {} (`uvsadm -L -n` lists the services{})",
+        service_text(key),
+        if key.is_fwmark() {
+            "; a firewall-mark service is -f MARK, with -6 for IPv6"
+        } else {
+            ""
+        }
+    )
 }
 
 fn real_index(svc: &Service, address: IpAddr, port: u16) -> Result<usize, String> {
@@ -197,7 +207,7 @@ fn real_index(svc: &Service, address: IpAddr, port: u16) -> Result<usize, String
         .position(|r| r.key() == key)
         .ok_or_else(|| {
             format!(
-                "no such destination {key} in service {}: `uvsadm -L -n {}` lists its servers",
+                "No such destination: {key} in service {} (`uvsadm -L -n {}` lists its servers)",
                 service_text(&svc.key()),
                 service_option(&svc.key())
             )

@@ -461,6 +461,6 @@ mod tests {
         let (r, _) = run(None, &[gone]);
         assert!(r
             .unwrap_err()
-            .contains("no such service TCP 198.18.100.1:80"));
+            .contains("No such service: TCP 198.18.100.1:80"));
     }
 }

@@ -48,12 +48,7 @@ pub(super) fn find_service<'a>(
     s.services
         .iter()
         .find(|v| matches_key(v, key))
-        .ok_or_else(|| {
-            format!(
-                "no such service {}: `uvsadm -L -n` lists the services",
-                super::apply::service_text(key)
-            )
-        })
+        .ok_or_else(|| super::apply::no_such_service("No such service", key))
 }
 
 /// `-L` naming addresses and ports with `names` (numbers with `-n`).

@@ -133,10 +133,7 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
         AdminCommand::Zero(service) => {
             if let Some(key) = service {
                 if !backend.config().services.iter().any(|s| s.key() == *key) {
-                    return Err(format!(
-                        "no such service {}: `uvsadm -L -n` lists the services",
-                        service_text(key)
-                    ));
+                    return Err(apply::no_such_service("No such service", key));
                 }
             }
             backend.zero_counters(service.as_ref());

@@ -189,7 +189,7 @@ pub fn apply(cmd: &DaemonCommand, cfg: &Config) -> Result<Config, String> {
         }
         DaemonCommand::Stop(m) => {
             let Some(s) = &cfg.sync else {
-                return Err("no sync daemon is running".into());
+                return Err("No daemon is running: no sync daemon runs".into());
             };
             new.sync = match (s.mode, m) {
                 (SyncMode::Both, SyncMode::Master) => Some(SyncConfig {
@@ -201,7 +201,11 @@ pub fn apply(cmd: &DaemonCommand, cfg: &Config) -> Result<Config, String> {
                     ..s.clone()
                 }),
                 (x, y) if x == *y => None,
-                (x, y) => return Err(format!("no {y} sync daemon is running (this node is {x})")),
+                (x, y) => {
+                    return Err(format!(
+                        "No daemon is running: no {y} sync daemon runs (this node is {x})"
+                    ))
+                }
             };
         }
         DaemonCommand::List => {}
@@ -230,8 +234,8 @@ fn running_daemon_allows(running: &SyncConfig, start: &DaemonCommand) -> Result<
     };
     if running.mode == SyncMode::Both || running.mode == *mode {
         return Err(format!(
-            "the {mode} sync daemon is already running (File exists): `uvsadm --stop-daemon \
-             {mode}` first to start it again with other options"
+            "Daemon has already run: the {mode} sync daemon is already running (File exists): \
+             `uvsadm --stop-daemon {mode}` first to start it again with other options"
         ));
     }
     let other = running.mode;
@@ -334,13 +338,25 @@ mod tests {
             ] {
                 let err = apply(&cmd(&line), &cfg).unwrap_err();
                 assert!(
-                    err.contains(&format!("the {mode} sync daemon is already running"))
+                    err.starts_with("Daemon has already run: ")
+                        && err.contains(&format!("the {mode} sync daemon is already running"))
                         && err.contains("File exists")
                         && err.contains(&format!("--stop-daemon {mode}")),
                     "{running} + start {mode}: {err}"
                 );
             }
         }
+    }
+
+    /// ipvsadm (ESRCH): "No daemon is running", first, as scripts look for it.
+    #[test]
+    fn stopping_no_daemon_says_ipvsadms_words() {
+        let none = config("");
+        let err = apply(&cmd("--stop-daemon master"), &none).unwrap_err();
+        assert!(err.starts_with("No daemon is running"), "{err}");
+        let backup = config("sync: { mode: backup, interface: uvs-lb1 }\n");
+        let err = apply(&cmd("--stop-daemon master"), &backup).unwrap_err();
+        assert!(err.starts_with("No daemon is running"), "{err}");
     }
 
     /// uvs runs both directions from one `sync:` section (one sync id, one interface,
