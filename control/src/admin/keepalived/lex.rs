@@ -182,7 +182,7 @@ fn expand(
             include(&keyword, &pattern, file, files, r, &mut out)?;
             continue;
         }
-        if params::definition(&text).is_some() {
+        if params::starts_definition(&text) {
             while text.trim_end().ends_with('\\') && i < raw.len() {
                 text.push('\n');
                 text.push_str(raw[i]);
@@ -754,6 +754,17 @@ mod tests {
         // An expanded line is at the line that used the parameter.
         assert_eq!(reals[1].pos().line, 11);
         assert_eq!(texts(&reals[1].block.as_ref().unwrap()[0]), ["weight", "2"]);
+        // A conditional multiline definition: all its lines for config id main (parse's),
+        // none of them for another.
+        let top = parse(
+            "@main $W= \\\n  weight 3 \\\n  inhibit_on_failure\n@^main $W= \\\n  weight 1\n\
+             real_server 198.18.1.11 80 {\n $W\n}\n",
+        )
+        .unwrap();
+        let body = top[0].block.as_ref().unwrap();
+        assert_eq!(texts(&body[0]), ["weight", "3"]);
+        assert_eq!(texts(&body[1]), ["inhibit_on_failure"]);
+        assert_eq!(body.len(), 2);
         let e = parse("\n$A=${A}x\nq $A\n").unwrap_err();
         assert_eq!(e.pos.line, 3);
     }

@@ -33,6 +33,17 @@ pub struct Params {
     pub conditional_at: Option<usize>,
 }
 
+/// Whether `line` starts a definition, after a conditional `@ID` if it has one (so a
+/// conditional multiline definition is read with its continuation lines).
+pub fn starts_definition(line: &str) -> bool {
+    let line = line.trim_start();
+    let line = match line.strip_prefix('@') {
+        Some(rest) => rest.split_once(char::is_whitespace).map_or("", |(_, l)| l),
+        None => line,
+    };
+    definition(line).is_some()
+}
+
 /// `$NAME=` at the start of `line` (after whitespace): the name and the rest of the line.
 pub fn definition(line: &str) -> Option<(&str, &str)> {
     let rest = line.trim_start().strip_prefix('$')?;
