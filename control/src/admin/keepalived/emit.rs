@@ -65,9 +65,10 @@ pub fn yaml(files: &Files, t: &Translation, iface: &Interface<'_>) -> (String, V
     if let Some(sync) = &t.sync {
         let _ = writeln!(
             y,
-            "\nsync:                            # {}:{}: lvs_sync_daemon",
+            "\nsync:                            # {}:{}: {}",
             files.name(sync.pos),
-            sync.pos.line
+            sync.pos.line,
+            sync.keyword
         );
         y.push_str("  mode: both\n");
         let _ = writeln!(y, "  interface: {}", scalar(&sync.interface.0));

@@ -59,6 +59,8 @@ pub struct Translation {
 #[derive(Debug)]
 pub struct SyncDaemon {
     pub pos: Pos,
+    /// `lvs_sync_daemon`, or the older `lvs_sync_daemon_interface`, for the YAML's comment.
+    pub keyword: &'static str,
     pub interface: (String, Pos),
     /// The VRRP instance it names: without `id`, keepalived's sync id is its
     /// virtual_router_id.
@@ -179,6 +181,7 @@ pub fn translate(cx: &mut Cx<'_>, top: &[Stmt]) -> Result<Translation> {
                         );
                         t.sync = Some(SyncDaemon {
                             pos: st.pos(),
+                            keyword: "lvs_sync_daemon_interface",
                             interface: (w.text.clone(), w.pos),
                             instance: Some((name.text.clone(), name.pos)),
                             fields: Vec::new(),
@@ -366,6 +369,7 @@ fn sync_daemon(cx: &mut Cx<'_>, st: &Stmt) -> Result<SyncDaemon> {
     );
     Ok(SyncDaemon {
         pos: st.pos(),
+        keyword: "lvs_sync_daemon",
         interface: (interface.text.clone(), interface.pos),
         instance: instance.map(|w| (w.text.clone(), w.pos)),
         fields,
