@@ -197,10 +197,11 @@ fn direct_routing_changes_only_macs() {
         let out = &to_servers[0];
         assert_eq!(&out[..6], &lab::real_mac(1));
         assert_eq!(&out[6..12], &lab::LB1_MAC);
+        let hop = tk::one_hop_on(&input);
         assert_eq!(
             &out[12..],
-            &input[12..],
-            "DR leaves the IP packet untouched"
+            &hop[12..],
+            "DR leaves the IP packet untouched but for the TTL"
         );
     }
 }
@@ -216,8 +217,9 @@ fn tunnel_encapsulates_to_the_real_server() {
         let sliced = etherparse::SlicedPacket::from_ethernet(out).unwrap();
         let outer_hdr = if v6 { 40 } else { 20 };
         assert_eq!(out.len(), input.len() + outer_hdr);
-        // The inner packet is exactly the client's.
-        assert_eq!(&out[14 + outer_hdr..], &input[14..]);
+        // The inner packet is exactly the client's, one hop older.
+        let hop = tk::one_hop_on(&input);
+        assert_eq!(&out[14 + outer_hdr..], &hop[14..]);
         match sliced.net {
             Some(etherparse::NetSlice::Ipv4(h)) => {
                 assert!(!v6);
@@ -286,11 +288,13 @@ fn partial_checksums_leave_complete() {
                 match method {
                     Method::Dr => {
                         only(&to_servers);
-                        assert_eq!(&out[12..], &full[12..], "{case}: DR sends the full frame");
+                        let hop = tk::one_hop_on(&full);
+                        assert_eq!(&out[12..], &hop[12..], "{case}: DR sends the full frame");
                     }
                     Method::Tun => {
                         let outer = if v6 { 40 } else { 20 };
-                        assert_eq!(&out[14 + outer..], &full[14..], "{case}: full inside");
+                        let hop = tk::one_hop_on(&full);
+                        assert_eq!(&out[14 + outer..], &hop[14..], "{case}: full inside");
                     }
                     _ => {
                         let seen = only(&to_servers);
@@ -1527,6 +1531,48 @@ fn ttl_running_out_is_answered_with_time_exceeded() {
                     a("198.18.1.3")
                 };
                 assert_eq!((src, dst, quoted), (ours, real(1, v6), o.src), "{case}");
+            }
+        }
+    }
+}
+
+/// The TTL / hop limit of the IP header at `off` in `f`.
+fn ttl_at(f: &[u8], off: usize) -> u8 {
+    if f[off] >> 4 == 6 {
+        f[off + 7]
+    } else {
+        f[off + 8]
+    }
+}
+
+/// DR and TUN decrement the TTL (hop limit) too, as IPVS's `__ip_vs_get_out_rt` does for
+/// every method that forwards (`decrement_ttl`): a packet whose TTL runs out at uvs is
+/// answered with ICMP time exceeded from the VIP (traceroute through a DR or TUN VIP shows
+/// the balancer's hop), and the packet that goes on carries one less (TUN: the inner
+/// packet's, which the real server delivers after decapsulating).
+#[test]
+fn direct_and_tunnel_decrement_the_ttl() {
+    for method in [Method::Dr, Method::Tun] {
+        for v6 in [false, true] {
+            for tcp in [true, false] {
+                let case = format!("{method:?} v6={v6} tcp={tcp}");
+                let mut lab = Lab::new(method);
+                let [back, out] = lab.send(0, &with_ttl(first_packet(v6, tcp, 40100), 1));
+                assert!(out.is_empty(), "{case}: nothing forwarded");
+                assert_eq!(lab.drops(DropReason::TtlExceeded), 1, "{case}");
+                let (src, dst, quoted) = time_exceeded(&case, &only_frame(&back));
+                assert_eq!((src, dst, quoted), (vip(v6), client(v6), vip(v6)), "{case}");
+
+                let input = with_ttl(first_packet(v6, tcp, 40100), 9);
+                let [_, out] = lab.send(0, &input);
+                let f = only_frame(&out);
+                let inner = match method {
+                    Method::Tun => 14 + if v6 { 40 } else { 20 },
+                    _ => 14,
+                };
+                assert_eq!(ttl_at(&f, inner), 8, "{case}");
+                assert_eq!(&f[inner..], &with_ttl(input.clone(), 8)[14..], "{case}");
+                check_frame(&f).unwrap_or_else(|e| panic!("{case}: {e}"));
             }
         }
     }

@@ -129,7 +129,7 @@ fn gue_carries_the_packet_in_udp_to_the_tunnel_port() {
         // GUE variant 0, no options, protocol IPIP / IPv6, no flags; then the client's packet.
         let inner_proto = if v6 { 41 } else { 4 };
         assert_eq!(&u.payload()[..4], &[0, inner_proto, 0, 0], "{case}");
-        assert_eq!(&u.payload()[4..], &input[14..], "{case}");
+        assert_eq!(&u.payload()[4..], &tk::one_hop_on(&input)[14..], "{case}");
         // The same flow keeps its source port (the receiver's RSS and ECMP see one flow).
         let [_, again] = lab.send(&input);
         let again = etherparse::SlicedPacket::from_ethernet(&again[0]).unwrap();
@@ -172,7 +172,7 @@ fn gre_carries_the_packet_with_the_inner_ethertype() {
             assert_eq!(ones_complement(gre), 0, "{case}: GRE checksum");
             assert_eq!(&gre[6..8], &[0, 0], "{case}: reserved1");
         }
-        assert_eq!(&gre[gre_hdr..], &input[14..], "{case}");
+        assert_eq!(&gre[gre_hdr..], &tk::one_hop_on(&input)[14..], "{case}");
         assert_eq!(lab.tunnelled(), [0, 0, 1], "{case}");
     }
 }

@@ -294,6 +294,22 @@ pub fn ipv4_header_checksum(h: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// `frame` (Ethernet + IP, no VLAN) as a router sends it on: its TTL / hop limit one less,
+/// the IPv4 header checksum recomputed.
+pub fn one_hop_on(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    if f[12..14] == [0x86, 0xdd] {
+        f[14 + 7] -= 1;
+    } else {
+        f[14 + 8] -= 1;
+        let ihl = usize::from(f[14] & 0x0f) * 4;
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = ipv4_header_checksum(&f[14..14 + ihl]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+    f
+}
+
 /// Splits an IPv4 frame (no options, no VLAN) into two fragments: the first carries
 /// `first_len` bytes of the IP payload (a multiple of 8), the second the rest. Header
 /// checksums are recomputed; the L4 checksum stays the whole datagram's.

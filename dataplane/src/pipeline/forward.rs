@@ -222,9 +222,17 @@ pub(crate) fn forward_original<C: ConnView>(
                 return ttl_exceeded(ctx, pkt, true);
             }
         }
-        // DR: the real server holds the VIP; only the destination MAC changes (below).
-        Method::Dr => {}
+        // DR: the real server holds the VIP; only the TTL (as IPVS's `decrement_ttl` for
+        // every method) and the destination MAC (below) change.
+        Method::Dr => {
+            if !uvs_wire::decrement_ttl(pkt.buf, &pkt.p) {
+                return ttl_exceeded(ctx, pkt, true);
+            }
+        }
         Method::Tun => {
+            if !uvs_wire::decrement_ttl(pkt.buf, &pkt.p) {
+                return ttl_exceeded(ctx, pkt, true);
+            }
             if let Err(v) = encapsulate(ctx, pkt, TunTo::new(real, real_addr, egress)) {
                 return v;
             }
