@@ -598,6 +598,18 @@ impl RateLimit {
     }
 }
 
+/// A receive that only ended early: the read timeout that lets the loop see `stop`, or a
+/// signal (a socket with a timeout returns EINTR even under SA_RESTART, and after
+/// SIGSTOP/SIGCONT with no handler at all). Asked again at once, without a warning.
+fn retry_at_once(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
+}
+
 fn receive_loop(
     sock: &UdpSocket,
     shared: &Shared,
@@ -617,14 +629,7 @@ fn receive_loop(
     while !stop.load(Relaxed) {
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
+            Err(e) if retry_at_once(&e) => continue,
             Err(e) => {
                 log::warn!("connection sync: receiving: {e}");
                 std::thread::sleep(Duration::from_millis(100));
@@ -1028,5 +1033,39 @@ mod tests {
             );
         }
         assert_eq!(p.list(at(1000), forget).len(), MAX_PEERS);
+    }
+
+    /// uvsd stopped and continued (SIGSTOP/SIGCONT: a socket with a read timeout then
+    /// returns EINTR, with or without a signal handler) is not an error: the backup's
+    /// receiver asks again at once. It used to log a warning and pause 100 ms each time,
+    /// leaving messages in the socket buffer. The test stops and continues its own process.
+    #[test]
+    fn an_interrupted_receive_is_retried_at_once() {
+        let port = free_port();
+        let d = SyncDaemon::start(lab_shared(), on_lo(SyncMode::Backup, port, &[])).unwrap();
+        let msg = message();
+        let pid = std::process::id();
+        let rounds = 10u64;
+        let t0 = Instant::now();
+        for i in 1..=rounds {
+            // Another process continues this one.
+            let stop_cont = format!("kill -STOP {pid}; sleep 0.02; kill -CONT {pid}");
+            let ok = std::process::Command::new("sh")
+                .args(["-c", &stop_cont])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.send_to(&msg, ("127.0.0.1", port)).unwrap();
+            wait_for("the message after SIGCONT", || {
+                d.stats.received_messages.load(Relaxed) >= i
+            });
+        }
+        // 10 × 20 ms stopped; a 100 ms pause per interruption would take 1.2 s at least.
+        let took = t0.elapsed();
+        assert!(
+            took < Duration::from_millis(900),
+            "{rounds} rounds took {took:?}"
+        );
     }
 }
