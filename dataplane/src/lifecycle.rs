@@ -409,7 +409,9 @@ pub const DROP_IDLE_MS: u32 = 60_000;
 
 /// IPVS's `drop_entry` defence for a bounded table: in each address family whose table is
 /// at least 7/8 full, drops the TCP connections that never completed their handshake
-/// (SYN_RECV, SYNACK) — what a SYN flood leaves behind — oldest first, until a quarter of
+/// (SYN_RECV, SYNACK) — what a SYN flood leaves behind — and the SCTP associations whose
+/// INIT was never answered (INIT1, INIT: an INIT flood; with their tag records), oldest
+/// first, until a quarter of
 /// the table is free, and releases their counters, so legitimate clients find room as
 /// soon as a flood ends instead of when its entries time out, and a handshake under way
 /// during one survives while older half-open entries are there to drop (IPVS drops them at
@@ -490,6 +492,22 @@ pub fn drop_half_open(conns: &uvs_conntrack::ConnTable, tables: &Tables, now: u3
             })
             .map(|(id, c, _)| (c.orig, (id, c)))
             .collect();
+        // The tag records of the SCTP associations that go (`sctp/tags.rs`: an INIT leaves
+        // one): looked for in another walk, only when an association goes.
+        let assocs: HashSet<(u16, [u8; 16], u16, u16)> = doomed
+            .iter()
+            .filter(|(_, c)| c.orig.proto == PROTO_SCTP)
+            .map(|(_, c)| (c.service, c.orig.src, c.orig.sport, c.orig.dport))
+            .collect();
+        if !assocs.is_empty() {
+            conns.for_each_of(v6, |id, c, _| {
+                if EntryKind::of(c) == EntryKind::SctpTag
+                    && assocs.contains(&(c.service, c.reply.src, c.reply.sport, c.reply.dport))
+                {
+                    doomed.push((id, *c));
+                }
+            });
+        }
         if !candidates.is_empty() {
             let doomed_ids: std::collections::HashSet<ConnId> =
                 doomed.iter().map(|(id, _)| *id).collect();
@@ -558,8 +576,12 @@ fn droppable(tables: &Tables, c: &Conn, deadline: u32, now: u32) -> Drop {
                 Drop::Never
             }
         }
-        // SCTP has its own handshake; its half-open states time out within 61 s.
-        PROTO_SCTP => Drop::Never,
+        // An association whose INIT the server has not answered (an INIT flood), as
+        // IPVS's `ip_vs_random_dropentry` drops INIT1/INIT with TCP's SYN_RECV.
+        PROTO_SCTP => match SctpState::from_u8(c.state) {
+            SctpState::Init1 | SctpState::Init => Drop::Oldest(idle),
+            _ => Drop::Never,
+        },
         _ if idle >= DROP_IDLE_MS => Drop::Now,
         _ => Drop::Never,
     }

@@ -227,6 +227,70 @@ fn init_answered_by_abort_is_rejected() {
     assert!(deadline.wrapping_sub(now) <= 4_000, "REJECTED lives 4 s");
 }
 
+/// An INIT flood fills the table as a SYN flood does, and the `drop_entry` defence empties
+/// it the same way: IPVS's `ip_vs_random_dropentry` drops SCTP associations in INIT1/INIT as
+/// it drops TCP's SYN_RECV. The oldest go first, with their tag records, until a quarter of
+/// the table is free; an established association stays, and a new client is served.
+#[test]
+fn drop_entry_makes_room_after_an_init_flood() {
+    let mut lab = Lab::with_capacity(&spec(Method::Nat), 64);
+    let a = handshake(&mut lab, false, 1000, PORT);
+    let init = |cport: u16| {
+        frame(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(false),
+            cport,
+            vip(false),
+            PORT,
+            0,
+            &[init_chunk(INIT, 0x5000_0000 | u32::from(cport), &[])],
+        )
+    };
+    for cport in 2000..2100 {
+        lab.send(0, &init(cport));
+    }
+    assert!(
+        lab.shared.conns.len_of(false) >= 63,
+        "the flood filled the table"
+    );
+    assert!(lab.drops(DropReason::TableFull) > 0);
+    let [_, fwd] = lab.send(0, &init(3000));
+    assert!(fwd.is_empty(), "the table is full");
+    lab.shared.clock.advance(1);
+    let t = lab.shared.tables.load();
+    let dropped = uvs_dataplane::lifecycle::drop_half_open(
+        &lab.shared.conns,
+        &t,
+        lab.shared.clock.now_ticks(),
+    );
+    assert!(dropped >= 16, "dropped {dropped}");
+    assert!(
+        lab.shared.conns.len_of(false) <= 48,
+        "a quarter of the table is free: {} entries",
+        lab.shared.conns.len_of(false)
+    );
+    // No tag record outlives its association.
+    let live: Vec<_> = lab
+        .associations()
+        .iter()
+        .map(|c| (c.orig.src, c.orig.sport))
+        .collect();
+    let mut records = 0;
+    lab.shared.conns.for_each(|_, c, _| {
+        if uvs_dataplane::sctp::is_tag_record(c) {
+            records += 1;
+            assert!(live.contains(&(c.reply.src, c.reply.sport)), "{c:?}");
+        }
+    });
+    assert!(records >= 2, "the established association's");
+    handshake(&mut lab, false, 3001, PORT);
+    assert_eq!(lab.state(1000), SctpState::Established);
+    let data = a.client_frame(a.server_tag, &[data_chunk(b"still here")]);
+    let [_, fwd] = lab.send(0, &data);
+    assert_eq!(fwd.len(), 1, "the established association goes on");
+}
+
 /// The association's entry (not its tag records) and its deadline in ms from now.
 fn entry_deadline(lab: &Lab, cport: u16) -> u32 {
     let mut d = None;

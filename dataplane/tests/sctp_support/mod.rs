@@ -179,8 +179,14 @@ impl Lab {
     }
 
     pub fn with_spec(spec: &TablesSpec) -> Lab {
+        Self::with_capacity(spec, 4096)
+    }
+
+    /// A lab whose connection table holds `capacity` entries.
+    #[allow(dead_code)]
+    pub fn with_capacity(spec: &TablesSpec, capacity: usize) -> Lab {
         let tables = TablesBuilder::build(spec, None).unwrap();
-        let shared = Arc::new(Shared::new(tables, 4096, 1));
+        let shared = Arc::new(Shared::new(tables, capacity, 1));
         lab::learn_neighbours(&shared.neigh, 0);
         shared.neigh.learn(ipk("198.18.0.5"), CLIENT2_MAC, 0);
         shared.neigh.learn(ipk("2001:2::5"), CLIENT2_MAC, 0);
