@@ -262,7 +262,9 @@ impl Lines {
     /// with no headers yet, a header line as a header block of one.
     fn read(&self, line: &[u8]) -> Result<(), httparse::Error> {
         if self.lines == 0 {
-            httparse::Request::new(&mut []).parse(line).map(|_| ())
+            super::layer7::http_config()
+                .parse_request(&mut httparse::Request::new(&mut []), line)
+                .map(|_| ())
         } else {
             httparse::parse_headers(line, &mut [httparse::EMPTY_HEADER; 1]).map(|_| ())
         }

@@ -48,6 +48,15 @@ use crate::verdict::{DropReason, Verdict};
 /// Headers read from a request head; a head with more goes to the default pool.
 pub const MAX_HEADERS: usize = 64;
 
+/// How a request head is read (here and line by line in `head.rs`): httparse's defaults,
+/// but for more than one space between the request line's parts, which nginx and HAProxy
+/// accept (RFC 9112 §3 allows a recipient to).
+pub(crate) fn http_config() -> httparse::ParserConfig {
+    let mut c = httparse::ParserConfig::default();
+    c.allow_multiple_spaces_in_request_line_delimiters(true);
+    c
+}
+
 /// The client connection preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -213,7 +222,7 @@ impl Layer7Rt {
         }
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
-        match req.parse(payload) {
+        match http_config().parse_request(&mut req, payload) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => return Decision::Partial,
             Err(httparse::Error::TooManyHeaders) => return default(false),
@@ -655,6 +664,25 @@ mod tests {
             l.decide(b"GET / HTTP/1.1\r\nCookie: xpool=api\r\n\r\n"),
             web()
         );
+    }
+
+    /// A request line with more than one space between its parts (`GET  /api/v1
+    /// HTTP/1.1`) is read as nginx and HAProxy read it (both accept it; HAProxy sends it on
+    /// with single spaces): its path is matched, where httparse's default refused it and
+    /// the client got 400.
+    #[test]
+    fn extra_spaces_in_the_request_line_are_read_as_nginx_and_haproxy_read_them() {
+        let l = rt(vec![to_api(L7Match::PathPrefix("/api/".into()))]);
+        for head in [
+            &b"GET  /api/v1 HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET /api/v1  HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET   /api/v1   HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(l.decide(head), api(), "{}", String::from_utf8_lossy(head));
+        }
+        assert_eq!(l.decide(b"GET  /x HTTP/1.1\r\nHost: a\r\n\r\n"), web());
+        let mut lines = super::super::head::Lines::default();
+        assert!(lines.check(b"GET  /api/v1  HTTP/1.1\r\nHost: a\r\n"));
     }
 
     #[test]
