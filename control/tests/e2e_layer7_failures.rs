@@ -105,3 +105,54 @@ print('%.1f %s' % (time.time() - t, how))
         assert_eq!(active, 0, "{list}");
     }
 }
+
+/// On rs2 and rs3, a RST to the client's connections (the balancer's health checks, from
+/// its own address, still pass): a server that refuses while its check still passes.
+const REFUSE: &str = "nft -f - <<'EOF'
+table inet uvstest {
+  chain in {
+    type filter hook input priority 0;
+    ip saddr 198.18.0.2 tcp dport 80 reject with tcp reset
+  }
+}
+EOF";
+
+/// A layer-7 connection whose server refuses it (RST to uvs's SYN) gets curl `503 Service
+/// Unavailable` from uvs, as HAProxy answers a server it cannot connect to, instead of
+/// "Connection reset by peer"; pool a still serves.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn a_server_refusing_the_connection_gets_curl_a_503() {
+    require_root("a_server_refusing_the_connection_gets_curl_a_503");
+    let mut tb = Testbed::up("g7r", "nat");
+    tb.start_uvsd(&config());
+    for rs in ["rs2", "rs3"] {
+        let o = tb.sh(rs, REFUSE);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for _ in 0..2 {
+        let o = tb.exec(
+            "client",
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "http://198.18.100.1/b/x",
+            ],
+        );
+        let code = String::from_utf8_lossy(&o.stdout).to_string();
+        assert_eq!(
+            code,
+            "503",
+            "curl exit {:?}: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert_eq!(tb.curl_many("http://198.18.100.1/a", 1), ["rs1"]);
+}

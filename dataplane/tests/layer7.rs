@@ -1490,3 +1490,102 @@ fn an_absolute_form_target_does_not_bypass_an_unusable_pool() {
         assert_eq!(l.shared.conns.len(), 0);
     }
 }
+
+/// The server's RST to the SYN uvs sent it (`syn`, the frame uvs sent).
+fn server_refuses(l: &mut Lab, syn: &T) -> [Vec<Vec<u8>>; 2] {
+    let n = (1..=3)
+        .find(|&n| lab::real(n, l.v6).to_ip() == syn.dst)
+        .expect("a real server");
+    let eth = PacketBuilder::ethernet2(lab::real_mac(n), lab::LB1_MAC);
+    let ip = match (syn.dst, syn.src) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+        _ => unreachable!(),
+    };
+    let b = ip
+        .tcp(80, syn.sport, 0, 0)
+        .ack(syn.seq.wrapping_add(1))
+        .rst();
+    let mut f = Vec::new();
+    b.write(&mut f, b"").unwrap();
+    l.send(1, &f)
+}
+
+/// A server that refuses the connection (RST to uvs's SYN: nothing listens, or it is
+/// restarting before its check fails) leaves an HTTP client with `503 Service Unavailable`
+/// and FIN, its request acknowledged, as HAProxy answers when it cannot connect (and as
+/// uvs answers for a pool without a usable server), where the client used to get a reset.
+/// For a head in one segment and one received over two; a TLS client still gets a RST.
+/// The entry goes.
+#[test]
+fn a_server_refusing_the_connection_gets_the_client_503() {
+    for v6 in [false, true] {
+        let mut l = Lab::new(Method::Nat, v6);
+        // One segment.
+        let (cookie, our_ts) = handshake(&mut l);
+        let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+        let req = b"GET /b/x HTTP/1.1\r\nHost: a\r\n\r\n";
+        let f = client_frame(&l, CISN + 1, false, Some(cookie.wrapping_add(1)), &ts, req);
+        let syn = only(&l.send(0, &f)[1]);
+        assert!(syn.syn);
+        let [c, s] = server_refuses(&mut l, &syn);
+        assert!(s.is_empty());
+        let r = only(&c);
+        assert!(!r.rst, "v6={v6}: {r:?}");
+        assert!(
+            r.fin
+                && r.payload
+                    .starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"),
+            "v6={v6}: {r:?}"
+        );
+        assert_eq!((r.src, r.dst), (l.vip(), l.client()));
+        assert_eq!(r.seq, cookie.wrapping_add(1));
+        assert_eq!(
+            r.ack,
+            CISN + 1 + req.len() as u32,
+            "the request acknowledged"
+        );
+        assert_eq!(l.shared.conns.len(), 0);
+        // Nothing more goes to the client for it (the held request is dropped).
+        let [c, s] = l.idle();
+        assert!(c.is_empty() && s.is_empty());
+
+        // A head over two segments (uvs acknowledged the first).
+        l.cport += 1;
+        let p = begin(&mut l, b"GET /b/x HTTP/1.1\r\nHost: a\r\n");
+        let last = b"X-Pad: 1\r\n\r\n";
+        let f = p.frame(&l, None, false, last);
+        let [c, s] = l.send(0, &f);
+        let syn = only(&s);
+        assert!(syn.syn);
+        assert!(c.len() <= 1);
+        let [c, _] = server_refuses(&mut l, &syn);
+        let [c2, _] = l.idle();
+        let all: Vec<T> = c.iter().chain(c2.iter()).map(|f| read(f)).collect();
+        assert_eq!(all.len(), 1, "v6={v6}: {all:?}");
+        let r = &all[0];
+        assert!(
+            !r.rst && r.fin && r.payload.starts_with(b"HTTP/1.1 503 "),
+            "v6={v6}: {r:?}"
+        );
+        assert_eq!(r.ack, p.next + last.len() as u32);
+        assert_eq!((l.pending(), l.shared.conns.len()), ((0, 0), 0));
+
+        // TLS: a RST, as for its other refusals.
+        l.cport += 1;
+        let (cookie, our_ts) = handshake(&mut l);
+        let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+        let hello = client_hello(b"tls.b.example");
+        let f = client_frame(
+            &l,
+            CISN + 1,
+            false,
+            Some(cookie.wrapping_add(1)),
+            &ts,
+            &hello,
+        );
+        let syn = only(&l.send(0, &f)[1]);
+        let [c, _] = server_refuses(&mut l, &syn);
+        assert!(only(&c).rst, "v6={v6}");
+    }
+}

@@ -232,6 +232,14 @@ fn ack(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, svc: &Arc<ServiceRt>) -> Verdict
         }
         return Verdict::Drop(DropReason::NoRealServer);
     };
+    // Layer 7 over plain HTTP/1.x: where the request ends, for a 503 if the server refuses.
+    let http_end = l7_pool.and_then(|_| {
+        let end = p.l3_end().min(pkt.len);
+        let payload = &pkt.buf[end.saturating_sub(t.payload_len)..end];
+        let http =
+            payload.first().is_some_and(|&b| b != 0x16) && !super::layer7::is_h2_preface(payload);
+        http.then(|| t.seq.wrapping_add(t.payload_len as u32))
+    });
     let o = Opening {
         cookie,
         window: t.window,
@@ -239,6 +247,7 @@ fn ack(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, svc: &Arc<ServiceRt>) -> Verdict
         pool: l7_pool,
         early: t.payload_len > 0,
         replay: None,
+        http_end,
     };
     open(ctx, pkt, svc, slot, o)
 }
@@ -257,6 +266,9 @@ pub(super) struct Opening {
     /// Layer 7: the pending head (slot) uvs received, which ends at this sequence number,
     /// to replay once the server answers.
     pub replay: Option<(u16, u32)>,
+    /// Layer 7, a plain HTTP/1.x request ending at this sequence number: a server that
+    /// refuses the connection gets the client `503` ([`Opts::HTTP`]).
+    pub http_end: Option<u32>,
 }
 
 /// Opens the connection to real server `slot`: the entry, and the frame becomes the SYN
@@ -351,6 +363,10 @@ pub(super) fn open(
     if svc.proxy_protocol {
         // The header takes the client's first sequence numbers on the server's half.
         bits = bits.with_proxy(client_isn.wrapping_add(1));
+    }
+    if let Some(end) = open.http_end {
+        bits = Opts(bits.0 | Opts::HTTP);
+        ctx.proxy.splices(ctx.conns).set_replay_end(id, end);
     }
     if let Some((head, end)) = open.replay {
         bits = Opts(bits.0 | Opts::REPLAY);

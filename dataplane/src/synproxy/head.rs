@@ -308,6 +308,7 @@ fn complete_head(
     };
     let (side, cookie, window, nxt) = (h.side(), h.cookie, h.window, h.nxt);
     let unavailable = h.refusal(super::layer7::UNAVAILABLE);
+    let http = !h.tls && !super::layer7::is_h2_preface(&h.bytes);
     let Some(slot) = super::layer7::choose(ctx, svc, &pkt.p, v6, pool) else {
         ctx.proxy_syns.heads.remove(i);
         let r = Some(DropReason::Layer7NoServer);
@@ -320,6 +321,7 @@ fn complete_head(
         pool: Some(pool),
         early: false,
         replay: Some((i, nxt)),
+        http_end: http.then_some(nxt),
     };
     let v = super::handshake::open(ctx, pkt, svc, slot, o);
     if !ctx.proxy_syns.heads.replaying(i) {

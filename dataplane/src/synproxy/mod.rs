@@ -208,21 +208,29 @@ impl Opts {
     /// Layer 7: uvs received (and acknowledged) the client's request head itself and
     /// replays it to the server ([`head`]); it ends at `SpliceTable::replay_end`.
     pub const REPLAY: u64 = 1 << 15;
+    /// Layer 7: the first request is plain HTTP/1.x and ends at
+    /// `SpliceTable::replay_end`: a server that refuses the connection gets the client a
+    /// `503` there instead of a RST.
+    pub const HTTP: u64 = 1 << 30;
     /// The server acknowledged the whole replayed head: the worker holding it frees it.
     pub const REPLAY_ACKED: u64 = 1 << 31;
-    /// Bits 16..31: the MSS of the server's SYN-ACK (capped at 32767; 0 without one), the
+    /// Bits 16..29: the MSS of the server's SYN-ACK (capped at 16383; 0 without one), the
     /// size of the replayed head's segments.
     const SERVER_MSS_SHIFT: u32 = 16;
+    const SERVER_MSS_MAX: u64 = 0x3fff;
 
     /// These bits with the MSS the server announced.
     pub fn with_server_mss(self, mss: Option<u16>) -> Self {
-        let m = u64::from(mss.unwrap_or(0).min(0x7fff));
-        Opts((self.0 & !(0x7fff << Self::SERVER_MSS_SHIFT)) | (m << Self::SERVER_MSS_SHIFT))
+        let m = u64::from(mss.unwrap_or(0)).min(Self::SERVER_MSS_MAX);
+        Opts(
+            (self.0 & !(Self::SERVER_MSS_MAX << Self::SERVER_MSS_SHIFT))
+                | (m << Self::SERVER_MSS_SHIFT),
+        )
     }
 
     /// The MSS the server announced in its SYN-ACK, if it did.
     pub fn server_mss(self) -> Option<u16> {
-        match ((self.0 >> Self::SERVER_MSS_SHIFT) & 0x7fff) as u16 {
+        match ((self.0 >> Self::SERVER_MSS_SHIFT) & Self::SERVER_MSS_MAX) as u16 {
             0 => None,
             m => Some(m),
         }
@@ -346,12 +354,15 @@ mod tests {
 
     #[test]
     fn server_mss_and_replay_bits_keep_the_rest() {
-        let o = Opts(Opts::client(Some(9), true).with_proxy(7).0 | Opts::REPLAY);
+        let o = Opts(Opts::client(Some(9), true).with_proxy(7).0 | Opts::REPLAY | Opts::HTTP);
         let m = o.with_server_mss(Some(1460));
         assert_eq!(m.server_mss(), Some(1460));
         assert!(m.has(Opts::REPLAY) && !m.has(Opts::REPLAY_ACKED) && m.has(Opts::PROXY));
+        assert!(m.has(Opts::HTTP));
         assert_eq!((m.client_shift(), m.proxy_start()), (9, 7));
-        assert_eq!(o.with_server_mss(Some(60000)).server_mss(), Some(0x7fff));
+        let big = o.with_server_mss(Some(60000));
+        assert_eq!(big.server_mss(), Some(0x3fff));
+        assert!(big.has(Opts::HTTP) && !big.has(Opts::REPLAY_ACKED));
         assert_eq!(o.server_mss(), None);
     }
 }

@@ -21,7 +21,7 @@
 use uvs_conntrack::ConnView;
 use uvs_conntrack::{tcp::TcpState, Conn, Dir, Hit};
 use uvs_wire::tcp::flags;
-use uvs_wire::{tcp_options, Segment, Splice};
+use uvs_wire::{tcp_options, Segment, Splice, L3};
 
 use super::retransmit::{client_reset, ClientReset};
 use super::{Opts, SpliceTable};
@@ -377,7 +377,9 @@ fn stale_ack(
 }
 
 /// The server refused the connection (RST to our SYN): the client, which believes it is
-/// connected, gets a RST from the VIP; the entry goes.
+/// connected, gets a RST from the VIP — or, on a layer-7 connection whose request is plain
+/// HTTP ([`Opts::HTTP`]), `503 Service Unavailable` and FIN acknowledging the request, as
+/// HAProxy answers a server it cannot connect to; the entry goes.
 fn server_refused(
     ctx: &mut Ctx<'_>,
     pkt: &mut Packet<'_>,
@@ -386,13 +388,42 @@ fn server_refused(
 ) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;
-    let (a, _) = splices.load(hit.id);
+    let (a, opts) = splices.load(hit.id);
     let c = &hit.conn();
     if ctx.conns.remove(hit.id) {
         lifecycle::unbind(tables, c);
     }
     ctx.proxy_syns.forget(hit.id);
     ctx.counters.synproxy_failures.add(1);
+    if opts.has(Opts::HTTP) {
+        let side = super::layer7::Side {
+            seq: ((a >> 32) as u32).wrapping_add(1),
+            ack: splices.replay_end(hit.id),
+            // uvs's TSval as its SYN-ACK sent it; the client's latest is not known here
+            // (an echo of 0 is not used to measure the round trip, RFC 7323 §4.3).
+            ts: opts.has(Opts::CLIENT_TS).then_some((0, a as u32)),
+            wscale: None,
+        };
+        // The client's family (a NAT64 server answers in the other).
+        let l3 = if c.orig.v6 { L3::V6 } else { L3::V4 };
+        let written = super::layer7::write_reply(
+            pkt.buf,
+            usize::from(pkt.p.l3_off),
+            l3,
+            (c.orig.src, c.orig.sport),
+            (c.orig.dst, c.orig.dport),
+            &side,
+            super::layer7::Reply::Http(super::layer7::UNAVAILABLE),
+        );
+        let Some(n) = written else {
+            return Verdict::Drop(DropReason::TcpBadOptions);
+        };
+        pkt.len = n;
+        let Some((port, hop)) = tables.route(&ip(c.orig.v6, c.orig.src)) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        return l2_out(tables, neigh, pkt.buf, port, hop);
+    }
     let Ok(t) = uvs_wire::tcp_fields(pkt.frame(), &pkt.p) else {
         return Verdict::Drop(DropReason::TcpBadOptions);
     };
