@@ -1549,7 +1549,8 @@ fn ttl_at(f: &[u8], off: usize) -> u8 {
 /// every method that forwards (`decrement_ttl`): a packet whose TTL runs out at uvs is
 /// answered with ICMP time exceeded from the VIP (traceroute through a DR or TUN VIP shows
 /// the balancer's hop), and the packet that goes on carries one less (TUN: the inner
-/// packet's, which the real server delivers after decapsulating).
+/// packet's, which the real server delivers after decapsulating, and the tunnel header
+/// carries the same).
 #[test]
 fn direct_and_tunnel_decrement_the_ttl() {
     for method in [Method::Dr, Method::Tun] {
@@ -1571,6 +1572,9 @@ fn direct_and_tunnel_decrement_the_ttl() {
                     _ => 14,
                 };
                 assert_eq!(ttl_at(&f, inner), 8, "{case}");
+                // IPVS's tunnel header takes the inner packet's TTL (`ip_vs_tunnel_xmit`):
+                // a traceroute through the VIP goes on hop by hop to the real server.
+                assert_eq!(ttl_at(&f, 14), 8, "{case}: the outer TTL");
                 assert_eq!(&f[inner..], &with_ttl(input.clone(), 8)[14..], "{case}");
                 check_frame(&f).unwrap_or_else(|e| panic!("{case}: {e}"));
             }

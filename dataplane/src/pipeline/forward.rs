@@ -321,11 +321,14 @@ pub(crate) fn encapsulate(
             None => return Err(too_big(ctx, pkt, room, true)),
         }
     }
+    // The inner packet's TTL (hop limit), as IPVS's `ip_vs_tunnel_xmit` sets it: the
+    // tunnel is one more hop of the client's path, traceroute included.
+    let ttl_at = l3_off + if l3 == L3::V6 { 7 } else { 8 };
     let o = Outer {
         src: outer_src,
         dst: real.addr,
         family: outer,
-        ttl: 64,
+        ttl: pkt.buf.get(ttl_at).copied().unwrap_or(64),
     };
     let Ok(n) = uvs_wire::encap(pkt.buf, pkt.len, l3_off, l3, &o, tunnel) else {
         ctx.pieces.clear();
