@@ -1589,3 +1589,63 @@ fn a_server_refusing_the_connection_gets_the_client_503() {
         assert!(only(&c).rst, "v6={v6}");
     }
 }
+
+/// A server that never answers uvs's SYN (sent again at 1 s and 3 s) is given up at 7 s:
+/// an HTTP client then gets `503 Service Unavailable` and FIN acknowledging its request,
+/// as HAProxy answers once its connect timeout and retries are spent, instead of a reset;
+/// with uvs's timestamp when the client uses them. A TLS client is still reset.
+#[test]
+fn a_server_that_never_answers_gets_the_client_503() {
+    for v6 in [false, true] {
+        let mut l = Lab::new(Method::Nat, v6);
+        let (cookie, our_ts) = handshake(&mut l);
+        let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+        let req = b"GET /b/x HTTP/1.1\r\nHost: a\r\n\r\n";
+        let f = client_frame(&l, CISN + 1, false, Some(cookie.wrapping_add(1)), &ts, req);
+        assert!(only(&l.send(0, &f)[1]).syn);
+        let mut answers = Vec::new();
+        for secs in [1, 2, 4] {
+            l.advance(secs);
+            let [c, _] = l.idle();
+            answers.extend(c.iter().map(|f| read(f)));
+        }
+        assert_eq!(answers.len(), 1, "v6={v6}: {answers:?}");
+        let r = &answers[0];
+        assert!(
+            !r.rst
+                && r.fin
+                && r.payload
+                    .starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"),
+            "v6={v6}: {r:?}"
+        );
+        assert_eq!((r.src, r.dst), (l.vip(), l.client()));
+        assert_eq!(
+            (r.seq, r.ack),
+            (cookie.wrapping_add(1), CISN + 1 + req.len() as u32)
+        );
+        assert_eq!(r.ts.map(|(v, _)| v), Some(our_ts), "v6={v6}");
+        assert_eq!(l.shared.conns.len(), 0);
+
+        // TLS: reset.
+        l.cport += 1;
+        let (cookie, our_ts) = handshake(&mut l);
+        let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+        let hello = client_hello(b"tls.b.example");
+        let f = client_frame(
+            &l,
+            CISN + 1,
+            false,
+            Some(cookie.wrapping_add(1)),
+            &ts,
+            &hello,
+        );
+        l.send(0, &f);
+        let mut answers = Vec::new();
+        for secs in [1, 2, 4] {
+            l.advance(secs);
+            let [c, _] = l.idle();
+            answers.extend(c.iter().map(|f| read(f)));
+        }
+        assert!(answers.len() == 1 && answers[0].rst, "v6={v6}: {answers:?}");
+    }
+}

@@ -425,6 +425,7 @@ pub(super) fn open(
         vip_port: conn.orig.dport,
         seq: our_isn.wrapping_add(1),
         ack: open.next,
+        http: open.http_end.map(|end| (end, our_ts.map(|(_, ours)| ours))),
     };
     ctx.proxy_syns.push(
         id,

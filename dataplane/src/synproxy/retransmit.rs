@@ -72,6 +72,10 @@ pub struct ClientReset {
     pub seq: u32,
     /// The client's next sequence number.
     pub ack: u32,
+    /// Layer 7, a plain HTTP request ([`super::Opts::HTTP`]): where it ends, and uvs's
+    /// TSval when the client uses timestamps. A server that never answers then gets the
+    /// client `503 Service Unavailable` there instead of a RST.
+    pub http: Option<(u32, Option<u32>)>,
 }
 
 #[derive(Clone, Copy)]
@@ -383,8 +387,8 @@ impl ProxySyns {
                 crate::lifecycle::unbind(tables, &conn);
             }
             counters.synproxy_failures.add(1);
-            let mut f = [0u8; FRAME_MAX];
-            if let Some(n) = client_reset(&mut f, &rst) {
+            let mut f = [0u8; 256];
+            if let Some(n) = client_answer(&mut f, &rst) {
                 let client = IpKey {
                     v6: rst.v6,
                     addr: rst.client,
@@ -397,6 +401,33 @@ impl ProxySyns {
             }
         }
     }
+}
+
+/// The client's answer when its server never answered: `503` and FIN for a layer-7 HTTP
+/// request (as HAProxy answers when its connect attempts time out), else a RST
+/// ([`client_reset`]).
+fn client_answer(out: &mut [u8], r: &ClientReset) -> Option<usize> {
+    let Some((end, ts)) = r.http else {
+        return client_reset(out, r);
+    };
+    let eth = out.get_mut(..14)?;
+    eth[12..14].copy_from_slice(if r.v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
+    let side = super::layer7::Side {
+        seq: r.seq,
+        ack: end,
+        // The client's latest TSval is not kept: an echo of 0 (RFC 7323 §4.3).
+        ts: ts.map(|ours| (0, ours)),
+        wscale: None,
+    };
+    super::layer7::write_reply(
+        out,
+        14,
+        if r.v6 { L3::V6 } else { L3::V4 },
+        (r.client, r.client_port),
+        (r.vip, r.vip_port),
+        &side,
+        super::layer7::Reply::Http(super::layer7::UNAVAILABLE),
+    )
 }
 
 /// Writes an Ethernet frame carrying a RST|ACK from the VIP to the client (MACs are filled

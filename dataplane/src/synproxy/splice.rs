@@ -435,6 +435,7 @@ fn server_refused(
         vip_port: c.orig.dport,
         seq: ((a >> 32) as u32).wrapping_add(1),
         ack: t.ack,
+        http: None,
     };
     let l3 = usize::from(pkt.p.l3_off);
     let mut f = [0u8; 128];
