@@ -158,6 +158,34 @@ fn command_check_exit_status_substitution_and_timeout() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
 
+/// A command check that exits 0 passes whatever it prints and whatever it leaves running,
+/// as keepalived's MISC_CHECK: a script that prints more than a pipe holds (a verbose
+/// `curl -v`, a debug trace) is not stalled until its timeout, and one that starts a
+/// background process keeping the output open (`daemon &`) does not hang the checker
+/// thread (and with it every reload) until that process exits.
+#[test]
+fn command_check_passes_with_long_output_or_a_lingering_child() {
+    let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let t = Instant::now();
+    let r = check_command_as(
+        "echo 42; head -c 300000 /dev/zero | tr '\\0' x; echo",
+        None,
+        addr,
+        SHORT,
+    );
+    assert_eq!(r, Ok(Some(42)), "a long output must not stall the check");
+    assert!(t.elapsed() < SHORT, "{:?}", t.elapsed());
+
+    let t = Instant::now();
+    let r = check_command_as("echo 7; sleep 5 & exit 0", None, addr, SHORT);
+    assert_eq!(r, Ok(Some(7)));
+    assert!(
+        t.elapsed() < SHORT,
+        "a background child holding stdout held the check for {:?}",
+        t.elapsed()
+    );
+}
+
 /// A command check with `user` runs as that account and with no capability left (from root,
 /// switching user empties the sets); an unknown account fails the check, saying so.
 #[test]

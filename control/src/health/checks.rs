@@ -3,6 +3,7 @@
 //! monitor's stop signal.
 
 use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::socket::{
@@ -373,21 +374,30 @@ pub(super) fn command_until(
         Some(u) => format!("cannot run sh -c {line:?} as user '{u}': {e}"),
         None => format!("cannot run sh -c {line:?}: {e}"),
     })?;
+    // Read as the command runs, never waiting on the pipe: an output longer than the pipe
+    // holds would stall the command until its timeout, and a background process it leaves
+    // behind keeps the pipe open long after it exits.
+    let mut stdout = child.stdout.take();
+    if let Some(so) = &stdout {
+        let _ = fcntl(so, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    }
+    let mut out = Vec::new();
     let mut pause = Duration::from_millis(1);
     loop {
-        match child.try_wait() {
+        let status = child.try_wait();
+        // After the exit too: what the command wrote before it ended is in the pipe.
+        if let Some(so) = &mut stdout {
+            if !drain(so, &mut out) {
+                stdout = None;
+            }
+        }
+        match status {
             Ok(Some(status)) => {
                 return match (status.code(), status.signal()) {
-                    (Some(0), _) => {
-                        let mut out = String::new();
-                        if let Some(mut so) = child.stdout.take() {
-                            let _ = std::io::Read::read_to_string(&mut so, &mut out);
-                        }
-                        Ok(out
-                            .lines()
-                            .next()
-                            .and_then(|l| l.trim().parse::<u32>().ok()))
-                    }
+                    (Some(0), _) => Ok(String::from_utf8_lossy(&out)
+                        .lines()
+                        .next()
+                        .and_then(|l| l.trim().parse::<u32>().ok())),
                     (Some(code), _) => Err(format!("{line:?} exited with status {code}")),
                     (None, Some(sig)) => Err(format!("{line:?} was killed by signal {sig}")),
                     (None, None) => Err(format!("{line:?} ended abnormally")),
@@ -413,6 +423,26 @@ pub(super) fn command_until(
         }
         std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
         pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// What a command check keeps of its output: its first line is all it reads.
+const MAX_OUTPUT: usize = 4096;
+
+/// Reads what the non-blocking pipe holds, keeping the first [`MAX_OUTPUT`] bytes; false
+/// once the pipe is closed (or broken).
+fn drain(pipe: &mut impl Read, out: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                let keep = n.min(MAX_OUTPUT.saturating_sub(out.len()));
+                out.extend_from_slice(&buf[..keep]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return e.kind() == io::ErrorKind::WouldBlock,
+        }
     }
 }
 
