@@ -1035,6 +1035,71 @@ fn tunnel_too_big_answers_the_client_with_the_path_mtu() {
     }
 }
 
+/// A new connection to a service none of whose real servers is usable (all down, all
+/// weight 0) and that has no sorry server is refused at once with ICMP port unreachable
+/// from the VIP, as IPVS's `ip_vs_leave` answers it: the client fails with "connection
+/// refused" instead of retrying its SYN for minutes (or, for UDP, waiting for its
+/// timeout). Still counted as `no_real_server`; TCP and UDP, IPv4 and IPv6.
+#[test]
+fn no_usable_real_server_is_refused_with_port_unreachable() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Wlc, 1);
+    for s in &mut spec.services {
+        for r in &mut s.reals {
+            r.weight = 0;
+        }
+    }
+    let mut lab = Lab::with_spec(spec, 1024);
+    let mut n = 0;
+    for v6 in [false, true] {
+        for tcp in [true, false] {
+            let case = format!("v6={v6} tcp={tcp}");
+            let [back, out] = lab.send(0, &first_packet(v6, tcp, 41000 + n));
+            n += 1;
+            assert!(out.is_empty(), "{case}: nothing forwarded");
+            assert_eq!(lab.drops(DropReason::NoRealServer), u64::from(n), "{case}");
+            let frame = only_frame(&back);
+            check_frame(&frame).unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_eq!(&frame[..6], &lab::CLIENT_MAC, "{case}: back to the client");
+            let s = etherparse::SlicedPacket::from_ethernet(&frame).unwrap();
+            let (src, dst) = match &s.net {
+                Some(etherparse::NetSlice::Ipv4(h)) => (
+                    IpAddr::V4(h.header().source_addr()),
+                    IpAddr::V4(h.header().destination_addr()),
+                ),
+                Some(etherparse::NetSlice::Ipv6(h)) => (
+                    IpAddr::V6(h.header().source_addr()),
+                    IpAddr::V6(h.header().destination_addr()),
+                ),
+                other => panic!("{case}: {other:?}"),
+            };
+            assert_eq!((src, dst), (vip(v6), client(v6)), "{case}");
+            match s.transport {
+                Some(etherparse::TransportSlice::Icmpv4(i)) => assert!(
+                    matches!(
+                        i.icmp_type(),
+                        etherparse::Icmpv4Type::DestinationUnreachable(
+                            etherparse::icmpv4::DestUnreachableHeader::Port
+                        )
+                    ),
+                    "{case}: {:?}",
+                    i.icmp_type()
+                ),
+                Some(etherparse::TransportSlice::Icmpv6(i)) => assert!(
+                    matches!(
+                        i.icmp_type(),
+                        etherparse::Icmpv6Type::DestinationUnreachable(
+                            etherparse::icmpv6::DestUnreachableCode::Port
+                        )
+                    ),
+                    "{case}: {:?}",
+                    i.icmp_type()
+                ),
+                other => panic!("{case}: not ICMP: {other:?}"),
+            }
+        }
+    }
+}
+
 #[test]
 fn sorry_server_takes_over_when_no_real_server_is_usable() {
     let mut spec = lab::spec(Method::Nat, SchedulerKind::Wlc, 1);
@@ -1045,7 +1110,7 @@ fn sorry_server_takes_over_when_no_real_server_is_usable() {
     }
     let mut no_sorry = Lab::with_spec(spec.clone(), 1024);
     let [x, y] = no_sorry.send(0, &first_packet(false, true, 53000));
-    assert!(x.is_empty() && y.is_empty());
+    assert!(y.is_empty() && x.len() == 1, "refused, not forwarded");
     assert_eq!(no_sorry.drops(DropReason::NoRealServer), 1);
 
     for s in &mut spec.services {

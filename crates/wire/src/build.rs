@@ -362,6 +362,24 @@ pub fn icmpv4_time_exceeded(
     })
 }
 
+/// ICMP port unreachable (type 3 code 3, RFC 792) from `our_ip` to the sender of
+/// `offending`, quoting as `icmpv4_frag_needed` does: IPVS's answer to a new connection
+/// no real server can take (`ip_vs_leave`).
+pub fn icmpv4_port_unreachable(
+    offending: &[u8],
+    p: &Parsed,
+    our_ip: [u8; 4],
+    out: &mut [u8],
+) -> Result<usize, BuildError> {
+    icmpv4_error(offending, p, our_ip, out, |data| {
+        Icmpv4Repr::DstUnreachable {
+            code: unreach_code::PORT,
+            next_hop_mtu: 0,
+            data,
+        }
+    })
+}
+
 /// An ICMP error `msg` (given the quoted bytes) from `our_ip` to the sender of `offending`.
 fn icmpv4_error<'a>(
     offending: &'a [u8],
@@ -410,6 +428,22 @@ pub fn icmpv6_time_exceeded(
     icmpv6_error(offending, p, our_ip, out, |data| Icmpv6Repr::TimeExceeded {
         code: 0,
         data,
+    })
+}
+
+/// ICMPv6 port unreachable (type 1 code 4, RFC 4443 §3.1) from `our_ip` to the sender of
+/// `offending`, quoting as `icmpv6_packet_too_big` does.
+pub fn icmpv6_port_unreachable(
+    offending: &[u8],
+    p: &Parsed,
+    our_ip: &[u8; 16],
+    out: &mut [u8],
+) -> Result<usize, BuildError> {
+    icmpv6_error(offending, p, our_ip, out, |data| {
+        Icmpv6Repr::DstUnreachable {
+            code: crate::icmpv6::unreach_code::PORT,
+            data,
+        }
     })
 }
 

@@ -41,6 +41,12 @@ pub mod msg_type {
     pub const REDIRECT: u8 = 137;
 }
 
+/// Destination unreachable codes (RFC 4443 §3.1).
+pub mod unreach_code {
+    /// Port unreachable.
+    pub const PORT: u8 = 4;
+}
+
 /// Neighbour advertisement flags (RFC 4861 §4.4), in the first byte after the checksum.
 pub mod na_flags {
     /// Sender is a router.

@@ -408,6 +408,21 @@ pub(crate) fn too_big(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, mtu: u16, to_us: bool
     })
 }
 
+/// A new connection no real server can take (all down, all weight 0 or over their upper
+/// threshold) and no sorry server: counted as `no_real_server` and refused with ICMP
+/// port unreachable from the VIP, as IPVS's `ip_vs_leave` refuses it, so the client fails
+/// at once ("connection refused") instead of retrying its SYN for minutes.
+#[cold]
+pub(crate) fn refuse(ctx: &Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
+    answer_error(ctx, pkt, DropReason::NoRealServer, |frame, p, _, out| {
+        if p.l3 == L3::V6 {
+            uvs_wire::build::icmpv6_port_unreachable(frame, p, &p.dst, out)
+        } else {
+            uvs_wire::build::icmpv4_port_unreachable(frame, p, v4(&p.dst), out)
+        }
+    })
+}
+
 /// The address an ICMP error about `p` comes from: its destination when uvs owns it
 /// (`to_us`), else uvs's own address on the link back to its sender.
 fn our_addr(p: &Parsed, iface: &crate::tables::IfaceRt, to_us: bool) -> Option<[u8; 16]> {

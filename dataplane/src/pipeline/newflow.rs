@@ -26,7 +26,7 @@ pub(crate) fn new_flow<P: L4Proto>(
     }
     let p = &pkt.p;
     let Some(slot) = choose_real(ctx, svc, p, v6) else {
-        return Verdict::Drop(DropReason::NoRealServer);
+        return super::forward::refuse(ctx, pkt);
     };
     let real = svc.real(slot).expect("slot chosen from this snapshot");
 
