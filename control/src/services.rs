@@ -2,6 +2,7 @@
 //! started after the workers and restarted (health) when the configuration changes.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use uvs_dataplane::wake::Stop;
 
 use anyhow::{Context, Result};
@@ -9,7 +10,7 @@ use uvs_config::Config;
 
 use crate::admin::{self, AdminBackend};
 use crate::daemon::{Core, Options};
-use crate::health::{HealthMonitor, HealthTarget};
+use crate::health::{HealthMonitor, HealthState, HealthTarget, Start};
 use crate::snapshot::{ConnSnapshot, Snapshot};
 use crate::spec::service_key;
 use crate::status;
@@ -149,6 +150,8 @@ impl admin::cluster::ClusterControl for Backend {
 #[derive(Default)]
 struct Previous {
     health: Vec<(HealthTarget, bool)>,
+    /// Each target's hysteresis and next check, for the same check to resume.
+    progress: Vec<(HealthTarget, HealthState, Instant)>,
     agents: Vec<(HealthTarget, AgentState)>,
 }
 
@@ -231,6 +234,15 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
                 .iter()
                 .find(|(p, _)| p.service == t.service && p.real == t.real && p.pools == t.pools)
                 .is_none_or(|(_, up)| *up);
+            // The same check resumes where it was (its counts towards rise/fall, its next
+            // check); a changed one starts afresh from the server's state.
+            let start = previous
+                .progress
+                .iter()
+                .find(|(p, _, _)| p == &t)
+                .map_or(Start::Fresh(up), |(_, state, next)| {
+                    Start::Resume(*state, *next)
+                });
             // Only the same agent check carries its state: a new port or send string is
             // another agent, which starts from scratch.
             let agent = previous
@@ -239,16 +251,16 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
                 .find(|(p, _)| p == &t)
                 .map(|(_, a)| a.clone())
                 .unwrap_or_default();
-            (t, up, agent)
+            (t, start, agent)
         })
         .collect::<Vec<_>>();
     // The dataplane starts where each target starts, down or up (a slot may hold the state
     // of a server it no longer has); a server with no check of its own is up, as a
     // service without a health check has all its servers up (also after a reload removed
     // the check of a server that was down).
-    for (t, up, _) in &targets {
+    for (t, start, _) in &targets {
         if t.pools.is_empty() {
-            core.set_health(service_key(&t.service), t.real, *up);
+            core.set_health(service_key(&t.service), t.real, start.up());
         }
     }
     for s in &cfg.services {
@@ -276,10 +288,10 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
     core.reset_pool_health(
         targets
             .iter()
-            .filter(|(t, up, _)| !up && !t.pools.is_empty())
+            .filter(|(t, start, _)| !start.up() && !t.pools.is_empty())
             .map(|(t, _, _)| t),
     );
-    HealthMonitor::start_full(targets, on_change, on_agent)
+    HealthMonitor::start_resumed(targets, on_change, on_agent)
 }
 
 impl Services {
@@ -345,6 +357,7 @@ impl Services {
             .as_ref()
             .map(|m| Previous {
                 health: m.current(),
+                progress: m.progress(),
                 agents: m.agent_states(),
             })
             .unwrap_or_default();

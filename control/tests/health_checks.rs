@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use uvs_config::{HealthCheck, HealthCheckKind, Protocol, ServiceKey};
 use uvs_control::health::{
     check_command, check_command_as, check_http, check_tcp, run_check, HealthMonitor, HealthTarget,
+    Start,
 };
 
 /// The timeout of checks that must pass (or fail at once, refused or closed): room for a
@@ -440,4 +441,50 @@ fn timed_out_checks_count_as_slow_and_recovery_starts_afresh() {
     );
     m.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A new configuration (a reload, any `uvsadm` edit) restarts the monitor, and the same
+/// check resumes where it was: a dead server still goes down after `fall` checks while
+/// edits come faster than `fall` intervals (a script adjusting weights every second),
+/// instead of its count starting over at each one and the server staying up for as long
+/// as the edits go on; and the restart does not run a check out of turn.
+#[test]
+fn restarted_monitors_resume_their_counts_and_schedule() {
+    let target = tcp_target(closed_port(), 300, 100);
+    let (tx, rx) = mpsc::channel();
+    let on_change = Arc::new(move |_: &HealthTarget, up: bool| {
+        let _ = tx.send(up);
+    });
+    let on_agent = Arc::new(|_: &HealthTarget, _: &uvs_agent::AgentState| {});
+    let start = Instant::now();
+    let mut m = HealthMonitor::start(vec![target.clone()], on_change.clone());
+    // fall 3 at 300 ms: down at about 600 ms (checks at 0, 300, 600); restarted every 250 ms.
+    let down = loop {
+        if let Ok(up) = rx.recv_timeout(Duration::from_millis(250)) {
+            break up;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "still up after {:?} of restarts every 250 ms (fall 3, interval 300 ms)",
+            start.elapsed()
+        );
+        let progress = m.progress();
+        m.stop();
+        m = HealthMonitor::start_resumed(
+            progress
+                .into_iter()
+                .map(|(t, state, next)| (t, Start::Resume(state, next), Default::default()))
+                .collect(),
+            on_change.clone(),
+            on_agent.clone(),
+        );
+    };
+    assert!(!down);
+    let (_, state, next) = m.progress().remove(0);
+    assert!(!state.up && state.failures >= 3, "{state:?}");
+    assert!(
+        next > Instant::now() - Duration::from_millis(300),
+        "{next:?}"
+    );
+    m.stop();
 }

@@ -176,6 +176,30 @@ pub(crate) const STOP_SLICE: Duration = Duration::from_millis(50);
 /// Why a check was abandoned instead of failing: the monitor is stopping.
 pub(crate) const STOPPED: &str = "stopped";
 
+/// Where the checking of one target starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Up or down, with no check counted yet; the first check runs at once.
+    Fresh(bool),
+    /// Where a previous monitor left the same check (see [`HealthMonitor::progress`]): its
+    /// state and the checks counted towards `rise`/`fall` so far, and its next check due
+    /// then. A new configuration (a reload, any `uvsadm` edit) restarts the monitor;
+    /// resuming keeps edits made every few seconds from resetting the counts each time,
+    /// which would keep a dead server up (or a recovered one down) for as long as they go
+    /// on, and from running every check at once at each edit.
+    Resume(HealthState, Instant),
+}
+
+impl Start {
+    /// Whether the target starts up.
+    pub fn up(&self) -> bool {
+        match self {
+            Start::Fresh(up) => *up,
+            Start::Resume(s, _) => s.up,
+        }
+    }
+}
+
 /// Checker threads, one per target. Dropping the monitor stops them (as [`HealthMonitor::stop`]).
 pub struct HealthMonitor {
     shared: Arc<Shared>,
@@ -185,6 +209,8 @@ pub struct HealthMonitor {
 struct Shared {
     targets: Vec<HealthTarget>,
     up: Vec<AtomicBool>,
+    /// Each checker's hysteresis and the time its next check is due, as of its last check.
+    progress: Vec<Mutex<(HealthState, Instant)>>,
     /// Smoothed duration of successful checks in microseconds (0 = none yet): the
     /// response time the `fastest` scheduler compares.
     rtt_us: Vec<AtomicU32>,
@@ -258,9 +284,38 @@ impl HealthMonitor {
         on_change: OnChange,
         on_agent: OnAgent,
     ) -> HealthMonitor {
+        HealthMonitor::start_resumed(
+            targets
+                .into_iter()
+                .map(|(t, up, a)| (t, Start::Fresh(up), a))
+                .collect(),
+            on_change,
+            on_agent,
+        )
+    }
+
+    /// [`HealthMonitor::start_full`], each target starting as `Start` says: afresh, or
+    /// where a previous monitor left the same check.
+    pub fn start_resumed(
+        targets: Vec<(HealthTarget, Start, AgentState)>,
+        on_change: OnChange,
+        on_agent: OnAgent,
+    ) -> HealthMonitor {
         let up = targets
             .iter()
-            .map(|(_, u, _)| AtomicBool::new(*u))
+            .map(|(_, s, _)| AtomicBool::new(s.up()))
+            .collect();
+        let now = Instant::now();
+        let progress = targets
+            .iter()
+            .map(|(t, s, _)| {
+                Mutex::new(match *s {
+                    Start::Fresh(up) => {
+                        (HealthState::starting(t.check.rise, t.check.fall, up), now)
+                    }
+                    Start::Resume(state, next) => (state, next),
+                })
+            })
             .collect();
         let rtt_us = targets.iter().map(|_| AtomicU32::new(0)).collect();
         let load = targets.iter().map(|_| Mutex::new(None)).collect();
@@ -271,6 +326,7 @@ impl HealthMonitor {
         let shared = Arc::new(Shared {
             targets: targets.into_iter().map(|(t, _, _)| t).collect(),
             up,
+            progress,
             rtt_us,
             load,
             agent,
@@ -319,6 +375,20 @@ impl HealthMonitor {
             .iter()
             .zip(&self.shared.up)
             .map(|(t, u)| (t.clone(), u.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Every target with its hysteresis (state and counts) and when its next check is
+    /// due, to resume it in the next monitor ([`Start::Resume`]).
+    pub fn progress(&self) -> Vec<(HealthTarget, HealthState, Instant)> {
+        self.shared
+            .targets
+            .iter()
+            .zip(&self.shared.progress)
+            .map(|(t, p)| {
+                let (state, next) = *lock(p);
+                (t.clone(), state, next)
+            })
             .collect()
     }
 
@@ -449,11 +519,10 @@ fn checker(
     } else {
         format!(" for pool(s) {}", target.pools.join(", "))
     };
-    let mut state =
-        HealthState::starting(check.rise, check.fall, shared.up[i].load(Ordering::Relaxed));
+    // A fresh target's first check runs at once, a resumed one's when it was due; later
+    // ones every `interval` from the previous start.
+    let (mut state, mut next) = *lock(&shared.progress[i]);
     let interval = check.interval.max(Duration::from_millis(1));
-    // The first check runs at once; later ones every `interval` from the previous start.
-    let mut next = Instant::now();
     loop {
         if shared.stop.sleep_until(next) {
             return;
@@ -522,6 +591,7 @@ fn checker(
         if next < now {
             next = now;
         }
+        *lock(&shared.progress[i]) = (state, next);
     }
 }
 
