@@ -19,7 +19,8 @@ pub struct Neighbour {
     pub confirmed: u32,
 }
 
-/// Seconds after which an entry is stale: still used, but re-confirmed by a new request.
+/// Seconds after which an entry is stale: still used, but re-confirmed by a new request
+/// ([`Refresh`]).
 pub const STALE_AFTER_S: u32 = 60;
 /// Seconds between requests for an unresolved neighbour.
 pub const RETRY_EVERY_S: u32 = 1;
@@ -72,6 +73,49 @@ impl NeighTable {
         let mut v: Vec<_> = m.iter().map(|(k, n)| (*k, *n)).collect();
         v.sort_by_key(|(k, _)| *k);
         v
+    }
+}
+
+/// Re-confirms stale neighbours, as the kernel re-probes a stale entry: a neighbour last
+/// confirmed [`STALE_AFTER_S`] ago or more is asked again (ARP request, neighbour
+/// solicitation) while its MAC stays in use, and the answer re-confirms it or teaches its
+/// new MAC. A real server that came back at its address with another MAC (a rebuilt VM,
+/// a restarted container) and no gratuitous ARP is reached again within a stale period
+/// instead of never. A neighbour that does not answer is asked [`MAX_TRIES`] times a
+/// second apart, then again a stale period later; its entry stays (the health check, not
+/// the neighbour table, says whether a real server is there). One worker runs it.
+#[derive(Default)]
+pub struct Refresh {
+    /// The second of the last pass: one pass a second.
+    last: u32,
+    /// Stale neighbours asked about: (second of the round's first request, requests).
+    asked: FastMap<IpKey, (u32, u8)>,
+}
+
+impl Refresh {
+    /// Once a second: calls `ask` for each stale neighbour due a request.
+    pub fn step(&mut self, neigh: &NeighMap, now: u32, mut ask: impl FnMut(&IpKey)) {
+        if now == self.last {
+            return;
+        }
+        self.last = now;
+        let stale = |n: &Neighbour| now.saturating_sub(n.confirmed) >= STALE_AFTER_S;
+        // Confirmed since (or gone): a later staleness starts a new round.
+        self.asked.retain(|ip, _| neigh.get(ip).is_some_and(stale));
+        for (ip, n) in neigh.iter() {
+            if !stale(n) {
+                continue;
+            }
+            let round = self.asked.entry(*ip).or_insert((now, 0));
+            if round.1 >= MAX_TRIES {
+                if now.saturating_sub(round.0) < STALE_AFTER_S {
+                    continue;
+                }
+                *round = (now, 0);
+            }
+            round.1 += 1;
+            ask(ip);
+        }
     }
 }
 
@@ -338,5 +382,38 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &t.load()));
         t.learn(ip(1), [2; 6], 5);
         assert_eq!(t.load().get(&ip(1)).unwrap().mac, [2; 6]);
+    }
+
+    /// A stale neighbour is asked MAX_TRIES times a second apart, then again a stale
+    /// period later; an answer ends the round; a fresh one is never asked.
+    #[test]
+    fn stale_neighbours_are_asked_in_rounds() {
+        let t = NeighTable::default();
+        t.learn(ip(1), [1; 6], 0);
+        t.learn(ip(2), [2; 6], 30);
+        let mut r = Refresh::default();
+        let mut asked = Vec::new();
+        for now in 1..=STALE_AFTER_S + 10 {
+            r.step(&t.load(), now, |ip| asked.push((now, ip.addr[3])));
+            r.step(&t.load(), now, |_| panic!("twice in one second"));
+        }
+        let s = STALE_AFTER_S;
+        assert_eq!(asked, vec![(s, 1), (s + 1, 1), (s + 2, 1)]);
+        // Unanswered: the next round a stale period after the first; ip(2) stale by then.
+        asked.clear();
+        for now in s + 11..=2 * s {
+            r.step(&t.load(), now, |ip| asked.push((now, ip.addr[3])));
+        }
+        assert_eq!(
+            asked,
+            vec![(s + 30, 2), (s + 31, 2), (s + 32, 2), (2 * s, 1)]
+        );
+        // ip(1) answers: fresh again, asked no more until it is stale again.
+        t.learn(ip(1), [9; 6], 2 * s);
+        asked.clear();
+        for now in 2 * s + 1..3 * s {
+            r.step(&t.load(), now, |ip| asked.push((now, ip.addr[3])));
+        }
+        assert!(asked.iter().all(|(_, n)| *n == 2), "{asked:?}");
     }
 }

@@ -211,6 +211,8 @@ pub struct Worker<P: Port> {
     staging: Box<Staging>,
     /// Worker 0's progress through the current VIP announcement.
     announcer: crate::cluster::Announcer,
+    /// Stale neighbours asked again (worker 0 only).
+    neigh_refresh: crate::neigh::Refresh,
     scratch: Box<[u8]>,
     /// Link-layer headers towards real servers (`crate::egress`).
     egress: crate::egress::EgressCache,
@@ -337,6 +339,7 @@ impl<P: Port> Worker<P> {
             staging: Box::default(),
             scratch: vec![0; FRAME_CAPACITY].into_boxed_slice(),
             announcer: Default::default(),
+            neigh_refresh: Default::default(),
             egress: Default::default(),
             sctp_tags: Default::default(),
             errors: Default::default(),
@@ -751,6 +754,14 @@ impl<P: Port> Worker<P> {
         step_synproxy(&mut ctx, &mut self.ports, shared, ticks);
         // One worker speaks for the node: its announcements go out once, not once per worker.
         if self.id == 0 {
+            refresh_neighbours(
+                &mut self.neigh_refresh,
+                &mut self.ports,
+                &mut self.scratch,
+                shared,
+                &tables,
+                now,
+            );
             self.announcer.step(
                 &shared.cluster,
                 &tables,
@@ -803,6 +814,26 @@ fn step_pending<P: Port>(
         }
         PendingAction::Dropped(n) => {
             counters.drops[DropReason::NeighbourUnresolved.index()].add(n);
+        }
+    });
+}
+
+/// Asks again, once a second at most, for the stale neighbours on the links uvs reaches
+/// directly (`neigh::Refresh`).
+fn refresh_neighbours<P: Port>(
+    refresh: &mut crate::neigh::Refresh,
+    ports: &mut [P],
+    scratch: &mut [u8],
+    shared: &Shared,
+    tables: &Tables,
+    now: u32,
+) {
+    let neigh = shared.neigh.load();
+    refresh.step(&neigh, now, |ip| {
+        if let Some((port, hop)) = tables.route(ip) {
+            if hop == *ip {
+                send_request(tables, ports, scratch, port, ip);
+            }
         }
     });
 }

@@ -623,6 +623,61 @@ fn unresolved_real_server_is_asked_for_and_the_frame_waits() {
     assert_eq!(out.dst, real(1, false));
 }
 
+/// A real server that comes back at its address with another MAC (a rebuilt VM, a
+/// restarted container, a replaced NIC) and sends no gratuitous ARP is reached again once
+/// its entry is stale: a neighbour last confirmed `STALE_AFTER_S` ago is asked again
+/// (its MAC still used meanwhile), as the kernel re-probes a stale entry, and the answer
+/// teaches the new MAC. Before, the old MAC was used until uvsd restarted, while the
+/// health check (through the kernel, which re-resolves) said the server was up.
+#[test]
+fn a_stale_neighbour_is_asked_again_and_its_new_mac_learned() {
+    use uvs_dataplane::neigh::STALE_AFTER_S;
+    let mut lab = Lab::new(Method::Nat);
+    let new_mac = [0x02, 0, 0, 0, 0x99, 0x11];
+    let arp_for = |frames: &[Vec<u8>], ip: [u8; 4]| {
+        frames
+            .iter()
+            .filter(|f| f[12..14] == [0x08, 0x06] && f[20..22] == [0, 1] && f[38..42] == ip)
+            .count()
+    };
+    // Fresh: nothing asked.
+    let [_, out] = lab.send(0, &first_packet(false, true, 45000));
+    assert_eq!(arp_for(&out, [198, 18, 1, 11]), 0);
+    lab.shared.clock.advance(u64::from(STALE_AFTER_S) + 1);
+    let [_, out] = lab.send(0, &first_packet(false, true, 45001));
+    assert_eq!(
+        arp_for(&out, [198, 18, 1, 11]),
+        1,
+        "a stale real server is asked again"
+    );
+    assert!(
+        out.iter().any(|f| f[12..14] == [0x08, 0x00]),
+        "the SYN still goes, to the MAC known so far"
+    );
+    // The server answers from its new MAC; its next connection goes there.
+    let mut reply = vec![0u8; 60];
+    reply[..6].copy_from_slice(&lab::LB1_MAC);
+    reply[6..12].copy_from_slice(&new_mac);
+    reply[12..14].copy_from_slice(&[0x08, 0x06]);
+    reply[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+    reply[22..28].copy_from_slice(&new_mac);
+    reply[28..32].copy_from_slice(&[198, 18, 1, 11]);
+    reply[32..38].copy_from_slice(&lab::LB1_MAC);
+    reply[38..42].copy_from_slice(&[198, 18, 1, 3]);
+    lab.send(1, &reply);
+    let mut reached = false;
+    for sport in 45002..45008 {
+        let [_, out] = lab.send(0, &first_packet(false, true, sport));
+        for f in out.iter().filter(|f| f[12..14] == [0x08, 0x00]) {
+            if f[30..34] == [198, 18, 1, 11] {
+                assert_eq!(&f[..6], &new_mac, "the new MAC");
+                reached = true;
+            }
+        }
+    }
+    assert!(reached, "no connection went to 198.18.1.11");
+}
+
 #[test]
 fn slow_path_answers_arp_and_echo_for_the_vip() {
     let mut lab = Lab::new(Method::Nat);
