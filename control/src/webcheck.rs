@@ -158,7 +158,7 @@ enum Failure<'a> {
 /// connection (closed before a complete answer), or the HTTP exchange.
 fn describe(e: Failure<'_>, addr: SocketAddr) -> String {
     let io = match e {
-        Failure::Ureq(ureq::Error::Rustls(r)) => return format!("TLS with {addr}: {r}"),
+        Failure::Ureq(ureq::Error::Rustls(r)) => return tls_failure(addr, r),
         Failure::Ureq(ureq::Error::Tls(r)) => return format!("TLS with {addr}: {r}"),
         Failure::Ureq(ureq::Error::Io(io)) | Failure::Io(io) => Some(io),
         Failure::Ureq(_) => None,
@@ -167,7 +167,7 @@ fn describe(e: Failure<'_>, addr: SocketAddr) -> String {
         .and_then(|io| io.get_ref())
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        return format!("TLS with {addr}: {r}");
+        return tls_failure(addr, r);
     }
     let text = match e {
         Failure::Ureq(e) => e.to_string(),
@@ -188,6 +188,24 @@ fn describe(e: Failure<'_>, addr: SocketAddr) -> String {
         format!("connection closed without a complete HTTP response ({text})")
     } else {
         format!("{addr}: {text}")
+    }
+}
+
+/// A refused handshake in the check's words, with what to do when rustls's own words do
+/// not say it: a server certificate marked CA:TRUE (what `openssl req -x509` makes by
+/// default), which OpenSSL accepts when it is pinned as the CA but rustls never accepts
+/// as a server's.
+fn tls_failure(addr: SocketAddr, e: &rustls::Error) -> String {
+    let text = format!("TLS with {addr}: {e}");
+    if text.contains("CaUsedAsEndEntity") {
+        format!(
+            "{text}: the server's certificate is a CA certificate (basicConstraints CA:TRUE), \
+             which is never accepted as a server's; give the server one without it (openssl \
+             req -x509 -addext basicConstraints=critical,CA:FALSE) or signed by the CA in \
+             ca_file, or check with verify: false"
+        )
+    } else {
+        text
     }
 }
 

@@ -217,6 +217,34 @@ fn verification_against_the_ca_file() {
     assert!(err.contains("/nonexistent/uvs-ca.pem"), "{err}");
 }
 
+/// A self-signed certificate made the usual way (`openssl req -x509` marks it CA:TRUE),
+/// served by the real server and pinned as the `ca_file`: OpenSSL (curl --cacert,
+/// HAProxy's ca-file) accepts it, rustls refuses a CA certificate as a server's. The
+/// check is down either way, but the operator is told why and what to do instead of
+/// `Other(OtherError(CaUsedAsEndEntity))`.
+#[test]
+fn a_pinned_self_signed_ca_certificate_is_explained() {
+    let mut params =
+        CertificateParams::new(vec![NAME.to_string(), "127.0.0.1".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, NAME);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let pki = Pki {
+        ca_pem: cert.pem(),
+        chain: vec![cert.der().clone()],
+        key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+    };
+    let pinned = TempFile::new("self-signed-ca", &pki.ca_pem);
+    let (addr, server) = tls_server(&pki, vec![OK]);
+    let err = run_check(&https(Some(NAME), true, Some(&pinned.0)), addr).unwrap_err();
+    assert!(
+        err.contains("CA:TRUE") && err.contains("verify: false"),
+        "{err}"
+    );
+    server.join().unwrap();
+}
+
 #[test]
 fn down_when_the_handshake_fails() {
     // A plain HTTP server on the port: the TLS handshake gets an HTTP answer.
