@@ -6,7 +6,8 @@
 //! table drains; a SYN flood that fills the table leaves legitimate clients served within
 //! 2 s of its end, and the metrics and the log say what happened; a UDP flood that fills
 //! it, within about a minute (its flows idle for 60 s); a server taken out of one service while it serves another keeps its
-//! connections in the first until they end.
+//! connections in the first until they end; a dead server goes down while `uvsadm` edits
+//! keep restarting the checks.
 
 mod common;
 use common::*;
@@ -679,4 +680,47 @@ fn a_down_state_never_outlives_its_server_or_its_check() {
         got.iter().any(|a| a == "rs1"),
         "rs1 takes connections: {got:?}"
     );
+}
+
+/// Every new configuration (a reload, any `uvsadm` edit) restarts the health checks, and
+/// an unchanged check resumes its count: a server whose nginx stops still goes down after
+/// `fall` failed checks while a script edits another server's weight faster than that
+/// (every 0.3 s here; fall 2 at 0.5 s). Before, each edit started the count over and the
+/// dead server stayed up, taking new connections, for as long as the edits went on.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn a_dead_server_goes_down_while_uvsadm_edits_keep_coming() {
+    require_root("a_dead_server_goes_down_while_uvsadm_edits_keep_coming");
+    let mut tb = Testbed::up("e2eedit", "nat");
+    tb.start_uvsd(&config(65536));
+    let conf = tb.state.join("rs1/nginx.conf");
+    let stop = tb.exec(
+        "rs1",
+        &["nginx", "-c", conf.to_str().unwrap(), "-s", "stop"],
+    );
+    assert!(stop.status.success(), "nginx rs1 stop");
+    let t0 = Instant::now();
+    let mut edits = 0;
+    while real_up(&tb, "198.18.1.11:80") != Some(false) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(4),
+            "rs1 still up {:?} after its nginx stopped ({edits} edits meanwhile):\n{}",
+            t0.elapsed(),
+            tb.uvsd_log()
+        );
+        let w = (edits % 2 + 1).to_string();
+        let e = tb.uvsadm(&[
+            "-e",
+            "-t",
+            "198.18.100.1:80",
+            "-r",
+            "198.18.1.12:80",
+            "-m",
+            "-w",
+            &w,
+        ]);
+        assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+        edits += 1;
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
