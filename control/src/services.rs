@@ -19,6 +19,12 @@ use uvs_config::HealthCheckKind;
 
 pub struct Services {
     health: Mutex<Option<HealthMonitor>>,
+    /// The static-weight schedulers of the configuration the checks were started for
+    /// (their agents' weights are warned about).
+    health_static: Mutex<Vec<(uvs_config::ServiceKey, uvs_sched::SchedulerKind)>>,
+    /// Held while the checks' verdicts go to the dataplane, by the checkers and by a
+    /// new configuration that keeps them: a verdict is never overwritten by an older one.
+    health_apply: Arc<Mutex<()>>,
     /// The status page's rate history, when the HTTP endpoint runs.
     history: Option<Arc<Mutex<crate::statuspage::History>>>,
     stop: Arc<Stop>,
@@ -158,74 +164,12 @@ struct Previous {
 /// Starts health checks for the running configuration; targets that were already being
 /// checked keep their state (a reload does not bring a down server back, nor a drained
 /// one into rotation).
-fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
+fn start_health(
+    core: &Arc<Core>,
+    previous: &Previous,
+    apply_lock: &Arc<Mutex<()>>,
+) -> HealthMonitor {
     let cfg = core.running.lock().expect("running lock").config.clone();
-    // A server without an agent check takes its configured weight and thresholds, even
-    // if its slot last held a drained one, or its check was an agent check before.
-    for s in &cfg.services {
-        if !matches!(
-            s.health_check.as_ref().map(|h| &h.kind),
-            Some(HealthCheckKind::Agent { .. })
-        ) {
-            let key = service_key(&s.key());
-            for r in &s.real_servers {
-                core.with_live(key, r.key(), |l, spec| {
-                    l.set_agent(spec, uvs_sched::FULL_WEIGHT_PCT, 0)
-                });
-            }
-        }
-    }
-    let static_weights = |svc: &uvs_config::ServiceKey| {
-        cfg.services
-            .iter()
-            .find(|s| s.key() == *svc)
-            .and_then(|s| s.scheduler.name().parse::<uvs_sched::SchedulerKind>().ok())
-            .filter(|k| k.static_weights())
-    };
-    let static_of: Vec<(uvs_config::ServiceKey, uvs_sched::SchedulerKind)> = cfg
-        .services
-        .iter()
-        .filter_map(|s| static_weights(&s.key()).map(|k| (s.key(), k)))
-        .collect();
-    let warned = std::sync::Mutex::new(std::collections::HashSet::new());
-    let c = core.clone();
-    let on_agent = Arc::new(move |t: &HealthTarget, st: &AgentState| {
-        let pct = st.effective_weight_pct();
-        if pct != 0 && pct != 100 {
-            if let Some((_, kind)) = static_of.iter().find(|(k, _)| *k == t.service) {
-                if warned
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert((t.service, t.real))
-                {
-                    log::warn!(
-                        "{} {}: the agent asks for {pct} % of the weight, but {kind} builds its table from the configured weights: only 0 % (drain) applies; use a scheduler such as wlc for weights that follow the agent",
-                        t.service,
-                        t.real
-                    );
-                }
-            }
-        }
-        c.with_live(service_key(&t.service), t.real, |l, spec| {
-            l.set_agent(spec, pct, st.maxconn)
-        });
-    });
-    let c = core.clone();
-    let on_change = Arc::new(move |t: &HealthTarget, up: bool| {
-        let state = if up { "UP" } else { "DOWN" };
-        if t.pools.is_empty() {
-            log::info!("health: {} real server {} is {state}", t.service, t.real);
-            c.set_health(service_key(&t.service), t.real, up);
-        } else {
-            let pools = t.pools.join(", ");
-            log::info!(
-                "health: {} real server {} is {state} for pool(s) {pools}",
-                t.service,
-                t.real
-            );
-            c.set_pool_health(t, up);
-        }
-    });
     let targets = crate::health::targets(&cfg)
         .into_iter()
         .map(|t| {
@@ -254,11 +198,106 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
             (t, start, agent)
         })
         .collect::<Vec<_>>();
+    apply_health(core, &cfg, &targets, previous);
+    let static_of = static_schedulers(&cfg);
+    let warned = std::sync::Mutex::new(std::collections::HashSet::new());
+    let c = core.clone();
+    let lock = Arc::clone(apply_lock);
+    let on_agent = Arc::new(move |t: &HealthTarget, st: &AgentState| {
+        let pct = st.effective_weight_pct();
+        if pct != 0 && pct != 100 {
+            if let Some((_, kind)) = static_of.iter().find(|(k, _)| *k == t.service) {
+                if warned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((t.service, t.real))
+                {
+                    log::warn!(
+                        "{} {}: the agent asks for {pct} % of the weight, but {kind} builds its table from the configured weights: only 0 % (drain) applies; use a scheduler such as wlc for weights that follow the agent",
+                        t.service,
+                        t.real
+                    );
+                }
+            }
+        }
+        let _applying = lock.lock().unwrap_or_else(|p| p.into_inner());
+        apply_agent(&c, t, st);
+    });
+    let c = core.clone();
+    let lock = Arc::clone(apply_lock);
+    let on_change = Arc::new(move |t: &HealthTarget, up: bool| {
+        let _applying = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let state = if up { "UP" } else { "DOWN" };
+        if t.pools.is_empty() {
+            log::info!("health: {} real server {} is {state}", t.service, t.real);
+            c.set_health(service_key(&t.service), t.real, up);
+        } else {
+            let pools = t.pools.join(", ");
+            log::info!(
+                "health: {} real server {} is {state} for pool(s) {pools}",
+                t.service,
+                t.real
+            );
+            c.set_pool_health(t, up);
+        }
+    });
+    HealthMonitor::start_resumed(targets, on_change, on_agent)
+}
+
+/// The services whose scheduler builds its table from the configured weights (an
+/// agent's weight other than 0 % cannot apply there), with that scheduler.
+fn static_schedulers(
+    cfg: &uvs_config::Config,
+) -> Vec<(uvs_config::ServiceKey, uvs_sched::SchedulerKind)> {
+    cfg.services
+        .iter()
+        .filter_map(|s| {
+            s.scheduler
+                .name()
+                .parse::<uvs_sched::SchedulerKind>()
+                .ok()
+                .filter(|k| k.static_weights())
+                .map(|k| (s.key(), k))
+        })
+        .collect()
+}
+
+/// An agent's weight and connection limit, on its server's live state.
+fn apply_agent(core: &Core, t: &HealthTarget, st: &AgentState) {
+    core.with_live(service_key(&t.service), t.real, |l, spec| {
+        l.set_agent(spec, st.effective_weight_pct(), st.maxconn)
+    });
+}
+
+/// Puts what the checks know (each target's state, each agent's weight) on the running
+/// snapshot's servers, and what no check decides (servers without a check, or without an
+/// agent) as their configuration says.
+fn apply_health(
+    core: &Arc<Core>,
+    cfg: &uvs_config::Config,
+    targets: &[(HealthTarget, Start, AgentState)],
+    previous: &Previous,
+) {
+    // A server without an agent check takes its configured weight and thresholds, even
+    // if its slot last held a drained one, or its check was an agent check before.
+    for s in &cfg.services {
+        if !matches!(
+            s.health_check.as_ref().map(|h| &h.kind),
+            Some(HealthCheckKind::Agent { .. })
+        ) {
+            let key = service_key(&s.key());
+            for r in &s.real_servers {
+                core.with_live(key, r.key(), |l, spec| {
+                    l.set_agent(spec, uvs_sched::FULL_WEIGHT_PCT, 0)
+                });
+            }
+        }
+    }
     // The dataplane starts where each target starts, down or up (a slot may hold the state
     // of a server it no longer has); a server with no check of its own is up, as a
     // service without a health check has all its servers up (also after a reload removed
     // the check of a server that was down).
-    for (t, start, _) in &targets {
+    for (t, start, _) in targets {
         if t.pools.is_empty() {
             core.set_health(service_key(&t.service), t.real, start.up());
         }
@@ -291,7 +330,6 @@ fn start_health(core: &Arc<Core>, previous: &Previous) -> HealthMonitor {
             .filter(|(t, start, _)| !start.up() && !t.pools.is_empty())
             .map(|(t, _, _)| t),
     );
-    HealthMonitor::start_resumed(targets, on_change, on_agent)
 }
 
 impl Services {
@@ -322,8 +360,15 @@ impl Services {
             threads.push(crate::http::serve_routes(listen, routes, stop.clone())?);
             history = Some(h);
         }
+        let health_apply = Arc::new(Mutex::new(()));
         Ok(Services {
-            health: Mutex::new(Some(start_health(core, &Previous::default()))),
+            health: Mutex::new(Some(start_health(
+                core,
+                &Previous::default(),
+                &health_apply,
+            ))),
+            health_static: Mutex::new(static_schedulers(&cfg)),
+            health_apply,
             history,
             stop: stop.clone(),
             threads: Mutex::new(threads),
@@ -361,10 +406,43 @@ impl Services {
                 agents: m.agent_states(),
             })
             .unwrap_or_default();
+        let cfg = core.running.lock().expect("running lock").config.clone();
+        let mut static_of = self.health_static.lock().expect("health lock");
+        let new_static = static_schedulers(&cfg);
+        if let Some(m) = h.as_ref() {
+            // The same servers with the same checks (a weight edited, a timeout, another
+            // service's change): the checkers go on, so a check under way is not cut
+            // short — edits coming faster than a check's timeout would otherwise never
+            // let a black-holed server's checks fail. The new snapshot's servers are
+            // told what the checks know.
+            if m.targets() == crate::health::targets(&cfg).as_slice() && *static_of == new_static {
+                {
+                    // Read under the lock: a verdict a checker is about to apply comes
+                    // after this one, not before it (a checker sets its state, then
+                    // applies it under the lock).
+                    let _applying = self.health_apply.lock().expect("health apply lock");
+                    let previous = Previous {
+                        health: m.current(),
+                        ..Previous::default()
+                    };
+                    let targets: Vec<(HealthTarget, Start, AgentState)> = previous
+                        .health
+                        .iter()
+                        .map(|(t, up)| (t.clone(), Start::Fresh(*up), AgentState::default()))
+                        .collect();
+                    apply_health(core, &cfg, &targets, &previous);
+                }
+                // Each agent's word again, from its checker's lock (not under ours, which
+                // a checker takes while holding its agent's state).
+                m.reapply_agents();
+                return;
+            }
+        }
         if let Some(old) = h.take() {
             old.stop();
         }
-        *h = Some(start_health(core, &previous));
+        *h = Some(start_health(core, &previous, &self.health_apply));
+        *static_of = new_static;
     }
 
     pub fn stop(&self) {

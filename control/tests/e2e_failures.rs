@@ -682,29 +682,40 @@ fn a_down_state_never_outlives_its_server_or_its_check() {
     );
 }
 
-/// Every new configuration (a reload, any `uvsadm` edit) restarts the health checks, and
-/// an unchanged check resumes its count: a server whose nginx stops still goes down after
-/// `fall` failed checks while a script edits another server's weight faster than that
-/// (every 0.3 s here; fall 2 at 0.5 s). Before, each edit started the count over and the
-/// dead server stayed up, taking new connections, for as long as the edits went on.
+/// A new configuration that keeps the servers and their checks (a `uvsadm` edit of a
+/// weight) leaves the health checks running: a server that stops answering (its port
+/// black-holed: each check waits its whole timeout) still goes down after `fall` failed
+/// checks while a script edits another server's weight faster than that (every 0.3 s;
+/// fall 2 at 1 s, timeout 0.9 s). Before, each edit restarted the checks: the count
+/// started over, and a check under way was cut short before its timeout, so the dead
+/// server stayed up, taking new connections, for as long as the edits went on.
 #[test]
 #[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn a_dead_server_goes_down_while_uvsadm_edits_keep_coming() {
     require_root("a_dead_server_goes_down_while_uvsadm_edits_keep_coming");
     let mut tb = Testbed::up("e2eedit", "nat");
-    tb.start_uvsd(&config(65536));
-    let conf = tb.state.join("rs1/nginx.conf");
-    let stop = tb.exec(
+    // Checks longer than the edits' period: down in about 1.9 s.
+    tb.start_uvsd(&config(65536).replace(
+        "      interval: 0.5\n      timeout: 0.4\n",
+        "      interval: 1\n      timeout: 0.9\n",
+    ));
+    let drop = tb.sh(
         "rs1",
-        &["nginx", "-c", conf.to_str().unwrap(), "-s", "stop"],
+        "nft add table inet uvs_hole && \
+         nft add chain inet uvs_hole in '{ type filter hook input priority 0 ; }' && \
+         nft add rule inet uvs_hole in tcp dport 80 drop",
     );
-    assert!(stop.status.success(), "nginx rs1 stop");
+    assert!(
+        drop.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&drop.stderr)
+    );
     let t0 = Instant::now();
     let mut edits = 0;
     while real_up(&tb, "198.18.1.11:80") != Some(false) {
         assert!(
             t0.elapsed() < Duration::from_secs(4),
-            "rs1 still up {:?} after its nginx stopped ({edits} edits meanwhile):\n{}",
+            "rs1 still up {:?} after its port was black-holed ({edits} edits meanwhile):\n{}",
             t0.elapsed(),
             tb.uvsd_log()
         );

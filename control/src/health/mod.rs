@@ -204,6 +204,7 @@ impl Start {
 pub struct HealthMonitor {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    on_agent: OnAgent,
 }
 
 struct Shared {
@@ -365,7 +366,16 @@ impl HealthMonitor {
                 ),
             }
         }
-        HealthMonitor { shared, threads }
+        HealthMonitor {
+            shared,
+            threads,
+            on_agent,
+        }
+    }
+
+    /// The targets it checks, in order.
+    pub fn targets(&self) -> &[HealthTarget] {
+        &self.shared.targets
     }
 
     /// Every target with its current state (true = up).
@@ -390,6 +400,17 @@ impl HealthMonitor {
                 (t.clone(), state, next)
             })
             .collect()
+    }
+
+    /// Calls `on_agent` again for every agent check with what its agent has said (for a
+    /// new snapshot of the same servers), in the same order of locks as a checker does.
+    pub fn reapply_agents(&self) {
+        for (i, t) in self.shared.targets.iter().enumerate() {
+            if matches!(t.check.kind, HealthCheckKind::Agent { .. }) {
+                let st = lock(&self.shared.agent[i]);
+                (self.on_agent)(t, &st);
+            }
+        }
     }
 
     /// What each agent check's agent has said so far (to carry it across a reload).
