@@ -83,7 +83,9 @@ impl NeighTable {
 /// a restarted container) and no gratuitous ARP is reached again within a stale period
 /// instead of never. A neighbour that does not answer is asked [`MAX_TRIES`] times a
 /// second apart, then again a stale period later; its entry stays (the health check, not
-/// the neighbour table, says whether a real server is there). One worker runs it.
+/// the neighbour table, says whether a real server is there). At most
+/// [`REFRESH_PER_S`] requests a second: a large client network whose hosts all went stale
+/// at once is asked over several seconds rather than in one burst. One worker runs it.
 #[derive(Default)]
 pub struct Refresh {
     /// The second of the last pass: one pass a second.
@@ -92,8 +94,12 @@ pub struct Refresh {
     asked: FastMap<IpKey, (u32, u8)>,
 }
 
+/// Requests [`Refresh`] sends in one second at most.
+pub const REFRESH_PER_S: usize = 64;
+
 impl Refresh {
-    /// Once a second: calls `ask` for each stale neighbour due a request.
+    /// Once a second: calls `ask` for each stale neighbour due a request (at most
+    /// [`REFRESH_PER_S`]; the others are due the next second).
     pub fn step(&mut self, neigh: &NeighMap, now: u32, mut ask: impl FnMut(&IpKey)) {
         if now == self.last {
             return;
@@ -102,9 +108,13 @@ impl Refresh {
         let stale = |n: &Neighbour| now.saturating_sub(n.confirmed) >= STALE_AFTER_S;
         // Confirmed since (or gone): a later staleness starts a new round.
         self.asked.retain(|ip, _| neigh.get(ip).is_some_and(stale));
+        let mut budget = REFRESH_PER_S;
         for (ip, n) in neigh.iter() {
             if !stale(n) {
                 continue;
+            }
+            if budget == 0 {
+                break;
             }
             let round = self.asked.entry(*ip).or_insert((now, 0));
             if round.1 >= MAX_TRIES {
@@ -114,6 +124,7 @@ impl Refresh {
                 *round = (now, 0);
             }
             round.1 += 1;
+            budget -= 1;
             ask(ip);
         }
     }
@@ -415,5 +426,37 @@ mod tests {
             r.step(&t.load(), now, |ip| asked.push((now, ip.addr[3])));
         }
         assert!(asked.iter().all(|(_, n)| *n == 2), "{asked:?}");
+    }
+
+    /// Many neighbours stale at once are asked REFRESH_PER_S a second, each in turn.
+    #[test]
+    fn a_crowd_of_stale_neighbours_is_asked_over_several_seconds() {
+        let t = NeighTable::default();
+        let n = 3 * REFRESH_PER_S;
+        for i in 0..n {
+            t.learn(
+                IpKey::v4([198, 18, (i / 256) as u8, (i % 256) as u8]),
+                [2; 6],
+                0,
+            );
+        }
+        let mut r = Refresh::default();
+        let mut seen = std::collections::HashSet::new();
+        for now in STALE_AFTER_S..STALE_AFTER_S + 3 {
+            let mut this_second = 0;
+            r.step(&t.load(), now, |ip| {
+                this_second += 1;
+                seen.insert(*ip);
+            });
+            assert_eq!(this_second, REFRESH_PER_S, "second {now}");
+        }
+        assert!(seen.len() >= REFRESH_PER_S, "{}", seen.len());
+        // Within MAX_TRIES + 3 seconds every one was asked at least once.
+        for now in STALE_AFTER_S + 3..STALE_AFTER_S + 12 {
+            r.step(&t.load(), now, |ip| {
+                seen.insert(*ip);
+            });
+        }
+        assert_eq!(seen.len(), n);
     }
 }
