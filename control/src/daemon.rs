@@ -463,7 +463,9 @@ impl Core {
         f: impl Fn(&uvs_sched::ServerLive, &uvs_sched::ServerSpec),
     ) {
         let tables = self.shared.tables.load();
-        for svc in tables.services.iter().flatten().filter(|s| s.key == key) {
+        // By the index: the health checks' start calls this for every real server, so a
+        // scan of the services would make a reload quadratic in their number.
+        if let Some(svc) = tables.service_by_key(&key) {
             for (slot, r) in svc.reals.iter().enumerate() {
                 if r.as_ref()
                     .is_some_and(|r| r.addr.to_ip() == real.ip() && r.port == real.port())

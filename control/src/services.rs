@@ -1,6 +1,7 @@
 //! The daemon's side services: health checks, the admin socket and the metrics endpoint,
 //! started after the workers and restarted (health) when the configuration changes.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use uvs_dataplane::wake::Stop;
@@ -21,7 +22,7 @@ pub struct Services {
     health: Mutex<Option<HealthMonitor>>,
     /// The static-weight schedulers of the configuration the checks were started for
     /// (their agents' weights are warned about).
-    health_static: Mutex<Vec<(uvs_config::ServiceKey, uvs_sched::SchedulerKind)>>,
+    health_static: Mutex<HashMap<uvs_config::ServiceKey, uvs_sched::SchedulerKind>>,
     /// Held while the checks' verdicts go to the dataplane, by the checkers and by a
     /// new configuration that keeps them: a verdict is never overwritten by an older one.
     health_apply: Arc<Mutex<()>>,
@@ -44,19 +45,8 @@ fn snapshot_with(
 ) -> Snapshot {
     let cfg = core.running.lock().expect("running lock").config.clone();
     let rates = core.rates.lock().expect("rates lock");
-    let flags_of = |key: &uvs_dataplane::ServiceKey| {
-        cfg.services
-            .iter()
-            .find(|s| service_key(&s.key()) == *key)
-            .map(|s| {
-                s.scheduler_flags
-                    .iter()
-                    .map(|f| f.name())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default()
-    };
+    let flags = scheduler_flags(&cfg);
+    let flags_of = |key: &uvs_dataplane::ServiceKey| flags.get(key).cloned().unwrap_or_default();
     let mut snap = status::snapshot_with(&core.shared, &rates, &core.cores, flags_of, persistent);
     snap.sync = core
         .sync
@@ -73,6 +63,19 @@ fn snapshot_with(
         .map(|l| l.stats.snapshot());
     snap.cluster = Some(core.cluster_status());
     snap
+}
+
+/// Each service's scheduler flags as ipvsadm lists them (`sh-fallback,sh-port`), by key:
+/// looked up once per service of a snapshot, which runs every second.
+fn scheduler_flags(cfg: &Config) -> HashMap<uvs_dataplane::ServiceKey, String> {
+    cfg.services
+        .iter()
+        .filter(|s| !s.scheduler_flags.is_empty())
+        .map(|s| {
+            let names: Vec<&str> = s.scheduler_flags.iter().map(|f| f.name()).collect();
+            (service_key(&s.key()), names.join(","))
+        })
+        .collect()
 }
 
 /// `/status.json`: the snapshot with the rate history and, with `cluster:`, the roles.
@@ -157,7 +160,7 @@ impl admin::cluster::ClusterControl for Backend {
 struct Previous {
     health: Vec<(HealthTarget, bool)>,
     /// Each target's hysteresis and next check, for the same check to resume.
-    progress: Vec<(HealthTarget, HealthState, Instant)>,
+    progress: Vec<(HealthTarget, (HealthState, Instant))>,
     agents: Vec<(HealthTarget, AgentState)>,
 }
 
@@ -170,29 +173,31 @@ fn start_health(
     apply_lock: &Arc<Mutex<()>>,
 ) -> HealthMonitor {
     let cfg = core.running.lock().expect("running lock").config.clone();
+    // What the previous monitor knew, by server: a reload of thousands of servers looks
+    // each one up instead of scanning every target for each.
+    let prev_health = by_server(&previous.health);
+    let prev_agents = by_server(&previous.agents);
+    let prev_progress = by_server(&previous.progress);
     let targets = crate::health::targets(&cfg)
         .into_iter()
         .map(|t| {
-            let up = previous
-                .health
-                .iter()
-                .find(|(p, _)| p.service == t.service && p.real == t.real && p.pools == t.pools)
+            let up = prev_health
+                .get(&(t.service, t.real))
+                .and_then(|v| v.iter().find(|(p, _)| p.pools == t.pools))
                 .is_none_or(|(_, up)| *up);
             // The same check resumes where it was (its counts towards rise/fall, its next
             // check); a changed one starts afresh from the server's state.
-            let start = previous
-                .progress
-                .iter()
-                .find(|(p, _, _)| p == &t)
-                .map_or(Start::Fresh(up), |(_, state, next)| {
+            let start = prev_progress
+                .get(&(t.service, t.real))
+                .and_then(|v| v.iter().find(|(p, _)| p == &t))
+                .map_or(Start::Fresh(up), |(_, (state, next))| {
                     Start::Resume(*state, *next)
                 });
             // Only the same agent check carries its state: a new port or send string is
             // another agent, which starts from scratch.
-            let agent = previous
-                .agents
-                .iter()
-                .find(|(p, _)| p == &t)
+            let agent = prev_agents
+                .get(&(t.service, t.real))
+                .and_then(|v| v.iter().find(|(p, _)| p == &t))
                 .map(|(_, a)| a.clone())
                 .unwrap_or_default();
             (t, start, agent)
@@ -206,7 +211,7 @@ fn start_health(
     let on_agent = Arc::new(move |t: &HealthTarget, st: &AgentState| {
         let pct = st.effective_weight_pct();
         if pct != 0 && pct != 100 {
-            if let Some((_, kind)) = static_of.iter().find(|(k, _)| *k == t.service) {
+            if let Some(kind) = static_of.get(&t.service) {
                 if warned
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -248,7 +253,7 @@ fn start_health(
 /// agent's weight other than 0 % cannot apply there), with that scheduler.
 fn static_schedulers(
     cfg: &uvs_config::Config,
-) -> Vec<(uvs_config::ServiceKey, uvs_sched::SchedulerKind)> {
+) -> HashMap<uvs_config::ServiceKey, uvs_sched::SchedulerKind> {
     cfg.services
         .iter()
         .filter_map(|s| {
@@ -302,24 +307,32 @@ fn apply_health(
             core.set_health(service_key(&t.service), t.real, start.up());
         }
     }
+    let checked: HashSet<(uvs_config::ServiceKey, std::net::SocketAddr)> = targets
+        .iter()
+        .filter(|(t, ..)| t.pools.is_empty())
+        .map(|(t, ..)| (t.service, t.real))
+        .collect();
+    let prev_health = by_server(&previous.health);
+    let same = |t: &HealthTarget| {
+        prev_health
+            .get(&(t.service, t.real))
+            .is_some_and(|v| v.iter().any(|(p, _)| p == t))
+    };
+    let same_checks: HashSet<(uvs_config::ServiceKey, std::net::SocketAddr)> = targets
+        .iter()
+        .filter(|(t, ..)| same(t))
+        .map(|(t, ..)| (t.service, t.real))
+        .collect();
     for s in &cfg.services {
         for r in &s.real_servers {
-            let checked = targets
-                .iter()
-                .any(|(t, _, _)| t.pools.is_empty() && t.service == s.key() && t.real == r.key());
-            if !checked {
+            if !checked.contains(&(s.key(), r.key())) {
                 core.set_health(service_key(&s.key()), r.key(), true);
             }
             // What the feedback schedulers read comes from the checks: a server whose
             // checks are not the ones it had (a new server, perhaps in a slot another
             // left; a check changed or removed) starts with none, as a fresh monitor
             // does, instead of keeping a response time or load no check will update.
-            let same_checks = targets.iter().any(|(t, _, _)| {
-                t.service == s.key()
-                    && t.real == r.key()
-                    && previous.health.iter().any(|(p, _)| p == t)
-            });
-            if !same_checks {
+            if !same_checks.contains(&(s.key(), r.key())) {
                 core.set_feedback(service_key(&s.key()), r.key(), 0, Some(0));
             }
         }
@@ -330,6 +343,21 @@ fn apply_health(
             .filter(|(t, start, _)| !start.up() && !t.pools.is_empty())
             .map(|(t, _, _)| t),
     );
+}
+
+/// Health targets (with what was known of each) grouped by (service, real server): one
+/// each, or one per distinct check of a `layer: 7` server's pools.
+type ByServer<'a, T> =
+    HashMap<(uvs_config::ServiceKey, std::net::SocketAddr), Vec<&'a (HealthTarget, T)>>;
+
+fn by_server<T>(items: &[(HealthTarget, T)]) -> ByServer<'_, T> {
+    let mut map: ByServer<'_, T> = HashMap::new();
+    for item in items {
+        map.entry((item.0.service, item.0.real))
+            .or_default()
+            .push(item);
+    }
+    map
 }
 
 impl Services {
@@ -402,7 +430,11 @@ impl Services {
             .as_ref()
             .map(|m| Previous {
                 health: m.current(),
-                progress: m.progress(),
+                progress: m
+                    .progress()
+                    .into_iter()
+                    .map(|(t, state, next)| (t, (state, next)))
+                    .collect(),
                 agents: m.agent_states(),
             })
             .unwrap_or_default();

@@ -269,6 +269,12 @@ impl Tables {
         })
     }
 
+    /// The service configured under `key` (an address service or a firewall mark's), by
+    /// the index: control's per-server updates look services up without scanning them.
+    pub fn service_by_key(&self, key: &ServiceKey) -> Option<&Arc<ServiceRt>> {
+        self.service(*self.index.get(key)?)
+    }
+
     #[inline]
     pub fn service(&self, id: u16) -> Option<&Arc<ServiceRt>> {
         self.services.get(usize::from(id))?.as_ref()
