@@ -163,6 +163,12 @@ const COMPLAIN_EVERY: Duration = Duration::from_secs(60);
 #[derive(Default)]
 struct Complaints {
     said: Vec<(IpAddr, SyncError, Instant)>,
+    /// At most [`MAX_PEERS`] lines a minute over all senders: refusals from ever new
+    /// addresses (spoofed, or more foreign senders than `said` holds) are counted in
+    /// `unsaid` instead, and the next line logged says how many.
+    window: Option<Instant>,
+    lines: usize,
+    unsaid: u64,
 }
 
 impl Complaints {
@@ -188,6 +194,18 @@ impl Complaints {
                 self.said.push((from, e, now));
             }
         }
+        if self
+            .window
+            .is_none_or(|w| now.saturating_duration_since(w) >= COMPLAIN_EVERY)
+        {
+            self.window = Some(now);
+            self.lines = 0;
+        }
+        if self.lines >= MAX_PEERS {
+            self.unsaid += 1;
+            return None;
+        }
+        self.lines += 1;
         let why = match e {
             SyncError::OtherSyncId => format!(
                 "sync id {}, this node's is {} (sync.syncid must be the same on every node)",
@@ -202,8 +220,14 @@ impl Complaints {
             SyncError::Version => format!("{e} (a peer of another kind on port {})", cfg.port),
             _ => e.to_string(),
         };
+        let unsaid = std::mem::take(&mut self.unsaid);
+        let unsaid = if unsaid > 0 {
+            format!(" ({unsaid} refused message(s) from other senders were not logged)")
+        } else {
+            String::new()
+        };
         Some(format!(
-            "connection sync: refusing messages from {from}: {why}"
+            "connection sync: refusing messages from {from}: {why}{unsaid}"
         ))
     }
 }
@@ -969,6 +993,37 @@ mod tests {
         assert!(c
             .complain(from, SyncError::OtherSyncId, &other, &cfg, again)
             .is_some());
+    }
+
+    /// Garbage from ever new source addresses (a flood with spoofed sources, or more
+    /// foreign senders on the group than the log remembers) is logged a bounded number
+    /// of times a minute, not once per message; the next line says how many went unsaid.
+    #[test]
+    fn refusals_from_many_sources_are_logged_a_bounded_number_of_times() {
+        let cfg = on_lo(SyncMode::Backup, 8848, &[]);
+        let mut c = Complaints::default();
+        let t0 = Instant::now();
+        let mut said = 0;
+        for i in 0..10_000u32 {
+            let from = IpAddr::from([198, 18, (i >> 8) as u8 + 2, i as u8]);
+            let at = t0 + Duration::from_millis(u64::from(i));
+            if c.complain(from, SyncError::Version, b"x", &cfg, at)
+                .is_some()
+            {
+                said += 1;
+            }
+        }
+        assert!(said <= 2 * MAX_PEERS, "{said} lines in 10 s");
+        let next = c
+            .complain(
+                "198.18.1.5".parse().unwrap(),
+                SyncError::Version,
+                b"x",
+                &cfg,
+                t0 + Duration::from_secs(71),
+            )
+            .expect("a new minute, a new line");
+        assert!(next.contains("not logged"), "{next}");
     }
 
     /// A peer that (re)starts says so with an empty message from its new socket; a node
