@@ -478,10 +478,18 @@ impl Core {
 
     /// Applies a health verdict to a real server's live state.
     /// A server that went down loses its connections at once under expire_nodest_conn
-    /// (IPVS, where keepalived removes a failed server, does the same).
+    /// (IPVS, where keepalived removes a failed server, does the same) — once, when it
+    /// goes down: a reload or edit that tells a down server's state again expires nothing
+    /// more (a configuration that turns expire_nodest_conn on expires at once, in
+    /// [`Core::apply_config`]) and logs nothing.
     pub fn set_health(&self, key: uvs_dataplane::ServiceKey, real: std::net::SocketAddr, up: bool) {
-        self.with_live(key, real, |l, _| l.health_up.store(up, Ordering::Relaxed));
-        if !up && self.shared.settings.load().expire_nodest_conn {
+        let went_down = std::cell::Cell::new(false);
+        self.with_live(key, real, |l, _| {
+            if l.health_up.swap(up, Ordering::Relaxed) && !up {
+                went_down.set(true);
+            }
+        });
+        if went_down.get() && self.shared.settings.load().expire_nodest_conn {
             let n = self.expire_nodest();
             log::info!("{real} is down: expired {n} of its connections (expire_nodest_conn)");
         }
