@@ -30,7 +30,10 @@ pub use model::{
 };
 pub use net::{IpPrefix, PrefixError};
 pub use save::to_yaml;
-pub use validate::{DEFAULT_PERSISTENCE, MAX_MARK_PORT_RANGES, MAX_TIMEOUT};
+pub use validate::{
+    DEFAULT_PERSISTENCE, MAX_MARK_PORT_RANGES, MAX_OWNED_PER_FAMILY, MAX_REALS_PER_FAMILY,
+    MAX_REAL_PORTS, MAX_TIMEOUT,
+};
 
 use marks::{MarkTree, TreeError};
 use std::io::Read;

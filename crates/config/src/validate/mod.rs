@@ -27,11 +27,19 @@ use crate::model::{
 };
 use crate::net::{IpPrefix, PrefixError, PrefixMap};
 use crate::raw::{RawConfig, RawInterface, RawTimeouts};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 pub(crate) type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Addresses uvs owns of one family (VIPs, local and FullNAT pool addresses) that the XDP
+/// program's `owned4`/`owned6` maps hold (`crates/xsk/bpf/uvs_xdp.c`).
+pub const MAX_OWNED_PER_FAMILY: usize = 16384;
+/// Real server addresses of one family its `reals4`/`reals6` maps hold.
+pub const MAX_REALS_PER_FAMILY: usize = 16384;
+/// (real server, protocol, port) entries its `real_ports` map holds.
+pub const MAX_REAL_PORTS: usize = 65536;
 
 /// Connection table capacity limit: 2^28 entries.
 pub(crate) const MAX_CONN_TABLE: u64 = 1 << 28;
@@ -507,6 +515,7 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         &timeouts,
         &marks,
     )?;
+    xdp_maps(cx, &interfaces, &services, &marks)?;
     let client_lookup = match raw.client_lookup {
         None => None,
         Some(l) => Some(lookup::client_lookup(cx, l, &interfaces, &services)?),
@@ -541,6 +550,84 @@ pub(crate) fn validate(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         cluster,
         member,
     })
+}
+
+/// What the XDP program's maps must hold fits them: owned addresses and real server
+/// addresses per family, (real server, protocol, port) entries. The first service that
+/// would overflow one is refused, rather than uvsd failing at start (or a reload failing)
+/// with the kernel's `E2BIG`.
+fn xdp_maps(
+    cx: &Ctx<'_>,
+    interfaces: &[Interface],
+    services: &[crate::model::Service],
+    marks: &[crate::model::Mark],
+) -> Result<()> {
+    let mut owned = [HashSet::new(), HashSet::new()];
+    let mut reals = [HashSet::new(), HashSet::new()];
+    let mut ports = HashSet::new();
+    let fam = |ip: &IpAddr| usize::from(ip.is_ipv6());
+    for ip in interfaces.iter().flat_map(|i| &i.local) {
+        owned[fam(ip)].insert(*ip);
+    }
+    for (i, s) in services.iter().enumerate() {
+        let base = format!("services[{i}]");
+        let vip = (s.fwmark == 0).then_some(s.vip);
+        for ip in vip.iter().chain(&s.fullnat_pool) {
+            owned[fam(ip)].insert(*ip);
+            if owned[fam(ip)].len() > MAX_OWNED_PER_FAMILY {
+                let field = if Some(*ip) == vip {
+                    "vip"
+                } else {
+                    "fullnat_pool"
+                };
+                return Err(cx
+                    .err(
+                        &join(&base, field),
+                        format!(
+                            "{ip} is one {} address too many: the XDP program holds at most {MAX_OWNED_PER_FAMILY} of uvs's own (VIPs, local and FullNAT pool addresses) per family",
+                            family(*ip)
+                        ),
+                    )
+                    .with_hint(Some(
+                        "a firewall-mark service (fwmark:, marks:) serves a whole prefix of VIPs with one entry"
+                            .into(),
+                    )));
+            }
+        }
+        let protocols = if s.fwmark == 0 {
+            vec![s.protocol]
+        } else {
+            marks
+                .iter()
+                .find(|m| m.mark == s.fwmark)
+                .map(|m| m.protocols.clone())
+                .unwrap_or_default()
+        };
+        let sorry = s.sorry_server.iter().map(|o| (o.address, o.port));
+        let servers = s.real_servers.iter().map(|r| (r.address, r.port));
+        for (ip, port) in servers.chain(sorry) {
+            reals[fam(&ip)].insert(ip);
+            for p in &protocols {
+                ports.insert((ip, *p, port));
+            }
+            let full = if reals[fam(&ip)].len() > MAX_REALS_PER_FAMILY {
+                Some(format!(
+                    "{ip} is one {} real server address too many: the XDP program holds at most {MAX_REALS_PER_FAMILY} per family",
+                    family(ip)
+                ))
+            } else if ports.len() > MAX_REAL_PORTS {
+                Some(format!(
+                    "{ip} port {port} is one (real server, protocol, port) too many: the XDP program holds at most {MAX_REAL_PORTS}"
+                ))
+            } else {
+                None
+            };
+            if let Some(message) = full {
+                return Err(cx.err(&join(&base, "real_servers"), message));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn interfaces(cx: &Ctx<'_>, raw: Vec<RawInterface>) -> Result<Vec<Interface>> {
