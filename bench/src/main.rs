@@ -76,6 +76,10 @@ enum Cmd {
         /// --new-flows count) in rounds of 4 096 SYNs, the best round ("newflows best").
         #[arg(long)]
         stages: bool,
+        /// After each NAT and FullNAT established row (TCP, UDP), the same flows' replies:
+        /// packets from the real servers back through the balancer ("replies").
+        #[arg(long)]
+        replies: bool,
         /// Write every figure and its settings here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -181,6 +185,7 @@ fn main() -> Result<()> {
             workers,
             checksum_frames,
             stages,
+            replies,
             json,
             synproxy,
         } => {
@@ -213,6 +218,7 @@ fn main() -> Result<()> {
                 workers,
                 checksum_frames,
                 stages,
+                replies,
             };
             println!(
                 "{:<18} {:<8} {:<5} {:<4} {:>9} {:>8} {:>8} {:>10} {:>8}",
@@ -235,7 +241,7 @@ fn main() -> Result<()> {
                     csum_off_ns = o.ns_per_packet;
                 }
                 let ratio = match o.scenario.kind {
-                    pipeline::Kind::Established if base_ns > 0.0 => {
+                    pipeline::Kind::Established | pipeline::Kind::Replies if base_ns > 0.0 => {
                         format!("{:.2}x", base_ns / o.ns_per_packet)
                     }
                     // Throughput against the same frames with verification off.

@@ -47,6 +47,10 @@ pub enum Kind {
     SynProxyNewFlows,
     /// SYN proxy: packets of spliced (translated) established flows.
     SynProxyEstablished,
+    /// Packets of established flows from their real servers back to the clients (NAT and
+    /// FullNAT, where replies pass through the balancer): the reply direction's rewrite,
+    /// route and next hop.
+    Replies,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -97,6 +101,8 @@ pub struct Options {
     pub checksum_frames: Vec<usize>,
     /// Run the stage-budget scenarios ([`stage_budget`]).
     pub stages: bool,
+    /// Run the reply-direction scenarios ([`replies`]) after each NAT/FullNAT one.
+    pub replies: bool,
 }
 
 pub(crate) fn client_addr(i: usize, v6: bool) -> (IpAddr, u16) {
@@ -555,6 +561,78 @@ pub fn established_with(
     )
 }
 
+/// Established flows' replies: `flows` flows opened from the client side, then each
+/// flow's packets as its real server sends them (source the server, destination what the
+/// entry's reply tuple holds: the client for NAT, the local address for FullNAT), replayed
+/// round robin. NAT and FullNAT only: DR and TUN replies bypass the balancer.
+pub fn replies(method: Method, v6: bool, proto: u8, flows: usize, seconds: f64) -> Outcome {
+    let shared = setup(method, v6, established_capacity(proto, flows));
+    open_flows(&shared, v6, proto, flows);
+    let now = shared.clock.now_ticks();
+    let packets: Vec<Vec<u8>> = (0..flows)
+        .map(|i| {
+            let f = frame_for(i, v6, proto, tk::ACK);
+            let p = uvs_dataplane::pipeline::prepare(&f).expect("a client frame parses");
+            let key = uvs_dataplane::pipeline::lookup_key(&p).expect("TCP or UDP");
+            let hit = shared
+                .conns
+                .lookup(&key, now)
+                .expect("every flow was opened");
+            let r = uvs_conntrack::ConnView::conn(&hit).reply;
+            let ip = |a: [u8; 16]| -> IpAddr {
+                if v6 {
+                    a.into()
+                } else {
+                    [a[0], a[1], a[2], a[3]].into()
+                }
+            };
+            let (src, dst) = (ip(r.src), ip(r.dst));
+            if proto == 6 {
+                tk::tcp(
+                    lab::real_mac(1),
+                    lab::LB1_MAC,
+                    src,
+                    r.sport,
+                    dst,
+                    r.dport,
+                    tk::ACK,
+                    b"",
+                )
+            } else {
+                tk::udp(
+                    lab::real_mac(1),
+                    lab::LB1_MAC,
+                    src,
+                    r.sport,
+                    dst,
+                    r.dport,
+                    b"0123456789",
+                )
+            }
+        })
+        .collect();
+    let frame_len = packets[0].len();
+    let start = tallies(&shared);
+    let mut w = worker(&shared, packets);
+    let (n, secs) = measure(|| w.poll(), seconds, None);
+    outcome(
+        Scenario {
+            kind: Kind::Replies,
+            method: format!("{method:?}").to_lowercase(),
+            family: family_name(v6),
+            protocol: proto_name(proto),
+            flows,
+            frame_len,
+            workers: 1,
+            l4_checksum: None,
+            stage: None,
+        },
+        n,
+        secs,
+        Some((&shared, start)),
+    )
+}
+
 /// New flows: `count` distinct SYNs (or UDP first packets), each processed once.
 pub fn new_flows(method: Method, v6: bool, proto: u8, count: usize) -> Outcome {
     new_flows_with(method, v6, proto, count, false)
@@ -951,6 +1029,11 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&Outcome)) -> Vec<Outcome> {
                     let o = established(m, v6, proto, flows, opts.seconds);
                     progress(&o);
                     out.push(o);
+                    if opts.replies && proto != 132 && matches!(m, Method::Nat | Method::FullNat) {
+                        let o = replies(m, v6, proto, flows, opts.seconds);
+                        progress(&o);
+                        out.push(o);
+                    }
                 }
             }
             for &m in &opts.methods {

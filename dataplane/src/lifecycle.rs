@@ -201,11 +201,20 @@ pub fn real_addr<C: ConnView + ?Sized>(c: &C) -> IpKey {
 pub fn dest_alive<C: ConnView + ?Sized>(svc: &ServiceRt, c: &C) -> bool {
     let slot = c.real();
     match svc.real(slot) {
-        Some(r) if r.addr == real_addr(c) => {
-            slot == SORRY_SLOT || svc.live[usize::from(slot)].health_up.load(Relaxed)
-        }
+        Some(r) if r.addr == real_addr(c) => slot_alive(svc, slot),
         _ => false,
     }
+}
+
+/// Whether the real server in slot `slot` of `svc` passes its health check (the sorry
+/// server always does): [`dest_alive`] once the slot is known to hold the flow's server.
+#[inline]
+pub fn slot_alive(svc: &ServiceRt, slot: u16) -> bool {
+    slot == SORRY_SLOT
+        || svc
+            .live
+            .get(usize::from(slot))
+            .is_some_and(|l| l.health_up.load(Relaxed))
 }
 
 /// [`dest_alive`] for a connection of the snapshot `tables`: false when its service is gone.

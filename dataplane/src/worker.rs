@@ -126,6 +126,9 @@ pub struct Shared {
     /// Verify TCP/UDP checksums and complete partial ones (on; `uvs-bench pipeline` turns
     /// it off to measure the cost against the path without it).
     pub verify_l4_checksums: AtomicBool,
+    /// Forward established packets from each worker's flow cache (`crate::flowcache`; on:
+    /// `uvs-bench pipeline --no-flow-cache` turns it off to compare).
+    pub flow_cache: AtomicBool,
     /// The SYN proxy's cookie secret and splice table.
     pub synproxy: crate::synproxy::ProxyShared,
     /// One per worker: wakes it from its sleep when control hands it work.
@@ -148,6 +151,7 @@ impl Shared {
             sync: crate::sync_tap::SyncTap::new(workers),
             cluster: Default::default(),
             verify_l4_checksums: AtomicBool::new(true),
+            flow_cache: AtomicBool::new(true),
             synproxy: Default::default(),
             doorbells: (0..workers).map(|_| Default::default()).collect(),
             conns_dropped: AtomicU64::new(0),
@@ -216,6 +220,8 @@ pub struct Worker<P: Port> {
     scratch: Box<[u8]>,
     /// Link-layer headers towards real servers (`crate::egress`).
     egress: crate::egress::EgressCache,
+    /// How this worker forwarded its busiest flows (`crate::flowcache`).
+    flows: crate::flowcache::FlowCache,
     /// SCTP tags found valid lately (`crate::sctp::tags::TagCache`).
     sctp_tags: crate::sctp::tags::TagCache,
     /// Error answers left this second (`crate::verdict::ErrorBudget`).
@@ -341,6 +347,7 @@ impl<P: Port> Worker<P> {
             announcer: Default::default(),
             neigh_refresh: Default::default(),
             egress: Default::default(),
+            flows: Default::default(),
             sctp_tags: Default::default(),
             errors: Default::default(),
             rx_lost: vec![0; ports_len],
@@ -467,6 +474,8 @@ impl<P: Port> Worker<P> {
         let (now, ticks) = shared.clock.now();
         let counters = &shared.counters[self.id];
         self.egress.sync(&tables, &neigh);
+        let flow_cache = shared.flow_cache.load(Ordering::Relaxed);
+        self.flows.sync(&tables, &neigh, flow_cache);
         let mut ctx = Ctx {
             tables: &tables,
             neigh: &neigh,
@@ -486,6 +495,7 @@ impl<P: Port> Worker<P> {
             proxy_syns: &mut self.proxy_syns,
             staging: &mut self.staging,
             egress: &mut self.egress,
+            flows: &mut self.flows,
             sctp_tags: &mut self.sctp_tags,
             errors: &self.errors,
         };
@@ -697,6 +707,14 @@ impl<P: Port> Worker<P> {
                             Err(v) => v,
                         }
                     } else {
+                        // The next frame's flow-cache record starts loading now, to be there
+                        // when its turn comes (`crate::flowcache`).
+                        if let Some(next) = rx.get(i + 1) {
+                            let next_len = next.len as usize;
+                            let frame = ports[pi].buf_mut(next);
+                            ctx.flows.prefetch(&frame[..next_len.min(frame.len())]);
+                        }
+                        let buf = ports[pi].buf_mut(&rx[i]);
                         process(&mut ctx, buf, &mut len)
                     };
                     dispatch!(i, len, verdict);

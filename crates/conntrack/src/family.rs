@@ -616,6 +616,21 @@ impl<const AW: usize> FamilyTable<AW> {
         }
     }
 
+    /// The state and deadline of `id` if its slot still holds it as a lookup would find it:
+    /// same generation, not dead, not pending, not expired at `now`. One load of `ctl`.
+    #[inline(always)]
+    pub(crate) fn current(&self, id: ConnId, now: u32) -> Option<(u8, u32)> {
+        let c = self
+            .words
+            .get(id.slot() * Self::STRIDE)?
+            .load(Ordering::Acquire);
+        let usable = (ctl_gen(c) == id.gen())
+            & !ctl_dead(c)
+            & (ctl_state(c) != STATE_PENDING)
+            & !expired(ctl_deadline(c), now);
+        usable.then(|| (ctl_state(c), ctl_deadline(c)))
+    }
+
     pub(crate) fn get(&self, id: ConnId) -> Option<(Conn, u32)> {
         if id.slot() >= self.cap {
             return None;

@@ -117,6 +117,7 @@ impl<F: FnMut(&Conn)> Sweep for Reclaim<F> {
 }
 
 pub use flow::{Conn, ConnId, ConnView, Dir, FlowKey, Hit, InsertError, STATE_RESERVED_MIN};
+pub use prefetch::prefetch;
 pub use timeouts::{Proto, Timeouts};
 
 use family::FamilyTable;
@@ -314,6 +315,16 @@ impl ConnTable {
 
     /// The connection `id` names and its deadline, if it is still stored (expired entries
     /// not yet reclaimed included).
+    /// The state and deadline of connection `id`, if it is still stored and a lookup of
+    /// its tuple would find it now (not removed, retired, pending or expired at `now`): what
+    /// a worker that remembered a lookup's [`Hit::id`] reads to trust the rest of that hit
+    /// again. The key, service, real server and method of an entry never change while its
+    /// id is current (its flags may: see [`ConnTable::clear_flags`]). One load.
+    #[inline]
+    pub fn current(&self, id: ConnId, now: u32) -> Option<(u8, u32)> {
+        on_family!(self, id.is_v6(), |f| f.current(id, now))
+    }
+
     pub fn get(&self, id: ConnId) -> Option<(Conn, u32)> {
         on_family!(self, id.is_v6(), |f| f.get(id))
     }

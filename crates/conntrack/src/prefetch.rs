@@ -16,7 +16,7 @@
 /// Starts loading the cache line holding `x` into all cache levels. No effect on other
 /// architectures than x86-64 (where the loads themselves then miss, as before).
 #[inline(always)]
-pub(crate) fn prefetch<T>(x: &T) {
+pub fn prefetch<T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint with no architectural effect; SSE is part of the x86-64
     // baseline, and `x` is a valid reference (a prefetch of any address would be sound).

@@ -167,6 +167,26 @@ impl Parsed {
         }
     }
 
+    /// An IPv4 packet's source ‖ destination address and source ‖ destination port as they
+    /// lie in `frame` (8 and 4 bytes loaded whole, in the frame's byte order), if `self`
+    /// describes such a packet there with ports. Loaded from the frame, not from `self`:
+    /// the parse has just stored the fields one by one, and a wider load of them would
+    /// wait for those stores to retire.
+    #[inline(always)]
+    pub fn v4_tuple(&self, frame: &[u8]) -> Option<(u64, u32)> {
+        if self.l3 != L3::V4 || self.frag != Frag::None {
+            return None;
+        }
+        let at = usize::from(self.l3_off) + crate::ipv4::SRC_OFFSET;
+        let addrs = frame.get(at..at + 8)?;
+        let l4 = usize::from(self.l4_off);
+        let ports = frame.get(l4..l4 + 4)?;
+        Some((
+            u64::from_ne_bytes(addrs.try_into().ok()?),
+            u32::from_ne_bytes(ports.try_into().ok()?),
+        ))
+    }
+
     /// [`addrs`](Self::addrs) with an IPv6 packet's taken from `frame`'s fixed header, the
     /// bytes `classify` copied them from, where they load without that stall (`src`/`dst`
     /// themselves when `frame` is too short for the header). An IPv6 address is 16 bytes,
@@ -238,6 +258,29 @@ pub fn classify(frame: &[u8]) -> Result<Classified, ParseError> {
         return Ok(Classified::Ip(p));
     }
     classify_walk(frame)
+}
+
+/// What [`Parsed::v4_tuple`] and the protocol number would be for the commonest frame, an
+/// untagged Ethernet frame with an IPv4 header without options, read without a parse: to
+/// start loading something keyed by a frame's tuple before its turn comes. `None` for a
+/// frame that does not start that way; for any other frame the answer may be wrong, so it
+/// is only a hint.
+#[inline(always)]
+pub fn guess_v4_tuple(frame: &[u8]) -> Option<(u64, u32, u8)> {
+    const L3: usize = crate::ethernet::HEADER_LEN;
+    const L4: usize = L3 + crate::ipv4::HEADER_LEN;
+    let head: &[u8; L4 + 4] = frame.get(..L4 + 4)?.try_into().ok()?;
+    if head[12..14] != [0x08, 0x00] || head[L3] != 0x45 {
+        return None;
+    }
+    let at = L3 + crate::ipv4::SRC_OFFSET;
+    let addrs: [u8; 8] = head[at..at + 8].try_into().ok()?;
+    let ports: [u8; 4] = head[L4..L4 + 4].try_into().ok()?;
+    Some((
+        u64::from_ne_bytes(addrs),
+        u32::from_ne_bytes(ports),
+        head[L3 + crate::ipv4::TTL_OFFSET + 1],
+    ))
 }
 
 /// [`classify`] without its fixed-offset reading of the common IPv4 frame: the general walk

@@ -609,6 +609,150 @@ pub fn decrement_ttl(frame: &mut [u8], p: &Parsed) -> bool {
     }
 }
 
+/// One direction of an IPv4 TCP or UDP flow's NAT/FullNAT rewrite, worked out once from a
+/// packet of the flow ([`V4Rewrite::new`]: the new addresses and ports, and the RFC 1624
+/// terms of their changes summed and folded) and then applied to each later packet with the
+/// same addresses, ports and protocol ([`V4Rewrite::apply`]): the TTL and the header words
+/// written, each checksum updated with one addition. The bytes come out as [`nat`]'s with
+/// the same [`NatFields`]: folding part of a ones'-complement sum early keeps both its
+/// value and whether it is zero, and the TTL's term keeps the header's sum from zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V4Rewrite {
+    /// New source ‖ destination address, as they lie in the frame.
+    addrs: [u8; 8],
+    /// New source ‖ destination port, as they lie in the frame.
+    ports: [u8; 4],
+    /// The address changes' terms for the IPv4 header checksum, folded.
+    ip: u16,
+    /// The address and port changes' terms for the TCP/UDP checksum, folded; `None` when
+    /// nothing it covers changes (the checksum is then left alone, as [`nat`] does).
+    l4: Option<u16>,
+    udp: bool,
+}
+
+impl V4Rewrite {
+    /// The rewrite [`nat`] would make with `n` of a packet parsed as `p`: `None` unless `p`
+    /// is an IPv4 TCP or UDP packet that is not a fragment. An address is given as
+    /// [`NatFields`] holds it (IPv4 in the first 4 bytes).
+    pub fn new(p: &Parsed, n: &NatFields<'_>) -> Option<Self> {
+        let udp = match p.l4_proto {
+            ip_proto::TCP => false,
+            ip_proto::UDP => true,
+            _ => return None,
+        };
+        if p.l3 != L3::V4 || p.frag != Frag::None {
+            return None;
+        }
+        let v4 = |a: &[u8; 16]| [a[0], a[1], a[2], a[3]];
+        let (old_src, old_dst) = (v4(&p.src), v4(&p.dst));
+        let src = n.src_addr.map_or(old_src, v4);
+        let dst = n.dst_addr.map_or(old_dst, v4);
+        let sport = n.src_port.unwrap_or(p.sport);
+        let dport = n.dst_port.unwrap_or(p.dport);
+        // Terms in the frame's byte order, as `nat_v4_fields` sums them: only for the
+        // fields `n` names, so the sum is the one `nat` takes.
+        let word = |old: [u8; 4], new: [u8; 4]| {
+            u64::from(!u32::from_ne_bytes(old)) + u64::from(u32::from_ne_bytes(new))
+        };
+        let half = |old: u16, new: u16| {
+            u64::from(!u16::from_ne_bytes(old.to_be_bytes()))
+                + u64::from(u16::from_ne_bytes(new.to_be_bytes()))
+        };
+        let mut ip = 0u64;
+        if n.dst_addr.is_some() {
+            ip += word(old_dst, dst);
+        }
+        if n.src_addr.is_some() {
+            ip += word(old_src, src);
+        }
+        let mut l4 = ip;
+        if n.dst_port.is_some() {
+            l4 += half(p.dport, dport);
+        }
+        if n.src_port.is_some() {
+            l4 += half(p.sport, sport);
+        }
+        let changed = n.dst_addr.is_some()
+            || n.src_addr.is_some()
+            || n.dst_port.is_some()
+            || n.src_port.is_some();
+        let mut addrs = [0u8; 8];
+        addrs[..4].copy_from_slice(&src);
+        addrs[4..].copy_from_slice(&dst);
+        let mut ports = [0u8; 4];
+        ports[..2].copy_from_slice(&sport.to_be_bytes());
+        ports[2..].copy_from_slice(&dport.to_be_bytes());
+        Some(Self {
+            addrs,
+            ports,
+            ip: checksum::fold(ip),
+            l4: changed.then_some(checksum::fold(l4)),
+            udp,
+        })
+    }
+
+    /// Rewrites a packet of the flow `self` was made for (`p` its parse: the same
+    /// addresses, ports and protocol), updating `p`'s addresses and ports. `false`: nothing
+    /// written, because the TTL would reach 0 or `p` does not describe such a packet in
+    /// `frame`; the caller takes the general path ([`nat`]), which answers both.
+    #[inline(always)]
+    pub fn apply(&self, frame: &mut [u8], p: &mut Parsed) -> bool {
+        let l3 = usize::from(p.l3_off);
+        let l4 = usize::from(p.l4_off);
+        let header = if self.udp {
+            udp::HEADER_LEN
+        } else {
+            tcp::HEADER_LEN
+        };
+        if p.l3 != L3::V4
+            || p.frag != Frag::None
+            || l3 + ipv4::HEADER_LEN > l4
+            || frame.len() < l4 + header
+        {
+            return false;
+        }
+        let ip = &mut frame[l3..l3 + ipv4::HEADER_LEN];
+        let ttl = ip[ipv4::TTL_OFFSET];
+        if ttl <= 1 {
+            return false;
+        }
+        let proto = ip[ipv4::TTL_OFFSET + 1];
+        ip[ipv4::TTL_OFFSET] = ttl - 1;
+        ip[ipv4::SRC_OFFSET..ipv4::DST_OFFSET + 4].copy_from_slice(&self.addrs);
+        let ttl_term = u64::from(!u16::from_ne_bytes([ttl, proto]))
+            + u64::from(u16::from_ne_bytes([ttl - 1, proto]));
+        let at = ipv4::CHECKSUM_OFFSET;
+        let c = u16::from_ne_bytes([ip[at], ip[at + 1]]);
+        let c = checksum::apply_delta(c, ttl_term + u64::from(self.ip));
+        ip[at..at + 2].copy_from_slice(&c.to_ne_bytes());
+        let seg = &mut frame[l4..l4 + header];
+        seg[..4].copy_from_slice(&self.ports);
+        if let Some(d) = self.l4 {
+            let at = if self.udp {
+                udp::CHECKSUM_OFFSET
+            } else {
+                tcp::CHECKSUM_OFFSET
+            };
+            // 0 and 0xFFFF read the same in either byte order.
+            let c = u16::from_ne_bytes([seg[at], seg[at + 1]]);
+            if !(self.udp && c == 0) {
+                let n = match checksum::apply_delta(c, u64::from(d)) {
+                    0 if self.udp => 0xffff,
+                    v => v,
+                };
+                seg[at..at + 2].copy_from_slice(&n.to_ne_bytes());
+            }
+        }
+        p.src =
+            crate::parse::widen_v4([self.addrs[0], self.addrs[1], self.addrs[2], self.addrs[3]]);
+        p.dst =
+            crate::parse::widen_v4([self.addrs[4], self.addrs[5], self.addrs[6], self.addrs[7]]);
+        p.sport = u16::from_be_bytes([self.ports[0], self.ports[1]]);
+        p.dport = u16::from_be_bytes([self.ports[2], self.ports[3]]);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -704,6 +848,16 @@ mod tests {
         };
         let (mut f1, mut p1) = (frame.to_vec(), p);
         let ok = one_pass(&mut f1, &mut p1, &n).unwrap();
+        // The same rewrite worked out once and applied (IPv4 only).
+        if let Some(rw) = V4Rewrite::new(&p, &n) {
+            let (mut f3, mut p3) = (frame.to_vec(), p);
+            assert_eq!(rw.apply(&mut f3, &mut p3), ok, "round {i}");
+            if ok {
+                assert_eq!((&f3, p3), (&f1, p1), "round {i}");
+            } else {
+                assert_eq!(f3, frame, "round {i}: nothing written");
+            }
+        }
         for dst_first in [true, false] {
             let (ok2, f2, p2) = field_by_field(frame, p, &n, dst_first);
             assert_eq!(ok, ok2, "round {i}");
@@ -868,6 +1022,38 @@ mod tests {
             seen_ttl_out |= !ok;
         }
         assert!(seen_ttl_out);
+    }
+
+    /// `V4Rewrite` is made only for IPv4 TCP and UDP packets that are not fragments, and
+    /// declines (writing nothing) a `Parsed` that does not fit the frame.
+    #[test]
+    fn v4_rewrite_declines_other_packets() {
+        let a = [198, 18, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let n = NatFields {
+            dst_addr: Some(&a),
+            ..NatFields::default()
+        };
+        let f = v4_udp(true);
+        let base = parse_frame(&f).unwrap();
+        let rw = V4Rewrite::new(&base, &n).expect("IPv4 UDP");
+        let mut p = base;
+        p.l4_proto = ip_proto::SCTP;
+        assert_eq!(V4Rewrite::new(&p, &n), None, "SCTP");
+        let mut p = base;
+        p.frag = Frag::First { id: 1 };
+        assert_eq!(V4Rewrite::new(&p, &n), None, "a fragment");
+        let v6 = v6_l4(true);
+        assert_eq!(V4Rewrite::new(&parse_frame(&v6).unwrap(), &n), None, "IPv6");
+        let mut g = f.clone();
+        let mut p = base;
+        assert!(!rw.apply(&mut g[..40], &mut p), "shorter than a UDP header");
+        let mut p = base;
+        p.l4_off = 30;
+        assert!(!rw.apply(&mut g, &mut p), "L4 inside the IPv4 header");
+        assert_eq!(g, f);
+        let mut p = base;
+        assert!(rw.apply(&mut g, &mut p));
+        assert_eq!(&g[30..34], &a[..4]);
     }
 
     /// Not an IPv4 TCP segment (UDP datagram), or a `Parsed` that does not fit the frame: not

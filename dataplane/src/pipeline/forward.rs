@@ -4,6 +4,7 @@ use uvs_conntrack::{Conn, Dir, Hit};
 use uvs_wire::{Outer, Parsed, Tunnel, L3};
 
 use super::*;
+use crate::flowcache::Filling;
 use crate::lifecycle::{self, ConnView};
 use crate::neigh::NeighMap;
 use crate::tables::{IpKey, Method, RealRt, ServiceRt, Tables, TunEncap};
@@ -63,9 +64,15 @@ pub(crate) fn established<P: L4Proto>(
         real,
         conn: hit,
     };
+    // A configured server's NAT flow may be recorded for its next packets.
+    let fill = if P::FLOW_CACHE && real.is_some() {
+        Filling::draw(ctx.flows, pkt, hit.id, hit.state(), hit.flags())
+    } else {
+        None
+    };
     match hit.dir {
-        Dir::Original => forward_original(ctx, pkt, flow),
-        Dir::Reply => forward_reply(ctx, pkt, flow),
+        Dir::Original => forward_original(ctx, pkt, flow, fill),
+        Dir::Reply => forward_reply(ctx, pkt, flow, fill),
     }
 }
 
@@ -150,18 +157,21 @@ pub(crate) fn account(
     bytes: u64,
     inbound: bool,
 ) {
-    let count = |s: &crate::counters::TrafficStats| {
-        if inbound {
-            s.packets_in.add(1);
-            s.bytes_in.add(bytes);
-        } else {
-            s.packets_out.add(1);
-            s.bytes_out.add(bytes);
-        }
-    };
-    count(svc.stats.worker(worker));
+    count(svc.stats.worker(worker), bytes, inbound);
     if let Some(r) = real {
-        count(r.stats.worker(worker));
+        count(r.stats.worker(worker), bytes, inbound);
+    }
+}
+
+/// Counts a packet of `bytes` on one service's or real server's counters of a worker.
+#[inline(always)]
+pub(crate) fn count(s: &crate::counters::TrafficStats, bytes: u64, inbound: bool) {
+    if inbound {
+        s.packets_in.add(1);
+        s.bytes_in.add(bytes);
+    } else {
+        s.packets_out.add(1);
+        s.bytes_out.add(bytes);
     }
 }
 
@@ -172,6 +182,7 @@ pub(crate) fn forward_original<C: ConnView>(
     ctx: &mut Ctx<'_>,
     pkt: &mut Packet<'_>,
     flow: Flow<'_, C>,
+    fill: Option<Filling>,
 ) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;
@@ -205,6 +216,7 @@ pub(crate) fn forward_original<C: ConnView>(
             Err(v) => return v,
         },
     };
+    let mut recorded = None;
     match method {
         Method::Nat | Method::FullNat => {
             let Packet { buf, p, .. } = pkt;
@@ -218,7 +230,7 @@ pub(crate) fn forward_original<C: ConnView>(
                 src_addr: full.then(|| conn.reply_dst()),
                 src_port: full.then(|| conn.reply_dport()),
             };
-            if !uvs_wire::nat(buf, p, &n) {
+            if !rewrite(buf, p, &n, fill, &mut recorded) {
                 return ttl_exceeded(ctx, pkt, true);
             }
         }
@@ -246,6 +258,7 @@ pub(crate) fn forward_original<C: ConnView>(
     account(ctx.worker, svc, real, bytes, true);
     if let Some(l2) = cached {
         pkt.buf[..12].copy_from_slice(&l2.macs);
+        record(ctx, svc, conn.real(), recorded, cut, l2, true);
         return Verdict::Forward(l2.port);
     }
     let v = l2_out(tables, neigh, pkt.buf, egress, hop);
@@ -257,8 +270,52 @@ pub(crate) fn forward_original<C: ConnView>(
         let l2 = crate::egress::L2 { macs, port };
         ctx.egress
             .put(conn.service(), conn.real(), v6, real_src, l2);
+        record(ctx, svc, conn.real(), recorded, cut, l2, true);
     }
     v
+}
+
+/// The NAT/FullNAT rewrite of `n` (`uvs_wire::nat`); for a packet to be recorded (`fill`),
+/// worked out as a [`uvs_wire::V4Rewrite`] and applied, the same bytes, and kept in
+/// `recorded` with the filling. `false`: the TTL ran out, nothing written.
+#[inline(always)]
+fn rewrite(
+    buf: &mut [u8],
+    p: &mut Parsed,
+    n: &uvs_wire::NatFields<'_>,
+    fill: Option<Filling>,
+    recorded: &mut Option<(Filling, uvs_wire::V4Rewrite)>,
+) -> bool {
+    if let Some(f) = fill {
+        if let Some(rw) = uvs_wire::V4Rewrite::new(p, n) {
+            if rw.apply(buf, p) {
+                *recorded = Some((f, rw));
+                return true;
+            }
+        }
+    }
+    uvs_wire::nat(buf, p, n)
+}
+
+/// Leaves the record of a packet forwarded whole (not `cut`) with header `l2` in the
+/// worker's flow cache, if it was to be recorded (`crate::flowcache`).
+#[inline(always)]
+fn record(
+    ctx: &mut Ctx<'_>,
+    svc: &ServiceRt,
+    real: u16,
+    recorded: Option<(Filling, uvs_wire::V4Rewrite)>,
+    cut: Option<u16>,
+    l2: crate::egress::L2,
+    inbound: bool,
+) {
+    let Some((fill, rw)) = recorded else { return };
+    let Some(iface) = ctx.tables.ifaces.get(usize::from(l2.port)) else {
+        return;
+    };
+    if cut.is_none() {
+        fill.put(ctx.flows, svc, real, rw, l2, iface.mtu, inbound);
+    }
 }
 
 /// TUN: IP-in-IP (RFC 2003), IPv6-in-IPv6 (RFC 2473), UDP + GUE or GRE, as the real
@@ -508,6 +565,7 @@ pub(crate) fn forward_reply<C: ConnView>(
     ctx: &mut Ctx<'_>,
     pkt: &mut Packet<'_>,
     flow: Flow<'_, C>,
+    fill: Option<Filling>,
 ) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;
@@ -543,7 +601,8 @@ pub(crate) fn forward_reply<C: ConnView>(
         dst_addr: full.then_some(client_addr),
         dst_port: full.then(|| conn.orig_sport()),
     };
-    if !uvs_wire::nat(buf, p, &n) {
+    let mut recorded = None;
+    if !rewrite(buf, p, &n, fill, &mut recorded) {
         return ttl_exceeded(ctx, pkt, full);
     }
     if let Some(mtu) = cut {
@@ -552,7 +611,14 @@ pub(crate) fn forward_reply<C: ConnView>(
         }
     }
     account(ctx.worker, svc, real, bytes, false);
-    l2_out(tables, neigh, pkt.buf, port, hop)
+    let v = l2_out(tables, neigh, pkt.buf, port, hop);
+    if let Verdict::Forward(port) = v {
+        let mut macs = [0; 12];
+        macs.copy_from_slice(&pkt.buf[..12]);
+        let l2 = crate::egress::L2 { macs, port };
+        record(ctx, svc, conn.real(), recorded, cut, l2, false);
+    }
+    v
 }
 
 /// Whether the packet fits the link of `port` as it is: `Ok(None)` it does; `Ok(Some(mtu))`

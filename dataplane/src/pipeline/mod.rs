@@ -101,6 +101,8 @@ pub struct Ctx<'a> {
     /// Link-layer headers towards real servers, valid for `tables` and `neigh`
     /// (`crate::egress`).
     pub egress: &'a mut crate::egress::EgressCache,
+    /// How this worker forwarded its busiest flows' last packets (`crate::flowcache`).
+    pub flows: &'a mut crate::flowcache::FlowCache,
     /// SCTP tags this worker found valid lately (`sctp::tags::check`).
     pub sctp_tags: &'a mut crate::sctp::tags::TagCache,
     /// How many more packets this second may be answered with an error of uvs's making.
@@ -209,6 +211,15 @@ fn ingress<P: L4Proto>(
     };
     if let Frag::Later { id } = pkt.p.frag {
         return later_fragment::<P>(ctx, pkt, id);
+    }
+    if P::FLOW_CACHE {
+        let (flows, tables, conns) = (&*ctx.flows, ctx.tables, ctx.conns);
+        let (settings, worker, now) = (&ctx.settings, ctx.worker, ctx.now);
+        if let Some(port) =
+            crate::flowcache::forward(flows, tables, conns, settings, worker, now, pkt)
+        {
+            return Verdict::Forward(port);
+        }
     }
     // The burst's prepared lookup is finished here, not in the worker: a `Hit` returned
     // there and handed down by value was stored field by field and read back in wider

@@ -110,6 +110,10 @@ pub(crate) trait L4Proto {
     /// Only for protocols whose [`L4Proto::opened`] does nothing.
     const STAGED: bool = false;
 
+    /// Established packets may be forwarded from the worker's flow cache
+    /// (`crate::flowcache`: IPv4 TCP and UDP).
+    const FLOW_CACHE: bool = false;
+
     /// One-packet scheduling (ipvsadm -o) applies: every packet is scheduled on its own
     /// and replies are translated without an entry (IPVS: UDP only).
     const ONE_PACKET: bool = false;

@@ -63,6 +63,8 @@ impl L4Proto for Tcp {
 
     const STAGED: bool = true;
 
+    const FLOW_CACHE: bool = true;
+
     #[inline]
     fn initial_state(svc: &ServiceRt, p: &Parsed) -> (u8, u32) {
         let state = tcp::transition(tcp::TcpState::None, tcp::PacketDir::Input, p.tcp_flags) as u8;

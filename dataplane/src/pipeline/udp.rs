@@ -33,6 +33,8 @@ impl L4Proto for Udp {
 
     const STAGED: bool = true;
 
+    const FLOW_CACHE: bool = true;
+
     const ONE_PACKET: bool = true;
 
     #[inline]

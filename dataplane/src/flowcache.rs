@@ -1,0 +1,338 @@
+//! A worker's cache of how it forwards its busiest flows: the established path worked out
+//! once per flow and replayed.
+//!
+//! An established IPv4 TCP or UDP packet of a NAT or FullNAT connection takes, on the full
+//! path, the connection-table lookup (hash, index bucket, the entry's words decoded into a
+//! `Hit`), then the service and real server, the state machine's "nothing changes" test,
+//! the egress header, the NAT rewrite with its checksum terms, and the counters. For a
+//! packet that changes nothing in its connection (TCP: a segment with ACK and none of
+//! SYN/FIN/RST, of an ESTABLISHED connection; UDP: any datagram) whose entry's deadline
+//! was refreshed within the last second, all of that gives the same answer as for the
+//! flow's previous packet. So the full path, having forwarded such a packet, leaves a
+//! [`Record`] here keyed by the packet's tuple: the connection's id, the rewrite with its
+//! checksum terms summed ([`uvs_wire::V4Rewrite`]), the egress port and MACs, the egress
+//! MTU, the service and real server slot to count on, the state and timeout the "nothing
+//! changes" test needs. The next packet of the tuple is checked against the record and the
+//! entry's one `ctl` word ([`ConnTable::current`]: the same connection, still usable, its
+//! state and deadline) and rewritten, counted and sent without the table lookup; anything
+//! else, or any doubt, takes the full path, which is always right. This is Open vSwitch's
+//! exact-match cache in front of its classifier, for a load balancer's connection table.
+//!
+//! Validity, case by case:
+//! - The connection: its id names the slot and the generation; a removed, retired, expired
+//!   or reused slot fails [`ConnTable::current`]. An entry's key, service, real server and
+//!   method never change while its id is current; its flags only lose bits (a synced flow
+//!   adopted), and only flows with no flags are recorded.
+//! - The state: the record holds the state it was made in and the timeout of that state;
+//!   the packet is replayed only if the entry still holds that state and its deadline is
+//!   fresh (`lifecycle::deadline_fresh`), exactly when the full path's `track_state`
+//!   writes nothing.
+//! - The tables snapshot and the neighbour map (service, real server slot and address,
+//!   egress port, MTU, MACs, timeouts): every record is forgotten when the worker loads a
+//!   different snapshot or map ([`FlowCache::sync`], once per poll), as the egress cache
+//!   does. A real server's health (`expire_nodest_conn`) is not in the snapshot: it is
+//!   read for each packet, as the full path does.
+//! - The packet: the same tuple and protocol; TTL above 1, not a fragment, and within the
+//!   egress MTU, or it takes the full path (which answers those). Its checksums were
+//!   verified (and completed) before, as on the full path.
+//!
+//! Records are filled only from one packet in [`FILL_EVERY`] of the flows that qualify (a
+//! random draw): a small table of few flows warms within a few packets a flow, while a
+//! table of a million flows, most of which this cache cannot hold, does not pay for making
+//! records that are overwritten before they are used (Open vSwitch inserts into its
+//! exact-match cache with probability 1/100 for the same reason).
+
+use std::sync::Arc;
+
+use uvs_conntrack::{ConnId, ConnTable};
+use uvs_wire::{Frag, Parsed, V4Rewrite, L3};
+
+use crate::counters::PerWorkerStats;
+use crate::egress::L2;
+use crate::neigh::NeighMap;
+use crate::pipeline::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::tables::{ServiceRt, Tables};
+
+/// Records per worker: a power of two. Direct-mapped; a collision costs the full path.
+pub const RECORDS: usize = 4096;
+
+/// One qualifying packet in this many (on average) leaves a record.
+pub const FILL_EVERY: u32 = 8;
+
+/// A packet's key: source ‖ destination address, and protocol ‖ sport ‖ dport, the
+/// addresses and ports as they lie in the frame ([`Parsed::v4_tuple`]). An empty record's
+/// protocol is 0, which no recorded packet has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Key {
+    addrs: u64,
+    ports: u64,
+}
+
+impl Key {
+    /// The key of an IPv4 packet that is not a fragment, `p` its parse of `frame`.
+    #[inline(always)]
+    pub(crate) fn of(frame: &[u8], p: &Parsed) -> Option<Key> {
+        let (addrs, ports) = p.v4_tuple(frame)?;
+        Some(Key::new(addrs, ports, p.l4_proto))
+    }
+
+    /// The ports word is turned to numeric order (sport in the high half): consecutive
+    /// client ports then land on consecutive multiples of the hash constant, which spread
+    /// over the lines without a collision; in the frame's order on a little-endian machine
+    /// a third of 1 000 such flows shared a line.
+    #[inline(always)]
+    fn new(addrs: u64, ports: u32, proto: u8) -> Key {
+        Key {
+            addrs,
+            ports: (u64::from(proto) << 32) | u64::from(u32::from_be(ports)),
+        }
+    }
+
+    #[inline(always)]
+    fn proto(&self) -> u8 {
+        (self.ports >> 32) as u8
+    }
+
+    #[inline(always)]
+    fn line(&self) -> usize {
+        let h = (self.addrs ^ self.ports.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> (64 - RECORDS.trailing_zeros())) as usize
+    }
+}
+
+/// How the full path forwarded a flow's packet, for the next one (see the module).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Record {
+    pub key: Key,
+    pub id: Option<ConnId>,
+    pub rewrite: V4Rewrite,
+    pub l2: L2,
+    /// The egress link's MTU.
+    pub mtu: u16,
+    /// The state the entry held, and that state's timeout (ticks).
+    pub state: u8,
+    pub timeout: u32,
+    pub service: u16,
+    pub real: u16,
+    /// Client → server.
+    pub inbound: bool,
+    /// The service's and the real server's counters, held here so a packet counts without
+    /// the chain of loads from the snapshot to them.
+    pub svc_stats: Option<Arc<PerWorkerStats>>,
+    pub real_stats: Option<Arc<PerWorkerStats>>,
+}
+
+/// The per-worker cache (see the module).
+pub struct FlowCache {
+    /// `Tables::epoch` of the snapshot the records were filled from.
+    tables: u64,
+    /// The neighbour map they were filled from (held, so its address is not reused while
+    /// it is compared).
+    neigh: Option<Arc<NeighMap>>,
+    records: Box<[Record]>,
+    /// xorshift state for the fill draw.
+    draw: u32,
+    /// Off: neither looked at nor filled (`Shared::flow_cache`).
+    pub(crate) enabled: bool,
+}
+
+impl Default for FlowCache {
+    fn default() -> Self {
+        Self {
+            tables: 0,
+            neigh: None,
+            records: vec![Record::default(); RECORDS].into_boxed_slice(),
+            draw: 0x9e37_79b9,
+            enabled: true,
+        }
+    }
+}
+
+impl FlowCache {
+    /// Forgets every record unless `tables` and `neigh` are the ones they were filled
+    /// from. Once per poll, before its first packet.
+    #[inline]
+    pub fn sync(&mut self, tables: &Tables, neigh: &Arc<NeighMap>, enabled: bool) {
+        let same_neigh = self.neigh.as_ref().is_some_and(|n| Arc::ptr_eq(n, neigh));
+        if self.tables == tables.epoch && same_neigh && self.enabled == enabled {
+            return;
+        }
+        self.reset(tables.epoch, neigh, enabled);
+    }
+
+    #[cold]
+    fn reset(&mut self, epoch: u64, neigh: &Arc<NeighMap>, enabled: bool) {
+        self.tables = epoch;
+        self.neigh = Some(Arc::clone(neigh));
+        self.enabled = enabled;
+        for r in self.records.iter_mut() {
+            *r = Record::default();
+        }
+    }
+
+    /// The record for this packet's tuple, if there is one (a packet that may use one:
+    /// IPv4, not a fragment, TCP without SYN/FIN/RST and with ACK, or UDP).
+    #[inline(always)]
+    pub(crate) fn get(&self, frame: &[u8], p: &Parsed) -> Option<&Record> {
+        if !self.enabled || !qualifies(p) {
+            return None;
+        }
+        let key = Key::of(frame, p)?;
+        let r = &self.records[key.line()];
+        (r.key == key).then_some(r)
+    }
+
+    /// Starts loading the record a frame will look for, read from its bytes before the
+    /// parse ([`uvs_wire::guess_v4_tuple`]): called for the next frame of a burst while
+    /// this one is processed, so the record is there when its turn comes.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, frame: &[u8]) {
+        if !self.enabled {
+            return;
+        }
+        if let Some((addrs, ports, proto)) = uvs_wire::guess_v4_tuple(frame) {
+            uvs_conntrack::prefetch(&self.records[Key::new(addrs, ports, proto).line()]);
+        }
+    }
+
+    /// Whether to record the packet now being forwarded (one draw per call: call it once,
+    /// for a packet that [`qualifies`]).
+    #[inline]
+    pub(crate) fn draw(&mut self) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let mut x = self.draw;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.draw = x;
+        x % FILL_EVERY == 0
+    }
+
+    /// Keeps `r` for its key's packets.
+    #[inline]
+    pub(crate) fn put(&mut self, r: Record) {
+        let line = r.key.line();
+        self.records[line] = r;
+    }
+}
+
+/// Whether a packet may be replayed from a record: IPv4, not a fragment, and TCP with ACK
+/// and none of SYN, FIN, RST (it leaves an ESTABLISHED connection as it is) or UDP.
+#[inline(always)]
+pub(crate) fn qualifies(p: &Parsed) -> bool {
+    p.l3 == L3::V4
+        && p.frag == Frag::None
+        && match p.l4_proto {
+            crate::pipeline::PROTO_TCP => {
+                p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK) == TCP_ACK
+            }
+            crate::pipeline::PROTO_UDP => true,
+            _ => false,
+        }
+}
+
+/// Forwards `pkt` from its tuple's record if the record still holds (see the module):
+/// `Some(port)` when the packet was rewritten, counted and its MACs written; `None` when
+/// nothing was written and the packet takes the full path.
+#[inline(always)]
+pub(crate) fn forward(
+    cache: &FlowCache,
+    tables: &Tables,
+    conns: &ConnTable,
+    settings: &crate::lifecycle::Settings,
+    worker: usize,
+    now: u32,
+    pkt: &mut Packet<'_>,
+) -> Option<u8> {
+    let r = cache.get(pkt.frame(), &pkt.p)?;
+    let (state, deadline) = conns.current(r.id?, now)?;
+    if state != r.state
+        || !crate::lifecycle::deadline_fresh(deadline.wrapping_sub(now), r.timeout)
+        || pkt.p.ip_total_len > r.mtu
+    {
+        return None;
+    }
+    if settings.expire_nodest_conn {
+        let svc: &ServiceRt = tables.service(r.service)?;
+        if !crate::lifecycle::slot_alive(svc, r.real) {
+            return None;
+        }
+    }
+    let (svc_stats, real_stats) = (r.svc_stats.as_ref()?, r.real_stats.as_ref()?);
+    let bytes = pkt.len as u64;
+    if !r.rewrite.apply(pkt.buf, &mut pkt.p) {
+        return None;
+    }
+    crate::pipeline::count(svc_stats.worker(worker), bytes, r.inbound);
+    crate::pipeline::count(real_stats.worker(worker), bytes, r.inbound);
+    pkt.buf[..12].copy_from_slice(&r.l2.macs);
+    Some(r.l2.port)
+}
+
+/// A packet the full path is to record once forwarded: drawn in `established` before its
+/// rewrite, completed by the rewrite's direction with what it worked out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Filling {
+    /// The packet's key before the rewrite.
+    pub key: Key,
+    pub id: ConnId,
+    pub state: u8,
+}
+
+impl Filling {
+    /// A filling for an established packet of connection `id` in `state` (flags `flags`),
+    /// if it qualifies and wins the draw. TCP only in ESTABLISHED, where a segment with
+    /// ACK and none of SYN/FIN/RST never moves the state; UDP has no states.
+    #[inline]
+    pub(crate) fn draw(
+        cache: &mut FlowCache,
+        pkt: &Packet<'_>,
+        id: ConnId,
+        state: u8,
+        flags: u8,
+    ) -> Option<Filling> {
+        const ES: u8 = uvs_conntrack::tcp::TcpState::Established as u8;
+        let p = &pkt.p;
+        let usable =
+            flags == 0 && qualifies(p) && (p.l4_proto != crate::pipeline::PROTO_TCP || state == ES);
+        if !(usable && cache.draw()) {
+            return None;
+        }
+        Some(Filling {
+            key: Key::of(pkt.frame(), p)?,
+            id,
+            state,
+        })
+    }
+
+    /// Records how the packet went: `rewrite` (made before the packet was rewritten),
+    /// the header it leaves with, the egress link's MTU.
+    #[inline]
+    pub(crate) fn put(
+        self,
+        cache: &mut FlowCache,
+        svc: &ServiceRt,
+        real: u16,
+        rewrite: V4Rewrite,
+        l2: L2,
+        mtu: u16,
+        inbound: bool,
+    ) {
+        cache.put(Record {
+            key: self.key,
+            id: Some(self.id),
+            rewrite,
+            l2,
+            mtu,
+            state: self.state,
+            timeout: svc.timeouts.for_state(self.key.proto(), self.state),
+            service: svc.id,
+            real,
+            inbound,
+            svc_stats: Some(Arc::clone(&svc.stats)),
+            real_stats: svc.real(real).map(|r| Arc::clone(&r.stats)),
+        });
+    }
+}
