@@ -80,6 +80,10 @@ enum Cmd {
         /// packets from the real servers back through the balancer ("replies").
         #[arg(long)]
         replies: bool,
+        /// Turn the workers' flow cache off (uvsd keeps it on): the established path as
+        /// it is without it, to compare.
+        #[arg(long)]
+        no_flow_cache: bool,
         /// Write every figure and its settings here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -186,6 +190,7 @@ fn main() -> Result<()> {
             checksum_frames,
             stages,
             replies,
+            no_flow_cache,
             json,
             synproxy,
         } => {
@@ -219,6 +224,7 @@ fn main() -> Result<()> {
                 checksum_frames,
                 stages,
                 replies,
+                flow_cache: !no_flow_cache,
             };
             println!(
                 "{:<18} {:<8} {:<5} {:<4} {:>9} {:>8} {:>8} {:>10} {:>8}",

@@ -13,6 +13,7 @@
 //! on with partial checksums (frames from a veth with offload), in alternating short rounds
 //! on the same table, each figure the best round's.
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,7 +104,13 @@ pub struct Options {
     pub stages: bool,
     /// Run the reply-direction scenarios ([`replies`]) after each NAT/FullNAT one.
     pub replies: bool,
+    /// The workers' flow cache (`uvs_dataplane::flowcache`) on, as in uvsd.
+    pub flow_cache: bool,
 }
+
+/// Whether the scenarios' workers use their flow cache ([`Options::flow_cache`], set by
+/// [`run`] for the tables it sets up).
+static FLOW_CACHE: AtomicBool = AtomicBool::new(true);
 
 pub(crate) fn client_addr(i: usize, v6: bool) -> (IpAddr, u16) {
     // Up to 200 client addresses × 60 000 ports on the client-side network.
@@ -309,6 +316,7 @@ fn setup_workers(method: Method, v6: bool, capacity: usize, workers: usize) -> A
     }
     let tables = TablesBuilder::build(&spec, None).expect("lab tables");
     let shared = Arc::new(Shared::new(tables, capacity, workers));
+    shared.flow_cache.store(FLOW_CACHE.load(Relaxed), Relaxed);
     lab::learn_neighbours(&shared.neigh, 0);
     // Clients beyond the lab's one: every benchmark client is on the client network.
     for i in (0..12_000_000).step_by(60_000) {
@@ -1016,6 +1024,7 @@ pub fn stage_budget(
 }
 
 pub fn run(opts: &Options, mut progress: impl FnMut(&Outcome)) -> Vec<Outcome> {
+    FLOW_CACHE.store(opts.flow_cache, Relaxed);
     let mut out = Vec::new();
     for &v6 in &opts.families {
         for &proto in &opts.protocols {

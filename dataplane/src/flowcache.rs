@@ -47,7 +47,6 @@ use std::sync::Arc;
 use uvs_conntrack::{ConnId, ConnTable};
 use uvs_wire::{Frag, Parsed, V4Rewrite, L3};
 
-use crate::counters::PerWorkerStats;
 use crate::egress::L2;
 use crate::neigh::NeighMap;
 use crate::pipeline::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -58,6 +57,13 @@ pub const RECORDS: usize = 4096;
 
 /// One qualifying packet in this many (on average) leaves a record.
 pub const FILL_EVERY: u32 = 8;
+
+/// Qualifying packets per judgement of the cache's hit rate.
+pub const WINDOW: u32 = 16_384;
+
+/// Qualifying packets that pass by the cache (neither looked up nor recorded) after a
+/// window in which fewer than a quarter found their record: more flows than it holds.
+pub const REST: u32 = 1 << 20;
 
 /// A packet's key: source ‖ destination address, and protocol ‖ sport ‖ dport, the
 /// addresses and ports as they lie in the frame ([`Parsed::v4_tuple`]). An empty record's
@@ -101,7 +107,7 @@ impl Key {
 }
 
 /// How the full path forwarded a flow's packet, for the next one (see the module).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Record {
     pub key: Key,
     pub id: Option<ConnId>,
@@ -116,10 +122,6 @@ pub(crate) struct Record {
     pub real: u16,
     /// Client → server.
     pub inbound: bool,
-    /// The service's and the real server's counters, held here so a packet counts without
-    /// the chain of loads from the snapshot to them.
-    pub svc_stats: Option<Arc<PerWorkerStats>>,
-    pub real_stats: Option<Arc<PerWorkerStats>>,
 }
 
 /// The per-worker cache (see the module).
@@ -132,6 +134,11 @@ pub struct FlowCache {
     records: Box<[Record]>,
     /// xorshift state for the fill draw.
     draw: u32,
+    /// This window's qualifying packets and those that found their record.
+    probes: u32,
+    hits: u32,
+    /// Qualifying packets still to pass by (see [`REST`]).
+    resting: u32,
     /// Off: neither looked at nor filled (`Shared::flow_cache`).
     pub(crate) enabled: bool,
 }
@@ -143,6 +150,9 @@ impl Default for FlowCache {
             neigh: None,
             records: vec![Record::default(); RECORDS].into_boxed_slice(),
             draw: 0x9e37_79b9,
+            probes: 0,
+            hits: 0,
+            resting: 0,
             enabled: true,
         }
     }
@@ -165,21 +175,51 @@ impl FlowCache {
         self.tables = epoch;
         self.neigh = Some(Arc::clone(neigh));
         self.enabled = enabled;
+        // A new snapshot or map starts a new trial.
+        (self.probes, self.hits, self.resting) = (0, 0, 0);
         for r in self.records.iter_mut() {
-            *r = Record::default();
+            r.key = Key::default();
         }
     }
 
     /// The record for this packet's tuple, if there is one (a packet that may use one:
     /// IPv4, not a fragment, TCP without SYN/FIN/RST and with ACK, or UDP).
+    /// Counts toward the hit rate: after a [`WINDOW`] of such packets of which fewer than
+    /// a quarter found their record, the cache rests for [`REST`] packets: at a million
+    /// flows a record is almost never found, and the look and the fills only cost time.
     #[inline(always)]
-    pub(crate) fn get(&self, frame: &[u8], p: &Parsed) -> Option<&Record> {
+    pub(crate) fn get(&mut self, frame: &[u8], p: &Parsed) -> Option<&Record> {
         if !self.enabled || !qualifies(p) {
             return None;
         }
+        if self.resting > 0 {
+            self.resting -= 1;
+            return None;
+        }
         let key = Key::of(frame, p)?;
-        let r = &self.records[key.line()];
-        (r.key == key).then_some(r)
+        let line = key.line();
+        let found = self.records[line].key == key;
+        self.hits += u32::from(found);
+        self.probes += 1;
+        if self.probes == WINDOW {
+            self.judge();
+        }
+        found.then_some(&self.records[line])
+    }
+
+    /// The end of a window: rest if too few packets found their record.
+    #[cold]
+    fn judge(&mut self) {
+        if self.hits < WINDOW / 4 {
+            self.resting = REST;
+        }
+        self.probes = 0;
+        self.hits = 0;
+    }
+
+    /// Whether the cache is resting after a window of few hits (see [`FlowCache::get`]).
+    pub fn resting(&self) -> bool {
+        self.resting > 0
     }
 
     /// Starts loading the record a frame will look for, read from its bytes before the
@@ -187,7 +227,7 @@ impl FlowCache {
     /// this one is processed, so the record is there when its turn comes.
     #[inline(always)]
     pub(crate) fn prefetch(&self, frame: &[u8]) {
-        if !self.enabled {
+        if !self.enabled || self.resting > 0 {
             return;
         }
         if let Some((addrs, ports, proto)) = uvs_wire::guess_v4_tuple(frame) {
@@ -195,11 +235,17 @@ impl FlowCache {
         }
     }
 
+    /// Whether records are being made (on and not resting).
+    #[inline(always)]
+    fn filling(&self) -> bool {
+        self.enabled & (self.resting == 0)
+    }
+
     /// Whether to record the packet now being forwarded (one draw per call: call it once,
     /// for a packet that [`qualifies`]).
     #[inline]
     pub(crate) fn draw(&mut self) -> bool {
-        if !self.enabled {
+        if !self.filling() {
             return false;
         }
         let mut x = self.draw;
@@ -238,7 +284,7 @@ pub(crate) fn qualifies(p: &Parsed) -> bool {
 /// nothing was written and the packet takes the full path.
 #[inline(always)]
 pub(crate) fn forward(
-    cache: &FlowCache,
+    cache: &mut FlowCache,
     tables: &Tables,
     conns: &ConnTable,
     settings: &crate::lifecycle::Settings,
@@ -254,19 +300,18 @@ pub(crate) fn forward(
     {
         return None;
     }
-    if settings.expire_nodest_conn {
-        let svc: &ServiceRt = tables.service(r.service)?;
-        if !crate::lifecycle::slot_alive(svc, r.real) {
-            return None;
-        }
+    let svc: &ServiceRt = tables.service(r.service)?;
+    if settings.expire_nodest_conn && !crate::lifecycle::slot_alive(svc, r.real) {
+        return None;
     }
-    let (svc_stats, real_stats) = (r.svc_stats.as_ref()?, r.real_stats.as_ref()?);
     let bytes = pkt.len as u64;
     if !r.rewrite.apply(pkt.buf, &mut pkt.p) {
         return None;
     }
-    crate::pipeline::count(svc_stats.worker(worker), bytes, r.inbound);
-    crate::pipeline::count(real_stats.worker(worker), bytes, r.inbound);
+    crate::pipeline::count(svc.stats.worker(worker), bytes, r.inbound);
+    if let Some(real) = svc.real(r.real) {
+        crate::pipeline::count(real.stats.worker(worker), bytes, r.inbound);
+    }
     pkt.buf[..12].copy_from_slice(&r.l2.macs);
     Some(r.l2.port)
 }
@@ -294,6 +339,9 @@ impl Filling {
         flags: u8,
     ) -> Option<Filling> {
         const ES: u8 = uvs_conntrack::tcp::TcpState::Established as u8;
+        if !cache.filling() {
+            return None;
+        }
         let p = &pkt.p;
         let usable =
             flags == 0 && qualifies(p) && (p.l4_proto != crate::pipeline::PROTO_TCP || state == ES);
@@ -331,8 +379,6 @@ impl Filling {
             service: svc.id,
             real,
             inbound,
-            svc_stats: Some(Arc::clone(&svc.stats)),
-            real_stats: svc.real(real).map(|r| Arc::clone(&r.stats)),
         });
     }
 }

@@ -287,14 +287,24 @@ fn rewrite(
     recorded: &mut Option<(Filling, uvs_wire::V4Rewrite)>,
 ) -> bool {
     if let Some(f) = fill {
-        if let Some(rw) = uvs_wire::V4Rewrite::new(p, n) {
-            if rw.apply(buf, p) {
-                *recorded = Some((f, rw));
-                return true;
-            }
+        if let Some(rw) = rewrite_recorded(buf, p, n) {
+            *recorded = Some((f, rw));
+            return true;
         }
     }
     uvs_wire::nat(buf, p, n)
+}
+
+/// [`rewrite`] of a packet to be recorded, out of the way of the others.
+#[cold]
+#[inline(never)]
+fn rewrite_recorded(
+    buf: &mut [u8],
+    p: &mut Parsed,
+    n: &uvs_wire::NatFields<'_>,
+) -> Option<uvs_wire::V4Rewrite> {
+    let rw = uvs_wire::V4Rewrite::new(p, n)?;
+    rw.apply(buf, p).then_some(rw)
 }
 
 /// Leaves the record of a packet forwarded whole (not `cut`) with header `l2` in the
@@ -309,11 +319,25 @@ fn record(
     l2: crate::egress::L2,
     inbound: bool,
 ) {
-    let Some((fill, rw)) = recorded else { return };
-    let Some(iface) = ctx.tables.ifaces.get(usize::from(l2.port)) else {
-        return;
-    };
-    if cut.is_none() {
+    if let Some((fill, rw)) = recorded {
+        if cut.is_none() {
+            keep(ctx, svc, real, fill, rw, l2, inbound);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn keep(
+    ctx: &mut Ctx<'_>,
+    svc: &ServiceRt,
+    real: u16,
+    fill: Filling,
+    rw: uvs_wire::V4Rewrite,
+    l2: crate::egress::L2,
+    inbound: bool,
+) {
+    if let Some(iface) = ctx.tables.ifaces.get(usize::from(l2.port)) {
         fill.put(ctx.flows, svc, real, rw, l2, iface.mtu, inbound);
     }
 }

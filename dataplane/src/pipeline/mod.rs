@@ -213,7 +213,7 @@ fn ingress<P: L4Proto>(
         return later_fragment::<P>(ctx, pkt, id);
     }
     if P::FLOW_CACHE {
-        let (flows, tables, conns) = (&*ctx.flows, ctx.tables, ctx.conns);
+        let (flows, tables, conns) = (&mut *ctx.flows, ctx.tables, ctx.conns);
         let (settings, worker, now) = (&ctx.settings, ctx.worker, ctx.now);
         if let Some(port) =
             crate::flowcache::forward(flows, tables, conns, settings, worker, now, pkt)
