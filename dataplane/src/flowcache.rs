@@ -139,6 +139,8 @@ pub struct FlowCache {
     hits: u32,
     /// Qualifying packets still to pass by (see [`REST`]).
     resting: u32,
+    /// Packets forwarded from a record, since the worker started.
+    pub forwarded: u64,
     /// Off: neither looked at nor filled (`Shared::flow_cache`).
     pub(crate) enabled: bool,
 }
@@ -153,6 +155,7 @@ impl Default for FlowCache {
             probes: 0,
             hits: 0,
             resting: 0,
+            forwarded: 0,
             enabled: true,
         }
     }
@@ -313,7 +316,9 @@ pub(crate) fn forward(
         crate::pipeline::count(real.stats.worker(worker), bytes, r.inbound);
     }
     pkt.buf[..12].copy_from_slice(&r.l2.macs);
-    Some(r.l2.port)
+    let port = r.l2.port;
+    cache.forwarded += 1;
+    Some(port)
 }
 
 /// A packet the full path is to record once forwarded: drawn in `established` before its

@@ -466,6 +466,11 @@ impl<P: Port> Worker<P> {
         woke
     }
 
+    /// Packets this worker forwarded from its flow cache (`crate::flowcache`).
+    pub fn flow_cache_hits(&self) -> u64 {
+        self.flows.forwarded
+    }
+
     /// One burst on every port. Returns the frames received.
     pub fn poll(&mut self) -> usize {
         let shared = &*self.shared;

@@ -1,0 +1,287 @@
+//! The worker's flow cache (`dataplane/src/flowcache.rs`) changes nothing but speed: two
+//! labs on the same tables, one worker with the cache and one without, are given the same
+//! long random sequence of events — client and server segments of many flows with every
+//! flag, UDP datagrams both ways, TTLs running out, packets over the link MTU, health
+//! checks failing and recovering with `expire_nodest_conn` on and off, reloads that remove
+//! and re-add a real server, a neighbour's new MAC, time passing and control's expiry
+//! sweep — and must send the same bytes out of the same ports after every burst and end
+//! with the same counters. The cache must also have forwarded a good share of the
+//! packets, or the comparison proves nothing.
+
+mod lab_worker;
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use uvs_dataplane::lab::{self, ipk};
+use uvs_dataplane::{Method, TablesBuilder, TablesSpec};
+use uvs_sched::SchedulerKind;
+use uvs_testkit::{self as tk, Flags};
+
+use lab_worker::{a, Lab};
+
+/// One flow's client side: its port and protocol.
+#[derive(Clone, Copy)]
+struct Flow {
+    sport: u16,
+    udp: bool,
+}
+
+fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+fn flags(pick: u64) -> Flags {
+    match pick % 16 {
+        0 => tk::SYN,
+        1 => tk::FIN_ACK,
+        2 => tk::RST,
+        3 => tk::SYN_ACK,
+        _ => tk::ACK,
+    }
+}
+
+/// Sets an IPv4 frame's TTL and fixes its header checksum.
+fn with_ttl(mut f: Vec<u8>, ttl: u8) -> Vec<u8> {
+    f[22] = ttl;
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = uvs_wire::checksum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+fn client_frame(flow: &Flow, pick: u64, payload: &[u8]) -> Vec<u8> {
+    if flow.udp {
+        tk::udp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            a(lab::CLIENT4),
+            flow.sport,
+            a(lab::VIP4),
+            53,
+            payload,
+        )
+    } else {
+        tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            a(lab::CLIENT4),
+            flow.sport,
+            a(lab::VIP4),
+            80,
+            flags(pick),
+            payload,
+        )
+    }
+}
+
+/// The real server's packet of `flow`, to the address and port its entry's reply tuple
+/// holds (the client for NAT, the local address for FullNAT), if `lab` has the flow.
+fn server_frame(lab: &Lab, flow: &Flow, pick: u64) -> Option<Vec<u8>> {
+    let (proto, dport) = if flow.udp { (17, 53) } else { (6, 80) };
+    let client = match a(lab::CLIENT4) {
+        IpAddr::V4(v4) => v4.octets(),
+        IpAddr::V6(_) => unreachable!(),
+    };
+    let vip = match a(lab::VIP4) {
+        IpAddr::V4(v4) => v4.octets(),
+        IpAddr::V6(_) => unreachable!(),
+    };
+    let key = uvs_conntrack::FlowKey::v4(proto, client, flow.sport, vip, dport);
+    let hit = lab
+        .shared
+        .conns
+        .lookup(&key, lab.shared.clock.now_ticks())?;
+    let r = uvs_conntrack::ConnView::conn(&hit).reply;
+    let v4 = |x: [u8; 16]| IpAddr::from([x[0], x[1], x[2], x[3]]);
+    let (server, sport, dst, dport) = (v4(r.src), r.sport, v4(r.dst), r.dport);
+    Some(if flow.udp {
+        tk::udp(
+            lab::real_mac(1),
+            lab::LB1_MAC,
+            server,
+            sport,
+            dst,
+            dport,
+            b"answer",
+        )
+    } else {
+        tk::tcp(
+            lab::real_mac(1),
+            lab::LB1_MAC,
+            server,
+            sport,
+            dst,
+            dport,
+            flags(pick),
+            b"",
+        )
+    })
+}
+
+/// The frames sent, without uvs's own ARP and neighbour solicitations: worker 0 asks
+/// stale neighbours again on its own clock (`neigh::Refresh`), which the two labs do not
+/// share to the millisecond.
+fn packets(out: [Vec<Vec<u8>>; 2]) -> [Vec<Vec<u8>>; 2] {
+    let asks = |f: &Vec<u8>| {
+        f.get(12..14) == Some(&[0x08, 0x06])
+            || (f.get(12..14) == Some(&[0x86, 0xdd])
+                && f.get(20) == Some(&58)
+                && f.get(54) == Some(&135))
+    };
+    out.map(|frames| frames.into_iter().filter(|f| !asks(f)).collect())
+}
+
+fn reload(lab: &Lab, spec: &TablesSpec) {
+    let cur = lab.shared.tables.load();
+    let t = TablesBuilder::build(spec, Some(&cur)).unwrap();
+    lab.shared.tables.store(Arc::new(t));
+}
+
+/// Every service's and real server's traffic counters, and the worker's drops by reason.
+fn counters(lab: &Lab) -> Vec<u64> {
+    let t = lab.shared.tables.load();
+    let mut out = Vec::new();
+    for svc in t.services.iter().flatten() {
+        let s = svc.stats.worker(0);
+        out.extend([s.packets_in.get(), s.bytes_in.get(), s.packets_out.get()]);
+        out.push(s.bytes_out.get());
+        for r in svc.reals.iter().flatten() {
+            let s = r.stats.worker(0);
+            out.extend([s.packets_in.get(), s.bytes_in.get(), s.packets_out.get()]);
+            out.push(s.bytes_out.get());
+        }
+    }
+    let c = &lab.shared.counters[0];
+    out.extend((0..uvs_dataplane::DropReason::COUNT).map(|i| c.drops[i].get()));
+    out.extend([c.new_conns.get(), c.tx_packets.get(), c.rx_packets.get()]);
+    out
+}
+
+/// Runs the comparison; something changes around the flows in one round in `churn`, and
+/// the cache must have forwarded more than `share` of the packets sent.
+fn same_with_and_without(method: Method, seed: u64, churn: u64, share: f64) {
+    let spec0 = lab::spec(method, SchedulerKind::Rr, 1);
+    let mut with = Lab::with_spec(spec0.clone(), 4096);
+    let mut without = Lab::with_spec(spec0.clone(), 4096);
+    without.shared.flow_cache.store(false, Relaxed);
+    let mut next = xorshift(seed);
+    let flows: Vec<Flow> = (0..48)
+        .map(|i| Flow {
+            sport: 20_000 + i,
+            udp: i % 4 == 3,
+        })
+        .collect();
+    let mut removed = false;
+    for round in 0..6_000u32 {
+        let x = next();
+        // Now and then, something changes around the flows (the same in both labs).
+        match x % churn {
+            0 => {
+                let n = 1 + (x >> 8) as u8 % 3;
+                let up = (x >> 16) & 1 == 0;
+                with.set_health(n, up);
+                without.set_health(n, up);
+            }
+            1 => {
+                let nodest = (x >> 8) & 1 == 0;
+                for lab in [&with, &without] {
+                    let mut s = lab.shared.settings.load();
+                    s.expire_nodest_conn = nodest;
+                    lab.shared.settings.store(s);
+                }
+            }
+            2 => {
+                // A reload without real server 2, or with it back.
+                let mut s = spec0.clone();
+                if !removed {
+                    for svc in &mut s.services {
+                        svc.reals.retain(|r| r.addr != lab::real(2, false));
+                    }
+                }
+                removed = !removed;
+                reload(&with, &s);
+                reload(&without, &s);
+            }
+            3 => {
+                let mac = [0x02, 0, 0, 0, 0x77, (x >> 8) as u8];
+                for lab in [&with, &without] {
+                    let now = lab.shared.clock.now_s();
+                    lab.shared.neigh.learn(ipk("198.18.1.11"), mac, now);
+                }
+            }
+            4 => {
+                let secs = if (x >> 8) % 8 == 0 { 400 } else { 2 };
+                for lab in [&mut with, &mut without] {
+                    lab.shared.clock.advance(secs);
+                    lab.sweep();
+                }
+            }
+            _ => {}
+        }
+        // A burst of up to 8 packets of random flows, from either side.
+        let mut burst = Vec::new();
+        for _ in 0..1 + (x >> 24) % 8 {
+            let y = next();
+            let flow = &flows[(y % flows.len() as u64) as usize];
+            let size = match (y >> 8) % 64 {
+                0 => 1600,
+                1..=8 => 600,
+                _ => 20,
+            };
+            let payload = vec![(y >> 16) as u8; size];
+            let mut frame = if (y >> 20) % 3 == 0 {
+                match server_frame(&with, flow, y >> 24) {
+                    Some(f) => (1, f),
+                    None => continue,
+                }
+            } else {
+                (0, client_frame(flow, y >> 24, &payload))
+            };
+            if (y >> 32) % 50 == 0 {
+                frame.1 = with_ttl(frame.1, 1 + ((y >> 40) % 2) as u8);
+            }
+            burst.push(frame);
+        }
+        let out_with = packets(with.burst_both(&burst));
+        let out_without = packets(without.burst_both(&burst));
+        assert_eq!(
+            out_with, out_without,
+            "round {round}: the frames sent differ"
+        );
+    }
+    assert_eq!(counters(&with), counters(&without), "counters differ");
+    let hits = with.w.flow_cache_hits();
+    let forwarded = with.shared.counters[0].tx_packets.get();
+    assert!(
+        hits as f64 > share * forwarded as f64,
+        "the cache forwarded {hits} of {forwarded} packets: too few for the comparison to mean much"
+    );
+    assert_eq!(without.w.flow_cache_hits(), 0);
+}
+
+const SEEDS: [u64; 3] = [0x9e37_79b9_7f4a_7c15, 0x2545_f491_4f6c_dd1d, 7];
+
+/// A change in one round in 50: the cache is forgotten often and its records go stale in
+/// every way while packets keep coming.
+#[test]
+fn nat_forwards_the_same_with_and_without_the_flow_cache() {
+    for seed in SEEDS {
+        same_with_and_without(Method::Nat, seed, 50, 0.02);
+        same_with_and_without(Method::Nat, seed, 1_500, 0.2);
+    }
+}
+
+#[test]
+fn fullnat_forwards_the_same_with_and_without_the_flow_cache() {
+    for seed in SEEDS {
+        same_with_and_without(Method::FullNat, seed, 50, 0.02);
+        same_with_and_without(Method::FullNat, seed, 1_500, 0.2);
+    }
+}
