@@ -13,8 +13,8 @@
 //! on with partial checksums (frames from a veth with offload), in alternating short rounds
 //! on the same table, each figure the best round's.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

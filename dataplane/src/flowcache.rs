@@ -256,7 +256,7 @@ impl FlowCache {
         x ^= x >> 17;
         x ^= x << 5;
         self.draw = x;
-        x % FILL_EVERY == 0
+        x.is_multiple_of(FILL_EVERY)
     }
 
     /// Keeps `r` for its key's packets.
@@ -329,6 +329,8 @@ pub(crate) struct Filling {
     pub key: Key,
     pub id: ConnId,
     pub state: u8,
+    /// The rewrite, once the packet's direction has worked it out.
+    pub rewrite: V4Rewrite,
 }
 
 impl Filling {
@@ -357,18 +359,18 @@ impl Filling {
             key: Key::of(pkt.frame(), p)?,
             id,
             state,
+            rewrite: V4Rewrite::default(),
         })
     }
 
-    /// Records how the packet went: `rewrite` (made before the packet was rewritten),
-    /// the header it leaves with, the egress link's MTU.
+    /// Records how the packet went: its rewrite, the header it leaves with, the egress
+    /// link's MTU.
     #[inline]
     pub(crate) fn put(
         self,
         cache: &mut FlowCache,
         svc: &ServiceRt,
         real: u16,
-        rewrite: V4Rewrite,
         l2: L2,
         mtu: u16,
         inbound: bool,
@@ -376,7 +378,7 @@ impl Filling {
         cache.put(Record {
             key: self.key,
             id: Some(self.id),
-            rewrite,
+            rewrite: self.rewrite,
             l2,
             mtu,
             state: self.state,

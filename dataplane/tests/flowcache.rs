@@ -217,7 +217,7 @@ fn same_with_and_without(method: Method, seed: u64, churn: u64, share: f64) {
                 }
             }
             4 => {
-                let secs = if (x >> 8) % 8 == 0 { 400 } else { 2 };
+                let secs = if (x >> 8).is_multiple_of(8) { 400 } else { 2 };
                 for lab in [&mut with, &mut without] {
                     lab.shared.clock.advance(secs);
                     lab.sweep();
@@ -236,7 +236,7 @@ fn same_with_and_without(method: Method, seed: u64, churn: u64, share: f64) {
                 _ => 20,
             };
             let payload = vec![(y >> 16) as u8; size];
-            let mut frame = if (y >> 20) % 3 == 0 {
+            let mut frame = if (y >> 20).is_multiple_of(3) {
                 match server_frame(&with, flow, y >> 24) {
                     Some(f) => (1, f),
                     None => continue,
@@ -244,7 +244,7 @@ fn same_with_and_without(method: Method, seed: u64, churn: u64, share: f64) {
             } else {
                 (0, client_frame(flow, y >> 24, &payload))
             };
-            if (y >> 32) % 50 == 0 {
+            if (y >> 32).is_multiple_of(50) {
                 frame.1 = with_ttl(frame.1, 1 + ((y >> 40) % 2) as u8);
             }
             burst.push(frame);

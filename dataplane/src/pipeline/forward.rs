@@ -284,11 +284,11 @@ fn rewrite(
     p: &mut Parsed,
     n: &uvs_wire::NatFields<'_>,
     fill: Option<Filling>,
-    recorded: &mut Option<(Filling, uvs_wire::V4Rewrite)>,
+    recorded: &mut Option<Filling>,
 ) -> bool {
     if let Some(f) = fill {
-        if let Some(rw) = rewrite_recorded(buf, p, n) {
-            *recorded = Some((f, rw));
+        if let Some(rewrite) = rewrite_recorded(buf, p, n) {
+            *recorded = Some(Filling { rewrite, ..f });
             return true;
         }
     }
@@ -314,14 +314,14 @@ fn record(
     ctx: &mut Ctx<'_>,
     svc: &ServiceRt,
     real: u16,
-    recorded: Option<(Filling, uvs_wire::V4Rewrite)>,
+    recorded: Option<Filling>,
     cut: Option<u16>,
     l2: crate::egress::L2,
     inbound: bool,
 ) {
-    if let Some((fill, rw)) = recorded {
+    if let Some(fill) = recorded {
         if cut.is_none() {
-            keep(ctx, svc, real, fill, rw, l2, inbound);
+            keep(ctx, svc, real, fill, l2, inbound);
         }
     }
 }
@@ -333,12 +333,11 @@ fn keep(
     svc: &ServiceRt,
     real: u16,
     fill: Filling,
-    rw: uvs_wire::V4Rewrite,
     l2: crate::egress::L2,
     inbound: bool,
 ) {
     if let Some(iface) = ctx.tables.ifaces.get(usize::from(l2.port)) {
-        fill.put(ctx.flows, svc, real, rw, l2, iface.mtu, inbound);
+        fill.put(ctx.flows, svc, real, l2, iface.mtu, inbound);
     }
 }
 
