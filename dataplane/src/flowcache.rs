@@ -44,7 +44,7 @@
 
 use std::sync::Arc;
 
-use uvs_conntrack::{ConnId, ConnTable};
+use uvs_conntrack::{ConnId, ConnTable, ConnView, Hit};
 use uvs_wire::{Frag, Parsed, V4Rewrite, L3};
 
 use crate::egress::L2;
@@ -92,11 +92,6 @@ impl Key {
             addrs,
             ports: (u64::from(proto) << 32) | u64::from(u32::from_be(ports)),
         }
-    }
-
-    #[inline(always)]
-    fn proto(&self) -> u8 {
-        (self.ports >> 32) as u8
     }
 
     #[inline(always)]
@@ -322,70 +317,45 @@ pub(crate) fn forward(
 }
 
 /// A packet the full path is to record once forwarded: drawn in `established` before its
-/// rewrite, completed by the rewrite's direction with what it worked out.
+/// rewrite (`pipeline/forward.rs`, `record`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Filling {
-    /// The packet's key before the rewrite.
+    /// The packet's key and parse before the rewrite.
     pub key: Key,
+    pub before: Parsed,
     pub id: ConnId,
     pub state: u8,
-    /// The rewrite, once the packet's direction has worked it out.
-    pub rewrite: V4Rewrite,
 }
 
 impl Filling {
-    /// A filling for an established packet of connection `id` in `state` (flags `flags`),
-    /// if it qualifies and wins the draw. TCP only in ESTABLISHED, where a segment with
-    /// ACK and none of SYN/FIN/RST never moves the state; UDP has no states.
-    #[inline]
-    pub(crate) fn draw(
-        cache: &mut FlowCache,
-        pkt: &Packet<'_>,
-        id: ConnId,
-        state: u8,
-        flags: u8,
-    ) -> Option<Filling> {
-        const ES: u8 = uvs_conntrack::tcp::TcpState::Established as u8;
+    /// A filling for an established packet of connection `hit`, if it qualifies and wins
+    /// the draw: no flags on the entry (not synced, not the SYN proxy's, not NAT64); TCP
+    /// only in ESTABLISHED, where a segment with ACK and none of SYN/FIN/RST never moves
+    /// the state; UDP has no states.
+    #[inline(always)]
+    pub(crate) fn draw(cache: &mut FlowCache, pkt: &Packet<'_>, hit: &Hit) -> Option<Filling> {
         if !cache.filling() {
             return None;
         }
+        Self::drawn(cache, pkt, hit)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drawn(cache: &mut FlowCache, pkt: &Packet<'_>, hit: &Hit) -> Option<Filling> {
+        const ES: u8 = uvs_conntrack::tcp::TcpState::Established as u8;
         let p = &pkt.p;
-        let usable =
-            flags == 0 && qualifies(p) && (p.l4_proto != crate::pipeline::PROTO_TCP || state == ES);
+        let usable = hit.flags() == 0
+            && qualifies(p)
+            && (p.l4_proto != crate::pipeline::PROTO_TCP || hit.state() == ES);
         if !(usable && cache.draw()) {
             return None;
         }
         Some(Filling {
             key: Key::of(pkt.frame(), p)?,
-            id,
-            state,
-            rewrite: V4Rewrite::default(),
+            before: *p,
+            id: hit.id,
+            state: hit.state(),
         })
-    }
-
-    /// Records how the packet went: its rewrite, the header it leaves with, the egress
-    /// link's MTU.
-    #[inline]
-    pub(crate) fn put(
-        self,
-        cache: &mut FlowCache,
-        svc: &ServiceRt,
-        real: u16,
-        l2: L2,
-        mtu: u16,
-        inbound: bool,
-    ) {
-        cache.put(Record {
-            key: self.key,
-            id: Some(self.id),
-            rewrite: self.rewrite,
-            l2,
-            mtu,
-            state: self.state,
-            timeout: svc.timeouts.for_state(self.key.proto(), self.state),
-            service: svc.id,
-            real,
-            inbound,
-        });
     }
 }

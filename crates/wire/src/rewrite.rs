@@ -691,6 +691,23 @@ impl V4Rewrite {
         })
     }
 
+    /// Whether `p` has the addresses, ports and protocol this rewrite writes: the parse of
+    /// a packet it (or [`nat`] with the same fields) has rewritten, not of one answered
+    /// or left as it came.
+    pub fn wrote(&self, p: &Parsed) -> bool {
+        let proto = if self.udp {
+            ip_proto::UDP
+        } else {
+            ip_proto::TCP
+        };
+        p.l3 == L3::V4
+            && p.l4_proto == proto
+            && p.src[..4] == self.addrs[..4]
+            && p.dst[..4] == self.addrs[4..]
+            && p.sport.to_be_bytes() == self.ports[..2]
+            && p.dport.to_be_bytes() == self.ports[2..]
+    }
+
     /// Rewrites a packet of the flow `self` was made for (`p` its parse: the same
     /// addresses, ports and protocol), updating `p`'s addresses and ports. `false`: nothing
     /// written, because the TTL would reach 0 or `p` does not describe such a packet in
@@ -854,6 +871,8 @@ mod tests {
             assert_eq!(rw.apply(&mut f3, &mut p3), ok, "round {i}");
             if ok {
                 assert_eq!((&f3, p3), (&f1, p1), "round {i}");
+                assert!(rw.wrote(&p3), "round {i}");
+                assert!(!rw.wrote(&p) || rw.wrote(&p1) && p == p1, "round {i}");
             } else {
                 assert_eq!(f3, frame, "round {i}: nothing written");
             }

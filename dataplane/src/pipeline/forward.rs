@@ -64,16 +64,70 @@ pub(crate) fn established<P: L4Proto>(
         real,
         conn: hit,
     };
-    // A configured server's NAT flow may be recorded for its next packets.
+    // Now and then a configured server's packet is recorded for the flow's next ones
+    // (`crate::flowcache`), from the packet as it came and as it leaves.
     let fill = if P::FLOW_CACHE && real.is_some() {
-        Filling::draw(ctx.flows, pkt, hit.id, hit.state(), hit.flags())
+        Filling::draw(ctx.flows, pkt, hit)
     } else {
         None
     };
-    match hit.dir {
-        Dir::Original => forward_original(ctx, pkt, flow, fill),
-        Dir::Reply => forward_reply(ctx, pkt, flow, fill),
+    let v = match hit.dir {
+        Dir::Original => forward_original(ctx, pkt, flow),
+        Dir::Reply => forward_reply(ctx, pkt, flow),
+    };
+    if let (Some(fill), Verdict::Forward(port)) = (fill, v) {
+        record(ctx, pkt, fill, svc, hit, port);
     }
+    v
+}
+
+/// Records how the packet of `hit` that `fill` was drawn for left by `port`, if it left
+/// whole and rewritten by NAT or FullNAT: its rewrite worked out again from the packet as
+/// it came (`fill`), the header and MTU it left with.
+#[cold]
+#[inline(never)]
+fn record(
+    ctx: &mut Ctx<'_>,
+    pkt: &Packet<'_>,
+    fill: Filling,
+    svc: &ServiceRt,
+    hit: &Hit,
+    port: u8,
+) {
+    let full = match Method::from_u8(hit.method()) {
+        Some(Method::Nat) => false,
+        Some(Method::FullNat) => true,
+        _ => return,
+    };
+    if !ctx.pieces.is_empty() || is_nat64(hit) {
+        return;
+    }
+    let before = &fill.before;
+    let n = match hit.dir {
+        Dir::Original => to_real(hit, before, full),
+        Dir::Reply => to_client(hit, before, full),
+    };
+    // Answered (time exceeded, too big) or dropped on the way: not forwarded as rewritten.
+    let Some(rewrite) = uvs_wire::V4Rewrite::new(before, &n).filter(|r| r.wrote(&pkt.p)) else {
+        return;
+    };
+    let Some(iface) = ctx.tables.ifaces.get(usize::from(port)) else {
+        return;
+    };
+    let mut macs = [0; 12];
+    macs.copy_from_slice(&pkt.buf[..12]);
+    ctx.flows.put(crate::flowcache::Record {
+        key: fill.key,
+        id: Some(fill.id),
+        rewrite,
+        l2: crate::egress::L2 { macs, port },
+        mtu: iface.mtu,
+        state: fill.state,
+        timeout: svc.timeouts.for_state(before.l4_proto, fill.state),
+        service: svc.id,
+        real: hit.real(),
+        inbound: hit.dir == Dir::Original,
+    });
 }
 
 /// A packet of a connection a sync peer installed passes here (a failover, or ECMP moved
@@ -182,7 +236,6 @@ pub(crate) fn forward_original<C: ConnView>(
     ctx: &mut Ctx<'_>,
     pkt: &mut Packet<'_>,
     flow: Flow<'_, C>,
-    fill: Option<Filling>,
 ) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;
@@ -216,21 +269,13 @@ pub(crate) fn forward_original<C: ConnView>(
             Err(v) => return v,
         },
     };
-    let mut recorded = None;
     match method {
         Method::Nat | Method::FullNat => {
             let Packet { buf, p, .. } = pkt;
-            let real_port = conn.reply_sport();
-            let full = method == Method::FullNat;
             // IPv4 TCP in one pass, each checksum updated once; the rest field by field
             // (`uvs_wire::nat`).
-            let n = uvs_wire::NatFields {
-                dst_addr: Some(real_src),
-                dst_port: (p.dport != real_port).then_some(real_port),
-                src_addr: full.then(|| conn.reply_dst()),
-                src_port: full.then(|| conn.reply_dport()),
-            };
-            if !rewrite(buf, p, &n, fill, &mut recorded) {
+            let n = to_real(conn, p, method == Method::FullNat);
+            if !uvs_wire::nat(buf, p, &n) {
                 return ttl_exceeded(ctx, pkt, true);
             }
         }
@@ -258,7 +303,6 @@ pub(crate) fn forward_original<C: ConnView>(
     account(ctx.worker, svc, real, bytes, true);
     if let Some(l2) = cached {
         pkt.buf[..12].copy_from_slice(&l2.macs);
-        record(ctx, svc, conn.real(), recorded, cut, l2, true);
         return Verdict::Forward(l2.port);
     }
     let v = l2_out(tables, neigh, pkt.buf, egress, hop);
@@ -270,74 +314,39 @@ pub(crate) fn forward_original<C: ConnView>(
         let l2 = crate::egress::L2 { macs, port };
         ctx.egress
             .put(conn.service(), conn.real(), v6, real_src, l2);
-        record(ctx, svc, conn.real(), recorded, cut, l2, true);
     }
     v
 }
 
-/// The NAT/FullNAT rewrite of `n` (`uvs_wire::nat`); for a packet to be recorded (`fill`),
-/// worked out as a [`uvs_wire::V4Rewrite`] and applied, the same bytes, and kept in
-/// `recorded` with the filling. `false`: the TTL ran out, nothing written.
+/// The NAT (`full`: FullNAT) rewrite of a packet `p` of `conn` towards its real server.
 #[inline(always)]
-fn rewrite(
-    buf: &mut [u8],
-    p: &mut Parsed,
-    n: &uvs_wire::NatFields<'_>,
-    fill: Option<Filling>,
-    recorded: &mut Option<Filling>,
-) -> bool {
-    if let Some(f) = fill {
-        if let Some(rewrite) = rewrite_recorded(buf, p, n) {
-            *recorded = Some(Filling { rewrite, ..f });
-            return true;
-        }
-    }
-    uvs_wire::nat(buf, p, n)
-}
-
-/// [`rewrite`] of a packet to be recorded, out of the way of the others.
-#[cold]
-#[inline(never)]
-fn rewrite_recorded(
-    buf: &mut [u8],
-    p: &mut Parsed,
-    n: &uvs_wire::NatFields<'_>,
-) -> Option<uvs_wire::V4Rewrite> {
-    let rw = uvs_wire::V4Rewrite::new(p, n)?;
-    rw.apply(buf, p).then_some(rw)
-}
-
-/// Leaves the record of a packet forwarded whole (not `cut`) with header `l2` in the
-/// worker's flow cache, if it was to be recorded (`crate::flowcache`).
-#[inline(always)]
-fn record(
-    ctx: &mut Ctx<'_>,
-    svc: &ServiceRt,
-    real: u16,
-    recorded: Option<Filling>,
-    cut: Option<u16>,
-    l2: crate::egress::L2,
-    inbound: bool,
-) {
-    if let Some(fill) = recorded {
-        if cut.is_none() {
-            keep(ctx, svc, real, fill, l2, inbound);
-        }
+pub(crate) fn to_real<'c, C: ConnView>(
+    conn: &'c C,
+    p: &Parsed,
+    full: bool,
+) -> uvs_wire::NatFields<'c> {
+    let real_port = conn.reply_sport();
+    uvs_wire::NatFields {
+        dst_addr: Some(conn.reply_src()),
+        dst_port: (p.dport != real_port).then_some(real_port),
+        src_addr: full.then(|| conn.reply_dst()),
+        src_port: full.then(|| conn.reply_dport()),
     }
 }
 
-#[cold]
-#[inline(never)]
-fn keep(
-    ctx: &mut Ctx<'_>,
-    svc: &ServiceRt,
-    real: u16,
-    fill: Filling,
-    l2: crate::egress::L2,
-    inbound: bool,
-) {
-    if let Some(iface) = ctx.tables.ifaces.get(usize::from(l2.port)) {
-        fill.put(ctx.flows, svc, real, l2, iface.mtu, inbound);
+/// The NAT (`full`: FullNAT) rewrite of a reply `p` of `conn` towards its client.
+#[inline(always)]
+pub(crate) fn to_client<'c, C: ConnView>(
+    conn: &'c C,
+    p: &Parsed,
+    full: bool,
+) -> uvs_wire::NatFields<'c> {
+    let vport = conn.orig_dport();
+    uvs_wire::NatFields {
+        src_addr: Some(conn.orig_dst()),
+        src_port: (p.sport != vport).then_some(vport),
+        dst_addr: full.then(|| conn.orig_src()),
+        dst_port: full.then(|| conn.orig_sport()),
     }
 }
 
@@ -588,7 +597,6 @@ pub(crate) fn forward_reply<C: ConnView>(
     ctx: &mut Ctx<'_>,
     pkt: &mut Packet<'_>,
     flow: Flow<'_, C>,
-    fill: Option<Filling>,
 ) -> Verdict {
     let tables = ctx.tables;
     let neigh = ctx.neigh;
@@ -605,7 +613,6 @@ pub(crate) fn forward_reply<C: ConnView>(
         let conn = &conn.conn();
         return nat64::to_client(ctx, pkt, Flow { svc, real, conn });
     }
-    let vport = conn.orig_dport();
     let client_addr = conn.orig_src();
     let full = method == Method::FullNat;
     let client = ip(conn.v6(), *client_addr);
@@ -618,14 +625,8 @@ pub(crate) fn forward_reply<C: ConnView>(
     };
     let Packet { buf, p, .. } = pkt;
     // As in `forward_original`.
-    let n = uvs_wire::NatFields {
-        src_addr: Some(conn.orig_dst()),
-        src_port: (p.sport != vport).then_some(vport),
-        dst_addr: full.then_some(client_addr),
-        dst_port: full.then(|| conn.orig_sport()),
-    };
-    let mut recorded = None;
-    if !rewrite(buf, p, &n, fill, &mut recorded) {
+    let n = to_client(conn, p, full);
+    if !uvs_wire::nat(buf, p, &n) {
         return ttl_exceeded(ctx, pkt, full);
     }
     if let Some(mtu) = cut {
@@ -634,14 +635,7 @@ pub(crate) fn forward_reply<C: ConnView>(
         }
     }
     account(ctx.worker, svc, real, bytes, false);
-    let v = l2_out(tables, neigh, pkt.buf, port, hop);
-    if let Verdict::Forward(port) = v {
-        let mut macs = [0; 12];
-        macs.copy_from_slice(&pkt.buf[..12]);
-        let l2 = crate::egress::L2 { macs, port };
-        record(ctx, svc, conn.real(), recorded, cut, l2, false);
-    }
-    v
+    l2_out(tables, neigh, pkt.buf, port, hop)
 }
 
 /// Whether the packet fits the link of `port` as it is: `Ok(None)` it does; `Ok(Some(mtu))`

@@ -66,7 +66,7 @@ pub(crate) fn new_flow<P: L4Proto>(
             real: Some(real),
             conn: &conn,
         };
-        return forward_original(ctx, pkt, flow, None);
+        return forward_original(ctx, pkt, flow);
     }
     if P::STAGED && real.method != Method::FullNat && pkt.p.frag == Frag::None {
         if let Some(frame) = ctx.staging.armed() {
@@ -193,7 +193,7 @@ fn opened<P: L4Proto>(
         real: Some(real),
         conn,
     };
-    forward_original(ctx, pkt, flow, None)
+    forward_original(ctx, pkt, flow)
 }
 
 /// No service for the destination. A packet *from* a DR/TUN service's address and port is
@@ -379,5 +379,5 @@ pub(crate) fn ops_reply<P: L4Proto>(
         real: Some(real),
         conn: &conn,
     };
-    forward_reply(ctx, pkt, flow, None)
+    forward_reply(ctx, pkt, flow)
 }
