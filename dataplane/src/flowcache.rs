@@ -61,9 +61,11 @@ pub const FILL_EVERY: u32 = 8;
 /// Qualifying packets per judgement of the cache's hit rate.
 pub const WINDOW: u32 = 16_384;
 
-/// Qualifying packets that pass by the cache (neither looked up nor recorded) after a
-/// window in which fewer than a quarter found their record: more flows than it holds.
-pub const REST: u32 = 1 << 20;
+/// Polls during which the cache is left alone (neither looked up nor filled) after a
+/// window in which fewer than a quarter of the packets found their record: more flows than
+/// it holds. A busy worker's poll takes up to 256 packets, so this is a few hundred
+/// thousand packets; an idle one's polls are short, so a quiet worker tries again soon.
+pub const REST: u32 = 4096;
 
 /// A packet's key: source ‖ destination address, and protocol ‖ sport ‖ dport, the
 /// addresses and ports as they lie in the frame ([`Parsed::v4_tuple`]). An empty record's
@@ -132,12 +134,14 @@ pub struct FlowCache {
     /// This window's qualifying packets and those that found their record.
     probes: u32,
     hits: u32,
-    /// Qualifying packets still to pass by (see [`REST`]).
+    /// Polls still to leave the cache alone (see [`REST`]).
     resting: u32,
     /// Packets forwarded from a record, since the worker started.
     pub forwarded: u64,
     /// Off: neither looked at nor filled (`Shared::flow_cache`).
-    pub(crate) enabled: bool,
+    enabled: bool,
+    /// On and not resting, for this poll.
+    active: bool,
 }
 
 impl Default for FlowCache {
@@ -152,20 +156,22 @@ impl Default for FlowCache {
             resting: 0,
             forwarded: 0,
             enabled: true,
+            active: false,
         }
     }
 }
 
 impl FlowCache {
     /// Forgets every record unless `tables` and `neigh` are the ones they were filled
-    /// from. Once per poll, before its first packet.
+    /// from, and counts down a rest. Once per poll, before its first packet.
     #[inline]
     pub fn sync(&mut self, tables: &Tables, neigh: &Arc<NeighMap>, enabled: bool) {
         let same_neigh = self.neigh.as_ref().is_some_and(|n| Arc::ptr_eq(n, neigh));
-        if self.tables == tables.epoch && same_neigh && self.enabled == enabled {
-            return;
+        if self.tables != tables.epoch || !same_neigh || self.enabled != enabled {
+            self.reset(tables.epoch, neigh, enabled);
         }
-        self.reset(tables.epoch, neigh, enabled);
+        self.resting = self.resting.saturating_sub(1);
+        self.active = self.enabled && self.resting == 0;
     }
 
     #[cold]
@@ -187,11 +193,7 @@ impl FlowCache {
     /// flows a record is almost never found, and the look and the fills only cost time.
     #[inline(always)]
     pub(crate) fn get(&mut self, frame: &[u8], p: &Parsed) -> Option<&Record> {
-        if !self.enabled || !qualifies(p) {
-            return None;
-        }
-        if self.resting > 0 {
-            self.resting -= 1;
+        if !self.active || !qualifies(p) {
             return None;
         }
         let key = Key::of(frame, p)?;
@@ -210,6 +212,7 @@ impl FlowCache {
     fn judge(&mut self) {
         if self.hits < WINDOW / 4 {
             self.resting = REST;
+            self.active = false;
         }
         self.probes = 0;
         self.hits = 0;
@@ -225,27 +228,20 @@ impl FlowCache {
     /// this one is processed, so the record is there when its turn comes.
     #[inline(always)]
     pub(crate) fn prefetch(&self, frame: &[u8]) {
-        if !self.enabled || self.resting > 0 {
-            return;
-        }
         if let Some((addrs, ports, proto)) = uvs_wire::guess_v4_tuple(frame) {
             uvs_conntrack::prefetch(&self.records[Key::new(addrs, ports, proto).line()]);
         }
     }
 
-    /// Whether records are being made (on and not resting).
+    /// Whether the cache is in use this poll: on and not resting.
     #[inline(always)]
-    fn filling(&self) -> bool {
-        self.enabled & (self.resting == 0)
+    pub(crate) fn active(&self) -> bool {
+        self.active
     }
 
-    /// Whether to record the packet now being forwarded (one draw per call: call it once,
-    /// for a packet that [`qualifies`]).
+    /// One draw: whether to record the packet now being forwarded ([`FILL_EVERY`]).
     #[inline]
-    pub(crate) fn draw(&mut self) -> bool {
-        if !self.filling() {
-            return false;
-        }
+    fn draw(&mut self) -> bool {
         let mut x = self.draw;
         x ^= x << 13;
         x ^= x >> 17;
@@ -328,32 +324,25 @@ pub(crate) struct Filling {
 }
 
 impl Filling {
-    /// A filling for an established packet of connection `hit`, if it qualifies and wins
-    /// the draw: no flags on the entry (not synced, not the SYN proxy's, not NAT64); TCP
-    /// only in ESTABLISHED, where a segment with ACK and none of SYN/FIN/RST never moves
-    /// the state; UDP has no states.
+    /// Whether to record this established packet of connection `hit`: the cache is in use,
+    /// the packet qualifies, and it wins the draw. No flags on the entry (not synced, not
+    /// the SYN proxy's, not NAT64); TCP only in ESTABLISHED, where a segment with ACK and
+    /// none of SYN/FIN/RST never moves the state; UDP has no states.
     #[inline(always)]
-    pub(crate) fn draw(cache: &mut FlowCache, pkt: &Packet<'_>, hit: &Hit) -> Option<Filling> {
-        if !cache.filling() {
-            return None;
-        }
-        Self::drawn(cache, pkt, hit)
+    pub(crate) fn wanted(cache: &mut FlowCache, p: &Parsed, hit: &Hit) -> bool {
+        const ES: u8 = uvs_conntrack::tcp::TcpState::Established as u8;
+        cache.active()
+            && hit.flags() == 0
+            && qualifies(p)
+            && (p.l4_proto != crate::pipeline::PROTO_TCP || hit.state() == ES)
+            && cache.draw()
     }
 
-    #[cold]
-    #[inline(never)]
-    fn drawn(cache: &mut FlowCache, pkt: &Packet<'_>, hit: &Hit) -> Option<Filling> {
-        const ES: u8 = uvs_conntrack::tcp::TcpState::Established as u8;
-        let p = &pkt.p;
-        let usable = hit.flags() == 0
-            && qualifies(p)
-            && (p.l4_proto != crate::pipeline::PROTO_TCP || hit.state() == ES);
-        if !(usable && cache.draw()) {
-            return None;
-        }
+    /// The filling for a packet [`wanted`](Self::wanted), before its rewrite.
+    pub(crate) fn new(pkt: &Packet<'_>, hit: &Hit) -> Option<Filling> {
         Some(Filling {
-            key: Key::of(pkt.frame(), p)?,
-            before: *p,
+            key: Key::of(pkt.frame(), &pkt.p)?,
+            before: pkt.p,
             id: hit.id,
             state: hit.state(),
         })

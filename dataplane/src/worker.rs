@@ -220,8 +220,6 @@ pub struct Worker<P: Port> {
     scratch: Box<[u8]>,
     /// Link-layer headers towards real servers (`crate::egress`).
     egress: crate::egress::EgressCache,
-    /// How this worker forwarded its busiest flows (`crate::flowcache`).
-    flows: crate::flowcache::FlowCache,
     /// SCTP tags found valid lately (`crate::sctp::tags::TagCache`).
     sctp_tags: crate::sctp::tags::TagCache,
     /// Error answers left this second (`crate::verdict::ErrorBudget`).
@@ -230,6 +228,8 @@ pub struct Worker<P: Port> {
     /// (`u32::MAX`: never).
     rx_lost: Vec<u64>,
     rx_lost_read: u32,
+    /// How this worker forwarded its busiest flows (`crate::flowcache`).
+    flows: crate::flowcache::FlowCache,
 }
 
 /// A burst's parse results and prepared connection lookups (burst-lookup mode).
@@ -714,13 +714,16 @@ impl<P: Port> Worker<P> {
                     } else {
                         // The next frame's flow-cache record starts loading now, to be there
                         // when its turn comes (`crate::flowcache`).
-                        if let Some(next) = rx.get(i + 1) {
-                            let next_len = next.len as usize;
-                            let frame = ports[pi].buf_mut(next);
-                            ctx.flows.prefetch(&frame[..next_len.min(frame.len())]);
+                        match rx.get(i + 1) {
+                            Some(next) if ctx.flows.active() => {
+                                let next_len = next.len as usize;
+                                let frame = ports[pi].buf_mut(next);
+                                ctx.flows.prefetch(&frame[..next_len.min(frame.len())]);
+                                let buf = ports[pi].buf_mut(&rx[i]);
+                                process(&mut ctx, buf, &mut len)
+                            }
+                            _ => process(&mut ctx, buf, &mut len),
                         }
-                        let buf = ports[pi].buf_mut(&rx[i]);
-                        process(&mut ctx, buf, &mut len)
                     };
                     dispatch!(i, len, verdict);
                 }

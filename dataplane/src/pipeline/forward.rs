@@ -66,11 +66,21 @@ pub(crate) fn established<P: L4Proto>(
     };
     // Now and then a configured server's packet is recorded for the flow's next ones
     // (`crate::flowcache`), from the packet as it came and as it leaves.
-    let fill = if P::FLOW_CACHE && real.is_some() {
-        Filling::draw(ctx.flows, pkt, hit)
-    } else {
-        None
-    };
+    if P::FLOW_CACHE && real.is_some() && Filling::wanted(ctx.flows, &pkt.p, hit) {
+        return forward_recorded(ctx, pkt, flow);
+    }
+    match hit.dir {
+        Dir::Original => forward_original(ctx, pkt, flow),
+        Dir::Reply => forward_reply(ctx, pkt, flow),
+    }
+}
+
+/// [`established`]'s rewrite of a packet to be recorded, out of the way of the others.
+#[cold]
+#[inline(never)]
+fn forward_recorded(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Flow<'_, Hit>) -> Verdict {
+    let (svc, hit) = (flow.svc, flow.conn);
+    let fill = Filling::new(pkt, hit);
     let v = match hit.dir {
         Dir::Original => forward_original(ctx, pkt, flow),
         Dir::Reply => forward_reply(ctx, pkt, flow),
@@ -81,11 +91,9 @@ pub(crate) fn established<P: L4Proto>(
     v
 }
 
-/// Records how the packet of `hit` that `fill` was drawn for left by `port`, if it left
+/// Records how the packet of `hit` that `fill` was made for left by `port`, if it left
 /// whole and rewritten by NAT or FullNAT: its rewrite worked out again from the packet as
 /// it came (`fill`), the header and MTU it left with.
-#[cold]
-#[inline(never)]
 fn record(
     ctx: &mut Ctx<'_>,
     pkt: &Packet<'_>,
