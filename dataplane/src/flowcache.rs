@@ -348,3 +348,69 @@ impl Filling {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab;
+    use crate::tables::{Method, TablesBuilder};
+    use uvs_sched::SchedulerKind;
+    use uvs_testkit as tk;
+
+    fn frame(sport: u16) -> Vec<u8> {
+        tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            lab::CLIENT4.parse().unwrap(),
+            sport,
+            lab::VIP4.parse().unwrap(),
+            80,
+            tk::ACK,
+            b"",
+        )
+    }
+
+    /// A window in which fewer than a quarter of the packets found a record makes the
+    /// cache rest for [`REST`] polls (no lookups, no fills), then try again; a window of
+    /// hits keeps it in use; a new snapshot ends a rest.
+    #[test]
+    fn rests_after_a_window_of_misses_and_tries_again() {
+        let t = TablesBuilder::build(&lab::spec(Method::Nat, SchedulerKind::Rr, 1), None).unwrap();
+        let n = Arc::new(NeighMap::default());
+        let mut c = FlowCache::default();
+        c.sync(&t, &n, true);
+        assert!(c.active());
+        // Every packet a different flow, none recorded.
+        for i in 0..WINDOW {
+            let f = frame(1024 + (i % 60_000) as u16);
+            let p = uvs_wire::parse_frame(&f).unwrap();
+            assert!(c.get(&f, &p).is_none());
+        }
+        assert!(c.resting() && !c.active());
+        let f = frame(7);
+        let p = uvs_wire::parse_frame(&f).unwrap();
+        for _ in 0..REST - 1 {
+            c.sync(&t, &n, true);
+            assert!(!c.active());
+        }
+        c.sync(&t, &n, true);
+        assert!(c.active(), "tries again after the rest");
+        // One flow, recorded: every lookup hits, no rest.
+        c.put(Record {
+            key: Key::of(&f, &p).unwrap(),
+            ..Record::default()
+        });
+        for _ in 0..2 * WINDOW {
+            assert!(c.get(&f, &p).is_some());
+        }
+        assert!(c.active());
+        // A rest ends with a new snapshot.
+        c.resting = REST;
+        c.active = false;
+        let t2 =
+            TablesBuilder::build(&lab::spec(Method::Nat, SchedulerKind::Rr, 1), Some(&t)).unwrap();
+        assert_ne!(t2.epoch, t.epoch);
+        c.sync(&t2, &n, true);
+        assert!(c.active());
+    }
+}
