@@ -63,9 +63,15 @@ pub const WINDOW: u32 = 16_384;
 
 /// Polls during which the cache is left alone (neither looked up nor filled) after a
 /// window in which fewer than a quarter of the packets found their record: more flows than
-/// it holds. A busy worker's poll takes up to 256 packets, so this is a few hundred
-/// thousand packets; an idle one's polls are short, so a quiet worker tries again soon.
+/// it holds. Doubled after each such window in a row, up to [`REST`] × 2^[`BACKOFF`]: a
+/// window of misses costs a few milliseconds at a million flows (every lookup a cache miss,
+/// an eighth of the packets recorded for nothing), which a fixed rest of a few hundred
+/// thousand packets repeated a dozen times a second. A busy worker's poll takes up to 256
+/// packets; an idle one's polls are short, so a quiet worker tries again soon.
 pub const REST: u32 = 4096;
+
+/// How many times the rest doubles (see [`REST`]).
+pub const BACKOFF: u32 = 8;
 
 /// A packet's key: source ‖ destination address, and protocol ‖ sport ‖ dport, the
 /// addresses and ports as they lie in the frame ([`Parsed::v4_tuple`]). An empty record's
@@ -136,6 +142,8 @@ pub struct FlowCache {
     hits: u32,
     /// Polls still to leave the cache alone (see [`REST`]).
     resting: u32,
+    /// Windows of misses in a row.
+    failures: u32,
     /// Packets forwarded from a record, since the worker started.
     pub forwarded: u64,
     /// Off: neither looked at nor filled (`Shared::flow_cache`).
@@ -154,6 +162,7 @@ impl Default for FlowCache {
             probes: 0,
             hits: 0,
             resting: 0,
+            failures: 0,
             forwarded: 0,
             enabled: true,
             active: false,
@@ -179,8 +188,8 @@ impl FlowCache {
         self.tables = epoch;
         self.neigh = Some(Arc::clone(neigh));
         self.enabled = enabled;
-        // A new snapshot or map starts a new trial.
-        (self.probes, self.hits, self.resting) = (0, 0, 0);
+        // The rest and its backoff are about the traffic, not the tables: they carry over.
+        (self.probes, self.hits) = (0, 0);
         for r in self.records.iter_mut() {
             r.key = Key::default();
         }
@@ -211,8 +220,11 @@ impl FlowCache {
     #[cold]
     fn judge(&mut self) {
         if self.hits < WINDOW / 4 {
-            self.resting = REST;
+            self.resting = REST << self.failures;
+            self.failures = (self.failures + 1).min(BACKOFF);
             self.active = false;
+        } else {
+            self.failures = 0;
         }
         self.probes = 0;
         self.hits = 0;
@@ -371,8 +383,9 @@ mod tests {
     }
 
     /// A window in which fewer than a quarter of the packets found a record makes the
-    /// cache rest for [`REST`] polls (no lookups, no fills), then try again; a window of
-    /// hits keeps it in use; a new snapshot ends a rest.
+    /// cache rest for [`REST`] polls (no lookups, no fills), then try again, resting twice
+    /// as long after another such window; a window of hits keeps it in use and ends the
+    /// backoff; a new snapshot forgets the records but not the rest.
     #[test]
     fn rests_after_a_window_of_misses_and_tries_again() {
         let t = TablesBuilder::build(&lab::spec(Method::Nat, SchedulerKind::Rr, 1), None).unwrap();
@@ -380,21 +393,29 @@ mod tests {
         let mut c = FlowCache::default();
         c.sync(&t, &n, true);
         assert!(c.active());
-        // Every packet a different flow, none recorded.
-        for i in 0..WINDOW {
-            let f = frame(1024 + (i % 60_000) as u16);
-            let p = uvs_wire::parse_frame(&f).unwrap();
-            assert!(c.get(&f, &p).is_none());
-        }
-        assert!(c.resting() && !c.active());
+        // Every packet a different flow, none recorded: twice in a row.
+        let misses = |c: &mut FlowCache| {
+            for i in 0..WINDOW {
+                let f = frame(1024 + (i % 60_000) as u16);
+                let p = uvs_wire::parse_frame(&f).unwrap();
+                assert!(c.get(&f, &p).is_none());
+            }
+            assert!(c.resting() && !c.active());
+        };
+        let rest = |c: &mut FlowCache, polls: u32| {
+            for _ in 0..polls - 1 {
+                c.sync(&t, &n, true);
+                assert!(!c.active());
+            }
+            c.sync(&t, &n, true);
+            assert!(c.active(), "tries again after the rest");
+        };
+        misses(&mut c);
+        rest(&mut c, REST);
+        misses(&mut c);
+        rest(&mut c, 2 * REST);
         let f = frame(7);
         let p = uvs_wire::parse_frame(&f).unwrap();
-        for _ in 0..REST - 1 {
-            c.sync(&t, &n, true);
-            assert!(!c.active());
-        }
-        c.sync(&t, &n, true);
-        assert!(c.active(), "tries again after the rest");
         // One flow, recorded: every lookup hits, no rest.
         c.put(Record {
             key: Key::of(&f, &p).unwrap(),
@@ -404,13 +425,13 @@ mod tests {
             assert!(c.get(&f, &p).is_some());
         }
         assert!(c.active());
-        // A rest ends with a new snapshot.
+        assert_eq!(c.failures, 0, "a window of hits ends the backoff");
+        // A new snapshot forgets the records, not a rest.
         c.resting = REST;
-        c.active = false;
         let t2 =
             TablesBuilder::build(&lab::spec(Method::Nat, SchedulerKind::Rr, 1), Some(&t)).unwrap();
         assert_ne!(t2.epoch, t.epoch);
         c.sync(&t2, &n, true);
-        assert!(c.active());
+        assert!(!c.active() && c.get(&f, &p).is_none());
     }
 }
