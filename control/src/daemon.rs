@@ -663,6 +663,10 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         workers,
     ));
     shared.settings.store(lifecycle_settings(&config));
+    shared.flow_cache.store(
+        config.workers.flow_cache,
+        std::sync::atomic::Ordering::Relaxed,
+    );
 
     let mut programs = Vec::new();
     for i in &config.interfaces {

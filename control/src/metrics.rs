@@ -277,7 +277,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
-    let worker_families: [(&str, &str, WorkerValue); 20] = [
+    let worker_families: [(&str, &str, WorkerValue); 21] = [
         (
             "uvs_worker_rx_packets_total",
             "Packets received by the worker.",
@@ -317,6 +317,11 @@ pub fn render(s: &Snapshot) -> String {
             "uvs_worker_hash_adopted_total",
             "Mid-flow packets of unknown flows adopted by a consistent-hash scheduler (mh, sh).",
             |w| w.hash_adopted,
+        ),
+        (
+            "uvs_worker_flow_cache_total",
+            "Established packets forwarded from the worker's flow cache (its record of the flow's earlier packet), without the connection-table lookup.",
+            |w| w.flow_cache,
         ),
         (
             "uvs_worker_sleeps_total",

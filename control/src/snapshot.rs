@@ -96,6 +96,9 @@ pub struct WorkerSnapshot {
     pub reused_conns: u64,
     /// Mid-flow packets adopted by a consistent-hash scheduler (active/active).
     pub hash_adopted: u64,
+    /// Packets forwarded from the worker's flow cache.
+    #[serde(default)]
+    pub flow_cache: u64,
     /// Times the worker slept in poll(2) while idle (adaptive polling).
     pub sleeps: u64,
     /// TUN packets sent per encapsulation: ipip, gue, gre.

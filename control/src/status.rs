@@ -233,6 +233,7 @@ pub fn snapshot_with(
             new_conns: c.new_conns.get(),
             reused_conns: c.reused_conns.get(),
             hash_adopted: c.hash_adopted.get(),
+            flow_cache: c.flow_cache.get(),
             sleeps: c.sleeps.get(),
             tunnelled: [0, 1, 2].map(|i| c.tunnelled[i].get()),
             synproxy: crate::snapshot::SynProxyCounts {

@@ -104,6 +104,7 @@ fn sample() -> Snapshot {
                 new_conns: 30,
                 reused_conns: 0,
                 hash_adopted: 0,
+                flow_cache: 0,
                 sleeps: 0,
                 tunnelled: [0, 7, 0],
                 busy_ratio: 0.25,

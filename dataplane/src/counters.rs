@@ -46,6 +46,9 @@ pub struct WorkerCounters {
     /// Mid-flow TCP packets of an unknown flow adopted by a consistent-hash scheduler
     /// (mh, sh): ECMP moved the flow here; the hash picks the server every node picks.
     pub hash_adopted: Counter,
+    /// Packets forwarded from the worker's flow cache (`crate::flowcache`), without the
+    /// connection-table lookup.
+    pub flow_cache: Counter,
     /// Polls (each up to `worker::BURSTS_PER_POLL` bursts per port).
     pub polls: Counter,
     /// Polls that received nothing: with `polls`, the worker's idle share.
@@ -97,6 +100,7 @@ impl Default for WorkerCounters {
             new_conns: Counter::default(),
             reused_conns: Counter::default(),
             hash_adopted: Counter::default(),
+            flow_cache: Counter::default(),
             polls: Counter::default(),
             empty_polls: Counter::default(),
             sleeps: Counter::default(),

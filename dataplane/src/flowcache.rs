@@ -144,8 +144,6 @@ pub struct FlowCache {
     resting: u32,
     /// Windows of misses in a row.
     failures: u32,
-    /// Packets forwarded from a record, since the worker started.
-    pub forwarded: u64,
     /// Off: neither looked at nor filled (`Shared::flow_cache`).
     enabled: bool,
     /// On and not resting, for this poll.
@@ -163,7 +161,6 @@ impl Default for FlowCache {
             hits: 0,
             resting: 0,
             failures: 0,
-            forwarded: 0,
             enabled: true,
             active: false,
         }
@@ -319,9 +316,7 @@ pub(crate) fn forward(
         crate::pipeline::count(real.stats.worker(worker), bytes, r.inbound);
     }
     pkt.buf[..12].copy_from_slice(&r.l2.macs);
-    let port = r.l2.port;
-    cache.forwarded += 1;
-    Some(port)
+    Some(r.l2.port)
 }
 
 /// A packet the full path is to record once forwarded: drawn in `established` before its

@@ -468,7 +468,7 @@ impl<P: Port> Worker<P> {
 
     /// Packets this worker forwarded from its flow cache (`crate::flowcache`).
     pub fn flow_cache_hits(&self) -> u64 {
-        self.flows.forwarded
+        self.shared.counters[self.id].flow_cache.get()
     }
 
     /// One burst on every port. Returns the frames received.

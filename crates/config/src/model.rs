@@ -427,6 +427,12 @@ pub struct Workers {
     /// keeps it there (bench/README.md, "Where a crossing's microseconds go"). Ignored with
     /// `busy_poll`.
     pub spin_us: u32,
+    /// Each worker forwards an established IPv4 TCP/UDP packet of a NAT or FullNAT flow
+    /// from its flow cache, a record of how it forwarded the flow's earlier packet
+    /// (`dataplane/src/flowcache.rs`): default true; false sends every packet down the
+    /// whole path (to rule the cache out when chasing a problem; the same bytes leave
+    /// either way, only slower).
+    pub flow_cache: bool,
 }
 
 /// Connection table sizing.

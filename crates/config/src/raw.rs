@@ -242,6 +242,8 @@ pub(crate) struct RawWorkers {
     pub busy_poll: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spin_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_cache: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

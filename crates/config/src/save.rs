@@ -30,6 +30,7 @@ pub fn to_yaml(config: &Config) -> String {
                 .map(|c| c.iter().map(|&c| c as u64).collect()),
             busy_poll: Some(config.workers.busy_poll),
             spin_us: Some(u64::from(config.workers.spin_us)),
+            flow_cache: Some(config.workers.flow_cache),
         }),
         conn_table: Some(RawConnTable {
             capacity: Some(u64::from(config.conn_table.capacity)),

@@ -218,6 +218,7 @@ fn ingress<P: L4Proto>(
         if let Some(port) =
             crate::flowcache::forward(flows, tables, conns, settings, worker, now, pkt)
         {
+            ctx.counters.flow_cache.add(1);
             return Verdict::Forward(port);
         }
     }

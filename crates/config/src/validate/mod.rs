@@ -953,6 +953,7 @@ fn workers(cx: &Ctx<'_>, raw: crate::raw::RawWorkers, max_queues: u32) -> Result
         cores,
         busy_poll: raw.busy_poll.unwrap_or(false),
         spin_us,
+        flow_cache: raw.flow_cache.unwrap_or(true),
     })
 }
 
