@@ -547,16 +547,35 @@ pub fn established_with(
     let packets: Vec<Vec<u8>> = (0..flows)
         .map(|i| frame_for(i, v6, proto, tk::ACK))
         .collect();
-    let frame_len = packets[0].len();
-    let start = tallies(&shared);
-    let mut w = worker(&shared, packets);
+    let row = Row {
+        kind: Kind::Established,
+        method,
+        v6,
+        proto,
+    };
+    replayed(&shared, packets, row, seconds)
+}
+
+/// What a scenario of established flows measures.
+struct Row {
+    kind: Kind,
+    method: Method,
+    v6: bool,
+    proto: u8,
+}
+
+/// `packets` (one per flow) replayed round robin through one worker for `seconds`.
+fn replayed(shared: &Arc<Shared>, packets: Vec<Vec<u8>>, row: Row, seconds: f64) -> Outcome {
+    let (flows, frame_len) = (packets.len(), packets[0].len());
+    let start = tallies(shared);
+    let mut w = worker(shared, packets);
     let (n, secs) = measure(|| w.poll(), seconds, None);
     outcome(
         Scenario {
-            kind: Kind::Established,
-            method: format!("{method:?}").to_lowercase(),
-            family: family_name(v6),
-            protocol: proto_name(proto),
+            kind: row.kind,
+            method: format!("{:?}", row.method).to_lowercase(),
+            family: family_name(row.v6),
+            protocol: proto_name(row.proto),
             flows,
             frame_len,
             workers: 1,
@@ -565,7 +584,7 @@ pub fn established_with(
         },
         n,
         secs,
-        Some((&shared, start)),
+        Some((shared, start)),
     )
 }
 
@@ -619,26 +638,13 @@ pub fn replies(method: Method, v6: bool, proto: u8, flows: usize, seconds: f64) 
             }
         })
         .collect();
-    let frame_len = packets[0].len();
-    let start = tallies(&shared);
-    let mut w = worker(&shared, packets);
-    let (n, secs) = measure(|| w.poll(), seconds, None);
-    outcome(
-        Scenario {
-            kind: Kind::Replies,
-            method: format!("{method:?}").to_lowercase(),
-            family: family_name(v6),
-            protocol: proto_name(proto),
-            flows,
-            frame_len,
-            workers: 1,
-            l4_checksum: None,
-            stage: None,
-        },
-        n,
-        secs,
-        Some((&shared, start)),
-    )
+    let row = Row {
+        kind: Kind::Replies,
+        method,
+        v6,
+        proto,
+    };
+    replayed(&shared, packets, row, seconds)
 }
 
 /// New flows: `count` distinct SYNs (or UDP first packets), each processed once.
