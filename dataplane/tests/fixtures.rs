@@ -522,7 +522,8 @@ fn traffic_to_no_service_is_dropped_and_counted() {
         b"",
     );
     let [a, b] = lab.send(0, &f);
-    assert!(a.is_empty() && b.is_empty());
+    // Not forwarded; answered with a RST to the client (see the test below).
+    assert!(b.is_empty() && a.len() == 1);
     assert_eq!(lab.drops(DropReason::NoService), 1);
 }
 
@@ -1152,6 +1153,99 @@ fn no_usable_real_server_is_refused_with_port_unreachable() {
                 other => panic!("{case}: not ICMP: {other:?}"),
             }
         }
+    }
+}
+
+/// A packet to a VIP's port with no service: behind IPVS it goes on to the director's own
+/// stack, which holds the VIP and refuses it — a RST for a TCP segment (RST|ACK to a SYN,
+/// acknowledging it), ICMP port unreachable for UDP — so the client fails at once instead
+/// of retrying for minutes. Counted as `no_service`; a RST gets nothing back.
+#[test]
+fn a_port_without_a_service_is_refused_as_the_directors_stack_would() {
+    let mut lab = Lab::new(Method::Nat);
+    let mut n = 0;
+    for v6 in [false, true] {
+        let case = format!("v6={v6} tcp");
+        let syn = tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(v6),
+            42000,
+            vip(v6),
+            81,
+            tk::SYN,
+            b"",
+        );
+        let [back, out] = lab.send(0, &syn);
+        n += 1;
+        assert!(out.is_empty(), "{case}: nothing forwarded");
+        assert_eq!(lab.drops(DropReason::NoService), n, "{case}");
+        let frame = only_frame(&back);
+        let seen = check_frame(&frame).unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(&frame[..6], &lab::CLIENT_MAC, "{case}: back to the client");
+        assert_eq!(
+            (seen.src, seen.sport, seen.dst, seen.dport),
+            (vip(v6), 81, client(v6), 42000),
+            "{case}"
+        );
+        let s = etherparse::SlicedPacket::from_ethernet(&frame).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(t)) = s.transport else {
+            panic!("{case}: not TCP");
+        };
+        assert!(t.rst() && t.ack() && !t.syn(), "{case}: RST|ACK");
+        assert_eq!(
+            t.acknowledgment_number(),
+            1001,
+            "{case}: acknowledges the SYN (seq 1000)"
+        );
+        let rst = tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(v6),
+            42000,
+            vip(v6),
+            81,
+            tk::RST,
+            b"",
+        );
+        let [back, _] = lab.send(0, &rst);
+        n += 1;
+        assert!(back.is_empty(), "{case}: a RST is not answered");
+        assert_eq!(lab.drops(DropReason::NoService), n, "{case}");
+
+        let case = format!("v6={v6} udp");
+        let dgram = tk::udp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(v6),
+            42001,
+            vip(v6),
+            54,
+            b"hello",
+        );
+        let [back, out] = lab.send(0, &dgram);
+        n += 1;
+        assert!(out.is_empty(), "{case}: nothing forwarded");
+        assert_eq!(lab.drops(DropReason::NoService), n, "{case}");
+        let frame = only_frame(&back);
+        check_frame(&frame).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let s = etherparse::SlicedPacket::from_ethernet(&frame).unwrap();
+        let port_unreachable = match s.transport {
+            Some(etherparse::TransportSlice::Icmpv4(i)) => matches!(
+                i.icmp_type(),
+                etherparse::Icmpv4Type::DestinationUnreachable(
+                    etherparse::icmpv4::DestUnreachableHeader::Port
+                )
+            ),
+            Some(etherparse::TransportSlice::Icmpv6(i)) => matches!(
+                i.icmp_type(),
+                etherparse::Icmpv6Type::DestinationUnreachable(
+                    etherparse::icmpv6::DestUnreachableCode::Port
+                )
+            ),
+            _ => false,
+        };
+        assert!(port_unreachable, "{case}: ICMP port unreachable");
     }
 }
 

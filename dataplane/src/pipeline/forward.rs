@@ -511,7 +511,14 @@ pub(crate) fn too_big(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, mtu: u16, to_us: bool
 /// at once ("connection refused") instead of retrying its SYN for minutes.
 #[cold]
 pub(crate) fn refuse(ctx: &Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
-    answer_error(ctx, pkt, DropReason::NoRealServer, |frame, p, _, out| {
+    port_unreachable(ctx, pkt, DropReason::NoRealServer)
+}
+
+/// Answers a packet with ICMP (ICMPv6) port unreachable from the address it was sent to,
+/// counted as dropped for `reason`.
+#[cold]
+pub(crate) fn port_unreachable(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, reason: DropReason) -> Verdict {
+    answer_error(ctx, pkt, reason, |frame, p, _, out| {
         if p.l3 == L3::V6 {
             uvs_wire::build::icmpv6_port_unreachable(frame, p, &p.dst, out)
         } else {

@@ -19,7 +19,7 @@ pub(crate) fn new_flow<P: L4Proto>(
     let v6 = key.v6;
     let p = &pkt.p;
     let Some(svc) = tables.service_for(ip(v6, p.dst), p.l4_proto, p.dport) else {
-        return no_service(tables, p, v6);
+        return no_service(ctx, pkt, v6);
     };
     if let Err(v) = P::schedule(ctx, pkt, svc) {
         return v;
@@ -198,10 +198,15 @@ fn opened<P: L4Proto>(
 
 /// No service for the destination. A packet *from* a DR/TUN service's address and port is
 /// that service's real server answering through uvs (its route to the client points at
-/// uvs): counted as such, since uvs has no reply-side entry for those methods.
+/// uvs): counted as such, since uvs has no reply-side entry for those methods. Any other
+/// is refused as the director's own stack refuses a port nothing listens on behind IPVS
+/// (the VIP is its address): a TCP segment with a RST, a UDP datagram with ICMP port
+/// unreachable (both within [`crate::verdict::ERRORS_PER_SEC`]), so the client fails at
+/// once instead of retrying; counted as `no_service`.
 #[cold]
 #[inline(never)]
-fn no_service(tables: &Tables, p: &Parsed, v6: bool) -> Verdict {
+fn no_service(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, v6: bool) -> Verdict {
+    let (tables, p) = (ctx.tables, &pkt.p);
     let direct_reply = tables
         .service_for(ip(v6, p.src), p.l4_proto, p.sport)
         .is_some_and(|s| {
@@ -210,11 +215,14 @@ fn no_service(tables: &Tables, p: &Parsed, v6: bool) -> Verdict {
                 .flatten()
                 .any(|r| matches!(r.method, Method::Dr | Method::Tun))
         });
-    Verdict::Drop(if direct_reply {
-        DropReason::DirectReplyReturned
-    } else {
-        DropReason::NoService
-    })
+    if direct_reply {
+        return Verdict::Drop(DropReason::DirectReplyReturned);
+    }
+    match p.l4_proto {
+        PROTO_TCP => super::tcp::reset(ctx, pkt, DropReason::NoService),
+        PROTO_UDP => super::forward::port_unreachable(ctx, pkt, DropReason::NoService),
+        _ => Verdict::Drop(DropReason::NoService),
+    }
 }
 
 /// A new connection's tuple is another connection's (`holder`): under NAT, a client that

@@ -166,7 +166,15 @@ pub(crate) fn nat64_reply(ctx: &Ctx<'_>, key: &FlowKey) -> Option<Hit> {
 /// [`crate::verdict::ERRORS_PER_SEC`] answers is only dropped.
 #[cold]
 fn reset_untracked(ctx: &Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
-    let drop = Verdict::Drop(DropReason::NotSyn);
+    reset(ctx, pkt, DropReason::NotSyn)
+}
+
+/// Answers a TCP segment uvs will not carry with a RST from the address and port it was
+/// sent to (RST|ACK acknowledging it when it had no ACK, RFC 9293 §3.10.7.1), counted as
+/// dropped for `reason`; see [`reset_untracked`] for what is only dropped.
+#[cold]
+pub(crate) fn reset(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, reason: DropReason) -> Verdict {
+    let drop = Verdict::Drop(reason);
     let p = pkt.p;
     let f = p.tcp_flags;
     if f & TCP_RST != 0 || p.is_fragment() || !ctx.errors.take(ctx.now_s) {
@@ -213,6 +221,6 @@ fn reset_untracked(ctx: &Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
     pkt.len = n;
     pkt.buf[..6].copy_from_slice(&sender);
     pkt.buf[6..12].copy_from_slice(&iface.mac);
-    ctx.counters.drop(DropReason::NotSyn);
+    ctx.counters.drop(reason);
     Verdict::Forward(port)
 }
