@@ -6,7 +6,7 @@ use uvs_sched::FlowHashKey;
 use uvs_wire::{Frag, Parsed, L3};
 
 use super::*;
-use crate::tables::{Method, RealRt, ServiceRt, Tables, SORRY_SLOT};
+use crate::tables::{Method, RealRt, ServiceRt, SORRY_SLOT};
 use crate::verdict::{DropReason, Verdict};
 
 #[cold]
