@@ -597,6 +597,35 @@ fn firewall_mark_services_listing() {
     assert!(err.contains("No such service: FWM 2"), "{err}");
 }
 
+/// A real server whose health check fails is listed with weight 0, as keepalived with
+/// `inhibit_on_failure` leaves it in IPVS (without it keepalived removes the server, and
+/// `ipvsadm -L` no longer shows it): a script reading the weight column sees it out of
+/// rotation. Its connections still count; `-S` keeps the configured weight.
+#[test]
+fn a_server_whose_check_fails_is_listed_with_weight_zero() {
+    let mut s = sample();
+    s.services[3].reals[1].health_up = false;
+    let listing = format_list(&s, true, false, false);
+    assert!(
+        listing
+            .contains("  -> 198.18.1.11:80               Route   0      12         30        \n"),
+        "{listing}"
+    );
+    let o = ListOptions {
+        numeric: true,
+        persistent_conn: true,
+        service: Some(ServiceKey::addr(ip("198.18.100.1"), Protocol::Tcp, 80)),
+        ..ListOptions::default()
+    };
+    let listing = format_list_with(&s, &o).unwrap();
+    assert!(
+        listing.contains(
+            "  -> 198.18.1.11:80               0         0           12         30        \n"
+        ),
+        "{listing}"
+    );
+}
+
 /// `--persistent-conn`: ipvsadm's Weight/PersistConn/ActiveConn/InActConn columns.
 #[test]
 fn persistent_conn_listing() {

@@ -328,7 +328,10 @@ fn service_entry(out: &mut String, svc: &ServiceSnapshot, o: &ListOptions, names
             let _ = writeln!(
                 out,
                 "  -> {d:<28} {:<9} {:<11} {:<10} {:<10}",
-                r.weight, r.persistent, r.active, r.inactive
+                listed_weight(r),
+                r.persistent,
+                r.active,
+                r.inactive
             );
         } else if o.tun_info {
             let info = if r.tunnel.is_empty() {
@@ -339,15 +342,33 @@ fn service_entry(out: &mut String, svc: &ServiceSnapshot, o: &ListOptions, names
             let _ = writeln!(
                 out,
                 "  -> {d:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
-                r.forward, info, r.weight, r.active, r.inactive
+                r.forward,
+                info,
+                listed_weight(r),
+                r.active,
+                r.inactive
             );
         } else {
             let _ = writeln!(
                 out,
                 "  -> {d:<28} {:<7} {:<6} {:<10} {:<10}",
-                r.forward, r.weight, r.active, r.inactive
+                r.forward,
+                listed_weight(r),
+                r.active,
+                r.inactive
             );
         }
+    }
+}
+
+/// The weight `-L` shows: the weight in effect, 0 while the server's health check fails,
+/// as keepalived with `inhibit_on_failure` leaves a failed server in IPVS (without it,
+/// keepalived removes the server). `-S` saves the configured weight.
+fn listed_weight(r: &crate::snapshot::RealSnapshot) -> u32 {
+    if r.health_up {
+        r.weight
+    } else {
+        0
     }
 }
 
