@@ -9,7 +9,7 @@
 //! SYN/FIN/RST, of an ESTABLISHED connection; UDP: any datagram) whose entry's deadline
 //! was refreshed within the last second, all of that gives the same answer as for the
 //! flow's previous packet. So the full path, having forwarded such a packet, leaves a
-//! [`Record`] here keyed by the packet's tuple: the connection's id, the rewrite with its
+//! `Record` here keyed by the packet's tuple: the connection's id, the rewrite with its
 //! checksum terms summed ([`uvs_wire::V4Rewrite`]), the egress port and MACs, the egress
 //! MTU, the service and real server slot to count on, the state and timeout the "nothing
 //! changes" test needs. The next packet of the tuple is checked against the record and the
@@ -227,7 +227,7 @@ impl FlowCache {
         self.hits = 0;
     }
 
-    /// Whether the cache is resting after a window of few hits (see [`FlowCache::get`]).
+    /// Whether the cache is resting after a window of few hits (see `FlowCache::get`).
     pub fn resting(&self) -> bool {
         self.resting > 0
     }

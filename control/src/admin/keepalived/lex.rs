@@ -19,7 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// A 1-based line and column (columns count characters), in a file: 0 is the file given on
-/// the command line, others are included (see [`Files`]).
+/// the command line, others are included (see `Files`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pos {
     pub line: usize,
