@@ -713,8 +713,9 @@ impl<P: Port> Worker<P> {
                         }
                     } else {
                         // The next frame's flow-cache record starts loading now, to be there
-                        // when its turn comes (`crate::flowcache`).
-                        match rx.get(i + 1) {
+                        // when its turn comes (`crate::flowcache`). Only a frame of this
+                        // burst: the array's other entries are not this port's to read.
+                        match rx[..n].get(i + 1) {
                             Some(next) if ctx.flows.active() => {
                                 let next_len = next.len as usize;
                                 let frame = ports[pi].buf_mut(next);
