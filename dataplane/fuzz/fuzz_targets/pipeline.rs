@@ -113,12 +113,16 @@ fuzz_target!(|data: &[u8]| {
             // Cut into fragments that fit the tunnel.
             (0, t, 0) if (2..=1 + MAX_PIECES).contains(&(t as usize)) => {}
             // Dropped and its sender told why: too big for the tunnel or its TTL ran out
-            // (ICMP), or a TCP segment of no tracked connection (RST).
+            // (ICMP), a TCP segment of no tracked connection (RST), or refused as a host
+            // refuses a closed port: no service on it, or no real server to take it (RST,
+            // ICMP port unreachable).
             (0, 1, 1)
                 if [
                     DropReason::TooBig,
                     DropReason::TtlExceeded,
                     DropReason::NotSyn,
+                    DropReason::NoService,
+                    DropReason::NoRealServer,
                 ]
                 .iter()
                 .any(|r| named(&drops) == [(DropReason::name_of(r.index()), 1)]) => {}
