@@ -188,8 +188,13 @@ impl MemPort {
         port
     }
 
-    /// Queues a copy of `data` as a received frame. False when no slot is free.
+    /// Queues a copy of `data` as a received frame. False when no slot is free (counted as
+    /// [`Port::rx_lost`] reports it) or `data` is longer than a frame buffer (not counted).
     pub fn push_rx(&mut self, data: &[u8]) -> bool {
+        if data.len() > FRAME_CAPACITY {
+            // No NIC delivers it (see `push_oversized`): not a full ring, not counted as one.
+            return false;
+        }
         match self.fill_slot(data) {
             Some(frame) => {
                 self.rx.push_back(frame);
@@ -413,6 +418,15 @@ mod tests {
         assert_eq!(p.tx_burst(&burst[..1]), 1);
         p.free(&burst[1..2]);
         assert_eq!(p.take_tx(), vec![vec![9, 2, 3]]);
+        assert_eq!(p.free_slot_count(), 4);
+    }
+
+    /// A frame longer than a buffer is refused but is no full ring: `rx_lost` stays 0.
+    #[test]
+    fn an_oversized_push_is_not_a_full_ring() {
+        let mut p = MemPort::new("mem0", 4);
+        assert!(!p.push_rx(&vec![0; FRAME_CAPACITY + 1]));
+        assert_eq!(p.rx_lost(), Some(0));
         assert_eq!(p.free_slot_count(), 4);
     }
 
