@@ -103,6 +103,10 @@ pub struct MemPort {
     pub rx_refused: u64,
     /// Oversized arrivals (`push_oversized`) not yet taken.
     oversized: u64,
+    /// Per slot: handed out by `rx_burst` and not yet given back (`tx_burst`, `free`).
+    /// `buf_mut` on any other frame is a caller's bug that `XskPort` panics on; so does
+    /// this port, in debug builds (the tests), and the benchmarks pay nothing for it.
+    held: Vec<bool>,
 }
 
 /// The frames a replaying port hands out, one after another in one buffer at a fixed
@@ -137,6 +141,7 @@ impl MemPort {
             exhausted: 0,
             rx_refused: 0,
             oversized: 0,
+            held: vec![false; slots],
         }
     }
 
@@ -242,6 +247,28 @@ impl MemPort {
         &mut self.umem[at..at + FRAME_CAPACITY]
     }
 
+    /// Marks `slot` handed out (debug builds; see `held`).
+    #[inline(always)]
+    fn hand_out(&mut self, slot: u32) {
+        if cfg!(debug_assertions) {
+            if let Some(h) = self.held.get_mut(slot as usize) {
+                *h = true;
+            }
+        }
+    }
+
+    /// Marks `frames` given back (debug builds; see `held`).
+    #[inline(always)]
+    fn take_back(&mut self, frames: &[Frame]) {
+        if cfg!(debug_assertions) {
+            for f in frames {
+                if let Some(h) = self.held.get_mut(f.addr as usize) {
+                    *h = false;
+                }
+            }
+        }
+    }
+
     fn fill_slot(&mut self, data: &[u8]) -> Option<Frame> {
         if data.len() > FRAME_CAPACITY {
             return None;
@@ -321,6 +348,9 @@ impl Port for MemPort {
                     addr: u64::from(slot),
                     len: t.len() as u32,
                 };
+                if cfg!(debug_assertions) {
+                    self.held[slot as usize] = true;
+                }
                 n += 1;
             }
             return n;
@@ -330,6 +360,7 @@ impl Port for MemPort {
             match self.rx.pop_front() {
                 Some(f) => {
                     out[n] = f;
+                    self.hand_out(f.addr as u32);
                     n += 1;
                 }
                 None => break,
@@ -339,10 +370,17 @@ impl Port for MemPort {
     }
 
     fn buf_mut(&mut self, frame: &Frame) -> &mut [u8] {
+        debug_assert!(
+            self.held.get(frame.addr as usize) == Some(&true),
+            "{}: buf_mut on frame {:#x} this port has not handed out",
+            self.name,
+            frame.addr
+        );
         self.slot_mut(frame.addr)
     }
 
     fn tx_burst(&mut self, frames: &[Frame]) -> usize {
+        self.take_back(frames);
         if self.sink {
             self.free_slots.extend(frames.iter().map(|f| f.addr as u32));
         } else {
@@ -365,6 +403,7 @@ impl Port for MemPort {
     }
 
     fn free(&mut self, frames: &[Frame]) {
+        self.take_back(frames);
         self.free_slots.extend(frames.iter().map(|f| f.addr as u32));
     }
 
@@ -428,6 +467,20 @@ mod tests {
         assert!(!p.push_rx(&vec![0; FRAME_CAPACITY + 1]));
         assert_eq!(p.rx_lost(), Some(0));
         assert_eq!(p.free_slot_count(), 4);
+    }
+
+    /// As `XskPort`: `buf_mut` on a frame the port has not handed out (never received, or
+    /// already given back) is a caller's bug, caught in the tests.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "has not handed out")]
+    fn buf_mut_on_a_frame_not_handed_out_panics() {
+        let mut p = MemPort::new("mem0", 4);
+        assert!(p.push_rx(&[1, 2, 3]));
+        let mut burst = [Frame::default(); 4];
+        let n = p.rx_burst(&mut burst);
+        p.free(&burst[..n]);
+        p.buf_mut(&burst[0]);
     }
 
     #[test]
