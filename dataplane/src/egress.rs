@@ -42,21 +42,47 @@ struct Line {
     l2: L2,
 }
 
+/// The tables snapshot and neighbour map a worker's cache of derived forwarding state was
+/// filled from (this module's lines, `crate::flowcache`'s records).
+#[derive(Default)]
+pub(crate) struct FilledFrom {
+    /// `Tables::epoch` of the snapshot.
+    tables: u64,
+    /// The neighbour map (held, so its address is not reused while it is compared).
+    neigh: Option<Arc<NeighMap>>,
+}
+
+impl FilledFrom {
+    /// Whether `tables` or `neigh` is another publication than the one the cache was
+    /// filled from; if so, they are remembered as the new source (the caller empties the
+    /// cache).
+    #[inline]
+    pub(crate) fn changed(&mut self, tables: &Tables, neigh: &Arc<NeighMap>) -> bool {
+        let same_neigh = self.neigh.as_ref().is_some_and(|n| Arc::ptr_eq(n, neigh));
+        if self.tables == tables.epoch && same_neigh {
+            return false;
+        }
+        self.renew(tables.epoch, neigh);
+        true
+    }
+
+    #[cold]
+    fn renew(&mut self, epoch: u64, neigh: &Arc<NeighMap>) {
+        self.tables = epoch;
+        self.neigh = Some(Arc::clone(neigh));
+    }
+}
+
 /// The per-worker cache (see the module).
 pub struct EgressCache {
-    /// `Tables::epoch` of the snapshot the lines were filled from.
-    tables: u64,
-    /// The neighbour map they were filled from (held, so its address is not reused while
-    /// it is compared).
-    neigh: Option<Arc<NeighMap>>,
+    from: FilledFrom,
     lines: Box<[Line]>,
 }
 
 impl Default for EgressCache {
     fn default() -> Self {
         Self {
-            tables: 0,
-            neigh: None,
+            from: FilledFrom::default(),
             lines: vec![Line::default(); LINES].into_boxed_slice(),
         }
     }
@@ -77,17 +103,13 @@ impl EgressCache {
     /// Once per poll, before its first packet.
     #[inline]
     pub fn sync(&mut self, tables: &Tables, neigh: &Arc<NeighMap>) {
-        let same_neigh = self.neigh.as_ref().is_some_and(|n| Arc::ptr_eq(n, neigh));
-        if self.tables == tables.epoch && same_neigh {
-            return;
+        if self.from.changed(tables, neigh) {
+            self.reset();
         }
-        self.reset(tables.epoch, neigh);
     }
 
     #[cold]
-    fn reset(&mut self, epoch: u64, neigh: &Arc<NeighMap>) {
-        self.tables = epoch;
-        self.neigh = Some(Arc::clone(neigh));
+    fn reset(&mut self) {
         for l in self.lines.iter_mut() {
             l.key = 0;
         }

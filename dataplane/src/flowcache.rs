@@ -47,7 +47,7 @@ use std::sync::Arc;
 use uvs_conntrack::{ConnId, ConnTable, ConnView, Hit};
 use uvs_wire::{Frag, Parsed, V4Rewrite, L3};
 
-use crate::egress::L2;
+use crate::egress::{FilledFrom, L2};
 use crate::neigh::NeighMap;
 use crate::pipeline::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use crate::tables::{ServiceRt, Tables};
@@ -129,11 +129,7 @@ pub(crate) struct Record {
 
 /// The per-worker cache (see the module).
 pub struct FlowCache {
-    /// `Tables::epoch` of the snapshot the records were filled from.
-    tables: u64,
-    /// The neighbour map they were filled from (held, so its address is not reused while
-    /// it is compared).
-    neigh: Option<Arc<NeighMap>>,
+    from: FilledFrom,
     records: Box<[Record]>,
     /// xorshift state for the fill draw.
     draw: u32,
@@ -153,8 +149,7 @@ pub struct FlowCache {
 impl Default for FlowCache {
     fn default() -> Self {
         Self {
-            tables: 0,
-            neigh: None,
+            from: FilledFrom::default(),
             records: vec![Record::default(); RECORDS].into_boxed_slice(),
             draw: 0x9e37_79b9,
             probes: 0,
@@ -172,18 +167,15 @@ impl FlowCache {
     /// from, and counts down a rest. Once per poll, before its first packet.
     #[inline]
     pub fn sync(&mut self, tables: &Tables, neigh: &Arc<NeighMap>, enabled: bool) {
-        let same_neigh = self.neigh.as_ref().is_some_and(|n| Arc::ptr_eq(n, neigh));
-        if self.tables != tables.epoch || !same_neigh || self.enabled != enabled {
-            self.reset(tables.epoch, neigh, enabled);
+        if self.from.changed(tables, neigh) || self.enabled != enabled {
+            self.reset(enabled);
         }
         self.resting = self.resting.saturating_sub(1);
         self.active = self.enabled && self.resting == 0;
     }
 
     #[cold]
-    fn reset(&mut self, epoch: u64, neigh: &Arc<NeighMap>, enabled: bool) {
-        self.tables = epoch;
-        self.neigh = Some(Arc::clone(neigh));
+    fn reset(&mut self, enabled: bool) {
         self.enabled = enabled;
         // The rest and its backoff are about the traffic, not the tables: they carry over.
         (self.probes, self.hits) = (0, 0);
@@ -195,7 +187,7 @@ impl FlowCache {
     /// The record for this packet's tuple, if there is one (a packet that may use one:
     /// IPv4, not a fragment, TCP without SYN/FIN/RST and with ACK, or UDP).
     /// Counts toward the hit rate: after a [`WINDOW`] of such packets of which fewer than
-    /// a quarter found their record, the cache rests for [`REST`] packets: at a million
+    /// a quarter found their record, the cache rests for [`REST`] polls: at a million
     /// flows a record is almost never found, and the look and the fills only cost time.
     #[inline(always)]
     pub(crate) fn get(&mut self, frame: &[u8], p: &Parsed) -> Option<&Record> {
