@@ -47,6 +47,7 @@ use std::sync::Arc;
 use uvs_conntrack::{ConnId, ConnTable, ConnView, Hit};
 use uvs_wire::{Frag, Parsed, V4Rewrite, L3};
 
+use crate::counters::PerWorkerStats;
 use crate::egress::{FilledFrom, L2};
 use crate::neigh::NeighMap;
 use crate::pipeline::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -110,7 +111,7 @@ impl Key {
 }
 
 /// How the full path forwarded a flow's packet, for the next one (see the module).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Record {
     pub key: Key,
     pub id: Option<ConnId>,
@@ -123,6 +124,13 @@ pub(crate) struct Record {
     pub timeout: u32,
     pub service: u16,
     pub real: u16,
+    /// The service's and the real server's counters, held here rather than reached from
+    /// the snapshot: through it each was the end of a chain of four dependent loads
+    /// (services → the service → its counters → this worker's line), which a replayed
+    /// packet's counting waited for. The snapshot's own `Arc`s: a record lives no longer
+    /// than the snapshot it was filled from (`FlowCache::sync`).
+    pub svc_stats: Option<Arc<PerWorkerStats>>,
+    pub real_stats: Option<Arc<PerWorkerStats>>,
     /// Client → server.
     pub inbound: bool,
 }
@@ -179,9 +187,8 @@ impl FlowCache {
         self.enabled = enabled;
         // The rest and its backoff are about the traffic, not the tables: they carry over.
         (self.probes, self.hits) = (0, 0);
-        for r in self.records.iter_mut() {
-            r.key = Key::default();
-        }
+        // Whole records: their counters' `Arc`s go with the snapshot.
+        self.records.fill(Record::default());
     }
 
     /// The record for this packet's tuple, if there is one (a packet that may use one:
@@ -295,17 +302,21 @@ pub(crate) fn forward(
     {
         return None;
     }
-    let svc: &ServiceRt = tables.service(r.service)?;
-    if settings.expire_nodest_conn && !crate::lifecycle::slot_alive(svc, r.real) {
-        return None;
+    if settings.expire_nodest_conn {
+        let svc: &ServiceRt = tables.service(r.service)?;
+        if !crate::lifecycle::slot_alive(svc, r.real) {
+            return None;
+        }
     }
     let bytes = pkt.len as u64;
     if !r.rewrite.apply(pkt.buf, &mut pkt.p) {
         return None;
     }
-    crate::pipeline::count(svc.stats.worker(worker), bytes, r.inbound);
-    if let Some(real) = svc.real(r.real) {
-        crate::pipeline::count(real.stats.worker(worker), bytes, r.inbound);
+    if let Some(s) = &r.svc_stats {
+        crate::pipeline::count(s.worker(worker), bytes, r.inbound);
+    }
+    if let Some(s) = &r.real_stats {
+        crate::pipeline::count(s.worker(worker), bytes, r.inbound);
     }
     pkt.buf[..12].copy_from_slice(&r.l2.macs);
     Some(r.l2.port)

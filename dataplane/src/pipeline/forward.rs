@@ -134,6 +134,8 @@ fn record(
         timeout: svc.timeouts.for_state(before.l4_proto, fill.state),
         service: svc.id,
         real: hit.real(),
+        svc_stats: Some(svc.stats.clone()),
+        real_stats: svc.real(hit.real()).map(|r| r.stats.clone()),
         inbound: hit.dir == Dir::Original,
     });
 }
