@@ -29,6 +29,12 @@ pub fn data_sum(data: &[u8]) -> u64 {
 /// `wide_sum_ne` (four independent lanes) does about twice the bytes per cycle.
 #[inline]
 pub fn data_sum_ne(data: &[u8]) -> u64 {
+    data_sum_ne_inlined(data)
+}
+
+/// [`data_sum_ne`], always inlined (for `complete_l4_checksum_inlined`).
+#[inline(always)]
+pub fn data_sum_ne_inlined(data: &[u8]) -> u64 {
     if data.len() >= 64 {
         return wide_sum_ne(data);
     }

@@ -256,7 +256,7 @@ fn ingress<P: L4Proto>(
 /// datagram); the kernel never leaves a fragment's checksum partial.
 #[inline(always)]
 pub(crate) fn l4_checksum(frame: &mut [u8], p: &Parsed) -> Result<(), Verdict> {
-    match uvs_wire::complete_l4_checksum(frame, p) {
+    match uvs_wire::complete_l4_checksum_inlined(frame, p) {
         L4Checksum::Valid | L4Checksum::Completed | L4Checksum::Unchecked => Ok(()),
         L4Checksum::Bad => Err(bad_checksum()),
     }
