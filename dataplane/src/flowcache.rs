@@ -44,13 +44,14 @@
 
 use std::sync::Arc;
 
-use uvs_conntrack::{ConnId, ConnTable, ConnView, Hit};
-use uvs_wire::{Frag, Parsed, V4Rewrite, L3};
+use uvs_conntrack::{ConnId, ConnView, Hit};
+use uvs_wire::{Frag, L4Checksum, Parsed, V4Rewrite, L3};
 
 use crate::counters::PerWorkerStats;
 use crate::egress::{FilledFrom, L2};
 use crate::neigh::NeighMap;
-use crate::pipeline::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::pipeline::{Ctx, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::verdict::{DropReason, Verdict};
 use crate::tables::{ServiceRt, Tables};
 
 /// Records per worker: a power of two. Direct-mapped; a collision costs the full path.
@@ -281,35 +282,40 @@ pub(crate) fn qualifies(p: &Parsed) -> bool {
         }
 }
 
-/// Forwards `pkt` from its tuple's record if the record still holds (see the module):
-/// `Some(port)` when the packet was rewritten, counted and its MACs written; `None` when
-/// nothing was written and the packet takes the full path.
+/// Forwards a parsed frame (`frame` exactly the frame, `p` its parse) from its tuple's
+/// record if the record still holds (see the module): `Some(verdict)` when the frame was
+/// rewritten, counted and its MACs written, or dropped for a bad L4 checksum; `None` when
+/// it takes the full path. Called before the frame becomes a [`Packet`]: a forwarded
+/// frame's parse is never copied into one, nor the protocol's `ingress` entered.
+///
+/// The L4 checksum is verified (and a partial one completed) here, as TCP's and UDP's
+/// inspection does before the lookup, once the record is found: a frame that then takes
+/// the full path is verified again there (its completed checksum now full), which costs a
+/// miss of a recorded flow a second pass over its segment, never a different verdict.
 #[inline(always)]
-pub(crate) fn forward(
-    cache: &mut FlowCache,
-    tables: &Tables,
-    conns: &ConnTable,
-    settings: &crate::lifecycle::Settings,
-    worker: usize,
-    now: u32,
-    pkt: &mut Packet<'_>,
-) -> Option<u8> {
-    let r = cache.get(pkt.frame(), &pkt.p)?;
-    let (state, deadline) = conns.current(r.id?, now)?;
+pub(crate) fn forward(ctx: &mut Ctx<'_>, frame: &mut [u8], p: &Parsed) -> Option<Verdict> {
+    let r = ctx.flows.get(frame, p)?;
+    if ctx.verify_l4_checksums {
+        if let L4Checksum::Bad = uvs_wire::complete_l4_checksum_inlined(frame, p) {
+            return Some(Verdict::Drop(DropReason::BadChecksum));
+        }
+    }
+    let (now, worker) = (ctx.now, ctx.worker);
+    let (state, deadline) = ctx.conns.current(r.id?, now)?;
     if state != r.state
         || !crate::lifecycle::deadline_fresh(deadline.wrapping_sub(now), r.timeout)
-        || pkt.p.ip_total_len > r.mtu
+        || p.ip_total_len > r.mtu
     {
         return None;
     }
-    if settings.expire_nodest_conn {
-        let svc: &ServiceRt = tables.service(r.service)?;
+    if ctx.settings.expire_nodest_conn {
+        let svc: &ServiceRt = ctx.tables.service(r.service)?;
         if !crate::lifecycle::slot_alive(svc, r.real) {
             return None;
         }
     }
-    let bytes = pkt.len as u64;
-    if !r.rewrite.apply(pkt.buf, &mut pkt.p) {
+    let bytes = frame.len() as u64;
+    if !r.rewrite.write(frame, p) {
         return None;
     }
     if let Some(s) = &r.svc_stats {
@@ -318,8 +324,9 @@ pub(crate) fn forward(
     if let Some(s) = &r.real_stats {
         crate::pipeline::count(s.worker(worker), bytes, r.inbound);
     }
-    pkt.buf[..12].copy_from_slice(&r.l2.macs);
-    Some(r.l2.port)
+    frame[..12].copy_from_slice(&r.l2.macs);
+    ctx.counters.flow_cache.add(1);
+    Some(Verdict::Forward(r.l2.port))
 }
 
 /// A packet the full path is to record once forwarded: drawn in `established` before its

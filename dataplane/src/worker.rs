@@ -701,14 +701,18 @@ impl<P: Port> Worker<P> {
                     let mut len = (rx[i].len as usize).min(buf.len());
                     let verdict = if staging {
                         match burst.prepared[i] {
-                            Ok(p) => {
-                                ctx.staging.arm(burst.key_of[i].map(|_| i));
-                                let prepared = burst.key_of[i].map(|k| &burst.lookups[k]);
-                                let mut pkt = Packet::new(buf, len, p);
-                                let v = process_parsed(&mut ctx, &mut pkt, prepared);
-                                len = pkt.len;
-                                v
-                            }
+                            Ok(p) => match crate::flowcache::forward(&mut ctx, &mut buf[..len], &p)
+                            {
+                                Some(v) => v,
+                                None => {
+                                    ctx.staging.arm(burst.key_of[i].map(|_| i));
+                                    let prepared = burst.key_of[i].map(|k| &burst.lookups[k]);
+                                    let mut pkt = Packet::new(buf, len, p);
+                                    let v = process_parsed(&mut ctx, &mut pkt, prepared);
+                                    len = pkt.len;
+                                    v
+                                }
+                            },
                             Err(v) => v,
                         }
                     } else {

@@ -714,6 +714,22 @@ impl V4Rewrite {
     /// `frame`; the caller takes the general path ([`nat`]), which answers both.
     #[inline(always)]
     pub fn apply(&self, frame: &mut [u8], p: &mut Parsed) -> bool {
+        if !self.write(frame, p) {
+            return false;
+        }
+        p.src =
+            crate::parse::widen_v4([self.addrs[0], self.addrs[1], self.addrs[2], self.addrs[3]]);
+        p.dst =
+            crate::parse::widen_v4([self.addrs[4], self.addrs[5], self.addrs[6], self.addrs[7]]);
+        p.sport = u16::from_be_bytes([self.ports[0], self.ports[1]]);
+        p.dport = u16::from_be_bytes([self.ports[2], self.ports[3]]);
+        true
+    }
+
+    /// [`apply`](Self::apply) to the frame alone, `p` left as it was: for a caller that
+    /// sends the packet once rewritten and reads its parse no more.
+    #[inline(always)]
+    pub fn write(&self, frame: &mut [u8], p: &Parsed) -> bool {
         let l3 = usize::from(p.l3_off);
         let l4 = usize::from(p.l4_off);
         let header = if self.udp {
@@ -760,12 +776,6 @@ impl V4Rewrite {
                 seg[at..at + 2].copy_from_slice(&n.to_ne_bytes());
             }
         }
-        p.src =
-            crate::parse::widen_v4([self.addrs[0], self.addrs[1], self.addrs[2], self.addrs[3]]);
-        p.dst =
-            crate::parse::widen_v4([self.addrs[4], self.addrs[5], self.addrs[6], self.addrs[7]]);
-        p.sport = u16::from_be_bytes([self.ports[0], self.ports[1]]);
-        p.dport = u16::from_be_bytes([self.ports[2], self.ports[3]]);
         true
     }
 }

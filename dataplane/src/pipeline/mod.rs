@@ -145,6 +145,9 @@ pub(crate) fn ip(v6: bool, addr: [u8; 16]) -> IpKey {
 pub fn process(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize) -> Verdict {
     match prepare(&buf[..*len]) {
         Ok(p) => {
+            if let Some(v) = crate::flowcache::forward(ctx, &mut buf[..*len], &p) {
+                return v;
+            }
             let mut pkt = Packet::new(buf, *len, p);
             let v = process_parsed(ctx, &mut pkt, None);
             *len = pkt.len;
@@ -211,16 +214,6 @@ fn ingress<P: L4Proto>(
     };
     if let Frag::Later { id } = pkt.p.frag {
         return later_fragment::<P>(ctx, pkt, id);
-    }
-    if P::FLOW_CACHE {
-        let (flows, tables, conns) = (&mut *ctx.flows, ctx.tables, ctx.conns);
-        let (settings, worker, now) = (&ctx.settings, ctx.worker, ctx.now);
-        if let Some(port) =
-            crate::flowcache::forward(flows, tables, conns, settings, worker, now, pkt)
-        {
-            ctx.counters.flow_cache.add(1);
-            return Verdict::Forward(port);
-        }
     }
     // The burst's prepared lookup is finished here, not in the worker: a `Hit` returned
     // there and handed down by value was stored field by field and read back in wider
