@@ -45,14 +45,14 @@
 use std::sync::Arc;
 
 use uvs_conntrack::{ConnId, ConnView, Hit};
-use uvs_wire::{Frag, L4Checksum, Parsed, V4Rewrite, L3};
+use uvs_wire::{CommonV4, Frag, L4Checksum, Parsed, V4Rewrite, L3};
 
 use crate::counters::PerWorkerStats;
 use crate::egress::{FilledFrom, L2};
 use crate::neigh::NeighMap;
 use crate::pipeline::{Ctx, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
-use crate::verdict::{DropReason, Verdict};
 use crate::tables::{ServiceRt, Tables};
+use crate::verdict::{DropReason, Verdict};
 
 /// Records per worker: a power of two. Direct-mapped; a collision costs the full path.
 pub const RECORDS: usize = 4096;
@@ -85,9 +85,14 @@ pub(crate) struct Key {
 }
 
 impl Key {
-    /// The key of an IPv4 packet that is not a fragment, `p` its parse of `frame`.
+    /// The key of an IPv4 packet that is not a fragment, `p` its parse of `frame`, if the
+    /// frame is one a record can be found for: untagged, its IPv4 header without options
+    /// (the fixed offsets [`CommonV4`] reads; any other frame takes the full path).
     #[inline(always)]
     pub(crate) fn of(frame: &[u8], p: &Parsed) -> Option<Key> {
+        if usize::from(p.l3_off) != CommonV4::L3_OFF || usize::from(p.l4_off) != CommonV4::L4_OFF {
+            return None;
+        }
         let (addrs, ports) = p.v4_tuple(frame)?;
         Some(Key::new(addrs, ports, p.l4_proto))
     }
@@ -198,11 +203,11 @@ impl FlowCache {
     /// a quarter found their record, the cache rests for [`REST`] polls: at a million
     /// flows a record is almost never found, and the look and the fills only cost time.
     #[inline(always)]
-    pub(crate) fn get(&mut self, frame: &[u8], p: &Parsed) -> Option<&Record> {
-        if !self.active || !qualifies(p) {
+    pub(crate) fn get(&mut self, f: &CommonV4) -> Option<&Record> {
+        if !self.active || !qualifies_common(f) {
             return None;
         }
-        let key = Key::of(frame, p)?;
+        let key = Key::new(f.addrs, f.ports, f.proto);
         let line = key.line();
         let found = self.records[line].key == key;
         self.hits += u32::from(found);
@@ -282,21 +287,34 @@ pub(crate) fn qualifies(p: &Parsed) -> bool {
         }
 }
 
-/// Forwards a parsed frame (`frame` exactly the frame, `p` its parse) from its tuple's
-/// record if the record still holds (see the module): `Some(verdict)` when the frame was
-/// rewritten, counted and its MACs written, or dropped for a bad L4 checksum; `None` when
-/// it takes the full path. Called before the frame becomes a [`Packet`]: a forwarded
-/// frame's parse is never copied into one, nor the protocol's `ingress` entered.
+/// [`qualifies`] for a frame read at fixed offsets (IPv4, not a fragment, TCP or UDP).
+#[inline(always)]
+fn qualifies_common(f: &CommonV4) -> bool {
+    f.proto == crate::pipeline::PROTO_UDP
+        || f.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK) == TCP_ACK
+}
+
+/// Forwards a frame (`frame` exactly the frame) from its tuple's record if the record
+/// still holds (see the module): `Some(verdict)` when the frame was rewritten, counted and
+/// its MACs written, or dropped for a bad L4 checksum; `None` when it takes the full path.
+/// Tried before the parse: a frame with a record is read at the fixed offsets of the
+/// commonest frame ([`CommonV4`], the parse's own checks for it) and never parsed into a
+/// `Parsed`, copied into a [`Packet`] or taken into the protocol's `ingress`.
 ///
 /// The L4 checksum is verified (and a partial one completed) here, as TCP's and UDP's
 /// inspection does before the lookup, once the record is found: a frame that then takes
-/// the full path is verified again there (its completed checksum now full), which costs a
-/// miss of a recorded flow a second pass over its segment, never a different verdict.
+/// the full path is parsed and verified again there (its completed checksum now full),
+/// which costs a recorded flow's packet that fails the record's checks a second reading,
+/// never a different verdict.
 #[inline(always)]
-pub(crate) fn forward(ctx: &mut Ctx<'_>, frame: &mut [u8], p: &Parsed) -> Option<Verdict> {
-    let r = ctx.flows.get(frame, p)?;
+pub(crate) fn forward(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
+    if !ctx.flows.active() {
+        return None;
+    }
+    let f = CommonV4::read(frame)?;
+    let r = ctx.flows.get(&f)?;
     if ctx.verify_l4_checksums {
-        if let L4Checksum::Bad = uvs_wire::complete_l4_checksum_inlined(frame, p) {
+        if let L4Checksum::Bad = uvs_wire::complete_common_v4_checksum(frame, &f) {
             return Some(Verdict::Drop(DropReason::BadChecksum));
         }
     }
@@ -304,7 +322,7 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>, frame: &mut [u8], p: &Parsed) -> Option
     let (state, deadline) = ctx.conns.current(r.id?, now)?;
     if state != r.state
         || !crate::lifecycle::deadline_fresh(deadline.wrapping_sub(now), r.timeout)
-        || p.ip_total_len > r.mtu
+        || f.ip_total_len > r.mtu
     {
         return None;
     }
@@ -315,7 +333,7 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>, frame: &mut [u8], p: &Parsed) -> Option
         }
     }
     let bytes = frame.len() as u64;
-    if !r.rewrite.write(frame, p) {
+    if !r.rewrite.write_common(frame) {
         return None;
     }
     if let Some(s) = &r.svc_stats {
@@ -402,8 +420,7 @@ mod tests {
         let misses = |c: &mut FlowCache| {
             for i in 0..WINDOW {
                 let f = frame(1024 + (i % 60_000) as u16);
-                let p = uvs_wire::parse_frame(&f).unwrap();
-                assert!(c.get(&f, &p).is_none());
+                assert!(c.get(&CommonV4::read(&f).unwrap()).is_none());
             }
             assert!(c.resting() && !c.active());
         };
@@ -421,13 +438,14 @@ mod tests {
         rest(&mut c, 2 * REST);
         let f = frame(7);
         let p = uvs_wire::parse_frame(&f).unwrap();
+        let common = CommonV4::read(&f).unwrap();
         // One flow, recorded: every lookup hits, no rest.
         c.put(Record {
             key: Key::of(&f, &p).unwrap(),
             ..Record::default()
         });
         for _ in 0..2 * WINDOW {
-            assert!(c.get(&f, &p).is_some());
+            assert!(c.get(&common).is_some());
         }
         assert!(c.active());
         assert_eq!(c.failures, 0, "a window of hits ends the backoff");
@@ -437,6 +455,6 @@ mod tests {
             TablesBuilder::build(&lab::spec(Method::Nat, SchedulerKind::Rr, 1), Some(&t)).unwrap();
         assert_ne!(t2.epoch, t.epoch);
         c.sync(&t2, &n, true);
-        assert!(!c.active() && c.get(&f, &p).is_none());
+        assert!(!c.active() && c.get(&common).is_none());
     }
 }

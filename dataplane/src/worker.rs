@@ -701,8 +701,7 @@ impl<P: Port> Worker<P> {
                     let mut len = (rx[i].len as usize).min(buf.len());
                     let verdict = if staging {
                         match burst.prepared[i] {
-                            Ok(p) => match crate::flowcache::forward(&mut ctx, &mut buf[..len], &p)
-                            {
+                            Ok(p) => match crate::flowcache::forward(&mut ctx, &mut buf[..len]) {
                                 Some(v) => v,
                                 None => {
                                     ctx.staging.arm(burst.key_of[i].map(|_| i));

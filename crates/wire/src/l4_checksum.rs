@@ -18,7 +18,7 @@
 use crate::bytes::{get16, put16};
 use crate::checksum;
 use crate::ip_proto;
-use crate::parse::{pseudo_header_ne, Parsed, L3};
+use crate::parse::{pseudo_header_ne, CommonV4, Parsed, L3};
 use crate::{tcp, udp};
 
 /// What [`complete_l4_checksum`] found.
@@ -52,16 +52,46 @@ pub fn complete_l4_checksum(frame: &mut [u8], p: &Parsed) -> L4Checksum {
 /// pass").
 #[inline(always)]
 pub fn complete_l4_checksum_inlined(frame: &mut [u8], p: &Parsed) -> L4Checksum {
-    let csum_at = match p.l4_proto {
-        ip_proto::TCP => tcp::CHECKSUM_OFFSET,
-        ip_proto::UDP => udp::CHECKSUM_OFFSET,
+    let is_udp = match p.l4_proto {
+        ip_proto::TCP => false,
+        ip_proto::UDP => true,
         _ => return L4Checksum::Unchecked,
     };
     if p.is_fragment() {
         return L4Checksum::Unchecked;
     }
-    let start = usize::from(p.l4_off);
-    let Some(l4) = frame.get(start..p.l3_end()) else {
+    let at = (usize::from(p.l4_off), p.l3_end());
+    complete(frame, at, is_udp, p.l3 == L3::V6, |frame, len| {
+        pseudo_header_ne(frame, p, len)
+    })
+}
+
+/// [`complete_l4_checksum_inlined`] of the frame `f` was read from ([`CommonV4::read`]):
+/// the same verdicts and writes, from its fixed offsets.
+#[inline(always)]
+pub fn complete_common_v4_checksum(frame: &mut [u8], f: &CommonV4) -> L4Checksum {
+    let at = (CommonV4::L4_OFF, f.l3_end());
+    complete(frame, at, f.proto == ip_proto::UDP, false, |_, len| {
+        Some(f.pseudo_header_ne(len))
+    })
+}
+
+/// The check and completion both take: the segment at `start..end` of the frame, TCP's or
+/// UDP's rules, `pseudo` the pseudo-header's sum for the frame and a length.
+#[inline(always)]
+fn complete(
+    frame: &mut [u8],
+    (start, end): (usize, usize),
+    is_udp: bool,
+    v6: bool,
+    pseudo: impl FnOnce(&[u8], usize) -> Option<u64>,
+) -> L4Checksum {
+    let csum_at = if is_udp {
+        udp::CHECKSUM_OFFSET
+    } else {
+        tcp::CHECKSUM_OFFSET
+    };
+    let Some(l4) = frame.get(start..end) else {
         return L4Checksum::Bad;
     };
     // Everything below is summed in the frame's byte order (`data_sum_ne`, no swap per
@@ -70,13 +100,13 @@ pub fn complete_l4_checksum_inlined(frame: &mut [u8], p: &Parsed) -> L4Checksum 
     let Some(field) = get16_ne(l4, csum_at) else {
         return L4Checksum::Bad;
     };
-    let is_udp = p.l4_proto == ip_proto::UDP;
     // UDP's checksum covers the datagram's own length (bytes beyond it are IP padding).
     let seg = if is_udp {
         if field == 0 {
-            return match p.l3 {
-                L3::V4 => L4Checksum::Valid,
-                L3::V6 => L4Checksum::Unchecked,
+            return if v6 {
+                L4Checksum::Unchecked
+            } else {
+                L4Checksum::Valid
             };
         }
         match get16(l4, 4).and_then(|n| l4.get(..usize::from(n))) {
@@ -86,7 +116,7 @@ pub fn complete_l4_checksum_inlined(frame: &mut [u8], p: &Parsed) -> L4Checksum 
     } else {
         l4
     };
-    let Some(pseudo) = pseudo_header_ne(frame, p, seg.len()) else {
+    let Some(pseudo) = pseudo(frame, seg.len()) else {
         return L4Checksum::Bad;
     };
     let sum = pseudo + checksum::data_sum_ne_inlined(seg);

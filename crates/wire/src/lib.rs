@@ -59,10 +59,12 @@ pub use icmpv4::{Icmpv4Packet, Icmpv4Repr};
 pub use icmpv6::{Icmpv6Packet, Icmpv6Repr};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
-pub use l4_checksum::{complete_l4_checksum, complete_l4_checksum_inlined, L4Checksum};
+pub use l4_checksum::{
+    complete_common_v4_checksum, complete_l4_checksum, complete_l4_checksum_inlined, L4Checksum,
+};
 pub use parse::{
-    classify, classify_walk, guess_v4_tuple, parse_frame, verify_l4_checksum, Classified, Frag,
-    Parsed, L3,
+    classify, classify_walk, guess_v4_tuple, parse_frame, verify_l4_checksum, Classified, CommonV4,
+    Frag, Parsed, L3,
 };
 pub use proxy_v2::{ProxyV2, ProxyV2Error};
 pub use rewrite::{

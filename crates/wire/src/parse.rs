@@ -327,10 +327,25 @@ fn common(frame: &[u8]) -> Option<Parsed> {
 /// Start of the IP header in an untagged frame.
 const COMMON_IP: usize = crate::ethernet::HEADER_LEN;
 
+/// Start of the L4 header in the common IPv4 frame.
+const COMMON_V4_L4: usize = COMMON_IP + crate::ipv4::HEADER_LEN;
+
 #[inline(always)]
 fn common_v4(frame: &[u8]) -> Option<Parsed> {
-    const L4: usize = COMMON_IP + crate::ipv4::HEADER_LEN;
-    let h: &[u8; L4 + udp::HEADER_LEN] = frame.first_chunk()?;
+    let (h, total) = common_v4_ip(frame)?;
+    let l4_len = total - crate::ipv4::HEADER_LEN;
+    let l4_proto = h[COMMON_IP + 9];
+    let l4 = common_l4(frame, COMMON_V4_L4, l4_len, l4_proto, h.last_chunk()?)?;
+    let addr = |i: usize| widen_v4([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let addrs = (addr(COMMON_IP + 12), addr(COMMON_IP + 16));
+    Some(common_parsed(L3::V4, l4_proto, addrs, total, l4))
+}
+
+/// The IPv4 part of [`common_v4`]: the headers' bytes up to the first 8 of L4, and the IP
+/// total length (at least the header's).
+#[inline(always)]
+fn common_v4_ip(frame: &[u8]) -> Option<(&[u8; COMMON_V4_L4 + 8], usize)> {
+    let h: &[u8; COMMON_V4_L4 + udp::HEADER_LEN] = frame.first_chunk()?;
     let be = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
     // Version/IHL, and the fragment offset and MF bit (DF and the reserved bit do not
     // matter, as in the walk).
@@ -338,16 +353,88 @@ fn common_v4(frame: &[u8]) -> Option<Parsed> {
         return None;
     }
     let total = usize::from(be(COMMON_IP + 2));
-    let header: &[u8; crate::ipv4::HEADER_LEN] = h[COMMON_IP..L4].try_into().ok()?;
+    let header: &[u8; crate::ipv4::HEADER_LEN] = h[COMMON_IP..COMMON_V4_L4].try_into().ok()?;
     if checksum::fold(checksum::header_sum_ne(header)) != 0xffff {
         return None;
     }
-    let l4_len = total.checked_sub(crate::ipv4::HEADER_LEN)?;
-    let l4_proto = h[COMMON_IP + 9];
-    let l4 = common_l4(frame, L4, l4_len, l4_proto, h.last_chunk()?)?;
-    let addr = |i: usize| widen_v4([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-    let addrs = (addr(COMMON_IP + 12), addr(COMMON_IP + 16));
-    Some(common_parsed(L3::V4, l4_proto, addrs, total, l4))
+    if total < crate::ipv4::HEADER_LEN {
+        return None;
+    }
+    Some((h, total))
+}
+
+/// An IPv4 TCP or UDP frame that [`classify`] reads at fixed offsets (see [`common`]: the
+/// same checks, by the same code), as a flow cache needs it: its tuple as it lies in the
+/// frame, protocol, TCP flags and IP total length, without the [`Parsed`] a frame that
+/// goes further needs. `None` for any other frame (which may still be valid: `classify`
+/// decides).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommonV4 {
+    /// Source ‖ destination address, as they lie in the frame.
+    pub addrs: u64,
+    /// Source ‖ destination port, as they lie in the frame.
+    pub ports: u32,
+    /// TCP or UDP.
+    pub proto: u8,
+    /// TCP flags; 0 for UDP.
+    pub tcp_flags: u8,
+    /// Bytes of the IP packet.
+    pub ip_total_len: u16,
+}
+
+impl CommonV4 {
+    /// Start of the IP header.
+    pub const L3_OFF: usize = COMMON_IP;
+    /// Start of the TCP or UDP header.
+    pub const L4_OFF: usize = COMMON_V4_L4;
+
+    /// The frame's fields if it is such a frame.
+    #[inline(always)]
+    pub fn read(frame: &[u8]) -> Option<CommonV4> {
+        if frame.get(12..14)? != ethertype::IPV4.to_be_bytes() {
+            return None;
+        }
+        let (h, total) = common_v4_ip(frame)?;
+        let proto = h[COMMON_IP + 9];
+        if proto != ip_proto::TCP && proto != ip_proto::UDP {
+            return None;
+        }
+        let head = h.last_chunk()?;
+        let l4 = common_l4(
+            frame,
+            COMMON_V4_L4,
+            total - crate::ipv4::HEADER_LEN,
+            proto,
+            head,
+        )?;
+        let addrs: &[u8; 8] = h[COMMON_IP + 12..COMMON_IP + 20].try_into().ok()?;
+        Some(CommonV4 {
+            addrs: u64::from_ne_bytes(*addrs),
+            ports: u32::from_ne_bytes(*h.last_chunk::<8>()?.first_chunk::<4>()?),
+            proto,
+            tcp_flags: l4.tcp_flags,
+            ip_total_len: total as u16,
+        })
+    }
+
+    /// The IP packet's end in the frame.
+    #[inline(always)]
+    pub fn l3_end(&self) -> usize {
+        COMMON_IP + usize::from(self.ip_total_len)
+    }
+
+    /// The TCP/UDP checksum's pseudo-header sum in the frame's byte order (as
+    /// [`pseudo_header_ne`] takes it), `l4_len` the segment's or datagram's length.
+    #[inline(always)]
+    pub fn pseudo_header_ne(&self, l4_len: usize) -> u64 {
+        let a = self.addrs.to_ne_bytes();
+        checksum::pseudo_header_v4_ne(
+            &[a[0], a[1], a[2], a[3]],
+            &[a[4], a[5], a[6], a[7]],
+            self.proto,
+            l4_len as u16,
+        )
+    }
 }
 
 #[inline(always)]

@@ -730,18 +730,28 @@ impl V4Rewrite {
     /// sends the packet once rewritten and reads its parse no more.
     #[inline(always)]
     pub fn write(&self, frame: &mut [u8], p: &Parsed) -> bool {
-        let l3 = usize::from(p.l3_off);
-        let l4 = usize::from(p.l4_off);
+        if p.l3 != L3::V4 || p.frag != Frag::None {
+            return false;
+        }
+        self.write_at(frame, usize::from(p.l3_off), usize::from(p.l4_off))
+    }
+
+    /// [`write`](Self::write) to the frame a [`CommonV4`](crate::CommonV4) was read from.
+    #[inline(always)]
+    pub fn write_common(&self, frame: &mut [u8]) -> bool {
+        self.write_at(frame, crate::CommonV4::L3_OFF, crate::CommonV4::L4_OFF)
+    }
+
+    /// The rewrite of an IPv4 packet whose header starts at `l3` and whose TCP or UDP
+    /// header starts at `l4` in `frame`.
+    #[inline(always)]
+    fn write_at(&self, frame: &mut [u8], l3: usize, l4: usize) -> bool {
         let header = if self.udp {
             udp::HEADER_LEN
         } else {
             tcp::HEADER_LEN
         };
-        if p.l3 != L3::V4
-            || p.frag != Frag::None
-            || l3 + ipv4::HEADER_LEN > l4
-            || frame.len() < l4 + header
-        {
+        if l3 + ipv4::HEADER_LEN > l4 || frame.len() < l4 + header {
             return false;
         }
         let ip = &mut frame[l3..l3 + ipv4::HEADER_LEN];

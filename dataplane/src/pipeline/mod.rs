@@ -143,11 +143,11 @@ pub(crate) fn ip(v6: bool, addr: [u8; 16]) -> IpKey {
 /// for encapsulation, up to `buf.len()`).
 #[inline]
 pub fn process(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize) -> Verdict {
+    if let Some(v) = crate::flowcache::forward(ctx, &mut buf[..*len]) {
+        return v;
+    }
     match prepare(&buf[..*len]) {
         Ok(p) => {
-            if let Some(v) = crate::flowcache::forward(ctx, &mut buf[..*len], &p) {
-                return v;
-            }
             let mut pkt = Packet::new(buf, *len, p);
             let v = process_parsed(ctx, &mut pkt, None);
             *len = pkt.len;
