@@ -2,7 +2,8 @@
 //! labs on the same tables, one worker with the cache and one without, are given the same
 //! long random sequence of events — client and server segments of many flows with every
 //! flag, UDP datagrams both ways, TTLs running out, packets over the link MTU, health
-//! checks failing and recovering with `expire_nodest_conn` on and off, reloads that remove
+//! checks failing and recovering with `expire_nodest_conn` on and off, frames with wrong,
+//! partial or zero checksums, padded or cut short, reloads that remove
 //! and re-add a real server, a neighbour's new MAC, time passing and control's expiry
 //! sweep — and must send the same bytes out of the same ports after every burst and end
 //! with the same counters. The cache must also have forwarded a good share of the
@@ -53,6 +54,39 @@ fn with_ttl(mut f: Vec<u8>, ttl: u8) -> Vec<u8> {
     f[24..26].copy_from_slice(&[0, 0]);
     let c = uvs_wire::checksum::checksum(&f[14..34]);
     f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// Damages or reshapes an IPv4 TCP/UDP frame as a wire or a sender's offload does: a wrong
+/// L4 or IPv4 header checksum, a partial L4 checksum (the folded pseudo-header sum a
+/// socket behind veth leaves), a zero L4 checksum (UDP's "none"), Ethernet padding past
+/// the IP packet, or a frame cut shorter than its IP length. The cache's reading of a
+/// frame must come to the full path's verdict for each.
+fn mutate(mut f: Vec<u8>, pick: u64) -> Vec<u8> {
+    let udp = f[23] == 17;
+    let at = 34 + if udp { 6 } else { 16 };
+    match pick % 6 {
+        0 => f[at] ^= 0x5a,
+        1 => {
+            let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
+            let len = if udp {
+                u16::from_be_bytes([f[38], f[39]])
+            } else {
+                (total - 20) as u16
+            };
+            let (src, dst) = (f[26..30].try_into().unwrap(), f[30..34].try_into().unwrap());
+            let partial = uvs_wire::checksum::fold(uvs_wire::checksum::pseudo_header_v4(
+                &src, &dst, f[23], len,
+            ));
+            f[at..at + 2].copy_from_slice(&partial.to_be_bytes());
+        }
+        2 => f[24] ^= 0x01,
+        3 => f.extend_from_slice(&[0; 6]),
+        4 => {
+            f.pop();
+        }
+        _ => f[at..at + 2].copy_from_slice(&[0, 0]),
+    }
     f
 }
 
@@ -246,6 +280,9 @@ fn same_with_and_without(method: Method, seed: u64, churn: u64, share: f64) {
             };
             if (y >> 32).is_multiple_of(50) {
                 frame.1 = with_ttl(frame.1, 1 + ((y >> 40) % 2) as u8);
+            }
+            if (y >> 44).is_multiple_of(12) {
+                frame.1 = mutate(frame.1, y >> 50);
             }
             burst.push(frame);
         }
