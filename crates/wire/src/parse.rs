@@ -980,6 +980,7 @@ mod tests {
         };
         // Accepted and refused, IPv4 and IPv6.
         let mut outcomes = [[0u32; 2]; 2];
+        let mut commons = 0;
         for _ in 0..400_000 {
             let mut f = bases[next() as usize % bases.len()].clone();
             let is_v6 = f[12] == 0x86;
@@ -1014,7 +1015,33 @@ mod tests {
                 assert_eq!(classify_walk(&f), Ok(Classified::Ip(p)), "{f:?}");
             }
             assert_eq!(classify(&f), classify_walk(&f), "{f:?}");
+            // `CommonV4` reads exactly the common IPv4 TCP and UDP frames, the same fields,
+            // and its checksum check and completion are the parse's.
+            let tcp_udp = |p: &Parsed| p.l4_proto == ip_proto::TCP || p.l4_proto == ip_proto::UDP;
+            let expect = fast.filter(|p| p.l3 == L3::V4 && tcp_udp(p)).map(|p| {
+                let (addrs, ports) = p.v4_tuple(&f).unwrap();
+                CommonV4 {
+                    addrs,
+                    ports,
+                    proto: p.l4_proto,
+                    tcp_flags: p.tcp_flags,
+                    ip_total_len: p.ip_total_len,
+                }
+            });
+            let read = CommonV4::read(&f);
+            assert_eq!(read, expect, "{f:?}");
+            if let (Some(c), Some(p)) = (read, fast) {
+                commons += 1;
+                let (mut a, mut b) = (f.clone(), f.clone());
+                assert_eq!(
+                    crate::l4_checksum::complete_common_v4_checksum(&mut a, &c),
+                    crate::l4_checksum::complete_l4_checksum(&mut b, &p),
+                    "{f:?}"
+                );
+                assert_eq!(a, b);
+            }
         }
+        assert!(commons > 20_000, "{commons} frames read by CommonV4");
         assert!(
             outcomes.iter().flatten().all(|&n| n > 20_000),
             "{outcomes:?}"
