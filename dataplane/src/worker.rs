@@ -18,7 +18,9 @@ use uvs_port::{Frame, Port, FRAME_CAPACITY};
 
 use crate::counters::{new_counters, AllCounters};
 use crate::neigh::{NeighTable, Pending, PendingAction};
-use crate::pipeline::{lookup_key, prepare, process, process_parsed, store, Ctx, Packet, Staging};
+use crate::pipeline::{
+    lookup_key, prepare, process, process_full, process_parsed, store, Ctx, Packet, Staging,
+};
 use crate::slowpath;
 use crate::tables::{IpKey, Tables};
 use crate::verdict::{DropReason, Verdict};
@@ -696,6 +698,15 @@ impl<P: Port> Worker<P> {
                         if !ctx.staging.is_empty() && burst.needs_flush(i, ctx.staging) {
                             store_staged!();
                         }
+                    } else if ctx.flows.active() {
+                        // The next frame's flow-cache record starts loading now, to be there
+                        // when its turn comes (`crate::flowcache`). Only a frame of this
+                        // burst: the array's other entries are not this port's to read.
+                        if let Some(next) = rx[..n].get(i + 1) {
+                            let next_len = next.len as usize;
+                            let frame = ports[pi].buf_mut(next);
+                            ctx.flows.prefetch(&frame[..next_len.min(frame.len())]);
+                        }
                     }
                     let buf = ports[pi].buf_mut(&rx[i]);
                     let mut len = (rx[i].len as usize).min(buf.len());
@@ -715,18 +726,11 @@ impl<P: Port> Worker<P> {
                             Err(v) => v,
                         }
                     } else {
-                        // The next frame's flow-cache record starts loading now, to be there
-                        // when its turn comes (`crate::flowcache`). Only a frame of this
-                        // burst: the array's other entries are not this port's to read.
-                        match rx[..n].get(i + 1) {
-                            Some(next) if ctx.flows.active() => {
-                                let next_len = next.len as usize;
-                                let frame = ports[pi].buf_mut(next);
-                                ctx.flows.prefetch(&frame[..next_len.min(frame.len())]);
-                                let buf = ports[pi].buf_mut(&rx[i]);
-                                process(&mut ctx, buf, &mut len)
-                            }
-                            _ => process(&mut ctx, buf, &mut len),
+                        // The flow cache inlined here: a forwarded frame's verdict is known
+                        // to `dispatch!` where it is made (no call, no verdict in memory).
+                        match crate::flowcache::forward(&mut ctx, &mut buf[..len]) {
+                            Some(v) => v,
+                            None => process_full(&mut ctx, buf, &mut len),
                         }
                     };
                     dispatch!(i, len, verdict);

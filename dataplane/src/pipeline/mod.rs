@@ -143,9 +143,16 @@ pub(crate) fn ip(v6: bool, addr: [u8; 16]) -> IpKey {
 /// for encapsulation, up to `buf.len()`).
 #[inline]
 pub fn process(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize) -> Verdict {
-    if let Some(v) = crate::flowcache::forward(ctx, &mut buf[..*len]) {
-        return v;
+    match crate::flowcache::forward(ctx, &mut buf[..*len]) {
+        Some(v) => v,
+        None => process_full(ctx, buf, len),
     }
+}
+
+/// [`process`] past the flow cache (`crate::flowcache::forward`), for a caller that tried
+/// it already: the parse and the rest of the pipeline.
+#[inline]
+pub fn process_full(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize) -> Verdict {
     match prepare(&buf[..*len]) {
         Ok(p) => {
             let mut pkt = Packet::new(buf, *len, p);
