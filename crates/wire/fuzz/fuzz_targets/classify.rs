@@ -15,6 +15,27 @@ fuzz_target!(|data: &[u8]| {
     }
     // The fixed-offset reading of the common frame and the general walk agree.
     assert_eq!(uvs_wire::classify(data), uvs_wire::classify_walk(data));
+    // The flow cache's reading of the commonest frame (`CommonV4`) is the parse's: it reads
+    // only IPv4 TCP/UDP frames the parse accepts, at the same offsets, and its checksum
+    // check and completion give the same verdict and bytes.
+    if let Some(c) = uvs_wire::CommonV4::read(data) {
+        let Ok(Classified::Ip(p)) = uvs_wire::classify(data) else {
+            panic!("CommonV4 read a frame the parse refuses");
+        };
+        assert_eq!(p.l3, L3::V4);
+        assert_eq!(usize::from(p.l4_off), uvs_wire::CommonV4::L4_OFF);
+        assert_eq!(
+            (c.proto, c.tcp_flags, c.ip_total_len),
+            (p.l4_proto, p.tcp_flags, p.ip_total_len)
+        );
+        assert_eq!(p.v4_tuple(data), Some((c.addrs, c.ports)));
+        let (mut a, mut b) = (data.to_vec(), data.to_vec());
+        assert_eq!(
+            uvs_wire::complete_common_v4_checksum(&mut a, &c),
+            uvs_wire::complete_l4_checksum(&mut b, &p)
+        );
+        assert_eq!(a, b);
+    }
     let mut f = data.to_vec();
     if let Ok(Classified::Ip(mut p)) = uvs_wire::classify(data) {
         let _ = uvs_wire::verify_l4_checksum(&f, &p);
