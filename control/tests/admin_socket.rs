@@ -386,7 +386,7 @@ fn uvsadm_binary() {
         .args(["-a", "-t", "198.18.100.1:80", "-r", "198.18.1.11"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(255));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.starts_with("uvsadm: Destination already exists: 198.18.1.11:80"),
@@ -407,7 +407,7 @@ fn uvsadm_binary() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr)
         .unwrap()
         .contains("illegal option -w"));
@@ -709,19 +709,19 @@ fn parity_commands_over_the_socket() {
         &["-R"],
         "# a comment\n-A -t 198.18.100.3:80\n-a -t 198.18.100.3:80 -r 198.18.1.11 -w 99999\n",
     );
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(
         err.starts_with("uvsadm: line 3: illegal -w (weight) '99999'"),
         "{err}"
     );
     let (code, _, err) = run(&["-R"], "-A -t 198.18.100.3:nosuchservice\n");
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("line 1: unknown tcp service name 'nosuchservice'"),
         "{err}"
     );
     let (code, _, err) = run(&["-R", "-n"], "");
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(err.contains("standard input"), "{err}");
     assert_eq!(
         daemon.backend.config(),
@@ -904,13 +904,13 @@ fn socket_option_anywhere() {
     assert_eq!(daemon.backend.config().services[0].real_servers.len(), 2);
     // Errors: no path, an empty one, twice.
     let (code, _, err) = uvsadm_at(&path, &["-L", "-n", "--socket"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(err.contains("--socket needs a path"), "{err}");
     let (code, _, err) = uvsadm_at(&path, &["-L", "--socket="]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(err.contains("--socket needs a path"), "{err}");
     let (code, _, err) = uvsadm_at(&path, &["--socket", p, "-L", "--socket", p]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(err.contains("--socket given twice"), "{err}");
 }
 
@@ -959,4 +959,70 @@ fn edits_are_checked_against_the_hosts_addresses() {
     assert!(err.contains("cannot check the host's addresses"), "{err}");
     assert_eq!(daemon.backend.config().services.len(), 2);
     request(&path, &args("-L -n")).unwrap();
+}
+
+/// uvsadm's exit status is ipvsadm's, which scripts test: 0 on success, 2 for a command line
+/// it cannot parse (ipvsadm's `fail(2, ...)`), 255 for a change uvsd refuses (ipvsadm
+/// returns -1 when the kernel refuses one), 1 when a listing fails or uvsd cannot be reached
+/// (ipvsadm's `exit(1)` there).
+#[test]
+fn exit_status_as_ipvsadm() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = TempDir::new("exit");
+    let path = dir.0.join("uvsadm.sock");
+    let _daemon = Running::start(&path, None);
+    let code = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_uvsadm"))
+            .env("UVSADM_SOCKET", &path)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait().unwrap().code()
+    };
+    // Success.
+    assert_eq!(code(&["-L", "-n"], ""), Some(0));
+    assert_eq!(code(&["-A", "-t", "198.18.100.2:80"], ""), Some(0));
+    // Usage and parse errors: 2.
+    assert_eq!(
+        code(&["-A", "-t", "198.18.100.1:80", "-w", "2"], ""),
+        Some(2)
+    );
+    assert_eq!(code(&["-L", "--bogus"], ""), Some(2));
+    assert_eq!(code(&["-A", "-t", "no.such.host.invalid:80"], ""), Some(2));
+    assert_eq!(code(&["--socket"], ""), Some(2));
+    assert_eq!(code(&["-R"], "-A -t 198.18.100.3:80 -s nosuch\n"), Some(2));
+    // Changes uvsd refuses: 255.
+    assert_eq!(code(&["-A", "-t", "198.18.100.1:80"], ""), Some(255));
+    assert_eq!(
+        code(&["-a", "-t", "198.18.100.1:80", "-r", "198.18.1.11"], ""),
+        Some(255)
+    );
+    assert_eq!(code(&["-D", "-t", "198.18.100.9:80"], ""), Some(255));
+    assert_eq!(
+        code(&["-d", "-t", "198.18.100.1:80", "-r", "198.18.1.99"], ""),
+        Some(255)
+    );
+    assert_eq!(code(&["-Z", "-t", "198.18.100.9:80"], ""), Some(255));
+    assert_eq!(code(&["-R"], "-A -t 198.18.100.1:80 -s rr\n"), Some(255));
+    // A listing of a service that does not exist: 1, as ipvsadm's list_service.
+    assert_eq!(code(&["-L", "-n", "-t", "198.18.100.9:80"], ""), Some(1));
+    // No daemon: 1, as ipvsadm without IPVS ("Can't initialize ipvs").
+    let nowhere = dir.0.join("absent.sock");
+    let out = Command::new(env!("CARGO_BIN_EXE_uvsadm"))
+        .arg("--socket")
+        .arg(&nowhere)
+        .args(["-A", "-t", "198.18.100.1:80"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
 }

@@ -42,8 +42,8 @@ pub use names::{
 };
 pub use parse::{parse, AdminCommand, ListOptions, RealArgs, ServiceArgs};
 pub use socket::{
-    gid_in, group_name_in, request, resolve_group, serve, AdminHandler, AdminRequest,
-    AdminResponse, MAX_REQUEST,
+    gid_in, group_name_in, request, resolve_group, serve, try_request, AdminHandler, AdminRequest,
+    AdminResponse, RequestError, MAX_REQUEST,
 };
 pub use top::{format_top, human};
 pub use tunnel::TunArgs;
@@ -162,6 +162,36 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
         ),
         AdminCommand::Help => Ok(usage()),
         AdminCommand::Version => Ok(version()),
+    }
+}
+
+/// uvsadm's exit status for a command line it cannot parse (or whose names do not resolve),
+/// as ipvsadm's `fail(2, ...)`.
+pub const EXIT_USAGE: i32 = 2;
+
+/// uvsadm's exit status when uvsd cannot be reached, as ipvsadm's when IPVS cannot be (`Can't
+/// initialize ipvs`), and when a listing or one of uvs's own commands fails.
+pub const EXIT_FAILED: i32 = 1;
+
+/// uvsadm's exit status when uvsd refuses `cmd`: 255 for a change (ipvsadm returns -1 when
+/// the kernel refuses one: `Service already exists`, `No such destination`, ...), 1 for a
+/// listing (ipvsadm's `exit(1)` when it cannot list, e.g. `-L -t` of an unknown service)
+/// and for uvs's own commands.
+pub fn refused_status(cmd: &AdminCommand) -> i32 {
+    match cmd {
+        AdminCommand::AddService(_)
+        | AdminCommand::EditService(_)
+        | AdminCommand::DeleteService(_)
+        | AdminCommand::AddReal(_)
+        | AdminCommand::EditReal(_)
+        | AdminCommand::DeleteReal { .. }
+        | AdminCommand::Clear
+        | AdminCommand::Zero(_)
+        | AdminCommand::Restore(_)
+        | AdminCommand::SetTimeouts { .. }
+        | AdminCommand::Daemon(syncd::DaemonCommand::Start { .. })
+        | AdminCommand::Daemon(syncd::DaemonCommand::Stop(_)) => 255,
+        _ => EXIT_FAILED,
     }
 }
 

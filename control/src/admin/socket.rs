@@ -257,7 +257,33 @@ fn clear_stale(path: &Path) -> io::Result<()> {
 
 /// Sends one command to uvsd and returns its output; errors say what to do.
 pub fn request(path: &Path, argv: &[String]) -> Result<String, String> {
-    let unreachable = |why: String| format!("cannot reach uvsd at {}: {why}", path.display());
+    try_request(path, argv).map_err(|e| e.to_string())
+}
+
+/// Why a request failed: uvsd was not reached (or did not answer), or it answered and
+/// refused the command. uvsadm exits differently for each, as ipvsadm does when it cannot
+/// reach IPVS and when the kernel refuses a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// No answer: no socket, no permission, a timeout, an unreadable answer.
+    Unreachable(String),
+    /// uvsd's refusal, as it worded it.
+    Refused(String),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::Unreachable(m) | RequestError::Refused(m) => f.write_str(m),
+        }
+    }
+}
+
+/// [`request`], telling a refusal from uvsd apart from not reaching it.
+pub fn try_request(path: &Path, argv: &[String]) -> Result<String, RequestError> {
+    let unreachable = |why: String| {
+        RequestError::Unreachable(format!("cannot reach uvsd at {}: {why}", path.display()))
+    };
     let stream = UnixStream::connect(path).map_err(|e| {
         unreachable(match e.kind() {
             io::ErrorKind::NotFound => "is it running? (no socket file)".into(),
@@ -294,20 +320,23 @@ pub fn request(path: &Path, argv: &[String]) -> Result<String, String> {
     };
     match talk() {
         Ok(r) if r.ok => Ok(r.output),
-        Ok(r) => Err(r.output),
+        Ok(r) => Err(RequestError::Refused(r.output)),
         Err(e)
             if matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             ) =>
         {
-            Err(format!(
+            Err(RequestError::Unreachable(format!(
                 "uvsd at {} did not answer within {} s",
                 path.display(),
                 ANSWER_TIMEOUT.as_secs()
-            ))
+            )))
         }
-        Err(e) => Err(format!("talking to uvsd at {}: {e}", path.display())),
+        Err(e) => Err(RequestError::Unreachable(format!(
+            "talking to uvsd at {}: {e}",
+            path.display()
+        ))),
     }
 }
 

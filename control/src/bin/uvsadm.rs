@@ -14,8 +14,9 @@ use std::time::Duration;
 use uvs_control::admin::keepalived::{import, import_args, Diag};
 use uvs_control::admin::{
     addresses, config_addresses, conn_addresses, format_conns_with, format_list_names,
-    format_rules_with, numeric_endpoints, parse, request, take_socket_option, usage, version,
-    AdminCommand, SystemNames, DEFAULT_SOCKET, MAX_REQUEST,
+    format_rules_with, numeric_endpoints, parse, refused_status, request, take_socket_option,
+    try_request, usage, version, AdminCommand, RequestError, SystemNames, DEFAULT_SOCKET,
+    EXIT_FAILED, EXIT_USAGE, MAX_REQUEST,
 };
 use uvs_control::snapshot::{ConnSnapshot, Snapshot};
 
@@ -29,7 +30,7 @@ fn run(args: Vec<String>) -> i32 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("uvsadm: {e}");
-            return 1;
+            return EXIT_USAGE;
         }
     };
     let socket = socket.unwrap_or_else(|| {
@@ -50,7 +51,7 @@ fn run(args: Vec<String>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("uvsadm: {e}");
-            return 1;
+            return EXIT_USAGE;
         }
     };
     let out = match cmd {
@@ -82,13 +83,20 @@ fn run(args: Vec<String>) -> i32 {
                 let names = SystemNames::resolve(config_addresses(&cfg));
                 Ok(format_rules_with(&cfg, &names))
             }),
-        _ => request(&socket, &argv),
+        _ => match try_request(&socket, &argv) {
+            Ok(out) => Ok(out),
+            Err(RequestError::Refused(e)) => {
+                eprintln!("uvsadm: {e}");
+                return refused_status(&cmd);
+            }
+            Err(e @ RequestError::Unreachable(_)) => Err(e.to_string()),
+        },
     };
     match out {
         Ok(out) => emit(&out),
         Err(e) => {
             eprintln!("uvsadm: {e}");
-            1
+            EXIT_FAILED
         }
     }
 }
