@@ -24,6 +24,7 @@ use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, RustlsConnector, Transport,
 };
 use ureq::Agent;
+use uvs_config::{HttpUrl, StatusCodes};
 
 /// Largest response body read while looking for the expected text.
 const MAX_BODY: usize = 1 << 20;
@@ -45,19 +46,70 @@ pub struct Tls<'a> {
 pub struct Get<'a> {
     pub addr: SocketAddr,
     pub path: &'a str,
-    pub expect_status: u16,
+    pub expect_status: &'a StatusCodes,
     pub expect_body: Option<&'a str>,
     /// The body's MD5 in lower-case hex (keepalived's `digest`).
     pub expect_digest: Option<&'a str>,
+    /// The Host header's name for http (keepalived's `virtualhost`; https sends `tls.sni`);
+    /// `None`: the address.
+    pub host: Option<&'a str>,
     /// `Some` for https.
     pub tls: Option<Tls<'a>>,
+}
+
+/// Runs one check of several urls, in order, within one `timeout`: every url must pass
+/// (keepalived's `HTTP_GET` with several `url` blocks). With more than one, the error names
+/// the url that failed.
+pub fn get_urls(
+    addr: SocketAddr,
+    urls: &[HttpUrl],
+    host: Option<&str>,
+    tls: Option<Tls<'_>>,
+    timeout: Duration,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    for u in urls {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "GET {}: not sent, the check's {timeout:?} ran out on the urls before it",
+                u.path
+            ));
+        }
+        let req = Get {
+            addr,
+            path: &u.path,
+            expect_status: &u.expect_status,
+            expect_body: u.expect_body.as_deref(),
+            expect_digest: u.expect_digest.as_deref(),
+            host,
+            tls,
+        };
+        get_until(&req, deadline, timeout, stop).map_err(|e| {
+            if urls.len() > 1 && e != STOPPED {
+                format!("GET {}: {e}", u.path)
+            } else {
+                e
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// Runs one check within `timeout`; `Err` says why it failed ([`STOPPED`] when `stop` was
 /// raised).
 pub fn get(req: &Get<'_>, timeout: Duration, stop: &Arc<AtomicBool>) -> Result<(), String> {
+    get_until(req, Instant::now() + timeout, timeout, stop)
+}
+
+/// [`get`] ending at `deadline`; `timeout` is the check's, for the messages.
+fn get_until(
+    req: &Get<'_>,
+    deadline: Instant,
+    timeout: Duration,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), String> {
     let addr = req.addr;
-    let deadline = Instant::now() + timeout;
     // Why the connection gave up, in the check's words: ureq reports it as an I/O error.
     let why = Arc::new(Mutex::new(None::<String>));
     let tls_config = match req.tls {
@@ -99,7 +151,7 @@ pub fn get(req: &Get<'_>, timeout: Duration, stop: &Arc<AtomicBool>) -> Result<(
         .call()
         .map_err(|e| explain(Failure::Ureq(&e)))?;
     let status = response.status().as_u16();
-    if status != req.expect_status {
+    if !req.expect_status.contains(status) {
         return Err(format!("status {status}, expected {}", req.expect_status));
     }
     if req.expect_body.is_none() && req.expect_digest.is_none() {
@@ -209,7 +261,8 @@ fn tls_failure(addr: SocketAddr, e: &rustls::Error) -> String {
     }
 }
 
-/// `http://198.18.1.11:8080/healthz`: the host is the address, or the `sni` name, and the
+/// `http://198.18.1.11:8080/healthz`: the host is the address, or the `sni` (https) or `host`
+/// (http) name, and the
 /// port is left out when it is the scheme's, so that the Host header is what keepalived
 /// sends (`198.18.1.11`, `[2001:2::11]:8080`).
 fn url(req: &Get<'_>) -> String {
@@ -217,7 +270,11 @@ fn url(req: &Get<'_>) -> String {
         Some(_) => ("https", 443),
         None => ("http", 80),
     };
-    let host = match (req.tls.and_then(|t| t.sni), req.addr) {
+    let name = match req.tls {
+        Some(t) => t.sni,
+        None => req.host,
+    };
+    let host = match (name, req.addr) {
         (Some(name), _) => name.to_string(),
         (None, SocketAddr::V4(a)) => a.ip().to_string(),
         (None, SocketAddr::V6(a)) => format!("[{}]", a.ip()),

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use uvs_config::{HealthCheck, HealthCheckKind, Protocol, ServiceKey};
+use uvs_config::{HealthCheck, HealthCheckKind, HttpUrl, Protocol, ServiceKey, StatusCodes};
 use uvs_control::health::{
     check_command, check_command_as, check_http, check_tcp, run_check, HealthMonitor, HealthTarget,
     Start,
@@ -125,6 +125,57 @@ fn http_check_status_body_and_request() {
         "Host names the checked address and port: {first}"
     );
     assert!(lower.contains("\r\nconnection: close\r\n"), "{first}");
+}
+
+/// The health check of a configuration file: its service's first check.
+fn check_of(health_check: &str) -> HealthCheck {
+    let yaml = format!(
+        "interfaces:\n  - name: uvs-lb0\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n\
+         services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         health_check: {health_check}\n"
+    );
+    let cfg = uvs_config::load_str(&yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    cfg.services[0].health_check.clone().unwrap()
+}
+
+/// keepalived's HTTP_GET with several urls (each must pass, in order), status sets
+/// (`200-299 301`) and a `virtualhost` (the Host header).
+#[test]
+fn http_check_several_urls_status_sets_and_host() {
+    let check = check_of(
+        "{ type: http, timeout: 2, interval: 2, host: www.example.test, \
+         urls: [{ path: /a, expect_status: 200-299 301 }, { path: /b, expect_body: up }] }",
+    );
+    let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nup";
+    let (addr, server) = http_server(vec![
+        Some("HTTP/1.1 204 No Content\r\n\r\n"),
+        Some(ok),
+        Some("HTTP/1.1 301 Moved\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n"),
+        Some("HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n"),
+        Some("HTTP/1.1 302 Found\r\nContent-Length: 0\r\n\r\n"),
+    ]);
+    run_check(&check, addr).unwrap();
+    let err = run_check(&check, addr).unwrap_err();
+    assert!(err.contains("GET /b: status 500, expected 200"), "{err}");
+    let err = run_check(&check, addr).unwrap_err();
+    assert!(
+        err.contains("GET /a: status 302, expected 200-299 301"),
+        "{err}"
+    );
+    let requests = server.join().unwrap();
+    let paths: Vec<&str> = requests
+        .iter()
+        .map(|r| r.split(' ').nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(paths, ["/a", "/b", "/a", "/b", "/a"]);
+    for r in &requests {
+        let port = addr.port();
+        assert!(
+            r.to_ascii_lowercase()
+                .contains(&format!("\r\nhost: www.example.test:{port}\r\n")),
+            "the Host header is the virtualhost (and the port, not 80): {r}"
+        );
+    }
 }
 
 #[test]
@@ -327,10 +378,13 @@ fn stop_interrupts_checks_in_progress() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut slow_http = tcp_target(silent.local_addr().unwrap(), 10_000, 5_000);
     slow_http.check.kind = HealthCheckKind::Http {
-        path: "/".into(),
-        expect_status: 200,
-        expect_body: None,
-        expect_digest: None,
+        urls: vec![HttpUrl {
+            path: "/".into(),
+            expect_status: StatusCodes::one(200),
+            expect_body: None,
+            expect_digest: None,
+        }],
+        host: None,
     };
     let flips = Arc::new(AtomicBool::new(false));
     let f = Arc::clone(&flips);

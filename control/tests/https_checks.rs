@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use uvs_config::{HealthCheck, HealthCheckKind};
+use uvs_config::{HealthCheck, HealthCheckKind, HttpUrl, StatusCodes};
 use uvs_control::health::run_check;
 
 mod common;
@@ -105,10 +105,12 @@ fn tls_server(pki: &Pki, responses: Vec<&'static str>) -> (SocketAddr, JoinHandl
 fn https(sni: Option<&str>, verify: bool, ca_file: Option<&PathBuf>) -> HealthCheck {
     HealthCheck {
         kind: HealthCheckKind::Https {
-            path: "/healthz".into(),
-            expect_status: 200,
-            expect_body: Some("ok".into()),
-            expect_digest: None,
+            urls: vec![HttpUrl {
+                path: "/healthz".into(),
+                expect_status: StatusCodes::one(200),
+                expect_body: Some("ok".into()),
+                expect_digest: None,
+            }],
             sni: sni.map(str::to_string),
             verify,
             ca_file: ca_file.map(|p| p.display().to_string()),
@@ -314,8 +316,8 @@ fn digest_of_the_body() {
     let (addr, server) = tls_server(&pki, vec![OK, chunked, OK]);
     let with_digest = |d: &str| {
         let mut c = https(None, false, None);
-        if let HealthCheckKind::Https { expect_digest, .. } = &mut c.kind {
-            *expect_digest = Some(d.to_string());
+        if let HealthCheckKind::Https { urls, .. } = &mut c.kind {
+            urls[0].expect_digest = Some(d.to_string());
         }
         c
     };

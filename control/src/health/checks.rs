@@ -55,45 +55,24 @@ pub(super) fn run_check_until(
     let addr = SocketAddr::new(real.ip(), check.port.unwrap_or(real.port()));
     match &check.kind {
         HealthCheckKind::Tcp => tcp_until(addr, check.timeout, stop).map(|_| None.into()),
-        HealthCheckKind::Http {
-            path,
-            expect_status,
-            expect_body,
-            expect_digest,
-        } => crate::webcheck::get(
-            &crate::webcheck::Get {
-                addr,
-                path,
-                expect_status: *expect_status,
-                expect_body: expect_body.as_deref(),
-                expect_digest: expect_digest.as_deref(),
-                tls: None,
-            },
-            check.timeout,
-            stop,
-        )
-        .map(|_| None.into()),
+        HealthCheckKind::Http { urls, host } => {
+            crate::webcheck::get_urls(addr, urls, host.as_deref(), None, check.timeout, stop)
+                .map(|_| None.into())
+        }
         HealthCheckKind::Https {
-            path,
-            expect_status,
-            expect_body,
-            expect_digest,
+            urls,
             sni,
             verify,
             ca_file,
-        } => crate::webcheck::get(
-            &crate::webcheck::Get {
-                addr,
-                path,
-                expect_status: *expect_status,
-                expect_body: expect_body.as_deref(),
-                expect_digest: expect_digest.as_deref(),
-                tls: Some(crate::webcheck::Tls {
-                    sni: sni.as_deref(),
-                    verify: *verify,
-                    ca_file: ca_file.as_deref(),
-                }),
-            },
+        } => crate::webcheck::get_urls(
+            addr,
+            urls,
+            None,
+            Some(crate::webcheck::Tls {
+                sni: sni.as_deref(),
+                verify: *verify,
+                ca_file: ca_file.as_deref(),
+            }),
             check.timeout,
             stop,
         )
@@ -283,9 +262,10 @@ pub(super) fn http_until(
         &crate::webcheck::Get {
             addr,
             path,
-            expect_status,
+            expect_status: &uvs_config::StatusCodes::one(expect_status),
             expect_body,
             expect_digest: None,
+            host: None,
             tls: None,
         },
         timeout,

@@ -23,10 +23,10 @@ pub use diff::{diff, ConfigDiff, RealServerChange, ServiceChange};
 pub use error::ConfigError;
 pub use model::{
     Admin, Announce, BgpConfig, ClientLookup, Cluster, ClusterGroup, ClusterRole, Config,
-    ConnTable, Forwarding, HealthCheck, HealthCheckKind, Interface, Layer7, Mark, Match,
+    ConnTable, Forwarding, HealthCheck, HealthCheckKind, HttpUrl, Interface, Layer7, Mark, Match,
     MemberConfig, MemberHash, Metrics, Persistence, Pool, PortRange, Protocol, RealServer, Route,
-    Rule, Scheduler, SchedulerFlag, Service, ServiceKey, Site, SorryServer, SyncConfig, SyncMode,
-    Timeouts, TunCsum, Tunnel, Withdraw, Workers, XdpMode, ZeroCopy,
+    Rule, Scheduler, SchedulerFlag, Service, ServiceKey, Site, SorryServer, StatusCodes,
+    SyncConfig, SyncMode, Timeouts, TunCsum, Tunnel, Withdraw, Workers, XdpMode, ZeroCopy,
 };
 pub use net::{IpPrefix, PrefixError};
 pub use save::to_yaml;

@@ -886,20 +886,17 @@ pub struct HealthCheck {
 pub enum HealthCheckKind {
     /// A TCP handshake completes.
     Tcp,
-    /// `GET path` answers `expect_status`, with `expect_body` in the body if set, and a body
-    /// whose MD5 is `expect_digest` (32 lower-case hex digits, keepalived's `digest`) if set.
+    /// `GET` of each of `urls` answers as that url expects; every one must (keepalived's
+    /// `HTTP_GET` with several `url` blocks).
     Http {
-        path: String,
-        expect_status: u16,
-        expect_body: Option<String>,
-        expect_digest: Option<String>,
+        urls: Vec<HttpUrl>,
+        /// The Host header (keepalived's `virtualhost`); `None`: the address, and the port
+        /// unless it is 80.
+        host: Option<String>,
     },
     /// As `Http`, over TLS (keepalived's `SSL_GET`, HAProxy's `check-ssl`).
     Https {
-        path: String,
-        expect_status: u16,
-        expect_body: Option<String>,
-        expect_digest: Option<String>,
+        urls: Vec<HttpUrl>,
         /// The server name sent in the handshake (SNI) and as the Host header; `None`: the
         /// address, and no SNI (RFC 6066 §3 allows no address literals there).
         sni: Option<String>,
@@ -921,6 +918,67 @@ pub enum HealthCheckKind {
     /// first, as HAProxy's `agent-send`), read one line (`75%`, `drain`, `down`, …) that
     /// sets the server's weight, state and connection limit.
     Agent { send: Option<String> },
+}
+
+/// One request of an `http` or `https` check: `GET path` answers a status in
+/// `expect_status`, with `expect_body` in the body if set, and a body whose MD5 is
+/// `expect_digest` (32 lower-case hex digits, keepalived's `digest`) if set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HttpUrl {
+    pub path: String,
+    pub expect_status: StatusCodes,
+    pub expect_body: Option<String>,
+    pub expect_digest: Option<String>,
+}
+
+/// The HTTP statuses a check accepts: inclusive ranges (`200`, or keepalived 2's
+/// `200-299 301`), written back as a number when there is one code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusCodes(pub Vec<(u16, u16)>);
+
+impl StatusCodes {
+    /// Exactly `code`.
+    pub fn one(code: u16) -> StatusCodes {
+        StatusCodes(vec![(code, code)])
+    }
+
+    /// Whether `code` is one of them.
+    pub fn contains(&self, code: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&code))
+    }
+
+    /// The one code, when there is one.
+    pub fn single(&self) -> Option<u16> {
+        match self.0.as_slice() {
+            [(lo, hi)] if lo == hi => Some(*lo),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for StatusCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, &(lo, hi)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            if lo == hi {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}-{hi}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for StatusCodes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.single() {
+            Some(code) => s.serialize_u16(code),
+            None => s.collect_str(self),
+        }
+    }
 }
 
 impl HealthCheckKind {

@@ -541,11 +541,15 @@ pub(crate) struct RawHealthCheck {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub expect_status: Option<u64>,
+    pub expect_status: Option<RawStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_body: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<RawHttpUrl>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -558,6 +562,56 @@ pub(crate) struct RawHealthCheck {
     pub send: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+}
+
+/// One of an http check's `urls`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttpUrl {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<RawStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_digest: Option<String>,
+}
+
+/// An HTTP status (`200`) or codes and ranges (`"200-299 301"`), as keepalived's
+/// `status_code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RawStatus {
+    One(u64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawStatus, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawStatus;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an HTTP status or statuses and ranges (\"200-299 301\")")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawStatus, E> {
+                Ok(RawStatus::One(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawStatus, E> {
+                Ok(RawStatus::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for RawStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RawStatus::One(n) => s.serialize_u64(*n),
+            RawStatus::Text(t) => s.serialize_str(t),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

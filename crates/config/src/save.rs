@@ -5,15 +5,15 @@
 //! so a saved file reads like one written by hand. Loading it gives back an equal `Config`.
 
 use crate::model::{
-    Announce, Cluster, Config, HealthCheck, HealthCheckKind, Interface, Mark, Match, Protocol,
-    RealServer, Rule, Service, Timeouts, TunCsum, Tunnel, XdpMode, ZeroCopy,
+    Announce, Cluster, Config, HealthCheck, HealthCheckKind, HttpUrl, Interface, Mark, Match,
+    Protocol, RealServer, Rule, Service, Timeouts, TunCsum, Tunnel, XdpMode, ZeroCopy,
 };
 use crate::net::{ipv4_mask, max_len};
 use crate::raw::{
     Netmask, RawAdmin, RawAnnounce, RawCluster, RawClusterGroup, RawConfig, RawConnTable,
-    RawHealthCheck, RawInterface, RawMark, RawMetrics, RawNameValue, RawPersistence, RawPool,
-    RawPorts, RawRealServer, RawRoute, RawRule, RawService, RawSite, RawSorryServer, RawTimeouts,
-    RawWorkers,
+    RawHealthCheck, RawHttpUrl, RawInterface, RawMark, RawMetrics, RawNameValue, RawPersistence,
+    RawPool, RawPorts, RawRealServer, RawRoute, RawRule, RawService, RawSite, RawSorryServer,
+    RawStatus, RawTimeouts, RawWorkers,
 };
 use std::time::Duration;
 
@@ -328,30 +328,17 @@ fn health_check(h: &HealthCheck) -> RawHealthCheck {
     };
     match &h.kind {
         HealthCheckKind::Tcp => {}
-        HealthCheckKind::Http {
-            path,
-            expect_status,
-            expect_body,
-            expect_digest,
-        } => {
-            raw.path = Some(path.clone());
-            raw.expect_status = Some(u64::from(*expect_status));
-            raw.expect_body = expect_body.clone();
-            raw.expect_digest = expect_digest.clone();
+        HealthCheckKind::Http { urls, host } => {
+            save_urls(&mut raw, urls);
+            raw.host = host.clone();
         }
         HealthCheckKind::Https {
-            path,
-            expect_status,
-            expect_body,
-            expect_digest,
+            urls,
             sni,
             verify,
             ca_file,
         } => {
-            raw.path = Some(path.clone());
-            raw.expect_status = Some(u64::from(*expect_status));
-            raw.expect_body = expect_body.clone();
-            raw.expect_digest = expect_digest.clone();
+            save_urls(&mut raw, urls);
             raw.sni = sni.clone();
             raw.verify = Some(*verify);
             raw.ca_file = ca_file.clone();
@@ -363,6 +350,29 @@ fn health_check(h: &HealthCheck) -> RawHealthCheck {
         HealthCheckKind::Agent { send } => raw.send = send.clone(),
     }
     raw
+}
+
+/// One url in the check's own fields, several under `urls`.
+fn save_urls(raw: &mut RawHealthCheck, urls: &[HttpUrl]) {
+    let url = |u: &HttpUrl| RawHttpUrl {
+        path: Some(u.path.clone()),
+        expect_status: Some(match u.expect_status.single() {
+            Some(code) => RawStatus::One(u64::from(code)),
+            None => RawStatus::Text(u.expect_status.to_string()),
+        }),
+        expect_body: u.expect_body.clone(),
+        expect_digest: u.expect_digest.clone(),
+    };
+    match urls {
+        [one] => {
+            let u = url(one);
+            raw.path = u.path;
+            raw.expect_status = u.expect_status;
+            raw.expect_body = u.expect_body;
+            raw.expect_digest = u.expect_digest;
+        }
+        several => raw.urls = Some(several.iter().map(url).collect()),
+    }
 }
 
 fn real(r: &RealServer, s: &Service) -> RawRealServer {

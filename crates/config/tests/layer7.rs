@@ -71,7 +71,7 @@ fn pools_rules_and_round_trip() {
     let api = &l.pools[1];
     let own = api.health_check.as_ref().expect("the pool's check");
     assert_eq!(own.port, Some(8080));
-    assert!(matches!(&own.kind, HealthCheckKind::Http { path, .. } if path == "/health"));
+    assert!(matches!(&own.kind, HealthCheckKind::Http { urls, .. } if urls[0].path == "/health"));
     assert_eq!(api.check(s), Some(own));
     assert_eq!(l.pools[0].check(s), s.health_check.as_ref());
     assert_eq!(s.health_checks().count(), 2);

@@ -3,8 +3,8 @@
 use proptest::prelude::*;
 use std::time::Duration;
 use uvs_config::{
-    diff, load_str, to_yaml, Config, Forwarding, HealthCheckKind, Protocol, Scheduler,
-    SchedulerFlag, Timeouts, TunCsum, Tunnel, XdpMode, ZeroCopy,
+    diff, load_str, to_yaml, Config, Forwarding, HealthCheckKind, HttpUrl, Protocol, Scheduler,
+    SchedulerFlag, StatusCodes, Timeouts, TunCsum, Tunnel, XdpMode, ZeroCopy,
 };
 
 const IFACE: &str = "\
@@ -201,10 +201,13 @@ fn health_check_defaults() {
     assert_eq!(
         h.kind,
         HealthCheckKind::Http {
-            path: "/".into(),
-            expect_status: 200,
-            expect_body: None,
-            expect_digest: None,
+            urls: vec![HttpUrl {
+                path: "/".into(),
+                expect_status: StatusCodes::one(200),
+                expect_body: None,
+                expect_digest: None,
+            }],
+            host: None,
         }
     );
     assert_eq!(h.interval, Duration::from_millis(250));
@@ -222,10 +225,12 @@ fn https_checks_load_and_save() {
     assert_eq!(
         h.kind,
         HealthCheckKind::Https {
-            path: "/".into(),
-            expect_status: 200,
-            expect_body: None,
-            expect_digest: None,
+            urls: vec![HttpUrl {
+                path: "/".into(),
+                expect_status: StatusCodes::one(200),
+                expect_body: None,
+                expect_digest: None,
+            }],
             sni: None,
             verify: false,
             ca_file: None,
@@ -243,10 +248,12 @@ fn https_checks_load_and_save() {
     assert_eq!(
         h.kind,
         HealthCheckKind::Https {
-            path: "/healthz".into(),
-            expect_status: 204,
-            expect_body: Some("up".into()),
-            expect_digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
+            urls: vec![HttpUrl {
+                path: "/healthz".into(),
+                expect_status: StatusCodes::one(204),
+                expect_body: Some("up".into()),
+                expect_digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
+            }],
             sni: Some("www.example.com".into()),
             verify: true,
             ca_file: Some("/etc/uvs/ca.pem".into()),
@@ -255,6 +262,83 @@ fn https_checks_load_and_save() {
     assert_eq!(load(&to_yaml(&full)), full, "save/load round trip");
     let d = diff(&c, &full);
     assert!(d.to_string().contains("health_check"), "{d}");
+}
+
+/// keepalived's HTTP_GET in full: several urls that must all pass, each with a set of
+/// statuses (`200-299 301`), and the Host header (`virtualhost`).
+#[test]
+fn http_checks_with_several_urls_status_sets_and_host() {
+    let c = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         health_check:\n      type: http\n      host: www.example.test\n      urls:\n        \
+         - {{ path: /a, expect_status: 200-299 301 }}\n        \
+         - {{ path: /b, expect_status: \"204,302\", expect_body: up }}\n        \
+         - {{ path: /c }}\n"
+    ));
+    let h = c.services[0].health_check.as_ref().unwrap();
+    let url = |path: &str, codes: Vec<(u16, u16)>, body: Option<&str>| HttpUrl {
+        path: path.into(),
+        expect_status: StatusCodes(codes),
+        expect_body: body.map(String::from),
+        expect_digest: None,
+    };
+    assert_eq!(
+        h.kind,
+        HealthCheckKind::Http {
+            urls: vec![
+                url("/a", vec![(200, 299), (301, 301)], None),
+                url("/b", vec![(204, 204), (302, 302)], Some("up")),
+                url("/c", vec![(200, 200)], None),
+            ],
+            host: Some("www.example.test".into()),
+        }
+    );
+    let saved = to_yaml(&c);
+    assert!(saved.contains("expect_status: 200-299 301"), "{saved}");
+    assert_eq!(load(&saved), c, "save/load round trip");
+    // One url with a range stays in the check's own fields.
+    let one = load(&format!(
+        "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+         health_check: {{ type: https, path: /h, expect_status: 200-204 }}\n"
+    ));
+    let saved = to_yaml(&one);
+    assert!(
+        saved.contains("path: /h") && !saved.contains("urls"),
+        "{saved}"
+    );
+    assert_eq!(load(&saved), one);
+    for (check, want) in [
+        (
+            "{ type: http, path: /a, urls: [{ path: /b }] }",
+            "`path` is given beside `urls`",
+        ),
+        ("{ type: http, urls: [] }", "`urls` is empty"),
+        ("{ type: http, expect_status: 299-200 }", "backwards"),
+        (
+            "{ type: http, expect_status: \"200 abc\" }",
+            "'abc' is not a status",
+        ),
+        (
+            "{ type: http, expect_status: 200-700 }",
+            "700 is out of range",
+        ),
+        (
+            "{ type: https, host: a.test }",
+            "`host` applies only to http checks",
+        ),
+        ("{ type: http, host: \"a b\" }", "is not a host name"),
+        (
+            "{ type: tcp, urls: [{ path: /b }] }",
+            "`urls` applies only to http",
+        ),
+    ] {
+        let src = format!(
+            "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+             health_check: {check}\n"
+        );
+        let err = load_str(&src, "t.yaml").unwrap_err().to_string();
+        assert!(err.contains(want), "{check}: {err}");
+    }
 }
 
 #[test]

@@ -16,8 +16,8 @@ use std::net::IpAddr;
 pub const DEFAULT_DELAY_LOOP_MS: u64 = 60_000;
 /// keepalived's `connect_timeout` default: 5 s.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
-/// keepalived's HTTP `status_code` default when none is given: 200-299.
-const DEFAULT_STATUS: u16 = 200;
+/// keepalived's HTTP `status_code` default when none is given: any 2xx.
+const DEFAULT_STATUS: &str = "200-299";
 
 /// Settings a virtual server or real server hands down to its checkers, each with where it
 /// was written.
@@ -88,19 +88,15 @@ impl Inherited {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     Tcp,
+    /// `HTTP_GET`: every url must pass; `host` is the `virtualhost` (the Host header).
     Http {
-        path: String,
-        expect_status: u16,
-        expect_body: Option<String>,
-        expect_digest: Option<String>,
+        urls: Vec<Url>,
+        host: Option<String>,
     },
     /// `SSL_GET`: the http check over TLS, verifying no certificate (keepalived's SSL_GET
     /// does not either), with the server name it sends as SNI and Host if any.
     Https {
-        path: String,
-        expect_status: u16,
-        expect_body: Option<String>,
-        expect_digest: Option<String>,
+        urls: Vec<Url>,
         sni: Option<String>,
     },
     /// The command line for `sh -c`, with the real server's address as `%a`, and the
@@ -109,6 +105,16 @@ pub enum Kind {
         line: String,
         user: Option<String>,
     },
+}
+
+/// One `url { }` of an HTTP_GET or SSL_GET.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    pub path: String,
+    /// keepalived's `status_code` words as uvs's `expect_status`: `200`, `200-299 301`.
+    pub expect_status: String,
+    pub expect_body: Option<String>,
+    pub expect_digest: Option<String>,
 }
 
 /// Which port a check connects to.
@@ -163,7 +169,12 @@ impl Check {
                     a.as_deref().unwrap_or("none"),
                     b.as_deref().unwrap_or("none")
                 ),
-                _ => "the url (path, status_code or regex) differs".to_string(),
+                (Kind::Http { host: a, .. }, Kind::Http { host: b, .. }) if a != b => format!(
+                    "the virtualhost is {} here, {} there",
+                    a.as_deref().unwrap_or("none"),
+                    b.as_deref().unwrap_or("none")
+                ),
+                _ => "the urls (path, status_code or regex) differ".to_string(),
             });
         }
         if self.interval_ms != other.interval_ms {
@@ -259,7 +270,7 @@ pub fn checker(
     let mut s = inherited.clone();
     // The checker's own virtualhost counts too; an inherited one matters only to HTTP_GET.
     let mut connect_port = None;
-    let mut url: Option<&Stmt> = None;
+    let mut urls: Vec<&Stmt> = Vec::new();
     let mut misc_path: Option<(String, Pos)> = None;
     let mut misc_timeout: Option<(u64, Pos)> = None;
     let mut misc_user: Option<String> = None;
@@ -324,19 +335,7 @@ pub fn checker(
                     "log_all_failures is not translated (logging only)",
                 );
             }
-            "url" if http => {
-                if let Some(first) = url {
-                    return cx.err(
-                        st.pos(),
-                        format!(
-                            "a second url (the first is at line {}): uvs's http check requests \
-                             one path; keep one url, or check the others with a MISC_CHECK",
-                            first.pos().line
-                        ),
-                    );
-                }
-                url = Some(st);
-            }
+            "url" if http => urls.push(st),
             "http_protocol" if http => {
                 let w = one_arg(cx, st, "1.0|1.0C|1.1")?;
                 if !matches!(w.text.as_str(), "1.0" | "1.0C" | "1.1") {
@@ -419,41 +418,62 @@ pub fn checker(
     let (kind, timeout) = match kw {
         "TCP_CHECK" => (Kind::Tcp, s.connect_timeout),
         "SSL_GET" => {
-            let Some(url) = url else {
+            if urls.is_empty() {
                 return cx.err(pos, "SSL_GET has no url { path ... } to request");
-            };
-            let Kind::Http {
-                path,
-                expect_status,
-                expect_body,
-                expect_digest,
-            } = http_url(cx, url, true)?
-            else {
-                unreachable!("http_url makes http checks");
-            };
+            }
+            let mut parsed = Vec::new();
+            for url in urls {
+                parsed.push(http_url(cx, url, true)?.0);
+            }
             (
                 Kind::Https {
-                    path,
-                    expect_status,
-                    expect_body,
-                    expect_digest,
+                    urls: parsed,
                     sni: ssl_name(cx, enable_sni, sni_name, &s)?,
                 },
                 s.connect_timeout,
             )
         }
         "HTTP_GET" => {
-            if let Some(at) = s.virtualhost {
-                return cx.err(
-                    at,
-                    "virtualhost cannot be translated: uvs's http check sends the real \
-                     server's address as the Host header",
-                );
-            }
-            let Some(url) = url else {
+            if urls.is_empty() {
                 return cx.err(pos, "HTTP_GET has no url { path ... } to request");
-            };
-            (http_url(cx, url, false)?, s.connect_timeout)
+            }
+            // Each url's Host: its own virtualhost, else the checker's (or inherited) one.
+            let mut parsed = Vec::new();
+            let mut host: Option<(Option<String>, Pos)> = None;
+            for url in urls {
+                let (u, own) = http_url(cx, url, false)?;
+                let (name, at) = match own {
+                    Some((h, at)) => (Some(h), at),
+                    None => (
+                        s.virtualhost_name.as_ref().map(|(h, _)| h.clone()),
+                        s.virtualhost_name.as_ref().map_or(url.pos(), |(_, at)| *at),
+                    ),
+                };
+                match &host {
+                    Some((first, _)) if *first != name => {
+                        return cx.err(
+                            at,
+                            format!(
+                                "this url's Host ({}) differs from the first url's ({}): uvs's \
+                                 http check sends one Host header for every url; give the urls \
+                                 the same virtualhost, or check the others with a MISC_CHECK",
+                                name.as_deref().unwrap_or("the address"),
+                                first.as_deref().unwrap_or("the address")
+                            ),
+                        )
+                    }
+                    Some(_) => {}
+                    None => host = Some((name, at)),
+                }
+                parsed.push(u);
+            }
+            (
+                Kind::Http {
+                    urls: parsed,
+                    host: host.and_then(|(h, _)| h),
+                },
+                s.connect_timeout,
+            )
         }
         _ => {
             let Some((command, _)) = misc_path else {
@@ -560,7 +580,8 @@ fn virtualhost_as_sni(cx: &mut Cx<'_>, host: String, at: Pos) -> String {
     host
 }
 
-fn http_url(cx: &mut Cx<'_>, url: &Stmt, ssl: bool) -> Result<Kind> {
+/// One `url { }`, and its own `virtualhost` if it has one (HTTP_GET only).
+fn http_url(cx: &mut Cx<'_>, url: &Stmt, ssl: bool) -> Result<(Url, Option<(String, Pos)>)> {
     if !url.args().is_empty() {
         return cx.err(url.args()[0].pos, "url takes no value, only a block");
     }
@@ -571,38 +592,43 @@ fn http_url(cx: &mut Cx<'_>, url: &Stmt, ssl: bool) -> Result<Kind> {
     let mut status = None;
     let mut body_text = None;
     let mut digest = None;
+    let mut vhost = None;
     for st in body {
         let k = st.keyword();
         match k {
             "path" => path = Some(one_arg(cx, st, "PATH")?.text.clone()),
             "status_code" => {
-                let [w] = st.args() else {
-                    let at = st.args().get(1).map_or(st.pos(), |w| w.pos);
+                if st.args().is_empty() {
                     return cx.err(
-                        at,
-                        "uvs's http check expects one status code: write one, e.g. \
-                         status_code 200",
+                        st.pos(),
+                        "status_code needs a value: a code or range, e.g. status_code 200-299",
                     );
-                };
-                let code = match w.text.split_once('-') {
-                    Some((a, b)) if a == b => a,
-                    Some(_) => {
+                }
+                // keepalived 2: codes and ranges, any number of them (`200-299 301`).
+                let mut codes = Vec::new();
+                for w in st.args() {
+                    let (lo, hi) = w.text.split_once('-').unwrap_or((&w.text, &w.text));
+                    let code = |cx: &mut Cx<'_>, text: &str| {
+                        let word = Word {
+                            text: text.to_string(),
+                            pos: w.pos,
+                        };
+                        uint(cx, &word, 100, 599, "status_code")
+                    };
+                    let (lo, hi) = (code(cx, lo)?, code(cx, hi)?);
+                    if lo > hi {
                         return cx.err(
                             w.pos,
-                            format!(
-                                "status_code {} is a range: uvs's http check expects one \
-                                 status code",
-                                w.text
-                            ),
-                        )
+                            format!("status_code {} is a backwards range", w.text),
+                        );
                     }
-                    None => &w.text,
-                };
-                let word = Word {
-                    text: code.to_string(),
-                    pos: w.pos,
-                };
-                status = Some(uint(cx, &word, 100, 599, "status_code")? as u16);
+                    codes.push(if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo}-{hi}")
+                    });
+                }
+                status = Some(codes.join(" "));
             }
             "digest" => {
                 let w = one_arg(cx, st, "MD5")?;
@@ -633,11 +659,7 @@ fn http_url(cx: &mut Cx<'_>, url: &Stmt, ssl: bool) -> Result<Kind> {
                 )
             }
             "virtualhost" => {
-                return cx.err(
-                    st.pos(),
-                    "virtualhost cannot be translated: uvs's http check sends the real \
-                     server's address as the Host header",
-                )
+                vhost = Some((one_arg(cx, st, "NAME")?.text.clone(), st.pos()));
             }
             "regex_no_match" | "regex_options" | "regex_stack" | "regex_min_offset"
             | "regex_max_offset" => {
@@ -658,21 +680,13 @@ fn http_url(cx: &mut Cx<'_>, url: &Stmt, ssl: bool) -> Result<Kind> {
     let Some(path) = path else {
         return cx.err(url.pos(), "url has no path");
     };
-    let expect_status = match status {
-        Some(s) => s,
-        None => {
-            cx.note(
-                url.pos(),
-                "no status_code: keepalived accepts any 2xx status, uvs's http check expects \
-                 exactly 200 (add status_code to choose another)",
-            );
-            DEFAULT_STATUS
-        }
-    };
-    Ok(Kind::Http {
-        path,
-        expect_status,
-        expect_body: body_text,
-        expect_digest: digest,
-    })
+    Ok((
+        Url {
+            path,
+            expect_status: status.unwrap_or_else(|| DEFAULT_STATUS.to_string()),
+            expect_body: body_text,
+            expect_digest: digest,
+        },
+        vhost,
+    ))
 }

@@ -3,7 +3,7 @@
 //! and a map from YAML field paths back to keepalived positions (for errors the uvs loader
 //! finds in the result).
 
-use super::check::{Check, Kind, Port};
+use super::check::{Check, Kind, Port, Url};
 use super::lex::{Files, Pos};
 use super::translate::{Service, Translation};
 use std::fmt::Write;
@@ -220,36 +220,14 @@ fn health_check(y: &mut String, c: &Check) {
     }
     match &c.kind {
         Kind::Tcp => {}
-        Kind::Http {
-            path,
-            expect_status,
-            expect_body,
-            expect_digest,
-        } => {
-            let _ = writeln!(y, "      path: {}", scalar(path));
-            let _ = writeln!(y, "      expect_status: {expect_status}");
-            if let Some(b) = expect_body {
-                let _ = writeln!(y, "      expect_body: {}", quoted(b));
-            }
-            if let Some(d) = expect_digest {
-                let _ = writeln!(y, "      expect_digest: {}", quoted(d));
+        Kind::Http { urls, host } => {
+            emit_urls(y, urls);
+            if let Some(h) = host {
+                let _ = writeln!(y, "      host: {}", scalar(h));
             }
         }
-        Kind::Https {
-            path,
-            expect_status,
-            expect_body,
-            expect_digest,
-            sni,
-        } => {
-            let _ = writeln!(y, "      path: {}", scalar(path));
-            let _ = writeln!(y, "      expect_status: {expect_status}");
-            if let Some(b) = expect_body {
-                let _ = writeln!(y, "      expect_body: {}", quoted(b));
-            }
-            if let Some(d) = expect_digest {
-                let _ = writeln!(y, "      expect_digest: {}", quoted(d));
-            }
+        Kind::Https { urls, sni } => {
+            emit_urls(y, urls);
             if let Some(n) = sni {
                 let _ = writeln!(y, "      sni: {}", scalar(n));
             }
@@ -260,6 +238,29 @@ fn health_check(y: &mut String, c: &Check) {
             let _ = writeln!(y, "      command: {}", quoted(line));
             if let Some(u) = user {
                 let _ = writeln!(y, "      user: {}", quoted(u));
+            }
+        }
+    }
+}
+
+/// One url in the check's own fields; several under `urls:`, each of which must pass.
+fn emit_urls(y: &mut String, urls: &[Url]) {
+    let fields = |y: &mut String, u: &Url, first: &str, rest: &str| {
+        let _ = writeln!(y, "{first}path: {}", scalar(&u.path));
+        let _ = writeln!(y, "{rest}expect_status: {}", u.expect_status);
+        if let Some(b) = &u.expect_body {
+            let _ = writeln!(y, "{rest}expect_body: {}", quoted(b));
+        }
+        if let Some(d) = &u.expect_digest {
+            let _ = writeln!(y, "{rest}expect_digest: {}", quoted(d));
+        }
+    };
+    match urls {
+        [one] => fields(y, one, "      ", "      "),
+        several => {
+            let _ = writeln!(y, "      urls:");
+            for u in several {
+                fields(y, u, "        - ", "          ");
             }
         }
     }

@@ -2,8 +2,8 @@
 
 use super::{Ctx, Result};
 use crate::marks::join;
-use crate::model::{HealthCheck, HealthCheckKind};
-use crate::raw::RawHealthCheck;
+use crate::model::{HealthCheck, HealthCheckKind, HttpUrl, StatusCodes};
+use crate::raw::{RawHealthCheck, RawHttpUrl, RawStatus};
 use std::time::Duration;
 
 /// Health check defaults (milliseconds, counts).
@@ -91,6 +91,8 @@ pub(super) fn health_check(
     only_web(r.expect_status.is_some(), "expect_status")?;
     only_web(r.expect_body.is_some(), "expect_body")?;
     only_web(r.expect_digest.is_some(), "expect_digest")?;
+    only_web(r.urls.is_some(), "urls")?;
+    only(r.host.is_some(), "host", "http")?;
     only(r.sni.is_some(), "sni", "https")?;
     only(r.verify.is_some(), "verify", "https")?;
     only(r.ca_file.is_some(), "ca_file", "https")?;
@@ -123,31 +125,49 @@ pub(super) fn health_check(
             }
         }
         "http" | "https" => {
-            let path = r.path.unwrap_or_else(|| HC_PATH.to_string());
-            if !path.starts_with('/')
-                || path.contains(|c: char| c.is_whitespace() || c.is_control())
-            {
-                return Err(cx
-                    .err(&p("path"), format!("'{path}' is not an HTTP request path"))
-                    .with_hint(Some(
-                        "it starts with '/' and has no spaces, like /healthz".into(),
-                    )));
-            }
-            let expect_status = match r.expect_status {
-                Some(s) => cx.range(&p("expect_status"), s, 100, 599, "HTTP status")? as u16,
-                None => HC_STATUS,
-            };
-            let expect_digest = match r.expect_digest {
-                Some(d) => Some(check_digest(cx, &p("expect_digest"), &d)?),
-                None => None,
+            let single = [
+                ("path", r.path.is_some()),
+                ("expect_status", r.expect_status.is_some()),
+                ("expect_body", r.expect_body.is_some()),
+                ("expect_digest", r.expect_digest.is_some()),
+            ];
+            let urls = match r.urls {
+                Some(list) => {
+                    if let Some((field, _)) = single.iter().find(|(_, given)| *given) {
+                        return Err(cx
+                            .err_key(&p(field), format!("`{field}` is given beside `urls`"))
+                            .with_hint(Some(
+                                "give each url's path and expectations in `urls`, or one \
+                                 url's in path, expect_status, ... without `urls`"
+                                    .into(),
+                            )));
+                    }
+                    if list.is_empty() {
+                        return Err(cx
+                            .err(&p("urls"), "`urls` is empty")
+                            .with_hint(Some("list at least one `- path: /healthz`".into())));
+                    }
+                    list.into_iter()
+                        .enumerate()
+                        .map(|(i, u)| http_url(cx, &p(&format!("urls[{i}]")), u))
+                        .collect::<Result<Vec<_>>>()?
+                }
+                None => vec![http_url(
+                    cx,
+                    base,
+                    RawHttpUrl {
+                        path: r.path,
+                        expect_status: r.expect_status,
+                        expect_body: r.expect_body,
+                        expect_digest: r.expect_digest,
+                    },
+                )?],
             };
             if kind_name == "http" {
-                HealthCheckKind::Http {
-                    path,
-                    expect_status,
-                    expect_body: r.expect_body,
-                    expect_digest,
+                if let Some(h) = &r.host {
+                    check_host(cx, &p("host"), h)?;
                 }
+                HealthCheckKind::Http { urls, host: r.host }
             } else {
                 let verify = r.verify.unwrap_or(false);
                 if let Some(name) = &r.sni {
@@ -171,10 +191,7 @@ pub(super) fn health_check(
                     }
                 }
                 HealthCheckKind::Https {
-                    path,
-                    expect_status,
-                    expect_body: r.expect_body,
-                    expect_digest,
+                    urls,
                     sni: r.sni,
                     verify,
                     ca_file: r.ca_file,
@@ -262,6 +279,97 @@ pub(super) fn health_check(
 }
 
 /// An MD5 digest in hex (keepalived's `digest`, as `genhash` prints it), kept in lower case.
+/// One url of an http or https check; `base` is where its fields are (the check itself, or
+/// its `urls[i]`).
+fn http_url(cx: &Ctx<'_>, base: &str, u: RawHttpUrl) -> Result<HttpUrl> {
+    let p = |f: &str| join(base, f);
+    let path = u.path.unwrap_or_else(|| HC_PATH.to_string());
+    if !path.starts_with('/') || path.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(cx
+            .err(&p("path"), format!("'{path}' is not an HTTP request path"))
+            .with_hint(Some(
+                "it starts with '/' and has no spaces, like /healthz".into(),
+            )));
+    }
+    let expect_status = match u.expect_status {
+        Some(s) => status_codes(cx, &p("expect_status"), s)?,
+        None => StatusCodes::one(HC_STATUS),
+    };
+    let expect_digest = match u.expect_digest {
+        Some(d) => Some(check_digest(cx, &p("expect_digest"), &d)?),
+        None => None,
+    };
+    Ok(HttpUrl {
+        path,
+        expect_status,
+        expect_body: u.expect_body,
+        expect_digest,
+    })
+}
+
+/// `200`, or codes and ranges separated by spaces or commas (`"200-299 301"`), each
+/// 100..=599.
+fn status_codes(cx: &Ctx<'_>, path: &str, s: RawStatus) -> Result<StatusCodes> {
+    let text = match s {
+        RawStatus::One(n) => {
+            return Ok(StatusCodes::one(
+                cx.range(path, n, 100, 599, "HTTP status")? as u16,
+            ))
+        }
+        RawStatus::Text(t) => t,
+    };
+    let bad = |what: &str| {
+        cx.err(path, format!("'{text}': {what}")).with_hint(Some(
+            "an HTTP status (200), or statuses and ranges: \"200-299 301\"".into(),
+        ))
+    };
+    let mut codes = Vec::new();
+    for word in text.split(|c: char| c == ',' || c.is_whitespace()) {
+        if word.is_empty() {
+            continue;
+        }
+        let (lo, hi) = word.split_once('-').unwrap_or((word, word));
+        let code = |w: &str| -> Result<u16> {
+            let n: u64 = w
+                .parse()
+                .map_err(|_| bad(&format!("'{w}' is not a status")))?;
+            Ok(cx.range(path, n, 100, 599, "HTTP status")? as u16)
+        };
+        let (lo, hi) = (code(lo)?, code(hi)?);
+        if lo > hi {
+            return Err(bad(&format!("the range {word} is backwards")));
+        }
+        codes.push((lo, hi));
+    }
+    if codes.is_empty() {
+        return Err(bad("no status"));
+    }
+    Ok(StatusCodes(codes))
+}
+
+/// The Host header of an http check: a host name (or an address).
+fn check_host(cx: &Ctx<'_>, path: &str, name: &str) -> Result<()> {
+    if name.parse::<std::net::IpAddr>().is_ok() || host_name_ok(name) {
+        return Ok(());
+    }
+    Err(cx
+        .err(path, format!("'{name}' is not a host name"))
+        .with_hint(Some("a DNS name, like www.example.com".into())))
+}
+
+/// A DNS name: dot-separated labels of letters, digits, '-' and '_'.
+fn host_name_ok(name: &str) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    name.len() <= 253 && name.split('.').all(label_ok)
+}
+
 fn check_digest(cx: &Ctx<'_>, path: &str, d: &str) -> Result<String> {
     if d.len() == 32 && d.chars().all(|c| c.is_ascii_hexdigit()) {
         return Ok(d.to_ascii_lowercase());
@@ -275,15 +383,7 @@ fn check_digest(cx: &Ctx<'_>, path: &str, d: &str) -> Result<String> {
 
 /// A DNS name as SNI carries it (RFC 6066 §3: a host name, not an address).
 fn check_server_name(cx: &Ctx<'_>, path: &str, name: &str) -> Result<()> {
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    };
-    let name_ok = name.len() <= 253 && name.split('.').all(label_ok);
+    let name_ok = host_name_ok(name);
     if name.parse::<std::net::IpAddr>().is_ok() {
         return Err(cx
             .err(
