@@ -301,14 +301,16 @@ the admin socket when \fB\-\-socket\fR is not given.
 the default admin socket (\fBadmin.socket\fR in \fBuvs.yaml\fR(5)).
 .SH "EXIT STATUS"
 As \fBipvsadm\fR(8): 0 on success; 2 when the command line is wrong (an unknown option, a
-bad value, a name that does not resolve, a bad line in \fB\-R\fR's input); 255 when the
-daemon refuses a change (\fB\-A \-E \-D \-a \-e \-d \-C \-Z \-R \-\-set\fR,
-\fB\-\-start\-daemon\fR, \fB\-\-stop\-daemon\fR: \fBService already exists\fR,
-\fBNo such destination\fR, ...), where ipvsadm returns \-1 for the kernel's refusal;
-1 when the daemon cannot be reached, a listing fails (\fB\-L \-t\fR of an unknown
-service), one of uvs's own commands fails, \fBimport\-keepalived\fR refuses its input,
-or \fBdrain \-\-wait\fR gives up (its \fB\-\-timeout\fR passed, or the server
-changed while it waited).
+bad value, a name that does not resolve, a bad line in \fB\-R\fR's input) or the daemon
+cannot be reached (ipvsadm's \fBCan't initialize ipvs\fR); 255 when the daemon refuses a
+change (\fB\-A \-E \-D \-a \-e \-d \-C \-Z \-R \-\-set\fR, \fB\-\-start\-daemon\fR,
+\fB\-\-stop\-daemon\fR: \fBService already exists\fR, \fBNo such destination\fR, ...),
+where ipvsadm returns \-1 for the kernel's refusal; 1 when a listing fails (\fB\-L \-t\fR
+of an unknown service), one of uvs's own commands fails, \fBimport\-keepalived\fR refuses
+its input, or \fBdrain \-\-wait\fR gives up (its \fB\-\-timeout\fR passed, or the server
+changed while it waited). Unlike ipvsadm, which exits 255 for an unknown option or one
+missing its value, uvsadm exits 2 for every command-line mistake, so that 255 always means
+the daemon refused a change.
 "#;
 
 /// One field of reference.yaml: its path, its example value and what the comments say.

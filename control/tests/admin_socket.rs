@@ -423,7 +423,7 @@ fn uvsadm_binary() {
         .args([&format!("--socket={}", nowhere.display()), "-L"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.contains(&format!(
@@ -962,9 +962,9 @@ fn edits_are_checked_against_the_hosts_addresses() {
 }
 
 /// uvsadm's exit status is ipvsadm's, which scripts test: 0 on success, 2 for a command line
-/// it cannot parse (ipvsadm's `fail(2, ...)`), 255 for a change uvsd refuses (ipvsadm
-/// returns -1 when the kernel refuses one), 1 when a listing fails or uvsd cannot be reached
-/// (ipvsadm's `exit(1)` there).
+/// it cannot parse (ipvsadm's `fail(2, ...)`) and when uvsd cannot be reached (ipvsadm's
+/// `fail(2, "Can't initialize ipvs ...")`), 255 for a change uvsd refuses (ipvsadm returns -1
+/// when the kernel refuses one), 1 when a listing fails (ipvsadm's `exit(1)` there).
 #[test]
 fn exit_status_as_ipvsadm() {
     use std::io::Write;
@@ -1016,13 +1016,15 @@ fn exit_status_as_ipvsadm() {
     assert_eq!(code(&["-R"], "-A -t 198.18.100.1:80 -s rr\n"), Some(255));
     // A listing of a service that does not exist: 1, as ipvsadm's list_service.
     assert_eq!(code(&["-L", "-n", "-t", "198.18.100.9:80"], ""), Some(1));
-    // No daemon: 1, as ipvsadm without IPVS ("Can't initialize ipvs").
+    // No daemon: 2, as ipvsadm without IPVS ("Can't initialize ipvs"), named listings too.
     let nowhere = dir.0.join("absent.sock");
-    let out = Command::new(env!("CARGO_BIN_EXE_uvsadm"))
-        .arg("--socket")
-        .arg(&nowhere)
-        .args(["-A", "-t", "198.18.100.1:80"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    for args in [&["-A", "-t", "198.18.100.1:80"][..], &["-L"], &["-S"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_uvsadm"))
+            .arg("--socket")
+            .arg(&nowhere)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
 }

@@ -169,8 +169,12 @@ pub fn execute(backend: &dyn AdminBackend, cmd: &AdminCommand) -> Result<String,
 /// as ipvsadm's `fail(2, ...)`.
 pub const EXIT_USAGE: i32 = 2;
 
-/// uvsadm's exit status when uvsd cannot be reached, as ipvsadm's when IPVS cannot be (`Can't
-/// initialize ipvs`), and when a listing or one of uvs's own commands fails.
+/// uvsadm's exit status when uvsd cannot be reached, as ipvsadm's when IPVS cannot be
+/// (`fail(2, "Can't initialize ipvs ...")`).
+pub const EXIT_UNREACHABLE: i32 = 2;
+
+/// uvsadm's exit status when a listing fails (ipvsadm's `exit(1)`) and when one of uvs's own
+/// commands does.
 pub const EXIT_FAILED: i32 = 1;
 
 /// uvsadm's exit status when uvsd refuses `cmd`: 255 for a change (ipvsadm returns -1 when

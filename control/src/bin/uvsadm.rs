@@ -16,7 +16,7 @@ use uvs_control::admin::{
     addresses, config_addresses, conn_addresses, format_conns_with, format_list_names,
     format_rules_with, numeric_endpoints, parse, refused_status, request, take_socket_option,
     try_request, usage, version, AdminCommand, RequestError, SystemNames, DEFAULT_SOCKET,
-    EXIT_FAILED, EXIT_USAGE, MAX_REQUEST,
+    EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, MAX_REQUEST,
 };
 use uvs_control::snapshot::{ConnSnapshot, Snapshot};
 
@@ -54,6 +54,15 @@ fn run(args: Vec<String>) -> i32 {
             return EXIT_USAGE;
         }
     };
+    // A request that fails exits as ipvsadm: 2 when uvsd cannot be reached (ipvsadm's
+    // "Can't initialize ipvs"), else what the command's refusal calls for.
+    let refused = refused_status(&cmd);
+    let ask = |args: &[String]| {
+        try_request(&socket, args).map_err(|e| match e {
+            RequestError::Unreachable(m) => (EXIT_UNREACHABLE, m),
+            RequestError::Refused(m) => (refused, m),
+        })
+    };
     let out = match cmd {
         AdminCommand::Help => return emit(&usage()),
         AdminCommand::Version => return emit(&version()),
@@ -65,40 +74,37 @@ fn run(args: Vec<String>) -> i32 {
         AdminCommand::List(o) if !o.numeric && !o.json => {
             let mut json = argv.clone();
             json.push("--json".into());
-            request(&socket, &json).and_then(|text| {
+            ask(&json).and_then(|text| {
                 if o.connections {
-                    let conns: Vec<ConnSnapshot> = from_json(&text)?;
+                    let conns: Vec<ConnSnapshot> = from_json(&text).map_err(failed)?;
                     let names = SystemNames::resolve(conn_addresses(&conns));
                     Ok(format_conns_with(&conns, &o, &names))
                 } else {
-                    let snap: Snapshot = from_json(&text)?;
+                    let snap: Snapshot = from_json(&text).map_err(failed)?;
                     let names = SystemNames::resolve(addresses(&snap));
-                    format_list_names(&snap, &o, &names)
+                    format_list_names(&snap, &o, &names).map_err(failed)
                 }
             })
         }
-        AdminCommand::SaveRules { numeric: false } => request(&socket, &["save".to_string()])
-            .and_then(|yaml| {
-                let cfg = uvs_config::load_str(&yaml, "<uvsd>").map_err(|e| e.to_string())?;
-                let names = SystemNames::resolve(config_addresses(&cfg));
-                Ok(format_rules_with(&cfg, &names))
-            }),
-        _ => match try_request(&socket, &argv) {
-            Ok(out) => Ok(out),
-            Err(RequestError::Refused(e)) => {
-                eprintln!("uvsadm: {e}");
-                return refused_status(&cmd);
-            }
-            Err(e @ RequestError::Unreachable(_)) => Err(e.to_string()),
-        },
+        AdminCommand::SaveRules { numeric: false } => ask(&["save".to_string()]).and_then(|yaml| {
+            let cfg = uvs_config::load_str(&yaml, "<uvsd>").map_err(|e| failed(e.to_string()))?;
+            let names = SystemNames::resolve(config_addresses(&cfg));
+            Ok(format_rules_with(&cfg, &names))
+        }),
+        _ => ask(&argv),
     };
     match out {
         Ok(out) => emit(&out),
-        Err(e) => {
+        Err((status, e)) => {
             eprintln!("uvsadm: {e}");
-            EXIT_FAILED
+            status
         }
     }
+}
+
+/// A failure of uvsadm's own (an unreadable answer, a listing of an unknown service): 1.
+fn failed(e: String) -> (i32, String) {
+    (EXIT_FAILED, e)
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
