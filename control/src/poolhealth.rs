@@ -147,6 +147,7 @@ mod tests {
                 rise: 1,
                 fall: 1,
                 port: None,
+                start_down: false,
             },
             pools: pools.iter().map(|p| p.to_string()).collect(),
         }

@@ -181,10 +181,12 @@ fn start_health(
     let targets = crate::health::targets(&cfg)
         .into_iter()
         .map(|t| {
+            // A server the checks knew keeps its state; a new one starts up, or down
+            // until its first check passes with `start_down` (keepalived's alpha).
             let up = prev_health
                 .get(&(t.service, t.real))
                 .and_then(|v| v.iter().find(|(p, _)| p.pools == t.pools))
-                .is_none_or(|(_, up)| *up);
+                .map_or(!t.check.start_down, |(_, up)| *up);
             // The same check resumes where it was (its counts towards rise/fall, its next
             // check); a changed one starts afresh from the server's state.
             let start = prev_progress

@@ -102,6 +102,7 @@ fn agent_target(agent: SocketAddr, interval_ms: u64, send: Option<&str>) -> Heal
             rise: 2,
             fall: 3,
             port: Some(agent.port()),
+            start_down: false,
         },
         pools: vec![],
     }

@@ -2,11 +2,11 @@
 //! balancing a whole destination prefix with dh (the cache-cluster case), `-R` restoring
 //! `-S` output whole (and refusing a bad input whole), `--set` and `-L --timeout`, and the
 //! listing's first line as ipvsadm prints it; a persistence template that lives while its
-//! connections do.
+//! connections do; keepalived's `alpha` (`start_down`): servers start down until checked.
 
 mod common;
 
-use common::{require_root, Testbed};
+use common::{real_up, require_root, Testbed};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -323,4 +323,51 @@ fn a_persistent_clients_template_lives_while_its_download_does() {
     );
     let out = dl.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "20971520 200");
+}
+
+/// keepalived's `alpha` (`start_down: true`): every server of web4 starts down, taking no
+/// connection, until its checks pass (`rise: 2`: one check at once, one 5 s later); then it
+/// takes connections. Before, uvsd started every server up whatever the file said.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn start_down_servers_take_no_connection_until_checked() {
+    require_root("start_down_servers_take_no_connection_until_checked");
+    let mut tb = Testbed::up("galpha", "nat");
+    let cfg = common::demo_config();
+    let check = "      interval: 2\n      timeout: 1\n      rise: 2\n      fall: 3\n";
+    assert!(cfg.contains(check), "demo.yaml's web4 check changed");
+    let alpha = "      interval: 5\n      timeout: 1\n      rise: 2\n      fall: 3\n      \
+                 start_down: true\n";
+    tb.start_uvsd(&cfg.replacen(check, alpha, 1));
+    let t = std::time::Instant::now();
+    let servers = ["198.18.1.11:80", "198.18.1.12:80", "198.18.1.13:80"];
+    for rs in servers {
+        assert_eq!(
+            real_up(&tb, rs),
+            Some(false),
+            "{rs} starts down\n{}",
+            tb.uvsd_log()
+        );
+    }
+    let got = tb.curl_many("http://198.18.100.1/", 2);
+    // Unless the second checks came in the meantime, no server took them.
+    if servers.iter().all(|rs| real_up(&tb, rs) == Some(false)) {
+        assert!(
+            got.iter().all(|a| a == "failed"),
+            "no server before its checks: {got:?}"
+        );
+    }
+    while real_up(&tb, "198.18.1.11:80") != Some(true) {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(9),
+            "rs1 never came up:\n{}",
+            tb.uvsd_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let got = tb.curl_many("http://198.18.100.1/", 3);
+    assert!(
+        got.iter().all(|a| a.starts_with("rs")),
+        "checked servers serve: {got:?}"
+    );
 }

@@ -274,6 +274,7 @@ fn tcp_target(real: SocketAddr, interval_ms: u64, timeout_ms: u64) -> HealthTarg
             rise: 2,
             fall: 3,
             port: None,
+            start_down: false,
         },
         pools: vec![],
     }

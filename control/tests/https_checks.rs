@@ -120,6 +120,7 @@ fn https(sni: Option<&str>, verify: bool, ca_file: Option<&PathBuf>) -> HealthCh
         rise: 1,
         fall: 1,
         port: None,
+        start_down: false,
     }
 }
 

@@ -161,7 +161,15 @@ fn uvs_yaml_page_has_every_field_of_the_reference() {
     all.insert("services[].health_check.user".to_string());
     // Commented out too: it needs `syn_proxy: true`, which the reference leaves off.
     all.insert("services[].proxy_protocol".to_string());
-    for commented in ["expect_digest", "urls", "host", "sni", "verify", "ca_file"] {
+    for commented in [
+        "start_down",
+        "expect_digest",
+        "urls",
+        "host",
+        "sni",
+        "verify",
+        "ca_file",
+    ] {
         all.insert(format!("services[].health_check.{commented}"));
     }
     assert!(all.len() > 60, "too few fields: {all:?}");

@@ -878,6 +878,10 @@ pub struct HealthCheck {
     pub fall: u32,
     /// Port to check; `None` = the real server's port.
     pub port: Option<u16>,
+    /// Whether a server new to the checks starts down, until its first check passes
+    /// (keepalived's `alpha`); by default it starts up. A server the checks already know
+    /// (a reload, an edit) keeps its state either way.
+    pub start_down: bool,
 }
 
 /// The check itself.

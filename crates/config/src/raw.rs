@@ -547,6 +547,8 @@ pub(crate) struct RawHealthCheck {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_down: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub urls: Option<Vec<RawHttpUrl>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,

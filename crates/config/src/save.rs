@@ -324,6 +324,7 @@ fn health_check(h: &HealthCheck) -> RawHealthCheck {
         rise: Some(u64::from(h.rise)),
         fall: Some(u64::from(h.fall)),
         port: h.port.map(u64::from),
+        start_down: h.start_down.then_some(true),
         ..RawHealthCheck::default()
     };
     match &h.kind {

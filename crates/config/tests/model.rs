@@ -341,6 +341,25 @@ fn http_checks_with_several_urls_status_sets_and_host() {
     }
 }
 
+/// keepalived's `alpha`: `start_down`, off by default, saved only when on.
+#[test]
+fn start_down_loads_and_saves() {
+    let src = |extra: &str| {
+        format!(
+            "{IFACE}services:\n  - vip: 198.18.100.1\n    protocol: tcp\n    port: 80\n    \
+             health_check: {{ type: tcp{extra} }}\n"
+        )
+    };
+    let off = load(&src(""));
+    assert!(!off.services[0].health_check.as_ref().unwrap().start_down);
+    assert!(!to_yaml(&off).contains("start_down"));
+    let on = load(&src(", start_down: true"));
+    assert!(on.services[0].health_check.as_ref().unwrap().start_down);
+    assert!(to_yaml(&on).contains("start_down: true"));
+    assert_eq!(load(&to_yaml(&on)), on);
+    assert_ne!(on, off, "a reload that sets it changes the check");
+}
+
 #[test]
 fn agent_checks_load_and_save() {
     let c = load(&format!(

@@ -5,7 +5,8 @@
 //! What keepalived does and uvs does the same way: a check every `delay_loop`, bounded by
 //! `connect_timeout` (`misc_timeout` for commands); a server that is up goes down after the
 //! first failure plus `retry` failed retries, so `fall = retry + 1`; a server that is down
-//! comes back on its first success, so `rise = 1`; servers start up unless `alpha` is set.
+//! comes back on its first success, so `rise = 1`; servers start up unless `alpha` is set
+//! (`start_down: true`).
 
 use super::command::command_line;
 use super::lex::{Pos, Stmt, Word};
@@ -133,6 +134,8 @@ pub struct Check {
     pub timeout_ms: u64,
     pub fall: u64,
     pub port: Port,
+    /// `alpha`: a server starts down until its first check passes (`start_down`).
+    pub start_down: bool,
     /// The checker keyword, for messages and the YAML's positions.
     pub pos: Pos,
 }
@@ -196,6 +199,14 @@ impl Check {
                 "retry {} here, {} there",
                 self.fall - 1,
                 other.fall - 1
+            ));
+        }
+        if self.start_down != other.start_down {
+            let a = |on: bool| if on { "alpha" } else { "no alpha" };
+            return Some(format!(
+                "{} here, {} there",
+                a(self.start_down),
+                a(other.start_down)
             ));
         }
         if self.port != other.port {
@@ -407,13 +418,6 @@ pub fn checker(
             }
         }
     }
-    if let Some((true, at)) = s.alpha {
-        return cx.err(
-            at,
-            "alpha cannot be translated: uvs starts every real server up, as keepalived \
-             without alpha does, and takes it down after `fall` failed checks; remove alpha",
-        );
-    }
     let interval_ms = s.delay_loop.map_or(DEFAULT_DELAY_LOOP_MS, |(ms, _)| ms);
     let (kind, timeout) = match kw {
         "TCP_CHECK" => (Kind::Tcp, s.connect_timeout),
@@ -520,6 +524,7 @@ pub fn checker(
         timeout_ms,
         fall: retry + 1,
         port,
+        start_down: s.alpha.is_some_and(|(on, _)| on),
         pos,
     })
 }

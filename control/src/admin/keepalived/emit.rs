@@ -218,6 +218,9 @@ fn health_check(y: &mut String, c: &Check) {
     if let Port::Fixed(p) = c.port {
         let _ = writeln!(y, "      port: {p}");
     }
+    if c.start_down {
+        let _ = writeln!(y, "      start_down: true");
+    }
     match &c.kind {
         Kind::Tcp => {}
         Kind::Http { urls, host } => {

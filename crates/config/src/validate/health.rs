@@ -275,6 +275,7 @@ pub(super) fn health_check(
         rise,
         fall,
         port,
+        start_down: r.start_down.unwrap_or(false),
     })
 }
 
