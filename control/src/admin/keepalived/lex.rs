@@ -12,7 +12,7 @@
 //! reports it ('Config files missing'), and so is a file that includes itself (keepalived
 //! reads it until it runs out of file descriptors). Parameters (`$NAME=VALUE`, `$NAME`, `${NAME}`) are
 //! substituted and conditional lines (`@ID`, `@^ID`) chosen line by line before words are
-//! read (see `params.rs`); the predefined parameters other than `${_PWD}` are refused.
+//! read (see `params.rs`); the predefined parameters `${_RANDOM}` and `${_ENV}` are refused.
 
 use super::params::{self, Params};
 use std::fmt;
@@ -466,7 +466,9 @@ fn tokenize_line(
                     w.pos,
                     format!(
                         "'{}' uses a predefined parameter (${{_...}}) other than ${{_PWD}}, \
-                         which the importer does not expand: write the value out",
+                         ${{_INSTANCE}}, ${{_HASH}} and ${{_BANG}}: ${{_RANDOM}} and \
+                         ${{_ENV}} change with the run and the host, so the importer does not \
+                         expand them; write the value out",
                         w.text
                     ),
                 );
@@ -796,7 +798,19 @@ mod tests {
             .unwrap_err()
             .message
             .contains("not defined"));
-        assert!(parse("misc_path ${_HASH}/x\n")
+        // keepalived's other predefined parameters: the config id, and '#' and '!' as text
+        // (keepalived strips comments before it substitutes), quoted or not.
+        let top = parse(
+            "misc_path \"/bin/check ${_HASH}1 ${_BANG}\" a${_HASH}b $_INSTANCE ${_BANG} # c\n",
+        )
+        .unwrap();
+        let args: Vec<&str> = top[0].args().iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(args, ["/bin/check #1 !", "a#b", "main", "!"]);
+        assert!(parse("misc_path ${_RANDOM}/x\n")
+            .unwrap_err()
+            .message
+            .contains("predefined"));
+        assert!(parse("misc_path ${_ENV(HOME)}\n")
             .unwrap_err()
             .message
             .contains("predefined"));

@@ -3,8 +3,10 @@
 //! definition whose lines but the last end with `\` has several lines, and `$NAME` followed by
 //! whitespace or the end of the line, or `${NAME}` anywhere, is replaced by its value when a
 //! line is read: recursively, and with the value it has then (a later definition replaces
-//! it). An undefined parameter is left as written. Of the predefined parameters only
-//! `${_PWD}`, the directory of the file being read, is known here.
+//! it). An undefined parameter is left as written. Of the predefined parameters,
+//! `${_PWD}` (the directory of the file being read), `${_INSTANCE}` (the config id),
+//! `${_HASH}` (`#`) and `${_BANG}` (`!`) are known here; `${_RANDOM}` and `${_ENV}`, whose
+//! values depend on the run and the host, are not.
 //!
 //! Conditional configuration is read here too: a line starting with `@ID` is kept (without
 //! its `@ID`) only on the balancer whose config id is ID, one with `@^ID` everywhere else;
@@ -60,6 +62,19 @@ fn name_len(s: &str) -> usize {
     }
     s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .unwrap_or(s.len())
+}
+
+/// Whether `s` ends inside a quoted string.
+fn in_quotes(s: &str) -> bool {
+    let mut quote = None;
+    for c in s.chars() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), _) if c == q => quote = None,
+            _ => {}
+        }
+    }
+    quote.is_some()
 }
 
 /// Text before a comment (`#` or `!` outside quotes).
@@ -274,6 +289,13 @@ impl Params {
             let value = match name {
                 "" => None,
                 "_PWD" => Some(pwd),
+                "_INSTANCE" => Some(self.config_id.as_str()),
+                // keepalived takes comments out before it substitutes, so these are text:
+                // quoted here, where the lexer would take them for a comment.
+                "_HASH" if in_quotes(&out) => Some("#"),
+                "_HASH" => Some("\"#\""),
+                "_BANG" if in_quotes(&out) => Some("!"),
+                "_BANG" => Some("\"!\""),
                 n => self.defs.get(n).map(String::as_str),
             };
             match value {
