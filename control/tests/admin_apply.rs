@@ -291,6 +291,24 @@ fn non_edit_commands_are_refused() {
     }
 }
 
+/// `-S` writes a service's options in ipvsadm 1.31's order (`print_service_entry` with
+/// FMT_RULE): `-s`, `-p` and `-M`, `-o`, then `-b`; and an SCTP service's listing name is
+/// `%-4s %s` (`SCTP 198.18.100.1:5000`, one space, where TCP and UDP get two).
+#[test]
+fn rules_in_ipvsadm_order() {
+    let cfg = config();
+    let new = run(
+        &cfg,
+        "-A -u 198.18.100.2:53 -s sh -b sh-port -p 120 -M 255.255.255.0 -o",
+    )
+    .unwrap();
+    let rules = format_rules(&new);
+    assert!(
+        rules.contains("-A -u 198.18.100.2:53 -s sh -p 120 -M 255.255.255.0 -o -b sh-port\n"),
+        "{rules}"
+    );
+}
+
 #[test]
 fn rules_replay_to_the_same_services() {
     let cfg = config();

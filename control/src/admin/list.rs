@@ -1,8 +1,9 @@
 //! `uvsadm -L` in ipvsadm's exact layout (ipvsadm.c `list_all`, `print_title`,
 //! `print_service_entry`, `print_largenum`, `list_conn`), and `-S` rules.
 //!
-//! The column widths are ipvsadm's printf formats: service lines `%-33s` (the name cut at 33
-//! characters for IPv4), servers `  -> %-28s` (cut at 28 for IPv4) then
+//! The column widths are ipvsadm 1.31's printf formats: service lines `%-33s` (the name,
+//! `%-4s %s` of the protocol and address, cut at 33 characters for IPv4), servers
+//! `  -> %-28s` (cut at 28 for an IPv4 server) then
 //! `%-7s %-6d %-10u %-10u` (so lines end in spaces, as ipvsadm's do), counters `%9llu` with
 //! K/M/G/T above 10^8. The first line is ipvsadm's, `IP Virtual Server version 1.2.1
 //! (size=N)` (the IPVS version scripts expect, N the connection table's size), so scripts that
@@ -226,9 +227,10 @@ fn service_entry(out: &mut String, svc: &ServiceSnapshot, o: &ListOptions, names
         let v6 = if svc.vip.is_ipv6() { " IPv6" } else { "" };
         format!("FWM  {}{v6}", svc.fwmark)
     } else {
+        // ipvsadm 1.31's `%-4s %s`: two spaces after TCP and UDP, one after SCTP.
         cut(
             format!(
-                "{}  {}",
+                "{:<4} {}",
                 svc.protocol,
                 addrport(svc.vip, svc.port, &svc.protocol, names)
             ),
@@ -290,7 +292,12 @@ fn service_entry(out: &mut String, svc: &ServiceSnapshot, o: &ListOptions, names
         reals.sort_by_key(|r| (r.address, r.port));
     }
     for r in reals {
-        let d = cut(addrport(r.address, r.port, real_proto, names), 28, svc.vip);
+        // Cut by the server's own family, as ipvsadm (an IPv6 service's IPv4 servers too).
+        let d = cut(
+            addrport(r.address, r.port, real_proto, names),
+            28,
+            r.address,
+        );
         if o.stats {
             let _ = write!(out, "  -> {d:<28}");
             let t = &r.traffic;
@@ -491,11 +498,8 @@ pub fn format_rules_with(cfg: &Config, names: &dyn Names) -> String {
             };
             format!("{opt} {}", addrport(s.vip, s.port, proto, names))
         };
+        // ipvsadm 1.31's order: -s, -p [-M], -o, -b.
         let _ = write!(out, "-A {svc_name} -s {}", s.scheduler);
-        if !s.scheduler_flags.is_empty() {
-            let flags: Vec<&str> = s.scheduler_flags.iter().map(|f| f.name()).collect();
-            let _ = write!(out, " -b {}", flags.join(","));
-        }
         if let Some(p) = s.persistence {
             let _ = write!(out, " -p {}", p.timeout);
             match s.vip {
@@ -513,6 +517,10 @@ pub fn format_rules_with(cfg: &Config, names: &dyn Names) -> String {
         }
         if s.one_packet {
             out.push_str(" -o");
+        }
+        if !s.scheduler_flags.is_empty() {
+            let flags: Vec<&str> = s.scheduler_flags.iter().map(|f| f.name()).collect();
+            let _ = write!(out, " -b {}", flags.join(","));
         }
         if !s.fullnat_pool.is_empty() {
             let pool: Vec<String> = s.fullnat_pool.iter().map(|a| a.to_string()).collect();
