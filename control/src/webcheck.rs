@@ -145,11 +145,12 @@ fn get_until(
     let agent = Agent::with_parts(config, connector, Fixed(addr));
     let url = url(req);
     let explain = |e: Failure<'_>| lock(&why).take().unwrap_or_else(|| describe(e, addr));
-    let mut response = agent
-        .get(&url)
-        .header("Connection", "close")
-        .call()
-        .map_err(|e| explain(Failure::Ureq(&e)))?;
+    let mut request = agent.get(&url).header("Connection", "close");
+    if let (None, Some(name)) = (req.tls, req.host) {
+        // keepalived 2 sends its virtualhost as the Host header as written, without a port.
+        request = request.header("Host", name);
+    }
+    let mut response = request.call().map_err(|e| explain(Failure::Ureq(&e)))?;
     let status = response.status().as_u16();
     if !req.expect_status.contains(status) {
         return Err(format!("status {status}, expected {}", req.expect_status));
@@ -262,9 +263,9 @@ fn tls_failure(addr: SocketAddr, e: &rustls::Error) -> String {
 }
 
 /// `http://198.18.1.11:8080/healthz`: the host is the address, or the `sni` (https) or `host`
-/// (http) name, and the
-/// port is left out when it is the scheme's, so that the Host header is what keepalived
-/// sends (`198.18.1.11`, `[2001:2::11]:8080`).
+/// (http) name, and the port is left out when it is the scheme's, so that the Host header
+/// is what keepalived sends (`198.18.1.11`, `[2001:2::11]:8080`); an http check's `host` is
+/// sent as the Host header as written, whatever the port (see [`get`]).
 fn url(req: &Get<'_>) -> String {
     let (scheme, default_port) = match req.tls {
         Some(_) => ("https", 443),

@@ -172,8 +172,8 @@ fn http_check_several_urls_status_sets_and_host() {
         let port = addr.port();
         assert!(
             r.to_ascii_lowercase()
-                .contains(&format!("\r\nhost: www.example.test:{port}\r\n")),
-            "the Host header is the virtualhost (and the port, not 80): {r}"
+                .contains("\r\nhost: www.example.test\r\n"),
+            "the Host header is the virtualhost alone, as keepalived 2 sends it (port {port}): {r}"
         );
     }
 }
