@@ -395,6 +395,31 @@ fn timeouts_zero_and_list_views() {
         ),
         ("-L --timeout", AdminCommand::ListTimeouts),
         ("-l --timeout", AdminCommand::ListTimeouts),
+        // What ipvsadm 1.31 takes (its only list conflicts: -c, --timeout or --daemon with
+        // --stats, --rate or --thresholds; --timeout or --daemon with --persistent-conn):
+        // `-Ln --timeout`, -c with a service (which ipvsadm's list_conn ignores: every
+        // connection is listed), several views (the first of --stats, --rate,
+        // --thresholds, --persistent-conn wins, as ipvsadm's print_title).
+        ("-Ln --timeout", AdminCommand::ListTimeouts),
+        ("-L --timeout --exact", AdminCommand::ListTimeouts),
+        (
+            "-Lnc -t 198.18.100.1:80",
+            AdminCommand::List(ListOptions {
+                numeric: true,
+                connections: true,
+                service: Some(web()),
+                ..list()
+            }),
+        ),
+        (
+            "-Ln --stats --rate",
+            AdminCommand::List(ListOptions {
+                numeric: true,
+                stats: true,
+                rate: true,
+                ..list()
+            }),
+        ),
         (
             "-L -n --persistent-conn",
             AdminCommand::List(ListOptions {
@@ -564,7 +589,7 @@ fn bad_command_lines() {
         ),
         ("-D -t 198.18.100.1:80 -s rr", &["illegal option -s", "-D"]),
         ("-L -c --stats", &["conflict", "-c"]),
-        ("-L -c -t 198.18.100.1:80", &["conflict"]),
+        ("-L -c --rate", &["conflict", "-c"]),
         ("-L -s rr", &["illegal option -s", "-L"]),
         ("-Z -t 198.18.100.1:80 -s rr", &["illegal option -s", "-Z"]),
         ("-C -n", &["illegal option -n", "-C"]),
@@ -589,14 +614,10 @@ fn bad_command_lines() {
         ("--set 900 120 x", &["illegal --set udp timeout 'x'"]),
         ("--set 900 120 300 -n", &["illegal option -n with --set"]),
         ("-L --timeout --stats", &["conflict", "--timeout"]),
-        ("-L --timeout -n", &["conflict", "--timeout"]),
+        ("-L --timeout --persistent-conn", &["conflict", "--timeout"]),
         (
             "-A -t 198.18.100.1:80 --timeout",
             &["illegal option --timeout", "-L"],
-        ),
-        (
-            "-L --stats --persistent-conn",
-            &["conflict", "--persistent-conn"],
         ),
         (
             "-a -t 198.18.100.1:80 -r 198.18.1.11 --json",
@@ -632,6 +653,19 @@ fn sync_daemon_commands() {
         "t.yaml",
     )
     .unwrap();
+    // `ipvsadm -Ln --daemon` (clustered, as people type it) lists the daemons.
+    for line in [
+        "-L --daemon",
+        "-Ln --daemon",
+        "-nL --daemon",
+        "-l -n --daemon",
+    ] {
+        assert_eq!(
+            parse(&argv(line)),
+            Ok(AdminCommand::Daemon(DaemonCommand::List)),
+            "{line}"
+        );
+    }
     let Ok(AdminCommand::Daemon(start)) = parse(&argv(
         "--start-daemon master --mcast-interface uvs-lb1 --syncid 7 --mcast-ttl 2",
     )) else {

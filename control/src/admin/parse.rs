@@ -543,30 +543,24 @@ fn build(mut s: Seen) -> Result<AdminCommand, String> {
     };
     Ok(match cmd {
         Cmd::List => {
+            // ipvsadm 1.31's conflicts, and only those: -c or --timeout with --stats, --rate
+            // or --thresholds, --timeout with --persistent-conn. Several views list the
+            // first of --stats, --rate, --thresholds, --persistent-conn (its print_title);
+            // -c lists every connection, with a service too (its list_conn takes none).
             let l = &s.list;
-            if l.connections && (l.stats || l.rate || l.thresholds || s.service.is_some()) {
+            if l.connections && (l.stats || l.rate || l.thresholds) {
                 return Err(
                     "options conflict in the list command: -c lists connections, without \
-                     --stats, --rate, --thresholds or a service"
+                     --stats, --rate or --thresholds"
                         .into(),
                 );
             }
-            let views = [l.stats, l.rate, l.thresholds, l.persistent_conn]
-                .iter()
-                .filter(|v| **v)
-                .count();
-            if views > 1 {
-                return Err(
-                    "options conflict in the list command: give one of --stats, --rate, \
-                     --thresholds and --persistent-conn"
-                        .into(),
-                );
-            }
-            if s.has(Opt::Timeout) {
-                if s.opts.iter().any(|(o, _)| *o != Opt::Timeout) {
+            if s.has(Opt::Timeout) && !l.connections && s.service.is_none() {
+                if l.stats || l.rate || l.thresholds || l.persistent_conn || l.json {
                     return Err(
-                        "options conflict in the list command: --timeout prints the timeouts \
-                         alone (uvsadm -L --timeout)"
+                        "options conflict in the list command: --timeout prints the timeouts, \
+                         without --stats, --rate, --thresholds, --persistent-conn or --json \
+                         (uvsadm -L --timeout)"
                             .into(),
                     );
                 }

@@ -80,7 +80,11 @@ fn parse_daemon(argv: &[String]) -> Result<DaemonCommand, String> {
             "--start-daemon" => start = Some(mode(it.next().map_or("", |s| s.as_str()))?),
             "--stop-daemon" => stop = Some(mode(it.next().map_or("", |s| s.as_str()))?),
             "--daemon" => list = true,
-            "-L" | "-l" | "--list" | "-n" | "--numeric" => {}
+            "--list" | "--numeric" => {}
+            // -L, -l, -n, and clustered as people type them: -Ln.
+            s if s.len() > 1
+                && s.starts_with('-')
+                && s[1..].chars().all(|c| matches!(c, 'L' | 'l' | 'n')) => {}
             "--mcast-interface" => {
                 interface = Some(
                     it.next()
