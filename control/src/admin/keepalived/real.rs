@@ -109,7 +109,7 @@ pub fn real_server(
                     st.pos(),
                     format!(
                         "{k} cannot be translated: uvs runs no notify scripts (watch \
-                         uvs_real_server health in the metrics, or uvsadm -L, instead)"
+                         uvs_real_up in the metrics, or uvsadm -L, instead)"
                     ),
                 )
             }

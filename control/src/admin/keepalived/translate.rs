@@ -738,7 +738,7 @@ fn service(
                     st.pos(),
                     format!(
                         "{k} cannot be translated: uvs runs no notify scripts (watch \
-                         uvs_real_server health in the metrics instead)"
+                         uvs_real_up in the metrics instead)"
                     ),
                 )
             }
