@@ -493,7 +493,7 @@ pub fn checker(
             )
         }
     };
-    let timeout_ms = timeout.map_or(DEFAULT_CONNECT_TIMEOUT_MS, |(ms, _)| ms);
+    let mut timeout_ms = timeout.map_or(DEFAULT_CONNECT_TIMEOUT_MS, |(ms, _)| ms);
     if timeout_ms > interval_ms {
         let at = timeout
             .map(|(_, p)| p)
@@ -509,6 +509,30 @@ pub fn checker(
                 interval_ms as f64 / 1000.0
             ),
         );
+    }
+    // keepalived gives each url its connect_timeout; uvs's check has one timeout for all
+    // its urls: as many times connect_timeout, within the delay_loop.
+    let urls = match &kind {
+        Kind::Http { urls, .. } | Kind::Https { urls, .. } => urls.len() as u64,
+        _ => 1,
+    };
+    if urls > 1 {
+        let all = (timeout_ms * urls).min(interval_ms);
+        cx.note(
+            timeout.map_or(pos, |(_, p)| p),
+            format!(
+                "keepalived gives each of the {urls} urls the connect_timeout ({} s); uvs's \
+                 check has one timeout for all of them: {} s{}",
+                timeout_ms as f64 / 1000.0,
+                all as f64 / 1000.0,
+                if all < timeout_ms * urls {
+                    " (the delay_loop, which a check may not exceed)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        timeout_ms = all;
     }
     // keepalived's retry defaults: 0 for MISC_CHECK, 1 for the others.
     let retry = s
