@@ -28,8 +28,7 @@ pub struct Inherited {
     pub retry: Option<(u64, Pos)>,
     pub delay_loop: Option<(u64, Pos)>,
     pub alpha: Option<(bool, Pos)>,
-    pub virtualhost: Option<Pos>,
-    /// The `virtualhost` name, for SSL_GET's server name.
+    /// The `virtualhost` name: HTTP_GET's Host header, SSL_GET's server name.
     pub virtualhost_name: Option<(String, Pos)>,
 }
 
@@ -59,7 +58,6 @@ impl Inherited {
             "alpha" => self.alpha = Some((bool_arg(cx, stmt)?, pos)),
             "virtualhost" => {
                 let name = one_arg(cx, stmt, "NAME")?.text.clone();
-                self.virtualhost = Some(pos);
                 self.virtualhost_name = Some((name, pos));
             }
             "delay_before_retry" => {
@@ -421,31 +419,17 @@ pub fn checker(
     let interval_ms = s.delay_loop.map_or(DEFAULT_DELAY_LOOP_MS, |(ms, _)| ms);
     let (kind, timeout) = match kw {
         "TCP_CHECK" => (Kind::Tcp, s.connect_timeout),
-        "SSL_GET" => {
+        "SSL_GET" | "HTTP_GET" => {
             if urls.is_empty() {
-                return cx.err(pos, "SSL_GET has no url { path ... } to request");
+                return cx.err(pos, format!("{kw} has no url {{ path ... }} to request"));
             }
-            let mut parsed = Vec::new();
-            for url in urls {
-                parsed.push(http_url(cx, url, true)?.0);
-            }
-            (
-                Kind::Https {
-                    urls: parsed,
-                    sni: ssl_name(cx, enable_sni, sni_name, &s)?,
-                },
-                s.connect_timeout,
-            )
-        }
-        "HTTP_GET" => {
-            if urls.is_empty() {
-                return cx.err(pos, "HTTP_GET has no url { path ... } to request");
-            }
-            // Each url's Host: its own virtualhost, else the checker's (or inherited) one.
+            let ssl = kw == "SSL_GET";
+            // Each url's Host (and, over TLS, server name): its own virtualhost, else the
+            // checker's (or inherited) one. uvs's check sends one for every url.
             let mut parsed = Vec::new();
             let mut host: Option<(Option<String>, Pos)> = None;
             for url in urls {
-                let (u, own) = http_url(cx, url, false)?;
+                let (u, own) = http_url(cx, url, ssl)?;
                 let (name, at) = match own {
                     Some((h, at)) => (Some(h), at),
                     None => (
@@ -459,10 +443,11 @@ pub fn checker(
                             at,
                             format!(
                                 "this url's Host ({}) differs from the first url's ({}): uvs's \
-                                 http check sends one Host header for every url; give the urls \
+                                 {} check sends one Host header for every url; give the urls \
                                  the same virtualhost, or check the others with a MISC_CHECK",
                                 name.as_deref().unwrap_or("the address"),
-                                first.as_deref().unwrap_or("the address")
+                                first.as_deref().unwrap_or("the address"),
+                                if ssl { "https" } else { "http" }
                             ),
                         )
                     }
@@ -471,13 +456,22 @@ pub fn checker(
                 }
                 parsed.push(u);
             }
-            (
+            let kind = if ssl {
+                // The urls' common virtualhost is the checker's, for the server name.
+                if let Some((Some(h), at)) = host {
+                    s.virtualhost_name = Some((h, at));
+                }
+                Kind::Https {
+                    urls: parsed,
+                    sni: ssl_name(cx, enable_sni, sni_name, &s)?,
+                }
+            } else {
                 Kind::Http {
                     urls: parsed,
                     host: host.and_then(|(h, _)| h),
-                },
-                s.connect_timeout,
-            )
+                }
+            };
+            (kind, s.connect_timeout)
         }
         _ => {
             let Some((command, _)) = misc_path else {
@@ -609,7 +603,7 @@ fn virtualhost_as_sni(cx: &mut Cx<'_>, host: String, at: Pos) -> String {
     host
 }
 
-/// One `url { }`, and its own `virtualhost` if it has one (HTTP_GET only).
+/// One `url { }`, and its own `virtualhost` if it has one.
 fn http_url(cx: &mut Cx<'_>, url: &Stmt, ssl: bool) -> Result<(Url, Option<(String, Pos)>)> {
     if !url.args().is_empty() {
         return cx.err(url.args()[0].pos, "url takes no value, only a block");
@@ -679,13 +673,6 @@ fn http_url(cx: &mut Cx<'_>, url: &Stmt, ssl: bool) -> Result<(Url, Option<(Stri
                     );
                 }
                 body_text = Some(w.text.clone());
-            }
-            "virtualhost" if ssl => {
-                return cx.err(
-                    st.pos(),
-                    "a url's own virtualhost cannot be translated: uvs's https check sends one \
-                     name for every request; write virtualhost in SSL_GET instead",
-                )
             }
             "virtualhost" => {
                 vhost = Some((one_arg(cx, st, "NAME")?.text.clone(), st.pos()));
