@@ -679,7 +679,10 @@ fn sync_daemon_commands() {
     );
     assert_eq!(
         syncd::format(&c),
-        "master sync daemon (mcast=uvs-lb1, syncid=7, group=224.0.0.81, port=8848, ttl=2)\n"
+        // As ipvsadm 1.31 lists it: maxlen is the one in use, the interface's MTU less the
+        // IP and UDP headers when none was given (no uvs-lb1 here: 1500).
+        "master sync daemon (mcast=uvs-lb1, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, \
+         ttl=2)\n"
     );
     // Starting the backup too makes it both; stopping the master leaves the backup.
     let Ok(AdminCommand::Daemon(backup)) = parse(&argv("--start-daemon backup")) else {

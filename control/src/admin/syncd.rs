@@ -276,7 +276,7 @@ fn running_daemon_allows(running: &SyncConfig, start: &DaemonCommand) -> Result<
     Ok(())
 }
 
-/// `-L --daemon`, as ipvsadm prints it.
+/// `-L --daemon`, as ipvsadm 1.31 prints it (maxlen the one in use, as the kernel reports it).
 pub fn format(cfg: &Config) -> String {
     let Some(s) = &cfg.sync else {
         return String::new();
@@ -289,12 +289,10 @@ pub fn format(cfg: &Config) -> String {
     };
     for m in modes {
         out.push_str(&format!(
-            "{m} sync daemon (mcast={}, syncid={}{}, group={}, port={}, ttl={})\n",
+            "{m} sync daemon (mcast={}, syncid={}, maxlen={}, group={}, port={}, ttl={})\n",
             s.interface,
             s.syncid,
-            s.maxlen
-                .map(|l| format!(", maxlen={l}"))
-                .unwrap_or_default(),
+            crate::sync::maxlen(s),
             s.group,
             s.port,
             s.ttl

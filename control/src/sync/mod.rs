@@ -271,10 +271,7 @@ impl SyncDaemon {
         }
         if matches!(cfg.mode, SyncMode::Master | SyncMode::Both) {
             let sock = Senders::open(&cfg)?;
-            let maxlen = match cfg.maxlen {
-                Some(m) => usize::from(m),
-                None => mtu(&cfg.interface).saturating_sub(28).max(576 - 28),
-            };
+            let maxlen = usize::from(maxlen(&cfg));
             shared.sync.set_enabled(true);
             let (shared, stats, stop, cfg) =
                 (shared.clone(), stats.clone(), stop.clone(), cfg.clone());
@@ -353,6 +350,15 @@ impl Drop for SyncDaemon {
             let _ = t.join();
         }
     }
+}
+
+/// The largest sync message sent: `maxlen`, or as IPVS, the interface's MTU less the IP and
+/// UDP headers (at least what 576 bytes leave). `-L --daemon` lists it, as ipvsadm does.
+pub fn maxlen(cfg: &SyncConfig) -> u16 {
+    cfg.maxlen.unwrap_or_else(|| {
+        let m = mtu(&cfg.interface).saturating_sub(28).max(576 - 28);
+        u16::try_from(m).unwrap_or(u16::MAX)
+    })
 }
 
 fn mtu(ifname: &str) -> usize {
