@@ -18,7 +18,7 @@
 use crate::bytes::{get16, put16};
 use crate::checksum;
 use crate::ip_proto;
-use crate::parse::{pseudo_header_ne, CommonV4, Parsed, L3};
+use crate::parse::{pseudo_header_ne, CommonV4, CommonV6, Parsed, L3};
 use crate::{tcp, udp};
 
 /// What [`complete_l4_checksum`] found.
@@ -72,6 +72,15 @@ pub fn complete_l4_checksum_inlined(frame: &mut [u8], p: &Parsed) -> L4Checksum 
 pub fn complete_common_v4_checksum(frame: &mut [u8], f: &CommonV4) -> L4Checksum {
     let at = (CommonV4::L4_OFF, f.l3_end());
     complete(frame, at, f.proto == ip_proto::UDP, false, |_, len| {
+        Some(f.pseudo_header_ne(len))
+    })
+}
+
+/// [`complete_common_v4_checksum`] for IPv6 ([`CommonV6::read`]).
+#[inline(always)]
+pub fn complete_common_v6_checksum(frame: &mut [u8], f: &CommonV6) -> L4Checksum {
+    let at = (CommonV6::L4_OFF, f.l3_end());
+    complete(frame, at, f.proto == ip_proto::UDP, true, |_, len| {
         Some(f.pseudo_header_ne(len))
     })
 }

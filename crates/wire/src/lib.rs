@@ -60,16 +60,17 @@ pub use icmpv6::{Icmpv6Packet, Icmpv6Repr};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use l4_checksum::{
-    complete_common_v4_checksum, complete_l4_checksum, complete_l4_checksum_inlined, L4Checksum,
+    complete_common_v4_checksum, complete_common_v6_checksum, complete_l4_checksum,
+    complete_l4_checksum_inlined, L4Checksum,
 };
 pub use parse::{
     classify, classify_walk, guess_v4_tuple, parse_frame, verify_l4_checksum, Classified, CommonV4,
-    Frag, Parsed, L3,
+    CommonV6, Frag, Parsed, L3,
 };
 pub use proxy_v2::{ProxyV2, ProxyV2Error};
 pub use rewrite::{
     can_rewrite_ports, decrement_ttl, nat, nat_v4_tcp, nat_v4_udp, set_dst_addr, set_dst_port,
-    set_macs, set_src_addr, set_src_port, shrink_ip_payload, NatFields, V4Rewrite,
+    set_macs, set_src_addr, set_src_port, shrink_ip_payload, NatFields, V4Rewrite, V6Rewrite,
 };
 pub use sctp::SctpPacket;
 pub use tcp::TcpPacket;

@@ -790,6 +790,151 @@ impl V4Rewrite {
     }
 }
 
+/// [`V4Rewrite`] for IPv6: what [`nat`] writes into an IPv6 TCP segment or UDP datagram
+/// whose header follows the fixed header, worked out once per flow. IPv6 has no header
+/// checksum, and the hop limit is not in the pseudo-header: the L4 checksum's terms are
+/// the addresses' and ports' alone, summed as `nat_v6_fields` sums them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6Rewrite {
+    /// New source ‖ destination address, as they lie in the frame.
+    addrs: [u8; 32],
+    /// New source ‖ destination port, as they lie in the frame.
+    ports: [u8; 4],
+    /// The changes' terms for the TCP/UDP checksum, folded; `None` when nothing it covers
+    /// changes.
+    l4: Option<u16>,
+    udp: bool,
+}
+
+impl Default for V6Rewrite {
+    fn default() -> Self {
+        Self {
+            addrs: [0; 32],
+            ports: [0; 4],
+            l4: None,
+            udp: false,
+        }
+    }
+}
+
+impl V6Rewrite {
+    /// The rewrite [`nat`] would make with `n` of a packet parsed as `p`: `None` unless `p`
+    /// is an IPv6 TCP or UDP packet that is not a fragment.
+    pub fn new(p: &Parsed, n: &NatFields<'_>) -> Option<Self> {
+        let udp = match p.l4_proto {
+            ip_proto::TCP => false,
+            ip_proto::UDP => true,
+            _ => return None,
+        };
+        if p.l3 != L3::V6 || p.frag != Frag::None {
+            return None;
+        }
+        let src = n.src_addr.copied().unwrap_or(p.src);
+        let dst = n.dst_addr.copied().unwrap_or(p.dst);
+        let sport = n.src_port.unwrap_or(p.sport);
+        let dport = n.dst_port.unwrap_or(p.dport);
+        let words = |old: &[u8; 16], new: &[u8; 16]| -> u64 {
+            (0..4)
+                .map(|i| {
+                    let w = |a: &[u8; 16]| u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]]);
+                    u64::from(!w(old)) + u64::from(w(new))
+                })
+                .sum()
+        };
+        let half = |old: u16, new: u16| {
+            u64::from(!u16::from_ne_bytes(old.to_be_bytes()))
+                + u64::from(u16::from_ne_bytes(new.to_be_bytes()))
+        };
+        let mut l4 = 0u64;
+        if n.dst_addr.is_some() {
+            l4 += words(&p.dst, &dst);
+        }
+        if n.src_addr.is_some() {
+            l4 += words(&p.src, &src);
+        }
+        if n.dst_port.is_some() {
+            l4 += half(p.dport, dport);
+        }
+        if n.src_port.is_some() {
+            l4 += half(p.sport, sport);
+        }
+        let changed = n.dst_addr.is_some()
+            || n.src_addr.is_some()
+            || n.dst_port.is_some()
+            || n.src_port.is_some();
+        let mut addrs = [0u8; 32];
+        addrs[..16].copy_from_slice(&src);
+        addrs[16..].copy_from_slice(&dst);
+        let mut ports = [0u8; 4];
+        ports[..2].copy_from_slice(&sport.to_be_bytes());
+        ports[2..].copy_from_slice(&dport.to_be_bytes());
+        Some(Self {
+            addrs,
+            ports,
+            l4: changed.then_some(checksum::fold(l4)),
+            udp,
+        })
+    }
+
+    /// Whether `p` has the addresses, ports and protocol this rewrite writes (see
+    /// [`V4Rewrite::wrote`]).
+    pub fn wrote(&self, p: &Parsed) -> bool {
+        let proto = if self.udp {
+            ip_proto::UDP
+        } else {
+            ip_proto::TCP
+        };
+        p.l3 == L3::V6
+            && p.l4_proto == proto
+            && p.src[..] == self.addrs[..16]
+            && p.dst[..] == self.addrs[16..]
+            && p.sport.to_be_bytes() == self.ports[..2]
+            && p.dport.to_be_bytes() == self.ports[2..]
+    }
+
+    /// Rewrites the frame a [`CommonV6`](crate::CommonV6) was read from, of the flow `self`
+    /// was made for: the hop limit decremented, the addresses and ports written, the L4
+    /// checksum updated (UDP's zero rules as [`nat`]'s). `false`: nothing written, because
+    /// the hop limit would reach 0 or the frame is too short.
+    #[inline(always)]
+    pub fn write_common(&self, frame: &mut [u8]) -> bool {
+        const L3: usize = crate::CommonV6::L3_OFF;
+        const L4: usize = crate::CommonV6::L4_OFF;
+        let header = if self.udp {
+            udp::HEADER_LEN
+        } else {
+            tcp::HEADER_LEN
+        };
+        if frame.len() < L4 + header {
+            return false;
+        }
+        let hop = frame[L3 + ipv6::HOP_LIMIT_OFFSET];
+        if hop <= 1 {
+            return false;
+        }
+        frame[L3 + ipv6::HOP_LIMIT_OFFSET] = hop - 1;
+        frame[L3 + ipv6::SRC_OFFSET..L3 + ipv6::SRC_OFFSET + 32].copy_from_slice(&self.addrs);
+        let seg = &mut frame[L4..L4 + header];
+        seg[..4].copy_from_slice(&self.ports);
+        if let Some(d) = self.l4 {
+            let at = if self.udp {
+                udp::CHECKSUM_OFFSET
+            } else {
+                tcp::CHECKSUM_OFFSET
+            };
+            let c = u16::from_ne_bytes([seg[at], seg[at + 1]]);
+            if !(self.udp && c == 0) {
+                let n = match checksum::apply_delta(c, u64::from(d)) {
+                    0 if self.udp => 0xffff,
+                    v => v,
+                };
+                seg[at..at + 2].copy_from_slice(&n.to_ne_bytes());
+            }
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -893,6 +1038,19 @@ mod tests {
                 assert_eq!((&f3, p3), (&f1, p1), "round {i}");
                 assert!(rw.wrote(&p3), "round {i}");
                 assert!(!rw.wrote(&p) || rw.wrote(&p1) && p == p1, "round {i}");
+            } else {
+                assert_eq!(f3, frame, "round {i}: nothing written");
+            }
+        }
+        // IPv6's, on the common frame (the TCP/UDP header right after the fixed header).
+        if let Some(rw) = V6Rewrite::new(&p, &n) {
+            assert_eq!(usize::from(p.l4_off), crate::CommonV6::L4_OFF);
+            let mut f3 = frame.to_vec();
+            assert_eq!(rw.write_common(&mut f3), ok, "round {i}");
+            if ok {
+                assert_eq!(f3, f1, "round {i}");
+                assert!(rw.wrote(&p1), "round {i}");
+                assert!(!rw.wrote(&p) || p == p1, "round {i}");
             } else {
                 assert_eq!(f3, frame, "round {i}: nothing written");
             }
