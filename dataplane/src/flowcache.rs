@@ -45,7 +45,7 @@
 use std::sync::Arc;
 
 use uvs_conntrack::{ConnId, ConnView, Hit};
-use uvs_wire::{CommonV4, Frag, L4Checksum, Parsed, V4Rewrite, L3};
+use uvs_wire::{CommonV4, CommonV6, Frag, L4Checksum, Parsed, V4Rewrite, V6Rewrite, L3};
 
 use crate::counters::PerWorkerStats;
 use crate::egress::{FilledFrom, L2};
@@ -116,12 +116,61 @@ impl Key {
     }
 }
 
-/// How the full path forwarded a flow's packet, for the next one (see the module).
+/// [`Key`] of an IPv6 packet: its 32 bytes of addresses as four words, and protocol ‖
+/// sport ‖ dport as [`Key::new`] orders them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Key6 {
+    addrs: [u64; 4],
+    ports: u64,
+}
+
+impl Key6 {
+    /// [`Key::of`] for IPv6: untagged, the TCP/UDP header right after the fixed header
+    /// ([`CommonV6`]'s offsets).
+    #[inline(always)]
+    pub(crate) fn of(frame: &[u8], p: &Parsed) -> Option<Key6> {
+        if p.l3 != L3::V6
+            || p.frag != Frag::None
+            || usize::from(p.l3_off) != CommonV6::L3_OFF
+            || usize::from(p.l4_off) != CommonV6::L4_OFF
+        {
+            return None;
+        }
+        let f = CommonV6::read(frame)?;
+        Some(Key6::new(&f.addrs, f.ports, f.proto))
+    }
+
+    #[inline(always)]
+    fn new(addrs: &[u8; 32], ports: u32, proto: u8) -> Key6 {
+        let w = |i: usize| {
+            let b: [u8; 8] = addrs[8 * i..8 * i + 8].try_into().unwrap_or_default();
+            u64::from_ne_bytes(b)
+        };
+        Key6 {
+            addrs: [w(0), w(1), w(2), w(3)],
+            ports: Key::new(0, ports, proto).ports,
+        }
+    }
+
+    #[inline(always)]
+    fn line(&self) -> usize {
+        let [a, b, c, d] = self.addrs;
+        let folded = a ^ b.rotate_left(17) ^ c.rotate_left(31) ^ d.rotate_left(47);
+        Key {
+            addrs: folded,
+            ports: self.ports,
+        }
+        .line()
+    }
+}
+
+/// How the full path forwarded a flow's packet, for the next one (see the module): IPv4's
+/// ([`Record4`]) or IPv6's ([`Record6`]).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Record {
-    pub key: Key,
+pub(crate) struct Record<K, W> {
+    pub key: K,
     pub id: Option<ConnId>,
-    pub rewrite: V4Rewrite,
+    pub rewrite: W,
     pub l2: L2,
     /// The egress link's MTU.
     pub mtu: u16,
@@ -141,10 +190,33 @@ pub(crate) struct Record {
     pub inbound: bool,
 }
 
+pub(crate) type Record4 = Record<Key, V4Rewrite>;
+pub(crate) type Record6 = Record<Key6, V6Rewrite>;
+
+/// A recorded rewrite, replayed on the frame its [`CommonV4`] or [`CommonV6`] was read from.
+pub(crate) trait Replay {
+    fn write_common(&self, frame: &mut [u8]) -> bool;
+}
+
+impl Replay for V4Rewrite {
+    #[inline(always)]
+    fn write_common(&self, frame: &mut [u8]) -> bool {
+        V4Rewrite::write_common(self, frame)
+    }
+}
+
+impl Replay for V6Rewrite {
+    #[inline(always)]
+    fn write_common(&self, frame: &mut [u8]) -> bool {
+        V6Rewrite::write_common(self, frame)
+    }
+}
+
 /// The per-worker cache (see the module).
 pub struct FlowCache {
     from: FilledFrom,
-    records: Box<[Record]>,
+    records: Box<[Record4]>,
+    records6: Box<[Record6]>,
     /// xorshift state for the fill draw.
     draw: u32,
     /// This window's qualifying packets and those that found their record.
@@ -164,7 +236,8 @@ impl Default for FlowCache {
     fn default() -> Self {
         Self {
             from: FilledFrom::default(),
-            records: vec![Record::default(); RECORDS].into_boxed_slice(),
+            records: vec![Record4::default(); RECORDS].into_boxed_slice(),
+            records6: vec![Record6::default(); RECORDS].into_boxed_slice(),
             draw: 0x9e37_79b9,
             probes: 0,
             hits: 0,
@@ -194,7 +267,8 @@ impl FlowCache {
         // The rest and its backoff are about the traffic, not the tables: they carry over.
         (self.probes, self.hits) = (0, 0);
         // Whole records: their counters' `Arc`s go with the snapshot.
-        self.records.fill(Record::default());
+        self.records.fill(Record4::default());
+        self.records6.fill(Record6::default());
     }
 
     /// The record for this packet's tuple, if there is one (a packet that may use one:
@@ -203,19 +277,38 @@ impl FlowCache {
     /// a quarter found their record, the cache rests for [`REST`] polls: at a million
     /// flows a record is almost never found, and the look and the fills only cost time.
     #[inline(always)]
-    pub(crate) fn get(&mut self, f: &CommonV4) -> Option<&Record> {
-        if !self.active || !qualifies_common(f) {
+    pub(crate) fn get(&mut self, f: &CommonV4) -> Option<&Record4> {
+        if !self.active || !qualifies_common(f.proto, f.tcp_flags) {
             return None;
         }
         let key = Key::new(f.addrs, f.ports, f.proto);
         let line = key.line();
         let found = self.records[line].key == key;
+        self.tally(found);
+        found.then_some(&self.records[line])
+    }
+
+    /// [`get`](Self::get) for IPv6.
+    #[inline(always)]
+    pub(crate) fn get6(&mut self, f: &CommonV6) -> Option<&Record6> {
+        if !self.active || !qualifies_common(f.proto, f.tcp_flags) {
+            return None;
+        }
+        let key = Key6::new(&f.addrs, f.ports, f.proto);
+        let line = key.line();
+        let found = self.records6[line].key == key;
+        self.tally(found);
+        found.then_some(&self.records6[line])
+    }
+
+    /// Counts a lookup towards the window's hit rate.
+    #[inline(always)]
+    fn tally(&mut self, found: bool) {
         self.hits += u32::from(found);
         self.probes += 1;
         if self.probes == WINDOW {
             self.judge();
         }
-        found.then_some(&self.records[line])
     }
 
     /// The end of a window: rest if too few packets found their record.
@@ -266,9 +359,16 @@ impl FlowCache {
 
     /// Keeps `r` for its key's packets.
     #[inline]
-    pub(crate) fn put(&mut self, r: Record) {
+    pub(crate) fn put(&mut self, r: Record4) {
         let line = r.key.line();
         self.records[line] = r;
+    }
+
+    /// [`put`](Self::put) for IPv6.
+    #[inline]
+    pub(crate) fn put6(&mut self, r: Record6) {
+        let line = r.key.line();
+        self.records6[line] = r;
     }
 }
 
@@ -276,8 +376,7 @@ impl FlowCache {
 /// and none of SYN, FIN, RST (it leaves an ESTABLISHED connection as it is) or UDP.
 #[inline(always)]
 pub(crate) fn qualifies(p: &Parsed) -> bool {
-    p.l3 == L3::V4
-        && p.frag == Frag::None
+    p.frag == Frag::None
         && match p.l4_proto {
             crate::pipeline::PROTO_TCP => {
                 p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK) == TCP_ACK
@@ -287,11 +386,11 @@ pub(crate) fn qualifies(p: &Parsed) -> bool {
         }
 }
 
-/// [`qualifies`] for a frame read at fixed offsets (IPv4, not a fragment, TCP or UDP).
+/// [`qualifies`] for a frame read at fixed offsets (not a fragment, TCP or UDP).
 #[inline(always)]
-fn qualifies_common(f: &CommonV4) -> bool {
-    f.proto == crate::pipeline::PROTO_UDP
-        || f.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK) == TCP_ACK
+fn qualifies_common(proto: u8, tcp_flags: u8) -> bool {
+    proto == crate::pipeline::PROTO_UDP
+        || tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK) == TCP_ACK
 }
 
 /// Forwards a frame (`frame` exactly the frame) from its tuple's record if the record
@@ -308,6 +407,13 @@ fn qualifies_common(f: &CommonV4) -> bool {
 /// never a different verdict.
 #[inline(always)]
 pub(crate) fn forward(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
+    forward_v4(ctx, frame).or_else(|| forward_v6(ctx, frame))
+}
+
+/// [`forward`] for an IPv4 frame (`None` for any other): the per-frame loop's, inlined
+/// there, IPv6's tried after it ([`forward_v6`], in `pipeline::process_rest`).
+#[inline(always)]
+pub(crate) fn forward_v4(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
     if !ctx.flows.active() {
         return None;
     }
@@ -318,16 +424,70 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
             return Some(Verdict::Drop(DropReason::BadChecksum));
         }
     }
-    let (now, worker) = (ctx.now, ctx.worker);
-    let (state, deadline) = ctx.conns.current(r.id?, now)?;
+    let port = replay(
+        r,
+        frame,
+        f.ip_total_len,
+        ctx.conns,
+        ctx.tables,
+        &ctx.settings,
+        ctx.now,
+        ctx.worker,
+    )?;
+    ctx.counters.flow_cache.add(1);
+    Some(Verdict::Forward(port))
+}
+
+/// [`forward`] for an IPv6 frame (`None` for any other).
+#[inline(always)]
+pub(crate) fn forward_v6(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
+    if !ctx.flows.active() {
+        return None;
+    }
+    let f = CommonV6::read(frame)?;
+    let r = ctx.flows.get6(&f)?;
+    if ctx.verify_l4_checksums {
+        if let L4Checksum::Bad = uvs_wire::complete_common_v6_checksum(frame, &f) {
+            return Some(Verdict::Drop(DropReason::BadChecksum));
+        }
+    }
+    let port = replay(
+        r,
+        frame,
+        f.ip_total_len,
+        ctx.conns,
+        ctx.tables,
+        &ctx.settings,
+        ctx.now,
+        ctx.worker,
+    )?;
+    ctx.counters.flow_cache.add(1);
+    Some(Verdict::Forward(port))
+}
+
+/// The record's checks and its replay on `frame` (an IP packet of `ip_total_len` bytes):
+/// the egress port when the frame was rewritten, counted and given its MACs.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn replay<K, W: Replay>(
+    r: &Record<K, W>,
+    frame: &mut [u8],
+    ip_total_len: u16,
+    conns: &uvs_conntrack::ConnTable,
+    tables: &Tables,
+    settings: &crate::lifecycle::Settings,
+    now: u32,
+    worker: usize,
+) -> Option<u8> {
+    let (state, deadline) = conns.current(r.id?, now)?;
     if state != r.state
         || !crate::lifecycle::deadline_fresh(deadline.wrapping_sub(now), r.timeout)
-        || f.ip_total_len > r.mtu
+        || ip_total_len > r.mtu
     {
         return None;
     }
-    if ctx.settings.expire_nodest_conn {
-        let svc: &ServiceRt = ctx.tables.service(r.service)?;
+    if settings.expire_nodest_conn {
+        let svc: &ServiceRt = tables.service(r.service)?;
         if !crate::lifecycle::slot_alive(svc, r.real) {
             return None;
         }
@@ -343,8 +503,14 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
         crate::pipeline::count(s.worker(worker), bytes, r.inbound);
     }
     frame[..12].copy_from_slice(&r.l2.macs);
-    ctx.counters.flow_cache.add(1);
-    Some(Verdict::Forward(r.l2.port))
+    Some(r.l2.port)
+}
+
+/// The key a [`Filling`] records under.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum FillKey {
+    V4(Key),
+    V6(Key6),
 }
 
 /// A packet the full path is to record once forwarded: drawn in `established` before its
@@ -352,7 +518,7 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Filling {
     /// The packet's key and parse before the rewrite.
-    pub key: Key,
+    pub key: FillKey,
     pub before: Parsed,
     pub id: ConnId,
     pub state: u8,
@@ -375,8 +541,12 @@ impl Filling {
 
     /// The filling for a packet [`wanted`](Self::wanted), before its rewrite.
     pub(crate) fn new(pkt: &Packet<'_>, hit: &Hit) -> Option<Filling> {
+        let key = match pkt.p.l3 {
+            L3::V4 => FillKey::V4(Key::of(pkt.frame(), &pkt.p)?),
+            L3::V6 => FillKey::V6(Key6::of(pkt.frame(), &pkt.p)?),
+        };
         Some(Filling {
-            key: Key::of(pkt.frame(), &pkt.p)?,
+            key,
             before: pkt.p,
             id: hit.id,
             state: hit.state(),
@@ -440,9 +610,9 @@ mod tests {
         let p = uvs_wire::parse_frame(&f).unwrap();
         let common = CommonV4::read(&f).unwrap();
         // One flow, recorded: every lookup hits, no rest.
-        c.put(Record {
+        c.put(Record4 {
             key: Key::of(&f, &p).unwrap(),
-            ..Record::default()
+            ..Record4::default()
         });
         for _ in 0..2 * WINDOW {
             assert!(c.get(&common).is_some());

@@ -19,7 +19,7 @@ use uvs_port::{Frame, Port, FRAME_CAPACITY};
 use crate::counters::{new_counters, AllCounters};
 use crate::neigh::{NeighTable, Pending, PendingAction};
 use crate::pipeline::{
-    lookup_key, prepare, process, process_full, process_parsed, store, Ctx, Packet, Staging,
+    lookup_key, prepare, process, process_parsed, process_rest, store, Ctx, Packet, Staging,
 };
 use crate::slowpath;
 use crate::tables::{IpKey, Tables};
@@ -728,9 +728,9 @@ impl<P: Port> Worker<P> {
                     } else {
                         // The flow cache inlined here: a forwarded frame's verdict is known
                         // to `dispatch!` where it is made (no call, no verdict in memory).
-                        match crate::flowcache::forward(&mut ctx, &mut buf[..len]) {
+                        match crate::flowcache::forward_v4(&mut ctx, &mut buf[..len]) {
                             Some(v) => v,
-                            None => process_full(&mut ctx, buf, &mut len),
+                            None => process_rest(&mut ctx, buf, &mut len),
                         }
                     };
                     dispatch!(i, len, verdict);

@@ -1,7 +1,7 @@
 //! The worker's flow cache (`dataplane/src/flowcache.rs`) changes nothing but speed: two
 //! labs on the same tables, one worker with the cache and one without, are given the same
-//! long random sequence of events — client and server segments of many flows with every
-//! flag, UDP datagrams both ways, TTLs running out, packets over the link MTU, health
+//! long random sequence of events — client and server segments of many IPv4 and IPv6 flows
+//! with every flag, UDP datagrams both ways, TTLs running out, packets over the link MTU, health
 //! checks failing and recovering with `expire_nodest_conn` on and off, frames with wrong,
 //! partial or zero checksums, padded or cut short, reloads that remove
 //! and re-add a real server, a neighbour's new MAC, time passing and control's expiry
@@ -22,11 +22,26 @@ use uvs_testkit::{self as tk, Flags};
 
 use lab_worker::{a, Lab};
 
-/// One flow's client side: its port and protocol.
+/// One flow's client side: its port, protocol and family.
 #[derive(Clone, Copy)]
 struct Flow {
     sport: u16,
     udp: bool,
+    v6: bool,
+}
+
+/// The client's and the VIP's addresses of a family.
+fn client_vip(v6: bool) -> (IpAddr, IpAddr) {
+    if v6 {
+        (a(lab::CLIENT6), a(lab::VIP6))
+    } else {
+        (a(lab::CLIENT4), a(lab::VIP4))
+    }
+}
+
+/// Where the IP header's fields and the L4 header start in a frame of either family.
+fn is_v6(f: &[u8]) -> bool {
+    f[12..14] == [0x86, 0xdd]
 }
 
 fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
@@ -48,8 +63,12 @@ fn flags(pick: u64) -> Flags {
     }
 }
 
-/// Sets an IPv4 frame's TTL and fixes its header checksum.
+/// Sets a frame's TTL (IPv6: hop limit) and fixes an IPv4 header's checksum.
 fn with_ttl(mut f: Vec<u8>, ttl: u8) -> Vec<u8> {
+    if is_v6(&f) {
+        f[21] = ttl;
+        return f;
+    }
     f[22] = ttl;
     f[24..26].copy_from_slice(&[0, 0]);
     let c = uvs_wire::checksum::checksum(&f[14..34]);
@@ -63,23 +82,32 @@ fn with_ttl(mut f: Vec<u8>, ttl: u8) -> Vec<u8> {
 /// the IP packet, or a frame cut shorter than its IP length. The cache's reading of a
 /// frame must come to the full path's verdict for each.
 fn mutate(mut f: Vec<u8>, pick: u64) -> Vec<u8> {
-    let udp = f[23] == 17;
-    let at = 34 + if udp { 6 } else { 16 };
+    let v6 = is_v6(&f);
+    let (proto, l4) = if v6 { (f[20], 54) } else { (f[23], 34) };
+    let udp = proto == 17;
+    let at = l4 + if udp { 6 } else { 16 };
     match pick % 6 {
         0 => f[at] ^= 0x5a,
         1 => {
-            let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
             let len = if udp {
-                u16::from_be_bytes([f[38], f[39]])
+                u16::from_be_bytes([f[l4 + 4], f[l4 + 5]])
+            } else if v6 {
+                u16::from_be_bytes([f[18], f[19]])
             } else {
-                (total - 20) as u16
+                u16::from_be_bytes([f[16], f[17]]) - 20
             };
-            let (src, dst) = (f[26..30].try_into().unwrap(), f[30..34].try_into().unwrap());
-            let partial = uvs_wire::checksum::fold(uvs_wire::checksum::pseudo_header_v4(
-                &src, &dst, f[23], len,
-            ));
+            let sum = if v6 {
+                let (src, dst) = (f[22..38].try_into().unwrap(), f[38..54].try_into().unwrap());
+                uvs_wire::checksum::pseudo_header_v6(&src, &dst, proto, u32::from(len))
+            } else {
+                let (src, dst) = (f[26..30].try_into().unwrap(), f[30..34].try_into().unwrap());
+                uvs_wire::checksum::pseudo_header_v4(&src, &dst, proto, len)
+            };
+            let partial = uvs_wire::checksum::fold(sum);
             f[at..at + 2].copy_from_slice(&partial.to_be_bytes());
         }
+        // IPv4: a wrong header checksum; IPv6 (no header checksum): a wrong version.
+        2 if v6 => f[14] ^= 0x10,
         2 => f[24] ^= 0x01,
         3 => f.extend_from_slice(&[0; 6]),
         4 => {
@@ -91,13 +119,14 @@ fn mutate(mut f: Vec<u8>, pick: u64) -> Vec<u8> {
 }
 
 fn client_frame(flow: &Flow, pick: u64, payload: &[u8]) -> Vec<u8> {
+    let (client, vip) = client_vip(flow.v6);
     if flow.udp {
         tk::udp(
             lab::CLIENT_MAC,
             lab::LB0_MAC,
-            a(lab::CLIENT4),
+            client,
             flow.sport,
-            a(lab::VIP4),
+            vip,
             53,
             payload,
         )
@@ -105,9 +134,9 @@ fn client_frame(flow: &Flow, pick: u64, payload: &[u8]) -> Vec<u8> {
         tk::tcp(
             lab::CLIENT_MAC,
             lab::LB0_MAC,
-            a(lab::CLIENT4),
+            client,
             flow.sport,
-            a(lab::VIP4),
+            vip,
             80,
             flags(pick),
             payload,
@@ -119,22 +148,28 @@ fn client_frame(flow: &Flow, pick: u64, payload: &[u8]) -> Vec<u8> {
 /// holds (the client for NAT, the local address for FullNAT), if `lab` has the flow.
 fn server_frame(lab: &Lab, flow: &Flow, pick: u64) -> Option<Vec<u8>> {
     let (proto, dport) = if flow.udp { (17, 53) } else { (6, 80) };
-    let client = match a(lab::CLIENT4) {
-        IpAddr::V4(v4) => v4.octets(),
-        IpAddr::V6(_) => unreachable!(),
+    let key = match client_vip(flow.v6) {
+        (IpAddr::V4(c), IpAddr::V4(v)) => {
+            uvs_conntrack::FlowKey::v4(proto, c.octets(), flow.sport, v.octets(), dport)
+        }
+        (IpAddr::V6(c), IpAddr::V6(v)) => {
+            uvs_conntrack::FlowKey::v6(proto, c.octets(), flow.sport, v.octets(), dport)
+        }
+        _ => unreachable!(),
     };
-    let vip = match a(lab::VIP4) {
-        IpAddr::V4(v4) => v4.octets(),
-        IpAddr::V6(_) => unreachable!(),
-    };
-    let key = uvs_conntrack::FlowKey::v4(proto, client, flow.sport, vip, dport);
     let hit = lab
         .shared
         .conns
         .lookup(&key, lab.shared.clock.now_ticks())?;
     let r = uvs_conntrack::ConnView::conn(&hit).reply;
-    let v4 = |x: [u8; 16]| IpAddr::from([x[0], x[1], x[2], x[3]]);
-    let (server, sport, dst, dport) = (v4(r.src), r.sport, v4(r.dst), r.dport);
+    let ip = |x: [u8; 16]| {
+        if flow.v6 {
+            IpAddr::from(x)
+        } else {
+            IpAddr::from([x[0], x[1], x[2], x[3]])
+        }
+    };
+    let (server, sport, dst, dport) = (ip(r.src), r.sport, ip(r.dst), r.dport);
     Some(if flow.udp {
         tk::udp(
             lab::real_mac(1),
@@ -214,6 +249,7 @@ fn same_with_and_without(method: Method, seed: u64, churn: u64, share: f64, burs
         .map(|i| Flow {
             sport: 20_000 + i,
             udp: i % 4 == 3,
+            v6: i % 3 == 1,
         })
         .collect();
     let mut removed = false;

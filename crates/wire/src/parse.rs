@@ -460,7 +460,10 @@ fn common_v6_ip(frame: &[u8]) -> Option<(&[u8; COMMON_V6_L4 + 8], usize)> {
     if h[COMMON_IP] >> 4 != 6 {
         return None;
     }
-    Some((h, usize::from(u16::from_be_bytes([h[COMMON_IP + 4], h[COMMON_IP + 5]]))))
+    Some((
+        h,
+        usize::from(u16::from_be_bytes([h[COMMON_IP + 4], h[COMMON_IP + 5]])),
+    ))
 }
 
 /// [`CommonV4`] for IPv6: a frame [`classify`] reads at fixed offsets (untagged, the TCP or
@@ -1131,7 +1134,10 @@ mod tests {
                 assert_eq!(a, b);
             }
         }
-        assert!(commons > 40_000, "{commons} frames read by CommonV4 and CommonV6");
+        assert!(
+            commons > 40_000,
+            "{commons} frames read by CommonV4 and CommonV6"
+        );
         assert!(
             outcomes.iter().flatten().all(|&n| n > 20_000),
             "{outcomes:?}"

@@ -794,7 +794,7 @@ impl V4Rewrite {
 /// whose header follows the fixed header, worked out once per flow. IPv6 has no header
 /// checksum, and the hop limit is not in the pseudo-header: the L4 checksum's terms are
 /// the addresses' and ports' alone, summed as `nat_v6_fields` sums them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct V6Rewrite {
     /// New source ‖ destination address, as they lie in the frame.
     addrs: [u8; 32],
@@ -804,17 +804,6 @@ pub struct V6Rewrite {
     /// changes.
     l4: Option<u16>,
     udp: bool,
-}
-
-impl Default for V6Rewrite {
-    fn default() -> Self {
-        Self {
-            addrs: [0; 32],
-            ports: [0; 4],
-            l4: None,
-            udp: false,
-        }
-    }
 }
 
 impl V6Rewrite {
@@ -836,7 +825,9 @@ impl V6Rewrite {
         let words = |old: &[u8; 16], new: &[u8; 16]| -> u64 {
             (0..4)
                 .map(|i| {
-                    let w = |a: &[u8; 16]| u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]]);
+                    let w = |a: &[u8; 16]| {
+                        u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]])
+                    };
                     u64::from(!w(old)) + u64::from(w(new))
                 })
                 .sum()

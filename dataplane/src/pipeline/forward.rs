@@ -4,7 +4,7 @@ use uvs_conntrack::{Conn, Dir, Hit};
 use uvs_wire::{Outer, Parsed, Tunnel, L3};
 
 use super::*;
-use crate::flowcache::Filling;
+use crate::flowcache::{FillKey, Filling};
 use crate::lifecycle::{self, ConnView};
 use crate::neigh::NeighMap;
 use crate::tables::{IpKey, Method, RealRt, ServiceRt, Tables, TunEncap};
@@ -115,29 +115,43 @@ fn record(
         Dir::Original => to_real(hit, before, full),
         Dir::Reply => to_client(hit, before, full),
     };
-    // Answered (time exceeded, too big) or dropped on the way: not forwarded as rewritten.
-    let Some(rewrite) = uvs_wire::V4Rewrite::new(before, &n).filter(|r| r.wrote(&pkt.p)) else {
-        return;
-    };
     let Some(iface) = ctx.tables.ifaces.get(usize::from(port)) else {
         return;
     };
     let mut macs = [0; 12];
     macs.copy_from_slice(&pkt.buf[..12]);
-    ctx.flows.put(crate::flowcache::Record {
-        key: fill.key,
-        id: Some(fill.id),
-        rewrite,
-        l2: crate::egress::L2 { macs, port },
-        mtu: iface.mtu,
-        state: fill.state,
-        timeout: svc.timeouts.for_state(before.l4_proto, fill.state),
-        service: svc.id,
-        real: hit.real(),
-        svc_stats: Some(svc.stats.clone()),
-        real_stats: svc.real(hit.real()).map(|r| r.stats.clone()),
-        inbound: hit.dir == Dir::Original,
-    });
+    // One record of either family.
+    macro_rules! record {
+        ($key:expr, $rewrite:expr) => {
+            crate::flowcache::Record {
+                key: $key,
+                id: Some(fill.id),
+                rewrite: $rewrite,
+                l2: crate::egress::L2 { macs, port },
+                mtu: iface.mtu,
+                state: fill.state,
+                timeout: svc.timeouts.for_state(before.l4_proto, fill.state),
+                service: svc.id,
+                real: hit.real(),
+                svc_stats: Some(svc.stats.clone()),
+                real_stats: svc.real(hit.real()).map(|r| r.stats.clone()),
+                inbound: hit.dir == Dir::Original,
+            }
+        };
+    }
+    // Answered (time exceeded, too big) or dropped on the way: not forwarded as rewritten.
+    match fill.key {
+        FillKey::V4(key) => {
+            if let Some(w) = uvs_wire::V4Rewrite::new(before, &n).filter(|r| r.wrote(&pkt.p)) {
+                ctx.flows.put(record!(key, w));
+            }
+        }
+        FillKey::V6(key) => {
+            if let Some(w) = uvs_wire::V6Rewrite::new(before, &n).filter(|r| r.wrote(&pkt.p)) {
+                ctx.flows.put6(record!(key, w));
+            }
+        }
+    }
 }
 
 /// A packet of a connection a sync peer installed passes here (a failover, or ECMP moved

@@ -143,16 +143,27 @@ pub(crate) fn ip(v6: bool, addr: [u8; 16]) -> IpKey {
 /// for encapsulation, up to `buf.len()`).
 #[inline]
 pub fn process(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize) -> Verdict {
-    match crate::flowcache::forward(ctx, &mut buf[..*len]) {
+    match crate::flowcache::forward_v4(ctx, &mut buf[..*len]) {
         Some(v) => v,
-        None => process_full(ctx, buf, len),
+        None => process_rest(ctx, buf, len),
     }
 }
 
-/// [`process`] past the flow cache (`crate::flowcache::forward`), for a caller that tried
-/// it already: the parse and the rest of the pipeline.
-#[inline]
-pub fn process_full(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize) -> Verdict {
+/// [`process`] past the flow cache's IPv4 lookup (`crate::flowcache::forward_v4`), for a
+/// caller that made it already (the worker's per-frame loop, where it is inlined): IPv6's,
+/// then the parse and the rest of the pipeline. Out of line and small, so an IPv6 frame
+/// the cache forwards pays no more than this call (the full path's frame is larger).
+#[inline(never)]
+pub fn process_rest(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize) -> Verdict {
+    if let Some(v) = crate::flowcache::forward_v6(ctx, &mut buf[..*len]) {
+        return v;
+    }
+    process_full(ctx, buf, len)
+}
+
+/// [`process`] past the flow cache: the parse and the rest of the pipeline.
+#[inline(never)]
+fn process_full(ctx: &mut Ctx<'_>, buf: &mut [u8], len: &mut usize) -> Verdict {
     match prepare(&buf[..*len]) {
         Ok(p) => {
             let mut pkt = Packet::new(buf, *len, p);
