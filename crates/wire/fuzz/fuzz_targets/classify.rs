@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // The fixed-offset reading of the common frame and the general walk agree.
     assert_eq!(uvs_wire::classify(data), uvs_wire::classify_walk(data));
-    // The flow cache's reading of the commonest frame (`CommonV4`) is the parse's: it reads
+    // The flow cache's reading of the commonest frames (`CommonV4`, `CommonV6`) is the parse's: it reads
     // only IPv4 TCP/UDP frames the parse accepts, at the same offsets, and its checksum
     // check and completion give the same verdict and bytes.
     if let Some(c) = uvs_wire::CommonV4::read(data) {
@@ -32,6 +32,24 @@ fuzz_target!(|data: &[u8]| {
         let (mut a, mut b) = (data.to_vec(), data.to_vec());
         assert_eq!(
             uvs_wire::complete_common_v4_checksum(&mut a, &c),
+            uvs_wire::complete_l4_checksum(&mut b, &p)
+        );
+        assert_eq!(a, b);
+    }
+    if let Some(c) = uvs_wire::CommonV6::read(data) {
+        let Ok(Classified::Ip(p)) = uvs_wire::classify(data) else {
+            panic!("CommonV6 read a frame the parse refuses");
+        };
+        assert_eq!(p.l3, L3::V6);
+        assert_eq!(usize::from(p.l4_off), uvs_wire::CommonV6::L4_OFF);
+        assert_eq!(
+            (c.proto, c.tcp_flags, c.ip_total_len),
+            (p.l4_proto, p.tcp_flags, p.ip_total_len)
+        );
+        assert_eq!((&c.addrs[..16], &c.addrs[16..]), (&p.src[..], &p.dst[..]));
+        let (mut a, mut b) = (data.to_vec(), data.to_vec());
+        assert_eq!(
+            uvs_wire::complete_common_v6_checksum(&mut a, &c),
             uvs_wire::complete_l4_checksum(&mut b, &p)
         );
         assert_eq!(a, b);
