@@ -4,9 +4,9 @@
 //! the cluster roles.
 //!
 //! The history is a ring of the last [`SAMPLES`] once-a-second rates the daemon already
-//! computes (`status::RateSampler`), recorded by the control loop from the same
-//! [`Snapshot`] `uvsadm` and `/metrics` render, so the page never shows figures of its own
-//! making. The page itself is one self-contained file (inline CSS and script, no external
+//! computes (`status::RateSampler`), the same rates `uvsadm` and `/metrics` render, so the
+//! page never shows figures of its own making. The control loop hands over only what
+//! changed ([`Sample`]): a series whose rate stays zero is not touched each second. The page itself is one self-contained file (inline CSS and script, no external
 //! assets) that polls `/status.json` every second.
 
 use std::collections::{HashMap, VecDeque};
@@ -27,7 +27,7 @@ pub const SAMPLES: usize = 60;
 
 /// The identity of a service (protocol, VIP, port, mark) or of one of its real servers:
 /// what survives a reload, as the metrics' labels do.
-type Key = (String, IpAddr, u16, u32, Option<(IpAddr, u16)>);
+pub type Key = (String, IpAddr, u16, u32, Option<(IpAddr, u16)>);
 
 /// Rates over time, oldest first.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -49,8 +49,18 @@ fn sig3(x: f64) -> f64 {
 }
 
 impl Series {
-    fn of(ring: &VecDeque<Rates>) -> Series {
-        let col = |f: fn(&Rates) -> f64| ring.iter().map(|r| sig3(f(r))).collect();
+    fn of(ring: &Ring, tick: u64) -> Series {
+        // The samples recorded, then a zero for each second since the last one.
+        let zeros = usize::try_from(tick.saturating_sub(ring.last)).unwrap_or(SAMPLES);
+        let skip = (ring.samples.len() + zeros.min(SAMPLES)).saturating_sub(SAMPLES);
+        let all: Vec<Rates> = ring
+            .samples
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(Rates::default(), zeros.min(SAMPLES)))
+            .skip(skip)
+            .collect();
+        let col = |f: fn(&Rates) -> f64| all.iter().map(|r| sig3(f(r))).collect();
         Series {
             cps: col(|r| r.cps),
             inpps: col(|r| r.inpps),
@@ -61,10 +71,61 @@ impl Series {
     }
 }
 
+/// One series' ring: the samples up to the one of tick `last`, and zeros implied for every
+/// tick after it, so a series whose rate stays zero costs nothing per second.
+#[derive(Default)]
+struct Ring {
+    samples: VecDeque<Rates>,
+    last: u64,
+}
+
+impl Ring {
+    fn push(&mut self, tick: u64, r: Rates) {
+        let gap = tick.saturating_sub(self.last).saturating_sub(1);
+        for _ in 0..gap.min(SAMPLES as u64) {
+            push(&mut self.samples, Rates::default());
+        }
+        push(&mut self.samples, r);
+        self.last = tick;
+    }
+}
+
+/// What one second brings the history: the series when they changed (a reload or an
+/// edit; `None`: the same as before), the rates that changed (a series not listed kept its
+/// rate, which was zero), each worker's busy share and the drops so far.
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    pub series: Option<Vec<Key>>,
+    pub changed: Vec<(Key, Rates)>,
+    pub busy: Vec<f64>,
+    pub drops: u64,
+}
+
+impl Sample {
+    /// Every series of `s` with its rate, as if all had changed.
+    pub fn of(s: &Snapshot) -> Sample {
+        let mut changed = Vec::new();
+        for svc in &s.services {
+            changed.push((service_key(svc, None), svc.rates));
+            for r in &svc.reals {
+                changed.push((service_key(svc, Some(r)), r.rates));
+            }
+        }
+        Sample {
+            series: Some(changed.iter().map(|(k, _)| k.clone()).collect()),
+            changed,
+            busy: s.workers.iter().map(|w| w.busy_ratio).collect(),
+            drops: s.drops.iter().map(|(_, n)| n).sum(),
+        }
+    }
+}
+
 /// The rings, fed once a second by the control loop.
 pub struct History {
     started: Instant,
-    rates: HashMap<Key, VecDeque<Rates>>,
+    /// Samples recorded (the current tick).
+    tick: u64,
+    rates: HashMap<Key, Ring>,
     busy: Vec<VecDeque<f64>>,
     drops: VecDeque<f64>,
     last_drops: Option<(Instant, u64)>,
@@ -74,6 +135,7 @@ impl Default for History {
     fn default() -> Self {
         History {
             started: Instant::now(),
+            tick: 0,
             rates: HashMap::new(),
             busy: Vec::new(),
             drops: VecDeque::new(),
@@ -101,29 +163,35 @@ fn service_key(s: &crate::snapshot::ServiceSnapshot, real: Option<&RealSnapshot>
 
 impl History {
     /// Appends the rates of `s` (taken just after the rates were sampled); series of services
-    /// and real servers no longer configured are forgotten.
-    pub fn record(&mut self, s: &Snapshot) {
+    /// and real servers no longer configured are forgotten. Costs what changed: a series
+    /// whose rate stays zero is not touched.
+    pub fn record(&mut self, s: &Sample) {
         self.record_at(s, Instant::now());
     }
 
-    fn record_at(&mut self, s: &Snapshot, now: Instant) {
-        let mut rates = std::mem::take(&mut self.rates);
-        for svc in &s.services {
-            let mut keep = |key: Key, r: Rates| {
-                let mut ring = rates.remove(&key).unwrap_or_default();
-                push(&mut ring, r);
-                self.rates.insert(key, ring);
-            };
-            keep(service_key(svc, None), svc.rates);
-            for r in &svc.reals {
-                keep(service_key(svc, Some(r)), r.rates);
+    fn record_at(&mut self, s: &Sample, now: Instant) {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(series) = &s.series {
+            let mut rates = std::mem::take(&mut self.rates);
+            for key in series {
+                let ring = rates.remove(key).unwrap_or(Ring {
+                    samples: VecDeque::new(),
+                    last: tick - 1,
+                });
+                self.rates.insert(key.clone(), ring);
             }
         }
-        self.busy.resize_with(s.workers.len(), VecDeque::new);
-        for (ring, w) in self.busy.iter_mut().zip(&s.workers) {
-            push(ring, w.busy_ratio);
+        for (key, r) in &s.changed {
+            if let Some(ring) = self.rates.get_mut(key) {
+                ring.push(tick, *r);
+            }
         }
-        let total: u64 = s.drops.iter().map(|(_, n)| n).sum();
+        self.busy.resize_with(s.busy.len(), VecDeque::new);
+        for (ring, b) in self.busy.iter_mut().zip(&s.busy) {
+            push(ring, *b);
+        }
+        let total = s.drops;
         if let Some((then, before)) = self.last_drops {
             let dt = now.duration_since(then).as_secs_f64();
             if dt > 0.0 {
@@ -134,7 +202,10 @@ impl History {
     }
 
     fn series(&self, key: &Key) -> Series {
-        self.rates.get(key).map(Series::of).unwrap_or_default()
+        self.rates
+            .get(key)
+            .map(|r| Series::of(r, self.tick))
+            .unwrap_or_default()
     }
 }
 
@@ -398,7 +469,7 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..(SAMPLES + 5) {
             let t = t0 + Duration::from_secs(i as u64);
-            h.record_at(&snap(i as f64, 10 * i as u64, true), t);
+            h.record_at(&Sample::of(&snap(i as f64, 10 * i as u64, true)), t);
         }
         let d = doc(snap(0.0, 0, true), &h, None);
         let cps = &d.services[0].history.cps;
@@ -411,7 +482,10 @@ mod tests {
         assert_eq!(d.services[0].active, 2);
         assert_eq!(d.services[0].reals[0].state, "up");
 
-        h.record_at(&snap(1.0, 0, false), t0 + Duration::from_secs(100));
+        h.record_at(
+            &Sample::of(&snap(1.0, 0, false)),
+            t0 + Duration::from_secs(100),
+        );
         let d = doc(snap(0.0, 0, true), &h, None);
         assert!(d.services[0].reals[0].history.cps.is_empty());
     }

@@ -80,7 +80,10 @@ impl Drop for Endpoint {
 fn start() -> Endpoint {
     let history = Arc::new(Mutex::new(History::default()));
     for cps in [1.0, 2.0, 3.0] {
-        history.lock().unwrap().record(&sample(cps));
+        history
+            .lock()
+            .unwrap()
+            .record(&statuspage::Sample::of(&sample(cps)));
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
