@@ -6,7 +6,7 @@
 //! registers it; then the control loop runs: connection expiry (and the live counters it
 //! releases), reload on SIGHUP or file change, health events, rates, admin and metrics.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +18,7 @@ use uvs_dataplane::wake::Stop;
 use anyhow::{anyhow, bail, Context, Result};
 use uvs_config::Config;
 use uvs_dataplane::lifecycle;
-use uvs_dataplane::{Shared, TablesBuilder, Worker};
+use uvs_dataplane::{Shared, Tables, TablesBuilder, Worker};
 use uvs_xsk::{XdpMode, XdpProgram, XskConfig, XskPort};
 
 use crate::spec::{self, LinkInfo};
@@ -56,6 +56,43 @@ pub struct Core {
     pub client_lookup: Mutex<Option<crate::clientof::LookupService>>,
     /// Real servers down for some `layer: 7` pools only (`crate::poolhealth`).
     pub pool_health: crate::poolhealth::PoolHealth,
+    /// Each real server's slot, for [`Core::with_live`].
+    slots: Mutex<SlotIndex>,
+}
+
+/// The slot of each real server of each service in one tables snapshot, rebuilt when the
+/// snapshot changes (a reload or an edit), so finding one costs a hash, not a scan.
+#[derive(Default)]
+struct SlotIndex {
+    /// The snapshot indexed ([`Tables::epoch`]; 0: none).
+    epoch: u64,
+    of: HashMap<(uvs_dataplane::ServiceKey, std::net::SocketAddr), usize>,
+}
+
+impl SlotIndex {
+    /// The slot of `real` in the service `key` of `tables`.
+    fn slot(
+        &mut self,
+        tables: &Tables,
+        key: uvs_dataplane::ServiceKey,
+        real: std::net::SocketAddr,
+    ) -> Option<usize> {
+        if self.epoch != tables.epoch {
+            self.epoch = tables.epoch;
+            self.of.clear();
+            for svc in tables.services.iter().flatten() {
+                for (slot, r) in svc.reals.iter().enumerate() {
+                    if let Some(r) = r {
+                        let at = std::net::SocketAddr::new(r.addr.to_ip(), r.port);
+                        self.of.entry((svc.key, at)).or_insert(slot);
+                    }
+                }
+            }
+        }
+        // As the index holds it: no flow label or scope id.
+        let real = std::net::SocketAddr::new(real.ip(), real.port());
+        self.of.get(&(key, real)).copied()
+    }
 }
 
 #[derive(Default, Clone, PartialEq, Eq)]
@@ -463,16 +500,19 @@ impl Core {
         f: impl Fn(&uvs_sched::ServerLive, &uvs_sched::ServerSpec),
     ) {
         let tables = self.shared.tables.load();
-        // By the index: the health checks' start calls this for every real server, so a
-        // scan of the services would make a reload quadratic in their number.
-        if let Some(svc) = tables.service_by_key(&key) {
-            for (slot, r) in svc.reals.iter().enumerate() {
-                if r.as_ref()
-                    .is_some_and(|r| r.addr.to_ip() == real.ip() && r.port == real.port())
-                {
-                    f(&svc.live[slot], &svc.specs[slot]);
-                }
-            }
+        // By the indexes: the health checks' start calls this three times for every real
+        // server and their feedback once a second, so a scan of the services, or of a
+        // service's servers, would make a reload (and the idle second) quadratic.
+        let Some(svc) = tables.service_by_key(&key) else {
+            return;
+        };
+        let slot = self
+            .slots
+            .lock()
+            .expect("slots lock")
+            .slot(&tables, key, real);
+        if let Some(slot) = slot {
+            f(&svc.live[slot], &svc.specs[slot]);
         }
     }
 
@@ -706,6 +746,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         node: Default::default(),
         client_lookup: Mutex::new(None),
         pool_health: Default::default(),
+        slots: Default::default(),
     });
     {
         let roles = core.cluster.lock().expect("cluster lock");
@@ -1075,6 +1116,52 @@ fn hold_restart_only(running: &Config, new: &mut Config) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 10 services of 1 000 real servers each: finding every server's slot three times,
+    /// as starting their health checks on a reload does, takes milliseconds, not a scan
+    /// of the service per server (1.2–1.7 s per reload of a debug build before).
+    #[test]
+    fn slots_of_ten_thousand_servers_are_found_without_scanning() {
+        use uvs_dataplane::tables::TablesBuilder;
+        use uvs_dataplane::{IpKey, Method};
+        let mut spec = uvs_dataplane::lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+        let template = spec.services[0].clone();
+        spec.services = (0..10u8)
+            .map(|i| {
+                let mut s = template.clone();
+                s.key.vip = IpKey::from_ip(IpAddr::from([198, 18, 100, i + 1]));
+                s.name = format!("s{i}");
+                let r = s.reals[0].clone();
+                s.reals = (0..1000u16)
+                    .map(|p| uvs_dataplane::tables::RealSpec {
+                        addr: IpKey::from_ip(IpAddr::from([198, 18, 1, 11 + (p % 3) as u8])),
+                        port: 1000 + p,
+                        ..r.clone()
+                    })
+                    .collect();
+                s
+            })
+            .collect();
+        let tables = TablesBuilder::build(&spec, None).unwrap();
+        let mut index = SlotIndex::default();
+        let t = Instant::now();
+        let mut found = 0;
+        for _ in 0..3 {
+            for svc in tables.services.iter().flatten() {
+                for (slot, r) in svc.reals.iter().enumerate() {
+                    let r = r.as_ref().unwrap();
+                    let at = std::net::SocketAddr::new(r.addr.to_ip(), r.port);
+                    assert_eq!(index.slot(&tables, svc.key, at), Some(slot));
+                    found += 1;
+                }
+            }
+        }
+        let took = t.elapsed();
+        assert_eq!(found, 30_000);
+        assert!(took < Duration::from_millis(400), "took {took:?}");
+        let other = "198.18.1.99:80".parse().unwrap();
+        assert_eq!(index.slot(&tables, spec.services[0].key, other), None);
+    }
 
     const TCP: u8 = 6;
     const UDP: u8 = 17;

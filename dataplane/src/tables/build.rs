@@ -234,18 +234,21 @@ impl TablesBuilder {
         // Servers the previous snapshot had: their health and agent state stay.
         let mut carried = vec![false; s.reals.len()];
         if let Some(o) = old {
+            // By address and port, not a scan per server: a service may have a thousand.
+            let mut was_at: HashMap<(IpKey, u16), usize> = HashMap::new();
+            for (slot, x) in o.reals.iter().enumerate().rev() {
+                if let Some(x) = x {
+                    was_at.insert((x.addr, x.port), slot);
+                }
+            }
+            let mut retired_at: HashMap<(IpKey, u16), usize> = HashMap::new();
+            for x in o.retired.iter().rev() {
+                retired_at.insert((x.addr, x.port), usize::from(x.slot));
+            }
             for (i, r) in s.reals.iter().enumerate() {
-                let was = o.reals.iter().position(|x| {
-                    x.as_ref()
-                        .is_some_and(|x| x.addr == r.addr && x.port == r.port)
-                });
+                let was = was_at.get(&(r.addr, r.port)).copied();
                 carried[i] = was.is_some();
-                slot_of[i] = was.or_else(|| {
-                    o.retired
-                        .iter()
-                        .find(|x| x.addr == r.addr && x.port == r.port)
-                        .map(|x| usize::from(x.slot))
-                });
+                slot_of[i] = was.or_else(|| retired_at.get(&(r.addr, r.port)).copied());
             }
         }
         let mut taken = vec![false; MAX_REALS];
