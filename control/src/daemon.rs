@@ -56,14 +56,18 @@ pub struct Core {
     pub client_lookup: Mutex<Option<crate::clientof::LookupService>>,
     /// Real servers down for some `layer: 7` pools only (`crate::poolhealth`).
     pub pool_health: crate::poolhealth::PoolHealth,
-    /// Each real server's slot, for [`Core::with_live`].
+    /// Each real server's slot, for [`Core::with_live`]; held while a snapshot is built
+    /// and published ([`Core::publish`]).
     slots: Mutex<SlotIndex>,
+    /// Live slots moved to larger arrays, with when: settled a second later
+    /// ([`Core::settle_growth`]).
+    growing: Mutex<Vec<(Instant, uvs_dataplane::tables::LiveGrowth)>>,
 }
 
 /// The slot of each real server of each service in one tables snapshot, rebuilt when the
 /// snapshot changes (a reload or an edit), so finding one costs a hash, not a scan.
 #[derive(Default)]
-struct SlotIndex {
+pub(crate) struct SlotIndex {
     /// The snapshot indexed ([`Tables::epoch`]; 0: none).
     epoch: u64,
     of: HashMap<(uvs_dataplane::ServiceKey, std::net::SocketAddr), usize>,
@@ -289,6 +293,9 @@ impl Core {
         crate::webcheck::check_ca_files(&new)?;
         let mut spec = spec::tables_spec(&new, Some(&self.links));
         self.pool_health.apply(&mut spec);
+        // Held from the build to the publication: a health verdict or an agent's report is
+        // not told to live slots a growing service leaves behind (`Core::with_live`).
+        let slots = self.lock_slots();
         let current = self.shared.tables.load_full();
         let tables = TablesBuilder::build(&spec, Some(&current)).map_err(|e| e.to_string())?;
         let mut roles = self.cluster.lock().expect("cluster lock");
@@ -317,7 +324,7 @@ impl Core {
             // the first proxied handshake on a worker.
             self.shared.synproxy.splices(&self.shared.conns);
         }
-        self.shared.tables.store(Arc::new(tables));
+        self.publish(tables, slots);
         self.shared.settings.store(lifecycle_settings(&new));
         if new.expire_nodest_conn {
             self.expire_nodest();
@@ -491,6 +498,37 @@ impl Core {
         n
     }
 
+    /// Locks the slot index: held while a snapshot is built and published.
+    pub(crate) fn lock_slots(&self) -> std::sync::MutexGuard<'_, SlotIndex> {
+        self.slots.lock().expect("slots lock")
+    }
+
+    /// Publishes `tables`, built while `_slots` was held, keeping the live slots it moved
+    /// to larger arrays to settle later.
+    pub(crate) fn publish(&self, mut tables: Tables, _slots: std::sync::MutexGuard<'_, SlotIndex>) {
+        let grown = std::mem::take(&mut tables.grown);
+        self.shared.tables.store(Arc::new(tables));
+        if !grown.is_empty() {
+            let now = Instant::now();
+            let mut growing = self.growing.lock().expect("growing lock");
+            growing.extend(grown.into_iter().map(|g| (now, g)));
+        }
+    }
+
+    /// Carries over the connections workers still on an earlier snapshot counted on live
+    /// slots since moved to a larger array, once a second has passed (a worker takes the
+    /// snapshot afresh at every poll).
+    pub fn settle_growth(&self) {
+        let mut growing = self.growing.lock().expect("growing lock");
+        growing.retain(|(when, g)| {
+            if when.elapsed() < Duration::from_secs(1) {
+                return true;
+            }
+            g.settle();
+            false
+        });
+    }
+
     /// Runs `f` on the live state of a real server of a service, with what the running
     /// snapshot configures for it (weight, thresholds).
     pub(crate) fn with_live(
@@ -499,6 +537,10 @@ impl Core {
         real: std::net::SocketAddr,
         f: impl Fn(&uvs_sched::ServerLive, &uvs_sched::ServerSpec),
     ) {
+        // Locked before the tables are loaded and until `f` is done: a snapshot being
+        // built meanwhile, which may copy live slots to a larger array, is published
+        // before or after, never with `f`'s write left behind.
+        let mut slots = self.lock_slots();
         let tables = self.shared.tables.load();
         // By the indexes: the health checks' start calls this three times for every real
         // server and their feedback once a second, so a scan of the services, or of a
@@ -506,12 +548,7 @@ impl Core {
         let Some(svc) = tables.service_by_key(&key) else {
             return;
         };
-        let slot = self
-            .slots
-            .lock()
-            .expect("slots lock")
-            .slot(&tables, key, real);
-        if let Some(slot) = slot {
+        if let Some(slot) = slots.slot(&tables, key, real) {
             f(&svc.live[slot], &svc.specs[slot]);
         }
     }
@@ -747,6 +784,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         client_lookup: Mutex::new(None),
         pool_health: Default::default(),
         slots: Default::default(),
+        growing: Default::default(),
     });
     {
         let roles = core.cluster.lock().expect("cluster lock");
@@ -978,6 +1016,7 @@ fn control_loop(
             last_rate = Instant::now();
             core.rates.lock().expect("rates lock").sample(&core.shared);
             core.release_lingering();
+            core.settle_growth();
             services.feed_schedulers(core);
             services.record_status(core);
         }

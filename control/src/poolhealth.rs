@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use uvs_dataplane::tables::TablesSpec;
 use uvs_dataplane::{IpKey, TablesBuilder};
@@ -116,9 +116,10 @@ impl Core {
         let running = self.running.lock().expect("running lock");
         let mut spec = spec::tables_spec(&running.config, Some(&self.links));
         self.pool_health.apply(&mut spec);
+        let slots = self.lock_slots();
         let current = self.shared.tables.load_full();
         match TablesBuilder::build(&spec, Some(&current)) {
-            Ok(t) => self.shared.tables.store(Arc::new(t)),
+            Ok(t) => self.publish(t, slots),
             // The same configuration built a moment ago: not expected; the pools keep
             // their previous view.
             Err(e) => log::error!("publishing the pools' health: {e}"),

@@ -1166,3 +1166,52 @@ fn lowering_a_threshold_applies_at_once_and_the_hysteresis_is_kept() {
         "3 < -y 4: out of overload, as the end of its next connection would take it"
     );
 }
+
+/// (active, inactive) over every live slot of the IPv4 TCP service, and how many slots.
+fn live_totals(lab: &Lab) -> ((u32, u32), usize) {
+    let t = lab.shared.tables.load();
+    let svc = t
+        .services
+        .iter()
+        .flatten()
+        .find(|s| s.key.proto == 6 && !s.key.vip.v6)
+        .unwrap();
+    let sum = svc.live.iter().fold((0, 0), |(a, i), l| {
+        (a + l.active.load(Relaxed), i + l.inactive.load(Relaxed))
+    });
+    (sum, svc.live.len())
+}
+
+/// Live slots (64 bytes each) fit a service's servers — 16 for three — rather than the
+/// 1 024 a service may have: 5 000 services of three servers took 320 MB of them. Servers
+/// added beyond them move the service to a larger array with its connections' counts;
+/// what workers still on the previous snapshot count meanwhile (a connection ending, one
+/// starting) is carried over when control settles the growth, so no count is lost or
+/// stuck, and the counters end at zero with the connections.
+#[test]
+fn live_slots_fit_the_servers_and_grow_with_their_connections() {
+    let mut lab = Lab::nat(4096);
+    lab.reload(&spec_with(&[REAL1, "198.18.1.12", "198.18.1.13"]));
+    assert_eq!(live_totals(&lab), ((0, 0), 16));
+    establish(&mut lab, 41000);
+    assert_eq!(live_totals(&lab), ((1, 0), 16));
+
+    let addrs: Vec<String> = (11..40).map(|i| format!("198.18.1.{i}")).collect();
+    let many = spec_with(&addrs.iter().map(String::as_str).collect::<Vec<_>>());
+    let cur = lab.shared.tables.load_full();
+    let mut grown = TablesBuilder::build(&many, Some(&cur)).unwrap();
+    let growth = std::mem::take(&mut grown.grown);
+    assert_eq!(growth.len(), 2, "the IPv4 TCP and UDP services grow");
+    // Still on the previous snapshot: the client resets its connection (active →
+    // inactive) and another one starts (inactive).
+    lab.client(41000, tk::RST);
+    assert!(lab.client(41001, tk::SYN).is_some());
+    lab.shared.tables.store(Arc::new(grown));
+    assert_eq!(live_totals(&lab), ((1, 0), 32), "as copied");
+    for g in &growth {
+        g.settle();
+    }
+    assert_eq!(live_totals(&lab), ((0, 2), 32), "settled");
+    lab.expire_all();
+    assert_eq!(live_totals(&lab), ((0, 0), 32));
+}

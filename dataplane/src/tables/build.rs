@@ -3,6 +3,7 @@
 //! counters over from the previous snapshot.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use uvs_conntrack::Timeouts;
@@ -73,8 +74,88 @@ pub enum TablesError {
     TooManyReals { service: String, max: usize },
 }
 
-/// Real-server slots per service (the live-counter array is sized once per service).
+/// Real-server slots per service, at most.
 pub const MAX_REALS: usize = 1024;
+/// Live slots a service starts with, at least: its servers' slots are rounded up to a
+/// power of two, so a few servers added later fit without growing.
+const MIN_LIVE_SLOTS: usize = 16;
+
+/// The live slots (one 64-byte cache line each) for a service using `used` slots: the
+/// previous ones while they are enough, never fewer (a connection keeps its slot for its
+/// life); otherwise a larger array holding a copy of them ([`LiveGrowth`]). Sized to the
+/// servers, not to [`MAX_REALS`]: 5 000 services of three servers each took 64 KiB each
+/// (320 MB), 1 KiB now.
+fn live_for(
+    prev: Option<&Arc<[ServerLive]>>,
+    used: usize,
+) -> (Arc<[ServerLive]>, Option<LiveGrowth>) {
+    if let Some(p) = prev.filter(|p| p.len() >= used) {
+        return (p.clone(), None);
+    }
+    let len = used.next_power_of_two().clamp(MIN_LIVE_SLOTS, MAX_REALS);
+    let live: Arc<[ServerLive]> = (0..len).map(|_| ServerLive::default()).collect();
+    let Some(from) = prev else {
+        return (live, None);
+    };
+    let copied = from
+        .iter()
+        .zip(live.iter())
+        .map(|(f, t)| {
+            let counts = (f.active.load(Relaxed), f.inactive.load(Relaxed));
+            t.active.store(counts.0, Relaxed);
+            t.inactive.store(counts.1, Relaxed);
+            for (a, b) in [
+                (&f.rtt_us, &t.rtt_us),
+                (&f.load, &t.load),
+                (&f.weight_pct, &t.weight_pct),
+                (&f.agent_maxconn, &t.agent_maxconn),
+            ] {
+                b.store(a.load(Relaxed), Relaxed);
+            }
+            t.health_up.store(f.health_up.load(Relaxed), Relaxed);
+            t.overloaded.store(f.overloaded.load(Relaxed), Relaxed);
+            counts
+        })
+        .collect();
+    let growth = LiveGrowth {
+        from: from.clone(),
+        to: live.clone(),
+        copied,
+    };
+    (live, Some(growth))
+}
+
+/// A service's live slots moved to a larger array by a snapshot (servers added beyond
+/// what it had). Workers still on the previous snapshot may count connections made or
+/// ended there on the old array meanwhile: [`LiveGrowth::settle`] carries them over once
+/// none can any more. Whoever publishes the snapshot keeps it ([`Tables::grown`]) and
+/// settles it a moment later (a worker takes the snapshot afresh at every poll).
+#[derive(Debug)]
+pub struct LiveGrowth {
+    from: Arc<[ServerLive]>,
+    to: Arc<[ServerLive]>,
+    /// `(active, inactive)` of each slot of `from` when it was copied.
+    copied: Box<[(u32, u32)]>,
+}
+
+impl LiveGrowth {
+    /// Adds to the new array the connections counted on, or released from, the old one
+    /// since the copy.
+    pub fn settle(&self) {
+        let shift = |c: &std::sync::atomic::AtomicU32, was: u32, now: u32| {
+            if now > was {
+                c.fetch_add(now - was, Relaxed);
+            } else if was > now {
+                let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(was - now)));
+            }
+        };
+        for ((f, t), &(active, inactive)) in self.from.iter().zip(self.to.iter()).zip(&*self.copied)
+        {
+            shift(&t.active, active, f.active.load(Relaxed));
+            shift(&t.inactive, inactive, f.inactive.load(Relaxed));
+        }
+    }
+}
 const MAX_SERVICES: usize = u16::MAX as usize - 1;
 
 /// Source of [`Tables::epoch`]: unique per snapshot built in this process.
@@ -104,6 +185,7 @@ impl TablesBuilder {
             }
         }
         let workers = spec.workers.max(1);
+        let mut grown = Vec::new();
 
         // Ids of services that persist are kept; new ones take free ids.
         let mut used_ids: Vec<bool> = Vec::new();
@@ -146,7 +228,9 @@ impl TablesBuilder {
                     id as u16
                 }
             };
-            let svc = Self::build_service(s, id, old.map(|a| a.as_ref()), workers, &route_of)?;
+            let (svc, growth) =
+                Self::build_service(s, id, old.map(|a| a.as_ref()), workers, &route_of)?;
+            grown.extend(growth);
             if s.one_packet {
                 for r in &s.reals {
                     if r.method == Method::FullNat {
@@ -205,6 +289,7 @@ impl TablesBuilder {
             nat64_pool,
             ops_reverse,
             routes,
+            grown,
         })
     }
 
@@ -214,17 +299,16 @@ impl TablesBuilder {
         old: Option<&ServiceRt>,
         workers: usize,
         route_of: &dyn Fn(&IpKey) -> Option<(u8, IpKey)>,
-    ) -> Result<ServiceRt, TablesError> {
+    ) -> Result<(ServiceRt, Option<LiveGrowth>), TablesError> {
         if s.reals.len() > MAX_REALS {
             return Err(TablesError::TooManyReals {
                 service: s.name.clone(),
                 max: MAX_REALS,
             });
         }
-        let live: Arc<[ServerLive]> = match old {
-            Some(o) => o.live.clone(),
-            None => (0..MAX_REALS).map(|_| ServerLive::default()).collect(),
-        };
+        // The previous snapshot's live slots (the counts of the connections they hold);
+        // chosen for this snapshot once the slots are (`live_for`).
+        let prev_live: Option<&Arc<[ServerLive]>> = old.map(|o| &o.live);
         // Keep each surviving real server's slot, and give a removed one re-added at the
         // same address and port the slot still reserved for it (with the counts of the
         // connections it still has, as IPVS takes a dest back from its trash); new ones
@@ -268,11 +352,11 @@ impl TablesBuilder {
                     port: r.port,
                 })
             });
-            let still = o
-                .retired
-                .iter()
-                .copied()
-                .filter(|r| live[usize::from(r.slot)].total_conns() > 0);
+            let still = o.retired.iter().copied().filter(|r| {
+                prev_live
+                    .and_then(|l| l.get(usize::from(r.slot)))
+                    .is_some_and(|l| l.total_conns() > 0)
+            });
             for r in removed.chain(still) {
                 let slot = usize::from(r.slot);
                 if !taken[slot] {
@@ -281,6 +365,7 @@ impl TablesBuilder {
                 }
             }
         }
+        let mut newcomers = Vec::new();
         for slot in slot_of.iter_mut() {
             if slot.is_none() {
                 let free =
@@ -292,12 +377,17 @@ impl TablesBuilder {
                             max: MAX_REALS,
                         })?;
                 taken[free] = true;
-                // A newcomer starts from zero: a free slot's counters show nothing, unless a
-                // flow was counted there that no table can release any more (a worker two
-                // snapshots behind); such counts are not the newcomer's.
-                live[free].reset_conns();
+                newcomers.push(free);
                 *slot = Some(free);
             }
+        }
+        let used = taken.iter().rposition(|t| *t).map_or(0, |p| p + 1);
+        let (live, growth) = live_for(prev_live, used);
+        for free in newcomers {
+            // A newcomer starts from zero: a free slot's counters show nothing, unless a
+            // flow was counted there that no table can release any more (a worker two
+            // snapshots behind); such counts are not the newcomer's.
+            live[free].reset_conns();
         }
         // Any server the previous snapshot did not have (new, or back from removal) starts
         // up with no agent verdict, as health checking starts it: the state its slot's last
@@ -308,7 +398,6 @@ impl TablesBuilder {
                 live[slot.expect("assigned above")].reset_health();
             }
         }
-        let used = taken.iter().rposition(|t| *t).map_or(0, |p| p + 1);
         reals.resize_with(used, || None);
         let mut specs = vec![ServerSpec::new(0, 0); used];
         let mk_real = |r: &RealSpec, old: Option<&RealRt>| -> Result<RealRt, TablesError> {
@@ -351,7 +440,7 @@ impl TablesBuilder {
             Some(r) => Some(mk_real(r, old.and_then(|o| o.sorry.as_ref()))?),
             None => None,
         };
-        Ok(ServiceRt {
+        let svc = ServiceRt {
             id,
             key: s.key,
             name: s.name.clone(),
@@ -372,7 +461,8 @@ impl TablesBuilder {
             stats: old
                 .map(|o| o.stats.clone())
                 .unwrap_or_else(|| Arc::new(PerWorkerStats::new(workers))),
-        })
+        };
+        Ok((svc, growth))
     }
 
     /// Re-evaluates each real server's overload flag from the connections it holds and its

@@ -230,6 +230,9 @@ pub struct Tables {
     /// replies have no connection entry and are translated by this map alone.
     ops_reverse: FastMap<(IpKey, u16, u8), u16>,
     routes: Vec<Route>,
+    /// Services whose live slots this snapshot moved to a larger array: the publisher takes
+    /// them (`std::mem::take`) and settles each a moment after publishing.
+    pub grown: Vec<LiveGrowth>,
 }
 
 impl Tables {
