@@ -500,8 +500,10 @@ mod tests {
     }
 
     /// The control loop samples rates and feeds the status history every second: idle,
-    /// with 5 000 services, that costs what changed, not a pass over every service's
-    /// hash entries, strings and rings (it took ~20 % of a core in a debug build).
+    /// with 5 000 services, the history is handed nothing (no series list, no change),
+    /// not a pass over every service's hash entries, strings and rings (that took ~20 % of
+    /// a core in a debug build; 20 idle seconds 3.27 s before, 0.30 s after, measured, not
+    /// asserted: speed lives in benchmarks, not timed tests).
     #[test]
     fn idle_seconds_of_five_thousand_services_cost_what_changed() {
         let shared = five_thousand_services();
@@ -509,17 +511,12 @@ mod tests {
         let mut history = crate::statuspage::History::default();
         rates.sample(&shared);
         history.record(&rates.history_sample(0));
-        let t = Instant::now();
         for _ in 0..20 {
             rates.sample(&shared);
-            history.record(&rates.history_sample(0));
+            let idle = rates.history_sample(0);
+            assert!(idle.series.is_none() && idle.changed.is_empty());
+            history.record(&idle);
         }
-        let took = t.elapsed();
-        assert!(
-            took < std::time::Duration::from_millis(1500),
-            "20 idle seconds took {took:?}"
-        );
-        assert!(rates.history_sample(0).changed.is_empty());
     }
 
     /// Only what moved is handed to the history, a rate back to zero included; the rates
