@@ -1,8 +1,8 @@
 //! A worker's cache of how it forwards its busiest flows: the established path worked out
 //! once per flow and replayed.
 //!
-//! An established IPv4 TCP or UDP packet of a NAT or FullNAT connection takes, on the full
-//! path, the connection-table lookup (hash, index bucket, the entry's words decoded into a
+//! An established IPv4 or IPv6 TCP or UDP packet of a NAT or FullNAT connection takes, on
+//! the full path, the parse into a `Parsed`, the connection-table lookup (hash, index bucket, the entry's words decoded into a
 //! `Hit`), then the service and real server, the state machine's "nothing changes" test,
 //! the egress header, the NAT rewrite with its checksum terms, and the counters. For a
 //! packet that changes nothing in its connection (TCP: a segment with ACK and none of
@@ -10,17 +10,19 @@
 //! was refreshed within the last second, all of that gives the same answer as for the
 //! flow's previous packet. So the full path, having forwarded such a packet, leaves a
 //! `Record` here keyed by the packet's tuple: the connection's id, the rewrite with its
-//! checksum terms summed ([`uvs_wire::V4Rewrite`]), the egress port and MACs, the egress
-//! MTU, the service and real server slot to count on, the state and timeout the "nothing
-//! changes" test needs. The next packet of the tuple is checked against the record and the
-//! entry's one `ctl` word ([`ConnTable::current`]: the same connection, still usable, its
+//! checksum terms summed ([`uvs_wire::V4Rewrite`], [`uvs_wire::V6Rewrite`]), the egress
+//! port and MACs, the egress MTU, the service's and real server's counters, the state and
+//! timeout the "nothing changes" test needs. The next packet of the tuple, read before any
+//! parse at the fixed offsets of the commonest frame ([`CommonV4`], [`CommonV6`]: untagged,
+//! no IPv4 options or IPv6 extension headers — only such frames are recorded), is checked
+//! against the record and the entry's one `ctl` word ([`ConnTable::current`](uvs_conntrack::ConnTable::current): the same connection, still usable, its
 //! state and deadline) and rewritten, counted and sent without the table lookup; anything
 //! else, or any doubt, takes the full path, which is always right. This is Open vSwitch's
 //! exact-match cache in front of its classifier, for a load balancer's connection table.
 //!
 //! Validity, case by case:
 //! - The connection: its id names the slot and the generation; a removed, retired, expired
-//!   or reused slot fails [`ConnTable::current`]. An entry's key, service, real server and
+//!   or reused slot fails [`ConnTable::current`](uvs_conntrack::ConnTable::current). An entry's key, service, real server and
 //!   method never change while its id is current; its flags only lose bits (a synced flow
 //!   adopted), and only flows with no flags are recorded.
 //! - The state: the record holds the state it was made in and the timeout of that state;
@@ -33,8 +35,10 @@
 //!   does. A real server's health (`expire_nodest_conn`) is not in the snapshot: it is
 //!   read for each packet, as the full path does.
 //! - The packet: the same tuple and protocol; TTL above 1, not a fragment, and within the
-//!   egress MTU, or it takes the full path (which answers those). Its checksums were
-//!   verified (and completed) before, as on the full path.
+//!   egress MTU, or it takes the full path (which answers those). Its IPv4 header checksum
+//!   and lengths are checked by the parse's own fixed-offset reading; its L4 checksum is
+//!   verified (a partial one completed, a wrong one dropped) here, as TCP's and UDP's
+//!   inspection does on the full path.
 //!
 //! Records are filled only from one packet in [`FILL_EVERY`] of the flows that qualify (a
 //! random draw): a small table of few flows warms within a few packets a flow, while a

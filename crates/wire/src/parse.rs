@@ -363,7 +363,7 @@ fn common_v4_ip(frame: &[u8]) -> Option<(&[u8; COMMON_V4_L4 + 8], usize)> {
     Some((h, total))
 }
 
-/// An IPv4 TCP or UDP frame that [`classify`] reads at fixed offsets (see [`common`]: the
+/// An IPv4 TCP or UDP frame that [`classify`] reads at fixed offsets (see `common`: the
 /// same checks, by the same code), as a flow cache needs it: its tuple as it lies in the
 /// frame, protocol, TCP flags and IP total length, without the [`Parsed`] a frame that
 /// goes further needs. `None` for any other frame (which may still be valid: `classify`
@@ -424,7 +424,7 @@ impl CommonV4 {
     }
 
     /// The TCP/UDP checksum's pseudo-header sum in the frame's byte order (as
-    /// [`pseudo_header_ne`] takes it), `l4_len` the segment's or datagram's length.
+    /// `pseudo_header_ne` takes it), `l4_len` the segment's or datagram's length.
     #[inline(always)]
     pub fn pseudo_header_ne(&self, l4_len: usize) -> u64 {
         let a = self.addrs.to_ne_bytes();
