@@ -90,7 +90,7 @@ pub fn history_key(key: &RateKey) -> crate::statuspage::Key {
 /// built when the tables change (a reload or an edit), each sample only reads their
 /// counters, and a series whose counters did not move and whose rate was already zero
 /// costs nothing more; only non-zero rates are kept, and only changed rates are handed to
-/// the status history ([`RateSampler::changes`]).
+/// the status history (`RateSampler::changes`).
 #[derive(Default)]
 pub struct RateSampler {
     last: Option<Instant>,
