@@ -11,8 +11,10 @@
 //! - [`check_tcp`], [`check_http`], [`check_command`] and [`check_agent`] each run one
 //!   blocking check bounded by the check's timeout. They are ordinary kernel sockets and processes on the balancer host;
 //!   the XDP program passes replies addressed to the host's own addresses to the kernel.
-//! - [`HealthMonitor`] runs one thread per target (a few hundred at most on one balancer), each
-//!   checking every `interval` and calling `on_change` when the hysteresis flips. Stopping
+//! - [`HealthMonitor`] runs one thread per target up to [`MAX_CHECKER_THREADS`] targets, each
+//!   checking every `interval` and calling `on_change` when the hysteresis flips; beyond,
+//!   thread k checks targets k, k + T, k + 2T… (T threads), the one due first first, so the
+//!   targets of one thread share its time (checks that time out delay the others). Stopping
 //!   interrupts a check in progress: connects poll in short slices, reads use short timeouts and
 //!   a command is killed, so [`HealthMonitor::stop`] returns within about 100 ms.
 //! - Agent checks (HAProxy's agent-check protocol, parsed by [`uvs_agent::proto`]): the
@@ -176,6 +178,11 @@ pub(crate) const STOP_SLICE: Duration = Duration::from_millis(50);
 /// Why a check was abandoned instead of failing: the monitor is stopping.
 pub(crate) const STOPPED: &str = "stopped";
 
+/// At most this many checker threads; with more targets, each thread checks several in
+/// turn (as keepalived checks every server from one event loop). One thread per target
+/// runs into the process's limits (memory maps, threads) at some tens of thousands.
+pub const MAX_CHECKER_THREADS: usize = 512;
+
 /// Where the checking of one target starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Start {
@@ -200,7 +207,8 @@ impl Start {
     }
 }
 
-/// Checker threads, one per target. Dropping the monitor stops them (as [`HealthMonitor::stop`]).
+/// Checker threads, one per target up to [`MAX_CHECKER_THREADS`]. Dropping the monitor stops
+/// them (as [`HealthMonitor::stop`]).
 pub struct HealthMonitor {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
@@ -302,6 +310,24 @@ impl HealthMonitor {
         on_change: OnChange,
         on_agent: OnAgent,
     ) -> HealthMonitor {
+        HealthMonitor::start_limited(
+            targets,
+            on_change,
+            on_agent,
+            MAX_CHECKER_THREADS,
+            usize::MAX,
+        )
+    }
+
+    /// [`HealthMonitor::start_resumed`] with at most `max_threads` checker threads; the
+    /// `refuse_from`th and later fail to start (for tests; `usize::MAX` in use).
+    fn start_limited(
+        targets: Vec<(HealthTarget, Start, AgentState)>,
+        on_change: OnChange,
+        on_agent: OnAgent,
+        max_threads: usize,
+        refuse_from: usize,
+    ) -> HealthMonitor {
         let up = targets
             .iter()
             .map(|(_, s, _)| AtomicBool::new(s.up()))
@@ -343,27 +369,68 @@ impl HealthMonitor {
                 on_agent(t, &lock(&shared.agent[i]));
             }
         }
-        let mut threads = Vec::with_capacity(shared.targets.len());
-        for i in 0..shared.targets.len() {
+        // At most `max_threads` threads; target i goes to thread i % threads, so with no
+        // more targets than the limit each thread checks one target, as it always did.
+        // Every thread waits for its share until all are started: a thread that cannot be
+        // started (the process is out of threads or memory maps) leaves its targets to the
+        // threads that did start, instead of leaving them unchecked.
+        let want = shared.targets.len().min(max_threads.max(1));
+        let mut threads = Vec::with_capacity(want);
+        let mut shares = Vec::with_capacity(want);
+        for k in 0..want {
             let sh = Arc::clone(&shared);
             let cb = Arc::clone(&on_change);
             let ag = Arc::clone(&on_agent);
-            let name = format!("uvs-hc-{i}");
-            match std::thread::Builder::new()
-                .name(name)
-                .spawn(move || checker(&sh, i, &*cb, &*ag))
-            {
-                Ok(h) => threads.push(h),
-                Err(e) => log::error!(
-                    "cannot start the health checker of {} {}: {e}; it stays {}",
-                    shared.targets[i].service,
-                    shared.targets[i].real,
-                    if shared.up[i].load(Ordering::Relaxed) {
-                        "up"
+            let (tx, rx) = std::sync::mpsc::channel::<Vec<usize>>();
+            let started = if k >= refuse_from {
+                Err(std::io::Error::other("refused by the test"))
+            } else {
+                std::thread::Builder::new()
+                    .name(format!("uvs-hc-{k}"))
+                    .spawn(move || {
+                        if let Ok(mine) = rx.recv() {
+                            checker(&sh, mine, &*cb, &*ag);
+                        }
+                    })
+            };
+            match started {
+                Ok(h) => {
+                    threads.push(h);
+                    shares.push(tx);
+                }
+                Err(e) => {
+                    if !threads.is_empty() {
+                        log::error!(
+                            "cannot start more than {} of {want} health checker threads: {e}; \
+                             they check the {} targets between them",
+                            threads.len(),
+                            shared.targets.len()
+                        );
                     } else {
-                        "down"
+                        for (i, t) in shared.targets.iter().enumerate() {
+                            log::error!(
+                                "cannot start the health checker of {} {}: {e}; it stays {}",
+                                t.service,
+                                t.real,
+                                if shared.up[i].load(Ordering::Relaxed) {
+                                    "up"
+                                } else {
+                                    "down"
+                                }
+                            );
+                        }
                     }
-                ),
+                    break;
+                }
+            }
+        }
+        if !shares.is_empty() {
+            let mut mine = vec![Vec::new(); shares.len()];
+            for i in 0..shared.targets.len() {
+                mine[i % shares.len()].push(i);
+            }
+            for (tx, m) in shares.into_iter().zip(mine) {
+                let _ = tx.send(m);
             }
         }
         HealthMonitor {
@@ -527,93 +594,138 @@ fn apply_agent(
     }
 }
 
+/// One target as the thread that checks it keeps it.
+struct Checking {
+    i: usize,
+    state: HealthState,
+    /// When its next check is due.
+    next: Instant,
+    interval: Duration,
+    for_pools: String,
+}
+
+/// A checker thread: checks its targets (`mine`, indices into `shared.targets`) in turn,
+/// the one due first first, until the monitor stops.
 fn checker(
     shared: &Shared,
-    i: usize,
+    mine: Vec<usize>,
     on_change: &(dyn Fn(&HealthTarget, bool) + Send + Sync),
     on_agent: &(dyn Fn(&HealthTarget, &AgentState) + Send + Sync),
 ) {
+    let mut checks: Vec<Checking> = mine
+        .into_iter()
+        .map(|i| {
+            let target = &shared.targets[i];
+            let for_pools = if target.pools.is_empty() {
+                String::new()
+            } else {
+                format!(" for pool(s) {}", target.pools.join(", "))
+            };
+            // A fresh target's first check runs at once, a resumed one's when it was due;
+            // later ones every `interval` from the previous start.
+            let (state, next) = *lock(&shared.progress[i]);
+            let interval = target.check.interval.max(Duration::from_millis(1));
+            Checking {
+                i,
+                state,
+                next,
+                interval,
+                for_pools,
+            }
+        })
+        .collect();
+    loop {
+        // The first of the earliest due: targets overdue together take turns.
+        let Some(c) = checks.iter_mut().min_by_key(|c| c.next) else {
+            return;
+        };
+        if shared.stop.sleep_until(c.next) {
+            return;
+        }
+        if !check_once(shared, c, on_change, on_agent) {
+            return;
+        }
+    }
+}
+
+/// Runs one due check of a target and applies its result; false if the monitor stopped.
+fn check_once(
+    shared: &Shared,
+    c: &mut Checking,
+    on_change: &(dyn Fn(&HealthTarget, bool) + Send + Sync),
+    on_agent: &(dyn Fn(&HealthTarget, &AgentState) + Send + Sync),
+) -> bool {
+    let (i, interval, for_pools) = (c.i, c.interval, &c.for_pools);
+    let (mut state, mut next) = (c.state, c.next);
     let target = &shared.targets[i];
     let check = &target.check;
-    let for_pools = if target.pools.is_empty() {
-        String::new()
-    } else {
-        format!(" for pool(s) {}", target.pools.join(", "))
-    };
-    // A fresh target's first check runs at once, a resumed one's when it was due; later
-    // ones every `interval` from the previous start.
-    let (mut state, mut next) = *lock(&shared.progress[i]);
-    let interval = check.interval.max(Duration::from_millis(1));
-    loop {
-        if shared.stop.sleep_until(next) {
-            return;
-        }
-        next += interval;
-        let started = Instant::now();
-        let result = run_check_until(check, target.real, &shared.stop.flag);
-        if shared.stop.flag.load(Ordering::Relaxed) {
-            return;
-        }
-        // The response time `fastest` compares: what this check took, and for a check
-        // that failed (timed out, refused, wrong answer) at least its timeout, so a server
-        // that stops answering looks slow from its first failure instead of as fast as its
-        // last success until `fall` takes it out. RFC 6298's SRTT smoothing (1/8 of each
-        // new sample); the first sample, or a success while the server is down (it is
-        // coming back), is taken as it is rather than averaged with the outage's.
-        let took = match &result {
-            Ok(_) => started.elapsed(),
-            Err(_) => started.elapsed().max(check.timeout),
-        };
-        let sample = u32::try_from(took.as_micros()).unwrap_or(u32::MAX).max(1);
-        let old = shared.rtt_us[i].load(Ordering::Relaxed);
-        let srtt = if old == 0 || (result.is_ok() && !state.up) {
-            sample
-        } else {
-            old - old / 8 + sample / 8
-        };
-        shared.rtt_us[i].store(srtt, Ordering::Relaxed);
-        let verdict = match result {
-            Ok(out) => {
-                if let Some(l) = out.load {
-                    let now = shared.started.elapsed();
-                    lock(&shared.load[i])
-                        .get_or_insert_with(|| LoadFilter::new(interval))
-                        .report(l, now);
-                }
-                match &out.agent {
-                    Some(reply) => apply_agent(shared, i, reply, on_agent),
-                    None => Verdict::Count(Ok(())),
-                }
-            }
-            Err(why) => Verdict::Count(Err(why)),
-        };
-        let (flip, why) = match verdict {
-            Verdict::ForceDown(why) => (state.force(false), Err(why)),
-            Verdict::ForceUp => (state.force(true), Ok(())),
-            Verdict::Count(r) => (state.record(r.is_ok()), r),
-        };
-        if let Err(why) = &why {
-            log::debug!("health check of {} {}: {why}", target.service, target.real);
-        }
-        if let Some(up) = flip {
-            shared.up[i].store(up, Ordering::Relaxed);
-            match &why {
-                Ok(()) => log::info!("{} {} is up{for_pools}", target.service, target.real),
-                Err(why) => log::warn!(
-                    "{} {} is down{for_pools}: {why}",
-                    target.service,
-                    target.real
-                ),
-            }
-            on_change(target, up);
-        }
-        // A check that overran its interval starts the next one at once, without a burst.
-        let now = Instant::now();
-        if next < now {
-            next = now;
-        }
-        *lock(&shared.progress[i]) = (state, next);
+    next += interval;
+    let started = Instant::now();
+    let result = run_check_until(check, target.real, &shared.stop.flag);
+    if shared.stop.flag.load(Ordering::Relaxed) {
+        return false;
     }
+    // The response time `fastest` compares: what this check took, and for a check
+    // that failed (timed out, refused, wrong answer) at least its timeout, so a server
+    // that stops answering looks slow from its first failure instead of as fast as its
+    // last success until `fall` takes it out. RFC 6298's SRTT smoothing (1/8 of each
+    // new sample); the first sample, or a success while the server is down (it is
+    // coming back), is taken as it is rather than averaged with the outage's.
+    let took = match &result {
+        Ok(_) => started.elapsed(),
+        Err(_) => started.elapsed().max(check.timeout),
+    };
+    let sample = u32::try_from(took.as_micros()).unwrap_or(u32::MAX).max(1);
+    let old = shared.rtt_us[i].load(Ordering::Relaxed);
+    let srtt = if old == 0 || (result.is_ok() && !state.up) {
+        sample
+    } else {
+        old - old / 8 + sample / 8
+    };
+    shared.rtt_us[i].store(srtt, Ordering::Relaxed);
+    let verdict = match result {
+        Ok(out) => {
+            if let Some(l) = out.load {
+                let now = shared.started.elapsed();
+                lock(&shared.load[i])
+                    .get_or_insert_with(|| LoadFilter::new(interval))
+                    .report(l, now);
+            }
+            match &out.agent {
+                Some(reply) => apply_agent(shared, i, reply, on_agent),
+                None => Verdict::Count(Ok(())),
+            }
+        }
+        Err(why) => Verdict::Count(Err(why)),
+    };
+    let (flip, why) = match verdict {
+        Verdict::ForceDown(why) => (state.force(false), Err(why)),
+        Verdict::ForceUp => (state.force(true), Ok(())),
+        Verdict::Count(r) => (state.record(r.is_ok()), r),
+    };
+    if let Err(why) = &why {
+        log::debug!("health check of {} {}: {why}", target.service, target.real);
+    }
+    if let Some(up) = flip {
+        shared.up[i].store(up, Ordering::Relaxed);
+        match &why {
+            Ok(()) => log::info!("{} {} is up{for_pools}", target.service, target.real),
+            Err(why) => log::warn!(
+                "{} {} is down{for_pools}: {why}",
+                target.service,
+                target.real
+            ),
+        }
+        on_change(target, up);
+    }
+    // A check that overran its interval starts the next one at once, without a burst.
+    let now = Instant::now();
+    if next < now {
+        next = now;
+    }
+    (c.state, c.next) = (state, next);
+    *lock(&shared.progress[i]) = (state, next);
+    true
 }
 
 #[cfg(test)]
@@ -659,6 +771,114 @@ mod tests {
             HealthState::new(2, 3).up,
             "servers start up, as keepalived without alpha"
         );
+    }
+
+    fn tcp_target(real: SocketAddr) -> HealthTarget {
+        HealthTarget {
+            service: ServiceKey::addr(
+                "198.18.100.1".parse().unwrap(),
+                uvs_config::Protocol::Tcp,
+                80,
+            ),
+            real,
+            check: HealthCheck {
+                kind: HealthCheckKind::Tcp,
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(300),
+                rise: 2,
+                fall: 2,
+                port: None,
+                start_down: false,
+            },
+            pools: vec![],
+        }
+    }
+
+    /// Checks `n` targets on at most `max_threads` threads, the `refuse_from`th and later
+    /// failing to start: servers behind a closed port start up and must go down, servers
+    /// behind a listener start down and must come up. Returns how many threads started and
+    /// the names of the threads that saw each flip.
+    fn check_all(n: u16, max_threads: usize, refuse_from: usize) -> (usize, Vec<String>) {
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let open_addr = open.local_addr().unwrap();
+        let mut targets = Vec::new();
+        for n in 0..n {
+            // Distinct targets: the same address under distinct services.
+            let mut t = tcp_target(if n % 2 == 0 { closed } else { open_addr });
+            t.service = ServiceKey::addr(
+                "198.18.100.1".parse().unwrap(),
+                uvs_config::Protocol::Tcp,
+                1000 + n,
+            );
+            targets.push((t, Start::Fresh(n % 2 == 0), AgentState::default()));
+        }
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let s2 = Arc::clone(&seen);
+        let on_change: OnChange = Arc::new(move |_: &HealthTarget, _: bool| {
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            lock(&s2).push(name);
+        });
+        let m = HealthMonitor::start_limited(
+            targets,
+            on_change,
+            Arc::new(|_: &HealthTarget, _: &AgentState| {}),
+            max_threads,
+            refuse_from,
+        );
+        let threads = m.threads.len();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while threads > 0 && lock(&seen).len() < n.into() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let cur = m.current();
+        m.stop();
+        for (t, up) in &cur {
+            // Every verdict reached; with no thread, every server stays as it started.
+            assert_eq!(
+                *up,
+                (t.service.port % 2 == 1) == (threads > 0),
+                "{}",
+                t.service
+            );
+        }
+        let seen = lock(&seen).clone();
+        (threads, seen)
+    }
+
+    fn distinct(mut names: Vec<String>) -> usize {
+        names.sort();
+        names.dedup();
+        names.len()
+    }
+
+    #[test]
+    fn more_targets_than_threads_all_get_checked() {
+        let (threads, seen) = check_all(11, 3, usize::MAX);
+        assert_eq!(threads, 3);
+        assert_eq!(seen.len(), 11, "{seen:?}");
+        assert_eq!(distinct(seen), 3);
+        // Up to the limit, one thread per target, as always.
+        let (threads, seen) = check_all(4, MAX_CHECKER_THREADS, usize::MAX);
+        assert_eq!(threads, 4);
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(distinct(seen), 4);
+    }
+
+    #[test]
+    fn threads_that_cannot_start_leave_their_targets_to_the_others() {
+        // Only the first of 3 threads starts: it checks all 7 targets.
+        let (threads, seen) = check_all(7, 3, 1);
+        assert_eq!(threads, 1);
+        assert_eq!(seen.len(), 7, "{seen:?}");
+        assert_eq!(seen[0], "uvs-hc-0");
+        assert_eq!(distinct(seen), 1);
+        // None starts: every server stays as it was, and the monitor still stops.
+        let (threads, seen) = check_all(3, 3, 0);
+        assert_eq!((threads, seen.len()), (0, 0));
     }
 
     #[test]
