@@ -427,7 +427,7 @@ pub struct Workers {
     /// keeps it there (bench/README.md, "Where a crossing's microseconds go"). Ignored with
     /// `busy_poll`.
     pub spin_us: u32,
-    /// Each worker forwards an established IPv4 TCP/UDP packet of a NAT or FullNAT flow
+    /// Each worker forwards an established IPv4 or IPv6 TCP/UDP packet of a NAT or FullNAT flow
     /// from its flow cache, a record of how it forwarded the flow's earlier packet
     /// (`dataplane/src/flowcache.rs`): default true; false sends every packet down the
     /// whole path (to rule the cache out when chasing a problem; the same bytes leave
