@@ -442,7 +442,10 @@ pub(crate) fn forward_v4(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict>
     Some(Verdict::Forward(port))
 }
 
-/// [`forward`] for an IPv6 frame (`None` for any other).
+/// [`forward`] for an IPv6 frame (`None` for any other). The same steps as
+/// [`forward_v4`], written out again: one generic function over the two families (the
+/// checksum as a closure, the context's parts in a struct) measured 15–36 more
+/// instructions an IPv4 packet (bench/README.md, "Fourteenth pass").
 #[inline(always)]
 pub(crate) fn forward_v6(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
     if !ctx.flows.active() {

@@ -647,16 +647,10 @@ impl V4Rewrite {
         let (old_src, old_dst) = (v4(&p.src), v4(&p.dst));
         let src = n.src_addr.map_or(old_src, v4);
         let dst = n.dst_addr.map_or(old_dst, v4);
-        let sport = n.src_port.unwrap_or(p.sport);
-        let dport = n.dst_port.unwrap_or(p.dport);
         // Terms in the frame's byte order, as `nat_v4_fields` sums them: only for the
         // fields `n` names, so the sum is the one `nat` takes.
         let word = |old: [u8; 4], new: [u8; 4]| {
             u64::from(!u32::from_ne_bytes(old)) + u64::from(u32::from_ne_bytes(new))
-        };
-        let half = |old: u16, new: u16| {
-            u64::from(!u16::from_ne_bytes(old.to_be_bytes()))
-                + u64::from(u16::from_ne_bytes(new.to_be_bytes()))
         };
         let mut ip = 0u64;
         if n.dst_addr.is_some() {
@@ -665,28 +659,15 @@ impl V4Rewrite {
         if n.src_addr.is_some() {
             ip += word(old_src, src);
         }
-        let mut l4 = ip;
-        if n.dst_port.is_some() {
-            l4 += half(p.dport, dport);
-        }
-        if n.src_port.is_some() {
-            l4 += half(p.sport, sport);
-        }
-        let changed = n.dst_addr.is_some()
-            || n.src_addr.is_some()
-            || n.dst_port.is_some()
-            || n.src_port.is_some();
+        let (port_terms, ports) = port_rewrite(p, n);
         let mut addrs = [0u8; 8];
         addrs[..4].copy_from_slice(&src);
         addrs[4..].copy_from_slice(&dst);
-        let mut ports = [0u8; 4];
-        ports[..2].copy_from_slice(&sport.to_be_bytes());
-        ports[2..].copy_from_slice(&dport.to_be_bytes());
         Some(Self {
             addrs,
             ports,
             ip: checksum::fold(ip),
-            l4: changed.then_some(checksum::fold(l4)),
+            l4: changes_anything(n).then_some(checksum::fold(ip + port_terms)),
             udp,
         })
     }
@@ -790,6 +771,34 @@ impl V4Rewrite {
     }
 }
 
+/// The ports a [`V4Rewrite`] or [`V6Rewrite`] writes (as they lie in the frame) and their
+/// changes' terms for the L4 checksum, in the frame's byte order as `nat` sums them: only
+/// for the ports `n` names.
+fn port_rewrite(p: &Parsed, n: &NatFields<'_>) -> (u64, [u8; 4]) {
+    let half = |old: u16, new: u16| {
+        u64::from(!u16::from_ne_bytes(old.to_be_bytes()))
+            + u64::from(u16::from_ne_bytes(new.to_be_bytes()))
+    };
+    let sport = n.src_port.unwrap_or(p.sport);
+    let dport = n.dst_port.unwrap_or(p.dport);
+    let mut terms = 0u64;
+    if n.dst_port.is_some() {
+        terms += half(p.dport, dport);
+    }
+    if n.src_port.is_some() {
+        terms += half(p.sport, sport);
+    }
+    let mut ports = [0u8; 4];
+    ports[..2].copy_from_slice(&sport.to_be_bytes());
+    ports[2..].copy_from_slice(&dport.to_be_bytes());
+    (terms, ports)
+}
+
+/// Whether `n` names any field (`nat` leaves the L4 checksum alone otherwise).
+fn changes_anything(n: &NatFields<'_>) -> bool {
+    n.dst_addr.is_some() || n.src_addr.is_some() || n.dst_port.is_some() || n.src_port.is_some()
+}
+
 /// [`V4Rewrite`] for IPv6: what [`nat`] writes into an IPv6 TCP segment or UDP datagram
 /// whose header follows the fixed header, worked out once per flow. IPv6 has no header
 /// checksum, and the hop limit is not in the pseudo-header: the L4 checksum's terms are
@@ -820,8 +829,6 @@ impl V6Rewrite {
         }
         let src = n.src_addr.copied().unwrap_or(p.src);
         let dst = n.dst_addr.copied().unwrap_or(p.dst);
-        let sport = n.src_port.unwrap_or(p.sport);
-        let dport = n.dst_port.unwrap_or(p.dport);
         let words = |old: &[u8; 16], new: &[u8; 16]| -> u64 {
             (0..4)
                 .map(|i| {
@@ -832,37 +839,20 @@ impl V6Rewrite {
                 })
                 .sum()
         };
-        let half = |old: u16, new: u16| {
-            u64::from(!u16::from_ne_bytes(old.to_be_bytes()))
-                + u64::from(u16::from_ne_bytes(new.to_be_bytes()))
-        };
-        let mut l4 = 0u64;
+        let (mut l4, ports) = port_rewrite(p, n);
         if n.dst_addr.is_some() {
             l4 += words(&p.dst, &dst);
         }
         if n.src_addr.is_some() {
             l4 += words(&p.src, &src);
         }
-        if n.dst_port.is_some() {
-            l4 += half(p.dport, dport);
-        }
-        if n.src_port.is_some() {
-            l4 += half(p.sport, sport);
-        }
-        let changed = n.dst_addr.is_some()
-            || n.src_addr.is_some()
-            || n.dst_port.is_some()
-            || n.src_port.is_some();
         let mut addrs = [0u8; 32];
         addrs[..16].copy_from_slice(&src);
         addrs[16..].copy_from_slice(&dst);
-        let mut ports = [0u8; 4];
-        ports[..2].copy_from_slice(&sport.to_be_bytes());
-        ports[2..].copy_from_slice(&dport.to_be_bytes());
         Some(Self {
             addrs,
             ports,
-            l4: changed.then_some(checksum::fold(l4)),
+            l4: changes_anything(n).then_some(checksum::fold(l4)),
             udp,
         })
     }
