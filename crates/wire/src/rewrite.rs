@@ -749,25 +749,32 @@ impl V4Rewrite {
         let c = u16::from_ne_bytes([ip[at], ip[at + 1]]);
         let c = checksum::apply_delta(c, ttl_term + u64::from(self.ip));
         ip[at..at + 2].copy_from_slice(&c.to_ne_bytes());
-        let seg = &mut frame[l4..l4 + header];
-        seg[..4].copy_from_slice(&self.ports);
-        if let Some(d) = self.l4 {
-            let at = if self.udp {
-                udp::CHECKSUM_OFFSET
-            } else {
-                tcp::CHECKSUM_OFFSET
-            };
-            // 0 and 0xFFFF read the same in either byte order.
-            let c = u16::from_ne_bytes([seg[at], seg[at + 1]]);
-            if !(self.udp && c == 0) {
-                let n = match checksum::apply_delta(c, u64::from(d)) {
-                    0 if self.udp => 0xffff,
-                    v => v,
-                };
-                seg[at..at + 2].copy_from_slice(&n.to_ne_bytes());
-            }
-        }
+        write_ports(&mut frame[l4..l4 + header], self.ports, self.l4, self.udp);
         true
+    }
+}
+
+/// The ports and the L4 checksum of a [`V4Rewrite`] or [`V6Rewrite`], `seg` the TCP or
+/// UDP header: the ports written, the checksum updated by the folded terms `l4` (left
+/// alone when `None`), with UDP's zero rules as [`nat`]'s.
+#[inline(always)]
+fn write_ports(seg: &mut [u8], ports: [u8; 4], l4: Option<u16>, udp: bool) {
+    seg[..4].copy_from_slice(&ports);
+    if let Some(d) = l4 {
+        let at = if udp {
+            udp::CHECKSUM_OFFSET
+        } else {
+            tcp::CHECKSUM_OFFSET
+        };
+        // 0 and 0xFFFF read the same in either byte order.
+        let c = u16::from_ne_bytes([seg[at], seg[at + 1]]);
+        if !(udp && c == 0) {
+            let n = match checksum::apply_delta(c, u64::from(d)) {
+                0 if udp => 0xffff,
+                v => v,
+            };
+            seg[at..at + 2].copy_from_slice(&n.to_ne_bytes());
+        }
     }
 }
 
@@ -895,23 +902,7 @@ impl V6Rewrite {
         }
         frame[L3 + ipv6::HOP_LIMIT_OFFSET] = hop - 1;
         frame[L3 + ipv6::SRC_OFFSET..L3 + ipv6::SRC_OFFSET + 32].copy_from_slice(&self.addrs);
-        let seg = &mut frame[L4..L4 + header];
-        seg[..4].copy_from_slice(&self.ports);
-        if let Some(d) = self.l4 {
-            let at = if self.udp {
-                udp::CHECKSUM_OFFSET
-            } else {
-                tcp::CHECKSUM_OFFSET
-            };
-            let c = u16::from_ne_bytes([seg[at], seg[at + 1]]);
-            if !(self.udp && c == 0) {
-                let n = match checksum::apply_delta(c, u64::from(d)) {
-                    0 if self.udp => 0xffff,
-                    v => v,
-                };
-                seg[at..at + 2].copy_from_slice(&n.to_ne_bytes());
-            }
-        }
+        write_ports(&mut frame[L4..L4 + header], self.ports, self.l4, self.udp);
         true
     }
 }
