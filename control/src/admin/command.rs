@@ -61,6 +61,24 @@ pub enum AdminCommand {
     Member,
 }
 
+impl AdminCommand {
+    /// Whether it edits the table of services (`-A -E -D -a -e -d -C --set`): what a
+    /// restore may hold, and what uvsd refuses with ipvsadm's status for a change.
+    pub fn edits_table(&self) -> bool {
+        matches!(
+            self,
+            AdminCommand::AddService(_)
+                | AdminCommand::EditService(_)
+                | AdminCommand::DeleteService(_)
+                | AdminCommand::AddReal(_)
+                | AdminCommand::EditReal(_)
+                | AdminCommand::DeleteReal { .. }
+                | AdminCommand::Clear
+                | AdminCommand::SetTimeouts { .. }
+        )
+    }
+}
+
 /// What `-L` shows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListOptions {

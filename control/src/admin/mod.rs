@@ -183,16 +183,9 @@ pub const EXIT_FAILED: i32 = 1;
 /// and for uvs's own commands.
 pub fn refused_status(cmd: &AdminCommand) -> i32 {
     match cmd {
-        AdminCommand::AddService(_)
-        | AdminCommand::EditService(_)
-        | AdminCommand::DeleteService(_)
-        | AdminCommand::AddReal(_)
-        | AdminCommand::EditReal(_)
-        | AdminCommand::DeleteReal { .. }
-        | AdminCommand::Clear
-        | AdminCommand::Zero(_)
+        _ if cmd.edits_table() => 255,
+        AdminCommand::Zero(_)
         | AdminCommand::Restore(_)
-        | AdminCommand::SetTimeouts { .. }
         | AdminCommand::Daemon(syncd::DaemonCommand::Start { .. })
         | AdminCommand::Daemon(syncd::DaemonCommand::Stop(_)) => 255,
         _ => EXIT_FAILED,

@@ -65,14 +65,7 @@ pub(super) fn restore_lines(lines: &[String]) -> Result<AdminCommand, String> {
         }
         let cmd = parse(&words).map_err(|e| format!("line {n}: {e}"))?;
         match cmd {
-            AdminCommand::AddService(_)
-            | AdminCommand::EditService(_)
-            | AdminCommand::DeleteService(_)
-            | AdminCommand::AddReal(_)
-            | AdminCommand::EditReal(_)
-            | AdminCommand::DeleteReal { .. }
-            | AdminCommand::Clear
-            | AdminCommand::SetTimeouts { .. } => out.push((n, cmd)),
+            _ if cmd.edits_table() => out.push((n, cmd)),
             _ => {
                 return Err(format!(
                     "line {n}: '{}' does not edit the table: a restore takes -A, -E, -D, -a, \
