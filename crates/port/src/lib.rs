@@ -13,6 +13,8 @@
 //! separate UMEMs costs one copy, which measured cheaper than sharing a UMEM on
 //! veth (ARCHITECTURE.md, platform facts: 4–21 % less CPU per frame).
 
+pub mod fast;
+
 /// Largest frame a port carries, including room for encapsulation headers.
 pub const FRAME_CAPACITY: usize = 2048;
 

@@ -37,10 +37,15 @@
 #define STAT_REDIRECTED 0 // handed to the AF_XDP socket
 #define STAT_PASSED 1     // not ours: given to the kernel
 #define STAT_UNCLAIMED 2  // ours, but no socket on this queue: kernel got it
+#define STAT_FAST 3       // rewritten by the kernel fast path and given to the kernel
 #define STAT_COUNT 4
 
 // `settings[0]` bits.
 #define SETTING_REDIRECT_ALL 1 // baseline mode (xsk_l2fwd): every frame to the socket
+#define SETTING_FAST_PATH 2    // workers.kernel_fast_path: look frames up in `fast4`
+
+#define READ_ONCE(x) (*(volatile __typeof__(x) *)&(x))
+#define barrier() asm volatile("" ::: "memory")
 
 struct in6_key {
 	__u8 b[16];
@@ -180,6 +185,30 @@ struct {
 	__type(value, __u32);
 } settings SEC(".maps");
 
+// The kernel fast path (workers.kernel_fast_path; crates/port/src/fast.rs): one direction
+// of an established IPv4 TCP/UDP flow per line, written by uvs's workers through a memory
+// mapping of this array, read here. Layout and index: `FastLine` and `index` in fast.rs.
+#define FAST_LINES 65536
+#define FAST_INBOUND (1 << 8)
+
+struct fast_line {
+	__u32 seq; // odd while a worker writes the line
+	__u32 kind; // protocol | FAST_INBOUND; 0: empty
+	__u32 saddr, daddr, ports; // the tuple as it arrives
+	__u32 to_saddr, to_daddr, to_ports; // the tuple it leaves with
+	__u64 until_ns; // bpf_ktime_get_ns() before which the line holds
+	__u64 packets, bytes; // forwarded here; the workers take them
+	__u32 service, real;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, FAST_LINES);
+	__type(key, __u32);
+	__type(value, struct fast_line);
+} fast4 SEC(".maps");
+
 static __always_inline void count(__u32 slot)
 {
 	__u64 *c = bpf_map_lookup_elem(&stats, &slot);
@@ -296,11 +325,130 @@ static __always_inline int multicast4(__u32 be_addr)
 	return (a >> 28) == 0xe || a == 0xffffffff;
 }
 
-static __always_inline int ipv4(struct xdp_md *ctx, void *l3, void *end)
+static __always_inline __u32 fast_index(__u32 saddr, __u32 daddr, __u32 ports, __u8 proto)
+{
+	__u64 a = ((__u64)saddr << 32) | daddr;
+	__u64 b = ((__u64)proto << 32) | ports;
+	b = (b << 29) | (b >> 35);
+	return (__u32)(((a ^ b) * 0x9e3779b97f4a7c15ULL) >> 48);
+}
+
+// A 32-bit word as two 16-bit terms of a ones' complement sum (every term is loaded the
+// same way, so the sum is right in either byte order, RFC 1071).
+static __always_inline __u64 w32(__u32 x)
+{
+	return (x & 0xffff) + (x >> 16);
+}
+
+static __always_inline __u16 fold(__u64 s)
+{
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)s;
+}
+
+// The kernel fast path: a frame of a flow a worker wrote into `fast4` (untagged IPv4
+// without options, not a fragment, TTL above 1; TCP without SYN/FIN/RST, whose state
+// changes only the workers follow; or UDP) is rewritten to the line's tuple, its checksums
+// updated (RFC 1624; a partial L4 checksum, which veth and virtio hand over, stays partial
+// with its pseudo-header's addresses changed) and given to the kernel, which forwards it.
+// Anything else, a line being written or past its time, goes the usual way (-1).
+static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end)
+{
+	if ((void *)(ip + 20) > end || ip[0] != 0x45 || ip[8] <= 1)
+		return -1;
+	__u16 frag;
+	__builtin_memcpy(&frag, ip + 6, 2);
+	if (bpf_ntohs(frag) & 0x3fff)
+		return -1;
+	__u8 proto = ip[9];
+	__u8 *l4 = ip + 20;
+	__u32 csum_off;
+	if (proto == IPPROTO_TCP_NR) {
+		if ((void *)(l4 + 20) > end)
+			return -1;
+		if (l4[13] & 0x07) // FIN, SYN, RST
+			return -1;
+		csum_off = 16;
+	} else if (proto == IPPROTO_UDP_NR) {
+		if ((void *)(l4 + 8) > end)
+			return -1;
+		csum_off = 6;
+	} else {
+		return -1;
+	}
+	__u32 saddr, daddr, ports;
+	__builtin_memcpy(&saddr, ip + 12, 4);
+	__builtin_memcpy(&daddr, ip + 16, 4);
+	__builtin_memcpy(&ports, l4, 4);
+	__u32 idx = fast_index(saddr, daddr, ports, proto);
+	struct fast_line *l = bpf_map_lookup_elem(&fast4, &idx);
+	if (!l)
+		return -1;
+	__u32 seq = READ_ONCE(l->seq);
+	if (seq & 1)
+		return -1;
+	barrier();
+	__u32 kind = READ_ONCE(l->kind);
+	if ((kind & 0xff) != proto || READ_ONCE(l->saddr) != saddr ||
+	    READ_ONCE(l->daddr) != daddr || READ_ONCE(l->ports) != ports)
+		return -1;
+	__u32 to_s = READ_ONCE(l->to_saddr);
+	__u32 to_d = READ_ONCE(l->to_daddr);
+	__u32 to_p = READ_ONCE(l->to_ports);
+	__u64 until = READ_ONCE(l->until_ns);
+	barrier();
+	if (READ_ONCE(l->seq) != seq || bpf_ktime_get_ns() >= until)
+		return -1;
+
+	__u16 tot;
+	__builtin_memcpy(&tot, ip + 2, 2);
+	__u32 l4len = bpf_ntohs(tot);
+	if (l4len < 20)
+		return -1;
+	l4len -= 20;
+	__u64 addrs = w32(~saddr) + w32(~daddr) + w32(to_s) + w32(to_d);
+	__u16 check;
+	__u16 *l4check = (__u16 *)(l4 + csum_off);
+	__builtin_memcpy(&check, l4check, 2);
+	if (!(proto == IPPROTO_UDP_NR && check == 0)) {
+		__u64 pseudo = w32(saddr) + w32(daddr) + bpf_htons((__u16)proto) +
+			       bpf_htons((__u16)l4len);
+		if (fold(pseudo) == check) {
+			// Partial: the field holds the pseudo-header's sum.
+			check = fold(check + addrs);
+		} else {
+			check = ~fold((__u16)~check + addrs + w32(~ports) + w32(to_p));
+			if (proto == IPPROTO_UDP_NR && check == 0)
+				check = 0xffff;
+		}
+		__builtin_memcpy(l4check, &check, 2);
+	}
+	__u16 ipcheck;
+	__builtin_memcpy(&ipcheck, ip + 10, 2);
+	ipcheck = ~fold((__u16)~ipcheck + addrs);
+	__builtin_memcpy(ip + 10, &ipcheck, 2);
+	__builtin_memcpy(ip + 12, &to_s, 4);
+	__builtin_memcpy(ip + 16, &to_d, 4);
+	__builtin_memcpy(l4, &to_p, 4);
+	__sync_fetch_and_add(&l->packets, 1);
+	__sync_fetch_and_add(&l->bytes, (__u64)(ctx->data_end - ctx->data));
+	count(STAT_FAST);
+	return XDP_PASS;
+}
+
+static __always_inline int ipv4(struct xdp_md *ctx, void *l3, void *end, int fast)
 {
 	__u8 *ip = l3;
 	if ((void *)(ip + 20) > end)
 		return pass();
+	if (fast) {
+		int act = fast_path(ctx, ip, end);
+		if (act >= 0)
+			return act;
+	}
 	if ((ip[0] >> 4) != 4)
 		return pass();
 	__u32 src, dst;
@@ -436,7 +584,8 @@ int uvs_xdp(struct xdp_md *ctx)
 	}
 
 	if (proto == ETH_P_IP_BE)
-		return ipv4(ctx, cur, end);
+		return ipv4(ctx, cur, end,
+			    flags && (*flags & SETTING_FAST_PATH) && cur == (__u8 *)(eth + 1));
 	if (proto == ETH_P_IPV6_BE)
 		return ipv6(ctx, cur, end);
 	if (proto == ETH_P_ARP_BE)

@@ -18,6 +18,7 @@ use std::{
 };
 
 use libbpf_sys as bpf;
+use uvs_port::fast::{FastLine, FastTable};
 
 use crate::{error::libbpf_error, sys, XskError};
 
@@ -50,14 +51,19 @@ pub struct XdpCounters {
     /// Frames the balancer owns that found no socket on their queue and went
     /// to the kernel (the XDP_PASS fallback).
     pub unclaimed: u64,
+    /// Frames the kernel fast path rewrote and gave to the kernel to forward
+    /// (`workers.kernel_fast_path`, [`FastMap`]).
+    pub fast: u64,
 }
 
 // Slots of the `stats` map; keep in step with STAT_* in uvs_xdp.c.
 const STAT_REDIRECTED: u32 = 0;
 const STAT_PASSED: u32 = 1;
 const STAT_UNCLAIMED: u32 = 2;
-// `settings[0]` bit; SETTING_REDIRECT_ALL in uvs_xdp.c.
+const STAT_FAST: u32 = 3;
+// `settings[0]` bits; SETTING_* in uvs_xdp.c.
 const SETTING_REDIRECT_ALL: u32 = 1;
+const SETTING_FAST_PATH: u32 = 2;
 /// `max_entries` of the XSKMAP.
 const XSKMAP_SLOTS: u32 = 64;
 
@@ -92,6 +98,7 @@ pub(crate) struct LoadedObject {
     marks6: RawFd,
     stats: RawFd,
     settings: RawFd,
+    fast4: RawFd,
     ncpus: usize,
     label: String,
 }
@@ -123,6 +130,7 @@ impl LoadedObject {
             marks6: -1,
             stats: -1,
             settings: -1,
+            fast4: -1,
             ncpus: 0,
             label: label.to_string(),
         };
@@ -138,6 +146,7 @@ impl LoadedObject {
         this.marks6 = this.map_fd("marks6")?;
         this.stats = this.map_fd("stats")?;
         this.settings = this.map_fd("settings")?;
+        this.fast4 = this.map_fd("fast4")?;
         this.ncpus = possible_cpus()?;
         Ok(this)
     }
@@ -304,6 +313,53 @@ impl LoadedObject {
             redirected: read(STAT_REDIRECTED)?,
             passed: read(STAT_PASSED)?,
             unclaimed: read(STAT_UNCLAIMED)?,
+            fast: read(STAT_FAST)?,
+        })
+    }
+
+    /// Turns the `settings[0]` bits `bit` on or off, the others kept.
+    fn set_setting(&self, bit: u32, on: bool, op: &'static str) -> Result<(), XskError> {
+        let mut flags = 0u32;
+        // SAFETY: key and value are live u32s, the map's key and value types.
+        let ret = unsafe {
+            bpf::bpf_map_lookup_elem(
+                self.settings,
+                (&0u32 as *const u32).cast(),
+                (&mut flags as *mut u32).cast(),
+            )
+        };
+        if ret != 0 {
+            return Err(XskError::os(op, &self.label, libbpf_error(ret.into())));
+        }
+        let flags = if on { flags | bit } else { flags & !bit };
+        self.update(self.settings, &0u32, &flags, op)
+    }
+
+    /// Maps the kernel fast path's table (`fast4`) into this process.
+    pub(crate) fn map_fast(&self) -> Result<FastMap, XskError> {
+        let len = FAST_BYTES;
+        // SAFETY: a shared mapping of the map's fd, of its whole value area (an array
+        // map made with BPF_F_MMAPABLE maps its values from offset 0); the kernel keeps
+        // the map alive while the mapping exists, whatever happens to the fd.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.fast4,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(XskError::os(
+                "map the fast path's table",
+                &self.label,
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(FastMap {
+            ptr: NonNull::new(ptr.cast()).expect("mmap returned a mapping"),
         })
     }
 
@@ -311,6 +367,12 @@ impl LoadedObject {
     /// the XDP action. For tests of the classification rules.
     #[cfg(test)]
     pub(crate) fn test_run(&self, frame: &[u8]) -> io::Result<u32> {
+        self.test_run_out(frame).map(|(act, _)| act)
+    }
+
+    /// [`test_run`](Self::test_run), with the frame as the program left it.
+    #[cfg(test)]
+    pub(crate) fn test_run_out(&self, frame: &[u8]) -> io::Result<(u32, Vec<u8>)> {
         let mut out = vec![0u8; frame.len() + 256];
         let mut opts = bpf::bpf_test_run_opts {
             sz: std::mem::size_of::<bpf::bpf_test_run_opts>() as _,
@@ -326,7 +388,8 @@ impl LoadedObject {
         if ret != 0 {
             return Err(libbpf_error(ret.into()));
         }
-        Ok(opts.retval)
+        out.truncate(opts.data_size_out as usize);
+        Ok((opts.retval, out))
     }
 }
 
@@ -572,9 +635,21 @@ impl XdpProgram {
     /// Baseline mode: every frame goes to the socket (the l2fwd ceiling).
     /// Never for the balancer itself: the host would become unreachable.
     pub fn set_redirect_all(&self, on: bool) -> Result<(), XskError> {
-        let flags: u32 = if on { SETTING_REDIRECT_ALL } else { 0 };
         self.object
-            .update(self.object.settings, &0u32, &flags, "set redirect-all")
+            .set_setting(SETTING_REDIRECT_ALL, on, "set redirect-all")
+    }
+
+    /// Turns the kernel fast path on or off: frames of the flows in [`Self::fast_table`]
+    /// are rewritten here and forwarded by the kernel (`workers.kernel_fast_path`).
+    pub fn set_fast_path(&self, on: bool) -> Result<(), XskError> {
+        self.object
+            .set_setting(SETTING_FAST_PATH, on, "set the kernel fast path")
+    }
+
+    /// The kernel fast path's table of this interface, mapped into this process (each
+    /// call maps it again; every mapping shows the same lines).
+    pub fn fast_table(&self) -> Result<FastMap, XskError> {
+        self.object.map_fast()
     }
 
     /// `(redirected, passed)`: frames handed to the socket and frames given
@@ -587,6 +662,39 @@ impl XdpProgram {
     /// All counters, with owned-but-unclaimed frames apart.
     pub fn counters(&self) -> Result<XdpCounters, XskError> {
         self.object.counters()
+    }
+}
+
+/// Bytes of the `fast4` array: its lines, page-aligned as they are.
+const FAST_BYTES: usize = uvs_port::fast::LINES * std::mem::size_of::<FastLine>();
+
+/// The kernel fast path's table (`fast4` in uvs_xdp.c) mapped into this process: the lines
+/// the workers write and the program reads ([`uvs_port::fast`]).
+pub struct FastMap {
+    ptr: NonNull<FastLine>,
+}
+
+// SAFETY: the mapping is shared memory that only `FastLine`'s atomics touch; it lives until
+// `Drop`, and the kernel's side of it (the program) uses atomic adds and a sequence word.
+unsafe impl Send for FastMap {}
+// SAFETY: see `Send`: every access through `&self` is atomic.
+unsafe impl Sync for FastMap {}
+
+impl FastTable for FastMap {
+    fn lines(&self) -> &[FastLine] {
+        // SAFETY: the mapping holds LINES lines of `FastLine`'s layout (`struct fast_line`,
+        // 64 bytes, checked in uvs-port), zero-filled by the kernel at creation, which is a
+        // valid `FastLine`; it stays mapped while `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), uvs_port::fast::LINES) }
+    }
+}
+
+impl Drop for FastMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map_fast`, of FAST_BYTES, unmapped once.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), FAST_BYTES);
+        }
     }
 }
 

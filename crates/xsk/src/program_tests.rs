@@ -580,3 +580,101 @@ fn firewall_mark_rules() {
         )
     ));
 }
+
+/// The kernel fast path (`fast_path` in uvs_xdp.c) against etherparse: a frame of a flow
+/// written into the mapped table leaves rewritten, every checksum right (a full L4 one
+/// recomputed by etherparse; a partial one still partial, for the new addresses), the TTL
+/// left to the kernel's forwarding, and counted on its line; frames the workers must see
+/// (SYN/FIN/RST, other flows, lines past their time, the setting off) are left alone.
+#[test]
+#[ignore = "needs root: loading BPF (scripts/test.sh runs it as root)"]
+fn fast_path_rewrites_the_flows_of_its_table() {
+    use uvs_port::fast::{FastEntry, FastKey};
+    use uvs_testkit as tk;
+    let o = loaded();
+    let table = o.map_fast().expect("the table maps");
+    let ip = |a: [u8; 4]| IpAddr::V4(Ipv4Addr::from(a));
+    let (mac_a, mac_b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let payload = b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n";
+    let fast = |frame: &[u8]| -> Option<Vec<u8>> {
+        let before = o.counters().unwrap();
+        let (act, out) = o.test_run_out(frame).expect("test run");
+        assert_eq!(act, XDP_PASS);
+        let after = o.counters().unwrap();
+        (after.fast > before.fast).then_some(out)
+    };
+    let tcp = |flags: tk::Flags, p: &[u8]| {
+        tk::tcp(mac_a, mac_b, ip(CLIENT4), 40000, ip(VIP4), 80, flags, p)
+    };
+    let ack = tcp(tk::ACK, payload);
+    // NAT with a port change, towards the real server.
+    let line = FastEntry {
+        key: FastKey::new(CLIENT4, VIP4, 40000, 80, 6),
+        to: FastKey::new(CLIENT4, REAL4, 40000, 8080, 6),
+        inbound: true,
+        until_ns: u64::MAX,
+        service: 4,
+        real: 2,
+    };
+    assert_eq!(fast(&ack), None, "setting off");
+    o.set_setting(SETTING_FAST_PATH, true, "t").unwrap();
+    assert_eq!(fast(&ack), None, "empty table");
+    table.line(&line.key).install(&line).unwrap();
+
+    let out = fast(&ack).expect("forwarded by the fast path");
+    let seen = tk::check_frame(&out).expect("checksums right");
+    assert_eq!((seen.src, seen.dst), (ip(CLIENT4), ip(REAL4)));
+    assert_eq!((seen.sport, seen.dport, seen.ttl), (40000, 8080, 64));
+    assert_eq!(seen.payload, payload);
+    assert_eq!(&out[..12], &ack[..12], "MACs are the kernel's to write");
+
+    // A partial checksum stays partial, for the new pseudo-header.
+    let out = fast(&tk::partial_checksum(&ack)).expect("partial forwarded");
+    assert_eq!(out, tk::partial_checksum(&fast(&ack).unwrap()));
+
+    let taken = table.line(&line.key).take().expect("counted");
+    assert_eq!((taken.packets, taken.bytes), (3, 3 * ack.len() as u64));
+    assert_eq!((taken.service, taken.real, taken.inbound), (4, 2, true));
+
+    for flags in [tk::SYN, tk::RST, tk::FIN_ACK] {
+        assert_eq!(fast(&tcp(flags, b"")), None, "{flags:?} is the workers'");
+    }
+    let other = tk::tcp(mac_a, mac_b, ip(CLIENT4), 40001, ip(VIP4), 80, tk::ACK, b"");
+    assert_eq!(fast(&other), None, "another flow");
+
+    // UDP, full and zero checksums, with the reply direction's rewrite.
+    let reply = FastEntry {
+        key: FastKey::new(REAL4, CLIENT4, 53, 5353, 17),
+        to: FastKey::new(VIP4, CLIENT4, 53, 5353, 17),
+        inbound: false,
+        ..line
+    };
+    table.line(&reply.key).install(&reply).unwrap();
+    let dgram = tk::udp(mac_a, mac_b, ip(REAL4), 53, ip(CLIENT4), 5353, b"answer");
+    let out = fast(&dgram).expect("udp forwarded");
+    let seen = tk::check_frame(&out).expect("udp checksums right");
+    assert_eq!(
+        (seen.src, seen.sport, seen.dst),
+        (ip(VIP4), 53, ip(CLIENT4))
+    );
+    let mut zero = dgram.clone();
+    zero[40..42].copy_from_slice(&[0, 0]);
+    let out = fast(&zero).expect("udp without checksum forwarded");
+    assert_eq!(&out[40..42], &[0, 0], "no checksum stays none");
+    tk::check_frame(&out).expect("ip checksum right");
+
+    // Past its time: the workers see the packet (and refresh the line).
+    table
+        .line(&line.key)
+        .install(&FastEntry {
+            until_ns: 1,
+            ..line
+        })
+        .unwrap();
+    assert_eq!(fast(&ack), None, "expired");
+    table.line(&line.key).clear(&line.key).unwrap();
+    assert_eq!(fast(&ack), None, "cleared");
+    table.line(&line.key).install(&line).unwrap();
+    o.set_setting(SETTING_FAST_PATH, false, "t").unwrap();
+    assert_eq!(fast(&ack), None, "setting off again");
+}

@@ -1,0 +1,397 @@
+//! The kernel fast path's flow table: lines a worker writes and the XDP program reads.
+//!
+//! With `workers.kernel_fast_path` on, the XDP program in front of each interface
+//! (`crates/xsk/bpf/uvs_xdp.c`, `fast_path`) rewrites the established packets of the flows
+//! a worker wrote here and gives them to the kernel, which forwards them (IPv4 forwarding
+//! on, as IPVS's NAT needs): they never cross to a worker thread. A line is one direction
+//! of one IPv4 TCP or UDP flow of a NAT or FullNAT connection: the tuple as it arrives,
+//! the tuple it leaves with, until when it holds (`CLOCK_MONOTONIC`, the XDP program's
+//! `bpf_ktime_get_ns`), and the packets and bytes the program forwarded by it.
+//!
+//! The table is direct-mapped ([`index`]): a line displaced by another flow sends its
+//! packets back to the workers, which is always right. One table per interface, shared by
+//! its workers and mapped from the kernel (a `BPF_F_MMAPABLE` array), so writing a line is
+//! a few stores, never a syscall. Writers take a line with a sequence word (odd while
+//! written, [`FastLine::install`]); the XDP program reads the sequence before and after
+//! its copy of the line and, when they differ or are odd, hands the packet to the worker.
+//!
+//! The layout is `struct fast_line` in `uvs_xdp.c`; [`index`] is its `fast_index`.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Lines per interface (a power of two; `FAST_LINES` in uvs_xdp.c).
+pub const LINES: usize = 65536;
+
+/// `kind` bit: the line's packets go towards the real server (counted as in-packets).
+const INBOUND: u32 = 1 << 8;
+
+/// One direction of one flow; 64 bytes, `struct fast_line` in uvs_xdp.c.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct FastLine {
+    seq: AtomicU32,
+    /// Protocol number | [`INBOUND`]; 0: empty.
+    kind: AtomicU32,
+    saddr: AtomicU32,
+    daddr: AtomicU32,
+    ports: AtomicU32,
+    to_saddr: AtomicU32,
+    to_daddr: AtomicU32,
+    to_ports: AtomicU32,
+    until_ns: AtomicU64,
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    service: AtomicU32,
+    real: AtomicU32,
+}
+
+/// A packet's tuple as the XDP program reads it: the addresses and the port pair as they
+/// lie in the frame, each loaded as one native-endian word.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FastKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    /// Source port ‖ destination port, as the 4 bytes lie in the L4 header.
+    pub ports: u32,
+    pub proto: u8,
+}
+
+impl FastKey {
+    /// The key of an IPv4 tuple given in network order (addresses as octets, ports as
+    /// numbers).
+    pub fn new(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, proto: u8) -> FastKey {
+        let mut p = [0; 4];
+        p[..2].copy_from_slice(&sport.to_be_bytes());
+        p[2..].copy_from_slice(&dport.to_be_bytes());
+        FastKey {
+            saddr: u32::from_ne_bytes(src),
+            daddr: u32::from_ne_bytes(dst),
+            ports: u32::from_ne_bytes(p),
+            proto,
+        }
+    }
+
+    /// The tuple of the other direction: addresses and ports swapped.
+    pub fn reversed(&self) -> FastKey {
+        let p = self.ports.to_ne_bytes();
+        FastKey {
+            saddr: self.daddr,
+            daddr: self.saddr,
+            ports: u32::from_ne_bytes([p[2], p[3], p[0], p[1]]),
+            proto: self.proto,
+        }
+    }
+}
+
+/// What a line says: where its packets' tuple goes, for whom they are counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastEntry {
+    pub key: FastKey,
+    /// The tuple the packet leaves with (`proto` unused).
+    pub to: FastKey,
+    pub inbound: bool,
+    pub until_ns: u64,
+    /// Service and real server slots of the snapshot the line was written from.
+    pub service: u32,
+    pub real: u32,
+}
+
+/// Packets and bytes the XDP program forwarded by a line, taken from it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Taken {
+    pub service: u32,
+    pub real: u32,
+    pub inbound: bool,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The line of `key` (`fast_index` in uvs_xdp.c): the addresses in one word, the protocol
+/// and ports in the other, mixed by one multiplication; the top bits pick the line.
+#[inline]
+pub fn index(key: &FastKey) -> usize {
+    let a = (u64::from(key.saddr) << 32) | u64::from(key.daddr);
+    let b = (u64::from(key.proto) << 32) | u64::from(key.ports);
+    let h = (a ^ b.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> (64 - LINES.trailing_zeros())) as usize
+}
+
+/// Memory holding [`LINES`] lines: the kernel's map (uvs-xsk) or a heap array
+/// ([`MemFastTable`], for tests and the benchmark).
+pub trait FastTable: Send + Sync {
+    fn lines(&self) -> &[FastLine];
+
+    /// The line `key` lives in.
+    fn line(&self, key: &FastKey) -> &FastLine {
+        &self.lines()[index(key)]
+    }
+}
+
+/// A fast-path table on the heap: what a worker writes, without a kernel to read it.
+pub struct MemFastTable(Box<[FastLine]>);
+
+impl Default for MemFastTable {
+    fn default() -> Self {
+        MemFastTable((0..LINES).map(|_| FastLine::default()).collect())
+    }
+}
+
+impl FastTable for MemFastTable {
+    fn lines(&self) -> &[FastLine] {
+        &self.0
+    }
+}
+
+impl FastLine {
+    /// Takes the line for writing: the even sequence it had, or `None` while another
+    /// writer holds it (the caller leaves the line as it is).
+    fn lock(&self) -> Option<u32> {
+        let s = self.seq.load(Ordering::Relaxed);
+        if s & 1 != 0 {
+            return None;
+        }
+        self.seq
+            .compare_exchange(s, s | 1, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+    }
+
+    fn unlock(&self, s: u32) {
+        self.seq.store(s.wrapping_add(2), Ordering::Release);
+    }
+
+    /// The counts of the line's flow, reset to zero (with the lock held).
+    fn take_locked(&self) -> Option<Taken> {
+        let kind = self.kind.load(Ordering::Relaxed);
+        let packets = self.packets.swap(0, Ordering::Relaxed);
+        let bytes = self.bytes.swap(0, Ordering::Relaxed);
+        (kind != 0 && packets != 0).then(|| Taken {
+            service: self.service.load(Ordering::Relaxed),
+            real: self.real.load(Ordering::Relaxed),
+            inbound: kind & INBOUND != 0,
+            packets,
+            bytes,
+        })
+    }
+
+    fn key_locked(&self) -> FastKey {
+        FastKey {
+            saddr: self.saddr.load(Ordering::Relaxed),
+            daddr: self.daddr.load(Ordering::Relaxed),
+            ports: self.ports.load(Ordering::Relaxed),
+            proto: self.kind.load(Ordering::Relaxed) as u8,
+        }
+    }
+
+    /// Writes `e` into the line, whatever it held: `Ok` with the counts of the flow it
+    /// held, to be credited; `Err(())` when another writer held the line (nothing written).
+    pub fn install(&self, e: &FastEntry) -> Result<Option<Taken>, ()> {
+        let s = self.lock().ok_or(())?;
+        let taken = self.take_locked();
+        // Stop the program's readers first: a reader that copied half the old line
+        // sees the sequence change.
+        self.saddr.store(e.key.saddr, Ordering::Relaxed);
+        self.daddr.store(e.key.daddr, Ordering::Relaxed);
+        self.ports.store(e.key.ports, Ordering::Relaxed);
+        self.to_saddr.store(e.to.saddr, Ordering::Relaxed);
+        self.to_daddr.store(e.to.daddr, Ordering::Relaxed);
+        self.to_ports.store(e.to.ports, Ordering::Relaxed);
+        self.until_ns.store(e.until_ns, Ordering::Relaxed);
+        self.service.store(e.service, Ordering::Relaxed);
+        self.real.store(e.real, Ordering::Relaxed);
+        let inbound = if e.inbound { INBOUND } else { 0 };
+        self.kind
+            .store(u32::from(e.key.proto) | inbound, Ordering::Relaxed);
+        self.unlock(s);
+        Ok(taken)
+    }
+
+    /// Empties the line if it holds `key`: `Ok` with the flow's last counts; `Err(())`
+    /// when another writer held it.
+    pub fn clear(&self, key: &FastKey) -> Result<Option<Taken>, ()> {
+        let s = self.lock().ok_or(())?;
+        let mut taken = None;
+        if self.kind.load(Ordering::Relaxed) != 0 && self.key_locked() == *key {
+            taken = self.take_locked();
+            self.kind.store(0, Ordering::Relaxed);
+        }
+        self.unlock(s);
+        Ok(taken)
+    }
+
+    /// Empties the line, whatever it holds: its flow's last counts.
+    pub fn clear_any(&self) -> Result<Option<Taken>, ()> {
+        let s = self.lock().ok_or(())?;
+        let taken = self.take_locked();
+        self.kind.store(0, Ordering::Relaxed);
+        self.unlock(s);
+        Ok(taken)
+    }
+
+    /// The counts forwarded since they were last taken, the line kept; `None` when there
+    /// are none (or another writer holds the line: they wait for the next call).
+    pub fn take(&self) -> Option<Taken> {
+        if self.packets.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let s = self.lock()?;
+        let taken = self.take_locked();
+        self.unlock(s);
+        taken
+    }
+
+    /// Whether the line holds a flow.
+    pub fn is_used(&self) -> bool {
+        self.kind.load(Ordering::Relaxed) != 0
+    }
+
+    /// The line as the XDP program reads it for a packet of `key` at `now_ns`: its entry
+    /// if it holds `key`, is not being written, and holds until after `now_ns`.
+    pub fn read(&self, key: &FastKey, now_ns: u64) -> Option<FastEntry> {
+        let s = self.seq.load(Ordering::Acquire);
+        if s & 1 != 0 {
+            return None;
+        }
+        let kind = self.kind.load(Ordering::Relaxed);
+        let e = FastEntry {
+            key: self.key_locked(),
+            to: FastKey {
+                saddr: self.to_saddr.load(Ordering::Relaxed),
+                daddr: self.to_daddr.load(Ordering::Relaxed),
+                ports: self.to_ports.load(Ordering::Relaxed),
+                proto: kind as u8,
+            },
+            inbound: kind & INBOUND != 0,
+            until_ns: self.until_ns.load(Ordering::Relaxed),
+            service: self.service.load(Ordering::Relaxed),
+            real: self.real.load(Ordering::Relaxed),
+        };
+        std::sync::atomic::fence(Ordering::Acquire);
+        (self.seq.load(Ordering::Relaxed) == s && kind != 0 && e.key == *key && now_ns < e.until_ns)
+            .then_some(e)
+    }
+
+    /// Counts a packet forwarded by the line, as the XDP program does.
+    pub fn count(&self, bytes: u64) {
+        self.packets.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(sport: u16, until_ns: u64) -> FastEntry {
+        let key = FastKey::new([198, 18, 0, 2], [198, 18, 100, 1], sport, 80, 6);
+        FastEntry {
+            key,
+            to: FastKey::new([198, 18, 0, 2], [198, 18, 1, 11], sport, 8080, 6),
+            inbound: true,
+            until_ns,
+            service: 3,
+            real: 1,
+        }
+    }
+
+    #[test]
+    fn layout_is_the_programs() {
+        assert_eq!(std::mem::size_of::<FastLine>(), 64);
+        assert_eq!(std::mem::offset_of!(FastLine, until_ns), 32);
+        assert_eq!(std::mem::offset_of!(FastLine, packets), 40);
+        assert_eq!(std::mem::offset_of!(FastLine, service), 56);
+        assert!(LINES.is_power_of_two());
+    }
+
+    #[test]
+    fn keys_lie_as_in_the_frame() {
+        let k = FastKey::new([1, 2, 3, 4], [5, 6, 7, 8], 0x1122, 0x3344, 17);
+        assert_eq!(k.saddr.to_ne_bytes(), [1, 2, 3, 4]);
+        assert_eq!(k.ports.to_ne_bytes(), [0x11, 0x22, 0x33, 0x44]);
+        let r = k.reversed();
+        assert_eq!(
+            r,
+            FastKey::new([5, 6, 7, 8], [1, 2, 3, 4], 0x3344, 0x1122, 17)
+        );
+        assert_eq!(r.reversed(), k);
+    }
+
+    #[test]
+    fn a_line_holds_until_its_time_and_counts_what_it_forwarded() {
+        let t = MemFastTable::default();
+        let e = entry(40000, 1_000);
+        let line = t.line(&e.key);
+        assert_eq!(line.install(&e), Ok(None));
+        assert_eq!(line.read(&e.key, 999), Some(e));
+        assert_eq!(line.read(&e.key, 1_000), None, "expired");
+        assert_eq!(
+            line.read(&entry(40001, 1_000).key, 0),
+            None,
+            "another tuple"
+        );
+        line.count(100);
+        line.count(60);
+        let taken = Taken {
+            service: 3,
+            real: 1,
+            inbound: true,
+            packets: 2,
+            bytes: 160,
+        };
+        assert_eq!(line.take(), Some(taken));
+        assert_eq!(line.take(), None, "taken once");
+        line.count(10);
+        // Displaced by another flow: the old one's counts come back.
+        let other = FastEntry {
+            key: FastKey::new([9, 9, 9, 9], [198, 18, 100, 1], 1, 80, 6),
+            ..e
+        };
+        assert_eq!(
+            line.install(&other),
+            Ok(Some(Taken {
+                packets: 1,
+                bytes: 10,
+                ..taken
+            }))
+        );
+        assert_eq!(line.read(&e.key, 0), None);
+        line.count(5);
+        assert_eq!(line.clear(&e.key), Ok(None), "not the line's flow: kept");
+        assert!(line.is_used());
+        assert_eq!(line.clear(&other.key).unwrap().unwrap().bytes, 5);
+        assert!(!line.is_used());
+        assert_eq!(line.read(&other.key, 0), None);
+    }
+
+    #[test]
+    fn a_held_line_is_neither_read_nor_written() {
+        let t = MemFastTable::default();
+        let e = entry(40000, u64::MAX);
+        let line = t.line(&e.key);
+        line.install(&e).unwrap();
+        let s = line.lock().unwrap();
+        assert_eq!(
+            line.read(&e.key, 0),
+            None,
+            "a reader never takes a half-written line"
+        );
+        assert_eq!(line.install(&e), Err(()));
+        assert_eq!(line.clear(&e.key), Err(()));
+        line.unlock(s);
+        assert_eq!(line.read(&e.key, 0), Some(e));
+    }
+
+    #[test]
+    fn flows_spread_over_the_lines() {
+        let mut used = std::collections::HashSet::new();
+        for port in 0..4096u16 {
+            used.insert(index(&FastKey::new(
+                [198, 18, 0, 2],
+                [198, 18, 100, 1],
+                1024 + port,
+                80,
+                6,
+            )));
+        }
+        assert!(used.len() > 3900, "{} lines for 4096 flows", used.len());
+    }
+}
