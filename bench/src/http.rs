@@ -33,6 +33,10 @@ pub enum HttpSubject {
     /// frames to (bench/README.md, "Where a crossing's microseconds go").
     #[serde(rename = "uvs-nat-nospin")]
     UvsNatNoSpin,
+    /// uvs NAT with `workers.kernel_fast_path: true` (IPv4 forwarding on in the balancer's
+    /// namespace while it runs): established packets are rewritten by the XDP program and
+    /// forwarded by the kernel (`dataplane/src/fastpath.rs`).
+    UvsNatFast,
     UvsDr,
     UvsFullnat,
     UvsSynproxy,
@@ -45,7 +49,7 @@ pub enum HttpSubject {
 }
 
 impl HttpSubject {
-    const ALL: [HttpSubject; 12] = [
+    const ALL: [HttpSubject; 13] = [
         HttpSubject::Direct,
         HttpSubject::Nft,
         HttpSubject::Haproxy,
@@ -54,6 +58,7 @@ impl HttpSubject {
         HttpSubject::UvsNat,
         HttpSubject::UvsNatBusy,
         HttpSubject::UvsNatNoSpin,
+        HttpSubject::UvsNatFast,
         HttpSubject::UvsSynproxy,
         HttpSubject::UvsL7,
         HttpSubject::UvsDr,
@@ -76,6 +81,7 @@ impl HttpSubject {
             HttpSubject::UvsNat => "uvs-nat",
             HttpSubject::UvsNatBusy => "uvs-nat-busy",
             HttpSubject::UvsNatNoSpin => "uvs-nat-nospin",
+            HttpSubject::UvsNatFast => "uvs-nat-fast",
             HttpSubject::UvsDr => "uvs-dr",
             HttpSubject::UvsFullnat => "uvs-fullnat",
             HttpSubject::UvsSynproxy => "uvs-synproxy",
@@ -94,7 +100,7 @@ impl HttpSubject {
             .find(|x| x.name() == s)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown subject '{s}' (uvs-nat, uvs-nat-busy, uvs-nat-nospin, uvs-dr, uvs-fullnat, uvs-synproxy, uvs-l7, nft, haproxy, haproxy-http, nginx-proxy, direct)"
+                    "unknown subject '{s}' (uvs-nat, uvs-nat-busy, uvs-nat-nospin, uvs-nat-fast, uvs-dr, uvs-fullnat, uvs-synproxy, uvs-l7, nft, haproxy, haproxy-http, nginx-proxy, direct)"
                 )
             })
     }
@@ -222,6 +228,14 @@ fn uvsd_nospin_config() -> String {
         .replace("  busy_poll: false\n", "  busy_poll: false\n  spin_us: 0\n")
 }
 
+/// uvs NAT with the kernel fast path (`uvs-nat-fast`).
+pub fn uvsd_fast_config(core: Option<usize>) -> String {
+    uvsd_http_config("nat", core, false).replace(
+        "  busy_poll: false\n",
+        "  busy_poll: false\n  kernel_fast_path: true\n",
+    )
+}
+
 /// HAProxy in `mode` (tcp, or http: every request parsed, server-side keep-alive).
 fn haproxy_config_mode(state: &std::path::Path, mode: &str) -> String {
     let servers: String = REALS
@@ -253,6 +267,8 @@ fn nginx_proxy_config(state: &std::path::Path) -> String {
 enum Setup<'a> {
     Process(Spawned, Option<&'a Testbed>),
     Kernel(#[allow(dead_code)] KernelPeer<'a>),
+    /// uvsd with IPv4 forwarding on in the balancer's namespace, turned off again after.
+    Forwarding(Spawned, &'a Testbed),
 }
 
 impl Drop for Setup<'_> {
@@ -264,6 +280,10 @@ impl Drop for Setup<'_> {
                 "lb",
                 &["ip", "addr", "del", &format!("{VIP}/32"), "dev", "lo"],
             );
+        }
+        if let Setup::Forwarding(p, tb) = self {
+            p.stop();
+            let _ = tb.run("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
         }
     }
 }
@@ -289,6 +309,11 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
         ),
         HttpSubject::UvsNatNoSpin => {
             Setup::Process(start_uvsd(tb, &uvsd(), &uvsd_nospin_config(), limit)?, None)
+        }
+        HttpSubject::UvsNatFast => {
+            // The kernel forwards the fast path's packets; back off when the subject ends.
+            tb.run("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+            Setup::Forwarding(start_uvsd(tb, &uvsd(), &uvsd_fast_config(core), limit)?, tb)
         }
         HttpSubject::UvsDr => Setup::Process(
             start_uvsd(tb, &uvsd(), &uvsd_http_config("dr", core, false), limit)?,
@@ -572,6 +597,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "nginx-proxy": "nginx reverse proxy, worker_processes auto, upstream keepalive 64, HTTP/1.1",
                 "uvs-synproxy": "uvs-nat with syn_proxy: true",
                 "uvs-nat-nospin": "uvs-nat with workers.spin_us: 0, worker unpinned",
+                "uvs-nat-fast": "uvs-nat with workers.kernel_fast_path: true (net.ipv4.ip_forward=1 in the balancer's namespace)",
                 "uvs-l7": "uvs-nat as layer: 7, default pool rr over the 3 servers, one path rule",
                 "nft": "dnat to numgen inc mod 3 map (kube-proxy style)",
                 "direct": "to 198.18.1.11 through the balancer namespace's kernel routing",

@@ -622,6 +622,36 @@ fn check_privileges() -> Result<()> {
     crate::privileges::check_daemon().map_err(|e| anyhow!(e))
 }
 
+/// `workers.kernel_fast_path`: the kernel forwards the fast path's packets, so uvsd
+/// refuses to start unless IPv4 forwarding is on in its network namespace; then each
+/// interface's table is mapped for the workers and its program told to read it.
+fn start_fast_path(shared: &Shared, programs: &[XdpProgram]) -> Result<()> {
+    const FORWARDING: &str = "/proc/sys/net/ipv4/ip_forward";
+    let forwarding = std::fs::read_to_string(FORWARDING)
+        .with_context(|| format!("workers.kernel_fast_path: reading {FORWARDING}"))?;
+    if forwarding.trim() != "1" {
+        bail!(
+            "workers.kernel_fast_path: the kernel forwards the fast path's packets, but \
+             net.ipv4.ip_forward is {} in uvsd's network namespace; set it to 1 \
+             (sysctl -w net.ipv4.ip_forward=1, as IPVS's NAT needs) or turn the fast path off",
+            forwarding.trim()
+        );
+    }
+    let mut tables: Vec<Arc<dyn uvs_port::fast::FastTable>> = Vec::new();
+    for p in programs {
+        tables.push(Arc::new(p.fast_table().map_err(|e| anyhow!("{e}"))?));
+    }
+    shared.fast.set_tables(tables);
+    shared.fast.set_on(true);
+    for p in programs {
+        p.set_fast_path(true).map_err(|e| anyhow!("{e}"))?;
+    }
+    log::info!(
+        "kernel fast path on: established IPv4 TCP/UDP NAT and FullNAT flows are forwarded by the kernel"
+    );
+    Ok(())
+}
+
 pub(crate) fn xdp_mode(m: uvs_config::XdpMode) -> XdpMode {
     match m {
         uvs_config::XdpMode::Auto => XdpMode::Auto,
@@ -754,6 +784,9 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         for a in &host {
             p.add_host(*a).map_err(|e| anyhow!("{e}"))?;
         }
+    }
+    if config.workers.kernel_fast_path {
+        start_fast_path(&shared, &programs)?;
     }
     let cores: Vec<Option<usize>> = (0..workers)
         .map(|w| {

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod counters;
 pub mod egress;
+pub mod fastpath;
 pub mod flowcache;
 pub mod frag;
 pub mod lab;

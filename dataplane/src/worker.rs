@@ -138,6 +138,8 @@ pub struct Shared {
     /// Connections the `drop_entry` defence removed to make room
     /// ([`crate::lifecycle::drop_half_open`]), counted by control.
     pub conns_dropped: AtomicU64,
+    /// The kernel fast path's tables and switch (`crate::fastpath`).
+    pub fast: crate::fastpath::FastPath,
 }
 
 impl Shared {
@@ -157,6 +159,7 @@ impl Shared {
             synproxy: Default::default(),
             doorbells: (0..workers).map(|_| Default::default()).collect(),
             conns_dropped: AtomicU64::new(0),
+            fast: Default::default(),
         };
         if syn_proxy {
             // Allocated now rather than by the first proxied handshake on a worker.
@@ -230,6 +233,10 @@ pub struct Worker<P: Port> {
     /// (`u32::MAX`: never).
     rx_lost: Vec<u64>,
     rx_lost_read: u32,
+    /// The snapshot the kernel fast path's lines were last emptied for (its address).
+    fast_snapshot: usize,
+    /// The second worker 0 last took the fast path's counts in.
+    fast_harvested: u32,
     /// How this worker forwarded its busiest flows (`crate::flowcache`).
     flows: crate::flowcache::FlowCache,
 }
@@ -310,6 +317,28 @@ impl BurstScratch {
     }
 }
 
+/// The kernel fast path's housekeeping, once per poll (`crate::fastpath`): every line goes
+/// when the worker loads a new snapshot; worker 0 takes the lines' counts once a second.
+/// `state`: the worker's id, the snapshot the lines were last emptied for (its address)
+/// and the second of the last harvest.
+fn fast_sync(
+    state: (usize, &mut usize, &mut u32),
+    fast: &[Arc<dyn uvs_port::fast::FastTable>],
+    tables: &Arc<Tables>,
+    now_s: u32,
+) {
+    let (id, emptied_for, harvested) = state;
+    let snapshot = Arc::as_ptr(tables) as usize;
+    if *emptied_for != snapshot {
+        *emptied_for = snapshot;
+        crate::fastpath::clear_all(fast, tables, id);
+    }
+    if id == 0 && *harvested != now_s {
+        *harvested = now_s;
+        crate::fastpath::harvest(fast, tables, id);
+    }
+}
+
 #[inline(always)]
 fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
     debug_assert_ne!(a, b);
@@ -354,6 +383,8 @@ impl<P: Port> Worker<P> {
             errors: Default::default(),
             rx_lost: vec![0; ports_len],
             rx_lost_read: u32::MAX,
+            fast_snapshot: 0,
+            fast_harvested: u32::MAX,
         }
     }
 
@@ -483,6 +514,15 @@ impl<P: Port> Worker<P> {
         self.egress.sync(&tables, &neigh);
         let flow_cache = shared.flow_cache.load(Ordering::Relaxed);
         self.flows.sync(&tables, &neigh, flow_cache);
+        let fast = shared.fast.active();
+        if let Some(fast) = fast {
+            fast_sync(
+                (self.id, &mut self.fast_snapshot, &mut self.fast_harvested),
+                fast,
+                &tables,
+                now,
+            );
+        }
         let mut ctx = Ctx {
             tables: &tables,
             neigh: &neigh,
@@ -505,6 +545,7 @@ impl<P: Port> Worker<P> {
             flows: &mut self.flows,
             sctp_tags: &mut self.sctp_tags,
             errors: &self.errors,
+            fast,
         };
         let mut total = 0;
         let batch = self.batch_lookups;

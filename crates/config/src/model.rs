@@ -433,6 +433,13 @@ pub struct Workers {
     /// whole path (to rule the cache out when chasing a problem; the same bytes leave
     /// either way, only slower).
     pub flow_cache: bool,
+    /// The kernel fast path (`dataplane/src/fastpath.rs`): default false; true lets the
+    /// XDP program rewrite the established packets of IPv4 TCP/UDP NAT and FullNAT flows
+    /// the workers wrote into its table and hand them to the kernel, which forwards them,
+    /// so that they never cross to a worker thread. Needs `net.ipv4.ip_forward=1` in
+    /// uvsd's network namespace and kernel routes to the clients and real servers (as
+    /// IPVS's NAT does); uvsd refuses to start without forwarding.
+    pub kernel_fast_path: bool,
 }
 
 /// Connection table sizing.

@@ -244,6 +244,8 @@ pub(crate) struct RawWorkers {
     pub spin_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flow_cache: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_fast_path: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -31,6 +31,7 @@ pub fn to_yaml(config: &Config) -> String {
             busy_poll: Some(config.workers.busy_poll),
             spin_us: Some(u64::from(config.workers.spin_us)),
             flow_cache: Some(config.workers.flow_cache),
+            kernel_fast_path: Some(config.workers.kernel_fast_path),
         }),
         conn_table: Some(RawConnTable {
             capacity: Some(u64::from(config.conn_table.capacity)),

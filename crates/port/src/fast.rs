@@ -24,6 +24,9 @@ pub const LINES: usize = 65536;
 
 /// `kind` bit: the line's packets go towards the real server (counted as in-packets).
 const INBOUND: u32 = 1 << 8;
+/// `kind` bit: only TCP segments with payload take the line (written at the handshake's
+/// SYN-ACK, before the client's ACK that completes it, which the workers must see).
+const DATA_ONLY: u32 = 1 << 9;
 
 /// One direction of one flow; 64 bytes, `struct fast_line` in uvs_xdp.c.
 #[repr(C, align(64))]
@@ -90,6 +93,8 @@ pub struct FastEntry {
     /// The tuple the packet leaves with (`proto` unused).
     pub to: FastKey,
     pub inbound: bool,
+    /// Only TCP segments with payload take the line.
+    pub data_only: bool,
     pub until_ns: u64,
     /// Service and real server slots of the snapshot the line was written from.
     pub service: u32,
@@ -199,8 +204,11 @@ impl FastLine {
         self.service.store(e.service, Ordering::Relaxed);
         self.real.store(e.real, Ordering::Relaxed);
         let inbound = if e.inbound { INBOUND } else { 0 };
-        self.kind
-            .store(u32::from(e.key.proto) | inbound, Ordering::Relaxed);
+        let data_only = if e.data_only { DATA_ONLY } else { 0 };
+        self.kind.store(
+            u32::from(e.key.proto) | inbound | data_only,
+            Ordering::Relaxed,
+        );
         self.unlock(s);
         Ok(taken)
     }
@@ -261,6 +269,7 @@ impl FastLine {
                 proto: kind as u8,
             },
             inbound: kind & INBOUND != 0,
+            data_only: kind & DATA_ONLY != 0,
             until_ns: self.until_ns.load(Ordering::Relaxed),
             service: self.service.load(Ordering::Relaxed),
             real: self.real.load(Ordering::Relaxed),
@@ -287,6 +296,7 @@ mod tests {
             key,
             to: FastKey::new([198, 18, 0, 2], [198, 18, 1, 11], sport, 8080, 6),
             inbound: true,
+            data_only: false,
             until_ns,
             service: 3,
             real: 1,

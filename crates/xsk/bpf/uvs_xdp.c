@@ -190,10 +190,11 @@ struct {
 // mapping of this array, read here. Layout and index: `FastLine` and `index` in fast.rs.
 #define FAST_LINES 65536
 #define FAST_INBOUND (1 << 8)
+#define FAST_DATA_ONLY (1 << 9) // written at the SYN-ACK: only TCP segments with payload
 
 struct fast_line {
 	__u32 seq; // odd while a worker writes the line
-	__u32 kind; // protocol | FAST_INBOUND; 0: empty
+	__u32 kind; // protocol | FAST_INBOUND | FAST_DATA_ONLY; 0: empty
 	__u32 saddr, daddr, ports; // the tuple as it arrives
 	__u32 to_saddr, to_daddr, to_ports; // the tuple it leaves with
 	__u64 until_ns; // bpf_ktime_get_ns() before which the line holds
@@ -366,12 +367,14 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end)
 	__u8 proto = ip[9];
 	__u8 *l4 = ip + 20;
 	__u32 csum_off;
+	__u32 l4hdr = 8;
 	if (proto == IPPROTO_TCP_NR) {
 		if ((void *)(l4 + 20) > end)
 			return -1;
 		if (l4[13] & 0x07) // FIN, SYN, RST
 			return -1;
 		csum_off = 16;
+		l4hdr = (__u32)(l4[12] >> 4) * 4;
 	} else if (proto == IPPROTO_UDP_NR) {
 		if ((void *)(l4 + 8) > end)
 			return -1;
@@ -409,6 +412,10 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end)
 	if (l4len < 20)
 		return -1;
 	l4len -= 20;
+	// A line written at the handshake's SYN-ACK: the client's bare ACK that completes it
+	// goes to the workers (its state change is theirs); a segment with data may pass it.
+	if ((kind & FAST_DATA_ONLY) && l4len <= l4hdr)
+		return -1;
 	__u64 addrs = w32(~saddr) + w32(~daddr) + w32(to_s) + w32(to_d);
 	__u16 check;
 	__u16 *l4check = (__u16 *)(l4 + csum_off);

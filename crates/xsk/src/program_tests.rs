@@ -612,6 +612,7 @@ fn fast_path_rewrites_the_flows_of_its_table() {
         key: FastKey::new(CLIENT4, VIP4, 40000, 80, 6),
         to: FastKey::new(CLIENT4, REAL4, 40000, 8080, 6),
         inbound: true,
+        data_only: false,
         until_ns: u64::MAX,
         service: 4,
         real: 2,
@@ -662,6 +663,17 @@ fn fast_path_rewrites_the_flows_of_its_table() {
     let out = fast(&zero).expect("udp without checksum forwarded");
     assert_eq!(&out[40..42], &[0, 0], "no checksum stays none");
     tk::check_frame(&out).expect("ip checksum right");
+
+    // A line written at the SYN-ACK takes segments with data, not the bare ACK.
+    table
+        .line(&line.key)
+        .install(&FastEntry {
+            data_only: true,
+            ..line
+        })
+        .unwrap();
+    assert_eq!(fast(&tcp(tk::ACK, b"")), None, "the handshake's ACK");
+    tk::check_frame(&fast(&ack).expect("data passes")).unwrap();
 
     // Past its time: the workers see the packet (and refresh the line).
     table

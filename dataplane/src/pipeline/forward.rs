@@ -59,15 +59,32 @@ pub(crate) fn established<P: L4Proto>(
         adopt(ctx, hit, svc);
     }
     P::track_state(ctx, svc, &pkt.p, hit);
+    if let Some(fast) = ctx.fast {
+        // The kernel fast path leaves segments that move the state to the workers; its
+        // lines of the flow go before this one is forwarded (`crate::fastpath`).
+        if crate::fastpath::moves_state(&pkt.p) {
+            if let Some(keys) = crate::fastpath::conn_keys(hit) {
+                crate::fastpath::clear_flow(fast, ctx.tables, ctx.worker, keys);
+            }
+        }
+    }
     let flow = Flow {
         svc,
         real,
         conn: hit,
     };
     // Now and then a configured server's packet is recorded for the flow's next ones
-    // (`crate::flowcache`), from the packet as it came and as it leaves.
-    if P::FLOW_CACHE && real.is_some() && Filling::wanted(ctx.flows, &pkt.p, hit) {
-        return forward_recorded(ctx, pkt, flow);
+    // (`crate::flowcache`), from the packet as it came and as it leaves; with the kernel
+    // fast path on, every such packet writes the flow's lines (`crate::fastpath`).
+    if P::FLOW_CACHE && real.is_some() {
+        let draw = Filling::wanted(ctx.flows, &pkt.p, hit);
+        let fast = match ctx.fast {
+            Some(_) => crate::fastpath::wanted(&pkt.p, hit.flags(), hit.state(), hit.dir),
+            None => None,
+        };
+        if draw || fast.is_some() {
+            return forward_recorded(ctx, pkt, flow, draw, fast);
+        }
     }
     match hit.dir {
         Dir::Original => forward_original(ctx, pkt, flow),
@@ -78,17 +95,55 @@ pub(crate) fn established<P: L4Proto>(
 /// [`established`]'s rewrite of a packet to be recorded, out of the way of the others.
 #[cold]
 #[inline(never)]
-fn forward_recorded(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, flow: Flow<'_, Hit>) -> Verdict {
+fn forward_recorded(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    flow: Flow<'_, Hit>,
+    draw: bool,
+    fast: Option<bool>,
+) -> Verdict {
     let (svc, hit) = (flow.svc, flow.conn);
-    let fill = Filling::new(pkt, hit);
+    let fill = if draw { Filling::new(pkt, hit) } else { None };
     let v = match hit.dir {
         Dir::Original => forward_original(ctx, pkt, flow),
         Dir::Reply => forward_reply(ctx, pkt, flow),
     };
-    if let (Some(fill), Verdict::Forward(port)) = (fill, v) {
-        record(ctx, pkt, fill, svc, hit, port);
+    if let Verdict::Forward(port) = v {
+        if let Some(fill) = fill {
+            record(ctx, pkt, fill, svc, hit, port);
+        }
+        if let Some(data_only) = fast {
+            fast_install(ctx, svc, hit, data_only);
+        }
     }
     v
+}
+
+/// Writes the kernel fast path's lines of a NAT or FullNAT IPv4 connection whose
+/// established packet was just forwarded whole (`crate::fastpath`).
+fn fast_install(ctx: &Ctx<'_>, svc: &ServiceRt, hit: &Hit, data_only: bool) {
+    let Some(fast) = ctx.fast else {
+        return;
+    };
+    if !matches!(
+        Method::from_u8(hit.method()),
+        Some(Method::Nat | Method::FullNat)
+    ) || !ctx.pieces.is_empty()
+        || is_nat64(hit)
+    {
+        return;
+    }
+    if let Some(keys) = crate::fastpath::conn_keys(hit) {
+        crate::fastpath::install(
+            fast,
+            ctx.tables,
+            ctx.worker,
+            keys,
+            svc.id,
+            hit.real(),
+            data_only,
+        );
+    }
 }
 
 /// Records how the packet of `hit` that `fill` was made for left by `port`, if it left

@@ -105,6 +105,8 @@ pub struct Ctx<'a> {
     pub flows: &'a mut crate::flowcache::FlowCache,
     /// SCTP tags this worker found valid lately (`sctp::tags::check`).
     pub sctp_tags: &'a mut crate::sctp::tags::TagCache,
+    /// The kernel fast path's tables while it is on (`crate::fastpath`).
+    pub fast: Option<&'a [std::sync::Arc<dyn uvs_port::fast::FastTable>]>,
     /// How many more packets this second may be answered with an error of uvs's making.
     pub errors: &'a crate::verdict::ErrorBudget,
 }

@@ -954,6 +954,7 @@ fn workers(cx: &Ctx<'_>, raw: crate::raw::RawWorkers, max_queues: u32) -> Result
         busy_poll: raw.busy_poll.unwrap_or(false),
         spin_us,
         flow_cache: raw.flow_cache.unwrap_or(true),
+        kernel_fast_path: raw.kernel_fast_path.unwrap_or(false),
     })
 }
 

@@ -1,0 +1,253 @@
+//! The kernel fast path, the workers' side (`workers.kernel_fast_path`).
+//!
+//! A worker that forwards an established packet of an IPv4 TCP or UDP flow of a NAT or
+//! FullNAT connection — the packets the flow cache records (`crate::flowcache`): TCP with
+//! ACK and none of SYN/FIN/RST in ESTABLISHED, UDP any datagram, no flags on the entry —
+//! writes both directions of the flow into each interface's fast-path table
+//! ([`uvs_port::fast`]): the tuple as it arrives, the tuple it leaves with. The XDP program
+//! in front of the interfaces then rewrites the flow's next packets itself and gives them
+//! to the kernel, which forwards them (IPv4 forwarding on, routes to the clients and real
+//! servers: what an IPVS NAT director has): they no longer cross to a worker thread, the
+//! one cost that kept uvs's request latency above the kernel paths' on small machines
+//! (bench/README.md, "The kernel fast path").
+//!
+//! What keeps a line right:
+//! - State: only the workers move a connection's state. The program hands every TCP
+//!   segment with SYN, FIN or RST to the workers, and a worker that sees one clears both
+//!   lines of its flow ([`clear_flow`]) before the segment is forwarded.
+//! - Time: a line holds for [`WINDOW_NS`] after it was written. The flow's first packet
+//!   after that goes to a worker, which refreshes the connection's deadline, checks its
+//!   real server (expire_nodest_conn) and writes the line again. So an active flow's entry
+//!   is refreshed at least once per window, and a real server that went down keeps its
+//!   fast-path flows for at most one window.
+//! - Snapshot: a worker that loads a new tables snapshot (a reload, an admin change, a
+//!   health change of weight) empties every line first ([`clear_all`]).
+//! - Counts: the program counts each line's packets and bytes; a worker takes them when
+//!   it overwrites or empties the line, and worker 0 takes the rest once a second
+//!   ([`harvest`]), crediting the service and real server in its own counter slots.
+//!   A packet the program counts on a line while a worker replaces it may be credited to
+//!   the new flow: the only inexactness.
+//!
+//! No syscall: the tables are mapped memory, a line write is a few stores under a
+//! sequence word.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use uvs_conntrack::Dir;
+use uvs_port::fast::{FastEntry, FastKey, FastTable, Taken};
+use uvs_wire::{Frag, Parsed, L3};
+
+use crate::counters::TrafficStats;
+use crate::pipeline::{PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::tables::Tables;
+
+/// How long a line holds once written (see the module documentation).
+pub const WINDOW_NS: u64 = 1_000_000_000;
+
+/// The fast-path tables of a uvsd's interfaces and whether they are in use.
+#[derive(Default)]
+pub struct FastPath {
+    on: AtomicBool,
+    tables: OnceLock<Box<[Arc<dyn FastTable>]>>,
+}
+
+impl FastPath {
+    /// Gives the workers the interfaces' tables (once; later calls are ignored and
+    /// return false).
+    pub fn set_tables(&self, tables: Vec<Arc<dyn FastTable>>) -> bool {
+        self.tables.set(tables.into()).is_ok()
+    }
+
+    /// Turns the workers' side on or off (the XDP programs' setting is control's). Off,
+    /// the workers stop writing lines; the lines they wrote run out within a window.
+    pub fn set_on(&self, on: bool) {
+        self.on.store(on, Ordering::Relaxed);
+    }
+
+    /// The tables, while the fast path is on.
+    pub fn active(&self) -> Option<&[Arc<dyn FastTable>]> {
+        if !self.on.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.tables.get().map(|t| &t[..])
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the XDP program's `bpf_ktime_get_ns`.
+pub fn now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// Whether a forwarded packet of a connection (its `flags`, its `state` before the packet,
+/// the packet's direction) leaves lines, and whether they take only segments with data:
+/// an IPv4 packet of an entry without flags that is UDP, or a TCP segment with ACK and
+/// none of SYN/FIN/RST that leaves the connection ESTABLISHED (the flow cache's packets,
+/// and the client's ACK that completes the handshake), or — lines for segments with data
+/// only — the real server's SYN-ACK, so that the client's first request, sent right after
+/// its ACK, finds them.
+#[inline]
+pub(crate) fn wanted(p: &Parsed, flags: u8, state: u8, dir: Dir) -> Option<bool> {
+    use uvs_conntrack::tcp::{transition, PacketDir, TcpState};
+    if p.l3 != L3::V4 || flags != 0 || p.frag != Frag::None {
+        return None;
+    }
+    match p.l4_proto {
+        PROTO_UDP => Some(false),
+        PROTO_TCP => {
+            let f = p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK);
+            let state = TcpState::from_u8(state)?;
+            if f == TCP_ACK {
+                let d = match dir {
+                    Dir::Original => PacketDir::Input,
+                    Dir::Reply => PacketDir::Output,
+                };
+                (transition(state, d, TCP_ACK) == TcpState::Established).then_some(false)
+            } else {
+                (f == TCP_SYN | TCP_ACK && dir == Dir::Reply && state == TcpState::SynRecv)
+                    .then_some(true)
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Whether a packet may move its connection's state (so its flow's lines go): TCP with
+/// SYN, FIN or RST.
+#[inline]
+pub(crate) fn moves_state(p: &Parsed) -> bool {
+    p.l3 == L3::V4 && p.l4_proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0
+}
+
+/// The two tuples of an IPv4 TCP/UDP connection as its packets arrive: the client's
+/// (`orig`) and the real server's (`reply`).
+pub(crate) fn conn_keys<C: uvs_conntrack::ConnView>(c: &C) -> Option<[FastKey; 2]> {
+    if c.v6() || !matches!(c.proto(), PROTO_TCP | PROTO_UDP) {
+        return None;
+    }
+    let v4 = |a: &[u8; 16]| [a[0], a[1], a[2], a[3]];
+    Some([
+        FastKey::new(
+            v4(c.orig_src()),
+            v4(c.orig_dst()),
+            c.orig_sport(),
+            c.orig_dport(),
+            c.proto(),
+        ),
+        FastKey::new(
+            v4(c.reply_src()),
+            v4(c.reply_dst()),
+            c.reply_sport(),
+            c.reply_dport(),
+            c.proto(),
+        ),
+    ])
+}
+
+/// Writes both directions of a NAT or FullNAT connection (`keys`: [`conn_keys`]) into
+/// every table. A direction leaves with the other's tuple reversed: the client's packets
+/// go from (NAT) the client or (FullNAT) the local address to the real server, the
+/// server's from the VIP to the client, which is the rewrite NAT and FullNAT make.
+pub(crate) fn install(
+    fast: &[Arc<dyn FastTable>],
+    tables: &Tables,
+    worker: usize,
+    keys: [FastKey; 2],
+    service: u16,
+    real: u16,
+    data_only: bool,
+) {
+    let [orig, reply] = keys;
+    let to_real = FastEntry {
+        key: orig,
+        to: reply.reversed(),
+        inbound: true,
+        data_only,
+        until_ns: now_ns().saturating_add(WINDOW_NS),
+        service: service.into(),
+        real: real.into(),
+    };
+    let to_client = FastEntry {
+        key: reply,
+        to: orig.reversed(),
+        inbound: false,
+        ..to_real
+    };
+    for t in fast {
+        for e in [&to_real, &to_client] {
+            if let Ok(Some(taken)) = t.line(&e.key).install(e) {
+                credit(tables, worker, taken);
+            }
+        }
+    }
+}
+
+/// Empties the lines of a flow (both directions, `keys`) in every table.
+pub(crate) fn clear_flow(
+    fast: &[Arc<dyn FastTable>],
+    tables: &Tables,
+    worker: usize,
+    keys: [FastKey; 2],
+) {
+    for t in fast {
+        for k in &keys {
+            // A line another writer holds is being rewritten for its own flow: this
+            // flow is not in it any more.
+            if let Ok(Some(taken)) = t.line(k).clear(k) {
+                credit(tables, worker, taken);
+            }
+        }
+    }
+}
+
+/// Empties every line (a new snapshot: the lines' slots and rewrites may be stale),
+/// crediting their counts to `tables`' services where the slot still holds one.
+pub fn clear_all(fast: &[Arc<dyn FastTable>], tables: &Tables, worker: usize) {
+    for t in fast {
+        for line in t.lines() {
+            if line.is_used() {
+                if let Ok(Some(taken)) = line.clear_any() {
+                    credit(tables, worker, taken);
+                }
+            }
+        }
+    }
+}
+
+/// Takes the counts of every line and credits them (worker 0, once a second).
+pub fn harvest(fast: &[Arc<dyn FastTable>], tables: &Tables, worker: usize) {
+    for t in fast {
+        for line in t.lines() {
+            if let Some(taken) = line.take() {
+                credit(tables, worker, taken);
+            }
+        }
+    }
+}
+
+/// Adds counts taken from a line to its service's and real server's counters (this
+/// worker's slots), if the snapshot still has them.
+fn credit(tables: &Tables, worker: usize, t: Taken) {
+    let Ok(service) = u16::try_from(t.service) else {
+        return;
+    };
+    let Some(svc) = tables.service(service) else {
+        return;
+    };
+    add(svc.stats.worker(worker), &t);
+    if let Some(r) = u16::try_from(t.real).ok().and_then(|slot| svc.real(slot)) {
+        add(r.stats.worker(worker), &t);
+    }
+}
+
+fn add(s: &TrafficStats, t: &Taken) {
+    if t.inbound {
+        s.packets_in.add(t.packets);
+        s.bytes_in.add(t.bytes);
+    } else {
+        s.packets_out.add(t.packets);
+        s.bytes_out.add(t.bytes);
+    }
+}
