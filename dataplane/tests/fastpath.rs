@@ -1,0 +1,211 @@
+//! The kernel fast path's lines, as the workers write them (`dataplane/src/fastpath.rs`),
+//! over in-memory tables: what the XDP program would read for each direction of a flow is
+//! exactly the rewrite the worker itself made; the lines appear at the handshake (for
+//! segments with data only until the client's ACK completes it), go at FIN and RST and at a
+//! new snapshot, and the packets counted on them reach the service's and real server's
+//! counters. The program's side of the lines is tested in the kernel
+//! (`crates/xsk/src/program_tests.rs`).
+
+mod lab_worker;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use uvs_dataplane::fastpath::now_ns;
+use uvs_dataplane::lab;
+use uvs_dataplane::{Method, TablesBuilder};
+use uvs_port::fast::{FastEntry, FastKey, FastTable, MemFastTable};
+use uvs_sched::SchedulerKind;
+use uvs_testkit::{self as tk, Flags};
+
+use lab_worker::{a, client_tcp, Lab};
+
+fn lab_with_fast(method: Method) -> (Lab, [Arc<MemFastTable>; 2]) {
+    let lab = Lab::with_spec(lab::spec(method, SchedulerKind::Rr, 1), 1024);
+    let t = [
+        Arc::new(MemFastTable::default()),
+        Arc::new(MemFastTable::default()),
+    ];
+    let dyns: Vec<Arc<dyn FastTable>> = t.iter().map(|x| x.clone() as Arc<dyn FastTable>).collect();
+    assert!(lab.shared.fast.set_tables(dyns));
+    lab.shared.fast.set_on(true);
+    (lab, t)
+}
+
+/// The fast-path key of a frame as the program reads it (IPv4, TCP or UDP).
+fn key(frame: &[u8]) -> FastKey {
+    let s = tk::check_frame(frame).expect("a valid frame");
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (s.src, s.dst) else {
+        panic!("IPv4 only")
+    };
+    FastKey::new(src.octets(), dst.octets(), s.sport, s.dport, s.proto)
+}
+
+/// What the line of `k` says now, in either table (both hold every line).
+fn read(t: &[Arc<MemFastTable>; 2], k: &FastKey) -> Option<FastEntry> {
+    let now = now_ns();
+    let e = t[0].line(k).read(k, now);
+    assert_eq!(
+        e,
+        t[1].line(k).read(k, now),
+        "both tables hold the same lines"
+    );
+    e
+}
+
+/// The real server's segment answering `to_server` (the frame the worker sent it).
+fn answer(to_server: &[u8], flags: Flags) -> Vec<u8> {
+    let s = tk::check_frame(to_server).unwrap();
+    tk::tcp(
+        s.dst_mac, s.src_mac, s.dst, s.dport, s.src, s.sport, flags, b"",
+    )
+}
+
+fn one(out: [Vec<Vec<u8>>; 2], port: usize) -> Vec<u8> {
+    assert_eq!(out[port].len(), 1, "one frame out of port {port}: {out:?}");
+    assert!(out[1 - port].is_empty());
+    out[port][0].clone()
+}
+
+fn handshake_and_close(method: Method) {
+    let (mut lab, t) = lab_with_fast(method);
+    let sport = 40000;
+    let syn = client_tcp(sport, tk::SYN, b"");
+    let to_server = one(lab.burst_both(&[(0, syn.clone())]), 1);
+    let (k_client, k_left) = (key(&syn), key(&to_server));
+    assert_eq!(read(&t, &k_client), None, "no line before the handshake");
+
+    // The SYN-ACK leaves lines for segments with data.
+    let syn_ack = answer(&to_server, tk::SYN_ACK);
+    let to_client = one(lab.burst_both(&[(1, syn_ack.clone())]), 0);
+    let k_server = key(&syn_ack);
+    let e = read(&t, &k_client).expect("the client's line at the SYN-ACK");
+    assert!(e.data_only && e.inbound);
+    assert_eq!(e.to, k_left, "the client's line rewrites as the worker did");
+    let r = read(&t, &k_server).expect("the server's line at the SYN-ACK");
+    assert!(r.data_only && !r.inbound);
+    assert_eq!(
+        r.to,
+        key(&to_client),
+        "the server's line rewrites as the worker did"
+    );
+    assert!(e.until_ns > now_ns());
+
+    // The client's ACK completes the handshake: lines for every segment.
+    let ack = client_tcp(sport, tk::ACK, b"");
+    one(lab.burst_both(&[(0, ack)]), 1);
+    let e = read(&t, &k_client).expect("the client's line after the handshake");
+    assert!(!e.data_only);
+    assert!(!read(&t, &k_server).unwrap().data_only);
+
+    // A data segment forwarded by a worker (its line ran out, say) leaves the same lines.
+    let data = client_tcp(sport, tk::ACK, b"GET / HTTP/1.1\r\n\r\n");
+    let left = one(lab.burst_both(&[(0, data)]), 1);
+    assert_eq!(read(&t, &k_client).unwrap().to, key(&left));
+
+    // Packets the program forwarded by the lines reach the counters when a FIN clears them.
+    let totals = |lab: &Lab| {
+        let tables = lab.shared.tables.load();
+        let svc = tables
+            .services
+            .iter()
+            .flatten()
+            .find(|s| s.key.proto == 6 && !s.key.vip.v6)
+            .unwrap();
+        svc.stats.totals()
+    };
+    let before = totals(&lab);
+    t[0].line(&k_client).count(1000);
+    t[0].line(&k_client).count(500);
+    t[1].line(&k_server).count(70);
+    let fin = client_tcp(sport, tk::FIN_ACK, b"");
+    one(lab.burst_both(&[(0, fin)]), 1);
+    assert_eq!(read(&t, &k_client), None, "a FIN clears the client's line");
+    assert_eq!(read(&t, &k_server), None, "and the server's");
+    let after = totals(&lab);
+    assert_eq!(
+        after.packets_in - before.packets_in,
+        2 + 1,
+        "two by the line, the FIN"
+    );
+    assert_eq!(after.bytes_in - before.bytes_in, 1500 + 54);
+    assert_eq!(after.packets_out - before.packets_out, 1);
+    assert_eq!(after.bytes_out - before.bytes_out, 70);
+
+    // Segments after the FIN leave no lines: the connection is no longer ESTABLISHED.
+    let ack = client_tcp(sport, tk::ACK, b"");
+    one(lab.burst_both(&[(0, ack)]), 1);
+    assert_eq!(read(&t, &k_client), None);
+}
+
+#[test]
+fn nat_lines_follow_the_handshake_and_the_close() {
+    handshake_and_close(Method::Nat);
+}
+
+#[test]
+fn fullnat_lines_follow_the_handshake_and_the_close() {
+    handshake_and_close(Method::FullNat);
+}
+
+#[test]
+fn a_reset_clears_the_lines() {
+    let (mut lab, t) = lab_with_fast(Method::Nat);
+    let to_server = one(lab.burst_both(&[(0, client_tcp(7, tk::SYN, b""))]), 1);
+    one(lab.burst_both(&[(1, answer(&to_server, tk::SYN_ACK))]), 0);
+    let k = key(&client_tcp(7, tk::ACK, b""));
+    assert!(read(&t, &k).is_some());
+    lab.burst_both(&[(1, answer(&to_server, tk::RST))]);
+    assert_eq!(read(&t, &k), None);
+}
+
+#[test]
+fn udp_flows_get_lines_and_a_new_snapshot_clears_every_line() {
+    let (mut lab, t) = lab_with_fast(Method::Nat);
+    let dgram = tk::udp(
+        lab::CLIENT_MAC,
+        lab::LB0_MAC,
+        a(lab::CLIENT4),
+        5353,
+        a(lab::VIP4),
+        53,
+        b"query",
+    );
+    one(lab.burst_both(&[(0, dgram.clone())]), 1);
+    assert_eq!(read(&t, &key(&dgram)), None, "the first is a new flow's");
+    let left = one(lab.burst_both(&[(0, dgram.clone())]), 1);
+    let e = read(&t, &key(&dgram)).expect("a datagram of the flow leaves lines");
+    assert_eq!(e.to, key(&left));
+    assert!(!e.data_only);
+    t[0].line(&key(&dgram)).count(100);
+
+    let tables = TablesBuilder::build(&lab::spec(Method::Nat, SchedulerKind::Rr, 1), None).unwrap();
+    lab.shared.tables.store(Arc::new(tables));
+    lab.w.poll();
+    assert_eq!(
+        read(&t, &key(&dgram)),
+        None,
+        "a new snapshot empties the lines"
+    );
+    assert!(t.iter().all(|t| t.lines().iter().all(|l| !l.is_used())));
+}
+
+#[test]
+fn off_writes_no_line() {
+    let (mut lab, t) = lab_with_fast(Method::Nat);
+    lab.shared.fast.set_on(false);
+    let to_server = one(lab.burst_both(&[(0, client_tcp(9, tk::SYN, b""))]), 1);
+    one(lab.burst_both(&[(1, answer(&to_server, tk::SYN_ACK))]), 0);
+    one(lab.burst_both(&[(0, client_tcp(9, tk::ACK, b""))]), 1);
+    assert!(t.iter().all(|t| t.lines().iter().all(|l| !l.is_used())));
+}
+
+#[test]
+fn direct_routing_writes_no_line() {
+    let (mut lab, t) = lab_with_fast(Method::Dr);
+    let to_server = one(lab.burst_both(&[(0, client_tcp(9, tk::SYN, b""))]), 1);
+    let _ = to_server;
+    one(lab.burst_both(&[(0, client_tcp(9, tk::ACK, b""))]), 1);
+    one(lab.burst_both(&[(0, client_tcp(9, tk::ACK, b"data"))]), 1);
+    assert!(t.iter().all(|t| t.lines().iter().all(|l| !l.is_used())));
+}
