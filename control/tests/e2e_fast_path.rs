@@ -1,0 +1,114 @@
+//! End to end on the test network (as root), `workers.kernel_fast_path`: uvsd refuses to
+//! start without IPv4 forwarding; with it, requests are balanced as before, a 20 MB
+//! download through the VIP arrives whole (its segments' partial checksums kept right by
+//! the XDP program's rewrite), most of its packets never reach a worker, the packets the
+//! kernel forwarded are in the service's counters, and the connections close in the
+//! connection table (their FINs still go to the workers).
+
+mod common;
+use common::*;
+
+fn fast_config() -> String {
+    demo_config().replace(
+        "workers:\n  count: 1\n",
+        "workers:\n  count: 1\n  kernel_fast_path: true\n",
+    )
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn kernel_fast_path_forwards_established_flows() {
+    require_root("kernel_fast_path_forwards_established_flows");
+    let mut tb = Testbed::up("e2efast", "nat");
+    let cfg = fast_config();
+    assert!(
+        cfg.contains("kernel_fast_path: true"),
+        "the demo's workers section moved"
+    );
+
+    // The testbed's NAT balancer namespace forwards nothing: uvsd must refuse, saying why.
+    let path = tb.state.join("fast.yaml");
+    std::fs::write(&path, &cfg).unwrap();
+    let refused = tb.exec(
+        "lb",
+        &[
+            env!("CARGO_BIN_EXE_uvsd"),
+            "--config",
+            path.to_str().unwrap(),
+            "--admin-socket",
+            tb.state.join("refused.sock").to_str().unwrap(),
+            "--run-for",
+            "5",
+        ],
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "uvsd started without forwarding:\n{err}"
+    );
+    assert!(
+        err.contains("net.ipv4.ip_forward is 0"),
+        "the refusal names the sysctl:\n{err}"
+    );
+
+    tb.exec("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    tb.start_uvsd(&cfg);
+    let answers = tb.curl_many("http://198.18.100.1/", 12);
+    let mut servers: Vec<_> = answers.clone();
+    servers.sort();
+    servers.dedup();
+    assert!(
+        !answers.iter().any(|a| a == "failed") && servers.len() == 3,
+        "all three real servers answer: {answers:?}\n{}",
+        tb.uvsd_log()
+    );
+
+    let before = tb.metrics();
+    let got = tb.sh(
+        "client",
+        "curl -s --max-time 30 http://198.18.100.1/big | sha256sum | cut -d' ' -f1",
+    );
+    let got = String::from_utf8_lossy(&got.stdout).trim().to_string();
+    let want: Vec<String> = (1..=3)
+        .map(|i| {
+            let o = std::process::Command::new("sha256sum")
+                .arg(tb.state.join(format!("rs{i}/big")))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        want.contains(&got),
+        "the download arrived whole: {got} not in {want:?}"
+    );
+
+    // Worker 0 takes the lines' counts once a second (an idle worker wakes once a second).
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let after = tb.metrics();
+    let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
+    let out = delta("uvs_service_packets_out_total");
+    let worker = delta("uvs_worker_rx_packets_total");
+    // 20 MB in segments of at most 1448 bytes: over 14 000 packets towards the client.
+    assert!(
+        out > 14_000.0,
+        "the kernel's packets are counted for the service: {out} out\n{after}"
+    );
+    assert!(
+        worker < out / 10.0,
+        "most packets bypass the workers: {worker} of {out} reached one"
+    );
+
+    // The connections' FINs went to the workers: none is left ESTABLISHED.
+    let conns = tb.uvsadm(&["-Lnc"]);
+    let conns = String::from_utf8_lossy(&conns.stdout);
+    assert!(
+        !conns.contains("ESTABLISHED"),
+        "connections closed through the fast path stay open in the table:\n{conns}"
+    );
+    tb.exec("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+}
