@@ -52,6 +52,18 @@ pub fn render(s: &Snapshot) -> String {
         Kind::Counter,
     )
     .sample(&[], s.conn_dropped);
+    if !s.fast_path.is_empty() {
+        let mut f = e.family(
+            "uvs_fast_path_packets_total",
+            "Packets the kernel fast path (workers.kernel_fast_path) rewrote in the XDP \
+             program and gave to the kernel to forward, by the interface they arrived on: \
+             established packets that never reached a worker.",
+            Kind::Counter,
+        );
+        for (iface, n) in &s.fast_path {
+            f.sample(&[("interface", iface.clone())], *n);
+        }
+    }
 
     let svc_labels: Vec<Labels> = s.services.iter().map(service_labels).collect();
     let services = || s.services.iter().zip(&svc_labels);

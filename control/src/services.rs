@@ -62,6 +62,17 @@ fn snapshot_with(
         .as_ref()
         .map(|l| l.stats.snapshot());
     snap.cluster = Some(core.cluster_status());
+    if cfg.workers.kernel_fast_path {
+        // Per interface: the frames its XDP program rewrote for the kernel to forward.
+        snap.fast_path = core
+            .programs
+            .iter()
+            .map(|p| {
+                let fast = p.counters().map(|c| c.fast).unwrap_or_default();
+                (p.ifname().to_string(), fast)
+            })
+            .collect();
+    }
     snap
 }
 

@@ -195,6 +195,10 @@ pub struct Snapshot {
     /// Connections each pool of a `layer: 7` service took (rule hits, default included).
     #[serde(default)]
     pub layer7_pools: Vec<PoolHits>,
+    /// With `workers.kernel_fast_path`: per interface, the frames its XDP program rewrote
+    /// and gave to the kernel to forward.
+    #[serde(default)]
+    pub fast_path: Vec<(String, u64)>,
 }
 
 /// A pool of a `layer: 7` service and the connections it took.

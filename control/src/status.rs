@@ -356,6 +356,7 @@ pub fn snapshot_with(
         node: None,
         client_lookup: None,
         cluster: None,
+        fast_path: Vec::new(),
         layer7_pools: tables
             .services
             .iter()

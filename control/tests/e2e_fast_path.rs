@@ -93,6 +93,11 @@ fn kernel_fast_path_forwards_established_flows() {
     let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
     let out = delta("uvs_service_packets_out_total");
     let worker = delta("uvs_worker_rx_packets_total");
+    let fast = delta("uvs_fast_path_packets_total");
+    assert!(
+        fast > 14_000.0,
+        "the XDP program counts what it gave the kernel: {fast}\n{after}"
+    );
     // 20 MB in segments of at most 1448 bytes: over 14 000 packets towards the client.
     assert!(
         out > 14_000.0,

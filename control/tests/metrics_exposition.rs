@@ -171,6 +171,7 @@ fn sample() -> Snapshot {
                 up: false,
             }],
         }],
+        fast_path: vec![("uvs-lb0".into(), 41), ("uvs-lb1".into(), 59)],
     }
 }
 
@@ -188,6 +189,9 @@ fn sample_lines() {
         "uvs_conn_table_capacity 65536".into(),
         "# TYPE uvs_conn_table_dropped_total counter".into(),
         "uvs_conn_table_dropped_total 3".into(),
+        "# TYPE uvs_fast_path_packets_total counter".into(),
+        r#"uvs_fast_path_packets_total{interface="uvs-lb0"} 41"#.into(),
+        r#"uvs_fast_path_packets_total{interface="uvs-lb1"} 59"#.into(),
         "# TYPE uvs_service_connections_total counter".into(),
         format!("uvs_service_connections_total{{{web4}}} 20"),
         format!("uvs_service_packets_in_total{{{web4}}} 200"),
@@ -321,6 +325,10 @@ fn empty_snapshot_still_renders_every_family() {
     assert!(text.contains("# TYPE uvs_drops_total counter\n"));
     assert!(text.contains("# TYPE uvs_real_up gauge\n"));
     assert!(text.contains("uvs_conn_table_capacity 0\n"));
+    assert!(
+        !text.contains("uvs_fast_path_packets_total"),
+        "the fast path's family only when it is on"
+    );
 }
 
 fn get(addr: std::net::SocketAddr, request: &str) -> String {
