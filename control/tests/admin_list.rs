@@ -206,6 +206,7 @@ fn sample() -> Snapshot {
         client_lookup: None,
         cluster: None,
         layer7_pools: vec![],
+        fast_path: vec![],
     }
 }
 

@@ -98,6 +98,7 @@ impl AdminBackend for FakeBackend {
             client_lookup: None,
             cluster: None,
             layer7_pools: vec![],
+            fast_path: vec![],
         }
     }
 

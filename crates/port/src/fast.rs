@@ -101,6 +101,10 @@ pub struct FastEntry {
     pub real: u32,
 }
 
+/// Another writer holds the line: it is left as that writer leaves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Busy;
+
 /// Packets and bytes the XDP program forwarded by a line, taken from it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Taken {
@@ -188,9 +192,9 @@ impl FastLine {
     }
 
     /// Writes `e` into the line, whatever it held: `Ok` with the counts of the flow it
-    /// held, to be credited; `Err(())` when another writer held the line (nothing written).
-    pub fn install(&self, e: &FastEntry) -> Result<Option<Taken>, ()> {
-        let s = self.lock().ok_or(())?;
+    /// held, to be credited; `Err(Busy)` when another writer held the line (nothing written).
+    pub fn install(&self, e: &FastEntry) -> Result<Option<Taken>, Busy> {
+        let s = self.lock().ok_or(Busy)?;
         let taken = self.take_locked();
         // Stop the program's readers first: a reader that copied half the old line
         // sees the sequence change.
@@ -213,10 +217,10 @@ impl FastLine {
         Ok(taken)
     }
 
-    /// Empties the line if it holds `key`: `Ok` with the flow's last counts; `Err(())`
+    /// Empties the line if it holds `key`: `Ok` with the flow's last counts; `Err(Busy)`
     /// when another writer held it.
-    pub fn clear(&self, key: &FastKey) -> Result<Option<Taken>, ()> {
-        let s = self.lock().ok_or(())?;
+    pub fn clear(&self, key: &FastKey) -> Result<Option<Taken>, Busy> {
+        let s = self.lock().ok_or(Busy)?;
         let mut taken = None;
         if self.kind.load(Ordering::Relaxed) != 0 && self.key_locked() == *key {
             taken = self.take_locked();
@@ -227,8 +231,8 @@ impl FastLine {
     }
 
     /// Empties the line, whatever it holds: its flow's last counts.
-    pub fn clear_any(&self) -> Result<Option<Taken>, ()> {
-        let s = self.lock().ok_or(())?;
+    pub fn clear_any(&self) -> Result<Option<Taken>, Busy> {
+        let s = self.lock().ok_or(Busy)?;
         let taken = self.take_locked();
         self.kind.store(0, Ordering::Relaxed);
         self.unlock(s);
@@ -384,8 +388,8 @@ mod tests {
             None,
             "a reader never takes a half-written line"
         );
-        assert_eq!(line.install(&e), Err(()));
-        assert_eq!(line.clear(&e.key), Err(()));
+        assert_eq!(line.install(&e), Err(Busy));
+        assert_eq!(line.clear(&e.key), Err(Busy));
         line.unlock(s);
         assert_eq!(line.read(&e.key, 0), Some(e));
     }
