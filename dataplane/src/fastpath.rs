@@ -14,14 +14,14 @@
 //! What keeps a line right:
 //! - State: only the workers move a connection's state. The program hands every TCP
 //!   segment with SYN, FIN or RST to the workers, and a worker that sees one clears both
-//!   lines of its flow ([`clear_flow`]) before the segment is forwarded.
+//!   lines of its flow (`clear_flow`) before the segment is forwarded.
 //! - Time: a line holds for [`WINDOW_NS`] after it was written. The flow's first packet
 //!   after that goes to a worker, which refreshes the connection's deadline, checks its
 //!   real server (expire_nodest_conn) and writes the line again. So an active flow's entry
 //!   is refreshed at least once per window, and a real server that went down keeps its
 //!   fast-path flows for at most one window.
-//! - Snapshot: a worker that loads a new tables snapshot (a reload, an admin change, a
-//!   health change of weight) empties every line first ([`clear_all`]).
+//! - Snapshot: a worker that loads a new tables snapshot (a reload, an admin change)
+//!   empties every line first ([`clear_all`]).
 //! - Counts: the program counts each line's packets and bytes; a worker takes them when
 //!   it overwrites or empties the line, and worker 0 takes the rest once a second
 //!   ([`harvest`]), crediting the service and real server in its own counter slots.

@@ -126,7 +126,7 @@ pub fn index(key: &FastKey) -> usize {
 }
 
 /// Memory holding [`LINES`] lines: the kernel's map (uvs-xsk) or a heap array
-/// ([`MemFastTable`], for tests and the benchmark).
+/// ([`MemFastTable`], for tests).
 pub trait FastTable: Send + Sync {
     fn lines(&self) -> &[FastLine];
 
