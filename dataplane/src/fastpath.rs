@@ -160,12 +160,13 @@ pub(crate) fn install(
     data_only: bool,
 ) {
     let [orig, reply] = keys;
+    let now = now_ns();
     let to_real = FastEntry {
         key: orig,
         to: reply.reversed(),
         inbound: true,
         data_only,
-        until_ns: now_ns().saturating_add(WINDOW_NS),
+        until_ns: now.saturating_add(WINDOW_NS),
         service: service.into(),
         real: real.into(),
     };
@@ -177,7 +178,14 @@ pub(crate) fn install(
     };
     for t in fast {
         for e in [&to_real, &to_client] {
-            if let Ok(Some(taken)) = t.line(&e.key).install(e) {
+            let line = t.line(&e.key);
+            // A handshake's lines stand aside for established flows' (a SYN flood).
+            let written = if data_only {
+                line.offer(e, now)
+            } else {
+                line.install(e)
+            };
+            if let Ok(Some(taken)) = written {
                 credit(tables, worker, taken);
             }
         }

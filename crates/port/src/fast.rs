@@ -195,6 +195,33 @@ impl FastLine {
     /// held, to be credited; `Err(Busy)` when another writer held the line (nothing written).
     pub fn install(&self, e: &FastEntry) -> Result<Option<Taken>, Busy> {
         let s = self.lock().ok_or(Busy)?;
+        let taken = self.write_locked(e);
+        self.unlock(s);
+        Ok(taken)
+    }
+
+    /// [`install`](Self::install) for a handshake's entry (`data_only`), which stands aside
+    /// (`Ok(None)`, nothing written) rather than displace another flow's line that still
+    /// holds at `now_ns` and takes every segment — an established flow's: a flood of
+    /// handshakes (a SYN flood's SYN-ACKs) cannot push established flows off the fast path.
+    pub fn offer(&self, e: &FastEntry, now_ns: u64) -> Result<Option<Taken>, Busy> {
+        let s = self.lock().ok_or(Busy)?;
+        let kind = self.kind.load(Ordering::Relaxed);
+        let established = kind != 0
+            && kind & DATA_ONLY == 0
+            && self.key_locked() != e.key
+            && self.until_ns.load(Ordering::Relaxed) > now_ns;
+        let taken = if established {
+            None
+        } else {
+            self.write_locked(e)
+        };
+        self.unlock(s);
+        Ok(taken)
+    }
+
+    /// Writes `e` with the lock held: the counts of the flow the line held.
+    fn write_locked(&self, e: &FastEntry) -> Option<Taken> {
         let taken = self.take_locked();
         // Stop the program's readers first: a reader that copied half the old line
         // sees the sequence change.
@@ -213,8 +240,7 @@ impl FastLine {
             u32::from(e.key.proto) | inbound | data_only,
             Ordering::Relaxed,
         );
-        self.unlock(s);
-        Ok(taken)
+        taken
     }
 
     /// Empties the line if it holds `key`: `Ok` with the flow's last counts; `Err(Busy)`
@@ -374,6 +400,46 @@ mod tests {
         assert_eq!(line.clear(&other.key).unwrap().unwrap().bytes, 5);
         assert!(!line.is_used());
         assert_eq!(line.read(&other.key, 0), None);
+    }
+
+    #[test]
+    fn a_handshake_does_not_displace_an_established_flow() {
+        let t = MemFastTable::default();
+        let established = entry(40000, 1_000);
+        let line = t.line(&established.key);
+        line.install(&established).unwrap();
+        let other = FastKey {
+            saddr: established.key.saddr ^ 1,
+            ..established.key
+        };
+        let handshake = FastEntry {
+            key: other,
+            data_only: true,
+            ..established
+        };
+        assert_eq!(line.offer(&handshake, 999), Ok(None));
+        assert_eq!(line.read(&established.key, 999), Some(established), "kept");
+        assert_eq!(line.read(&other, 999), None);
+        // Once the established line has run out, or over another handshake's, it is written.
+        line.offer(&handshake, 1_000).unwrap();
+        assert_eq!(line.read(&other, 999), Some(handshake));
+        let third = FastEntry {
+            key: FastKey {
+                saddr: established.key.saddr ^ 2,
+                ..established.key
+            },
+            ..handshake
+        };
+        line.offer(&third, 0).unwrap();
+        assert_eq!(line.read(&third.key, 0), Some(third));
+        // Its own flow's line is always rewritten.
+        line.install(&established).unwrap();
+        let own = FastEntry {
+            data_only: true,
+            ..established
+        };
+        line.offer(&own, 0).unwrap();
+        assert_eq!(line.read(&established.key, 0), Some(own));
     }
 
     #[test]
