@@ -100,10 +100,8 @@ pub(crate) fn wanted(p: &Parsed, flags: u8, state: u8, dir: Dir) -> Option<bool>
             let f = p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK);
             let state = TcpState::from_u8(state)?;
             if f == TCP_ACK {
-                let d = match dir {
-                    Dir::Original => PacketDir::Input,
-                    Dir::Reply => PacketDir::Output,
-                };
+                // NAT and FullNAT see both directions (no NOOUTPUT).
+                let d = PacketDir::for_packet(dir, false);
                 (transition(state, d, TCP_ACK) == TcpState::Established).then_some(false)
             } else {
                 (f == TCP_SYN | TCP_ACK && dir == Dir::Reply && state == TcpState::SynRecv)
