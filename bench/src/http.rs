@@ -42,6 +42,11 @@ pub enum HttpSubject {
     UvsSynproxy,
     UvsL7,
     Nft,
+    /// nftables DNAT with uvs's XDP program attached to the balancer's two interfaces and
+    /// nothing for it to take (no address owned, no socket, no fast-path line): every frame
+    /// passes to the kernel, as the kernel fast path's do. The kernel path plus the hook
+    /// `uvs-nat-fast` needs, so the difference from `nft` is the hook's own cost on veth.
+    NftXdp,
     Haproxy,
     HaproxyHttp,
     NginxProxy,
@@ -49,9 +54,10 @@ pub enum HttpSubject {
 }
 
 impl HttpSubject {
-    const ALL: [HttpSubject; 13] = [
+    const ALL: [HttpSubject; 14] = [
         HttpSubject::Direct,
         HttpSubject::Nft,
+        HttpSubject::NftXdp,
         HttpSubject::Haproxy,
         HttpSubject::HaproxyHttp,
         HttpSubject::NginxProxy,
@@ -87,6 +93,7 @@ impl HttpSubject {
             HttpSubject::UvsSynproxy => "uvs-synproxy",
             HttpSubject::UvsL7 => "uvs-l7",
             HttpSubject::Nft => "nft",
+            HttpSubject::NftXdp => "nft-xdp",
             HttpSubject::Haproxy => "haproxy",
             HttpSubject::HaproxyHttp => "haproxy-http",
             HttpSubject::NginxProxy => "nginx-proxy",
@@ -100,7 +107,7 @@ impl HttpSubject {
             .find(|x| x.name() == s)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown subject '{s}' (uvs-nat, uvs-nat-busy, uvs-nat-nospin, uvs-nat-fast, uvs-dr, uvs-fullnat, uvs-synproxy, uvs-l7, nft, haproxy, haproxy-http, nginx-proxy, direct)"
+                    "unknown subject '{s}' (uvs-nat, uvs-nat-busy, uvs-nat-nospin, uvs-nat-fast, uvs-dr, uvs-fullnat, uvs-synproxy, uvs-l7, nft, nft-xdp, haproxy, haproxy-http, nginx-proxy, direct)"
                 )
             })
     }
@@ -132,8 +139,8 @@ pub struct HttpArgs {
     /// Testbed tag (≤ 8 characters).
     #[arg(long, default_value = "bhttp")]
     pub tag: String,
-    /// Subjects (direct, nft, haproxy, haproxy-http, nginx-proxy, uvs-nat, uvs-nat-busy,
-    /// uvs-nat-nospin, uvs-synproxy, uvs-l7, uvs-dr, uvs-fullnat); by default all but the
+    /// Subjects (direct, nft, nft-xdp, haproxy, haproxy-http, nginx-proxy, uvs-nat, uvs-nat-busy,
+    /// uvs-nat-nospin, uvs-nat-fast, uvs-synproxy, uvs-l7, uvs-dr, uvs-fullnat); by default all but the
     /// layer-7 comparison (uvs-synproxy, uvs-l7, haproxy-http, nginx-proxy) and
     /// uvs-nat-nospin.
     #[arg(long, value_delimiter = ',', default_values_t = HttpSubject::DEFAULT.iter().map(|s| s.name().to_string()).collect::<Vec<_>>())]
@@ -267,6 +274,12 @@ fn nginx_proxy_config(state: &std::path::Path) -> String {
 enum Setup<'a> {
     Process(Spawned, Option<&'a Testbed>),
     Kernel(#[allow(dead_code)] KernelPeer<'a>),
+    /// A kernel peer with uvs's XDP program on the balancer's interfaces (detached on
+    /// drop, before the peer's rules go).
+    KernelXdp(
+        #[allow(dead_code)] Vec<uvs_xsk::XdpProgram>,
+        #[allow(dead_code)] KernelPeer<'a>,
+    ),
     /// uvsd with IPv4 forwarding on in the balancer's namespace, turned off again after.
     Forwarding(Spawned, &'a Testbed),
 }
@@ -363,7 +376,7 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
                 .context("starting nginx (apt-get install nginx-light)")?;
             Setup::Process(Spawned::new("nginx", child), Some(tb))
         }
-        HttpSubject::Nft => {
+        HttpSubject::Nft | HttpSubject::NftXdp => {
             let peer = KernelPeer::set_up(tb, Some(("tcp", 80)), None)?;
             // The round-trip probes' UDP service, in the same table (removed with it).
             tb.nft(
@@ -373,7 +386,11 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
                     REALS[0], REALS[1], REALS[2]
                 ),
             )?;
-            Setup::Kernel(peer)
+            if s == HttpSubject::NftXdp {
+                Setup::KernelXdp(attach_pass_programs(tb)?, peer)
+            } else {
+                Setup::Kernel(peer)
+            }
         }
         HttpSubject::Direct => Setup::Kernel(KernelPeer::set_up(tb, None, None)?),
         HttpSubject::Haproxy | HttpSubject::HaproxyHttp => {
@@ -406,6 +423,27 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
             Setup::Process(Spawned::new("haproxy", child), Some(tb))
         }
     })
+}
+
+/// uvs's XDP program, in native mode as uvsd attaches it, on the balancer's two interfaces
+/// (`nft-xdp`), attached from a thread that enters the balancer's namespace. Nothing is
+/// registered with it, so it passes every frame to the kernel.
+fn attach_pass_programs(tb: &Testbed) -> Result<Vec<uvs_xsk::XdpProgram>> {
+    let ns = std::fs::File::open(format!("/run/netns/uvs-{}-lb", tb.tag))
+        .context("opening the balancer's namespace")?;
+    std::thread::spawn(move || -> Result<Vec<uvs_xsk::XdpProgram>> {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .context("entering the balancer's namespace")?;
+        ["uvs-lb0", "uvs-lb1"]
+            .iter()
+            .map(|i| {
+                uvs_xsk::XdpProgram::attach(i, uvs_xsk::XdpMode::Native)
+                    .with_context(|| format!("attaching uvs's XDP program to {i}"))
+            })
+            .collect()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the XDP attaching thread panicked"))?
 }
 
 /// Waits until one request through the subject succeeds (uvsd resolves neighbours,
@@ -623,12 +661,16 @@ fn find<'a>(runs: &'a [HttpRun], s: HttpSubject, conn: &str) -> Option<&'a WrkRe
         .and_then(|r| r.result.as_ref())
 }
 
-/// The comparisons: uvs NAT against the layer-4 peers and busy polling; the SYN proxy and the layer-7
+/// The comparisons: uvs NAT against the layer-4 peers and busy polling; the kernel fast
+/// path against nftables with and without the XDP hook it needs; the SYN proxy and the layer-7
 /// service against the proxies that terminate TCP (HAProxy in HTTP mode, nginx) and
 /// against plain uvs NAT.
-const PAIRS: [(HttpSubject, HttpSubject); 12] = [
+const PAIRS: [(HttpSubject, HttpSubject); 15] = [
     (HttpSubject::UvsNat, HttpSubject::Nft),
     (HttpSubject::UvsNatNoSpin, HttpSubject::Nft),
+    (HttpSubject::UvsNatFast, HttpSubject::Nft),
+    (HttpSubject::UvsNatFast, HttpSubject::NftXdp),
+    (HttpSubject::NftXdp, HttpSubject::Nft),
     (HttpSubject::UvsNatNoSpin, HttpSubject::UvsNat),
     (HttpSubject::UvsNat, HttpSubject::Haproxy),
     (HttpSubject::UvsNat, HttpSubject::Direct),

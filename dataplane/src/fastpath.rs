@@ -81,35 +81,66 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether a forwarded packet of a connection (its `flags`, its `state` before the packet,
-/// the packet's direction) leaves lines, and whether they take only segments with data:
-/// an IPv4 packet of an entry without flags that is UDP, or a TCP segment with ACK and
-/// none of SYN/FIN/RST that leaves the connection ESTABLISHED (the flow cache's packets,
-/// and the client's ACK that completes the handshake), or — lines for segments with data
-/// only — the real server's SYN-ACK, so that the client's first request, sent right after
-/// its ACK, finds them.
+/// Which segments a flow's lines take (UDP lines take every datagram).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lines {
+    /// Every TCP segment without SYN, FIN or RST: an ESTABLISHED connection's.
+    All,
+    /// Segments with data only, written at the real server's SYN-ACK: the client's ACK
+    /// that completes the handshake still reaches a worker (it makes the connection
+    /// ESTABLISHED), its first request, sent right after, does not.
+    Data,
+    /// Written at the client's SYN: [`Lines::Data`], and the real server's SYN-ACK takes
+    /// the line towards the client (it leaves a SYN_RECV connection as it is, IPVS's
+    /// state table; a server's segment does not refresh a SYN_RECV deadline either).
+    Handshake,
+}
+
+/// Whether a forwarded packet of an established connection (its `flags`, its `state`
+/// before the packet, the packet's direction) leaves lines, and which: an IPv4 packet of
+/// an entry without flags that is UDP, or a TCP segment with ACK and none of SYN/FIN/RST
+/// that leaves the connection ESTABLISHED (the flow cache's packets, and the client's
+/// ACK that completes the handshake), or — [`Lines::Data`] — the real server's SYN-ACK,
+/// when it reached a worker. (The client's SYN: [`opening`].)
 #[inline]
-pub(crate) fn wanted(p: &Parsed, flags: u8, state: u8, dir: Dir) -> Option<bool> {
+pub(crate) fn wanted(p: &Parsed, flags: u8, state: u8, dir: Dir) -> Option<Lines> {
     use uvs_conntrack::tcp::{transition, PacketDir, TcpState};
     if p.l3 != L3::V4 || flags != 0 || p.frag != Frag::None {
         return None;
     }
     match p.l4_proto {
-        PROTO_UDP => Some(false),
+        PROTO_UDP => Some(Lines::All),
         PROTO_TCP => {
             let f = p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK);
             let state = TcpState::from_u8(state)?;
             if f == TCP_ACK {
                 // NAT and FullNAT see both directions (no NOOUTPUT).
                 let d = PacketDir::for_packet(dir, false);
-                (transition(state, d, TCP_ACK) == TcpState::Established).then_some(false)
+                (transition(state, d, TCP_ACK) == TcpState::Established).then_some(Lines::All)
             } else {
                 (f == TCP_SYN | TCP_ACK && dir == Dir::Reply && state == TcpState::SynRecv)
-                    .then_some(true)
+                    .then_some(Lines::Data)
             }
         }
         _ => None,
     }
+}
+
+/// Whether the first packet of a new connection (its entry's `flags` and `state`) leaves
+/// lines: a client's SYN (no ACK) of an IPv4 TCP connection in SYN_RECV, entry without
+/// flags, not a fragment — [`Lines::Handshake`], so that neither the real server's
+/// SYN-ACK nor the client's first request crosses to a worker.
+#[inline]
+pub(crate) fn opening(p: &Parsed, flags: u8, state: u8) -> Option<Lines> {
+    use uvs_conntrack::tcp::TcpState;
+    let syn = p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK) == TCP_SYN;
+    (p.l3 == L3::V4
+        && p.l4_proto == PROTO_TCP
+        && syn
+        && flags == 0
+        && p.frag == Frag::None
+        && state == TcpState::SynRecv as u8)
+        .then_some(Lines::Handshake)
 }
 
 /// Whether a packet may move its connection's state (so its flow's lines go): TCP with
@@ -145,9 +176,10 @@ pub(crate) fn conn_keys<C: uvs_conntrack::ConnView>(c: &C) -> Option<[FastKey; 2
 }
 
 /// Writes both directions of a NAT or FullNAT connection (`keys`: [`conn_keys`]) into
-/// every table. A direction leaves with the other's tuple reversed: the client's packets
-/// go from (NAT) the client or (FullNAT) the local address to the real server, the
-/// server's from the VIP to the client, which is the rewrite NAT and FullNAT make.
+/// every table, taking the segments `lines` says. A direction leaves with the other's
+/// tuple reversed: the client's packets go from (NAT) the client or (FullNAT) the local
+/// address to the real server, the server's from the VIP to the client, which is the
+/// rewrite NAT and FullNAT make.
 pub(crate) fn install(
     fast: &[Arc<dyn FastTable>],
     tables: &Tables,
@@ -155,15 +187,17 @@ pub(crate) fn install(
     keys: [FastKey; 2],
     service: u16,
     real: u16,
-    data_only: bool,
+    lines: Lines,
 ) {
     let [orig, reply] = keys;
+    let data_only = lines != Lines::All;
     let now = now_ns();
     let to_real = FastEntry {
         key: orig,
         to: reply.reversed(),
         inbound: true,
         data_only,
+        syn_ack: false,
         until_ns: now.saturating_add(WINDOW_NS),
         service: service.into(),
         real: real.into(),
@@ -172,6 +206,7 @@ pub(crate) fn install(
         key: reply,
         to: orig.reversed(),
         inbound: false,
+        syn_ack: lines == Lines::Handshake,
         ..to_real
     };
     for t in fast {

@@ -1,7 +1,8 @@
 //! The kernel fast path's lines, as the workers write them (`dataplane/src/fastpath.rs`),
 //! over in-memory tables: what the XDP program would read for each direction of a flow is
-//! exactly the rewrite the worker itself made; the lines appear at the handshake (for
-//! segments with data only until the client's ACK completes it), go at FIN and RST and at a
+//! exactly the rewrite the worker itself made; the lines appear at the client's SYN (for
+//! segments with data and the server's SYN-ACK only until the client's ACK completes the
+//! handshake), go at FIN and RST and at a
 //! new snapshot, and the packets counted on them reach the service's and real server's
 //! counters. The program's side of the lines is tested in the kernel
 //! (`crates/xsk/src/program_tests.rs`).
@@ -73,23 +74,30 @@ fn handshake_and_close(method: Method) {
     let syn = client_tcp(sport, tk::SYN, b"");
     let to_server = one(lab.burst_both(&[(0, syn.clone())]), 1);
     let (k_client, k_left) = (key(&syn), key(&to_server));
-    assert_eq!(read(&t, &k_client), None, "no line before the handshake");
-
-    // The SYN-ACK leaves lines for segments with data.
     let syn_ack = answer(&to_server, tk::SYN_ACK);
-    let to_client = one(lab.burst_both(&[(1, syn_ack.clone())]), 0);
     let k_server = key(&syn_ack);
-    let e = read(&t, &k_client).expect("the client's line at the SYN-ACK");
-    assert!(e.data_only && e.inbound);
+
+    // The SYN leaves lines for segments with data, the server's taking its SYN-ACK too.
+    let e = read(&t, &k_client).expect("the client's line at the SYN");
+    assert!(e.data_only && e.inbound && !e.syn_ack);
     assert_eq!(e.to, k_left, "the client's line rewrites as the worker did");
-    let r = read(&t, &k_server).expect("the server's line at the SYN-ACK");
-    assert!(r.data_only && !r.inbound);
+    let r = read(&t, &k_server).expect("the server's line at the SYN");
+    assert!(r.data_only && r.syn_ack && !r.inbound);
+    assert!(e.until_ns > now_ns());
+
+    // A SYN-ACK that reaches a worker (the line ran out, say) leaves lines for segments
+    // with data.
+    let to_client = one(lab.burst_both(&[(1, syn_ack.clone())]), 0);
     assert_eq!(
         r.to,
         key(&to_client),
         "the server's line rewrites as the worker did"
     );
-    assert!(e.until_ns > now_ns());
+    let e = read(&t, &k_client).expect("the client's line at the SYN-ACK");
+    assert!(e.data_only && e.inbound && !e.syn_ack);
+    let r = read(&t, &k_server).expect("the server's line at the SYN-ACK");
+    assert!(r.data_only && !r.syn_ack && !r.inbound);
+    assert_eq!(r.to, key(&to_client));
 
     // The client's ACK completes the handshake: lines for every segment.
     let ack = client_tcp(sport, tk::ACK, b"");

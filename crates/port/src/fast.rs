@@ -27,13 +27,16 @@ const INBOUND: u32 = 1 << 8;
 /// `kind` bit: only TCP segments with payload take the line (written at the handshake's
 /// SYN-ACK, before the client's ACK that completes it, which the workers must see).
 const DATA_ONLY: u32 = 1 << 9;
+/// `kind` bit: the real server's SYN-ACK takes the line too (a line towards the client
+/// written at the client's SYN, with [`DATA_ONLY`]).
+const SYN_ACK: u32 = 1 << 10;
 
 /// One direction of one flow; 64 bytes, `struct fast_line` in uvs_xdp.c.
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct FastLine {
     seq: AtomicU32,
-    /// Protocol number | [`INBOUND`]; 0: empty.
+    /// Protocol number | [`INBOUND`] | [`DATA_ONLY`] | [`SYN_ACK`]; 0: empty.
     kind: AtomicU32,
     saddr: AtomicU32,
     daddr: AtomicU32,
@@ -93,8 +96,11 @@ pub struct FastEntry {
     /// The tuple the packet leaves with (`proto` unused).
     pub to: FastKey,
     pub inbound: bool,
-    /// Only TCP segments with payload take the line.
+    /// Only TCP segments with payload take the line (and, with `syn_ack`, SYN-ACKs).
     pub data_only: bool,
+    /// TCP segments with SYN and ACK and neither FIN nor RST take the line too: the real
+    /// server's SYN-ACK, on the line towards the client written at the client's SYN.
+    pub syn_ack: bool,
     pub until_ns: u64,
     /// Service and real server slots of the snapshot the line was written from.
     pub service: u32,
@@ -236,8 +242,9 @@ impl FastLine {
         self.real.store(e.real, Ordering::Relaxed);
         let inbound = if e.inbound { INBOUND } else { 0 };
         let data_only = if e.data_only { DATA_ONLY } else { 0 };
+        let syn_ack = if e.syn_ack { SYN_ACK } else { 0 };
         self.kind.store(
-            u32::from(e.key.proto) | inbound | data_only,
+            u32::from(e.key.proto) | inbound | data_only | syn_ack,
             Ordering::Relaxed,
         );
         taken
@@ -300,6 +307,7 @@ impl FastLine {
             },
             inbound: kind & INBOUND != 0,
             data_only: kind & DATA_ONLY != 0,
+            syn_ack: kind & SYN_ACK != 0,
             until_ns: self.until_ns.load(Ordering::Relaxed),
             service: self.service.load(Ordering::Relaxed),
             real: self.real.load(Ordering::Relaxed),
@@ -327,6 +335,7 @@ mod tests {
             to: FastKey::new([198, 18, 0, 2], [198, 18, 1, 11], sport, 8080, 6),
             inbound: true,
             data_only: false,
+            syn_ack: false,
             until_ns,
             service: 3,
             real: 1,

@@ -190,11 +190,12 @@ struct {
 // mapping of this array, read here. Layout and index: `FastLine` and `index` in fast.rs.
 #define FAST_LINES 65536
 #define FAST_INBOUND (1 << 8)
-#define FAST_DATA_ONLY (1 << 9) // written at the SYN-ACK: only TCP segments with payload
+#define FAST_DATA_ONLY (1 << 9) // written at the handshake: only TCP segments with payload
+#define FAST_SYN_ACK (1 << 10) // written at the client's SYN: the server's SYN-ACK passes too
 
 struct fast_line {
 	__u32 seq; // odd while a worker writes the line
-	__u32 kind; // protocol | FAST_INBOUND | FAST_DATA_ONLY; 0: empty
+	__u32 kind; // protocol | FAST_INBOUND | FAST_DATA_ONLY | FAST_SYN_ACK; 0: empty
 	__u32 saddr, daddr, ports; // the tuple as it arrives
 	__u32 to_saddr, to_daddr, to_ports; // the tuple it leaves with
 	__u64 until_ns; // bpf_ktime_get_ns() before which the line holds
@@ -352,7 +353,7 @@ static __always_inline __u16 fold(__u64 s)
 
 // The kernel fast path: a frame of a flow a worker wrote into `fast4` (untagged IPv4
 // without options, not a fragment, TTL above 1; TCP without SYN/FIN/RST, whose state
-// changes only the workers follow; or UDP) is rewritten to the line's tuple, its checksums
+// changes only the workers follow, or a SYN-ACK on a line that takes it; or UDP) is rewritten to the line's tuple, its checksums
 // updated (RFC 1624; a partial L4 checksum, which veth and virtio hand over, stays partial
 // with its pseudo-header's addresses changed) and given to the kernel, which forwards it.
 // Anything else, a line being written or past its time, goes the usual way (-1).
@@ -368,11 +369,15 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end)
 	__u8 *l4 = ip + 20;
 	__u32 csum_off;
 	__u32 l4hdr = 8;
+	int syn_ack = 0;
 	if (proto == IPPROTO_TCP_NR) {
 		if ((void *)(l4 + 20) > end)
 			return -1;
-		if (l4[13] & 0x07) // FIN, SYN, RST
-			return -1;
+		if (l4[13] & 0x07) { // FIN, SYN, RST: the workers', but a SYN-ACK a line may take
+			if ((l4[13] & 0x17) != 0x12)
+				return -1;
+			syn_ack = 1;
+		}
 		csum_off = 16;
 		l4hdr = (__u32)(l4[12] >> 4) * 4;
 	} else if (proto == IPPROTO_UDP_NR) {
@@ -395,7 +400,8 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end)
 		return -1;
 	barrier();
 	__u32 kind = READ_ONCE(l->kind);
-	if ((kind & 0xff) != proto || READ_ONCE(l->saddr) != saddr ||
+	if ((kind & 0xff) != proto || (syn_ack && !(kind & FAST_SYN_ACK)) ||
+	    READ_ONCE(l->saddr) != saddr ||
 	    READ_ONCE(l->daddr) != daddr || READ_ONCE(l->ports) != ports)
 		return -1;
 	__u32 to_s = READ_ONCE(l->to_saddr);
@@ -412,9 +418,10 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end)
 	if (l4len < 20)
 		return -1;
 	l4len -= 20;
-	// A line written at the handshake's SYN-ACK: the client's bare ACK that completes it
-	// goes to the workers (its state change is theirs); a segment with data may pass it.
-	if ((kind & FAST_DATA_ONLY) && l4len <= l4hdr)
+	// A line written at the handshake: the client's bare ACK that completes it goes to
+	// the workers (its state change is theirs); a segment with data may pass it, and a
+	// SYN-ACK where the line takes one (that leaves the state as it is).
+	if ((kind & FAST_DATA_ONLY) && !syn_ack && l4len <= l4hdr)
 		return -1;
 	__u64 addrs = w32(~saddr) + w32(~daddr) + w32(to_s) + w32(to_d);
 	__u16 check;

@@ -613,6 +613,7 @@ fn fast_path_rewrites_the_flows_of_its_table() {
         to: FastKey::new(CLIENT4, REAL4, 40000, 8080, 6),
         inbound: true,
         data_only: false,
+        syn_ack: false,
         until_ns: u64::MAX,
         service: 4,
         real: 2,
@@ -674,6 +675,40 @@ fn fast_path_rewrites_the_flows_of_its_table() {
         .unwrap();
     assert_eq!(fast(&tcp(tk::ACK, b"")), None, "the handshake's ACK");
     tk::check_frame(&fast(&ack).expect("data passes")).unwrap();
+
+    // The line towards the client written at the client's SYN takes the real server's
+    // SYN-ACK too, rewritten from the VIP; no other segment with SYN, FIN or RST.
+    let towards_client = FastEntry {
+        key: FastKey::new(REAL4, CLIENT4, 8080, 40000, 6),
+        to: FastKey::new(VIP4, CLIENT4, 80, 40000, 6),
+        inbound: false,
+        data_only: true,
+        ..line
+    };
+    let from_real = |flags: tk::Flags, p: &[u8]| {
+        tk::tcp(mac_a, mac_b, ip(REAL4), 8080, ip(CLIENT4), 40000, flags, p)
+    };
+    let syn_ack = from_real(tk::SYN_ACK, b"");
+    table
+        .line(&towards_client.key)
+        .install(&towards_client)
+        .unwrap();
+    assert_eq!(fast(&syn_ack), None, "a line written at the SYN-ACK");
+    table
+        .line(&towards_client.key)
+        .install(&FastEntry {
+            syn_ack: true,
+            ..towards_client
+        })
+        .unwrap();
+    let out = fast(&syn_ack).expect("the SYN-ACK takes the line");
+    let seen = tk::check_frame(&out).expect("SYN-ACK checksums right");
+    assert_eq!((seen.src, seen.sport), (ip(VIP4), 80));
+    assert_eq!((seen.dst, seen.dport), (ip(CLIENT4), 40000));
+    for flags in [tk::SYN, tk::RST, tk::FIN_ACK, tk::ACK] {
+        assert_eq!(fast(&from_real(flags, b"")), None, "{flags:?}");
+    }
+    tk::check_frame(&fast(&from_real(tk::ACK, payload)).expect("data passes")).unwrap();
 
     // Past its time: the workers see the packet (and refresh the line).
     table

@@ -100,7 +100,7 @@ fn forward_recorded(
     pkt: &mut Packet<'_>,
     flow: Flow<'_, Hit>,
     draw: bool,
-    fast: Option<bool>,
+    fast: Option<crate::fastpath::Lines>,
 ) -> Verdict {
     let (svc, hit) = (flow.svc, flow.conn);
     let fill = if draw { Filling::new(pkt, hit) } else { None };
@@ -112,16 +112,21 @@ fn forward_recorded(
         if let Some(fill) = fill {
             record(ctx, pkt, fill, svc, hit, port);
         }
-        if let Some(data_only) = fast {
-            fast_install(ctx, svc, hit, data_only);
+        if let Some(lines) = fast {
+            fast_install(ctx, svc, hit, lines);
         }
     }
     v
 }
 
-/// Writes the kernel fast path's lines of a NAT or FullNAT IPv4 connection whose
-/// established packet was just forwarded whole (`crate::fastpath`).
-fn fast_install(ctx: &Ctx<'_>, svc: &ServiceRt, hit: &Hit, data_only: bool) {
+/// Writes the kernel fast path's lines of a NAT or FullNAT IPv4 connection whose packet
+/// was just forwarded whole (`crate::fastpath`).
+pub(crate) fn fast_install<C: ConnView>(
+    ctx: &Ctx<'_>,
+    svc: &ServiceRt,
+    hit: &C,
+    lines: crate::fastpath::Lines,
+) {
     let Some(fast) = ctx.fast else {
         return;
     };
@@ -141,7 +146,7 @@ fn fast_install(ctx: &Ctx<'_>, svc: &ServiceRt, hit: &Hit, data_only: bool) {
             keys,
             svc.id,
             hit.real(),
-            data_only,
+            lines,
         );
     }
 }

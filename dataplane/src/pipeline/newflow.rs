@@ -193,7 +193,30 @@ fn opened<P: L4Proto>(
         real: Some(real),
         conn,
     };
+    if ctx.fast.is_some() {
+        if let Some(lines) = crate::fastpath::opening(&pkt.p, conn.flags, conn.state) {
+            return forward_opening(ctx, pkt, flow, lines);
+        }
+    }
     forward_original(ctx, pkt, flow)
+}
+
+/// [`opened`]'s forward of a client's SYN with the kernel fast path on: the connection's
+/// handshake lines are written once the SYN has left (`crate::fastpath::opening`).
+#[cold]
+#[inline(never)]
+fn forward_opening(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    flow: Flow<'_, Conn>,
+    lines: crate::fastpath::Lines,
+) -> Verdict {
+    let (svc, conn) = (flow.svc, flow.conn);
+    let v = forward_original(ctx, pkt, flow);
+    if let Verdict::Forward(_) = v {
+        super::forward::fast_install(ctx, svc, conn, lines);
+    }
+    v
 }
 
 /// No service for the destination. A packet *from* a DR/TUN service's address and port is
