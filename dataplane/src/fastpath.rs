@@ -1,20 +1,29 @@
 //! The kernel fast path, the workers' side (`workers.kernel_fast_path`).
 //!
-//! A worker that forwards an established packet of an IPv4 TCP or UDP flow of a NAT or
-//! FullNAT connection — the packets the flow cache records (`crate::flowcache`): TCP with
-//! ACK and none of SYN/FIN/RST in ESTABLISHED, UDP any datagram, no flags on the entry —
-//! writes both directions of the flow into each interface's fast-path table
-//! ([`uvs_port::fast`]): the tuple as it arrives, the tuple it leaves with. The XDP program
-//! in front of the interfaces then rewrites the flow's next packets itself and gives them
-//! to the kernel, which forwards them (IPv4 forwarding on, routes to the clients and real
-//! servers: what an IPVS NAT director has): they no longer cross to a worker thread, the
-//! one cost that kept uvs's request latency above the kernel paths' on small machines
-//! (bench/README.md, "The kernel fast path").
+//! A worker that forwards a packet of an IPv4 TCP or UDP flow of a NAT or FullNAT
+//! connection (no flags on the entry) writes both directions of the flow into each
+//! interface's fast-path table ([`uvs_port::fast`]): the tuple as it arrives, the tuple it
+//! leaves with, and which segments the lines take ([`Lines`], [`wanted`], [`opening`]):
+//! - the client's SYN: segments with data, and the real server's SYN-ACK towards the client;
+//! - the client's ACK that completes the handshake, every later segment without SYN or RST
+//!   (data, ACKs, each FIN) and any UDP datagram: every segment without SYN, FIN or RST.
+//!
+//! The XDP program in front of the interfaces then rewrites the flow's next packets itself
+//! and gives them to the kernel, which forwards them (IPv4 forwarding on, routes to the
+//! clients and real servers: what an IPVS NAT director has): they no longer cross to a
+//! worker thread, the one cost that kept uvs's request latency above the kernel paths' on
+//! small machines (bench/README.md, "The kernel fast path"). Of a connection-per-request
+//! connection's packets only the SYN, the handshake's ACK and the two FINs reach a worker.
 //!
 //! What keeps a line right:
 //! - State: only the workers move a connection's state. The program hands every TCP
-//!   segment with SYN, FIN or RST to the workers, and a worker that sees one clears both
-//!   lines of its flow (`clear_flow`) before the segment is forwarded.
+//!   segment with SYN, FIN or RST to the workers (but a SYN-ACK on a line written at the
+//!   SYN, which leaves SYN_RECV as it is), and a worker that sees one clears both lines of
+//!   its flow (`clear_flow`) before the segment is forwarded, and writes them again after
+//!   it only where the segments the lines take cannot move the new state: data-only
+//!   lines before the handshake's ACK; after it, in ESTABLISHED and the closing states,
+//!   ACKs and data leave the state as it is. A connection retired for a new one on its
+//!   tuple loses its lines first.
 //! - Time: a line holds for [`WINDOW_NS`] after it was written. The flow's first packet
 //!   after that goes to a worker, which refreshes the connection's deadline, checks its
 //!   real server (expire_nodest_conn) and writes the line again. So an active flow's entry
@@ -84,24 +93,29 @@ pub fn now_ns() -> u64 {
 /// Which segments a flow's lines take (UDP lines take every datagram).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lines {
-    /// Every TCP segment without SYN, FIN or RST: an ESTABLISHED connection's.
+    /// Every TCP segment without SYN, FIN or RST: a connection's in ESTABLISHED or a
+    /// closing state (FIN_WAIT, CLOSE_WAIT, TIME_WAIT), where such a segment leaves the
+    /// state as it is (IPVS's state table).
     All,
-    /// Segments with data only, written at the real server's SYN-ACK: the client's ACK
-    /// that completes the handshake still reaches a worker (it makes the connection
-    /// ESTABLISHED), its first request, sent right after, does not.
+    /// Written at the real server's SYN-ACK: the client's segments with data only, so the
+    /// client's ACK that completes the handshake still reaches a worker (it makes the
+    /// connection ESTABLISHED) and its first request, sent right after, does not; the real
+    /// server's every segment without SYN, FIN or RST (its ACK of that request may pass
+    /// before a worker has taken the client's ACK: the state waits for the client's).
     Data,
     /// Written at the client's SYN: [`Lines::Data`], and the real server's SYN-ACK takes
-    /// the line towards the client (it leaves a SYN_RECV connection as it is, IPVS's
+    /// the line towards the client too (it leaves a SYN_RECV connection as it is, IPVS's
     /// state table; a server's segment does not refresh a SYN_RECV deadline either).
     Handshake,
 }
 
 /// Whether a forwarded packet of an established connection (its `flags`, its `state`
 /// before the packet, the packet's direction) leaves lines, and which: an IPv4 packet of
-/// an entry without flags that is UDP, or a TCP segment with ACK and none of SYN/FIN/RST
-/// that leaves the connection ESTABLISHED (the flow cache's packets, and the client's
-/// ACK that completes the handshake), or — [`Lines::Data`] — the real server's SYN-ACK,
-/// when it reached a worker. (The client's SYN: [`opening`].)
+/// an entry without flags that is UDP, or a TCP segment with ACK and neither SYN nor RST
+/// after which the connection is ESTABLISHED or closing — the flow cache's packets, the
+/// client's ACK that completes the handshake, each FIN (so the ACKs of a close pass by
+/// the lines; the other side's FIN still reaches a worker) — or, [`Lines::Data`], the
+/// real server's SYN-ACK, when it reached a worker. (The client's SYN: [`opening`].)
 #[inline]
 pub(crate) fn wanted(p: &Parsed, flags: u8, state: u8, dir: Dir) -> Option<Lines> {
     use uvs_conntrack::tcp::{transition, PacketDir, TcpState};
@@ -113,10 +127,17 @@ pub(crate) fn wanted(p: &Parsed, flags: u8, state: u8, dir: Dir) -> Option<Lines
         PROTO_TCP => {
             let f = p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK);
             let state = TcpState::from_u8(state)?;
-            if f == TCP_ACK {
+            if f & (TCP_SYN | TCP_RST) == 0 && f & TCP_ACK != 0 {
                 // NAT and FullNAT see both directions (no NOOUTPUT).
                 let d = PacketDir::for_packet(dir, false);
-                (transition(state, d, TCP_ACK) == TcpState::Established).then_some(Lines::All)
+                matches!(
+                    transition(state, d, f),
+                    TcpState::Established
+                        | TcpState::FinWait
+                        | TcpState::CloseWait
+                        | TcpState::TimeWait
+                )
+                .then_some(Lines::All)
             } else {
                 (f == TCP_SYN | TCP_ACK && dir == Dir::Reply && state == TcpState::SynRecv)
                     .then_some(Lines::Data)
@@ -190,14 +211,15 @@ pub(crate) fn install(
     lines: Lines,
 ) {
     let [orig, reply] = keys;
-    let data_only = lines != Lines::All;
+    let handshake = lines != Lines::All;
     let now = now_ns();
     let to_real = FastEntry {
         key: orig,
         to: reply.reversed(),
         inbound: true,
-        data_only,
+        data_only: handshake,
         syn_ack: false,
+        handshake,
         until_ns: now.saturating_add(WINDOW_NS),
         service: service.into(),
         real: real.into(),
@@ -206,6 +228,7 @@ pub(crate) fn install(
         key: reply,
         to: orig.reversed(),
         inbound: false,
+        data_only: false,
         syn_ack: lines == Lines::Handshake,
         ..to_real
     };
@@ -213,7 +236,7 @@ pub(crate) fn install(
         for e in [&to_real, &to_client] {
             let line = t.line(&e.key);
             // A handshake's lines stand aside for established flows' (a SYN flood).
-            let written = if data_only {
+            let written = if handshake {
                 line.offer(e, now)
             } else {
                 line.install(e)

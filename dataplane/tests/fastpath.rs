@@ -2,9 +2,9 @@
 //! over in-memory tables: what the XDP program would read for each direction of a flow is
 //! exactly the rewrite the worker itself made; the lines appear at the client's SYN (for
 //! segments with data and the server's SYN-ACK only until the client's ACK completes the
-//! handshake), go at FIN and RST and at a
-//! new snapshot, and the packets counted on them reach the service's and real server's
-//! counters. The program's side of the lines is tested in the kernel
+//! handshake), go at FIN (written again for the close's ACKs), at RST, at a new snapshot
+//! and when a new connection takes the tuple, and the packets counted on them reach the
+//! service's and real server's counters. The program's side of the lines is tested in the kernel
 //! (`crates/xsk/src/program_tests.rs`).
 
 mod lab_worker;
@@ -77,16 +77,17 @@ fn handshake_and_close(method: Method) {
     let syn_ack = answer(&to_server, tk::SYN_ACK);
     let k_server = key(&syn_ack);
 
-    // The SYN leaves lines for segments with data, the server's taking its SYN-ACK too.
+    // The SYN leaves handshake lines: the client's for segments with data, the server's
+    // taking its SYN-ACK too.
     let e = read(&t, &k_client).expect("the client's line at the SYN");
-    assert!(e.data_only && e.inbound && !e.syn_ack);
+    assert!(e.data_only && e.inbound && !e.syn_ack && e.handshake);
     assert_eq!(e.to, k_left, "the client's line rewrites as the worker did");
     let r = read(&t, &k_server).expect("the server's line at the SYN");
-    assert!(r.data_only && r.syn_ack && !r.inbound);
+    assert!(!r.data_only && r.syn_ack && !r.inbound && r.handshake);
     assert!(e.until_ns > now_ns());
 
-    // A SYN-ACK that reaches a worker (the line ran out, say) leaves lines for segments
-    // with data.
+    // A SYN-ACK that reaches a worker (the line ran out, say) leaves handshake lines
+    // without the SYN-ACK.
     let to_client = one(lab.burst_both(&[(1, syn_ack.clone())]), 0);
     assert_eq!(
         r.to,
@@ -94,24 +95,26 @@ fn handshake_and_close(method: Method) {
         "the server's line rewrites as the worker did"
     );
     let e = read(&t, &k_client).expect("the client's line at the SYN-ACK");
-    assert!(e.data_only && e.inbound && !e.syn_ack);
+    assert!(e.data_only && e.inbound && !e.syn_ack && e.handshake);
     let r = read(&t, &k_server).expect("the server's line at the SYN-ACK");
-    assert!(r.data_only && !r.syn_ack && !r.inbound);
+    assert!(!r.data_only && !r.syn_ack && !r.inbound && r.handshake);
     assert_eq!(r.to, key(&to_client));
 
     // The client's ACK completes the handshake: lines for every segment.
     let ack = client_tcp(sport, tk::ACK, b"");
     one(lab.burst_both(&[(0, ack)]), 1);
     let e = read(&t, &k_client).expect("the client's line after the handshake");
-    assert!(!e.data_only);
-    assert!(!read(&t, &k_server).unwrap().data_only);
+    assert!(!e.data_only && !e.handshake);
+    let r = read(&t, &k_server).unwrap();
+    assert!(!r.data_only && !r.syn_ack && !r.handshake);
 
     // A data segment forwarded by a worker (its line ran out, say) leaves the same lines.
     let data = client_tcp(sport, tk::ACK, b"GET / HTTP/1.1\r\n\r\n");
     let left = one(lab.burst_both(&[(0, data)]), 1);
     assert_eq!(read(&t, &k_client).unwrap().to, key(&left));
 
-    // Packets the program forwarded by the lines reach the counters when a FIN clears them.
+    // Packets the program forwarded by the lines reach the counters when a FIN clears them;
+    // the lines are written again for the close's ACKs.
     let totals = |lab: &Lab| {
         let tables = lab.shared.tables.load();
         let svc = tables
@@ -128,8 +131,6 @@ fn handshake_and_close(method: Method) {
     t[1].line(&k_server).count(70);
     let fin = client_tcp(sport, tk::FIN_ACK, b"");
     one(lab.burst_both(&[(0, fin)]), 1);
-    assert_eq!(read(&t, &k_client), None, "a FIN clears the client's line");
-    assert_eq!(read(&t, &k_server), None, "and the server's");
     let after = totals(&lab);
     assert_eq!(
         after.packets_in - before.packets_in,
@@ -139,11 +140,31 @@ fn handshake_and_close(method: Method) {
     assert_eq!(after.bytes_in - before.bytes_in, 1500 + 54);
     assert_eq!(after.packets_out - before.packets_out, 1);
     assert_eq!(after.bytes_out - before.bytes_out, 70);
+    for k in [&k_client, &k_server] {
+        let e = read(&t, k).expect("the lines again after the FIN");
+        assert!(!e.data_only && !e.syn_ack && !e.handshake);
+        assert!(
+            t.iter().all(|t| t.line(k).take().is_none()),
+            "their counts were taken"
+        );
+    }
 
-    // Segments after the FIN leave no lines: the connection is no longer ESTABLISHED.
-    let ack = client_tcp(sport, tk::ACK, b"");
-    one(lab.burst_both(&[(0, ack)]), 1);
-    assert_eq!(read(&t, &k_client), None);
+    // The server's FIN: the lines again; the last ACK passes by them.
+    let fin = answer(&to_server, tk::FIN_ACK);
+    one(lab.burst_both(&[(1, fin)]), 0);
+    assert!(read(&t, &k_server).is_some() && read(&t, &k_client).is_some());
+
+    // The client opens a new connection on the same port (TIME_WAIT reused): the old
+    // connection's lines go before the new one's handshake lines are written.
+    let syn = client_tcp(sport, tk::SYN, b"");
+    let to_server2 = one(lab.burst_both(&[(0, syn)]), 1);
+    let k_server2 = key(&answer(&to_server2, tk::SYN_ACK));
+    assert_ne!(k_server2, k_server, "round robin: another real server");
+    assert_eq!(read(&t, &k_server), None, "the old connection's line went");
+    let e = read(&t, &k_client).expect("the new connection's line");
+    assert!(e.data_only && !e.syn_ack);
+    assert_eq!(e.to, key(&to_server2));
+    assert!(read(&t, &k_server2).unwrap().syn_ack);
 }
 
 #[test]

@@ -266,6 +266,10 @@ pub(crate) fn reuse<P: L4Proto>(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &H
 /// its real server and counted as reused by whichever worker removed it.
 #[cold]
 pub(crate) fn retire(ctx: &Ctx<'_>, id: uvs_conntrack::ConnId, conn: &Conn) {
+    if let (Some(fast), Some(keys)) = (ctx.fast, crate::fastpath::conn_keys(conn)) {
+        // A closing connection's lines may still hold (`crate::fastpath::Lines::All`).
+        crate::fastpath::clear_flow(fast, ctx.tables, ctx.worker, keys);
+    }
     if ctx.conns.remove(id) {
         lifecycle::unbind(ctx.tables, conn);
         ctx.counters.reused_conns.add(1);
