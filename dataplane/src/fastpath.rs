@@ -3,7 +3,7 @@
 //! A worker that forwards a packet of an IPv4 TCP or UDP flow of a NAT or FullNAT
 //! connection (no flags on the entry) writes both directions of the flow into each
 //! interface's fast-path table ([`uvs_port::fast`]): the tuple as it arrives, the tuple it
-//! leaves with, and which segments the lines take ([`Lines`], [`wanted`], [`opening`]):
+//! leaves with, and which segments the lines take (`Lines`, `wanted`, `opening`):
 //! - the client's SYN: segments with data, and the real server's SYN-ACK towards the client;
 //! - the client's ACK that completes the handshake, every later segment without SYN or RST
 //!   (data, ACKs, each FIN) and any UDP datagram: every segment without SYN, FIN or RST.
