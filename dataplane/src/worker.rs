@@ -53,6 +53,8 @@ pub struct Clock {
     start: Instant,
     /// Added to the real clock; tests move time forward with it.
     offset: AtomicU64,
+    /// The real clock is left out: only [`Clock::advance`] moves time ([`Clock::stop`]).
+    stopped: AtomicBool,
 }
 
 impl Default for Clock {
@@ -60,6 +62,7 @@ impl Default for Clock {
         Self {
             start: Instant::now(),
             offset: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
         }
     }
 }
@@ -73,7 +76,11 @@ impl Clock {
     /// Seconds and table ticks from one reading of the clock (once per poll).
     #[inline]
     pub fn now(&self) -> (u32, u32) {
-        let e = self.start.elapsed();
+        let e = if self.stopped.load(Ordering::Relaxed) {
+            std::time::Duration::ZERO
+        } else {
+            self.start.elapsed()
+        };
         let off = self.offset.load(Ordering::Relaxed);
         (
             (e.as_secs() + off) as u32,
@@ -91,6 +98,12 @@ impl Clock {
     /// Moves the clock forward (tests and simulations).
     pub fn advance(&self, secs: u64) {
         self.offset.fetch_add(secs, Ordering::Relaxed);
+    }
+
+    /// Leaves the real clock out from now on: time stands at [`Clock::advance`]'s sum
+    /// (tests that compare two dataplanes, whose real clocks tick over at other moments).
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
     }
 }
 
