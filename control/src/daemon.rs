@@ -423,6 +423,10 @@ impl Core {
                 Err(e) => log::error!("connection sync not started: {e:#}"),
             }
         }
+        if sync.is_none() {
+            // Nothing will come from peers: segments without an entry are reset again.
+            self.shared.sync_learning.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Starts, restarts or stops the client lookup service to match the configuration.
@@ -833,6 +837,13 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         }
     }
 
+    // A node restarted under live flows learns their entries from its sync peers moments
+    // after its workers start; until its receiver has listened a while, the workers drop
+    // the flows' segments rather than reset them (`Shared::sync_learning`).
+    shared.sync_learning.store(
+        crate::sync::learns_from_peers(config.sync.as_ref()),
+        Ordering::Relaxed,
+    );
     let stop = Arc::new(Stop::new());
     let handles = start_workers(&core, &config, &stop)?;
     log::info!(

@@ -163,15 +163,23 @@ fn check_method(method: &str) {
     ] {
         for i in 0..3 {
             let line = format!("uvs-sctp-{method}-{fam}-{i}");
+            // Line-buffered: the client prints its progress with stdio, which a kill by
+            // `timeout` would otherwise lose with the buffer (its exit status is then 124).
             let o = tb.sh(
                 "client",
-                &format!("(echo {line}; sleep 0.4) | timeout 6 {CLIENT} {vip} 7 0 0 2>&1"),
+                &format!(
+                    "(echo {line}; sleep 0.4) | timeout 6 stdbuf -oL {CLIENT} {vip} 7 0 0 2>&1; \
+                     echo \"client exit status $?\""
+                ),
             );
             let out = String::from_utf8_lossy(&o.stdout).to_string();
             assert!(
                 out.lines().any(|l| l.trim() == line) && out.contains("SCTP_COMM_UP"),
-                "{method} {fam} #{i}: no echo through the VIP:\n{out}\n--- uvsd:\n{}",
-                tb.uvsd_log()
+                "{method} {fam} #{i}: no echo through the VIP:\n{out}\n--- uvsd:\n{}\n--- \
+                 connections:\n{}\n--- drops:\n{}",
+                tb.uvsd_log(),
+                String::from_utf8_lossy(&tb.uvsadm(&["-L", "-n", "-c"]).stdout),
+                String::from_utf8_lossy(&tb.uvsadm(&["top", "--once"]).stdout)
             );
             if matches!(method, "nat" | "fullnat") {
                 let peers = out

@@ -153,6 +153,12 @@ pub struct Shared {
     pub conns_dropped: AtomicU64,
     /// The kernel fast path's tables and switch (`crate::fastpath`).
     pub fast: crate::fastpath::FastPath,
+    /// Connection sync has just started and its peers may yet send the connections they
+    /// carry (a restarted uvsd learns them back at once): until control clears this, a
+    /// segment uvs has no entry for is dropped unanswered rather than reset
+    /// (`pipeline::tcp::reset_untracked`), since a RST would end a flow whose entry is on
+    /// its way, and the sender's retransmission finds it.
+    pub sync_learning: AtomicBool,
 }
 
 impl Shared {
@@ -173,6 +179,7 @@ impl Shared {
             doorbells: (0..workers).map(|_| Default::default()).collect(),
             conns_dropped: AtomicU64::new(0),
             fast: Default::default(),
+            sync_learning: AtomicBool::new(false),
         };
         if syn_proxy {
             // Allocated now rather than by the first proxied handshake on a worker.
@@ -558,6 +565,7 @@ impl<P: Port> Worker<P> {
             flows: &mut self.flows,
             sctp_tags: &mut self.sctp_tags,
             errors: &self.errors,
+            sync_learning: shared.sync_learning.load(Ordering::Relaxed),
             fast,
         };
         let mut total = 0;

@@ -508,6 +508,107 @@ fn tcp_without_syn_for_an_unknown_flow_is_reset() {
     }
 }
 
+/// A uvsd restarted under live flows (FullNAT) learns their entries from its sync peers a
+/// moment after its workers start. Until then (`Shared::sync_learning`) a segment without
+/// an entry, the client's to the VIP or a real server's to the pool address, is dropped
+/// unanswered: a RST would end the flow, while the sender's retransmission finds the entry
+/// once sync has installed it. Afterwards untracked segments are reset again.
+#[test]
+fn untracked_segments_are_not_reset_while_sync_is_learning() {
+    use std::sync::atomic::Ordering::Relaxed;
+    for v6 in [false, true] {
+        // The peer that carried the flow: its entry is what sync would bring.
+        let mut peer = Lab::new(Method::FullNat);
+        let syn = tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(v6),
+            42000,
+            vip(v6),
+            80,
+            tk::SYN,
+            b"",
+        );
+        let [_, out] = peer.send(0, &syn);
+        let fwd = check_frame(&out[0]).unwrap();
+        let (real_ip, lport) = (fwd.dst, fwd.sport);
+        let mut entry = None;
+        peer.shared.conns.for_each(|_, c, _| entry = Some(*c));
+        let mut entry = entry.expect("the peer's entry");
+        entry.flags |= pipeline::conn_flags::SYNCED;
+
+        let mut lab = Lab::new(Method::FullNat);
+        lab.shared.sync_learning.store(true, Relaxed);
+        let ack = tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(v6),
+            42000,
+            vip(v6),
+            80,
+            tk::ACK,
+            b"data",
+        );
+        let from_server = tk::tcp(
+            lab::real_mac(1),
+            lab::LB1_MAC,
+            real_ip,
+            80,
+            pool(v6),
+            lport,
+            tk::ACK,
+            b"reply",
+        );
+        let [back, out] = lab.send(0, &ack);
+        assert!(
+            back.is_empty() && out.is_empty(),
+            "v6={v6}: no RST to the client"
+        );
+        assert_eq!(lab.drops(DropReason::NotSyn), 1, "v6={v6}");
+        let [back, out] = lab.send(1, &from_server);
+        assert!(
+            back.is_empty() && out.is_empty(),
+            "v6={v6}: no RST to the server"
+        );
+        assert_eq!(lab.drops(DropReason::NoService), 1, "v6={v6}");
+
+        // Sync installs the entry: both retransmissions go through.
+        let now = lab.shared.clock.now().1;
+        lab.shared.conns.insert(&entry, now, now + 60_000).unwrap();
+        let [_, out] = lab.send(0, &ack);
+        assert_eq!(
+            out.len(),
+            1,
+            "v6={v6}: the client's segment reaches the server"
+        );
+        assert_eq!(check_frame(&out[0]).unwrap().dst, real_ip, "v6={v6}");
+        let [back, _] = lab.send(1, &from_server);
+        assert_eq!(
+            back.len(),
+            1,
+            "v6={v6}: the server's segment reaches the client"
+        );
+        assert_eq!(check_frame(&back[0]).unwrap().dst, client(v6), "v6={v6}");
+
+        // Learning over: another flow's stray segment is reset as before.
+        lab.shared.sync_learning.store(false, Relaxed);
+        let stray = tk::tcp(
+            lab::CLIENT_MAC,
+            lab::LB0_MAC,
+            client(v6),
+            42001,
+            vip(v6),
+            80,
+            tk::ACK,
+            b"data",
+        );
+        let [back, out] = lab.send(0, &stray);
+        assert!(out.is_empty(), "v6={v6}");
+        assert_eq!(back.len(), 1, "v6={v6}: a RST");
+        assert_eq!(lab.drops(DropReason::NotSyn), 2, "v6={v6}");
+    }
+}
+
 #[test]
 fn traffic_to_no_service_is_dropped_and_counted() {
     let mut lab = Lab::new(Method::Nat);

@@ -184,6 +184,71 @@ fn abort_mid_association() {
     }
 }
 
+/// A client that reuses the port of an association that has just closed (its entry still
+/// CLOSED) starts a new one: the INIT is scheduled afresh (IPVS: conn_reuse_mode), to the
+/// next real server, and its handshake goes through. The INIT's tag used to be learnt for
+/// the closed entry first, which left a record holding the new association's key: every
+/// INIT of it was dropped as sctp_bad_vtag until that record expired.
+#[test]
+fn an_init_on_a_closed_associations_port_opens_a_new_one() {
+    for method in [Method::Nat, Method::FullNat] {
+        for v6 in [false, true] {
+            let case = format!("{method:?} v6={v6}");
+            let mut lab = Lab::new(method);
+            let cport = 42000;
+            let old = handshake(&mut lab, v6, cport, PORT);
+            let abort = old.client_frame(old.server_tag, &[chunk(ABORT, 0, &[])]);
+            let [_, fwd] = lab.send(0, &abort);
+            only(&fwd);
+            assert_eq!(lab.state(cport), SctpState::Closed, "{case}");
+
+            let (client_tag, server_tag) = (0x3000_0000, 0x4000_0000);
+            let init = frame(
+                lab::CLIENT_MAC,
+                lab::LB0_MAC,
+                client(v6),
+                cport,
+                vip(v6),
+                PORT,
+                0,
+                &[init_chunk(INIT, client_tag, &[])],
+            );
+            let [back, fwd] = lab.send(0, &init);
+            assert!(back.is_empty(), "{case}");
+            assert_eq!(fwd.len(), 1, "{case}: the INIT reaches a real server");
+            let o = only(&fwd);
+            assert_ne!(o.dst, real(old.real, v6), "{case}: scheduled afresh");
+            let n = (1..=3).find(|n| o.dst == real(*n, v6)).unwrap();
+            // Its retransmission follows it.
+            let [_, fwd] = lab.send(0, &init);
+            assert_eq!(fwd.len(), 1, "{case}: the retransmitted INIT goes through");
+            assert_eq!(only(&fwd).dst, real(n, v6), "{case}");
+            let a = Assoc {
+                v6,
+                cport,
+                vport: PORT,
+                client_tag,
+                server_tag,
+                real: n,
+                real_port: o.dport,
+                seen_src: o.src,
+                seen_sport: o.sport,
+            };
+            let ack = a.server_frame(
+                client_tag,
+                &[init_chunk(INIT_ACK, server_tag, &[param(7, b"cookie")])],
+            );
+            let [back, _] = lab.send(1, &ack);
+            let o = only(&back);
+            assert_eq!((o.dst, o.dport), (client(v6), cport), "{case}");
+            let echo = a.client_frame(server_tag, &[chunk(COOKIE_ECHO, 0, b"cookie")]);
+            let [_, fwd] = lab.send(0, &echo);
+            assert_eq!(only(&fwd).dst, real(n, v6), "{case}");
+            assert_eq!(lab.drops(DropReason::SctpBadVtag), 0, "{case}");
+        }
+    }
+}
+
 /// A server that answers an INIT with ABORT rejects the association (IPVS REJECTED, 4 s).
 #[test]
 fn init_answered_by_abort_is_rejected() {

@@ -52,6 +52,19 @@ pub const MAX_PEERS: usize = 64;
 /// leaves the list: a master sends at least every refresh period while it has connections.
 pub const PEER_FORGET: Duration = Duration::from_secs(300);
 
+/// How long after it starts the receiver keeps the workers from resetting segments they
+/// have no entry for (`Shared::sync_learning`). Peers send every connection they carry
+/// within a send period or two of hearing this node's hello (a restarted uvsd's first
+/// message); the rest is margin for a busy host. A flow whose entry does not come within
+/// it is reset at its next segment, as before.
+pub const LEARN_FOR: Duration = Duration::from_secs(2);
+
+/// Whether a node with this sync configuration learns connections from peers when it
+/// starts (it receives), so its workers start with `Shared::sync_learning` set.
+pub fn learns_from_peers(cfg: Option<&SyncConfig>) -> bool {
+    cfg.is_some_and(|c| matches!(c.mode, SyncMode::Backup | SyncMode::Both))
+}
+
 /// What the sync daemon did, for `uvsadm -L --daemon` and the metrics.
 #[derive(Debug, Default)]
 pub struct SyncStats {
@@ -656,7 +669,12 @@ fn receive_loop(
         tokens: f64::from(cfg.max_rate),
         at: Instant::now(),
     };
+    let learn_until = Instant::now() + LEARN_FOR;
     while !stop.load(Relaxed) {
+        // The read timeout brings the loop here at least every 200 ms.
+        if Instant::now() >= learn_until && shared.sync_learning.load(Relaxed) {
+            shared.sync_learning.store(false, Relaxed);
+        }
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
             Err(e) if retry_at_once(&e) => continue,
@@ -1094,6 +1112,40 @@ mod tests {
             );
         }
         assert_eq!(p.list(at(1000), forget).len(), MAX_PEERS);
+    }
+
+    /// A node whose sync receives starts with its workers dropping, not resetting, segments
+    /// they have no entry for (`Shared::sync_learning`, set by the daemon before they
+    /// start): its peers may be sending those flows' entries. The receiver ends that
+    /// [`LEARN_FOR`] after it starts, not before; a node that only sends never learns.
+    #[test]
+    fn the_receiver_ends_the_learning_window() {
+        for (mode, learns) in [
+            (SyncMode::Both, true),
+            (SyncMode::Backup, true),
+            (SyncMode::Master, false),
+        ] {
+            assert_eq!(
+                learns_from_peers(Some(&on_lo(mode, 1, &[]))),
+                learns,
+                "{mode}"
+            );
+        }
+        assert!(!learns_from_peers(None));
+        let shared = lab_shared();
+        shared.sync_learning.store(true, Relaxed);
+        let t0 = Instant::now();
+        let cfg = on_lo(SyncMode::Backup, free_port(), &[]);
+        let _d = SyncDaemon::start(shared.clone(), cfg).unwrap();
+        while shared.sync_learning.load(Relaxed) {
+            assert!(
+                t0.elapsed() < LEARN_FOR + Duration::from_secs(5),
+                "still learning after {:?}",
+                t0.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(t0.elapsed() >= LEARN_FOR, "learning ended early");
     }
 
     /// uvsd stopped and continued (SIGSTOP/SIGCONT: a socket with a read timeout then

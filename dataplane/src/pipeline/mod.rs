@@ -109,6 +109,9 @@ pub struct Ctx<'a> {
     pub fast: Option<&'a [std::sync::Arc<dyn uvs_port::fast::FastTable>]>,
     /// How many more packets this second may be answered with an error of uvs's making.
     pub errors: &'a crate::verdict::ErrorBudget,
+    /// Connection sync may yet install entries from its peers (`Shared::sync_learning`):
+    /// packets without an entry are dropped unanswered.
+    pub sync_learning: bool,
 }
 
 /// The flow key of a parsed frame, its addresses read by [`Parsed::addrs`].

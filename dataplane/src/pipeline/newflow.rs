@@ -225,7 +225,9 @@ fn forward_opening(
 /// is refused as the director's own stack refuses a port nothing listens on behind IPVS
 /// (the VIP is its address): a TCP segment with a RST, a UDP datagram with ICMP port
 /// unreachable (both within [`crate::verdict::ERRORS_PER_SEC`]), so the client fails at
-/// once instead of retrying; counted as `no_service`.
+/// once instead of retrying; counted as `no_service`. While connection sync is learning
+/// its peers' connections (`Ctx::sync_learning`) nothing is answered: a real server's
+/// segment to a FullNAT pool address lands here until its flow's entry arrives.
 #[cold]
 #[inline(never)]
 fn no_service(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, v6: bool) -> Verdict {
@@ -240,6 +242,9 @@ fn no_service(ctx: &Ctx<'_>, pkt: &mut Packet<'_>, v6: bool) -> Verdict {
         });
     if direct_reply {
         return Verdict::Drop(DropReason::DirectReplyReturned);
+    }
+    if ctx.sync_learning {
+        return Verdict::Drop(DropReason::NoService);
     }
     match p.l4_proto {
         PROTO_TCP => super::tcp::reset(ctx, pkt, DropReason::NoService),

@@ -163,9 +163,15 @@ pub(crate) fn nat64_reply(ctx: &Ctx<'_>, key: &FlowKey) -> Option<Hit> {
 /// `forward::too_big` answers, so the client learns at once. Behind IPVS such a segment
 /// goes on to the director's own stack, which holds the VIP and resets it. A RST, a
 /// fragment, a segment whose header does not parse, or one past this second's
-/// [`crate::verdict::ERRORS_PER_SEC`] answers is only dropped.
+/// [`crate::verdict::ERRORS_PER_SEC`] answers is only dropped. So is every one while
+/// connection sync is learning its peers' connections (`Ctx::sync_learning`): a uvsd
+/// restarted under live flows gets their entries from its peers moments after its workers
+/// start, and a RST in between would end a flow that the sender's retransmission finds.
 #[cold]
 fn reset_untracked(ctx: &Ctx<'_>, pkt: &mut Packet<'_>) -> Verdict {
+    if ctx.sync_learning {
+        return Verdict::Drop(DropReason::NotSyn);
+    }
     reset(ctx, pkt, DropReason::NotSyn)
 }
 

@@ -183,6 +183,21 @@ fn admit(
     // `own` is read in place, not decoded into a `Conn`: copying its addresses out with
     // 16-byte loads waited for the lookup's narrower stores of them on every packet.
     let svc = tables.service(own.service());
+    // An INIT on an entry the established path retires for a new association (a closed
+    // one: the client reused its port; or one whose real server is gone) belongs to that
+    // new association, whose entry learns its tags (`on_new_association`). Learnt here for
+    // the old entry, the tag's record would hold the new association's record key, and
+    // every INIT of it would be refused as a bad tag until that record expired.
+    if chunks.first() == chunk_type::INIT
+        && own.dir == Dir::Original
+        && svc.is_some_and(|s| crate::lifecycle::reschedules(&ctx.settings, s, own))
+    {
+        return if pkt.p.sctp_vtag == 0 {
+            Ok(())
+        } else {
+            Err(Verdict::Drop(DropReason::SctpBadVtag))
+        };
+    }
     verify_tag(ctx, svc.map(|s| &**s), &pkt.p, chunks, own, own.dir).map_err(Verdict::Drop)?;
     if matches!(chunks.first(), chunk_type::INIT | chunk_type::INIT_ACK) {
         strip_for_method(pkt, own.method(), own.dir);
