@@ -93,10 +93,14 @@ pub fn now_ns() -> u64 {
 /// Which segments a flow's lines take (UDP lines take every datagram).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lines {
-    /// Every TCP segment without SYN, FIN or RST: a connection's in ESTABLISHED or a
-    /// closing state (FIN_WAIT, CLOSE_WAIT, TIME_WAIT), where such a segment leaves the
-    /// state as it is (IPVS's state table).
+    /// Every TCP segment without SYN, FIN or RST: a connection's in ESTABLISHED, where
+    /// such a segment leaves the state as it is (IPVS's state table).
     All,
+    /// [`Lines::All`] for a connection in a closing state (FIN_WAIT, CLOSE_WAIT,
+    /// TIME_WAIT; such segments leave those as they are too), written weak: they give way
+    /// to other flows' handshakes, so connections that closed within the window cannot
+    /// keep new ones off the fast path.
+    Closing,
     /// Written at the real server's SYN-ACK: the client's segments with data only, so the
     /// client's ACK that completes the handshake still reaches a worker (it makes the
     /// connection ESTABLISHED) and its first request, sent right after, does not; the real
@@ -130,14 +134,13 @@ pub(crate) fn wanted(p: &Parsed, flags: u8, state: u8, dir: Dir) -> Option<Lines
             if f & (TCP_SYN | TCP_RST) == 0 && f & TCP_ACK != 0 {
                 // NAT and FullNAT see both directions (no NOOUTPUT).
                 let d = PacketDir::for_packet(dir, false);
-                matches!(
-                    transition(state, d, f),
-                    TcpState::Established
-                        | TcpState::FinWait
-                        | TcpState::CloseWait
-                        | TcpState::TimeWait
-                )
-                .then_some(Lines::All)
+                match transition(state, d, f) {
+                    TcpState::Established => Some(Lines::All),
+                    TcpState::FinWait | TcpState::CloseWait | TcpState::TimeWait => {
+                        Some(Lines::Closing)
+                    }
+                    _ => None,
+                }
             } else {
                 (f == TCP_SYN | TCP_ACK && dir == Dir::Reply && state == TcpState::SynRecv)
                     .then_some(Lines::Data)
@@ -211,7 +214,8 @@ pub(crate) fn install(
     lines: Lines,
 ) {
     let [orig, reply] = keys;
-    let handshake = lines != Lines::All;
+    let handshake = matches!(lines, Lines::Data | Lines::Handshake);
+    let weak = lines != Lines::All;
     let now = now_ns();
     let to_real = FastEntry {
         key: orig,
@@ -219,7 +223,7 @@ pub(crate) fn install(
         inbound: true,
         data_only: handshake,
         syn_ack: false,
-        handshake,
+        weak,
         until_ns: now.saturating_add(WINDOW_NS),
         service: service.into(),
         real: real.into(),
@@ -235,8 +239,8 @@ pub(crate) fn install(
     for t in fast {
         for e in [&to_real, &to_client] {
             let line = t.line(&e.key);
-            // A handshake's lines stand aside for established flows' (a SYN flood).
-            let written = if handshake {
+            // Weak lines stand aside for established flows' (a SYN flood, closed flows).
+            let written = if weak {
                 line.offer(e, now)
             } else {
                 line.install(e)

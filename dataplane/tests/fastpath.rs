@@ -80,10 +80,10 @@ fn handshake_and_close(method: Method) {
     // The SYN leaves handshake lines: the client's for segments with data, the server's
     // taking its SYN-ACK too.
     let e = read(&t, &k_client).expect("the client's line at the SYN");
-    assert!(e.data_only && e.inbound && !e.syn_ack && e.handshake);
+    assert!(e.data_only && e.inbound && !e.syn_ack && e.weak);
     assert_eq!(e.to, k_left, "the client's line rewrites as the worker did");
     let r = read(&t, &k_server).expect("the server's line at the SYN");
-    assert!(!r.data_only && r.syn_ack && !r.inbound && r.handshake);
+    assert!(!r.data_only && r.syn_ack && !r.inbound && r.weak);
     assert!(e.until_ns > now_ns());
 
     // A SYN-ACK that reaches a worker (the line ran out, say) leaves handshake lines
@@ -95,18 +95,18 @@ fn handshake_and_close(method: Method) {
         "the server's line rewrites as the worker did"
     );
     let e = read(&t, &k_client).expect("the client's line at the SYN-ACK");
-    assert!(e.data_only && e.inbound && !e.syn_ack && e.handshake);
+    assert!(e.data_only && e.inbound && !e.syn_ack && e.weak);
     let r = read(&t, &k_server).expect("the server's line at the SYN-ACK");
-    assert!(!r.data_only && !r.syn_ack && !r.inbound && r.handshake);
+    assert!(!r.data_only && !r.syn_ack && !r.inbound && r.weak);
     assert_eq!(r.to, key(&to_client));
 
     // The client's ACK completes the handshake: lines for every segment.
     let ack = client_tcp(sport, tk::ACK, b"");
     one(lab.burst_both(&[(0, ack)]), 1);
     let e = read(&t, &k_client).expect("the client's line after the handshake");
-    assert!(!e.data_only && !e.handshake);
+    assert!(!e.data_only && !e.weak);
     let r = read(&t, &k_server).unwrap();
-    assert!(!r.data_only && !r.syn_ack && !r.handshake);
+    assert!(!r.data_only && !r.syn_ack && !r.weak);
 
     // A data segment forwarded by a worker (its line ran out, say) leaves the same lines.
     let data = client_tcp(sport, tk::ACK, b"GET / HTTP/1.1\r\n\r\n");
@@ -142,7 +142,10 @@ fn handshake_and_close(method: Method) {
     assert_eq!(after.bytes_out - before.bytes_out, 70);
     for k in [&k_client, &k_server] {
         let e = read(&t, k).expect("the lines again after the FIN");
-        assert!(!e.data_only && !e.syn_ack && !e.handshake);
+        assert!(
+            !e.data_only && !e.syn_ack && e.weak,
+            "closing lines are weak"
+        );
         assert!(
             t.iter().all(|t| t.line(k).take().is_none()),
             "their counts were taken"

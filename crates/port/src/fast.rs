@@ -30,16 +30,17 @@ const DATA_ONLY: u32 = 1 << 9;
 /// `kind` bit: the real server's SYN-ACK takes the line too (the line towards the client
 /// written at the client's SYN).
 const SYN_ACK: u32 = 1 << 10;
-/// `kind` bit: written before the connection's handshake completed, so it gives way to
-/// another handshake's line ([`FastLine::offer`]); the XDP program does not read it.
-const HANDSHAKE: u32 = 1 << 11;
+/// `kind` bit: a weak line, written at a connection's handshake or after its first FIN,
+/// which gives way to another flow's weak line ([`FastLine::offer`]); the XDP program
+/// does not read it.
+const WEAK: u32 = 1 << 11;
 
 /// One direction of one flow; 64 bytes, `struct fast_line` in uvs_xdp.c.
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct FastLine {
     seq: AtomicU32,
-    /// Protocol number | [`INBOUND`] | [`DATA_ONLY`] | [`SYN_ACK`] | [`HANDSHAKE`]; 0: empty.
+    /// Protocol number | [`INBOUND`] | [`DATA_ONLY`] | [`SYN_ACK`] | [`WEAK`]; 0: empty.
     kind: AtomicU32,
     saddr: AtomicU32,
     daddr: AtomicU32,
@@ -104,8 +105,9 @@ pub struct FastEntry {
     /// TCP segments with SYN and ACK and neither FIN nor RST take the line too: the real
     /// server's SYN-ACK, on the line towards the client written at the client's SYN.
     pub syn_ack: bool,
-    /// Written before the connection's handshake completed (see [`FastLine::offer`]).
-    pub handshake: bool,
+    /// Written at the connection's handshake or after its first FIN: it gives way to
+    /// another flow's weak line (see [`FastLine::offer`]).
+    pub weak: bool,
     pub until_ns: u64,
     /// Service and real server slots of the snapshot the line was written from.
     pub service: u32,
@@ -211,15 +213,16 @@ impl FastLine {
         Ok(taken)
     }
 
-    /// [`install`](Self::install) for a handshake's entry (`handshake`), which stands aside
-    /// (`Ok(None)`, nothing written) rather than displace another flow's line that still
-    /// holds at `now_ns` and was not written at a handshake — an established flow's: a
-    /// flood of handshakes (a SYN flood) cannot push established flows off the fast path.
+    /// [`install`](Self::install) for a weak entry (`weak`: a handshake's or a closing
+    /// connection's), which stands aside (`Ok(None)`, nothing written) rather than
+    /// displace another flow's line that still holds at `now_ns` and is not weak — an
+    /// established flow's: a flood of handshakes (a SYN flood) cannot push established
+    /// flows off the fast path, and neither can closed connections' lines.
     pub fn offer(&self, e: &FastEntry, now_ns: u64) -> Result<Option<Taken>, Busy> {
         let s = self.lock().ok_or(Busy)?;
         let kind = self.kind.load(Ordering::Relaxed);
         let established = kind != 0
-            && kind & HANDSHAKE == 0
+            && kind & WEAK == 0
             && self.key_locked() != e.key
             && self.until_ns.load(Ordering::Relaxed) > now_ns;
         let taken = if established {
@@ -248,9 +251,9 @@ impl FastLine {
         let inbound = if e.inbound { INBOUND } else { 0 };
         let data_only = if e.data_only { DATA_ONLY } else { 0 };
         let syn_ack = if e.syn_ack { SYN_ACK } else { 0 };
-        let handshake = if e.handshake { HANDSHAKE } else { 0 };
+        let weak = if e.weak { WEAK } else { 0 };
         self.kind.store(
-            u32::from(e.key.proto) | inbound | data_only | syn_ack | handshake,
+            u32::from(e.key.proto) | inbound | data_only | syn_ack | weak,
             Ordering::Relaxed,
         );
         taken
@@ -314,7 +317,7 @@ impl FastLine {
             inbound: kind & INBOUND != 0,
             data_only: kind & DATA_ONLY != 0,
             syn_ack: kind & SYN_ACK != 0,
-            handshake: kind & HANDSHAKE != 0,
+            weak: kind & WEAK != 0,
             until_ns: self.until_ns.load(Ordering::Relaxed),
             service: self.service.load(Ordering::Relaxed),
             real: self.real.load(Ordering::Relaxed),
@@ -343,7 +346,7 @@ mod tests {
             inbound: true,
             data_only: false,
             syn_ack: false,
-            handshake: false,
+            weak: false,
             until_ns,
             service: 3,
             real: 1,
@@ -432,7 +435,7 @@ mod tests {
         let handshake = FastEntry {
             key: other,
             data_only: true,
-            handshake: true,
+            weak: true,
             ..established
         };
         assert_eq!(line.offer(&handshake, 999), Ok(None));
@@ -454,7 +457,7 @@ mod tests {
         line.install(&established).unwrap();
         let own = FastEntry {
             data_only: true,
-            handshake: true,
+            weak: true,
             ..established
         };
         line.offer(&own, 0).unwrap();

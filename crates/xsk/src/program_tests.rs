@@ -614,7 +614,7 @@ fn fast_path_rewrites_the_flows_of_its_table() {
         inbound: true,
         data_only: false,
         syn_ack: false,
-        handshake: false,
+        weak: false,
         until_ns: u64::MAX,
         service: 4,
         real: 2,
