@@ -37,6 +37,12 @@ pub enum HttpSubject {
     /// namespace while it runs): established packets are rewritten by the XDP program and
     /// forwarded by the kernel (`dataplane/src/fastpath.rs`).
     UvsNatFast,
+    /// `uvs-nat-fast` with `workers.spin_us: 0` and its worker unpinned, as
+    /// `uvs-nat-nospin`: with the fast path the worker sees only a connection's SYN,
+    /// handshake ACK and FINs, so its spin after each mostly keeps a core from the client
+    /// and the servers.
+    #[serde(rename = "uvs-nat-fast-nospin")]
+    UvsNatFastNoSpin,
     UvsDr,
     UvsFullnat,
     UvsSynproxy,
@@ -54,7 +60,7 @@ pub enum HttpSubject {
 }
 
 impl HttpSubject {
-    const ALL: [HttpSubject; 14] = [
+    const ALL: [HttpSubject; 15] = [
         HttpSubject::Direct,
         HttpSubject::Nft,
         HttpSubject::NftXdp,
@@ -65,6 +71,7 @@ impl HttpSubject {
         HttpSubject::UvsNatBusy,
         HttpSubject::UvsNatNoSpin,
         HttpSubject::UvsNatFast,
+        HttpSubject::UvsNatFastNoSpin,
         HttpSubject::UvsSynproxy,
         HttpSubject::UvsL7,
         HttpSubject::UvsDr,
@@ -88,6 +95,7 @@ impl HttpSubject {
             HttpSubject::UvsNatBusy => "uvs-nat-busy",
             HttpSubject::UvsNatNoSpin => "uvs-nat-nospin",
             HttpSubject::UvsNatFast => "uvs-nat-fast",
+            HttpSubject::UvsNatFastNoSpin => "uvs-nat-fast-nospin",
             HttpSubject::UvsDr => "uvs-dr",
             HttpSubject::UvsFullnat => "uvs-fullnat",
             HttpSubject::UvsSynproxy => "uvs-synproxy",
@@ -107,7 +115,7 @@ impl HttpSubject {
             .find(|x| x.name() == s)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown subject '{s}' (uvs-nat, uvs-nat-busy, uvs-nat-nospin, uvs-nat-fast, uvs-dr, uvs-fullnat, uvs-synproxy, uvs-l7, nft, nft-xdp, haproxy, haproxy-http, nginx-proxy, direct)"
+                    "unknown subject '{s}' (uvs-nat, uvs-nat-busy, uvs-nat-nospin, uvs-nat-fast, uvs-nat-fast-nospin, uvs-dr, uvs-fullnat, uvs-synproxy, uvs-l7, nft, nft-xdp, haproxy, haproxy-http, nginx-proxy, direct)"
                 )
             })
     }
@@ -243,6 +251,11 @@ pub fn uvsd_fast_config(core: Option<usize>) -> String {
     )
 }
 
+/// The kernel fast path with no spin and no pinning (`uvs-nat-fast-nospin`).
+fn uvsd_fast_nospin_config() -> String {
+    uvsd_fast_config(None).replace("  busy_poll: false\n", "  busy_poll: false\n  spin_us: 0\n")
+}
+
 /// HAProxy in `mode` (tcp, or http: every request parsed, server-side keep-alive).
 fn haproxy_config_mode(state: &std::path::Path, mode: &str) -> String {
     let servers: String = REALS
@@ -323,10 +336,15 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
         HttpSubject::UvsNatNoSpin => {
             Setup::Process(start_uvsd(tb, &uvsd(), &uvsd_nospin_config(), limit)?, None)
         }
-        HttpSubject::UvsNatFast => {
+        HttpSubject::UvsNatFast | HttpSubject::UvsNatFastNoSpin => {
             // The kernel forwards the fast path's packets; back off when the subject ends.
             tb.run("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-            Setup::Forwarding(start_uvsd(tb, &uvsd(), &uvsd_fast_config(core), limit)?, tb)
+            let cfg = if s == HttpSubject::UvsNatFast {
+                uvsd_fast_config(core)
+            } else {
+                uvsd_fast_nospin_config()
+            };
+            Setup::Forwarding(start_uvsd(tb, &uvsd(), &cfg, limit)?, tb)
         }
         HttpSubject::UvsDr => Setup::Process(
             start_uvsd(tb, &uvsd(), &uvsd_http_config("dr", core, false), limit)?,
@@ -636,6 +654,8 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "uvs-synproxy": "uvs-nat with syn_proxy: true",
                 "uvs-nat-nospin": "uvs-nat with workers.spin_us: 0, worker unpinned",
                 "uvs-nat-fast": "uvs-nat with workers.kernel_fast_path: true (net.ipv4.ip_forward=1 in the balancer's namespace)",
+                "uvs-nat-fast-nospin": "uvs-nat-fast with workers.spin_us: 0, worker unpinned",
+                "nft-xdp": "nft with uvs's XDP program attached to the balancer's interfaces, nothing registered (every frame passes)",
                 "uvs-l7": "uvs-nat as layer: 7, default pool rr over the 3 servers, one path rule",
                 "nft": "dnat to numgen inc mod 3 map (kube-proxy style)",
                 "direct": "to 198.18.1.11 through the balancer namespace's kernel routing",
@@ -665,11 +685,12 @@ fn find<'a>(runs: &'a [HttpRun], s: HttpSubject, conn: &str) -> Option<&'a WrkRe
 /// path against nftables with and without the XDP hook it needs; the SYN proxy and the layer-7
 /// service against the proxies that terminate TCP (HAProxy in HTTP mode, nginx) and
 /// against plain uvs NAT.
-const PAIRS: [(HttpSubject, HttpSubject); 15] = [
+const PAIRS: [(HttpSubject, HttpSubject); 16] = [
     (HttpSubject::UvsNat, HttpSubject::Nft),
     (HttpSubject::UvsNatNoSpin, HttpSubject::Nft),
     (HttpSubject::UvsNatFast, HttpSubject::Nft),
     (HttpSubject::UvsNatFast, HttpSubject::NftXdp),
+    (HttpSubject::UvsNatFastNoSpin, HttpSubject::Nft),
     (HttpSubject::NftXdp, HttpSubject::Nft),
     (HttpSubject::UvsNatNoSpin, HttpSubject::UvsNat),
     (HttpSubject::UvsNat, HttpSubject::Haproxy),
@@ -781,6 +802,9 @@ mod tests {
         assert_eq!(free.unwrap().workers.cores, None);
         let nospin = uvs_config::load_str(&uvsd_nospin_config(), "b.yaml").unwrap();
         assert_eq!((nospin.workers.spin_us, nospin.workers.cores), (0, None));
+        let fast = uvs_config::load_str(&uvsd_fast_nospin_config(), "b.yaml").unwrap();
+        assert_eq!((fast.workers.spin_us, fast.workers.cores), (0, None));
+        assert!(fast.workers.kernel_fast_path);
     }
 
     #[test]
