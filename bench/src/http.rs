@@ -239,8 +239,12 @@ pub fn uvsd_http_config_with(
 
 /// uvs NAT with no spin before the worker's sleep and no pinning (`uvs-nat-nospin`).
 fn uvsd_nospin_config() -> String {
-    uvsd_http_config("nat", None, false)
-        .replace("  busy_poll: false\n", "  busy_poll: false\n  spin_us: 0\n")
+    no_spin(uvsd_http_config("nat", None, false))
+}
+
+/// `cfg` with `workers.spin_us: 0`.
+fn no_spin(cfg: String) -> String {
+    cfg.replace("  busy_poll: false\n", "  busy_poll: false\n  spin_us: 0\n")
 }
 
 /// uvs NAT with the kernel fast path (`uvs-nat-fast`).
@@ -253,7 +257,7 @@ pub fn uvsd_fast_config(core: Option<usize>) -> String {
 
 /// The kernel fast path with no spin and no pinning (`uvs-nat-fast-nospin`).
 fn uvsd_fast_nospin_config() -> String {
-    uvsd_fast_config(None).replace("  busy_poll: false\n", "  busy_poll: false\n  spin_us: 0\n")
+    no_spin(uvsd_fast_config(None))
 }
 
 /// HAProxy in `mode` (tcp, or http: every request parsed, server-side keep-alive).

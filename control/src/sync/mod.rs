@@ -672,7 +672,7 @@ fn receive_loop(
     let learn_until = Instant::now() + LEARN_FOR;
     while !stop.load(Relaxed) {
         // The read timeout brings the loop here at least every 200 ms.
-        if Instant::now() >= learn_until && shared.sync_learning.load(Relaxed) {
+        if shared.sync_learning.load(Relaxed) && Instant::now() >= learn_until {
             shared.sync_learning.store(false, Relaxed);
         }
         let (n, from) = match sock.recv_from(&mut buf) {

@@ -353,9 +353,10 @@ static __always_inline __u16 fold(__u64 s)
 
 // The kernel fast path: a frame of a flow a worker wrote into `fast4` (untagged IPv4
 // without options, not a fragment, TTL above 1; TCP without SYN/FIN/RST, whose state
-// changes only the workers follow, or a SYN-ACK on a line that takes it; or UDP) is rewritten to the line's tuple, its checksums
-// updated (RFC 1624; a partial L4 checksum, which veth and virtio hand over, stays partial
-// with its pseudo-header's addresses changed) and given to the kernel, which forwards it.
+// changes only the workers follow, or a SYN-ACK on a line that takes it; or UDP) is
+// rewritten to the line's tuple, its checksums updated (RFC 1624; a partial L4 checksum,
+// which veth and virtio hand over, stays partial with its pseudo-header's addresses
+// changed) and given to the kernel, which forwards it.
 // Anything else, a line being written or past its time, goes the usual way (-1).
 static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end)
 {

@@ -267,7 +267,7 @@ pub(crate) fn reuse<P: L4Proto>(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &H
 #[cold]
 pub(crate) fn retire(ctx: &Ctx<'_>, id: uvs_conntrack::ConnId, conn: &Conn) {
     if let (Some(fast), Some(keys)) = (ctx.fast, crate::fastpath::conn_keys(conn)) {
-        // A closing connection's lines may still hold (`crate::fastpath::Lines::All`).
+        // A closing connection's lines may still hold (`crate::fastpath::Lines::Closing`).
         crate::fastpath::clear_flow(fast, ctx.tables, ctx.worker, keys);
     }
     if ctx.conns.remove(id) {
