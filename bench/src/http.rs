@@ -181,6 +181,12 @@ pub struct HttpArgs {
     /// busy-polling and kernel subjects; `rtt.rs`). 0 skips them.
     #[arg(long, default_value_t = 300)]
     pub rtt_rounds: usize,
+    /// Rounds of every subject's runs, interleaved (the subjects' order reversed every
+    /// other round, so a drift in the machine's load falls on each alike). With more than
+    /// one, each pair's ratios are reported per round and as their median. The UDP round
+    /// trips run in the first round only.
+    #[arg(long, default_value_t = 1, value_parser = crate::args::count32)]
+    pub rounds: u32,
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -188,6 +194,8 @@ pub struct HttpArgs {
 #[derive(Clone, Debug, Serialize)]
 pub struct HttpRun {
     pub subject: HttpSubject,
+    /// Which round (from 0) of `--rounds`.
+    pub round: u32,
     /// "keepalive" or "close".
     pub connection: &'static str,
     pub url: String,
@@ -551,7 +559,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "net.ipv4.tcp_tw_reuse=1",
             ],
         )?;
-        for s in group {
+        for (round, s) in interleaved(&group, a.rounds) {
             let conns: &[bool] = if a.keepalive_only {
                 &[false]
             } else {
@@ -565,6 +573,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                     for &close in conns {
                         runs.push(HttpRun {
                             subject: s,
+                            round,
                             connection: if close { "close" } else { "keepalive" },
                             url: s.url(),
                             result: None,
@@ -579,6 +588,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
             // address rather than the VIP on its loopback, and the client's connected
             // socket ignores them. Neither is probed.
             if a.rtt_rounds > 0
+                && round == 0
                 && !matches!(
                     s,
                     HttpSubject::Haproxy
@@ -603,7 +613,13 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
             }
             for &close in conns {
                 let connection = if close { "close" } else { "keepalive" };
-                eprintln!("  {:<12} {connection:<9} wrk {} s ...", s.name(), a.seconds);
+                eprintln!(
+                    "  {:<12} {connection:<9} wrk {} s (round {}/{}) ...",
+                    s.name(),
+                    a.seconds,
+                    round + 1,
+                    a.rounds
+                );
                 let r = run_wrk(&tb, &a, &s.url(), close);
                 match &r {
                     Ok(w) => eprintln!(
@@ -622,6 +638,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 };
                 runs.push(HttpRun {
                     subject: s,
+                    round,
                     connection,
                     url: s.url(),
                     result,
@@ -631,7 +648,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
             drop(setup);
         }
     }
-    print_summary(&runs);
+    print_summary(&runs, a.rounds);
     rtt::print_rtts(&rtts);
     if let Some(path) = &a.json {
         let doc = serde_json::json!({
@@ -651,6 +668,8 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "uvsd_worker_core": (!a.unpinned).then_some(a.dut_core),
                 "wrk_cpus": a.wrk_cpus,
                 "rtt_rounds": a.rtt_rounds,
+                "rounds": a.rounds,
+                "round_order": "subjects in the given order in even rounds (from 0), reversed in odd ones; ratios are per round, and their median",
                 "rtt": "UDP to port 53 of the real servers' responders: per round one round trip after 10 ms of silence (cold) and one right after (warm)",
                 "haproxy": "TCP mode, roundrobin, maxconn 8000, default threads",
                 "haproxy-http": "the same in HTTP mode (server-side keep-alive, HAProxy's default)",
@@ -679,10 +698,66 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
     Ok(())
 }
 
-fn find<'a>(runs: &'a [HttpRun], s: HttpSubject, conn: &str) -> Option<&'a WrkResult> {
+/// Each round's result for `s` in connection mode `conn`, by round.
+fn find_rounds<'a>(
+    runs: &'a [HttpRun],
+    s: HttpSubject,
+    conn: &str,
+) -> impl Iterator<Item = (u32, &'a WrkResult)> + 'a {
+    let conn = conn.to_string();
     runs.iter()
-        .find(|r| r.subject == s && r.connection == conn)
-        .and_then(|r| r.result.as_ref())
+        .filter(move |r| r.subject == s && r.connection == conn)
+        .filter_map(|r| r.result.as_ref().map(|w| (r.round, w)))
+}
+
+/// The subjects of one testbed mode, round by round: in the given order in even rounds and
+/// reversed in odd ones.
+fn interleaved(group: &[HttpSubject], rounds: u32) -> Vec<(u32, HttpSubject)> {
+    (0..rounds)
+        .flat_map(|round| {
+            let mut order = group.to_vec();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            order.into_iter().map(move |s| (round, s))
+        })
+        .collect()
+}
+
+/// One pair's ratios in one connection mode: requests/s and p50/p99 latency, per round
+/// where both subjects produced a figure.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct PairRatios {
+    rps: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+}
+
+fn pair_ratios(runs: &[HttpRun], a: HttpSubject, b: HttpSubject, conn: &str) -> PairRatios {
+    let theirs: Vec<(u32, &WrkResult)> = find_rounds(runs, b, conn).collect();
+    let mut out = PairRatios::default();
+    for (round, u) in find_rounds(runs, a, conn) {
+        let Some((_, p)) = theirs.iter().find(|(r, _)| *r == round) else {
+            continue;
+        };
+        out.rps.push(u.requests_per_s / p.requests_per_s.max(1e-9));
+        let lat = |q: f64| u.pct(q).zip(p.pct(q)).map(|(a, b)| a / b.max(1e-9));
+        out.p50.extend(lat(50.0));
+        out.p99.extend(lat(99.0));
+    }
+    out
+}
+
+/// The median (the mean of the middle two for an even count); `None` for none.
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 /// The comparisons: uvs NAT against the layer-4 peers and busy polling; the kernel fast
@@ -708,41 +783,45 @@ const PAIRS: [(HttpSubject, HttpSubject); 16] = [
     (HttpSubject::UvsL7, HttpSubject::NginxProxy),
 ];
 
-/// Each pair's requests/s and p50/p99 latency ratios, per connection mode.
+/// Each pair's requests/s and p50/p99 latency ratios, per connection mode: the median over
+/// the rounds, and each round's.
 pub fn ratios(runs: &[HttpRun]) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for conn in ["keepalive", "close"] {
         for (a, b) in PAIRS {
-            if let (Some(u), Some(p)) = (find(runs, a, conn), find(runs, b, conn)) {
-                let lat = |q: f64| u.pct(q).zip(p.pct(q)).map(|(a, b)| a / b.max(1e-9));
-                out.insert(
-                    format!(
-                        "{}_vs_{}_{conn}",
-                        a.name().replace('-', "_"),
-                        b.name().replace('-', "_")
-                    ),
-                    serde_json::json!({
-                        "rps": u.requests_per_s / p.requests_per_s.max(1e-9),
-                        "p50": lat(50.0),
-                        "p99": lat(99.0),
-                    }),
-                );
+            let r = pair_ratios(runs, a, b, conn);
+            if r.rps.is_empty() {
+                continue;
             }
+            out.insert(
+                format!(
+                    "{}_vs_{}_{conn}",
+                    a.name().replace('-', "_"),
+                    b.name().replace('-', "_")
+                ),
+                serde_json::json!({
+                    "rps": median(&r.rps),
+                    "p50": median(&r.p50),
+                    "p99": median(&r.p99),
+                    "rounds": {"rps": r.rps, "p50": r.p50, "p99": r.p99},
+                }),
+            );
         }
     }
     serde_json::Value::Object(out)
 }
 
-fn print_summary(runs: &[HttpRun]) {
+fn print_summary(runs: &[HttpRun], rounds: u32) {
     println!(
-        "{:<13} {:<9} {:>10} {:>9} {:>9} {:>9} {:>8}",
-        "subject", "conn", "req/s", "p50 us", "p99 us", "p99.9 us", "errors"
+        "{:<13} {:>5} {:<9} {:>10} {:>9} {:>9} {:>9} {:>8}",
+        "subject", "round", "conn", "req/s", "p50 us", "p99 us", "p99.9 us", "errors"
     );
     for r in runs {
         match &r.result {
             Some(w) => println!(
-                "{:<13} {:<9} {:>10.0} {:>9.0} {:>9.0} {:>9.0} {:>8}",
+                "{:<13} {:>5} {:<9} {:>10.0} {:>9.0} {:>9.0} {:>9.0} {:>8}",
                 r.subject.name(),
+                r.round + 1,
                 r.connection,
                 w.requests_per_s,
                 w.pct(50.0).unwrap_or(0.0),
@@ -751,30 +830,46 @@ fn print_summary(runs: &[HttpRun]) {
                 w.errors()
             ),
             None => println!(
-                "{:<12} {:<9} failed: {}",
+                "{:<13} {:>5} {:<9} failed: {}",
                 r.subject.name(),
+                r.round + 1,
                 r.connection,
                 r.error.as_deref().unwrap_or("")
             ),
         }
     }
+    let show = |v: &[f64]| match median(v) {
+        None => "-".to_string(),
+        Some(m) if rounds <= 1 => format!("{m:.2}x"),
+        Some(m) => format!(
+            "{m:.2}x [{}]",
+            v.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    };
     for conn in ["keepalive", "close"] {
         for (a, b) in PAIRS {
             if b == HttpSubject::Direct {
                 continue;
             }
-            if let (Some(u), Some(p)) = (find(runs, a, conn), find(runs, b, conn)) {
-                let lat = |q: f64| u.pct(q).unwrap_or(0.0) / p.pct(q).unwrap_or(1.0).max(1e-9);
-                println!(
-                    "{} / {:<12} {conn:<9} rps {:.2}x  p50 {:.2}x  p99 {:.2}x",
-                    a.name(),
-                    b.name(),
-                    u.requests_per_s / p.requests_per_s.max(1e-9),
-                    lat(50.0),
-                    lat(99.0)
-                );
+            let r = pair_ratios(runs, a, b, conn);
+            if r.rps.is_empty() {
+                continue;
             }
+            println!(
+                "{} / {:<12} {conn:<9} rps {}  p50 {}  p99 {}",
+                a.name(),
+                b.name(),
+                show(&r.rps),
+                show(&r.p50),
+                show(&r.p99)
+            );
         }
+    }
+    if rounds > 1 {
+        println!("(ratios: the median over the rounds, then each round's in [ ])");
     }
 }
 
@@ -823,9 +918,53 @@ mod tests {
     }
 
     #[test]
+    fn rounds_interleave_and_ratios_are_their_median() {
+        let (a, b) = (HttpSubject::UvsNatFast, HttpSubject::Nft);
+        assert_eq!(
+            interleaved(&[a, b], 3),
+            vec![(0, a), (0, b), (1, b), (1, a), (2, a), (2, b)]
+        );
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        let run = |s, round, rps| HttpRun {
+            subject: s,
+            round,
+            connection: "close",
+            url: String::new(),
+            result: Some(WrkResult {
+                requests_per_s: rps,
+                ..Default::default()
+            }),
+            error: None,
+        };
+        // Round 2 of `a` failed: only the rounds with both figures count.
+        let mut runs = vec![
+            run(a, 0, 90.0),
+            run(b, 0, 100.0),
+            run(b, 1, 100.0),
+            run(a, 1, 120.0),
+            run(b, 2, 100.0),
+            run(a, 3, 100.0),
+            run(b, 3, 50.0),
+        ];
+        runs.push(HttpRun {
+            result: None,
+            error: Some("x".into()),
+            ..run(a, 2, 0.0)
+        });
+        let v = ratios(&runs);
+        let k = &v["uvs_nat_fast_vs_nft_close"];
+        assert_eq!(k["rounds"]["rps"], serde_json::json!([0.9, 1.2, 2.0]));
+        assert_eq!(k["rps"], 1.2);
+        assert!(k["p50"].is_null());
+    }
+
+    #[test]
     fn ratios_compare_uvs_with_each_peer() {
         let run = |s, rps, p99| HttpRun {
             subject: s,
+            round: 0,
             connection: "keepalive",
             url: String::new(),
             result: Some(WrkResult {

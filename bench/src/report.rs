@@ -263,6 +263,11 @@ fn http(r: &mut Report, d: &Value) {
         if !subjects.contains(&s) {
             subjects.push(s.clone());
         }
+        // `http --rounds`: every round is a row; the charts below draw the first round's.
+        let s = match run["round"].as_u64() {
+            Some(round) if round > 0 => format!("{s} (round {})", round + 1),
+            _ => s,
+        };
         let res = &run["result"];
         let errors: f64 = [
             "errors_connect",
