@@ -35,12 +35,13 @@ pub enum HttpSubject {
     UvsNatNoSpin,
     /// uvs NAT with `workers.kernel_fast_path: true` (IPv4 forwarding on in the balancer's
     /// namespace while it runs): established packets are rewritten by the XDP program and
-    /// forwarded by the kernel (`dataplane/src/fastpath.rs`).
+    /// forwarded by the kernel (`dataplane/src/fastpath.rs`). Its worker is pinned and
+    /// spins 200 µs (`spin_us: 200`, the workers' default without the fast path).
     UvsNatFast,
-    /// `uvs-nat-fast` with `workers.spin_us: 0` and its worker unpinned, as
-    /// `uvs-nat-nospin`: with the fast path the worker sees only a connection's SYN,
-    /// handshake ACK and FINs, so its spin after each mostly keeps a core from the client
-    /// and the servers.
+    /// The kernel fast path with its defaults: no spin (`spin_us` 0) and the worker
+    /// unpinned, as `uvs-nat-nospin`: with the fast path the worker sees only a
+    /// connection's SYN, handshake ACK and FINs, so a spin after each mostly keeps a core
+    /// from the client and the servers.
     #[serde(rename = "uvs-nat-fast-nospin")]
     UvsNatFastNoSpin,
     UvsDr,
@@ -255,17 +256,26 @@ fn no_spin(cfg: String) -> String {
     cfg.replace("  busy_poll: false\n", "  busy_poll: false\n  spin_us: 0\n")
 }
 
-/// uvs NAT with the kernel fast path (`uvs-nat-fast`).
+/// uvs NAT with the kernel fast path, its worker spinning 200 µs (the workers' default
+/// without the fast path) and pinned to `core` (`uvs-nat-fast`).
 pub fn uvsd_fast_config(core: Option<usize>) -> String {
-    uvsd_http_config("nat", core, false).replace(
-        "  busy_poll: false\n",
-        "  busy_poll: false\n  kernel_fast_path: true\n",
+    fast_path(uvsd_http_config("nat", core, false)).replace(
+        "  kernel_fast_path: true\n",
+        "  kernel_fast_path: true\n  spin_us: 200\n",
     )
 }
 
-/// The kernel fast path with no spin and no pinning (`uvs-nat-fast-nospin`).
+/// The kernel fast path with its defaults: no spin, no pinning (`uvs-nat-fast-nospin`).
 fn uvsd_fast_nospin_config() -> String {
-    no_spin(uvsd_fast_config(None))
+    fast_path(uvsd_http_config("nat", None, false))
+}
+
+/// `cfg` with `workers.kernel_fast_path: true`.
+fn fast_path(cfg: String) -> String {
+    cfg.replace(
+        "  busy_poll: false\n",
+        "  busy_poll: false\n  kernel_fast_path: true\n",
+    )
 }
 
 /// HAProxy in `mode` (tcp, or http: every request parsed, server-side keep-alive).
@@ -676,8 +686,8 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "nginx-proxy": "nginx reverse proxy, worker_processes auto, upstream keepalive 64, HTTP/1.1",
                 "uvs-synproxy": "uvs-nat with syn_proxy: true",
                 "uvs-nat-nospin": "uvs-nat with workers.spin_us: 0, worker unpinned",
-                "uvs-nat-fast": "uvs-nat with workers.kernel_fast_path: true (net.ipv4.ip_forward=1 in the balancer's namespace)",
-                "uvs-nat-fast-nospin": "uvs-nat-fast with workers.spin_us: 0, worker unpinned",
+                "uvs-nat-fast": "uvs-nat with workers.kernel_fast_path: true and spin_us: 200, worker pinned (net.ipv4.ip_forward=1 in the balancer's namespace)",
+                "uvs-nat-fast-nospin": "workers.kernel_fast_path: true with its defaults (spin_us 0), worker unpinned",
                 "nft-xdp": "nft with uvs's XDP program attached to the balancer's interfaces, nothing registered (every frame passes)",
                 "uvs-l7": "uvs-nat as layer: 7, default pool rr over the 3 servers, one path rule",
                 "nft": "dnat to numgen inc mod 3 map (kube-proxy style)",
@@ -904,6 +914,12 @@ mod tests {
         let fast = uvs_config::load_str(&uvsd_fast_nospin_config(), "b.yaml").unwrap();
         assert_eq!((fast.workers.spin_us, fast.workers.cores), (0, None));
         assert!(fast.workers.kernel_fast_path);
+        let spin = uvs_config::load_str(&uvsd_fast_config(Some(1)), "b.yaml").unwrap();
+        assert_eq!(
+            (spin.workers.spin_us, spin.workers.cores),
+            (200, Some(vec![1]))
+        );
+        assert!(spin.workers.kernel_fast_path);
     }
 
     #[test]

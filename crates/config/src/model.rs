@@ -420,7 +420,9 @@ pub struct Workers {
     /// `poll(2)` on its AF_XDP sockets until a frame arrives.
     pub busy_poll: bool,
     /// Microseconds an idle worker keeps polling (yielding its core between empty polls)
-    /// before it sleeps, `..=1_000_000`, default 200; 0: it sleeps at the first empty poll.
+    /// before it sleeps, `..=1_000_000`, default 200, or 0 with `kernel_fast_path` (its
+    /// workers see a connection's handshake and close only); 0: it sleeps at the first
+    /// empty poll.
     /// A polling worker keeps its core busy, so the scheduler wakes the client and real
     /// servers it forwards to on another core (a wake-up across cores costs 15–50 µs on
     /// the test VMs); one that sleeps at once can share their core, when the scheduler

@@ -88,6 +88,13 @@ fn workers_spin_200_us_before_sleeping_unless_told_otherwise() {
     assert_eq!((c.workers.busy_poll, c.workers.spin_us), (false, 200));
     let c = load(&format!("{IFACE}workers: {{ spin_us: 0 }}\n"));
     assert_eq!(c.workers.spin_us, 0);
+    // With the kernel fast path the spin defaults to none; a spin given stays.
+    let c = load(&format!("{IFACE}workers: {{ kernel_fast_path: true }}\n"));
+    assert_eq!(c.workers.spin_us, 0);
+    let c = load(&format!(
+        "{IFACE}workers: {{ kernel_fast_path: true, spin_us: 200 }}\n"
+    ));
+    assert_eq!(c.workers.spin_us, 200);
     let again = load(&to_yaml(&c));
     assert_eq!(again.workers, c.workers);
     let e = load_str(

@@ -897,8 +897,9 @@ fn interface(cx: &Ctx<'_>, base: &str, r: RawInterface) -> Result<Interface> {
     })
 }
 
-/// `workers.spin_us` when absent: a steady flow never waits for a wake-up between bursts,
-/// and an idle worker costs little (uvs_dataplane::worker::DEFAULT_SPIN).
+/// `workers.spin_us` when absent (and the kernel fast path is off; with it, 0): a steady
+/// flow never waits for a wake-up between bursts, and an idle worker costs little
+/// (uvs_dataplane::worker::DEFAULT_SPIN).
 const DEFAULT_SPIN_US: u32 = 200;
 
 fn workers(cx: &Ctx<'_>, raw: crate::raw::RawWorkers, max_queues: u32) -> Result<Workers> {
@@ -938,7 +939,13 @@ fn workers(cx: &Ctx<'_>, raw: crate::raw::RawWorkers, max_queues: u32) -> Result
             Some(seen)
         }
     };
+    let kernel_fast_path = raw.kernel_fast_path.unwrap_or(false);
     let spin_us = match raw.spin_us {
+        // With the kernel fast path a worker sees a connection's SYN, handshake ACK and FINs
+        // only, so a spin after each mostly holds a core the client, the real servers and
+        // the kernel's forwarding would use (bench/README.md, "The fast path's default:
+        // no spin").
+        None if kernel_fast_path => 0,
         None => DEFAULT_SPIN_US,
         Some(v) => cx.range(
             "workers.spin_us",
@@ -954,7 +961,7 @@ fn workers(cx: &Ctx<'_>, raw: crate::raw::RawWorkers, max_queues: u32) -> Result
         busy_poll: raw.busy_poll.unwrap_or(false),
         spin_us,
         flow_cache: raw.flow_cache.unwrap_or(true),
-        kernel_fast_path: raw.kernel_fast_path.unwrap_or(false),
+        kernel_fast_path,
     })
 }
 
