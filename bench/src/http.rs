@@ -248,33 +248,31 @@ pub fn uvsd_http_config_with(
 
 /// uvs NAT with no spin before the worker's sleep and no pinning (`uvs-nat-nospin`).
 fn uvsd_nospin_config() -> String {
-    no_spin(uvsd_http_config("nat", None, false))
-}
-
-/// `cfg` with `workers.spin_us: 0`.
-fn no_spin(cfg: String) -> String {
-    cfg.replace("  busy_poll: false\n", "  busy_poll: false\n  spin_us: 0\n")
+    with_workers(uvsd_http_config("nat", None, false), "  spin_us: 0\n")
 }
 
 /// uvs NAT with the kernel fast path, its worker spinning 200 µs (the workers' default
 /// without the fast path) and pinned to `core` (`uvs-nat-fast`).
 pub fn uvsd_fast_config(core: Option<usize>) -> String {
-    fast_path(uvsd_http_config("nat", core, false)).replace(
-        "  kernel_fast_path: true\n",
+    with_workers(
+        uvsd_http_config("nat", core, false),
         "  kernel_fast_path: true\n  spin_us: 200\n",
     )
 }
 
 /// The kernel fast path with its defaults: no spin, no pinning (`uvs-nat-fast-nospin`).
 fn uvsd_fast_nospin_config() -> String {
-    fast_path(uvsd_http_config("nat", None, false))
+    with_workers(
+        uvsd_http_config("nat", None, false),
+        "  kernel_fast_path: true\n",
+    )
 }
 
-/// `cfg` with `workers.kernel_fast_path: true`.
-fn fast_path(cfg: String) -> String {
+/// `cfg` with `lines` added to its `workers` section.
+fn with_workers(cfg: String, lines: &str) -> String {
     cfg.replace(
         "  busy_poll: false\n",
-        "  busy_poll: false\n  kernel_fast_path: true\n",
+        &format!("  busy_poll: false\n{lines}"),
     )
 }
 
@@ -712,9 +710,8 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
 fn find_rounds<'a>(
     runs: &'a [HttpRun],
     s: HttpSubject,
-    conn: &str,
+    conn: &'a str,
 ) -> impl Iterator<Item = (u32, &'a WrkResult)> + 'a {
-    let conn = conn.to_string();
     runs.iter()
         .filter(move |r| r.subject == s && r.connection == conn)
         .filter_map(|r| r.result.as_ref().map(|w| (r.round, w)))
