@@ -8,6 +8,7 @@
 #
 #   scripts/fuzz.sh                         every target, 60 s each (CI)
 #   UVS_FUZZ_SECONDS=600 scripts/fuzz.sh    longer local runs
+#   UVS_FUZZ_JOBS=1 scripts/fuzz.sh         one target at a time (default: one per CPU)
 #   scripts/fuzz.sh pipeline bursts         only these targets
 #
 # Needs cargo-fuzz (`.ci/run --deps-only` installs it). Only stable Rust is assumed:
@@ -55,39 +56,66 @@ for t in "${selected[@]}"; do
   (cd "$dir" && cargo fuzz build --sanitizer none --target-dir "$target_dir" "$name")
 done
 
-failed=()
-summary=()
-for t in "${selected[@]}"; do
-  read -r dir name max_len seeds_of flags <<<"$t"
-  seeds=seeds/${seeds_of:-$name}
-  corpus=$target_dir/corpus/$name
-  artifacts=$target_dir/artifacts/$name
-  log=$target_dir/logs/$name.log
+# One target's bounded run; its summary line goes to $target_dir/logs/<name>.summary and
+# its failure report to stderr. libFuzzer runs one thread, so the runs go UVS_FUZZ_JOBS at a
+# time (default: one per CPU), each still fuzzing for its full time on a core of its own.
+run_one() {
+  local dir=$1 name=$2 max_len=$3 seeds_of=$4 flags=$5
+  local seeds=seeds/${seeds_of:-$name}
+  local corpus=$target_dir/corpus/$name
+  local artifacts=$target_dir/artifacts/$name
+  local log=$target_dir/logs/$name.log
+  local out=$target_dir/logs/$name.summary
   mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
+  rm -f "$out"
   echo "== fuzz: $name for ${seconds}s (seeds: $dir/$seeds, corpus: $corpus)"
-  status=0
+  local status=0
   (cd "$dir" && cargo fuzz run --sanitizer none --target-dir "$target_dir" "$name" \
     "$corpus" "$seeds" -- \
     -max_total_time="$seconds" -max_len="$max_len" -timeout=10 \
     -artifact_prefix="$artifacts/" -print_final_stats=1 ${flags:-}) >"$log" 2>&1 || status=$?
+  local runs cov corpus_size
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -Eo 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2 || true)
   corpus_size=$(find "$corpus" -type f | wc -l)
   if [ "$status" = 0 ]; then
-    line="$name: ${runs:-?} executions in ${seconds}s, coverage ${cov:-?} edges, corpus $corpus_size inputs, no crash"
+    echo "$name: ${runs:-?} executions in ${seconds}s, coverage ${cov:-?} edges, corpus $corpus_size inputs, no crash" >"$out"
   else
-    line="$name: FAILED after ${runs:-?} executions (exit $status)"
-    failed+=("$name")
-    echo "---- $name: last lines of $log" >&2
-    grep -v -E '^#[0-9]+ +(NEW|REDUCE|pulse)' "$log" | tail -60 >&2 || true
-    for crash in $(grep -Eo "Test unit written to [^ ]+" "$log" | awk '{print $5}' || true); do
-      [ -f "$crash" ] || continue
-      echo "---- crashing input $crash ($(wc -c <"$crash") bytes), base64:" >&2
-      base64 -w 76 "$crash" >&2
-      echo "---- reproduce: (cd $dir && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none $name $crash)" >&2
-    done
+    {
+      echo "---- $name: last lines of $log"
+      grep -v -E '^#[0-9]+ +(NEW|REDUCE|pulse)' "$log" | tail -60 || true
+      for crash in $(grep -Eo "Test unit written to [^ ]+" "$log" | awk '{print $5}' || true); do
+        [ -f "$crash" ] || continue
+        echo "---- crashing input $crash ($(wc -c <"$crash") bytes), base64:"
+        base64 -w 76 "$crash"
+        echo "---- reproduce: (cd $dir && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none $name $crash)"
+      done
+    } >&2
+    echo "$name: FAILED after ${runs:-?} executions (exit $status)" >"$out"
   fi
-  echo "$line"
+}
+
+jobs_max=${UVS_FUZZ_JOBS:-$(nproc)}
+case $jobs_max in '' | *[!0-9]* | 0) echo "fuzz: UVS_FUZZ_JOBS must be a positive whole number" >&2; exit 2 ;; esac
+pids=()
+for t in "${selected[@]}"; do
+  read -r dir name max_len seeds_of flags <<<"$t"
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do
+    wait -n || true
+  done
+  run_one "$dir" "$name" "$max_len" "${seeds_of:-}" "${flags:-}" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do
+  wait "$p" || true
+done
+
+failed=()
+summary=()
+for t in "${selected[@]}"; do
+  read -r _ name _ <<<"$t"
+  line=$(cat "$target_dir/logs/$name.summary" 2>/dev/null || echo "$name: FAILED (no result)")
+  case $line in *FAILED*) failed+=("$name") ;; esac
   summary+=("$line")
 done
 

@@ -54,6 +54,10 @@ pub enum HttpSubject {
     /// passes to the kernel, as the kernel fast path's do. The kernel path plus the hook
     /// `uvs-nat-fast` needs, so the difference from `nft` is the hook's own cost on veth.
     NftXdp,
+    /// nftables DNAT to the first real server only, the one `direct` reaches: against
+    /// `direct`, the cost of conntrack and NAT on the same path to the same server; against
+    /// `nft`, the cost of spreading over three servers.
+    NftOne,
     Haproxy,
     HaproxyHttp,
     NginxProxy,
@@ -61,10 +65,11 @@ pub enum HttpSubject {
 }
 
 impl HttpSubject {
-    const ALL: [HttpSubject; 15] = [
+    const ALL: [HttpSubject; 16] = [
         HttpSubject::Direct,
         HttpSubject::Nft,
         HttpSubject::NftXdp,
+        HttpSubject::NftOne,
         HttpSubject::Haproxy,
         HttpSubject::HaproxyHttp,
         HttpSubject::NginxProxy,
@@ -103,6 +108,7 @@ impl HttpSubject {
             HttpSubject::UvsL7 => "uvs-l7",
             HttpSubject::Nft => "nft",
             HttpSubject::NftXdp => "nft-xdp",
+            HttpSubject::NftOne => "nft-one",
             HttpSubject::Haproxy => "haproxy",
             HttpSubject::HaproxyHttp => "haproxy-http",
             HttpSubject::NginxProxy => "nginx-proxy",
@@ -116,7 +122,7 @@ impl HttpSubject {
             .find(|x| x.name() == s)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown subject '{s}' (uvs-nat, uvs-nat-busy, uvs-nat-nospin, uvs-nat-fast, uvs-nat-fast-nospin, uvs-dr, uvs-fullnat, uvs-synproxy, uvs-l7, nft, nft-xdp, haproxy, haproxy-http, nginx-proxy, direct)"
+                    "unknown subject '{s}' (uvs-nat, uvs-nat-busy, uvs-nat-nospin, uvs-nat-fast, uvs-nat-fast-nospin, uvs-dr, uvs-fullnat, uvs-synproxy, uvs-l7, nft, nft-xdp, nft-one, haproxy, haproxy-http, nginx-proxy, direct)"
                 )
             })
     }
@@ -148,10 +154,10 @@ pub struct HttpArgs {
     /// Testbed tag (≤ 8 characters).
     #[arg(long, default_value = "bhttp")]
     pub tag: String,
-    /// Subjects (direct, nft, nft-xdp, haproxy, haproxy-http, nginx-proxy, uvs-nat, uvs-nat-busy,
-    /// uvs-nat-nospin, uvs-nat-fast, uvs-synproxy, uvs-l7, uvs-dr, uvs-fullnat); by default all but the
-    /// layer-7 comparison (uvs-synproxy, uvs-l7, haproxy-http, nginx-proxy) and
-    /// uvs-nat-nospin.
+    /// Subjects (direct, nft, nft-xdp, nft-one, haproxy, haproxy-http, nginx-proxy, uvs-nat,
+    /// uvs-nat-busy, uvs-nat-nospin, uvs-nat-fast, uvs-nat-fast-nospin, uvs-synproxy, uvs-l7,
+    /// uvs-dr, uvs-fullnat); by default direct, nft, haproxy, uvs-nat, uvs-nat-busy, uvs-dr
+    /// and uvs-fullnat, the others by name only.
     #[arg(long, value_delimiter = ',', default_values_t = HttpSubject::DEFAULT.iter().map(|s| s.name().to_string()).collect::<Vec<_>>())]
     pub subjects: Vec<String>,
     /// Seconds per wrk run.
@@ -414,14 +420,24 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
                 .context("starting nginx (apt-get install nginx-light)")?;
             Setup::Process(Spawned::new("nginx", child), Some(tb))
         }
-        HttpSubject::Nft | HttpSubject::NftXdp => {
-            let peer = KernelPeer::set_up(tb, Some(("tcp", 80)), None)?;
+        HttpSubject::Nft | HttpSubject::NftXdp | HttpSubject::NftOne => {
+            let reals = if s == HttpSubject::NftOne {
+                1
+            } else {
+                REALS.len()
+            };
+            let peer = KernelPeer::set_up(tb, Some(("tcp", 80, reals)), None)?;
             // The round-trip probes' UDP service, in the same table (removed with it).
+            let map: Vec<String> = REALS[..reals]
+                .iter()
+                .enumerate()
+                .map(|(i, r)| format!("{i} : {r}"))
+                .collect();
             tb.nft(
                 "lb",
                 &format!(
-                    "add rule ip uvsbench prerouting ip daddr {VIP} udp dport 53 dnat to numgen inc mod 3 map {{ 0 : {}, 1 : {}, 2 : {} }}\n",
-                    REALS[0], REALS[1], REALS[2]
+                    "add rule ip uvsbench prerouting ip daddr {VIP} udp dport 53 dnat to numgen inc mod {reals} map {{ {} }}\n",
+                    map.join(", ")
                 ),
             )?;
             if s == HttpSubject::NftXdp {
@@ -689,6 +705,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "nft-xdp": "nft with uvs's XDP program attached to the balancer's interfaces, nothing registered (every frame passes)",
                 "uvs-l7": "uvs-nat as layer: 7, default pool rr over the 3 servers, one path rule",
                 "nft": "dnat to numgen inc mod 3 map (kube-proxy style)",
+                "nft-one": "the same to 198.18.1.11 only (direct's server): conntrack and NAT on direct's path",
                 "direct": "to 198.18.1.11 through the balancer namespace's kernel routing",
                 "client_sysctls": "ip_local_port_range 1024-65535, tcp_tw_reuse 1",
             },
@@ -771,13 +788,15 @@ fn median(values: &[f64]) -> Option<f64> {
 /// path against nftables with and without the XDP hook it needs; the SYN proxy and the layer-7
 /// service against the proxies that terminate TCP (HAProxy in HTTP mode, nginx) and
 /// against plain uvs NAT.
-const PAIRS: [(HttpSubject, HttpSubject); 16] = [
+const PAIRS: [(HttpSubject, HttpSubject); 18] = [
     (HttpSubject::UvsNat, HttpSubject::Nft),
     (HttpSubject::UvsNatNoSpin, HttpSubject::Nft),
     (HttpSubject::UvsNatFast, HttpSubject::Nft),
     (HttpSubject::UvsNatFast, HttpSubject::NftXdp),
     (HttpSubject::UvsNatFastNoSpin, HttpSubject::Nft),
     (HttpSubject::NftXdp, HttpSubject::Nft),
+    (HttpSubject::Direct, HttpSubject::Nft),
+    (HttpSubject::NftOne, HttpSubject::Nft),
     (HttpSubject::UvsNatNoSpin, HttpSubject::UvsNat),
     (HttpSubject::UvsNat, HttpSubject::Haproxy),
     (HttpSubject::UvsNat, HttpSubject::Direct),

@@ -263,7 +263,7 @@ fn http(r: &mut Report, d: &Value) {
         if !subjects.contains(&s) {
             subjects.push(s.clone());
         }
-        // `http --rounds`: every round is a row; the charts below draw the first round's.
+        // `http --rounds`: every round is a row; the charts below draw the rounds' median.
         let s = match run["round"].as_u64() {
             Some(round) if round > 0 => format!("{s} (round {})", round + 1),
             _ => s,
@@ -315,11 +315,32 @@ fn http(r: &mut Report, d: &Value) {
             );
         }
     }
-    let find = |s: &str, c: &str| {
-        runs.iter()
-            .find(|x| x["subject"] == s && x["connection"] == c)
+    // A subject's rounds of one connection mode that produced a figure, by requests per
+    // second (one for a run without `--rounds`).
+    let rounds = |s: &str, c: &str| -> Vec<(f64, &Value)> {
+        let mut v: Vec<(f64, &Value)> = runs
+            .iter()
+            .filter(|x| x["subject"] == s && x["connection"] == c)
             .map(|x| &x["result"])
-            .filter(|x| !x.is_null())
+            .filter_map(|x| Some((f(&x["requests_per_s"])?, x)))
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    };
+    // The bars: the median of the rounds' requests per second.
+    let median_rps = |s: &str, c: &str| {
+        let v = rounds(s, c);
+        let n = v.len();
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => Some(v[n / 2].0),
+            _ => Some((v[n / 2 - 1].0 + v[n / 2].0) / 2.0),
+        }
+    };
+    // The latency curves: the median round's (the lower of the two middle ones).
+    let find = |s: &str, c: &str| {
+        let v = rounds(s, c);
+        v.get(v.len().saturating_sub(1) / 2).map(|x| x.1)
     };
     let series: Vec<BarSeries> = ["keepalive", "close"]
         .iter()
@@ -327,11 +348,7 @@ fn http(r: &mut Report, d: &Value) {
             name: (*c).into(),
             values: subjects
                 .iter()
-                .map(|s| {
-                    find(s, c)
-                        .and_then(|x| f(&x["requests_per_s"]))
-                        .map(|v| v / 1e3)
-                })
+                .map(|s| median_rps(s, c).map(|v| v / 1e3))
                 .collect(),
         })
         .collect();
@@ -467,6 +484,36 @@ mod tests {
         assert!(r.markdown.contains("| nft | – | – | – | boom |"));
         assert!(r.markdown.contains("| uvs / l2fwd | 0.90 | 0.95 |"));
         assert_eq!(r.plots.len(), 1);
+    }
+
+    #[test]
+    fn http_bars_draw_the_rounds_median() {
+        let run = |subject: &str, round: u64, rps: Option<f64>| {
+            json!({
+                "subject": subject, "connection": "keepalive", "round": round,
+                "result": rps.map(|r| json!({"requests_per_s": r, "percentiles": [[50.0, r / 1000.0]]})),
+                "error": if rps.is_none() { json!("boom") } else { json!(null) }
+            })
+        };
+        let d = json!({
+            "benchmark": "http",
+            "results": [
+                run("nft", 0, Some(100_000.0)), run("nft", 1, Some(300_000.0)),
+                run("nft", 2, Some(200_000.0)), run("nft", 3, None),
+                run("direct", 0, Some(100_000.0)), run("direct", 1, Some(400_000.0)),
+            ]
+        });
+        let r = build(&[("h.json".into(), d)]).unwrap();
+        let bars = &r.plots.iter().find(|p| p.0 == "http-rps.svg").unwrap().1;
+        // nft: the middle of three (the failed round left out); direct: between two.
+        assert!(bars.contains("<title>keepalive: 200.0</title>"), "{bars}");
+        assert!(bars.contains("<title>keepalive: 250.0</title>"), "{bars}");
+        assert!(!bars.contains("<title>keepalive: 100.0</title>"), "{bars}");
+        assert!(
+            r.markdown.contains("| nft (round 4) | keepalive | – |"),
+            "{}",
+            r.markdown
+        );
     }
 
     #[test]

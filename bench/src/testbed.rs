@@ -278,10 +278,16 @@ pub fn parse_nft_packets(out: &str) -> Option<u64> {
     None
 }
 
-pub(crate) fn dnat_rules(proto: &str, port: u16) -> String {
+pub(crate) fn dnat_rules(proto: &str, port: u16, reals: usize) -> String {
+    let reals = reals.clamp(1, REALS.len());
+    let map: Vec<String> = REALS[..reals]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("{i} : {r}"))
+        .collect();
     format!(
-        "table ip uvsbench {{\n chain prerouting {{\n  type nat hook prerouting priority dstnat; policy accept;\n  ip daddr {VIP} {proto} dport {port} dnat to numgen inc mod 3 map {{ 0 : {}, 1 : {}, 2 : {} }}\n }}\n}}\n",
-        REALS[0], REALS[1], REALS[2]
+        "table ip uvsbench {{\n chain prerouting {{\n  type nat hook prerouting priority dstnat; policy accept;\n  ip daddr {VIP} {proto} dport {port} dnat to numgen inc mod {reals} map {{ {} }}\n }}\n}}\n",
+        map.join(", ")
     )
 }
 
@@ -438,7 +444,7 @@ fn run_subject(
         Subject::Nft => {
             _kernel = Some(KernelPeer::set_up(
                 tb,
-                Some(("udp", UDP_PORT)),
+                Some(("udp", UDP_PORT, REALS.len())),
                 Some(o.dut_core),
             )?)
         }
@@ -550,8 +556,13 @@ mod tests {
 
     #[test]
     fn dnat_rule_is_kube_proxy_style() {
-        let r = dnat_rules("udp", 9);
+        let r = dnat_rules("udp", 9, 3);
         assert!(r.contains("udp dport 9 dnat to numgen inc mod 3 map { 0 : 198.18.1.11, 1 : 198.18.1.12, 2 : 198.18.1.13 }"), "{r}");
+        let one = dnat_rules("tcp", 80, 1);
+        assert!(
+            one.contains("tcp dport 80 dnat to numgen inc mod 1 map { 0 : 198.18.1.11 }"),
+            "{one}"
+        );
     }
 
     #[test]

@@ -164,7 +164,8 @@ impl Drop for Testbed {
 }
 
 /// The kernel peers' setup in the balancer namespace: forwarding on, receive processing
-/// of the client link moved to `dut_core` by RPS, nftables DNAT for `nft`.
+/// of the client link moved to `dut_core` by RPS, nftables DNAT for `nft` (over the first
+/// `reals` real servers).
 pub struct KernelPeer<'a> {
     tb: &'a Testbed,
     nft: bool,
@@ -173,7 +174,7 @@ pub struct KernelPeer<'a> {
 impl<'a> KernelPeer<'a> {
     pub fn set_up(
         tb: &'a Testbed,
-        nft: Option<(&str, u16)>,
+        nft: Option<(&str, u16, usize)>,
         rps_core: Option<usize>,
     ) -> Result<KernelPeer<'a>> {
         let peer = KernelPeer {
@@ -190,8 +191,8 @@ impl<'a> KernelPeer<'a> {
                 ),
             )?;
         }
-        if let Some((proto, port)) = nft {
-            tb.nft("lb", &super::dnat_rules(proto, port))?;
+        if let Some((proto, port, reals)) = nft {
+            tb.nft("lb", &super::dnat_rules(proto, port, reals))?;
         }
         Ok(peer)
     }
