@@ -428,16 +428,11 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
             };
             let peer = KernelPeer::set_up(tb, Some(("tcp", 80, reals)), None)?;
             // The round-trip probes' UDP service, in the same table (removed with it).
-            let map: Vec<String> = REALS[..reals]
-                .iter()
-                .enumerate()
-                .map(|(i, r)| format!("{i} : {r}"))
-                .collect();
             tb.nft(
                 "lb",
                 &format!(
-                    "add rule ip uvsbench prerouting ip daddr {VIP} udp dport 53 dnat to numgen inc mod {reals} map {{ {} }}\n",
-                    map.join(", ")
+                    "add rule ip uvsbench prerouting ip daddr {VIP} udp dport 53 {}\n",
+                    crate::testbed::dnat_to(reals)
                 ),
             )?;
             if s == HttpSubject::NftXdp {

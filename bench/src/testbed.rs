@@ -279,6 +279,14 @@ pub fn parse_nft_packets(out: &str) -> Option<u64> {
 }
 
 pub(crate) fn dnat_rules(proto: &str, port: u16, reals: usize) -> String {
+    format!(
+        "table ip uvsbench {{\n chain prerouting {{\n  type nat hook prerouting priority dstnat; policy accept;\n  ip daddr {VIP} {proto} dport {port} {}\n }}\n}}\n",
+        dnat_to(reals)
+    )
+}
+
+/// nftables' `dnat to` over the first `reals` real servers in turn (kube-proxy style).
+pub(crate) fn dnat_to(reals: usize) -> String {
     let reals = reals.clamp(1, REALS.len());
     let map: Vec<String> = REALS[..reals]
         .iter()
@@ -286,7 +294,7 @@ pub(crate) fn dnat_rules(proto: &str, port: u16, reals: usize) -> String {
         .map(|(i, r)| format!("{i} : {r}"))
         .collect();
     format!(
-        "table ip uvsbench {{\n chain prerouting {{\n  type nat hook prerouting priority dstnat; policy accept;\n  ip daddr {VIP} {proto} dport {port} dnat to numgen inc mod {reals} map {{ {} }}\n }}\n}}\n",
+        "dnat to numgen inc mod {reals} map {{ {} }}",
         map.join(", ")
     )
 }
