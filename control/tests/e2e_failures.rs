@@ -273,6 +273,7 @@ fn a_syn_flood_does_not_lock_clients_out_after_it_ends() {
         "flood: {}",
         String::from_utf8_lossy(&flood.stderr)
     );
+    let ended = Instant::now();
     let metrics = tb.metrics();
     let refused = metrics
         .lines()
@@ -285,12 +286,29 @@ fn a_syn_flood_does_not_lock_clients_out_after_it_ends() {
         "the flood filled the table (table_full drops):\n{metrics}"
     );
     // What happened is told: the entries the defence dropped are counted, and the log
-    // says the table was full (as the kernel's "nf_conntrack: table full" does).
+    // says the table was full (as the kernel's "nf_conntrack: table full" does). Both come
+    // from the control thread's sweep, every 100 ms, and the flood may end within a second
+    // (as many SYNs as python sends): on a loaded machine the sweep that finds the table
+    // full may come after it. The flood's half-open entries stay (SYN_RECV, 30 s), so the
+    // next sweep drops some of them.
+    let t = Instant::now();
+    let (mut metrics, mut log) = (metrics, tb.uvsd_log());
+    while (metric_sum(&metrics, "uvs_conn_table_dropped_total") == 0.0
+        || !log.contains("connection table full"))
+        && t.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        metrics = tb.metrics();
+        log = tb.uvsd_log();
+    }
+    eprintln!(
+        "the defence's work was told {:?} after the flood ended",
+        t.elapsed()
+    );
     assert!(
         metric_sum(&metrics, "uvs_conn_table_dropped_total") > 0.0,
-        "drop_entry's removals counted:\n{metrics}"
+        "drop_entry's removals counted within 5 s of the flood's end:\n{metrics}"
     );
-    let log = tb.uvsd_log();
     assert!(
         log.contains("connection table full"),
         "the log says the table was full:\n{log}"
@@ -303,7 +321,7 @@ fn a_syn_flood_does_not_lock_clients_out_after_it_ends() {
     );
     // A legitimate client is served soon after the flood's end (the goal is 2 s;
     // the bound leaves room for a loaded machine, the time is printed).
-    let t0 = Instant::now();
+    let t0 = ended;
     let mut answers = Vec::new();
     while t0.elapsed() < Duration::from_secs(5) {
         let o = tb.exec(
