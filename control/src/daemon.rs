@@ -469,10 +469,16 @@ impl Core {
                 gone.push((id, *c));
             }
         });
+        let fast = self.shared.fast.active();
         let mut n = 0;
         for (id, c) in gone {
             if self.shared.conns.remove(id) {
                 lifecycle::unbind(&tables, &c);
+                // Its kernel fast-path lines go too: the XDP program must not forward the
+                // removed connection's packets to the server for the rest of a window.
+                if let Some(fast) = fast {
+                    uvs_dataplane::fastpath::expire_conn(fast, &c);
+                }
                 n += 1;
             }
         }

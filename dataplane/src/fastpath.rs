@@ -27,8 +27,9 @@
 //! - Time: a line holds for [`WINDOW_NS`] after it was written. The flow's first packet
 //!   after that goes to a worker, which refreshes the connection's deadline, checks its
 //!   real server (expire_nodest_conn) and writes the line again. So an active flow's entry
-//!   is refreshed at least once per window, and a real server that went down keeps its
-//!   fast-path flows for at most one window.
+//!   is refreshed at least once per window. A connection the control thread removes (its
+//!   real server went down under expire_nodest_conn) has its lines ended at once
+//!   ([`expire_conn`]); one a worker is rewriting at that moment runs out within a window.
 //! - Snapshot: a worker that loads a new tables snapshot (a reload, an admin change)
 //!   empties every line first ([`clear_all`]).
 //! - Counts: the program counts each line's packets and bytes; a worker takes them when
@@ -268,6 +269,27 @@ pub(crate) fn clear_flow(
             }
         }
     }
+}
+
+/// Ends the lines of a connection the control thread removed from the table
+/// (`expire_nodest_conn`, a real server gone down), so its packets cross to the workers,
+/// which no longer find it, at once rather than within a window. The counts stay in the
+/// lines for worker 0's harvest (the control thread writes no worker's counter slot). A
+/// line a worker is writing at that moment is left to it: such a line runs out within a
+/// window, as before.
+pub fn expire_conn<C: uvs_conntrack::ConnView>(fast: &[Arc<dyn FastTable>], c: &C) -> usize {
+    let Some(keys) = conn_keys(c) else {
+        return 0;
+    };
+    let mut n = 0;
+    for t in fast {
+        for k in &keys {
+            if t.line(k).expire(k) == Ok(true) {
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 /// Empties every line (a new snapshot: the lines' slots and rewrites may be stale),

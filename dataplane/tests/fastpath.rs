@@ -192,6 +192,38 @@ fn a_reset_clears_the_lines() {
 }
 
 #[test]
+fn a_connection_the_control_thread_removes_loses_its_lines_at_once() {
+    let (mut lab, t) = lab_with_fast(Method::Nat);
+    let to_server = one(lab.burst_both(&[(0, client_tcp(8, tk::SYN, b""))]), 1);
+    let syn_ack = answer(&to_server, tk::SYN_ACK);
+    one(lab.burst_both(&[(1, syn_ack.clone())]), 0);
+    one(lab.burst_both(&[(0, client_tcp(8, tk::ACK, b""))]), 1);
+    let (k, back) = (key(&client_tcp(8, tk::ACK, b"")), key(&syn_ack));
+    assert!(read(&t, &k).is_some() && read(&t, &back).is_some());
+    t[0].line(&k).count(60);
+    // What expire_nodest_conn does when the connection's server goes down: the entry
+    // leaves the table, then its lines end.
+    let mut conns = Vec::new();
+    lab.shared.conns.for_each(|id, c, _| conns.push((id, *c)));
+    assert_eq!(conns.len(), 1);
+    let (id, c) = conns[0];
+    assert!(lab.shared.conns.remove(id));
+    let fast = lab.shared.fast.active().expect("on");
+    assert_eq!(
+        uvs_dataplane::fastpath::expire_conn(fast, &c),
+        4,
+        "2 lines × 2 tables"
+    );
+    assert_eq!(read(&t, &k), None, "the client's packets go to the workers");
+    assert_eq!(read(&t, &back), None, "and the server's");
+    assert_eq!(
+        t[0].line(&k).take().map(|x| x.packets),
+        Some(1),
+        "the counts wait for the harvest"
+    );
+}
+
+#[test]
 fn udp_flows_get_lines_and_a_new_snapshot_clears_every_line() {
     let (mut lab, t) = lab_with_fast(Method::Nat);
     let dgram = tk::udp(

@@ -280,6 +280,21 @@ impl FastLine {
         Ok(taken)
     }
 
+    /// Ends the line at once if it holds `key` (its time set to 0, so the program hands the
+    /// flow's packets to the workers), keeping its counts for whoever takes them next
+    /// (worker 0's harvest, or the flow that writes the line): for a writer that may not
+    /// credit counts itself (the control thread; a counter slot has one writer). `Ok(true)`
+    /// when the line held `key`; `Err(Busy)` when another writer held it.
+    pub fn expire(&self, key: &FastKey) -> Result<bool, Busy> {
+        let s = self.lock().ok_or(Busy)?;
+        let held = self.kind.load(Ordering::Relaxed) != 0 && self.key_locked() == *key;
+        if held {
+            self.until_ns.store(0, Ordering::Relaxed);
+        }
+        self.unlock(s);
+        Ok(held)
+    }
+
     /// Empties the line, whatever it holds: its flow's last counts.
     pub fn clear_any(&self) -> Result<Option<Taken>, Busy> {
         let s = self.lock().ok_or(Busy)?;
@@ -524,6 +539,36 @@ mod tests {
         };
         line.offer(&own, 0).unwrap();
         assert_eq!(line.read(&established.key, 0), Some(own));
+    }
+
+    #[test]
+    fn an_expired_line_passes_its_packets_to_the_workers_and_keeps_its_counts() {
+        let t = MemFastTable::default();
+        let e = entry(40000, u64::MAX);
+        let line = t.line(&e.key);
+        line.install(&e).unwrap();
+        line.count(100);
+        assert_eq!(
+            line.expire(&entry(40001, 0).key),
+            Ok(false),
+            "another tuple: kept"
+        );
+        assert_eq!(line.read(&e.key, 0), Some(e));
+        assert_eq!(line.expire(&e.key), Ok(true));
+        assert_eq!(line.read(&e.key, 0), None, "no packet takes it any more");
+        let taken = line.take().expect("the counts stay for the harvest");
+        assert_eq!((taken.packets, taken.bytes, taken.real), (1, 100, 1));
+        // Expired, it gives way to another flow's handshake as a line run out does.
+        let other = FastEntry {
+            key: FastKey::new([9, 9, 9, 9], [198, 18, 100, 1], 1, 80, 6),
+            weak: true,
+            ..e
+        };
+        line.offer(&other, 1).unwrap();
+        assert_eq!(line.read(&other.key, 0), Some(other));
+        let s = line.lock().unwrap();
+        assert_eq!(line.expire(&other.key), Err(Busy));
+        line.unlock(s);
     }
 
     #[test]
