@@ -97,18 +97,14 @@ run_one() {
 
 jobs_max=${UVS_FUZZ_JOBS:-$(nproc)}
 case $jobs_max in '' | *[!0-9]* | 0) echo "fuzz: UVS_FUZZ_JOBS must be a positive whole number" >&2; exit 2 ;; esac
-pids=()
 for t in "${selected[@]}"; do
   read -r dir name max_len seeds_of flags <<<"$t"
   while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do
     wait -n || true
   done
   run_one "$dir" "$name" "$max_len" "${seeds_of:-}" "${flags:-}" &
-  pids+=($!)
 done
-for p in "${pids[@]}"; do
-  wait "$p" || true
-done
+wait
 
 failed=()
 summary=()

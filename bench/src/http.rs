@@ -768,7 +768,7 @@ fn pair_ratios(runs: &[HttpRun], a: HttpSubject, b: HttpSubject, conn: &str) -> 
 }
 
 /// The median (the mean of the middle two for an even count); `None` for none.
-fn median(values: &[f64]) -> Option<f64> {
+pub(crate) fn median(values: &[f64]) -> Option<f64> {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();

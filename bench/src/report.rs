@@ -329,13 +329,8 @@ fn http(r: &mut Report, d: &Value) {
     };
     // The bars: the median of the rounds' requests per second.
     let median_rps = |s: &str, c: &str| {
-        let v = rounds(s, c);
-        let n = v.len();
-        match n {
-            0 => None,
-            _ if n % 2 == 1 => Some(v[n / 2].0),
-            _ => Some((v[n / 2 - 1].0 + v[n / 2].0) / 2.0),
-        }
+        let rps: Vec<f64> = rounds(s, c).iter().map(|x| x.0).collect();
+        crate::http::median(&rps)
     };
     // The latency curves: the median round's (the lower of the two middle ones).
     let find = |s: &str, c: &str| {

@@ -203,6 +203,11 @@ impl FastLine {
         })
     }
 
+    /// Whether the line holds `key`'s flow (with the lock held).
+    fn holds_locked(&self, key: &FastKey) -> bool {
+        self.kind.load(Ordering::Relaxed) != 0 && self.key_locked() == *key
+    }
+
     fn key_locked(&self) -> FastKey {
         FastKey {
             saddr: self.saddr.load(Ordering::Relaxed),
@@ -272,7 +277,7 @@ impl FastLine {
     pub fn clear(&self, key: &FastKey) -> Result<Option<Taken>, Busy> {
         let s = self.lock().ok_or(Busy)?;
         let mut taken = None;
-        if self.kind.load(Ordering::Relaxed) != 0 && self.key_locked() == *key {
+        if self.holds_locked(key) {
             taken = self.take_locked();
             self.kind.store(0, Ordering::Relaxed);
         }
@@ -287,7 +292,7 @@ impl FastLine {
     /// when the line held `key`; `Err(Busy)` when another writer held it.
     pub fn expire(&self, key: &FastKey) -> Result<bool, Busy> {
         let s = self.lock().ok_or(Busy)?;
-        let held = self.kind.load(Ordering::Relaxed) != 0 && self.key_locked() == *key;
+        let held = self.holds_locked(key);
         if held {
             self.until_ns.store(0, Ordering::Relaxed);
         }
