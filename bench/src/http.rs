@@ -7,7 +7,9 @@
 //! Every run is bounded (`--seconds`, wrk's own timer, and a hard limit on the process).
 //! Latency percentiles come from a wrk `done()` hook (16 points per run, for CDFs).
 
+pub mod cpu;
 pub mod rtt;
+pub mod side;
 pub mod wrk;
 
 use std::path::PathBuf;
@@ -19,6 +21,7 @@ use serde::Serialize;
 
 use crate::testbed::net::{self, Spawned, Testbed};
 use crate::testbed::{start_uvsd, KernelPeer, REALS, VIP};
+use cpu::{CpuTimes, CpuUse};
 use wrk::WrkResult;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -183,6 +186,18 @@ pub struct HttpArgs {
     /// puts it.
     #[arg(long)]
     pub wrk_cpus: Option<String>,
+    /// CPUs the real servers' processes (nginx, the UDP responders) run on (a taskset
+    /// list), set once the test network is up; default: wherever the scheduler puts them.
+    /// With `--wrk-cpus` on the same one CPU, that CPU is saturated and requests per second
+    /// is the inverse of the CPU time a request costs (the `cpu us/req` column).
+    #[arg(long)]
+    pub server_cpus: Option<String>,
+    /// Two subjects at the same time, each on a test network and a CPU of its own (tags
+    /// `<tag>a`, `<tag>b`; wrk, the balancer's and the servers' processes pinned there),
+    /// the CPUs swapped every round: the host's load falls on both alike (`http/side.rs`).
+    /// `--wrk-cpus`, `--server-cpus` and the UDP round trips do not apply.
+    #[arg(long)]
+    pub side_by_side: bool,
     /// UDP round trips to the real servers' port 53 per subject, each pair one after
     /// 10 ms of silence and one right after (adaptive polling's wake-up cost, against the
     /// busy-polling and kernel subjects; `rtt.rs`). 0 skips them.
@@ -207,7 +222,23 @@ pub struct HttpRun {
     pub connection: &'static str,
     pub url: String,
     pub result: Option<WrkResult>,
+    /// The machine's CPU time while wrk ran (every process and softirq, all CPUs).
+    pub cpu: Option<CpuUse>,
     pub error: Option<String>,
+}
+
+impl HttpArgs {
+    /// How long a subject's setup may live (uvsd's `--run-for`, the proxies' hard limit):
+    /// one round's wrk runs, or with `--side-by-side` every round's, and a minute more.
+    fn setup_lifetime_s(&self) -> f64 {
+        let conns = if self.keepalive_only { 1.0 } else { 2.0 };
+        let rounds = if self.side_by_side {
+            f64::from(self.rounds)
+        } else {
+            1.0
+        };
+        rounds * conns * (self.seconds + 5.0) + 60.0
+    }
 }
 
 /// The uvsd configuration for HTTP through the VIP with `forwarding`.
@@ -347,7 +378,7 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
             .or_else(|| net::sibling_binary("uvsd"))
             .unwrap_or_else(|| PathBuf::from("uvsd"))
     };
-    let limit = a.seconds * 2.0 + 60.0;
+    let limit = a.setup_lifetime_s();
     let core = (!a.unpinned).then_some(a.dut_core);
     Ok(match s {
         HttpSubject::UvsNat | HttpSubject::UvsNatBusy => Setup::Process(
@@ -516,10 +547,19 @@ fn wait_ready(tb: &Testbed, url: &str) -> Result<()> {
     }
 }
 
-fn run_wrk(tb: &Testbed, a: &HttpArgs, url: &str, close: bool) -> Result<WrkResult> {
+/// One wrk run on `cpus` (a taskset list), and the CPU time /proc/stat's `stat` line
+/// (`cpu`, or `cpuN`) counted while it ran.
+fn run_wrk(
+    tb: &Testbed,
+    a: &HttpArgs,
+    url: &str,
+    close: bool,
+    cpus: Option<&str>,
+    stat: &str,
+) -> Result<(WrkResult, CpuUse)> {
     let script = tb.state.join("bench-wrk.lua");
     std::fs::write(&script, wrk::lua_script())?;
-    let mut cmd = match &a.wrk_cpus {
+    let mut cmd = match cpus {
         Some(cpus) => tb.command("client", &["taskset", "-c", cpus, "wrk"]),
         None => tb.command("client", &["wrk"]),
     };
@@ -534,13 +574,82 @@ fn run_wrk(tb: &Testbed, a: &HttpArgs, url: &str, close: bool) -> Result<WrkResu
     cmd.arg(url)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
+    let before = CpuTimes::read(stat)?;
     let out = Spawned::new(
         "wrk",
         cmd.spawn().context("starting wrk (apt-get install wrk)")?,
     )
     .wait_output(Duration::from_secs_f64(a.seconds + 20.0))?;
+    let after = CpuTimes::read(stat)?;
     let text = String::from_utf8_lossy(&out.stdout);
-    wrk::parse(&text).with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    let w = wrk::parse(&text).with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
+    let cpu = CpuUse::between(before, after, w.requests, cpu::ticks_per_second());
+    Ok((w, cpu))
+}
+
+/// Prints one wrk run's figures (or its failure) and keeps them.
+fn record(
+    s: HttpSubject,
+    round: u32,
+    connection: &'static str,
+    r: Result<(WrkResult, CpuUse)>,
+) -> HttpRun {
+    match &r {
+        Ok((w, c)) => eprintln!(
+            "  {:<12} {connection:<9} {:>9.0} req/s  p50 {:>7.0} us  p99 {:>7.0} us  errors {}  cpu {:.2} us/req (steal {:.2} s)",
+            s.name(),
+            w.requests_per_s,
+            w.pct(50.0).unwrap_or(0.0),
+            w.pct(99.0).unwrap_or(0.0),
+            w.errors(),
+            c.busy_us_per_request,
+            c.steal_s
+        ),
+        Err(e) => eprintln!("  {:<12} {connection:<9} failed: {e:#}", s.name()),
+    }
+    let (result, cpu, error) = match r {
+        Ok((w, c)) => (Some(w), Some(c), None),
+        Err(e) => (None, None, Some(format!("{e:#}"))),
+    };
+    HttpRun {
+        subject: s,
+        round,
+        connection,
+        url: s.url(),
+        result,
+        cpu,
+        error,
+    }
+}
+
+/// The real servers' namespaces' roles.
+fn server_roles() -> Vec<String> {
+    (1..=REALS.len()).map(|i| format!("rs{i}")).collect()
+}
+
+/// Pins every process in the namespaces of `roles` to `cpus` (a taskset list), all their
+/// threads: the count pinned.
+fn pin(tb: &Testbed, roles: &[String], cpus: &str) -> Result<usize> {
+    let mut pinned = 0;
+    for role in roles {
+        let ns = tb.ns(role);
+        let out = std::process::Command::new("ip")
+            .args(["netns", "pids", &ns])
+            .output()
+            .with_context(|| format!("ip netns pids {ns}"))?;
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let st = std::process::Command::new("taskset")
+                .args(["-a", "-p", "-c", cpus, pid])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .context("taskset")?;
+            if !st.success() {
+                bail!("taskset -a -p -c {cpus} {pid} ({ns}) failed");
+            }
+            pinned += 1;
+        }
+    }
+    Ok(pinned)
 }
 
 pub fn http_main(a: HttpArgs) -> Result<()> {
@@ -555,7 +664,15 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
         .unwrap_or_else(net::default_testbed_script);
     let mut runs = Vec::new();
     let mut rtts = Vec::new();
-    for mode in ["nat", "dr", "fullnat"] {
+    if a.side_by_side {
+        runs = side::run(&a, &subjects, &script)?;
+    }
+    let modes: &[&str] = if a.side_by_side {
+        &[]
+    } else {
+        &["nat", "dr", "fullnat"]
+    };
+    for &mode in modes {
         let group: Vec<HttpSubject> = subjects
             .iter()
             .copied()
@@ -578,6 +695,13 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "net.ipv4.tcp_tw_reuse=1",
             ],
         )?;
+        if let Some(cpus) = &a.server_cpus {
+            let n = pin(&tb, &server_roles(), cpus)?;
+            if n == 0 {
+                bail!("no real server process to pin to CPUs {cpus}");
+            }
+            eprintln!("http: {n} real server processes pinned to CPUs {cpus}");
+        }
         for (round, s) in interleaved(&group, a.rounds) {
             let conns: &[bool] = if a.keepalive_only {
                 &[false]
@@ -596,6 +720,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                             connection: if close { "close" } else { "keepalive" },
                             url: s.url(),
                             result: None,
+                            cpu: None,
                             error: Some(format!("{e:#}")),
                         });
                     }
@@ -639,35 +764,16 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                     round + 1,
                     a.rounds
                 );
-                let r = run_wrk(&tb, &a, &s.url(), close);
-                match &r {
-                    Ok(w) => eprintln!(
-                        "  {:<12} {connection:<9} {:>9.0} req/s  p50 {:>7.0} us  p99 {:>7.0} us  errors {}",
-                        s.name(),
-                        w.requests_per_s,
-                        w.pct(50.0).unwrap_or(0.0),
-                        w.pct(99.0).unwrap_or(0.0),
-                        w.errors()
-                    ),
-                    Err(e) => eprintln!("  {:<12} {connection:<9} failed: {e:#}", s.name()),
-                }
-                let (result, error) = match r {
-                    Ok(w) => (Some(w), None),
-                    Err(e) => (None, Some(format!("{e:#}"))),
-                };
-                runs.push(HttpRun {
-                    subject: s,
-                    round,
-                    connection,
-                    url: s.url(),
-                    result,
-                    error,
-                });
+                let r = run_wrk(&tb, &a, &s.url(), close, a.wrk_cpus.as_deref(), "cpu");
+                runs.push(record(s, round, connection, r));
             }
             drop(setup);
         }
     }
     print_summary(&runs, a.rounds);
+    if a.side_by_side {
+        side::print_ratios(&runs);
+    }
     rtt::print_rtts(&rtts);
     if let Some(path) = &a.json {
         let doc = serde_json::json!({
@@ -686,6 +792,9 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "wrk_timeout_s": 2,
                 "uvsd_worker_core": (!a.unpinned).then_some(a.dut_core),
                 "wrk_cpus": a.wrk_cpus,
+                "server_cpus": a.server_cpus,
+                "side_by_side": a.side_by_side.then_some("the two subjects at once, each on its own test network pinned to one CPU (wrk, balancer and servers), CPUs 0 and 1 in even rounds (from 0), swapped in odd ones; cpu figures from that CPU's /proc/stat line"),
+                "cpu": "/proc/stat's cpu line before and after each wrk run: busy = user+nice+system+irq+softirq of all CPUs, steal apart; busy_us_per_request = busy / wrk's requests",
                 "rtt_rounds": a.rtt_rounds,
                 "rounds": a.rounds,
                 "round_order": "subjects in the given order in even rounds (from 0), reversed in odd ones; ratios are per round, and their median",
@@ -707,6 +816,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
             "results": &runs,
             "udp_rtt": &rtts,
             "ratios": ratios(&runs),
+            "side_by_side_ratios": a.side_by_side.then(|| side::ratios(&runs)),
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -723,10 +833,10 @@ fn find_rounds<'a>(
     runs: &'a [HttpRun],
     s: HttpSubject,
     conn: &'a str,
-) -> impl Iterator<Item = (u32, &'a WrkResult)> + 'a {
+) -> impl Iterator<Item = (u32, &'a WrkResult, Option<&'a CpuUse>)> + 'a {
     runs.iter()
         .filter(move |r| r.subject == s && r.connection == conn)
-        .filter_map(|r| r.result.as_ref().map(|w| (r.round, w)))
+        .filter_map(|r| r.result.as_ref().map(|w| (r.round, w, r.cpu.as_ref())))
 }
 
 /// The subjects of one testbed mode, round by round: in the given order in even rounds and
@@ -743,26 +853,33 @@ fn interleaved(group: &[HttpSubject], rounds: u32) -> Vec<(u32, HttpSubject)> {
         .collect()
 }
 
-/// One pair's ratios in one connection mode: requests/s and p50/p99 latency, per round
-/// where both subjects produced a figure.
+/// One pair's ratios in one connection mode: requests/s, p50/p99 latency and the CPU time
+/// a request cost, per round where both subjects produced a figure.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct PairRatios {
     rps: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
+    cpu: Vec<f64>,
 }
 
+type Round<'a> = (u32, &'a WrkResult, Option<&'a CpuUse>);
+
 fn pair_ratios(runs: &[HttpRun], a: HttpSubject, b: HttpSubject, conn: &str) -> PairRatios {
-    let theirs: Vec<(u32, &WrkResult)> = find_rounds(runs, b, conn).collect();
+    let theirs: Vec<Round> = find_rounds(runs, b, conn).collect();
     let mut out = PairRatios::default();
-    for (round, u) in find_rounds(runs, a, conn) {
-        let Some((_, p)) = theirs.iter().find(|(r, _)| *r == round) else {
+    for (round, u, uc) in find_rounds(runs, a, conn) {
+        let Some((_, p, pc)) = theirs.iter().find(|(r, _, _)| *r == round) else {
             continue;
         };
         out.rps.push(u.requests_per_s / p.requests_per_s.max(1e-9));
         let lat = |q: f64| u.pct(q).zip(p.pct(q)).map(|(a, b)| a / b.max(1e-9));
         out.p50.extend(lat(50.0));
         out.p99.extend(lat(99.0));
+        out.cpu.extend(
+            uc.zip(*pc)
+                .map(|(a, b)| a.busy_us_per_request / b.busy_us_per_request.max(1e-9)),
+        );
     }
     out
 }
@@ -824,7 +941,8 @@ pub fn ratios(runs: &[HttpRun]) -> serde_json::Value {
                     "rps": median(&r.rps),
                     "p50": median(&r.p50),
                     "p99": median(&r.p99),
-                    "rounds": {"rps": r.rps, "p50": r.p50, "p99": r.p99},
+                    "cpu_per_request": median(&r.cpu),
+                    "rounds": {"rps": r.rps, "p50": r.p50, "p99": r.p99, "cpu_per_request": r.cpu},
                 }),
             );
         }
@@ -834,13 +952,22 @@ pub fn ratios(runs: &[HttpRun]) -> serde_json::Value {
 
 fn print_summary(runs: &[HttpRun], rounds: u32) {
     println!(
-        "{:<13} {:>5} {:<9} {:>10} {:>9} {:>9} {:>9} {:>8}",
-        "subject", "round", "conn", "req/s", "p50 us", "p99 us", "p99.9 us", "errors"
+        "{:<13} {:>5} {:<9} {:>10} {:>9} {:>9} {:>9} {:>8} {:>11} {:>8}",
+        "subject",
+        "round",
+        "conn",
+        "req/s",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "errors",
+        "cpu us/req",
+        "steal s"
     );
     for r in runs {
         match &r.result {
             Some(w) => println!(
-                "{:<13} {:>5} {:<9} {:>10.0} {:>9.0} {:>9.0} {:>9.0} {:>8}",
+                "{:<13} {:>5} {:<9} {:>10.0} {:>9.0} {:>9.0} {:>9.0} {:>8} {:>11} {:>8}",
                 r.subject.name(),
                 r.round + 1,
                 r.connection,
@@ -848,7 +975,10 @@ fn print_summary(runs: &[HttpRun], rounds: u32) {
                 w.pct(50.0).unwrap_or(0.0),
                 w.pct(99.0).unwrap_or(0.0),
                 w.pct(99.9).unwrap_or(0.0),
-                w.errors()
+                w.errors(),
+                r.cpu
+                    .map_or("-".into(), |c| format!("{:.2}", c.busy_us_per_request)),
+                r.cpu.map_or("-".into(), |c| format!("{:.2}", c.steal_s)),
             ),
             None => println!(
                 "{:<13} {:>5} {:<9} failed: {}",
@@ -880,12 +1010,13 @@ fn print_summary(runs: &[HttpRun], rounds: u32) {
                 continue;
             }
             println!(
-                "{} / {:<12} {conn:<9} rps {}  p50 {}  p99 {}",
+                "{} / {:<12} {conn:<9} rps {}  p50 {}  p99 {}  cpu/req {}",
                 a.name(),
                 b.name(),
                 show(&r.rps),
                 show(&r.p50),
-                show(&r.p99)
+                show(&r.p99),
+                show(&r.cpu)
             );
         }
     }
@@ -963,6 +1094,13 @@ mod tests {
                 requests_per_s: rps,
                 ..Default::default()
             }),
+            // The CPU saturated: a request's CPU time the inverse of the rate.
+            cpu: Some(CpuUse {
+                busy_s: 1.0,
+                steal_s: 0.0,
+                total_s: 2.0,
+                busy_us_per_request: 1e6 / rps,
+            }),
             error: None,
         };
         // Round 2 of `a` failed: only the rounds with both figures count.
@@ -985,6 +1123,11 @@ mod tests {
         assert_eq!(k["rounds"]["rps"], serde_json::json!([0.9, 1.2, 2.0]));
         assert_eq!(k["rps"], 1.2);
         assert!(k["p50"].is_null());
+        let cpu: Vec<f64> = serde_json::from_value(k["rounds"]["cpu_per_request"].clone()).unwrap();
+        assert_eq!(cpu.len(), 3);
+        for (c, want) in cpu.iter().zip([1.0 / 0.9, 1.0 / 1.2, 0.5]) {
+            assert!((c - want).abs() < 1e-9, "{cpu:?}");
+        }
     }
 
     #[test]
@@ -999,6 +1142,7 @@ mod tests {
                 percentiles: vec![(99.0, p99)],
                 ..Default::default()
             }),
+            cpu: None,
             error: None,
         };
         let v = ratios(&[

@@ -445,6 +445,55 @@ fn sync_link_smoke_as_root() {
     assert!(!String::from_utf8_lossy(&ns.stdout).contains("uvs-sbench-"));
 }
 
+/// `http --side-by-side`: two test networks at once, one subject each (nftables, and
+/// nftables with uvs's XDP program), both wrk runs with a figure and their CPU time, the
+/// second over the first per round, and both networks gone afterwards.
+#[test]
+#[ignore = "needs root: network namespaces, nftables and XDP (scripts/test.sh runs it as root)"]
+fn http_side_by_side_smoke_as_root() {
+    assert!(
+        is_root(),
+        "http_side_by_side_smoke_as_root needs root (network namespaces, nftables, XDP): run \
+         it as root, e.g. scripts/test.sh under sudo"
+    );
+    let d = scratch("side");
+    let json = d.join("h.json");
+    let out = bench()
+        .args(["http", "--side-by-side", "--subjects", "nft,nft-xdp"])
+        .args(["--keepalive-only", "--rounds", "2", "--seconds", "1"])
+        .args(["--connections", "4", "--rtt-rounds", "0", "--tag", "bsbs"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Each round's two runs name the CPU each network had, swapped in the second.
+    assert!(
+        stderr.contains("nft on CPU 0, nft-xdp on CPU 1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("nft on CPU 1, nft-xdp on CPU 0"),
+        "{stderr}"
+    );
+    let v = read_json(&json);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4, "{results:?}");
+    for r in results {
+        assert!(r["result"]["requests"].as_u64().unwrap() > 0, "{r}");
+        assert!(
+            r["cpu"]["busy_us_per_request"].as_f64().unwrap() > 0.0,
+            "{r}"
+        );
+    }
+    let k = &v["side_by_side_ratios"]["keepalive"];
+    assert_eq!(k["rounds"]["rps"].as_array().unwrap().len(), 2, "{k}");
+    assert!(k["rps"].as_f64().unwrap() > 0.0, "{k}");
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ns.stdout).contains("uvs-bsbs"));
+}
+
 #[test]
 fn memory_tiny_run_prints_a_row_per_size_and_refuses_a_zero_size() {
     let text =
