@@ -587,6 +587,24 @@ fn run_wrk(
     Ok((w, cpu))
 }
 
+/// The test network in `mode` for wrk: veth's default offloads, as containers have them
+/// (wrk's and nginx's segments arrive with partial checksums, which uvs completes; the
+/// kernel peers use the flag), and the client's ports reused quickly, as
+/// connection-per-request needs.
+pub fn up_for_http(script: &std::path::Path, tag: &str, mode: &str) -> Result<Testbed> {
+    let tb = Testbed::up(script, tag, mode, true)?;
+    tb.run(
+        "client",
+        &[
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_local_port_range=1024 65535",
+            "net.ipv4.tcp_tw_reuse=1",
+        ],
+    )?;
+    Ok(tb)
+}
+
 /// Prints one wrk run's figures (or its failure) and keeps them.
 fn record(
     s: HttpSubject,
@@ -682,19 +700,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
             continue;
         }
         eprintln!("http: test network in {mode} mode (tag {})", a.tag);
-        // veth's default offloads, as containers have them: wrk's and nginx's segments
-        // arrive with partial checksums, which uvs completes (the kernel peers use the flag).
-        let tb = Testbed::up(&script, &a.tag, mode, true)?;
-        // Connection-per-request reuses client ports quickly.
-        tb.run(
-            "client",
-            &[
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_local_port_range=1024 65535",
-                "net.ipv4.tcp_tw_reuse=1",
-            ],
-        )?;
+        let tb = up_for_http(&script, &a.tag, mode)?;
         if let Some(cpus) = &a.server_cpus {
             let n = pin(&tb, &server_roles(), cpus)?;
             if n == 0 {

@@ -557,16 +557,7 @@ pub fn synflood_main(mut a: SynfloodArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(net::default_testbed_script);
     eprintln!("synflood: test network (tag {})", a.tag);
-    let tb = Testbed::up(&script, &a.tag, "nat", true)?;
-    tb.run(
-        "client",
-        &[
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_local_port_range=1024 65535",
-            "net.ipv4.tcp_tw_reuse=1",
-        ],
-    )?;
+    let tb = crate::http::up_for_http(&script, &a.tag, "nat")?;
     // The download: a file of --download-mb on each server (nginx serves /big from it).
     let mut sums = Vec::new();
     for i in 1..=3 {

@@ -16,8 +16,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use super::{median, pin, record, run_wrk, server_roles, set_up, wait_ready, HttpArgs, HttpRun};
-use super::{HttpSubject, Setup};
-use crate::testbed::net::Testbed;
+use super::{up_for_http, HttpSubject, Setup};
 
 /// The CPUs the two test networks take, in even rounds; odd rounds swap them.
 const CPUS: [usize; 2] = [0, 1];
@@ -48,20 +47,9 @@ pub fn run(a: &HttpArgs, subjects: &[HttpSubject], script: &Path) -> Result<Vec<
         a.tag
     );
     let tbs = [
-        Testbed::up(script, &format!("{}a", a.tag), mode, true)?,
-        Testbed::up(script, &format!("{}b", a.tag), mode, true)?,
+        up_for_http(script, &format!("{}a", a.tag), mode)?,
+        up_for_http(script, &format!("{}b", a.tag), mode)?,
     ];
-    for tb in &tbs {
-        tb.run(
-            "client",
-            &[
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_local_port_range=1024 65535",
-                "net.ipv4.tcp_tw_reuse=1",
-            ],
-        )?;
-    }
     let setups: Vec<Setup> = tbs
         .iter()
         .zip(pair)
