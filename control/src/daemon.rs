@@ -18,8 +18,8 @@ use uvs_dataplane::wake::Stop;
 use anyhow::{anyhow, bail, Context, Result};
 use uvs_config::Config;
 use uvs_dataplane::lifecycle;
-use uvs_dataplane::{Shared, Tables, TablesBuilder, Worker};
-use uvs_xsk::{XdpMode, XdpProgram, XskConfig, XskPort};
+use uvs_dataplane::{IpKey, Shared, Tables, TablesBuilder, Worker};
+use uvs_xsk::{FastRoute, XdpMode, XdpProgram, XskConfig, XskPort};
 
 use crate::spec::{self, LinkInfo};
 
@@ -517,6 +517,11 @@ impl Core {
     /// to larger arrays to settle later.
     pub(crate) fn publish(&self, mut tables: Tables, _slots: std::sync::MutexGuard<'_, SlotIndex>) {
         let grown = std::mem::take(&mut tables.grown);
+        if self.shared.fast.active().is_some()
+            && self.shared.tables.load().routes() != tables.routes()
+        {
+            set_fast_routes(&self.programs, &tables);
+        }
         self.shared.tables.store(Arc::new(tables));
         if !grown.is_empty() {
             let now = Instant::now();
@@ -656,10 +661,45 @@ fn start_fast_path(shared: &Shared, programs: &[XdpProgram]) -> Result<()> {
     for p in programs {
         p.set_fast_path(true).map_err(|e| anyhow!("{e}"))?;
     }
+    set_fast_routes(programs, &shared.tables.load());
     log::info!(
         "kernel fast path on: established IPv4 TCP/UDP NAT and FullNAT flows are forwarded by the kernel"
     );
     Ok(())
+}
+
+/// Gives every interface's fast-path TC program uvs's IPv4 routes of `tables` (the
+/// workers' own: the interfaces' networks and configured routes), so the frames the fast
+/// path rewrote leave by them past the kernel's forwarding. On failure (a kernel without
+/// TCX links) the kernel forwards them, as before, with a warning.
+fn set_fast_routes(programs: &[XdpProgram], tables: &Tables) {
+    let routes: Vec<FastRoute> = tables
+        .routes()
+        .iter()
+        .filter(|r| !r.prefix.v6)
+        .filter_map(|r| {
+            let out = programs.get(usize::from(r.port))?;
+            let v4 = |k: &IpKey| match k.to_ip() {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            };
+            Some(FastRoute {
+                prefix: v4(&r.prefix)?,
+                len: r.len,
+                ifindex: out.ifindex(),
+                via: r.via.as_ref().and_then(v4),
+                mtu: tables.ifaces.get(usize::from(r.port))?.mtu,
+            })
+        })
+        .collect();
+    for p in programs {
+        if let Err(e) = p.set_fast_routes(&routes) {
+            log::warn!(
+                "{}: the kernel fast path's frames stay with the kernel's forwarding: {e}",
+                p.ifname()
+            );
+        }
+    }
 }
 
 pub(crate) fn xdp_mode(m: uvs_config::XdpMode) -> XdpMode {
@@ -1213,7 +1253,7 @@ mod tests {
     #[test]
     fn slots_of_ten_thousand_servers_are_found_without_scanning() {
         use uvs_dataplane::tables::TablesBuilder;
-        use uvs_dataplane::{IpKey, Method};
+        use uvs_dataplane::Method;
         let mut spec = uvs_dataplane::lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
         let template = spec.services[0].clone();
         spec.services = (0..10u8)

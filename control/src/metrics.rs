@@ -63,6 +63,16 @@ pub fn render(s: &Snapshot) -> String {
         for (iface, n) in &s.fast_path {
             f.sample(&[("interface", iface.clone())], *n);
         }
+        let mut f = e.family(
+            "uvs_fast_path_sent_packets_total",
+            "Of uvs_fast_path_packets_total, the packets the interface's TC program sent on \
+             by uvs's own routes, past the kernel's IP forwarding; the rest the kernel \
+             forwarded (no IPv4 route of uvs's, larger than the route's MTU, or no TCX).",
+            Kind::Counter,
+        );
+        for (iface, n) in &s.fast_path_sent {
+            f.sample(&[("interface", iface.clone())], *n);
+        }
     }
 
     let svc_labels: Vec<Labels> = s.services.iter().map(service_labels).collect();

@@ -64,13 +64,15 @@ fn snapshot_with(
     snap.cluster = Some(core.cluster_status());
     if cfg.workers.kernel_fast_path {
         // Per interface: the frames its XDP program rewrote for the kernel to forward.
-        snap.fast_path = core
+        let counters: Vec<_> = core
             .programs
             .iter()
-            .map(|p| {
-                let fast = p.counters().map(|c| c.fast).unwrap_or_default();
-                (p.ifname().to_string(), fast)
-            })
+            .map(|p| (p.ifname().to_string(), p.counters().unwrap_or_default()))
+            .collect();
+        snap.fast_path = counters.iter().map(|(i, c)| (i.clone(), c.fast)).collect();
+        snap.fast_path_sent = counters
+            .into_iter()
+            .map(|(i, c)| (i, c.fast_sent))
             .collect();
     }
     snap

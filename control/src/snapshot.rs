@@ -199,6 +199,10 @@ pub struct Snapshot {
     /// and gave to the kernel to forward.
     #[serde(default)]
     pub fast_path: Vec<(String, u64)>,
+    /// Of those, per interface, the frames its TC program sent on by uvs's routes, past
+    /// the kernel's forwarding (`uvs_fast_tc`).
+    #[serde(default)]
+    pub fast_path_sent: Vec<(String, u64)>,
 }
 
 /// A pool of a `layer: 7` service and the connections it took.

@@ -357,6 +357,7 @@ pub fn snapshot_with(
         client_lookup: None,
         cluster: None,
         fast_path: Vec::new(),
+        fast_path_sent: Vec::new(),
         layer7_pools: tables
             .services
             .iter()

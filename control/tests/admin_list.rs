@@ -207,6 +207,7 @@ fn sample() -> Snapshot {
         cluster: None,
         layer7_pools: vec![],
         fast_path: vec![],
+        fast_path_sent: vec![],
     }
 }
 

@@ -99,6 +99,7 @@ impl AdminBackend for FakeBackend {
             cluster: None,
             layer7_pools: vec![],
             fast_path: vec![],
+            fast_path_sent: vec![],
         }
     }
 

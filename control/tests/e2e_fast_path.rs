@@ -112,6 +112,13 @@ fn kernel_fast_path_forwards_established_flows() {
         fast > 14_000.0,
         "the XDP program counts what it gave the kernel: {fast}\n{after}"
     );
+    // The TC program sent them on by uvs's routes (the test network's two subnets),
+    // past the kernel's forwarding; the download's checksum above shows them intact.
+    let sent = delta("uvs_fast_path_sent_packets_total");
+    assert!(
+        sent >= fast * 0.99,
+        "the TC program sent {sent} of the {fast} packets the fast path rewrote\n{after}"
+    );
     // 20 MB in segments of at most 1448 bytes: over 14 000 packets towards the client.
     assert!(
         out > 14_000.0,

@@ -172,6 +172,7 @@ fn sample() -> Snapshot {
             }],
         }],
         fast_path: vec![("uvs-lb0".into(), 41), ("uvs-lb1".into(), 59)],
+        fast_path_sent: vec![("uvs-lb0".into(), 40), ("uvs-lb1".into(), 59)],
     }
 }
 
@@ -192,6 +193,9 @@ fn sample_lines() {
         "# TYPE uvs_fast_path_packets_total counter".into(),
         r#"uvs_fast_path_packets_total{interface="uvs-lb0"} 41"#.into(),
         r#"uvs_fast_path_packets_total{interface="uvs-lb1"} 59"#.into(),
+        "# TYPE uvs_fast_path_sent_packets_total counter".into(),
+        r#"uvs_fast_path_sent_packets_total{interface="uvs-lb0"} 40"#.into(),
+        r#"uvs_fast_path_sent_packets_total{interface="uvs-lb1"} 59"#.into(),
         "# TYPE uvs_service_connections_total counter".into(),
         format!("uvs_service_connections_total{{{web4}}} 20"),
         format!("uvs_service_packets_in_total{{{web4}}} 200"),

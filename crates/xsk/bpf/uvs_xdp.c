@@ -14,6 +14,7 @@
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -22,6 +23,9 @@
 #define ETH_P_IP_BE bpf_htons(0x0800)
 #define ETH_P_IPV6_BE bpf_htons(0x86DD)
 #define ETH_P_ARP_BE bpf_htons(0x0806)
+#ifndef AF_INET
+#define AF_INET 2
+#endif
 
 #define IPPROTO_ICMPV6_NR 58
 #define IPPROTO_ICMP_NR 1
@@ -38,11 +42,13 @@
 #define STAT_PASSED 1     // not ours: given to the kernel
 #define STAT_UNCLAIMED 2  // ours, but no socket on this queue: kernel got it
 #define STAT_FAST 3       // rewritten by the kernel fast path and given to the kernel
-#define STAT_COUNT 4
+#define STAT_FAST_SENT 4  // of those, sent on by uvs_fast_tc, past the kernel's forwarding
+#define STAT_COUNT 5
 
 // `settings[0]` bits.
 #define SETTING_REDIRECT_ALL 1 // baseline mode (xsk_l2fwd): every frame to the socket
 #define SETTING_FAST_PATH 2    // workers.kernel_fast_path: look frames up in `fast4`
+#define SETTING_FAST_SEND 4    // mark the fast path's frames for uvs_fast_tc (`fast_routes`)
 
 #define READ_ONCE(x) (*(volatile __typeof__(x) *)&(x))
 #define barrier() asm volatile("" ::: "memory")
@@ -211,6 +217,34 @@ struct {
 	__type(value, struct fast_line);
 } fast4 SEC(".maps");
 
+// uvs's IPv4 routes (the workers' own, crates/xsk FastRoute), for the frames the fast path
+// rewrote: uvs_fast_tc sends them out of the route's interface to its next hop (the
+// destination itself when `via` is 0), past the kernel's forwarding. A frame whose
+// destination has no route here, or that is larger than the route's MTU, is left to the
+// kernel to forward.
+struct fast_route_key {
+	__u32 prefixlen;
+	__u32 addr;
+};
+
+struct fast_route {
+	__u32 ifindex;
+	__u32 via;
+	__u32 mtu;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096);
+	__type(key, struct fast_route_key);
+	__type(value, struct fast_route);
+} fast_routes SEC(".maps");
+
+// What the fast path leaves in a frame's XDP metadata (4 bytes before the frame; veth and
+// the drivers that keep metadata hand it to the skb) for uvs_fast_tc.
+#define FAST_MARK 0x75767366
+
 static __always_inline void count(__u32 slot)
 {
 	__u64 *c = bpf_map_lookup_elem(&stats, &slot);
@@ -360,7 +394,7 @@ static __always_inline __u16 fold(__u64 s)
 // which veth and virtio hand over, stays partial with its pseudo-header's addresses
 // changed) and given to the kernel, which forwards it.
 // Anything else, a line being written or past its time, goes the usual way (-1).
-static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end)
+static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end, int send)
 {
 	if ((void *)(ip + 20) > end || ip[0] != 0x45 || ip[8] <= 1)
 		return -1;
@@ -453,16 +487,22 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end)
 	__sync_fetch_and_add(&l->packets, 1);
 	__sync_fetch_and_add(&l->bytes, (__u64)(ctx->data_end - ctx->data));
 	count(STAT_FAST);
+	if (send && bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)) == 0) {
+		__u32 *m = (void *)(long)ctx->data_meta;
+		if ((void *)(m + 1) <= (void *)(long)ctx->data)
+			*m = FAST_MARK;
+	}
 	return XDP_PASS;
 }
 
-static __always_inline int ipv4(struct xdp_md *ctx, void *l3, void *end, int fast)
+// `fast`: the settings' SETTING_FAST_PATH and SETTING_FAST_SEND bits, for an untagged frame.
+static __always_inline int ipv4(struct xdp_md *ctx, void *l3, void *end, __u32 fast)
 {
 	__u8 *ip = l3;
 	if ((void *)(ip + 20) > end)
 		return pass();
-	if (fast) {
-		int act = fast_path(ctx, ip, end);
+	if (fast & SETTING_FAST_PATH) {
+		int act = fast_path(ctx, ip, end, fast & SETTING_FAST_SEND);
 		if (act >= 0)
 			return act;
 	}
@@ -602,12 +642,52 @@ int uvs_xdp(struct xdp_md *ctx)
 
 	if (proto == ETH_P_IP_BE)
 		return ipv4(ctx, cur, end,
-			    flags && (*flags & SETTING_FAST_PATH) && cur == (__u8 *)(eth + 1));
+			    flags && cur == (__u8 *)(eth + 1) ?
+				    *flags & (SETTING_FAST_PATH | SETTING_FAST_SEND) :
+				    0);
 	if (proto == ETH_P_IPV6_BE)
 		return ipv6(ctx, cur, end);
 	if (proto == ETH_P_ARP_BE)
 		return arp(ctx, cur, end);
 	return pass();
+}
+
+// The fast path's frames (FAST_MARK in their metadata) as skbs at the interface's TC
+// ingress: sent out of their route's interface (`fast_routes`) to its next hop, the TTL
+// taken down as the kernel's forwarding would (ip_decrease_ttl); bpf_redirect_neigh finds
+// the next hop's MAC (or resolves it) as the kernel's output does, without ip_rcv and
+// ip_forward. The fast path passes only frames with a TTL above 1, without options, not
+// fragments. Anything else goes on to the kernel as it came.
+SEC("tc")
+int uvs_fast_tc(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u32 *m = (void *)(long)skb->data_meta;
+	if ((void *)(m + 1) > data || *m != FAST_MARK)
+		return TC_ACT_OK;
+	__u8 *ip = (__u8 *)data + sizeof(struct ethhdr);
+	if ((void *)(ip + 20) > end || ip[8] <= 1)
+		return TC_ACT_OK;
+	struct fast_route_key k = { .prefixlen = 32 };
+	__builtin_memcpy(&k.addr, ip + 16, 4);
+	struct fast_route *r = bpf_map_lookup_elem(&fast_routes, &k);
+	if (!r)
+		return TC_ACT_OK;
+	// Larger than the route's MTU (and not a GRO aggregate the device splits): the kernel
+	// answers it (fragmentation needed).
+	if (skb->len - sizeof(struct ethhdr) > r->mtu && !skb->gso_size)
+		return TC_ACT_OK;
+	__u16 check;
+	__builtin_memcpy(&check, ip + 10, 2);
+	__u32 c = (__u32)check + bpf_htons(0x0100);
+	check = (__u16)(c + (c >= 0xffff));
+	__builtin_memcpy(ip + 10, &check, 2);
+	ip[8] -= 1;
+	struct bpf_redir_neigh nh = { .nh_family = AF_INET };
+	nh.ipv4_nh = r->via ? r->via : k.addr;
+	count(STAT_FAST_SENT);
+	return bpf_redirect_neigh(r->ifindex, &nh, sizeof(nh), 0);
 }
 
 // No GPL-only helper is used, so the crate's own licence is accepted.

@@ -10,6 +10,7 @@
 //! `rx_queue_index` and two interfaces both have a queue 0.
 
 use std::{
+    collections::BTreeMap,
     ffi::CString,
     io,
     net::IpAddr,
@@ -54,6 +55,9 @@ pub struct XdpCounters {
     /// Frames the kernel fast path rewrote and gave to the kernel to forward
     /// (`workers.kernel_fast_path`, [`FastMap`]).
     pub fast: u64,
+    /// Of `fast`, frames the TC program sent on past the kernel's forwarding
+    /// ([`XdpProgram::set_fast_routes`]).
+    pub fast_sent: u64,
 }
 
 // Slots of the `stats` map; keep in step with STAT_* in uvs_xdp.c.
@@ -61,8 +65,10 @@ const STAT_REDIRECTED: u32 = 0;
 const STAT_PASSED: u32 = 1;
 const STAT_UNCLAIMED: u32 = 2;
 const STAT_FAST: u32 = 3;
+const STAT_FAST_SENT: u32 = 4;
 // `settings[0]` bits; SETTING_* in uvs_xdp.c.
 const SETTING_REDIRECT_ALL: u32 = 1;
+const SETTING_FAST_SEND: u32 = 4;
 const SETTING_FAST_PATH: u32 = 2;
 /// `max_entries` of the XSKMAP.
 const XSKMAP_SLOTS: u32 = 64;
@@ -99,6 +105,9 @@ pub(crate) struct LoadedObject {
     stats: RawFd,
     settings: RawFd,
     fast4: RawFd,
+    fast_routes: RawFd,
+    /// `uvs_fast_tc`, the fast path's TC ingress program.
+    tc_fd: RawFd,
     ncpus: usize,
     label: String,
 }
@@ -131,6 +140,8 @@ impl LoadedObject {
             stats: -1,
             settings: -1,
             fast4: -1,
+            fast_routes: -1,
+            tc_fd: program_fd(obj, "uvs_fast_tc")?,
             ncpus: 0,
             label: label.to_string(),
         };
@@ -147,6 +158,7 @@ impl LoadedObject {
         this.stats = this.map_fd("stats")?;
         this.settings = this.map_fd("settings")?;
         this.fast4 = this.map_fd("fast4")?;
+        this.fast_routes = this.map_fd("fast_routes")?;
         this.ncpus = possible_cpus()?;
         Ok(this)
     }
@@ -314,6 +326,7 @@ impl LoadedObject {
             passed: read(STAT_PASSED)?,
             unclaimed: read(STAT_UNCLAIMED)?,
             fast: read(STAT_FAST)?,
+            fast_sent: read(STAT_FAST_SENT)?,
         })
     }
 
@@ -431,15 +444,24 @@ pub(crate) fn open_and_load(
             _ => XskError::ProgramLoad(e),
         });
     }
+    match program_fd(obj, prog) {
+        Ok(fd) => Ok((obj, fd)),
+        Err(e) => close(e),
+    }
+}
+
+/// The fd of the program `prog` of a loaded object.
+pub(crate) fn program_fd(obj: NonNull<bpf::bpf_object>, prog: &str) -> Result<RawFd, XskError> {
+    let name = CString::new(prog).expect("program names have no NUL");
     // SAFETY: `obj` is loaded; the name is a valid C string.
     let p = unsafe { bpf::bpf_object__find_program_by_name(obj.as_ptr(), name.as_ptr()) };
     if p.is_null() {
-        return close(XskError::ProgramLoad(io::Error::other(format!(
+        return Err(XskError::ProgramLoad(io::Error::other(format!(
             "program {prog} missing from the object"
         ))));
     }
     // SAFETY: `p` belongs to the loaded object.
-    Ok((obj, unsafe { bpf::bpf_program__fd(p) }))
+    Ok(unsafe { bpf::bpf_program__fd(p) })
 }
 
 /// The fd of the map `name` of a loaded object.
@@ -482,7 +504,10 @@ impl Drop for LoadedObject {
 /// else, including other NDP and IPv6 link-local/multicast, passes to the
 /// kernel. Detaches on drop (and on process death: it is a BPF link).
 pub struct XdpProgram {
-    // Declared before `object` so the link is closed (detached) first.
+    /// `uvs_fast_tc` at the interface's TC ingress, and the keys of `fast_routes`
+    /// ([`XdpProgram::set_fast_routes`]).
+    tc: std::sync::Mutex<FastSend>,
+    // Declared before `object` so the links are closed (detached) first.
     link: OwnedFd,
     object: LoadedObject,
     ifname: String,
@@ -521,6 +546,7 @@ impl XdpProgram {
         };
         log::info!("{ifname}: uvs XDP program attached in {got:?} mode");
         Ok(Self {
+            tc: std::sync::Mutex::new(FastSend::default()),
             link,
             object,
             ifname: ifname.to_string(),
@@ -646,6 +672,54 @@ impl XdpProgram {
             .set_setting(SETTING_FAST_PATH, on, "set the kernel fast path")
     }
 
+    /// Sends the fast path's frames on from this interface's TC ingress by `routes` (uvs's
+    /// own IPv4 routes, as the workers route), past the kernel's IP forwarding
+    /// (`uvs_fast_tc` in uvs_xdp.c: the TTL taken down, the next hop's MAC from the
+    /// kernel's neighbours), attaching that program the first time; a frame whose
+    /// destination has no route here is forwarded by the kernel. No routes: every frame
+    /// is again.
+    pub fn set_fast_routes(&self, routes: &[FastRoute]) -> Result<(), XskError> {
+        const OP: &str = "set the fast path's routes";
+        let mut tc = self.tc.lock().unwrap_or_else(|e| e.into_inner());
+        if !routes.is_empty() && tc.link.is_none() {
+            // SAFETY: all-zero is the documented "no options" value of this struct.
+            let mut opts: bpf::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+            opts.sz = std::mem::size_of::<bpf::bpf_link_create_opts>() as _;
+            // SAFETY: the program fd is live (owned by `self.object`) and `opts` outlives
+            // the call.
+            let ret = unsafe {
+                bpf::bpf_link_create(
+                    self.object.tc_fd,
+                    self.ifindex as i32,
+                    bpf::BPF_TCX_INGRESS,
+                    &opts,
+                )
+            };
+            if ret < 0 {
+                return Err(XskError::os(
+                    "attach the fast path's TC program",
+                    &self.ifname,
+                    libbpf_error(ret.into()),
+                ));
+            }
+            // SAFETY: a non-negative return is a fresh fd that we now own.
+            tc.link = Some(unsafe { OwnedFd::from_raw_fd(ret) });
+        }
+        // Marking off first, so no frame is marked for a route being changed.
+        self.object.set_setting(SETTING_FAST_SEND, false, OP)?;
+        let want: BTreeMap<RouteKey, RouteValue> = routes.iter().map(FastRoute::entry).collect();
+        for k in tc.keys.iter().filter(|k| !want.contains_key(*k)) {
+            self.object.delete(self.object.fast_routes, k, OP)?;
+        }
+        tc.keys.clear();
+        for (k, v) in &want {
+            self.object.update(self.object.fast_routes, k, v, OP)?;
+            tc.keys.push(*k);
+        }
+        self.object
+            .set_setting(SETTING_FAST_SEND, !routes.is_empty(), OP)
+    }
+
     /// The kernel fast path's table of this interface, mapped into this process (each
     /// call maps it again; every mapping shows the same lines).
     pub fn fast_table(&self) -> Result<FastMap, XskError> {
@@ -663,6 +737,43 @@ impl XdpProgram {
     pub fn counters(&self) -> Result<XdpCounters, XskError> {
         self.object.counters()
     }
+}
+
+/// One of uvs's IPv4 routes for the fast path's TC program ([`XdpProgram::set_fast_routes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastRoute {
+    pub prefix: std::net::Ipv4Addr,
+    pub len: u8,
+    /// The interface the route leaves by.
+    pub ifindex: u32,
+    /// The gateway; `None`: the destination is on the link.
+    pub via: Option<std::net::Ipv4Addr>,
+    /// That interface's MTU: larger frames are left to the kernel.
+    pub mtu: u16,
+}
+
+/// `struct fast_route_key` (an LPM trie key) and `struct fast_route` in uvs_xdp.c.
+type RouteKey = [u32; 2];
+type RouteValue = [u32; 3];
+
+impl FastRoute {
+    fn entry(&self) -> (RouteKey, RouteValue) {
+        let len = self.len.min(32);
+        let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+        let addr = u32::from(self.prefix) & mask;
+        let via = self.via.map_or(0, |v| u32::from_ne_bytes(v.octets()));
+        (
+            [u32::from(len), u32::from_ne_bytes(addr.to_be_bytes())],
+            [self.ifindex, via, u32::from(self.mtu)],
+        )
+    }
+}
+
+/// The fast path's TC program, once attached, and the routes written for it.
+#[derive(Default)]
+struct FastSend {
+    link: Option<OwnedFd>,
+    keys: Vec<RouteKey>,
 }
 
 /// Bytes of the `fast4` array: its lines, page-aligned as they are.

@@ -726,3 +726,89 @@ fn fast_path_rewrites_the_flows_of_its_table() {
     o.set_setting(SETTING_FAST_PATH, false, "t").unwrap();
     assert_eq!(fast(&ack), None, "setting off again");
 }
+
+/// With the TC program's routes set (`SETTING_FAST_SEND`), a frame the fast path rewrote
+/// leaves the XDP program with `FAST_MARK` in the 4 bytes of metadata before it (what
+/// `uvs_fast_tc` looks for); a frame the fast path did not take carries none.
+#[test]
+#[ignore = "needs root: loading BPF (scripts/test.sh runs it as root)"]
+fn fast_path_marks_its_frames_for_the_tc_program() {
+    use uvs_port::fast::{FastEntry, FastKey};
+    use uvs_testkit as tk;
+    const FAST_MARK: u32 = 0x7576_7366;
+    let o = loaded();
+    let table = o.map_fast().expect("the table maps");
+    let ip = |a: [u8; 4]| IpAddr::V4(Ipv4Addr::from(a));
+    let (mac_a, mac_b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let ack = tk::tcp(
+        mac_a,
+        mac_b,
+        ip(CLIENT4),
+        40000,
+        ip(VIP4),
+        80,
+        tk::ACK,
+        b"x",
+    );
+    let line = FastEntry {
+        key: FastKey::new(CLIENT4, VIP4, 40000, 80, 6),
+        to: FastKey::new(CLIENT4, REAL4, 40000, 8080, 6),
+        inbound: true,
+        data_only: false,
+        syn_ack: false,
+        weak: false,
+        until_ns: u64::MAX,
+        service: 1,
+        real: 1,
+    };
+    table.line(&line.key).install(&line).unwrap();
+    o.set_setting(SETTING_FAST_PATH, true, "t").unwrap();
+    let (_, plain) = o.test_run_out(&ack).unwrap();
+    assert_eq!(plain.len(), ack.len(), "no mark without the routes");
+    o.set_setting(SETTING_FAST_SEND, true, "t").unwrap();
+    let (act, out) = o.test_run_out(&ack).unwrap();
+    assert_eq!(act, XDP_PASS);
+    assert_eq!(
+        out.len(),
+        ack.len() + 4,
+        "the metadata comes first: {out:?}"
+    );
+    assert_eq!(out[..4], FAST_MARK.to_ne_bytes());
+    assert_eq!(out[4..], plain[..], "the same rewrite");
+    let other = tk::tcp(
+        mac_a,
+        mac_b,
+        ip(CLIENT4),
+        40001,
+        ip(VIP4),
+        80,
+        tk::ACK,
+        b"x",
+    );
+    let (_, out) = o.test_run_out(&other).unwrap();
+    assert_eq!(out, other, "not the fast path's: no mark");
+}
+
+#[test]
+fn fast_routes_are_lpm_keys_in_network_order() {
+    let r = FastRoute {
+        prefix: Ipv4Addr::new(198, 18, 1, 77),
+        len: 24,
+        ifindex: 7,
+        via: Some(Ipv4Addr::new(198, 18, 1, 254)),
+        mtu: 1500,
+    };
+    let (k, v) = r.entry();
+    assert_eq!(k[0], 24);
+    assert_eq!(k[1].to_ne_bytes(), [198, 18, 1, 0], "masked to the prefix");
+    assert_eq!(v[0], 7);
+    assert_eq!(v[1].to_ne_bytes(), [198, 18, 1, 254]);
+    assert_eq!(v[2], 1500);
+    let (k, v) = FastRoute {
+        len: 0,
+        via: None,
+        ..r
+    }
+    .entry();
+    assert_eq!((k[0], k[1], v[1]), (0, 0, 0), "a default route; on link");
+}

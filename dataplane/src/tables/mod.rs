@@ -342,6 +342,11 @@ impl Tables {
         self.owned.keys().copied()
     }
 
+    /// The routes, longest prefix first (the order [`Tables::route`] searches them in).
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
     /// Longest-prefix match: egress port and next hop for `dst`.
     #[inline]
     pub fn route(&self, dst: &IpKey) -> Option<(u8, IpKey)> {
