@@ -1031,6 +1031,34 @@ fn print_summary(runs: &[HttpRun], rounds: u32) {
     }
 }
 
+/// A run of `rps` requests a second on a saturated CPU (a request's CPU time the inverse
+/// of the rate), for the ratios' tests.
+#[cfg(test)]
+pub(crate) fn saturated_run(
+    s: HttpSubject,
+    round: u32,
+    connection: &'static str,
+    rps: f64,
+) -> HttpRun {
+    HttpRun {
+        subject: s,
+        round,
+        connection,
+        url: String::new(),
+        result: Some(WrkResult {
+            requests_per_s: rps,
+            ..Default::default()
+        }),
+        cpu: Some(CpuUse {
+            busy_s: 1.0,
+            steal_s: 0.0,
+            total_s: 1.0,
+            busy_us_per_request: 1e6 / rps,
+        }),
+        error: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1091,24 +1119,7 @@ mod tests {
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        let run = |s, round, rps| HttpRun {
-            subject: s,
-            round,
-            connection: "close",
-            url: String::new(),
-            result: Some(WrkResult {
-                requests_per_s: rps,
-                ..Default::default()
-            }),
-            // The CPU saturated: a request's CPU time the inverse of the rate.
-            cpu: Some(CpuUse {
-                busy_s: 1.0,
-                steal_s: 0.0,
-                total_s: 2.0,
-                busy_us_per_request: 1e6 / rps,
-            }),
-            error: None,
-        };
+        let run = |s, round, rps| saturated_run(s, round, "close", rps);
         // Round 2 of `a` failed: only the rounds with both figures count.
         let mut runs = vec![
             run(a, 0, 90.0),

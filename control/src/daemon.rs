@@ -673,25 +673,8 @@ fn start_fast_path(shared: &Shared, programs: &[XdpProgram]) -> Result<()> {
 /// path rewrote leave by them past the kernel's forwarding. On failure (a kernel without
 /// TCX links) the kernel forwards them, as before, with a warning.
 fn set_fast_routes(programs: &[XdpProgram], tables: &Tables) {
-    let routes: Vec<FastRoute> = tables
-        .routes()
-        .iter()
-        .filter(|r| !r.prefix.v6)
-        .filter_map(|r| {
-            let out = programs.get(usize::from(r.port))?;
-            let v4 = |k: &IpKey| match k.to_ip() {
-                IpAddr::V4(a) => Some(a),
-                IpAddr::V6(_) => None,
-            };
-            Some(FastRoute {
-                prefix: v4(&r.prefix)?,
-                len: r.len,
-                ifindex: out.ifindex(),
-                via: r.via.as_ref().and_then(v4),
-                mtu: tables.ifaces.get(usize::from(r.port))?.mtu,
-            })
-        })
-        .collect();
+    let ifindexes: Vec<u32> = programs.iter().map(XdpProgram::ifindex).collect();
+    let routes = fast_routes(tables, &ifindexes);
     for p in programs {
         if let Err(e) = p.set_fast_routes(&routes) {
             log::warn!(
@@ -700,6 +683,32 @@ fn set_fast_routes(programs: &[XdpProgram], tables: &Tables) {
             );
         }
     }
+}
+
+/// The IPv4 routes of `tables` as the fast path's TC program takes them, `ifindexes` the
+/// interfaces' indexes by port (the order of the configuration's `interfaces`).
+fn fast_routes(tables: &Tables, ifindexes: &[u32]) -> Vec<FastRoute> {
+    let v4 = |k: &IpKey| match k.to_ip() {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    };
+    tables
+        .routes()
+        .iter()
+        .filter_map(|r| {
+            let port = usize::from(r.port);
+            Some(FastRoute {
+                prefix: v4(&r.prefix)?,
+                len: r.len,
+                ifindex: *ifindexes.get(port)?,
+                via: match &r.via {
+                    Some(v) => Some(v4(v)?),
+                    None => None,
+                },
+                mtu: tables.ifaces.get(port)?.mtu,
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn xdp_mode(m: uvs_config::XdpMode) -> XdpMode {
@@ -1245,6 +1254,49 @@ fn hold_restart_only(running: &Config, new: &mut Config) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path's TC program gets the IPv4 routes, each with its interface's index
+    /// and MTU and its gateway; IPv6 routes and routes of a port without an interface are
+    /// left out (their frames go to the kernel's forwarding).
+    #[test]
+    fn fast_routes_are_the_ipv4_routes_by_interface() {
+        use std::net::Ipv4Addr;
+        use uvs_dataplane::tables::{Route, TablesBuilder};
+        let mut spec =
+            uvs_dataplane::lab::spec(uvs_dataplane::Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+        spec.ifaces[1].mtu = 9000;
+        let ip = |s: &str| IpKey::from_ip(s.parse().unwrap());
+        spec.routes.push(Route {
+            prefix: ip("203.0.113.0"),
+            len: 24,
+            port: 1,
+            via: Some(ip("198.18.1.254")),
+        });
+        spec.routes.push(Route {
+            prefix: ip("192.0.2.0"),
+            len: 24,
+            port: 5,
+            via: None,
+        });
+        let tables = TablesBuilder::build(&spec, None).unwrap();
+        let mut got = fast_routes(&tables, &[11, 12]);
+        got.sort_by_key(|r| (r.prefix, r.len));
+        let route = |p: [u8; 4], via: Option<[u8; 4]>, ifindex, mtu| FastRoute {
+            prefix: Ipv4Addr::from(p),
+            len: 24,
+            ifindex,
+            via: via.map(Ipv4Addr::from),
+            mtu,
+        };
+        assert_eq!(
+            got,
+            vec![
+                route([198, 18, 0, 0], None, 11, 1500),
+                route([198, 18, 1, 0], None, 12, 9000),
+                route([203, 0, 113, 0], Some([198, 18, 1, 254]), 12, 9000),
+            ]
+        );
+    }
 
     /// 10 services of 1 000 real servers each: the index finds every server's slot, three
     /// times over as starting their health checks on a reload does, and nothing else.

@@ -182,27 +182,10 @@ pub fn print_ratios(runs: &[HttpRun]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::cpu::CpuUse;
-    use crate::http::wrk::WrkResult;
+    use crate::http::saturated_run;
 
     fn run(s: HttpSubject, round: u32, rps: f64) -> HttpRun {
-        HttpRun {
-            subject: s,
-            round,
-            connection: "keepalive",
-            url: String::new(),
-            result: Some(WrkResult {
-                requests_per_s: rps,
-                ..Default::default()
-            }),
-            cpu: Some(CpuUse {
-                busy_s: 1.0,
-                steal_s: 0.0,
-                total_s: 1.0,
-                busy_us_per_request: 1e6 / rps,
-            }),
-            error: None,
-        }
+        saturated_run(s, round, "keepalive", rps)
     }
 
     #[test]

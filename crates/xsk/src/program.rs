@@ -69,6 +69,8 @@ const STAT_FAST_SENT: u32 = 4;
 // `settings[0]` bits; SETTING_* in uvs_xdp.c.
 const SETTING_REDIRECT_ALL: u32 = 1;
 const SETTING_FAST_SEND: u32 = 4;
+/// The fast path's TC program (`set_fast_routes`), loaded only where the kernel takes it.
+const TC_PROGRAM: &str = "uvs_fast_tc";
 const SETTING_FAST_PATH: u32 = 2;
 /// `max_entries` of the XSKMAP.
 const XSKMAP_SLOTS: u32 = 64;
@@ -123,7 +125,7 @@ unsafe impl Sync for LoadedObject {}
 impl LoadedObject {
     /// Opens and loads the embedded object; `label` names it in errors.
     pub(crate) fn load(label: &str) -> Result<Self, XskError> {
-        let (obj, prog_fd) = open_and_load(&PROGRAM_ELF.0, "uvs_xdp", label)?;
+        let (obj, prog_fd) = open_and_load(&PROGRAM_ELF.0, "uvs_xdp", label, Some(TC_PROGRAM))?;
         let mut this = LoadedObject {
             obj,
             prog_fd,
@@ -141,7 +143,8 @@ impl LoadedObject {
             settings: -1,
             fast4: -1,
             fast_routes: -1,
-            tc_fd: program_fd(obj, "uvs_fast_tc")?,
+            // Negative when the kernel refused it (see `open_and_load`).
+            tc_fd: program_fd(obj, TC_PROGRAM)?,
             ncpus: 0,
             label: label.to_string(),
         };
@@ -408,14 +411,45 @@ impl LoadedObject {
 
 /// Opens `elf`, loads it into the kernel and finds its program `prog`: the steps every uvs
 /// XDP object (the balancer's and the member filter, `crate::member`) goes through. On
-/// success the caller owns the object and closes it with `bpf_object__close`.
+/// success the caller owns the object and closes it with `bpf_object__close`. A program
+/// named in `optional` that the kernel refuses (an older kernel without one of its
+/// helpers) is left out, with a warning, and the object loaded without it; its fd is then
+/// negative.
 pub(crate) fn open_and_load(
     elf: &'static [u8],
     prog: &str,
     label: &str,
+    optional: Option<&str>,
 ) -> Result<(NonNull<bpf::bpf_object>, RawFd), XskError> {
     crate::libbpf_log::route_to_log();
     sys::raise_memlock();
+    let obj = match load_object(elf, prog, label, None) {
+        Err(XskError::ProgramLoad(e)) if optional.is_some() => {
+            let left_out = optional.unwrap_or_default();
+            let obj = load_object(elf, prog, label, optional)?;
+            log::warn!("{label}: {left_out} left out, the kernel refused it: {e}");
+            obj
+        }
+        other => other?,
+    };
+    match program_fd(obj, prog) {
+        Ok(fd) => Ok((obj, fd)),
+        Err(e) => {
+            // SAFETY: `obj` came from a successful load, is closed once here and never
+            // used after.
+            unsafe { bpf::bpf_object__close(obj.as_ptr()) };
+            Err(e)
+        }
+    }
+}
+
+/// Opens `elf` and loads it, without the program `skip` if one is named.
+fn load_object(
+    elf: &'static [u8],
+    prog: &str,
+    label: &str,
+    skip: Option<&str>,
+) -> Result<NonNull<bpf::bpf_object>, XskError> {
     let name = CString::new(prog).expect("program names have no NUL");
     let opts = bpf::bpf_object_open_opts {
         sz: std::mem::size_of::<bpf::bpf_object_open_opts>() as _,
@@ -432,6 +466,17 @@ pub(crate) fn open_and_load(
         unsafe { bpf::bpf_object__close(obj.as_ptr()) };
         Err(e)
     };
+    if let Some(skip) = skip {
+        let c = CString::new(skip).expect("program names have no NUL");
+        // SAFETY: `obj` is open, not loaded; the name is a valid C string.
+        let p = unsafe { bpf::bpf_object__find_program_by_name(obj.as_ptr(), c.as_ptr()) };
+        // SAFETY: `p` (when not null) belongs to the open object.
+        if !p.is_null() && unsafe { bpf::bpf_program__set_autoload(p, false) } != 0 {
+            return close(XskError::ProgramLoad(io::Error::other(format!(
+                "cannot leave {skip} out"
+            ))));
+        }
+    }
     // SAFETY: `obj` came from a successful open and is not shared yet.
     let ret = unsafe { bpf::bpf_object__load(obj.as_ptr()) };
     if ret != 0 {
@@ -444,10 +489,7 @@ pub(crate) fn open_and_load(
             _ => XskError::ProgramLoad(e),
         });
     }
-    match program_fd(obj, prog) {
-        Ok(fd) => Ok((obj, fd)),
-        Err(e) => close(e),
-    }
+    Ok(obj)
 }
 
 /// The fd of the program `prog` of a loaded object.
@@ -681,6 +723,11 @@ impl XdpProgram {
     pub fn set_fast_routes(&self, routes: &[FastRoute]) -> Result<(), XskError> {
         const OP: &str = "set the fast path's routes";
         let mut tc = self.tc.lock().unwrap_or_else(|e| e.into_inner());
+        if !routes.is_empty() && self.object.tc_fd < 0 {
+            return Err(XskError::ProgramLoad(io::Error::other(format!(
+                "{TC_PROGRAM} is not loaded (this kernel refused it)"
+            ))));
+        }
         if !routes.is_empty() && tc.link.is_none() {
             // SAFETY: all-zero is the documented "no options" value of this struct.
             let mut opts: bpf::bpf_link_create_opts = unsafe { std::mem::zeroed() };

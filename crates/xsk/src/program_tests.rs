@@ -586,6 +586,23 @@ fn firewall_mark_rules() {
 /// recomputed by etherparse; a partial one still partial, for the new addresses), the TTL
 /// left to the kernel's forwarding, and counted on its line; frames the workers must see
 /// (SYN/FIN/RST, other flows, lines past their time, the setting off) are left alone.
+/// A fast-path line of the client's flow 40000 → VIP:80, NAT to the real server's 8080
+/// (service 4, real server 2), holding for ever.
+fn client_line() -> uvs_port::fast::FastEntry {
+    use uvs_port::fast::{FastEntry, FastKey};
+    FastEntry {
+        key: FastKey::new(CLIENT4, VIP4, 40000, 80, 6),
+        to: FastKey::new(CLIENT4, REAL4, 40000, 8080, 6),
+        inbound: true,
+        data_only: false,
+        syn_ack: false,
+        weak: false,
+        until_ns: u64::MAX,
+        service: 4,
+        real: 2,
+    }
+}
+
 #[test]
 #[ignore = "needs root: loading BPF (scripts/test.sh runs it as root)"]
 fn fast_path_rewrites_the_flows_of_its_table() {
@@ -608,17 +625,7 @@ fn fast_path_rewrites_the_flows_of_its_table() {
     };
     let ack = tcp(tk::ACK, payload);
     // NAT with a port change, towards the real server.
-    let line = FastEntry {
-        key: FastKey::new(CLIENT4, VIP4, 40000, 80, 6),
-        to: FastKey::new(CLIENT4, REAL4, 40000, 8080, 6),
-        inbound: true,
-        data_only: false,
-        syn_ack: false,
-        weak: false,
-        until_ns: u64::MAX,
-        service: 4,
-        real: 2,
-    };
+    let line = client_line();
     assert_eq!(fast(&ack), None, "setting off");
     o.set_setting(SETTING_FAST_PATH, true, "t").unwrap();
     assert_eq!(fast(&ack), None, "empty table");
@@ -733,7 +740,6 @@ fn fast_path_rewrites_the_flows_of_its_table() {
 #[test]
 #[ignore = "needs root: loading BPF (scripts/test.sh runs it as root)"]
 fn fast_path_marks_its_frames_for_the_tc_program() {
-    use uvs_port::fast::{FastEntry, FastKey};
     use uvs_testkit as tk;
     const FAST_MARK: u32 = 0x7576_7366;
     let o = loaded();
@@ -750,17 +756,7 @@ fn fast_path_marks_its_frames_for_the_tc_program() {
         tk::ACK,
         b"x",
     );
-    let line = FastEntry {
-        key: FastKey::new(CLIENT4, VIP4, 40000, 80, 6),
-        to: FastKey::new(CLIENT4, REAL4, 40000, 8080, 6),
-        inbound: true,
-        data_only: false,
-        syn_ack: false,
-        weak: false,
-        until_ns: u64::MAX,
-        service: 1,
-        real: 1,
-    };
+    let line = client_line();
     table.line(&line.key).install(&line).unwrap();
     o.set_setting(SETTING_FAST_PATH, true, "t").unwrap();
     let (_, plain) = o.test_run_out(&ack).unwrap();
@@ -811,4 +807,17 @@ fn fast_routes_are_lpm_keys_in_network_order() {
     }
     .entry();
     assert_eq!((k[0], k[1], v[1]), (0, 0, 0), "a default route; on link");
+}
+
+/// Where a kernel refuses the fast path's TC program (an older kernel), the object loads
+/// without it: the XDP program is there, the TC program's fd is not.
+#[test]
+#[ignore = "needs root: loading BPF (scripts/test.sh runs it as root)"]
+fn the_object_loads_without_its_tc_program() {
+    let obj = load_object(&PROGRAM_ELF.0, "uvs_xdp", "t", Some(TC_PROGRAM)).unwrap();
+    let (xdp, tc) = (program_fd(obj, "uvs_xdp"), program_fd(obj, TC_PROGRAM));
+    // SAFETY: `obj` came from `load_object` and is closed once, here.
+    unsafe { bpf::bpf_object__close(obj.as_ptr()) };
+    assert!(xdp.unwrap() >= 0, "the XDP program loaded");
+    assert!(tc.unwrap() < 0, "the TC program left out");
 }
