@@ -68,10 +68,10 @@ const STAT_FAST: u32 = 3;
 const STAT_FAST_SENT: u32 = 4;
 // `settings[0]` bits; SETTING_* in uvs_xdp.c.
 const SETTING_REDIRECT_ALL: u32 = 1;
+const SETTING_FAST_PATH: u32 = 2;
 const SETTING_FAST_SEND: u32 = 4;
 /// The fast path's TC program (`set_fast_routes`), loaded only where the kernel takes it.
 const TC_PROGRAM: &str = "uvs_fast_tc";
-const SETTING_FAST_PATH: u32 = 2;
 /// `max_entries` of the XSKMAP.
 const XSKMAP_SLOTS: u32 = 64;
 
@@ -143,8 +143,7 @@ impl LoadedObject {
             settings: -1,
             fast4: -1,
             fast_routes: -1,
-            // Negative when the kernel refused it (see `open_and_load`).
-            tc_fd: program_fd(obj, TC_PROGRAM)?,
+            tc_fd: -1,
             ncpus: 0,
             label: label.to_string(),
         };
@@ -162,6 +161,8 @@ impl LoadedObject {
         this.settings = this.map_fd("settings")?;
         this.fast4 = this.map_fd("fast4")?;
         this.fast_routes = this.map_fd("fast_routes")?;
+        // Negative when the kernel refused it (see `open_and_load`).
+        this.tc_fd = program_fd(this.obj, TC_PROGRAM)?;
         this.ncpus = possible_cpus()?;
         Ok(this)
     }
@@ -729,28 +730,9 @@ impl XdpProgram {
             ))));
         }
         if !routes.is_empty() && tc.link.is_none() {
-            // SAFETY: all-zero is the documented "no options" value of this struct.
-            let mut opts: bpf::bpf_link_create_opts = unsafe { std::mem::zeroed() };
-            opts.sz = std::mem::size_of::<bpf::bpf_link_create_opts>() as _;
-            // SAFETY: the program fd is live (owned by `self.object`) and `opts` outlives
-            // the call.
-            let ret = unsafe {
-                bpf::bpf_link_create(
-                    self.object.tc_fd,
-                    self.ifindex as i32,
-                    bpf::BPF_TCX_INGRESS,
-                    &opts,
-                )
-            };
-            if ret < 0 {
-                return Err(XskError::os(
-                    "attach the fast path's TC program",
-                    &self.ifname,
-                    libbpf_error(ret.into()),
-                ));
-            }
-            // SAFETY: a non-negative return is a fresh fd that we now own.
-            tc.link = Some(unsafe { OwnedFd::from_raw_fd(ret) });
+            let link = bpf_link(self.object.tc_fd, self.ifindex, bpf::BPF_TCX_INGRESS, 0)
+                .map_err(|e| XskError::os("attach the fast path's TC program", &self.ifname, e))?;
+            tc.link = Some(link);
         }
         // Marking off first, so no frame is marked for a route being changed.
         self.object.set_setting(SETTING_FAST_SEND, false, OP)?;
@@ -758,10 +740,9 @@ impl XdpProgram {
         for k in tc.keys.iter().filter(|k| !want.contains_key(*k)) {
             self.object.delete(self.object.fast_routes, k, OP)?;
         }
-        tc.keys.clear();
+        tc.keys = want.keys().copied().collect();
         for (k, v) in &want {
             self.object.update(self.object.fast_routes, k, v, OP)?;
-            tc.keys.push(*k);
         }
         self.object
             .set_setting(SETTING_FAST_SEND, !routes.is_empty(), OP)
@@ -823,6 +804,28 @@ struct FastSend {
     keys: Vec<RouteKey>,
 }
 
+/// A BPF link of program `prog_fd` to interface `ifindex` (`attach_type`, `flags`): it
+/// detaches when its fd closes.
+fn bpf_link(
+    prog_fd: RawFd,
+    ifindex: u32,
+    attach_type: bpf::bpf_attach_type,
+    flags: u32,
+) -> io::Result<OwnedFd> {
+    // SAFETY: all-zero is the documented "no options" value of this struct.
+    let mut opts: bpf::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<bpf::bpf_link_create_opts>() as _;
+    opts.flags = flags;
+    // SAFETY: the program fd is live (owned by the caller's object) and `opts` outlives
+    // the call.
+    let ret = unsafe { bpf::bpf_link_create(prog_fd, ifindex as i32, attach_type, &opts) };
+    if ret < 0 {
+        return Err(libbpf_error(ret.into()));
+    }
+    // SAFETY: a non-negative return is a fresh fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
 /// Bytes of the `fast4` array: its lines, page-aligned as they are.
 const FAST_BYTES: usize = uvs_port::fast::LINES * std::mem::size_of::<FastLine>();
 
@@ -866,35 +869,23 @@ pub(crate) fn link_create(
         XdpMode::Generic => bpf::XDP_FLAGS_SKB_MODE,
         _ => bpf::XDP_FLAGS_DRV_MODE,
     };
-    // SAFETY: all-zero is the documented "no options" value of this struct.
-    let mut opts: bpf::bpf_link_create_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<bpf::bpf_link_create_opts>() as _;
-    opts.flags = flags;
-    // SAFETY: the program fd is live (owned by the caller's object) and `opts` outlives
-    // the call.
-    let ret = unsafe { bpf::bpf_link_create(prog_fd, ifindex as i32, bpf::BPF_XDP, &opts) };
-    if ret < 0 {
-        let e = libbpf_error(ret.into());
-        return Err(match e.raw_os_error() {
-            Some(libc::EBUSY) | Some(libc::EEXIST) => XskError::ProgramBusy {
-                ifname: ifname.to_string(),
+    bpf_link(prog_fd, ifindex, bpf::BPF_XDP, flags).map_err(|e| match e.raw_os_error() {
+        Some(libc::EBUSY) | Some(libc::EEXIST) => XskError::ProgramBusy {
+            ifname: ifname.to_string(),
+        },
+        Some(libc::ERANGE) => XskError::MtuTooLarge {
+            ifname: ifname.to_string(),
+        },
+        _ => XskError::os(
+            if mode == XdpMode::Generic {
+                "attach XDP in generic mode"
+            } else {
+                "attach XDP in native mode"
             },
-            Some(libc::ERANGE) => XskError::MtuTooLarge {
-                ifname: ifname.to_string(),
-            },
-            _ => XskError::os(
-                if mode == XdpMode::Generic {
-                    "attach XDP in generic mode"
-                } else {
-                    "attach XDP in native mode"
-                },
-                ifname,
-                e,
-            ),
-        });
-    }
-    // SAFETY: a non-negative return is a fresh fd that we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+            ifname,
+            e,
+        ),
+    })
 }
 
 #[cfg(test)]
