@@ -11,10 +11,13 @@
 //! - [`check_tcp`], [`check_http`], [`check_command`] and [`check_agent`] each run one
 //!   blocking check bounded by the check's timeout. They are ordinary kernel sockets and processes on the balancer host;
 //!   the XDP program passes replies addressed to the host's own addresses to the kernel.
-//! - [`HealthMonitor`] runs one thread per target up to [`MAX_CHECKER_THREADS`] targets, each
-//!   checking every `interval` and calling `on_change` when the hysteresis flips; beyond,
-//!   thread k checks targets k, k + T, k + 2T… (T threads), the one due first first, so the
-//!   targets of one thread share its time (checks that time out delay the others). Stopping
+//! - [`HealthMonitor`] runs a pool of checker threads, one per target up to
+//!   [`MAX_CHECKER_THREADS`]: each takes the check due first from one queue, runs it, and
+//!   puts the target back due again `interval` later, calling `on_change` when the
+//!   hysteresis flips. A dead server whose checks wait out their timeout holds one thread,
+//!   not the targets a thread was given (with a fixed share of the targets per thread, a
+//!   dead server's timeouts delayed every check of its thread's other targets); checks are
+//!   late only while every thread is busy at once. Stopping
 //!   interrupts a check in progress: connects poll in short slices, reads use short timeouts and
 //!   a command is killed, so [`HealthMonitor::stop`] returns within about 100 ms.
 //! - Agent checks (HAProxy's agent-check protocol, parsed by [`uvs_agent::proto`]): the
@@ -30,6 +33,8 @@ mod checks;
 
 pub use checks::*;
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -178,9 +183,10 @@ pub(crate) const STOP_SLICE: Duration = Duration::from_millis(50);
 /// Why a check was abandoned instead of failing: the monitor is stopping.
 pub(crate) const STOPPED: &str = "stopped";
 
-/// At most this many checker threads; with more targets, each thread checks several in
-/// turn (as keepalived checks every server from one event loop). One thread per target
-/// runs into the process's limits (memory maps, threads) at some tens of thousands.
+/// At most this many checker threads; with more targets, the threads share the checks,
+/// each taking the one due first (keepalived checks every server from one event loop).
+/// One thread per target runs into the process's limits (memory maps, threads) at some
+/// tens of thousands.
 pub const MAX_CHECKER_THREADS: usize = 512;
 
 /// Where the checking of one target starts.
@@ -207,8 +213,8 @@ impl Start {
     }
 }
 
-/// Checker threads, one per target up to [`MAX_CHECKER_THREADS`]. Dropping the monitor stops
-/// them (as [`HealthMonitor::stop`]).
+/// Checker threads, one per target up to [`MAX_CHECKER_THREADS`], taking the checks due from
+/// one queue. Dropping the monitor stops them (as [`HealthMonitor::stop`]).
 pub struct HealthMonitor {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
@@ -232,12 +238,37 @@ struct Shared {
     stop: StopSignal,
 }
 
-/// A stop flag that sleeping threads wake up for at once.
+/// The checks waiting for their time, and the stop flag that waiting threads wake up for
+/// at once.
 struct StopSignal {
     /// Shared with the http checks' connections (see [`crate::webcheck`]).
     flag: Arc<AtomicBool>,
-    lock: Mutex<()>,
+    lock: Mutex<Due>,
     cv: Condvar,
+}
+
+/// The targets not being checked right now, by the time their next check is due.
+#[derive(Default)]
+struct Due {
+    /// (due, order put in, target): of checks due at the same time the one put back first
+    /// goes first, so targets overdue together take turns.
+    heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    order: u64,
+    /// Whether a thread is waiting for the first check's time (the others wait untimed
+    /// until it takes that check and wakes one of them to wait for the next: with hundreds
+    /// of threads, a timed wait each would wake them all at every check's time).
+    timer: bool,
+}
+
+impl Due {
+    fn put(&mut self, at: Instant, target: usize) {
+        self.heap.push(Reverse((at, self.order, target)));
+        self.order += 1;
+    }
+
+    fn first(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
 }
 
 impl StopSignal {
@@ -248,21 +279,53 @@ impl StopSignal {
         self.cv.notify_all();
     }
 
-    /// Sleeps until `until`; true if the monitor is stopping.
-    fn sleep_until(&self, until: Instant) -> bool {
-        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+    /// Waits for the check due first and takes it (its target's index); `None` once the
+    /// monitor is stopping.
+    fn next_due(&self) -> Option<usize> {
+        let mut due = lock(&self.lock);
         loop {
             if self.flag.load(Ordering::Relaxed) {
-                return true;
+                return None;
             }
             let now = Instant::now();
-            if now >= until {
-                return false;
+            match due.first() {
+                Some(at) if at <= now => {
+                    let Some(Reverse((_, _, i))) = due.heap.pop() else {
+                        continue;
+                    };
+                    // Another thread waits for the next one's time (or takes it if due).
+                    self.cv.notify_one();
+                    return Some(i);
+                }
+                Some(at) if !due.timer => {
+                    due.timer = true;
+                    due = match self.cv.wait_timeout(due, at - now) {
+                        Ok((g, _)) => g,
+                        Err(p) => p.into_inner().0,
+                    };
+                    due.timer = false;
+                }
+                // Every target is being checked, or another thread waits for the first
+                // one's time: wait to be woken.
+                _ => {
+                    due = match self.cv.wait(due) {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
+                }
             }
-            guard = match self.cv.wait_timeout(guard, until - now) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+        }
+    }
+
+    /// Puts `target` back, its next check due `at`.
+    fn put_back(&self, at: Instant, target: usize) {
+        let mut due = lock(&self.lock);
+        let first = due.first().is_none_or(|f| at < f);
+        due.put(at, target);
+        // A new first check: the thread waiting for the old first one's time (if any)
+        // must wait for this one's instead, and only a wake-up of all reaches it.
+        if first {
+            self.cv.notify_all();
         }
     }
 }
@@ -333,7 +396,7 @@ impl HealthMonitor {
             .map(|(_, s, _)| AtomicBool::new(s.up()))
             .collect();
         let now = Instant::now();
-        let progress = targets
+        let progress: Vec<Mutex<(HealthState, Instant)>> = targets
             .iter()
             .map(|(t, s, _)| {
                 Mutex::new(match *s {
@@ -350,6 +413,10 @@ impl HealthMonitor {
             .iter()
             .map(|(_, _, a)| Mutex::new(a.clone()))
             .collect();
+        let mut due = Due::default();
+        for (i, next) in progress.iter().enumerate() {
+            due.put(lock(next).1, i);
+        }
         let shared = Arc::new(Shared {
             targets: targets.into_iter().map(|(t, _, _)| t).collect(),
             up,
@@ -360,7 +427,7 @@ impl HealthMonitor {
             started: Instant::now(),
             stop: StopSignal {
                 flag: Arc::new(AtomicBool::new(false)),
-                lock: Mutex::new(()),
+                lock: Mutex::new(due),
                 cv: Condvar::new(),
             },
         });
@@ -369,35 +436,24 @@ impl HealthMonitor {
                 on_agent(t, &lock(&shared.agent[i]));
             }
         }
-        // At most `max_threads` threads; target i goes to thread i % threads, so with no
-        // more targets than the limit each thread checks one target, as it always did.
-        // Every thread waits for its share until all are started: a thread that cannot be
-        // started (the process is out of threads or memory maps) leaves its targets to the
-        // threads that did start, instead of leaving them unchecked.
+        // At most `max_threads` threads, all taking their checks from the one queue: a
+        // thread that cannot be started (the process is out of threads or memory maps)
+        // leaves the checks to the threads that did start.
         let want = shared.targets.len().min(max_threads.max(1));
         let mut threads = Vec::with_capacity(want);
-        let mut shares = Vec::with_capacity(want);
         for k in 0..want {
             let sh = Arc::clone(&shared);
             let cb = Arc::clone(&on_change);
             let ag = Arc::clone(&on_agent);
-            let (tx, rx) = std::sync::mpsc::channel::<Vec<usize>>();
             let started = if k >= refuse_from {
                 Err(std::io::Error::other("refused by the test"))
             } else {
                 std::thread::Builder::new()
                     .name(format!("uvs-hc-{k}"))
-                    .spawn(move || {
-                        if let Ok(mine) = rx.recv() {
-                            checker(&sh, mine, &*cb, &*ag);
-                        }
-                    })
+                    .spawn(move || checker(&sh, &*cb, &*ag))
             };
             match started {
-                Ok(h) => {
-                    threads.push(h);
-                    shares.push(tx);
-                }
+                Ok(h) => threads.push(h),
                 Err(e) => {
                     if !threads.is_empty() {
                         log::error!(
@@ -422,15 +478,6 @@ impl HealthMonitor {
                     }
                     break;
                 }
-            }
-        }
-        if !shares.is_empty() {
-            let mut mine = vec![Vec::new(); shares.len()];
-            for i in 0..shared.targets.len() {
-                mine[i % shares.len()].push(i);
-            }
-            for (tx, m) in shares.into_iter().zip(mine) {
-                let _ = tx.send(m);
             }
         }
         HealthMonitor {
@@ -594,57 +641,40 @@ fn apply_agent(
     }
 }
 
-/// One target as the thread that checks it keeps it.
+/// One target while a thread checks it.
 struct Checking {
     i: usize,
     state: HealthState,
     /// When its next check is due.
     next: Instant,
     interval: Duration,
-    for_pools: String,
 }
 
-/// A checker thread: checks its targets (`mine`, indices into `shared.targets`) in turn,
-/// the one due first first, until the monitor stops.
+/// A checker thread: takes the check due first, runs it and puts its target back due
+/// again, until the monitor stops.
 fn checker(
     shared: &Shared,
-    mine: Vec<usize>,
     on_change: &(dyn Fn(&HealthTarget, bool) + Send + Sync),
     on_agent: &(dyn Fn(&HealthTarget, &AgentState) + Send + Sync),
 ) {
-    let mut checks: Vec<Checking> = mine
-        .into_iter()
-        .map(|i| {
-            let target = &shared.targets[i];
-            let for_pools = if target.pools.is_empty() {
-                String::new()
-            } else {
-                format!(" for pool(s) {}", target.pools.join(", "))
-            };
-            // A fresh target's first check runs at once, a resumed one's when it was due;
-            // later ones every `interval` from the previous start.
-            let (state, next) = *lock(&shared.progress[i]);
-            let interval = target.check.interval.max(Duration::from_millis(1));
-            Checking {
-                i,
-                state,
-                next,
-                interval,
-                for_pools,
-            }
-        })
-        .collect();
-    loop {
-        // The first of the earliest due: targets overdue together take turns.
-        let Some(c) = checks.iter_mut().min_by_key(|c| c.next) else {
-            return;
+    while let Some(i) = shared.stop.next_due() {
+        // A fresh target's first check runs at once, a resumed one's when it was due;
+        // later ones every `interval` from the previous start.
+        let (state, next) = *lock(&shared.progress[i]);
+        let interval = shared.targets[i]
+            .check
+            .interval
+            .max(Duration::from_millis(1));
+        let mut c = Checking {
+            i,
+            state,
+            next,
+            interval,
         };
-        if shared.stop.sleep_until(c.next) {
+        if !check_once(shared, &mut c, on_change, on_agent) {
             return;
         }
-        if !check_once(shared, c, on_change, on_agent) {
-            return;
-        }
+        shared.stop.put_back(c.next, i);
     }
 }
 
@@ -655,7 +685,7 @@ fn check_once(
     on_change: &(dyn Fn(&HealthTarget, bool) + Send + Sync),
     on_agent: &(dyn Fn(&HealthTarget, &AgentState) + Send + Sync),
 ) -> bool {
-    let (i, interval, for_pools) = (c.i, c.interval, &c.for_pools);
+    let (i, interval) = (c.i, c.interval);
     let (mut state, mut next) = (c.state, c.next);
     let target = &shared.targets[i];
     let check = &target.check;
@@ -708,6 +738,11 @@ fn check_once(
     }
     if let Some(up) = flip {
         shared.up[i].store(up, Ordering::Relaxed);
+        let for_pools = if target.pools.is_empty() {
+            String::new()
+        } else {
+            format!(" for pool(s) {}", target.pools.join(", "))
+        };
         match &why {
             Ok(()) => log::info!("{} {} is up{for_pools}", target.service, target.real),
             Err(why) => log::warn!(
@@ -860,12 +895,67 @@ mod tests {
         let (threads, seen) = check_all(11, 3, usize::MAX);
         assert_eq!(threads, 3);
         assert_eq!(seen.len(), 11, "{seen:?}");
-        assert_eq!(distinct(seen), 3);
-        // Up to the limit, one thread per target, as always.
+        assert!(distinct(seen) <= 3);
+        // Up to the limit, a thread per target.
         let (threads, seen) = check_all(4, MAX_CHECKER_THREADS, usize::MAX);
         assert_eq!(threads, 4);
         assert_eq!(seen.len(), 4, "{seen:?}");
-        assert_eq!(distinct(seen), 4);
+    }
+
+    /// A server that accepts connections and never answers (a hung process behind a live
+    /// kernel) holds the thread checking it for the whole timeout; the other targets are
+    /// checked on time by the other threads. With a fixed share of the targets per thread,
+    /// the two that shared the silent server's thread waited for its 5 s timeout.
+    #[test]
+    fn a_silent_server_does_not_delay_the_other_checks() {
+        // The kernel completes the handshakes of its backlog; nothing ever reads.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut hung = tcp_target(silent.local_addr().unwrap());
+        hung.check.kind = HealthCheckKind::Agent { send: None };
+        hung.check.timeout = Duration::from_secs(5);
+        let mut targets = vec![(hung, Start::Fresh(true), AgentState::default())];
+        for n in 0..6 {
+            let mut t = tcp_target(open.local_addr().unwrap());
+            t.service = ServiceKey::addr(
+                "198.18.100.1".parse().unwrap(),
+                uvs_config::Protocol::Tcp,
+                1000 + n,
+            );
+            targets.push((t, Start::Fresh(false), AgentState::default()));
+        }
+        let ups: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let u2 = Arc::clone(&ups);
+        let on_change: OnChange = Arc::new(move |t: &HealthTarget, up: bool| {
+            if up {
+                lock(&u2).push(t.service.port);
+            }
+        });
+        let began = Instant::now();
+        let m = HealthMonitor::start_limited(
+            targets,
+            on_change,
+            Arc::new(|_: &HealthTarget, _: &AgentState| {}),
+            3,
+            usize::MAX,
+        );
+        let deadline = began + Duration::from_secs(4);
+        while lock(&ups).len() < 6 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let took = began.elapsed();
+        let agent_in_progress = m.current()[0].1;
+        m.stop();
+        let mut ups = lock(&ups).clone();
+        ups.sort_unstable();
+        assert_eq!(
+            ups,
+            (1000..1006).collect::<Vec<_>>(),
+            "up within {took:?} while the silent server's check waited"
+        );
+        // Its first check has not timed out yet: still up (it started up).
+        assert!(agent_in_progress);
+        assert!(took < Duration::from_secs(4), "{took:?}");
     }
 
     #[test]
