@@ -9,8 +9,11 @@
 //! lines without a length limit (a 20 MiB line: +24 MiB resident) or a deadline (a client
 //! dripping a byte every 100 ms is held forever), and its accept thread ends for good on the
 //! first accept error (EMFILE: 40 idle connections under a 64-descriptor limit, and it
-//! refuses every connection from then on), which would undo exactly these protections. Answers are small and whole, so each is written
-//! here with its length, one request per connection (`Connection: close`).
+//! refuses every connection from then on), which would undo exactly these protections. Answers are whole, so each is written
+//! here with its length, one request per connection (`Connection: close`). `/metrics` and
+//! `/status.json` are sent gzip-compressed to a client whose `Accept-Encoding` takes gzip,
+//! as Prometheus's does (5 000 services of four real servers: 29 MB of text, 1.5 MB
+//! compressed); other clients get them as they are.
 
 use crate::gate::{self, Ending, Limits, Refusal};
 use crate::snapshot::Snapshot;
@@ -193,6 +196,7 @@ impl gate::Protocol for Http {
                 return text("400 Bad Request", "bad request\n", false)
             }
         }
+        let gzip = accepts_gzip(req.headers);
         let method = req.method.unwrap_or_default();
         let path = req.path.unwrap_or_default();
         let path = path.split('?').next().unwrap_or_default();
@@ -206,12 +210,12 @@ impl gate::Protocol for Http {
             return text("405 Method Not Allowed", only, false);
         }
         match (path, &self.routes.status) {
-            ("/metrics", _) => response(
-                "200 OK",
+            ("/metrics", _) => encoded(
                 crate::metrics::CONTENT_TYPE,
                 "",
                 (self.routes.metrics)().as_bytes(),
                 head_only,
+                gzip,
             ),
             ("/" | "/index.html", Some(_)) => response(
                 "200 OK",
@@ -225,13 +229,7 @@ impl gate::Protocol for Http {
                     log::error!("status.json: {e}");
                     b"{}".to_vec()
                 });
-                response(
-                    "200 OK",
-                    JSON,
-                    "Cache-Control: no-store\r\n",
-                    &body,
-                    head_only,
-                )
+                encoded(JSON, "Cache-Control: no-store\r\n", &body, head_only, gzip)
             }
             _ => text("404 Not Found", self.not_found(), head_only),
         }
@@ -279,6 +277,57 @@ fn text(status: &str, body: &str, head_only: bool) -> Vec<u8> {
     )
 }
 
+/// Whether a request's `Accept-Encoding` takes gzip (RFC 9110 §12.5.3): `gzip`, `x-gzip`
+/// or `*` listed without `q=0`. Without the header, or with `identity` alone, the answer
+/// goes as it is.
+fn accepts_gzip(headers: &[httparse::Header<'_>]) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    let values = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("accept-encoding"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok());
+    for item in values.flat_map(|v| v.split(',')) {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or_default().trim();
+        // A weight of 0 refuses the coding; a malformed one is taken as given.
+        let refused = parts.any(|p| {
+            let p = p.trim();
+            let q = p
+                .strip_prefix("q=")
+                .or_else(|| p.strip_prefix("Q="))
+                .map(str::trim);
+            q.and_then(|q| q.parse::<f32>().ok()) == Some(0.0)
+        });
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(!refused);
+        } else if coding == "*" {
+            any = Some(!refused);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
+}
+
+/// A `200 OK` with `body`, gzip-compressed when `gzip` (the client takes it). Compressed at
+/// the fastest level: Prometheus text shrinks about tenfold at it, and the answer threads
+/// are two.
+fn encoded(content_type: &str, extra: &str, body: &[u8], head_only: bool, gzip: bool) -> Vec<u8> {
+    if gzip {
+        use std::io::Write as _;
+        let mut z = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 8),
+            flate2::Compression::fast(),
+        );
+        // Writing into a Vec cannot fail.
+        if let Ok(packed) = z.write_all(body).and_then(|()| z.finish()) {
+            let extra = format!("{extra}Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
+            return response("200 OK", content_type, &extra, &packed, head_only);
+        }
+    }
+    let extra = format!("{extra}Vary: Accept-Encoding\r\n");
+    response("200 OK", content_type, &extra, body, head_only)
+}
+
 /// The whole answer; `extra` is header lines, each ending in CRLF. A HEAD answer has the
 /// GET answer's headers, Content-Length included, and no body (RFC 9110 §9.3.2).
 fn response(
@@ -298,4 +347,42 @@ fn response(
         out.extend_from_slice(body);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_gzip;
+
+    fn with(values: &[&str]) -> bool {
+        let headers: Vec<httparse::Header<'_>> = values
+            .iter()
+            .map(|v| httparse::Header {
+                name: "Accept-Encoding",
+                value: v.as_bytes(),
+            })
+            .collect();
+        accepts_gzip(&headers)
+    }
+
+    #[test]
+    fn gzip_is_taken_when_listed_without_a_zero_weight() {
+        // Prometheus's scrape and curl --compressed.
+        assert!(with(&["gzip"]));
+        assert!(with(&["deflate, gzip"]));
+        assert!(with(&["br;q=1.0, gzip;q=0.8, *;q=0.1"]));
+        assert!(with(&["GZIP"]));
+        assert!(with(&["x-gzip"]));
+        assert!(with(&["*"]));
+        assert!(with(&["identity", "gzip"]), "two header lines");
+        // Not without the header, nor when refused or not named.
+        assert!(!with(&[]));
+        assert!(!with(&["identity"]));
+        assert!(!with(&["br, deflate"]));
+        assert!(!with(&["gzip;q=0"]));
+        assert!(!with(&["gzip; q=0.0, identity"]));
+        assert!(!with(&["*;q=0"]));
+        // A refusal of gzip by name wins over the wildcard.
+        assert!(!with(&["gzip;q=0, *"]));
+        assert!(with(&["*;q=0, gzip"]));
+    }
 }

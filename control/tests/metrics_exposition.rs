@@ -404,6 +404,96 @@ fn endpoint_serves_metrics_and_stops() {
     assert!(TcpStream::connect(addr).is_err(), "listener closed");
 }
 
+fn get_bytes(addr: std::net::SocketAddr, request: &str) -> (String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let body = out.split_off(at + 4);
+    (String::from_utf8(out).unwrap(), body)
+}
+
+/// 5 000 services of four real servers each: ~22 MB of exposition text. A scrape that
+/// takes gzip (Prometheus's does) gets it compressed, and its text is the same; one that
+/// does not gets the text.
+#[test]
+fn endpoint_compresses_for_clients_that_take_gzip() {
+    let mut big = sample();
+    let template = big.services[0].clone();
+    big.services = (0..5000u32)
+        .map(|i| {
+            let mut s = template.clone();
+            s.name = format!("svc{i}");
+            s.vip = std::net::Ipv4Addr::from(0xc612_0000 + i).into();
+            s.reals = (0..4u32)
+                .map(|r| {
+                    real(
+                        &format!("198.19.{}.{}", i % 250, 10 + r),
+                        80,
+                        1,
+                        true,
+                        false,
+                    )
+                })
+                .collect();
+            s
+        })
+        .collect();
+    let text = render(&big);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(Stop::new());
+    let snapshot = Arc::new(big);
+    let handle = serve_listener(
+        listener,
+        Arc::new(move || (*snapshot).clone()),
+        Arc::clone(&stop),
+    )
+    .unwrap();
+
+    let scrape = "GET /metrics HTTP/1.1\r\nHost: x\r\n\
+                  Accept-Encoding: gzip\r\nAccept: text/plain;version=0.0.4\r\n\r\n";
+    let (head, body) = get_bytes(addr, scrape);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Encoding: gzip\r\n"), "{head}");
+    assert!(head.contains("Vary: Accept-Encoding\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {}\r\n", body.len())),
+        "{head}"
+    );
+    let mut unpacked = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut unpacked)
+        .unwrap();
+    assert_eq!(unpacked, text);
+    assert!(
+        body.len() * 5 < text.len(),
+        "{} bytes of gzip for {} of text",
+        body.len(),
+        text.len()
+    );
+    // HEAD: the same headers, Content-Length the compressed body's.
+    let (head_only, none) = get_bytes(addr, &scrape.replacen("GET", "HEAD", 1));
+    assert!(none.is_empty());
+    assert!(
+        head_only.contains(&format!("Content-Length: {}\r\n", body.len())),
+        "{head_only}"
+    );
+    // Without Accept-Encoding, or with gzip refused: the text as it is.
+    for request in [
+        "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nAccept-Encoding: gzip;q=0, identity\r\n\r\n",
+    ] {
+        let (head, body) = get_bytes(addr, request);
+        assert!(!head.contains("Content-Encoding"), "{head}");
+        assert_eq!(String::from_utf8(body).unwrap(), text);
+    }
+    stop.raise();
+    handle.join().unwrap();
+}
+
 #[test]
 fn serve_reports_a_busy_address() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
