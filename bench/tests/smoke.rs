@@ -32,6 +32,14 @@ fn succeeds(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// [`succeeds`] for a command whose stderr the test reads: returns that instead.
+fn succeeds_saying(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
 fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
@@ -280,26 +288,24 @@ fn testbed_smoke_as_root() {
     }
     let d = scratch("testbed");
     let json = d.join("t.json");
-    let out = bench()
-        .args([
-            "testbed",
-            "--tag",
-            "bsmoke",
-            "--trial-seconds",
-            "0.2",
-            "--steps",
-            "1",
-        ])
-        .args(["--subjects", &subjects.join(",")])
-        // uvs with one queue, then two workers on two-queue links fed by two generator
-        // threads (the other subjects use one queue).
-        .args(["--queues", "1,2"])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = succeeds_saying(
+        bench()
+            .args([
+                "testbed",
+                "--tag",
+                "bsmoke",
+                "--trial-seconds",
+                "0.2",
+                "--steps",
+                "1",
+            ])
+            .args(["--subjects", &subjects.join(",")])
+            // uvs with one queue, then two workers on two-queue links fed by two generator
+            // threads (the other subjects use one queue).
+            .args(["--queues", "1,2"])
+            .arg("--json")
+            .arg(&json),
+    );
     let v = read_json(&json);
     let results = v["results"].as_array().unwrap();
     let uvs = subjects.contains(&"uvs");
@@ -458,16 +464,14 @@ fn http_side_by_side_smoke_as_root() {
     );
     let d = scratch("side");
     let json = d.join("h.json");
-    let out = bench()
-        .args(["http", "--side-by-side", "--subjects", "nft,nft-xdp"])
-        .args(["--keepalive-only", "--rounds", "2", "--seconds", "1"])
-        .args(["--connections", "4", "--rtt-rounds", "0", "--tag", "bsbs"])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = succeeds_saying(
+        bench()
+            .args(["http", "--side-by-side", "--subjects", "nft,nft-xdp"])
+            .args(["--keepalive-only", "--rounds", "2", "--seconds", "1"])
+            .args(["--connections", "4", "--rtt-rounds", "0", "--tag", "bsbs"])
+            .arg("--json")
+            .arg(&json),
+    );
     // Each round's two runs name the CPU each network had, swapped in the second.
     assert!(
         stderr.contains("nft on CPU 0, nft-xdp on CPU 1"),

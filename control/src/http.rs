@@ -312,19 +312,20 @@ fn accepts_gzip(headers: &[httparse::Header<'_>]) -> bool {
 /// the fastest level: Prometheus text shrinks about tenfold at it, and the answer threads
 /// are two.
 fn encoded(content_type: &str, extra: &str, body: &[u8], head_only: bool, gzip: bool) -> Vec<u8> {
-    if gzip {
-        use std::io::Write as _;
-        let mut z = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 8),
-            flate2::Compression::fast(),
-        );
-        // Writing into a Vec cannot fail.
-        if let Ok(packed) = z.write_all(body).and_then(|()| z.finish()) {
-            let extra = format!("{extra}Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
-            return response("200 OK", content_type, &extra, &packed, head_only);
-        }
-    }
-    let extra = format!("{extra}Vary: Accept-Encoding\r\n");
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail; if it did, the text goes as it is.
+    let packed = gzip
+        .then(|| {
+            let level = flate2::Compression::fast();
+            let mut z = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), level);
+            z.write_all(body).and_then(|()| z.finish()).ok()
+        })
+        .flatten();
+    let (body, coding) = match &packed {
+        Some(p) => (&p[..], "Content-Encoding: gzip\r\n"),
+        None => (body, ""),
+    };
+    let extra = format!("{extra}{coding}Vary: Accept-Encoding\r\n");
     response("200 OK", content_type, &extra, body, head_only)
 }
 

@@ -235,12 +235,12 @@ struct Shared {
     agent: Vec<Mutex<AgentState>>,
     /// The monitor's clock origin, for load reports' ages.
     started: Instant,
-    stop: StopSignal,
+    schedule: Schedule,
 }
 
 /// The checks waiting for their time, and the stop flag that waiting threads wake up for
 /// at once.
-struct StopSignal {
+struct Schedule {
     /// Shared with the http checks' connections (see [`crate::webcheck`]).
     flag: Arc<AtomicBool>,
     lock: Mutex<Due>,
@@ -271,7 +271,7 @@ impl Due {
     }
 }
 
-impl StopSignal {
+impl Schedule {
     fn raise(&self) {
         // Taken so a thread between its flag check and its wait cannot miss the notification.
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -396,15 +396,19 @@ impl HealthMonitor {
             .map(|(_, s, _)| AtomicBool::new(s.up()))
             .collect();
         let now = Instant::now();
-        let progress: Vec<Mutex<(HealthState, Instant)>> = targets
+        let mut due = Due::default();
+        let progress = targets
             .iter()
-            .map(|(t, s, _)| {
-                Mutex::new(match *s {
+            .enumerate()
+            .map(|(i, (t, s, _))| {
+                let (state, next) = match *s {
                     Start::Fresh(up) => {
                         (HealthState::starting(t.check.rise, t.check.fall, up), now)
                     }
                     Start::Resume(state, next) => (state, next),
-                })
+                };
+                due.put(next, i);
+                Mutex::new((state, next))
             })
             .collect();
         let rtt_us = targets.iter().map(|_| AtomicU32::new(0)).collect();
@@ -413,10 +417,6 @@ impl HealthMonitor {
             .iter()
             .map(|(_, _, a)| Mutex::new(a.clone()))
             .collect();
-        let mut due = Due::default();
-        for (i, next) in progress.iter().enumerate() {
-            due.put(lock(next).1, i);
-        }
         let shared = Arc::new(Shared {
             targets: targets.into_iter().map(|(t, _, _)| t).collect(),
             up,
@@ -425,7 +425,7 @@ impl HealthMonitor {
             load,
             agent,
             started: Instant::now(),
-            stop: StopSignal {
+            schedule: Schedule {
                 flag: Arc::new(AtomicBool::new(false)),
                 lock: Mutex::new(due),
                 cv: Condvar::new(),
@@ -564,7 +564,7 @@ impl HealthMonitor {
     }
 
     fn halt(&mut self) {
-        self.shared.stop.raise();
+        self.shared.schedule.raise();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -657,7 +657,7 @@ fn checker(
     on_change: &(dyn Fn(&HealthTarget, bool) + Send + Sync),
     on_agent: &(dyn Fn(&HealthTarget, &AgentState) + Send + Sync),
 ) {
-    while let Some(i) = shared.stop.next_due() {
+    while let Some(i) = shared.schedule.next_due() {
         // A fresh target's first check runs at once, a resumed one's when it was due;
         // later ones every `interval` from the previous start.
         let (state, next) = *lock(&shared.progress[i]);
@@ -674,7 +674,7 @@ fn checker(
         if !check_once(shared, &mut c, on_change, on_agent) {
             return;
         }
-        shared.stop.put_back(c.next, i);
+        shared.schedule.put_back(c.next, i);
     }
 }
 
@@ -691,8 +691,8 @@ fn check_once(
     let check = &target.check;
     next += interval;
     let started = Instant::now();
-    let result = run_check_until(check, target.real, &shared.stop.flag);
-    if shared.stop.flag.load(Ordering::Relaxed) {
+    let result = run_check_until(check, target.real, &shared.schedule.flag);
+    if shared.schedule.flag.load(Ordering::Relaxed) {
         return false;
     }
     // The response time `fastest` compares: what this check took, and for a check
