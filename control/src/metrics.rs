@@ -299,7 +299,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
-    let worker_families: [(&str, &str, WorkerValue); 21] = [
+    let worker_families: [(&str, &str, WorkerValue); 22] = [
         (
             "uvs_worker_rx_packets_total",
             "Packets received by the worker.",
@@ -374,6 +374,11 @@ pub fn render(s: &Snapshot) -> String {
             "uvs_synproxy_failures_total",
             "SYN proxy: clients reset because their real server refused or never answered.",
             |w| w.synproxy.failures,
+        ),
+        (
+            "uvs_synproxy_redispatched_total",
+            "SYN proxy: connections a real server refused that went to another server instead.",
+            |w| w.synproxy.redispatched,
         ),
         (
             "uvs_synproxy_untracked_syns_total",

@@ -122,6 +122,9 @@ pub struct SynProxyCounts {
     pub syn_retransmits: u64,
     pub failures: u64,
     pub untracked_syns: u64,
+    /// Connections a refusing real server's RST sent to another server.
+    #[serde(default)]
+    pub redispatched: u64,
     #[serde(default)]
     pub held: u64,
     /// PROXY v2 headers sent to real servers, and those sent again.

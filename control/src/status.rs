@@ -318,6 +318,7 @@ pub fn snapshot_with(
                 syn_retransmits: c.synproxy_syn_retransmits.get(),
                 failures: c.synproxy_failures.get(),
                 untracked_syns: c.synproxy_untracked_syns.get(),
+                redispatched: c.synproxy_redispatched.get(),
                 held: c.synproxy_held.get(),
                 proxy_headers: c.synproxy_proxy_headers.get(),
                 proxy_resent: c.synproxy_proxy_resent.get(),

@@ -156,3 +156,30 @@ fn a_server_refusing_the_connection_gets_curl_a_503() {
     }
     assert_eq!(tb.curl_many("http://198.18.100.1/a", 1), ["rs1"]);
 }
+
+/// One of pool b's servers refusing while its check still passes (nginx restarting, a
+/// listener gone): uvs offers each connection it refuses to the pool's other server, as
+/// HAProxy's `option redispatch` does, so every request of pool b is answered by rs3 and
+/// none fails; pool a is untouched.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn a_refusing_server_is_passed_over_for_the_pools_other() {
+    require_root("a_refusing_server_is_passed_over_for_the_pools_other");
+    let mut tb = Testbed::up("g7d", "nat");
+    tb.start_uvsd(&config());
+    let o = tb.sh("rs2", REFUSE);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = tb.curl_many("http://198.18.100.1/b/x", 8);
+    assert!(got.iter().all(|s| s == "rs3"), "{got:?}\n{}", tb.metrics());
+    let m = tb.metrics();
+    // Round robin offers rs2 every other new connection: half of them were refused.
+    let moved = metric_sum(&m, "uvs_synproxy_redispatched_total");
+    assert!((3.0..=8.0).contains(&moved), "{moved}\n{m}");
+    assert_eq!(metric_sum(&m, "uvs_synproxy_failures_total"), 0.0, "{m}");
+    assert_eq!(
+        real_up(&tb, "198.18.1.12:80"),
+        Some(true),
+        "its check still passes"
+    );
+    assert_eq!(tb.curl_many("http://198.18.100.1/a", 1), ["rs1"]);
+}

@@ -70,6 +70,9 @@ pub struct WorkerCounters {
     pub synproxy_syn_retransmits: Counter,
     pub synproxy_failures: Counter,
     pub synproxy_untracked_syns: Counter,
+    /// SYN proxy: connections a real server refused (RST to the SYN) that went to another
+    /// server instead of the refusal reaching the client.
+    pub synproxy_redispatched: Counter,
     /// SYN proxy: early client segments held until the server answered, then forwarded.
     pub synproxy_held: Counter,
     /// SYN proxy with `proxy_protocol`: PROXY v2 headers sent to real servers, and those
@@ -112,6 +115,7 @@ impl Default for WorkerCounters {
             synproxy_syn_retransmits: Counter::default(),
             synproxy_failures: Counter::default(),
             synproxy_untracked_syns: Counter::default(),
+            synproxy_redispatched: Counter::default(),
             synproxy_held: Counter::default(),
             synproxy_proxy_headers: Counter::default(),
             synproxy_proxy_resent: Counter::default(),

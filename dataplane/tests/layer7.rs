@@ -1511,12 +1511,34 @@ fn server_refuses(l: &mut Lab, syn: &T) -> [Vec<Vec<u8>>; 2] {
     l.send(1, &f)
 }
 
-/// A server that refuses the connection (RST to uvs's SYN: nothing listens, or it is
-/// restarting before its check fails) leaves an HTTP client with `503 Service Unavailable`
-/// and FIN, its request acknowledged, as HAProxy answers when it cannot connect (and as
-/// uvs answers for a pool without a usable server), where the client used to get a reset.
-/// For a head in one segment and one received over two; a TLS client still gets a RST.
-/// The entry goes.
+/// Pool b's servers refusing in turn (RST to uvs's SYN; `syn` the first): uvs offers the
+/// connection to the pool's other server, then to the first again (three tries in all,
+/// `retransmit::TRIES`), never to pool a's server and nothing to the client meanwhile;
+/// what uvs sends after the last refusal.
+fn pool_b_refuses(l: &mut Lab, syn: &T) -> [Vec<Vec<u8>>; 2] {
+    let mut out = server_refuses(l, syn);
+    let mut last = syn.dst;
+    for _ in 1..3 {
+        let [c, s] = &out;
+        assert!(c.is_empty(), "the client sees nothing of a refusal");
+        let next = only(s);
+        assert!(next.syn && !next.ack_flag);
+        assert!(
+            next.dst != last && next.dst != lab::real(1, l.v6).to_ip(),
+            "pool b's other server: {next:?}"
+        );
+        last = next.dst;
+        out = server_refuses(l, &next);
+    }
+    out
+}
+
+/// Servers that refuse the connection (RST to uvs's SYN: nothing listens, or it is
+/// restarting before its check fails), every one of its pool in turn, leave an HTTP client
+/// with `503 Service Unavailable` and FIN, its request acknowledged, as HAProxy answers when
+/// it cannot connect (and as uvs answers for a pool without a usable server), where the
+/// client used to get a reset. For a head in one segment and one received over two; a TLS
+/// client still gets a RST. The entry goes.
 #[test]
 fn a_server_refusing_the_connection_gets_the_client_503() {
     for v6 in [false, true] {
@@ -1528,7 +1550,7 @@ fn a_server_refusing_the_connection_gets_the_client_503() {
         let f = client_frame(&l, CISN + 1, false, Some(cookie.wrapping_add(1)), &ts, req);
         let syn = only(&l.send(0, &f)[1]);
         assert!(syn.syn);
-        let [c, s] = server_refuses(&mut l, &syn);
+        let [c, s] = pool_b_refuses(&mut l, &syn);
         assert!(s.is_empty());
         let r = only(&c);
         assert!(!r.rst, "v6={v6}: {r:?}");
@@ -1559,7 +1581,7 @@ fn a_server_refusing_the_connection_gets_the_client_503() {
         let syn = only(&s);
         assert!(syn.syn);
         assert!(c.len() <= 1);
-        let [c, _] = server_refuses(&mut l, &syn);
+        let [c, _] = pool_b_refuses(&mut l, &syn);
         let [c2, _] = l.idle();
         let all: Vec<T> = c.iter().chain(c2.iter()).map(|f| read(f)).collect();
         assert_eq!(all.len(), 1, "v6={v6}: {all:?}");
@@ -1585,8 +1607,95 @@ fn a_server_refusing_the_connection_gets_the_client_503() {
             &hello,
         );
         let syn = only(&l.send(0, &f)[1]);
-        let [c, _] = server_refuses(&mut l, &syn);
+        let [c, _] = pool_b_refuses(&mut l, &syn);
         assert!(only(&c).rst, "v6={v6}");
+    }
+}
+
+/// One of pool b's servers refusing: the connection goes to the pool's other server, and
+/// the request reaches it whole — held (a head in one segment) or replayed (a head uvs
+/// received over two segments and acknowledged) — then its answer reaches the client. For
+/// NAT and FullNAT, IPv4 and IPv6.
+#[test]
+fn a_refused_request_goes_to_the_pools_other_server() {
+    for method in [Method::Nat, Method::FullNat] {
+        for v6 in [false, true] {
+            let mut l = Lab::new(method, v6);
+            let head = big_head(1300, "X-Pool: b");
+            for two_segments in [false, true] {
+                l.cport += 1;
+                let (cookie, syn) = if two_segments {
+                    let (a, b) = head.split_at(700);
+                    let p = begin(&mut l, a);
+                    let [c, s] = l.send(0, &p.frame(&l, None, false, b));
+                    assert!(c.len() <= 1, "at most the ACK of the head's end");
+                    (p.cookie, only(&s))
+                } else {
+                    let (cookie, our_ts) = handshake(&mut l);
+                    let ts = [Opt::Noop, Opt::Noop, Opt::Timestamp(113, our_ts)];
+                    let ack = Some(cookie.wrapping_add(1));
+                    let f = client_frame(&l, CISN + 1, false, ack, &ts, &head);
+                    (cookie, only(&l.send(0, &f)[1]))
+                };
+                assert!(syn.syn);
+                let real = |t: &T| (2..=3).find(|&n| lab::real(n, v6).to_ip() == t.dst);
+                let first = real(&syn).expect("pool b");
+                let [c, s] = server_refuses(&mut l, &syn);
+                assert!(c.is_empty(), "the client sees nothing of the refusal");
+                let syn = only(&s);
+                assert!(syn.syn && syn.seq == CISN);
+                let n = real(&syn).expect("pool b");
+                assert_ne!(n, first, "the pool's other server");
+
+                let sa = seg(
+                    (lab::real_mac(n), lab::LB1_MAC),
+                    syn.dst,
+                    80,
+                    l.seen_client(),
+                    syn.sport,
+                    SISN,
+                    true,
+                    Some(CISN + 1),
+                    &[Opt::MaximumSegmentSize(1460), Opt::Timestamp(9000, 114)],
+                    b"",
+                );
+                let [c, s] = l.send(1, &sa);
+                assert!(c.is_empty());
+                let mut to_server: Vec<T> = s.iter().map(|f| read(f)).collect();
+                to_server.extend(l.idle()[1].iter().map(|f| read(f)));
+                assert!(to_server[0].payload.is_empty(), "the handshake's ACK first");
+                let got: Vec<u8> = to_server[1..]
+                    .iter()
+                    .inspect(|d| assert_eq!((d.dst, d.ack), (syn.dst, SISN + 1)))
+                    .flat_map(|d| d.payload.clone())
+                    .collect();
+                assert_eq!(got, head, "two_segments={two_segments}: the request, whole");
+
+                let answer = seg(
+                    (lab::real_mac(n), lab::LB1_MAC),
+                    syn.dst,
+                    80,
+                    l.seen_client(),
+                    syn.sport,
+                    SISN + 1,
+                    false,
+                    Some(CISN + 1 + head.len() as u32),
+                    &[Opt::Noop, Opt::Noop, Opt::Timestamp(9001, 114)],
+                    b"HTTP/1.1 200 OK\r\n\r\n",
+                );
+                let r = only(&l.send(1, &answer)[0]);
+                assert_eq!((r.src, r.dst), (l.vip(), l.client()));
+                assert_eq!(r.seq, cookie.wrapping_add(1));
+                assert_eq!(r.payload, b"HTTP/1.1 200 OK\r\n\r\n");
+            }
+            let c = &l.shared.counters[0];
+            assert_eq!(
+                (c.synproxy_redispatched.get(), c.synproxy_failures.get()),
+                (2, 0)
+            );
+            assert_eq!(l.drops(DropReason::SynProxyNotReady), 0);
+            assert_eq!(l.drops(DropReason::Layer7ReplayLost), 0);
+        }
     }
 }
 

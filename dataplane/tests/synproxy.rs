@@ -4,6 +4,8 @@
 
 mod synproxy_support;
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use synproxy_support::*;
 
 #[test]
@@ -398,32 +400,195 @@ fn the_server_syn_is_retransmitted_then_the_client_reset() {
     assert_eq!(l.shared.conns.len(), 0);
 }
 
+/// Real server `n`'s RST to the SYN it got (its answer to a SYN: ACK of the client's ISN).
+fn refusal(l: &Lab, n: u8, o: &Opened) -> Vec<u8> {
+    let f = F {
+        ack: Some(CISN + 1),
+        rst: true,
+        ..F::default()
+    };
+    server_frame_of(l, n, o, 0, f, &[], b"")
+}
+
+/// The SYN of a connection that real server `n` refused, as it went to real server `to`:
+/// the same SYN (the client's ISN and options), to `to`'s address and MAC; the client
+/// hears nothing.
+fn redispatched(l: &Lab, out: [Vec<Vec<u8>>; 2], to: u8) -> T {
+    let [c, s] = out;
+    assert!(c.is_empty(), "the client sees nothing of the refusal");
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0][..6], lab::real_mac(to), "to server {to}'s MAC");
+    let syn = only(&s);
+    assert_eq!(syn.dst, Some(lab::real(to, l.v6).to_ip()));
+    assert_eq!(syn.src, Some(l.seen_client()));
+    assert_eq!(syn.dport, 80);
+    assert!(syn.syn && !syn.ack_flag && !syn.rst);
+    assert_eq!(syn.seq, CISN, "the client's ISN");
+    assert_eq!(syn.mss, Some(if l.v6 { 1440 } else { 1460 }));
+    assert!(syn.sack_perm);
+    assert_eq!((syn.ws, syn.ts), (Some(7), Some((112, 0))));
+    syn
+}
+
+/// A server that refuses the connection (RST to uvs's SYN) does not reach the client: the
+/// SYN goes to the next server (round robin: 2), whose handshake splices the connection
+/// as the first server's would have; the old entry is gone, the new one names server 2.
 #[test]
-fn a_refusing_server_resets_the_client() {
+fn a_refused_connection_goes_to_another_server() {
+    for method in [Method::Nat, Method::FullNat] {
+        for v6 in [false, true] {
+            let mut l = Lab::new(method, v6);
+            let mut o = open(&mut l);
+            let out = l.send(1, &refusal(&l, 1, &o));
+            let syn = redispatched(&l, out, 2);
+            o.sport_seen = syn.sport;
+            assert_eq!(l.shared.conns.len(), 1);
+            let c = &l.shared.counters[0];
+            assert_eq!(c.synproxy_redispatched.get(), 1);
+            assert_eq!(c.synproxy_failures.get(), 0);
+            let t = l.shared.tables.load();
+            let svc = t
+                .services
+                .iter()
+                .flatten()
+                .find(|s| s.key.proto == 6 && s.key.vip.v6 == v6)
+                .unwrap();
+            let conns = |i: usize| {
+                let live = &svc.live[i];
+                live.active.load(Relaxed) + live.inactive.load(Relaxed)
+            };
+            assert_eq!((conns(0), conns(1)), (0, 1), "unbound from 1, bound to 2");
+
+            // Server 2's SYN-ACK: the ACK completing its handshake, then data both ways
+            // translated with its ISN.
+            let [to_client, to_server] = l.send(1, &server_synack_of(&l, 2, &o, Some(5)));
+            assert!(to_client.is_empty());
+            let ack = only(&to_server);
+            assert_eq!(ack.dst, Some(lab::real(2, v6).to_ip()));
+            assert_eq!((ack.seq, ack.ack), (CISN + 1, SISN + 1));
+            let c1 = o.cookie.wrapping_add(1);
+            let data = client_frame(
+                &l,
+                CISN + 1,
+                F {
+                    ack: Some(c1),
+                    psh: true,
+                    ..F::default()
+                },
+                &[Opt::Noop, Opt::Noop, Opt::Timestamp(113, o.our_ts)],
+                b"GET / HTTP/1.1\r\n\r\n",
+            );
+            let s = only(&l.send(0, &data)[1]);
+            assert_eq!(s.dst, Some(lab::real(2, v6).to_ip()));
+            assert_eq!((s.seq, s.ack), (CISN + 1, SISN + 1));
+            let reply = server_frame_of(
+                &l,
+                2,
+                &o,
+                SISN + 1,
+                F {
+                    ack: Some(CISN + 19),
+                    psh: true,
+                    ..F::default()
+                },
+                &[Opt::Noop, Opt::Noop, Opt::Timestamp(9005, 113)],
+                b"HTTP/1.1 200 OK\r\n\r\n",
+            );
+            let c = only(&l.send(1, &reply)[0]);
+            assert_eq!((c.src, c.dst), (Some(l.vip()), Some(l.client())));
+            assert_eq!((c.seq, c.ack), (c1, CISN + 19));
+            assert_eq!(c.payload, b"HTTP/1.1 200 OK\r\n\r\n");
+            assert_eq!(l.shared.counters[0].synproxy_spliced.get(), 1);
+        }
+    }
+}
+
+/// With persistence, the client's template follows its connection to the server that took
+/// it, so that its next connections go there rather than to the refusing server.
+#[test]
+fn a_persistence_template_follows_the_refused_connection() {
+    for v6 in [false, true] {
+        let mut l = Lab::persistent(Method::Nat, v6);
+        let o = open(&mut l);
+        let templates = |l: &Lab| {
+            let mut reals = Vec::new();
+            l.shared.conns.for_each(|_, c, _| {
+                if c.flags & uvs_dataplane::pipeline::conn_flags::TEMPLATE != 0 {
+                    reals.push(c.real);
+                }
+            });
+            reals
+        };
+        assert_eq!(templates(&l), [0], "the client's template names server 1");
+        let out = l.send(1, &refusal(&l, 1, &o));
+        redispatched(&l, out, 2);
+        assert_eq!(templates(&l), [1], "now server 2");
+        assert_eq!(l.shared.conns.len(), 2, "the template and the connection");
+    }
+}
+
+/// Every server refusing in turn: after the third (`retransmit::TRIES`) the client is
+/// reset, as a single refusal reset it before redispatching.
+#[test]
+fn a_connection_every_server_refuses_resets_the_client() {
     for method in [Method::Nat, Method::FullNat] {
         let mut l = Lab::new(method, true);
-        let o = open(&mut l);
-        let refused = server_frame(
-            &l,
-            &o,
-            0,
-            F {
-                ack: Some(CISN + 1),
-                rst: true,
-                ..F::default()
-            },
-            &[],
-            b"",
-        );
-        let [c, s] = l.send(1, &refused);
+        let mut o = open(&mut l);
+        for (from, to) in [(1, 2), (2, 3)] {
+            let out = l.send(1, &refusal(&l, from, &o));
+            let syn = redispatched(&l, out, to);
+            o.sport_seen = syn.sport;
+        }
+        let [c, s] = l.send(1, &refusal(&l, 3, &o));
         assert!(s.is_empty());
         let rst = only(&c);
         assert!(rst.rst);
         assert_eq!((rst.src, rst.dst), (Some(l.vip()), Some(l.client())));
         assert_eq!(rst.seq, o.cookie.wrapping_add(1));
         assert_eq!(l.shared.conns.len(), 0);
-        assert_eq!(l.shared.counters[0].synproxy_failures.get(), 1);
+        let c = &l.shared.counters[0];
+        assert_eq!(c.synproxy_redispatched.get(), 2);
+        assert_eq!(c.synproxy_failures.get(), 1);
     }
+}
+
+/// The client's request, held while the first server was asked, goes to the server that
+/// answers; the SYN's retransmissions start over for it.
+#[test]
+fn a_held_request_follows_its_connection_to_another_server() {
+    let mut l = Lab::new(Method::Nat, false);
+    let o = open(&mut l);
+    let early = client_frame(
+        &l,
+        CISN + 1,
+        F {
+            ack: Some(o.cookie.wrapping_add(1)),
+            psh: true,
+            ..F::default()
+        },
+        &[],
+        b"GET /",
+    );
+    assert!(l.send(0, &early)[1].is_empty(), "held");
+    l.advance(1);
+    let [_, s] = l.idle();
+    assert_eq!(only(&s).dst, Some(l.real1()), "the first SYN retransmitted");
+    let out = l.send(1, &refusal(&l, 1, &o));
+    redispatched(&l, out, 2);
+    l.advance(1);
+    let [_, s] = l.idle();
+    assert_eq!(
+        only(&s).dst,
+        Some(lab::real(2, false).to_ip()),
+        "a second later: the new SYN's first retransmission"
+    );
+    let [_, s] = l.send(1, &server_synack_of(&l, 2, &o, Some(7)));
+    assert_eq!(s.len(), 2, "the ACK, then the held data");
+    let d = read(&s[1]);
+    assert_eq!(d.dst, Some(lab::real(2, false).to_ip()));
+    assert_eq!(d.payload, b"GET /");
+    assert_eq!((d.seq, d.ack), (CISN + 1, SISN + 1));
+    assert_eq!(l.drops(DropReason::SynProxyNotReady), 0);
 }
 
 /// RSS may give the server's SYN-ACK to another worker than the one that sent the SYN:
@@ -444,6 +609,7 @@ fn the_server_may_answer_on_another_worker() {
         w: Worker::new(0, ports(), shared.clone()),
         v6: false,
         method: Method::Nat,
+        persistent: false,
     };
     let mut other = Worker::new(1, ports(), shared.clone());
     let o = open(&mut l);
@@ -481,6 +647,57 @@ fn the_server_may_answer_on_another_worker() {
     let [c, s] = l.idle();
     assert!(c.is_empty() && s.is_empty());
     assert_eq!(shared.counters[0].synproxy_syn_retransmits.get(), 0);
+}
+
+/// A refusal that RSS gives to a worker other than the one that sent the SYN: that worker
+/// has no copy of the SYN to send elsewhere, so the client is reset, as before
+/// redispatching existed; the first worker then frees its copy and its held segment.
+#[test]
+fn a_refusal_on_another_worker_resets_the_client() {
+    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 2);
+    for s in &mut spec.services {
+        s.syn_proxy = s.key.proto == 6;
+    }
+    let tables = TablesBuilder::build(&spec, None).unwrap();
+    let shared = Arc::new(Shared::new(tables, 4096, 2));
+    lab::learn_neighbours(&shared.neigh, 0);
+    let ports = || vec![MemPort::new("client", 256), MemPort::new("server", 256)];
+    let mut l = Lab {
+        shared: shared.clone(),
+        w: Worker::new(0, ports(), shared.clone()),
+        v6: false,
+        method: Method::Nat,
+        persistent: false,
+    };
+    let mut other = Worker::new(1, ports(), shared.clone());
+    let o = open(&mut l);
+    let early = client_frame(
+        &l,
+        CISN + 1,
+        F {
+            ack: Some(o.cookie.wrapping_add(1)),
+            psh: true,
+            ..F::default()
+        },
+        &[],
+        b"GET /",
+    );
+    assert!(l.send(0, &early)[1].is_empty(), "held by worker 0");
+    assert!(other.ports[1].push_rx(&refusal(&l, 1, &o)));
+    other.poll();
+    assert!(other.ports[1].take_tx().is_empty(), "no SYN elsewhere");
+    let rst = only(&other.ports[0].take_tx());
+    assert!(rst.rst);
+    assert_eq!((rst.src, rst.dst), (Some(l.vip()), Some(l.client())));
+    assert_eq!(shared.conns.len(), 0);
+    assert_eq!(shared.counters[1].synproxy_failures.get(), 1);
+    assert_eq!(shared.counters[1].synproxy_redispatched.get(), 0);
+    let [c, s] = l.idle();
+    assert!(c.is_empty() && s.is_empty());
+    assert_eq!(l.drops(DropReason::SynProxyNotReady), 1, "the held segment");
+    l.advance(1);
+    let [c, s] = l.idle();
+    assert!(c.is_empty() && s.is_empty(), "nothing retransmitted");
 }
 
 /// The client's ACK and its request arrive in one burst (wrk and curl send them back to

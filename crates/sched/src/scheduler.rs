@@ -186,6 +186,35 @@ impl Scheduler {
         }
     }
 
+    /// [`pick`](Self::pick) as if server `except` could take nothing: another server for a
+    /// connection that `except` refused (the SYN proxy's redispatch, HAProxy's `option
+    /// redispatch`). Every algorithm then goes on as it does for a server that is down: a
+    /// table scheduler (`sh`, `mh`, `dh`) picks another only with its fallback, `lc` no
+    /// longer picks the server whose refusals left it the fewest connections. It picks
+    /// over a copy of `live` with `except` down, allocated per call: for that rare path
+    /// only, never a packet's.
+    pub fn pick_except(
+        &self,
+        key: &FlowHashKey,
+        live: &[ServerLive],
+        now_s: u32,
+        except: usize,
+    ) -> Option<usize> {
+        let view: Vec<ServerLive> = live
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let s = l.snapshot();
+                if i == except {
+                    s.health_up
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+                s
+            })
+            .collect();
+        self.pick(key, &view, now_s)
+    }
+
     #[inline]
     fn hash_port(&self, key: &FlowHashKey) -> u16 {
         if self.config.flags.port {
@@ -316,6 +345,56 @@ mod tests {
             let empty = Scheduler::build(&cfg, &[]).unwrap();
             assert_eq!(empty.pick(&FlowHashKey::default(), &[], 0), None, "{kind}");
         }
+    }
+
+    /// Every kind, asked for another server than the one a flow would get, gives another
+    /// available one or none, and never the excluded one; the live state is not changed.
+    /// `lc` is the case that matters: a server refusing every connection at once has the
+    /// fewest, so a plain pick would choose it again.
+    #[test]
+    fn pick_except_never_gives_the_excluded_server() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let specs = servers(&[3, 1, 2, 5]);
+        let live: Vec<ServerLive> = (0..4).map(|i| ServerLive::with_conns(10 * i, 0)).collect();
+        live[3].health_up.store(false, Relaxed);
+        for &kind in SchedulerKind::ALL {
+            let mut cfg = SchedConfig::new(kind);
+            cfg.mh_table_size = 251;
+            cfg.locality_slots = 64;
+            if kind.takes_hash_flags() {
+                cfg.flags.fallback = true;
+            }
+            let s = Scheduler::build(&cfg, &specs).unwrap();
+            for i in 0..64u8 {
+                let key = FlowHashKey {
+                    src: [i; 16],
+                    dst: [i.wrapping_mul(7); 16],
+                    sport: u16::from(i),
+                    ..FlowHashKey::default()
+                };
+                let Some(first) = s.pick(&key, &live, 0) else {
+                    continue;
+                };
+                match s.pick_except(&key, &live, 0, first) {
+                    Some(p) => assert!(p != first && p < 3, "{kind}: {first} then {p}"),
+                    // dh has no fallback; ovf takes a server only below its weight in
+                    // connections (here only server 0 is).
+                    None => assert!(
+                        matches!(kind, SchedulerKind::Dh | SchedulerKind::Ovf),
+                        "{kind} gave None"
+                    ),
+                }
+            }
+        }
+        let lc = Scheduler::build(&SchedConfig::new(SchedulerKind::Lc), &specs).unwrap();
+        let key = FlowHashKey::default();
+        assert_eq!(lc.pick(&key, &live, 0), Some(0));
+        assert_eq!(lc.pick_except(&key, &live, 0, 0), Some(1));
+        assert!(
+            live[0].health_up.load(Relaxed),
+            "the live state is left alone"
+        );
+        assert_eq!(live[1].active.load(Relaxed), 10);
     }
 
     #[test]

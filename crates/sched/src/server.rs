@@ -145,6 +145,22 @@ impl ServerLive {
         }
     }
 
+    /// A copy of this state as read now (each field on its own, as a pick reads them): a
+    /// view to pick over with one server's state changed ([`crate::Scheduler::pick_except`]).
+    pub fn snapshot(&self) -> Self {
+        let s = ServerLive::new();
+        s.active.store(self.active.load(Relaxed), Relaxed);
+        s.inactive.store(self.inactive.load(Relaxed), Relaxed);
+        s.health_up.store(self.health_up.load(Relaxed), Relaxed);
+        s.overloaded.store(self.overloaded.load(Relaxed), Relaxed);
+        s.rtt_us.store(self.rtt_us.load(Relaxed), Relaxed);
+        s.load.store(self.load.load(Relaxed), Relaxed);
+        s.weight_pct.store(self.weight_pct.load(Relaxed), Relaxed);
+        s.agent_maxconn
+            .store(self.agent_maxconn.load(Relaxed), Relaxed);
+        s
+    }
+
     /// A state with the given counters, for tests and simulations.
     pub fn with_conns(active: u32, inactive: u32) -> Self {
         let s = ServerLive::new();

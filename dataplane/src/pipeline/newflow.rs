@@ -320,14 +320,23 @@ pub(crate) fn insert_fullnat(
 
 /// The schedulers' key of a flow.
 pub(crate) fn sched_key(p: &Parsed, v6: bool) -> FlowHashKey {
+    hash_key(v6, (p.src, p.sport), (p.dst, p.dport), p.l4_proto)
+}
+
+/// [`sched_key`] of a connection's first packet, from its entry's original tuple.
+pub(crate) fn sched_key_of(k: &FlowKey) -> FlowHashKey {
+    hash_key(k.v6, (k.src, k.sport), (k.dst, k.dport), k.proto)
+}
+
+fn hash_key(v6: bool, src: ([u8; 16], u16), dst: ([u8; 16], u16), proto: u8) -> FlowHashKey {
     // The schedulers' key holds IPv4 as ::ffff:a.b.c.d (FlowHashKey's documented form).
     let hashed = |a: [u8; 16]| if v6 { a } else { mapped(&a) };
     FlowHashKey {
-        src: hashed(p.src),
-        dst: hashed(p.dst),
-        sport: p.sport,
-        dport: p.dport,
-        proto: p.l4_proto,
+        src: hashed(src.0),
+        dst: hashed(dst.0),
+        sport: src.1,
+        dport: dst.1,
+        proto,
     }
 }
 
@@ -364,6 +373,32 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
         }
     }
     Some(slot)
+}
+
+/// After a connection went from server `from` to server `to` (the SYN proxy's redispatch:
+/// `from` refused it): the persistence template of its client, if it names `from`, names
+/// `to` instead, so that the client's next connections follow rather than meet the
+/// refusal again.
+pub(crate) fn retarget_template(
+    ctx: &mut Ctx<'_>,
+    svc: &ServiceRt,
+    orig: &FlowKey,
+    from: u16,
+    to: u16,
+) {
+    let Some((key, timeout)) = crate::lifecycle::client_template(svc, orig.src, orig.v6) else {
+        return;
+    };
+    let Some(hit) = ctx.conns.lookup(&key, ctx.now) else {
+        return;
+    };
+    if hit.service() != svc.id || hit.real() != from || !ctx.conns.remove(hit.id) {
+        return;
+    }
+    let t = crate::lifecycle::template(svc, key, to);
+    if let Ok(id) = ctx.conns.insert(&t, ctx.now, ctx.now.wrapping_add(timeout)) {
+        ctx.sync.note(ctx.worker, id);
+    }
 }
 
 /// A UDP datagram without an entry: a reply from a real server of a one-packet-scheduling

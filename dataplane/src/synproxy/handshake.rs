@@ -252,6 +252,25 @@ fn ack(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, svc: &Arc<ServiceRt>) -> Verdict
     open(ctx, pkt, svc, slot, o)
 }
 
+/// Inserts a proxied connection's entry in SYN_SENT (`conn.reply` takes its local address
+/// and port under FullNAT); `None` when FullNAT has no local port free.
+pub(super) fn insert_proxied(
+    ctx: &mut Ctx<'_>,
+    svc: &ServiceRt,
+    method: Method,
+    conn: &mut Conn,
+) -> Option<Result<uvs_conntrack::ConnId, InsertError>> {
+    let deadline = ctx.now.wrapping_add(SYN_SENT_TIMEOUT_MS);
+    if method == Method::FullNat {
+        return insert_fullnat(ctx, svc, conn, deadline);
+    }
+    Some(match ctx.conns.insert(conn, ctx.now, deadline) {
+        // A reused client port on the same real server (`retire_closing_holder`).
+        Err(InsertError::Clash(holder)) => retire_closing_holder(ctx, conn, deadline, holder),
+        other => other,
+    })
+}
+
 /// What opening a proxied connection needs besides its frame.
 pub(super) struct Opening {
     pub cookie: super::head::Cookie,
@@ -325,18 +344,8 @@ pub(super) fn open(
         state: TcpState::SynSent as u8,
         flags: conn_flags::SYNPROXY,
     };
-    let deadline = ctx.now.wrapping_add(SYN_SENT_TIMEOUT_MS);
-    let inserted = if real.method == Method::FullNat {
-        match insert_fullnat(ctx, svc, &mut conn, deadline) {
-            Some(r) => r,
-            None => return Verdict::Drop(DropReason::NoLocalPort),
-        }
-    } else {
-        match ctx.conns.insert(&conn, ctx.now, deadline) {
-            // A reused client port on the same real server (`retire_closing_holder`).
-            Err(InsertError::Clash(holder)) => retire_closing_holder(ctx, &conn, deadline, holder),
-            other => other,
-        }
+    let Some(inserted) = insert_proxied(ctx, svc, real.method, &mut conn) else {
+        return Verdict::Drop(DropReason::NoLocalPort);
     };
     let id = match inserted {
         Ok(id) => id,
@@ -433,6 +442,7 @@ pub(super) fn open(
         egress,
         hop,
         rst,
+        open.pool.map(|p| p as u16),
         ctx.now,
         ctx.conns,
         ctx.counters,

@@ -229,6 +229,25 @@ impl Heads {
         self.replaying.push(i);
     }
 
+    /// The head replaying for connection `old` goes to connection `new` instead (`old`'s
+    /// server refused it and `new` is the same client's connection to another server):
+    /// replayed from its start once `new`'s server answers.
+    pub(super) fn redirect(&mut self, old: ConnId, new: ConnId, now: u32) {
+        for &i in &self.replaying {
+            let Some(Some(h)) = self.slots.get_mut(usize::from(i)) else {
+                continue;
+            };
+            if let Some(r) = h.replay.as_mut().filter(|r| r.id == old) {
+                *r = Replay {
+                    id: new,
+                    sent: 0,
+                    due: now,
+                };
+                return;
+            }
+        }
+    }
+
     pub(super) fn replaying(&self, i: u16) -> bool {
         self.slots
             .get(usize::from(i))

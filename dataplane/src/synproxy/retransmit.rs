@@ -7,7 +7,9 @@
 //! goes out again 1 s and 3 s after the first (RFC 6298's initial RTO of 1 s, doubled), and
 //! when the last wait ends (7 s) the client gets a RST, the entry is removed and the failure
 //! counted (`synproxy_failures`): a client is never left hanging on a server that does not
-//! answer.
+//! answer. A server that refuses the SYN (RST) makes the worker keeping it take the copy
+//! back and send it to another server ([`ProxySyns::take_refused`], `splice.rs`'s
+//! redispatch), up to [`TRIES`] servers in all.
 //!
 //! The table has [`SLOTS`] entries per worker, open-addressed by connection slot: a SYN
 //! takes the first free entry of the [`PROBE`] from its home (its slot index, scattered),
@@ -90,6 +92,28 @@ struct Pending {
     sent: u8,
     /// Pool index and length of a held early segment.
     held: Option<(u16, u16)>,
+    /// Layer 7: the pool that took the connection (for another of its servers).
+    pool: Option<u16>,
+    /// Servers the SYN went to before this one, each of which refused it.
+    refused: u8,
+}
+
+/// Servers a proxied connection is offered to, the first included, before a refusal (RST
+/// to the SYN) reaches its client: HAProxy's `retries 3` with `option redispatch`.
+pub const TRIES: u8 = 3;
+
+/// A connection's kept SYN taken back after its server refused it, for another server
+/// ([`ProxySyns::take_refused`], [`ProxySyns::put_back`]).
+pub(super) struct Refused {
+    pending: Pending,
+}
+
+impl Refused {
+    /// The SYN as it went to the server that refused it (link header included).
+    pub(super) fn frame_mut(&mut self) -> &mut [u8] {
+        let n = usize::from(self.pending.len);
+        &mut self.pending.frame[..n]
+    }
 }
 
 /// One worker's pending SYNs.
@@ -197,6 +221,7 @@ impl ProxySyns {
         egress: u8,
         hop: IpKey,
         rst: ClientReset,
+        pool: Option<u16>,
         now: u32,
         conns: &ConnTable,
         counters: &WorkerCounters,
@@ -225,10 +250,88 @@ impl ProxySyns {
             due: now.wrapping_add(BACKOFF_MS[0]),
             sent: 0,
             held: None,
+            pool,
+            refused: 0,
         });
         self.ids[i] = Some(id);
         self.live += 1;
         true
+    }
+
+    /// Whether connection `id`, refused by its server, may go to another: this worker keeps
+    /// its SYN (the one that sent it; on another worker the refusal reaches the client)
+    /// and it has been to fewer than [`TRIES`] servers. If so, the layer-7 pool that took
+    /// it (`None` for a layer-4 service).
+    pub(super) fn may_retry(&self, id: ConnId) -> Option<Option<u16>> {
+        self.find(id)
+            .and_then(|i| self.slots[i])
+            .filter(|p| p.refused + 1 < TRIES)
+            .map(|p| p.pool)
+    }
+
+    /// Gives up a SYN taken out for another server that it will not go to: its held
+    /// segment is dropped and counted (`synproxy_not_ready`), as for any refused
+    /// connection.
+    pub(super) fn release(&mut self, r: Refused, counters: &WorkerCounters) {
+        if let Some((b, _)) = r.pending.held {
+            self.free.push(b);
+            counters.drop(crate::verdict::DropReason::SynProxyNotReady);
+        }
+    }
+
+    /// Takes connection `id`'s SYN (and its held early segment) out, for another server
+    /// ([`put_back`](Self::put_back) under the new connection's id).
+    pub(super) fn take_refused(&mut self, id: ConnId) -> Option<Refused> {
+        let i = self.find(id)?;
+        let pending = self.slots[i]?;
+        self.clear(i);
+        if pending.held.is_some() {
+            let i = i as u16;
+            if let Some(k) = self.holding.iter().position(|&h| h == i) {
+                self.holding.swap_remove(k);
+            }
+            self.woken.retain(|&w| w != i);
+        }
+        Some(Refused { pending })
+    }
+
+    /// Keeps `r`'s SYN, just sent again to another server, for connection `id`: its
+    /// retransmissions start over, its held segment stays held. When no entry of its
+    /// window is free the SYN goes uncovered (`synproxy_untracked_syns`) and its held
+    /// segment is dropped ([`release`](Self::release)).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn put_back(
+        &mut self,
+        id: ConnId,
+        r: Refused,
+        egress: u8,
+        hop: IpKey,
+        now: u32,
+        conns: &ConnTable,
+        counters: &WorkerCounters,
+    ) {
+        let Some(i) = self.vacant(id, conns) else {
+            counters.synproxy_untracked_syns.add(1);
+            self.release(r, counters);
+            return;
+        };
+        let mut p = r.pending;
+        if self.live == 0 {
+            self.next_scan = now.wrapping_add(SCAN_EVERY_MS);
+        }
+        p.id = id;
+        p.egress = egress;
+        p.hop = hop;
+        p.due = now.wrapping_add(BACKOFF_MS[0]);
+        p.sent = 0;
+        p.refused += 1;
+        let held = p.held.is_some();
+        self.slots[i] = Some(p);
+        self.ids[i] = Some(id);
+        self.live += 1;
+        if held {
+            self.holding.push(i as u16);
+        }
     }
 
     /// Frees the slot of `id` unless it holds an early segment (that goes when

@@ -19,15 +19,15 @@
 //! sent and path MTU discovery works.
 
 use uvs_conntrack::ConnView;
-use uvs_conntrack::{tcp::TcpState, Conn, Dir, Hit};
+use uvs_conntrack::{tcp::TcpState, Conn, Dir, FlowKey, Hit};
 use uvs_wire::tcp::flags;
 use uvs_wire::{tcp_options, Segment, Splice, L3};
 
 use super::retransmit::{client_reset, ClientReset};
 use super::{Opts, SpliceTable};
 use crate::lifecycle;
-use crate::pipeline::{conn_flags, ip, l2_out, real_egress, Ctx, Packet};
-use crate::tables::ServiceRt;
+use crate::pipeline::{conn_flags, ip, l2_out, real_egress, Ctx, Packet, PROTO_TCP};
+use crate::tables::{Method, ServiceRt};
 use crate::verdict::{DropReason, Verdict};
 
 /// A segment of a connection the SYN proxy opened (`conn_flags::SYNPROXY`): `None` once it
@@ -85,6 +85,9 @@ fn unusual(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &Hit, svc: &ServiceRt) 
             return Some(server_synack(ctx, pkt, hit, svc, splices, &t));
         }
         if tcp_flags & flags::RST != 0 {
+            if let Some(v) = redispatch(ctx, pkt, hit, svc, splices) {
+                return Some(v);
+            }
             return Some(server_refused(ctx, pkt, hit, splices));
         }
         if tcp_flags & flags::ACK != 0 {
@@ -374,6 +377,105 @@ fn stale_ack(
     pkt.len = n;
     ctx.proxy_syns.resend_soon(hit.id, ctx.now);
     to_server(ctx, pkt, svc, c)
+}
+
+/// The server refused the connection (RST to our SYN): another server of the service (on
+/// layer 7, of the pool that took the connection) gets it instead, as HAProxy's `option
+/// redispatch` does, until [`TRIES`](super::retransmit::TRIES) servers have refused it.
+/// The client, connected to uvs, sees nothing of it. The entry is replaced by one to the
+/// other server (its reply tuple names the server), whose scheduler picks as if the
+/// refusing server were down; the SYN this worker kept is sent there with its addresses
+/// and ports rewritten, the client's held segment and a layer-7 head waiting to be
+/// replayed carried over, and a persistence template naming the refusing server made to
+/// name the other. `None`, nothing changed, when it cannot: another worker sent the SYN
+/// (it holds the copy), the tries are spent, no other server is available, or no route;
+/// [`server_refused`] then answers the client.
+fn redispatch(
+    ctx: &mut Ctx<'_>,
+    pkt: &mut Packet<'_>,
+    hit: &Hit,
+    svc: &ServiceRt,
+    splices: &SpliceTable,
+) -> Option<Verdict> {
+    let pool = ctx.proxy_syns.may_retry(hit.id)?;
+    let c = hit.conn();
+    let key = crate::pipeline::sched_key_of(&c.orig);
+    let refused = usize::from(c.real);
+    let slot = match pool {
+        Some(pool) => {
+            let pool = svc.layer7.as_ref()?.pools.get(usize::from(pool))?;
+            pool.sched
+                .pick_except(&key, &svc.live, ctx.now_s, refused)?
+        }
+        None => svc.sched.pick_except(&key, &svc.live, ctx.now_s, refused)?,
+    };
+    let slot = u16::try_from(slot).ok()?;
+    let real = svc.real(slot)?;
+    let v6 = c.orig.v6;
+    if real.addr.v6 != v6 || !matches!(real.method, Method::Nat | Method::FullNat) {
+        return None;
+    }
+    let (egress, hop) = real_egress(ctx.tables, Some(real), &ip(v6, real.addr.addr))?;
+    let mut syn = ctx.proxy_syns.take_refused(hit.id)?;
+    let Ok(mut p) = uvs_wire::parse_frame(syn.frame_mut()) else {
+        ctx.proxy_syns.release(syn, ctx.counters);
+        return None;
+    };
+    // The old entry goes (under FullNAT with its local port), the new one is inserted.
+    if ctx.conns.remove(hit.id) {
+        lifecycle::unbind(ctx.tables, &c);
+    }
+    let mut conn = Conn {
+        orig: c.orig,
+        reply: FlowKey {
+            src: real.addr.addr,
+            sport: if real.port == 0 {
+                c.orig.dport
+            } else {
+                real.port
+            },
+            ..c.reply
+        },
+        real: slot,
+        method: real.method as u8,
+        ..c
+    };
+    conn.reply.dst = c.orig.src;
+    conn.reply.dport = c.orig.sport;
+    let id = match super::handshake::insert_proxied(ctx, svc, real.method, &mut conn) {
+        Some(Ok(id)) => id,
+        _ => {
+            ctx.proxy_syns.release(syn, ctx.counters);
+            return None;
+        }
+    };
+    lifecycle::bind(svc, slot, conn.state, PROTO_TCP);
+    real.stats.worker(ctx.worker).conns.add(1);
+    ctx.counters.synproxy_redispatched.add(1);
+    crate::pipeline::retarget_template(ctx, svc, &c.orig, c.real, slot);
+    // What the connection keeps beside its entry, before its SYN can be answered.
+    let (a, opts) = splices.load(hit.id);
+    if opts.has(Opts::HTTP) || opts.has(Opts::REPLAY) {
+        splices.set_replay_end(id, splices.replay_end(hit.id));
+    }
+    splices.store(id, a, opts);
+    if opts.has(Opts::REPLAY) {
+        ctx.proxy_syns.heads.redirect(hit.id, id, ctx.now);
+    }
+    let f = syn.frame_mut();
+    uvs_wire::set_dst_addr(f, &mut p, &conn.reply.src);
+    uvs_wire::set_dst_port(f, &mut p, conn.reply.sport);
+    uvs_wire::set_src_addr(f, &mut p, &conn.reply.dst);
+    uvs_wire::set_src_port(f, &mut p, conn.reply.dport);
+    let n = f.len();
+    let out = pkt.buf.get_mut(..n)?;
+    out.copy_from_slice(f);
+    pkt.len = n;
+    crate::pipeline::account(ctx.worker, svc, Some(real), n as u64, true);
+    let v = l2_out(ctx.tables, ctx.neigh, pkt.buf, egress, hop);
+    ctx.proxy_syns
+        .put_back(id, syn, egress, hop, ctx.now, ctx.conns, ctx.counters);
+    Some(v)
 }
 
 /// The server refused the connection (RST to our SYN): the client, which believes it is

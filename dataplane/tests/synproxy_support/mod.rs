@@ -23,6 +23,8 @@ pub struct Lab {
     pub w: Worker<MemPort>,
     pub v6: bool,
     pub method: Method,
+    /// The services keep a persistence template per client (one more table entry).
+    pub persistent: bool,
 }
 
 impl Lab {
@@ -51,11 +53,32 @@ impl Lab {
         Lab::with_capacity(method, v6, proxy_protocol, 4096)
     }
 
+    /// SYN-proxied TCP services with persistence per client (300 s).
+    pub fn persistent(method: Method, v6: bool) -> Lab {
+        Lab::build(method, v6, false, 4096, true)
+    }
+
     fn with_capacity(method: Method, v6: bool, proxy_protocol: bool, capacity: usize) -> Lab {
+        Lab::build(method, v6, proxy_protocol, capacity, false)
+    }
+
+    fn build(
+        method: Method,
+        v6: bool,
+        proxy_protocol: bool,
+        capacity: usize,
+        persistent: bool,
+    ) -> Lab {
         let mut spec = lab::spec(method, SchedulerKind::Rr, 1);
         for s in &mut spec.services {
             s.syn_proxy = s.key.proto == 6;
             s.proxy_protocol = s.syn_proxy && proxy_protocol;
+            if persistent {
+                s.persistence = Some(uvs_dataplane::tables::Persistence {
+                    timeout_s: 300,
+                    prefix_len: 128,
+                });
+            }
         }
         let tables = TablesBuilder::build(&spec, None).unwrap();
         let shared = Arc::new(Shared::new(tables, capacity, 1));
@@ -67,6 +90,7 @@ impl Lab {
             w,
             v6,
             method,
+            persistent,
         }
     }
 
@@ -250,9 +274,22 @@ pub fn client_frame(l: &Lab, seq: u32, f: F, opts: &[Opt], payload: &[u8]) -> Ve
 }
 
 pub fn server_frame(l: &Lab, o: &Opened, seq: u32, f: F, opts: &[Opt], payload: &[u8]) -> Vec<u8> {
+    server_frame_of(l, 1, o, seq, f, opts, payload)
+}
+
+/// [`server_frame`] from the lab's real server `n` (1 to 3).
+pub fn server_frame_of(
+    l: &Lab,
+    n: u8,
+    o: &Opened,
+    seq: u32,
+    f: F,
+    opts: &[Opt],
+    payload: &[u8],
+) -> Vec<u8> {
     seg(
-        (lab::real_mac(1), lab::LB1_MAC),
-        l.real1(),
+        (lab::real_mac(n), lab::LB1_MAC),
+        lab::real(n, l.v6).to_ip(),
         80,
         l.seen_client(),
         o.sport_seen,
@@ -325,7 +362,7 @@ pub fn open(l: &mut Lab) -> Opened {
     assert!(s.sack_perm);
     assert_eq!(s.ws, Some(7));
     assert_eq!(s.ts, Some((112, 0)));
-    assert_eq!(l.shared.conns.len(), 1);
+    assert_eq!(l.shared.conns.len(), 1 + usize::from(l.persistent));
     assert_eq!(l.shared.counters[0].synproxy_cookies_valid.get(), 1);
     Opened {
         cookie: sa.seq,
@@ -335,6 +372,11 @@ pub fn open(l: &mut Lab) -> Opened {
 }
 
 pub fn server_synack(l: &Lab, o: &Opened, ws: Option<u8>) -> Vec<u8> {
+    server_synack_of(l, 1, o, ws)
+}
+
+/// [`server_synack`] from the lab's real server `n`.
+pub fn server_synack_of(l: &Lab, n: u8, o: &Opened, ws: Option<u8>) -> Vec<u8> {
     let mut opts = vec![
         Opt::MaximumSegmentSize(1400),
         Opt::SelectiveAcknowledgementPermitted,
@@ -344,8 +386,9 @@ pub fn server_synack(l: &Lab, o: &Opened, ws: Option<u8>) -> Vec<u8> {
         opts.push(Opt::Noop);
         opts.push(Opt::WindowScale(w));
     }
-    server_frame(
+    server_frame_of(
         l,
+        n,
         o,
         SISN,
         F {
