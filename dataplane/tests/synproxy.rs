@@ -591,11 +591,9 @@ fn a_held_request_follows_its_connection_to_another_server() {
     assert_eq!(l.drops(DropReason::SynProxyNotReady), 0);
 }
 
-/// RSS may give the server's SYN-ACK to another worker than the one that sent the SYN:
-/// that one splices the connection, and the first worker then sends the segment it held
-/// and stops retransmitting.
-#[test]
-fn the_server_may_answer_on_another_worker() {
+/// A NAT lab whose tables and connections two workers share: the lab's own (0) and
+/// another (1), as RSS would spread a connection's segments.
+fn two_workers() -> (Lab, Worker<MemPort>) {
     let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 2);
     for s in &mut spec.services {
         s.syn_proxy = s.key.proto == 6;
@@ -604,14 +602,23 @@ fn the_server_may_answer_on_another_worker() {
     let shared = Arc::new(Shared::new(tables, 4096, 2));
     lab::learn_neighbours(&shared.neigh, 0);
     let ports = || vec![MemPort::new("client", 256), MemPort::new("server", 256)];
-    let mut l = Lab {
+    let l = Lab {
         shared: shared.clone(),
         w: Worker::new(0, ports(), shared.clone()),
         v6: false,
         method: Method::Nat,
         persistent: false,
     };
-    let mut other = Worker::new(1, ports(), shared.clone());
+    (l, Worker::new(1, ports(), shared))
+}
+
+/// RSS may give the server's SYN-ACK to another worker than the one that sent the SYN:
+/// that one splices the connection, and the first worker then sends the segment it held
+/// and stops retransmitting.
+#[test]
+fn the_server_may_answer_on_another_worker() {
+    let (mut l, mut other) = two_workers();
+    let shared = l.shared.clone();
     let o = open(&mut l);
     let early = client_frame(
         &l,
@@ -654,22 +661,8 @@ fn the_server_may_answer_on_another_worker() {
 /// redispatching existed; the first worker then frees its copy and its held segment.
 #[test]
 fn a_refusal_on_another_worker_resets_the_client() {
-    let mut spec = lab::spec(Method::Nat, SchedulerKind::Rr, 2);
-    for s in &mut spec.services {
-        s.syn_proxy = s.key.proto == 6;
-    }
-    let tables = TablesBuilder::build(&spec, None).unwrap();
-    let shared = Arc::new(Shared::new(tables, 4096, 2));
-    lab::learn_neighbours(&shared.neigh, 0);
-    let ports = || vec![MemPort::new("client", 256), MemPort::new("server", 256)];
-    let mut l = Lab {
-        shared: shared.clone(),
-        w: Worker::new(0, ports(), shared.clone()),
-        v6: false,
-        method: Method::Nat,
-        persistent: false,
-    };
-    let mut other = Worker::new(1, ports(), shared.clone());
+    let (mut l, mut other) = two_workers();
+    let shared = l.shared.clone();
     let o = open(&mut l);
     let early = client_frame(
         &l,

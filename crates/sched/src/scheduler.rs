@@ -313,13 +313,12 @@ mod tests {
         assert_send_sync::<Scheduler>();
     }
 
-    #[test]
-    fn every_kind_builds_and_picks_only_available() {
-        let specs = servers(&[3, 0, 2, 5]);
-        let live: Vec<ServerLive> = (0..4).map(|_| ServerLive::new()).collect();
-        live[3]
-            .health_up
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+    /// Every kind built over `specs` (hash kinds with fallback), each asked about 64 keys:
+    /// `check(kind, scheduler, key)`.
+    fn for_every_kind(
+        specs: &[ServerSpec],
+        mut check: impl FnMut(&SchedConfig, &Scheduler, &FlowHashKey),
+    ) {
         for &kind in SchedulerKind::ALL {
             let mut cfg = SchedConfig::new(kind);
             cfg.mh_table_size = 251;
@@ -327,7 +326,7 @@ mod tests {
             if kind.takes_hash_flags() {
                 cfg.flags.fallback = true;
             }
-            let s = Scheduler::build(&cfg, &specs).unwrap();
+            let s = Scheduler::build(&cfg, specs).unwrap();
             for i in 0..64u8 {
                 let key = FlowHashKey {
                     src: [i; 16],
@@ -335,16 +334,29 @@ mod tests {
                     sport: u16::from(i),
                     ..FlowHashKey::default()
                 };
-                match s.pick(&key, &live, 0) {
-                    Some(p) => assert!(p == 0 || p == 2, "{kind} picked {p}"),
-                    // dh has no fallback: a bucket of a quiesced/down server gives none.
-                    None => assert_eq!(kind, SchedulerKind::Dh, "{kind} gave None"),
-                }
+                check(&cfg, &s, &key);
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_builds_and_picks_only_available() {
+        let specs = servers(&[3, 0, 2, 5]);
+        let live: Vec<ServerLive> = (0..4).map(|_| ServerLive::new()).collect();
+        live[3]
+            .health_up
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        for_every_kind(&specs, |cfg, s, key| {
+            let kind = cfg.kind;
+            match s.pick(key, &live, 0) {
+                Some(p) => assert!(p == 0 || p == 2, "{kind} picked {p}"),
+                // dh has no fallback: a bucket of a quiesced/down server gives none.
+                None => assert_eq!(kind, SchedulerKind::Dh, "{kind} gave None"),
             }
             assert_eq!(s.pick(&FlowHashKey::default(), &live[..2], 0), None);
-            let empty = Scheduler::build(&cfg, &[]).unwrap();
+            let empty = Scheduler::build(cfg, &[]).unwrap();
             assert_eq!(empty.pick(&FlowHashKey::default(), &[], 0), None, "{kind}");
-        }
+        });
     }
 
     /// Every kind, asked for another server than the one a flow would get, gives another
@@ -357,35 +369,21 @@ mod tests {
         let specs = servers(&[3, 1, 2, 5]);
         let live: Vec<ServerLive> = (0..4).map(|i| ServerLive::with_conns(10 * i, 0)).collect();
         live[3].health_up.store(false, Relaxed);
-        for &kind in SchedulerKind::ALL {
-            let mut cfg = SchedConfig::new(kind);
-            cfg.mh_table_size = 251;
-            cfg.locality_slots = 64;
-            if kind.takes_hash_flags() {
-                cfg.flags.fallback = true;
+        for_every_kind(&specs, |cfg, s, key| {
+            let kind = cfg.kind;
+            let Some(first) = s.pick(key, &live, 0) else {
+                return;
+            };
+            match s.pick_except(key, &live, 0, first) {
+                Some(p) => assert!(p != first && p < 3, "{kind}: {first} then {p}"),
+                // dh has no fallback; ovf takes a server only below its weight in
+                // connections (here only server 0 is).
+                None => assert!(
+                    matches!(kind, SchedulerKind::Dh | SchedulerKind::Ovf),
+                    "{kind} gave None"
+                ),
             }
-            let s = Scheduler::build(&cfg, &specs).unwrap();
-            for i in 0..64u8 {
-                let key = FlowHashKey {
-                    src: [i; 16],
-                    dst: [i.wrapping_mul(7); 16],
-                    sport: u16::from(i),
-                    ..FlowHashKey::default()
-                };
-                let Some(first) = s.pick(&key, &live, 0) else {
-                    continue;
-                };
-                match s.pick_except(&key, &live, 0, first) {
-                    Some(p) => assert!(p != first && p < 3, "{kind}: {first} then {p}"),
-                    // dh has no fallback; ovf takes a server only below its weight in
-                    // connections (here only server 0 is).
-                    None => assert!(
-                        matches!(kind, SchedulerKind::Dh | SchedulerKind::Ovf),
-                        "{kind} gave None"
-                    ),
-                }
-            }
-        }
+        });
         let lc = Scheduler::build(&SchedConfig::new(SchedulerKind::Lc), &specs).unwrap();
         let key = FlowHashKey::default();
         assert_eq!(lc.pick(&key, &live, 0), Some(0));
