@@ -544,6 +544,57 @@ fn restarted_monitors_resume_their_counts_and_schedule() {
     m.stop();
 }
 
+/// A rack gone: 600 of 2 000 checked servers black-holed at once, more than the monitor's
+/// 512 threads. Every thread is soon waiting out a 5 s timeout; the monitor adds threads
+/// for the checks falling behind, so every one of the other 1 400 that stops answering is
+/// still taken down within a few of its intervals (with 512 threads only, none was
+/// checked until the first timeouts ended, 5 s in).
+#[test]
+fn a_rack_of_black_holed_servers_does_not_delay_the_others() {
+    let (_fd, hole, _filler) = black_hole();
+    let closed = closed_port();
+    let targets: Vec<(HealthTarget, bool)> = (0..2000u16)
+        .map(|n| {
+            let (real, timeout) = if n < 600 {
+                (hole, 5000)
+            } else {
+                (closed, SHORT.as_millis() as u64)
+            };
+            let mut t = tcp_target(real, 200, timeout);
+            t.service = ServiceKey::addr("198.18.100.1".parse().unwrap(), Protocol::Tcp, 1000 + n);
+            (t, true)
+        })
+        .collect();
+    let (tx, rx) = mpsc::channel();
+    let m = HealthMonitor::start_with(
+        targets,
+        Arc::new(move |t: &HealthTarget, up: bool| {
+            let _ = tx.send((t.service.port, up));
+        }),
+    );
+    let began = Instant::now();
+    let mut down = std::collections::BTreeSet::new();
+    while down.len() < 1400 {
+        match rx.recv_timeout(Duration::from_secs(6).saturating_sub(began.elapsed())) {
+            Ok((port, false)) => {
+                down.insert(port);
+            }
+            Ok((port, true)) => panic!("{port} came up"),
+            Err(_) => break,
+        }
+    }
+    let took = began.elapsed();
+    m.stop();
+    assert_eq!(
+        down.len(),
+        1400,
+        "{} of 1400 refusing servers down after {took:?}",
+        down.len()
+    );
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert!(down.iter().all(|p| *p >= 1600));
+}
+
 /// Two thousand checked servers on the monitor's 512 threads, twenty of them black-holed
 /// (each check waits out its 5 s timeout): every one of the others that stops answering
 /// is taken down within a few of its intervals. With a fixed share of four servers per

@@ -16,8 +16,11 @@
 //!   puts the target back due again `interval` later, calling `on_change` when the
 //!   hysteresis flips. A dead server whose checks wait out their timeout holds one thread,
 //!   not the targets a thread was given (with a fixed share of the targets per thread, a
-//!   dead server's timeouts delayed every check of its thread's other targets); checks are
-//!   late only while every thread is busy at once. Stopping
+//!   dead server's timeouts delayed every check of its thread's other targets). When every
+//!   thread is busy and checks fall [`LATE`] behind (more servers timing out at once than
+//!   there are threads: a rack or a switch gone), the monitor adds threads, up to
+//!   [`MAX_CHECKER_THREADS_BUSY`] in all, which leave again once they have had nothing to
+//!   check for a while. Stopping
 //!   interrupts a check in progress: connects poll in short slices, reads use short timeouts and
 //!   a command is killed, so [`HealthMonitor::stop`] returns within about 100 ms.
 //! - Agent checks (HAProxy's agent-check protocol, parsed by [`uvs_agent::proto`]): the
@@ -189,6 +192,44 @@ pub(crate) const STOPPED: &str = "stopped";
 /// tens of thousands.
 pub const MAX_CHECKER_THREADS: usize = 512;
 
+/// Checker threads in all while checks are late and every thread is busy (see
+/// [`HealthMonitor`]): the monitor adds threads beyond [`MAX_CHECKER_THREADS`] up to this
+/// many, so that a few thousand servers timing out at once do not hold up the checks of
+/// the others; each added one leaves after [`EXTRA_IDLE`] with nothing to take.
+pub const MAX_CHECKER_THREADS_BUSY: usize = 4096;
+
+/// How late the first waiting check may be, with no thread free to take it, before the
+/// monitor adds threads.
+pub const LATE: Duration = Duration::from_millis(200);
+
+/// An added checker thread leaves after this long with no check to take.
+pub const EXTRA_IDLE: Duration = Duration::from_secs(10);
+
+/// Threads added per look (every [`STOP_SLICE`]) at most, one per late check.
+const EXTRA_PER_LOOK: usize = 64;
+
+/// How many checker threads a monitor runs.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// Started with the monitor (one per target up to this many).
+    base: usize,
+    /// In all, added ones included, while checks are late.
+    most: usize,
+    /// An added thread leaves after this long with nothing to take.
+    extra_idle: Duration,
+    /// The `refuse_from`th thread and later fail to start (for tests; `usize::MAX`).
+    refuse_from: usize,
+}
+
+impl Limits {
+    const IN_USE: Limits = Limits {
+        base: MAX_CHECKER_THREADS,
+        most: MAX_CHECKER_THREADS_BUSY,
+        extra_idle: EXTRA_IDLE,
+        refuse_from: usize::MAX,
+    };
+}
+
 /// Where the checking of one target starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Start {
@@ -236,6 +277,9 @@ struct Shared {
     /// The monitor's clock origin, for load reports' ages.
     started: Instant,
     schedule: Schedule,
+    /// Checker threads running (added ones included).
+    running: std::sync::atomic::AtomicUsize,
+    limits: Limits,
 }
 
 /// The checks waiting for their time, and the stop flag that waiting threads wake up for
@@ -244,7 +288,10 @@ struct Schedule {
     /// Shared with the http checks' connections (see [`crate::webcheck`]).
     flag: Arc<AtomicBool>,
     lock: Mutex<Due>,
+    /// Where the pool's own threads wait.
     cv: Condvar,
+    /// Where the threads added while checks were late wait.
+    cv_added: Condvar,
 }
 
 /// The targets not being checked right now, by the time their next check is due.
@@ -258,6 +305,9 @@ struct Due {
     /// until it takes that check and wakes one of them to wait for the next: with hundreds
     /// of threads, a timed wait each would wake them all at every check's time).
     timer: bool,
+    /// Threads waiting for a check: of the pool's own, and added ones (none of either:
+    /// every thread is busy checking).
+    waiting: (usize, usize),
 }
 
 impl Due {
@@ -269,6 +319,28 @@ impl Due {
     fn first(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
+
+    /// One more (`by` 1) or one fewer (-1) thread waiting, added or not.
+    fn wait(&mut self, added: bool, by: isize) {
+        let n = if added {
+            &mut self.waiting.1
+        } else {
+            &mut self.waiting.0
+        };
+        *n = n.saturating_add_signed(by);
+    }
+
+    /// Checks waiting since `before` or earlier, while no thread waits to take one: how
+    /// many threads to add.
+    fn late(&self, before: Instant) -> usize {
+        if self.waiting != (0, 0) || self.first().is_none_or(|at| at > before) {
+            return 0;
+        }
+        self.heap
+            .iter()
+            .filter(|Reverse((at, _, _))| *at <= before)
+            .count()
+    }
 }
 
 impl Schedule {
@@ -277,43 +349,79 @@ impl Schedule {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.flag.store(true, Ordering::Relaxed);
         self.cv.notify_all();
+        self.cv_added.notify_all();
     }
 
     /// Waits for the check due first and takes it (its target's index); `None` once the
-    /// monitor is stopping.
-    fn next_due(&self) -> Option<usize> {
+    /// monitor is stopping, or for a thread the monitor added (`idle` is `Some`) once it
+    /// has waited that long without a check to take.
+    ///
+    /// Added threads wait on their own condition variable and are woken to take a check
+    /// only when no thread of the monitor's own pool waits: while the pool has threads to
+    /// spare the added ones get nothing, and leave.
+    fn next_due(&self, idle: Option<Duration>) -> Option<usize> {
+        let added = idle.is_some();
         let mut due = lock(&self.lock);
-        loop {
+        due.wait(added, 1);
+        let since = Instant::now();
+        let leave = idle.map(|d| since + d);
+        let taken = loop {
             if self.flag.load(Ordering::Relaxed) {
-                return None;
+                break None;
             }
             let now = Instant::now();
+            if leave.is_some_and(|at| at <= now) {
+                break None;
+            }
+            let cv = if added { &self.cv_added } else { &self.cv };
             match due.first() {
                 Some(at) if at <= now => {
                     let Some(Reverse((_, _, i))) = due.heap.pop() else {
                         continue;
                     };
+                    due.wait(added, -1);
                     // Another thread waits for the next one's time (or takes it if due).
-                    self.cv.notify_one();
+                    self.wake_one(&due);
                     return Some(i);
                 }
                 Some(at) if !due.timer => {
                     due.timer = true;
-                    due = match self.cv.wait_timeout(due, at - now) {
+                    let until = leave.map_or(at, |l| l.min(at));
+                    due = match cv.wait_timeout(due, until - now) {
                         Ok((g, _)) => g,
                         Err(p) => p.into_inner().0,
                     };
                     due.timer = false;
                 }
                 // Every target is being checked, or another thread waits for the first
-                // one's time: wait to be woken.
+                // one's time: wait to be woken (an added thread, no longer than its time
+                // to leave).
                 _ => {
-                    due = match self.cv.wait(due) {
-                        Ok(g) => g,
-                        Err(p) => p.into_inner(),
+                    due = match leave {
+                        None => match cv.wait(due) {
+                            Ok(g) => g,
+                            Err(p) => p.into_inner(),
+                        },
+                        Some(l) => match cv.wait_timeout(due, l - now) {
+                            Ok((g, _)) => g,
+                            Err(p) => p.into_inner().0,
+                        },
                     };
                 }
             }
+        };
+        due.wait(added, -1);
+        // A thread leaving may have been the one waiting for the first check's time.
+        self.wake_one(&due);
+        taken
+    }
+
+    /// Wakes one waiting thread, of the pool's own if one waits.
+    fn wake_one(&self, due: &Due) {
+        if due.waiting.0 > 0 {
+            self.cv.notify_one();
+        } else {
+            self.cv_added.notify_one();
         }
     }
 
@@ -326,6 +434,7 @@ impl Schedule {
         // must wait for this one's instead, and only a wake-up of all reaches it.
         if first {
             self.cv.notify_all();
+            self.cv_added.notify_all();
         }
     }
 }
@@ -373,23 +482,15 @@ impl HealthMonitor {
         on_change: OnChange,
         on_agent: OnAgent,
     ) -> HealthMonitor {
-        HealthMonitor::start_limited(
-            targets,
-            on_change,
-            on_agent,
-            MAX_CHECKER_THREADS,
-            usize::MAX,
-        )
+        HealthMonitor::start_limited(targets, on_change, on_agent, Limits::IN_USE)
     }
 
-    /// [`HealthMonitor::start_resumed`] with at most `max_threads` checker threads; the
-    /// `refuse_from`th and later fail to start (for tests; `usize::MAX` in use).
+    /// [`HealthMonitor::start_resumed`] with the threads `limits` allows.
     fn start_limited(
         targets: Vec<(HealthTarget, Start, AgentState)>,
         on_change: OnChange,
         on_agent: OnAgent,
-        max_threads: usize,
-        refuse_from: usize,
+        limits: Limits,
     ) -> HealthMonitor {
         let up = targets
             .iter()
@@ -429,28 +530,26 @@ impl HealthMonitor {
                 flag: Arc::new(AtomicBool::new(false)),
                 lock: Mutex::new(due),
                 cv: Condvar::new(),
+                cv_added: Condvar::new(),
             },
+            running: Default::default(),
+            limits,
         });
         for (i, t) in shared.targets.iter().enumerate() {
             if matches!(t.check.kind, HealthCheckKind::Agent { .. }) {
                 on_agent(t, &lock(&shared.agent[i]));
             }
         }
-        // At most `max_threads` threads, all taking their checks from the one queue: a
+        // At most `limits.base` threads, all taking their checks from the one queue: a
         // thread that cannot be started (the process is out of threads or memory maps)
         // leaves the checks to the threads that did start.
-        let want = shared.targets.len().min(max_threads.max(1));
-        let mut threads = Vec::with_capacity(want);
+        let want = shared.targets.len().min(limits.base.max(1));
+        let mut threads = Vec::with_capacity(want + 1);
         for k in 0..want {
-            let sh = Arc::clone(&shared);
-            let cb = Arc::clone(&on_change);
-            let ag = Arc::clone(&on_agent);
-            let started = if k >= refuse_from {
+            let started = if k >= limits.refuse_from {
                 Err(std::io::Error::other("refused by the test"))
             } else {
-                std::thread::Builder::new()
-                    .name(format!("uvs-hc-{k}"))
-                    .spawn(move || checker(&sh, &*cb, &*ag))
+                spawn_checker(&shared, &on_change, &on_agent, k, false)
             };
             match started {
                 Ok(h) => threads.push(h),
@@ -478,6 +577,27 @@ impl HealthMonitor {
                     }
                     break;
                 }
+            }
+        }
+        // More targets than threads: threads are added while checks are late.
+        if shared.targets.len() > threads.len() && limits.most > limits.base {
+            let (sh, cb, ag) = (
+                Arc::clone(&shared),
+                Arc::clone(&on_change),
+                Arc::clone(&on_agent),
+            );
+            let first = threads.len();
+            match std::thread::Builder::new()
+                .name("uvs-hc-more".into())
+                .spawn(move || add_when_late(&sh, &cb, &ag, first))
+            {
+                Ok(h) => threads.push(h),
+                Err(e) => log::error!(
+                    "cannot start the thread that adds health checker threads when checks are \
+                     late: {e}; the {} threads check the {} targets between them",
+                    threads.len(),
+                    shared.targets.len()
+                ),
             }
         }
         HealthMonitor {
@@ -650,14 +770,90 @@ struct Checking {
     interval: Duration,
 }
 
+/// Starts checker thread number `k`: of the monitor's own pool, or `added` while checks
+/// are late (it leaves after `limits.extra_idle` with nothing to take).
+fn spawn_checker(
+    shared: &Arc<Shared>,
+    on_change: &OnChange,
+    on_agent: &OnAgent,
+    k: usize,
+    added: bool,
+) -> std::io::Result<JoinHandle<()>> {
+    let (sh, cb, ag) = (
+        Arc::clone(shared),
+        Arc::clone(on_change),
+        Arc::clone(on_agent),
+    );
+    shared.running.fetch_add(1, Ordering::Relaxed);
+    let idle = added.then_some(shared.limits.extra_idle);
+    let started = std::thread::Builder::new()
+        .name(format!("uvs-hc-{k}"))
+        .spawn(move || {
+            checker(&sh, &*cb, &*ag, idle);
+            sh.running.fetch_sub(1, Ordering::Relaxed);
+        });
+    if started.is_err() {
+        shared.running.fetch_sub(1, Ordering::Relaxed);
+    }
+    started
+}
+
+/// Every [`STOP_SLICE`], while the monitor runs: if checks have waited [`LATE`] with no
+/// thread free to take them, adds a thread per late check (at most [`EXTRA_PER_LOOK`] at
+/// a time, `limits.most` in all). Waits for the threads it added when the monitor stops.
+fn add_when_late(shared: &Arc<Shared>, on_change: &OnChange, on_agent: &OnAgent, first: usize) {
+    let mut added: Vec<JoinHandle<()>> = Vec::new();
+    let mut k = first;
+    let mut said: Option<Instant> = None;
+    while !shared.schedule.flag.load(Ordering::Relaxed) {
+        std::thread::sleep(STOP_SLICE);
+        let now = Instant::now();
+        let Some(before) = now.checked_sub(LATE) else {
+            continue;
+        };
+        let late = lock(&shared.schedule.lock).late(before);
+        let running = shared.running.load(Ordering::Relaxed);
+        let more = late
+            .min(EXTRA_PER_LOOK)
+            .min(shared.limits.most.saturating_sub(running));
+        if more == 0 {
+            continue;
+        }
+        added.retain(|h| !h.is_finished());
+        if said.is_none_or(|t| now - t >= Duration::from_secs(10)) {
+            said = Some(now);
+            log::warn!(
+                "health checks are late: {late} waiting over {LATE:?} with all {running} \
+                 checker threads busy (servers timing out); adding threads, up to {}",
+                shared.limits.most
+            );
+        }
+        for _ in 0..more {
+            match spawn_checker(shared, on_change, on_agent, k, true) {
+                Ok(h) => added.push(h),
+                Err(e) => {
+                    log::error!("cannot add a health checker thread: {e}");
+                    break;
+                }
+            }
+            k += 1;
+        }
+    }
+    for h in added {
+        let _ = h.join();
+    }
+}
+
 /// A checker thread: takes the check due first, runs it and puts its target back due
-/// again, until the monitor stops.
+/// again, until the monitor stops (or, for a thread added while checks were late, until
+/// it has waited `idle` with nothing to take).
 fn checker(
     shared: &Shared,
     on_change: &(dyn Fn(&HealthTarget, bool) + Send + Sync),
     on_agent: &(dyn Fn(&HealthTarget, &AgentState) + Send + Sync),
+    idle: Option<Duration>,
 ) {
-    while let Some(i) = shared.schedule.next_due() {
+    while let Some(i) = shared.schedule.next_due(idle) {
         // A fresh target's first check runs at once, a resumed one's when it was due;
         // later ones every `interval` from the previous start.
         let (state, next) = *lock(&shared.progress[i]);
@@ -861,8 +1057,12 @@ mod tests {
             targets,
             on_change,
             Arc::new(|_: &HealthTarget, _: &AgentState| {}),
-            max_threads,
-            refuse_from,
+            Limits {
+                base: max_threads,
+                most: max_threads,
+                extra_idle: EXTRA_IDLE,
+                refuse_from,
+            },
         );
         let threads = m.threads.len();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -936,8 +1136,12 @@ mod tests {
             targets,
             on_change,
             Arc::new(|_: &HealthTarget, _: &AgentState| {}),
-            3,
-            usize::MAX,
+            Limits {
+                base: 3,
+                most: 3,
+                extra_idle: EXTRA_IDLE,
+                refuse_from: usize::MAX,
+            },
         );
         let deadline = began + Duration::from_secs(4);
         while lock(&ups).len() < 6 && Instant::now() < deadline {
@@ -956,6 +1160,74 @@ mod tests {
         // Its first check has not timed out yet: still up (it started up).
         assert!(agent_in_progress);
         assert!(took < Duration::from_secs(4), "{took:?}");
+    }
+
+    /// Five servers that accept and never answer (2 s timeouts) on a pool of three threads
+    /// that may grow to eight: the checks of six healthy servers fall behind the three
+    /// busy threads, so threads are added and the six come up within a few intervals
+    /// (without, after the first 2 s timeouts). Once the silent servers refuse instead
+    /// (their checks fail at once), the added threads have nothing to take and leave.
+    #[test]
+    fn threads_are_added_while_checks_are_late_and_leave_after() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut targets = Vec::new();
+        for n in 0..11u16 {
+            let mut t = tcp_target(if n < 5 {
+                silent.local_addr().unwrap()
+            } else {
+                open.local_addr().unwrap()
+            });
+            if n < 5 {
+                t.check.kind = HealthCheckKind::Agent { send: None };
+                t.check.timeout = Duration::from_secs(2);
+            }
+            t.service = ServiceKey::addr(
+                "198.18.100.1".parse().unwrap(),
+                uvs_config::Protocol::Tcp,
+                1000 + n,
+            );
+            targets.push((t, Start::Fresh(n < 5), AgentState::default()));
+        }
+        let ups: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let u2 = Arc::clone(&ups);
+        let on_change: OnChange = Arc::new(move |t: &HealthTarget, up: bool| {
+            if up {
+                lock(&u2).push(t.service.port);
+            }
+        });
+        let began = Instant::now();
+        let m = HealthMonitor::start_limited(
+            targets,
+            on_change,
+            Arc::new(|_: &HealthTarget, _: &AgentState| {}),
+            Limits {
+                base: 3,
+                most: 8,
+                extra_idle: Duration::from_millis(300),
+                refuse_from: usize::MAX,
+            },
+        );
+        let running = || m.shared.running.load(Ordering::Relaxed);
+        while lock(&ups).len() < 6 && began.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let took = began.elapsed();
+        let grown = running();
+        let mut got = lock(&ups).clone();
+        got.sort_unstable();
+        assert_eq!(got, (1005..1011).collect::<Vec<_>>(), "after {took:?}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        assert!((4..=8).contains(&grown), "{grown} threads");
+        // The silent servers now refuse: their checks take no time, three threads do.
+        drop(silent);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while running() > 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = running();
+        m.stop();
+        assert_eq!(left, 3, "the added threads left");
     }
 
     #[test]
