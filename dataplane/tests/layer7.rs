@@ -292,9 +292,9 @@ fn handshake(l: &mut Lab) -> (u32, u32) {
     (sa.seq, our_ts)
 }
 
-/// Real server `n`'s SYN-ACK to the SYN uvs sent it (`syn`): MSS 1460, its TSval 9000
+/// Real server `n`'s SYN-ACK to the SYN uvs sent it (`syn`): MSS `mss`, its TSval 9000
 /// echoing `echo`.
-fn synack_of(l: &Lab, n: u8, syn: &T, echo: u32) -> Vec<u8> {
+fn synack_of(l: &Lab, n: u8, syn: &T, mss: u16, echo: u32) -> Vec<u8> {
     seg(
         (lab::real_mac(n), lab::LB1_MAC),
         syn.dst,
@@ -304,7 +304,7 @@ fn synack_of(l: &Lab, n: u8, syn: &T, echo: u32) -> Vec<u8> {
         SISN,
         true,
         Some(CISN + 1),
-        &[Opt::MaximumSegmentSize(1460), Opt::Timestamp(9000, echo)],
+        &[Opt::MaximumSegmentSize(mss), Opt::Timestamp(9000, echo)],
         b"",
     )
 }
@@ -335,7 +335,7 @@ fn route(l: &mut Lab, request: &[u8]) -> u8 {
         .find(|&n| lab::real(n, l.v6).to_ip() == syn.dst)
         .expect("a real server");
     // The server's SYN-ACK: uvs completes its handshake and replays the request.
-    let sa = synack_of(l, n, &syn, 113);
+    let sa = synack_of(l, n, &syn, 1460, 113);
     let [c, s] = l.send(1, &sa);
     assert!(c.is_empty());
     assert_eq!(s.len(), 2, "the ACK, then the held request");
@@ -792,18 +792,7 @@ fn a_head_in_three_segments_is_received_then_replayed_by_the_servers_mss() {
 
             // The server's SYN-ACK with MSS 536: the ACK, then the head in pieces of 536
             // bytes less the 12 of the timestamps option.
-            let sa = seg(
-                (lab::real_mac(n), lab::LB1_MAC),
-                syn.dst,
-                80,
-                l.seen_client(),
-                syn.sport,
-                SISN,
-                true,
-                Some(CISN + 1),
-                &[Opt::MaximumSegmentSize(536), Opt::Timestamp(9000, 114)],
-                b"",
-            );
+            let sa = synack_of(&l, n, &syn, 536, 114);
             let [cl, s] = l.send(1, &sa);
             assert!(cl.is_empty());
             let pieces: Vec<T> = s.iter().map(|f| read(f)).collect();
@@ -1653,7 +1642,7 @@ fn a_refused_request_goes_to_the_pools_other_server() {
                 let n = real(&syn).expect("pool b");
                 assert_ne!(n, first, "the pool's other server");
 
-                let [c, s] = l.send(1, &synack_of(&l, n, &syn, 114));
+                let [c, s] = l.send(1, &synack_of(&l, n, &syn, 1460, 114));
                 assert!(c.is_empty());
                 let mut to_server: Vec<T> = s.iter().map(|f| read(f)).collect();
                 to_server.extend(l.idle()[1].iter().map(|f| read(f)));

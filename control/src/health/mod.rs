@@ -1102,6 +1102,28 @@ mod tests {
         assert_eq!(seen.len(), 4, "{seen:?}");
     }
 
+    /// `targets` checked on threads as `limits` says; the ports of the services that came
+    /// up are collected in the returned list as they do.
+    fn start_counting_ups(
+        targets: Vec<(HealthTarget, Start, AgentState)>,
+        limits: Limits,
+    ) -> (HealthMonitor, Arc<Mutex<Vec<u16>>>) {
+        let ups: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let u2 = Arc::clone(&ups);
+        let on_change: OnChange = Arc::new(move |t: &HealthTarget, up: bool| {
+            if up {
+                lock(&u2).push(t.service.port);
+            }
+        });
+        let m = HealthMonitor::start_limited(
+            targets,
+            on_change,
+            Arc::new(|_: &HealthTarget, _: &AgentState| {}),
+            limits,
+        );
+        (m, ups)
+    }
+
     /// A server that accepts connections and never answers (a hung process behind a live
     /// kernel) holds the thread checking it for the whole timeout; the other targets are
     /// checked on time by the other threads. With a fixed share of the targets per thread,
@@ -1124,25 +1146,14 @@ mod tests {
             );
             targets.push((t, Start::Fresh(false), AgentState::default()));
         }
-        let ups: Arc<Mutex<Vec<u16>>> = Arc::default();
-        let u2 = Arc::clone(&ups);
-        let on_change: OnChange = Arc::new(move |t: &HealthTarget, up: bool| {
-            if up {
-                lock(&u2).push(t.service.port);
-            }
-        });
         let began = Instant::now();
-        let m = HealthMonitor::start_limited(
-            targets,
-            on_change,
-            Arc::new(|_: &HealthTarget, _: &AgentState| {}),
-            Limits {
-                base: 3,
-                most: 3,
-                extra_idle: EXTRA_IDLE,
-                refuse_from: usize::MAX,
-            },
-        );
+        let limits = Limits {
+            base: 3,
+            most: 3,
+            extra_idle: EXTRA_IDLE,
+            refuse_from: usize::MAX,
+        };
+        let (m, ups) = start_counting_ups(targets, limits);
         let deadline = began + Duration::from_secs(4);
         while lock(&ups).len() < 6 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -1189,25 +1200,14 @@ mod tests {
             );
             targets.push((t, Start::Fresh(n < 5), AgentState::default()));
         }
-        let ups: Arc<Mutex<Vec<u16>>> = Arc::default();
-        let u2 = Arc::clone(&ups);
-        let on_change: OnChange = Arc::new(move |t: &HealthTarget, up: bool| {
-            if up {
-                lock(&u2).push(t.service.port);
-            }
-        });
         let began = Instant::now();
-        let m = HealthMonitor::start_limited(
-            targets,
-            on_change,
-            Arc::new(|_: &HealthTarget, _: &AgentState| {}),
-            Limits {
-                base: 3,
-                most: 8,
-                extra_idle: Duration::from_millis(300),
-                refuse_from: usize::MAX,
-            },
-        );
+        let limits = Limits {
+            base: 3,
+            most: 8,
+            extra_idle: Duration::from_millis(300),
+            refuse_from: usize::MAX,
+        };
+        let (m, ups) = start_counting_ups(targets, limits);
         let running = || m.shared.running.load(Ordering::Relaxed);
         while lock(&ups).len() < 6 && began.elapsed() < Duration::from_secs(3) {
             std::thread::sleep(Duration::from_millis(10));
