@@ -8,7 +8,7 @@
 //! when the last wait ends (7 s) the client gets a RST, the entry is removed and the failure
 //! counted (`synproxy_failures`): a client is never left hanging on a server that does not
 //! answer. A server that refuses the SYN (RST) makes the worker keeping it take the copy
-//! back and send it to another server ([`ProxySyns::take_refused`], `splice.rs`'s
+//! back and send it to another server (`ProxySyns::take_refused`, `splice.rs`'s
 //! redispatch), up to [`TRIES`] servers in all.
 //!
 //! The table has [`SLOTS`] entries per worker, open-addressed by connection slot: a SYN
