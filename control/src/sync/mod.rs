@@ -5,13 +5,19 @@
 //! - **Master** (sender): every [`SEND_PERIOD`] it drains the workers' sync tap (new
 //!   connections, new persistence templates, state changes — queued by the packet path
 //!   without a lock), reads each entry from the table and sends it; every
-//!   `refresh_period` it also resends every live connection and template, which keeps
-//!   long-lived flows fresh on the peers and lets a restarted backup catch up. Messages are
+//!   `refresh_period`, and at once for a peer heard for the first time, it also resends
+//!   every live connection and template, which keeps long-lived flows fresh on the peers
+//!   and lets a restarted backup catch up. That dump goes out paced at [`DUMP_SHARE`] of
+//!   `max_rate` (a peer with the same setting takes all of it), beside the changes. Messages are
 //!   batched up to `maxlen` (IPVS: the interface MTU less IP and UDP headers) and sent off
 //!   the packet path, from the kernel's UDP stack, to the multicast group (or each peer).
 //! - **Backup** (receiver): parses each datagram as IPVS does, checks the HMAC and the
 //!   sequence when a key is configured, rate-limits records (`max_rate` per second), and
-//!   installs them. Every refusal is counted by reason.
+//!   installs them. Every refusal is counted by reason. While it learns its peers'
+//!   connections after it starts (`Shared::sync_learning`) its workers drop, rather than
+//!   reset, segments they have no entry for; that ends once no record has come for
+//!   [`LEARN_QUIET`], [`LEARN_FOR`] after the start at the earliest and [`LEARN_MAX`] at
+//!   the latest.
 //!
 //! Unicast `peers` may be of either family or both: the master sends from a socket of
 //! each family its peers use, the backup listens on one socket that hears both families
@@ -53,11 +59,26 @@ pub const MAX_PEERS: usize = 64;
 pub const PEER_FORGET: Duration = Duration::from_secs(300);
 
 /// How long after it starts the receiver keeps the workers from resetting segments they
-/// have no entry for (`Shared::sync_learning`). Peers send every connection they carry
-/// within a send period or two of hearing this node's hello (a restarted uvsd's first
-/// message); the rest is margin for a busy host. A flow whose entry does not come within
-/// it is reset at its next segment, as before.
+/// have no entry for (`Shared::sync_learning`) at least. Peers start sending every
+/// connection they carry within a send period or two of hearing this node's hello (a
+/// restarted uvsd's first message); the rest is margin for a busy host. A flow whose entry
+/// does not come within the window is reset at its next segment, as before.
 pub const LEARN_FOR: Duration = Duration::from_secs(2);
+
+/// The window goes on while records keep coming: it ends once none has been installed
+/// for this long (a peer's dump is paced, [`DUMP_SHARE`]: a large one takes seconds).
+pub const LEARN_QUIET: Duration = Duration::from_secs(1);
+
+/// ... and [`LEARN_MAX`] after the start at the latest (a busy peer sends its new
+/// connections all the time): at the default `max_rate` a dump of a million connections.
+pub const LEARN_MAX: Duration = Duration::from_secs(15);
+
+/// A dump of every connection (for a peer heard for the first time, or the refresh) goes
+/// out at this share of `max_rate` records per second: a peer configured alike (its
+/// receiver takes `max_rate`) takes the whole dump and the changes sent beside it, where
+/// an unpaced dump of more than its limit (or its socket buffer) lost the rest until the
+/// next refresh.
+pub const DUMP_SHARE: f64 = 0.75;
 
 /// Whether a node with this sync configuration learns connections from peers when it
 /// starts (it receives), so its workers start with `Shared::sync_learning` set.
@@ -564,6 +585,9 @@ fn send_loop(
     };
     let mut last_refresh = Instant::now();
     let mut out: VecDeque<Vec<u8>> = VecDeque::new();
+    // The dump in progress: the entries still to send, last first.
+    let mut dump: Vec<uvs_conntrack::ConnId> = Vec::new();
+    let per_tick = dump_per_tick(cfg.max_rate);
     // First a message of no connection: the peers hear this (re)started node at once, and
     // send it theirs without waiting for their next refresh.
     out.push_back(writer.hello(next_seq()));
@@ -580,24 +604,35 @@ fn send_loop(
                 }
             }
         }
-        // A new or restarted peer (heard by this node's receiver) gets everything now.
+        // A new or restarted peer (heard by this node's receiver) gets everything, starting
+        // now (a dump in progress starts over); the refresh starts one `refresh_period`
+        // after the last one ended.
         let wanted = stats.refresh_wanted.swap(false, Relaxed);
         if wanted
-            || cfg.refresh_period > 0
+            || dump.is_empty()
+                && cfg.refresh_period > 0
                 && last_refresh.elapsed() >= Duration::from_secs(u64::from(cfg.refresh_period))
         {
+            dump.clear();
+            shared.conns.for_each(|id, _, _| dump.push(id));
+            dump.reverse();
+        }
+        if !dump.is_empty() {
             last_refresh = Instant::now();
-            shared.conns.for_each(|_, c, deadline| {
-                let left = deadline.wrapping_sub(now);
-                // Entries a peer sent us are the peer's to refresh: sending them back (sync
-                // mode both) would overwrite its newer state with our older copy. Once a
-                // packet of such a flow passes here, the tap reports it as ours.
-                if left < (1 << 31) && c.flags & conn_flags::SYNCED == 0 {
-                    if let Some(r) = install::record(&tables, c, left) {
-                        out.extend(writer.push(&r, next_seq()));
-                    }
+        }
+        for id in dump.drain(dump.len().saturating_sub(per_tick)..).rev() {
+            let Some((c, deadline)) = shared.conns.get(id) else {
+                continue;
+            };
+            let left = deadline.wrapping_sub(now);
+            // Entries a peer sent us are the peer's to refresh: sending them back (sync
+            // mode both) would overwrite its newer state with our older copy. Once a
+            // packet of such a flow passes here, the tap reports it as ours.
+            if left < (1 << 31) && c.flags & conn_flags::SYNCED == 0 {
+                if let Some(r) = install::record(&tables, &c, left) {
+                    out.extend(writer.push(&r, next_seq()));
                 }
-            });
+            }
         }
         out.extend(writer.finish(next_seq()));
         // Counted as sent: what the kernel took, per target (a record sent to two peers
@@ -620,6 +655,12 @@ fn send_loop(
             }
         }
     }
+}
+
+/// Entries of a dump sent per [`SEND_PERIOD`]: [`DUMP_SHARE`] of `max_rate` a second.
+fn dump_per_tick(max_rate: u32) -> usize {
+    let per_s = f64::from(max_rate) * DUMP_SHARE;
+    ((per_s * SEND_PERIOD.as_secs_f64()) as usize).max(1)
 }
 
 /// Records per second the receiver accepts: a token bucket refilled continuously.
@@ -669,7 +710,8 @@ fn receive_loop(
         tokens: f64::from(cfg.max_rate),
         at: Instant::now(),
     };
-    let learn_until = Instant::now() + LEARN_FOR;
+    let started = Instant::now();
+    let mut learn_until = started + LEARN_FOR;
     while !stop.load(Relaxed) {
         // The read timeout brings the loop here at least every 200 ms.
         if shared.sync_learning.load(Relaxed) && Instant::now() >= learn_until {
@@ -724,16 +766,23 @@ fn receive_loop(
             .fetch_add((msg.conns.len() - allowed) as u64, Relaxed);
         let tables = shared.tables.load();
         let now = shared.clock.now_ticks();
+        let mut learnt = false;
         for c in &msg.conns[..allowed] {
             match install::install(&tables, &shared.conns, c, now) {
                 Ok(()) => {
                     stats.installed.fetch_add(1, Relaxed);
+                    learnt = true;
                 }
                 Err(r) => {
                     let i = Refused::ALL.iter().position(|x| *x == r).unwrap_or(0);
                     stats.refused[i].fetch_add(1, Relaxed);
                 }
             }
+        }
+        if learnt {
+            // Still learning: the window lasts while records come (a dump in progress).
+            let quiet = (Instant::now() + LEARN_QUIET).min(started + LEARN_MAX);
+            learn_until = learn_until.max(quiet);
         }
     }
 }
@@ -1146,6 +1195,107 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(t0.elapsed() >= LEARN_FOR, "learning ended early");
+    }
+
+    /// `n` established connections to the lab's first real server, from as many clients.
+    fn many_connections(shared: &Shared, n: u32) {
+        let tables = shared.tables.load();
+        let vip = lab::ipk(lab::VIP4);
+        let svc = tables.service_for(vip, 6, 80).unwrap();
+        let real = svc.real(0).unwrap();
+        let now = shared.clock.now_ticks();
+        for i in 0..n {
+            let client =
+                uvs_dataplane::IpKey::from_ip(IpAddr::from([198, 19, (i >> 8) as u8, i as u8]))
+                    .addr;
+            let sport = 1024 + (i >> 16) as u16;
+            let orig = FlowKey {
+                proto: 6,
+                v6: false,
+                src: client,
+                dst: vip.addr,
+                sport,
+                dport: 80,
+            };
+            let reply = FlowKey {
+                src: real.addr.addr,
+                dst: client,
+                sport: 80,
+                dport: sport,
+                ..orig
+            };
+            let c = Conn {
+                orig,
+                reply,
+                service: svc.id,
+                real: 0,
+                method: Method::Nat as u8,
+                state: TcpState::Established as u8,
+                flags: 0,
+            };
+            shared
+                .conns
+                .insert(&c, now, now.wrapping_add(600_000))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_dump_goes_out_at_three_quarters_of_max_rate() {
+        assert_eq!(dump_per_tick(100_000), 1500);
+        assert_eq!(dump_per_tick(1), 1);
+    }
+
+    /// A backup (re)starting beside a master that carries 200 000 connections learns every
+    /// one of them before its learning window ends, so none is reset when traffic comes
+    /// back to it. The master's dump went out at once and the backup took what its
+    /// `max_rate` (100 000 records a second) allowed, then closed its window 2 s after it
+    /// started: about half the connections were not there, and their next segments got a
+    /// RST. Now the dump is paced below the peer's limit and the window lasts while
+    /// records come.
+    #[test]
+    fn a_large_dump_is_learnt_whole_before_the_window_ends() {
+        let n = 200_000u32;
+        let shared_at = |capacity: usize| {
+            let spec = lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+            let tables = TablesBuilder::build(&spec, None).unwrap();
+            Arc::new(Shared::new(tables, capacity, 1))
+        };
+        let master = shared_at(1 << 19);
+        many_connections(&master, n);
+        let backup = shared_at(1 << 19);
+        backup.sync_learning.store(true, Relaxed);
+        let port = free_port();
+        let t0 = Instant::now();
+        let _b = SyncDaemon::start(backup.clone(), on_lo(SyncMode::Backup, port, &[])).unwrap();
+        // Its refresh (every second) is the dump.
+        let m = SyncDaemon::start(
+            master.clone(),
+            on_lo(SyncMode::Master, port, &["127.0.0.1"]),
+        )
+        .unwrap();
+        let mut learning = true;
+        while backup.conns.len() < n as usize && t0.elapsed() < Duration::from_secs(20) {
+            learning = backup.sync_learning.load(Relaxed);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (learnt, took) = (backup.conns.len(), t0.elapsed());
+        assert_eq!(learnt, n as usize, "learnt in {took:?}");
+        assert!(
+            learning,
+            "the window closed before the last came, {took:?} in"
+        );
+        // No more records: the window closes once they have stopped for a second.
+        drop(m);
+        let stopped = Instant::now();
+        while backup.sync_learning.load(Relaxed) {
+            assert!(
+                stopped.elapsed() < LEARN_QUIET + Duration::from_secs(2),
+                "still learning {:?} after the master stopped",
+                stopped.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// uvsd stopped and continued (SIGSTOP/SIGCONT: a socket with a read timeout then
