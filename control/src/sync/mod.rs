@@ -854,31 +854,49 @@ mod tests {
 
     /// `n` established NAT connections of the lab's web4 service, as the workers store them.
     fn connections(shared: &Shared, n: u16) {
+        let client = lab::ipk(lab::CLIENT4).addr;
+        established(shared, (0..n).map(|i| (client, 40000 + i)));
+    }
+
+    /// `n` established connections to the lab's first real server, from as many clients.
+    fn many_connections(shared: &Shared, n: u32) {
+        established(
+            shared,
+            (0..n).map(|i| {
+                let client = [198, 19, (i >> 8) as u8, i as u8];
+                let addr = uvs_dataplane::IpKey::from_ip(IpAddr::from(client)).addr;
+                (addr, 1024 + (i >> 16) as u16)
+            }),
+        );
+    }
+
+    /// Established NAT connections of the lab's IPv4 TCP service to its first real server,
+    /// one from each (client address, port).
+    fn established(shared: &Shared, clients: impl Iterator<Item = ([u8; 16], u16)>) {
         let tables = shared.tables.load();
         let vip = lab::ipk(lab::VIP4);
         let svc = tables.service_for(vip, 6, 80).unwrap();
         let real = svc.real(0).unwrap();
-        let client = lab::ipk(lab::CLIENT4).addr;
         let now = shared.clock.now_ticks();
-        for i in 0..n {
+        for (client, sport) in clients {
             let orig = FlowKey {
                 proto: 6,
                 v6: false,
                 src: client,
                 dst: vip.addr,
-                sport: 40000 + i,
+                sport,
                 dport: 80,
+            };
+            let reply = FlowKey {
+                src: real.addr.addr,
+                dst: client,
+                sport: 80,
+                dport: sport,
+                ..orig
             };
             let c = Conn {
                 orig,
-                reply: FlowKey {
-                    proto: 6,
-                    v6: false,
-                    src: real.addr.addr,
-                    dst: client,
-                    sport: 80,
-                    dport: 40000 + i,
-                },
+                reply,
                 service: svc.id,
                 real: 0,
                 method: Method::Nat as u8,
@@ -1195,49 +1213,6 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(t0.elapsed() >= LEARN_FOR, "learning ended early");
-    }
-
-    /// `n` established connections to the lab's first real server, from as many clients.
-    fn many_connections(shared: &Shared, n: u32) {
-        let tables = shared.tables.load();
-        let vip = lab::ipk(lab::VIP4);
-        let svc = tables.service_for(vip, 6, 80).unwrap();
-        let real = svc.real(0).unwrap();
-        let now = shared.clock.now_ticks();
-        for i in 0..n {
-            let client =
-                uvs_dataplane::IpKey::from_ip(IpAddr::from([198, 19, (i >> 8) as u8, i as u8]))
-                    .addr;
-            let sport = 1024 + (i >> 16) as u16;
-            let orig = FlowKey {
-                proto: 6,
-                v6: false,
-                src: client,
-                dst: vip.addr,
-                sport,
-                dport: 80,
-            };
-            let reply = FlowKey {
-                src: real.addr.addr,
-                dst: client,
-                sport: 80,
-                dport: sport,
-                ..orig
-            };
-            let c = Conn {
-                orig,
-                reply,
-                service: svc.id,
-                real: 0,
-                method: Method::Nat as u8,
-                state: TcpState::Established as u8,
-                flags: 0,
-            };
-            shared
-                .conns
-                .insert(&c, now, now.wrapping_add(600_000))
-                .unwrap();
-        }
     }
 
     #[test]
