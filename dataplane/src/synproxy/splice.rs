@@ -417,7 +417,11 @@ fn redispatch(
     }
     let (egress, hop) = real_egress(ctx.tables, Some(real), &ip(v6, real.addr.addr))?;
     let mut syn = ctx.proxy_syns.take_refused(hit.id)?;
-    let Ok(mut p) = uvs_wire::parse_frame(syn.frame_mut()) else {
+    // The SYN goes out in this frame's buffer (always large enough: it held the RST).
+    let parsed = uvs_wire::parse_frame(syn.frame_mut())
+        .ok()
+        .filter(|_| syn.frame_mut().len() <= pkt.buf.len());
+    let Some(mut p) = parsed else {
         ctx.proxy_syns.release(syn, ctx.counters);
         return None;
     };
@@ -468,8 +472,7 @@ fn redispatch(
     uvs_wire::set_src_addr(f, &mut p, &conn.reply.dst);
     uvs_wire::set_src_port(f, &mut p, conn.reply.dport);
     let n = f.len();
-    let out = pkt.buf.get_mut(..n)?;
-    out.copy_from_slice(f);
+    pkt.buf[..n].copy_from_slice(f);
     pkt.len = n;
     crate::pipeline::account(ctx.worker, svc, Some(real), n as u64, true);
     let v = l2_out(ctx.tables, ctx.neigh, pkt.buf, egress, hop);
