@@ -805,12 +805,19 @@ fn add_when_late(shared: &Arc<Shared>, on_change: &OnChange, on_agent: &OnAgent,
     let mut added: Vec<JoinHandle<()>> = Vec::new();
     let mut k = first;
     let mut said: Option<Instant> = None;
+    // After a thread failed to start (the process is out of threads or memory maps):
+    // when to try again, and when the failure was last logged.
+    let mut retry = None;
+    let mut failed: Option<Instant> = None;
     while !shared.schedule.flag.load(Ordering::Relaxed) {
         std::thread::sleep(STOP_SLICE);
         let now = Instant::now();
         let Some(before) = now.checked_sub(LATE) else {
             continue;
         };
+        if retry.is_some_and(|at| now < at) {
+            continue;
+        }
         let late = lock(&shared.schedule.lock).late(before);
         let running = shared.running.load(Ordering::Relaxed);
         let more = late
@@ -832,7 +839,15 @@ fn add_when_late(shared: &Arc<Shared>, on_change: &OnChange, on_agent: &OnAgent,
             match spawn_checker(shared, on_change, on_agent, k, true) {
                 Ok(h) => added.push(h),
                 Err(e) => {
-                    log::error!("cannot add a health checker thread: {e}");
+                    if failed.is_none_or(|t| now - t >= Duration::from_secs(10)) {
+                        failed = Some(now);
+                        log::error!(
+                            "cannot add a health checker thread: {e}; the {} running check \
+                             the late ones as they finish",
+                            shared.running.load(Ordering::Relaxed)
+                        );
+                    }
+                    retry = Some(now + Duration::from_secs(1));
                     break;
                 }
             }
