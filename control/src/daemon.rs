@@ -415,6 +415,17 @@ impl Core {
         if sync.as_ref().map(|d| &d.config) == want.as_ref() {
             return;
         }
+        // A direction started or stopped beside the other: only that one.
+        if let (Some(d), Some(cfg)) = (sync.as_mut(), want.as_ref()) {
+            match d.change_mode(cfg) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    log::error!("{e:#}");
+                    return;
+                }
+            }
+        }
         // Stop the old one first: the new one binds the same port.
         *sync = None;
         if let Some(cfg) = want {

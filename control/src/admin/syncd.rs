@@ -2,7 +2,8 @@
 //! [--syncid N] [--sync-maxlen N] [--mcast-group ADDR] [--mcast-port PORT] [--mcast-ttl N]`,
 //! `--stop-daemon master|backup` and `-L --daemon`. Starting or stopping edits the running
 //! configuration's `sync:` section (as any uvsadm edit, validated first; `uvsadm save`
-//! shows it), and uvsd starts, restarts or stops the daemon to match.
+//! shows it), and uvsd starts, restarts or stops the daemon to match: a direction started
+//! or stopped beside the other starts or stops only its thread (`SyncDaemon::change_mode`).
 //!
 //! Starting a daemon that runs already is refused, as ipvsadm's EEXIST ("File exists").
 //! One `sync:` section serves both directions (one sync id, interface, group, port...):

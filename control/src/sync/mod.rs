@@ -276,47 +276,89 @@ fn count_error(stats: &SyncStats, e: SyncError) {
 pub struct SyncDaemon {
     pub config: SyncConfig,
     pub stats: Arc<SyncStats>,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    /// The backup direction's thread, and the master's.
+    receiver: Option<Direction>,
+    sender: Option<Direction>,
     shared: Arc<Shared>,
+}
+
+/// One direction's thread and what stops it.
+struct Direction {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Direction {
+    fn stop(self) {
+        self.stop.store(true, Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+fn receives(mode: SyncMode) -> bool {
+    matches!(mode, SyncMode::Backup | SyncMode::Both)
+}
+
+fn sends(mode: SyncMode) -> bool {
+    matches!(mode, SyncMode::Master | SyncMode::Both)
 }
 
 impl SyncDaemon {
     /// Starts the threads `cfg.mode` asks for, in the calling thread's network namespace.
     pub fn start(shared: Arc<Shared>, cfg: SyncConfig) -> Result<SyncDaemon> {
-        let stats = Arc::new(SyncStats::default());
+        let mut d = SyncDaemon {
+            config: cfg.clone(),
+            stats: Arc::new(SyncStats::default()),
+            receiver: None,
+            sender: None,
+            shared,
+        };
+        if receives(cfg.mode) {
+            d.receiver = Some(d.start_receiver()?);
+        }
+        if sends(cfg.mode) {
+            d.sender = Some(d.start_sender()?);
+        }
+        d.log_started("");
+        Ok(d)
+    }
+
+    fn start_receiver(&self) -> Result<Direction> {
+        let cfg = self.config.clone();
+        let sock = receiver_socket(&cfg)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
+        let (shared, stats, halt) = (self.shared.clone(), self.stats.clone(), stop.clone());
         let key = cfg.auth_key.clone().map(String::into_bytes);
-        if matches!(cfg.mode, SyncMode::Backup | SyncMode::Both) {
-            let sock = receiver_socket(&cfg)?;
-            let (shared, stats, stop, cfg, key) = (
-                shared.clone(),
-                stats.clone(),
-                stop.clone(),
-                cfg.clone(),
-                key.clone(),
-            );
-            threads.push(
-                std::thread::Builder::new()
-                    .name("uvs-sync-backup".into())
-                    .spawn(move || receive_loop(&sock, &shared, &stats, &stop, &cfg, key))?,
-            );
+        let thread = std::thread::Builder::new()
+            .name("uvs-sync-backup".into())
+            .spawn(move || receive_loop(&sock, &shared, &stats, &halt, &cfg, key))?;
+        Ok(Direction { stop, thread })
+    }
+
+    fn start_sender(&self) -> Result<Direction> {
+        let cfg = self.config.clone();
+        let sock = Senders::open(&cfg)?;
+        let maxlen = usize::from(maxlen(&cfg));
+        self.shared.sync.set_enabled(true);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (shared, stats, halt) = (self.shared.clone(), self.stats.clone(), stop.clone());
+        let key = cfg.auth_key.clone().map(String::into_bytes);
+        let thread = std::thread::Builder::new()
+            .name("uvs-sync-master".into())
+            .spawn(move || send_loop(&sock, &shared, &stats, &halt, &cfg, key, maxlen));
+        match thread {
+            Ok(thread) => Ok(Direction { stop, thread }),
+            Err(e) => {
+                self.shared.sync.set_enabled(false);
+                Err(e.into())
+            }
         }
-        if matches!(cfg.mode, SyncMode::Master | SyncMode::Both) {
-            let sock = Senders::open(&cfg)?;
-            let maxlen = usize::from(maxlen(&cfg));
-            shared.sync.set_enabled(true);
-            let (shared, stats, stop, cfg) =
-                (shared.clone(), stats.clone(), stop.clone(), cfg.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name("uvs-sync-master".into())
-                    .spawn(move || send_loop(&sock, &shared, &stats, &stop, &cfg, key, maxlen))?,
-            );
-        }
+    }
+
+    fn log_started(&self, what: &str) {
+        let cfg = &self.config;
         log::info!(
-            "connection sync: {} on {} (sync id {}, {}{})",
+            "connection sync: {}{what} on {} (sync id {}, {}{})",
             cfg.mode,
             cfg.interface,
             cfg.syncid,
@@ -331,13 +373,55 @@ impl SyncDaemon {
                 ""
             }
         );
-        Ok(SyncDaemon {
-            config: cfg,
-            stats,
-            stop,
-            threads,
-            shared,
-        })
+    }
+
+    /// Follows a configuration that differs from the running one in its mode only (a
+    /// direction started or stopped: `uvsadm --start-daemon backup` beside a master):
+    /// starts or stops that direction's thread and leaves the other running, with its
+    /// socket, its queue and its counters, as IPVS runs its master and backup daemons
+    /// apart. False, nothing changed, for any other change (the caller restarts the
+    /// daemon); an error when the direction added cannot start (the other keeps running).
+    pub fn change_mode(&mut self, cfg: &SyncConfig) -> Result<bool> {
+        let same_but_mode = SyncConfig {
+            mode: self.config.mode,
+            ..cfg.clone()
+        } == self.config;
+        if !same_but_mode {
+            return Ok(false);
+        }
+        let was = self.config.mode;
+        self.config.mode = cfg.mode;
+        if !receives(cfg.mode) {
+            if let Some(r) = self.receiver.take() {
+                r.stop();
+            }
+        }
+        if !sends(cfg.mode) {
+            if let Some(t) = self.sender.take() {
+                t.stop();
+                self.shared.sync.set_enabled(false);
+            }
+        }
+        let added = (|| -> Result<()> {
+            if receives(cfg.mode) && self.receiver.is_none() {
+                self.receiver = Some(self.start_receiver()?);
+            }
+            if sends(cfg.mode) && self.sender.is_none() {
+                self.sender = Some(self.start_sender()?);
+            }
+            Ok(())
+        })();
+        if let Err(e) = added {
+            // What runs is what the daemon now is.
+            self.config.mode = match (self.receiver.is_some(), self.sender.is_some()) {
+                (true, true) => SyncMode::Both,
+                (true, false) => SyncMode::Backup,
+                _ => SyncMode::Master,
+            };
+            return Err(e.context(format!("connection sync: {was} to {}", cfg.mode)));
+        }
+        self.log_started(&format!(" (was {was})"));
+        Ok(true)
     }
 }
 
@@ -378,10 +462,16 @@ impl SyncDaemon {
 
 impl Drop for SyncDaemon {
     fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
+        let running: Vec<Direction> = [self.receiver.take(), self.sender.take()]
+            .into_iter()
+            .flatten()
+            .collect();
+        for d in &running {
+            d.stop.store(true, Relaxed);
+        }
         self.shared.sync.set_enabled(false);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        for d in running {
+            let _ = d.thread.join();
         }
     }
 }
@@ -1271,6 +1361,60 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Starting the backup direction beside a running master (`uvsadm --start-daemon
+    /// backup`: master to both) starts only the receiver: the master's thread goes on, with
+    /// its socket and its counters (a restarted sender says hello from a new port, and
+    /// every peer then sends it all its connections). Stopping that direction again stops
+    /// only the receiver. Any other change is the caller's to restart.
+    #[test]
+    fn a_direction_added_or_removed_leaves_the_other_running() {
+        let shared = lab_shared();
+        connections(&shared, 3);
+        let port = free_port();
+        let master = on_lo(SyncMode::Master, port, &["127.0.0.1"]);
+        let mut d = SyncDaemon::start(shared.clone(), master.clone()).unwrap();
+        let sender = |d: &SyncDaemon| d.sender.as_ref().map(|t| t.thread.thread().id());
+        let first = sender(&d);
+        wait_for("the master's first messages", || {
+            d.stats.sent_messages.load(Relaxed) > 0
+        });
+        let sent = d.stats.sent_messages.load(Relaxed);
+
+        let both = SyncConfig {
+            mode: SyncMode::Both,
+            ..master.clone()
+        };
+        assert!(d.change_mode(&both).unwrap());
+        assert_eq!(d.config, both);
+        assert_eq!(sender(&d), first, "the same master thread");
+        assert!(
+            d.stats.sent_messages.load(Relaxed) >= sent,
+            "its counters kept"
+        );
+        let peer = UdpSocket::bind("127.0.0.2:0").unwrap();
+        let stats = d.stats.clone();
+        let received = || stats.received_messages.load(Relaxed);
+        let before = received();
+        peer.send_to(&message(), ("127.0.0.1", port)).unwrap();
+        wait_for("the new backup direction receiving", || received() > before);
+
+        assert!(d.change_mode(&master).unwrap());
+        assert!(d.receiver.is_none());
+        assert_eq!(sender(&d), first);
+        let before = received();
+        peer.send_to(&message(), ("127.0.0.1", port)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(received(), before, "no backup direction any more");
+
+        // Another port: not a change of mode.
+        let moved = SyncConfig {
+            port: free_port(),
+            ..both
+        };
+        assert!(!d.change_mode(&moved).unwrap());
+        assert_eq!(d.config, master, "nothing changed");
     }
 
     /// uvsd stopped and continued (SIGSTOP/SIGCONT: a socket with a read timeout then
