@@ -175,7 +175,7 @@ impl Shared {
             cluster: Default::default(),
             verify_l4_checksums: AtomicBool::new(true),
             flow_cache: AtomicBool::new(true),
-            synproxy: Default::default(),
+            synproxy: crate::synproxy::ProxyShared::new(workers),
             doorbells: (0..workers).map(|_| Default::default()).collect(),
             conns_dropped: AtomicU64::new(0),
             fast: Default::default(),
@@ -560,6 +560,7 @@ impl<P: Port> Worker<P> {
             pieces: &mut self.pieces,
             proxy: &shared.synproxy,
             proxy_syns: &mut self.proxy_syns,
+            doorbells: &shared.doorbells,
             staging: &mut self.staging,
             egress: &mut self.egress,
             flows: &mut self.flows,
@@ -939,6 +940,21 @@ fn refresh_neighbours<P: Port>(
 /// client segment.
 fn step_synproxy<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, ticks: u32) {
     let counters = ctx.counters;
+    // Refusals of connections whose SYN this worker sent, received by another worker: as
+    // if received here (`synproxy::Handovers`).
+    let mut f = [0u8; crate::synproxy::retransmit::HOLD_MAX];
+    while let Some(n) = ctx.proxy.handovers.take(ctx.worker, &mut f) {
+        let mut len = n;
+        match process(ctx, &mut f, &mut len) {
+            Verdict::Forward(q) => {
+                tx_pieces(ctx.pieces, ports, q, macs_of(&f), counters);
+                tx_counted(ports, q, &f[..len], counters);
+            }
+            Verdict::Drop(r) => counters.drop(r),
+            _ => {}
+        }
+        ctx.pieces.clear();
+    }
     if !ctx.proxy_syns.heads.is_empty() {
         step_heads(ctx, ports, shared, ticks);
     }

@@ -657,10 +657,11 @@ fn the_server_may_answer_on_another_worker() {
 }
 
 /// A refusal that RSS gives to a worker other than the one that sent the SYN: that worker
-/// has no copy of the SYN to send elsewhere, so the client is reset, as before
-/// redispatching existed; the first worker then frees its copy and its held segment.
+/// has no copy of the SYN, so it hands the RST to the one that does (and sends nothing);
+/// that one, at its next poll, sends the SYN to another server as if it had received the
+/// refusal, and the held request follows once that server answers.
 #[test]
-fn a_refusal_on_another_worker_resets_the_client() {
+fn a_refusal_on_another_worker_is_handed_to_the_one_that_sent_the_syn() {
     let (mut l, mut other) = two_workers();
     let shared = l.shared.clone();
     let o = open(&mut l);
@@ -678,19 +679,43 @@ fn a_refusal_on_another_worker_resets_the_client() {
     assert!(l.send(0, &early)[1].is_empty(), "held by worker 0");
     assert!(other.ports[1].push_rx(&refusal(&l, 1, &o)));
     other.poll();
-    assert!(other.ports[1].take_tx().is_empty(), "no SYN elsewhere");
-    let rst = only(&other.ports[0].take_tx());
+    assert!(other.ports[0].take_tx().is_empty(), "nothing to the client");
+    assert!(other.ports[1].take_tx().is_empty(), "no SYN from worker 1");
+    let out = l.idle();
+    let syn = redispatched(&l, out, 2);
+    assert_eq!(shared.counters[0].synproxy_redispatched.get(), 1);
+    assert_eq!(shared.counters[1].synproxy_failures.get(), 0);
+    let o = Opened {
+        sport_seen: syn.sport,
+        ..o
+    };
+    let [_, s] = l.send(1, &server_synack_of(&l, 2, &o, Some(7)));
+    assert_eq!(s.len(), 2, "the ACK, then the held request");
+    assert_eq!(read(&s[1]).payload, b"GET /");
+    assert_eq!(l.drops(DropReason::SynProxyNotReady), 0);
+}
+
+/// When the worker that sent the SYN has no other server to offer (every one refused in
+/// turn), the refusal handed to it still reaches the client, from that worker.
+#[test]
+fn a_last_refusal_handed_over_resets_the_client() {
+    let (mut l, mut other) = two_workers();
+    let shared = l.shared.clone();
+    let mut o = open(&mut l);
+    for (from, to) in [(1, 2), (2, 3)] {
+        let out = l.send(1, &refusal(&l, from, &o));
+        o.sport_seen = redispatched(&l, out, to).sport;
+    }
+    assert!(other.ports[1].push_rx(&refusal(&l, 3, &o)));
+    other.poll();
+    assert!(other.ports[0].take_tx().is_empty() && other.ports[1].take_tx().is_empty());
+    let [c, s] = l.idle();
+    assert!(s.is_empty());
+    let rst = only(&c);
     assert!(rst.rst);
     assert_eq!((rst.src, rst.dst), (Some(l.vip()), Some(l.client())));
     assert_eq!(shared.conns.len(), 0);
-    assert_eq!(shared.counters[1].synproxy_failures.get(), 1);
-    assert_eq!(shared.counters[1].synproxy_redispatched.get(), 0);
-    let [c, s] = l.idle();
-    assert!(c.is_empty() && s.is_empty());
-    assert_eq!(l.drops(DropReason::SynProxyNotReady), 1, "the held segment");
-    l.advance(1);
-    let [c, s] = l.idle();
-    assert!(c.is_empty() && s.is_empty(), "nothing retransmitted");
+    assert_eq!(shared.counters[0].synproxy_failures.get(), 1);
 }
 
 /// The client's ACK and its request arrive in one burst (wrk and curl send them back to

@@ -96,6 +96,9 @@ pub struct Ctx<'a> {
     pub proxy: &'a crate::synproxy::ProxyShared,
     /// The SYNs this worker sent to real servers for proxied connections.
     pub proxy_syns: &'a mut crate::synproxy::retransmit::ProxySyns,
+    /// Every worker's doorbell (the SYN proxy hands a refusal to the worker that keeps
+    /// its connection's SYN, and wakes it).
+    pub doorbells: &'a [crate::wake::Doorbell],
     /// The burst's new connections scheduled and waiting to be stored (`staged.rs`).
     pub staging: &'a mut Staging,
     /// Link-layer headers towards real servers, valid for `tables` and `neigh`

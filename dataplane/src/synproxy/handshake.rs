@@ -383,9 +383,9 @@ pub(super) fn open(
         ctx.proxy_syns.heads.start_replay(head, id, ctx.now);
         ctx.counters.layer7_replayed.add(1);
     }
-    ctx.proxy
-        .splices(ctx.conns)
-        .store(id, (u64::from(our_isn) << 32) | u64::from(our_tsval), bits);
+    let splices = ctx.proxy.splices(ctx.conns);
+    splices.store(id, (u64::from(our_isn) << 32) | u64::from(our_tsval), bits);
+    splices.set_keeper(id, ctx.worker);
 
     // The SYN to the real server: the client's ISN and its options as the cookie kept them.
     let mut o = [0u8; 20];

@@ -40,8 +40,10 @@ pub mod layer7;
 pub mod retransmit;
 mod splice;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
+
+use crossbeam::queue::ArrayQueue;
 
 pub(crate) use handshake::on_new_flow;
 pub(crate) use splice::{established, quoted};
@@ -61,25 +63,84 @@ pub const SYN_SENT_TIMEOUT_MS: u32 = 8000;
 pub struct ProxyShared {
     pub secret: cookie::CookieSecret,
     splices: OnceLock<SpliceTable>,
+    /// Refusals handed to the worker keeping their connection's SYN ([`Handovers`]).
+    pub handovers: Handovers,
 }
 
 impl Default for ProxyShared {
     fn default() -> Self {
-        Self {
-            secret: cookie::CookieSecret::random(),
-            splices: OnceLock::new(),
-        }
+        Self::new(1)
     }
 }
 
 impl ProxyShared {
-    /// The splice table (16 bytes per connection slot of each family), allocated when
+    pub fn new(workers: usize) -> Self {
+        Self {
+            secret: cookie::CookieSecret::random(),
+            splices: OnceLock::new(),
+            handovers: Handovers::new(workers),
+        }
+    }
+
+    /// The splice table (22 bytes per connection slot of each family), allocated when
     /// tables with a `syn_proxy` service are first built or published (`Shared::new`,
     /// control's reload), so a configuration without `syn_proxy` never pays for it; a
     /// worker only allocates it if it was somehow missed.
     pub fn splices(&self, conns: &uvs_conntrack::ConnTable) -> &SpliceTable {
         self.splices
             .get_or_init(|| SpliceTable::new(conns.capacity_of(false), conns.capacity_of(true)))
+    }
+}
+
+/// Largest refusal handed over: a RST with its link header (two VLAN tags), IPv6 and TCP
+/// with 40 bytes of options.
+pub const HANDED_MAX: usize = 142;
+/// Refusals waiting per worker at most; beyond, the worker that got one answers the client
+/// itself.
+pub const HANDED_QUEUE: usize = 256;
+
+/// A server's refusal (RST to uvs's SYN) that RSS gave to another worker than the one that
+/// sent the SYN and keeps its copy: only that one can send the SYN to another server
+/// (`splice.rs`'s redispatch). The worker that got the RST hands it over, as received, and
+/// rings the keeper's doorbell; the keeper runs it through its pipeline as if it had
+/// received it (at its next poll, before its timers).
+#[derive(Debug)]
+pub struct Handovers {
+    queues: Box<[ArrayQueue<Handed>]>,
+}
+
+/// A handed-over frame and its length.
+type Handed = ([u8; HANDED_MAX], u8);
+
+impl Handovers {
+    fn new(workers: usize) -> Self {
+        Self {
+            queues: (0..workers.max(1))
+                .map(|_| ArrayQueue::new(HANDED_QUEUE))
+                .collect(),
+        }
+    }
+
+    /// Queues `frame` for `worker`; false if it cannot (no such worker, its queue full,
+    /// the frame too long).
+    pub(crate) fn hand(&self, worker: usize, frame: &[u8]) -> bool {
+        let (Some(q), Ok(len)) = (self.queues.get(worker), u8::try_from(frame.len())) else {
+            return false;
+        };
+        if frame.len() > HANDED_MAX {
+            return false;
+        }
+        let mut f = [0u8; HANDED_MAX];
+        f[..frame.len()].copy_from_slice(frame);
+        q.push((f, len)).is_ok()
+    }
+
+    /// The next refusal handed to `worker`, copied into `out`: its length.
+    pub(crate) fn take(&self, worker: usize, out: &mut [u8]) -> Option<usize> {
+        let (f, len) = self.queues.get(worker)?.pop()?;
+        let n = usize::from(len).min(out.len());
+        out[..n].copy_from_slice(&f[..n]);
+        Some(n)
     }
 }
 
@@ -101,6 +162,10 @@ pub struct SpliceTable {
     /// client's sequence space (4 bytes per slot; read only with [`Opts::REPLAY`]).
     replay_v4: Box<[AtomicU32]>,
     replay_v6: Box<[AtomicU32]>,
+    /// While SYN_SENT: the worker that sent the SYN and keeps its copy (2 bytes per slot;
+    /// `u16::MAX`: none known).
+    keeper_v4: Box<[AtomicU16]>,
+    keeper_v6: Box<[AtomicU16]>,
 }
 
 impl SpliceTable {
@@ -111,12 +176,36 @@ impl SpliceTable {
                 .collect()
         };
         let ends = |n: usize| (0..n).map(|_| AtomicU32::new(0)).collect();
+        let keepers = |n: usize| (0..n).map(|_| AtomicU16::new(u16::MAX)).collect();
         Self {
             v4: mk(v4),
             v6: mk(v6),
             replay_v4: ends(v4),
             replay_v6: ends(v6),
+            keeper_v4: keepers(v4),
+            keeper_v6: keepers(v6),
         }
+    }
+
+    fn keeper_slot(&self, id: uvs_conntrack::ConnId) -> Option<&AtomicU16> {
+        if id.is_v6() {
+            self.keeper_v6.get(id.index())
+        } else {
+            self.keeper_v4.get(id.index())
+        }
+    }
+
+    /// Records that `worker` sent connection `id`'s SYN and keeps its copy.
+    pub(crate) fn set_keeper(&self, id: uvs_conntrack::ConnId, worker: usize) {
+        if let Some(s) = self.keeper_slot(id) {
+            s.store(u16::try_from(worker).unwrap_or(u16::MAX), Ordering::Release);
+        }
+    }
+
+    /// The worker that sent connection `id`'s SYN, if known.
+    pub(crate) fn keeper(&self, id: uvs_conntrack::ConnId) -> Option<usize> {
+        let w = self.keeper_slot(id)?.load(Ordering::Acquire);
+        (w != u16::MAX).then_some(usize::from(w))
     }
 
     fn replay_slot(&self, id: uvs_conntrack::ConnId) -> Option<&AtomicU32> {

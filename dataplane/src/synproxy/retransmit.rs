@@ -259,8 +259,8 @@ impl ProxySyns {
     }
 
     /// Whether connection `id`, refused by its server, may go to another: this worker keeps
-    /// its SYN (the one that sent it; on another worker the refusal reaches the client)
-    /// and it has been to fewer than [`TRIES`] servers. If so, the layer-7 pool that took
+    /// its SYN (the one that sent it; another worker hands it the refusal) and it has been
+    /// to fewer than [`TRIES`] servers. If so, the layer-7 pool that took
     /// it (`None` for a layer-4 service).
     pub(super) fn may_retry(&self, id: ConnId) -> Option<Option<u16>> {
         self.find(id)

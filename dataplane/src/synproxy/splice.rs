@@ -88,6 +88,9 @@ fn unusual(ctx: &mut Ctx<'_>, pkt: &mut Packet<'_>, hit: &Hit, svc: &ServiceRt) 
             if let Some(v) = redispatch(ctx, pkt, hit, svc, splices) {
                 return Some(v);
             }
+            if hand_over(ctx, pkt, hit, splices) {
+                return Some(Verdict::Held);
+            }
             return Some(server_refused(ctx, pkt, hit, splices));
         }
         if tcp_flags & flags::ACK != 0 {
@@ -388,8 +391,8 @@ fn stale_ack(
 /// and ports rewritten, the client's held segment and a layer-7 head waiting to be
 /// replayed carried over, and a persistence template naming the refusing server made to
 /// name the other. `None`, nothing changed, when it cannot: another worker sent the SYN
-/// (it holds the copy), the tries are spent, no other server is available, or no route;
-/// [`server_refused`] then answers the client.
+/// (it holds the copy: [`hand_over`] gives it the refusal), the tries are spent, no other
+/// server is available, or no route; [`server_refused`] then answers the client.
 fn redispatch(
     ctx: &mut Ctx<'_>,
     pkt: &mut Packet<'_>,
@@ -463,6 +466,7 @@ fn redispatch(
         splices.set_replay_end(id, splices.replay_end(hit.id));
     }
     splices.store(id, a, opts);
+    splices.set_keeper(id, ctx.worker);
     if opts.has(Opts::REPLAY) {
         ctx.proxy_syns.heads.redirect(hit.id, id, ctx.now);
     }
@@ -479,6 +483,23 @@ fn redispatch(
     ctx.proxy_syns
         .put_back(id, syn, egress, hop, ctx.now, ctx.conns, ctx.counters);
     Some(v)
+}
+
+/// A refusal received by another worker than the one that sent the SYN (and keeps its
+/// copy, which [`redispatch`] needs): handed to that worker, woken to run it through its
+/// pipeline as if it had received it (`synproxy::Handovers`). False when it cannot be
+/// (this worker is the keeper, none is known, its queue is full): this worker answers.
+fn hand_over(ctx: &Ctx<'_>, pkt: &Packet<'_>, hit: &Hit, splices: &SpliceTable) -> bool {
+    let Some(keeper) = splices.keeper(hit.id).filter(|&w| w != ctx.worker) else {
+        return false;
+    };
+    if !ctx.proxy.handovers.hand(keeper, pkt.frame()) {
+        return false;
+    }
+    if let Some(bell) = ctx.doorbells.get(keeper) {
+        bell.ring();
+    }
+    true
 }
 
 /// The server refused the connection (RST to our SYN): the client, which believes it is
