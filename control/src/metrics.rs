@@ -299,7 +299,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
-    let worker_families: [(&str, &str, WorkerValue); 22] = [
+    let worker_families: [(&str, &str, WorkerValue); 23] = [
         (
             "uvs_worker_rx_packets_total",
             "Packets received by the worker.",
@@ -379,6 +379,11 @@ pub fn render(s: &Snapshot) -> String {
             "uvs_synproxy_redispatched_total",
             "SYN proxy: connections a real server refused that went to another server instead.",
             |w| w.synproxy.redispatched,
+        ),
+        (
+            "uvs_synproxy_handed_over_total",
+            "SYN proxy: refusals received for a connection whose SYN another worker sent, handed to it.",
+            |w| w.synproxy.handed_over,
         ),
         (
             "uvs_synproxy_untracked_syns_total",

@@ -125,6 +125,9 @@ pub struct SynProxyCounts {
     /// Connections a refusing real server's RST sent to another server.
     #[serde(default)]
     pub redispatched: u64,
+    /// Refusals received here for another worker's connection, handed to that worker.
+    #[serde(default)]
+    pub handed_over: u64,
     #[serde(default)]
     pub held: u64,
     /// PROXY v2 headers sent to real servers, and those sent again.

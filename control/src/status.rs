@@ -319,6 +319,7 @@ pub fn snapshot_with(
                 failures: c.synproxy_failures.get(),
                 untracked_syns: c.synproxy_untracked_syns.get(),
                 redispatched: c.synproxy_redispatched.get(),
+                handed_over: c.synproxy_handed_over.get(),
                 held: c.synproxy_held.get(),
                 proxy_headers: c.synproxy_proxy_headers.get(),
                 proxy_resent: c.synproxy_proxy_resent.get(),

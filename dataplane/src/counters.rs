@@ -73,6 +73,9 @@ pub struct WorkerCounters {
     /// SYN proxy: connections a real server refused (RST to the SYN) that went to another
     /// server instead of the refusal reaching the client.
     pub synproxy_redispatched: Counter,
+    /// SYN proxy: refusals this worker received for a connection whose SYN another worker
+    /// sent, handed to that one (`synproxy::Handovers`).
+    pub synproxy_handed_over: Counter,
     /// SYN proxy: early client segments held until the server answered, then forwarded.
     pub synproxy_held: Counter,
     /// SYN proxy with `proxy_protocol`: PROXY v2 headers sent to real servers, and those
@@ -116,6 +119,7 @@ impl Default for WorkerCounters {
             synproxy_failures: Counter::default(),
             synproxy_untracked_syns: Counter::default(),
             synproxy_redispatched: Counter::default(),
+            synproxy_handed_over: Counter::default(),
             synproxy_held: Counter::default(),
             synproxy_proxy_headers: Counter::default(),
             synproxy_proxy_resent: Counter::default(),

@@ -681,6 +681,7 @@ fn a_refusal_on_another_worker_is_handed_to_the_one_that_sent_the_syn() {
     other.poll();
     assert!(other.ports[0].take_tx().is_empty(), "nothing to the client");
     assert!(other.ports[1].take_tx().is_empty(), "no SYN from worker 1");
+    assert_eq!(shared.counters[1].synproxy_handed_over.get(), 1);
     let out = l.idle();
     let syn = redispatched(&l, out, 2);
     assert_eq!(shared.counters[0].synproxy_redispatched.get(), 1);

@@ -499,6 +499,7 @@ fn hand_over(ctx: &Ctx<'_>, pkt: &Packet<'_>, hit: &Hit, splices: &SpliceTable) 
     if let Some(bell) = ctx.doorbells.get(keeper) {
         bell.ring();
     }
+    ctx.counters.synproxy_handed_over.add(1);
     true
 }
 
