@@ -940,20 +940,8 @@ fn refresh_neighbours<P: Port>(
 /// client segment.
 fn step_synproxy<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, ticks: u32) {
     let counters = ctx.counters;
-    // Refusals of connections whose SYN this worker sent, received by another worker: as
-    // if received here (`synproxy::Handovers`).
-    let mut f = [0u8; crate::synproxy::retransmit::HOLD_MAX];
-    while let Some(n) = ctx.proxy.handovers.take(ctx.worker, &mut f) {
-        let mut len = n;
-        match process(ctx, &mut f, &mut len) {
-            Verdict::Forward(q) => {
-                tx_pieces(ctx.pieces, ports, q, macs_of(&f), counters);
-                tx_counted(ports, q, &f[..len], counters);
-            }
-            Verdict::Drop(r) => counters.drop(r),
-            _ => {}
-        }
-        ctx.pieces.clear();
+    if ctx.proxy.handovers.waiting(ctx.worker) {
+        step_handovers(ctx, ports);
     }
     if !ctx.proxy_syns.heads.is_empty() {
         step_heads(ctx, ports, shared, ticks);
@@ -1002,6 +990,42 @@ fn step_synproxy<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, t
     }
 }
 
+/// Refusals of connections whose SYN this worker sent, received by another worker: run
+/// through the pipeline as if received here (`synproxy::Handovers`).
+#[cold]
+fn step_handovers<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P]) {
+    let mut f = [0u8; crate::synproxy::retransmit::HOLD_MAX];
+    while let Some(n) = ctx.proxy.handovers.take(ctx.worker, &mut f) {
+        reinject(ctx, ports, &mut f, n, None);
+    }
+}
+
+/// Runs a frame the SYN proxy kept or was handed (`len` bytes of `f`) through the pipeline
+/// and sends it where its verdict says; a verdict other than forward or drop is counted
+/// as a drop for `other`, if given.
+fn reinject<P: Port>(
+    ctx: &mut Ctx<'_>,
+    ports: &mut [P],
+    f: &mut [u8],
+    mut len: usize,
+    other: Option<DropReason>,
+) {
+    let counters = ctx.counters;
+    match process(ctx, f, &mut len) {
+        Verdict::Forward(q) => {
+            tx_pieces(ctx.pieces, ports, q, macs_of(f), counters);
+            tx_counted(ports, q, &f[..len], counters);
+        }
+        Verdict::Drop(r) => counters.drop(r),
+        _ => {
+            if let Some(r) = other {
+                counters.drop(r);
+            }
+        }
+    }
+    ctx.pieces.clear();
+}
+
 /// Layer 7's pending heads: slow clients answered 408, complete heads replayed to their
 /// server (through the pipeline, as client segments) once it answered.
 fn step_heads<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, ticks: u32) {
@@ -1022,16 +1046,7 @@ fn step_heads<P: Port>(ctx: &mut Ctx<'_>, ports: &mut [P], shared: &Shared, tick
             .heads
             .next_replay(&shared.conns, splices, ticks, &mut f, counters)
     {
-        let mut len = n;
-        match process(ctx, &mut f, &mut len) {
-            Verdict::Forward(q) => {
-                tx_pieces(ctx.pieces, ports, q, macs_of(&f), counters);
-                send(ports, q, &f[..len]);
-            }
-            Verdict::Drop(r) => counters.drop(r),
-            _ => counters.drop(DropReason::SynProxyNotReady),
-        }
-        ctx.pieces.clear();
+        reinject(ctx, ports, &mut f, n, Some(DropReason::SynProxyNotReady));
     }
 }
 

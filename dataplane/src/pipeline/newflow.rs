@@ -366,11 +366,7 @@ pub(crate) fn choose_real(ctx: &mut Ctx<'_>, svc: &ServiceRt, p: &Parsed, v6: bo
         None => return None,
     };
     if let Some((key, timeout)) = template {
-        let t = crate::lifecycle::template(svc, key, slot);
-        // A full table only costs persistence for this client, not the flow.
-        if let Ok(id) = ctx.conns.insert(&t, ctx.now, ctx.now.wrapping_add(timeout)) {
-            ctx.sync.note(ctx.worker, id);
-        }
+        insert_template(ctx, svc, key, slot, timeout);
     }
     Some(slot)
 }
@@ -395,7 +391,13 @@ pub(crate) fn retarget_template(
     if hit.service() != svc.id || hit.real() != from || !ctx.conns.remove(hit.id) {
         return;
     }
-    let t = crate::lifecycle::template(svc, key, to);
+    insert_template(ctx, svc, key, to, timeout);
+}
+
+/// Stores a persistence template `key` → `slot` for `timeout` ticks and tells sync. A full
+/// table only costs persistence for this client, not the flow.
+fn insert_template(ctx: &Ctx<'_>, svc: &ServiceRt, key: FlowKey, slot: u16, timeout: u32) {
+    let t = crate::lifecycle::template(svc, key, slot);
     if let Ok(id) = ctx.conns.insert(&t, ctx.now, ctx.now.wrapping_add(timeout)) {
         ctx.sync.note(ctx.worker, id);
     }

@@ -124,15 +124,21 @@ impl Handovers {
     /// Queues `frame` for `worker`; false if it cannot (no such worker, its queue full,
     /// the frame too long).
     pub(crate) fn hand(&self, worker: usize, frame: &[u8]) -> bool {
-        let (Some(q), Ok(len)) = (self.queues.get(worker), u8::try_from(frame.len())) else {
+        let Some(q) = self
+            .queues
+            .get(worker)
+            .filter(|_| frame.len() <= HANDED_MAX)
+        else {
             return false;
         };
-        if frame.len() > HANDED_MAX {
-            return false;
-        }
         let mut f = [0u8; HANDED_MAX];
         f[..frame.len()].copy_from_slice(frame);
-        q.push((f, len)).is_ok()
+        q.push((f, frame.len() as u8)).is_ok()
+    }
+
+    /// Whether a refusal waits for `worker`.
+    pub(crate) fn waiting(&self, worker: usize) -> bool {
+        self.queues.get(worker).is_some_and(|q| !q.is_empty())
     }
 
     /// The next refusal handed to `worker`, copied into `out`: its length.
@@ -142,6 +148,11 @@ impl Handovers {
         out[..n].copy_from_slice(&f[..n]);
         Some(n)
     }
+}
+
+/// Connection `id`'s element of a per-slot array of each family.
+fn of_family<'a, T>(id: uvs_conntrack::ConnId, v4: &'a [T], v6: &'a [T]) -> Option<&'a T> {
+    if id.is_v6() { v6 } else { v4 }.get(id.index())
 }
 
 /// Per connection slot: what a spliced connection adds to the connection entry.
@@ -188,11 +199,7 @@ impl SpliceTable {
     }
 
     fn keeper_slot(&self, id: uvs_conntrack::ConnId) -> Option<&AtomicU16> {
-        if id.is_v6() {
-            self.keeper_v6.get(id.index())
-        } else {
-            self.keeper_v4.get(id.index())
-        }
+        of_family(id, &self.keeper_v4, &self.keeper_v6)
     }
 
     /// Records that `worker` sent connection `id`'s SYN and keeps its copy.
@@ -209,11 +216,7 @@ impl SpliceTable {
     }
 
     fn replay_slot(&self, id: uvs_conntrack::ConnId) -> Option<&AtomicU32> {
-        if id.is_v6() {
-            self.replay_v6.get(id.index())
-        } else {
-            self.replay_v4.get(id.index())
-        }
+        of_family(id, &self.replay_v4, &self.replay_v6)
     }
 
     /// Records where a replayed head ends (before the entry leaves SYN_SENT).
@@ -229,11 +232,7 @@ impl SpliceTable {
     }
 
     fn slot(&self, id: uvs_conntrack::ConnId) -> Option<&[AtomicU64; 2]> {
-        if id.is_v6() {
-            self.v6.get(id.index())
-        } else {
-            self.v4.get(id.index())
-        }
+        of_family(id, &self.v4, &self.v6)
     }
 
     pub(crate) fn load(&self, id: uvs_conntrack::ConnId) -> (u64, Opts) {

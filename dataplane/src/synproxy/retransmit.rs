@@ -237,25 +237,37 @@ impl ProxySyns {
         };
         let mut f = [0u8; FRAME_MAX];
         f[..frame.len()].copy_from_slice(frame);
+        self.occupy(
+            i,
+            Pending {
+                id,
+                frame: f,
+                len: frame.len() as u8,
+                egress,
+                hop,
+                rst,
+                due: now.wrapping_add(BACKOFF_MS[0]),
+                sent: 0,
+                held: None,
+                pool,
+                refused: 0,
+            },
+            now,
+        );
+        true
+    }
+
+    /// Puts `p` in the free entry `i` (its held segment, if any, among those held).
+    fn occupy(&mut self, i: usize, p: Pending, now: u32) {
         if self.live == 0 {
             self.next_scan = now.wrapping_add(SCAN_EVERY_MS);
         }
-        self.slots[i] = Some(Pending {
-            id,
-            frame: f,
-            len: frame.len() as u8,
-            egress,
-            hop,
-            rst,
-            due: now.wrapping_add(BACKOFF_MS[0]),
-            sent: 0,
-            held: None,
-            pool,
-            refused: 0,
-        });
-        self.ids[i] = Some(id);
+        if p.held.is_some() {
+            self.holding.push(i as u16);
+        }
+        self.ids[i] = Some(p.id);
+        self.slots[i] = Some(p);
         self.live += 1;
-        true
     }
 
     /// Whether connection `id`, refused by its server, may go to another: this worker keeps
@@ -316,22 +328,13 @@ impl ProxySyns {
             return;
         };
         let mut p = r.pending;
-        if self.live == 0 {
-            self.next_scan = now.wrapping_add(SCAN_EVERY_MS);
-        }
         p.id = id;
         p.egress = egress;
         p.hop = hop;
         p.due = now.wrapping_add(BACKOFF_MS[0]);
         p.sent = 0;
         p.refused += 1;
-        let held = p.held.is_some();
-        self.slots[i] = Some(p);
-        self.ids[i] = Some(id);
-        self.live += 1;
-        if held {
-            self.holding.push(i as u16);
-        }
+        self.occupy(i, p, now);
     }
 
     /// Frees the slot of `id` unless it holds an early segment (that goes when
