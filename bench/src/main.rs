@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use uvs_dataplane::Method;
 
 mod args;
+mod defence;
 mod environment;
 mod http;
 mod interrupt;
@@ -119,6 +120,9 @@ enum Cmd {
     /// What a random cache line costs by working-set size: a pointer chase and prefetched
     /// independent loads over huge-page arrays (the platform under the large-table rows).
     Memory(memory::MemoryArgs),
+    /// One sweep of the drop_entry defence on a table a SYN flood filled, beside a walk of
+    /// the same table (pure CPU).
+    DropEntry(defence::DropEntryArgs),
     /// A Markdown report with SVG plots from the JSON files of the other subcommands.
     Report(report::ReportArgs),
     /// (internal) AF_XDP UDP generator run by `testbed` inside the client namespace.
@@ -173,6 +177,7 @@ fn main() -> Result<()> {
         Cmd::Report(a) => report::report_main(a)?,
         Cmd::Wakeup(a) => wakeup::wakeup_main(a)?,
         Cmd::Memory(a) => memory::memory_main(a)?,
+        Cmd::DropEntry(a) => defence::drop_entry_main(a)?,
         Cmd::XskGen(a) => testbed::cli::gen_main(a)?,
         Cmd::XskL2fwd(a) => testbed::cli::l2fwd_main(a)?,
         Cmd::UdpRtt(a) => http::rtt::rtt_main(a)?,

@@ -517,6 +517,28 @@ fn memory_tiny_run_prints_a_row_per_size_and_refuses_a_zero_size() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--mib"));
 }
 
+#[test]
+fn drop_entry_tiny_run_frees_a_quarter_of_a_full_table() {
+    let text = succeeds(bench().args(["drop-entry", "--capacity", "2048,4096", "--rounds", "2"]));
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for (row, cap) in rows.iter().zip([2048, 4096]) {
+        assert_eq!(row[0], cap.to_string(), "{text}");
+        assert_eq!(row[1], (cap / 4).to_string(), "a quarter dropped: {text}");
+        assert!(row[2].parse::<f64>().unwrap() > 0.0, "{text}");
+    }
+    let bad = bench()
+        .args(["drop-entry", "--capacity", "100"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--capacity"));
+}
+
 /// A count of zero or a duration of no time is refused on the command line, naming the
 /// option, before anything runs: not a panic (`pipeline --flows 0`, `l7head --clients 0`),
 /// NaN figures (`schedulers --requests 0`, `sync --records 0`) or, as root, minutes of a
@@ -536,6 +558,8 @@ fn zero_counts_and_durations_are_refused_naming_the_option() {
         &["sync", "--new-flows", "0"],
         &["sync", "--rounds", "0"],
         &["wakeup", "--rounds", "0"],
+        &["drop-entry", "--rounds", "0"],
+        &["drop-entry", "--capacity", "0"],
         &["testbed", "--trial-seconds", "0", "--tag", "bzero"],
         &["http", "--connections", "0", "--tag", "bzero"],
         &["http", "--seconds", "0", "--tag", "bzero"],
