@@ -71,7 +71,20 @@ pub const LEARN_QUIET: Duration = Duration::from_secs(1);
 
 /// ... and [`LEARN_MAX`] after the start at the latest (a busy peer sends its new
 /// connections all the time): at the default `max_rate` a dump of a million connections.
+/// A node whose table holds more than a peer configured alike can dump in that time waits
+/// as long as such a dump takes ([`learn_max`]).
 pub const LEARN_MAX: Duration = Duration::from_secs(15);
+
+/// The learning window's longest: [`LEARN_MAX`], or as long as a peer configured alike
+/// takes to dump as many connections as this node's table holds (`capacity`, at
+/// [`DUMP_SHARE`] of `max_rate` a second) and [`LEARN_QUIET`] more, if longer. A node of
+/// 4 194 304 entries at the default rate: 57 s. Longer waits cost little: only segments
+/// without an entry go unanswered meanwhile (new connections are served).
+pub fn learn_max(capacity: usize, max_rate: u32) -> Duration {
+    let per_s = (f64::from(max_rate) * DUMP_SHARE).max(1.0);
+    let dump = Duration::from_secs_f64((capacity as f64 / per_s).min(86_400.0));
+    LEARN_MAX.max(dump + LEARN_QUIET)
+}
 
 /// A dump of every connection (for a peer heard for the first time, or the refresh) goes
 /// out at this share of `max_rate` records per second: a peer configured alike (its
@@ -802,6 +815,13 @@ fn receive_loop(
     };
     let started = Instant::now();
     let mut learn_until = started + LEARN_FOR;
+    let longest = learn_max(
+        shared
+            .conns
+            .capacity_of(false)
+            .max(shared.conns.capacity_of(true)),
+        cfg.max_rate,
+    );
     while !stop.load(Relaxed) {
         // The read timeout brings the loop here at least every 200 ms.
         if shared.sync_learning.load(Relaxed) && Instant::now() >= learn_until {
@@ -871,7 +891,7 @@ fn receive_loop(
         }
         if learnt {
             // Still learning: the window lasts while records come (a dump in progress).
-            let quiet = (Instant::now() + LEARN_QUIET).min(started + LEARN_MAX);
+            let quiet = (Instant::now() + LEARN_QUIET).min(started + longest);
             learn_until = learn_until.max(quiet);
         }
     }
@@ -879,6 +899,22 @@ fn receive_loop(
 
 #[cfg(test)]
 mod tests {
+    /// The learning window's longest grows with the table a dump may fill: 15 s up to
+    /// about a million entries at the default rate, then as long as a peer configured
+    /// alike takes to send that many (and 1 s more); a higher `max_rate` shortens it.
+    #[test]
+    fn the_longest_learning_window_follows_the_table() {
+        use super::*;
+        assert_eq!(learn_max(1 << 16, 100_000), LEARN_MAX);
+        assert_eq!(learn_max(1 << 20, 100_000), LEARN_MAX);
+        let big = learn_max(1 << 22, 100_000);
+        assert!(
+            big > Duration::from_secs(56) && big < Duration::from_secs(58),
+            "{big:?}"
+        );
+        assert!(learn_max(1 << 22, 400_000) < big / 3);
+    }
+
     /// The kernel reports twice what was set (its bookkeeping overhead, socket(7)).
     #[test]
     fn the_receive_buffer_grows() {
@@ -1361,6 +1397,45 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// A node whose table holds more than a peer configured alike dumps in 15 s keeps its
+    /// window open until the whole dump is in: here 12 000 connections at `max_rate` 1 000
+    /// (750 a second: 16 s) on tables of 16 384 entries (window at most 22.8 s). With the
+    /// fixed 15 s most, the window closed with about 11 250 learnt.
+    #[test]
+    fn a_dump_longer_than_15_s_is_learnt_whole_on_a_table_that_holds_it() {
+        let n = 12_000u32;
+        let shared_at = || {
+            let spec = lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+            let tables = TablesBuilder::build(&spec, None).unwrap();
+            Arc::new(Shared::new(tables, 16_384, 1))
+        };
+        let slow = |mode, port, peers: &[&str]| SyncConfig {
+            max_rate: 1_000,
+            ..on_lo(mode, port, peers)
+        };
+        let master = shared_at();
+        many_connections(&master, n);
+        let backup = shared_at();
+        backup.sync_learning.store(true, Relaxed);
+        let port = free_port();
+        let t0 = Instant::now();
+        let _b = SyncDaemon::start(backup.clone(), slow(SyncMode::Backup, port, &[])).unwrap();
+        let _m = SyncDaemon::start(master.clone(), slow(SyncMode::Master, port, &["127.0.0.1"]))
+            .unwrap();
+        let mut learning = true;
+        while backup.conns.len() < n as usize && t0.elapsed() < Duration::from_secs(30) {
+            learning = backup.sync_learning.load(Relaxed);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (learnt, took) = (backup.conns.len(), t0.elapsed());
+        assert_eq!(learnt, n as usize, "learnt in {took:?}");
+        assert!(took > LEARN_MAX, "the dump was paced: {took:?}");
+        assert!(
+            learning,
+            "the window closed before the last came, {took:?} in"
+        );
     }
 
     /// Starting the backup direction beside a running master (`uvsadm --start-daemon
