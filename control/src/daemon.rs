@@ -1092,6 +1092,41 @@ impl TableWatch {
     }
 }
 
+/// An interface uvsd serves that was removed, or removed and made again (another index:
+/// a veth whose peer was recreated, a container's network restarted, a driver reloaded),
+/// among `attached` (name, index when uvsd attached to it): what happened to it. Its XDP
+/// program and AF_XDP sockets went with the old interface, so nothing reaches the workers
+/// any more: a link only down and up again keeps them, and is not reported.
+pub(crate) fn lost_interface<'a>(
+    attached: impl IntoIterator<Item = (&'a str, u32)>,
+) -> Option<String> {
+    for (name, index) in attached {
+        match nix::net::if_::if_nametoindex(name) {
+            Ok(i) if i == index => {}
+            Ok(i) => {
+                return Some(format!(
+                    "{name} was removed and made again (index {index}, now {i})"
+                ))
+            }
+            Err(_) => return Some(format!("{name} (index {index}) was removed")),
+        }
+    }
+    None
+}
+
+/// uvsd's answer to a [`lost_interface`]: it stops with an error (logged here), so that
+/// its service manager starts it again on the interface as it now is (the packaged unit
+/// restarts it on failure, 2 s later; a node in a cluster hands its traffic to the others
+/// meanwhile), rather than serving nothing until someone notices.
+pub(crate) fn interface_lost(lost: &str) -> anyhow::Error {
+    let e = anyhow!(
+        "{lost}: its XDP program and AF_XDP sockets went with it and no packet reaches uvsd; \
+         stopping so that the service manager starts uvsd again"
+    );
+    log::error!("{e}");
+    e
+}
+
 fn control_loop(
     core: &Arc<Core>,
     opts: &Options,
@@ -1111,6 +1146,7 @@ fn control_loop(
     let mut applied_generation = core.generation.load(Ordering::Relaxed);
     let mut last_rate = Instant::now();
     let mut table_watch = TableWatch::new(&core.shared);
+    let mut result = Ok(());
     while !term.load(Ordering::Relaxed) {
         if opts.run_for.is_some_and(|d| started.elapsed() >= d) {
             break;
@@ -1124,6 +1160,12 @@ fn control_loop(
         }
         if last_rate.elapsed() >= Duration::from_secs(1) {
             last_rate = Instant::now();
+            let attached = core.programs.iter().map(|p| (p.ifname(), p.ifindex()));
+            if let Some(lost) = lost_interface(attached) {
+                // Stopped as for a signal (a BGP speaker withdraws first), with the error.
+                result = Err(interface_lost(&lost));
+                break;
+            }
             core.rates.lock().expect("rates lock").sample(&core.shared);
             core.release_lingering();
             core.settle_growth();
@@ -1169,7 +1211,7 @@ fn control_loop(
     services.stop();
     *core.sync.lock().expect("sync lock") = None;
     *core.client_lookup.lock().expect("client lookup lock") = None;
-    Ok(())
+    result
 }
 
 /// The STATUS= line systemd shows for a serving uvsd.
@@ -1264,6 +1306,28 @@ fn hold_restart_only(running: &Config, new: &mut Config) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    /// An interface uvsd attached to is reported once it is gone or has another index;
+    /// one that is still the same is not.
+    #[test]
+    fn a_removed_or_remade_interface_is_reported() {
+        let lo = nix::net::if_::if_nametoindex("lo").unwrap();
+        assert_eq!(lost_interface([("lo", lo)]), None);
+        assert_eq!(
+            lost_interface([("lo", lo), ("lo", lo + 1000)]).as_deref(),
+            Some(
+                format!(
+                    "lo was removed and made again (index {}, now {lo})",
+                    lo + 1000
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(
+            lost_interface([("uvs-gone0", 7)]).as_deref(),
+            Some("uvs-gone0 (index 7) was removed")
+        );
+    }
     use super::*;
 
     /// The fast path's TC program gets the IPv4 routes, each with its interface's index

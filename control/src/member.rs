@@ -538,6 +538,7 @@ pub fn run(
     // needs a restart (the other members take this one's share meanwhile).
     let (term, hup) = (&signals.term, &signals.hup);
     let started = Instant::now();
+    let mut last_check = started;
     let mut result = Ok(());
     while !term.load(Ordering::Relaxed) {
         if opts.run_for.is_some_and(|d| started.elapsed() >= d) {
@@ -552,6 +553,13 @@ pub fn run(
         if let Some(healthy) = member.due(Instant::now()) {
             if let Err(e) = member.publish(healthy) {
                 result = Err(e);
+                break;
+            }
+        }
+        if last_check.elapsed() >= Duration::from_secs(1) {
+            last_check = Instant::now();
+            if let Some(lost) = crate::daemon::lost_interface([member.program.interface()]) {
+                result = Err(crate::daemon::interface_lost(&lost));
                 break;
             }
         }

@@ -7,7 +7,9 @@
 //! 2 s of its end, and the metrics and the log say what happened; a UDP flood that fills
 //! it, within about a minute (its flows idle for 60 s); a server taken out of one service while it serves another keeps its
 //! connections in the first until they end; a dead server goes down while `uvsadm` edits
-//! keep restarting the checks.
+//! keep restarting the checks; the balancer's links going down and up are served again at
+//! once, and an interface removed and made again stops uvsd, with the reason, for its
+//! service manager to restart it.
 
 mod common;
 use common::*;
@@ -752,4 +754,96 @@ fn a_dead_server_goes_down_while_uvsadm_edits_keep_coming() {
         edits += 1;
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// The balancer's links going down and up again (a cable pulled and put back, a switch
+/// port bounced, a veth's peer restarted): the VIP serves again once they are up, without
+/// a restart of uvsd.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn the_balancers_links_going_down_and_up_again_serve_again() {
+    require_root("the_balancers_links_going_down_and_up_again_serve_again");
+    let mut tb = Testbed::up("e2eflap", "nat");
+    tb.start_uvsd(&demo_config());
+    let before = tb.curl_many("http://198.18.100.1/", 3);
+    assert!(!before.iter().any(|a| a == "failed"), "{before:?}");
+    for link in ["uvs-lb0", "uvs-lb1"] {
+        for state in ["down", "up"] {
+            let out = tb.exec("lb", &["ip", "link", "set", link, state]);
+            assert!(out.status.success(), "{link} {state}");
+        }
+    }
+    let t0 = Instant::now();
+    let mut after = Vec::new();
+    while t0.elapsed() < Duration::from_secs(10) {
+        after = tb.curl_many("http://198.18.100.1/", 3);
+        if !after.iter().any(|a| a == "failed") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        !after.iter().any(|a| a == "failed"),
+        "not served {:?} after the links came back: {after:?}\n{}",
+        t0.elapsed(),
+        tb.uvsd_log()
+    );
+    eprintln!("served again after {:?}", t0.elapsed());
+}
+
+/// The balancer's client-side interface removed and made again (a veth whose peer was
+/// recreated, a container's network restarted): uvsd's XDP program and AF_XDP sockets went
+/// with the old one. uvsd says so and stops with an error within about a second, for its
+/// service manager to start it again (the packaged unit restarts it on failure); started
+/// again, it serves on the new interface. It used to run on and serve nothing, silently.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn an_interface_made_again_stops_uvsd_for_its_restart() {
+    require_root("an_interface_made_again_stops_uvsd_for_its_restart");
+    let mut tb = Testbed::up("e2eremk", "nat");
+    tb.start_uvsd(&demo_config());
+    let before = tb.curl_many("http://198.18.100.1/", 3);
+    assert!(!before.iter().any(|a| a == "failed"), "{before:?}");
+    let (client, lb) = (tb.ns("client"), tb.ns("lb"));
+    let remake = [
+        format!("ip -n {client} link del uvs-c0"),
+        format!("ip -n {client} link add uvs-c0 type veth peer name uvs-lb0 netns {lb}"),
+        format!("ip -n {client} link set uvs-c0 up"),
+        format!("ip -n {lb} link set uvs-lb0 up"),
+        format!("ip -n {client} addr add 198.18.0.2/24 dev uvs-c0"),
+        format!("ip -n {client} addr add 2001:2::2/64 dev uvs-c0 nodad"),
+        format!("ip -n {client} route add default via 198.18.0.1"),
+        format!("ip -n {client} -6 route add default via 2001:2::1"),
+        format!("ip -n {lb} addr add 198.18.0.1/24 dev uvs-lb0"),
+        format!("ip -n {lb} addr add 2001:2::1/64 dev uvs-lb0 nodad"),
+    ];
+    for cmd in &remake {
+        let out = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let status = tb.wait_uvsd_exit(Duration::from_secs(5));
+    let log = tb.uvsd_log();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "uvsd did not stop with an error ({status:?}):\n{log}"
+    );
+    assert!(
+        log.contains("uvs-lb0 was removed and made again"),
+        "the log does not say why:\n{log}"
+    );
+    let _ = std::fs::remove_file(tb.socket());
+    tb.start_uvsd(&demo_config());
+    let after = tb.curl_many("http://198.18.100.1/", 3);
+    assert!(
+        !after.iter().any(|a| a == "failed"),
+        "not served after the restart: {after:?}\n{}",
+        tb.uvsd_log()
+    );
 }

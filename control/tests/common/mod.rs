@@ -231,6 +231,20 @@ impl Testbed {
         }
     }
 
+    /// Waits up to `within` for uvsd to exit on its own: its status, or `None` if it
+    /// still runs (it is left running).
+    pub fn wait_uvsd_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Some(st) = self.uvsd.as_mut()?.try_wait().ok().flatten() {
+                self.uvsd = None;
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     pub fn uvsadm(&self, args: &[&str]) -> Output {
         let sock = self.socket();
         let mut a: Vec<&str> = vec![

@@ -151,6 +151,8 @@ pub struct MemberProgram {
     published: Mutex<Option<Published>>,
     label: String,
     mode: XdpMode,
+    /// The index of the interface it is attached to (0 until attached).
+    ifindex: u32,
 }
 
 // SAFETY: as `program::LoadedObject`: the object pointer is only used by libbpf in `load`
@@ -183,6 +185,7 @@ impl MemberProgram {
         };
         p.link = Some(link);
         p.mode = got;
+        p.ifindex = ifindex;
         log::info!("{ifname}: uvs member filter attached in {got:?} mode");
         Ok(p)
     }
@@ -213,6 +216,7 @@ impl MemberProgram {
             published: Mutex::new(None),
             label: label.to_string(),
             mode: XdpMode::Auto,
+            ifindex: 0,
         };
         p.cfg_fd = map_fd(obj, "mcfg")?;
         p.table_fd = map_fd(obj, "table")?;
@@ -226,6 +230,11 @@ impl MemberProgram {
     /// The mode the filter runs in.
     pub fn mode(&self) -> XdpMode {
         self.mode
+    }
+
+    /// The interface it is attached to: its name and its index then (0 if not attached).
+    pub fn interface(&self) -> (&str, u32) {
+        (&self.label, self.ifindex)
     }
 
     /// The settings it was loaded with.
