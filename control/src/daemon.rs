@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use uvs_dataplane::wake::Stop;
 
 use anyhow::{anyhow, bail, Context, Result};
+use arc_swap::ArcSwap;
 use uvs_config::Config;
 use uvs_dataplane::lifecycle;
 use uvs_dataplane::{IpKey, Shared, Tables, TablesBuilder, Worker};
@@ -32,8 +33,16 @@ pub struct Running {
 pub struct Core {
     pub shared: Arc<Shared>,
     pub running: Mutex<Running>,
-    pub links: Vec<LinkInfo>,
-    pub programs: Vec<XdpProgram>,
+    /// Each interface's MAC and MTU, in the configuration's order (read again when the
+    /// interface is made again).
+    pub links: Mutex<Vec<LinkInfo>>,
+    /// Each interface's XDP program, in the configuration's order: replaced when the
+    /// interface is made again (`Core::reattach`).
+    pub programs: Vec<ArcSwap<XdpProgram>>,
+    /// The kernel's own addresses, given to every program (its `host` map).
+    host: Vec<IpAddr>,
+    /// Workers that could not open a port on an interface made again, and why.
+    reopen_failures: Mutex<Vec<String>>,
     pub config_path: PathBuf,
     pub cores: Vec<Option<usize>>,
     pub rates: Mutex<crate::status::RateSampler>,
@@ -201,12 +210,89 @@ impl MapState {
 }
 
 impl Core {
+    /// Every interface's XDP program as it is now.
+    pub fn programs(&self) -> Vec<Arc<XdpProgram>> {
+        self.programs.iter().map(ArcSwap::load_full).collect()
+    }
+
+    /// Attaches a new XDP program to interface `i` (made again: another index), gives it
+    /// what the old one held (the host's addresses, the owned addresses, real servers,
+    /// their ports and the firewall marks), puts it in place and has every worker open its
+    /// AF_XDP socket there again (`Shared::reopen_ports`). The connection table, the
+    /// neighbours and the counters are the workers' and stay. Not with the kernel fast
+    /// path on (its maps and TC programs are set up once, at the start).
+    fn reattach(&self, i: usize) -> Result<()> {
+        let config = self.running.lock().expect("running lock").config.clone();
+        if config.workers.kernel_fast_path {
+            bail!("not done in place with workers.kernel_fast_path on");
+        }
+        let iface = config
+            .interfaces
+            .get(i)
+            .ok_or_else(|| anyhow!("no interface {i}"))?;
+        let info = spec::link_info(&iface.name).map_err(|e| anyhow!(e))?;
+        let p = XdpProgram::attach(&iface.name, xdp_mode(iface.xdp_mode))
+            .map_err(|e| anyhow!("{e}"))?;
+        {
+            let have = self.maps.lock().expect("map state lock");
+            let err = |e: uvs_xsk::XskError| anyhow!("{e}");
+            for a in &self.host {
+                p.add_host(*a).map_err(err)?;
+            }
+            for a in &have.owned {
+                p.add_owned(*a).map_err(err)?;
+            }
+            for a in have.all_reals() {
+                p.add_real(a).map_err(err)?;
+            }
+            for (a, proto, port) in have.all_ports() {
+                p.add_real_port(a, proto, port).map_err(err)?;
+            }
+            for (&(prefix, len), ranges) in &have.marks {
+                p.add_mark(prefix, len, ranges).map_err(err)?;
+            }
+        }
+        self.programs[i].store(Arc::new(p));
+        // A new interface has its own MAC (a veth made again gets a random one) and maybe
+        // another MTU: the tables are built again with them. Its peers may be new too
+        // (another container, another MAC): the neighbours are learnt again.
+        if let Some(l) = self.links.lock().expect("links lock").get_mut(i) {
+            *l = info;
+        }
+        self.publish_pool_health();
+        self.shared.neigh.clear();
+        self.reopen_failures.lock().expect("reopen lock").clear();
+        for (w, flag) in self.shared.reopen_ports.iter().enumerate() {
+            flag.store(true, Ordering::Release);
+            if let Some(bell) = self.shared.doorbells.get(w) {
+                bell.ring();
+            }
+        }
+        let t0 = Instant::now();
+        while self
+            .shared
+            .reopen_ports
+            .iter()
+            .any(|f| f.load(Ordering::Acquire))
+        {
+            if t0.elapsed() > Duration::from_secs(10) {
+                bail!("the workers did not open their sockets again within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let failed = self.reopen_failures.lock().expect("reopen lock");
+        if !failed.is_empty() {
+            bail!("{}", failed.join("; "));
+        }
+        Ok(())
+    }
+
     fn sync_maps(&self, cfg: &Config, silent: &BTreeSet<IpAddr>) -> Result<()> {
         let mut have = self.maps.lock().expect("map state lock");
         let want = map_state(cfg, silent).with_lingering(&have, cfg.expire_nodest_conn);
         let (previous, want_reals) = (have.all_reals(), want.all_reals());
         let (prev_ports, want_ports) = (have.all_ports(), want.all_ports());
-        for p in &self.programs {
+        for p in &self.programs() {
             for a in want.owned.difference(&have.owned) {
                 p.add_owned(*a)?;
             }
@@ -257,7 +343,7 @@ impl Core {
         let (addrs, ports) = have.released(&busy);
         for rp @ &(a, proto, port) in &ports {
             have.lingering_ports.remove(rp);
-            for p in &self.programs {
+            for p in &self.programs() {
                 if let Err(e) = p.remove_real_port(a, proto, port) {
                     log::warn!("removing {a} port {port} from the XDP map: {e}");
                 }
@@ -266,7 +352,7 @@ impl Core {
         }
         for a in addrs {
             have.lingering.remove(&a);
-            for p in &self.programs {
+            for p in &self.programs() {
                 if let Err(e) = p.remove_real(a) {
                     log::warn!("removing {a} from the XDP map: {e}");
                 }
@@ -291,7 +377,8 @@ impl Core {
         }
         crate::privileges::check_users(&new)?;
         crate::webcheck::check_ca_files(&new)?;
-        let mut spec = spec::tables_spec(&new, Some(&self.links));
+        let links = self.links.lock().expect("links lock").clone();
+        let mut spec = spec::tables_spec(&new, Some(&links));
         self.pool_health.apply(&mut spec);
         // Held from the build to the publication: a health verdict or an agent's report is
         // not told to live slots a growing service leaves behind (`Core::with_live`).
@@ -531,7 +618,7 @@ impl Core {
         if self.shared.fast.active().is_some()
             && self.shared.tables.load().routes() != tables.routes()
         {
-            set_fast_routes(&self.programs, &tables);
+            set_fast_routes(&self.programs(), &tables);
         }
         self.shared.tables.store(Arc::new(tables));
         if !grown.is_empty() {
@@ -651,7 +738,7 @@ fn check_privileges() -> Result<()> {
 /// `workers.kernel_fast_path`: the kernel forwards the fast path's packets, so uvsd
 /// refuses to start unless IPv4 forwarding is on in its network namespace; then each
 /// interface's table is mapped for the workers and its program told to read it.
-fn start_fast_path(shared: &Shared, programs: &[XdpProgram]) -> Result<()> {
+fn start_fast_path(shared: &Shared, programs: &[Arc<XdpProgram>]) -> Result<()> {
     const FORWARDING: &str = "/proc/sys/net/ipv4/ip_forward";
     let forwarding = std::fs::read_to_string(FORWARDING)
         .with_context(|| format!("workers.kernel_fast_path: reading {FORWARDING}"))?;
@@ -683,8 +770,8 @@ fn start_fast_path(shared: &Shared, programs: &[XdpProgram]) -> Result<()> {
 /// workers' own: the interfaces' networks and configured routes), so the frames the fast
 /// path rewrote leave by them past the kernel's forwarding. On failure (a kernel without
 /// TCX links) the kernel forwards them, as before, with a warning.
-fn set_fast_routes(programs: &[XdpProgram], tables: &Tables) {
-    let ifindexes: Vec<u32> = programs.iter().map(XdpProgram::ifindex).collect();
+fn set_fast_routes(programs: &[Arc<XdpProgram>], tables: &Tables) {
+    let ifindexes: Vec<u32> = programs.iter().map(|p| p.ifindex()).collect();
     let routes = fast_routes(tables, &ifindexes);
     for p in programs {
         if let Err(e) = p.set_fast_routes(&routes) {
@@ -848,7 +935,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
     let mut programs = Vec::new();
     for i in &config.interfaces {
         let p = XdpProgram::attach(&i.name, xdp_mode(i.xdp_mode)).map_err(|e| anyhow!("{e}"))?;
-        programs.push(p);
+        programs.push(Arc::new(p));
     }
     for p in &programs {
         for a in &host {
@@ -872,8 +959,10 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         running: Mutex::new(Running {
             config: config.clone(),
         }),
-        links,
-        programs,
+        links: Mutex::new(links),
+        programs: programs.into_iter().map(ArcSwap::new).collect(),
+        host: host.clone(),
+        reopen_failures: Mutex::default(),
         config_path: config_path.to_path_buf(),
         cores: cores.clone(),
         rates: Mutex::new(crate::status::RateSampler::default()),
@@ -915,7 +1004,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
     log::info!(
         "uvsd running: {} interface(s) [{}], {} worker(s), {} service(s), connection table {}",
         config.interfaces.len(),
-        core.programs
+        core.programs()
             .iter()
             .map(|p| format!("{} {:?}", p.ifname(), p.mode()))
             .collect::<Vec<_>>()
@@ -970,7 +1059,9 @@ fn start_workers(
                     };
                     match XskPort::open(name, w as u32, &cfg) {
                         Ok(p) => {
-                            if let Err(e) = core.programs[i].register_socket(w as u32, p.fd()) {
+                            if let Err(e) =
+                                core.programs[i].load().register_socket(w as u32, p.fd())
+                            {
                                 let _ = ready.send(Err(e.to_string()));
                                 return;
                             }
@@ -991,12 +1082,52 @@ fn start_workers(
                     }
                 }
                 let _ = ready.send(Ok(w));
+                let mut registered: Vec<u32> =
+                    core.programs.iter().map(|p| p.load().ifindex()).collect();
                 let mut worker = Worker::new(w, ports, core.shared.clone());
                 worker.busy_poll = busy_poll;
                 worker.spin = spin;
-                worker.run(&stop);
+                loop {
+                    worker.run(&stop);
+                    if stop.is_raised() {
+                        break;
+                    }
+                    // An interface made again (`Core::reattach`): a socket on the new one,
+                    // in its new program's map, in place of the old.
+                    for (i, (name, zc, ring)) in ifaces.iter().enumerate() {
+                        let program = core.programs[i].load();
+                        if program.ifindex() == registered[i] {
+                            continue;
+                        }
+                        let cfg = XskConfig {
+                            zero_copy: *zc,
+                            ring_size: *ring,
+                        };
+                        let opened = XskPort::open(name, w as u32, &cfg)
+                            .map_err(|e| e.to_string())
+                            .and_then(|p| {
+                                program
+                                    .register_socket(w as u32, p.fd())
+                                    .map(|()| p)
+                                    .map_err(|e| e.to_string())
+                            });
+                        match opened {
+                            Ok(p) => {
+                                worker.replace_port(i, p);
+                                registered[i] = program.ifindex();
+                                log::info!("worker {w}: {name} queue {w} opened again");
+                            }
+                            Err(e) => core
+                                .reopen_failures
+                                .lock()
+                                .expect("reopen lock")
+                                .push(format!("worker {w}: {name}: {e}")),
+                        }
+                    }
+                    core.shared.reopen_ports[w].store(false, Ordering::Release);
+                }
                 for (i, _) in ifaces.iter().enumerate() {
-                    let _ = core.programs[i].unregister_socket(w as u32);
+                    let _ = core.programs[i].load().unregister_socket(w as u32);
                 }
             })
             .context("spawning a worker thread")?;
@@ -1114,10 +1245,63 @@ pub(crate) fn lost_interface<'a>(
     None
 }
 
-/// uvsd's answer to a [`lost_interface`]: it stops with an error (logged here), so that
-/// its service manager starts it again on the interface as it now is (the packaged unit
-/// restarts it on failure, 2 s later; a node in a cluster hands its traffic to the others
-/// meanwhile), rather than serving nothing until someone notices.
+/// How long an interface uvsd serves may be gone before uvsd stops ([`follow_interfaces`]):
+/// long enough for a peer to be made again (a container restarting), short enough that a
+/// supervisor or a cluster's other nodes take over soon.
+pub(crate) const GONE_WAIT: Duration = Duration::from_secs(30);
+
+/// Once a second (the control loop): an interface made again (another index) is attached
+/// to again in place ([`Core::reattach`]: the connections, neighbours and counters stay);
+/// one that is gone is waited for up to [`GONE_WAIT`] (`gone_since`: since when one is).
+/// `Err` (logged) when uvsd must stop: gone for longer, or attaching again failed.
+fn follow_interfaces(core: &Core, gone_since: &mut Option<Instant>) -> Result<()> {
+    let mut gone = None;
+    for (i, p) in core.programs().iter().enumerate() {
+        let (name, index) = (p.ifname(), p.ifindex());
+        match nix::net::if_::if_nametoindex(name) {
+            Ok(now) if now == index => {}
+            Ok(now) => {
+                log::warn!("{name} was removed and made again (index {index}, now {now}): attaching to it again");
+                match core.reattach(i) {
+                    Ok(()) => log::info!(
+                        "{name}: attached again (index {now}); the connections go on"
+                    ),
+                    Err(e) => {
+                        return Err(interface_lost(&format!(
+                            "{name} was removed and made again (index {index}, now {now}) and attaching to it again failed ({e})"
+                        )))
+                    }
+                }
+            }
+            Err(_) => gone = Some(format!("{name} (index {index}) was removed")),
+        }
+    }
+    match gone {
+        None => *gone_since = None,
+        Some(what) => {
+            let since = *gone_since.get_or_insert_with(|| {
+                log::warn!(
+                    "{what}: waiting up to {} s for it to come back",
+                    GONE_WAIT.as_secs()
+                );
+                Instant::now()
+            });
+            if since.elapsed() >= GONE_WAIT {
+                return Err(interface_lost(&format!(
+                    "{what} {} s ago",
+                    GONE_WAIT.as_secs()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// uvsd's answer to an interface it cannot serve any more (gone for [`GONE_WAIT`], not
+/// attached to again, or any [`lost_interface`] in member mode): it stops with an error
+/// (logged here), so that its service manager starts it again on the interface as it now
+/// is (the packaged unit restarts it on failure, 2 s later; a node in a cluster hands its
+/// traffic to the others meanwhile), rather than serving nothing until someone notices.
 pub(crate) fn interface_lost(lost: &str) -> anyhow::Error {
     let e = anyhow!(
         "{lost}: its XDP program and AF_XDP sockets went with it and no packet reaches uvsd; \
@@ -1147,6 +1331,7 @@ fn control_loop(
     let mut last_rate = Instant::now();
     let mut table_watch = TableWatch::new(&core.shared);
     let mut result = Ok(());
+    let mut gone_since = None;
     while !term.load(Ordering::Relaxed) {
         if opts.run_for.is_some_and(|d| started.elapsed() >= d) {
             break;
@@ -1160,10 +1345,9 @@ fn control_loop(
         }
         if last_rate.elapsed() >= Duration::from_secs(1) {
             last_rate = Instant::now();
-            let attached = core.programs.iter().map(|p| (p.ifname(), p.ifindex()));
-            if let Some(lost) = lost_interface(attached) {
+            if let Err(e) = follow_interfaces(core, &mut gone_since) {
                 // Stopped as for a signal (a BGP speaker withdraws first), with the error.
-                result = Err(interface_lost(&lost));
+                result = Err(e);
                 break;
             }
             core.rates.lock().expect("rates lock").sample(&core.shared);

@@ -111,10 +111,11 @@ impl Core {
     }
 
     /// The running configuration's tables again, with the pools' down members.
-    fn publish_pool_health(&self) {
+    pub(crate) fn publish_pool_health(&self) {
         // Held while building, so a configuration being applied meanwhile is not undone.
         let running = self.running.lock().expect("running lock");
-        let mut spec = spec::tables_spec(&running.config, Some(&self.links));
+        let links = self.links.lock().expect("links lock").clone();
+        let mut spec = spec::tables_spec(&running.config, Some(&links));
         self.pool_health.apply(&mut spec);
         let slots = self.lock_slots();
         let current = self.shared.tables.load_full();

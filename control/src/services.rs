@@ -65,7 +65,7 @@ fn snapshot_with(
     if cfg.workers.kernel_fast_path {
         // Per interface: the frames its XDP program rewrote for the kernel to forward.
         let counters: Vec<_> = core
-            .programs
+            .programs()
             .iter()
             .map(|p| (p.ifname().to_string(), p.counters().unwrap_or_default()))
             .collect();

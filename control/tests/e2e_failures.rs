@@ -8,8 +8,8 @@
 //! it, within about a minute (its flows idle for 60 s); a server taken out of one service while it serves another keeps its
 //! connections in the first until they end; a dead server goes down while `uvsadm` edits
 //! keep restarting the checks; the balancer's links going down and up are served again at
-//! once, and an interface removed and made again stops uvsd, with the reason, for its
-//! service manager to restart it.
+//! once; an interface removed and made again is attached to again in place, a download
+//! through it going on; one gone for good stops uvsd, with the reason.
 
 mod common;
 use common::*;
@@ -791,19 +791,10 @@ fn the_balancers_links_going_down_and_up_again_serve_again() {
     eprintln!("served again after {:?}", t0.elapsed());
 }
 
-/// The balancer's client-side interface removed and made again (a veth whose peer was
-/// recreated, a container's network restarted): uvsd's XDP program and AF_XDP sockets went
-/// with the old one. uvsd says so and stops with an error within about a second, for its
-/// service manager to start it again (the packaged unit restarts it on failure); started
-/// again, it serves on the new interface. It used to run on and serve nothing, silently.
-#[test]
-#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
-fn an_interface_made_again_stops_uvsd_for_its_restart() {
-    require_root("an_interface_made_again_stops_uvsd_for_its_restart");
-    let mut tb = Testbed::up("e2eremk", "nat");
-    tb.start_uvsd(&demo_config());
-    let before = tb.curl_many("http://198.18.100.1/", 3);
-    assert!(!before.iter().any(|a| a == "failed"), "{before:?}");
+/// Remakes the client's link to the balancer (the veth pair `uvs-c0`/`uvs-lb0`, deleted
+/// and made again with the testbed's names and addresses): the balancer's interface gets
+/// another index, its XDP program and AF_XDP sockets go with the old one.
+fn remake_client_link(tb: &Testbed) {
     let (client, lb) = (tb.ns("client"), tb.ns("lb"));
     let remake = [
         format!("ip -n {client} link del uvs-c0"),
@@ -828,16 +819,84 @@ fn an_interface_made_again_stops_uvsd_for_its_restart() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let status = tb.wait_uvsd_exit(Duration::from_secs(5));
+}
+
+/// The balancer's client-side interface removed and made again (a veth whose peer was
+/// recreated, a container's network restarted) while a download runs through the VIP:
+/// uvsd attaches to the new interface in place within about a second (a new XDP program
+/// with the old one's maps, every worker's AF_XDP socket opened again), and the download
+/// goes on on its entry, byte for byte, without a restart. uvsd used to run on and serve
+/// nothing, silently.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn an_interface_made_again_is_attached_to_again_and_its_connections_go_on() {
+    require_root("an_interface_made_again_is_attached_to_again_and_its_connections_go_on");
+    let mut tb = Testbed::up("e2eremk", "nat");
+    tb.start_uvsd(&demo_config());
+    let pid = tb.uvsd_pid();
+    let before = tb.curl_many("http://198.18.100.1/", 3);
+    assert!(!before.iter().any(|a| a == "failed"), "{before:?}");
+    // 20 MiB at 2 MiB/s: about 10 s, the link remade 2 s in.
+    let download = std::process::Command::new("ip")
+        .args(["netns", "exec", &tb.ns("client")])
+        .args(["curl", "-s", "--max-time", "60", "--limit-rate", "2M"])
+        .args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            "http://198.18.100.1/big",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl");
+    std::thread::sleep(Duration::from_secs(2));
+    remake_client_link(&tb);
+    tb.wait_log(0, "uvs-lb0: attached again");
+    let got = download.wait_with_output().unwrap();
+    let size = String::from_utf8_lossy(&got.stdout).trim().to_string();
+    assert_eq!(
+        size,
+        "20971520",
+        "the download did not go on whole ({}):\n{}",
+        got.status,
+        tb.uvsd_log()
+    );
+    let after = tb.curl_many("http://198.18.100.1/", 3);
+    assert!(
+        !after.iter().any(|a| a == "failed"),
+        "not served after the link was made again: {after:?}\n{}",
+        tb.uvsd_log()
+    );
+    assert_eq!(tb.uvsd_pid(), pid, "the same uvsd");
+    assert!(
+        tb.wait_uvsd_exit(Duration::ZERO).is_none(),
+        "uvsd still runs"
+    );
+}
+
+/// An interface that is removed and does not come back within 30 s (`GONE_WAIT`): uvsd
+/// says so and stops with an error, for its service manager (or a cluster's other nodes)
+/// to take over; started again once the interface is back, it serves.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn an_interface_gone_for_good_stops_uvsd_with_the_reason() {
+    require_root("an_interface_gone_for_good_stops_uvsd_with_the_reason");
+    let mut tb = Testbed::up("e2egone", "nat");
+    tb.start_uvsd(&demo_config());
+    let gone = tb.sh("client", "ip link del uvs-c0");
+    assert!(gone.status.success());
+    let status = tb.wait_uvsd_exit(Duration::from_secs(40));
     let log = tb.uvsd_log();
     assert!(
         status.is_some_and(|s| !s.success()),
         "uvsd did not stop with an error ({status:?}):\n{log}"
     );
     assert!(
-        log.contains("uvs-lb0 was removed and made again"),
+        log.contains("uvs-lb0 (index") && log.contains("was removed 30 s ago"),
         "the log does not say why:\n{log}"
     );
+    remake_client_link_after_delete(&tb);
     let _ = std::fs::remove_file(tb.socket());
     tb.start_uvsd(&demo_config());
     let after = tb.curl_many("http://198.18.100.1/", 3);
@@ -846,4 +905,16 @@ fn an_interface_made_again_stops_uvsd_for_its_restart() {
         "not served after the restart: {after:?}\n{}",
         tb.uvsd_log()
     );
+}
+
+/// [`remake_client_link`] once `uvs-c0` is already gone: a pair made to be remade.
+fn remake_client_link_after_delete(tb: &Testbed) {
+    let (client, lb) = (tb.ns("client"), tb.ns("lb"));
+    let pair = std::process::Command::new("ip")
+        .args(["-n", &client, "link", "add", "uvs-c0", "type", "veth"])
+        .args(["peer", "name", "uvs-lb0", "netns", &lb])
+        .status()
+        .unwrap();
+    assert!(pair.success());
+    remake_client_link(tb);
 }

@@ -159,6 +159,10 @@ pub struct Shared {
     /// (`pipeline::tcp::reset_untracked`), since a RST would end a flow whose entry is on
     /// its way, and the sender's retransmission finds it.
     pub sync_learning: AtomicBool,
+    /// One per worker: control asks the worker to leave [`Worker::run`] so that its owner
+    /// can give it new ports (an interface made again: `Worker::replace_port`), and rings
+    /// its doorbell; the owner clears it once the ports are in place.
+    pub reopen_ports: Box<[AtomicBool]>,
 }
 
 impl Shared {
@@ -180,6 +184,7 @@ impl Shared {
             conns_dropped: AtomicU64::new(0),
             fast: Default::default(),
             sync_learning: AtomicBool::new(false),
+            reopen_ports: (0..workers).map(|_| AtomicBool::new(false)).collect(),
         };
         if syn_proxy {
             // Allocated now rather than by the first proxied handshake on a worker.
@@ -416,7 +421,17 @@ impl<P: Port> Worker<P> {
         self.batch_lookups = on;
     }
 
-    /// Runs bursts until `stop` is raised.
+    /// Puts `port` in place of the worker's port `i` (the same interface, made again),
+    /// between runs; the old one is closed. Frames held for a neighbour keep their port
+    /// number.
+    pub fn replace_port(&mut self, i: usize, port: P) {
+        if let Some(p) = self.ports.get_mut(i) {
+            *p = port;
+        }
+    }
+
+    /// Runs bursts until `stop` is raised, or control asks for new ports
+    /// (`Shared::reopen_ports`).
     ///
     /// Adaptive polling: while frames arrive the worker polls its rings without a syscall.
     /// After [`Worker::spin`] without a frame (with a zero spin: at the first empty poll) it
@@ -446,7 +461,9 @@ impl<P: Port> Worker<P> {
         let spin = self.spin;
         // After a sleep that timed out: sleep again at the next empty poll.
         let mut resleep = false;
-        while !stop.is_raised() {
+        let shared = self.shared.clone();
+        let reopen = &shared.reopen_ports[self.id];
+        while !stop.is_raised() && !reopen.load(Ordering::Relaxed) {
             if self.poll() > 0 {
                 idle = 0;
                 resleep = false;
