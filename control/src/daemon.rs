@@ -1051,39 +1051,44 @@ fn start_workers(
                         log::warn!("worker {w}: could not pin to core {c}");
                     }
                 }
-                let mut ports = Vec::new();
-                for (i, (name, zc, ring)) in ifaces.iter().enumerate() {
+                // This worker's queue of interface `i`, its socket in the interface's
+                // program now (at the start, and again once the interface is made again).
+                let open = |i: usize| -> Result<(XskPort, u32), String> {
+                    let (name, zc, ring) = &ifaces[i];
                     let cfg = XskConfig {
                         zero_copy: *zc,
                         ring_size: *ring,
                     };
-                    match XskPort::open(name, w as u32, &cfg) {
-                        Ok(p) => {
-                            if let Err(e) =
-                                core.programs[i].load().register_socket(w as u32, p.fd())
-                            {
-                                let _ = ready.send(Err(e.to_string()));
-                                return;
-                            }
-                            log::info!(
-                                "worker {w}: {name} queue {w} ({})",
-                                if p.is_zero_copy() {
-                                    "zero-copy"
-                                } else {
-                                    "copy mode"
-                                }
-                            );
+                    let p = XskPort::open(name, w as u32, &cfg).map_err(|e| e.to_string())?;
+                    let program = core.programs[i].load();
+                    program
+                        .register_socket(w as u32, p.fd())
+                        .map_err(|e| e.to_string())?;
+                    log::info!(
+                        "worker {w}: {name} queue {w} ({})",
+                        if p.is_zero_copy() {
+                            "zero-copy"
+                        } else {
+                            "copy mode"
+                        }
+                    );
+                    Ok((p, program.ifindex()))
+                };
+                let mut ports = Vec::new();
+                let mut registered = Vec::new();
+                for i in 0..ifaces.len() {
+                    match open(i) {
+                        Ok((p, index)) => {
                             ports.push(p);
+                            registered.push(index);
                         }
                         Err(e) => {
-                            let _ = ready.send(Err(e.to_string()));
+                            let _ = ready.send(Err(e));
                             return;
                         }
                     }
                 }
                 let _ = ready.send(Ok(w));
-                let mut registered: Vec<u32> =
-                    core.programs.iter().map(|p| p.load().ifindex()).collect();
                 let mut worker = Worker::new(w, ports, core.shared.clone());
                 worker.busy_poll = busy_poll;
                 worker.spin = spin;
@@ -1094,34 +1099,20 @@ fn start_workers(
                     }
                     // An interface made again (`Core::reattach`): a socket on the new one,
                     // in its new program's map, in place of the old.
-                    for (i, (name, zc, ring)) in ifaces.iter().enumerate() {
-                        let program = core.programs[i].load();
-                        if program.ifindex() == registered[i] {
+                    for i in 0..ifaces.len() {
+                        if core.programs[i].load().ifindex() == registered[i] {
                             continue;
                         }
-                        let cfg = XskConfig {
-                            zero_copy: *zc,
-                            ring_size: *ring,
-                        };
-                        let opened = XskPort::open(name, w as u32, &cfg)
-                            .map_err(|e| e.to_string())
-                            .and_then(|p| {
-                                program
-                                    .register_socket(w as u32, p.fd())
-                                    .map(|()| p)
-                                    .map_err(|e| e.to_string())
-                            });
-                        match opened {
-                            Ok(p) => {
+                        match open(i) {
+                            Ok((p, index)) => {
                                 worker.replace_port(i, p);
-                                registered[i] = program.ifindex();
-                                log::info!("worker {w}: {name} queue {w} opened again");
+                                registered[i] = index;
                             }
                             Err(e) => core
                                 .reopen_failures
                                 .lock()
                                 .expect("reopen lock")
-                                .push(format!("worker {w}: {name}: {e}")),
+                                .push(format!("worker {w}: {}: {e}", ifaces[i].0)),
                         }
                     }
                     core.shared.reopen_ports[w].store(false, Ordering::Release);
@@ -1231,18 +1222,46 @@ impl TableWatch {
 pub(crate) fn lost_interface<'a>(
     attached: impl IntoIterator<Item = (&'a str, u32)>,
 ) -> Option<String> {
-    for (name, index) in attached {
-        match nix::net::if_::if_nametoindex(name) {
-            Ok(i) if i == index => {}
-            Ok(i) => {
-                return Some(format!(
-                    "{name} was removed and made again (index {index}, now {i})"
-                ))
+    attached
+        .into_iter()
+        .find_map(|(name, index)| interface_change(name, index).map(|c| c.to_string()))
+}
+
+/// What became of an interface uvsd attached to, by name, at `index`.
+enum InterfaceChange<'a> {
+    /// Made again: it has index `now`.
+    Remade {
+        name: &'a str,
+        index: u32,
+        now: u32,
+    },
+    Removed {
+        name: &'a str,
+        index: u32,
+    },
+}
+
+impl std::fmt::Display for InterfaceChange<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Remade { name, index, now } => {
+                write!(
+                    f,
+                    "{name} was removed and made again (index {index}, now {now})"
+                )
             }
-            Err(_) => return Some(format!("{name} (index {index}) was removed")),
+            Self::Removed { name, index } => write!(f, "{name} (index {index}) was removed"),
         }
     }
-    None
+}
+
+/// `None` while `name` is still the interface at `index`.
+fn interface_change(name: &str, index: u32) -> Option<InterfaceChange<'_>> {
+    match nix::net::if_::if_nametoindex(name) {
+        Ok(now) if now == index => None,
+        Ok(now) => Some(InterfaceChange::Remade { name, index, now }),
+        Err(_) => Some(InterfaceChange::Removed { name, index }),
+    }
 }
 
 /// How long an interface uvsd serves may be gone before uvsd stops ([`follow_interfaces`]):
@@ -1257,23 +1276,22 @@ pub(crate) const GONE_WAIT: Duration = Duration::from_secs(30);
 fn follow_interfaces(core: &Core, gone_since: &mut Option<Instant>) -> Result<()> {
     let mut gone = None;
     for (i, p) in core.programs().iter().enumerate() {
-        let (name, index) = (p.ifname(), p.ifindex());
-        match nix::net::if_::if_nametoindex(name) {
-            Ok(now) if now == index => {}
-            Ok(now) => {
-                log::warn!("{name} was removed and made again (index {index}, now {now}): attaching to it again");
+        match interface_change(p.ifname(), p.ifindex()) {
+            None => {}
+            Some(c @ InterfaceChange::Remade { name, now, .. }) => {
+                log::warn!("{c}: attaching to it again");
                 match core.reattach(i) {
-                    Ok(()) => log::info!(
-                        "{name}: attached again (index {now}); the connections go on"
-                    ),
+                    Ok(()) => {
+                        log::info!("{name}: attached again (index {now}); the connections go on")
+                    }
                     Err(e) => {
                         return Err(interface_lost(&format!(
-                            "{name} was removed and made again (index {index}, now {now}) and attaching to it again failed ({e})"
+                            "{c} and attaching to it again failed ({e})"
                         )))
                     }
                 }
             }
-            Err(_) => gone = Some(format!("{name} (index {index}) was removed")),
+            Some(c @ InterfaceChange::Removed { .. }) => gone = Some(c.to_string()),
         }
     }
     match gone {
@@ -1490,6 +1508,7 @@ fn hold_restart_only(running: &Config, new: &mut Config) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// An interface uvsd attached to is reported once it is gone or has another index;
     /// one that is still the same is not.
@@ -1512,7 +1531,6 @@ mod tests {
             Some("uvs-gone0 (index 7) was removed")
         );
     }
-    use super::*;
 
     /// The fast path's TC program gets the IPv4 routes, each with its interface's index
     /// and MTU and its gateway; IPv6 routes and routes of a port without an interface are

@@ -1357,45 +1357,72 @@ mod tests {
     #[test]
     fn a_large_dump_is_learnt_whole_before_the_window_ends() {
         let n = 200_000u32;
-        let shared_at = |capacity: usize| {
-            let spec = lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
-            let tables = TablesBuilder::build(&spec, None).unwrap();
-            Arc::new(Shared::new(tables, capacity, 1))
-        };
-        let master = shared_at(1 << 19);
-        many_connections(&master, n);
-        let backup = shared_at(1 << 19);
-        backup.sync_learning.store(true, Relaxed);
-        let port = free_port();
-        let t0 = Instant::now();
-        let _b = SyncDaemon::start(backup.clone(), on_lo(SyncMode::Backup, port, &[])).unwrap();
-        // Its refresh (every second) is the dump.
-        let m = SyncDaemon::start(
-            master.clone(),
-            on_lo(SyncMode::Master, port, &["127.0.0.1"]),
-        )
-        .unwrap();
-        let mut learning = true;
-        while backup.conns.len() < n as usize && t0.elapsed() < Duration::from_secs(20) {
-            learning = backup.sync_learning.load(Relaxed);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let (learnt, took) = (backup.conns.len(), t0.elapsed());
-        assert_eq!(learnt, n as usize, "learnt in {took:?}");
+        let d = dump_to_a_learning_backup(n, 1 << 19, 100_000, Duration::from_secs(20));
+        assert_eq!(d.learnt, n as usize, "learnt in {:?}", d.took);
         assert!(
-            learning,
-            "the window closed before the last came, {took:?} in"
+            d.learning,
+            "the window closed before the last came, {:?} in",
+            d.took
         );
         // No more records: the window closes once they have stopped for a second.
-        drop(m);
+        drop(d.master);
         let stopped = Instant::now();
-        while backup.sync_learning.load(Relaxed) {
+        while d.backup.sync_learning.load(Relaxed) {
             assert!(
                 stopped.elapsed() < LEARN_QUIET + Duration::from_secs(2),
                 "still learning {:?} after the master stopped",
                 stopped.elapsed()
             );
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// What [`dump_to_a_learning_backup`] saw.
+    struct Dump {
+        backup: Arc<Shared>,
+        master: SyncDaemon,
+        _receiver: SyncDaemon,
+        learnt: usize,
+        took: Duration,
+        /// The backup's window was still open when it had the last record.
+        learning: bool,
+    }
+
+    /// A master carrying `n` connections and a backup that has just started (learning),
+    /// both on tables of `capacity` entries and with `max_rate`, over the loopback: waits
+    /// until the backup has them all, or `within`. The master's refresh (every second) is
+    /// the dump.
+    fn dump_to_a_learning_backup(n: u32, capacity: usize, max_rate: u32, within: Duration) -> Dump {
+        let shared_at = || {
+            let spec = lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+            let tables = TablesBuilder::build(&spec, None).unwrap();
+            Arc::new(Shared::new(tables, capacity, 1))
+        };
+        let cfg = |mode, port, peers: &[&str]| SyncConfig {
+            max_rate,
+            ..on_lo(mode, port, peers)
+        };
+        let master = shared_at();
+        many_connections(&master, n);
+        let backup = shared_at();
+        backup.sync_learning.store(true, Relaxed);
+        let port = free_port();
+        let t0 = Instant::now();
+        let receiver = SyncDaemon::start(backup.clone(), cfg(SyncMode::Backup, port, &[])).unwrap();
+        let sender =
+            SyncDaemon::start(master, cfg(SyncMode::Master, port, &["127.0.0.1"])).unwrap();
+        let mut learning = true;
+        while backup.conns.len() < n as usize && t0.elapsed() < within {
+            learning = backup.sync_learning.load(Relaxed);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Dump {
+            learnt: backup.conns.len(),
+            took: t0.elapsed(),
+            learning,
+            backup,
+            master: sender,
+            _receiver: receiver,
         }
     }
 
@@ -1406,35 +1433,13 @@ mod tests {
     #[test]
     fn a_dump_longer_than_15_s_is_learnt_whole_on_a_table_that_holds_it() {
         let n = 12_000u32;
-        let shared_at = || {
-            let spec = lab::spec(Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
-            let tables = TablesBuilder::build(&spec, None).unwrap();
-            Arc::new(Shared::new(tables, 16_384, 1))
-        };
-        let slow = |mode, port, peers: &[&str]| SyncConfig {
-            max_rate: 1_000,
-            ..on_lo(mode, port, peers)
-        };
-        let master = shared_at();
-        many_connections(&master, n);
-        let backup = shared_at();
-        backup.sync_learning.store(true, Relaxed);
-        let port = free_port();
-        let t0 = Instant::now();
-        let _b = SyncDaemon::start(backup.clone(), slow(SyncMode::Backup, port, &[])).unwrap();
-        let _m = SyncDaemon::start(master.clone(), slow(SyncMode::Master, port, &["127.0.0.1"]))
-            .unwrap();
-        let mut learning = true;
-        while backup.conns.len() < n as usize && t0.elapsed() < Duration::from_secs(30) {
-            learning = backup.sync_learning.load(Relaxed);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let (learnt, took) = (backup.conns.len(), t0.elapsed());
-        assert_eq!(learnt, n as usize, "learnt in {took:?}");
-        assert!(took > LEARN_MAX, "the dump was paced: {took:?}");
+        let d = dump_to_a_learning_backup(n, 16_384, 1_000, Duration::from_secs(30));
+        assert_eq!(d.learnt, n as usize, "learnt in {:?}", d.took);
+        assert!(d.took > LEARN_MAX, "the dump was paced: {:?}", d.took);
         assert!(
-            learning,
-            "the window closed before the last came, {took:?} in"
+            d.learning,
+            "the window closed before the last came, {:?} in",
+            d.took
         );
     }
 
