@@ -241,9 +241,26 @@ struct {
 	__type(value, struct fast_route);
 } fast_routes SEC(".maps");
 
-// What the fast path leaves in a frame's XDP metadata (4 bytes before the frame; veth and
-// the drivers that keep metadata hand it to the skb) for uvs_fast_tc.
-#define FAST_MARK 0x75767366
+// How the fast path marks a frame for uvs_fast_tc: this source MAC (locally administered,
+// "uvsf"), written over the sender's. Both ways a marked frame can go write the MACs
+// again, bpf_redirect_neigh and the kernel's forwarding, so the mark never leaves the
+// host, and it works whatever the driver (XDP metadata, the first way, reaches the skb
+// only where the driver keeps it, and some kernel builds keep bpf_xdp_adjust_meta from
+// XDP programs altogether: the verifier then refused the whole program). A frame that
+// arrives with it as its source has its last byte flipped on the way in
+// (`unforge_mark`), so only the fast path's frames carry it.
+#define FAST_MARK0 0x02
+#define FAST_MARK1 0x75
+#define FAST_MARK2 0x76
+#define FAST_MARK3 0x73
+#define FAST_MARK4 0x66
+#define FAST_MARK5 0x00
+
+static __always_inline int is_fast_mark(const __u8 *mac)
+{
+	return mac[0] == FAST_MARK0 && mac[1] == FAST_MARK1 && mac[2] == FAST_MARK2 &&
+	       mac[3] == FAST_MARK3 && mac[4] == FAST_MARK4 && mac[5] == FAST_MARK5;
+}
 
 static __always_inline void count(__u32 slot)
 {
@@ -487,10 +504,17 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end, in
 	__sync_fetch_and_add(&l->packets, 1);
 	__sync_fetch_and_add(&l->bytes, (__u64)(ctx->data_end - ctx->data));
 	count(STAT_FAST);
-	if (send && bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)) == 0) {
-		__u32 *m = (void *)(long)ctx->data_meta;
-		if ((void *)(m + 1) <= (void *)(long)ctx->data)
-			*m = FAST_MARK;
+	if (send) {
+		// An untagged frame (the caller's condition): the source MAC at bytes 6..12.
+		__u8 *eth = (void *)(long)ctx->data;
+		if ((void *)(eth + 12) <= (void *)(long)ctx->data_end) {
+			eth[6] = FAST_MARK0;
+			eth[7] = FAST_MARK1;
+			eth[8] = FAST_MARK2;
+			eth[9] = FAST_MARK3;
+			eth[10] = FAST_MARK4;
+			eth[11] = FAST_MARK5;
+		}
 	}
 	return XDP_PASS;
 }
@@ -627,6 +651,11 @@ int uvs_xdp(struct xdp_md *ctx)
 	if (flags && (*flags & SETTING_REDIRECT_ALL))
 		return to_socket(ctx);
 
+	// A frame from the wire with the fast path's mark as its source (see FAST_MARK0):
+	// not the fast path's, so no longer marked.
+	if (is_fast_mark(eth->h_source))
+		eth->h_source[5] ^= 0xff;
+
 	__u16 proto = eth->h_proto;
 	__u8 *cur = (__u8 *)(eth + 1);
 	// Up to two tags: 802.1Q, or 802.1ad outer + 802.1Q inner (QinQ).
@@ -652,7 +681,7 @@ int uvs_xdp(struct xdp_md *ctx)
 	return pass();
 }
 
-// The fast path's frames (FAST_MARK in their metadata) as skbs at the interface's TC
+// The fast path's frames (FAST_MARK0.. as their source MAC) as skbs at the interface's TC
 // ingress: sent out of their route's interface (`fast_routes`) to its next hop, the TTL
 // taken down as the kernel's forwarding would (ip_decrease_ttl); bpf_redirect_neigh finds
 // the next hop's MAC (or resolves it) as the kernel's output does, without ip_rcv and
@@ -663,8 +692,8 @@ int uvs_fast_tc(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
-	__u32 *m = (void *)(long)skb->data_meta;
-	if ((void *)(m + 1) > data || *m != FAST_MARK)
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end || !is_fast_mark(eth->h_source))
 		return TC_ACT_OK;
 	__u8 *ip = (__u8 *)data + sizeof(struct ethhdr);
 	if ((void *)(ip + 20) > end || ip[8] <= 1)

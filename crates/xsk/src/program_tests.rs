@@ -735,54 +735,54 @@ fn fast_path_rewrites_the_flows_of_its_table() {
 }
 
 /// With the TC program's routes set (`SETTING_FAST_SEND`), a frame the fast path rewrote
-/// leaves the XDP program with `FAST_MARK` in the 4 bytes of metadata before it (what
-/// `uvs_fast_tc` looks for); a frame the fast path did not take carries none.
+/// leaves the XDP program with the fast path's mark as its source MAC (what `uvs_fast_tc`
+/// looks for); a frame the fast path did not take keeps its own, and one that arrives with
+/// the mark as its source loses it.
 #[test]
 #[ignore = "needs root: loading BPF (scripts/test.sh runs it as root)"]
 fn fast_path_marks_its_frames_for_the_tc_program() {
     use uvs_testkit as tk;
-    const FAST_MARK: u32 = 0x7576_7366;
+    const FAST_MARK: [u8; 6] = [0x02, 0x75, 0x76, 0x73, 0x66, 0x00];
     let o = loaded();
     let table = o.map_fast().expect("the table maps");
     let ip = |a: [u8; 4]| IpAddr::V4(Ipv4Addr::from(a));
     let (mac_a, mac_b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-    let ack = tk::tcp(
-        mac_a,
-        mac_b,
-        ip(CLIENT4),
-        40000,
-        ip(VIP4),
-        80,
-        tk::ACK,
-        b"x",
-    );
+    let segment = |src_mac: [u8; 6], sport: u16| {
+        tk::tcp(
+            src_mac,
+            mac_b,
+            ip(CLIENT4),
+            sport,
+            ip(VIP4),
+            80,
+            tk::ACK,
+            b"x",
+        )
+    };
+    let ack = segment(mac_a, 40000);
     let line = client_line();
     table.line(&line.key).install(&line).unwrap();
     o.set_setting(SETTING_FAST_PATH, true, "t").unwrap();
     let (_, plain) = o.test_run_out(&ack).unwrap();
-    assert_eq!(plain.len(), ack.len(), "no mark without the routes");
+    assert_ne!(plain, ack, "rewritten by the fast path");
+    assert_eq!(plain[..12], ack[..12], "no mark without the routes");
     o.set_setting(SETTING_FAST_SEND, true, "t").unwrap();
     let (act, out) = o.test_run_out(&ack).unwrap();
     assert_eq!(act, XDP_PASS);
-    assert_eq!(
-        out.len(),
-        ack.len() + 4,
-        "the metadata comes first: {out:?}"
-    );
-    assert_eq!(out[..4], FAST_MARK.to_ne_bytes());
-    assert_eq!(out[4..], plain[..], "the same rewrite");
-    let other = tk::tcp(
-        mac_a,
-        mac_b,
-        ip(CLIENT4),
-        40001,
-        ip(VIP4),
-        80,
-        tk::ACK,
-        b"x",
-    );
+    assert_eq!(out.len(), ack.len());
+    assert_eq!(out[6..12], FAST_MARK, "the mark as the source MAC: {out:?}");
+    assert_eq!(out[..6], plain[..6], "the destination MAC as it came");
+    assert_eq!(out[12..], plain[12..], "the same rewrite");
+    let other = segment(mac_a, 40001);
     let (_, out) = o.test_run_out(&other).unwrap();
     assert_eq!(out, other, "not the fast path's: no mark");
+    // A frame from the wire that claims the mark: passed with its last byte flipped.
+    let forged = segment(FAST_MARK, 40001);
+    let (act, out) = o.test_run_out(&forged).unwrap();
+    assert_eq!(act, XDP_PASS);
+    assert_eq!(out[6..11], FAST_MARK[..5]);
+    assert_eq!(out[11], FAST_MARK[5] ^ 0xff, "the mark undone: {out:?}");
+    assert_eq!(out[12..], forged[12..], "nothing else changed");
 }
 
 #[test]
