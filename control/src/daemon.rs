@@ -223,16 +223,22 @@ impl Core {
     /// path on (its maps and TC programs are set up once, at the start).
     fn reattach(&self, i: usize) -> Result<()> {
         let config = self.running.lock().expect("running lock").config.clone();
-        if config.workers.kernel_fast_path {
-            bail!("not done in place with workers.kernel_fast_path on");
-        }
         let iface = config
             .interfaces
             .get(i)
             .ok_or_else(|| anyhow!("no interface {i}"))?;
         let info = spec::link_info(&iface.name).map_err(|e| anyhow!(e))?;
-        let p = XdpProgram::attach(&iface.name, xdp_mode(iface.xdp_mode))
-            .map_err(|e| anyhow!("{e}"))?;
+        let mode = xdp_mode(iface.xdp_mode);
+        // With the kernel fast path, the new program takes over the old one's table: the
+        // workers' mapping of it stays good, and so do the lines they wrote (a flow's
+        // tuples are the same on the interface made again).
+        let fast = config.workers.kernel_fast_path;
+        let p = if fast {
+            XdpProgram::attach_in_place_of(&iface.name, mode, &self.programs[i].load())
+        } else {
+            XdpProgram::attach(&iface.name, mode)
+        }
+        .map_err(|e| anyhow!("{e}"))?;
         {
             let have = self.maps.lock().expect("map state lock");
             let err = |e: uvs_xsk::XskError| anyhow!("{e}");
@@ -251,8 +257,16 @@ impl Core {
             for (&(prefix, len), ranges) in &have.marks {
                 p.add_mark(prefix, len, ranges).map_err(err)?;
             }
+            if fast {
+                p.set_fast_path(true).map_err(err)?;
+            }
         }
         self.programs[i].store(Arc::new(p));
+        if fast {
+            // Every interface's routes name the one made again by its new index, and its
+            // TC program is attached here the first time.
+            set_fast_routes(&self.programs(), &self.shared.tables.load());
+        }
         // A new interface has its own MAC (a veth made again gets a random one) and maybe
         // another MTU: the tables are built again with them. Its peers may be new too
         // (another container, another MAC): the neighbours are learnt again.

@@ -832,7 +832,70 @@ fn remake_client_link(tb: &Testbed) {
 fn an_interface_made_again_is_attached_to_again_and_its_connections_go_on() {
     require_root("an_interface_made_again_is_attached_to_again_and_its_connections_go_on");
     let mut tb = Testbed::up("e2eremk", "nat");
-    tb.start_uvsd(&demo_config());
+    a_download_goes_on_through_a_remade_link(&mut tb, &demo_config());
+}
+
+/// The same with `workers.kernel_fast_path` on: the new XDP program takes over the old
+/// one's fast-path table, the fast path forwards the client's segments on the new
+/// interface, and the TC programs send the servers' segments out of it by its new index.
+/// uvsd used to stop at once here, for a restart.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again() {
+    require_root("an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again");
+    let mut tb = Testbed::up("e2eremf", "nat");
+    tb.exec("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let cfg = demo_config().replace(
+        "workers:\n  count: 1\n",
+        "workers:\n  count: 1\n  kernel_fast_path: true\n",
+    );
+    assert!(
+        cfg.contains("kernel_fast_path: true"),
+        "the demo's workers moved"
+    );
+    a_download_goes_on_through_a_remade_link(&mut tb, &cfg);
+    // After the change: a download at full speed is the fast path's on both interfaces.
+    let on_lb0 = |m: &str, name: &str| {
+        m.lines()
+            .filter(|l| l.starts_with(name) && l.contains("interface=\"uvs-lb0\""))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let before = tb.metrics();
+    let got = tb.sh(
+        "client",
+        "curl -s --max-time 30 -o /dev/null -w '%{size_download}' http://198.18.100.1/big",
+    );
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "20971520");
+    let after = tb.metrics();
+    let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
+    let (fast, sent, worker) = (
+        delta("uvs_fast_path_packets_total"),
+        delta("uvs_fast_path_sent_packets_total"),
+        delta("uvs_worker_rx_packets_total"),
+    );
+    let fast_lb0 = on_lb0(&after, "uvs_fast_path_packets_total")
+        - on_lb0(&before, "uvs_fast_path_packets_total");
+    eprintln!("after the change: fast path {fast} (uvs-lb0 {fast_lb0}), sent by TC {sent}, workers {worker}");
+    assert!(
+        fast > 14_000.0 && worker < fast / 10.0,
+        "the download was not the fast path's: {fast} rewritten, {worker} at the workers\n{after}"
+    );
+    assert!(
+        fast_lb0 > 1_000.0,
+        "the client's segments on the new interface: {fast_lb0}\n{after}"
+    );
+    assert!(
+        sent >= fast * 0.99,
+        "the TC programs sent {sent} of {fast}\n{after}"
+    );
+}
+
+/// Starts uvsd with `cfg`, makes the client's link again 2 s into a 20 MiB download at
+/// 2 MiB/s through the VIP, and checks that the same uvsd attached to it again, the
+/// download arrived whole and the VIP serves new requests.
+fn a_download_goes_on_through_a_remade_link(tb: &mut Testbed, cfg: &str) {
+    tb.start_uvsd(cfg);
     let pid = tb.uvsd_pid();
     let before = tb.curl_many("http://198.18.100.1/", 3);
     assert!(!before.iter().any(|a| a == "failed"), "{before:?}");
@@ -851,7 +914,7 @@ fn an_interface_made_again_is_attached_to_again_and_its_connections_go_on() {
         .spawn()
         .expect("curl");
     std::thread::sleep(Duration::from_secs(2));
-    remake_client_link(&tb);
+    remake_client_link(tb);
     tb.wait_log(0, "uvs-lb0: attached again");
     let got = download.wait_with_output().unwrap();
     let size = String::from_utf8_lossy(&got.stdout).trim().to_string();

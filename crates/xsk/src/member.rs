@@ -203,7 +203,7 @@ impl MemberProgram {
                 "a member filter lists at most {MEMBER_MAX_PORTS} ports"
             ))));
         }
-        let (obj, prog_fd) = open_and_load(&MEMBER_ELF.0, "uvs_member", label, None)?;
+        let (obj, prog_fd) = open_and_load(&MEMBER_ELF.0, "uvs_member", label, None, &[])?;
         let mut p = MemberProgram {
             link: None,
             obj,

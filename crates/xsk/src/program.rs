@@ -124,8 +124,9 @@ unsafe impl Sync for LoadedObject {}
 
 impl LoadedObject {
     /// Opens and loads the embedded object; `label` names it in errors.
-    pub(crate) fn load(label: &str) -> Result<Self, XskError> {
-        let (obj, prog_fd) = open_and_load(&PROGRAM_ELF.0, "uvs_xdp", label, Some(TC_PROGRAM))?;
+    pub(crate) fn load(label: &str, reuse: &[(&str, RawFd)]) -> Result<Self, XskError> {
+        let (obj, prog_fd) =
+            open_and_load(&PROGRAM_ELF.0, "uvs_xdp", label, Some(TC_PROGRAM), reuse)?;
         let mut this = LoadedObject {
             obj,
             prog_fd,
@@ -421,13 +422,14 @@ pub(crate) fn open_and_load(
     prog: &str,
     label: &str,
     optional: Option<&str>,
+    reuse: &[(&str, RawFd)],
 ) -> Result<(NonNull<bpf::bpf_object>, RawFd), XskError> {
     crate::libbpf_log::route_to_log();
     sys::raise_memlock();
-    let obj = match load_object(elf, prog, label, None) {
+    let obj = match load_object(elf, prog, label, None, reuse) {
         Err(XskError::ProgramLoad(e)) if optional.is_some() => {
             let left_out = optional.unwrap_or_default();
-            let obj = load_object(elf, prog, label, optional)?;
+            let obj = load_object(elf, prog, label, optional, reuse)?;
             log::warn!("{label}: {left_out} left out, the kernel refused it: {e}");
             obj
         }
@@ -444,12 +446,14 @@ pub(crate) fn open_and_load(
     }
 }
 
-/// Opens `elf` and loads it, without the program `skip` if one is named.
+/// Opens `elf` and loads it, without the program `skip` if one is named, its maps named in
+/// `reuse` being those maps (by fd) instead of new ones.
 fn load_object(
     elf: &'static [u8],
     prog: &str,
     label: &str,
     skip: Option<&str>,
+    reuse: &[(&str, RawFd)],
 ) -> Result<NonNull<bpf::bpf_object>, XskError> {
     let name = CString::new(prog).expect("program names have no NUL");
     let opts = bpf::bpf_object_open_opts {
@@ -467,6 +471,24 @@ fn load_object(
         unsafe { bpf::bpf_object__close(obj.as_ptr()) };
         Err(e)
     };
+    for &(map, fd) in reuse {
+        let c = CString::new(map).expect("map names have no NUL");
+        // SAFETY: `obj` is open, not loaded; the name is a valid C string.
+        let m = unsafe { bpf::bpf_object__find_map_by_name(obj.as_ptr(), c.as_ptr()) };
+        // SAFETY: `m` (when not null) belongs to the open object; libbpf checks that the
+        // map behind `fd` has this map's type and sizes, and dups the fd.
+        let ret = if m.is_null() {
+            -libc::ENOENT
+        } else {
+            unsafe { bpf::bpf_map__reuse_fd(m, fd) }
+        };
+        if ret != 0 {
+            return close(XskError::ProgramLoad(io::Error::other(format!(
+                "cannot take over the map {map}: {}",
+                libbpf_error(ret.into())
+            ))));
+        }
+    }
     if let Some(skip) = skip {
         let c = CString::new(skip).expect("program names have no NUL");
         // SAFETY: `obj` is open, not loaded; the name is a valid C string.
@@ -562,8 +584,24 @@ impl XdpProgram {
     /// Loads a fresh copy of the program and attaches it to `ifname` in the
     /// calling thread's network namespace. `mode()` reports the mode it got.
     pub fn attach(ifname: &str, mode: XdpMode) -> Result<Self, XskError> {
+        Self::attach_with(ifname, mode, &[])
+    }
+
+    /// [`attach`](Self::attach) to an interface made again (another index), taking over
+    /// the kernel fast path's table of `old`, the program of the interface it replaces:
+    /// the lines the workers wrote, and their mappings ([`Self::fast_table`]), stay good.
+    /// Everything else starts empty, as with `attach`.
+    pub fn attach_in_place_of(
+        ifname: &str,
+        mode: XdpMode,
+        old: &XdpProgram,
+    ) -> Result<Self, XskError> {
+        Self::attach_with(ifname, mode, &[("fast4", old.object.fast4)])
+    }
+
+    fn attach_with(ifname: &str, mode: XdpMode, reuse: &[(&str, RawFd)]) -> Result<Self, XskError> {
         let ifindex = sys::ifindex(ifname)?;
-        let object = LoadedObject::load(ifname)?;
+        let object = LoadedObject::load(ifname, reuse)?;
         let (link, got) = match mode {
             XdpMode::Native => (
                 link_create(object.prog_fd, ifname, ifindex, XdpMode::Native)?,

@@ -90,7 +90,7 @@ fn loaded() -> LoadedObject {
         sys::is_root(),
         "loading BPF needs root: run it as root, e.g. scripts/test.sh under sudo"
     );
-    let o = LoadedObject::load("test").expect("program loads");
+    let o = LoadedObject::load("test", &[]).expect("program loads");
     let set = |fds: (RawFd, RawFd), a: IpAddr| o.set_addr(fds, a, true, "test").unwrap();
     set((o.owned4, o.owned6), IpAddr::V4(Ipv4Addr::from(VIP4)));
     set((o.reals4, o.reals6), IpAddr::V4(Ipv4Addr::from(REAL4)));
@@ -785,6 +785,54 @@ fn fast_path_marks_its_frames_for_the_tc_program() {
     assert_eq!(out[12..], forged[12..], "nothing else changed");
 }
 
+/// A program loaded in place of another (an interface made again) takes over its fast
+/// path's table: a line written through the old one's mapping is the new one's, and a
+/// line written through the new one's is seen through the old mapping.
+#[test]
+#[ignore = "needs root: loading BPF (scripts/test.sh runs it as root)"]
+fn a_program_in_place_of_another_takes_over_its_fast_table() {
+    use uvs_testkit as tk;
+    let old = loaded();
+    let old_table = old.map_fast().expect("the table maps");
+    let line = client_line();
+    old_table.line(&line.key).install(&line).unwrap();
+    let new = LoadedObject::load("test", &[("fast4", old.fast4)]).expect("loads reusing");
+    assert_ne!(new.fast4, old.fast4, "its own fd, for the same map");
+    let ip = |a: [u8; 4]| IpAddr::V4(Ipv4Addr::from(a));
+    let ack = tk::tcp(
+        [2, 0, 0, 0, 0, 1],
+        [2, 0, 0, 0, 0, 2],
+        ip(CLIENT4),
+        40000,
+        ip(VIP4),
+        80,
+        tk::ACK,
+        b"x",
+    );
+    new.set_setting(SETTING_FAST_PATH, true, "t").unwrap();
+    let before = new.counters().unwrap().fast;
+    let (_, out) = new.test_run_out(&ack).unwrap();
+    assert_eq!(
+        new.counters().unwrap().fast,
+        before + 1,
+        "the old line forwards"
+    );
+    let seen = tk::check_frame(&out).expect("checksums right");
+    assert_eq!((seen.dst, seen.dport), (ip(REAL4), 8080));
+    // The new program's count is read through the old mapping, and what the new mapping
+    // clears the old one sees cleared: one table.
+    let taken = old_table.line(&line.key).take().expect("counted");
+    assert_eq!(taken.packets, 1);
+    let new_table = new.map_fast().expect("the table maps");
+    new_table.line(&line.key).clear(&line.key).unwrap();
+    assert!(!old_table.line(&line.key).is_used(), "cleared for both");
+    // A map of another shape is refused (by the verifier, at the program's first access).
+    assert!(
+        LoadedObject::load("test", &[("fast4", old.stats)]).is_err(),
+        "a per-CPU counter array is not a fast path table"
+    );
+}
+
 #[test]
 fn fast_routes_are_lpm_keys_in_network_order() {
     let r = FastRoute {
@@ -814,7 +862,7 @@ fn fast_routes_are_lpm_keys_in_network_order() {
 #[test]
 #[ignore = "needs root: loading BPF (scripts/test.sh runs it as root)"]
 fn the_object_loads_without_its_tc_program() {
-    let obj = load_object(&PROGRAM_ELF.0, "uvs_xdp", "t", Some(TC_PROGRAM)).unwrap();
+    let obj = load_object(&PROGRAM_ELF.0, "uvs_xdp", "t", Some(TC_PROGRAM), &[]).unwrap();
     let (xdp, tc) = (program_fd(obj, "uvs_xdp"), program_fd(obj, TC_PROGRAM));
     // SAFETY: `obj` came from `load_object` and is closed once, here.
     unsafe { bpf::bpf_object__close(obj.as_ptr()) };
