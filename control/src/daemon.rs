@@ -1228,20 +1228,10 @@ impl TableWatch {
     }
 }
 
-/// An interface uvsd serves that was removed, or removed and made again (another index:
-/// a veth whose peer was recreated, a container's network restarted, a driver reloaded),
-/// among `attached` (name, index when uvsd attached to it): what happened to it. Its XDP
-/// program and AF_XDP sockets went with the old interface, so nothing reaches the workers
-/// any more: a link only down and up again keeps them, and is not reported.
-pub(crate) fn lost_interface<'a>(
-    attached: impl IntoIterator<Item = (&'a str, u32)>,
-) -> Option<String> {
-    attached
-        .into_iter()
-        .find_map(|(name, index)| interface_change(name, index).map(|c| c.to_string()))
-}
-
-/// What became of an interface uvsd attached to, by name, at `index`.
+/// What became of an interface uvsd attached to, by name, at `index`: made again
+/// (another index: a veth whose peer was recreated, a container's network restarted, a
+/// driver reloaded) or removed. Its XDP program and AF_XDP sockets went with the old
+/// interface; a link only down and up again keeps them, and is not reported.
 enum InterfaceChange<'a> {
     /// Made again: it has index `now`.
     Remade {
@@ -1283,18 +1273,24 @@ fn interface_change(name: &str, index: u32) -> Option<InterfaceChange<'_>> {
 /// supervisor or a cluster's other nodes take over soon.
 pub(crate) const GONE_WAIT: Duration = Duration::from_secs(30);
 
-/// Once a second (the control loop): an interface made again (another index) is attached
-/// to again in place ([`Core::reattach`]: the connections, neighbours and counters stay);
-/// one that is gone is waited for up to [`GONE_WAIT`] (`gone_since`: since when one is).
-/// `Err` (logged) when uvsd must stop: gone for longer, or attaching again failed.
-fn follow_interfaces(core: &Core, gone_since: &mut Option<Instant>) -> Result<()> {
+/// Once a second (the control loop, and member mode's): an interface made again (another
+/// index) among `attached` (position, name, index when attached) is attached to again in
+/// place by `reattach(position)` ([`Core::reattach`]: the connections, neighbours and
+/// counters stay; member mode's filter with its table); one that is gone is waited for up
+/// to [`GONE_WAIT`] (`gone_since`: since when one is). `Err` (logged) when uvsd must stop:
+/// gone for longer, or attaching again failed.
+pub(crate) fn follow_interfaces<'a>(
+    attached: impl IntoIterator<Item = (usize, &'a str, u32)>,
+    mut reattach: impl FnMut(usize) -> Result<()>,
+    gone_since: &mut Option<Instant>,
+) -> Result<()> {
     let mut gone = None;
-    for (i, p) in core.programs().iter().enumerate() {
-        match interface_change(p.ifname(), p.ifindex()) {
+    for (i, ifname, ifindex) in attached {
+        match interface_change(ifname, ifindex) {
             None => {}
             Some(c @ InterfaceChange::Remade { name, now, .. }) => {
                 log::warn!("{c}: attaching to it again");
-                match core.reattach(i) {
+                match reattach(i) {
                     Ok(()) => {
                         log::info!("{name}: attached again (index {now}); the connections go on")
                     }
@@ -1329,8 +1325,8 @@ fn follow_interfaces(core: &Core, gone_since: &mut Option<Instant>) -> Result<()
     Ok(())
 }
 
-/// uvsd's answer to an interface it cannot serve any more (gone for [`GONE_WAIT`], not
-/// attached to again, or any [`lost_interface`] in member mode): it stops with an error
+/// uvsd's answer to an interface it cannot serve any more (gone for [`GONE_WAIT`], or not
+/// attached to again): it stops with an error
 /// (logged here), so that its service manager starts it again on the interface as it now
 /// is (the packaged unit restarts it on failure, 2 s later; a node in a cluster hands its
 /// traffic to the others meanwhile), rather than serving nothing until someone notices.
@@ -1377,7 +1373,12 @@ fn control_loop(
         }
         if last_rate.elapsed() >= Duration::from_secs(1) {
             last_rate = Instant::now();
-            if let Err(e) = follow_interfaces(core, &mut gone_since) {
+            let programs = core.programs();
+            let attached = programs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i, p.ifname(), p.ifindex()));
+            if let Err(e) = follow_interfaces(attached, |i| core.reattach(i), &mut gone_since) {
                 // Stopped as for a signal (a BGP speaker withdraws first), with the error.
                 result = Err(e);
                 break;
@@ -1529,9 +1530,10 @@ mod tests {
     #[test]
     fn a_removed_or_remade_interface_is_reported() {
         let lo = nix::net::if_::if_nametoindex("lo").unwrap();
-        assert_eq!(lost_interface([("lo", lo)]), None);
+        let said = |name, index| interface_change(name, index).map(|c| c.to_string());
+        assert_eq!(said("lo", lo), None);
         assert_eq!(
-            lost_interface([("lo", lo), ("lo", lo + 1000)]).as_deref(),
+            said("lo", lo + 1000).as_deref(),
             Some(
                 format!(
                     "lo was removed and made again (index {}, now {lo})",
@@ -1541,9 +1543,38 @@ mod tests {
             )
         );
         assert_eq!(
-            lost_interface([("uvs-gone0", 7)]).as_deref(),
+            said("uvs-gone0", 7).as_deref(),
             Some("uvs-gone0 (index 7) was removed")
         );
+    }
+
+    /// The watch attaches to a remade interface again (and goes on when that works, stops
+    /// when it fails), and waits for a removed one.
+    #[test]
+    fn a_remade_interface_is_attached_to_again_and_a_removed_one_waited_for() {
+        let lo = nix::net::if_::if_nametoindex("lo").unwrap();
+        let mut gone_since = None;
+        let mut asked = Vec::new();
+        let remade = [(0, "lo", lo), (1, "lo", lo + 1000)];
+        let ok = follow_interfaces(
+            remade,
+            |i| {
+                asked.push(i);
+                Ok(())
+            },
+            &mut gone_since,
+        );
+        assert!(ok.is_ok() && asked == [1] && gone_since.is_none());
+        let failed = follow_interfaces(remade, |_| Err(anyhow!("refused")), &mut gone_since);
+        let e = failed
+            .expect_err("a failed reattach stops uvsd")
+            .to_string();
+        assert!(e.contains("attaching to it again failed (refused)"), "{e}");
+        let gone = [(0, "uvs-gone0", 7)];
+        assert!(follow_interfaces(gone, |_| Ok(()), &mut gone_since).is_ok());
+        assert!(gone_since.is_some(), "waited for, not stopped at once");
+        follow_interfaces([(0, "lo", lo)], |_| Ok(()), &mut gone_since).unwrap();
+        assert!(gone_since.is_none(), "back: the wait ends");
     }
 
     /// The fast path's TC program gets the IPv4 routes, each with its interface's index

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use uvs_dataplane::wake::Stop;
 
 use anyhow::{anyhow, Context, Result};
+use arc_swap::ArcSwap;
 use uvs_config::{Config, MemberConfig, ServiceKey};
 use uvs_sched::{SchedConfig, Scheduler, SchedulerKind, ServerSpec};
 use uvs_xsk::{MemberCounters, MemberHash, MemberProgram, MemberSettings, NO_OWNER};
@@ -164,7 +165,10 @@ fn effective(
 /// The running member: its filter and the membership it last published.
 pub struct Member {
     config: MemberConfig,
-    program: MemberProgram,
+    /// The filter, replaced when its interface is made again ([`Member::reattach`]).
+    program: ArcSwap<MemberProgram>,
+    /// The interface's configured XDP mode, for attaching again.
+    xdp_mode: uvs_xsk::XdpMode,
     state: Mutex<State>,
 }
 
@@ -180,6 +184,7 @@ impl Member {
         }
         let arp_owner = healthy.iter().position(|&h| h);
         self.program
+            .load()
             .publish(&table, arp_owner.map(|i| i as u16))
             .map_err(|e| anyhow!("{e}"))?;
         let mut s = self.state.lock().expect("member state lock");
@@ -206,6 +211,30 @@ impl Member {
         s.entries = entries;
         s.arp_owner = arp_owner;
         Ok(())
+    }
+
+    /// Attaches the filter to its interface made again (another index): the same settings
+    /// but the interface's MAC, read again (a veth made again has a new one), and the table
+    /// over the members last published. The member's share is its own again at once,
+    /// rather than after a restart.
+    fn reattach(&self) -> Result<()> {
+        let old = self.program.load_full();
+        let (name, _) = old.interface();
+        let link = crate::spec::link_info(name).map_err(|e| anyhow!(e))?;
+        let settings = MemberSettings {
+            own_mac: link.mac,
+            ..old.settings().clone()
+        };
+        let new =
+            MemberProgram::attach(name, self.xdp_mode, settings).map_err(|e| anyhow!("{e}"))?;
+        self.program.store(Arc::new(new));
+        let healthy = self
+            .state
+            .lock()
+            .expect("member state lock")
+            .healthy
+            .clone();
+        self.publish(healthy)
     }
 
     fn set_health(&self, addr: IpAddr, up: bool) {
@@ -268,8 +297,8 @@ impl Member {
             entries: s.entries.clone(),
             arp_owner: s.arp_owner,
             publications: s.publications,
-            counters: self.program.counters().unwrap_or_default(),
-            mode: format!("{:?}", self.program.mode()),
+            counters: self.program.load().counters().unwrap_or_default(),
+            mode: format!("{:?}", self.program.load().mode()),
         }
     }
 }
@@ -463,16 +492,14 @@ pub fn run(
         own_mac: link.mac,
         table_size: cfg.table_size,
     };
-    let program = MemberProgram::attach(
-        &cfg.interface,
-        crate::daemon::xdp_mode(ifc.xdp_mode),
-        settings,
-    )
-    .map_err(|e| anyhow!("{e}"))?;
+    let xdp_mode = crate::daemon::xdp_mode(ifc.xdp_mode);
+    let program =
+        MemberProgram::attach(&cfg.interface, xdp_mode, settings).map_err(|e| anyhow!("{e}"))?;
     let n = cfg.members.len();
     let member = Arc::new(Member {
         config: cfg.clone(),
-        program,
+        program: ArcSwap::from_pointee(program),
+        xdp_mode,
         state: Mutex::new(State {
             healthy: vec![true; n],
             checked: vec![true; n],
@@ -528,7 +555,7 @@ pub fn run(
         "uvsd running in member mode: VIP {} on {} ({:?}), member {} of {}",
         cfg.vip,
         cfg.interface,
-        member.program.mode(),
+        member.program.load().mode(),
         cfg.me + 1,
         n
     );
@@ -539,6 +566,7 @@ pub fn run(
     let (term, hup) = (&signals.term, &signals.hup);
     let started = Instant::now();
     let mut last_check = started;
+    let mut gone_since = None;
     let mut result = Ok(());
     while !term.load(Ordering::Relaxed) {
         if opts.run_for.is_some_and(|d| started.elapsed() >= d) {
@@ -558,8 +586,14 @@ pub fn run(
         }
         if last_check.elapsed() >= Duration::from_secs(1) {
             last_check = Instant::now();
-            if let Some(lost) = crate::daemon::lost_interface([member.program.interface()]) {
-                result = Err(crate::daemon::interface_lost(&lost));
+            let program = member.program.load_full();
+            let (name, index) = program.interface();
+            if let Err(e) = crate::daemon::follow_interfaces(
+                [(0, name, index)],
+                |_| member.reattach(),
+                &mut gone_since,
+            ) {
+                result = Err(e);
                 break;
             }
         }

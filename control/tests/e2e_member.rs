@@ -561,4 +561,58 @@ fn members_share_the_vip_and_take_over_a_failed_one() {
     let answers = requests(100, &net.dir.join("batch4.txt"));
     let by_m1 = answers.iter().filter(|a| matches!(a, Some((0, _)))).count();
     assert_eq!(by_m1, 100, "every request answered by m1: {answers:?}");
+
+    // 5. m1's link is removed and made again (its veth pair recreated, as when a
+    // container's network restarts): its uvsd attaches the filter to the new eth0 with
+    // the table it had, and serves on. (Before, it stopped for a restart.)
+    let (m1, sw, port) = (ns("m1"), ns("sw"), ns("m1"));
+    must(&["ip", "-n", &m1, "link", "del", "eth0"]);
+    must(&[
+        "ip", "link", "add", &port, "netns", &sw, "type", "veth", "peer", "name", "eth0", "netns",
+        &m1,
+    ]);
+    must(&[
+        "ip",
+        "-n",
+        &sw,
+        "link",
+        "set",
+        &port,
+        "master",
+        &ns("br"),
+        "up",
+    ]);
+    must(&["ip", "-n", &m1, "link", "set", "eth0", "up"]);
+    must(&[
+        "ip",
+        "-n",
+        &m1,
+        "addr",
+        "add",
+        &format!("{}/24", MEMBERS[0]),
+        "dev",
+        "eth0",
+    ]);
+    let start = Instant::now();
+    while !net.log(0).contains("eth0: attached again") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "m1 did not attach again:\n{}",
+            net.log(0)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        net.uvsd[0].try_wait().unwrap().is_none(),
+        "m1's uvsd still runs:\n{}",
+        net.log(0)
+    );
+    let answers = requests(100, &net.dir.join("batch5.txt"));
+    let by_m1 = answers.iter().filter(|a| matches!(a, Some((0, _)))).count();
+    assert_eq!(
+        by_m1,
+        100,
+        "every request answered by m1 on its new link: {answers:?}\n{}",
+        net.log(0)
+    );
 }
