@@ -475,8 +475,9 @@ fn load_object(
         let c = CString::new(map).expect("map names have no NUL");
         // SAFETY: `obj` is open, not loaded; the name is a valid C string.
         let m = unsafe { bpf::bpf_object__find_map_by_name(obj.as_ptr(), c.as_ptr()) };
-        // SAFETY: `m` (when not null) belongs to the open object; libbpf checks that the
-        // map behind `fd` has this map's type and sizes, and dups the fd.
+        // SAFETY: `m` (when not null) belongs to the open object, not loaded; libbpf dups
+        // `fd` and takes that map's definition for this one. A map of another shape is
+        // then refused by the verifier at the load (where the program reads it).
         let ret = if m.is_null() {
             -libc::ENOENT
         } else {
