@@ -229,16 +229,12 @@ impl Core {
             .ok_or_else(|| anyhow!("no interface {i}"))?;
         let info = spec::link_info(&iface.name).map_err(|e| anyhow!(e))?;
         let mode = xdp_mode(iface.xdp_mode);
-        // With the kernel fast path, the new program takes over the old one's table: the
+        // The new program takes over the old one's counters, and its fast-path table: the
         // workers' mapping of it stays good, and so do the lines they wrote (a flow's
         // tuples are the same on the interface made again).
         let fast = config.workers.kernel_fast_path;
-        let p = if fast {
-            XdpProgram::attach_in_place_of(&iface.name, mode, &self.programs[i].load())
-        } else {
-            XdpProgram::attach(&iface.name, mode)
-        }
-        .map_err(|e| anyhow!("{e}"))?;
+        let p = XdpProgram::attach_in_place_of(&iface.name, mode, &self.programs[i].load())
+            .map_err(|e| anyhow!("{e}"))?;
         {
             let have = self.maps.lock().expect("map state lock");
             let err = |e: uvs_xsk::XskError| anyhow!("{e}");

@@ -214,8 +214,8 @@ impl Member {
     }
 
     /// Attaches the filter to its interface made again (another index): the same settings
-    /// but the interface's MAC, read again (a veth made again has a new one), and the table
-    /// over the members last published. The member's share is its own again at once,
+    /// but the interface's MAC, read again (a veth made again has a new one), the counters
+    /// going on, and the table over the members last published. The member's share is its own again at once,
     /// rather than after a restart.
     fn reattach(&self) -> Result<()> {
         let old = self.program.load_full();
@@ -225,8 +225,8 @@ impl Member {
             own_mac: link.mac,
             ..old.settings().clone()
         };
-        let new =
-            MemberProgram::attach(name, self.xdp_mode, settings).map_err(|e| anyhow!("{e}"))?;
+        let new = MemberProgram::attach_in_place_of(name, self.xdp_mode, settings, &old)
+            .map_err(|e| anyhow!("{e}"))?;
         self.program.store(Arc::new(new));
         let healthy = self
             .state

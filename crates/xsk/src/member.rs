@@ -165,8 +165,29 @@ impl MemberProgram {
     /// Loads the filter with `settings` (no table yet: frames to the VIP are dropped as
     /// `not_ready` until [`publish`](Self::publish)) and attaches it to `ifname`.
     pub fn attach(ifname: &str, mode: XdpMode, settings: MemberSettings) -> Result<Self, XskError> {
+        Self::attach_with(ifname, mode, settings, &[])
+    }
+
+    /// [`attach`](Self::attach) to an interface made again (another index), the filter's
+    /// counters going on from `old`'s, the filter of the interface it replaces (they share
+    /// the map). The table is published again by the caller.
+    pub fn attach_in_place_of(
+        ifname: &str,
+        mode: XdpMode,
+        settings: MemberSettings,
+        old: &MemberProgram,
+    ) -> Result<Self, XskError> {
+        Self::attach_with(ifname, mode, settings, &[("mstats", old.stats_fd)])
+    }
+
+    fn attach_with(
+        ifname: &str,
+        mode: XdpMode,
+        settings: MemberSettings,
+        reuse: &[(&str, RawFd)],
+    ) -> Result<Self, XskError> {
         let ifindex = sys::ifindex(ifname)?;
-        let mut p = Self::load(ifname, settings)?;
+        let mut p = Self::load_with(ifname, settings, reuse)?;
         let (link, got) = match mode {
             XdpMode::Auto => match link_create(p.prog_fd, ifname, ifindex, XdpMode::Native) {
                 Ok(l) => (l, XdpMode::Native),
@@ -192,6 +213,14 @@ impl MemberProgram {
 
     /// Loads without attaching (tests run it with BPF_PROG_TEST_RUN).
     pub(crate) fn load(label: &str, settings: MemberSettings) -> Result<Self, XskError> {
+        Self::load_with(label, settings, &[])
+    }
+
+    fn load_with(
+        label: &str,
+        settings: MemberSettings,
+        reuse: &[(&str, RawFd)],
+    ) -> Result<Self, XskError> {
         if settings.table_size == 0 || settings.table_size > MEMBER_TABLE_MAX {
             return Err(XskError::ProgramLoad(io::Error::other(format!(
                 "member table size {} is not in 1..={MEMBER_TABLE_MAX}",
@@ -203,7 +232,7 @@ impl MemberProgram {
                 "a member filter lists at most {MEMBER_MAX_PORTS} ports"
             ))));
         }
-        let (obj, prog_fd) = open_and_load(&MEMBER_ELF.0, "uvs_member", label, None, &[])?;
+        let (obj, prog_fd) = open_and_load(&MEMBER_ELF.0, "uvs_member", label, None, reuse)?;
         let mut p = MemberProgram {
             link: None,
             obj,

@@ -243,3 +243,21 @@ fn the_arp_owner_answers_with_the_cluster_mac() {
     elsewhere[14 + 24..14 + 28].copy_from_slice(&[198, 18, 0, 77]);
     assert_eq!(owner.test_run(&elsewhere).unwrap(), (XDP_PASS, elsewhere));
 }
+
+/// A filter loaded in place of another (its interface made again) counts on where the
+/// other left off: the two share one set of counters.
+#[test]
+#[ignore = "needs root: loading BPF (scripts/test.sh runs it as root)"]
+fn a_filter_in_place_of_another_counts_on() {
+    let old = loaded(0, MemberHash::FiveTuple);
+    assert_eq!(old.test_run(&syn(40_000, 80)).unwrap().0, XDP_DROP);
+    let new = MemberProgram::load_with(
+        "test",
+        settings(0, MemberHash::FiveTuple),
+        &[("mstats", old.stats_fd)],
+    )
+    .expect("loads reusing");
+    assert_eq!(new.counters().unwrap().not_ready, 1, "the old one's count");
+    assert_eq!(new.test_run(&syn(40_001, 80)).unwrap().0, XDP_DROP);
+    assert_eq!(old.counters().unwrap().not_ready, 2, "the new one's count");
+}

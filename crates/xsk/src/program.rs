@@ -589,15 +589,18 @@ impl XdpProgram {
     }
 
     /// [`attach`](Self::attach) to an interface made again (another index), taking over
-    /// the kernel fast path's table of `old`, the program of the interface it replaces:
-    /// the lines the workers wrote, and their mappings ([`Self::fast_table`]), stay good.
-    /// Everything else starts empty, as with `attach`.
+    /// two maps of `old`, the program of the interface it replaces: its counters, which go
+    /// on from where they were ([`Self::counters`]; a counter that went back to 0 would
+    /// read as a restart), and the kernel fast path's table, whose lines the workers wrote
+    /// and whose mappings ([`Self::fast_table`]) stay good. Everything else starts empty,
+    /// as with `attach`.
     pub fn attach_in_place_of(
         ifname: &str,
         mode: XdpMode,
         old: &XdpProgram,
     ) -> Result<Self, XskError> {
-        Self::attach_with(ifname, mode, &[("fast4", old.object.fast4)])
+        let o = &old.object;
+        Self::attach_with(ifname, mode, &[("stats", o.stats), ("fast4", o.fast4)])
     }
 
     fn attach_with(ifname: &str, mode: XdpMode, reuse: &[(&str, RawFd)]) -> Result<Self, XskError> {

@@ -785,9 +785,9 @@ fn fast_path_marks_its_frames_for_the_tc_program() {
     assert_eq!(out[12..], forged[12..], "nothing else changed");
 }
 
-/// A program loaded in place of another (an interface made again) takes over its fast
-/// path's table: a line written through the old one's mapping is the new one's, and a
-/// line written through the new one's is seen through the old mapping.
+/// A program loaded in place of another (an interface made again) takes over its counters
+/// and its fast path's table: a line written through the old one's mapping is the new
+/// one's, and a line written through the new one's is seen through the old mapping.
 #[test]
 #[ignore = "needs root: loading BPF (scripts/test.sh runs it as root)"]
 fn a_program_in_place_of_another_takes_over_its_fast_table() {
@@ -796,7 +796,8 @@ fn a_program_in_place_of_another_takes_over_its_fast_table() {
     let old_table = old.map_fast().expect("the table maps");
     let line = client_line();
     old_table.line(&line.key).install(&line).unwrap();
-    let new = LoadedObject::load("test", &[("fast4", old.fast4)]).expect("loads reusing");
+    let new = LoadedObject::load("test", &[("stats", old.stats), ("fast4", old.fast4)])
+        .expect("loads reusing");
     assert_ne!(new.fast4, old.fast4, "its own fd, for the same map");
     let ip = |a: [u8; 4]| IpAddr::V4(Ipv4Addr::from(a));
     let ack = tk::tcp(
@@ -816,6 +817,11 @@ fn a_program_in_place_of_another_takes_over_its_fast_table() {
         new.counters().unwrap().fast,
         before + 1,
         "the old line forwards"
+    );
+    assert_eq!(
+        old.counters().unwrap(),
+        new.counters().unwrap(),
+        "one set of counters"
     );
     let seen = tk::check_frame(&out).expect("checksums right");
     assert_eq!((seen.dst, seen.dport), (ip(REAL4), 8080));
