@@ -853,7 +853,7 @@ fn an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again() {
         cfg.contains("kernel_fast_path: true"),
         "the demo's workers moved"
     );
-    a_download_goes_on_through_a_remade_link(&mut tb, &cfg);
+    let before_remake = a_download_goes_on_through_a_remade_link(&mut tb, &cfg);
     // After the change: a download at full speed is the fast path's on both interfaces.
     let on_lb0 = |m: &str, name: &str| {
         m.lines()
@@ -885,6 +885,15 @@ fn an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again() {
         fast_lb0 > 1_000.0,
         "the client's segments on the new interface: {fast_lb0}\n{after}"
     );
+    // The new program took the old one's counters over: they went on, not from 0.
+    let (then, now) = (
+        on_lb0(&before_remake, "uvs_fast_path_packets_total"),
+        on_lb0(&before, "uvs_fast_path_packets_total"),
+    );
+    assert!(
+        then > 0.0 && now >= then,
+        "the interface's count went from {then} to {now} across the change"
+    );
     assert!(
         sent >= fast * 0.99,
         "the TC programs sent {sent} of {fast}\n{after}"
@@ -893,8 +902,9 @@ fn an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again() {
 
 /// Starts uvsd with `cfg`, makes the client's link again 2 s into a 20 MiB download at
 /// 2 MiB/s through the VIP, and checks that the same uvsd attached to it again, the
-/// download arrived whole and the VIP serves new requests.
-fn a_download_goes_on_through_a_remade_link(tb: &mut Testbed, cfg: &str) {
+/// download arrived whole and the VIP serves new requests. The metrics just before the
+/// link was made again.
+fn a_download_goes_on_through_a_remade_link(tb: &mut Testbed, cfg: &str) -> String {
     tb.start_uvsd(cfg);
     let pid = tb.uvsd_pid();
     let before = tb.curl_many("http://198.18.100.1/", 3);
@@ -914,6 +924,7 @@ fn a_download_goes_on_through_a_remade_link(tb: &mut Testbed, cfg: &str) {
         .spawn()
         .expect("curl");
     std::thread::sleep(Duration::from_secs(2));
+    let before_remake = tb.metrics();
     remake_client_link(tb);
     tb.wait_log(0, "uvs-lb0: attached again");
     let got = download.wait_with_output().unwrap();
@@ -936,6 +947,7 @@ fn a_download_goes_on_through_a_remade_link(tb: &mut Testbed, cfg: &str) {
         tb.wait_uvsd_exit(Duration::ZERO).is_none(),
         "uvsd still runs"
     );
+    before_remake
 }
 
 /// An interface that is removed and does not come back within 30 s (`GONE_WAIT`): uvsd

@@ -212,6 +212,7 @@ impl MemberProgram {
     }
 
     /// Loads without attaching (tests run it with BPF_PROG_TEST_RUN).
+    #[cfg(test)]
     pub(crate) fn load(label: &str, settings: MemberSettings) -> Result<Self, XskError> {
         Self::load_with(label, settings, &[])
     }
