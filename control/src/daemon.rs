@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -43,6 +43,8 @@ pub struct Core {
     host: Vec<IpAddr>,
     /// Workers that could not open a port on an interface made again, and why.
     reopen_failures: Mutex<Vec<String>>,
+    /// Per interface (the configuration's order), the times uvsd attached to it again.
+    pub attached_again: Vec<AtomicU64>,
     pub config_path: PathBuf,
     pub cores: Vec<Option<usize>>,
     pub rates: Mutex<crate::status::RateSampler>,
@@ -293,6 +295,9 @@ impl Core {
         let failed = self.reopen_failures.lock().expect("reopen lock");
         if !failed.is_empty() {
             bail!("{}", failed.join("; "));
+        }
+        if let Some(n) = self.attached_again.get(i) {
+            n.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -973,6 +978,11 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
         programs: programs.into_iter().map(ArcSwap::new).collect(),
         host: host.clone(),
         reopen_failures: Mutex::default(),
+        attached_again: config
+            .interfaces
+            .iter()
+            .map(|_| AtomicU64::new(0))
+            .collect(),
         config_path: config_path.to_path_buf(),
         cores: cores.clone(),
         rates: Mutex::new(crate::status::RateSampler::default()),

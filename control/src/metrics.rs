@@ -52,6 +52,18 @@ pub fn render(s: &Snapshot) -> String {
         Kind::Counter,
     )
     .sample(&[], s.conn_dropped);
+    if !s.attached_again.is_empty() {
+        let mut f = e.family(
+            "uvs_interface_attached_again_total",
+            "Times uvsd attached to the interface again after it was removed and made again \
+             (a veth's peer recreated, a container's network restarted): its XDP program and \
+             AF_XDP sockets replaced in place, the connections kept.",
+            Kind::Counter,
+        );
+        for (iface, n) in &s.attached_again {
+            f.sample(&[("interface", iface.clone())], *n);
+        }
+    }
     if !s.fast_path.is_empty() {
         let mut f = e.family(
             "uvs_fast_path_packets_total",

@@ -62,6 +62,17 @@ fn snapshot_with(
         .as_ref()
         .map(|l| l.stats.snapshot());
     snap.cluster = Some(core.cluster_status());
+    snap.attached_again = core
+        .programs()
+        .iter()
+        .zip(&core.attached_again)
+        .map(|(p, n)| {
+            (
+                p.ifname().to_string(),
+                n.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
+        .collect();
     if cfg.workers.kernel_fast_path {
         // Per interface: the frames its XDP program rewrote for the kernel to forward.
         let counters: Vec<_> = core

@@ -209,6 +209,9 @@ pub struct Snapshot {
     /// the kernel's forwarding (`uvs_fast_tc`).
     #[serde(default)]
     pub fast_path_sent: Vec<(String, u64)>,
+    /// Per interface, the times uvsd attached to it again after it was made again.
+    #[serde(default)]
+    pub attached_again: Vec<(String, u64)>,
 }
 
 /// A pool of a `layer: 7` service and the connections it took.

@@ -360,6 +360,7 @@ pub fn snapshot_with(
         cluster: None,
         fast_path: Vec::new(),
         fast_path_sent: Vec::new(),
+        attached_again: Vec::new(),
         layer7_pools: tables
             .services
             .iter()

@@ -208,6 +208,7 @@ fn sample() -> Snapshot {
         layer7_pools: vec![],
         fast_path: vec![],
         fast_path_sent: vec![],
+        attached_again: vec![],
     }
 }
 

@@ -100,6 +100,7 @@ impl AdminBackend for FakeBackend {
             layer7_pools: vec![],
             fast_path: vec![],
             fast_path_sent: vec![],
+            attached_again: vec![],
         }
     }
 

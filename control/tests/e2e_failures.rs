@@ -947,6 +947,11 @@ fn a_download_goes_on_through_a_remade_link(tb: &mut Testbed, cfg: &str) -> Stri
         tb.wait_uvsd_exit(Duration::ZERO).is_none(),
         "uvsd still runs"
     );
+    let m = tb.metrics();
+    for (iface, times) in [("uvs-lb0", 1), ("uvs-lb1", 0)] {
+        let line = format!("uvs_interface_attached_again_total{{interface=\"{iface}\"}} {times}");
+        assert!(m.lines().any(|l| l == line), "no `{line}` in\n{m}");
+    }
     before_remake
 }
 

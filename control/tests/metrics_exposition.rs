@@ -173,6 +173,7 @@ fn sample() -> Snapshot {
         }],
         fast_path: vec![("uvs-lb0".into(), 41), ("uvs-lb1".into(), 59)],
         fast_path_sent: vec![("uvs-lb0".into(), 40), ("uvs-lb1".into(), 59)],
+        attached_again: vec![("uvs-lb0".into(), 1), ("uvs-lb1".into(), 0)],
     }
 }
 
@@ -190,6 +191,9 @@ fn sample_lines() {
         "uvs_conn_table_capacity 65536".into(),
         "# TYPE uvs_conn_table_dropped_total counter".into(),
         "uvs_conn_table_dropped_total 3".into(),
+        "# TYPE uvs_interface_attached_again_total counter".into(),
+        r#"uvs_interface_attached_again_total{interface="uvs-lb0"} 1"#.into(),
+        r#"uvs_interface_attached_again_total{interface="uvs-lb1"} 0"#.into(),
         "# TYPE uvs_fast_path_packets_total counter".into(),
         r#"uvs_fast_path_packets_total{interface="uvs-lb0"} 41"#.into(),
         r#"uvs_fast_path_packets_total{interface="uvs-lb1"} 59"#.into(),
