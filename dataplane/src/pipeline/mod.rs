@@ -196,10 +196,13 @@ pub fn prepare(frame: &[u8]) -> Result<Parsed, Verdict> {
 }
 
 /// The connection-table key of a prepared frame whose processing starts with a lookup
-/// (TCP and UDP with ports), so a worker can look up a whole burst at once.
+/// of its 5-tuple (TCP and UDP with ports; SCTP but its IP fragments), so a worker can
+/// look up a whole burst at once. SCTP's prefetched lookup is its association's entry;
+/// the verification-tag checks after it (`sctp::tags`) look their records up as before.
 pub fn lookup_key(p: &Parsed) -> Option<FlowKey> {
     match (p.l4_proto, p.frag) {
         (PROTO_TCP | PROTO_UDP, Frag::None | Frag::First { .. }) => Some(flow_key(p)),
+        (PROTO_SCTP, Frag::None) => Some(flow_key(p)),
         _ => None,
     }
 }
@@ -218,7 +221,7 @@ pub fn process_parsed(
     match pkt.p.l4_proto {
         PROTO_TCP => ingress::<Tcp>(ctx, pkt, prepared),
         PROTO_UDP => ingress::<proto::Udp>(ctx, pkt, prepared),
-        PROTO_SCTP => ingress::<proto::Sctp>(ctx, pkt, None),
+        PROTO_SCTP => ingress::<proto::Sctp>(ctx, pkt, prepared),
         PROTO_ICMP | PROTO_ICMPV6 => ingress::<proto::Icmp>(ctx, pkt, None),
         _ => Verdict::Drop(DropReason::UnsupportedProtocol),
     }
