@@ -217,12 +217,13 @@ impl Core {
         self.programs.iter().map(ArcSwap::load_full).collect()
     }
 
-    /// Attaches a new XDP program to interface `i` (made again: another index), gives it
-    /// what the old one held (the host's addresses, the owned addresses, real servers,
-    /// their ports and the firewall marks), puts it in place and has every worker open its
-    /// AF_XDP socket there again (`Shared::reopen_ports`). The connection table, the
-    /// neighbours and the counters are the workers' and stay. Not with the kernel fast
-    /// path on (its maps and TC programs are set up once, at the start).
+    /// Attaches a new XDP program to interface `i` (made again: another index), taking
+    /// over the old one's counters and fast-path table and given what else it held (the
+    /// host's addresses, the owned addresses, real servers, their ports and the firewall
+    /// marks), puts it in place and has every worker open its AF_XDP socket there again
+    /// (`Shared::reopen_ports`). The connection table and the workers' counters stay; the
+    /// neighbours are learnt again. With the kernel fast path on, the fast path is turned
+    /// on in the new program and every interface's TC routes are written again.
     fn reattach(&self, i: usize) -> Result<()> {
         let config = self.running.lock().expect("running lock").config.clone();
         let iface = config
@@ -1332,10 +1333,10 @@ pub(crate) fn follow_interfaces<'a>(
 }
 
 /// uvsd's answer to an interface it cannot serve any more (gone for [`GONE_WAIT`], or not
-/// attached to again): it stops with an error
-/// (logged here), so that its service manager starts it again on the interface as it now
-/// is (the packaged unit restarts it on failure, 2 s later; a node in a cluster hands its
-/// traffic to the others meanwhile), rather than serving nothing until someone notices.
+/// attached to again): it stops with an error (logged here), so that its service manager
+/// starts it again on the interface as it now is (the packaged unit restarts it on
+/// failure, 2 s later; a node in a cluster hands its traffic to the others meanwhile),
+/// rather than serving nothing until someone notices.
 pub(crate) fn interface_lost(lost: &str) -> anyhow::Error {
     let e = anyhow!(
         "{lost}: its XDP program and AF_XDP sockets went with it and no packet reaches uvsd; \

@@ -334,7 +334,8 @@ impl BurstScratch {
 
     /// Whether the staged new flows must be stored before frame `i`: it may be one of
     /// their tuples, or it was not looked up here (ICMP, a later fragment, an SCTP
-    /// fragment: they look the table up their own way). Frames that did not parse never touch the table.
+    /// fragment: they look the table up their own way). Frames that did not parse never
+    /// touch the table.
     #[inline]
     fn needs_flush(&self, i: usize, staging: &Staging) -> bool {
         self.prepared[i].is_ok()

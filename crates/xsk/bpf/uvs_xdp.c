@@ -247,8 +247,8 @@ struct {
 // host, and it works whatever the driver (XDP metadata, the first way, reaches the skb
 // only where the driver keeps it, and some kernel builds keep bpf_xdp_adjust_meta from
 // XDP programs altogether: the verifier then refused the whole program). A frame that
-// arrives with it as its source has its last byte flipped on the way in
-// (`unforge_mark`), so only the fast path's frames carry it.
+// arrives with it as its source has its last byte flipped on the way in (uvs_xdp), so
+// only the fast path's frames carry it.
 #define FAST_MARK0 0x02
 #define FAST_MARK1 0x75
 #define FAST_MARK2 0x76
