@@ -272,7 +272,20 @@ struct BurstScratch {
     key_of: [Option<usize>; BURST],
     lookups: [uvs_conntrack::Prepared; BURST],
     nkeys: usize,
+    /// Per lookup: the frame it is for (SCTP only: its tag record's key comes from it).
+    frame_of: [u8; BURST],
+    /// Bit `k` set where lookup `k`'s frame is SCTP, whose verification tag is checked
+    /// against a tag record in the same table (`sctp::tags`), one more lookup a packet;
+    /// 0 for a burst without SCTP, whose path then stays as it was.
+    sctp: u32,
+    /// Per SCTP lookup: its tag record's lookup, prepared once the association's index
+    /// lane has said which direction the packet likely is ([`Self::prepare_tag`]).
+    tags: [Option<uvs_conntrack::Prepared>; BURST],
 }
+
+/// Frames between an SCTP tag record's bucket prefetch and its entry's (the bucket must
+/// have arrived: a miss takes about a frame's time at a million associations).
+const TAG_LAG: usize = 4;
 
 impl Default for BurstScratch {
     fn default() -> Self {
@@ -281,6 +294,9 @@ impl Default for BurstScratch {
             key_of: [None; BURST],
             lookups: [uvs_conntrack::Prepared::default(); BURST],
             nkeys: 0,
+            frame_of: [0; BURST],
+            sctp: 0,
+            tags: [None; BURST],
         }
     }
 }
@@ -302,7 +318,7 @@ impl BurstScratch {
     /// Parses a burst, hashing each frame's flow and prefetching its first index bucket.
     #[inline(always)]
     fn parse<P: Port>(&mut self, port: &mut P, rx: &[Frame], conns: &ConnTable) {
-        let mut nkeys = 0;
+        let (mut nkeys, mut sctp) = (0, 0);
         for (i, f) in rx.iter().enumerate() {
             let buf = port.buf_mut(f);
             let len = (f.len as usize).min(buf.len());
@@ -316,19 +332,67 @@ impl BurstScratch {
             if let Some(k) = key {
                 self.lookups[nkeys] = conns.prepare(&k);
                 self.key_of[i] = Some(nkeys);
+                if k.proto == crate::pipeline::PROTO_SCTP {
+                    self.frame_of[nkeys] = i as u8;
+                    sctp |= 1 << nkeys;
+                }
                 nkeys += 1;
             }
         }
         self.nkeys = nkeys;
+        self.sctp = sctp;
     }
 
     /// Starts loading the entries of the parsed burst's lookups (their buckets must have
     /// had time to arrive: [`ConnTable::prefetch_entry`] reads them, and keeps the lane it
-    /// found so that the frame's `finish` need not probe the bucket again).
+    /// found so that the frame's `finish` need not probe the bucket again), and the SCTP
+    /// tag records' buckets; then, those having had the other frames' time, the records.
     #[inline(always)]
     fn prefetch_entries(&mut self, conns: &ConnTable) {
-        for l in &mut self.lookups[..self.nkeys] {
-            conns.prefetch_entry(l);
+        for k in 0..self.nkeys {
+            self.prefetch_entry(k, conns);
+        }
+        if self.sctp != 0 {
+            for k in 0..self.nkeys {
+                self.prefetch_tag(k, conns);
+            }
+        }
+    }
+
+    /// Lookup `k`'s entry starts loading; for an SCTP frame, also its tag record's bucket.
+    #[inline(always)]
+    fn prefetch_entry(&mut self, k: usize, conns: &ConnTable) {
+        conns.prefetch_entry(&mut self.lookups[k]);
+        if self.is_sctp(k) {
+            self.prepare_tag(k, conns);
+        }
+    }
+
+    /// The tag record an SCTP frame's check will look up (`sctp::tags::own_key`), in the
+    /// direction its association's index lane gives, prepared (its bucket prefetched).
+    /// None when the lane was not found (a new association, a miss): its INIT has no
+    /// record to check.
+    #[cold]
+    fn prepare_tag(&mut self, k: usize, conns: &ConnTable) {
+        let frame = usize::from(self.frame_of[k]);
+        self.tags[k] = match (self.lookups[k].likely_dir(), &self.prepared[frame]) {
+            (Some(dir), Ok(p)) => Some(conns.prepare(&crate::sctp::tags::own_key(p, dir))),
+            _ => None,
+        };
+    }
+
+    #[inline(always)]
+    fn is_sctp(&self, k: usize) -> bool {
+        self.sctp & (1 << k) != 0
+    }
+
+    /// Lookup `k`'s tag record (if it is SCTP's and has one) starts loading.
+    #[inline(always)]
+    fn prefetch_tag(&mut self, k: usize, conns: &ConnTable) {
+        if self.is_sctp(k) {
+            if let Some(t) = self.tags[k].as_mut() {
+                conns.prefetch_entry(t);
+            }
         }
     }
 
@@ -774,7 +838,14 @@ impl<P: Port> Worker<P> {
                     // per-frame path's loop stays as it was.
                     if staging {
                         if i < ahead_keys {
-                            shared.conns.prefetch_entry(&mut ahead.lookups[i]);
+                            if ahead.sctp == 0 {
+                                shared.conns.prefetch_entry(&mut ahead.lookups[i]);
+                            } else {
+                                ahead.prefetch_entry(i, &shared.conns);
+                            }
+                        }
+                        if ahead.sctp != 0 && i >= TAG_LAG && i - TAG_LAG < ahead_keys {
+                            ahead.prefetch_tag(i - TAG_LAG, &shared.conns);
                         }
                         if !ctx.staging.is_empty() && burst.needs_flush(i, ctx.staging) {
                             store_staged!();
@@ -797,6 +868,13 @@ impl<P: Port> Worker<P> {
                                 Some(v) => v,
                                 None => {
                                     ctx.staging.arm(burst.key_of[i].map(|_| i));
+                                    if burst.sctp != 0 {
+                                        if let Some(k) =
+                                            burst.key_of[i].filter(|k| burst.is_sctp(*k))
+                                        {
+                                            ctx.sctp_tags.hint = burst.tags[k];
+                                        }
+                                    }
                                     let prepared = burst.key_of[i].map(|k| &burst.lookups[k]);
                                     let mut pkt = Packet::new(buf, len, p);
                                     let v = process_parsed(&mut ctx, &mut pkt, prepared);
@@ -820,6 +898,12 @@ impl<P: Port> Worker<P> {
                     store_staged!();
                 }
                 ctx.staging.arm(None);
+                // The ahead burst's last tag records, which the loop's lag left.
+                if ahead.sctp != 0 {
+                    for k in n.saturating_sub(TAG_LAG)..ahead_keys {
+                        ahead.prefetch_tag(k, &shared.conns);
+                    }
+                }
                 // Every key of the burst ahead had its entry prefetched in the loop: a burst is
                 // received ahead only behind a full one.
                 debug_assert!(ahead_keys <= n);

@@ -155,3 +155,55 @@ fn fullnat_sctp_is_the_same_a_burst_at_a_time() {
         same_with_and_without_bursts(Method::FullNat, v6, seed);
     }
 }
+
+/// The tag record the burst prepares for a frame (from the frame and its association's
+/// index lane alone, before the lookup) is the one the tag check then looks up: otherwise
+/// the check ignores the hint and the prefetch is lost, which no forwarding test sees.
+fn the_burst_prepares_the_record_the_check_looks_up(method: Method, v6: bool) {
+    use uvs_conntrack::Dir;
+    use uvs_dataplane::sctp::tags::{key_for, own_key, Side};
+    let mut lab = Lab::new(method);
+    for cport in [40_100, 40_101] {
+        let a = handshake(&mut lab, v6, cport, PORT);
+        for (frame, tag) in [
+            (
+                a.client_frame(a.server_tag, &[data_chunk(b"q")]),
+                a.server_tag,
+            ),
+            (
+                a.server_frame(a.client_tag, &[data_chunk(b"a")]),
+                a.client_tag,
+            ),
+        ] {
+            let p = uvs_dataplane::pipeline::prepare(&frame).expect("parses");
+            let key = uvs_dataplane::pipeline::lookup_key(&p).expect("an SCTP lookup");
+            let conns = &lab.shared.conns;
+            let hit = conns.lookup(&key, 0).expect("the association");
+            let mut prepared = conns.prepare(&key);
+            conns.prefetch_entry(&mut prepared);
+            assert_eq!(prepared.likely_dir(), Some(hit.dir), "{method:?} v6={v6}");
+            let side = match hit.dir {
+                Dir::Original => Side::ToServer,
+                Dir::Reply => Side::ToClient,
+            };
+            assert_eq!(p.sctp_vtag, tag);
+            let record = own_key(&p, hit.dir);
+            assert_eq!(
+                record,
+                key_for(&hit, side, tag),
+                "{method:?} v6={v6} {:?}",
+                hit.dir
+            );
+            assert!(conns.lookup(&record, 0).is_some(), "the record exists");
+        }
+    }
+}
+
+#[test]
+fn the_burst_prepares_the_tag_record_the_check_looks_up() {
+    for method in [Method::Nat, Method::FullNat] {
+        for v6 in [false, true] {
+            the_burst_prepares_the_record_the_check_looks_up(method, v6);
+        }
+    }
+}

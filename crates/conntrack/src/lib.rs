@@ -229,6 +229,18 @@ impl ConnTable {
         on_family!(self, p.v6, |f| f.finish(&p.k, &p.pos, p.lane, now))
     }
 
+    /// [`lookup`](Self::lookup) of `key` that takes a burst's prepared lookup when it is
+    /// `key`'s ([`prepare`](Self::prepare) of an equal key): its bucket and entry may have
+    /// been loaded ahead. Any other `hint` (another key's, or none) is ignored. The answer
+    /// is `lookup`'s either way, as [`finish`](Self::finish)'s always is.
+    #[inline]
+    pub fn lookup_hinted(&self, key: &FlowKey, hint: Option<&Prepared>, now: u32) -> Option<Hit> {
+        match hint {
+            Some(p) if p.v6 == key.v6 && p.k == layout::encode_key(key) => self.finish(p, now),
+            _ => self.lookup(key, now),
+        }
+    }
+
     /// Stores a new connection expiring at `deadline`; `now` decides whether a same-tuple
     /// entry found on the way has already expired (then it is retired, not a conflict).
     ///
@@ -435,6 +447,15 @@ impl Prepared {
     #[inline]
     pub fn fingerprint(&self) -> u64 {
         self.pos.fingerprint()
+    }
+
+    /// The direction of the index lane [`ConnTable::prefetch_entry`] found for the key, or
+    /// `None` (no lane carries its tag, or not looked at yet). A guess from the lane's
+    /// tag alone, until [`ConnTable::finish`] compares the entry's key: good for deciding
+    /// what else to prefetch, never for forwarding.
+    #[inline]
+    pub fn likely_dir(&self) -> Option<Dir> {
+        (self.lane != 0).then(|| index::lane_dir(self.lane))
     }
 }
 

@@ -717,3 +717,40 @@ fn lookup_burst_matches_single_lookups_in(t: &ConnTable) {
     assert_eq!(t.finish(&prepared[4], 10), None);
     assert_eq!(t.lookup(&keys[4], 10), None);
 }
+
+#[test]
+fn a_hinted_lookup_answers_for_its_own_key_whatever_the_hint() {
+    let t = ConnTable::new(8192);
+    let a = nat(41_000, 11);
+    let b = fullnat6(41_001, 41_002);
+    let ida = t.insert(&a, 0, 100).unwrap();
+    t.insert(&b, 0, 100).unwrap();
+    let mut pa = t.prepare(&a.orig);
+    let mut pr = t.prepare(&a.reply);
+    let mut pb = t.prepare(&b.orig);
+    assert_eq!(pa.likely_dir(), None, "not looked at yet");
+    for p in [&mut pa, &mut pr, &mut pb] {
+        t.prefetch_entry(p);
+    }
+    // The lane's direction, before the entry's key is compared.
+    assert_eq!(pa.likely_dir(), Some(Dir::Original));
+    assert_eq!(pr.likely_dir(), Some(Dir::Reply));
+    let mut none = t.prepare(&nat(41_003, 11).orig);
+    t.prefetch_entry(&mut none);
+    assert_eq!(none.likely_dir(), None, "no lane carries its tag");
+    // Its own key's hint, another key's (both families), or none: `lookup`'s answer.
+    for key in [a.orig, a.reply, b.orig, b.reply, nat(41_003, 11).orig] {
+        for hint in [Some(&pa), Some(&pr), Some(&pb), None] {
+            assert_eq!(t.lookup_hinted(&key, hint, 10), t.lookup(&key, 10));
+        }
+    }
+    assert_eq!(
+        t.lookup_hinted(&a.orig, Some(&pr), 10).unwrap().dir,
+        Dir::Original
+    );
+    // A hint kept across a change of the table still gives the fresh answer.
+    assert!(t.remove(ida));
+    assert_eq!(t.lookup_hinted(&a.orig, Some(&pa), 10), None);
+    let again = t.insert(&a, 0, 100).unwrap();
+    assert_eq!(t.lookup_hinted(&a.orig, Some(&pa), 10).unwrap().id, again);
+}

@@ -198,7 +198,8 @@ pub fn prepare(frame: &[u8]) -> Result<Parsed, Verdict> {
 /// The connection-table key of a prepared frame whose processing starts with a lookup
 /// of its 5-tuple (TCP and UDP with ports; SCTP but its IP fragments), so a worker can
 /// look up a whole burst at once. SCTP's prefetched lookup is its association's entry;
-/// the verification-tag checks after it (`sctp::tags`) look their records up as before.
+/// the worker prepares the verification-tag record it checks next from that entry's
+/// index lane (`sctp::tags::own_key`).
 pub fn lookup_key(p: &Parsed) -> Option<FlowKey> {
     match (p.l4_proto, p.frag) {
         (PROTO_TCP | PROTO_UDP, Frag::None | Frag::First { .. }) => Some(flow_key(p)),

@@ -30,10 +30,14 @@
 //!
 //! Cost: one extra lookup per packet and two extra entries per association. Records take
 //! the association's current timeout whenever they are checked (written at most about once
-//! a second, like connection entries).
+//! a second, like connection entries). At table scale the worker's burst prepares each
+//! packet's record lookup ahead ([`own_key`]), as it does the association's, so the two
+//! records' misses overlap with other frames' work (bench/README.md, "SCTP at a million
+//! associations").
 
 use uvs_conntrack::ConnView;
-use uvs_conntrack::{Conn, ConnId, FlowKey, Hit, InsertError};
+use uvs_conntrack::{Conn, ConnId, Dir, FlowKey, Hit, InsertError, Prepared};
+use uvs_wire::Parsed;
 
 use crate::pipeline::{conn_flags, Ctx};
 use crate::verdict::DropReason;
@@ -111,6 +115,22 @@ pub fn key_for(conn: &impl ConnView, side: Side, tag: u32) -> FlowKey {
     }
 }
 
+/// The record key [`check`] looks up for a packet that carries its own side's tag (no T
+/// bit; not an INIT) when the packet is its association's `dir` tuple: worked out from
+/// the packet alone, so a worker can start loading the record with the packet's
+/// connection entry, before the lookup that says which direction it is (the index lane's
+/// direction is the guess; [`ConnTable::lookup_hinted`] checks the key).
+///
+/// [`ConnTable::lookup_hinted`]: uvs_conntrack::ConnTable::lookup_hinted
+#[inline]
+pub fn own_key(p: &Parsed, dir: Dir) -> FlowKey {
+    let v6 = p.l3 == uvs_wire::L3::V6;
+    match dir {
+        Dir::Original => to_server_key(v6, p.dst, p.dport, p.sport, p.sctp_vtag),
+        Dir::Reply => to_client_key(v6, p.src, p.sport, p.dport, p.sctp_vtag),
+    }
+}
+
 /// The record for `conn`'s `side` tag.
 pub fn record(conn: &impl ConnView, side: Side, tag: u32) -> Conn {
     let orig = key_for(conn, side, tag);
@@ -183,7 +203,13 @@ pub fn check(ctx: &mut Ctx<'_>, conn: &Hit, side: Side, tag: u32, timeout: u32) 
     if ctx.sctp_tags.fresh(conn.id, side, tag, ctx.now) {
         return true;
     }
-    let Some(hit) = ctx.conns.lookup(&key_for(conn, side, tag), ctx.now) else {
+    // The worker's burst may have loaded this record ahead (`own_key`); the hint is used
+    // only if it is this key's.
+    let key = key_for(conn, side, tag);
+    let Some(hit) = ctx
+        .conns
+        .lookup_hinted(&key, ctx.sctp_tags.hint.as_ref(), ctx.now)
+    else {
         return false;
     };
     if !belongs(&hit, conn) {
@@ -200,6 +226,9 @@ pub fn check(ctx: &mut Ctx<'_>, conn: &Hit, side: Side, tag: u32, timeout: u32) 
 /// [`FRESH_MS`](Self::FRESH_MS) at a time.
 pub struct TagCache {
     lines: Box<[TagLine]>,
+    /// The record lookup the worker's burst prepared for the packet in hand
+    /// ([`own_key`]), or `None`: [`check`] finishes it if it is the key it looks up.
+    pub hint: Option<Prepared>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -214,6 +243,7 @@ impl Default for TagCache {
     fn default() -> TagCache {
         TagCache {
             lines: vec![TagLine::default(); Self::LINES].into_boxed_slice(),
+            hint: None,
         }
     }
 }
