@@ -77,7 +77,7 @@ enum Cmd {
         /// --new-flows count) in rounds of 4 096 SYNs, the best round ("newflows best").
         #[arg(long)]
         stages: bool,
-        /// After each NAT and FullNAT established row (TCP, UDP), the same flows' replies:
+        /// After each NAT and FullNAT established row (TCP, UDP, SCTP), the same flows' replies:
         /// packets from the real servers back through the balancer ("replies").
         #[arg(long)]
         replies: bool,

@@ -177,17 +177,18 @@ fn open_sctp(shared: &Arc<Shared>, v6: bool, flows: usize) {
         let _ = (w.ports[0].take_tx(), w.ports[1].take_tx());
     };
     let vip: IpAddr = if v6 { lab::VIP6 } else { lab::VIP4 }.parse().expect("vip");
+    // The real server's answer, to where the association's reply tuple says (the client
+    // under NAT, the local address under FullNAT).
     let reply = |i: usize, chunk: Vec<u8>| {
-        let (client, cport) = client_addr(i, v6);
-        let n = (i % 3) as u8 + 1;
+        let (src, sport, dst, dport) = reply_tuple(shared, v6, sctp_from_client(i, v6, true));
         let (client_tag, _) = sctp_tags(i);
         sctp::frame(
-            lab::real_mac(n),
+            lab::real_mac((i % 3) as u8 + 1),
             lab::LB1_MAC,
-            lab::real(n, v6).to_ip(),
-            SCTP_PORT,
-            client,
-            cport,
+            src,
+            sport,
+            dst,
+            dport,
             client_tag,
             &[chunk],
         )
@@ -595,46 +596,40 @@ fn replayed(shared: &Arc<Shared>, packets: Vec<Vec<u8>>, row: Row, seconds: f64)
 pub fn replies(method: Method, v6: bool, proto: u8, flows: usize, seconds: f64) -> Outcome {
     let shared = setup(method, v6, established_capacity(proto, flows));
     open_flows(&shared, v6, proto, flows);
-    let now = shared.clock.now_ticks();
     let packets: Vec<Vec<u8>> = (0..flows)
         .map(|i| {
-            let f = frame_for(i, v6, proto, tk::ACK);
-            let p = uvs_dataplane::pipeline::prepare(&f).expect("a client frame parses");
-            let key = uvs_dataplane::pipeline::lookup_key(&p).expect("TCP or UDP");
-            let hit = shared
-                .conns
-                .lookup(&key, now)
-                .expect("every flow was opened");
-            let r = uvs_conntrack::ConnView::conn(&hit).reply;
-            let ip = |a: [u8; 16]| -> IpAddr {
-                if v6 {
-                    a.into()
-                } else {
-                    [a[0], a[1], a[2], a[3]].into()
-                }
-            };
-            let (src, dst) = (ip(r.src), ip(r.dst));
-            if proto == 6 {
-                tk::tcp(
+            let (src, sport, dst, dport) =
+                reply_tuple(&shared, v6, frame_for(i, v6, proto, tk::ACK));
+            match proto {
+                6 => tk::tcp(
                     lab::real_mac(1),
                     lab::LB1_MAC,
                     src,
-                    r.sport,
+                    sport,
                     dst,
-                    r.dport,
+                    dport,
                     tk::ACK,
                     b"",
-                )
-            } else {
-                tk::udp(
+                ),
+                132 => tk::sctp::frame(
                     lab::real_mac(1),
                     lab::LB1_MAC,
                     src,
-                    r.sport,
+                    sport,
                     dst,
-                    r.dport,
+                    dport,
+                    sctp_tags(i).0,
+                    &[tk::sctp::data_chunk(b"76543210")],
+                ),
+                _ => tk::udp(
+                    lab::real_mac(1),
+                    lab::LB1_MAC,
+                    src,
+                    sport,
+                    dst,
+                    dport,
                     b"0123456789",
-                )
+                ),
             }
         })
         .collect();
@@ -645,6 +640,26 @@ pub fn replies(method: Method, v6: bool, proto: u8, flows: usize, seconds: f64) 
         proto,
     };
     replayed(&shared, packets, row, seconds)
+}
+
+/// The reply tuple (source, source port, destination, destination port: what the real
+/// server sends) of the connection a client's frame `f` belongs to.
+fn reply_tuple(shared: &Shared, v6: bool, f: Vec<u8>) -> (IpAddr, u16, IpAddr, u16) {
+    let p = uvs_dataplane::pipeline::prepare(&f).expect("a client frame parses");
+    let key = uvs_dataplane::pipeline::lookup_key(&p).expect("TCP, UDP or SCTP");
+    let hit = shared
+        .conns
+        .lookup(&key, shared.clock.now_ticks())
+        .expect("every flow was opened");
+    let r = uvs_conntrack::ConnView::conn(&hit).reply;
+    let ip = |a: [u8; 16]| -> IpAddr {
+        if v6 {
+            a.into()
+        } else {
+            [a[0], a[1], a[2], a[3]].into()
+        }
+    };
+    (ip(r.src), r.sport, ip(r.dst), r.dport)
 }
 
 /// New flows: `count` distinct SYNs (or UDP first packets), each processed once.
@@ -1044,7 +1059,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&Outcome)) -> Vec<Outcome> {
                     let o = established(m, v6, proto, flows, opts.seconds);
                     progress(&o);
                     out.push(o);
-                    if opts.replies && proto != 132 && matches!(m, Method::Nat | Method::FullNat) {
+                    if opts.replies && matches!(m, Method::Nat | Method::FullNat) {
                         let o = replies(m, v6, proto, flows, opts.seconds);
                         progress(&o);
                         out.push(o);

@@ -385,23 +385,28 @@ fn pipeline_sctp_associations_open_and_forward() {
             ])
             .args([
                 "--methods",
-                "nat",
+                "nat,fullnat",
                 "--protocols",
                 "sctp",
                 "--families",
                 "ipv4,ipv6",
+                "--replies",
                 "--json",
             ])
             .arg(&json),
     );
     let v = read_json(&json);
+    let mut replies = 0;
     for r in v["results"].as_array().unwrap() {
         assert_eq!(r["scenario"]["protocol"], "sctp", "{r}");
         if r["scenario"]["kind"] != "baseline" {
             assert_eq!(r["drops"], 0, "every SCTP packet forwarded: {r}");
             assert_eq!(r["forwarded"], r["packets"], "{r}");
         }
+        replies += usize::from(r["scenario"]["kind"] == "replies");
     }
+    // The real servers' packets back, for both methods and both families.
+    assert_eq!(replies, 4);
     let _ = std::fs::remove_dir_all(&d);
 }
 
