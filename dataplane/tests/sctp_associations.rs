@@ -501,3 +501,93 @@ fn inner_ip(f: &[u8], method: Method, v6: bool) -> Vec<u8> {
     }
     f[14 + outer..].to_vec()
 }
+
+/// (active, inactive) summed over the real servers of the lab's IPv4 or IPv6 SCTP
+/// service, and the real server `n`'s own.
+fn sctp_counts(lab: &Lab, v6: bool, n: u8) -> ((u32, u32), (u32, u32)) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let t = lab.shared.tables.load();
+    let svc = t
+        .services
+        .iter()
+        .flatten()
+        .find(|s| s.key.proto == 132 && s.key.vip.v6 == v6)
+        .expect("the lab's SCTP service");
+    let mut total = (0, 0);
+    let mut own = (0, 0);
+    for (slot, r) in svc.reals.iter().enumerate() {
+        let Some(r) = r else { continue };
+        let l = &svc.live[slot];
+        let c = (l.active.load(Relaxed), l.inactive.load(Relaxed));
+        total = (total.0 + c.0, total.1 + c.1);
+        if r.addr.to_ip() == real(n, v6) {
+            own = c;
+        }
+    }
+    (total, own)
+}
+
+/// A real server counts an SCTP association as IPVS does (`ip_vs_sctp` state changes move
+/// `activeconns`): inactive from its INIT, active once ESTABLISHED, inactive again when it
+/// shuts down or is aborted, and neither once its entry expires — what `lc`, `wlc` and
+/// the other connection-count schedulers read for SCTP services. NAT and FullNAT, IPv4
+/// and IPv6.
+#[test]
+fn associations_count_as_active_while_established() {
+    for method in [Method::Nat, Method::FullNat] {
+        for v6 in [false, true] {
+            let case = format!("{method:?} v6={v6}");
+            let mut lab = Lab::new(method);
+            // An INIT alone: scheduled and bound, not yet established.
+            let init = frame(
+                lab::CLIENT_MAC,
+                lab::LB0_MAC,
+                client(v6),
+                42_000,
+                vip(v6),
+                PORT,
+                0,
+                &[init_chunk(INIT, 0x1234_5678, &[])],
+            );
+            let [_, fwd] = lab.send(0, &init);
+            assert_eq!(fwd.len(), 1, "{case}");
+            assert_eq!(sctp_counts(&lab, v6, 1).0, (0, 1), "{case}: after the INIT");
+            // Two whole handshakes: both established.
+            let a = handshake(&mut lab, v6, 42_001, PORT);
+            let b = handshake(&mut lab, v6, 42_002, PORT);
+            assert_eq!(lab.state(42_001), SctpState::Established, "{case}");
+            assert_eq!(sctp_counts(&lab, v6, 1).0, (2, 1), "{case}: established");
+            assert!(
+                sctp_counts(&lab, v6, a.real).1 .0 >= 1,
+                "{case}: on its own server"
+            );
+            // One shut down by the client, the other aborted by its server.
+            lab.send(
+                0,
+                &a.client_frame(a.server_tag, &[chunk(SHUTDOWN, 0, &[0, 0, 0, 1])]),
+            );
+            assert_ne!(lab.state(42_001), SctpState::Established, "{case}");
+            assert_eq!(
+                sctp_counts(&lab, v6, 1).0,
+                (1, 2),
+                "{case}: one shutting down"
+            );
+            let [back, _] = lab.send(1, &b.server_frame(b.client_tag, &[chunk(ABORT, 0, &[])]));
+            assert_eq!(back.len(), 1, "{case}: the ABORT passes");
+            assert_eq!(lab.state(42_002), SctpState::Closed, "{case}");
+            assert_eq!(
+                sctp_counts(&lab, v6, 1).0,
+                (0, 3),
+                "{case}: none established"
+            );
+            // Expired: control's sweep takes every entry, and its count, away.
+            lab.shared.clock.advance(3600);
+            let t = lab.shared.tables.load();
+            let now = lab.shared.clock.now_ticks();
+            lab.shared
+                .conns
+                .expire_step(now, 1 << 20, |c| uvs_dataplane::lifecycle::unbind(&t, c));
+            assert_eq!(sctp_counts(&lab, v6, 1).0, (0, 0), "{case}: expired");
+        }
+    }
+}

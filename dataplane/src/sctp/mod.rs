@@ -62,9 +62,15 @@
 //! ([`tags::own_key`]): ~190–220 ns a packet against ~330–370 with neither prefetched and
 //! ~100 for TCP (bench/README.md, "SCTP at a million associations").
 //!
+//! # Real servers' counts
+//! An association counts on its real server as IPVS counts it: inactive from its INIT,
+//! active while ESTABLISHED, inactive again once it shuts down or is aborted, and not at
+//! all once its entry is gone (`crate::lifecycle::is_active`, the same rules as TCP's), so
+//! `lc`, `wlc` and the other connection-count schedulers weigh SCTP services right
+//! (`tests/sctp_associations.rs`, `associations_count_as_active_while_established`).
+//!
 //! # Not done yet
-//! Active/inactive accounting of SCTP associations on the real server (control's release
-//! path counts only TCP as active); ASCONF (RFC 5061) chunks pass untranslated.
+//! ASCONF (RFC 5061) chunks pass untranslated.
 
 pub mod chunks;
 pub mod state;
