@@ -311,7 +311,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
-    let worker_families: [(&str, &str, WorkerValue); 23] = [
+    let worker_families: [(&str, &str, WorkerValue); 24] = [
         (
             "uvs_worker_rx_packets_total",
             "Packets received by the worker.",
@@ -356,6 +356,11 @@ pub fn render(s: &Snapshot) -> String {
             "uvs_worker_flow_cache_total",
             "Established packets forwarded from the worker's flow cache (its record of the flow's earlier packet), without the connection-table lookup.",
             |w| w.flow_cache,
+        ),
+        (
+            "uvs_worker_burst_lookups_total",
+            "Packets whose connection lookup was prepared with their burst, buckets and entries prefetched ahead (tables of 2^18 entries or more).",
+            |w| w.burst_lookups,
         ),
         (
             "uvs_worker_sleeps_total",

@@ -99,6 +99,9 @@ pub struct WorkerSnapshot {
     /// Packets forwarded from the worker's flow cache.
     #[serde(default)]
     pub flow_cache: u64,
+    /// Packets whose connection lookup was prepared with their burst (large tables).
+    #[serde(default)]
+    pub burst_lookups: u64,
     /// Times the worker slept in poll(2) while idle (adaptive polling).
     pub sleeps: u64,
     /// TUN packets sent per encapsulation: ipip, gue, gre.

@@ -6,6 +6,10 @@
 //! addresses from INIT-ACK), and the associations must spread over the three real servers.
 //! A bulk transfer (usrsctp's tsctp, 20 000 × 1 400 bytes, IPv4) must complete through the
 //! VIP too. DR and TUN need a server that answers from the VIP: see [`vip_bound_server`].
+//! NAT, FullNAT and TUN run at uvsd's default table size, where the bulk transfer's bursts
+//! have their associations' entries and tag records prefetched together
+//! (`uvs_worker_burst_lookups_total` counts them); DR at the demo's 65 536 entries, one
+//! lookup at a time.
 //! One usrsctp process per namespace (ARCHITECTURE.md, platform facts: each raw socket sees every SCTP packet).
 //! Bounded: every client run has a 6 s timeout; the testbed is torn down on drop.
 
@@ -142,7 +146,16 @@ fn vip_bound_server(tb: &Testbed) -> String {
 fn check_method(method: &str) {
     let tag = format!("sctp{}", &method[..method.len().min(3)]);
     let mut tb = Testbed::up(&tag, method);
-    tb.start_uvsd(&config_for(method));
+    // NAT, FullNAT and TUN at uvsd's default table size, whose workers prefetch each
+    // burst's association entries and tag records; DR with the demo's 65 536 entries,
+    // looked up one at a time.
+    let cfg = config_for(method);
+    let cfg = if method == "dr" {
+        cfg
+    } else {
+        default_sized(&cfg)
+    };
+    tb.start_uvsd(&cfg);
     let direct = matches!(method, "dr" | "tun");
     let server = if direct {
         vip_bound_server(&tb)
@@ -262,6 +275,18 @@ fn check_method(method: &str) {
             !text.contains(bad),
             "{method}: unexpected {bad} drops:\n{text}"
         );
+    }
+    // The bulk transfer's bursts (NAT, FullNAT) took the large-table path.
+    let burst = metric_sum(&tb.metrics(), "uvs_worker_burst_lookups_total");
+    eprintln!("{method}: {burst} packets looked up with their burst");
+    match method {
+        "dr" => assert_eq!(burst, 0.0, "{method}: 65 536 entries, one lookup at a time"),
+        // TUN's echoes come a frame at a time: one-frame bursts are looked up as they come.
+        "tun" => {}
+        _ => assert!(
+            burst > 1000.0,
+            "{method}: {burst} packets looked up with their burst"
+        ),
     }
 }
 

@@ -105,6 +105,7 @@ fn sample() -> Snapshot {
                 reused_conns: 0,
                 hash_adopted: 0,
                 flow_cache: 0,
+                burst_lookups: 0,
                 sleeps: 0,
                 tunnelled: [0, 7, 0],
                 busy_ratio: 0.25,

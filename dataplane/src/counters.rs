@@ -49,6 +49,10 @@ pub struct WorkerCounters {
     /// Packets forwarded from the worker's flow cache (`crate::flowcache`), without the
     /// connection-table lookup.
     pub flow_cache: Counter,
+    /// Packets whose connection lookup was prepared with their burst (the large-table path:
+    /// tables of `worker::BATCH_LOOKUP_MIN_CAPACITY` entries or more, bursts of more than
+    /// one frame): buckets and entries prefetched ahead, as against one lookup at a time.
+    pub burst_lookups: Counter,
     /// Polls (each up to `worker::BURSTS_PER_POLL` bursts per port).
     pub polls: Counter,
     /// Polls that received nothing: with `polls`, the worker's idle share.
@@ -107,6 +111,7 @@ impl Default for WorkerCounters {
             reused_conns: Counter::default(),
             hash_adopted: Counter::default(),
             flow_cache: Counter::default(),
+            burst_lookups: Counter::default(),
             polls: Counter::default(),
             empty_polls: Counter::default(),
             sleeps: Counter::default(),

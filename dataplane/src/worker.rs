@@ -826,6 +826,9 @@ impl<P: Port> Worker<P> {
                 // Burst mode stages the burst's new flows and stores them at its end, or before a
                 // frame that may concern one of them (`pipeline/staged.rs`).
                 let staging = batch && n > 1;
+                if staging {
+                    counters.burst_lookups.add(burst.nkeys as u64);
+                }
                 // The burst received ahead has its entries' loads started one per frame of
                 // this one, as it is processed: each load has the rest of this burst to
                 // arrive. Started all after this burst, the ahead burst's first entries had

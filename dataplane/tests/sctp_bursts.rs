@@ -123,6 +123,15 @@ fn same_with_and_without_bursts(method: Method, v6: bool, seed: u64) {
     let (with, without) = (tallies(&labs[1]), tallies(&labs[0]));
     eprintln!("{method:?} v6={v6}: {sent} frames; {without:?}");
     assert_eq!(with, without, "counters");
+    // Only the lab in burst mode prepared lookups with their burst, and it did for most
+    // frames (its bursts' frames all carry a 5-tuple lookup; single-frame bursts do not).
+    let prepared = |lab: &Lab| lab.shared.counters[0].burst_lookups.get();
+    assert_eq!(prepared(&labs[0]), 0);
+    assert!(
+        prepared(&labs[1]) > sent as u64 / 2,
+        "{} of {sent}",
+        prepared(&labs[1])
+    );
     let states = |lab: &Lab| {
         let mut v: Vec<_> = lab
             .associations()

@@ -351,6 +351,32 @@ pub fn demo_config() -> String {
     std::fs::read_to_string(repo().join("configs/demo.yaml")).unwrap()
 }
 
+/// `cfg` (the demo's, or one built on it) without its `conn_table` block: uvsd's default
+/// table of 2^20 entries, where workers look a burst's flows up together, where the demo's
+/// 65 536 entries take one lookup at a time (`dataplane/src/worker.rs`,
+/// `BATCH_LOOKUP_MIN_CAPACITY`).
+pub fn default_sized(cfg: &str) -> String {
+    let mut out = String::new();
+    let mut in_table = false;
+    for l in cfg.lines() {
+        if l.starts_with("conn_table:") {
+            in_table = true;
+            continue;
+        }
+        if in_table && l.starts_with(' ') {
+            continue;
+        }
+        in_table = false;
+        out.push_str(l);
+        out.push('\n');
+    }
+    assert!(
+        !out.contains("conn_table") && !out.contains("capacity:"),
+        "{out}"
+    );
+    out
+}
+
 /// The sum of the samples of metric `name` in /metrics text (over workers and labels);
 /// `name` may end in a label set (`uvs_drops_total{reason="x"}`) to pick one sample.
 pub fn metric_sum(text: &str, name: &str) -> f64 {
