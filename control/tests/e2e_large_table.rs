@@ -2,11 +2,11 @@
 //! workers look a burst's flows up together (hashed while the burst is parsed, buckets and
 //! entries prefetched ahead, `dataplane/src/worker.rs`), where the other end-to-end tests'
 //! 65 536-entry tables take one lookup at a time. Downloads of 20 MiB through the VIP over
-//! IPv4 and IPv6 with NAT, the server's segments arriving in bursts, come out byte for
-//! byte as one of the real servers holds the file; small requests still reach all three
-//! real servers; the workers' `uvs_worker_burst_lookups_total` shows that the large-table
-//! path did the work, and no packet was dropped for a reason that would mean a wrong
-//! lookup.
+//! IPv4 and IPv6, with NAT and with FullNAT, the servers' segments arriving in bursts,
+//! come out byte for byte as one of the real servers holds the file; small requests still
+//! reach all three real servers; the workers' `uvs_worker_burst_lookups_total` shows that
+//! the large-table path did the work, and no packet was dropped for a reason that would
+//! mean a wrong lookup.
 
 mod common;
 use common::*;
@@ -24,12 +24,38 @@ fn sha256_of(cmd: &mut Command) -> String {
         .to_string()
 }
 
+/// The demo's configuration with every service on `method` (FullNAT: with a pool of the
+/// service's family), at the default table size.
+fn config_for(method: &str) -> String {
+    let mut cfg = demo_config().replace("forwarding: nat", &format!("forwarding: {method}"));
+    if method == "fullnat" {
+        cfg = cfg
+            .replace(
+                "    vip: 198.18.100.1\n",
+                "    vip: 198.18.100.1\n    fullnat_pool: [198.18.1.100]\n",
+            )
+            .replace(
+                "    vip: \"2001:2:0:100::1\"\n",
+                "    vip: \"2001:2:0:100::1\"\n    fullnat_pool: [\"2001:2:0:1::100\"]\n",
+            );
+        assert!(cfg.contains("fullnat_pool"), "{cfg}");
+    }
+    default_sized(&cfg)
+}
+
 #[test]
 #[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
 fn downloads_through_the_default_sized_table_take_the_burst_path_whole() {
     require_root("downloads_through_the_default_sized_table_take_the_burst_path_whole");
-    let mut tb = Testbed::up("e2ebig", "nat");
-    tb.start_uvsd(&default_sized(&demo_config()));
+    // NAT and FullNAT: the methods whose servers' segments come back through uvs.
+    for method in ["nat", "fullnat"] {
+        downloads_whole(method);
+    }
+}
+
+fn downloads_whole(method: &str) {
+    let mut tb = Testbed::up(&format!("e2eb{}", &method[..3]), method);
+    tb.start_uvsd(&config_for(method));
     let m = tb.metrics();
     assert_eq!(
         metric_sum(&m, "uvs_conn_table_capacity"),
@@ -52,7 +78,7 @@ fn downloads_through_the_default_sized_table_take_the_burst_path_whole() {
         ]));
         assert!(
             held.contains(&got),
-            "{url}: the download is none of the real servers' files ({got})\n{}",
+            "{method} {url}: the download is none of the real servers' files ({got})\n{}",
             tb.uvsd_log()
         );
     }
@@ -61,19 +87,19 @@ fn downloads_through_the_default_sized_table_take_the_burst_path_whole() {
         let servers: BTreeSet<_> = answers.iter().collect();
         assert!(
             !servers.iter().any(|a| *a == "failed") && servers.len() == 3,
-            "{url}: all three real servers answer: {answers:?}"
+            "{method} {url}: all three real servers answer: {answers:?}"
         );
     }
     let m = tb.metrics();
     let burst = metric_sum(&m, "uvs_worker_burst_lookups_total") - before;
     eprintln!(
-        "burst lookups: {burst}, rx: {}",
+        "{method}: {burst} packets looked up with their burst, of {} received",
         metric_sum(&m, "uvs_worker_rx_packets_total")
     );
     // 40 MiB is ~28 000 full-size segments from the servers, and the clients' ACKs.
     assert!(
         burst > 10_000.0,
-        "the downloads' packets were looked up a burst at a time: {burst}\n{m}"
+        "{method}: the downloads' packets were looked up a burst at a time: {burst}\n{m}"
     );
     // A lookup that lost a flow shows as a mid-flow segment refused or a clash.
     for reason in [
@@ -86,6 +112,6 @@ fn downloads_through_the_default_sized_table_take_the_burst_path_whole() {
         "conn_entry_invalid",
     ] {
         let name = format!("uvs_drops_total{{reason=\"{reason}\"}}");
-        assert_eq!(metric_sum(&m, &name), 0.0, "{name}:\n{m}");
+        assert_eq!(metric_sum(&m, &name), 0.0, "{method} {name}:\n{m}");
     }
 }
