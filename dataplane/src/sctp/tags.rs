@@ -228,7 +228,7 @@ pub struct TagCache {
     lines: Box<[TagLine]>,
     /// The record lookup the worker's burst prepared for the packet in hand
     /// ([`own_key`]), or `None`: [`check`] finishes it if it is the key it looks up.
-    pub hint: Option<Prepared>,
+    pub(crate) hint: Option<Prepared>,
 }
 
 #[derive(Clone, Copy, Default)]
