@@ -215,8 +215,8 @@ impl Member {
 
     /// Attaches the filter to its interface made again (another index): the same settings
     /// but the interface's MAC, read again (a veth made again has a new one), the counters
-    /// going on, and the table over the members last published. The member's share is its own again at once,
-    /// rather than after a restart.
+    /// going on, and the table over the members last published. The member's share is its
+    /// own again at once, rather than after a restart.
     fn reattach(&self) -> Result<()> {
         let old = self.program.load_full();
         let (name, _) = old.interface();

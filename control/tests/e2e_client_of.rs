@@ -19,16 +19,7 @@ const LOOKUP: &str = "198.18.1.1:7946";
 fn config() -> String {
     format!(
         "{}\nclient_lookup:\n  listen: {LOOKUP}\n  auth_key: \"{KEY}\"\n",
-        demo_config()
-            .replace("forwarding: nat", "forwarding: fullnat")
-            .replace(
-                "    vip: 198.18.100.1\n",
-                "    vip: 198.18.100.1\n    fullnat_pool: [198.18.1.100]\n",
-            )
-            .replace(
-                "    vip: \"2001:2:0:100::1\"\n",
-                "    vip: \"2001:2:0:100::1\"\n    fullnat_pool: [\"2001:2:0:1::100\"]\n",
-            )
+        with_method(&demo_config(), "fullnat")
     )
 }
 

@@ -27,20 +27,7 @@ fn sha256_of(cmd: &mut Command) -> String {
 /// The demo's configuration with every service on `method` (FullNAT: with a pool of the
 /// service's family), at the default table size.
 fn config_for(method: &str) -> String {
-    let mut cfg = demo_config().replace("forwarding: nat", &format!("forwarding: {method}"));
-    if method == "fullnat" {
-        cfg = cfg
-            .replace(
-                "    vip: 198.18.100.1\n",
-                "    vip: 198.18.100.1\n    fullnat_pool: [198.18.1.100]\n",
-            )
-            .replace(
-                "    vip: \"2001:2:0:100::1\"\n",
-                "    vip: \"2001:2:0:100::1\"\n    fullnat_pool: [\"2001:2:0:1::100\"]\n",
-            );
-        assert!(cfg.contains("fullnat_pool"), "{cfg}");
-    }
-    default_sized(&cfg)
+    default_sized(&with_method(&demo_config(), method))
 }
 
 #[test]

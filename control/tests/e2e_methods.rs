@@ -19,20 +19,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 fn config_for(method: &str) -> String {
-    let mut cfg = demo_config().replace("forwarding: nat", &format!("forwarding: {method}"));
-    if method == "fullnat" {
-        // Every service gets a pool of its own family.
-        cfg = cfg
-            .replace(
-                "    vip: 198.18.100.1\n",
-                "    vip: 198.18.100.1\n    fullnat_pool: [198.18.1.100]\n",
-            )
-            .replace(
-                "    vip: \"2001:2:0:100::1\"\n",
-                "    vip: \"2001:2:0:100::1\"\n    fullnat_pool: [\"2001:2:0:1::100\"]\n",
-            );
-    }
-    cfg
+    with_method(&demo_config(), method)
 }
 
 fn check_method(method: &str) {

@@ -66,19 +66,7 @@ fn config_for(method: &str) -> String {
         services.push_str(&format!("      - address: {r}\n"));
     }
     // The demo's TCP/UDP services stay, with the same method, as in e2e_methods.
-    let mut cfg = demo_config().replace("forwarding: nat", &format!("forwarding: {method}"));
-    if method == "fullnat" {
-        cfg = cfg
-            .replace(
-                "    vip: 198.18.100.1\n",
-                "    vip: 198.18.100.1\n    fullnat_pool: [198.18.1.100]\n",
-            )
-            .replace(
-                "    vip: \"2001:2:0:100::1\"\n",
-                "    vip: \"2001:2:0:100::1\"\n    fullnat_pool: [\"2001:2:0:1::100\"]\n",
-            );
-    }
-    cfg + &services
+    with_method(&demo_config(), method) + &services
 }
 
 /// Connections per real server of the SCTP service on `vip` (from `uvsadm -L -n --stats`).

@@ -465,21 +465,11 @@ fn a_restarted_masters_connections_replace_stale_entries_on_the_backup() {
     require_root("a_restarted_masters_connections_replace_stale_entries_on_the_backup");
     let mut tb = Testbed::up("e2esyfn", "fullnat");
     // One real server for web4, so that a reused pool port is the same reply tuple.
-    let base = demo_config()
-        .replace("forwarding: nat", "forwarding: fullnat")
-        .replacen(
-            "      - address: 198.18.1.12\n      - address: 198.18.1.13\n",
-            "",
-            1,
-        )
-        .replace(
-            "    vip: 198.18.100.1\n",
-            "    vip: 198.18.100.1\n    fullnat_pool: [198.18.1.100]\n",
-        )
-        .replace(
-            "    vip: \"2001:2:0:100::1\"\n",
-            "    vip: \"2001:2:0:100::1\"\n    fullnat_pool: [\"2001:2:0:1::100\"]\n",
-        );
+    let base = with_method(&demo_config(), "fullnat").replacen(
+        "      - address: 198.18.1.12\n      - address: 198.18.1.13\n",
+        "",
+        1,
+    );
     let cfg_a = with_sync(
         &base,
         "  mode: master\n  interface: uvs-lb1\n  syncid: 9\n  refresh_period: 2\n",

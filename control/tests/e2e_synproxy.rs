@@ -227,16 +227,7 @@ fn syn_proxy_serves_clients_and_keeps_a_flood_out_of_the_table() {
 fn syn_proxy_with_fullnat_over_ipv4_and_ipv6() {
     require_root("syn_proxy_with_fullnat_over_ipv4_and_ipv6");
     let mut tb = Testbed::up("e2esynf", "fullnat");
-    let cfg = config()
-        .replace("forwarding: nat", "forwarding: fullnat")
-        .replace(
-            "    vip: 198.18.100.1\n",
-            "    vip: 198.18.100.1\n    fullnat_pool: [198.18.1.100]\n",
-        )
-        .replace(
-            "    vip: \"2001:2:0:100::1\"\n",
-            "    vip: \"2001:2:0:100::1\"\n    fullnat_pool: [\"2001:2:0:1::100\"]\n",
-        );
+    let cfg = with_method(&config(), "fullnat");
     tb.start_uvsd(&cfg);
     for (url, pool) in [
         ("http://198.18.100.1/", "198.18.1.100"),

@@ -351,6 +351,31 @@ pub fn demo_config() -> String {
     std::fs::read_to_string(repo().join("configs/demo.yaml")).unwrap()
 }
 
+/// `cfg` (the demo's, or one built on it) with every service forwarded by `method`; for
+/// FullNAT each of the demo's VIPs also gets a local pool of its family (198.18.1.100,
+/// 2001:2:0:1::100), from which uvs takes the addresses its real servers see.
+pub fn with_method(cfg: &str, method: &str) -> String {
+    let cfg = cfg.replace("forwarding: nat", &format!("forwarding: {method}"));
+    if method != "fullnat" {
+        return cfg;
+    }
+    let cfg = cfg
+        .replace(
+            "    vip: 198.18.100.1\n",
+            "    vip: 198.18.100.1\n    fullnat_pool: [198.18.1.100]\n",
+        )
+        .replace(
+            "    vip: \"2001:2:0:100::1\"\n",
+            "    vip: \"2001:2:0:100::1\"\n    fullnat_pool: [\"2001:2:0:1::100\"]\n",
+        );
+    assert!(
+        cfg.contains("fullnat_pool: [198.18.1.100]")
+            && cfg.contains("fullnat_pool: [\"2001:2:0:1::100\"]"),
+        "both VIPs given a pool:\n{cfg}"
+    );
+    cfg
+}
+
 /// `cfg` (the demo's, or one built on it) without its `conn_table` block: uvsd's default
 /// table of 2^20 entries, where workers look a burst's flows up together, where the demo's
 /// 65 536 entries take one lookup at a time (`dataplane/src/worker.rs`,
