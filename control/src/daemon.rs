@@ -45,6 +45,9 @@ pub struct Core {
     reopen_failures: Mutex<Vec<String>>,
     /// Per interface (the configuration's order), the times uvsd attached to it again.
     pub attached_again: Vec<AtomicU64>,
+    /// Per worker: standing by, its queue missing on an interface made again with fewer
+    /// queues (`stand_by`).
+    pub standing_by: Vec<AtomicBool>,
     pub config_path: PathBuf,
     pub cores: Vec<Option<usize>>,
     pub rates: Mutex<crate::status::RateSampler>,
@@ -984,6 +987,7 @@ pub fn run(config_path: &Path, opts: Options) -> Result<()> {
             .iter()
             .map(|_| AtomicU64::new(0))
             .collect(),
+        standing_by: (0..workers).map(|_| AtomicBool::new(false)).collect(),
         config_path: config_path.to_path_buf(),
         cores: cores.clone(),
         rates: Mutex::new(crate::status::RateSampler::default()),
@@ -1113,16 +1117,32 @@ fn start_workers(
                 let mut worker = Worker::new(w, ports, core.shared.clone());
                 worker.busy_poll = busy_poll;
                 worker.spin = spin;
+                // Interfaces made again without this worker's queue (`QueueGone`): until
+                // every interface has it again the worker stands by (`stand_by`).
+                let mut gone: Vec<QueueGone> = Vec::new();
                 loop {
-                    worker.run(&stop);
+                    if gone.is_empty() {
+                        worker.run(&stop);
+                    } else {
+                        wait_for_reopen(&stop, &core.shared.reopen_ports[w]);
+                    }
                     if stop.is_raised() {
                         break;
                     }
                     // An interface made again (`Core::reattach`): a socket on the new one,
                     // in its new program's map, in place of the old.
+                    let mut now_gone = Vec::new();
                     for i in 0..ifaces.len() {
                         if core.programs[i].load().ifindex() == registered[i] {
                             continue;
+                        }
+                        let name = &ifaces[i].0;
+                        match rx_tx_queues(name) {
+                            Some(have) if have <= w => {
+                                now_gone.push(QueueGone { iface: i, have });
+                                continue;
+                            }
+                            _ => {}
                         }
                         match open(i) {
                             Ok((p, index)) => {
@@ -1133,9 +1153,21 @@ fn start_workers(
                                 .reopen_failures
                                 .lock()
                                 .expect("reopen lock")
-                                .push(format!("worker {w}: {}: {e}", ifaces[i].0)),
+                                .push(format!("worker {w}: {name}: {e}")),
                         }
                     }
+                    if !now_gone.is_empty() {
+                        stand_by(w, &core.programs, &ifaces, &now_gone, gone.is_empty());
+                    } else if !gone.is_empty() {
+                        // Every interface has this worker's queue again: its sockets on the
+                        // interfaces that stayed go back in their programs' maps.
+                        for (i, p) in worker.ports().iter().enumerate() {
+                            let _ = core.programs[i].load().register_socket(w as u32, p.fd());
+                        }
+                        log::info!("worker {w}: every interface has queue {w} again: serving");
+                    }
+                    gone = now_gone;
+                    core.standing_by[w].store(!gone.is_empty(), Ordering::Relaxed);
                     core.shared.reopen_ports[w].store(false, Ordering::Release);
                 }
                 for (i, _) in ifaces.iter().enumerate() {
@@ -1163,6 +1195,62 @@ fn start_workers(
         }
     }
     Ok(handles)
+}
+
+/// An interface made again with fewer queues than the workers (a veth made with fewer, a
+/// NIC's channels lowered): it has `have` (`rx_tx_queues`), and a worker numbered `have` or
+/// more has no queue of its own to open there.
+struct QueueGone {
+    iface: usize,
+    have: usize,
+}
+
+/// Worker `w` stands by: it takes its sockets out of every interface's program (the frames
+/// its queue of an interface that still has one get `XDP_PASS`, counted as unclaimed,
+/// rather than waiting in a ring nobody reads) and serves nothing until an interface made
+/// again has its queue again. The other workers go on: the connection table is shared, so
+/// any of them serves any connection whose packets reach its queues. `first`: it was
+/// serving until now (the warning is logged once, and again for another interface).
+fn stand_by(
+    w: usize,
+    programs: &[ArcSwap<XdpProgram>],
+    ifaces: &[(String, uvs_xsk::ZeroCopy, u32)],
+    gone: &[QueueGone],
+    first: bool,
+) {
+    for p in programs {
+        let _ = p.load().unregister_socket(w as u32);
+    }
+    if first {
+        for g in gone {
+            log::warn!(
+                "worker {w}: interface '{}' was made again with {} queue(s), fewer than the workers: worker {w} stands by until it has queue {w} again (the other workers serve on)",
+                ifaces[g.iface].0,
+                g.have
+            );
+        }
+    }
+}
+
+/// Waits until `stop` is raised or control asks for new ports (`Shared::reopen_ports`).
+fn wait_for_reopen(stop: &Stop, reopen: &AtomicBool) {
+    while !stop.is_raised() && !reopen.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The queues an AF_XDP socket can bind to on `name`: its receive and transmit queues
+/// (`/sys/class/net/<name>/queues`), the fewer of the two; None if unreadable.
+fn rx_tx_queues(name: &str) -> Option<usize> {
+    let dir = std::fs::read_dir(format!("/sys/class/net/{name}/queues")).ok()?;
+    let (mut rx, mut tx) = (0, 0);
+    for e in dir.filter_map(|e| e.ok()) {
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        rx += usize::from(n.starts_with("rx-"));
+        tx += usize::from(n.starts_with("tx-"));
+    }
+    Some(rx.min(tx))
 }
 
 /// Least time between two warnings about a full connection table.

@@ -64,6 +64,19 @@ pub fn render(s: &Snapshot) -> String {
             f.sample(&[("interface", iface.clone())], *n);
         }
     }
+    if !s.unclaimed.is_empty() {
+        let mut f = e.family(
+            "uvs_interface_unclaimed_packets_total",
+            "Frames the interface's XDP program found addressed to uvs (a VIP, a local \
+             address, a real server's answer) but had no worker's socket for on the queue they \
+             arrived on, and gave to the kernel unbalanced: the interface has more queues than \
+             uvsd serves, or a worker stands by (uvs_worker_standing_by).",
+            Kind::Counter,
+        );
+        for (iface, n) in &s.unclaimed {
+            f.sample(&[("interface", iface.clone())], *n);
+        }
+    }
     if !s.fast_path.is_empty() {
         let mut f = e.family(
             "uvs_fast_path_packets_total",
@@ -439,7 +452,14 @@ pub fn render(s: &Snapshot) -> String {
             f.sample(labels, value(w));
         }
     }
-    let worker_gauges: [(&str, &str, WorkerValue); 2] = [
+    let worker_gauges: [(&str, &str, WorkerValue); 3] = [
+        (
+            "uvs_worker_standing_by",
+            "1 while the worker stands by: an interface was made again with fewer queues than \
+             the workers, without this worker's queue; it serves nothing until the interface \
+             has it again (the other workers serve on).",
+            |w| u64::from(w.standing_by),
+        ),
         (
             "uvs_layer7_pending_clients",
             "Layer 7: clients whose request head uvs holds (received in part, or replayed and not yet acknowledged by the server).",

@@ -62,6 +62,9 @@ fn snapshot_with(
         .as_ref()
         .map(|l| l.stats.snapshot());
     snap.cluster = Some(core.cluster_status());
+    for (w, s) in snap.workers.iter_mut().zip(&core.standing_by) {
+        w.standing_by = s.load(std::sync::atomic::Ordering::Relaxed);
+    }
     snap.attached_again = core
         .programs()
         .iter()
@@ -73,13 +76,18 @@ fn snapshot_with(
             )
         })
         .collect();
+    // Per interface: its XDP program's counters.
+    let counters: Vec<_> = core
+        .programs()
+        .iter()
+        .map(|p| (p.ifname().to_string(), p.counters().unwrap_or_default()))
+        .collect();
+    snap.unclaimed = counters
+        .iter()
+        .map(|(i, c)| (i.clone(), c.unclaimed))
+        .collect();
     if cfg.workers.kernel_fast_path {
-        // Per interface: the frames its XDP program rewrote for the kernel to forward.
-        let counters: Vec<_> = core
-            .programs()
-            .iter()
-            .map(|p| (p.ifname().to_string(), p.counters().unwrap_or_default()))
-            .collect();
+        // The frames the XDP programs rewrote for the kernel to forward.
         snap.fast_path = counters.iter().map(|(i, c)| (i.clone(), c.fast)).collect();
         snap.fast_path_sent = counters
             .into_iter()

@@ -114,6 +114,10 @@ pub struct WorkerSnapshot {
     pub synproxy: SynProxyCounts,
     /// Share of polls that found work (0..=1): the worker's load.
     pub busy_ratio: f64,
+    /// Standing by: an interface was made again without this worker's queue, and the
+    /// worker serves nothing until it has it again.
+    #[serde(default)]
+    pub standing_by: bool,
 }
 
 /// A worker's SYN proxy counters (`WorkerSnapshot::synproxy`).
@@ -215,6 +219,10 @@ pub struct Snapshot {
     /// Per interface, the times uvsd attached to it again after it was made again.
     #[serde(default)]
     pub attached_again: Vec<(String, u64)>,
+    /// Per interface, the frames its XDP program found addressed to uvs but had no worker's
+    /// socket for on their queue, and gave to the kernel.
+    #[serde(default)]
+    pub unclaimed: Vec<(String, u64)>,
 }
 
 /// A pool of a `layer: 7` service and the connections it took.

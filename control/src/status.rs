@@ -330,6 +330,7 @@ pub fn snapshot_with(
                 layer7_replayed: c.layer7_replayed.get(),
             },
             busy_ratio: rates.busy.get(i).copied().unwrap_or(0.0),
+            standing_by: false,
         })
         .collect();
     let mut drops = Vec::new();
@@ -362,6 +363,7 @@ pub fn snapshot_with(
         fast_path: Vec::new(),
         fast_path_sent: Vec::new(),
         attached_again: Vec::new(),
+        unclaimed: Vec::new(),
         layer7_pools: tables
             .services
             .iter()

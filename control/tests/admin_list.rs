@@ -209,6 +209,7 @@ fn sample() -> Snapshot {
         fast_path: vec![],
         fast_path_sent: vec![],
         attached_again: vec![],
+        unclaimed: vec![],
     }
 }
 

@@ -101,6 +101,7 @@ impl AdminBackend for FakeBackend {
             fast_path: vec![],
             fast_path_sent: vec![],
             attached_again: vec![],
+            unclaimed: vec![],
         }
     }
 

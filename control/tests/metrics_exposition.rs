@@ -115,6 +115,7 @@ fn sample() -> Snapshot {
                 id: 1,
                 core: None,
                 busy_ratio: 0.0,
+                standing_by: true,
                 ..WorkerSnapshot::default()
             },
         ],
@@ -175,6 +176,7 @@ fn sample() -> Snapshot {
         fast_path: vec![("uvs-lb0".into(), 41), ("uvs-lb1".into(), 59)],
         fast_path_sent: vec![("uvs-lb0".into(), 40), ("uvs-lb1".into(), 59)],
         attached_again: vec![("uvs-lb0".into(), 1), ("uvs-lb1".into(), 0)],
+        unclaimed: vec![("uvs-lb0".into(), 0), ("uvs-lb1".into(), 7)],
     }
 }
 
@@ -195,6 +197,9 @@ fn sample_lines() {
         "# TYPE uvs_interface_attached_again_total counter".into(),
         r#"uvs_interface_attached_again_total{interface="uvs-lb0"} 1"#.into(),
         r#"uvs_interface_attached_again_total{interface="uvs-lb1"} 0"#.into(),
+        "# TYPE uvs_interface_unclaimed_packets_total counter".into(),
+        r#"uvs_interface_unclaimed_packets_total{interface="uvs-lb0"} 0"#.into(),
+        r#"uvs_interface_unclaimed_packets_total{interface="uvs-lb1"} 7"#.into(),
         "# TYPE uvs_fast_path_packets_total counter".into(),
         r#"uvs_fast_path_packets_total{interface="uvs-lb0"} 41"#.into(),
         r#"uvs_fast_path_packets_total{interface="uvs-lb1"} 59"#.into(),
@@ -236,6 +241,9 @@ fn sample_lines() {
         r#"uvs_worker_tunnelled_packets_total{worker="0",core="1",type="gre"} 0"#.into(),
         r#"uvs_worker_busy_ratio{worker="0",core="1"} 0.25"#.into(),
         r#"uvs_worker_busy_ratio{worker="1",core="none"} 0"#.into(),
+        "# TYPE uvs_worker_standing_by gauge".into(),
+        r#"uvs_worker_standing_by{worker="0",core="1"} 0"#.into(),
+        r#"uvs_worker_standing_by{worker="1",core="none"} 1"#.into(),
         "# TYPE uvs_client_lookup_answers_total counter".into(),
         r#"uvs_client_lookup_answers_total{result="found"} 9"#.into(),
         r#"uvs_client_lookup_answers_total{result="unknown"} 2"#.into(),

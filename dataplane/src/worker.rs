@@ -486,6 +486,11 @@ impl<P: Port> Worker<P> {
         self.batch_lookups = on;
     }
 
+    /// The worker's ports, one per interface in the configuration's order.
+    pub fn ports(&self) -> &[P] {
+        &self.ports
+    }
+
     /// Puts `port` in place of the worker's port `i` (the same interface, made again),
     /// between runs; the old one is closed. Frames held for a neighbour keep their port
     /// number.
