@@ -19,7 +19,7 @@ use std::{
 };
 
 use libbpf_sys as bpf;
-use uvs_port::fast::{FastLine, FastTable};
+use uvs_port::fast::{FastLine, FastLine6, FastTable};
 
 use crate::{error::libbpf_error, sys, XskError};
 
@@ -107,6 +107,7 @@ pub(crate) struct LoadedObject {
     stats: RawFd,
     settings: RawFd,
     fast4: RawFd,
+    fast6: RawFd,
     fast_routes: RawFd,
     /// `uvs_fast_tc`, the fast path's TC ingress program.
     tc_fd: RawFd,
@@ -143,6 +144,7 @@ impl LoadedObject {
             stats: -1,
             settings: -1,
             fast4: -1,
+            fast6: -1,
             fast_routes: -1,
             tc_fd: -1,
             ncpus: 0,
@@ -161,6 +163,7 @@ impl LoadedObject {
         this.stats = this.map_fd("stats")?;
         this.settings = this.map_fd("settings")?;
         this.fast4 = this.map_fd("fast4")?;
+        this.fast6 = this.map_fd("fast6")?;
         this.fast_routes = this.map_fd("fast_routes")?;
         // Negative when the kernel refused it (see `open_and_load`).
         this.tc_fd = program_fd(this.obj, TC_PROGRAM)?;
@@ -353,9 +356,25 @@ impl LoadedObject {
         self.update(self.settings, &0u32, &flags, op)
     }
 
-    /// Maps the kernel fast path's table (`fast4`) into this process.
+    /// Maps the kernel fast path's tables (`fast4` and `fast6`) into this process.
     pub(crate) fn map_fast(&self) -> Result<FastMap, XskError> {
-        let len = FAST_BYTES;
+        let v4 = self.map_table(self.fast4, FAST_BYTES)?;
+        let v6 = match self.map_table(self.fast6, FAST6_BYTES) {
+            Ok(v6) => v6,
+            Err(e) => {
+                // SAFETY: the mapping just made, of FAST_BYTES, unmapped once.
+                unsafe { libc::munmap(v4.as_ptr(), FAST_BYTES) };
+                return Err(e);
+            }
+        };
+        Ok(FastMap {
+            ptr: v4.cast(),
+            ptr6: v6.cast(),
+        })
+    }
+
+    /// A shared mapping of `len` bytes of the BPF_F_MMAPABLE array `fd`.
+    fn map_table(&self, fd: RawFd, len: usize) -> Result<NonNull<libc::c_void>, XskError> {
         // SAFETY: a shared mapping of the map's fd, of its whole value area (an array
         // map made with BPF_F_MMAPABLE maps its values from offset 0); the kernel keeps
         // the map alive while the mapping exists, whatever happens to the fd.
@@ -365,7 +384,7 @@ impl LoadedObject {
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
-                self.fast4,
+                fd,
                 0,
             )
         };
@@ -376,9 +395,7 @@ impl LoadedObject {
                 io::Error::last_os_error(),
             ));
         }
-        Ok(FastMap {
-            ptr: NonNull::new(ptr.cast()).expect("mmap returned a mapping"),
-        })
+        Ok(NonNull::new(ptr).expect("mmap returned a mapping"))
     }
 
     /// Runs the program once on `frame` with BPF_PROG_TEST_RUN and returns
@@ -589,10 +606,10 @@ impl XdpProgram {
     }
 
     /// [`attach`](Self::attach) to an interface made again (another index), taking over
-    /// two maps of `old`, the program of the interface it replaces: its counters, which go
+    /// three maps of `old`, the program of the interface it replaces: its counters, which go
     /// on from where they were ([`Self::counters`]; a counter that went back to 0 would
-    /// read as a restart), and the kernel fast path's table, whose lines the workers wrote
-    /// and whose mappings ([`Self::fast_table`]) stay good. Everything else starts empty,
+    /// read as a restart), and the kernel fast path's two tables, whose lines the workers
+    /// wrote and whose mappings ([`Self::fast_table`]) stay good. Everything else starts empty,
     /// as with `attach`.
     pub fn attach_in_place_of(
         ifname: &str,
@@ -600,7 +617,11 @@ impl XdpProgram {
         old: &XdpProgram,
     ) -> Result<Self, XskError> {
         let o = &old.object;
-        Self::attach_with(ifname, mode, &[("stats", o.stats), ("fast4", o.fast4)])
+        Self::attach_with(
+            ifname,
+            mode,
+            &[("stats", o.stats), ("fast4", o.fast4), ("fast6", o.fast6)],
+        )
     }
 
     fn attach_with(ifname: &str, mode: XdpMode, reuse: &[(&str, RawFd)]) -> Result<Self, XskError> {
@@ -762,7 +783,8 @@ impl XdpProgram {
     /// (`uvs_fast_tc` in uvs_xdp.c: the TTL taken down, the next hop's MAC from the
     /// kernel's neighbours), attaching that program the first time; a frame whose
     /// destination has no route here is forwarded by the kernel. No routes: every frame
-    /// is again.
+    /// is again. The IPv6 frames the fast path rewrites are always forwarded by the
+    /// kernel: they are not marked for this program.
     pub fn set_fast_routes(&self, routes: &[FastRoute]) -> Result<(), XskError> {
         const OP: &str = "set the fast path's routes";
         let mut tc = self.tc.lock().unwrap_or_else(|e| e.into_inner());
@@ -790,8 +812,8 @@ impl XdpProgram {
             .set_setting(SETTING_FAST_SEND, !routes.is_empty(), OP)
     }
 
-    /// The kernel fast path's table of this interface, mapped into this process (each
-    /// call maps it again; every mapping shows the same lines).
+    /// The kernel fast path's tables (IPv4 and IPv6) of this interface, mapped into this
+    /// process (each call maps them again; every mapping shows the same lines).
     pub fn fast_table(&self) -> Result<FastMap, XskError> {
         self.object.map_fast()
     }
@@ -870,15 +892,19 @@ fn bpf_link(
 
 /// Bytes of the `fast4` array: its lines, page-aligned as they are.
 const FAST_BYTES: usize = uvs_port::fast::LINES * std::mem::size_of::<FastLine>();
+/// Bytes of the `fast6` array.
+const FAST6_BYTES: usize = uvs_port::fast::LINES * std::mem::size_of::<FastLine6>();
 
-/// The kernel fast path's table (`fast4` in uvs_xdp.c) mapped into this process: the lines
-/// the workers write and the program reads ([`uvs_port::fast`]).
+/// The kernel fast path's tables (`fast4` and `fast6` in uvs_xdp.c) mapped into this
+/// process: the lines the workers write and the program reads ([`uvs_port::fast`]).
 pub struct FastMap {
     ptr: NonNull<FastLine>,
+    ptr6: NonNull<FastLine6>,
 }
 
-// SAFETY: the mapping is shared memory that only `FastLine`'s atomics touch; it lives until
-// `Drop`, and the kernel's side of it (the program) uses atomic adds and a sequence word.
+// SAFETY: the mappings are shared memory that only the lines' atomics touch; they live
+// until `Drop`, and the kernel's side of them (the program) uses atomic adds and a
+// sequence word.
 unsafe impl Send for FastMap {}
 // SAFETY: see `Send`: every access through `&self` is atomic.
 unsafe impl Sync for FastMap {}
@@ -890,13 +916,21 @@ impl FastTable for FastMap {
         // valid `FastLine`; it stays mapped while `self` lives.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), uvs_port::fast::LINES) }
     }
+
+    fn lines6(&self) -> &[FastLine6] {
+        // SAFETY: as `lines`, for `FastLine6` (`struct fast_line6`, 128 bytes, checked in
+        // uvs-port).
+        unsafe { std::slice::from_raw_parts(self.ptr6.as_ptr(), uvs_port::fast::LINES) }
+    }
 }
 
 impl Drop for FastMap {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `map_fast`, of FAST_BYTES, unmapped once.
+        // SAFETY: the mappings made in `map_fast`, of FAST_BYTES and FAST6_BYTES, unmapped
+        // once.
         unsafe {
             libc::munmap(self.ptr.as_ptr().cast(), FAST_BYTES);
+            libc::munmap(self.ptr6.as_ptr().cast(), FAST6_BYTES);
         }
     }
 }
