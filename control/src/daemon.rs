@@ -262,6 +262,9 @@ impl Core {
         }
         self.programs[i].store(Arc::new(p));
         if fast {
+            set_fast6(&self.programs(), &self.shared.tables.load());
+        }
+        if fast {
             // Every interface's routes name the one made again by its new index, and its
             // TC program is attached here the first time.
             set_fast_routes(&self.programs(), &self.shared.tables.load());
@@ -631,10 +634,11 @@ impl Core {
     /// to larger arrays to settle later.
     pub(crate) fn publish(&self, mut tables: Tables, _slots: std::sync::MutexGuard<'_, SlotIndex>) {
         let grown = std::mem::take(&mut tables.grown);
-        if self.shared.fast.active().is_some()
-            && self.shared.tables.load().routes() != tables.routes()
-        {
-            set_fast_routes(&self.programs(), &tables);
+        if self.shared.fast.active().is_some() {
+            if self.shared.tables.load().routes() != tables.routes() {
+                set_fast_routes(&self.programs(), &tables);
+            }
+            set_fast6(&self.programs(), &tables);
         }
         self.shared.tables.store(Arc::new(tables));
         if !grown.is_empty() {
@@ -751,9 +755,53 @@ fn check_privileges() -> Result<()> {
     crate::privileges::check_daemon().map_err(|e| anyhow!(e))
 }
 
+/// `net.ipv6.conf.all.forwarding` in uvsd's network namespace as the file holds it; `None`
+/// without it (a kernel without IPv6).
+fn ipv6_forwarding() -> Option<String> {
+    std::fs::read_to_string(IPV6_FORWARDING)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+const IPV6_FORWARDING: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+
+/// Whether `tables` has an IPv6 service (a VIP or an IPv6 firewall-mark service).
+fn has_ipv6_services(tables: &Tables) -> bool {
+    tables.services.iter().flatten().any(|s| s.key.vip.v6)
+}
+
+/// Whether the fast path's IPv6 half was left off while IPv6 services exist (warned once).
+static FAST6_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the kernel fast path's IPv6 half on in every program where the kernel forwards
+/// IPv6 (`net.ipv6.conf.all.forwarding`, read again at each new snapshot), off where it
+/// does not: the IPv6 frames the program rewrites are the kernel's to forward, and with
+/// forwarding off it would drop them. uvsd refuses to start with IPv6 services and IPv6
+/// forwarding off (`start_fast_path`); one that gets its first IPv6 service at a reload,
+/// or loses IPv6 forwarding while it runs, keeps those flows with the workers and warns.
+fn set_fast6(programs: &[Arc<XdpProgram>], tables: &Tables) {
+    use std::sync::atomic::Ordering;
+    let on = ipv6_forwarding().as_deref() == Some("1");
+    if on {
+        FAST6_WARNED.store(false, Ordering::Relaxed);
+    } else if has_ipv6_services(tables) && !FAST6_WARNED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "workers.kernel_fast_path: net.ipv6.conf.all.forwarding is not 1 in uvsd's \
+             network namespace: IPv6 flows stay with the workers until it is"
+        );
+    }
+    for p in programs {
+        if let Err(e) = p.set_fast_path6(on) {
+            log::warn!("{}: {e}", p.ifname());
+        }
+    }
+}
+
 /// `workers.kernel_fast_path`: the kernel forwards the fast path's packets, so uvsd
-/// refuses to start unless IPv4 forwarding is on in its network namespace; then each
-/// interface's table is mapped for the workers and its program told to read it.
+/// refuses to start unless IPv4 forwarding is on in its network namespace, and IPv6
+/// forwarding too when an IPv6 service exists; then each interface's tables are mapped
+/// for the workers and its program told to read them (IPv6's where the kernel forwards
+/// IPv6, `set_fast6`).
 fn start_fast_path(shared: &Shared, programs: &[Arc<XdpProgram>]) -> Result<()> {
     const FORWARDING: &str = "/proc/sys/net/ipv4/ip_forward";
     let forwarding = std::fs::read_to_string(FORWARDING)
@@ -766,6 +814,17 @@ fn start_fast_path(shared: &Shared, programs: &[Arc<XdpProgram>]) -> Result<()> 
             forwarding.trim()
         );
     }
+    let v6 = ipv6_forwarding();
+    if has_ipv6_services(&shared.tables.load()) && v6.as_deref() != Some("1") {
+        bail!(
+            "workers.kernel_fast_path: the kernel forwards the fast path's packets, but \
+             net.ipv6.conf.all.forwarding is {} in uvsd's network namespace and IPv6 \
+             services are configured; set it to 1 (sysctl -w \
+             net.ipv6.conf.all.forwarding=1, as IPVS's NAT needs for IPv6) or turn the fast \
+             path off",
+            v6.as_deref().unwrap_or("missing (no IPv6)")
+        );
+    }
     let mut tables: Vec<Arc<dyn uvs_port::fast::FastTable>> = Vec::new();
     for p in programs {
         tables.push(Arc::new(p.fast_table().map_err(|e| anyhow!("{e}"))?));
@@ -776,8 +835,10 @@ fn start_fast_path(shared: &Shared, programs: &[Arc<XdpProgram>]) -> Result<()> 
         p.set_fast_path(true).map_err(|e| anyhow!("{e}"))?;
     }
     set_fast_routes(programs, &shared.tables.load());
+    set_fast6(programs, &shared.tables.load());
     log::info!(
-        "kernel fast path on: established IPv4 TCP/UDP NAT and FullNAT flows are forwarded by the kernel"
+        "kernel fast path on: established IPv4 and IPv6 TCP/UDP NAT and FullNAT flows are \
+         forwarded by the kernel"
     );
     Ok(())
 }

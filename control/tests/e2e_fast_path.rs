@@ -1,10 +1,13 @@
 //! End to end on the test network (as root), `workers.kernel_fast_path`: uvsd refuses to
-//! start without IPv4 forwarding; with it, requests are balanced as before, a 20 MB
-//! download through the VIP arrives whole (its segments' partial checksums kept right by
-//! the XDP program's rewrite), most of its packets never reach a worker, the packets the
-//! kernel forwarded are in the service's counters, and the connections close in the
-//! connection table (their FINs still go to the workers); connection per request, only
-//! the SYN, the handshake's ACK and the FINs of a connection reach a worker.
+//! start without IPv4 forwarding, and without IPv6 forwarding while it has IPv6 services
+//! (the demo configuration has); with both, requests are balanced as before, a 20 MB
+//! download through each VIP (IPv4 and IPv6) arrives whole (its segments' partial
+//! checksums kept right by the XDP program's rewrite), most of its packets never reach a
+//! worker, the packets the kernel forwarded are in the service's counters, and the
+//! connections close in the connection table (their FINs still go to the workers);
+//! connection per request, only the SYN, the handshake's ACK and the FINs of a connection
+//! reach a worker. IPv4's rewritten frames are sent on by the TC program, IPv6's by the
+//! kernel's forwarding.
 
 mod common;
 use common::*;
@@ -51,8 +54,31 @@ fn kernel_fast_path_forwards_established_flows() {
         err.contains("net.ipv4.ip_forward is 0"),
         "the refusal names the sysctl:\n{err}"
     );
-
     tb.exec("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    // The demo has IPv6 services: without IPv6 forwarding uvsd refuses too.
+    let refused = tb.exec(
+        "lb",
+        &[
+            env!("CARGO_BIN_EXE_uvsd"),
+            "--config",
+            path.to_str().unwrap(),
+            "--admin-socket",
+            tb.state.join("refused6.sock").to_str().unwrap(),
+            "--run-for",
+            "5",
+        ],
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "uvsd started without IPv6 forwarding:\n{err}"
+    );
+    assert!(
+        err.contains("net.ipv6.conf.all.forwarding is 0"),
+        "the refusal names the IPv6 sysctl:\n{err}"
+    );
+
+    tb.exec("lb", &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
     tb.start_uvsd(&cfg);
     let answers = tb.curl_many("http://198.18.100.1/", 12);
     let mut servers: Vec<_> = answers.clone();
@@ -172,5 +198,114 @@ fn kernel_fast_path_forwards_established_flows() {
         !conns.contains("ESTABLISHED") && !conns.contains("SYN_RECV"),
         "connections through the fast path left open in the table:\n{conns}"
     );
+    ipv6_through_the_fast_path(&tb);
     tb.exec("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+    tb.exec("lb", &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"]);
+}
+
+/// The same through the IPv6 VIP: a 20 MB download arrives whole with most of its packets
+/// past the workers (rewritten by the XDP program's IPv6 table and forwarded by the
+/// kernel, not the TC program, whose routes are IPv4's), its counts reach the service,
+/// its connection closes in the table; connection per request, only the SYN, the
+/// handshake's ACK and the FINs reach a worker.
+fn ipv6_through_the_fast_path(tb: &Testbed) {
+    let answers = tb.curl_many("http://[2001:2:0:100::1]/", 6);
+    assert!(
+        !answers.iter().any(|a| a == "failed"),
+        "the IPv6 VIP answers: {answers:?}\n{}",
+        tb.uvsd_log()
+    );
+    let before = tb.metrics();
+    let got = tb.sh(
+        "client",
+        "curl -s -g --max-time 30 'http://[2001:2:0:100::1]/big' | sha256sum | cut -d' ' -f1",
+    );
+    let got = String::from_utf8_lossy(&got.stdout).trim().to_string();
+    let want: Vec<String> = (1..=3)
+        .map(|i| {
+            let o = std::process::Command::new("sha256sum")
+                .arg(tb.state.join(format!("rs{i}/big")))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        want.contains(&got),
+        "the IPv6 download arrived whole: {got} not in {want:?}"
+    );
+    let t = std::time::Instant::now();
+    let (mut after, mut out);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        after = tb.metrics();
+        out = metric_sum(&after, "uvs_service_packets_out_total")
+            - metric_sum(&before, "uvs_service_packets_out_total");
+        if out > 14_000.0 || t.elapsed() > std::time::Duration::from_secs(10) {
+            break;
+        }
+    }
+    let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
+    let (worker, fast, sent) = (
+        delta("uvs_worker_rx_packets_total"),
+        delta("uvs_fast_path_packets_total"),
+        delta("uvs_fast_path_sent_packets_total"),
+    );
+    eprintln!("IPv6 download: {worker} frames reached the worker, {fast} passed by the lines, {sent} sent by the TC program, {out} counted out");
+    assert!(
+        fast > 14_000.0,
+        "the XDP program counts the IPv6 packets it gave the kernel: {fast}\n{after}"
+    );
+    assert!(
+        sent < fast * 0.01,
+        "IPv6 frames are the kernel's to forward, not the TC program's: {sent} of {fast}"
+    );
+    assert!(
+        out > 14_000.0,
+        "the kernel's IPv6 packets are counted for the service: {out} out\n{after}"
+    );
+    assert!(
+        worker < out / 10.0,
+        "most IPv6 packets bypass the workers: {worker} of {out} reached one"
+    );
+    let conns = tb.uvsadm(&["-Lnc"]);
+    let conns = String::from_utf8_lossy(&conns.stdout);
+    assert!(
+        !conns.contains("ESTABLISHED"),
+        "IPv6 connections closed through the fast path stay open in the table:\n{conns}"
+    );
+
+    const N: f64 = 30.0;
+    let before = tb.metrics();
+    let ok = tb.sh(
+        "client",
+        "for i in $(seq 30); do curl -s -g -o /dev/null -w '%{http_code}\\n' --max-time 5 'http://[2001:2:0:100::1]/'; done | grep -c '^200$'",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "30",
+        "every IPv6 request answered"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let after = tb.metrics();
+    let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
+    let (worker, fast) = (
+        delta("uvs_worker_rx_packets_total"),
+        delta("uvs_fast_path_packets_total"),
+    );
+    eprintln!("IPv6 connection per request: {worker} frames reached the worker, {fast} passed by the lines, for {N} connections");
+    assert!(
+        worker <= 6.0 * N && fast >= 4.0 * N,
+        "{worker} frames reached the worker and {fast} passed by the lines for {N} IPv6 connections"
+    );
+    let conns = tb.uvsadm(&["-Lnc"]);
+    let conns = String::from_utf8_lossy(&conns.stdout);
+    assert!(
+        !conns.contains("ESTABLISHED") && !conns.contains("SYN_RECV"),
+        "IPv6 connections through the fast path left open in the table:\n{conns}"
+    );
 }

@@ -49,6 +49,7 @@
 #define SETTING_REDIRECT_ALL 1 // baseline mode (xsk_l2fwd): every frame to the socket
 #define SETTING_FAST_PATH 2    // workers.kernel_fast_path: look frames up in `fast4`/`fast6`
 #define SETTING_FAST_SEND 4    // mark the fast path's frames for uvs_fast_tc (`fast_routes`)
+#define SETTING_FAST_PATH6 8   // with SETTING_FAST_PATH: IPv6 too (`fast6`; IPv6 forwarding on)
 
 #define READ_ONCE(x) (*(volatile __typeof__(x) *)&(x))
 #define barrier() asm volatile("" ::: "memory")
@@ -700,13 +701,13 @@ static __always_inline int ipv4(struct xdp_md *ctx, void *l3, void *end, __u32 f
 	return pass();
 }
 
-// `fast`: the settings' SETTING_FAST_PATH bit, for an untagged frame.
+// `fast`: the settings' SETTING_FAST_PATH and SETTING_FAST_PATH6 bits, for an untagged frame.
 static __always_inline int ipv6(struct xdp_md *ctx, void *l3, void *end, __u32 fast)
 {
 	__u8 *ip = l3;
 	if ((void *)(ip + 40) > end)
 		return pass();
-	if (fast & SETTING_FAST_PATH) {
+	if ((fast & SETTING_FAST_PATH) && (fast & SETTING_FAST_PATH6)) {
 		int act = fast_path6(ctx, ip, end);
 		if (act >= 0)
 			return act;
@@ -818,7 +819,9 @@ int uvs_xdp(struct xdp_md *ctx)
 				    0);
 	if (proto == ETH_P_IPV6_BE)
 		return ipv6(ctx, cur, end,
-			    flags && cur == (__u8 *)(eth + 1) ? *flags & SETTING_FAST_PATH : 0);
+			    flags && cur == (__u8 *)(eth + 1) ?
+				    *flags & (SETTING_FAST_PATH | SETTING_FAST_PATH6) :
+				    0);
 	if (proto == ETH_P_ARP_BE)
 		return arp(ctx, cur, end);
 	return pass();

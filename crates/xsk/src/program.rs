@@ -70,6 +70,7 @@ const STAT_FAST_SENT: u32 = 4;
 const SETTING_REDIRECT_ALL: u32 = 1;
 const SETTING_FAST_PATH: u32 = 2;
 const SETTING_FAST_SEND: u32 = 4;
+const SETTING_FAST_PATH6: u32 = 8;
 /// The fast path's TC program (`set_fast_routes`), loaded only where the kernel takes it.
 const TC_PROGRAM: &str = "uvs_fast_tc";
 /// `max_entries` of the XSKMAP.
@@ -776,6 +777,15 @@ impl XdpProgram {
     pub fn set_fast_path(&self, on: bool) -> Result<(), XskError> {
         self.object
             .set_setting(SETTING_FAST_PATH, on, "set the kernel fast path")
+    }
+
+    /// Turns the kernel fast path's IPv6 half on or off (with [`Self::set_fast_path`] on):
+    /// IPv6 frames of the flows in [`Self::fast_table`] are rewritten here and forwarded by
+    /// the kernel, which needs IPv6 forwarding on. Off, IPv6 frames go the usual way
+    /// whatever the IPv6 lines say.
+    pub fn set_fast_path6(&self, on: bool) -> Result<(), XskError> {
+        self.object
+            .set_setting(SETTING_FAST_PATH6, on, "set the kernel fast path for IPv6")
     }
 
     /// Sends the fast path's frames on from this interface's TC ingress by `routes` (uvs's

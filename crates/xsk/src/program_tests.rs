@@ -787,6 +787,7 @@ fn fast_path_rewrites_the_ipv6_flows_of_its_table() {
     let line = client_line6();
     assert_eq!(fast(&ack), None, "setting off");
     o.set_setting(SETTING_FAST_PATH, true, "t").unwrap();
+    o.set_setting(SETTING_FAST_PATH6, true, "t").unwrap();
     assert_eq!(fast(&ack), None, "empty table");
     table.line6(&line.key).install(&line).unwrap();
     // An IPv4 frame of the same ports is not the IPv6 line's.
@@ -921,6 +922,9 @@ fn fast_path_rewrites_the_ipv6_flows_of_its_table() {
     table.line6(&line.key).clear(&line.key).unwrap();
     assert_eq!(fast(&ack), None, "cleared");
     table.line6(&line.key).install(&line).unwrap();
+    o.set_setting(SETTING_FAST_PATH6, false, "t").unwrap();
+    assert_eq!(fast(&ack), None, "IPv6 off (no IPv6 forwarding)");
+    o.set_setting(SETTING_FAST_PATH6, true, "t").unwrap();
     o.set_setting(SETTING_FAST_PATH, false, "t").unwrap();
     assert_eq!(fast(&ack), None, "setting off again");
     // With the TC program's routes on, an IPv6 frame is not marked: the kernel forwards it.
@@ -1017,6 +1021,7 @@ fn a_program_in_place_of_another_takes_over_its_fast_table() {
         b"x",
     );
     new.set_setting(SETTING_FAST_PATH, true, "t").unwrap();
+    new.set_setting(SETTING_FAST_PATH6, true, "t").unwrap();
     let before = new.counters().unwrap().fast;
     let (_, out) = new.test_run_out(&ack).unwrap();
     assert_eq!(
