@@ -901,8 +901,8 @@ fn an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again() {
         sent >= fast * 0.99,
         "the TC programs sent {sent} of {fast}\n{after}"
     );
-    // The client's ACKs on the new interface (600–1 200 a download: the client's GRO
-    // acknowledges many segments at once) take the IPv6 lines only if the new program
+    // The client's ACKs on the new interface (from a few hundred to a few thousand a
+    // download, run to run) take the IPv6 lines only if the new program
     // reads the table the workers write: the old one's, taken over.
     let before = tb.metrics();
     let got = tb.sh(
