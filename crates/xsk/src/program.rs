@@ -52,11 +52,11 @@ pub struct XdpCounters {
     /// Frames the balancer owns that found no socket on their queue and went
     /// to the kernel (the XDP_PASS fallback).
     pub unclaimed: u64,
-    /// Frames the kernel fast path rewrote and gave to the kernel to forward
-    /// (`workers.kernel_fast_path`, [`FastMap`]).
+    /// Frames (IPv4 and IPv6) the kernel fast path rewrote and gave to the kernel to
+    /// forward (`workers.kernel_fast_path`, [`FastMap`]).
     pub fast: u64,
     /// Of `fast`, frames the TC program sent on past the kernel's forwarding
-    /// ([`XdpProgram::set_fast_routes`]).
+    /// ([`XdpProgram::set_fast_routes`]; IPv4 only).
     pub fast_sent: u64,
 }
 
