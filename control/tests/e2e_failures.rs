@@ -884,8 +884,11 @@ fn an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again() {
         fast > 14_000.0 && worker < fast / 10.0,
         "the download was not the fast path's: {fast} rewritten, {worker} at the workers\n{after}"
     );
+    // The client's ACKs: 477 to 4 252 a download in nine runs (this check failed at 1 000
+    // one run in four before IPv6 came, so it asks only that the new interface's frames
+    // take the lines, which they cannot if the new program reads another table).
     assert!(
-        fast_lb0 > 1_000.0,
+        fast_lb0 > 100.0,
         "the client's segments on the new interface: {fast_lb0}\n{after}"
     );
     // The new program took the old one's counters over: they went on, not from 0.
@@ -901,8 +904,8 @@ fn an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again() {
         sent >= fast * 0.99,
         "the TC programs sent {sent} of {fast}\n{after}"
     );
-    // The client's ACKs on the new interface (from a few hundred to a few thousand a
-    // download, run to run) take the IPv6 lines only if the new program
+    // The client's ACKs on the new interface (as many as for IPv4's, above) take the IPv6
+    // lines only if the new program
     // reads the table the workers write: the old one's, taken over.
     let before = tb.metrics();
     let got = tb.sh(
