@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use uvs_config::Config;
 use uvs_dataplane::lifecycle;
 use uvs_dataplane::{IpKey, Shared, Tables, TablesBuilder, Worker};
-use uvs_xsk::{FastRoute, XdpMode, XdpProgram, XskConfig, XskPort};
+use uvs_xsk::{FastRoute, FastRoute6, XdpMode, XdpProgram, XskConfig, XskPort};
 
 use crate::spec::{self, LinkInfo};
 
@@ -775,8 +775,8 @@ static FAST6_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 
 /// Turns the kernel fast path's IPv6 half on in every program where the kernel forwards
 /// IPv6 (`net.ipv6.conf.all.forwarding`, read again at each new snapshot), off where it
-/// does not: the IPv6 frames the program rewrites are the kernel's to forward, and with
-/// forwarding off it would drop them. uvsd refuses to start with IPv6 services and IPv6
+/// does not: the IPv6 frames the program rewrites that the TC program does not send on
+/// are the kernel's to forward, and with forwarding off it would drop them. uvsd refuses to start with IPv6 services and IPv6
 /// forwarding off (`start_fast_path`); one that gets its first IPv6 service at a reload,
 /// or loses IPv6 forwarding while it runs, keeps those flows with the workers and warns.
 fn set_fast6(programs: &[Arc<XdpProgram>], tables: &Tables) {
@@ -843,15 +843,16 @@ fn start_fast_path(shared: &Shared, programs: &[Arc<XdpProgram>]) -> Result<()> 
     Ok(())
 }
 
-/// Gives every interface's fast-path TC program uvs's IPv4 routes of `tables` (the
-/// workers' own: the interfaces' networks and configured routes), so the frames the fast
-/// path rewrote leave by them past the kernel's forwarding. On failure (a kernel without
-/// TCX links) the kernel forwards them, as before, with a warning.
+/// Gives every interface's fast-path TC program uvs's IPv4 and IPv6 routes of `tables`
+/// (the workers' own: the interfaces' networks and configured routes), so the frames the
+/// fast path rewrote leave by them past the kernel's forwarding. On failure (a kernel
+/// without TCX links) the kernel forwards them, as before, with a warning.
 fn set_fast_routes(programs: &[Arc<XdpProgram>], tables: &Tables) {
     let ifindexes: Vec<u32> = programs.iter().map(|p| p.ifindex()).collect();
     let routes = fast_routes(tables, &ifindexes);
+    let routes6 = fast_routes6(tables, &ifindexes);
     for p in programs {
-        if let Err(e) = p.set_fast_routes(&routes) {
+        if let Err(e) = p.set_fast_routes(&routes, &routes6) {
             log::warn!(
                 "{}: the kernel fast path's frames stay with the kernel's forwarding: {e}",
                 p.ifname()
@@ -878,6 +879,31 @@ fn fast_routes(tables: &Tables, ifindexes: &[u32]) -> Vec<FastRoute> {
                 ifindex: *ifindexes.get(port)?,
                 via: match &r.via {
                     Some(v) => Some(v4(v)?),
+                    None => None,
+                },
+                mtu: tables.ifaces.get(port)?.mtu,
+            })
+        })
+        .collect()
+}
+
+/// The IPv6 routes of `tables` as the fast path's TC program takes them ([`fast_routes`]).
+fn fast_routes6(tables: &Tables, ifindexes: &[u32]) -> Vec<FastRoute6> {
+    let v6 = |k: &IpKey| match k.to_ip() {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    };
+    tables
+        .routes()
+        .iter()
+        .filter_map(|r| {
+            let port = usize::from(r.port);
+            Some(FastRoute6 {
+                prefix: v6(&r.prefix)?,
+                len: r.len,
+                ifindex: *ifindexes.get(port)?,
+                via: match &r.via {
+                    Some(v) => Some(v6(v)?),
                     None => None,
                 },
                 mtu: tables.ifaces.get(port)?.mtu,
@@ -1645,11 +1671,12 @@ mod tests {
         assert!(gone_since.is_none(), "back: the wait ends");
     }
 
-    /// The fast path's TC program gets the IPv4 routes, each with its interface's index
-    /// and MTU and its gateway; IPv6 routes and routes of a port without an interface are
-    /// left out (their frames go to the kernel's forwarding).
+    /// The fast path's TC program gets the routes of each family (`fast_routes`,
+    /// `fast_routes6`), each with its interface's index and MTU and its gateway; the other
+    /// family's routes and routes of a port without an interface are left out (their
+    /// frames go to the kernel's forwarding).
     #[test]
-    fn fast_routes_are_the_ipv4_routes_by_interface() {
+    fn fast_routes_are_the_routes_by_interface_and_family() {
         use std::net::Ipv4Addr;
         use uvs_dataplane::tables::{Route, TablesBuilder};
         let mut spec =
@@ -1684,6 +1711,33 @@ mod tests {
                 route([198, 18, 0, 0], None, 11, 1500),
                 route([198, 18, 1, 0], None, 12, 9000),
                 route([203, 0, 113, 0], Some([198, 18, 1, 254]), 12, 9000),
+            ]
+        );
+        // The IPv6 ones (the lab's two networks and this one) for fast_routes6.
+        let mut spec =
+            uvs_dataplane::lab::spec(uvs_dataplane::Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+        spec.routes.push(Route {
+            prefix: ip("2001:2:0:7::"),
+            len: 64,
+            port: 1,
+            via: Some(ip("2001:2:0:1::fe")),
+        });
+        let tables = TablesBuilder::build(&spec, None).unwrap();
+        let mut got = fast_routes6(&tables, &[11, 12]);
+        got.sort_by_key(|r| (r.prefix, r.len));
+        let route6 = |p: &str, via: Option<&str>, ifindex| FastRoute6 {
+            prefix: p.parse().unwrap(),
+            len: 64,
+            ifindex,
+            via: via.map(|v| v.parse().unwrap()),
+            mtu: 1500,
+        };
+        assert_eq!(
+            got,
+            vec![
+                route6("2001:2::", None, 11),
+                route6("2001:2:0:1::", None, 12),
+                route6("2001:2:0:7::", Some("2001:2:0:1::fe"), 12),
             ]
         );
     }

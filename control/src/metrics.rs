@@ -79,8 +79,7 @@ pub fn render(s: &Snapshot) -> String {
             "uvs_fast_path_sent_packets_total",
             "Of uvs_fast_path_packets_total, the packets the interface's TC program sent on \
              by uvs's own routes, past the kernel's IP forwarding; the rest the kernel \
-             forwarded (no IPv4 route of uvs's, larger than the route's MTU, or no TCX), \
-             and every IPv6 packet.",
+             forwarded (no route of uvs's, larger than the route's MTU, or no TCX).",
             Kind::Counter,
         );
         for (iface, n) in &s.fast_path_sent {

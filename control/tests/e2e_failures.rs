@@ -838,7 +838,8 @@ fn an_interface_made_again_is_attached_to_again_and_its_connections_go_on() {
 /// The same with `workers.kernel_fast_path` on: the new XDP program takes over the old
 /// one's fast-path table, the fast path forwards the client's segments on the new
 /// interface, and the TC programs send the servers' segments out of it by its new index.
-/// The IPv6 table is taken over too: an IPv6 download after the change is the fast path's.
+/// The IPv6 table is taken over too: an IPv6 download after the change is the fast path's,
+/// sent on by the TC programs' IPv6 routes.
 /// uvsd used to stop at once here, for a restart.
 #[test]
 #[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
@@ -915,17 +916,22 @@ fn an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again() {
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "20971520");
     let after = tb.metrics();
     let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
-    let (fast, worker) = (
+    let (fast, sent, worker) = (
         delta("uvs_fast_path_packets_total"),
+        delta("uvs_fast_path_sent_packets_total"),
         delta("uvs_worker_rx_packets_total"),
     );
     let fast_lb0 = on_lb0(&after, "uvs_fast_path_packets_total")
         - on_lb0(&before, "uvs_fast_path_packets_total");
-    eprintln!("IPv6 after the change: fast path {fast} (uvs-lb0 {fast_lb0}), workers {worker}");
+    eprintln!("IPv6 after the change: fast path {fast} (uvs-lb0 {fast_lb0}), sent by TC {sent}, workers {worker}");
     assert!(
         fast > 14_000.0 && worker < fast / 10.0 && fast_lb0 > 100.0,
         "the IPv6 download was not the fast path's: {fast} rewritten ({fast_lb0} on the new \
          interface), {worker} at the workers\n{after}"
+    );
+    assert!(
+        sent >= fast * 0.99,
+        "the TC programs sent {sent} of the {fast} IPv6 packets\n{after}"
     );
 }
 

@@ -26,6 +26,9 @@
 #ifndef AF_INET
 #define AF_INET 2
 #endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
 
 #define IPPROTO_ICMPV6_NR 58
 #define IPPROTO_ICMP_NR 1
@@ -48,7 +51,7 @@
 // `settings[0]` bits.
 #define SETTING_REDIRECT_ALL 1 // baseline mode (xsk_l2fwd): every frame to the socket
 #define SETTING_FAST_PATH 2    // workers.kernel_fast_path: look frames up in `fast4`/`fast6`
-#define SETTING_FAST_SEND 4    // mark the fast path's frames for uvs_fast_tc (`fast_routes`)
+#define SETTING_FAST_SEND 4    // mark the fast path's frames for uvs_fast_tc (`fast_routes`/`6`)
 #define SETTING_FAST_PATH6 8   // with SETTING_FAST_PATH: IPv6 too (`fast6`; IPv6 forwarding on)
 
 #define READ_ONCE(x) (*(volatile __typeof__(x) *)&(x))
@@ -264,6 +267,27 @@ struct {
 	__type(value, struct fast_route);
 } fast_routes SEC(".maps");
 
+// uvs's IPv6 routes, as `fast_routes` (crates/xsk FastRoute6): addresses as they lie in
+// the packet; `via` all zero on the link.
+struct fast_route6_key {
+	__u32 prefixlen;
+	__u32 addr[4];
+};
+
+struct fast_route6 {
+	__u32 ifindex;
+	__u32 via[4];
+	__u32 mtu;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096);
+	__type(key, struct fast_route6_key);
+	__type(value, struct fast_route6);
+} fast_routes6 SEC(".maps");
+
 // How the fast path marks a frame for uvs_fast_tc: this source MAC (locally administered,
 // "uvsf"), written over the sender's. Both ways a marked frame can go write the MACs
 // again, bpf_redirect_neigh and the kernel's forwarding, so the mark never leaves the
@@ -283,6 +307,20 @@ static __always_inline int is_fast_mark(const __u8 *mac)
 {
 	return mac[0] == FAST_MARK0 && mac[1] == FAST_MARK1 && mac[2] == FAST_MARK2 &&
 	       mac[3] == FAST_MARK3 && mac[4] == FAST_MARK4 && mac[5] == FAST_MARK5;
+}
+
+// Marks a rewritten untagged frame for uvs_fast_tc: the mark as its source MAC.
+static __always_inline void fast_mark(struct xdp_md *ctx)
+{
+	__u8 *eth = (void *)(long)ctx->data;
+	if ((void *)(eth + 12) <= (void *)(long)ctx->data_end) {
+		eth[6] = FAST_MARK0;
+		eth[7] = FAST_MARK1;
+		eth[8] = FAST_MARK2;
+		eth[9] = FAST_MARK3;
+		eth[10] = FAST_MARK4;
+		eth[11] = FAST_MARK5;
+	}
 }
 
 static __always_inline void count(__u32 slot)
@@ -562,18 +600,9 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end, in
 	__sync_fetch_and_add(&l->packets, 1);
 	__sync_fetch_and_add(&l->bytes, (__u64)(ctx->data_end - ctx->data));
 	count(STAT_FAST);
-	if (send) {
-		// An untagged frame (the caller's condition): the source MAC at bytes 6..12.
-		__u8 *eth = (void *)(long)ctx->data;
-		if ((void *)(eth + 12) <= (void *)(long)ctx->data_end) {
-			eth[6] = FAST_MARK0;
-			eth[7] = FAST_MARK1;
-			eth[8] = FAST_MARK2;
-			eth[9] = FAST_MARK3;
-			eth[10] = FAST_MARK4;
-			eth[11] = FAST_MARK5;
-		}
-	}
+	// An untagged frame (the caller's condition): the source MAC at bytes 6..12.
+	if (send)
+		fast_mark(ctx);
 	return XDP_PASS;
 }
 
@@ -582,11 +611,11 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end, in
 // above 1; the segments fast_path takes; UDP with a checksum, which IPv6 requires: one
 // without goes to the workers) is rewritten to the line's tuple, its L4 checksum updated
 // as fast_path updates it (IPv6 has no header checksum; the hop limit is the kernel's
-// forwarding's to take down, as the TTL is for IPv4), counted on its line and given to the
-// kernel, which forwards it (net.ipv6.conf.all.forwarding). It is not marked for
-// uvs_fast_tc, whose routes are IPv4's: the kernel's forwarding sends it on.
+// forwarding's or uvs_fast_tc's to take down, as the TTL is for IPv4), counted on its line,
+// marked for uvs_fast_tc when `send` (its IPv6 routes, `fast_routes6`) and given to the
+// kernel, which forwards it where uvs_fast_tc does not (net.ipv6.conf.all.forwarding).
 // Anything else goes the usual way (-1).
-static __always_inline int fast_path6(struct xdp_md *ctx, __u8 *ip, void *end)
+static __always_inline int fast_path6(struct xdp_md *ctx, __u8 *ip, void *end, int send)
 {
 	if ((void *)(ip + 40) > end || (ip[0] >> 4) != 6 || ip[7] <= 1)
 		return -1;
@@ -653,6 +682,8 @@ static __always_inline int fast_path6(struct xdp_md *ctx, __u8 *ip, void *end)
 	__sync_fetch_and_add(&l->packets, 1);
 	__sync_fetch_and_add(&l->bytes, (__u64)(ctx->data_end - ctx->data));
 	count(STAT_FAST);
+	if (send)
+		fast_mark(ctx);
 	return XDP_PASS;
 }
 
@@ -701,14 +732,15 @@ static __always_inline int ipv4(struct xdp_md *ctx, void *l3, void *end, __u32 f
 	return pass();
 }
 
-// `fast`: the settings' SETTING_FAST_PATH and SETTING_FAST_PATH6 bits, for an untagged frame.
+// `fast`: the settings' SETTING_FAST_PATH, SETTING_FAST_PATH6 and SETTING_FAST_SEND bits, for
+// an untagged frame.
 static __always_inline int ipv6(struct xdp_md *ctx, void *l3, void *end, __u32 fast)
 {
 	__u8 *ip = l3;
 	if ((void *)(ip + 40) > end)
 		return pass();
 	if ((fast & SETTING_FAST_PATH) && (fast & SETTING_FAST_PATH6)) {
-		int act = fast_path6(ctx, ip, end);
+		int act = fast_path6(ctx, ip, end, fast & SETTING_FAST_SEND);
 		if (act >= 0)
 			return act;
 	}
@@ -820,7 +852,7 @@ int uvs_xdp(struct xdp_md *ctx)
 	if (proto == ETH_P_IPV6_BE)
 		return ipv6(ctx, cur, end,
 			    flags && cur == (__u8 *)(eth + 1) ?
-				    *flags & (SETTING_FAST_PATH | SETTING_FAST_PATH6) :
+				    *flags & (SETTING_FAST_PATH | SETTING_FAST_PATH6 | SETTING_FAST_SEND) :
 				    0);
 	if (proto == ETH_P_ARP_BE)
 		return arp(ctx, cur, end);
@@ -832,7 +864,32 @@ int uvs_xdp(struct xdp_md *ctx)
 // taken down as the kernel's forwarding would (ip_decrease_ttl); bpf_redirect_neigh finds
 // the next hop's MAC (or resolves it) as the kernel's output does, without ip_rcv and
 // ip_forward. The fast path passes only frames with a TTL above 1, without options, not
-// fragments. Anything else goes on to the kernel as it came.
+// fragments. IPv6 frames likewise by `fast_routes6`, their hop limit taken down (no header
+// checksum), without ip6_rcv and ip6_forward. Anything else goes on to the kernel as it
+// came.
+static __always_inline int fast_tc6(struct __sk_buff *skb, __u8 *ip, void *end)
+{
+	if ((void *)(ip + 40) > end || ip[7] <= 1)
+		return TC_ACT_OK;
+	struct fast_route6_key k = { .prefixlen = 128 };
+	__builtin_memcpy(k.addr, ip + 24, 16);
+	struct fast_route6 *r = bpf_map_lookup_elem(&fast_routes6, &k);
+	if (!r)
+		return TC_ACT_OK;
+	// Larger than the route's MTU (and not a GRO aggregate): the kernel answers it
+	// (Packet Too Big).
+	if (skb->len - sizeof(struct ethhdr) > r->mtu && !skb->gso_size)
+		return TC_ACT_OK;
+	ip[7] -= 1;
+	struct bpf_redir_neigh nh = { .nh_family = AF_INET6 };
+	if (r->via[0] | r->via[1] | r->via[2] | r->via[3])
+		__builtin_memcpy(nh.ipv6_nh, r->via, 16);
+	else
+		__builtin_memcpy(nh.ipv6_nh, k.addr, 16);
+	count(STAT_FAST_SENT);
+	return bpf_redirect_neigh(r->ifindex, &nh, sizeof(nh), 0);
+}
+
 SEC("tc")
 int uvs_fast_tc(struct __sk_buff *skb)
 {
@@ -842,7 +899,9 @@ int uvs_fast_tc(struct __sk_buff *skb)
 	if ((void *)(eth + 1) > end || !is_fast_mark(eth->h_source))
 		return TC_ACT_OK;
 	__u8 *ip = (__u8 *)data + sizeof(struct ethhdr);
-	if ((void *)(ip + 20) > end || ip[8] <= 1)
+	if (eth->h_proto == ETH_P_IPV6_BE)
+		return fast_tc6(skb, ip, end);
+	if (eth->h_proto != ETH_P_IP_BE || (void *)(ip + 20) > end || ip[8] <= 1)
 		return TC_ACT_OK;
 	struct fast_route_key k = { .prefixlen = 32 };
 	__builtin_memcpy(&k.addr, ip + 16, 4);

@@ -56,7 +56,7 @@ pub struct XdpCounters {
     /// forward (`workers.kernel_fast_path`, [`FastMap`]).
     pub fast: u64,
     /// Of `fast`, frames the TC program sent on past the kernel's forwarding
-    /// ([`XdpProgram::set_fast_routes`]; IPv4 only).
+    /// ([`XdpProgram::set_fast_routes`]).
     pub fast_sent: u64,
 }
 
@@ -110,6 +110,7 @@ pub(crate) struct LoadedObject {
     fast4: RawFd,
     fast6: RawFd,
     fast_routes: RawFd,
+    fast_routes6: RawFd,
     /// `uvs_fast_tc`, the fast path's TC ingress program.
     tc_fd: RawFd,
     ncpus: usize,
@@ -147,6 +148,7 @@ impl LoadedObject {
             fast4: -1,
             fast6: -1,
             fast_routes: -1,
+            fast_routes6: -1,
             tc_fd: -1,
             ncpus: 0,
             label: label.to_string(),
@@ -166,6 +168,7 @@ impl LoadedObject {
         this.fast4 = this.map_fd("fast4")?;
         this.fast6 = this.map_fd("fast6")?;
         this.fast_routes = this.map_fd("fast_routes")?;
+        this.fast_routes6 = this.map_fd("fast_routes6")?;
         // Negative when the kernel refused it (see `open_and_load`).
         this.tc_fd = program_fd(this.obj, TC_PROGRAM)?;
         this.ncpus = possible_cpus()?;
@@ -788,22 +791,26 @@ impl XdpProgram {
             .set_setting(SETTING_FAST_PATH6, on, "set the kernel fast path for IPv6")
     }
 
-    /// Sends the fast path's frames on from this interface's TC ingress by `routes` (uvs's
-    /// own IPv4 routes, as the workers route), past the kernel's IP forwarding
-    /// (`uvs_fast_tc` in uvs_xdp.c: the TTL taken down, the next hop's MAC from the
-    /// kernel's neighbours), attaching that program the first time; a frame whose
-    /// destination has no route here is forwarded by the kernel. No routes: every frame
-    /// is again. The IPv6 frames the fast path rewrites are always forwarded by the
-    /// kernel: they are not marked for this program.
-    pub fn set_fast_routes(&self, routes: &[FastRoute]) -> Result<(), XskError> {
+    /// Sends the fast path's frames on from this interface's TC ingress by `routes` and
+    /// `routes6` (uvs's own IPv4 and IPv6 routes, as the workers route), past the kernel's
+    /// IP forwarding (`uvs_fast_tc` in uvs_xdp.c: the TTL or hop limit taken down, the next
+    /// hop's MAC from the kernel's neighbours), attaching that program the first time; a
+    /// frame whose destination has no route here is forwarded by the kernel. No routes:
+    /// every frame is again.
+    pub fn set_fast_routes(
+        &self,
+        routes: &[FastRoute],
+        routes6: &[FastRoute6],
+    ) -> Result<(), XskError> {
         const OP: &str = "set the fast path's routes";
         let mut tc = self.tc.lock().unwrap_or_else(|e| e.into_inner());
-        if !routes.is_empty() && self.object.tc_fd < 0 {
+        let any = !routes.is_empty() || !routes6.is_empty();
+        if any && self.object.tc_fd < 0 {
             return Err(XskError::ProgramLoad(io::Error::other(format!(
                 "{TC_PROGRAM} is not loaded (this kernel refused it)"
             ))));
         }
-        if !routes.is_empty() && tc.link.is_none() {
+        if any && tc.link.is_none() {
             let link = bpf_link(self.object.tc_fd, self.ifindex, bpf::BPF_TCX_INGRESS, 0)
                 .map_err(|e| XskError::os("attach the fast path's TC program", &self.ifname, e))?;
             tc.link = Some(link);
@@ -818,8 +825,16 @@ impl XdpProgram {
         for (k, v) in &want {
             self.object.update(self.object.fast_routes, k, v, OP)?;
         }
-        self.object
-            .set_setting(SETTING_FAST_SEND, !routes.is_empty(), OP)
+        let want6: BTreeMap<Route6Key, Route6Value> =
+            routes6.iter().map(FastRoute6::entry).collect();
+        for k in tc.keys6.iter().filter(|k| !want6.contains_key(*k)) {
+            self.object.delete(self.object.fast_routes6, k, OP)?;
+        }
+        tc.keys6 = want6.keys().copied().collect();
+        for (k, v) in &want6 {
+            self.object.update(self.object.fast_routes6, k, v, OP)?;
+        }
+        self.object.set_setting(SETTING_FAST_SEND, any, OP)
     }
 
     /// The kernel fast path's tables (IPv4 and IPv6) of this interface, mapped into this
@@ -871,11 +886,55 @@ impl FastRoute {
     }
 }
 
+/// One of uvs's IPv6 routes for the fast path's TC program ([`XdpProgram::set_fast_routes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastRoute6 {
+    pub prefix: std::net::Ipv6Addr,
+    pub len: u8,
+    /// The interface the route leaves by.
+    pub ifindex: u32,
+    /// The gateway; `None`: the destination is on the link.
+    pub via: Option<std::net::Ipv6Addr>,
+    /// That interface's MTU: larger frames are left to the kernel.
+    pub mtu: u16,
+}
+
+/// `struct fast_route6_key` (an LPM trie key) and `struct fast_route6` in uvs_xdp.c: the
+/// addresses' bytes as they lie in the packet, in native-endian words.
+type Route6Key = [u32; 5];
+type Route6Value = [u32; 6];
+
+impl FastRoute6 {
+    fn entry(&self) -> (Route6Key, Route6Value) {
+        let len = self.len.min(128);
+        let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+        let words = |a: [u8; 16]| -> [u32; 4] {
+            std::array::from_fn(|i| {
+                u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]])
+            })
+        };
+        let addr = words((u128::from(self.prefix) & mask).to_be_bytes());
+        let via = self.via.map_or([0; 4], |v| words(v.octets()));
+        (
+            [u32::from(len), addr[0], addr[1], addr[2], addr[3]],
+            [
+                self.ifindex,
+                via[0],
+                via[1],
+                via[2],
+                via[3],
+                u32::from(self.mtu),
+            ],
+        )
+    }
+}
+
 /// The fast path's TC program, once attached, and the routes written for it.
 #[derive(Default)]
 struct FastSend {
     link: Option<OwnedFd>,
     keys: Vec<RouteKey>,
+    keys6: Vec<Route6Key>,
 }
 
 /// A BPF link of program `prog_fd` to interface `ifindex` (`attach_type`, `flags`): it

@@ -761,7 +761,8 @@ fn client_line6() -> uvs_port::fast::FastEntry6 {
 /// kernel's forwarding), its L4 checksum right (a full one checked by etherparse; a partial
 /// one still partial, for the new addresses), counted on its line; frames the workers must
 /// see (SYN/FIN/RST, other flows, lines past their time or being written, a hop limit of 1,
-/// an extension header, UDP without a checksum, the setting off) are left alone.
+/// an extension header, UDP without a checksum, the setting off) are left alone; with the
+/// TC program's routes on, what it rewrote is marked for that program.
 #[test]
 #[ignore = "needs root: loading BPF (scripts/test.sh runs it as root)"]
 fn fast_path_rewrites_the_ipv6_flows_of_its_table() {
@@ -927,11 +928,21 @@ fn fast_path_rewrites_the_ipv6_flows_of_its_table() {
     o.set_setting(SETTING_FAST_PATH6, true, "t").unwrap();
     o.set_setting(SETTING_FAST_PATH, false, "t").unwrap();
     assert_eq!(fast(&ack), None, "setting off again");
-    // With the TC program's routes on, an IPv6 frame is not marked: the kernel forwards it.
+    // With the TC program's routes on, a rewritten IPv6 frame is marked for it too (its
+    // source MAC), the rewrite the same.
     o.set_setting(SETTING_FAST_PATH, true, "t").unwrap();
+    let plain = fast(&ack).expect("forwarded");
     o.set_setting(SETTING_FAST_SEND, true, "t").unwrap();
     let out = fast(&ack).expect("forwarded");
-    assert_eq!(&out[..12], &ack[..12], "no mark on an IPv6 frame");
+    assert_eq!(
+        out[6..12],
+        [0x02, 0x75, 0x76, 0x73, 0x66, 0x00],
+        "the mark: {out:?}"
+    );
+    assert_eq!((&out[..6], &out[12..]), (&plain[..6], &plain[12..]));
+    // A frame the fast path does not take keeps its source.
+    let (_, out) = o.test_run_out(&other).unwrap();
+    assert_eq!(out, other, "not the fast path's: no mark");
 }
 
 /// With the TC program's routes set (`SETTING_FAST_SEND`), a frame the fast path rewrote
@@ -1071,6 +1082,36 @@ fn a_program_in_place_of_another_takes_over_its_fast_table() {
         LoadedObject::load("test", &[("fast4", old.stats)]).is_err(),
         "a per-CPU counter array is not a fast path table"
     );
+}
+
+#[test]
+fn fast_routes6_are_lpm_keys_in_network_order() {
+    let bytes = |w: &[u32]| -> Vec<u8> { w.iter().flat_map(|w| w.to_ne_bytes()).collect() };
+    let r = FastRoute6 {
+        prefix: "2001:2:0:1::77".parse().unwrap(),
+        len: 64,
+        ifindex: 7,
+        via: Some("2001:2:0:1::fe".parse().unwrap()),
+        mtu: 1500,
+    };
+    let (k, v) = r.entry();
+    assert_eq!(k[0], 64);
+    assert_eq!(bytes(&k[1..]), v6("2001:2:0:1::"), "masked to the prefix");
+    assert_eq!(v[0], 7);
+    assert_eq!(bytes(&v[1..5]), v6("2001:2:0:1::fe"));
+    assert_eq!(v[5], 1500);
+    let (k, v) = FastRoute6 {
+        len: 0,
+        via: None,
+        ..r
+    }
+    .entry();
+    assert_eq!(
+        (k[0], bytes(&k[1..]), bytes(&v[1..5])),
+        (0, vec![0; 16], vec![0; 16])
+    );
+    let (k, _) = FastRoute6 { len: 128, ..r }.entry();
+    assert_eq!(bytes(&k[1..]), v6("2001:2:0:1::77"), "a host route");
 }
 
 #[test]
