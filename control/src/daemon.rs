@@ -263,8 +263,6 @@ impl Core {
         self.programs[i].store(Arc::new(p));
         if fast {
             set_fast6(&self.programs(), &self.shared.tables.load());
-        }
-        if fast {
             // Every interface's routes name the one made again by its new index, and its
             // TC program is attached here the first time.
             set_fast_routes(&self.programs(), &self.shared.tables.load());
@@ -776,9 +774,10 @@ static FAST6_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 /// Turns the kernel fast path's IPv6 half on in every program where the kernel forwards
 /// IPv6 (`net.ipv6.conf.all.forwarding`, read again at each new snapshot), off where it
 /// does not: the IPv6 frames the program rewrites that the TC program does not send on
-/// are the kernel's to forward, and with forwarding off it would drop them. uvsd refuses to start with IPv6 services and IPv6
-/// forwarding off (`start_fast_path`); one that gets its first IPv6 service at a reload,
-/// or loses IPv6 forwarding while it runs, keeps those flows with the workers and warns.
+/// are the kernel's to forward, and with forwarding off it would drop them. uvsd refuses
+/// to start with IPv6 services and IPv6 forwarding off (`start_fast_path`); one that gets
+/// its first IPv6 service at a reload, or loses IPv6 forwarding while it runs, keeps those
+/// flows with the workers and warns.
 fn set_fast6(programs: &[Arc<XdpProgram>], tables: &Tables) {
     use std::sync::atomic::Ordering;
     let on = ipv6_forwarding().as_deref() == Some("1");
@@ -838,7 +837,7 @@ fn start_fast_path(shared: &Shared, programs: &[Arc<XdpProgram>]) -> Result<()> 
     set_fast6(programs, &shared.tables.load());
     log::info!(
         "kernel fast path on: established IPv4 and IPv6 TCP/UDP NAT and FullNAT flows are \
-         forwarded by the kernel"
+         rewritten by the XDP program and sent on past the workers"
     );
     Ok(())
 }
