@@ -231,6 +231,21 @@ fn ipv6_through_the_fast_path(tb: &Testbed) {
         "IPv6 connections closed through the fast path stay open in the table:\n{conns}"
     );
 
+    // The TC program takes the hop limit down as the kernel's forwarding (and a worker)
+    // would: the real servers send 64, the client sees 63 on the download's segments.
+    let cap = tb.sh(
+        "client",
+        "timeout 20 tcpdump -l -i uvs-c0 -nn -v -c 20 'ip6 and tcp src port 80 and greater 1000' \
+         2>/dev/null & sleep 1; curl -s -g --max-time 30 -o /dev/null \
+         'http://[2001:2:0:100::1]/big'; wait",
+    );
+    let cap = String::from_utf8_lossy(&cap.stdout);
+    let hops: Vec<&str> = cap.split(", ").filter(|f| f.starts_with("hlim ")).collect();
+    assert!(
+        hops.len() >= 10 && hops.iter().all(|h| *h == "hlim 63"),
+        "the download's segments reach the client one hop on: {hops:?}\n{cap}"
+    );
+
     const N: f64 = 30.0;
     let before = tb.metrics();
     let ok = tb.sh(
