@@ -783,9 +783,10 @@ impl XdpProgram {
     }
 
     /// Turns the kernel fast path's IPv6 half on or off (with [`Self::set_fast_path`] on):
-    /// IPv6 frames of the flows in [`Self::fast_table`] are rewritten here and forwarded by
-    /// the kernel, which needs IPv6 forwarding on. Off, IPv6 frames go the usual way
-    /// whatever the IPv6 lines say.
+    /// IPv6 frames of the flows in [`Self::fast_table`] are rewritten here and sent on by the
+    /// TC program ([`Self::set_fast_routes`]) or, without a route of uvs's, forwarded by the
+    /// kernel, which needs IPv6 forwarding on. Off, IPv6 frames go the usual way whatever
+    /// the IPv6 lines say.
     pub fn set_fast_path6(&self, on: bool) -> Result<(), XskError> {
         self.object
             .set_setting(SETTING_FAST_PATH6, on, "set the kernel fast path for IPv6")
