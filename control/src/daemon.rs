@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use uvs_config::Config;
 use uvs_dataplane::lifecycle;
 use uvs_dataplane::{IpKey, Shared, Tables, TablesBuilder, Worker};
-use uvs_xsk::{FastRoute, XdpMode, XdpProgram, XskConfig, XskPort};
+use uvs_xsk::{FastRoute, FastRoute6, XdpMode, XdpProgram, XskConfig, XskPort};
 
 use crate::spec::{self, LinkInfo};
 
@@ -265,6 +265,7 @@ impl Core {
         }
         self.programs[i].store(Arc::new(p));
         if fast {
+            set_fast6(&self.programs(), &self.shared.tables.load());
             // Every interface's routes name the one made again by its new index, and its
             // TC program is attached here the first time.
             set_fast_routes(&self.programs(), &self.shared.tables.load());
@@ -634,10 +635,11 @@ impl Core {
     /// to larger arrays to settle later.
     pub(crate) fn publish(&self, mut tables: Tables, _slots: std::sync::MutexGuard<'_, SlotIndex>) {
         let grown = std::mem::take(&mut tables.grown);
-        if self.shared.fast.active().is_some()
-            && self.shared.tables.load().routes() != tables.routes()
-        {
-            set_fast_routes(&self.programs(), &tables);
+        if self.shared.fast.active().is_some() {
+            if self.shared.tables.load().routes() != tables.routes() {
+                set_fast_routes(&self.programs(), &tables);
+            }
+            set_fast6(&self.programs(), &tables);
         }
         self.shared.tables.store(Arc::new(tables));
         if !grown.is_empty() {
@@ -754,9 +756,54 @@ fn check_privileges() -> Result<()> {
     crate::privileges::check_daemon().map_err(|e| anyhow!(e))
 }
 
+/// `net.ipv6.conf.all.forwarding` in uvsd's network namespace as the file holds it; `None`
+/// without it (a kernel without IPv6).
+fn ipv6_forwarding() -> Option<String> {
+    std::fs::read_to_string(IPV6_FORWARDING)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+const IPV6_FORWARDING: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+
+/// Whether `tables` has an IPv6 service (a VIP or an IPv6 firewall-mark service).
+fn has_ipv6_services(tables: &Tables) -> bool {
+    tables.services.iter().flatten().any(|s| s.key.vip.v6)
+}
+
+/// Whether the fast path's IPv6 half was left off while IPv6 services exist (warned once).
+static FAST6_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the kernel fast path's IPv6 half on in every program where the kernel forwards
+/// IPv6 (`net.ipv6.conf.all.forwarding`, read again at each new snapshot), off where it
+/// does not: the IPv6 frames the program rewrites that the TC program does not send on
+/// are the kernel's to forward, and with forwarding off it would drop them. uvsd refuses
+/// to start with IPv6 services and IPv6 forwarding off (`start_fast_path`); one that gets
+/// its first IPv6 service at a reload, or loses IPv6 forwarding while it runs, keeps those
+/// flows with the workers and warns.
+fn set_fast6(programs: &[Arc<XdpProgram>], tables: &Tables) {
+    use std::sync::atomic::Ordering;
+    let on = ipv6_forwarding().as_deref() == Some("1");
+    if on {
+        FAST6_WARNED.store(false, Ordering::Relaxed);
+    } else if has_ipv6_services(tables) && !FAST6_WARNED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "workers.kernel_fast_path: net.ipv6.conf.all.forwarding is not 1 in uvsd's \
+             network namespace: IPv6 flows stay with the workers until it is"
+        );
+    }
+    for p in programs {
+        if let Err(e) = p.set_fast_path6(on) {
+            log::warn!("{}: {e}", p.ifname());
+        }
+    }
+}
+
 /// `workers.kernel_fast_path`: the kernel forwards the fast path's packets, so uvsd
-/// refuses to start unless IPv4 forwarding is on in its network namespace; then each
-/// interface's table is mapped for the workers and its program told to read it.
+/// refuses to start unless IPv4 forwarding is on in its network namespace, and IPv6
+/// forwarding too when an IPv6 service exists; then each interface's tables are mapped
+/// for the workers and its program told to read them (IPv6's where the kernel forwards
+/// IPv6, `set_fast6`).
 fn start_fast_path(shared: &Shared, programs: &[Arc<XdpProgram>]) -> Result<()> {
     const FORWARDING: &str = "/proc/sys/net/ipv4/ip_forward";
     let forwarding = std::fs::read_to_string(FORWARDING)
@@ -769,6 +816,17 @@ fn start_fast_path(shared: &Shared, programs: &[Arc<XdpProgram>]) -> Result<()> 
             forwarding.trim()
         );
     }
+    let v6 = ipv6_forwarding();
+    if has_ipv6_services(&shared.tables.load()) && v6.as_deref() != Some("1") {
+        bail!(
+            "workers.kernel_fast_path: the kernel forwards the fast path's packets, but \
+             net.ipv6.conf.all.forwarding is {} in uvsd's network namespace and IPv6 \
+             services are configured; set it to 1 (sysctl -w \
+             net.ipv6.conf.all.forwarding=1, as IPVS's NAT needs for IPv6) or turn the fast \
+             path off",
+            v6.as_deref().unwrap_or("missing (no IPv6)")
+        );
+    }
     let mut tables: Vec<Arc<dyn uvs_port::fast::FastTable>> = Vec::new();
     for p in programs {
         tables.push(Arc::new(p.fast_table().map_err(|e| anyhow!("{e}"))?));
@@ -779,21 +837,24 @@ fn start_fast_path(shared: &Shared, programs: &[Arc<XdpProgram>]) -> Result<()> 
         p.set_fast_path(true).map_err(|e| anyhow!("{e}"))?;
     }
     set_fast_routes(programs, &shared.tables.load());
+    set_fast6(programs, &shared.tables.load());
     log::info!(
-        "kernel fast path on: established IPv4 TCP/UDP NAT and FullNAT flows are forwarded by the kernel"
+        "kernel fast path on: established IPv4 and IPv6 TCP/UDP NAT and FullNAT flows are \
+         rewritten by the XDP program and sent on past the workers"
     );
     Ok(())
 }
 
-/// Gives every interface's fast-path TC program uvs's IPv4 routes of `tables` (the
-/// workers' own: the interfaces' networks and configured routes), so the frames the fast
-/// path rewrote leave by them past the kernel's forwarding. On failure (a kernel without
-/// TCX links) the kernel forwards them, as before, with a warning.
+/// Gives every interface's fast-path TC program uvs's IPv4 and IPv6 routes of `tables`
+/// (the workers' own: the interfaces' networks and configured routes), so the frames the
+/// fast path rewrote leave by them past the kernel's forwarding. On failure (a kernel
+/// without TCX links) the kernel forwards them, as before, with a warning.
 fn set_fast_routes(programs: &[Arc<XdpProgram>], tables: &Tables) {
     let ifindexes: Vec<u32> = programs.iter().map(|p| p.ifindex()).collect();
     let routes = fast_routes(tables, &ifindexes);
+    let routes6 = fast_routes6(tables, &ifindexes);
     for p in programs {
-        if let Err(e) = p.set_fast_routes(&routes) {
+        if let Err(e) = p.set_fast_routes(&routes, &routes6) {
             log::warn!(
                 "{}: the kernel fast path's frames stay with the kernel's forwarding: {e}",
                 p.ifname()
@@ -820,6 +881,31 @@ fn fast_routes(tables: &Tables, ifindexes: &[u32]) -> Vec<FastRoute> {
                 ifindex: *ifindexes.get(port)?,
                 via: match &r.via {
                     Some(v) => Some(v4(v)?),
+                    None => None,
+                },
+                mtu: tables.ifaces.get(port)?.mtu,
+            })
+        })
+        .collect()
+}
+
+/// The IPv6 routes of `tables` as the fast path's TC program takes them ([`fast_routes`]).
+fn fast_routes6(tables: &Tables, ifindexes: &[u32]) -> Vec<FastRoute6> {
+    let v6 = |k: &IpKey| match k.to_ip() {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    };
+    tables
+        .routes()
+        .iter()
+        .filter_map(|r| {
+            let port = usize::from(r.port);
+            Some(FastRoute6 {
+                prefix: v6(&r.prefix)?,
+                len: r.len,
+                ifindex: *ifindexes.get(port)?,
+                via: match &r.via {
+                    Some(v) => Some(v6(v)?),
                     None => None,
                 },
                 mtu: tables.ifaces.get(port)?.mtu,
@@ -1672,11 +1758,12 @@ mod tests {
         assert!(gone_since.is_none(), "back: the wait ends");
     }
 
-    /// The fast path's TC program gets the IPv4 routes, each with its interface's index
-    /// and MTU and its gateway; IPv6 routes and routes of a port without an interface are
-    /// left out (their frames go to the kernel's forwarding).
+    /// The fast path's TC program gets the routes of each family (`fast_routes`,
+    /// `fast_routes6`), each with its interface's index and MTU and its gateway; the other
+    /// family's routes and routes of a port without an interface are left out (their
+    /// frames go to the kernel's forwarding).
     #[test]
-    fn fast_routes_are_the_ipv4_routes_by_interface() {
+    fn fast_routes_are_the_routes_by_interface_and_family() {
         use std::net::Ipv4Addr;
         use uvs_dataplane::tables::{Route, TablesBuilder};
         let mut spec =
@@ -1711,6 +1798,33 @@ mod tests {
                 route([198, 18, 0, 0], None, 11, 1500),
                 route([198, 18, 1, 0], None, 12, 9000),
                 route([203, 0, 113, 0], Some([198, 18, 1, 254]), 12, 9000),
+            ]
+        );
+        // The IPv6 ones (the lab's two networks and this one) for fast_routes6.
+        let mut spec =
+            uvs_dataplane::lab::spec(uvs_dataplane::Method::Nat, uvs_sched::SchedulerKind::Rr, 1);
+        spec.routes.push(Route {
+            prefix: ip("2001:2:0:7::"),
+            len: 64,
+            port: 1,
+            via: Some(ip("2001:2:0:1::fe")),
+        });
+        let tables = TablesBuilder::build(&spec, None).unwrap();
+        let mut got = fast_routes6(&tables, &[11, 12]);
+        got.sort_by_key(|r| (r.prefix, r.len));
+        let route6 = |p: &str, via: Option<&str>, ifindex| FastRoute6 {
+            prefix: p.parse().unwrap(),
+            len: 64,
+            ifindex,
+            via: via.map(|v| v.parse().unwrap()),
+            mtu: 1500,
+        };
+        assert_eq!(
+            got,
+            vec![
+                route6("2001:2::", None, 11),
+                route6("2001:2:0:1::", None, 12),
+                route6("2001:2:0:7::", Some("2001:2:0:1::fe"), 12),
             ]
         );
     }

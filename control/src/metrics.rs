@@ -80,9 +80,9 @@ pub fn render(s: &Snapshot) -> String {
     if !s.fast_path.is_empty() {
         let mut f = e.family(
             "uvs_fast_path_packets_total",
-            "Packets the kernel fast path (workers.kernel_fast_path) rewrote in the XDP \
-             program and gave to the kernel to forward, by the interface they arrived on: \
-             established packets that never reached a worker.",
+            "Packets (IPv4 and IPv6) the kernel fast path (workers.kernel_fast_path) rewrote \
+             in the XDP program and gave to the kernel to forward, by the interface they \
+             arrived on: established packets that never reached a worker.",
             Kind::Counter,
         );
         for (iface, n) in &s.fast_path {
@@ -92,7 +92,7 @@ pub fn render(s: &Snapshot) -> String {
             "uvs_fast_path_sent_packets_total",
             "Of uvs_fast_path_packets_total, the packets the interface's TC program sent on \
              by uvs's own routes, past the kernel's IP forwarding; the rest the kernel \
-             forwarded (no IPv4 route of uvs's, larger than the route's MTU, or no TCX).",
+             forwarded (no route of uvs's, larger than the route's MTU, or no TCX).",
             Kind::Counter,
         );
         for (iface, n) in &s.fast_path_sent {

@@ -974,6 +974,8 @@ fn an_interface_made_again_is_attached_to_again_and_its_connections_go_on() {
 /// The same with `workers.kernel_fast_path` on: the new XDP program takes over the old
 /// one's fast-path table, the fast path forwards the client's segments on the new
 /// interface, and the TC programs send the servers' segments out of it by its new index.
+/// The IPv6 table is taken over too: an IPv6 download after the change is the fast path's,
+/// sent on by the TC programs' IPv6 routes.
 /// uvsd used to stop at once here, for a restart.
 #[test]
 #[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
@@ -981,6 +983,8 @@ fn an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again() {
     require_root("an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again");
     let mut tb = Testbed::up("e2eremf", "nat");
     tb.exec("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    // The demo has IPv6 services: the fast path needs IPv6 forwarding too.
+    tb.exec("lb", &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
     let cfg = demo_config().replace(
         "workers:\n  count: 1\n",
         "workers:\n  count: 1\n  kernel_fast_path: true\n",
@@ -1017,8 +1021,11 @@ fn an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again() {
         fast > 14_000.0 && worker < fast / 10.0,
         "the download was not the fast path's: {fast} rewritten, {worker} at the workers\n{after}"
     );
+    // The client's ACKs: 477 to 4 252 a download in nine runs (this check failed at 1 000
+    // one run in four before IPv6 came, so it asks only that the new interface's frames
+    // take the lines, which they cannot if the new program reads another table).
     assert!(
-        fast_lb0 > 1_000.0,
+        fast_lb0 > 100.0,
         "the client's segments on the new interface: {fast_lb0}\n{after}"
     );
     // The new program took the old one's counters over: they went on, not from 0.
@@ -1033,6 +1040,34 @@ fn an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again() {
     assert!(
         sent >= fast * 0.99,
         "the TC programs sent {sent} of {fast}\n{after}"
+    );
+    // The client's ACKs on the new interface (as many as for IPv4's, above) take the IPv6
+    // lines only if the new program
+    // reads the table the workers write: the old one's, taken over.
+    let before = tb.metrics();
+    let got = tb.sh(
+        "client",
+        "curl -s -g --max-time 30 -o /dev/null -w '%{size_download}' 'http://[2001:2:0:100::1]/big'",
+    );
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "20971520");
+    let after = tb.metrics();
+    let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
+    let (fast, sent, worker) = (
+        delta("uvs_fast_path_packets_total"),
+        delta("uvs_fast_path_sent_packets_total"),
+        delta("uvs_worker_rx_packets_total"),
+    );
+    let fast_lb0 = on_lb0(&after, "uvs_fast_path_packets_total")
+        - on_lb0(&before, "uvs_fast_path_packets_total");
+    eprintln!("IPv6 after the change: fast path {fast} (uvs-lb0 {fast_lb0}), sent by TC {sent}, workers {worker}");
+    assert!(
+        fast > 14_000.0 && worker < fast / 10.0 && fast_lb0 > 100.0,
+        "the IPv6 download was not the fast path's: {fast} rewritten ({fast_lb0} on the new \
+         interface), {worker} at the workers\n{after}"
+    );
+    assert!(
+        sent >= fast * 0.99,
+        "the TC programs sent {sent} of the {fast} IPv6 packets\n{after}"
     );
 }
 

@@ -1,16 +1,17 @@
 //! The kernel fast path, the workers' side (`workers.kernel_fast_path`).
 //!
-//! A worker that forwards a packet of an IPv4 TCP or UDP flow of a NAT or FullNAT
-//! connection (no flags on the entry) writes both directions of the flow into each
-//! interface's fast-path table ([`uvs_port::fast`]): the tuple as it arrives, the tuple it
+//! A worker that forwards a packet of an IPv4 or IPv6 TCP or UDP flow of a NAT or FullNAT
+//! connection (no flags on the entry, so not NAT64) writes both directions of the flow into
+//! each interface's fast-path table of the flow's family ([`uvs_port::fast`]: `fast4`,
+//! `fast6`): the tuple as it arrives, the tuple it
 //! leaves with, and which segments the lines take (`Lines`, `wanted`, `opening`):
 //! - the client's SYN: segments with data, and the real server's SYN-ACK towards the client;
 //! - the client's ACK that completes the handshake, every later segment without SYN or RST
 //!   (data, ACKs, each FIN) and any UDP datagram: every segment without SYN, FIN or RST.
 //!
 //! The XDP program in front of the interfaces then rewrites the flow's next packets itself
-//! and gives them to the kernel, which forwards them (IPv4 forwarding on, routes to the
-//! clients and real servers: what an IPVS NAT director has): they no longer cross to a
+//! and gives them to the kernel, which forwards them (IPv4 and IPv6 forwarding on, routes
+//! to the clients and real servers: what an IPVS NAT director has): they no longer cross to a
 //! worker thread, the one cost that kept uvs's request latency above the kernel paths' on
 //! small machines (bench/README.md, "The kernel fast path"). Of a connection-per-request
 //! connection's packets only the SYN, the handshake's ACK and the two FINs reach a worker.
@@ -45,8 +46,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use uvs_conntrack::Dir;
-use uvs_port::fast::{FastEntry, FastKey, FastTable, Taken};
-use uvs_wire::{Frag, Parsed, L3};
+use uvs_port::fast::{
+    Family, FastEntryOf, FastKey, FastKey6, FastKeyOf, FastLineOf, FastTable, Taken,
+};
+use uvs_wire::{Frag, Parsed};
 
 use crate::counters::TrafficStats;
 use crate::pipeline::{PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -115,8 +118,8 @@ pub(crate) enum Lines {
 }
 
 /// Whether a forwarded packet of an established connection (its `flags`, its `state`
-/// before the packet, the packet's direction) leaves lines, and which: an IPv4 packet of
-/// an entry without flags that is UDP, or a TCP segment with ACK and neither SYN nor RST
+/// before the packet, the packet's direction) leaves lines, and which: a packet (IPv4 or
+/// IPv6) of an entry without flags that is UDP, or a TCP segment with ACK and neither SYN nor RST
 /// after which the connection is ESTABLISHED or closing — the flow cache's packets, the
 /// client's ACK that completes the handshake, each FIN (so the ACKs of a close pass by
 /// the lines; the other side's FIN still reaches a worker) — or, [`Lines::Data`], the
@@ -124,7 +127,7 @@ pub(crate) enum Lines {
 #[inline]
 pub(crate) fn wanted(p: &Parsed, flags: u8, state: u8, dir: Dir) -> Option<Lines> {
     use uvs_conntrack::tcp::{transition, PacketDir, TcpState};
-    if p.l3 != L3::V4 || flags != 0 || p.frag != Frag::None {
+    if flags != 0 || p.frag != Frag::None {
         return None;
     }
     match p.l4_proto {
@@ -152,15 +155,14 @@ pub(crate) fn wanted(p: &Parsed, flags: u8, state: u8, dir: Dir) -> Option<Lines
 }
 
 /// Whether the first packet of a new connection (its entry's `flags` and `state`) leaves
-/// lines: a client's SYN (no ACK) of an IPv4 TCP connection in SYN_RECV, entry without
+/// lines: a client's SYN (no ACK) of a TCP connection (IPv4 or IPv6) in SYN_RECV, entry without
 /// flags, not a fragment — [`Lines::Handshake`], so that neither the real server's
 /// SYN-ACK nor the client's first request crosses to a worker.
 #[inline]
 pub(crate) fn opening(p: &Parsed, flags: u8, state: u8) -> Option<Lines> {
     use uvs_conntrack::tcp::TcpState;
     let syn = p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK) == TCP_SYN;
-    (p.l3 == L3::V4
-        && p.l4_proto == PROTO_TCP
+    (p.l4_proto == PROTO_TCP
         && syn
         && flags == 0
         && p.frag == Frag::None
@@ -172,17 +174,45 @@ pub(crate) fn opening(p: &Parsed, flags: u8, state: u8) -> Option<Lines> {
 /// SYN, FIN or RST.
 #[inline]
 pub(crate) fn moves_state(p: &Parsed) -> bool {
-    p.l3 == L3::V4 && p.l4_proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0
+    p.l4_proto == PROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0
 }
 
-/// The two tuples of an IPv4 TCP/UDP connection as its packets arrive: the client's
-/// (`orig`) and the real server's (`reply`).
-pub(crate) fn conn_keys<C: uvs_conntrack::ConnView>(c: &C) -> Option<[FastKey; 2]> {
-    if c.v6() || !matches!(c.proto(), PROTO_TCP | PROTO_UDP) {
+/// The two tuples of a TCP/UDP connection as its packets arrive, the client's (`orig`)
+/// and the real server's (`reply`), in the connection's family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FlowKeys {
+    V4([FastKey; 2]),
+    V6([FastKey6; 2]),
+}
+
+/// The [`FlowKeys`] of a TCP/UDP connection (not NAT64, whose two sides are of two
+/// families and which the fast path does not take).
+pub(crate) fn conn_keys<C: uvs_conntrack::ConnView>(c: &C) -> Option<FlowKeys> {
+    if !matches!(c.proto(), PROTO_TCP | PROTO_UDP)
+        || c.flags() & crate::pipeline::conn_flags::NAT64 != 0
+    {
         return None;
     }
+    if c.v6() {
+        return Some(FlowKeys::V6([
+            FastKey6::new(
+                *c.orig_src(),
+                *c.orig_dst(),
+                c.orig_sport(),
+                c.orig_dport(),
+                c.proto(),
+            ),
+            FastKey6::new(
+                *c.reply_src(),
+                *c.reply_dst(),
+                c.reply_sport(),
+                c.reply_dport(),
+                c.proto(),
+            ),
+        ]));
+    }
     let v4 = |a: &[u8; 16]| [a[0], a[1], a[2], a[3]];
-    Some([
+    Some(FlowKeys::V4([
         FastKey::new(
             v4(c.orig_src()),
             v4(c.orig_dst()),
@@ -197,28 +227,45 @@ pub(crate) fn conn_keys<C: uvs_conntrack::ConnView>(c: &C) -> Option<[FastKey; 2
             c.reply_dport(),
             c.proto(),
         ),
-    ])
+    ]))
 }
 
 /// Writes both directions of a NAT or FullNAT connection (`keys`: [`conn_keys`]) into
-/// every table, taking the segments `lines` says. A direction leaves with the other's
-/// tuple reversed: the client's packets go from (NAT) the client or (FullNAT) the local
-/// address to the real server, the server's from the VIP to the client, which is the
-/// rewrite NAT and FullNAT make.
+/// every table of its family, taking the segments `lines` says. A direction leaves with
+/// the other's tuple reversed: the client's packets go from (NAT) the client or (FullNAT)
+/// the local address to the real server, the server's from the VIP to the client, which
+/// is the rewrite NAT and FullNAT make.
 pub(crate) fn install(
     fast: &[Arc<dyn FastTable>],
     tables: &Tables,
     worker: usize,
-    keys: [FastKey; 2],
+    keys: FlowKeys,
     service: u16,
     real: u16,
     lines: Lines,
 ) {
+    match keys {
+        FlowKeys::V4(k) => install_in(fast, tables, worker, k, service, real, lines),
+        FlowKeys::V6(k) => install_in(fast, tables, worker, k, service, real, lines),
+    }
+}
+
+fn install_in<const N: usize>(
+    fast: &[Arc<dyn FastTable>],
+    tables: &Tables,
+    worker: usize,
+    keys: [FastKeyOf<N>; 2],
+    service: u16,
+    real: u16,
+    lines: Lines,
+) where
+    dyn FastTable: Family<N>,
+{
     let [orig, reply] = keys;
     let handshake = matches!(lines, Lines::Data | Lines::Handshake);
     let weak = lines != Lines::All;
     let now = now_ns();
-    let to_real = FastEntry {
+    let to_real = FastEntryOf {
         key: orig,
         to: reply.reversed(),
         inbound: true,
@@ -229,7 +276,7 @@ pub(crate) fn install(
         service: service.into(),
         real: real.into(),
     };
-    let to_client = FastEntry {
+    let to_client = FastEntryOf {
         key: reply,
         to: orig.reversed(),
         inbound: false,
@@ -239,7 +286,7 @@ pub(crate) fn install(
     };
     for t in fast {
         for e in [&to_real, &to_client] {
-            let line = t.line(&e.key);
+            let line = Family::<N>::line_of(&**t, &e.key);
             // Weak lines stand aside for established flows' (a SYN flood, closed flows).
             let written = if weak {
                 line.offer(e, now)
@@ -258,13 +305,27 @@ pub(crate) fn clear_flow(
     fast: &[Arc<dyn FastTable>],
     tables: &Tables,
     worker: usize,
-    keys: [FastKey; 2],
+    keys: FlowKeys,
 ) {
+    match keys {
+        FlowKeys::V4(k) => clear_in(fast, tables, worker, k),
+        FlowKeys::V6(k) => clear_in(fast, tables, worker, k),
+    }
+}
+
+fn clear_in<const N: usize>(
+    fast: &[Arc<dyn FastTable>],
+    tables: &Tables,
+    worker: usize,
+    keys: [FastKeyOf<N>; 2],
+) where
+    dyn FastTable: Family<N>,
+{
     for t in fast {
         for k in &keys {
             // A line another writer holds is being rewritten for its own flow: this
             // flow is not in it any more.
-            if let Ok(Some(taken)) = t.line(k).clear(k) {
+            if let Ok(Some(taken)) = Family::<N>::line_of(&**t, k).clear(k) {
                 credit(tables, worker, taken);
             }
         }
@@ -276,15 +337,23 @@ pub(crate) fn clear_flow(
 /// which no longer find it, at once rather than within a window. The counts stay in the
 /// lines for worker 0's harvest (the control thread writes no worker's counter slot). A
 /// line a worker is writing at that moment is left to it: such a line runs out within a
-/// window, as before.
+/// window, as before. Returns how many lines it ended.
 pub fn expire_conn<C: uvs_conntrack::ConnView>(fast: &[Arc<dyn FastTable>], c: &C) -> usize {
-    let Some(keys) = conn_keys(c) else {
-        return 0;
-    };
+    match conn_keys(c) {
+        Some(FlowKeys::V4(k)) => expire_in(fast, k),
+        Some(FlowKeys::V6(k)) => expire_in(fast, k),
+        None => 0,
+    }
+}
+
+fn expire_in<const N: usize>(fast: &[Arc<dyn FastTable>], keys: [FastKeyOf<N>; 2]) -> usize
+where
+    dyn FastTable: Family<N>,
+{
     let mut n = 0;
     for t in fast {
         for k in &keys {
-            if t.line(k).expire(k) == Ok(true) {
+            if Family::<N>::line_of(&**t, k).expire(k) == Ok(true) {
                 n += 1;
             }
         }
@@ -292,11 +361,11 @@ pub fn expire_conn<C: uvs_conntrack::ConnView>(fast: &[Arc<dyn FastTable>], c: &
     n
 }
 
-/// Empties every line (a new snapshot: the lines' slots and rewrites may be stale),
-/// crediting their counts to `tables`' services where the slot still holds one.
+/// Empties every line of both families (a new snapshot: the lines' slots and rewrites may
+/// be stale), crediting their counts to `tables`' services where the slot still holds one.
 pub fn clear_all(fast: &[Arc<dyn FastTable>], tables: &Tables, worker: usize) {
-    for t in fast {
-        for line in t.lines() {
+    fn clear<const N: usize>(lines: &[FastLineOf<N>], tables: &Tables, worker: usize) {
+        for line in lines {
             if line.is_used() {
                 if let Ok(Some(taken)) = line.clear_any() {
                     credit(tables, worker, taken);
@@ -304,16 +373,25 @@ pub fn clear_all(fast: &[Arc<dyn FastTable>], tables: &Tables, worker: usize) {
             }
         }
     }
+    for t in fast {
+        clear(t.lines(), tables, worker);
+        clear(t.lines6(), tables, worker);
+    }
 }
 
-/// Takes the counts of every line and credits them (worker 0, once a second).
+/// Takes the counts of every line of both families and credits them (worker 0, once a
+/// second).
 pub fn harvest(fast: &[Arc<dyn FastTable>], tables: &Tables, worker: usize) {
-    for t in fast {
-        for line in t.lines() {
+    fn take<const N: usize>(lines: &[FastLineOf<N>], tables: &Tables, worker: usize) {
+        for line in lines {
             if let Some(taken) = line.take() {
                 credit(tables, worker, taken);
             }
         }
+    }
+    for t in fast {
+        take(t.lines(), tables, worker);
+        take(t.lines6(), tables, worker);
     }
 }
 

@@ -436,11 +436,12 @@ pub struct Workers {
     /// either way, only slower).
     pub flow_cache: bool,
     /// The kernel fast path (`dataplane/src/fastpath.rs`): default false; true lets the
-    /// XDP program rewrite the established packets of IPv4 TCP/UDP NAT and FullNAT flows
-    /// the workers wrote into its table and hand them to the kernel, which forwards them,
-    /// so that they never cross to a worker thread. Needs `net.ipv4.ip_forward=1` in
-    /// uvsd's network namespace and kernel routes to the clients and real servers (as
-    /// IPVS's NAT does); uvsd refuses to start without forwarding.
+    /// XDP program rewrite the established packets of IPv4 and IPv6 TCP/UDP NAT and
+    /// FullNAT flows the workers wrote into its tables and hand them to the kernel, which
+    /// forwards them, so that they never cross to a worker thread. Needs
+    /// `net.ipv4.ip_forward=1` in uvsd's network namespace, `net.ipv6.conf.all.forwarding=1`
+    /// too when IPv6 services exist, and kernel routes to the clients and real servers (as
+    /// IPVS's NAT does); uvsd refuses to start without them.
     pub kernel_fast_path: bool,
 }
 

@@ -2,11 +2,13 @@
 //!
 //! With `workers.kernel_fast_path` on, the XDP program in front of each interface
 //! (`crates/xsk/bpf/uvs_xdp.c`, `fast_path`) rewrites the established packets of the flows
-//! a worker wrote here and gives them to the kernel, which forwards them (IPv4 forwarding
-//! on, as IPVS's NAT needs): they never cross to a worker thread. A line is one direction
-//! of one IPv4 TCP or UDP flow of a NAT or FullNAT connection: the tuple as it arrives,
-//! the tuple it leaves with, until when it holds (`CLOCK_MONOTONIC`, the XDP program's
-//! `bpf_ktime_get_ns`), and the packets and bytes the program forwarded by it.
+//! a worker wrote here and gives them to the kernel, which forwards them (IPv4 and IPv6
+//! forwarding on, as IPVS's NAT needs): they never cross to a worker thread. A line is one
+//! direction of one TCP or UDP flow of a NAT or FullNAT connection: the tuple as it
+//! arrives, the tuple it leaves with, until when it holds (`CLOCK_MONOTONIC`, the XDP
+//! program's `bpf_ktime_get_ns`), and the packets and bytes the program forwarded by it.
+//! Each family has its own table of its own lines ([`FastLineOf`]: [`FastLine`], 64 bytes,
+//! for IPv4; [`FastLine6`], 128 bytes, for IPv6), written and read by the same code.
 //!
 //! The table is direct-mapped ([`index`]): a line displaced by another flow sends its
 //! packets back to the workers, which is always right. One table per interface, shared by
@@ -15,7 +17,8 @@
 //! written, [`FastLine::install`]); the XDP program reads the sequence before and after
 //! its copy of the line and, when they differ or are odd, hands the packet to the worker.
 //!
-//! The layout is `struct fast_line` in `uvs_xdp.c`; [`index`] is its `fast_index`.
+//! The layouts are `struct fast_line` (the `fast4` table) and `struct fast_line6` (`fast6`)
+//! in `uvs_xdp.c`; [`index`] is its `fast_index` and `fast_index6`.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -35,18 +38,21 @@ const SYN_ACK: u32 = 1 << 10;
 /// does not read it.
 const WEAK: u32 = 1 << 11;
 
-/// One direction of one flow; 64 bytes, `struct fast_line` in uvs_xdp.c.
+/// One direction of one flow, of an address family whose addresses are `N` 32-bit words
+/// ([`FastLine`]: IPv4, 64 bytes, `struct fast_line` in uvs_xdp.c; [`FastLine6`]: IPv6,
+/// 128 bytes, `struct fast_line6`). Cache-line aligned: a line never shares a cache line
+/// with another.
 #[repr(C, align(64))]
-#[derive(Debug, Default)]
-pub struct FastLine {
+#[derive(Debug)]
+pub struct FastLineOf<const N: usize> {
     seq: AtomicU32,
     /// Protocol number | [`INBOUND`] | [`DATA_ONLY`] | [`SYN_ACK`] | [`WEAK`]; 0: empty.
     kind: AtomicU32,
-    saddr: AtomicU32,
-    daddr: AtomicU32,
+    saddr: [AtomicU32; N],
+    daddr: [AtomicU32; N],
     ports: AtomicU32,
-    to_saddr: AtomicU32,
-    to_daddr: AtomicU32,
+    to_saddr: [AtomicU32; N],
+    to_daddr: [AtomicU32; N],
     to_ports: AtomicU32,
     until_ns: AtomicU64,
     packets: AtomicU64,
@@ -55,36 +61,117 @@ pub struct FastLine {
     real: AtomicU32,
 }
 
-/// A packet's tuple as the XDP program reads it: the addresses and the port pair as they
-/// lie in the frame, each loaded as one native-endian word.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct FastKey {
-    pub saddr: u32,
-    pub daddr: u32,
+/// An IPv4 line (`struct fast_line` in uvs_xdp.c, the `fast4` table).
+pub type FastLine = FastLineOf<1>;
+/// An IPv6 line (`struct fast_line6` in uvs_xdp.c, the `fast6` table).
+pub type FastLine6 = FastLineOf<4>;
+
+fn words<const N: usize>() -> [AtomicU32; N] {
+    std::array::from_fn(|_| AtomicU32::new(0))
+}
+
+fn load<const N: usize>(a: &[AtomicU32; N]) -> [u32; N] {
+    std::array::from_fn(|i| a[i].load(Ordering::Relaxed))
+}
+
+fn store<const N: usize>(a: &[AtomicU32; N], v: &[u32; N]) {
+    for (a, v) in a.iter().zip(v) {
+        a.store(*v, Ordering::Relaxed);
+    }
+}
+
+impl<const N: usize> Default for FastLineOf<N> {
+    fn default() -> Self {
+        FastLineOf {
+            seq: AtomicU32::new(0),
+            kind: AtomicU32::new(0),
+            saddr: words(),
+            daddr: words(),
+            ports: AtomicU32::new(0),
+            to_saddr: words(),
+            to_daddr: words(),
+            to_ports: AtomicU32::new(0),
+            until_ns: AtomicU64::new(0),
+            packets: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            service: AtomicU32::new(0),
+            real: AtomicU32::new(0),
+        }
+    }
+}
+
+/// A packet's tuple as the XDP program reads it: the addresses (`N` words each: 1 for
+/// IPv4, 4 for IPv6) and the port pair as they lie in the frame, each word loaded
+/// native-endian.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FastKeyOf<const N: usize> {
+    pub saddr: [u32; N],
+    pub daddr: [u32; N],
     /// Source port ‖ destination port, as the 4 bytes lie in the L4 header.
     pub ports: u32,
     pub proto: u8,
 }
 
-impl FastKey {
+/// An IPv4 tuple.
+pub type FastKey = FastKeyOf<1>;
+/// An IPv6 tuple.
+pub type FastKey6 = FastKeyOf<4>;
+
+impl<const N: usize> Default for FastKeyOf<N> {
+    fn default() -> Self {
+        FastKeyOf {
+            saddr: [0; N],
+            daddr: [0; N],
+            ports: 0,
+            proto: 0,
+        }
+    }
+}
+
+fn port_pair(sport: u16, dport: u16) -> u32 {
+    let mut p = [0; 4];
+    p[..2].copy_from_slice(&sport.to_be_bytes());
+    p[2..].copy_from_slice(&dport.to_be_bytes());
+    u32::from_ne_bytes(p)
+}
+
+fn addr_words<const N: usize>(a: &[u8]) -> [u32; N] {
+    std::array::from_fn(|i| {
+        u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]])
+    })
+}
+
+impl FastKeyOf<1> {
     /// The key of an IPv4 tuple given in network order (addresses as octets, ports as
     /// numbers).
     pub fn new(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, proto: u8) -> FastKey {
-        let mut p = [0; 4];
-        p[..2].copy_from_slice(&sport.to_be_bytes());
-        p[2..].copy_from_slice(&dport.to_be_bytes());
-        FastKey {
-            saddr: u32::from_ne_bytes(src),
-            daddr: u32::from_ne_bytes(dst),
-            ports: u32::from_ne_bytes(p),
+        FastKeyOf {
+            saddr: addr_words(&src),
+            daddr: addr_words(&dst),
+            ports: port_pair(sport, dport),
             proto,
         }
     }
+}
 
+impl FastKeyOf<4> {
+    /// The key of an IPv6 tuple given in network order (addresses as octets, ports as
+    /// numbers).
+    pub fn new(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16, proto: u8) -> FastKey6 {
+        FastKeyOf {
+            saddr: addr_words(&src),
+            daddr: addr_words(&dst),
+            ports: port_pair(sport, dport),
+            proto,
+        }
+    }
+}
+
+impl<const N: usize> FastKeyOf<N> {
     /// The tuple of the other direction: addresses and ports swapped.
-    pub fn reversed(&self) -> FastKey {
+    pub fn reversed(&self) -> FastKeyOf<N> {
         let p = self.ports.to_ne_bytes();
-        FastKey {
+        FastKeyOf {
             saddr: self.daddr,
             daddr: self.saddr,
             ports: u32::from_ne_bytes([p[2], p[3], p[0], p[1]]),
@@ -95,10 +182,10 @@ impl FastKey {
 
 /// What a line says: where its packets' tuple goes, for whom they are counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FastEntry {
-    pub key: FastKey,
+pub struct FastEntryOf<const N: usize> {
+    pub key: FastKeyOf<N>,
     /// The tuple the packet leaves with (`proto` unused).
-    pub to: FastKey,
+    pub to: FastKeyOf<N>,
     pub inbound: bool,
     /// Only TCP segments with payload take the line (and, with `syn_ack`, SYN-ACKs).
     pub data_only: bool,
@@ -114,6 +201,11 @@ pub struct FastEntry {
     pub real: u32,
 }
 
+/// An IPv4 line's entry.
+pub type FastEntry = FastEntryOf<1>;
+/// An IPv6 line's entry.
+pub type FastEntry6 = FastEntryOf<4>;
+
 /// Another writer holds the line: it is left as that writer leaves it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Busy;
@@ -128,9 +220,11 @@ pub struct Taken {
     pub bytes: u64,
 }
 
-/// The line of `key` (`fast_index` in uvs_xdp.c): the addresses in one word, multiplied
-/// before the protocol and ports are folded in, then the whole multiplied again; the top
-/// bits pick the line.
+/// The line of `key` (`fast_index` and `fast_index6` in uvs_xdp.c): each pair of
+/// address words (source word ‖ destination word; IPv4 has one pair, IPv6 four) XOR-ed in
+/// and multiplied, before the protocol and ports are folded in, then the whole multiplied
+/// again; the top bits pick the line. For IPv4 that is the addresses' word multiplied
+/// once, the first form of this hash.
 ///
 /// The first multiplication matters: XOR-ing the two words before any mixing (the first
 /// form) let a change in a real server's last octet cancel a change in a client's port,
@@ -139,30 +233,67 @@ pub struct Taken {
 /// then taking turns on the line and crossing to a worker at every turn
 /// (`structured_keys_spread_as_random_ones_would`).
 #[inline]
-pub fn index(key: &FastKey) -> usize {
-    let a = (u64::from(key.saddr) << 32) | u64::from(key.daddr);
+pub fn index<const N: usize>(key: &FastKeyOf<N>) -> usize {
+    let mut a = 0u64;
+    for i in 0..N {
+        a = (a ^ ((u64::from(key.saddr[i]) << 32) | u64::from(key.daddr[i])))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
     let b = (u64::from(key.proto) << 32) | u64::from(key.ports);
-    let h = (a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    let h = (a ^ b).wrapping_mul(0xff51_afd7_ed55_8ccd);
     (h >> (64 - LINES.trailing_zeros())) as usize
 }
 
-/// Memory holding [`LINES`] lines: the kernel's map (uvs-xsk) or a heap array
-/// ([`MemFastTable`], for tests).
+/// An interface's two tables, [`LINES`] IPv4 lines and [`LINES`] IPv6 lines: the kernel's
+/// maps (uvs-xsk) or heap arrays ([`MemFastTable`], for tests).
 pub trait FastTable: Send + Sync {
     fn lines(&self) -> &[FastLine];
+
+    fn lines6(&self) -> &[FastLine6];
 
     /// The line `key` lives in.
     fn line(&self, key: &FastKey) -> &FastLine {
         &self.lines()[index(key)]
     }
+
+    /// The IPv6 line `key` lives in.
+    fn line6(&self, key: &FastKey6) -> &FastLine6 {
+        &self.lines6()[index(key)]
+    }
+}
+
+/// An address family's lines in a [`FastTable`]: lets code written once for both families
+/// (`FastLineOf<N>`) find its table.
+pub trait Family<const N: usize> {
+    fn family_lines(&self) -> &[FastLineOf<N>];
+
+    /// The line `key` lives in.
+    fn line_of(&self, key: &FastKeyOf<N>) -> &FastLineOf<N> {
+        &self.family_lines()[index(key)]
+    }
+}
+
+impl<T: FastTable + ?Sized> Family<1> for T {
+    fn family_lines(&self) -> &[FastLine] {
+        self.lines()
+    }
+}
+
+impl<T: FastTable + ?Sized> Family<4> for T {
+    fn family_lines(&self) -> &[FastLine6] {
+        self.lines6()
+    }
 }
 
 /// A fast-path table on the heap: what a worker writes, without a kernel to read it.
-pub struct MemFastTable(Box<[FastLine]>);
+pub struct MemFastTable(Box<[FastLine]>, Box<[FastLine6]>);
 
 impl Default for MemFastTable {
     fn default() -> Self {
-        MemFastTable((0..LINES).map(|_| FastLine::default()).collect())
+        MemFastTable(
+            (0..LINES).map(|_| FastLine::default()).collect(),
+            (0..LINES).map(|_| FastLine6::default()).collect(),
+        )
     }
 }
 
@@ -170,9 +301,13 @@ impl FastTable for MemFastTable {
     fn lines(&self) -> &[FastLine] {
         &self.0
     }
+
+    fn lines6(&self) -> &[FastLine6] {
+        &self.1
+    }
 }
 
-impl FastLine {
+impl<const N: usize> FastLineOf<N> {
     /// Takes the line for writing: the even sequence it had, or `None` while another
     /// writer holds it (the caller leaves the line as it is).
     fn lock(&self) -> Option<u32> {
@@ -204,14 +339,14 @@ impl FastLine {
     }
 
     /// Whether the line holds `key`'s flow (with the lock held).
-    fn holds_locked(&self, key: &FastKey) -> bool {
+    fn holds_locked(&self, key: &FastKeyOf<N>) -> bool {
         self.kind.load(Ordering::Relaxed) != 0 && self.key_locked() == *key
     }
 
-    fn key_locked(&self) -> FastKey {
-        FastKey {
-            saddr: self.saddr.load(Ordering::Relaxed),
-            daddr: self.daddr.load(Ordering::Relaxed),
+    fn key_locked(&self) -> FastKeyOf<N> {
+        FastKeyOf {
+            saddr: load(&self.saddr),
+            daddr: load(&self.daddr),
             ports: self.ports.load(Ordering::Relaxed),
             proto: self.kind.load(Ordering::Relaxed) as u8,
         }
@@ -219,7 +354,7 @@ impl FastLine {
 
     /// Writes `e` into the line, whatever it held: `Ok` with the counts of the flow it
     /// held, to be credited; `Err(Busy)` when another writer held the line (nothing written).
-    pub fn install(&self, e: &FastEntry) -> Result<Option<Taken>, Busy> {
+    pub fn install(&self, e: &FastEntryOf<N>) -> Result<Option<Taken>, Busy> {
         let s = self.lock().ok_or(Busy)?;
         let taken = self.write_locked(e);
         self.unlock(s);
@@ -231,7 +366,7 @@ impl FastLine {
     /// displace another flow's line that still holds at `now_ns` and is not weak — an
     /// established flow's: a flood of handshakes (a SYN flood) cannot push established
     /// flows off the fast path, and neither can closed connections' lines.
-    pub fn offer(&self, e: &FastEntry, now_ns: u64) -> Result<Option<Taken>, Busy> {
+    pub fn offer(&self, e: &FastEntryOf<N>, now_ns: u64) -> Result<Option<Taken>, Busy> {
         let s = self.lock().ok_or(Busy)?;
         let kind = self.kind.load(Ordering::Relaxed);
         let established = kind != 0
@@ -248,15 +383,15 @@ impl FastLine {
     }
 
     /// Writes `e` with the lock held: the counts of the flow the line held.
-    fn write_locked(&self, e: &FastEntry) -> Option<Taken> {
+    fn write_locked(&self, e: &FastEntryOf<N>) -> Option<Taken> {
         let taken = self.take_locked();
         // Stop the program's readers first: a reader that copied half the old line
         // sees the sequence change.
-        self.saddr.store(e.key.saddr, Ordering::Relaxed);
-        self.daddr.store(e.key.daddr, Ordering::Relaxed);
+        store(&self.saddr, &e.key.saddr);
+        store(&self.daddr, &e.key.daddr);
         self.ports.store(e.key.ports, Ordering::Relaxed);
-        self.to_saddr.store(e.to.saddr, Ordering::Relaxed);
-        self.to_daddr.store(e.to.daddr, Ordering::Relaxed);
+        store(&self.to_saddr, &e.to.saddr);
+        store(&self.to_daddr, &e.to.daddr);
         self.to_ports.store(e.to.ports, Ordering::Relaxed);
         self.until_ns.store(e.until_ns, Ordering::Relaxed);
         self.service.store(e.service, Ordering::Relaxed);
@@ -274,7 +409,7 @@ impl FastLine {
 
     /// Empties the line if it holds `key`: `Ok` with the flow's last counts; `Err(Busy)`
     /// when another writer held it.
-    pub fn clear(&self, key: &FastKey) -> Result<Option<Taken>, Busy> {
+    pub fn clear(&self, key: &FastKeyOf<N>) -> Result<Option<Taken>, Busy> {
         let s = self.lock().ok_or(Busy)?;
         let mut taken = None;
         if self.holds_locked(key) {
@@ -290,7 +425,7 @@ impl FastLine {
     /// (worker 0's harvest, or the flow that writes the line): for a writer that may not
     /// credit counts itself (the control thread; a counter slot has one writer). `Ok(true)`
     /// when the line held `key`; `Err(Busy)` when another writer held it.
-    pub fn expire(&self, key: &FastKey) -> Result<bool, Busy> {
+    pub fn expire(&self, key: &FastKeyOf<N>) -> Result<bool, Busy> {
         let s = self.lock().ok_or(Busy)?;
         let held = self.holds_locked(key);
         if held {
@@ -328,17 +463,17 @@ impl FastLine {
 
     /// The line as the XDP program reads it for a packet of `key` at `now_ns`: its entry
     /// if it holds `key`, is not being written, and holds until after `now_ns`.
-    pub fn read(&self, key: &FastKey, now_ns: u64) -> Option<FastEntry> {
+    pub fn read(&self, key: &FastKeyOf<N>, now_ns: u64) -> Option<FastEntryOf<N>> {
         let s = self.seq.load(Ordering::Acquire);
         if s & 1 != 0 {
             return None;
         }
         let kind = self.kind.load(Ordering::Relaxed);
-        let e = FastEntry {
+        let e = FastEntryOf {
             key: self.key_locked(),
-            to: FastKey {
-                saddr: self.to_saddr.load(Ordering::Relaxed),
-                daddr: self.to_daddr.load(Ordering::Relaxed),
+            to: FastKeyOf {
+                saddr: load(&self.to_saddr),
+                daddr: load(&self.to_daddr),
                 ports: self.to_ports.load(Ordering::Relaxed),
                 proto: kind as u8,
             },
@@ -438,16 +573,141 @@ mod tests {
     #[test]
     fn layout_is_the_programs() {
         assert_eq!(std::mem::size_of::<FastLine>(), 64);
+        assert_eq!(std::mem::align_of::<FastLine>(), 64);
+        assert_eq!(std::mem::offset_of!(FastLine, ports), 16);
+        assert_eq!(std::mem::offset_of!(FastLine, to_ports), 28);
         assert_eq!(std::mem::offset_of!(FastLine, until_ns), 32);
         assert_eq!(std::mem::offset_of!(FastLine, packets), 40);
         assert_eq!(std::mem::offset_of!(FastLine, service), 56);
+        // struct fast_line6: two cache lines.
+        assert_eq!(std::mem::size_of::<FastLine6>(), 128);
+        assert_eq!(std::mem::align_of::<FastLine6>(), 64);
+        assert_eq!(std::mem::offset_of!(FastLine6, saddr), 8);
+        assert_eq!(std::mem::offset_of!(FastLine6, daddr), 24);
+        assert_eq!(std::mem::offset_of!(FastLine6, ports), 40);
+        assert_eq!(std::mem::offset_of!(FastLine6, to_saddr), 44);
+        assert_eq!(std::mem::offset_of!(FastLine6, to_daddr), 60);
+        assert_eq!(std::mem::offset_of!(FastLine6, to_ports), 76);
+        assert_eq!(std::mem::offset_of!(FastLine6, until_ns), 80);
+        assert_eq!(std::mem::offset_of!(FastLine6, packets), 88);
+        assert_eq!(std::mem::offset_of!(FastLine6, bytes), 96);
+        assert_eq!(std::mem::offset_of!(FastLine6, service), 104);
+        assert_eq!(std::mem::offset_of!(FastLine6, real), 108);
         assert!(LINES.is_power_of_two());
+    }
+
+    fn v6(s: &str) -> [u8; 16] {
+        s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+    }
+
+    #[test]
+    fn ipv6_keys_lie_as_in_the_frame_and_spread_as_random_ones_would() {
+        let (a, b) = (v6("2001:2::2"), v6("2001:2:0:100::1"));
+        let k = FastKey6::new(a, b, 0x1122, 0x3344, 6);
+        let bytes: Vec<u8> = k.saddr.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        assert_eq!(bytes, a);
+        let bytes: Vec<u8> = k.daddr.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        assert_eq!(bytes, b);
+        assert_eq!(k.ports.to_ne_bytes(), [0x11, 0x22, 0x33, 0x44]);
+        assert_eq!(k.reversed(), FastKey6::new(b, a, 0x3344, 0x1122, 6));
+        // The IPv4 sets' shapes: one client, sequential ports, three servers; FullNAT
+        // from one local address; many clients (their last octets, the top byte of the
+        // last word).
+        let (client, vip, local) = (a, b, v6("2001:2:0:1::3"));
+        let rs = |i: u16| {
+            let mut r = v6("2001:2:0:1::11");
+            r[15] += (i % 3) as u8;
+            r
+        };
+        let mut sets: Vec<Vec<FastKey6>> = Vec::new();
+        for step in [1u16, 2] {
+            sets.push(
+                (0..1000u16)
+                    .flat_map(|i| {
+                        let port = 20000 + step * i;
+                        [
+                            FastKey6::new(client, vip, port, 80, 6),
+                            FastKey6::new(rs(i), client, 80, port, 6),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        sets.push(
+            (0..1000u16)
+                .flat_map(|i| {
+                    [
+                        FastKey6::new(client, vip, 20000 + i, 80, 6),
+                        FastKey6::new(rs(i), local, 80, 40000 + i, 6),
+                    ]
+                })
+                .collect(),
+        );
+        sets.push(
+            (0..2000u16)
+                .map(|i| {
+                    let mut c = client;
+                    c[15] = (i % 250) as u8;
+                    c[14] = (i / 250) as u8;
+                    FastKey6::new(c, vip, 30000 + i / 250, 80, 6)
+                })
+                .collect(),
+        );
+        for keys in &sets {
+            let n = keys.len();
+            let random = n * n / 2 / LINES;
+            let c = collisions6(keys);
+            assert!(
+                c <= 2 * random + 2,
+                "{c} of {n} IPv6 keys share a line (random: ~{random})"
+            );
+        }
+    }
+
+    fn collisions6(keys: &[FastKey6]) -> usize {
+        let mut used = std::collections::HashSet::new();
+        keys.iter().filter(|k| !used.insert(index(*k))).count()
+    }
+
+    #[test]
+    fn an_ipv6_line_holds_its_tuple_and_counts() {
+        let t = MemFastTable::default();
+        let key = FastKey6::new(v6("2001:2::2"), v6("2001:2:0:100::1"), 40000, 80, 6);
+        let e = FastEntry6 {
+            key,
+            to: FastKey6::new(v6("2001:2::2"), v6("2001:2:0:1::11"), 40000, 8080, 6),
+            inbound: true,
+            data_only: false,
+            syn_ack: false,
+            weak: false,
+            until_ns: 1_000,
+            service: 3,
+            real: 1,
+        };
+        let line = t.line6(&key);
+        assert!(std::ptr::eq(line, t.line_of(&key)));
+        line.install(&e).unwrap();
+        assert_eq!(line.read(&key, 999), Some(e));
+        assert_eq!(line.read(&key, 1_000), None, "expired");
+        let mut other = key;
+        other.saddr[3] ^= 1 << 24;
+        assert_eq!(line.read(&other, 0), None, "another address's last byte");
+        line.count(100);
+        assert_eq!(line.take().map(|t| (t.packets, t.bytes)), Some((1, 100)));
+        assert!(
+            !t.line(&FastKey::default()).is_used(),
+            "the IPv4 table untouched"
+        );
+        assert_eq!(line.expire(&key), Ok(true));
+        assert_eq!(line.read(&key, 0), None);
+        assert!(line.clear(&key).unwrap().is_none());
+        assert!(!line.is_used());
     }
 
     #[test]
     fn keys_lie_as_in_the_frame() {
         let k = FastKey::new([1, 2, 3, 4], [5, 6, 7, 8], 0x1122, 0x3344, 17);
-        assert_eq!(k.saddr.to_ne_bytes(), [1, 2, 3, 4]);
+        assert_eq!(k.saddr[0].to_ne_bytes(), [1, 2, 3, 4]);
         assert_eq!(k.ports.to_ne_bytes(), [0x11, 0x22, 0x33, 0x44]);
         let r = k.reversed();
         assert_eq!(
@@ -511,7 +771,7 @@ mod tests {
         let line = t.line(&established.key);
         line.install(&established).unwrap();
         let other = FastKey {
-            saddr: established.key.saddr ^ 1,
+            saddr: [established.key.saddr[0] ^ 1],
             ..established.key
         };
         let handshake = FastEntry {
@@ -528,7 +788,7 @@ mod tests {
         assert_eq!(line.read(&other, 999), Some(handshake));
         let third = FastEntry {
             key: FastKey {
-                saddr: established.key.saddr ^ 2,
+                saddr: [established.key.saddr[0] ^ 2],
                 ..established.key
             },
             ..handshake

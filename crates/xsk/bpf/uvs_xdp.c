@@ -26,6 +26,9 @@
 #ifndef AF_INET
 #define AF_INET 2
 #endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
 
 #define IPPROTO_ICMPV6_NR 58
 #define IPPROTO_ICMP_NR 1
@@ -47,8 +50,9 @@
 
 // `settings[0]` bits.
 #define SETTING_REDIRECT_ALL 1 // baseline mode (xsk_l2fwd): every frame to the socket
-#define SETTING_FAST_PATH 2    // workers.kernel_fast_path: look frames up in `fast4`
-#define SETTING_FAST_SEND 4    // mark the fast path's frames for uvs_fast_tc (`fast_routes`)
+#define SETTING_FAST_PATH 2    // workers.kernel_fast_path: look frames up in `fast4`/`fast6`
+#define SETTING_FAST_SEND 4    // mark the fast path's frames for uvs_fast_tc (`fast_routes`/`6`)
+#define SETTING_FAST_PATH6 8   // with SETTING_FAST_PATH: IPv6 too (`fast6`; IPv6 forwarding on)
 
 #define READ_ONCE(x) (*(volatile __typeof__(x) *)&(x))
 #define barrier() asm volatile("" ::: "memory")
@@ -192,8 +196,9 @@ struct {
 } settings SEC(".maps");
 
 // The kernel fast path (workers.kernel_fast_path; crates/port/src/fast.rs): one direction
-// of an established IPv4 TCP/UDP flow per line, written by uvs's workers through a memory
-// mapping of this array, read here. Layout and index: `FastLine` and `index` in fast.rs.
+// of an established TCP/UDP flow per line, written by uvs's workers through a memory
+// mapping of these arrays (`fast4` for IPv4, `fast6` for IPv6), read here. Layouts and
+// index: `FastLineOf` and `index` in fast.rs.
 #define FAST_LINES 65536
 #define FAST_INBOUND (1 << 8)
 #define FAST_DATA_ONLY (1 << 9) // written at the handshake: only TCP segments with payload
@@ -216,6 +221,27 @@ struct {
 	__type(key, __u32);
 	__type(value, struct fast_line);
 } fast4 SEC(".maps");
+
+// An IPv6 line: `struct fast_line` with addresses of four words, padded to two cache
+// lines (`FastLine6` in fast.rs, 128 bytes, its offsets checked there).
+struct fast_line6 {
+	__u32 seq;
+	__u32 kind;
+	__u32 saddr[4], daddr[4], ports;
+	__u32 to_saddr[4], to_daddr[4], to_ports;
+	__u64 until_ns;
+	__u64 packets, bytes;
+	__u32 service, real;
+	__u32 pad[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, FAST_LINES);
+	__type(key, __u32);
+	__type(value, struct fast_line6);
+} fast6 SEC(".maps");
 
 // uvs's IPv4 routes (the workers' own, crates/xsk FastRoute), for the frames the fast path
 // rewrote: uvs_fast_tc sends them out of the route's interface to its next hop (the
@@ -241,6 +267,27 @@ struct {
 	__type(value, struct fast_route);
 } fast_routes SEC(".maps");
 
+// uvs's IPv6 routes, as `fast_routes` (crates/xsk FastRoute6): addresses as they lie in
+// the packet; `via` all zero on the link.
+struct fast_route6_key {
+	__u32 prefixlen;
+	__u32 addr[4];
+};
+
+struct fast_route6 {
+	__u32 ifindex;
+	__u32 via[4];
+	__u32 mtu;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096);
+	__type(key, struct fast_route6_key);
+	__type(value, struct fast_route6);
+} fast_routes6 SEC(".maps");
+
 // How the fast path marks a frame for uvs_fast_tc: this source MAC (locally administered,
 // "uvsf"), written over the sender's. Both ways a marked frame can go write the MACs
 // again, bpf_redirect_neigh and the kernel's forwarding, so the mark never leaves the
@@ -260,6 +307,20 @@ static __always_inline int is_fast_mark(const __u8 *mac)
 {
 	return mac[0] == FAST_MARK0 && mac[1] == FAST_MARK1 && mac[2] == FAST_MARK2 &&
 	       mac[3] == FAST_MARK3 && mac[4] == FAST_MARK4 && mac[5] == FAST_MARK5;
+}
+
+// Marks a rewritten untagged frame for uvs_fast_tc: the mark as its source MAC.
+static __always_inline void fast_mark(struct xdp_md *ctx)
+{
+	__u8 *eth = (void *)(long)ctx->data;
+	if ((void *)(eth + 12) <= (void *)(long)ctx->data_end) {
+		eth[6] = FAST_MARK0;
+		eth[7] = FAST_MARK1;
+		eth[8] = FAST_MARK2;
+		eth[9] = FAST_MARK3;
+		eth[10] = FAST_MARK4;
+		eth[11] = FAST_MARK5;
+	}
 }
 
 static __always_inline void count(__u32 slot)
@@ -388,6 +449,19 @@ static __always_inline __u32 fast_index(__u32 saddr, __u32 daddr, __u32 ports, _
 	return (__u32)((((a * 0x9e3779b97f4a7c15ULL) ^ b) * 0xff51afd7ed558ccdULL) >> 48);
 }
 
+// fast_index for IPv6: each pair of address words (source ‖ destination) XOR-ed in and
+// multiplied in turn (for one pair, fast_index), as uvs_port::fast::index does.
+static __always_inline __u32 fast_index6(const __u32 *saddr, const __u32 *daddr, __u32 ports,
+					 __u8 proto)
+{
+	__u64 a = 0;
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		a = (a ^ (((__u64)saddr[i] << 32) | daddr[i])) * 0x9e3779b97f4a7c15ULL;
+	__u64 b = ((__u64)proto << 32) | ports;
+	return (__u32)(((a ^ b) * 0xff51afd7ed558ccdULL) >> 48);
+}
+
 // A 32-bit word as two 16-bit terms of a ones' complement sum (every term is loaded the
 // same way, so the sum is right in either byte order, RFC 1071).
 static __always_inline __u64 w32(__u32 x)
@@ -402,6 +476,51 @@ static __always_inline __u16 fold(__u64 s)
 	s = (s & 0xffff) + (s >> 16);
 	s = (s & 0xffff) + (s >> 16);
 	return (__u16)s;
+}
+
+// The L4 header of a fast-path candidate (both families): TCP without SYN/FIN/RST, or a
+// SYN-ACK (`*syn_ack`, for a line that takes one), or UDP; where its checksum lies and how
+// long its TCP header is. -1: the workers'.
+static __always_inline int fast_l4(__u8 proto, __u8 *l4, void *end, __u32 *csum_off, __u32 *l4hdr,
+				   int *syn_ack)
+{
+	*syn_ack = 0;
+	*l4hdr = 8;
+	if (proto == IPPROTO_TCP_NR) {
+		if ((void *)(l4 + 20) > end)
+			return -1;
+		if (l4[13] & 0x07) { // FIN, SYN, RST: the workers', but a SYN-ACK a line may take
+			if ((l4[13] & 0x17) != 0x12)
+				return -1;
+			*syn_ack = 1;
+		}
+		*csum_off = 16;
+		*l4hdr = (__u32)(l4[12] >> 4) * 4;
+		return 0;
+	}
+	if (proto == IPPROTO_UDP_NR) {
+		if ((void *)(l4 + 8) > end)
+			return -1;
+		*csum_off = 6;
+		return 0;
+	}
+	return -1;
+}
+
+// The L4 checksum `check` (not UDP's 0) after the rewrite: `pseudo` is the pseudo-header's
+// sum as the packet came, `addrs` the addresses' change (old ones' complements and the new
+// ones), `ports`/`to_p` the port pair before and after. A partial checksum (the field
+// holds the pseudo-header's sum, as veth and virtio hand it over) stays partial, for the
+// new addresses; a full one is updated (RFC 1624).
+static __always_inline __u16 fast_check(__u8 proto, __u16 check, __u64 pseudo, __u64 addrs,
+					__u32 ports, __u32 to_p)
+{
+	if (fold(pseudo) == check)
+		return fold(check + addrs);
+	check = ~fold((__u16)~check + addrs + w32(~ports) + w32(to_p));
+	if (proto == IPPROTO_UDP_NR && check == 0)
+		check = 0xffff;
+	return check;
 }
 
 // The kernel fast path: a frame of a flow a worker wrote into `fast4` (untagged IPv4
@@ -421,26 +540,10 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end, in
 		return -1;
 	__u8 proto = ip[9];
 	__u8 *l4 = ip + 20;
-	__u32 csum_off;
-	__u32 l4hdr = 8;
+	__u32 csum_off = 0, l4hdr = 8;
 	int syn_ack = 0;
-	if (proto == IPPROTO_TCP_NR) {
-		if ((void *)(l4 + 20) > end)
-			return -1;
-		if (l4[13] & 0x07) { // FIN, SYN, RST: the workers', but a SYN-ACK a line may take
-			if ((l4[13] & 0x17) != 0x12)
-				return -1;
-			syn_ack = 1;
-		}
-		csum_off = 16;
-		l4hdr = (__u32)(l4[12] >> 4) * 4;
-	} else if (proto == IPPROTO_UDP_NR) {
-		if ((void *)(l4 + 8) > end)
-			return -1;
-		csum_off = 6;
-	} else {
+	if (fast_l4(proto, l4, end, &csum_off, &l4hdr, &syn_ack) < 0)
 		return -1;
-	}
 	__u32 saddr, daddr, ports;
 	__builtin_memcpy(&saddr, ip + 12, 4);
 	__builtin_memcpy(&daddr, ip + 16, 4);
@@ -484,14 +587,7 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end, in
 	if (!(proto == IPPROTO_UDP_NR && check == 0)) {
 		__u64 pseudo = w32(saddr) + w32(daddr) + bpf_htons((__u16)proto) +
 			       bpf_htons((__u16)l4len);
-		if (fold(pseudo) == check) {
-			// Partial: the field holds the pseudo-header's sum.
-			check = fold(check + addrs);
-		} else {
-			check = ~fold((__u16)~check + addrs + w32(~ports) + w32(to_p));
-			if (proto == IPPROTO_UDP_NR && check == 0)
-				check = 0xffff;
-		}
+		check = fast_check(proto, check, pseudo, addrs, ports, to_p);
 		__builtin_memcpy(l4check, &check, 2);
 	}
 	__u16 ipcheck;
@@ -504,18 +600,90 @@ static __always_inline int fast_path(struct xdp_md *ctx, __u8 *ip, void *end, in
 	__sync_fetch_and_add(&l->packets, 1);
 	__sync_fetch_and_add(&l->bytes, (__u64)(ctx->data_end - ctx->data));
 	count(STAT_FAST);
-	if (send) {
-		// An untagged frame (the caller's condition): the source MAC at bytes 6..12.
-		__u8 *eth = (void *)(long)ctx->data;
-		if ((void *)(eth + 12) <= (void *)(long)ctx->data_end) {
-			eth[6] = FAST_MARK0;
-			eth[7] = FAST_MARK1;
-			eth[8] = FAST_MARK2;
-			eth[9] = FAST_MARK3;
-			eth[10] = FAST_MARK4;
-			eth[11] = FAST_MARK5;
-		}
+	// An untagged frame (the caller's condition): the source MAC at bytes 6..12.
+	if (send)
+		fast_mark(ctx);
+	return XDP_PASS;
+}
+
+// The kernel fast path for IPv6: a frame of a flow a worker wrote into `fast6` (untagged,
+// TCP or UDP right after the fixed header: no extension header, so no fragment; hop limit
+// above 1; the segments fast_path takes; UDP with a checksum, which IPv6 requires: one
+// without goes to the workers) is rewritten to the line's tuple, its L4 checksum updated
+// as fast_path updates it (IPv6 has no header checksum; the hop limit is the kernel's
+// forwarding's or uvs_fast_tc's to take down, as the TTL is for IPv4), counted on its line,
+// marked for uvs_fast_tc when `send` (its IPv6 routes, `fast_routes6`) and given to the
+// kernel, which forwards it where uvs_fast_tc does not (net.ipv6.conf.all.forwarding).
+// Anything else goes the usual way (-1).
+static __always_inline int fast_path6(struct xdp_md *ctx, __u8 *ip, void *end, int send)
+{
+	if ((void *)(ip + 40) > end || (ip[0] >> 4) != 6 || ip[7] <= 1)
+		return -1;
+	__u8 proto = ip[6];
+	__u8 *l4 = ip + 40;
+	__u32 csum_off = 0, l4hdr = 8;
+	int syn_ack = 0;
+	if (fast_l4(proto, l4, end, &csum_off, &l4hdr, &syn_ack) < 0)
+		return -1;
+	__u16 plen;
+	__builtin_memcpy(&plen, ip + 4, 2);
+	__u32 l4len = bpf_ntohs(plen);
+	if (l4len < 8)
+		return -1;
+	__u16 check;
+	__u16 *l4check = (__u16 *)(l4 + csum_off);
+	__builtin_memcpy(&check, l4check, 2);
+	if (proto == IPPROTO_UDP_NR && check == 0)
+		return -1;
+	__u32 saddr[4], daddr[4], ports;
+	__builtin_memcpy(saddr, ip + 8, 16);
+	__builtin_memcpy(daddr, ip + 24, 16);
+	__builtin_memcpy(&ports, l4, 4);
+	__u32 idx = fast_index6(saddr, daddr, ports, proto);
+	struct fast_line6 *l = bpf_map_lookup_elem(&fast6, &idx);
+	if (!l)
+		return -1;
+	__u32 seq = READ_ONCE(l->seq);
+	if (seq & 1)
+		return -1;
+	barrier();
+	__u32 kind = READ_ONCE(l->kind);
+	if ((kind & 0xff) != proto || (syn_ack && !(kind & FAST_SYN_ACK)) ||
+	    READ_ONCE(l->ports) != ports)
+		return -1;
+	__u32 to_s[4], to_d[4];
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (READ_ONCE(l->saddr[i]) != saddr[i] || READ_ONCE(l->daddr[i]) != daddr[i])
+			return -1;
+		to_s[i] = READ_ONCE(l->to_saddr[i]);
+		to_d[i] = READ_ONCE(l->to_daddr[i]);
 	}
+	__u32 to_p = READ_ONCE(l->to_ports);
+	__u64 until = READ_ONCE(l->until_ns);
+	barrier();
+	if (READ_ONCE(l->seq) != seq || bpf_ktime_get_ns() >= until)
+		return -1;
+	// A line written at the handshake takes segments with data (and a SYN-ACK where it
+	// takes one), as fast_path's does.
+	if ((kind & FAST_DATA_ONLY) && !syn_ack && l4len <= l4hdr)
+		return -1;
+	__u64 addrs = 0, pseudo = bpf_htons((__u16)proto) + bpf_htons((__u16)l4len);
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		addrs += w32(~saddr[i]) + w32(~daddr[i]) + w32(to_s[i]) + w32(to_d[i]);
+		pseudo += w32(saddr[i]) + w32(daddr[i]);
+	}
+	check = fast_check(proto, check, pseudo, addrs, ports, to_p);
+	__builtin_memcpy(l4check, &check, 2);
+	__builtin_memcpy(ip + 8, to_s, 16);
+	__builtin_memcpy(ip + 24, to_d, 16);
+	__builtin_memcpy(l4, &to_p, 4);
+	__sync_fetch_and_add(&l->packets, 1);
+	__sync_fetch_and_add(&l->bytes, (__u64)(ctx->data_end - ctx->data));
+	count(STAT_FAST);
+	if (send)
+		fast_mark(ctx);
 	return XDP_PASS;
 }
 
@@ -564,11 +732,18 @@ static __always_inline int ipv4(struct xdp_md *ctx, void *l3, void *end, __u32 f
 	return pass();
 }
 
-static __always_inline int ipv6(struct xdp_md *ctx, void *l3, void *end)
+// `fast`: the settings' SETTING_FAST_PATH, SETTING_FAST_PATH6 and SETTING_FAST_SEND bits, for
+// an untagged frame.
+static __always_inline int ipv6(struct xdp_md *ctx, void *l3, void *end, __u32 fast)
 {
 	__u8 *ip = l3;
 	if ((void *)(ip + 40) > end)
 		return pass();
+	if ((fast & SETTING_FAST_PATH) && (fast & SETTING_FAST_PATH6)) {
+		int act = fast_path6(ctx, ip, end, fast & SETTING_FAST_SEND);
+		if (act >= 0)
+			return act;
+	}
 	if ((ip[0] >> 4) != 6)
 		return pass();
 	__u8 *src = ip + 8;
@@ -675,7 +850,10 @@ int uvs_xdp(struct xdp_md *ctx)
 				    *flags & (SETTING_FAST_PATH | SETTING_FAST_SEND) :
 				    0);
 	if (proto == ETH_P_IPV6_BE)
-		return ipv6(ctx, cur, end);
+		return ipv6(ctx, cur, end,
+			    flags && cur == (__u8 *)(eth + 1) ?
+				    *flags & (SETTING_FAST_PATH | SETTING_FAST_PATH6 | SETTING_FAST_SEND) :
+				    0);
 	if (proto == ETH_P_ARP_BE)
 		return arp(ctx, cur, end);
 	return pass();
@@ -686,7 +864,32 @@ int uvs_xdp(struct xdp_md *ctx)
 // taken down as the kernel's forwarding would (ip_decrease_ttl); bpf_redirect_neigh finds
 // the next hop's MAC (or resolves it) as the kernel's output does, without ip_rcv and
 // ip_forward. The fast path passes only frames with a TTL above 1, without options, not
-// fragments. Anything else goes on to the kernel as it came.
+// fragments. IPv6 frames likewise by `fast_routes6`, their hop limit taken down (no header
+// checksum), without ip6_rcv and ip6_forward. Anything else goes on to the kernel as it
+// came.
+static __always_inline int fast_tc6(struct __sk_buff *skb, __u8 *ip, void *end)
+{
+	if ((void *)(ip + 40) > end || ip[7] <= 1)
+		return TC_ACT_OK;
+	struct fast_route6_key k = { .prefixlen = 128 };
+	__builtin_memcpy(k.addr, ip + 24, 16);
+	struct fast_route6 *r = bpf_map_lookup_elem(&fast_routes6, &k);
+	if (!r)
+		return TC_ACT_OK;
+	// Larger than the route's MTU (and not a GRO aggregate): the kernel answers it
+	// (Packet Too Big).
+	if (skb->len - sizeof(struct ethhdr) > r->mtu && !skb->gso_size)
+		return TC_ACT_OK;
+	ip[7] -= 1;
+	struct bpf_redir_neigh nh = { .nh_family = AF_INET6 };
+	if (r->via[0] | r->via[1] | r->via[2] | r->via[3])
+		__builtin_memcpy(nh.ipv6_nh, r->via, 16);
+	else
+		__builtin_memcpy(nh.ipv6_nh, k.addr, 16);
+	count(STAT_FAST_SENT);
+	return bpf_redirect_neigh(r->ifindex, &nh, sizeof(nh), 0);
+}
+
 SEC("tc")
 int uvs_fast_tc(struct __sk_buff *skb)
 {
@@ -696,7 +899,9 @@ int uvs_fast_tc(struct __sk_buff *skb)
 	if ((void *)(eth + 1) > end || !is_fast_mark(eth->h_source))
 		return TC_ACT_OK;
 	__u8 *ip = (__u8 *)data + sizeof(struct ethhdr);
-	if ((void *)(ip + 20) > end || ip[8] <= 1)
+	if (eth->h_proto == ETH_P_IPV6_BE)
+		return fast_tc6(skb, ip, end);
+	if (eth->h_proto != ETH_P_IP_BE || (void *)(ip + 20) > end || ip[8] <= 1)
 		return TC_ACT_OK;
 	struct fast_route_key k = { .prefixlen = 32 };
 	__builtin_memcpy(&k.addr, ip + 16, 4);

@@ -45,8 +45,8 @@ pub use pair::XskPair;
 pub use port::XskPort;
 pub use port_config::{XskConfig, XskPortStats, ZeroCopy};
 pub use program::{
-    FastMap, FastRoute, MarkRange, XdpCounters, XdpMode, XdpProgram, MARK_RANGES, MARK_SCTP,
-    MARK_TCP, MARK_UDP,
+    FastMap, FastRoute, FastRoute6, MarkRange, XdpCounters, XdpMode, XdpProgram, MARK_RANGES,
+    MARK_SCTP, MARK_TCP, MARK_UDP,
 };
 pub use sys::is_root;
 pub use xsk_rs::socket::XdpStatistics;

@@ -19,7 +19,7 @@ use std::{
 };
 
 use libbpf_sys as bpf;
-use uvs_port::fast::{FastLine, FastTable};
+use uvs_port::fast::{FastLine, FastLine6, FastTable};
 
 use crate::{error::libbpf_error, sys, XskError};
 
@@ -52,8 +52,8 @@ pub struct XdpCounters {
     /// Frames the balancer owns that found no socket on their queue and went
     /// to the kernel (the XDP_PASS fallback).
     pub unclaimed: u64,
-    /// Frames the kernel fast path rewrote and gave to the kernel to forward
-    /// (`workers.kernel_fast_path`, [`FastMap`]).
+    /// Frames (IPv4 and IPv6) the kernel fast path rewrote and gave to the kernel to
+    /// forward (`workers.kernel_fast_path`, [`FastMap`]).
     pub fast: u64,
     /// Of `fast`, frames the TC program sent on past the kernel's forwarding
     /// ([`XdpProgram::set_fast_routes`]).
@@ -70,6 +70,7 @@ const STAT_FAST_SENT: u32 = 4;
 const SETTING_REDIRECT_ALL: u32 = 1;
 const SETTING_FAST_PATH: u32 = 2;
 const SETTING_FAST_SEND: u32 = 4;
+const SETTING_FAST_PATH6: u32 = 8;
 /// The fast path's TC program (`set_fast_routes`), loaded only where the kernel takes it.
 const TC_PROGRAM: &str = "uvs_fast_tc";
 /// `max_entries` of the XSKMAP.
@@ -107,7 +108,9 @@ pub(crate) struct LoadedObject {
     stats: RawFd,
     settings: RawFd,
     fast4: RawFd,
+    fast6: RawFd,
     fast_routes: RawFd,
+    fast_routes6: RawFd,
     /// `uvs_fast_tc`, the fast path's TC ingress program.
     tc_fd: RawFd,
     ncpus: usize,
@@ -143,7 +146,9 @@ impl LoadedObject {
             stats: -1,
             settings: -1,
             fast4: -1,
+            fast6: -1,
             fast_routes: -1,
+            fast_routes6: -1,
             tc_fd: -1,
             ncpus: 0,
             label: label.to_string(),
@@ -161,7 +166,9 @@ impl LoadedObject {
         this.stats = this.map_fd("stats")?;
         this.settings = this.map_fd("settings")?;
         this.fast4 = this.map_fd("fast4")?;
+        this.fast6 = this.map_fd("fast6")?;
         this.fast_routes = this.map_fd("fast_routes")?;
+        this.fast_routes6 = this.map_fd("fast_routes6")?;
         // Negative when the kernel refused it (see `open_and_load`).
         this.tc_fd = program_fd(this.obj, TC_PROGRAM)?;
         this.ncpus = possible_cpus()?;
@@ -353,9 +360,25 @@ impl LoadedObject {
         self.update(self.settings, &0u32, &flags, op)
     }
 
-    /// Maps the kernel fast path's table (`fast4`) into this process.
+    /// Maps the kernel fast path's tables (`fast4` and `fast6`) into this process.
     pub(crate) fn map_fast(&self) -> Result<FastMap, XskError> {
-        let len = FAST_BYTES;
+        let v4 = self.map_table(self.fast4, FAST_BYTES)?;
+        let v6 = match self.map_table(self.fast6, FAST6_BYTES) {
+            Ok(v6) => v6,
+            Err(e) => {
+                // SAFETY: the mapping just made, of FAST_BYTES, unmapped once.
+                unsafe { libc::munmap(v4.as_ptr(), FAST_BYTES) };
+                return Err(e);
+            }
+        };
+        Ok(FastMap {
+            ptr: v4.cast(),
+            ptr6: v6.cast(),
+        })
+    }
+
+    /// A shared mapping of `len` bytes of the BPF_F_MMAPABLE array `fd`.
+    fn map_table(&self, fd: RawFd, len: usize) -> Result<NonNull<libc::c_void>, XskError> {
         // SAFETY: a shared mapping of the map's fd, of its whole value area (an array
         // map made with BPF_F_MMAPABLE maps its values from offset 0); the kernel keeps
         // the map alive while the mapping exists, whatever happens to the fd.
@@ -365,7 +388,7 @@ impl LoadedObject {
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
-                self.fast4,
+                fd,
                 0,
             )
         };
@@ -376,9 +399,7 @@ impl LoadedObject {
                 io::Error::last_os_error(),
             ));
         }
-        Ok(FastMap {
-            ptr: NonNull::new(ptr.cast()).expect("mmap returned a mapping"),
-        })
+        Ok(NonNull::new(ptr).expect("mmap returned a mapping"))
     }
 
     /// Runs the program once on `frame` with BPF_PROG_TEST_RUN and returns
@@ -589,10 +610,10 @@ impl XdpProgram {
     }
 
     /// [`attach`](Self::attach) to an interface made again (another index), taking over
-    /// two maps of `old`, the program of the interface it replaces: its counters, which go
+    /// three maps of `old`, the program of the interface it replaces: its counters, which go
     /// on from where they were ([`Self::counters`]; a counter that went back to 0 would
-    /// read as a restart), and the kernel fast path's table, whose lines the workers wrote
-    /// and whose mappings ([`Self::fast_table`]) stay good. Everything else starts empty,
+    /// read as a restart), and the kernel fast path's two tables, whose lines the workers
+    /// wrote and whose mappings ([`Self::fast_table`]) stay good. Everything else starts empty,
     /// as with `attach`.
     pub fn attach_in_place_of(
         ifname: &str,
@@ -600,7 +621,11 @@ impl XdpProgram {
         old: &XdpProgram,
     ) -> Result<Self, XskError> {
         let o = &old.object;
-        Self::attach_with(ifname, mode, &[("stats", o.stats), ("fast4", o.fast4)])
+        Self::attach_with(
+            ifname,
+            mode,
+            &[("stats", o.stats), ("fast4", o.fast4), ("fast6", o.fast6)],
+        )
     }
 
     fn attach_with(ifname: &str, mode: XdpMode, reuse: &[(&str, RawFd)]) -> Result<Self, XskError> {
@@ -757,21 +782,36 @@ impl XdpProgram {
             .set_setting(SETTING_FAST_PATH, on, "set the kernel fast path")
     }
 
-    /// Sends the fast path's frames on from this interface's TC ingress by `routes` (uvs's
-    /// own IPv4 routes, as the workers route), past the kernel's IP forwarding
-    /// (`uvs_fast_tc` in uvs_xdp.c: the TTL taken down, the next hop's MAC from the
-    /// kernel's neighbours), attaching that program the first time; a frame whose
-    /// destination has no route here is forwarded by the kernel. No routes: every frame
-    /// is again.
-    pub fn set_fast_routes(&self, routes: &[FastRoute]) -> Result<(), XskError> {
+    /// Turns the kernel fast path's IPv6 half on or off (with [`Self::set_fast_path`] on):
+    /// IPv6 frames of the flows in [`Self::fast_table`] are rewritten here and sent on by the
+    /// TC program ([`Self::set_fast_routes`]) or, without a route of uvs's, forwarded by the
+    /// kernel, which needs IPv6 forwarding on. Off, IPv6 frames go the usual way whatever
+    /// the IPv6 lines say.
+    pub fn set_fast_path6(&self, on: bool) -> Result<(), XskError> {
+        self.object
+            .set_setting(SETTING_FAST_PATH6, on, "set the kernel fast path for IPv6")
+    }
+
+    /// Sends the fast path's frames on from this interface's TC ingress by `routes` and
+    /// `routes6` (uvs's own IPv4 and IPv6 routes, as the workers route), past the kernel's
+    /// IP forwarding (`uvs_fast_tc` in uvs_xdp.c: the TTL or hop limit taken down, the next
+    /// hop's MAC from the kernel's neighbours), attaching that program the first time; a
+    /// frame whose destination has no route here is forwarded by the kernel. No routes:
+    /// every frame is again.
+    pub fn set_fast_routes(
+        &self,
+        routes: &[FastRoute],
+        routes6: &[FastRoute6],
+    ) -> Result<(), XskError> {
         const OP: &str = "set the fast path's routes";
         let mut tc = self.tc.lock().unwrap_or_else(|e| e.into_inner());
-        if !routes.is_empty() && self.object.tc_fd < 0 {
+        let any = !routes.is_empty() || !routes6.is_empty();
+        if any && self.object.tc_fd < 0 {
             return Err(XskError::ProgramLoad(io::Error::other(format!(
                 "{TC_PROGRAM} is not loaded (this kernel refused it)"
             ))));
         }
-        if !routes.is_empty() && tc.link.is_none() {
+        if any && tc.link.is_none() {
             let link = bpf_link(self.object.tc_fd, self.ifindex, bpf::BPF_TCX_INGRESS, 0)
                 .map_err(|e| XskError::os("attach the fast path's TC program", &self.ifname, e))?;
             tc.link = Some(link);
@@ -786,12 +826,20 @@ impl XdpProgram {
         for (k, v) in &want {
             self.object.update(self.object.fast_routes, k, v, OP)?;
         }
-        self.object
-            .set_setting(SETTING_FAST_SEND, !routes.is_empty(), OP)
+        let want6: BTreeMap<Route6Key, Route6Value> =
+            routes6.iter().map(FastRoute6::entry).collect();
+        for k in tc.keys6.iter().filter(|k| !want6.contains_key(*k)) {
+            self.object.delete(self.object.fast_routes6, k, OP)?;
+        }
+        tc.keys6 = want6.keys().copied().collect();
+        for (k, v) in &want6 {
+            self.object.update(self.object.fast_routes6, k, v, OP)?;
+        }
+        self.object.set_setting(SETTING_FAST_SEND, any, OP)
     }
 
-    /// The kernel fast path's table of this interface, mapped into this process (each
-    /// call maps it again; every mapping shows the same lines).
+    /// The kernel fast path's tables (IPv4 and IPv6) of this interface, mapped into this
+    /// process (each call maps them again; every mapping shows the same lines).
     pub fn fast_table(&self) -> Result<FastMap, XskError> {
         self.object.map_fast()
     }
@@ -839,11 +887,55 @@ impl FastRoute {
     }
 }
 
+/// One of uvs's IPv6 routes for the fast path's TC program ([`XdpProgram::set_fast_routes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastRoute6 {
+    pub prefix: std::net::Ipv6Addr,
+    pub len: u8,
+    /// The interface the route leaves by.
+    pub ifindex: u32,
+    /// The gateway; `None`: the destination is on the link.
+    pub via: Option<std::net::Ipv6Addr>,
+    /// That interface's MTU: larger frames are left to the kernel.
+    pub mtu: u16,
+}
+
+/// `struct fast_route6_key` (an LPM trie key) and `struct fast_route6` in uvs_xdp.c: the
+/// addresses' bytes as they lie in the packet, in native-endian words.
+type Route6Key = [u32; 5];
+type Route6Value = [u32; 6];
+
+impl FastRoute6 {
+    fn entry(&self) -> (Route6Key, Route6Value) {
+        let len = self.len.min(128);
+        let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+        let words = |a: [u8; 16]| -> [u32; 4] {
+            std::array::from_fn(|i| {
+                u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]])
+            })
+        };
+        let addr = words((u128::from(self.prefix) & mask).to_be_bytes());
+        let via = self.via.map_or([0; 4], |v| words(v.octets()));
+        (
+            [u32::from(len), addr[0], addr[1], addr[2], addr[3]],
+            [
+                self.ifindex,
+                via[0],
+                via[1],
+                via[2],
+                via[3],
+                u32::from(self.mtu),
+            ],
+        )
+    }
+}
+
 /// The fast path's TC program, once attached, and the routes written for it.
 #[derive(Default)]
 struct FastSend {
     link: Option<OwnedFd>,
     keys: Vec<RouteKey>,
+    keys6: Vec<Route6Key>,
 }
 
 /// A BPF link of program `prog_fd` to interface `ifindex` (`attach_type`, `flags`): it
@@ -870,15 +962,19 @@ fn bpf_link(
 
 /// Bytes of the `fast4` array: its lines, page-aligned as they are.
 const FAST_BYTES: usize = uvs_port::fast::LINES * std::mem::size_of::<FastLine>();
+/// Bytes of the `fast6` array.
+const FAST6_BYTES: usize = uvs_port::fast::LINES * std::mem::size_of::<FastLine6>();
 
-/// The kernel fast path's table (`fast4` in uvs_xdp.c) mapped into this process: the lines
-/// the workers write and the program reads ([`uvs_port::fast`]).
+/// The kernel fast path's tables (`fast4` and `fast6` in uvs_xdp.c) mapped into this
+/// process: the lines the workers write and the program reads ([`uvs_port::fast`]).
 pub struct FastMap {
     ptr: NonNull<FastLine>,
+    ptr6: NonNull<FastLine6>,
 }
 
-// SAFETY: the mapping is shared memory that only `FastLine`'s atomics touch; it lives until
-// `Drop`, and the kernel's side of it (the program) uses atomic adds and a sequence word.
+// SAFETY: the mappings are shared memory that only the lines' atomics touch; they live
+// until `Drop`, and the kernel's side of them (the program) uses atomic adds and a
+// sequence word.
 unsafe impl Send for FastMap {}
 // SAFETY: see `Send`: every access through `&self` is atomic.
 unsafe impl Sync for FastMap {}
@@ -890,13 +986,21 @@ impl FastTable for FastMap {
         // valid `FastLine`; it stays mapped while `self` lives.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), uvs_port::fast::LINES) }
     }
+
+    fn lines6(&self) -> &[FastLine6] {
+        // SAFETY: as `lines`, for `FastLine6` (`struct fast_line6`, 128 bytes, checked in
+        // uvs-port).
+        unsafe { std::slice::from_raw_parts(self.ptr6.as_ptr(), uvs_port::fast::LINES) }
+    }
 }
 
 impl Drop for FastMap {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `map_fast`, of FAST_BYTES, unmapped once.
+        // SAFETY: the mappings made in `map_fast`, of FAST_BYTES and FAST6_BYTES, unmapped
+        // once.
         unsafe {
             libc::munmap(self.ptr.as_ptr().cast(), FAST_BYTES);
+            libc::munmap(self.ptr6.as_ptr().cast(), FAST6_BYTES);
         }
     }
 }

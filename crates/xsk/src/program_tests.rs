@@ -734,6 +734,217 @@ fn fast_path_rewrites_the_flows_of_its_table() {
     assert_eq!(fast(&ack), None, "setting off again");
 }
 
+const CLIENT6: &str = "2001:2::2";
+const VIP6: &str = "2001:2:0:100::1";
+const REAL6: &str = "2001:2:0:1::11";
+
+/// The IPv6 line of the client's flow [CLIENT6]:40000 → [VIP6]:80, NAT to the real
+/// server's 8080 (service 4, real server 2), holding for ever.
+fn client_line6() -> uvs_port::fast::FastEntry6 {
+    use uvs_port::fast::{FastEntry6, FastKey6};
+    FastEntry6 {
+        key: FastKey6::new(v6(CLIENT6), v6(VIP6), 40000, 80, 6),
+        to: FastKey6::new(v6(CLIENT6), v6(REAL6), 40000, 8080, 6),
+        inbound: true,
+        data_only: false,
+        syn_ack: false,
+        weak: false,
+        until_ns: u64::MAX,
+        service: 4,
+        real: 2,
+    }
+}
+
+/// The kernel fast path for IPv6 (`fast_path6` in uvs_xdp.c) against etherparse, as
+/// `fast_path_rewrites_the_flows_of_its_table` for IPv4: a frame of a flow written into the
+/// mapped IPv6 table leaves rewritten (addresses and ports; the hop limit left to the
+/// kernel's forwarding), its L4 checksum right (a full one checked by etherparse; a partial
+/// one still partial, for the new addresses), counted on its line; frames the workers must
+/// see (SYN/FIN/RST, other flows, lines past their time or being written, a hop limit of 1,
+/// an extension header, UDP without a checksum, the setting off) are left alone; with the
+/// TC program's routes on, what it rewrote is marked for that program.
+#[test]
+#[ignore = "needs root: loading BPF (scripts/test.sh runs it as root)"]
+fn fast_path_rewrites_the_ipv6_flows_of_its_table() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use uvs_port::fast::{FastEntry6, FastKey6, FastLine6, FastTable};
+    use uvs_testkit as tk;
+    let o = loaded();
+    let table = o.map_fast().expect("the tables map");
+    let ip = |s: &str| IpAddr::V6(s.parse().unwrap());
+    let (mac_a, mac_b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let payload = b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n";
+    let fast = |frame: &[u8]| -> Option<Vec<u8>> {
+        let before = o.counters().unwrap();
+        let (act, out) = o.test_run_out(frame).expect("test run");
+        assert_eq!(act, XDP_PASS);
+        let after = o.counters().unwrap();
+        (after.fast > before.fast).then_some(out)
+    };
+    let tcp = |flags: tk::Flags, p: &[u8]| {
+        tk::tcp(mac_a, mac_b, ip(CLIENT6), 40000, ip(VIP6), 80, flags, p)
+    };
+    let ack = tcp(tk::ACK, payload);
+    let line = client_line6();
+    assert_eq!(fast(&ack), None, "setting off");
+    o.set_setting(SETTING_FAST_PATH, true, "t").unwrap();
+    o.set_setting(SETTING_FAST_PATH6, true, "t").unwrap();
+    assert_eq!(fast(&ack), None, "empty table");
+    table.line6(&line.key).install(&line).unwrap();
+    // An IPv4 frame of the same ports is not the IPv6 line's.
+    let v4 = tk::tcp(
+        mac_a,
+        mac_b,
+        IpAddr::V4(Ipv4Addr::from(CLIENT4)),
+        40000,
+        IpAddr::V4(Ipv4Addr::from(VIP4)),
+        80,
+        tk::ACK,
+        payload,
+    );
+    assert_eq!(fast(&v4), None, "the IPv4 table is another");
+
+    let out = fast(&ack).expect("forwarded by the fast path");
+    let seen = tk::check_frame(&out).expect("checksums right");
+    assert_eq!((seen.src, seen.dst), (ip(CLIENT6), ip(REAL6)));
+    assert_eq!((seen.sport, seen.dport, seen.ttl), (40000, 8080, 64));
+    assert_eq!(seen.payload, payload);
+    assert_eq!(&out[..12], &ack[..12], "MACs are the kernel's to write");
+
+    // A partial checksum stays partial, for the new pseudo-header.
+    let out = fast(&tk::partial_checksum(&ack)).expect("partial forwarded");
+    assert_eq!(out, tk::partial_checksum(&fast(&ack).unwrap()));
+
+    let taken = table.line6(&line.key).take().expect("counted");
+    assert_eq!((taken.packets, taken.bytes), (3, 3 * ack.len() as u64));
+    assert_eq!((taken.service, taken.real, taken.inbound), (4, 2, true));
+
+    for flags in [tk::SYN, tk::RST, tk::FIN_ACK] {
+        assert_eq!(fast(&tcp(flags, b"")), None, "{flags:?} is the workers'");
+    }
+    let other = tk::tcp(mac_a, mac_b, ip(CLIENT6), 40001, ip(VIP6), 80, tk::ACK, b"");
+    assert_eq!(fast(&other), None, "another flow");
+    let mut last_hop = ack.clone();
+    last_hop[14 + 7] = 1;
+    assert_eq!(fast(&last_hop), None, "hop limit 1: the kernel answers it");
+    let mut ext = ack.clone();
+    ext[14 + 6] = 0;
+    assert_eq!(fast(&ext), None, "an extension header (hop-by-hop)");
+
+    // A line being written (odd sequence) is not read.
+    let i = uvs_port::fast::index(&line.key);
+    let l: &FastLine6 = &table.lines6()[i];
+    // SAFETY: the sequence word is the line's first field (`struct fast_line6`), an
+    // AtomicU32 in shared memory.
+    let seq = unsafe { &*(l as *const FastLine6).cast::<AtomicU32>() };
+    seq.fetch_add(1, Ordering::SeqCst);
+    assert_eq!(fast(&ack), None, "a line being written");
+    seq.fetch_add(1, Ordering::SeqCst);
+    tk::check_frame(&fast(&ack).expect("written: read again")).unwrap();
+
+    // UDP, full checksums and partial ones, with the reply direction's rewrite; without a
+    // checksum (not allowed in IPv6) it goes to the workers.
+    let reply = FastEntry6 {
+        key: FastKey6::new(v6(REAL6), v6(CLIENT6), 53, 5353, 17),
+        to: FastKey6::new(v6(VIP6), v6(CLIENT6), 53, 5353, 17),
+        inbound: false,
+        ..line
+    };
+    table.line6(&reply.key).install(&reply).unwrap();
+    let dgram = tk::udp(mac_a, mac_b, ip(REAL6), 53, ip(CLIENT6), 5353, b"answer");
+    let out = fast(&dgram).expect("udp forwarded");
+    let seen = tk::check_frame(&out).expect("udp checksums right");
+    assert_eq!(
+        (seen.src, seen.sport, seen.dst, seen.dport),
+        (ip(VIP6), 53, ip(CLIENT6), 5353)
+    );
+    let out = fast(&tk::partial_checksum(&dgram)).expect("partial udp forwarded");
+    assert_eq!(out, tk::partial_checksum(&fast(&dgram).unwrap()));
+    let mut zero = dgram.clone();
+    zero[14 + 40 + 6..14 + 40 + 8].copy_from_slice(&[0, 0]);
+    assert_eq!(fast(&zero), None, "udp without checksum: the workers'");
+
+    // A line written at the SYN-ACK takes segments with data, not the bare ACK.
+    table
+        .line6(&line.key)
+        .install(&FastEntry6 {
+            data_only: true,
+            ..line
+        })
+        .unwrap();
+    assert_eq!(fast(&tcp(tk::ACK, b"")), None, "the handshake's ACK");
+    tk::check_frame(&fast(&ack).expect("data passes")).unwrap();
+
+    // The line towards the client written at the client's SYN takes the SYN-ACK too.
+    let towards_client = FastEntry6 {
+        key: FastKey6::new(v6(REAL6), v6(CLIENT6), 8080, 40000, 6),
+        to: FastKey6::new(v6(VIP6), v6(CLIENT6), 80, 40000, 6),
+        inbound: false,
+        data_only: true,
+        ..line
+    };
+    let from_real = |flags: tk::Flags, p: &[u8]| {
+        tk::tcp(mac_a, mac_b, ip(REAL6), 8080, ip(CLIENT6), 40000, flags, p)
+    };
+    let syn_ack = from_real(tk::SYN_ACK, b"");
+    table
+        .line6(&towards_client.key)
+        .install(&towards_client)
+        .unwrap();
+    assert_eq!(fast(&syn_ack), None, "a line written at the SYN-ACK");
+    table
+        .line6(&towards_client.key)
+        .install(&FastEntry6 {
+            syn_ack: true,
+            ..towards_client
+        })
+        .unwrap();
+    let out = fast(&syn_ack).expect("the SYN-ACK takes the line");
+    let seen = tk::check_frame(&out).expect("SYN-ACK checksums right");
+    assert_eq!((seen.src, seen.sport), (ip(VIP6), 80));
+    assert_eq!((seen.dst, seen.dport), (ip(CLIENT6), 40000));
+    for flags in [tk::SYN, tk::RST, tk::FIN_ACK, tk::ACK] {
+        assert_eq!(fast(&from_real(flags, b"")), None, "{flags:?}");
+    }
+    tk::check_frame(&fast(&from_real(tk::ACK, payload)).expect("data passes")).unwrap();
+
+    // Past its time, ended, cleared: the workers see the packet.
+    table
+        .line6(&line.key)
+        .install(&FastEntry6 {
+            until_ns: 1,
+            ..line
+        })
+        .unwrap();
+    assert_eq!(fast(&ack), None, "expired");
+    table.line6(&line.key).install(&line).unwrap();
+    assert_eq!(table.line6(&line.key).expire(&line.key), Ok(true));
+    assert_eq!(fast(&ack), None, "ended by the control thread");
+    table.line6(&line.key).clear(&line.key).unwrap();
+    assert_eq!(fast(&ack), None, "cleared");
+    table.line6(&line.key).install(&line).unwrap();
+    o.set_setting(SETTING_FAST_PATH6, false, "t").unwrap();
+    assert_eq!(fast(&ack), None, "IPv6 off (no IPv6 forwarding)");
+    o.set_setting(SETTING_FAST_PATH6, true, "t").unwrap();
+    o.set_setting(SETTING_FAST_PATH, false, "t").unwrap();
+    assert_eq!(fast(&ack), None, "setting off again");
+    // With the TC program's routes on, a rewritten IPv6 frame is marked for it too (its
+    // source MAC), the rewrite the same.
+    o.set_setting(SETTING_FAST_PATH, true, "t").unwrap();
+    let plain = fast(&ack).expect("forwarded");
+    o.set_setting(SETTING_FAST_SEND, true, "t").unwrap();
+    let out = fast(&ack).expect("forwarded");
+    assert_eq!(
+        out[6..12],
+        [0x02, 0x75, 0x76, 0x73, 0x66, 0x00],
+        "the mark: {out:?}"
+    );
+    assert_eq!((&out[..6], &out[12..]), (&plain[..6], &plain[12..]));
+    // A frame the fast path does not take keeps its source.
+    let (_, out) = o.test_run_out(&other).unwrap();
+    assert_eq!(out, other, "not the fast path's: no mark");
+}
+
 /// With the TC program's routes set (`SETTING_FAST_SEND`), a frame the fast path rewrote
 /// leaves the XDP program with the fast path's mark as its source MAC (what `uvs_fast_tc`
 /// looks for); a frame the fast path did not take keeps its own, and one that arrives with
@@ -796,8 +1007,18 @@ fn a_program_in_place_of_another_takes_over_its_fast_table() {
     let old_table = old.map_fast().expect("the table maps");
     let line = client_line();
     old_table.line(&line.key).install(&line).unwrap();
-    let new = LoadedObject::load("test", &[("stats", old.stats), ("fast4", old.fast4)])
-        .expect("loads reusing");
+    let line6 = client_line6();
+    old_table.line6(&line6.key).install(&line6).unwrap();
+    let new = LoadedObject::load(
+        "test",
+        &[
+            ("stats", old.stats),
+            ("fast4", old.fast4),
+            ("fast6", old.fast6),
+        ],
+    )
+    .expect("loads reusing");
+    assert_ne!(new.fast6, old.fast6, "its own fd, for the same map");
     assert_ne!(new.fast4, old.fast4, "its own fd, for the same map");
     let ip = |a: [u8; 4]| IpAddr::V4(Ipv4Addr::from(a));
     let ack = tk::tcp(
@@ -811,6 +1032,7 @@ fn a_program_in_place_of_another_takes_over_its_fast_table() {
         b"x",
     );
     new.set_setting(SETTING_FAST_PATH, true, "t").unwrap();
+    new.set_setting(SETTING_FAST_PATH6, true, "t").unwrap();
     let before = new.counters().unwrap().fast;
     let (_, out) = new.test_run_out(&ack).unwrap();
     assert_eq!(
@@ -829,6 +1051,29 @@ fn a_program_in_place_of_another_takes_over_its_fast_table() {
     // clears the old one sees cleared: one table.
     let taken = old_table.line(&line.key).take().expect("counted");
     assert_eq!(taken.packets, 1);
+    // The IPv6 table too.
+    let ip6 = |s: &str| IpAddr::V6(s.parse().unwrap());
+    let ack6 = tk::tcp(
+        [2, 0, 0, 0, 0, 1],
+        [2, 0, 0, 0, 0, 2],
+        ip6(CLIENT6),
+        40000,
+        ip6(VIP6),
+        80,
+        tk::ACK,
+        b"x",
+    );
+    let (_, out) = new.test_run_out(&ack6).unwrap();
+    let seen = tk::check_frame(&out).expect("checksums right");
+    assert_eq!(
+        (seen.dst, seen.dport),
+        (ip6(REAL6), 8080),
+        "the old IPv6 line forwards"
+    );
+    assert_eq!(
+        old_table.line6(&line6.key).take().map(|t| t.packets),
+        Some(1)
+    );
     let new_table = new.map_fast().expect("the table maps");
     new_table.line(&line.key).clear(&line.key).unwrap();
     assert!(!old_table.line(&line.key).is_used(), "cleared for both");
@@ -837,6 +1082,36 @@ fn a_program_in_place_of_another_takes_over_its_fast_table() {
         LoadedObject::load("test", &[("fast4", old.stats)]).is_err(),
         "a per-CPU counter array is not a fast path table"
     );
+}
+
+#[test]
+fn fast_routes6_are_lpm_keys_in_network_order() {
+    let bytes = |w: &[u32]| -> Vec<u8> { w.iter().flat_map(|w| w.to_ne_bytes()).collect() };
+    let r = FastRoute6 {
+        prefix: "2001:2:0:1::77".parse().unwrap(),
+        len: 64,
+        ifindex: 7,
+        via: Some("2001:2:0:1::fe".parse().unwrap()),
+        mtu: 1500,
+    };
+    let (k, v) = r.entry();
+    assert_eq!(k[0], 64);
+    assert_eq!(bytes(&k[1..]), v6("2001:2:0:1::"), "masked to the prefix");
+    assert_eq!(v[0], 7);
+    assert_eq!(bytes(&v[1..5]), v6("2001:2:0:1::fe"));
+    assert_eq!(v[5], 1500);
+    let (k, v) = FastRoute6 {
+        len: 0,
+        via: None,
+        ..r
+    }
+    .entry();
+    assert_eq!(
+        (k[0], bytes(&k[1..]), bytes(&v[1..5])),
+        (0, vec![0; 16], vec![0; 16])
+    );
+    let (k, _) = FastRoute6 { len: 128, ..r }.entry();
+    assert_eq!(bytes(&k[1..]), v6("2001:2:0:1::77"), "a host route");
 }
 
 #[test]

@@ -119,8 +119,8 @@ fn forward_recorded(
     v
 }
 
-/// Writes the kernel fast path's lines of a NAT or FullNAT IPv4 connection whose packet
-/// was just forwarded whole (`crate::fastpath`).
+/// Writes the kernel fast path's lines of a NAT or FullNAT connection (IPv4 or IPv6) whose
+/// packet was just forwarded whole (`crate::fastpath`).
 pub(crate) fn fast_install<C: ConnView>(
     ctx: &Ctx<'_>,
     svc: &ServiceRt,
