@@ -3,6 +3,7 @@
 //! DR / FullNAT on their own testbed modes; a NAT service with `syn_proxy: true`; a
 //! `layer: 7` service), nftables DNAT, HAProxy in TCP and in HTTP mode, nginx as a reverse
 //! proxy, and straight to one real server through the balancer namespace's kernel routing.
+//! Over IPv4, or with `--family ipv6` over the test network's IPv6 VIP and real servers.
 //!
 //! Every run is bounded (`--seconds`, wrk's own timer, and a hard limit on the process).
 //! Latency percentiles come from a wrk `done()` hook (16 points per run, for CDFs).
