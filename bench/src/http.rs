@@ -3,6 +3,7 @@
 //! DR / FullNAT on their own testbed modes; a NAT service with `syn_proxy: true`; a
 //! `layer: 7` service), nftables DNAT, HAProxy in TCP and in HTTP mode, nginx as a reverse
 //! proxy, and straight to one real server through the balancer namespace's kernel routing.
+//! Over IPv4, or with `--family ipv6` over the test network's IPv6 VIP and real servers.
 //!
 //! Every run is bounded (`--seconds`, wrk's own timer, and a hard limit on the process).
 //! Latency percentiles come from a wrk `done()` hook (16 points per run, for CDFs).
@@ -20,7 +21,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::testbed::net::{self, Spawned, Testbed};
-use crate::testbed::{start_uvsd, KernelPeer, REALS, VIP};
+use crate::testbed::{host_port, start_uvsd, Family, KernelPeer, REALS};
 use cpu::{CpuTimes, CpuUse};
 use wrk::WrkResult;
 
@@ -139,10 +140,15 @@ impl HttpSubject {
         }
     }
 
-    fn url(&self) -> String {
-        match self {
-            HttpSubject::Direct => format!("http://{}/", REALS[0]),
-            _ => format!("http://{VIP}/"),
+    /// Where wrk sends its requests over `family`.
+    pub fn url(&self, family: Family) -> String {
+        let to = match self {
+            HttpSubject::Direct => family.reals()[0],
+            _ => family.vip(),
+        };
+        match to {
+            std::net::IpAddr::V4(a) => format!("http://{a}/"),
+            std::net::IpAddr::V6(a) => format!("http://[{a}]/"),
         }
     }
 }
@@ -209,6 +215,13 @@ pub struct HttpArgs {
     /// trips run in the first round only.
     #[arg(long, default_value_t = 1, value_parser = crate::args::count32)]
     pub rounds: u32,
+    /// The address family every subject runs over: the requests (and the UDP round trips)
+    /// go to the VIP 198.18.100.1 or 2001:2:0:100::1, the real servers are 198.18.1.1N or
+    /// 2001:2:0:1::1N, nftables' rules are an `ip` or `ip6` table, HAProxy and nginx bind
+    /// and connect in it, uvsd's service is of it, and the kernel's forwarding of it is
+    /// turned on where a subject needs it.
+    #[arg(long, value_enum, default_value_t = Family::Ipv4)]
+    pub family: Family,
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -241,66 +254,115 @@ impl HttpArgs {
     }
 }
 
-/// The uvsd configuration for HTTP through the VIP with `forwarding`.
-pub fn uvsd_http_config(forwarding: &str, core: Option<usize>, busy_poll: bool) -> String {
-    uvsd_http_config_with(forwarding, core, busy_poll, "")
+/// The uvsd configuration for HTTP through the VIP of `family` with `forwarding`.
+pub fn uvsd_http_config(
+    family: Family,
+    forwarding: &str,
+    core: Option<usize>,
+    busy_poll: bool,
+) -> String {
+    uvsd_http_config_with(family, forwarding, core, busy_poll, "")
 }
 
 /// A `layer: 7` service's lines: one pool of the three servers (rr, as the other
 /// subjects), and a rule wrk's requests do not match, so every first request is parsed
 /// and the rules evaluated before the default pool takes it.
-fn layer7_lines() -> String {
-    let all: Vec<String> = REALS.iter().map(|r| r.to_string()).collect();
+fn layer7_lines(family: Family) -> String {
+    let reals = family.reals();
+    let all: Vec<String> = reals.iter().map(|r| format!("\"{r}\"")).collect();
     format!(
-        "    layer: 7\n    pools:\n      - {{ name: all, scheduler: rr, real_servers: [{}] }}\n      - {{ name: one, real_servers: [{}] }}\n    rules:\n      - {{ path_prefix: /one/, pool: one }}\n    default_pool: all\n",
+        "    layer: 7\n    pools:\n      - {{ name: all, scheduler: rr, real_servers: [{}] }}\n      - {{ name: one, real_servers: [\"{}\"] }}\n    rules:\n      - {{ path_prefix: /one/, pool: one }}\n    default_pool: all\n",
         all.join(", "),
-        REALS[0]
+        reals[0]
     )
+}
+
+/// uvs's own addresses on the two links and their networks, in `family` (the test
+/// network's `.3` on each link, `configs/demo.yaml`'s), and FullNAT's pool address on the
+/// server side.
+struct UvsAddresses {
+    client_local: &'static str,
+    client_net: &'static str,
+    server_local: &'static str,
+    server_net: &'static str,
+    pool: &'static str,
+}
+
+fn uvs_addresses(family: Family) -> UvsAddresses {
+    match family {
+        Family::Ipv4 => UvsAddresses {
+            client_local: "198.18.0.3",
+            client_net: "198.18.0.0/24",
+            server_local: "198.18.1.3",
+            server_net: "198.18.1.0/24",
+            pool: "198.18.1.100",
+        },
+        Family::Ipv6 => UvsAddresses {
+            client_local: "\"2001:2::3\"",
+            client_net: "\"2001:2::/64\"",
+            server_local: "\"2001:2:0:1::3\"",
+            server_net: "\"2001:2:0:1::/64\"",
+            pool: "\"2001:2:0:1::100\"",
+        },
+    }
 }
 
 /// As `uvsd_http_config`, with `extra` service lines (`syn_proxy`, `layer: 7`).
 pub fn uvsd_http_config_with(
+    family: Family,
     forwarding: &str,
     core: Option<usize>,
     busy_poll: bool,
     extra: &str,
 ) -> String {
-    let reals: String = REALS
+    let reals: String = family
+        .reals()
         .iter()
-        .map(|r| format!("      - address: {r}\n"))
+        .map(|r| format!("      - address: \"{r}\"\n"))
         .collect();
+    let UvsAddresses {
+        client_local,
+        client_net,
+        server_local,
+        server_net,
+        pool,
+    } = uvs_addresses(family);
     let (local1, pool) = if forwarding == "fullnat" {
         (
-            "[198.18.1.3, 198.18.1.100]",
-            "    fullnat_pool: [198.18.1.100]\n",
+            format!("[{server_local}, {pool}]"),
+            format!("    fullnat_pool: [{pool}]\n"),
         )
     } else {
-        ("[198.18.1.3]", "")
+        (format!("[{server_local}]"), String::new())
     };
+    let vip = family.vip();
     let cores = core.map_or(String::new(), |c| format!("  cores: [{c}]\n"));
     format!(
-        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [198.18.0.3]\n    networks: [198.18.0.0/24]\n  - name: uvs-lb1\n    queues: 1\n    local: {local1}\n    networks: [198.18.1.0/24]\nworkers:\n  count: 1\n{cores}  busy_poll: {busy_poll}\nconn_table:\n  capacity: 1048576\nservices:\n  - name: bench-web\n    vip: {VIP}\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}{extra}    real_servers:\n{reals}  - name: bench-udp\n    vip: {VIP}\n    protocol: udp\n    port: 53\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}    real_servers:\n{reals}"
+        "interfaces:\n  - name: uvs-lb0\n    queues: 1\n    local: [{client_local}]\n    networks: [{client_net}]\n  - name: uvs-lb1\n    queues: 1\n    local: {local1}\n    networks: [{server_net}]\nworkers:\n  count: 1\n{cores}  busy_poll: {busy_poll}\nconn_table:\n  capacity: 1048576\nservices:\n  - name: bench-web\n    vip: \"{vip}\"\n    protocol: tcp\n    port: 80\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}{extra}    real_servers:\n{reals}  - name: bench-udp\n    vip: \"{vip}\"\n    protocol: udp\n    port: 53\n    scheduler: rr\n    forwarding: {forwarding}\n{pool}    real_servers:\n{reals}"
     )
 }
 
 /// uvs NAT with no spin before the worker's sleep and no pinning (`uvs-nat-nospin`).
-fn uvsd_nospin_config() -> String {
-    with_workers(uvsd_http_config("nat", None, false), "  spin_us: 0\n")
+fn uvsd_nospin_config(family: Family) -> String {
+    with_workers(
+        uvsd_http_config(family, "nat", None, false),
+        "  spin_us: 0\n",
+    )
 }
 
 /// uvs NAT with the kernel fast path, its worker spinning 200 µs (the workers' default
 /// without the fast path) and pinned to `core` (`uvs-nat-fast`).
-pub fn uvsd_fast_config(core: Option<usize>) -> String {
+pub fn uvsd_fast_config(family: Family, core: Option<usize>) -> String {
     with_workers(
-        uvsd_http_config("nat", core, false),
+        uvsd_http_config(family, "nat", core, false),
         "  kernel_fast_path: true\n  spin_us: 200\n",
     )
 }
 
 /// The kernel fast path with its defaults: no spin, no pinning (`uvs-nat-fast-nospin`).
-fn uvsd_fast_nospin_config() -> String {
+fn uvsd_fast_nospin_config(family: Family) -> String {
     with_workers(
-        uvsd_http_config("nat", None, false),
+        uvsd_http_config(family, "nat", None, false),
         "  kernel_fast_path: true\n",
     )
 }
@@ -313,36 +375,43 @@ fn with_workers(cfg: String, lines: &str) -> String {
     )
 }
 
-/// HAProxy in `mode` (tcp, or http: every request parsed, server-side keep-alive).
-fn haproxy_config_mode(state: &std::path::Path, mode: &str) -> String {
-    let servers: String = REALS
+/// HAProxy in `mode` (tcp, or http: every request parsed, server-side keep-alive), on the
+/// VIP of `family` and to its real servers.
+fn haproxy_config_mode(family: Family, state: &std::path::Path, mode: &str) -> String {
+    let servers: String = family
+        .reals()
         .iter()
         .enumerate()
-        .map(|(i, r)| format!("  server rs{} {r}:80\n", i + 1))
+        .map(|(i, r)| format!("  server rs{} {}\n", i + 1, host_port(*r, 80)))
         .collect();
     format!(
-        "global\n  maxconn 8000\n  pidfile {}/bench-haproxy.pid\ndefaults\n  mode {mode}\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind {VIP}:80\n  default_backend be\nbackend be\n  balance roundrobin\n{servers}",
-        state.display()
+        "global\n  maxconn 8000\n  pidfile {}/bench-haproxy.pid\ndefaults\n  mode {mode}\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind {}\n  default_backend be\nbackend be\n  balance roundrobin\n{servers}",
+        state.display(),
+        host_port(family.vip(), 80)
     )
 }
 
 /// nginx as a reverse proxy in the balancer namespace: round robin over the three
 /// servers, HTTP/1.1 with kept-alive upstream connections (as a tuned nginx runs), one
-/// worker per core.
-fn nginx_proxy_config(state: &std::path::Path) -> String {
-    let servers: String = REALS
+/// worker per core; on the VIP of `family` and to its real servers.
+fn nginx_proxy_config(family: Family, state: &std::path::Path) -> String {
+    let servers: String = family
+        .reals()
         .iter()
-        .map(|r| format!("    server {r}:80;\n"))
+        .map(|r| format!("    server {};\n", host_port(*r, 80)))
         .collect();
+    let listen = host_port(family.vip(), 80);
     let d = state.display();
     format!(
-        "daemon off;\npid {d}/bench-nginx.pid;\nerror_log {d}/bench-nginx.err;\nworker_processes auto;\nworker_rlimit_nofile 16384;\nevents {{ worker_connections 8000; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n  upstream reals {{\n{servers}    keepalive 64;\n  }}\n  server {{\n    listen {VIP}:80;\n    location / {{\n      proxy_pass http://reals;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
+        "daemon off;\npid {d}/bench-nginx.pid;\nerror_log {d}/bench-nginx.err;\nworker_processes auto;\nworker_rlimit_nofile 16384;\nevents {{ worker_connections 8000; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n  upstream reals {{\n{servers}    keepalive 64;\n  }}\n  server {{\n    listen {listen};\n    location / {{\n      proxy_pass http://reals;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
     )
 }
 
 /// The subject's setup; dropping it undoes it (stops uvsd/HAProxy by PID, removes rules).
 enum Setup<'a> {
-    Process(Spawned, Option<&'a Testbed>),
+    /// A process; with a testbed, a proxy holding the VIP of the family on the balancer's
+    /// loopback.
+    Process(Spawned, Option<(&'a Testbed, Family)>),
     Kernel(#[allow(dead_code)] KernelPeer<'a>),
     /// A kernel peer with uvs's XDP program on the balancer's interfaces (detached on
     /// drop, before the peer's rules go).
@@ -350,23 +419,45 @@ enum Setup<'a> {
         #[allow(dead_code)] Vec<uvs_xsk::XdpProgram>,
         #[allow(dead_code)] KernelPeer<'a>,
     ),
-    /// uvsd with IPv4 forwarding on in the balancer's namespace, turned off again after.
-    Forwarding(Spawned, &'a Testbed),
+    /// uvsd with the kernel's forwarding on in the balancer's namespace (IPv4's, and with
+    /// an IPv6 service IPv6's too: uvsd's fast path refuses to start without them), turned
+    /// off again after.
+    Forwarding(Spawned, &'a Testbed, Family),
+}
+
+/// The sysctls the kernel fast path needs on for a service of `family`.
+fn fast_path_sysctls(family: Family) -> Vec<&'static str> {
+    let mut v = vec![Family::Ipv4.forwarding_sysctl()];
+    if family == Family::Ipv6 {
+        v.push(Family::Ipv6.forwarding_sysctl());
+    }
+    v
+}
+
+/// `sysctl -qw` of each of `names` to `value` in the balancer's namespace.
+fn set_sysctls(tb: &Testbed, names: &[&str], value: u8) -> Result<String> {
+    let mut args = vec!["sysctl".to_string(), "-qw".into()];
+    args.extend(names.iter().map(|n| format!("{n}={value}")));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    tb.run("lb", &args)
+}
+
+/// `ip addr add|del` of the VIP of `family` on the balancer's loopback.
+fn vip_on_lo(tb: &Testbed, family: Family, op: &str) -> Result<String> {
+    let vip = format!("{}/{}", family.vip(), family.host_prefix());
+    tb.run("lb", &["ip", "addr", op, &vip, "dev", "lo"])
 }
 
 impl Drop for Setup<'_> {
     fn drop(&mut self) {
-        if let Setup::Process(p, Some(tb)) = self {
+        if let Setup::Process(p, Some((tb, family))) = self {
             // HAProxy (or nginx) held the VIP on the balancer's loopback.
             p.stop();
-            let _ = tb.run(
-                "lb",
-                &["ip", "addr", "del", &format!("{VIP}/32"), "dev", "lo"],
-            );
+            let _ = vip_on_lo(tb, *family, "del");
         }
-        if let Setup::Forwarding(p, tb) = self {
+        if let Setup::Forwarding(p, tb, family) = self {
             p.stop();
-            let _ = tb.run("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+            let _ = set_sysctls(tb, &fast_path_sysctls(*family), 0);
         }
     }
 }
@@ -380,38 +471,51 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
     };
     let limit = a.setup_lifetime_s();
     let core = (!a.unpinned).then_some(a.dut_core);
+    let family = a.family;
     Ok(match s {
         HttpSubject::UvsNat | HttpSubject::UvsNatBusy => Setup::Process(
             start_uvsd(
                 tb,
                 &uvsd(),
-                &uvsd_http_config("nat", core, s == HttpSubject::UvsNatBusy),
+                &uvsd_http_config(family, "nat", core, s == HttpSubject::UvsNatBusy),
                 limit,
             )?,
             None,
         ),
         HttpSubject::UvsNatNoSpin => {
-            Setup::Process(start_uvsd(tb, &uvsd(), &uvsd_nospin_config(), limit)?, None)
+            let cfg = uvsd_nospin_config(family);
+            Setup::Process(start_uvsd(tb, &uvsd(), &cfg, limit)?, None)
         }
         HttpSubject::UvsNatFast | HttpSubject::UvsNatFastNoSpin => {
             // The kernel forwards the fast path's packets; back off when the subject ends.
-            tb.run("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+            set_sysctls(tb, &fast_path_sysctls(family), 1)?;
             let cfg = if s == HttpSubject::UvsNatFast {
-                uvsd_fast_config(core)
+                uvsd_fast_config(family, core)
             } else {
-                uvsd_fast_nospin_config()
+                uvsd_fast_nospin_config(family)
             };
-            Setup::Forwarding(start_uvsd(tb, &uvsd(), &cfg, limit)?, tb)
+            match start_uvsd(tb, &uvsd(), &cfg, limit) {
+                Ok(p) => Setup::Forwarding(p, tb, family),
+                Err(e) => {
+                    let _ = set_sysctls(tb, &fast_path_sysctls(family), 0);
+                    return Err(e);
+                }
+            }
         }
         HttpSubject::UvsDr => Setup::Process(
-            start_uvsd(tb, &uvsd(), &uvsd_http_config("dr", core, false), limit)?,
+            start_uvsd(
+                tb,
+                &uvsd(),
+                &uvsd_http_config(family, "dr", core, false),
+                limit,
+            )?,
             None,
         ),
         HttpSubject::UvsFullnat => Setup::Process(
             start_uvsd(
                 tb,
                 &uvsd(),
-                &uvsd_http_config("fullnat", core, false),
+                &uvsd_http_config(family, "fullnat", core, false),
                 limit,
             )?,
             None,
@@ -420,7 +524,7 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
             start_uvsd(
                 tb,
                 &uvsd(),
-                &uvsd_http_config_with("nat", core, false, "    syn_proxy: true\n"),
+                &uvsd_http_config_with(family, "nat", core, false, "    syn_proxy: true\n"),
                 limit,
             )?,
             None,
@@ -429,18 +533,15 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
             start_uvsd(
                 tb,
                 &uvsd(),
-                &uvsd_http_config_with("nat", core, false, &layer7_lines()),
+                &uvsd_http_config_with(family, "nat", core, false, &layer7_lines(family)),
                 limit,
             )?,
             None,
         ),
         HttpSubject::NginxProxy => {
             let cfg = tb.state.join("bench-nginx-proxy.conf");
-            std::fs::write(&cfg, nginx_proxy_config(&tb.state))?;
-            tb.run(
-                "lb",
-                &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"],
-            )?;
+            std::fs::write(&cfg, nginx_proxy_config(family, &tb.state))?;
+            vip_on_lo(tb, family, "add")?;
             let log = std::fs::File::create(tb.state.join("bench-nginx-proxy.log"))?;
             let child = tb
                 .command("lb", &["nginx", "-c"])
@@ -449,21 +550,23 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
                 .stderr(log)
                 .spawn()
                 .context("starting nginx (apt-get install nginx-light)")?;
-            Setup::Process(Spawned::new("nginx", child), Some(tb))
+            Setup::Process(Spawned::new("nginx", child), Some((tb, family)))
         }
         HttpSubject::Nft | HttpSubject::NftXdp | HttpSubject::NftOne => {
             let reals = if s == HttpSubject::NftOne {
                 1
             } else {
-                REALS.len()
+                family.reals().len()
             };
-            let peer = KernelPeer::set_up(tb, Some(("tcp", 80, reals)), None)?;
+            let peer = KernelPeer::set_up_family(tb, family, Some(("tcp", 80, reals)), None)?;
             // The round-trip probes' UDP service, in the same table (removed with it).
             tb.nft(
                 "lb",
                 &format!(
-                    "add rule ip uvsbench prerouting ip daddr {VIP} udp dport 53 {}\n",
-                    crate::testbed::dnat_to(reals)
+                    "add rule {t} uvsbench prerouting {t} daddr {} udp dport 53 {}\n",
+                    family.vip(),
+                    crate::testbed::dnat_to(family, reals),
+                    t = family.nft_table(),
                 ),
             )?;
             if s == HttpSubject::NftXdp {
@@ -472,7 +575,7 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
                 Setup::Kernel(peer)
             }
         }
-        HttpSubject::Direct => Setup::Kernel(KernelPeer::set_up(tb, None, None)?),
+        HttpSubject::Direct => Setup::Kernel(KernelPeer::set_up_family(tb, family, None, None)?),
         HttpSubject::Haproxy | HttpSubject::HaproxyHttp => {
             if std::process::Command::new("haproxy")
                 .arg("-v")
@@ -487,11 +590,8 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
             } else {
                 "tcp"
             };
-            std::fs::write(&cfg, haproxy_config_mode(&tb.state, mode))?;
-            tb.run(
-                "lb",
-                &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"],
-            )?;
+            std::fs::write(&cfg, haproxy_config_mode(family, &tb.state, mode))?;
+            vip_on_lo(tb, family, "add")?;
             let log = std::fs::File::create(tb.state.join("bench-haproxy.log"))?;
             let child = tb
                 .command("lb", &["haproxy", "-db", "-f"])
@@ -500,7 +600,7 @@ fn set_up<'a>(tb: &'a Testbed, s: HttpSubject, a: &HttpArgs) -> Result<Setup<'a>
                 .stderr(log)
                 .spawn()
                 .context("starting haproxy")?;
-            Setup::Process(Spawned::new("haproxy", child), Some(tb))
+            Setup::Process(Spawned::new("haproxy", child), Some((tb, family)))
         }
     })
 }
@@ -608,6 +708,7 @@ pub fn up_for_http(script: &std::path::Path, tag: &str, mode: &str) -> Result<Te
 /// Prints one wrk run's figures (or its failure) and keeps them.
 fn record(
     s: HttpSubject,
+    family: Family,
     round: u32,
     connection: &'static str,
     r: Result<(WrkResult, CpuUse)>,
@@ -633,7 +734,7 @@ fn record(
         subject: s,
         round,
         connection,
-        url: s.url(),
+        url: s.url(family),
         result,
         cpu,
         error,
@@ -699,7 +800,12 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
         if group.is_empty() {
             continue;
         }
-        eprintln!("http: test network in {mode} mode (tag {})", a.tag);
+        eprintln!(
+            "http: test network in {mode} mode (tag {}), over {} to {}",
+            a.tag,
+            a.family.name(),
+            a.family.vip()
+        );
         let tb = up_for_http(&script, &a.tag, mode)?;
         if let Some(cpus) = &a.server_cpus {
             let n = pin(&tb, &server_roles(), cpus)?;
@@ -714,7 +820,8 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
             } else {
                 &[false, true]
             };
-            let setup = set_up(&tb, s, &a).and_then(|st| wait_ready(&tb, &s.url()).map(|_| st));
+            let setup =
+                set_up(&tb, s, &a).and_then(|st| wait_ready(&tb, &s.url(a.family)).map(|_| st));
             let setup = match setup {
                 Ok(st) => st,
                 Err(e) => {
@@ -724,7 +831,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                             subject: s,
                             round,
                             connection: if close { "close" } else { "keepalive" },
-                            url: s.url(),
+                            url: s.url(a.family),
                             result: None,
                             cpu: None,
                             error: Some(format!("{e:#}")),
@@ -747,7 +854,7 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                         | HttpSubject::UvsDr
                 )
             {
-                let r = rtt::run_rtt(&tb, a.rtt_rounds, s);
+                let r = rtt::run_rtt(&tb, a.rtt_rounds, s, a.family);
                 match &r {
                     Ok(x) => eprintln!(
                         "  {:<12} udp rtt   cold p50 {:>6.0} us  warm p50 {:>6.0} us  wake p50 {:>6.0} us  lost {}",
@@ -770,13 +877,14 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                     round + 1,
                     a.rounds
                 );
-                let r = run_wrk(&tb, &a, &s.url(), close, a.wrk_cpus.as_deref(), "cpu");
-                runs.push(record(s, round, connection, r));
+                let url = s.url(a.family);
+                let r = run_wrk(&tb, &a, &url, close, a.wrk_cpus.as_deref(), "cpu");
+                runs.push(record(s, a.family, round, connection, r));
             }
             drop(setup);
         }
     }
-    print_summary(&runs, a.rounds);
+    print_summary(&runs, a.rounds, a.family);
     if a.side_by_side {
         side::print_ratios(&runs);
     }
@@ -792,6 +900,9 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 &["wrk", "nginx", "haproxy", "nft", "ip"],
             ),
             "settings": {
+                "family": a.family,
+                "vip": a.family.vip(),
+                "real_servers": a.family.reals(),
                 "seconds": a.seconds,
                 "connections": a.connections,
                 "threads": a.threads,
@@ -810,13 +921,13 @@ pub fn http_main(a: HttpArgs) -> Result<()> {
                 "nginx-proxy": "nginx reverse proxy, worker_processes auto, upstream keepalive 64, HTTP/1.1",
                 "uvs-synproxy": "uvs-nat with syn_proxy: true",
                 "uvs-nat-nospin": "uvs-nat with workers.spin_us: 0, worker unpinned",
-                "uvs-nat-fast": "uvs-nat with workers.kernel_fast_path: true and spin_us: 200, worker pinned (net.ipv4.ip_forward=1 in the balancer's namespace)",
+                "uvs-nat-fast": format!("uvs-nat with workers.kernel_fast_path: true and spin_us: 200, worker pinned ({} in the balancer's namespace)", fast_path_sysctls(a.family).iter().map(|s| format!("{s}=1")).collect::<Vec<_>>().join(", ")),
                 "uvs-nat-fast-nospin": "workers.kernel_fast_path: true with its defaults (spin_us 0), worker unpinned",
                 "nft-xdp": "nft with uvs's XDP program attached to the balancer's interfaces, nothing registered (every frame passes)",
                 "uvs-l7": "uvs-nat as layer: 7, default pool rr over the 3 servers, one path rule",
-                "nft": "dnat to numgen inc mod 3 map (kube-proxy style)",
-                "nft-one": "the same to 198.18.1.11 only (direct's server): conntrack and NAT on direct's path",
-                "direct": "to 198.18.1.11 through the balancer namespace's kernel routing",
+                "nft": format!("table {} uvsbench: dnat to numgen inc mod 3 map (kube-proxy style)", a.family.nft_table()),
+                "nft-one": format!("the same to {} only (direct's server): conntrack and NAT on direct's path", a.family.reals()[0]),
+                "direct": format!("to {} through the balancer namespace's kernel routing ({}=1)", a.family.reals()[0], a.family.forwarding_sysctl()),
                 "client_sysctls": "ip_local_port_range 1024-65535, tcp_tw_reuse 1",
             },
             "results": &runs,
@@ -956,7 +1067,14 @@ pub fn ratios(runs: &[HttpRun]) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
-fn print_summary(runs: &[HttpRun], rounds: u32) {
+fn print_summary(runs: &[HttpRun], rounds: u32, family: Family) {
+    let reals: Vec<String> = family.reals().iter().map(|r| r.to_string()).collect();
+    println!(
+        "http over {}: VIP {}, real servers {}",
+        family.name(),
+        family.vip(),
+        reals.join(" ")
+    );
     println!(
         "{:<13} {:>5} {:<9} {:>10} {:>9} {:>9} {:>9} {:>8} {:>11} {:>8}",
         "subject",
@@ -1065,48 +1183,82 @@ mod tests {
 
     #[test]
     fn uvsd_configs_parse() {
-        for (f, busy) in [
-            ("nat", false),
-            ("nat", true),
-            ("dr", false),
-            ("fullnat", false),
-        ] {
-            let text = uvsd_http_config(f, Some(1), busy);
-            let cfg = uvs_config::load_str(&text, "bench.yaml");
-            assert!(cfg.is_ok(), "{f}:\n{text}\n{:?}", cfg.err());
-            assert_eq!(cfg.unwrap().workers.busy_poll, busy);
+        for family in [Family::Ipv4, Family::Ipv6] {
+            for (f, busy) in [
+                ("nat", false),
+                ("nat", true),
+                ("dr", false),
+                ("fullnat", false),
+            ] {
+                let text = uvsd_http_config(family, f, Some(1), busy);
+                let cfg = uvs_config::load_str(&text, "bench.yaml");
+                assert!(cfg.is_ok(), "{f}:\n{text}\n{:?}", cfg.err());
+                let cfg = cfg.unwrap();
+                assert_eq!(cfg.workers.busy_poll, busy);
+                for svc in &cfg.services {
+                    assert_eq!(svc.vip, family.vip(), "{text}");
+                    let reals: Vec<_> = svc.real_servers.iter().map(|r| r.address).collect();
+                    assert_eq!(reals, family.reals(), "{text}");
+                }
+            }
+            for extra in ["    syn_proxy: true\n".to_string(), layer7_lines(family)] {
+                let text = uvsd_http_config_with(family, "nat", Some(1), false, &extra);
+                let cfg = uvs_config::load_str(&text, "bench.yaml").expect(&text);
+                let svc = &cfg.services[0];
+                assert!(svc.syn_proxy, "{text}");
+                assert_eq!(svc.layer7.is_some(), extra.contains("layer: 7"), "{text}");
+            }
+            let free = uvs_config::load_str(&uvsd_http_config(family, "nat", None, false), "b");
+            assert_eq!(free.unwrap().workers.cores, None);
+            let nospin = uvs_config::load_str(&uvsd_nospin_config(family), "b.yaml").unwrap();
+            assert_eq!((nospin.workers.spin_us, nospin.workers.cores), (0, None));
+            let fast = uvs_config::load_str(&uvsd_fast_nospin_config(family), "b.yaml").unwrap();
+            assert_eq!((fast.workers.spin_us, fast.workers.cores), (0, None));
+            assert!(fast.workers.kernel_fast_path);
+            let spin = uvs_config::load_str(&uvsd_fast_config(family, Some(1)), "b.yaml").unwrap();
+            assert_eq!(
+                (spin.workers.spin_us, spin.workers.cores),
+                (200, Some(vec![1]))
+            );
+            assert!(spin.workers.kernel_fast_path);
         }
-        for extra in ["    syn_proxy: true\n".to_string(), layer7_lines()] {
-            let text = uvsd_http_config_with("nat", Some(1), false, &extra);
-            let cfg = uvs_config::load_str(&text, "bench.yaml").expect(&text);
-            let svc = &cfg.services[0];
-            assert!(svc.syn_proxy, "{text}");
-            assert_eq!(svc.layer7.is_some(), extra.contains("layer: 7"), "{text}");
-        }
-        let free = uvs_config::load_str(&uvsd_http_config("nat", None, false), "b.yaml");
-        assert_eq!(free.unwrap().workers.cores, None);
-        let nospin = uvs_config::load_str(&uvsd_nospin_config(), "b.yaml").unwrap();
-        assert_eq!((nospin.workers.spin_us, nospin.workers.cores), (0, None));
-        let fast = uvs_config::load_str(&uvsd_fast_nospin_config(), "b.yaml").unwrap();
-        assert_eq!((fast.workers.spin_us, fast.workers.cores), (0, None));
-        assert!(fast.workers.kernel_fast_path);
-        let spin = uvs_config::load_str(&uvsd_fast_config(Some(1)), "b.yaml").unwrap();
-        assert_eq!(
-            (spin.workers.spin_us, spin.workers.cores),
-            (200, Some(vec![1]))
-        );
-        assert!(spin.workers.kernel_fast_path);
     }
 
     #[test]
     fn haproxy_config_respects_the_fd_limit() {
-        let c = haproxy_config_mode(std::path::Path::new("/run/x"), "tcp");
+        let run = std::path::Path::new("/run/x");
+        let c = haproxy_config_mode(Family::Ipv4, run, "tcp");
         assert!(c.contains("maxconn 8000") && c.contains("mode tcp"));
+        assert!(c.contains("bind 198.18.100.1:80"), "{c}");
         assert_eq!(c.matches("server rs").count(), 3);
-        assert!(haproxy_config_mode(std::path::Path::new("/run/x"), "http").contains("mode http"));
-        let n = nginx_proxy_config(std::path::Path::new("/run/x"));
+        assert!(haproxy_config_mode(Family::Ipv4, run, "http").contains("mode http"));
+        let n = nginx_proxy_config(Family::Ipv4, run);
         assert!(n.contains("keepalive 64") && n.contains("listen 198.18.100.1:80"));
         assert_eq!(n.matches("server 198.18.1.1").count(), 3);
+    }
+
+    #[test]
+    fn the_proxies_bind_and_connect_over_ipv6() {
+        let run = std::path::Path::new("/run/x");
+        let c = haproxy_config_mode(Family::Ipv6, run, "tcp");
+        assert!(c.contains("bind [2001:2:0:100::1]:80"), "{c}");
+        assert!(c.contains("server rs3 [2001:2:0:1::13]:80"), "{c}");
+        let n = nginx_proxy_config(Family::Ipv6, run);
+        assert!(n.contains("listen [2001:2:0:100::1]:80;"), "{n}");
+        assert_eq!(n.matches("server [2001:2:0:1::1").count(), 3, "{n}");
+        assert_eq!(
+            HttpSubject::Nft.url(Family::Ipv6),
+            "http://[2001:2:0:100::1]/"
+        );
+        assert_eq!(
+            HttpSubject::Direct.url(Family::Ipv6),
+            "http://[2001:2:0:1::11]/"
+        );
+        assert_eq!(HttpSubject::Nft.url(Family::Ipv4), "http://198.18.100.1/");
+        assert_eq!(
+            fast_path_sysctls(Family::Ipv6),
+            ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"]
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod net;
 pub mod search;
 pub mod xsk;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,75 @@ pub const REALS: [Ipv4Addr; 3] = [
 ];
 /// The benchmark's UDP port (discard): the real servers' counters match only this.
 pub const UDP_PORT: u16 = 9;
+/// The test network's IPv6 VIP and real servers (`scripts/testbed.sh`, `configs/demo.yaml`).
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x100, 0, 0, 0, 1);
+pub const REALS6: [Ipv6Addr; 3] = [
+    Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0x11),
+    Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0x12),
+    Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0x13),
+];
+
+/// The address family a measurement runs over: the test network has both, with the same
+/// roles (`scripts/testbed.sh`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    #[default]
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+
+    pub fn vip(&self) -> IpAddr {
+        match self {
+            Family::Ipv4 => VIP.into(),
+            Family::Ipv6 => VIP6.into(),
+        }
+    }
+
+    pub fn reals(&self) -> [IpAddr; 3] {
+        match self {
+            Family::Ipv4 => REALS.map(IpAddr::from),
+            Family::Ipv6 => REALS6.map(IpAddr::from),
+        }
+    }
+
+    /// The nftables family of a table of this address family's rules (`ip`, `ip6`).
+    pub fn nft_table(&self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ip",
+            Family::Ipv6 => "ip6",
+        }
+    }
+
+    /// The sysctl that turns the kernel's forwarding of this family on and off.
+    pub fn forwarding_sysctl(&self) -> &'static str {
+        match self {
+            Family::Ipv4 => "net.ipv4.ip_forward",
+            Family::Ipv6 => "net.ipv6.conf.all.forwarding",
+        }
+    }
+
+    /// A host route's prefix length (the VIP on a loopback).
+    pub fn host_prefix(&self) -> u8 {
+        match self {
+            Family::Ipv4 => 32,
+            Family::Ipv6 => 128,
+        }
+    }
+}
+
+/// `addr:port`, an IPv6 address in brackets (as URLs, HAProxy and nginx take it).
+pub fn host_port(addr: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(addr, port).to_string()
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -278,17 +347,23 @@ pub fn parse_nft_packets(out: &str) -> Option<u64> {
     None
 }
 
-pub(crate) fn dnat_rules(proto: &str, port: u16, reals: usize) -> String {
+/// nftables DNAT of `proto` to port `port` of the VIP of `family` over the first `reals`
+/// real servers, in a table `ip uvsbench` or `ip6 uvsbench`.
+pub(crate) fn dnat_rules(family: Family, proto: &str, port: u16, reals: usize) -> String {
     format!(
-        "table ip uvsbench {{\n chain prerouting {{\n  type nat hook prerouting priority dstnat; policy accept;\n  ip daddr {VIP} {proto} dport {port} {}\n }}\n}}\n",
-        dnat_to(reals)
+        "table {t} uvsbench {{\n chain prerouting {{\n  type nat hook prerouting priority dstnat; policy accept;\n  {t} daddr {} {proto} dport {port} {}\n }}\n}}\n",
+        family.vip(),
+        dnat_to(family, reals),
+        t = family.nft_table(),
     )
 }
 
-/// nftables' `dnat to` over the first `reals` real servers in turn (kube-proxy style).
-pub(crate) fn dnat_to(reals: usize) -> String {
-    let reals = reals.clamp(1, REALS.len());
-    let map: Vec<String> = REALS[..reals]
+/// nftables' `dnat to` over the first `reals` real servers of `family` in turn
+/// (kube-proxy style).
+pub(crate) fn dnat_to(family: Family, reals: usize) -> String {
+    let all = family.reals();
+    let reals = reals.clamp(1, all.len());
+    let map: Vec<String> = all[..reals]
         .iter()
         .enumerate()
         .map(|(i, r)| format!("{i} : {r}"))
@@ -564,13 +639,16 @@ mod tests {
 
     #[test]
     fn dnat_rule_is_kube_proxy_style() {
-        let r = dnat_rules("udp", 9, 3);
+        let r = dnat_rules(Family::Ipv4, "udp", 9, 3);
         assert!(r.contains("udp dport 9 dnat to numgen inc mod 3 map { 0 : 198.18.1.11, 1 : 198.18.1.12, 2 : 198.18.1.13 }"), "{r}");
-        let one = dnat_rules("tcp", 80, 1);
+        let one = dnat_rules(Family::Ipv4, "tcp", 80, 1);
         assert!(
             one.contains("tcp dport 80 dnat to numgen inc mod 1 map { 0 : 198.18.1.11 }"),
             "{one}"
         );
+        let six = dnat_rules(Family::Ipv6, "tcp", 80, 3);
+        assert!(six.starts_with("table ip6 uvsbench"), "{six}");
+        assert!(six.contains("ip6 daddr 2001:2:0:100::1 tcp dport 80 dnat to numgen inc mod 3 map { 0 : 2001:2:0:1::11, 1 : 2001:2:0:1::12, 2 : 2001:2:0:1::13 }"), "{six}");
     }
 
     #[test]

@@ -503,6 +503,72 @@ fn http_side_by_side_smoke_as_root() {
     assert!(!String::from_utf8_lossy(&ns.stdout).contains("uvs-bsbs"));
 }
 
+/// `http --family ipv6`: the requests and the UDP round trips go to the IPv6 VIP (nftables
+/// in an `ip6` table; uvs's kernel fast path when uvsd is built) and to the first real
+/// server's IPv6 address (`direct`), every run with a figure, the family in the header and
+/// the JSON, and the network gone afterwards. ~10 s.
+#[test]
+#[ignore = "needs root: network namespaces, nftables and XDP (scripts/test.sh runs it as root)"]
+fn http_ipv6_smoke_as_root() {
+    assert!(
+        is_root(),
+        "http_ipv6_smoke_as_root needs root (network namespaces, nftables, XDP): run it as \
+         root, e.g. scripts/test.sh under sudo"
+    );
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_uvs-bench"));
+    let mut subjects = vec!["direct", "nft"];
+    if exe.parent().unwrap().join("uvsd").is_file() {
+        subjects.push("uvs-nat-fast-nospin");
+    } else {
+        eprintln!("http_ipv6_smoke_as_root: uvsd not built (cargo build -p uvs-control); measuring the peers only");
+    }
+    let d = scratch("http6");
+    let json = d.join("h.json");
+    let out = bench()
+        .args([
+            "http",
+            "--family",
+            "ipv6",
+            "--subjects",
+            &subjects.join(","),
+        ])
+        .args(["--seconds", "1", "--connections", "4", "--rtt-rounds", "5"])
+        .args(["--tag", "bh6"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("http over ipv6: VIP 2001:2:0:100::1"),
+        "{stdout}"
+    );
+    let v = read_json(&json);
+    assert_eq!(v["settings"]["family"], "ipv6");
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2 * subjects.len(), "{results:?}");
+    for r in results {
+        let url = r["url"].as_str().unwrap();
+        let want = if r["subject"] == "direct" {
+            "http://[2001:2:0:1::11]/"
+        } else {
+            "http://[2001:2:0:100::1]/"
+        };
+        assert_eq!(url, want, "{r}");
+        assert!(r["result"]["requests"].as_u64().unwrap() > 0, "{r}");
+    }
+    for r in v["udp_rtt"].as_array().unwrap() {
+        assert!(r["result"]["warm_p50_us"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ns.stdout).contains("uvs-bh6-"));
+}
+
 #[test]
 fn memory_tiny_run_prints_a_row_per_size_and_refuses_a_zero_size() {
     let text =

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::HttpSubject;
 use crate::testbed::net::{Spawned, Testbed};
-use crate::testbed::REALS;
-use crate::testbed::VIP;
+use crate::testbed::{host_port, Family};
 
 #[derive(Args, Debug)]
 pub struct RttArgs {
@@ -92,12 +91,13 @@ pub struct RttRun {
     pub error: Option<String>,
 }
 
-/// Runs `uvs-bench udp-rtt` in the client namespace against the subject's UDP service.
-pub fn run_rtt(tb: &Testbed, rounds: usize, s: HttpSubject) -> Result<RttResult> {
+/// Runs `uvs-bench udp-rtt` in the client namespace against the subject's UDP service
+/// over `family`.
+pub fn run_rtt(tb: &Testbed, rounds: usize, s: HttpSubject, family: Family) -> Result<RttResult> {
     let exe = std::env::current_exe().context("locating uvs-bench")?;
     let dst = match s {
-        HttpSubject::Direct => format!("{}:53", REALS[0]),
-        _ => format!("{VIP}:53"),
+        HttpSubject::Direct => host_port(family.reals()[0], 53),
+        _ => host_port(family.vip(), 53),
     };
     let child = tb
         .command("client", &[])

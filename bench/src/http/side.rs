@@ -43,8 +43,9 @@ pub fn run(a: &HttpArgs, subjects: &[HttpSubject], script: &Path) -> Result<Vec<
     let pair = [*first, *second];
     let mode = first.mode();
     eprintln!(
-        "http: two test networks in {mode} mode (tags {0}a, {0}b), side by side",
-        a.tag
+        "http: two test networks in {mode} mode (tags {0}a, {0}b), side by side, over {1}",
+        a.tag,
+        a.family.name()
     );
     let tbs = [
         up_for_http(script, &format!("{}a", a.tag), mode)?,
@@ -55,7 +56,7 @@ pub fn run(a: &HttpArgs, subjects: &[HttpSubject], script: &Path) -> Result<Vec<
         .zip(pair)
         .map(|(tb, s)| {
             let st = set_up(tb, s, a)?;
-            wait_ready(tb, &s.url())?;
+            wait_ready(tb, &s.url(a.family))?;
             Ok(st)
         })
         .collect::<Result<_>>()?;
@@ -96,7 +97,7 @@ pub fn run(a: &HttpArgs, subjects: &[HttpSubject], script: &Path) -> Result<Vec<
                     .map(|((tb, s), cpu)| {
                         scope.spawn(move || {
                             let (list, line) = (cpu.to_string(), format!("cpu{cpu}"));
-                            run_wrk(tb, a, &s.url(), close, Some(&list), &line)
+                            run_wrk(tb, a, &s.url(a.family), close, Some(&list), &line)
                         })
                     })
                     .collect();
@@ -106,7 +107,7 @@ pub fn run(a: &HttpArgs, subjects: &[HttpSubject], script: &Path) -> Result<Vec<
                     .collect()
             });
             for (s, r) in pair.into_iter().zip(results) {
-                runs.push(record(s, round, connection, r));
+                runs.push(record(s, a.family, round, connection, r));
             }
         }
     }

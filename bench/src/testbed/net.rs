@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use super::Family;
+
 /// Whether this process runs as root (namespaces, veth, XDP and AF_XDP need it).
 pub fn is_root() -> bool {
     std::fs::metadata("/proc/self")
@@ -169,6 +171,7 @@ impl Drop for Testbed {
 pub struct KernelPeer<'a> {
     tb: &'a Testbed,
     nft: bool,
+    family: Family,
 }
 
 impl<'a> KernelPeer<'a> {
@@ -177,11 +180,30 @@ impl<'a> KernelPeer<'a> {
         nft: Option<(&str, u16, usize)>,
         rps_core: Option<usize>,
     ) -> Result<KernelPeer<'a>> {
+        Self::set_up_family(tb, Family::Ipv4, nft, rps_core)
+    }
+
+    /// As [`KernelPeer::set_up`] for `family`: its forwarding on, the DNAT (if any) to its
+    /// VIP and real servers in an `ip` or `ip6` table.
+    pub fn set_up_family(
+        tb: &'a Testbed,
+        family: Family,
+        nft: Option<(&str, u16, usize)>,
+        rps_core: Option<usize>,
+    ) -> Result<KernelPeer<'a>> {
         let peer = KernelPeer {
             tb,
             nft: nft.is_some(),
+            family,
         };
-        tb.run("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        tb.run(
+            "lb",
+            &[
+                "sysctl",
+                "-qw",
+                &format!("{}=1", family.forwarding_sysctl()),
+            ],
+        )?;
         if let Some(c) = rps_core {
             tb.sh(
                 "lb",
@@ -192,7 +214,7 @@ impl<'a> KernelPeer<'a> {
             )?;
         }
         if let Some((proto, port, reals)) = nft {
-            tb.nft("lb", &super::dnat_rules(proto, port, reals))?;
+            tb.nft("lb", &super::dnat_rules(family, proto, port, reals))?;
         }
         Ok(peer)
     }
@@ -201,13 +223,23 @@ impl<'a> KernelPeer<'a> {
 impl Drop for KernelPeer<'_> {
     fn drop(&mut self) {
         if self.nft {
-            let _ = self
-                .tb
-                .run("lb", &["nft", "delete", "table", "ip", "uvsbench"]);
+            let _ = self.tb.run(
+                "lb",
+                &[
+                    "nft",
+                    "delete",
+                    "table",
+                    self.family.nft_table(),
+                    "uvsbench",
+                ],
+            );
         }
         let _ = self.tb.sh(
             "lb",
-            "echo 0 > /sys/class/net/uvs-lb0/queues/rx-0/rps_cpus; sysctl -qw net.ipv4.ip_forward=0",
+            &format!(
+                "echo 0 > /sys/class/net/uvs-lb0/queues/rx-0/rps_cpus; sysctl -qw {}=0",
+                self.family.forwarding_sysctl()
+            ),
         );
     }
 }
