@@ -406,3 +406,66 @@ fn kernel_fast_path_forwards_fullnat_flows_of_both_families() {
         "FullNAT connections closed through the fast path stay open in the table:\n{conns}"
     );
 }
+
+/// The first IPv6 services added at a reload while the balancer's kernel does not forward
+/// IPv6: uvsd started with IPv4 services only (so it did not refuse), and the fast path's
+/// IPv6 half, whose frames the kernel would forward, stays off. The reload warns once,
+/// naming the sysctl, and the IPv6 services are served by the workers, whole, rather than
+/// rewritten by the XDP program for a kernel that would drop them.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and AF_XDP (scripts/test.sh runs it as root)"]
+fn ipv6_services_added_at_a_reload_without_ipv6_forwarding_stay_with_the_workers() {
+    require_root("ipv6_services_added_at_a_reload_without_ipv6_forwarding_stay_with_the_workers");
+    let mut tb = Testbed::up("e2ef6rl", "nat");
+    tb.exec("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let forwarding = tb.exec("lb", &["sysctl", "-n", "net.ipv6.conf.all.forwarding"]);
+    assert_eq!(
+        String::from_utf8_lossy(&forwarding.stdout).trim(),
+        "0",
+        "the testbed's balancer forwards no IPv6"
+    );
+    let full = fast_config();
+    let v6_at = full
+        .find("\n  - name: web6\n")
+        .expect("the demo's IPv6 services moved");
+    let v4_only = format!("{}\n", &full[..v6_at]);
+    assert!(!v4_only.contains("vip: \"2001:"), "{v4_only}");
+    tb.start_uvsd(&v4_only);
+    let served = tb.curl_many("http://198.18.100.1/", 3);
+    assert!(!served.iter().any(|a| a == "failed"), "{served:?}");
+
+    std::fs::write(tb.state.join("uvs.yaml"), &full).unwrap();
+    let logged = tb.uvsd_log().len();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &tb.uvsd_pid().to_string()])
+        .status();
+    tb.wait_log(logged, "configuration reloaded");
+    tb.wait_log(
+        logged,
+        "net.ipv6.conf.all.forwarding is not 1 in uvsd's network namespace: IPv6 flows stay with the workers",
+    );
+
+    // A 20 MB IPv6 download: whole, and the workers', not the XDP program's.
+    let before = tb.metrics();
+    let got = tb.sh(
+        "client",
+        "curl -s -g --max-time 30 -o /dev/null -w '%{size_download}' 'http://[2001:2:0:100::1]/big'",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout).trim(),
+        "20971520",
+        "the IPv6 download did not arrive whole:\n{}",
+        tb.uvsd_log()
+    );
+    let after = tb.metrics();
+    let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
+    let (fast, worker) = (
+        delta("uvs_fast_path_packets_total"),
+        delta("uvs_worker_rx_packets_total"),
+    );
+    eprintln!("IPv6 download: fast path {fast}, workers {worker}");
+    assert!(
+        fast == 0.0 && worker > 10_000.0,
+        "IPv6 frames went by the fast path with IPv6 forwarding off: {fast} rewritten, {worker} at the workers\n{after}"
+    );
+}
