@@ -231,20 +231,11 @@ fn ipv6_through_the_fast_path(tb: &Testbed) {
         "IPv6 connections closed through the fast path stay open in the table:\n{conns}"
     );
 
-    // The TC program takes the hop limit down as the kernel's forwarding (and a worker)
-    // would: the real servers send 64, the client sees 63 on the download's segments.
-    let cap = tb.sh(
-        "client",
-        "timeout 20 tcpdump -l -i uvs-c0 -nn -v -c 20 'ip6 and tcp src port 80 and greater 1000' \
-         2>/dev/null & sleep 1; curl -s -g --max-time 30 -o /dev/null \
-         'http://[2001:2:0:100::1]/big'; wait",
-    );
-    let cap = String::from_utf8_lossy(&cap.stdout);
-    let hops: Vec<&str> = cap.split(", ").filter(|f| f.starts_with("hlim ")).collect();
-    assert!(
-        hops.len() >= 10 && hops.iter().all(|h| *h == "hlim 63"),
-        "the download's segments reach the client one hop on: {hops:?}\n{cap}"
-    );
+    // The TC program takes the hop limit (IPv4: the TTL, and the header checksum with it)
+    // down as the kernel's forwarding (and a worker) would: the real servers send 64, the
+    // client sees 63 on the download's segments.
+    one_hop_on(&tb, "ip6", "hlim", "http://[2001:2:0:100::1]/big");
+    one_hop_on(&tb, "ip", "ttl", "http://198.18.100.1/big");
 
     const N: f64 = 30.0;
     let before = tb.metrics();
@@ -282,6 +273,32 @@ struct Download {
     worker: f64,
     fast: f64,
     sent: f64,
+}
+
+/// Captures 20 of the download's segments from `url` (`family`: tcpdump's `ip` or `ip6`)
+/// on the client and checks that each arrived with hop limit or TTL (`field`, as `tcpdump
+/// -v` prints it) 63: the real servers send 64, and the balancer is one hop. tcpdump
+/// checks the IPv4 header checksum too (`bad cksum`).
+fn one_hop_on(tb: &Testbed, family: &str, field: &str, url: &str) {
+    let cap = tb.sh(
+        "client",
+        &format!(
+            "timeout 20 tcpdump -l -i uvs-c0 -nn -v -c 20 '{family} and tcp src port 80 and \
+             greater 1000' 2>/dev/null & sleep 1; curl -s -g --max-time 30 -o /dev/null \
+             '{url}'; wait"
+        ),
+    );
+    let cap = String::from_utf8_lossy(&cap.stdout);
+    let hops: Vec<&str> = cap
+        .split([',', '('])
+        .map(str::trim)
+        .filter(|f| f.starts_with(&format!("{field} ")))
+        .collect();
+    assert!(
+        hops.len() >= 10 && hops.iter().all(|h| *h == format!("{field} 63")),
+        "{url}: the download's segments reach the client one hop on: {hops:?}\n{cap}"
+    );
+    assert!(!cap.contains("bad cksum"), "{url}: {cap}");
 }
 
 /// Downloads the real servers' 20 MB file from `url` on the client and checks that it
