@@ -234,8 +234,8 @@ fn ipv6_through_the_fast_path(tb: &Testbed) {
     // The TC program takes the hop limit (IPv4: the TTL, and the header checksum with it)
     // down as the kernel's forwarding (and a worker) would: the real servers send 64, the
     // client sees 63 on the download's segments.
-    one_hop_on(&tb, "ip6", "hlim", "http://[2001:2:0:100::1]/big");
-    one_hop_on(&tb, "ip", "ttl", "http://198.18.100.1/big");
+    one_hop_on(tb, "ip6", "hlim", "http://[2001:2:0:100::1]/big");
+    one_hop_on(tb, "ip", "ttl", "http://198.18.100.1/big");
 
     const N: f64 = 30.0;
     let before = tb.metrics();
