@@ -1164,17 +1164,15 @@ fn start_workers(
                 }
                 // This worker's queue of interface `i`, its socket in the interface's
                 // program now (at the start, and again once the interface is made again).
-                let open = |i: usize| -> Result<(XskPort, u32), String> {
+                let open = |i: usize| -> Result<(XskPort, u32), uvs_xsk::XskError> {
                     let (name, zc, ring) = &ifaces[i];
                     let cfg = XskConfig {
                         zero_copy: *zc,
                         ring_size: *ring,
                     };
-                    let p = XskPort::open(name, w as u32, &cfg).map_err(|e| e.to_string())?;
+                    let p = XskPort::open(name, w as u32, &cfg)?;
                     let program = core.programs[i].load();
-                    program
-                        .register_socket(w as u32, p.fd())
-                        .map_err(|e| e.to_string())?;
+                    program.register_socket(w as u32, p.fd())?;
                     log::info!(
                         "worker {w}: {name} queue {w} ({})",
                         if p.is_zero_copy() {
@@ -1194,7 +1192,7 @@ fn start_workers(
                             registered.push(index);
                         }
                         Err(e) => {
-                            let _ = ready.send(Err(e));
+                            let _ = ready.send(Err(e.to_string()));
                             return;
                         }
                     }
@@ -1223,17 +1221,17 @@ fn start_workers(
                             continue;
                         }
                         let name = &ifaces[i].0;
-                        match rx_tx_queues(name) {
-                            Some(have) if have <= w => {
-                                now_gone.push(QueueGone { iface: i, have });
-                                continue;
-                            }
-                            _ => {}
-                        }
                         match open(i) {
                             Ok((p, index)) => {
                                 worker.replace_port(i, p);
                                 registered[i] = index;
+                            }
+                            // Fewer queues than this worker's number: it stands by.
+                            Err(uvs_xsk::XskError::QueueOutOfRange { count, .. }) => {
+                                now_gone.push(QueueGone {
+                                    iface: i,
+                                    have: count as usize,
+                                })
                             }
                             Err(e) => core
                                 .reopen_failures
@@ -1284,7 +1282,7 @@ fn start_workers(
 }
 
 /// An interface made again with fewer queues than the workers (a veth made with fewer, a
-/// NIC's channels lowered): it has `have` (`rx_tx_queues`), and a worker numbered `have` or
+/// NIC's channels lowered): it has `have` (the open's `XskError::QueueOutOfRange`), and a worker numbered `have` or
 /// more has no queue of its own to open there.
 struct QueueGone {
     iface: usize,
@@ -1323,20 +1321,6 @@ fn wait_for_reopen(stop: &Stop, reopen: &AtomicBool) {
     while !stop.is_raised() && !reopen.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The queues an AF_XDP socket can bind to on `name`: its receive and transmit queues
-/// (`/sys/class/net/<name>/queues`), the fewer of the two; None if unreadable.
-fn rx_tx_queues(name: &str) -> Option<usize> {
-    let dir = std::fs::read_dir(format!("/sys/class/net/{name}/queues")).ok()?;
-    let (mut rx, mut tx) = (0, 0);
-    for e in dir.filter_map(|e| e.ok()) {
-        let n = e.file_name();
-        let n = n.to_string_lossy();
-        rx += usize::from(n.starts_with("rx-"));
-        tx += usize::from(n.starts_with("tx-"));
-    }
-    Some(rx.min(tx))
 }
 
 /// Least time between two warnings about a full connection table.
