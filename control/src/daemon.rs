@@ -1282,8 +1282,8 @@ fn start_workers(
 }
 
 /// An interface made again with fewer queues than the workers (a veth made with fewer, a
-/// NIC's channels lowered): it has `have` (the open's `XskError::QueueOutOfRange`), and a worker numbered `have` or
-/// more has no queue of its own to open there.
+/// NIC's channels lowered): it has `have` (the open's `XskError::QueueOutOfRange`), and a
+/// worker numbered `have` or more has no queue of its own to open there.
 struct QueueGone {
     iface: usize,
     have: usize,
