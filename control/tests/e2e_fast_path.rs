@@ -170,35 +170,10 @@ fn kernel_fast_path_forwards_established_flows() {
     // (the worker saw 7 a connection when the lines came at the SYN-ACK and went at the
     // first FIN). Every connection still ends closed in the table: none is left in
     // SYN_RECV or ESTABLISHED, so the workers saw the handshake's ACK and the FINs.
-    const N: f64 = 30.0;
-    let before = tb.metrics();
-    let ok = tb.sh(
-        "client",
-        "for i in $(seq 30); do curl -s -o /dev/null -w '%{http_code}\\n' --max-time 5 http://198.18.100.1/; done | grep -c '^200$'",
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&ok.stdout).trim(),
-        "30",
-        "every request answered"
-    );
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let after = tb.metrics();
-    let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
-    let (worker, fast) = (
-        delta("uvs_worker_rx_packets_total"),
-        delta("uvs_fast_path_packets_total"),
-    );
-    eprintln!("connection per request: {worker} frames reached the worker, {fast} passed by the lines, for {N} connections");
-    assert!(
-        worker <= 6.0 * N && fast >= 4.0 * N,
-        "{worker} frames reached the worker and {fast} passed by the lines for {N} connections"
-    );
-    let conns = tb.uvsadm(&["-Lnc"]);
-    let conns = String::from_utf8_lossy(&conns.stdout);
-    assert!(
-        !conns.contains("ESTABLISHED") && !conns.contains("SYN_RECV"),
-        "connections through the fast path left open in the table:\n{conns}"
-    );
+    connection_per_request(&tb, "http://198.18.100.1/", "");
+    // The TC program takes the TTL (and the header checksum with it) down as the kernel's
+    // forwarding would.
+    one_hop_on(&tb, "ip", "ttl", "http://198.18.100.1/big");
     ipv6_through_the_fast_path(&tb);
     tb.exec("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
     tb.exec("lb", &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"]);
@@ -231,22 +206,29 @@ fn ipv6_through_the_fast_path(tb: &Testbed) {
         "IPv6 connections closed through the fast path stay open in the table:\n{conns}"
     );
 
-    // The TC program takes the hop limit (IPv4: the TTL, and the header checksum with it)
-    // down as the kernel's forwarding (and a worker) would: the real servers send 64, the
-    // client sees 63 on the download's segments.
+    // The TC program takes the hop limit down as the kernel's forwarding (and a worker)
+    // would: the real servers send 64, the client sees 63 on the download's segments.
     one_hop_on(tb, "ip6", "hlim", "http://[2001:2:0:100::1]/big");
-    one_hop_on(tb, "ip", "ttl", "http://198.18.100.1/big");
+    connection_per_request(tb, "http://[2001:2:0:100::1]/", "IPv6 ");
+}
 
+/// 30 connections, one request each, to `url` (`family`: "" or "IPv6 ", for the
+/// messages): every request answered, at most 6 of a connection's frames at a worker and
+/// at least 4 by the lines, and none of the connections left ESTABLISHED or SYN_RECV in
+/// the table.
+fn connection_per_request(tb: &Testbed, url: &str, family: &str) {
     const N: f64 = 30.0;
     let before = tb.metrics();
     let ok = tb.sh(
         "client",
-        "for i in $(seq 30); do curl -s -g -o /dev/null -w '%{http_code}\\n' --max-time 5 'http://[2001:2:0:100::1]/'; done | grep -c '^200$'",
+        &format!(
+            "for i in $(seq 30); do curl -s -g -o /dev/null -w '%{{http_code}}\\n' --max-time 5 '{url}'; done | grep -c '^200$'"
+        ),
     );
     assert_eq!(
         String::from_utf8_lossy(&ok.stdout).trim(),
         "30",
-        "every IPv6 request answered"
+        "every {family}request answered"
     );
     std::thread::sleep(std::time::Duration::from_millis(2500));
     let after = tb.metrics();
@@ -255,16 +237,16 @@ fn ipv6_through_the_fast_path(tb: &Testbed) {
         delta("uvs_worker_rx_packets_total"),
         delta("uvs_fast_path_packets_total"),
     );
-    eprintln!("IPv6 connection per request: {worker} frames reached the worker, {fast} passed by the lines, for {N} connections");
+    eprintln!("{family}connection per request: {worker} frames reached the worker, {fast} passed by the lines, for {N} connections");
     assert!(
         worker <= 6.0 * N && fast >= 4.0 * N,
-        "{worker} frames reached the worker and {fast} passed by the lines for {N} IPv6 connections"
+        "{worker} frames reached the worker and {fast} passed by the lines for {N} {family}connections"
     );
     let conns = tb.uvsadm(&["-Lnc"]);
     let conns = String::from_utf8_lossy(&conns.stdout);
     assert!(
         !conns.contains("ESTABLISHED") && !conns.contains("SYN_RECV"),
-        "IPv6 connections through the fast path left open in the table:\n{conns}"
+        "{family}connections through the fast path left open in the table:\n{conns}"
     );
 }
 
