@@ -1001,21 +1001,27 @@ fn an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again() {
             .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
             .sum::<f64>()
     };
-    let before = tb.metrics();
-    let got = tb.sh(
-        "client",
-        "curl -s --max-time 30 -o /dev/null -w '%{size_download}' http://198.18.100.1/big",
-    );
-    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "20971520");
-    let after = tb.metrics();
-    let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
-    let (fast, sent, worker) = (
-        delta("uvs_fast_path_packets_total"),
-        delta("uvs_fast_path_sent_packets_total"),
-        delta("uvs_worker_rx_packets_total"),
-    );
-    let fast_lb0 = on_lb0(&after, "uvs_fast_path_packets_total")
-        - on_lb0(&before, "uvs_fast_path_packets_total");
+    // A 20 MiB download from `url`, whole: the metrics before and after it, and what it
+    // added to the fast path's count, the TC programs', the workers' and uvs-lb0's.
+    let download = |url: &str| {
+        let before = tb.metrics();
+        let got = tb.sh(
+            "client",
+            &format!("curl -s -g --max-time 30 -o /dev/null -w '%{{size_download}}' '{url}'"),
+        );
+        assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "20971520");
+        let after = tb.metrics();
+        let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
+        let counts = (
+            delta("uvs_fast_path_packets_total"),
+            delta("uvs_fast_path_sent_packets_total"),
+            delta("uvs_worker_rx_packets_total"),
+            on_lb0(&after, "uvs_fast_path_packets_total")
+                - on_lb0(&before, "uvs_fast_path_packets_total"),
+        );
+        (before, after, counts)
+    };
+    let (before, after, (fast, sent, worker, fast_lb0)) = download("http://198.18.100.1/big");
     eprintln!("after the change: fast path {fast} (uvs-lb0 {fast_lb0}), sent by TC {sent}, workers {worker}");
     assert!(
         fast > 14_000.0 && worker < fast / 10.0,
@@ -1044,21 +1050,7 @@ fn an_interface_made_again_under_the_kernel_fast_path_is_attached_to_again() {
     // The client's ACKs on the new interface (as many as for IPv4's, above) take the IPv6
     // lines only if the new program
     // reads the table the workers write: the old one's, taken over.
-    let before = tb.metrics();
-    let got = tb.sh(
-        "client",
-        "curl -s -g --max-time 30 -o /dev/null -w '%{size_download}' 'http://[2001:2:0:100::1]/big'",
-    );
-    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "20971520");
-    let after = tb.metrics();
-    let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
-    let (fast, sent, worker) = (
-        delta("uvs_fast_path_packets_total"),
-        delta("uvs_fast_path_sent_packets_total"),
-        delta("uvs_worker_rx_packets_total"),
-    );
-    let fast_lb0 = on_lb0(&after, "uvs_fast_path_packets_total")
-        - on_lb0(&before, "uvs_fast_path_packets_total");
+    let (_, after, (fast, sent, worker, fast_lb0)) = download("http://[2001:2:0:100::1]/big");
     eprintln!("IPv6 after the change: fast path {fast} (uvs-lb0 {fast_lb0}), sent by TC {sent}, workers {worker}");
     assert!(
         fast > 14_000.0 && worker < fast / 10.0 && fast_lb0 > 100.0,
