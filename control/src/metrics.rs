@@ -371,6 +371,11 @@ pub fn render(s: &Snapshot) -> String {
             |w| w.flow_cache,
         ),
         (
+            "uvs_worker_class_replays_total",
+            "Established client-to-server NAT packets forwarded from the worker's record of their connection's class (service, real server, addresses and ports) once the connection-table lookup found them, without the rest of the full path.",
+            |w| w.class_replays,
+        ),
+        (
             "uvs_worker_burst_lookups_total",
             "Packets whose connection lookup was prepared with their burst, buckets and entries prefetched ahead (tables of 2^18 entries or more).",
             |w| w.burst_lookups,

@@ -48,14 +48,14 @@
 
 use std::sync::Arc;
 
-use uvs_conntrack::{ConnId, ConnView, Hit};
+use uvs_conntrack::{ConnId, ConnTable, ConnView, Dir, Hit};
 use uvs_wire::{CommonV4, CommonV6, Frag, L4Checksum, Parsed, V4Rewrite, V6Rewrite, L3};
 
 use crate::counters::PerWorkerStats;
 use crate::egress::{FilledFrom, L2};
 use crate::neigh::NeighMap;
 use crate::pipeline::{Ctx, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
-use crate::tables::{ServiceRt, Tables};
+use crate::tables::{Method, ServiceRt, Tables};
 use crate::verdict::{DropReason, Verdict};
 
 /// Records per worker: a power of two. Direct-mapped; a collision costs the full path.
@@ -195,6 +195,53 @@ pub(crate) struct Record<K, W> {
 }
 
 pub(crate) type Record4 = Record<Key, V4Rewrite>;
+
+/// Class records per worker: a power of two. Direct-mapped, as the flow records are; a
+/// class is a (service, real server, addresses and ports) combination, so a worker sees
+/// tens or hundreds of them, not one per flow.
+pub const CLASSES: usize = 512;
+
+/// A NAT connection's class (see the module): everything the rewrite of its client →
+/// server packets depends on besides the client's own address and port. The entry's
+/// protocol, method, service and real server (its `meta` word, flags left out: only
+/// connections without flags are replayed), the virtual address and the real server's
+/// address as they lie in a frame, and the virtual port ‖ the real server's port. Two
+/// connections of one class have the same destination before and after the rewrite, so
+/// the same header and checksum terms, the same egress and the same counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ClassKey {
+    meta: u64,
+    addrs: u64,
+    ports: u32,
+}
+
+impl ClassKey {
+    /// The class of an IPv4 connection `hit` (its key is meaningless for IPv6).
+    #[inline(always)]
+    pub(crate) fn of(hit: &Hit) -> ClassKey {
+        let (d, r) = (hit.orig_dst(), hit.reply_src());
+        ClassKey {
+            meta: (u64::from(hit.proto()) << 56)
+                | (u64::from(hit.method()) << 40)
+                | (u64::from(hit.service()) << 16)
+                | u64::from(hit.real()),
+            addrs: u64::from_ne_bytes([d[0], d[1], d[2], d[3], r[0], r[1], r[2], r[3]]),
+            ports: (u32::from(hit.orig_dport()) << 16) | u32::from(hit.reply_sport()),
+        }
+    }
+
+    #[inline(always)]
+    fn line(&self) -> usize {
+        let h = (self.meta ^ self.addrs.rotate_left(21) ^ u64::from(self.ports))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> (64 - CLASSES.trailing_zeros())) as usize
+    }
+}
+
+/// How the full path forwarded a client → server packet of a NAT connection of one class:
+/// a [`Record`] whose key is the class and whose `id` is unused (the connection is the
+/// one the packet's lookup finds).
+pub(crate) type ClassRecord = Record<ClassKey, V4Rewrite>;
 pub(crate) type Record6 = Record<Key6, V6Rewrite>;
 
 /// A recorded rewrite, replayed on the frame its [`CommonV4`] or [`CommonV6`] was read from.
@@ -221,6 +268,15 @@ pub struct FlowCache {
     from: FilledFrom,
     records: Box<[Record4]>,
     records6: Box<[Record6]>,
+    classes: Box<[ClassRecord]>,
+    /// A packet found no record of its class: the full path records the next client →
+    /// server packet it forwards whole ([`Filling::wanted`]).
+    class_missed: bool,
+    /// [`forward_class`] left a packet to the full path to be recorded: it won the draw.
+    fill_next: bool,
+    /// Per-flow records in use (tests and the pipeline benchmark turn them off to see the
+    /// class records alone: [`FlowCache::set_flow_records`]).
+    flow_records: bool,
     /// xorshift state for the fill draw.
     draw: u32,
     /// This window's qualifying packets and those that found their record.
@@ -242,6 +298,10 @@ impl Default for FlowCache {
             from: FilledFrom::default(),
             records: vec![Record4::default(); RECORDS].into_boxed_slice(),
             records6: vec![Record6::default(); RECORDS].into_boxed_slice(),
+            classes: vec![ClassRecord::default(); CLASSES].into_boxed_slice(),
+            class_missed: false,
+            fill_next: false,
+            flow_records: true,
             draw: 0x9e37_79b9,
             probes: 0,
             hits: 0,
@@ -262,7 +322,7 @@ impl FlowCache {
             self.reset(enabled);
         }
         self.resting = self.resting.saturating_sub(1);
-        self.active = self.enabled && self.resting == 0;
+        self.active = self.enabled && self.flow_records && self.resting == 0;
     }
 
     #[cold]
@@ -270,9 +330,27 @@ impl FlowCache {
         self.enabled = enabled;
         // The rest and its backoff are about the traffic, not the tables: they carry over.
         (self.probes, self.hits) = (0, 0);
+        (self.class_missed, self.fill_next) = (false, false);
         // Whole records: their counters' `Arc`s go with the snapshot.
         self.records.fill(Record4::default());
         self.records6.fill(Record6::default());
+        self.classes.fill(ClassRecord::default());
+    }
+
+    /// Keeps `r` for its class's packets.
+    #[inline]
+    pub(crate) fn put_class(&mut self, r: ClassRecord) {
+        let line = r.key.line();
+        self.classes[line] = r;
+        self.class_missed = false;
+    }
+
+    /// Uses per-flow records (`true`, the default) or only class records: for tests and
+    /// the pipeline benchmark, to see what the class records do where the flow records
+    /// would otherwise answer first.
+    pub fn set_flow_records(&mut self, on: bool) {
+        self.flow_records = on;
+        self.active &= on;
     }
 
     /// The record for this packet's tuple, if there is one (a packet that may use one:
@@ -513,6 +591,90 @@ fn replay<K, W: Replay>(
     Some(r.l2.port)
 }
 
+/// Forwards a client → server IPv4 NAT packet from its connection's class record (see the
+/// module), `lookup` giving the connection the packet's tuple finds in the table (the
+/// burst's prepared lookup, or one made here): `Some(verdict)` when the frame was
+/// rewritten, counted and given its MACs, or dropped for a bad L4 checksum; `None` when it
+/// takes the full path. Tried where the flow record was not found, on a frame read at the
+/// fixed offsets of the commonest frame ([`CommonV4`]).
+///
+/// Not with the kernel fast path on: there the full path writes the flow's lines in the
+/// XDP program at its first established packet, which a replay would skip. One packet in
+/// [`FILL_EVERY`] of those the flow records could hold takes the full path, to fill them.
+#[inline(always)]
+pub(crate) fn forward_class(
+    ctx: &mut Ctx<'_>,
+    frame: &mut [u8],
+    lookup: impl FnOnce(&ConnTable, &CommonV4, u32) -> Option<Hit>,
+) -> Option<Verdict> {
+    if !ctx.flows.enabled || ctx.fast.is_some() {
+        return None;
+    }
+    let f = CommonV4::read(frame)?;
+    if !qualifies_common(f.proto, f.tcp_flags) {
+        return None;
+    }
+    let hit = lookup(ctx.conns, &f, ctx.now)?;
+    if hit.dir != Dir::Original || hit.flags() != 0 || hit.method() != Method::Nat as u8 {
+        return None;
+    }
+    if ctx.flows.active && ctx.flows.draw() {
+        // The flow records fill from the full path.
+        ctx.flows.fill_next = true;
+        return None;
+    }
+    let key = ClassKey::of(&hit);
+    let r = &ctx.flows.classes[key.line()];
+    if r.key != key {
+        ctx.flows.class_missed = true;
+        return None;
+    }
+    if hit.state() != r.state
+        || !crate::lifecycle::deadline_fresh(hit.deadline.wrapping_sub(ctx.now), r.timeout)
+        || f.ip_total_len > r.mtu
+    {
+        return None;
+    }
+    if ctx.settings.expire_nodest_conn {
+        let svc: &ServiceRt = ctx.tables.service(r.service)?;
+        if !crate::lifecycle::slot_alive(svc, r.real) {
+            return None;
+        }
+    }
+    if ctx.verify_l4_checksums {
+        if let L4Checksum::Bad = uvs_wire::complete_common_v4_checksum(frame, &f) {
+            return Some(Verdict::Drop(DropReason::BadChecksum));
+        }
+    }
+    let bytes = frame.len() as u64;
+    if !r.rewrite.with_source(f.addrs, f.ports).write_common(frame) {
+        return None;
+    }
+    if let Some(s) = &r.svc_stats {
+        crate::pipeline::count(s.worker(ctx.worker), bytes, true);
+    }
+    if let Some(s) = &r.real_stats {
+        crate::pipeline::count(s.worker(ctx.worker), bytes, true);
+    }
+    frame[..12].copy_from_slice(&r.l2.macs);
+    ctx.counters.class_replays.add(1);
+    Some(Verdict::Forward(r.l2.port))
+}
+
+/// The connection-table key of a frame read at fixed offsets.
+#[inline(always)]
+pub(crate) fn common_key(f: &CommonV4) -> uvs_conntrack::FlowKey {
+    let a = f.addrs.to_ne_bytes();
+    let p = f.ports.to_ne_bytes();
+    uvs_conntrack::FlowKey::v4(
+        f.proto,
+        [a[0], a[1], a[2], a[3]],
+        u16::from_be_bytes([p[0], p[1]]),
+        [a[4], a[5], a[6], a[7]],
+        u16::from_be_bytes([p[2], p[3]]),
+    )
+}
+
 /// The key a [`Filling`] records under.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum FillKey {
@@ -539,11 +701,16 @@ impl Filling {
     #[inline(always)]
     pub(crate) fn wanted(cache: &mut FlowCache, p: &Parsed, hit: &Hit) -> bool {
         const ES: u8 = uvs_conntrack::tcp::TcpState::Established as u8;
-        cache.active()
-            && hit.flags() == 0
+        if !(hit.flags() == 0
             && qualifies(p)
-            && (p.l4_proto != crate::pipeline::PROTO_TCP || hit.state() == ES)
-            && cache.draw()
+            && (p.l4_proto != crate::pipeline::PROTO_TCP || hit.state() == ES))
+        {
+            return false;
+        }
+        if std::mem::take(&mut cache.fill_next) {
+            return true;
+        }
+        (cache.class_missed && hit.dir == Dir::Original) || (cache.active() && cache.draw())
     }
 
     /// The filling for a packet [`wanted`](Self::wanted), before its rewrite.

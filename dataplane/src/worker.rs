@@ -611,6 +611,17 @@ impl<P: Port> Worker<P> {
         self.shared.counters[self.id].flow_cache.get()
     }
 
+    /// Packets this worker forwarded from its class records (`crate::flowcache`).
+    pub fn class_replays(&self) -> u64 {
+        self.shared.counters[self.id].class_replays.get()
+    }
+
+    /// Uses per-flow records or only class records (`crate::flowcache`); see
+    /// `FlowCache::set_flow_records`.
+    pub fn set_flow_records(&mut self, on: bool) {
+        self.flows.set_flow_records(on);
+    }
+
     /// One burst on every port. Returns the frames received.
     pub fn poll(&mut self) -> usize {
         let shared = &*self.shared;
@@ -872,7 +883,17 @@ impl<P: Port> Worker<P> {
                     let mut len = (rx[i].len as usize).min(buf.len());
                     let verdict = if staging {
                         match burst.prepared[i] {
-                            Ok(p) => match crate::flowcache::forward(&mut ctx, &mut buf[..len]) {
+                            Ok(p) => match crate::flowcache::forward(&mut ctx, &mut buf[..len])
+                                .or_else(|| {
+                                    // The connection's class record, from the lookup
+                                    // prepared with the burst.
+                                    let prep = &burst.lookups[burst.key_of[i]?];
+                                    crate::flowcache::forward_class(
+                                        &mut ctx,
+                                        &mut buf[..len],
+                                        |conns, _, now| conns.finish(prep, now),
+                                    )
+                                }) {
                                 Some(v) => v,
                                 None => {
                                     ctx.staging.arm(burst.key_of[i].map(|_| i));
@@ -897,7 +918,14 @@ impl<P: Port> Worker<P> {
                         // to `dispatch!` where it is made (no call, no verdict in memory).
                         match crate::flowcache::forward_v4(&mut ctx, &mut buf[..len]) {
                             Some(v) => v,
-                            None => process_rest(&mut ctx, buf, &mut len),
+                            None => match crate::flowcache::forward_class(
+                                &mut ctx,
+                                &mut buf[..len],
+                                |conns, f, now| conns.lookup(&crate::flowcache::common_key(f), now),
+                            ) {
+                                Some(v) => v,
+                                None => process_rest(&mut ctx, buf, &mut len),
+                            },
                         }
                     };
                     dispatch!(i, len, verdict);

@@ -203,6 +203,10 @@ fn record(
     match fill.key {
         FillKey::V4(key) => {
             if let Some(w) = uvs_wire::V4Rewrite::new(before, &n).filter(|r| r.wrote(&pkt.p)) {
+                if !full && hit.dir == Dir::Original {
+                    ctx.flows
+                        .put_class(record!(crate::flowcache::ClassKey::of(hit), w));
+                }
                 ctx.flows.put(record!(key, w));
             }
         }
