@@ -324,7 +324,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
-    let worker_families: [(&str, &str, WorkerValue); 24] = [
+    let worker_families: [(&str, &str, WorkerValue); 25] = [
         (
             "uvs_worker_rx_packets_total",
             "Packets received by the worker.",

@@ -496,13 +496,39 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
 /// there, IPv6's tried after it ([`forward_v6`], in `pipeline::process_rest`).
 #[inline(always)]
 pub(crate) fn forward_v4(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
-    if !ctx.flows.active() {
+    if !ctx.flows.enabled {
         return None;
     }
     let f = CommonV4::read(frame)?;
-    let r = ctx.flows.get(&f)?;
+    forward_common_v4(ctx, frame, &f, |conns, f, now| {
+        conns.lookup(&common_key(f), now)
+    })
+}
+
+/// [`forward_v4`] of a frame read as `f` already: its flow's record, else its class's
+/// ([`forward_class`], `lookup` finding its connection).
+#[inline(always)]
+pub(crate) fn forward_common_v4(
+    ctx: &mut Ctx<'_>,
+    frame: &mut [u8],
+    f: &CommonV4,
+    lookup: impl FnOnce(&ConnTable, &CommonV4, u32) -> Option<Hit>,
+) -> Option<Verdict> {
+    match forward_flow_v4(ctx, frame, f) {
+        Some(v) => Some(v),
+        None => forward_class(ctx, frame, f, lookup),
+    }
+}
+
+/// [`forward_v4`] from the flow's own record.
+#[inline(always)]
+fn forward_flow_v4(ctx: &mut Ctx<'_>, frame: &mut [u8], f: &CommonV4) -> Option<Verdict> {
+    if !ctx.flows.active() {
+        return None;
+    }
+    let r = ctx.flows.get(f)?;
     if ctx.verify_l4_checksums {
-        if let L4Checksum::Bad = uvs_wire::complete_common_v4_checksum(frame, &f) {
+        if let L4Checksum::Bad = uvs_wire::complete_common_v4_checksum(frame, f) {
             return Some(Verdict::Drop(DropReason::BadChecksum));
         }
     }
@@ -602,19 +628,16 @@ fn replay<K, W: Replay>(
 /// XDP program at its first established packet, which a replay would skip. One packet in
 /// [`FILL_EVERY`] of those the flow records could hold takes the full path, to fill them.
 #[inline(always)]
-pub(crate) fn forward_class(
+fn forward_class(
     ctx: &mut Ctx<'_>,
     frame: &mut [u8],
+    f: &CommonV4,
     lookup: impl FnOnce(&ConnTable, &CommonV4, u32) -> Option<Hit>,
 ) -> Option<Verdict> {
-    if !ctx.flows.enabled || ctx.fast.is_some() {
+    if !classes_on(ctx) || !qualifies_common(f.proto, f.tcp_flags) {
         return None;
     }
-    let f = CommonV4::read(frame)?;
-    if !qualifies_common(f.proto, f.tcp_flags) {
-        return None;
-    }
-    let hit = lookup(ctx.conns, &f, ctx.now)?;
+    let hit = lookup(ctx.conns, f, ctx.now)?;
     if hit.dir != Dir::Original || hit.flags() != 0 || hit.method() != Method::Nat as u8 {
         return None;
     }
@@ -642,7 +665,7 @@ pub(crate) fn forward_class(
         }
     }
     if ctx.verify_l4_checksums {
-        if let L4Checksum::Bad = uvs_wire::complete_common_v4_checksum(frame, &f) {
+        if let L4Checksum::Bad = uvs_wire::complete_common_v4_checksum(frame, f) {
             return Some(Verdict::Drop(DropReason::BadChecksum));
         }
     }
@@ -659,6 +682,21 @@ pub(crate) fn forward_class(
     frame[..12].copy_from_slice(&r.l2.macs);
     ctx.counters.class_replays.add(1);
     Some(Verdict::Forward(r.l2.port))
+}
+
+/// Whether class records are in use this poll: the cache is on and the kernel fast path off
+/// (see [`forward_class`]).
+#[inline(always)]
+pub(crate) fn classes_on(ctx: &Ctx<'_>) -> bool {
+    ctx.flows.enabled && ctx.fast.is_none()
+}
+
+/// A frame of a burst received ahead that [`forward_common_v4`] may forward: read at the
+/// fixed offsets, TCP with ACK and none of SYN/FIN/RST or UDP. Its lookup is then prepared
+/// from this alone (no parse): the parse waits until the frame is found to need it.
+#[inline(always)]
+pub(crate) fn replayable(frame: &[u8]) -> Option<CommonV4> {
+    CommonV4::read(frame).filter(|f| qualifies_common(f.proto, f.tcp_flags))
 }
 
 /// The connection-table key of a frame read at fixed offsets.

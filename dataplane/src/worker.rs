@@ -269,6 +269,10 @@ pub struct Worker<P: Port> {
 /// A burst's parse results and prepared connection lookups (burst-lookup mode).
 struct BurstScratch {
     prepared: [Result<uvs_wire::Parsed, Verdict>; BURST],
+    /// Per frame: read at fixed offsets and left unparsed, its lookup prepared from that
+    /// alone (`flowcache::replayable`: while class records are in use). Its `prepared`
+    /// is then written only if it takes the full path.
+    common: [Option<uvs_wire::CommonV4>; BURST],
     key_of: [Option<usize>; BURST],
     lookups: [uvs_conntrack::Prepared; BURST],
     nkeys: usize,
@@ -291,6 +295,7 @@ impl Default for BurstScratch {
     fn default() -> Self {
         Self {
             prepared: [Err(Verdict::SlowPath); BURST],
+            common: [None; BURST],
             key_of: [None; BURST],
             lookups: [uvs_conntrack::Prepared::default(); BURST],
             nkeys: 0,
@@ -310,18 +315,30 @@ impl BurstScratch {
     /// [`parse`](Self::parse) before the burst in front of it is processed, and each
     /// lookup's [`ConnTable::prefetch_entry`] while one of that burst's frames is.
     #[inline(always)]
-    fn prepare<P: Port>(&mut self, port: &mut P, rx: &[Frame], conns: &ConnTable) {
-        self.parse(port, rx, conns);
+    fn prepare<P: Port>(&mut self, port: &mut P, rx: &[Frame], conns: &ConnTable, lean: bool) {
+        self.parse(port, rx, conns, lean);
         self.prefetch_entries(conns);
     }
 
     /// Parses a burst, hashing each frame's flow and prefetching its first index bucket.
+    /// `lean`: class records are in use, and a frame they may forward is only read at its
+    /// fixed offsets, not parsed (`common`).
     #[inline(always)]
-    fn parse<P: Port>(&mut self, port: &mut P, rx: &[Frame], conns: &ConnTable) {
+    fn parse<P: Port>(&mut self, port: &mut P, rx: &[Frame], conns: &ConnTable, lean: bool) {
         let (mut nkeys, mut sctp) = (0, 0);
         for (i, f) in rx.iter().enumerate() {
             let buf = port.buf_mut(f);
             let len = (f.len as usize).min(buf.len());
+            if lean {
+                if let Some(c) = crate::flowcache::replayable(&buf[..len]) {
+                    self.common[i] = Some(c);
+                    self.lookups[nkeys] = conns.prepare(&crate::flowcache::common_key(&c));
+                    self.key_of[i] = Some(nkeys);
+                    nkeys += 1;
+                    continue;
+                }
+            }
+            self.common[i] = None;
             // The key from the parse's own value, before it is stored: read back from
             // `prepared`, its ports (stored as two 16-bit fields) came as one 32-bit load
             // that could not be forwarded from the stores, a stall on every frame.
@@ -402,7 +419,7 @@ impl BurstScratch {
     /// touch the table.
     #[inline]
     fn needs_flush(&self, i: usize, staging: &Staging) -> bool {
-        self.prepared[i].is_ok()
+        (self.common[i].is_some() || self.prepared[i].is_ok())
             && self.key_of[i].is_none_or(|k| staging.may_hold(self.lookups[k].fingerprint()))
     }
 }
@@ -669,6 +686,9 @@ impl<P: Port> Worker<P> {
         };
         let mut total = 0;
         let batch = self.batch_lookups;
+        // Frames of a burst received ahead that class records may forward are not parsed
+        // ahead (`BurstScratch::parse`).
+        let lean = crate::flowcache::classes_on(&ctx);
         let bursts = &mut *self.burst;
         // Loaded on the first frame of the burst that reaches the slow path.
         let mut silent = None;
@@ -683,7 +703,7 @@ impl<P: Port> Worker<P> {
             let mut n = ports[pi].rx_burst(&mut rxs[0]);
             total += n;
             if batch && n > 1 {
-                bursts[0].prepare(&mut ports[pi], &rxs[0][..n], &shared.conns);
+                bursts[0].prepare(&mut ports[pi], &rxs[0][..n], &shared.conns, lean);
             }
             let mut taken = 1;
             while n > 0 {
@@ -700,7 +720,7 @@ impl<P: Port> Worker<P> {
                     total += m;
                     taken += 1;
                     if batch && m > 1 {
-                        ahead.parse(&mut ports[pi], &rx_next[..m], &shared.conns);
+                        ahead.parse(&mut ports[pi], &rx_next[..m], &shared.conns, lean);
                     }
                 }
                 let (mut ntx, mut ndone) = (0, 0);
@@ -882,50 +902,57 @@ impl<P: Port> Worker<P> {
                     let buf = ports[pi].buf_mut(&rx[i]);
                     let mut len = (rx[i].len as usize).min(buf.len());
                     let verdict = if staging {
-                        match burst.prepared[i] {
-                            Ok(p) => match crate::flowcache::forward(&mut ctx, &mut buf[..len])
-                                .or_else(|| {
-                                    // The connection's class record, from the lookup
-                                    // prepared with the burst.
-                                    let prep = &burst.lookups[burst.key_of[i]?];
-                                    crate::flowcache::forward_class(
-                                        &mut ctx,
-                                        &mut buf[..len],
-                                        |conns, _, now| conns.finish(prep, now),
-                                    )
-                                }) {
-                                Some(v) => v,
-                                None => {
-                                    ctx.staging.arm(burst.key_of[i].map(|_| i));
-                                    if burst.sctp != 0 {
-                                        if let Some(k) =
-                                            burst.key_of[i].filter(|k| burst.is_sctp(*k))
-                                        {
-                                            ctx.sctp_tags.hint = burst.tags[k];
-                                        }
-                                    }
-                                    let prepared = burst.key_of[i].map(|k| &burst.lookups[k]);
-                                    let mut pkt = Packet::new(buf, len, p);
-                                    let v = process_parsed(&mut ctx, &mut pkt, prepared);
-                                    len = pkt.len;
-                                    v
+                        // A frame read ahead at its fixed offsets: its flow's or its class's
+                        // record (the class's from the lookup prepared with the burst);
+                        // another parsed frame: its flow's record.
+                        let quick = match burst.common[i] {
+                            Some(c) => {
+                                let prep = burst.key_of[i].map(|k| &burst.lookups[k]);
+                                crate::flowcache::forward_common_v4(
+                                    &mut ctx,
+                                    &mut buf[..len],
+                                    &c,
+                                    |conns, _, now| conns.finish(prep?, now),
+                                )
+                            }
+                            None if burst.prepared[i].is_ok() => {
+                                crate::flowcache::forward(&mut ctx, &mut buf[..len])
+                            }
+                            None => None,
+                        };
+                        match quick {
+                            Some(v) => v,
+                            None => {
+                                if burst.common[i].is_some() {
+                                    // Parsed only now that the full path takes it.
+                                    burst.prepared[i] = prepare(&buf[..len]);
                                 }
-                            },
-                            Err(v) => v,
+                                match burst.prepared[i] {
+                                    Ok(p) => {
+                                        ctx.staging.arm(burst.key_of[i].map(|_| i));
+                                        if burst.sctp != 0 {
+                                            if let Some(k) =
+                                                burst.key_of[i].filter(|k| burst.is_sctp(*k))
+                                            {
+                                                ctx.sctp_tags.hint = burst.tags[k];
+                                            }
+                                        }
+                                        let prepared = burst.key_of[i].map(|k| &burst.lookups[k]);
+                                        let mut pkt = Packet::new(buf, len, p);
+                                        let v = process_parsed(&mut ctx, &mut pkt, prepared);
+                                        len = pkt.len;
+                                        v
+                                    }
+                                    Err(v) => v,
+                                }
+                            }
                         }
                     } else {
                         // The flow cache inlined here: a forwarded frame's verdict is known
                         // to `dispatch!` where it is made (no call, no verdict in memory).
                         match crate::flowcache::forward_v4(&mut ctx, &mut buf[..len]) {
                             Some(v) => v,
-                            None => match crate::flowcache::forward_class(
-                                &mut ctx,
-                                &mut buf[..len],
-                                |conns, f, now| conns.lookup(&crate::flowcache::common_key(f), now),
-                            ) {
-                                Some(v) => v,
-                                None => process_rest(&mut ctx, buf, &mut len),
-                            },
+                            None => process_rest(&mut ctx, buf, &mut len),
                         }
                     };
                     dispatch!(i, len, verdict);
