@@ -45,6 +45,35 @@
 //! table of a million flows, most of which this cache cannot hold, does not pay for making
 //! records that are overwritten before they are used (Open vSwitch inserts into its
 //! exact-match cache with probability 1/100 for the same reason).
+//!
+//! # Class records
+//!
+//! A table of more flows than the records hold (tens of thousands and up) leaves them
+//! resting, and every packet took the full path. But a NAT connection's client → server
+//! rewrite does not depend on the connection, only on its *class*: the virtual address
+//! and port it was sent to, the real server's address and port it goes to, the protocol,
+//! the service and the real server ([`ClassKey`]). The client's address and port are left
+//! as they are, so the header and checksum terms, the egress port, MACs and MTU, the
+//! state's timeout and the counters are the same for every connection of the class. So
+//! the worker also keeps a few hundred [`ClassRecord`]s, filled by the full path as flow
+//! records are (from a client → server NAT IPv4 packet it forwarded whole, whenever a
+//! packet found no record of its class), and a client → server packet whose own record is
+//! not there is replayed from its class's ([`forward_class`]) once the connection-table
+//! lookup has found its entry: the entry gives the class (its addresses, ports, service,
+//! real server, method; no flags) and the checks a flow record's id gave (state, fresh
+//! deadline); the rewrite is the class's with the packet's own source
+//! ([`uvs_wire::V4Rewrite::with_source`]). The lookup is the full path's own: a
+//! burst's prepared one (`ConnTable::finish`) in the large-table path, else one made
+//! here. What the class replay skips is everything after it: the parse (in the
+//! large-table path a frame that may be replayed is read ahead at its fixed offsets only,
+//! [`replayable`], and parsed only if it then takes the full path), the hit's service
+//! and real server, `established`, the egress and the rewrite's working out. Replies
+//! (server → client) are not replayed from classes: their egress is the client's route,
+//! which the class does not fix. Nor are FullNAT packets (each connection has its own
+//! local address and port), IPv6 ones (not yet), or any packet while the kernel fast path
+//! is on (there the full path writes the flow's XDP lines at its first established
+//! packet, which a replay would skip). `tests/flowcache.rs` runs the same random traffic
+//! through a worker with class records alone and one without the cache.
 
 use std::sync::Arc;
 
