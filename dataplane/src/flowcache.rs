@@ -234,43 +234,85 @@ pub const CLASSES: usize = 512;
 /// server packets depends on besides the client's own address and port. The entry's
 /// protocol, method, service and real server (its `meta` word, flags left out: only
 /// connections without flags are replayed), the virtual address and the real server's
-/// address as they lie in a frame, and the virtual port ‖ the real server's port. Two
-/// connections of one class have the same destination before and after the rewrite, so
-/// the same header and checksum terms, the same egress and the same counters.
+/// address as they lie in a frame (`A`: `u64` for IPv4, both addresses' 32 bytes for
+/// IPv6), and the virtual port ‖ the real server's port. Two connections of one class
+/// have the same destination before and after the rewrite, so the same header and
+/// checksum terms, the same egress and the same counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct ClassKey {
+pub(crate) struct ClassKey<A> {
     meta: u64,
-    addrs: u64,
+    addrs: A,
     ports: u32,
 }
 
-impl ClassKey {
-    /// The class of an IPv4 connection `hit` (its key is meaningless for IPv6).
+/// [`ClassKey`] of an IPv4 connection.
+pub(crate) type ClassKey4 = ClassKey<u64>;
+/// [`ClassKey`] of an IPv6 connection.
+pub(crate) type ClassKey6 = ClassKey<[u8; 32]>;
+
+impl<A> ClassKey<A> {
     #[inline(always)]
-    pub(crate) fn of(hit: &Hit) -> ClassKey {
-        let (d, r) = (hit.orig_dst(), hit.reply_src());
+    fn with(hit: &Hit, addrs: A) -> Self {
         ClassKey {
             meta: (u64::from(hit.proto()) << 56)
                 | (u64::from(hit.method()) << 40)
                 | (u64::from(hit.service()) << 16)
                 | u64::from(hit.real()),
-            addrs: u64::from_ne_bytes([d[0], d[1], d[2], d[3], r[0], r[1], r[2], r[3]]),
+            addrs,
             ports: (u32::from(hit.orig_dport()) << 16) | u32::from(hit.reply_sport()),
         }
     }
 
     #[inline(always)]
-    fn line(&self) -> usize {
-        let h = (self.meta ^ self.addrs.rotate_left(21) ^ u64::from(self.ports))
+    fn line_of(&self, addrs: u64) -> usize {
+        let h = (self.meta ^ addrs.rotate_left(21) ^ u64::from(self.ports))
             .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (h >> (64 - CLASSES.trailing_zeros())) as usize
     }
 }
 
+impl ClassKey4 {
+    /// The class of an IPv4 connection `hit`.
+    #[inline(always)]
+    pub(crate) fn of(hit: &Hit) -> Self {
+        let (d, r) = (hit.orig_dst(), hit.reply_src());
+        Self::with(
+            hit,
+            u64::from_ne_bytes([d[0], d[1], d[2], d[3], r[0], r[1], r[2], r[3]]),
+        )
+    }
+
+    #[inline(always)]
+    fn line(&self) -> usize {
+        self.line_of(self.addrs)
+    }
+}
+
+impl ClassKey6 {
+    /// The class of an IPv6 connection `hit`.
+    #[inline(always)]
+    pub(crate) fn of(hit: &Hit) -> Self {
+        let mut addrs = [0; 32];
+        addrs[..16].copy_from_slice(hit.orig_dst());
+        addrs[16..].copy_from_slice(hit.reply_src());
+        Self::with(hit, addrs)
+    }
+
+    #[inline(always)]
+    fn line(&self) -> usize {
+        let w = |i: usize| {
+            let b: [u8; 8] = self.addrs[8 * i..8 * i + 8].try_into().unwrap_or_default();
+            u64::from_ne_bytes(b)
+        };
+        self.line_of(w(0) ^ w(1).rotate_left(17) ^ w(2).rotate_left(31) ^ w(3).rotate_left(47))
+    }
+}
+
 /// How the full path forwarded a client → server packet of a NAT connection of one class:
 /// a [`Record`] whose key is the class and whose `id` is unused (the connection is the
-/// one the packet's lookup finds).
-pub(crate) type ClassRecord = Record<ClassKey, V4Rewrite>;
+/// one the packet's lookup finds). IPv4's and IPv6's.
+pub(crate) type ClassRecord4 = Record<ClassKey4, V4Rewrite>;
+pub(crate) type ClassRecord6 = Record<ClassKey6, V6Rewrite>;
 pub(crate) type Record6 = Record<Key6, V6Rewrite>;
 
 /// A recorded rewrite, replayed on the frame its [`CommonV4`] or [`CommonV6`] was read from.
@@ -297,7 +339,8 @@ pub struct FlowCache {
     from: FilledFrom,
     records: Box<[Record4]>,
     records6: Box<[Record6]>,
-    classes: Box<[ClassRecord]>,
+    classes: Box<[ClassRecord4]>,
+    classes6: Box<[ClassRecord6]>,
     /// A packet found no record of its class: the full path records the next client →
     /// server packet it forwards whole ([`Filling::wanted`]).
     class_missed: bool,
@@ -327,7 +370,8 @@ impl Default for FlowCache {
             from: FilledFrom::default(),
             records: vec![Record4::default(); RECORDS].into_boxed_slice(),
             records6: vec![Record6::default(); RECORDS].into_boxed_slice(),
-            classes: vec![ClassRecord::default(); CLASSES].into_boxed_slice(),
+            classes: vec![ClassRecord4::default(); CLASSES].into_boxed_slice(),
+            classes6: vec![ClassRecord6::default(); CLASSES].into_boxed_slice(),
             class_missed: false,
             fill_next: false,
             flow_records: true,
@@ -363,14 +407,23 @@ impl FlowCache {
         // Whole records: their counters' `Arc`s go with the snapshot.
         self.records.fill(Record4::default());
         self.records6.fill(Record6::default());
-        self.classes.fill(ClassRecord::default());
+        self.classes.fill(ClassRecord4::default());
+        self.classes6.fill(ClassRecord6::default());
     }
 
     /// Keeps `r` for its class's packets.
     #[inline]
-    pub(crate) fn put_class(&mut self, r: ClassRecord) {
+    pub(crate) fn put_class(&mut self, r: ClassRecord4) {
         let line = r.key.line();
         self.classes[line] = r;
+        self.class_missed = false;
+    }
+
+    /// [`put_class`](Self::put_class) for IPv6.
+    #[inline]
+    pub(crate) fn put_class6(&mut self, r: ClassRecord6) {
+        let line = r.key.line();
+        self.classes6[line] = r;
         self.class_missed = false;
     }
 
@@ -581,13 +634,38 @@ fn forward_flow_v4(ctx: &mut Ctx<'_>, frame: &mut [u8], f: &CommonV4) -> Option<
 /// instructions an IPv4 packet (bench/README.md, "Fourteenth pass").
 #[inline(always)]
 pub(crate) fn forward_v6(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
-    if !ctx.flows.active() {
+    if !ctx.flows.enabled {
         return None;
     }
     let f = CommonV6::read(frame)?;
-    let r = ctx.flows.get6(&f)?;
+    forward_common_v6(ctx, frame, &f, |conns, f, now| {
+        conns.lookup(&common_key6(f), now)
+    })
+}
+
+/// [`forward_common_v4`] for IPv6.
+#[inline(always)]
+pub(crate) fn forward_common_v6(
+    ctx: &mut Ctx<'_>,
+    frame: &mut [u8],
+    f: &CommonV6,
+    lookup: impl FnOnce(&ConnTable, &CommonV6, u32) -> Option<Hit>,
+) -> Option<Verdict> {
+    match forward_flow_v6(ctx, frame, f) {
+        Some(v) => Some(v),
+        None => forward_class(ctx, frame, f, lookup),
+    }
+}
+
+/// [`forward_v6`] from the flow's own record.
+#[inline(always)]
+fn forward_flow_v6(ctx: &mut Ctx<'_>, frame: &mut [u8], f: &CommonV6) -> Option<Verdict> {
+    if !ctx.flows.active() {
+        return None;
+    }
+    let r = ctx.flows.get6(f)?;
     if ctx.verify_l4_checksums {
-        if let L4Checksum::Bad = uvs_wire::complete_common_v6_checksum(frame, &f) {
+        if let L4Checksum::Bad = uvs_wire::complete_common_v6_checksum(frame, f) {
             return Some(Verdict::Drop(DropReason::BadChecksum));
         }
     }
@@ -657,13 +735,14 @@ fn replay<K, W: Replay>(
 /// XDP program at its first established packet, which a replay would skip. One packet in
 /// [`FILL_EVERY`] of those the flow records could hold takes the full path, to fill them.
 #[inline(always)]
-fn forward_class(
+fn forward_class<F: ClassFamily>(
     ctx: &mut Ctx<'_>,
     frame: &mut [u8],
-    f: &CommonV4,
-    lookup: impl FnOnce(&ConnTable, &CommonV4, u32) -> Option<Hit>,
+    f: &F,
+    lookup: impl FnOnce(&ConnTable, &F, u32) -> Option<Hit>,
 ) -> Option<Verdict> {
-    if !classes_on(ctx) || !qualifies_common(f.proto, f.tcp_flags) {
+    let (proto, tcp_flags, ip_total_len) = f.fields();
+    if !classes_on(ctx) || !qualifies_common(proto, tcp_flags) {
         return None;
     }
     let hit = lookup(ctx.conns, f, ctx.now)?;
@@ -675,15 +754,13 @@ fn forward_class(
         ctx.flows.fill_next = true;
         return None;
     }
-    let key = ClassKey::of(&hit);
-    let r = &ctx.flows.classes[key.line()];
-    if r.key != key {
+    let Some(r) = F::class(ctx.flows, &hit) else {
         ctx.flows.class_missed = true;
         return None;
-    }
+    };
     if hit.state() != r.state
         || !crate::lifecycle::deadline_fresh(hit.deadline.wrapping_sub(ctx.now), r.timeout)
-        || f.ip_total_len > r.mtu
+        || ip_total_len > r.mtu
     {
         return None;
     }
@@ -694,12 +771,12 @@ fn forward_class(
         }
     }
     if ctx.verify_l4_checksums {
-        if let L4Checksum::Bad = uvs_wire::complete_common_v4_checksum(frame, f) {
+        if let L4Checksum::Bad = f.complete_checksum(frame) {
             return Some(Verdict::Drop(DropReason::BadChecksum));
         }
     }
     let bytes = frame.len() as u64;
-    if !r.rewrite.with_source(f.addrs, f.ports).write_common(frame) {
+    if !f.with_source(&r.rewrite).write_common(frame) {
         return None;
     }
     if let Some(s) = &r.svc_stats {
@@ -713,6 +790,67 @@ fn forward_class(
     Some(Verdict::Forward(r.l2.port))
 }
 
+/// What [`forward_class`] needs of a frame read at fixed offsets: [`CommonV4`] or
+/// [`CommonV6`], with its family's class records and rewrite.
+pub(crate) trait ClassFamily {
+    type Key: PartialEq;
+    type Rewrite: Replay;
+    /// Protocol, TCP flags, bytes of the IP packet.
+    fn fields(&self) -> (u8, u8, u16);
+    /// The record of `hit`'s class (of this family), if there is one.
+    fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c Record<Self::Key, Self::Rewrite>>;
+    /// The L4 checksum verified, a partial one completed.
+    fn complete_checksum(&self, frame: &mut [u8]) -> L4Checksum;
+    /// `rw` with this frame's own source address and port.
+    fn with_source(&self, rw: &Self::Rewrite) -> Self::Rewrite;
+}
+
+impl ClassFamily for CommonV4 {
+    type Key = ClassKey4;
+    type Rewrite = V4Rewrite;
+    #[inline(always)]
+    fn fields(&self) -> (u8, u8, u16) {
+        (self.proto, self.tcp_flags, self.ip_total_len)
+    }
+    #[inline(always)]
+    fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c ClassRecord4> {
+        let key = ClassKey4::of(hit);
+        let r = &cache.classes[key.line()];
+        (r.key == key).then_some(r)
+    }
+    #[inline(always)]
+    fn complete_checksum(&self, frame: &mut [u8]) -> L4Checksum {
+        uvs_wire::complete_common_v4_checksum(frame, self)
+    }
+    #[inline(always)]
+    fn with_source(&self, rw: &V4Rewrite) -> V4Rewrite {
+        rw.with_source(self.addrs, self.ports)
+    }
+}
+
+impl ClassFamily for CommonV6 {
+    type Key = ClassKey6;
+    type Rewrite = V6Rewrite;
+    #[inline(always)]
+    fn fields(&self) -> (u8, u8, u16) {
+        (self.proto, self.tcp_flags, self.ip_total_len)
+    }
+    #[inline(always)]
+    fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c ClassRecord6> {
+        let key = ClassKey6::of(hit);
+        let r = &cache.classes6[key.line()];
+        (r.key == key).then_some(r)
+    }
+    #[inline(always)]
+    fn complete_checksum(&self, frame: &mut [u8]) -> L4Checksum {
+        uvs_wire::complete_common_v6_checksum(frame, self)
+    }
+    #[inline(always)]
+    fn with_source(&self, rw: &V6Rewrite) -> V6Rewrite {
+        rw.with_source(&self.addrs, self.ports)
+    }
+}
+
 /// Whether class records are in use this poll: the cache is on and the kernel fast path off
 /// (see [`forward_class`]).
 #[inline(always)]
@@ -720,12 +858,51 @@ pub(crate) fn classes_on(ctx: &Ctx<'_>) -> bool {
     ctx.flows.enabled && ctx.fast.is_none()
 }
 
-/// A frame of a burst received ahead that [`forward_common_v4`] may forward: read at the
-/// fixed offsets, TCP with ACK and none of SYN/FIN/RST or UDP. Its lookup is then prepared
-/// from this alone (no parse): the parse waits until the frame is found to need it.
+/// A frame of a burst received ahead that [`forward_common_v4`] or
+/// [`forward_common_v6`] may forward: read at the fixed offsets, TCP with ACK and none of
+/// SYN/FIN/RST or UDP. Its lookup is then prepared from this alone (no parse): the parse
+/// waits until the frame is found to need it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Replayable {
+    V4(CommonV4),
+    V6(CommonV6),
+}
+
+impl Replayable {
+    #[inline(always)]
+    pub(crate) fn read(frame: &[u8]) -> Option<Replayable> {
+        if let Some(f) = CommonV4::read(frame) {
+            return qualifies_common(f.proto, f.tcp_flags).then_some(Replayable::V4(f));
+        }
+        let f = CommonV6::read(frame)?;
+        qualifies_common(f.proto, f.tcp_flags).then_some(Replayable::V6(f))
+    }
+
+    /// The frame's connection-table key.
+    #[inline(always)]
+    pub(crate) fn key(&self) -> uvs_conntrack::FlowKey {
+        match self {
+            Replayable::V4(f) => common_key(f),
+            Replayable::V6(f) => common_key6(f),
+        }
+    }
+}
+
+/// The connection-table key of an IPv6 frame read at fixed offsets.
 #[inline(always)]
-pub(crate) fn replayable(frame: &[u8]) -> Option<CommonV4> {
-    CommonV4::read(frame).filter(|f| qualifies_common(f.proto, f.tcp_flags))
+pub(crate) fn common_key6(f: &CommonV6) -> uvs_conntrack::FlowKey {
+    let p = f.ports.to_ne_bytes();
+    let mut src = [0; 16];
+    let mut dst = [0; 16];
+    src.copy_from_slice(&f.addrs[..16]);
+    dst.copy_from_slice(&f.addrs[16..]);
+    uvs_conntrack::FlowKey::v6(
+        f.proto,
+        src,
+        u16::from_be_bytes([p[0], p[1]]),
+        dst,
+        u16::from_be_bytes([p[2], p[3]]),
+    )
 }
 
 /// The connection-table key of a frame read at fixed offsets.

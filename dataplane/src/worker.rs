@@ -17,6 +17,7 @@ use uvs_conntrack::ConnTable;
 use uvs_port::{Frame, Port, FRAME_CAPACITY};
 
 use crate::counters::{new_counters, AllCounters};
+use crate::flowcache::Replayable;
 use crate::neigh::{NeighTable, Pending, PendingAction};
 use crate::pipeline::{
     lookup_key, prepare, process, process_parsed, process_rest, store, Ctx, Packet, Staging,
@@ -272,7 +273,7 @@ struct BurstScratch {
     /// Per frame: read at fixed offsets and left unparsed, its lookup prepared from that
     /// alone (`flowcache::replayable`: while class records are in use). Its `prepared`
     /// is then written only if it takes the full path.
-    common: [Option<uvs_wire::CommonV4>; BURST],
+    common: [Option<crate::flowcache::Replayable>; BURST],
     key_of: [Option<usize>; BURST],
     lookups: [uvs_conntrack::Prepared; BURST],
     nkeys: usize,
@@ -330,9 +331,9 @@ impl BurstScratch {
             let buf = port.buf_mut(f);
             let len = (f.len as usize).min(buf.len());
             if lean {
-                if let Some(c) = crate::flowcache::replayable(&buf[..len]) {
+                if let Some(c) = crate::flowcache::Replayable::read(&buf[..len]) {
                     self.common[i] = Some(c);
-                    self.lookups[nkeys] = conns.prepare(&crate::flowcache::common_key(&c));
+                    self.lookups[nkeys] = conns.prepare(&c.key());
                     self.key_of[i] = Some(nkeys);
                     nkeys += 1;
                     continue;
@@ -905,16 +906,20 @@ impl<P: Port> Worker<P> {
                         // A frame read ahead at its fixed offsets: its flow's or its class's
                         // record (the class's from the lookup prepared with the burst);
                         // another parsed frame: its flow's record.
+                        let prep = burst.key_of[i].map(|k| &burst.lookups[k]);
                         let quick = match burst.common[i] {
-                            Some(c) => {
-                                let prep = burst.key_of[i].map(|k| &burst.lookups[k]);
-                                crate::flowcache::forward_common_v4(
-                                    &mut ctx,
-                                    &mut buf[..len],
-                                    &c,
-                                    |conns, _, now| conns.finish(prep?, now),
-                                )
-                            }
+                            Some(Replayable::V4(c)) => crate::flowcache::forward_common_v4(
+                                &mut ctx,
+                                &mut buf[..len],
+                                &c,
+                                |conns, _, now| conns.finish(prep?, now),
+                            ),
+                            Some(Replayable::V6(c)) => crate::flowcache::forward_common_v6(
+                                &mut ctx,
+                                &mut buf[..len],
+                                &c,
+                                |conns, _, now| conns.finish(prep?, now),
+                            ),
                             None if burst.prepared[i].is_ok() => {
                                 crate::flowcache::forward(&mut ctx, &mut buf[..len])
                             }
