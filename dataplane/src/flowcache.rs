@@ -49,31 +49,34 @@
 //! # Class records
 //!
 //! A table of more flows than the records hold (tens of thousands and up) leaves them
-//! resting, and every packet took the full path. But a NAT connection's client → server
-//! rewrite does not depend on the connection, only on its *class*: the virtual address
-//! and port it was sent to, the real server's address and port it goes to, the protocol,
-//! the service and the real server ([`ClassKey`]). The client's address and port are left
-//! as they are, so the header and checksum terms, the egress port, MACs and MTU, the
-//! state's timeout and the counters are the same for every connection of the class. So
-//! the worker also keeps a few hundred [`ClassRecord`]s, filled by the full path as flow
-//! records are (from a client → server NAT IPv4 packet it forwarded whole, whenever a
-//! packet found no record of its class), and a client → server packet whose own record is
-//! not there is replayed from its class's ([`forward_class`]) once the connection-table
-//! lookup has found its entry: the entry gives the class (its addresses, ports, service,
-//! real server, method; no flags) and the checks a flow record's id gave (state, fresh
-//! deadline); the rewrite is the class's with the packet's own source
-//! ([`uvs_wire::V4Rewrite::with_source`]). The lookup is the full path's own: a
-//! burst's prepared one (`ConnTable::finish`) in the large-table path, else one made
-//! here. What the class replay skips is everything after it: the parse (in the
-//! large-table path a frame that may be replayed is read ahead at its fixed offsets only,
-//! [`replayable`], and parsed only if it then takes the full path), the hit's service
-//! and real server, `established`, the egress and the rewrite's working out. Replies
-//! (server → client) are not replayed from classes: their egress is the client's route,
-//! which the class does not fix. Nor are FullNAT packets (each connection has its own
-//! local address and port), IPv6 ones (not yet), or any packet while the kernel fast path
-//! is on (there the full path writes the flow's XDP lines at its first established
-//! packet, which a replay would skip). `tests/flowcache.rs` runs the same random traffic
-//! through a worker with class records alone and one without the cache.
+//! resting, and every packet took the full path. But a NAT connection's rewrite does not
+//! depend on the connection, only on its *class* and the packet's direction: the virtual
+//! address and port, the real server's address and port, the protocol, the service and
+//! the real server ([`ClassKey`]). The client's address and port are left as they are (a
+//! client → server packet's source, a reply's destination), so the header and checksum
+//! terms, the state's timeout and the counters are the same for every connection of the
+//! class, and client → server the egress port, MACs and MTU too. So the worker also keeps
+//! a few hundred class records per family ([`ClassRecord4`], [`ClassRecord6`]), filled by
+//! the full path as flow records are (from a NAT packet it forwarded whole, whenever a
+//! packet found no record of its class), and a packet whose own record is not there is
+//! replayed from its class's ([`forward_class`]) once the connection-table lookup has
+//! found its entry: the entry gives the class (its addresses, ports, service, real
+//! server, method; no flags) and the checks a flow record's id gave (state, fresh
+//! deadline); the rewrite is the class's with the packet's own client address and port
+//! ([`uvs_wire::V4Rewrite::with_source`], `with_destination`, and IPv6's). A reply's
+//! egress is the client's: its route and neighbour are looked up for each packet, as the
+//! full path's `forward_reply` does. The lookup is the full path's own: a burst's
+//! prepared one (`ConnTable::finish`) in the large-table path, else one made here. What
+//! the class replay skips is everything after it: the parse (in the large-table path a
+//! frame that may be replayed is read ahead at its fixed offsets only, [`Replayable`],
+//! and parsed only if it then takes the full path), the hit's service and real server,
+//! `established`, the real server's egress and the rewrite's working out. Not replayed
+//! from classes: FullNAT packets (each connection has its own local address and port),
+//! DR and TUN (their replies do not come back; their client → server packets are few
+//! enough bytes to stay on the full path), and any packet while the kernel fast path is
+//! on (there the full path writes the flow's XDP lines at its first established packet,
+//! which a replay would skip). `tests/flowcache.rs` runs the same random traffic through
+//! a worker with class records alone and one without the cache.
 
 use std::sync::Arc;
 
@@ -230,14 +233,15 @@ pub(crate) type Record4 = Record<Key, V4Rewrite>;
 /// tens or hundreds of them, not one per flow.
 pub const CLASSES: usize = 512;
 
-/// A NAT connection's class (see the module): everything the rewrite of its client →
-/// server packets depends on besides the client's own address and port. The entry's
+/// A NAT connection's class (see the module), and a direction: everything the rewrite of
+/// its packets depends on besides the client's own address and port. The entry's
 /// protocol, method, service and real server (its `meta` word, flags left out: only
 /// connections without flags are replayed), the virtual address and the real server's
 /// address as they lie in a frame (`A`: `u64` for IPv4, both addresses' 32 bytes for
-/// IPv6), and the virtual port ‖ the real server's port. Two connections of one class
-/// have the same destination before and after the rewrite, so the same header and
-/// checksum terms, the same egress and the same counters.
+/// IPv6), and the virtual port ‖ the real server's port. Two client → server packets of
+/// one class have the same destination before and after the rewrite, two server → client
+/// packets the same source: so the same header and checksum terms and the same counters,
+/// and client → server the same egress.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ClassKey<A> {
     meta: u64,
@@ -251,13 +255,22 @@ pub(crate) type ClassKey4 = ClassKey<u64>;
 pub(crate) type ClassKey6 = ClassKey<[u8; 32]>;
 
 impl<A> ClassKey<A> {
+    /// The direction's bit, where the entry's flags lie in its `meta` word (a class is of
+    /// connections without flags).
+    const REPLY: u64 = 1 << 48;
+
     #[inline(always)]
     fn with(hit: &Hit, addrs: A) -> Self {
         ClassKey {
             meta: (u64::from(hit.proto()) << 56)
                 | (u64::from(hit.method()) << 40)
                 | (u64::from(hit.service()) << 16)
-                | u64::from(hit.real()),
+                | u64::from(hit.real())
+                | if hit.dir == Dir::Reply {
+                    Self::REPLY
+                } else {
+                    0
+                },
             addrs,
             ports: (u32::from(hit.orig_dport()) << 16) | u32::from(hit.reply_sport()),
         }
@@ -724,12 +737,12 @@ fn replay<K, W: Replay>(
     Some(r.l2.port)
 }
 
-/// Forwards a client → server IPv4 NAT packet from its connection's class record (see the
-/// module), `lookup` giving the connection the packet's tuple finds in the table (the
-/// burst's prepared lookup, or one made here): `Some(verdict)` when the frame was
-/// rewritten, counted and given its MACs, or dropped for a bad L4 checksum; `None` when it
-/// takes the full path. Tried where the flow record was not found, on a frame read at the
-/// fixed offsets of the commonest frame ([`CommonV4`]).
+/// Forwards a NAT packet from its connection's class record (see the module), `lookup`
+/// giving the connection the packet's tuple finds in the table (the burst's prepared
+/// lookup, or one made here): `Some(verdict)` when the frame was rewritten, counted and
+/// given its MACs, or dropped for a bad L4 checksum; `None` when it takes the full path.
+/// Tried where the flow record was not found, on a frame read at the fixed offsets of the
+/// commonest frame ([`CommonV4`], [`CommonV6`]).
 ///
 /// Not with the kernel fast path on: there the full path writes the flow's lines in the
 /// XDP program at its first established packet, which a replay would skip. One packet in
@@ -746,7 +759,7 @@ fn forward_class<F: ClassFamily>(
         return None;
     }
     let hit = lookup(ctx.conns, f, ctx.now)?;
-    if hit.dir != Dir::Original || hit.flags() != 0 || hit.method() != Method::Nat as u8 {
+    if hit.flags() != 0 || hit.method() != Method::Nat as u8 {
         return None;
     }
     if ctx.flows.active && ctx.flows.draw() {
@@ -760,8 +773,28 @@ fn forward_class<F: ClassFamily>(
     };
     if hit.state() != r.state
         || !crate::lifecycle::deadline_fresh(hit.deadline.wrapping_sub(ctx.now), r.timeout)
-        || ip_total_len > r.mtu
     {
+        return None;
+    }
+    // Towards the real server, the record's egress; towards the client, the client's
+    // route and neighbour, as `forward_reply` finds them.
+    let inbound = hit.dir == Dir::Original;
+    let (port, macs) = if inbound {
+        (r.l2.port, r.l2.macs)
+    } else {
+        let client = crate::pipeline::ip(hit.v6(), *hit.orig_src());
+        let (port, hop) = ctx.tables.route(&client)?;
+        let iface = ctx.tables.ifaces.get(usize::from(port))?;
+        let mut macs = [0; 12];
+        macs[..6].copy_from_slice(&ctx.neigh.get(&hop)?.mac);
+        macs[6..].copy_from_slice(&iface.mac);
+        (port, macs)
+    };
+    let mtu = match inbound {
+        true => r.mtu,
+        false => ctx.tables.ifaces.get(usize::from(port))?.mtu,
+    };
+    if ip_total_len > mtu {
         return None;
     }
     if ctx.settings.expire_nodest_conn {
@@ -776,18 +809,18 @@ fn forward_class<F: ClassFamily>(
         }
     }
     let bytes = frame.len() as u64;
-    if !f.with_source(&r.rewrite).write_common(frame) {
+    if !f.with_client(&r.rewrite, inbound).write_common(frame) {
         return None;
     }
     if let Some(s) = &r.svc_stats {
-        crate::pipeline::count(s.worker(ctx.worker), bytes, true);
+        crate::pipeline::count(s.worker(ctx.worker), bytes, inbound);
     }
     if let Some(s) = &r.real_stats {
-        crate::pipeline::count(s.worker(ctx.worker), bytes, true);
+        crate::pipeline::count(s.worker(ctx.worker), bytes, inbound);
     }
-    frame[..12].copy_from_slice(&r.l2.macs);
+    frame[..12].copy_from_slice(&macs);
     ctx.counters.class_replays.add(1);
-    Some(Verdict::Forward(r.l2.port))
+    Some(Verdict::Forward(port))
 }
 
 /// What [`forward_class`] needs of a frame read at fixed offsets: [`CommonV4`] or
@@ -801,8 +834,9 @@ pub(crate) trait ClassFamily {
     fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c Record<Self::Key, Self::Rewrite>>;
     /// The L4 checksum verified, a partial one completed.
     fn complete_checksum(&self, frame: &mut [u8]) -> L4Checksum;
-    /// `rw` with this frame's own source address and port.
-    fn with_source(&self, rw: &Self::Rewrite) -> Self::Rewrite;
+    /// `rw` with this frame's own client address and port: its source (`inbound`, client
+    /// → server) or its destination.
+    fn with_client(&self, rw: &Self::Rewrite, inbound: bool) -> Self::Rewrite;
 }
 
 impl ClassFamily for CommonV4 {
@@ -823,8 +857,11 @@ impl ClassFamily for CommonV4 {
         uvs_wire::complete_common_v4_checksum(frame, self)
     }
     #[inline(always)]
-    fn with_source(&self, rw: &V4Rewrite) -> V4Rewrite {
-        rw.with_source(self.addrs, self.ports)
+    fn with_client(&self, rw: &V4Rewrite, inbound: bool) -> V4Rewrite {
+        match inbound {
+            true => rw.with_source(self.addrs, self.ports),
+            false => rw.with_destination(self.addrs, self.ports),
+        }
     }
 }
 
@@ -846,8 +883,11 @@ impl ClassFamily for CommonV6 {
         uvs_wire::complete_common_v6_checksum(frame, self)
     }
     #[inline(always)]
-    fn with_source(&self, rw: &V6Rewrite) -> V6Rewrite {
-        rw.with_source(&self.addrs, self.ports)
+    fn with_client(&self, rw: &V6Rewrite, inbound: bool) -> V6Rewrite {
+        match inbound {
+            true => rw.with_source(&self.addrs, self.ports),
+            false => rw.with_destination(&self.addrs, self.ports),
+        }
     }
 }
 
@@ -954,7 +994,7 @@ impl Filling {
         if std::mem::take(&mut cache.fill_next) {
             return true;
         }
-        (cache.class_missed && hit.dir == Dir::Original) || (cache.active() && cache.draw())
+        cache.class_missed || (cache.active() && cache.draw())
     }
 
     /// The filling for a packet [`wanted`](Self::wanted), before its rewrite.

@@ -22,21 +22,39 @@ use uvs_testkit::{self as tk, Flags};
 
 use lab_worker::{a, Lab};
 
-/// One flow's client side: its port, protocol and family.
+/// One flow's client side: its client, port, protocol and family.
 #[derive(Clone, Copy)]
 struct Flow {
+    /// 0: the lab's client; 1: another client on the same link, whose MAC changes now and
+    /// then ([`OTHER_CLIENT`]); 2: a client on that link that never answers ARP or
+    /// neighbour solicitations ([`SILENT_CLIENT`]).
+    client: u8,
     sport: u16,
     udp: bool,
     v6: bool,
 }
 
-/// The client's and the VIP's addresses of a family.
-fn client_vip(v6: bool) -> (IpAddr, IpAddr) {
-    if v6 {
-        (a(lab::CLIENT6), a(lab::VIP6))
-    } else {
-        (a(lab::CLIENT4), a(lab::VIP4))
-    }
+/// A second client on the lab's client link (IPv4, IPv6): replies to it leave with its
+/// own MAC.
+const OTHER_CLIENT: [&str; 2] = ["198.18.0.77", "2001:2::77"];
+/// A client on that link whose neighbour entry never comes: replies to it wait for it.
+const SILENT_CLIENT: [&str; 2] = ["198.18.0.78", "2001:2::78"];
+
+/// A MAC of [`OTHER_CLIENT`]'s.
+fn other_mac(k: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0x66, k]
+}
+
+/// The flow's client's and the VIP's addresses.
+fn client_vip(flow: &Flow) -> (IpAddr, IpAddr) {
+    let fam = usize::from(flow.v6);
+    let client = match flow.client {
+        0 if flow.v6 => a(lab::CLIENT6),
+        0 => a(lab::CLIENT4),
+        1 => a(OTHER_CLIENT[fam]),
+        _ => a(SILENT_CLIENT[fam]),
+    };
+    (client, a(if flow.v6 { lab::VIP6 } else { lab::VIP4 }))
 }
 
 /// Where the IP header's fields and the L4 header start in a frame of either family.
@@ -119,7 +137,7 @@ fn mutate(mut f: Vec<u8>, pick: u64) -> Vec<u8> {
 }
 
 fn client_frame(flow: &Flow, pick: u64, payload: &[u8]) -> Vec<u8> {
-    let (client, vip) = client_vip(flow.v6);
+    let (client, vip) = client_vip(flow);
     if flow.udp {
         tk::udp(
             lab::CLIENT_MAC,
@@ -148,7 +166,7 @@ fn client_frame(flow: &Flow, pick: u64, payload: &[u8]) -> Vec<u8> {
 /// holds (the client for NAT, the local address for FullNAT), if `lab` has the flow.
 fn server_frame(lab: &Lab, flow: &Flow, pick: u64) -> Option<Vec<u8>> {
     let (proto, dport) = if flow.udp { (17, 53) } else { (6, 80) };
-    let key = match client_vip(flow.v6) {
+    let key = match client_vip(flow) {
         (IpAddr::V4(c), IpAddr::V4(v)) => {
             uvs_conntrack::FlowKey::v4(proto, c.octets(), flow.sport, v.octets(), dport)
         }
@@ -275,12 +293,16 @@ fn same_with_and_without(
     // for stray segments then outlast the other's).
     for lab in [&with, &without] {
         lab.shared.clock.stop();
+        for c in OTHER_CLIENT {
+            lab.shared.neigh.learn(ipk(c), other_mac(0), 0);
+        }
     }
     with.w.set_burst_lookups(bursts);
     without.w.set_burst_lookups(bursts);
     let mut next = xorshift(seed);
     let flows: Vec<Flow> = (0..48)
         .map(|i| Flow {
+            client: (i % 5).min(2) as u8,
             sport: 20_000 + i,
             udp: i % 4 == 3,
             v6: i % 3 == 1,
@@ -322,6 +344,11 @@ fn same_with_and_without(
                 for lab in [&with, &without] {
                     let now = lab.shared.clock.now_s();
                     lab.shared.neigh.learn(ipk("198.18.1.11"), mac, now);
+                    for c in OTHER_CLIENT {
+                        lab.shared
+                            .neigh
+                            .learn(ipk(c), other_mac((x >> 16) as u8), now);
+                    }
                 }
             }
             4 => {
