@@ -271,7 +271,7 @@ pub struct Worker<P: Port> {
 struct BurstScratch {
     prepared: [Result<uvs_wire::Parsed, Verdict>; BURST],
     /// Per frame: read at fixed offsets and left unparsed, its lookup prepared from that
-    /// alone (`flowcache::replayable`: while class records are in use). Its `prepared`
+    /// alone (`flowcache::Replayable`: while class records are in use). Its `prepared`
     /// is then written only if it takes the full path.
     common: [Option<crate::flowcache::Replayable>; BURST],
     key_of: [Option<usize>; BURST],
