@@ -17,7 +17,6 @@ use uvs_conntrack::ConnTable;
 use uvs_port::{Frame, Port, FRAME_CAPACITY};
 
 use crate::counters::{new_counters, AllCounters};
-use crate::flowcache::Replayable;
 use crate::neigh::{NeighTable, Pending, PendingAction};
 use crate::pipeline::{
     lookup_key, prepare, process, process_parsed, process_rest, store, Ctx, Packet, Staging,
@@ -270,10 +269,13 @@ pub struct Worker<P: Port> {
 /// A burst's parse results and prepared connection lookups (burst-lookup mode).
 struct BurstScratch {
     prepared: [Result<uvs_wire::Parsed, Verdict>; BURST],
-    /// Per frame: read at fixed offsets and left unparsed, its lookup prepared from that
-    /// alone (`flowcache::Replayable`: while class records are in use). Its `prepared`
-    /// is then written only if it takes the full path.
-    common: [Option<crate::flowcache::Replayable>; BURST],
+    /// Per frame: an IPv4 frame read at fixed offsets and left unparsed, its lookup
+    /// prepared from that alone (`flowcache::replayable`: while class records are in
+    /// use). Its `prepared` is then written only if it takes the full path.
+    common: [Option<uvs_wire::CommonV4>; BURST],
+    /// Bit `i` set where frame `i` is such an IPv6 frame (`flowcache::replayable6`), read
+    /// again at its turn: kept apart so that IPv4's array stays small.
+    common6: u32,
     key_of: [Option<usize>; BURST],
     lookups: [uvs_conntrack::Prepared; BURST],
     nkeys: usize,
@@ -297,6 +299,7 @@ impl Default for BurstScratch {
         Self {
             prepared: [Err(Verdict::SlowPath); BURST],
             common: [None; BURST],
+            common6: 0,
             key_of: [None; BURST],
             lookups: [uvs_conntrack::Prepared::default(); BURST],
             nkeys: 0,
@@ -327,19 +330,27 @@ impl BurstScratch {
     #[inline(always)]
     fn parse<P: Port>(&mut self, port: &mut P, rx: &[Frame], conns: &ConnTable, lean: bool) {
         let (mut nkeys, mut sctp) = (0, 0);
+        self.common6 = 0;
         for (i, f) in rx.iter().enumerate() {
             let buf = port.buf_mut(f);
             let len = (f.len as usize).min(buf.len());
+            self.common[i] = None;
             if lean {
-                if let Some(c) = crate::flowcache::Replayable::read(&buf[..len]) {
+                if let Some(c) = crate::flowcache::replayable(&buf[..len]) {
                     self.common[i] = Some(c);
-                    self.lookups[nkeys] = conns.prepare(&c.key());
+                    self.lookups[nkeys] = conns.prepare(&crate::flowcache::common_key(&c));
+                    self.key_of[i] = Some(nkeys);
+                    nkeys += 1;
+                    continue;
+                }
+                if let Some(c) = crate::flowcache::replayable6(&buf[..len]) {
+                    self.common6 |= 1 << i;
+                    self.lookups[nkeys] = conns.prepare(&crate::flowcache::common_key6(&c));
                     self.key_of[i] = Some(nkeys);
                     nkeys += 1;
                     continue;
                 }
             }
-            self.common[i] = None;
             // The key from the parse's own value, before it is stored: read back from
             // `prepared`, its ports (stored as two 16-bit fields) came as one 32-bit load
             // that could not be forwarded from the stores, a stall on every frame.
@@ -414,13 +425,19 @@ impl BurstScratch {
         }
     }
 
+    /// Whether frame `i` was read ahead at its fixed offsets, not parsed.
+    #[inline(always)]
+    fn read_ahead(&self, i: usize) -> bool {
+        self.common[i].is_some() || self.common6 & (1 << i) != 0
+    }
+
     /// Whether the staged new flows must be stored before frame `i`: it may be one of
     /// their tuples, or it was not looked up here (ICMP, a later fragment, an SCTP
     /// fragment: they look the table up their own way). Frames that did not parse never
     /// touch the table.
     #[inline]
     fn needs_flush(&self, i: usize, staging: &Staging) -> bool {
-        (self.common[i].is_some() || self.prepared[i].is_ok())
+        (self.read_ahead(i) || self.prepared[i].is_ok())
             && self.key_of[i].is_none_or(|k| staging.may_hold(self.lookups[k].fingerprint()))
     }
 }
@@ -908,18 +925,22 @@ impl<P: Port> Worker<P> {
                         // another parsed frame: its flow's record.
                         let prep = burst.key_of[i].map(|k| &burst.lookups[k]);
                         let quick = match burst.common[i] {
-                            Some(Replayable::V4(c)) => crate::flowcache::forward_common_v4(
+                            Some(c) => crate::flowcache::forward_common_v4(
                                 &mut ctx,
                                 &mut buf[..len],
                                 &c,
                                 |conns, _, now| conns.finish(prep?, now),
                             ),
-                            Some(Replayable::V6(c)) => crate::flowcache::forward_common_v6(
-                                &mut ctx,
-                                &mut buf[..len],
-                                &c,
-                                |conns, _, now| conns.finish(prep?, now),
-                            ),
+                            None if burst.common6 & (1 << i) != 0 => {
+                                uvs_wire::CommonV6::read(&buf[..len]).and_then(|c| {
+                                    crate::flowcache::forward_common_v6(
+                                        &mut ctx,
+                                        &mut buf[..len],
+                                        &c,
+                                        |conns, _, now| conns.finish(prep?, now),
+                                    )
+                                })
+                            }
                             None if burst.prepared[i].is_ok() => {
                                 crate::flowcache::forward(&mut ctx, &mut buf[..len])
                             }
@@ -928,7 +949,7 @@ impl<P: Port> Worker<P> {
                         match quick {
                             Some(v) => v,
                             None => {
-                                if burst.common[i].is_some() {
+                                if burst.read_ahead(i) {
                                     // Parsed only now that the full path takes it.
                                     burst.prepared[i] = prepare(&buf[..len]);
                                 }
