@@ -65,8 +65,11 @@
 //! deadline); the rewrite is the class's with the packet's own client address and port
 //! ([`uvs_wire::V4Rewrite::with_source`], `with_destination`, and IPv6's). A reply's
 //! egress is the client's: its route and neighbour are looked up for each packet, as the
-//! full path's `forward_reply` does. The lookup is the full path's own: a burst's
-//! prepared one (`ConnTable::finish`) in the large-table path, else one made here. What
+//! full path's `forward_reply` does; replies are replayed so in the per-frame loop only
+//! (tables under `worker::BATCH_LOOKUP_MIN_CAPACITY` entries): in the large-table burst
+//! loop every way tried to reach a reply's replay slowed the client → server one by 6–10
+//! ns a packet, so there replies take the full path. The lookup is the full path's own: a
+//! burst's prepared one (`ConnTable::finish`) in the large-table path, else one made here. What
 //! the class replay skips is everything after it: the parse (in the large-table path a
 //! frame that may be replayed is read ahead at its fixed offsets only, [`replayable`],
 //! and parsed only if it then takes the full path), the hit's service and real server,
@@ -595,9 +598,22 @@ pub(crate) fn forward_v4(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict>
         return None;
     }
     let f = CommonV4::read(frame)?;
-    forward_common_v4(ctx, frame, &f, |conns, f, now| {
-        conns.lookup(&common_key(f), now)
-    })
+    match forward_flow_v4(ctx, frame, &f) {
+        Some(v) => Some(v),
+        None => forward_class_looked_up(ctx, frame, &f),
+    }
+}
+
+/// [`forward_class`] with the lookup made here (the per-frame loop's, which prepares
+/// none). Out of line: inlined, it cost the per-frame loop's flow-record replay ~10 ns a
+/// packet at 1 000 flows.
+#[inline(never)]
+fn forward_class_looked_up<F: ClassFamily>(
+    ctx: &mut Ctx<'_>,
+    frame: &mut [u8],
+    f: &F,
+) -> Option<Verdict> {
+    forward_class::<F, true>(ctx, frame, f, |conns, f, now| conns.lookup(&f.key(), now))
 }
 
 /// [`forward_v4`] of a frame read as `f` already: its flow's record, else its class's
@@ -611,7 +627,7 @@ pub(crate) fn forward_common_v4(
 ) -> Option<Verdict> {
     match forward_flow_v4(ctx, frame, f) {
         Some(v) => Some(v),
-        None => forward_class(ctx, frame, f, lookup),
+        None => forward_class::<_, false>(ctx, frame, f, lookup),
     }
 }
 
@@ -651,9 +667,10 @@ pub(crate) fn forward_v6(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict>
         return None;
     }
     let f = CommonV6::read(frame)?;
-    forward_common_v6(ctx, frame, &f, |conns, f, now| {
-        conns.lookup(&common_key6(f), now)
-    })
+    match forward_flow_v6(ctx, frame, &f) {
+        Some(v) => Some(v),
+        None => forward_class_looked_up(ctx, frame, &f),
+    }
 }
 
 /// [`forward_common_v4`] for IPv6.
@@ -666,8 +683,22 @@ pub(crate) fn forward_common_v6(
 ) -> Option<Verdict> {
     match forward_flow_v6(ctx, frame, f) {
         Some(v) => Some(v),
-        None => forward_class(ctx, frame, f, lookup),
+        None => forward_class::<_, false>(ctx, frame, f, lookup),
     }
+}
+
+/// [`forward_common_v6`] of an IPv6 frame of a burst read ahead ([`replayable6`]), with
+/// its lookup prepared with the burst. Out of line, unlike IPv4's: the burst loop it is
+/// called from stays as small as it was for IPv4 (inlined, it cost IPv4's established
+/// packets at 1 000 000 flows a few ns).
+#[inline(never)]
+pub(crate) fn forward_read_ahead_v6(
+    ctx: &mut Ctx<'_>,
+    frame: &mut [u8],
+    prep: Option<&uvs_conntrack::Prepared>,
+) -> Option<Verdict> {
+    let f = CommonV6::read(frame)?;
+    forward_common_v6(ctx, frame, &f, |conns, _, now| conns.finish(prep?, now))
 }
 
 /// [`forward_v6`] from the flow's own record.
@@ -748,17 +779,37 @@ fn replay<K, W: Replay>(
 /// XDP program at its first established packet, which a replay would skip. One packet in
 /// [`FILL_EVERY`] of those the flow records could hold takes the full path, to fill them.
 #[inline(always)]
-fn forward_class<F: ClassFamily>(
+fn forward_class<F: ClassFamily, const REPLIES: bool>(
     ctx: &mut Ctx<'_>,
     frame: &mut [u8],
     f: &F,
     lookup: impl FnOnce(&ConnTable, &F, u32) -> Option<Hit>,
 ) -> Option<Verdict> {
-    let (proto, tcp_flags, ip_total_len) = f.fields();
+    let (proto, tcp_flags, _) = f.fields();
     if !classes_on(ctx) || !qualifies_common(proto, tcp_flags) {
         return None;
     }
     let hit = lookup(ctx.conns, f, ctx.now)?;
+    match hit.dir {
+        Dir::Original => replay_class::<F, true>(ctx, frame, f, &hit),
+        // Not in the large-table burst loop (`REPLIES` false): any way to a reply's
+        // replay there (inlined here, out of line with this hit, or looked up again out
+        // of line where this declines) measured 6–10 ns a packet slower client → server
+        // at 1 000 000 flows (bench/README.md, "Class records").
+        Dir::Reply if REPLIES => replay_class::<F, false>(ctx, frame, f, &hit),
+        Dir::Reply => None,
+    }
+}
+
+/// The class record's checks and its replay on `frame`, for a packet of connection `hit`
+/// client → server (`INBOUND`) or back.
+#[inline(always)]
+fn replay_class<F: ClassFamily, const INBOUND: bool>(
+    ctx: &mut Ctx<'_>,
+    frame: &mut [u8],
+    f: &F,
+    hit: &Hit,
+) -> Option<Verdict> {
     if hit.flags() != 0 || hit.method() != Method::Nat as u8 {
         return None;
     }
@@ -767,7 +818,7 @@ fn forward_class<F: ClassFamily>(
         ctx.flows.fill_next = true;
         return None;
     }
-    let Some(r) = F::class(ctx.flows, &hit) else {
+    let Some(r) = F::class(ctx.flows, hit) else {
         ctx.flows.class_missed = true;
         return None;
     };
@@ -778,12 +829,11 @@ fn forward_class<F: ClassFamily>(
     }
     // Towards the real server, the record's egress; towards the client, the client's
     // route and neighbour, as `forward_reply` finds them.
-    let inbound = hit.dir == Dir::Original;
-    let (port, macs, mtu) = match inbound {
+    let (port, macs, mtu) = match INBOUND {
         true => (r.l2.port, r.l2.macs, r.mtu),
-        false => client_egress(ctx, &hit)?,
+        false => client_egress(ctx, hit)?,
     };
-    if ip_total_len > mtu {
+    if f.fields().2 > mtu {
         return None;
     }
     if ctx.settings.expire_nodest_conn {
@@ -798,14 +848,14 @@ fn forward_class<F: ClassFamily>(
         }
     }
     let bytes = frame.len() as u64;
-    if !f.with_client(&r.rewrite, inbound).write_common(frame) {
+    if !f.with_client(&r.rewrite, INBOUND).write_common(frame) {
         return None;
     }
     if let Some(s) = &r.svc_stats {
-        crate::pipeline::count(s.worker(ctx.worker), bytes, inbound);
+        crate::pipeline::count(s.worker(ctx.worker), bytes, INBOUND);
     }
     if let Some(s) = &r.real_stats {
-        crate::pipeline::count(s.worker(ctx.worker), bytes, inbound);
+        crate::pipeline::count(s.worker(ctx.worker), bytes, INBOUND);
     }
     frame[..12].copy_from_slice(&macs);
     ctx.counters.class_replays.add(1);
@@ -813,9 +863,8 @@ fn forward_class<F: ClassFamily>(
 }
 
 /// The egress towards the client of a reply of `hit`: port, MACs and the link's MTU, from
-/// the client's route and neighbour as `forward_reply` finds them. Out of line: the
-/// client → server replay, the commoner in the benchmarks, stays small.
-#[inline(never)]
+/// the client's route and neighbour as `forward_reply` finds them.
+#[inline(always)]
 fn client_egress(ctx: &Ctx<'_>, hit: &Hit) -> Option<(u8, [u8; 12], u16)> {
     let client = crate::pipeline::ip(hit.v6(), *hit.orig_src());
     let (port, hop) = ctx.tables.route(&client)?;
@@ -833,6 +882,8 @@ pub(crate) trait ClassFamily {
     type Rewrite: Replay;
     /// Protocol, TCP flags, bytes of the IP packet.
     fn fields(&self) -> (u8, u8, u16);
+    /// The frame's connection-table key.
+    fn key(&self) -> uvs_conntrack::FlowKey;
     /// The record of `hit`'s class (of this family), if there is one.
     fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c Record<Self::Key, Self::Rewrite>>;
     /// The L4 checksum verified, a partial one completed.
@@ -848,6 +899,10 @@ impl ClassFamily for CommonV4 {
     #[inline(always)]
     fn fields(&self) -> (u8, u8, u16) {
         (self.proto, self.tcp_flags, self.ip_total_len)
+    }
+    #[inline(always)]
+    fn key(&self) -> uvs_conntrack::FlowKey {
+        common_key(self)
     }
     #[inline(always)]
     fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c ClassRecord4> {
@@ -874,6 +929,10 @@ impl ClassFamily for CommonV6 {
     #[inline(always)]
     fn fields(&self) -> (u8, u8, u16) {
         (self.proto, self.tcp_flags, self.ip_total_len)
+    }
+    #[inline(always)]
+    fn key(&self) -> uvs_conntrack::FlowKey {
+        common_key6(self)
     }
     #[inline(always)]
     fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c ClassRecord6> {

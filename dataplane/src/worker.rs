@@ -932,14 +932,11 @@ impl<P: Port> Worker<P> {
                                 |conns, _, now| conns.finish(prep?, now),
                             ),
                             None if burst.common6 & (1 << i) != 0 => {
-                                uvs_wire::CommonV6::read(&buf[..len]).and_then(|c| {
-                                    crate::flowcache::forward_common_v6(
-                                        &mut ctx,
-                                        &mut buf[..len],
-                                        &c,
-                                        |conns, _, now| conns.finish(prep?, now),
-                                    )
-                                })
+                                crate::flowcache::forward_read_ahead_v6(
+                                    &mut ctx,
+                                    &mut buf[..len],
+                                    prep,
+                                )
                             }
                             None if burst.prepared[i].is_ok() => {
                                 crate::flowcache::forward(&mut ctx, &mut buf[..len])
