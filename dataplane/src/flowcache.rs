@@ -49,37 +49,31 @@
 //! # Class records
 //!
 //! A table of more flows than the records hold (tens of thousands and up) leaves them
-//! resting, and every packet took the full path. But a NAT connection's rewrite does not
-//! depend on the connection, only on its *class* and the packet's direction: the virtual
-//! address and port, the real server's address and port, the protocol, the service and
-//! the real server ([`ClassKey`]). The client's address and port are left as they are (a
-//! client → server packet's source, a reply's destination), so the header and checksum
-//! terms, the state's timeout and the counters are the same for every connection of the
-//! class, and client → server the egress port, MACs and MTU too. So the worker also keeps
-//! a few hundred class records per family ([`ClassRecord4`], [`ClassRecord6`]), filled by
-//! the full path as flow records are (from a NAT packet it forwarded whole, whenever a
-//! packet found no record of its class), and a packet whose own record is not there is
-//! replayed from its class's ([`forward_class`]) once the connection-table lookup has
-//! found its entry: the entry gives the class (its addresses, ports, service, real
-//! server, method; no flags) and the checks a flow record's id gave (state, fresh
-//! deadline); the rewrite is the class's with the packet's own client address and port
-//! ([`uvs_wire::V4Rewrite::with_source`], `with_destination`, and IPv6's). A reply's
-//! egress is the client's: its route and neighbour are looked up for each packet, as the
-//! full path's `forward_reply` does; replies are replayed so in the per-frame loop only
-//! (tables under `worker::BATCH_LOOKUP_MIN_CAPACITY` entries): in the large-table burst
-//! loop every way tried to reach a reply's replay slowed the client → server one by 6–10
-//! ns a packet, so there replies take the full path. The lookup is the full path's own: a
-//! burst's prepared one (`ConnTable::finish`) in the large-table path, else one made here. What
-//! the class replay skips is everything after it: the parse (in the large-table path a
-//! frame that may be replayed is read ahead at its fixed offsets only, [`replayable`],
-//! and parsed only if it then takes the full path), the hit's service and real server,
-//! `established`, the real server's egress and the rewrite's working out. Not replayed
-//! from classes: FullNAT packets (each connection has its own local address and port),
-//! DR and TUN (their replies do not come back; their client → server packets are few
-//! enough bytes to stay on the full path), and any packet while the kernel fast path is
-//! on (there the full path writes the flow's XDP lines at its first established packet,
-//! which a replay would skip). `tests/flowcache.rs` runs the same random traffic through
-//! a worker with class records alone and one without the cache.
+//! resting, and every packet took the full path. But a NAT connection's client → server
+//! rewrite does not depend on the connection, only on its *class*: the virtual address
+//! and port it was sent to, the real server's address and port it goes to, the protocol,
+//! the service and the real server ([`ClassKey`]). The client's address and port are left
+//! as they are, so the header and checksum terms, the egress port, MACs and MTU, the
+//! state's timeout and the counters are the same for every connection of the class. So
+//! the worker also keeps a few hundred [`ClassRecord`]s, filled by the full path as flow
+//! records are (from a client → server NAT IPv4 packet it forwarded whole, whenever a
+//! packet found no record of its class), and a client → server packet whose own record is
+//! not there is replayed from its class's ([`forward_class`]) once the connection-table
+//! lookup has found its entry: the entry gives the class (its addresses, ports, service,
+//! real server, method; no flags) and the checks a flow record's id gave (state, fresh
+//! deadline); the rewrite is the class's with the packet's own source
+//! ([`uvs_wire::V4Rewrite::with_source`]). The lookup is the full path's own: a
+//! burst's prepared one (`ConnTable::finish`) in the large-table path, else one made
+//! here. What the class replay skips is everything after it: the parse (in the
+//! large-table path a frame that may be replayed is read ahead at its fixed offsets only,
+//! [`replayable`], and parsed only if it then takes the full path), the hit's service
+//! and real server, `established`, the egress and the rewrite's working out. Replies
+//! (server → client) are not replayed from classes: their egress is the client's route,
+//! which the class does not fix. Nor are FullNAT packets (each connection has its own
+//! local address and port), IPv6 ones (not yet), or any packet while the kernel fast path
+//! is on (there the full path writes the flow's XDP lines at its first established
+//! packet, which a replay would skip). `tests/flowcache.rs` runs the same random traffic
+//! through a worker with class records alone and one without the cache.
 
 use std::sync::Arc;
 
@@ -236,15 +230,14 @@ pub(crate) type Record4 = Record<Key, V4Rewrite>;
 /// tens or hundreds of them, not one per flow.
 pub const CLASSES: usize = 512;
 
-/// A NAT connection's class (see the module), and a direction: everything the rewrite of
-/// its packets depends on besides the client's own address and port. The entry's
+/// A NAT connection's class (see the module): everything the rewrite of its client →
+/// server packets depends on besides the client's own address and port. The entry's
 /// protocol, method, service and real server (its `meta` word, flags left out: only
 /// connections without flags are replayed), the virtual address and the real server's
 /// address as they lie in a frame (`A`: `u64` for IPv4, both addresses' 32 bytes for
-/// IPv6), and the virtual port ‖ the real server's port. Two client → server packets of
-/// one class have the same destination before and after the rewrite, two server → client
-/// packets the same source: so the same header and checksum terms and the same counters,
-/// and client → server the same egress.
+/// IPv6), and the virtual port ‖ the real server's port. Two connections of one class
+/// have the same destination before and after the rewrite, so the same header and
+/// checksum terms, the same egress and the same counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ClassKey<A> {
     meta: u64,
@@ -258,22 +251,13 @@ pub(crate) type ClassKey4 = ClassKey<u64>;
 pub(crate) type ClassKey6 = ClassKey<[u8; 32]>;
 
 impl<A> ClassKey<A> {
-    /// The direction's bit, where the entry's flags lie in its `meta` word (a class is of
-    /// connections without flags).
-    const REPLY: u64 = 1 << 48;
-
     #[inline(always)]
     fn with(hit: &Hit, addrs: A) -> Self {
         ClassKey {
             meta: (u64::from(hit.proto()) << 56)
                 | (u64::from(hit.method()) << 40)
                 | (u64::from(hit.service()) << 16)
-                | u64::from(hit.real())
-                | if hit.dir == Dir::Reply {
-                    Self::REPLY
-                } else {
-                    0
-                },
+                | u64::from(hit.real()),
             addrs,
             ports: (u32::from(hit.orig_dport()) << 16) | u32::from(hit.reply_sport()),
         }
@@ -594,26 +578,11 @@ pub(crate) fn forward(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
 /// there, IPv6's tried after it ([`forward_v6`], in `pipeline::process_rest`).
 #[inline(always)]
 pub(crate) fn forward_v4(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
-    if !ctx.flows.enabled {
+    if !ctx.flows.active() {
         return None;
     }
     let f = CommonV4::read(frame)?;
-    match forward_flow_v4(ctx, frame, &f) {
-        Some(v) => Some(v),
-        None => forward_class_looked_up(ctx, frame, &f),
-    }
-}
-
-/// [`forward_class`] with the lookup made here (the per-frame loop's, which prepares
-/// none). Out of line: inlined, it cost the per-frame loop's flow-record replay ~10 ns a
-/// packet at 1 000 flows.
-#[inline(never)]
-fn forward_class_looked_up<F: ClassFamily>(
-    ctx: &mut Ctx<'_>,
-    frame: &mut [u8],
-    f: &F,
-) -> Option<Verdict> {
-    forward_class::<F, true>(ctx, frame, f, |conns, f, now| conns.lookup(&f.key(), now))
+    forward_flow_v4(ctx, frame, &f)
 }
 
 /// [`forward_v4`] of a frame read as `f` already: its flow's record, else its class's
@@ -627,7 +596,7 @@ pub(crate) fn forward_common_v4(
 ) -> Option<Verdict> {
     match forward_flow_v4(ctx, frame, f) {
         Some(v) => Some(v),
-        None => forward_class::<_, false>(ctx, frame, f, lookup),
+        None => forward_class(ctx, frame, f, lookup),
     }
 }
 
@@ -663,14 +632,11 @@ fn forward_flow_v4(ctx: &mut Ctx<'_>, frame: &mut [u8], f: &CommonV4) -> Option<
 /// instructions an IPv4 packet (bench/README.md, "Fourteenth pass").
 #[inline(always)]
 pub(crate) fn forward_v6(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
-    if !ctx.flows.enabled {
+    if !ctx.flows.active() {
         return None;
     }
     let f = CommonV6::read(frame)?;
-    match forward_flow_v6(ctx, frame, &f) {
-        Some(v) => Some(v),
-        None => forward_class_looked_up(ctx, frame, &f),
-    }
+    forward_flow_v6(ctx, frame, &f)
 }
 
 /// [`forward_common_v4`] for IPv6.
@@ -683,22 +649,8 @@ pub(crate) fn forward_common_v6(
 ) -> Option<Verdict> {
     match forward_flow_v6(ctx, frame, f) {
         Some(v) => Some(v),
-        None => forward_class::<_, false>(ctx, frame, f, lookup),
+        None => forward_class(ctx, frame, f, lookup),
     }
-}
-
-/// [`forward_common_v6`] of an IPv6 frame of a burst read ahead ([`replayable6`]), with
-/// its lookup prepared with the burst. Out of line, unlike IPv4's: the burst loop it is
-/// called from stays as small as it was for IPv4 (inlined, it cost IPv4's established
-/// packets at 1 000 000 flows a few ns).
-#[inline(never)]
-pub(crate) fn forward_read_ahead_v6(
-    ctx: &mut Ctx<'_>,
-    frame: &mut [u8],
-    prep: Option<&uvs_conntrack::Prepared>,
-) -> Option<Verdict> {
-    let f = CommonV6::read(frame)?;
-    forward_common_v6(ctx, frame, &f, |conns, _, now| conns.finish(prep?, now))
 }
 
 /// [`forward_v6`] from the flow's own record.
@@ -768,49 +720,29 @@ fn replay<K, W: Replay>(
     Some(r.l2.port)
 }
 
-/// Forwards a NAT packet from its connection's class record (see the module), `lookup`
-/// giving the connection the packet's tuple finds in the table (the burst's prepared
-/// lookup, or one made here): `Some(verdict)` when the frame was rewritten, counted and
-/// given its MACs, or dropped for a bad L4 checksum; `None` when it takes the full path.
-/// Tried where the flow record was not found, on a frame read at the fixed offsets of the
-/// commonest frame ([`CommonV4`], [`CommonV6`]).
+/// Forwards a client → server IPv4 NAT packet from its connection's class record (see the
+/// module), `lookup` giving the connection the packet's tuple finds in the table (the
+/// burst's prepared lookup, or one made here): `Some(verdict)` when the frame was
+/// rewritten, counted and given its MACs, or dropped for a bad L4 checksum; `None` when it
+/// takes the full path. Tried where the flow record was not found, on a frame read at the
+/// fixed offsets of the commonest frame ([`CommonV4`]).
 ///
 /// Not with the kernel fast path on: there the full path writes the flow's lines in the
 /// XDP program at its first established packet, which a replay would skip. One packet in
 /// [`FILL_EVERY`] of those the flow records could hold takes the full path, to fill them.
 #[inline(always)]
-fn forward_class<F: ClassFamily, const REPLIES: bool>(
+fn forward_class<F: ClassFamily>(
     ctx: &mut Ctx<'_>,
     frame: &mut [u8],
     f: &F,
     lookup: impl FnOnce(&ConnTable, &F, u32) -> Option<Hit>,
 ) -> Option<Verdict> {
-    let (proto, tcp_flags, _) = f.fields();
+    let (proto, tcp_flags, ip_total_len) = f.fields();
     if !classes_on(ctx) || !qualifies_common(proto, tcp_flags) {
         return None;
     }
     let hit = lookup(ctx.conns, f, ctx.now)?;
-    match hit.dir {
-        Dir::Original => replay_class::<F, true>(ctx, frame, f, &hit),
-        // Not in the large-table burst loop (`REPLIES` false): any way to a reply's
-        // replay there (inlined here, out of line with this hit, or looked up again out
-        // of line where this declines) measured 6–10 ns a packet slower client → server
-        // at 1 000 000 flows (bench/README.md, "Class records").
-        Dir::Reply if REPLIES => replay_class::<F, false>(ctx, frame, f, &hit),
-        Dir::Reply => None,
-    }
-}
-
-/// The class record's checks and its replay on `frame`, for a packet of connection `hit`
-/// client → server (`INBOUND`) or back.
-#[inline(always)]
-fn replay_class<F: ClassFamily, const INBOUND: bool>(
-    ctx: &mut Ctx<'_>,
-    frame: &mut [u8],
-    f: &F,
-    hit: &Hit,
-) -> Option<Verdict> {
-    if hit.flags() != 0 || hit.method() != Method::Nat as u8 {
+    if hit.dir != Dir::Original || hit.flags() != 0 || hit.method() != Method::Nat as u8 {
         return None;
     }
     if ctx.flows.active && ctx.flows.draw() {
@@ -818,22 +750,14 @@ fn replay_class<F: ClassFamily, const INBOUND: bool>(
         ctx.flows.fill_next = true;
         return None;
     }
-    let Some(r) = F::class(ctx.flows, hit) else {
+    let Some(r) = F::class(ctx.flows, &hit) else {
         ctx.flows.class_missed = true;
         return None;
     };
     if hit.state() != r.state
         || !crate::lifecycle::deadline_fresh(hit.deadline.wrapping_sub(ctx.now), r.timeout)
+        || ip_total_len > r.mtu
     {
-        return None;
-    }
-    // Towards the real server, the record's egress; towards the client, the client's
-    // route and neighbour, as `forward_reply` finds them.
-    let (port, macs, mtu) = match INBOUND {
-        true => (r.l2.port, r.l2.macs, r.mtu),
-        false => client_egress(ctx, hit)?,
-    };
-    if f.fields().2 > mtu {
         return None;
     }
     if ctx.settings.expire_nodest_conn {
@@ -848,31 +772,18 @@ fn replay_class<F: ClassFamily, const INBOUND: bool>(
         }
     }
     let bytes = frame.len() as u64;
-    if !f.with_client(&r.rewrite, INBOUND).write_common(frame) {
+    if !f.with_source(&r.rewrite).write_common(frame) {
         return None;
     }
     if let Some(s) = &r.svc_stats {
-        crate::pipeline::count(s.worker(ctx.worker), bytes, INBOUND);
+        crate::pipeline::count(s.worker(ctx.worker), bytes, true);
     }
     if let Some(s) = &r.real_stats {
-        crate::pipeline::count(s.worker(ctx.worker), bytes, INBOUND);
+        crate::pipeline::count(s.worker(ctx.worker), bytes, true);
     }
-    frame[..12].copy_from_slice(&macs);
+    frame[..12].copy_from_slice(&r.l2.macs);
     ctx.counters.class_replays.add(1);
-    Some(Verdict::Forward(port))
-}
-
-/// The egress towards the client of a reply of `hit`: port, MACs and the link's MTU, from
-/// the client's route and neighbour as `forward_reply` finds them.
-#[inline(always)]
-fn client_egress(ctx: &Ctx<'_>, hit: &Hit) -> Option<(u8, [u8; 12], u16)> {
-    let client = crate::pipeline::ip(hit.v6(), *hit.orig_src());
-    let (port, hop) = ctx.tables.route(&client)?;
-    let iface = ctx.tables.ifaces.get(usize::from(port))?;
-    let mut macs = [0; 12];
-    macs[..6].copy_from_slice(&ctx.neigh.get(&hop)?.mac);
-    macs[6..].copy_from_slice(&iface.mac);
-    Some((port, macs, iface.mtu))
+    Some(Verdict::Forward(r.l2.port))
 }
 
 /// What [`forward_class`] needs of a frame read at fixed offsets: [`CommonV4`] or
@@ -882,15 +793,12 @@ pub(crate) trait ClassFamily {
     type Rewrite: Replay;
     /// Protocol, TCP flags, bytes of the IP packet.
     fn fields(&self) -> (u8, u8, u16);
-    /// The frame's connection-table key.
-    fn key(&self) -> uvs_conntrack::FlowKey;
     /// The record of `hit`'s class (of this family), if there is one.
     fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c Record<Self::Key, Self::Rewrite>>;
     /// The L4 checksum verified, a partial one completed.
     fn complete_checksum(&self, frame: &mut [u8]) -> L4Checksum;
-    /// `rw` with this frame's own client address and port: its source (`inbound`, client
-    /// → server) or its destination.
-    fn with_client(&self, rw: &Self::Rewrite, inbound: bool) -> Self::Rewrite;
+    /// `rw` with this frame's own source address and port.
+    fn with_source(&self, rw: &Self::Rewrite) -> Self::Rewrite;
 }
 
 impl ClassFamily for CommonV4 {
@@ -899,10 +807,6 @@ impl ClassFamily for CommonV4 {
     #[inline(always)]
     fn fields(&self) -> (u8, u8, u16) {
         (self.proto, self.tcp_flags, self.ip_total_len)
-    }
-    #[inline(always)]
-    fn key(&self) -> uvs_conntrack::FlowKey {
-        common_key(self)
     }
     #[inline(always)]
     fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c ClassRecord4> {
@@ -915,11 +819,8 @@ impl ClassFamily for CommonV4 {
         uvs_wire::complete_common_v4_checksum(frame, self)
     }
     #[inline(always)]
-    fn with_client(&self, rw: &V4Rewrite, inbound: bool) -> V4Rewrite {
-        match inbound {
-            true => rw.with_source(self.addrs, self.ports),
-            false => rw.with_destination(self.addrs, self.ports),
-        }
+    fn with_source(&self, rw: &V4Rewrite) -> V4Rewrite {
+        rw.with_source(self.addrs, self.ports)
     }
 }
 
@@ -929,10 +830,6 @@ impl ClassFamily for CommonV6 {
     #[inline(always)]
     fn fields(&self) -> (u8, u8, u16) {
         (self.proto, self.tcp_flags, self.ip_total_len)
-    }
-    #[inline(always)]
-    fn key(&self) -> uvs_conntrack::FlowKey {
-        common_key6(self)
     }
     #[inline(always)]
     fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c ClassRecord6> {
@@ -945,11 +842,8 @@ impl ClassFamily for CommonV6 {
         uvs_wire::complete_common_v6_checksum(frame, self)
     }
     #[inline(always)]
-    fn with_client(&self, rw: &V6Rewrite, inbound: bool) -> V6Rewrite {
-        match inbound {
-            true => rw.with_source(&self.addrs, self.ports),
-            false => rw.with_destination(&self.addrs, self.ports),
-        }
+    fn with_source(&self, rw: &V6Rewrite) -> V6Rewrite {
+        rw.with_source(&self.addrs, self.ports)
     }
 }
 
@@ -960,18 +854,86 @@ pub(crate) fn classes_on(ctx: &Ctx<'_>) -> bool {
     ctx.flows.enabled && ctx.fast.is_none()
 }
 
-/// A frame of a burst received ahead that [`forward_common_v4`] may forward: read at the
-/// fixed offsets, TCP with ACK and none of SYN/FIN/RST or UDP. Its lookup is then prepared
-/// from this alone (no parse): the parse waits until the frame is found to need it.
-#[inline(always)]
-pub(crate) fn replayable(frame: &[u8]) -> Option<CommonV4> {
-    CommonV4::read(frame).filter(|f| qualifies_common(f.proto, f.tcp_flags))
+/// A frame of a burst received ahead that [`forward_common_v4`] or
+/// [`forward_common_v6`] may forward: read at the fixed offsets, TCP with ACK and none of
+/// SYN/FIN/RST or UDP. Its lookup is then prepared from this alone (no parse): the parse
+/// waits until the frame is found to need it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Replayable {
+    V4(CommonV4),
+    V6(CommonV6),
 }
 
-/// [`replayable`] for IPv6 ([`forward_common_v6`]).
-#[inline(always)]
-pub(crate) fn replayable6(frame: &[u8]) -> Option<CommonV6> {
-    CommonV6::read(frame).filter(|f| qualifies_common(f.proto, f.tcp_flags))
+impl Replayable {
+    #[inline(always)]
+    pub(crate) fn read(frame: &[u8]) -> Option<Replayable> {
+        if let Some(f) = CommonV4::read(frame) {
+            return qualifies_common(f.proto, f.tcp_flags).then_some(Replayable::V4(f));
+        }
+        let f = CommonV6::read(frame)?;
+        qualifies_common(f.proto, f.tcp_flags).then_some(Replayable::V6(f))
+    }
+
+    /// The frame's connection-table key.
+    #[inline(always)]
+    pub(crate) fn key(&self) -> uvs_conntrack::FlowKey {
+        match self {
+            Replayable::V4(f) => common_key(f),
+            Replayable::V6(f) => common_key6(f),
+        }
+    }
+}
+
+/// Per port of a worker: whether the bursts it receives ahead are read at fixed offsets
+/// (see [`Replayable`]) or parsed, as before class records. Read ahead, a frame the class
+/// records then decline (a reply: they replay client → server packets only in the
+/// large-table burst loop) is parsed later, a few ns more than parsed ahead; a port that
+/// takes mostly replies (a real servers' link) costs its replies ~15 % at 100 000 flows
+/// and more. So each port counts, of its frames read ahead, those whose index lane said
+/// client → server, and after a [`WINDOW`] of them with fewer than a quarter so, parses
+/// its bursts for [`REST`] polls, doubling after each such window in a row (up to
+/// [`BACKOFF`] times), as the flow records rest.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ReadAhead {
+    seen: u32,
+    inbound: u32,
+    resting: u32,
+    failures: u32,
+}
+
+impl ReadAhead {
+    /// Whether this port's bursts are read at fixed offsets now.
+    #[inline(always)]
+    pub(crate) fn on(&self) -> bool {
+        self.resting == 0
+    }
+
+    /// Once per poll.
+    #[inline(always)]
+    pub(crate) fn poll(&mut self) {
+        self.resting = self.resting.saturating_sub(1);
+    }
+
+    /// A frame read ahead, client → server by its index lane or not.
+    #[inline(always)]
+    pub(crate) fn tally(&mut self, inbound: bool) {
+        self.seen += 1;
+        self.inbound += u32::from(inbound);
+        if self.seen == WINDOW {
+            self.judge();
+        }
+    }
+
+    #[cold]
+    fn judge(&mut self) {
+        if self.inbound < WINDOW / 4 {
+            self.resting = REST << self.failures;
+            self.failures = (self.failures + 1).min(BACKOFF);
+        } else {
+            self.failures = 0;
+        }
+        (self.seen, self.inbound) = (0, 0);
+    }
 }
 
 /// The connection-table key of an IPv6 frame read at fixed offsets.
@@ -1040,7 +1002,7 @@ impl Filling {
         if std::mem::take(&mut cache.fill_next) {
             return true;
         }
-        cache.class_missed || (cache.active() && cache.draw())
+        (cache.class_missed && hit.dir == Dir::Original) || (cache.active() && cache.draw())
     }
 
     /// The filling for a packet [`wanted`](Self::wanted), before its rewrite.

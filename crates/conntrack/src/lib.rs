@@ -223,10 +223,8 @@ impl ConnTable {
     }
 
     /// Last step (see [`prepare`](Self::prepare)): the lookup's answer at `now`. Correct
-    /// whenever it is called: the earlier steps only warm the cache. Always inlined: its
-    /// answer, a [`Hit`] of ~100 bytes, went through memory when it was called (the
-    /// worker's burst loop has three callers), a few ns a packet at 1 000 000 flows.
-    #[inline(always)]
+    /// whenever it is called: the earlier steps only warm the cache.
+    #[inline]
     pub fn finish(&self, p: &Prepared, now: u32) -> Option<Hit> {
         on_family!(self, p.v6, |f| f.finish(&p.k, &p.pos, p.lane, now))
     }

@@ -203,7 +203,7 @@ fn record(
     match fill.key {
         FillKey::V4(key) => {
             if let Some(w) = uvs_wire::V4Rewrite::new(before, &n).filter(|r| r.wrote(&pkt.p)) {
-                if !full {
+                if !full && hit.dir == Dir::Original {
                     ctx.flows
                         .put_class(record!(crate::flowcache::ClassKey4::of(hit), w));
                 }
@@ -212,7 +212,7 @@ fn record(
         }
         FillKey::V6(key) => {
             if let Some(w) = uvs_wire::V6Rewrite::new(before, &n).filter(|r| r.wrote(&pkt.p)) {
-                if !full {
+                if !full && hit.dir == Dir::Original {
                     ctx.flows
                         .put_class6(record!(crate::flowcache::ClassKey6::of(hit), w));
                 }
