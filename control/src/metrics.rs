@@ -372,7 +372,7 @@ pub fn render(s: &Snapshot) -> String {
         ),
         (
             "uvs_worker_class_replays_total",
-            "Established NAT packets forwarded from the worker's record of their connection's class (service, real server, addresses and ports) once the connection-table lookup found them, without the rest of the full path.",
+            "Established client-to-server NAT packets forwarded from the worker's record of their connection's class (service, real server, addresses and ports) once the connection-table lookup found them, without the rest of the full path (tables of 2^18 entries or more).",
             |w| w.class_replays,
         ),
         (

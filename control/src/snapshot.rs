@@ -99,7 +99,7 @@ pub struct WorkerSnapshot {
     /// Packets forwarded from the worker's flow cache.
     #[serde(default)]
     pub flow_cache: u64,
-    /// NAT packets forwarded from the record of their connection's class.
+    /// Client → server NAT packets forwarded from the record of their connection's class.
     #[serde(default)]
     pub class_replays: u64,
     /// Packets whose connection lookup was prepared with their burst (large tables).

@@ -49,8 +49,8 @@ pub struct WorkerCounters {
     /// Packets forwarded from the worker's flow cache (`crate::flowcache`), without the
     /// connection-table lookup.
     pub flow_cache: Counter,
-    /// NAT packets forwarded from the worker's record of their connection's class
-    /// (`crate::flowcache`), after the connection-table lookup.
+    /// Client → server NAT packets forwarded from the worker's record of their
+    /// connection's class (`crate::flowcache`), after the connection-table lookup.
     pub class_replays: Counter,
     /// Packets whose connection lookup was prepared with their burst (the large-table path:
     /// tables of `worker::BATCH_LOOKUP_MIN_CAPACITY` entries or more, bursts of more than

@@ -52,28 +52,42 @@
 //! resting, and every packet took the full path. But a NAT connection's client → server
 //! rewrite does not depend on the connection, only on its *class*: the virtual address
 //! and port it was sent to, the real server's address and port it goes to, the protocol,
-//! the service and the real server ([`ClassKey`]). The client's address and port are left
+//! the service and the real server (`ClassKey`). The client's address and port are left
 //! as they are, so the header and checksum terms, the egress port, MACs and MTU, the
 //! state's timeout and the counters are the same for every connection of the class. So
-//! the worker also keeps a few hundred [`ClassRecord`]s, filled by the full path as flow
-//! records are (from a client → server NAT IPv4 packet it forwarded whole, whenever a
-//! packet found no record of its class), and a client → server packet whose own record is
-//! not there is replayed from its class's ([`forward_class`]) once the connection-table
-//! lookup has found its entry: the entry gives the class (its addresses, ports, service,
-//! real server, method; no flags) and the checks a flow record's id gave (state, fresh
-//! deadline); the rewrite is the class's with the packet's own source
-//! ([`uvs_wire::V4Rewrite::with_source`]). The lookup is the full path's own: a
-//! burst's prepared one (`ConnTable::finish`) in the large-table path, else one made
-//! here. What the class replay skips is everything after it: the parse (in the
-//! large-table path a frame that may be replayed is read ahead at its fixed offsets only,
-//! [`replayable`], and parsed only if it then takes the full path), the hit's service
-//! and real server, `established`, the egress and the rewrite's working out. Replies
-//! (server → client) are not replayed from classes: their egress is the client's route,
-//! which the class does not fix. Nor are FullNAT packets (each connection has its own
-//! local address and port), IPv6 ones (not yet), or any packet while the kernel fast path
-//! is on (there the full path writes the flow's XDP lines at its first established
+//! the worker also keeps a few hundred class records per family (`ClassRecord4`,
+//! `ClassRecord6`), filled by the full path as flow records are (from a client → server
+//! NAT packet it forwarded whole, whenever a packet found no record of its class), and a
+//! client → server packet whose own record is not there is replayed from its class's
+//! (`forward_class`) once the connection-table lookup has found its entry: the entry
+//! gives the class (its addresses, ports, service, real server, method; no flags) and the
+//! checks a flow record's id gave (state, fresh deadline); the rewrite is the class's with
+//! the packet's own source ([`uvs_wire::V4Rewrite::with_source`],
+//! [`uvs_wire::V6Rewrite::with_source`]).
+//!
+//! Class records are used in the large-table burst loop (`worker.rs`; tables of
+//! `worker::BATCH_LOOKUP_MIN_CAPACITY` entries or more, uvsd's default), where the lookup
+//! is the one prepared with the burst (`ConnTable::finish`). There a frame they may
+//! forward (TCP with ACK alone or UDP, IPv4 or IPv6, read at its fixed offsets:
+//! `Replayable`) of a burst received ahead is keyed and its bucket prefetched without
+//! the parse; it is parsed only if it takes the full path, or when its index lane says it
+//! is not client → server (then at its entry's prefetch, as every frame was parsed ahead
+//! before). What the class replay skips is the parse, the hit's service and real server,
+//! `established`, the egress and the rewrite's working out. A port that takes few client
+//! → server packets parses its bursts ahead as before (`ReadAhead`).
+//!
+//! Not replayed from class records, measured rather than assumed: replies (server →
+//! client; their egress is the client's route and neighbour, not the class's), and any
+//! packet of the per-frame loop (tables under that size). A reply's replay cost more than
+//! the full path it replaced at 20 000 flows (the route and neighbour looked up, and the
+//! lookup made twice when the class declined), and every way tried to reach it from the
+//! burst loop slowed the client → server replay by 6–10 ns at 1 000 000 flows; classes
+//! tried frame by frame cost replies the same second lookup. Nor FullNAT packets (each
+//! connection has its own local address and port), nor any packet while the kernel fast
+//! path is on (there the full path writes the flow's XDP lines at its first established
 //! packet, which a replay would skip). `tests/flowcache.rs` runs the same random traffic
-//! through a worker with class records alone and one without the cache.
+//! through a worker with class records alone and one without the cache, and the `bursts`
+//! fuzz target compares a worker using class records alone with one frame by frame.
 
 use std::sync::Arc;
 
@@ -720,12 +734,12 @@ fn replay<K, W: Replay>(
     Some(r.l2.port)
 }
 
-/// Forwards a client → server IPv4 NAT packet from its connection's class record (see the
+/// Forwards a client → server NAT packet from its connection's class record (see the
 /// module), `lookup` giving the connection the packet's tuple finds in the table (the
-/// burst's prepared lookup, or one made here): `Some(verdict)` when the frame was
-/// rewritten, counted and given its MACs, or dropped for a bad L4 checksum; `None` when it
-/// takes the full path. Tried where the flow record was not found, on a frame read at the
-/// fixed offsets of the commonest frame ([`CommonV4`]).
+/// burst's prepared lookup): `Some(verdict)` when the frame was rewritten, counted and
+/// given its MACs, or dropped for a bad L4 checksum; `None` when it takes the full path.
+/// Tried where the flow record was not found, on a frame read at the fixed offsets of the
+/// commonest frame ([`CommonV4`], [`CommonV6`]).
 ///
 /// Not with the kernel fast path on: there the full path writes the flow's lines in the
 /// XDP program at its first established packet, which a replay would skip. One packet in
