@@ -599,16 +599,16 @@ pub(crate) fn forward_v4(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict>
     forward_flow_v4(ctx, frame, &f)
 }
 
-/// [`forward_v4`] of a frame read as `f` already: its flow's record, else its class's
-/// ([`forward_class`], `lookup` finding its connection).
+/// A frame of the burst loop read as `f` (`CommonV4` or `CommonV6`) already: its flow's
+/// record, else its class's ([`forward_class`], `lookup` finding its connection).
 #[inline(always)]
-pub(crate) fn forward_common_v4(
+pub(crate) fn forward_common<F: ClassFamily>(
     ctx: &mut Ctx<'_>,
     frame: &mut [u8],
-    f: &CommonV4,
-    lookup: impl FnOnce(&ConnTable, &CommonV4, u32) -> Option<Hit>,
+    f: &F,
+    lookup: impl FnOnce(&ConnTable, &F, u32) -> Option<Hit>,
 ) -> Option<Verdict> {
-    match forward_flow_v4(ctx, frame, f) {
+    match f.forward_flow(ctx, frame) {
         Some(v) => Some(v),
         None => forward_class(ctx, frame, f, lookup),
     }
@@ -651,20 +651,6 @@ pub(crate) fn forward_v6(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict>
     }
     let f = CommonV6::read(frame)?;
     forward_flow_v6(ctx, frame, &f)
-}
-
-/// [`forward_common_v4`] for IPv6.
-#[inline(always)]
-pub(crate) fn forward_common_v6(
-    ctx: &mut Ctx<'_>,
-    frame: &mut [u8],
-    f: &CommonV6,
-    lookup: impl FnOnce(&ConnTable, &CommonV6, u32) -> Option<Hit>,
-) -> Option<Verdict> {
-    match forward_flow_v6(ctx, frame, f) {
-        Some(v) => Some(v),
-        None => forward_class(ctx, frame, f, lookup),
-    }
 }
 
 /// [`forward_v6`] from the flow's own record.
@@ -807,6 +793,8 @@ pub(crate) trait ClassFamily {
     type Rewrite: Replay;
     /// Protocol, TCP flags, bytes of the IP packet.
     fn fields(&self) -> (u8, u8, u16);
+    /// The frame forwarded from its flow's own record ([`forward_v4`], [`forward_v6`]).
+    fn forward_flow(&self, ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict>;
     /// The record of `hit`'s class (of this family), if there is one.
     fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c Record<Self::Key, Self::Rewrite>>;
     /// The L4 checksum verified, a partial one completed.
@@ -818,6 +806,10 @@ pub(crate) trait ClassFamily {
 impl ClassFamily for CommonV4 {
     type Key = ClassKey4;
     type Rewrite = V4Rewrite;
+    #[inline(always)]
+    fn forward_flow(&self, ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
+        forward_flow_v4(ctx, frame, self)
+    }
     #[inline(always)]
     fn fields(&self) -> (u8, u8, u16) {
         (self.proto, self.tcp_flags, self.ip_total_len)
@@ -841,6 +833,10 @@ impl ClassFamily for CommonV4 {
 impl ClassFamily for CommonV6 {
     type Key = ClassKey6;
     type Rewrite = V6Rewrite;
+    #[inline(always)]
+    fn forward_flow(&self, ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
+        forward_flow_v6(ctx, frame, self)
+    }
     #[inline(always)]
     fn fields(&self) -> (u8, u8, u16) {
         (self.proto, self.tcp_flags, self.ip_total_len)
@@ -868,10 +864,9 @@ pub(crate) fn classes_on(ctx: &Ctx<'_>) -> bool {
     ctx.flows.enabled && ctx.fast.is_none()
 }
 
-/// A frame of a burst received ahead that [`forward_common_v4`] or
-/// [`forward_common_v6`] may forward: read at the fixed offsets, TCP with ACK and none of
-/// SYN/FIN/RST or UDP. Its lookup is then prepared from this alone (no parse): the parse
-/// waits until the frame is found to need it.
+/// A frame of a burst received ahead that [`forward_common`] may forward: read at the
+/// fixed offsets, TCP with ACK and none of SYN/FIN/RST or UDP. Its lookup is then prepared
+/// from this alone (no parse): the parse waits until the frame is found to need it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Replayable {
     V4(CommonV4),

@@ -951,13 +951,13 @@ impl<P: Port> Worker<P> {
                         // another parsed frame: its flow's record.
                         let prep = burst.key_of[i].map(|k| &burst.lookups[k]);
                         let quick = match burst.common[i] {
-                            Some(Replayable::V4(c)) => crate::flowcache::forward_common_v4(
+                            Some(Replayable::V4(c)) => crate::flowcache::forward_common(
                                 &mut ctx,
                                 &mut buf[..len],
                                 &c,
                                 |conns, _, now| conns.finish(prep?, now),
                             ),
-                            Some(Replayable::V6(c)) => crate::flowcache::forward_common_v6(
+                            Some(Replayable::V6(c)) => crate::flowcache::forward_common(
                                 &mut ctx,
                                 &mut buf[..len],
                                 &c,
