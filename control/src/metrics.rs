@@ -324,7 +324,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     type WorkerValue = fn(&crate::snapshot::WorkerSnapshot) -> u64;
-    let worker_families: [(&str, &str, WorkerValue); 24] = [
+    let worker_families: [(&str, &str, WorkerValue); 25] = [
         (
             "uvs_worker_rx_packets_total",
             "Packets received by the worker.",
@@ -369,6 +369,11 @@ pub fn render(s: &Snapshot) -> String {
             "uvs_worker_flow_cache_total",
             "Established packets forwarded from the worker's flow cache (its record of the flow's earlier packet), without the connection-table lookup.",
             |w| w.flow_cache,
+        ),
+        (
+            "uvs_worker_class_replays_total",
+            "Established client-to-server NAT packets forwarded from the worker's record of their connection's class (service, real server, addresses and ports) once the connection-table lookup found them, without the rest of the full path (tables of 2^18 entries or more).",
+            |w| w.class_replays,
         ),
         (
             "uvs_worker_burst_lookups_total",

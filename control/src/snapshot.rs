@@ -99,6 +99,9 @@ pub struct WorkerSnapshot {
     /// Packets forwarded from the worker's flow cache.
     #[serde(default)]
     pub flow_cache: u64,
+    /// Client → server NAT packets forwarded from the record of their connection's class.
+    #[serde(default)]
+    pub class_replays: u64,
     /// Packets whose connection lookup was prepared with their burst (large tables).
     #[serde(default)]
     pub burst_lookups: u64,

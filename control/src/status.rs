@@ -309,6 +309,7 @@ pub fn snapshot_with(
             reused_conns: c.reused_conns.get(),
             hash_adopted: c.hash_adopted.get(),
             flow_cache: c.flow_cache.get(),
+            class_replays: c.class_replays.get(),
             burst_lookups: c.burst_lookups.get(),
             sleeps: c.sleeps.get(),
             tunnelled: [0, 1, 2].map(|i| c.tunnelled[i].get()),

@@ -88,6 +88,20 @@ fn downloads_whole(method: &str) {
         burst > 10_000.0,
         "{method}: the downloads' packets were looked up a burst at a time: {burst}\n{m}"
     );
+    // The clients' ACKs are client → server packets of established connections: at this
+    // table size each burst received ahead is read at fixed offsets, not parsed, and the
+    // ACKs are replayed from their flow's record (two busy flows here) or their
+    // connection's class record (`dataplane/src/flowcache.rs`; FullNAT's never are).
+    let flows = metric_sum(&m, "uvs_worker_flow_cache_total");
+    let classes = metric_sum(&m, "uvs_worker_class_replays_total");
+    eprintln!("{method}: {flows} packets replayed from flow records, {classes} from class records");
+    assert!(
+        flows + classes > 1_000.0,
+        "{method}: the clients' ACKs were replayed: {flows} + {classes}\n{m}"
+    );
+    if method != "nat" {
+        assert_eq!(classes, 0.0, "{method}: no class records for FullNAT\n{m}");
+    }
     // A lookup that lost a flow shows as a mid-flow segment refused or a clash.
     for reason in [
         "no_service",

@@ -49,6 +49,9 @@ pub struct WorkerCounters {
     /// Packets forwarded from the worker's flow cache (`crate::flowcache`), without the
     /// connection-table lookup.
     pub flow_cache: Counter,
+    /// Client → server NAT packets forwarded from the worker's record of their
+    /// connection's class (`crate::flowcache`), after the connection-table lookup.
+    pub class_replays: Counter,
     /// Packets whose connection lookup was prepared with their burst (the large-table path:
     /// tables of `worker::BATCH_LOOKUP_MIN_CAPACITY` entries or more, bursts of more than
     /// one frame): buckets and entries prefetched ahead, as against one lookup at a time.
@@ -111,6 +114,7 @@ impl Default for WorkerCounters {
             reused_conns: Counter::default(),
             hash_adopted: Counter::default(),
             flow_cache: Counter::default(),
+            class_replays: Counter::default(),
             burst_lookups: Counter::default(),
             polls: Counter::default(),
             empty_polls: Counter::default(),

@@ -45,17 +45,60 @@
 //! table of a million flows, most of which this cache cannot hold, does not pay for making
 //! records that are overwritten before they are used (Open vSwitch inserts into its
 //! exact-match cache with probability 1/100 for the same reason).
+//!
+//! # Class records
+//!
+//! A table of more flows than the records hold (tens of thousands and up) leaves them
+//! resting, and every packet took the full path. But a NAT connection's client → server
+//! rewrite does not depend on the connection, only on its *class*: the virtual address
+//! and port it was sent to, the real server's address and port it goes to, the protocol,
+//! the service and the real server (`ClassKey`). The client's address and port are left
+//! as they are, so the header and checksum terms, the egress port, MACs and MTU, the
+//! state's timeout and the counters are the same for every connection of the class. So
+//! the worker also keeps a few hundred class records per family (`ClassRecord4`,
+//! `ClassRecord6`), filled by the full path as flow records are (from a client → server
+//! NAT packet it forwarded whole, whenever a packet found no record of its class), and a
+//! client → server packet whose own record is not there is replayed from its class's
+//! (`forward_class`) once the connection-table lookup has found its entry: the entry
+//! gives the class (its addresses, ports, service, real server, method; no flags) and the
+//! checks a flow record's id gave (state, fresh deadline); the rewrite is the class's with
+//! the packet's own source ([`uvs_wire::V4Rewrite::with_source`],
+//! [`uvs_wire::V6Rewrite::with_source`]).
+//!
+//! Class records are used in the large-table burst loop (`worker.rs`; tables of
+//! `worker::BATCH_LOOKUP_MIN_CAPACITY` entries or more, uvsd's default), where the lookup
+//! is the one prepared with the burst (`ConnTable::finish`). There a frame they may
+//! forward (TCP with ACK alone or UDP, IPv4 or IPv6, read at its fixed offsets:
+//! `Replayable`) of a burst received ahead is keyed and its bucket prefetched without
+//! the parse; it is parsed only if it takes the full path, or when its index lane says it
+//! is not client → server (then at its entry's prefetch, as every frame was parsed ahead
+//! before). What the class replay skips is the parse, the hit's service and real server,
+//! `established`, the egress and the rewrite's working out. A port that takes few client
+//! → server packets parses its bursts ahead as before (`ReadAhead`).
+//!
+//! Not replayed from class records, measured rather than assumed: replies (server →
+//! client; their egress is the client's route and neighbour, not the class's), and any
+//! packet of the per-frame loop (tables under that size). A reply's replay cost more than
+//! the full path it replaced at 20 000 flows (the route and neighbour looked up, and the
+//! lookup made twice when the class declined), and every way tried to reach it from the
+//! burst loop slowed the client → server replay by 6–10 ns at 1 000 000 flows; classes
+//! tried frame by frame cost replies the same second lookup. Nor FullNAT packets (each
+//! connection has its own local address and port), nor any packet while the kernel fast
+//! path is on (there the full path writes the flow's XDP lines at its first established
+//! packet, which a replay would skip). `tests/flowcache.rs` runs the same random traffic
+//! through a worker with class records alone and one without the cache, and the `bursts`
+//! fuzz target compares a worker using class records alone with one frame by frame.
 
 use std::sync::Arc;
 
-use uvs_conntrack::{ConnId, ConnView, Hit};
+use uvs_conntrack::{ConnId, ConnTable, ConnView, Dir, Hit};
 use uvs_wire::{CommonV4, CommonV6, Frag, L4Checksum, Parsed, V4Rewrite, V6Rewrite, L3};
 
 use crate::counters::PerWorkerStats;
 use crate::egress::{FilledFrom, L2};
 use crate::neigh::NeighMap;
 use crate::pipeline::{Ctx, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
-use crate::tables::{ServiceRt, Tables};
+use crate::tables::{Method, ServiceRt, Tables};
 use crate::verdict::{DropReason, Verdict};
 
 /// Records per worker: a power of two. Direct-mapped; a collision costs the full path.
@@ -195,6 +238,95 @@ pub(crate) struct Record<K, W> {
 }
 
 pub(crate) type Record4 = Record<Key, V4Rewrite>;
+
+/// Class records per worker: a power of two. Direct-mapped, as the flow records are; a
+/// class is a (service, real server, addresses and ports) combination, so a worker sees
+/// tens or hundreds of them, not one per flow.
+pub const CLASSES: usize = 512;
+
+/// A NAT connection's class (see the module): everything the rewrite of its client →
+/// server packets depends on besides the client's own address and port. The entry's
+/// protocol, method, service and real server (its `meta` word, flags left out: only
+/// connections without flags are replayed), the virtual address and the real server's
+/// address as they lie in a frame (`A`: `u64` for IPv4, both addresses' 32 bytes for
+/// IPv6), and the virtual port ‖ the real server's port. Two connections of one class
+/// have the same destination before and after the rewrite, so the same header and
+/// checksum terms, the same egress and the same counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ClassKey<A> {
+    meta: u64,
+    addrs: A,
+    ports: u32,
+}
+
+/// [`ClassKey`] of an IPv4 connection.
+pub(crate) type ClassKey4 = ClassKey<u64>;
+/// [`ClassKey`] of an IPv6 connection.
+pub(crate) type ClassKey6 = ClassKey<[u8; 32]>;
+
+impl<A> ClassKey<A> {
+    #[inline(always)]
+    fn with(hit: &Hit, addrs: A) -> Self {
+        ClassKey {
+            meta: (u64::from(hit.proto()) << 56)
+                | (u64::from(hit.method()) << 40)
+                | (u64::from(hit.service()) << 16)
+                | u64::from(hit.real()),
+            addrs,
+            ports: (u32::from(hit.orig_dport()) << 16) | u32::from(hit.reply_sport()),
+        }
+    }
+
+    #[inline(always)]
+    fn line_of(&self, addrs: u64) -> usize {
+        let h = (self.meta ^ addrs.rotate_left(21) ^ u64::from(self.ports))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> (64 - CLASSES.trailing_zeros())) as usize
+    }
+}
+
+impl ClassKey4 {
+    /// The class of an IPv4 connection `hit`.
+    #[inline(always)]
+    pub(crate) fn of(hit: &Hit) -> Self {
+        let (d, r) = (hit.orig_dst(), hit.reply_src());
+        Self::with(
+            hit,
+            u64::from_ne_bytes([d[0], d[1], d[2], d[3], r[0], r[1], r[2], r[3]]),
+        )
+    }
+
+    #[inline(always)]
+    fn line(&self) -> usize {
+        self.line_of(self.addrs)
+    }
+}
+
+impl ClassKey6 {
+    /// The class of an IPv6 connection `hit`.
+    #[inline(always)]
+    pub(crate) fn of(hit: &Hit) -> Self {
+        let mut addrs = [0; 32];
+        addrs[..16].copy_from_slice(hit.orig_dst());
+        addrs[16..].copy_from_slice(hit.reply_src());
+        Self::with(hit, addrs)
+    }
+
+    #[inline(always)]
+    fn line(&self) -> usize {
+        let w = |i: usize| {
+            let b: [u8; 8] = self.addrs[8 * i..8 * i + 8].try_into().unwrap_or_default();
+            u64::from_ne_bytes(b)
+        };
+        self.line_of(w(0) ^ w(1).rotate_left(17) ^ w(2).rotate_left(31) ^ w(3).rotate_left(47))
+    }
+}
+
+/// How the full path forwarded a client → server packet of a NAT connection of one class:
+/// a [`Record`] whose key is the class and whose `id` is unused (the connection is the
+/// one the packet's lookup finds). IPv4's and IPv6's.
+pub(crate) type ClassRecord4 = Record<ClassKey4, V4Rewrite>;
+pub(crate) type ClassRecord6 = Record<ClassKey6, V6Rewrite>;
 pub(crate) type Record6 = Record<Key6, V6Rewrite>;
 
 /// A recorded rewrite, replayed on the frame its [`CommonV4`] or [`CommonV6`] was read from.
@@ -221,6 +353,16 @@ pub struct FlowCache {
     from: FilledFrom,
     records: Box<[Record4]>,
     records6: Box<[Record6]>,
+    classes: Box<[ClassRecord4]>,
+    classes6: Box<[ClassRecord6]>,
+    /// A packet found no record of its class: the full path records the next client →
+    /// server packet it forwards whole ([`Filling::wanted`]).
+    class_missed: bool,
+    /// [`forward_class`] left a packet to the full path to be recorded: it won the draw.
+    fill_next: bool,
+    /// Per-flow records in use (tests and the pipeline benchmark turn them off to see the
+    /// class records alone: [`FlowCache::set_flow_records`]).
+    flow_records: bool,
     /// xorshift state for the fill draw.
     draw: u32,
     /// This window's qualifying packets and those that found their record.
@@ -242,6 +384,11 @@ impl Default for FlowCache {
             from: FilledFrom::default(),
             records: vec![Record4::default(); RECORDS].into_boxed_slice(),
             records6: vec![Record6::default(); RECORDS].into_boxed_slice(),
+            classes: vec![ClassRecord4::default(); CLASSES].into_boxed_slice(),
+            classes6: vec![ClassRecord6::default(); CLASSES].into_boxed_slice(),
+            class_missed: false,
+            fill_next: false,
+            flow_records: true,
             draw: 0x9e37_79b9,
             probes: 0,
             hits: 0,
@@ -262,7 +409,7 @@ impl FlowCache {
             self.reset(enabled);
         }
         self.resting = self.resting.saturating_sub(1);
-        self.active = self.enabled && self.resting == 0;
+        self.active = self.enabled && self.flow_records && self.resting == 0;
     }
 
     #[cold]
@@ -270,9 +417,36 @@ impl FlowCache {
         self.enabled = enabled;
         // The rest and its backoff are about the traffic, not the tables: they carry over.
         (self.probes, self.hits) = (0, 0);
+        (self.class_missed, self.fill_next) = (false, false);
         // Whole records: their counters' `Arc`s go with the snapshot.
         self.records.fill(Record4::default());
         self.records6.fill(Record6::default());
+        self.classes.fill(ClassRecord4::default());
+        self.classes6.fill(ClassRecord6::default());
+    }
+
+    /// Keeps `r` for its class's packets.
+    #[inline]
+    pub(crate) fn put_class(&mut self, r: ClassRecord4) {
+        let line = r.key.line();
+        self.classes[line] = r;
+        self.class_missed = false;
+    }
+
+    /// [`put_class`](Self::put_class) for IPv6.
+    #[inline]
+    pub(crate) fn put_class6(&mut self, r: ClassRecord6) {
+        let line = r.key.line();
+        self.classes6[line] = r;
+        self.class_missed = false;
+    }
+
+    /// Uses per-flow records (`true`, the default) or only class records: for tests and
+    /// the pipeline benchmark, to see what the class records do where the flow records
+    /// would otherwise answer first.
+    pub fn set_flow_records(&mut self, on: bool) {
+        self.flow_records = on;
+        self.active &= on;
     }
 
     /// The record for this packet's tuple, if there is one (a packet that may use one:
@@ -422,9 +596,33 @@ pub(crate) fn forward_v4(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict>
         return None;
     }
     let f = CommonV4::read(frame)?;
-    let r = ctx.flows.get(&f)?;
+    forward_flow_v4(ctx, frame, &f)
+}
+
+/// A frame of the burst loop read as `f` (`CommonV4` or `CommonV6`) already: its flow's
+/// record, else its class's ([`forward_class`], `lookup` finding its connection).
+#[inline(always)]
+pub(crate) fn forward_common<F: ClassFamily>(
+    ctx: &mut Ctx<'_>,
+    frame: &mut [u8],
+    f: &F,
+    lookup: impl FnOnce(&ConnTable, &F, u32) -> Option<Hit>,
+) -> Option<Verdict> {
+    match f.forward_flow(ctx, frame) {
+        Some(v) => Some(v),
+        None => forward_class(ctx, frame, f, lookup),
+    }
+}
+
+/// [`forward_v4`] from the flow's own record.
+#[inline(always)]
+fn forward_flow_v4(ctx: &mut Ctx<'_>, frame: &mut [u8], f: &CommonV4) -> Option<Verdict> {
+    if !ctx.flows.active() {
+        return None;
+    }
+    let r = ctx.flows.get(f)?;
     if ctx.verify_l4_checksums {
-        if let L4Checksum::Bad = uvs_wire::complete_common_v4_checksum(frame, &f) {
+        if let L4Checksum::Bad = uvs_wire::complete_common_v4_checksum(frame, f) {
             return Some(Verdict::Drop(DropReason::BadChecksum));
         }
     }
@@ -452,9 +650,18 @@ pub(crate) fn forward_v6(ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict>
         return None;
     }
     let f = CommonV6::read(frame)?;
-    let r = ctx.flows.get6(&f)?;
+    forward_flow_v6(ctx, frame, &f)
+}
+
+/// [`forward_v6`] from the flow's own record.
+#[inline(always)]
+fn forward_flow_v6(ctx: &mut Ctx<'_>, frame: &mut [u8], f: &CommonV6) -> Option<Verdict> {
+    if !ctx.flows.active() {
+        return None;
+    }
+    let r = ctx.flows.get6(f)?;
     if ctx.verify_l4_checksums {
-        if let L4Checksum::Bad = uvs_wire::complete_common_v6_checksum(frame, &f) {
+        if let L4Checksum::Bad = uvs_wire::complete_common_v6_checksum(frame, f) {
             return Some(Verdict::Drop(DropReason::BadChecksum));
         }
     }
@@ -513,6 +720,262 @@ fn replay<K, W: Replay>(
     Some(r.l2.port)
 }
 
+/// Forwards a client → server NAT packet from its connection's class record (see the
+/// module), `lookup` giving the connection the packet's tuple finds in the table (the
+/// burst's prepared lookup): `Some(verdict)` when the frame was rewritten, counted and
+/// given its MACs, or dropped for a bad L4 checksum; `None` when it takes the full path.
+/// Tried where the flow record was not found, on a frame read at the fixed offsets of the
+/// commonest frame ([`CommonV4`], [`CommonV6`]).
+///
+/// Not with the kernel fast path on: there the full path writes the flow's lines in the
+/// XDP program at its first established packet, which a replay would skip. One packet in
+/// [`FILL_EVERY`] of those the flow records could hold takes the full path, to fill them.
+#[inline(always)]
+fn forward_class<F: ClassFamily>(
+    ctx: &mut Ctx<'_>,
+    frame: &mut [u8],
+    f: &F,
+    lookup: impl FnOnce(&ConnTable, &F, u32) -> Option<Hit>,
+) -> Option<Verdict> {
+    let (proto, tcp_flags, ip_total_len) = f.fields();
+    if !classes_on(ctx) || !qualifies_common(proto, tcp_flags) {
+        return None;
+    }
+    let hit = lookup(ctx.conns, f, ctx.now)?;
+    if hit.dir != Dir::Original || hit.flags() != 0 || hit.method() != Method::Nat as u8 {
+        return None;
+    }
+    if ctx.flows.active && ctx.flows.draw() {
+        // The flow records fill from the full path.
+        ctx.flows.fill_next = true;
+        return None;
+    }
+    let Some(r) = F::class(ctx.flows, &hit) else {
+        ctx.flows.class_missed = true;
+        return None;
+    };
+    if hit.state() != r.state
+        || !crate::lifecycle::deadline_fresh(hit.deadline.wrapping_sub(ctx.now), r.timeout)
+        || ip_total_len > r.mtu
+    {
+        return None;
+    }
+    if ctx.settings.expire_nodest_conn {
+        let svc: &ServiceRt = ctx.tables.service(r.service)?;
+        if !crate::lifecycle::slot_alive(svc, r.real) {
+            return None;
+        }
+    }
+    if ctx.verify_l4_checksums {
+        if let L4Checksum::Bad = f.complete_checksum(frame) {
+            return Some(Verdict::Drop(DropReason::BadChecksum));
+        }
+    }
+    let bytes = frame.len() as u64;
+    if !f.with_source(&r.rewrite).write_common(frame) {
+        return None;
+    }
+    if let Some(s) = &r.svc_stats {
+        crate::pipeline::count(s.worker(ctx.worker), bytes, true);
+    }
+    if let Some(s) = &r.real_stats {
+        crate::pipeline::count(s.worker(ctx.worker), bytes, true);
+    }
+    frame[..12].copy_from_slice(&r.l2.macs);
+    ctx.counters.class_replays.add(1);
+    Some(Verdict::Forward(r.l2.port))
+}
+
+/// What [`forward_class`] needs of a frame read at fixed offsets: [`CommonV4`] or
+/// [`CommonV6`], with its family's class records and rewrite.
+pub(crate) trait ClassFamily {
+    type Key: PartialEq;
+    type Rewrite: Replay;
+    /// Protocol, TCP flags, bytes of the IP packet.
+    fn fields(&self) -> (u8, u8, u16);
+    /// The frame forwarded from its flow's own record ([`forward_v4`], [`forward_v6`]).
+    fn forward_flow(&self, ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict>;
+    /// The record of `hit`'s class (of this family), if there is one.
+    fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c Record<Self::Key, Self::Rewrite>>;
+    /// The L4 checksum verified, a partial one completed.
+    fn complete_checksum(&self, frame: &mut [u8]) -> L4Checksum;
+    /// `rw` with this frame's own source address and port.
+    fn with_source(&self, rw: &Self::Rewrite) -> Self::Rewrite;
+}
+
+impl ClassFamily for CommonV4 {
+    type Key = ClassKey4;
+    type Rewrite = V4Rewrite;
+    #[inline(always)]
+    fn forward_flow(&self, ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
+        forward_flow_v4(ctx, frame, self)
+    }
+    #[inline(always)]
+    fn fields(&self) -> (u8, u8, u16) {
+        (self.proto, self.tcp_flags, self.ip_total_len)
+    }
+    #[inline(always)]
+    fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c ClassRecord4> {
+        let key = ClassKey4::of(hit);
+        let r = &cache.classes[key.line()];
+        (r.key == key).then_some(r)
+    }
+    #[inline(always)]
+    fn complete_checksum(&self, frame: &mut [u8]) -> L4Checksum {
+        uvs_wire::complete_common_v4_checksum(frame, self)
+    }
+    #[inline(always)]
+    fn with_source(&self, rw: &V4Rewrite) -> V4Rewrite {
+        rw.with_source(self.addrs, self.ports)
+    }
+}
+
+impl ClassFamily for CommonV6 {
+    type Key = ClassKey6;
+    type Rewrite = V6Rewrite;
+    #[inline(always)]
+    fn forward_flow(&self, ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict> {
+        forward_flow_v6(ctx, frame, self)
+    }
+    #[inline(always)]
+    fn fields(&self) -> (u8, u8, u16) {
+        (self.proto, self.tcp_flags, self.ip_total_len)
+    }
+    #[inline(always)]
+    fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c ClassRecord6> {
+        let key = ClassKey6::of(hit);
+        let r = &cache.classes6[key.line()];
+        (r.key == key).then_some(r)
+    }
+    #[inline(always)]
+    fn complete_checksum(&self, frame: &mut [u8]) -> L4Checksum {
+        uvs_wire::complete_common_v6_checksum(frame, self)
+    }
+    #[inline(always)]
+    fn with_source(&self, rw: &V6Rewrite) -> V6Rewrite {
+        rw.with_source(&self.addrs, self.ports)
+    }
+}
+
+/// Whether class records are in use this poll: the cache is on and the kernel fast path off
+/// (see [`forward_class`]).
+#[inline(always)]
+pub(crate) fn classes_on(ctx: &Ctx<'_>) -> bool {
+    ctx.flows.enabled && ctx.fast.is_none()
+}
+
+/// A frame of a burst received ahead that [`forward_common`] may forward: read at the
+/// fixed offsets, TCP with ACK and none of SYN/FIN/RST or UDP. Its lookup is then prepared
+/// from this alone (no parse): the parse waits until the frame is found to need it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Replayable {
+    V4(CommonV4),
+    V6(CommonV6),
+}
+
+impl Replayable {
+    #[inline(always)]
+    pub(crate) fn read(frame: &[u8]) -> Option<Replayable> {
+        if let Some(f) = CommonV4::read(frame) {
+            return qualifies_common(f.proto, f.tcp_flags).then_some(Replayable::V4(f));
+        }
+        let f = CommonV6::read(frame)?;
+        qualifies_common(f.proto, f.tcp_flags).then_some(Replayable::V6(f))
+    }
+
+    /// The frame's connection-table key.
+    #[inline(always)]
+    pub(crate) fn key(&self) -> uvs_conntrack::FlowKey {
+        match self {
+            Replayable::V4(f) => common_key(f),
+            Replayable::V6(f) => common_key6(f),
+        }
+    }
+}
+
+/// Per port of a worker: whether the bursts it receives ahead are read at fixed offsets
+/// (see [`Replayable`]) or parsed, as before class records. Read ahead, a frame the class
+/// records then decline (a reply: they replay client → server packets only in the
+/// large-table burst loop) is parsed later, a few ns more than parsed ahead; a port that
+/// takes mostly replies (a real servers' link) costs its replies ~15 % at 100 000 flows
+/// and more. So each port counts, of its frames read ahead, those whose index lane said
+/// client → server, and after a [`WINDOW`] of them with fewer than a quarter so, parses
+/// its bursts for [`REST`] polls, doubling after each such window in a row (up to
+/// [`BACKOFF`] times), as the flow records rest.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ReadAhead {
+    seen: u32,
+    inbound: u32,
+    resting: u32,
+    failures: u32,
+}
+
+impl ReadAhead {
+    /// Whether this port's bursts are read at fixed offsets now.
+    #[inline(always)]
+    pub(crate) fn on(&self) -> bool {
+        self.resting == 0
+    }
+
+    /// Once per poll.
+    #[inline(always)]
+    pub(crate) fn poll(&mut self) {
+        self.resting = self.resting.saturating_sub(1);
+    }
+
+    /// A frame read ahead, client → server by its index lane or not.
+    #[inline(always)]
+    pub(crate) fn tally(&mut self, inbound: bool) {
+        self.seen += 1;
+        self.inbound += u32::from(inbound);
+        if self.seen == WINDOW {
+            self.judge();
+        }
+    }
+
+    #[cold]
+    fn judge(&mut self) {
+        if self.inbound < WINDOW / 4 {
+            self.resting = REST << self.failures;
+            self.failures = (self.failures + 1).min(BACKOFF);
+        } else {
+            self.failures = 0;
+        }
+        (self.seen, self.inbound) = (0, 0);
+    }
+}
+
+/// The connection-table key of an IPv6 frame read at fixed offsets.
+#[inline(always)]
+pub(crate) fn common_key6(f: &CommonV6) -> uvs_conntrack::FlowKey {
+    let p = f.ports.to_ne_bytes();
+    let mut src = [0; 16];
+    let mut dst = [0; 16];
+    src.copy_from_slice(&f.addrs[..16]);
+    dst.copy_from_slice(&f.addrs[16..]);
+    uvs_conntrack::FlowKey::v6(
+        f.proto,
+        src,
+        u16::from_be_bytes([p[0], p[1]]),
+        dst,
+        u16::from_be_bytes([p[2], p[3]]),
+    )
+}
+
+/// The connection-table key of a frame read at fixed offsets.
+#[inline(always)]
+pub(crate) fn common_key(f: &CommonV4) -> uvs_conntrack::FlowKey {
+    let a = f.addrs.to_ne_bytes();
+    let p = f.ports.to_ne_bytes();
+    uvs_conntrack::FlowKey::v4(
+        f.proto,
+        [a[0], a[1], a[2], a[3]],
+        u16::from_be_bytes([p[0], p[1]]),
+        [a[4], a[5], a[6], a[7]],
+        u16::from_be_bytes([p[2], p[3]]),
+    )
+}
+
 /// The key a [`Filling`] records under.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum FillKey {
@@ -539,11 +1002,16 @@ impl Filling {
     #[inline(always)]
     pub(crate) fn wanted(cache: &mut FlowCache, p: &Parsed, hit: &Hit) -> bool {
         const ES: u8 = uvs_conntrack::tcp::TcpState::Established as u8;
-        cache.active()
-            && hit.flags() == 0
+        if !(hit.flags() == 0
             && qualifies(p)
-            && (p.l4_proto != crate::pipeline::PROTO_TCP || hit.state() == ES)
-            && cache.draw()
+            && (p.l4_proto != crate::pipeline::PROTO_TCP || hit.state() == ES))
+        {
+            return false;
+        }
+        if std::mem::take(&mut cache.fill_next) {
+            return true;
+        }
+        (cache.class_missed && hit.dir == Dir::Original) || (cache.active() && cache.draw())
     }
 
     /// The filling for a packet [`wanted`](Self::wanted), before its rewrite.

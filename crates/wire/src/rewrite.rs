@@ -717,6 +717,17 @@ impl V4Rewrite {
         self.write_at(frame, usize::from(p.l3_off), usize::from(p.l4_off))
     }
 
+    /// This rewrite with the source address and port given (as they lie in the frame):
+    /// for a rewrite that leaves the source as it is (NAT towards the real server), the
+    /// same rewrite for another client.
+    #[inline(always)]
+    pub fn with_source(&self, addrs: u64, ports: u32) -> V4Rewrite {
+        let mut w = *self;
+        w.addrs[..4].copy_from_slice(&addrs.to_ne_bytes()[..4]);
+        w.ports[..2].copy_from_slice(&ports.to_ne_bytes()[..2]);
+        w
+    }
+
     /// [`write`](Self::write) to the frame a [`CommonV4`](crate::CommonV4) was read from.
     #[inline(always)]
     pub fn write_common(&self, frame: &mut [u8]) -> bool {
@@ -823,6 +834,16 @@ pub struct V6Rewrite {
 }
 
 impl V6Rewrite {
+    /// [`V4Rewrite::with_source`] for IPv6: `addrs` the source ‖ destination addresses
+    /// and `ports` the ports as they lie in the frame.
+    #[inline(always)]
+    pub fn with_source(&self, addrs: &[u8; 32], ports: u32) -> V6Rewrite {
+        let mut w = *self;
+        w.addrs[..16].copy_from_slice(&addrs[..16]);
+        w.ports[..2].copy_from_slice(&ports.to_ne_bytes()[..2]);
+        w
+    }
+
     /// The rewrite [`nat`] would make with `n` of a packet parsed as `p`: `None` unless `p`
     /// is an IPv6 TCP or UDP packet that is not a fragment.
     pub fn new(p: &Parsed, n: &NatFields<'_>) -> Option<Self> {
@@ -1223,6 +1244,101 @@ mod tests {
         let mut p = base;
         assert!(rw.apply(&mut g, &mut p));
         assert_eq!(&g[30..34], &a[..4]);
+    }
+
+    /// A rewrite that leaves the source alone, made from one client's packet and given
+    /// another client's source ([`V4Rewrite::with_source`]), writes that client's packet as
+    /// a rewrite made from its own packet does: random sources, checksums (0 and 0xFFFF
+    /// included), TTLs, destination port changed or not, TCP and UDP.
+    #[test]
+    fn with_source_writes_what_a_rewrite_of_that_packet_writes() {
+        let mut next = crate::xorshift(0x9e37_79b9_7f4a_7c15);
+        let real = [198, 18, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        for udp in [false, true] {
+            let mut frame = v4_udp(true);
+            if !udp {
+                frame = vec![
+                    2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00, // Ethernet
+                    0x45, 0, 0, 44, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 2, 198, 18, 100,
+                    1, // IPv4
+                    0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, 0x10, 0xff, 0xff, 0, 0, 0,
+                    0, // TCP
+                    1, 2, 3, 4, // payload
+                ];
+                crate::Ipv4Packet::new_unchecked(&mut frame[14..34]).fill_checksum();
+            }
+            let l4_csum = 34 + if udp { 6 } else { 16 };
+            let first = parse_frame(&frame).unwrap();
+            for i in 0..20_000u32 {
+                let n = NatFields {
+                    dst_addr: Some(&real),
+                    dst_port: (i % 2 == 0).then_some(8080),
+                    ..NatFields::default()
+                };
+                let class = V4Rewrite::new(&first, &n).unwrap();
+                let (x, y) = (next(), next());
+                let mut f = frame.clone();
+                f[22] = 2 + (x >> 56) as u8 % 200;
+                f[26..30].copy_from_slice(&(y as u32).to_be_bytes());
+                f[34..36].copy_from_slice(&((x >> 8) as u16).to_be_bytes());
+                f[l4_csum..l4_csum + 2].copy_from_slice(&match i % 5 {
+                    0 if !udp => [0, 0],
+                    1 => [0xff, 0xff],
+                    _ => ((x >> 24) as u16).to_be_bytes(),
+                });
+                f[24..26].fill(0);
+                crate::Ipv4Packet::new_unchecked(&mut f[14..34]).fill_checksum();
+                let p = parse_frame(&f).unwrap();
+                let own = V4Rewrite::new(&p, &n).unwrap();
+                let c = crate::CommonV4::read(&f).unwrap();
+                assert_eq!(class.with_source(c.addrs, c.ports), own, "round {i}");
+                let (mut a, mut b) = (f.clone(), f.clone());
+                assert!(class.with_source(c.addrs, c.ports).write_common(&mut a));
+                assert!(own.write_common(&mut b));
+                assert_eq!(a, b, "round {i}");
+            }
+        }
+    }
+
+    /// [`V6Rewrite::with_source`]: as
+    /// `with_source_writes_what_a_rewrite_of_that_packet_writes` for IPv4 (the IPv6 header
+    /// has no checksum; the L4 one may be anything but, for UDP, 0).
+    #[test]
+    fn v6_with_source_writes_what_a_rewrite_of_that_packet_writes() {
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1d);
+        let real = [0x20, 0x01, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x11];
+        for udp in [false, true] {
+            let frame = v6_l4(udp);
+            let l4_csum = 54 + if udp { 6 } else { 16 };
+            let first = parse_frame(&frame).unwrap();
+            for i in 0..20_000u32 {
+                let n = NatFields {
+                    dst_addr: Some(&real),
+                    dst_port: (i % 2 == 0).then_some(8080),
+                    ..NatFields::default()
+                };
+                let class = V6Rewrite::new(&first, &n).unwrap();
+                let (x, y, z) = (next(), next(), next());
+                let mut f = frame.clone();
+                f[21] = 2 + (x >> 56) as u8 % 200;
+                f[22..30].copy_from_slice(&y.to_be_bytes());
+                f[30..38].copy_from_slice(&z.to_be_bytes());
+                f[54..56].copy_from_slice(&((x >> 8) as u16).to_be_bytes());
+                f[l4_csum..l4_csum + 2].copy_from_slice(&match i % 5 {
+                    0 if !udp => [0, 0],
+                    1 => [0xff, 0xff],
+                    _ => ((x >> 24) as u16 | 1).to_be_bytes(),
+                });
+                let p = parse_frame(&f).unwrap();
+                let own = V6Rewrite::new(&p, &n).unwrap();
+                let c = crate::CommonV6::read(&f).unwrap();
+                assert_eq!(class.with_source(&c.addrs, c.ports), own, "round {i}");
+                let (mut a, mut b) = (f.clone(), f.clone());
+                assert!(class.with_source(&c.addrs, c.ports).write_common(&mut a));
+                assert!(own.write_common(&mut b));
+                assert_eq!(a, b, "round {i}");
+            }
+        }
     }
 
     /// Not an IPv4 TCP segment (UDP datagram), or a `Parsed` that does not fit the frame: not

@@ -6,6 +6,9 @@
 //! starts a new poll, so a poll often takes many frames of both ports, and may take more
 //! than a burst.
 //!
+//! The burst side uses the flow cache's class records alone (`Worker::set_flow_records`),
+//! the frame-by-frame side its flow records first, as uvsd does.
+//!
 //! The burst path promises that what a frame sees does not change, only the order in
 //! which frames of different flows leave. After every poll the two must agree on: the
 //! frames each port sent (as multisets), every counter the fuzz input can move, and the
@@ -41,6 +44,10 @@ impl Side {
         let ports = vec![MemPort::new("client", SLOTS), MemPort::new("server", SLOTS)];
         let mut w = Worker::new(0, ports, shared.clone());
         w.set_burst_lookups(burst);
+        // The burst side forwards from class records alone (its frames that may be
+        // replayed are read ahead at fixed offsets, not parsed), the other side from flow
+        // records first: the same frames must leave either way.
+        w.set_flow_records(!burst);
         Side { shared, w }
     }
 

@@ -203,11 +203,19 @@ fn record(
     match fill.key {
         FillKey::V4(key) => {
             if let Some(w) = uvs_wire::V4Rewrite::new(before, &n).filter(|r| r.wrote(&pkt.p)) {
+                if !full && hit.dir == Dir::Original {
+                    ctx.flows
+                        .put_class(record!(crate::flowcache::ClassKey4::of(hit), w));
+                }
                 ctx.flows.put(record!(key, w));
             }
         }
         FillKey::V6(key) => {
             if let Some(w) = uvs_wire::V6Rewrite::new(before, &n).filter(|r| r.wrote(&pkt.p)) {
+                if !full && hit.dir == Dir::Original {
+                    ctx.flows
+                        .put_class6(record!(crate::flowcache::ClassKey6::of(hit), w));
+                }
                 ctx.flows.put6(record!(key, w));
             }
         }
