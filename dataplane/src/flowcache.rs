@@ -74,7 +74,7 @@
 //! is not client → server (then at its entry's prefetch, as every frame was parsed ahead
 //! before). What the class replay skips is the parse, the hit's service and real server,
 //! `established`, the egress and the rewrite's working out. A port that takes few client
-//! → server packets parses its bursts ahead as before (`ReadAhead`).
+//! → server packets parses its bursts ahead as before (`Rest`, per port).
 //!
 //! Not replayed from class records, measured rather than assumed: replies (server →
 //! client; their egress is the client's route and neighbour, not the class's), and any
@@ -365,13 +365,9 @@ pub struct FlowCache {
     flow_records: bool,
     /// xorshift state for the fill draw.
     draw: u32,
-    /// This window's qualifying packets and those that found their record.
-    probes: u32,
-    hits: u32,
-    /// Polls still to leave the cache alone (see [`REST`]).
-    resting: u32,
-    /// Windows of misses in a row.
-    failures: u32,
+    /// Qualifying packets and those that found their record, and the rest a window of
+    /// misses calls for (see [`REST`]).
+    rest: Rest,
     /// Off: neither looked at nor filled (`Shared::flow_cache`).
     enabled: bool,
     /// On and not resting, for this poll.
@@ -390,10 +386,7 @@ impl Default for FlowCache {
             fill_next: false,
             flow_records: true,
             draw: 0x9e37_79b9,
-            probes: 0,
-            hits: 0,
-            resting: 0,
-            failures: 0,
+            rest: Rest::default(),
             enabled: true,
             active: false,
         }
@@ -408,15 +401,15 @@ impl FlowCache {
         if self.from.changed(tables, neigh) || self.enabled != enabled {
             self.reset(enabled);
         }
-        self.resting = self.resting.saturating_sub(1);
-        self.active = self.enabled && self.flow_records && self.resting == 0;
+        self.rest.poll();
+        self.active = self.enabled && self.flow_records && self.rest.on();
     }
 
     #[cold]
     fn reset(&mut self, enabled: bool) {
         self.enabled = enabled;
         // The rest and its backoff are about the traffic, not the tables: they carry over.
-        (self.probes, self.hits) = (0, 0);
+        self.rest.new_window();
         (self.class_missed, self.fill_next) = (false, false);
         // Whole records: their counters' `Arc`s go with the snapshot.
         self.records.fill(Record4::default());
@@ -479,33 +472,18 @@ impl FlowCache {
         found.then_some(&self.records6[line])
     }
 
-    /// Counts a lookup towards the window's hit rate.
+    /// Counts a lookup towards the window's hit rate; a window of too few hits stops the
+    /// cache at once.
     #[inline(always)]
     fn tally(&mut self, found: bool) {
-        self.hits += u32::from(found);
-        self.probes += 1;
-        if self.probes == WINDOW {
-            self.judge();
-        }
-    }
-
-    /// The end of a window: rest if too few packets found their record.
-    #[cold]
-    fn judge(&mut self) {
-        if self.hits < WINDOW / 4 {
-            self.resting = REST << self.failures;
-            self.failures = (self.failures + 1).min(BACKOFF);
+        if self.rest.tally(found) {
             self.active = false;
-        } else {
-            self.failures = 0;
         }
-        self.probes = 0;
-        self.hits = 0;
     }
 
     /// Whether the cache is resting after a window of few hits (see `FlowCache::get`).
     pub fn resting(&self) -> bool {
-        self.resting > 0
+        !self.rest.on()
     }
 
     /// Starts loading the record a frame will look for, read from its bytes before the
@@ -893,55 +871,62 @@ impl Replayable {
     }
 }
 
-/// Per port of a worker: whether the bursts it receives ahead are read at fixed offsets
-/// (see [`Replayable`]) or parsed, as before class records. Read ahead, a frame the class
-/// records then decline (a reply: they replay client → server packets only in the
-/// large-table burst loop) is parsed later, a few ns more than parsed ahead; a port that
-/// takes mostly replies (a real servers' link) costs its replies ~15 % at 100 000 flows
-/// and more. So each port counts, of its frames read ahead, those whose index lane said
-/// client → server, and after a [`WINDOW`] of them with fewer than a quarter so, parses
-/// its bursts for [`REST`] polls, doubling after each such window in a row (up to
-/// [`BACKOFF`] times), as the flow records rest.
+/// A window of tallies and the rest it may call for: after [`WINDOW`] tallies of which
+/// fewer than a quarter were hits, off for [`REST`] polls, doubling after each such window
+/// in a row (up to [`BACKOFF`] times); a window of hits ends the backoff. The flow records
+/// tally their lookups (found or not). Each port of a worker tallies its frames read ahead
+/// at fixed offsets (see [`Replayable`]), hits those whose index lane said client →
+/// server: the class records decline the others in the large-table burst loop, and a
+/// port taking mostly such frames (a real servers' link) cost its replies ~15 % at 100 000
+/// flows and more read ahead so; resting, it parses its bursts ahead as before.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct ReadAhead {
+pub(crate) struct Rest {
     seen: u32,
-    inbound: u32,
+    hits: u32,
+    /// Polls still to stay off.
     resting: u32,
+    /// Windows of misses in a row.
     failures: u32,
 }
 
-impl ReadAhead {
-    /// Whether this port's bursts are read at fixed offsets now.
+impl Rest {
+    /// Whether on now (not resting).
     #[inline(always)]
     pub(crate) fn on(&self) -> bool {
         self.resting == 0
     }
 
-    /// Once per poll.
+    /// Once per poll: counts a rest down.
     #[inline(always)]
     pub(crate) fn poll(&mut self) {
         self.resting = self.resting.saturating_sub(1);
     }
 
-    /// A frame read ahead, client → server by its index lane or not.
+    /// One tally; true when it ended a window that calls for a rest.
     #[inline(always)]
-    pub(crate) fn tally(&mut self, inbound: bool) {
+    pub(crate) fn tally(&mut self, hit: bool) -> bool {
         self.seen += 1;
-        self.inbound += u32::from(inbound);
-        if self.seen == WINDOW {
-            self.judge();
-        }
+        self.hits += u32::from(hit);
+        self.seen == WINDOW && self.judge()
     }
 
+    /// Starts the window again (the rest and its backoff carry over).
+    pub(crate) fn new_window(&mut self) {
+        (self.seen, self.hits) = (0, 0);
+    }
+
+    /// The end of a window: rest if too few hits.
     #[cold]
-    fn judge(&mut self) {
-        if self.inbound < WINDOW / 4 {
+    fn judge(&mut self) -> bool {
+        let rest = self.hits < WINDOW / 4;
+        if rest {
             self.resting = REST << self.failures;
             self.failures = (self.failures + 1).min(BACKOFF);
         } else {
             self.failures = 0;
         }
-        (self.seen, self.inbound) = (0, 0);
+        self.new_window();
+        rest
     }
 }
 
@@ -1093,9 +1078,9 @@ mod tests {
             assert!(c.get(&common).is_some());
         }
         assert!(c.active());
-        assert_eq!(c.failures, 0, "a window of hits ends the backoff");
+        assert_eq!(c.rest.failures, 0, "a window of hits ends the backoff");
         // A new snapshot forgets the records, not a rest.
-        c.resting = REST;
+        c.rest.resting = REST;
         let t2 =
             TablesBuilder::build(&lab::spec(Method::Nat, SchedulerKind::Rr, 1), Some(&t)).unwrap();
         assert_ne!(t2.epoch, t.epoch);

@@ -243,7 +243,7 @@ pub struct Worker<P: Port> {
     /// burst being processed and the one received ahead of it.
     burst: Box<[BurstScratch; 2]>,
     /// Per port: whether its bursts received ahead are read at fixed offsets.
-    read_ahead: Vec<crate::flowcache::ReadAhead>,
+    read_ahead: Vec<crate::flowcache::Rest>,
     /// The burst's staged new flows (`pipeline/staged.rs`).
     staging: Box<Staging>,
     /// Worker 0's progress through the current VIP announcement.
@@ -273,7 +273,7 @@ pub struct Worker<P: Port> {
 struct BurstScratch {
     prepared: [Result<uvs_wire::Parsed, Verdict>; BURST],
     /// Per frame: read at fixed offsets and left unparsed, its lookup prepared from that
-    /// alone (`flowcache::replayable`: while class records are in use). Its `prepared`
+    /// alone (`flowcache::Replayable`: while class records are in use). Its `prepared`
     /// is then written only if it takes the full path.
     common: [Option<crate::flowcache::Replayable>; BURST],
     key_of: [Option<usize>; BURST],
@@ -721,7 +721,7 @@ impl<P: Port> Worker<P> {
         let batch = self.batch_lookups;
         // Frames of a burst received ahead that class records may forward are not parsed
         // ahead (`BurstScratch::parse`), on ports that take such frames
-        // (`flowcache::ReadAhead`).
+        // (`flowcache::Rest`).
         let classes = crate::flowcache::classes_on(&ctx);
         let read_ahead = &mut self.read_ahead;
         let bursts = &mut *self.burst;
