@@ -26,6 +26,7 @@ use crate::slowpath;
 use crate::tables::{IpKey, Tables};
 use crate::verdict::{DropReason, Verdict};
 use crate::wake::Stop;
+use uvs_wire::{CommonV4, CommonV6};
 
 /// Frames per receive burst (DPDK's and DPVS's usual 32).
 pub const BURST: usize = 32;
@@ -275,7 +276,11 @@ struct BurstScratch {
     /// Per frame: read at fixed offsets and left unparsed, its lookup prepared from that
     /// alone (`flowcache::Replayable`: while class records are in use). Its `prepared`
     /// is then written only if it takes the full path.
-    common: [Option<crate::flowcache::Replayable>; BURST],
+    common: [Replayable; BURST],
+    /// Per frame read ahead as IPv4 (`common`): its fields.
+    common4: [CommonV4; BURST],
+    /// Per frame read ahead as IPv6 (`common`): its fields.
+    common6: [CommonV6; BURST],
     key_of: [Option<usize>; BURST],
     lookups: [uvs_conntrack::Prepared; BURST],
     nkeys: usize,
@@ -298,7 +303,9 @@ impl Default for BurstScratch {
     fn default() -> Self {
         Self {
             prepared: [Err(Verdict::SlowPath); BURST],
-            common: [None; BURST],
+            common: [Replayable::No; BURST],
+            common4: [CommonV4::default(); BURST],
+            common6: [CommonV6::default(); BURST],
             key_of: [None; BURST],
             lookups: [uvs_conntrack::Prepared::default(); BURST],
             nkeys: 0,
@@ -333,16 +340,22 @@ impl BurstScratch {
             let buf = port.buf_mut(f);
             let len = (f.len as usize).min(buf.len());
             if lean {
-                if let Some(c) = crate::flowcache::Replayable::read(&buf[..len]) {
-                    self.common[i] = Some(c);
-                    self.lookups[nkeys] = conns.prepare(&c.key());
+                let c = Replayable::read(&buf[..len], &mut self.common4[i], &mut self.common6[i]);
+                self.common[i] = c;
+                if c != Replayable::No {
+                    let key = if c == Replayable::V4 {
+                        crate::flowcache::common_key(&self.common4[i])
+                    } else {
+                        crate::flowcache::common_key6(&self.common6[i])
+                    };
+                    self.lookups[nkeys] = conns.prepare(&key);
                     self.key_of[i] = Some(nkeys);
                     self.frame_of[nkeys] = i as u8;
                     nkeys += 1;
                     continue;
                 }
             }
-            self.common[i] = None;
+            self.common[i] = Replayable::No;
             // The key from the parse's own value, before it is stored: read back from
             // `prepared`, its ports (stored as two 16-bit fields) came as one 32-bit load
             // that could not be forwarded from the stores, a stall on every frame.
@@ -395,7 +408,9 @@ impl BurstScratch {
         rx: &[Frame],
     ) -> Option<bool> {
         let f = usize::from(self.frame_of[k]);
-        self.common[f]?;
+        if self.common[f] == Replayable::No {
+            return None;
+        }
         if self.lookups[k].likely_dir() == Some(uvs_conntrack::Dir::Original) {
             return Some(true);
         }
@@ -403,7 +418,7 @@ impl BurstScratch {
             let buf = port.buf_mut(frame);
             let len = (frame.len as usize).min(buf.len());
             self.prepared[f] = prepare(&buf[..len]);
-            self.common[f] = None;
+            self.common[f] = Replayable::No;
         }
         Some(false)
     }
@@ -451,7 +466,7 @@ impl BurstScratch {
     /// touch the table.
     #[inline]
     fn needs_flush(&self, i: usize, staging: &Staging) -> bool {
-        (self.common[i].is_some() || self.prepared[i].is_ok())
+        (self.common[i] != Replayable::No || self.prepared[i].is_ok())
             && self.key_of[i].is_none_or(|k| staging.may_hold(self.lookups[k].fingerprint()))
     }
 }
@@ -951,27 +966,27 @@ impl<P: Port> Worker<P> {
                         // another parsed frame: its flow's record.
                         let prep = burst.key_of[i].map(|k| &burst.lookups[k]);
                         let quick = match burst.common[i] {
-                            Some(Replayable::V4(c)) => crate::flowcache::forward_common(
+                            Replayable::V4 => crate::flowcache::forward_common(
                                 &mut ctx,
                                 &mut buf[..len],
-                                &c,
-                                |conns, _, now| conns.finish(prep?, now),
+                                &burst.common4[i],
+                                |conns, _, now| conns.finish_lane(prep?, now),
                             ),
-                            Some(Replayable::V6(c)) => crate::flowcache::forward_common(
+                            Replayable::V6 => crate::flowcache::forward_common(
                                 &mut ctx,
                                 &mut buf[..len],
-                                &c,
-                                |conns, _, now| conns.finish(prep?, now),
+                                &burst.common6[i],
+                                |conns, _, now| conns.finish_lane(prep?, now),
                             ),
-                            None if burst.prepared[i].is_ok() => {
+                            Replayable::No if burst.prepared[i].is_ok() => {
                                 crate::flowcache::forward(&mut ctx, &mut buf[..len])
                             }
-                            None => None,
+                            Replayable::No => None,
                         };
                         match quick {
                             Some(v) => v,
                             None => {
-                                if burst.common[i].is_some() {
+                                if burst.common[i] != Replayable::No {
                                     // Parsed only now that the full path takes it.
                                     burst.prepared[i] = prepare(&buf[..len]);
                                 }
