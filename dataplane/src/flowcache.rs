@@ -739,7 +739,8 @@ fn replay<K, W: Replay>(
 /// burst's prepared lookup): `Some(verdict)` when the frame was rewritten, counted and
 /// given its MACs, or dropped for a bad L4 checksum; `None` when it takes the full path.
 /// Tried where the flow record was not found, on a frame read at the fixed offsets of the
-/// commonest frame ([`CommonV4`], [`CommonV6`]).
+/// commonest frame ([`CommonV4`], [`CommonV6`]) that [`Replayable::read`] kept, and only
+/// while [`classes_on`].
 ///
 /// Not with the kernel fast path on: there the full path writes the flow's lines in the
 /// XDP program at its first established packet, which a replay would skip. One packet in
@@ -752,9 +753,9 @@ fn forward_class<F: ClassFamily>(
     lookup: impl FnOnce(&ConnTable, &F, u32) -> Option<Entry>,
 ) -> Option<Verdict> {
     let (proto, tcp_flags, ip_total_len) = f.fields();
-    if !classes_on(ctx) || !qualifies_common(proto, tcp_flags) {
-        return None;
-    }
+    // The burst loop reads frames at their fixed offsets only while class records are in
+    // use, and keeps only such frames (`Replayable::read`): not checked again here.
+    debug_assert!(classes_on(ctx) && qualifies_common(proto, tcp_flags));
     let hit = lookup(ctx.conns, f, ctx.now)?;
     if hit.dir != Dir::Original || hit.flags() != 0 || hit.method() != Method::Nat as u8 {
         return None;
@@ -954,6 +955,15 @@ impl Rest {
         self.seen == WINDOW && self.judge()
     }
 
+    /// `seen` tallies of which `hits` were hits at once; true when they ended a window
+    /// that calls for a rest.
+    #[inline(always)]
+    pub(crate) fn tally_many(&mut self, seen: u32, hits: u32) -> bool {
+        self.seen += seen;
+        self.hits += hits;
+        self.seen >= WINDOW && self.judge()
+    }
+
     /// Starts the window again (the rest and its backoff carry over).
     pub(crate) fn new_window(&mut self) {
         (self.seen, self.hits) = (0, 0);
@@ -962,7 +972,9 @@ impl Rest {
     /// The end of a window: rest if too few hits.
     #[cold]
     fn judge(&mut self) -> bool {
-        let rest = self.hits < WINDOW / 4;
+        // A quarter of the window's tallies (a window tallied many at once may pass
+        // `WINDOW`).
+        let rest = self.hits < self.seen / 4;
         if rest {
             self.resting = REST << self.failures;
             self.failures = (self.failures + 1).min(BACKOFF);
