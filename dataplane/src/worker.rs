@@ -933,18 +933,21 @@ impl<P: Port> Worker<P> {
                 // "Eleventh pass"). Its lookups stay correct whatever this burst changes:
                 // `finish` checks the lane kept here.
                 let ahead_keys = if batch && m > 1 { ahead.nkeys } else { 0 };
+                // Read once: the loop writes through `ahead`, so the compiler loaded it
+                // again for every frame.
+                let ahead_sctp = ahead.sctp != 0;
                 for i in 0..n {
                     // Only in burst mode (a burst is received ahead only behind a full one): the
                     // per-frame path's loop stays as it was.
                     if staging {
                         if i < ahead_keys {
-                            if ahead.sctp == 0 {
+                            if !ahead_sctp {
                                 shared.conns.prefetch_entry(&mut ahead.lookups[i]);
                             } else {
                                 ahead.prefetch_entry(i, &shared.conns);
                             }
                         }
-                        if ahead.sctp != 0 && i >= TAG_LAG && i - TAG_LAG < ahead_keys {
+                        if ahead_sctp && i >= TAG_LAG && i - TAG_LAG < ahead_keys {
                             ahead.prefetch_tag(i - TAG_LAG, &shared.conns);
                         }
                         if !ctx.staging.is_empty() && burst.needs_flush(i, ctx.staging) {
