@@ -67,12 +67,14 @@
 //!
 //! Class records are used in the large-table burst loop (`worker.rs`; tables of
 //! `worker::BATCH_LOOKUP_MIN_CAPACITY` entries or more, uvsd's default), where the lookup
-//! is the one prepared with the burst (`ConnTable::finish`). There a frame they may
+//! is the one prepared with the burst: the entry of the index lane its prefetch found,
+//! read without decoding it into a `Hit` (`ConnTable::finish_lane`, an
+//! `uvs_conntrack::Entry`; any other answer is the full path's). There a frame they may
 //! forward (TCP with ACK alone or UDP, IPv4 or IPv6, read at its fixed offsets:
 //! `Replayable`) of a burst received ahead is keyed and its bucket prefetched without
 //! the parse; it is parsed only if it takes the full path, or when its index lane says it
-//! is not client → server (then at its entry's prefetch, as every frame was parsed ahead
-//! before). What the class replay skips is the parse, the hit's service and real server,
+//! is not client → server (then right after the burst in front of it, as every frame was
+//! parsed ahead before). What the class replay skips is the parse, the hit's service and real server,
 //! `established`, the egress and the rewrite's working out. A port that takes few client
 //! → server packets parses its bursts ahead as before (`Rest`, per port).
 //!

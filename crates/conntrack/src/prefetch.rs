@@ -17,8 +17,8 @@
 /// first-level cache, kept out of the outer ones where the core allows). For the lines a
 /// lookup reads once, at a table far larger than the caches: each would otherwise push a
 /// line the next packets need (a class record, a frame, an entry) out of the second
-/// level. At 1 000 000 flows the lookup's bucket prefetched so cost ~3 ns a packet less
-/// (bench/README.md, "Fewer instructions and a prefetch for one read").
+/// level. At 1 000 000 flows the lookup's bucket prefetched so cost 0.6–2.8 ns a packet
+/// less in three alternating runs (bench/README.md, "A shorter class replay").
 #[inline(always)]
 pub fn prefetch_once<T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
