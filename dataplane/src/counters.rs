@@ -202,8 +202,15 @@ impl PerWorkerStats {
     /// out-of-range id shares the last slot rather than panicking).
     #[inline]
     pub fn worker(&self, id: usize) -> &TrafficStats {
-        let last = self.0.len() - 1;
-        &self.0[id.min(last)]
+        match self.0.get(id) {
+            Some(s) => s,
+            None => self.last(),
+        }
+    }
+
+    #[cold]
+    fn last(&self) -> &TrafficStats {
+        &self.0[self.0.len() - 1]
     }
 
     pub fn reset(&self) {

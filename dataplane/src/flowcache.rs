@@ -67,12 +67,14 @@
 //!
 //! Class records are used in the large-table burst loop (`worker.rs`; tables of
 //! `worker::BATCH_LOOKUP_MIN_CAPACITY` entries or more, uvsd's default), where the lookup
-//! is the one prepared with the burst (`ConnTable::finish`). There a frame they may
+//! is the one prepared with the burst: the entry of the index lane its prefetch found,
+//! read without decoding it into a `Hit` (`ConnTable::finish_lane`, an
+//! `uvs_conntrack::Entry`; any other answer is the full path's). There a frame they may
 //! forward (TCP with ACK alone or UDP, IPv4 or IPv6, read at its fixed offsets:
 //! `Replayable`) of a burst received ahead is keyed and its bucket prefetched without
 //! the parse; it is parsed only if it takes the full path, or when its index lane says it
-//! is not client → server (then at its entry's prefetch, as every frame was parsed ahead
-//! before). What the class replay skips is the parse, the hit's service and real server,
+//! is not client → server (then right after the burst in front of it, as every frame was
+//! parsed ahead before). What the class replay skips is the parse, the hit's service and real server,
 //! `established`, the egress and the rewrite's working out. A port that takes few client
 //! → server packets parses its bursts ahead as before (`Rest`, per port).
 //!
@@ -91,7 +93,7 @@
 
 use std::sync::Arc;
 
-use uvs_conntrack::{ConnId, ConnTable, ConnView, Dir, Hit};
+use uvs_conntrack::{ConnId, ConnTable, ConnView, Dir, Entry, Hit};
 use uvs_wire::{CommonV4, CommonV6, Frag, L4Checksum, Parsed, V4Rewrite, V6Rewrite, L3};
 
 use crate::counters::PerWorkerStats;
@@ -248,8 +250,9 @@ pub const CLASSES: usize = 512;
 /// server packets depends on besides the client's own address and port. The entry's
 /// protocol, method, service and real server (its `meta` word, flags left out: only
 /// connections without flags are replayed), the virtual address and the real server's
-/// address as they lie in a frame (`A`: `u64` for IPv4, both addresses' 32 bytes for
-/// IPv6), and the virtual port ‖ the real server's port. Two connections of one class
+/// address as numbers (`A`: one `u64` for IPv4, four for IPv6: the table's own words, so
+/// a key is built from a looked-up [`Entry`] without byte shuffles), and the virtual port
+/// ‖ the real server's port. Two connections of one class
 /// have the same destination before and after the rewrite, so the same header and
 /// checksum terms, the same egress and the same counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -262,26 +265,58 @@ pub(crate) struct ClassKey<A> {
 /// [`ClassKey`] of an IPv4 connection.
 pub(crate) type ClassKey4 = ClassKey<u64>;
 /// [`ClassKey`] of an IPv6 connection.
-pub(crate) type ClassKey6 = ClassKey<[u8; 32]>;
+pub(crate) type ClassKey6 = ClassKey<[u64; 4]>;
 
 impl<A> ClassKey<A> {
     #[inline(always)]
     fn with(hit: &Hit, addrs: A) -> Self {
-        ClassKey {
-            meta: (u64::from(hit.proto()) << 56)
-                | (u64::from(hit.method()) << 40)
-                | (u64::from(hit.service()) << 16)
-                | u64::from(hit.real()),
+        Self::of_fields(
+            (hit.proto(), hit.method(), hit.service(), hit.real()),
+            (hit.orig_dport(), hit.reply_sport()),
             addrs,
-            ports: (u32::from(hit.orig_dport()) << 16) | u32::from(hit.reply_sport()),
+        )
+    }
+
+    /// From a connection's protocol, method, service, real server, virtual port and real
+    /// server's port: a [`Hit`]'s or an [`Entry`]'s, alike.
+    #[inline(always)]
+    fn of_fields(
+        (proto, method, service, real): (u8, u8, u16, u16),
+        (vport, rport): (u16, u16),
+        addrs: A,
+    ) -> Self {
+        ClassKey {
+            meta: (u64::from(proto) << 56)
+                | (u64::from(method) << 40)
+                | (u64::from(service) << 16)
+                | u64::from(real),
+            addrs,
+            ports: (u32::from(vport) << 16) | u32::from(rport),
         }
     }
 
     #[inline(always)]
-    fn line_of(&self, addrs: u64) -> usize {
-        let h = (self.meta ^ addrs.rotate_left(21) ^ u64::from(self.ports))
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (h >> (64 - CLASSES.trailing_zeros())) as usize
+    fn of_entry(e: &Entry, addrs: A) -> Self {
+        Self::of_fields(
+            (e.proto(), e.method(), e.service(), e.real()),
+            (e.orig_dport(), e.reply_sport()),
+            addrs,
+        )
+    }
+
+    /// The record's line: from the service, the real server and the virtual port (within
+    /// one snapshot the service and real server name the addresses too, and the ports
+    /// but for a firewall-mark service's; the key compares everything). The service in
+    /// the low bits, the real server's slot above it, so a service's first 32 real
+    /// servers and 16 services each take lines of their own. No multiply: the line is on
+    /// each replay's longest chain (entry → key → line → record → compare), where a hash
+    /// over the addresses took ~13 instructions.
+    #[inline(always)]
+    fn line(&self) -> usize {
+        let (service, real) = ((self.meta >> 16) as u16, self.meta as u16);
+        let vport = (self.ports >> 16) as u16;
+        (usize::from(service) ^ (usize::from(real) << 4) ^ (usize::from(vport) << 2))
+            & (CLASSES - 1)
     }
 }
 
@@ -289,36 +324,36 @@ impl ClassKey4 {
     /// The class of an IPv4 connection `hit`.
     #[inline(always)]
     pub(crate) fn of(hit: &Hit) -> Self {
-        let (d, r) = (hit.orig_dst(), hit.reply_src());
-        Self::with(
-            hit,
-            u64::from_ne_bytes([d[0], d[1], d[2], d[3], r[0], r[1], r[2], r[3]]),
-        )
+        let a = |x: &[u8; 16]| u64::from(u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
+        Self::with(hit, (a(hit.orig_dst()) << 32) | a(hit.reply_src()))
     }
 
+    /// The class of an IPv4 connection found as `e`.
     #[inline(always)]
-    fn line(&self) -> usize {
-        self.line_of(self.addrs)
+    pub(crate) fn of_entry4(e: &Entry) -> Self {
+        let a = |x: [u8; 4]| u64::from(u32::from_be_bytes(x));
+        Self::of_entry(e, (a(e.orig_dst_v4()) << 32) | a(e.reply_src_v4()))
     }
+}
+
+/// Two IPv6 addresses as four words: the class key's form.
+#[inline(always)]
+fn words6(a: &[u8; 16], b: &[u8; 16]) -> [u64; 4] {
+    let (a, b) = (u128::from_be_bytes(*a), u128::from_be_bytes(*b));
+    [(a >> 64) as u64, a as u64, (b >> 64) as u64, b as u64]
 }
 
 impl ClassKey6 {
     /// The class of an IPv6 connection `hit`.
     #[inline(always)]
     pub(crate) fn of(hit: &Hit) -> Self {
-        let mut addrs = [0; 32];
-        addrs[..16].copy_from_slice(hit.orig_dst());
-        addrs[16..].copy_from_slice(hit.reply_src());
-        Self::with(hit, addrs)
+        Self::with(hit, words6(hit.orig_dst(), hit.reply_src()))
     }
 
+    /// The class of an IPv6 connection found as `e`.
     #[inline(always)]
-    fn line(&self) -> usize {
-        let w = |i: usize| {
-            let b: [u8; 8] = self.addrs[8 * i..8 * i + 8].try_into().unwrap_or_default();
-            u64::from_ne_bytes(b)
-        };
-        self.line_of(w(0) ^ w(1).rotate_left(17) ^ w(2).rotate_left(31) ^ w(3).rotate_left(47))
+    pub(crate) fn of_entry6(e: &Entry) -> Self {
+        Self::of_entry(e, words6(&e.orig_dst_v6(), &e.reply_src_v6()))
     }
 }
 
@@ -584,7 +619,7 @@ pub(crate) fn forward_common<F: ClassFamily>(
     ctx: &mut Ctx<'_>,
     frame: &mut [u8],
     f: &F,
-    lookup: impl FnOnce(&ConnTable, &F, u32) -> Option<Hit>,
+    lookup: impl FnOnce(&ConnTable, &F, u32) -> Option<Entry>,
 ) -> Option<Verdict> {
     match f.forward_flow(ctx, frame) {
         Some(v) => Some(v),
@@ -703,7 +738,8 @@ fn replay<K, W: Replay>(
 /// burst's prepared lookup): `Some(verdict)` when the frame was rewritten, counted and
 /// given its MACs, or dropped for a bad L4 checksum; `None` when it takes the full path.
 /// Tried where the flow record was not found, on a frame read at the fixed offsets of the
-/// commonest frame ([`CommonV4`], [`CommonV6`]).
+/// commonest frame ([`CommonV4`], [`CommonV6`]) that [`Replayable::read`] kept, and only
+/// while [`classes_on`].
 ///
 /// Not with the kernel fast path on: there the full path writes the flow's lines in the
 /// XDP program at its first established packet, which a replay would skip. One packet in
@@ -713,12 +749,12 @@ fn forward_class<F: ClassFamily>(
     ctx: &mut Ctx<'_>,
     frame: &mut [u8],
     f: &F,
-    lookup: impl FnOnce(&ConnTable, &F, u32) -> Option<Hit>,
+    lookup: impl FnOnce(&ConnTable, &F, u32) -> Option<Entry>,
 ) -> Option<Verdict> {
     let (proto, tcp_flags, ip_total_len) = f.fields();
-    if !classes_on(ctx) || !qualifies_common(proto, tcp_flags) {
-        return None;
-    }
+    // The burst loop reads frames at their fixed offsets only while class records are in
+    // use, and keeps only such frames (`Replayable::read`): not checked again here.
+    debug_assert!(classes_on(ctx) && qualifies_common(proto, tcp_flags));
     let hit = lookup(ctx.conns, f, ctx.now)?;
     if hit.dir != Dir::Original || hit.flags() != 0 || hit.method() != Method::Nat as u8 {
         return None;
@@ -733,7 +769,7 @@ fn forward_class<F: ClassFamily>(
         return None;
     };
     if hit.state() != r.state
-        || !crate::lifecycle::deadline_fresh(hit.deadline.wrapping_sub(ctx.now), r.timeout)
+        || !crate::lifecycle::deadline_fresh(hit.deadline().wrapping_sub(ctx.now), r.timeout)
         || ip_total_len > r.mtu
     {
         return None;
@@ -774,7 +810,7 @@ pub(crate) trait ClassFamily {
     /// The frame forwarded from its flow's own record ([`forward_v4`], [`forward_v6`]).
     fn forward_flow(&self, ctx: &mut Ctx<'_>, frame: &mut [u8]) -> Option<Verdict>;
     /// The record of `hit`'s class (of this family), if there is one.
-    fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c Record<Self::Key, Self::Rewrite>>;
+    fn class<'c>(cache: &'c FlowCache, e: &Entry) -> Option<&'c Record<Self::Key, Self::Rewrite>>;
     /// The L4 checksum verified, a partial one completed.
     fn complete_checksum(&self, frame: &mut [u8]) -> L4Checksum;
     /// `rw` with this frame's own source address and port.
@@ -793,8 +829,8 @@ impl ClassFamily for CommonV4 {
         (self.proto, self.tcp_flags, self.ip_total_len)
     }
     #[inline(always)]
-    fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c ClassRecord4> {
-        let key = ClassKey4::of(hit);
+    fn class<'c>(cache: &'c FlowCache, e: &Entry) -> Option<&'c ClassRecord4> {
+        let key = ClassKey4::of_entry4(e);
         let r = &cache.classes[key.line()];
         (r.key == key).then_some(r)
     }
@@ -820,8 +856,8 @@ impl ClassFamily for CommonV6 {
         (self.proto, self.tcp_flags, self.ip_total_len)
     }
     #[inline(always)]
-    fn class<'c>(cache: &'c FlowCache, hit: &Hit) -> Option<&'c ClassRecord6> {
-        let key = ClassKey6::of(hit);
+    fn class<'c>(cache: &'c FlowCache, e: &Entry) -> Option<&'c ClassRecord6> {
+        let key = ClassKey6::of_entry6(e);
         let r = &cache.classes6[key.line()];
         (r.key == key).then_some(r)
     }
@@ -844,29 +880,37 @@ pub(crate) fn classes_on(ctx: &Ctx<'_>) -> bool {
 
 /// A frame of a burst received ahead that [`forward_common`] may forward: read at the
 /// fixed offsets, TCP with ACK and none of SYN/FIN/RST or UDP. Its lookup is then prepared
-/// from this alone (no parse): the parse waits until the frame is found to need it.
-#[derive(Clone, Copy, Debug)]
+/// from this alone (no parse): the parse waits until the frame is found to need it. Which
+/// form it was read in; the fields themselves go to the caller's per-family slots
+/// ([`Replayable::read`]): kept as one enum holding either family's fields, each frame's
+/// store and load copied the larger one's 44 bytes (~29 instructions a packet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Replayable {
-    V4(CommonV4),
-    V6(CommonV6),
+    /// Not such a frame.
+    #[default]
+    No,
+    V4,
+    V6,
 }
 
 impl Replayable {
+    /// Reads `frame` into `v4` or `v6`, as its family is, if it is such a frame (the other
+    /// slot is left as it was).
     #[inline(always)]
-    pub(crate) fn read(frame: &[u8]) -> Option<Replayable> {
+    pub(crate) fn read(frame: &[u8], v4: &mut CommonV4, v6: &mut CommonV6) -> Replayable {
         if let Some(f) = CommonV4::read(frame) {
-            return qualifies_common(f.proto, f.tcp_flags).then_some(Replayable::V4(f));
+            if qualifies_common(f.proto, f.tcp_flags) {
+                *v4 = f;
+                return Replayable::V4;
+            }
+            return Replayable::No;
         }
-        let f = CommonV6::read(frame)?;
-        qualifies_common(f.proto, f.tcp_flags).then_some(Replayable::V6(f))
-    }
-
-    /// The frame's connection-table key.
-    #[inline(always)]
-    pub(crate) fn key(&self) -> uvs_conntrack::FlowKey {
-        match self {
-            Replayable::V4(f) => common_key(f),
-            Replayable::V6(f) => common_key6(f),
+        match CommonV6::read(frame) {
+            Some(f) if qualifies_common(f.proto, f.tcp_flags) => {
+                *v6 = f;
+                Replayable::V6
+            }
+            _ => Replayable::No,
         }
     }
 }
@@ -910,6 +954,15 @@ impl Rest {
         self.seen == WINDOW && self.judge()
     }
 
+    /// `seen` tallies of which `hits` were hits at once; true when they ended a window
+    /// that calls for a rest.
+    #[inline(always)]
+    pub(crate) fn tally_many(&mut self, seen: u32, hits: u32) -> bool {
+        self.seen += seen;
+        self.hits += hits;
+        self.seen >= WINDOW && self.judge()
+    }
+
     /// Starts the window again (the rest and its backoff carry over).
     pub(crate) fn new_window(&mut self) {
         (self.seen, self.hits) = (0, 0);
@@ -918,7 +971,9 @@ impl Rest {
     /// The end of a window: rest if too few hits.
     #[cold]
     fn judge(&mut self) -> bool {
-        let rest = self.hits < WINDOW / 4;
+        // A quarter of the window's tallies (a window tallied many at once may pass
+        // `WINDOW`).
+        let rest = self.hits < self.seen / 4;
         if rest {
             self.resting = REST << self.failures;
             self.failures = (self.failures + 1).min(BACKOFF);

@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 
-use crate::flow::{Conn, ConnId, Dir, Hit, InsertError};
+use crate::flow::{Conn, ConnId, Dir, Entry, Hit, InsertError};
 use crate::index::{lane_dir, lane_slot, lane_value, Index, Pos};
 use crate::layout::{
     ctl_dead, ctl_deadline, ctl_gen, ctl_live, ctl_pack, ctl_state, decode_conn, encode_conn,
@@ -213,6 +213,13 @@ impl<const AW: usize> FamilyTable<AW> {
     /// `k` in the lane's direction.
     #[inline(always)]
     fn try_lane(&self, k: &EncKey, v: u64, now: u32) -> Option<Hit> {
+        let (slot, dir, w) = self.lane_entry(k, v, now)?;
+        Some(self.hit(slot, dir, &w))
+    }
+
+    /// [`try_lane`](Self::try_lane)'s entry: its slot, direction and words, undecoded.
+    #[inline(always)]
+    fn lane_entry(&self, k: &EncKey, v: u64, now: u32) -> Option<(usize, Dir, [u64; MAX_WORDS])> {
         let slot = lane_slot(v);
         let dir = lane_dir(v);
         let w = self.read(slot)?;
@@ -222,7 +229,18 @@ impl<const AW: usize> FamilyTable<AW> {
             & !ctl_dead(c)
             & (ctl_state(c) != STATE_PENDING)
             & !expired(ctl_deadline(c), now);
-        usable.then(|| self.hit(slot, dir, &w))
+        usable.then_some((slot, dir, w))
+    }
+
+    /// [`finish`](Self::finish) when the lane `prefetch_entry` found holds `k` (see
+    /// [`ConnTable::finish_lane`](crate::ConnTable::finish_lane)), its entry undecoded.
+    #[inline(always)]
+    pub(crate) fn finish_lane(&self, k: &EncKey, lane: u64, now: u32) -> Option<Entry> {
+        if lane == 0 {
+            return None;
+        }
+        let (_, dir, w) = self.lane_entry(k, lane, now)?;
+        Some(Entry::from_words::<AW>(dir, w))
     }
 
     #[inline]

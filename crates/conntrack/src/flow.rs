@@ -339,6 +339,107 @@ impl Hit {
     }
 }
 
+/// A connection as [`ConnTable::finish_lane`](crate::ConnTable::finish_lane) found it: its
+/// entry's words as read (validated, as a [`Hit`]'s are), not decoded. A caller that needs a
+/// few of its fields reads just those: the decode into a [`Hit`] (its four addresses
+/// widened to 16 bytes and stored) was a fifth of an established lookup's instructions.
+/// The address accessors are per family: `_v4` ones of an IPv4 entry, `_v6` of an IPv6 one.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// Which tuple the looked-up key matched.
+    pub dir: Dir,
+    v6: bool,
+    ctl: u64,
+    meta: u64,
+    /// Original sport ‖ dport ‖ reply sport ‖ dport.
+    ports: u64,
+    w: [u64; MAX_WORDS],
+}
+
+impl Entry {
+    /// The entry copy `w` (validated) of an entry with `AW` address words per tuple.
+    #[inline(always)]
+    pub(crate) fn from_words<const AW: usize>(dir: Dir, w: [u64; MAX_WORDS]) -> Self {
+        Entry {
+            dir,
+            v6: AW != 1,
+            ctl: w[CTL],
+            meta: w[META],
+            ports: w[2 + 2 * AW],
+            w,
+        }
+    }
+    /// Tick at which the entry expires unless updated.
+    #[inline(always)]
+    pub fn deadline(&self) -> u32 {
+        ctl_deadline(self.ctl)
+    }
+    /// [`Conn::state`] when the lookup read the entry.
+    #[inline(always)]
+    pub fn state(&self) -> u8 {
+        ctl_state(self.ctl)
+    }
+    /// [`Conn::service`].
+    #[inline(always)]
+    pub fn service(&self) -> u16 {
+        (self.meta >> 16) as u16
+    }
+    /// [`Conn::real`].
+    #[inline(always)]
+    pub fn real(&self) -> u16 {
+        self.meta as u16
+    }
+    /// [`Conn::method`].
+    #[inline(always)]
+    pub fn method(&self) -> u8 {
+        (self.meta >> 40) as u8
+    }
+    /// [`Conn::flags`].
+    #[inline(always)]
+    pub fn flags(&self) -> u8 {
+        (self.meta >> 48) as u8
+    }
+    /// Both tuples' protocol.
+    #[inline(always)]
+    pub fn proto(&self) -> u8 {
+        (self.meta >> 56) as u8
+    }
+    /// `orig().dport`.
+    #[inline(always)]
+    pub fn orig_dport(&self) -> u16 {
+        (self.ports >> 32) as u16
+    }
+    /// `reply().sport`.
+    #[inline(always)]
+    pub fn reply_sport(&self) -> u16 {
+        (self.ports >> 16) as u16
+    }
+    /// `orig().dst` of an IPv4 entry: the virtual address.
+    #[inline(always)]
+    pub fn orig_dst_v4(&self) -> [u8; 4] {
+        debug_assert!(!self.v6);
+        (self.w[2] as u32).to_be_bytes()
+    }
+    /// `reply().src` of an IPv4 entry: the real server.
+    #[inline(always)]
+    pub fn reply_src_v4(&self) -> [u8; 4] {
+        debug_assert!(!self.v6);
+        ((self.w[3] >> 32) as u32).to_be_bytes()
+    }
+    /// `orig().dst` of an IPv6 entry: the virtual address.
+    #[inline(always)]
+    pub fn orig_dst_v6(&self) -> [u8; 16] {
+        debug_assert!(self.v6);
+        ((u128::from(self.w[4]) << 64) | u128::from(self.w[5])).to_be_bytes()
+    }
+    /// `reply().src` of an IPv6 entry: the real server.
+    #[inline(always)]
+    pub fn reply_src_v6(&self) -> [u8; 16] {
+        debug_assert!(self.v6);
+        ((u128::from(self.w[6]) << 64) | u128::from(self.w[7])).to_be_bytes()
+    }
+}
+
 impl ConnView for Hit {
     /// The whole connection.
     #[inline]

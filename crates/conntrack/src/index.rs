@@ -168,7 +168,7 @@ impl Index {
     #[inline]
     pub(crate) fn prefetch(&self, pos: &Pos) {
         if let Some(b) = self.buckets.get(pos.b[0]) {
-            crate::prefetch::prefetch(b);
+            crate::prefetch::prefetch_once(b);
         }
     }
 

@@ -116,7 +116,7 @@ impl<F: FnMut(&Conn)> Sweep for Reclaim<F> {
     }
 }
 
-pub use flow::{Conn, ConnId, ConnView, Dir, FlowKey, Hit, InsertError, STATE_RESERVED_MIN};
+pub use flow::{Conn, ConnId, ConnView, Dir, Entry, FlowKey, Hit, InsertError, STATE_RESERVED_MIN};
 pub use prefetch::prefetch;
 pub use timeouts::{Proto, Timeouts};
 
@@ -227,6 +227,17 @@ impl ConnTable {
     #[inline]
     pub fn finish(&self, p: &Prepared, now: u32) -> Option<Hit> {
         on_family!(self, p.v6, |f| f.finish(&p.k, &p.pos, p.lane, now))
+    }
+
+    /// [`finish`](Self::finish) for a caller that needs a few fields of a connection
+    /// found where [`prefetch_entry`](Self::prefetch_entry) pointed: the entry of the lane
+    /// it found, undecoded, when that entry is live and holds the key (the commonest hit).
+    /// `None` says only that this quick answer is not there: the key may still be in the
+    /// table (another lane, a lane found after the prefetch), which [`finish`](Self::finish)
+    /// would find. A `Some` is what `finish` would give, as [`Entry`] instead of [`Hit`].
+    #[inline(always)]
+    pub fn finish_lane(&self, p: &Prepared, now: u32) -> Option<Entry> {
+        on_family!(self, p.v6, |f| f.finish_lane(&p.k, p.lane, now))
     }
 
     /// [`lookup`](Self::lookup) of `key` that takes a burst's prepared lookup when it is

@@ -754,3 +754,86 @@ fn a_hinted_lookup_answers_for_its_own_key_whatever_the_hint() {
     let again = t.insert(&a, 0, 100).unwrap();
     assert_eq!(t.lookup_hinted(&a.orig, Some(&pa), 10).unwrap().id, again);
 }
+
+/// Every field an [`Entry`] gives, against the [`Hit`] `finish` gives for the same lookup.
+fn assert_entry_is_hit(e: &Entry, h: &Hit) {
+    assert_eq!(
+        (
+            e.dir,
+            e.state(),
+            e.deadline(),
+            e.service(),
+            e.real(),
+            e.method()
+        ),
+        (
+            h.dir,
+            h.state(),
+            h.deadline,
+            h.service(),
+            h.real(),
+            h.method()
+        )
+    );
+    assert_eq!(
+        (e.flags(), e.proto(), e.orig_dport(), e.reply_sport()),
+        (h.flags(), h.proto(), h.orig_dport(), h.reply_sport())
+    );
+    if h.v6() {
+        assert_eq!(&e.orig_dst_v6(), h.orig_dst());
+        assert_eq!(&e.reply_src_v6(), h.reply_src());
+    } else {
+        assert_eq!(e.orig_dst_v4()[..], h.orig_dst()[..4]);
+        assert_eq!(e.reply_src_v4()[..], h.reply_src()[..4]);
+    }
+}
+
+#[test]
+fn finish_lane_is_finish_undecoded_where_the_lane_holds_the_key() {
+    let t = ConnTable::new(8192);
+    let mut keys = Vec::new();
+    for i in 0..40u16 {
+        let c4 = nat(21_000 + i, 1 + (i % 7) as u8);
+        let mut c6 = fullnat6(i, 31_000 + i);
+        c6.state = (i % 5) as u8;
+        c6.real = i;
+        if i % 3 != 0 {
+            t.insert(&c4, 0, 100 + u32::from(i)).unwrap();
+            t.insert(&c6, 0, if i % 5 == 0 { 5 } else { 100 }).unwrap();
+        }
+        keys.extend([c4.orig, c6.reply, c4.reply, c6.orig]);
+    }
+    let mut prepared: Vec<Prepared> = keys.iter().map(|k| t.prepare(k)).collect();
+    // Not yet prefetched: no lane, no quick answer.
+    assert!(prepared.iter().all(|p| t.finish_lane(p, 10).is_none()));
+    for p in prepared.iter_mut() {
+        t.prefetch_entry(p);
+    }
+    let mut quick = 0;
+    for p in &prepared {
+        let full = t.finish(p, 10);
+        match t.finish_lane(p, 10) {
+            Some(e) => {
+                quick += 1;
+                assert_entry_is_hit(&e, full.as_ref().expect("a quick answer is an answer"));
+            }
+            // A tuple alone in its bucket: the lane prefetch_entry found is the hit.
+            None => assert_eq!(full, None),
+        }
+    }
+    // 26 stored flows × 4 keys, minus 2 keys each for the 5 IPv6 ones already expired
+    assert_eq!(quick, 26 * 4 - 5 * 2);
+    // Gone, then the slot reused by another tuple: no answer from the old lane.
+    let k = 4;
+    let old = t.finish(&prepared[k], 10).unwrap();
+    assert!(t.remove(old.id));
+    assert!(t.finish_lane(&prepared[k], 10).is_none());
+    let id = t.insert(&nat(29_998, 11), 0, 100).unwrap();
+    assert_eq!(id.index(), old.id.index(), "the freed slot is reused");
+    assert!(t.finish_lane(&prepared[k], 10).is_none());
+    // Expired by `now`: none, as `finish` gives.
+    let k = keys.iter().position(|x| *x == nat(21_002, 3).orig).unwrap();
+    assert!(t.finish_lane(&prepared[k], 101).is_some());
+    assert!(t.finish_lane(&prepared[k], 102).is_none());
+    assert_eq!(t.finish(&prepared[k], 102), None);
+}

@@ -153,6 +153,30 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .lookup(&key, m.now)
                     .map(|h: Hit| (h.id, h.dir, h.conn(), h.deadline));
                 prop_assert_eq!(got, want);
+                // The prepared lookup's quick answer: none, or the live holder's fields.
+                let mut p = t.prepare(&key);
+                t.prefetch_entry(&mut p);
+                if let Some(e) = t.finish_lane(&p, m.now) {
+                    let Some((_, dir, c, deadline)) = want else {
+                        return Err(TestCaseError::fail(format!("finish_lane found {key:?}")));
+                    };
+                    prop_assert_eq!(
+                        (e.dir, e.state(), e.deadline(), e.service(), e.real()),
+                        (dir, c.state, deadline, c.service, c.real)
+                    );
+                    prop_assert_eq!(
+                        (
+                            e.method(),
+                            e.flags(),
+                            e.proto(),
+                            e.orig_dport(),
+                            e.reply_sport()
+                        ),
+                        (c.method, c.flags, c.orig.proto, c.orig.dport, c.reply.sport)
+                    );
+                    prop_assert_eq!(&e.orig_dst_v4()[..], &c.orig.dst[..4]);
+                    prop_assert_eq!(&e.reply_src_v4()[..], &c.reply.src[..4]);
+                }
             }
             Op::Update(f, s, ttl) => {
                 let Some(id) = m.handle[f as usize] else {

@@ -368,7 +368,7 @@ fn common_v4_ip(frame: &[u8]) -> Option<(&[u8; COMMON_V4_L4 + 8], usize)> {
 /// frame, protocol, TCP flags and IP total length, without the [`Parsed`] a frame that
 /// goes further needs. `None` for any other frame (which may still be valid: `classify`
 /// decides).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CommonV4 {
     /// Source ‖ destination address, as they lie in the frame.
     pub addrs: u64,
@@ -468,7 +468,7 @@ fn common_v6_ip(frame: &[u8]) -> Option<(&[u8; COMMON_V6_L4 + 8], usize)> {
 
 /// [`CommonV4`] for IPv6: a frame [`classify`] reads at fixed offsets (untagged, the TCP or
 /// UDP header right after the fixed IPv6 header), as a flow cache needs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CommonV6 {
     /// Source ‖ destination address, as they lie in the frame.
     pub addrs: [u8; 32],
