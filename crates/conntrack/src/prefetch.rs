@@ -21,26 +21,30 @@
 /// less in three alternating runs (bench/README.md, "A shorter class replay").
 #[inline(always)]
 pub fn prefetch_once<T>(x: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: as `prefetch`'s.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_NTA};
-        _mm_prefetch::<_MM_HINT_NTA>(x as *const T as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
+    hint::<true, T>(x);
 }
 
 /// Starts loading the cache line holding `x` into all cache levels. No effect on other
 /// architectures than x86-64 (where the loads themselves then miss, as before).
 #[inline(always)]
 pub fn prefetch<T>(x: &T) {
+    hint::<false, T>(x);
+}
+
+/// The prefetch instruction: `ONCE`, the non-temporal hint, else the all-levels one.
+#[inline(always)]
+fn hint<const ONCE: bool, T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint with no architectural effect; SSE is part of the x86-64
     // baseline, and `x` is a valid reference (a prefetch of any address would be sound).
     unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(x as *const T as *const i8);
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_NTA, _MM_HINT_T0};
+        let p = x as *const T as *const i8;
+        if ONCE {
+            _mm_prefetch::<_MM_HINT_NTA>(p);
+        } else {
+            _mm_prefetch::<_MM_HINT_T0>(p);
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = x;
