@@ -3,7 +3,10 @@
 use thiserror::Error;
 use uvs_ip::widen_v4;
 
-use crate::layout::{ctl_deadline, ctl_pack, ctl_state, encode_conn, CTL, MAX_WORDS, META};
+use crate::layout::{
+    ctl_deadline, ctl_pack, ctl_state, encode_conn, meta_flags, meta_method, meta_proto, meta_real,
+    meta_service, CTL, MAX_WORDS, META,
+};
 
 /// One direction of a flow as it appears on the wire: protocol, source, destination.
 ///
@@ -349,9 +352,8 @@ pub struct Entry {
     /// Which tuple the looked-up key matched.
     pub dir: Dir,
     v6: bool,
-    ctl: u64,
-    meta: u64,
-    /// Original sport ‖ dport ‖ reply sport ‖ dport.
+    /// Original sport ‖ dport ‖ reply sport ‖ dport: `w`'s word after the addresses, where
+    /// that is depends on the family.
     ports: u64,
     w: [u64; MAX_WORDS],
 }
@@ -363,8 +365,6 @@ impl Entry {
         Entry {
             dir,
             v6: AW != 1,
-            ctl: w[CTL],
-            meta: w[META],
             ports: w[2 + 2 * AW],
             w,
         }
@@ -372,37 +372,37 @@ impl Entry {
     /// Tick at which the entry expires unless updated.
     #[inline(always)]
     pub fn deadline(&self) -> u32 {
-        ctl_deadline(self.ctl)
+        ctl_deadline(self.w[CTL])
     }
     /// [`Conn::state`] when the lookup read the entry.
     #[inline(always)]
     pub fn state(&self) -> u8 {
-        ctl_state(self.ctl)
+        ctl_state(self.w[CTL])
     }
     /// [`Conn::service`].
     #[inline(always)]
     pub fn service(&self) -> u16 {
-        (self.meta >> 16) as u16
+        meta_service(self.w[META])
     }
     /// [`Conn::real`].
     #[inline(always)]
     pub fn real(&self) -> u16 {
-        self.meta as u16
+        meta_real(self.w[META])
     }
     /// [`Conn::method`].
     #[inline(always)]
     pub fn method(&self) -> u8 {
-        (self.meta >> 40) as u8
+        meta_method(self.w[META])
     }
     /// [`Conn::flags`].
     #[inline(always)]
     pub fn flags(&self) -> u8 {
-        (self.meta >> 48) as u8
+        meta_flags(self.w[META])
     }
     /// Both tuples' protocol.
     #[inline(always)]
     pub fn proto(&self) -> u8 {
-        (self.meta >> 56) as u8
+        meta_proto(self.w[META])
     }
     /// `orig().dport`.
     #[inline(always)]
@@ -467,27 +467,27 @@ impl ConnView for Hit {
     /// [`Conn::service`].
     #[inline(always)]
     fn service(&self) -> u16 {
-        (self.meta >> 16) as u16
+        meta_service(self.meta)
     }
     /// [`Conn::real`].
     #[inline(always)]
     fn real(&self) -> u16 {
-        self.meta as u16
+        meta_real(self.meta)
     }
     /// [`Conn::method`].
     #[inline(always)]
     fn method(&self) -> u8 {
-        (self.meta >> 40) as u8
+        meta_method(self.meta)
     }
     /// [`Conn::flags`].
     #[inline(always)]
     fn flags(&self) -> u8 {
-        (self.meta >> 48) as u8
+        meta_flags(self.meta)
     }
     /// Both tuples' protocol.
     #[inline(always)]
     fn proto(&self) -> u8 {
-        (self.meta >> 56) as u8
+        meta_proto(self.meta)
     }
     /// `orig().src`: the client.
     #[inline(always)]

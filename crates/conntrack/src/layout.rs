@@ -68,6 +68,29 @@ pub(crate) fn ctl_live(ctl: u64) -> bool {
     ctl_gen(ctl) & 1 == 0
 }
 
+// The `meta` word's fields, as `encode_conn` packs them: proto ‖ flags ‖ method ‖ 0 ‖
+// service ‖ real. Read through these by the decode, `Hit` and `Entry` alike.
+#[inline(always)]
+pub(crate) fn meta_proto(meta: u64) -> u8 {
+    (meta >> 56) as u8
+}
+#[inline(always)]
+pub(crate) fn meta_flags(meta: u64) -> u8 {
+    (meta >> 48) as u8
+}
+#[inline(always)]
+pub(crate) fn meta_method(meta: u64) -> u8 {
+    (meta >> 40) as u8
+}
+#[inline(always)]
+pub(crate) fn meta_service(meta: u64) -> u16 {
+    (meta >> 16) as u16
+}
+#[inline(always)]
+pub(crate) fn meta_real(meta: u64) -> u16 {
+    meta as u16
+}
+
 /// True once `now` has reached `deadline`, comparing in wrapping tick arithmetic so a u32
 /// millisecond clock can wrap (valid while deadlines are less than 2^31 ticks ahead).
 #[inline]
@@ -147,16 +170,16 @@ pub(crate) fn encode_conn<const AW: usize>(c: &Conn) -> [u64; MAX_WORDS] {
 #[inline]
 pub(crate) fn decode_conn<const AW: usize>(w: &[u64; MAX_WORDS]) -> Conn {
     let meta = w[META];
-    let proto = (meta >> 56) as u8;
+    let proto = meta_proto(meta);
     let ports = w[2 + 2 * AW];
     Conn {
         orig: decode_key::<AW>(&w[2..2 + AW], (ports >> 32) as u32, proto),
         reply: decode_key::<AW>(&w[2 + AW..2 + 2 * AW], ports as u32, proto),
-        service: (meta >> 16) as u16,
-        real: meta as u16,
-        method: (meta >> 40) as u8,
+        service: meta_service(meta),
+        real: meta_real(meta),
+        method: meta_method(meta),
         state: ctl_state(w[CTL]),
-        flags: (meta >> 48) as u8,
+        flags: meta_flags(meta),
     }
 }
 
